@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Test command: set up .venv (idempotent, plus headless Chromium when root) and run the suite.
+set -euo pipefail
+cd "$(dirname "$0")"
+UPS_WITH_BROWSER=1 bash scripts/setup.sh
+export WANDB_MODE=${WANDB_MODE:-offline} WANDB_SILENT=true RAY_DEDUP_LOGS=0
+exec .venv/bin/python -m pytest -q "$@"

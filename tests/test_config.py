@@ -1,0 +1,37 @@
+import pytest
+
+from ups.config import PRESET_DIMS, ConfigError, apply_overrides, load_config
+
+
+def test_defaults_and_override():
+    cfg = load_config(["preset=dim64", "stages.operator.optimizer.lr=3e-4"])
+    assert cfg.latent.dim == 64 and cfg.latent.tokens == 32
+    assert cfg.operator.hidden_dim == 128 and cfg.operator.input_dim == 64
+    assert cfg.diffusion.latent_dim == 64
+    assert cfg.stages.operator.optimizer.lr == pytest.approx(3e-4)
+
+
+@pytest.mark.parametrize("dim", PRESET_DIMS)
+def test_presets_follow_scaling_rules(dim):
+    cfg = load_config([f"preset=dim{dim}"])
+    assert cfg.operator.hidden_dim == 2 * dim
+    assert cfg.operator.hidden_dim % cfg.operator.heads == 0
+    assert cfg.operator.hidden_dim % cfg.operator.group_size == 0
+
+
+def test_misspelt_key_names_nearest():
+    with pytest.raises(ConfigError, match="stages.operator.optimizer.lr"):
+        load_config(["stages.operator.optimzer.lr=1e-3"])
+    with pytest.raises(ConfigError, match="ttc.candidates"):
+        apply_overrides(load_config(), {"ttc.candidatez": 3})
+
+
+@pytest.mark.parametrize("ov,key", [
+    (["operator.heads=5"], "operator.heads"),
+    (["data.nu=-1"], "data.nu"),
+    (["ttc.beam_width=9", "ttc.candidates=4"], "ttc.beam_width"),
+    (["preset=dim7"], "preset"),
+])
+def test_bad_values_refused(ov, key):
+    with pytest.raises(ConfigError, match=key.split(".")[-1]):
+        load_config(ov)

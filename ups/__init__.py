@@ -1,0 +1,1 @@
+"""UPS: Universal Physics Simulator."""

@@ -1,0 +1,408 @@
+"""Typed configuration schema for UPS and its Hydra-style loader.
+
+Every knob the sweeps turn lives here as a dotted key (``stages.operator.optimizer.lr``,
+``ttc.candidates``, ``latent.dim`` …).  ``load_config`` composes ``ups/conf/train.yaml`` with a
+model preset (``preset=dim64``) and Hydra overrides; an unknown or mistyped key fails at load time
+with the key, the nearest valid key, and the fix.  This module does not import Ray.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from omegaconf import II, MISSING, DictConfig, ListConfig, OmegaConf
+
+CONF_DIR = Path(__file__).parent / "conf"
+PRESET_DIMS: tuple[int, ...] = (8, 16, 24, 32, 48, 64, 128, 256, 512)
+
+
+class ConfigError(ValueError):
+    """A configuration the user wrote is invalid; the message names the key and the fix."""
+
+
+# --------------------------------------------------------------------------------------- schema
+@dataclass
+class DataCfg:
+    """Where the Burgers data comes from and how the PDEBench protocol slices it."""
+
+    path: str | None = None  # explicit HDF5 (ours or PDEBench's); None → generate/cached
+    nu: float = 0.01  # PDEBench ν (diffusion coefficient is ν/π)
+    n: int = 2000  # trajectories to generate
+    resolution: int = 1024  # saved grid points
+    seed: int = 2022
+    t_final: float = 2.0
+    frames: int = 201
+    cache_dir: str = "~/.cache/ups/data"
+    # PDEBench protocol (config_Bgs.yaml)
+    reduced_resolution: int = 4
+    reduced_resolution_t: int = 5
+    initial_step: int = 10
+    test_ratio: float = 0.1
+    val_ratio: float = 0.1  # taken from the end of the training part
+    num_samples_max: int = -1
+
+
+@dataclass
+class LatentCfg:
+    dim: int = 32
+    tokens: int = 16
+
+
+@dataclass
+class EncoderCfg:
+    hidden_dim: int = II("operator.hidden_dim")
+    context_frames: int = 1  # most recent frames the encoder sees
+
+
+@dataclass
+class OperatorCfg:
+    input_dim: int = II("latent.dim")
+    hidden_dim: int = 64
+    depths: list[int] = field(default_factory=lambda: [1, 1, 1])
+    heads: int = 4
+    group_size: int = 8
+    drop_path: float = 0.0  # stochastic depth rate
+    mlp_ratio: float = 2.0
+
+
+@dataclass
+class DecoderCfg:
+    frequencies: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
+    hidden_dim: int = 64
+    num_layers: int = 3
+
+
+@dataclass
+class DiffusionCfg:
+    latent_dim: int = II("latent.dim")
+    hidden_dim: int = 64
+    num_layers: int = 3
+    sigma_min: float = 0.002
+    sigma_max: float = 1.0
+    sigma_data: float = 0.5
+    sample_steps: int = 4  # teacher sampling steps (distilled model uses ttc.steps)
+
+
+@dataclass
+class OptimizerCfg:
+    name: str = "adamw"
+    lr: float = 1.0e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: float = 0.03
+
+
+@dataclass
+class StageCfg:
+    epochs: int = 5
+    optimizer: OptimizerCfg = field(default_factory=OptimizerCfg)
+    scheduler: str = "cosine"  # constant | cosine
+    warmup_steps_ratio: float = 0.05
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    batch_size: int = 32
+    accum_steps: int = 1
+
+
+def _operator_stage() -> StageCfg:
+    return StageCfg(epochs=15, scheduler="constant", warmup_steps_ratio=0.0)
+
+
+def _diff_stage() -> StageCfg:
+    return StageCfg(epochs=5, optimizer=OptimizerCfg(lr=5.0e-4))
+
+
+def _distill_stage() -> StageCfg:
+    return StageCfg(epochs=6, optimizer=OptimizerCfg(lr=5.0e-4))
+
+
+@dataclass
+class StagesCfg:
+    operator: StageCfg = field(default_factory=_operator_stage)
+    diff_residual: StageCfg = field(default_factory=_diff_stage)
+    consistency_distill: StageCfg = field(default_factory=_distill_stage)
+
+
+@dataclass
+class TrainingCfg:
+    seed: int = 0
+    latent_cache: bool = True
+    latent_cache_dtype: str = "float32"  # float32 | bfloat16 | float16
+    rollout_horizon: int = 1
+    lambda_rollout: float = 0.0
+    lambda_spectral: float = 0.0
+    distill_num_taus: int = 5
+    distill_micro_batch: int = 3
+    num_threads: int = 2
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "none"  # none | bf16 (CUDA autocast)
+    time_budget_s: float = 0.0  # 0 = no wall-clock cap (epochs decide)
+    checkpoint_every: int = 1  # epochs between checkpoints handed to report()
+    val_max_samples: int = 64  # validation trajectories used for per-epoch rollout nRMSE
+
+
+@dataclass
+class RewardWeightsCfg:
+    mass: float = 1.0
+    energy: float = 1.0
+    bc: float = 1.0
+    smoothness: float = 0.1
+
+
+@dataclass
+class TTCCfg:
+    enabled: bool = True
+    candidates: int = 8
+    beam_width: int = 3
+    horizon: int = 2
+    max_evaluations: int = 150
+    threshold: float = 0.35
+    steps: int = 1
+    gamma: float = 1.0
+    noise_scale: float = 1.0
+    weights: RewardWeightsCfg = field(default_factory=RewardWeightsCfg)
+
+
+@dataclass
+class EvalCfg:
+    max_samples: int = -1  # test trajectories (-1: all)
+    batch_size: int = 64
+    ensemble_size: int = 8  # diffusion samples for ECE
+    out_dir: str = "reports"
+    baselines: bool = True
+    fno_budget_s: float = 60.0
+
+
+@dataclass
+class RunCfg:
+    run_id: str | None = None
+    out_dir: str = "runs"
+    label: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UPSConfig:
+    preset: str = "dim32"
+    data: DataCfg = field(default_factory=DataCfg)
+    latent: LatentCfg = field(default_factory=LatentCfg)
+    encoder: EncoderCfg = field(default_factory=EncoderCfg)
+    operator: OperatorCfg = field(default_factory=OperatorCfg)
+    decoder: DecoderCfg = field(default_factory=DecoderCfg)
+    diffusion: DiffusionCfg = field(default_factory=DiffusionCfg)
+    stages: StagesCfg = field(default_factory=StagesCfg)
+    training: TrainingCfg = field(default_factory=TrainingCfg)
+    ttc: TTCCfg = field(default_factory=TTCCfg)
+    eval: EvalCfg = field(default_factory=EvalCfg)
+    run: RunCfg = field(default_factory=RunCfg)
+
+
+# ---------------------------------------------------------------------------------- presets
+def preset_values(dim: int) -> dict[str, Any]:
+    """The seed's scaling rules: tokens ∝ dim, hidden = 2×dim, group size divides hidden."""
+    hidden = 2 * dim
+    heads = max(1, min(16, hidden // 16))
+    while hidden % heads:
+        heads -= 1
+    group_size = max(1, hidden // 8)
+    return {
+        "latent": {"dim": dim, "tokens": int(min(64, max(4, dim // 2)))},
+        "operator": {"hidden_dim": hidden, "heads": heads, "group_size": group_size},
+        "decoder": {"hidden_dim": hidden},
+        "diffusion": {"hidden_dim": hidden},
+    }
+
+
+# ---------------------------------------------------------------------------------- loading
+def all_keys(cfg: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of the schema (or of ``cfg``)."""
+    if cfg is None:
+        cfg = OmegaConf.structured(UPSConfig)
+    keys: list[str] = []
+    for k in cfg.keys():
+        full = f"{prefix}{k}"
+        node = cfg._get_node(k)
+        if isinstance(node, DictConfig):
+            keys.extend(all_keys(node, full + "."))
+        else:
+            keys.append(full)
+    return keys
+
+
+def suggest_key(key: str, candidates: Iterable[str] | None = None) -> str | None:
+    cands = list(candidates) if candidates is not None else all_keys()
+    best = difflib.get_close_matches(key, cands, n=1, cutoff=0.5)
+    if best:
+        return best[0]
+    leaf = key.rsplit(".", 1)[-1]
+    by_leaf = [c for c in cands if c.rsplit(".", 1)[-1] == leaf]
+    return by_leaf[0] if by_leaf else None
+
+
+def unknown_key_error(key: str, source: str) -> ConfigError:
+    near = suggest_key(key)
+    hint = f" Did you mean '{near}'?" if near else ""
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    siblings = [k for k in all_keys() if parent and k.startswith(parent + ".")]
+    valid = f" Valid keys under '{parent}': {', '.join(siblings[:20])}." if siblings else ""
+    return ConfigError(f"{source}: unknown config key '{key}'.{hint}{valid}")
+
+
+def _compose(overrides: Sequence[str], config_name: str, config_dir: Path) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.global_hydra import GlobalHydra
+
+    ConfigStore.instance().store(name="ups_schema", node=UPSConfig)
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+            return compose(config_name=config_name, overrides=list(overrides))
+    except OverrideParseException as e:
+        raise ConfigError(f"overrides: cannot parse {e}. Use key=value, e.g. stages.operator.optimizer.lr=3e-4") from None
+    except ConfigCompositionException as e:
+        msg = str(e)
+        m = re.search(r"Could not override '([^']+)'", msg) or re.search(r"Key '([^']+)' not in", msg)
+        if m and ("not in struct" in msg or "Could not override" in msg):
+            cause = str(e.__cause__) if e.__cause__ else ""
+            if "not in struct" in msg or "not in struct" in cause or "Could not find" not in cause:
+                raise unknown_key_error(m.group(1), "overrides") from None
+        m = re.search(r"Could not find '([^']+)'", msg)
+        if m:
+            opts = ", ".join(f"dim{d}" for d in PRESET_DIMS)
+            raise ConfigError(f"overrides: unknown preset '{m.group(1)}'. Available: {opts}") from None
+        cause = str(e.__cause__).split("\n")[0] if e.__cause__ else ""
+        raise ConfigError(f"overrides: {msg} {cause}".strip()) from None
+
+
+def load_config(
+    overrides: Sequence[str] = (),
+    config_name: str = "train",
+    config_dir: Path = CONF_DIR,
+) -> DictConfig:
+    """Compose the UPS config with Hydra overrides; validate; return a resolved DictConfig.
+
+    Raises ConfigError naming the key and its nearest valid key for misspelt keys, bad types,
+    or values that break the model's scaling rules.
+    """
+    try:
+        cfg = _compose(overrides, config_name, config_dir)
+        OmegaConf.resolve(cfg)
+    except ConfigError:
+        raise
+    except Exception as e:  # omegaconf ValidationError etc.
+        key = getattr(e, "full_key", None)
+        raise ConfigError(f"overrides: invalid value for '{key}': {e}".split("\n")[0]) from None
+    validate_config(cfg)
+    return cfg
+
+
+def config_from_dict(d: dict[str, Any], source: str = "config") -> DictConfig:
+    """Rebuild a validated config from a plain dict (e.g. stored in a checkpoint)."""
+    schema = OmegaConf.structured(UPSConfig)
+    try:
+        cfg = OmegaConf.merge(schema, OmegaConf.create(d))
+    except Exception as e:
+        key = getattr(e, "full_key", None) or ""
+        if "not in struct" in str(e) or "Key '" in str(e):
+            raise unknown_key_error(str(key), source) from None
+        raise ConfigError(f"{source}: invalid value for '{key}': {e}".split("\n")[0]) from None
+    OmegaConf.resolve(cfg)
+    validate_config(cfg, source)
+    return cfg
+
+
+def apply_overrides(cfg: DictConfig, updates: dict[str, Any], source: str = "overrides") -> DictConfig:
+    """Set dotted keys on a copy of ``cfg`` (used by sweeps for sampled params); unknown keys fail."""
+    out = OmegaConf.create(OmegaConf.to_container(cfg))
+    schema = OmegaConf.merge(OmegaConf.structured(UPSConfig), out)
+    valid = set(all_keys())
+    for key, value in updates.items():
+        if key not in valid:
+            raise unknown_key_error(key, source)
+        try:
+            OmegaConf.update(schema, key, value, merge=False)
+        except Exception as e:
+            raise ConfigError(f"{source}: invalid value {value!r} for '{key}': {e}".split("\n")[0]) from None
+    validate_config(schema, source)
+    return schema
+
+
+def validate_config(cfg: DictConfig, source: str = "config") -> None:
+    """Semantic checks the type system cannot express (scaling rules, ranges)."""
+
+    def bad(key: str, why: str, fix: str) -> ConfigError:
+        return ConfigError(f"{source}: '{key}' {why}. Fix: {fix}")
+
+    op = cfg.operator
+    if op.hidden_dim % op.heads:
+        raise bad("operator.heads", f"= {op.heads} does not divide operator.hidden_dim = {op.hidden_dim}",
+                  "choose heads dividing hidden_dim")
+    if op.hidden_dim % op.group_size:
+        raise bad("operator.group_size", f"= {op.group_size} does not divide operator.hidden_dim = {op.hidden_dim}",
+                  "choose a group size dividing hidden_dim")
+    if not op.depths or any(d < 0 for d in op.depths):
+        raise bad("operator.depths", f"= {list(op.depths)} is invalid", "use a non-empty list like [1,1,1]")
+    for name in ("latent.dim", "latent.tokens", "decoder.hidden_dim", "decoder.num_layers", "diffusion.hidden_dim"):
+        if OmegaConf.select(cfg, name) < 1:
+            raise bad(name, "must be ≥ 1", "use a positive integer")
+    for sname in ("operator", "diff_residual", "consistency_distill"):
+        st = cfg.stages[sname]
+        k = f"stages.{sname}"
+        if st.epochs < 0:
+            raise bad(f"{k}.epochs", "must be ≥ 0", "use 0 to skip the stage")
+        if not st.optimizer.lr > 0:
+            raise bad(f"{k}.optimizer.lr", f"= {st.optimizer.lr} must be > 0", "use e.g. 3e-4")
+        if len(st.optimizer.betas) != 2 or not all(0 <= b < 1 for b in st.optimizer.betas):
+            raise bad(f"{k}.optimizer.betas", f"= {list(st.optimizer.betas)} is invalid", "use two values in [0,1), e.g. [0.9,0.95]")
+        if st.scheduler not in ("constant", "cosine"):
+            raise bad(f"{k}.scheduler", f"= '{st.scheduler}' is unknown", "use 'constant' or 'cosine'")
+        if not 0 <= st.warmup_steps_ratio < 1:
+            raise bad(f"{k}.warmup_steps_ratio", "must be in [0,1)", "use e.g. 0.05")
+        if not 0 <= st.ema_decay < 1:
+            raise bad(f"{k}.ema_decay", "must be in [0,1)", "use e.g. 0.999")
+        if st.batch_size < 1 or st.accum_steps < 1:
+            raise bad(f"{k}.batch_size", "and accum_steps must be ≥ 1", "use positive integers")
+    if cfg.training.latent_cache_dtype not in ("float32", "bfloat16", "float16"):
+        raise bad("training.latent_cache_dtype", f"= '{cfg.training.latent_cache_dtype}' is unknown",
+                  "use float32, bfloat16 or float16")
+    if cfg.training.rollout_horizon < 1:
+        raise bad("training.rollout_horizon", "must be ≥ 1", "use 1 for one-step training")
+    t = cfg.ttc
+    if t.beam_width < 1 or t.candidates < 1 or t.horizon < 1 or t.steps < 1:
+        raise bad("ttc", "candidates, beam_width, horizon and steps must be ≥ 1", "use positive integers")
+    if t.beam_width > t.candidates:
+        raise bad("ttc.beam_width", f"= {t.beam_width} exceeds ttc.candidates = {t.candidates}",
+                  "keep beam_width ≤ candidates")
+    d = cfg.data
+    if d.nu <= 0:
+        raise bad("data.nu", f"= {d.nu} must be > 0", "use e.g. nu=0.01")
+    if d.n <= 0:
+        raise bad("data.n", f"= {d.n} must be > 0", "use e.g. n=2000")
+
+
+def to_dict(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_hash(cfg: DictConfig | dict[str, Any]) -> str:
+    import hashlib, json
+
+    d = to_dict(cfg) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
+    d = {k: v for k, v in d.items() if k != "run"}
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -1,0 +1,75 @@
+"""The sweep leaderboard: one CSV row per finished trial (no Ray import).
+
+Rows are keyed by ``run_id``; appending a row whose run_id exists replaces it, so a resumed sweep
+never duplicates rows.  Writes are atomic (temp file + rename) and guarded by a lock file.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pandas as pd
+
+LEADERBOARD_COLUMNS: list[str] = [
+    "run_id", "timestamp", "label", "round", "kind",  # kind: trial | baseline
+    "nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
+    "ece", "rollout_horizon", "wall_clock", "gpu_hours", "est_cost", "params",
+    "status", "stop_reason", "gate_pass", "gate_reasons", "promotion",  # promotion: small_eval|full_eval|champion
+    "tags", "config_hash", "checkpoint", "trial_id", "experiment", "config_json",
+]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "w") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lk, fcntl.LOCK_UN)
+
+
+def read_leaderboard(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+    df = pd.read_csv(path, dtype={"run_id": str, "trial_id": str, "config_hash": str})
+    for c in LEADERBOARD_COLUMNS:
+        if c not in df.columns:
+            df[c] = None
+    return df
+
+
+def _write(df: pd.DataFrame, path: Path) -> None:
+    cols = LEADERBOARD_COLUMNS + [c for c in df.columns if c not in LEADERBOARD_COLUMNS]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.reindex(columns=cols).to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def upsert_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Insert or replace rows by run_id; returns the full leaderboard."""
+    path = Path(path)
+    new = pd.DataFrame(list(rows))
+    with _locked(path):
+        df = read_leaderboard(path)
+        if len(new):
+            new["run_id"] = new["run_id"].astype(str)
+            df = df[~df["run_id"].astype(str).isin(set(new["run_id"]))]
+            df = new if df.empty else pd.concat([df, new], ignore_index=True)
+        _write(df, path)
+    return df
+
+
+def update_column(path: str | Path, run_ids: Iterable[str], column: str, value: Any) -> None:
+    path = Path(path)
+    ids = set(map(str, run_ids))
+    with _locked(path):
+        df = read_leaderboard(path)
+        df[column] = df[column].astype(object)
+        df.loc[df["run_id"].astype(str).isin(ids), column] = value
+        _write(df, path)
