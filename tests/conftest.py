@@ -7,4 +7,5 @@ os.environ.setdefault("WANDB_SILENT", "true")
 pytest_plugins = [
     "tests.fixtures.ray_cluster",
     "tests.fixtures.data",
+    "tests.fixtures.s3",
 ]

@@ -1,0 +1,88 @@
+"""Storage preflight and resolution against a real S3 API server (moto_server on 127.0.0.1)."""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from ups.cloud.storage import StorageError, parse_s3_uri, preflight, resolve_storage
+
+
+def test_preflight_accepts_existing_bucket_and_leaves_nothing(s3_client, s3_bucket):
+    preflight(f"s3://{s3_bucket}/sweeps/round_a")
+    listed = s3_client.list_objects_v2(Bucket=s3_bucket)
+    assert listed.get("KeyCount", 0) == 0, "the write probe must be deleted"
+
+
+def test_preflight_rejects_missing_bucket_quickly(s3_env):
+    t0 = time.monotonic()
+    with pytest.raises(StorageError) as err:
+        preflight("s3://no-such-bucket-ups/exp")
+    msg = str(err.value)
+    assert "no-such-bucket-ups" in msg and "does not exist" in msg and "aws s3 mb" in msg
+    assert time.monotonic() - t0 < 30
+
+
+def test_preflight_rejects_bad_credentials(s3_bucket, s3_auth_enforced, monkeypatch):
+    preflight(f"s3://{s3_bucket}/exp")  # the valid key passes with auth enforced
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(StorageError) as err:
+        preflight(f"s3://{s3_bucket}/exp")
+    msg = str(err.value)
+    assert "credentials were rejected" in msg and "InvalidAccessKeyId" in msg
+    assert "IamInstanceProfile" in msg  # names the fix
+
+
+def test_preflight_rejects_unreachable_endpoint(s3_env, monkeypatch):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    t0 = time.monotonic()
+    with pytest.raises(StorageError, match="unreachable"):
+        preflight("s3://some-bucket/exp")
+    assert time.monotonic() - t0 < 30
+
+
+@pytest.mark.parametrize("uri, fragment", [
+    ("s3://", "no bucket"),
+    ("s3://Bad_Bucket/x", "not a valid S3 bucket name"),
+    ("gs://bucket/x", "not supported"),
+])
+def test_bad_uris_fail_before_network(uri, fragment):
+    with pytest.raises(StorageError, match=fragment):
+        preflight(uri)
+
+
+def test_preflight_local(tmp_path):
+    preflight(tmp_path / "new" / "deeper")  # not yet created: the nearest parent is writable
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError, match="is a file"):
+        preflight(blocker / "sub")
+
+
+def test_resolve_local_is_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path, fs = resolve_storage("runs/ray")
+    assert fs is None and path == str(tmp_path / "runs" / "ray")
+    assert resolve_storage(f"file://{tmp_path}")[0] == str(tmp_path)
+
+
+def test_resolve_s3_returns_schemeless_path_and_working_fs(s3_client, s3_bucket):
+    import pyarrow.fs as pafs
+
+    path, fs = resolve_storage(f"s3://{s3_bucket}/sweeps/a/")
+    assert path == f"{s3_bucket}/sweeps/a"
+    assert isinstance(fs, pafs.S3FileSystem)
+    with fs.open_output_stream(f"{path}/probe.txt") as f:
+        f.write(b"hello")
+    body = s3_client.get_object(Bucket=s3_bucket, Key="sweeps/a/probe.txt")["Body"].read()
+    assert body == b"hello"
+
+
+def test_parse_s3_uri():
+    loc = parse_s3_uri("s3://bucket-1/a/b/")
+    assert (loc.bucket, loc.prefix, loc.fs_path, loc.key("c")) == ("bucket-1", "a/b", "bucket-1/a/b", "a/b/c")
