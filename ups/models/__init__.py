@@ -1,0 +1,1 @@
+"""UPS models: encoder, latent operator, Fourier decoder, diffusion residual (see ups_model.build_model)."""
