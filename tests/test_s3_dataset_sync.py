@@ -1,0 +1,99 @@
+"""The dataset cache shared through S3 (moto_server on 127.0.0.1) with sha256 verification."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from ups.cloud.dataset_sync import (
+    SHA_META,
+    DatasetSyncError,
+    remote_sha256,
+    sha256_file,
+    sync_dataset,
+    upload_dir,
+)
+
+
+def _write_h5(path, seed=0):
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        f["tensor"] = rng.standard_normal((4, 11, 32)).astype(np.float32)
+        f["x-coordinate"] = np.linspace(0, 1, 32, endpoint=False)
+        f["t-coordinate"] = np.linspace(0, 2, 12)
+    return path
+
+
+def test_dataset_generated_once_uploaded_and_downloaded_by_workers(tmp_path, s3_client, s3_bucket):
+    uri = f"s3://{s3_bucket}/datasets/burgers_nu0.01.h5"
+    driver = tmp_path / "driver" / "burgers_nu0.01.h5"
+    calls = []
+
+    def generate():
+        calls.append(1)
+        driver.parent.mkdir(parents=True, exist_ok=True)
+        _write_h5(driver)
+
+    assert sync_dataset(driver, uri, generate=generate) == driver
+    assert calls == [1]
+    head = s3_client.head_object(Bucket=s3_bucket, Key="datasets/burgers_nu0.01.h5")
+    assert head["Metadata"][SHA_META] == sha256_file(driver)
+
+    # a second sync on the driver neither regenerates nor re-uploads
+    sync_dataset(driver, uri, generate=generate)
+    assert calls == [1]
+
+    worker = tmp_path / "worker" / "cache" / "burgers_nu0.01.h5"
+    assert sync_dataset(worker, uri) == worker
+    with h5py.File(worker) as a, h5py.File(driver) as b:
+        np.testing.assert_array_equal(a["tensor"][...], b["tensor"][...])
+
+
+def test_corrupted_download_is_refused(tmp_path, s3_client, s3_bucket):
+    good = _write_h5(tmp_path / "good.h5")
+    uri = f"s3://{s3_bucket}/datasets/d.h5"
+    sync_dataset(good, uri)
+    sha = remote_sha256(uri)
+    # corrupt the stored bytes but keep the recorded checksum (a bit-rot / truncated upload)
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    s3_client.put_object(Bucket=s3_bucket, Key="datasets/d.h5", Body=bytes(data), Metadata={SHA_META: sha})
+
+    worker_dir = tmp_path / "worker"
+    with pytest.raises(DatasetSyncError, match="corrupted and was discarded"):
+        sync_dataset(worker_dir / "d.h5", uri)
+    assert not (worker_dir / "d.h5").exists()
+    assert not list(worker_dir.glob("*.part")), "no half-written file is left behind"
+
+
+def test_stale_local_copy_is_replaced(tmp_path, s3_bucket):
+    uri = f"s3://{s3_bucket}/datasets/d.h5"
+    sync_dataset(_write_h5(tmp_path / "a.h5", seed=1), uri)
+    (tmp_path / "w").mkdir()
+    local = _write_h5(tmp_path / "w" / "d.h5", seed=2)
+    assert sha256_file(local) != remote_sha256(uri)
+    sync_dataset(local, uri)
+    assert sha256_file(local) == remote_sha256(uri)
+
+
+def test_missing_everywhere_names_the_fix(tmp_path, s3_bucket):
+    with pytest.raises(DatasetSyncError, match="ups data generate"):
+        sync_dataset(tmp_path / "nothing.h5", f"s3://{s3_bucket}/datasets/nothing.h5")
+
+
+def test_object_without_checksum_is_not_trusted(tmp_path, s3_client, s3_bucket):
+    s3_client.put_object(Bucket=s3_bucket, Key="datasets/raw.h5", Body=b"abc")
+    with pytest.raises(DatasetSyncError, match="no sha256 metadata"):
+        sync_dataset(tmp_path / "raw.h5", f"s3://{s3_bucket}/datasets/raw.h5")
+
+
+def test_upload_dir_for_leaderboard_and_reports(tmp_path, s3_client, s3_bucket):
+    (tmp_path / "reports" / "round_a").mkdir(parents=True)
+    (tmp_path / "reports" / "leaderboard.csv").write_text("run_id,nrmse\na,0.1\n")
+    (tmp_path / "reports" / "round_a" / "index.html").write_text("<html></html>")
+    written = upload_dir(tmp_path / "reports", f"s3://{s3_bucket}/exp/reports")
+    keys = sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"])
+    assert keys == ["exp/reports/leaderboard.csv", "exp/reports/round_a/index.html"]
+    assert len(written) == 2
+    body = s3_client.get_object(Bucket=s3_bucket, Key="exp/reports/leaderboard.csv")["Body"].read()
+    assert body == b"run_id,nrmse\na,0.1\n"
