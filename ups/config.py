@@ -104,6 +104,11 @@ class StageCfg:
     grad_clip: float = 1.0
     batch_size: int = 32
     accum_steps: int = 1
+    time_budget_s: float = 0.0  # wall-clock cap for this stage (0 = epochs decide)
+
+
+def _autoencoder_stage() -> StageCfg:
+    return StageCfg(epochs=10, optimizer=OptimizerCfg(lr=2.0e-3), warmup_steps_ratio=0.02)
 
 
 def _operator_stage() -> StageCfg:
@@ -120,6 +125,7 @@ def _distill_stage() -> StageCfg:
 
 @dataclass
 class StagesCfg:
+    autoencoder: StageCfg = field(default_factory=_autoencoder_stage)  # trains encoder+decoder before the cache
     operator: StageCfg = field(default_factory=_operator_stage)
     diff_residual: StageCfg = field(default_factory=_diff_stage)
     consistency_distill: StageCfg = field(default_factory=_distill_stage)
@@ -133,6 +139,7 @@ class TrainingCfg:
     rollout_horizon: int = 1
     lambda_rollout: float = 0.0
     lambda_spectral: float = 0.0
+    lambda_field: float = 0.0  # rollout loss on decoded fields (operator stage)
     distill_num_taus: int = 5
     distill_micro_batch: int = 3
     num_threads: int = 2
@@ -351,7 +358,7 @@ def validate_config(cfg: DictConfig, source: str = "config") -> None:
     for name in ("latent.dim", "latent.tokens", "decoder.hidden_dim", "decoder.num_layers", "diffusion.hidden_dim"):
         if OmegaConf.select(cfg, name) < 1:
             raise bad(name, "must be ≥ 1", "use a positive integer")
-    for sname in ("operator", "diff_residual", "consistency_distill"):
+    for sname in ("autoencoder", "operator", "diff_residual", "consistency_distill"):
         st = cfg.stages[sname]
         k = f"stages.{sname}"
         if st.epochs < 0:
