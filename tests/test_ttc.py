@@ -195,3 +195,23 @@ def test_ttc_on_a_tiny_real_ups_model():
     assert res.interventions > 0
     via_model = model.rollout(ctx, 4, ttc_cfg=cfg.ttc, generator=torch.Generator().manual_seed(0))
     assert torch.equal(via_model, res.frames)
+
+
+def test_rewards_on_real_burgers_solutions():
+    """True viscous Burgers continuations score ~0; the same frames with model-like errors do not."""
+    from ups.data.initial import cell_centres, init_multi
+    from ups.data.solver import solve_burgers
+
+    u0 = torch.tensor(init_multi(4, cell_centres(256), seed=1))
+    u = solve_burgers(u0, 0.01, torch.linspace(0, 2, 41, dtype=torch.float64))  # (4, 41, 256)
+    ref = ContextPhysics.from_context(u[:, :10])
+    future = u[:, 10:]
+    w = RewardWeights()
+    true_pen = trajectory_penalty(future, ref, w)
+    assert float(true_pen.max()) < 0.05
+    drift = future + 0.02 * torch.arange(1, 32, dtype=torch.float64)[None, :, None]  # mass creeps up
+    noisy = future + 0.05 * torch.randn(future.shape, generator=torch.Generator().manual_seed(0),
+                                        dtype=torch.float64)
+    amplified = future * torch.linspace(1.01, 1.3, 31, dtype=torch.float64)[None, :, None]  # energy grows
+    for bad in (drift, noisy, amplified):
+        assert bool((trajectory_penalty(bad, ref, w) > true_pen + 0.1).all())
