@@ -1,0 +1,58 @@
+"""``ups report`` — render a round's HTML report, or compare two rounds.
+
+    ups report [round=<name|all>] [leaderboard=reports/leaderboard.csv] [experiment=<tune dir|s3://…>] [out=<dir>]
+    ups report compare <round_a> <round_b> [leaderboard=…] [out=<file.html>]
+
+round defaults to the round of the most recent trial in the leaderboard; experiment defaults to the
+experiment folder recorded in that round's rows; out defaults to <leaderboard dir>/<round>/.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ups.reports.sources import DEFAULT_LEADERBOARD, ReportError, load_leaderboard, parse_kv, rounds_in
+
+REPORT_ARGS = {"round": "name|all", "leaderboard": "path to leaderboard.csv", "experiment": "Tune experiment dir or s3://…",
+               "out": "output folder", "champion": "path to champion.json"}
+COMPARE_ARGS = {"leaderboard": "path to leaderboard.csv", "out": "output .html"}
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
+    if argv and argv[0] == "compare":
+        return _compare(argv[1:])
+    from ups.reports.html import write_report
+
+    args = parse_kv(argv, REPORT_ARGS, "ups report")
+    lb_path = Path(args.get("leaderboard", DEFAULT_LEADERBOARD))
+    round_name = args.get("round")
+    if round_name is None:
+        rounds = rounds_in(load_leaderboard(lb_path))
+        if not rounds and "experiment" not in args:
+            raise ReportError(f"leaderboard '{lb_path}' has no trial rows with a round. Fix: run a sweep first "
+                              f"(python sweeps/round_a.py) or pass round=<name> experiment=<tune dir>")
+        round_name = rounds[-1] if rounds else "all"
+        print(f"ups report: round={round_name} (most recent in {lb_path}; rounds: {', '.join(rounds) or 'none'})")
+    out = Path(args.get("out", lb_path.parent / round_name))
+    champion = Path(args["champion"]) if "champion" in args else None
+    if champion is not None and not champion.exists():
+        raise ReportError(f"champion file '{champion}' does not exist. Fix: drop champion= to use "
+                          f"{lb_path.parent / 'champion.json'} or the round's best trial")
+    index = write_report(args.get("experiment"), lb_path, round_name, out, champion_path=champion)
+    print(f"report: {index}")
+    return 0
+
+
+def _compare(argv: list[str]) -> int:
+    from ups.reports.compare import compare_main
+
+    rounds = [a for a in argv if "=" not in a]
+    if len(rounds) != 2:
+        raise ReportError(f"ups report compare: expected two round names, got {rounds or 'none'}. "
+                          f"Fix: ups report compare round_a round_b [leaderboard=…] [out=…]")
+    args = parse_kv([a for a in argv if "=" in a], COMPARE_ARGS, "ups report compare")
+    lb_path = Path(args.get("leaderboard", DEFAULT_LEADERBOARD))
+    compare_main(rounds[0], rounds[1], lb_path, Path(args["out"]) if "out" in args else None)
+    return 0

@@ -1,0 +1,134 @@
+"""Side-by-side comparison of the best trials of two sweep rounds, with deltas (``ups report compare``)."""
+from __future__ import annotations
+
+import html
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ups.config import flatten
+from ups.reports.html import CSS
+from ups.reports.sources import ReportError, best_trial, is_failed, load_leaderboard, rounds_in, row_config
+
+METRICS = ["nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
+           "ece", "rollout_horizon", "wall_clock", "gpu_hours", "est_cost", "params"]
+HIGHER_IS_BETTER = {"rollout_horizon"}
+NEUTRAL = {"params", "wall_clock", "gpu_hours", "est_cost"}  # cost, not quality
+TEXT = ["run_id", "label", "trial_id", "status", "gate_pass", "gate_reasons", "promotion", "checkpoint"]
+
+
+def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "leaderboard") -> dict[str, Any]:
+    """Best trial of each round, per-metric deltas (B − A) and the config keys that differ."""
+    present = rounds_in(lb)
+    for r in (round_a, round_b):
+        if r not in present:
+            raise ReportError(f"{source}: no trials of round '{r}'. Rounds present: {', '.join(present) or 'none'}. "
+                              f"Fix: ups report compare <round> <round> with two of those")
+    rows, stats = {}, {}
+    for r in (round_a, round_b):
+        t = lb[(lb["kind"] != "baseline") & (lb["round"] == r)]
+        best = best_trial(t)
+        if best is None:
+            raise ReportError(f"{source}: round '{r}' has no finished trial with an nRMSE "
+                              f"({len(t)} rows, all failed). Fix: re-run or resume that round")
+        rows[r] = best
+        failed = t.apply(is_failed, axis=1)
+        stats[r] = {"trials": len(t), "failed": int(failed.sum()),
+                    "gates passed": int((t["gate_pass"] == True).sum()),  # noqa: E712
+                    "total wall clock (s)": float(t["wall_clock"].fillna(0).sum())}
+    a, b = rows[round_a], rows[round_b]
+    metrics = []
+    for m in METRICS:
+        va, vb = _num(a.get(m)), _num(b.get(m))
+        delta = vb - va if va is not None and vb is not None else None
+        rel = delta / abs(va) if delta is not None and va not in (None, 0) else None
+        verdict = ""
+        if delta is not None and m not in NEUTRAL and delta != 0:
+            better = delta > 0 if m in HIGHER_IS_BETTER else delta < 0
+            verdict = f"{round_b} better" if better else f"{round_a} better"
+        metrics.append({"metric": m, round_a: va, round_b: vb, "delta": delta, "relative": rel, "verdict": verdict})
+    ca, cb = flatten(row_config(a)), flatten(row_config(b))
+    config_diff = [{"key": k, round_a: ca.get(k), round_b: cb.get(k)} for k in sorted(set(ca) | set(cb))
+                   if not k.startswith("run.") and str(ca.get(k)) != str(cb.get(k))]
+    return {"rounds": [round_a, round_b], "best": {r: {k: _clean(rows[r].get(k)) for k in TEXT} for r in rows},
+            "metrics": metrics, "stats": stats, "config_diff": config_diff}
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _clean(v: Any) -> Any:
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def _f(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "—"
+    if pct:
+        return f"{100 * v:+.1f}%"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def format_text(c: dict[str, Any]) -> str:
+    ra, rb = c["rounds"]
+    lines = [f"best trial: {ra} = {c['best'][ra]['run_id']}   {rb} = {c['best'][rb]['run_id']}",
+             f"{'metric':<18}{ra:>14}{rb:>14}{'Δ (B−A)':>12}{'Δ%':>9}  verdict"]
+    for m in c["metrics"]:
+        lines.append(f"{m['metric']:<18}{_f(m[ra]):>14}{_f(m[rb]):>14}{_f(m['delta']):>12}"
+                     f"{_f(m['relative'], True):>9}  {m['verdict']}")
+    for k in ("gate_pass", "gate_reasons"):
+        lines.append(f"{k:<18}{_f(c['best'][ra][k]):>14}{_f(c['best'][rb][k]):>14}")
+    for r in (ra, rb):
+        lines.append(f"round {r}: " + ", ".join(f"{k} {_f(v)}" for k, v in c["stats"][r].items()))
+    if c["config_diff"]:
+        lines.append("config differences: " + "; ".join(f"{d['key']}: {d[ra]} → {d[rb]}" for d in c["config_diff"][:20]))
+    return "\n".join(lines)
+
+
+def write_compare_html(c: dict[str, Any], out: Path) -> Path:
+    e = html.escape
+    ra, rb = c["rounds"]
+    rows = "".join(f"<tr><td class=txt>{e(m['metric'])}</td><td>{_f(m[ra])}</td><td>{_f(m[rb])}</td>"
+                   f"<td>{_f(m['delta'])}</td><td>{_f(m['relative'], True)}</td><td class=txt>{e(m['verdict'])}</td></tr>"
+                   for m in c["metrics"])
+    text = "".join(f"<tr><td class=txt>{e(k)}</td><td class=txt>{e(_f(c['best'][ra][k]))}</td>"
+                   f"<td class=txt>{e(_f(c['best'][rb][k]))}</td></tr>" for k in c["best"][ra])
+    stats = "".join(f"<tr><td class=txt>{e(k)}</td><td>{_f(c['stats'][ra][k])}</td><td>{_f(c['stats'][rb][k])}</td></tr>"
+                    for k in c["stats"][ra])
+    diff = "".join(f"<tr><td class=txt>{e(d['key'])}</td><td class=txt>{e(str(d[ra]))}</td>"
+                   f"<td class=txt>{e(str(d[rb]))}</td></tr>" for d in c["config_diff"]) or \
+        "<tr><td class=txt colspan=3>no differences recorded (config_json missing or identical)</td></tr>"
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>UPS Sweeps: {e(ra)} vs {e(rb)}</title><style>{CSS}</style></head><body>
+<h1>Best trials: {e(ra)} vs {e(rb)}</h1>
+<h2>Metrics (Δ = {e(rb)} − {e(ra)})</h2><table id="compare-metrics"><thead><tr><th>metric</th><th>{e(ra)}</th>
+<th>{e(rb)}</th><th>Δ</th><th>Δ%</th><th>verdict</th></tr></thead><tbody>{rows}</tbody></table>
+<h2>Best trials</h2><table><thead><tr><th>field</th><th>{e(ra)}</th><th>{e(rb)}</th></tr></thead><tbody>{text}</tbody></table>
+<h2>Rounds</h2><table><thead><tr><th></th><th>{e(ra)}</th><th>{e(rb)}</th></tr></thead><tbody>{stats}</tbody></table>
+<h2>Config differences of the best trials</h2><table><thead><tr><th>key</th><th>{e(ra)}</th><th>{e(rb)}</th></tr>
+</thead><tbody>{diff}</tbody></table></body></html>"""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def compare_main(round_a: str, round_b: str, leaderboard: Path, out: Path | None) -> Path:
+    lb = load_leaderboard(leaderboard)
+    c = compare_rounds(lb, round_a, round_b, source=f"leaderboard '{leaderboard}'")
+    print(format_text(c))
+    out = out or leaderboard.parent / f"compare_{round_a}_vs_{round_b}.html"
+    path = write_compare_html(c, out)
+    print(f"comparison: {path}")
+    return path

@@ -1,0 +1,458 @@
+"""The sweep report: ``reports/<round>/index.html`` with a sortable leaderboard and PNG figures.
+
+Contract (called by the sweep engine at the end of every sweep)::
+
+    write_report(experiment_path, leaderboard_path, round_name, out_dir) -> Path  # index.html
+
+The page is self-contained (inline CSS and ~30 lines of JS for column sorting, no CDN, no network);
+figures are PNG files next to it. The folder is built in a temp folder and swapped in atomically, so
+a crash never leaves a half-written report and the previous report survives until the new one is
+complete. Failed trials (ERROR status or no metric) stay in the table, marked, with their error line.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+import os
+import shutil
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from ups.reports import plots
+from ups.reports.experiment import ExperimentResults, load_experiment
+from ups.reports.importance import param_importance, varying_params
+from ups.reports.sources import (ReportError, best_trial, is_failed, load_champion, load_leaderboard,
+                                 resolve_checkpoint, row_config, select_round)
+
+TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench",
+                 "conservation_gap", "energy_violation", "bc_violation", "ece", "rollout_horizon",
+                 "wall_clock", "gpu_hours", "est_cost", "params", "gate_pass", "gate_reasons", "promotion",
+                 "trial_id"]
+FIGURES = [  # key, title, caption
+    ("best_vs_cost", "Best nRMSE vs compute", "Running best test nRMSE against cumulative trial wall clock "
+     "and GPU-hours, one line per round in the leaderboard (all rounds); failed trials add cost, no value."),
+    ("rung_survival", "ASHA rung survival", "Trials still reporting at each training_iteration, read from "
+     "the Tune experiment (result.json / progress.csv); red crosses: errored trials at their last iteration."),
+    ("importance", "Parameter importance", "Importance of the sampled parameters for the final test nRMSE "
+     "of this round's finished trials (in-memory Optuna study; method in the plot title)."),
+    ("ttc_paradox", "nRMSE vs parameters, with and without TTC", "Best test nRMSE per parameter count, "
+     "without TTC (blue) and with TTC (pink), all rounds; baselines as reference lines (FNO: star)."),
+    ("pareto", "Pareto front: nRMSE vs cost", "Non-dominated trials of this round in (cost, nRMSE); cost is "
+     "est_cost when recorded, else GPU-hours, else wall clock."),
+    ("learning_curves", "Learning curves (top trials)", "Validation rollout nRMSE (the ASHA metric) per "
+     "epoch for the best trials of the experiment."),
+    ("rollout", "Champion rollout vs truth", "One test trajectory: truth, the champion's autoregressive "
+     "prediction without TTC (context frames above the dashed line are given), and the error."),
+    ("gates", "Physics gates per trial", "Test nRMSE per trial coloured by gate result; failed trials are "
+     "listed in purple without a metric."),
+]
+
+
+@dataclass
+class FigureResult:
+    key: str
+    title: str
+    caption: str
+    png: str | None = None
+    note: str | None = None
+
+
+# --------------------------------------------------------------------------------------- entry
+def write_report(experiment_path: str | Path | None, leaderboard_path: Path, round_name: str,
+                 out_dir: Path, *, champion_path: Path | None = None, metric: str = "val_nrmse") -> Path:
+    """Render the report of one round (``round_name='all'``: every round); returns index.html's path."""
+    leaderboard_path = Path(leaderboard_path)
+    out_dir = Path(out_dir)
+    full = load_leaderboard(leaderboard_path)
+    lb = select_round(full, round_name)
+    exp_path = experiment_path if experiment_path not in (None, "") else _infer_experiment(lb)
+    exp: ExperimentResults | None = None
+    notes: list[str] = []
+    if exp_path is not None:
+        if experiment_path in (None, "") and not _exists(exp_path):
+            notes.append(f"experiment folder '{exp_path}' named in the leaderboard no longer exists; "
+                         "figures from trial histories are skipped")
+        else:
+            exp = load_experiment(exp_path)  # an explicit path that is missing is an input error
+            notes.extend(exp.notes)
+    trials = lb[lb["kind"] != "baseline"]
+    if trials.empty and (exp is None or not exp.trials):
+        known = sorted(set(full.loc[full["kind"] != "baseline", "round"]))
+        raise ReportError(f"leaderboard '{leaderboard_path}' has no trials of round '{round_name}' and no "
+                          f"experiment was given. Rounds present: {', '.join(known) or 'none'}. "
+                          f"Fix: round=<one of those> or experiment=<tune experiment folder>")
+    lb = _merge_experiment_trials(lb, exp, round_name)
+    champion = _champion(full, lb, leaderboard_path, champion_path, notes)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        figs = _render_figures(full, lb, exp, champion, tmp, metric)
+        page = _page(round_name, leaderboard_path, exp_path, lb, exp, champion, figs, notes)
+        (tmp / "index.html").write_text(page, encoding="utf-8")
+        _table_csv(lb).to_csv(tmp / "table.csv", index=False)
+        _swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir / "index.html"
+
+
+def _exists(p: str | Path) -> bool:
+    return "://" in str(p) or Path(p).exists()
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _infer_experiment(lb: pd.DataFrame) -> str | None:
+    vals = lb.loc[lb["kind"] != "baseline", "experiment"].dropna().astype(str)
+    vals = vals[vals != ""]
+    return vals.value_counts().index[0] if len(vals) else None
+
+
+def _merge_experiment_trials(lb: pd.DataFrame, exp: ExperimentResults | None, round_name: str) -> pd.DataFrame:
+    """Add experiment trials missing from the leaderboard (e.g. errored before writing a row); mark
+    leaderboard rows whose trial errored in the experiment."""
+    if exp is None:
+        return lb.reset_index(drop=True)
+    lb = lb.copy()
+    lb["error"] = ""
+    ids = set(lb["trial_id"].dropna().astype(str))
+    extra = []
+    for t in exp.trials:
+        if t.trial_id in ids:
+            m = lb["trial_id"].astype(str) == t.trial_id
+            if t.status == "ERROR":
+                lb.loc[m & (lb["status"] == ""), "status"] = "ERROR"
+            lb.loc[m, "error"] = t.error or ""
+            continue
+        best = float("nan")
+        if "val_nrmse" in t.history:
+            v = pd.to_numeric(t.history["val_nrmse"], errors="coerce")
+            best = float(v.min()) if v.notna().any() else best
+        extra.append({"run_id": f"trial:{t.trial_id}", "trial_id": t.trial_id, "kind": "trial",
+                      "round": round_name if round_name != "all" else "", "status": t.status,
+                      "label": t.dirname[:40], "error": t.error or "", "best_val_nrmse": best,
+                      "stop_reason": "not in leaderboard", "experiment": exp.path,
+                      "config_json": json.dumps(t.config, default=str)})
+    if extra:
+        lb = pd.concat([lb, pd.DataFrame(extra)], ignore_index=True)
+    return lb.reset_index(drop=True)
+
+
+def _champion(full: pd.DataFrame, lb: pd.DataFrame, leaderboard_path: Path, champion_path: Path | None,
+              notes: list[str]) -> dict[str, Any] | None:
+    """champion.json next to the leaderboard when present, else the round's best trial with a checkpoint."""
+    cpath = Path(champion_path) if champion_path else leaderboard_path.parent / "champion.json"
+    if cpath.exists():
+        try:
+            ch = load_champion(cpath)
+            ch["_source"] = f"champion ({cpath})"
+            return ch
+        except ReportError as e:
+            notes.append(str(e))
+    row = best_trial(lb[lb["checkpoint"].notna() & (lb["checkpoint"].astype(str) != "")])
+    if row is None:
+        return None
+    d = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.to_dict().items()}
+    d["_source"] = "best trial of this round (no champion promoted yet)"
+    return d
+
+
+# ------------------------------------------------------------------------------------- figures
+def _render_figures(full: pd.DataFrame, lb: pd.DataFrame, exp: ExperimentResults | None,
+                    champion: dict[str, Any] | None, out: Path, metric: str) -> list[FigureResult]:
+    hist = exp.histories() if exp is not None else pd.DataFrame()
+    statuses = {t.trial_id: t.status for t in exp.trials} if exp is not None else {}
+    all_rounds = pd.concat([full[full["kind"] != "baseline"], lb[lb["kind"] == "baseline"]], ignore_index=True)
+    no_exp = "no Tune experiment folder given or recorded in the leaderboard (pass experiment=<path>)"
+
+    def importance(path: Path) -> Path:
+        imp, method = _importances(lb, exp)
+        return plots.plot_importance(imp, method, path)
+
+    makers: dict[str, Callable[[Path], Path]] = {
+        "best_vs_cost": lambda p: plots.plot_best_vs_cost(all_rounds, p),
+        "rung_survival": lambda p: plots.plot_rung_survival(hist, statuses, p) if exp else _skip(no_exp),
+        "importance": importance,
+        "ttc_paradox": lambda p: plots.plot_ttc_paradox(all_rounds, p),
+        "pareto": lambda p: plots.plot_pareto(lb, p),
+        "learning_curves": lambda p: plots.plot_learning_curves(hist, p, metric) if exp else _skip(no_exp),
+        "rollout": lambda p: _rollout_figure(champion, p),
+        "gates": lambda p: plots.plot_gates(lb, p),
+    }
+    results = []
+    for key, title, caption in FIGURES:
+        fr = FigureResult(key, title, caption)
+        try:
+            fr.png = makers[key](out / f"{key}.png").name
+        except plots.PlotSkipped as e:
+            fr.note = str(e)
+        except Exception as e:  # a figure must not take the whole report down; say what broke
+            fr.note = f"figure failed: {type(e).__name__}: {e}"
+            print(f"ups report: figure '{key}' failed:\n{traceback.format_exc()}", file=sys.stderr)
+        results.append(fr)
+    return results
+
+
+def _skip(reason: str) -> Path:
+    raise plots.PlotSkipped(reason)
+
+
+def _importances(lb: pd.DataFrame, exp: ExperimentResults | None) -> tuple[dict[str, float], str]:
+    t = lb[(lb["kind"] != "baseline") & lb["nrmse"].notna()]
+    if t.empty:
+        return {}, "no finished trial with a test nRMSE"
+    from ups.config import flatten
+
+    configs = [row_config(r) for _, r in t.iterrows()]
+    if exp is not None:  # the Tune configs hold exactly the sampled parameters
+        by_id = {x.trial_id: flatten(x.config) for x in exp.trials}
+        sampled = [by_id.get(str(tid)) for tid in t["trial_id"]]
+        if all(s for s in sampled):
+            configs = sampled  # type: ignore[assignment]
+    flat = [flatten(c) for c in configs]
+    params = varying_params(configs)
+    frame = pd.DataFrame([{p: _scalar(f.get(p)) for p in params} for f in flat], index=t.index)
+    frame["nrmse"] = t["nrmse"].astype(float)
+    return param_importance(frame, params, "nrmse")
+
+
+def _scalar(v: Any) -> Any:
+    return str(v) if isinstance(v, (list, dict, tuple)) else v
+
+
+def _rollout_figure(champion: dict[str, Any] | None, path: Path) -> Path:
+    if champion is None:
+        raise plots.PlotSkipped("no champion and no trial with a checkpoint yet")
+    ckpt_raw = champion.get("checkpoint")
+    if not ckpt_raw:
+        raise plots.PlotSkipped(f"{champion.get('_source')}: no checkpoint recorded")
+    try:
+        ckpt = resolve_checkpoint(str(ckpt_raw))
+    except ReportError as e:
+        raise plots.PlotSkipped(str(e)) from None
+    truth, pred, x, t, initial_step, label = champion_rollout(ckpt)
+    name = champion.get("run_id") or champion.get("trial_id") or ckpt.parent.name
+    return plots.plot_rollout(truth, pred, x, t, initial_step,
+                              f"{champion.get('_source', 'champion')}: {name} — {label}", path)
+
+
+def champion_rollout(checkpoint: Path, sample: int = 0):
+    """Roll the checkpoint's model out (no TTC) on one test trajectory of its own data protocol.
+
+    Returns truth (T, X), prediction (T, X) with the context frames copied, x, t, initial_step, label.
+    Skips (PlotSkipped) when the data would have to be generated first: a report never spends that.
+    """
+    import torch
+
+    from ups.metrics import nrmse
+    from ups.train.checkpoint import load_checkpoint
+
+    model, cfg, _ = load_checkpoint(checkpoint)
+    data = _protocol_data_if_available(cfg)
+    test = data.test
+    if len(test) == 0:
+        raise plots.PlotSkipped("the champion's protocol has an empty test split")
+    k = int(cfg.data.initial_step)
+    u = test[sample:sample + 1]  # (1, T, X)
+    with torch.no_grad():
+        pred = model.rollout(u[:, :k], u.shape[1] - k)  # (1, T-k, X)
+    full = torch.cat([u[:, :k], pred], dim=1)  # (1, T, X)
+    err = nrmse(full, u, k)
+    return (u[0].numpy(), full[0].numpy(), np.asarray(data.x), np.asarray(data.t), k,
+            f"test sample {sample}, rollout nRMSE {err:.4f}")
+
+
+def _protocol_data_if_available(cfg: Any):
+    try:
+        from ups.data.protocol import load_protocol
+    except ImportError as e:
+        raise plots.PlotSkipped(f"data protocol module unavailable ({e})") from None
+    if cfg.data.path:
+        if not Path(str(cfg.data.path)).expanduser().exists():
+            raise plots.PlotSkipped(f"the champion's data file '{cfg.data.path}' is missing")
+    else:
+        try:
+            from ups.data import cache
+        except ImportError as e:
+            raise plots.PlotSkipped(f"data cache module unavailable ({e})") from None
+        cached = getattr(cache, "cached_path", None)
+        if cached is not None:
+            p = cached(cfg.data)
+            if p is None or not Path(p).exists():
+                raise plots.PlotSkipped("the champion's dataset is not in the cache (a report does not generate data)")
+    return load_protocol(cfg.data)
+
+
+# ---------------------------------------------------------------------------------------- HTML
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#212121;max-width:1400px}
+h1{font-size:1.5em;margin-bottom:4px} h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
+.meta{color:#616161;font-size:.85em} .kpis{display:flex;gap:16px;flex-wrap:wrap;margin:12px 0}
+.kpi{background:#f5f5f5;border-radius:6px;padding:8px 14px} .kpi b{display:block;font-size:1.25em}
+table{border-collapse:collapse;font-size:.8em;width:100%} th,td{border:1px solid #e0e0e0;padding:3px 6px;text-align:right;white-space:nowrap}
+th{background:#eceff1;cursor:pointer;position:sticky;top:0;user-select:none} th[data-dir=asc]::after{content:" \\25B2"} th[data-dir=desc]::after{content:" \\25BC"}
+td.txt{text-align:left} tr.baseline td{background:#fff8e1;font-style:italic} tr.failed td{background:#ffebee;color:#b71c1c}
+tr.champion td{font-weight:bold;background:#e8f5e9} .pass{color:#2e7d32;font-weight:bold} .fail{color:#c62828;font-weight:bold}
+.scroll{overflow:auto;max-height:520px} figure{margin:18px 0} figure img{max-width:100%;border:1px solid #eee}
+figcaption{color:#616161;font-size:.85em;max-width:900px} .skipped{background:#fafafa;border:1px dashed #bbb;padding:10px;color:#616161}
+pre{background:#263238;color:#eceff1;padding:10px;border-radius:4px;overflow:auto;font-size:.8em;max-height:400px}
+"""
+
+JS = """
+(function () {
+  function key(cell) { return cell ? cell.getAttribute('data-v') : null; }
+  document.querySelectorAll('table.sortable').forEach(function (table) {
+    var heads = table.tHead.rows[0].cells;
+    Array.prototype.forEach.call(heads, function (th, col) {
+      th.addEventListener('click', function () {
+        var asc = th.getAttribute('data-dir') !== 'asc';
+        Array.prototype.forEach.call(heads, function (h) { h.removeAttribute('data-dir'); });
+        th.setAttribute('data-dir', asc ? 'asc' : 'desc');
+        var body = table.tBodies[0];
+        var rows = Array.prototype.slice.call(body.rows);
+        rows.sort(function (a, b) {
+          var x = key(a.cells[col]), y = key(b.cells[col]);
+          var ex = x === null || x === '', ey = y === null || y === '';
+          if (ex || ey) { return ex === ey ? 0 : (ex ? 1 : -1); }
+          var nx = Number(x), ny = Number(y);
+          var r = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+          return asc ? r : -r;
+        });
+        rows.forEach(function (r) { body.appendChild(r); });
+      });
+    });
+  });
+  document.body.setAttribute('data-sort-ready', '1');
+})();
+"""
+
+
+def _fmt(v: Any, col: str) -> tuple[str, str]:
+    """(display text, sort key) for one cell."""
+    if v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v == ""):
+        return "", ""
+    if col == "gate_pass":
+        return ("pass", "1") if v is True else ("FAIL", "0") if v is False else (str(v), str(v))
+    if isinstance(v, (int, np.integer)) or (isinstance(v, float) and col == "params"):
+        return f"{int(v):,}", str(int(v))
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if col in ("wall_clock",):
+            return f"{f:.1f}", repr(f)
+        return (f"{f:.4g}" if abs(f) >= 1e-3 or f == 0 else f"{f:.3e}"), repr(f)
+    s = str(v)
+    return s, s
+
+
+def _table_csv(lb: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in TABLE_COLUMNS + ["error"] if c in lb.columns]
+    return lb[cols]
+
+
+def _rows_html(lb: pd.DataFrame, champion: dict[str, Any] | None) -> str:
+    champ_id = str(champion.get("run_id")) if champion and champion.get("run_id") else None
+    order = lb.assign(_b=(lb["kind"] == "baseline"), _f=lb.apply(is_failed, axis=1))
+    order = order.sort_values(["_b", "_f", "nrmse"], kind="stable", na_position="last")
+    out = []
+    for _, row in order.iterrows():
+        cls = "baseline" if row["_b"] else "failed" if row["_f"] else ""
+        if champ_id and str(row["run_id"]) == champ_id and not row["_b"]:
+            cls = "champion"
+        title = html.escape(str(row.get("error") or row.get("stop_reason") or ""), quote=True)
+        cells = []
+        for c in TABLE_COLUMNS:
+            v = row.get(c)
+            if c == "status" and row["_f"] and not str(v or ""):
+                v = "FAILED (no metric)"
+            text, key = _fmt(v, c)
+            klass = "txt" if c in ("label", "run_id", "kind", "round", "status", "gate_reasons", "promotion", "trial_id") else ""
+            if c == "gate_pass" and text:
+                klass = "pass" if text == "pass" else "fail"
+            cells.append(f'<td class="{klass}" data-v="{html.escape(key, quote=True)}">{html.escape(text)}</td>')
+        out.append(f'<tr class="{cls}" title="{title}">' + "".join(cells) + "</tr>")
+    return "\n".join(out)
+
+
+def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFrame,
+          exp: ExperimentResults | None, champion: dict[str, Any] | None, figs: list[FigureResult],
+          notes: list[str]) -> str:
+    e = html.escape
+    trials = lb[lb["kind"] != "baseline"]
+    failed = trials[trials.apply(is_failed, axis=1)] if len(trials) else trials
+    best = best_trial(lb)
+    n_pass = int((trials["gate_pass"] == True).sum()) if len(trials) else 0  # noqa: E712
+    kpis = [("trials", str(len(trials))), ("failed", str(len(failed))), ("gates passed", str(n_pass)),
+            ("best nRMSE", f"{best['nrmse']:.4g}" if best is not None else "—"),
+            ("best trial", str(best.get("label") or best["run_id"]) if best is not None else "—")]
+    for _, b in lb[(lb["kind"] == "baseline") & lb["nrmse"].notna()].iterrows():
+        kpis.append((f"{plots._baseline_name(b)} baseline", f"{b['nrmse']:.4g}"))
+    kpi_html = "".join(f'<div class="kpi">{e(k)}<b>{e(v)}</b></div>' for k, v in kpis)
+    head = "".join(f"<th>{e(c)}</th>" for c in TABLE_COLUMNS)
+    fig_html = []
+    for f in figs:
+        if f.png:
+            fig_html.append(f'<figure id="fig-{f.key}" class="plot"><h3>{e(f.title)}</h3>'
+                            f'<img src="{e(f.png)}" alt="{e(f.title)}"><figcaption>{e(f.caption)}</figcaption></figure>')
+        else:
+            fig_html.append(f'<figure id="fig-{f.key}" class="plot skipped-plot"><h3>{e(f.title)}</h3>'
+                            f'<div class="skipped">skipped: {e(f.note or "")}</div></figure>')
+    fail_html = ""
+    if len(failed):
+        items = "".join(f"<li><b>{e(str(r.get('trial_id') or r['run_id']))}</b> [{e(str(r['status'] or 'no metric'))}]: "
+                        f"{e(str(r.get('error') or r.get('stop_reason') or 'no metric reported'))}</li>"
+                        for _, r in failed.iterrows())
+        fail_html = f'<section id="failures"><h2>Failed trials ({len(failed)})</h2><ul>{items}</ul></section>'
+    champ_html = ""
+    if champion is not None:
+        cfg = champion.get("config") if isinstance(champion.get("config"), dict) else row_config(champion)
+        shown = {k: v for k, v in champion.items() if not k.startswith("_") and k not in ("config", "config_json")}
+        champ_html = (f'<section id="champion"><h2>Champion: {e(champion.get("_source", ""))}</h2>'
+                      f'<pre>{e(json.dumps(shown, indent=2, default=str))}</pre>'
+                      f'<h3>Config</h3><pre>{e(json.dumps(cfg, indent=2, default=str)) if cfg else "(not recorded)"}</pre></section>')
+    skipped = [f"{f.title}: {f.note}" for f in figs if f.note]
+    note_items = "".join(f"<li>{e(n)}</li>" for n in notes + skipped)
+    exp_desc = f"{exp_path} ({len(exp.trials)} Tune trials)" if exp is not None else (str(exp_path) if exp_path else "none")
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>UPS Sweeps report: {e(round_name)}</title><style>{CSS}</style></head>
+<body>
+<h1>UPS Sweeps report: round {e(round_name)}</h1>
+<p class="meta">generated {now} · leaderboard {e(str(leaderboard_path))} · experiment {e(exp_desc)}.
+nRMSE: PDEBench definition over the predicted frames (nrmse_pdebench includes the context frames, ×31/41).</p>
+<div class="kpis">{kpi_html}</div>
+<section id="leaderboard"><h2>Leaderboard (click a column to sort)</h2>
+<p class="meta">Baselines (yellow) are reference rows; failed trials are red; the champion is bold green.
+Hover a row for its error / stop reason.</p>
+<div class="scroll"><table id="leaderboard-table" class="sortable"><thead><tr>{head}</tr></thead>
+<tbody>
+{_rows_html(lb, champion)}
+</tbody></table></div></section>
+{fail_html}
+<section id="plots"><h2>Figures</h2>
+{''.join(fig_html)}
+</section>
+{champ_html}
+<section id="notes"><h2>Notes</h2><ul>{note_items or '<li>none</li>'}</ul></section>
+<script>{JS}</script>
+</body></html>
+"""

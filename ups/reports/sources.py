@@ -1,0 +1,186 @@
+"""Inputs of the reports: CLI key=value arguments, the leaderboard and the champion (no Ray).
+
+Every bad input raises ``ReportError`` naming the file, the key and the fix before any work starts.
+``ReportError`` subclasses ``ConfigError`` so ``ups/cli.py`` prints it and exits with code 2.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from ups.config import ConfigError
+from ups.leaderboard import LEADERBOARD_COLUMNS, read_leaderboard
+
+DEFAULT_LEADERBOARD = Path("reports/leaderboard.csv")
+DEFAULT_CHAMPION = Path("reports/champion.json")
+OK_STATUSES = {"TERMINATED", "COMPLETED", "DONE", "OK", "STOPPED", "EARLY_STOPPED", "ASHA_STOPPED"}
+
+
+class ReportError(ConfigError):
+    """Bad report/export input; the message names the file or key and the fix."""
+
+
+# ------------------------------------------------------------------------------------ arguments
+def parse_kv(argv: Sequence[str], allowed: dict[str, str], command: str) -> dict[str, str]:
+    """Parse ``key=value`` tokens; unknown keys and bare words fail naming the valid keys."""
+    out: dict[str, str] = {}
+    valid = ", ".join(f"{k}=<{v}>" for k, v in allowed.items())
+    for tok in argv:
+        if "=" not in tok:
+            raise ReportError(f"{command}: cannot parse argument '{tok}'. Use key=value with keys: {valid}")
+        key, value = tok.split("=", 1)
+        key = key.strip().lstrip("-").replace("-", "_")
+        if key not in allowed:
+            near = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.5)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            raise ReportError(f"{command}: unknown argument '{key}'.{hint} Valid: {valid}")
+        if not value:
+            raise ReportError(f"{command}: argument '{key}' is empty. Fix: {key}=<{allowed[key]}>")
+        out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------- leaderboard
+def load_leaderboard(path: str | Path) -> pd.DataFrame:
+    """Read and validate a leaderboard CSV (``ups.leaderboard`` columns); numeric columns coerced."""
+    path = Path(path)
+    if not path.exists():
+        raise ReportError(
+            f"leaderboard '{path}' does not exist. Fix: run a sweep first (python sweeps/round_a.py) "
+            f"or pass leaderboard=<path to leaderboard.csv>")
+    if path.is_dir():
+        raise ReportError(f"leaderboard '{path}' is a directory. Fix: pass the CSV file, e.g. {path / 'leaderboard.csv'}")
+    try:
+        df = read_leaderboard(path)
+    except Exception as e:  # pandas parser errors, bad encodings
+        raise ReportError(f"leaderboard '{path}' cannot be read as CSV ({type(e).__name__}: {e}). "
+                          f"Fix: regenerate it with a sweep or restore it from the experiment") from None
+    if len(df) and (df["run_id"].isna().all() or df["nrmse"].isna().all() and "nrmse" not in _header(path)):
+        raise ReportError(f"leaderboard '{path}': columns 'run_id'/'nrmse' are missing. Fix: it must have the "
+                          f"ups.leaderboard columns ({', '.join(LEADERBOARD_COLUMNS[:8])}, …)")
+    return normalise_leaderboard(df)
+
+
+def _header(path: Path) -> list[str]:
+    with open(path) as f:
+        return f.readline().strip().split(",")
+
+
+NUMERIC = ["nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
+           "ece", "rollout_horizon", "wall_clock", "gpu_hours", "est_cost", "params"]
+
+
+def normalise_leaderboard(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    for c in LEADERBOARD_COLUMNS:
+        if c not in df.columns:
+            df[c] = None
+    for c in NUMERIC:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df["kind"] = df["kind"].fillna("trial").astype(str)
+    df["status"] = df["status"].fillna("").astype(str)
+    df["round"] = df["round"].fillna("").astype(str)
+    df["gate_pass"] = df["gate_pass"].map(to_bool)
+    return df
+
+
+def to_bool(v: Any) -> bool | None:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("true", "1", "yes", "pass", "passed"):
+        return True
+    if s in ("false", "0", "no", "fail", "failed"):
+        return False
+    return None
+
+
+def is_failed(row: pd.Series | dict) -> bool:
+    """A trial row whose training did not finish normally (errored, or no metric)."""
+    status = str(row.get("status", "") or "").upper()
+    if status in ("ERROR", "FAILED", "CRASHED", "ERRORED"):
+        return True
+    nrmse = row.get("nrmse")
+    return str(row.get("kind", "trial")) != "baseline" and (nrmse is None or pd.isna(nrmse)) and status not in ("RUNNING", "PENDING")
+
+
+def select_round(df: pd.DataFrame, round_name: str | None) -> pd.DataFrame:
+    """Trials of one round (all rounds for None/'all') plus every baseline row."""
+    base = df[df["kind"] == "baseline"]
+    trials = df[df["kind"] != "baseline"]
+    if round_name and round_name != "all":
+        trials = trials[trials["round"] == round_name]
+    return pd.concat([trials, base], ignore_index=True)
+
+
+def rounds_in(df: pd.DataFrame) -> list[str]:
+    t = df[(df["kind"] != "baseline") & (df["round"] != "")]
+    if t.empty:
+        return []
+    order = t.groupby("round")["timestamp"].max().sort_values(kind="stable")
+    return list(order.index)
+
+
+def best_trial(df: pd.DataFrame) -> pd.Series | None:
+    """Lowest nRMSE among finished trial rows (gate-passing ones first); None if there is none."""
+    t = df[(df["kind"] != "baseline") & df["nrmse"].notna()]
+    if t.empty:
+        return None
+    passing = t[t["gate_pass"] == True]  # noqa: E712  (object column)
+    pool = passing if not passing.empty else t
+    return pool.sort_values("nrmse", kind="stable").iloc[0]
+
+
+def row_config(row: pd.Series | dict) -> dict[str, Any]:
+    raw = row.get("config_json")
+    if raw is None or (isinstance(raw, float) and math.isnan(raw)) or raw == "":
+        return {}
+    if isinstance(raw, dict):
+        return raw
+    try:
+        cfg = json.loads(raw)
+    except (TypeError, ValueError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+# ------------------------------------------------------------------------------------ champion
+def load_champion(path: str | Path) -> dict[str, Any]:
+    """Read ``champion.json``: a JSON object with at least ``checkpoint`` (path to checkpoint.pt)."""
+    path = Path(path)
+    if not path.exists():
+        raise ReportError(
+            f"no champion: '{path}' does not exist. Fix: finish a sweep round that promotes a champion "
+            f"(it writes {DEFAULT_CHAMPION}), or pass checkpoint=<path/to/checkpoint.pt> (or champion=<file>)")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as e:
+        raise ReportError(f"champion file '{path}' is not valid JSON ({e}). Fix: re-run the promotion or "
+                          f"pass checkpoint=<path/to/checkpoint.pt>") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"champion file '{path}' must hold a JSON object, got {type(data).__name__}. "
+                          f"Fix: re-run the promotion or pass checkpoint=<path>")
+    if not data.get("checkpoint"):
+        raise ReportError(f"champion file '{path}' has no 'checkpoint' key. Fix: re-run the promotion "
+                          f"(keys present: {', '.join(sorted(data)) or 'none'}) or pass checkpoint=<path>")
+    return data
+
+
+def resolve_checkpoint(checkpoint: str | Path, base: Path | None = None) -> Path:
+    """A checkpoint path (file or the directory holding checkpoint.pt), relative paths tried from base."""
+    p = Path(str(checkpoint)).expanduser()
+    candidates = [p] if p.is_absolute() or base is None else [p, base / p]
+    for c in candidates:
+        if c.is_dir() and (c / "checkpoint.pt").exists():
+            return c / "checkpoint.pt"
+        if c.is_file():
+            return c
+    raise ReportError(f"checkpoint '{checkpoint}' does not exist (looked for the file and <dir>/checkpoint.pt). "
+                      f"Fix: pass checkpoint=<path/to/checkpoint.pt> of a finished trial")
