@@ -1,0 +1,535 @@
+"""Evaluate a UPS checkpoint on any PDEBench-layout file: ``ups eval checkpoint=… data=… [overrides]``.
+
+``evaluate(model, cfg, data)`` runs the PDEBench protocol on one split (context = the first
+``initial_step`` frames, autoregressive rollout over the rest) without and with TTC, plus a
+diffusion ensemble for ECE, and returns the metric dict of docs/CONTRACTS.md. ``main(argv)`` loads
+the checkpoint and the data, checks that the file can be evaluated by this checkpoint (same time
+step and frame count; a different grid is resampled spectrally, the data being periodic), adds the
+baselines on the same data and writes ``eval_<run_id>.json``, ``.csv`` and ``.html`` (plots as
+embedded PNG) into ``cfg.eval.out_dir``.
+
+TTC never sees the target: the forecast functions below get the context frames only; the truth is
+used afterwards, for the metrics (tests/test_eval.py perturbs it and checks nothing TTC does moves).
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import html
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ups import metrics
+from ups.config import ConfigError, apply_overrides, to_dict
+from ups.models.interface import LatentForecaster
+from ups.ttc import TTCSettings, deterministic_rollout, ttc_search
+
+EVAL_KEYS = ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
+             "ece", "rollout_horizon", "eval_s", "ttc_s", "params")
+# override prefixes that make sense at evaluation time; model keys would not fit the stored weights
+EVAL_OVERRIDE_PREFIXES = ("data.", "ttc.", "eval.", "run.")
+USAGE = ("usage: ups eval checkpoint=PATH [data=FILE.h5] [key=value …]\n"
+         "  e.g. ups eval checkpoint=runs/r1/checkpoints/last data=1D_Burgers_Sols_Nu0.01.hdf5 "
+         "ttc.candidates=16 data.reduced_resolution=4 eval.max_samples=200")
+
+
+# ------------------------------------------------------------------------------ resampling
+def spectral_resample(u: torch.Tensor, n: int, shift: float = 0.0) -> torch.Tensor:
+    """Trigonometric interpolation of periodic samples on [0, 1): (..., X) → (..., n).
+
+    Input samples sit at ``x0_in + j/X``, output at ``x0_out + j/n`` with ``shift = x0_out - x0_in``.
+    Band-limited fields (modes below both Nyquists) are reproduced exactly.
+    """
+    x_in = u.shape[-1]
+    if x_in == n and shift == 0.0:
+        return u.clone()
+    uh = torch.fft.rfft(u.to(torch.float64), dim=-1)  # (..., X//2+1)
+    k = torch.arange(uh.shape[-1], dtype=torch.float64, device=u.device)
+    uh = uh * torch.exp(2j * math.pi * k * shift)
+    m = min(x_in // 2, n // 2)
+    out = torch.zeros(*uh.shape[:-1], n // 2 + 1, dtype=uh.dtype, device=u.device)  # (..., n//2+1)
+    out[..., : m + 1] = uh[..., : m + 1]
+    if x_in % 2 == 0 and n > x_in:
+        out[..., x_in // 2] *= 0.5  # the source Nyquist mode splits into ±k on the finer grid
+    if n % 2 == 0 and n < x_in:
+        out[..., n // 2] = 2 * out[..., n // 2].real  # ±k alias onto the coarser grid's Nyquist
+    return (torch.fft.irfft(out, n=n, dim=-1) * (n / x_in)).to(u.dtype)
+
+
+@dataclass(frozen=True)
+class GridMap:
+    """How the eval file's grid maps to the model's: identity, or spectral resampling both ways."""
+
+    eval_size: int
+    model_size: int
+    shift: float  # x0_model - x0_eval
+
+    @property
+    def identity(self) -> bool:
+        return self.eval_size == self.model_size and abs(self.shift) < 1e-12
+
+    def to_model(self, u: torch.Tensor) -> torch.Tensor:
+        return u if self.identity else spectral_resample(u, self.model_size, self.shift)
+
+    def to_eval(self, u: torch.Tensor) -> torch.Tensor:
+        return u if self.identity else spectral_resample(u, self.eval_size, -self.shift)
+
+
+# ------------------------------------------------------------------------------ forecasting
+def _model_grid(model: Any, x_size: int) -> int:
+    return int(getattr(model, "grid_size", x_size))
+
+
+@torch.no_grad()
+def ensemble_rollout(model: LatentForecaster, context: torch.Tensor, n_steps: int, size: int, *,
+                     generator: torch.Generator | None, steps: int = 1,
+                     noise_scale: float = 1.0) -> torch.Tensor:
+    """``size`` stochastic rollouts (one sampled residual per step): (B, Tc, X) → (S, B, n_steps, X)."""
+    b = context.shape[0]
+    ctx = context.repeat(size, 1, 1)  # (S·B, Tc, X), member-major
+    z = model.encode(ctx)  # (S·B, N, D)
+    frames = []
+    for _ in range(n_steps):
+        z = model.sample_next(z, 1, generator=generator, steps=steps, noise_scale=noise_scale)[:, 0]
+        frames.append(model.decode(z))  # (S·B, X)
+    return torch.stack(frames, dim=1).reshape(size, b, n_steps, -1)  # (S, B, T, X)
+
+
+@dataclass
+class EvalOutput:
+    metrics: dict[str, Any]
+    true: torch.Tensor  # (B, T, X) truth incl. context (eval grid)
+    pred: torch.Tensor  # (B, T, X) context + deterministic rollout
+    pred_ttc: torch.Tensor  # (B, T, X) context + TTC rollout
+    ttc_chosen: torch.Tensor  # (B, T - initial_step) candidate index per step (0 = deterministic)
+    curves: dict[str, list[float]]  # nRMSE per predicted frame
+    notes: list[str] = field(default_factory=list)
+
+
+def _device(cfg: Any) -> torch.device:
+    want = str(cfg.training.device)
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str = "test", *,
+                      grid: GridMap | None = None) -> EvalOutput:
+    """The PDEBench-protocol evaluation of ``model`` on ``data.<split>``, keeping trajectories."""
+    t_start = time.perf_counter()
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"evaluate: split '{split}' is unknown. Fix: use train, val or test")
+    traj = getattr(data, split)  # (N, T, X)
+    if cfg.eval.max_samples is not None and int(cfg.eval.max_samples) > 0:
+        traj = traj[: int(cfg.eval.max_samples)]
+    n_traj, n_frames, x_size = traj.shape
+    init = int(data.initial_step)
+    if n_traj == 0:
+        raise ConfigError(f"evaluate: the {split} split of '{getattr(data, 'source', '?')}' is empty. "
+                          "Fix: use a file with more trajectories or a larger data.test_ratio")
+    if not 1 <= init < n_frames:
+        raise ConfigError(f"evaluate: data.initial_step = {init} leaves no frame to forecast in "
+                          f"'{getattr(data, 'source', '?')}' ({n_frames} frames). Fix: lower data.initial_step")
+    settings = TTCSettings.from_cfg(cfg.ttc)  # bad TTC settings fail before compute
+    grid = grid or GridMap(x_size, _model_grid(model, x_size), 0.0)
+    dev = _device(cfg)
+    if isinstance(model, torch.nn.Module):
+        model = model.to(dev).eval()
+    seed = int(cfg.training.seed)
+    gen_ttc = torch.Generator(device=dev).manual_seed(seed)
+    gen_ens = torch.Generator(device=dev).manual_seed(seed + 1)
+    n_steps = n_frames - init
+    ens_size = int(cfg.eval.ensemble_size)
+    bs = max(1, int(cfg.eval.batch_size))
+
+    preds, preds_ttc, chosen, members = [], [], [], []
+    ttc_s = 0.0
+    searched = used = evals = 0
+    det_pen, ttc_pen = [], []
+    with torch.no_grad():
+        for i in range(0, n_traj, bs):
+            ctx = grid.to_model(traj[i:i + bs, :init].to(dev))  # (b, Tc, Xm) context only
+            plain = model.rollout(ctx, n_steps) if hasattr(model, "rollout") else \
+                deterministic_rollout(model, ctx, n_steps)  # (b, T', Xm)
+            preds.append(grid.to_eval(plain).cpu())
+            if settings.enabled:
+                res = ttc_search(model, ctx, n_steps, cfg.ttc, generator=gen_ttc)
+                ttc_s += res.seconds
+                searched += res.interventions
+                used += int(res.used_search.sum())
+                evals += res.evaluations
+                det_pen.append(res.det_penalty.cpu())
+                ttc_pen.append(res.penalty.cpu())
+                preds_ttc.append(grid.to_eval(res.frames).cpu())
+                chosen.append(res.chosen.cpu())
+            else:
+                preds_ttc.append(preds[-1])
+                chosen.append(torch.zeros(ctx.shape[0], n_steps, dtype=torch.long))
+            if ens_size >= 2:
+                ens = ensemble_rollout(model, ctx, n_steps, ens_size, generator=gen_ens,
+                                       steps=settings.steps, noise_scale=settings.noise_scale)
+                members.append(grid.to_eval(ens).cpu())
+
+    true = traj.cpu().to(torch.float32)  # (N, T, X)
+    ctx_true = true[:, :init]
+
+    def full(parts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([ctx_true, torch.cat(parts).to(torch.float32)], dim=1)  # (N, T, X)
+
+    pred, pred_ttc = full(preds), full(preds_ttc)
+    m = metrics.rollout_metrics(pred, true, init)
+    mt = metrics.rollout_metrics(pred_ttc, true, init)
+    out: dict[str, Any] = dict(m)
+    out["nrmse_ttc"] = mt["nrmse"]
+    out["nrmse_ttc_pdebench"] = mt["nrmse_pdebench"]
+    for key in ("conservation_gap", "energy_violation", "bc_violation", "rollout_horizon"):
+        out[f"{key}_ttc"] = mt[key]
+    out["ttc_gain"] = (m["nrmse"] - mt["nrmse"]) / m["nrmse"] if m["nrmse"] > 0 else 0.0
+    out["ttc_enabled"] = settings.enabled
+    out["ttc_intervention_rate"] = searched / (n_traj * n_steps)
+    out["ttc_search_used_rate"] = used / n_traj
+    out["ttc_evaluations_per_step"] = evals / (n_traj * n_steps) if settings.enabled else 0.0
+    if det_pen:
+        out["ttc_reward_penalty_det"] = float(torch.cat(det_pen).mean())
+        out["ttc_reward_penalty"] = float(torch.cat(ttc_pen).mean())
+    if members:
+        ens = torch.cat(members, dim=1).to(torch.float32)  # (S, N, T', X)
+        ens = torch.cat([ctx_true.expand(ens.shape[0], *ctx_true.shape), ens], dim=2)  # (S, N, T, X)
+        out["ece"] = metrics.ece(ens, true, init)
+    else:
+        out["ece"] = None
+    out["ensemble_size"] = ens_size if members else 0
+    out["params"] = int(sum(p.numel() for p in model.parameters())) if isinstance(model, torch.nn.Module) else 0
+    out["n_samples"], out["n_frames"], out["initial_step"], out["grid"] = n_traj, n_frames, init, x_size
+    out["model_grid"], out["split"] = grid.model_size, split
+    out["ttc_s"] = ttc_s
+    out["eval_s"] = time.perf_counter() - t_start
+    curves = {"ups": metrics.nrmse_per_time(pred, true, init).tolist(),
+              "ups_ttc": metrics.nrmse_per_time(pred_ttc, true, init).tolist()}
+    return EvalOutput(out, true, pred, pred_ttc, torch.cat(chosen), curves)
+
+
+def evaluate(model: LatentForecaster, cfg: Any, data: Any, split: str = "test") -> dict[str, Any]:
+    """Metric dict (keys ``EVAL_KEYS`` and more) of ``model`` on ``data.<split>``; see module doc."""
+    return evaluate_detailed(model, cfg, data, split).metrics
+
+
+# ------------------------------------------------------------------------------ compatibility
+def model_time_step(cfg: Any) -> float:
+    d = cfg.data
+    return float(d.t_final) / (int(d.frames) - 1) * int(d.reduced_resolution_t)
+
+
+def model_frames(cfg: Any) -> int:
+    return len(range(0, int(cfg.data.frames), int(cfg.data.reduced_resolution_t)))
+
+
+def check_eval_data(ckpt_cfg: Any, grid_size: int, data: Any, source: str) -> tuple[GridMap, list[str]]:
+    """Refuse files this checkpoint cannot forecast; map grids that differ. Returns (map, notes)."""
+    notes: list[str] = []
+    test = data.test
+    t = np.asarray(data.t, dtype=np.float64)
+    x = np.asarray(data.x, dtype=np.float64)
+    n_frames, x_size = int(test.shape[1]), int(test.shape[2])
+    dt_model, frames_model = model_time_step(ckpt_cfg), model_frames(ckpt_cfg)
+    if len(t) >= 2:
+        dt = float(t[1] - t[0])
+        if not math.isclose(dt, dt_model, rel_tol=1e-3):
+            ratio = dt_model / dt * 1.0
+            hint = ""
+            sub = dt_model / (dt / 1.0)
+            if abs(sub - round(sub)) < 1e-3 and round(sub) >= 1:
+                hint = f" (e.g. data.reduced_resolution_t = current × {round(sub)})"
+            raise ConfigError(
+                f"eval data '{source}': its time step after subsampling is {dt:.6g}, the checkpoint was "
+                f"trained with {dt_model:.6g} (ratio {ratio:.3g}). A learned one-step operator cannot be "
+                f"resampled in time. Fix: choose data.reduced_resolution_t so the steps match{hint}.")
+    if n_frames != frames_model:
+        raise ConfigError(
+            f"eval data '{source}': {n_frames} frames after subsampling, the checkpoint's protocol has "
+            f"{frames_model}; rollout metrics over a different horizon are not comparable. Fix: evaluate a "
+            f"file with the same frame count and time step (data.frames / data.reduced_resolution_t).")
+    if x_size < 4:
+        raise ConfigError(f"eval data '{source}': only {x_size} grid points. Fix: lower data.reduced_resolution")
+    dx = np.diff(x)
+    if len(x) != x_size or not np.allclose(dx, dx[0], rtol=1e-4):
+        raise ConfigError(f"eval data '{source}': x-coordinate is not a uniform grid of {x_size} points; "
+                          "spectral resampling needs a periodic uniform grid. Fix: regrid the file first.")
+    length = float(dx[0]) * x_size
+    if not math.isclose(length, 1.0, rel_tol=1e-3):
+        raise ConfigError(f"eval data '{source}': periodic domain length {length:.4g}, the model was trained "
+                          "on [0, 1). Fix: rescale x (and ν) to the unit interval.")
+    d = ckpt_cfg.data
+    x0_model = 0.5 / int(d.resolution)  # PDEBench cell centres, subsampled by [::reduced_resolution]
+    gm = GridMap(x_size, int(grid_size), x0_model - float(x[0]))
+    if gm.eval_size != gm.model_size:
+        notes.append(f"eval grid has {x_size} points, the checkpoint's {grid_size}: contexts are resampled "
+                     f"spectrally to {grid_size} points and forecasts back to {x_size} (periodic data); "
+                     "metrics are on the file's grid")
+    elif not gm.identity:
+        notes.append(f"eval grid is offset by {gm.shift:.3g} from the checkpoint's; shifted spectrally")
+    nu = getattr(data, "nu", None)
+    if nu is not None and not math.isclose(float(nu), float(d.nu), rel_tol=1e-6):
+        notes.append(f"eval data ν = {nu}, the checkpoint was trained at ν = {d.nu}: out-of-distribution test")
+    return gm, notes
+
+
+# ------------------------------------------------------------------------------ CLI
+def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """``checkpoint=…``, ``data=…`` (→ data.path) and dotted overrides → (checkpoint, overrides)."""
+    import yaml
+
+    ckpt: str | None = None
+    updates: dict[str, Any] = {}
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            raise ConfigError(USAGE)
+        if "=" not in arg:
+            raise ConfigError(f"eval: cannot parse '{arg}'. {USAGE}")
+        key, raw = arg.split("=", 1)
+        key = key.lstrip("+")
+        if key == "checkpoint":
+            ckpt = raw
+            continue
+        if key == "data":
+            key = "data.path"
+        if not key.startswith(EVAL_OVERRIDE_PREFIXES):
+            raise ConfigError(f"eval: '{key}' cannot be overridden at evaluation time (the weights fix the "
+                              f"model). Fix: override only {', '.join(p + '*' for p in EVAL_OVERRIDE_PREFIXES)}, "
+                              "or retrain with the new value")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        updates[key] = raw if key == "data.path" else value
+    if ckpt is None:
+        raise ConfigError(f"eval: missing checkpoint=PATH. {USAGE}")
+    return ckpt, updates
+
+
+def _run_id(cfg: Any, state: dict[str, Any]) -> str:
+    rid = cfg.run.run_id or state.get("run_id")
+    if rid:
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(rid))
+    return "ckpt-" + hashlib.sha1(str(Path(state["path"]).resolve()).encode()).hexdigest()[:10]
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _figures(ev: EvalOutput, baselines: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    init = int(ev.metrics["initial_step"])
+    figs = []
+    true, pred, pttc = (a[0].numpy() for a in (ev.true, ev.pred, ev.pred_ttc))  # (T, X) sample 0
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2), sharey=True)
+    vmin, vmax = float(true.min()), float(true.max())
+    for ax, (name, arr) in zip(axes, [("truth", true), ("UPS", pred), ("UPS + TTC", pttc)]):
+        im = ax.imshow(arr, aspect="auto", origin="lower", vmin=vmin, vmax=vmax, cmap="RdBu_r")
+        ax.axhline(init - 0.5, color="k", lw=0.8, ls="--")
+        ax.set_title(name)
+        ax.set_xlabel("x index")
+    axes[0].set_ylabel("frame")
+    fig.colorbar(im, ax=axes[:3].tolist(), shrink=0.8)
+    im = axes[3].imshow(np.abs(pred - true), aspect="auto", origin="lower", cmap="magma")
+    axes[3].set_title("|UPS − truth|")
+    fig.colorbar(im, ax=axes[3], shrink=0.8)
+    figs.append(("Rollout vs truth, test sample 0 (dashed: end of context)", _png(fig)))
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.2))
+    n = true.shape[0]
+    for ax, t in zip(axes, [init, (init + n - 1) // 2, n - 1]):
+        ax.plot(true[t], "k", lw=1.5, label="truth")
+        ax.plot(pred[t], "C0", lw=1, label="UPS")
+        ax.plot(pttc[t], "C3", lw=1, ls="--", label="UPS + TTC")
+        ax.set_title(f"frame {t}")
+    axes[0].legend()
+    figs.append(("Profiles at three frames, sample 0", _png(fig)))
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    steps = np.arange(init, init + len(ev.curves["ups"]))
+    ax.plot(steps, ev.curves["ups"], "C0", label=f"UPS ({ev.metrics['nrmse']:.4f})")
+    ax.plot(steps, ev.curves["ups_ttc"], "C3--", label=f"UPS + TTC ({ev.metrics['nrmse_ttc']:.4f})")
+    for i, row in enumerate(baselines):
+        if row.get("nrmse") is not None:
+            ax.axhline(float(row["nrmse"]), color=f"C{i + 4}", lw=0.8, ls=":",
+                       label=f"{row.get('name')} (mean {float(row['nrmse']):.4f})")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("nRMSE")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    figs.append(("nRMSE over time (test mean)", _png(fig)))
+    return figs
+
+
+def _table_rows(ev: EvalOutput, baselines: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
+    m = ev.metrics
+    rows = [
+        {"model": "ups", "run_id": run_id, **{k: m.get(k) for k in metrics.METRIC_KEYS}, "ece": m.get("ece"),
+         "params": m["params"], "seconds": m["eval_s"] - m["ttc_s"]},
+        {"model": "ups+ttc", "run_id": run_id, "nrmse": m["nrmse_ttc"], "nrmse_pdebench": m["nrmse_ttc_pdebench"],
+         **{k: m[f"{k}_ttc"] for k in ("conservation_gap", "energy_violation", "bc_violation", "rollout_horizon")},
+         "ece": None, "params": m["params"], "seconds": m["ttc_s"]},
+    ]
+    for b in baselines:
+        rows.append({"model": f"baseline:{b.get('name')}", "run_id": run_id,
+                     **{k: b.get(k) for k in metrics.METRIC_KEYS}, "ece": b.get("ece"),
+                     "params": b.get("params"), "seconds": b.get("train_s")})
+    return rows
+
+
+def _html(title: str, rows: list[dict[str, Any]], ev: EvalOutput, info: dict[str, Any],
+          figs: list[tuple[str, str]]) -> str:
+    import pandas as pd
+
+    table = pd.DataFrame(rows).to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in ev.notes) or "<li>none</li>"
+    meta = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in info.items())
+    imgs = "".join(f"<h3>{html.escape(c)}</h3><img src='data:image/png;base64,{b}'/>" for c, b in figs)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}</style>"
+            f"</head><body><h1>{html.escape(title)}</h1><table>{meta}</table><h2>Metrics</h2>{table}"
+            f"<h2>Notes</h2><ul>{notes}</ul>{imgs}</body></html>")
+
+
+def _atomic_write_all(files: dict[Path, str]) -> None:
+    """Write every file to a temp sibling first, then rename them all (no half-written set)."""
+    tmps: list[tuple[str, Path]] = []
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            tmps.append((tmp, path))
+        for tmp, path in tmps:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in tmps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.generic,)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def output_paths(out_dir: Path, run_id: str, fingerprint: str) -> tuple[str, dict[str, Path]]:
+    """``eval_<run_id>.*``; if that name holds an eval of other data/settings, add a fingerprint."""
+    stem = f"eval_{run_id}"
+    existing = out_dir / f"{stem}.json"
+    if existing.exists():
+        try:
+            old = json.loads(existing.read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            old = None
+        if old != fingerprint:
+            stem = f"{stem}_{fingerprint[:8]}"
+    return stem, {ext: out_dir / f"{stem}.{ext}" for ext in ("json", "csv", "html")}
+
+
+def main(argv: list[str]) -> int:
+    from ups.data.protocol import load_protocol
+    from ups.train.checkpoint import CheckpointError, load_checkpoint
+
+    ckpt_path, updates = parse_args(argv)
+    try:
+        model, ckpt_cfg, state = load_checkpoint(ckpt_path)
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from None
+    cfg = apply_overrides(ckpt_cfg, updates, source="ups eval")
+    try:
+        data = load_protocol(cfg.data)
+    except (FileNotFoundError, OSError, KeyError) as e:
+        raise ConfigError(f"eval data '{cfg.data.path}': {e}. Fix: pass data=<PDEBench-layout HDF5 file>") from None
+    except ConfigError:
+        raise
+    except ValueError as e:  # DataFileError names file, key and fix
+        raise ConfigError(str(e)) from None
+    source = str(getattr(data, "source", cfg.data.path))
+    grid, notes = check_eval_data(ckpt_cfg, int(state["grid_size"]), data, source)
+    TTCSettings.from_cfg(cfg.ttc)
+    torch.set_num_threads(max(1, int(cfg.training.num_threads)))
+    for n in notes:
+        print(f"note: {n}")
+
+    ev = evaluate_detailed(model, cfg, data, "test", grid=grid)
+    ev.notes.extend(notes)
+    baselines: list[dict[str, Any]] = []
+    if cfg.eval.baselines:
+        from ups.baselines import run_baselines
+
+        cache = Path(str(cfg.data.cache_dir)).expanduser().parent / "baselines"
+        baselines = [dict(r) for r in run_baselines(data, float(cfg.eval.fno_budget_s), int(cfg.training.seed),
+                                                      cache)]
+        ev.notes.append("baselines are evaluated on the full test split of the same file"
+                        + (f" (UPS on the first {ev.metrics['n_samples']})" if int(cfg.eval.max_samples) > 0 else ""))
+
+    run_id = _run_id(cfg, state)
+    m = ev.metrics
+    fingerprint = hashlib.sha1(json.dumps(
+        [str(getattr(data, "data_hash", source)), to_dict(cfg)["ttc"], to_dict(cfg)["eval"], to_dict(cfg)["data"]],
+        sort_keys=True, default=str).encode()).hexdigest()
+    out_dir = Path(str(cfg.eval.out_dir)).expanduser()
+    stem, paths = output_paths(out_dir, run_id, fingerprint)
+    info = {"run_id": run_id, "checkpoint": state["path"], "stage": state.get("stage"), "epoch": state.get("epoch"),
+            "data": source, "data_hash": getattr(data, "data_hash", None), "split": "test",
+            "samples": m["n_samples"], "grid": f"{m['grid']} (model {m['model_grid']})",
+            "ttc": f"k={cfg.ttc.candidates} w={cfg.ttc.beam_width} h={cfg.ttc.horizon} "
+                   f"threshold={cfg.ttc.threshold} enabled={cfg.ttc.enabled}"}
+    rows = _table_rows(ev, baselines, run_id)
+    import pandas as pd
+
+    record = {"run_id": run_id, "fingerprint": fingerprint, "info": info, "metrics": m, "baselines": baselines,
+              "curves": ev.curves, "notes": ev.notes, "config": to_dict(cfg)}
+    files = {
+        paths["json"]: json.dumps(_jsonable(record), indent=2),
+        paths["csv"]: pd.DataFrame(rows).to_csv(index=False),
+        paths["html"]: _html(f"UPS evaluation — {run_id}", rows, ev, info, _figures(ev, baselines)),
+    }
+    _atomic_write_all(files)
+    gain = m["ttc_gain"] * 100
+    print(f"nRMSE {m['nrmse']:.4f} (PDEBench-style {m['nrmse_pdebench']:.4f}) | with TTC {m['nrmse_ttc']:.4f} "
+          f"({gain:+.1f}% vs without; TTC searched {m['ttc_intervention_rate'] * 100:.0f}% of steps) | "
+          f"conservation {m['conservation_gap']:.3g} energy {m['energy_violation']:.3g} bc {m['bc_violation']:.3g} "
+          f"ECE {m['ece'] if m['ece'] is None else round(m['ece'], 4)} horizon {m['rollout_horizon']:.1f} | "
+          f"eval {m['eval_s']:.1f}s (TTC {m['ttc_s']:.1f}s) | {m['params']} params")
+    if gain > 50:
+        print("warning: a TTC gain this large is what target leakage looks like (DESIGN.md §3); the rewards here "
+              "see only context frames, so check the deterministic rollout instead (is it broken?)")
+    for b in baselines:
+        print(f"baseline {b.get('name')}: nRMSE {b.get('nrmse')}")
+    print(f"wrote {paths['json']}, {paths['csv'].name}, {paths['html'].name}")
+    return 0
