@@ -42,6 +42,17 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
     return s.float()
 
 
+def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise shaped like x, drawn from ``generator`` on its own device."""
+    dev = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype).to(x.device)
+
+
+def rand(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    dev = generator.device if generator is not None else device
+    return torch.rand(n, generator=generator, device=dev).to(device)
+
+
 # ------------------------------------------------------------------ network
 class ResidualDenoiser(nn.Module):
     """F(x_in (B, N, D), c_noise (B,), cond (B, N, D)) → (B, N, D): token MLP with global mixing."""
@@ -98,9 +109,9 @@ def edm_loss(teacher: EDMDenoiser, r: torch.Tensor, cond: torch.Tensor, sigma_mi
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Denoising score matching on the residual r (B, N, D); σ log-uniform in [σ_min, σ_max]."""
     B = r.shape[0]
-    u = torch.rand(B, generator=generator, device=r.device)
+    u = rand(B, generator, r.device)
     sigma = torch.exp(math.log(sigma_min) + u * (math.log(sigma_max) - math.log(sigma_min)))  # (B,)
-    noise = torch.randn(r.shape, generator=generator, device=r.device, dtype=r.dtype)
+    noise = randn_like(r, generator)
     d = teacher(r + sigma[:, None, None] * noise, sigma, cond)  # (B, N, D)
     sd = teacher.sigma_data
     weight = (sigma ** 2 + sd ** 2) / (sigma * sd) ** 2  # (B,)
@@ -112,7 +123,7 @@ def edm_sample(teacher: EDMDenoiser, cond: torch.Tensor, steps: int, sigma_min: 
                generator: torch.Generator | None = None, noise_scale: float = 1.0) -> torch.Tensor:
     """Teacher Euler sampler from σ_max to σ_min in ``steps`` steps: cond (B, N, D) → r (B, N, D)."""
     sig = karras_sigmas(steps + 1, sigma_min, sigma_max).to(cond.device)
-    x = noise_scale * sig[0] * torch.randn(cond.shape, generator=generator, device=cond.device, dtype=cond.dtype)
+    x = noise_scale * sig[0] * randn_like(cond, generator)
     for i in range(steps):
         s = sig[i].expand(cond.shape[0])
         d = (x - teacher(x, s, cond)) / sig[i]
@@ -129,9 +140,10 @@ def consistency_distill_loss(student: ConsistencyModel, student_ema: Consistency
     x_{i+1} = one teacher ODE step from x_i; loss = ||f_θ(x_i, σ_i) − f_ema(x_{i+1}, σ_{i+1})||².
     """
     B = r.shape[0]
-    idx = torch.randint(0, len(sigmas) - 1, (B,), generator=generator, device=r.device)
+    idx = (rand(B, generator, r.device) * (len(sigmas) - 1)).long().clamp_(max=len(sigmas) - 2)
+    sigmas = sigmas.to(r.device)
     s_hi, s_lo = sigmas[idx], sigmas[idx + 1]  # (B,)
-    noise = torch.randn(r.shape, generator=generator, device=r.device, dtype=r.dtype)
+    noise = randn_like(r, generator)
     x_hi = r + s_hi[:, None, None] * noise  # (B, N, D)
     with torch.no_grad():
         d = (x_hi - teacher(x_hi, s_hi, cond)) / s_hi[:, None, None]
@@ -149,7 +161,7 @@ def consistency_sample(student: ConsistencyModel, cond: torch.Tensor, steps: int
     B = cond.shape[0]
 
     def eps() -> torch.Tensor:
-        return noise_scale * torch.randn(cond.shape, generator=generator, device=cond.device, dtype=cond.dtype)
+        return noise_scale * randn_like(cond, generator)
 
     x = student(sig[0] * eps(), sig[0].expand(B), cond)
     for s in sig[1:]:

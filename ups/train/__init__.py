@@ -1,0 +1,1 @@
+"""Staged UPS training: autoencoder → latent cache → operator → diffusion residual → consistency distillation."""

@@ -1,0 +1,142 @@
+"""Self-describing checkpoints: weights, EMA, optimizer, scheduler, RNG states, stage, epoch, config.
+
+Written atomically (temp file + rename) with ``torch.save``; read with ``torch.load(weights_only=True)``
+so a checkpoint cannot execute code. ``load_checkpoint(path)`` rebuilds the model from the stored
+config; a checkpoint whose model config differs from the one requested is refused with a key diff.
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ups.config import config_from_dict, flatten, to_dict
+
+FORMAT = "ups-checkpoint-v1"
+CHECKPOINT_NAME = "checkpoint.pt"
+MODEL_SECTIONS = ("latent", "encoder", "operator", "decoder", "diffusion")
+REQUIRED = ("format", "config", "grid_size", "model", "stage", "epoch", "global_epoch")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt or does not match the requested model; the message says the fix."""
+
+
+# ------------------------------------------------------------------ RNG state (tensor-only, weights_only safe)
+def capture_rng() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------ save / load
+def save_checkpoint(directory: Path, payload: dict[str, Any]) -> Path:
+    """Write ``directory/checkpoint.pt`` atomically; returns its path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, directory / CHECKPOINT_NAME)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return directory / CHECKPOINT_NAME
+
+
+def resolve_path(path: Path | str) -> Path:
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / CHECKPOINT_NAME
+    if not p.exists():
+        raise CheckpointError(f"checkpoint '{p}' does not exist. Fix: pass the checkpoint.pt file or the "
+                              "folder that holds it (e.g. runs/<run_id>/checkpoints/last).")
+    return p
+
+
+def read_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Load and validate the raw checkpoint dict (no model built)."""
+    p = resolve_path(path)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, garbage bytes, foreign pickle …
+        raise CheckpointError(
+            f"checkpoint '{p}' is truncated or corrupt ({type(e).__name__}: {str(e).splitlines()[0][:160]}). "
+            "Fix: resume from an earlier checkpoint of the run, or delete this file and retrain.") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint '{p}' is not a UPS checkpoint (format "
+                              f"{state.get('format') if isinstance(state, dict) else type(state).__name__!r}, "
+                              f"expected {FORMAT!r}). Fix: pass a checkpoint.pt written by `ups train`.")
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint '{p}' lacks keys {missing}. Fix: it was written by an incompatible "
+                              "version; retrain or use a checkpoint from this version.")
+    state["path"] = str(p)
+    return state
+
+
+def model_config_diff(stored: dict[str, Any], requested: dict[str, Any],
+                      sections: tuple[str, ...] = MODEL_SECTIONS) -> list[str]:
+    """Lines 'key: checkpoint=… requested=…' for every model key that differs."""
+    a = {k: v for k, v in flatten(stored).items() if k.split(".")[0] in sections}
+    b = {k: v for k, v in flatten(requested).items() if k.split(".")[0] in sections}
+    return [f"{k}: checkpoint={a.get(k, '<absent>')!r} requested={b.get(k, '<absent>')!r}"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def check_compatible(state: dict[str, Any], cfg: Any, grid_size: int | None = None) -> None:
+    """Refuse a checkpoint whose model config (or grid) differs from ``cfg``'s."""
+    requested = to_dict(cfg) if not isinstance(cfg, dict) else cfg
+    diff = model_config_diff(state["config"], requested)
+    if grid_size is not None and int(state["grid_size"]) != int(grid_size):
+        diff.append(f"grid_size: checkpoint={state['grid_size']} requested={grid_size}")
+    if diff:
+        raise CheckpointError(
+            f"checkpoint '{state.get('path')}' was trained with a different model:\n  " + "\n  ".join(diff)
+            + "\nFix: pass the same model overrides (e.g. the checkpoint's preset), or start a new run "
+              "without resume_from.")
+
+
+def load_checkpoint(path: Path | str, cfg: Any = None, device: str | torch.device = "cpu"):
+    """Rebuild the model stored in a checkpoint → (model, cfg, state).
+
+    ``cfg``: if given, the checkpoint must have been trained with the same model config.
+    The model gets the checkpoint's final weights (EMA weights are already folded in at stage ends).
+    """
+    from ups.models.ups_model import build_model
+
+    state = read_checkpoint(path)
+    if cfg is not None:
+        check_compatible(state, cfg)
+    stored_cfg = config_from_dict(state["config"], source=f"checkpoint '{state['path']}' config")
+    model = build_model(stored_cfg, grid_size=int(state["grid_size"]))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint '{state['path']}' weights do not fit the model its config builds "
+                              f"({str(e).splitlines()[0][:200]}). Fix: retrain; the file was edited or "
+                              "written by an incompatible version.") from None
+    return model.to(device).eval(), stored_cfg, state

@@ -1,0 +1,43 @@
+"""`ups train [--run-dir DIR] [--resume CKPT] [key=value …]`: staged UPS training from the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ups.config import config_hash, load_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ups train", description=__doc__,
+                                epilog="example: ups train preset=dim32 stages.operator.epochs=20 data.n=2000")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. preset=dim64 stages.operator.optimizer.lr=3e-4")
+    p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: run.out_dir/<run_id>)")
+    p.add_argument("--resume", type=Path, default=None, help="checkpoint.pt, its folder, or a run folder")
+    p.add_argument("--quiet", action="store_true", help="print only the final metrics")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.overrides)
+    from ups.models.ups_model import build_model, count_parameters, parameter_breakdown
+    from ups.train.trainer import train
+
+    probe = build_model(cfg)
+    parts = ", ".join(f"{k} {v:,}" for k, v in parameter_breakdown(probe).items())
+    print(f"ups train: preset {cfg.preset}, {count_parameters(probe):,} parameters ({parts})", flush=True)
+    run_id = cfg.run.run_id or f"{cfg.preset}-{config_hash(cfg)}"
+    run_dir = args.run_dir or Path(cfg.run.out_dir).expanduser() / run_id
+
+    def report(m: dict, ckpt: Path | None) -> None:
+        if args.quiet or m.get("done"):
+            return
+        print(f"[{m['stage']:<19}] epoch {m['epoch']:>3} (global {m['global_epoch']:>3})  "
+              f"loss {m['train_loss']:.4g}  val_nrmse {m['val_nrmse']:.4f}  {m['wall_clock']:.0f}s", flush=True)
+
+    res = train(cfg, report=report, run_dir=run_dir, resume_from=args.resume)
+    keys = ("val_nrmse", "nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "params", "wall_clock")
+    print(json.dumps({k: res.metrics[k] for k in keys if k in res.metrics}, default=float))
+    print(f"ups train: done in {res.metrics['wall_clock']:.0f}s; checkpoint {res.checkpoint}")
+    return 0

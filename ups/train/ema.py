@@ -1,0 +1,56 @@
+"""Exponential moving average of a module's parameters (with the usual warm-up of the decay)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+
+class EMA:
+    """Shadow copy of ``params``; decay_t = min(decay, (1+t)/(10+t)) so early averages are not stale."""
+
+    def __init__(self, params: Iterable[nn.Parameter], decay: float, shadow_module: nn.Module | None = None) -> None:
+        """``shadow_module``: a copy of the module whose parameters hold the average (e.g. a CD target net)."""
+        self.params = [p for p in params]
+        self.decay = float(decay)
+        if shadow_module is not None:
+            self.shadow = [p.data for p in shadow_module.parameters()]
+            if len(self.shadow) != len(self.params):
+                raise ValueError("EMA shadow module does not match the averaged parameters")
+            with torch.no_grad():
+                for s, p in zip(self.shadow, self.params):
+                    s.copy_(p)
+        else:
+            self.shadow = [p.detach().clone() for p in self.params]
+        self.num_updates = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.num_updates += 1
+        d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - d)
+
+    @torch.no_grad()
+    def copy_to(self, params: Iterable[nn.Parameter] | None = None) -> None:
+        for p, s in zip(self.params if params is None else list(params), self.shadow):
+            p.copy_(s)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        """Exchange live and shadow weights (call twice to restore)."""
+        for p, s in zip(self.params, self.shadow):
+            tmp = p.detach().clone()
+            p.copy_(s)
+            s.copy_(tmp)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": [s.clone() for s in self.shadow]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay = float(state["decay"])
+        self.num_updates = int(state["num_updates"])
+        if len(state["shadow"]) != len(self.shadow):
+            raise ValueError("EMA state does not match the model's parameters")
+        for s, v in zip(self.shadow, state["shadow"]):
+            s.copy_(v)

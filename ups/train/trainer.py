@@ -1,0 +1,461 @@
+"""`train(cfg, …)`: the staged UPS training every sweep trial runs.
+
+Stages run in order (``ups.train.stages.STAGES``), each with its own AdamW, warmup + constant|cosine
+schedule, EMA, grad clip, batch size and gradient accumulation. After every epoch the validation
+rollout is scored (``ups.metrics``) and ``report(metrics, checkpoint_dir)`` is called. Checkpoints
+hold everything needed to continue mid-stage bit-for-bit on CPU (weights, EMA, optimizer,
+scheduler, RNG states, the stage's sample generator, elapsed time, history).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ups.config import config_hash, to_dict
+from ups.models.ups_model import UPSModel, build_model, count_parameters
+from ups.train.checkpoint import (CheckpointError, capture_rng, check_compatible, read_checkpoint, restore_rng,
+                                  save_checkpoint)
+from ups.train.ema import EMA
+from ups.train.latent_cache import build_latent_cache
+from ups.train.schedules import build_scheduler
+from ups.train.stages import (LOSSES, STAGES, StageContext, distill_sigmas, estimate_residual_std,
+                              stage_modules)
+
+Report = Callable[[dict, "Path | None"], None]
+KEEP_CHECKPOINTS = 2
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss or gradient stopped a stage; ``checkpoint`` holds the last good state."""
+
+    def __init__(self, message: str, checkpoint: Path) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class TrainResult:
+    model: UPSModel
+    cfg: Any
+    metrics: dict  # the final report
+    history: list[dict]
+    checkpoint: Path  # final checkpoint file
+    run_dir: Path
+    params: int
+    stopped_early: bool = False
+
+
+@dataclass
+class _Run:
+    """Mutable state of one training run."""
+
+    cfg: Any
+    model: UPSModel
+    data: Any
+    ctx: StageContext
+    run_dir: Path
+    report: Report | None
+    device: torch.device
+    params: int
+    elapsed0: float = 0.0  # wall clock spent before this process (resumed runs)
+    t_start: float = field(default_factory=time.perf_counter)
+    global_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    budget_hit: bool = False
+
+    def wall(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t_start
+
+
+# ------------------------------------------------------------------ helpers
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("training.device=cuda but CUDA is not available. Fix: training.device=auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def check_data(data: Any, cfg: Any) -> None:
+    """Fail before compute is spent when the data cannot feed the protocol."""
+    src = getattr(data, "source", "<data>")
+    init = int(cfg.data.initial_step)
+    for split in ("train", "val"):
+        u = getattr(data, split, None)
+        if not isinstance(u, torch.Tensor) or u.ndim != 3:
+            raise ValueError(f"{src}: split '{split}' must be a (N, T, X) tensor, got "
+                             f"{None if u is None else tuple(getattr(u, 'shape', ()))}. Fix: load it with "
+                             "ups.data.protocol.load_protocol.")
+        if u.shape[0] < 1:
+            raise ValueError(f"{src}: split '{split}' is empty. Fix: raise data.n or lower data.val_ratio.")
+        if u.shape[1] <= init:
+            raise ValueError(f"{src}: split '{split}' has {u.shape[1]} frames but data.initial_step={init}. "
+                             "Fix: lower data.initial_step or reduced_resolution_t.")
+        if not torch.isfinite(u).all():
+            raise ValueError(f"{src}: split '{split}' contains NaN/Inf values. Fix: regenerate the file "
+                             "(`ups data generate …`).")
+    if data.val.shape[-1] != data.train.shape[-1]:
+        raise ValueError(f"{src}: train and val grids differ ({data.train.shape[-1]} vs {data.val.shape[-1]}).")
+
+
+@torch.no_grad()
+def rollout_eval(model: UPSModel, traj: torch.Tensor, initial_step: int, batch_size: int = 64,
+                 device: torch.device | str = "cpu") -> dict[str, float]:
+    """Deterministic rollout from the first ``initial_step`` frames of (B, T, X); metrics of ups.metrics."""
+    from ups.metrics import rollout_metrics
+
+    was = model.training
+    model.eval()
+    preds = []
+    for i in range(0, traj.shape[0], batch_size):
+        u = traj[i:i + batch_size].to(device)
+        roll = model.rollout(u[:, :initial_step], u.shape[1] - initial_step)  # (b, T-init, X)
+        preds.append(torch.cat([u[:, :initial_step], roll], dim=1).float().cpu())
+    model.train(was)
+    return rollout_metrics(torch.cat(preds), traj.float().cpu(), initial_step)
+
+
+def _autocast(run: _Run):
+    if run.device.type == "cuda" and str(run.cfg.training.amp) == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+# ------------------------------------------------------------------ checkpoints
+def _payload(run: _Run, stage: str, epoch: int, opt, sched, ema: EMA | None, gen: torch.Generator,
+             extra: dict | None = None) -> dict:
+    return {
+        "config": to_dict(run.cfg),
+        "config_hash": config_hash(run.cfg),
+        "grid_size": run.model.grid_size,
+        "data_hash": str(getattr(run.data, "data_hash", "")),
+        "model": {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()},
+        "stage": stage,
+        "epoch": epoch,
+        "global_epoch": run.global_epoch,
+        "optimizer": opt.state_dict() if opt is not None else {},
+        "scheduler": sched.state_dict() if sched is not None else {},
+        "ema": ema.state_dict() if ema is not None else {},
+        "generator": gen.get_state(),
+        "rng": capture_rng(),
+        "wall_clock": run.wall(),
+        "history": json.dumps(run.history),
+        "params": run.params,
+        **(extra or {}),
+    }
+
+
+def _save_epoch(run: _Run, payload: dict) -> Path:
+    root = run.run_dir / "checkpoints"
+    d = root / f"epoch_{run.global_epoch:04d}"
+    save_checkpoint(d, payload)
+    (root / "LATEST").write_text(d.name + "\n")
+    olds = sorted(p for p in root.glob("epoch_*") if p.is_dir() and p != d)
+    for p in olds[:-(KEEP_CHECKPOINTS - 1)] if KEEP_CHECKPOINTS > 1 else olds:
+        shutil.rmtree(p, ignore_errors=True)
+    return d
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest epoch checkpoint of a run folder, if any."""
+    marker = Path(run_dir) / "checkpoints" / "LATEST"
+    if marker.exists():
+        p = marker.parent / marker.read_text().strip() / "checkpoint.pt"
+        if p.exists():
+            return p
+    return None
+
+
+# ------------------------------------------------------------------ one stage
+def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
+    cfg, model, ctx = run.cfg, run.model, run.ctx
+    scfg = cfg.stages[stage]
+    si = STAGES.index(stage)
+    epochs = int(scfg.epochs)
+    modules = stage_modules(model, stage)
+    params = [p for m in modules for p in m.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+
+    # stage preparation (deterministic, recomputed identically on resume)
+    if stage in ("operator", "diff_residual", "consistency_distill") and ctx.extras.get("cache_ready") is not True:
+        _prepare_latents(run)
+    if stage == "diff_residual" and resume is None:
+        model.residual_std.fill_(estimate_residual_std(ctx, 512, int(cfg.training.seed) + 7))
+        model.distilled.fill_(False)
+    ema_target = None
+    if stage == "consistency_distill":
+        if resume is None:
+            model.consistency.net.load_state_dict(model.diffusion.net.state_dict())
+        ema_target = copy.deepcopy(model.consistency).requires_grad_(False)
+        ctx.extras["student_target"] = ema_target
+        ctx.extras["distill_sigmas"] = distill_sigmas(cfg).to(run.device)
+
+    M = ctx.train.shape[0]
+    bs = int(scfg.batch_size)
+    accum = int(scfg.accum_steps)
+    n_batches = max(1, math.ceil(M / bs))
+    steps_per_epoch = max(1, math.ceil(n_batches / accum))
+    opt = torch.optim.AdamW(params, lr=float(scfg.optimizer.lr), betas=tuple(scfg.optimizer.betas),
+                            weight_decay=float(scfg.optimizer.weight_decay))
+    sched = build_scheduler(opt, epochs * steps_per_epoch, float(scfg.warmup_steps_ratio), str(scfg.scheduler))
+    ema = EMA(params, float(scfg.ema_decay), shadow_module=ema_target)
+    gen = torch.Generator().manual_seed(int(cfg.training.seed) * 1009 + si)
+    start_epoch = 0
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        ema.load_state_dict(resume["ema"])
+        gen.set_state(resume["generator"])
+        restore_rng(resume["rng"])
+        start_epoch = int(resume["epoch"])
+
+    stage_t0 = time.perf_counter()
+    stage_budget = float(scfg.time_budget_s)
+    total_budget = float(cfg.training.time_budget_s)
+    loss_fn = LOSSES[stage]
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        t_ep = time.perf_counter()
+        perm = torch.randperm(M, generator=gen)
+        sum_loss, n_loss, n_samples = 0.0, 0, 0
+        stop = False
+        for b in range(n_batches):
+            idx = perm[b * bs:(b + 1) * bs]
+            with _autocast(run):
+                loss = loss_fn(ctx, idx, gen)
+            if not torch.isfinite(loss):
+                _diverged(run, stage, epoch, b, opt, sched, ema, gen, f"loss = {float(loss)}")
+            (loss / accum).backward()
+            sum_loss += float(loss.detach())
+            n_loss += 1
+            n_samples += len(idx)
+            if (b + 1) % accum == 0 or b == n_batches - 1:
+                gnorm = torch.nn.utils.clip_grad_norm_(params, float(scfg.grad_clip) if scfg.grad_clip > 0 else float("inf"))
+                if not torch.isfinite(gnorm):
+                    opt.zero_grad(set_to_none=True)
+                    _diverged(run, stage, epoch, b, opt, sched, ema, gen, f"gradient norm = {float(gnorm)}")
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                sched.step()
+                ema.update()
+            over_stage = stage_budget > 0 and time.perf_counter() - stage_t0 > stage_budget
+            over_total = total_budget > 0 and run.wall() > total_budget
+            if over_stage or over_total:
+                run.budget_hit = run.budget_hit or over_total
+                stop = True
+                break
+        run.global_epoch += 1
+        last = stop or epoch == epochs - 1
+        metrics = _epoch_metrics(run, stage, epoch + 1, sum_loss / max(1, n_loss), ema,
+                                 n_samples / max(1e-9, time.perf_counter() - t_ep), time.perf_counter() - t_ep,
+                                 float(opt.param_groups[0]["lr"]))
+        if stop:
+            metrics["budget_exhausted"] = True
+        every = max(1, int(cfg.training.checkpoint_every))
+        ckpt_dir = None
+        if last or run.global_epoch % every == 0:
+            # a budget stop finishes the stage: the checkpoint says so, a resume moves on
+            ckpt_dir = _save_epoch(run, _payload(run, stage, epochs if stop else epoch + 1, opt, sched, ema, gen))
+        run.history.append(metrics)
+        if run.report is not None:
+            run.report(dict(metrics), ckpt_dir)
+        if stop:
+            break
+    _finish_stage(run, stage, ema)
+
+
+def _finish_stage(run: _Run, stage: str, ema: EMA) -> None:
+    """Fold the stage's EMA weights into the model and do the stage's bookkeeping."""
+    ema.copy_to()
+    for p in run.model.parameters():
+        p.requires_grad_(False)
+    if stage == "autoencoder":
+        run.ctx.extras.pop("cache_ready", None)
+    if stage == "consistency_distill":
+        run.model.distilled.fill_(True)
+        run.ctx.extras.pop("student_target", None)
+
+
+def _prepare_latents(run: _Run) -> None:
+    ctx, cfg = run.ctx, run.cfg
+    if bool(cfg.training.latent_cache):
+        ctx.latents = build_latent_cache(run.model.encoder, ctx.train, str(getattr(run.data, "data_hash", "")),
+                                         str(cfg.training.latent_cache_dtype), run.run_dir / "latent_cache.pt",
+                                         device=run.device)
+        ctx.latent_var = float(ctx.latents[: min(256, ctx.latents.shape[0])].float().var())
+    else:
+        ctx.latents = None
+        from ups.train.latent_cache import encode_trajectories
+
+        sample = encode_trajectories(run.model.encoder, ctx.train[:64], device=run.device)
+        ctx.latent_var = float(sample.var())
+    ctx.latent_var = max(ctx.latent_var, 1e-8)
+    ctx.extras["cache_ready"] = True
+
+
+def _epoch_metrics(run: _Run, stage: str, epoch: int, train_loss: float, ema: EMA, sps: float,
+                   epoch_s: float, lr: float) -> dict:
+    cfg = run.cfg
+    n_val = int(cfg.training.val_max_samples)
+    val = run.data.val if n_val < 0 else run.data.val[:n_val]
+    ema.swap()  # score the averaged weights
+    try:
+        vm = rollout_eval(run.model, val, int(cfg.data.initial_step), device=run.device)
+    finally:
+        ema.swap()
+    out = {"stage": stage, "epoch": epoch, "global_epoch": run.global_epoch, "train_loss": train_loss,
+           "val_nrmse": vm["nrmse"], "wall_clock": run.wall(), "params": run.params, "lr": lr,
+           "samples_per_s": sps, "epoch_s": epoch_s}
+    out.update({f"val_{k}": v for k, v in vm.items() if k != "nrmse"})
+    return out
+
+
+def _diverged(run: _Run, stage: str, epoch: int, batch: int, opt, sched, ema, gen, what: str) -> None:
+    d = run.run_dir / "checkpoints" / "last_good"
+    # weights are still those before the failing step: save them (epoch = completed epochs)
+    path = save_checkpoint(d, _payload(run, stage, epoch, opt, sched, ema, gen, {"diverged": what}))
+    scfg = run.cfg.stages[stage]
+    raise TrainingDiverged(
+        f"stage '{stage}' diverged at epoch {epoch + 1}, batch {batch + 1}: {what}. Training stopped; the last "
+        f"good state is saved in '{path}'. Fix: lower stages.{stage}.optimizer.lr (now {scfg.optimizer.lr}), "
+        f"keep stages.{stage}.grad_clip > 0 (now {scfg.grad_clip}), or check the data for extreme values.",
+        path)
+
+
+# ------------------------------------------------------------------ entry point
+def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from: Path | None = None,
+          data: Any = None) -> TrainResult:
+    """Run every stage with epochs > 0 (resuming mid-stage from ``resume_from``); see module doc."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    resume = None
+    if resume_from is not None:
+        rp = Path(resume_from)
+        if rp.is_dir() and not (rp / "checkpoint.pt").exists() and latest_checkpoint(rp) is not None:
+            rp = latest_checkpoint(rp)
+        resume = read_checkpoint(rp)
+        if resume.get("diverged"):
+            pass  # a last-good checkpoint is a valid place to restart (with a changed lr)
+    if data is None:
+        from ups.data.protocol import load_protocol
+
+        data = load_protocol(cfg.data)
+    check_data(data, cfg)
+    grid = int(data.train.shape[-1])
+    if resume is not None:
+        check_compatible(resume, cfg, grid)
+        dh = str(getattr(data, "data_hash", ""))
+        if resume.get("data_hash") and dh and resume["data_hash"] != dh:
+            raise CheckpointError(f"checkpoint '{resume['path']}' was trained on data {resume['data_hash']}, "
+                                  f"the requested data is {dh}. Fix: pass the same data.* settings/file.")
+
+    device = resolve_device(str(cfg.training.device))
+    torch.set_num_threads(max(1, int(cfg.training.num_threads)))
+    seed_everything(int(cfg.training.seed))
+    model = build_model(cfg, grid_size=grid).to(device)
+    train_u = data.train.to(device=device, dtype=torch.float32)
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+    else:
+        mean, std = float(train_u.mean()), float(train_u.std().clamp_min(1e-6))
+        for m in (model.encoder, model.decoder):
+            m.field_mean.fill_(mean)
+            m.field_std.fill_(std)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=1, default=str))
+    ctx = StageContext(model=model, cfg=cfg, train=train_u, device=device,
+                       field_var=float(train_u.var().clamp_min(1e-12)))
+    run = _Run(cfg=cfg, model=model, data=data, ctx=ctx, run_dir=run_dir, report=report, device=device,
+               params=count_parameters(model))
+    if resume is not None:
+        run.elapsed0 = float(resume.get("wall_clock", 0.0))
+        run.global_epoch = int(resume["global_epoch"])
+        run.history = json.loads(resume.get("history", "[]"))
+
+    if resume is None:
+        start = 0
+    else:
+        start = STAGES.index(resume["stage"]) if resume["stage"] in STAGES else len(STAGES)
+    for si, stage in enumerate(STAGES):
+        if si < start or int(cfg.stages[stage].epochs) == 0:
+            continue
+        if run.budget_hit:
+            break
+        res = resume if (resume is not None and si == start) else None
+        if res is not None and int(res["epoch"]) >= int(cfg.stages[stage].epochs):
+            _resume_finished_stage(run, stage, res)
+            continue
+        _run_stage(run, stage, res)
+
+    # the trained weights are saved before evaluation, so a failing evaluation loses nothing
+    final_dir = run_dir / "checkpoints" / "final"
+    ckpt = save_checkpoint(final_dir, _payload(run, "done", 0, None, None, None, torch.Generator()))
+    (run_dir / "checkpoints" / "LATEST").write_text("final\n")
+    (run_dir / "metrics.json").write_text(json.dumps({"final": None, "history": run.history}, indent=1,
+                                                     default=float))
+    final = _final_report(run)
+    (run_dir / "metrics.json").write_text(json.dumps({"final": final, "history": run.history}, indent=1,
+                                                     default=float))
+    if report is not None:
+        report(dict(final), ckpt.parent)
+    return TrainResult(model=model.eval(), cfg=cfg, metrics=final, history=run.history, checkpoint=ckpt,
+                       run_dir=run_dir, params=run.params, stopped_early=run.budget_hit)
+
+
+def _resume_finished_stage(run: _Run, stage: str, res: dict) -> None:
+    """A checkpoint written at the end of a stage: redo only the EMA fold (and stage bookkeeping)."""
+    modules = stage_modules(run.model, stage)
+    params = [p for m in modules for p in m.parameters()]
+    target = copy.deepcopy(run.model.consistency) if stage == "consistency_distill" else None
+    ema = EMA(params, float(run.cfg.stages[stage].ema_decay), shadow_module=target)
+    ema.load_state_dict(res["ema"])
+    restore_rng(res["rng"])
+    _finish_stage(run, stage, ema)
+
+
+def _final_report(run: _Run) -> dict:
+    cfg, model = run.cfg, run.model
+    model.eval()
+    last = run.history[-1] if run.history else {}
+    final: dict[str, Any] = {"stage": "done", "epoch": last.get("epoch", 0), "global_epoch": run.global_epoch,
+                             "train_loss": last.get("train_loss", float("nan")), "params": run.params,
+                             "done": True, "budget_exhausted": run.budget_hit}
+    n_val = int(cfg.training.val_max_samples)
+    val = run.data.val if n_val < 0 else run.data.val[:n_val]
+    vm = rollout_eval(model, val, int(cfg.data.initial_step), device=run.device)
+    final["val_nrmse"] = vm["nrmse"]
+    final.update({f"val_{k}": v for k, v in vm.items() if k != "nrmse"})
+    test = getattr(run.data, "test", None)
+    if isinstance(test, torch.Tensor) and test.shape[0] > 0:
+        try:
+            from ups.eval import evaluate
+        except ImportError:
+            evaluate = None
+        if evaluate is not None:
+            final.update(evaluate(model, cfg, run.data, split="test"))
+        else:  # evaluation module not installed: deterministic test rollout only
+            n = int(cfg.eval.max_samples)
+            tm = rollout_eval(model, test if n < 0 else test[:n], int(cfg.data.initial_step), device=run.device)
+            final.update(tm)
+    final["wall_clock"] = run.wall()
+    final["params"] = run.params
+    return final
