@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ups.config import ConfigError
+
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow.fs
 
@@ -39,8 +41,11 @@ _CRED_FIX = (
 )
 
 
-class StorageError(ValueError):
-    """The storage location cannot be used; the message names the path and the fix."""
+class StorageError(ConfigError):
+    """The storage location cannot be used; the message names the path and the fix.
+
+    A ``ValueError`` (through ``ConfigError``), so ``ups <cmd>`` prints it cleanly with exit code 2.
+    """
 
 
 @dataclass(frozen=True)
