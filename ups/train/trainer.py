@@ -244,7 +244,7 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
             with _autocast(run):
                 loss = loss_fn(ctx, idx, gen)
             if not torch.isfinite(loss):
-                _diverged(run, stage, epoch, b, opt, sched, ema, gen, f"loss = {float(loss)}")
+                _diverged(run, stage, epoch, b, opt, sched, ema, gen, f"loss = {float(loss.detach())}")
             (loss / accum).backward()
             sum_loss += float(loss.detach())
             n_loss += 1

@@ -1,0 +1,98 @@
+"""Staged training: resume equals uninterrupted, NaN stop, checkpoint refusal (mismatch, corrupt)."""
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+from ups.config import load_config
+from ups.train.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from ups.train.trainer import TrainingDiverged, train
+
+TINY = ["preset=dim8", "data.initial_step=4", "training.num_threads=1", "training.val_max_samples=4",
+        "stages.autoencoder.epochs=2", "stages.operator.epochs=3", "stages.diff_residual.epochs=1",
+        "stages.consistency_distill.epochs=2", "training.rollout_horizon=3", "training.lambda_rollout=1",
+        "training.lambda_field=0.1", "operator.drop_path=0.2", "eval.max_samples=2", "ttc.enabled=false",
+        "eval.ensemble_size=2"] + [f"stages.{s}.batch_size=6" for s in
+                                   ("autoencoder", "operator", "diff_residual", "consistency_distill")]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    g = torch.Generator().manual_seed(0)
+    x = torch.linspace(0, 1, 33)[:-1]
+    k = torch.randint(1, 4, (30, 1), generator=g)
+    a = torch.rand(30, 1, generator=g)
+    t = torch.linspace(0, 1, 10)[None, :, None]
+    u = (a[:, :, None] * torch.sin(2 * torch.pi * (k[:, :, None] * x - 0.2 * t))) * torch.exp(-t)  # (30, 10, 32)
+    return types.SimpleNamespace(train=u[:18], val=u[18:24], test=u[24:], data_hash="tiny", source="tiny",
+                                 initial_step=4)
+
+
+class Stop(Exception):
+    pass
+
+
+def _final_state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_equals_uninterrupted(tiny, tmp_path):
+    cfg = load_config(TINY)
+    full_hist: list[dict] = []
+    full = train(cfg, run_dir=tmp_path / "full", data=tiny, report=lambda m, c: full_hist.append(m))
+    assert [m["stage"] for m in full_hist[:-1]] == ["autoencoder"] * 2 + ["operator"] * 3 + \
+        ["diff_residual"] + ["consistency_distill"] * 2
+    assert full_hist[-1]["done"] and "nrmse" in full_hist[-1]
+    for stop_at in (4, 7):  # mid-operator and mid-distillation
+        seen: list = []
+
+        def interrupt(m, ckpt):
+            seen.append(ckpt)
+            if m["global_epoch"] == stop_at:
+                raise Stop
+
+        with pytest.raises(Stop):
+            train(cfg, run_dir=tmp_path / f"cut{stop_at}", data=tiny, report=interrupt)
+        resumed_hist: list[dict] = []
+        res = train(cfg, run_dir=tmp_path / f"cut{stop_at}", data=tiny, resume_from=seen[-1],
+                    report=lambda m, c: resumed_hist.append(m))
+        a, b = _final_state(full.model), _final_state(res.model)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{k} differs after resume at global epoch {stop_at}"
+        assert [m["train_loss"] for m in resumed_hist[:-1]] == [m["train_loss"] for m in full_hist[stop_at:-1]]
+    # the checkpoint rebuilds the model from its own config
+    model, cfg2, state = load_checkpoint(full.checkpoint)
+    assert state["stage"] == "done" and cfg2.latent.dim == 8
+    ctx = tiny.test[:2, :4]
+    assert torch.equal(model.rollout(ctx, 3), full.model.rollout(ctx, 3))
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tiny, tmp_path):
+    cfg = load_config(TINY + ["stages.autoencoder.optimizer.lr=1e30", "stages.autoencoder.grad_clip=0",
+                              "stages.autoencoder.warmup_steps_ratio=0"])
+    with pytest.raises(TrainingDiverged, match=r"stages.autoencoder.optimizer.lr") as e:
+        train(cfg, run_dir=tmp_path, data=tiny)
+    state = read_checkpoint(e.value.checkpoint)
+    assert state["stage"] == "autoencoder" and "diverged" in state
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_checkpoint_refused_on_mismatch_and_corruption(tiny, tmp_path):
+    cfg = load_config(TINY + ["stages.operator.epochs=0", "stages.diff_residual.epochs=0",
+                              "stages.consistency_distill.epochs=0", "stages.autoencoder.epochs=1"])
+    res = train(cfg, run_dir=tmp_path / "run", data=tiny)
+    other = load_config(TINY + ["preset=dim16"])
+    with pytest.raises(CheckpointError, match=r"latent\.dim: checkpoint=8 requested=16"):
+        load_checkpoint(res.checkpoint, cfg=other)
+    with pytest.raises(CheckpointError, match="different model"):
+        train(other, run_dir=tmp_path / "run2", data=tiny, resume_from=res.checkpoint)
+    bad = tmp_path / "bad" / "checkpoint.pt"
+    bad.parent.mkdir()
+    bad.write_bytes(res.checkpoint.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt.*Fix"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nowhere.pt")
