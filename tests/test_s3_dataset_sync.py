@@ -97,3 +97,24 @@ def test_upload_dir_for_leaderboard_and_reports(tmp_path, s3_client, s3_bucket):
     assert len(written) == 2
     body = s3_client.get_object(Bucket=s3_bucket, Key="exp/reports/leaderboard.csv")["Body"].read()
     assert body == b"run_id,nrmse\na,0.1\n"
+
+
+def test_share_dataset_generates_once_and_workers_download(tmp_path, s3_bucket):
+    from ups.cloud.dataset_sync import dataset_uri, share_dataset
+    from ups.config import load_config
+
+    def data_cfg(cache):
+        return load_config([f"data.n=3", "data.resolution=32", "data.frames=6", "data.t_final=0.05",
+                            f"data.cache_dir={cache}"]).data
+
+    prefix = f"s3://{s3_bucket}/ups"
+    driver = share_dataset(data_cfg(tmp_path / "driver"), prefix)
+    assert driver.parent == tmp_path / "driver" and driver.is_file()
+    uri = dataset_uri(data_cfg(tmp_path / "driver"), prefix)
+    assert uri.startswith(f"{prefix}/datasets/burgers_") and remote_sha256(uri) == sha256_file(driver)
+    worker = share_dataset(data_cfg(tmp_path / "worker"), prefix)
+    assert worker.parent == tmp_path / "worker"
+    # byte-identical (a regenerated file would carry a different created_unix attribute)
+    assert sha256_file(worker) == sha256_file(driver)
+    with h5py.File(worker) as f:
+        assert f["tensor"].shape[0] == 3

@@ -148,3 +148,23 @@ def upload_dir(local_dir: str | os.PathLike[str], s3_uri: str) -> list[str]:
         upload_file(path, uri)
         written.append(uri)
     return written
+
+
+def dataset_uri(data_cfg: object, s3_prefix: str) -> str:
+    """``<s3_prefix>/datasets/<content-addressed file name>`` for a data config."""
+    from ups.data.cache import cache_file
+
+    loc = parse_s3_uri(s3_prefix)
+    return f"s3://{loc.bucket}/{loc.key('datasets', cache_file(data_cfg).name)}"
+
+
+def share_dataset(data_cfg: object, s3_prefix: str) -> Path:
+    """The Burgers dataset for ``data_cfg`` in the local cache, shared through ``s3_prefix``.
+
+    The first caller (the driver) generates it (``ups.data.cache.dataset_path``) and uploads it;
+    every later caller on any node downloads and verifies it instead of regenerating.
+    """
+    from ups.data.cache import cache_file, dataset_path
+
+    return sync_dataset(cache_file(data_cfg), dataset_uri(data_cfg, s3_prefix),
+                        generate=lambda: dataset_path(data_cfg))
