@@ -38,7 +38,8 @@ from ups.ttc import TTCSettings, deterministic_rollout, ttc_search
 EVAL_KEYS = ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
              "ece", "rollout_horizon", "eval_s", "ttc_s", "params")
 # override prefixes that make sense at evaluation time; model keys would not fit the stored weights
-EVAL_OVERRIDE_PREFIXES = ("data.", "ttc.", "eval.", "run.")
+EVAL_OVERRIDE_PREFIXES = ("data.", "ttc.", "eval.", "run.", "training.device", "training.num_threads",
+                          "training.seed")
 USAGE = ("usage: ups eval checkpoint=PATH [data=FILE.h5] [key=value …]\n"
          "  e.g. ups eval checkpoint=runs/r1/checkpoints/last data=1D_Burgers_Sols_Nu0.01.hdf5 "
          "ttc.candidates=16 data.reduced_resolution=4 eval.max_samples=200")
@@ -470,6 +471,7 @@ def main(argv: list[str]) -> int:
     except CheckpointError as e:
         raise ConfigError(str(e)) from None
     cfg = apply_overrides(ckpt_cfg, updates, source="ups eval")
+    TTCSettings.from_cfg(cfg.ttc)  # bad TTC settings fail before any data is read
     try:
         data = load_protocol(cfg.data)
     except (FileNotFoundError, OSError, KeyError) as e:
@@ -480,7 +482,6 @@ def main(argv: list[str]) -> int:
         raise ConfigError(str(e)) from None
     source = str(getattr(data, "source", cfg.data.path))
     grid, notes = check_eval_data(ckpt_cfg, int(state["grid_size"]), data, source)
-    TTCSettings.from_cfg(cfg.ttc)
     torch.set_num_threads(max(1, int(cfg.training.num_threads)))
     for n in notes:
         print(f"note: {n}")

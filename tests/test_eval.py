@@ -1,0 +1,192 @@
+"""`ups eval` and evaluate(): protocol metrics, honest TTC, resolution handling, bad input."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ups.config import ConfigError, load_config, to_dict
+from ups.eval import EVAL_KEYS, GridMap, evaluate, evaluate_detailed, main, spectral_resample
+
+torch.set_num_threads(1)
+N_TRAJ = 12
+RES = 256  # saved points; the protocol keeps every 4th → 64-point model grid
+
+
+def _solve(n: int, resolution: int, frames: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from ups.data.initial import cell_centres, init_multi
+    from ups.data.solver import solve_burgers
+
+    x = cell_centres(resolution)
+    t = np.linspace(0.0, 2.0, frames)
+    u = solve_burgers(torch.tensor(init_multi(n, x, seed=seed)), 0.01, torch.tensor(t))
+    return u.numpy().astype(np.float32), x, t
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """PDEBench-layout files written by the data module: the training layout, a finer grid, 201 frames."""
+    from ups.data.hdf5 import write_pdebench
+
+    d = tmp_path_factory.mktemp("evaldata")
+    out = {}
+    u, x, t = _solve(N_TRAJ, RES, 41, seed=5)
+    out["base"] = write_pdebench(d / "base_Nu0.01.hdf5", u, x, t, {"nu": 0.01})
+    u2, x2, t2 = _solve(N_TRAJ, 2 * RES, 41, seed=6)
+    out["fine"] = write_pdebench(d / "fine_Nu0.01.hdf5", u2, x2, t2, {"nu": 0.01})
+    u3, x3, t3 = _solve(N_TRAJ, RES, 201, seed=7)
+    out["dense_t"] = write_pdebench(d / "dense_Nu0.01.hdf5", u3, x3, t3, {"nu": 0.01})
+    return out
+
+
+def tiny_overrides(tmp: Path, data_path: Path) -> list[str]:
+    return ["preset=dim8", f"data.path={data_path}", f"data.resolution={RES}", "data.reduced_resolution=4",
+            "data.frames=41", "data.reduced_resolution_t=1", "data.test_ratio=0.25", f"data.n={N_TRAJ}",
+            f"data.cache_dir={tmp / 'cache'}", f"eval.out_dir={tmp / 'reports'}", "eval.ensemble_size=3",
+            "eval.baselines=false", "ttc.threshold=0", "ttc.candidates=4", "ttc.beam_width=2",
+            "run.run_id=tiny-run", "training.num_threads=1"]
+
+
+@pytest.fixture(scope="module")
+def tiny(files, tmp_path_factory):
+    """A tiny real UPS model saved as a real checkpoint (weights random; residual sampler switched on)."""
+    from ups.data.protocol import load_protocol
+    from ups.models.ups_model import build_model
+    from ups.train.checkpoint import save_checkpoint
+
+    tmp = tmp_path_factory.mktemp("evalrun")
+    cfg = load_config(tiny_overrides(tmp, files["base"]))
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    model.residual_std.fill_(0.1)  # untrained sampler, but distinct TTC candidates
+    ckpt = save_checkpoint(tmp / "ckpt", {"config": to_dict(cfg), "grid_size": model.grid_size,
+                                          "model": model.state_dict(), "stage": "consistency_distill",
+                                          "epoch": 0, "global_epoch": 0})
+    return {"cfg": cfg, "model": model, "ckpt": ckpt, "tmp": tmp, "data": load_protocol(cfg.data)}
+
+
+# ------------------------------------------------------------------------------------ pieces
+def test_spectral_resample_is_exact_for_band_limited_periodic_fields():
+    def field(n: int, x0: float) -> torch.Tensor:
+        x = x0 + torch.arange(n, dtype=torch.float64) / n
+        return 0.3 + torch.sin(2 * math.pi * x) + 0.5 * torch.cos(2 * math.pi * 5 * x + 1.0)
+
+    for n_in, n_out in [(64, 256), (256, 64), (64, 96), (128, 128)]:
+        x0_in, x0_out = 0.5 / n_in, 0.5 / (4 * n_out)
+        got = spectral_resample(field(n_in, x0_in)[None], n_out, x0_out - x0_in)
+        assert torch.allclose(got[0], field(n_out, x0_out), atol=1e-10), (n_in, n_out)
+    gm = GridMap(128, 64, 0.01)
+    u = field(128, 0.0)[None, None]
+    assert torch.allclose(gm.to_eval(gm.to_model(u)), u, atol=1e-10)
+
+
+def test_evaluate_reports_the_contract_keys(tiny):
+    m = evaluate(tiny["model"], tiny["cfg"], tiny["data"])
+    for key in EVAL_KEYS:
+        assert key in m, key
+    for key in EVAL_KEYS:
+        assert m[key] is not None and math.isfinite(float(m[key])), key
+    t = tiny["data"].test.shape[1]
+    assert m["nrmse_pdebench"] == pytest.approx(m["nrmse"] * (t - 10) / t, rel=1e-6)
+    assert m["params"] == sum(p.numel() for p in tiny["model"].parameters())
+    assert 0 <= m["ece"] <= 0.5 and m["ensemble_size"] == 3
+    assert m["ttc_intervention_rate"] > 0  # threshold 0: the search really ran
+    print(f"tiny untrained model: nRMSE {m['nrmse']:.4f} → with TTC {m['nrmse_ttc']:.4f} "
+          f"(gain {m['ttc_gain'] * 100:+.1f}%)")
+
+
+def test_ttc_picks_do_not_depend_on_the_target(tiny):
+    """Honest TTC: perturb and swap the target frames; TTC's choices and outputs stay identical."""
+    data = tiny["data"]
+    init = data.initial_step
+    test = data.test.clone()
+    g = torch.Generator().manual_seed(0)
+    target = test[:, init:]
+    perturbed = target.roll(1, dims=0) + 0.3 * torch.randn(target.shape, generator=g)  # other sample + noise
+    test2 = torch.cat([test[:, :init], perturbed], dim=1)
+    data2 = dataclasses.replace(data, test=test2)
+    a = evaluate_detailed(tiny["model"], tiny["cfg"], data)
+    b = evaluate_detailed(tiny["model"], tiny["cfg"], data2)
+    assert int(a.ttc_chosen.max()) > 0  # the search picked stochastic candidates, so this is a real check
+    assert torch.equal(a.ttc_chosen, b.ttc_chosen)
+    assert torch.equal(a.pred_ttc, b.pred_ttc)
+    assert torch.equal(a.pred, b.pred)
+    assert a.metrics["nrmse_ttc"] != b.metrics["nrmse_ttc"]  # the metric does see the target
+
+
+# ------------------------------------------------------------------------------------ CLI
+def _ckpt_args(tiny, *extra: str) -> list[str]:
+    return [f"checkpoint={tiny['ckpt']}", *extra]
+
+
+def test_cli_writes_json_csv_html(tiny, files, capsys):
+    assert main(_ckpt_args(tiny, f"data={files['base']}")) == 0
+    out_dir = Path(tiny["cfg"].eval.out_dir)
+    rec = json.loads((out_dir / "eval_tiny-run.json").read_text())
+    for key in EVAL_KEYS:
+        assert key in rec["metrics"]
+    csv = (out_dir / "eval_tiny-run.csv").read_text().splitlines()
+    assert csv[0].startswith("model,") and csv[1].startswith("ups,") and csv[2].startswith("ups+ttc,")
+    page = (out_dir / "eval_tiny-run.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "nRMSE" in page
+    printed = capsys.readouterr().out
+    assert "with TTC" in printed and "eval_tiny-run.json" in printed
+    assert not list(out_dir.glob(".*.tmp"))
+
+
+def test_cli_resamples_a_finer_grid_and_refuses_a_different_time_step(tiny, files, capsys):
+    assert main(_ckpt_args(tiny, f"data={files['fine']}", "run.run_id=fine")) == 0
+    out = capsys.readouterr().out
+    assert "resampled spectrally to 64 points" in out
+    rec = json.loads((Path(tiny["cfg"].eval.out_dir) / "eval_fine.json").read_text())
+    assert rec["metrics"]["grid"] == 128 and rec["metrics"]["model_grid"] == 64
+    assert rec["metrics"]["nrmse"] < 10  # the forecast came back onto the file's grid sensibly
+
+    with pytest.raises(ConfigError, match="time step") as e:
+        main(_ckpt_args(tiny, f"data={files['dense_t']}"))
+    assert str(files["dense_t"]) in str(e.value) and "reduced_resolution_t" in str(e.value)
+    assert main(_ckpt_args(tiny, f"data={files['dense_t']}", "data.reduced_resolution_t=5",
+                           "run.run_id=dense")) == 0
+
+
+def test_cli_bad_input_is_refused_before_compute(tiny, files, tmp_path):
+    import h5py
+
+    out = f"eval.out_dir={tmp_path / 'out'}"
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        main([f"checkpoint={tmp_path / 'nope.pt'}"])
+    bad = tmp_path / "corrupt" / "checkpoint.pt"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ConfigError, match="corrupt") as e:
+        main([f"checkpoint={bad}"])
+    assert str(bad) in str(e.value)
+
+    rank2 = tmp_path / "rank2.hdf5"
+    with h5py.File(rank2, "w") as f:
+        f["tensor"] = np.zeros((4, 64), dtype=np.float32)
+        f["x-coordinate"] = np.arange(64) / 64
+        f["t-coordinate"] = np.arange(5) * 0.05
+    with pytest.raises(ConfigError, match="rank") as e:
+        main(_ckpt_args(tiny, f"data={rank2}", out))
+    assert str(rank2) in str(e.value) and "Fix" in str(e.value)
+    notensor = tmp_path / "notensor.hdf5"
+    with h5py.File(notensor, "w") as f:
+        f["u"] = np.zeros((4, 41, 64), dtype=np.float32)
+    with pytest.raises(ConfigError, match="tensor") as e:
+        main(_ckpt_args(tiny, f"data={notensor}", out))
+    assert str(notensor) in str(e.value)
+
+    with pytest.raises(ConfigError, match="cannot be overridden"):
+        main(_ckpt_args(tiny, "latent.dim=16", out))
+    with pytest.raises(ConfigError, match="ttc.gamma"):
+        main(_ckpt_args(tiny, "ttc.gamma=0", out))
+    with pytest.raises(ConfigError, match="checkpoint=PATH"):
+        main([f"data={files['base']}"])
+    assert not (tmp_path / "out").exists()  # nothing half-written
