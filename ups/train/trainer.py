@@ -217,7 +217,12 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
     steps_per_epoch = max(1, math.ceil(n_batches / accum))
     opt = torch.optim.AdamW(params, lr=float(scfg.optimizer.lr), betas=tuple(scfg.optimizer.betas),
                             weight_decay=float(scfg.optimizer.weight_decay))
-    sched = build_scheduler(opt, epochs * steps_per_epoch, float(scfg.warmup_steps_ratio), str(scfg.scheduler))
+    stage_budget = float(scfg.time_budget_s)
+    total_budget = float(cfg.training.time_budget_s)
+    # with a stage time budget, warmup is capped and the cosine decay also follows the clock
+    clock = {"progress": 0.0}
+    sched = build_scheduler(opt, epochs * steps_per_epoch, float(scfg.warmup_steps_ratio), str(scfg.scheduler),
+                            clock=clock, warmup_cap=200 if stage_budget > 0 else None)
     ema = EMA(params, float(scfg.ema_decay), shadow_module=ema_target)
     gen = torch.Generator().manual_seed(int(cfg.training.seed) * 1009 + si)
     start_epoch = 0
@@ -230,8 +235,6 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
         start_epoch = int(resume["epoch"])
 
     stage_t0 = time.perf_counter()
-    stage_budget = float(scfg.time_budget_s)
-    total_budget = float(cfg.training.time_budget_s)
     loss_fn = LOSSES[stage]
     for epoch in range(start_epoch, epochs):
         model.train()
@@ -256,6 +259,8 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
                     _diverged(run, stage, epoch, b, opt, sched, ema, gen, f"gradient norm = {float(gnorm)}")
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+                if stage_budget > 0:
+                    clock["progress"] = min(1.0, (time.perf_counter() - stage_t0) / stage_budget)
                 sched.step()
                 ema.update()
             over_stage = stage_budget > 0 and time.perf_counter() - stage_t0 > stage_budget
