@@ -190,3 +190,26 @@ def test_cli_bad_input_is_refused_before_compute(tiny, files, tmp_path):
     with pytest.raises(ConfigError, match="checkpoint=PATH"):
         main([f"data={files['base']}"])
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_ups_eval_on_a_trained_checkpoint(files, tmp_path, capsys):
+    """End to end: the real staged trainer writes a checkpoint, `ups eval` evaluates it."""
+    from ups.cli import main as ups_main
+    from ups.train.trainer import train
+
+    stages = ("autoencoder", "operator", "diff_residual", "consistency_distill")
+    cfg = load_config(tiny_overrides(tmp_path, files["base"]) + [
+        "stages.autoencoder.epochs=2", "stages.operator.epochs=2", "stages.diff_residual.epochs=1",
+        "stages.consistency_distill.epochs=1", "training.val_max_samples=2", "eval.max_samples=2",
+        "ttc.enabled=false"] + [f"stages.{s}.batch_size=8" for s in stages])
+    res = train(cfg, run_dir=tmp_path / "run")
+    assert "nrmse_ttc" in res.metrics  # the trainer's final report goes through evaluate()
+    rc = ups_main(["eval", f"checkpoint={res.checkpoint.parent}", "ttc.enabled=true", "ttc.candidates=3",
+                   "run.run_id=trained", "eval.max_samples=2"])
+    assert rc == 0
+    rec = json.loads((tmp_path / "reports" / "eval_trained.json").read_text())
+    m = rec["metrics"]
+    assert m["n_samples"] == 2 and m["ttc_enabled"] is True
+    assert m["ttc_reward_penalty"] <= m["ttc_reward_penalty_det"] + 1e-12  # never worse on its own reward
+    assert rec["info"]["checkpoint"] == str(res.checkpoint)
+    assert "with TTC" in capsys.readouterr().out
