@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""Aggressive (playbook 04): capacity + longer training + stronger TTC, promoted to full-eval even if
+its small-eval is marginal (promotion.force=true), as the playbook prescribes.
+
+    python sweeps/aggressive.py                   # smoke sweep on a local Ray instance (CPU)
+    python sweeps/aggressive.py profile=full      # 30+12+12 epochs on GPUs (resources.gpu=0.5)
+
+The post-mortem (playbook 03) found a 15× cost for ~1.5 % gain: the leaderboard's wall_clock and
+est_cost columns sit next to nRMSE so the trade-off is visible.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
+
+from ups.tune.cli import run_script  # noqa: E402
+from ups.tune.launcher import SweepOutcome, run_round  # noqa: E402
+
+ROUND = "aggressive"
+DEFAULTS = {
+    "searcher": {"name": "optuna"},
+    "scheduler": {"name": "asha"},
+    "promotion": {"force": True, "top_k": 1},
+    "smoke": {"num_samples": 3, "trial": ["stages.operator.epochs=4"]},
+    "full": {"num_samples": 8, "resources": {"gpu": 0.5},
+             "trial": ["stages.operator.epochs=30", "stages.diff_residual.epochs=12",
+                       "stages.consistency_distill.epochs=12", "ttc.steps=2"]},
+}
+
+
+def summarize(o: SweepOutcome) -> None:
+    """Cost vs gain: wall clock and est. cost next to the nRMSE of each trial."""
+    df = o.rows[(o.rows["experiment"] == o.experiment) & (o.rows["kind"] == "trial")]
+    for _, r in df.sort_values("val_nrmse").iterrows():
+        print(f"aggressive: val_nrmse={r['val_nrmse']!s:<10.8} wall={r['wall_clock']}s "
+              f"cost=${r['est_cost']}  {r['stop_reason']}")
+
+
+def main(overrides: list[str]) -> int:
+    summarize(run_round(ROUND, overrides, defaults=DEFAULTS))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(main))

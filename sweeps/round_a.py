@@ -1,0 +1,52 @@
+#!/usr/bin/env python
+"""Round A — optimizer & schedule (playbook 04): lr, warmup ratio, EMA decay, Adam betas.
+
+    python sweeps/round_a.py                      # smoke sweep on a local Ray instance (CPU, ~3-4 min)
+    python sweeps/round_a.py profile=full         # seed-scale sweep on GPUs, 4 trials per GPU
+    python sweeps/round_a.py num_samples=8 max_concurrent=4 stages.operator.epochs=4
+    python sweeps/round_a.py storage_path=s3://bucket/sweeps resume=true
+
+Distributions: search_spaces/round_a.yaml (the playbook's mid-range config is the first trial, the
+round's own baseline). ASHA on val_nrmse + Optuna TPE; physics gates; leaderboard; promotion.
+Every key and the override rules: docs/SWEEPS.md.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
+
+from ups.tune.cli import run_script  # noqa: E402
+from ups.tune.launcher import SweepOutcome, run_round  # noqa: E402
+
+ROUND = "round_a"
+DEFAULTS = {
+    "searcher": {"name": "optuna"},
+    "scheduler": {"name": "asha"},
+    "smoke": {"num_samples": 4},
+    # playbook: 20+8+8 epochs with betas (0.9, 0.95) as the starting point
+    "full": {"num_samples": 16, "trial": ["stages.operator.epochs=20", "stages.diff_residual.epochs=8",
+                                          "stages.consistency_distill.epochs=8"]},
+}
+
+
+def summarize(o: SweepOutcome) -> None:
+    """Which learning rate won: lr against the trial's best validation nRMSE."""
+    df = o.rows[(o.rows["experiment"] == o.experiment) & (o.rows["kind"] == "trial")]
+    if df.empty:
+        return
+    import json
+
+    lrs = [json.loads(s).get("stages.operator.optimizer.lr") for s in df["sampled_json"].fillna("{}")]
+    best = df.assign(lr=lrs).sort_values("val_nrmse").iloc[0]
+    print(f"round A: best val_nrmse {best['val_nrmse']:.4g} at lr={best['lr']:.3g} ({best['run_id']})")
+
+
+def main(overrides: list[str]) -> int:
+    summarize(run_round(ROUND, overrides, defaults=DEFAULTS))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(main))

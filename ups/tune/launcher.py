@@ -1,0 +1,409 @@
+"""Run one sweep round end to end: validate → data & baselines → Ray → Tune → leaderboard → promotion.
+
+Everything a user can get wrong (overrides, search space, storage, Ray address) is checked before
+``ray.init`` and before any compute is spent.  ``run_round`` is what every ``sweeps/*.py`` script and
+``ups sweep`` call; it returns a ``SweepOutcome``.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from ups.config import ConfigError, apply_overrides, flatten, load_config, to_dict
+from ups.leaderboard import read_leaderboard, upsert_rows
+from ups.tune.gates import GateLimits, PhysicsGateStopper
+from ups.tune.promotion import apply_small_eval, champion_config, full_eval, update_champion
+from ups.tune.results import LeaderboardCallback, RowContext, trial_row
+from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
+from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
+from ups.tune.trainable import METRIC, ups_trial
+from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
+
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+
+
+class RayConnectError(ConfigError):
+    """RAY_ADDRESS / ray_address points at no reachable cluster."""
+
+
+@dataclass
+class Prepared:
+    scfg: SweepConfig
+    base: Any  # DictConfig
+    space: SearchSpace
+    storage_path: str  # what Tune gets (absolute local dir or bucket/prefix)
+    filesystem: Any  # pyarrow fs or None
+    display_storage: str  # what users see (local dir or s3://…)
+    leaderboard: Path
+
+
+@dataclass
+class SweepOutcome:
+    experiment: str
+    experiment_path: str
+    leaderboard: Path
+    rows: pd.DataFrame
+    champion: dict[str, Any] | None = None
+    report: Path | None = None
+    baseline_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _log(msg: str) -> None:
+    print(f"[ups sweep] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------- preparation
+def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] | None = None,
+            *, around_champion: bool = False) -> Prepared:
+    """Parse and validate everything (no Ray, no compute)."""
+    scfg = load_sweep_config(round_name, overrides, defaults)
+    space_file = resolve_path(scfg.space) if scfg.space else REPO_ROOT / "search_spaces" / f"{round_name}.yaml"
+    space = load_space(space_file)
+    base = load_config(scfg.trial)
+    if around_champion:
+        champ = flatten(champion_config(resolve_path(scfg.champion), round_name))
+        named = {o.split("=", 1)[0].lstrip("+") for o in scfg.trial}
+        fixed = ("data.", "run.", "eval.", "training.device", "training.num_threads", "preset")
+        keep = {k: v for k, v in champ.items() if not k.startswith(fixed) and k not in named}
+        base = apply_overrides(base, keep, source=f"{scfg.champion} (champion config)")
+        space = resolve_around(space, base)
+    check_against(space, base)
+    storage, fs, shown = resolve_storage_path(scfg.storage_path)
+    return Prepared(scfg, base, space, storage, fs, shown, resolve_path(scfg.leaderboard))
+
+
+def resolve_storage_path(storage_path: str) -> tuple[str, Any, str]:
+    if storage_path.startswith("s3://"):
+        from ups.cloud.storage import preflight, resolve_storage
+
+        preflight(storage_path)
+        path, fs = resolve_storage(storage_path)
+        return path, fs, storage_path.rstrip("/")
+    p = resolve_path(storage_path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"storage_path: cannot write to '{p}' ({e.strerror}). Fix: pass storage_path=<a writable "
+                          f"folder> or s3://bucket/prefix") from None
+    return str(p), None, str(p)
+
+
+def _experiment_dirs(storage: str, fs: Any, round_name: str) -> list[str]:
+    if fs is None:
+        root = Path(storage)
+        return sorted(p.name for p in root.glob(f"{round_name}-*") if p.is_dir()) if root.exists() else []
+    import pyarrow.fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(storage, allow_not_found=True))
+    return sorted(Path(i.path).name for i in infos if i.type == pafs.FileType.Directory
+                  and Path(i.path).name.startswith(f"{round_name}-"))
+
+
+def experiment_name(p: Prepared) -> str:
+    s = p.scfg
+    if s.name:
+        return s.name
+    if s.resume:
+        found = _experiment_dirs(p.storage_path, p.filesystem, s.round)
+        if not found:
+            raise ConfigError(f"resume=true: no '{s.round}-*' sweep found under {p.display_storage}. Fix: run without "
+                              f"resume=true to start one, or pass the storage_path=/name= of the interrupted sweep")
+        return found[-1]
+    return f"{s.round}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+
+
+# -------------------------------------------------------------------------------------- Ray
+def check_ray_address(address: str, timeout: float) -> None:
+    """Fail in seconds, with the fix, when a remote Ray address does not answer."""
+    if address in ("", "auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayConnectError(f"RAY_ADDRESS '{address}' is not host:port. Fix: e.g. RAY_ADDRESS=10.0.0.5:6379 "
+                              f"(or ray://host:10001), or unset RAY_ADDRESS to run on a local Ray instance")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise RayConnectError(
+            f"Ray cluster at '{address}' (RAY_ADDRESS / ray_address) is unreachable within {timeout:g}s: {e}. "
+            f"Fix: start it (`ray up cluster.yaml` or `ray start --head`), check host and port (GCS 6379, client "
+            f"10001) and the security group, or unset RAY_ADDRESS to run on a local Ray instance") from None
+
+
+def connect_ray(s: SweepConfig) -> bool:
+    """Reuse an initialized Ray, connect to RAY_ADDRESS, or start a local instance; True if we did."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = s.ray_address or os.environ.get("RAY_ADDRESS", "")
+    check_ray_address(address, s.connect_timeout_s)
+    if address:
+        ray.init(address=address, log_to_driver=s.verbose >= 2)
+    else:
+        ray.init(num_cpus=s.ray_num_cpus or None, include_dashboard=False, log_to_driver=s.verbose >= 2,
+                 configure_logging=False)
+    return True
+
+
+def concurrency(s: SweepConfig, remote: bool) -> int:
+    import ray
+
+    res = ray.cluster_resources()
+    gpus, cpus = float(res.get("GPU", 0)), float(res.get("CPU", 1))
+    if s.resources.gpu > 0:
+        if gpus == 0 and not remote:
+            raise ConfigError(f"resources.gpu={s.resources.gpu} but this Ray instance has no GPUs. Fix: use "
+                              f"profile=smoke / resources.gpu=0 on CPU, or connect to a GPU cluster (RAY_ADDRESS)")
+        auto = max(1, int(gpus // s.resources.gpu)) if gpus else 1
+    else:
+        auto = max(1, int(cpus // max(s.resources.cpu, 1e-9)))
+    return s.max_concurrent or auto
+
+
+# ----------------------------------------------------------------------------- data, baselines
+def load_data(base: Any) -> Any:
+    from ups.data.protocol import load_protocol
+
+    return load_protocol(base.data)
+
+
+def baseline_rows(s: SweepConfig, base: Any, data: Any) -> list[dict[str, Any]]:
+    """Persistence / linear / FNO on the same data → leaderboard rows (kind=baseline, cached)."""
+    if not s.baselines:
+        return []
+    try:
+        from ups.baselines import run_baselines
+    except ImportError:
+        _log("baselines module (ups.baselines) not available; no baseline rows")
+        return []
+
+    cache = Path(str(base.data.cache_dir)).expanduser().parent / "baselines"
+    rows = run_baselines(data, fno_budget_s=s.fno_budget_s, seed=int(base.training.seed), cache_dir=cache)
+    dh = str(getattr(data, "data_hash", ""))[:12]
+    out = []
+    for r in rows:
+        row = {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
+        row.update({"run_id": f"baseline-{r['name']}-{dh}", "label": r["name"], "round": "baseline",
+                    "kind": "baseline", "status": "completed", "stop_reason": "baseline",
+                    "wall_clock": r.get("train_s"), "tags": f"data:{dh}", "data_hash": dh,
+                    "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        out.append(row)
+    return out
+
+
+# ------------------------------------------------------------------------------------- tuner
+def total_epochs(cfg: Any) -> int:
+    return int(sum(int(st.epochs) for st in cfg.stages.values()))
+
+
+def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int) -> tuple[Any, int | None]:
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    if s.searcher.name == "optuna":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        sampler = optuna.samplers.TPESampler(seed=s.searcher.seed, n_startup_trials=s.searcher.n_startup_trials)
+        return ConcurrencyLimiter(OptunaSearch(points_to_evaluate=[point], sampler=sampler),
+                                  max_concurrent=max_conc), None
+    if s.searcher.name == "random":
+        return BasicVariantGenerator(points_to_evaluate=[point], random_state=s.searcher.seed,
+                                     max_concurrent=max_conc), None
+    return BasicVariantGenerator(random_state=s.searcher.seed, max_concurrent=max_conc), None
+
+
+def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+
+    sc = s.scheduler
+    if sc.name == "asha":
+        max_t = sc.max_t or total_epochs(base) + 2  # +2: the final eval report must not be cut off
+        return ASHAScheduler(time_attr=sc.time_attr, max_t=max_t, grace_period=min(sc.grace_period, max_t),
+                             reduction_factor=sc.reduction_factor)
+    if sc.name == "pbt":
+        return PopulationBasedTraining(time_attr=sc.time_attr, perturbation_interval=sc.perturbation_interval,
+                                       hyperparam_mutations=space.tune_space("random"), seed=s.searcher.seed)
+    return FIFOScheduler()
+
+
+def build_tuner(p: Prepared, name: str, trainable: Callable[..., Any], limits: GateLimits, max_conc: int,
+                callbacks: list[Any]) -> Any:
+    from ray import tune
+    from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+
+    s = p.scfg
+    search_alg, _ = build_searcher(s, p.space.reference_point(p.base), max_conc)
+    num_samples = s.num_samples
+    if s.searcher.name == "grid":  # num_samples repeats the grid; keep one pass unless asked
+        num_samples = max(1, s.num_samples // max(1, p.space.grid_size())) if s.num_samples > 1 else 1
+    tune_cfg = TuneConfig(metric=METRIC, mode="min", search_alg=search_alg,
+                          scheduler=build_scheduler(s, p.base, p.space), num_samples=num_samples,
+                          reuse_actors=True, trial_dirname_creator=lambda t: f"trial_{t.trial_id}")
+    run_cfg = RunConfig(name=name, storage_path=p.storage_path, storage_filesystem=p.filesystem,
+                        stop=PhysicsGateStopper(limits) if s.gates.enabled else None, callbacks=callbacks,
+                        checkpoint_config=CheckpointConfig(num_to_keep=max(1, s.checkpoint_keep)),
+                        failure_config=FailureConfig(max_failures=0), verbose=s.verbose)
+    return tune.Tuner(trainable, param_space=p.space.tune_space(s.searcher.name), tune_config=tune_cfg,
+                      run_config=run_cfg)
+
+
+def make_trainable(p: Prepared, data: Any, trainable: Callable[..., Any] | None) -> Any:
+    from ray import tune
+
+    s = p.scfg
+    if trainable is None:
+        trainable = tune.with_parameters(ups_trial, base=to_dict(p.base), space=p.space, label=s.round, data=data)
+    res = {"cpu": s.resources.cpu, "gpu": s.resources.gpu}
+    return tune.with_resources(trainable, res)
+
+
+# -------------------------------------------------------------------------------------- run
+def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[str, Any] | None = None,
+              trainable: Callable[..., Any] | None = None, around_champion: bool = False,
+              promote: bool = True) -> SweepOutcome:
+    """Run (or resume) one round; returns its outcome. ``trainable`` replaces the UPS trial (tests)."""
+    p = prepare(round_name, overrides, defaults, around_champion=around_champion)
+    s = p.scfg
+    name = experiment_name(p)
+    exp_path = f"{p.display_storage}/{name}"
+    import ray
+
+    if not ray.is_initialized():  # fail fast on a dead cluster before generating data
+        check_ray_address(s.ray_address or os.environ.get("RAY_ADDRESS", ""), s.connect_timeout_s)
+    data = load_data(p.base) if trainable is None else None
+    baselines = baseline_rows(s, p.base, data) if data is not None else []
+    if baselines:
+        upsert_rows(p.leaderboard, baselines)
+    ref = {r["label"]: r for r in baselines}.get(s.gates.reference)
+    limits = GateLimits.from_baseline(s.gates, ref)
+    started = connect_ray(s)
+    try:
+        remote = bool(s.ray_address or os.environ.get("RAY_ADDRESS"))
+        max_conc = concurrency(s, remote)
+        point = p.space.reference_point(p.base)
+        ctx = RowContext(round=s.round, experiment=name, space=p.space, base=to_dict(p.base), reference_point=point,
+                         scheduler=s.scheduler.name, gpu_per_trial=s.resources.gpu,
+                         cost_per_gpu_hour=s.cost_per_gpu_hour, tags=[f"profile:{s.profile}"])
+        lb_cb = LeaderboardCallback(p.leaderboard, ctx, limits)
+        callbacks: list[Any] = [lb_cb]
+        mode = resolve_mode(s.wandb.mode)
+        if s.wandb.enabled and mode != "disabled":
+            wdir = resolve_path(s.report_dir) / "wandb"
+            callbacks.append(WandbRoundLogger(project=s.wandb.project, group=s.wandb.group or default_group(s.round),
+                                              name=name, mode=mode, directory=wdir,
+                                              config={"round": s.round, "profile": s.profile,
+                                                      "num_samples": s.num_samples}))
+        tr = make_trainable(p, data, trainable)
+        _log(f"{s.round}: {s.num_samples} trials, ≤{max_conc} at a time, searcher={s.searcher.name}, "
+             f"scheduler={s.scheduler.name}, storage={exp_path}")
+        from ray import tune
+
+        if s.resume:
+            if not tune.Tuner.can_restore(f"{p.storage_path}/{name}", storage_filesystem=p.filesystem):
+                raise ConfigError(f"resume=true: '{exp_path}' holds no restorable sweep state. Fix: run without "
+                                  f"resume=true, or name= the interrupted sweep")
+            _log(f"resuming {exp_path}")
+            tuner = tune.Tuner.restore(f"{p.storage_path}/{name}", tr, resume_errored=True,
+                                       storage_filesystem=p.filesystem)
+        else:
+            tuner = build_tuner(p, name, tr, limits, max_conc, callbacks)
+        grid = tuner.fit()
+        reconcile(p.leaderboard, ctx, grid, lb_cb)
+        champion = None
+        if promote and s.promotion.top_k > 0:
+            champion = promote_round(p, name, baselines, data)
+        report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir))
+    finally:
+        if started:
+            ray.shutdown()
+    rows = read_leaderboard(p.leaderboard)
+    outcome = SweepOutcome(name, exp_path, p.leaderboard, rows, champion, report, baselines)
+    print_leaderboard(outcome, s.print_top)
+    if report:
+        _log(f"report: {report}")
+    _log(f"leaderboard: {p.leaderboard}")
+    return outcome
+
+
+def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback) -> None:
+    """Rows for terminated trials the callback did not write (e.g. finished right before a driver kill)."""
+    have = set(read_leaderboard(path)["run_id"].astype(str))
+    rows = []
+    for r in grid:
+        tid = (r.metrics or {}).get("trial_id")
+        if not tid or ctx.run_id(tid) in have:
+            continue
+        ckpt = r.checkpoint.path if r.checkpoint is not None else None
+        rows.append(trial_row(ctx, tid, r.config or {}, r.metrics or {}, gate_reason=cb.tracker.reasons.get(tid),
+                              errored=r.error is not None, checkpoint=ckpt))
+    if rows:
+        upsert_rows(path, rows)
+
+
+def promote_round(p: Prepared, name: str, baselines: list[dict[str, Any]], data: Any) -> dict[str, Any] | None:
+    s = p.scfg
+    passing = apply_small_eval(p.leaderboard, name, s.small_eval, baselines)
+    chosen = passing[: s.promotion.top_k]
+    if s.promotion.force and len(chosen) < s.promotion.top_k:
+        lb = read_leaderboard(p.leaderboard)
+        done = lb[(lb["experiment"] == name) & (lb["kind"] == "trial") & lb["nrmse"].notna()].sort_values("nrmse")
+        chosen += [r for r in done["run_id"] if r not in chosen][: s.promotion.top_k - len(chosen)]
+    if not chosen or not s.promotion.full_eval or data is None:
+        _log(f"promotion: {len(passing)} trial(s) passed the small-eval gates; no full-eval run")
+        return None
+    _log(f"promotion: full-eval of {', '.join(chosen)}")
+    fulls = full_eval(p.leaderboard, chosen, data, filesystem=p.filesystem, round_name=s.round)
+    return update_champion(resolve_path(s.champion), fulls, p.leaderboard)
+
+
+def write_report(experiment_path: str, leaderboard: Path, round_name: str, out_dir: Path) -> Path | None:
+    try:
+        from ups.reports.html import write_report as _write
+    except ImportError:
+        _log("HTML report module (ups.reports.html) not available; skipped")
+        return None
+    try:
+        return Path(_write(experiment_path, leaderboard, round_name, out_dir))
+    except Exception as e:  # a report failure must not lose the finished sweep
+        print(f"[ups sweep] report failed: {e}", file=sys.stderr)
+        return None
+
+
+def print_leaderboard(o: SweepOutcome, top: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    df = o.rows
+    df = df[(df["experiment"] == o.experiment) | (df["run_id"].isin([b["run_id"] for b in o.baseline_rows]))].copy()
+    df["_sort"] = pd.to_numeric(df["nrmse"], errors="coerce").fillna(
+        pd.to_numeric(df.get("val_nrmse"), errors="coerce") + 10.0).fillna(1e9)
+    df = df.sort_values("_sort").head(top)
+    t = Table(title=f"Leaderboard — {o.experiment}", show_lines=False)
+    cols = ["run_id", "kind", "label", "val_nrmse", "nrmse", "nrmse_ttc", "conservation_gap", "bc_violation",
+            "wall_clock", "status", "stop_reason", "gate_pass", "promotion"]
+    for c in cols:
+        t.add_column(c, overflow="fold")
+    for _, r in df.iterrows():
+        t.add_row(*[_fmt(r.get(c)) for c in cols])
+    Console(width=200).print(t)
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)

@@ -1,0 +1,168 @@
+"""Promotion after a round: small-eval gates → full-eval of the top trials → champion record.
+
+* small-eval: every completed trial's final eval (``ups.train.train``'s last report) against the round's
+  baseline, i.e. its reference trial (fallback: a baseline row such as ``linear``): nRMSE better by
+  ≥ margin, conservation gap ≤ 1.0×, BC violation ≤ 1.0×, ECE ≤ 1.25× (``gates.small_eval_gates``).
+* full-eval: the top ``promotion.top_k`` passing trials (or the top ones regardless when
+  ``promotion.force``) are re-evaluated from their checkpoint on the full test split with TTC
+  (``ups.eval.evaluate``); each gets its own leaderboard row (``kind=full_eval``).
+* champion: the best full-eval (``nrmse_ttc``, else ``nrmse``) replaces ``reports/champion.json`` if it
+  beats the recorded champion on the same data (``data_hash``); every change is appended to
+  ``champion_history.jsonl``.  Round C reads the champion's config.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from ups.config import ConfigError, apply_overrides, config_from_dict
+from ups.leaderboard import read_leaderboard, upsert_rows
+from ups.tune.gates import small_eval_gates
+
+
+def _f(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def round_baseline(lb: pd.DataFrame, experiment: str, fallback_rows: list[dict[str, Any]],
+                   fallback: str) -> tuple[dict[str, Any] | None, str]:
+    """The reference trial's eval row, else the named baseline row → (row, description)."""
+    rows = lb[(lb["experiment"] == experiment) & (lb["kind"] == "trial")]
+    ref = rows[rows["tags"].fillna("").str.contains("reference") & rows["nrmse"].notna()]
+    if len(ref):
+        return ref.iloc[0].to_dict(), f"reference trial {ref.iloc[0]['trial_id']}"
+    for r in fallback_rows:
+        if r.get("label") == fallback or r.get("name") == fallback:
+            return dict(r), f"{fallback} baseline (the reference trial has no eval)"
+    return None, "none"
+
+
+def apply_small_eval(leaderboard: Path, experiment: str, cfg: Any, baseline_rows: list[dict[str, Any]]) -> list[str]:
+    """Write gate_pass / gate_reasons for this experiment's trials; returns passing run_ids (best first)."""
+    lb = read_leaderboard(leaderboard)
+    base, desc = round_baseline(lb, experiment, baseline_rows, cfg.fallback)
+    rows = lb[(lb["experiment"] == experiment) & (lb["kind"] == "trial")]
+    updates, passing = [], []
+    for _, r in rows.iterrows():
+        row = r.to_dict()
+        if base is not None and base.get("run_id") == row["run_id"]:
+            ok, reasons = False, ["this trial is the round baseline (reference)"]
+        else:
+            ok, reasons = small_eval_gates(row, base, cfg)
+        row["gate_pass"] = bool(ok)
+        row["gate_reasons"] = f"vs {desc}: " + ("; ".join(reasons) if reasons else "all gates passed")
+        if ok:
+            row["promotion"] = "small_eval"
+            passing.append((row.get("nrmse"), row["run_id"]))
+        updates.append(row)
+    if updates:
+        upsert_rows(leaderboard, updates)
+    return [rid for _, rid in sorted(passing, key=lambda t: (_f(t[0]) or math.inf))]
+
+
+def local_checkpoint(path: str, filesystem: Any = None) -> Path:
+    """A local checkpoint.pt for a Tune checkpoint path (downloads from S3 when needed)."""
+    p = Path(path)
+    if not str(path).startswith("s3://") and filesystem is None and p.exists():
+        return p / "checkpoint.pt" if p.is_dir() else p
+    from ray.tune import Checkpoint
+
+    local = Path(Checkpoint(path, filesystem=filesystem).to_directory())
+    return local / "checkpoint.pt"
+
+
+def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: Any = None,
+              round_name: str = "") -> list[dict[str, Any]]:
+    """Re-evaluate checkpoints on the full test split with TTC; one ``kind=full_eval`` row each."""
+    from ups.eval import evaluate
+    from ups.train.checkpoint import load_checkpoint
+
+    lb = read_leaderboard(leaderboard).set_index("run_id", drop=False)
+    out = []
+    for rid in run_ids:
+        row = lb.loc[rid].to_dict()
+        if not row.get("checkpoint") or (isinstance(row["checkpoint"], float)):
+            continue
+        ckpt = local_checkpoint(str(row["checkpoint"]), filesystem)
+        model, cfg, _ = load_checkpoint(ckpt)
+        cfg = apply_overrides(cfg, {"eval.max_samples": -1, "ttc.enabled": True}, source="full-eval")
+        metrics = evaluate(model, cfg, data, split="test")
+        full = {k: row.get(k) for k in ("round", "experiment", "trial_id", "config_hash", "config_json",
+                                        "params", "tags", "wall_clock", "gpu_hours", "est_cost")}
+        full.update({k: metrics.get(k) for k in ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap",
+                                                 "energy_violation", "bc_violation", "ece", "rollout_horizon")})
+        full.update({"run_id": f"{rid}-full", "kind": "full_eval", "label": f"full-eval of {rid}",
+                     "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "status": "completed", "stop_reason": "full-eval (test split, TTC on)",
+                     "promotion": "full_eval", "checkpoint": str(ckpt), "source_run_id": rid,
+                     "data_hash": getattr(data, "data_hash", "")})
+        out.append(full)
+    if out:
+        upsert_rows(leaderboard, out)
+        from ups.leaderboard import update_column
+        update_column(leaderboard, [r["source_run_id"] for r in out], "promotion", "full_eval")
+    return out
+
+
+def score(row: Mapping[str, Any]) -> float:
+    v = _f(row.get("nrmse_ttc"))
+    return v if v is not None else (_f(row.get("nrmse")) or math.inf)
+
+
+def read_champion(path: str | Path) -> dict[str, Any] | None:
+    p = Path(path)
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p}: champion record is not valid JSON ({e}). Fix: delete it and re-run a round "
+                          f"to promote a new champion") from None
+
+
+def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: Path) -> dict[str, Any] | None:
+    """Crown the best full-eval if it beats the recorded champion on the same data."""
+    if not candidates:
+        return read_champion(path)
+    best = min(candidates, key=score)
+    current = read_champion(path)
+    same_data = current is not None and current.get("data_hash") == best.get("data_hash")
+    if current is not None and same_data and score(current) <= score(best):
+        return current
+    record = {"run_id": best["source_run_id"], "full_eval_run_id": best["run_id"], "round": best.get("round"),
+              "experiment": best.get("experiment"), "nrmse": _f(best.get("nrmse")),
+              "nrmse_ttc": _f(best.get("nrmse_ttc")), "score": score(best), "checkpoint": best["checkpoint"],
+              "config": json.loads(best["config_json"]) if best.get("config_json") else {},
+              "data_hash": best.get("data_hash"), "replaced": current.get("run_id") if current else None,
+              "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(tmp, path)
+    with open(path.with_name("champion_history.jsonl"), "a") as fh:
+        fh.write(json.dumps(record, default=str) + "\n")
+    from ups.leaderboard import update_column
+    update_column(leaderboard, [record["run_id"], record["full_eval_run_id"]], "promotion", "champion")
+    return record
+
+
+def champion_config(path: str | Path, round_name: str) -> dict[str, Any]:
+    """The champion's config dict, or a clear error telling the user how to get one."""
+    rec = read_champion(path)
+    if rec is None:
+        raise ConfigError(f"{round_name}: no champion yet ({Path(path)} not found). Fix: run round_a or round_b "
+                          f"first (their promotion step writes the champion), or pass champion=<path/to/champion.json>")
+    if not rec.get("config"):
+        raise ConfigError(f"{path}: champion record has no 'config'. Fix: re-run a round to promote a champion")
+    config_from_dict(rec["config"], source=f"{path} config")  # validates
+    return rec["config"]

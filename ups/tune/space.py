@@ -1,0 +1,365 @@
+"""Search spaces: YAML distributions over dotted UPS config keys, validated before Ray starts.
+
+File layout (``search_spaces/<round>.yaml``)::
+
+    description: optimizer & schedule
+    reference:                      # the round's baseline = first trial (points_to_evaluate)
+      stages.operator.optimizer.lr: 3.0e-4
+    params:                         # what the searcher samples
+      stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-3}
+      stages.operator.warmup_steps_ratio: {dist: uniform, low: 0.0, high: 0.08}
+      stages.operator.ema_decay: {dist: choice, values: [0.999, 0.9995, 0.9999]}
+      stages.operator.epochs: {dist: int, low: 2, high: 6}          # inclusive
+      latent.dim: {dist: grid, values: [8, 16, 32]}                  # every value (grid searcher)
+      ttc.threshold: {dist: around, rel: 0.2}   # ±20 % around the champion's value (round C)
+    derived:                        # values computed from sampled ones, after sampling
+      stages.diff_residual.optimizer.lr: {rule: copy, of: stages.operator.optimizer.lr}
+      operator.heads: {rule: divisor, of: operator.hidden_dim, near: operator.heads}
+      decoder.hidden_dim: {rule: scale, of: operator.hidden_dim, factor: 1}
+      latent.tokens: {rule: preset, of: latent.dim}   # ups.config.preset_values(dim)[key]
+
+Rules: ``copy`` (same value), ``scale`` (× factor, int keys rounded), ``divisor`` (largest divisor of
+``of`` that is ≤ ``near``: heads and group sizes must divide hidden), ``preset`` (the seed's scaling
+rules for a latent dim).  Non-scalar choices (``betas: [[0.9, 0.95], [0.9, 0.99]]``) are encoded as
+JSON strings for the searcher and decoded in the trial.
+
+Every problem raises ``SearchSpaceError`` (a ``ConfigError``) naming the file, the key and the
+valid alternatives.  No Ray import at module level.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from ups.config import ConfigError, all_keys, apply_overrides, flatten, preset_values, suggest_key, to_dict
+
+DISTS = ("choice", "uniform", "loguniform", "int", "grid", "around")
+RULES = ("copy", "scale", "divisor", "preset")
+TOP_LEVEL = ("description", "reference", "params", "derived", "round")
+# Keys that describe where data lives, how a run is named or how it is evaluated are not swept.
+NOT_SWEEPABLE_PREFIXES = ("data.", "run.", "eval.")
+NOT_SWEEPABLE = {"preset", "training.device", "training.num_threads", "training.checkpoint_every",
+                 "training.val_max_samples", "encoder.hidden_dim", "operator.input_dim", "diffusion.latent_dim"}
+
+
+# Schema interpolations (``II(...)``) are resolved when a config is loaded; a swept source key carries
+# its followers along explicitly.
+LINKED = {"operator.input_dim": "latent.dim", "diffusion.latent_dim": "latent.dim",
+          "encoder.hidden_dim": "operator.hidden_dim"}
+
+
+class SearchSpaceError(ConfigError):
+    """A search-space file is invalid; the message names the file, key and fix."""
+
+
+def sweepable_keys() -> list[str]:
+    return [k for k in all_keys() if k not in NOT_SWEEPABLE and not k.startswith(NOT_SWEEPABLE_PREFIXES)]
+
+
+@dataclass
+class Param:
+    key: str
+    dist: str
+    low: float | None = None
+    high: float | None = None
+    values: list[Any] = field(default_factory=list)
+    rel: float = 0.2
+    log: bool = False
+    zero_width: float = 0.0
+
+    @property
+    def encoded(self) -> bool:
+        return any(isinstance(v, (list, dict)) for v in self.values)
+
+    def encode(self, value: Any) -> Any:
+        return json.dumps(value) if self.encoded else value
+
+    def decode(self, value: Any) -> Any:
+        return json.loads(value) if self.encoded and isinstance(value, str) else value
+
+
+@dataclass
+class SearchSpace:
+    path: Path
+    description: str
+    params: dict[str, Param]
+    reference: dict[str, Any]
+    derived: dict[str, dict[str, Any]]
+
+    # ----------------------------------------------------------------- sampling & materializing
+    def reference_point(self, base: DictConfig) -> dict[str, Any]:
+        """The round's baseline as a searcher point (encoded), from `reference:` or the base config."""
+        flat = flatten(to_dict(base))
+        point = {}
+        for key, p in self.params.items():
+            value = self.reference.get(key, flat.get(key))
+            if p.dist == "int" and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            point[key] = p.encode(value)
+        return point
+
+    def decode(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in sampled.items():
+            p = self.params.get(key)
+            out[key] = p.decode(value) if p else value
+        return out
+
+    def materialize(self, base: DictConfig, sampled: Mapping[str, Any]) -> tuple[DictConfig, dict[str, Any]]:
+        """Apply reference, sampled and derived values to base; returns (cfg, all set values)."""
+        values = dict(self.reference)
+        values.update(self.decode(sampled))
+        view = OmegaConf.create(OmegaConf.to_container(base))  # unvalidated: derived rules fix it up
+        for key, value in values.items():
+            OmegaConf.update(view, key, value, merge=False)
+        values.update(derive(self.derived, view, str(self.path)))
+        for target, src in LINKED.items():  # interpolations the schema resolves at load time
+            if src in values and target not in values:
+                values[target] = values[src]
+        cfg = apply_overrides(base, values, source=str(self.path)) if values else base
+        return cfg, values
+
+    def tune_space(self, searcher: str) -> dict[str, Any]:
+        """Ray Tune distributions for the params (imports Ray)."""
+        from ray import tune
+
+        space: dict[str, Any] = {}
+        for key, p in self.params.items():
+            if p.dist == "choice":
+                space[key] = tune.choice([p.encode(v) for v in p.values])
+            elif p.dist == "grid":
+                vals = [p.encode(v) for v in p.values]
+                space[key] = tune.grid_search(vals) if searcher == "grid" else tune.choice(vals)
+            elif p.dist == "uniform":
+                space[key] = tune.uniform(p.low, p.high)
+            elif p.dist == "loguniform":
+                space[key] = tune.loguniform(p.low, p.high)
+            elif p.dist == "int":
+                space[key] = tune.randint(int(p.low), int(p.high) + 1)  # inclusive high
+            else:  # "around" must be resolved first
+                raise SearchSpaceError(f"{self.path}: params.{key}: 'around' needs a champion; "
+                                       f"call resolve_around(space, champion_cfg) first")
+        return space
+
+    def grid_size(self) -> int:
+        n = 1
+        for p in self.params.values():
+            if p.dist == "grid":
+                n *= len(p.values)
+        return n
+
+
+# ------------------------------------------------------------------------------- derivation
+def _largest_divisor(n: int, near: int) -> int:
+    near = max(1, min(int(near), int(n)))
+    for d in range(near, 0, -1):
+        if n % d == 0:
+            return d
+    return 1
+
+
+def derive(rules: Mapping[str, Mapping[str, Any]], cfg: DictConfig, source: str) -> dict[str, Any]:
+    """Compute derived values in file order, each seeing the values derived before it."""
+    out: dict[str, Any] = {}
+
+    def get(key: str) -> Any:
+        return out[key] if key in out else OmegaConf.select(cfg, key)
+
+    for target, rule in rules.items():
+        kind, of = rule["rule"], rule["of"]
+        src = get(of)
+        if kind == "copy":
+            out[target] = src
+        elif kind == "scale":
+            v = src * float(rule.get("factor", 1.0))
+            out[target] = int(round(v)) if isinstance(get(target), int) and not isinstance(get(target), bool) else v
+        elif kind == "divisor":
+            near = rule.get("near", get(target))
+            near = get(near) if isinstance(near, str) else near
+            out[target] = _largest_divisor(int(src), int(near))
+        elif kind == "preset":
+            flat = flatten(preset_values(int(src)))
+            if target not in flat:
+                raise SearchSpaceError(f"{source}: derived.{target}: rule 'preset' sets only {sorted(flat)}")
+            out[target] = flat[target]
+    return out
+
+
+# ----------------------------------------------------------------------------------- loading
+def _err(path: Path, where: str, msg: str) -> SearchSpaceError:
+    return SearchSpaceError(f"{path}: {where}: {msg}")
+
+
+def _check_key(path: Path, where: str, key: str, sweepable: set[str]) -> None:
+    if key in sweepable:
+        return
+    if key in set(all_keys()):
+        raise _err(path, where, f"'{key}' is a config field but not sweepable (data, run, eval and device "
+                                f"settings stay fixed within a round; set them as overrides instead). "
+                                f"Sweepable keys include: {', '.join(sorted(sweepable)[:12])} …")
+    near = suggest_key(key, sweepable)
+    hint = f" Did you mean '{near}'?" if near else ""
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    sib = sorted(k for k in sweepable if parent and k.startswith(parent + "."))
+    valid = f" Valid keys under '{parent}': {', '.join(sib)}." if sib else \
+        f" Sweepable sections: {', '.join(sorted({k.split('.')[0] for k in sweepable}))}."
+    raise _err(path, where, f"unknown config key '{key}'.{hint}{valid}")
+
+
+def _num(path: Path, where: str, spec: Mapping[str, Any], name: str) -> float:
+    if name not in spec:
+        raise _err(path, where, f"missing '{name}' (e.g. {{dist: {spec.get('dist')}, low: 1e-4, high: 1e-3}})")
+    v = spec[name]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        try:
+            v = float(v)  # YAML reads 1e-4 (no dot) as a string
+        except (TypeError, ValueError):
+            raise _err(path, where, f"'{name}' = {v!r} is not a number") from None
+    if not math.isfinite(v):
+        raise _err(path, where, f"'{name}' = {v!r} must be finite")
+    return v
+
+
+def _parse_param(path: Path, key: str, spec: Any) -> Param:
+    where = f"params.{key}"
+    if not isinstance(spec, Mapping) or "dist" not in spec:
+        raise _err(path, where, f"expected a mapping with 'dist' (one of {', '.join(DISTS)}), got {spec!r}")
+    dist = spec["dist"]
+    if dist not in DISTS:
+        raise _err(path, where, f"unknown dist '{dist}'. Valid: {', '.join(DISTS)}")
+    allowed = {"dist", "low", "high", "values", "rel", "log", "zero_width"}
+    extra = set(spec) - allowed
+    if extra:
+        raise _err(path, where, f"unknown field(s) {sorted(extra)}. Valid: {sorted(allowed)}")
+    if dist in ("choice", "grid"):
+        values = spec.get("values")
+        if not isinstance(values, list) or not values:
+            raise _err(path, where, f"'{dist}' needs a non-empty 'values' list, e.g. values: [0.999, 0.9995]")
+        return Param(key, dist, values=list(values))
+    if dist == "around":
+        rel = _num(path, where, {"rel": 0.2, **spec}, "rel")
+        if not 0 < rel < 1:
+            raise _err(path, where, f"'rel' = {rel} must be in (0, 1), e.g. 0.2 for ±20 %")
+        return Param(key, dist, rel=rel, log=bool(spec.get("log", False)),
+                     zero_width=float(spec.get("zero_width", 0.0)))
+    low, high = _num(path, where, spec, "low"), _num(path, where, spec, "high")
+    if low > high or (low == high and dist != "int"):
+        raise _err(path, where, f"low = {low} must be below high = {high}. Fix: swap them or widen the range")
+    if dist == "loguniform" and low <= 0:
+        raise _err(path, where, f"loguniform needs low > 0 (got {low}). Fix: use a positive low, e.g. 1e-5, "
+                                f"or dist: uniform")
+    if dist == "int" and (low != int(low) or high != int(high)):
+        raise _err(path, where, f"int bounds must be integers (got {low}, {high})")
+    return Param(key, dist, low=low, high=high)
+
+
+def _parse_rule(path: Path, target: str, spec: Any, sweepable: set[str]) -> dict[str, Any]:
+    where = f"derived.{target}"
+    _check_key(path, where, target, sweepable)
+    if not isinstance(spec, Mapping) or spec.get("rule") not in RULES:
+        raise _err(path, where, f"expected {{rule: one of {', '.join(RULES)}, of: <key>}}, got {spec!r}")
+    of = spec.get("of")
+    if not isinstance(of, str):
+        raise _err(path, where, "missing 'of: <dotted key>'")
+    if of not in set(all_keys()):
+        near = suggest_key(of)
+        raise _err(path, where, f"'of' names unknown config key '{of}'." + (f" Did you mean '{near}'?" if near else ""))
+    near = spec.get("near")
+    if isinstance(near, str) and near not in set(all_keys()):
+        raise _err(path, where, f"'near' names unknown config key '{near}'")
+    return dict(spec)
+
+
+def load_space(path: str | Path, base: DictConfig | None = None) -> SearchSpace:
+    """Read and validate a search-space YAML; with ``base``, also type-check every value."""
+    path = Path(path)
+    if not path.exists():
+        avail = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.exists() else []
+        raise SearchSpaceError(f"{path}: search-space file not found. Available in {path.parent}: "
+                               f"{', '.join(avail) or 'none'}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise SearchSpaceError(f"{path}: not valid YAML: {e}".split("\n")[0]) from None
+    if not isinstance(data, dict):
+        raise SearchSpaceError(f"{path}: expected a mapping with 'params:'")
+    unknown = set(data) - set(TOP_LEVEL)
+    if unknown:
+        raise SearchSpaceError(f"{path}: unknown top-level key(s) {sorted(unknown)}. Valid: {', '.join(TOP_LEVEL)} "
+                               f"(distributions go under 'params:')")
+    params_raw = data.get("params") or {}
+    if not isinstance(params_raw, dict) or not params_raw:
+        raise SearchSpaceError(f"{path}: 'params' must be a non-empty mapping of dotted keys to distributions")
+    sweepable = set(sweepable_keys())
+    params: dict[str, Param] = {}
+    for key, spec in params_raw.items():
+        _check_key(path, f"params.{key}", str(key), sweepable)
+        params[str(key)] = _parse_param(path, str(key), spec)
+    reference = dict(data.get("reference") or {})
+    for key in reference:
+        _check_key(path, f"reference.{key}", str(key), sweepable)
+    derived = {str(t): _parse_rule(path, str(t), s, sweepable) for t, s in (data.get("derived") or {}).items()}
+    space = SearchSpace(path, str(data.get("description", "")), params, reference, derived)
+    if base is not None:
+        check_against(space, base)
+    return space
+
+
+def resolve_around(space: SearchSpace, center: DictConfig, source: str = "champion") -> SearchSpace:
+    """Turn ``around`` params into uniform/loguniform ranges ±rel around the center config's value."""
+    params = dict(space.params)
+    for key, p in space.params.items():
+        if p.dist != "around":
+            continue
+        c = OmegaConf.select(center, key)
+        if isinstance(c, bool) or not isinstance(c, (int, float)):
+            raise _err(space.path, f"params.{key}", f"'around' needs a numeric value in the {source}, got {c!r}")
+        if c == 0:
+            if p.zero_width <= 0:
+                raise _err(space.path, f"params.{key}", f"the {source}'s value is 0, so ±{p.rel:.0%} is empty. "
+                                                        f"Fix: add zero_width: <w> to search [0, w]")
+            params[key] = Param(key, "uniform", low=0.0, high=p.zero_width)
+            continue
+        lo, hi = sorted((c * (1 - p.rel), c * (1 + p.rel)))
+        if isinstance(c, int):
+            params[key] = Param(key, "int", low=math.floor(lo), high=max(math.ceil(hi), math.floor(lo) + 1))
+        else:
+            params[key] = Param(key, "loguniform" if p.log and lo > 0 else "uniform", low=lo, high=hi)
+    return SearchSpace(space.path, space.description, params, space.reference, space.derived)
+
+
+def check_against(space: SearchSpace, base: DictConfig) -> None:
+    """Apply the reference point and each distribution's extremes to base: types and scaling rules."""
+    probes: list[dict[str, Any]] = [{}]
+    for key, p in space.params.items():
+        if p.dist in ("choice", "grid"):
+            probes += [{key: v} for v in p.values]
+        elif p.dist == "int":
+            probes += [{key: int(p.low)}, {key: int(p.high)}]
+        elif p.dist in ("uniform", "loguniform"):
+            probes += [{key: p.low}, {key: p.high}]
+    for probe in probes:
+        try:
+            space.materialize(base, {k: p.encode(v) for k, v in probe.items() for p in [space.params[k]]})
+        except SearchSpaceError:
+            raise
+        except ConfigError as e:
+            where = f"params.{next(iter(probe))}" if probe else "reference"
+            raise SearchSpaceError(f"{space.path}: {where}: value {probe or space.reference} is invalid for the "
+                                   f"config: {e}") from None
+    ref = space.reference_point(base)
+    for key, p in space.params.items():
+        v = ref[key]
+        if p.dist in ("choice", "grid") and v not in [p.encode(x) for x in p.values]:
+            raise _err(space.path, f"reference.{key}", f"reference value {p.decode(v)!r} is not one of the "
+                                                        f"choices {p.values}. Fix: add it to 'values' or set "
+                                                        f"reference.{key}")
+        if p.dist in ("uniform", "loguniform", "int") and not (p.low <= float(v) <= p.high):
+            raise _err(space.path, f"reference.{key}", f"reference value {v!r} is outside [{p.low}, {p.high}]. "
+                                                        f"Fix: widen the range or set reference.{key}")

@@ -1,0 +1,269 @@
+"""Typed settings of one sweep round and the parser of its command-line overrides.
+
+A sweep command takes Hydra-style ``key=value`` overrides of two kinds:
+
+* sweep keys (this schema): ``num_samples=8 max_concurrent=4 resources.gpu=0.25 profile=full
+  storage_path=s3://bucket/sweeps resume=true scheduler.name=fifo searcher.seed=3 wandb.enabled=false``
+* model/training keys of the UPS config, either plain (``stages.operator.epochs=3``, ``preset=dim16``)
+  or prefixed with ``trial.`` (``trial.stages.operator.epochs=3``); they change the base config every
+  trial starts from (the search space then overrides the swept keys).
+
+Precedence: schema defaults < profile (``ups/conf/sweep/<profile>.yaml``) < the round script's
+defaults < command-line overrides.  Unknown keys fail before anything runs, naming the nearest key.
+No Ray import here.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from ups.config import ConfigError, all_keys
+
+SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "sweep"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROFILES = ("smoke", "full")
+
+
+@dataclass
+class ResourcesCfg:
+    cpu: float = 1.0  # CPUs per trial
+    gpu: float = 0.0  # GPUs per trial (0.25 → 4 trials share one GPU)
+
+
+@dataclass
+class SchedulerCfg:
+    name: str = "asha"  # asha | fifo | pbt
+    time_attr: str = "training_iteration"  # one iteration = one epoch of one stage
+    max_t: int = 0  # 0: total epochs of the base config + 2 (room for the final eval report)
+    grace_period: int = 1
+    reduction_factor: float = 2.0
+    perturbation_interval: int = 2  # pbt only
+
+
+@dataclass
+class SearcherCfg:
+    name: str = "optuna"  # optuna (TPE) | random | grid
+    seed: int = 0
+    n_startup_trials: int = 4  # TPE random start-up trials
+
+
+@dataclass
+class TrainGateCfg:
+    """In-flight physics gates (our Tune Stopper): stop a trial as soon as one trips."""
+
+    enabled: bool = True
+    reference: str = "linear"  # baseline row whose figures scale the limits: persistence | linear | fno
+    conservation_multiple: float = 10.0  # stop if val conservation gap > max(multiple × reference, floor)
+    conservation_floor: float = 1.0  # gaps are relative to the field's RMS (ups.metrics)
+    bc_multiple: float = 10.0
+    bc_floor: float = 1.0
+    skip_stages: list[str] = field(default_factory=lambda: ["autoencoder"])  # operator untrained there
+    grace_epochs: int = 1  # physics gates apply from this epoch of a stage on (NaN/Inf: always)
+    divergence_factor: float = 20.0  # stop if train_loss > factor × best train_loss of the same stage
+    min_iterations: int = 1  # divergence is checked from this iteration on
+
+
+@dataclass
+class SmallEvalGateCfg:
+    """The playbook's small-eval gates, relative to the round's baseline (its reference trial)."""
+
+    nrmse_margin: float = 0.01  # must beat baseline nRMSE by at least this
+    conservation_ratio: float = 1.0
+    bc_ratio: float = 1.0
+    ece_ratio: float = 1.25
+    abs_tol: float = 1.0e-6  # figures below this count as equal (numerical noise)
+    fallback: str = "linear"  # baseline row used when the reference trial has no eval
+
+
+@dataclass
+class PromotionCfg:
+    top_k: int = 1  # gate-passing trials re-evaluated on the full test split with TTC
+    force: bool = False  # promote the top_k even if they fail the gates (playbook: aggressive round)
+    full_eval: bool = True
+
+
+@dataclass
+class WandbCfg:
+    enabled: bool = True
+    project: str = "universal-simulator"
+    group: str = ""  # default: sota-sweep-<round with dashes>
+    mode: str = "auto"  # auto (online iff WANDB_API_KEY is set) | offline | online | disabled
+
+
+@dataclass
+class SweepConfig:
+    round: str = "round_a"
+    profile: str = "smoke"
+    space: str = ""  # search-space YAML; default search_spaces/<round>.yaml
+    name: str = ""  # experiment name; default <round>-<UTC timestamp>; resume picks the latest
+    num_samples: int = 4
+    max_concurrent: int = 0  # 0: adapt to the cluster (GPUs / resources.gpu, or CPUs / resources.cpu)
+    resources: ResourcesCfg = field(default_factory=ResourcesCfg)
+    storage_path: str = "runs/sweeps"  # local folder or s3://bucket/prefix
+    resume: bool = False
+    leaderboard: str = "reports/leaderboard.csv"
+    champion: str = "reports/champion.json"  # round_c reads it; promotion writes it
+    report_dir: str = "reports"
+    cost_per_gpu_hour: float = 2.0  # USD, for est_cost
+    baselines: bool = True  # persistence / linear / FNO rows on the same data
+    fno_budget_s: float = 20.0
+    ray_address: str = ""  # default: $RAY_ADDRESS; empty → start a local Ray instance
+    ray_num_cpus: int = 0  # local instance only; 0 = all cores
+    connect_timeout_s: float = 5.0
+    checkpoint_keep: int = 1
+    verbose: int = 1  # Tune console verbosity 0..3
+    print_top: int = 15
+    scheduler: SchedulerCfg = field(default_factory=SchedulerCfg)
+    searcher: SearcherCfg = field(default_factory=SearcherCfg)
+    gates: TrainGateCfg = field(default_factory=TrainGateCfg)
+    small_eval: SmallEvalGateCfg = field(default_factory=SmallEvalGateCfg)
+    promotion: PromotionCfg = field(default_factory=PromotionCfg)
+    wandb: WandbCfg = field(default_factory=WandbCfg)
+    trial: list[str] = field(default_factory=list)  # UPS overrides for the base config
+
+
+def sweep_keys() -> list[str]:
+    return all_keys(OmegaConf.structured(SweepConfig))
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """Separate sweep-key overrides (parsed values) from UPS trial overrides (raw strings)."""
+    skeys = set(sweep_keys())
+    ups_keys = set(all_keys())
+    sweep: dict[str, Any] = {}
+    trial: list[str] = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"overrides: '{item}' is not key=value. Example: num_samples=8 or "
+                              f"stages.operator.optimizer.lr=3e-4")
+        key, _, value = item.partition("=")
+        key = key.strip().lstrip("+")
+        if key.startswith("trial."):
+            trial.append(f"{key[len('trial.'):]}={value}")
+        elif key in skeys:
+            sweep[key] = _parse_value(value)
+        elif key in ups_keys:
+            trial.append(f"{key}={value}")
+        else:
+            cands = sorted(skeys - {"trial"}) + sorted(ups_keys)
+            near = difflib.get_close_matches(key, cands, n=1, cutoff=0.5)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(
+                f"overrides: unknown key '{key}'.{hint} Sweep keys: {', '.join(sorted(skeys - {'trial'}))}. "
+                f"Model/training keys are the UPS config keys (e.g. stages.operator.epochs), optionally "
+                f"prefixed with 'trial.'.")
+    return sweep, trial
+
+
+def _merge_layer(cfg: DictConfig, layer: dict[str, Any], source: str) -> DictConfig:
+    """Merge a dotted-or-nested mapping of sweep keys onto cfg; 'trial' lists are appended."""
+    skeys = set(sweep_keys())
+    flat: dict[str, Any] = {}
+
+    def walk(d: dict[str, Any], prefix: str = "") -> None:
+        for k, v in d.items():
+            full = f"{prefix}{k}"
+            if isinstance(v, dict) and full != "trial":
+                walk(v, full + ".")
+            else:
+                flat[full] = v
+
+    walk(layer)
+    for key, value in flat.items():
+        if key == "trial":
+            extra = [value] if isinstance(value, str) else list(value or [])
+            cfg.trial = list(cfg.trial) + [str(x) for x in extra]
+            continue
+        if key not in skeys:
+            near = difflib.get_close_matches(key, sorted(skeys), n=1, cutoff=0.5)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(f"{source}: unknown sweep key '{key}'.{hint}")
+        try:
+            OmegaConf.update(cfg, key, value, merge=False)
+        except Exception as e:
+            raise ConfigError(f"{source}: invalid value {value!r} for '{key}': {e}".split("\n")[0]) from None
+    return cfg
+
+
+def load_profile(profile: str) -> dict[str, Any]:
+    path = SWEEP_CONF_DIR / f"{profile}.yaml"
+    if not path.exists():
+        avail = ", ".join(sorted(p.stem for p in SWEEP_CONF_DIR.glob("*.yaml")))
+        raise ConfigError(f"overrides: unknown profile '{profile}' ({path} missing). Available: {avail}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sweep keys")
+    return data
+
+
+def load_sweep_config(round_name: str, overrides: Sequence[str] = (),
+                      defaults: dict[str, Any] | None = None) -> SweepConfig:
+    """Compose a round's sweep settings: schema < profile < round defaults < overrides.
+
+    Round defaults may be profile-specific: ``{"smoke": {...}, "full": {...}, ...common keys}``.
+    """
+    sweep_over, trial_over = split_overrides(overrides)
+    defaults = dict(defaults or {})
+    per_profile = {p: defaults.pop(p, {}) or {} for p in PROFILES}
+    profile = str(sweep_over.get("profile", defaults.get("profile", "smoke")))
+    cfg = OmegaConf.structured(SweepConfig)
+    cfg.round = round_name
+    _merge_layer(cfg, load_profile(profile), str(SWEEP_CONF_DIR / f"{profile}.yaml"))
+    _merge_layer(cfg, defaults, f"sweeps/{round_name}.py defaults")
+    _merge_layer(cfg, per_profile.get(profile, {}), f"sweeps/{round_name}.py {profile} defaults")
+    _merge_layer(cfg, sweep_over, "overrides")
+    cfg.trial = list(cfg.trial) + trial_over
+    cfg.profile = profile
+    out: SweepConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    validate_sweep_config(out)
+    return out
+
+
+def validate_sweep_config(s: SweepConfig) -> None:
+    def bad(key: str, why: str, fix: str) -> ConfigError:
+        return ConfigError(f"sweep config: '{key}' {why}. Fix: {fix}")
+
+    if s.num_samples < 1:
+        raise bad("num_samples", f"= {s.num_samples} must be ≥ 1", "num_samples=4")
+    if s.max_concurrent < 0:
+        raise bad("max_concurrent", "must be ≥ 0", "max_concurrent=0 adapts to the cluster")
+    if s.resources.cpu < 0 or s.resources.gpu < 0 or (s.resources.cpu == 0 and s.resources.gpu == 0):
+        raise bad("resources", f"cpu={s.resources.cpu} gpu={s.resources.gpu} is invalid",
+                  "resources.cpu=1 (and resources.gpu=0.25 on GPUs)")
+    if s.resources.gpu > 1 and s.resources.gpu != int(s.resources.gpu):
+        raise bad("resources.gpu", f"= {s.resources.gpu}: fractions only below 1", "use 0.25, 0.5, 1, 2 …")
+    if s.scheduler.name not in ("asha", "fifo", "pbt"):
+        raise bad("scheduler.name", f"= '{s.scheduler.name}' is unknown", "use asha, fifo or pbt")
+    if s.scheduler.grace_period < 1 or s.scheduler.reduction_factor <= 1:
+        raise bad("scheduler", "grace_period must be ≥ 1 and reduction_factor > 1",
+                  "scheduler.grace_period=1 scheduler.reduction_factor=2")
+    if s.scheduler.max_t and s.scheduler.max_t < s.scheduler.grace_period:
+        raise bad("scheduler.max_t", "is below grace_period", "raise max_t or use 0 (automatic)")
+    if s.searcher.name not in ("optuna", "random", "grid"):
+        raise bad("searcher.name", f"= '{s.searcher.name}' is unknown", "use optuna, random or grid")
+    if s.scheduler.name == "pbt" and s.searcher.name == "optuna":
+        raise bad("scheduler.name", "= pbt cannot be combined with searcher.name=optuna",
+                  "use searcher.name=random with PBT")
+    if s.wandb.mode not in ("auto", "offline", "online", "disabled"):
+        raise bad("wandb.mode", f"= '{s.wandb.mode}' is unknown", "use auto, offline, online or disabled")
+    if s.gates.reference not in ("persistence", "linear", "fno"):
+        raise bad("gates.reference", f"= '{s.gates.reference}' is unknown", "use persistence, linear or fno")
+    if s.promotion.top_k < 0:
+        raise bad("promotion.top_k", "must be ≥ 0", "promotion.top_k=1")
+
+
+def resolve_path(p: str) -> Path:
+    """Absolute local path (Tune may chdir into trial folders): relative paths are from the cwd."""
+    return Path(p).expanduser().resolve()

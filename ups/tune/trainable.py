@@ -1,0 +1,84 @@
+"""The Tune trainable: one UPS training run per trial, reporting every epoch to Tune.
+
+The driver loads the data once and hands it to every trial through the object store
+(``tune.with_parameters``); the trial rebuilds its config from the base config + the sampled values
+(+ derived values), resumes from Tune's checkpoint when the trial is restored, and forwards each
+``ups.train.train`` report as ``tune.report(metrics, checkpoint=…)``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ray import tune
+from ray.tune import Checkpoint
+
+from ups.config import config_from_dict
+from ups.tune.space import SearchSpace
+
+NONFINITE_PENALTY = 1.0e3  # what the searcher sees instead of NaN/Inf (the gate stops such trials)
+METRIC = "val_nrmse"
+
+
+def clean_metrics(metrics: Mapping[str, Any], metric: str = METRIC) -> dict[str, Any]:
+    """Scalars only; ``done`` → ``final`` (``done`` is reserved by Tune); NaN/Inf flagged for the gate."""
+    out: dict[str, Any] = {}
+    bad: list[str] = []
+    for k, v in metrics.items():
+        if hasattr(v, "item") and getattr(v, "ndim", 0) == 0:
+            v = v.item()
+        if isinstance(v, bool):
+            v = int(v)
+        if isinstance(v, numbers.Real):
+            v = float(v) if not isinstance(v, int) else v
+            if isinstance(v, float) and not math.isfinite(v):
+                bad.append(k)
+        elif not isinstance(v, str) and v is not None:
+            continue
+        out["final" if k == "done" else k] = v
+    if bad:
+        out["nonfinite"] = 1
+        out["nonfinite_keys"] = ",".join(bad)
+        if metric in bad:
+            out[f"{metric}_raw"] = str(out[metric])
+            out[metric] = NONFINITE_PENALTY
+    return out
+
+
+def _resume_path(ckpt: Checkpoint | None) -> Path | None:
+    if ckpt is None:
+        return None
+    local = Path(ckpt.to_directory())
+    f = local / "checkpoint.pt"
+    return f if f.exists() else local
+
+
+def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpace, label: str = "",
+              data: Any = None, train_fn: Callable[..., Any] | None = None) -> None:
+    """Function trainable (Ray 2.60 API: ``tune.report`` / ``tune.get_checkpoint``)."""
+    from ups.train.trainer import TrainingDiverged
+
+    if train_fn is None:
+        from ups.train.trainer import train as train_fn  # noqa: N813 (imported lazily: heavy)
+
+    cfg, _ = space.materialize(config_from_dict(base, source="sweep base config"), config)
+    ctx = tune.get_context()
+    cfg.run.run_id = ctx.get_trial_id()
+    cfg.run.label = label or cfg.run.label
+    run_dir = Path(ctx.get_trial_dir()) / "work"
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        m = clean_metrics(metrics)
+        if checkpoint_dir is not None:
+            tune.report(m, checkpoint=Checkpoint.from_directory(str(checkpoint_dir)))
+        else:
+            tune.report(m)
+
+    try:
+        train_fn(cfg, report=report, run_dir=run_dir, resume_from=_resume_path(tune.get_checkpoint()), data=data)
+    except TrainingDiverged as e:  # NaN/Inf loss or gradient: a gate matter, not a crash
+        tune.report({"nonfinite": 1, "nonfinite_keys": "train_loss", METRIC: NONFINITE_PENALTY,
+                     "diverged": str(e).split(". Fix")[0][:300]})
