@@ -113,10 +113,23 @@ def test_reward_and_ttc_signatures_cannot_take_a_target():
 
 
 def test_bad_weights_and_settings_are_refused():
-    with pytest.raises(ConfigError, match="ttc.gamma"):
-        ttc_search(SpectralDouble(), heat_frames(smooth_fields(2), 2), 2, ttc_cfg(gamma=0.0))
+    import types
+
+    with pytest.raises(ConfigError, match="ttc.gamma"):  # at config load time
+        ttc_cfg(gamma=0.0)
     with pytest.raises(ConfigError, match="ttc.weights.mass"):
-        ttc_search(SpectralDouble(), heat_frames(smooth_fields(2), 2), 2, ttc_cfg(**{"weights.mass": -1.0}))
+        ttc_cfg(**{"weights.mass": -1.0})
+    # and for settings built by hand (not through the schema), before any compute
+    plain = dict(enabled=True, candidates=4, beam_width=2, horizon=2, max_evaluations=50, threshold=0.0,
+                 steps=1, gamma=1.0, noise_scale=1.0, weights={"mass": 1.0, "energy": 1.0, "bc": 1.0,
+                                                                "smoothness": 0.1})
+    ctx = heat_frames(smooth_fields(2), 2)
+    for key, value, match in [("gamma", 1.5, "ttc.gamma"), ("threshold", float("nan"), "ttc.threshold"),
+                              ("max_evaluations", 0, "ttc.max_evaluations"),
+                              ("weights", {"mass": 1.0, "energy": -1.0}, "ttc.weights.energy"),
+                              ("weights", {"mas": 1.0}, "unknown reward weight")]:
+        with pytest.raises(ConfigError, match=match):
+            ttc_search(SpectralDouble(), ctx, 2, types.SimpleNamespace(**{**plain, key: value}))
     with pytest.raises(ValueError, match=r"\(B, Tc, X\)"):
         ContextPhysics.from_context(torch.zeros(3, X))
 

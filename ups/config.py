@@ -386,6 +386,16 @@ def validate_config(cfg: DictConfig, source: str = "config") -> None:
     if t.beam_width > t.candidates:
         raise bad("ttc.beam_width", f"= {t.beam_width} exceeds ttc.candidates = {t.candidates}",
                   "keep beam_width ≤ candidates")
+    if t.max_evaluations < 1:
+        raise bad("ttc.max_evaluations", f"= {t.max_evaluations} must be ≥ 1", "use e.g. 150 (w·k·h + 1 per step)")
+    if not 0 < t.gamma <= 1:
+        raise bad("ttc.gamma", f"= {t.gamma} must be in (0, 1]", "use a discount like 1.0 or 0.9")
+    if not t.threshold >= 0 or not t.noise_scale >= 0:
+        raise bad("ttc.threshold", f"= {t.threshold} (and ttc.noise_scale = {t.noise_scale}) must be ≥ 0",
+                  "use non-negative values, e.g. threshold=0.35 noise_scale=1.0")
+    for wk in ("mass", "energy", "bc", "smoothness"):
+        if not t.weights[wk] >= 0:
+            raise bad(f"ttc.weights.{wk}", f"= {t.weights[wk]} must be ≥ 0", "use a non-negative reward weight")
     d = cfg.data
     if d.nu <= 0:
         raise bad("data.nu", f"= {d.nu} must be > 0", "use e.g. nu=0.01")
