@@ -213,3 +213,20 @@ def test_ups_eval_on_a_trained_checkpoint(files, tmp_path, capsys):
     assert m["ttc_reward_penalty"] <= m["ttc_reward_penalty_det"] + 1e-12  # never worse on its own reward
     assert rec["info"]["checkpoint"] == str(res.checkpoint)
     assert "with TTC" in capsys.readouterr().out
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_evaluate_with_ttc_on_cuda(tiny):
+    import copy
+
+    from ups.config import apply_overrides
+
+    cpu = evaluate(copy.deepcopy(tiny["model"]), apply_overrides(tiny["cfg"], {"training.device": "cpu"}),
+                   tiny["data"])
+    gpu = evaluate(copy.deepcopy(tiny["model"]), apply_overrides(tiny["cfg"], {"training.device": "cuda"}),
+                   tiny["data"])
+    for key in EVAL_KEYS:
+        assert gpu[key] is not None and math.isfinite(float(gpu[key])), key
+    assert gpu["nrmse"] == pytest.approx(cpu["nrmse"], rel=1e-3)  # deterministic path: same numbers
+    assert gpu["ttc_reward_penalty"] <= gpu["ttc_reward_penalty_det"] + 1e-9

@@ -415,6 +415,12 @@ def _html(title: str, rows: list[dict[str, Any]], ev: EvalOutput, info: dict[str
             f"<h2>Notes</h2><ul>{notes}</ul>{imgs}</body></html>")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write_all(files: dict[Path, str]) -> None:
     """Write every file to a temp sibling first, then rename them all (no half-written set)."""
     tmps: list[tuple[str, Path]] = []
@@ -422,9 +428,10 @@ def _atomic_write_all(files: dict[Path, str]) -> None:
         for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            tmps.append((tmp, path))
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
-            tmps.append((tmp, path))
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         for tmp, path in tmps:
             os.replace(tmp, path)
     finally:
