@@ -1,0 +1,195 @@
+"""Content-addressed cache of generated Burgers datasets.
+
+The file name carries a hash of everything that determines the data (ν, n, resolution, seed, time
+grid, initial-condition family, solver and its version), so the same request never recomputes and a
+different one never collides. Files are written to a temp name and renamed when complete; a
+half-written file never counts. A lock file serialises concurrent generators (e.g. Ray trials).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from ups.data.hdf5 import DataFileError, PDEBenchWriter, inspect_pdebench
+from ups.data.initial import cell_centres, evaluate_init, sample_init_params
+from ups.data.solver import (MAX_RESOLUTION, SOLVER_NAME, SOLVER_VERSION, SolverError, diffusion,
+                             is_power_of_two, solve_burgers)
+
+DATA_VERSION = "1"
+K_TOT = 4
+TAIL_TOL = 1e-6  # largest acceptable relative spectral tail (see solver.spectral_tail)
+CHUNK = 128  # trajectories per solver batch
+
+
+class DataConfigError(ValueError):
+    """A data request that cannot be generated; names the key and the fix."""
+
+
+def _get(cfg: Any, key: str) -> Any:
+    return cfg[key] if isinstance(cfg, dict) else getattr(cfg, key)
+
+
+def validate_request(data_cfg: Any) -> None:
+    """Check a generation request before any compute is spent."""
+    def bad(key: str, why: str, fix: str) -> DataConfigError:
+        return DataConfigError(f"data: '{key}' {why}. Fix: {fix}")
+
+    nu, n, res = _get(data_cfg, "nu"), _get(data_cfg, "n"), _get(data_cfg, "resolution")
+    if not (isinstance(nu, (int, float)) and math.isfinite(nu) and nu > 0):
+        raise bad("nu", f"= {nu} must be > 0", "use e.g. nu=0.01 (PDEBench diffusion is ν/π)")
+    if not (isinstance(n, int) and n > 0):
+        raise bad("n", f"= {n} must be a positive integer", "use e.g. n=2000")
+    if not (isinstance(res, int) and is_power_of_two(res) and res >= 16):
+        raise bad("resolution", f"= {res} is not a power of two ≥ 16, which the FFT solver needs",
+                  "use 256, 512, 1024 or 2048")
+    if res > MAX_RESOLUTION:
+        raise bad("resolution", f"= {res} exceeds {MAX_RESOLUTION}", f"use at most {MAX_RESOLUTION}")
+    frames, t_final = _get(data_cfg, "frames"), _get(data_cfg, "t_final")
+    if not (isinstance(frames, int) and frames >= 2):
+        raise bad("frames", f"= {frames} must be ≥ 2", "use 201 (PDEBench: t ∈ [0,2] every 0.01)")
+    if not (t_final > 0 and math.isfinite(t_final)):
+        raise bad("t_final", f"= {t_final} must be > 0", "use 2.0 (PDEBench)")
+
+
+def generation_key(data_cfg: Any) -> dict[str, Any]:
+    """Everything that determines a generated file (and nothing else)."""
+    return {
+        "nu": float(_get(data_cfg, "nu")), "n": int(_get(data_cfg, "n")),
+        "resolution": int(_get(data_cfg, "resolution")), "seed": int(_get(data_cfg, "seed")),
+        "t_final": float(_get(data_cfg, "t_final")), "frames": int(_get(data_cfg, "frames")),
+        "init": f"pdebench-init_multi-k{K_TOT}", "solver": SOLVER_NAME, "solver_version": SOLVER_VERSION,
+        "data_version": DATA_VERSION, "tail_tol": TAIL_TOL,
+    }
+
+
+def content_hash(data_cfg: Any) -> str:
+    return hashlib.sha1(json.dumps(generation_key(data_cfg), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_file(data_cfg: Any) -> Path:
+    """Where the dataset for this request lives (whether or not it exists yet)."""
+    k = generation_key(data_cfg)
+    root = Path(str(_get(data_cfg, "cache_dir"))).expanduser()
+    return root / f"burgers_nu{k['nu']:g}_n{k['n']}_x{k['resolution']}_seed{k['seed']}_{content_hash(data_cfg)}.hdf5"
+
+
+def is_complete(path: Path, expected_hash: str) -> bool:
+    if not path.exists():
+        return False
+    try:
+        info = inspect_pdebench(path)
+    except DataFileError:
+        return False
+    return info.attrs.get("content_hash") == expected_hash
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    lock = path.with_name(path.name + ".lock")
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op threads (None: leave as is)."""
+    if not num_threads:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def dataset_path(data_cfg: Any, *, progress: bool = True, device: Any = None,
+                 num_threads: int | None = None) -> Path:
+    """The cached HDF5 for ``data_cfg`` — generated (atomically) only when missing."""
+    validate_request(data_cfg)
+    path = cache_file(data_cfg)
+    h = content_hash(data_cfg)
+    if is_complete(path, h):
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataConfigError(f"data: 'cache_dir' = {path.parent} is not writable ({e}). "
+                              "Fix: set data.cache_dir to a writable folder") from None
+    with _locked(path):
+        if not is_complete(path, h):  # another process may have finished it meanwhile
+            with torch_threads(num_threads):
+                generate(data_cfg, path, progress=progress, device=device)
+    return path
+
+
+def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: Any = None,
+             chunk: int = CHUNK) -> dict[str, Any]:
+    """Generate the dataset for ``data_cfg`` into ``path`` (atomic). Returns the stored attributes."""
+    validate_request(data_cfg)
+    k = generation_key(data_cfg)
+    n, res, nu = k["n"], k["resolution"], k["nu"]
+    x = cell_centres(res)  # (X,)
+    t = np.linspace(0.0, k["t_final"], k["frames"])  # (T,)
+    params = sample_init_params(n, k["seed"], K_TOT)
+    u0 = evaluate_init(params, x)  # (n, X) float64
+    # group similar trajectories: the step size follows the batch's largest |u|
+    order = np.argsort(-np.abs(u0).max(axis=1), kind="stable")
+    attrs: dict[str, Any] = {
+        "nu": nu, "diffusion": diffusion(nu), "seed": k["seed"], "n": n, "resolution": res,
+        "t_final": k["t_final"], "frames": k["frames"], "dt_save": k["t_final"] / (k["frames"] - 1),
+        "equation": "u_t + (u^2/2)_x = (nu/pi) u_xx, x in [0,1) periodic (PDEBench convention)",
+        "grid": "cell centres x_i = (i+0.5)/X", "initial_condition": k["init"],
+        "solver": SOLVER_NAME, "solver_version": SOLVER_VERSION, "data_version": DATA_VERSION,
+        "content_hash": content_hash(data_cfg), "generation_key": json.dumps(k, sort_keys=True),
+        "t_coordinate_note": "T+1 entries like PDEBench files; frame i is at t[i]",
+        "created_unix": time.time(),
+    }
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=f"burgers ν={nu:g} n={n} X={res}", unit="traj")
+    t_tensor = torch.as_tensor(t)
+    resolutions, substeps, tails = [], [], []
+    start = time.perf_counter()
+    try:
+        with PDEBenchWriter(path, n, x, t, attrs) as writer:
+            for i in range(0, n, chunk):
+                rows = order[i: i + chunk]
+                batch = torch.as_tensor(u0[rows])  # (c, X)
+                out, info = solve_burgers(batch, nu, t_tensor, device=device, return_info=True)
+                while info.spectral_tail > TAIL_TOL and info.solver_resolution < MAX_RESOLUTION:
+                    out, info = solve_burgers(batch, nu, t_tensor, device=device, return_info=True,
+                                              solver_resolution=2 * info.solver_resolution)
+                resolutions.append(info.solver_resolution)
+                substeps.append(info.substeps)
+                tails.append(info.spectral_tail)
+                writer.write(rows, out.cpu().numpy())
+                if bar is not None:
+                    bar.update(len(rows))
+            stats = {"solver_resolution_min": min(resolutions), "solver_resolution_max": max(resolutions),
+                     "substeps_min": min(substeps), "substeps_max": max(substeps),
+                     "spectral_tail_max": max(tails), "generation_seconds": time.perf_counter() - start}
+            writer.set_attrs(stats)
+            attrs.update(stats)
+    except SolverError as e:
+        raise DataConfigError(f"data: generation failed for nu={nu}, resolution={res}: {e}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return attrs

@@ -1,0 +1,234 @@
+"""PDEBench-layout HDF5 I/O for 1D Burgers: ``tensor`` (N,T,X), ``x-coordinate`` (X,), ``t-coordinate``.
+
+Real PDEBench files (``1D_Burgers_Sols_Nu*.hdf5``) store T+1 time coordinates for T frames (their
+generator saves ``arange(it_tot + 1) * dt_save``); we write the same and read both T and T+1.
+Writes are atomic (temp file in the target folder, then ``os.replace``); a failed write leaves
+nothing behind. Bad files raise ``DataFileError`` naming the file, the key and the fix.
+"""
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+TENSOR_KEY = "tensor"
+X_KEY = "x-coordinate"
+T_KEY = "t-coordinate"
+REGENERATE_HINT = "regenerate it with `ups data generate nu=0.01 n=2000 resolution=1024` or re-download it"
+
+
+class DataFileError(ValueError):
+    """An HDF5 data file is missing, unreadable or not in the PDEBench 1D layout."""
+
+
+@dataclass
+class BurgersFile:
+    tensor: np.ndarray  # (N, T, X) float32
+    x: np.ndarray  # (X,)
+    t: np.ndarray  # (T,)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    path: Path = Path()
+
+
+@dataclass
+class FileInfo:
+    """Header of a PDEBench-layout file (validated, tensor not loaded)."""
+
+    path: Path
+    shape: tuple[int, int, int]
+    dtype: str
+    x: np.ndarray  # (X,)
+    t: np.ndarray  # (T,) — trimmed to the frame count
+    t_entries: int  # entries stored in t-coordinate (T or T+1)
+    attrs: dict[str, Any]
+    nu: float | None  # from attrs or the PDEBench file name; None if unknown
+    size_bytes: int
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def nu_from_name(path: Path) -> float | None:
+    """PDEBench names files ``1D_Burgers_Sols_Nu0.01.hdf5`` → 0.01."""
+    m = re.search(r"_Nu([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)", path.name)
+    return float(m.group(1)) if m else None
+
+
+def _open(path: Path) -> h5py.File:
+    if not path.exists():
+        raise DataFileError(f"{path}: file not found. Fix: set data.path to an existing HDF5 file, or leave "
+                            "it empty to generate data (`ups data generate …`)")
+    if path.is_dir():
+        raise DataFileError(f"{path}: is a directory, not an HDF5 file. Fix: point data.path to a .hdf5 file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise DataFileError(f"{path}: cannot be opened as HDF5 ({str(e).splitlines()[0]}); the file is truncated "
+                            f"or not HDF5. Fix: {REGENERATE_HINT}") from None
+
+
+def _validate(path: Path, f: h5py.File) -> FileInfo:
+    keys = sorted(f.keys())
+    if TENSOR_KEY not in f:
+        raise DataFileError(f"{path}: key '{TENSOR_KEY}' missing (found: {', '.join(keys) or 'nothing'}). Fix: 1D "
+                            f"Burgers files store the solution as '{TENSOR_KEY}' (N, T, X) — use a PDEBench "
+                            "1D_Burgers_Sols_Nu*.hdf5 file or one written by `ups data generate`")
+    ds = f[TENSOR_KEY]
+    if not isinstance(ds, h5py.Dataset) or ds.ndim != 3:
+        shape = getattr(ds, "shape", "a group")
+        raise DataFileError(f"{path}: key '{TENSOR_KEY}' has shape {shape}, expected rank 3 (N samples, T frames, "
+                            "X points). Fix: write 1D Burgers data as (N, T, X); 2D/3D PDEBench files are not supported")
+    n, t_frames, x_points = ds.shape
+    if min(ds.shape) < 1:
+        raise DataFileError(f"{path}: '{TENSOR_KEY}' is empty (shape {ds.shape}). Fix: {REGENERATE_HINT}")
+    if not np.issubdtype(ds.dtype, np.floating):
+        raise DataFileError(f"{path}: '{TENSOR_KEY}' has dtype {ds.dtype}, expected floating point. Fix: {REGENERATE_HINT}")
+    for key in (X_KEY, T_KEY):
+        if key not in f:
+            raise DataFileError(f"{path}: key '{key}' missing (found: {', '.join(keys)}). Fix: PDEBench files store "
+                                f"'{X_KEY}' (X,) and '{T_KEY}' (T or T+1,); add them or {REGENERATE_HINT}")
+    try:
+        x = np.asarray(f[X_KEY][...], dtype=np.float64).reshape(-1)
+        t_all = np.asarray(f[T_KEY][...], dtype=np.float64).reshape(-1)
+    except OSError as e:
+        raise DataFileError(f"{path}: coordinates unreadable ({e}); the file is truncated. Fix: {REGENERATE_HINT}") from None
+    if x.size != x_points:
+        raise DataFileError(f"{path}: '{X_KEY}' has {x.size} entries but '{TENSOR_KEY}' has X = {x_points} points. "
+                            f"Fix: {REGENERATE_HINT}")
+    if t_all.size not in (t_frames, t_frames + 1):
+        raise DataFileError(f"{path}: '{T_KEY}' has {t_all.size} entries but '{TENSOR_KEY}' has T = {t_frames} frames "
+                            f"(expected T or T+1 like PDEBench). Fix: {REGENERATE_HINT}")
+    attrs = {k: _plain(v) for k, v in f.attrs.items()}
+    nu = attrs.get("nu")
+    nu = float(nu) if nu is not None else nu_from_name(path)
+    return FileInfo(path=path, shape=(n, t_frames, x_points), dtype=str(ds.dtype), x=x, t=t_all[:t_frames],
+                    t_entries=int(t_all.size), attrs=attrs, nu=nu, size_bytes=path.stat().st_size)
+
+
+def inspect_pdebench(path: str | Path) -> FileInfo:
+    """Validate a file's layout and return its header without loading ``tensor``."""
+    path = Path(path).expanduser()
+    with _open(path) as f:
+        return _validate(path, f)
+
+
+def read_pdebench(path: str | Path, *, max_samples: int = -1, reduced_resolution: int = 1,
+                  reduced_resolution_t: int = 1, chunk: int = 256) -> BurgersFile:
+    """Load a PDEBench-layout file → ``BurgersFile`` (tensor float32 (N,T,X)).
+
+    ``max_samples`` (>0) keeps the first samples; the reduced_* strides are applied while reading,
+    chunk by chunk, so a 10,000-sample PDEBench file never sits in memory at full resolution.
+    """
+    path = Path(path).expanduser()
+    with _open(path) as f:
+        info = _validate(path, f)
+        n = info.shape[0] if max_samples is None or max_samples <= 0 else min(max_samples, info.shape[0])
+        ds = f[TENSOR_KEY]
+        parts = []
+        try:
+            for i in range(0, n, chunk):
+                block = ds[i: min(n, i + chunk)]  # (c, T, X)
+                parts.append(np.ascontiguousarray(block[:, ::reduced_resolution_t, ::reduced_resolution],
+                                                  dtype=np.float32))
+        except OSError as e:
+            raise DataFileError(f"{path}: '{TENSOR_KEY}' unreadable at samples {i}..{i + chunk} ({str(e).splitlines()[0]}); "
+                                f"the file is truncated or corrupt. Fix: {REGENERATE_HINT}") from None
+    tensor = np.concatenate(parts, axis=0)  # (N, T', X')
+    return BurgersFile(tensor=tensor, x=info.x[::reduced_resolution], t=info.t[::reduced_resolution_t],
+                       attrs=info.attrs, path=path)
+
+
+def pdebench_time_coordinate(t: np.ndarray) -> np.ndarray:
+    """Frame times (T,) → PDEBench's T+1 entries (one extra interval appended)."""
+    t = np.asarray(t, dtype=np.float64).reshape(-1)
+    if t.size < 2:
+        return t
+    return np.append(t, t[-1] + (t[-1] - t[-2]))
+
+
+class PDEBenchWriter:
+    """Atomic, incremental writer: ``with PDEBenchWriter(path, n, x, t, attrs) as w: w.write(rows, data)``.
+
+    Data goes to a temp file next to ``path``; it is renamed into place only when the block exits
+    without an exception and every sample was written; otherwise the temp file is deleted.
+    """
+
+    def __init__(self, path: str | Path, n: int, x: np.ndarray, t: np.ndarray, attrs: dict[str, Any]):
+        self.path = Path(path).expanduser()
+        self.n, self.x, self.t, self.attrs = n, np.asarray(x), np.asarray(t), dict(attrs)
+        self.tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self._written = np.zeros(n, dtype=bool)
+        self._f: h5py.File | None = None
+
+    def __enter__(self) -> "PDEBenchWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        t_frames, x_points = self.t.size, self.x.size
+        self._f = h5py.File(self.tmp, "w")
+        self._ds = self._f.create_dataset(TENSOR_KEY, shape=(self.n, t_frames, x_points), dtype="float32",
+                                          chunks=(1, t_frames, x_points))
+        self._f.create_dataset(X_KEY, data=self.x.astype(np.float32))
+        self._f.create_dataset(T_KEY, data=pdebench_time_coordinate(self.t).astype(np.float32))
+        for k, v in self.attrs.items():
+            self._f.attrs[k] = v
+        return self
+
+    def write(self, rows: np.ndarray | slice, data: np.ndarray) -> None:
+        """Write samples ``rows`` (increasing indices or a slice) ← data (len(rows), T, X)."""
+        assert self._f is not None
+        if isinstance(rows, slice):
+            self._ds[rows] = data
+            self._written[rows] = True
+        else:
+            rows = np.asarray(rows)
+            order = np.argsort(rows)
+            self._ds[rows[order]] = np.asarray(data)[order]
+            self._written[rows] = True
+
+    def set_attrs(self, attrs: dict[str, Any]) -> None:
+        """Add attributes known only after the data (e.g. solver statistics)."""
+        assert self._f is not None
+        for k, v in attrs.items():
+            self._f.attrs[k] = v
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        f, self._f = self._f, None
+        try:
+            if f is not None:
+                f.close()
+        finally:
+            if exc_type is None and not self._written.all():
+                self.tmp.unlink(missing_ok=True)
+                raise RuntimeError(f"{self.path}: only {int(self._written.sum())}/{self.n} samples were written")
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+            else:
+                self.tmp.unlink(missing_ok=True)
+
+
+def write_pdebench(path: str | Path, tensor: np.ndarray, x: np.ndarray, t: np.ndarray,
+                   attrs: dict[str, Any] | None = None) -> Path:
+    """Write (N,T,X) data in the PDEBench layout, atomically. ``t`` has T (or T+1) entries."""
+    tensor = np.asarray(tensor)
+    if tensor.ndim != 3:
+        raise ValueError(f"write_pdebench: tensor must be (N, T, X), got shape {tensor.shape}")
+    t = np.asarray(t).reshape(-1)
+    if t.size == tensor.shape[1] + 1:
+        t = t[:-1]
+    if t.size != tensor.shape[1] or np.asarray(x).size != tensor.shape[2]:
+        raise ValueError(f"write_pdebench: x ({np.asarray(x).size}) / t ({t.size}) do not match tensor {tensor.shape}")
+    with PDEBenchWriter(path, tensor.shape[0], x, t, attrs or {}) as w:
+        w.write(slice(None), tensor.astype(np.float32))
+    return Path(path).expanduser()
