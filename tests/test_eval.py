@@ -140,10 +140,15 @@ def test_cli_writes_json_csv_html(tiny, files, capsys):
 
 
 def test_cli_resamples_a_finer_grid_and_refuses_a_different_time_step(tiny, files, capsys):
+    out_dir = Path(tiny["cfg"].eval.out_dir)
+    assert main(_ckpt_args(tiny, f"data={files['base']}", "run.run_id=fine")) == 0
+    first = (out_dir / "eval_fine.json").read_text()
     assert main(_ckpt_args(tiny, f"data={files['fine']}", "run.run_id=fine")) == 0
     out = capsys.readouterr().out
     assert "resampled spectrally to 64 points" in out
-    rec = json.loads((Path(tiny["cfg"].eval.out_dir) / "eval_fine.json").read_text())
+    assert (out_dir / "eval_fine.json").read_text() == first  # an eval of other data is never overwritten
+    (second,) = [p for p in out_dir.glob("eval_fine_*.json")]
+    rec = json.loads(second.read_text())
     assert rec["metrics"]["grid"] == 128 and rec["metrics"]["model_grid"] == 64
     assert rec["metrics"]["nrmse"] < 10  # the forecast came back onto the file's grid sensibly
 
