@@ -1,0 +1,143 @@
+"""Search-space files and sweep overrides: validated before Ray starts, errors name file, key and fix."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ups.config import ConfigError, load_config
+from ups.tune.space import SearchSpaceError, derive, load_space, resolve_around
+from ups.tune.sweep_config import load_sweep_config, split_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_config(["preset=dim8"])
+
+
+def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
+def test_shipped_spaces_are_valid(path: Path, base) -> None:
+    space = load_space(path, base)
+    if any(p.dist == "around" for p in space.params.values()):
+        space = resolve_around(space, base)
+    point = space.reference_point(base)
+    cfg, values = space.materialize(base, point)
+    assert set(space.params) <= set(values)
+    assert cfg.operator.hidden_dim % cfg.operator.heads == 0
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("params:\n  stages.operator.optimizer.lrr: {dist: uniform, low: 0.1, high: 0.2}\n",
+     ["params.stages.operator.optimizer.lrr", "unknown config key", "Did you mean 'stages.operator.optimizer.lr'"]),
+    ("params:\n  ttc.threshold: {dist: uniform, low: 0.5, high: 0.2}\n",
+     ["params.ttc.threshold", "low = 0.5 must be below high = 0.2"]),
+    ("params:\n  ttc.candidates: {dist: choice, values: []}\n",
+     ["params.ttc.candidates", "non-empty 'values'"]),
+    ("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 0, high: 1.0e-3}\n",
+     ["params.stages.operator.optimizer.lr", "loguniform needs low > 0"]),
+    ("params:\n  data.nu: {dist: uniform, low: 0.001, high: 0.01}\n",
+     ["params.data.nu", "not sweepable", "Sweepable keys include"]),
+    ("params:\n  run.out_dir: {dist: choice, values: [a, b]}\n", ["params.run.out_dir", "not sweepable"]),
+    ("params:\n  ttc.threshold: {dist: gaussian, low: 0.1, high: 0.2}\n", ["unknown dist 'gaussian'", "Valid: choice"]),
+    ("param:\n  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n", ["unknown top-level key", "params"]),
+    ("params:\n  ttc.candidates: {dist: choice, values: [lots]}\n", ["params.ttc.candidates", "invalid"]),
+    ("params:\n  operator.heads: {dist: choice, values: [3]}\n", ["params.operator.heads", "does not divide"]),
+    ("reference:\n  ttc.threshold: 0.9\nparams:\n  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n",
+     ["reference.ttc.threshold", "outside [0.1, 0.2]"]),
+    ("params:\n  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n"
+     "derived:\n  ttc.beam_width: {rule: magic, of: ttc.candidates}\n", ["derived.ttc.beam_width", "copy, scale"]),
+])
+def test_bad_spaces_are_refused_naming_file_and_key(tmp_path: Path, base, text: str, needles: list[str]) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(SearchSpaceError) as e:
+        load_space(path, base)
+    msg = str(e.value)
+    assert str(path) in msg
+    for n in needles:
+        assert n in msg, msg
+
+
+def test_missing_file_lists_alternatives(tmp_path: Path) -> None:
+    write(tmp_path, "params: {}\n", "other.yaml")
+    with pytest.raises(SearchSpaceError, match="not found.*other.yaml"):
+        load_space(tmp_path / "nope.yaml")
+
+
+def test_derived_rules_keep_scaling_consistent(base) -> None:
+    space = load_space(REPO / "search_spaces" / "round_b.yaml", base)
+    cfg, values = space.materialize(base, {"latent.tokens": 24, "operator.hidden_dim": 80,
+                                           "operator.depths": "[2, 2, 2]", "operator.heads": 6})
+    assert values["operator.heads"] == 5 and cfg.operator.heads == 5  # 6 does not divide 80 → 5
+    assert cfg.operator.group_size == 8 and cfg.decoder.hidden_dim == 80 and cfg.encoder.hidden_dim == 80
+    assert list(cfg.operator.depths) == [2, 2, 2]
+    dims = load_space(REPO / "search_spaces" / "dims.yaml", base)
+    cfg, _ = dims.materialize(base, {"latent.dim": 24})
+    assert (cfg.latent.dim, cfg.operator.input_dim, cfg.diffusion.latent_dim) == (24, 24, 24)
+    assert cfg.operator.hidden_dim == 48 and 48 % cfg.operator.heads == 0
+    assert derive({"operator.heads": {"rule": "divisor", "of": "operator.hidden_dim", "near": 7}}, cfg, "x") == \
+        {"operator.heads": 6}
+
+
+def test_around_needs_a_width_at_zero(tmp_path: Path, base) -> None:
+    path = write(tmp_path, "params:\n  training.lambda_spectral: {dist: around, rel: 0.2}\n")
+    with pytest.raises(SearchSpaceError, match="zero_width"):
+        resolve_around(load_space(path), base)
+    space = resolve_around(load_space(REPO / "search_spaces" / "round_c.yaml"), base)
+    lr = space.params["stages.operator.optimizer.lr"]
+    assert lr.low == pytest.approx(0.8 * base.stages.operator.optimizer.lr)
+    assert lr.high == pytest.approx(1.2 * base.stages.operator.optimizer.lr)
+
+
+def test_overrides_split_and_unknown_keys() -> None:
+    sweep, trial = split_overrides(["num_samples=3", "resources.gpu=0.25", "trial.stages.operator.epochs=2",
+                                    "ttc.threshold=0.3", "preset=dim16"])
+    assert sweep == {"num_samples": 3, "resources.gpu": 0.25}
+    assert trial == ["stages.operator.epochs=2", "ttc.threshold=0.3", "preset=dim16"]
+    with pytest.raises(ConfigError, match="Did you mean 'num_samples'"):
+        split_overrides(["num_sample=3"])
+    s = load_sweep_config("round_a", ["profile=full", "max_concurrent=3"])
+    assert s.resources.gpu == 0.25 and s.max_concurrent == 3 and "data.n=2000" in s.trial
+    with pytest.raises(ConfigError, match="scheduler.name"):
+        load_sweep_config("round_a", ["scheduler.name=hyperband"])
+    with pytest.raises(ConfigError, match="unknown profile"):
+        load_sweep_config("round_a", ["profile=huge"])
+
+
+def _run_script(args: list[str], env_extra: dict[str, str], timeout: float = 60) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return proc, time.perf_counter() - t0
+
+
+def test_bad_space_refused_before_ray_starts(tmp_path: Path) -> None:
+    bad = write(tmp_path, "params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: -1, high: 1.0e-3}\n")
+    storage = tmp_path / "runs"
+    proc, _ = _run_script(["sweeps/round_a.py", f"space={bad}", f"storage_path={storage}",
+                           f"leaderboard={tmp_path / 'lb.csv'}"], {"RAY_ADDRESS": ""})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert str(bad) in proc.stderr and "params.stages.operator.optimizer.lr" in proc.stderr
+    assert "ray" not in proc.stdout.lower() or "Started a local Ray instance" not in proc.stdout
+    assert not storage.exists() and not (tmp_path / "lb.csv").exists()  # nothing half-written
+
+
+def test_unreachable_ray_address_fails_fast_with_fix(tmp_path: Path) -> None:
+    proc, seconds = _run_script(["sweeps/round_a.py", f"storage_path={tmp_path / 'runs'}", "connect_timeout_s=2",
+                                 f"leaderboard={tmp_path / 'lb.csv'}"], {"RAY_ADDRESS": "127.0.0.1:9"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "127.0.0.1:9" in proc.stderr and "unreachable" in proc.stderr and "unset RAY_ADDRESS" in proc.stderr
+    assert seconds < 30
+    assert not (tmp_path / "lb.csv").exists()

@@ -1,0 +1,99 @@
+"""The sweep engine on the real local Ray (session fixture): physics gates, ASHA, leaderboard rows.
+
+The trainables here are small functions with known curves (the engine, not the model, is under
+test); they run through the same launcher, Tuner, Stopper, scheduler, searcher and callbacks as the
+UPS trainable.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from ups.leaderboard import read_leaderboard
+from ups.tune.gates import GateLimits, GateTracker
+from ups.tune.launcher import run_round
+from ups.tune.trainable import clean_metrics
+
+
+def make_trainable(key: str, behaviour: dict, iterations: int = 6, sleep: float = 0.05):
+    """A Tune function trainable whose reports depend on config[key] (closure → pickled by value)."""
+
+    def fake(config):
+        import time
+
+        from ray import tune
+
+        v = config[key]
+        kind = behaviour.get(v, "ok")
+        for it in range(1, iterations + 1):
+            time.sleep(sleep)
+            m = {"stage": "operator", "epoch": it, "train_loss": 1.0 / it, "val_nrmse": 0.5 + float(v) / it,
+                 "val_conservation_gap": 0.01, "val_bc_violation": 0.01, "params": 123}
+            if kind == "nan" and it >= 2:
+                m["train_loss"] = float("nan")
+            if kind == "conservation" and it >= 2:
+                m["val_conservation_gap"] = 50.0
+            if kind == "diverge" and it >= 3:
+                m["train_loss"] = 1.0e4
+            tune.report(clean_metrics(m))
+        tune.report(clean_metrics({"stage": "done", "done": True, "val_nrmse": 0.5 + float(v) / iterations,
+                                   "nrmse": 0.4 + float(v), "nrmse_ttc": 0.39 + float(v),
+                                   "conservation_gap": 0.01, "bc_violation": 0.01, "params": 123}))
+
+    return fake
+
+
+def common(tmp_path: Path) -> list[str]:
+    return [f"storage_path={tmp_path / 'runs'}", f"leaderboard={tmp_path / 'lb.csv'}",
+            f"champion={tmp_path / 'champion.json'}", f"report_dir={tmp_path / 'reports'}", "verbose=0",
+            "wandb.enabled=false", "baselines=false", "promotion.top_k=0"]
+
+
+def test_gate_stopper_stops_nan_and_conservation_breakers(ray_session, tmp_path: Path) -> None:
+    space = tmp_path / "gates.yaml"
+    space.write_text("params:\n  training.lambda_spectral: {dist: grid, values: [0.0, 1.0, 2.0, 3.0]}\n")
+    trainable = make_trainable("training.lambda_spectral", {1.0: "nan", 2.0: "conservation", 3.0: "diverge"})
+    out = run_round("gates", [*common(tmp_path), f"space={space}", "searcher.name=grid", "scheduler.name=fifo",
+                              "num_samples=1", "max_concurrent=2"], trainable=trainable)
+    rows = out.rows[out.rows["experiment"] == out.experiment]
+    assert len(rows) == 4 and rows["run_id"].is_unique
+    by_value = {float(__import__("json").loads(r["sampled_json"])["training.lambda_spectral"]): r
+                for _, r in rows.iterrows()}
+    assert by_value[0.0]["stop_reason"] == "completed" and by_value[0.0]["status"] == "completed"
+    assert by_value[1.0]["stop_reason"].startswith("gate:nonfinite") and "iteration 2" in by_value[1.0]["stop_reason"]
+    assert by_value[2.0]["stop_reason"].startswith("gate:conservation") and by_value[2.0]["epochs"] == 2
+    assert by_value[3.0]["stop_reason"].startswith("gate:diverging") and by_value[3.0]["epochs"] == 3
+    assert by_value[0.0]["nrmse"] == pytest.approx(0.4)
+    # the reason is on the persisted leaderboard too
+    lb = read_leaderboard(tmp_path / "lb.csv")
+    assert lb["stop_reason"].str.startswith("gate:").sum() == 3
+
+
+def test_asha_stops_a_trial_early_in_a_seeded_run(ray_session, tmp_path: Path) -> None:
+    space = tmp_path / "asha.yaml"
+    space.write_text("reference:\n  stages.operator.optimizer.lr: 1.0e-4\n"
+                     "params:\n  stages.operator.optimizer.lr: {dist: uniform, low: 1.0e-4, high: 1.0}\n")
+    trainable = make_trainable("stages.operator.optimizer.lr", {}, iterations=8, sleep=0.1)
+    out = run_round("asha", [*common(tmp_path), f"space={space}", "searcher.name=optuna", "searcher.seed=7",
+                             "scheduler.name=asha", "scheduler.grace_period=1", "scheduler.reduction_factor=2",
+                             "num_samples=6", "max_concurrent=2"], trainable=trainable)
+    rows = out.rows[out.rows["experiment"] == out.experiment]
+    assert len(rows) == 6
+    early = rows[rows["stop_reason"].str.startswith("asha: early stop")]
+    assert len(early) >= 1, rows[["label", "stop_reason", "epochs"]]
+    assert (early["epochs"] < 9).all()
+    ref = rows[rows["label"] == "reference"]
+    assert len(ref) == 1 and ref.iloc[0]["stop_reason"] == "completed"  # the round's baseline ran in full
+
+
+def test_gate_tracker_units() -> None:
+    lim = GateLimits(conservation_gap=1.0, bc_violation=1.0, divergence_factor=10.0)
+    t = GateTracker(lim)
+    assert t.update("a", {"stage": "autoencoder", "epoch": 1, "val_conservation_gap": 9.0, "train_loss": 1.0}) is None
+    assert t.update("a", {"stage": "operator", "epoch": 1, "val_conservation_gap": 0.5, "train_loss": 1.0}) is None
+    assert t.update("a", {"stage": "operator", "epoch": 2, "val_bc_violation": 3.0}).startswith("gate:bc")
+    assert t.update("b", {"nonfinite": 1, "nonfinite_keys": "val_nrmse"}).startswith("gate:nonfinite")
+    m = clean_metrics({"val_nrmse": math.inf, "done": True, "blob": [1, 2]})
+    assert m["val_nrmse"] == 1.0e3 and m["nonfinite"] == 1 and m["final"] == 1 and "blob" not in m
