@@ -125,13 +125,17 @@ def _ckpt_args(tiny, *extra: str) -> list[str]:
 
 
 def test_cli_writes_json_csv_html(tiny, files, capsys):
-    assert main(_ckpt_args(tiny, f"data={files['base']}")) == 0
+    assert main(_ckpt_args(tiny, f"data={files['base']}", "eval.baselines=true", "eval.fno_budget_s=1")) == 0
     out_dir = Path(tiny["cfg"].eval.out_dir)
     rec = json.loads((out_dir / "eval_tiny-run.json").read_text())
     for key in EVAL_KEYS:
         assert key in rec["metrics"]
+    assert {b["name"] for b in rec["baselines"]} == {"persistence", "linear", "fno"}
+    assert all(b["data_hash"] == tiny["data"].data_hash for b in rec["baselines"])  # same data
     csv = (out_dir / "eval_tiny-run.csv").read_text().splitlines()
     assert csv[0].startswith("model,") and csv[1].startswith("ups,") and csv[2].startswith("ups+ttc,")
+    assert [line.split(",")[0] for line in csv[3:]] == ["baseline:persistence", "baseline:linear", "baseline:fno"]
+    assert list((tiny["tmp"] / "baselines").glob("baselines-*.json"))  # cached beside the data cache
     page = (out_dir / "eval_tiny-run.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "nRMSE" in page
     printed = capsys.readouterr().out
