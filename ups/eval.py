@@ -14,7 +14,6 @@ used afterwards, for the metrics (tests/test_eval.py perturbs it and checks noth
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import html
 import io
@@ -247,15 +246,13 @@ def check_eval_data(ckpt_cfg: Any, grid_size: int, data: Any, source: str) -> tu
     if len(t) >= 2:
         dt = float(t[1] - t[0])
         if not math.isclose(dt, dt_model, rel_tol=1e-3):
-            ratio = dt_model / dt * 1.0
-            hint = ""
-            sub = dt_model / (dt / 1.0)
-            if abs(sub - round(sub)) < 1e-3 and round(sub) >= 1:
-                hint = f" (e.g. data.reduced_resolution_t = current × {round(sub)})"
+            factor = dt_model / dt  # >1: the file is sampled more densely than the checkpoint's data
+            hint = (f" (here: data.reduced_resolution_t × {round(factor)})"
+                    if factor > 1 and abs(factor - round(factor)) < 1e-3 else "")
             raise ConfigError(
                 f"eval data '{source}': its time step after subsampling is {dt:.6g}, the checkpoint was "
-                f"trained with {dt_model:.6g} (ratio {ratio:.3g}). A learned one-step operator cannot be "
-                f"resampled in time. Fix: choose data.reduced_resolution_t so the steps match{hint}.")
+                f"trained with {dt_model:.6g}. A learned one-step operator cannot be resampled in time. "
+                f"Fix: choose data.reduced_resolution_t so the steps match{hint}.")
     if n_frames != frames_model:
         raise ConfigError(
             f"eval data '{source}': {n_frames} frames after subsampling, the checkpoint's protocol has "
