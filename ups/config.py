@@ -164,9 +164,9 @@ class TTCCfg:
     candidates: int = 8
     beam_width: int = 3
     horizon: int = 2
-    max_evaluations: int = 150
-    threshold: float = 0.35
-    steps: int = 1
+    max_evaluations: int = 150  # decoded frames scored per sample and step (w·k·h + 1); ups/ttc.py
+    threshold: float = 0.35  # search only where the deterministic step's look-ahead penalty exceeds it
+    steps: int = 1  # sampler steps of the distilled residual
     gamma: float = 1.0
     noise_scale: float = 1.0
     weights: RewardWeightsCfg = field(default_factory=RewardWeightsCfg)
