@@ -17,14 +17,16 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ups.config import ConfigError
+
 TENSOR_KEY = "tensor"
 X_KEY = "x-coordinate"
 T_KEY = "t-coordinate"
 REGENERATE_HINT = "regenerate it with `ups data generate nu=0.01 n=2000 resolution=1024` or re-download it"
 
 
-class DataFileError(ValueError):
-    """An HDF5 data file is missing, unreadable or not in the PDEBench 1D layout."""
+class DataFileError(ConfigError):
+    """An HDF5 data file is missing, unreadable or not in the PDEBench 1D layout (a ValueError)."""
 
 
 @dataclass

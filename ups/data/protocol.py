@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ups.config import ConfigError
 from ups.data.cache import dataset_path
 from ups.data.hdf5 import DataFileError, read_pdebench
 
 
-class ProtocolError(ValueError):
+class ProtocolError(ConfigError):
     """Protocol settings that do not fit the data; names the key and the fix."""
 
 

@@ -1,0 +1,132 @@
+"""``ups data`` — generate PDEBench-layout Burgers HDF5 files and inspect any such file.
+
+    ups data generate nu=0.01 n=2000 resolution=1024 seed=2022 [--out FILE] [--threads N] [--device cuda]
+    ups data info FILE [--json]
+
+``generate`` takes keys of ``ups.config.DataCfg`` without the ``data.`` prefix; the file lands in the
+content-addressed cache (``cache_dir=…``) and, with ``--out``, is also copied there atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ups.config import ConfigError, DataCfg, load_config
+
+DATA_KEYS = [f.name for f in dataclasses.fields(DataCfg)]
+
+
+def parse_overrides(items: list[str]) -> list[str]:
+    """``nu=0.01`` → ``data.nu=0.01``; unknown keys fail naming the nearest DataCfg key."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"ups data generate: '{item}' is not key=value. Fix: e.g. nu=0.01 n=2000 resolution=1024")
+        key, value = item.split("=", 1)
+        key = key.strip().removeprefix("data.")
+        if key not in DATA_KEYS:
+            near = difflib.get_close_matches(key, DATA_KEYS, n=1, cutoff=0.4)
+            hint = f" Did you mean '{near[0]}'?" if near else ""
+            raise ConfigError(f"ups data generate: unknown key '{key}'.{hint} Valid keys: {', '.join(DATA_KEYS)}")
+        out.append(f"data.{key}={value}")
+    return out
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cmd_generate(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="ups data generate", description="generate (or find cached) Burgers data")
+    p.add_argument("overrides", nargs="*", help="DataCfg keys: nu=0.01 n=2000 resolution=1024 seed=2022 …")
+    p.add_argument("--out", type=Path, default=None, help="also copy the file here (atomic)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the solver")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cpu)")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    cfg = load_config(parse_overrides(a.overrides))
+    from ups.data.cache import cache_file, dataset_path
+
+    if a.out is not None and a.out.exists() and a.out.is_dir():
+        raise ConfigError(f"ups data generate: --out {a.out} is a folder. Fix: give a file name, e.g. {a.out}/burgers.hdf5")
+    existed = cache_file(cfg.data).exists()
+    path = dataset_path(cfg.data, progress=not a.no_progress, device=a.device, num_threads=a.threads)
+    print(f"{'cached' if existed else 'generated'}: {path}")
+    if a.out is not None:
+        _copy_atomic(path, a.out)
+        print(f"copied to: {a.out}")
+    return 0
+
+
+def file_summary(path: Path, max_stats_samples: int = 64) -> dict[str, Any]:
+    from ups.data.hdf5 import inspect_pdebench, read_pdebench
+
+    info = inspect_pdebench(path)
+    sample = read_pdebench(path, max_samples=max_stats_samples).tensor  # (n, T, X)
+    dt = float(info.t[1] - info.t[0]) if info.t.size > 1 else 0.0
+    return {
+        "path": str(info.path), "size_mb": round(info.size_bytes / 2**20, 2),
+        "tensor": {"shape": list(info.shape), "dtype": info.dtype},
+        "x": {"points": int(info.x.size), "first": float(info.x[0]), "last": float(info.x[-1])},
+        "t": {"frames": int(info.shape[1]), "entries": info.t_entries, "first": float(info.t[0]),
+              "last": float(info.t[-1]), "dt": dt},
+        "nu": info.nu,
+        "stats_first_samples": {"n": int(sample.shape[0]), "min": float(sample.min()), "max": float(sample.max()),
+                                "mean": float(sample.mean()), "finite": bool(np.isfinite(sample).all())},
+        "attrs": {k: v for k, v in info.attrs.items() if k != "generation_key"},
+    }
+
+
+def cmd_info(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="ups data info", description="shape / coordinates / attributes of an HDF5 file")
+    p.add_argument("file", type=Path)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    a = p.parse_args(argv)
+    s = file_summary(a.file)
+    if a.json:
+        print(json.dumps(s, indent=2, default=str))
+        return 0
+    print(f"{s['path']}  ({s['size_mb']} MB)")
+    print(f"  tensor        {tuple(s['tensor']['shape'])} {s['tensor']['dtype']}  (N, T, X)")
+    print(f"  x-coordinate  {s['x']['points']} points, {s['x']['first']:.6g} … {s['x']['last']:.6g}")
+    t = s["t"]
+    print(f"  t-coordinate  {t['entries']} entries for {t['frames']} frames, {t['first']:.4g} … {t['last']:.4g}, dt={t['dt']:.4g}")
+    print(f"  nu            {s['nu']}")
+    st = s["stats_first_samples"]
+    print(f"  values        first {st['n']} samples: min {st['min']:.4g} max {st['max']:.4g} mean {st['mean']:.4g}"
+          f"{'' if st['finite'] else '  (NON-FINITE VALUES)'}")
+    for k, v in s["attrs"].items():
+        print(f"  @{k:<13} {v}")
+    return 0
+
+
+USAGE = "usage: ups data {generate,info} …\n  generate nu=0.01 n=2000 resolution=1024 seed=2022 [--out FILE]\n  info FILE [--json]"
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "generate":
+        return cmd_generate(rest)
+    if cmd == "info":
+        return cmd_info(rest)
+    print(f"ups data: unknown subcommand '{cmd}'.\n{USAGE}", file=sys.stderr)
+    return 2
