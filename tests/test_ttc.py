@@ -228,3 +228,21 @@ def test_rewards_on_real_burgers_solutions():
     amplified = future * torch.linspace(1.01, 1.3, 31, dtype=torch.float64)[None, :, None]  # energy grows
     for bad in (drift, noisy, amplified):
         assert bool((trajectory_penalty(bad, ref, w) > true_pen + 0.1).all())
+
+
+def test_search_runs_a_training_mode_model_deterministically_and_restores_its_mode():
+    from ups.models import ups_model
+
+    cfg = load_config(["preset=dim8", "data.resolution=256", "operator.drop_path=0.5", "ttc.candidates=1",
+                       "ttc.beam_width=1"])
+    torch.manual_seed(0)
+    model = ups_model.build_model(cfg).train()
+    torch.nn.init.normal_(model.operator.out.weight, std=0.1)  # zero-initialised: would hide stochastic depth
+    ctx = heat_frames(smooth_fields(2), 1).float()
+    with torch.no_grad():  # in training mode the plain rollout is random …
+        assert not torch.equal(deterministic_rollout(model, ctx, 3), deterministic_rollout(model, ctx, 3))
+    a = ttc_rollout(model, ctx, 3, cfg.ttc)  # … the search is not
+    b = ttc_rollout(model, ctx, 3, cfg.ttc)
+    assert torch.equal(a, b) and model.training
+    with pytest.raises(ValueError, match="n_steps"):
+        ttc_search(model, ctx, 0, cfg.ttc)

@@ -161,8 +161,24 @@ def ttc_search(model: LatentForecaster, context: torch.Tensor, n_steps: int, ttc
     """Forecast ``n_steps`` frames from ``context`` (B, Tc, X) with reward-guided beam search.
 
     ``ttc_cfg`` is ``cfg.ttc``. There is deliberately no argument for a target trajectory.
+    An ``nn.Module`` runs in eval mode for the search (stochastic depth would make the
+    "deterministic" candidate random) and gets its mode back afterwards.
     """
     s = TTCSettings.from_cfg(ttc_cfg)
+    if n_steps < 1:
+        raise ValueError(f"ttc_search: n_steps = {n_steps}; need at least one step to forecast")
+    was_training = isinstance(model, torch.nn.Module) and model.training
+    if was_training:
+        model.eval()  # type: ignore[union-attr]
+    try:
+        return _search(model, context, n_steps, s, generator)
+    finally:
+        if was_training:
+            model.train()  # type: ignore[union-attr]
+
+
+def _search(model: LatentForecaster, context: torch.Tensor, n_steps: int, s: TTCSettings,
+            generator: torch.Generator | None) -> TTCResult:
     t0 = time.perf_counter()
     ref = ContextPhysics.from_context(context)
     bsz = context.shape[0]
