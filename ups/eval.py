@@ -40,7 +40,7 @@ EVAL_KEYS = ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy
 EVAL_OVERRIDE_PREFIXES = ("data.", "ttc.", "eval.", "run.", "training.device", "training.num_threads",
                           "training.seed")
 USAGE = ("usage: ups eval checkpoint=PATH [data=FILE.h5] [key=value …]\n"
-         "  e.g. ups eval checkpoint=runs/r1/checkpoints/last data=1D_Burgers_Sols_Nu0.01.hdf5 "
+         "  e.g. ups eval checkpoint=runs/r1/checkpoints/final data=1D_Burgers_Sols_Nu0.01.hdf5 "
          "ttc.candidates=16 data.reduced_resolution=4 eval.max_samples=200")
 
 
@@ -291,8 +291,6 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
     ckpt: str | None = None
     updates: dict[str, Any] = {}
     for arg in argv:
-        if arg in ("-h", "--help"):
-            raise ConfigError(USAGE)
         if "=" not in arg:
             raise ConfigError(f"eval: cannot parse '{arg}'. {USAGE}")
         key, raw = arg.split("=", 1)
@@ -469,6 +467,9 @@ def main(argv: list[str]) -> int:
     from ups.data.protocol import load_protocol
     from ups.train.checkpoint import CheckpointError, load_checkpoint
 
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.split("\n\n")[0] + "\n\n" + USAGE)
+        return 0
     ckpt_path, updates = parse_args(argv)
     try:
         model, ckpt_cfg, state = load_checkpoint(ckpt_path)
