@@ -1,0 +1,80 @@
+"""Content-addressed cache: never recomputes, never counts a half-written file, reproducible, CLI."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import ups.data.cache as cache
+from ups.cli import main as ups_main
+from ups.config import load_config
+from ups.data.hdf5 import inspect_pdebench, read_pdebench
+
+SMALL = ["data.n=3", "data.resolution=32", "data.frames=11", "data.t_final=0.1"]
+
+
+def _cfg(tmp_path, *extra):
+    return load_config([*SMALL, f"data.cache_dir={tmp_path}", *extra]).data
+
+
+def _data_files(d):
+    return sorted(p.name for p in d.iterdir() if not p.name.endswith(".lock"))
+
+
+def test_same_request_never_recomputes(tiny_data, tiny_cfg):
+    path = tiny_data.source
+    before = os.stat(path).st_mtime_ns
+    assert cache.dataset_path(tiny_cfg.data, progress=False) == path
+    assert os.stat(path).st_mtime_ns == before
+    info = inspect_pdebench(path)
+    assert info.attrs["content_hash"] == cache.content_hash(tiny_cfg.data)
+    assert info.attrs["nu"] == 0.01 and info.attrs["seed"] == 2022 and info.attrs["solver"]
+    assert info.attrs["spectral_tail_max"] <= cache.TAIL_TOL
+
+
+def test_key_is_content_addressed(tmp_path):
+    a = cache.cache_file(_cfg(tmp_path))
+    assert cache.cache_file(_cfg(tmp_path, "data.seed=1")) != a
+    assert cache.cache_file(_cfg(tmp_path, "data.nu=0.02")) != a
+    # protocol settings do not change the generated file
+    assert cache.cache_file(_cfg(tmp_path, "data.reduced_resolution=2", "data.test_ratio=0.2")) == a
+
+
+def test_reproducible_and_half_written_file_ignored(tmp_path):
+    cfg_a, cfg_b = _cfg(tmp_path / "a"), _cfg(tmp_path / "b")
+    pa = cache.dataset_path(cfg_a, progress=False)
+    np.testing.assert_array_equal(read_pdebench(pa).tensor, read_pdebench(cache.dataset_path(cfg_b, progress=False)).tensor)
+    # a truncated file at the cache path does not count: it is regenerated, identical to the first
+    good = read_pdebench(pa).tensor
+    pa.write_bytes(pa.read_bytes()[:1000])
+    assert cache.dataset_path(cfg_a, progress=False) == pa
+    np.testing.assert_array_equal(read_pdebench(pa).tensor, good)
+
+
+def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
+    real = cache.solve_burgers
+    calls = {"n": 0}
+
+    def crash_on_second_batch(*args, **kwargs):  # fault injection into our own solver call
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "solve_burgers", crash_on_second_batch)
+    cfg = _cfg(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        cache.generate(cfg, cache.cache_file(cfg), progress=False, chunk=1)
+    assert _data_files(tmp_path) == []
+
+
+def test_cli_generate_then_cached(tmp_path, capsys):
+    args = ["data", "generate", "n=2", "resolution=32", "frames=6", "t_final=0.05", f"cache_dir={tmp_path / 'c'}",
+            "--no-progress", "--threads", "1", "--out", str(tmp_path / "out.hdf5")]
+    assert ups_main(args) == 0
+    assert "generated:" in capsys.readouterr().out
+    assert ups_main(args) == 0
+    assert "cached:" in capsys.readouterr().out
+    bf = read_pdebench(tmp_path / "out.hdf5")
+    assert bf.tensor.shape == (2, 6, 32) and bf.tensor.dtype == np.float32

@@ -1,0 +1,117 @@
+"""PDEBench-layout HDF5 I/O and bad input: each refusal names the file/key and the fix, leaves nothing behind."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from ups.cli import main as ups_main
+from ups.data.hdf5 import DataFileError, PDEBenchWriter, inspect_pdebench, read_pdebench, write_pdebench
+
+
+def _pdebench_like(path: Path, n: int = 6, t_frames: int = 21, x_points: int = 32, t_entries: int | None = None) -> Path:
+    """A file shaped like PDEBench's own (no attributes, T+1 time entries)."""
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f["tensor"] = rng.standard_normal((n, t_frames, x_points)).astype(np.float32)
+        f["x-coordinate"] = ((np.arange(x_points) + 0.5) / x_points).astype(np.float32)
+        f["t-coordinate"] = (np.arange(t_entries or t_frames + 1) * 0.01).astype(np.float32)
+    return path
+
+
+def _files(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir() if not p.name.endswith(".lock")) if d.exists() else []
+
+
+def test_roundtrip_writes_pdebench_t_plus_one(tmp_path):
+    u = np.random.default_rng(1).standard_normal((3, 11, 16)).astype(np.float32)
+    x, t = (np.arange(16) + 0.5) / 16, np.linspace(0, 0.1, 11)
+    p = write_pdebench(tmp_path / "a.hdf5", u, x, t, {"nu": 0.02, "seed": 3})
+    with h5py.File(p) as f:
+        assert f["t-coordinate"].shape == (12,)  # like PDEBench: T+1 entries
+    bf = read_pdebench(p)
+    np.testing.assert_array_equal(bf.tensor, u)
+    assert bf.t.shape == (11,) and bf.attrs["nu"] == 0.02 and bf.attrs["seed"] == 3
+    assert _files(tmp_path) == ["a.hdf5"]
+
+
+def test_reads_pdebench_files_both_t_layouts(tmp_path):
+    real = _pdebench_like(tmp_path / "1D_Burgers_Sols_Nu0.001.hdf5")  # T+1 time entries, no attrs
+    info = inspect_pdebench(real)
+    assert info.shape == (6, 21, 32) and info.t_entries == 22 and info.t.shape == (21,)
+    assert info.nu == 0.001  # from PDEBench's file name
+    same_t = _pdebench_like(tmp_path / "b.hdf5", t_entries=21)
+    assert read_pdebench(same_t, reduced_resolution=4, reduced_resolution_t=5).tensor.shape == (6, 5, 8)
+
+
+def test_missing_tensor_key(tmp_path):
+    p = tmp_path / "no_tensor.hdf5"
+    with h5py.File(p, "w") as f:
+        f["u"] = np.zeros((2, 3, 4), dtype=np.float32)
+    with pytest.raises(DataFileError, match=r"no_tensor\.hdf5.*'tensor' missing \(found: u\).*Fix"):
+        read_pdebench(p)
+
+
+def test_wrong_rank(tmp_path):
+    p = tmp_path / "rank2.hdf5"
+    with h5py.File(p, "w") as f:
+        f["tensor"] = np.zeros((4, 16), dtype=np.float32)
+    with pytest.raises(DataFileError, match=r"rank2\.hdf5.*'tensor' has shape \(4, 16\), expected rank 3.*Fix"):
+        read_pdebench(p)
+
+
+def test_truncated_file(tmp_path):
+    p = _pdebench_like(tmp_path / "trunc.hdf5", n=64, x_points=256)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataFileError, match=r"trunc\.hdf5.*truncated.*Fix: regenerate"):
+        read_pdebench(p)
+    assert _files(tmp_path) == ["trunc.hdf5"]  # nothing new written
+
+
+def test_coordinate_mismatch_and_missing_file(tmp_path):
+    p = _pdebench_like(tmp_path / "bad_t.hdf5", t_entries=7)
+    with pytest.raises(DataFileError, match=r"'t-coordinate' has 7 entries.*T = 21"):
+        read_pdebench(p)
+    with pytest.raises(DataFileError, match=r"nope\.hdf5: file not found.*Fix"):
+        read_pdebench(tmp_path / "nope.hdf5")
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    x, t = np.arange(8) / 8, np.linspace(0, 1, 5)
+    with pytest.raises(RuntimeError, match="boom"):
+        with PDEBenchWriter(tmp_path / "w.hdf5", 4, x, t, {}) as w:
+            w.write(slice(0, 2), np.zeros((2, 5, 8), np.float32))
+            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="only 2/4 samples"):
+        with PDEBenchWriter(tmp_path / "w.hdf5", 4, x, t, {}) as w:
+            w.write(np.array([3, 1]), np.zeros((2, 5, 8), np.float32))
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("override, pattern", [
+    ("nuu=0.01", r"unknown key 'nuu'\. Did you mean 'nu'\?"),
+    ("nu=-0.5", r"'data\.nu' = -0\.5 must be > 0\. Fix"),
+    ("nu=0", r"'data\.nu' = 0\.0 must be > 0\. Fix"),
+    ("n=0", r"'data\.n' = 0 must be > 0\. Fix"),
+    ("resolution=1000", r"'resolution' = 1000 is not a power of two.*Fix: use 256, 512, 1024"),
+])
+def test_generate_refuses_bad_overrides(tmp_path, capsys, override, pattern):
+    cache = tmp_path / "cache"
+    rc = ups_main(["data", "generate", override, f"cache_dir={cache}", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert re.search(pattern, err), err
+    assert _files(cache) == []  # refused before compute: nothing written
+
+
+def test_info_command(tmp_path, capsys):
+    p = _pdebench_like(tmp_path / "1D_Burgers_Sols_Nu0.01.hdf5")
+    assert ups_main(["data", "info", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "(6, 21, 32)" in out and "22 entries for 21 frames" in out and "nu            0.01" in out
+    assert ups_main(["data", "info", str(tmp_path / "missing.hdf5")]) == 2
+    assert "missing.hdf5: file not found" in capsys.readouterr().err
