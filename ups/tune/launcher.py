@@ -255,7 +255,7 @@ def build_tuner(p: Prepared, name: str, trainable: Callable[..., Any], limits: G
     run_cfg = RunConfig(name=name, storage_path=p.storage_path, storage_filesystem=p.filesystem,
                         stop=PhysicsGateStopper(limits) if s.gates.enabled else None, callbacks=callbacks,
                         checkpoint_config=CheckpointConfig(num_to_keep=max(1, s.checkpoint_keep)),
-                        failure_config=FailureConfig(max_failures=0), verbose=s.verbose)
+                        failure_config=FailureConfig(max_failures=s.max_failures), verbose=s.verbose)
     return tune.Tuner(trainable, param_space=p.space.tune_space(s.searcher.name), tune_config=tune_cfg,
                       run_config=run_cfg)
 
@@ -301,7 +301,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         callbacks: list[Any] = [lb_cb]
         mode = resolve_mode(s.wandb.mode)
         if s.wandb.enabled and mode != "disabled":
-            wdir = resolve_path(s.report_dir) / "wandb"
+            wdir = resolve_path(s.wandb.dir) if s.wandb.dir else (
+                Path(p.storage_path) / "wandb" if p.filesystem is None else resolve_path("wandb"))
             callbacks.append(WandbRoundLogger(project=s.wandb.project, group=s.wandb.group or default_group(s.round),
                                               name=name, mode=mode, directory=wdir,
                                               config={"round": s.round, "profile": s.profile,

@@ -93,6 +93,7 @@ class WandbCfg:
     project: str = "universal-simulator"
     group: str = ""  # default: sota-sweep-<round with dashes>
     mode: str = "auto"  # auto (online iff WANDB_API_KEY is set) | offline | online | disabled
+    dir: str = ""  # default: <storage_path>/wandb (local storage) or ./wandb
 
 
 @dataclass
@@ -116,6 +117,7 @@ class SweepConfig:
     ray_num_cpus: int = 0  # local instance only; 0 = all cores
     connect_timeout_s: float = 5.0
     checkpoint_keep: int = 1
+    max_failures: int = 2  # retries of a trial whose worker died (spot loss), from its last checkpoint; -1: ∞
     verbose: int = 1  # Tune console verbosity 0..3
     print_top: int = 15
     scheduler: SchedulerCfg = field(default_factory=SchedulerCfg)
@@ -165,6 +167,12 @@ def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
                 f"Model/training keys are the UPS config keys (e.g. stages.operator.epochs), optionally "
                 f"prefixed with 'trial.'.")
     return sweep, trial
+
+
+def dedupe_overrides(overrides: Sequence[str]) -> list[str]:
+    """Later layers win: keep only the last ``key=value`` for each key (Hydra refuses duplicates)."""
+    last = {o.split("=", 1)[0].lstrip("+"): i for i, o in enumerate(overrides)}
+    return [o for i, o in enumerate(overrides) if last[o.split("=", 1)[0].lstrip("+")] == i]
 
 
 def _merge_layer(cfg: DictConfig, layer: dict[str, Any], source: str) -> DictConfig:
@@ -224,7 +232,7 @@ def load_sweep_config(round_name: str, overrides: Sequence[str] = (),
     _merge_layer(cfg, defaults, f"sweeps/{round_name}.py defaults")
     _merge_layer(cfg, per_profile.get(profile, {}), f"sweeps/{round_name}.py {profile} defaults")
     _merge_layer(cfg, sweep_over, "overrides")
-    cfg.trial = list(cfg.trial) + trial_over
+    cfg.trial = dedupe_overrides(list(cfg.trial) + trial_over)
     cfg.profile = profile
     out: SweepConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     validate_sweep_config(out)
@@ -260,6 +268,8 @@ def validate_sweep_config(s: SweepConfig) -> None:
         raise bad("wandb.mode", f"= '{s.wandb.mode}' is unknown", "use auto, offline, online or disabled")
     if s.gates.reference not in ("persistence", "linear", "fno"):
         raise bad("gates.reference", f"= '{s.gates.reference}' is unknown", "use persistence, linear or fno")
+    if s.max_failures < -1:
+        raise bad("max_failures", f"= {s.max_failures} must be ≥ -1", "max_failures=2 (-1 retries forever)")
     if s.promotion.top_k < 0:
         raise bad("promotion.top_k", "must be ≥ 0", "promotion.top_k=1")
 

@@ -1,0 +1,146 @@
+"""Every sweep script end to end in a tiny smoke profile on the real local Ray (session fixture):
+real data, real UPS training, Optuna/ASHA, gates, leaderboard rows, promotion, champion, resume."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ups.config import ConfigError
+from ups.leaderboard import read_leaderboard
+from tests.fixtures.data import TINY_OVERRIDES
+
+REPO = Path(__file__).resolve().parents[1]
+TERMINAL = {"completed", "stopped"}
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(f"sweep_{name}", REPO / "sweeps" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("sweeps")
+
+
+def tiny(work: Path, cache: Path, *extra: str) -> list[str]:
+    """The smoke profile shrunk for CI: the shared tiny dataset, 1-2 epochs per stage, 2 trials."""
+    return [*TINY_OVERRIDES, f"data.cache_dir={cache}", "data.reduced_resolution=4", "stages.autoencoder.epochs=1",
+            "stages.operator.epochs=2", "stages.operator.batch_size=8", "eval.max_samples=4", "ttc.candidates=2",
+            "ttc.beam_width=1", "ttc.max_evaluations=8", "num_samples=2",
+            "max_concurrent=2", "fno_budget_s=1", "verbose=0", f"storage_path={work / 'runs'}",
+            f"leaderboard={work / 'leaderboard.csv'}", f"champion={work / 'champion.json'}",
+            f"report_dir={work / 'reports'}", *extra]
+
+
+def trial_rows(work: Path, experiment: str):
+    lb = read_leaderboard(work / "leaderboard.csv")
+    return lb[(lb["experiment"] == experiment) & (lb["kind"] == "trial")]
+
+
+def latest_experiment(work: Path, round_name: str) -> str:
+    return sorted(p.name for p in (work / "runs").glob(f"{round_name}-*"))[-1]
+
+
+def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> None:
+    assert script("round_a")(tiny(work, tiny_cache_dir)) == 0
+    exp = latest_experiment(work, "round_a")
+    rows = trial_rows(work, exp)
+    assert len(rows) == 2 and rows["run_id"].is_unique
+    assert set(rows["status"]) <= TERMINAL and rows["config_hash"].str.len().min() == 12
+    assert (rows["label"] == "reference").sum() == 1
+    assert rows["val_nrmse"].notna().all() and rows["gate_reasons"].notna().all()
+    done = rows[rows["stop_reason"] == "completed"]
+    assert len(done) >= 1 and done["nrmse"].notna().all() and done["nrmse_ttc"].notna().all()
+    assert all(Path(c).exists() for c in done["checkpoint"])
+    lb = read_leaderboard(work / "leaderboard.csv")
+    assert set(lb[lb["kind"] == "baseline"]["label"]) >= {"persistence", "linear"}
+    out = capsys.readouterr().out
+    assert "Leaderboard" in out and "report:" in out and "round A: best val_nrmse" in out
+    assert list((work / "runs" / "wandb").rglob("*.wandb")), "no offline W&B run written"
+
+
+def test_round_b_smoke(ray_session, tiny_data, tiny_cache_dir, work) -> None:
+    assert script("round_b")(tiny(work, tiny_cache_dir, "wandb.enabled=false")) == 0
+    rows = trial_rows(work, latest_experiment(work, "round_b"))
+    assert len(rows) == 2 and set(rows["status"]) <= TERMINAL
+    for cj in rows["config_json"]:
+        op = json.loads(cj)["operator"]
+        assert op["hidden_dim"] % op["heads"] == 0 and op["hidden_dim"] % op["group_size"] == 0
+
+
+def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_cache_dir, work, tmp_path, capsys) -> None:
+    grid = tmp_path / "dims.yaml"
+    grid.write_text((REPO / "search_spaces" / "dims.yaml").read_text().replace("[8, 16, 24, 32, 64]", "[8, 16]")
+                    .replace("latent.dim: 32", "latent.dim: 8"))
+    assert script("dims")(tiny(work, tiny_cache_dir, f"space={grid}", "wandb.enabled=false", "promotion.top_k=0")) == 0
+    rows = trial_rows(work, latest_experiment(work, "dims"))
+    assert sorted(json.loads(s)["latent.dim"] for s in rows["sampled_json"]) == [8, 16]
+    assert rows["nrmse"].notna().all() and rows["nrmse_ttc"].notna().all()  # FIFO: every dim evaluated
+    assert "TTC gain" in capsys.readouterr().out
+
+
+def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data, tiny_cache_dir, work) -> None:
+    assert script("aggressive")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "scheduler.name=fifo")) == 0
+    lb = read_leaderboard(work / "leaderboard.csv")
+    full = lb[lb["kind"] == "full_eval"]
+    assert len(full) == 1 and full["nrmse_ttc"].notna().all()
+    champ = json.loads((work / "champion.json").read_text())
+    assert champ["full_eval_run_id"] == full.iloc[0]["run_id"] and Path(champ["checkpoint"]).exists()
+    assert champ["config"]["latent"]["dim"] == 8
+    assert set(lb[lb["run_id"].isin([champ["run_id"], champ["full_eval_run_id"]])]["promotion"]) == {"champion"}
+
+
+def test_round_c_searches_around_the_champion(ray_session, tiny_data, tiny_cache_dir, work) -> None:
+    champ = json.loads((work / "champion.json").read_text())
+    lr0 = champ["config"]["stages"]["operator"]["optimizer"]["lr"]
+    assert script("round_c")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "promotion.top_k=0")) == 0
+    rows = trial_rows(work, latest_experiment(work, "round_c"))
+    assert len(rows) == 2
+    for s in rows["sampled_json"]:
+        lr = json.loads(s)["stages.operator.optimizer.lr"]
+        assert 0.8 * lr0 - 1e-12 <= lr <= 1.2 * lr0 + 1e-12
+
+
+def test_round_c_without_champion_says_what_to_run(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="no champion yet.*run round_a or round_b first"):
+        script("round_c")([f"champion={tmp_path / 'none.json'}", f"storage_path={tmp_path / 'runs'}"])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_kill_9_then_resume_loses_and_duplicates_nothing(ray_session, tiny_data, tiny_cache_dir, tmp_path) -> None:
+    args = tiny(tmp_path, tiny_cache_dir, "wandb.enabled=false", "num_samples=3", "max_concurrent=1",
+                "scheduler.name=fifo", "promotion.top_k=0", "baselines=false", "ray_num_cpus=1")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_ADDRESS": "", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "sweeps/round_a.py", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    lb_path = tmp_path / "leaderboard.csv"
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if lb_path.exists() and (read_leaderboard(lb_path)["kind"] == "trial").sum() >= 1:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, "the sweep finished before it could be killed"
+        assert (read_leaderboard(lb_path)["kind"] == "trial").sum() >= 1, "no trial finished in time"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        proc.wait()
+    before = read_leaderboard(lb_path)
+    assert len(before) < 3
+    exp = latest_experiment(tmp_path, "round_a")
+    assert script("round_a")([*args, "resume=true"]) == 0
+    rows = trial_rows(tmp_path, exp)
+    assert len(rows) == 3 and rows["run_id"].is_unique and rows["trial_id"].is_unique
+    assert set(rows["status"]) <= TERMINAL
+    assert set(before["run_id"]) <= set(rows["run_id"])
