@@ -293,11 +293,10 @@ def _protocol_data_if_available(cfg: Any):
             from ups.data import cache
         except ImportError as e:
             raise plots.PlotSkipped(f"data cache module unavailable ({e})") from None
-        cached = getattr(cache, "cached_path", None)
-        if cached is not None:
-            p = cached(cfg.data)
-            if p is None or not Path(p).exists():
-                raise plots.PlotSkipped("the champion's dataset is not in the cache (a report does not generate data)")
+        p = cache.cache_file(cfg.data)
+        if not Path(p).exists():
+            raise plots.PlotSkipped(f"the champion's dataset is not in the cache ({p}); a report never "
+                                    "generates data")
     return load_protocol(cfg.data)
 
 
