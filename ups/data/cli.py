@@ -34,6 +34,9 @@ def parse_overrides(items: list[str]) -> list[str]:
             raise ConfigError(f"ups data generate: '{item}' is not key=value. Fix: e.g. nu=0.01 n=2000 resolution=1024")
         key, value = item.split("=", 1)
         key = key.strip().removeprefix("data.")
+        if key == "path":
+            raise ConfigError("ups data generate: 'path' names an existing file to load, not one to write. "
+                              "Fix: use --out FILE to copy the generated file somewhere")
         if key not in DATA_KEYS:
             near = difflib.get_close_matches(key, DATA_KEYS, n=1, cutoff=0.4)
             hint = f" Did you mean '{near[0]}'?" if near else ""
