@@ -98,6 +98,7 @@ def test_failed_write_leaves_nothing(tmp_path):
     ("nu=0", r"'data\.nu' = 0\.0 must be > 0\. Fix"),
     ("n=0", r"'data\.n' = 0 must be > 0\. Fix"),
     ("resolution=1000", r"'resolution' = 1000 is not a power of two.*Fix: use 256, 512, 1024"),
+    ("nu=1e-6", r"'nu' = 1e-06 is too small for the spectral solver.*Fix: use nu ≥"),
 ])
 def test_generate_refuses_bad_overrides(tmp_path, capsys, override, pattern):
     cache = tmp_path / "cache"

@@ -22,7 +22,7 @@ import torch
 from ups.config import ConfigError
 from ups.data.hdf5 import DataFileError, PDEBenchWriter, inspect_pdebench
 from ups.data.initial import cell_centres, evaluate_init, sample_init_params
-from ups.data.solver import (MAX_RESOLUTION, SOLVER_NAME, SOLVER_VERSION, SolverError, diffusion,
+from ups.data.solver import (MAX_RESOLUTION, RES_FACTOR, SOLVER_NAME, SOLVER_VERSION, SolverError, diffusion,
                              is_power_of_two, solve_burgers)
 
 DATA_VERSION = "1"
@@ -148,6 +148,12 @@ def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: 
     t = np.linspace(0.0, k["t_final"], k["frames"])  # (T,)
     params = sample_init_params(n, k["seed"], K_TOT)
     u0 = evaluate_init(params, x)  # (n, X) float64
+    spread = float((u0.max(axis=1) - u0.min(axis=1)).max()) / 2
+    if RES_FACTOR * spread / diffusion(nu) > MAX_RESOLUTION // 3:
+        nu_min = RES_FACTOR * spread * math.pi / (MAX_RESOLUTION // 3)
+        raise DataConfigError(f"data: 'nu' = {nu:g} is too small for the spectral solver: resolving the shocks of "
+                              f"these initial conditions needs more than {MAX_RESOLUTION} grid points. "
+                              f"Fix: use nu ≥ {nu_min:.2g}")
     # group similar trajectories: the step size follows the batch's largest |u|
     order = np.argsort(-np.abs(u0).max(axis=1), kind="stable")
     attrs: dict[str, Any] = {
