@@ -27,6 +27,8 @@ from ups.tune.trainable import METRIC, ups_trial
 from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+# checkpoints are kept to checkpoint_keep; the forced snapshots that implies are cheap, the warning is noise
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 class RayConnectError(ConfigError):
@@ -251,13 +253,18 @@ def build_tuner(p: Prepared, name: str, trainable: Callable[..., Any], limits: G
         num_samples = max(1, s.num_samples // max(1, p.space.grid_size())) if s.num_samples > 1 else 1
     tune_cfg = TuneConfig(metric=METRIC, mode="min", search_alg=search_alg,
                           scheduler=build_scheduler(s, p.base, p.space), num_samples=num_samples,
-                          reuse_actors=True, trial_dirname_creator=lambda t: f"trial_{t.trial_id}")
+                          reuse_actors=True, trial_dirname_creator=_trial_dirname,
+                          time_budget_s=s.time_budget_s or None)
     run_cfg = RunConfig(name=name, storage_path=p.storage_path, storage_filesystem=p.filesystem,
                         stop=PhysicsGateStopper(limits) if s.gates.enabled else None, callbacks=callbacks,
                         checkpoint_config=CheckpointConfig(num_to_keep=max(1, s.checkpoint_keep)),
                         failure_config=FailureConfig(max_failures=s.max_failures), verbose=s.verbose)
     return tune.Tuner(trainable, param_space=p.space.tune_space(s.searcher.name), tune_config=tune_cfg,
                       run_config=run_cfg)
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
 
 
 def make_trainable(p: Prepared, data: Any, trainable: Callable[..., Any] | None) -> Any:
@@ -326,7 +333,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         champion = None
         if promote and s.promotion.top_k > 0:
             champion = promote_round(p, name, baselines, data)
-        report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir))
+        report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir)) if s.write_report else None
     finally:
         if started:
             ray.shutdown()

@@ -107,9 +107,11 @@ class SweepConfig:
     resources: ResourcesCfg = field(default_factory=ResourcesCfg)
     storage_path: str = "runs/sweeps"  # local folder or s3://bucket/prefix
     resume: bool = False
+    time_budget_s: float = 0.0  # wall-clock cap of the whole sweep (0: none); running trials are stopped
     leaderboard: str = "reports/leaderboard.csv"
     champion: str = "reports/champion.json"  # round_c reads it; promotion writes it
     report_dir: str = "reports"
+    write_report: bool = True  # HTML report (ups.reports.html) at the end
     cost_per_gpu_hour: float = 2.0  # USD, for est_cost
     baselines: bool = True  # persistence / linear / FNO rows on the same data
     fno_budget_s: float = 20.0
