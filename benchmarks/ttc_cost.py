@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from ups.ttc import deterministic_rollout, ttc_search
 
     updates = dict(o.split("=", 1) for o in a.overrides)
+    updates.setdefault("ttc.enabled", "true")  # checkpoints trained with TTC off still get measured
     if a.checkpoint:
         from ups.train.checkpoint import load_checkpoint
 
@@ -69,10 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     n_steps = frames - init
     grid = int(model.grid_size)
 
-    # contexts: smooth PDEBench-family fields at the model's grid (timing does not need the solver)
-    x = cell_centres(grid)
-    u0 = torch.tensor(init_multi(a.batch, x, seed=1), dtype=torch.float32)  # (B, X)
-    ctx = u0[:, None].expand(a.batch, init, grid).contiguous()  # (B, Tc, X)
+    data = None
+    if a.checkpoint:  # real test contexts of the checkpoint's data
+        from ups.data.protocol import load_protocol
+
+        data = load_protocol(cfg.data)
+        ctx = data.test[: a.batch, :init].to(torch.float32)  # (B, Tc, X)
+        n_steps = data.test.shape[1] - init
+    else:  # smooth PDEBench-family fields held still (timing does not need the solver)
+        x = cell_centres(grid)
+        u0 = torch.tensor(init_multi(a.batch, x, seed=1), dtype=torch.float32)  # (B, X)
+        ctx = u0[:, None].expand(a.batch, init, grid).contiguous()  # (B, Tc, X)
 
     with torch.no_grad():
         det_s, _ = _timed(lambda: deterministic_rollout(model, ctx, n_steps), a.repeats)
@@ -80,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                                                    generator=torch.Generator().manual_seed(0)), a.repeats)
         forced_s, full = _timed(lambda: ttc_search(model, ctx, n_steps, forced.ttc,
                                                    generator=torch.Generator().manual_seed(0)), a.repeats)
-    per_step = a.batch * n_steps
+    per_step = ctx.shape[0] * n_steps
     res = {
-        "device": "cpu", "threads": a.threads, "batch": a.batch, "steps": n_steps, "grid": grid,
+        "device": "cpu", "threads": a.threads, "batch": ctx.shape[0], "steps": n_steps, "grid": grid,
         "model": a.checkpoint or f"untrained {a.preset}",
         "params": sum(p.numel() for p in model.parameters()),
         "ttc": {k: cfg.ttc[k] for k in ("candidates", "beam_width", "horizon", "max_evaluations", "threshold")},
@@ -98,11 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         "reward_penalty_ttc_forced": float(full.penalty.mean()),
         "search_path_used_rate": float(full.used_search.float().mean()),
     }
-    if a.checkpoint:
-        from ups.data.protocol import load_protocol
+    if data is not None:
         from ups.eval import evaluate
 
-        data = load_protocol(cfg.data)
         ev_cfg = apply_overrides(cfg, {"eval.max_samples": a.samples, "eval.ensemble_size": 0}, source="benchmark")
         m = evaluate(model, ev_cfg, data)
         mf = evaluate(model, apply_overrides(ev_cfg, {"ttc.threshold": 0.0}, source="benchmark"), data)
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                     "ttc_gain_forced": mf["ttc_gain"]})
     print(json.dumps(res, indent=1, default=str))
     line = (f"TTC cost: gated {res['ratio_gated_vs_det']:.1f}× / forced {res['ratio_forced_vs_det']:.1f}× the plain "
-            f"rollout ({det_s:.2f}s for {a.batch}×{n_steps} steps), gate open {res['gate_open_rate'] * 100:.0f}% of "
+            f"rollout ({det_s:.2f}s for {ctx.shape[0]}×{n_steps} steps), gate open {res['gate_open_rate'] * 100:.0f}% of "
             f"steps, {res['decoded_frames_per_step_forced']:.0f} decodes/step forced; reward penalty "
             f"{res['reward_penalty_det']:.3g} → {res['reward_penalty_ttc_forced']:.3g}")
     if a.checkpoint:
