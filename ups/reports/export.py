@@ -17,7 +17,8 @@ PyTorch eager, TorchScript and ONNX Runtime outputs must agree to ≤ ``toleranc
 batch (the protocol's test split when its data is on disk, else PDEBench-family initial conditions, named
 in the card) at batch sizes 1, 8 and the largest benchmarked; latency/throughput are measured for batch
 sizes 1–64 on CPU (and CUDA when present). Output: ``<out>/<run>/`` with the exports, ``parity.json``,
-``latency.json``, ``export.json`` and ``MODEL_CARD.md``, written to a temp folder and swapped in whole.
+``latency.json``, ``export.json`` and ``MODEL_CARD.md``, written to a temp folder first and then moved in
+file by file (other files in the folder are never touched).
 Exit code 1 (and a card that says so) when parity fails.
 """
 from __future__ import annotations
@@ -48,6 +49,8 @@ ARGS = {"checkpoint": "path to checkpoint.pt or its folder", "champion": "path t
         "threads": "intra-op threads", "repeats": "timed calls per measurement", "tolerance": "max abs diff",
         "n_steps": "rollout length (default: protocol horizon)", "onnx_exporter": "legacy|dynamo"}
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
+OWNED_FILES = {"step.torchscript.pt", "step.onnx", "rollout.torchscript.pt", "rollout.onnx", "parity.json",
+               "latency.json", "export.json", "MODEL_CARD.md"}
 METRIC_KEYS = ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
                "ece", "rollout_horizon")
 
@@ -360,11 +363,9 @@ def export_champion(ckpt: Path, out_root: Path, *, champion: dict[str, Any] | No
         (tmp / "export.json").write_text(json.dumps({k: v for k, v in info.items() if k not in ("latency",)},
                                                     indent=2, default=str))
         (tmp / "MODEL_CARD.md").write_text(render_model_card(info), encoding="utf-8")
-        old = out_root / f".{_safe(name)}.old-{os.getpid()}"
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        from ups.reports.html import publish
+
+        publish(tmp, final, OWNED_FILES, last="MODEL_CARD.md")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -5,9 +5,10 @@ Contract (called by the sweep engine at the end of every sweep)::
     write_report(experiment_path, leaderboard_path, round_name, out_dir) -> Path  # index.html
 
 The page is self-contained (inline CSS and ~30 lines of JS for column sorting, no CDN, no network);
-figures are PNG files next to it. The folder is built in a temp folder and swapped in atomically, so
-a crash never leaves a half-written report and the previous report survives until the new one is
-complete. Failed trials (ERROR status or no metric) stay in the table, marked, with their error line.
+figures are PNG files next to it. Everything is rendered in a temp folder first and then moved into
+``out_dir`` file by file (``os.replace``, index.html last): a crash never leaves a half-written file, the
+previous report stays until the new one is complete, and no other file in ``out_dir`` is touched
+(``out_dir`` may be ``reports/`` itself, next to the leaderboard). Failed trials (ERROR status or no metric) stay in the table, marked, with their error line.
 """
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def write_report(experiment_path: str | Path | None, leaderboard_path: Path, rou
         page = _page(round_name, leaderboard_path, exp_path, lb, exp, champion, figs, notes)
         (tmp / "index.html").write_text(page, encoding="utf-8")
         _table_csv(lb).to_csv(tmp / "table.csv", index=False)
-        _swap_in(tmp, out_dir)
+        publish(tmp, out_dir, OWNED_FILES, last="index.html")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -112,12 +113,22 @@ def _exists(p: str | Path) -> bool:
     return "://" in str(p) or Path(p).exists()
 
 
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+def publish(tmp: Path, out_dir: Path, owned: set[str], last: str) -> None:
+    """Move every file of ``tmp`` into ``out_dir`` (os.replace per file, ``last`` at the end) and remove
+    stale files named in ``owned`` that this run did not produce. Nothing else in ``out_dir`` is touched:
+    it may be a shared folder (the sweep engine passes ``reports/``, which holds the leaderboard)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    produced = {p.name for p in tmp.iterdir()}
+    for name in sorted(produced - {last}):
+        os.replace(tmp / name, out_dir / name)
+    if last in produced:
+        os.replace(tmp / last, out_dir / last)
+    for name in owned - produced:
+        (out_dir / name).unlink(missing_ok=True)
+    tmp.rmdir()
+
+
+OWNED_FILES = {f"{key}.png" for key, _, _ in FIGURES} | {"table.csv", "index.html"}
 
 
 def _infer_experiment(lb: pd.DataFrame) -> str | None:
