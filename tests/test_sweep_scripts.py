@@ -71,7 +71,7 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
 
 
 def test_round_b_smoke(ray_session, tiny_data, tiny_cache_dir, work) -> None:
-    assert script("round_b")(tiny(work, tiny_cache_dir, "wandb.enabled=false")) == 0
+    assert script("round_b")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false")) == 0
     rows = trial_rows(work, latest_experiment(work, "round_b"))
     assert len(rows) == 2 and set(rows["status"]) <= TERMINAL
     for cj in rows["config_json"]:
@@ -83,7 +83,7 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
     grid = tmp_path / "dims.yaml"
     grid.write_text((REPO / "search_spaces" / "dims.yaml").read_text().replace("[8, 16, 24, 32, 64]", "[8, 16]")
                     .replace("latent.dim: 32", "latent.dim: 8"))
-    assert script("dims")(tiny(work, tiny_cache_dir, f"space={grid}", "wandb.enabled=false", "promotion.top_k=0")) == 0
+    assert script("dims")(tiny(work, tiny_cache_dir, f"space={grid}", "wandb.enabled=false", "write_report=false", "promotion.top_k=0")) == 0
     rows = trial_rows(work, latest_experiment(work, "dims"))
     assert sorted(json.loads(s)["latent.dim"] for s in rows["sampled_json"]) == [8, 16]
     assert rows["nrmse"].notna().all() and rows["nrmse_ttc"].notna().all()  # FIFO: every dim evaluated
@@ -91,7 +91,7 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
 
 
 def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data, tiny_cache_dir, work) -> None:
-    assert script("aggressive")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "scheduler.name=fifo")) == 0
+    assert script("aggressive")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "scheduler.name=fifo")) == 0
     lb = read_leaderboard(work / "leaderboard.csv")
     full = lb[lb["kind"] == "full_eval"]
     assert len(full) == 1 and full["nrmse_ttc"].notna().all()
@@ -104,7 +104,7 @@ def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data,
 def test_round_c_searches_around_the_champion(ray_session, tiny_data, tiny_cache_dir, work) -> None:
     champ = json.loads((work / "champion.json").read_text())
     lr0 = champ["config"]["stages"]["operator"]["optimizer"]["lr"]
-    assert script("round_c")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "promotion.top_k=0")) == 0
+    assert script("round_c")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "promotion.top_k=0")) == 0
     rows = trial_rows(work, latest_experiment(work, "round_c"))
     assert len(rows) == 2
     for s in rows["sampled_json"]:
@@ -119,7 +119,7 @@ def test_round_c_without_champion_says_what_to_run(tmp_path) -> None:
 
 
 def test_kill_9_then_resume_loses_and_duplicates_nothing(ray_session, tiny_data, tiny_cache_dir, tmp_path) -> None:
-    args = tiny(tmp_path, tiny_cache_dir, "wandb.enabled=false", "num_samples=3", "max_concurrent=1",
+    args = tiny(tmp_path, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "num_samples=3", "max_concurrent=1",
                 "scheduler.name=fifo", "promotion.top_k=0", "baselines=false", "ray_num_cpus=1")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_ADDRESS": "", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "sweeps/round_a.py", *args], cwd=REPO, env=env,

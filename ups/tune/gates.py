@@ -106,6 +106,21 @@ class PhysicsGateStopper(Stopper):
         return False
 
 
+class ComputeBudgetStopper(Stopper):
+    """Ends the whole sweep once its trials have used ``budget_s`` trial-seconds (Σ time_this_iter_s)."""
+
+    def __init__(self, budget_s: float):
+        self.budget_s = float(budget_s)
+        self.spent_s = 0.0
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        self.spent_s += float(result.get("time_this_iter_s") or 0.0)
+        return False
+
+    def stop_all(self) -> bool:
+        return self.spent_s >= self.budget_s
+
+
 def small_eval_gates(row: Mapping[str, Any], base: Mapping[str, Any] | None, cfg: Any) -> tuple[bool, list[str]]:
     """The playbook's small-eval gates vs the round's baseline row → (pass, failed/missing reasons)."""
     fails: list[str] = []

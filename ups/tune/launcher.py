@@ -18,7 +18,7 @@ import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, flatten, load_config, to_dict
 from ups.leaderboard import read_leaderboard, upsert_rows
-from ups.tune.gates import GateLimits, PhysicsGateStopper
+from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper
 from ups.tune.promotion import apply_small_eval, champion_config, full_eval, update_champion
 from ups.tune.results import LeaderboardCallback, RowContext, trial_row
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
@@ -256,11 +256,22 @@ def build_tuner(p: Prepared, name: str, trainable: Callable[..., Any], limits: G
                           reuse_actors=True, trial_dirname_creator=_trial_dirname,
                           time_budget_s=s.time_budget_s or None)
     run_cfg = RunConfig(name=name, storage_path=p.storage_path, storage_filesystem=p.filesystem,
-                        stop=PhysicsGateStopper(limits) if s.gates.enabled else None, callbacks=callbacks,
+                        stop=build_stopper(s, limits), callbacks=callbacks,
                         checkpoint_config=CheckpointConfig(num_to_keep=max(1, s.checkpoint_keep)),
                         failure_config=FailureConfig(max_failures=s.max_failures), verbose=s.verbose)
     return tune.Tuner(trainable, param_space=p.space.tune_space(s.searcher.name), tune_config=tune_cfg,
                       run_config=run_cfg)
+
+
+def build_stopper(s: SweepConfig, limits: GateLimits) -> Any:
+    from ray.tune.stopper import CombinedStopper
+
+    stoppers: list[Any] = [PhysicsGateStopper(limits)] if s.gates.enabled else []
+    if s.compute_budget_s > 0:
+        stoppers.append(ComputeBudgetStopper(s.compute_budget_s))
+    if not stoppers:
+        return None
+    return stoppers[0] if len(stoppers) == 1 else CombinedStopper(*stoppers)
 
 
 def _trial_dirname(trial: Any) -> str:

@@ -108,6 +108,7 @@ class SweepConfig:
     storage_path: str = "runs/sweeps"  # local folder or s3://bucket/prefix
     resume: bool = False
     time_budget_s: float = 0.0  # wall-clock cap of the whole sweep (0: none); running trials are stopped
+    compute_budget_s: float = 0.0  # cap on Σ trial-seconds (0: none), e.g. equal-compute comparisons
     leaderboard: str = "reports/leaderboard.csv"
     champion: str = "reports/champion.json"  # round_c reads it; promotion writes it
     report_dir: str = "reports"
