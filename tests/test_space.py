@@ -141,3 +141,12 @@ def test_unreachable_ray_address_fails_fast_with_fix(tmp_path: Path) -> None:
     assert "127.0.0.1:9" in proc.stderr and "unreachable" in proc.stderr and "unset RAY_ADDRESS" in proc.stderr
     assert seconds < 30
     assert not (tmp_path / "lb.csv").exists()
+
+
+def test_ups_sweep_cli_lists_rounds_and_refuses_unknown(capsys) -> None:
+    from ups.tune.cli import available_rounds, main
+
+    assert {"round_a", "round_b", "round_c", "aggressive", "dims"} <= set(available_rounds())
+    assert main(["--help"]) == 0 and "round_a" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="unknown round 'round_z'.*Available: aggressive"):
+        main(["round_z"])
