@@ -339,7 +339,7 @@ def _figures(ev: EvalOutput, baselines: list[dict[str, Any]]) -> list[tuple[str,
     init = int(ev.metrics["initial_step"])
     figs = []
     true, pred, pttc = (a[0].numpy() for a in (ev.true, ev.pred, ev.pred_ttc))  # (T, X) sample 0
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2), sharey=True)
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.2), sharey=True, layout="constrained")
     vmin, vmax = float(true.min()), float(true.max())
     for ax, (name, arr) in zip(axes, [("truth", true), ("UPS", pred), ("UPS + TTC", pttc)]):
         im = ax.imshow(arr, aspect="auto", origin="lower", vmin=vmin, vmax=vmax, cmap="RdBu_r")
