@@ -150,3 +150,21 @@ def test_ups_sweep_cli_lists_rounds_and_refuses_unknown(capsys) -> None:
     assert main(["--help"]) == 0 and "round_a" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="unknown round 'round_z'.*Available: aggressive"):
         main(["round_z"])
+
+
+def test_full_profile_without_gpu_fails_before_data(tmp_path, monkeypatch) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    import ray
+
+    from ups.tune.launcher import run_round
+
+    if ray.is_initialized():
+        pytest.skip("a Ray session is already up (the check applies to fresh local runs)")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(ConfigError, match="no CUDA GPU.*profile=smoke"):
+        run_round("round_a", ["profile=full", f"storage_path={tmp_path / 'runs'}",
+                              f"leaderboard={tmp_path / 'lb.csv'}", "data.cache_dir=/nonexistent/never"])
+    assert not ray.is_initialized() and not (tmp_path / "lb.csv").exists()

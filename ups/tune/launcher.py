@@ -299,8 +299,16 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     exp_path = f"{p.display_storage}/{name}"
     import ray
 
-    if not ray.is_initialized():  # fail fast on a dead cluster before generating data
-        check_ray_address(s.ray_address or os.environ.get("RAY_ADDRESS", ""), s.connect_timeout_s)
+    address = s.ray_address or os.environ.get("RAY_ADDRESS", "")
+    if not ray.is_initialized():  # fail fast on a dead cluster / missing GPU before generating data
+        check_ray_address(address, s.connect_timeout_s)
+        if not address and s.resources.gpu > 0:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError(f"resources.gpu={s.resources.gpu} (profile={s.profile}) but this machine has no "
+                                  f"CUDA GPU and no RAY_ADDRESS is set. Fix: run profile=smoke (or resources.gpu=0) "
+                                  f"here, or connect to a GPU cluster with RAY_ADDRESS=<head>:6379")
     data = load_data(p.base) if trainable is None else None
     baselines = baseline_rows(s, p.base, data) if data is not None else []
     if baselines:
