@@ -28,7 +28,9 @@ CONTOUR_POINTS = 64
 # shock-resolution factor: dealiased cutoff K ≥ RES_FACTOR·U/D (K in cycles per unit length)
 RES_FACTOR = 0.5
 # advective number of the explicit part on the non-stiff modes: dt·U·k_eff ≤ CFL
-CFL = 1.5
+CFL = 1.2
+# advected distance per step (domain length 1) for gentle flows
+DISPLACEMENT = 2.5e-3
 MAX_RESOLUTION = 1 << 15
 
 
@@ -61,16 +63,19 @@ def choose_resolution(spread: float, nu: float, saved_resolution: int) -> int:
 
 
 def choose_substeps(amplitude: float, nu: float, resolution: int, dt_save: float) -> int:
-    """Substeps per save interval so that dt·U·k_eff ≤ CFL, k_eff = min(k_max, U/D).
+    """Substeps per save interval: dt ≤ min(CFL / (U·k_eff), DISPLACEMENT / U).
 
     Modes with D k² ≫ U k are damped exactly by the integrating factor, so only wavenumbers up to
-    the advection–diffusion balance U/D (or the dealiased cutoff, if lower) limit dt.
+    the advection–diffusion balance k_eff = min(k_max, U/D) limit dt (this binds for strong
+    shocks); for gentle flows the ETDRK4 error is set by how far the flow moves per step, hence the
+    displacement bound. Both constants were calibrated against 40-substep references so that the
+    relative L2 error stays ≲ 1e-5 across the init_multi family at ν=0.01 (tests check 2× dt).
     """
     d = diffusion(nu)
     u = max(amplitude, 1e-12)
     k_max = 2.0 * math.pi * (resolution // 3)
     k_eff = min(k_max, max(u / d, 2.0 * math.pi))
-    dt_max = CFL / (u * k_eff)
+    dt_max = min(CFL / (u * k_eff), DISPLACEMENT / u)
     return max(1, math.ceil(dt_save / dt_max - 1e-9))
 
 
