@@ -31,7 +31,7 @@ from ups.reports import plots
 from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
 from ups.reports.sources import (ReportError, best_trial, is_failed, load_champion, load_leaderboard,
-                                 resolve_checkpoint, row_config, select_round)
+                                 resolve_checkpoint, row_config, select_round, trial_state)
 
 TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench",
                  "conservation_gap", "energy_violation", "bc_violation", "ece", "rollout_horizon",
@@ -131,10 +131,17 @@ def publish(tmp: Path, out_dir: Path, owned: set[str], last: str) -> None:
 OWNED_FILES = {f"{key}.png" for key, _, _ in FIGURES} | {"table.csv", "index.html"}
 
 
-def _infer_experiment(lb: pd.DataFrame) -> str | None:
+def _infer_experiment(lb: pd.DataFrame, storage: str | Path = "runs/sweeps") -> str | None:
+    """The experiment recorded in the round's rows: a path, or a name under the sweeps' storage_path."""
     vals = lb.loc[lb["kind"] != "baseline", "experiment"].dropna().astype(str)
     vals = vals[vals != ""]
-    return vals.value_counts().index[0] if len(vals) else None
+    if not len(vals):
+        return None
+    name = vals.value_counts().index[0]
+    if "://" in name or "/" in name:
+        return name
+    cand = Path(storage) / name
+    return str(cand)
 
 
 def _merge_experiment_trials(lb: pd.DataFrame, exp: ExperimentResults | None, round_name: str) -> pd.DataFrame:
@@ -195,7 +202,7 @@ def _render_figures(full: pd.DataFrame, lb: pd.DataFrame, exp: ExperimentResults
     no_exp = "no Tune experiment folder given or recorded in the leaderboard (pass experiment=<path>)"
 
     def importance(path: Path) -> Path:
-        imp, method = _importances(lb, exp)
+        imp, method = round_importances(lb, exp)
         return plots.plot_importance(imp, method, path)
 
     makers: dict[str, Callable[[Path], Path]] = {
@@ -226,23 +233,36 @@ def _skip(reason: str) -> Path:
     raise plots.PlotSkipped(reason)
 
 
-def _importances(lb: pd.DataFrame, exp: ExperimentResults | None) -> tuple[dict[str, float], str]:
+def round_importances(lb: pd.DataFrame, exp: ExperimentResults | None = None) -> tuple[dict[str, float], str]:
     t = lb[(lb["kind"] != "baseline") & lb["nrmse"].notna()]
     if t.empty:
         return {}, "no finished trial with a test nRMSE"
     from ups.config import flatten
 
     configs = [row_config(r) for _, r in t.iterrows()]
-    if exp is not None:  # the Tune configs hold exactly the sampled parameters
+    sampled = [_json_dict(v) for v in t["sampled_json"]] if "sampled_json" in t else []
+    if sampled and all(sampled):  # the sweep engine records exactly the sampled parameters
+        configs = sampled
+    elif exp is not None:  # else the Tune configs (the searcher's view of the same parameters)
         by_id = {x.trial_id: flatten(x.config) for x in exp.trials}
-        sampled = [by_id.get(str(tid)) for tid in t["trial_id"]]
-        if all(s for s in sampled):
-            configs = sampled  # type: ignore[assignment]
+        tune_cfgs = [by_id.get(str(tid)) for tid in t["trial_id"]]
+        if all(tune_cfgs):
+            configs = tune_cfgs  # type: ignore[assignment]
     flat = [flatten(c) for c in configs]
     params = varying_params(configs)
     frame = pd.DataFrame([{p: _scalar(f.get(p)) for p in params} for f in flat], index=t.index)
     frame["nrmse"] = t["nrmse"].astype(float)
     return param_importance(frame, params, "nrmse")
+
+
+def _json_dict(v: Any) -> dict[str, Any]:
+    if not isinstance(v, str) or not v:
+        return {}
+    try:
+        d = json.loads(v)
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
 
 
 def _scalar(v: Any) -> Any:
@@ -320,7 +340,7 @@ h1{font-size:1.5em;margin-bottom:4px} h2{font-size:1.2em;border-bottom:1px solid
 table{border-collapse:collapse;font-size:.8em;width:100%} th,td{border:1px solid #e0e0e0;padding:3px 6px;text-align:right;white-space:nowrap}
 th{background:#eceff1;cursor:pointer;position:sticky;top:0;user-select:none} th[data-dir=asc]::after{content:" \\25B2"} th[data-dir=desc]::after{content:" \\25BC"}
 td.txt{text-align:left} tr.baseline td{background:#fff8e1;font-style:italic} tr.failed td{background:#ffebee;color:#b71c1c}
-tr.champion td{font-weight:bold;background:#e8f5e9} .pass{color:#2e7d32;font-weight:bold} .fail{color:#c62828;font-weight:bold}
+tr.champion td{font-weight:bold;background:#e8f5e9} tr.stopped td{color:#757575} .pass{color:#2e7d32;font-weight:bold} .fail{color:#c62828;font-weight:bold}
 .scroll{overflow:auto;max-height:520px} figure{margin:18px 0} figure img{max-width:100%;border:1px solid #eee}
 figcaption{color:#616161;font-size:.85em;max-width:900px} .skipped{background:#fafafa;border:1px dashed #bbb;padding:10px;color:#616161}
 pre{background:#263238;color:#eceff1;padding:10px;border-radius:4px;overflow:auto;font-size:.8em;max-height:400px}
@@ -379,11 +399,12 @@ def _table_csv(lb: pd.DataFrame) -> pd.DataFrame:
 
 def _rows_html(lb: pd.DataFrame, champion: dict[str, Any] | None) -> str:
     champ_id = str(champion.get("run_id")) if champion and champion.get("run_id") else None
-    order = lb.assign(_b=(lb["kind"] == "baseline"), _f=lb.apply(is_failed, axis=1))
+    state = lb.apply(trial_state, axis=1)
+    order = lb.assign(_b=(lb["kind"] == "baseline"), _f=state.eq("failed"), _s=state)
     order = order.sort_values(["_b", "_f", "nrmse"], kind="stable", na_position="last")
     out = []
     for _, row in order.iterrows():
-        cls = "baseline" if row["_b"] else "failed" if row["_f"] else ""
+        cls = {"baseline": "baseline", "failed": "failed", "stopped": "stopped"}.get(row["_s"], "")
         if champ_id and str(row["run_id"]) == champ_id and not row["_b"]:
             cls = "champion"
         title = html.escape(str(row.get("error") or row.get("stop_reason") or ""), quote=True)
@@ -451,7 +472,8 @@ def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFra
 nRMSE: PDEBench definition over the predicted frames (nrmse_pdebench includes the context frames, ×31/41).</p>
 <div class="kpis">{kpi_html}</div>
 <section id="leaderboard"><h2>Leaderboard (click a column to sort)</h2>
-<p class="meta">Baselines (yellow) are reference rows; failed trials are red; the champion is bold green.
+<p class="meta">Baselines (yellow) are reference rows; failed trials are red; trials stopped early (ASHA or a
+gate; no final test evaluation) are grey; the champion is bold green.
 Hover a row for its error / stop reason.</p>
 <div class="scroll"><table id="leaderboard-table" class="sortable"><thead><tr>{head}</tr></thead>
 <tbody>

@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ups.reports.sources import is_failed
+from ups.reports.sources import trial_state
 
 PASS, FAIL, NEUTRAL, ERR = "#2e7d32", "#c62828", "#9e9e9e", "#6a1b9a"
 BASELINE_STYLE = {"persistence": ("#795548", ":"), "linear": ("#607d8b", "--"), "fno": ("#ef6c00", "-.")}
@@ -150,7 +150,9 @@ def plot_importance(importances: dict[str, float], method: str, path: Path) -> P
     ax = fig.subplots()
     ax.barh([k for k, _ in items], [v for _, v in items], color="#00897b")
     ax.set_xlabel("importance (share of explained variation)")
-    ax.set_title(f"Parameter importance for test nRMSE\n({method})", fontsize=10)
+    import textwrap
+
+    ax.set_title("Parameter importance for test nRMSE\n" + "\n".join(textwrap.wrap(f"({method})", 80)), fontsize=9)
     ax.grid(alpha=0.3, axis="x")
     return _save(fig, path)
 
@@ -263,26 +265,31 @@ def plot_gates(lb: pd.DataFrame, path: Path, limit: int = 40) -> Path:
     t = _trials(lb)
     if t.empty:
         raise PlotSkipped("no trial rows")
-    t = t.assign(_failed=t.apply(is_failed, axis=1)).sort_values(["_failed", "nrmse"], kind="stable").head(limit)
+    state = t.apply(trial_state, axis=1)
+    t = t.assign(_failed=state.eq("failed"), _stopped=state.isin(["stopped", "running"]), _state=state)
+    t = t.sort_values(["_failed", "_stopped", "nrmse"], kind="stable").head(limit)
     fig = _figure(7, 0.28 * len(t) + 1.8)
     ax = fig.subplots()
-    labels, vals, colors = [], [], []
+    labels, vals, colors, notes = [], [], [], []
     for _, row in t.iterrows():
         name = str(row.get("label") or row.get("trial_id") or row["run_id"])[:28]
-        if row["_failed"]:
-            labels.append(f"{name} [{row['status'] or 'FAILED'}]")
+        if row["_failed"] or row["_stopped"]:
+            labels.append(f"{name} [{row['status'] or row['_state']}]")
             vals.append(0.0)
-            colors.append(ERR)
+            colors.append(ERR if row["_failed"] else NEUTRAL)
+            notes.append(" trial failed: no metric" if row["_failed"] else
+                         f" stopped early: {str(row.get('stop_reason') or '')[:40]}")
         else:
             g = row["gate_pass"]
             labels.append(f"{name} [{'pass' if g is True else 'FAIL' if g is False else 'no gate'}]")
             vals.append(float(row["nrmse"]))
             colors.append(PASS if g is True else FAIL if g is False else NEUTRAL)
+            notes.append("")
     y = np.arange(len(labels))
     ax.barh(y, vals, color=colors)
-    for yi, (v, c) in enumerate(zip(vals, colors)):
-        if c == ERR:
-            ax.text(0, yi, " trial failed: no metric", va="center", fontsize=7, color=ERR)
+    for yi, (note, c) in enumerate(zip(notes, colors)):
+        if note:
+            ax.text(0, yi, note, va="center", fontsize=7, color=c)
     ax.set_yticks(y, labels, fontsize=7)
     ax.invert_yaxis()
     for _, row in _baselines(lb).iterrows():
@@ -291,7 +298,8 @@ def plot_gates(lb: pd.DataFrame, path: Path, limit: int = 40) -> Path:
         ax.axvline(float(row["nrmse"]), color=color, ls=ls, lw=1.1, label=f"{name} {row['nrmse']:.3f}")
     ax.set_xlabel("test nRMSE")
     n_pass = int((t["gate_pass"] == True).sum())  # noqa: E712
-    ax.set_title(f"Physics gates per trial: {n_pass} pass, {int(t['_failed'].sum())} failed trials")
+    ax.set_title(f"Physics gates per trial: {n_pass} pass, {int(t['_failed'].sum())} failed, "
+                 f"{int(t['_stopped'].sum())} stopped early")
     if len(_baselines(lb)):
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="x")

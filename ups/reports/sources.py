@@ -18,7 +18,6 @@ from ups.leaderboard import LEADERBOARD_COLUMNS, read_leaderboard
 
 DEFAULT_LEADERBOARD = Path("reports/leaderboard.csv")
 DEFAULT_CHAMPION = Path("reports/champion.json")
-OK_STATUSES = {"TERMINATED", "COMPLETED", "DONE", "OK", "STOPPED", "EARLY_STOPPED", "ASHA_STOPPED"}
 
 
 class ReportError(ConfigError):
@@ -94,6 +93,8 @@ def to_bool(v: Any) -> bool | None:
         return None
     if isinstance(v, bool):
         return v
+    if isinstance(v, (int, float)) or type(v).__module__ == "numpy":
+        return bool(float(v))  # a bool column read back from CSV as 0.0/1.0
     s = str(v).strip().lower()
     if s in ("true", "1", "yes", "pass", "passed"):
         return True
@@ -102,13 +103,29 @@ def to_bool(v: Any) -> bool | None:
     return None
 
 
-def is_failed(row: pd.Series | dict) -> bool:
-    """A trial row whose training did not finish normally (errored, or no metric)."""
+FAILED_STATUSES = {"ERROR", "FAILED", "CRASHED", "ERRORED"}
+STOPPED_STATUSES = {"STOPPED", "EARLY_STOPPED", "ASHA_STOPPED", "TERMINATED", "PAUSED"}
+
+
+def trial_state(row: pd.Series | dict) -> str:
+    """baseline | failed (errored, or finished without a metric) | stopped (early stop, no final eval) |
+    running | ok."""
+    if str(row.get("kind", "trial")) == "baseline":
+        return "baseline"
     status = str(row.get("status", "") or "").upper()
-    if status in ("ERROR", "FAILED", "CRASHED", "ERRORED"):
-        return True
+    if status in FAILED_STATUSES:
+        return "failed"
+    if status in ("RUNNING", "PENDING"):
+        return "running"
     nrmse = row.get("nrmse")
-    return str(row.get("kind", "trial")) != "baseline" and (nrmse is None or pd.isna(nrmse)) and status not in ("RUNNING", "PENDING")
+    if nrmse is None or pd.isna(nrmse):
+        return "stopped" if status in STOPPED_STATUSES else "failed"
+    return "ok"
+
+
+def is_failed(row: pd.Series | dict) -> bool:
+    """A trial row that errored, or completed without reporting a metric."""
+    return trial_state(row) == "failed"
 
 
 def select_round(df: pd.DataFrame, round_name: str | None) -> pd.DataFrame:
