@@ -108,7 +108,7 @@ def main() -> None:
     ax.set_xlabel("compute (trial-seconds)")
     ax.set_ylabel("best val nRMSE so far")
     ax.legend()
-    ax.set_title("search efficiency (round A space, CPU smoke)")
+    ax.set_title("search efficiency (AE/operator lr + warmup, CPU smoke)")
     png = root / "search_efficiency.png"
     fig.tight_layout()
     fig.savefig(png, dpi=120)
