@@ -67,6 +67,12 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         cache.generate(cfg, cache.cache_file(cfg), progress=False, chunk=1)
     assert _data_files(tmp_path) == []
+    # a writer killed with SIGKILL leaves its temp file; the next generator removes it under the lock
+    stale = tmp_path / f".{cache.cache_file(cfg).name}.deadbeef.tmp"
+    stale.write_bytes(b"partial")
+    monkeypatch.setattr(cache, "solve_burgers", real)
+    assert cache.dataset_path(cfg, progress=False) == cache.cache_file(cfg)
+    assert _data_files(tmp_path) == [cache.cache_file(cfg).name]
 
 
 def test_cli_generate_then_cached(tmp_path, capsys):

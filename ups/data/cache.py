@@ -132,16 +132,36 @@ def dataset_path(data_cfg: Any, *, progress: bool = True, device: Any = None,
         raise DataConfigError(f"data: 'cache_dir' = {path.parent} is not writable ({e}). "
                               "Fix: set data.cache_dir to a writable folder") from None
     with _locked(path):
+        # holding the lock, no one else writes this file: temp files left by a killed writer are stale
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         if not is_complete(path, h):  # another process may have finished it meanwhile
             with torch_threads(num_threads):
                 generate(data_cfg, path, progress=progress, device=device)
     return path
 
 
+def resolve_device(device: Any = None) -> torch.device:
+    """None/"auto" → CUDA when available, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DataConfigError(f"data: device '{device}' is not a torch device. Fix: use cpu, cuda or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DataConfigError("data: device 'cuda' requested but CUDA is not available. Fix: use --device cpu")
+    return dev
+
+
 def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: Any = None,
              chunk: int = CHUNK) -> dict[str, Any]:
-    """Generate the dataset for ``data_cfg`` into ``path`` (atomic). Returns the stored attributes."""
+    """Generate the dataset for ``data_cfg`` into ``path`` (atomic). Returns the stored attributes.
+
+    ``device``: None/"auto" runs on CUDA when available, else CPU.
+    """
     validate_request(data_cfg)
+    device = resolve_device(device)
     k = generation_key(data_cfg)
     n, res, nu = k["n"], k["resolution"], k["nu"]
     x = cell_centres(res)  # (X,)
@@ -164,7 +184,7 @@ def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: 
         "solver": SOLVER_NAME, "solver_version": SOLVER_VERSION, "data_version": DATA_VERSION,
         "content_hash": content_hash(data_cfg), "generation_key": json.dumps(k, sort_keys=True),
         "t_coordinate_note": "T+1 entries like PDEBench files; frame i is at t[i]",
-        "created_unix": time.time(),
+        "created_unix": time.time(), "device": str(device),
     }
     bar = None
     if progress:

@@ -60,7 +60,7 @@ def cmd_generate(argv: list[str]) -> int:
     p.add_argument("overrides", nargs="*", help="DataCfg keys: nu=0.01 n=2000 resolution=1024 seed=2022 …")
     p.add_argument("--out", type=Path, default=None, help="also copy the file here (atomic)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for the solver")
-    p.add_argument("--device", default=None, help="cpu | cuda (default: cpu)")
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default: CUDA when available)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     cfg = load_config(parse_overrides(a.overrides))
