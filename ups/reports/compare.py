@@ -29,7 +29,7 @@ def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "
                               f"Fix: ups report compare <round> <round> with two of those")
     rows, stats = {}, {}
     for r in (round_a, round_b):
-        t = lb[(lb["kind"] != "baseline") & (lb["round"] == r)]
+        t = lb[(lb["kind"] == "trial") & (lb["round"] == r)]
         best = best_trial(t)
         if best is None:
             raise ReportError(f"{source}: round '{r}' has no finished trial with an nRMSE "

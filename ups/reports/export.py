@@ -254,7 +254,10 @@ def _metrics_for(run_id: str | None, ckpt: Path, champion: dict[str, Any], lb_pa
 
             baselines[_baseline_name(b)] = float(b["nrmse"])
         t = lb[lb["kind"] != "baseline"]
-        row = t[t["run_id"].astype(str) == str(run_id)] if run_id else t.iloc[0:0]
+        row = t.iloc[0:0]
+        for rid in (champion.get("full_eval_run_id"), run_id):  # the full-eval row holds the test metrics
+            if rid and row.empty:
+                row = t[t["run_id"].astype(str) == str(rid)]
         if row.empty:
             ck = t["checkpoint"].astype(str)
             row = t[(ck == str(ckpt)) | (ck == str(ckpt.parent))]

@@ -234,7 +234,7 @@ def _skip(reason: str) -> Path:
 
 
 def round_importances(lb: pd.DataFrame, exp: ExperimentResults | None = None) -> tuple[dict[str, float], str]:
-    t = lb[(lb["kind"] != "baseline") & lb["nrmse"].notna()]
+    t = lb[(lb["kind"] == "trial") & lb["nrmse"].notna()]
     if t.empty:
         return {}, "no finished trial with a test nRMSE"
     from ups.config import flatten
@@ -426,7 +426,7 @@ def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFra
           exp: ExperimentResults | None, champion: dict[str, Any] | None, figs: list[FigureResult],
           notes: list[str]) -> str:
     e = html.escape
-    trials = lb[lb["kind"] != "baseline"]
+    trials = lb[lb["kind"] == "trial"]
     failed = trials[trials.apply(is_failed, axis=1)] if len(trials) else trials
     best = best_trial(lb)
     n_pass = int((trials["gate_pass"] == True).sum()) if len(trials) else 0  # noqa: E712

@@ -39,7 +39,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _trials(lb: pd.DataFrame) -> pd.DataFrame:
-    return lb[lb["kind"] != "baseline"]
+    return lb[lb["kind"] == "trial"]  # not baselines, not full-eval re-evaluations
 
 
 def _baselines(lb: pd.DataFrame) -> pd.DataFrame:

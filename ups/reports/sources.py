@@ -146,8 +146,8 @@ def rounds_in(df: pd.DataFrame) -> list[str]:
 
 
 def best_trial(df: pd.DataFrame) -> pd.Series | None:
-    """Lowest nRMSE among finished trial rows (gate-passing ones first); None if there is none."""
-    t = df[(df["kind"] != "baseline") & df["nrmse"].notna()]
+    """Lowest nRMSE among finished trial rows (kind=trial; gate-passing ones first); None if there is none."""
+    t = df[(df["kind"] == "trial") & df["nrmse"].notna()]
     if t.empty:
         return None
     passing = t[t["gate_pass"] == True]  # noqa: E712  (object column)
