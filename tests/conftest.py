@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.ray_cluster",
     "tests.fixtures.data",
     "tests.fixtures.s3",
+    "tests.fixtures.reports",
 ]
