@@ -22,7 +22,6 @@ class FieldEncoder(nn.Module):
         self.context_frames = context_frames
         self.patch = -(-grid_size // tokens)  # ceil: a non-dividing grid is resampled periodically
         self.embed = nn.Linear(context_frames * self.patch, hidden)
-        self.pos = nn.Parameter(torch.zeros(tokens, hidden))
         self.mix = nn.Conv1d(hidden, hidden, kernel_size=3, padding=1, padding_mode="circular")
         self.act = nn.GELU()
         self.out = nn.Linear(hidden, dim)
@@ -44,7 +43,7 @@ class FieldEncoder(nn.Module):
         if self.tokens * self.patch != X:
             u = periodic_resample(u, self.tokens * self.patch)  # (B, cf, N·P)
         u = u.reshape(B, cf, self.tokens, self.patch).permute(0, 2, 1, 3)  # (B, N, cf, P)
-        h = self.embed(u.reshape(B, self.tokens, cf * self.patch)) + self.pos  # (B, N, H)
+        h = self.embed(u.reshape(B, self.tokens, cf * self.patch))  # (B, N, H), shift-equivariant: no position embedding
         h = h + self.mix(self.act(h).transpose(1, 2)).transpose(1, 2)  # (B, N, H)
         return self.out(self.act(h))  # (B, N, D)
 

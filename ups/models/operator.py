@@ -2,7 +2,7 @@
 
 ``operator.depths`` lists the stages (blocks per stage). The first half of the stages save their output
 and the mirrored second-half stages fuse it back through a linear long skip (U-ViT style). Each block
-is pre-norm multi-head self-attention (``heads``) + MLP (``mlp_ratio``) with GroupNorm over channel
+is pre-norm local depthwise-conv token mixing + multi-head self-attention (``heads``) + MLP (``mlp_ratio``) with GroupNorm over channel
 groups of ``group_size`` and optional stochastic depth (``drop_path``, linearly increasing).
 The output projection starts at zero, so an untrained operator is the identity map z → z.
 """
@@ -46,6 +46,9 @@ class Block(nn.Module):
     def __init__(self, hidden: int, heads: int, group_size: int, mlp_ratio: float, drop_path: float) -> None:
         super().__init__()
         self.heads = heads
+        self.norm0 = ChannelGroupNorm(hidden, group_size)
+        # local token mixing (depthwise circular conv): the translation-equivariant, local prior of a PDE
+        self.local = nn.Conv1d(hidden, hidden, kernel_size=3, padding=1, padding_mode="circular", groups=hidden)
         self.norm1 = ChannelGroupNorm(hidden, group_size)
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.proj = nn.Linear(hidden, hidden)
@@ -61,6 +64,7 @@ class Block(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(B, N, H))  # (B, N, H)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.local(self.norm0(x).transpose(1, 2)).transpose(1, 2))  # (B, N, H)
         x = x + self.drop(self.attention(self.norm1(x)))  # (B, N, H)
         return x + self.drop(self.mlp(self.norm2(x)))  # (B, N, H)
 
@@ -74,8 +78,7 @@ class LatentOperator(nn.Module):
         depths = [int(d) for d in depths]
         total = max(1, sum(depths))
         rates = [drop_path * i / max(1, total - 1) for i in range(total)]
-        self.inp = nn.Linear(dim, hidden)
-        self.pos = nn.Parameter(torch.zeros(tokens, hidden))
+        self.inp = nn.Linear(dim, hidden)  # no absolute position embedding: periodic PDEs are shift-invariant
         self.stages = nn.ModuleList()
         i = 0
         for d in depths:
@@ -91,7 +94,7 @@ class LatentOperator(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.inp(z) + self.pos  # (B, N, H)
+        h = self.inp(z)  # (B, N, H)
         saved: list[torch.Tensor] = []
         n = len(self.stages)
         for s, blocks in enumerate(self.stages):
