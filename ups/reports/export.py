@@ -254,23 +254,28 @@ def _metrics_for(run_id: str | None, ckpt: Path, champion: dict[str, Any], lb_pa
 
             baselines[_baseline_name(b)] = float(b["nrmse"])
         t = lb[lb["kind"] != "baseline"]
-        row = t.iloc[0:0]
-        for rid in (champion.get("full_eval_run_id"), run_id):  # the full-eval row holds the test metrics
-            if rid and row.empty:
-                row = t[t["run_id"].astype(str) == str(rid)]
-        if row.empty:
-            ck = t["checkpoint"].astype(str)
-            row = t[(ck == str(ckpt)) | (ck == str(ckpt.parent))]
-        if not row.empty:
+        ck = t["checkpoint"].astype(str)
+        # the full-eval row holds the test metrics, the trial row the gates; fill from both in order
+        candidates = [t[t["run_id"].astype(str) == str(rid)] for rid in (champion.get("full_eval_run_id"), run_id) if rid]
+        candidates.append(t[(ck == str(ckpt)) | (ck == str(ckpt.parent))])
+        used = []
+        for row in candidates:
+            if row.empty:
+                continue
             r = row.iloc[-1]
+            if r["run_id"] in used:
+                continue
+            used.append(str(r["run_id"]))
             for k in METRIC_KEYS:
-                if k not in metrics and r.get(k) is not None and not (isinstance(r.get(k), float) and math.isnan(r.get(k))):
-                    metrics[k] = float(r[k])
+                v = r.get(k)
+                if k not in metrics and v is not None and not (isinstance(v, float) and math.isnan(v)):
+                    metrics[k] = float(v)
             for k in ("gate_pass", "gate_reasons"):
                 v = r.get(k)
                 if k not in gates and v is not None and not (isinstance(v, float) and math.isnan(v)):
                     gates[k] = v
-            source = f"leaderboard {lb_path} row {r['run_id']}" + (" + champion.json" if source else "")
+        if used:
+            source = f"leaderboard {lb_path} rows {', '.join(used)}" + (" + champion.json" if source else "")
     return metrics, gates, source or "not recorded", baselines
 
 

@@ -40,10 +40,15 @@ def render_model_card(info: dict[str, Any]) -> str:
         lines += ["> **PARITY CHECK FAILED** — the exported files do not reproduce PyTorch to the tolerance "
                   "below. Do not deploy them.", ""]
     nr, nr_ttc = m.get("nrmse"), m.get("nrmse_ttc")
-    fno = baselines.get("fno")
-    if nr is not None and fno is not None and not (isinstance(nr, float) and math.isnan(nr)) and nr >= fno:
-        lines += [f"> **Warning:** test nRMSE {_f(nr)} does not beat the FNO baseline ({_f(fno)}) of the same "
-                  "protocol. Prefer the FNO unless you need this model's speed or size.", ""]
+    if isinstance(nr, (int, float)) and not math.isnan(nr):
+        beaten_by = {k: v for k, v in baselines.items() if v <= nr}
+        if "persistence" in beaten_by:
+            lines += [f"> **Warning:** test nRMSE {_f(nr)} does not beat persistence ({_f(beaten_by['persistence'])}): "
+                      "on this protocol such a model is broken, not merely weak. Do not use it.", ""]
+        elif beaten_by:
+            lines += [f"> **Warning:** test nRMSE {_f(nr)} does not beat the "
+                      + ", ".join(f"{k} baseline ({_f(v)})" for k, v in beaten_by.items())
+                      + " of the same protocol. Prefer that baseline unless you need this model's speed or size.", ""]
     lines += [
         "UPS latent surrogate (encoder → latent operator → Fourier decoder) for 1D viscous Burgers, selected "
         f"by the UPS Sweeps pipeline ({info.get('source', 'champion')}).", "",

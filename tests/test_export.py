@@ -1,0 +1,83 @@
+"""ups export champion on a real smoke-sweep champion: TorchScript/ONNX parity ≤ 1e-5, latency table,
+model card; refusal of a missing champion and of an unknown architecture."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+
+from ups.config import ConfigError
+from ups.reports.export import main as export_main
+from ups.train.checkpoint import read_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def exported(report_sweep, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    rc = export_main(["champion", f"champion={report_sweep.champion}", f"leaderboard={report_sweep.leaderboard}",
+                      f"out={out}", "batch_sizes=1,4,16", "repeats=3", "threads=1", "n_steps=4"])
+    champ = json.loads(report_sweep.champion.read_text())
+    return rc, out / champ["run_id"], champ
+
+
+def test_export_parity_and_files(exported) -> None:
+    rc, d, champ = exported
+    assert rc == 0
+    for name in ("step.torchscript.pt", "step.onnx", "rollout.torchscript.pt", "rollout.onnx", "MODEL_CARD.md"):
+        assert (d / name).stat().st_size > 1_000, name
+    onnx.checker.check_model(onnx.load(str(d / "rollout.onnx")))
+    parity = json.loads((d / "parity.json").read_text())
+    assert {(r["artifact"], r["runtime"]) for r in parity} == {(a, r) for a in ("step", "rollout")
+                                                               for r in ("torchscript", "onnxruntime")}
+    assert all(r["ok"] for r in parity)
+    assert max(r["max_abs"] for r in parity if r["artifact"] == "step") <= 1e-5
+    # the exported rollout reproduces the PyTorch model itself (no TTC), at a new batch size
+    from ups.train.checkpoint import load_checkpoint
+
+    model, cfg, _ = load_checkpoint(champ["checkpoint"])
+    ts = torch.jit.load(str(d / "rollout.torchscript.pt"))
+    ctx = torch.randn(3, int(cfg.data.initial_step), model.grid_size)
+    with torch.no_grad():
+        assert (ts(ctx) - model.rollout(ctx, 4)).abs().max().item() <= 1e-5
+
+
+def test_latency_and_model_card(exported) -> None:
+    rc, d, champ = exported
+    lat = json.loads((d / "latency.json").read_text())["rows"]
+    assert {(r["artifact"], r["runtime"], r["batch"]) for r in lat} >= {
+        (a, rt, b) for a in ("step", "rollout") for rt in ("pytorch eager", "torchscript", "onnxruntime") for b in (1, 4, 16)}
+    assert all(r["latency_ms"] > 0 and r["throughput"] > 0 for r in lat)
+    card = (d / "MODEL_CARD.md").read_text()
+    for section in ("## At a glance", "## Accuracy", "## Physics gates", "## Parity", "## Inference latency",
+                    "## Data and protocol", "## Recommended uses", "## Not recommended"):
+        assert section in card, section
+    assert champ["run_id"] in card and f"{champ['nrmse']:.4g}" in card
+    assert "ν = 0.01" in card and "initial_step 10" in card and "PARITY CHECK FAILED" not in card
+
+
+def test_missing_champion_is_refused(tmp_path, capsys) -> None:
+    with pytest.raises(ConfigError, match=r"no champion: .*champion.json' does not exist.*checkpoint="):
+        export_main(["champion", f"champion={tmp_path / 'champion.json'}", f"out={tmp_path / 'x'}"])
+    (tmp_path / "champion.json").write_text(json.dumps({"run_id": "r1"}))
+    with pytest.raises(ConfigError, match="has no 'checkpoint' key"):
+        export_main(["champion", f"champion={tmp_path / 'champion.json'}"])
+    with pytest.raises(ConfigError, match="unknown target 'chmpion'"):
+        export_main(["chmpion"])
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_architecture_is_refused(report_sweep, tmp_path) -> None:
+    champ = json.loads(report_sweep.champion.read_text())
+    state = read_checkpoint(champ["checkpoint"])
+    state.pop("path")
+    state["config"] = {**state["config"], "operator": {**state["config"]["operator"], "kind": "graph_transformer"}}
+    bad = save_checkpoint(tmp_path / "alien", {k: v for k, v in state.items() if k != "format"})
+    with pytest.raises(ConfigError, match="architecture this version cannot build.*operator.kind"):
+        export_main(["champion", f"checkpoint={bad}", f"out={tmp_path / 'out'}"])
+    (tmp_path / "foreign.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="cannot export: checkpoint .* truncated or corrupt"):
+        export_main(["champion", f"checkpoint={tmp_path / 'foreign.pt'}", f"out={tmp_path / 'out'}"])
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -1,0 +1,61 @@
+"""reports/analysis.ipynb executes headless (nbclient) on a real smoke sweep's results and shows the
+dataframe, the figures and the champion's config."""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from ups.leaderboard import read_leaderboard
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "reports" / "analysis.ipynb"
+
+
+def _outputs(nb, tag: str) -> list:
+    cells = [c for c in nb.cells if c.cell_type == "code" and tag in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"notebook needs exactly one cell tagged {tag!r}"
+    return cells[0].outputs
+
+
+def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("UPS_EXPERIMENT", str(report_sweep.experiment))
+    monkeypatch.setenv("UPS_LEADERBOARD", str(report_sweep.leaderboard))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
+    before = sorted(p.name for p in report_sweep.reports.iterdir())
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    # dataframe: one row per trial, with the ASHA metric
+    html = "".join(o.get("data", {}).get("text/html", "") for o in _outputs(nb, "dataframe"))
+    lb = read_leaderboard(report_sweep.leaderboard)
+    for tid in lb.loc[lb["kind"] == "trial", "trial_id"]:
+        assert str(tid) in html
+    assert "val_nrmse" in html and "TERMINATED" in html
+    # figures: real PNGs for every figure the notebook draws
+    pngs = [base64.b64decode(o["data"]["image/png"]) for o in _outputs(nb, "plots") if "image/png" in o.get("data", {})]
+    assert len(pngs) == 7 and all(len(p) > 5_000 and p[:4] == b"\x89PNG" for p in pngs)
+    text = "".join(o.get("text", "") for o in _outputs(nb, "plots"))
+    assert "skipped" not in text
+    # champion: the promoted champion's config
+    champ_out = _outputs(nb, "champion")
+    md = "".join(o.get("data", {}).get("text/markdown", "") for o in champ_out)
+    assert "**Champion**" in md
+    config_text = "".join(o.get("text", "") for o in champ_out)
+    assert '"latent"' in config_text and '"dim": 8' in config_text
+    # the notebook only reads results
+    assert sorted(p.name for p in report_sweep.reports.iterdir()) == before
+
+
+def test_notebook_names_the_fix_without_an_experiment(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("UPS_EXPERIMENT", "")
+    monkeypatch.setenv("UPS_LEADERBOARD", str(tmp_path / "missing.csv"))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    from nbclient.exceptions import CellExecutionError
+
+    with pytest.raises(CellExecutionError, match="UPS_EXPERIMENT"):
+        NotebookClient(nb, timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()

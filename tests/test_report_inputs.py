@@ -1,0 +1,137 @@
+"""Report inputs without Ray: bad input refused with the fix, shared folders never clobbered, crash-safe
+writes, importance and Pareto logic, comparison deltas."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ups.reports.html as report_html
+from ups.config import ConfigError
+from ups.leaderboard import upsert_rows
+from ups.reports.cli import main as report_main
+from ups.reports.compare import compare_rounds
+from ups.reports.importance import param_importance
+from ups.reports.plots import pareto_front
+from ups.reports.sources import load_leaderboard
+
+
+def _rows(round_name: str, n: int, seed: int, failed: int | None = None) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        lr = float(10 ** rng.uniform(-4, -2))
+        width = int(rng.choice([16, 32]))
+        nrmse = 0.05 + 0.1 * abs(np.log10(lr) + 3) + 0.001 * rng.normal()
+        bad = i == failed
+        rows.append({"run_id": f"{round_name}-{i}", "timestamp": f"2026-11-22T20:{10 + 10 * seed + i:02d}:00", "round": round_name,
+                     "kind": "trial", "label": f"t{i}", "trial_id": f"{round_name}_{i}",
+                     "status": "error" if bad else "completed", "nrmse": None if bad else nrmse,
+                     "nrmse_ttc": None if bad else nrmse * 0.95, "params": width * 1000, "wall_clock": 30.0 + i,
+                     "gpu_hours": 0.0, "est_cost": 0.0, "gate_pass": (not bad) and i % 2 == 0,
+                     "sampled_json": json.dumps({"stages.operator.optimizer.lr": lr, "operator.hidden_dim": width}),
+                     "config_json": json.dumps({"stages": {"operator": {"optimizer": {"lr": lr}}},
+                                                "operator": {"hidden_dim": width}})})
+    return rows
+
+
+BASELINES = [{"run_id": "baseline-persistence", "kind": "baseline", "label": "persistence", "nrmse": 0.62},
+             {"run_id": "baseline-linear", "kind": "baseline", "label": "linear", "nrmse": 0.28}]
+
+
+@pytest.fixture
+def shared_reports(tmp_path) -> Path:
+    """A reports/ folder as the sweep engine leaves it: leaderboard, lock, champion record."""
+    d = tmp_path / "reports"
+    upsert_rows(d / "leaderboard.csv", _rows("round_a", 6, 0, failed=2) + _rows("round_b", 5, 1) + BASELINES)
+    (d / "champion.json").write_text(json.dumps({"run_id": "round_a-0", "checkpoint": str(tmp_path / "nope.pt")}))
+    return d
+
+
+def test_report_into_shared_folder_keeps_leaderboard_and_champion(shared_reports) -> None:
+    before = (shared_reports / "leaderboard.csv").read_bytes()
+    index = report_html.write_report(None, shared_reports / "leaderboard.csv", "round_a", shared_reports)
+    assert index == shared_reports / "index.html"
+    assert (shared_reports / "leaderboard.csv").read_bytes() == before and (shared_reports / "champion.json").exists()
+    page = index.read_text()
+    assert page.count('<tr class="failed"') == 1 and "Failed trials (1)" in page
+    assert "nope.pt&#x27; does not exist" in page  # the rollout figure says why it is missing
+    assert not list(shared_reports.parent.glob(".reports.tmp-*"))
+
+
+def test_crash_while_rendering_keeps_previous_report(shared_reports, monkeypatch) -> None:
+    out = shared_reports / "round_a"
+    report_html.write_report(None, shared_reports / "leaderboard.csv", "round_a", out)
+    old = (out / "index.html").read_text()
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report_html, "_page", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        report_html.write_report(None, shared_reports / "leaderboard.csv", "round_b", out)
+    assert (out / "index.html").read_text() == old
+    assert not list(shared_reports.glob(".round_a.tmp-*"))
+
+
+def test_bad_inputs_name_file_key_and_fix(shared_reports, tmp_path) -> None:
+    lb = shared_reports / "leaderboard.csv"
+    with pytest.raises(ConfigError, match=r"leaderboard '.*missing.csv' does not exist\. Fix: run a sweep"):
+        report_main([f"leaderboard={tmp_path / 'missing.csv'}"])
+    with pytest.raises(ConfigError, match="unknown argument 'experimnt'. Did you mean 'experiment'"):
+        report_main([f"leaderboard={lb}", "experimnt=x"])
+    with pytest.raises(ConfigError, match="cannot parse argument 'round_a'"):
+        report_main(["round_a"])
+    with pytest.raises(ConfigError, match="no trials of round 'round_z'.*Rounds present: round_a, round_b"):
+        report_main([f"leaderboard={lb}", "round=round_z", f"out={tmp_path / 'z'}"])
+    with pytest.raises(ConfigError, match=r"experiment '.*nowhere' is not a directory"):
+        report_main([f"leaderboard={lb}", "round=round_a", f"experiment={tmp_path / 'nowhere'}", f"out={tmp_path / 'o'}"])
+    (tmp_path / "empty_exp").mkdir()
+    with pytest.raises(ConfigError, match="holds no Tune trials"):
+        report_main([f"leaderboard={lb}", "round=round_a", f"experiment={tmp_path / 'empty_exp'}", f"out={tmp_path / 'o'}"])
+    (tmp_path / "garbage.csv").write_bytes(b"\x00\x01\x02not,a\ncsv")
+    with pytest.raises(ConfigError, match="columns 'run_id'/'nrmse' are missing"):
+        load_leaderboard(tmp_path / "garbage.csv")
+    with pytest.raises(ConfigError, match="expected two round names"):
+        report_main(["compare", "round_a", f"leaderboard={lb}"])
+    with pytest.raises(ConfigError, match="no trials of round 'round_q'"):
+        report_main(["compare", "round_a", "round_q", f"leaderboard={lb}"])
+    assert not (tmp_path / "z").exists() and not (tmp_path / "o").exists()
+
+
+def test_default_round_is_the_most_recent(shared_reports, capsys) -> None:
+    assert report_main([f"leaderboard={shared_reports / 'leaderboard.csv'}"]) == 0
+    assert "round=round_b" in capsys.readouterr().out and (shared_reports / "round_b" / "index.html").exists()
+
+
+def test_importance_finds_the_parameter_that_matters() -> None:
+    rng = np.random.default_rng(3)
+    lr = 10 ** rng.uniform(-4, -2, 24)
+    noise = rng.uniform(0, 1, 24)
+    df = pd.DataFrame({"lr": lr, "noise": noise, "nrmse": (np.log10(lr) + 3) ** 2 + 0.01 * noise})
+    imp, method = param_importance(df, ["lr", "noise"])
+    assert method.startswith("Optuna") and imp["lr"] > 0.7 > imp["noise"]
+    imp2, method2 = param_importance(df.head(3), ["lr", "noise"])
+    assert "Spearman" in method2 and "only 3 finished" in method2 and abs(sum(imp2.values()) - 1) < 1e-9
+    assert param_importance(df.assign(lr=1e-3), ["lr"]) == ({}, "none: no parameter varies between finished trials")
+
+
+def test_pareto_front_keeps_only_non_dominated() -> None:
+    df = pd.DataFrame({"c": [1, 2, 3, 4, 5], "nrmse": [0.5, 0.6, 0.3, 0.3, 0.1]})
+    assert pareto_front(df, "c")["c"].tolist() == [1, 3, 5]
+
+
+def test_compare_deltas_and_config_diff(shared_reports) -> None:
+    lb = load_leaderboard(shared_reports / "leaderboard.csv")
+    c = compare_rounds(lb, "round_a", "round_b")
+    a = lb[(lb["round"] == "round_a") & (lb["gate_pass"] == True)].sort_values("nrmse").iloc[0]  # noqa: E712
+    b = lb[(lb["round"] == "round_b") & (lb["gate_pass"] == True)].sort_values("nrmse").iloc[0]  # noqa: E712
+    m = {r["metric"]: r for r in c["metrics"]}
+    assert m["nrmse"]["delta"] == pytest.approx(b["nrmse"] - a["nrmse"])
+    assert m["nrmse"]["verdict"] == ("round_b better" if b["nrmse"] < a["nrmse"] else "round_a better")
+    assert c["stats"]["round_a"] == {"trials": 6, "failed": 1, "gates passed": 2, "total wall clock (s)": 195.0}
+    assert {d["key"] for d in c["config_diff"]} <= {"stages.operator.optimizer.lr", "operator.hidden_dim"}
+    assert "stages.operator.optimizer.lr" in {d["key"] for d in c["config_diff"]}
