@@ -155,3 +155,41 @@ def test_bad_yaml_and_missing_file(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     errs = _errors(_write(tmp_path, "cluster_name: x\n  max_workers: [1\n"))
     assert "not valid YAML" in errs
+
+
+def test_live_aws_checks_against_moto(s3_env, capsys):
+    """--aws: the security group must exist without world-open rules, profiles must exist (moto EC2/IAM)."""
+    import boto3
+
+    region = yaml.safe_load(CLUSTER.read_text())["provider"]["region"]
+    ec2 = boto3.client("ec2", region_name=region)
+    iam = boto3.client("iam", region_name=region)
+    # a fresh moto account: nothing exists yet → the group and both profiles are reported missing
+    for name in ("ups-sweeps-head", "ups-sweeps-worker"):
+        try:
+            iam.delete_instance_profile(InstanceProfileName=name)
+        except iam.exceptions.NoSuchEntityException:
+            pass
+    for g in ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["ups-sweeps"]}])["SecurityGroups"]:
+        ec2.delete_security_group(GroupId=g["GroupId"])
+    assert ups_main(["cluster-check", str(CLUSTER), "--aws"]) == 1
+    err = capsys.readouterr().err
+    assert "security group 'ups-sweeps' does not exist" in err and "instance profile 'ups-sweeps-worker'" in err
+
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    sg = ec2.create_security_group(GroupName="ups-sweeps", Description="t", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]}])
+    for name in ("ups-sweeps-head", "ups-sweeps-worker"):
+        iam.create_instance_profile(InstanceProfileName=name)
+    assert ups_main(["cluster-check", str(CLUSTER), "--aws"]) == 0, capsys.readouterr().err
+    assert "live AWS resources" in capsys.readouterr().out
+
+    ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 8265, "ToPort": 8265, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    assert ups_main(["cluster-check", str(CLUSTER), "--aws"]) == 1
+    err = capsys.readouterr().err
+    assert f"live group {sg} opens ports 8265-8265 to 0.0.0.0/0" in err and "revoke-security-group-ingress" in err
+    ec2.delete_security_group(GroupId=sg)
+    for name in ("ups-sweeps-head", "ups-sweeps-worker"):
+        iam.delete_instance_profile(InstanceProfileName=name)

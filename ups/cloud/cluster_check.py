@@ -421,11 +421,73 @@ def check_cluster_file(path: str | Path, pyproject: str | Path | None = None) ->
     return c.report
 
 
+def check_aws(report: CheckReport, cfg: dict[str, Any]) -> None:
+    """Optional live checks (``--aws``, needs read-only credentials): what the file cannot show.
+
+    The security group Ray will use (it exists, and no rule opens anything to the internet), the
+    instance profiles and the AMIs exist in the region.
+    """
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    c = _Checker(report.path, report.path.read_text())
+    c.report = report
+    region = (cfg.get("provider") or {}).get("region") or "us-east-1"
+    conf = Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2})
+    try:
+        ec2 = boto3.client("ec2", region_name=region, config=conf)
+        iam = boto3.client("iam", region_name=region, config=conf)
+        sg_name = ((cfg.get("provider") or {}).get("security_group") or {}).get("GroupName")
+        if sg_name:
+            groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [sg_name]}])["SecurityGroups"]
+            key: Path_ = ("provider", "security_group", "GroupName")
+            if not groups:
+                c.error(key, f"security group '{sg_name}' does not exist in {region}: `ray up` would create it with "
+                        "SSH open to 0.0.0.0/0", "create it first (docs/CLUSTER.md, One-time AWS set-up)")
+            for g in groups:
+                for rule in g.get("IpPermissions", []):
+                    lo, hi = _ports(rule)
+                    for rng in rule.get("IpRanges", []) + rule.get("Ipv6Ranges", []):
+                        cidr = rng.get("CidrIp") or rng.get("CidrIpv6") or ""
+                        if _world(cidr):
+                            c.error(key, f"the live group {g['GroupId']} opens ports {lo}-{hi} to {cidr}",
+                                    f"aws ec2 revoke-security-group-ingress --group-id {g['GroupId']} "
+                                    f"--protocol {rule.get('IpProtocol')} --port {lo}-{hi} --cidr {cidr}")
+        for name, nt in (cfg.get("available_node_types") or {}).items():
+            nc = (nt or {}).get("node_config") or {}
+            base: Path_ = ("available_node_types", name, "node_config")
+            prof = (nc.get("IamInstanceProfile") or {}).get("Name")
+            if prof:
+                try:
+                    iam.get_instance_profile(InstanceProfileName=prof)
+                except ClientError as e:
+                    if e.response.get("Error", {}).get("Code") != "NoSuchEntity":
+                        raise
+                    c.error(base + ("IamInstanceProfile", "Name"), f"instance profile '{prof}' does not exist",
+                            "create it (docs/CLUSTER.md, Instance profiles)")
+            ami = nc.get("ImageId")
+            if ami and ami not in PLACEHOLDERS:
+                try:
+                    found = ec2.describe_images(ImageIds=[ami])["Images"]
+                except ClientError:
+                    found = []
+                if not found:
+                    c.error(base + ("ImageId",), f"AMI {ami} does not exist in {region}",
+                            "look up the current AMI id for this region (docs/CLUSTER.md)")
+    except (BotoCoreError, ClientError) as e:
+        c.error(("provider",), f"live AWS checks failed: {e}", "check credentials/network, or run without --aws")
+    report.checks.append("live AWS resources")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ups cluster-check", description=__doc__.split("\n")[0])
     parser.add_argument("cluster_yaml", nargs="?", default="cluster.yaml")
     parser.add_argument("--pyproject", default=None, help="pyproject.toml whose pins the nodes must match")
     parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    parser.add_argument("--aws", action="store_true",
+                        help="also check live AWS resources (security group rules, instance profiles, AMIs); "
+                             "needs read-only credentials")
     args = parser.parse_args(argv)
     path = Path(args.cluster_yaml)
     if not path.is_file():
@@ -433,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
               "`ups cluster-check cluster.yaml`.", file=sys.stderr)
         return 2
     report = check_cluster_file(path, args.pyproject)
+    if args.aws and report.ok:
+        check_aws(report, yaml.safe_load(path.read_text()))
     print(report.format(), file=sys.stdout if report.ok else sys.stderr)
     if not report.ok or (args.strict and report.warnings):
         return 1
