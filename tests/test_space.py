@@ -124,13 +124,17 @@ def _run_script(args: list[str], env_extra: dict[str, str], timeout: float = 60)
 
 
 def test_bad_space_refused_before_ray_starts(tmp_path: Path) -> None:
+    """run_round validates everything in prepare(), before connect_ray(), data and storage."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sweep_round_a", REPO / "sweeps" / "round_a.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
     bad = write(tmp_path, "params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: -1, high: 1.0e-3}\n")
     storage = tmp_path / "runs"
-    proc, _ = _run_script(["sweeps/round_a.py", f"space={bad}", f"storage_path={storage}",
-                           f"leaderboard={tmp_path / 'lb.csv'}"], {"RAY_ADDRESS": ""})
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert str(bad) in proc.stderr and "params.stages.operator.optimizer.lr" in proc.stderr
-    assert "ray" not in proc.stdout.lower() or "Started a local Ray instance" not in proc.stdout
+    with pytest.raises(SearchSpaceError) as e:
+        mod.main([f"space={bad}", f"storage_path={storage}", f"leaderboard={tmp_path / 'lb.csv'}"])
+    assert str(bad) in str(e.value) and "params.stages.operator.optimizer.lr" in str(e.value)
     assert not storage.exists() and not (tmp_path / "lb.csv").exists()  # nothing half-written
 
 

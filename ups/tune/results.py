@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from ray.tune import Callback
 
-from ups.config import config_from_dict, config_hash, to_dict
+from ups.config import config_hash
 from ups.leaderboard import upsert_rows
 from ups.tune.gates import GateLimits, GateTracker
 from ups.tune.space import SearchSpace
@@ -68,8 +68,8 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
               *, gate_reason: str | None, errored: bool = False, checkpoint: str | None = None) -> dict[str, Any]:
     status, reason = stop_reason(result, gate_reason, ctx.scheduler, errored)
     try:
-        cfg, values = ctx.space.materialize(config_from_dict(ctx.base), config)
-        chash, cjson = config_hash(cfg), json.dumps(to_dict(cfg), sort_keys=True, default=str)
+        cfg, values = ctx.space.materialize_dict(ctx.base, config)
+        chash, cjson = config_hash(cfg), json.dumps(cfg, sort_keys=True, default=str)
     except Exception:  # a bad sample is recorded, not fatal for the leaderboard
         values, chash, cjson = ctx.space.decode(config), "", ""
     wall = _num(result.get("time_total_s")) or 0.0

@@ -28,6 +28,7 @@ valid alternatives.  No Ray import at module level.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -125,6 +126,22 @@ class SearchSpace:
         cfg = apply_overrides(base, values, source=str(self.path)) if values else base
         return cfg, values
 
+    def materialize_dict(self, base: dict[str, Any], sampled: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``materialize`` on plain dicts (no OmegaConf, no validation): the driver's fast path for
+        leaderboard rows of trials whose config the trial itself already validated."""
+        values = dict(self.reference)
+        values.update(self.decode(sampled))
+        out = copy.deepcopy(base)
+        for key, value in values.items():
+            _dset(out, key, value)
+        values.update(derive(self.derived, out, str(self.path)))
+        for target, src in LINKED.items():
+            if src in values and target not in values:
+                values[target] = values[src]
+        for key, value in values.items():
+            _dset(out, key, value)
+        return out, values
+
     def tune_space(self, searcher: str) -> dict[str, Any]:
         """Ray Tune distributions for the params (imports Ray)."""
         from ray import tune
@@ -156,6 +173,27 @@ class SearchSpace:
 
 
 # ------------------------------------------------------------------------------- derivation
+def _select(cfg: Any, key: str) -> Any:
+    if isinstance(cfg, dict):
+        node: Any = cfg
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+    return OmegaConf.select(cfg, key)
+
+
+def _dset(d: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        d = d.setdefault(part, {})
+    old = d.get(leaf)
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # as the typed schema would store it
+    d[leaf] = value
+
+
 def _largest_divisor(n: int, near: int) -> int:
     near = max(1, min(int(near), int(n)))
     for d in range(near, 0, -1):
@@ -169,7 +207,7 @@ def derive(rules: Mapping[str, Mapping[str, Any]], cfg: DictConfig, source: str)
     out: dict[str, Any] = {}
 
     def get(key: str) -> Any:
-        return out[key] if key in out else OmegaConf.select(cfg, key)
+        return out[key] if key in out else _select(cfg, key)
 
     for target, rule in rules.items():
         kind, of = rule["rule"], rule["of"]

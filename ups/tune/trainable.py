@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -67,7 +68,10 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
     ctx = tune.get_context()
     cfg.run.run_id = ctx.get_trial_id()
     cfg.run.label = label or cfg.run.label
-    run_dir = Path(ctx.get_trial_dir()) / "work"
+    # Scratch for the trainer's own checkpoints / latent cache, outside the trial dir: the trial dir is
+    # uploaded to storage_path (S3), which would duplicate them and race their rotation. Tune's
+    # checkpoints (tune.report) carry everything a retried or resumed trial needs.
+    run_dir = Path(tempfile.gettempdir()) / "ups-trials" / ctx.get_experiment_name() / ctx.get_trial_id()
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
