@@ -188,9 +188,9 @@ def solve_burgers(u0: torch.Tensor, nu: float, t_save: torch.Tensor, *,
     tail_lo = int(math.ceil(n / 3 * 5 / 6))
     tail_hi = int(math.ceil(n / 3))
 
-    def nonlinear(v: torch.Tensor) -> torch.Tensor:  # (B, K) → (B, K)
+    def square_hat(v: torch.Tensor) -> torch.Tensor:  # (B, K) → FFT(u²) (B, K); -ik/2 and the mask live in the coefficients
         u = torch.fft.irfft(v, n=n, dim=-1)  # (B, N)
-        return g * torch.fft.rfft(u * u, dim=-1)
+        return torch.fft.rfft(u.square_(), dim=-1)
 
     u0d = u0.to(device=dev, dtype=torch.float64)
     out = torch.empty(b, t.size, x_res, dtype=torch.float32, device=dev)  # (B, T, X)
@@ -204,18 +204,21 @@ def solve_burgers(u0: torch.Tensor, nu: float, t_save: torch.Tensor, *,
         bar = tqdm(total=t.size - 1, desc=f"burgers N={n} dt={h:.2e}", unit="frame", leave=False)
     elif progress:
         bar = progress
-    E, E2, Q, f1, f2, f3 = (c[s] for s in ("E", "E2", "Q", "f1", "f2", "f3"))
+    # fold the nonlinear operator g = -ik/2·mask into the ETDRK4 coefficients (fewer passes over memory)
+    E, E2 = c["E"], c["E2"]
+    Qg, f1g, f2g, f3g = c["Q"] * g, c["f1"] * g, 2.0 * c["f2"] * g, c["f3"] * g  # (K,)
     with torch.no_grad():
         for i in range(1, t.size):
             for _ in range(nsub):
-                nv = nonlinear(v)
-                a = E2 * v + Q * nv
-                na = nonlinear(a)
-                bb = E2 * v + Q * na
-                nb = nonlinear(bb)
-                cc = E2 * a + Q * (2.0 * nb - nv)
-                nc = nonlinear(cc)
-                v = E * v + nv * f1 + 2.0 * (na + nb) * f2 + nc * f3
+                wv = square_hat(v)
+                e2v = E2 * v
+                a = torch.addcmul(e2v, Qg, wv)  # E2 v + Q N(v)
+                wa = square_hat(a)
+                bb = e2v.addcmul_(Qg, wa)  # E2 v + Q N(a)
+                wb = square_hat(bb)
+                cc = (E2 * a).addcmul_(Qg, torch.sub(wb + wb, wv))  # E2 a + Q (2N(b) - N(v))
+                wc = square_hat(cc)
+                v = (E * v).addcmul_(f1g, wv).addcmul_(f2g, wa.add_(wb)).addcmul_(f3g, wc)
             u = torch.fft.irfft(v, n=n, dim=-1)  # (B, N)
             out[:, i] = u[:, ::stride].to(torch.float32)
             if tail_hi > tail_lo + 1 and kk > tail_hi:
