@@ -83,16 +83,17 @@ def test_killed_trial_worker_restarts_from_checkpoint(ray_session, tmp_path, tin
         stop.set()
         thread.join(timeout=5)
 
-    assert killed, "the trial finished before its worker could be killed"
+    log = "\n".join(map(str, _events(events)))
+    assert killed, f"the trial finished before its worker could be killed:\n{log}"
     after = [e for e in _events(events) if e["trial"] == killed["trial"] and e["pid"] != killed["pid"]]
-    assert after, "the trial was not restarted in a new worker process"
+    assert after, f"the trial was not restarted in a new worker process:\n{log}"
     first = after[0]
-    assert first["resume_from"] is not None, "the retry started from scratch instead of the checkpoint"
-    assert first["global_epoch"] > 1, f"the retry restarted at epoch {first['global_epoch']}"
+    assert first["resume_from"] is not None, f"the retry started from scratch instead of the checkpoint:\n{log}"
+    assert first["global_epoch"] > 1, f"the retry restarted at epoch {first['global_epoch']}:\n{log}"
     assert first["global_epoch"] <= killed["global_epoch"] + 1
     final_epoch = max(e["global_epoch"] for e in after)
     assert final_epoch > killed["global_epoch"]
 
     rows = out.rows[out.rows["experiment"] == "fault-worker"]
-    assert len(rows) == 1 and rows.iloc[0]["status"] != "error", rows[["run_id", "status", "stop_reason"]]
+    assert len(rows) == 1 and rows.iloc[0]["status"] != "error", rows[["run_id", "status", "stop_reason"]].to_dict()
     assert rows["nrmse"].notna().all(), "the restarted trial did not reach its final evaluation"

@@ -1,0 +1,134 @@
+"""Kill -9 the sweep driver mid-sweep (S3 storage on moto_server), resume with resume=true.
+
+The real entry point (``sweeps/round_a.py``) runs in a subprocess with its own local Ray instance;
+once a checkpoint has landed in the bucket and before the trials have finished, the driver gets
+SIGKILL.  The resumed run restores the Tune state from S3, every trial finishes, and the leaderboard
+has exactly one complete row per trial.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ups.leaderboard import read_leaderboard
+
+ROOT = Path(__file__).resolve().parents[1]
+N_TRIALS = 2
+
+
+def _children(pid: int) -> list[int]:
+    """All descendants of ``pid`` (Linux /proc), so leftovers of a killed driver can be ended by id."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    out, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out += kids
+        frontier += kids
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _end(pids: list[int], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    for p in pids:
+        if _alive(p):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _keys(client, bucket: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
+@pytest.mark.slow
+def test_driver_killed_mid_sweep_resumes_from_s3(tmp_path, s3_client, s3_bucket, tiny_data, tiny_cache_dir):
+    name = f"fault-driver-{uuid.uuid4().hex[:6]}"
+    lb = tmp_path / "leaderboard.csv"
+    args = [sys.executable, str(ROOT / "sweeps" / "round_a.py"),
+            f"num_samples={N_TRIALS}", "max_concurrent=2", "ray_num_cpus=2", "baselines=false",
+            "promotion.top_k=0", "wandb.enabled=false", "gates.enabled=false", "scheduler.name=fifo",
+            "searcher.name=random", f"storage_path=s3://{s3_bucket}/sweeps", f"name={name}",
+            f"leaderboard={lb}", f"report_dir={tmp_path / 'reports'}", f"champion={tmp_path / 'champ.json'}",
+            "write_report=false", "verbose=0", "data.n=64", "data.resolution=256", f"data.cache_dir={tiny_cache_dir}",
+            "stages.autoencoder.epochs=1", "stages.operator.epochs=3", "training.checkpoint_every=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
+    prefix = f"sweeps/{name}/"
+
+    with open(tmp_path / "driver1.log", "wb") as log:
+        driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    spawned: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert driver.poll() is None, (
+                f"driver exited (rc={driver.returncode}) before it could be killed:\n"
+                + (tmp_path / "driver1.log").read_text()[-3000:])
+            assert time.monotonic() < deadline, "no checkpoint reached S3 in time"
+            if any("/checkpoint_" in k for k in _keys(s3_client, s3_bucket, prefix)):
+                break
+            time.sleep(0.5)
+        done_before = read_leaderboard(lb) if lb.exists() else None
+        spawned = _children(driver.pid)
+        os.kill(driver.pid, signal.SIGKILL)  # the driver only: its Ray processes fate-share with it
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        _end(spawned)
+    assert driver.returncode == -signal.SIGKILL
+    finished_at_kill = 0 if done_before is None else int((done_before["experiment"] == name).sum())
+    assert finished_at_kill < N_TRIALS, "the driver was killed after the sweep had already finished"
+    keys = _keys(s3_client, s3_bucket, prefix)
+    assert any(k.endswith("tuner.pkl") for k in keys) and any("experiment_state" in k for k in keys)
+
+    # resume: same command + resume=true restores the latest experiment from S3
+    with open(tmp_path / "driver2.log", "wb") as log:
+        resumed = subprocess.run(args + ["resume=true"], cwd=tmp_path, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, timeout=400)
+    out = (tmp_path / "driver2.log").read_text()
+    assert resumed.returncode == 0, out[-4000:]
+    assert f"resuming s3://{s3_bucket}/sweeps/{name}" in out
+
+    rows = read_leaderboard(lb)
+    rows = rows[(rows["experiment"] == name) & (rows["kind"] == "trial")]
+    assert len(rows) == N_TRIALS and rows["run_id"].is_unique, rows[["run_id", "status"]]
+    # complete: every trial reached its final evaluation (gates are off, so none was cut short)
+    assert "error" not in set(rows["status"]), rows[["run_id", "status", "stop_reason"]]
+    assert rows["val_nrmse"].notna().all() and rows["nrmse"].notna().all()
+
+    # the bucket holds the Tune state, every trial's results and its checkpoints
+    keys = _keys(s3_client, s3_bucket, prefix)
+    trials = {k[len(prefix):].split("/")[0] for k in keys if k[len(prefix):].startswith("trial_")}
+    assert len(trials) == N_TRIALS
+    for t in trials:
+        assert f"{prefix}{t}/result.json" in keys
+        assert any(k.startswith(f"{prefix}{t}/checkpoint_") and k.endswith("checkpoint.pt") for k in keys)

@@ -1,0 +1,50 @@
+"""A smoke sweep with storage_path=s3://… lands Tune state, results and checkpoints in the bucket.
+
+Runs ``run_round`` in-process on the session's Ray cluster, which was started before the S3
+environment existed: the trial processes reach moto only through the filesystem that
+``resolve_storage`` built on the driver (endpoint + keys), as on a cluster.
+"""
+from __future__ import annotations
+
+import pytest
+
+from ups.leaderboard import read_leaderboard
+
+pytest.importorskip("ray")
+
+
+def test_smoke_sweep_stores_state_results_checkpoints_on_s3(ray_session, tmp_path, s3_client, s3_bucket,
+                                                             tiny_data, tiny_cache_dir):
+    from ups.tune.launcher import run_round
+
+    name = "s3-smoke"
+    out = run_round("round_a", [
+        "num_samples=2", "max_concurrent=2", "baselines=false", "promotion.top_k=0", "wandb.enabled=false",
+        "scheduler.name=fifo", "searcher.name=random", "gates.enabled=false", "verbose=0",
+        f"storage_path=s3://{s3_bucket}/sweeps", f"name={name}", f"leaderboard={tmp_path / 'lb.csv'}",
+        f"report_dir={tmp_path / 'reports'}", f"champion={tmp_path / 'champ.json'}",
+        "write_report=false", "data.n=64", "data.resolution=256", f"data.cache_dir={tiny_cache_dir}",
+        "stages.autoencoder.epochs=1", "stages.operator.epochs=2", "training.checkpoint_every=1",
+    ])
+    assert out.experiment_path == f"s3://{s3_bucket}/sweeps/{name}"
+
+    prefix = f"sweeps/{name}/"
+    keys = [o["Key"] for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket, Prefix=prefix)
+            for o in page.get("Contents", [])]
+    rel = [k[len(prefix):] for k in keys]
+    assert "tuner.pkl" in rel
+    assert any(r.startswith("experiment_state-") and r.endswith(".json") for r in rel)
+    assert not [r for r in rel if "/work/" in r or r.endswith("latent_cache.pt")], \
+        "the trainer's scratch (its own checkpoints, latent cache) must not be uploaded"
+    trials = sorted({r.split("/")[0] for r in rel if r.startswith("trial_")})
+    assert len(trials) == 2
+    for t in trials:
+        assert f"{t}/result.json" in rel and f"{t}/params.json" in rel
+        ckpts = [r for r in rel if r.startswith(f"{t}/checkpoint_") and r.endswith("/checkpoint.pt")]
+        assert ckpts, f"no checkpoint of {t} in the bucket: {rel}"
+        body = s3_client.get_object(Bucket=s3_bucket, Key=prefix + f"{t}/result.json")["Body"].read()
+        assert b"val_nrmse" in body
+
+    rows = read_leaderboard(tmp_path / "lb.csv")
+    rows = rows[rows["experiment"] == name]
+    assert len(rows) == 2 and rows["run_id"].is_unique and rows["nrmse"].notna().all()
