@@ -1,0 +1,57 @@
+"""`ups train` end to end on the shared tiny Burgers file; latent cache equivalence; time budget."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.fixtures.data import TINY_OVERRIDES
+from ups.cli import main as ups_main
+from ups.config import apply_overrides
+from ups.train.latent_cache import build_latent_cache, encode_trajectories
+from ups.train.trainer import train
+
+FAST = {"stages.autoencoder.epochs": 2, "stages.operator.epochs": 2, "stages.diff_residual.epochs": 1,
+        "stages.consistency_distill.epochs": 1, "training.rollout_horizon": 3, "ttc.enabled": False,
+        "eval.max_samples": 2}
+
+
+def test_ups_train_cli(tiny_cfg, tiny_data, tmp_path, capsys):
+    args = [*TINY_OVERRIDES, f"data.cache_dir={tiny_cfg.data.cache_dir}", "stages.autoencoder.epochs=2",
+            "training.rollout_horizon=3", "ttc.enabled=false", "eval.max_samples=2"]
+    assert ups_main(["train", *args, "--run-dir", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "parameters (encoder" in out and "val_nrmse" in out
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
+    assert final["done"] and final["nrmse"] > 0 and final["params"] > 0
+    assert (tmp_path / "run" / "checkpoints" / "final" / "checkpoint.pt").exists()
+    # a misspelt key is refused before any compute, with the nearest valid key
+    assert ups_main(["train", "stages.operator.optimzer.lr=1e-3"]) == 2
+    assert "stages.operator.optimizer.lr" in capsys.readouterr().err
+
+
+def test_latent_cache_matches_reencoding(tiny_cfg, tiny_data, tmp_path):
+    cfg = apply_overrides(tiny_cfg, {**FAST, "stages.diff_residual.epochs": 0,
+                                     "stages.consistency_distill.epochs": 0})
+    a = train(cfg, run_dir=tmp_path / "cached", data=tiny_data)
+    b = train(apply_overrides(cfg, {"training.latent_cache": False}), run_dir=tmp_path / "enc", data=tiny_data)
+    la = [m["train_loss"] for m in a.history if m["stage"] == "operator"]
+    lb = [m["train_loss"] for m in b.history if m["stage"] == "operator"]
+    assert la == pytest.approx(lb, rel=1e-4)
+    enc = a.model.encoder
+    lat = build_latent_cache(enc, tiny_data.train, tiny_data.data_hash, "bfloat16", tmp_path / "c.pt")
+    assert lat.dtype == torch.bfloat16 and (tmp_path / "c.pt").exists()
+    ref = encode_trajectories(enc, tiny_data.train)
+    assert torch.allclose(lat.float(), ref, rtol=2e-2, atol=2e-2 * float(ref.abs().max()))
+    again = build_latent_cache(enc, tiny_data.train, tiny_data.data_hash, "bfloat16", tmp_path / "c.pt")
+    assert torch.equal(again, lat)  # reused from disk
+
+
+def test_time_budget_stops_and_keeps_results(tiny_cfg, tiny_data, tmp_path):
+    cfg = apply_overrides(tiny_cfg, {**FAST, "stages.autoencoder.epochs": 1000, "training.time_budget_s": 2.0})
+    seen: list[dict] = []
+    res = train(cfg, run_dir=tmp_path, data=tiny_data, report=lambda m, c: seen.append(m))
+    assert res.stopped_early and seen[-2].get("budget_exhausted")
+    assert {m["stage"] for m in seen[:-1]} == {"autoencoder"}  # later stages skipped
+    assert seen[-1]["done"] and res.checkpoint.exists()
