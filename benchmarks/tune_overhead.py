@@ -2,7 +2,8 @@
 
 Each trial is the same fixed CPU work (torch matmuls calibrated in this process to ~``--seconds``),
 split into ``--epochs`` reports with a small checkpoint every 2 epochs — the shape of a UPS trial.
-The plain loop runs the trials one after another in this process; the engine runs them through
+The plain loop runs the trials one after another in this process, once before and once after the
+engine (baseline = their mean, so load drift on a shared machine shows up instead of biasing the ratio); the engine runs them through
 ``run_round`` (real local Ray, Tune, FIFO, random search, physics-gate stopper, leaderboard callback,
 W&B offline logging ON) with ``max_concurrent=1`` so both do the same work serially.
 
@@ -98,7 +99,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     units = calibrate(args.seconds / args.epochs)
     root = Path(tempfile.mkdtemp(prefix="tune_overhead_"))
-    plain = plain_loop(args.trials, units, args.epochs, root)
+    plain_before = plain_loop(args.trials, units, args.epochs, root)
 
     import ray
 
@@ -115,8 +116,13 @@ def main() -> None:
               trainable=make_trainable(units, args.epochs))
     engine = time.perf_counter() - t0
     ray.shutdown()
+    # the plain loop again after the engine: on a shared machine the load drifts, so the baseline is
+    # the mean of a run before and a run after (both are printed)
+    plain_after = plain_loop(args.trials, units, args.epochs, root)
+    plain = 0.5 * (plain_before + plain_after)
     out = {"trials": args.trials, "seconds_per_trial": args.seconds, "epochs": args.epochs,
-           "plain_s": round(plain, 2), "engine_s": round(engine, 2), "ratio": round(engine / plain, 4),
+           "plain_s": round(plain, 2), "plain_before_s": round(plain_before, 2),
+           "plain_after_s": round(plain_after, 2), "engine_s": round(engine, 2), "ratio": round(engine / plain, 4),
            "overhead_pct": round(100 * (engine / plain - 1), 2), "per_trial_overhead_s": round((engine - plain) / args.trials, 3),
            "wandb": os.environ.get("WANDB_MODE"), "concurrency": 1, "note": "same process, same work; 2 CPUs"}
     print(json.dumps(out))
