@@ -118,3 +118,18 @@ def test_share_dataset_generates_once_and_workers_download(tmp_path, s3_bucket):
     assert sha256_file(worker) == sha256_file(driver)
     with h5py.File(worker) as f:
         assert f["tensor"].shape[0] == 3
+
+
+def test_publish_results_puts_leaderboard_and_report_next_to_the_experiment(tmp_path, s3_client, s3_bucket):
+    from ups.cloud.dataset_sync import publish_results
+
+    (tmp_path / "reports" / "figs").mkdir(parents=True)
+    (tmp_path / "reports" / "index.html").write_text("<html></html>")
+    (tmp_path / "reports" / "figs" / "a.png").write_bytes(b"\x89PNG")
+    lb = tmp_path / "lb.csv"
+    lb.write_text("run_id\nx\n")
+    uris = publish_results(f"s3://{s3_bucket}/sweeps/round_a-1", lb, tmp_path / "reports" / "index.html")
+    keys = sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"])
+    assert keys == ["sweeps/round_a-1/leaderboard.csv", "sweeps/round_a-1/reports/figs/a.png",
+                    "sweeps/round_a-1/reports/index.html"]
+    assert len(uris) == 3

@@ -33,6 +33,7 @@ def test_smoke_sweep_stores_state_results_checkpoints_on_s3(ray_session, tmp_pat
             for o in page.get("Contents", [])]
     rel = [k[len(prefix):] for k in keys]
     assert "tuner.pkl" in rel
+    assert "leaderboard.csv" in rel  # published next to the Tune state at the end
     assert any(r.startswith("experiment_state-") and r.endswith(".json") for r in rel)
     assert not [r for r in rel if "/work/" in r or r.endswith("latent_cache.pt")], \
         "the trainer's scratch (its own checkpoints, latent cache) must not be uploaded"

@@ -168,3 +168,22 @@ def share_dataset(data_cfg: object, s3_prefix: str) -> Path:
 
     return sync_dataset(cache_file(data_cfg), dataset_uri(data_cfg, s3_prefix),
                         generate=lambda: dataset_path(data_cfg))
+
+
+def publish_results(experiment_uri: str, leaderboard: str | os.PathLike[str],
+                    report: str | os.PathLike[str] | None = None) -> list[str]:
+    """End of a sweep on S3: the leaderboard (and the report folder) next to the Tune state.
+
+    ``<experiment_uri>/leaderboard.csv`` and ``<experiment_uri>/reports/…``; returns the URIs written.
+    """
+    loc = parse_s3_uri(experiment_uri)
+    written: list[str] = []
+    lb = Path(leaderboard)
+    if lb.is_file():
+        uri = f"s3://{loc.bucket}/{loc.key('leaderboard.csv')}"
+        upload_file(lb, uri)
+        written.append(uri)
+    if report is not None and Path(report).exists():
+        folder = Path(report) if Path(report).is_dir() else Path(report).parent
+        written += upload_dir(folder, f"s3://{loc.bucket}/{loc.key('reports')}")
+    return written

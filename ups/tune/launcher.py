@@ -353,6 +353,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         if promote and s.promotion.top_k > 0:
             champion = promote_round(p, name, baselines, data)
         report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir)) if s.write_report else None
+        if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
+            publish(exp_path, p.leaderboard, report)
     finally:
         if started:
             ray.shutdown()
@@ -394,6 +396,17 @@ def promote_round(p: Prepared, name: str, baselines: list[dict[str, Any]], data:
     _log(f"promotion: full-eval of {', '.join(chosen)}")
     fulls = full_eval(p.leaderboard, chosen, data, filesystem=p.filesystem, round_name=s.round)
     return update_champion(resolve_path(s.champion), fulls, p.leaderboard)
+
+
+def publish(experiment_uri: str, leaderboard: Path, report: Path | None) -> None:
+    """Upload the leaderboard and report to S3; a failed upload is reported, the local results stay."""
+    from ups.cloud.dataset_sync import publish_results
+
+    try:
+        n = len(publish_results(experiment_uri, leaderboard, report))
+        _log(f"published {n} file(s) to {experiment_uri}")
+    except Exception as e:
+        print(f"[ups sweep] upload of leaderboard/report to {experiment_uri} failed: {e}", file=sys.stderr)
 
 
 def write_report(experiment_path: str, leaderboard: Path, round_name: str, out_dir: Path) -> Path | None:
