@@ -96,3 +96,11 @@ def test_checkpoint_refused_on_mismatch_and_corruption(tiny, tmp_path):
         load_checkpoint(bad)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nowhere.pt")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_training_runs(tiny, tmp_path):
+    cfg = load_config(TINY + ["training.device=cuda", "training.amp=bf16", "stages.consistency_distill.epochs=1"])
+    res = train(cfg, run_dir=tmp_path, data=tiny)
+    assert res.metrics["done"] and next(res.model.parameters()).is_cuda
