@@ -1,0 +1,319 @@
+"""Baselines on the PDEBench protocol and the ``ups baselines`` command.
+
+``run_baselines(data, fno_budget_s, seed, cache_dir)`` scores persistence, the linear Fourier map
+and PDEBench's FNO1d on ``data.test`` with ``ups.metrics.rollout_metrics`` and caches the rows as
+JSON keyed by (data hash, FNO budget, seed), so every sweep and leaderboard compares against the
+same numbers without retraining.
+
+    ups baselines nu=0.01 n=2000 fno_budget_s=60            # data overrides are DataCfg keys
+    ups baselines path=/data/1D_Burgers_Sols_Nu0.01.hdf5 fno_budget_s=600 seed=1 out=reports
+
+Options besides the data keys: ``fno_budget_s`` (seconds of FNO training, 0 = skip the FNO),
+``fno_steps`` (stop after this many optimiser steps instead: bit-for-bit reproducible),
+``seed``, ``out`` (folder for the CSV/JSON table), ``baseline_cache`` (folder of the JSON cache,
+``none`` to disable), ``leaderboard`` (CSV to upsert ``kind=baseline`` rows into), ``threads``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ups.metrics import METRIC_KEYS, rollout_metrics
+from ups.models.baselines import LinearFourierMap, fit_linear_fourier, persistence_rollout, train_fno
+from ups.models.fno import FNO1d, fno_rollout
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BASELINE_NAMES", "CACHE_VERSION", "ROW_KEYS", "run_baselines", "cache_path",
+           "leaderboard_rows", "select_linear", "main"]
+
+BASELINE_NAMES: tuple[str, ...] = ("persistence", "linear", "fno")
+CACHE_VERSION = 1  # bump when a baseline or metric definition changes: old cache entries are ignored
+ROW_KEYS: tuple[str, ...] = ("name", *METRIC_KEYS, "params", "train_s")
+LINEAR_LAGS: tuple[int, ...] = (1, 2, 3, 5)
+LINEAR_RIDGES: tuple[float, ...] = (1e-6, 1e-4, 1e-2)
+DEFAULT_CACHE_DIR = "~/.cache/ups/baselines"
+
+
+# ------------------------------------------------------------------------------------- helpers
+def _full(context: torch.Tensor, rollout: torch.Tensor) -> torch.Tensor:
+    return torch.cat([context, rollout.to(context.dtype)], dim=1)  # (B, T, X)
+
+
+def _score(name: str, pred: torch.Tensor, true: torch.Tensor, initial_step: int, **extra: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name, **rollout_metrics(pred, true, initial_step)}
+    row.update(extra)
+    return row
+
+
+def _batched(fn, context: torch.Tensor, n_steps: int, batch: int = 256) -> torch.Tensor:
+    outs = [fn(context[i: i + batch], n_steps) for i in range(0, context.shape[0], batch)]
+    return torch.cat(outs, dim=0)  # (B, n_steps, X)
+
+
+def _check_data(data: Any) -> None:
+    for key in ("train", "val", "test", "x", "initial_step", "data_hash"):
+        if not hasattr(data, key):
+            raise TypeError(f"run_baselines: data has no '{key}'. Fix: pass ups.data.protocol.load_protocol(cfg.data)")
+    ti = int(data.initial_step)
+    for split in ("train", "test"):
+        u = getattr(data, split)
+        if not isinstance(u, torch.Tensor) or u.ndim != 3 or u.shape[0] == 0:
+            shape = tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__
+            raise ValueError(f"run_baselines: data.{split} must be a non-empty tensor (N, T, X), got {shape} "
+                             f"(source {getattr(data, 'source', '?')}). Fix: raise data.n or lower data.test_ratio")
+        if u.shape[1] <= ti:
+            raise ValueError(f"run_baselines: data.{split} has {u.shape[1]} frames but initial_step={ti}; "
+                             "need at least initial_step + 1. Fix: lower data.initial_step or data.reduced_resolution_t")
+
+
+def select_linear(train: torch.Tensor, val: torch.Tensor | None, initial_step: int,
+                  lags: Sequence[int] = LINEAR_LAGS, ridges: Sequence[float] = LINEAR_RIDGES
+                  ) -> tuple[LinearFourierMap, dict[str, Any]]:
+    """Fit the linear map for each (lags, ridge) on ``train``; keep the best rollout nRMSE on ``val``."""
+    cands = [(l, r) for l in lags if l <= initial_step for r in ridges]
+    if val is None or val.shape[0] == 0 or len(cands) == 1:
+        l, r = cands[0] if cands else (1, ridges[0])
+        return fit_linear_fourier(train, l, r), {"lags": l, "ridge": r, "selected_on": "default"}
+    from ups.metrics import nrmse
+
+    best: tuple[float, LinearFourierMap, int, float] | None = None
+    n_roll = val.shape[1] - initial_step
+    for l, r in cands:
+        m = fit_linear_fourier(train, l, r)
+        score = nrmse(_full(val[:, :initial_step], m.rollout(val[:, :initial_step], n_roll)), val, initial_step)
+        if math.isfinite(score) and (best is None or score < best[0]):
+            best = (score, m, l, r)
+    if best is None:
+        raise RuntimeError("select_linear: every linear candidate diverged on the validation split")
+    return best[1], {"lags": best[2], "ridge": best[3], "selected_on": "val", "val_nrmse": best[0]}
+
+
+# ---------------------------------------------------------------------------------- the cache
+def cache_path(cache_dir: str | Path, data_hash: str, fno_budget_s: float, seed: int,
+               fno_steps: int | None = None) -> Path:
+    steps = f"-steps{int(fno_steps)}" if fno_steps else ""
+    name = f"baselines-v{CACHE_VERSION}-{data_hash}-b{float(fno_budget_s):g}{steps}-s{int(seed)}.json"
+    return Path(cache_dir).expanduser() / name
+
+
+def _read_cache(path: Path, key: dict[str, Any]) -> list[dict[str, Any]] | None:
+    if not path.exists():
+        return None
+    try:
+        blob = json.loads(path.read_text())
+        if blob.get("key") != key:
+            raise ValueError("key mismatch")
+        rows = blob["rows"]
+        if not rows or any(not set(ROW_KEYS) <= set(r) for r in rows):
+            raise ValueError("rows lack required keys")
+        return rows
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("baselines cache %s is unreadable (%s); recomputing and overwriting it", path, e)
+        return None
+
+
+def _write_json_atomic(path: Path, blob: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(blob, f, indent=1, allow_nan=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------------------------ running
+def run_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | Path | None,
+                  *, fno_steps: int | None = None, names: Sequence[str] = BASELINE_NAMES,
+                  refresh: bool = False) -> list[dict[str, Any]]:
+    """Score the baselines on ``data.test``; rows have ``ROW_KEYS`` (+ ``eval_s`` and details).
+
+    ``fno_budget_s`` seconds of FNO training (``fno_steps`` caps/fixes the optimiser steps for
+    exact reproducibility); with neither the FNO is skipped.  Rows are cached in
+    ``cache_dir`` (None: no cache) under (data hash, budget, steps, seed); ``refresh`` recomputes.
+    """
+    unknown = [n for n in names if n not in BASELINE_NAMES]
+    if unknown:
+        raise ValueError(f"run_baselines: unknown baseline(s) {unknown}; choose from {list(BASELINE_NAMES)}")
+    if fno_budget_s < 0 or (fno_steps is not None and fno_steps < 0):
+        raise ValueError(f"run_baselines: fno_budget_s={fno_budget_s} and fno_steps={fno_steps} must be ≥ 0")
+    _check_data(data)
+    names = [n for n in names if n != "fno" or fno_budget_s > 0 or fno_steps]
+    key = {"version": CACHE_VERSION, "data_hash": str(data.data_hash), "fno_budget_s": float(fno_budget_s),
+           "fno_steps": int(fno_steps) if fno_steps else None, "seed": int(seed), "names": list(names)}
+    path = cache_path(cache_dir, data.data_hash, fno_budget_s, seed, fno_steps) if cache_dir else None
+    if path is not None and not refresh:
+        cached = _read_cache(path, key)
+        if cached is not None:
+            return cached
+
+    ti = int(data.initial_step)
+    test = data.test.to(torch.float32)
+    ctx, n_roll = test[:, :ti], test.shape[1] - ti
+    rows: list[dict[str, Any]] = []
+    if "persistence" in names:
+        t0 = time.perf_counter()
+        pred = _full(ctx, persistence_rollout(ctx, n_roll))
+        rows.append(_score("persistence", pred, test, ti, params=0, train_s=0.0,
+                           eval_s=time.perf_counter() - t0))
+    if "linear" in names:
+        t0 = time.perf_counter()
+        val = data.val if isinstance(data.val, torch.Tensor) and data.val.ndim == 3 and data.val.shape[0] else None
+        lin, info = select_linear(data.train, val, ti)
+        train_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        pred = _full(ctx, _batched(lin.rollout, ctx, n_roll))
+        rows.append(_score("linear", pred, test, ti, params=lin.num_parameters, train_s=train_s,
+                           eval_s=time.perf_counter() - t1, details=info))
+    if "fno" in names:
+        grid = torch.as_tensor(data.x, dtype=torch.float32)
+        res = train_fno(data.train, grid, ti, budget_s=float(fno_budget_s), seed=int(seed),
+                        max_steps=int(fno_steps) if fno_steps else None)
+        model: FNO1d = res.model
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            pred = _full(ctx, _batched(lambda c, n: fno_rollout(model, c, n, grid), ctx, n_roll))
+        rows.append(_score("fno", pred, test, ti, params=sum(p.numel() for p in model.parameters()),
+                           train_s=res.train_s, eval_s=time.perf_counter() - t1,
+                           details={"steps": res.steps, "epochs": round(res.epochs, 3),
+                                    "final_loss": res.final_loss, "modes": model.modes, "width": model.width}))
+    for r in rows:
+        r.update({"data_hash": str(data.data_hash), "seed": int(seed), "fno_budget_s": float(fno_budget_s),
+                  "n_train": int(data.train.shape[0]), "n_test": int(test.shape[0])})
+    if path is not None:
+        _write_json_atomic(path, {"key": key, "rows": rows})
+    return rows
+
+
+def leaderboard_rows(rows: Sequence[dict[str, Any]], experiment: str = "baselines") -> list[dict[str, Any]]:
+    """Baseline rows in the leaderboard's columns (``kind=baseline``, stable ``run_id``)."""
+    out = []
+    for r in rows:
+        run_id = f"baseline-{r['name']}-{str(r.get('data_hash', ''))[:12]}-b{float(r.get('fno_budget_s', 0)):g}-s{r.get('seed', 0)}"
+        out.append({
+            "run_id": run_id, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "label": r["name"],
+            "round": "baselines", "kind": "baseline", **{k: r[k] for k in METRIC_KEYS},
+            "wall_clock": r["train_s"], "params": r["params"], "status": "TERMINATED",
+            "config_hash": r.get("data_hash"), "experiment": experiment,
+            "config_json": json.dumps(r.get("details", {}), sort_keys=True),
+        })
+    return out
+
+
+# ----------------------------------------------------------------------------------------- CLI
+_OWN_KEYS = {"fno_budget_s", "fno_steps", "seed", "out", "baseline_cache", "leaderboard", "threads", "refresh"}
+
+
+def _parse(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    from ups.config import ConfigError
+
+    own: dict[str, str] = {}
+    data_overrides: list[str] = []
+    for arg in argv:
+        if "=" not in arg:
+            raise ConfigError(f"baselines: cannot parse argument '{arg}'. Use key=value, e.g. fno_budget_s=60 nu=0.01")
+        k, v = arg.split("=", 1)
+        k = k.lstrip("+")
+        if k in _OWN_KEYS:
+            own[k] = v
+        else:
+            data_overrides.append(f"{k if k.startswith('data.') else 'data.' + k}={v}")
+    return own, data_overrides
+
+
+def _num(own: dict[str, str], key: str, kind: type, default: Any) -> Any:
+    from ups.config import ConfigError
+
+    if key not in own:
+        return default
+    try:
+        val = kind(own[key])
+    except ValueError:
+        raise ConfigError(f"baselines: '{key}={own[key]}' is not a valid {kind.__name__}. "
+                          f"Fix: e.g. {key}={default}") from None
+    if val < 0:
+        raise ConfigError(f"baselines: '{key}' must be ≥ 0, got {val}")
+    return val
+
+
+def _print_table(rows: Sequence[dict[str, Any]], title: str) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover - rich is a core dependency
+        import pandas as pd
+
+        print(title)
+        print(pd.DataFrame(rows)[list(ROW_KEYS)].to_string(index=False))
+        return
+    table = Table(title=title)
+    for k in ROW_KEYS:
+        table.add_column(k, justify="left" if k == "name" else "right", no_wrap=True)
+    for r in rows:
+        cells = []
+        for k in ROW_KEYS:
+            v = r[k]
+            cells.append(v if isinstance(v, str) else f"{v:,}" if isinstance(v, int) else f"{v:.4g}")
+        table.add_row(*cells)
+    console = Console()
+    Console(width=max(console.width, 150)).print(table)  # never truncate metric names
+
+
+def main(argv: list[str]) -> int:
+    """``ups baselines [data overrides] fno_budget_s=60 seed=0 out=reports``."""
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(__doc__)
+        return 0
+    from ups.config import load_config
+
+    own, data_overrides = _parse(argv)
+    cfg = load_config(data_overrides)  # unknown data keys fail here, naming the nearest key
+    budget = _num(own, "fno_budget_s", float, float(cfg.eval.fno_budget_s))
+    steps = _num(own, "fno_steps", int, 0) or None
+    seed = _num(own, "seed", int, 0)
+    threads = _num(own, "threads", int, int(cfg.training.num_threads))
+    if threads:
+        torch.set_num_threads(threads)
+    out_dir = Path(own.get("out", cfg.eval.out_dir)).expanduser()
+    cache = own.get("baseline_cache", DEFAULT_CACHE_DIR)
+    cache_dir = None if cache.lower() in ("", "none", "off") else Path(cache).expanduser()
+
+    from ups.data.protocol import load_protocol
+
+    data = load_protocol(cfg.data)
+    print(f"data: {data.source} (hash {data.data_hash}); train {tuple(data.train.shape)}, "
+          f"test {tuple(data.test.shape)}; FNO budget {budget:g} s" + (f", {steps} steps" if steps else ""))
+    rows = run_baselines(data, budget, seed, cache_dir, fno_steps=steps,
+                         refresh=own.get("refresh", "false").lower() in ("1", "true", "yes"))
+    _print_table(rows, f"Baselines on {Path(str(data.source)).name} (nRMSE over {data.test.shape[1] - data.initial_step} "
+                       f"predicted frames; nrmse_pdebench incl. {data.initial_step} context frames)")
+
+    import pandas as pd
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"baselines-{data.data_hash}-b{budget:g}-s{seed}"
+    df = pd.DataFrame(rows)
+    if "details" in df:
+        df["details"] = df["details"].map(lambda d: json.dumps(d, sort_keys=True) if isinstance(d, dict) else "")
+    tmp_csv = stem.with_suffix(".csv.tmp")
+    df.to_csv(tmp_csv, index=False)
+    os.replace(tmp_csv, stem.with_suffix(".csv"))
+    _write_json_atomic(stem.with_suffix(".json"), rows)
+    print(f"wrote {stem.with_suffix('.csv')} and {stem.with_suffix('.json')}")
+    if own.get("leaderboard"):
+        from ups.leaderboard import upsert_rows
+
+        upsert_rows(own["leaderboard"], leaderboard_rows(rows))
+        print(f"upserted {len(rows)} baseline rows into {own['leaderboard']}")
+    return 0
