@@ -155,9 +155,10 @@ def train_fno(
                          "Fix: fno_budget_s=60")
     if grid.shape != (train.shape[-1],):
         raise ValueError(f"train_fno: grid {tuple(grid.shape)} does not match X={train.shape[-1]}")
-    torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = FNO1d(modes=modes, width=width, initial_step=initial_step)
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
+        torch.manual_seed(seed)
+        model = FNO1d(modes=modes, width=width, initial_step=initial_step)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=100, gamma=0.5)  # per epoch, as PDEBench
     data = train.to(torch.float32)
