@@ -84,3 +84,17 @@ def test_cli_generate_then_cached(tmp_path, capsys):
     assert "cached:" in capsys.readouterr().out
     bf = read_pdebench(tmp_path / "out.hdf5")
     assert bf.tensor.shape == (2, 6, 32) and bf.tensor.dtype == np.float32
+
+
+def test_batches_cover_every_trajectory_once_with_similar_cost():
+    from ups.data.initial import cell_centres, init_multi
+    from ups.data.solver import choose_substeps
+
+    u0 = init_multi(600, cell_centres(256), seed=4)
+    batches = cache.plan_batches(u0, 0.01, 256, 0.01, chunk=64)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(600))
+    amp = np.abs(u0).max(axis=1)
+    for rows in batches:
+        assert 1 <= len(rows) <= 64
+        steps = [choose_substeps(float(a), 0.01, 1024, 0.01) for a in amp[rows]]
+        assert min(steps) >= 0.85 * max(steps)

@@ -22,8 +22,8 @@ import torch
 from ups.config import ConfigError
 from ups.data.hdf5 import DataFileError, PDEBenchWriter, inspect_pdebench
 from ups.data.initial import cell_centres, evaluate_init, sample_init_params
-from ups.data.solver import (MAX_RESOLUTION, RES_FACTOR, SOLVER_NAME, SOLVER_VERSION, SolverError, diffusion,
-                             is_power_of_two, solve_burgers)
+from ups.data.solver import (MAX_RESOLUTION, RES_FACTOR, SOLVER_NAME, SOLVER_VERSION, SolverError,
+                             choose_resolution, choose_substeps, diffusion, is_power_of_two, solve_burgers)
 
 DATA_VERSION = "1"
 K_TOT = 4
@@ -154,6 +154,30 @@ def resolve_device(device: Any = None) -> torch.device:
     return dev
 
 
+def plan_batches(u0: np.ndarray, nu: float, resolution: int, dt_save: float, chunk: int = CHUNK,
+                 slack: float = 0.85) -> list[np.ndarray]:
+    """Group trajectories (n, X) into solver batches of similar cost.
+
+    Each trajectory's own grid and step count follow from its amplitude (``choose_resolution``,
+    ``choose_substeps``); a batch runs at its most demanding member's, so batches hold one grid and
+    step counts within ``slack`` of the batch's largest. Returns row indices per batch, hardest first.
+    """
+    amp = np.abs(u0).max(axis=1)  # (n,)
+    half_range = (u0.max(axis=1) - u0.min(axis=1)) / 2
+    need_res = np.array([choose_resolution(float(s), nu, resolution) for s in half_range])
+    need_sub = np.array([choose_substeps(float(a), nu, int(r), dt_save) for a, r in zip(amp, need_res)])
+    order = np.lexsort((-amp, -need_sub, -need_res))  # grid, then steps, then amplitude (descending)
+    batches, i, n = [], 0, len(order)
+    while i < n:
+        r0, s0 = need_res[order[i]], need_sub[order[i]]
+        j = i + 1
+        while j < n and j - i < chunk and need_res[order[j]] == r0 and need_sub[order[j]] >= slack * s0:
+            j += 1
+        batches.append(order[i:j])
+        i = j
+    return batches
+
+
 def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: Any = None,
              chunk: int = CHUNK) -> dict[str, Any]:
     """Generate the dataset for ``data_cfg`` into ``path`` (atomic). Returns the stored attributes.
@@ -174,8 +198,7 @@ def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: 
         raise DataConfigError(f"data: 'nu' = {nu:g} is too small for the spectral solver: resolving the shocks of "
                               f"these initial conditions needs more than {MAX_RESOLUTION} grid points. "
                               f"Fix: use nu ≥ {nu_min:.2g}")
-    # group similar trajectories: the step size follows the batch's largest |u|
-    order = np.argsort(-np.abs(u0).max(axis=1), kind="stable")
+    chunks = plan_batches(u0, nu, res, k["t_final"] / (k["frames"] - 1), chunk)
     attrs: dict[str, Any] = {
         "nu": nu, "diffusion": diffusion(nu), "seed": k["seed"], "n": n, "resolution": res,
         "t_final": k["t_final"], "frames": k["frames"], "dt_save": k["t_final"] / (k["frames"] - 1),
@@ -196,13 +219,16 @@ def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: 
     start = time.perf_counter()
     try:
         with PDEBenchWriter(path, n, x, t, attrs) as writer:
-            for i in range(0, n, chunk):
-                rows = order[i: i + chunk]
+            for rows in chunks:
                 batch = torch.as_tensor(u0[rows])  # (c, X)
                 out, info = solve_burgers(batch, nu, t_tensor, device=device, return_info=True)
                 while info.spectral_tail > TAIL_TOL and info.solver_resolution < MAX_RESOLUTION:
                     out, info = solve_burgers(batch, nu, t_tensor, device=device, return_info=True,
                                               solver_resolution=2 * info.solver_resolution)
+                if info.spectral_tail > TAIL_TOL:
+                    raise DataConfigError(
+                        f"data: nu={nu:g} is under-resolved even on {info.solver_resolution} points (spectral tail "
+                        f"{info.spectral_tail:.1e} > {TAIL_TOL:.0e}). Fix: use a larger nu")
                 resolutions.append(info.solver_resolution)
                 substeps.append(info.substeps)
                 tails.append(info.spectral_tail)
