@@ -88,13 +88,15 @@ def test_cli_generate_then_cached(tmp_path, capsys):
 
 def test_batches_cover_every_trajectory_once_with_similar_cost():
     from ups.data.initial import cell_centres, init_multi
-    from ups.data.solver import choose_substeps
+    from ups.data.solver import choose_resolution, choose_substeps
 
     u0 = init_multi(600, cell_centres(256), seed=4)
     batches = cache.plan_batches(u0, 0.01, 256, 0.01, chunk=64)
     assert sorted(np.concatenate(batches).tolist()) == list(range(600))
-    amp = np.abs(u0).max(axis=1)
+    amp, half = np.abs(u0).max(axis=1), (u0.max(axis=1) - u0.min(axis=1)) / 2
+    grids = [choose_resolution(float(s), 0.01, 256) for s in half]
     for rows in batches:
         assert 1 <= len(rows) <= 64
-        steps = [choose_substeps(float(a), 0.01, 1024, 0.01) for a in amp[rows]]
+        assert len({grids[r] for r in rows}) == 1  # one solver grid per batch
+        steps = [choose_substeps(float(amp[r]), 0.01, grids[r], 0.01) for r in rows]
         assert min(steps) >= 0.85 * max(steps)
