@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 SOLVER_NAME = "etdrk4-pseudospectral-2/3"
-SOLVER_VERSION = "1"
+SOLVER_VERSION = "2"  # 2: step size also bounded by advected distance; batches by own grid/steps
 CONTOUR_POINTS = 64
 # shock-resolution factor: dealiased cutoff K ≥ RES_FACTOR·U/D (K in cycles per unit length)
 RES_FACTOR = 0.5
