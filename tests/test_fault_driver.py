@@ -73,13 +73,15 @@ def test_driver_killed_mid_sweep_resumes_from_s3(tmp_path, s3_client, s3_bucket,
     name = f"fault-driver-{uuid.uuid4().hex[:6]}"
     lb = tmp_path / "leaderboard.csv"
     args = [sys.executable, str(ROOT / "sweeps" / "round_a.py"),
-            f"num_samples={N_TRIALS}", "max_concurrent=2", "ray_num_cpus=2", "baselines=false",
+            f"num_samples={N_TRIALS}", "max_concurrent=2", "ray_address=local", "baselines=false",
             "promotion.top_k=0", "wandb.enabled=false", "gates.enabled=false", "scheduler.name=fifo",
             "searcher.name=random", f"storage_path=s3://{s3_bucket}/sweeps", f"name={name}",
             f"leaderboard={lb}", f"report_dir={tmp_path / 'reports'}", f"champion={tmp_path / 'champ.json'}",
             "write_report=false", "verbose=0", "data.n=64", "data.resolution=256", f"data.cache_dir={tiny_cache_dir}",
             "stages.autoencoder.epochs=1", "stages.operator.epochs=3", "training.checkpoint_every=1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0", "PYTHONUNBUFFERED": "1"}
+    # ray_address=local: a fresh Ray instance owned by this driver, never a cluster found on the machine
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(OMP_NUM_THREADS="1", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
     prefix = f"sweeps/{name}/"
 
     with open(tmp_path / "driver1.log", "wb") as log:
