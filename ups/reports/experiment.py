@@ -85,7 +85,12 @@ class _Files:
                 raise ReportError(f"experiment '{s}': reading remote experiments needs pyarrow. "
                                   f"Fix: pip install 'ups-sweeps[tune]'") from None
             try:
-                self.fs, self.root = pafs.FileSystem.from_uri(s)
+                if s.startswith("s3://"):  # same endpoint/region/credential rules as the sweeps' storage
+                    from ups.cloud.storage import resolve_storage
+
+                    self.root, self.fs = resolve_storage(s)
+                else:
+                    self.fs, self.root = pafs.FileSystem.from_uri(s)
             except Exception as e:
                 raise ReportError(f"experiment '{s}': cannot open ({e}). Fix: check the URI and "
                                   f"AWS_ENDPOINT_URL / credentials") from None
