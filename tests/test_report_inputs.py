@@ -135,3 +135,12 @@ def test_compare_deltas_and_config_diff(shared_reports) -> None:
     assert c["stats"]["round_a"] == {"trials": 6, "failed": 1, "gates passed": 2, "total wall clock (s)": 195.0}
     assert {d["key"] for d in c["config_diff"]} <= {"stages.operator.optimizer.lr", "operator.hidden_dim"}
     assert "stages.operator.optimizer.lr" in {d["key"] for d in c["config_diff"]}
+
+
+def test_reports_import_without_ray() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, ups.reports.html, ups.reports.cli, ups.reports.export, ups.reports.compare; "
+            "assert 'ray' not in sys.modules, 'ups.reports imported ray'")
+    subprocess.run([sys.executable, "-c", code], check=True)
