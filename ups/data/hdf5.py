@@ -188,15 +188,16 @@ class PDEBenchWriter:
         return self
 
     def write(self, rows: np.ndarray | slice, data: np.ndarray) -> None:
-        """Write samples ``rows`` (increasing indices or a slice) ← data (len(rows), T, X)."""
+        """Write samples ``rows`` (indices in any order, or a slice) ← data (len(rows), T, X)."""
         assert self._f is not None
         if isinstance(rows, slice):
             self._ds[rows] = data
             self._written[rows] = True
         else:
             rows = np.asarray(rows)
-            order = np.argsort(rows)
-            self._ds[rows[order]] = np.asarray(data)[order]
+            data = np.asarray(data)
+            for j, r in enumerate(rows.tolist()):  # one chunk per sample: ~20× faster than a fancy selection
+                self._ds[r] = data[j]
             self._written[rows] = True
 
     def set_attrs(self, attrs: dict[str, Any]) -> None:
