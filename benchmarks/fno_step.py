@@ -79,6 +79,16 @@ class _RefFNO1d(nn.Module):
         return self.fc2(F.gelu(self.fc1(x))).squeeze(-1)  # (B, X)
 
 
+def _generic_rollout(model: nn.Module, context: torch.Tensor, n_steps: int, grid: torch.Tensor) -> torch.Tensor:
+    """PDEBench's loop: predict, append, slide the (B, Ti, X) window."""
+    frames = []
+    for _ in range(n_steps):
+        nxt = model(context, grid)  # (B, X)
+        frames.append(nxt)
+        context = torch.cat([context[:, 1:], nxt[:, None]], dim=1)
+    return torch.stack(frames, dim=1)  # (B, n_steps, X)
+
+
 def _step_times(models: dict[str, nn.Module], data: torch.Tensor, grid: torch.Tensor,
                 repeats: int) -> dict[str, dict[str, float]]:
     """Alternate one training step of each model per round, so load changes hit both alike."""
@@ -88,7 +98,8 @@ def _step_times(models: dict[str, nn.Module], data: torch.Tensor, grid: torch.Te
     for r in range(repeats + 1):  # round 0 warms up
         for k, model in models.items():
             w0, c0 = time.perf_counter(), time.process_time()
-            pred = fno_rollout(model, data[:, :10], data.shape[1] - 10, grid)  # type: ignore[arg-type]
+            roll = fno_rollout if isinstance(model, FNO1d) else _generic_rollout
+            pred = roll(model, data[:, :10], data.shape[1] - 10, grid)  # type: ignore[arg-type]
             loss = ((pred - data[:, 10:]) ** 2).mean(dim=(0, 2)).sum()
             opts[k].zero_grad()
             loss.backward()

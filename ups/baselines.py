@@ -178,16 +178,18 @@ def run_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | Pa
                            eval_s=time.perf_counter() - t1, details=info))
     if "fno" in names:
         grid = torch.as_tensor(data.x, dtype=torch.float32)
+        val = data.val if isinstance(data.val, torch.Tensor) and data.val.ndim == 3 and data.val.shape[0] else None
         res = train_fno(data.train, grid, ti, budget_s=float(fno_budget_s), seed=int(seed),
-                        max_steps=int(fno_steps) if fno_steps else None)
+                        max_steps=int(fno_steps) if fno_steps else None, val=val)
         model: FNO1d = res.model
         t1 = time.perf_counter()
         with torch.no_grad():
             pred = _full(ctx, _batched(lambda c, n: fno_rollout(model, c, n, grid), ctx, n_roll))
         rows.append(_score("fno", pred, test, ti, params=sum(p.numel() for p in model.parameters()),
                            train_s=res.train_s, eval_s=time.perf_counter() - t1,
-                           details={"steps": res.steps, "epochs": round(res.epochs, 3),
-                                    "final_loss": res.final_loss, "modes": model.modes, "width": model.width}))
+                           details={"steps": res.steps, "epochs": round(res.epochs, 3), "best_step": res.best_step,
+                                    "val_nrmse": res.val_nrmse, "final_loss": res.final_loss,
+                                    "diverged": res.diverged, "modes": model.modes, "width": model.width}))
     for r in rows:
         r.update({"data_hash": str(data.data_hash), "seed": int(seed), "fno_budget_s": float(fno_budget_s),
                   "n_train": int(data.train.shape[0]), "n_test": int(test.shape[0])})

@@ -117,12 +117,29 @@ def fit_linear_fourier(train: torch.Tensor, lags: int = 1, ridge: float = 1e-6) 
 # ---------------------------------------------------------------------------------- FNO
 @dataclass
 class FNOTrainResult:
-    model: FNO1d
+    model: FNO1d  # the weights with the best validation rollout nRMSE (the last ones without val)
     steps: int
     epochs: float
     train_s: float
     final_loss: float
     losses: list[float] = field(default_factory=list)  # mean rollout loss per completed epoch
+    best_step: int = 0  # optimiser step of the returned weights
+    val_nrmse: float | None = None  # their validation rollout nRMSE
+    diverged: bool = False  # training loss became NaN/Inf (stopped early)
+
+
+def _rollout_nrmse(model: FNO1d, series: torch.Tensor, grid: torch.Tensor, initial_step: int,
+                   batch: int = 256) -> float:
+    """PDEBench nRMSE of the model's rollout over the frames after the context (no grad)."""
+    from ups.metrics import nrmse
+
+    preds = []
+    with torch.no_grad():
+        for i in range(0, series.shape[0], batch):
+            s = series[i: i + batch]
+            preds.append(fno_rollout(model, s[:, :initial_step], s.shape[1] - initial_step, grid))
+    pred = torch.cat([series[:, :initial_step], torch.cat(preds, dim=0)], dim=1)  # (N, T, X)
+    return nrmse(pred, series, initial_step)
 
 
 def train_fno(
@@ -133,6 +150,7 @@ def train_fno(
     budget_s: float,
     seed: int,
     max_steps: int | None = None,
+    val: torch.Tensor | None = None,
     batch_size: int = 50,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
@@ -145,11 +163,18 @@ def train_fno(
     each predicted frame, full back-propagation through the rollout), Adam, StepLR(100 epochs, ½).
 
     Stops after ``budget_s`` seconds of wall clock or ``max_steps`` optimiser steps, whichever
-    comes first (``budget_s <= 0`` with ``max_steps`` set: steps only).  Given ``seed`` and a step
-    count the result is bit-for-bit reproducible on CPU; a wall-clock budget fixes the step count
-    only as fast as the machine allows, so ``steps`` is returned for the record.
+    comes first (``budget_s <= 0`` with ``max_steps`` set: steps only).  With ``val`` (N, T, X)
+    the rollout nRMSE on it is checked after every epoch and at the end, and the best weights are
+    returned — PDEBench likewise keeps its best-validation checkpoint; rollout-loss training
+    has loss spikes.  Given ``seed`` and a step count the result is bit-for-bit reproducible on
+    CPU; a wall-clock budget fixes the step count only as fast as the machine allows, so
+    ``steps`` is returned for the record.
     """
     _check_series("train", train, initial_step + 1)
+    if val is not None and val.shape[0] == 0:
+        val = None
+    if val is not None:
+        _check_series("val", val, initial_step + 1)
     if budget_s <= 0 and not max_steps:
         raise ValueError("train_fno: give a positive budget_s (seconds) or max_steps. "
                          "Fix: fno_budget_s=60")
@@ -163,13 +188,29 @@ def train_fno(
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=100, gamma=0.5)  # per epoch, as PDEBench
     data = train.to(torch.float32)
     grid = grid.to(torch.float32)
+    val_data = val.to(torch.float32) if val is not None else None
     n, t_len, _ = data.shape
     n_roll = t_len - initial_step if rollout_steps is None else min(rollout_steps, t_len - initial_step)
     bs = min(batch_size, n)
+    steps_per_epoch = max(1, n // bs)
     deadline = time.perf_counter() + budget_s if budget_s > 0 else math.inf
     t0 = time.perf_counter()
-    steps, epochs_done, losses, last = 0, 0, [], math.nan
-    stop = False
+    steps, losses, last = 0, [], math.nan
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    evaluated_at = -1
+    diverged = stop = False
+
+    def check_val() -> None:
+        nonlocal best, evaluated_at
+        if val_data is None or evaluated_at == steps:
+            return
+        evaluated_at = steps
+        model.eval()
+        score = _rollout_nrmse(model, val_data, grid, initial_step)
+        model.train()
+        if math.isfinite(score) and (best is None or score < best[0]):
+            best = (score, steps, {k: v.detach().clone() for k, v in model.state_dict().items()})
+
     model.train()
     while not stop:
         perm = torch.randperm(n, generator=gen)
@@ -180,22 +221,31 @@ def train_fno(
             target = batch[:, initial_step: initial_step + n_roll]  # (b, n_roll, X)
             pred = fno_rollout(model, ctx, n_roll, grid)  # (b, n_roll, X)
             loss = ((pred - target) ** 2).mean(dim=(0, 2)).sum()  # Σ_t MSE_t (PDEBench)
+            last = float(loss.detach())
+            if not math.isfinite(last):
+                diverged = stop = True
+                break
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             steps += 1
-            last = float(loss.detach())
             epoch_losses.append(last)
             if progress is not None:
                 progress(steps, last)
             if (max_steps and steps >= max_steps) or time.perf_counter() >= deadline:
                 stop = True
                 break
-        if not stop or len(epoch_losses) == max(1, n // bs):
-            epochs_done += 1
-            losses.append(sum(epoch_losses) / max(1, len(epoch_losses)))
+        if len(epoch_losses) == steps_per_epoch:  # a completed epoch
+            losses.append(sum(epoch_losses) / len(epoch_losses))
             sched.step()
+            check_val()
+    if not diverged:
+        check_val()
     model.eval()
-    steps_per_epoch = max(1, n // bs)
+    best_step, val_score = steps, None
+    if best is not None:
+        val_score, best_step, state = best
+        model.load_state_dict(state)
     return FNOTrainResult(model=model, steps=steps, epochs=steps / steps_per_epoch,
-                          train_s=time.perf_counter() - t0, final_loss=last, losses=losses)
+                          train_s=time.perf_counter() - t0, final_loss=last, losses=losses,
+                          best_step=best_step, val_nrmse=val_score, diverged=diverged)

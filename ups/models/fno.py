@@ -39,9 +39,10 @@ def _dft_bases(n: int, modes: int, dtype: torch.dtype, device: torch.device | No
 class SpectralConv1d(nn.Module):
     """Multiply the lowest ``modes`` Fourier modes by a learned complex (in, out) matrix per mode.
 
-    Channels-last: (B, N, C_in) → (B, N, C_out).  Mathematically ``irfft(W · rfft(u)[:modes])``;
-    with 12 of N/2+1 modes kept, two small matrix products against a truncated DFT basis are ~3×
-    cheaper on CPU than full FFTs (and their backward passes), with identical results up to
+    Grid-first layout: (N, B, C_in) → (N, B, C_out), so that both transforms are single matrix
+    products over ``B·C`` columns.  Mathematically ``irfft(W · rfft(u)[:modes])``; with 12 of
+    N/2+1 modes kept, products against a truncated DFT basis are ~2.5× cheaper on CPU than full
+    FFTs and their backward passes (benchmarks/fno_step.py), with identical results up to
     round-off (checked against ``torch.fft`` in tests/test_baselines.py).
     """
 
@@ -59,21 +60,23 @@ class SpectralConv1d(nn.Module):
             self._bases[key] = _dft_bases(n, min(self.modes, n // 2), dtype, device)
         return self._bases[key]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, N, C_in)
-        n = x.shape[1]
-        fwd, inv = self.bases(n, x.dtype, x.device)  # (2M, N), (N, 2M)
-        m = fwd.shape[0] // 2
-        coef = torch.matmul(fwd, x)  # (B, 2M, C_in): Re rows then Im rows
-        a = torch.cat([coef[:, :m], coef[:, m:]], dim=-1).transpose(0, 1)  # (M, B, 2C_in): [Re | Im]
+    def block_weight(self, m: int) -> torch.Tensor:
+        """Complex (C_in, C_out) per mode as a real block matrix [[Re, Im], [-Im, Re]]: (M, 2C_in, 2C_out)."""
         w_re = self.weight[:, :, :m, 0].permute(2, 0, 1)  # (M, C_in, C_out)
         w_im = self.weight[:, :, :m, 1].permute(2, 0, 1)
-        # complex product as one real block matrix: [Re|Im] @ [[w_re, w_im], [-w_im, w_re]]
-        w = torch.cat([torch.cat([w_re, w_im], dim=-1), torch.cat([-w_im, w_re], dim=-1)], dim=1)  # (M, 2C_in, 2C_out)
-        o = torch.bmm(a, w).transpose(0, 1)  # (B, M, 2C_out): [Re | Im]
+        return torch.cat([torch.cat([w_re, w_im], dim=-1), torch.cat([-w_im, w_re], dim=-1)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, B, C_in)
+        n, b, c_in = x.shape
+        fwd, inv = self.bases(n, x.dtype, x.device)  # (2M, N), (N, 2M)
+        m = fwd.shape[0] // 2
+        coef = (fwd @ x.reshape(n, b * c_in)).reshape(2 * m, b, c_in)  # (2M, B, C_in): Re rows, Im rows
+        a = torch.cat([coef[:m], coef[m:]], dim=-1)  # (M, B, 2C_in): [Re | Im]
+        o = torch.bmm(a, self.block_weight(m))  # (M, B, 2C_out): [Re | Im] of W·û
         c_out = self.out_channels
-        o = torch.cat([o[..., :c_out], o[..., c_out:]], dim=1)  # (B, 2M, C_out): Re rows then Im rows
-        return torch.matmul(inv, o)  # (B, N, C_out)
+        o = torch.cat([o[..., :c_out], o[..., c_out:]], dim=0)  # (2M, B, C_out)
+        return (inv @ o.reshape(2 * m, b * c_out)).reshape(n, b, c_out)  # (N, B, C_out)
 
 
 class FNO1d(nn.Module):
@@ -87,35 +90,39 @@ class FNO1d(nn.Module):
         self.modes, self.width, self.initial_step, self.padding = modes, width, initial_step, padding
         self.fc0 = nn.Linear(initial_step + 1, width)
         self.convs = nn.ModuleList(SpectralConv1d(width, width, modes) for _ in range(4))
-        self.ws = nn.ModuleList(nn.Linear(width, width) for _ in range(4))  # PDEBench's 1×1 Conv1d, channels-last
+        self.ws = nn.ModuleList(nn.Linear(width, width) for _ in range(4))  # PDEBench's 1×1 Conv1d
         self.fc1 = nn.Linear(width, 128)
         self.fc2 = nn.Linear(128, 1)
 
-    def forward(self, context: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-        # context: (B, Ti, X); grid: (X,)
-        b, ti, n = context.shape
+    def forward_grid_first(self, window: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        """(X, B, Ti) context in grid-first layout → next frame (X, B)."""
+        n, b, ti = window.shape
         if ti != self.initial_step:
             raise ValueError(f"FNO1d: expected {self.initial_step} context frames, got {ti}")
-        g = grid.to(context.dtype).reshape(1, n, 1).expand(b, n, 1)  # (B, X, 1)
-        h = self.fc0(torch.cat([context.transpose(1, 2), g], dim=-1))  # (B, X, W)
+        g = grid.to(window.dtype).reshape(n, 1, 1).expand(n, b, 1)  # (X, B, 1)
+        h = self.fc0(torch.cat([window, g], dim=-1))  # (X, B, W)
         if self.padding:
-            h = F.pad(h, [0, 0, 0, self.padding])  # (B, X+P, W) zero cells at the right end
+            h = F.pad(h, [0, 0, 0, 0, 0, self.padding])  # (X+P, B, W) zero cells at the right end
         for i, (conv, w) in enumerate(zip(self.convs, self.ws)):
-            h = conv(h) + w(h)  # (B, X+P, W)
+            h = conv(h) + w(h)  # (X+P, B, W)
             if i < 3:
                 h = F.gelu(h)
         if self.padding:
-            h = h[:, : -self.padding]  # (B, X, W)
-        h = F.gelu(self.fc1(h))  # (B, X, 128)
-        return self.fc2(h).squeeze(-1)  # (B, X)
+            h = h[: -self.padding]  # (X, B, W)
+        h = F.gelu(self.fc1(h))  # (X, B, 128)
+        return self.fc2(h).squeeze(-1)  # (X, B)
+
+    def forward(self, context: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        # context: (B, Ti, X); grid: (X,)
+        return self.forward_grid_first(context.permute(2, 0, 1), grid).T  # (B, X)
 
 
 def fno_rollout(model: FNO1d, context: torch.Tensor, n_steps: int, grid: torch.Tensor) -> torch.Tensor:
     """Autoregressive rollout (no grad handling here): (B, Ti, X) → (B, n_steps, X)."""
-    window = context  # (B, Ti, X)
+    window = context.permute(2, 0, 1)  # (X, B, Ti)
     frames = []
     for _ in range(n_steps):
-        nxt = model(window, grid)  # (B, X)
+        nxt = model.forward_grid_first(window, grid)  # (X, B)
         frames.append(nxt)
-        window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)  # (B, Ti, X)
-    return torch.stack(frames, dim=1)  # (B, n_steps, X)
+        window = torch.cat([window[..., 1:], nxt[..., None]], dim=-1)  # (X, B, Ti)
+    return torch.stack(frames, dim=0).permute(2, 0, 1)  # (B, n_steps, X)
