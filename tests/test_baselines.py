@@ -176,6 +176,8 @@ def test_cli_bad_keys_fail_before_compute(capsys):
     assert "fno_budget_s" in capsys.readouterr().err
     assert ups_main(["baselines", "fno_budget_s"]) == 2
     assert "key=value" in capsys.readouterr().err
+    assert ups_main(["baselines", "--help"]) == 0
+    assert "fno_steps" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- calibration

@@ -182,6 +182,15 @@ def test_ece_of_an_ensemble_far_from_the_truth_has_known_value():
     assert expected == pytest.approx(0.5, abs=0.01)  # → ½ (never covers) as S grows
 
 
+def test_diverged_prediction_is_reported_not_raised():
+    true = _travelling()
+    pred = true.clone()
+    pred[:, TI + 3:] = float("nan")
+    m = M.rollout_metrics(pred, true, TI)
+    assert math.isnan(m["nrmse"]) and math.isnan(m["conservation_gap"])
+    assert m["rollout_horizon"] == 3.0
+
+
 # ---------------------------------------------------------------------------------- bad input
 def test_bad_inputs_raise_clear_errors():
     u = _travelling()

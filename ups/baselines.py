@@ -111,7 +111,8 @@ def _read_cache(path: Path, key: dict[str, Any]) -> list[dict[str, Any]] | None:
     try:
         blob = json.loads(path.read_text())
         if blob.get("key") != key:
-            raise ValueError("key mismatch")
+            log.info("baselines cache %s holds another request (%s); recomputing", path, blob.get("key"))
+            return None
         rows = blob["rows"]
         if not rows or any(not set(ROW_KEYS) <= set(r) for r in rows):
             raise ValueError("rows lack required keys")
