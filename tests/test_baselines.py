@@ -152,7 +152,7 @@ def test_cli_prints_table_writes_csv_json_and_leaderboard(tiny_cfg, tmp_path, ca
     from ups.leaderboard import read_leaderboard
 
     out, cache, lb = tmp_path / "out", tmp_path / "cache", tmp_path / "leaderboard.csv"
-    argv = ["n=64", "resolution=256", f"cache_dir={tiny_cfg.data.cache_dir}", "fno_budget_s=0", "seed=2",
+    argv = ["n=64", "resolution=256", f"cache_dir={tiny_cfg.data.cache_dir}", "fno_budget_s=0", "fno_seed=2",
             f"out={out}", f"baseline_cache={cache}", f"leaderboard={lb}", "threads=1"]
     assert main(argv) == 0
     printed = capsys.readouterr().out

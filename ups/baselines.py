@@ -6,11 +6,12 @@ JSON keyed by (data hash, FNO budget, seed), so every sweep and leaderboard comp
 same numbers without retraining.
 
     ups baselines nu=0.01 n=2000 fno_budget_s=60            # data overrides are DataCfg keys
-    ups baselines path=/data/1D_Burgers_Sols_Nu0.01.hdf5 fno_budget_s=600 seed=1 out=reports
+    ups baselines path=/data/1D_Burgers_Sols_Nu0.01.hdf5 fno_budget_s=600 fno_seed=1 out=reports
 
 Options besides the data keys: ``fno_budget_s`` (seconds of FNO training, 0 = skip the FNO),
 ``fno_steps`` (stop after this many optimiser steps instead: bit-for-bit reproducible),
-``seed``, ``out`` (folder for the CSV/JSON table), ``baseline_cache`` (folder of the JSON cache,
+``fno_seed`` (FNO initialisation and batch order; default ``training.seed``; ``seed=`` is the data
+seed, as in ``ups data generate``), ``out`` (folder for the CSV/JSON table), ``baseline_cache`` (folder of the JSON cache,
 ``none`` to disable), ``leaderboard`` (CSV to upsert ``kind=baseline`` rows into), ``threads``.
 """
 from __future__ import annotations
@@ -215,7 +216,7 @@ def leaderboard_rows(rows: Sequence[dict[str, Any]], experiment: str = "baseline
 
 
 # ----------------------------------------------------------------------------------------- CLI
-_OWN_KEYS = {"fno_budget_s", "fno_steps", "seed", "out", "baseline_cache", "leaderboard", "threads", "refresh"}
+_OWN_KEYS = {"fno_budget_s", "fno_steps", "fno_seed", "out", "baseline_cache", "leaderboard", "threads", "refresh"}
 
 
 def _parse(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -274,7 +275,7 @@ def _print_table(rows: Sequence[dict[str, Any]], title: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``ups baselines [data overrides] fno_budget_s=60 seed=0 out=reports``."""
+    """``ups baselines [data overrides] fno_budget_s=60 fno_seed=0 out=reports``."""
     if any(a in ("-h", "--help", "help") for a in argv):
         print(__doc__)
         return 0
@@ -284,7 +285,7 @@ def main(argv: list[str]) -> int:
     cfg = load_config(data_overrides)  # unknown data keys fail here, naming the nearest key
     budget = _num(own, "fno_budget_s", float, float(cfg.eval.fno_budget_s))
     steps = _num(own, "fno_steps", int, 0) or None
-    seed = _num(own, "seed", int, 0)
+    seed = _num(own, "fno_seed", int, int(cfg.training.seed))
     threads = _num(own, "threads", int, int(cfg.training.num_threads))
     if threads:
         torch.set_num_threads(threads)
