@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import re
 from pathlib import Path
 
 import pytest
@@ -156,19 +157,25 @@ def test_ups_sweep_cli_lists_rounds_and_refuses_unknown(capsys) -> None:
         main(["round_z"])
 
 
-def test_full_profile_without_gpu_fails_before_data(tmp_path, monkeypatch) -> None:
+def test_full_profile_without_gpu_fails_before_data(tmp_path) -> None:
+    """Run as a fresh driver (a subprocess), so the check runs even when the test session's Ray is up."""
+    import os
+    import subprocess
+    import sys
+
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("has a GPU")
-    import ray
-
-    from ups.tune.launcher import run_round
-
-    if ray.is_initialized():
-        pytest.skip("a Ray session is already up (the check applies to fresh local runs)")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    with pytest.raises(ConfigError, match="no CUDA GPU.*profile=smoke"):
-        run_round("round_a", ["profile=full", f"storage_path={tmp_path / 'runs'}",
-                              f"leaderboard={tmp_path / 'lb.csv'}", "data.cache_dir=/nonexistent/never"])
-    assert not ray.is_initialized() and not (tmp_path / "lb.csv").exists()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    script = Path(__file__).resolve().parents[1] / "sweeps" / "round_a.py"
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(script), "profile=full", f"storage_path={tmp_path / 'runs'}",
+         f"leaderboard={tmp_path / 'lb.csv'}", "data.cache_dir=/nonexistent/never"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert re.search(r"no CUDA GPU.*profile=smoke", proc.stderr), proc.stderr[-2000:]
+    assert time.monotonic() - t0 < 60  # refused before Ray or any data work starts
+    assert not (tmp_path / "lb.csv").exists()
+    assert not Path("/nonexistent/never").exists()
