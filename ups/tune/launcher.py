@@ -323,7 +323,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         ctx = RowContext(round=s.round, experiment=name, space=p.space, base=to_dict(p.base), reference_point=point,
                          scheduler=s.scheduler.name, gpu_per_trial=s.resources.gpu,
                          cost_per_gpu_hour=s.cost_per_gpu_hour, tags=[f"profile:{s.profile}"])
-        lb_cb = LeaderboardCallback(p.leaderboard, ctx, limits)
+        lb_cb = LeaderboardCallback(p.leaderboard, ctx, limits, gates_enabled=s.gates.enabled)
         callbacks: list[Any] = [lb_cb]
         mode = resolve_mode(s.wandb.mode)
         if s.wandb.enabled and mode != "disabled":
@@ -352,7 +352,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         champion = None
         if promote and s.promotion.top_k > 0:
             champion = promote_round(p, name, baselines, data)
-        report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir)) if s.write_report else None
+        report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir) / s.round) if s.write_report else None
         if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
             publish(exp_path, p.leaderboard, report)
     finally:

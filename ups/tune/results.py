@@ -104,14 +104,16 @@ def _short(v: Any) -> str:
 class LeaderboardCallback(Callback):
     """Writes one leaderboard row per terminated trial (driver side)."""
 
-    def __init__(self, path: Path, ctx: RowContext, limits: GateLimits):
+    def __init__(self, path: Path, ctx: RowContext, limits: GateLimits, gates_enabled: bool = True):
         self.path = Path(path)
         self.ctx = ctx
         self.tracker = GateTracker(limits)
+        self.gates_enabled = gates_enabled  # off: no trial is stopped by a gate, so none is labelled so
         self.written: set[str] = set()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        self.tracker.update(trial.trial_id, result)
+        if self.gates_enabled:
+            self.tracker.update(trial.trial_id, result)
 
     def _write(self, trial: Any, errored: bool) -> None:
         result = dict(trial.last_result or {})
