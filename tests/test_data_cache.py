@@ -65,7 +65,7 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "solve_burgers", crash_on_second_batch)
     cfg = _cfg(tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        cache.generate(cfg, cache.cache_file(cfg), progress=False, chunk=1)
+        cache.generate(cfg, cache.cache_file(cfg), progress=False, chunk=1, workers=1)  # patch is in-process
     assert _data_files(tmp_path) == []
     # a writer killed with SIGKILL leaves its temp file; the next generator removes it under the lock
     stale = tmp_path / f".{cache.cache_file(cfg).name}.deadbeef.tmp"
@@ -100,3 +100,15 @@ def test_batches_cover_every_trajectory_once_with_similar_cost():
         assert len({grids[r] for r in rows}) == 1  # one solver grid per batch
         steps = [choose_substeps(float(amp[r]), 0.01, grids[r], 0.01) for r in rows]
         assert min(steps) >= 0.85 * max(steps)
+
+
+def test_worker_processes_give_identical_data(tmp_path):
+    """CPU solver processes over disjoint batches write exactly what the in-process loop writes."""
+    cfg = load_config(["data.n=12", "data.resolution=64", "data.frames=6", "data.t_final=0.05",
+                       f"data.cache_dir={tmp_path}"]).data
+    a = cache.generate(cfg, tmp_path / "one.hdf5", progress=False, chunk=3, workers=1, device="cpu")
+    b = cache.generate(cfg, tmp_path / "two.hdf5", progress=False, chunk=3, workers=2, device="cpu")
+    assert (a["workers"], b["workers"]) == (1, 2)
+    ta, tb = read_pdebench(tmp_path / "one.hdf5").tensor, read_pdebench(tmp_path / "two.hdf5").tensor
+    assert ta.shape == (12, 6, 64)
+    np.testing.assert_array_equal(ta, tb)

@@ -11,7 +11,10 @@ import fcntl
 import hashlib
 import json
 import math
+import multiprocessing
+import os
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -119,7 +122,7 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
 
 
 def dataset_path(data_cfg: Any, *, progress: bool = True, device: Any = None,
-                 num_threads: int | None = None) -> Path:
+                 num_threads: int | None = None, workers: int | None = None) -> Path:
     """The cached HDF5 for ``data_cfg`` — generated (atomically) only when missing."""
     validate_request(data_cfg)
     path = cache_file(data_cfg)
@@ -137,7 +140,7 @@ def dataset_path(data_cfg: Any, *, progress: bool = True, device: Any = None,
             stale.unlink(missing_ok=True)
         if not is_complete(path, h):  # another process may have finished it meanwhile
             with torch_threads(num_threads):
-                generate(data_cfg, path, progress=progress, device=device)
+                generate(data_cfg, path, progress=progress, device=device, workers=workers)
     return path
 
 
@@ -178,11 +181,52 @@ def plan_batches(u0: np.ndarray, nu: float, resolution: int, dt_save: float, chu
     return batches
 
 
+def cpu_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(workers: int | None, device: torch.device, n_batches: int) -> int:
+    """Solver processes: only on CPU; None/0 → one per core; never more than there are batches."""
+    if device.type != "cpu":
+        return 1
+    if workers is not None and workers < 0:
+        raise DataConfigError(f"data: workers = {workers} must be ≥ 0. Fix: use 0 (one per core) or e.g. 2")
+    w = workers or cpu_cores()
+    return max(1, min(w, n_batches))
+
+
+def solve_batch(u0_rows: np.ndarray, nu: float, t: np.ndarray, device: Any = None) -> tuple[np.ndarray, tuple]:
+    """One solver batch (c, X) → ((c, T, X) float32, (resolution, substeps, tail)); refines the grid
+    until the spectral tail is below TAIL_TOL."""
+    batch = torch.as_tensor(u0_rows)
+    t_tensor = torch.as_tensor(t)
+    out, info = solve_burgers(batch, nu, t_tensor, device=device, return_info=True)
+    while info.spectral_tail > TAIL_TOL and info.solver_resolution < MAX_RESOLUTION:
+        out, info = solve_burgers(batch, nu, t_tensor, device=device, return_info=True,
+                                  solver_resolution=2 * info.solver_resolution)
+    if info.spectral_tail > TAIL_TOL:
+        raise DataConfigError(
+            f"data: nu={nu:g} is under-resolved even on {info.solver_resolution} points (spectral tail "
+            f"{info.spectral_tail:.1e} > {TAIL_TOL:.0e}). Fix: use a larger nu")
+    return out.cpu().numpy(), (info.solver_resolution, info.substeps, info.spectral_tail)
+
+
+def _worker_init() -> None:
+    # one core per process: torch's 2 intra-op threads barely parallelise the batched FFT solver
+    torch.set_num_threads(1)
+
+
 def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: Any = None,
-             chunk: int = CHUNK) -> dict[str, Any]:
+             chunk: int = CHUNK, workers: int | None = None) -> dict[str, Any]:
     """Generate the dataset for ``data_cfg`` into ``path`` (atomic). Returns the stored attributes.
 
-    ``device``: None/"auto" runs on CUDA when available, else CPU.
+    ``device``: None/"auto" runs on CUDA when available, else CPU. ``workers``: on CPU, solver
+    processes (one thread each) over disjoint batches; None/0 → one per core, capped by the number
+    of batches; 1 → in this process. The data are identical for any number of workers.
     """
     validate_request(data_cfg)
     device = resolve_device(device)
@@ -214,27 +258,43 @@ def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc=f"burgers ν={nu:g} n={n} X={res}", unit="traj")
-    t_tensor = torch.as_tensor(t)
     resolutions, substeps, tails = [], [], []
+    n_workers = resolve_workers(workers, device, len(chunks))
+    attrs["workers"] = n_workers
     start = time.perf_counter()
+
+    def record(rows: np.ndarray, out: np.ndarray, info: tuple) -> None:
+        resolutions.append(info[0])
+        substeps.append(info[1])
+        tails.append(info[2])
+        writer.write(rows, out)
+        if bar is not None:
+            bar.update(len(rows))
+
+    pool = None
     try:
         with PDEBenchWriter(path, n, x, t, attrs) as writer:
-            for rows in chunks:
-                batch = torch.as_tensor(u0[rows])  # (c, X)
-                out, info = solve_burgers(batch, nu, t_tensor, device=device, return_info=True)
-                while info.spectral_tail > TAIL_TOL and info.solver_resolution < MAX_RESOLUTION:
-                    out, info = solve_burgers(batch, nu, t_tensor, device=device, return_info=True,
-                                              solver_resolution=2 * info.solver_resolution)
-                if info.spectral_tail > TAIL_TOL:
-                    raise DataConfigError(
-                        f"data: nu={nu:g} is under-resolved even on {info.solver_resolution} points (spectral tail "
-                        f"{info.spectral_tail:.1e} > {TAIL_TOL:.0e}). Fix: use a larger nu")
-                resolutions.append(info.solver_resolution)
-                substeps.append(info.substeps)
-                tails.append(info.spectral_tail)
-                writer.write(rows, out.cpu().numpy())
-                if bar is not None:
-                    bar.update(len(rows))
+            if n_workers == 1:
+                for rows in chunks:
+                    record(rows, *solve_batch(u0[rows], nu, t, device))
+            else:
+                # passive OpenMP waits in the children (inherited environment; spinning is 10×+ slower when busy)
+                os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+                pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_worker_init)
+                # hardest batches first (plan_batches order); keep at most 2 per worker in flight so
+                # finished (c, T, X) results are written while the next ones compute
+                pending: dict[Future, np.ndarray] = {}
+                queue = list(chunks)
+                while queue or pending:
+                    while queue and len(pending) < 2 * n_workers:
+                        rows = queue.pop(0)
+                        pending[pool.submit(solve_batch, u0[rows], nu, t, "cpu")] = rows
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        record(pending.pop(fut), *fut.result())
+                pool.shutdown(wait=True)  # idle by now; joins (and reaps) the workers
+                pool = None
             stats = {"solver_resolution_min": min(resolutions), "solver_resolution_max": max(resolutions),
                      "substeps_min": min(substeps), "substeps_max": max(substeps),
                      "spectral_tail_max": max(tails), "generation_seconds": time.perf_counter() - start}
@@ -243,6 +303,8 @@ def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: 
     except SolverError as e:
         raise DataConfigError(f"data: generation failed for nu={nu}, resolution={res}: {e}") from None
     finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         if bar is not None:
             bar.close()
     return attrs

@@ -1,6 +1,6 @@
 """``ups data`` — generate PDEBench-layout Burgers HDF5 files and inspect any such file.
 
-    ups data generate nu=0.01 n=2000 resolution=1024 seed=2022 [--out FILE] [--threads N] [--device cuda]
+    ups data generate nu=0.01 n=2000 resolution=1024 seed=2022 [--out FILE] [--threads N] [--workers N] [--device cuda]
     ups data info FILE [--json]
 
 ``generate`` takes keys of ``ups.config.DataCfg`` without the ``data.`` prefix; the file lands in the
@@ -61,6 +61,8 @@ def cmd_generate(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, default=None, help="also copy the file here (atomic)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for the solver")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default: CUDA when available)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="CPU only: solver processes over disjoint batches (default: one per core; 1: in-process)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     cfg = load_config(parse_overrides(a.overrides))
@@ -71,7 +73,8 @@ def cmd_generate(argv: list[str]) -> int:
     if a.out is not None and a.out.exists() and a.out.is_dir():
         raise ConfigError(f"ups data generate: --out {a.out} is a folder. Fix: give a file name, e.g. {a.out}/burgers.hdf5")
     existed = cache_file(cfg.data).exists()
-    path = dataset_path(cfg.data, progress=not a.no_progress, device=a.device, num_threads=a.threads)
+    path = dataset_path(cfg.data, progress=not a.no_progress, device=a.device, num_threads=a.threads,
+                        workers=a.workers)
     print(f"{'cached' if existed else 'generated'}: {path}")
     if a.out is not None:
         _copy_atomic(path, a.out)
