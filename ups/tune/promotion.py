@@ -1,7 +1,7 @@
 """Promotion after a round: small-eval gates → full-eval of the top trials → champion record.
 
 * small-eval: every completed trial's final eval (``ups.train.train``'s last report) against the round's
-  baseline, i.e. its reference trial (fallback: a baseline row such as ``linear``): nRMSE better by
+  baseline, i.e. its reference trial (fallback: the ``fno`` baseline row, configurable): nRMSE better by
   ≥ margin, conservation gap ≤ 1.0×, BC violation ≤ 1.0×, ECE ≤ 1.25× (``gates.small_eval_gates``).
 * full-eval: the top ``promotion.top_k`` passing trials (or the top ones regardless when
   ``promotion.force``) are re-evaluated from their checkpoint on the full test split with TTC
