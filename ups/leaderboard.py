@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -20,6 +21,15 @@ LEADERBOARD_COLUMNS: list[str] = [
     "status", "stop_reason", "gate_pass", "gate_reasons", "promotion",  # promotion: small_eval|full_eval|champion
     "tags", "config_hash", "checkpoint", "trial_id", "experiment", "config_json",
 ]
+
+
+def finite_or_none(v: Any) -> float | None:
+    """A leaderboard cell as a finite float; None for blanks, text, NaN and ±inf."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 @contextlib.contextmanager

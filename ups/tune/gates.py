@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 from ray.tune import Stopper
 
+from ups.leaderboard import finite_or_none
+
 NONFINITE_KEYS = ("train_loss", "val_nrmse", "val_conservation_gap", "val_bc_violation")
 
 
@@ -32,7 +34,7 @@ class GateLimits:
     def from_baseline(cls, gates: Any, baseline: Mapping[str, Any] | None) -> "GateLimits":
         """limit = max(multiple × baseline figure, floor); no baseline → the floors × multiple."""
         def lim(col: str, multiple: float, floor: float) -> float:
-            ref = _finite((baseline or {}).get(col))
+            ref = finite_or_none((baseline or {}).get(col))
             return max(multiple * ref, floor) if ref is not None else floor
 
         return cls(conservation_gap=lim("conservation_gap", gates.conservation_multiple, gates.conservation_floor),
@@ -40,13 +42,6 @@ class GateLimits:
                    divergence_factor=float(gates.divergence_factor), min_iterations=int(gates.min_iterations),
                    skip_stages=tuple(gates.skip_stages), grace_epochs=int(gates.grace_epochs))
 
-
-def _finite(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 @dataclass
@@ -70,10 +65,10 @@ class GateTracker:
         if r.get("nonfinite"):
             return f"gate:nonfinite ({r.get('nonfinite_keys', 'metrics')} NaN/Inf at iteration {it})"
         for k in NONFINITE_KEYS:
-            if k in r and r[k] is not None and _finite(r[k]) is None:
+            if k in r and r[k] is not None and finite_or_none(r[k]) is None:
                 return f"gate:nonfinite ({k}={r[k]} at iteration {it})"
         stage = str(r.get("stage", ""))
-        loss = _finite(r.get("train_loss"))
+        loss = finite_or_none(r.get("train_loss"))
         if loss is not None and stage != "done":
             key = (trial_id, stage)
             best = self.best_loss.get(key)
@@ -84,10 +79,10 @@ class GateTracker:
             self.best_loss[key] = loss if best is None else min(best, loss)
         if stage in self.limits.skip_stages or int(r.get("epoch", 1) or 1) < self.limits.grace_epochs:
             return None
-        gap = _finite(r.get("val_conservation_gap"))
+        gap = finite_or_none(r.get("val_conservation_gap"))
         if gap is not None and gap > self.limits.conservation_gap:
             return f"gate:conservation (gap {gap:.3g} > limit {self.limits.conservation_gap:.3g} at iteration {it})"
-        bc = _finite(r.get("val_bc_violation"))
+        bc = finite_or_none(r.get("val_bc_violation"))
         if bc is not None and bc > self.limits.bc_violation:
             return f"gate:bc (violation {bc:.3g} > limit {self.limits.bc_violation:.3g} at iteration {it})"
         return None
@@ -124,18 +119,18 @@ class ComputeBudgetStopper(Stopper):
 def small_eval_gates(row: Mapping[str, Any], base: Mapping[str, Any] | None, cfg: Any) -> tuple[bool, list[str]]:
     """The playbook's small-eval gates vs the round's baseline row → (pass, failed/missing reasons)."""
     fails: list[str] = []
-    nrmse = _finite(row.get("nrmse"))
+    nrmse = finite_or_none(row.get("nrmse"))
     if nrmse is None:
         return False, ["no small-eval (trial stopped before its final evaluation)"]
     if base is None:
         return False, ["no baseline figures to compare with"]
     tol = float(cfg.abs_tol)
-    b = _finite(base.get("nrmse"))
+    b = finite_or_none(base.get("nrmse"))
     if b is not None and not nrmse <= b - cfg.nrmse_margin:
         fails.append(f"nrmse {nrmse:.4g} not ≤ baseline {b:.4g} − {cfg.nrmse_margin:g}")
     for col, ratio in (("conservation_gap", cfg.conservation_ratio), ("bc_violation", cfg.bc_ratio),
                        ("ece", cfg.ece_ratio)):
-        v, ref = _finite(row.get(col)), _finite(base.get(col))
+        v, ref = finite_or_none(row.get(col)), finite_or_none(base.get(col))
         if ref is None:
             continue  # baseline has no such figure (e.g. ECE of a deterministic baseline)
         if v is None:

@@ -22,16 +22,8 @@ from typing import Any, Mapping
 import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, config_from_dict
-from ups.leaderboard import read_leaderboard, upsert_rows
+from ups.leaderboard import finite_or_none, read_leaderboard, upsert_rows
 from ups.tune.gates import small_eval_gates
-
-
-def _f(v: Any) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def round_baseline(lb: pd.DataFrame, experiment: str, fallback_rows: list[dict[str, Any]],
@@ -67,7 +59,7 @@ def apply_small_eval(leaderboard: Path, experiment: str, cfg: Any, baseline_rows
         updates.append(row)
     if updates:
         upsert_rows(leaderboard, updates)
-    return [rid for _, rid in sorted(passing, key=lambda t: (_f(t[0]) or math.inf))]
+    return [rid for _, rid in sorted(passing, key=lambda t: (finite_or_none(t[0]) or math.inf))]
 
 
 def local_checkpoint(path: str, filesystem: Any = None) -> Path:
@@ -115,8 +107,8 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
 
 
 def score(row: Mapping[str, Any]) -> float:
-    v = _f(row.get("nrmse_ttc"))
-    return v if v is not None else (_f(row.get("nrmse")) or math.inf)
+    v = finite_or_none(row.get("nrmse_ttc"))
+    return v if v is not None else (finite_or_none(row.get("nrmse")) or math.inf)
 
 
 def read_champion(path: str | Path) -> dict[str, Any] | None:
@@ -140,8 +132,8 @@ def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: P
     if current is not None and same_data and score(current) <= score(best):
         return current
     record = {"run_id": best["source_run_id"], "full_eval_run_id": best["run_id"], "round": best.get("round"),
-              "experiment": best.get("experiment"), "nrmse": _f(best.get("nrmse")),
-              "nrmse_ttc": _f(best.get("nrmse_ttc")), "score": score(best), "checkpoint": best["checkpoint"],
+              "experiment": best.get("experiment"), "nrmse": finite_or_none(best.get("nrmse")),
+              "nrmse_ttc": finite_or_none(best.get("nrmse_ttc")), "score": score(best), "checkpoint": best["checkpoint"],
               "config": json.loads(best["config_json"]) if best.get("config_json") else {},
               "data_hash": best.get("data_hash"), "replaced": current.get("run_id") if current else None,
               "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}

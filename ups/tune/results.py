@@ -7,7 +7,6 @@ a resumed sweep re-writing a row never duplicates it.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Mapping
 from ray.tune import Callback
 
 from ups.config import config_hash
-from ups.leaderboard import upsert_rows
+from ups.leaderboard import finite_or_none, upsert_rows
 from ups.tune.gates import GateLimits, GateTracker
 from ups.tune.space import SearchSpace
 
@@ -42,14 +41,6 @@ class RowContext:
         return f"{self.experiment}-{trial_id}"
 
 
-def _num(v: Any) -> Any:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def stop_reason(result: Mapping[str, Any], gate_reason: str | None, scheduler: str, errored: bool) -> tuple[str, str]:
     """(status, stop_reason) for the leaderboard."""
     if errored:
@@ -72,7 +63,7 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
         chash, cjson = config_hash(cfg), json.dumps(cfg, sort_keys=True, default=str)
     except Exception:  # a bad sample is recorded, not fatal for the leaderboard
         values, chash, cjson = ctx.space.decode(config), "", ""
-    wall = _num(result.get("time_total_s")) or 0.0
+    wall = finite_or_none(result.get("time_total_s")) or 0.0
     gpu_h = wall * ctx.gpu_per_trial / 3600.0
     is_ref = all(config.get(k) == v for k, v in ctx.reference_point.items())
     row: dict[str, Any] = {
@@ -88,12 +79,12 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
         "tags": ";".join(ctx.tags + (["reference"] if is_ref else [])),
         "config_hash": chash, "checkpoint": checkpoint or "", "trial_id": trial_id,
         "experiment": ctx.experiment, "config_json": cjson,
-        "val_nrmse": _num(result.get("val_nrmse")), "epochs": result.get("training_iteration"),
+        "val_nrmse": finite_or_none(result.get("val_nrmse")), "epochs": result.get("training_iteration"),
         "sampled_json": json.dumps(values, sort_keys=True, default=str),
     }
     if result.get("final"):
         for col in EVAL_COLUMNS:
-            row[col] = _num(result.get(col))
+            row[col] = finite_or_none(result.get(col))
     return row
 
 
