@@ -6,13 +6,14 @@ never duplicates rows.  Writes are atomic (temp file + rename) and guarded by a 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import pandas as pd
+
+from ups.filelock import exclusive_lock
 
 LEADERBOARD_COLUMNS: list[str] = [
     "run_id", "timestamp", "label", "round", "kind",  # kind: trial | baseline
@@ -32,15 +33,8 @@ def finite_or_none(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "w") as lk:
-        fcntl.flock(lk, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lk, fcntl.LOCK_UN)
+def _locked(path: Path) -> contextlib.AbstractContextManager[None]:
+    return exclusive_lock(Path(str(path) + ".lock"))
 
 
 def read_leaderboard(path: str | Path) -> pd.DataFrame:

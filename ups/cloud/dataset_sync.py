@@ -8,14 +8,14 @@ deleted and refused with ``DatasetSyncError``; a local copy that disagrees with 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from ups.cloud.storage import StorageError, parse_s3_uri, s3_client
+from ups.filelock import exclusive_lock
 
 SHA_META = "sha256"  # stored as x-amz-meta-sha256
 _CHUNK = 8 * 1024 * 1024
@@ -33,17 +33,9 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def _file_lock(target: Path) -> Iterator[None]:
+def _file_lock(target: Path) -> contextlib.AbstractContextManager[None]:
     """Serialise processes on one node that sync the same file (trials start together)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock = target.with_name(f".{target.name}.lock")
-    with open(lock, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return exclusive_lock(target.with_name(f".{target.name}.lock"))
 
 
 def remote_sha256(s3_uri: str) -> str | None:

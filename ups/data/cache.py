@@ -7,7 +7,6 @@ half-written file never counts. A lock file serialises concurrent generators (e.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
@@ -15,7 +14,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,6 +23,7 @@ import torch
 
 from ups.config import ConfigError
 from ups.data.hdf5 import DataFileError, PDEBenchWriter, inspect_pdebench
+from ups.filelock import exclusive_lock
 from ups.data.initial import cell_centres, evaluate_init, sample_init_params
 from ups.data.solver import (MAX_RESOLUTION, RES_FACTOR, SOLVER_NAME, SOLVER_VERSION, SolverError,
                              choose_resolution, choose_substeps, diffusion, is_power_of_two, solve_burgers)
@@ -96,15 +96,8 @@ def is_complete(path: Path, expected_hash: str) -> bool:
     return info.attrs.get("content_hash") == expected_hash
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    lock = path.with_name(path.name + ".lock")
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _locked(path: Path) -> AbstractContextManager[None]:
+    return exclusive_lock(path.with_name(path.name + ".lock"))
 
 
 @contextmanager
