@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,6 +69,8 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     out = capsys.readouterr().out
     assert "Leaderboard" in out and "report:" in out and "round A: best val_nrmse" in out
     assert list((work / "runs" / "wandb").rglob("*.wandb")), "no offline W&B run written"
+    scratch = Path(tempfile.gettempdir()) / "ups-trials" / exp  # trainer scratch is removed as each trial ends
+    assert not scratch.exists() or not any(scratch.iterdir()), sorted(p.name for p in scratch.iterdir())
 
 
 def test_round_b_smoke(ray_session, tiny_data, tiny_cache_dir, work) -> None:

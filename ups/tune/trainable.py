@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -48,12 +49,13 @@ def clean_metrics(metrics: Mapping[str, Any], metric: str = METRIC) -> dict[str,
     return out
 
 
-def _resume_path(ckpt: Checkpoint | None) -> Path | None:
+def _resume_path(ckpt: Checkpoint | None) -> tuple[Path | None, Path | None]:
+    """(file or folder to resume from, the temporary copy to delete afterwards)."""
     if ckpt is None:
-        return None
-    local = Path(ckpt.to_directory())
+        return None, None
+    local = Path(ckpt.to_directory())  # always a fresh temporary copy: ours to delete
     f = local / "checkpoint.pt"
-    return f if f.exists() else local
+    return (f if f.exists() else local), local
 
 
 def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpace, label: str = "",
@@ -81,8 +83,17 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
         else:
             tune.report(m)
 
+    resume_from, resume_copy = _resume_path(tune.get_checkpoint())
     try:
-        train_fn(cfg, report=report, run_dir=run_dir, resume_from=_resume_path(tune.get_checkpoint()), data=data)
+        train_fn(cfg, report=report, run_dir=run_dir, resume_from=resume_from, data=data)
     except TrainingDiverged as e:  # NaN/Inf loss or gradient: a gate matter, not a crash
         tune.report({"nonfinite": 1, "nonfinite_keys": "train_loss", METRIC: NONFINITE_PENALTY,
                      "diverged": str(e).split(". Fix")[0][:300]})
+    finally:
+        # Runs on completion, errors and scheduler stops alike (Tune stops a trial by raising SystemExit
+        # out of tune.report). Every checkpoint the trial reported is already persisted to storage_path,
+        # so the scratch folder (trainer checkpoints, latent cache) and the restored copy are disposable;
+        # left behind they filled /tmp by ~5 MB (dim32) to GBs (dim512) per trial.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if resume_copy is not None:
+            shutil.rmtree(resume_copy, ignore_errors=True)
