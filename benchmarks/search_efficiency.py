@@ -1,13 +1,31 @@
 """Search efficiency: ASHA + Optuna TPE vs random search with full budgets, same seeds, same compute.
 
-Both searches run real UPS trials (CPU smoke profile; autoencoder/operator learning rates and warmup) on one local Ray
-instance in this process.  Random search runs ``--random-trials`` full-budget trials (FIFO); its total
-compute (Σ trial seconds) is the budget ASHA+TPE gets (it samples more configs and stops the poor
-ones early).  Reported: each search's best val nRMSE, the compute each needed to reach random
-search's best, their ratio (target ≥ 3×), and both best-so-far curves (PNG).
+Both searches run real UPS trials of the CPU smoke profile (``ups/conf/sweep/smoke.yaml``: dim32,
+10 autoencoder + 30 operator epochs, ≈ 30 s a trial); the validation metric uses the whole val split
+so that one lucky draw of 8 trajectories does not decide "best".  Two search spaces (``--space``):
 
-    python benchmarks/search_efficiency.py                     # 12 random trials (≈ 5 min on 2 CPUs)
-    python benchmarks/search_efficiency.py --random-trials 4 --out /tmp/se
+* ``new_problem`` (default): the first sweep on a new problem, every operator-stage optimisation knob
+  over the range people try when they do not know it yet: lr 1e-5…3e-2, weight decay 1e-4…1,
+  batch size 8…64, grad clip 0.01…10, warmup 0…0.3, cosine|constant;
+* ``round_a``: round A's knobs (lr widened to 1e-5…3e-2, warmup, EMA decay, betas): one strong knob.
+
+For every seed of the seed set, in one process on one local Ray:
+
+* random search (Ray's BasicVariantGenerator, FIFO, every trial to its full budget) runs
+  ``--random-trials`` trials; its total compute (Σ time_this_iter_s over all trials) is the budget;
+* ASHA + TPE (Optuna behind the concurrency limiter; ASHA rungs at ``--grace`` × ``--rf``^k
+  iterations, i.e. operator epochs 6 and 22 by default) samples new configurations and stops poor
+  ones at the rungs until it has used the same compute.
+
+Both start from the space's reference point.  Reported per seed and over the seed set: each
+search's best val nRMSE, the compute random search needed to reach its own best, the compute
+ASHA + TPE needed to reach that same value, their ratio (target ≥ 3×), pooled (Σ over seeds) and
+median, and both best-so-far curves (one PNG panel per seed).  A seed where ASHA + TPE never reaches
+random's best counts with its whole budget (ratio = need_random / budget) and is flagged.
+
+    python benchmarks/search_efficiency.py                          # 3 seeds × 12 random trials (≈ 25 min)
+    python benchmarks/search_efficiency.py --space round_a          # round A's space
+    python benchmarks/search_efficiency.py --seeds 0 --random-trials 4 --out /tmp/se
 
 Prints one JSON object and a one-line summary.
 """
@@ -17,6 +35,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +43,42 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+SPACES = {
+    # Round A (optimizer & schedule) with its learning-rate range widened: one strong knob.
+    "round_a": """\
+description: round A (optimizer & schedule) with the learning-rate range widened for a new problem
+reference:  # the playbook's balanced mid-range config: the first trial of both searches
+  stages.operator.optimizer.lr: 3.0e-4
+  stages.operator.warmup_steps_ratio: 0.05
+  stages.operator.ema_decay: 0.9995
+  stages.operator.optimizer.betas: [0.9, 0.95]
+params:
+  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-5, high: 3.0e-2}
+  stages.operator.warmup_steps_ratio: {dist: uniform, low: 0.0, high: 0.3}
+  stages.operator.ema_decay: {dist: choice, values: [0.99, 0.999, 0.9995, 0.9999]}
+  stages.operator.optimizer.betas: {dist: choice, values: [[0.9, 0.95], [0.9, 0.99], [0.9, 0.999]]}
+""",
+    # A first sweep on a new problem: every operator-stage optimisation knob at once, each over the
+    # range people try when they do not know it yet (several knobs have a bad region).
+    "new_problem": """\
+description: first sweep on a new problem - all operator-stage optimisation knobs, wide ranges
+reference:  # generic AdamW settings (the config schema's defaults): the first trial of both searches
+  stages.operator.optimizer.lr: 1.0e-3
+  stages.operator.optimizer.weight_decay: 0.03
+  stages.operator.batch_size: 16
+  stages.operator.grad_clip: 1.0
+  stages.operator.warmup_steps_ratio: 0.05
+  stages.operator.scheduler: cosine
+params:
+  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-5, high: 3.0e-2}
+  stages.operator.optimizer.weight_decay: {dist: loguniform, low: 1.0e-4, high: 1.0}
+  stages.operator.batch_size: {dist: choice, values: [8, 16, 32, 64]}
+  stages.operator.grad_clip: {dist: loguniform, low: 1.0e-2, high: 10.0}
+  stages.operator.warmup_steps_ratio: {dist: uniform, low: 0.0, high: 0.3}
+  stages.operator.scheduler: {dist: choice, values: [cosine, constant]}
+""",
+}
 
 
 def curve(exp_dir: Path) -> list[tuple[float, float]]:
@@ -62,75 +117,123 @@ def run(name: str, overrides: list[str], root: Path) -> Path:
     return Path(out.experiment_path)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--random-trials", type=int, default=12)
-    ap.add_argument("--max-asha-trials", type=int, default=40)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="")
-    ap.add_argument("--ae-epochs", type=int, default=3)
-    ap.add_argument("--op-epochs", type=int, default=16)
-    ap.add_argument("--grace", type=int, default=5, help="ASHA grace period (iterations, AE epochs included)")
-    ap.add_argument("--rf", type=int, default=3, help="ASHA reduction factor")
-    args = ap.parse_args()
-    root = Path(args.out or tempfile.mkdtemp(prefix="search_eff_"))
-    root.mkdir(parents=True, exist_ok=True)
-    space = root / "space.yaml"  # the knobs that matter most in the CPU smoke budget
-    space.write_text("reference:\n  stages.autoencoder.optimizer.lr: 2.0e-3\n  stages.operator.optimizer.lr: 1.0e-3\n"
-                     "params:\n"
-                     "  stages.autoencoder.optimizer.lr: {dist: loguniform, low: 1.0e-5, high: 2.0e-2}\n"
-                     "  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-5, high: 1.0e-2}\n"
-                     "  stages.autoencoder.warmup_steps_ratio: {dist: uniform, low: 0.0, high: 0.3}\n")
-    # Trial shape: a short autoencoder stage, then most of the budget in the operator stage, so ASHA's
-    # rungs (iterations 5 and 15 of ~23) judge trials on operator-stage rollout nRMSE, not on the
-    # autoencoder warm-up where val_nrmse says little.
-    shape = [f"stages.autoencoder.epochs={args.ae_epochs}", f"stages.operator.epochs={args.op_epochs}"]
-    common = ["max_concurrent=2", f"searcher.seed={args.seed}", "gates.enabled=false", f"space={space}", *shape]
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    rnd = run("random", [*common, "searcher.name=random", "scheduler.name=fifo", f"num_samples={args.random_trials}"],
-              root)
+def one_seed(seed: int, args: argparse.Namespace, space: Path, root: Path) -> dict:
+    common = ["max_concurrent=2", f"searcher.seed={seed}", "gates.enabled=false", f"space={space}",
+              "training.val_max_samples=-1"]
+    rnd = run(f"random_s{seed}", [*common, "searcher.name=random", "scheduler.name=fifo",
+                                  f"num_samples={args.random_trials}"], root)
     c_rnd = curve(rnd)
     budget = c_rnd[-1][0]
-    # same compute: ASHA+TPE keeps sampling until its trials have used random search's total compute
-    asha = run("asha_tpe", [*common, "searcher.name=optuna", "scheduler.name=asha", f"scheduler.grace_period={args.grace}",
-                            f"scheduler.reduction_factor={args.rf}", f"num_samples={args.max_asha_trials}",
-                            f"compute_budget_s={budget:.1f}"], root)
-    ray.shutdown()
+    asha = run(f"asha_tpe_s{seed}", [*common, "searcher.name=optuna", "scheduler.name=asha",
+                                     f"scheduler.grace_period={args.grace}", f"scheduler.reduction_factor={args.rf}",
+                                     f"searcher.n_startup_trials={args.startup}", f"num_samples={args.max_asha_trials}",
+                                     f"compute_budget_s={budget:.1f}"], root)
     c_asha = [(s, b) for s, b in curve(asha) if s <= budget * 1.02]
     best_rnd, best_asha = c_rnd[-1][1], c_asha[-1][1]
-    need_rnd = compute_to_reach(c_rnd, best_rnd)
+    need_rnd = compute_to_reach(c_rnd, best_rnd) or budget
     need_asha = compute_to_reach(c_asha, best_rnd)
-    ratio = (need_rnd / need_asha) if need_asha else None
+    reached = need_asha is not None
+    ratio = need_rnd / (need_asha if reached else budget)
+    return {"seed": seed, "budget_trial_s": round(budget, 1), "random_trials": len(list(rnd.glob("trial_*"))),
+            "asha_trials": len(list(asha.glob("trial_*"))), "best_random": round(best_rnd, 5),
+            "best_asha_tpe": round(best_asha, 5), "compute_random_to_its_best_s": round(need_rnd, 1),
+            "compute_asha_to_random_best_s": round(need_asha, 1) if reached else None, "reached": reached,
+            "ratio": round(ratio, 2), "curves": {"random": c_rnd, "asha_tpe": c_asha}}
 
+
+def seed_noise(n: int, root: Path) -> dict:
+    """The profile's default config trained with ``n`` training seeds (grid over training.seed): how far
+    apart identical configurations end, i.e. the resolution at which 'best' means anything."""
+    space = root / "noise_space.yaml"
+    space.write_text("description: training-seed spread of the default config\nparams:\n"
+                     f"  training.seed: {{dist: grid, values: {list(range(n))}}}\n")
+    exp = run("seed_noise", ["max_concurrent=2", "gates.enabled=false", f"space={space}", "searcher.name=grid",
+                             "scheduler.name=fifo", "num_samples=1", "training.val_max_samples=-1"], root)
+    finals = []
+    for f in exp.glob("trial_*/result.json"):
+        vals = [json.loads(line).get("val_nrmse") for line in f.read_text().splitlines()]
+        finals.append(float([v for v in vals if v is not None][-1]))
+    return {"training_seeds": n, "val_nrmse": sorted(round(v, 4) for v in finals),
+            "mean": round(statistics.mean(finals), 4), "sd": round(statistics.stdev(finals), 4) if n > 1 else None,
+            "range": round(max(finals) - min(finals), 4)}
+
+
+def plot(results: list[dict], png: Path, space: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for c, label in ((c_rnd, "random (full budgets)"), (c_asha, "ASHA + TPE")):
-        ax.step([s for s, _ in c], [b for _, b in c], where="post", label=label)
-    ax.axhline(best_rnd, ls=":", c="gray")
-    ax.set_xlabel("compute (trial-seconds)")
-    ax.set_ylabel("best val nRMSE so far")
-    ax.legend()
-    ax.set_title("search efficiency (AE/operator lr + warmup, CPU smoke)")
-    png = root / "search_efficiency.png"
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.6), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        for key, label in (("random", "random (full budgets)"), ("asha_tpe", "ASHA + TPE")):
+            c = r["curves"][key]
+            ax.step([s for s, _ in c], [b for _, b in c], where="post", label=label)
+        ax.axhline(r["best_random"], ls=":", c="gray")
+        ax.set_yscale("log")
+        ax.set_xlabel("compute (trial-seconds)")
+        ax.set_title(f"seed {r['seed']}: {r['ratio']:.2f}× less compute")
+    axes[0][0].set_ylabel("best val nRMSE so far")
+    axes[0][0].legend()
+    fig.suptitle(f"search efficiency: space '{space}', CPU smoke profile")
     fig.tight_layout()
     fig.savefig(png, dpi=120)
-    n_asha = len(list(asha.glob("trial_*")))
-    out = {"random_trials": args.random_trials, "asha_trials": n_asha, "budget_trial_s": round(budget, 1),
-           "best_random": round(best_rnd, 5), "best_asha_tpe": round(best_asha, 5),
-           "compute_random_to_its_best_s": round(need_rnd or 0, 1),
-           "compute_asha_to_random_best_s": round(need_asha, 1) if need_asha else None,
-           "ratio": round(ratio, 2) if ratio else None, "target_ratio": 3.0, "png": str(png), "seed": args.seed,
-           "ae_epochs": args.ae_epochs, "op_epochs": args.op_epochs, "grace": args.grace, "rf": args.rf}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="search seeds (none: skip the searches)")
+    ap.add_argument("--noise-seeds", type=int, default=4,
+                    help="also train the default config with this many training seeds (0: skip)")
+    ap.add_argument("--random-trials", type=int, default=12)
+    ap.add_argument("--max-asha-trials", type=int, default=60)
+    ap.add_argument("--grace", type=int, default=16, help="ASHA grace period in iterations (10 AE epochs + 6 operator)")
+    ap.add_argument("--rf", type=int, default=2, help="ASHA reduction factor")
+    ap.add_argument("--startup", type=int, default=5, help="TPE random start-up trials")
+    ap.add_argument("--space", choices=sorted(SPACES), default="new_problem")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    root = Path(args.out or tempfile.mkdtemp(prefix="search_eff_"))
+    root.mkdir(parents=True, exist_ok=True)
+    space = root / "space.yaml"
+    space.write_text(SPACES[args.space])
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        results = []
+        for seed in args.seeds:
+            results.append(one_seed(seed, args, space, root))
+            r = results[-1]
+            print(f"seed {seed}: random best {r['best_random']:.4f} at {r['compute_random_to_its_best_s']:.0f} "
+                  f"trial-s; ASHA+TPE best {r['best_asha_tpe']:.4f}, reached random's best at "
+                  f"{r['compute_asha_to_random_best_s']} trial-s → {r['ratio']:.2f}×", flush=True)
+        noise = seed_noise(args.noise_seeds, root) if args.noise_seeds > 1 else None
+    finally:
+        ray.shutdown()
+    if noise:
+        print(f"seed noise: default config, training seeds 0..{args.noise_seeds - 1}: val nRMSE {noise['val_nrmse']} "
+              f"(sd {noise['sd']}, range {noise['range']})")
+    if not results:
+        print(json.dumps({"seed_noise": noise}))
+        return
+    png = root / "search_efficiency.png"
+    plot(results, png, args.space)
+    need_r = sum(r["compute_random_to_its_best_s"] for r in results)
+    need_a = sum(r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in results)
+    ratios = [r["ratio"] for r in results]
+    out = {"seeds": args.seeds, "random_trials": args.random_trials, "grace": args.grace, "rf": args.rf,
+           "space": args.space, "startup": args.startup, "per_seed": [{k: v for k, v in r.items() if k != "curves"}
+                                                                for r in results],
+           "ratio_median": round(statistics.median(ratios), 2), "ratio_pooled": round(need_r / need_a, 2),
+           "seeds_reached": sum(r["reached"] for r in results), "asha_better_or_equal_best":
+           sum(r["best_asha_tpe"] <= r["best_random"] for r in results), "target_ratio": 3.0, "png": str(png), "seed_noise": noise}
+    (root / "search_efficiency.json").write_text(json.dumps({**out, "curves": [r["curves"] for r in results]}))
     print(json.dumps(out))
-    r = f"{ratio:.2f}× less compute" if ratio else "did not reach random's best within the same compute"
-    print(f"search_efficiency: ASHA+TPE best {best_asha:.4f} vs random {best_rnd:.4f} "
-          f"({n_asha} vs {args.random_trials} trials, {budget:.0f} trial-s each); to random's best: {r}; {png}")
+    print(f"search_efficiency: ASHA+TPE needed {out['ratio_pooled']:.2f}× less compute than random search to reach "
+          f"random's best (pooled over seeds {args.seeds}; median {out['ratio_median']:.2f}×, per seed "
+          f"{', '.join(f'{x:.2f}' for x in ratios)}); best ≤ random's in {out['asha_better_or_equal_best']}/"
+          f"{len(results)} seeds; {png}")
 
 
 if __name__ == "__main__":
