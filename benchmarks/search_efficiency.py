@@ -83,22 +83,25 @@ params:
 
 def curve(exp_dir: Path) -> list[tuple[float, float]]:
     """Best-so-far val_nrmse against cumulative trial compute (Σ time_this_iter_s in report order)."""
-    events = []
-    for f in exp_dir.glob("trial_*/result.json"):
-        for line in f.read_text().splitlines():
-            r = json.loads(line)
-            v = r.get("val_nrmse")
-            if v is None or r.get("nonfinite"):
-                continue
-            events.append((float(r["timestamp"]) + 1e-6 * float(r.get("time_total_s", 0)),
-                           float(r.get("time_this_iter_s", 0.0)), float(v)))
-    events.sort()
+    h = val_reports(exp_dir)
+    if "nonfinite" in h:  # NaN/Inf placeholders (the searcher's penalty value) are not results
+        h = h[h["nonfinite"].fillna(0) == 0]
+    h = h.assign(_order=h["timestamp"].astype(float) + 1e-6 * h["time_total_s"].fillna(0).astype(float))
     out, spent, best = [], 0.0, math.inf
-    for _, dt, v in events:
-        spent += dt
-        best = min(best, v)
+    h = h.sort_values(["_order", "time_this_iter_s", "val_nrmse"])
+    for dt, v in h[["time_this_iter_s", "val_nrmse"]].itertuples(index=False):
+        spent += float(dt) if dt == dt else 0.0
+        best = min(best, float(v))
         out.append((spent, best))
     return out
+
+
+def val_reports(exp_dir: Path):
+    """Every reported result that carries a val_nrmse, one row per report (ups.reports' Tune reader)."""
+    from ups.reports.experiment import load_experiment
+
+    h = load_experiment(exp_dir).histories()
+    return h[h["val_nrmse"].notna()]
 
 
 def compute_to_reach(c: list[tuple[float, float]], target: float) -> float | None:
@@ -149,10 +152,7 @@ def seed_noise(n: int, root: Path) -> dict:
                      f"  training.seed: {{dist: grid, values: {list(range(n))}}}\n")
     exp = run("seed_noise", ["max_concurrent=2", "gates.enabled=false", f"space={space}", "searcher.name=grid",
                              "scheduler.name=fifo", "num_samples=1", "training.val_max_samples=-1"], root)
-    finals = []
-    for f in exp.glob("trial_*/result.json"):
-        vals = [json.loads(line).get("val_nrmse") for line in f.read_text().splitlines()]
-        finals.append(float([v for v in vals if v is not None][-1]))
+    finals = [float(v) for v in val_reports(exp).groupby("trial_id")["val_nrmse"].last()]
     return {"training_seeds": n, "val_nrmse": sorted(round(v, 4) for v in finals),
             "mean": round(statistics.mean(finals), 4), "sd": round(statistics.stdev(finals), 4) if n > 1 else None,
             "range": round(max(finals) - min(finals), 4)}
