@@ -23,6 +23,11 @@ ASHA + TPE needed to reach that same value, their ratio (target ≥ 3×), pooled
 median, and both best-so-far curves (one PNG panel per seed).  A seed where ASHA + TPE never reaches
 random's best counts with its whole budget (ratio = need_random / budget) and is flagged.
 
+Both searches train every trial with training seed 0, so "best" is partly the luck of one seed.
+``--reseed N`` retrains each search's winning configuration with training seeds 1..N: a winner that
+is really better stays better; a lucky run falls back to the pack.  ``--noise-seeds N`` trains the
+default configuration with seeds 0..N-1 for the spread of one configuration.
+
     python benchmarks/search_efficiency.py                          # 3 seeds × 12 random trials (≈ 25 min)
     python benchmarks/search_efficiency.py --space round_a          # round A's space
     python benchmarks/search_efficiency.py --seeds 0 --random-trials 4 --out /tmp/se
@@ -133,6 +138,7 @@ def one_seed(seed: int, args: argparse.Namespace, space: Path, root: Path) -> di
                                      f"compute_budget_s={budget:.1f}"], root)
     c_asha = [(s, b) for s, b in curve(asha) if s <= budget * 1.02]
     best_rnd, best_asha = c_rnd[-1][1], c_asha[-1][1]
+    winners = {f"random_s{seed}": best_config(rnd, space), f"asha_tpe_s{seed}": best_config(asha, space)}
     need_rnd = compute_to_reach(c_rnd, best_rnd) or budget
     need_asha = compute_to_reach(c_asha, best_rnd)
     reached = need_asha is not None
@@ -141,7 +147,41 @@ def one_seed(seed: int, args: argparse.Namespace, space: Path, root: Path) -> di
             "asha_trials": len(list(asha.glob("trial_*"))), "best_random": round(best_rnd, 5),
             "best_asha_tpe": round(best_asha, 5), "compute_random_to_its_best_s": round(need_rnd, 1),
             "compute_asha_to_random_best_s": round(need_asha, 1) if reached else None, "reached": reached,
-            "ratio": round(ratio, 2), "curves": {"random": c_rnd, "asha_tpe": c_asha}}
+            "ratio": round(ratio, 2), "curves": {"random": c_rnd, "asha_tpe": c_asha}, "winners": winners}
+
+
+def best_config(exp_dir: Path, space: Path) -> dict:
+    """The searched values of the trial with the lowest val nRMSE (decoded to plain YAML values)."""
+    from ups.tune.space import load_space
+
+    params = load_space(space).params
+    h = val_reports(exp_dir)
+    tid = str(h.loc[h["val_nrmse"].idxmin(), "trial_id"])
+    sampled = json.loads(next(exp_dir.glob(f"trial_{tid}*/params.json")).read_text())
+    return {k: params[k].decode(v) if k in params else v for k, v in sampled.items()}
+
+
+def reseed(winners: dict[str, dict], n: int, root: Path) -> dict:
+    """Each search's winning config retrained with training seeds 1..n (the searches used seed 0): is the
+    winner better, or was its run lucky?  One grid sweep per winner through the same engine."""
+    import yaml
+
+    out = {}
+    for name, cfg in winners.items():
+        space = root / f"reseed_{name}.yaml"
+        params = {k: {"dist": "grid", "values": [v]} for k, v in cfg.items()}
+        params["training.seed"] = {"dist": "grid", "values": list(range(1, n + 1))}
+        space.write_text(yaml.safe_dump({"description": f"winner of {name}, retrained with other seeds",
+                                         "reference": {**cfg, "training.seed": 1}, "params": params},
+                                        sort_keys=False))
+        exp = run(f"reseed_{name}", ["max_concurrent=2", "gates.enabled=false", f"space={space}",
+                                     "searcher.name=grid", "scheduler.name=fifo", "num_samples=1",
+                                     "training.val_max_samples=-1"], root)
+        finals = [float(v) for v in val_reports(exp).groupby("trial_id")["val_nrmse"].last()]
+        out[name] = {"config": cfg, "val_nrmse_other_seeds": sorted(round(v, 4) for v in finals),
+                     "mean": round(statistics.mean(finals), 4),
+                     "sd": round(statistics.stdev(finals), 4) if len(finals) > 1 else None}
+    return out
 
 
 def seed_noise(n: int, root: Path) -> dict:
@@ -185,6 +225,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="search seeds (none: skip the searches)")
     ap.add_argument("--noise-seeds", type=int, default=4,
                     help="also train the default config with this many training seeds (0: skip)")
+    ap.add_argument("--reseed", type=int, default=2,
+                    help="retrain each search's winner with this many other training seeds (0: skip)")
     ap.add_argument("--random-trials", type=int, default=12)
     ap.add_argument("--max-asha-trials", type=int, default=60)
     ap.add_argument("--grace", type=int, default=16, help="ASHA grace period in iterations (10 AE epochs + 6 operator)")
@@ -209,11 +251,17 @@ def main() -> None:
                   f"trial-s; ASHA+TPE best {r['best_asha_tpe']:.4f}, reached random's best at "
                   f"{r['compute_asha_to_random_best_s']} trial-s → {r['ratio']:.2f}×", flush=True)
         noise = seed_noise(args.noise_seeds, root) if args.noise_seeds > 1 else None
+        winners = {k: v for r in results for k, v in r.pop("winners").items()}
+        reseeded = reseed(winners, args.reseed, root) if args.reseed > 0 and winners else None
     finally:
         ray.shutdown()
     if noise:
         print(f"seed noise: default config, training seeds 0..{args.noise_seeds - 1}: val nRMSE {noise['val_nrmse']} "
               f"(sd {noise['sd']}, range {noise['range']})")
+    if reseeded:
+        for name, r in reseeded.items():
+            print(f"reseed: {name} winner, training seeds 1..{args.reseed}: val nRMSE {r['val_nrmse_other_seeds']} "
+                  f"(mean {r['mean']})")
     if not results:
         print(json.dumps({"seed_noise": noise}))
         return
@@ -227,7 +275,8 @@ def main() -> None:
                                                                 for r in results],
            "ratio_median": round(statistics.median(ratios), 2), "ratio_pooled": round(need_r / need_a, 2),
            "seeds_reached": sum(r["reached"] for r in results), "asha_better_or_equal_best":
-           sum(r["best_asha_tpe"] <= r["best_random"] for r in results), "target_ratio": 3.0, "png": str(png), "seed_noise": noise}
+           sum(r["best_asha_tpe"] <= r["best_random"] for r in results), "target_ratio": 3.0, "png": str(png), "seed_noise": noise,
+           "reseeded_winners": reseeded}
     (root / "search_efficiency.json").write_text(json.dumps({**out, "curves": [r["curves"] for r in results]}))
     print(json.dumps(out))
     print(f"search_efficiency: compute to reach random search's best, random ÷ ASHA+TPE = {out['ratio_pooled']:.2f}× "
