@@ -151,3 +151,5 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(ray_session, tiny_data,
     assert len(rows) == 2 and rows["run_id"].is_unique and rows["trial_id"].is_unique
     assert set(rows["status"]) <= TERMINAL
     assert set(before["run_id"]) <= set(rows["run_id"])
+    scratch = Path(tempfile.gettempdir()) / "ups-trials" / exp  # the killed trial's scratch too
+    assert not scratch.exists(), sorted(p.name for p in scratch.iterdir())

@@ -7,6 +7,7 @@ Everything a user can get wrong (overrides, search space, storage, Ray address) 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from ups.tune.promotion import apply_small_eval, champion_config, full_eval, upd
 from ups.tune.results import LeaderboardCallback, RowContext, trial_row
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
 from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
-from ups.tune.trainable import METRIC, ups_trial
+from ups.tune.trainable import METRIC, scratch_root, ups_trial
 from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
@@ -348,6 +349,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         else:
             tuner = build_tuner(p, name, tr, limits, max_conc, callbacks)
         grid = tuner.fit()
+        # every trial has ended: scratch a killed worker or driver could not remove goes too (this node's;
+        # a cluster's workers remove theirs as each trial ends)
+        shutil.rmtree(scratch_root(name), ignore_errors=True)
         reconcile(p.leaderboard, ctx, grid, lb_cb)
         champion = None
         if promote and s.promotion.top_k > 0:

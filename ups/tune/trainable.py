@@ -49,6 +49,11 @@ def clean_metrics(metrics: Mapping[str, Any], metric: str = METRIC) -> dict[str,
     return out
 
 
+def scratch_root(experiment: str) -> Path:
+    """This node's scratch folder for an experiment's trials (trainer checkpoints, latent caches)."""
+    return Path(tempfile.gettempdir()) / "ups-trials" / experiment
+
+
 def _resume_path(ckpt: Checkpoint | None) -> tuple[Path | None, Path | None]:
     """(file or folder to resume from, the temporary copy to delete afterwards)."""
     if ckpt is None:
@@ -73,7 +78,7 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
     # Scratch for the trainer's own checkpoints / latent cache, outside the trial dir: the trial dir is
     # uploaded to storage_path (S3), which would duplicate them and race their rotation. Tune's
     # checkpoints (tune.report) carry everything a retried or resumed trial needs.
-    run_dir = Path(tempfile.gettempdir()) / "ups-trials" / ctx.get_experiment_name() / ctx.get_trial_id()
+    run_dir = scratch_root(ctx.get_experiment_name()) / ctx.get_trial_id()
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
