@@ -161,23 +161,28 @@ def best_config(exp_dir: Path, space: Path) -> dict:
     return {k: params[k].decode(v) if k in params else v for k, v in sampled.items()}
 
 
-def reseed(winners: dict[str, dict], n: int, root: Path) -> dict:
-    """Each search's winning config retrained with training seeds 1..n (the searches used seed 0): is the
-    winner better, or was its run lucky?  One grid sweep per winner through the same engine."""
+def train_seeds(name: str, fixed: dict, seeds: list[int], root: Path) -> list[float]:
+    """Final val nRMSE of one configuration (``fixed`` over the profile's defaults) trained with each of
+    ``seeds``: a grid sweep over training.seed through the same engine, the fixed values as one-value grids."""
     import yaml
 
+    space = root / f"{name}_space.yaml"
+    params = {k: {"dist": "grid", "values": [v]} for k, v in fixed.items()}
+    params["training.seed"] = {"dist": "grid", "values": list(seeds)}
+    space.write_text(yaml.safe_dump({"description": f"{name}: one configuration, several training seeds",
+                                     "reference": {**fixed, "training.seed": seeds[0]}, "params": params},
+                                    sort_keys=False))
+    exp = run(name, ["max_concurrent=2", "gates.enabled=false", f"space={space}", "searcher.name=grid",
+                     "scheduler.name=fifo", "num_samples=1", "training.val_max_samples=-1"], root)
+    return [float(v) for v in val_reports(exp).groupby("trial_id")["val_nrmse"].last()]
+
+
+def reseed(winners: dict[str, dict], n: int, root: Path) -> dict:
+    """Each search's winning config retrained with training seeds 1..n (the searches used seed 0): is the
+    winner better, or was its run lucky?"""
     out = {}
     for name, cfg in winners.items():
-        space = root / f"reseed_{name}.yaml"
-        params = {k: {"dist": "grid", "values": [v]} for k, v in cfg.items()}
-        params["training.seed"] = {"dist": "grid", "values": list(range(1, n + 1))}
-        space.write_text(yaml.safe_dump({"description": f"winner of {name}, retrained with other seeds",
-                                         "reference": {**cfg, "training.seed": 1}, "params": params},
-                                        sort_keys=False))
-        exp = run(f"reseed_{name}", ["max_concurrent=2", "gates.enabled=false", f"space={space}",
-                                     "searcher.name=grid", "scheduler.name=fifo", "num_samples=1",
-                                     "training.val_max_samples=-1"], root)
-        finals = [float(v) for v in val_reports(exp).groupby("trial_id")["val_nrmse"].last()]
+        finals = train_seeds(f"reseed_{name}", cfg, list(range(1, n + 1)), root)
         out[name] = {"config": cfg, "val_nrmse_other_seeds": sorted(round(v, 4) for v in finals),
                      "mean": round(statistics.mean(finals), 4),
                      "sd": round(statistics.stdev(finals), 4) if len(finals) > 1 else None}
@@ -185,14 +190,9 @@ def reseed(winners: dict[str, dict], n: int, root: Path) -> dict:
 
 
 def seed_noise(n: int, root: Path) -> dict:
-    """The profile's default config trained with ``n`` training seeds (grid over training.seed): how far
-    apart identical configurations end, i.e. the resolution at which 'best' means anything."""
-    space = root / "noise_space.yaml"
-    space.write_text("description: training-seed spread of the default config\nparams:\n"
-                     f"  training.seed: {{dist: grid, values: {list(range(n))}}}\n")
-    exp = run("seed_noise", ["max_concurrent=2", "gates.enabled=false", f"space={space}", "searcher.name=grid",
-                             "scheduler.name=fifo", "num_samples=1", "training.val_max_samples=-1"], root)
-    finals = [float(v) for v in val_reports(exp).groupby("trial_id")["val_nrmse"].last()]
+    """The profile's default config trained with ``n`` training seeds: how far apart identical
+    configurations end, i.e. the resolution at which 'best' means anything."""
+    finals = train_seeds("seed_noise", {}, list(range(n)), root)
     return {"training_seeds": n, "val_nrmse": sorted(round(v, 4) for v in finals),
             "mean": round(statistics.mean(finals), 4), "sd": round(statistics.stdev(finals), 4) if n > 1 else None,
             "range": round(max(finals) - min(finals), 4)}

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from ups.config import ConfigError
 from ups.leaderboard import read_leaderboard
+from ups.tune.trainable import scratch_root
 from tests.fixtures.data import TINY_OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     out = capsys.readouterr().out
     assert "Leaderboard" in out and "report:" in out and "round A: best val_nrmse" in out
     assert list((work / "runs" / "wandb").rglob("*.wandb")), "no offline W&B run written"
-    scratch = Path(tempfile.gettempdir()) / "ups-trials" / exp  # trainer scratch is removed as each trial ends
+    scratch = scratch_root(exp)  # trainer scratch is removed as each trial ends
     assert not scratch.exists() or not any(scratch.iterdir()), sorted(p.name for p in scratch.iterdir())
 
 
@@ -151,5 +151,5 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(ray_session, tiny_data,
     assert len(rows) == 2 and rows["run_id"].is_unique and rows["trial_id"].is_unique
     assert set(rows["status"]) <= TERMINAL
     assert set(before["run_id"]) <= set(rows["run_id"])
-    scratch = Path(tempfile.gettempdir()) / "ups-trials" / exp  # the killed trial's scratch too
+    scratch = scratch_root(exp)  # the killed trial's scratch too
     assert not scratch.exists(), sorted(p.name for p in scratch.iterdir())
