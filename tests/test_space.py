@@ -179,3 +179,17 @@ def test_full_profile_without_gpu_fails_before_data(tmp_path) -> None:
     assert time.monotonic() - t0 < 60  # refused before Ray or any data work starts
     assert not (tmp_path / "lb.csv").exists()
     assert not Path("/nonexistent/never").exists()
+
+
+@pytest.mark.parametrize("searcher", ["optuna", "random"])
+def test_start_at_reference_switch(searcher: str) -> None:
+    """searcher.start_at_reference (default true) queues the space's reference point as the first trial;
+    false leaves the searcher's first suggestion to the searcher itself."""
+    from ups.tune.launcher import build_searcher
+
+    point = {"stages.operator.optimizer.lr": 3.0e-4}
+    for flag, expected in (("true", [point]), ("false", [])):
+        s = load_sweep_config("round_a", [f"searcher.name={searcher}", f"searcher.start_at_reference={flag}"])
+        alg, _ = build_searcher(s, point, max_conc=2)
+        queued = getattr(getattr(alg, "searcher", alg), "_points_to_evaluate", None)
+        assert list(queued or []) == expected, (searcher, flag, queued)

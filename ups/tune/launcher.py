@@ -215,15 +215,16 @@ def total_epochs(cfg: Any) -> int:
 def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int) -> tuple[Any, int | None]:
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
+    first = [point] if s.searcher.start_at_reference else None
     if s.searcher.name == "optuna":
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
         sampler = optuna.samplers.TPESampler(seed=s.searcher.seed, n_startup_trials=s.searcher.n_startup_trials)
-        return ConcurrencyLimiter(OptunaSearch(points_to_evaluate=[point], sampler=sampler),
+        return ConcurrencyLimiter(OptunaSearch(points_to_evaluate=first, sampler=sampler),
                                   max_concurrent=max_conc), None
     if s.searcher.name == "random":
-        return BasicVariantGenerator(points_to_evaluate=[point], random_state=s.searcher.seed,
+        return BasicVariantGenerator(points_to_evaluate=first, random_state=s.searcher.seed,
                                      max_concurrent=max_conc), None
     return BasicVariantGenerator(random_state=s.searcher.seed, max_concurrent=max_conc), None
 

@@ -50,6 +50,7 @@ class SearcherCfg:
     name: str = "optuna"  # optuna (TPE) | random | grid
     seed: int = 0
     n_startup_trials: int = 4  # TPE random start-up trials
+    start_at_reference: bool = True  # evaluate the space's reference point first (Tune points_to_evaluate)
 
 
 @dataclass
