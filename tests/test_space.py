@@ -193,3 +193,16 @@ def test_start_at_reference_switch(searcher: str) -> None:
         alg, _ = build_searcher(s, point, max_conc=2)
         queued = getattr(getattr(alg, "searcher", alg), "_points_to_evaluate", None)
         assert list(queued or []) == expected, (searcher, flag, queued)
+
+
+def test_promotion_seeds_refuses_a_searched_seed(tmp_path: Path) -> None:
+    from ups.tune.launcher import prepare
+
+    space = tmp_path / "seeded.yaml"
+    space.write_text("params:\n  training.seed: {dist: choice, values: [0, 1]}\n")
+    base = [f"space={space}", f"storage_path={tmp_path / 'runs'}"]
+    prepare("round_a", base)  # searching the seed is allowed on its own
+    with pytest.raises(ConfigError, match=r"seeded.yaml: params.training.seed is searched.*promotion.seeds=0"):
+        prepare("round_a", [*base, "promotion.seeds=2"])
+    with pytest.raises(ConfigError, match=r"promotion.seeds=-1: must be ≥ 0"):
+        prepare("round_a", [f"storage_path={tmp_path / 'runs'}", "promotion.seeds=-1"])

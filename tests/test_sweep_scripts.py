@@ -117,6 +117,51 @@ def test_round_c_searches_around_the_champion(ray_session, tiny_data, tiny_cache
         assert 0.8 * lr0 - 1e-12 <= lr <= 1.2 * lr0 + 1e-12
 
 
+def test_promotion_seeds_crowns_on_the_seed_mean(ray_session, tiny_data, tiny_cache_dir, work, tmp_path) -> None:
+    """promotion.seeds=1: each promoted configuration is retrained with training seed 1 (a second Tune
+    experiment with leaderboard rows), every run gets a full-eval, the champion is the best two-seed mean."""
+    lb_path, champ_path = tmp_path / "lb.csv", tmp_path / "champion.json"
+    assert script("round_a")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false",
+                                  "scheduler.name=fifo", "gates.enabled=false", "promotion.top_k=2",
+                                  "promotion.force=true", "promotion.seeds=1", f"leaderboard={lb_path}",
+                                  f"champion={champ_path}")) == 0
+    lb = read_leaderboard(lb_path)
+    exp = latest_experiment(work, "round_a")
+    trials = lb[(lb["experiment"] == exp) & (lb["kind"] == "trial")]
+    retrains = lb[(lb["experiment"] == f"seeds-{exp}") & (lb["kind"] == "trial")]
+    assert len(trials) == 2 and len(retrains) == 2 and set(retrains["status"]) == {"completed"}
+
+    def searched(sampled: str) -> str:
+        return json.dumps({k: v for k, v in json.loads(sampled).items() if k != "training.seed"}, sort_keys=True)
+
+    assert sorted(map(searched, retrains["sampled_json"])) == sorted(map(searched, trials["sampled_json"]))
+    assert {json.loads(c)["training"]["seed"] for c in retrains["config_json"]} == {1}
+    assert {json.loads(c)["training"]["seed"] for c in trials["config_json"]} == {0}
+    full = lb[lb["kind"] == "full_eval"].set_index("source_run_id")
+    assert set(full.index) == set(trials["run_id"]) | set(retrains["run_id"])
+    champ = json.loads(champ_path.read_text())
+    means = {}
+    for rid in trials["run_id"]:
+        ids = full.loc[rid, "seed_run_ids"].split(";")
+        assert ids[0] == rid and len(ids) == 2 and ids[1] in set(retrains["run_id"])
+        scores = [full.loc[i, "nrmse_ttc"] for i in ids]
+        assert json.loads(full.loc[rid, "seed_scores"]) == pytest.approx(scores, abs=1e-6)
+        means[rid] = sum(scores) / 2
+        assert full.loc[rid, "seed_mean"] == pytest.approx(means[rid])
+    assert champ["run_id"] == min(means, key=means.get)
+    assert champ["seed_mean"] == pytest.approx(min(means.values())) and len(champ["seed_scores"]) == 2
+    # resume=true of the finished round restores the seeds experiment too: nothing retrained, nothing doubled
+    assert script("round_a")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false",
+                                  "scheduler.name=fifo", "gates.enabled=false", "promotion.top_k=2",
+                                  "promotion.force=true", "promotion.seeds=1", f"leaderboard={lb_path}",
+                                  f"champion={champ_path}", "resume=true", f"name={exp}")) == 0
+    again = read_leaderboard(lb_path)
+    assert len(again) == len(lb) and again["run_id"].is_unique
+    assert set(again[(again["experiment"] == f"seeds-{exp}") & (again["kind"] == "trial")]["run_id"]) == \
+        set(retrains["run_id"])
+    assert json.loads(champ_path.read_text())["run_id"] == champ["run_id"]
+
+
 def test_round_c_without_champion_says_what_to_run(tmp_path) -> None:
     with pytest.raises(ConfigError, match="no champion yet.*run round_a or round_b first"):
         script("round_c")([f"champion={tmp_path / 'none.json'}", f"storage_path={tmp_path / 'runs'}"])

@@ -6,6 +6,7 @@ Everything a user can get wrong (overrides, search space, storage, Ray address) 
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -20,7 +21,8 @@ import pandas as pd
 from ups.config import ConfigError, apply_overrides, flatten, load_config, to_dict
 from ups.leaderboard import read_leaderboard, upsert_rows
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper
-from ups.tune.promotion import apply_small_eval, champion_config, full_eval, update_champion
+from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, full_eval, seed_groups,
+                                seed_mean_candidates, seed_points, update_champion)
 from ups.tune.results import LeaderboardCallback, RowContext, trial_row
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
 from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
@@ -78,8 +80,20 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
         base = apply_overrides(base, keep, source=f"{scfg.champion} (champion config)")
         space = resolve_around(space, base)
     check_against(space, base)
+    check_promotion_seeds(scfg, space)
     storage, fs, shown = resolve_storage_path(scfg.storage_path)
     return Prepared(scfg, base, space, storage, fs, shown, resolve_path(scfg.leaderboard))
+
+
+def check_promotion_seeds(scfg: SweepConfig, space: SearchSpace) -> None:
+    n = scfg.promotion.seeds
+    if n < 0:
+        raise ConfigError(f"promotion.seeds={n}: must be ≥ 0 (extra training seeds per promoted configuration). "
+                          f"Fix: promotion.seeds=0 (off) or e.g. promotion.seeds=2")
+    if n > 0 and SEED_KEY in space.params:
+        raise ConfigError(f"{space.path}: params.{SEED_KEY} is searched, so promotion.seeds={n} cannot retrain the "
+                          f"winners with other seeds. Fix: drop {SEED_KEY} from the space's params, or run with "
+                          f"promotion.seeds=0")
 
 
 def resolve_storage_path(storage_path: str) -> tuple[str, Any, str]:
@@ -246,7 +260,7 @@ def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
 def build_tuner(p: Prepared, name: str, trainable: Callable[..., Any], limits: GateLimits, max_conc: int,
                 callbacks: list[Any]) -> Any:
     from ray import tune
-    from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+    from ray.tune import TuneConfig
 
     s = p.scfg
     search_alg, _ = build_searcher(s, p.space.reference_point(p.base), max_conc)
@@ -257,12 +271,17 @@ def build_tuner(p: Prepared, name: str, trainable: Callable[..., Any], limits: G
                           scheduler=build_scheduler(s, p.base, p.space), num_samples=num_samples,
                           reuse_actors=True, trial_dirname_creator=_trial_dirname,
                           time_budget_s=s.time_budget_s or None)
-    run_cfg = RunConfig(name=name, storage_path=p.storage_path, storage_filesystem=p.filesystem,
-                        stop=build_stopper(s, limits), callbacks=callbacks,
-                        checkpoint_config=CheckpointConfig(num_to_keep=max(1, s.checkpoint_keep)),
-                        failure_config=FailureConfig(max_failures=s.max_failures), verbose=s.verbose)
     return tune.Tuner(trainable, param_space=p.space.tune_space(s.searcher.name), tune_config=tune_cfg,
-                      run_config=run_cfg)
+                      run_config=run_config(p, name, build_stopper(s, limits), callbacks))
+
+
+def run_config(p: Prepared, name: str, stop: Any, callbacks: list[Any]) -> Any:
+    from ray.tune import CheckpointConfig, FailureConfig, RunConfig
+
+    s = p.scfg
+    return RunConfig(name=name, storage_path=p.storage_path, storage_filesystem=p.filesystem, stop=stop,
+                     callbacks=callbacks, checkpoint_config=CheckpointConfig(num_to_keep=max(1, s.checkpoint_keep)),
+                     failure_config=FailureConfig(max_failures=s.max_failures), verbose=s.verbose)
 
 
 def build_stopper(s: SweepConfig, limits: GateLimits) -> Any:
@@ -356,7 +375,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         reconcile(p.leaderboard, ctx, grid, lb_cb)
         champion = None
         if promote and s.promotion.top_k > 0:
-            champion = promote_round(p, name, baselines, data)
+            champion = promote_round(p, name, baselines, data, limits, max_conc)
         report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir) / s.round) if s.write_report else None
         if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
             publish(exp_path, p.leaderboard, report)
@@ -387,7 +406,8 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback) -
         upsert_rows(path, rows)
 
 
-def promote_round(p: Prepared, name: str, baselines: list[dict[str, Any]], data: Any) -> dict[str, Any] | None:
+def promote_round(p: Prepared, name: str, baselines: list[dict[str, Any]], data: Any, limits: GateLimits,
+                  max_conc: int) -> dict[str, Any] | None:
     s = p.scfg
     passing = apply_small_eval(p.leaderboard, name, s.small_eval, baselines)
     chosen = passing[: s.promotion.top_k]
@@ -398,9 +418,58 @@ def promote_round(p: Prepared, name: str, baselines: list[dict[str, Any]], data:
     if not chosen or not s.promotion.full_eval or data is None:
         _log(f"promotion: {len(passing)} trial(s) passed the small-eval gates; no full-eval run")
         return None
-    _log(f"promotion: full-eval of {', '.join(chosen)}")
-    fulls = full_eval(p.leaderboard, chosen, data, filesystem=p.filesystem, round_name=s.round)
+    groups: dict[str, list[str]] = {}
+    if s.promotion.seeds > 0:
+        groups = retrain_seeds(p, name, chosen, data, limits, max_conc)
+    evaluate_ids = chosen + [r for rids in groups.values() for r in rids]
+    _log(f"promotion: full-eval of {', '.join(evaluate_ids)}")
+    fulls = full_eval(p.leaderboard, evaluate_ids, data, filesystem=p.filesystem, round_name=s.round)
+    if groups:
+        fulls = seed_mean_candidates(fulls, groups, s.promotion.seeds)
+        upsert_rows(p.leaderboard, fulls)  # the promoted trials' full-eval rows carry seed_mean / seed_scores
+        for r in fulls:
+            _log(f"promotion: {r['source_run_id']}: score over {s.promotion.seeds + 1} training seeds "
+                 f"{json.loads(r['seed_scores'])} → mean {r['seed_mean']:.4g}")
     return update_champion(resolve_path(s.champion), fulls, p.leaderboard)
+
+
+def retrain_seeds(p: Prepared, name: str, chosen: list[str], data: Any, limits: GateLimits,
+                  max_conc: int) -> dict[str, list[str]]:
+    """Retrain each promoted configuration with ``promotion.seeds`` more training seeds, full budgets, as a
+    Tune experiment ``seeds-<name>`` next to the round (resumable, rows on the leaderboard); returns
+    promoted run_id → its retrains' run_ids."""
+    from ray import tune
+    from ray.tune import TuneConfig
+    from ray.tune.search import BasicVariantGenerator
+
+    s = p.scfg
+    seed_name = f"seeds-{name}"
+    base_seed = int(p.base.training.seed)
+    points = seed_points(p.leaderboard, chosen, p.space, base_seed, s.promotion.seeds)
+    ctx = RowContext(round=s.round, experiment=seed_name, space=p.space, base=to_dict(p.base),
+                     reference_point={**p.space.reference_point(p.base), SEED_KEY: base_seed}, scheduler="fifo",
+                     gpu_per_trial=s.resources.gpu, cost_per_gpu_hour=s.cost_per_gpu_hour,
+                     tags=[f"profile:{s.profile}", f"seeds_of:{name}"])
+    lb_cb = LeaderboardCallback(p.leaderboard, ctx, limits, gates_enabled=s.gates.enabled)
+    tr = make_trainable(p, data, None)
+    path = f"{p.storage_path}/{seed_name}"
+    seeds = sorted({q[SEED_KEY] for q in points})
+    _log(f"promotion: retraining {', '.join(chosen)} with training seed(s) {', '.join(map(str, seeds))} "
+         f"({len(points)} trials, {p.display_storage}/{seed_name})")
+    if s.resume and tune.Tuner.can_restore(path, storage_filesystem=p.filesystem):
+        tuner = tune.Tuner.restore(path, tr, resume_errored=True, storage_filesystem=p.filesystem)
+    else:
+        param_space = {**p.space.tune_space("random"), SEED_KEY: tune.choice(seeds)}
+        tune_cfg = TuneConfig(metric=METRIC, mode="min", num_samples=len(points), reuse_actors=True,
+                              search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_conc),
+                              trial_dirname_creator=_trial_dirname)
+        stop = PhysicsGateStopper(limits) if s.gates.enabled else None
+        tuner = tune.Tuner(tr, param_space=param_space, tune_config=tune_cfg,
+                           run_config=run_config(p, seed_name, stop, [lb_cb]))
+    grid = tuner.fit()
+    shutil.rmtree(scratch_root(seed_name), ignore_errors=True)
+    reconcile(p.leaderboard, ctx, grid, lb_cb)
+    return seed_groups(p.leaderboard, chosen, seed_name, p.space)
 
 
 def publish(experiment_uri: str, leaderboard: Path, report: Path | None) -> None:

@@ -6,15 +6,22 @@
 * full-eval: the top ``promotion.top_k`` passing trials (or the top ones regardless when
   ``promotion.force``) are re-evaluated from their checkpoint on the full test split with TTC
   (``ups.eval.evaluate``); each gets its own leaderboard row (``kind=full_eval``).
-* champion: the best full-eval (``nrmse_ttc``, else ``nrmse``) replaces ``reports/champion.json`` if it
-  beats the recorded champion on the same data (``data_hash``); every change is appended to
-  ``champion_history.jsonl``.  Round C reads the champion's config.
+* seeds (``promotion.seeds=N``, off by default): each promoted configuration is first retrained with
+  training seeds base+1 … base+N (``seed_points``, run by the launcher as a second Tune experiment
+  ``seeds-<experiment>``); every retrain gets its own full-eval, and the champion is chosen on the mean
+  score over the N+1 seeds (``seed_mean_candidates``).  A single-seed winner is partly the luck of its
+  seed (benchmarks/search_efficiency.py --reseed measures how much); a seed that diverges or fails
+  scores +inf, so a configuration that is not reliable cannot win.
+* champion: the best full-eval (``nrmse_ttc``, else ``nrmse``; the seed mean when seeds are on) replaces
+  ``reports/champion.json`` if it beats the recorded champion on the same data (``data_hash``); every
+  change is appended to ``champion_history.jsonl``.  Round C reads the champion's config.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,6 +31,9 @@ import pandas as pd
 from ups.config import ConfigError, apply_overrides, config_from_dict
 from ups.leaderboard import finite_or_none, read_leaderboard, upsert_rows
 from ups.tune.gates import small_eval_gates
+from ups.tune.space import SearchSpace
+
+SEED_KEY = "training.seed"
 
 
 def round_baseline(lb: pd.DataFrame, experiment: str, fallback_rows: list[dict[str, Any]],
@@ -106,7 +116,56 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
     return out
 
 
+def seed_points(leaderboard: Path, run_ids: list[str], space: SearchSpace, base_seed: int,
+                n: int) -> list[dict[str, Any]]:
+    """Searcher points (encoded, as Tune hands them to the trainable) that retrain each promoted trial's
+    searched values with training seeds ``base_seed + 1 … base_seed + n``, in promotion order."""
+    lb = read_leaderboard(leaderboard).set_index("run_id", drop=False)
+    points = []
+    for rid in run_ids:
+        values = json.loads(lb.loc[rid, "sampled_json"])
+        point = {k: p.encode(values[k]) for k, p in space.params.items()}
+        points += [{**point, SEED_KEY: base_seed + i} for i in range(1, n + 1)]
+    return points
+
+
+def seed_groups(leaderboard: Path, run_ids: list[str], seed_experiment: str, space: SearchSpace) -> dict[str, list[str]]:
+    """Promoted run_id → run_ids of its seed retrains (matched on the searched values)."""
+    lb = read_leaderboard(leaderboard)
+
+    def key(sampled: str) -> str:
+        values = json.loads(sampled)
+        return json.dumps({k: values.get(k) for k in space.params}, sort_keys=True, default=str)
+
+    retrains = lb[(lb["experiment"] == seed_experiment) & (lb["kind"] == "trial")]
+    by_key: dict[str, list[str]] = {}
+    for sampled, rid in zip(retrains["sampled_json"], retrains["run_id"]):
+        by_key.setdefault(key(sampled), []).append(str(rid))
+    src = lb.set_index("run_id", drop=False)
+    return {rid: sorted(by_key.get(key(src.loc[rid, "sampled_json"]), [])) for rid in run_ids}
+
+
+def seed_mean_candidates(fulls: list[dict[str, Any]], groups: dict[str, list[str]], n: int) -> list[dict[str, Any]]:
+    """Each promoted trial's full-eval row with ``seed_scores`` (its own seed first) and ``seed_mean``.
+    A seed without a full-eval (diverged, gate-stopped, crashed, missing) scores +inf."""
+    by_source = {r["source_run_id"]: r for r in fulls}
+    out = []
+    for rid, retrains in groups.items():
+        if rid not in by_source:
+            continue
+        scores = [score(by_source[r]) if r in by_source else math.inf for r in [rid, *retrains]]
+        scores += [math.inf] * (n + 1 - len(scores))
+        mean = statistics.fmean(scores) if all(map(math.isfinite, scores)) else math.inf
+        out.append({**by_source[rid], "seed_mean": mean, "seed_scores": json.dumps([round(v, 6) for v in scores]),
+                    "seed_run_ids": ";".join([rid, *retrains])})
+    return out
+
+
 def score(row: Mapping[str, Any]) -> float:
+    """Champion score: the seed mean when the row has one (+inf if a seed failed), else nRMSE with TTC,
+    else nRMSE."""
+    if row.get("seed_mean") is not None and str(row.get("seed_mean")) not in ("", "nan"):
+        return float(row["seed_mean"])
     v = finite_or_none(row.get("nrmse_ttc"))
     return v if v is not None else (finite_or_none(row.get("nrmse")) or math.inf)
 
@@ -127,6 +186,8 @@ def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: P
     if not candidates:
         return read_champion(path)
     best = min(candidates, key=score)
+    if not math.isfinite(score(best)):
+        return read_champion(path)
     current = read_champion(path)
     same_data = current is not None and current.get("data_hash") == best.get("data_hash")
     if current is not None and same_data and score(current) <= score(best):
@@ -137,6 +198,9 @@ def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: P
               "config": json.loads(best["config_json"]) if best.get("config_json") else {},
               "data_hash": best.get("data_hash"), "replaced": current.get("run_id") if current else None,
               "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if best.get("seed_mean") is not None:  # chosen on the mean over training seeds
+        record.update({"seed_mean": best["seed_mean"], "seed_scores": json.loads(best["seed_scores"]),
+                       "seed_run_ids": best["seed_run_ids"].split(";")})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))

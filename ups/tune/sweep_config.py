@@ -89,6 +89,7 @@ class PromotionCfg:
     top_k: int = 1  # gate-passing trials re-evaluated on the full test split with TTC
     force: bool = False  # promote the top_k even if they fail the gates (playbook: aggressive round)
     full_eval: bool = True
+    seeds: int = 0  # retrain each promoted config with this many more training seeds; champion on the seed mean
 
 
 @dataclass
