@@ -162,6 +162,36 @@ def test_promotion_seeds_crowns_on_the_seed_mean(ray_session, tiny_data, tiny_ca
     assert json.loads(champ_path.read_text())["run_id"] == champ["run_id"]
 
 
+def test_stage_cache_reuses_the_autoencoder_bit_for_bit(ray_session, tiny_data, tiny_cache_dir, work, tmp_path) -> None:
+    """Round A searches operator knobs only: with stage_cache on, trials after the first replay the
+    autoencoder stage's reports and resume from its checkpoint; every trial ends exactly where it ends
+    without the cache (same TPE suggestions, same val nRMSE to the last bit), at the same iterations."""
+    from ups.reports.experiment import load_experiment
+
+    runs = {}
+    for flag in ("false", "true"):
+        name = f"stage-cache-{flag}"
+        assert script("round_a")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false",
+                                      "scheduler.name=fifo", "gates.enabled=false", "promotion.top_k=0",
+                                      "baselines=false", "num_samples=3", "max_concurrent=1",
+                                      "stages.autoencoder.epochs=2", f"stage_cache={flag}", f"name={name}",
+                                      f"leaderboard={tmp_path / 'lb.csv'}")) == 0
+        runs[flag] = load_experiment(work / "runs" / name).histories()
+        assert not scratch_root(name).exists()  # the cache goes with the experiment's scratch
+    off, on = runs["false"], runs["true"]
+    keep = ["training_iteration", "stage", "epoch", "val_nrmse", "train_loss"]
+    order = ["trial_id", "training_iteration"]
+
+    def by_trial(h):
+        return [g[keep].reset_index(drop=True) for _, g in h.sort_values(order).groupby("trial_id", sort=True)]
+
+    for a, b in zip(by_trial(off), by_trial(on), strict=True):
+        assert a.equals(b), (a, b)  # bit-identical curves, replayed stage included
+    cached = on[on.get("stage_cached", 0).fillna(0) == 1]
+    assert set(cached["stage"]) == {"autoencoder"} and cached["trial_id"].nunique() == 2  # trials 2 and 3
+    assert (cached["time_this_iter_s"] < 0.5).all()
+
+
 def test_round_c_without_champion_says_what_to_run(tmp_path) -> None:
     with pytest.raises(ConfigError, match="no champion yet.*run round_a or round_b first"):
         script("round_c")([f"champion={tmp_path / 'none.json'}", f"storage_path={tmp_path / 'runs'}"])

@@ -304,7 +304,8 @@ def make_trainable(p: Prepared, data: Any, trainable: Callable[..., Any] | None)
 
     s = p.scfg
     if trainable is None:
-        trainable = tune.with_parameters(ups_trial, base=to_dict(p.base), space=p.space, label=s.round, data=data)
+        trainable = tune.with_parameters(ups_trial, base=to_dict(p.base), space=p.space, label=s.round, data=data,
+                                         stage_cache=s.stage_cache)
     res = {"cpu": s.resources.cpu, "gpu": s.resources.gpu}
     return tune.with_resources(trainable, res)
 

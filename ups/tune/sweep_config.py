@@ -125,6 +125,7 @@ class SweepConfig:
     ray_num_cpus: int = 0  # local instance only; 0 = all cores
     connect_timeout_s: float = 5.0
     checkpoint_keep: int = 1
+    stage_cache: bool = True  # trials with identical autoencoder-stage inputs reuse it (ups.tune.stage_cache)
     max_failures: int = 2  # retries of a trial whose worker died (spot loss), from its last checkpoint; -1: ∞
     verbose: int = 1  # Tune console verbosity 0..3
     print_top: int = 15

@@ -17,8 +17,9 @@ from typing import Any, Callable, Mapping
 from ray import tune
 from ray.tune import Checkpoint
 
-from ups.config import config_from_dict
+from ups.config import config_from_dict, to_dict
 from ups.tune.space import SearchSpace
+from ups.tune.stage_cache import CACHED_STAGE, StageCache, stage_cache_key
 
 NONFINITE_PENALTY = 1.0e3  # what the searcher sees instead of NaN/Inf (the gate stops such trials)
 METRIC = "val_nrmse"
@@ -64,8 +65,11 @@ def _resume_path(ckpt: Checkpoint | None) -> tuple[Path | None, Path | None]:
 
 
 def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpace, label: str = "",
-              data: Any = None, train_fn: Callable[..., Any] | None = None) -> None:
-    """Function trainable (Ray 2.60 API: ``tune.report`` / ``tune.get_checkpoint``)."""
+              data: Any = None, train_fn: Callable[..., Any] | None = None, stage_cache: bool = False) -> None:
+    """Function trainable (Ray 2.60 API: ``tune.report`` / ``tune.get_checkpoint``).
+
+    ``stage_cache``: reuse the autoencoder stage of an earlier trial of this sweep on this node when its
+    key matches (``ups.tune.stage_cache``)."""
     from ups.train.trainer import TrainingDiverged
 
     if train_fn is None:
@@ -81,15 +85,34 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
     run_dir = scratch_root(ctx.get_experiment_name()) / ctx.get_trial_id()
     run_dir.mkdir(parents=True, exist_ok=True)
 
+    resume_from, resume_copy = _resume_path(tune.get_checkpoint())
+    cache = StageCache(scratch_root(ctx.get_experiment_name()) / "_stage_cache")
+    key = stage_cache_key(to_dict(cfg), str(getattr(data, "data_hash", "") or "")) \
+        if stage_cache and resume_from is None else None
+    stage_reports: list[dict[str, Any]] = []
+
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         m = clean_metrics(metrics)
+        if key is not None and m.get("stage") == CACHED_STAGE:
+            stage_reports.append(m)
+            if checkpoint_dir is not None and int(m.get("epoch", 0)) == int(cfg.stages[CACHED_STAGE].epochs) \
+                    and not m.get("budget_exhausted"):
+                cache.store(key, Path(checkpoint_dir), stage_reports)
         if checkpoint_dir is not None:
             tune.report(m, checkpoint=Checkpoint.from_directory(str(checkpoint_dir)))
         else:
             tune.report(m)
 
-    resume_from, resume_copy = _resume_path(tune.get_checkpoint())
     try:
+        hit = cache.lookup(key) if key else None
+        if hit is not None:  # replay the stage's reports (same iterations for ASHA), resume at its end
+            key = None
+            ckpt_dir, replay = hit
+            for i, m in enumerate(replay):
+                last = i == len(replay) - 1
+                tune.report({**m, "stage_cached": 1},
+                            checkpoint=Checkpoint.from_directory(str(ckpt_dir)) if last else None)
+            resume_from = ckpt_dir / "checkpoint.pt"
         train_fn(cfg, report=report, run_dir=run_dir, resume_from=resume_from, data=data)
     except TrainingDiverged as e:  # NaN/Inf loss or gradient: a gate matter, not a crash
         tune.report({"nonfinite": 1, "nonfinite_keys": "train_loss", METRIC: NONFINITE_PENALTY,
