@@ -176,17 +176,19 @@ def test_stage_cache_reuses_the_autoencoder_bit_for_bit(ray_session, tiny_data, 
                                       "baselines=false", "num_samples=3", "max_concurrent=1",
                                       "stages.autoencoder.epochs=2", f"stage_cache={flag}", f"name={name}",
                                       f"leaderboard={tmp_path / 'lb.csv'}")) == 0
-        runs[flag] = load_experiment(work / "runs" / name).histories()
+        runs[flag] = load_experiment(work / "runs" / name)
         assert not scratch_root(name).exists()  # the cache goes with the experiment's scratch
-    off, on = runs["false"], runs["true"]
     keep = ["training_iteration", "stage", "epoch", "val_nrmse", "train_loss"]
-    order = ["trial_id", "training_iteration"]
 
-    def by_trial(h):
-        return [g[keep].reset_index(drop=True) for _, g in h.sort_values(order).groupby("trial_id", sort=True)]
+    def curves(exp) -> dict[str, object]:  # sampled config → its curve
+        return {json.dumps(t.config, sort_keys=True): t.history.sort_values("training_iteration")[keep]
+                .reset_index(drop=True) for t in exp.trials}
 
-    for a, b in zip(by_trial(off), by_trial(on), strict=True):
-        assert a.equals(b), (a, b)  # bit-identical curves, replayed stage included
+    off, on = curves(runs["false"]), curves(runs["true"])
+    assert len(off) == 3 and off.keys() == on.keys()  # same TPE suggestions
+    for cfg, curve in off.items():
+        assert curve.equals(on[cfg]), (cfg, curve, on[cfg])  # bit-identical curves, replayed stage included
+    on = runs["true"].histories()
     cached = on[on.get("stage_cached", 0).fillna(0) == 1]
     assert set(cached["stage"]) == {"autoencoder"} and cached["trial_id"].nunique() == 2  # trials 2 and 3
     assert (cached["time_this_iter_s"] < 0.5).all()
