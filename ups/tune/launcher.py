@@ -11,7 +11,7 @@ import os
 import shutil
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -376,7 +376,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         reconcile(p.leaderboard, ctx, grid, lb_cb)
         champion = None
         if promote and s.promotion.top_k > 0:
-            champion = promote_round(p, name, baselines, data, limits, max_conc)
+            champion = promote_round(p, ctx, baselines, data, limits, max_conc)
         report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir) / s.round) if s.write_report else None
         if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
             publish(exp_path, p.leaderboard, report)
@@ -407,9 +407,9 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback) -
         upsert_rows(path, rows)
 
 
-def promote_round(p: Prepared, name: str, baselines: list[dict[str, Any]], data: Any, limits: GateLimits,
+def promote_round(p: Prepared, ctx: RowContext, baselines: list[dict[str, Any]], data: Any, limits: GateLimits,
                   max_conc: int) -> dict[str, Any] | None:
-    s = p.scfg
+    s, name = p.scfg, ctx.experiment
     passing = apply_small_eval(p.leaderboard, name, s.small_eval, baselines)
     chosen = passing[: s.promotion.top_k]
     if s.promotion.force and len(chosen) < s.promotion.top_k:
@@ -421,7 +421,7 @@ def promote_round(p: Prepared, name: str, baselines: list[dict[str, Any]], data:
         return None
     groups: dict[str, list[str]] = {}
     if s.promotion.seeds > 0:
-        groups = retrain_seeds(p, name, chosen, data, limits, max_conc)
+        groups = retrain_seeds(p, ctx, chosen, data, limits, max_conc)
     evaluate_ids = chosen + [r for rids in groups.values() for r in rids]
     _log(f"promotion: full-eval of {', '.join(evaluate_ids)}")
     fulls = full_eval(p.leaderboard, evaluate_ids, data, filesystem=p.filesystem, round_name=s.round)
@@ -434,23 +434,23 @@ def promote_round(p: Prepared, name: str, baselines: list[dict[str, Any]], data:
     return update_champion(resolve_path(s.champion), fulls, p.leaderboard)
 
 
-def retrain_seeds(p: Prepared, name: str, chosen: list[str], data: Any, limits: GateLimits,
+def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: Any, limits: GateLimits,
                   max_conc: int) -> dict[str, list[str]]:
     """Retrain each promoted configuration with ``promotion.seeds`` more training seeds, full budgets, as a
-    Tune experiment ``seeds-<name>`` next to the round (resumable, rows on the leaderboard); returns
+    Tune experiment ``seeds-<experiment>`` next to the round (resumable, rows on the leaderboard); returns
     promoted run_id → its retrains' run_ids."""
     from ray import tune
     from ray.tune import TuneConfig
     from ray.tune.search import BasicVariantGenerator
 
     s = p.scfg
-    seed_name = f"seeds-{name}"
+    seed_name = f"seeds-{round_ctx.experiment}"
     base_seed = int(p.base.training.seed)
     points = seed_points(p.leaderboard, chosen, p.space, base_seed, s.promotion.seeds)
-    ctx = RowContext(round=s.round, experiment=seed_name, space=p.space, base=to_dict(p.base),
-                     reference_point={**p.space.reference_point(p.base), SEED_KEY: base_seed}, scheduler="fifo",
-                     gpu_per_trial=s.resources.gpu, cost_per_gpu_hour=s.cost_per_gpu_hour,
-                     tags=[f"profile:{s.profile}", f"seeds_of:{name}"])
+    # the round's rows context; a retrain is never the reference (its seed differs from the round's)
+    ctx = replace(round_ctx, experiment=seed_name, scheduler="fifo",
+                  reference_point={**round_ctx.reference_point, SEED_KEY: base_seed},
+                  tags=[*round_ctx.tags, f"seeds_of:{round_ctx.experiment}"])
     lb_cb = LeaderboardCallback(p.leaderboard, ctx, limits, gates_enabled=s.gates.enabled)
     tr = make_trainable(p, data, None)
     path = f"{p.storage_path}/{seed_name}"
