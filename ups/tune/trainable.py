@@ -82,11 +82,12 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
     # Scratch for the trainer's own checkpoints / latent cache, outside the trial dir: the trial dir is
     # uploaded to storage_path (S3), which would duplicate them and race their rotation. Tune's
     # checkpoints (tune.report) carry everything a retried or resumed trial needs.
-    run_dir = scratch_root(ctx.get_experiment_name()) / ctx.get_trial_id()
+    scratch = scratch_root(ctx.get_experiment_name())
+    run_dir = scratch / ctx.get_trial_id()
     run_dir.mkdir(parents=True, exist_ok=True)
 
     resume_from, resume_copy = _resume_path(tune.get_checkpoint())
-    cache = StageCache(scratch_root(ctx.get_experiment_name()) / "_stage_cache")
+    cache = StageCache(scratch / "_stage_cache")
     key = stage_cache_key(to_dict(cfg), str(getattr(data, "data_hash", "") or "")) \
         if stage_cache and resume_from is None else None
     stage_reports: list[dict[str, Any]] = []
