@@ -37,8 +37,8 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path) -
     assert "val_nrmse" in html and "TERMINATED" in html
     # figures: real PNGs for every figure the notebook draws
     pngs = [base64.b64decode(o["data"]["image/png"]) for o in _outputs(nb, "plots") if "image/png" in o.get("data", {})]
-    assert len(pngs) == 7 and all(len(p) > 5_000 and p[:4] == b"\x89PNG" for p in pngs)
     text = "".join(o.get("text", "") for o in _outputs(nb, "plots"))
+    assert len(pngs) == 7 and all(len(p) > 5_000 and p[:4] == b"\x89PNG" for p in pngs), text
     assert "skipped" not in text
     # champion: the promoted champion's config
     champ_out = _outputs(nb, "champion")

@@ -206,3 +206,21 @@ def test_promotion_seeds_refuses_a_searched_seed(tmp_path: Path) -> None:
         prepare("round_a", [*base, "promotion.seeds=2"])
     with pytest.raises(ConfigError, match=r"promotion.seeds=-1: must be ≥ 0"):
         prepare("round_a", [f"storage_path={tmp_path / 'runs'}", "promotion.seeds=-1"])
+
+
+def test_asha_rungs_are_automatic_and_never_inside_the_autoencoder_stage() -> None:
+    from ups.tune.launcher import asha_rungs, prepare
+
+    p = prepare("round_a", [])  # smoke profile: 10 autoencoder + 30 operator + 1 + 1 epochs
+    assert p.scfg.scheduler.grace_period == 0
+    assert asha_rungs(p.scfg, p.base) == (44, 20, [20])  # one rung, at operator epoch 10
+    full = prepare("round_a", ["profile=full"])  # 10 + 15 + 5 + 6 epochs, reduction factor 2
+    assert asha_rungs(full.scfg, full.base) == (38, 15, [15, 30])
+    short = prepare("round_a", ["stages.operator.epochs=4"])
+    assert asha_rungs(short.scfg, short.base)[1] == 12
+    with pytest.raises(ConfigError, match=r"grace_period=4 .*autoencoder stage \(iterations 1-10\).*"
+                                          r"grace_period=0 \(automatic, here 20\) or a value above 10"):
+        prepare("round_a", ["scheduler.grace_period=4"])
+    assert asha_rungs(prepare("round_a", ["scheduler.grace_period=11"]).scfg, p.base)[2] == [11, 33]
+    prepare("round_a", ["scheduler.grace_period=4", "scheduler.name=fifo"])  # no rungs, nothing to refuse
+    prepare("round_a", ["scheduler.grace_period=1", "stages.autoencoder.epochs=0"])

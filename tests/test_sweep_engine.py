@@ -78,6 +78,7 @@ def test_asha_stops_a_trial_early_in_a_seeded_run(ray_session, tmp_path: Path) -
     trainable = make_trainable("stages.operator.optimizer.lr", {}, iterations=8, sleep=0.1)
     out = run_round("asha", [*common(tmp_path), f"space={space}", "searcher.name=optuna", "searcher.seed=7",
                              "scheduler.name=asha", "scheduler.grace_period=1", "scheduler.reduction_factor=2",
+                             "stages.autoencoder.epochs=0",  # the fake trainable has no autoencoder stage
                              "num_samples=6", "max_concurrent=2"], trainable=trainable)
     rows = out.rows[out.rows["experiment"] == out.experiment]
     assert len(rows) == 6

@@ -40,7 +40,7 @@ class SchedulerCfg:
     name: str = "asha"  # asha | fifo | pbt
     time_attr: str = "training_iteration"  # one iteration = one epoch of one stage
     max_t: int = 0  # 0: total epochs of the base config + 2 (room for the final eval report)
-    grace_period: int = 1
+    grace_period: int = 0  # first rung; 0: autoencoder epochs + a third of the operator's (launcher.auto_grace_period)
     reduction_factor: float = 2.0
     perturbation_interval: int = 2  # pbt only
 
@@ -263,9 +263,9 @@ def validate_sweep_config(s: SweepConfig) -> None:
         raise bad("resources.gpu", f"= {s.resources.gpu}: fractions only below 1", "use 0.25, 0.5, 1, 2 …")
     if s.scheduler.name not in ("asha", "fifo", "pbt"):
         raise bad("scheduler.name", f"= '{s.scheduler.name}' is unknown", "use asha, fifo or pbt")
-    if s.scheduler.grace_period < 1 or s.scheduler.reduction_factor <= 1:
-        raise bad("scheduler", "grace_period must be ≥ 1 and reduction_factor > 1",
-                  "scheduler.grace_period=1 scheduler.reduction_factor=2")
+    if s.scheduler.grace_period < 0 or s.scheduler.reduction_factor <= 1:
+        raise bad("scheduler", "grace_period must be ≥ 0 (0: automatic) and reduction_factor > 1",
+                  "scheduler.grace_period=0 scheduler.reduction_factor=3")
     if s.scheduler.max_t and s.scheduler.max_t < s.scheduler.grace_period:
         raise bad("scheduler.max_t", "is below grace_period", "raise max_t or use 0 (automatic)")
     if s.searcher.name not in ("optuna", "random", "grid"):
