@@ -14,8 +14,9 @@ For every seed of the seed set, in one process on one local Ray:
 * random search (Ray's BasicVariantGenerator, FIFO, every trial to its full budget) runs
   ``--random-trials`` trials; its total compute (Σ time_this_iter_s over all trials) is the budget;
 * ASHA + TPE (Optuna behind the concurrency limiter; ASHA rungs at ``--grace`` × ``--rf``^k
-  iterations, i.e. operator epochs 6 and 22 by default) samples new configurations and stops poor
-  ones at the rungs until it has used the same compute.
+  iterations: one rung at operator epoch 10 by default, the first epoch whose rank predicts the final
+  rank, reported per seed as ``rung_spearman`` from random search's full curves) samples new
+  configurations and stops poor ones at the rungs until it has used the same compute.
 
 Both are pure searches from their first draw: no hand-picked first trial (``--reference`` starts both
 at the space's reference point, as the sweep rounds do; a good reference makes the metric degenerate:
@@ -30,7 +31,7 @@ Both searches train every trial with training seed 0, so "best" is partly the lu
 is really better stays better; a lucky run falls back to the pack.  ``--noise-seeds N`` trains the
 default configuration with seeds 0..N-1 for the spread of one configuration.
 
-    python benchmarks/search_efficiency.py                          # 3 seeds × 12 random trials (≈ 25 min)
+    python benchmarks/search_efficiency.py                          # 3 seeds × 24 random trials (≈ 40 min)
     python benchmarks/search_efficiency.py --space round_a          # round A's space
     python benchmarks/search_efficiency.py --seeds 0 --random-trials 4 --out /tmp/se
 
@@ -141,6 +142,7 @@ def one_seed(seed: int, args: argparse.Namespace, space: Path, root: Path) -> di
     c_asha = [(s, b) for s, b in curve(asha) if s <= budget * 1.02]
     best_rnd, best_asha = c_rnd[-1][1], c_asha[-1][1]
     winners = {f"random_s{seed}": best_config(rnd, space), f"asha_tpe_s{seed}": best_config(asha, space)}
+    rung_rho = rung_spearman(rnd, args.grace)
     need_rnd = compute_to_reach(c_rnd, best_rnd) or budget
     need_asha = compute_to_reach(c_asha, best_rnd)
     reached = need_asha is not None
@@ -149,7 +151,16 @@ def one_seed(seed: int, args: argparse.Namespace, space: Path, root: Path) -> di
             "asha_trials": len(list(asha.glob("trial_*"))), "best_random": round(best_rnd, 5),
             "best_asha_tpe": round(best_asha, 5), "compute_random_to_its_best_s": round(need_rnd, 1),
             "compute_asha_to_random_best_s": round(need_asha, 1) if reached else None, "reached": reached,
-            "ratio": round(ratio, 2), "curves": {"random": c_rnd, "asha_tpe": c_asha}, "winners": winners}
+            "ratio": round(ratio, 2), "rung_spearman": rung_rho, "curves": {"random": c_rnd, "asha_tpe": c_asha}, "winners": winners}
+
+
+def rung_spearman(exp_dir: Path, it: int) -> float | None:
+    """Spearman rank correlation, over random search's full-budget trials, between val nRMSE at iteration
+    ``it`` (ASHA's first rung) and the trial's best: how well the rung's ranking predicts the final one."""
+    h = val_reports(exp_dir)
+    at = h[h["training_iteration"] == it].groupby("trial_id")["val_nrmse"].last()
+    best = h.groupby("trial_id")["val_nrmse"].min().reindex(at.index)
+    return round(float(at.corr(best, method="spearman")), 3) if len(at) > 2 else None
 
 
 def best_config(exp_dir: Path, space: Path) -> dict:
@@ -229,10 +240,13 @@ def main() -> None:
                     help="also train the default config with this many training seeds (0: skip)")
     ap.add_argument("--reseed", type=int, default=2,
                     help="retrain each search's winner with this many other training seeds (0: skip)")
-    ap.add_argument("--random-trials", type=int, default=12)
-    ap.add_argument("--max-asha-trials", type=int, default=60)
-    ap.add_argument("--grace", type=int, default=16, help="ASHA grace period in iterations (10 AE epochs + 6 operator)")
-    ap.add_argument("--rf", type=int, default=2, help="ASHA reduction factor")
+    ap.add_argument("--random-trials", type=int, default=24,
+                    help="random search's trials per seed; its compute is the budget of both searches")
+    ap.add_argument("--max-asha-trials", type=int, default=100)
+    ap.add_argument("--grace", type=int, default=20,
+                    help="ASHA grace period in iterations (10 AE epochs + 10 operator: the first operator epoch whose "
+                         "rank predicts the final rank, see rung_spearman)")
+    ap.add_argument("--rf", type=int, default=3, help="ASHA reduction factor")
     ap.add_argument("--startup", type=int, default=5, help="TPE random start-up trials")
     ap.add_argument("--space", choices=sorted(SPACES), default="new_problem")
     ap.add_argument("--reference", action=argparse.BooleanOptionalAction, default=False,
@@ -254,7 +268,8 @@ def main() -> None:
             r = results[-1]
             print(f"seed {seed}: random best {r['best_random']:.4f} at {r['compute_random_to_its_best_s']:.0f} "
                   f"trial-s; ASHA+TPE best {r['best_asha_tpe']:.4f}, reached random's best at "
-                  f"{r['compute_asha_to_random_best_s']} trial-s → {r['ratio']:.2f}×", flush=True)
+                  f"{r['compute_asha_to_random_best_s']} trial-s → {r['ratio']:.2f}×; rung Spearman {r['rung_spearman']}",
+                  flush=True)
         noise = seed_noise(args.noise_seeds, root) if args.noise_seeds > 1 else None
         winners = {k: v for r in results for k, v in r.pop("winners").items()}
         reseeded = reseed(winners, args.reseed, root) if args.reseed > 0 and winners else None
