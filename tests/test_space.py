@@ -224,3 +224,7 @@ def test_asha_rungs_are_automatic_and_never_inside_the_autoencoder_stage() -> No
     assert asha_rungs(prepare("round_a", ["scheduler.grace_period=11"]).scfg, p.base)[2] == [11, 33]
     prepare("round_a", ["scheduler.grace_period=4", "scheduler.name=fifo"])  # no rungs, nothing to refuse
     prepare("round_a", ["scheduler.grace_period=1", "stages.autoencoder.epochs=0"])
+    with pytest.raises(ConfigError, match=r"grace_period=0 \(automatic\) counts epochs, but scheduler.time_attr="
+                                          r"time_total_s"):
+        prepare("round_a", ["scheduler.time_attr=time_total_s"])
+    prepare("round_a", ["scheduler.time_attr=time_total_s", "scheduler.grace_period=60"])

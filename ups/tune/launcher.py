@@ -102,6 +102,10 @@ def check_asha_rungs(scfg: SweepConfig, base: Any) -> None:
     """Refuse an ASHA first rung inside the autoencoder stage: the operator is untrained there, so
     val_nrmse ranks nothing and ASHA would stop trials at random."""
     sc, ae = scfg.scheduler, int(base.stages.autoencoder.epochs)
+    if sc.name == "asha" and sc.time_attr != "training_iteration" and sc.grace_period == 0:
+        raise ConfigError(f"scheduler.grace_period=0 (automatic) counts epochs, but scheduler.time_attr="
+                          f"{sc.time_attr}. Fix: give scheduler.grace_period in {sc.time_attr} units, or use "
+                          f"scheduler.time_attr=training_iteration")
     if sc.name == "asha" and sc.time_attr == "training_iteration" and 0 < sc.grace_period <= ae:
         raise ConfigError(f"scheduler.grace_period={sc.grace_period} puts ASHA's first rung inside the autoencoder "
                           f"stage (iterations 1-{ae}), where the operator is untrained and val_nrmse ranks nothing: "
