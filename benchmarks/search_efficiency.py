@@ -247,7 +247,8 @@ def main() -> None:
                     help="ASHA grace period in iterations (10 AE epochs + 10 operator: the first operator epoch whose "
                          "rank predicts the final rank, see rung_spearman)")
     ap.add_argument("--rf", type=int, default=3, help="ASHA reduction factor")
-    ap.add_argument("--startup", type=int, default=5, help="TPE random start-up trials")
+    ap.add_argument("--startup", type=int, default=10,
+                    help="TPE random start-up trials (the sweeps' default; 5 let TPE lock onto one scheduler value)")
     ap.add_argument("--space", choices=sorted(SPACES), default="new_problem")
     ap.add_argument("--reference", action=argparse.BooleanOptionalAction, default=False,
                     help="start both searches at the space's hand-picked reference point (default: pure "
