@@ -14,7 +14,8 @@
   scores +inf, so a configuration that is not reliable cannot win.
 * champion: the best full-eval (``nrmse_ttc``, else ``nrmse``; the seed mean when seeds are on) replaces
   ``reports/champion.json`` if it beats the recorded champion on the same data (``data_hash``); every
-  change is appended to ``champion_history.jsonl``.  Round C reads the champion's config.
+  change is appended to ``champion_history.jsonl``.  A seed mean is compared with a seed mean; against a
+  single-seed record, each side's own-seed score is compared (``comparable_scores``).  Round C reads the champion's config.
 """
 from __future__ import annotations
 
@@ -164,10 +165,31 @@ def seed_mean_candidates(fulls: list[dict[str, Any]], groups: dict[str, list[str
 def score(row: Mapping[str, Any]) -> float:
     """Champion score: the seed mean when the row has one (+inf if a seed failed), else nRMSE with TTC,
     else nRMSE."""
-    if row.get("seed_mean") is not None and str(row.get("seed_mean")) not in ("", "nan"):
+    if has_seed_mean(row):
         return float(row["seed_mean"])
     v = finite_or_none(row.get("nrmse_ttc"))
     return v if v is not None else (finite_or_none(row.get("nrmse")) or math.inf)
+
+
+def has_seed_mean(row: Mapping[str, Any]) -> bool:
+    return row.get("seed_mean") is not None and str(row.get("seed_mean")) not in ("", "nan")
+
+
+def own_seed_score(row: Mapping[str, Any]) -> float:
+    """The score of the run on its own training seed: the first of ``seed_scores``, else ``score``."""
+    seeds = row.get("seed_scores")
+    if seeds:
+        first = (json.loads(seeds) if isinstance(seeds, str) else seeds)[0]
+        return float(first) if first is not None else math.inf
+    return score(row)
+
+
+def comparable_scores(current: Mapping[str, Any], best: Mapping[str, Any]) -> tuple[float, float, str]:
+    """(current, candidate, basis): seed means when both have one, else each run's own-seed score, so a
+    seed mean is never weighed against a single (selected, hence optimistic) seed."""
+    if has_seed_mean(current) and has_seed_mean(best):
+        return score(current), score(best), "seed_mean"
+    return own_seed_score(current), own_seed_score(best), "own_seed"
 
 
 def read_champion(path: str | Path) -> dict[str, Any] | None:
@@ -190,13 +212,17 @@ def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: P
         return read_champion(path)
     current = read_champion(path)
     same_data = current is not None and current.get("data_hash") == best.get("data_hash")
-    if current is not None and same_data and score(current) <= score(best):
-        return current
+    basis = None
+    if current is not None and same_data:
+        cur, new, basis = comparable_scores(current, best)
+        if cur <= new:
+            return current
     record = {"run_id": best["source_run_id"], "full_eval_run_id": best["run_id"], "round": best.get("round"),
               "experiment": best.get("experiment"), "nrmse": finite_or_none(best.get("nrmse")),
               "nrmse_ttc": finite_or_none(best.get("nrmse_ttc")), "score": score(best), "checkpoint": best["checkpoint"],
               "config": json.loads(best["config_json"]) if best.get("config_json") else {},
               "data_hash": best.get("data_hash"), "replaced": current.get("run_id") if current else None,
+              "compared_on": basis,
               "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if best.get("seed_mean") is not None:  # chosen on the mean over training seeds
         record.update({"seed_mean": best["seed_mean"], "seed_scores": json.loads(best["seed_scores"]),
