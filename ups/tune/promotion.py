@@ -15,7 +15,8 @@
 * champion: the best full-eval (``nrmse_ttc``, else ``nrmse``; the seed mean when seeds are on) replaces
   ``reports/champion.json`` if it beats the recorded champion on the same data (``data_hash``); every
   change is appended to ``champion_history.jsonl``.  A seed mean is compared with a seed mean; against a
-  single-seed record, each side's own-seed score is compared (``comparable_scores``).  Round C reads the champion's config.
+  single-seed record, each side's own-seed score is compared (``comparable_scores``).  Round C reads the
+  champion's config.
 """
 from __future__ import annotations
 
@@ -224,7 +225,7 @@ def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: P
               "data_hash": best.get("data_hash"), "replaced": current.get("run_id") if current else None,
               "compared_on": basis,
               "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if best.get("seed_mean") is not None:  # chosen on the mean over training seeds
+    if has_seed_mean(best):  # chosen on the mean over training seeds
         record.update({"seed_mean": best["seed_mean"], "seed_scores": json.loads(best["seed_scores"]),
                        "seed_run_ids": best["seed_run_ids"].split(";")})
     path.parent.mkdir(parents=True, exist_ok=True)
