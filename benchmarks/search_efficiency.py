@@ -137,7 +137,8 @@ def one_seed(seed: int, args: argparse.Namespace, space: Path, root: Path) -> di
     budget = c_rnd[-1][0]
     asha = run(f"asha_tpe_s{seed}", [*common, "searcher.name=optuna", "scheduler.name=asha",
                                      f"scheduler.grace_period={args.grace}", f"scheduler.reduction_factor={args.rf}",
-                                     f"searcher.n_startup_trials={args.startup}", f"num_samples={args.max_asha_trials}",
+                                     f"searcher.n_startup_trials={args.startup}", f"searcher.initial_design={args.init}",
+                                     f"num_samples={args.max_asha_trials}",
                                      f"compute_budget_s={budget:.1f}"], root)
     c_asha = [(s, b) for s, b in curve(asha) if s <= budget * 1.02]
     best_rnd, best_asha = c_rnd[-1][1], c_asha[-1][1]
@@ -249,6 +250,8 @@ def main() -> None:
     ap.add_argument("--rf", type=int, default=3, help="ASHA reduction factor")
     ap.add_argument("--startup", type=int, default=10,
                     help="TPE random start-up trials (the sweeps' default; 5 let TPE lock onto one scheduler value)")
+    ap.add_argument("--init", choices=["lhs", "random"], default="lhs",
+                    help="TPE start-up design (searcher.initial_design; the sweeps' default is lhs)")
     ap.add_argument("--space", choices=sorted(SPACES), default="new_problem")
     ap.add_argument("--reference", action=argparse.BooleanOptionalAction, default=False,
                     help="start both searches at the space's hand-picked reference point (default: pure "
@@ -292,7 +295,7 @@ def main() -> None:
     need_a = sum(r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in results)
     ratios = [r["ratio"] for r in results]
     out = {"seeds": args.seeds, "random_trials": args.random_trials, "grace": args.grace, "rf": args.rf,
-           "space": args.space, "reference": args.reference, "startup": args.startup, "per_seed": [{k: v for k, v in r.items() if k != "curves"}
+           "space": args.space, "reference": args.reference, "startup": args.startup, "init": args.init, "per_seed": [{k: v for k, v in r.items() if k != "curves"}
                                                                 for r in results],
            "ratio_median": round(statistics.median(ratios), 2), "ratio_pooled": round(need_r / need_a, 2),
            "seeds_reached": sum(r["reached"] for r in results), "asha_better_or_equal_best":

@@ -195,6 +195,60 @@ def test_start_at_reference_switch(searcher: str) -> None:
         assert list(queued or []) == expected, (searcher, flag, queued)
 
 
+LHS_SPACE = """\
+params:
+  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-5, high: 1.0e-1}
+  stages.operator.warmup_steps_ratio: {dist: uniform, low: 0.0, high: 0.3}
+  stages.operator.batch_size: {dist: choice, values: [8, 16, 32, 64]}
+  stages.operator.optimizer.betas: {dist: choice, values: [[0.9, 0.95], [0.9, 0.99]]}
+  latent.tokens: {dist: int, low: 4, high: 11}
+"""
+
+
+def test_latin_hypercube_start_up_covers_every_range_and_choice(tmp_path: Path) -> None:
+    """searcher.initial_design=lhs: one point in each of n equal strata of every knob (log strata for a
+    loguniform), every choice value ⌊n/k⌋ or ⌈n/k⌉ times, seeded; random draws give no such cover."""
+    import math
+    from collections import Counter
+
+    path = tmp_path / "lhs.yaml"
+    path.write_text(LHS_SPACE)
+    space = load_space(path)
+    n = 8
+    pts = space.latin_hypercube(n, seed=3)
+    assert pts == space.latin_hypercube(n, seed=3) and pts != space.latin_hypercube(n, seed=4)
+    strata = sorted(int(n * math.log(p["stages.operator.optimizer.lr"] / 1e-5) / math.log(1e-1 / 1e-5)) for p in pts)
+    assert strata == list(range(n))
+    assert sorted(int(n * p["stages.operator.warmup_steps_ratio"] / 0.3) for p in pts) == list(range(n))
+    assert set(Counter(p["stages.operator.batch_size"] for p in pts).values()) == {2}
+    betas = Counter(p["stages.operator.optimizer.betas"] for p in pts)
+    assert betas == {"[0.9, 0.95]": 4, "[0.9, 0.99]": 4}  # list choices are encoded as the searcher sees them
+    tokens = [p["latent.tokens"] for p in pts]
+    assert all(isinstance(t, int) and 4 <= t <= 11 for t in tokens) and len(set(tokens)) == n
+    assert space.latin_hypercube(0, seed=0) == []
+
+
+@pytest.mark.parametrize("design, reference", [("lhs", "true"), ("lhs", "false"), ("random", "true")])
+def test_tpe_start_up_design_is_queued(tmp_path: Path, design: str, reference: str) -> None:
+    """With lhs, TPE's n_startup_trials start-up trials are queued: the reference point (if on) and then
+    Latin-hypercube points; with random only the reference is queued and Optuna draws the rest."""
+    from ups.tune.launcher import build_searcher
+
+    path = tmp_path / "lhs.yaml"
+    path.write_text(LHS_SPACE)
+    space = load_space(path)
+    point = {"stages.operator.optimizer.lr": 3.0e-4}
+    s = load_sweep_config("round_a", ["searcher.n_startup_trials=5", f"searcher.initial_design={design}",
+                                      f"searcher.start_at_reference={reference}"])
+    alg, _ = build_searcher(s, point, max_conc=2, space=space)
+    queued = list(alg.searcher._points_to_evaluate or [])
+    ref = [point] if reference == "true" else []
+    expected = ref + (space.latin_hypercube(5 - len(ref), seed=s.searcher.seed) if design == "lhs" else [])
+    assert queued == expected and len(queued) == (5 if design == "lhs" else len(ref))
+    with pytest.raises(ConfigError, match=r"searcher.initial_design.*use lhs or random"):
+        load_sweep_config("round_a", ["searcher.initial_design=sobol"])
+
+
 def test_promotion_seeds_refuses_a_searched_seed(tmp_path: Path) -> None:
     from ups.tune.launcher import prepare
 

@@ -251,7 +251,11 @@ def total_epochs(cfg: Any) -> int:
     return int(sum(int(st.epochs) for st in cfg.stages.values()))
 
 
-def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int) -> tuple[Any, int | None]:
+def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
+                   space: SearchSpace | None = None) -> tuple[Any, int | None]:
+    """Tune search algorithm for ``searcher.*``. With optuna and ``initial_design=lhs`` TPE's start-up
+    trials (the reference point first, if queued) are a Latin hypercube over ``space`` instead of
+    Optuna's independent random draws."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     first = [point] if s.searcher.start_at_reference else None
@@ -259,8 +263,11 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int) -> tupl
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
-        sampler = optuna.samplers.TPESampler(seed=s.searcher.seed, n_startup_trials=s.searcher.n_startup_trials)
-        return ConcurrencyLimiter(OptunaSearch(points_to_evaluate=first, sampler=sampler),
+        startup = s.searcher.n_startup_trials
+        if s.searcher.initial_design == "lhs" and space is not None:
+            first = (first or []) + space.latin_hypercube(startup - len(first or []), s.searcher.seed)
+        sampler = optuna.samplers.TPESampler(seed=s.searcher.seed, n_startup_trials=startup)
+        return ConcurrencyLimiter(OptunaSearch(points_to_evaluate=first or None, sampler=sampler),
                                   max_concurrent=max_conc), None
     if s.searcher.name == "random":
         return BasicVariantGenerator(points_to_evaluate=first, random_state=s.searcher.seed,
@@ -300,7 +307,7 @@ def build_tuner(p: Prepared, name: str, trainable: Callable[..., Any], limits: G
     from ray.tune import TuneConfig
 
     s = p.scfg
-    search_alg, _ = build_searcher(s, p.space.reference_point(p.base), max_conc)
+    search_alg, _ = build_searcher(s, p.space.reference_point(p.base), max_conc, p.space)
     num_samples = s.num_samples
     if s.searcher.name == "grid":  # num_samples repeats the grid; keep one pass unless asked
         num_samples = max(1, s.num_samples // max(1, p.space.grid_size())) if s.num_samples > 1 else 1

@@ -52,6 +52,8 @@ class SearcherCfg:
     n_startup_trials: int = 10  # TPE random start-up trials (Optuna's default; fewer let TPE lock onto the
     # categorical values its start-up happened to draw: docs/SWEEPS.md)
     start_at_reference: bool = True  # evaluate the space's reference point first (Tune points_to_evaluate)
+    initial_design: str = "lhs"  # TPE's start-up points: lhs (Latin hypercube: every knob's range and every
+    # choice covered evenly) | random (Optuna's own independent draws)
 
 
 @dataclass
@@ -271,6 +273,8 @@ def validate_sweep_config(s: SweepConfig) -> None:
         raise bad("scheduler.max_t", "is below grace_period", "raise max_t or use 0 (automatic)")
     if s.searcher.name not in ("optuna", "random", "grid"):
         raise bad("searcher.name", f"= '{s.searcher.name}' is unknown", "use optuna, random or grid")
+    if s.searcher.initial_design not in ("lhs", "random"):
+        raise bad("searcher.initial_design", f"= '{s.searcher.initial_design}' is unknown", "use lhs or random")
     if s.scheduler.name == "pbt" and s.searcher.name == "optuna":
         raise bad("scheduler.name", "= pbt cannot be combined with searcher.name=optuna",
                   "use searcher.name=random with PBT")
