@@ -13,7 +13,8 @@ For every seed of the seed set, in one process on one local Ray:
 
 * random search (Ray's BasicVariantGenerator, FIFO, every trial to its full budget) runs
   ``--random-trials`` trials; its total compute (Σ time_this_iter_s over all trials) is the budget;
-* ASHA + TPE (Optuna behind the concurrency limiter; ASHA rungs at ``--grace`` × ``--rf``^k
+* ASHA + TPE (Optuna behind the concurrency limiter, its ``--startup`` start-up trials a Latin
+  hypercube over the space by default, ``--init random`` for Optuna's random draws; ASHA rungs at ``--grace`` × ``--rf``^k
   iterations: one rung at operator epoch 10 by default, the first epoch whose rank predicts the final
   rank, reported per seed as ``rung_spearman`` from random search's full curves) samples new
   configurations and stops poor ones at the rungs until it has used the same compute.
@@ -32,6 +33,7 @@ is really better stays better; a lucky run falls back to the pack.  ``--noise-se
 default configuration with seeds 0..N-1 for the spread of one configuration.
 
     python benchmarks/search_efficiency.py                          # 3 seeds × 24 random trials (≈ 40 min)
+    python benchmarks/search_efficiency.py --reseed 0 --noise-seeds 0  # the ratio alone (≈ 31 min)
     python benchmarks/search_efficiency.py --space round_a          # round A's space
     python benchmarks/search_efficiency.py --seeds 0 --random-trials 4 --out /tmp/se
 
