@@ -251,7 +251,7 @@ def main() -> None:
                          "rank predicts the final rank, see rung_spearman)")
     ap.add_argument("--rf", type=int, default=3, help="ASHA reduction factor")
     ap.add_argument("--startup", type=int, default=10,
-                    help="TPE random start-up trials (the sweeps' default; 5 let TPE lock onto one scheduler value)")
+                    help="TPE start-up trials (the sweeps' default; 5 random ones let TPE lock onto one scheduler value)")
     ap.add_argument("--init", choices=["lhs", "random"], default="lhs",
                     help="TPE start-up design (searcher.initial_design; the sweeps' default is lhs)")
     ap.add_argument("--space", choices=sorted(SPACES), default="new_problem")
