@@ -128,8 +128,7 @@ class SearchSpace:
                 elif p.dist == "int":
                     value = int(min(int(p.high), int(p.low) + int(u * (int(p.high) - int(p.low) + 1))))
                 else:
-                    raise SearchSpaceError(f"{self.path}: params.{key}: 'around' needs a champion; "
-                                           f"call resolve_around(space, champion_cfg) first")
+                    raise self._unresolved(key)
                 point[key] = p.encode(value)
             points.append(point)
         return points
@@ -189,9 +188,12 @@ class SearchSpace:
             elif p.dist == "int":
                 space[key] = tune.randint(int(p.low), int(p.high) + 1)  # inclusive high
             else:  # "around" must be resolved first
-                raise SearchSpaceError(f"{self.path}: params.{key}: 'around' needs a champion; "
-                                       f"call resolve_around(space, champion_cfg) first")
+                raise self._unresolved(key)
         return space
+
+    def _unresolved(self, key: str) -> SearchSpaceError:
+        return SearchSpaceError(f"{self.path}: params.{key}: 'around' needs a champion; "
+                                f"call resolve_around(space, champion_cfg) first")
 
     def grid_size(self) -> int:
         n = 1

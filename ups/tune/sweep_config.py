@@ -49,8 +49,8 @@ class SchedulerCfg:
 class SearcherCfg:
     name: str = "optuna"  # optuna (TPE) | random | grid
     seed: int = 0
-    n_startup_trials: int = 10  # TPE random start-up trials (Optuna's default; fewer let TPE lock onto the
-    # categorical values its start-up happened to draw: docs/SWEEPS.md)
+    n_startup_trials: int = 10  # TPE start-up trials before its model (Optuna's default; fewer let TPE lock
+    # onto the categorical values its start-up happened to draw: docs/SWEEPS.md)
     start_at_reference: bool = True  # evaluate the space's reference point first (Tune points_to_evaluate)
     initial_design: str = "lhs"  # TPE's start-up points: lhs (Latin hypercube: every knob's range and every
     # choice covered evenly) | random (Optuna's own independent draws)
