@@ -25,14 +25,13 @@ from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, full_eval, seed_groups,
                                 seed_mean_candidates, seed_points, update_champion)
 from ups.tune.results import LeaderboardCallback, RowContext, trial_row
+from ups.tune.retention import CheckpointRetention
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
 from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
 from ups.tune.trainable import METRIC, scratch_root, ups_trial
 from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
-# checkpoints are kept to checkpoint_keep; the forced snapshots that implies are cheap, the warning is noise
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 class RayConnectError(ConfigError):
@@ -323,8 +322,11 @@ def run_config(p: Prepared, name: str, stop: Any, callbacks: list[Any]) -> Any:
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 
     s = p.scfg
+    # Ray keeps every checkpoint; CheckpointRetention deletes them only where a resume can never need them
+    # (Ray's num_to_keep deletes before the experiment state naming them is synced: ups.tune.retention)
     return RunConfig(name=name, storage_path=p.storage_path, storage_filesystem=p.filesystem, stop=stop,
-                     callbacks=callbacks, checkpoint_config=CheckpointConfig(num_to_keep=max(1, s.checkpoint_keep)),
+                     callbacks=[*callbacks, CheckpointRetention(s.checkpoint_keep)],
+                     checkpoint_config=CheckpointConfig(num_to_keep=None),
                      failure_config=FailureConfig(max_failures=s.max_failures), verbose=s.verbose)
 
 
