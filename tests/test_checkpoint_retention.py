@@ -13,7 +13,8 @@ from pathlib import Path
 import pyarrow.fs
 import pytest
 
-from ups.tune.retention import CheckpointRetention, RetentionAudit, deletable, storage_state_checkpoints
+from ups.tune.retention import CheckpointRetention, RetentionAudit, deletable
+from ups.tune.tune_state import storage_state_checkpoints
 
 
 def checkpointing_trainable(iterations: int, sleep: float = 0.0):
@@ -105,3 +106,41 @@ def test_unreadable_state_deletes_nothing(tmp_path: Path, content: bytes) -> Non
     assert storage_state_checkpoints(str(tmp_path), fs) is None  # no state written yet
     (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_bytes(content)  # caught mid-copy
     assert storage_state_checkpoints(str(tmp_path), fs) is None
+
+
+def test_pbt_exploits_checkpoints_under_retention(ray_session, tmp_path: Path, monkeypatch) -> None:
+    """PBT hands one trial's latest checkpoint to another: retention must not delete it under the exploiter."""
+    from ray import tune
+    from ray.tune import CheckpointConfig, RunConfig
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")
+
+    def fn(config):
+        import tempfile
+        import time
+
+        from ray import tune
+        from ray.tune import Checkpoint
+
+        ckpt = tune.get_checkpoint()
+        start = int(Path(ckpt.to_directory(), "state.txt").read_text()) + 1 if ckpt else 0
+        for i in range(start, 16):
+            time.sleep(0.05)
+            d = tempfile.mkdtemp()
+            Path(d, "state.txt").write_text(str(i))
+            tune.report({"i": i, "loss": config["lr"] / (i + 1), "resumed_at": start}, checkpoint=Checkpoint.from_directory(d))
+
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=3,
+                                  hyperparam_mutations={"lr": tune.uniform(0.1, 1.0)})
+    check = RetentionAudit()
+    grid = tune.Tuner(fn, param_space={"lr": tune.uniform(0.1, 1.0)},
+                      tune_config=tune.TuneConfig(num_samples=4, metric="loss", mode="min", scheduler=pbt,
+                                                  reuse_actors=True),
+                      run_config=RunConfig(name="exp", storage_path=str(tmp_path), verbose=0,
+                                           callbacks=[check, CheckpointRetention(keep=1, period_s=0.0)],
+                                           checkpoint_config=CheckpointConfig(num_to_keep=None))).fit()
+    assert not grid.errors and check.missing == []
+    assert any((r.metrics_dataframe["resumed_at"] > 0).any() for r in grid)  # a trial took over another's checkpoint
+    assert [r.metrics["i"] for r in grid] == [15] * 4  # and every trial ran to its end
+    assert all(len(list(d.glob("checkpoint_*"))) <= 1 for d in (tmp_path / "exp").glob("fn_*"))

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +30,7 @@ from ups.tune.retention import CheckpointRetention
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
 from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
 from ups.tune.trainable import METRIC, scratch_root, ups_trial
+from ups.tune.tune_state import repair_cut_off_state
 from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
@@ -412,6 +414,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 raise ConfigError(f"resume=true: '{exp_path}' holds no restorable sweep state. Fix: run without "
                                   f"resume=true, or name= the interrupted sweep")
             _log(f"resuming {exp_path}")
+            repaired = restorable_state(p, name)
+            if repaired:
+                _log(repaired)
             tuner = tune.Tuner.restore(f"{p.storage_path}/{name}", tr, resume_errored=True,
                                        storage_filesystem=p.filesystem)
         else:
@@ -437,6 +442,20 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         _log(f"report: {report}")
     _log(f"leaderboard: {p.leaderboard}")
     return outcome
+
+
+def restorable_state(p: Prepared, name: str) -> str | None:
+    """Refuse (or repair from this machine's staging copy) a cut-off Tune state before restoring it."""
+    import ray
+
+    try:  # the Ray temp folder of this machine (/tmp/ray unless RAY_TMPDIR / --temp-dir moved it)
+        temp_root = str(Path(ray._private.worker._global_node.get_session_dir_path()).parent)
+    except AttributeError:
+        temp_root = os.path.join(tempfile.gettempdir(), "ray")
+    try:
+        return repair_cut_off_state(f"{p.storage_path}/{name}", p.filesystem, name, temp_root)
+    except ValueError as e:
+        raise ConfigError(f"resume=true: {e}") from None
 
 
 def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback) -> None:
@@ -505,6 +524,8 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
     _log(f"promotion: retraining {', '.join(chosen)} with training seed(s) {', '.join(map(str, seeds))} "
          f"({len(points)} trials, {p.display_storage}/{seed_name})")
     if s.resume and tune.Tuner.can_restore(path, storage_filesystem=p.filesystem):
+        if repaired := restorable_state(p, seed_name):
+            _log(repaired)
         tuner = tune.Tuner.restore(path, tr, resume_errored=True, storage_filesystem=p.filesystem)
     else:
         param_space = {**p.space.tune_space("random"), SEED_KEY: tune.choice(seeds)}

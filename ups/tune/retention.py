@@ -10,14 +10,14 @@ with K=2 and trials checkpointing every ~20 ms, the state on storage named a del
 
 So Ray keeps every checkpoint (``num_to_keep=None``) and this driver-side callback deletes them
 instead, under one rule per trial: a checkpoint goes only when it is older than the one the state on
-storage names for that trial *and* is not among the trial's ``keep`` newest. The state on storage
+storage names for that trial *and* is not among the trial's ``keep`` newest (and no trial, on storage or
+live, restores from it: PBT hands one trial's checkpoint to another). The state on storage
 only ever moves forward (each sync copies a newer save), so a checkpoint older than the one it names
 now is never named again. Where the state on storage cannot be read (not written yet, caught
 mid-copy) or does not know the trial, nothing of that trial is deleted.
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections import defaultdict
@@ -25,31 +25,9 @@ from typing import Any, Iterable
 
 from ray.tune import Callback, Checkpoint
 
+from ups.tune.tune_state import storage_state_checkpoints
+
 CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
-
-
-def storage_state_checkpoints(experiment_fs_path: str, fs: Any) -> dict[str, str | None] | None:
-    """{trial_id: latest checkpoint fs path (or None)} from the newest experiment state on storage.
-
-    None when there is no readable state (not synced yet, or read while being copied)."""
-    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
-    from ray.tune.utils.serialization import _loads_with_cloudpickle
-
-    try:
-        path = _find_newest_experiment_checkpoint(experiment_fs_path, fs)
-        if path is None:
-            return None
-        with fs.open_input_stream(path) as f:
-            state = json.loads(f.read())
-        out: dict[str, str | None] = {}
-        for trial_json, runtime_json in state["trial_data"]:
-            trial_id = json.loads(trial_json)["trial_id"]
-            manager = _loads_with_cloudpickle(runtime_json).get("checkpoint_manager")
-            latest = manager.latest_checkpoint_result if manager is not None else None
-            out[trial_id] = latest.checkpoint.path if latest is not None and latest.checkpoint else None
-        return out
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
 
 
 def deletable(registered: list[str], named: str | None, keep: int) -> list[str]:
@@ -102,9 +80,10 @@ class CheckpointRetention(Callback):
         named = storage_state_checkpoints(storage.experiment_fs_path, storage.storage_filesystem)
         if named is None:
             return 0
+        protected = _in_use(named, by_id.values())
         n = 0
         for trial_id, ckpts in self._registered.items():
-            gone = set(deletable([c.path for c in ckpts], named.get(trial_id), self.keep))
+            gone = set(deletable([c.path for c in ckpts], named.get(trial_id), self.keep)) - protected
             if not gone:
                 continue
             for c in ckpts:
@@ -127,6 +106,7 @@ class CheckpointRetention(Callback):
         named = storage_state_checkpoints(storage.experiment_fs_path, fs)
         if named is None:
             return 0
+        protected = _in_use(named, trials)
         n = 0
         for t in trials:
             ref = named.get(t.trial_id)
@@ -137,12 +117,19 @@ class CheckpointRetention(Callback):
             found = sorted((i, f"{trial_dir}/{name}") for name in _list(fs, trial_dir)
                            if (i := _index(name)) is not None)
             newest = {p for _, p in found[-self.keep:]}
-            gone = {p for i, p in found if i < ref_idx and p not in newest and p != ref}
+            gone = {p for i, p in found if i < ref_idx and p not in newest} - protected
             for p in gone:
                 _delete(fs, p)
             _forget(t, gone)
             n += len(gone)
         return n
+
+
+def _in_use(named: dict[str, str | None], trials: Iterable[Any]) -> set[str]:
+    """Checkpoints some trial restores from: named by the state on storage, or a live trial's latest (PBT
+    hands one trial's checkpoint to another)."""
+    live = {t.checkpoint.path for t in trials if getattr(t, "checkpoint", None) is not None}
+    return {p for p in named.values() if p} | live
 
 
 def _index(path: str) -> int | None:

@@ -1,0 +1,97 @@
+"""Reading Tune's experiment state on ``storage_path`` (what ``Tuner.restore`` resumes from).
+
+Tune saves its state (``experiment_state-<session>.json``: every trial, its status and checkpoints) in a
+driver-local staging folder (``<ray temp>/session_*/artifacts/<ts>/<experiment>/driver_artifacts``) and
+copies it to storage in a background thread; the copy is not atomic, so a driver killed during it leaves
+a cut-off file that ``Tuner.restore`` cannot parse. ``repair_cut_off_state`` puts back the intact staging
+copy when this machine still has it (local Ray, or the head node of a cluster).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+STATE_GLOB = "experiment_state-*.json"
+
+
+def newest_state(experiment_path: str, fs: Any = None) -> tuple[str | None, dict[str, Any] | None]:
+    """(fs path of the newest experiment state on storage or None, its JSON or None when unreadable)."""
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+    from ray.train._internal.storage import get_fs_and_path
+
+    try:
+        fs, fs_path = get_fs_and_path(experiment_path, storage_filesystem=fs)
+        path = _find_newest_experiment_checkpoint(fs_path, fs)
+    except (OSError, ValueError):
+        return None, None
+    if path is None:
+        return None, None
+    try:
+        with fs.open_input_stream(path) as f:
+            state = json.loads(f.read())
+        return path, state if isinstance(state, dict) and "trial_data" in state else None
+    except (OSError, ValueError):
+        return path, None
+
+
+def storage_state_checkpoints(experiment_path: str, fs: Any = None) -> dict[str, str | None] | None:
+    """{trial_id: fs path of its latest checkpoint, or None} as the newest state on storage records them.
+
+    None when there is no readable state (not synced yet, or read while being copied)."""
+    from ray.tune.utils.serialization import _loads_with_cloudpickle
+
+    _, state = newest_state(experiment_path, fs)
+    if state is None:
+        return None
+    out: dict[str, str | None] = {}
+    try:
+        for trial_json, runtime_json in state["trial_data"]:
+            trial_id = json.loads(trial_json)["trial_id"]
+            manager = _loads_with_cloudpickle(runtime_json).get("checkpoint_manager")
+            latest = manager.latest_checkpoint_result if manager is not None else None
+            out[trial_id] = latest.checkpoint.path if latest is not None and latest.checkpoint else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return out
+
+
+def staging_copies(experiment_name: str, state_file: str, ray_temp_dir: str) -> list[Path]:
+    """Intact driver-staging copies of ``state_file`` on this machine, newest first."""
+    pattern = os.path.join(ray_temp_dir, "session_*", "artifacts", "*", experiment_name, "driver_artifacts", state_file)
+    found = []
+    for p in map(Path, glob.glob(pattern)):
+        try:
+            if "trial_data" in json.loads(p.read_text()):
+                found.append(p)
+        except (OSError, ValueError):
+            continue
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def repair_cut_off_state(experiment_path: str, fs: Any, experiment_name: str, ray_temp_dir: str) -> str | None:
+    """If the newest state on storage is unreadable, replace it with this machine's intact staging copy.
+
+    Returns what was done (a line for the log), None when the state was readable or absent; raises
+    ``ValueError`` (with the fix) when it is unreadable and no intact copy is here."""
+    from ray.train._internal.storage import get_fs_and_path
+
+    path, state = newest_state(experiment_path, fs)
+    if path is None or state is not None:
+        return None
+    name = path.rsplit("/", 1)[-1]
+    copies = staging_copies(experiment_name, name, ray_temp_dir)
+    if not copies:
+        raise ValueError(
+            f"Tune's experiment state '{path}' is cut off (the driver was killed while Tune was copying it "
+            f"to storage) and this machine has no intact staging copy of it under "
+            f"{ray_temp_dir}/session_*/artifacts/*/{experiment_name}/driver_artifacts/. Fix: copy that file "
+            f"from the machine the killed driver ran on over '{path}', or delete '{path}' to resume from an "
+            f"earlier state file of the experiment if there is one (finished trials stay on the leaderboard; "
+            f"trials started since are run again)")
+    fs, _ = get_fs_and_path(experiment_path, storage_filesystem=fs)
+    with fs.open_output_stream(path) as out:
+        out.write(copies[0].read_bytes())
+    return f"Tune's experiment state '{path}' was cut off (driver killed mid-copy); restored it from {copies[0]}"
