@@ -15,6 +15,7 @@ import pytest
 
 from ups.config import ConfigError
 from ups.leaderboard import read_leaderboard
+from ups.tune.space import load_space
 from ups.tune.trainable import scratch_root
 from tests.fixtures.data import TINY_OVERRIDES
 
@@ -71,6 +72,34 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     assert list((work / "runs" / "wandb").rglob("*.wandb")), "no offline W&B run written"
     scratch = scratch_root(exp)  # trainer scratch is removed as each trial ends
     assert not scratch.exists() or not any(scratch.iterdir()), sorted(p.name for p in scratch.iterdir())
+
+
+def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cache_dir, work) -> None:
+    """scheduler.name=pbt: bottom trials take over a top trial's checkpoint with perturbed values and finish."""
+    assert script("round_a")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "promotion.top_k=0",
+                                  "scheduler.name=pbt", "searcher.name=random", "scheduler.perturbation_interval=2", "num_samples=4",
+                                  "stages.operator.epochs=6", "training.checkpoint_every=1", "baselines=false")) == 0
+    exp = latest_experiment(work, "round_a")
+    rows = trial_rows(work, exp)
+    assert len(rows) == 4 and set(rows["status"]) <= TERMINAL, rows[["status", "stop_reason"]]
+    # PBT's log: one line per exploit (target, clone, …, old config, new config); new values stay in range
+    exploits = [json.loads(line) for line in (work / "runs" / exp / "pbt_global.txt").read_text().splitlines()]
+    assert exploits, "PBT never exploited"
+    params = load_space(REPO / "search_spaces" / "round_a.yaml").params
+    for *_, new in exploits:
+        for key, value in new.items():
+            p = params[key]
+            if p.dist in ("uniform", "loguniform"):
+                assert p.low <= value <= p.high, (key, value)
+            else:
+                assert value in [p.encode(v) for v in p.values], (key, value)
+
+
+def test_pbt_over_model_keys_is_refused_before_ray(tmp_path) -> None:
+    from ups.tune.launcher import prepare
+
+    with pytest.raises(ConfigError, match=r"round_b.yaml: scheduler.name=pbt cannot search model keys \(.*operator\.hidden_dim"):
+        prepare("round_b", ["scheduler.name=pbt", "searcher.name=random", f"storage_path={tmp_path}"])
 
 
 def test_round_b_smoke(ray_session, tiny_data, tiny_cache_dir, work) -> None:

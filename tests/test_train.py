@@ -70,6 +70,46 @@ def test_resume_equals_uninterrupted(tiny, tmp_path):
     assert torch.equal(model.rollout(ctx, 3), full.model.rollout(ctx, 3))
 
 
+def test_resume_with_new_hyperparameters_trains_with_them(tiny, tmp_path):
+    """PBT resumes a trial from another's checkpoint with perturbed values: the config's lr, betas, weight
+    decay and EMA decay take over from the checkpoint's (warmup/schedule shape and progress carry on)."""
+    cfg = load_config(TINY + ["stages.operator.scheduler=constant", "stages.operator.warmup_steps_ratio=0"])
+    seen: list = []
+
+    def interrupt(m, ckpt):
+        seen.append((m, ckpt))
+        if m["global_epoch"] == 3:  # after operator epoch 1 of 3
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, run_dir=tmp_path / "a", data=tiny, report=interrupt)
+    old = seen[-1][0]
+    lr = float(cfg.stages.operator.optimizer.lr)
+    new = load_config(TINY + ["stages.operator.scheduler=constant", "stages.operator.warmup_steps_ratio=0",
+                              f"stages.operator.optimizer.lr={lr * 10}", "stages.operator.optimizer.betas=[0.5,0.9]",
+                              "stages.operator.optimizer.weight_decay=0.5", "stages.operator.ema_decay=0.5"])
+    hist: list[dict] = []
+    train(new, run_dir=tmp_path / "a", data=tiny, resume_from=seen[-1][1], report=lambda m, c: hist.append(m))
+    assert old["stage"] == "operator" and old["lr"] == pytest.approx(lr)
+    assert hist[0]["stage"] == "operator" and hist[0]["epoch"] == 2
+    assert hist[0]["lr"] == pytest.approx(lr * 10)
+
+    import torch
+
+    from ups.train.ema import EMA
+    from ups.train.schedules import build_scheduler
+    from ups.train.trainer import adopt_config_hparams
+
+    p = torch.nn.Parameter(torch.zeros(2))
+    op = cfg.stages.operator
+    opt = torch.optim.AdamW([p], lr=lr, betas=tuple(op.optimizer.betas), weight_decay=float(op.optimizer.weight_decay))
+    sched = build_scheduler(opt, 10, 0.0, "constant")
+    ema = EMA([p], float(op.ema_decay))
+    assert adopt_config_hparams(opt, sched, ema, cfg.stages.operator) == []  # a plain resume: nothing moves
+    assert adopt_config_hparams(opt, sched, ema, new.stages.operator) == ["lr", "betas", "weight_decay", "ema_decay"]
+    assert opt.param_groups[0]["betas"] == (0.5, 0.9) and ema.decay == 0.5 and sched.base_lrs == [lr * 10]
+
+
 def test_nan_loss_stops_with_last_good_checkpoint(tiny, tmp_path):
     cfg = load_config(TINY + ["stages.autoencoder.optimizer.lr=1e30", "stages.autoencoder.grad_clip=0",
                               "stages.autoencoder.warmup_steps_ratio=0"])

@@ -184,6 +184,33 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 # ------------------------------------------------------------------ one stage
+def adopt_config_hparams(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, ema: EMA,
+                         scfg: Any) -> list[str]:
+    """A resumed stage goes on with the config's lr, betas, weight decay and EMA decay, not the checkpoint's.
+
+    A plain resume has the same values and changes nothing (bit for bit); PBT resumes a trial from another
+    trial's checkpoint with perturbed values, which must take effect from there. Warmup and the schedule
+    kind already come from the config (the LambdaLR is rebuilt from it). Returns what changed."""
+    lr, wd = float(scfg.optimizer.lr), float(scfg.optimizer.weight_decay)
+    betas = tuple(float(b) for b in scfg.optimizer.betas)
+    changed: list[str] = []
+    if any(b != lr for b in sched.base_lrs):
+        sched.base_lrs = [lr] * len(sched.base_lrs)
+        for g, factor in zip(opt.param_groups, sched.lr_lambdas):
+            g["initial_lr"] = lr
+            g["lr"] = lr * factor(sched.last_epoch)
+        changed.append("lr")
+    for name, value in (("betas", betas), ("weight_decay", wd)):
+        if any((tuple(g[name]) if name == "betas" else g[name]) != value for g in opt.param_groups):
+            for g in opt.param_groups:
+                g[name] = value
+            changed.append(name)
+    if ema.decay != float(scfg.ema_decay):
+        ema.decay = float(scfg.ema_decay)
+        changed.append("ema_decay")
+    return changed
+
+
 def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
     cfg, model, ctx = run.cfg, run.model, run.ctx
     scfg = cfg.stages[stage]
@@ -233,6 +260,7 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
         gen.set_state(resume["generator"])
         restore_rng(resume["rng"])
         start_epoch = int(resume["epoch"])
+        adopt_config_hparams(opt, sched, ema, scfg)
 
     stage_t0 = time.perf_counter()
     loss_fn = LOSSES[stage]

@@ -84,6 +84,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     check_against(space, base)
     check_promotion_seeds(scfg, space)
     check_asha_rungs(scfg, base)
+    check_pbt_space(scfg, space)
     storage, fs, shown = resolve_storage_path(scfg.storage_path)
     return Prepared(scfg, base, space, storage, fs, shown, resolve_path(scfg.leaderboard))
 
@@ -97,6 +98,21 @@ def check_promotion_seeds(scfg: SweepConfig, space: SearchSpace) -> None:
         raise ConfigError(f"{space.path}: params.{SEED_KEY} is searched, so promotion.seeds={n} cannot retrain the "
                           f"winners with other seeds. Fix: drop {SEED_KEY} from the space's params, or run with "
                           f"promotion.seeds=0")
+
+
+def check_pbt_space(scfg: SweepConfig, space: SearchSpace) -> None:
+    """PBT restarts a trial from another trial's checkpoint with perturbed values: only training knobs can
+    change there. A model key (shape) would make every exploit fail on a checkpoint of another shape."""
+    from ups.train.checkpoint import MODEL_SECTIONS
+
+    if scfg.scheduler.name != "pbt":
+        return
+    shaped = sorted(k for k in [*space.params, *space.derived] if k.split(".")[0] in MODEL_SECTIONS)
+    if shaped:
+        raise ConfigError(f"{space.path}: scheduler.name=pbt cannot search model keys ({', '.join(shaped)}): PBT "
+                          f"hands trials each other's checkpoints, and a checkpoint only loads into the model shape "
+                          f"it was trained with. Fix: scheduler.name=asha for capacity sweeps (round B, dims, "
+                          f"aggressive), or keep only training knobs (stages.*, training.*, ttc.*) in the space")
 
 
 def check_asha_rungs(scfg: SweepConfig, base: Any) -> None:
@@ -286,7 +302,7 @@ def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
                              reduction_factor=sc.reduction_factor)
     if sc.name == "pbt":
         return PopulationBasedTraining(time_attr=sc.time_attr, perturbation_interval=sc.perturbation_interval,
-                                       hyperparam_mutations=space.tune_space("random"), seed=s.searcher.seed)
+                                       hyperparam_mutations=space.pbt_mutations(), custom_explore_fn=space.clamp)
     return FIFOScheduler()
 
 

@@ -191,6 +191,24 @@ class SearchSpace:
                 raise self._unresolved(key)
         return space
 
+    def pbt_mutations(self) -> dict[str, Any]:
+        """PBT's ``hyperparam_mutations``: choices as ordered lists (PBT shifts to a neighbour or resamples),
+        ranges as Tune domains (PBT multiplies by 1.2 / 0.8 or resamples; ``clamp`` keeps it in range)."""
+        out: dict[str, Any] = {}
+        for key, p in self.params.items():
+            if p.dist in ("choice", "grid"):
+                out[key] = [p.encode(v) for v in p.values]
+        tuned = self.tune_space("random")
+        return {**{k: v for k, v in tuned.items() if k not in out}, **out}
+
+    def clamp(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Sampled values pulled back into their declared ranges (PBT's multiplicative perturbation leaves them)."""
+        for key, p in self.params.items():
+            if key in config and p.dist in ("uniform", "loguniform", "int"):
+                v = min(max(config[key], p.low), p.high)
+                config[key] = int(round(v)) if p.dist == "int" else float(v)
+        return config
+
     def _unresolved(self, key: str) -> SearchSpaceError:
         return SearchSpaceError(f"{self.path}: params.{key}: 'around' needs a champion; "
                                 f"call resolve_around(space, champion_cfg) first")
