@@ -437,10 +437,11 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                        storage_filesystem=p.filesystem)
         else:
             tuner = build_tuner(p, name, tr, limits, max_conc, callbacks)
-        grid = tuner.fit()
-        # every trial has ended: scratch a killed worker or driver could not remove goes too (this node's;
-        # a cluster's workers remove theirs as each trial ends)
-        shutil.rmtree(scratch_root(name), ignore_errors=True)
+        try:
+            grid = tuner.fit()
+        finally:  # every trial has ended (or Tune raised): scratch a killed worker or driver could not remove
+            # goes too (this node's; a cluster's workers remove theirs as each trial ends)
+            shutil.rmtree(scratch_root(name), ignore_errors=True)
         reconcile(p.leaderboard, ctx, grid, lb_cb)
         champion = None
         if promote and s.promotion.top_k > 0:
@@ -551,8 +552,10 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
         stop = PhysicsGateStopper(limits) if s.gates.enabled else None
         tuner = tune.Tuner(tr, param_space=param_space, tune_config=tune_cfg,
                            run_config=run_config(p, seed_name, stop, [lb_cb]))
-    grid = tuner.fit()
-    shutil.rmtree(scratch_root(seed_name), ignore_errors=True)
+    try:
+        grid = tuner.fit()
+    finally:
+        shutil.rmtree(scratch_root(seed_name), ignore_errors=True)
     reconcile(p.leaderboard, ctx, grid, lb_cb)
     return seed_groups(p.leaderboard, chosen, seed_name, p.space)
 
