@@ -44,3 +44,13 @@ def test_store_is_first_writer_wins_and_lookup_needs_a_complete_entry(tmp_path: 
     (tmp_path / "cache" / "k" / "checkpoint" / "checkpoint.pt").unlink()
     assert cache.lookup("k") is None
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["k"]  # no temporary folders left
+
+
+def test_remove_scratch_reaches_every_node(ray_session) -> None:
+    from ups.tune.trainable import remove_scratch, scratch_root
+
+    entry = scratch_root("scratch-test") / "_stage_cache" / "k"
+    entry.mkdir(parents=True, exist_ok=True)
+    (entry / "reports.json").write_text("[]")
+    remove_scratch("scratch-test", here=False)  # only the tasks pinned to the cluster's nodes (here: one)
+    assert not scratch_root("scratch-test").exists()

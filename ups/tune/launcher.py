@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import socket
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from ups.tune.results import LeaderboardCallback, RowContext, trial_row
 from ups.tune.retention import CheckpointRetention
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
 from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
-from ups.tune.trainable import METRIC, scratch_root, ups_trial
+from ups.tune.trainable import METRIC, remove_scratch, ups_trial
 from ups.tune.tune_state import repair_cut_off_state
 from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
 
@@ -439,9 +438,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             tuner = build_tuner(p, name, tr, limits, max_conc, callbacks)
         try:
             grid = tuner.fit()
-        finally:  # every trial has ended (or Tune raised): scratch a killed worker or driver could not remove
-            # goes too (this node's; a cluster's workers remove theirs as each trial ends)
-            shutil.rmtree(scratch_root(name), ignore_errors=True)
+        finally:  # every trial has ended (or Tune raised): the stage cache and scratch a killed worker or
+            # driver could not remove go too, on every node
+            remove_scratch(name)
         reconcile(p.leaderboard, ctx, grid, lb_cb)
         champion = None
         if promote and s.promotion.top_k > 0:
@@ -555,7 +554,7 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
     try:
         grid = tuner.fit()
     finally:
-        shutil.rmtree(scratch_root(seed_name), ignore_errors=True)
+        remove_scratch(seed_name)
     reconcile(p.leaderboard, ctx, grid, lb_cb)
     return seed_groups(p.leaderboard, chosen, seed_name, p.space)
 

@@ -55,6 +55,33 @@ def scratch_root(experiment: str) -> Path:
     return Path(tempfile.gettempdir()) / "ups-trials" / experiment
 
 
+def remove_scratch(experiment: str, timeout_s: float = 60.0, here: bool = True) -> None:
+    """Remove an experiment's scratch on this node (``here``) and, through a zero-CPU task pinned to each, on
+    every live node of the Ray cluster (the autoencoder stage cache and whatever a killed trial left there),
+    once all its trials have ended."""
+    if here:
+        shutil.rmtree(scratch_root(experiment), ignore_errors=True)
+    import ray
+
+    if not ray.is_initialized():
+        return
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    rm = ray.remote(num_cpus=0, max_retries=0)(_remove_local_scratch)
+    refs = [rm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(experiment)
+            for n in ray.nodes() if n.get("Alive")]
+    try:
+        ray.get(refs, timeout=timeout_s)
+    except (ray.exceptions.RayError, TimeoutError):
+        pass  # a node that went away took its scratch with it; a hung one keeps a few MB of /tmp
+
+
+def _remove_local_scratch(experiment: str) -> bool:
+    path = scratch_root(experiment)
+    shutil.rmtree(path, ignore_errors=True)
+    return not path.exists()
+
+
 def _resume_path(ckpt: Checkpoint | None) -> tuple[Path | None, Path | None]:
     """(file or folder to resume from, the temporary copy to delete afterwards)."""
     if ckpt is None:
