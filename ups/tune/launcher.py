@@ -429,8 +429,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 raise ConfigError(f"resume=true: '{exp_path}' holds no restorable sweep state. Fix: run without "
                                   f"resume=true, or name= the interrupted sweep")
             _log(f"resuming {exp_path}")
-            repaired = restorable_state(p, name)
-            if repaired:
+            if repaired := restorable_state(p, name):
                 _log(repaired)
             tuner = tune.Tuner.restore(f"{p.storage_path}/{name}", tr, resume_errored=True,
                                        storage_filesystem=p.filesystem)

@@ -68,17 +68,17 @@ class CheckpointRetention(Callback):
             self.prune(trials)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-        self.prune(trials)
-        self.prune_leftovers(trials)
+        named = _named(trials)  # the final state (Tune synced it before this call): read once for both passes
+        self.prune(trials, named)
+        self.prune_leftovers(trials, named)
 
-    def prune(self, trials: Iterable[Any]) -> int:
-        """Delete what the rule allows among this run's registered checkpoints; returns how many."""
+    def prune(self, trials: Iterable[Any], named: dict[str, str | None] | None = None) -> int:
+        """Delete what the rule allows among this run's registered checkpoints; returns how many.
+
+        ``named``: the state on storage as ``storage_state_checkpoints`` reads it (read here if not given)."""
         by_id = {t.trial_id: t for t in trials}
-        if not by_id:
-            return 0
-        storage = next(iter(by_id.values())).storage
-        named = storage_state_checkpoints(storage.experiment_fs_path, storage.storage_filesystem)
-        if named is None:
+        named = named if named is not None else _named(by_id.values())
+        if not by_id or named is None:
             return 0
         protected = _in_use(named, by_id.values())
         n = 0
@@ -95,17 +95,14 @@ class CheckpointRetention(Callback):
                 _forget(by_id[trial_id], gone)
         return n
 
-    def prune_leftovers(self, trials: Iterable[Any]) -> int:
+    def prune_leftovers(self, trials: Iterable[Any], named: dict[str, str | None] | None = None) -> int:
         """At the end: checkpoint folders of any run of the experiment older than the one the final state
         names, outside the ``keep`` highest indices (a killed run's, which this run never registered)."""
         trials = list(trials)
-        if not trials:
+        named = named if named is not None else _named(trials)
+        if not trials or named is None:
             return 0
-        storage = trials[0].storage
-        fs = storage.storage_filesystem
-        named = storage_state_checkpoints(storage.experiment_fs_path, fs)
-        if named is None:
-            return 0
+        fs = trials[0].storage.storage_filesystem
         protected = _in_use(named, trials)
         n = 0
         for t in trials:
@@ -123,6 +120,14 @@ class CheckpointRetention(Callback):
             _forget(t, gone)
             n += len(gone)
         return n
+
+
+def _named(trials: Iterable[Any]) -> dict[str, str | None] | None:
+    """The latest checkpoint per trial as the experiment state on storage names it (None: none readable)."""
+    first = next(iter(trials), None)
+    if first is None:
+        return None
+    return storage_state_checkpoints(first.storage.experiment_fs_path, first.storage.storage_filesystem)
 
 
 def _in_use(named: dict[str, str | None], trials: Iterable[Any]) -> set[str]:
@@ -179,9 +184,8 @@ class RetentionAudit(Callback):
         if not trials:
             return
         self.steps += 1
-        storage = trials[0].storage
-        fs = storage.storage_filesystem
-        for path in filter(None, (storage_state_checkpoints(storage.experiment_fs_path, fs) or {}).values()):
+        fs = trials[0].storage.storage_filesystem
+        for path in filter(None, (_named(trials) or {}).values()):
             self.named += 1
             if not _exists_at_fs_path(fs, path):
                 self.missing.append(path)

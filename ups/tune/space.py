@@ -194,12 +194,9 @@ class SearchSpace:
     def pbt_mutations(self) -> dict[str, Any]:
         """PBT's ``hyperparam_mutations``: choices as ordered lists (PBT shifts to a neighbour or resamples),
         ranges as Tune domains (PBT multiplies by 1.2 / 0.8 or resamples; ``clamp`` keeps it in range)."""
-        out: dict[str, Any] = {}
-        for key, p in self.params.items():
-            if p.dist in ("choice", "grid"):
-                out[key] = [p.encode(v) for v in p.values]
         tuned = self.tune_space("random")
-        return {**{k: v for k, v in tuned.items() if k not in out}, **out}
+        return {key: [p.encode(v) for v in p.values] if p.dist in ("choice", "grid") else tuned[key]
+                for key, p in self.params.items()}
 
     def clamp(self, config: dict[str, Any]) -> dict[str, Any]:
         """Sampled values pulled back into their declared ranges (PBT's multiplicative perturbation leaves them)."""

@@ -14,9 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-STATE_GLOB = "experiment_state-*.json"
-
-
 def newest_state(experiment_path: str, fs: Any = None) -> tuple[str | None, dict[str, Any] | None]:
     """(fs path of the newest experiment state on storage or None, its JSON or None when unreadable)."""
     from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
