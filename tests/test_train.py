@@ -110,6 +110,44 @@ def test_resume_with_new_hyperparameters_trains_with_them(tiny, tmp_path):
     assert opt.param_groups[0]["betas"] == (0.5, 0.9) and ema.decay == 0.5 and sched.base_lrs == [lr * 10]
 
 
+def test_resume_with_another_batch_size_keeps_the_schedule_position(tiny, tmp_path):
+    """PBT may perturb batch_size: the resumed stage goes on at the point of its cosine schedule that the
+    epochs it has trained reach with the new batch size, as an uninterrupted run with that batch size."""
+    base = [o for o in TINY if not o.startswith("stages.operator.batch_size")] + [
+        "stages.operator.scheduler=cosine", "stages.operator.warmup_steps_ratio=0.2"]
+    seen: list = []
+
+    def interrupt(m, ckpt):
+        seen.append((m, ckpt))
+        if m["global_epoch"] == 3:  # after operator epoch 1 of 3, trained with batch 3
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(load_config(base + ["stages.operator.batch_size=3"]), run_dir=tmp_path / "a", data=tiny, report=interrupt)
+    new = load_config(base + ["stages.operator.batch_size=12"])
+    resumed: list[dict] = []
+    train(new, run_dir=tmp_path / "a", data=tiny, resume_from=seen[-1][1], report=lambda m, c: resumed.append(m))
+    straight: list[dict] = []
+    train(new, run_dir=tmp_path / "b", data=tiny, report=lambda m, c: straight.append(m))
+    lr = {m["epoch"]: m["lr"] for m in straight if m.get("stage") == "operator"}
+    ops = [m for m in resumed if m.get("stage") == "operator"]
+    assert [m["epoch"] for m in ops] == [2, 3]
+    for m in ops:  # the lr each epoch ends with
+        assert m["lr"] == pytest.approx(lr[m["epoch"]], rel=1e-9), m["epoch"]
+
+    from ups.train.schedules import build_scheduler
+    from ups.train.trainer import realign_schedule
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+    sched = build_scheduler(opt, 10, 0.0, "cosine")
+    for _ in range(4):
+        opt.step()
+        sched.step()
+    assert not realign_schedule(opt, sched, 4)  # a plain resume: nothing moves
+    assert realign_schedule(opt, sched, 8) and sched.get_last_lr()[0] == pytest.approx(opt.param_groups[0]["lr"])
+    assert opt.param_groups[0]["lr"] < 0.2  # near the end of the decay
+
+
 def test_nan_loss_stops_with_last_good_checkpoint(tiny, tmp_path):
     cfg = load_config(TINY + ["stages.autoencoder.optimizer.lr=1e30", "stages.autoencoder.grad_clip=0",
                               "stages.autoencoder.warmup_steps_ratio=0"])

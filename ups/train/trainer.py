@@ -211,6 +211,22 @@ def adopt_config_hparams(opt: torch.optim.Optimizer, sched: torch.optim.lr_sched
     return changed
 
 
+def realign_schedule(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, step: int) -> bool:
+    """Put the LR schedule at optimizer step ``step`` (a resumed stage: its epochs done × steps per epoch).
+
+    Checkpoints are taken at epoch ends, so a plain resume is already there and nothing moves. A trial
+    that PBT resumes with another ``batch_size`` or ``accum_steps`` has another number of steps per
+    epoch: the checkpoint's step counter, counted in the old steps, would put it at another point of
+    its warmup and cosine decay than the epochs it has trained. Returns whether it moved."""
+    if sched.last_epoch == step:
+        return False
+    sched.last_epoch = step
+    for g, base, factor in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
+        g["lr"] = base * factor(step)
+    sched._last_lr = [g["lr"] for g in opt.param_groups]  # what get_last_lr() reports
+    return True
+
+
 def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
     cfg, model, ctx = run.cfg, run.model, run.ctx
     scfg = cfg.stages[stage]
@@ -260,6 +276,8 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
         gen.set_state(resume["generator"])
         restore_rng(resume["rng"])
         start_epoch = int(resume["epoch"])
+        if start_epoch < epochs:
+            realign_schedule(opt, sched, start_epoch * steps_per_epoch)
         adopt_config_hparams(opt, sched, ema, scfg)
 
     stage_t0 = time.perf_counter()
