@@ -430,6 +430,10 @@ def report(out: dict) -> None:
 def pool_runs(dirs: list[str], tol: float) -> None:
     """``--pool``: one pooled summary over the seeds of earlier runs (their search_efficiency.json and runs/)."""
     roots = [Path(d) for d in dirs]
+    for root in roots:
+        if not (root / "search_efficiency.json").is_file() or not (root / "runs").is_dir():
+            sys.exit(f"--pool: {root} has no search_efficiency.json and runs/ of a finished run; give the --out "
+                     f"folders of finished runs of this benchmark")
     saved = [json.loads((root / "search_efficiency.json").read_text()) for root in roots]
     keys = ("random_trials", "grace", "rf", "space", "reference", "startup", "init")
     settings = {k: saved[0].get(k) for k in keys}

@@ -196,9 +196,9 @@ def adopt_config_hparams(opt: torch.optim.Optimizer, sched: torch.optim.lr_sched
     changed: list[str] = []
     if any(b != lr for b in sched.base_lrs):
         sched.base_lrs = [lr] * len(sched.base_lrs)
-        for g, factor in zip(opt.param_groups, sched.lr_lambdas):
+        for g in opt.param_groups:
             g["initial_lr"] = lr
-            g["lr"] = lr * factor(sched.last_epoch)
+        _apply_schedule(opt, sched)
         changed.append("lr")
     for name, value in (("betas", betas), ("weight_decay", wd)):
         if any((tuple(g[name]) if name == "betas" else g[name]) != value for g in opt.param_groups):
@@ -221,10 +221,15 @@ def realign_schedule(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler
     if sched.last_epoch == step:
         return False
     sched.last_epoch = step
-    for g, base, factor in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
-        g["lr"] = base * factor(step)
-    sched._last_lr = [g["lr"] for g in opt.param_groups]  # what get_last_lr() reports
+    _apply_schedule(opt, sched)
     return True
+
+
+def _apply_schedule(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """Set each group's lr to its base lr × the schedule's factor at the schedule's current step."""
+    for g, base, factor in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
+        g["lr"] = base * factor(sched.last_epoch)
+    sched._last_lr = [g["lr"] for g in opt.param_groups]  # what get_last_lr() reports
 
 
 def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
