@@ -32,9 +32,9 @@ def trainable(iterations: int, sleep: float):
 
         for i in range(iterations):
             time.sleep(sleep)
-            d = tempfile.mkdtemp()
-            Path(d, "state.bin").write_bytes(os.urandom(64 * 1024))
-            tune.report({"i": i, "loss": 1.0 / (i + 1)}, checkpoint=Checkpoint.from_directory(d))
+            with tempfile.TemporaryDirectory() as d:  # report persists it to storage before returning
+                Path(d, "state.bin").write_bytes(os.urandom(64 * 1024))
+                tune.report({"i": i, "loss": 1.0 / (i + 1)}, checkpoint=Checkpoint.from_directory(d))
 
     return fn
 

@@ -188,26 +188,31 @@ def trial_curves(exp_dir: Path) -> list[tuple[list[int], list[float], list[float
     return [c[1:] for c in sorted(out, key=lambda c: c[0])]
 
 
-def _replay(trials: list, rungs: list[int], rf: float) -> list[tuple[float, float]]:
-    """Best-so-far against compute when ``trials`` (full-length curves) run one after another under ASHA's
-    rule (Ray's _Bracket: a trial reaching a rung stops if its value is worse than the 1/rf quantile of
-    the values recorded there before it); no rungs: every trial runs to its end."""
+def asha_cut(its: list[int], vals: list[float], rungs: list[int], rf: float,
+             recorded: dict[int, list[float]]) -> int:
+    """How many of a trial's reports run under ASHA's rule (Ray's _Bracket: a trial reaching a rung
+    stops if its value is worse than the 1/rf quantile of the values ``recorded`` there before it)."""
     import numpy as np
 
+    for r in rungs:
+        k = next((i for i, it in enumerate(its) if it >= r), None)
+        if k is None:
+            break
+        seen = recorded[r]
+        cut = float(np.nanpercentile(seen, 100.0 / rf)) if seen else None
+        seen.append(vals[k])
+        if cut is not None and vals[k] > cut:
+            return k + 1
+    return len(its)
+
+
+def _replay(trials: list, rungs: list[int], rf: float) -> list[tuple[float, float]]:
+    """Best-so-far against compute when ``trials`` (full-length curves) run one after another under
+    ASHA's rule (``asha_cut``); no rungs: every trial runs to its end."""
     recorded: dict[int, list[float]] = {r: [] for r in rungs}
     out, spent, best = [], 0.0, math.inf
     for its, vals, dts in trials:
-        end = len(its)
-        for r in rungs:
-            k = next((i for i, it in enumerate(its) if it >= r), None)
-            if k is None:
-                break
-            seen = recorded[r]
-            cut = float(np.nanpercentile(seen, 100.0 / rf)) if seen else None
-            seen.append(vals[k])
-            if cut is not None and vals[k] > cut:
-                end = k + 1
-                break
+        end = asha_cut(its, vals, rungs, rf, recorded)
         for v, dt in zip(vals[:end], dts[:end]):
             spent += dt
             best = min(best, v)
@@ -427,26 +432,32 @@ def report(out: dict) -> None:
                                     f"without it" if rep else "") + (f"; {out['png']}" if out.get("png") else ""))
 
 
-def pool_runs(dirs: list[str], tol: float) -> None:
-    """``--pool``: one pooled summary over the seeds of earlier runs (their search_efficiency.json and runs/)."""
+def load_runs(dirs: list[str] | list[Path]) -> tuple[dict, list[dict], list[dict]]:
+    """The settings, per-seed results and curves of earlier runs' ``--out`` folders (their
+    search_efficiency.json and runs/), refused unless they ran the same command with disjoint seeds."""
     roots = [Path(d) for d in dirs]
     for root in roots:
         if not (root / "search_efficiency.json").is_file() or not (root / "runs").is_dir():
-            sys.exit(f"--pool: {root} has no search_efficiency.json and runs/ of a finished run; give the --out "
-                     f"folders of finished runs of this benchmark")
+            sys.exit(f"{root} has no search_efficiency.json and runs/ of a finished run; give the --out "
+                     f"folders of finished runs of search_efficiency.py")
     saved = [json.loads((root / "search_efficiency.json").read_text()) for root in roots]
     keys = ("random_trials", "grace", "rf", "space", "reference", "startup", "init")
     settings = {k: saved[0].get(k) for k in keys}
     for root, d in zip(roots, saved):
         if any(d.get(k) != settings[k] for k in keys):
-            sys.exit(f"--pool: {root} ran with other settings ({ {k: d.get(k) for k in keys} } vs {settings}); "
+            sys.exit(f"{root} ran with other settings ({ {k: d.get(k) for k in keys} } vs {settings}); "
                      f"pool only runs of the same command with other --seeds")
     per_seed = [r for d in saved for r in d["per_seed"]]
-    curves = [c for d in saved for c in d["curves"]]
     if len({r["seed"] for r in per_seed}) < len(per_seed):
-        sys.exit("--pool: a seed appears in more than one run; pool runs with disjoint --seeds")
-    report({**summarize(per_seed, roots, settings, curves, tol), "pooled_from": [str(r) for r in roots]})
+        sys.exit("a seed appears in more than one run; pool runs with disjoint --seeds")
+    return settings, per_seed, [c for d in saved for c in d["curves"]]
 
+
+def pool_runs(dirs: list[str], tol: float) -> None:
+    """``--pool``: one pooled summary over the seeds of earlier runs."""
+    settings, per_seed, curves = load_runs(dirs)
+    roots = [Path(d) for d in dirs]
+    report({**summarize(per_seed, roots, settings, curves, tol), "pooled_from": [str(r) for r in roots]})
 
 if __name__ == "__main__":
     main()

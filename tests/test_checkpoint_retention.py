@@ -27,9 +27,9 @@ def checkpointing_trainable(iterations: int, sleep: float = 0.0):
 
         for i in range(iterations):
             time.sleep(sleep)
-            d = tempfile.mkdtemp()
-            Path(d, "state.txt").write_text(str(i))
-            tune.report({"i": i, "loss": 1.0 / (i + 1)}, checkpoint=Checkpoint.from_directory(d))
+            with tempfile.TemporaryDirectory() as d:  # report persists it to storage before returning
+                Path(d, "state.txt").write_text(str(i))
+                tune.report({"i": i, "loss": 1.0 / (i + 1)}, checkpoint=Checkpoint.from_directory(d))
 
     return fn
 
@@ -124,12 +124,16 @@ def test_pbt_exploits_checkpoints_under_retention(ray_session, tmp_path: Path, m
         from ray.tune import Checkpoint
 
         ckpt = tune.get_checkpoint()
-        start = int(Path(ckpt.to_directory(), "state.txt").read_text()) + 1 if ckpt else 0
+        start = 0
+        if ckpt:
+            with ckpt.as_directory() as c:
+                start = int(Path(c, "state.txt").read_text()) + 1
         for i in range(start, 16):
             time.sleep(0.05)
-            d = tempfile.mkdtemp()
-            Path(d, "state.txt").write_text(str(i))
-            tune.report({"i": i, "loss": config["lr"] / (i + 1), "resumed_at": start}, checkpoint=Checkpoint.from_directory(d))
+            with tempfile.TemporaryDirectory() as d:
+                Path(d, "state.txt").write_text(str(i))
+                tune.report({"i": i, "loss": config["lr"] / (i + 1), "resumed_at": start},
+                            checkpoint=Checkpoint.from_directory(d))
 
     pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=3,
                                   hyperparam_mutations={"lr": tune.uniform(0.1, 1.0)})

@@ -1,0 +1,271 @@
+"""Searcher settings on recorded trials: the product's ASHA + TPE replayed offline against random search.
+
+The live benchmark (``search_efficiency.py``) needs about 40 minutes per 3 seeds, so it can try few
+searcher settings, each over few seeds.  This script reuses what those runs recorded: every
+full-length trial becomes a table entry, its configuration → its recorded val nRMSE curve and
+per-epoch compute (a tabular benchmark).  For each searcher setting it replays many repetitions of
+the live benchmark's comparison:
+
+* random search: ``n_random`` of random search's recorded trials in a random order, each to its full
+  budget; its best is the target, its compute the budget;
+* ASHA + TPE: the product's searcher itself (``ups.tune.launcher.build_searcher``: Ray's OptunaSearch
+  with the TPE sampler and its Latin hypercube start-up, from the sweep config the setting gives),
+  each suggestion answered by the nearest recorded trial not used yet in this repetition (the same
+  choice values where any is left; nearest in the space's unit cube, log-scaled for loguniform
+  knobs), cut at the product's ASHA rungs (``asha_rungs``) by Ray's rule; the searcher is told the
+  trial's last value, as Ray's OptunaSearch is.
+
+Reported per setting, as the live benchmark does: the compute ratio pooled and median, the share of
+repetitions at ≥ 3×, the share where ASHA + TPE reached random's best.  The row ``as run live`` uses the
+runs' own settings, next to their measured ratio: the calibration.  ``oracle`` is no searcher: it draws
+the recorded trials nearest to the best recorded configuration (the nearest ``--oracle-share`` of them,
+the best one itself left out: its value is partly luck) in random order under the same ASHA, i.e.
+what a searcher that knew the good region from its first trial would score.
+
+Limits: trials run one after another (the live runs keep 2 in flight); a suggestion is answered by a
+recorded neighbour, so the searcher cannot exploit detail finer than the recorded trials resolve.
+
+    python benchmarks/search_efficiency.py --reseed 0 --noise-seeds 0 --out /tmp/a   # record (≈ 40 min)
+    python benchmarks/search_surrogate.py /tmp/a /tmp/b /tmp/c                          # replay (≈ 1 min)
+    python benchmarks/search_surrogate.py /tmp/a --reps 50 --setting "searcher.n_startup_trials=5"
+
+Prints one JSON object and a one-line summary.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+from search_efficiency import asha_cut, compute_to_reach, load_runs, val_reports  # noqa: E402
+
+# Settings replayed by default: the live one, then one lever each (overrides of the sweep config; the
+# pseudo-key n_random scales random search's trials, and with them the budget of both).
+DEFAULT_SETTINGS = [
+    [],
+    ["searcher.initial_design=random"],
+    ["searcher.n_startup_trials=5"],
+    ["searcher.n_startup_trials=20"],
+    ["scheduler.name=fifo"],
+    ["scheduler.reduction_factor=2"],
+    ["n_random=48"],
+    ["n_random=96"],
+]
+
+
+@dataclass
+class Recorded:
+    """One recorded full-length trial: its searcher values and its curve."""
+
+    config: dict[str, Any]
+    its: list[int]
+    vals: list[float]
+    dts: list[float]
+    random: bool  # ran in random search (the pool random search's repetitions draw from)
+
+
+def load_trials(runs: list[Path], min_iteration: int) -> list[Recorded]:
+    """Every trial of the runs that reached ``min_iteration`` (a full-length trial), with params.json."""
+    out = []
+    for run in runs:
+        for exp in sorted(Path(run, "runs").iterdir()):
+            if not exp.is_dir():
+                continue
+            h = val_reports(exp)
+            for tid, g in h.groupby("trial_id"):
+                g = g.sort_values("training_iteration")
+                if int(g["training_iteration"].max()) < min_iteration:
+                    continue
+                params = next(exp.glob(f"trial_{tid}*/params.json"), None)
+                if params is None:
+                    continue
+                out.append(Recorded(json.loads(params.read_text()), g["training_iteration"].astype(int).tolist(),
+                                    g["val_nrmse"].astype(float).tolist(),
+                                    g["time_this_iter_s"].fillna(0).astype(float).tolist(),
+                                    exp.name.startswith("random")))
+    return out
+
+
+class Table:
+    """Nearest recorded trial to a suggested configuration: choice values first, then the unit cube."""
+
+    def __init__(self, space: Any, trials: list[Recorded]) -> None:
+        import numpy as np
+
+        self.space, self.trials = space, trials
+        self.cont = [k for k, p in space.params.items() if p.dist not in ("choice", "grid")]
+        self.cat = [k for k, p in space.params.items() if p.dist in ("choice", "grid")]
+        self.X = np.array([self.unit(t.config) for t in trials]).reshape(len(trials), len(self.cont))
+        self.C = [tuple(str(t.config[k]) for k in self.cat) for t in trials]
+
+    def unit(self, config: dict[str, Any]) -> list[float]:
+        out = []
+        for k in self.cont:
+            p, v = self.space.params[k], float(config[k])
+            if p.dist == "loguniform":
+                out.append((math.log(v) - math.log(p.low)) / (math.log(p.high) - math.log(p.low)))
+            else:
+                out.append((v - p.low) / (p.high - p.low))
+        return out
+
+    def by_distance(self, config: dict[str, Any]) -> list[int]:
+        """Recorded trials, nearest to ``config`` first (a differing choice value outweighs the whole cube)."""
+        import numpy as np
+
+        d = np.abs(self.X - np.array(self.unit(config))).sum(axis=1)
+        cats = tuple(str(config[k]) for k in self.cat)
+        d = d + np.array([1e3 * sum(a != b for a, b in zip(c, cats)) for c in self.C])
+        return [int(i) for i in np.argsort(d, kind="stable")]
+
+    def nearest(self, config: dict[str, Any], used: set[int]) -> int:
+        return next(i for i in self.by_distance(config) if i not in used)
+
+
+def extend(c: list[tuple[float, float]], t: Recorded, n: int) -> None:
+    """Append ``t``'s first ``n`` reports to the best-so-far curve ``c`` (compute, best val nRMSE)."""
+    spent, best = c[-1] if c else (0.0, math.inf)
+    for v, dt in zip(t.vals[:n], t.dts[:n]):
+        spent, best = spent + dt, min(best, v)
+        c.append((spent, best))
+
+
+def searcher_curve(p: Any, table: Table, rungs: list[int], rf: float, budget: float,
+                   seed: int) -> list[tuple[float, float]]:
+    """One ASHA + searcher run on the table: the product's searcher (``build_searcher``, one trial in
+    flight) suggests, the nearest unused recorded trial answers, ASHA's rule cuts it."""
+    from ups.tune.launcher import build_searcher
+
+    p.scfg.searcher.seed = seed
+    searcher, _ = build_searcher(p.scfg, p.space.reference_point(p.base), 1, p.space)
+    searcher.set_search_properties("val_nrmse", "min", p.space.tune_space(p.scfg.searcher.name))
+    c: list[tuple[float, float]] = []
+    recorded: dict[int, list[float]] = {r: [] for r in rungs}
+    used: set[int] = set()
+    while (c[-1][0] if c else 0.0) < budget and len(used) < len(table.trials):
+        tid = f"t{len(used)}"
+        i = table.nearest(searcher.suggest(tid), used)
+        used.add(i)
+        t = table.trials[i]
+        n = asha_cut(t.its, t.vals, rungs, rf, recorded)
+        extend(c, t, n)
+        searcher.on_trial_complete(tid, {"val_nrmse": t.vals[n - 1]})  # the last result, as Ray's OptunaSearch
+    return c
+
+
+def oracle_curve(table: Table, pool: list[int], rungs: list[int], rf: float, budget: float,
+                 rng: Any) -> list[tuple[float, float]]:
+    """No searcher: the ``pool`` trials (those nearest the best recorded one) in random order under ASHA."""
+    c: list[tuple[float, float]] = []
+    recorded: dict[int, list[float]] = {r: [] for r in rungs}
+    for i in rng.permutation(pool):
+        t = table.trials[i]
+        extend(c, t, asha_cut(t.its, t.vals, rungs, rf, recorded))
+        if c[-1][0] >= budget:
+            break
+    return c
+
+
+def replay_setting(live: list[str], setting: list[str], table: Table, reps: int, seed: int,
+                   n_random: int, oracle_share: float | None = None) -> dict[str, Any]:
+    """The live benchmark's comparison, ``reps`` times, with the product's searcher and scheduler
+    configured by ``live`` + ``setting`` (the oracle instead of the searcher when ``oracle_share``)."""
+    import numpy as np
+
+    from ups.tune.launcher import asha_rungs, prepare
+
+    overrides = [o for o in setting if not o.startswith("n_random=")]
+    n_random = next((int(o.split("=")[1]) for o in setting if o.startswith("n_random=")), n_random)
+    p = prepare("round_a", [*live, *overrides])
+    rungs = asha_rungs(p.scfg, p.base)[2] if p.scfg.scheduler.name == "asha" else []
+    rf = float(p.scfg.scheduler.reduction_factor)
+    pool = [i for i, t in enumerate(table.trials) if t.random]
+    if len(pool) < n_random:
+        raise SystemExit(f"search_surrogate: {len(pool)} recorded random-search trials, fewer than n_random="
+                         f"{n_random}; record more seeds or lower n_random")
+    if oracle_share is not None:
+        # the best recorded trial's neighbours, not the trial itself: its value is partly the luck of its
+        # draw, which no searcher could pick in advance (on a flat objective the oracle then scores ~1×)
+        best = min(range(len(table.trials)), key=lambda i: min(table.trials[i].vals))
+        near = [i for i in table.by_distance(table.trials[best].config) if i != best]
+        oracle_pool = near[:max(1, int(oracle_share * len(table.trials)))]
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for rep in range(reps):
+        c_rnd: list[tuple[float, float]] = []
+        for i in rng.choice(pool, n_random, replace=False):
+            extend(c_rnd, table.trials[i], len(table.trials[i].its))
+        budget, target = c_rnd[-1]
+        need_rnd = compute_to_reach(c_rnd, target) or budget
+        c = (oracle_curve(table, oracle_pool, rungs, rf, budget, rng) if oracle_share is not None
+             else searcher_curve(p, table, rungs, rf, budget, seed + rep))
+        got = compute_to_reach([(s, b) for s, b in c if s <= budget], target)
+        pairs.append((need_rnd, got if got is not None else budget, got is not None))
+    a = np.array(pairs, dtype=float)
+    return {"setting": " ".join(setting) or "as run live", "rungs": rungs, "reduction_factor": rf,
+            "n_random": n_random, "ratio_pooled": round(float(a[:, 0].sum() / a[:, 1].sum()), 2),
+            "ratio_median": round(float(np.median(a[:, 0] / a[:, 1])), 2),
+            "p_ratio_ge_3": round(float(np.mean(a[:, 0] / a[:, 1] >= 3.0)), 2),
+            "reached": round(float(a[:, 2].mean()), 2)}
+
+
+def live_overrides(summary: dict[str, Any], space: Path) -> list[str]:
+    """The sweep-config overrides the live ASHA + TPE runs used (search_efficiency.one_seed)."""
+    return [f"space={space}", "searcher.name=optuna", "scheduler.name=asha", "gates.enabled=false",
+            f"searcher.start_at_reference={str(summary.get('reference', False)).lower()}",
+            f"scheduler.grace_period={summary['grace']}", f"scheduler.reduction_factor={summary['rf']}",
+            f"searcher.n_startup_trials={summary['startup']}", f"searcher.initial_design={summary['init']}"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("runs", type=Path, nargs="+", help="--out folders of search_efficiency.py runs (same command)")
+    ap.add_argument("--reps", type=int, default=200, help="repetitions per setting")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--setting", action="append", default=None,
+                    help="a setting to replay: space-separated sweep-config overrides (n_random=N scales random "
+                         "search); repeat for several; default: the live one and one lever each")
+    ap.add_argument("--oracle-share", type=float, default=0.05,
+                    help="the oracle draws this share of the recorded trials, the nearest to the best (0: skip)")
+    args = ap.parse_args()
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    summary, per_seed, _ = load_runs(args.runs)
+    live_pooled = round(sum(r["compute_random_to_its_best_s"] for r in per_seed)
+                        / sum(r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in per_seed), 2)
+    space = args.runs[0] / "space.yaml"
+    from ups.tune.launcher import asha_rungs, prepare
+
+    live = live_overrides(summary, space)
+    p = prepare("round_a", live)
+    full_length = asha_rungs(p.scfg, p.base)[0] - 4  # max_t less the 2 stages after the operator and the +2
+    trials = load_trials(args.runs, full_length)
+    table = Table(p.space, trials)
+    settings = [s.split() for s in args.setting] if args.setting else DEFAULT_SETTINGS
+    rows = [replay_setting(live, s, table, args.reps, args.seed, summary["random_trials"]) for s in settings]
+    if args.oracle_share > 0:
+        rows.append({**replay_setting(live, [], table, args.reps, args.seed, summary["random_trials"],
+                                      oracle_share=args.oracle_share), "setting": f"oracle ({args.oracle_share:.0%} nearest the best)"})
+    out = {"runs": [str(r) for r in args.runs], "seeds": [r["seed"] for r in per_seed],
+           "recorded_full_length_trials": len(trials), "random_search_trials": sum(t.random for t in trials),
+           "reps": args.reps, "live_ratio_pooled": live_pooled, "settings": rows,
+           "best_recorded": [{"val_nrmse": round(min(t.vals), 4), **t.config}  # where the good region is
+                             for t in sorted(trials, key=lambda t: min(t.vals))[:15]]}
+    print(json.dumps(out))
+    best = max(rows[:len(settings)], key=lambda r: r["ratio_pooled"])
+    print(f"search_surrogate: {len(trials)} recorded trials, {args.reps} reps; as run live {rows[0]['ratio_pooled']}× "
+          f"(measured {live_pooled}×); best setting '{best['setting']}' {best['ratio_pooled']}×"
+          + (f"; oracle {rows[-1]['ratio_pooled']}×" if args.oracle_share > 0 else "") + " (target ≥ 3×)")
+
+
+if __name__ == "__main__":
+    main()
