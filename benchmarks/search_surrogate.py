@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 from search_efficiency import asha_cut, compute_to_reach, load_runs, val_reports  # noqa: E402
 
@@ -73,25 +71,23 @@ class Recorded:
     random: bool  # ran in random search (the pool random search's repetitions draw from)
 
 
-def load_trials(runs: list[Path], min_iteration: int) -> list[Recorded]:
-    """Every trial of the runs that reached ``min_iteration`` (a full-length trial), with params.json."""
-    out = []
+def load_trials(runs: list[Path]) -> list[Recorded]:
+    """Every full-length trial of the runs (one that reached the last iteration any trial reached; ASHA's
+    stopped ones did not), with its params.json."""
+    groups = []
     for run in runs:
-        for exp in sorted(Path(run, "runs").iterdir()):
-            if not exp.is_dir():
-                continue
+        for exp in sorted(p for p in Path(run, "runs").iterdir() if p.is_dir()):
             h = val_reports(exp)
-            for tid, g in h.groupby("trial_id"):
-                g = g.sort_values("training_iteration")
-                if int(g["training_iteration"].max()) < min_iteration:
-                    continue
-                params = next(exp.glob(f"trial_{tid}*/params.json"), None)
-                if params is None:
-                    continue
-                out.append(Recorded(json.loads(params.read_text()), g["training_iteration"].astype(int).tolist(),
-                                    g["val_nrmse"].astype(float).tolist(),
-                                    g["time_this_iter_s"].fillna(0).astype(float).tolist(),
-                                    exp.name.startswith("random")))
+            groups += [(exp, tid, g.sort_values("training_iteration")) for tid, g in h.groupby("trial_id")]
+    last = max(int(g["training_iteration"].max()) for _, _, g in groups)
+    out = []
+    for exp, tid, g in groups:
+        params = next(exp.glob(f"trial_{tid}*/params.json"), None)
+        if int(g["training_iteration"].max()) < last or params is None:
+            continue
+        out.append(Recorded(json.loads(params.read_text()), g["training_iteration"].astype(int).tolist(),
+                            g["val_nrmse"].astype(float).tolist(), g["time_this_iter_s"].fillna(0).astype(float).tolist(),
+                            exp.name.startswith("random")))
     return out
 
 
@@ -243,15 +239,18 @@ def main() -> None:
     live_pooled = round(sum(r["compute_random_to_its_best_s"] for r in per_seed)
                         / sum(r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in per_seed), 2)
     space = args.runs[0] / "space.yaml"
-    from ups.tune.launcher import asha_rungs, prepare
+    from ups.tune.space import load_space
 
     live = live_overrides(summary, space)
-    p = prepare("round_a", live)
-    full_length = asha_rungs(p.scfg, p.base)[0] - 4  # max_t less the 2 stages after the operator and the +2
-    trials = load_trials(args.runs, full_length)
-    table = Table(p.space, trials)
+    trials = load_trials(args.runs)
+    table = Table(load_space(space), trials)
     settings = [s.split() for s in args.setting] if args.setting else DEFAULT_SETTINGS
-    rows = [replay_setting(live, s, table, args.reps, args.seed, summary["random_trials"]) for s in settings]
+    from ups.config import ConfigError
+
+    try:
+        rows = [replay_setting(live, s, table, args.reps, args.seed, summary["random_trials"]) for s in settings]
+    except ConfigError as e:  # a mistyped --setting: the product's own message, without a traceback
+        sys.exit(f"search_surrogate: --setting: {e}")
     if args.oracle_share > 0:
         rows.append({**replay_setting(live, [], table, args.reps, args.seed, summary["random_trials"],
                                       oracle_share=args.oracle_share), "setting": f"oracle ({args.oracle_share:.0%} nearest the best)"})
