@@ -141,18 +141,27 @@ def run(name: str, overrides: list[str], root: Path) -> Path:
     return Path(out.experiment_path)
 
 
+def search_overrides(settings: dict, space: Path) -> list[str]:
+    """The sweep overrides both searches share (``settings``: the benchmark's reference flag)."""
+    return ["gates.enabled=false", f"space={space}", "training.val_max_samples=-1",
+            f"searcher.start_at_reference={str(settings['reference']).lower()}"]
+
+
+def asha_tpe_overrides(settings: dict, space: Path) -> list[str]:
+    """The ASHA + TPE search's sweep overrides (``settings``: grace, rf, startup, init, reference)."""
+    return [*search_overrides(settings, space), "searcher.name=optuna", "scheduler.name=asha",
+            f"scheduler.grace_period={settings['grace']}", f"scheduler.reduction_factor={settings['rf']}",
+            f"searcher.n_startup_trials={settings['startup']}", f"searcher.initial_design={settings['init']}"]
+
+
 def one_seed(seed: int, args: argparse.Namespace, space: Path, root: Path) -> dict:
-    common = ["max_concurrent=2", f"searcher.seed={seed}", "gates.enabled=false", f"space={space}",
-              "training.val_max_samples=-1", f"searcher.start_at_reference={str(args.reference).lower()}"]
-    rnd = run(f"random_s{seed}", [*common, "searcher.name=random", "scheduler.name=fifo",
-                                  f"num_samples={args.random_trials}"], root)
+    common = ["max_concurrent=2", f"searcher.seed={seed}"]
+    rnd = run(f"random_s{seed}", [*common, *search_overrides(vars(args), space), "searcher.name=random",
+                                  "scheduler.name=fifo", f"num_samples={args.random_trials}"], root)
     c_rnd = curve(rnd)
     budget = c_rnd[-1][0]
-    asha = run(f"asha_tpe_s{seed}", [*common, "searcher.name=optuna", "scheduler.name=asha",
-                                     f"scheduler.grace_period={args.grace}", f"scheduler.reduction_factor={args.rf}",
-                                     f"searcher.n_startup_trials={args.startup}", f"searcher.initial_design={args.init}",
-                                     f"num_samples={args.max_asha_trials}",
-                                     f"compute_budget_s={budget:.1f}"], root)
+    asha = run(f"asha_tpe_s{seed}", [*common, *asha_tpe_overrides(vars(args), space),
+                                     f"num_samples={args.max_asha_trials}", f"compute_budget_s={budget:.1f}"], root)
     c_asha = [(s, b) for s, b in curve(asha) if s <= budget * 1.02]
     best_rnd, best_asha = c_rnd[-1][1], c_asha[-1][1]
     winners = {f"random_s{seed}": best_config(rnd, space), f"asha_tpe_s{seed}": best_config(asha, space)}
@@ -177,15 +186,21 @@ def rung_spearman(exp_dir: Path, it: int) -> float | None:
     return round(float(at.corr(best, method="spearman")), 3) if len(at) > 2 else None
 
 
-def trial_curves(exp_dir: Path) -> list[tuple[list[int], list[float], list[float]]]:
-    """Each trial's (training_iteration, val_nrmse, time_this_iter_s) per report, trials in start order."""
+def trial_reports(exp_dir: Path) -> list[tuple[str, list[int], list[float], list[float]]]:
+    """Each trial's id and its (training_iteration, val_nrmse, time_this_iter_s) per report, trials in
+    start order."""
     h = val_reports(exp_dir)
     out = []
-    for _, g in h.groupby("trial_id"):
+    for tid, g in h.groupby("trial_id"):
         g = g.sort_values("training_iteration")
-        out.append((float(g["timestamp"].min()), g["training_iteration"].astype(int).tolist(),
+        out.append((float(g["timestamp"].min()), str(tid), g["training_iteration"].astype(int).tolist(),
                     g["val_nrmse"].astype(float).tolist(), g["time_this_iter_s"].fillna(0).astype(float).tolist()))
     return [c[1:] for c in sorted(out, key=lambda c: c[0])]
+
+
+def trial_curves(exp_dir: Path) -> list[tuple[list[int], list[float], list[float]]]:
+    """Each trial's (training_iteration, val_nrmse, time_this_iter_s) per report, trials in start order."""
+    return [c[1:] for c in trial_reports(exp_dir)]
 
 
 def asha_cut(its: list[int], vals: list[float], rungs: list[int], rf: float,
@@ -206,18 +221,39 @@ def asha_cut(its: list[int], vals: list[float], rungs: list[int], rf: float,
     return len(its)
 
 
-def _replay(trials: list, rungs: list[int], rf: float) -> list[tuple[float, float]]:
+def extend(c: list[tuple[float, float]], vals: list[float], dts: list[float]) -> None:
+    """Append a trial's reports (their val nRMSE and compute) to the best-so-far curve ``c``."""
+    spent, best = c[-1] if c else (0.0, math.inf)
+    for v, dt in zip(vals, dts):
+        spent, best = spent + dt, min(best, v)
+        c.append((spent, best))
+
+
+def replay(trials: list, rungs: list[int], rf: float) -> list[tuple[float, float]]:
     """Best-so-far against compute when ``trials`` (full-length curves) run one after another under
     ASHA's rule (``asha_cut``); no rungs: every trial runs to its end."""
     recorded: dict[int, list[float]] = {r: [] for r in rungs}
-    out, spent, best = [], 0.0, math.inf
+    out: list[tuple[float, float]] = []
     for its, vals, dts in trials:
         end = asha_cut(its, vals, rungs, rf, recorded)
-        for v, dt in zip(vals[:end], dts[:end]):
-            spent += dt
-            best = min(best, v)
-            out.append((spent, best))
+        extend(out, vals[:end], dts[:end])
     return out
+
+
+def ratio_stats(pairs: list[tuple[float, float]]) -> dict:
+    """The benchmark's ratio over repetitions or seeds of (random's compute, the other's compute)."""
+    import numpy as np
+
+    a = np.array(pairs, dtype=float)
+    return {"ratio_pooled": round(float(a[:, 0].sum() / a[:, 1].sum()), 2),
+            "ratio_median": round(float(np.median(a[:, 0] / a[:, 1])), 2),
+            "p_ratio_ge_3": round(float(np.mean(a[:, 0] / a[:, 1] >= 3.0)), 2)}
+
+
+def pooled_ratio(per_seed: list[dict]) -> float:
+    """Σ random's compute to its best ÷ Σ ASHA + TPE's compute to it (its whole budget where it never did)."""
+    return round(sum(r["compute_random_to_its_best_s"] for r in per_seed)
+                 / sum(r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in per_seed), 2)
 
 
 def asha_replay(pool: list, n_random: int, rungs: list[int], rf: float, reps: int = 300, seed: int = 0) -> dict:
@@ -232,20 +268,15 @@ def asha_replay(pool: list, n_random: int, rungs: list[int], rf: float, reps: in
     need = {"no_rung": [], "asha_rung": []}
     for _ in range(reps):
         drawn = [pool[i] for i in rng.choice(len(pool), n_random, replace=False)]
-        c_rnd = _replay(drawn, [], rf)
+        c_rnd = replay(drawn, [], rf)
         target, budget = c_rnd[-1][1], c_rnd[-1][0]
         need_rnd = compute_to_reach(c_rnd, target) or budget
         order = [pool[i] for i in rng.permutation(len(pool))]
         for key, rr in (("no_rung", []), ("asha_rung", rungs)):
-            got = compute_to_reach([(s, b) for s, b in _replay(order, rr, rf) if s <= budget], target)
+            got = compute_to_reach([(s, b) for s, b in replay(order, rr, rf) if s <= budget], target)
             need[key].append((need_rnd, got if got is not None else budget))
-    out = {"trials_in_pool": len(pool), "repetitions": reps, "rungs": rungs}
-    for key, pairs in need.items():
-        a = np.array(pairs)
-        out[key] = {"ratio_pooled": round(float(a[:, 0].sum() / a[:, 1].sum()), 2),
-                    "ratio_median": round(float(np.median(a[:, 0] / a[:, 1])), 2),
-                    "p_ratio_ge_3": round(float(np.mean(a[:, 0] / a[:, 1] >= 3.0)), 2)}
-    return out
+    return {"trials_in_pool": len(pool), "repetitions": reps, "rungs": rungs,
+            **{key: ratio_stats(pairs) for key, pairs in need.items()}}
 
 
 def best_config(exp_dir: Path, space: Path) -> dict:
@@ -392,11 +423,17 @@ def main() -> None:
     report(out)
 
 
+def asha_rungs(settings: dict, space: Path) -> list[int]:
+    """The rungs the ASHA + TPE search ran with: the product's own (``ups.tune.launcher.asha_rungs``)."""
+    from ups.tune import launcher
+
+    p = launcher.prepare("round_a", asha_tpe_overrides(settings, space))
+    return launcher.asha_rungs(p.scfg, p.base)[2]
+
+
 def summarize(per_seed: list[dict], roots: list[Path], settings: dict, curves: list[dict], tol: float) -> dict:
     """Pooled (Σ over seeds) and median ratio, the same read to within ``tol`` of random search's best,
     and ASHA's rung replayed on random search's trials of every seed under ``roots`` (``asha_replay``)."""
-    need_r = sum(r["compute_random_to_its_best_s"] for r in per_seed)
-    need_a = sum(r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in per_seed)
     ratios = [r["ratio"] for r in per_seed]
     near_r = near_a = 0.0
     for r, c in zip(per_seed, curves):  # both searches to the same, noise-wide target
@@ -406,12 +443,9 @@ def summarize(per_seed: list[dict], roots: list[Path], settings: dict, curves: l
     startup = [round(sum(sum(dts) for _, _, dts in trial_curves(d)[:settings["startup"]]), 1)
                for r in per_seed for root in roots if (d := root / "runs" / f"asha_tpe_s{r['seed']}").is_dir()]
     pool = [t for root in roots for d in sorted((root / "runs").glob("random_s*")) for t in trial_curves(d)]
-    rungs, rung = [], float(settings["grace"])  # ASHA's milestones: grace × rf^k up to the trials' length
-    while pool and rung <= max(max(t[0]) for t in pool):
-        rungs.append(int(rung))
-        rung *= settings["rf"]
+    rungs = asha_rungs(settings, roots[0] / "space.yaml")
     return {"seeds": [r["seed"] for r in per_seed], **settings, "per_seed": per_seed,
-            "ratio_median": round(statistics.median(ratios), 2), "ratio_pooled": round(need_r / need_a, 2),
+            "ratio_median": round(statistics.median(ratios), 2), "ratio_pooled": pooled_ratio(per_seed),
             "seeds_reached": sum(r["reached"] for r in per_seed), "asha_startup_compute_s": startup,
             "asha_better_or_equal_best": sum(r["best_asha_tpe"] <= r["best_random"] for r in per_seed),
             "target_ratio": 3.0, "tolerance": tol, "ratio_pooled_within_tolerance": round(near_r / near_a, 2),

@@ -44,7 +44,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search_efficiency import asha_cut, compute_to_reach, load_runs, val_reports  # noqa: E402
+from search_efficiency import (asha_cut, asha_tpe_overrides, compute_to_reach, extend, load_runs,  # noqa: E402
+                               pooled_ratio, ratio_stats, replay, trial_reports)
 
 # Settings replayed by default: the live one, then one lever each (overrides of the sweep config; the
 # pseudo-key n_random scales random search's trials, and with them the budget of both).
@@ -70,24 +71,22 @@ class Recorded:
     dts: list[float]
     random: bool  # ran in random search (the pool random search's repetitions draw from)
 
+    @property
+    def curve(self) -> tuple[list[int], list[float], list[float]]:
+        return self.its, self.vals, self.dts
+
 
 def load_trials(runs: list[Path]) -> list[Recorded]:
     """Every full-length trial of the runs (one that reached the last iteration any trial reached; ASHA's
     stopped ones did not), with its params.json."""
-    groups = []
-    for run in runs:
-        for exp in sorted(p for p in Path(run, "runs").iterdir() if p.is_dir()):
-            h = val_reports(exp)
-            groups += [(exp, tid, g.sort_values("training_iteration")) for tid, g in h.groupby("trial_id")]
-    last = max(int(g["training_iteration"].max()) for _, _, g in groups)
+    found = [(exp, *trial) for run in runs for exp in sorted(p for p in Path(run, "runs").iterdir() if p.is_dir())
+             for trial in trial_reports(exp)]
+    last = max(its[-1] for _, _, its, _, _ in found)
     out = []
-    for exp, tid, g in groups:
+    for exp, tid, its, vals, dts in found:
         params = next(exp.glob(f"trial_{tid}*/params.json"), None)
-        if int(g["training_iteration"].max()) < last or params is None:
-            continue
-        out.append(Recorded(json.loads(params.read_text()), g["training_iteration"].astype(int).tolist(),
-                            g["val_nrmse"].astype(float).tolist(), g["time_this_iter_s"].fillna(0).astype(float).tolist(),
-                            exp.name.startswith("random")))
+        if its[-1] == last and params is not None:
+            out.append(Recorded(json.loads(params.read_text()), its, vals, dts, exp.name.startswith("random")))
     return out
 
 
@@ -126,14 +125,6 @@ class Table:
         return next(i for i in self.by_distance(config) if i not in used)
 
 
-def extend(c: list[tuple[float, float]], t: Recorded, n: int) -> None:
-    """Append ``t``'s first ``n`` reports to the best-so-far curve ``c`` (compute, best val nRMSE)."""
-    spent, best = c[-1] if c else (0.0, math.inf)
-    for v, dt in zip(t.vals[:n], t.dts[:n]):
-        spent, best = spent + dt, min(best, v)
-        c.append((spent, best))
-
-
 def searcher_curve(p: Any, table: Table, rungs: list[int], rf: float, budget: float,
                    seed: int) -> list[tuple[float, float]]:
     """One ASHA + searcher run on the table: the product's searcher (``build_searcher``, one trial in
@@ -152,21 +143,8 @@ def searcher_curve(p: Any, table: Table, rungs: list[int], rf: float, budget: fl
         used.add(i)
         t = table.trials[i]
         n = asha_cut(t.its, t.vals, rungs, rf, recorded)
-        extend(c, t, n)
+        extend(c, t.vals[:n], t.dts[:n])
         searcher.on_trial_complete(tid, {"val_nrmse": t.vals[n - 1]})  # the last result, as Ray's OptunaSearch
-    return c
-
-
-def oracle_curve(table: Table, pool: list[int], rungs: list[int], rf: float, budget: float,
-                 rng: Any) -> list[tuple[float, float]]:
-    """No searcher: the ``pool`` trials (those nearest the best recorded one) in random order under ASHA."""
-    c: list[tuple[float, float]] = []
-    recorded: dict[int, list[float]] = {r: [] for r in rungs}
-    for i in rng.permutation(pool):
-        t = table.trials[i]
-        extend(c, t, asha_cut(t.its, t.vals, rungs, rf, recorded))
-        if c[-1][0] >= budget:
-            break
     return c
 
 
@@ -194,31 +172,18 @@ def replay_setting(live: list[str], setting: list[str], table: Table, reps: int,
         near = [i for i in table.by_distance(table.trials[best].config) if i != best]
         oracle_pool = near[:max(1, int(oracle_share * len(table.trials)))]
     rng = np.random.default_rng(seed)
-    pairs = []
+    pairs, reached = [], []
     for rep in range(reps):
-        c_rnd: list[tuple[float, float]] = []
-        for i in rng.choice(pool, n_random, replace=False):
-            extend(c_rnd, table.trials[i], len(table.trials[i].its))
+        c_rnd = replay([table.trials[i].curve for i in rng.choice(pool, n_random, replace=False)], [], rf)
         budget, target = c_rnd[-1]
         need_rnd = compute_to_reach(c_rnd, target) or budget
-        c = (oracle_curve(table, oracle_pool, rungs, rf, budget, rng) if oracle_share is not None
-             else searcher_curve(p, table, rungs, rf, budget, seed + rep))
+        c = (replay([table.trials[i].curve for i in rng.permutation(oracle_pool)], rungs, rf)  # no searcher
+             if oracle_share is not None else searcher_curve(p, table, rungs, rf, budget, seed + rep))
         got = compute_to_reach([(s, b) for s, b in c if s <= budget], target)
-        pairs.append((need_rnd, got if got is not None else budget, got is not None))
-    a = np.array(pairs, dtype=float)
+        pairs.append((need_rnd, got if got is not None else budget))
+        reached.append(got is not None)
     return {"setting": " ".join(setting) or "as run live", "rungs": rungs, "reduction_factor": rf,
-            "n_random": n_random, "ratio_pooled": round(float(a[:, 0].sum() / a[:, 1].sum()), 2),
-            "ratio_median": round(float(np.median(a[:, 0] / a[:, 1])), 2),
-            "p_ratio_ge_3": round(float(np.mean(a[:, 0] / a[:, 1] >= 3.0)), 2),
-            "reached": round(float(a[:, 2].mean()), 2)}
-
-
-def live_overrides(summary: dict[str, Any], space: Path) -> list[str]:
-    """The sweep-config overrides the live ASHA + TPE runs used (search_efficiency.one_seed)."""
-    return [f"space={space}", "searcher.name=optuna", "scheduler.name=asha", "gates.enabled=false",
-            f"searcher.start_at_reference={str(summary.get('reference', False)).lower()}",
-            f"scheduler.grace_period={summary['grace']}", f"scheduler.reduction_factor={summary['rf']}",
-            f"searcher.n_startup_trials={summary['startup']}", f"searcher.initial_design={summary['init']}"]
+            "n_random": n_random, **ratio_stats(pairs), "reached": round(float(np.mean(reached)), 2)}
 
 
 def main() -> None:
@@ -236,12 +201,11 @@ def main() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     summary, per_seed, _ = load_runs(args.runs)
-    live_pooled = round(sum(r["compute_random_to_its_best_s"] for r in per_seed)
-                        / sum(r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in per_seed), 2)
+    live_pooled = pooled_ratio(per_seed)
     space = args.runs[0] / "space.yaml"
     from ups.tune.space import load_space
 
-    live = live_overrides(summary, space)
+    live = asha_tpe_overrides(summary, space)
     trials = load_trials(args.runs)
     table = Table(load_space(space), trials)
     settings = [s.split() for s in args.setting] if args.setting else DEFAULT_SETTINGS

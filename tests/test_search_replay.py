@@ -47,7 +47,7 @@ def test_replay_stops_the_trials_ray_asha_stops(bench: ModuleType) -> None:
                     n = k + 1
                     break
             ray_lengths.append(n)
-        replay = bench._replay(trials, [int(r) for r in rungs], rf)
+        replay = bench.replay(trials, [int(r) for r in rungs], rf)
         # the replay charges 1 per report, so its compute after each trial is the reports run so far
         spent = sum(ray_lengths)
         assert replay[-1][0] == spent, (rf, rungs)
@@ -124,7 +124,7 @@ def test_surrogate_tells_structure_from_noise(surrogate: ModuleType, two_knob_sp
     about 0.8: module doc of search_efficiency) and knowing the best trial's neighbourhood buys nothing;
     on a smooth one TPE gains, ASHA's rung adds to it, and the neighbourhood oracle is far ahead."""
     path, space = two_knob_space
-    live = surrogate.live_overrides({"grace": 20, "rf": 3, "startup": 10, "init": "lhs"}, path)
+    live = surrogate.asha_tpe_overrides({"grace": 20, "rf": 3, "startup": 10, "init": "lhs", "reference": False}, path)
     got = {}
     for structured in (False, True):
         table = surrogate.Table(space, recorded(surrogate, structured))
