@@ -3,6 +3,7 @@ round comparison, partly failed experiments."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -88,7 +89,10 @@ def test_report_renders_in_headless_chromium(which, round_report, failing_report
         opts.add_argument(f)
     opts.binary_location = CHROMIUM
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    # Chromium puts its profile and singleton-socket folders under TMPDIR: keep them in tmp_path, not /tmp
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    opts.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=opts)
     try:
         driver.set_window_size(1400, 1000)
         driver.get(page.as_uri())
