@@ -72,6 +72,30 @@ def test_an_equally_good_searcher_scores_below_one(bench: ModuleType) -> None:
     assert bad["asha_rung"]["ratio_pooled"] < 0.8 * bad["no_rung"]["ratio_pooled"], bad
 
 
+def test_fixed_targets_score_an_equally_good_searcher_at_one(bench: ModuleType) -> None:
+    """Read against a fixed target (a quantile of all random trials) instead of random search's own best,
+    both searches chase the same value: the control is about 1x, and a rung that ranks well still adds."""
+    rng = random.Random(1)
+    finals = [rng.uniform(0.05, 1.0) for _ in range(240)]
+    ranked = [([1, 2, 3], [f * 3, f * 2, f], [1.0, 1.0, 1.0]) for f in finals]
+    target = sorted(finals)[12]  # the 5 % quantile
+    out = bench.asha_replay(ranked, n_random=24, rungs=[1], rf=3.0, reps=300, seed=0, fixed_targets={"q0.05": target})
+    fixed = out["at_fixed_targets"]["q0.05"]
+    assert 0.85 < fixed["no_rung"] < 1.15, out
+    assert fixed["asha_rung"] > 1.1 * fixed["no_rung"], out
+    assert out["no_rung"] == bench.asha_replay(ranked, n_random=24, rungs=[1], rf=3.0, reps=300, seed=0)["no_rung"]
+
+
+def test_quantile_ratios_charge_the_budget_when_never_reached(bench: ModuleType) -> None:
+    finals = [0.1 + 0.01 * i for i in range(101)]  # quantiles: 1 % → 0.11, 10 % → 0.20
+    per_seed = [{"budget_trial_s": 10.0}, {"budget_trial_s": 10.0}]
+    curves = [{"random": [(2.0, 0.5), (6.0, 0.11)], "asha_tpe": [(1.0, 0.3), (2.0, 0.1)]},  # 6 vs 2 for both targets
+              {"random": [(4.0, 0.2), (9.0, 0.11)], "asha_tpe": [(5.0, 0.15)]}]  # 9 vs never (10); 4 vs 5
+    out = bench.quantile_ratios(per_seed, curves, finals, qs=(0.01, 0.10))
+    assert out["q0.01"] == {"target": 0.11, "ratio_pooled": round((6 + 9) / (2 + 10), 2)}
+    assert out["q0.10"] == {"target": 0.2, "ratio_pooled": round((6 + 4) / (2 + 5), 2)}
+
+
 # ------------------------------------------------------------------ benchmarks/search_surrogate.py
 @pytest.fixture(scope="module")
 def surrogate() -> ModuleType:
