@@ -38,6 +38,10 @@ on its start-up trials.  ``--pool DIR...`` pools the seeds of earlier runs of th
 ``ratio_pooled_at_random_quantiles`` reads the ratio against fixed targets instead of each seed's
 best-of-N draw: the 1, 5 and 10 % quantiles of all random-search trials' final val nRMSE, the same
 target in every seed (a reading that does not hinge on one extreme draw per seed).
+``mean_curve_speedup`` is the reading of the hyperparameter-optimisation papers (Hyperband, BOHB):
+each search's best-so-far curve averaged over the seeds; random search's mean curve ends at its
+budget B, and the speedup is B over the compute at which ASHA + TPE's mean curve reaches that value;
+its controls (``controls``) read the same on random search's own trials replayed as pseudo-seeds.
 
 Both searches train every trial with training seed 0, so "best" is partly the luck of one seed.
 ``--reseed N`` retrains each search's winning configuration with training seeds 1..N: a winner that
@@ -466,6 +470,69 @@ def quantile_ratios(per_seed: list[dict], curves: list[dict], finals: list[float
     return out
 
 
+def best_at(c: list[tuple[float, float]], t: float) -> float:
+    """A best-so-far curve's value after ``t`` trial-s (inf before its first report)."""
+    best = math.inf
+    for spent, b in c:
+        if spent > t:
+            break
+        best = b
+    return best
+
+
+def mean_curve_speedup(per_seed: list[dict], curves: list[dict], points: int = 2000, boot: int = 2000) -> dict:
+    """The hyperparameter-optimisation papers' reading (Hyperband, BOHB): average each search's best-so-far
+    curve over the seeds (on the trial-s axis, up to the smallest budget B); random search's mean curve
+    reaches its final value at B, and the speedup is B over the compute at which ASHA + TPE's mean curve
+    first gets there (1: never within B).  ``interval_90``: the 5-95 % range of the speedup over
+    ``boot`` resamplings of the seeds (with replacement)."""
+    import numpy as np
+
+    budget = min(r["budget_trial_s"] for r in per_seed)
+    grid = np.linspace(budget / points, budget, points)
+    per = {k: np.array([[best_at(c[k], t) for t in grid] for c in curves]) for k in ("random", "asha_tpe")}
+
+    def speedup(rows: np.ndarray) -> tuple[float, float, float]:
+        rnd, asha = per["random"][rows].mean(axis=0), per["asha_tpe"][rows].mean(axis=0)
+        hit = np.flatnonzero(asha <= rnd[-1])
+        return (budget / float(grid[hit[0]]) if len(hit) else 1.0), float(rnd[-1]), float(asha[-1])
+
+    value, target, final = speedup(np.arange(len(curves)))
+    rng = np.random.default_rng(0)
+    resampled = [speedup(rng.integers(0, len(curves), len(curves)))[0] for _ in range(boot)]
+    return {"budget_trial_s": round(budget, 1), "random_mean_final": round(target, 4),
+            "asha_tpe_mean_final": round(final, 4), "speedup": round(value, 2),
+            "interval_90": [round(float(q), 2) for q in np.quantile(resampled, [0.05, 0.95])]}
+
+
+def mean_curve_control(pool: list, n_random: int, n_seeds: int, rungs: list[int], rf: float, reps: int = 100,
+                       seed: int = 0) -> dict:
+    """``mean_curve_speedup``'s controls on random search's own trials: each repetition builds ``n_seeds``
+    pseudo-seeds, each a random search of ``n_random`` drawn trials against an independent random order of
+    the pool (no rung: an equally good searcher; ``rungs``: ASHA's rung on random sampling), and reads the
+    speedup of their seed-mean curves.  → per control the median, 5-95 % range and share ≥ 3× over reps."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, rr in (("no_rung", []), ("asha_rung", rungs)):
+        speedups = []
+        for _ in range(reps):
+            per_seed, curves = [], []
+            for _ in range(n_seeds):
+                c_rnd = replay([pool[i] for i in rng.choice(len(pool), n_random, replace=False)], [], rf)
+                budget = c_rnd[-1][0]
+                order = [pool[i] for i in rng.permutation(len(pool))]
+                c_other = [(t, b) for t, b in replay(order, rr, rf) if t <= budget]
+                per_seed.append({"budget_trial_s": budget})
+                curves.append({"random": c_rnd, "asha_tpe": c_other})
+            speedups.append(mean_curve_speedup(per_seed, curves, points=400, boot=1)["speedup"])
+        a = np.array(speedups)
+        out[key] = {"median": round(float(np.median(a)), 2), "range_90": [round(float(q), 2) for q in np.quantile(a, [0.05, 0.95])],
+                    "p_ge_3": round(float(np.mean(a >= 3.0)), 2)}
+    return {"repetitions": reps, "seeds": n_seeds, **out}
+
+
 def summarize(per_seed: list[dict], roots: list[Path], settings: dict, curves: list[dict], tol: float) -> dict:
     """Pooled (Σ over seeds) and median ratio, the same read to within ``tol`` of random search's best,
     and ASHA's rung replayed on random search's trials of every seed under ``roots`` (``asha_replay``)."""
@@ -486,7 +553,10 @@ def summarize(per_seed: list[dict], roots: list[Path], settings: dict, curves: l
             "seeds_reached": sum(r["reached"] for r in per_seed), "asha_startup_compute_s": startup,
             "asha_better_or_equal_best": sum(r["best_asha_tpe"] <= r["best_random"] for r in per_seed),
             "target_ratio": 3.0, "tolerance": tol, "ratio_pooled_within_tolerance": round(near_r / near_a, 2),
-            "ratio_pooled_at_random_quantiles": at_q,
+            "ratio_pooled_at_random_quantiles": at_q, "mean_curve_speedup": {
+                **mean_curve_speedup(per_seed, curves),
+                "controls": mean_curve_control(pool, settings["random_trials"], len(per_seed), rungs, settings["rf"])
+                if len(pool) > settings["random_trials"] else None},
             "replay_without_tpe": asha_replay(pool, settings["random_trials"], rungs, settings["rf"],
                                               fixed_targets={q: v["target"] for q, v in (at_q or {}).items()})
             if len(pool) > settings["random_trials"] else None}
@@ -506,7 +576,12 @@ def report(out: dict) -> None:
                   " (replayed random search: " + "/".join(f"{v['no_rung']:.2f}" for v in fx.values()) + "×, with "
                   "ASHA's rung " + "/".join(f"{v['asha_rung']:.2f}" for v in fx.values()) + "×)"
                   if rep and (fx := rep.get("at_fixed_targets")) else "")
-              if (qr := out.get("ratio_pooled_at_random_quantiles")) else "") + (f"; ASHA's rung alone on random search's trials (no TPE): "
+              if (qr := out.get("ratio_pooled_at_random_quantiles")) else "") + (
+              f"; seed-mean curves: ASHA+TPE reaches random search's final mean {mc['random_mean_final']} "
+              f"{mc['speedup']}× sooner (90 % over resampled seeds {mc['interval_90'][0]}–{mc['interval_90'][1]}×"
+              + (f"; replayed random search {ct['no_rung']['median']}×, with ASHA's rung {ct['asha_rung']['median']}× "
+                 f"(medians)" if (ct := mc.get("controls")) else "") + ")"
+              if (mc := out.get("mean_curve_speedup")) else "") + (f"; ASHA's rung alone on random search's trials (no TPE): "
                                     f"{rep['asha_rung']['ratio_pooled']:.2f}× against {rep['no_rung']['ratio_pooled']:.2f}× "
                                     f"without it" if rep else "") + (f"; {out['png']}" if out.get("png") else ""))
 

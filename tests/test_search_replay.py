@@ -96,6 +96,20 @@ def test_quantile_ratios_charge_the_budget_when_never_reached(bench: ModuleType)
     assert out["q0.10"] == {"target": 0.2, "ratio_pooled": round((6 + 4) / (2 + 5), 2)}
 
 
+def test_mean_curve_speedup_reads_the_seed_mean_curves(bench: ModuleType) -> None:
+    per_seed = [{"budget_trial_s": 10.0}, {"budget_trial_s": 12.0}]  # the common axis ends at 10
+    random_curves = [[(5.0, 0.5), (10.0, 0.2)], [(5.0, 0.4), (10.0, 0.2), (12.0, 0.01)]]  # mean 0.2 at 10
+    asha = [[(2.0, 0.3), (4.0, 0.2)], [(2.0, 0.1)]]  # mean 0.2 from t = 2 on
+    curves = [{"random": r, "asha_tpe": a} for r, a in zip(random_curves, asha)]
+    out = bench.mean_curve_speedup(per_seed, curves, boot=50)
+    assert out["random_mean_final"] == 0.2 and out["budget_trial_s"] == 10.0
+    assert out["speedup"] == pytest.approx(5.0, rel=0.01)
+    lo, hi = out["interval_90"]
+    assert lo <= out["speedup"] <= hi
+    never = [{"random": r, "asha_tpe": [(1.0, 0.9)]} for r in random_curves]
+    assert bench.mean_curve_speedup(per_seed, never, boot=10)["speedup"] == 1.0
+
+
 # ------------------------------------------------------------------ benchmarks/search_surrogate.py
 @pytest.fixture(scope="module")
 def surrogate() -> ModuleType:
