@@ -499,7 +499,7 @@ def mean_curve_speedup(per_seed: list[dict], curves: list[dict], points: int = 2
 
     value, target, final = speedup(np.arange(len(curves)))
     rng = np.random.default_rng(0)
-    resampled = [speedup(rng.integers(0, len(curves), len(curves)))[0] for _ in range(boot)]
+    resampled = [speedup(rng.integers(0, len(curves), len(curves)))[0] for _ in range(boot)] or [value]
     return {"budget_trial_s": round(budget, 1), "random_mean_final": round(target, 4),
             "asha_tpe_mean_final": round(final, 4), "speedup": round(value, 2),
             "interval_90": [round(float(q), 2) for q in np.quantile(resampled, [0.05, 0.95])]}
