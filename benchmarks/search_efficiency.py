@@ -67,6 +67,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -169,7 +170,7 @@ def one_seed(seed: int, args: argparse.Namespace, space: Path, root: Path) -> di
     budget = c_rnd[-1][0]
     asha = run(f"asha_tpe_s{seed}", [*common, *asha_tpe_overrides(vars(args), space),
                                      f"num_samples={args.max_asha_trials}", f"compute_budget_s={budget:.1f}"], root)
-    c_asha = [(s, b) for s, b in curve(asha) if s <= budget * 1.02]
+    c_asha = within(curve(asha), budget * 1.02)
     best_rnd, best_asha = c_rnd[-1][1], c_asha[-1][1]
     winners = {f"random_s{seed}": best_config(rnd, space), f"asha_tpe_s{seed}": best_config(asha, space)}
     rung_rho = rung_spearman(rnd, args.grace)
@@ -263,6 +264,18 @@ def pooled_ratio(per_seed: list[dict]) -> float:
                  / sum(r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in per_seed), 2)
 
 
+def random_draw(pool: list, n_random: int, rf: float, rng: Any) -> tuple[list[tuple[float, float]], float, list]:
+    """One repetition's random search, ``n_random`` trials drawn from ``pool`` run to their ends, and an
+    independent random order of the whole pool for the other searcher → (random's curve, its budget, order)."""
+    c_rnd = replay([pool[i] for i in rng.choice(len(pool), n_random, replace=False)], [], rf)
+    return c_rnd, c_rnd[-1][0], [pool[i] for i in rng.permutation(len(pool))]
+
+
+def within(c: list[tuple[float, float]], budget: float) -> list[tuple[float, float]]:
+    """A best-so-far curve up to ``budget`` trial-s."""
+    return [(s, b) for s, b in c if s <= budget]
+
+
 def asha_replay(pool: list, n_random: int, rungs: list[int], rf: float, reps: int = 300, seed: int = 0,
                 fixed_targets: dict[str, float] | None = None) -> dict:
     """What ASHA's rung alone buys, without TPE: random search's own full-length trials (``pool``, all
@@ -279,13 +292,11 @@ def asha_replay(pool: list, n_random: int, rungs: list[int], rf: float, reps: in
     need: dict[str, list] = {"no_rung": [], "asha_rung": []}
     fixed = {name: {key: [] for key, _ in modes} for name in (fixed_targets or {})}
     for _ in range(reps):
-        drawn = [pool[i] for i in rng.choice(len(pool), n_random, replace=False)]
-        c_rnd = replay(drawn, [], rf)
-        target, budget = c_rnd[-1][1], c_rnd[-1][0]
+        c_rnd, budget, order = random_draw(pool, n_random, rf, rng)
+        target = c_rnd[-1][1]
         need_rnd = compute_to_reach(c_rnd, target) or budget
-        order = [pool[i] for i in rng.permutation(len(pool))]
         for key, rr in modes:
-            c_other = [(s, b) for s, b in replay(order, rr, rf) if s <= budget]
+            c_other = within(replay(order, rr, rf), budget)
             got = compute_to_reach(c_other, target)
             need[key].append((need_rnd, got if got is not None else budget))
             for name, value in (fixed_targets or {}).items():
@@ -454,30 +465,36 @@ def asha_rungs(settings: dict, space: Path) -> list[int]:
 QUANTILES = (0.01, 0.05, 0.10)
 
 
+def pooled_ratio_to(per_seed: list[dict], curves: list[dict], targets: list[float]) -> float:
+    """Σ random search's compute to each seed's target ÷ Σ ASHA + TPE's (a search that never reaches it is
+    charged its whole budget)."""
+    spent = {k: sum(compute_to_reach(c[k], t) or r["budget_trial_s"] for r, c, t in zip(per_seed, curves, targets))
+             for k in ("random", "asha_tpe")}
+    return round(spent["random"] / spent["asha_tpe"], 2)
+
+
 def quantile_ratios(per_seed: list[dict], curves: list[dict], finals: list[float],
-                    qs: tuple[float, ...] = QUANTILES) -> dict[str, float]:
+                    qs: tuple[float, ...] = QUANTILES) -> dict[str, dict[str, float]]:
     """The ratio read against fixed targets instead of each seed's best-of-N random draw: the q-quantile of
     every random-search trial's final val nRMSE (pooled over seeds), the same target in every seed; a
-    search that never reaches it is charged its whole budget. → {"q0.05": pooled ratio, ...}"""
+    search that never reaches it is charged its whole budget. → {"q0.05": {target, ratio_pooled}, ...}"""
     import numpy as np
 
     out = {}
     for q in qs:
         target = float(np.quantile(finals, q))
-        spent_r = sum(compute_to_reach(c["random"], target) or r["budget_trial_s"] for r, c in zip(per_seed, curves))
-        spent_a = sum(compute_to_reach(c["asha_tpe"], target) or r["budget_trial_s"] for r, c in zip(per_seed, curves))
-        out[f"q{q:.2f}"] = {"target": round(target, 4), "ratio_pooled": round(spent_r / spent_a, 2)}
+        out[f"q{q:.2f}"] = {"target": round(target, 4),
+                            "ratio_pooled": pooled_ratio_to(per_seed, curves, [target] * len(per_seed))}
     return out
 
 
-def best_at(c: list[tuple[float, float]], t: float) -> float:
-    """A best-so-far curve's value after ``t`` trial-s (inf before its first report)."""
-    best = math.inf
-    for spent, b in c:
-        if spent > t:
-            break
-        best = b
-    return best
+def best_at(c: list[tuple[float, float]], grid: Any) -> Any:
+    """A best-so-far curve's values after each of ``grid``'s trial-s (inf before its first report)."""
+    import numpy as np
+
+    spent = np.array([s for s, _ in c], dtype=float)
+    best = np.array([math.inf] + [b for _, b in c], dtype=float)
+    return best[np.searchsorted(spent, grid, side="right")]
 
 
 def mean_curve_speedup(per_seed: list[dict], curves: list[dict], points: int = 2000, boot: int = 2000) -> dict:
@@ -490,7 +507,7 @@ def mean_curve_speedup(per_seed: list[dict], curves: list[dict], points: int = 2
 
     budget = min(r["budget_trial_s"] for r in per_seed)
     grid = np.linspace(budget / points, budget, points)
-    per = {k: np.array([[best_at(c[k], t) for t in grid] for c in curves]) for k in ("random", "asha_tpe")}
+    per = {k: np.array([best_at(c[k], grid) for c in curves]) for k in ("random", "asha_tpe")}
 
     def speedup(rows: np.ndarray) -> tuple[float, float, float]:
         rnd, asha = per["random"][rows].mean(axis=0), per["asha_tpe"][rows].mean(axis=0)
@@ -520,12 +537,9 @@ def mean_curve_control(pool: list, n_random: int, n_seeds: int, rungs: list[int]
         for _ in range(reps):
             per_seed, curves = [], []
             for _ in range(n_seeds):
-                c_rnd = replay([pool[i] for i in rng.choice(len(pool), n_random, replace=False)], [], rf)
-                budget = c_rnd[-1][0]
-                order = [pool[i] for i in rng.permutation(len(pool))]
-                c_other = [(t, b) for t, b in replay(order, rr, rf) if t <= budget]
+                c_rnd, budget, order = random_draw(pool, n_random, rf, rng)
                 per_seed.append({"budget_trial_s": budget})
-                curves.append({"random": c_rnd, "asha_tpe": c_other})
+                curves.append({"random": c_rnd, "asha_tpe": within(replay(order, rr, rf), budget)})
             speedups.append(mean_curve_speedup(per_seed, curves, points=400, boot=1)["speedup"])
         a = np.array(speedups)
         out[key] = {"median": round(float(np.median(a)), 2), "range_90": [round(float(q), 2) for q in np.quantile(a, [0.05, 0.95])],
@@ -537,11 +551,7 @@ def summarize(per_seed: list[dict], roots: list[Path], settings: dict, curves: l
     """Pooled (Σ over seeds) and median ratio, the same read to within ``tol`` of random search's best,
     and ASHA's rung replayed on random search's trials of every seed under ``roots`` (``asha_replay``)."""
     ratios = [r["ratio"] for r in per_seed]
-    near_r = near_a = 0.0
-    for r, c in zip(per_seed, curves):  # both searches to the same, noise-wide target
-        target = r["best_random"] + tol
-        near_r += compute_to_reach(c["random"], target) or r["budget_trial_s"]
-        near_a += compute_to_reach(c["asha_tpe"], target) or r["budget_trial_s"]
+    near = pooled_ratio_to(per_seed, curves, [r["best_random"] + tol for r in per_seed])  # a noise-wide target
     startup = [round(sum(sum(dts) for _, _, dts in trial_curves(d)[:settings["startup"]]), 1)
                for r in per_seed for root in roots if (d := root / "runs" / f"asha_tpe_s{r['seed']}").is_dir()]
     pool = [t for root in roots for d in sorted((root / "runs").glob("random_s*")) for t in trial_curves(d)]
@@ -552,7 +562,7 @@ def summarize(per_seed: list[dict], roots: list[Path], settings: dict, curves: l
             "ratio_median": round(statistics.median(ratios), 2), "ratio_pooled": pooled_ratio(per_seed),
             "seeds_reached": sum(r["reached"] for r in per_seed), "asha_startup_compute_s": startup,
             "asha_better_or_equal_best": sum(r["best_asha_tpe"] <= r["best_random"] for r in per_seed),
-            "target_ratio": 3.0, "tolerance": tol, "ratio_pooled_within_tolerance": round(near_r / near_a, 2),
+            "target_ratio": 3.0, "tolerance": tol, "ratio_pooled_within_tolerance": near,
             "ratio_pooled_at_random_quantiles": at_q, "mean_curve_speedup": {
                 **mean_curve_speedup(per_seed, curves),
                 "controls": mean_curve_control(pool, settings["random_trials"], len(per_seed), rungs, settings["rf"])
@@ -566,24 +576,29 @@ def report(out: dict) -> None:
     print(json.dumps(out))
     ratios = [r["ratio"] for r in out["per_seed"]]
     rep = out["replay_without_tpe"]
-    print(f"search_efficiency: compute to reach random search's best, random ÷ ASHA+TPE = {out['ratio_pooled']:.2f}× "
-          f"(target ≥ 3×; pooled over seeds {out['seeds']}; median {out['ratio_median']:.2f}×, per seed "
-          f"{', '.join(f'{x:.2f}' for x in ratios)}); best ≤ random's in {out['asha_better_or_equal_best']}/"
-          f"{len(ratios)} seeds; to within {out['tolerance']} of random's best "
-          f"{out['ratio_pooled_within_tolerance']:.2f}× pooled" + (
-              "; to the 1/5/10 % quantiles of random search's trials " + "/".join(
-                  f"{v['ratio_pooled']:.2f}" for v in qr.values()) + "×" + (
-                  " (replayed random search: " + "/".join(f"{v['no_rung']:.2f}" for v in fx.values()) + "×, with "
-                  "ASHA's rung " + "/".join(f"{v['asha_rung']:.2f}" for v in fx.values()) + "×)"
-                  if rep and (fx := rep.get("at_fixed_targets")) else "")
-              if (qr := out.get("ratio_pooled_at_random_quantiles")) else "") + (
-              f"; seed-mean curves: ASHA+TPE reaches random search's final mean {mc['random_mean_final']} "
-              f"{mc['speedup']}× sooner (90 % over resampled seeds {mc['interval_90'][0]}–{mc['interval_90'][1]}×"
-              + (f"; replayed random search {ct['no_rung']['median']}×, with ASHA's rung {ct['asha_rung']['median']}× "
-                 f"(medians)" if (ct := mc.get("controls")) else "") + ")"
-              if (mc := out.get("mean_curve_speedup")) else "") + (f"; ASHA's rung alone on random search's trials (no TPE): "
-                                    f"{rep['asha_rung']['ratio_pooled']:.2f}× against {rep['no_rung']['ratio_pooled']:.2f}× "
-                                    f"without it" if rep else "") + (f"; {out['png']}" if out.get("png") else ""))
+    parts = [f"compute to reach random search's best, random ÷ ASHA+TPE = {out['ratio_pooled']:.2f}× (target ≥ 3×; "
+             f"pooled over seeds {out['seeds']}; median {out['ratio_median']:.2f}×, per seed "
+             f"{', '.join(f'{x:.2f}' for x in ratios)})",
+             f"best ≤ random's in {out['asha_better_or_equal_best']}/{len(ratios)} seeds",
+             f"to within {out['tolerance']} of random's best {out['ratio_pooled_within_tolerance']:.2f}× pooled"]
+    if qr := out.get("ratio_pooled_at_random_quantiles"):
+        part = "to the 1/5/10 % quantiles of random search's trials " + "/".join(f"{v['ratio_pooled']:.2f}" for v in qr.values()) + "×"
+        if rep and (fx := rep.get("at_fixed_targets")):
+            part += (" (replayed random search: " + "/".join(f"{v['no_rung']:.2f}" for v in fx.values()) + "×, with "
+                     "ASHA's rung " + "/".join(f"{v['asha_rung']:.2f}" for v in fx.values()) + "×)")
+        parts.append(part)
+    if mc := out.get("mean_curve_speedup"):
+        part = (f"seed-mean curves: ASHA+TPE reaches random search's final mean {mc['random_mean_final']} "
+                f"{mc['speedup']}× sooner (90 % over resampled seeds {mc['interval_90'][0]}–{mc['interval_90'][1]}×")
+        if ct := mc.get("controls"):
+            part += f"; replayed random search {ct['no_rung']['median']}×, with ASHA's rung {ct['asha_rung']['median']}× (medians)"
+        parts.append(part + ")")
+    if rep:
+        parts.append(f"ASHA's rung alone on random search's trials (no TPE): {rep['asha_rung']['ratio_pooled']:.2f}× "
+                     f"against {rep['no_rung']['ratio_pooled']:.2f}× without it")
+    if out.get("png"):
+        parts.append(out["png"])
+    print("search_efficiency: " + "; ".join(parts))
 
 
 def load_runs(dirs: list[str] | list[Path]) -> tuple[dict, list[dict], list[dict]]:

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from search_efficiency import (asha_cut, asha_tpe_overrides, compute_to_reach, extend, load_runs,  # noqa: E402
-                               mean_curve_speedup, pooled_ratio, ratio_stats, replay, trial_reports)
+                               mean_curve_speedup, pooled_ratio, ratio_stats, replay, trial_reports, within)
 
 # Settings replayed by default: the live one, then one lever each (overrides of the sweep config; the
 # pseudo-key n_random scales random search's trials, and with them the budget of both).
@@ -181,7 +181,7 @@ def replay_setting(live: list[str], setting: list[str], table: Table, reps: int,
         need_rnd = compute_to_reach(c_rnd, target) or budget
         c = (replay([table.trials[i].curve for i in rng.permutation(oracle_pool)], rungs, rf)  # no searcher
              if oracle_share is not None else searcher_curve(p, table, rungs, rf, budget, seed + rep))
-        got = compute_to_reach([(s, b) for s, b in c if s <= budget], target)
+        got = compute_to_reach(within(c, budget), target)
         pairs.append((need_rnd, got if got is not None else budget))
         reached.append(got is not None)
         budgets.append({"budget_trial_s": budget})
