@@ -112,3 +112,28 @@ def test_worker_processes_give_identical_data(tmp_path):
     ta, tb = read_pdebench(tmp_path / "one.hdf5").tensor, read_pdebench(tmp_path / "two.hdf5").tensor
     assert ta.shape == (12, 6, 64)
     np.testing.assert_array_equal(ta, tb)
+
+
+def test_unguarded_script_fails_instead_of_hanging(tmp_path):
+    """A user script with no ``__main__`` guard: the solver pool's spawned worker re-runs it and asks for
+    the same file while its parent holds the lock.  It used to wait for ever; now it fails, saying why."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "no_guard.py"
+    script.write_text(textwrap.dedent(f"""
+        import ups.data.cache as cache
+        from ups.config import load_config
+        cache.generate.__kwdefaults__["chunk"] = 3  # 4 solver batches: the pool starts
+        cfg = load_config(["data.n=12", "data.resolution=64", "data.frames=6", "data.t_final=0.05",
+                           "data.cache_dir={tmp_path / 'cache'}"]).data
+        cache.dataset_path(cfg, progress=False, workers=2)
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.returncode != 0
+    worker_error = proc.stderr.split("re-running the main script '")[1]
+    assert worker_error.startswith(f"{script}' at import time") and 'if __name__ == "__main__":' in worker_error
+    assert "a solver worker process ended abruptly" in proc.stderr.splitlines()[-1]  # the parent's own error
+    assert _data_files(tmp_path / "cache") == []  # no file, no temp file left
