@@ -175,3 +175,21 @@ def test_surrogate_tells_structure_from_noise(surrogate: ModuleType, two_knob_sp
     assert smooth_fifo > 1.2 * noise_fifo and smooth_asha > 1.2 * noise_asha, got
     assert smooth_asha > smooth_fifo, got
     assert smooth_oracle > 2.5 and smooth_oracle > 2 * noise_oracle, got
+
+
+def test_trial_noise_decomposition_separates_model_from_trajectory_spread():
+    """benchmarks/trial_noise.py's two-way split: a model effect shared by every trajectory is the model
+    part; trajectory-specific noise is the interaction part and shrinks as 1/n in the score's spread."""
+    import numpy as np
+
+    decompose = benchmark_module("trial_noise").decompose
+    rng = np.random.default_rng(0)
+    hard = rng.uniform(0.05, 0.3, size=400)  # per-trajectory difficulty, the same for every model
+    shift = np.array([-0.01, -0.005, 0.0, 0.005, 0.01])  # each model better or worse everywhere
+    only_model = decompose((hard[None, :] + shift[:, None]).tolist())
+    assert only_model["sd_interaction"] == pytest.approx(0.0, abs=1e-5)
+    assert only_model["sd_model"] == pytest.approx(float(np.std(shift, ddof=1)), abs=1e-5)  # rounded to 5 places
+    noisy = decompose((hard[None, :] + rng.normal(0.0, 0.04, size=(5, 400))).tolist())  # no model effect
+    assert noisy["sd_interaction"] == pytest.approx(0.04, rel=0.05)
+    assert noisy["sd_model"] < 0.004
+    assert noisy["sd_of_score"]["25"] == pytest.approx(math.sqrt(noisy["sd_model"] ** 2 + 0.04 ** 2 / 25), rel=0.06)
