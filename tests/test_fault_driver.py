@@ -134,3 +134,63 @@ def test_driver_killed_mid_sweep_resumes_from_s3(tmp_path, s3_client, s3_bucket,
     for t in trials:
         assert f"{prefix}{t}/result.json" in keys
         assert any(k.startswith(f"{prefix}{t}/checkpoint_") and k.endswith("checkpoint.pt") for k in keys)
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_cache_dir):
+    """Ctrl-C (SIGINT) once mid-sweep: Tune saves its state; the trials it left running are recorded as
+    interrupted (not as early stops), no promotion runs on the unfinished round, the driver says how to
+    resume and exits 130; the same command with resume=true finishes every trial, one row each."""
+    n_trials = 3
+    name = f"ctrl-c-{uuid.uuid4().hex[:6]}"
+    lb = tmp_path / "leaderboard.csv"
+    args = [sys.executable, str(ROOT / "sweeps" / "round_a.py"),
+            f"num_samples={n_trials}", "max_concurrent=2", "ray_address=local", "baselines=false",
+            "wandb.enabled=false", "gates.enabled=false", "scheduler.name=fifo", "searcher.name=random",
+            f"storage_path={tmp_path / 'runs'}", f"name={name}", f"leaderboard={lb}", "promotion.top_k=1",
+            "promotion.force=true", f"report_dir={tmp_path / 'reports'}",
+            f"champion={tmp_path / 'champ.json'}", "write_report=false", "verbose=0", "data.n=64",
+            "data.resolution=256", f"data.cache_dir={tiny_cache_dir}", "stages.autoencoder.epochs=1",
+            "stages.operator.epochs=8", "training.checkpoint_every=1"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(OMP_NUM_THREADS="1", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    exp = tmp_path / "runs" / name
+
+    with open(tmp_path / "driver1.log", "wb") as log:
+        driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    spawned: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not list(exp.glob("trial_*/checkpoint_000002")):  # the first trials are a few epochs in
+            assert driver.poll() is None, (tmp_path / "driver1.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no trial reached its third checkpoint in time"
+            time.sleep(0.3)
+        spawned = _children(driver.pid)
+        os.kill(driver.pid, signal.SIGINT)
+        driver.wait(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        _end(spawned)
+    out = (tmp_path / "driver1.log").read_text()
+    assert driver.returncode == 130, out[-4000:]
+    assert "interrupted: " in out and "resume=true" in out and "promotion: not run" in out, out[-3000:]
+    rows = read_leaderboard(lb)
+    rows = rows[rows["experiment"] == name]
+    assert set(rows["status"]) <= {"completed", "interrupted"}, rows[["run_id", "status", "stop_reason"]]
+    cut = rows[rows["status"] == "interrupted"]
+    assert len(cut) >= 1 and cut["stop_reason"].str.startswith("sweep interrupted at iteration").all()
+    assert len(rows) < n_trials or len(cut) > 0
+    assert not (tmp_path / "champ.json").exists()  # no promotion from an unfinished round
+
+    with open(tmp_path / "driver2.log", "wb") as log:
+        resumed = subprocess.run(args + ["resume=true"], cwd=tmp_path, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, timeout=400)
+    out = (tmp_path / "driver2.log").read_text()
+    assert resumed.returncode == 0, out[-4000:]
+    rows = read_leaderboard(lb)
+    rows = rows[(rows["experiment"] == name) & (rows["kind"] == "trial")]
+    assert len(rows) == n_trials and rows["run_id"].is_unique, rows[["run_id", "status"]]
+    assert set(rows["status"]) == {"completed"}, rows[["run_id", "status", "stop_reason"]]
+    assert (tmp_path / "champ.json").exists()  # the resumed round ran its promotion

@@ -89,6 +89,22 @@ def test_asha_stops_a_trial_early_in_a_seeded_run(ray_session, tmp_path: Path) -
     assert len(ref) == 1 and ref.iloc[0]["stop_reason"] == "completed"  # the round's baseline ran in full
 
 
+def test_compute_budget_cut_is_recorded_as_such(ray_session, tmp_path: Path) -> None:
+    """compute_budget_s ends the sweep with trials running: they are stopped by the budget (not by ASHA, not
+    'interrupted'), and the sweep returns normally."""
+    space = tmp_path / "budget.yaml"
+    space.write_text("params:\n  training.lambda_spectral: {dist: grid, values: [0.0, 1.0, 2.0, 3.0]}\n")
+    trainable = make_trainable("training.lambda_spectral", {}, iterations=40, sleep=0.05)
+    out = run_round("budget", [*common(tmp_path), f"space={space}", "searcher.name=grid", "scheduler.name=asha",
+                               "scheduler.grace_period=1", "stages.autoencoder.epochs=0", "num_samples=1",
+                               "max_concurrent=2", "compute_budget_s=0.6"], trainable=trainable)
+    assert not out.interrupted
+    rows = out.rows[out.rows["experiment"] == out.experiment]
+    cut = rows[rows["stop_reason"].str.startswith("sweep budget compute_budget_s reached at iteration")]
+    assert len(cut) >= 1 and (cut["status"] == "stopped").all(), rows[["label", "status", "stop_reason"]]
+    assert not rows["status"].eq("interrupted").any()
+
+
 def test_gate_tracker_units() -> None:
     lim = GateLimits(conservation_gap=1.0, bc_violation=1.0, divergence_factor=10.0)
     t = GateTracker(lim)

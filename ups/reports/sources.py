@@ -115,7 +115,7 @@ def trial_state(row: pd.Series | dict) -> str:
     status = str(row.get("status", "") or "").upper()
     if status in FAILED_STATUSES:
         return "failed"
-    if status in ("RUNNING", "PENDING"):
+    if status in ("RUNNING", "PENDING", "INTERRUPTED"):  # interrupted: unfinished, resume=true continues it
         return "running"
     nrmse = row.get("nrmse")
     if nrmse is None or pd.isna(nrmse):

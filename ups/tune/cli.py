@@ -32,13 +32,18 @@ def main(argv: list[str]) -> int:
               "\n\nexamples:\n  ups sweep round_a num_samples=8\n  ups sweep round_b profile=full resources.gpu=0.25"
               "\n  ups sweep round_a resume=true\n\nSee docs/SWEEPS.md for every key.")
         return 0
-    return int(load_round(argv[0])(argv[1:]) or 0)
+    return run_script(load_round(argv[0]), argv[1:])
 
 
 def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
-    """Entry point of ``sweeps/*.py``: bad input → one clear line and exit code 2."""
+    """Entry point of ``sweeps/*.py``: bad input → one clear line and exit code 2; a sweep stopped by Ctrl-C
+    (its results saved, how to resume printed) → exit code 130."""
+    from ups.tune.launcher import SweepInterrupted
+
     try:
         return int(main_fn(sys.argv[1:] if argv is None else argv) or 0)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SweepInterrupted:
+        return 130

@@ -24,7 +24,7 @@ from ups.leaderboard import read_leaderboard, upsert_rows
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, full_eval, seed_groups,
                                 seed_mean_candidates, seed_points, update_champion)
-from ups.tune.results import LeaderboardCallback, RowContext, trial_row
+from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, trial_row
 from ups.tune.retention import CheckpointRetention
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
 from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
@@ -59,6 +59,16 @@ class SweepOutcome:
     champion: dict[str, Any] | None = None
     report: Path | None = None
     baseline_rows: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep was stopped (Ctrl-C / SIGINT) with trials unfinished, after its finished results were
+    written and its state saved; ``outcome`` holds what was done.  Exit code 130, as for Ctrl-C."""
+
+    def __init__(self, message: str, outcome: SweepOutcome | None = None):
+        super().__init__(message)
+        self.outcome = outcome
 
 
 def _log(msg: str) -> None:
@@ -408,7 +418,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         ctx = RowContext(round=s.round, experiment=name, space=p.space, base=to_dict(p.base), reference_point=point,
                          scheduler=s.scheduler.name, gpu_per_trial=s.resources.gpu,
                          cost_per_gpu_hour=s.cost_per_gpu_hour, tags=[f"profile:{s.profile}"])
-        lb_cb = LeaderboardCallback(p.leaderboard, ctx, limits, gates_enabled=s.gates.enabled)
+        lb_cb = LeaderboardCallback(p.leaderboard, ctx, limits, gates_enabled=s.gates.enabled,
+                                    budgets={"compute_budget_s": s.compute_budget_s, "time_budget_s": s.time_budget_s})
         callbacks: list[Any] = [lb_cb]
         mode = resolve_mode(s.wandb.mode)
         if s.wandb.enabled and mode != "disabled":
@@ -440,9 +451,12 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         finally:  # every trial has ended (or Tune raised): the stage cache and scratch a killed worker or
             # driver could not remove go too, on every node
             remove_scratch(name)
-        reconcile(p.leaderboard, ctx, grid, lb_cb)
+        cut = loop_cut(lb_cb)
+        reconcile(p.leaderboard, ctx, grid, lb_cb, cut)
         champion = None
-        if promote and s.promotion.top_k > 0:
+        if cut == INTERRUPTED:
+            _log("promotion: not run, the round is unfinished (it runs when the resumed sweep ends)")
+        elif promote and s.promotion.top_k > 0:
             champion = promote_round(p, ctx, baselines, data, limits, max_conc)
         report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir) / s.round) if s.write_report else None
         if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
@@ -451,12 +465,29 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         if started:
             ray.shutdown()
     rows = read_leaderboard(p.leaderboard)
-    outcome = SweepOutcome(name, exp_path, p.leaderboard, rows, champion, report, baselines)
+    outcome = SweepOutcome(name, exp_path, p.leaderboard, rows, champion, report, baselines,
+                           interrupted=cut == INTERRUPTED)
     print_leaderboard(outcome, s.print_top)
     if report:
         _log(f"report: {report}")
     _log(f"leaderboard: {p.leaderboard}")
+    if outcome.interrupted:
+        mine = rows[(rows["experiment"] == name) & (rows["kind"] == "trial")] if not rows.empty else rows
+        done = int((mine["status"] != INTERRUPTED).sum()) if not mine.empty else 0
+        msg = (f"interrupted: {len(lb_cb.open)} trial(s) unfinished, {done} finished (on the leaderboard), "
+               f"{s.num_samples} asked for. Its state is saved in {exp_path}: run the same command with "
+               f"resume=true to finish it (name={name} if another sweep of this round started since)")
+        _log(msg)
+        raise SweepInterrupted(msg, outcome)
     return outcome
+
+
+def loop_cut(cb: LeaderboardCallback) -> str | None:
+    """Why Tune's loop ended with trials still running: None (it did not), the sweep budget that ended it
+    (``time_budget_s`` / ``compute_budget_s``), or ``INTERRUPTED`` (Ctrl-C / SIGINT: the only other way)."""
+    if not cb.open:
+        return None
+    return cb.budget_hit() or INTERRUPTED
 
 
 def restorable_state(p: Prepared, name: str) -> str | None:
@@ -473,17 +504,22 @@ def restorable_state(p: Prepared, name: str) -> str | None:
         raise ConfigError(f"resume=true: {e}") from None
 
 
-def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback) -> None:
-    """Rows for terminated trials the callback did not write (e.g. finished right before a driver kill)."""
+def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, cut: str | None = None) -> None:
+    """Rows for terminated trials the callback did not write (e.g. finished right before a driver kill), and
+    for the trials the end of Tune's loop cut short (``cut``: why it ended, see ``loop_cut``; a budget's
+    stop-all ends them within the loop), rewritten each time."""
     have = set(read_leaderboard(path)["run_id"].astype(str))
     rows = []
     for r in grid:
-        tid = (r.metrics or {}).get("trial_id")
-        if not tid or ctx.run_id(tid) in have:
+        metrics = r.metrics or {}
+        tid = metrics.get("trial_id")
+        short = bool(tid) and cb.cut_short(tid, metrics)
+        if not tid or (ctx.run_id(tid) in have and not short):
             continue
         ckpt = r.checkpoint.path if r.checkpoint is not None else None
-        rows.append(trial_row(ctx, tid, r.config or {}, r.metrics or {}, gate_reason=cb.tracker.reasons.get(tid),
-                              errored=r.error is not None, checkpoint=ckpt))
+        rows.append(trial_row(ctx, tid, r.config or {}, metrics, gate_reason=cb.tracker.reasons.get(tid),
+                              errored=r.error is not None, checkpoint=ckpt,
+                              cut=(cut or cb.budget_hit()) if short else None))
     if rows:
         upsert_rows(path, rows)
 
@@ -554,7 +590,13 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
         grid = tuner.fit()
     finally:
         remove_scratch(seed_name)
-    reconcile(p.leaderboard, ctx, grid, lb_cb)
+    cut = loop_cut(lb_cb)  # retrains have no sweep budget: only an interrupt cuts them
+    reconcile(p.leaderboard, ctx, grid, lb_cb, cut)
+    if cut == INTERRUPTED:
+        msg = (f"interrupted while retraining the promoted configurations: {len(lb_cb.open)} trial(s) of {seed_name} "
+               "unfinished. Run the same command with resume=true to finish them and the promotion")
+        _log(msg)
+        raise SweepInterrupted(msg)
     return seed_groups(p.leaderboard, chosen, seed_name, p.space)
 
 

@@ -7,6 +7,8 @@ a resumed sweep re-writing a row never duplicates it.
 from __future__ import annotations
 
 import json
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,23 +43,33 @@ class RowContext:
         return f"{self.experiment}-{trial_id}"
 
 
-def stop_reason(result: Mapping[str, Any], gate_reason: str | None, scheduler: str, errored: bool) -> tuple[str, str]:
-    """(status, stop_reason) for the leaderboard."""
+INTERRUPTED = "interrupted"  # the sweep was stopped (Ctrl-C / SIGINT) with this trial unfinished
+
+
+def stop_reason(result: Mapping[str, Any], gate_reason: str | None, scheduler: str, errored: bool,
+                cut: str | None = None) -> tuple[str, str]:
+    """(status, stop_reason) for the leaderboard.  ``cut``: the trial was still running when the sweep's
+    loop ended, because of ``INTERRUPTED`` or a sweep budget (its key: ``time_budget_s``, ...)."""
+    it = result.get("training_iteration", "?")
+    if cut == INTERRUPTED and not errored:
+        return INTERRUPTED, f"sweep interrupted at iteration {it}; resume=true continues it"
+    if cut and not errored and not gate_reason:
+        return "stopped", f"sweep budget {cut} reached at iteration {it}"
     if errored:
         return "error", "error (see the trial's error.txt)"
     if gate_reason:
         return "stopped", gate_reason
     if result.get("final"):
         return "completed", "completed"
-    it = result.get("training_iteration", "?")
     if scheduler in ("asha", "pbt"):
         return "stopped", f"{scheduler}: early stop at iteration {it}"
     return "stopped", f"stopped at iteration {it}"
 
 
 def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any],
-              *, gate_reason: str | None, errored: bool = False, checkpoint: str | None = None) -> dict[str, Any]:
-    status, reason = stop_reason(result, gate_reason, ctx.scheduler, errored)
+              *, gate_reason: str | None, errored: bool = False, checkpoint: str | None = None,
+              cut: str | None = None) -> dict[str, Any]:
+    status, reason = stop_reason(result, gate_reason, ctx.scheduler, errored, cut)
     try:
         cfg, values = ctx.space.materialize_dict(ctx.base, config)
         chash, cjson = config_hash(cfg), json.dumps(cfg, sort_keys=True, default=str)
@@ -95,25 +107,56 @@ def _short(v: Any) -> str:
 class LeaderboardCallback(Callback):
     """Writes one leaderboard row per terminated trial (driver side)."""
 
-    def __init__(self, path: Path, ctx: RowContext, limits: GateLimits, gates_enabled: bool = True):
+    def __init__(self, path: Path, ctx: RowContext, limits: GateLimits, gates_enabled: bool = True,
+                 budgets: Mapping[str, float] | None = None):
+        """``budgets``: the sweep's ``compute_budget_s`` / ``time_budget_s`` (0: none), to tell a trial the
+        budget cut from one the scheduler stopped."""
+        self.budgets = {k: float(v) for k, v in (budgets or {}).items() if v and float(v) > 0}
+        self.t0 = time.monotonic()
         self.path = Path(path)
         self.ctx = ctx
         self.tracker = GateTracker(limits)
         self.gates_enabled = gates_enabled  # off: no trial is stopped by a gate, so none is labelled so
         self.written: set[str] = set()
+        self.open: set[str] = set()  # trials not yet TERMINATED/ERROR at the end of the last controller step
+        self.seen: set[str] = set()  # trials that reported to this driver
+        self.spent_s = 0.0  # Σ time_this_iter_s this driver saw (the compute budget's measure)
+
+    def setup(self, **info: Any) -> None:
+        self.t0 = time.monotonic()  # the experiment starts (Tune's own time budget counts from here)
+
+    def budget_hit(self) -> str | None:
+        """The sweep budget used up by now, if any (the compute budget as Σ time_this_iter_s this driver saw)."""
+        if self.spent_s >= self.budgets.get("compute_budget_s", math.inf):
+            return "compute_budget_s"
+        if time.monotonic() - self.t0 >= self.budgets.get("time_budget_s", math.inf):
+            return "time_budget_s"
+        return None
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.spent_s += float(result.get("time_this_iter_s") or 0.0)
+        self.seen.add(trial.trial_id)
         if self.gates_enabled:
             self.tracker.update(trial.trial_id, result)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        # read before Tune's clean-up, which marks the trials an interrupt leaves running TERMINATED in
+        # memory (the saved state, which resume=true restores, keeps them unfinished)
+        self.open = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
 
     def _write(self, trial: Any, errored: bool) -> None:
         result = dict(trial.last_result or {})
         reason = self.tracker.reasons.get(trial.trial_id)
         ckpt = trial.checkpoint.path if getattr(trial, "checkpoint", None) is not None else None
         row = trial_row(self.ctx, trial.trial_id, trial.config, result, gate_reason=reason,
-                        errored=errored, checkpoint=ckpt)
+                        errored=errored, checkpoint=ckpt, cut=None if result.get("final") else self.budget_hit())
         upsert_rows(self.path, [row])
         self.written.add(trial.trial_id)
+
+    def cut_short(self, trial_id: str, result: Mapping[str, Any]) -> bool:
+        """Did this trial report here, and end without its final result and without Tune telling this
+        callback (Tune's loop ended under it: an interrupt, or a sweep budget's stop-all)?"""
+        return trial_id in self.seen and trial_id not in self.written and not result.get("final")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._write(trial, errored=False)
