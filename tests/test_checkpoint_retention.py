@@ -64,7 +64,9 @@ def test_state_on_storage_never_names_a_deleted_checkpoint(ray_session, tmp_path
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")  # Tune syncs its state every second (default ≥ 10 s)
     exp = tmp_path / "exp"
     check = RetentionAudit()
-    grid = run(tmp_path, [check, CheckpointRetention(keep=2, period_s=0.0)], iterations=40, sleep=0.02)
+    # ≥ 2 s of reports, so Tune's 1 s state sync names a checkpoint mid-run even with warm workers (at
+    # 0.02 s a report, the whole run once fitted between two syncs in the full suite: nothing deleted)
+    grid = run(tmp_path, [check, CheckpointRetention(keep=2, period_s=0.0)], iterations=40, sleep=0.05)
     assert not grid.errors
     assert check.steps > 40 and check.named > 0
     assert check.missing == [], f"the state on storage named deleted checkpoints: {check.missing[:3]}"
