@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -68,6 +69,28 @@ def _keys(client, bucket: str, prefix: str) -> list[str]:
     return keys
 
 
+def _signal_when(driver: subprocess.Popen, log: Path, ready: Callable[[], bool], sig: int, waiting_for: str,
+                 wait_s: float = 30.0) -> None:
+    """Once ``ready()``, send ``sig`` to the driver alone and wait for it to exit; then end whatever it
+    spawned (its Ray processes) by id."""
+    spawned: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not ready():
+            assert driver.poll() is None, (f"driver exited (rc={driver.returncode}) before it got the signal:\n"
+                                           + log.read_text()[-3000:])
+            assert time.monotonic() < deadline, f"{waiting_for}: not in time"
+            time.sleep(0.3)
+        spawned = _children(driver.pid)
+        os.kill(driver.pid, sig)
+        driver.wait(timeout=wait_s)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        _end(spawned)
+
+
 @pytest.mark.slow
 def test_driver_killed_mid_sweep_resumes_from_s3(tmp_path, s3_client, s3_bucket, tiny_data, tiny_cache_dir):
     name = f"fault-driver-{uuid.uuid4().hex[:6]}"
@@ -86,26 +109,17 @@ def test_driver_killed_mid_sweep_resumes_from_s3(tmp_path, s3_client, s3_bucket,
 
     with open(tmp_path / "driver1.log", "wb") as log:
         driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    spawned: list[int] = []
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert driver.poll() is None, (
-                f"driver exited (rc={driver.returncode}) before it could be killed:\n"
-                + (tmp_path / "driver1.log").read_text()[-3000:])
-            assert time.monotonic() < deadline, "no checkpoint reached S3 in time"
-            if any("/checkpoint_" in k for k in _keys(s3_client, s3_bucket, prefix)):
-                break
-            time.sleep(0.5)
-        done_before = read_leaderboard(lb) if lb.exists() else None
-        spawned = _children(driver.pid)
-        os.kill(driver.pid, signal.SIGKILL)  # the driver only: its Ray processes fate-share with it
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        _end(spawned)
+    seen: dict[str, object] = {}
+
+    def checkpoint_on_s3() -> bool:
+        if not any("/checkpoint_" in k for k in _keys(s3_client, s3_bucket, prefix)):
+            return False
+        seen["done_before"] = read_leaderboard(lb) if lb.exists() else None
+        return True
+
+    # the driver only gets SIGKILL: its Ray processes fate-share with it
+    _signal_when(driver, tmp_path / "driver1.log", checkpoint_on_s3, signal.SIGKILL, "a checkpoint on S3")
+    done_before = seen["done_before"]
     assert driver.returncode == -signal.SIGKILL
     finished_at_kill = 0 if done_before is None else int((done_before["experiment"] == name).sum())
     assert finished_at_kill < N_TRIALS, "the driver was killed after the sweep had already finished"
@@ -158,21 +172,8 @@ def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_ca
 
     with open(tmp_path / "driver1.log", "wb") as log:
         driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    spawned: list[int] = []
-    try:
-        deadline = time.monotonic() + 240
-        while not list(exp.glob("trial_*/checkpoint_000002")):  # the first trials are a few epochs in
-            assert driver.poll() is None, (tmp_path / "driver1.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no trial reached its third checkpoint in time"
-            time.sleep(0.3)
-        spawned = _children(driver.pid)
-        os.kill(driver.pid, signal.SIGINT)
-        driver.wait(timeout=120)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        _end(spawned)
+    _signal_when(driver, tmp_path / "driver1.log", lambda: bool(list(exp.glob("trial_*/checkpoint_000002"))),
+                 signal.SIGINT, "a trial's third checkpoint", wait_s=120)  # a few epochs into the first trials
     out = (tmp_path / "driver1.log").read_text()
     assert driver.returncode == 130, out[-4000:]
     assert "interrupted: " in out and "resume=true" in out and "promotion: not run" in out, out[-3000:]
