@@ -125,6 +125,7 @@ def test_driver_killed_mid_sweep_resumes_from_s3(tmp_path, s3_client, s3_bucket,
     assert finished_at_kill < N_TRIALS, "the driver was killed after the sweep had already finished"
     keys = _keys(s3_client, s3_bucket, prefix)
     assert any(k.endswith("tuner.pkl") for k in keys) and any("experiment_state" in k for k in keys)
+    assert f"{prefix}ups_sweep.json" in keys  # what resume=true checks the resuming command against
 
     # resume: same command + resume=true restores the latest experiment from S3
     with open(tmp_path / "driver2.log", "wb") as log:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ups.config import ConfigError
 from ups.leaderboard import read_leaderboard
 from ups.tune.gates import GateLimits, GateTracker
 from ups.tune.launcher import run_round
@@ -103,6 +104,26 @@ def test_compute_budget_cut_is_recorded_as_such(ray_session, tmp_path: Path) -> 
     cut = rows[rows["stop_reason"].str.startswith("sweep budget compute_budget_s reached at iteration")]
     assert len(cut) >= 1 and (cut["status"] == "stopped").all(), rows[["label", "status", "stop_reason"]]
     assert not rows["status"].eq("interrupted").any()
+
+
+def test_resume_refuses_other_settings_and_accepts_operational_ones(ray_session, tmp_path: Path) -> None:
+    """resume=true with another trial budget is refused before Ray runs anything, naming the key and the
+    command that started the sweep; with only operational changes (concurrency, verbosity) it resumes."""
+    space = tmp_path / "rec.yaml"
+    space.write_text("params:\n  training.lambda_spectral: {dist: grid, values: [0.0, 1.0]}\n")
+    trainable = make_trainable("training.lambda_spectral", {}, iterations=2, sleep=0.0)
+    args = [*common(tmp_path), f"space={space}", "searcher.name=grid", "scheduler.name=fifo", "num_samples=1",
+            "max_concurrent=2", "stages.operator.epochs=3"]
+    first = run_round("rec", args, trainable=trainable)
+    record = Path(first.experiment_path) / "ups_sweep.json"
+    assert "stages.operator.epochs=3" in record.read_text()
+    with pytest.raises(ConfigError) as e:
+        run_round("rec", [*args, "stages.operator.epochs=5", "resume=true"], trainable=trainable)
+    msg = str(e.value)
+    assert "stages.operator.epochs: 3 → 5" in msg and f"{first.experiment}/ups_sweep.json" in msg
+    assert f"stages.operator.epochs=3 name={first.experiment} resume=true" in msg  # the command to resume with
+    again = run_round("rec", [*args, "max_concurrent=1", "verbose=0", "resume=true"], trainable=trainable)
+    assert again.experiment == first.experiment and len(again.rows[again.rows["experiment"] == first.experiment]) == 2
 
 
 def test_gate_tracker_units() -> None:

@@ -28,6 +28,7 @@ from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, trial
 from ups.tune.retention import CheckpointRetention
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
 from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
+from ups.tune.sweep_record import check_resume, sweep_record, write_record
 from ups.tune.trainable import METRIC, remove_scratch, ups_trial
 from ups.tune.tune_state import repair_cut_off_state
 from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
@@ -392,6 +393,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     s = p.scfg
     name = experiment_name(p)
     exp_path = f"{p.display_storage}/{name}"
+    record = sweep_record(p, overrides)
+    if s.resume:  # before any compute: the same trials, the same budgets and data, or a clear refusal
+        check_resume(p.storage_path, p.filesystem, name, p.display_storage, record)
     import ray
 
     address = s.ray_address or os.environ.get("RAY_ADDRESS", "")
@@ -446,6 +450,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                        storage_filesystem=p.filesystem)
         else:
             tuner = build_tuner(p, name, tr, limits, max_conc, callbacks)
+            write_record(p.storage_path, p.filesystem, name, record)
         try:
             grid = tuner.fit()
         finally:  # every trial has ended (or Tune raised): the stage cache and scratch a killed worker or
