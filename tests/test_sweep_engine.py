@@ -124,6 +124,9 @@ def test_resume_refuses_other_settings_and_accepts_operational_ones(ray_session,
     assert f"stages.operator.epochs=3 name={first.experiment} resume=true" in msg  # the command to resume with
     again = run_round("rec", [*args, "max_concurrent=1", "verbose=0", "resume=true"], trainable=trainable)
     assert again.experiment == first.experiment and len(again.rows[again.rows["experiment"] == first.experiment]) == 2
+    record.write_text('{"round": "rec", "trial": ')  # cut off
+    with pytest.raises(ConfigError, match=f"'{record}' .* is unreadable .* Fix: restore it, or delete it"):
+        run_round("rec", [*args, "resume=true"], trainable=trainable)
 
 
 def test_gate_tracker_units() -> None:

@@ -60,9 +60,17 @@ def read_record(storage: str, fs: Any, name: str) -> dict[str, Any] | None:
     path = _join(storage, name)
     try:
         if fs is None:
-            return json.loads(Path(path).read_text())
-        with fs.open_input_stream(path) as f:
-            return json.loads(f.read().decode())
+            text = Path(path).read_text()
+        else:
+            with fs.open_input_stream(path) as f:
+                text = f.read().decode()
+        record = json.loads(text)
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        return record
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"resume=true: '{path}' (what the sweep was started with) is unreadable ({e}). Fix: restore "
+                          f"it, or delete it to resume without checking this command against the original") from None
     except FileNotFoundError:
         return None
     except OSError as e:  # pyarrow reports a missing S3 key as OSError with "not found"/"does not exist"
