@@ -152,10 +152,12 @@ def test_driver_killed_mid_sweep_resumes_from_s3(tmp_path, s3_client, s3_bucket,
 
 
 @pytest.mark.slow
-def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_cache_dir):
-    """Ctrl-C (SIGINT) once mid-sweep: Tune saves its state; the trials it left running are recorded as
-    interrupted (not as early stops), no promotion runs on the unfinished round, the driver says how to
-    resume and exits 130; the same command with resume=true finishes every trial, one row each."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_cache_dir, sig):
+    """Ctrl-C (SIGINT) once mid-sweep, or SIGTERM (taken the same way): Tune saves its state; the trials it
+    left running are recorded as interrupted (not as early stops), no promotion runs on the unfinished
+    round, the driver says how to resume and exits 130; the same command with resume=true finishes every
+    trial, one row each."""
     n_trials = 3
     name = f"ctrl-c-{uuid.uuid4().hex[:6]}"
     lb = tmp_path / "leaderboard.csv"
@@ -174,7 +176,7 @@ def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_ca
     with open(tmp_path / "driver1.log", "wb") as log:
         driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     _signal_when(driver, tmp_path / "driver1.log", lambda: bool(list(exp.glob("trial_*/checkpoint_000002"))),
-                 signal.SIGINT, "a trial's third checkpoint", wait_s=120)  # a few epochs into the first trials
+                 sig, "a trial's third checkpoint", wait_s=120)  # a few epochs into the first trials
     out = (tmp_path / "driver1.log").read_text()
     assert driver.returncode == 130, out[-4000:]
     assert "interrupted: " in out and "resume=true" in out and "promotion: not run" in out, out[-3000:]

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
@@ -452,7 +455,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             tuner = build_tuner(p, name, tr, limits, max_conc, callbacks)
             write_record(p.storage_path, p.filesystem, name, record)
         try:
-            grid = tuner.fit()
+            with stop_signals_as_ctrl_c():
+                grid = tuner.fit()
         finally:  # every trial has ended (or Tune raised): the stage cache and scratch a killed worker or
             # driver could not remove go too, on every node
             remove_scratch(name)
@@ -485,6 +489,35 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         _log(msg)
         raise SweepInterrupted(msg, outcome)
     return outcome
+
+
+@contextmanager
+def stop_signals_as_ctrl_c() -> Iterator[None]:
+    """While Tune's loop runs, SIGTERM (``kill``, ``timeout``, a job scheduler, ``ray job stop``) and SIGHUP (the
+    terminal or SSH session of ``ray submit`` closed) take Tune's own Ctrl-C path: it saves the experiment
+    state and ends the loop, and the sweep records its unfinished trials as interrupted, instead of dying
+    mid-step.  Tune handles SIGINT and SIGUSR1 itself; these two are forwarded as SIGUSR1.  A signal the
+    process ignores (``nohup``) stays ignored; off the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
+        yield
+        return
+
+    def forward(signum: int, frame: Any) -> None:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        try:  # after SIGHUP the terminal may be gone
+            _log(f"{signal.Signals(signum).name}: stopping the sweep as for Ctrl-C (state saved, resume=true continues)")
+        except OSError:
+            pass
+
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            old[sig] = signal.signal(sig, forward)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def loop_cut(cb: LeaderboardCallback) -> str | None:
@@ -592,7 +625,8 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
         tuner = tune.Tuner(tr, param_space=param_space, tune_config=tune_cfg,
                            run_config=run_config(p, seed_name, stop, [lb_cb]))
     try:
-        grid = tuner.fit()
+        with stop_signals_as_ctrl_c():
+            grid = tuner.fit()
     finally:
         remove_scratch(seed_name)
     cut = loop_cut(lb_cb)  # retrains have no sweep budget: only an interrupt cuts them
