@@ -51,14 +51,14 @@ def stop_reason(result: Mapping[str, Any], gate_reason: str | None, scheduler: s
     """(status, stop_reason) for the leaderboard.  ``cut``: the trial was still running when the sweep's
     loop ended, because of ``INTERRUPTED`` or a sweep budget (its key: ``time_budget_s``, ...)."""
     it = result.get("training_iteration", "?")
-    if cut == INTERRUPTED and not errored:
-        return INTERRUPTED, f"sweep interrupted at iteration {it}; resume=true continues it"
-    if cut and not errored and not gate_reason:
-        return "stopped", f"sweep budget {cut} reached at iteration {it}"
     if errored:
         return "error", "error (see the trial's error.txt)"
+    if cut == INTERRUPTED:
+        return INTERRUPTED, f"sweep interrupted at iteration {it}; resume=true continues it"
     if gate_reason:
         return "stopped", gate_reason
+    if cut:
+        return "stopped", f"sweep budget {cut} reached at iteration {it}"
     if result.get("final"):
         return "completed", "completed"
     if scheduler in ("asha", "pbt"):

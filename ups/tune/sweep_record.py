@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import posixpath
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,50 +34,43 @@ def sweep_record(p: Any, overrides: Sequence[str]) -> dict[str, Any]:
     base = {k: v for k, v in flatten(to_dict(p.base)).items() if not k.startswith(OPERATIONAL_KEYS)}
     sweep = flatten({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
                      for k, v in ((k, getattr(s, k)) for k in DEFINING_SWEEP_KEYS)})
-    space_text = Path(p.space.path).read_bytes() if getattr(p.space, "path", None) else b""
     return {"round": s.round, "overrides": [o for o in overrides if not o.startswith("resume=")],
-            "space_file": str(getattr(p.space, "path", "")), "space_sha1": hashlib.sha1(space_text).hexdigest(),
+            "space_file": str(p.space.path), "space_sha1": hashlib.sha1(Path(p.space.path).read_bytes()).hexdigest(),
             "sweep": json.loads(json.dumps(sweep, default=str)), "trial": json.loads(json.dumps(base, default=str))}
 
 
-def _join(storage: str, name: str) -> str:
-    return f"{storage.rstrip('/')}/{name}/{RECORD}"
+def _record_file(storage: str, fs: Any, name: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path) of the record: local folder or S3 alike, as ``ups.tune.tune_state`` reads
+    Tune's own state."""
+    from ray.train._internal.storage import get_fs_and_path
+
+    return get_fs_and_path(f"{storage.rstrip('/')}/{name}/{RECORD}", storage_filesystem=fs)
 
 
 def write_record(storage: str, fs: Any, name: str, record: dict[str, Any]) -> None:
-    """Save the record in the experiment folder (local folder or the pyarrow filesystem of S3)."""
-    text = json.dumps(record, indent=1, sort_keys=True).encode()
-    path = _join(storage, name)
-    if fs is None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(text)
-        return
+    """Save the record in the experiment folder."""
+    fs, path = _record_file(storage, fs, name)
+    fs.create_dir(posixpath.dirname(path), recursive=True)
     with fs.open_output_stream(path) as out:
-        out.write(text)
+        out.write(json.dumps(record, indent=1, sort_keys=True).encode())
 
 
 def read_record(storage: str, fs: Any, name: str) -> dict[str, Any] | None:
     """The saved record, or None for a sweep started before records existed."""
-    path = _join(storage, name)
+    import pyarrow.fs as pafs
+
+    fs, path = _record_file(storage, fs, name)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
     try:
-        if fs is None:
-            text = Path(path).read_text()
-        else:
-            with fs.open_input_stream(path) as f:
-                text = f.read().decode()
-        record = json.loads(text)
+        with fs.open_input_stream(path) as f:
+            record = json.loads(f.read().decode())
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
         return record
     except (ValueError, UnicodeDecodeError) as e:
         raise ConfigError(f"resume=true: '{path}' (what the sweep was started with) is unreadable ({e}). Fix: restore "
                           f"it, or delete it to resume without checking this command against the original") from None
-    except FileNotFoundError:
-        return None
-    except OSError as e:  # pyarrow reports a missing S3 key as OSError with "not found"/"does not exist"
-        if "not found" in str(e).lower() or "does not exist" in str(e).lower():
-            return None
-        raise
 
 
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
