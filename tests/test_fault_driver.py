@@ -198,3 +198,52 @@ def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_ca
     assert len(rows) == n_trials and rows["run_id"].is_unique, rows[["run_id", "status"]]
     assert set(rows["status"]) == {"completed"}, rows[["run_id", "status", "stop_reason"]]
     assert (tmp_path / "champ.json").exists()  # the resumed round ran its promotion
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stop_during_promotion_keeps_the_round_and_resume_redoes_it(tmp_path, tiny_data, tiny_cache_dir, sig):
+    """Ctrl-C or SIGTERM after Tune ended, during the promotion's full-eval (the driver's own work): a clear
+    message and exit 130, not a traceback; every trial's row kept, the champion untouched; resume=true
+    redoes the promotion without running a trial again."""
+    name = f"promo-{uuid.uuid4().hex[:6]}"
+    lb = tmp_path / "leaderboard.csv"
+    # eval.max_samples=1 keeps the trials' own eval quick; the heavier TTC makes the full-eval of two
+    # checkpoints on the whole test split last ~10 s, a window the signal cannot miss
+    args = [sys.executable, str(ROOT / "sweeps" / "round_a.py"),
+            "num_samples=3", "max_concurrent=2", "ray_address=local", "baselines=false",
+            "wandb.enabled=false", "gates.enabled=false", "scheduler.name=fifo", "searcher.name=random",
+            f"storage_path={tmp_path / 'runs'}", f"name={name}", f"leaderboard={lb}", "promotion.top_k=2",
+            "promotion.force=true", f"champion={tmp_path / 'champ.json'}", "write_report=false", "verbose=0",
+            "data.n=64", "data.resolution=256", f"data.cache_dir={tiny_cache_dir}", "stages.autoencoder.epochs=1",
+            "stages.operator.epochs=4", "eval.max_samples=1", "ttc.threshold=0", "ttc.candidates=16",
+            "ttc.beam_width=4", "ttc.max_evaluations=1000"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(OMP_NUM_THREADS="1", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    log1 = tmp_path / "driver1.log"
+
+    with open(log1, "wb") as log:
+        driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    _signal_when(driver, log1, lambda: "promotion: full-eval of" in log1.read_text(), sig, "the full-eval")
+    out = log1.read_text()
+    assert driver.returncode == 130, out[-4000:]
+    assert "interrupted during the promotion's full-eval" in out and "resume=true" in out, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    rows = read_leaderboard(lb)
+    rows = rows[rows["experiment"] == name]
+    trials = rows[rows["kind"] == "trial"]
+    assert len(trials) == 3 and set(trials["status"]) == {"completed"}, trials[["run_id", "status"]]
+    assert not (rows["kind"] == "full_eval").any()  # the cut full-eval wrote nothing half-done
+    assert not (tmp_path / "champ.json").exists()
+
+    with open(tmp_path / "driver2.log", "wb") as log:
+        resumed = subprocess.run(args + ["resume=true"], cwd=tmp_path, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, timeout=400)
+    out = (tmp_path / "driver2.log").read_text()
+    assert resumed.returncode == 0, out[-4000:]
+    rows = read_leaderboard(lb)
+    rows = rows[rows["experiment"] == name]
+    trials = rows[rows["kind"] == "trial"]
+    assert len(trials) == 3 and trials["run_id"].is_unique and set(trials["status"]) == {"completed"}
+    assert (rows["kind"] == "full_eval").sum() == 2
+    assert (tmp_path / "champ.json").exists()

@@ -45,5 +45,9 @@ def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = Non
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except SweepInterrupted:
+    except SweepInterrupted:  # its message (what was kept, how to resume) is printed
+        return 130
+    except KeyboardInterrupt:  # before Tune started, or after its state was saved: nothing half-written
+        print("\n[ups sweep] interrupted (Ctrl-C); finished trials are on the leaderboard, and a sweep whose "
+              "Tune state was saved continues with resume=true", file=sys.stderr)
         return 130

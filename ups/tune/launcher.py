@@ -462,11 +462,17 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             remove_scratch(name)
         cut = loop_cut(lb_cb)
         reconcile(p.leaderboard, ctx, grid, lb_cb, cut)
-        champion = None
+        champion, promotion_cut = None, False
         if cut == INTERRUPTED:
             _log("promotion: not run, the round is unfinished (it runs when the resumed sweep ends)")
         elif promote and s.promotion.top_k > 0:
-            champion = promote_round(p, ctx, baselines, data, limits, max_conc)
+            try:
+                with stop_signals_as_ctrl_c(into_tune=False):
+                    champion = promote_round(p, ctx, baselines, data, limits, max_conc)
+            except SweepInterrupted:  # in the seed retrains' Tune loop: their own message and resume
+                raise
+            except KeyboardInterrupt:  # in a full-eval: the trials are all recorded, the champion untouched
+                promotion_cut = True
         report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir) / s.round) if s.write_report else None
         if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
             publish(exp_path, p.leaderboard, report)
@@ -475,11 +481,17 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             ray.shutdown()
     rows = read_leaderboard(p.leaderboard)
     outcome = SweepOutcome(name, exp_path, p.leaderboard, rows, champion, report, baselines,
-                           interrupted=cut == INTERRUPTED)
+                           interrupted=cut == INTERRUPTED or promotion_cut)
     print_leaderboard(outcome, s.print_top)
     if report:
         _log(f"report: {report}")
     _log(f"leaderboard: {p.leaderboard}")
+    if promotion_cut:
+        msg = (f"interrupted during the promotion's full-eval: every trial of {name} is finished and on the "
+               f"leaderboard; the champion was not changed. Run the same command with resume=true to redo the "
+               f"promotion (name={name} if another sweep of this round started since)")
+        _log(msg)
+        raise SweepInterrupted(msg, outcome)
     if outcome.interrupted:
         mine = rows[(rows["experiment"] == name) & (rows["kind"] == "trial")] if not rows.empty else rows
         done = int((mine["status"] != INTERRUPTED).sum()) if not mine.empty else 0
@@ -492,24 +504,34 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
 
 
 @contextmanager
-def stop_signals_as_ctrl_c() -> Iterator[None]:
-    """While Tune's loop runs, SIGTERM (``kill``, ``timeout``, a job scheduler, ``ray job stop``) and SIGHUP (the
-    terminal or SSH session of ``ray submit`` closed) take Tune's own Ctrl-C path: it saves the experiment
-    state and ends the loop, and the sweep records its unfinished trials as interrupted, instead of dying
-    mid-step.  Tune handles SIGINT and SIGUSR1 itself; these two are forwarded as SIGUSR1.  A signal the
-    process ignores (``nohup``) stays ignored; off the main thread nothing changes."""
+def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, a job scheduler, ``ray job stop``) and SIGHUP (the terminal or SSH
+    session of ``ray submit`` closed) are taken as a Ctrl-C instead of killing the driver mid-step.
+
+    ``into_tune`` (while Tune's loop runs): they take Tune's own Ctrl-C path, which saves the experiment
+    state and ends the loop, and the sweep records its unfinished trials as interrupted.  Tune handles
+    SIGINT and SIGUSR1 itself; these two are forwarded as SIGUSR1.  Otherwise (the driver's own work, e.g.
+    the promotion's full-eval) they raise ``KeyboardInterrupt`` as SIGINT does.  A signal the process
+    ignores (``nohup``) stays ignored; off the main thread nothing changes.
+
+    On the way out the SIGINT and SIGUSR1 handlers are put back as they were: Tune installs its own and
+    leaves them behind after ``fit()`` (ray-project/ray#37737), so a Ctrl-C during the promotion would
+    only log Tune's "ending Ray Tune run" warning and be lost."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
         yield
         return
 
     def forward(signum: int, frame: Any) -> None:
-        os.kill(os.getpid(), signal.SIGUSR1)
         try:  # after SIGHUP the terminal may be gone
-            _log(f"{signal.Signals(signum).name}: stopping the sweep as for Ctrl-C (state saved, resume=true continues)")
+            _log(f"{signal.Signals(signum).name}: stopping the sweep as for Ctrl-C (finished results kept, "
+                 "resume=true continues)")
         except OSError:
             pass
+        if not into_tune:
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGUSR1)
 
-    old = {}
+    old = {sig: h for sig in (signal.SIGINT, signal.SIGUSR1) if (h := signal.getsignal(sig)) is not None}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             old[sig] = signal.signal(sig, forward)
