@@ -24,6 +24,7 @@ import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, flatten, load_config, to_dict
 from ups.leaderboard import read_leaderboard, upsert_rows
+from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, cluster_slots
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, full_eval, seed_groups,
                                 seed_mean_candidates, seed_points, update_champion)
@@ -231,18 +232,26 @@ def connect_ray(s: SweepConfig) -> bool:
 
 
 def concurrency(s: SweepConfig, remote: bool) -> int:
+    """Trials at a time: ``max_concurrent`` when set; on a remote cluster ``ADAPTIVE`` (the limit follows
+    the cluster as it scales, ``ups.tune.concurrency``); on the local instance what its resources hold."""
     import ray
 
+    if remote:
+        return s.max_concurrent or ADAPTIVE
     res = ray.cluster_resources()
     gpus, cpus = float(res.get("GPU", 0)), float(res.get("CPU", 1))
+    if s.resources.gpu > 0 and gpus == 0:
+        raise ConfigError(f"resources.gpu={s.resources.gpu} but this Ray instance has no GPUs. Fix: use "
+                          f"profile=smoke / resources.gpu=0 on CPU, or connect to a GPU cluster (RAY_ADDRESS)")
+    if s.max_concurrent:
+        return s.max_concurrent
     if s.resources.gpu > 0:
-        if gpus == 0 and not remote:
-            raise ConfigError(f"resources.gpu={s.resources.gpu} but this Ray instance has no GPUs. Fix: use "
-                              f"profile=smoke / resources.gpu=0 on CPU, or connect to a GPU cluster (RAY_ADDRESS)")
-        auto = max(1, int(gpus // s.resources.gpu)) if gpus else 1
-    else:
-        auto = max(1, int(cpus // max(s.resources.cpu, 1e-9)))
-    return s.max_concurrent or auto
+        return max(1, int(gpus // s.resources.gpu))
+    return max(1, int(cpus // max(s.resources.cpu, 1e-9)))
+
+
+def per_trial_resources(s: SweepConfig) -> dict[str, float]:
+    return {"CPU": s.resources.cpu, "GPU": s.resources.gpu}
 
 
 # ----------------------------------------------------------------------------- data, baselines
@@ -285,7 +294,9 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
                    space: SearchSpace | None = None) -> tuple[Any, int | None]:
     """Tune search algorithm for ``searcher.*``. With optuna and ``initial_design=lhs`` TPE's start-up
     trials (the reference point first, if queued) are a Latin hypercube over ``space`` instead of
-    Optuna's independent random draws."""
+    Optuna's independent random draws.  ``max_conc=ADAPTIVE``: TPE behind a limiter that follows the
+    cluster (``ClusterLimiter``); random / grid search unlimited (Tune keeps many trials pending, so an
+    autoscaler adds the nodes for them at once)."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     first = [point] if s.searcher.start_at_reference else None
@@ -297,8 +308,10 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
         if s.searcher.initial_design == "lhs" and space is not None:
             first = (first or []) + space.latin_hypercube(startup - len(first or []), s.searcher.seed)
         sampler = optuna.samplers.TPESampler(seed=s.searcher.seed, n_startup_trials=startup)
-        return ConcurrencyLimiter(OptunaSearch(points_to_evaluate=first or None, sampler=sampler),
-                                  max_concurrent=max_conc), None
+        optuna_search = OptunaSearch(points_to_evaluate=first or None, sampler=sampler)
+        if max_conc == ADAPTIVE:
+            return ClusterLimiter(optuna_search, per_trial_resources(s)), None
+        return ConcurrencyLimiter(optuna_search, max_concurrent=max_conc), None
     if s.searcher.name == "random":
         return BasicVariantGenerator(points_to_evaluate=first, random_state=s.searcher.seed,
                                      max_concurrent=max_conc), None
@@ -438,7 +451,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                                       "num_samples": s.num_samples}))
         tr = make_trainable(p, data, trainable)
         rungs = f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base)[2]})" if s.scheduler.name == "asha" else ""
-        _log(f"{s.round}: {s.num_samples} trials, ≤{max_conc} at a time, searcher={s.searcher.name}, "
+        at_a_time = (f"≤{max_conc}" if max_conc != ADAPTIVE else
+                     f"as many as the cluster holds (now {cluster_slots(per_trial_resources(s))}, one more pending)")
+        _log(f"{s.round}: {s.num_samples} trials, {at_a_time} at a time, searcher={s.searcher.name}, "
              f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
         from ray import tune
 

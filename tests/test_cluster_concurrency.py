@@ -1,0 +1,143 @@
+"""Concurrency on a cluster that grows: the limit follows the GPU workers as they join.
+
+``cluster.yaml``'s head runs no trials and the autoscaler adds GPU workers while trials are pending, so
+at launch the cluster holds 0 trials.  The sweep must still start, and must run more trials at a time as
+workers join (4 per GPU at ``resources.gpu=0.25``).  The test starts a real multi-node Ray cluster on this
+machine (``ray.cluster_utils.Cluster``: a head with ``num_cpus=0``, then worker nodes with one logical GPU
+each, added while the sweep runs, as the autoscaler adds them for a pending trial) in a subprocess (the
+suite's own Ray stays as it is), and records when each trial ran.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ups.tune.concurrency import cluster_slots, node_slots
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DRIVER = textwrap.dedent('''
+    import json, sys, threading, time
+    from pathlib import Path
+
+    from ray.cluster_utils import Cluster
+
+    from ups.tune.launcher import run_round
+
+    out = Path(sys.argv[1])
+    marks = out / "marks"
+    marks.mkdir(parents=True)
+    MARKS = str(marks)
+
+    def trainable(config):
+        import time
+        from pathlib import Path
+        from ray import tune
+
+        mark = Path(MARKS) / tune.get_context().get_trial_id()
+        mark.with_suffix(".start").write_text(str(time.time()))
+        for it in range(1, 25):  # ~12 s
+            time.sleep(0.5)
+            tune.report({"stage": "operator", "epoch": it, "val_nrmse": 1.0 / it,
+                         "train_loss": 1.0 / it, "val_conservation_gap": 0.0, "val_bc_violation": 0.0})
+        mark.with_suffix(".end").write_text(str(time.time()))
+
+    def running():
+        return len(list(marks.glob("*.start"))) - len(list(marks.glob("*.end")))
+
+    # the head runs no trial; shutdown_at_exit=False: nodes are added off the main thread (no SIGTERM
+    # hook there), and the finally below shuts the cluster down
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0}, shutdown_at_exit=False)
+    added = []
+
+    def autoscaler():  # what Ray's autoscaler does for a pending trial: add a GPU worker (max_workers=2)
+        time.sleep(3)  # the sweep has started on a cluster that holds no trial
+        cluster.add_node(num_cpus=2, num_gpus=1); added.append(time.time())
+        deadline = time.time() + 120
+        while running() < 4 and time.time() < deadline:  # the first worker is full
+            time.sleep(0.2)
+        cluster.add_node(num_cpus=2, num_gpus=1); added.append(time.time())
+
+    t = threading.Thread(target=autoscaler, daemon=True)
+    t.start()
+    try:
+        run_round("round_a", [f"ray_address={cluster.address}", "num_samples=10", "max_concurrent=0", "resources.gpu=0.25",
+                              "resources.cpu=0.5", "searcher.name=optuna", "scheduler.name=fifo",
+                              "searcher.n_startup_trials=3", "baselines=false", "wandb.enabled=false",
+                              "gates.enabled=false", "promotion.top_k=0", "write_report=false", "verbose=0",
+                              f"storage_path={out / 'runs'}", f"leaderboard={out / 'lb.csv'}",
+                              f"champion={out / 'champ.json'}", "name=grow"], trainable=trainable)
+    finally:
+        t.join(timeout=5)
+        cluster.shutdown()
+    spans = {p.stem: (float(p.read_text()), float(p.with_suffix(".end").read_text()))
+             for p in marks.glob("*.start") if p.with_suffix(".end").exists()}
+    (out / "spans.json").write_text(json.dumps({"spans": spans, "added": added}))
+''')
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda t: (t[0], t[1]))
+    most = now = 0
+    for _, d in events:
+        now += d
+        most = max(most, now)
+    return most
+
+
+def test_slots_are_counted_per_node():
+    g5 = {"CPU": 8.0, "GPU": 1.0}
+    assert node_slots(g5, {"CPU": 2, "GPU": 0.25}) == 4  # cluster.yaml's worker at profile=full
+    assert node_slots({"CPU": 4.0, "GPU": 1.0}, {"CPU": 2, "GPU": 0.25}) == 2  # CPUs bind (a g5.xlarge)
+    assert node_slots({"CPU": 0.0}, {"CPU": 1, "GPU": 0}) == 0  # the head runs no trial
+    nodes = [{"Alive": True, "Resources": {"CPU": 0.0}}, {"Alive": True, "Resources": g5},
+             {"Alive": False, "Resources": g5}, {"Alive": True, "Resources": {"CPU": 1.0, "GPU": 0.5}}]
+    # trials never span nodes: two half-GPU leftovers do not make one trial
+    assert cluster_slots({"CPU": 0.5, "GPU": 0.75}, nodes) == 1
+    assert cluster_slots({"CPU": 2, "GPU": 0.25}, nodes) == 4 + 0  # the dead node and the 1-CPU node hold none
+
+
+@pytest.mark.slow
+def test_concurrency_follows_gpu_workers_as_they_join(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    assert "as many as the cluster holds (now 0, one more pending)" in proc.stdout, proc.stdout[-3000:]
+    rec = json.loads((tmp_path / "spans.json").read_text())
+    spans = list(rec["spans"].values())
+    assert len(spans) == 10, rec  # every trial ran to its end
+    assert len(rec["added"]) == 2, rec
+    first_start = min(s for s, _ in spans)
+    assert first_start > rec["added"][0], "a trial ran before any worker could hold it"
+    # one worker holds 4 (1 GPU / 0.25); with the second one joined, more ran at once than one worker holds
+    most = _most_at_once(spans)
+    assert 4 < most <= 8, (most, rec)
+
+
+def test_limiter_reads_the_cluster_and_survives_a_restore(ray_session):
+    """On the suite's Ray (2 CPUs, no GPU): 2 one-CPU trials fit, so the limit is 3 (one pending); the
+    limiter pickles with the experiment state, and a restored one (its clock from another process)
+    reads the cluster again at its first suggestion."""
+    from ray import cloudpickle, tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from ups.tune.concurrency import ClusterLimiter
+
+    searcher = OptunaSearch(space={"x": tune.uniform(0, 1)}, metric="m", mode="min")
+    lim = ClusterLimiter(searcher, {"CPU": 1, "GPU": 0})
+    assert lim.max_concurrent == 3
+    restored = cloudpickle.loads(cloudpickle.dumps(lim))
+    restored.max_concurrent, restored.checked_at = 1, float("inf")  # another process's clock
+    assert restored.suggest("t1") is not None
+    assert restored.max_concurrent == 3
+    for t in ("t2", "t3"):
+        assert restored.suggest(t) is not None
+    assert restored.suggest("t4") is None  # 3 live: the limit holds
