@@ -91,6 +91,16 @@ def _signal_when(driver: subprocess.Popen, log: Path, ready: Callable[[], bool],
         _end(spawned)
 
 
+def _resume_ok(args: list[str], tmp_path: Path, env: dict[str, str], lb: Path, name: str):
+    """The same command with resume=true (log: driver2.log) must end with exit 0; the experiment's rows."""
+    with open(tmp_path / "driver2.log", "wb") as log:
+        resumed = subprocess.run(args + ["resume=true"], cwd=tmp_path, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, timeout=400)
+    assert resumed.returncode == 0, (tmp_path / "driver2.log").read_text()[-4000:]
+    rows = read_leaderboard(lb)
+    return rows[rows["experiment"] == name]
+
+
 @pytest.mark.slow
 def test_driver_killed_mid_sweep_resumes_from_s3(tmp_path, s3_client, s3_bucket, tiny_data, tiny_cache_dir):
     name = f"fault-driver-{uuid.uuid4().hex[:6]}"
@@ -188,13 +198,8 @@ def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_ca
     assert len(rows) < n_trials or len(cut) > 0
     assert not (tmp_path / "champ.json").exists()  # no promotion from an unfinished round
 
-    with open(tmp_path / "driver2.log", "wb") as log:
-        resumed = subprocess.run(args + ["resume=true"], cwd=tmp_path, env=env, stdout=log,
-                                 stderr=subprocess.STDOUT, timeout=400)
-    out = (tmp_path / "driver2.log").read_text()
-    assert resumed.returncode == 0, out[-4000:]
-    rows = read_leaderboard(lb)
-    rows = rows[(rows["experiment"] == name) & (rows["kind"] == "trial")]
+    rows = _resume_ok(args, tmp_path, env, lb, name)
+    rows = rows[rows["kind"] == "trial"]
     assert len(rows) == n_trials and rows["run_id"].is_unique, rows[["run_id", "status"]]
     assert set(rows["status"]) == {"completed"}, rows[["run_id", "status", "stop_reason"]]
     assert (tmp_path / "champ.json").exists()  # the resumed round ran its promotion
@@ -236,13 +241,7 @@ def test_stop_during_promotion_keeps_the_round_and_resume_redoes_it(tmp_path, ti
     assert not (rows["kind"] == "full_eval").any()  # the cut full-eval wrote nothing half-done
     assert not (tmp_path / "champ.json").exists()
 
-    with open(tmp_path / "driver2.log", "wb") as log:
-        resumed = subprocess.run(args + ["resume=true"], cwd=tmp_path, env=env, stdout=log,
-                                 stderr=subprocess.STDOUT, timeout=400)
-    out = (tmp_path / "driver2.log").read_text()
-    assert resumed.returncode == 0, out[-4000:]
-    rows = read_leaderboard(lb)
-    rows = rows[rows["experiment"] == name]
+    rows = _resume_ok(args, tmp_path, env, lb, name)
     trials = rows[rows["kind"] == "trial"]
     assert len(trials) == 3 and trials["run_id"].is_unique and set(trials["status"]) == {"completed"}
     assert (rows["kind"] == "full_eval").sum() == 2
