@@ -42,10 +42,16 @@ DRIVER = textwrap.dedent('''
 
         mark = Path(MARKS) / tune.get_context().get_trial_id()
         mark.with_suffix(".start").write_text(str(time.time()))
-        for it in range(1, 25):  # ~12 s
+        release = Path(MARKS) / "release"
+        # at least 5 s, and until the sweep has run 5 trials at once (or 5 minutes have passed): however
+        # slow this machine starts workers and trial actors, the first worker's trials are still running
+        # when the second worker's start
+        for it in range(1, 601):
             time.sleep(0.5)
             tune.report({"stage": "operator", "epoch": it, "val_nrmse": 1.0 / it,
                          "train_loss": 1.0 / it, "val_conservation_gap": 0.0, "val_bc_violation": 0.0})
+            if it >= 10 and release.exists():
+                break
         mark.with_suffix(".end").write_text(str(time.time()))
 
     def running():
@@ -56,13 +62,21 @@ DRIVER = textwrap.dedent('''
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0}, shutdown_at_exit=False)
     added = []
 
-    def autoscaler():  # what Ray's autoscaler does for a pending trial: add a GPU worker (max_workers=2)
-        time.sleep(3)  # the sweep has started on a cluster that holds no trial
-        cluster.add_node(num_cpus=2, num_gpus=1); added.append(time.time())
-        deadline = time.time() + 120
-        while running() < 4 and time.time() < deadline:  # the first worker is full
+    def wait_running(n):  # generous: on a loaded 2-core machine a trial actor takes ~12 s to start
+        deadline = time.time() + 240
+        while running() < n and time.time() < deadline:
             time.sleep(0.2)
+
+    def autoscaler():  # what Ray's autoscaler does for a pending trial: add a GPU worker (max_workers=2)
+        deadline = time.time() + 120
+        while not (out / "runs" / "grow").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # Tune's loop runs on a cluster that holds no trial
         cluster.add_node(num_cpus=2, num_gpus=1); added.append(time.time())
+        wait_running(4)  # the first worker is full
+        cluster.add_node(num_cpus=2, num_gpus=1); added.append(time.time())
+        wait_running(5)  # the second worker took a trial: the trials may end
+        (marks / "release").touch()
 
     t = threading.Thread(target=autoscaler, daemon=True)
     t.start()
@@ -108,7 +122,7 @@ def test_concurrency_follows_gpu_workers_as_they_join(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=400)
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     assert "as many as the cluster holds (now 0, one more pending)" in proc.stdout, proc.stdout[-3000:]
     rec = json.loads((tmp_path / "spans.json").read_text())
