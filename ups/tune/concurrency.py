@@ -33,7 +33,7 @@ def cluster_slots(per_trial: Mapping[str, float], nodes: Iterable[Mapping[str, A
         import ray
 
         nodes = ray.nodes()
-    return sum(node_slots(n.get("Resources", {}), per_trial) for n in nodes if n.get("Alive", n.get("alive")))
+    return sum(node_slots(n.get("Resources", {}), per_trial) for n in nodes if n.get("Alive"))
 
 
 class ClusterLimiter(ConcurrencyLimiter):
