@@ -35,3 +35,18 @@ def test_misspelt_key_names_nearest():
 def test_bad_values_refused(ov, key):
     with pytest.raises(ConfigError, match=key.split(".")[-1]):
         load_config(ov)
+
+
+@pytest.mark.parametrize("ov,fix", [
+    ("stages.operator.epochs=x", "Fix: give an integer (the default: stages.operator.epochs=15)"),
+    ("stages.operator.optimizer.lr=abc", "Fix: give a number"),
+    ("stages.operator.optimizer.betas=5", "Fix: give a list"),
+])
+def test_wrong_type_names_key_and_fix(ov, fix):
+    with pytest.raises(ConfigError) as e:
+        load_config([ov])
+    assert ov.split("=")[0] in str(e.value) and fix in str(e.value)
+    key, value = ov.split("=")
+    with pytest.raises(ConfigError) as e:
+        apply_overrides(load_config(["stages.operator.epochs=7"]), {key: value})
+    assert key in str(e.value) and fix.split(" (")[0] in str(e.value)

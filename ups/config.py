@@ -258,6 +258,23 @@ def unknown_key_error(key: str, source: str) -> ConfigError:
     return ConfigError(f"{source}: unknown config key '{key}'.{hint}{valid}")
 
 
+def value_fix(cfg: Any, key: str | None, label: str = "now") -> str:
+    """" Fix: …" for a value that does not fit ``key``: the type the schema holds there, and its value in ``cfg``."""
+    if not key:
+        return ""
+    try:
+        cur = OmegaConf.select(cfg, key, throw_on_missing=False)
+    except Exception:
+        return ""
+    if isinstance(cur, (DictConfig, ListConfig)):
+        cur = OmegaConf.to_container(cur)
+    kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            list: "a list, e.g. [0.9, 0.95]"}.get(type(cur))
+    if kind is None:
+        return ""
+    return f" Fix: give {kind} ({label} {key}={cur!r})."
+
+
 def _compose(overrides: Sequence[str], config_name: str, config_dir: Path) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.config_store import ConfigStore
@@ -285,7 +302,10 @@ def _compose(overrides: Sequence[str], config_name: str, config_dir: Path) -> Di
             opts = ", ".join(f"dim{d}" for d in PRESET_DIMS)
             raise ConfigError(f"overrides: unknown preset '{m.group(1)}'. Available: {opts}") from None
         cause = str(e.__cause__).split("\n")[0] if e.__cause__ else ""
-        raise ConfigError(f"overrides: {msg} {cause}".strip()) from None
+        m = re.search(r"Error merging override ([^=\s]+)=", msg)
+        fix = value_fix(_compose((), config_name, config_dir), m.group(1).lstrip("+"),
+                        "the default:") if m else ""
+        raise ConfigError(f"overrides: {msg} {cause}".strip() + fix) from None
 
 
 def load_config(
@@ -305,7 +325,8 @@ def load_config(
         raise
     except Exception as e:  # omegaconf ValidationError etc.
         key = getattr(e, "full_key", None)
-        raise ConfigError(f"overrides: invalid value for '{key}': {e}".split("\n")[0]) from None
+        fix = value_fix(_compose((), config_name, config_dir), key, "the default:")
+        raise ConfigError(f"overrides: invalid value for '{key}': {e}".split("\n")[0] + fix) from None
     validate_config(cfg)
     return cfg
 
@@ -319,7 +340,8 @@ def config_from_dict(d: dict[str, Any], source: str = "config") -> DictConfig:
         key = getattr(e, "full_key", None) or ""
         if "not in struct" in str(e) or "Key '" in str(e):
             raise unknown_key_error(str(key), source) from None
-        raise ConfigError(f"{source}: invalid value for '{key}': {e}".split("\n")[0]) from None
+        fix = value_fix(schema, key)
+        raise ConfigError(f"{source}: invalid value for '{key}': {e}".split("\n")[0] + fix) from None
     OmegaConf.resolve(cfg)
     validate_config(cfg, source)
     return cfg
@@ -336,7 +358,8 @@ def apply_overrides(cfg: DictConfig, updates: dict[str, Any], source: str = "ove
         try:
             OmegaConf.update(schema, key, value, merge=False)
         except Exception as e:
-            raise ConfigError(f"{source}: invalid value {value!r} for '{key}': {e}".split("\n")[0]) from None
+            fix = value_fix(schema, key)
+            raise ConfigError(f"{source}: invalid value {value!r} for '{key}': {e}".split("\n")[0] + fix) from None
     validate_config(schema, source)
     return schema
 
