@@ -16,8 +16,9 @@ from ups.models.fno import FNO1d, SpectralConv1d, fno_rollout
 CALIB_OVERRIDES = ["data.nu=0.01", "data.n=300", "data.resolution=256", "data.reduced_resolution=1", "data.seed=7"]
 # Optimiser steps of the calibration FNO (PDEBench config, batch 50), a step count rather than a
 # wall-clock budget so the test is deterministic under load: ≈ 0.9 s per step on the one thread the
-# test allows (`benchmarks/fno_step.py --threads 1`: 0.90 s; 0.55 s with 2 threads), so ≈ 100 s.  Measured on this data (seed 0): FNO 0.21 at 110 steps,
-# 0.19 at 120, vs linear 0.29 (seed 1 is slower: 0.28 at 110, 0.25 at 120).
+# test allows (`benchmarks/fno_step.py --threads 1`: 0.90 s; 0.55 s with 2 threads), so ≈ 100 s.
+# Measured on this data (seed 0): FNO 0.21 at 110 steps, 0.19 at 120, vs linear 0.29 (seed 1 is
+# slower: 0.28 at 110, 0.25 at 120).
 CALIB_FNO_STEPS = 110
 
 

@@ -275,6 +275,17 @@ def value_fix(cfg: Any, key: str | None, label: str = "now") -> str:
     return f" Fix: give {kind} ({label} {key}={cur!r})."
 
 
+_NO_VALUE = object()
+
+
+def invalid_value_error(source: str, key: str | None, err: Exception, cfg: Any, value: Any = _NO_VALUE,
+                        label: str = "now") -> ConfigError:
+    """The error for a value that does not fit ``key``: the first line of ``err``, then ``value_fix``."""
+    shown = "" if value is _NO_VALUE else f" {value!r}"
+    return ConfigError(f"{source}: invalid value{shown} for '{key}': {err}".split("\n")[0]
+                       + value_fix(cfg, key, label))
+
+
 def _compose(overrides: Sequence[str], config_name: str, config_dir: Path) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.config_store import ConfigStore
@@ -325,8 +336,8 @@ def load_config(
         raise
     except Exception as e:  # omegaconf ValidationError etc.
         key = getattr(e, "full_key", None)
-        fix = value_fix(_compose((), config_name, config_dir), key, "the default:")
-        raise ConfigError(f"overrides: invalid value for '{key}': {e}".split("\n")[0] + fix) from None
+        raise invalid_value_error("overrides", key, e, _compose((), config_name, config_dir),
+                                  label="the default:") from None
     validate_config(cfg)
     return cfg
 
@@ -340,8 +351,7 @@ def config_from_dict(d: dict[str, Any], source: str = "config") -> DictConfig:
         key = getattr(e, "full_key", None) or ""
         if "not in struct" in str(e) or "Key '" in str(e):
             raise unknown_key_error(str(key), source) from None
-        fix = value_fix(schema, key)
-        raise ConfigError(f"{source}: invalid value for '{key}': {e}".split("\n")[0] + fix) from None
+        raise invalid_value_error(source, key, e, schema) from None
     OmegaConf.resolve(cfg)
     validate_config(cfg, source)
     return cfg
@@ -358,8 +368,7 @@ def apply_overrides(cfg: DictConfig, updates: dict[str, Any], source: str = "ove
         try:
             OmegaConf.update(schema, key, value, merge=False)
         except Exception as e:
-            fix = value_fix(schema, key)
-            raise ConfigError(f"{source}: invalid value {value!r} for '{key}': {e}".split("\n")[0] + fix) from None
+            raise invalid_value_error(source, key, e, schema, value) from None
     validate_config(schema, source)
     return schema
 

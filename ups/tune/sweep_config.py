@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from ups.config import ConfigError, all_keys, value_fix
+from ups.config import ConfigError, all_keys, invalid_value_error
 
 SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "sweep"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -213,8 +213,7 @@ def _merge_layer(cfg: DictConfig, layer: dict[str, Any], source: str) -> DictCon
         try:
             OmegaConf.update(cfg, key, value, merge=False)
         except Exception as e:
-            raise ConfigError(f"{source}: invalid value {value!r} for '{key}': {e}".split("\n")[0]
-                              + value_fix(cfg, key)) from None
+            raise invalid_value_error(source, key, e, cfg, value) from None
     return cfg
 
 
