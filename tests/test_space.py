@@ -253,6 +253,37 @@ def test_tpe_start_up_design_is_queued(tmp_path: Path, design: str, reference: s
         load_sweep_config("round_a", ["searcher.initial_design=sobol"])
 
 
+@pytest.mark.parametrize("sampler", ["tpe", "gp"])
+def test_optuna_sampler_is_tpe_or_a_gaussian_process(tmp_path: Path, sampler: str) -> None:
+    """searcher.sampler=tpe|gp picks Optuna's model after the start-up; anything else is refused. On a
+    smooth one-knob objective GP's suggestions after a 6-point Latin-hypercube start-up sit at the
+    optimum (random draws: median ≈ 1 decade away); TPE keeps exploring (median 0.3–0.9 decades)."""
+    import math
+
+    import optuna
+
+    from ups.tune.launcher import build_searcher
+
+    path = tmp_path / "lr.yaml"
+    path.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-5, high: 1.0e-1}\n")
+    space = load_space(path)
+    s = load_sweep_config("round_a", ["searcher.n_startup_trials=6", f"searcher.sampler={sampler}",
+                                      "searcher.start_at_reference=false"])
+    alg, _ = build_searcher(s, {}, max_conc=1, space=space)
+    kind = optuna.samplers.GPSampler if sampler == "gp" else optuna.samplers.TPESampler
+    assert isinstance(alg.searcher._sampler, kind)
+    alg.set_search_properties("val_nrmse", "min", space.tune_space("optuna"))
+    dist = []  # decades between each suggested lr and the objective's optimum 3e-3
+    for i in range(16):
+        lr = alg.suggest(f"t{i}")["stages.operator.optimizer.lr"]
+        dist.append(abs(math.log10(lr) - math.log10(3e-3)))
+        alg.on_trial_complete(f"t{i}", {"val_nrmse": 0.07 + dist[-1] ** 2})
+    model = sorted(dist[6:])
+    assert model[len(model) // 2] < (0.05 if sampler == "gp" else 1.0), dist
+    with pytest.raises(ConfigError, match=r"searcher.sampler.*use tpe or gp"):
+        load_sweep_config("round_a", ["searcher.sampler=cmaes"])
+
+
 def test_promotion_seeds_refuses_a_searched_seed(tmp_path: Path) -> None:
     from ups.tune.launcher import prepare
 

@@ -6,6 +6,8 @@ UPS trainable.
 """
 from __future__ import annotations
 
+import json
+
 import math
 from pathlib import Path
 
@@ -124,6 +126,13 @@ def test_resume_refuses_other_settings_and_accepts_operational_ones(ray_session,
     assert f"stages.operator.epochs=3 name={first.experiment} resume=true" in msg  # the command to resume with
     again = run_round("rec", [*args, "max_concurrent=1", "verbose=0", "resume=true"], trainable=trainable)
     assert again.experiment == first.experiment and len(again.rows[again.rows["experiment"] == first.experiment]) == 2
+    # a sweep recorded before a setting existed (here searcher.sampler) resumes at that setting's default only
+    saved = json.loads(record.read_text())
+    del saved["sweep"]["searcher.sampler"]
+    record.write_text(json.dumps(saved))
+    assert run_round("rec", [*args, "resume=true"], trainable=trainable).experiment == first.experiment
+    with pytest.raises(ConfigError, match=r"searcher.sampler: '\(unset\)' → 'gp'"):
+        run_round("rec", [*args, "searcher.sampler=gp", "resume=true"], trainable=trainable)
     record.write_text('{"round": "rec", "trial": ')  # cut off
     with pytest.raises(ConfigError, match=f"'{record}' .* is unreadable .* Fix: restore it, or delete it"):
         run_round("rec", [*args, "resume=true"], trainable=trainable)

@@ -292,9 +292,9 @@ def total_epochs(cfg: Any) -> int:
 
 def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
                    space: SearchSpace | None = None) -> tuple[Any, int | None]:
-    """Tune search algorithm for ``searcher.*``. With optuna and ``initial_design=lhs`` TPE's start-up
-    trials (the reference point first, if queued) are a Latin hypercube over ``space`` instead of
-    Optuna's independent random draws.  ``max_conc=ADAPTIVE``: TPE behind a limiter that follows the
+    """Tune search algorithm for ``searcher.*``. With optuna (``sampler``: TPE or GP) and
+    ``initial_design=lhs`` its start-up trials (the reference point first, if queued) are a Latin
+    hypercube over ``space`` instead of Optuna's independent random draws.  ``max_conc=ADAPTIVE``: TPE behind a limiter that follows the
     cluster (``ClusterLimiter``); random / grid search unlimited (Tune keeps many trials pending, so an
     autoscaler adds the nodes for them at once)."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
@@ -307,7 +307,10 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
         startup = s.searcher.n_startup_trials
         if s.searcher.initial_design == "lhs" and space is not None:
             first = (first or []) + space.latin_hypercube(startup - len(first or []), s.searcher.seed)
-        sampler = optuna.samplers.TPESampler(seed=s.searcher.seed, n_startup_trials=startup)
+        if s.searcher.sampler == "gp":
+            sampler = optuna.samplers.GPSampler(seed=s.searcher.seed, n_startup_trials=startup)
+        else:
+            sampler = optuna.samplers.TPESampler(seed=s.searcher.seed, n_startup_trials=startup)
         optuna_search = OptunaSearch(points_to_evaluate=first or None, sampler=sampler)
         if max_conc == ADAPTIVE:
             return ClusterLimiter(optuna_search, per_trial_resources(s)), None

@@ -54,6 +54,8 @@ class SearcherCfg:
     start_at_reference: bool = True  # evaluate the space's reference point first (Tune points_to_evaluate)
     initial_design: str = "lhs"  # TPE's start-up points: lhs (Latin hypercube: every knob's range and every
     # choice covered evenly) | random (Optuna's own independent draws)
+    sampler: str = "tpe"  # Optuna's model after the start-up: tpe (TPESampler) | gp (GPSampler: a Gaussian
+    # process with a noise term; replayed no better than TPE on the CPU profile: docs/SEARCH_EFFICIENCY.md)
 
 
 @dataclass
@@ -275,6 +277,8 @@ def validate_sweep_config(s: SweepConfig) -> None:
         raise bad("searcher.name", f"= '{s.searcher.name}' is unknown", "use optuna, random or grid")
     if s.searcher.initial_design not in ("lhs", "random"):
         raise bad("searcher.initial_design", f"= '{s.searcher.initial_design}' is unknown", "use lhs or random")
+    if s.searcher.sampler not in ("tpe", "gp"):
+        raise bad("searcher.sampler", f"= '{s.searcher.sampler}' is unknown", "use tpe or gp")
     if s.scheduler.name == "pbt" and s.searcher.name == "optuna":
         raise bad("scheduler.name", "= pbt cannot be combined with searcher.name=optuna",
                   "use searcher.name=random with PBT")

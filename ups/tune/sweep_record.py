@@ -73,14 +73,33 @@ def read_record(storage: str, fs: Any, name: str) -> dict[str, Any] | None:
                           f"it, or delete it to resume without checking this command against the original") from None
 
 
+def schema_defaults() -> dict[str, dict[str, Any]]:
+    """The record's sections as the code's own defaults would fill them (``sweep``, ``trial``)."""
+    from omegaconf import OmegaConf
+
+    from ups.config import UPSConfig
+    from ups.tune.sweep_config import SweepConfig
+
+    s = SweepConfig()
+    sweep = flatten({k: dataclasses.asdict(getattr(s, k)) if dataclasses.is_dataclass(getattr(s, k))
+                     else getattr(s, k) for k in DEFINING_SWEEP_KEYS})
+    return {"sweep": json.loads(json.dumps(sweep, default=str)),
+            "trial": json.loads(json.dumps(flatten(to_dict(OmegaConf.structured(UPSConfig))), default=str))}
+
+
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """'key: saved → now' for every defining setting that differs."""
+    """'key: saved → now' for every defining setting that differs.  A key the saved record lacks is a
+    setting added to the code after the sweep started: at its default it is what that sweep ran with
+    (new settings default to the old behaviour), so it is no difference."""
     out = []
     if saved.get("space_sha1") != now.get("space_sha1"):
         out.append(f"search space {saved.get('space_file')} → {now.get('space_file')} (its content differs)")
+    defaults = schema_defaults()
     for section in ("sweep", "trial"):
         a, b = saved.get(section, {}), now.get(section, {})
         for key in sorted(set(a) | set(b)):
+            if key not in a and key in defaults[section] and b.get(key) == defaults[section][key]:
+                continue
             if a.get(key) != b.get(key):
                 out.append(f"{key}: {a.get(key, '(unset)')!r} → {b.get(key, '(unset)')!r}")
     return out
