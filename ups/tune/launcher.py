@@ -294,9 +294,9 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
                    space: SearchSpace | None = None) -> tuple[Any, int | None]:
     """Tune search algorithm for ``searcher.*``. With optuna (``sampler``: TPE or GP) and
     ``initial_design=lhs`` its start-up trials (the reference point first, if queued) are a Latin
-    hypercube over ``space`` instead of Optuna's independent random draws.  ``max_conc=ADAPTIVE``: TPE behind a limiter that follows the
-    cluster (``ClusterLimiter``); random / grid search unlimited (Tune keeps many trials pending, so an
-    autoscaler adds the nodes for them at once)."""
+    hypercube over ``space`` instead of Optuna's independent random draws.  ``max_conc=ADAPTIVE``:
+    Optuna behind a limiter that follows the cluster (``ClusterLimiter``); random / grid search
+    unlimited (Tune keeps many trials pending, so an autoscaler adds the nodes for them at once)."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     first = [point] if s.searcher.start_at_reference else None

@@ -32,11 +32,16 @@ def sweep_record(p: Any, overrides: Sequence[str]) -> dict[str, Any]:
     """The record of a prepared sweep (``ups.tune.launcher.Prepared``) and the command's ``overrides``."""
     s = p.scfg
     base = {k: v for k, v in flatten(to_dict(p.base)).items() if not k.startswith(OPERATIONAL_KEYS)}
-    sweep = flatten({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
-                     for k, v in ((k, getattr(s, k)) for k in DEFINING_SWEEP_KEYS)})
     return {"round": s.round, "overrides": [o for o in overrides if not o.startswith("resume=")],
             "space_file": str(p.space.path), "space_sha1": hashlib.sha1(Path(p.space.path).read_bytes()).hexdigest(),
-            "sweep": json.loads(json.dumps(sweep, default=str)), "trial": json.loads(json.dumps(base, default=str))}
+            "sweep": _sweep_section(s), "trial": json.loads(json.dumps(base, default=str))}
+
+
+def _sweep_section(s: Any) -> dict[str, Any]:
+    """A sweep config's defining settings, flattened to dotted keys and JSON values."""
+    sweep = flatten({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+                     for k, v in ((k, getattr(s, k)) for k in DEFINING_SWEEP_KEYS)})
+    return json.loads(json.dumps(sweep, default=str))
 
 
 def _record_file(storage: str, fs: Any, name: str) -> tuple[Any, str]:
@@ -80,10 +85,7 @@ def schema_defaults() -> dict[str, dict[str, Any]]:
     from ups.config import UPSConfig
     from ups.tune.sweep_config import SweepConfig
 
-    s = SweepConfig()
-    sweep = flatten({k: dataclasses.asdict(getattr(s, k)) if dataclasses.is_dataclass(getattr(s, k))
-                     else getattr(s, k) for k in DEFINING_SWEEP_KEYS})
-    return {"sweep": json.loads(json.dumps(sweep, default=str)),
+    return {"sweep": _sweep_section(SweepConfig()),
             "trial": json.loads(json.dumps(flatten(to_dict(OmegaConf.structured(UPSConfig))), default=str))}
 
 
