@@ -7,7 +7,6 @@ UPS trainable.
 from __future__ import annotations
 
 import json
-
 import math
 from pathlib import Path
 

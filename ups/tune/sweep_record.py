@@ -34,14 +34,19 @@ def sweep_record(p: Any, overrides: Sequence[str]) -> dict[str, Any]:
     base = {k: v for k, v in flatten(to_dict(p.base)).items() if not k.startswith(OPERATIONAL_KEYS)}
     return {"round": s.round, "overrides": [o for o in overrides if not o.startswith("resume=")],
             "space_file": str(p.space.path), "space_sha1": hashlib.sha1(Path(p.space.path).read_bytes()).hexdigest(),
-            "sweep": _sweep_section(s), "trial": json.loads(json.dumps(base, default=str))}
+            "sweep": _sweep_section(s), "trial": _jsonable(base)}
 
 
 def _sweep_section(s: Any) -> dict[str, Any]:
     """A sweep config's defining settings, flattened to dotted keys and JSON values."""
     sweep = flatten({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
                      for k, v in ((k, getattr(s, k)) for k in DEFINING_SWEEP_KEYS)})
-    return json.loads(json.dumps(sweep, default=str))
+    return _jsonable(sweep)
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` as it reads back from the JSON record (tuples → lists, other objects → str)."""
+    return json.loads(json.dumps(d, default=str))
 
 
 def _record_file(storage: str, fs: Any, name: str) -> tuple[Any, str]:
@@ -86,7 +91,7 @@ def schema_defaults() -> dict[str, dict[str, Any]]:
     from ups.tune.sweep_config import SweepConfig
 
     return {"sweep": _sweep_section(SweepConfig()),
-            "trial": json.loads(json.dumps(flatten(to_dict(OmegaConf.structured(UPSConfig))), default=str))}
+            "trial": _jsonable(flatten(to_dict(OmegaConf.structured(UPSConfig))))}
 
 
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
