@@ -284,6 +284,20 @@ def test_optuna_sampler_is_tpe_or_a_gaussian_process(tmp_path: Path, sampler: st
         load_sweep_config("round_a", ["searcher.sampler=cmaes"])
 
 
+def test_tpe_multivariate_and_constant_liar_reach_the_sampler() -> None:
+    """searcher.multivariate / constant_liar are handed to Optuna's TPESampler (off by default); with the
+    GP sampler, which has neither, they are refused before Ray starts."""
+    from ups.tune.launcher import build_searcher
+
+    space = load_space(REPO / "search_spaces" / "round_a.yaml")
+    for flags in ([], ["searcher.multivariate=true", "searcher.constant_liar=true"]):
+        s = load_sweep_config("round_a", flags)
+        sampler = build_searcher(s, {}, max_conc=2, space=space)[0].searcher._sampler
+        assert (sampler._multivariate, sampler._constant_liar) == ((True, True) if flags else (False, False))
+    with pytest.raises(ConfigError, match=r"searcher.multivariate/constant_liar.*TPE options.*searcher.sampler=tpe"):
+        load_sweep_config("round_a", ["searcher.sampler=gp", "searcher.multivariate=true"])
+
+
 def test_promotion_seeds_refuses_a_searched_seed(tmp_path: Path) -> None:
     from ups.tune.launcher import prepare
 

@@ -307,8 +307,12 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
         startup = s.searcher.n_startup_trials
         if s.searcher.initial_design == "lhs" and space is not None:
             first = (first or []) + space.latin_hypercube(startup - len(first or []), s.searcher.seed)
-        kind = optuna.samplers.GPSampler if s.searcher.sampler == "gp" else optuna.samplers.TPESampler
-        sampler = kind(seed=s.searcher.seed, n_startup_trials=startup)
+        if s.searcher.sampler == "gp":
+            sampler = optuna.samplers.GPSampler(seed=s.searcher.seed, n_startup_trials=startup)
+        else:
+            sampler = optuna.samplers.TPESampler(seed=s.searcher.seed, n_startup_trials=startup,
+                                                 multivariate=s.searcher.multivariate,
+                                                 constant_liar=s.searcher.constant_liar)
         optuna_search = OptunaSearch(points_to_evaluate=first or None, sampler=sampler)
         if max_conc == ADAPTIVE:
             return ClusterLimiter(optuna_search, per_trial_resources(s)), None

@@ -56,6 +56,9 @@ class SearcherCfg:
     # choice covered evenly) | random (Optuna's own independent draws)
     sampler: str = "tpe"  # Optuna's model after the start-up: tpe (TPESampler) | gp (GPSampler: a Gaussian
     # process with a noise term; replayed no better than TPE on the CPU profile: docs/SEARCH_EFFICIENCY.md)
+    multivariate: bool = False  # TPE only: one joint density over all knobs (Optuna's multivariate TPE) instead
+    # of one per knob, so interactions (the good lr depends on the batch size) are modelled
+    constant_liar: bool = False  # TPE only: trials still running count as bad, so concurrent suggestions spread
 
 
 @dataclass
@@ -279,6 +282,9 @@ def validate_sweep_config(s: SweepConfig) -> None:
         raise bad("searcher.initial_design", f"= '{s.searcher.initial_design}' is unknown", "use lhs or random")
     if s.searcher.sampler not in ("tpe", "gp"):
         raise bad("searcher.sampler", f"= '{s.searcher.sampler}' is unknown", "use tpe or gp")
+    if s.searcher.sampler == "gp" and (s.searcher.multivariate or s.searcher.constant_liar):
+        raise bad("searcher.multivariate/constant_liar", "are TPE options; GPSampler has neither",
+                  "use searcher.sampler=tpe, or leave both false")
     if s.scheduler.name == "pbt" and s.searcher.name == "optuna":
         raise bad("scheduler.name", "= pbt cannot be combined with searcher.name=optuna",
                   "use searcher.name=random with PBT")
