@@ -18,6 +18,7 @@ configuration) can.
 
     python benchmarks/trial_noise.py                      # 6 seeds + 4 lr jitters, 2 at a time (≈ 5 min)
     python benchmarks/trial_noise.py --seeds 3 --jitter   # quicker, seeds only
+    python benchmarks/trial_noise.py --set stages.operator.epochs=60   # a longer profile (≈ 7 min)
 
 Prints one JSON object and a one-line summary.
 """
@@ -107,22 +108,25 @@ def main() -> None:
                     help="relative changes of the operator lr, trained with seed 0 (none: skip)")
     ap.add_argument("--heldout", type=int, default=256, help="fresh trajectories (data seed 7) to score on")
     ap.add_argument("--workers", type=int, default=2, help="runs at a time (one thread each)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override on top of the profile for every run, e.g. stages.operator.epochs=60 "
+                         "(repeatable; model and training keys: the held-out data stay the profile's)")
     args = ap.parse_args()
     if args.seeds < 3:
         ap.error("--seeds must be ≥ 3 (a spread and a decomposition need several models)")
     from ups.config import load_config
     from ups.data.protocol import load_protocol
 
-    base_lr = float(load_config(profile_overrides()).stages.operator.optimizer.lr)
+    base_lr = float(load_config([*profile_overrides(), *args.set]).stages.operator.optimizer.lr)
     for o in (profile_overrides(), heldout_overrides(args.heldout)):  # generate both datasets once, up front
         load_protocol(load_config(o).data)
-    runs = [(s, []) for s in range(args.seeds)]
-    runs += [(0, [f"stages.operator.optimizer.lr={base_lr * (1 + r):.7g}"]) for r in args.jitter]
+    runs = [(s, list(args.set)) for s in range(args.seeds)]
+    runs += [(0, [*args.set, f"stages.operator.optimizer.lr={base_lr * (1 + r):.7g}"]) for r in args.jitter]
     with tempfile.TemporaryDirectory(prefix="trial_noise_") as root, \
             ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         results = list(pool.map(one_run, *zip(*runs), [args.heldout] * len(runs), [root] * len(runs)))
     by_seed, jittered = results[:args.seeds], results[args.seeds:]
-    out = {"profile": "smoke", "base_lr": base_lr, "heldout_trajectories": args.heldout,
+    out = {"profile": "smoke", "overrides": args.set, "base_lr": base_lr, "heldout_trajectories": args.heldout,
            "val_trajectories": len(by_seed[0]["val"]),
            "training_seeds": {"val_nrmse": spread([r["val_nrmse"] for r in by_seed]),
                               "heldout_nrmse": spread([statistics.mean(r["heldout"]) for r in by_seed]),
@@ -136,7 +140,7 @@ def main() -> None:
                                   "heldout_nrmse": spread([statistics.mean(r["heldout"]) for r in (by_seed[0], *jittered)])}
     print(json.dumps(out))
     ts, d = out["training_seeds"], out["training_seeds"]["decomposition_heldout"]
-    line = (f"trial noise (smoke profile, default config): {args.seeds} training seeds val nRMSE sd {ts['val_nrmse']['sd']} "
+    line = (f"trial noise (smoke profile, {' '.join(args.set) or 'default config'}): {args.seeds} training seeds val nRMSE sd {ts['val_nrmse']['sd']} "
             f"(range {ts['val_nrmse']['range']}), on {args.heldout} held-out trajectories sd {ts['heldout_nrmse']['sd']} "
             f"(val vs held-out r = {ts['val_vs_heldout_pearson']}); the model's own spread {d['sd_model']} of "
             f"{d['sd_of_score']['25']} at 25 trajectories (on the val split's own 25: "

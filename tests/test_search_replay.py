@@ -177,6 +177,25 @@ def test_surrogate_tells_structure_from_noise(surrogate: ModuleType, two_knob_sp
     assert smooth_oracle > 2.5 and smooth_oracle > 2 * noise_oracle, got
 
 
+def test_the_oracle_after_the_start_up_pays_for_the_start_up(surrogate: ModuleType, two_knob_space) -> None:
+    """``after_startup``: the searcher's own start-up trials, then the oracle's draws: what a model that
+    knew the good region once its start-up ended would score. Below the plain oracle, which spends
+    nothing on a start-up, and higher the fewer start-up trials are spent. (Not a strict bound on the
+    searcher: the oracle draws its neighbourhood in random order, a lucky model may do better.)"""
+    path, space = two_knob_space
+    live = surrogate.asha_tpe_overrides({"grace": 20, "rf": 3, "startup": 10, "init": "lhs", "reference": False}, path)
+    table = surrogate.Table(space, recorded(surrogate, True))
+    ratio = {}
+    for n in (10, 3):
+        setting = [f"searcher.n_startup_trials={n}"]
+        ratio[n] = [surrogate.replay_setting(live, setting, table, 30, 0, 24, **kw)["ratio_pooled"]
+                    for kw in ({}, {"oracle_share": 0.05, "after_startup": True}, {"oracle_share": 0.05})]
+    print("ratio pooled [searcher, oracle after its start-up, oracle] by start-up size:", ratio)
+    for _, after_startup, oracle in ratio.values():
+        assert after_startup < oracle, ratio
+    assert ratio[3][1] > ratio[10][1], ratio
+
+
 def test_trial_noise_decomposition_separates_model_from_trajectory_spread():
     """benchmarks/trial_noise.py's two-way split: a model effect shared by every trajectory is the model
     part; trajectory-specific noise is the interaction part and shrinks as 1/n in the score's spread."""
