@@ -31,6 +31,7 @@ DRIVER = textwrap.dedent('''
     from ups.tune.launcher import run_round
 
     out = Path(sys.argv[1])
+    PENDING = int(sys.argv[2])  # pending_trials
     marks = out / "marks"
     marks.mkdir(parents=True)
     MARKS = str(marks)
@@ -67,11 +68,23 @@ DRIVER = textwrap.dedent('''
         while running() < n and time.time() < deadline:
             time.sleep(0.2)
 
+    demand = []  # most placement groups pending at once before the first worker: what an autoscaler sees
+
     def autoscaler():  # what Ray's autoscaler does for a pending trial: add a GPU worker (max_workers=2)
+        from ray.util import placement_group_table
+
         deadline = time.time() + 120
         while not (out / "runs" / "grow").exists() and time.time() < deadline:
             time.sleep(0.2)
-        time.sleep(2)  # Tune's loop runs on a cluster that holds no trial
+        most, deadline = 0, time.time() + 30  # Tune's loop runs on a cluster that holds no trial
+        while time.time() < deadline:
+            most = max(most, sum(pg["state"] == "PENDING" for pg in placement_group_table().values()))
+            if most >= PENDING:  # every trial Tune will keep pending is; a moment for one more to show
+                time.sleep(2)
+                most = max(most, sum(pg["state"] == "PENDING" for pg in placement_group_table().values()))
+                break
+            time.sleep(0.2)
+        demand.append(most)
         cluster.add_node(num_cpus=2, num_gpus=1); added.append(time.time())
         wait_running(4)  # the first worker is full
         cluster.add_node(num_cpus=2, num_gpus=1); added.append(time.time())
@@ -83,7 +96,8 @@ DRIVER = textwrap.dedent('''
     try:
         run_round("round_a", [f"ray_address={cluster.address}", "num_samples=10", "max_concurrent=0", "resources.gpu=0.25",
                               "resources.cpu=0.5", "searcher.name=optuna", "scheduler.name=fifo",
-                              "searcher.n_startup_trials=3", "baselines=false", "wandb.enabled=false",
+                              "searcher.n_startup_trials=3", f"pending_trials={PENDING}", "baselines=false",
+                              "wandb.enabled=false",
                               "gates.enabled=false", "promotion.top_k=0", "write_report=false", "verbose=0",
                               f"storage_path={out / 'runs'}", f"leaderboard={out / 'lb.csv'}",
                               f"champion={out / 'champ.json'}", "name=grow"], trainable=trainable)
@@ -92,7 +106,7 @@ DRIVER = textwrap.dedent('''
         cluster.shutdown()
     spans = {p.stem: (float(p.read_text()), float(p.with_suffix(".end").read_text()))
              for p in marks.glob("*.start") if p.with_suffix(".end").exists()}
-    (out / "spans.json").write_text(json.dumps({"spans": spans, "added": added}))
+    (out / "spans.json").write_text(json.dumps({"spans": spans, "added": added, "demand": demand}))
 ''')
 
 
@@ -119,13 +133,16 @@ def test_slots_are_counted_per_node():
 
 @pytest.mark.slow
 def test_concurrency_follows_gpu_workers_as_they_join(tmp_path):
+    """With ``pending_trials=3`` the empty cluster shows the autoscaler 3 trials' demand (3 pending
+    placement groups, not Tune's 1 for a limited searcher), and the limit still follows the workers."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path)], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path), "3"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
-    assert "as many as the cluster holds (now 0, one more pending)" in proc.stdout, proc.stdout[-3000:]
+    assert "as many as the cluster holds (now 0, 3 more pending)" in proc.stdout, proc.stdout[-3000:]
     rec = json.loads((tmp_path / "spans.json").read_text())
+    assert rec["demand"] == [3], rec  # exactly pending_trials: the limit holds the rest back
     spans = list(rec["spans"].values())
     assert len(spans) == 10, rec  # every trial ran to its end
     assert len(rec["added"]) == 2, rec
@@ -155,3 +172,18 @@ def test_limiter_reads_the_cluster_and_survives_a_restore(ray_session):
     for t in ("t2", "t3"):
         assert restored.suggest(t) is not None
     assert restored.suggest("t4") is None  # 3 live: the limit holds
+    more = cloudpickle.loads(cloudpickle.dumps(ClusterLimiter(searcher, {"CPU": 1, "GPU": 0}, pending=3)))
+    assert more.max_concurrent == 5 and more.pending == 3  # 2 fit + 3 pending, kept through a restore
+    del more.pending  # a limiter pickled before pending_trials existed
+    more.checked_at = float("inf")
+    more.suggest("t5")
+    assert more.max_concurrent == 3
+
+
+def test_pending_trials_below_one_is_refused():
+    from ups.config import ConfigError
+    from ups.tune.sweep_config import load_sweep_config
+
+    assert load_sweep_config("round_a", []).pending_trials == 1
+    with pytest.raises(ConfigError, match=r"'pending_trials' = 0 must be ≥ 1\. Fix: pending_trials=1"):
+        load_sweep_config("round_a", ["pending_trials=0"])

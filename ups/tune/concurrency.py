@@ -6,7 +6,10 @@ at launch (``max_concurrent`` or what the resources hold).  A remote cluster (``
 workers while trials are pending.  A limit read at launch there would be 1 for the whole sweep (no GPU
 yet), and the autoscaler, seeing one pending trial, would never add a second worker.  So on a remote
 cluster with ``max_concurrent=0`` the limit follows the cluster: as many trials as its alive nodes hold
-now, plus one pending, which the autoscaler sees and adds a node for (up to its ``max_workers``).
+now, plus ``pending_trials`` pending (default 1), whose resource demand the autoscaler sees and adds
+nodes for (up to its ``max_workers``).  One pending trial brings the workers up one after another; as
+many as the autoscaler may add (``max_workers`` × trials per worker) bring them up at once, and cost the
+searcher nothing it would not pay anyway once they run: the trials are suggested before any result.
 """
 from __future__ import annotations
 
@@ -38,19 +41,23 @@ def cluster_slots(per_trial: Mapping[str, float], nodes: Iterable[Mapping[str, A
 
 class ClusterLimiter(ConcurrencyLimiter):
     """A ``ConcurrencyLimiter`` whose limit is re-read from the cluster (at most every ``refresh_s``)
-    before each suggestion: ``cluster_slots(per_trial) + 1``.  The one extra trial waits as pending, so
-    an autoscaler adds a node; a lost (spot) node lowers the limit.  Pickled with the experiment state
-    like Tune's own limiter, so a resumed sweep keeps following the cluster."""
+    before each suggestion: ``cluster_slots(per_trial) + pending``.  The extra trials wait as pending, so
+    an autoscaler adds nodes for them; a lost (spot) node lowers the limit.  Tune (2.60) keeps at most the
+    limit it reads at launch pending (``tune_controller._get_max_pending_trials``), on an empty cluster
+    ``pending``.  Pickled with the experiment state like Tune's own limiter, so a resumed sweep keeps
+    following the cluster."""
 
-    def __init__(self, searcher: Searcher, per_trial: Mapping[str, float], refresh_s: float = 5.0):
+    def __init__(self, searcher: Searcher, per_trial: Mapping[str, float], pending: int = 1,
+                 refresh_s: float = 5.0):
         self.per_trial = dict(per_trial)
+        self.pending = pending
         self.refresh_s = refresh_s
         self.checked_at = time.monotonic()
-        super().__init__(searcher, max_concurrent=cluster_slots(self.per_trial) + 1)
+        super().__init__(searcher, max_concurrent=cluster_slots(self.per_trial) + pending)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         now = time.monotonic()
         if not 0 <= now - self.checked_at < self.refresh_s:  # due, or a clock of another process (resumed)
             self.checked_at = now
-            self.max_concurrent = cluster_slots(self.per_trial) + 1
+            self.max_concurrent = cluster_slots(self.per_trial) + getattr(self, "pending", 1)  # older states: 1
         return super().suggest(trial_id)

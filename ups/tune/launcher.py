@@ -315,7 +315,7 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
                                                  constant_liar=s.searcher.constant_liar)
         optuna_search = OptunaSearch(points_to_evaluate=first or None, sampler=sampler)
         if max_conc == ADAPTIVE:
-            return ClusterLimiter(optuna_search, per_trial_resources(s)), None
+            return ClusterLimiter(optuna_search, per_trial_resources(s), s.pending_trials), None
         return ConcurrencyLimiter(optuna_search, max_concurrent=max_conc), None
     if s.searcher.name == "random":
         return BasicVariantGenerator(points_to_evaluate=first, random_state=s.searcher.seed,
@@ -457,7 +457,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         tr = make_trainable(p, data, trainable)
         rungs = f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base)[2]})" if s.scheduler.name == "asha" else ""
         at_a_time = (f"≤{max_conc}" if max_conc != ADAPTIVE else
-                     f"as many as the cluster holds (now {cluster_slots(per_trial_resources(s))}, one more pending)")
+                     f"as many as the cluster holds (now {cluster_slots(per_trial_resources(s))}, "
+                     f"{'one more' if s.pending_trials == 1 else f'{s.pending_trials} more'} pending)")
         _log(f"{s.round}: {s.num_samples} trials, {at_a_time} at a time, searcher={s.searcher.name}, "
              f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
         from ray import tune

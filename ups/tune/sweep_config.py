@@ -117,6 +117,8 @@ class SweepConfig:
     name: str = ""  # experiment name; default <round>-<UTC timestamp>; resume picks the latest
     num_samples: int = 4
     max_concurrent: int = 0  # 0: adapt to the cluster (GPUs / resources.gpu, or CPUs / resources.cpu)
+    pending_trials: int = 1  # with max_concurrent=0 on a cluster and TPE: trials kept pending beyond what the
+    # cluster holds now; the autoscaler adds nodes for all of them at once (docs/CLUSTER.md)
     resources: ResourcesCfg = field(default_factory=ResourcesCfg)
     storage_path: str = "runs/sweeps"  # local folder or s3://bucket/prefix
     resume: bool = False
@@ -264,6 +266,9 @@ def validate_sweep_config(s: SweepConfig) -> None:
         raise bad("num_samples", f"= {s.num_samples} must be ≥ 1", "num_samples=4")
     if s.max_concurrent < 0:
         raise bad("max_concurrent", "must be ≥ 0", "max_concurrent=0 adapts to the cluster")
+    if s.pending_trials < 1:
+        raise bad("pending_trials", f"= {s.pending_trials} must be ≥ 1",
+                  "pending_trials=1 adds one worker at a time; max_workers × trials per worker adds them at once")
     if s.resources.cpu < 0 or s.resources.gpu < 0 or (s.resources.cpu == 0 and s.resources.gpu == 0):
         raise bad("resources", f"cpu={s.resources.cpu} gpu={s.resources.gpu} is invalid",
                   "resources.cpu=1 (and resources.gpu=0.25 on GPUs)")
