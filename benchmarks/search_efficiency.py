@@ -150,9 +150,10 @@ def run(name: str, overrides: list[str], root: Path) -> Path:
 
 
 def search_overrides(settings: dict, space: Path) -> list[str]:
-    """The sweep overrides both searches share (``settings``: the benchmark's reference flag)."""
+    """The sweep overrides both searches share (``settings``: the benchmark's reference flag and its
+    ``--set`` overrides of the profile)."""
     return ["gates.enabled=false", f"space={space}", "training.val_max_samples=-1",
-            f"searcher.start_at_reference={str(settings['reference']).lower()}"]
+            f"searcher.start_at_reference={str(settings['reference']).lower()}", *(settings.get("set") or [])]
 
 
 def asha_tpe_overrides(settings: dict, space: Path) -> list[str]:
@@ -321,7 +322,7 @@ def best_config(exp_dir: Path, space: Path) -> dict:
     return {k: params[k].decode(v) if k in params else v for k, v in sampled.items()}
 
 
-def train_seeds(name: str, fixed: dict, seeds: list[int], root: Path) -> list[float]:
+def train_seeds(name: str, fixed: dict, seeds: list[int], root: Path, extra: list[str] | None = None) -> list[float]:
     """Final val nRMSE of one configuration (``fixed`` over the profile's defaults) trained with each of
     ``seeds``: a grid sweep over training.seed through the same engine, the fixed values as one-value grids."""
     import yaml
@@ -333,26 +334,26 @@ def train_seeds(name: str, fixed: dict, seeds: list[int], root: Path) -> list[fl
                                      "reference": {**fixed, "training.seed": seeds[0]}, "params": params},
                                     sort_keys=False))
     exp = run(name, ["max_concurrent=2", "gates.enabled=false", f"space={space}", "searcher.name=grid",
-                     "scheduler.name=fifo", "num_samples=1", "training.val_max_samples=-1"], root)
+                     "scheduler.name=fifo", "num_samples=1", "training.val_max_samples=-1", *(extra or [])], root)
     return [float(v) for v in val_reports(exp).groupby("trial_id")["val_nrmse"].last()]
 
 
-def reseed(winners: dict[str, dict], n: int, root: Path) -> dict:
+def reseed(winners: dict[str, dict], n: int, root: Path, extra: list[str] | None = None) -> dict:
     """Each search's winning config retrained with training seeds 1..n (the searches used seed 0): is the
     winner better, or was its run lucky?"""
     out = {}
     for name, cfg in winners.items():
-        finals = train_seeds(f"reseed_{name}", cfg, list(range(1, n + 1)), root)
+        finals = train_seeds(f"reseed_{name}", cfg, list(range(1, n + 1)), root, extra)
         out[name] = {"config": cfg, "val_nrmse_other_seeds": sorted(round(v, 4) for v in finals),
                      "mean": round(statistics.mean(finals), 4),
                      "sd": round(statistics.stdev(finals), 4) if len(finals) > 1 else None}
     return out
 
 
-def seed_noise(n: int, root: Path) -> dict:
+def seed_noise(n: int, root: Path, extra: list[str] | None = None) -> dict:
     """The profile's default config trained with ``n`` training seeds: how far apart identical
     configurations end, i.e. the resolution at which 'best' means anything."""
-    finals = train_seeds("seed_noise", {}, list(range(n)), root)
+    finals = train_seeds("seed_noise", {}, list(range(n)), root, extra)
     return {"training_seeds": n, "val_nrmse": sorted(round(v, 4) for v in finals),
             "mean": round(statistics.mean(finals), 4), "sd": round(statistics.stdev(finals), 4) if n > 1 else None,
             "range": round(max(finals) - min(finals), 4)}
@@ -402,6 +403,9 @@ def main() -> None:
     ap.add_argument("--reference", action=argparse.BooleanOptionalAction, default=False,
                     help="start both searches at the space's hand-picked reference point (default: pure "
                          "random search against pure ASHA + TPE, no shared first trial)")
+    ap.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                    help="a config override of the profile for both searches, e.g. stages.operator.epochs=60 "
+                         "(repeatable; move --grace with the epochs: 10 + a third of the operator's)")
     ap.add_argument("--out", default="")
     ap.add_argument("--tolerance", type=float, default=0.007,
                     help="also read the ratio to within this much of random search's best (default: the seed-to-seed "
@@ -428,9 +432,9 @@ def main() -> None:
                   f"trial-s; ASHA+TPE best {r['best_asha_tpe']:.4f}, reached random's best at "
                   f"{r['compute_asha_to_random_best_s']} trial-s → {r['ratio']:.2f}×; rung Spearman {r['rung_spearman']}",
                   flush=True)
-        noise = seed_noise(args.noise_seeds, root) if args.noise_seeds > 1 else None
+        noise = seed_noise(args.noise_seeds, root, args.set) if args.noise_seeds > 1 else None
         winners = {k: v for r in results for k, v in r.pop("winners").items()}
-        reseeded = reseed(winners, args.reseed, root) if args.reseed > 0 and winners else None
+        reseeded = reseed(winners, args.reseed, root, args.set) if args.reseed > 0 and winners else None
     finally:
         ray.shutdown()
     if noise:
@@ -446,7 +450,7 @@ def main() -> None:
     png = root / "search_efficiency.png"
     plot(results, png, args.space)
     settings = {"random_trials": args.random_trials, "grace": args.grace, "rf": args.rf, "space": args.space,
-                "reference": args.reference, "startup": args.startup, "init": args.init}
+                "reference": args.reference, "startup": args.startup, "init": args.init, "set": args.set}
     out = {**summarize([{k: v for k, v in r.items() if k != "curves"} for r in results], [root], settings,
                        [r["curves"] for r in results], args.tolerance),
            "png": str(png), "seed_noise": noise, "reseeded_winners": reseeded}
@@ -610,7 +614,7 @@ def load_runs(dirs: list[str] | list[Path]) -> tuple[dict, list[dict], list[dict
             sys.exit(f"{root} has no search_efficiency.json and runs/ of a finished run; give the --out "
                      f"folders of finished runs of search_efficiency.py")
     saved = [json.loads((root / "search_efficiency.json").read_text()) for root in roots]
-    keys = ("random_trials", "grace", "rf", "space", "reference", "startup", "init")
+    keys = ("random_trials", "grace", "rf", "space", "reference", "startup", "init", "set")
     settings = {k: saved[0].get(k) for k in keys}
     for root, d in zip(roots, saved):
         if any(d.get(k) != settings[k] for k in keys):
