@@ -8,8 +8,8 @@ yet), and the autoscaler, seeing one pending trial, would never add a second wor
 cluster with ``max_concurrent=0`` the limit follows the cluster: as many trials as its alive nodes hold
 now, plus ``pending_trials`` pending (default 1), whose resource demand the autoscaler sees and adds
 nodes for (up to its ``max_workers``).  One pending trial brings the workers up one after another; as
-many as the autoscaler may add (``max_workers`` × trials per worker) bring them up at once, and cost the
-searcher nothing it would not pay anyway once they run: the trials are suggested before any result.
+many as the autoscaler may add (``max_workers`` × trials per worker) bring them up at once; the price,
+for the whole sweep, is that a model-based searcher suggests each trial that many results before it runs.
 """
 from __future__ import annotations
 
