@@ -76,12 +76,15 @@ DRIVER = textwrap.dedent('''
         deadline = time.time() + 120
         while not (out / "runs" / "grow").exists() and time.time() < deadline:
             time.sleep(0.2)
+        def pending_groups():
+            return sum(pg["state"] == "PENDING" for pg in placement_group_table().values())
+
         most, deadline = 0, time.time() + 30  # Tune's loop runs on a cluster that holds no trial
         while time.time() < deadline:
-            most = max(most, sum(pg["state"] == "PENDING" for pg in placement_group_table().values()))
+            most = max(most, pending_groups())
             if most >= PENDING:  # every trial Tune will keep pending is; a moment for one more to show
                 time.sleep(2)
-                most = max(most, sum(pg["state"] == "PENDING" for pg in placement_group_table().values()))
+                most = max(most, pending_groups())
                 break
             time.sleep(0.2)
         demand.append(most)
