@@ -183,6 +183,34 @@ def test_limiter_reads_the_cluster_and_survives_a_restore(ray_session):
     assert more.max_concurrent == 3
 
 
+def test_a_resume_sets_the_limit_and_the_saved_state_does_not_undo_it(ray_session):
+    """Tune restores a limiter pickled when the sweep started, then at fit its saved state; what
+    ``set_limit`` gave it in between (the resuming command's concurrency) must be what it runs with."""
+    from ray import cloudpickle, tune
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, set_limit
+
+    searcher = OptunaSearch(space={"x": tune.uniform(0, 1)}, metric="m", mode="min")
+    one = ClusterLimiter(searcher, {"CPU": 1, "GPU": 0}, fixed=1)  # max_concurrent=1
+    assert one.max_concurrent == 1 and one.suggest("t1") is not None and one.suggest("t2") is None
+    saved = one.get_state()  # Tune's searcher state: live trials, and the settings of the time
+    restored = cloudpickle.loads(cloudpickle.dumps(ClusterLimiter(searcher, {"CPU": 1, "GPU": 0}, fixed=1)))
+    assert set_limit(restored, {"CPU": 1, "GPU": 0}, 2, ADAPTIVE) is None  # resumed: follow the cluster
+    restored.set_state(saved)
+    assert (restored.fixed, restored.pending, restored.max_concurrent) == (0, 2, 4)  # 2 fit + 2 pending
+    assert restored.live_trials == {"t1"}  # the saved part is back
+    assert set_limit(restored, {"CPU": 1, "GPU": 0}, 1, 2) is None and restored.max_concurrent == 2
+    gen = VariantLimiter(max_concurrent=1)
+    saved = gen.get_state()
+    assert set_limit(gen, {"CPU": 1, "GPU": 0}, 1, 3) is None
+    gen.set_state(saved)
+    assert gen.max_concurrent == 3
+    old = ConcurrencyLimiter(searcher, max_concurrent=2)  # a sweep started before limits could change
+    assert "stays at 2 at a time" in set_limit(old, {"CPU": 1, "GPU": 0}, 1, 3)
+
+
 def test_pending_trials_below_one_is_refused():
     from ups.config import ConfigError
     from ups.tune.sweep_config import load_sweep_config

@@ -7,6 +7,7 @@ has exactly one complete row per trial.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -162,9 +163,8 @@ def test_driver_killed_mid_sweep_resumes_from_s3(tmp_path, s3_client, s3_bucket,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_cache_dir, sig):
-    """Ctrl-C (SIGINT) once mid-sweep, or SIGTERM (taken the same way): Tune saves its state; the trials it
+def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_cache_dir):
+    """Ctrl-C (SIGINT) once mid-sweep (SIGTERM, taken the same way, in the test below): Tune saves its state; the trials it
     left running are recorded as interrupted (not as early stops), no promotion runs on the unfinished
     round, the driver says how to resume and exits 130; the same command with resume=true finishes every
     trial, one row each."""
@@ -186,7 +186,7 @@ def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_ca
     with open(tmp_path / "driver1.log", "wb") as log:
         driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     _signal_when(driver, tmp_path / "driver1.log", lambda: bool(list(exp.glob("trial_*/checkpoint_000002"))),
-                 sig, "a trial's third checkpoint", wait_s=120)  # a few epochs into the first trials
+                 signal.SIGINT, "a trial's third checkpoint", wait_s=120)  # a few epochs into the first trials
     out = (tmp_path / "driver1.log").read_text()
     assert driver.returncode == 130, out[-4000:]
     assert "interrupted: " in out and "resume=true" in out and "promotion: not run" in out, out[-3000:]
@@ -203,6 +203,71 @@ def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_ca
     assert len(rows) == n_trials and rows["run_id"].is_unique, rows[["run_id", "status"]]
     assert set(rows["status"]) == {"completed"}, rows[["run_id", "status", "stop_reason"]]
     assert (tmp_path / "champ.json").exists()  # the resumed round ran its promotion
+
+
+def _overlaps(exp: Path, since: float) -> list[tuple[str, str, float]]:
+    """Pairs of trials that reported at the same time after ``since`` (epoch s), from their result.json
+    timestamps: (trial, trial, seconds of overlap > 2, more than the timestamps' rounding)."""
+    spans = {}
+    for f in exp.glob("trial_*/result.json"):
+        ts = [json.loads(line)["timestamp"] for line in f.read_text().splitlines() if line.strip()]
+        ts = [t for t in ts if t >= since]
+        if ts:
+            spans[f.parent.name] = (min(ts), max(ts))
+    names = sorted(spans)
+    return [(a, b, o) for i, a in enumerate(names) for b in names[i + 1:]
+            if (o := min(spans[a][1], spans[b][1]) - max(spans[a][0], spans[b][0])) > 2]
+
+
+@pytest.mark.slow
+def test_a_resumed_sweep_takes_the_new_concurrency_and_can_be_stopped_again(tmp_path, tiny_data, tiny_cache_dir):
+    """A sweep stopped (SIGTERM), resumed with another max_concurrent, stopped again (Ctrl-C), resumed again.
+    Tune restores the search algorithm and callbacks pickled when the sweep started; the resumed sweep must
+    run the resuming command's concurrency (two trials at once, not the original one) and its own
+    leaderboard callback, so that the second stop is seen as one: exit 130, interrupted rows, no promotion.
+    The last resume finishes every trial, one row each, and promotes."""
+    name = f"again-{uuid.uuid4().hex[:6]}"
+    lb = tmp_path / "leaderboard.csv"
+    args = [sys.executable, str(ROOT / "sweeps" / "round_a.py"),
+            "num_samples=3", "max_concurrent=1", "ray_address=local", "baselines=false", "wandb.enabled=false",
+            "gates.enabled=false", "scheduler.name=fifo", "searcher.name=optuna", f"storage_path={tmp_path / 'runs'}",
+            f"name={name}", f"leaderboard={lb}", "promotion.top_k=1", "promotion.force=true",
+            f"champion={tmp_path / 'champ.json'}", "write_report=false", "verbose=0", "data.n=64",
+            "data.resolution=256", f"data.cache_dir={tiny_cache_dir}", "stages.autoencoder.epochs=1",
+            "stages.operator.epochs=8", "training.checkpoint_every=1"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(OMP_NUM_THREADS="1", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    exp = tmp_path / "runs" / name
+    log1, log2 = tmp_path / "driver1.log", tmp_path / "driver-again.log"
+
+    with open(log1, "wb") as log:
+        driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    _signal_when(driver, log1, lambda: bool(list(exp.glob("trial_*/checkpoint_000002"))), signal.SIGTERM,
+                 "a trial's third checkpoint", wait_s=120)
+    out = log1.read_text()
+    assert driver.returncode == 130, out[-4000:]
+    assert "interrupted: " in out and "promotion: not run" in out, out[-3000:]  # SIGTERM taken as Ctrl-C
+    first = {p.parent.name for p in exp.glob("trial_*/checkpoint_000002")}
+
+    resumed_at = time.time()
+    with open(log2, "wb") as log:
+        driver = subprocess.Popen(args + ["max_concurrent=2", "resume=true"], cwd=tmp_path, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    _signal_when(driver, log2, lambda: len({p.parent.name for p in exp.glob("trial_*/checkpoint_000001")} - first) >= 2,
+                 signal.SIGINT, "two more trials' second checkpoints", wait_s=120)
+    out = log2.read_text()
+    assert driver.returncode == 130, out[-4000:]
+    assert "interrupted: " in out and "promotion: not run" in out, out[-3000:]
+    assert not (tmp_path / "champ.json").exists()
+    rows = read_leaderboard(lb)
+    rows = rows[rows["experiment"] == name]
+    assert (rows["status"] == "interrupted").any(), rows[["run_id", "status", "stop_reason"]]
+
+    rows = _resume_ok(args + ["max_concurrent=2"], tmp_path, env, lb, name)
+    rows = rows[rows["kind"] == "trial"]
+    assert len(rows) == 3 and rows["run_id"].is_unique and set(rows["status"]) == {"completed"}, rows
+    assert (tmp_path / "champ.json").exists()
+    assert _overlaps(exp, resumed_at), "the resumed sweep ran one trial at a time, as the sweep it resumed did"
 
 
 @pytest.mark.slow

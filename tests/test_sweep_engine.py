@@ -16,6 +16,7 @@ from ups.config import ConfigError
 from ups.leaderboard import read_leaderboard
 from ups.tune.gates import GateLimits, GateTracker
 from ups.tune.launcher import run_round
+from ups.tune.restore import spent_compute_s
 from ups.tune.trainable import clean_metrics
 
 
@@ -125,6 +126,12 @@ def test_resume_refuses_other_settings_and_accepts_operational_ones(ray_session,
     assert f"stages.operator.epochs=3 name={first.experiment} resume=true" in msg  # the command to resume with
     again = run_round("rec", [*args, "max_concurrent=1", "verbose=0", "resume=true"], trainable=trainable)
     assert again.experiment == first.experiment and len(again.rows[again.rows["experiment"] == first.experiment]) == 2
+    # what the restored trials had spent, from their own result files (a resumed compute budget starts there)
+    from ray import tune
+
+    spent = sum(json.loads(f.read_text().splitlines()[-1])["time_total_s"]
+                for f in Path(first.experiment_path).glob("trial_*/result.json"))
+    assert spent > 0 and spent_compute_s(tune.Tuner.restore(first.experiment_path, trainable)) == pytest.approx(spent)
     # a sweep recorded before a setting existed (here searcher.sampler) resumes at that setting's default only
     saved = json.loads(record.read_text())
     del saved["sweep"]["searcher.sampler"]

@@ -17,7 +17,7 @@ import math
 import time
 from typing import Any, Iterable, Mapping
 
-from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 
 ADAPTIVE = 0  # a max_concurrent of 0: follow the cluster
 
@@ -40,24 +40,72 @@ def cluster_slots(per_trial: Mapping[str, float], nodes: Iterable[Mapping[str, A
 
 
 class ClusterLimiter(ConcurrencyLimiter):
-    """A ``ConcurrencyLimiter`` whose limit is re-read from the cluster (at most every ``refresh_s``)
-    before each suggestion: ``cluster_slots(per_trial) + pending``.  The extra trials wait as pending, so
-    an autoscaler adds nodes for them; a lost (spot) node lowers the limit.  Tune (2.60) keeps at most the
-    limit it reads at launch pending (``tune_controller._get_max_pending_trials``), on an empty cluster
-    ``pending``.  Pickled with the experiment state like Tune's own limiter, so a resumed sweep keeps
-    following the cluster."""
+    """The sweep's ``ConcurrencyLimiter`` for a model-based searcher: a ``fixed`` limit (``max_concurrent=N``),
+    or (``fixed=0``) one re-read from the cluster (at most every ``refresh_s``) before each suggestion:
+    ``cluster_slots(per_trial) + pending``.  The extra trials wait as pending, so an autoscaler adds nodes
+    for them; a lost (spot) node lowers the limit.  Tune (2.60) keeps at most the limit it reads at launch
+    pending (``tune_controller._get_max_pending_trials``), on an empty cluster ``pending``.
+
+    On a resume Tune brings back the limiter pickled when the sweep started and then its saved state
+    (``set_state``); the settings (``fixed``, ``per_trial``, ``pending``) are the ones ``configure`` gave it
+    last, i.e. the resuming command's (``ups.tune.restore``), never the saved ones."""
+
+    SETTINGS = ("fixed", "per_trial", "pending")
 
     def __init__(self, searcher: Searcher, per_trial: Mapping[str, float], pending: int = 1,
-                 refresh_s: float = 5.0):
+                 refresh_s: float = 5.0, fixed: int = 0):
         self.per_trial = dict(per_trial)
         self.pending = pending
+        self.fixed = fixed
         self.refresh_s = refresh_s
         self.checked_at = time.monotonic()
-        super().__init__(searcher, max_concurrent=cluster_slots(self.per_trial) + pending)
+        super().__init__(searcher, max_concurrent=self.limit())
+
+    def limit(self) -> int:
+        """The limit now: ``fixed``, or what the cluster's alive nodes hold plus ``pending``."""
+        fixed = getattr(self, "fixed", 0)  # limiters pickled before fixed limits existed follow the cluster
+        return fixed if fixed > 0 else cluster_slots(self.per_trial) + getattr(self, "pending", 1)
+
+    def configure(self, per_trial: Mapping[str, float], pending: int, fixed: int) -> None:
+        """New settings (a resuming command's); the limit follows at once."""
+        self.per_trial, self.pending, self.fixed = dict(per_trial), pending, fixed
+        self.checked_at = time.monotonic()
+        self.max_concurrent = self.limit()
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """The saved live trials and results; the settings stay this limiter's own."""
+        kept = {k: self.__dict__[k] for k in self.SETTINGS if k in self.__dict__}
+        super().set_state(state)
+        self.__dict__.update(kept)
+        self.max_concurrent = self.limit()
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         now = time.monotonic()
         if not 0 <= now - self.checked_at < self.refresh_s:  # due, or a clock of another process (resumed)
             self.checked_at = now
-            self.max_concurrent = cluster_slots(self.per_trial) + getattr(self, "pending", 1)  # older states: 1
+            self.max_concurrent = self.limit()
         return super().suggest(trial_id)
+
+
+class VariantLimiter(BasicVariantGenerator):
+    """Ray's random / grid generator whose ``max_concurrent`` survives a restore: Tune's ``set_state``
+    brings back the saved one, this keeps the value last set (a resuming command's)."""
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        limit = self.max_concurrent
+        super().set_state(state)
+        self.max_concurrent = limit
+
+
+def set_limit(search_alg: Any, per_trial: Mapping[str, float], pending: int, max_conc: int) -> str | None:
+    """Give a restored search algorithm the resuming command's concurrency (``max_conc``: a number, or
+    ``ADAPTIVE``).  None when applied; otherwise why not (a sweep started before the limit could change)."""
+    if isinstance(search_alg, ClusterLimiter):
+        search_alg.configure(per_trial, pending, 0 if max_conc == ADAPTIVE else max_conc)
+        return None
+    if isinstance(search_alg, VariantLimiter):
+        search_alg.max_concurrent = 0 if max_conc == ADAPTIVE else max_conc
+        return None
+    now = getattr(search_alg, "max_concurrent", None)
+    return (f"this sweep was started before a resume could change its concurrency: it stays at "
+            f"{now or 'unlimited'} at a time")

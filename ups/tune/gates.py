@@ -102,11 +102,12 @@ class PhysicsGateStopper(Stopper):
 
 
 class ComputeBudgetStopper(Stopper):
-    """Ends the whole sweep once its trials have used ``budget_s`` trial-seconds (Σ time_this_iter_s)."""
+    """Ends the whole sweep once its trials have used ``budget_s`` trial-seconds (Σ time_this_iter_s);
+    ``spent_s``: what they had used before (a resumed sweep)."""
 
-    def __init__(self, budget_s: float):
+    def __init__(self, budget_s: float, spent_s: float = 0.0):
         self.budget_s = float(budget_s)
-        self.spent_s = 0.0
+        self.spent_s = float(spent_s)
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         self.spent_s += float(result.get("time_this_iter_s") or 0.0)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, flatten, load_config, to_dict
 from ups.leaderboard import read_leaderboard, upsert_rows
-from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, cluster_slots
+from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, full_eval, seed_groups,
                                 seed_mean_candidates, seed_points, update_champion)
@@ -32,6 +32,7 @@ from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, trial
 from ups.tune.retention import CheckpointRetention
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
 from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
+from ups.tune.restore import carry_over, spent_compute_s
 from ups.tune.sweep_record import check_resume, sweep_record, write_record
 from ups.tune.trainable import METRIC, remove_scratch, ups_trial
 from ups.tune.tune_state import repair_cut_off_state
@@ -295,10 +296,9 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
     """Tune search algorithm for ``searcher.*``. With optuna (``sampler``: TPE or GP) and
     ``initial_design=lhs`` its start-up trials (the reference point first, if queued) are a Latin
     hypercube over ``space`` instead of Optuna's independent random draws.  ``max_conc=ADAPTIVE``:
-    Optuna behind a limiter that follows the cluster (``ClusterLimiter``); random / grid search
+    Optuna behind a limiter that follows the cluster (``ClusterLimiter``, which also holds a fixed
+    ``max_conc``, so that a resume can change either); random / grid search
     unlimited (Tune keeps many trials pending, so an autoscaler adds the nodes for them at once)."""
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
-
     first = [point] if s.searcher.start_at_reference else None
     if s.searcher.name == "optuna":
         import optuna
@@ -314,13 +314,11 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
                                                  multivariate=s.searcher.multivariate,
                                                  constant_liar=s.searcher.constant_liar)
         optuna_search = OptunaSearch(points_to_evaluate=first or None, sampler=sampler)
-        if max_conc == ADAPTIVE:
-            return ClusterLimiter(optuna_search, per_trial_resources(s), s.pending_trials), None
-        return ConcurrencyLimiter(optuna_search, max_concurrent=max_conc), None
+        return ClusterLimiter(optuna_search, per_trial_resources(s), s.pending_trials,
+                              fixed=0 if max_conc == ADAPTIVE else max_conc), None
     if s.searcher.name == "random":
-        return BasicVariantGenerator(points_to_evaluate=first, random_state=s.searcher.seed,
-                                     max_concurrent=max_conc), None
-    return BasicVariantGenerator(random_state=s.searcher.seed, max_concurrent=max_conc), None
+        return VariantLimiter(points_to_evaluate=first, random_state=s.searcher.seed, max_concurrent=max_conc), None
+    return VariantLimiter(random_state=s.searcher.seed, max_concurrent=max_conc), None
 
 
 def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
@@ -379,12 +377,13 @@ def run_config(p: Prepared, name: str, stop: Any, callbacks: list[Any]) -> Any:
                      failure_config=FailureConfig(max_failures=s.max_failures), verbose=s.verbose)
 
 
-def build_stopper(s: SweepConfig, limits: GateLimits) -> Any:
+def build_stopper(s: SweepConfig, limits: GateLimits, spent_s: float = 0.0) -> Any:
+    """The gates and the compute budget (``spent_s`` of it used before: a resumed sweep)."""
     from ray.tune.stopper import CombinedStopper
 
     stoppers: list[Any] = [PhysicsGateStopper(limits)] if s.gates.enabled else []
     if s.compute_budget_s > 0:
-        stoppers.append(ComputeBudgetStopper(s.compute_budget_s))
+        stoppers.append(ComputeBudgetStopper(s.compute_budget_s, spent_s))
     if not stoppers:
         return None
     return stoppers[0] if len(stoppers) == 1 else CombinedStopper(*stoppers)
@@ -472,6 +471,10 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 _log(repaired)
             tuner = tune.Tuner.restore(f"{p.storage_path}/{name}", tr, resume_errored=True,
                                        storage_filesystem=p.filesystem)
+            lb_cb.spent_s = spent = spent_compute_s(tuner)
+            for line in carry_over(tuner, run_config(p, name, build_stopper(s, limits, spent), callbacks),
+                                   per_trial_resources(s), s.pending_trials, max_conc):
+                _log(line)
         else:
             tuner = build_tuner(p, name, tr, limits, max_conc, callbacks)
             write_record(p.storage_path, p.filesystem, name, record)
@@ -639,7 +642,6 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
     promoted run_id → its retrains' run_ids."""
     from ray import tune
     from ray.tune import TuneConfig
-    from ray.tune.search import BasicVariantGenerator
 
     s = p.scfg
     seed_name = f"seeds-{round_ctx.experiment}"
@@ -655,16 +657,19 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
     seeds = sorted({q[SEED_KEY] for q in points})
     _log(f"promotion: retraining {', '.join(chosen)} with training seed(s) {', '.join(map(str, seeds))} "
          f"({len(points)} trials, {p.display_storage}/{seed_name})")
+    stop = PhysicsGateStopper(limits) if s.gates.enabled else None
     if s.resume and tune.Tuner.can_restore(path, storage_filesystem=p.filesystem):
         if repaired := restorable_state(p, seed_name):
             _log(repaired)
         tuner = tune.Tuner.restore(path, tr, resume_errored=True, storage_filesystem=p.filesystem)
+        for line in carry_over(tuner, run_config(p, seed_name, stop, [lb_cb]), per_trial_resources(s),
+                               s.pending_trials, max_conc):
+            _log(line)
     else:
         param_space = {**p.space.tune_space("random"), SEED_KEY: tune.choice(seeds)}
         tune_cfg = TuneConfig(metric=METRIC, mode="min", num_samples=len(points), reuse_actors=True,
-                              search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_conc),
+                              search_alg=VariantLimiter(points_to_evaluate=points, max_concurrent=max_conc),
                               trial_dirname_creator=_trial_dirname)
-        stop = PhysicsGateStopper(limits) if s.gates.enabled else None
         tuner = tune.Tuner(tr, param_space=param_space, tune_config=tune_cfg,
                            run_config=run_config(p, seed_name, stop, [lb_cb]))
     try:

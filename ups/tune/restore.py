@@ -1,0 +1,58 @@
+"""What ``Tuner.restore`` brings back, and what the resuming command puts in its place.
+
+Tune (2.60) restores a sweep from its ``tuner.pkl``: the search algorithm, callbacks and stopper pickled
+when the sweep *started*, not the resuming command's (``Tuner.restore`` takes only the trainable and the
+param space).  Left so, a resumed sweep
+
+* reports to the callbacks unpickled from the start: the driver's own leaderboard callback sees no
+  trial, so a second Ctrl-C is taken for the end of the sweep, its cut trials are recorded as stopped
+  and the unfinished round is promoted (``tests/test_fault_driver.py``); W&B settings of the resuming
+  command are ignored;
+* keeps the concurrency it started with, whatever ``max_concurrent`` / ``pending_trials`` /
+  ``resources`` the resuming command gives (Tune's saved searcher state sets it again at ``fit``);
+* counts its compute budget from zero.
+
+``carry_over`` sets the resuming command's callbacks, stopper (with the compute already spent), failure
+policy, verbosity and concurrency on the restored tuner before ``fit``.  Ray has no public API for this,
+so it sets the restored ``TunerInternal``'s run and tune configs, which ``fit`` reads
+(``TunerInternal._get_tune_run_arguments`` / ``_fit_resume``); the test above fails if a Ray upgrade
+moves them.  Still Ray's own on a resume: ASHA's rung records (Tune does not save the scheduler, so a
+resumed sweep's rungs compare only trials that report after the resume) and ``time_budget_s`` (wall
+clock of each run).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ups.tune.concurrency import set_limit
+
+
+def restored_configs(tuner: Any) -> tuple[Any, Any]:
+    """(RunConfig, TuneConfig) a restored ``tuner`` will ``fit`` with."""
+    internal = getattr(tuner, "_local_tuner", None)
+    if internal is None or not hasattr(internal, "_run_config") or not hasattr(internal, "_tune_config"):
+        raise RuntimeError("resume=true: this Ray's Tuner keeps its restored configs elsewhere than Ray 2.60's "
+                           "(TunerInternal._run_config/_tune_config). Fix: install the pinned ray[tune]==2.60.0")
+    return internal._run_config, internal._tune_config
+
+
+def spent_compute_s(tuner: Any) -> float:
+    """Trial-seconds the restored sweep's trials had used (Σ their last reported ``time_total_s``)."""
+    try:
+        grid = tuner.get_results()
+    except (RuntimeError, ValueError):  # no readable results yet: nothing spent that Tune knows of
+        return 0.0
+    return float(sum(float((r.metrics or {}).get("time_total_s") or 0.0) for r in grid))
+
+
+def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: int, max_conc: int) -> list[str]:
+    """Make a restored ``tuner`` run with the resuming command's ``fresh`` RunConfig (callbacks, stopper,
+    failure policy, verbosity; its name and storage stay the restored ones) and concurrency (``max_conc``:
+    a number or ``ADAPTIVE``; ``per_trial`` resources, ``pending`` trials).  Returns lines to log."""
+    run_cfg, tune_cfg = restored_configs(tuner)
+    run_cfg.callbacks = fresh.callbacks
+    run_cfg.stop = fresh.stop
+    run_cfg.failure_config = fresh.failure_config
+    run_cfg.verbose = fresh.verbose
+    why_not = set_limit(tune_cfg.search_alg, per_trial, pending, max_conc)
+    return [f"concurrency: {why_not}"] if why_not else []
