@@ -92,6 +92,36 @@ def test_asha_stops_a_trial_early_in_a_seeded_run(ray_session, tmp_path: Path) -
     assert len(ref) == 1 and ref.iloc[0]["stop_reason"] == "completed"  # the round's baseline ran in full
 
 
+def test_a_restored_asha_gets_its_rung_records_back(ray_session, tmp_path: Path) -> None:
+    """Tune does not save the scheduler: the ASHA a resume unpickles has empty rungs.  restore_rungs puts
+    back, from the trials' saved results, exactly what the live ASHA had recorded at each rung."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from ups.tune.restore import restore_rungs
+
+    def curve(config):
+        from ray import tune as t
+
+        for i in range(1, 10):
+            t.report({"val_nrmse": config["x"] / i + 0.01 * (i % 3)})
+
+    sched = ASHAScheduler(time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3)
+    tuner = tune.Tuner(curve, param_space={"x": tune.grid_search([0.9, 0.5, 0.7, 0.2, 0.8, 0.3])},
+                       tune_config=tune.TuneConfig(metric="val_nrmse", mode="min", scheduler=sched),
+                       run_config=tune.RunConfig(name="rungs", storage_path=str(tmp_path), verbose=0))
+    tuner.fit()
+    live = {m: dict(rec) for m, rec in sched._brackets[0]._rungs}
+    assert sum(map(len, live.values())) > 6  # trials went past the first rung
+    restored = tune.Tuner.restore(str(tmp_path / "rungs"), curve)
+    rungs = restored._local_tuner._tune_config.scheduler._brackets[0]._rungs
+    assert not any(rec for _, rec in rungs)  # what Tune brings back
+    assert restore_rungs(restored) == sum(map(len, live.values()))
+    assert {m: rec for m, rec in rungs}.keys() == live.keys()
+    for m, rec in rungs:
+        assert rec == pytest.approx(live[m]), m
+
+
 def test_compute_budget_cut_is_recorded_as_such(ray_session, tmp_path: Path) -> None:
     """compute_budget_s ends the sweep with trials running: they are stopped by the budget (not by ASHA, not
     'interrupted'), and the sweep returns normally."""

@@ -16,9 +16,13 @@ param space).  Left so, a resumed sweep
 policy, verbosity and concurrency on the restored tuner before ``fit``.  Ray has no public API for this,
 so it sets the restored ``TunerInternal``'s run and tune configs, which ``fit`` reads
 (``TunerInternal._get_tune_run_arguments`` / ``_fit_resume``); the test above fails if a Ray upgrade
-moves them.  Still Ray's own on a resume: ASHA's rung records (Tune does not save the scheduler, so a
-resumed sweep's rungs compare only trials that report after the resume) and ``time_budget_s`` (wall
-clock of each run).
+moves them.
+
+Tune does not save the scheduler either: the ASHA restored from ``tuner.pkl`` has empty rungs, so after
+a resume a rung would compare a trial only with those that reached it after the resume (with one value
+recorded, a trial worse than that one trial is stopped).  ``restore_rungs`` records at each rung what
+every restored trial reported when it crossed it, from its saved results, as ASHA did live.  Still
+Ray's own on a resume: ``time_budget_s`` (wall clock of each run).
 """
 from __future__ import annotations
 
@@ -55,4 +59,42 @@ def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: 
     run_cfg.failure_config = fresh.failure_config
     run_cfg.verbose = fresh.verbose
     why_not = set_limit(tune_cfg.search_alg, per_trial, pending, max_conc)
-    return [f"concurrency: {why_not}"] if why_not else []
+    lines = [f"concurrency: {why_not}"] if why_not else []
+    if (rungs := restore_rungs(tuner)) is not None:
+        lines.append(f"asha: {rungs} rung record(s) of the restored trials put back")
+    return lines
+
+
+def restore_rungs(tuner: Any) -> int | None:
+    """Fill a restored ASHA scheduler's rungs from the restored trials' saved results: at each rung
+    milestone, the trial's first result at or past it (what ``_Bracket.on_result`` records live).
+    Returns how many records were put back; None when the scheduler is not a one-bracket ASHA."""
+    import math
+
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    _, tune_cfg = restored_configs(tuner)
+    sched = tune_cfg.scheduler
+    brackets = getattr(sched, "_brackets", None)
+    if not isinstance(sched, AsyncHyperBandScheduler) or not brackets or len(brackets) != 1:
+        return None  # with several brackets, which one a trial was drawn into is not saved
+    time_attr, metric = sched._time_attr, sched._metric or tune_cfg.metric
+    sign = -1.0 if (sched._mode or tune_cfg.mode) == "min" else 1.0  # ASHA keeps metric_op * value
+    try:
+        grid = tuner.get_results()
+    except (RuntimeError, ValueError):
+        return 0
+    n = 0
+    for result in grid:
+        df, trial_id = result.metrics_dataframe, (result.metrics or {}).get("trial_id")
+        if df is None or trial_id is None or time_attr not in df or metric not in df:
+            continue
+        df = df.sort_values(time_attr, kind="stable")
+        for milestone, recorded in brackets[0]._rungs:
+            reached = df[df[time_attr] >= milestone]
+            if len(reached) and trial_id not in recorded:
+                value = float(reached.iloc[0][metric])
+                if not math.isnan(value):
+                    recorded[trial_id] = sign * value
+                    n += 1
+    return n
