@@ -92,6 +92,24 @@ def _signal_when(driver: subprocess.Popen, log: Path, ready: Callable[[], bool],
         _end(spawned)
 
 
+def _driver_env() -> dict[str, str]:
+    """The drivers' environment: never a cluster found on the machine (``ray_address=local`` too)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(OMP_NUM_THREADS="1", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _eight_epoch_round(tmp_path: Path, cache_dir: Path, name: str, lb: Path, *extra: str) -> list[str]:
+    """round_a on the tiny data, FIFO, no gates, 8 operator epochs checkpointed each epoch, the top trial
+    promoted regardless of gates: long enough to be stopped mid-trial."""
+    return [sys.executable, str(ROOT / "sweeps" / "round_a.py"), *extra, "ray_address=local", "baselines=false",
+            "wandb.enabled=false", "gates.enabled=false", "scheduler.name=fifo", f"storage_path={tmp_path / 'runs'}",
+            f"name={name}", f"leaderboard={lb}", "promotion.top_k=1", "promotion.force=true",
+            f"champion={tmp_path / 'champ.json'}", "write_report=false", "verbose=0", "data.n=64",
+            "data.resolution=256", f"data.cache_dir={cache_dir}", "stages.autoencoder.epochs=1",
+            "stages.operator.epochs=8", "training.checkpoint_every=1"]
+
+
 def _resume_ok(args: list[str], tmp_path: Path, env: dict[str, str], lb: Path, name: str):
     """The same command with resume=true (log: driver2.log) must end with exit 0; the experiment's rows."""
     with open(tmp_path / "driver2.log", "wb") as log:
@@ -113,9 +131,7 @@ def test_driver_killed_mid_sweep_resumes_from_s3(tmp_path, s3_client, s3_bucket,
             f"leaderboard={lb}", f"report_dir={tmp_path / 'reports'}", f"champion={tmp_path / 'champ.json'}",
             "write_report=false", "verbose=0", "data.n=64", "data.resolution=256", f"data.cache_dir={tiny_cache_dir}",
             "stages.autoencoder.epochs=1", "stages.operator.epochs=3", "training.checkpoint_every=1"]
-    # ray_address=local: a fresh Ray instance owned by this driver, never a cluster found on the machine
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(OMP_NUM_THREADS="1", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    env = _driver_env()  # with ray_address=local: a fresh Ray instance owned by this driver
     prefix = f"sweeps/{name}/"
 
     with open(tmp_path / "driver1.log", "wb") as log:
@@ -171,16 +187,9 @@ def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_ca
     n_trials = 3
     name = f"ctrl-c-{uuid.uuid4().hex[:6]}"
     lb = tmp_path / "leaderboard.csv"
-    args = [sys.executable, str(ROOT / "sweeps" / "round_a.py"),
-            f"num_samples={n_trials}", "max_concurrent=2", "ray_address=local", "baselines=false",
-            "wandb.enabled=false", "gates.enabled=false", "scheduler.name=fifo", "searcher.name=random",
-            f"storage_path={tmp_path / 'runs'}", f"name={name}", f"leaderboard={lb}", "promotion.top_k=1",
-            "promotion.force=true", f"report_dir={tmp_path / 'reports'}",
-            f"champion={tmp_path / 'champ.json'}", "write_report=false", "verbose=0", "data.n=64",
-            "data.resolution=256", f"data.cache_dir={tiny_cache_dir}", "stages.autoencoder.epochs=1",
-            "stages.operator.epochs=8", "training.checkpoint_every=1"]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(OMP_NUM_THREADS="1", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    args = _eight_epoch_round(tmp_path, tiny_cache_dir, name, lb, f"num_samples={n_trials}", "max_concurrent=2",
+                              "searcher.name=random", f"report_dir={tmp_path / 'reports'}")
+    env = _driver_env()
     exp = tmp_path / "runs" / name
 
     with open(tmp_path / "driver1.log", "wb") as log:
@@ -228,15 +237,9 @@ def test_a_resumed_sweep_takes_the_new_concurrency_and_can_be_stopped_again(tmp_
     The last resume finishes every trial, one row each, and promotes."""
     name = f"again-{uuid.uuid4().hex[:6]}"
     lb = tmp_path / "leaderboard.csv"
-    args = [sys.executable, str(ROOT / "sweeps" / "round_a.py"),
-            "num_samples=3", "max_concurrent=1", "ray_address=local", "baselines=false", "wandb.enabled=false",
-            "gates.enabled=false", "scheduler.name=fifo", "searcher.name=optuna", f"storage_path={tmp_path / 'runs'}",
-            f"name={name}", f"leaderboard={lb}", "promotion.top_k=1", "promotion.force=true",
-            f"champion={tmp_path / 'champ.json'}", "write_report=false", "verbose=0", "data.n=64",
-            "data.resolution=256", f"data.cache_dir={tiny_cache_dir}", "stages.autoencoder.epochs=1",
-            "stages.operator.epochs=8", "training.checkpoint_every=1"]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(OMP_NUM_THREADS="1", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    args = _eight_epoch_round(tmp_path, tiny_cache_dir, name, lb, "num_samples=3", "max_concurrent=1",
+                              "searcher.name=optuna")
+    env = _driver_env()
     exp = tmp_path / "runs" / name
     log1, log2 = tmp_path / "driver1.log", tmp_path / "driver-again.log"
 
@@ -288,8 +291,7 @@ def test_stop_during_promotion_keeps_the_round_and_resume_redoes_it(tmp_path, ti
             "data.n=64", "data.resolution=256", f"data.cache_dir={tiny_cache_dir}", "stages.autoencoder.epochs=1",
             "stages.operator.epochs=4", "eval.max_samples=1", "ttc.threshold=0", "ttc.candidates=16",
             "ttc.beam_width=4", "ttc.max_evaluations=1000"]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(OMP_NUM_THREADS="1", RAY_DEDUP_LOGS="0", PYTHONUNBUFFERED="1")
+    env = _driver_env()
     log1 = tmp_path / "driver1.log"
 
     with open(log1, "wb") as log:
