@@ -121,6 +121,32 @@ def test_overrides_split_and_unknown_keys() -> None:
         load_sweep_config("round_a", ["num_samples=abc"])
 
 
+@pytest.mark.parametrize("override", ["time_budget_s=-1", "compute_budget_s=-5", "checkpoint_keep=0",
+                                      "cost_per_gpu_hour=-1", "fno_budget_s=0", "verbose=4", "scheduler.max_t=-1",
+                                      "scheduler.perturbation_interval=0", "searcher.n_startup_trials=-1",
+                                      "gates.divergence_factor=1", "gates.bc_multiple=0",
+                                      "small_eval.ece_ratio=0", "small_eval.fallback=lin",
+                                      "gates.skip_stages=[autoenc]"])
+def test_nonsensical_settings_are_refused_with_the_key_and_a_fix(override: str) -> None:
+    """Each of these ran before (a negative time budget ended the sweep at once, best val_nrmse nan;
+    checkpoint_keep=0 was taken as 1): now refused by the sweep config, before Ray starts."""
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"sweep config: '{re.escape(key)}' .*\. Fix: "):
+        load_sweep_config("round_a", [override])
+
+
+def test_every_range_checked_setting_exists_and_its_fix_passes() -> None:
+    """The table's keys are sweep keys, and each fix (where it is one key=value) is itself accepted."""
+    from ups.tune.sweep_config import RANGES, flatten_sweep
+
+    keys = flatten_sweep(load_sweep_config("round_a", []))
+    for key, _, _, fix in RANGES:
+        assert key in keys, key
+        first = fix.split()[0].rstrip(",")
+        if first.startswith(f"{key}="):
+            load_sweep_config("round_a", [first])
+
+
 def _run_script(args: list[str], env_extra: dict[str, str], timeout: float = 60) -> tuple[subprocess.CompletedProcess, float]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
     t0 = time.perf_counter()

@@ -15,14 +15,14 @@ No Ray import here.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from ups.config import ConfigError, all_keys, invalid_value_error
+from ups.config import ConfigError, StagesCfg, all_keys, invalid_value_error
 
 SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "sweep"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -301,6 +301,67 @@ def validate_sweep_config(s: SweepConfig) -> None:
         raise bad("max_failures", f"= {s.max_failures} must be ≥ -1", "max_failures=2 (-1 retries forever)")
     if s.promotion.top_k < 0:
         raise bad("promotion.top_k", "must be ≥ 0", "promotion.top_k=1")
+    flat = flatten_sweep(s)
+    for key, ok, need, fix in RANGES:
+        if not ok(flat[key]):
+            raise bad(key, f"= {flat[key]!r}: {need}", fix)
+    stages = [f.name for f in fields(StagesCfg)]
+    if unknown := sorted(set(s.gates.skip_stages) - set(stages)):
+        raise bad("gates.skip_stages", f"names unknown stage(s) {', '.join(unknown)}",
+                  f"list some of {', '.join(stages)}, e.g. gates.skip_stages=[autoencoder]")
+
+
+def flatten_sweep(s: SweepConfig) -> dict[str, Any]:
+    """A sweep config's settings by dotted key (``scheduler.max_t``: 0)."""
+    out: dict[str, Any] = {}
+    for f in fields(s):
+        v = getattr(s, f.name)
+        if is_dataclass(v):
+            out.update({f"{f.name}.{k}": x for k, x in flatten_sweep(v).items()})  # type: ignore[arg-type]
+        else:
+            out[f.name] = v
+    return out
+
+
+def _at_least(low: float) -> Any:
+    return lambda v: v >= low
+
+
+def _above(low: float) -> Any:
+    return lambda v: v > low
+
+
+# (key, test, what it needs, the fix): numeric settings a typo could make nonsensical, refused before Ray
+RANGES: tuple[tuple[str, Any, str, str], ...] = (
+    ("time_budget_s", _at_least(0), "must be ≥ 0 (0: no wall-clock cap)", "time_budget_s=0, or the cap in seconds"),
+    ("compute_budget_s", _at_least(0), "must be ≥ 0 (0: no compute cap)", "compute_budget_s=0, or Σ trial-seconds"),
+    ("checkpoint_keep", _at_least(1), "must be ≥ 1 (a resume needs a checkpoint)", "checkpoint_keep=1"),
+    ("cost_per_gpu_hour", _at_least(0), "must be ≥ 0 (USD per GPU-hour, for est_cost)", "cost_per_gpu_hour=2.0"),
+    ("fno_budget_s", _above(0), "must be > 0 (seconds of FNO training for the baseline row)", "fno_budget_s=20"),
+    ("ray_num_cpus", _at_least(0), "must be ≥ 0 (0: all cores)", "ray_num_cpus=0"),
+    ("connect_timeout_s", _above(0), "must be > 0", "connect_timeout_s=5"),
+    ("verbose", lambda v: 0 <= v <= 3, "must be 0, 1, 2 or 3 (Tune's console verbosity)", "verbose=1"),
+    ("print_top", _at_least(0), "must be ≥ 0 (leaderboard rows printed)", "print_top=15"),
+    ("scheduler.max_t", _at_least(0), "must be ≥ 0 (0: the base config's epochs + 2)", "scheduler.max_t=0"),
+    ("scheduler.perturbation_interval", _at_least(1), "must be ≥ 1 (PBT perturbs every this many iterations)",
+     "scheduler.perturbation_interval=2"),
+    ("searcher.n_startup_trials", _at_least(0), "must be ≥ 0", "searcher.n_startup_trials=10 (Optuna's default)"),
+    ("gates.conservation_multiple", _above(0), "must be > 0", "gates.conservation_multiple=10"),
+    ("gates.conservation_floor", _at_least(0), "must be ≥ 0", "gates.conservation_floor=1.0"),
+    ("gates.bc_multiple", _above(0), "must be > 0", "gates.bc_multiple=10"),
+    ("gates.bc_floor", _at_least(0), "must be ≥ 0", "gates.bc_floor=1.0"),
+    ("gates.grace_epochs", _at_least(0), "must be ≥ 0", "gates.grace_epochs=1"),
+    ("gates.divergence_factor", _above(1), "must be > 1 (stop when train_loss exceeds this × its best)",
+     "gates.divergence_factor=20"),
+    ("gates.min_iterations", _at_least(0), "must be ≥ 0", "gates.min_iterations=1"),
+    ("small_eval.conservation_ratio", _above(0), "must be > 0 (× the baseline's figure)",
+     "small_eval.conservation_ratio=1.0"),
+    ("small_eval.bc_ratio", _above(0), "must be > 0 (× the baseline's figure)", "small_eval.bc_ratio=1.0"),
+    ("small_eval.ece_ratio", _above(0), "must be > 0 (× the baseline's figure)", "small_eval.ece_ratio=1.25"),
+    ("small_eval.abs_tol", _at_least(0), "must be ≥ 0", "small_eval.abs_tol=1e-6"),
+    ("small_eval.fallback", lambda v: v in ("persistence", "linear", "fno"), "is not a baseline",
+     "use persistence, linear or fno"),
+)
 
 
 def resolve_path(p: str) -> Path:
