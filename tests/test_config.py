@@ -31,9 +31,20 @@ def test_misspelt_key_names_nearest():
     (["data.nu=-1"], "data.nu"),
     (["ttc.beam_width=9", "ttc.candidates=4"], "ttc.beam_width"),
     (["preset=dim7"], "preset"),
+    # ran before, or failed only once the data loaded or a trial started
+    (["data.seed=-1"], "'data.seed' = -1 must be ≥ 0. Fix"),
+    (["training.seed=-1"], "'training.seed' = -1 must be ≥ 0. Fix"),
+    (["data.t_final=0"], "'data.t_final'"),
+    (["data.frames=1"], "'data.frames'"),
+    (["data.test_ratio=1.5"], r"'data.test_ratio' = 1.5 must be in \(0, 1\)"),
+    (["data.reduced_resolution=0"], "Fix: use data.reduced_resolution=1"),
+    (["data.initial_step=0"], "'data.initial_step'"),
+    (["training.val_max_samples=0"], "'training.val_max_samples'"),
+    (["eval.max_samples=0"], r"must be -1 \(all\) or ≥ 1"),
+    (["stages.operator.optimizer.weight_decay=-0.1"], "'stages.operator.optimizer.weight_decay' must be ≥ 0"),
 ])
 def test_bad_values_refused(ov, key):
-    with pytest.raises(ConfigError, match=key.split(".")[-1]):
+    with pytest.raises(ConfigError, match=key.split(".")[-1] if " " not in key else key):
         load_config(ov)
 
 

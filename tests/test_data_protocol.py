@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from ups.config import ConfigError
+
 
 def test_tiny_data_shapes(tiny_data, tiny_cfg):
     d = tiny_data
@@ -58,5 +60,9 @@ def test_protocol_refusals(tmp_path):
         load_protocol(_cfg(p, "data.initial_step=10"))
     with pytest.raises(ProtocolError, match=r"every split needs ≥ 1.*Fix"):
         load_protocol(_cfg(p, "data.num_samples_max=5"))
-    with pytest.raises(ProtocolError, match=r"'test_ratio' = 1.5"):
-        load_protocol(_cfg(p, "data.test_ratio=1.5"))
+    with pytest.raises(ConfigError, match=r"'data.test_ratio' = 1.5"):  # refused with the config
+        _cfg(p, "data.test_ratio=1.5")
+    cfg = _cfg(p)
+    cfg.test_ratio = 1.5  # set past the config's checks: the loader refuses it too
+    with pytest.raises(ProtocolError, match=r"'data.test_ratio' = 1.5"):
+        load_protocol(cfg)

@@ -434,6 +434,42 @@ def validate_config(cfg: DictConfig, source: str = "config") -> None:
         raise bad("data.nu", f"= {d.nu} must be > 0", "use e.g. nu=0.01")
     if d.n <= 0:
         raise bad("data.n", f"= {d.n} must be > 0", "use e.g. n=2000")
+    for key, ok, need, fix in (
+            ("data.seed", d.seed >= 0, "must be ≥ 0", "use e.g. data.seed=2022"),
+            ("data.t_final", d.t_final > 0, "must be > 0", "use 2.0 (PDEBench)"),
+            ("data.frames", d.frames >= 2, "must be ≥ 2", "use 201 (PDEBench)"),
+            ("data.resolution", d.resolution >= 2, "must be ≥ 2", "use 1024 (PDEBench)"),
+            ("training.seed", cfg.training.seed >= 0, "must be ≥ 0", "use e.g. training.seed=0"),
+            ("training.val_max_samples", cfg.training.val_max_samples >= 1, "must be ≥ 1", "use e.g. 64"),
+            ("eval.max_samples", cfg.eval.max_samples == -1 or cfg.eval.max_samples >= 1, "must be -1 (all) or ≥ 1",
+             "use -1 for the whole test split")):
+        if not ok:
+            raise bad(key, f"= {OmegaConf.select(cfg, key)} {need}", fix)
+    for sname in ("autoencoder", "operator", "diff_residual", "consistency_distill"):
+        if not cfg.stages[sname].optimizer.weight_decay >= 0:
+            raise bad(f"stages.{sname}.optimizer.weight_decay", "must be ≥ 0", "use e.g. 0.03")
+    check_protocol(d, ConfigError, source)
+
+
+def check_protocol(data_cfg: Any, error: type[ConfigError] = ConfigError, source: str = "config") -> None:
+    """The PDEBench protocol's slicing settings (``data.*``): strides ≥ 1, split ratios in (0, 1)."""
+
+    def get(key: str) -> Any:
+        return data_cfg[key] if isinstance(data_cfg, dict) else getattr(data_cfg, key)
+
+    def bad(key: str, why: str, fix: str) -> ConfigError:
+        return error(f"{source}: 'data.{key}' {why}. Fix: {fix}")
+
+    for key in ("reduced_resolution", "reduced_resolution_t"):
+        if get(key) < 1:
+            raise bad(key, f"= {get(key)} must be ≥ 1", f"use data.{key}=1 for no reduction")
+    for key in ("test_ratio", "val_ratio"):
+        if not 0 < get(key) < 1:
+            raise bad(key, f"= {get(key)} must be in (0, 1)", "use e.g. 0.1")
+    if get("test_ratio") + get("val_ratio") >= 1:
+        raise bad("val_ratio", "+ test_ratio must be < 1", "use e.g. test_ratio=0.1 val_ratio=0.1")
+    if get("initial_step") < 1:
+        raise bad("initial_step", f"= {get('initial_step')} must be ≥ 1", "use 10 (PDEBench)")
 
 
 def to_dict(cfg: DictConfig) -> dict[str, Any]:

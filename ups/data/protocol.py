@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ups.config import ConfigError
+from ups.config import ConfigError, check_protocol
 from ups.data.cache import dataset_path
 from ups.data.hdf5 import DataFileError, read_pdebench
 
@@ -56,22 +56,6 @@ def _get(cfg: Any, key: str) -> Any:
     return cfg[key] if isinstance(cfg, dict) else getattr(cfg, key)
 
 
-def _check_protocol(data_cfg: Any) -> None:
-    def bad(key: str, why: str, fix: str) -> ProtocolError:
-        return ProtocolError(f"data: '{key}' {why}. Fix: {fix}")
-
-    for key in ("reduced_resolution", "reduced_resolution_t"):
-        if _get(data_cfg, key) < 1:
-            raise bad(key, f"= {_get(data_cfg, key)} must be ≥ 1", f"use {key}=1 for no reduction")
-    for key in ("test_ratio", "val_ratio"):
-        if not 0 < _get(data_cfg, key) < 1:
-            raise bad(key, f"= {_get(data_cfg, key)} must be in (0, 1)", "use e.g. 0.1")
-    if _get(data_cfg, "test_ratio") + _get(data_cfg, "val_ratio") >= 1:
-        raise bad("val_ratio", "+ test_ratio must be < 1", "use e.g. test_ratio=0.1 val_ratio=0.1")
-    if _get(data_cfg, "initial_step") < 1:
-        raise bad("initial_step", f"= {_get(data_cfg, 'initial_step')} must be ≥ 1", "use 10 (PDEBench)")
-
-
 def _fingerprint(path: Path, attrs: dict[str, Any], shape: tuple[int, ...], first: np.ndarray,
                  last: np.ndarray) -> str:
     """Cheap content identity: our content hash if present, else shape + attrs + first/last sample."""
@@ -88,7 +72,7 @@ def _fingerprint(path: Path, attrs: dict[str, Any], shape: tuple[int, ...], firs
 
 def load_protocol(data_cfg: Any) -> ProtocolData:
     """Load ``data_cfg.path`` (or the cached generated file) and apply the PDEBench protocol."""
-    _check_protocol(data_cfg)
+    check_protocol(data_cfg, ProtocolError)
     path_value = _get(data_cfg, "path")
     source = Path(str(path_value)).expanduser() if path_value else dataset_path(data_cfg)
     nmax = int(_get(data_cfg, "num_samples_max"))
