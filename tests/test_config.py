@@ -39,8 +39,8 @@ def test_misspelt_key_names_nearest():
     (["data.test_ratio=1.5"], r"'data.test_ratio' = 1.5 must be in \(0, 1\)"),
     (["data.reduced_resolution=0"], "Fix: use data.reduced_resolution=1"),
     (["data.initial_step=0"], "'data.initial_step'"),
-    (["training.val_max_samples=0"], "'training.val_max_samples'"),
-    (["eval.max_samples=0"], r"must be -1 \(all\) or ≥ 1"),
+    (["training.val_max_samples=0"], r"'training.val_max_samples' = 0 must be -1 \(all\) or ≥ 1"),
+    (["eval.max_samples=-2"], r"'eval.max_samples' = -2 must be -1 \(all\), 0"),
     (["stages.operator.optimizer.weight_decay=-0.1"], "'stages.operator.optimizer.weight_decay' must be ≥ 0"),
 ])
 def test_bad_values_refused(ov, key):

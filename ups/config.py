@@ -148,7 +148,7 @@ class TrainingCfg:
     amp: str = "none"  # none | bf16 (CUDA autocast)
     time_budget_s: float = 0.0  # 0 = no wall-clock cap (epochs decide)
     checkpoint_every: int = 1  # epochs between checkpoints handed to report()
-    val_max_samples: int = 64  # validation trajectories used for per-epoch rollout nRMSE
+    val_max_samples: int = 64  # validation trajectories used for per-epoch rollout nRMSE (-1: all)
 
 
 @dataclass
@@ -440,8 +440,9 @@ def validate_config(cfg: DictConfig, source: str = "config") -> None:
             ("data.frames", d.frames >= 2, "must be ≥ 2", "use 201 (PDEBench)"),
             ("data.resolution", d.resolution >= 2, "must be ≥ 2", "use 1024 (PDEBench)"),
             ("training.seed", cfg.training.seed >= 0, "must be ≥ 0", "use e.g. training.seed=0"),
-            ("training.val_max_samples", cfg.training.val_max_samples >= 1, "must be ≥ 1", "use e.g. 64"),
-            ("eval.max_samples", cfg.eval.max_samples == -1 or cfg.eval.max_samples >= 1, "must be -1 (all) or ≥ 1",
+            ("training.val_max_samples", cfg.training.val_max_samples == -1 or cfg.training.val_max_samples >= 1,
+             "must be -1 (all) or ≥ 1", "use e.g. 64"),
+            ("eval.max_samples", cfg.eval.max_samples >= -1, "must be -1 (all), 0 (no test evaluation) or a count",
              "use -1 for the whole test split")):
         if not ok:
             raise bad(key, f"= {OmegaConf.select(cfg, key)} {need}", fix)
