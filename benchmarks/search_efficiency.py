@@ -55,7 +55,10 @@ default configuration with seeds 0..N-1 for the spread of one configuration.
     python benchmarks/search_efficiency.py --reseed 0 --noise-seeds 0 --seeds 3 4 5 --out /tmp/b  # more seeds, then
     python benchmarks/search_efficiency.py --pool /tmp/a /tmp/b                                     # one pooled figure
 
-Prints one JSON object and a one-line summary.
+Prints one JSON object and a one-line summary.  The ``--out`` folder gets ``search_efficiency.json``,
+the PNG, ``space.yaml``, Tune's folders (``runs/``, large: checkpoints) and ``trials.json.gz``: every
+trial's searched values and curve.  Those three small files alone are enough for ``--pool`` and for
+``benchmarks/search_surrogate.py``; keep them (or commit them) when ``runs/`` goes.
 """
 from __future__ import annotations
 
@@ -210,6 +213,46 @@ def trial_reports(exp_dir: Path) -> list[tuple[str, list[int], list[float], list
 def trial_curves(exp_dir: Path) -> list[tuple[list[int], list[float], list[float]]]:
     """Each trial's (training_iteration, val_nrmse, time_this_iter_s) per report, trials in start order."""
     return [c[1:] for c in trial_reports(exp_dir)]
+
+
+TRIALS = "trials.json.gz"  # an --out folder's trials without Tune's files: what --pool and the replay read
+
+
+def read_runs(root: Path) -> dict[str, list[dict[str, Any]]]:
+    """``{experiment: [{trial_id, params, its, vals, dts}, …] in start order}`` from ``root/runs``."""
+    out = {}
+    for exp in sorted(p for p in (root / "runs").iterdir() if p.is_dir()):
+        rows = []
+        for tid, its, vals, dts in trial_reports(exp):
+            params = next(exp.glob(f"trial_{tid}*/params.json"), None)
+            rows.append({"trial_id": tid, "params": json.loads(params.read_text()) if params else None,
+                         "its": its, "vals": vals, "dts": dts})
+        out[exp.name] = rows
+    return out
+
+
+def export_trials(root: Path) -> Path:
+    """Write ``root/trials.json.gz``: every trial's searched values and curve (a few hundred kB for a
+    12-seed run, against Tune's folders with checkpoints), so that ``search_efficiency.json``,
+    ``space.yaml`` and this file alone can be pooled and replayed, or committed."""
+    import gzip
+
+    path = root / TRIALS
+    with gzip.open(path, "wt") as f:
+        json.dump(read_runs(root), f)
+    return path
+
+
+def experiment_trials(root: Path) -> dict[str, list[dict[str, Any]]]:
+    """A run's trials, from ``root/runs`` when it is there, else from its ``trials.json.gz``."""
+    import gzip
+
+    if (root / "runs").is_dir():
+        return read_runs(root)
+    if (root / TRIALS).is_file():
+        with gzip.open(root / TRIALS, "rt") as f:
+            return json.load(f)
+    sys.exit(f"{root} has neither runs/ nor {TRIALS}: give the --out folder of a finished run")
 
 
 def asha_cut(its: list[int], vals: list[float], rungs: list[int], rf: float,
@@ -455,6 +498,7 @@ def main() -> None:
                        [r["curves"] for r in results], args.tolerance),
            "png": str(png), "seed_noise": noise, "reseeded_winners": reseeded}
     (root / "search_efficiency.json").write_text(json.dumps({**out, "curves": [r["curves"] for r in results]}))
+    export_trials(root)
     report(out)
 
 
@@ -556,9 +600,11 @@ def summarize(per_seed: list[dict], roots: list[Path], settings: dict, curves: l
     and ASHA's rung replayed on random search's trials of every seed under ``roots`` (``asha_replay``)."""
     ratios = [r["ratio"] for r in per_seed]
     near = pooled_ratio_to(per_seed, curves, [r["best_random"] + tol for r in per_seed])  # a noise-wide target
-    startup = [round(sum(sum(dts) for _, _, dts in trial_curves(d)[:settings["startup"]]), 1)
-               for r in per_seed for root in roots if (d := root / "runs" / f"asha_tpe_s{r['seed']}").is_dir()]
-    pool = [t for root in roots for d in sorted((root / "runs").glob("random_s*")) for t in trial_curves(d)]
+    trials = [experiment_trials(root) for root in roots]
+    startup = [round(sum(sum(t["dts"]) for t in runs[f"asha_tpe_s{r['seed']}"][:settings["startup"]]), 1)
+               for r in per_seed for runs in trials if f"asha_tpe_s{r['seed']}" in runs]
+    pool = [(t["its"], t["vals"], t["dts"]) for runs in trials for name in sorted(runs) if name.startswith("random_s")
+            for t in runs[name]]
     rungs = asha_rungs(settings, roots[0] / "space.yaml")
     finals = [v[-1] for _, v, _ in pool if v and math.isfinite(v[-1])]
     at_q = quantile_ratios(per_seed, curves, finals) if finals else None
@@ -610,9 +656,9 @@ def load_runs(dirs: list[str] | list[Path]) -> tuple[dict, list[dict], list[dict
     search_efficiency.json and runs/), refused unless they ran the same command with disjoint seeds."""
     roots = [Path(d) for d in dirs]
     for root in roots:
-        if not (root / "search_efficiency.json").is_file() or not (root / "runs").is_dir():
-            sys.exit(f"{root} has no search_efficiency.json and runs/ of a finished run; give the --out "
-                     f"folders of finished runs of search_efficiency.py")
+        if not (root / "search_efficiency.json").is_file() or not ((root / "runs").is_dir() or (root / TRIALS).is_file()):
+            sys.exit(f"{root} has no search_efficiency.json and runs/ (or {TRIALS}) of a finished run; give the "
+                     f"--out folders of finished runs of search_efficiency.py")
     saved = [json.loads((root / "search_efficiency.json").read_text()) for root in roots]
     keys = ("random_trials", "grace", "rf", "space", "reference", "startup", "init", "set")
     settings = {k: saved[0].get(k) for k in keys}

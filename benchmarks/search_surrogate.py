@@ -50,8 +50,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search_efficiency import (asha_cut, asha_tpe_overrides, compute_to_reach, extend, load_runs,  # noqa: E402
-                               mean_curve_speedup, pooled_ratio, ratio_stats, replay, trial_reports, within)
+from search_efficiency import (asha_cut, asha_tpe_overrides, compute_to_reach, experiment_trials,  # noqa: E402
+                               extend, load_runs, mean_curve_speedup, pooled_ratio, ratio_stats, replay, within)
 
 # Settings replayed by default: the live one, then one lever each (overrides of the sweep config; the
 # pseudo-key n_random scales random search's trials, and with them the budget of both).
@@ -84,16 +84,12 @@ class Recorded:
 
 def load_trials(runs: list[Path]) -> list[Recorded]:
     """Every full-length trial of the runs (one that reached the last iteration any trial reached; ASHA's
-    stopped ones did not), with its params.json."""
-    found = [(exp, *trial) for run in runs for exp in sorted(p for p in Path(run, "runs").iterdir() if p.is_dir())
-             for trial in trial_reports(exp)]
-    last = max(its[-1] for _, _, its, _, _ in found)
-    out = []
-    for exp, tid, its, vals, dts in found:
-        params = next(exp.glob(f"trial_{tid}*/params.json"), None)
-        if its[-1] == last and params is not None:
-            out.append(Recorded(json.loads(params.read_text()), its, vals, dts, exp.name.startswith("random")))
-    return out
+    stopped ones did not), with its searched values (from the runs' Tune folders or their trials.json.gz)."""
+    found = [(name, t) for run in runs for name, trials in sorted(experiment_trials(Path(run)).items())
+             for t in trials if t["its"]]
+    last = max(t["its"][-1] for _, t in found)
+    return [Recorded(t["params"], t["its"], t["vals"], t["dts"], name.startswith("random"))
+            for name, t in found if t["its"][-1] == last and t["params"] is not None]
 
 
 class Table:

@@ -196,6 +196,37 @@ def test_the_oracle_after_the_start_up_pays_for_the_start_up(surrogate: ModuleTy
     assert ratio[3][1] > ratio[10][1], ratio
 
 
+def test_a_run_folder_reduced_to_its_trials_file_replays_the_same(ray_session, tmp_path: Path,
+                                                                  surrogate: ModuleType) -> None:
+    """Tune's folders of a run are large and were lost with a machine; trials.json.gz alone (with
+    search_efficiency.json and space.yaml) must give the replay and --pool the same trials."""
+    import shutil
+
+    from tests.test_sweep_engine import common, make_trainable
+
+    from ups.tune.launcher import run_round
+
+    bench = benchmark_module("search_efficiency")
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
+    trainable = make_trainable("stages.operator.optimizer.lr", {}, iterations=4, sleep=0.0)
+    root = tmp_path / "out"
+    for name, searcher in (("random_s0", "random"), ("asha_tpe_s0", "optuna")):
+        run_round("round_a", [*common(tmp_path), f"storage_path={root / 'runs'}", f"name={name}", f"space={space}",
+                              f"searcher.name={searcher}", "scheduler.name=fifo", "num_samples=3",
+                              "stages.autoencoder.epochs=0"], trainable=trainable)
+    from_runs = bench.experiment_trials(root)
+    assert sorted(from_runs) == ["asha_tpe_s0", "random_s0"] and all(len(v) == 3 for v in from_runs.values())
+    assert all(t["params"] and len(t["its"]) == len(t["vals"]) == len(t["dts"]) > 0 for v in from_runs.values() for t in v)
+    recorded = surrogate.load_trials([root])
+    bench.export_trials(root)
+    shutil.rmtree(root / "runs")
+    assert bench.experiment_trials(root) == from_runs
+    again = surrogate.load_trials([root])
+    assert [(r.config, r.curve, r.random) for r in again] == [(r.config, r.curve, r.random) for r in recorded]
+    assert sum(r.random for r in again) == 3
+
+
 def test_trial_noise_decomposition_separates_model_from_trajectory_spread():
     """benchmarks/trial_noise.py's two-way split: a model effect shared by every trajectory is the model
     part; trajectory-specific noise is the interaction part and shrinks as 1/n in the score's spread."""
