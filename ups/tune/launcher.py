@@ -28,11 +28,11 @@ from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, clust
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, full_eval, seed_groups,
                                 seed_mean_candidates, seed_points, update_champion)
+from ups.tune.restore import carry_over, spent_compute_s
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, trial_row
 from ups.tune.retention import CheckpointRetention
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
 from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
-from ups.tune.restore import carry_over, spent_compute_s
 from ups.tune.sweep_record import check_resume, sweep_record, write_record
 from ups.tune.trainable import METRIC, remove_scratch, ups_trial
 from ups.tune.tune_state import repair_cut_off_state
