@@ -29,6 +29,16 @@ def test_ups_train_cli(tiny_cfg, tiny_data, tmp_path, capsys):
     # a misspelt key is refused before any compute, with the nearest valid key
     assert ups_main(["train", "stages.operator.optimzer.lr=1e-3"]) == 2
     assert "stages.operator.optimizer.lr" in capsys.readouterr().err
+    # a missing or broken --resume checkpoint: a one-line error with the fix (exit 2), not a traceback
+    assert ups_main(["train", *args, "--resume", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "ups train: error: --resume: checkpoint" in err and "nope" in err and "Fix:" in err
+    broken = tmp_path / "broken" / "checkpoint.pt"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a checkpoint")
+    assert ups_main(["train", *args, "--resume", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "ups train: error: --resume:" in err and str(broken) in err, err
 
 
 def test_latent_cache_matches_reencoding(tiny_cfg, tiny_data, tmp_path):

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ups.config import config_hash, load_config
+from ups.config import ConfigError, config_hash, load_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(args.overrides)
     from ups.models.ups_model import build_model, count_parameters, parameter_breakdown
+    from ups.train.checkpoint import CheckpointError
     from ups.train.trainer import train
 
     probe = build_model(cfg)
@@ -36,7 +37,10 @@ def main(argv: list[str]) -> int:
         print(f"[{m['stage']:<19}] epoch {m['epoch']:>3} (global {m['global_epoch']:>3})  "
               f"loss {m['train_loss']:.4g}  val_nrmse {m['val_nrmse']:.4f}  {m['wall_clock']:.0f}s", flush=True)
 
-    res = train(cfg, report=report, run_dir=run_dir, resume_from=args.resume)
+    try:
+        res = train(cfg, report=report, run_dir=run_dir, resume_from=args.resume)
+    except CheckpointError as e:  # --resume names a missing or unreadable checkpoint: refused before training
+        raise ConfigError(f"--resume: {e}") from None
     keys = ("val_nrmse", "nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "params", "wall_clock")
     print(json.dumps({k: res.metrics[k] for k in keys if k in res.metrics}, default=float))
     print(f"ups train: done in {res.metrics['wall_clock']:.0f}s; checkpoint {res.checkpoint}")
