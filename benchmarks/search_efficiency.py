@@ -210,11 +210,6 @@ def trial_reports(exp_dir: Path) -> list[tuple[str, list[int], list[float], list
     return [c[1:] for c in sorted(out, key=lambda c: c[0])]
 
 
-def trial_curves(exp_dir: Path) -> list[tuple[list[int], list[float], list[float]]]:
-    """Each trial's (training_iteration, val_nrmse, time_this_iter_s) per report, trials in start order."""
-    return [c[1:] for c in trial_reports(exp_dir)]
-
-
 TRIALS = "trials.json.gz"  # an --out folder's trials without Tune's files: what --pool and the replay read
 
 

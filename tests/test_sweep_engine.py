@@ -16,7 +16,7 @@ from ups.config import ConfigError
 from ups.leaderboard import read_leaderboard
 from ups.tune.gates import GateLimits, GateTracker
 from ups.tune.launcher import run_round
-from ups.tune.restore import spent_compute_s
+from ups.tune.restore import restore_rungs, restored_results, spent_compute_s
 from ups.tune.trainable import clean_metrics
 
 
@@ -98,8 +98,6 @@ def test_a_restored_asha_gets_its_rung_records_back(ray_session, tmp_path: Path)
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from ups.tune.restore import restore_rungs
-
     def curve(config):
         from ray import tune as t
 
@@ -116,7 +114,7 @@ def test_a_restored_asha_gets_its_rung_records_back(ray_session, tmp_path: Path)
     restored = tune.Tuner.restore(str(tmp_path / "rungs"), curve)
     rungs = restored._local_tuner._tune_config.scheduler._brackets[0]._rungs
     assert not any(rec for _, rec in rungs)  # what Tune brings back
-    assert restore_rungs(restored) == sum(map(len, live.values()))
+    assert restore_rungs(restored, restored_results(restored)) == sum(map(len, live.values()))
     assert {m: rec for m, rec in rungs}.keys() == live.keys()
     for m, rec in rungs:
         assert rec == pytest.approx(live[m]), m
@@ -161,7 +159,8 @@ def test_resume_refuses_other_settings_and_accepts_operational_ones(ray_session,
 
     spent = sum(json.loads(f.read_text().splitlines()[-1])["time_total_s"]
                 for f in Path(first.experiment_path).glob("trial_*/result.json"))
-    assert spent > 0 and spent_compute_s(tune.Tuner.restore(first.experiment_path, trainable)) == pytest.approx(spent)
+    restored = restored_results(tune.Tuner.restore(first.experiment_path, trainable))
+    assert spent > 0 and spent_compute_s(restored) == pytest.approx(spent)
     # a sweep recorded before a setting existed (here searcher.sampler) resumes at that setting's default only
     saved = json.loads(record.read_text())
     del saved["sweep"]["searcher.sampler"]

@@ -28,7 +28,7 @@ from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, clust
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, full_eval, seed_groups,
                                 seed_mean_candidates, seed_points, update_champion)
-from ups.tune.restore import carry_over, spent_compute_s
+from ups.tune.restore import carry_over, restored_results, spent_compute_s
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, trial_row
 from ups.tune.retention import CheckpointRetention
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
@@ -471,9 +471,10 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 _log(repaired)
             tuner = tune.Tuner.restore(f"{p.storage_path}/{name}", tr, resume_errored=True,
                                        storage_filesystem=p.filesystem)
-            lb_cb.spent_s = spent = spent_compute_s(tuner)
+            results = restored_results(tuner)
+            lb_cb.spent_s = spent = spent_compute_s(results)
             for line in carry_over(tuner, run_config(p, name, build_stopper(s, limits, spent), callbacks),
-                                   per_trial_resources(s), s.pending_trials, max_conc):
+                                   per_trial_resources(s), s.pending_trials, max_conc, results):
                 _log(line)
         else:
             tuner = build_tuner(p, name, tr, limits, max_conc, callbacks)
@@ -663,7 +664,7 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
             _log(repaired)
         tuner = tune.Tuner.restore(path, tr, resume_errored=True, storage_filesystem=p.filesystem)
         for line in carry_over(tuner, run_config(p, seed_name, stop, [lb_cb]), per_trial_resources(s),
-                               s.pending_trials, max_conc):
+                               s.pending_trials, max_conc, restored_results(tuner)):
             _log(line)
     else:
         param_space = {**p.space.tune_space("random"), SEED_KEY: tune.choice(seeds)}

@@ -40,19 +40,26 @@ def restored_configs(tuner: Any) -> tuple[Any, Any]:
     return internal._run_config, internal._tune_config
 
 
-def spent_compute_s(tuner: Any) -> float:
-    """Trial-seconds the restored sweep's trials had used (Σ their last reported ``time_total_s``)."""
+def restored_results(tuner: Any) -> list[Any]:
+    """The restored trials' ``Result`` objects (last metrics and per-report history), read once for
+    ``spent_compute_s`` and ``restore_rungs``; none when Tune has no readable results yet."""
     try:
-        grid = tuner.get_results()
-    except (RuntimeError, ValueError):  # no readable results yet: nothing spent that Tune knows of
-        return 0.0
-    return float(sum(float((r.metrics or {}).get("time_total_s") or 0.0) for r in grid))
+        return list(tuner.get_results())
+    except (RuntimeError, ValueError):
+        return []
 
 
-def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: int, max_conc: int) -> list[str]:
+def spent_compute_s(results: list[Any]) -> float:
+    """Trial-seconds the restored trials had used (Σ their last reported ``time_total_s``)."""
+    return float(sum(float((r.metrics or {}).get("time_total_s") or 0.0) for r in results))
+
+
+def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: int, max_conc: int,
+               results: list[Any]) -> list[str]:
     """Make a restored ``tuner`` run with the resuming command's ``fresh`` RunConfig (callbacks, stopper,
     failure policy, verbosity; its name and storage stay the restored ones) and concurrency (``max_conc``:
-    a number or ``ADAPTIVE``; ``per_trial`` resources, ``pending`` trials).  Returns lines to log."""
+    a number or ``ADAPTIVE``; ``per_trial`` resources, ``pending`` trials); ASHA's rungs from ``results``
+    (``restored_results``).  Returns lines to log."""
     run_cfg, tune_cfg = restored_configs(tuner)
     run_cfg.callbacks = fresh.callbacks
     run_cfg.stop = fresh.stop
@@ -60,13 +67,13 @@ def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: 
     run_cfg.verbose = fresh.verbose
     why_not = set_limit(tune_cfg.search_alg, per_trial, pending, max_conc)
     lines = [f"concurrency: {why_not}"] if why_not else []
-    if (rungs := restore_rungs(tuner)) is not None:
+    if (rungs := restore_rungs(tuner, results)) is not None:
         lines.append(f"asha: {rungs} rung record(s) of the restored trials put back")
     return lines
 
 
-def restore_rungs(tuner: Any) -> int | None:
-    """Fill a restored ASHA scheduler's rungs from the restored trials' saved results: at each rung
+def restore_rungs(tuner: Any, results: list[Any]) -> int | None:
+    """Fill a restored ASHA scheduler's rungs from the restored trials' ``results``: at each rung
     milestone, the trial's first result at or past it (what ``_Bracket.on_result`` records live).
     Returns how many records were put back; None when the scheduler is not a one-bracket ASHA."""
     import math
@@ -80,12 +87,8 @@ def restore_rungs(tuner: Any) -> int | None:
         return None  # with several brackets, which one a trial was drawn into is not saved
     time_attr, metric = sched._time_attr, sched._metric or tune_cfg.metric
     sign = -1.0 if (sched._mode or tune_cfg.mode) == "min" else 1.0  # ASHA keeps metric_op * value
-    try:
-        grid = tuner.get_results()
-    except (RuntimeError, ValueError):
-        return 0
     n = 0
-    for result in grid:
+    for result in results:
         df, trial_id = result.metrics_dataframe, (result.metrics or {}).get("trial_id")
         if df is None or trial_id is None or time_attr not in df or metric not in df:
             continue
