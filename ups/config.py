@@ -408,6 +408,8 @@ def validate_config(cfg: DictConfig, source: str = "config") -> None:
             raise bad(f"{k}.ema_decay", "must be in [0,1)", "use e.g. 0.999")
         if st.batch_size < 1 or st.accum_steps < 1:
             raise bad(f"{k}.batch_size", "and accum_steps must be ≥ 1", "use positive integers")
+        if not st.optimizer.weight_decay >= 0:
+            raise bad(f"{k}.optimizer.weight_decay", "must be ≥ 0", "use e.g. 0.03")
     if cfg.training.latent_cache_dtype not in ("float32", "bfloat16", "float16"):
         raise bad("training.latent_cache_dtype", f"= '{cfg.training.latent_cache_dtype}' is unknown",
                   "use float32, bfloat16 or float16")
@@ -446,9 +448,6 @@ def validate_config(cfg: DictConfig, source: str = "config") -> None:
              "use -1 for the whole test split")):
         if not ok:
             raise bad(key, f"= {OmegaConf.select(cfg, key)} {need}", fix)
-    for sname in ("autoencoder", "operator", "diff_residual", "consistency_distill"):
-        if not cfg.stages[sname].optimizer.weight_decay >= 0:
-            raise bad(f"stages.{sname}.optimizer.weight_decay", "must be ≥ 0", "use e.g. 0.03")
     check_protocol(d, ConfigError, source)
 
 
