@@ -451,11 +451,16 @@ def validate_config(cfg: DictConfig, source: str = "config") -> None:
     check_protocol(d, ConfigError, source)
 
 
+def cfg_value(cfg: Any, key: str) -> Any:
+    """``cfg.key`` of a config section given as a plain dict or as an object (DictConfig, dataclass)."""
+    return cfg[key] if isinstance(cfg, dict) else getattr(cfg, key)
+
+
 def check_protocol(data_cfg: Any, error: type[ConfigError] = ConfigError, source: str = "config") -> None:
     """The PDEBench protocol's slicing settings (``data.*``): strides ≥ 1, split ratios in (0, 1)."""
 
     def get(key: str) -> Any:
-        return data_cfg[key] if isinstance(data_cfg, dict) else getattr(data_cfg, key)
+        return cfg_value(data_cfg, key)
 
     def bad(key: str, why: str, fix: str) -> ConfigError:
         return error(f"{source}: 'data.{key}' {why}. Fix: {fix}")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ups.config import ConfigError, check_protocol
+from ups.config import ConfigError, cfg_value, check_protocol
 from ups.data.cache import dataset_path
 from ups.data.hdf5 import DataFileError, read_pdebench
 
@@ -52,10 +52,6 @@ class ProtocolData:
                 f"{len(self.test)}, T={self.frames}, X={self.resolution}, initial_step={self.initial_step}")
 
 
-def _get(cfg: Any, key: str) -> Any:
-    return cfg[key] if isinstance(cfg, dict) else getattr(cfg, key)
-
-
 def _fingerprint(path: Path, attrs: dict[str, Any], shape: tuple[int, ...], first: np.ndarray,
                  last: np.ndarray) -> str:
     """Cheap content identity: our content hash if present, else shape + attrs + first/last sample."""
@@ -73,14 +69,14 @@ def _fingerprint(path: Path, attrs: dict[str, Any], shape: tuple[int, ...], firs
 def load_protocol(data_cfg: Any) -> ProtocolData:
     """Load ``data_cfg.path`` (or the cached generated file) and apply the PDEBench protocol."""
     check_protocol(data_cfg, ProtocolError)
-    path_value = _get(data_cfg, "path")
+    path_value = cfg_value(data_cfg, "path")
     source = Path(str(path_value)).expanduser() if path_value else dataset_path(data_cfg)
-    nmax = int(_get(data_cfg, "num_samples_max"))
-    rx, rt = int(_get(data_cfg, "reduced_resolution")), int(_get(data_cfg, "reduced_resolution_t"))
+    nmax = int(cfg_value(data_cfg, "num_samples_max"))
+    rx, rt = int(cfg_value(data_cfg, "reduced_resolution")), int(cfg_value(data_cfg, "reduced_resolution_t"))
     bf = read_pdebench(source, max_samples=nmax, reduced_resolution=rx, reduced_resolution_t=rt)
     data = bf.tensor  # (N, T, X)
     n = data.shape[0]
-    initial_step = int(_get(data_cfg, "initial_step"))
+    initial_step = int(cfg_value(data_cfg, "initial_step"))
     if data.shape[1] <= initial_step:
         raise ProtocolError(f"data: '{source}' has {data.shape[1]} frames after reduced_resolution_t={rt}, not more "
                             f"than initial_step={initial_step}. Fix: lower data.initial_step or data.reduced_resolution_t")
@@ -88,8 +84,8 @@ def load_protocol(data_cfg: Any) -> ProtocolData:
         bad = int((~np.isfinite(data)).any(axis=(1, 2)).sum())
         raise DataFileError(f"{source}: 'tensor' holds NaN/inf in {bad} samples. Fix: regenerate the file "
                             "(`ups data generate …`) or drop those samples")
-    test_idx = int(n * float(_get(data_cfg, "test_ratio")))
-    n_val = int(n * float(_get(data_cfg, "val_ratio")))
+    test_idx = int(n * float(cfg_value(data_cfg, "test_ratio")))
+    n_val = int(n * float(cfg_value(data_cfg, "val_ratio")))
     n_train = n - test_idx - n_val
     if test_idx < 1 or n_val < 1 or n_train < 1:
         raise ProtocolError(f"data: {n} samples from '{source}' give train/val/test = {n_train}/{n_val}/{test_idx}; "
@@ -100,9 +96,9 @@ def load_protocol(data_cfg: Any) -> ProtocolData:
         from ups.data.hdf5 import nu_from_name
 
         nu = nu_from_name(source)
-    nu = float(nu) if nu is not None else float(_get(data_cfg, "nu"))
-    protocol = {"rx": rx, "rt": rt, "nmax": nmax, "test_ratio": float(_get(data_cfg, "test_ratio")),
-                "val_ratio": float(_get(data_cfg, "val_ratio")), "initial_step": initial_step}
+    nu = float(nu) if nu is not None else float(cfg_value(data_cfg, "nu"))
+    protocol = {"rx": rx, "rt": rt, "nmax": nmax, "test_ratio": float(cfg_value(data_cfg, "test_ratio")),
+                "val_ratio": float(cfg_value(data_cfg, "val_ratio")), "initial_step": initial_step}
     fp = _fingerprint(source, bf.attrs, data.shape, data[0], data[-1])
     data_hash = hashlib.sha1((fp + json.dumps(protocol, sort_keys=True)).encode()).hexdigest()[:16]
     tensor = torch.from_numpy(data)
