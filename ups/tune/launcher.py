@@ -491,13 +491,18 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         if cut == INTERRUPTED:
             _log("promotion: not run, the round is unfinished (it runs when the resumed sweep ends)")
         elif promote and s.promotion.top_k > 0:
+            stop = StopSignal()
             try:
-                with stop_signals_as_ctrl_c(into_tune=False):
+                with stop_signals_as_ctrl_c(into_tune=False) as stop:
                     champion = promote_round(p, ctx, baselines, data, limits, max_conc)
             except SweepInterrupted:  # in the seed retrains' Tune loop: their own message and resume
                 raise
             except KeyboardInterrupt:  # in a full-eval: the trials are all recorded, the champion untouched
                 promotion_cut = True
+            except Exception:
+                if stop.signum is None:
+                    raise
+                promotion_cut = True  # the Ctrl-C surfaced as another error from the code it interrupted
         report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir) / s.round) if s.write_report else None
         if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
             publish(exp_path, p.leaderboard, report)
@@ -529,7 +534,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
 
 
 @contextmanager
-def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[None]:
+def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[StopSignal]:
     """SIGTERM (``kill``, ``timeout``, a job scheduler, ``ray job stop``) and SIGHUP (the terminal or SSH
     session of ``ray submit`` closed) are taken as a Ctrl-C instead of killing the driver mid-step.
 
@@ -541,12 +546,19 @@ def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[None]:
 
     On the way out the SIGINT and SIGUSR1 handlers are put back as they were: Tune installs its own and
     leaves them behind after ``fit()`` (ray-project/ray#37737), so a Ctrl-C during the promotion would
-    only log Tune's "ending Ray Tune run" warning and be lost."""
+    only log Tune's "ending Ray Tune run" warning and be lost.
+
+    Yields a ``StopSignal`` that records a stop signal taken outside Tune's loop (SIGINT too): a
+    ``KeyboardInterrupt`` raised inside library code can come out as another error (omegaconf's
+    ``flag_override`` cleanup on a half-built config raises ``AttributeError`` over it), and the caller
+    still knows the run was stopped."""
+    stop = StopSignal()
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
-        yield
+        yield stop
         return
 
     def forward(signum: int, frame: Any) -> None:
+        stop.signum = signum
         try:  # after SIGHUP the terminal may be gone
             _log(f"{signal.Signals(signum).name}: stopping the sweep as for Ctrl-C (finished results kept, "
                  "resume=true continues)")
@@ -557,14 +569,20 @@ def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[None]:
         os.kill(os.getpid(), signal.SIGUSR1)
 
     old = {sig: h for sig in (signal.SIGINT, signal.SIGUSR1) if (h := signal.getsignal(sig)) is not None}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGHUP, *(() if into_tune else (signal.SIGINT,))):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             old[sig] = signal.signal(sig, forward)
     try:
-        yield
+        yield stop
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+@dataclass
+class StopSignal:
+    """The stop signal (its number) that ``stop_signals_as_ctrl_c`` took, if any."""
+    signum: int | None = None
 
 
 def loop_cut(cb: LeaderboardCallback) -> str | None:
