@@ -491,18 +491,13 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         if cut == INTERRUPTED:
             _log("promotion: not run, the round is unfinished (it runs when the resumed sweep ends)")
         elif promote and s.promotion.top_k > 0:
-            stop = StopSignal()
             try:
-                with stop_signals_as_ctrl_c(into_tune=False) as stop:
+                with stop_signals_as_ctrl_c(into_tune=False):
                     champion = promote_round(p, ctx, baselines, data, limits, max_conc)
             except SweepInterrupted:  # in the seed retrains' Tune loop: their own message and resume
                 raise
             except KeyboardInterrupt:  # in a full-eval: the trials are all recorded, the champion untouched
                 promotion_cut = True
-            except Exception:
-                if stop.signum is None:
-                    raise
-                promotion_cut = True  # the Ctrl-C surfaced as another error from the code it interrupted
         report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir) / s.round) if s.write_report else None
         if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
             publish(exp_path, p.leaderboard, report)
@@ -534,7 +529,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
 
 
 @contextmanager
-def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[StopSignal]:
+def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[None]:
     """SIGTERM (``kill``, ``timeout``, a job scheduler, ``ray job stop``) and SIGHUP (the terminal or SSH
     session of ``ray submit`` closed) are taken as a Ctrl-C instead of killing the driver mid-step.
 
@@ -548,17 +543,17 @@ def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[StopSignal]:
     leaves them behind after ``fit()`` (ray-project/ray#37737), so a Ctrl-C during the promotion would
     only log Tune's "ending Ray Tune run" warning and be lost.
 
-    Yields a ``StopSignal`` that records a stop signal taken outside Tune's loop (SIGINT too): a
-    ``KeyboardInterrupt`` raised inside library code can come out as another error (omegaconf's
-    ``flag_override`` cleanup on a half-built config raises ``AttributeError`` over it), and the caller
-    still knows the run was stopped."""
-    stop = StopSignal()
+    Outside Tune's loop SIGINT is taken here too, and an error that comes out after a stop signal is
+    raised as the ``KeyboardInterrupt`` it was: the interrupt, raised inside library code, can come out
+    as another error (omegaconf's ``flag_override`` cleanup on a half-built config raises
+    ``AttributeError`` over it)."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
-        yield stop
+        yield
         return
+    taken: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:
-        stop.signum = signum
+        taken.append(signum)
         try:  # after SIGHUP the terminal may be gone
             _log(f"{signal.Signals(signum).name}: stopping the sweep as for Ctrl-C (finished results kept, "
                  "resume=true continues)")
@@ -573,16 +568,14 @@ def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[StopSignal]:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             old[sig] = signal.signal(sig, forward)
     try:
-        yield stop
+        yield
+    except Exception as e:
+        if into_tune or not taken:
+            raise
+        raise KeyboardInterrupt from e  # the stop, surfaced as another error from the code it interrupted
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-
-
-@dataclass
-class StopSignal:
-    """The stop signal (its number) that ``stop_signals_as_ctrl_c`` took, if any."""
-    signum: int | None = None
 
 
 def loop_cut(cb: LeaderboardCallback) -> str | None:
