@@ -84,8 +84,9 @@ def load_protocol(data_cfg: Any) -> ProtocolData:
         bad = int((~np.isfinite(data)).any(axis=(1, 2)).sum())
         raise DataFileError(f"{source}: 'tensor' holds NaN/inf in {bad} samples. Fix: regenerate the file "
                             "(`ups data generate …`) or drop those samples")
-    test_idx = int(n * float(cfg_value(data_cfg, "test_ratio")))
-    n_val = int(n * float(cfg_value(data_cfg, "val_ratio")))
+    test_ratio, val_ratio = float(cfg_value(data_cfg, "test_ratio")), float(cfg_value(data_cfg, "val_ratio"))
+    test_idx = int(n * test_ratio)
+    n_val = int(n * val_ratio)
     n_train = n - test_idx - n_val
     if test_idx < 1 or n_val < 1 or n_train < 1:
         raise ProtocolError(f"data: {n} samples from '{source}' give train/val/test = {n_train}/{n_val}/{test_idx}; "
@@ -97,8 +98,8 @@ def load_protocol(data_cfg: Any) -> ProtocolData:
 
         nu = nu_from_name(source)
     nu = float(nu) if nu is not None else float(cfg_value(data_cfg, "nu"))
-    protocol = {"rx": rx, "rt": rt, "nmax": nmax, "test_ratio": float(cfg_value(data_cfg, "test_ratio")),
-                "val_ratio": float(cfg_value(data_cfg, "val_ratio")), "initial_step": initial_step}
+    protocol = {"rx": rx, "rt": rt, "nmax": nmax, "test_ratio": test_ratio, "val_ratio": val_ratio,
+                "initial_step": initial_step}
     fp = _fingerprint(source, bf.attrs, data.shape, data[0], data[-1])
     data_hash = hashlib.sha1((fp + json.dumps(protocol, sort_keys=True)).encode()).hexdigest()[:16]
     tensor = torch.from_numpy(data)
