@@ -35,7 +35,8 @@ trials: random search's full-length trials of every seed, replayed in other rand
 with no rung (the control) and through ASHA's rung rule (what the scheduler alone buys; the rest of
 the measured ratio is TPE and its start-up design).  ``asha_startup_compute_s`` is what ASHA + TPE spent
 on its start-up trials.  ``--pool DIR...`` pools the seeds of earlier runs of the same command.
-``ratio_pooled_at_random_quantiles`` reads the ratio against fixed targets instead of each seed's
+``ratio_pooled_interval_90`` is the 5–95 % range of the pooled ratio over resampled seeds (2000
+resamplings with replacement).  ``ratio_pooled_at_random_quantiles`` reads the ratio against fixed targets instead of each seed's
 best-of-N draw: the 1, 5 and 10 % quantiles of all random-search trials' final val nRMSE, the same
 target in every seed (a reading that does not hinge on one extreme draw per seed).
 ``mean_curve_speedup`` is the reading of the hyperparameter-optimisation papers (Hyperband, BOHB):
@@ -301,6 +302,17 @@ def pooled_ratio(per_seed: list[dict]) -> float:
     """Σ random's compute to its best ÷ Σ ASHA + TPE's compute to it (its whole budget where it never did)."""
     return round(sum(r["compute_random_to_its_best_s"] for r in per_seed)
                  / sum(r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in per_seed), 2)
+
+
+def pooled_ratio_interval(per_seed: list[dict], boot: int = 2000, seed: int = 0) -> list[float]:
+    """5–95 % of ``pooled_ratio`` over ``boot`` resamplings of the seeds (with replacement): how far the
+    issue's pooled reading could move with another draw of as many seeds."""
+    import numpy as np
+
+    need = np.array([r["compute_random_to_its_best_s"] for r in per_seed], dtype=float)
+    asha = np.array([r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in per_seed], dtype=float)
+    rows = np.random.default_rng(seed).integers(0, len(per_seed), (boot, len(per_seed)))
+    return [round(float(q), 2) for q in np.quantile(need[rows].sum(1) / asha[rows].sum(1), [0.05, 0.95])]
 
 
 def random_draw(pool: list, n_random: int, rf: float, rng: Any) -> tuple[list[tuple[float, float]], float, list]:
@@ -605,6 +617,7 @@ def summarize(per_seed: list[dict], roots: list[Path], settings: dict, curves: l
     at_q = quantile_ratios(per_seed, curves, finals) if finals else None
     return {"seeds": [r["seed"] for r in per_seed], **settings, "per_seed": per_seed,
             "ratio_median": round(statistics.median(ratios), 2), "ratio_pooled": pooled_ratio(per_seed),
+            "ratio_pooled_interval_90": pooled_ratio_interval(per_seed),
             "seeds_reached": sum(r["reached"] for r in per_seed), "asha_startup_compute_s": startup,
             "asha_better_or_equal_best": sum(r["best_asha_tpe"] <= r["best_random"] for r in per_seed),
             "target_ratio": 3.0, "tolerance": tol, "ratio_pooled_within_tolerance": near,
@@ -622,7 +635,9 @@ def report(out: dict) -> None:
     ratios = [r["ratio"] for r in out["per_seed"]]
     rep = out["replay_without_tpe"]
     parts = [f"compute to reach random search's best, random ÷ ASHA+TPE = {out['ratio_pooled']:.2f}× (target ≥ 3×; "
-             f"pooled over seeds {out['seeds']}; median {out['ratio_median']:.2f}×, per seed "
+             f"pooled over seeds {out['seeds']}, 90 % over resampled seeds "
+             f"{'–'.join(f'{x:.2f}' for x in out.get('ratio_pooled_interval_90') or [])}×; "
+             f"median {out['ratio_median']:.2f}×, per seed "
              f"{', '.join(f'{x:.2f}' for x in ratios)})",
              f"best ≤ random's in {out['asha_better_or_equal_best']}/{len(ratios)} seeds",
              f"to within {out['tolerance']} of random's best {out['ratio_pooled_within_tolerance']:.2f}× pooled"]

@@ -96,6 +96,18 @@ def test_quantile_ratios_charge_the_budget_when_never_reached(bench: ModuleType)
     assert out["q0.10"] == {"target": 0.2, "ratio_pooled": round((6 + 4) / (2 + 5), 2)}
 
 
+def test_pooled_ratio_interval_resamples_the_seeds(bench: ModuleType) -> None:
+    """The 5–95 % range of the pooled ratio over resampled seeds: a point where every seed reads the same,
+    around the pooled figure otherwise; a seed never reached counts with its whole budget, as pooled."""
+    same = [{"compute_random_to_its_best_s": 300.0, "compute_asha_to_random_best_s": 100.0, "budget_trial_s": 900.0}] * 5
+    assert bench.pooled_ratio_interval(same) == [3.0, 3.0] and bench.pooled_ratio(same) == 3.0
+    mixed = [{"compute_random_to_its_best_s": need, "compute_asha_to_random_best_s": asha, "budget_trial_s": 900.0}
+             for need, asha in ((600.0, 100.0), (100.0, 300.0), (450.0, None), (500.0, 250.0), (200.0, 50.0))]
+    low, high = bench.pooled_ratio_interval(mixed)
+    assert low < bench.pooled_ratio(mixed) < high
+    assert low >= 450.0 / 900.0 and high <= 600.0 / 100.0  # within the per-seed extremes (never reached: budget)
+
+
 def test_mean_curve_speedup_reads_the_seed_mean_curves(bench: ModuleType) -> None:
     per_seed = [{"budget_trial_s": 10.0}, {"budget_trial_s": 12.0}]  # the common axis ends at 10
     random_curves = [[(5.0, 0.5), (10.0, 0.2)], [(5.0, 0.4), (10.0, 0.2), (12.0, 0.01)]]  # mean 0.2 at 10
