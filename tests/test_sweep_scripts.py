@@ -85,6 +85,8 @@ def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cac
     # PBT's log: one line per exploit (target, clone, …, old config, new config); new values stay in range
     exploits = [json.loads(line) for line in (work / "runs" / exp / "pbt_global.txt").read_text().splitlines()]
     assert exploits, "PBT never exploited"
+    # never once the operator stage (autoencoder 1 + operator 6 epochs) is trained: a clone would train nothing
+    assert all(e[2] < 7 and e[3] < 7 for e in exploits), [e[:4] for e in exploits]
     params = load_space(REPO / "search_spaces" / "round_a.yaml").params
     for *_, new in exploits:
         for key, value in new.items():

@@ -63,6 +63,7 @@ def upsert_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataFram
         df = read_leaderboard(path)
         if len(new):
             new["run_id"] = new["run_id"].astype(str)
+            new = new.drop_duplicates("run_id", keep="last")  # one row per run_id, the batch's last wins
             df = df[~df["run_id"].astype(str).isin(set(new["run_id"]))]
             df = new if df.empty else pd.concat([df, new], ignore_index=True)
         _write(df, path)

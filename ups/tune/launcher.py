@@ -29,7 +29,7 @@ from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, full_eval, seed_groups,
                                 seed_mean_candidates, seed_points, update_champion)
 from ups.tune.restore import carry_over, restored_results, spent_compute_s
-from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, trial_row
+from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
 from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
@@ -322,7 +322,9 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
 
 
 def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from ups.tune.pbt import StagedPBT, pbt_window
 
     sc = s.scheduler
     if sc.name == "asha":
@@ -330,8 +332,10 @@ def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
         return ASHAScheduler(time_attr=sc.time_attr, max_t=max_t, grace_period=grace,
                              reduction_factor=sc.reduction_factor)
     if sc.name == "pbt":
-        return PopulationBasedTraining(time_attr=sc.time_attr, perturbation_interval=sc.perturbation_interval,
-                                       hyperparam_mutations=space.pbt_mutations(), custom_explore_fn=space.clamp)
+        mutations = space.pbt_mutations()
+        return StagedPBT(window=pbt_window(base, mutations), time_attr=sc.time_attr,
+                         perturbation_interval=sc.perturbation_interval, hyperparam_mutations=mutations,
+                         custom_explore_fn=space.clamp)
     return FIFOScheduler()
 
 
@@ -608,7 +612,7 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
     rows = []
     for r in grid:
         metrics = r.metrics or {}
-        tid = metrics.get("trial_id")
+        tid = result_trial_id(r)
         short = bool(tid) and cb.cut_short(tid, metrics)
         if not tid or (ctx.run_id(tid) in have and not short):
             continue

@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ups.tune.concurrency import set_limit
+from ups.tune.results import result_trial_id
 
 
 def restored_configs(tuner: Any) -> tuple[Any, Any]:
@@ -89,7 +90,7 @@ def restore_rungs(tuner: Any, results: list[Any]) -> int | None:
     sign = -1.0 if (sched._mode or tune_cfg.mode) == "min" else 1.0  # ASHA keeps metric_op * value
     n = 0
     for result in results:
-        df, trial_id = result.metrics_dataframe, (result.metrics or {}).get("trial_id")
+        df, trial_id = result.metrics_dataframe, result_trial_id(result)
         if df is None or trial_id is None or time_attr not in df or metric not in df:
             continue
         df = df.sort_values(time_attr, kind="stable")

@@ -100,6 +100,16 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
     return row
 
 
+def result_trial_id(result: Any) -> str | None:
+    """The trial a Tune ``Result`` belongs to, from its folder (``trial_<id>``: ``launcher._trial_dirname``).
+    Not its metrics' ``trial_id``: a trial PBT paused right after an exploit carries its donor's last
+    result, id included; the metrics' id only for a folder named otherwise."""
+    folder = str(result.path or "").rstrip("/").rsplit("/", 1)[-1]
+    if folder.startswith("trial_"):
+        return folder[len("trial_"):]
+    return (result.metrics or {}).get("trial_id")
+
+
 def _short(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
