@@ -87,6 +87,12 @@ def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cac
     assert exploits, "PBT never exploited"
     # never once the operator stage (autoencoder 1 + operator 6 epochs) is trained: a clone would train nothing
     assert all(e[2] < 7 and e[3] < 7 for e in exploits), [e[:4] for e in exploits]
+    # one population taking turns on the 2 CPUs (max_concurrent=2 is not applied under PBT), not two waves
+    # of two: every trial reported before any trial's last report (4-7 s before in 3 runs; with the
+    # searcher's limit of 2, the second wave's first report came after the first wave's last)
+    times = [[json.loads(line)["timestamp"] for line in f.read_text().splitlines()]
+             for f in (work / "runs" / exp).glob("trial_*/result.json")]
+    assert len(times) == 4 and max(t[0] for t in times) < min(t[-1] for t in times), times
     params = load_space(REPO / "search_spaces" / "round_a.yaml").params
     for *_, new in exploits:
         for key, value in new.items():

@@ -234,16 +234,24 @@ def connect_ray(s: SweepConfig) -> bool:
 
 def concurrency(s: SweepConfig, remote: bool) -> int:
     """Trials at a time: ``max_concurrent`` when set; on a remote cluster ``ADAPTIVE`` (the limit follows
-    the cluster as it scales, ``ups.tune.concurrency``); on the local instance what its resources hold."""
+    the cluster as it scales, ``ups.tune.concurrency``); on the local instance what its resources hold.
+    Under PBT always ``ADAPTIVE``: its population (``num_samples``) must exist from the start, so the
+    resources decide how many train at once and PBT pauses the others at its perturbation steps; a
+    searcher's limit would leave no trial pending and split the population into waves that never meet."""
     import ray
 
+    if s.scheduler.name == "pbt" and s.max_concurrent:
+        _log(f"scheduler=pbt: max_concurrent={s.max_concurrent} is not applied; the population of "
+             f"{s.num_samples} takes turns on what the resources hold (resources.cpu / resources.gpu)")
     if remote:
-        return s.max_concurrent or ADAPTIVE
+        return ADAPTIVE if s.scheduler.name == "pbt" else s.max_concurrent or ADAPTIVE
     res = ray.cluster_resources()
     gpus, cpus = float(res.get("GPU", 0)), float(res.get("CPU", 1))
     if s.resources.gpu > 0 and gpus == 0:
         raise ConfigError(f"resources.gpu={s.resources.gpu} but this Ray instance has no GPUs. Fix: use "
                           f"profile=smoke / resources.gpu=0 on CPU, or connect to a GPU cluster (RAY_ADDRESS)")
+    if s.scheduler.name == "pbt":
+        return ADAPTIVE
     if s.max_concurrent:
         return s.max_concurrent
     if s.resources.gpu > 0:
@@ -459,8 +467,11 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                                       "num_samples": s.num_samples}))
         tr = make_trainable(p, data, trainable)
         rungs = f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base)[2]})" if s.scheduler.name == "asha" else ""
+        slots = cluster_slots(per_trial_resources(s))
         at_a_time = (f"≤{max_conc}" if max_conc != ADAPTIVE else
-                     f"as many as the cluster holds (now {cluster_slots(per_trial_resources(s))}, "
+                     f"as many as the resources hold (now {slots}; PBT's population takes turns)"
+                     if s.scheduler.name == "pbt" else
+                     f"as many as the cluster holds (now {slots}, "
                      f"{'one more' if s.pending_trials == 1 else f'{s.pending_trials} more'} pending)")
         _log(f"{s.round}: {s.num_samples} trials, {at_a_time} at a time, searcher={s.searcher.name}, "
              f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
