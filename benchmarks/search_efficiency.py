@@ -298,10 +298,18 @@ def ratio_stats(pairs: list[tuple[float, float]]) -> dict:
             "p_ratio_ge_3": round(float(np.mean(a[:, 0] / a[:, 1] >= 3.0)), 2)}
 
 
+def seed_computes(per_seed: list[dict]) -> tuple[Any, Any]:
+    """Per seed: random's compute to its best, ASHA + TPE's compute to it (its whole budget where it never did)."""
+    import numpy as np
+
+    return (np.array([r["compute_random_to_its_best_s"] for r in per_seed], dtype=float),
+            np.array([r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in per_seed], dtype=float))
+
+
 def pooled_ratio(per_seed: list[dict]) -> float:
-    """Σ random's compute to its best ÷ Σ ASHA + TPE's compute to it (its whole budget where it never did)."""
-    return round(sum(r["compute_random_to_its_best_s"] for r in per_seed)
-                 / sum(r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in per_seed), 2)
+    """Σ random's compute to its best ÷ Σ ASHA + TPE's compute to it (``seed_computes``)."""
+    need, asha = seed_computes(per_seed)
+    return round(float(need.sum() / asha.sum()), 2)
 
 
 def pooled_ratio_interval(per_seed: list[dict], boot: int = 2000, seed: int = 0) -> list[float]:
@@ -309,8 +317,7 @@ def pooled_ratio_interval(per_seed: list[dict], boot: int = 2000, seed: int = 0)
     issue's pooled reading could move with another draw of as many seeds."""
     import numpy as np
 
-    need = np.array([r["compute_random_to_its_best_s"] for r in per_seed], dtype=float)
-    asha = np.array([r["compute_asha_to_random_best_s"] or r["budget_trial_s"] for r in per_seed], dtype=float)
+    need, asha = seed_computes(per_seed)
     rows = np.random.default_rng(seed).integers(0, len(per_seed), (boot, len(per_seed)))
     return [round(float(q), 2) for q in np.quantile(need[rows].sum(1) / asha[rows].sum(1), [0.05, 0.95])]
 

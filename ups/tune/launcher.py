@@ -234,29 +234,35 @@ def connect_ray(s: SweepConfig) -> bool:
 
 def concurrency(s: SweepConfig, remote: bool) -> int:
     """Trials at a time: ``max_concurrent`` when set; on a remote cluster ``ADAPTIVE`` (the limit follows
-    the cluster as it scales, ``ups.tune.concurrency``); on the local instance what its resources hold.
-    Under PBT always ``ADAPTIVE``: its population (``num_samples``) must exist from the start, so the
-    resources decide how many train at once and PBT pauses the others at its perturbation steps; a
-    searcher's limit would leave no trial pending and split the population into waves that never meet."""
+    the cluster as it scales, ``ups.tune.concurrency``); on the local instance what its resources hold."""
     import ray
 
-    if s.scheduler.name == "pbt" and s.max_concurrent:
-        _log(f"scheduler=pbt: max_concurrent={s.max_concurrent} is not applied; the population of "
-             f"{s.num_samples} takes turns on what the resources hold (resources.cpu / resources.gpu)")
     if remote:
-        return ADAPTIVE if s.scheduler.name == "pbt" else s.max_concurrent or ADAPTIVE
+        return s.max_concurrent or ADAPTIVE
     res = ray.cluster_resources()
     gpus, cpus = float(res.get("GPU", 0)), float(res.get("CPU", 1))
     if s.resources.gpu > 0 and gpus == 0:
         raise ConfigError(f"resources.gpu={s.resources.gpu} but this Ray instance has no GPUs. Fix: use "
                           f"profile=smoke / resources.gpu=0 on CPU, or connect to a GPU cluster (RAY_ADDRESS)")
-    if s.scheduler.name == "pbt":
-        return ADAPTIVE
     if s.max_concurrent:
         return s.max_concurrent
     if s.resources.gpu > 0:
         return max(1, int(gpus // s.resources.gpu))
     return max(1, int(cpus // max(s.resources.cpu, 1e-9)))
+
+
+def round_concurrency(s: SweepConfig, max_conc: int) -> int:
+    """The round's own searcher limit: ``max_conc``, except under PBT, where it is ``ADAPTIVE`` (no limit
+    on a random / grid searcher).  PBT's population (``num_samples``) must exist from the start, so the
+    resources decide how many train at once and PBT pauses the others at its perturbation steps; a
+    searcher's limit would leave no trial pending and split the population into waves that never meet.
+    The promotion's retrains (FIFO) keep ``max_conc``."""
+    if s.scheduler.name != "pbt":
+        return max_conc
+    if s.max_concurrent:
+        _log(f"scheduler=pbt: max_concurrent={s.max_concurrent} is not applied to the round; its population of "
+             f"{s.num_samples} takes turns on what the resources hold (resources.cpu / resources.gpu)")
+    return ADAPTIVE
 
 
 def per_trial_resources(s: SweepConfig) -> dict[str, float]:
@@ -450,6 +456,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     try:
         remote = bool(s.ray_address or os.environ.get("RAY_ADDRESS"))
         max_conc = concurrency(s, remote)
+        round_conc = round_concurrency(s, max_conc)
         point = p.space.reference_point(p.base)
         ctx = RowContext(round=s.round, experiment=name, space=p.space, base=to_dict(p.base), reference_point=point,
                          scheduler=s.scheduler.name, gpu_per_trial=s.resources.gpu,
@@ -468,7 +475,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         tr = make_trainable(p, data, trainable)
         rungs = f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base)[2]})" if s.scheduler.name == "asha" else ""
         slots = cluster_slots(per_trial_resources(s))
-        at_a_time = (f"≤{max_conc}" if max_conc != ADAPTIVE else
+        at_a_time = (f"≤{round_conc}" if round_conc != ADAPTIVE else
                      f"as many as the resources hold (now {slots}; PBT's population takes turns)"
                      if s.scheduler.name == "pbt" else
                      f"as many as the cluster holds (now {slots}, "
@@ -489,10 +496,10 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             results = restored_results(tuner)
             lb_cb.spent_s = spent = spent_compute_s(results)
             for line in carry_over(tuner, run_config(p, name, build_stopper(s, limits, spent), callbacks),
-                                   per_trial_resources(s), s.pending_trials, max_conc, results):
+                                   per_trial_resources(s), s.pending_trials, round_conc, results):
                 _log(line)
         else:
-            tuner = build_tuner(p, name, tr, limits, max_conc, callbacks)
+            tuner = build_tuner(p, name, tr, limits, round_conc, callbacks)
             write_record(p.storage_path, p.filesystem, name, record)
         try:
             with stop_signals_as_ctrl_c():
