@@ -28,6 +28,7 @@ from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, clust
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, full_eval, seed_groups,
                                 seed_mean_candidates, seed_points, update_champion)
+from ups.tune.ray_address import gcs_problem
 from ups.tune.restore import carry_over, restored_results, spent_compute_s
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
@@ -214,6 +215,14 @@ def check_ray_address(address: str, timeout: float) -> None:
             f"Ray cluster at '{address}' (RAY_ADDRESS / ray_address) is unreachable within {timeout:g}s: {e}. "
             f"Fix: start it (`ray up cluster.yaml` or `ray start --head`), check host and port (GCS 6379, client "
             f"10001) and the security group, or unset RAY_ADDRESS to run on a local Ray instance") from None
+    if "://" in address:  # Ray Client (ray://host:10001) speaks its own protocol; ray.init decides
+        return
+    problem = gcs_problem(hostport, timeout)
+    if problem:
+        raise RayConnectError(
+            f"RAY_ADDRESS '{address}': {problem}. Fix: point RAY_ADDRESS / ray_address at the head's GCS port "
+            f"(`ray start --head` prints it; 6379 by default, not the dashboard's 8265 or the client's 10001, "
+            f"which needs ray://host:10001), or unset RAY_ADDRESS to run on a local Ray instance")
 
 
 def connect_ray(s: SweepConfig) -> bool:
@@ -225,7 +234,14 @@ def connect_ray(s: SweepConfig) -> bool:
     address = s.ray_address or os.environ.get("RAY_ADDRESS", "")
     check_ray_address(address, s.connect_timeout_s)
     if address:
-        ray.init(address=address, log_to_driver=s.verbose >= 2)
+        try:
+            ray.init(address=address, log_to_driver=s.verbose >= 2)
+        except (ConnectionError, RuntimeError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+            raise RayConnectError(
+                f"could not connect to the Ray cluster at '{address}' (RAY_ADDRESS / ray_address): {first[:300]}. "
+                f"Fix: check that the cluster is up (`ray status` on the head) and that the address is the head's "
+                f"GCS host:port (or `auto` on the head itself), or unset RAY_ADDRESS to run locally") from None
     else:
         ray.init(num_cpus=s.ray_num_cpus or None, include_dashboard=False, log_to_driver=s.verbose >= 2,
                  configure_logging=False)
@@ -437,8 +453,11 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     import ray
 
     address = s.ray_address or os.environ.get("RAY_ADDRESS", "")
+    started = False
     if not ray.is_initialized():  # fail fast on a dead cluster / missing GPU before generating data
         check_ray_address(address, s.connect_timeout_s)
+        if address:  # a cluster: connected before data and baselines, so a wrong address costs nothing
+            started = connect_ray(s)
         if not address and s.resources.gpu > 0:
             import torch
 
@@ -452,7 +471,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         upsert_rows(p.leaderboard, baselines)
     ref = {r["label"]: r for r in baselines}.get(s.gates.reference)
     limits = GateLimits.from_baseline(s.gates, ref)
-    started = connect_ray(s)
+    started = connect_ray(s) or started
     try:
         remote = bool(s.ray_address or os.environ.get("RAY_ADDRESS"))
         max_conc = concurrency(s, remote)

@@ -1,0 +1,59 @@
+"""RAY_ADDRESS preflight: an open port that is not a Ray GCS is refused in seconds, a real GCS passes."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Iterator
+
+import pytest
+
+from ups.tune.launcher import RayConnectError, check_ray_address
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that accepts connections and never says a word (Redis-like, wrong port)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield server.getsockname()[1]
+    stop.set()
+    t.join(2)
+    for c in held:
+        c.close()
+    server.close()
+
+
+def test_open_port_without_a_ray_gcs_is_refused_in_seconds(silent_port: int) -> None:
+    address = f"127.0.0.1:{silent_port}"
+    t0 = time.monotonic()
+    with pytest.raises(RayConnectError) as e:
+        check_ray_address(address, 2.0)
+    seconds = time.monotonic() - t0
+    msg = str(e.value)
+    assert address in msg and "no Ray GCS answered within 2s" in msg
+    assert "6379" in msg and "unset RAY_ADDRESS" in msg
+    assert seconds < 10, seconds  # ray.init itself would retry for 40-80 s, then raise a traceback
+
+
+def test_a_real_ray_gcs_passes_the_preflight(ray_session: None) -> None:
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    t0 = time.monotonic()
+    check_ray_address(address, 5.0)  # raises if the probe cannot tell a live GCS from a dead port
+    assert time.monotonic() - t0 < 5
