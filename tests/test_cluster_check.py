@@ -193,3 +193,177 @@ def test_live_aws_checks_against_moto(s3_env, capsys):
     ec2.delete_security_group(GroupId=sg)
     for name in ("ups-sweeps-head", "ups-sweeps-worker"):
         iam.delete_instance_profile(InstanceProfileName=name)
+
+
+# ------------------------------------------------------------------ mutations of the real file
+# (name, [(old, new), …] applied to cluster.yaml's text, substrings the errors must contain: the key and the fix)
+_SSH_RULE = "          - CidrIp: 203.0.113.0/24       # FILL-IN: your office/VPN CIDR (never 0.0.0.0/0)\n"
+_WORKER = "    resources: {}                        # CPU/GPU detected from the instance type\n"
+_EXTRA_RULE = "      - IpProtocol: tcp\n        FromPort: {p}\n        ToPort: {p}\n        IpRanges:\n{r}"
+MUTATIONS = [
+    # 1. crashes → errors with key and fix
+    ("docker_noname", [("cluster_name: ups-sweeps", "cluster_name: ups-sweeps\ndocker:\n  image: rayproject/ray:2.9.0-gpu")],
+     ["docker | Ray rejects the file", "container_name"]),
+    ("ant_list", [("available_node_types:\n", "available_node_types: [1, 2]\nxx_available_node_types:\n")],
+     ["available_node_types | [1, 2] is not of type object"]),
+    ("provider_str", [("provider:\n  type: aws", "provider: aws\nxprovider:\n  type: aws")],
+     ["provider | 'aws' is not of type object"]),
+    ("sg_list", [("  security_group:\n    GroupName: ups-sweeps", "  security_group: [a]\n  xsecurity_group:\n    GroupName: ups-sweeps")],
+     ["provider.security_group | ['a'] is not of type object"]),
+    ("ipranges_str", [("        IpRanges:\n          - CidrIp: 203.0.113.0/24", '        IpRanges: "0.0.0.0/0"\n        XIpRanges:\n          - CidrIp: 203.0.113.0/24')],
+     ["IpPermissions[0].IpRanges | '0.0.0.0/0' has the wrong type | use 'list'"]),
+    ("iprange_list_of_str", [("          - CidrIp: 203.0.113.0/24", "          - 0.0.0.0/0\n          - CidrIp: 203.0.113.0/24")],
+     ["IpPermissions[0].IpRanges[0] | '0.0.0.0/0' has the wrong type | use 'dict'"]),
+    ("file_mounts_list", [("  /home/ubuntu/ups-sweeps: .", "  - /home/ubuntu/ups-sweeps")],
+     ["file_mounts | ['/home/ubuntu/ups-sweeps'] is not of type object"]),
+    ("setup_str", [("setup_commands:\n  - sudo", 'setup_commands: "pip install ray==2.60.0"\nxsetup_commands:\n  - sudo')],
+     ["setup_commands | 'pip install ray==2.60.0' is not of type array"]),
+    ("node_type_int", [("  ray.worker.gpu_spot:\n", "  ray.worker.x: 5\n  ray.worker.gpu_spot:\n")],
+     ["available_node_types['ray.worker.x'] | 5 is not of type object"]),
+    ("cidr_not_cidr", [("CidrIp: 203.0.113.0/24", "CidrIp: office")], ["CidrIp | 'office' is not a CIDR"]),
+    # 2. workers must be able to provide a GPU
+    ("cpu_declares_gpu", [(_WORKER + "    node_config:\n      InstanceType: g5.2xlarge",
+                           "    resources: {CPU: 2, GPU: 1}\n    node_config:\n      InstanceType: m5.large")],
+     [f"{WORKER}'].resources.GPU | declares GPU: 1 but m5.large has no NVIDIA GPU", "no worker node type can provide a GPU"]),
+    ("cpu_autodetect", [("InstanceType: g5.2xlarge", "InstanceType: m5.large")],
+     ["available_node_types | no worker node type can provide a GPU", "m5.large has no NVIDIA GPU", "g5.2xlarge"]),
+    ("gpu_zero", [(_WORKER, "    resources: {GPU: 0}\n")], ["resources GPU: 0", "no GPU: 0"]),
+    ("global_mw0", [("max_workers: 4\nupscaling", "max_workers: 0\nupscaling")],
+     ["max_workers | max_workers is 0", "ray up --max-workers"]),
+    ("type_mw0", [("    min_workers: 0\n    max_workers: 4", "    min_workers: 0\n    max_workers: 0")],
+     [f"{WORKER}: max_workers: 0"]),
+    # 3. every install pinned to pyproject / the client
+    ("ray_head_only", [("head_setup_commands: []", "head_setup_commands:\n  - ~/ups-venv/bin/pip install ray==2.59.0")],
+     ["head_setup_commands[0] | nodes get ray==2.59.0 but this client has ray"]),
+    ("ray_worker_upgrade", [("worker_setup_commands: []", 'worker_setup_commands:\n  - ~/ups-venv/bin/pip install -U "ray[tune]"')],
+     ["worker_setup_commands[0] | installs 'ray[tune]' without an exact == pin", f"ray=={ray.__version__}"]),
+    ("node_type_setup", [(_WORKER, _WORKER + "    worker_setup_commands:\n      - pip install optuna==4.0.0\n"
+                          '      - ~/ups-venv/bin/pip install -q -e "/home/ubuntu/ups-sweeps[tune,cloud]"\n')],
+     [f"{WORKER}'].worker_setup_commands[0] | pins optuna==4.0.0 but pyproject.toml pins optuna==5.0.0"]),
+    ("torch_unpinned", [("torch==2.13.0", "torch")], ["installs 'torch' without an exact == pin", "CUDA", "torch==2.13.0"]),
+    ("torch_ge", [("torch==2.13.0", '"torch>=2.0"')], ["installs 'torch>=2.0' without an exact == pin"]),
+    # 4. file_mounts
+    ("mount_missing_src", [("  /home/ubuntu/ups-sweeps: .", "  /home/ubuntu/ups-sweeps: ./does-not-exist")],
+     ["file_mounts./home/ubuntu/ups-sweeps | the local source './does-not-exist' exists neither", "ray up"]),
+    ("mount_missing_abs", [("  /home/ubuntu/ups-sweeps: .", "  /home/ubuntu/ups-sweeps: /nonexistent/ups-path")],
+     ["file_mounts./home/ubuntu/ups-sweeps | the local source /nonexistent/ups-path does not exist"]),
+    ("no_file_mounts", [("file_mounts:\n  /home/ubuntu/ups-sweeps: .\n", "")],
+     ["file_mounts | no file_mounts", "pip install -e"]),
+    ("no_pip_e", [('  - ~/ups-venv/bin/pip install -q -e "/home/ubuntu/ups-sweeps[tune,cloud]"\n', "")],
+     ["setup_commands | no `pip install -e <mounted repository>`", "/home/ubuntu/ups-sweeps[tune,cloud]"]),
+    ("mount_mismatch", [("  /home/ubuntu/ups-sweeps: .", "  /home/ubuntu/code: .")],
+     ["file_mounts./home/ubuntu/code | the setup installs", "same path"]),
+    # 5. EC2 enums
+    ("market_enum", [("        MarketType: spot", "        MarketType: spott")],
+     ["InstanceMarketOptions.MarketType | 'spott' is not a valid value", "did you mean 'spot'"]),
+    ("volume_enum", [("            VolumeType: gp3", "            VolumeType: gp9")],
+     ["Ebs.VolumeType | 'gp9' is not a valid value", "gp3"]),
+    ("interruption_enum", [("        MarketType: spot", "        MarketType: spot\n        SpotOptions:\n"
+                            "          InstanceInterruptionBehavior: banana")],
+     ["SpotOptions.InstanceInterruptionBehavior | 'banana' is not a valid value", "terminate"]),
+    # 6. per-type min_workers > max_workers
+    ("node_minmax", [("max_workers: 4\nupscaling", "max_workers: 10\nupscaling"),
+                     ("    min_workers: 0\n    max_workers: 4", "    min_workers: 3\n    max_workers: 2")],
+     [f"{WORKER}'].min_workers | min_workers (3) is larger than max_workers (2)"]),
+    # 7. security bypasses
+    ("dash_halves", [(_SSH_RULE, _SSH_RULE + _EXTRA_RULE.format(p=8265, r="          - CidrIp: 0.0.0.0/1\n"
+                                                                     "          - CidrIp: 128.0.0.0/1\n"))],
+     ["IpPermissions[1].IpRanges[0].CidrIp | opens 8265", "IpPermissions[1].IpRanges[1].CidrIp | opens 8265",
+      "not private and wider than /16", "ray dashboard cluster.yaml"]),
+    ("gcs_v6_wide", [(_SSH_RULE, _SSH_RULE + "      - IpProtocol: tcp\n        FromPort: 6379\n        ToPort: 6379\n"
+                      "        Ipv6Ranges:\n          - CidrIpv6: 2000::/3\n")],
+     ["Ipv6Ranges[0].CidrIpv6 | opens 6379 (Ray GCS) to a public range"]),
+    ("dash_quoted", [("--dashboard-host=127.0.0.1", '--dashboard-host="0.0.0.0"')],
+     ["head_start_ray_commands[1] | starts the dashboard on all interfaces", "127.0.0.1"]),
+    ("dash_single_quoted_space", [("--dashboard-host=127.0.0.1", "--dashboard-host '0.0.0.0'")],
+     ["head_start_ray_commands[1] | starts the dashboard on all interfaces"]),
+    ("iam_empty_name", [("        Name: ups-sweeps-head ", '        Name: "" ')],
+     ["IamInstanceProfile | IamInstanceProfile has no Name or Arn"]),
+    # 9. region, zones, Ray's semantic errors with real keys, duplicate keys
+    ("region_bad", [("  region: us-west-2 ", "  region: us-west-9 ")],
+     ["provider.region | 'us-west-9' is not an AWS region", "did you mean 'us-west-2'"]),
+    ("zone_other_region", [("  availability_zone: us-west-2a,us-west-2b,us-west-2c", "  availability_zone: us-east-1a")],
+     ["provider.availability_zone | zone(s) us-east-1a not in region 'us-west-2'"]),
+    ("head_missing", [("head_node_type: ray.head.cpu", "head_node_type: ray.head.gpu")],
+     ["head_node_type | Ray rejects the file", "set it to one of the available_node_types: ray.head.cpu"]),
+    ("min_sum_gt_global", [("    min_workers: 0\n    max_workers: 4", "    min_workers: 6\n    max_workers: 8")],
+     ["max_workers | Ray rejects the file", "at least 6"]),
+    ("dup_key", [("idle_timeout_minutes: 10", "idle_timeout_minutes: 10\nidle_timeout_minutes: 100000")],
+     ["idle_timeout_minutes | duplicate key 'idle_timeout_minutes' (line 20 and line 21)", "delete one", "line 21"]),
+    ("dup_nested_key", [("        MarketType: spot", "        MarketType: spot\n        MarketType: spot")],
+     ["MarketType | duplicate key 'MarketType'"]),
+]
+
+
+@pytest.mark.parametrize("subs, expected", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
+def test_mutations_are_refused_with_key_and_fix(tmp_path, capsys, subs, expected):
+    text = CLUSTER.read_text()
+    for old, new in subs:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    path = _write(tmp_path, text)
+    errs = _errors(path)
+    for want in expected:
+        assert want in errs, f"{want!r} not in\n{errs}"
+    assert ups_main(["cluster-check", str(path)]) == 1  # the CLI: no traceback, exit 1, file named
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{path}:" in err and "Fix:" in err
+    assert "could not run on this file" not in err  # handled by a real check, not the last-resort guard
+
+
+def test_non_utf8_file_and_directory(tmp_path, capsys):
+    p = tmp_path / "cluster.yaml"
+    p.write_bytes(b"\xff\xfe\x00bad")
+    assert ups_main(["cluster-check", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert "is not UTF-8 text" in err and "save the cluster file as UTF-8" in err
+    assert ups_main(["cluster-check", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err and "does not exist" not in err
+
+
+def test_pins_compared_with_installed_pyproject_when_none_next_to_file(tmp_path, capsys):
+    p = tmp_path / "cluster.yaml"  # no pyproject.toml next to it
+    p.write_text(CLUSTER.read_text().replace("optuna==5.0.0", "optuna==1.0.0"))
+    report = check_cluster_file(p)
+    summary = report.format().splitlines()[-1]
+    assert f"pins compared with {ROOT / 'pyproject.toml'}" in summary and "installed ups project" in summary
+    assert any("pyproject.toml pins optuna==5.0.0" in i.message for i in report.errors)
+    assert "next to the cluster file" in check_cluster_file(CLUSTER).format().splitlines()[-1]
+
+
+def test_relative_mount_source_checked_against_cwd_and_yaml_dir(tmp_path, monkeypatch):
+    (tmp_path / "repo").mkdir()
+    text = CLUSTER.read_text().replace("  /home/ubuntu/ups-sweeps: .", "  /home/ubuntu/ups-sweeps: ./repo")
+    path = _write(tmp_path, text)
+    monkeypatch.chdir(tmp_path)
+    assert check_cluster_file(path).ok
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    report = check_cluster_file(path)
+    assert report.ok and any("exists in" in w.message and w.key == "file_mounts./home/ubuntu/ups-sweeps"
+                             and f"run `ray up` from {tmp_path}" in w.fix for w in report.warnings)
+
+
+def test_cd_then_relative_editable_install_counts_as_installing_the_mount(tmp_path):
+    text = CLUSTER.read_text().replace('~/ups-venv/bin/pip install -q -e "/home/ubuntu/ups-sweeps[tune,cloud]"',
+                                       'cd ~/ups-sweeps && ~/ups-venv/bin/pip install -q -e ".[tune,cloud]"')
+    report = check_cluster_file(_write(tmp_path, text))
+    assert report.ok, report.format()
+
+
+def test_private_wide_ranges_and_public_narrow_ssh_are_allowed(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    cfg["provider"]["security_group"]["IpPermissions"][0]["IpRanges"] = [{"CidrIp": "198.51.100.0/24"}]
+    cfg["provider"]["security_group"]["IpPermissions"].append(
+        {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]})
+    report = check_cluster_file(_write(tmp_path, cfg))
+    assert report.ok, report.format()
+
+
+def test_docs_do_not_claim_token_auth_on_by_default():
+    docs = (ROOT / "docs" / "CLUSTER.md").read_text()
+    assert "additionally starts clusters with token authentication" not in docs
+    assert "Token authentication is off on this cluster" in docs
+    assert "ray_address=auto" in CLUSTER.read_text().split("cluster_name:")[0]

@@ -2,17 +2,25 @@
 
 Four layers, all offline (no AWS credentials, no network):
 
+0. The file itself: UTF-8, valid YAML, one document, no duplicate keys (YAML would keep the last).
 1. Ray's own schema and semantics (``ray.autoscaler._private.util.prepare_config`` +
    ``validate_config``; private API, hence ray is pinned).
-2. botocore's parameter validation of every ``node_config`` against the EC2 ``RunInstances`` input
-   shape, plus the instance type against botocore's list of known types.
-3. Security rules: no rule opens a port to 0.0.0.0/0 or ::/0 (dashboard 8265, GCS 6379, client 10001
-   or any other); SSH is allowed from a configured CIDR only; every node has an IAM instance profile;
-   no credentials or tokens anywhere in the file; the dashboard binds to localhost.
-4. Project rules: the head node has ``resources: {CPU: 0}`` (it runs no trials), ``ray`` is pinned to
-   the client's ``ray.__version__`` and the other pins agree with ``pyproject.toml``.
+2. botocore's offline EC2 model: parameter validation of every ``node_config`` against the
+   ``RunInstances`` input shape and of the security group rules against
+   ``AuthorizeSecurityGroupIngress``, enum values (``MarketType``, ``VolumeType``, …), the instance
+   type, the region (botocore's endpoint data) and that availability zones lie in the region.
+3. Security rules: no rule opens a port to the internet, i.e. to a CIDR that is not private and wider
+   than /16 (IPv4) or /32 (IPv6) (dashboard 8265, GCS 6379, client 10001 or any other port); SSH is
+   allowed from a configured CIDR only; every node has an IAM instance profile; no credentials or
+   tokens anywhere in the file; the dashboard binds to localhost.
+4. Project rules: the head node has ``resources: {CPU: 0}`` (it runs no trials); some worker type
+   can provide a GPU (NVIDIA GPU instance family, see ``NVIDIA_GPU_FAMILIES``, and max_workers > 0);
+   every install of ray/torch/optuna/wandb/hydra-core in any setup command is pinned with ``==`` to
+   ``pyproject.toml`` (ray also to the client's ``ray.__version__``); ``file_mounts`` sources exist
+   and the setup installs the mounted repository (``pip install -e <mount target>``).
 
 Every problem names the file, the line, the YAML key path and the fix; errors make the exit code 1.
+The checker never raises for a problem in the file.
 """
 from __future__ import annotations
 
@@ -22,11 +30,13 @@ import difflib
 import ipaddress
 import json
 import logging
+import posixpath
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
@@ -51,7 +61,18 @@ SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"\b[\w.-]*(?:password|passwd|secret|token|api[_-]?key)s?\s*[=:]\s*['\"]?"
         r"(?=[A-Za-z0-9/+_\-=.]*\d)(?=[A-Za-z0-9/+_\-=.]*[A-Za-z])[A-Za-z0-9/+_\-=.]{12,}", re.I)),
 ]
+# Packages whose every install on the nodes must be pinned with == to pyproject.toml.
 PINNED = ("torch", "ray", "optuna", "wandb", "hydra-core")
+# EC2 instance families with NVIDIA GPUs that torch 2.x (CUDA 12) supports. botocore's offline model
+# lists instance type names only (GPU counts need the online DescribeInstanceTypes call), hence this
+# table. Not here on purpose: p2/g2/g3/g3s (Kepler/Maxwell, too old for torch 2.x), g4ad (AMD),
+# inf*/trn*/dl* (not CUDA). Ray autodetects the GPU count of these types when resources has no GPU.
+NVIDIA_GPU_FAMILIES = frozenset({
+    "g4dn", "g5", "g5g", "g6", "g6e", "g6f", "gr6", "gr6f", "g7", "g7e",
+    "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300", "p6e-gb200",
+})
+# IPv4 ranges that are not private and wider than this prefix are "the internet" (IPv6: /32).
+PUBLIC_MAX_PREFIX = {4: 16, 6: 32}
 
 
 @dataclass(frozen=True)
@@ -100,6 +121,38 @@ def fmt_key(path: Iterable[Any]) -> str:
     return s or "<top level>"
 
 
+def _map(x: Any) -> dict:
+    """``x`` if it is a mapping, else {} (the schema check reports the wrong type)."""
+    return x if isinstance(x, dict) else {}
+
+
+def _seq(x: Any) -> list:
+    """``x`` if it is a list, else [] (the schema check reports the wrong type)."""
+    return x if isinstance(x, list) else []
+
+
+class _DuplicateKeyError(yaml.constructor.ConstructorError):
+    def __init__(self, key: str, first: int, again: int, mark: Any) -> None:
+        super().__init__(None, None, f"duplicate key '{key}' (line {first} and line {again})", mark)
+        self.key, self.first, self.again = key, first, again
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (plain YAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            k = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if k in seen:
+                raise _DuplicateKeyError(str(k), seen[k], line, key_node.start_mark)
+            seen[k] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _line_index(text: str) -> dict[Path_, int]:
     """YAML key path → 1-based line, from the composed node tree."""
     index: dict[Path_, int] = {}
@@ -113,7 +166,7 @@ def _line_index(text: str) -> dict[Path_, int]:
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 key = k.value
-                index[path + (key,)] = k.start_mark.line + 1
+                index.setdefault(path + (key,), k.start_mark.line + 1)
                 walk(v, path + (key,))
         elif isinstance(node, yaml.SequenceNode):
             for i, v in enumerate(node.value):
@@ -156,6 +209,28 @@ def _check_secrets(c: _Checker) -> None:
                     "delete it (and rotate it if it was real); nodes get S3 access from IamInstanceProfile, "
                     "W&B/other tokens come from the environment or a secrets manager", n))
                 break
+    c.report.checks.append("secrets")
+
+
+def _ray_semantic_issue(e: BaseException, cfg: dict[str, Any]) -> tuple[Path_, str]:
+    """Key path and fix for an exception of Ray's prepare_config/validate_config."""
+    msg = str(e)
+    nts = _map(cfg.get("available_node_types"))
+    if "docker" in cfg and (isinstance(e, AssertionError) or "container" in msg or "image" in msg):
+        return ("docker",), ("set both docker.image and docker.container_name (e.g. container_name: ray_container), "
+                             "or delete the docker section to run Ray on the host (this project's setup)")
+    if "head_node_type" in msg:
+        if "head_node_type" not in cfg:
+            return ("head_node_type",), f"add head_node_type: one of {', '.join(map(str, nts)) or '(no node types)'}"
+        return ("head_node_type",), (f"head_node_type is {cfg.get('head_node_type')!r}; set it to one of the "
+                                     f"available_node_types: {', '.join(map(str, nts))}")
+    if "min_workers" in msg and "max_workers" in msg:
+        total = sum(nt.get("min_workers", 0) for nt in nts.values()
+                    if isinstance(nt, dict) and isinstance(nt.get("min_workers", 0), int))
+        return ("max_workers",), f"raise max_workers to at least {total} (the sum of min_workers) or lower min_workers"
+    if "cluster_synced_files" in msg:
+        return (), f"use the same ray version on this machine and in the cluster ({msg})"
+    return (), "fix the field named in Ray's message"
 
 
 def _check_ray_schema(c: _Checker, cfg: dict[str, Any]) -> dict[str, Any] | None:
@@ -194,21 +269,66 @@ def _check_ray_schema(c: _Checker, cfg: dict[str, Any]) -> dict[str, Any] | None
     except jsonschema.ValidationError as e:
         c.error(tuple(e.absolute_path), e.message, "follow Ray's cluster schema")
         return None
-    except (ValueError, RuntimeError, KeyError, TypeError) as e:
-        c.error((), f"Ray rejects the file: {e}", "fix the field named in Ray's message")
+    except Exception as e:  # noqa: BLE001 - Ray raises ValueError, AssertionError, KeyError, …
+        key, fix = _ray_semantic_issue(e, cfg)
+        c.error(key, f"Ray rejects the file: {type(e).__name__}: {e}", fix)
         return None
     c.report.checks.append("Ray schema")
     return prepared
 
 
-def _check_node_configs(c: _Checker, cfg: dict[str, Any]) -> None:
+def _ec2_model() -> Any:
     import botocore.session
+
+    return botocore.session.get_session().get_service_model("ec2")
+
+
+def _report_param_errors(c: _Checker, base: Path_, report: Any, api: str) -> None:
+    for kind, where, details in getattr(report, "_errors", []):
+        key = base + _botocore_path(where)
+        if kind == "unknown field":
+            bad, valid = details["unknown_param"], details["valid_names"]
+            near = difflib.get_close_matches(bad, valid, n=1)
+            hint = f"did you mean '{near[0]}'?" if near else f"see the EC2 {api} API"
+            c.error(key + (bad,), f"'{bad}' is not an EC2 {api} parameter", hint)
+        elif kind == "invalid type":
+            c.error(key, f"{details['param']!r} has the wrong type",
+                    f"use {', '.join(t.strip('<>').replace('class ', '') for t in map(str, details['valid_types']))}")
+        elif kind == "missing required field":
+            c.error(key + (details["required_name"],), f"required by EC2 {api}", "add it")
+        else:
+            c.error(key, f"EC2 {api}: {kind} {details}", f"see the EC2 {api} API")
+
+
+def _check_enums(c: _Checker, value: Any, shape: Any, key: Path_, skip: frozenset[str] = frozenset()) -> None:
+    """Enum values anywhere below ``shape`` (botocore's ParamValidator ignores enums)."""
+    tname = getattr(shape, "type_name", None)
+    if tname == "structure" and isinstance(value, dict):
+        for k, v in value.items():
+            if k in shape.members and k not in skip:
+                _check_enums(c, v, shape.members[k], key + (k,))
+    elif tname == "list" and isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_enums(c, v, shape.member, key + (i,))
+    elif tname == "map" and isinstance(value, dict):
+        for k, v in value.items():
+            _check_enums(c, v, shape.value, key + (k,))
+    elif tname == "string" and isinstance(value, str) and getattr(shape, "enum", None):
+        enum = list(shape.enum)
+        if value not in enum:
+            near = difflib.get_close_matches(value, enum, n=1)
+            hint = f"did you mean '{near[0]}'? " if near else ""
+            c.error(key, f"'{value}' is not a valid value (EC2 accepts: {', '.join(enum[:12])}"
+                    f"{', …' if len(enum) > 12 else ''})", f"{hint}use one of the listed values")
+
+
+def _check_node_configs(c: _Checker, cfg: dict[str, Any]) -> None:
     from botocore.validate import ParamValidator
 
-    model = botocore.session.get_session().get_service_model("ec2")
+    model = _ec2_model()
     shape = model.operation_model("RunInstances").input_shape
     known_types = set(shape.members["InstanceType"].enum or [])
-    for name, nt in (cfg.get("available_node_types") or {}).items():
+    for name, nt in _map(cfg.get("available_node_types")).items():
         if not isinstance(nt, dict) or not isinstance(nt.get("node_config"), dict):
             continue
         base: Path_ = ("available_node_types", name, "node_config")
@@ -218,21 +338,8 @@ def _check_node_configs(c: _Checker, cfg: dict[str, Any]) -> None:
             c.error(base + ("SubnetIds",), "must be a list of subnet ids", "write SubnetIds: [subnet-…]")
         params.setdefault("MinCount", 1)
         params.setdefault("MaxCount", 1)
-        report = ParamValidator().validate(params, shape)
-        for kind, where, details in getattr(report, "_errors", []):
-            key = base + _botocore_path(where)
-            if kind == "unknown field":
-                bad, valid = details["unknown_param"], details["valid_names"]
-                near = difflib.get_close_matches(bad, valid, n=1)
-                hint = f"did you mean '{near[0]}'?" if near else "see the EC2 RunInstances API"
-                c.error(key + (bad,), f"'{bad}' is not an EC2 RunInstances parameter", hint)
-            elif kind == "invalid type":
-                c.error(key, f"{details['param']!r} has the wrong type",
-                        f"use {', '.join(t.strip('<>').replace('class ', '') for t in map(str, details['valid_types']))}")
-            elif kind == "missing required field":
-                c.error(key + (details["required_name"],), "required by EC2 RunInstances", "add it")
-            else:
-                c.error(key, f"EC2 RunInstances: {kind} {details}", "see the EC2 RunInstances API")
+        _report_param_errors(c, base, ParamValidator().validate(params, shape), "RunInstances")
+        _check_enums(c, params, shape, base, skip=frozenset({"InstanceType"}))
         itype = params.get("InstanceType")
         if isinstance(itype, str) and known_types and itype not in known_types:
             near = difflib.get_close_matches(itype, sorted(known_types), n=1)
@@ -241,9 +348,50 @@ def _check_node_configs(c: _Checker, cfg: dict[str, Any]) -> None:
                     " (if it is newer than botocore, upgrade botocore)")
         for value_key in ("ImageId",):
             v = params.get(value_key)
-            if v in PLACEHOLDERS:
+            if isinstance(v, str) and v in PLACEHOLDERS:
                 c.warn(base + (value_key,), PLACEHOLDERS[v], "replace it with the AMI id for your region (docs/CLUSTER.md)")
     c.report.checks.append("EC2 RunInstances parameters")
+
+
+def _known_regions() -> set[str]:
+    import botocore.session
+
+    session = botocore.session.get_session()
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    return regions
+
+
+def _check_provider(c: _Checker, cfg: dict[str, Any]) -> None:
+    """Region against botocore's offline endpoint data, zones inside the region, security group params."""
+    from botocore.validate import ParamValidator
+
+    provider = _map(cfg.get("provider"))
+    region = provider.get("region")
+    if isinstance(region, str):
+        known = _known_regions()
+        if known and region not in known:
+            near = difflib.get_close_matches(region, sorted(known), n=1)
+            c.error(("provider", "region"), f"'{region}' is not an AWS region with EC2 (botocore's endpoint data)",
+                    (f"did you mean '{near[0]}'? " if near else "") +
+                    "use your bucket's region, e.g. us-west-2 (if the region is newer than botocore, upgrade botocore)")
+        zones = provider.get("availability_zone")
+        if isinstance(zones, str) and (not known or region in known):
+            bad = [z for z in (z.strip() for z in zones.split(","))
+                   if z and not (z.startswith(region) and len(z) > len(region))]
+            if bad:
+                c.error(("provider", "availability_zone"),
+                        f"zone(s) {', '.join(bad)} not in region '{region}' (a zone name starts with its region)",
+                        f"use zones of {region} (e.g. {region}a,{region}b) or change provider.region")
+    sg = provider.get("security_group")
+    if isinstance(sg, dict) and "IpPermissions" in sg:
+        shape = _ec2_model().operation_model("AuthorizeSecurityGroupIngress").input_shape
+        params = {"IpPermissions": sg["IpPermissions"]}
+        _report_param_errors(c, ("provider", "security_group"), ParamValidator().validate(params, shape),
+                             "AuthorizeSecurityGroupIngress")
+        _check_enums(c, params, shape, ("provider", "security_group"))
+    c.report.checks.append("region and zones")
 
 
 def _botocore_path(where: str) -> Path_:
@@ -253,11 +401,22 @@ def _botocore_path(where: str) -> Path_:
     return tuple(out)
 
 
-def _world(cidr: str) -> bool:
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     try:
-        return ipaddress.ip_network(cidr, strict=False).prefixlen == 0
+        return ipaddress.ip_network(cidr, strict=False)
     except ValueError:
-        return False
+        return None
+
+
+def _world(cidr: str) -> bool:
+    net = _network(cidr)
+    return net is not None and net.prefixlen == 0
+
+
+def _public_wide(cidr: str) -> bool:
+    """The CIDR is the internet for our purposes: not private and wider than /16 (IPv6: /32)."""
+    net = _network(cidr)
+    return net is not None and not net.is_private and net.prefixlen < PUBLIC_MAX_PREFIX[net.version]
 
 
 def _ports(rule: dict[str, Any]) -> tuple[int, int]:
@@ -269,93 +428,375 @@ def _ports(rule: dict[str, Any]) -> tuple[int, int]:
     return lo, hi
 
 
+DASHBOARD_ALL = re.compile(r"--dashboard-host(?:=|\s+)\s*['\"]?\s*(0\.0\.0\.0|::|\[::\]|\*)\s*['\"]?(?:\s|$|;|&)")
+
+
 def _check_security(c: _Checker, cfg: dict[str, Any]) -> None:
-    provider = cfg.get("provider") or {}
-    sg = provider.get("security_group") or {}
-    rules = sg.get("IpPermissions") or []
+    # Wrong types here are reported by Ray's schema and botocore's AuthorizeSecurityGroupIngress model
+    # (_check_provider); this only skips them.
+    provider = _map(cfg.get("provider"))
+    sg = _map(provider.get("security_group"))
+    rules = _seq(sg.get("IpPermissions"))
+    malformed = (not isinstance(cfg.get("provider"), dict) or not isinstance(provider.get("security_group", {}), dict)
+                 or not isinstance(sg.get("IpPermissions", []), list))
     base: Path_ = ("provider", "security_group", "IpPermissions")
     ssh_ok = False
     for i, rule in enumerate(rules):
         if not isinstance(rule, dict):
-            c.error(base + (i,), "must be a mapping", "see AuthorizeSecurityGroupIngress IpPermissions")
             continue
         try:
             lo, hi = _ports(rule)
         except (TypeError, ValueError):
-            c.error(base + (i,), "FromPort/ToPort must be integers", "write e.g. FromPort: 22")
             continue
         named = [f"{p} ({NAMED_PORTS[p]})" for p in sorted(NAMED_PORTS) if lo <= p <= hi]
         what = ", ".join(named) if named else f"ports {lo}-{hi}"
         for field_, cidr_key in (("IpRanges", "CidrIp"), ("Ipv6Ranges", "CidrIpv6")):
-            for j, rng in enumerate(rule.get(field_) or []):
-                cidr = str((rng or {}).get(cidr_key, ""))
+            for j, rng in enumerate(_seq(rule.get(field_))):
+                if not isinstance(rng, dict) or not isinstance(rng.get(cidr_key, ""), str):
+                    continue
+                cidr = rng.get(cidr_key, "")
                 key = base + (i, field_, j, cidr_key)
-                if _world(cidr):
+                if cidr and _network(cidr) is None:
+                    c.error(key, f"'{cidr}' is not a CIDR", "write an address range such as 198.51.100.0/24")
+                elif _world(cidr):
                     c.error(key, f"opens {what} to the whole internet ({cidr})",
                             "never expose Ray ports (unauthenticated job API, CVE-2023-48022); allow SSH from "
                             "your own CIDR only and reach the dashboard with `ray dashboard cluster.yaml`")
+                elif _public_wide(cidr):
+                    net = _network(cidr)
+                    c.error(key, f"opens {what} to a public range of 2^{net.max_prefixlen - net.prefixlen} "
+                            f"addresses ({cidr}): ranges that are not private and wider than "
+                            f"/{PUBLIC_MAX_PREFIX[net.version]} count as the internet",
+                            "allow SSH from your own office/VPN CIDR only and reach the dashboard with "
+                            "`ray dashboard cluster.yaml`; never open Ray ports")
                 elif lo <= SSH_PORT <= hi and cidr:
                     ssh_ok = True
                     if cidr in PLACEHOLDERS:
                         c.warn(key, PLACEHOLDERS[cidr], "set it to your office/VPN CIDR before `ray up`")
                     if lo != hi:
                         c.warn(base + (i,), f"opens {what}, more than SSH, to {cidr}", "open only port 22")
-    user_groups = all(
+    nts = _map(cfg.get("available_node_types"))
+    user_groups = bool(nts) and all(
         isinstance(nt, dict) and isinstance(nt.get("node_config"), dict) and nt["node_config"].get("SecurityGroupIds")
-        for nt in (cfg.get("available_node_types") or {}).values()
+        for nt in nts.values()
     )
     if user_groups:
         c.warn(("available_node_types",), "every node type names its own SecurityGroupIds; their rules cannot be "
                "checked offline", "make sure they allow SSH from your CIDR only and no Ray port from the internet")
-    elif not ssh_ok:
+    elif not ssh_ok and not malformed:
         c.error(base, "no SSH rule limited to a CIDR; when Ray creates the group it opens SSH to 0.0.0.0/0",
                 "add an IpPermissions rule for tcp 22 from your CIDR and create the group beforehand "
                 "(docs/CLUSTER.md, One-time AWS set-up)")
     # dashboard must not listen on all interfaces
     for cmd_key in ("head_start_ray_commands",):
-        for i, cmd in enumerate(cfg.get(cmd_key) or []):
-            if re.search(r"--dashboard-host[= ]+(0\.0\.0\.0|::|\[::\])", str(cmd)):
+        for i, cmd in enumerate(_seq(cfg.get(cmd_key))):
+            if DASHBOARD_ALL.search(str(cmd)):
                 c.error((cmd_key, i), "starts the dashboard on all interfaces (--dashboard-host=0.0.0.0)",
                         "use --dashboard-host=127.0.0.1 and `ray dashboard cluster.yaml` (SSH tunnel)")
     # IAM instance profile instead of keys
-    for name, nt in (cfg.get("available_node_types") or {}).items():
+    for name, nt in nts.items():
         nc = nt.get("node_config") if isinstance(nt, dict) else None
         if isinstance(nc, dict) and not nc.get("IamInstanceProfile"):
             c.error(("available_node_types", name, "node_config"),
                     "no IamInstanceProfile: this node cannot reach S3 without keys",
                     "add IamInstanceProfile: {Name: ups-sweeps-worker} (docs/CLUSTER.md)")
-    for remote, local in (cfg.get("file_mounts") or {}).items():
+        elif isinstance(nc, dict) and isinstance(nc["IamInstanceProfile"], dict) \
+                and not (nc["IamInstanceProfile"].get("Name") or nc["IamInstanceProfile"].get("Arn")):
+            c.error(("available_node_types", name, "node_config", "IamInstanceProfile"),
+                    "IamInstanceProfile has no Name or Arn: this node cannot reach S3 without keys",
+                    "write IamInstanceProfile: {Name: ups-sweeps-worker} (docs/CLUSTER.md)")
+    for remote, local in _map(cfg.get("file_mounts")).items():
         if re.search(r"(^|/)\.aws(/|$)", str(local)) or re.search(r"(^|/)\.aws(/|$)", str(remote)):
             c.error(("file_mounts", remote), "copies AWS credentials to every node",
                     "remove the mount; nodes use their IAM instance profile")
     c.report.checks.append("security rules")
 
 
+# ------------------------------------------------------------------------ commands / installs
+COMMAND_KEYS = ("initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
+                "head_start_ray_commands", "worker_start_ray_commands")
+NODE_COMMAND_KEYS = ("initialization_commands", "worker_setup_commands")
+# pip options that take a value (the value is not a requirement)
+PIP_OPTS_WITH_VALUE = frozenset({
+    "-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url", "-f", "--find-links",
+    "-t", "--target", "--prefix", "--root", "--src", "--upgrade-strategy", "--trusted-host", "--platform",
+    "--python-version", "--implementation", "--abi", "--progress-bar", "--report", "-C", "--config-settings",
+    "--global-option", "--no-binary", "--only-binary", "--log", "--cache-dir", "--timeout", "--retries", "--proxy",
+    "--exists-action", "--cert", "--client-cert", "--python", "-p",
+})
+
+
 def _all_commands(cfg: dict[str, Any]) -> list[tuple[Path_, str]]:
     out = []
-    for key in ("initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands"):
-        for i, cmd in enumerate(cfg.get(key) or []):
+    for key in COMMAND_KEYS:
+        for i, cmd in enumerate(_seq(cfg.get(key))):
             out.append(((key, i), str(cmd)))
-    for name, nt in (cfg.get("available_node_types") or {}).items():
+    for name, nt in _map(cfg.get("available_node_types")).items():
         if isinstance(nt, dict):
-            for key in ("initialization_commands", "worker_setup_commands"):
-                for i, cmd in enumerate(nt.get(key) or []):
+            for key in NODE_COMMAND_KEYS:
+                for i, cmd in enumerate(_seq(nt.get(key))):
                     out.append((("available_node_types", name, key, i), str(cmd)))
     return out
 
 
-def _pins(text: str) -> dict[str, str]:
-    """``pkg==1.2.3`` / ``"pkg[extra]==1.2.3"`` occurrences → {pkg: version}."""
-    return {m.group(1).lower(): m.group(2)
-            for m in re.finditer(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([0-9][0-9A-Za-z.+\-]*)", text)}
+def _node_commands(cfg: dict[str, Any]) -> dict[str, list[tuple[Path_, str]]]:
+    """The setup commands each node type runs (Ray: a node type's worker_setup_commands replace the global ones)."""
+    head = cfg.get("head_node_type")
+    out: dict[str, list[tuple[Path_, str]]] = {}
+    for name, nt in _map(cfg.get("available_node_types")).items():
+        nt = _map(nt)
+        keys: list[Path_] = [("initialization_commands",), ("available_node_types", name, "initialization_commands"),
+                             ("setup_commands",)]
+        if name == head:
+            keys.append(("head_setup_commands",))
+        elif "worker_setup_commands" in nt:
+            keys.append(("available_node_types", name, "worker_setup_commands"))
+        else:
+            keys.append(("worker_setup_commands",))
+        cmds = []
+        for key in keys:
+            holder = cfg if len(key) == 1 else nt
+            for i, cmd in enumerate(_seq(holder.get(key[-1]))):
+                cmds.append((key + (i,), str(cmd)))
+        out[str(name)] = cmds
+    return out
 
 
-def _check_project(c: _Checker, cfg: dict[str, Any], pyproject: Path | None) -> None:
+@dataclass
+class _Install:
+    key: Path_
+    token: str  # as written
+    requirement: Any = None  # packaging Requirement, for a package
+    path: str | None = None  # remote path, for a local directory (``-e DIR`` or ``DIR``)
+    editable: bool = False
+    cwd: str = "~"
+
+
+def _split_shell(cmd: str) -> list[list[str]]:
+    out = []
+    for segment in re.split(r"&&|\|\||;|\||\n", cmd):
+        try:
+            tokens = shlex.split(segment, comments=True)
+        except ValueError:
+            tokens = segment.split()
+        if tokens:
+            out.append(tokens)
+    return out
+
+
+def _installs(key: Path_, cmd: str) -> list[_Install]:
+    """Every ``pip install`` argument of one command: packages (as Requirements) and local directories."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    out: list[_Install] = []
+    cwd = "~"
+    for tokens in _split_shell(cmd):
+        if tokens[0] == "cd" and len(tokens) > 1:
+            cwd = tokens[1] if tokens[1].startswith(("/", "~", "$")) else posixpath.join(cwd, tokens[1])
+            continue
+        idx = next((i for i in range(1, len(tokens)) if tokens[i] == "install"
+                    and re.fullmatch(r"pip(3(\.\d+)?)?", posixpath.basename(tokens[i - 1]))), None)
+        if idx is None:
+            continue
+        skip, editable = False, False
+        for tok in tokens[idx + 1:]:
+            if skip:
+                skip = False
+                continue
+            if tok in ("-e", "--editable"):
+                editable = True
+                continue
+            if tok.startswith("--editable="):
+                editable, tok = True, tok.split("=", 1)[1]
+            elif tok.startswith("-"):
+                skip = tok in PIP_OPTS_WITH_VALUE
+                continue
+            bare = re.sub(r"\[[^\]]*\]$", "", tok)
+            if editable or bare.startswith((".", "/", "~", "$")) or ("/" in bare and "://" not in bare
+                                                                       and "@" not in bare):
+                out.append(_Install(key, tok, path=bare, editable=editable, cwd=cwd))
+            else:
+                try:
+                    out.append(_Install(key, tok, requirement=Requirement(tok)))
+                except InvalidRequirement:
+                    pass
+            editable = False
+    return out
+
+
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pyproject_pins(pyproject: Path) -> dict[str, str]:
+    """{package: version} of every ``pkg==X`` in pyproject's dependencies and optional dependencies."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        import tomllib
+        data = tomllib.loads(pyproject.read_text())
+        project = _map(data.get("project"))
+        reqs = list(_seq(project.get("dependencies")))
+        for group in _map(project.get("optional-dependencies")).values():
+            reqs += _seq(group)
+    except Exception:  # noqa: BLE001 - unreadable/invalid TOML: fall back to the text
+        reqs = re.findall(r"[\"']([A-Za-z0-9_.\-\[\], ]+==[0-9][^\"']*)[\"']", pyproject.read_text())
+    pins = {}
+    for r in reqs:
+        try:
+            req = Requirement(str(r))
+        except InvalidRequirement:
+            continue
+        specs = list(req.specifier)
+        if len(specs) == 1 and specs[0].operator == "==":
+            pins[_canon(req.name)] = specs[0].version
+    return pins
+
+
+def _find_pyproject(path: Path, pyproject: str | Path | None) -> tuple[Path | None, str]:
+    """The pyproject.toml to compare pins with, and where it came from."""
+    if pyproject:
+        return Path(pyproject), "--pyproject"
+    nxt = path.resolve().parent / "pyproject.toml"
+    if nxt.is_file():
+        return nxt, "next to the cluster file"
+    import ups
+
+    installed = Path(ups.__file__).resolve().parents[1] / "pyproject.toml"
+    if installed.is_file():
+        return installed, "of the installed ups project"
+    return None, "none found"
+
+
+def _remote_path(p: str, cwd: str, home: str) -> str:
+    p = p.strip().rstrip("/") or "/"
+    if not p.startswith(("/", "~", "$HOME", "${HOME}")):
+        p = posixpath.join(cwd, p)
+    for prefix in ("${HOME}", "$HOME", "~"):
+        if p == prefix or p.startswith(prefix + "/"):
+            p = home + p[len(prefix):]
+            break
+    return posixpath.normpath(p)
+
+
+def _under(p: str, root: str) -> bool:
+    return p == root or p.startswith(root.rstrip("/") + "/")
+
+
+def _check_workers_gpu(c: _Checker, cfg: dict[str, Any]) -> None:
+    head = cfg.get("head_node_type")
+    nts = _map(cfg.get("available_node_types"))
+    global_max = cfg.get("max_workers")
+    if isinstance(global_max, int) and not isinstance(global_max, bool) and global_max <= 0:
+        c.error(("max_workers",), f"max_workers is {global_max}: the autoscaler never starts a GPU worker and "
+                "every trial stays pending", "set max_workers: 4 (or pass `ray up --max-workers N`)")
+        return
+    gpu_types, why_not = [], []
+    for name, nt in nts.items():
+        if name == head or not isinstance(nt, dict):
+            continue
+        key: Path_ = ("available_node_types", name)
+        mn, mx = nt.get("min_workers", 0), nt.get("max_workers")
+        if isinstance(mn, int) and isinstance(mx, int) and mn > mx:
+            c.error(key + ("min_workers",), f"min_workers ({mn}) is larger than max_workers ({mx})",
+                    f"set min_workers: 0 (or at most {mx}) and max_workers ≥ min_workers")
+        itype = _map(nt.get("node_config")).get("InstanceType")
+        if not isinstance(itype, str):
+            continue
+        has_gpu = itype.split(".")[0] in NVIDIA_GPU_FAMILIES
+        res = nt.get("resources")
+        declared = _map(res).get("GPU") if isinstance(res, dict) else None
+        if declared is not None and not isinstance(declared, bool) and isinstance(declared, (int, float)) \
+                and declared > 0 and not has_gpu:
+            c.error(key + ("resources", "GPU"),
+                    f"declares GPU: {declared} but {itype} has no NVIDIA GPU: GPU trials would be placed there and "
+                    "fail (no CUDA device)", "use a GPU instance type (e.g. g5.2xlarge) and resources: {} so Ray "
+                    "detects the GPUs, or remove GPU from resources")
+            why_not.append(f"{name}: {itype} has no NVIDIA GPU")
+            continue
+        provides = (declared > 0) if isinstance(declared, (int, float)) and not isinstance(declared, bool) \
+            else has_gpu
+        if isinstance(mx, int) and mx <= 0:
+            provides = False
+            why_not.append(f"{name}: max_workers: {mx}")
+        elif not provides:
+            why_not.append(f"{name}: " + (f"resources GPU: {declared}" if declared is not None
+                                          else f"{itype} has no NVIDIA GPU"))
+        if provides:
+            gpu_types.append(name)
+        elif declared is None and not has_gpu:
+            c.warn(key + ("node_config", "InstanceType"), f"{itype} has no NVIDIA GPU (Ray detects GPU: 0)",
+                   "trials ask for a GPU and never run on it: use a GPU type such as g5.2xlarge")
+    if why_not and not gpu_types:
+        c.error(("available_node_types",), f"no worker node type can provide a GPU ({'; '.join(why_not)}): "
+                "every trial asks for a GPU and would stay pending forever",
+                "give a worker type an NVIDIA GPU instance type (e.g. InstanceType: g5.2xlarge) with resources: {}, "
+                "max_workers > 0 and no GPU: 0")
+    c.report.checks.append("GPU workers")
+
+
+def _check_file_mounts(c: _Checker, cfg: dict[str, Any], yaml_dir: Path) -> None:
+    fm = cfg.get("file_mounts")
+    fix_all = ('add file_mounts: {/home/ubuntu/ups-sweeps: .} and `pip install -e "/home/ubuntu/ups-sweeps[tune,cloud]"` '
+               "to setup_commands, and run `ray up` from the repository root")
+    if fm is not None and not isinstance(fm, dict):
+        return  # the schema check reports the type
+    if not fm:
+        c.error(("file_mounts",), "no file_mounts: the repository is never copied to the nodes, so `import ups` "
+                "fails in every trial", fix_all)
+        return
+    cwd = Path.cwd().resolve()
+    for remote, local in fm.items():
+        key: Path_ = ("file_mounts", remote)
+        if not isinstance(local, str) or not local.strip():
+            c.error(key, f"the local source is {local!r}", "write the local path to copy, e.g. `.` (the repository)")
+            continue
+        src = Path(local).expanduser()
+        if src.is_absolute():
+            if not src.exists():
+                c.error(key, f"the local source {local} does not exist", "correct the path (or create it)")
+            continue
+        in_cwd, in_yaml = (cwd / src).exists(), (yaml_dir / src).exists()
+        if not in_cwd and not in_yaml:
+            c.error(key, f"the local source '{local}' exists neither in the current directory ({cwd}) nor next to "
+                    f"the cluster file ({yaml_dir}); `ray up` resolves relative sources against the directory it "
+                    "runs in", "correct the path and run `ray up` from the repository root")
+        elif in_cwd != in_yaml:
+            where, other = (cwd, yaml_dir) if in_cwd else (yaml_dir, cwd)
+            c.warn(key, f"the local source '{local}' exists in {where} but not in {other}; `ray up` resolves relative "
+                   "sources against the directory it runs in", f"run `ray up` from {where}")
+    # the setup must install the mounted repository
+    user = _map(cfg.get("auth")).get("ssh_user")
+    home = "/root" if user == "root" else f"/home/{user or 'ubuntu'}"
+    targets = {_remote_path(str(r), "~", home): r for r in fm}
+    missing, mismatched = [], []
+    for node, cmds in _node_commands(cfg).items():
+        paths = [(i, _remote_path(i.path, i.cwd, home)) for k, cmd in cmds for i in _installs(k, cmd) if i.path]
+        if any(any(_under(p, t) for t in targets) for _, p in paths):
+            continue
+        if paths:
+            mismatched.append((node, paths[0]))
+        else:
+            missing.append(node)
+    for node, (inst, p) in mismatched[:1]:
+        c.error(("file_mounts",) + ((next(iter(fm)),) if len(fm) == 1 else ()),
+                f"the setup installs {inst.token} ({p}) but file_mounts copies to {', '.join(targets)}: on "
+                f"{node} `import ups` finds nothing", "use the same path for the file_mounts target and the "
+                "`pip install -e` path (e.g. /home/ubuntu/ups-sweeps)")
+    if missing:
+        key = ("setup_commands",)
+        c.error(key, f"no `pip install -e <mounted repository>` in the setup commands of {', '.join(missing)}: "
+                "`ups` is not importable there and every trial fails",
+                f'add `~/ups-venv/bin/pip install -e "{next(iter(targets))}[tune,cloud]"` to setup_commands')
+    c.report.checks.append("file_mounts")
+
+
+def _check_project(c: _Checker, cfg: dict[str, Any], pyproject: Path | None, origin: str) -> None:
     import ray
 
     head = cfg.get("head_node_type")
-    nts = cfg.get("available_node_types") or {}
-    if head in nts and isinstance(nts[head], dict):
+    nts = _map(cfg.get("available_node_types"))
+    if isinstance(head, str) and head in nts and isinstance(nts[head], dict):
         res = nts[head].get("resources")
         if not isinstance(res, dict) or res.get("CPU") != 0:
             c.error(("available_node_types", head, "resources"), f"head node resources are {res!r}; it would run trials",
@@ -372,52 +813,106 @@ def _check_project(c: _Checker, cfg: dict[str, Any], pyproject: Path | None) -> 
     if "idle_timeout_minutes" not in cfg:
         c.warn(("idle_timeout_minutes",), "not set (Ray's default is 5)", "set it explicitly, e.g. 10")
 
-    commands = _all_commands(cfg)
-    found = {}
-    for key, cmd in commands:
-        for pkg, ver in _pins(cmd).items():
-            found.setdefault(pkg, (ver, key))
-    if "ray" not in found:
+    wanted: dict[str, str] = {}
+    if pyproject is not None and pyproject.is_file():
+        wanted = _pyproject_pins(pyproject)
+    ray_installs = 0
+    for key, cmd in _all_commands(cfg):
+        for inst in _installs(key, cmd):
+            req = inst.requirement
+            if req is None or _canon(req.name) not in PINNED:
+                continue
+            name = _canon(req.name)
+            want = ray.__version__ if name == "ray" else wanted.get(name)
+            specs = list(req.specifier)
+            if name == "ray":
+                ray_installs += 1
+            if not (len(specs) == 1 and specs[0].operator == "=="):
+                extra = (" (an unpinned or >= torch pulls another torch and gigabytes of CUDA wheels)"
+                         if name == "torch" else "")
+                c.error(key, f"installs {inst.token!r} without an exact == pin{extra}",
+                        f"write {name}=={want}" if want else f"pin {name} with == to the version in pyproject.toml")
+                continue
+            got = specs[0].version
+            if name == "ray" and got != ray.__version__:
+                c.error(key, f"nodes get ray=={got} but this client has ray {ray.__version__}",
+                        f'pin "ray[tune]=={ray.__version__}" (client and cluster must match)')
+            elif name in wanted and got != wanted[name]:
+                c.error(key, f"pins {name}=={got} but pyproject.toml pins {name}=={wanted[name]}",
+                        f"use {name}=={wanted[name]} so every node matches the project")
+    if not ray_installs:
         c.error(("setup_commands",), "ray is not pinned in the setup commands",
                 f'install "ray[tune]=={ray.__version__}" (the client\'s version) on every node')
-    elif found["ray"][0] != ray.__version__:
-        c.error(found["ray"][1], f"nodes get ray=={found['ray'][0]} but this client has ray {ray.__version__}",
-                f'pin "ray[tune]=={ray.__version__}" (client and cluster must match)')
     if pyproject is not None and pyproject.is_file():
-        wanted = _pins(pyproject.read_text())
-        for pkg in PINNED:
-            if pkg in found and pkg in wanted and found[pkg][0] != wanted[pkg]:
-                c.error(found[pkg][1], f"pins {pkg}=={found[pkg][0]} but pyproject.toml pins {pkg}=={wanted[pkg]}",
-                        f"use {pkg}=={wanted[pkg]} so every node matches the project")
-    c.report.checks.append("project rules")
+        c.report.checks.append(f"project rules (pins compared with {pyproject}, {origin})")
+    else:
+        c.report.checks.append("project rules (pin comparison with pyproject.toml SKIPPED: "
+                               f"{pyproject or 'no pyproject.toml found'})")
+        c.warn(("setup_commands",), "the pins were not compared with pyproject.toml (none found)",
+               "pass --pyproject path/to/pyproject.toml")
 
 
 # ----------------------------------------------------------------------------------- entry
+def _guarded(c: _Checker, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run one check; a crash on a malformed value becomes an error instead of a traceback."""
+    try:
+        return fn(c, *args)
+    except Exception as e:  # noqa: BLE001 - the checker never raises for a problem in the file
+        c.error((), f"the {name} check could not run on this file ({type(e).__name__}: {e})",
+                "fix the other errors reported for this file (usually a value of the wrong type) and run "
+                "`ups cluster-check` again")
+        return None
+
+
+def _decode(path: Path, data: bytes) -> tuple[str | None, Issue | None]:
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        return None, Issue("<file>", f"is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}; binary file "
+                           "or another encoding such as UTF-16)", "save the cluster file as UTF-8 YAML", line)
+
+
 def check_cluster_file(path: str | Path, pyproject: str | Path | None = None) -> CheckReport:
     """Run every offline check on ``path``; never raises for problems in the file."""
     path = Path(path)
-    text = path.read_text()
+    text, bad = _decode(path, path.read_bytes())
+    if text is None:
+        report = CheckReport(path)
+        report.errors.append(bad)
+        return report
     c = _Checker(path, text)
-    _check_secrets(c)
-    c.report.checks.append("secrets")
+    _guarded(c, "secrets", _check_secrets)
     try:
-        cfg = yaml.safe_load(text)
+        cfg = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKeyError as e:
+        c.report.errors.append(Issue(e.key, f"duplicate key '{e.key}' (line {e.first} and line {e.again}); YAML would "
+                                     "silently keep only the last value", "delete one of them", e.again))
+        return c.report
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        c.report.errors.append(Issue("<yaml>", f"not valid YAML: {getattr(e, 'problem', e)}",
-                                     "fix the indentation/quoting at that line",
+        c.report.errors.append(Issue("<yaml>", f"not valid YAML: {getattr(e, 'problem', None) or e}",
+                                     "fix the indentation/quoting at that line (one YAML document per file)",
                                      mark.line + 1 if mark is not None else None))
         return c.report
     if not isinstance(cfg, dict):
-        c.error((), "the file must be a YAML mapping", "start from cluster.yaml in the repository")
+        c.error((), "the file must be a YAML mapping" + (" (it is empty)" if cfg is None else ""),
+                "start from cluster.yaml in the repository")
         return c.report
-    if (cfg.get("provider") or {}).get("type") != "aws":
-        c.error(("provider", "type"), f"is {(cfg.get('provider') or {}).get('type')!r}", "this project targets type: aws")
-    pyproject_path = Path(pyproject) if pyproject else path.resolve().parent / "pyproject.toml"
-    _check_ray_schema(c, cfg)
-    _check_node_configs(c, cfg)
-    _check_security(c, cfg)
-    _check_project(c, cfg, pyproject_path)
+    provider = cfg.get("provider")
+    ptype = provider.get("type") if isinstance(provider, dict) else None
+    if ptype != "aws":
+        c.error(("provider", "type") if isinstance(provider, dict) else ("provider",),
+                f"is {ptype!r}" if isinstance(provider, dict) else f"must be a mapping, not {provider!r}",
+                "this project targets provider: {type: aws, region: …}")
+    pyproject_path, origin = _find_pyproject(path, pyproject)
+    _guarded(c, "Ray schema", _check_ray_schema, cfg)
+    _guarded(c, "EC2 parameter", _check_node_configs, cfg)
+    _guarded(c, "region", _check_provider, cfg)
+    _guarded(c, "security", _check_security, cfg)
+    _guarded(c, "GPU worker", _check_workers_gpu, cfg)
+    _guarded(c, "file_mounts", _check_file_mounts, cfg, path.resolve().parent)
+    _guarded(c, "project", _check_project, cfg, pyproject_path, origin)
     return c.report
 
 
@@ -450,7 +945,7 @@ def check_aws(report: CheckReport, cfg: dict[str, Any]) -> None:
                     lo, hi = _ports(rule)
                     for rng in rule.get("IpRanges", []) + rule.get("Ipv6Ranges", []):
                         cidr = rng.get("CidrIp") or rng.get("CidrIpv6") or ""
-                        if _world(cidr):
+                        if _world(cidr) or _public_wide(cidr):
                             c.error(key, f"the live group {g['GroupId']} opens ports {lo}-{hi} to {cidr}",
                                     f"aws ec2 revoke-security-group-ingress --group-id {g['GroupId']} "
                                     f"--protocol {rule.get('IpProtocol')} --port {lo}-{hi} --cidr {cidr}")
@@ -490,11 +985,24 @@ def main(argv: list[str] | None = None) -> int:
                              "needs read-only credentials")
     args = parser.parse_args(argv)
     path = Path(args.cluster_yaml)
+    if path.is_dir():
+        print(f"ups cluster-check: error: {path} is a directory, not a cluster file. Fix: pass the file inside it, "
+              f"e.g. `ups cluster-check {path / 'cluster.yaml'}`.", file=sys.stderr)
+        return 2
     if not path.is_file():
         print(f"ups cluster-check: error: {path} does not exist. Fix: pass the cluster file, e.g. "
               "`ups cluster-check cluster.yaml`.", file=sys.stderr)
         return 2
-    report = check_cluster_file(path, args.pyproject)
+    if args.pyproject and not Path(args.pyproject).is_file():
+        print(f"ups cluster-check: error: --pyproject {args.pyproject} does not exist. Fix: pass the project's "
+              "pyproject.toml or leave --pyproject out.", file=sys.stderr)
+        return 2
+    try:
+        report = check_cluster_file(path, args.pyproject)
+    except OSError as e:
+        print(f"ups cluster-check: error: cannot read {path}: {e.strerror or e}. Fix: check the path and its "
+              "permissions.", file=sys.stderr)
+        return 2
     if args.aws and report.ok:
         check_aws(report, yaml.safe_load(path.read_text()))
     print(report.format(), file=sys.stdout if report.ok else sys.stderr)
