@@ -191,7 +191,10 @@ def load_champion(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_checkpoint(checkpoint: str | Path, base: Path | None = None) -> Path:
-    """A checkpoint path (file or the directory holding checkpoint.pt), relative paths tried from base."""
+    """A checkpoint path (file or the directory holding checkpoint.pt), relative paths tried from base;
+    an ``s3://bucket/…/checkpoint_N`` (what champion.json records for a sweep on S3) is downloaded first."""
+    if str(checkpoint).startswith("s3://"):
+        return fetch_s3_checkpoint(str(checkpoint))
     p = Path(str(checkpoint)).expanduser()
     candidates = [p] if p.is_absolute() or base is None else [p, base / p]
     for c in candidates:
@@ -201,3 +204,27 @@ def resolve_checkpoint(checkpoint: str | Path, base: Path | None = None) -> Path
             return c
     raise ReportError(f"checkpoint '{checkpoint}' does not exist (looked for the file and <dir>/checkpoint.pt). "
                       f"Fix: pass checkpoint=<path/to/checkpoint.pt> of a finished trial")
+
+
+def fetch_s3_checkpoint(uri: str) -> Path:
+    """Download ``s3://…/checkpoint_N`` (a Tune checkpoint folder, or one ``….pt`` file) to a temp folder;
+    the local ``checkpoint.pt``.  Endpoint and credentials as for ``storage_path`` (``ups.cloud.storage``)."""
+    import tempfile
+
+    from pyarrow import fs as pafs
+
+    from ups.cloud.storage import StorageError, resolve_storage
+
+    path, filesystem = resolve_storage(uri)
+    info = filesystem.get_file_info(path)
+    local = Path(tempfile.mkdtemp(prefix="ups_ckpt_"))
+    if info.type == pafs.FileType.File:
+        pafs.copy_files(path, str(local / "checkpoint.pt"), source_filesystem=filesystem)
+    elif info.type == pafs.FileType.Directory:
+        pafs.copy_files(path, str(local), source_filesystem=filesystem)
+    else:
+        raise StorageError(f"checkpoint '{uri}' does not exist on S3. Fix: pass checkpoint=<s3 URI or local path> "
+                           f"of a finished trial (the leaderboard's checkpoint column)")
+    if not (local / "checkpoint.pt").is_file():
+        raise ReportError(f"checkpoint '{uri}' holds no checkpoint.pt. Fix: pass a trial's checkpoint_N folder")
+    return local / "checkpoint.pt"

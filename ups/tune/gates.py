@@ -117,25 +117,49 @@ class ComputeBudgetStopper(Stopper):
         return self.spent_s >= self.budget_s
 
 
+NOT_APPLIED = "not applied"  # marks a note in small_eval_gates' reasons: a gate the baseline gives no figure for
+
+
 def small_eval_gates(row: Mapping[str, Any], base: Mapping[str, Any] | None, cfg: Any) -> tuple[bool, list[str]]:
-    """The playbook's small-eval gates vs the round's baseline row → (pass, failed/missing reasons)."""
-    fails: list[str] = []
+    """The playbook's small-eval gates vs the round's baseline row → (pass, reasons).
+
+    ``reasons``: the failed gates, then notes (containing ``NOT_APPLIED``) on gates that were not applied
+    because the baseline legitimately has no such figure (ECE of a deterministic baseline); a pass has no
+    failed gate.  A baseline without nRMSE, conservation gap or BC violation fails the trial: those figures
+    come with every eval, so their absence means the baseline is broken, and no gate is skipped silently."""
     nrmse = finite_or_none(row.get("nrmse"))
     if nrmse is None:
         return False, ["no small-eval (trial stopped before its final evaluation)"]
     if base is None:
         return False, ["no baseline figures to compare with"]
     tol = float(cfg.abs_tol)
-    b = finite_or_none(base.get("nrmse"))
-    if b is not None and not nrmse <= b - cfg.nrmse_margin:
-        fails.append(f"nrmse {nrmse:.4g} not ≤ baseline {b:.4g} − {cfg.nrmse_margin:g}")
-    for col, ratio in (("conservation_gap", cfg.conservation_ratio), ("bc_violation", cfg.bc_ratio),
-                       ("ece", cfg.ece_ratio)):
-        v, ref = finite_or_none(row.get(col)), finite_or_none(base.get(col))
-        if ref is None:
-            continue  # baseline has no such figure (e.g. ECE of a deterministic baseline)
-        if v is None:
-            fails.append(f"{col} missing")
-        elif v > ratio * ref + tol:
-            fails.append(f"{col} {v:.4g} > {ratio:g}× baseline {ref:.4g}")
-    return not fails, fails
+    fails = _nrmse_gate(nrmse, finite_or_none(base.get("nrmse")), float(cfg.nrmse_margin), tol)
+    notes: list[str] = []
+    for col, ratio in (("conservation_gap", cfg.conservation_ratio), ("bc_violation", cfg.bc_ratio)):
+        fails += _ratio_gate(col, finite_or_none(row.get(col)), finite_or_none(base.get(col)), ratio, tol)
+    v, ref = finite_or_none(row.get("ece")), finite_or_none(base.get("ece"))
+    if ref is None:  # a deterministic baseline (persistence/linear/FNO, or eval.ensemble_size < 2) has no ECE
+        notes.append(f"ece gate {NOT_APPLIED} (the baseline has no ECE: deterministic)")
+    else:
+        fails += _ratio_gate("ece", v, ref, cfg.ece_ratio, tol)
+    return not fails, fails + notes
+
+
+def _nrmse_gate(nrmse: float, b: float | None, margin: float, tol: float) -> list[str]:
+    if b is None:
+        return ["baseline has no finite nrmse, so the nRMSE gate cannot be applied. Fix: let the reference "
+                "trial finish its final eval, or set small_eval.fallback to a baseline row with an nrmse"]
+    if nrmse <= b - margin + tol:  # tol: an exact margin (0.03 → 0.02) passes despite float rounding
+        return []
+    return [f"nrmse {nrmse:.4g} not ≤ baseline {b:.4g} − {margin:g}"]
+
+
+def _ratio_gate(col: str, v: float | None, ref: float | None, ratio: float, tol: float) -> list[str]:
+    if ref is None:
+        return [f"baseline has no finite {col}, so the {col} gate cannot be applied. Fix: check the baseline "
+                f"row's {col} (every eval reports it), or set small_eval.fallback to another baseline"]
+    if v is None:
+        return [f"{col} missing"]
+    if v > ratio * ref + tol:
+        return [f"{col} {v:.4g} > {ratio:g}× baseline {ref:.4g}"]
+    return []

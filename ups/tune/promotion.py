@@ -13,7 +13,8 @@
   seed (benchmarks/search_efficiency.py --reseed measures how much); a seed that diverges or fails
   scores +inf, so a configuration that is not reliable cannot win.
 * champion: the best full-eval (``nrmse_ttc``, else ``nrmse``; the seed mean when seeds are on) replaces
-  ``reports/champion.json`` if it beats the recorded champion on the same data (``data_hash``); every
+  ``reports/champion.json`` if it beats the recorded champion on the same data (``data_hash``; a
+  candidate on other data never replaces it: pass ``champion=<another path>``); every
   change is appended to ``champion_history.jsonl``.  A seed mean is compared with a seed mean; against a
   single-seed record, each side's own-seed score is compared (``comparable_scores``).  Round C reads the
   champion's config.
@@ -51,27 +52,64 @@ def round_baseline(lb: pd.DataFrame, experiment: str, fallback_rows: list[dict[s
     return None, "none"
 
 
+def stopped_unfit(row: Mapping[str, Any]) -> str | None:
+    """Why a trial cannot be promoted whatever its eval: it errored, or a physics gate stopped it (its eval,
+    if any, is of a run the gates rejected).  Trials ASHA/PBT or a sweep budget stopped early are not
+    unfit: they simply have no final eval (``small_eval_gates`` says so)."""
+    reason = str(row.get("stop_reason") or "")
+    if str(row.get("status") or "") == "error":
+        return f"trial errored ({reason or 'status=error'}): not promotable"
+    if reason.startswith("gate:"):
+        return f"stopped by a physics gate ({reason}): not promotable"
+    return None
+
+
+def force_fill(lb: pd.DataFrame, experiment: str, chosen: list[str], top_k: int) -> list[str]:
+    """``promotion.force``: ``chosen`` (the trials that passed) topped up to ``top_k`` with the experiment's
+    best-nRMSE trials that have an eval, gates or not; never an errored or physics-gate-stopped trial."""
+    done = lb[(lb["experiment"] == experiment) & (lb["kind"] == "trial") & lb["nrmse"].notna()].sort_values("nrmse")
+    fit = [r["run_id"] for r in done.to_dict("records") if not stopped_unfit(r) and r["run_id"] not in chosen]
+    return list(chosen) + fit[: max(0, top_k - len(chosen))]
+
+
+def _gate_text(desc: str, ok: bool, reasons: list[str]) -> str:
+    if not reasons:
+        return f"vs {desc}: all gates passed"
+    return f"vs {desc}: " + ("all applied gates passed; " if ok else "") + "; ".join(reasons)
+
+
 def apply_small_eval(leaderboard: Path, experiment: str, cfg: Any, baseline_rows: list[dict[str, Any]]) -> list[str]:
-    """Write gate_pass / gate_reasons for this experiment's trials; returns passing run_ids (best first)."""
+    """Write gate_pass / gate_reasons for this experiment's trials; returns passing run_ids (best first).
+    An errored or physics-gate-stopped trial fails; the champion's rows keep ``promotion=champion``."""
     lb = read_leaderboard(leaderboard)
     base, desc = round_baseline(lb, experiment, baseline_rows, cfg.fallback)
     rows = lb[(lb["experiment"] == experiment) & (lb["kind"] == "trial")]
     updates, passing = [], []
     for _, r in rows.iterrows():
         row = r.to_dict()
+        unfit = stopped_unfit(row)
         if base is not None and base.get("run_id") == row["run_id"]:
             ok, reasons = False, ["this trial is the round baseline (reference)"]
+        elif unfit:
+            ok, reasons = False, [unfit]
         else:
             ok, reasons = small_eval_gates(row, base, cfg)
         row["gate_pass"] = bool(ok)
-        row["gate_reasons"] = f"vs {desc}: " + ("; ".join(reasons) if reasons else "all gates passed")
+        row["gate_reasons"] = _gate_text(desc, ok, reasons)
         if ok:
-            row["promotion"] = "small_eval"
+            if row.get("promotion") != "champion":  # a re-run promotion (resume=true) keeps the champion's label
+                row["promotion"] = "small_eval"
             passing.append((row.get("nrmse"), row["run_id"]))
         updates.append(row)
     if updates:
         upsert_rows(leaderboard, updates)
-    return [rid for _, rid in sorted(passing, key=lambda t: (finite_or_none(t[0]) or math.inf))]
+    return [rid for _, rid in sorted(passing, key=lambda t: _or_inf(t[0]))]
+
+
+def _or_inf(v: Any) -> float:
+    """A metric cell as a float, +inf when missing (None/NaN/blank); 0.0 stays 0.0."""
+    f = finite_or_none(v)
+    return math.inf if f is None else f
 
 
 def local_checkpoint(path: str, filesystem: Any = None) -> Path:
@@ -83,6 +121,21 @@ def local_checkpoint(path: str, filesystem: Any = None) -> Path:
 
     local = Path(Checkpoint(path, filesystem=filesystem).to_directory())
     return local / "checkpoint.pt"
+
+
+def checkpoint_uri(path: str, local: Path, filesystem: Any = None) -> str:
+    """What the leaderboard and champion.json record for a checkpoint: the local checkpoint.pt when it is
+    the trial's own file, else where it lives (``s3://bucket/…/checkpoint_N``; the folder of a pyarrow
+    S3 filesystem's bucket-relative path).  Never ``local_checkpoint``'s download, a temp folder that is
+    gone after the run.  ``local_checkpoint(uri)`` downloads it again."""
+    text = str(path)
+    if text.startswith("s3://"):
+        return text
+    if filesystem is None:
+        return str(local)
+    if getattr(filesystem, "type_name", "") == "s3":
+        return "s3://" + text.lstrip("/")
+    return text
 
 
 def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: Any = None,
@@ -98,6 +151,7 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
         if not row.get("checkpoint") or (isinstance(row["checkpoint"], float)):
             continue
         ckpt = local_checkpoint(str(row["checkpoint"]), filesystem)
+        uri = checkpoint_uri(str(row["checkpoint"]), ckpt, filesystem)
         model, cfg, _ = load_checkpoint(ckpt)
         cfg = apply_overrides(cfg, {"eval.max_samples": -1, "ttc.enabled": True}, source="full-eval")
         metrics = evaluate(model, cfg, data, split="test")
@@ -108,7 +162,7 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
         full.update({"run_id": f"{rid}-full", "kind": "full_eval", "label": f"full-eval of {rid}",
                      "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "status": "completed", "stop_reason": "full-eval (test split, TTC on)",
-                     "promotion": "full_eval", "checkpoint": str(ckpt), "source_run_id": rid,
+                     "promotion": "full_eval", "checkpoint": uri, "source_run_id": rid,
                      "data_hash": getattr(data, "data_hash", "")})
         out.append(full)
     if out:
@@ -169,7 +223,7 @@ def score(row: Mapping[str, Any]) -> float:
     if has_seed_mean(row):
         return float(row["seed_mean"])
     v = finite_or_none(row.get("nrmse_ttc"))
-    return v if v is not None else (finite_or_none(row.get("nrmse")) or math.inf)
+    return v if v is not None else _or_inf(row.get("nrmse"))
 
 
 def has_seed_mean(row: Mapping[str, Any]) -> bool:
@@ -204,24 +258,76 @@ def read_champion(path: str | Path) -> dict[str, Any] | None:
                           f"to promote a new champion") from None
 
 
+def _say(msg: str) -> None:
+    print(f"[ups sweep] promotion: {msg}", flush=True)
+
+
+def candidate_config(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A full-eval row's config (its ``config_json``), None when blank/NaN (after a CSV read) or not JSON."""
+    text = row.get("config_json")
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def _with_config(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The candidates that carry a config (round C reads the champion's); one line for each that does not."""
+    out = []
+    for c in candidates:
+        if candidate_config(c) is None:
+            _say(f"{c.get('source_run_id', c.get('run_id'))} has no config_json on the leaderboard (blank or not "
+                 f"JSON: its config could not be recorded), so it cannot be the champion. Fix: re-run that "
+                 f"configuration so its row carries config_json")
+        else:
+            out.append(c)
+    return out
+
+
+def _label_champion(leaderboard: Path, record: Mapping[str, Any] | None) -> None:
+    """Mark the champion's trial and full-eval rows ``promotion=champion`` (a re-run promotion relabels them)."""
+    if record is None or not Path(leaderboard).exists():
+        return
+    from ups.leaderboard import update_column
+
+    ids = [str(record[k]) for k in ("run_id", "full_eval_run_id") if record.get(k)]
+    if ids:
+        update_column(leaderboard, ids, "promotion", "champion")
+
+
+def _keep(current: dict[str, Any] | None, leaderboard: Path) -> dict[str, Any] | None:
+    _label_champion(leaderboard, current)
+    return current
+
+
 def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: Path) -> dict[str, Any] | None:
-    """Crown the best full-eval if it beats the recorded champion on the same data."""
+    """Crown the best full-eval if it beats the recorded champion on the same data.  A candidate evaluated on
+    other data (``data_hash``) never replaces the champion: scores on different data do not compare."""
+    current = read_champion(path)
+    candidates = _with_config(candidates)
     if not candidates:
-        return read_champion(path)
+        return _keep(current, leaderboard)
     best = min(candidates, key=score)
     if not math.isfinite(score(best)):
-        return read_champion(path)
-    current = read_champion(path)
-    same_data = current is not None and current.get("data_hash") == best.get("data_hash")
+        return _keep(current, leaderboard)
     basis = None
-    if current is not None and same_data:
+    if current is not None:
+        if current.get("data_hash") != best.get("data_hash"):
+            _say(f"kept the champion {current.get('run_id')} in {path}: candidate {best.get('source_run_id')} was "
+                 f"evaluated on other data (data_hash {best.get('data_hash')!r}, champion's "
+                 f"{current.get('data_hash')!r}), so their scores do not compare. Fix: pass "
+                 f"champion=<another path> for this data (e.g. one per profile)")
+            return _keep(current, leaderboard)
         cur, new, basis = comparable_scores(current, best)
         if cur <= new:
-            return current
+            return _keep(current, leaderboard)
     record = {"run_id": best["source_run_id"], "full_eval_run_id": best["run_id"], "round": best.get("round"),
               "experiment": best.get("experiment"), "nrmse": finite_or_none(best.get("nrmse")),
               "nrmse_ttc": finite_or_none(best.get("nrmse_ttc")), "score": score(best), "checkpoint": best["checkpoint"],
-              "config": json.loads(best["config_json"]) if best.get("config_json") else {},
+              "config": candidate_config(best),
               "data_hash": best.get("data_hash"), "replaced": current.get("run_id") if current else None,
               "compared_on": basis,
               "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}

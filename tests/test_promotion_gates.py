@@ -1,0 +1,180 @@
+"""Small-eval gates and promotion edge cases (ups.tune.gates.small_eval_gates, ups.tune.promotion): a
+baseline without figures, gate-stopped/errored trials, other data, where the checkpoint lives, re-runs."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pyarrow.fs
+import pytest
+
+from ups.leaderboard import read_leaderboard, update_column, upsert_rows
+from ups.tune.gates import NOT_APPLIED, small_eval_gates
+from ups.tune.promotion import apply_small_eval, checkpoint_uri, force_fill, full_eval, score, update_champion
+from ups.tune.sweep_config import SmallEvalGateCfg
+
+CFG = SmallEvalGateCfg()
+BASE = {"nrmse": 0.09, "conservation_gap": 0.5, "bc_violation": 0.2, "ece": 0.1}
+GOOD = {"nrmse": 0.05, "conservation_gap": 0.4, "bc_violation": 0.1, "ece": 0.1}
+EXP = "round_a-x"
+
+
+def trial(tid: str, **kw) -> dict:
+    row = {"run_id": f"{EXP}-{tid}", "experiment": EXP, "kind": "trial", "trial_id": tid, "tags": "",
+           "status": "completed", "stop_reason": "completed", "config_json": "{}"}
+    return {**row, **kw}
+
+
+def reference(**kw) -> dict:
+    return trial("ref", tags="reference", **{**BASE, **kw})
+
+
+def full(rid: str, nrmse_ttc: float, data_hash: str = "d1", **kw) -> dict:
+    return {"run_id": f"{rid}-full", "source_run_id": rid, "experiment": EXP, "kind": "full_eval",
+            "nrmse": nrmse_ttc, "nrmse_ttc": nrmse_ttc, "checkpoint": f"/ckpt/{rid}", "config_json": "{}",
+            "data_hash": data_hash, "promotion": "full_eval", **kw}
+
+
+# ------------------------------------------------------------------------------ small_eval_gates
+def test_normal_baseline_applies_every_gate() -> None:
+    assert small_eval_gates(GOOD, BASE, CFG) == (True, [])
+    ok, reasons = small_eval_gates(dict(GOOD, conservation_gap=0.6), BASE, CFG)
+    assert not ok and reasons == ["conservation_gap 0.6 > 1× baseline 0.5"]
+
+
+@pytest.mark.parametrize("missing", [float("nan"), None, ""])
+def test_a_baseline_without_nrmse_fails_the_trial(missing) -> None:
+    ok, reasons = small_eval_gates(dict(GOOD, nrmse=5.0), dict(BASE, nrmse=missing), CFG)
+    assert not ok and "baseline has no finite nrmse" in reasons[0] and "Fix:" in reasons[0]
+
+
+@pytest.mark.parametrize("col", ["conservation_gap", "bc_violation"])
+def test_a_baseline_without_a_physics_figure_fails_the_trial(col: str) -> None:
+    ok, reasons = small_eval_gates(dict(GOOD, **{col: 50.0}), dict(BASE, **{col: float("nan")}), CFG)
+    assert not ok and any(f"baseline has no finite {col}" in r for r in reasons)
+
+
+def test_a_deterministic_baseline_says_the_ece_gate_was_not_applied() -> None:
+    ok, reasons = small_eval_gates(GOOD, {k: v for k, v in BASE.items() if k != "ece"}, CFG)
+    assert ok and len(reasons) == 1 and "ece" in reasons[0] and NOT_APPLIED in reasons[0]
+
+
+def test_an_exact_nrmse_margin_passes() -> None:
+    assert small_eval_gates(dict(GOOD, nrmse=0.02), dict(BASE, nrmse=0.03), CFG)[0]
+    assert not small_eval_gates(dict(GOOD, nrmse=0.021), dict(BASE, nrmse=0.03), CFG)[0]
+
+
+# ------------------------------------------------------------------------------ apply_small_eval
+def test_a_fallback_baseline_without_figures_passes_nothing(tmp_path: Path) -> None:
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [trial("ref", tags="reference", status="stopped", stop_reason="asha: early stop at iteration 3"),
+                     trial("t1", nrmse=3.0, conservation_gap=50.0, bc_violation=50.0, ece=9.0)])
+    fno = [{"label": "fno", "name": "fno", "nrmse": float("nan"), "conservation_gap": float("nan"),
+            "bc_violation": float("nan")}]
+    assert apply_small_eval(lb, EXP, CFG, fno) == []
+    row = read_leaderboard(lb).set_index("run_id").loc[f"{EXP}-t1"]
+    assert not row["gate_pass"] and "baseline has no finite nrmse" in row["gate_reasons"]
+
+
+def test_gate_stopped_and_errored_trials_fail_small_eval(tmp_path: Path) -> None:
+    lb = tmp_path / "lb.csv"
+    gate = "gate:nonfinite (ece NaN/Inf at iteration 10)"
+    upsert_rows(lb, [reference(), trial("ok", **GOOD),
+                     trial("gated", status="stopped", stop_reason=gate, **dict(GOOD, nrmse=0.04)),
+                     trial("err", status="error", stop_reason="error (see the trial's error.txt)",
+                           **dict(GOOD, nrmse=0.03)),
+                     trial("asha", status="stopped", stop_reason="asha: early stop at iteration 4")])
+    assert apply_small_eval(lb, EXP, CFG, []) == [f"{EXP}-ok"]
+    rows = read_leaderboard(lb).set_index("run_id")["gate_reasons"]
+    assert gate in rows[f"{EXP}-gated"] and "physics gate" in rows[f"{EXP}-gated"]
+    assert "errored" in rows[f"{EXP}-err"]
+    assert "no small-eval (trial stopped before its final evaluation)" in rows[f"{EXP}-asha"]  # unchanged
+
+
+def test_force_promotes_past_the_gates_but_never_a_broken_trial(tmp_path: Path) -> None:
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [reference(), trial("ok", **dict(GOOD, nrmse=0.06)),
+                     trial("gated", status="stopped", stop_reason="gate:bc (violation 9 > limit 1)", nrmse=0.01),
+                     trial("err", status="error", stop_reason="error (see the trial's error.txt)", nrmse=0.02),
+                     trial("asha", status="stopped", stop_reason="asha: early stop at iteration 4")])
+    table = read_leaderboard(lb)
+    assert force_fill(table, EXP, [], 2) == [f"{EXP}-ok", f"{EXP}-ref"]  # best first; gate-stopped/errored never
+    assert force_fill(table, EXP, [f"{EXP}-ref"], 2) == [f"{EXP}-ref", f"{EXP}-ok"]
+    assert force_fill(table, EXP, [f"{EXP}-ok"], 1) == [f"{EXP}-ok"]
+
+
+def test_a_zero_nrmse_sorts_first(tmp_path: Path) -> None:
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [reference(), trial("a", **GOOD), trial("zero", **dict(GOOD, nrmse=0.0))])
+    assert apply_small_eval(lb, EXP, CFG, []) == [f"{EXP}-zero", f"{EXP}-a"]
+    assert score({"nrmse": 0.0, "nrmse_ttc": None}) == 0.0
+
+
+# ------------------------------------------------------------------------------ champion
+def test_a_candidate_on_other_data_never_replaces_the_champion(tmp_path: Path, capsys) -> None:
+    champ, lb = tmp_path / "champion.json", tmp_path / "lb.csv"
+    assert update_champion(champ, [full("gpu", 0.035, "FULLDATA")], lb)["run_id"] == "gpu"
+    rec = update_champion(champ, [full("smoke", 0.8, "SMOKEDATA")], lb)
+    assert rec["run_id"] == "gpu" and json.loads(champ.read_text())["run_id"] == "gpu"
+    out = capsys.readouterr().out
+    assert "other data" in out and "champion=<another path>" in out
+    history = (tmp_path / "champion_history.jsonl").read_text().splitlines()
+    assert [json.loads(h)["run_id"] for h in history] == ["gpu"]
+
+
+def test_a_rerun_promotion_keeps_the_champion_label(tmp_path: Path) -> None:
+    champ, lb = tmp_path / "champion.json", tmp_path / "lb.csv"
+    upsert_rows(lb, [reference(), trial("t1", **GOOD)])
+
+    def promote() -> dict:  # as launcher.promote_round does, with full_eval's writes
+        passing = apply_small_eval(lb, EXP, CFG, [])
+        upsert_rows(lb, [full(passing[0], 0.04)])
+        update_column(lb, [passing[0]], "promotion", "full_eval")
+        return update_champion(champ, [full(passing[0], 0.04)], lb)
+
+    promote()
+    promote()  # resume=true on a finished round
+    labels = read_leaderboard(lb).set_index("run_id")["promotion"]
+    assert labels[f"{EXP}-t1"] == labels[f"{EXP}-t1-full"] == "champion"
+
+
+@pytest.mark.parametrize("blank", [float("nan"), "", None, "not json"])
+def test_a_candidate_without_config_is_skipped(tmp_path: Path, capsys, blank) -> None:
+    champ, lb = tmp_path / "champion.json", tmp_path / "lb.csv"
+    assert update_champion(champ, [full("a", 0.05, config_json=blank)], lb) is None
+    assert not champ.exists() and "no config_json" in capsys.readouterr().out
+    rec = update_champion(champ, [full("a", 0.05, config_json=blank), full("b", 0.06)], lb)
+    assert rec["run_id"] == "b" and rec["config"] == {}
+
+
+# ------------------------------------------------------------------------------ checkpoint location
+def test_checkpoint_uri_names_where_the_checkpoint_lives(tmp_path: Path) -> None:
+    tmp = Path("/tmp/checkpoint_tmp_x/checkpoint.pt")  # local_checkpoint's download
+    s3 = pyarrow.fs.S3FileSystem(region="us-east-1", endpoint_override="http://127.0.0.1:9")  # no request made
+    assert checkpoint_uri("bucket/sweeps/E/trial_t1/checkpoint_000003", tmp, s3) == \
+        "s3://bucket/sweeps/E/trial_t1/checkpoint_000003"
+    assert checkpoint_uri("s3://bucket/E/checkpoint_000003", tmp, None) == "s3://bucket/E/checkpoint_000003"
+    local = tmp_path / "checkpoint_000001" / "checkpoint.pt"
+    assert checkpoint_uri(str(local.parent), local, None) == str(local)
+
+
+def test_full_eval_records_the_trial_checkpoint_not_a_download(tmp_path: Path, tiny_cfg, tiny_data) -> None:
+    """Through a pyarrow filesystem (as with S3 storage) the checkpoint is downloaded to a temp folder for
+    the eval; the row (and so champion.json) must name the trial's checkpoint, which outlives the run."""
+    import torch
+
+    from ups.config import to_dict
+    from ups.models.ups_model import build_model
+    from ups.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).eval()
+    folder = tmp_path / "trial_t1" / "checkpoint_000001"
+    save_checkpoint(folder, {"config": to_dict(tiny_cfg), "grid_size": model.grid_size, "model": model.state_dict(),
+                             "stage": "operator", "epoch": 0, "global_epoch": 0})
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [trial("t1", **GOOD, checkpoint=str(folder))])
+    rows = full_eval(lb, [f"{EXP}-t1"], tiny_data, filesystem=pyarrow.fs.LocalFileSystem())
+    assert rows[0]["checkpoint"] == str(folder) and math.isfinite(rows[0]["nrmse"])
+    assert read_leaderboard(lb).set_index("run_id").loc[f"{EXP}-t1-full", "checkpoint"] == str(folder)
