@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from ups.config import PRESET_DIMS, ConfigError, apply_overrides, load_config
@@ -61,3 +63,41 @@ def test_wrong_type_names_key_and_fix(ov, fix):
     with pytest.raises(ConfigError) as e:
         apply_overrides(load_config(["stages.operator.epochs=7"]), {key: value})
     assert key in str(e.value) and fix.split(" (")[0] in str(e.value)
+
+
+@pytest.mark.parametrize("ov,key,fix", [
+    # each raised ZeroDivisionError in validate_config, or was accepted and failed in every trial / was ignored
+    (["operator.heads=0"], "operator.heads", "operator.heads=4"),
+    (["operator.group_size=0"], "operator.group_size", "operator.group_size=8"),
+    (["operator.hidden_dim=0"], "operator.hidden_dim", "operator.hidden_dim=64"),
+    (["operator.heads=-4"], "operator.heads", "operator.heads=4"),
+    (["operator.drop_path=1.5"], "operator.drop_path", "operator.drop_path=0.1"),
+    (["training.lambda_rollout=-1"], "training.lambda_rollout", "training.lambda_rollout=1.0"),
+    (["training.lambda_field=-0.1"], "training.lambda_field", "training.lambda_field=0"),
+    (["training.device=gpu"], "training.device", "training.device=auto"),
+    (["training.amp=fp16"], "training.amp", "training.amp=none or training.amp=bf16"),
+    (["stages.operator.optimizer.name=sgdd"], "stages.operator.optimizer.name", "stages.operator.optimizer.name=adamw"),
+    (["stages.diff_residual.grad_clip=-1"], "stages.diff_residual.grad_clip", "stages.diff_residual.grad_clip=1.0"),
+    (["diffusion.sigma_min=2", "diffusion.sigma_max=1"], "diffusion.sigma_min", "diffusion.sigma_max=1.0"),
+    (["stages.autoencoder.epochs=0", "stages.operator.epochs=0", "stages.diff_residual.epochs=0",
+      "stages.consistency_distill.epochs=0"], "stages.*.epochs", "stages.operator.epochs=15"),
+])
+def test_unusable_values_refused_naming_key_and_fix(ov, key, fix):
+    with pytest.raises(ConfigError) as e:
+        load_config(ov)
+    msg = str(e.value)
+    assert f"'{key}'" in msg and "Fix:" in msg and fix in msg, msg
+    with pytest.raises(ConfigError, match=re.escape(f"'{key}'")):  # the sweeps' path (sampled values)
+        apply_overrides(load_config(), dict(o.split("=") for o in ov))
+
+
+@pytest.mark.parametrize("ov", [["training.device=cuda:1"], ["training.amp=bf16"], ["stages.operator.grad_clip=0"],
+                                ["stages.operator.epochs=0"], ["operator.drop_path=0.5"]])
+def test_usable_edge_values_still_accepted(ov):
+    load_config(ov)
+
+
+def test_every_value_rule_names_a_schema_key():
+    from ups.config import VALUE_RULES, all_keys
+
+    assert {k for k, *_ in VALUE_RULES} <= set(all_keys())

@@ -357,3 +357,168 @@ def test_asha_rungs_are_automatic_and_never_inside_the_autoencoder_stage() -> No
                                           r"time_total_s"):
         prepare("round_a", ["scheduler.time_attr=time_total_s"])
     prepare("round_a", ["scheduler.time_attr=time_total_s", "scheduler.grace_period=60"])
+
+
+# ----------------------------------------------------------------------------- input validation (audit)
+LR = "stages.operator.optimizer.lr"
+OK = f"  {LR}: {{dist: loguniform, low: 1.0e-4, high: 3.0e-3}}\n"
+HD = "params:\n  operator.hidden_dim: {dist: choice, values: [64, 96]}\n"
+
+
+@pytest.mark.parametrize("text, where, needles", [
+    # A: raw tracebacks before (ZeroDivisionError, ValueError, TypeError, AttributeError)
+    ("params:\n  operator.heads: {dist: choice, values: [0, 4]}\n", "params.operator.heads", ["must be ≥ 1", "Fix:"]),
+    ("params:\n  operator.group_size: {dist: int, low: 0, high: 8}\n", "params.operator.group_size", ["Fix:"]),
+    (f"params:\n{OK}derived:\n  stages.diff_residual.optimizer.lr: {{rule: scale, of: {LR}, factor: abc}}\n",
+     "derived.stages.diff_residual.optimizer.lr", ["'factor' = 'abc' is not a number", "Fix:"]),
+    (f"params:\n{OK}derived:\n  stages.diff_residual.optimizer.lr: {{rule: scale, of: {LR}, factor: [2]}}\n",
+     "derived.stages.diff_residual.optimizer.lr", ["'factor' = [2] is not a number"]),
+    (f"params:\n{OK}derived:\n  stages.diff_residual.optimizer.lr: {{rule: scale, of: {LR}, facter: 2}}\n",
+     "derived.stages.diff_residual.optimizer.lr", ["['facter']", "Did you mean 'factor'?", "Fix:"]),
+    ("params:\n  operator.depths: {dist: choice, values: [[1,1,1],[2,2,2]]}\n"
+     "derived:\n  decoder.frequencies: {rule: scale, of: operator.depths, factor: 2}\n",
+     "derived.decoder.frequencies", ["'operator.depths' holds a list", "Fix: use rule: copy"]),
+    ("params:\n  operator.depths: {dist: choice, values: [[1,1,1],[2,2,2]]}\n"
+     "derived:\n  operator.heads: {rule: divisor, of: operator.depths, near: 4}\n",
+     "derived.operator.heads", ["needs integer keys", "Fix:"]),
+    (HD + "derived:\n  operator.heads: {rule: divisor, of: operator.hidden_dim, near: [4]}\n",
+     "derived.operator.heads", ["'near' = [4] must be a positive integer", "Fix:"]),
+    (HD + "derived:\n  operator.heads: {rule: divisor, of: operator.hidden_dim, near: \"8\"}\n",
+     "derived.operator.heads", ["quoted number", "Fix: write near: 8"]),
+    (f"params:\n{OK}derived:\n  latent.tokens: {{rule: preset, of: stages.operator.scheduler}}\n",
+     "derived.latent.tokens", ["'of' must be latent.dim", "Fix: of: latent.dim"]),
+    ("params:\n  latent.dim: {dist: grid, values: [8, 16]}\nderived:\n  ttc.threshold: {rule: preset, of: latent.dim}\n",
+     "derived.ttc.threshold", ["rule 'preset' sets only", "Fix:"]),
+    (f"params:\n  {LR}: {{dist: loguniform, low: 1.0e-4, high: 3.0e-3, values: [1]}}\n", f"params.{LR}",
+     ["['values'] are not fields of dist 'loguniform'", "Fix: remove them"]),
+    (f"reference: [a]\nparams:\n{OK}", "reference", ["expected a mapping", "Fix:"]),
+    (f"params:\n{OK}derived: abc\n", "derived", ["expected a mapping", "Fix:"]),
+    ("params:\n  training.lambda_spectral: {dist: around, rel: 0.2, zero_width: abc}\n",
+     "params.training.lambda_spectral", ["'zero_width' = 'abc' is not a number", "Fix:"]),
+    ("params:\n  ttc.threshold: {dist: around, zero_width: -1}\n", "params.ttc.threshold", ["must be ≥ 0", "Fix:"]),
+    # B: accepted, then every trial failed
+    ("params:\n  stages.operator.epochs: {dist: uniform, low: 2, high: 16}\n", "params.stages.operator.epochs",
+     ["is an integer", "Fix: use dist: int"]),
+    ("params:\n  operator.depths: {dist: uniform, low: 1, high: 2}\n", "params.operator.depths",
+     ["holds a list", "Fix: use dist: choice"]),
+    # C: silently wrong
+    ("params:\n  latent.dim: {dist: grid, values: [32, 32, 16]}\n", "params.latent.dim",
+     ["listed twice", "Fix: remove the repeat"]),
+    ("params:\n  stages.operator.ema_decay: {dist: choice, values: [0.999, \"0.9995\"]}\n",
+     "params.stages.operator.ema_decay", ["mixes number and string", "Fix: write every value as a number"]),
+    ("params:\n  ttc.enabled: {dist: choice, values: [true, 1]}\n", "params.ttc.enabled",
+     ["mixes", "Fix: write every value as true or false"]),
+    (f"params:\n{OK}  ttc.threshold: {{dist: uniform, low: 0.2, high: 0.4}}\n"
+     f"derived:\n  ttc.threshold: {{rule: scale, of: {LR}, factor: 100}}\n",
+     "derived.ttc.threshold", ["also in params", "replace the sampled value", "Fix:"]),
+    (f"params:\n{OK}derived:\n  stages.diff_residual.optimizer.lr: {{rule: copy, of: stages.consistency_distill.optimizer.lr}}\n"
+     f"  stages.consistency_distill.optimizer.lr: {{rule: copy, of: stages.diff_residual.optimizer.lr}}\n",
+     "derived.stages.diff_residual.optimizer.lr", ["cycle", "Fix:"]),
+    (f"params:\n{OK}derived:\n  stages.diff_residual.optimizer.lr: {{rule: copy, of: stages.consistency_distill.optimizer.lr}}\n"
+     f"  stages.consistency_distill.optimizer.lr: {{rule: copy, of: {LR}}}\n",
+     "derived.stages.diff_residual.optimizer.lr", ["sets only later", "Fix: move derived.stages.consistency_distill"]),
+    (f"params:\n{OK}derived:\n  stages.diff_residual.optimizer.lr: {{rule: copy, of: stages.diff_residual.optimizer.lr}}\n",
+     "derived.stages.diff_residual.optimizer.lr", ["reads its own key", "Fix:"]),
+    (f"params:\n  {LR}: {{dist: around, rel: 0.2, log: \"false\"}}\n", f"params.{LR}",
+     ["'log' = 'false' must be true or false", "Fix: write log: true or log: false"]),
+    (f"reference:\n  ttc.threshold: 0.3\nparams:\n{OK}", "reference.ttc.threshold",
+     ["not in params", "in every trial", "Fix: add it to params", "ttc.threshold=0.3"]),
+    (f"params:\n{OK}  {LR}: {{dist: uniform, low: 1.0e-3, high: 3.0e-3}}\n", "lines 2 and 3",
+     [f"key '{LR}' appears twice (lines 2 and 3)", "Fix: remove one"]),
+    (f"params:\n{OK}params:\n  ttc.threshold: {{dist: uniform, low: 0.2, high: 0.4}}\n", "params",
+     ["key 'params' appears twice (lines 1 and 3)"]),
+    # D: messages
+    ("params: {a: [\n", "not valid YAML at line 2, column 1", ["expected the node content"]),
+    (f"params:\n  stages:\n    operator:\n      optimizer:\n        lr: {{dist: uniform, low: 1.0e-3, high: 3.0e-3}}\n",
+     "params.stages", ["use dotted keys", f"'{LR}: {{dist: …}}'"]),
+])
+def test_invalid_spaces_are_refused_at_load_naming_file_key_and_fix(tmp_path: Path, base, text: str, where: str,
+                                                                    needles: list[str]) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(SearchSpaceError) as e:
+        load_space(path, base)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: ") and msg.count(str(path)) == 1, msg
+    assert where in msg, msg
+    for n in needles:
+        assert n in msg, msg
+    assert "\n" not in msg, msg
+
+
+def test_derived_rule_failure_is_labelled_with_its_key(tmp_path: Path, base) -> None:
+    """A rule whose result the config refuses names derived.<key> (not 'reference'), and the path once."""
+    path = write(tmp_path, HD + "derived:\n  decoder.num_layers: {rule: scale, of: operator.hidden_dim, factor: 0.001}\n")
+    with pytest.raises(SearchSpaceError) as e:
+        load_space(path, base)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: derived.decoder.num_layers: ") and msg.count(str(path)) == 1, msg
+    assert "'decoder.num_layers' must be ≥ 1" in msg and "Fix:" in msg
+
+
+def test_unreadable_space_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SearchSpaceError, match=rf"{re.escape(str(tmp_path))}: is a folder.*Fix: give the path of a"):
+        load_space(tmp_path)
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("description: caf\xe9\nparams:\n  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n"
+                      .encode("latin-1"))
+    with pytest.raises(SearchSpaceError, match=rf"{re.escape(str(latin))}: not UTF-8 .*line 1.*Fix: save the file as UTF-8"):
+        load_space(latin)
+
+
+def test_duplicate_yaml_keys_loader_is_reusable(tmp_path: Path) -> None:
+    from ups.yamlio import loads_yaml, read_yaml
+
+    assert loads_yaml("a: 1\nb: {c: 2}\n", "x") == {"a": 1, "b": {"c": 2}}
+    with pytest.raises(ConfigError, match=r"^x: key 'c' appears twice \(lines 2 and 3\)"):
+        loads_yaml("a: 1\nc: 2\nc: 3\n", "x", ConfigError)
+    p = write(tmp_path, "a: 1\na: 2\n", "dup.yaml")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(p))}: key 'a' appears twice \(lines 1 and 2\)"):
+        read_yaml(p)
+
+
+@pytest.mark.parametrize("overrides, needles", [
+    # B: an `around` space outside round C failed only after data, baselines and ray.init
+    ([f"space={REPO / 'search_spaces' / 'round_c.yaml'}"],
+     ["round_c.yaml: params.", "dist 'around'", "Fix: run sweeps/round_c.py"]),
+    # C: an override of a swept or derived key was silently discarded
+    (["stages.operator.optimizer.lr=1e-3"],
+     ["stages.operator.optimizer.lr=… (the command line) would be replaced in every trial", "round_a.yaml sweeps it",
+      "Fix: remove stages.operator.optimizer.lr=… from the command line"]),
+    (["trial.stages.diff_residual.optimizer.lr=1e-3"], ["round_a.yaml derives it", "Fix: remove"]),
+    # B: model/trainer values the types allow but nothing can use
+    (["operator.heads=0"], ["'operator.heads' = 0 must be ≥ 1", "Fix:"]),
+    (["training.device=gpu"], ["'training.device' = 'gpu'", "Fix: use training.device=auto"]),
+    (["stages.operator.optimizer.name=sgdd"], ["adamw", "Fix:"]),
+    (["searcher.seed=-1"], ["'searcher.seed' = -1", "Fix: searcher.seed=0"]),
+    (["scheduler.time_attr=trainig_iteration", "scheduler.grace_period=3"],
+     ["'scheduler.time_attr' = 'trainig_iteration'", "Fix: scheduler.time_attr=training_iteration"]),
+])
+def test_prepare_refuses_before_any_compute(tmp_path: Path, overrides: list[str], needles: list[str]) -> None:
+    from ups.tune.launcher import prepare
+
+    runs = tmp_path / "runs"
+    with pytest.raises(ConfigError) as e:
+        prepare("round_a", [f"storage_path={runs}", *overrides])
+    for n in needles:
+        assert n in str(e.value), str(e.value)
+    assert not runs.exists()  # refused before storage (and so before data, baselines and Ray)
+
+
+def test_profile_values_of_swept_keys_stay_allowed(tmp_path: Path) -> None:
+    """The smoke profile sets ttc.candidates/beam_width for every round; aggressive sweeps them: allowed (the
+    profile is a shared base), while the same keys from the round's DEFAULTS are refused."""
+    from ups.tune.launcher import prepare
+
+    prepare("aggressive", [f"storage_path={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"ttc.candidates=… \(sweeps/aggressive.py DEFAULTS\)"):
+        prepare("aggressive", [f"storage_path={tmp_path}"], {"smoke": {"trial": ["ttc.candidates=2"]}})
+
+
+def test_run_script_prints_bad_space_as_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    from ups.tune.cli import run_script
+
+    path = write(tmp_path, "params:\n  operator.heads: {dist: choice, values: [0, 4]}\n"
+                           "derived:\n  operator.heads: {rule: divisor, of: operator.hidden_dim, near: [4]}\n")
+    assert run_script(lambda argv: load_space(path) and 0, []) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path}: derived.operator.heads: ") and "\n" not in err and "Traceback" not in err

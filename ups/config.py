@@ -239,6 +239,24 @@ def all_keys(cfg: Any = None, prefix: str = "") -> list[str]:
     return keys
 
 
+_NODE_TYPES = {"IntegerNode": int, "FloatNode": float, "BooleanNode": bool, "StringNode": str, "ListConfig": list}
+_KEY_TYPES: dict[str, type | None] = {}
+
+
+def key_type(key: str) -> type | None:
+    """The type the schema holds at a dotted leaf key (int, float, bool, str, list), None if unknown/any."""
+    if not _KEY_TYPES:
+        def walk(node: Any, prefix: str) -> None:
+            for k in node.keys():
+                child = node._get_node(k)
+                if isinstance(child, DictConfig):
+                    walk(child, f"{prefix}{k}.")
+                else:
+                    _KEY_TYPES[f"{prefix}{k}"] = _NODE_TYPES.get(type(child).__name__)
+        walk(OmegaConf.structured(UPSConfig), "")
+    return _KEY_TYPES.get(key)
+
+
 def suggest_key(key: str, candidates: Iterable[str] | None = None) -> str | None:
     cands = list(candidates) if candidates is not None else all_keys()
     best = difflib.get_close_matches(key, cands, n=1, cutoff=0.5)
@@ -373,12 +391,77 @@ def apply_overrides(cfg: DictConfig, updates: dict[str, Any], source: str = "ove
     return schema
 
 
+STAGE_NAMES = ("autoencoder", "operator", "diff_residual", "consistency_distill")
+OPTIMIZERS = ("adamw",)  # ups.train.trainer builds torch.optim.AdamW for every stage
+DEVICES = ("auto", "cpu", "cuda")  # or cuda:<index>
+AMP_MODES = ("none", "bf16")  # bf16: CUDA autocast (ups.train.trainer)
+
+
+def _at_least(low: float) -> Any:
+    return lambda v: v >= low
+
+
+def _in_range(low: float, high: float) -> Any:  # low ≤ v < high
+    return lambda v: low <= v < high
+
+
+def _one_of(options: Sequence[str]) -> Any:
+    return lambda v: v in options
+
+
+def _device_ok(v: str) -> bool:
+    return v in DEVICES or bool(re.fullmatch(r"cuda:\d+", str(v)))
+
+
+# (key, test, what it needs, the fix): values the types allow but the model, trainer or torch cannot use;
+# refused at load (before data, baselines or Ray), not in every trial. Checked before the scaling rules.
+VALUE_RULES: tuple[tuple[str, Any, str, str], ...] = (
+    ("operator.hidden_dim", _at_least(1), "must be ≥ 1", "use e.g. operator.hidden_dim=64 (2 × latent.dim)"),
+    ("operator.heads", _at_least(1), "must be ≥ 1 (and divide operator.hidden_dim)", "use e.g. operator.heads=4"),
+    ("operator.group_size", _at_least(1), "must be ≥ 1 (and divide operator.hidden_dim)",
+     "use e.g. operator.group_size=8"),
+    ("operator.drop_path", _in_range(0, 1), "must be in [0, 1) (a stochastic-depth rate)",
+     "use e.g. operator.drop_path=0.1"),
+    ("operator.mlp_ratio", lambda v: v > 0, "must be > 0", "use e.g. operator.mlp_ratio=2.0"),
+    ("encoder.context_frames", _at_least(1), "must be ≥ 1", "use encoder.context_frames=1"),
+    ("diffusion.num_layers", _at_least(1), "must be ≥ 1", "use e.g. diffusion.num_layers=3"),
+    ("diffusion.sample_steps", _at_least(1), "must be ≥ 1", "use e.g. diffusion.sample_steps=4"),
+    ("diffusion.sigma_min", lambda v: v > 0, "must be > 0", "use e.g. diffusion.sigma_min=0.002"),
+    ("diffusion.sigma_data", lambda v: v > 0, "must be > 0", "use e.g. diffusion.sigma_data=0.5"),
+    ("training.lambda_rollout", _at_least(0), "must be ≥ 0 (a loss weight)", "use e.g. training.lambda_rollout=1.0"),
+    ("training.lambda_spectral", _at_least(0), "must be ≥ 0 (a loss weight)", "use e.g. training.lambda_spectral=0"),
+    ("training.lambda_field", _at_least(0), "must be ≥ 0 (a loss weight)", "use e.g. training.lambda_field=0"),
+    ("training.time_budget_s", _at_least(0), "must be ≥ 0 (0: epochs decide)", "use training.time_budget_s=0"),
+    ("training.device", _device_ok, f"is not a device the trainer knows ({', '.join(DEVICES)} or cuda:<index>)",
+     "use training.device=auto (CUDA when available, else CPU)"),
+    ("training.amp", _one_of(AMP_MODES), f"is not supported (only {' or '.join(AMP_MODES)}: bf16 autocast on CUDA)",
+     "use training.amp=none or training.amp=bf16"),
+    *((f"stages.{s}.{k}", ok, need, f"use e.g. stages.{s}.{fix}") for s in STAGE_NAMES for k, ok, need, fix in (
+        ("optimizer.name", _one_of(OPTIMIZERS), f"is not supported: the trainer uses {', '.join(OPTIMIZERS)} "
+                                                f"for every stage", "optimizer.name=adamw"),
+        ("grad_clip", _at_least(0), "must be ≥ 0 (0: no clipping)", "grad_clip=1.0"),
+        ("time_budget_s", _at_least(0), "must be ≥ 0 (0: epochs decide)", "time_budget_s=0"))),
+)
+
+
 def validate_config(cfg: DictConfig, source: str = "config") -> None:
     """Semantic checks the type system cannot express (scaling rules, ranges)."""
 
     def bad(key: str, why: str, fix: str) -> ConfigError:
         return ConfigError(f"{source}: '{key}' {why}. Fix: {fix}")
 
+    for key, ok, need, fix in VALUE_RULES:  # first: the scaling rules below divide by heads / group_size
+        v = OmegaConf.select(cfg, key)
+        if not ok(v):
+            raise bad(key, f"= {v!r} {need}", fix)
+    stages = [f"stages.{s}" for s in STAGE_NAMES]
+    if not any(OmegaConf.select(cfg, f"{k}.epochs") > 0 for k in stages):
+        raise bad("stages.*.epochs", "are all 0, so nothing would be trained",
+                  "give at least one stage epochs ≥ 1, e.g. stages.operator.epochs=15")
+    d = cfg.diffusion
+    if not d.sigma_min < d.sigma_max:
+        raise bad("diffusion.sigma_min", f"= {d.sigma_min} must be below diffusion.sigma_max = {d.sigma_max}",
+                  "e.g. diffusion.sigma_min=0.002 diffusion.sigma_max=1.0")
     op = cfg.operator
     if op.hidden_dim % op.heads:
         raise bad("operator.heads", f"= {op.heads} does not divide operator.hidden_dim = {op.hidden_dim}",
@@ -391,7 +474,7 @@ def validate_config(cfg: DictConfig, source: str = "config") -> None:
     for name in ("latent.dim", "latent.tokens", "decoder.hidden_dim", "decoder.num_layers", "diffusion.hidden_dim"):
         if OmegaConf.select(cfg, name) < 1:
             raise bad(name, "must be ≥ 1", "use a positive integer")
-    for sname in ("autoencoder", "operator", "diff_residual", "consistency_distill"):
+    for sname in STAGE_NAMES:
         st = cfg.stages[sname]
         k = f"stages.{sname}"
         if st.epochs < 0:

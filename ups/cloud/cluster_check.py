@@ -40,6 +40,8 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
+from ups.yamlio import DuplicateKeyError, UniqueKeyLoader
+
 DASHBOARD_PORT, GCS_PORT, CLIENT_PORT, SSH_PORT = 8265, 6379, 10001, 22
 NAMED_PORTS = {DASHBOARD_PORT: "Ray dashboard/job API", GCS_PORT: "Ray GCS", CLIENT_PORT: "Ray client",
                SSH_PORT: "SSH", 8076: "object manager"}
@@ -129,28 +131,6 @@ def _map(x: Any) -> dict:
 def _seq(x: Any) -> list:
     """``x`` if it is a list, else [] (the schema check reports the wrong type)."""
     return x if isinstance(x, list) else []
-
-
-class _DuplicateKeyError(yaml.constructor.ConstructorError):
-    def __init__(self, key: str, first: int, again: int, mark: Any) -> None:
-        super().__init__(None, None, f"duplicate key '{key}' (line {first} and line {again})", mark)
-        self.key, self.first, self.again = key, first, again
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (plain YAML silently keeps the last one)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            k = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if k in seen:
-                raise _DuplicateKeyError(str(k), seen[k], line, key_node.start_mark)
-            seen[k] = line
-        return super().construct_mapping(node, deep=deep)
 
 
 def _line_index(text: str) -> dict[Path_, int]:
@@ -884,8 +864,8 @@ def check_cluster_file(path: str | Path, pyproject: str | Path | None = None) ->
     c = _Checker(path, text)
     _guarded(c, "secrets", _check_secrets)
     try:
-        cfg = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except _DuplicateKeyError as e:
+        cfg = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKeyError as e:
         c.report.errors.append(Issue(e.key, f"duplicate key '{e.key}' (line {e.first} and line {e.again}); YAML would "
                                      "silently keep only the last value", "delete one of them", e.again))
         return c.report

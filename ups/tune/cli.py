@@ -42,8 +42,8 @@ def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = Non
 
     try:
         return int(main_fn(sys.argv[1:] if argv is None else argv) or 0)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except ConfigError as e:  # bad input (overrides, search space, config): one line, nothing started
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     except SweepInterrupted:  # its message (what was kept, how to resume) is printed
         return 130

@@ -26,7 +26,7 @@ from ups.config import ConfigError, apply_overrides, flatten, load_config, to_di
 from ups.leaderboard import read_leaderboard, upsert_rows
 from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper
-from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, full_eval, seed_groups,
+from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, force_fill, full_eval, seed_groups,
                                 seed_mean_candidates, seed_points, update_champion)
 from ups.tune.ray_address import gcs_problem
 from ups.tune.restore import carry_over, restored_results, spent_compute_s
@@ -86,13 +86,37 @@ def _log(msg: str) -> None:
 def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] | None = None,
             *, around_champion: bool = False) -> Prepared:
     """Parse and validate everything (no Ray, no compute)."""
+    from ups.tune.sweep_config import split_overrides
+
     scfg = load_sweep_config(round_name, overrides, defaults)
     space_file = resolve_path(scfg.space) if scfg.space else REPO_ROOT / "search_spaces" / f"{round_name}.yaml"
     space = load_space(space_file)
+    around = sorted(k for k, prm in space.params.items() if prm.dist == "around")
+    if around and not around_champion:
+        raise ConfigError(f"{space_file}: params.{around[0]}: dist 'around' searches ±rel around the champion, "
+                          f"which only round_c reads ({round_name} has none). Fix: run sweeps/round_c.py with this "
+                          f"space, or give {', '.join(around)} a uniform/loguniform/int range")
+    named = {o.split("=", 1)[0].strip().lstrip("+") for o in scfg.trial}
+    # A key the space sweeps or derives, set on the command line or in the round's DEFAULTS, would be replaced
+    # in every trial: refused. Profile values (ups/conf/sweep/*.yaml) are a base shared by every round and stay
+    # allowed; round C's `around` keys too (there the override sets the centre instead of the champion).
+    given: dict[str, str] = {}
+    layers = [(defaults or {}).get("trial"), ((defaults or {}).get(scfg.profile) or {}).get("trial")]
+    for item in (x for layer in layers for x in ([layer] if isinstance(layer, str) else layer or [])):
+        given[str(item).split("=", 1)[0].strip().lstrip("+")] = f"sweeps/{round_name}.py DEFAULTS"
+    for item in split_overrides(overrides)[1]:
+        given[item.split("=", 1)[0].strip().lstrip("+")] = "the command line"
+    clash = sorted(k for k in given if (k in space.params and space.params[k].dist != "around") or k in space.derived)
+    if clash:
+        k = clash[0]
+        what = "derives" if k in space.derived and k not in space.params else "sweeps"
+        raise ConfigError(f"overrides: {k}=… ({given[k]}) would be replaced in every trial: {space_file} {what} it"
+                          + (f" (also: {', '.join(clash[1:])})" if clash[1:] else "")
+                          + f". Fix: remove {k}=… from {given[k]}, or use a copy of the space without "
+                            f"{k} in params/derived (space=path/to/copy.yaml)")
     base = load_config(scfg.trial)
     if around_champion:
         champ = flatten(champion_config(resolve_path(scfg.champion), round_name))
-        named = {o.split("=", 1)[0].lstrip("+") for o in scfg.trial}
         fixed = ("data.", "run.", "eval.", "training.device", "training.num_threads", "preset")
         keep = {k: v for k, v in champ.items() if not k.startswith(fixed) and k not in named}
         base = apply_overrides(base, keep, source=f"{scfg.champion} (champion config)")
@@ -667,9 +691,7 @@ def promote_round(p: Prepared, ctx: RowContext, baselines: list[dict[str, Any]],
     passing = apply_small_eval(p.leaderboard, name, s.small_eval, baselines)
     chosen = passing[: s.promotion.top_k]
     if s.promotion.force and len(chosen) < s.promotion.top_k:
-        lb = read_leaderboard(p.leaderboard)
-        done = lb[(lb["experiment"] == name) & (lb["kind"] == "trial") & lb["nrmse"].notna()].sort_values("nrmse")
-        chosen += [r for r in done["run_id"] if r not in chosen][: s.promotion.top_k - len(chosen)]
+        chosen = force_fill(read_leaderboard(p.leaderboard), name, chosen, s.promotion.top_k)
     if not chosen or not s.promotion.full_eval or data is None:
         _log(f"promotion: {len(passing)} trial(s) passed the small-eval gates; no full-eval run")
         return None

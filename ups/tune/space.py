@@ -29,16 +29,18 @@ valid alternatives.  No Ray import at module level.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from ups.config import ConfigError, all_keys, apply_overrides, flatten, preset_values, suggest_key, to_dict
+from ups.config import (ConfigError, all_keys, apply_overrides, flatten, key_type, preset_values, suggest_key,
+                        to_dict)
+from ups.yamlio import read_yaml
 
 DISTS = ("choice", "uniform", "loguniform", "int", "grid", "around")
 RULES = ("copy", "scale", "divisor", "preset")
@@ -258,24 +260,39 @@ def derive(rules: Mapping[str, Mapping[str, Any]], cfg: DictConfig, source: str)
     for target, rule in rules.items():
         kind, of = rule["rule"], rule["of"]
         src = get(of)
-        if kind == "copy":
-            out[target] = src
-        elif kind == "scale":
-            v = src * float(rule.get("factor", 1.0))
-            out[target] = int(round(v)) if isinstance(get(target), int) and not isinstance(get(target), bool) else v
-        elif kind == "divisor":
-            near = rule.get("near", get(target))
-            near = get(near) if isinstance(near, str) else near
-            out[target] = _largest_divisor(int(src), int(near))
-        elif kind == "preset":
-            flat = flatten(preset_values(int(src)))
-            if target not in flat:
-                raise SearchSpaceError(f"{source}: derived.{target}: rule 'preset' sets only {sorted(flat)}")
-            out[target] = flat[target]
+        try:
+            if kind == "copy":
+                out[target] = src
+            elif kind == "scale":
+                v = src * float(rule.get("factor", 1.0))
+                cur = get(target)
+                out[target] = int(round(v)) if isinstance(cur, int) and not isinstance(cur, bool) else v
+            elif kind == "divisor":
+                near = rule.get("near", get(target))
+                near = get(near) if isinstance(near, str) else near
+                out[target] = _largest_divisor(int(src), int(near))
+            elif kind == "preset":
+                flat = flatten(preset_values(int(src)))
+                if target not in flat:
+                    raise SearchSpaceError(f"{source}: derived.{target}: rule 'preset' sets only {sorted(flat)}")
+                out[target] = flat[target]
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise SearchSpaceError(f"{source}: derived.{target}: rule '{kind}' cannot use {of} = {src!r} ({e}). "
+                                   f"Fix: point 'of' at a numeric key, or change the rule") from None
     return out
 
 
 # ----------------------------------------------------------------------------------- loading
+# The fields each distribution and each derived rule takes (besides ``dist`` / ``rule`` and ``of``).
+FIELDS = {"choice": ("values",), "grid": ("values",), "uniform": ("low", "high"), "loguniform": ("low", "high"),
+          "int": ("low", "high"), "around": ("rel", "log", "zero_width")}
+RULE_FIELDS = {"copy": (), "scale": ("factor",), "divisor": ("near",), "preset": ()}
+PRESET_OF = "latent.dim"  # ups.config.preset_values(dim) takes a latent dim
+_KIND = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
+
+
 def _err(path: Path, where: str, msg: str) -> SearchSpaceError:
     return SearchSpaceError(f"{path}: {where}: {msg}")
 
@@ -302,12 +319,39 @@ def _num(path: Path, where: str, spec: Mapping[str, Any], name: str) -> float:
     v = spec[name]
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         try:
+            if isinstance(v, bool):
+                raise TypeError
             v = float(v)  # YAML reads 1e-4 (no dot) as a string
         except (TypeError, ValueError):
-            raise _err(path, where, f"'{name}' = {v!r} is not a number") from None
+            raise _err(path, where, f"'{name}' = {v!r} is not a number. Fix: write a plain number, e.g. "
+                                    f"{name}: 0.5") from None
     if not math.isfinite(v):
         raise _err(path, where, f"'{name}' = {v!r} must be finite")
     return v
+
+
+def _value_kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "mapping"}.get(type(v), "null" if v is None else type(v).__name__)
+
+
+def _check_values(path: Path, where: str, key: str, dist: str, values: list[Any]) -> None:
+    """A choice/grid list: one kind of value (YAML quotes and true/1 mix silently otherwise), no repeats."""
+    kinds = sorted({_value_kind(v) for v in values})
+    if len(kinds) > 1:
+        want = _KIND.get(key_type(key))  # type: ignore[arg-type]
+        fix = f"write every value as {want}" if want else "write every value the same way"
+        note = " (a quoted number is a string)" if "string" in kinds else ""
+        raise _err(path, where, f"'values' mixes {' and '.join(kinds)} ({values!r}){note}. Fix: {fix}"
+                   + (" (no quotes)" if want in ("an integer", "a number") else ""))
+    for i, v in enumerate(values):
+        if v in values[:i]:
+            raise _err(path, where, f"value {v!r} is listed twice in {values!r}: {dist} would "
+                                    f"{'run it twice' if dist == 'grid' else 'draw it twice as often'}. "
+                                    f"Fix: remove the repeat")
 
 
 def _parse_param(path: Path, key: str, spec: Any) -> Param:
@@ -315,23 +359,41 @@ def _parse_param(path: Path, key: str, spec: Any) -> Param:
     if not isinstance(spec, Mapping) or "dist" not in spec:
         raise _err(path, where, f"expected a mapping with 'dist' (one of {', '.join(DISTS)}), got {spec!r}")
     dist = spec["dist"]
-    if dist not in DISTS:
+    if not isinstance(dist, str) or dist not in DISTS:
         raise _err(path, where, f"unknown dist '{dist}'. Valid: {', '.join(DISTS)}")
-    allowed = {"dist", "low", "high", "values", "rel", "log", "zero_width"}
-    extra = set(spec) - allowed
+    allowed = ("dist", *FIELDS[dist])
+    extra = [str(k) for k in spec if k not in allowed]
     if extra:
-        raise _err(path, where, f"unknown field(s) {sorted(extra)}. Valid: {sorted(allowed)}")
+        other = sorted({d for d, f in FIELDS.items() if set(extra) <= set(f)})
+        hint = f" ({', '.join(repr(x) for x in extra)} belong to dist: {' / '.join(other)})" if other else ""
+        raise _err(path, where, f"field(s) {extra} are not fields of dist '{dist}', which takes "
+                                f"{', '.join(FIELDS[dist])}{hint}. Fix: remove them, or change 'dist'")
+    kt = key_type(key)
+    if dist in ("uniform", "loguniform", "int", "around") and kt in (bool, str, list):
+        raise _err(path, where, f"dist '{dist}' draws numbers, but '{key}' holds {_KIND[kt]}. "
+                                f"Fix: use dist: choice with values: [...]")
+    if dist in ("uniform", "loguniform") and kt is int:
+        raise _err(path, where, f"dist '{dist}' draws fractional values, but '{key}' is an integer, so every "
+                                f"trial would fail. Fix: use dist: int (low and high inclusive)")
     if dist in ("choice", "grid"):
         values = spec.get("values")
         if not isinstance(values, list) or not values:
             raise _err(path, where, f"'{dist}' needs a non-empty 'values' list, e.g. values: [0.999, 0.9995]")
+        _check_values(path, where, key, dist, values)
         return Param(key, dist, values=list(values))
     if dist == "around":
         rel = _num(path, where, {"rel": 0.2, **spec}, "rel")
         if not 0 < rel < 1:
             raise _err(path, where, f"'rel' = {rel} must be in (0, 1), e.g. 0.2 for ±20 %")
-        return Param(key, dist, rel=rel, log=bool(spec.get("log", False)),
-                     zero_width=float(spec.get("zero_width", 0.0)))
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise _err(path, where, f"'log' = {log!r} must be true or false. Fix: write log: true or log: false "
+                                    f"(no quotes)")
+        zero_width = _num(path, where, {"zero_width": 0.0, **spec}, "zero_width")
+        if zero_width < 0:
+            raise _err(path, where, f"'zero_width' = {zero_width} must be ≥ 0 (the range [0, w] searched when the "
+                                    f"champion's value is 0). Fix: e.g. zero_width: 0.02")
+        return Param(key, dist, rel=rel, log=log, zero_width=zero_width)
     low, high = _num(path, where, spec, "low"), _num(path, where, spec, "high")
     if low > high or (low == high and dist != "int"):
         raise _err(path, where, f"low = {low} must be below high = {high}. Fix: swap them or widen the range")
@@ -346,18 +408,115 @@ def _parse_param(path: Path, key: str, spec: Any) -> Param:
 def _parse_rule(path: Path, target: str, spec: Any, sweepable: set[str]) -> dict[str, Any]:
     where = f"derived.{target}"
     _check_key(path, where, target, sweepable)
-    if not isinstance(spec, Mapping) or spec.get("rule") not in RULES:
+    rule = spec.get("rule") if isinstance(spec, Mapping) else None
+    if not isinstance(rule, str) or rule not in RULES:
         raise _err(path, where, f"expected {{rule: one of {', '.join(RULES)}, of: <key>}}, got {spec!r}")
+    takes = ("of", *RULE_FIELDS[rule])
+    extra = [str(k) for k in spec if k not in ("rule", *takes)]
+    if extra:
+        near = [m for x in extra for m in difflib.get_close_matches(x, takes, n=1, cutoff=0.6)]
+        hint = f" Did you mean '{near[0]}'?" if near else ""
+        raise _err(path, where, f"field(s) {extra} are not fields of rule '{rule}', which takes "
+                                f"{', '.join(takes)}.{hint} Fix: remove or rename them")
     of = spec.get("of")
     if not isinstance(of, str):
         raise _err(path, where, "missing 'of: <dotted key>'")
     if of not in set(all_keys()):
         near = suggest_key(of)
         raise _err(path, where, f"'of' names unknown config key '{of}'." + (f" Did you mean '{near}'?" if near else ""))
-    near = spec.get("near")
-    if isinstance(near, str) and near not in set(all_keys()):
-        raise _err(path, where, f"'near' names unknown config key '{near}'")
-    return dict(spec)
+    if of == target:
+        raise _err(path, where, f"rule '{rule}' reads its own key ('of: {of}'), so it changes nothing or repeats "
+                                f"itself. Fix: name another key in 'of', or remove derived.{target}")
+    out = dict(spec)
+    of_t, tgt_t = key_type(of), key_type(target)
+    if rule == "copy" and of_t and tgt_t and of_t is not tgt_t and not (of_t is int and tgt_t is float):
+        raise _err(path, where, f"copies '{of}' ({_KIND[of_t]}) into '{target}', which holds {_KIND[tgt_t]}. "
+                                f"Fix: copy a key of the same type, or use rule: scale")
+    if rule == "scale":
+        if of_t not in (int, float) or tgt_t not in (int, float):
+            bad, bad_t = (of, of_t) if of_t not in (int, float) else (target, tgt_t)
+            raise _err(path, where, f"rule 'scale' multiplies numbers, but '{bad}' holds "
+                                    f"{_KIND.get(bad_t, 'no number')}. Fix: use rule: copy, or scale a numeric key")
+        out["factor"] = _num(path, where, {"factor": 1.0, **spec}, "factor")
+    if rule == "divisor":
+        if of_t is not int or tgt_t is not int:
+            bad, bad_t = (of, of_t) if of_t is not int else (target, tgt_t)
+            raise _err(path, where, f"rule 'divisor' needs integer keys, but '{bad}' holds "
+                                    f"{_KIND.get(bad_t, 'no integer')}. Fix: e.g. {{rule: divisor, of: "
+                                    f"operator.hidden_dim, near: 8}} on operator.heads or operator.group_size")
+        near = spec.get("near")
+        if isinstance(near, str):
+            if near.strip().lstrip("-").isdigit():
+                raise _err(path, where, f"'near' = {near!r} is a quoted number. Fix: write near: {near.strip()}")
+            if near not in set(all_keys()):
+                hint = suggest_key(near)
+                raise _err(path, where, f"'near' names unknown config key '{near}'."
+                                        + (f" Did you mean '{hint}'?" if hint else "")
+                                        + " Fix: give a config key or a positive integer")
+            if key_type(near) not in (int, float):
+                raise _err(path, where, f"'near' names '{near}', which is not a number. Fix: name an integer key "
+                                        f"or give a positive integer")
+        elif near is not None and (isinstance(near, bool) or not isinstance(near, (int, float))
+                                   or near != int(near) or near < 1):
+            raise _err(path, where, f"'near' = {near!r} must be a positive integer or a config key. "
+                                    f"Fix: e.g. near: 8 or near: {target}")
+    if rule == "preset":
+        if of != PRESET_OF:
+            raise _err(path, where, f"rule 'preset' applies the seed's scaling rules to a latent dim, so 'of' must "
+                                    f"be {PRESET_OF} (got '{of}'). Fix: of: {PRESET_OF}, or use rule: copy/scale")
+        settable = sorted(flatten(preset_values(8)))
+        if target not in settable:
+            raise _err(path, where, f"rule 'preset' sets only {', '.join(k for k in settable if k != PRESET_OF)}. "
+                                    f"Fix: use rule: copy or scale for '{target}'")
+    return out
+
+
+def _rule_reads(target: str, rule: Mapping[str, Any]) -> list[str]:
+    """The keys a derived rule reads: ``of``, a key in ``near`` (divisor; without near: the target itself)."""
+    reads = [rule["of"]]
+    if rule["rule"] == "divisor":
+        near = rule.get("near", target)
+        if isinstance(near, str):
+            reads.append(near)
+    return reads
+
+
+def _check_derived(path: Path, params: Mapping[str, Param], derived: Mapping[str, Mapping[str, Any]]) -> None:
+    """Derived rules run in file order after sampling: refuse a rule that silently replaces a sample, or that
+    reads a key a later rule derives (it would see the base value; two such rules form a cycle)."""
+    order = list(derived)
+    for i, (target, rule) in enumerate(derived.items()):
+        where = f"derived.{target}"
+        if target in params and not (rule["rule"] == "divisor" and rule.get("near") == target):
+            raise _err(path, where, f"'{target}' is also in params, and this rule would replace the sampled value "
+                                    f"in every trial. Fix: remove it from params or from derived (to snap a sampled "
+                                    f"value, use {{rule: divisor, of: <key>, near: {target}}})")
+        for read in _rule_reads(target, rule):
+            if read in derived and order.index(read) > i:
+                cycle = target in _rule_reads(read, derived[read])
+                raise _err(path, where, f"reads '{read}', which derived.{read} sets only later (rules run in file "
+                                        f"order), so it would see the base value"
+                                        + (f"; the two rules read each other (a cycle). Fix: let one of them read "
+                                           f"a param instead" if cycle else
+                                           f". Fix: move derived.{read} above derived.{target}"))
+
+
+def _section(path: Path, data: Mapping[str, Any], name: str, example: str) -> dict[str, Any]:
+    raw = data.get(name)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SearchSpaceError(f"{path}: {name}: expected a mapping of dotted keys, got {raw!r}. Fix: one "
+                               f"dotted key per line under '{name}:', e.g. '{example}'")
+    return raw
+
+
+def _nested_example(key: str, spec: Any) -> str | None:
+    """``stages: {operator: {epochs: {dist: …}}}`` → ``stages.operator.epochs`` (first leaf spec)."""
+    while isinstance(spec, Mapping) and spec and "dist" not in spec and "rule" not in spec:
+        k, spec = next(iter(spec.items()))
+        key = f"{key}.{k}"
+    return key if isinstance(spec, Mapping) else None
 
 
 def load_space(path: str | Path, base: DictConfig | None = None) -> SearchSpace:
@@ -367,29 +526,44 @@ def load_space(path: str | Path, base: DictConfig | None = None) -> SearchSpace:
         avail = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.exists() else []
         raise SearchSpaceError(f"{path}: search-space file not found. Available in {path.parent}: "
                                f"{', '.join(avail) or 'none'}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise SearchSpaceError(f"{path}: not valid YAML: {e}".split("\n")[0]) from None
+    data = read_yaml(path, SearchSpaceError, "search-space file") or {}
     if not isinstance(data, dict):
-        raise SearchSpaceError(f"{path}: expected a mapping with 'params:'")
+        raise SearchSpaceError(f"{path}: expected a mapping with 'params:', got {type(data).__name__} {data!r:.60}")
     unknown = set(data) - set(TOP_LEVEL)
     if unknown:
-        raise SearchSpaceError(f"{path}: unknown top-level key(s) {sorted(unknown)}. Valid: {', '.join(TOP_LEVEL)} "
-                               f"(distributions go under 'params:')")
+        raise SearchSpaceError(f"{path}: unknown top-level key(s) {sorted(map(str, unknown))}. Valid: "
+                               f"{', '.join(TOP_LEVEL)} (distributions go under 'params:')")
+    if not isinstance(data.get("description", ""), (str, type(None))):
+        raise SearchSpaceError(f"{path}: description: expected text, got {data['description']!r}")
     params_raw = data.get("params") or {}
     if not isinstance(params_raw, dict) or not params_raw:
         raise SearchSpaceError(f"{path}: 'params' must be a non-empty mapping of dotted keys to distributions")
     sweepable = set(sweepable_keys())
+    sections = {k.split(".")[0] for k in all_keys()} | {k.rsplit(".", 1)[0] for k in all_keys()}
     params: dict[str, Param] = {}
     for key, spec in params_raw.items():
-        _check_key(path, f"params.{key}", str(key), sweepable)
-        params[str(key)] = _parse_param(path, str(key), spec)
-    reference = dict(data.get("reference") or {})
-    for key in reference:
-        _check_key(path, f"reference.{key}", str(key), sweepable)
-    derived = {str(t): _parse_rule(path, str(t), s, sweepable) for t, s in (data.get("derived") or {}).items()}
-    space = SearchSpace(path, str(data.get("description", "")), params, reference, derived)
+        key = str(key)
+        if key in sections and isinstance(spec, Mapping) and "dist" not in spec:
+            leaf = _nested_example(key, spec) or f"{key}.<field>"
+            raise _err(path, f"params.{key}", f"nested sections are not read under params:. Fix: use dotted keys, "
+                                              f"e.g. '{leaf}: {{dist: …}}' directly under params:")
+        _check_key(path, f"params.{key}", key, sweepable)
+        params[key] = _parse_param(path, key, spec)
+    derived = {str(t): _parse_rule(path, str(t), s, sweepable) for t, s in
+               _section(path, data, "derived", "operator.heads: {rule: divisor, of: operator.hidden_dim}").items()}
+    _check_derived(path, params, derived)
+    reference = {str(k): v for k, v in _section(path, data, "reference", "stages.operator.optimizer.lr: 3.0e-4").items()}
+    for key, value in reference.items():
+        where = f"reference.{key}"
+        _check_key(path, where, key, sweepable)
+        if key in derived and key not in params:
+            raise _err(path, where, f"derived.{key} computes this key in every trial, so the reference value is "
+                                    f"never used. Fix: remove it from reference")
+        if key not in params:
+            raise _err(path, where, f"'{key}' is not in params, so this value would be set in every trial, not only "
+                                    f"in the first (reference) one. Fix: add it to params, or set it for the whole "
+                                    f"round as an override ({key}={value})")
+    space = SearchSpace(path, str(data.get("description") or ""), params, reference, derived)
     if base is not None:
         check_against(space, base)
     return space
@@ -434,9 +608,18 @@ def check_against(space: SearchSpace, base: DictConfig) -> None:
         except SearchSpaceError:
             raise
         except ConfigError as e:
+            inner = str(e)
+            for prefix in (f"{space.path}: ", "config: "):
+                inner = inner[len(prefix):] if inner.startswith(prefix) else inner
+            culprit = next((t for t in space.derived if f"'{t}'" in inner), None)
+            if culprit is not None:  # the derived rule's result is what the config refuses
+                given = (f"params.{k} = {v!r}" for k, v in probe.items()) if probe else iter(["the reference point"])
+                rule = space.derived[culprit]
+                raise SearchSpaceError(f"{space.path}: derived.{culprit}: with {next(given)}, rule '{rule['rule']}' "
+                                       f"of {rule['of']} gives a value the config refuses: {inner}") from None
             where = f"params.{next(iter(probe))}" if probe else "reference"
             raise SearchSpaceError(f"{space.path}: {where}: value {probe or space.reference} is invalid for the "
-                                   f"config: {e}") from None
+                                   f"config: {inner}") from None
     ref = space.reference_point(base)
     for key, p in space.params.items():
         v = ref[key]

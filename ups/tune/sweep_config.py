@@ -23,6 +23,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ups.config import ConfigError, StagesCfg, all_keys, invalid_value_error
+from ups.yamlio import read_yaml
 
 SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "sweep"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -229,7 +230,7 @@ def load_profile(profile: str) -> dict[str, Any]:
     if not path.exists():
         avail = ", ".join(sorted(p.stem for p in SWEEP_CONF_DIR.glob("*.yaml")))
         raise ConfigError(f"overrides: unknown profile '{profile}' ({path} missing). Available: {avail}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path, ConfigError, "sweep profile") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sweep keys")
     return data
@@ -331,6 +332,11 @@ def _above(low: float) -> Any:
     return lambda v: v > low
 
 
+# What scheduler.time_attr may count: metrics every report of a trial carries and that only grow. Tune adds
+# training_iteration and time_total_s; the trainer (ups.train.trainer._epoch_metrics / _final_report) adds
+# global_epoch and wall_clock ("epoch" restarts with each stage, so a scheduler cannot count it).
+TIME_ATTRS = ("training_iteration", "time_total_s", "global_epoch", "wall_clock")
+
 # (key, test, what it needs, the fix): numeric settings a typo could make nonsensical, refused before Ray
 RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("time_budget_s", _at_least(0), "must be ≥ 0 (0: no wall-clock cap)", "time_budget_s=0, or the cap in seconds"),
@@ -346,6 +352,10 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("scheduler.perturbation_interval", _at_least(1), "must be ≥ 1 (PBT perturbs every this many iterations)",
      "scheduler.perturbation_interval=2"),
     ("searcher.n_startup_trials", _at_least(0), "must be ≥ 0", "searcher.n_startup_trials=10 (Optuna's default)"),
+    ("searcher.seed", _at_least(0), "must be ≥ 0 (Optuna and NumPy take no negative seed)", "searcher.seed=0"),
+    ("scheduler.time_attr", lambda v: v in TIME_ATTRS,
+     f"is not a metric every trial reports, so the scheduler would never stop a trial (one of "
+     f"{', '.join(TIME_ATTRS)})", "scheduler.time_attr=training_iteration (one iteration per epoch)"),
     ("gates.conservation_multiple", _above(0), "must be > 0", "gates.conservation_multiple=10"),
     ("gates.conservation_floor", _at_least(0), "must be ≥ 0", "gates.conservation_floor=1.0"),
     ("gates.bc_multiple", _above(0), "must be > 0", "gates.bc_multiple=10"),
