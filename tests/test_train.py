@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -182,3 +183,27 @@ def test_cuda_bf16_training_runs(tiny, tmp_path):
     cfg = load_config(TINY + ["training.device=cuda", "training.amp=bf16", "stages.consistency_distill.epochs=1"])
     res = train(cfg, run_dir=tmp_path, data=tiny)
     assert res.metrics["done"] and next(res.model.parameters()).is_cuda
+
+
+def test_a_resumed_stage_keeps_the_time_it_already_spent(tiny, tmp_path):
+    """stages.X.time_budget_s is a budget of the stage, not of each process that trains it: a checkpoint
+    records the stage's elapsed time, and a resume that finds it spent ends the stage at once."""
+    cfg = load_config([*TINY, "stages.operator.time_budget_s=3600"])
+    seen: list = []
+
+    def interrupt(m, ckpt):
+        seen.append((m, ckpt))
+        if m["stage"] == "operator":
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, run_dir=tmp_path / "cut", data=tiny, report=interrupt)
+    ckpt = Path(seen[-1][1]) / "checkpoint.pt" if Path(seen[-1][1]).is_dir() else Path(seen[-1][1])
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert state["stage"] == "operator" and 0 < state["stage_elapsed_s"] < 3600
+    state["stage_elapsed_s"] = 3600.0  # as if the earlier processes had used up the stage's hour
+    torch.save(state, ckpt)
+    resumed: list[dict] = []
+    train(cfg, run_dir=tmp_path / "cut", data=tiny, resume_from=ckpt, report=lambda m, c: resumed.append(m))
+    operator = [m for m in resumed if m.get("stage") == "operator"]
+    assert len(operator) == 1 and operator[0].get("budget_exhausted"), operator  # not a fresh hour

@@ -285,7 +285,11 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
             realign_schedule(opt, sched, start_epoch * steps_per_epoch)
         adopt_config_hparams(opt, sched, ema, scfg)
 
-    stage_t0 = time.perf_counter()
+    # a resumed stage keeps the time it already spent: its budget and the clock-driven decay go on from there
+    spent0 = float(resume.get("stage_elapsed_s", 0.0)) if resume is not None else 0.0
+    stage_t0 = time.perf_counter() - spent0
+    if stage_budget > 0:
+        clock["progress"] = min(1.0, spent0 / stage_budget)
     loss_fn = LOSSES[stage]
     for epoch in range(start_epoch, epochs):
         model.train()
@@ -331,7 +335,8 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
         ckpt_dir = None
         if last or run.global_epoch % every == 0:
             # a budget stop finishes the stage: the checkpoint says so, a resume moves on
-            ckpt_dir = _save_epoch(run, _payload(run, stage, epochs if stop else epoch + 1, opt, sched, ema, gen))
+            ckpt_dir = _save_epoch(run, _payload(run, stage, epochs if stop else epoch + 1, opt, sched, ema, gen,
+                                                 {"stage_elapsed_s": time.perf_counter() - stage_t0}))
         run.history.append(metrics)
         if run.report is not None:
             run.report(dict(metrics), ckpt_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import socket
 import sys
@@ -217,8 +218,15 @@ def experiment_name(p: Prepared) -> str:
         if not found:
             raise ConfigError(f"resume=true: no '{s.round}-*' sweep found under {p.display_storage}. Fix: run without "
                               f"resume=true to start one, or pass the storage_path=/name= of the interrupted sweep")
-        return found[-1]
+        return latest_sweep(found, s.round)
     return f"{s.round}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+
+
+def latest_sweep(names: Sequence[str], round_name: str) -> str:
+    """The sweep ``resume=true`` continues without ``name=``: the newest ``<round>-YYYYmmdd-HHMMSS`` folder
+    (a hand-named ``round_a-final`` sorts after every timestamp but is resumed only by ``name=``)."""
+    stamped = sorted(n for n in names if re.fullmatch(rf"{re.escape(round_name)}-\d{{8}}-\d{{6}}", n))
+    return (stamped or sorted(names))[-1]
 
 
 # -------------------------------------------------------------------------------------- Ray

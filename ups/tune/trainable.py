@@ -18,6 +18,7 @@ from ray import tune
 from ray.tune import Checkpoint
 
 from ups.config import config_from_dict, to_dict
+from ups.train.checkpoint import CheckpointError
 from ups.tune.space import SearchSpace
 from ups.tune.stage_cache import CACHED_STAGE, StageCache, stage_cache_key
 
@@ -91,6 +92,23 @@ def _resume_path(ckpt: Checkpoint | None) -> tuple[Path | None, Path | None]:
     return (f if f.exists() else local), local
 
 
+def diverged_text(e: Exception) -> str:
+    """What a diverged trial reports: where and why, without the trainer's "last good state is saved in
+    <scratch>", a folder the trial deletes when it ends (Tune's own checkpoints are what remains)."""
+    return str(e).split(". Training stopped")[0].split(". Fix")[0][:300]
+
+
+def stored_checkpoint_error(e: CheckpointError, local_copy: Path, stored: str) -> CheckpointError:
+    """A restored checkpoint that does not load, named where it is stored (not the temporary copy, which is
+    deleted) with a fix a sweep can act on."""
+    what = str(e).split(" Fix:")[0].replace(str(local_copy), str(stored).rstrip("/"))
+    return CheckpointError(
+        f"{what} (the trial's last checkpoint in storage_path). Fix: this trial cannot continue from it; its "
+        f"finished reports stay on the leaderboard. Restore that file from a backup and run resume=true again, "
+        f"or let the trial end as errored (after max_failures retries) and sweep its configuration (params.json "
+        f"next to the checkpoint) again")
+
+
 def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpace, label: str = "",
               data: Any = None, train_fn: Callable[..., Any] | None = None, stage_cache: bool = False) -> None:
     """Function trainable (Ray 2.60 API: ``tune.report`` / ``tune.get_checkpoint``).
@@ -113,7 +131,8 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
     run_dir = scratch / ctx.get_trial_id()
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    resume_from, resume_copy = _resume_path(tune.get_checkpoint())
+    restored = tune.get_checkpoint()
+    resume_from, resume_copy = _resume_path(restored)
     cache = StageCache(scratch / "_stage_cache")
     key = stage_cache_key(to_dict(cfg), str(getattr(data, "data_hash", "") or "")) \
         if stage_cache and resume_from is None else None
@@ -144,7 +163,11 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
         train_fn(cfg, report=report, run_dir=run_dir, resume_from=resume_from, data=data)
     except TrainingDiverged as e:  # NaN/Inf loss or gradient: a gate matter, not a crash
         tune.report({"nonfinite": 1, "nonfinite_keys": "train_loss", METRIC: NONFINITE_PENALTY,
-                     "diverged": str(e).split(". Fix")[0][:300]})
+                     "diverged": diverged_text(e)})
+    except CheckpointError as e:
+        if restored is None or resume_copy is None:
+            raise
+        raise stored_checkpoint_error(e, resume_copy, restored.path) from None
     finally:
         # Runs on completion, errors and scheduler stops alike (Tune stops a trial by raising SystemExit
         # out of tune.report). Every checkpoint the trial reported is already persisted to storage_path,

@@ -1,0 +1,39 @@
+"""Trial errors and resume targets: a diverged or unloadable trial names paths that exist; resume=true picks the newest sweep."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ups.train.checkpoint import CheckpointError, read_checkpoint
+from ups.train.trainer import TrainingDiverged
+from ups.tune.trainable import diverged_text, stored_checkpoint_error
+
+
+def test_a_corrupt_restored_checkpoint_is_named_where_it_is_stored(tmp_path: Path) -> None:
+    copy = tmp_path / "checkpoint_tmp_1234"  # what Checkpoint.to_directory() gives: deleted after the trial
+    copy.mkdir()
+    (copy / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError) as e:
+        read_checkpoint(copy / "checkpoint.pt")
+    stored = "bucket/sweeps/round_a-x/trial_ab12/checkpoint_000003"
+    msg = str(stored_checkpoint_error(e.value, copy, stored))
+    assert f"{stored}/checkpoint.pt" in msg and "truncated or corrupt" in msg
+    assert str(copy) not in msg  # the temporary copy is gone when the user reads this
+    assert "resume=true" in msg and "params.json" in msg
+
+
+def test_a_diverged_report_names_no_deleted_scratch_file() -> None:
+    e = TrainingDiverged("stage 'operator' diverged at epoch 3, batch 2: loss=nan. Training stopped; the last "
+                         "good state is saved in '/tmp/ups_scratch/x/last_good/checkpoint.pt'. Fix: lower "
+                         "stages.operator.optimizer.lr", Path("/tmp/ups_scratch/x/last_good/checkpoint.pt"))
+    text = diverged_text(e)
+    assert text == "stage 'operator' diverged at epoch 3, batch 2: loss=nan"
+
+
+def test_resume_without_name_continues_the_newest_timestamped_sweep() -> None:
+    from ups.tune.launcher import latest_sweep
+
+    names = ["round_a-20261201-090000", "round_a-final", "round_a-20261202-101500", "round_a-20261130-235959"]
+    assert latest_sweep(names, "round_a") == "round_a-20261202-101500"  # not the hand-named folder
+    assert latest_sweep(["round_a-final", "round_a-alpha"], "round_a") == "round_a-final"  # only hand-named ones
