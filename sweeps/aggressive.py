@@ -26,7 +26,8 @@ DEFAULTS = {
     "smoke": {"num_samples": 3, "trial": ["stages.operator.epochs=4"]},
     "full": {"num_samples": 8, "resources": {"gpu": 0.5},
              "trial": ["stages.operator.epochs=30", "stages.diff_residual.epochs=12",
-                       "stages.consistency_distill.epochs=12", "ttc.steps=2"]},
+                       "stages.consistency_distill.epochs=12", "ttc.steps=2",
+                       "ttc.max_evaluations=161"]},  # 16 candidates × 5 beams × horizon 2 + 1: untrimmed
 }
 
 

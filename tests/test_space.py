@@ -1,6 +1,7 @@
 """Search-space files and sweep overrides: validated before Ray starts, errors name file, key and fix."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ups.config import ConfigError, load_config
+from ups.config import ConfigError, apply_overrides, load_config
 from ups.tune.space import SearchSpaceError, derive, load_space, resolve_around
 from ups.tune.sweep_config import load_sweep_config, split_overrides
 
@@ -92,10 +93,15 @@ def test_derived_rules_keep_scaling_consistent(base) -> None:
         {"operator.heads": 6}
 
 
-def test_around_needs_a_width_at_zero(tmp_path: Path, base) -> None:
-    path = write(tmp_path, "params:\n  training.lambda_spectral: {dist: around, rel: 0.2}\n")
-    with pytest.raises(SearchSpaceError, match="zero_width"):
-        resolve_around(load_space(path), base)
+def test_around_zero_is_held_unless_a_width_is_given(tmp_path: Path, base) -> None:
+    # a champion at 0 (lambda_spectral 0, grad_clip 0 = no clipping) is valid: ±20 % of 0 is 0 itself
+    path = write(tmp_path, "params:\n  training.lambda_spectral: {dist: around, rel: 0.2}\n"
+                           "  stages.operator.grad_clip: {dist: around, rel: 0.2, zero_width: 0.5}\n")
+    zero = apply_overrides(base, {"training.lambda_spectral": 0.0, "stages.operator.grad_clip": 0.0})
+    held = resolve_around(load_space(path), zero)
+    lam, clip = held.params["training.lambda_spectral"], held.params["stages.operator.grad_clip"]
+    assert (lam.dist, lam.values) == ("choice", [0.0])
+    assert (clip.dist, clip.low, clip.high) == ("uniform", 0.0, 0.5)
     space = resolve_around(load_space(REPO / "search_spaces" / "round_c.yaml"), base)
     lr = space.params["stages.operator.optimizer.lr"]
     assert lr.low == pytest.approx(0.8 * base.stages.operator.optimizer.lr)
@@ -522,3 +528,17 @@ def test_run_script_prints_bad_space_as_one_line_exit_2(tmp_path: Path, capsys) 
     assert run_script(lambda argv: load_space(path) and 0, []) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {path}: derived.operator.heads: ") and "\n" not in err and "Traceback" not in err
+
+
+def test_a_trial_label_shows_the_values_it_trained_with(base) -> None:
+    """Round B snaps heads to a divisor of hidden_dim: the leaderboard label says what was trained."""
+    from ups.config import to_dict
+    from ups.tune.results import RowContext, trial_row
+
+    space = load_space(REPO / "search_spaces" / "round_b.yaml", base)
+    ctx = RowContext(round="round_b", experiment="round_b-x", space=space, base=to_dict(base),
+                     reference_point=space.reference_point(base))
+    sample = {"latent.tokens": 24, "operator.hidden_dim": 64, "operator.depths": "[1, 1, 1]", "operator.heads": 6}
+    row = trial_row(ctx, "t1", sample, {"val_nrmse": 0.1, "training_iteration": 3}, gate_reason=None)
+    assert "heads=4" in row["label"] and "heads=6" not in row["label"], row["label"]
+    assert json.loads(row["sampled_json"])["operator.heads"] == 4

@@ -81,7 +81,8 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
     row: dict[str, Any] = {
         "run_id": ctx.run_id(trial_id),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "label": "reference" if is_ref else ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}"
+        # the values the trial trained with: a derived rule may move a sample (round B: heads 6 of hidden 64 → 4)
+        "label": "reference" if is_ref else ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(values.get(k, v))}"
                                                       for k, v in ctx.space.decode(config).items()),
         "round": ctx.round, "kind": "trial",
         "wall_clock": round(wall, 2), "gpu_hours": round(gpu_h, 5),

@@ -578,11 +578,10 @@ def resolve_around(space: SearchSpace, center: DictConfig, source: str = "champi
         c = OmegaConf.select(center, key)
         if isinstance(c, bool) or not isinstance(c, (int, float)):
             raise _err(space.path, f"params.{key}", f"'around' needs a numeric value in the {source}, got {c!r}")
-        if c == 0:
-            if p.zero_width <= 0:
-                raise _err(space.path, f"params.{key}", f"the {source}'s value is 0, so ±{p.rel:.0%} is empty. "
-                                                        f"Fix: add zero_width: <w> to search [0, w]")
-            params[key] = Param(key, "uniform", low=0.0, high=p.zero_width)
+        if c == 0:  # ±rel of 0 is 0 itself (grad_clip 0 = no clipping, ttc.threshold 0 = always search):
+            # held at 0 unless the space gives zero_width, the width of [0, w] to search instead
+            params[key] = Param(key, "uniform", low=0.0, high=p.zero_width) if p.zero_width > 0 else \
+                Param(key, "choice", values=[c])
             continue
         lo, hi = sorted((c * (1 - p.rel), c * (1 + p.rel)))
         if isinstance(c, int):
