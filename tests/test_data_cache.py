@@ -86,6 +86,17 @@ def test_cli_generate_then_cached(tmp_path, capsys):
     assert bf.tensor.shape == (2, 6, 32) and bf.tensor.dtype == np.float32
 
 
+def test_cli_generate_refuses_an_unwritable_out_before_solving(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")  # --out under a regular file: its folder can never be created
+    args = ["data", "generate", "n=2", "resolution=32", "frames=6", "t_final=0.05", f"cache_dir={tmp_path / 'c'}",
+            "--no-progress", "--threads", "1", "--out", str(blocker / "sub" / "out.hdf5")]
+    assert ups_main(args) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "cannot write" in err and "Fix:" in err
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.hdf5"))  # nothing was solved
+
+
 def test_batches_cover_every_trajectory_once_with_similar_cost():
     from ups.data.initial import cell_centres, init_multi
     from ups.data.solver import choose_resolution, choose_substeps

@@ -175,6 +175,20 @@ def test_checkpoint_refused_on_mismatch_and_corruption(tiny, tmp_path):
         load_checkpoint(bad)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nowhere.pt")
+    # what a killed write, a foreign file or a diverged save leaves: each refused with its own reason
+    state = torch.load(res.checkpoint, map_location="cpu", weights_only=True)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "text.pt").write_text("hello, not a checkpoint\n")
+    torch.save({"obj": types.SimpleNamespace(a=1)}, tmp_path / "objects.pt")
+    torch.save({**state, "model": {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                                   for k, v in state["model"].items()}}, tmp_path / "nan.pt")
+    torch.save({**state, "grid_size": "abc"}, tmp_path / "grid.pt")
+    for name, why in (("empty", "is empty \\(0 bytes"), ("text", "truncated or corrupt"),
+                      ("objects", r"holds Python objects \(types.SimpleNamespace\)"),
+                      ("nan", "NaN/Inf weights"), ("grid", "do not fit the model")):
+        with pytest.raises(CheckpointError, match=why) as e:
+            load_checkpoint(tmp_path / f"{name}.pt")
+        assert f"{name}.pt" in str(e.value) and "Fix:" in str(e.value) and "\x1b[" not in str(e.value)
 
 
 @pytest.mark.gpu

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,19 @@ def _copy_atomic(src: Path, dst: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def check_out_path(out: Path) -> None:
+    """``--out`` must be a file we can create: tried (folder and a probe file) before minutes of solving."""
+    if out.exists() and out.is_dir():
+        raise ConfigError(f"ups data generate: --out {out} is a folder. Fix: give a file name, e.g. {out}/burgers.hdf5")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"ups data generate: --out {out}: cannot write in {out.parent} ({e.strerror or e}). Fix: "
+                          f"choose a path in a folder you can write, e.g. ./data/{out.name}") from None
+
+
 def cmd_generate(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="ups data generate", description="generate (or find cached) Burgers data")
     p.add_argument("overrides", nargs="*", help="DataCfg keys: nu=0.01 n=2000 resolution=1024 seed=2022 …")
@@ -70,8 +84,8 @@ def cmd_generate(argv: list[str]) -> int:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ups.data.cache import cache_file, dataset_path
 
-    if a.out is not None and a.out.exists() and a.out.is_dir():
-        raise ConfigError(f"ups data generate: --out {a.out} is a folder. Fix: give a file name, e.g. {a.out}/burgers.hdf5")
+    if a.out is not None:
+        check_out_path(a.out)
     existed = cache_file(cfg.data).exists()
     path = dataset_path(cfg.data, progress=not a.no_progress, device=a.device, num_threads=a.threads,
                         workers=a.workers)

@@ -7,7 +7,9 @@ config; a checkpoint whose model config differs from the one requested is refuse
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -80,11 +82,25 @@ def resolve_path(path: Path | str) -> Path:
 def read_checkpoint(path: Path | str) -> dict[str, Any]:
     """Load and validate the raw checkpoint dict (no model built)."""
     p = resolve_path(path)
+    if p.is_file() and p.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint '{p}' is empty (0 bytes: a write that was killed or ran out of disk). "
+                              "Fix: resume from an earlier checkpoint of the run, or delete this file and retrain.")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, garbage bytes, foreign pickle …
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if found:  # weights_only refuses objects a UPS checkpoint never holds
+            raise CheckpointError(
+                f"checkpoint '{p}' is not a UPS checkpoint: it holds Python objects ({found.group(1)}) that a "
+                f"safe load refuses. Fix: pass a checkpoint.pt written by `ups train` or a sweep") from None
+        why = re.search(r"(invalid load key[^\n]*?)\.?$", str(e), re.M)
         raise CheckpointError(
-            f"checkpoint '{p}' is truncated or corrupt ({type(e).__name__}: {str(e).splitlines()[0][:160]}). "
+            f"checkpoint '{p}' is truncated or corrupt (not a torch file: "
+            f"{why.group(1) if why else 'unpickling failed'}). Fix: resume from an earlier checkpoint of the run, "
+            "or delete this file and retrain.") from None
+    except Exception as e:  # truncated zip, garbage bytes …
+        raise CheckpointError(
+            f"checkpoint '{p}' is truncated or corrupt ({type(e).__name__}: {_first_line(e)}). "
             "Fix: resume from an earlier checkpoint of the run, or delete this file and retrain.") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint '{p}' is not a UPS checkpoint (format "
@@ -96,6 +112,13 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
                               "version; retrain or use a checkpoint from this version.")
     state["path"] = str(p)
     return state
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception's first non-empty line, without terminal colour codes, at most 160 characters."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[0] if lines else type(e).__name__)[:160]
 
 
 def model_config_diff(stored: dict[str, Any], requested: dict[str, Any],
@@ -132,11 +155,17 @@ def load_checkpoint(path: Path | str, cfg: Any = None, device: str | torch.devic
     if cfg is not None:
         check_compatible(state, cfg)
     stored_cfg = config_from_dict(state["config"], source=f"checkpoint '{state['path']}' config")
-    model = build_model(stored_cfg, grid_size=int(state["grid_size"]))
     try:
+        model = build_model(stored_cfg, grid_size=int(state["grid_size"]))
         model.load_state_dict(state["model"])
-    except RuntimeError as e:
+    except (RuntimeError, ValueError, TypeError) as e:
         raise CheckpointError(f"checkpoint '{state['path']}' weights do not fit the model its config builds "
-                              f"({str(e).splitlines()[0][:200]}). Fix: retrain; the file was edited or "
+                              f"({_first_line(e)}). Fix: retrain; the file was edited or "
                               "written by an incompatible version.") from None
+    bad = [k for k, v in state["model"].items() if torch.is_tensor(v) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"checkpoint '{state['path']}' has NaN/Inf weights ({len(bad)} tensors, e.g. "
+                              f"{bad[0]}): the run diverged before it was saved. Fix: use an earlier checkpoint "
+                              f"of the run (or its last_good/), or retrain with a lower learning rate")
     return model.to(device).eval(), stored_cfg, state
