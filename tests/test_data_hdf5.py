@@ -12,14 +12,69 @@ from ups.cli import main as ups_main
 from ups.data.hdf5 import DataFileError, PDEBenchWriter, inspect_pdebench, read_pdebench, write_pdebench
 
 
-def _pdebench_like(path: Path, n: int = 6, t_frames: int = 21, x_points: int = 32, t_entries: int | None = None) -> Path:
-    """A file shaped like PDEBench's own (no attributes, T+1 time entries)."""
+def _pdebench_like(path: Path, n: int = 6, t_frames: int = 21, x_points: int = 32, t_entries: int | None = None,
+                   x=None, t=None, attrs=None) -> Path:
+    """A file shaped like PDEBench's own (no attributes, T+1 time entries); x / t / attrs replace the defaults."""
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
         f["tensor"] = rng.standard_normal((n, t_frames, x_points)).astype(np.float32)
-        f["x-coordinate"] = ((np.arange(x_points) + 0.5) / x_points).astype(np.float32)
-        f["t-coordinate"] = (np.arange(t_entries or t_frames + 1) * 0.01).astype(np.float32)
+        f["x-coordinate"] = ((np.arange(x_points) + 0.5) / x_points).astype(np.float32) if x is None else x
+        f["t-coordinate"] = (np.arange(t_entries or t_frames + 1) * 0.01).astype(np.float32) if t is None else t
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
     return path
+
+
+_X = (np.arange(32) + 0.5) / 32  # the default file's grid
+_T = np.arange(22) * 0.01
+# (file name, _pdebench_like arguments, key the message must name, pattern)
+MALFORMED = [
+    ("x_reversed.hdf5", {"x": _X[::-1].copy()}, "'x-coordinate'", r"must be increasing"),
+    ("x_nonuniform.hdf5", {"x": np.sort(np.random.default_rng(1).uniform(0, 1, 32))}, "'x-coordinate'",
+     r"not uniformly spaced"),
+    ("x_domain2pi.hdf5", {"x": _X * 2 * np.pi}, "'x-coordinate'", r"domain of length X·dx = 6\.28"),
+    ("x_nan.hdf5", {"x": np.where(np.arange(32) == 5, np.nan, _X)}, "'x-coordinate'", r"NaN/inf at index 5"),
+    ("x_duplicate.hdf5", {"x": np.where(np.arange(32) == 6, _X[5], _X)}, "'x-coordinate'", r"strictly increasing"),
+    ("x_one_point.hdf5", {"x_points": 1, "x": np.array([0.5])}, "'x-coordinate'", r"1 point\(s\).*at least 4"),
+    ("x_2d.hdf5", {"x": _X.reshape(4, 8)}, "'x-coordinate'", r"shape \(4, 8\), expected a 1-D"),
+    ("t_const.hdf5", {"t": np.zeros(22)}, "'t-coordinate'", r"strictly increasing.*entry 1 \(0\)"),
+    ("t_nonmono.hdf5", {"t": np.concatenate([_T[:10], _T[10:][::-1]])}, "'t-coordinate'", r"strictly increasing"),
+    ("t_nan.hdf5", {"t": np.where(np.arange(22) == 7, np.nan, _T)}, "'t-coordinate'", r"NaN/inf at index 7"),
+    ("t_nonuniform.hdf5", {"t": _T ** 2}, "'t-coordinate'", r"not uniformly spaced"),
+    ("nu_str.hdf5", {"attrs": {"nu": "abc"}}, "'nu'", r"'nu' = 'abc' is not a number"),
+    ("nu_neg.hdf5", {"attrs": {"nu": -1.0}}, "'nu'", r"ν = -1; ν must be finite and > 0"),
+    ("nu_nan.hdf5", {"attrs": {"nu": np.nan}}, "'nu'", r"ν = nan; ν must be finite and > 0"),
+    ("1D_Burgers_Sols_Nu0.1.hdf5", {"attrs": {"nu": 0.01}}, "'nu'", r"'nu' = 0\.01 contradicts the file name \(_Nu0\.1\)"),
+    ("1D_Burgers_Sols_Nu0.hdf5", {}, "_Nu", r"ν = 0; ν must be finite and > 0"),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, key, pattern", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_files_are_refused_naming_file_key_and_fix(tmp_path, capsys, name, kwargs, key, pattern):
+    p = _pdebench_like(tmp_path / name, **kwargs)
+    for reader in (inspect_pdebench, read_pdebench):
+        with pytest.raises(DataFileError) as e:
+            reader(p)
+        msg = str(e.value)
+        assert str(p) in msg and key in msg and "Fix:" in msg, msg
+        assert re.search(pattern, msg), msg
+    assert ups_main(["data", "info", str(p)]) == 2  # a message, never a traceback
+    err = capsys.readouterr().err
+    assert str(p) in err and key in err and "Fix:" in err and "Traceback" not in err
+
+
+def test_real_layouts_and_generated_files_still_load(tmp_path):
+    """PDEBench float32 cell centres at 1024 points, 201 frames (T+1 = 202 entries); our writer's files."""
+    p = _pdebench_like(tmp_path / "1D_Burgers_Sols_Nu0.01.hdf5", n=2, t_frames=201, x_points=1024)
+    info = inspect_pdebench(p)
+    assert info.nu == 0.01 and info.shape == (2, 201, 1024)
+    same = _pdebench_like(tmp_path / "1D_Burgers_Sols_Nu0.002.hdf5", attrs={"nu": 0.002})  # name and attr agree
+    assert inspect_pdebench(same).nu == 0.002
+    from ups.data.initial import cell_centres
+
+    w = write_pdebench(tmp_path / "ours.hdf5", np.zeros((2, 41, 256), np.float32), cell_centres(256),
+                       np.linspace(0, 2, 41), {"nu": np.float64(0.01)})
+    assert inspect_pdebench(w).nu == 0.01
 
 
 def _files(d: Path) -> list[str]:

@@ -30,7 +30,9 @@ def _indexed_file(path, n=20, t_frames=21, x_points=16):
 def _cfg(path, *extra):
     from ups.config import load_config
 
-    return load_config([f"data.path={path}", "data.initial_step=2", *extra]).data
+    # the file: 21 frames every 0.01, 16 points — data.* must describe it (the checkpoint records it)
+    return load_config([f"data.path={path}", "data.initial_step=2", "data.frames=21", "data.t_final=0.2",
+                        "data.resolution=16", *extra]).data
 
 
 def _ids(split):
@@ -66,3 +68,119 @@ def test_protocol_refusals(tmp_path):
     cfg.test_ratio = 1.5  # set past the config's checks: the loader refuses it too
     with pytest.raises(ProtocolError, match=r"'data.test_ratio' = 1.5"):
         load_protocol(cfg)
+
+
+def _grid_file(path, n=20, t_frames=21, x_points=16, dt=0.01, x=None, t=None, tensor=None):
+    """PDEBench layout (T+1 time entries) with a chosen time step; x / t / tensor replace the defaults."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f["tensor"] = (np.random.default_rng(0).standard_normal((n, t_frames, x_points)).astype(np.float32)
+                       if tensor is None else tensor)
+        f["x-coordinate"] = ((np.arange(x_points) + 0.5) / x_points) if x is None else x
+        f["t-coordinate"] = (np.arange(t_frames + 1) * dt) if t is None else t
+    return path
+
+
+def test_training_refuses_a_time_axis_eval_would_refuse(tmp_path):
+    """dt = 0.02 file with data.* saying 0.01: refused at load (it used to train, then `ups eval` refused it)."""
+    from ups.config import load_config
+    from ups.data.hdf5 import DataFileError
+    from ups.data.protocol import load_protocol
+    from ups.eval import check_eval_data
+
+    p = _grid_file(tmp_path / "dt002.hdf5", dt=0.02)
+    with pytest.raises(DataFileError) as e:
+        load_protocol(_cfg(p))  # data.t_final=0.2 over 21 frames → 0.01
+    msg = str(e.value)
+    assert str(p) in msg and "'t-coordinate' step is 0.02" in msg and "data.t_final" in msg
+    assert "Fix: add data.frames=21 data.t_final=0.4 data.resolution=16" in msg
+    cfg = load_config([f"data.path={p}", "data.initial_step=2", "data.frames=21", "data.t_final=0.4",
+                       "data.resolution=16"])  # the printed fix
+    data = load_protocol(cfg.data)
+    gm, _ = check_eval_data(cfg, 4, data, str(p))  # the checkpoint's config then evaluates its own file
+    assert gm.identity
+    with pytest.raises(DataFileError, match=r"21 frames \('tensor' T\) but data.frames=41.*Fix: add data.frames=21"):
+        load_protocol(_cfg(p, "data.frames=41", "data.t_final=0.8"))  # same step, other horizon
+    with pytest.raises(DataFileError, match=r"16 points \('x-coordinate'\) but data.resolution=32.*Fix"):
+        load_protocol(_cfg(p, "data.resolution=32", "data.t_final=0.4"))
+    assert load_protocol(_cfg(p, "data.frames=41"), check_config=False).frames == 5  # eval compares itself
+
+
+@pytest.mark.parametrize("kwargs, extra, pattern", [
+    ({"x": np.arange(16) / 16}, [], r"'x-coordinate' starts at 0, not at the first cell centre.*Fix"),
+    ({"x_points": 18, "n": 20}, ["data.resolution=18"], r"18 points.*not a multiple of data.reduced_resolution=4.*Fix"),
+    ({"x_points": 8}, ["data.resolution=8"],
+     r"'x-coordinate' after data.reduced_resolution=4 has 2 point\(s\).*Fix: lower data.reduced_resolution"),
+    ({"t": np.zeros(22)}, [], r"'t-coordinate' must be strictly increasing.*Fix"),
+    ({"x": (np.arange(16)[::-1] + 0.5) / 16}, [], r"'x-coordinate' must be increasing.*Fix"),
+], ids=["x_vertices", "x_not_divisible", "x_too_coarse", "t_const", "x_reversed"])
+def test_protocol_grid_refusals(tmp_path, kwargs, extra, pattern):
+    from ups.data.protocol import load_protocol
+
+    p = _grid_file(tmp_path / "g.hdf5", **kwargs)
+    with pytest.raises(ConfigError, match=pattern) as e:
+        load_protocol(_cfg(p, *extra))
+    assert str(p) in str(e.value)
+
+
+def test_nan_samples_are_listed(tmp_path):
+    from ups.data.hdf5 import DataFileError
+    from ups.data.protocol import load_protocol
+
+    u = np.zeros((20, 21, 16), np.float32)
+    u[3, 5, 4] = np.nan
+    u[7, 0, 0] = np.inf
+    p = _grid_file(tmp_path / "nan.hdf5", tensor=u)
+    with pytest.raises(DataFileError, match=r"nan\.hdf5: 'tensor' holds NaN/inf in 2 samples \(indices 3, 7;.*Fix"):
+        load_protocol(_cfg(p))
+
+
+def test_file_nu_is_used_and_checked(tmp_path):
+    from ups.data.hdf5 import DataFileError
+    from ups.data.protocol import load_protocol
+
+    p = _grid_file(tmp_path / "1D_Burgers_Sols_Nu0.001.hdf5")
+    assert load_protocol(_cfg(p)).nu == 0.001  # PDEBench: the name gives ν (config default 0.01 ignored)
+    import h5py
+
+    with h5py.File(p, "a") as f:
+        f.attrs["nu"] = 0.01
+    with pytest.raises(DataFileError, match=r"'nu' = 0\.01 contradicts the file name \(_Nu0\.001\).*Fix"):
+        load_protocol(_cfg(p))
+
+
+def test_eval_grid_check_refuses_constant_time(tmp_path):
+    """`ups eval`'s check shares the grid check: constant t is a message, not a ZeroDivisionError."""
+    from types import SimpleNamespace
+
+    from ups.config import load_config
+    from ups.data.hdf5 import DataFileError
+    from ups.eval import check_eval_data
+
+    cfg = load_config(["data.frames=21", "data.t_final=0.2", "data.resolution=16", "data.reduced_resolution_t=5",
+                       "data.reduced_resolution=4"])
+    x = torch.tensor((np.arange(0, 16, 4) + 0.5) / 16)
+    data = SimpleNamespace(test=torch.zeros(2, 5, 4), x=x, t=torch.zeros(5), nu=0.01)
+    with pytest.raises(DataFileError, match=r"f\.hdf5: 't-coordinate' must be strictly increasing.*Fix"):
+        check_eval_data(cfg, 4, data, "f.hdf5")
+    data.t = torch.tensor([0.0, 0.05, 0.1, 0.3, 0.2])
+    with pytest.raises(DataFileError, match=r"strictly increasing"):
+        check_eval_data(cfg, 4, data, "f.hdf5")
+    data.t = torch.arange(5) * 0.05
+    assert check_eval_data(cfg, 4, data, "f.hdf5")[0].identity
+
+
+@pytest.mark.parametrize("kwargs, key", [({"dt": 0.02}, "'t-coordinate'"), ({"t": np.zeros(22)}, "'t-coordinate'"),
+                                         ({"x": (np.arange(16) + 0.5) / 16 * 2 * np.pi}, "'x-coordinate'")],
+                         ids=["dt002", "t_const", "x_2pi"])
+def test_ups_train_refuses_before_compute(tmp_path, capsys, kwargs, key):
+    from ups.cli import main as ups_main
+
+    p = _grid_file(tmp_path / "bad.hdf5", **kwargs)
+    run_dir = tmp_path / "run"
+    rc = ups_main(["train", f"data.path={p}", "data.initial_step=2", "data.frames=21", "data.t_final=0.2",
+                   "data.resolution=16", "preset=dim8", "--run-dir", str(run_dir)])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(p) in err and key in err and "Fix:" in err and "Traceback" not in err, err
+    assert not run_dir.exists()  # nothing trained, nothing written

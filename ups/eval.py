@@ -227,24 +227,35 @@ def evaluate(model: LatentForecaster, cfg: Any, data: Any, split: str = "test") 
 
 # ------------------------------------------------------------------------------ compatibility
 def model_time_step(cfg: Any) -> float:
-    d = cfg.data
-    return float(d.t_final) / (int(d.frames) - 1) * int(d.reduced_resolution_t)
+    from ups.data.protocol import protocol_time_step
+
+    return protocol_time_step(cfg.data)
 
 
 def model_frames(cfg: Any) -> int:
-    return len(range(0, int(cfg.data.frames), int(cfg.data.reduced_resolution_t)))
+    from ups.data.protocol import protocol_frames
+
+    return protocol_frames(cfg.data)
 
 
 def check_eval_data(ckpt_cfg: Any, grid_size: int, data: Any, source: str) -> tuple[GridMap, list[str]]:
     """Refuse files this checkpoint cannot forecast; map grids that differ. Returns (map, notes)."""
+    from ups.data.hdf5 import check_grid
+
     notes: list[str] = []
     test = data.test
-    t = np.asarray(data.t, dtype=np.float64)
-    x = np.asarray(data.x, dtype=np.float64)
+    t = np.asarray(data.t, dtype=np.float64).reshape(-1)
+    x = np.asarray(data.x, dtype=np.float64).reshape(-1)
     n_frames, x_size = int(test.shape[1]), int(test.shape[2])
+    if len(x) != x_size or len(t) != n_frames:
+        raise ConfigError(f"eval data '{source}': coordinates ({len(x)} x, {len(t)} t) do not match the test "
+                          f"split's {x_size} points × {n_frames} frames. Fix: load the file with "
+                          "ups.data.protocol.load_protocol")
+    # the same grid check as the file reader and load_protocol: finite, increasing, uniform, ≥ 4 points, length 1
+    check_grid(source, x, t, where=" after subsampling")
     dt_model, frames_model = model_time_step(ckpt_cfg), model_frames(ckpt_cfg)
     if len(t) >= 2:
-        dt = float(t[1] - t[0])
+        dt = float(np.diff(t).mean())  # > 0: check_grid refused non-increasing t
         if not math.isclose(dt, dt_model, rel_tol=1e-3):
             factor = dt_model / dt  # >1: the file is sampled more densely than the checkpoint's data
             hint = (f" (here: data.reduced_resolution_t × {round(factor)})"
@@ -258,16 +269,6 @@ def check_eval_data(ckpt_cfg: Any, grid_size: int, data: Any, source: str) -> tu
             f"eval data '{source}': {n_frames} frames after subsampling, the checkpoint's protocol has "
             f"{frames_model}; rollout metrics over a different horizon are not comparable. Fix: evaluate a "
             f"file with the same frame count and time step (data.frames / data.reduced_resolution_t).")
-    if x_size < 4:
-        raise ConfigError(f"eval data '{source}': only {x_size} grid points. Fix: lower data.reduced_resolution")
-    dx = np.diff(x)
-    if len(x) != x_size or not np.allclose(dx, dx[0], rtol=1e-4):
-        raise ConfigError(f"eval data '{source}': x-coordinate is not a uniform grid of {x_size} points; "
-                          "spectral resampling needs a periodic uniform grid. Fix: regrid the file first.")
-    length = float(dx[0]) * x_size
-    if not math.isclose(length, 1.0, rel_tol=1e-3):
-        raise ConfigError(f"eval data '{source}': periodic domain length {length:.4g}, the model was trained "
-                          "on [0, 1). Fix: rescale x (and ν) to the unit interval.")
     d = ckpt_cfg.data
     x0_model = 0.5 / int(d.resolution)  # PDEBench cell centres, subsampled by [::reduced_resolution]
     gm = GridMap(x_size, int(grid_size), x0_model - float(x[0]))
@@ -478,7 +479,7 @@ def main(argv: list[str]) -> int:
     cfg = apply_overrides(ckpt_cfg, updates, source="ups eval")
     TTCSettings.from_cfg(cfg.ttc)  # bad TTC settings fail before any data is read
     try:
-        data = load_protocol(cfg.data)
+        data = load_protocol(cfg.data, check_config=False)  # compared with the checkpoint below
     except (FileNotFoundError, OSError, KeyError) as e:
         raise ConfigError(f"eval data '{cfg.data.path}': {e}. Fix: pass data=<PDEBench-layout HDF5 file>") from None
     except ConfigError:

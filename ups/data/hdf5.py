@@ -23,6 +23,8 @@ TENSOR_KEY = "tensor"
 X_KEY = "x-coordinate"
 T_KEY = "t-coordinate"
 REGENERATE_HINT = "regenerate it with `ups data generate nu=0.01 n=2000 resolution=1024` or re-download it"
+MIN_GRID_POINTS = 4  # fewest x points the model, the spectral resampling in eval and the BC metrics handle
+GRID_RTOL = 1e-3  # uniform spacing, domain length and time step: tolerance relative to the spacing
 
 
 class DataFileError(ConfigError):
@@ -36,6 +38,7 @@ class BurgersFile:
     t: np.ndarray  # (T,)
     attrs: dict[str, Any] = field(default_factory=dict)
     path: Path = Path()
+    nu: float | None = None  # validated: from attrs or the PDEBench file name; None if unknown
 
 
 @dataclass
@@ -67,6 +70,81 @@ def nu_from_name(path: Path) -> float | None:
     """PDEBench names files ``1D_Burgers_Sols_Nu0.01.hdf5`` → 0.01."""
     m = re.search(r"_Nu([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)", path.name)
     return float(m.group(1)) if m else None
+
+
+def check_grid(path: Any, x: np.ndarray, t: np.ndarray, *, where: str = "") -> None:
+    """Refuse coordinates the model cannot use (raises ``DataFileError`` naming file, key and fix).
+
+    x: finite, strictly increasing, uniform, ≥ ``MIN_GRID_POINTS`` points, periodic domain of length
+    X·dx = 1 (PDEBench: x ∈ [0, 1), diffusion ν/π). t: finite, strictly increasing, uniform.
+    ``where`` (e.g. " after data.reduced_resolution=4") says the grid was subsampled: the fix for too
+    few points is then a smaller stride. Used by the file reader, ``load_protocol`` and ``ups eval``.
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    t = np.asarray(t, dtype=np.float64).reshape(-1)
+    if x.size < MIN_GRID_POINTS:
+        fix = "lower data.reduced_resolution" if where else f"use a file with ≥ {MIN_GRID_POINTS} points ({REGENERATE_HINT})"
+        raise DataFileError(f"{path}: '{X_KEY}'{where} has {x.size} point(s); the model needs at least "
+                            f"{MIN_GRID_POINTS}. Fix: {fix}")
+    for key, c in ((X_KEY, x), (T_KEY, t)):
+        bad = np.flatnonzero(~np.isfinite(c))
+        if bad.size:
+            raise DataFileError(f"{path}: '{key}' holds NaN/inf at index {', '.join(map(str, bad[:5].tolist()))}"
+                                f"{' …' if bad.size > 5 else ''}. Fix: {REGENERATE_HINT}")
+        if c.size < 2:
+            continue
+        d = np.diff(c)
+        axis = "x" if key == X_KEY else "t"
+        if (d < 0).all():
+            raise DataFileError(f"{path}: '{key}' must be increasing; it is stored in decreasing order "
+                                f"({c[0]:.6g} … {c[-1]:.6g}). Fix: store '{key}' ascending and flip '{TENSOR_KEY}' "
+                                f"along the {axis} axis to match, or {REGENERATE_HINT}")
+        if not (d > 0).all():
+            i = int(np.flatnonzero(d <= 0)[0])
+            raise DataFileError(f"{path}: '{key}' must be strictly increasing, but entry {i + 1} ({c[i + 1]:.6g}) "
+                                f"does not exceed entry {i} ({c[i]:.6g}). Fix: store the {axis} coordinates in "
+                                f"increasing order with the matching '{TENSOR_KEY}' layout, or {REGENERATE_HINT}")
+        step = float(d.mean())
+        if float(np.abs(d - step).max()) > GRID_RTOL * step:
+            raise DataFileError(f"{path}: '{key}'{where} is not uniformly spaced (spacings {d.min():.6g} … "
+                                f"{d.max():.6g}); the model assumes a uniform "
+                                f"{'periodic grid' if key == X_KEY else 'time step'}. Fix: resample the data onto "
+                                f"a uniform {axis} grid first, or {REGENERATE_HINT}")
+    length = float(np.diff(x).mean()) * x.size
+    if abs(length - 1.0) > GRID_RTOL:
+        raise DataFileError(f"{path}: '{X_KEY}'{where} spans a periodic domain of length X·dx = {length:.6g}; this "
+                            "project (like PDEBench) solves Burgers on x ∈ [0, 1) with diffusion ν/π. Fix: rescale "
+                            "x (and ν) to the unit interval, e.g. cell centres (i+0.5)/X, or "
+                            f"{REGENERATE_HINT}")
+
+
+def _nu_attr(path: Path, value: Any) -> float:
+    v = np.asarray(value).reshape(-1) if not isinstance(value, (str, bytes)) else np.asarray([value])
+    try:
+        if v.size != 1:
+            raise ValueError
+        nu = float(v[0])
+    except (TypeError, ValueError):
+        raise DataFileError(f"{path}: attribute 'nu' = {value!r} is not a number. Fix: set the file's 'nu' "
+                            "attribute to the PDEBench viscosity (e.g. 0.01, diffusion ν/π), delete it to use the "
+                            f"file name's _Nu…, or {REGENERATE_HINT}") from None
+    return nu
+
+
+def _file_nu(path: Path, attrs: dict[str, Any]) -> float | None:
+    """ν from the 'nu' attribute and/or PDEBench's file name; both present must agree."""
+    named = nu_from_name(path)
+    nu = _nu_attr(path, attrs["nu"]) if "nu" in attrs else None
+    if nu is not None and named is not None and not np.isclose(nu, named, rtol=1e-6, atol=0.0):
+        raise DataFileError(f"{path}: attribute 'nu' = {nu:g} contradicts the file name (_Nu{named:g}), and "
+                            "PDEBench names files by their ν. Fix: rename the file or correct its 'nu' attribute "
+                            "so they agree")
+    nu = named if nu is None else nu
+    if nu is not None and not (np.isfinite(nu) and nu > 0):
+        src = "attribute 'nu'" if "nu" in attrs else "file name _Nu…"
+        raise DataFileError(f"{path}: {src} gives ν = {nu:g}; ν must be finite and > 0. Fix: set 'nu' to the "
+                            f"viscosity the data was generated with (e.g. 0.01), or {REGENERATE_HINT}")
+    return nu
 
 
 def _open(path: Path) -> h5py.File:
@@ -102,6 +180,11 @@ def _validate(path: Path, f: h5py.File) -> FileInfo:
         if key not in f:
             raise DataFileError(f"{path}: key '{key}' missing (found: {', '.join(keys)}). Fix: PDEBench files store "
                                 f"'{X_KEY}' (X,) and '{T_KEY}' (T or T+1,); add them or {REGENERATE_HINT}")
+    for key in (X_KEY, T_KEY):
+        c = f[key]
+        if not isinstance(c, h5py.Dataset) or c.ndim != 1:
+            raise DataFileError(f"{path}: key '{key}' has shape {getattr(c, 'shape', 'a group')}, expected a 1-D "
+                                f"array. Fix: store '{key}' as a 1-D dataset, or {REGENERATE_HINT}")
     try:
         x = np.asarray(f[X_KEY][...], dtype=np.float64).reshape(-1)
         t_all = np.asarray(f[T_KEY][...], dtype=np.float64).reshape(-1)
@@ -113,9 +196,9 @@ def _validate(path: Path, f: h5py.File) -> FileInfo:
     if t_all.size not in (t_frames, t_frames + 1):
         raise DataFileError(f"{path}: '{T_KEY}' has {t_all.size} entries but '{TENSOR_KEY}' has T = {t_frames} frames "
                             f"(expected T or T+1 like PDEBench). Fix: {REGENERATE_HINT}")
+    check_grid(path, x, t_all)
     attrs = {k: _plain(v) for k, v in f.attrs.items()}
-    nu = attrs.get("nu")
-    nu = float(nu) if nu is not None else nu_from_name(path)
+    nu = _file_nu(path, attrs)
     return FileInfo(path=path, shape=(n, t_frames, x_points), dtype=str(ds.dtype), x=x, t=t_all[:t_frames],
                     t_entries=int(t_all.size), attrs=attrs, nu=nu, size_bytes=path.stat().st_size)
 
@@ -150,7 +233,7 @@ def read_pdebench(path: str | Path, *, max_samples: int = -1, reduced_resolution
                                 f"the file is truncated or corrupt. Fix: {REGENERATE_HINT}") from None
     tensor = np.concatenate(parts, axis=0)  # (N, T', X')
     return BurgersFile(tensor=tensor, x=info.x[::reduced_resolution], t=info.t[::reduced_resolution_t],
-                       attrs=info.attrs, path=path)
+                       attrs=info.attrs, path=path, nu=info.nu)
 
 
 def pdebench_time_coordinate(t: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import torch
 
 from ups.config import ConfigError, cfg_value, check_protocol
 from ups.data.cache import dataset_path
-from ups.data.hdf5 import DataFileError, read_pdebench
+from ups.data.hdf5 import GRID_RTOL, DataFileError, FileInfo, check_grid, inspect_pdebench, read_pdebench
 
 
 class ProtocolError(ConfigError):
@@ -66,24 +66,82 @@ def _fingerprint(path: Path, attrs: dict[str, Any], shape: tuple[int, ...], firs
     return h.hexdigest()
 
 
-def load_protocol(data_cfg: Any) -> ProtocolData:
-    """Load ``data_cfg.path`` (or the cached generated file) and apply the PDEBench protocol."""
+def protocol_time_step(data_cfg: Any) -> float:
+    """Time step between the protocol's frames that ``data.*`` describes (what a checkpoint is trained on)."""
+    return (float(cfg_value(data_cfg, "t_final")) / (int(cfg_value(data_cfg, "frames")) - 1)
+            * int(cfg_value(data_cfg, "reduced_resolution_t")))
+
+
+def protocol_frames(data_cfg: Any) -> int:
+    """Frames after ``reduced_resolution_t`` that ``data.*`` describes."""
+    return len(range(0, int(cfg_value(data_cfg, "frames")), int(cfg_value(data_cfg, "reduced_resolution_t"))))
+
+
+def check_file_matches_config(info: FileInfo, data_cfg: Any) -> None:
+    """The checkpoint records ``data.frames/t_final/resolution`` and ``ups eval`` compares files against
+    them (time step, frame count, the x offset of cell centres), so a training file must match them.
+
+    Refused here, before any compute, with the overrides that describe the file.
+    """
+    t_frames, x_points = info.shape[1], info.shape[2]
+    frames, t_final, res = (int(cfg_value(data_cfg, "frames")), float(cfg_value(data_cfg, "t_final")),
+                            int(cfg_value(data_cfg, "resolution")))
+    dt_file = float(info.t[1] - info.t[0]) if t_frames > 1 else None
+    wrong = []
+    if t_frames != frames:
+        wrong.append(f"'{info.path}' has {t_frames} frames ('tensor' T) but data.frames={frames}")
+    if dt_file is not None and frames > 1 and abs(dt_file - t_final / (frames - 1)) > GRID_RTOL * dt_file:
+        wrong.append(f"its 't-coordinate' step is {dt_file:.6g} but data.t_final/(data.frames-1) = "
+                     f"{t_final / (frames - 1):.6g}")
+    if x_points != res:
+        wrong.append(f"it has {x_points} points ('x-coordinate') but data.resolution={res}")
+    elif abs(float(info.x[0]) - 0.5 / x_points) > GRID_RTOL / x_points:
+        raise DataFileError(f"{info.path}: 'x-coordinate' starts at {float(info.x[0]):.6g}, not at the first cell "
+                            f"centre 0.5/X = {0.5 / x_points:.6g}; a checkpoint assumes PDEBench's cell centres "
+                            "(i+0.5)/X, so `ups eval` would shift its forecasts. Fix: store x at cell centres "
+                            "(shift the data spectrally), or regenerate it with `ups data generate …`")
+    if wrong:
+        t_fix = f" data.t_final={dt_file * (t_frames - 1):.6g}" if dt_file is not None else ""
+        raise DataFileError(
+            f"{info.path}: does not match the data.* settings a checkpoint records: {'; '.join(wrong)}. "
+            "`ups eval` compares files against those settings, so a model trained this way could not be "
+            f"evaluated. Fix: add data.frames={t_frames}{t_fix} data.resolution={x_points} to the command")
+
+
+def load_protocol(data_cfg: Any, *, check_config: bool = True) -> ProtocolData:
+    """Load ``data_cfg.path`` (or the cached generated file) and apply the PDEBench protocol.
+
+    ``check_config`` (training): the file must match ``data.frames/t_final/resolution`` (see
+    ``check_file_matches_config``). ``ups eval`` passes False and compares with the checkpoint instead.
+    """
     check_protocol(data_cfg, ProtocolError)
     path_value = cfg_value(data_cfg, "path")
     source = Path(str(path_value)).expanduser() if path_value else dataset_path(data_cfg)
     nmax = int(cfg_value(data_cfg, "num_samples_max"))
     rx, rt = int(cfg_value(data_cfg, "reduced_resolution")), int(cfg_value(data_cfg, "reduced_resolution_t"))
+    info = inspect_pdebench(source)  # layout, grid and ν checked before the tensor is read
+    if check_config:
+        check_file_matches_config(info, data_cfg)
+    x_points = info.shape[2]
+    if x_points % rx:
+        raise ProtocolError(f"data: '{source}' has {x_points} points ('x-coordinate'), not a multiple of "
+                            f"data.reduced_resolution={rx}: the subsampled grid would not be periodic. Fix: use a "
+                            f"data.reduced_resolution that divides {x_points}")
+    check_grid(source, info.x[::rx], info.t[::rt], where=f" after data.reduced_resolution={rx}")
+    initial_step = int(cfg_value(data_cfg, "initial_step"))
+    t_reduced = len(range(0, info.shape[1], rt))
+    if t_reduced <= initial_step:
+        raise ProtocolError(f"data: '{source}' has {t_reduced} frames after reduced_resolution_t={rt}, not more "
+                            f"than initial_step={initial_step}. Fix: lower data.initial_step or data.reduced_resolution_t")
     bf = read_pdebench(source, max_samples=nmax, reduced_resolution=rx, reduced_resolution_t=rt)
     data = bf.tensor  # (N, T, X)
     n = data.shape[0]
-    initial_step = int(cfg_value(data_cfg, "initial_step"))
-    if data.shape[1] <= initial_step:
-        raise ProtocolError(f"data: '{source}' has {data.shape[1]} frames after reduced_resolution_t={rt}, not more "
-                            f"than initial_step={initial_step}. Fix: lower data.initial_step or data.reduced_resolution_t")
     if not np.isfinite(data).all():
-        bad = int((~np.isfinite(data)).any(axis=(1, 2)).sum())
-        raise DataFileError(f"{source}: 'tensor' holds NaN/inf in {bad} samples. Fix: regenerate the file "
-                            "(`ups data generate …`) or drop those samples")
+        bad = np.flatnonzero((~np.isfinite(data)).any(axis=(1, 2)))
+        shown = ", ".join(map(str, bad[:8].tolist())) + (" …" if bad.size > 8 else "")
+        raise DataFileError(f"{source}: 'tensor' holds NaN/inf in {bad.size} samples (indices {shown}; checked at the "
+                            f"protocol's subsampled points). Fix: "
+                            "regenerate the file (`ups data generate …`) or drop those samples")
     test_ratio, val_ratio = float(cfg_value(data_cfg, "test_ratio")), float(cfg_value(data_cfg, "val_ratio"))
     test_idx = int(n * test_ratio)
     n_val = int(n * val_ratio)
@@ -92,12 +150,7 @@ def load_protocol(data_cfg: Any) -> ProtocolData:
         raise ProtocolError(f"data: {n} samples from '{source}' give train/val/test = {n_train}/{n_val}/{test_idx}; "
                             "every split needs ≥ 1. Fix: raise data.n / data.num_samples_max or data.test_ratio / "
                             "data.val_ratio")
-    nu = bf.attrs.get("nu")
-    if nu is None:
-        from ups.data.hdf5 import nu_from_name
-
-        nu = nu_from_name(source)
-    nu = float(nu) if nu is not None else float(cfg_value(data_cfg, "nu"))
+    nu = bf.nu if bf.nu is not None else float(cfg_value(data_cfg, "nu"))  # the file's ν wins (PDEBench name/attr)
     protocol = {"rx": rx, "rt": rt, "nmax": nmax, "test_ratio": test_ratio, "val_ratio": val_ratio,
                 "initial_step": initial_step}
     fp = _fingerprint(source, bf.attrs, data.shape, data[0], data[-1])

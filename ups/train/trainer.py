@@ -421,6 +421,9 @@ def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from:
 
         data = load_protocol(cfg.data)
     check_data(data, cfg)
+    nu = getattr(data, "nu", None)
+    if nu is not None and float(cfg.data.nu) != float(nu):  # a data file's ν, recorded with the run it trains
+        cfg.data.nu = float(nu)
     grid = int(data.train.shape[-1])
     if resume is not None:
         check_compatible(resume, cfg, grid)
