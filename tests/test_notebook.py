@@ -21,14 +21,17 @@ def _outputs(nb, tag: str) -> list:
 
 
 def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("UPS_EXPERIMENT", str(report_sweep.experiment))
-    monkeypatch.setenv("UPS_LEADERBOARD", str(report_sweep.leaderboard))
+    """Run the way the README says: ``ups report notebook experiment=… leaderboard=…``."""
+    from ups.cli import main as ups_main
+
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
+    assert all(not c.get("outputs") for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"), \
+        "commit the notebook without outputs"
     before = sorted(p.name for p in report_sweep.reports.iterdir())
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    out = tmp_path / "executed.ipynb"
+    assert ups_main(["report", "notebook", f"experiment={report_sweep.experiment}",
+                     f"leaderboard={report_sweep.leaderboard}", f"out={out}", "timeout=300"]) == 0
+    nb = nbformat.read(out, as_version=4)
     # dataframe: one row per trial, with the ASHA metric
     html = "".join(o.get("data", {}).get("text/html", "") for o in _outputs(nb, "dataframe"))
     lb = read_leaderboard(report_sweep.leaderboard)
@@ -59,3 +62,15 @@ def test_notebook_names_the_fix_without_an_experiment(monkeypatch, tmp_path) -> 
     with pytest.raises(CellExecutionError, match="UPS_EXPERIMENT"):
         NotebookClient(nb, timeout=120, kernel_name="python3",
                        resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+
+def test_notebook_paths_resolve_from_the_repo_root(tmp_path, monkeypatch) -> None:
+    """Jupyter starts the kernel in reports/: the docs' relative paths still mean the repository's."""
+    from ups.reports.notebook import repo_path
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "repo"
+    assert repo_path("reports/leaderboard.csv", root) == str(root / "reports" / "leaderboard.csv")
+    (tmp_path / "here.csv").write_text("x")
+    assert repo_path("here.csv", root) == "here.csv"  # found from the kernel's folder: kept
+    assert repo_path("s3://b/p", root) == "s3://b/p" and repo_path("/abs/x", root) == "/abs/x" and repo_path("") == ""

@@ -144,3 +144,29 @@ def test_reports_import_without_ray() -> None:
     code = ("import sys, ups.reports.html, ups.reports.cli, ups.reports.export, ups.reports.compare; "
             "assert 'ray' not in sys.modules, 'ups.reports imported ray'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_round_is_reported_with_the_baselines_of_its_own_data() -> None:
+    """Two profiles can share one leaderboard: a round's report pairs its trials with same-data baselines."""
+    from ups.reports.sources import select_round
+
+    rows = pd.DataFrame([
+        {"run_id": "baseline-fno-aaaaaaaaaaaa", "kind": "baseline", "label": "fno", "nrmse": 0.24, "round": "",
+         "data_hash": "aaaaaaaaaaaa"},
+        {"run_id": "baseline-fno-bbbbbbbbbbbb", "kind": "baseline", "label": "fno", "nrmse": 0.03, "round": "",
+         "data_hash": "bbbbbbbbbbbb"},
+        {"run_id": "round_a-x-t1", "kind": "trial", "round": "round_a", "nrmse": 0.1,
+         "data_hash": "aaaaaaaaaaaa0123456789"},
+    ])
+    picked = select_round(rows, "round_a")
+    assert sorted(picked["run_id"]) == ["baseline-fno-aaaaaaaaaaaa", "round_a-x-t1"]
+    legacy = rows.assign(data_hash=["aaaaaaaaaaaa", "bbbbbbbbbbbb", None])  # trials written before data_hash
+    assert len(select_round(legacy, "round_a")) == 3
+
+
+@pytest.mark.parametrize("arg", ["out=s3://bucket/rep", "leaderboard=s3://bucket/lb.csv"])
+def test_report_refuses_s3_paths_it_would_write_locally(arg, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="local files.*Fix: copy it locally"):
+        report_main(["round=all", arg])
+    assert not (tmp_path / "s3:").exists()  # not a folder named "s3:" in the working directory

@@ -2,6 +2,7 @@
 
     ups report [round=<name|all>] [leaderboard=reports/leaderboard.csv] [experiment=<tune dir|s3://…>] [out=<dir>]
     ups report compare <round_a> <round_b> [leaderboard=…] [out=<file.html>]
+    ups report notebook [experiment=…] [leaderboard=…] [out=<file.ipynb>]   # reports/analysis.ipynb, executed
 
 round defaults to the round of the most recent trial in the leaderboard; experiment defaults to the
 experiment folder recorded in that round's rows; out defaults to <leaderboard dir>/<round>/.
@@ -23,6 +24,10 @@ def main(argv: list[str]) -> int:
         return 0
     if argv and argv[0] == "compare":
         return _compare(argv[1:])
+    if argv and argv[0] == "notebook":
+        from ups.reports.notebook import run_notebook
+
+        return run_notebook(argv[1:])
     from ups.reports.html import write_report
 
     args = parse_kv(argv, REPORT_ARGS, "ups report")

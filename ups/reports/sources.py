@@ -40,8 +40,15 @@ def parse_kv(argv: Sequence[str], allowed: dict[str, str], command: str) -> dict
             raise ReportError(f"{command}: unknown argument '{key}'.{hint} Valid: {valid}")
         if not value:
             raise ReportError(f"{command}: argument '{key}' is empty. Fix: {key}=<{allowed[key]}>")
+        if key in LOCAL_ONLY and "://" in value:  # Path("s3://b/x") would silently mean ./s3:/b/x
+            raise ReportError(f"{command}: {key}={value} — reports read and write local files (experiment= and "
+                              f"checkpoint= may be s3://). Fix: copy it locally (aws s3 cp/sync) and pass the local path; a "
+                              f"sweep with storage_path=s3://… publishes its leaderboard and report there itself")
         out[key] = value
     return out
+
+
+LOCAL_ONLY = frozenset({"leaderboard", "out", "champion"})
 
 
 # ---------------------------------------------------------------------------------- leaderboard
@@ -129,11 +136,17 @@ def is_failed(row: pd.Series | dict) -> bool:
 
 
 def select_round(df: pd.DataFrame, round_name: str | None) -> pd.DataFrame:
-    """Trials of one round (all rounds for None/'all') plus every baseline row."""
+    """Trials of one round (all rounds for None/'all') plus the baseline rows of the same data: when the
+    trials record a ``data_hash``, baselines of other data (another profile sharing the leaderboard) are
+    left out, so the report never draws two unlabelled "fno" lines; older rows without one keep them all."""
     base = df[df["kind"] == "baseline"]
     trials = df[df["kind"] != "baseline"]
     if round_name and round_name != "all":
         trials = trials[trials["round"] == round_name]
+    if "data_hash" in df.columns:
+        hashes = {str(h)[:12] for h in trials["data_hash"].dropna() if str(h).strip()}
+        if hashes:
+            base = base[base["data_hash"].fillna("").astype(str).str[:12].isin(hashes)]
     return pd.concat([trials, base], ignore_index=True)
 
 

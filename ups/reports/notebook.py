@@ -1,0 +1,67 @@
+"""``ups report notebook`` — execute reports/analysis.ipynb headless (nbclient) into an executed copy.
+
+    ups report notebook [experiment=<tune dir|s3://…>] [leaderboard=reports/leaderboard.csv] [out=<file.ipynb>]
+
+The kernel runs in the repository root, so the notebook's relative defaults (``reports/leaderboard.csv``,
+``runs/sweeps``) mean what they mean on the command line; ``out`` defaults to
+``<leaderboard dir>/analysis.executed.ipynb``.  Uses only what ``pip install -e .[report]`` installs.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ups.reports.sources import DEFAULT_LEADERBOARD, ReportError, parse_kv
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = REPO_ROOT / "reports" / "analysis.ipynb"
+NOTEBOOK_ARGS = {"experiment": "Tune experiment dir or s3://…", "leaderboard": "path to leaderboard.csv",
+                 "storage": "the sweeps' storage_path", "out": "executed notebook (.ipynb)",
+                 "timeout": "seconds per cell"}
+
+
+def repo_path(value: str, root: Path = REPO_ROOT) -> str:
+    """A notebook parameter as a path: URIs and absolute paths as given; a relative path as given when it
+    exists from the kernel's folder, else from the repository root (where the commands in the docs run)."""
+    if not value or "://" in value or Path(value).is_absolute() or Path(value).exists():
+        return value
+    return str(root / value)
+
+
+def run_notebook(argv: list[str]) -> int:
+    args = parse_kv(argv, NOTEBOOK_ARGS, "ups report notebook")
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+        from nbclient.exceptions import CellExecutionError
+    except ImportError as e:
+        raise ReportError(f"ups report notebook needs nbformat and nbclient ({e}). Fix: pip install -e '.[report]'") \
+            from None
+    lb = Path(args.get("leaderboard", DEFAULT_LEADERBOARD)).resolve()
+    out = Path(args.get("out", lb.parent / "analysis.executed.ipynb"))
+    env = {"UPS_LEADERBOARD": str(lb)}
+    if "experiment" in args:
+        exp = args["experiment"]
+        env["UPS_EXPERIMENT"] = exp if "://" in exp else str(Path(exp).resolve())
+    if "storage" in args:
+        env["UPS_STORAGE"] = str(Path(args["storage"]).resolve())
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits the parameters (the notebook's first cell reads them)
+    try:
+        NotebookClient(nb, timeout=int(args.get("timeout", 600)), kernel_name="python3",
+                       resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
+    except CellExecutionError as e:
+        last = [ln for ln in str(e).splitlines() if ln.strip()][-1:]
+        raise ReportError(f"{NOTEBOOK.name} stopped: {last[0] if last else e}. Fix: see the message; the "
+                          f"parameters are experiment=, leaderboard=, storage=") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out)
+    print(f"notebook: {out}")
+    return 0
