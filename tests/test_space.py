@@ -537,8 +537,9 @@ def test_a_trial_label_shows_the_values_it_trained_with(base) -> None:
 
     space = load_space(REPO / "search_spaces" / "round_b.yaml", base)
     ctx = RowContext(round="round_b", experiment="round_b-x", space=space, base=to_dict(base),
-                     reference_point=space.reference_point(base))
+                     reference_point=space.reference_point(base), data_hash="feedbeef1234")
     sample = {"latent.tokens": 24, "operator.hidden_dim": 64, "operator.depths": "[1, 1, 1]", "operator.heads": 6}
     row = trial_row(ctx, "t1", sample, {"val_nrmse": 0.1, "training_iteration": 3}, gate_reason=None)
     assert "heads=4" in row["label"] and "heads=6" not in row["label"], row["label"]
     assert json.loads(row["sampled_json"])["operator.heads"] == 4
+    assert row["data_hash"] == "feedbeef1234"  # the report pairs the row with the baselines of its data

@@ -69,7 +69,11 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     assert set(lb[lb["kind"] == "baseline"]["label"]) >= {"persistence", "linear"}
     out = capsys.readouterr().out
     assert "Leaderboard" in out and "report:" in out and "round A: best val_nrmse" in out
-    assert list((work / "runs" / "wandb").rglob("*.wandb")), "no offline W&B run written"
+    from tests.test_wandb_logging import runs, table
+
+    (wb,) = [r for rid, r in runs(work / "runs" / "wandb").items() if rid == exp]  # one offline run per sweep
+    assert wb["group"] == "sota-sweep-round-a"
+    assert {r["trial_id"]: r["status"] for r in table(wb)} == dict(zip(rows["trial_id"].astype(str), rows["status"]))
     scratch = scratch_root(exp)  # trainer scratch is removed as each trial ends
     assert not scratch.exists() or not any(scratch.iterdir()), sorted(p.name for p in scratch.iterdir())
 

@@ -511,18 +511,22 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         point = p.space.reference_point(p.base)
         ctx = RowContext(round=s.round, experiment=name, space=p.space, base=to_dict(p.base), reference_point=point,
                          scheduler=s.scheduler.name, gpu_per_trial=s.resources.gpu,
-                         cost_per_gpu_hour=s.cost_per_gpu_hour, tags=[f"profile:{s.profile}"])
+                         cost_per_gpu_hour=s.cost_per_gpu_hour, tags=[f"profile:{s.profile}"],
+                         data_hash=str(getattr(data, "data_hash", "") or ""))
         lb_cb = LeaderboardCallback(p.leaderboard, ctx, limits, gates_enabled=s.gates.enabled,
                                     budgets={"compute_budget_s": s.compute_budget_s, "time_budget_s": s.time_budget_s})
         callbacks: list[Any] = [lb_cb]
         mode = resolve_mode(s.wandb.mode)
         if s.wandb.enabled and mode != "disabled":
-            wdir = resolve_path(s.wandb.dir) if s.wandb.dir else (
-                Path(p.storage_path) / "wandb" if p.filesystem is None else resolve_path("wandb"))
             callbacks.append(WandbRoundLogger(project=s.wandb.project, group=s.wandb.group or default_group(s.round),
-                                              name=name, mode=mode, directory=wdir,
+                                              name=name, mode=mode,
+                                              directory=resolve_path(s.wandb.dir) if s.wandb.dir else None,
+                                              default_directory=Path(p.storage_path) / "wandb"
+                                              if p.filesystem is None else resolve_path("wandb"),
                                               config={"round": s.round, "profile": s.profile,
-                                                      "num_samples": s.num_samples}))
+                                                      "num_samples": s.num_samples},
+                                              resume=s.resume, init_timeout_s=s.wandb.init_timeout_s,
+                                              leaderboard=lb_cb))
         tr = make_trainable(p, data, trainable)
         rungs = f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base)[2]})" if s.scheduler.name == "asha" else ""
         slots = cluster_slots(per_trial_resources(s))

@@ -38,6 +38,7 @@ class RowContext:
     gpu_per_trial: float = 0.0
     cost_per_gpu_hour: float = 0.0
     tags: list[str] = field(default_factory=list)
+    data_hash: str = ""  # the sweep's data: reports pair trials with the baselines of the same data
 
     def run_id(self, trial_id: str) -> str:
         return f"{self.experiment}-{trial_id}"
@@ -90,7 +91,7 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
         "params": result.get("params"),
         "status": status, "stop_reason": reason,
         "tags": ";".join(ctx.tags + (["reference"] if is_ref else [])),
-        "config_hash": chash, "checkpoint": checkpoint or "", "trial_id": trial_id,
+        "config_hash": chash, "checkpoint": checkpoint or "", "trial_id": trial_id, "data_hash": ctx.data_hash,
         "experiment": ctx.experiment, "config_json": cjson,
         "val_nrmse": finite_or_none(result.get("val_nrmse")), "epochs": result.get("training_iteration"),
         "sampled_json": json.dumps(values, sort_keys=True, default=str),

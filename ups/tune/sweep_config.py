@@ -105,9 +105,10 @@ class PromotionCfg:
 class WandbCfg:
     enabled: bool = True
     project: str = "universal-simulator"
-    group: str = ""  # default: sota-sweep-<round with dashes>
-    mode: str = "auto"  # auto (online iff WANDB_API_KEY is set) | offline | online | disabled
-    dir: str = ""  # default: <storage_path>/wandb (local storage) or ./wandb
+    group: str = ""  # default: sota-sweep-<round with dashes> (sota-sweep-round-a, sota-sweep-aggressive)
+    mode: str = "auto"  # auto (WANDB_MODE if set, else online iff WANDB_API_KEY is set) | offline | online | disabled
+    dir: str = ""  # default: $WANDB_DIR if set, else <storage_path>/wandb (local storage) or ./wandb
+    init_timeout_s: float = 20.0  # online wandb.init gives up after this long and logs offline instead
 
 
 @dataclass
@@ -352,6 +353,8 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("scheduler.perturbation_interval", _at_least(1), "must be ≥ 1 (PBT perturbs every this many iterations)",
      "scheduler.perturbation_interval=2"),
     ("searcher.n_startup_trials", _at_least(0), "must be ≥ 0", "searcher.n_startup_trials=10 (Optuna's default)"),
+    ("wandb.init_timeout_s", _above(0), "must be > 0 (seconds wandb.init may take before the offline fallback)",
+     "wandb.init_timeout_s=20"),
     ("searcher.seed", _at_least(0), "must be ≥ 0 (Optuna and NumPy take no negative seed)", "searcher.seed=0"),
     ("scheduler.time_attr", lambda v: v in TIME_ATTRS,
      f"is not a metric every trial reports, so the scheduler would never stop a trial (one of "

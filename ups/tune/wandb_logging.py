@@ -1,14 +1,25 @@
-"""Cheap W&B logging from the driver: one run per sweep round, grouped ``sota-sweep-<round>``.
+"""Cheap W&B logging from the driver: one run per sweep round, grouped ``sota-sweep-<round>``
+(``sota-sweep-round-a``, ``sota-sweep-aggressive``, ...).
 
 Ray's ``WandbLoggerCallback`` starts a W&B process per trial (6–8 s each even offline, DESIGN.md §4);
-this callback opens a single run in the driver, logs every trial report under ``<trial_id>/<metric>``,
-and a table of finished trials at the end.  Offline unless ``WANDB_API_KEY`` is set (``wandb sync``
-uploads later).  A W&B failure is reported and logging switched off; it never stops a sweep.
+this callback opens a single run in the driver and logs every trial report under ``<trial_id>/<metric>``,
+each trial's curves on its own x axis ``<trial_id>/training_iteration`` (``define_metric``), and at the
+end a ``trials`` table of every trial Tune knows (restored ones included) with status, stop reason and
+the gate that stopped it.
+
+Offline unless ``WANDB_API_KEY`` is set (``wandb sync`` uploads later); ``WANDB_MODE`` (``dryrun`` is
+offline) and ``WANDB_DIR`` are honoured.  Online, ``wandb.init`` waits at most ``init_timeout_s`` and
+then falls back to offline.  A resumed sweep continues its online run (same id, ``resume="allow"``);
+offline W&B cannot resume a run, so it logs to a new run ``<id>-resume-<UTC time>`` in the same group,
+with ``resumed_from`` (config and summary) naming the first: ``wandb sync`` of both keeps both histories.
+A W&B failure is reported once and logging switched off; it never stops a sweep.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,62 +27,202 @@ from ray.tune import Callback
 
 LOGGED = ("train_loss", "val_nrmse", "val_conservation_gap", "val_bc_violation", "nrmse", "nrmse_ttc",
           "conservation_gap", "bc_violation", "ece", "wall_clock")
+STEP = "training_iteration"
+TABLE_COLUMNS = ["trial_id", "status", "stop_reason", "gate", "val_nrmse", "nrmse", "nrmse_ttc", "iterations",
+                 "wall_clock_s", "config"]
+_ALIASES = {"dryrun": "offline", "run": "online"}  # W&B's legacy spellings
 
 
 def resolve_mode(mode: str) -> str:
     if mode == "auto":
-        if os.environ.get("WANDB_MODE") in ("offline", "disabled", "online"):
-            return os.environ["WANDB_MODE"]
+        env = _ALIASES.get(os.environ.get("WANDB_MODE", ""), os.environ.get("WANDB_MODE", ""))
+        if env in ("offline", "disabled", "online"):
+            return env
         return "online" if os.environ.get("WANDB_API_KEY") else "offline"
-    return mode
+    return _ALIASES.get(mode, mode)
 
 
 def default_group(round_name: str) -> str:
-    return f"sota-sweep-{round_name.replace('_', '-').removeprefix('round-')}" if round_name.startswith("round_") \
-        else f"sota-{round_name.replace('_', '-')}"
+    """``round_a`` → ``sota-sweep-round-a``; ``aggressive`` → ``sota-sweep-aggressive``."""
+    return f"sota-sweep-{round_name.replace('_', '-')}"
+
+
+def _warn(msg: str) -> None:
+    print(f"[ups sweep] {msg}".split("\n")[0], file=sys.stderr, flush=True)
+
+
+def _number(v: Any) -> Any:
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
 class WandbRoundLogger(Callback):
-    def __init__(self, *, project: str, group: str, name: str, mode: str, directory: Path,
-                 config: dict[str, Any] | None = None):
+    """``directory``: ``wandb.dir`` when set; else ``$WANDB_DIR`` when set; else ``default_directory``.
+    ``resume``: this driver resumes the sweep (``resume=true``).  ``leaderboard``: the sweep's
+    ``LeaderboardCallback`` (before this one in the callback list), for the table's status / stop reason /
+    gate, and the rows of trials finished before a resume."""
+
+    def __init__(self, *, project: str, group: str, name: str, mode: str, directory: Path | None = None,
+                 default_directory: Path | None = None, config: dict[str, Any] | None = None,
+                 resume: bool = False, init_timeout_s: float = 20.0, leaderboard: Any = None):
         self.project, self.group, self.name, self.mode = project, group, name, mode
-        self.directory = Path(directory)
+        self.directory = Path(directory) if directory else None
+        self.default_directory = Path(default_directory) if default_directory else None
         self.config = config or {}
+        self.resume, self.init_timeout_s, self.leaderboard = resume, float(init_timeout_s), leaderboard
         self._run: Any = None
-        self._rows: list[list[Any]] = []
+        self._rows: dict[str, list[Any]] = {}  # trial_id → table row, for the trials that ended here
+        self._steps: set[str] = set()  # trials whose x axis is defined in this run
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment state
         d = dict(self.__dict__)
         d["_run"] = None
         return d
 
+    # ------------------------------------------------------------------------------ the run
+    @property
+    def base_id(self) -> str:
+        return self.name.replace("/", "-")[:60]
+
+    def run_dir(self) -> Path | None:
+        if self.directory is not None:
+            return self.directory
+        return Path(os.environ["WANDB_DIR"]) if os.environ.get("WANDB_DIR") else self.default_directory
+
+    def _init(self, mode: str) -> Any:
+        import wandb
+
+        run_id, name, config = self.base_id, self.name, dict(self.config)
+        if self.resume and mode == "offline":  # offline runs cannot be resumed: a new run in the same group
+            stamp = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+            run_id = f"{self.base_id[:36]}-resume-{stamp}"
+            name, config["resumed_from"] = f"{self.name}-resume-{stamp}", self.base_id
+        kw: dict[str, Any] = {}
+        if (d := self.run_dir()) is not None:
+            d.mkdir(parents=True, exist_ok=True)
+            kw["dir"] = str(d)
+        run = wandb.init(project=self.project, group=self.group, name=name, job_type="sweep", mode=mode,
+                         config=config, id=run_id, reinit="finish_previous",
+                         resume="allow" if mode == "online" else None,
+                         settings=wandb.Settings(silent=True, console="off", x_disable_stats=True,
+                                                 init_timeout=self.init_timeout_s), **kw)
+        if "resumed_from" in config:
+            run.summary["resumed_from"] = config["resumed_from"]
+        return run
+
     def setup(self, **info: Any) -> None:
         if self.mode == "disabled" or self._run is not None:
             return
+        self._steps = set()
+        try:
+            self._run = self._init(self.mode)
+            return
+        except Exception as e:  # never let logging kill a sweep
+            if self.mode != "online":
+                _warn(f"W&B logging disabled: {e}")
+                return
+            _warn(f"W&B online init failed, logging offline instead (upload later with `wandb sync`): {e}")
         try:
             import wandb
 
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._run = wandb.init(project=self.project, group=self.group, name=self.name, job_type="sweep",
-                                   mode=self.mode, dir=str(self.directory), config=self.config,
-                                   resume="allow", id=self.name.replace("/", "-")[:60], reinit="finish_previous",
-                                   settings=wandb.Settings(silent=True, console="off", x_disable_stats=True))
-        except Exception as e:  # never let logging kill a sweep
-            print(f"[ups sweep] W&B logging disabled: {e}".split("\n")[0], file=sys.stderr)
+            wandb.teardown()  # the failed online run keeps its id busy in this process's W&B service
+            self._run = self._init("offline")
+        except Exception as e:
+            _warn(f"W&B logging disabled: {e}")
             self._run = None
 
+    def _disable(self, what: str, e: Exception) -> None:
+        _warn(f"W&B {what} failed, logging switched off for the rest of the sweep: {e}")
+        run, self._run = self._run, None
+        try:
+            run.finish(exit_code=1)
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------------------ per report
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if self._run is None:
             return
-        data = {f"{trial.trial_id}/{k}": result[k] for k in LOGGED
-                if isinstance(result.get(k), (int, float)) and not isinstance(result.get(k), bool)}
-        if data:
+        tid = trial.trial_id
+        data = {f"{tid}/{k}": result[k] for k in (*LOGGED, STEP) if _number(result.get(k)) is not None}
+        if not data:
+            return
+        try:
+            if tid not in self._steps:
+                self._run.define_metric(f"{tid}/{STEP}", hidden=True)
+                self._run.define_metric(f"{tid}/*", step_metric=f"{tid}/{STEP}")
+                self._steps.add(tid)
             self._run.log(data)
+        except Exception as e:  # the W&B service died, the disk is full, ...
+            self._disable("log", e)
+
+    # ------------------------------------------------------------------------------ the trials table
+    def _row(self, trial: Any, errored: bool = False, cut: str | None = None) -> list[Any]:
+        from ups.tune.results import stop_reason
+
+        r = dict(trial.last_result or {})
+        lb = self.leaderboard
+        gate = lb.tracker.reasons.get(trial.trial_id) if lb is not None else None
+        if lb is not None:
+            status, reason = stop_reason(r, gate, lb.ctx.scheduler, errored,
+                                         cut if cut else None if r.get("final") else lb.budget_hit())
+        else:
+            status, reason = stop_reason(r, None, "", errored, cut)
+        return [trial.trial_id, status, reason, gate or "", _number(r.get("val_nrmse")), _number(r.get("nrmse")),
+                _number(r.get("nrmse_ttc")), r.get(STEP), _number(r.get("time_total_s")), str(trial.config)]
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        r = trial.last_result or {}
-        self._rows.append([trial.trial_id, str(trial.config), r.get("val_nrmse"), r.get("nrmse"),
-                           r.get("nrmse_ttc"), r.get("training_iteration")])
+        self._rows[trial.trial_id] = self._row(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._rows[trial.trial_id] = self._row(trial, errored=True)
+
+    def _leaderboard_rows(self) -> dict[str, list[Any]]:
+        """Rows of this sweep's trials that ended before a resume (the leaderboard has them)."""
+        lb = self.leaderboard
+        if lb is None:
+            return {}
+        try:
+            from ups.leaderboard import read_leaderboard
+
+            df = read_leaderboard(lb.path)
+            df = df[(df["experiment"] == lb.ctx.experiment) & (df["kind"] == "trial")]
+        except Exception:
+            return {}
+        out = {}
+        for rec in df.to_dict("records"):
+            reason = str(rec.get("stop_reason") or "")
+            out[str(rec["trial_id"])] = [
+                str(rec["trial_id"]), str(rec.get("status") or ""), reason, reason if reason.startswith("gate:") else "",
+                _number(rec.get("val_nrmse")), _number(rec.get("nrmse")), _number(rec.get("nrmse_ttc")),
+                _number(rec.get("epochs")), _number(rec.get("wall_clock")), ""]
+        return out
+
+    def table_rows(self, trials: list) -> list[list[Any]]:
+        """One row per trial Tune knows (``trials`` of ``on_experiment_end``: restored ones too)."""
+        lb, earlier = self.leaderboard, None
+        rows = []
+        for t in trials:
+            if t.trial_id in self._rows:
+                rows.append(self._rows[t.trial_id])
+                continue
+            if earlier is None:
+                earlier = self._leaderboard_rows()
+            if t.trial_id in earlier and (lb is None or t.trial_id not in lb.open):
+                rows.append([*earlier[t.trial_id][:-1], str(t.config)])
+            elif t.status == "ERROR":
+                rows.append(self._row(t, errored=True))
+            elif lb is not None and t.trial_id in lb.open:  # still running when Tune's loop ended
+                from ups.tune.results import INTERRUPTED
+
+                rows.append(self._row(t, cut=lb.budget_hit() or INTERRUPTED))
+            else:
+                row = self._row(t)
+                if t.status != "TERMINATED":
+                    row[1], row[2] = t.status.lower(), f"not finished ({t.status})"
+                rows.append(row)
+        known = {t.trial_id for t in trials}
+        rows += [r for tid, r in self._rows.items() if tid not in known]
+        return rows
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self._run is None:
@@ -79,10 +230,12 @@ class WandbRoundLogger(Callback):
         try:
             import wandb
 
-            table = wandb.Table(columns=["trial_id", "config", "val_nrmse", "nrmse", "nrmse_ttc", "iterations"],
-                                data=[[None if isinstance(v, float) and v != v else v for v in row] for row in self._rows])
-            self._run.log({"trials": table})
+            rows = self.table_rows(trials)
+            self._run.log({"trials": wandb.Table(columns=TABLE_COLUMNS, data=rows)})
+            statuses = [r[1] for r in rows]
+            self._run.summary.update({"trials_total": len(rows),
+                                      **{f"trials_{s}": statuses.count(s) for s in sorted(set(statuses))}})
             self._run.finish()
         except Exception as e:
-            print(f"[ups sweep] W&B finish failed: {e}".split("\n")[0], file=sys.stderr)
+            _warn(f"W&B finish failed: {e}")
         self._run = None
