@@ -401,6 +401,10 @@ def _at_least(low: float) -> Any:
     return lambda v: v >= low
 
 
+def _above(low: float) -> Any:
+    return lambda v: v > low
+
+
 def _in_range(low: float, high: float) -> Any:  # low ≤ v < high
     return lambda v: low <= v < high
 
@@ -422,12 +426,12 @@ VALUE_RULES: tuple[tuple[str, Any, str, str], ...] = (
      "use e.g. operator.group_size=8"),
     ("operator.drop_path", _in_range(0, 1), "must be in [0, 1) (a stochastic-depth rate)",
      "use e.g. operator.drop_path=0.1"),
-    ("operator.mlp_ratio", lambda v: v > 0, "must be > 0", "use e.g. operator.mlp_ratio=2.0"),
+    ("operator.mlp_ratio", _above(0), "must be > 0", "use e.g. operator.mlp_ratio=2.0"),
     ("encoder.context_frames", _at_least(1), "must be ≥ 1", "use encoder.context_frames=1"),
     ("diffusion.num_layers", _at_least(1), "must be ≥ 1", "use e.g. diffusion.num_layers=3"),
     ("diffusion.sample_steps", _at_least(1), "must be ≥ 1", "use e.g. diffusion.sample_steps=4"),
-    ("diffusion.sigma_min", lambda v: v > 0, "must be > 0", "use e.g. diffusion.sigma_min=0.002"),
-    ("diffusion.sigma_data", lambda v: v > 0, "must be > 0", "use e.g. diffusion.sigma_data=0.5"),
+    ("diffusion.sigma_min", _above(0), "must be > 0", "use e.g. diffusion.sigma_min=0.002"),
+    ("diffusion.sigma_data", _above(0), "must be > 0", "use e.g. diffusion.sigma_data=0.5"),
     ("training.lambda_rollout", _at_least(0), "must be ≥ 0 (a loss weight)", "use e.g. training.lambda_rollout=1.0"),
     ("training.lambda_spectral", _at_least(0), "must be ≥ 0 (a loss weight)", "use e.g. training.lambda_spectral=0"),
     ("training.lambda_field", _at_least(0), "must be ≥ 0 (a loss weight)", "use e.g. training.lambda_field=0"),

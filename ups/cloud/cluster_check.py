@@ -91,6 +91,7 @@ class CheckReport:
     errors: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
+    config: dict[str, Any] | None = None  # the parsed file, when it parsed to a mapping
 
     @property
     def ok(self) -> bool:
@@ -879,6 +880,7 @@ def check_cluster_file(path: str | Path, pyproject: str | Path | None = None) ->
         c.error((), "the file must be a YAML mapping" + (" (it is empty)" if cfg is None else ""),
                 "start from cluster.yaml in the repository")
         return c.report
+    c.report.config = cfg
     provider = cfg.get("provider")
     ptype = provider.get("type") if isinstance(provider, dict) else None
     if ptype != "aws":
@@ -983,8 +985,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ups cluster-check: error: cannot read {path}: {e.strerror or e}. Fix: check the path and its "
               "permissions.", file=sys.stderr)
         return 2
-    if args.aws and report.ok:
-        check_aws(report, yaml.safe_load(path.read_text()))
+    if args.aws and report.ok and report.config is not None:
+        check_aws(report, report.config)
     print(report.format(), file=sys.stdout if report.ok else sys.stderr)
     if not report.ok or (args.strict and report.warnings):
         return 1

@@ -487,8 +487,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     address = s.ray_address or os.environ.get("RAY_ADDRESS", "")
     started = False
     if not ray.is_initialized():  # fail fast on a dead cluster / missing GPU before generating data
-        check_ray_address(address, s.connect_timeout_s)
-        if address:  # a cluster: connected before data and baselines, so a wrong address costs nothing
+        if address:  # a cluster: checked (check_ray_address) and connected before data and baselines
             started = connect_ray(s)
         if not address and s.resources.gpu > 0:
             import torch

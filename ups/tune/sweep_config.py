@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from ups.config import ConfigError, StagesCfg, all_keys, invalid_value_error
+from ups.config import ConfigError, StagesCfg, _above, _at_least, all_keys, invalid_value_error
 from ups.yamlio import read_yaml
 
 SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "sweep"
@@ -323,14 +323,6 @@ def flatten_sweep(s: SweepConfig) -> dict[str, Any]:
         else:
             out[f.name] = v
     return out
-
-
-def _at_least(low: float) -> Any:
-    return lambda v: v >= low
-
-
-def _above(low: float) -> Any:
-    return lambda v: v > low
 
 
 # What scheduler.time_attr may count: metrics every report of a trial carries and that only grow. Tune adds
