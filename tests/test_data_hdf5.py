@@ -153,6 +153,8 @@ def test_failed_write_leaves_nothing(tmp_path):
     ("nu=0", r"'data\.nu' = 0\.0 must be > 0\. Fix"),
     ("n=0", r"'data\.n' = 0 must be > 0\. Fix"),
     ("resolution=1000", r"'resolution' = 1000 is not a power of two.*Fix: use 256, 512, 1024"),
+    ("resolution=2", r"'resolution' = 2 is not a power of two ≥ 16\b.*Fix: use 256, 512, 1024"),  # reader: ≥ 4
+    ("resolution=3", r"'resolution' = 3 is not a power of two ≥ 16\b.*Fix: use 256, 512, 1024"),
     ("nu=1e-6", r"'nu' = 1e-06 is too small for the spectral solver.*Fix: use nu ≥"),
 ])
 def test_generate_refuses_bad_overrides(tmp_path, capsys, override, pattern):
@@ -162,6 +164,19 @@ def test_generate_refuses_bad_overrides(tmp_path, capsys, override, pattern):
     assert rc == 2
     assert re.search(pattern, err), err
     assert _files(cache) == []  # refused before compute: nothing written
+
+
+def test_the_smallest_generated_grid_is_readable(tmp_path):
+    """The generator's minimum resolution derives from the reader's ``MIN_GRID_POINTS`` (one constant): a file
+    generated at it reads back."""
+    from ups.config import load_config
+    from ups.data.cache import MIN_RESOLUTION, dataset_path
+    from ups.data.hdf5 import MIN_GRID_POINTS
+
+    assert MIN_RESOLUTION >= MIN_GRID_POINTS
+    cfg = load_config([f"data.resolution={MIN_RESOLUTION}", "data.n=1", "data.frames=3", "data.t_final=0.01",
+                       f"data.cache_dir={tmp_path}"])
+    assert read_pdebench(dataset_path(cfg.data, progress=False, workers=1)).tensor.shape == (1, 3, MIN_RESOLUTION)
 
 
 def test_info_command(tmp_path, capsys):

@@ -241,3 +241,79 @@ def test_online_without_network_falls_back_to_offline_quickly(tmp_path, monkeypa
     assert "logging offline instead" in capsys.readouterr().err
     (run,) = runs(tmp_path / "wandb").values()
     assert [h["a1/val_nrmse"] for h in run["history"] if "a1/val_nrmse" in h] == [0.5]
+
+
+def test_a_failed_online_init_leaves_no_folder_for_wandb_sync(tmp_path, monkeypatch) -> None:
+    """The failed online attempt's ``run-<time>-<id>`` folder is removed (``wandb sync`` of the folder would
+    upload a broken run); the offline run and other runs' folders stay."""
+    import wandb
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: connection refused
+    root = tmp_path / "wandb" / "wandb"
+    others = [root / "run-20240101_000000-round_a-20240101-000000", root / "run-20240101_000000-round_a-20250101-000000"]
+    for d in others:  # another sweep's online run; an earlier online run of this one
+        d.mkdir(parents=True)
+        (d / f"run-{d.name.split('-', 2)[2]}.wandb").write_bytes(b":W&B")
+    wandb.teardown()
+    try:
+        cb = logger(tmp_path, mode="online", init_timeout_s=2)
+        cb.setup()
+        assert cb._run is not None and cb._run.settings.mode == "offline"
+        cb.on_experiment_end([])
+    finally:
+        wandb.teardown()
+    online = sorted(p.name for p in root.glob("run-*"))
+    assert online == sorted(d.name for d in others), online
+    (offline,) = root.glob("offline-run-*")
+    assert (offline / "run-round_a-20250101-000000.wandb").is_file()
+
+
+def test_resume_continues_the_run_only_after_online_only_logging(tmp_path) -> None:
+    """An online resume reuses the sweep's run id (``resume="allow"``) only when every earlier run of that id was
+    online: after offline logging (or with nothing known) a later ``wandb sync`` of the offline folder would clash
+    with the continued run, so the resume logs to a new linked run, as an offline resume does."""
+    from ups.tune.wandb_logging import earlier_modes, resume_run_id
+
+    base, stamp = "round_a-20250101-000000", "20250102T000000Z"
+    new = f"{base}-resume-{stamp}"
+    for mode, resume, earlier, want in [
+            ("online", False, set(), base), ("offline", False, {"offline"}, base),  # a fresh sweep
+            ("online", True, {"online"}, base),  # online all along: continue the run
+            ("online", True, {"offline"}, new), ("online", True, {"online", "offline"}, new),
+            ("online", True, set(), new),  # unknown (folders cleaned, another machine): offline-safe
+            ("offline", True, {"online"}, new), ("offline", True, set(), new)]:
+        assert resume_run_id(base, mode, resume, earlier, stamp) == want, (mode, resume, earlier)
+
+    root = tmp_path / "root"
+    assert earlier_modes(root, base) == set()
+    for folder, rid in [(f"run-20250101_000000-{base}", base), (f"run-20250101_000100-{base}-2", f"{base}-2"),
+                        (f"offline-run-20250101_000000-{base}-resume-x", f"{base}-resume-x")]:
+        (root / "wandb" / folder).mkdir(parents=True)
+        (root / "wandb" / folder / f"run-{rid}.wandb").write_bytes(b":W&B")
+    (root / "wandb" / f"offline-run-20250101_000200-{base}").mkdir()  # no record file: not a run of it
+    assert earlier_modes(root, base) == {"online"}
+    (root / ".wandb" / f"offline-run-20250101_000300-{base}-1").mkdir(parents=True)  # W&B's .wandb, suffixed
+    (root / ".wandb" / f"offline-run-20250101_000300-{base}-1" / f"run-{base}.wandb").write_bytes(b":W&B")
+    assert earlier_modes(root, base) == {"online", "offline"}
+
+
+def test_an_online_resume_of_an_offline_sweep_logs_a_new_linked_run(tmp_path) -> None:
+    """The run id an online resume chooses after a real offline run (no network needed: the choice is made before
+    ``wandb.init``); offline→offline still gives the linked run."""
+    first = logger(tmp_path)
+    first.setup()
+    first.on_experiment_end([])
+    online = logger(tmp_path, mode="online", resume=True)
+    rid, name, resumed_from = online.run_identity("online")
+    assert rid.startswith("round_a-20250101-000000-resume-") and name.startswith("round_a-20250101-000000-resume-")
+    assert resumed_from == "round_a-20250101-000000"
+    assert logger(tmp_path, mode="online").run_identity("online") == ("round_a-20250101-000000",) * 2 + (None,)
+    second = logger(tmp_path, resume=True)
+    second.setup()
+    second.on_experiment_end([])
+    found = runs(tmp_path / "wandb")
+    (rid,) = set(found) - {"round_a-20250101-000000"}
+    assert rid.startswith("round_a-20250101-000000-resume-")
+    assert found[rid]["config"]["resumed_from"] == "round_a-20250101-000000"

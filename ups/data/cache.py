@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ups.config import ConfigError
-from ups.data.hdf5 import DataFileError, PDEBenchWriter, inspect_pdebench
+from ups.data.hdf5 import MIN_GRID_POINTS, DataFileError, PDEBenchWriter, inspect_pdebench
 from ups.filelock import exclusive_lock
 from ups.data.initial import cell_centres, evaluate_init, sample_init_params
 from ups.data.solver import (MAX_RESOLUTION, RES_FACTOR, SOLVER_NAME, SOLVER_VERSION, SolverError,
@@ -34,6 +34,7 @@ DATA_VERSION = "1"
 K_TOT = 4
 TAIL_TOL = 1e-5  # largest acceptable relative spectral tail (≈3× the saved relative error, measured)
 CHUNK = 128  # trajectories per solver batch
+MIN_RESOLUTION = max(16, MIN_GRID_POINTS)  # the FFT solver's 16, never fewer than the reader accepts
 
 
 class DataConfigError(ConfigError):
@@ -54,8 +55,8 @@ def validate_request(data_cfg: Any) -> None:
         raise bad("nu", f"= {nu} must be > 0", "use e.g. nu=0.01 (PDEBench diffusion is ν/π)")
     if not (isinstance(n, int) and n > 0):
         raise bad("n", f"= {n} must be a positive integer", "use e.g. n=2000")
-    if not (isinstance(res, int) and is_power_of_two(res) and res >= 16):
-        raise bad("resolution", f"= {res} is not a power of two ≥ 16, which the FFT solver needs",
+    if not (isinstance(res, int) and is_power_of_two(res) and res >= MIN_RESOLUTION):
+        raise bad("resolution", f"= {res} is not a power of two ≥ {MIN_RESOLUTION}, which the FFT solver needs",
                   "use 256, 512, 1024 or 2048")
     if res > MAX_RESOLUTION:
         raise bad("resolution", f"= {res} exceeds {MAX_RESOLUTION}", f"use at most {MAX_RESOLUTION}")

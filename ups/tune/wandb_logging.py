@@ -9,15 +9,21 @@ the gate that stopped it.
 
 Offline unless ``WANDB_API_KEY`` is set (``wandb sync`` uploads later); ``WANDB_MODE`` (``dryrun`` is
 offline) and ``WANDB_DIR`` are honoured.  Online, ``wandb.init`` waits at most ``init_timeout_s`` and
-then falls back to offline.  A resumed sweep continues its online run (same id, ``resume="allow"``);
-offline W&B cannot resume a run, so it logs to a new run ``<id>-resume-<UTC time>`` in the same group,
-with ``resumed_from`` (config and summary) naming the first: ``wandb sync`` of both keeps both histories.
+then falls back to offline; the failed attempt's ``run-<time>-<id>`` folder is removed, so that ``wandb sync``
+of the folder uploads no broken run.  A resumed sweep continues its online run (same id, ``resume="allow"``)
+when every earlier run of that id was online (W&B's folder names under the W&B dir tell: ``run-…`` online,
+``offline-run-…`` offline).  Otherwise (offline W&B cannot resume a run; an online resume of an offline-logged
+sweep would clash with the later ``wandb sync`` of its folder; no folder found) it logs to a new run
+``<id>-resume-<UTC time>`` in the same group, with ``resumed_from`` (config and summary) naming the first:
+``wandb sync`` of both keeps both histories.
 A W&B failure is reported once and logging switched off; it never stops a sweep.
 """
 from __future__ import annotations
 
 import math
 import os
+import re
+import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +53,35 @@ def default_group(round_name: str) -> str:
     return f"sota-sweep-{round_name.replace('_', '-')}"
 
 
+def wandb_dirs(root: Path) -> list[Path]:
+    """Where W&B puts its run folders for ``dir=root``: ``root/wandb``, or ``root/.wandb`` where that exists."""
+    return [root / "wandb", root / ".wandb"]
+
+
+def _folders(root: Path, run_id: str, prefix: str) -> list[Path]:
+    """W&B's folders ``<prefix>-<YYYYmmdd_HHMMSS>-<run_id>[-<n>]`` of run ``run_id`` under ``root``."""
+    name = re.compile(rf"{prefix}-\d{{8}}_\d{{6}}-{re.escape(run_id)}(-\d+)?")
+    return [p for d in wandb_dirs(root) if d.is_dir() for p in d.iterdir()
+            if name.fullmatch(p.name) and p.is_dir() and not p.is_symlink()]
+
+
+def earlier_modes(root: Path, run_id: str) -> set[str]:
+    """The modes (``online``, ``offline``) run ``run_id`` was logged in under ``root``: its folders that hold
+    its record log ``run-<id>.wandb``.  Empty: nothing known (another W&B dir, ``wandb sync --clean``)."""
+    return {mode for mode, prefix in (("online", "run"), ("offline", "offline-run"))
+            if any((p / f"run-{run_id}.wandb").is_file() for p in _folders(root, run_id, prefix))}
+
+
+def resume_run_id(base_id: str, mode: str, resume: bool, earlier: set[str], stamp: str) -> str:
+    """The run id a driver logs to: ``base_id`` for a fresh sweep, and for a resume in ``mode`` online when
+    every earlier run of ``base_id`` was (``earlier`` = ``{"online"}``): W&B continues it.  Else a new run
+    ``<base_id>-resume-<stamp>``: offline W&B cannot resume, and an offline run's later ``wandb sync`` would
+    replace (or clash with) the history an online resume appended under the same id; unknown counts as offline."""
+    if not resume or (mode == "online" and earlier == {"online"}):
+        return base_id
+    return f"{base_id[:36]}-resume-{stamp}"
+
+
 def _warn(msg: str) -> None:
     print(f"[ups sweep] {msg}".split("\n")[0], file=sys.stderr, flush=True)
 
@@ -70,6 +105,7 @@ class WandbRoundLogger(Callback):
         self.config = config or {}
         self.resume, self.init_timeout_s, self.leaderboard = resume, float(init_timeout_s), leaderboard
         self._run: Any = None
+        self._attempt = ""  # the run id of the latest wandb.init
         self._rows: dict[str, list[Any]] = {}  # trial_id → table row, for the trials that ended here
         self._steps: set[str] = set()  # trials whose x axis is defined in this run
 
@@ -88,18 +124,42 @@ class WandbRoundLogger(Callback):
             return self.directory
         return Path(os.environ["WANDB_DIR"]) if os.environ.get("WANDB_DIR") else self.default_directory
 
+    def run_identity(self, mode: str) -> tuple[str, str, str | None]:
+        """(run id, run name, ``resumed_from``) this driver logs to in ``mode`` (``resume_run_id``)."""
+        stamp = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+        earlier = earlier_modes(self.run_dir() or Path.cwd(), self.base_id) if self.resume else set()
+        run_id = resume_run_id(self.base_id, mode, self.resume, earlier, stamp)
+        if run_id == self.base_id:
+            return run_id, self.name, None
+        return run_id, f"{self.name}-resume-{stamp}", self.base_id
+
+    def _entries(self) -> set[Path]:
+        """What the W&B dirs hold now: before an init whose failure may leave a folder."""
+        try:
+            return {p for d in wandb_dirs(self.run_dir() or Path.cwd()) if d.is_dir() for p in d.iterdir()}
+        except OSError:
+            return set()
+
+    def _drop_failed_attempt(self, before: set[Path]) -> None:
+        """Remove the folder the failed online ``wandb.init`` left (new since ``before``, of its run id)."""
+        try:
+            for p in set(_folders(self.run_dir() or Path.cwd(), self._attempt, "run")) - before:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
     def _init(self, mode: str) -> Any:
         import wandb
 
-        run_id, name, config = self.base_id, self.name, dict(self.config)
-        if self.resume and mode == "offline":  # offline runs cannot be resumed: a new run in the same group
-            stamp = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
-            run_id = f"{self.base_id[:36]}-resume-{stamp}"
-            name, config["resumed_from"] = f"{self.name}-resume-{stamp}", self.base_id
+        run_id, name, resumed_from = self.run_identity(mode)
+        config = dict(self.config)
+        if resumed_from is not None:  # a new run in the same group, linked to the first
+            config["resumed_from"] = resumed_from
         kw: dict[str, Any] = {}
         if (d := self.run_dir()) is not None:
             d.mkdir(parents=True, exist_ok=True)
             kw["dir"] = str(d)
+        self._attempt = run_id
         run = wandb.init(project=self.project, group=self.group, name=name, job_type="sweep", mode=mode,
                          config=config, id=run_id, reinit="finish_previous",
                          resume="allow" if mode == "online" else None,
@@ -113,6 +173,7 @@ class WandbRoundLogger(Callback):
         if self.mode == "disabled" or self._run is not None:
             return
         self._steps = set()
+        before = self._entries() if self.mode == "online" else set()
         try:
             self._run = self._init(self.mode)
             return
@@ -125,6 +186,7 @@ class WandbRoundLogger(Callback):
             import wandb
 
             wandb.teardown()  # the failed online run keeps its id busy in this process's W&B service
+            self._drop_failed_attempt(before)
             self._run = self._init("offline")
         except Exception as e:
             _warn(f"W&B logging disabled: {e}")
