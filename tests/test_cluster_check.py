@@ -200,6 +200,12 @@ def test_live_aws_checks_against_moto(s3_env, capsys):
 _SSH_RULE = "          - CidrIp: 203.0.113.0/24       # FILL-IN: your office/VPN CIDR (never 0.0.0.0/0)\n"
 _WORKER = "    resources: {}                        # CPU/GPU detected from the instance type\n"
 _EXTRA_RULE = "      - IpProtocol: tcp\n        FromPort: {p}\n        ToPort: {p}\n        IpRanges:\n{r}"
+
+
+def _max_price(value: str) -> list[tuple[str, str]]:
+    return [("        MarketType: spot", f"        MarketType: spot\n        SpotOptions:\n          MaxPrice: {value}")]
+
+
 MUTATIONS = [
     # 1. crashes → errors with key and fix
     ("docker_noname", [("cluster_name: ups-sweeps", "cluster_name: ups-sweeps\ndocker:\n  image: rayproject/ray:2.9.0-gpu")],
@@ -292,6 +298,31 @@ MUTATIONS = [
      ["idle_timeout_minutes | duplicate key 'idle_timeout_minutes' (line 20 and line 21)", "delete one", "line 21"]),
     ("dup_nested_key", [("        MarketType: spot", "        MarketType: spot\n        MarketType: spot")],
      ["MarketType | duplicate key 'MarketType'"]),
+    # 10. a CPU-only torch on the GPU workers (trials would silently train on the CPU)
+    ("torch_cpu_index_worker", [("worker_setup_commands: []", "worker_setup_commands:\n  - ~/ups-venv/bin/pip install "
+                                 "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")],
+     [f"worker_setup_commands[0] | installs a CPU-only PyTorch build on the GPU worker(s) {WORKER}",
+      "https://download.pytorch.org/whl/cpu", "whl/cu12", "default CUDA wheel"]),
+    ("torch_cpu_extra_index", [("~/ups-venv/bin/pip install -q\n    torch==2.13.0",
+                                "~/ups-venv/bin/pip install -q --extra-index-url=https://download.pytorch.org/whl/cpu/"
+                                "\n    torch==2.13.0")],
+     ["setup_commands[4] | installs a CPU-only PyTorch build", "torch.cuda.is_available()"]),
+    ("torch_cpu_local_label", [("torch==2.13.0", "torch==2.13.0+cpu")],
+     ["setup_commands[4] | installs a CPU-only PyTorch build", "'torch==2.13.0+cpu'", "torch==2.13.0"]),
+    # 11. idle_timeout_minutes that tears workers down (or never) — 0 is a warning, see below
+    ("idle_negative", [("idle_timeout_minutes: 10", "idle_timeout_minutes: -5")],
+     ["idle_timeout_minutes | idle_timeout_minutes is -5", "idle_timeout_minutes: 10"]),
+    ("idle_not_number", [("idle_timeout_minutes: 10", 'idle_timeout_minutes: "10m"')],
+     ["idle_timeout_minutes | idle_timeout_minutes is '10m', not a number", "no quotes"]),
+    ("idle_inf", [("idle_timeout_minutes: 10", "idle_timeout_minutes: .inf")],
+     ["idle_timeout_minutes | idle_timeout_minutes is inf", "never terminated"]),
+    # 12. spot MaxPrice: EC2 wants a positive decimal string (botocore's shape: string)
+    ("max_price_negative", _max_price('"-1"'),
+     ["SpotOptions.MaxPrice | MaxPrice '-1' is not a price EC2 accepts", 'MaxPrice: "1.20"', "delete MaxPrice"]),
+    ("max_price_zero", _max_price('"0"'), ["SpotOptions.MaxPrice | MaxPrice '0' is not a price EC2 accepts"]),
+    ("max_price_text", _max_price("abc"), ["SpotOptions.MaxPrice | MaxPrice 'abc' is not a price EC2 accepts"]),
+    ("max_price_number", _max_price("0.5"),
+     ["SpotOptions.MaxPrice | MaxPrice is the YAML number 0.5", 'write MaxPrice: "0.5"']),
 ]
 
 
@@ -367,3 +398,90 @@ def test_docs_do_not_claim_token_auth_on_by_default():
     assert "additionally starts clusters with token authentication" not in docs
     assert "Token authentication is off on this cluster" in docs
     assert "ray_address=auto" in CLUSTER.read_text().split("cluster_name:")[0]
+
+
+def _warnings_at(report, key: str) -> list:
+    return [i for i in report.warnings if i.key == key]
+
+
+def test_shipped_file_warns_only_about_placeholders():
+    report = check_cluster_file(CLUSTER)
+    assert report.ok and len(report.warnings) == 3, report.format()
+    assert all("documentation" in w.message for w in report.warnings), report.format()
+
+
+def test_idle_timeout_zero_warns(tmp_path):
+    report = check_cluster_file(_write(tmp_path, CLUSTER.read_text().replace(
+        "idle_timeout_minutes: 10", "idle_timeout_minutes: 0")))
+    assert report.ok, report.format()
+    (w,) = _warnings_at(report, "idle_timeout_minutes")
+    assert "torn down between trials" in w.message and "idle_timeout_minutes: 10" in w.fix and w.line == 20
+
+
+def test_node_type_max_workers_above_global_warns(tmp_path):
+    text = CLUSTER.read_text().replace("    min_workers: 0\n    max_workers: 4",
+                                       "    min_workers: 0\n    max_workers: 8")
+    report = check_cluster_file(_write(tmp_path, text))
+    assert report.ok, report.format()
+    (w,) = _warnings_at(report, f"available_node_types['{WORKER}'].max_workers")
+    assert "max_workers (8)" in w.message and "top-level max_workers (4)" in w.message and "caps" in w.message
+    assert "max_workers: 4" in w.fix and "max_workers: 8" in w.fix
+
+
+def test_cpu_torch_on_the_head_only_is_allowed(tmp_path):
+    text = CLUSTER.read_text().replace("head_setup_commands: []", "head_setup_commands:\n  - ~/ups-venv/bin/pip "
+                                       "install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu")
+    report = check_cluster_file(_write(tmp_path, text))
+    assert report.ok, report.format()
+
+
+_INLINE_PINS = ('  - >-\n    ~/ups-venv/bin/pip install -q\n    torch==2.13.0 "ray[tune]==2.60.0" optuna==5.0.0 '
+                'wandb==0.31.0 hydra-core==1.3.8\n    "boto3>=1.34" "pyarrow>=15"\n')
+
+
+def _with_requirements(tmp_path: Path, monkeypatch, reqs: str | None, install: str) -> Path:
+    """cluster.yaml installing the pins with ``install`` (a `pip install -r …` line), the mount source = tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    if reqs is not None:
+        (tmp_path / "requirements-cloud.txt").write_text(reqs)
+    text = CLUSTER.read_text()
+    assert _INLINE_PINS in text
+    return _write(tmp_path, text.replace(_INLINE_PINS, f"  - {install}\n"))
+
+
+GOOD_REQS = (f"# pins of pyproject.toml\ntorch==2.13.0\nray[tune]=={ray.__version__}  # = the client\n"
+             "optuna==5.0.0\nwandb==0.31.0 \\\n    --hash=sha256:00\nhydra-core==1.3.8\nboto3>=1.34\n")
+
+
+def test_requirements_file_pins_are_checked(tmp_path, monkeypatch):
+    install = "~/ups-venv/bin/pip install -q -r /home/ubuntu/ups-sweeps/requirements-cloud.txt"
+    report = check_cluster_file(_with_requirements(tmp_path, monkeypatch, GOOD_REQS, install))
+    assert report.ok and not any("requirements" in w.message for w in report.warnings), report.format()
+    # relative to the cd'd directory, --requirement= form
+    install = "cd ~/ups-sweeps && ~/ups-venv/bin/pip install -q --requirement=requirements-cloud.txt"
+    bad = GOOD_REQS.replace("torch==2.13.0", "torch>=2.0").replace(f"=={ray.__version__}", "==2.9.0")
+    errs = _errors(_with_requirements(tmp_path, monkeypatch, bad, install))
+    assert ("setup_commands[4] | installs 'torch>=2.0' (requirements-cloud.txt line 2) without an exact == pin"
+            in errs), errs
+    assert "setup_commands[4] | nodes get ray==2.9.0 (requirements-cloud.txt line 3)" in errs
+    assert "ray is not pinned" not in errs
+
+
+def test_requirements_file_with_cpu_torch_index_on_gpu_workers(tmp_path, monkeypatch):
+    reqs = "--extra-index-url https://download.pytorch.org/whl/cpu\n" + GOOD_REQS
+    install = "~/ups-venv/bin/pip install -q -r /home/ubuntu/ups-sweeps/requirements-cloud.txt"
+    errs = _errors(_with_requirements(tmp_path, monkeypatch, reqs, install))
+    assert "setup_commands[4] | installs a CPU-only PyTorch build" in errs and "requirements-cloud.txt line 1" in errs
+
+
+@pytest.mark.parametrize("install, reqs, why", [
+    ("~/ups-venv/bin/pip install -r /opt/reqs.txt", GOOD_REQS, "not inside any file_mounts target"),
+    ("~/ups-venv/bin/pip install -r /home/ubuntu/ups-sweeps/requirements-cloud.txt", None, "does not exist"),
+    ("~/ups-venv/bin/pip install -r https://example.com/reqs.txt", GOOD_REQS, "a URL"),
+])
+def test_unresolvable_requirements_file_warns(tmp_path, monkeypatch, install, reqs, why):
+    cfg_path = _with_requirements(tmp_path, monkeypatch, reqs, install + f' "ray[tune]=={ray.__version__}"')
+    report = check_cluster_file(cfg_path)
+    assert report.ok, report.format()
+    (w,) = [w for w in report.warnings if "were not checked" in w.message]
+    assert w.key == "setup_commands[4]" and why in w.message and "file_mounts" in w.fix, w

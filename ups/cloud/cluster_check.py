@@ -8,16 +8,20 @@ Four layers, all offline (no AWS credentials, no network):
 2. botocore's offline EC2 model: parameter validation of every ``node_config`` against the
    ``RunInstances`` input shape and of the security group rules against
    ``AuthorizeSecurityGroupIngress``, enum values (``MarketType``, ``VolumeType``, …), the instance
-   type, the region (botocore's endpoint data) and that availability zones lie in the region.
+   type, the region (botocore's endpoint data) and that availability zones lie in the region; a spot
+   ``MaxPrice`` is a positive decimal string (botocore's shape only says "string").
 3. Security rules: no rule opens a port to the internet, i.e. to a CIDR that is not private and wider
    than /16 (IPv4) or /32 (IPv6) (dashboard 8265, GCS 6379, client 10001 or any other port); SSH is
    allowed from a configured CIDR only; every node has an IAM instance profile; no credentials or
    tokens anywhere in the file; the dashboard binds to localhost.
 4. Project rules: the head node has ``resources: {CPU: 0}`` (it runs no trials); some worker type
-   can provide a GPU (NVIDIA GPU instance family, see ``NVIDIA_GPU_FAMILIES``, and max_workers > 0);
-   every install of ray/torch/optuna/wandb/hydra-core in any setup command is pinned with ``==`` to
-   ``pyproject.toml`` (ray also to the client's ``ray.__version__``); ``file_mounts`` sources exist
-   and the setup installs the mounted repository (``pip install -e <mount target>``).
+   can provide a GPU (NVIDIA GPU instance family, see ``NVIDIA_GPU_FAMILIES``, and max_workers > 0,
+   a node type's max_workers not above the top-level one); no CPU-only torch (PyTorch's ``whl/cpu``
+   index, a ``+cpu`` pin) on the GPU workers; ``idle_timeout_minutes`` a positive number;
+   every install of ray/torch/optuna/wandb/hydra-core in any setup command, inline or in a
+   ``pip install -r`` file that a file_mount brings, is pinned with ``==`` to ``pyproject.toml`` (ray
+   also to the client's ``ray.__version__``); ``file_mounts`` sources exist and the setup installs
+   the mounted repository (``pip install -e <mount target>``).
 
 Every problem names the file, the line, the YAML key path and the fix; errors make the exit code 1.
 The checker never raises for a problem in the file.
@@ -30,11 +34,13 @@ import difflib
 import ipaddress
 import json
 import logging
+import math
 import posixpath
 import re
 import shlex
 import sys
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -73,6 +79,11 @@ NVIDIA_GPU_FAMILIES = frozenset({
     "g4dn", "g5", "g5g", "g6", "g6e", "g6f", "gr6", "gr6f", "g7", "g7e",
     "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300", "p6e-gb200",
 })
+# PyTorch's CPU-only wheel indexes (whl/cpu, whl/nightly/cpu, whl/cpu-cxx11-abi, …): no CUDA in them.
+CPU_TORCH_INDEX = re.compile(r"[^\s'\"=]*download\.pytorch\.org/whl/(?:nightly/|test/)?cpu\b[^\s'\"]*")
+TORCH_PACKAGES = frozenset({"torch", "torchvision", "torchaudio"})
+# botocore's MaxPrice documentation: "Specifying a value below USD $0.001 will result in an InvalidParameterValue".
+MIN_SPOT_PRICE = Decimal("0.001")
 # IPv4 ranges that are not private and wider than this prefix are "the internet" (IPv6: /32).
 PUBLIC_MAX_PREFIX = {4: 16, 6: 32}
 
@@ -223,6 +234,8 @@ def _check_ray_schema(c: _Checker, cfg: dict[str, Any]) -> dict[str, Any] | None
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
     for e in errors:
         key = tuple(e.absolute_path)
+        if key == ("idle_timeout_minutes",):
+            continue  # _check_idle_timeout says what the value does to a sweep
         if e.validator == "additionalProperties":
             bad = re.findall(r"'([^']+)'", e.message.split("(")[-1])
             allowed = list(e.schema.get("properties", {}))
@@ -313,7 +326,10 @@ def _check_node_configs(c: _Checker, cfg: dict[str, Any]) -> None:
         if not isinstance(nt, dict) or not isinstance(nt.get("node_config"), dict):
             continue
         base: Path_ = ("available_node_types", name, "node_config")
-        params = dict(nt["node_config"])
+        params = copy.deepcopy(nt["node_config"])
+        spot = _map(_map(params.get("InstanceMarketOptions")).get("SpotOptions"))
+        if "MaxPrice" in spot:  # botocore knows only "string"; _check_max_price says what EC2 accepts
+            _check_max_price(c, base + ("InstanceMarketOptions", "SpotOptions", "MaxPrice"), spot.pop("MaxPrice"))
         subnet_ids = params.pop("SubnetIds", None)  # Ray-specific list, translated to SubnetId
         if subnet_ids is not None and not (isinstance(subnet_ids, list) and all(isinstance(s, str) for s in subnet_ids)):
             c.error(base + ("SubnetIds",), "must be a list of subnet ids", "write SubnetIds: [subnet-…]")
@@ -332,6 +348,31 @@ def _check_node_configs(c: _Checker, cfg: dict[str, Any]) -> None:
             if isinstance(v, str) and v in PLACEHOLDERS:
                 c.warn(base + (value_key,), PLACEHOLDERS[v], "replace it with the AMI id for your region (docs/CLUSTER.md)")
     c.report.checks.append("EC2 RunInstances parameters")
+
+
+def _max_price_problem(value: Any) -> str | None:
+    """Why EC2 would reject this spot ``MaxPrice`` (a decimal USD amount per hour, as a string), or None."""
+    if isinstance(value, str):
+        if re.fullmatch(r"\d+(?:\.\d+)?|\.\d+", value) and Decimal(value) >= MIN_SPOT_PRICE:
+            return None
+        return (f"MaxPrice {value!r} is not a price EC2 accepts (a positive decimal USD amount per hour, at least "
+                f"${MIN_SPOT_PRICE}): RunInstances fails with InvalidParameterValue and no spot worker ever starts")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (f"MaxPrice is the YAML number {value}: EC2's RunInstances takes a string (botocore's shape), so "
+                "the launch is refused and no spot worker ever starts")
+    return f"MaxPrice is {value!r}, not a price string: no spot worker would ever start"
+
+
+def _check_max_price(c: _Checker, key: Path_, value: Any) -> None:
+    problem = _max_price_problem(value)
+    if problem is None:
+        return
+    quoted = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and _max_price_problem(str(value)) is None)
+    fix = (f'write MaxPrice: "{value}" (quoted)' if quoted else
+           'write the hourly USD limit as a quoted decimal, e.g. MaxPrice: "1.20"')
+    c.error(key, problem, fix + ", or delete MaxPrice (AWS's advice: you then pay the current spot price, "
+            "never more than on-demand)")
 
 
 def _known_regions() -> set[str]:
@@ -551,6 +592,7 @@ class _Install:
     path: str | None = None  # remote path, for a local directory (``-e DIR`` or ``DIR``)
     editable: bool = False
     cwd: str = "~"
+    reqfile: str | None = None  # remote path, for ``-r FILE`` / ``--requirement FILE``
 
 
 def _split_shell(cmd: str) -> list[list[str]]:
@@ -579,10 +621,18 @@ def _installs(key: Path_, cmd: str) -> list[_Install]:
                     and re.fullmatch(r"pip(3(\.\d+)?)?", posixpath.basename(tokens[i - 1]))), None)
         if idx is None:
             continue
-        skip, editable = False, False
+        skip, editable, reqfile_next = False, False, False
         for tok in tokens[idx + 1:]:
+            req_opt = re.fullmatch(r"(?:--requirement=|-r)(.+)", tok)
+            if reqfile_next or req_opt:
+                out.append(_Install(key, tok, reqfile=req_opt.group(1) if req_opt else tok, cwd=cwd))
+                reqfile_next = False
+                continue
             if skip:
                 skip = False
+                continue
+            if tok in ("-r", "--requirement"):
+                reqfile_next = True
                 continue
             if tok in ("-e", "--editable"):
                 editable = True
@@ -664,6 +714,168 @@ def _under(p: str, root: str) -> bool:
     return p == root or p.startswith(root.rstrip("/") + "/")
 
 
+def _home(cfg: dict[str, Any]) -> str:
+    user = _map(cfg.get("auth")).get("ssh_user")
+    return "/root" if user == "root" else f"/home/{user or 'ubuntu'}"
+
+
+def _local_source(local: str, yaml_dir: Path) -> Path | None:
+    """Where `ray up` finds a file_mounts source: absolute, else the current directory, else next to the file."""
+    src = Path(local).expanduser()
+    for cand in [src] if src.is_absolute() else [Path.cwd() / src, yaml_dir / src]:
+        if cand.exists():
+            return cand
+    return None
+
+
+@dataclass(frozen=True)
+class _ReqLine:
+    file: str  # as written in the command (or in the including file)
+    number: int  # 1-based, the first physical line of a continued line
+    text: str  # comment stripped, continuation lines joined
+
+    @property
+    def where(self) -> str:
+        return f" ({self.file} line {self.number})"
+
+    def requirement(self) -> Any:
+        """The packaging Requirement of a requirement line (options such as --hash dropped), else None."""
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        if self.text.startswith("-"):
+            return None
+        try:
+            return Requirement(re.split(r"\s+--?[A-Za-z]", self.text, maxsplit=1)[0])
+        except InvalidRequirement:
+            return None
+
+
+def _read_requirements(path: Path, label: str, depth: int = 0) -> tuple[list[_ReqLine], list[str]]:
+    """The lines of a requirements file (nested ``-r`` followed), and the nested files that are missing."""
+    lines: list[_ReqLine] = []
+    missing: list[str] = []
+    pending, start = "", 0
+    for n, raw in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        start = start if pending else n
+        raw = re.sub(r"(^|\s)#.*", "", raw)
+        if raw.endswith("\\"):
+            pending += raw[:-1] + " "
+            continue
+        text, pending = (pending + raw).strip(), ""
+        nested = re.fullmatch(r"(?:-r|--requirement)(?:\s+|=)?(\S+)", text)
+        if nested and depth < 5:
+            sub, sub_label = path.parent / nested.group(1), posixpath.join(posixpath.dirname(label), nested.group(1))
+            if sub.is_file():
+                more, gone = _read_requirements(sub, sub_label, depth + 1)
+                lines, missing = lines + more, missing + gone
+            else:
+                missing.append(f"{sub_label} (included at {label} line {start}) does not exist here")
+        elif text:
+            lines.append(_ReqLine(label, start, text))
+    return lines, missing
+
+
+def _requirements_of(cfg: dict[str, Any], inst: _Install, yaml_dir: Path) -> tuple[list[_ReqLine], list[str]]:
+    """The lines of the file behind ``pip install -r`` (its local side through file_mounts), or why not."""
+    ref = str(inst.reqfile)
+    if "://" in ref:
+        return [], [f"{ref} is a URL, which the offline check does not fetch"]
+    if re.search(r"\$(?!HOME\b|\{HOME\})", ref):
+        return [], [f"{ref} depends on a shell variable"]
+    home = _home(cfg)
+    remote = _remote_path(ref, inst.cwd, home)
+    mounts = sorted(((_remote_path(str(t), "~", home), src) for t, src in _map(cfg.get("file_mounts")).items()),
+                    key=lambda m: -len(m[0]))
+    for target, local in mounts:
+        if not _under(remote, target):
+            continue
+        src = _local_source(local, yaml_dir) if isinstance(local, str) and local.strip() else None
+        if src is None:
+            return [], [f"the file_mounts source {local!r} of {target} does not exist here"]
+        path = src if remote == target else src / posixpath.relpath(remote, target)
+        if not path.is_file():
+            return [], [f"{path} (the local side of {remote}) does not exist"]
+        return _read_requirements(path, ref)
+    return [], [f"{remote} is not inside any file_mounts target, so its content is unknown before `ray up`"]
+
+
+def _gpu_worker_types(cfg: dict[str, Any]) -> list[str]:
+    """Worker node types that advertise a GPU (declared GPU > 0, or an NVIDIA instance family and no GPU key)."""
+    head, out = cfg.get("head_node_type"), []
+    for name, nt in _map(cfg.get("available_node_types")).items():
+        if name == head or not isinstance(nt, dict):
+            continue
+        declared = _map(nt.get("resources")).get("GPU")
+        itype = _map(nt.get("node_config")).get("InstanceType")
+        if declared is None:
+            gpu = isinstance(itype, str) and itype.split(".")[0] in NVIDIA_GPU_FAMILIES
+        else:
+            gpu = isinstance(declared, (int, float)) and not isinstance(declared, bool) and declared > 0
+        if gpu:
+            out.append(str(name))
+    return out
+
+
+def _is_cpu_build(req: Any) -> bool:
+    return _canon(req.name) in TORCH_PACKAGES and any("+cpu" in s.version for s in req.specifier)
+
+
+def _cpu_torch_sources(cfg: dict[str, Any], key: Path_, cmd: str, yaml_dir: Path) -> list[str]:
+    """What in one command installs a CPU-only PyTorch: a whl/cpu index, a +cpu pin (inline or in a -r file)."""
+    found = [f"index {m.group(0)}" for m in CPU_TORCH_INDEX.finditer(cmd)]
+    for inst in _installs(key, cmd):
+        if inst.requirement is not None and _is_cpu_build(inst.requirement):
+            found.append(repr(inst.token))
+        elif inst.reqfile is not None:
+            for line in _requirements_of(cfg, inst, yaml_dir)[0]:
+                req = line.requirement()
+                if CPU_TORCH_INDEX.search(line.text) or (req is not None and _is_cpu_build(req)):
+                    found.append(f"{line.file} line {line.number}: {line.text}")
+    return found
+
+
+def _check_torch_build(c: _Checker, cfg: dict[str, Any], yaml_dir: Path, pyproject: Path | None) -> None:
+    gpu_types = _gpu_worker_types(cfg)
+    hits: dict[Path_, tuple[list[str], list[str]]] = {}  # command key → (what, GPU node types running it)
+    for node, cmds in _node_commands(cfg).items():
+        if node not in gpu_types:
+            continue
+        for key, cmd in cmds:
+            found = hits[key][0] if key in hits else _cpu_torch_sources(cfg, key, cmd, yaml_dir)
+            if found:
+                hits.setdefault(key, (found, []))[1].append(node)
+    want = _pyproject_pins(pyproject).get("torch") if pyproject is not None and pyproject.is_file() else None
+    for key, (found, nodes) in hits.items():
+        c.error(key, f"installs a CPU-only PyTorch build on the GPU worker(s) {', '.join(nodes)} ({'; '.join(found)}): "
+                "torch.cuda.is_available() is False there, so every trial would silently train on the CPU",
+                f"drop the CPU index / +cpu label so pip installs PyPI's default CUDA wheel (torch=={want or 'X'}), "
+                "or use a CUDA index (https://download.pytorch.org/whl/cu12X, the CUDA 12 build the AMI's NVIDIA "
+                "driver supports)")
+    c.report.checks.append("torch build on GPU workers")
+
+
+def _check_idle_timeout(c: _Checker, cfg: dict[str, Any]) -> None:
+    key: Path_ = ("idle_timeout_minutes",)
+    if "idle_timeout_minutes" not in cfg:
+        c.warn(key, "not set (Ray's default is 5)", "set it explicitly, e.g. 10")
+        return
+    v = cfg["idle_timeout_minutes"]
+    fix = ("set idle_timeout_minutes: 10 (minutes, a plain number, no quotes): long enough to keep the GPU workers "
+           "between the trials of a sweep, short enough to release them after it")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        c.error(key, f"idle_timeout_minutes is {v!r}, not a number: Ray refuses the file", fix)
+    elif not math.isfinite(v):
+        c.error(key, f"idle_timeout_minutes is {v}: idle workers are never terminated and the spot GPUs bill until "
+                "`ray down`", fix)
+    elif v < 0:
+        c.error(key, f"idle_timeout_minutes is {v}: Ray refuses a negative timeout (its schema's minimum is 0)", fix)
+    elif v == 0:
+        c.warn(key, "idle_timeout_minutes is 0: a worker is terminated as soon as it is idle, so GPU workers are torn "
+               "down between trials of a sweep and each next trial waits minutes for a new spot instance and its "
+               "setup", fix)
+    c.report.checks.append("idle timeout")
+
+
 def _check_workers_gpu(c: _Checker, cfg: dict[str, Any]) -> None:
     head = cfg.get("head_node_type")
     nts = _map(cfg.get("available_node_types"))
@@ -681,6 +893,12 @@ def _check_workers_gpu(c: _Checker, cfg: dict[str, Any]) -> None:
         if isinstance(mn, int) and isinstance(mx, int) and mn > mx:
             c.error(key + ("min_workers",), f"min_workers ({mn}) is larger than max_workers ({mx})",
                     f"set min_workers: 0 (or at most {mx}) and max_workers ≥ min_workers")
+        if isinstance(global_max, int) and not isinstance(global_max, bool) and isinstance(mx, int) \
+                and not isinstance(mx, bool) and mx > global_max:
+            c.warn(key + ("max_workers",), f"max_workers ({mx}) is above the top-level max_workers ({global_max}): "
+                   f"Ray silently caps {name} at {global_max} worker(s)",
+                   f"set max_workers: {global_max} here, or raise the top-level max_workers: {mx} "
+                   "(`ray up --max-workers N` overrides the top-level value)")
         itype = _map(nt.get("node_config")).get("InstanceType")
         if not isinstance(itype, str):
             continue
@@ -747,8 +965,7 @@ def _check_file_mounts(c: _Checker, cfg: dict[str, Any], yaml_dir: Path) -> None
             c.warn(key, f"the local source '{local}' exists in {where} but not in {other}; `ray up` resolves relative "
                    "sources against the directory it runs in", f"run `ray up` from {where}")
     # the setup must install the mounted repository
-    user = _map(cfg.get("auth")).get("ssh_user")
-    home = "/root" if user == "root" else f"/home/{user or 'ubuntu'}"
+    home = _home(cfg)
     targets = {_remote_path(str(r), "~", home): r for r in fm}
     missing, mismatched = [], []
     for node, cmds in _node_commands(cfg).items():
@@ -772,7 +989,30 @@ def _check_file_mounts(c: _Checker, cfg: dict[str, Any], yaml_dir: Path) -> None
     c.report.checks.append("file_mounts")
 
 
-def _check_project(c: _Checker, cfg: dict[str, Any], pyproject: Path | None, origin: str) -> None:
+def _check_pin(c: _Checker, key: Path_, req: Any, token: str, where: str, wanted: dict[str, str]) -> None:
+    """One install of a PINNED package: an exact == pin equal to pyproject.toml (ray: to this client)."""
+    import ray
+
+    name = _canon(req.name)
+    want = ray.__version__ if name == "ray" else wanted.get(name)
+    specs = list(req.specifier)
+    if not (len(specs) == 1 and specs[0].operator == "=="):
+        extra = (" (an unpinned or >= torch pulls another torch and gigabytes of CUDA wheels)"
+                 if name == "torch" else "")
+        c.error(key, f"installs {token!r}{where} without an exact == pin{extra}",
+                f"write {name}=={want}" if want else f"pin {name} with == to the version in pyproject.toml")
+        return
+    got = specs[0].version
+    public = got.split("+", 1)[0]  # a local label (+cpu, +cu126) is the build, not the version
+    if name == "ray" and public != ray.__version__:
+        c.error(key, f"nodes get ray=={got}{where} but this client has ray {ray.__version__}",
+                f'pin "ray[tune]=={ray.__version__}" (client and cluster must match)')
+    elif name in wanted and public != wanted[name]:
+        c.error(key, f"pins {name}=={got}{where} but pyproject.toml pins {name}=={wanted[name]}",
+                f"use {name}=={wanted[name]} so every node matches the project")
+
+
+def _check_project(c: _Checker, cfg: dict[str, Any], pyproject: Path | None, origin: str, yaml_dir: Path) -> None:
     import ray
 
     head = cfg.get("head_node_type")
@@ -791,38 +1031,32 @@ def _check_project(c: _Checker, cfg: dict[str, Any], pyproject: Path | None, ori
         if isinstance(nt.get("min_workers"), int) and nt["min_workers"] > 0:
             c.warn(("available_node_types", name, "min_workers"), f"keeps {nt['min_workers']} worker(s) up while idle",
                    "use min_workers: 0 so idle GPUs are released")
-    if "idle_timeout_minutes" not in cfg:
-        c.warn(("idle_timeout_minutes",), "not set (Ray's default is 5)", "set it explicitly, e.g. 10")
 
     wanted: dict[str, str] = {}
     if pyproject is not None and pyproject.is_file():
         wanted = _pyproject_pins(pyproject)
-    ray_installs = 0
+    ray_installs, unread = 0, []
     for key, cmd in _all_commands(cfg):
         for inst in _installs(key, cmd):
-            req = inst.requirement
-            if req is None or _canon(req.name) not in PINNED:
-                continue
-            name = _canon(req.name)
-            want = ray.__version__ if name == "ray" else wanted.get(name)
-            specs = list(req.specifier)
-            if name == "ray":
-                ray_installs += 1
-            if not (len(specs) == 1 and specs[0].operator == "=="):
-                extra = (" (an unpinned or >= torch pulls another torch and gigabytes of CUDA wheels)"
-                         if name == "torch" else "")
-                c.error(key, f"installs {inst.token!r} without an exact == pin{extra}",
-                        f"write {name}=={want}" if want else f"pin {name} with == to the version in pyproject.toml")
-                continue
-            got = specs[0].version
-            if name == "ray" and got != ray.__version__:
-                c.error(key, f"nodes get ray=={got} but this client has ray {ray.__version__}",
-                        f'pin "ray[tune]=={ray.__version__}" (client and cluster must match)')
-            elif name in wanted and got != wanted[name]:
-                c.error(key, f"pins {name}=={got} but pyproject.toml pins {name}=={wanted[name]}",
-                        f"use {name}=={wanted[name]} so every node matches the project")
+            found: list[tuple[Any, str, str]] = []  # (requirement, as written, where)
+            if inst.reqfile is not None:
+                lines, problems = _requirements_of(cfg, inst, yaml_dir)
+                for why in problems:
+                    unread.append(inst.reqfile)
+                    c.warn(key, f"the pins in `pip install -r {inst.reqfile}` were not checked: {why}",
+                           "copy the file with file_mounts from a local path that exists (e.g. keep it in the "
+                           "repository, which is mounted) and run `ray up` from the repository root, or install "
+                           f"{', '.join(PINNED)} inline with == pins")
+                found += [(line.requirement(), line.text, line.where) for line in lines]
+            else:
+                found.append((inst.requirement, inst.token, ""))
+            for req, token, where in found:
+                if req is not None and _canon(req.name) in PINNED:
+                    ray_installs += _canon(req.name) == "ray"
+                    _check_pin(c, key, req, token, where, wanted)
     if not ray_installs:
-        c.error(("setup_commands",), "ray is not pinned in the setup commands",
+        unchecked = f" (nor in a requirements file that could be read: {', '.join(unread)})" if unread else ""
+        c.error(("setup_commands",), f"ray is not pinned in the setup commands{unchecked}",
                 f'install "ray[tune]=={ray.__version__}" (the client\'s version) on every node')
     if pyproject is not None and pyproject.is_file():
         c.report.checks.append(f"project rules (pins compared with {pyproject}, {origin})")
@@ -894,7 +1128,9 @@ def check_cluster_file(path: str | Path, pyproject: str | Path | None = None) ->
     _guarded(c, "security", _check_security, cfg)
     _guarded(c, "GPU worker", _check_workers_gpu, cfg)
     _guarded(c, "file_mounts", _check_file_mounts, cfg, path.resolve().parent)
-    _guarded(c, "project", _check_project, cfg, pyproject_path, origin)
+    _guarded(c, "torch build", _check_torch_build, cfg, path.resolve().parent, pyproject_path)
+    _guarded(c, "idle timeout", _check_idle_timeout, cfg)
+    _guarded(c, "project", _check_project, cfg, pyproject_path, origin, path.resolve().parent)
     return c.report
 
 
