@@ -7,7 +7,9 @@ without TTC. Question: "does TTC help small models more?"
     python sweeps/dims.py space=search_spaces/my_dims.yaml     # another grid
 
 A grid over latent.dim (scaling rules derived per dim), no early stopping (FIFO): every dim runs to
-its final evaluation, which reports nrmse (no TTC) and nrmse_ttc (TTC) on the same test samples.
+its final evaluation, which reports nrmse (no TTC) and nrmse_ttc (TTC) on the same test samples. The script
+ends with the answer: the slope of TTC's gain against log2(dim), with a paired bootstrap interval over the
+test samples (``ups.ttc_gain``), printed and written to ``ttc_by_dim_<experiment>.json`` next to the report.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
 
 from ups.tune.cli import run_script  # noqa: E402
-from ups.tune.launcher import SweepOutcome, run_round  # noqa: E402
+from ups.tune.launcher import run_round  # noqa: E402
+from ups.ttc_gain import dims_rows, ttc_verdict  # noqa: E402
 
 ROUND = "dims"
 DEFAULTS = {
@@ -28,26 +31,24 @@ DEFAULTS = {
     # a map of every dim: no trial is cut short by the in-flight physics gates (NaN still ends a
     # trial); the small-eval gates are still applied and shown on the leaderboard
     "gates": {"enabled": False},
+    # the answer needs an interval over test samples: the smoke profile's 8 are too few (ups.ttc_gain);
+    # all of its test split (25 trajectories) adds about a second of evaluation per dim
+    "smoke": {"trial": ["eval.max_samples=-1"]},
 }
 
 
-def ttc_gain_table(o: SweepOutcome) -> list[dict]:
-    df = o.rows[(o.rows["experiment"] == o.experiment) & (o.rows["kind"] == "trial")]
-    out = []
-    for _, r in df.iterrows():
-        dim = json.loads(r["sampled_json"] or "{}").get("latent.dim")
-        gain = (1 - r["nrmse_ttc"] / r["nrmse"]) if r["nrmse"] == r["nrmse"] and r["nrmse"] else float("nan")
-        out.append({"dim": dim, "params": r["params"], "nrmse": r["nrmse"], "nrmse_ttc": r["nrmse_ttc"],
-                    "ttc_gain": gain})
-    return sorted(out, key=lambda d: d["dim"] or 0)
-
-
 def main(overrides: list[str]) -> int:
-    for row in ttc_gain_table(run_round(ROUND, overrides, defaults=DEFAULTS)):
-        print(f"dims: dim={row['dim']:>3}  params={row['params']!s:>8}  nrmse={row['nrmse']:.4g}  "
-              f"nrmse_ttc={row['nrmse_ttc']:.4g}  TTC gain={row['ttc_gain']:+.1%}")
+    o = run_round(ROUND, overrides, defaults=DEFAULTS)
+    verdict = ttc_verdict(dims_rows(o.rows, o.experiment))
+    for d in verdict.dims:
+        ci = f"  [{d.lo:+.1%} … {d.hi:+.1%}]" if d.n_samples else "  (no per-sample figures)"
+        print(f"dims: dim={d.dim:>3}  params={d.params!s:>8}  nrmse={d.nrmse:.4g}  nrmse_ttc={d.nrmse_ttc:.4g}  "
+              f"TTC gain={d.gain:+.1%}{ci}")
+    print(f"dims: does TTC help small models more? {verdict.text}")
+    out = (o.report.parent if o.report else o.leaderboard.parent) / f"ttc_by_dim_{o.experiment}.json"
+    out.write_text(json.dumps(verdict.as_dict(), indent=1, default=str))
+    print(f"dims: verdict written to {out}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(run_script(main))

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ups.config import ConfigError
@@ -131,7 +132,16 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
     rows = trial_rows(work, latest_experiment(work, "dims"))
     assert sorted(json.loads(s)["latent.dim"] for s in rows["sampled_json"]) == [8, 16]
     assert rows["nrmse"].notna().all() and rows["nrmse_ttc"].notna().all()  # FIFO: every dim evaluated
-    assert "TTC gain" in capsys.readouterr().out
+    for _, r in rows.iterrows():  # per-test-sample figures whose means are the leaderboard's nRMSEs
+        per = json.loads(r["eval_samples_json"])
+        assert len(per["nrmse"]) == len(per["nrmse_ttc"]) > 1
+        assert np.mean(per["nrmse"]) == pytest.approx(r["nrmse"], rel=1e-5)
+        assert np.mean(per["nrmse_ttc"]) == pytest.approx(r["nrmse_ttc"], rel=1e-5)
+    out = capsys.readouterr().out
+    assert "TTC gain" in out and "dims: does TTC help small models more? " in out
+    verdict = json.loads(next(work.rglob("ttc_by_dim_*.json")).read_text())
+    assert verdict["answer"] in ("yes", "no", "no difference resolved", "not answerable")
+    assert [d["dim"] for d in verdict["dims"]] == [8, 16] and all(d["n_samples"] > 1 for d in verdict["dims"])
 
 
 def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data, tiny_cache_dir, work) -> None:

@@ -196,6 +196,10 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
     for key in ("conservation_gap", "energy_violation", "bc_violation", "rollout_horizon"):
         out[f"{key}_ttc"] = mt[key]
     out["ttc_gain"] = (m["nrmse"] - mt["nrmse"]) / m["nrmse"] if m["nrmse"] > 0 else 0.0
+    # per test sample (mean over predicted frames; their mean is nrmse / nrmse_ttc): paired intervals for
+    # the TTC gain (sweeps/dims.py, ups/ttc_gain.py)
+    out["nrmse_samples"] = [round(float(v), 7) for v in metrics.nrmse_per_sample(pred, true, init)]
+    out["nrmse_ttc_samples"] = [round(float(v), 7) for v in metrics.nrmse_per_sample(pred_ttc, true, init)]
     out["ttc_enabled"] = settings.enabled
     out["ttc_intervention_rate"] = searched / (n_traj * n_steps)
     out["ttc_search_used_rate"] = used / n_traj

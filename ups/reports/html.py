@@ -422,6 +422,26 @@ def _rows_html(lb: pd.DataFrame, champion: dict[str, Any] | None) -> str:
     return "\n".join(out)
 
 
+def _ttc_by_dim_html(lb: pd.DataFrame) -> str:
+    """The dims round's answer to "does TTC help small models more?" (``ups.ttc_gain``)."""
+    from ups.ttc_gain import dims_rows, ttc_verdict
+
+    if "sampled_json" not in lb.columns:
+        return ""
+    v = ttc_verdict(dims_rows(lb))
+    if not v.dims:
+        return ""
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{d.dim}</td><td>{d.params if d.params is not None else '—'}</td><td>{d.nrmse:.4g}</td>"
+        f"<td>{d.nrmse_ttc:.4g}</td><td>{d.gain:+.1%}</td>"
+        f"<td>{f'{d.lo:+.1%} … {d.hi:+.1%}' if d.n_samples else 'no per-sample figures'}</td></tr>" for d in v.dims)
+    return (f'<section id="ttc-by-dim"><h2>Does TTC help small models more?</h2><p><b>{e(v.text)}</b></p>'
+            f'<table><thead><tr><th>latent.dim</th><th>params</th><th>nRMSE</th><th>nRMSE with TTC</th>'
+            f'<th>TTC gain</th><th>95 % interval (test samples)</th></tr></thead><tbody>{rows}</tbody></table>'
+            f'</section>')
+
+
 def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFrame,
           exp: ExperimentResults | None, champion: dict[str, Any] | None, figs: list[FigureResult],
           notes: list[str]) -> str:
@@ -458,6 +478,7 @@ def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFra
         champ_html = (f'<section id="champion"><h2>Champion: {e(champion.get("_source", ""))}</h2>'
                       f'<pre>{e(json.dumps(shown, indent=2, default=str))}</pre>'
                       f'<h3>Config</h3><pre>{e(json.dumps(cfg, indent=2, default=str)) if cfg else "(not recorded)"}</pre></section>')
+    ttc_html = _ttc_by_dim_html(lb) if round_name == "dims" else ""
     skipped = [f"{f.title}: {f.note}" for f in figs if f.note]
     note_items = "".join(f"<li>{e(n)}</li>" for n in notes + skipped)
     exp_desc = f"{exp_path} ({len(exp.trials)} Tune trials)" if exp is not None else (str(exp_path) if exp_path else "none")
@@ -480,6 +501,7 @@ Hover a row for its error / stop reason.</p>
 {_rows_html(lb, champion)}
 </tbody></table></div></section>
 {fail_html}
+{ttc_html}
 <section id="plots"><h2>Figures</h2>
 {''.join(fig_html)}
 </section>

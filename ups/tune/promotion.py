@@ -34,6 +34,7 @@ import pandas as pd
 from ups.config import ConfigError, apply_overrides, config_from_dict
 from ups.leaderboard import finite_or_none, read_leaderboard, upsert_rows
 from ups.tune.gates import small_eval_gates
+from ups.tune.results import eval_samples_json
 from ups.tune.space import SearchSpace
 
 SEED_KEY = "training.seed"
@@ -163,7 +164,7 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
                      "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "status": "completed", "stop_reason": "full-eval (test split, TTC on)",
                      "promotion": "full_eval", "checkpoint": uri, "source_run_id": rid,
-                     "data_hash": getattr(data, "data_hash", "")})
+                     "data_hash": getattr(data, "data_hash", ""), "eval_samples_json": eval_samples_json(metrics)})
         out.append(full)
     if out:
         upsert_rows(leaderboard, out)

@@ -99,7 +99,25 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
     if result.get("final"):
         for col in EVAL_COLUMNS:
             row[col] = finite_or_none(result.get(col))
+        row["eval_samples_json"] = eval_samples_json(result)
     return row
+
+
+def eval_samples_json(result: Mapping[str, Any]) -> str:
+    """The final evaluation's per-test-sample nRMSE without and with TTC, as one JSON object
+    ``{"nrmse": [...], "nrmse_ttc": [...]}`` ("" when the trial did not report them): what a paired interval
+    for the TTC gain needs (``ups.ttc_gain``)."""
+    out = {}
+    for key in ("nrmse", "nrmse_ttc"):
+        v = result.get(f"{key}_samples")
+        if isinstance(v, str) and v:
+            try:
+                out[key] = json.loads(v)
+            except ValueError:
+                return ""
+        elif isinstance(v, (list, tuple)):
+            out[key] = list(v)
+    return json.dumps(out, separators=(",", ":")) if len(out) == 2 else ""
 
 
 def result_trial_id(result: Any) -> str | None:

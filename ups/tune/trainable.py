@@ -7,6 +7,7 @@ The driver loads the data once and hands it to every trial through the object st
 """
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import shutil
@@ -27,7 +28,8 @@ METRIC = "val_nrmse"
 
 
 def clean_metrics(metrics: Mapping[str, Any], metric: str = METRIC) -> dict[str, Any]:
-    """Scalars only; ``done`` → ``final`` (``done`` is reserved by Tune); NaN/Inf flagged for the gate."""
+    """Scalars only (a list of numbers, e.g. per-sample nRMSE, becomes a compact JSON string; NaN → null);
+    ``done`` → ``final`` (``done`` is reserved by Tune); NaN/Inf flagged for the gate."""
     out: dict[str, Any] = {}
     bad: list[str] = []
     for k, v in metrics.items():
@@ -39,6 +41,8 @@ def clean_metrics(metrics: Mapping[str, Any], metric: str = METRIC) -> dict[str,
             v = float(v) if not isinstance(v, int) else v
             if isinstance(v, float) and not math.isfinite(v):
                 bad.append(k)
+        elif isinstance(v, (list, tuple)) and v and all(isinstance(x, numbers.Real) for x in v):
+            v = json.dumps([float(x) if math.isfinite(float(x)) else None for x in v], separators=(",", ":"))
         elif not isinstance(v, str) and v is not None:
             continue
         out["final" if k == "done" else k] = v

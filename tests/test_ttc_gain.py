@@ -1,0 +1,100 @@
+"""The dims round's answer to "does TTC help small models more?" (ups.ttc_gain): paired bootstrap over test
+samples, a slope against log2(dim), and a verdict that only says yes/no when the interval excludes 0."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ups.ttc_gain import ttc_verdict
+
+DIMS = (8, 16, 32, 64)
+
+
+def _row(dim: int, plain: np.ndarray, ttc: np.ndarray) -> dict:
+    return {"dim": dim, "params": 1000 * dim, "nrmse": float(plain.mean()), "nrmse_ttc": float(ttc.mean()),
+            "eval_samples_json": json.dumps({"nrmse": plain.tolist(), "nrmse_ttc": ttc.tolist()})}
+
+
+def _rows(gains: dict[int, float], n: int = 64, noise: float = 0.01, seed: int = 0) -> list[dict]:
+    """Per-sample nRMSE with a sample-level difficulty shared by every dim (the same test split) and a
+    per-sample TTC effect around ``gains[dim]``."""
+    rng = np.random.default_rng(seed)
+    hard = rng.lognormal(-2.3, 0.5, n)  # (n,) how hard each test trajectory is
+    out = []
+    for dim, g in gains.items():
+        plain = hard * (1 + 0.05 * rng.standard_normal(n)) * (32 / dim) ** 0.3
+        ttc = plain * (1 - g + noise * rng.standard_normal(n))
+        out.append(_row(dim, plain, ttc))
+    return out
+
+
+def test_gain_falling_with_dim_is_a_yes_with_an_interval_below_zero() -> None:
+    v = ttc_verdict(_rows({8: 0.20, 16: 0.14, 32: 0.08, 64: 0.02}))
+    assert v.answer == "yes" and v.hi < 0 and v.lo <= v.slope <= v.hi
+    assert v.slope == pytest.approx(-0.06, abs=0.01)  # 6 points of gain lost per doubling
+    assert [d.dim for d in v.dims] == list(DIMS) and all(d.resolved and d.lo < d.gain < d.hi for d in v.dims)
+    assert "helps small models more" in v.text and "one training seed per dim" in v.text
+
+
+def test_gain_rising_with_dim_is_a_no() -> None:
+    v = ttc_verdict(_rows({8: 0.01, 16: 0.05, 32: 0.09, 64: 0.13}))
+    assert v.answer == "no" and v.lo > 0
+
+
+def test_a_flat_gain_within_sample_noise_is_not_resolved() -> None:
+    v = ttc_verdict(_rows({8: 0.05, 16: 0.05, 32: 0.05, 64: 0.05}, n=32, noise=0.15))
+    assert v.answer == "no difference resolved" and v.lo < 0 < v.hi
+    assert "eval.max_samples" in v.text
+
+
+def test_a_smoke_sized_test_set_gives_no_answer_however_clear_the_trend() -> None:
+    v = ttc_verdict(_rows({8: 0.20, 16: 0.14, 32: 0.08, 64: 0.02}, n=8))
+    assert v.answer == "too few test samples" and v.hi < 0  # the interval is shown, not read
+    assert "eval.max_samples=-1" in v.text
+
+
+def test_few_samples_widen_the_interval() -> None:
+    gains = {8: 0.10, 16: 0.08, 32: 0.06, 64: 0.04}
+    wide = ttc_verdict(_rows(gains, n=24, noise=0.05))
+    narrow = ttc_verdict(_rows(gains, n=256, noise=0.05))
+    assert (narrow.hi - narrow.lo) < 0.5 * (wide.hi - wide.lo)
+
+
+def test_point_gain_matches_the_leaderboard_definition() -> None:
+    rows = _rows({8: 0.1, 16: 0.05})
+    v = ttc_verdict(rows)
+    for r, d in zip(rows, v.dims):
+        assert d.gain == pytest.approx(1 - r["nrmse_ttc"] / r["nrmse"])
+        assert d.n_samples == 64
+
+
+def test_not_answerable_without_per_sample_figures_or_without_ttc() -> None:
+    rows = _rows({8: 0.1, 16: 0.05})
+    old = [{k: v for k, v in r.items() if k != "eval_samples_json"} for r in rows]  # a leaderboard from before
+    v = ttc_verdict(old)
+    assert v.answer == "not answerable" and all(d.n_samples == 0 and d.gain > 0 for d in v.dims)
+    plain = np.linspace(0.05, 0.2, 16)
+    v = ttc_verdict([_row(8, plain, plain.copy()), _row(16, plain * 0.9, plain * 0.9)])
+    assert v.answer == "not answerable" and "TTC changed no forecast" in v.text
+    assert ttc_verdict([{"dim": 8, "eval_samples_json": "{not json"}]).answer == "not answerable"
+    assert json.loads(json.dumps(v.as_dict()))["question"] == "does TTC help small models more?"
+
+
+def test_the_dims_report_shows_the_verdict_of_its_newest_sweep(tmp_path) -> None:
+    import ups.reports.html as report_html
+    from ups.leaderboard import upsert_rows
+
+    def lb_rows(experiment: str, gains: dict[int, float], hour: int) -> list[dict]:
+        return [{**r, "run_id": f"{experiment}-{r['dim']}", "kind": "trial", "round": "dims", "experiment": experiment,
+                 "timestamp": f"2026-12-03T{hour:02d}:00:00", "status": "completed", "label": f"dim={r['dim']}",
+                 "sampled_json": json.dumps({"latent.dim": r["dim"]})} for r in _rows(gains)]
+
+    lb = tmp_path / "leaderboard.csv"
+    upsert_rows(lb, lb_rows("dims-old", {8: 0.01, 16: 0.05, 32: 0.09, 64: 0.13}, 1)
+                + lb_rows("dims-new", {8: 0.20, 16: 0.14, 32: 0.08, 64: 0.02}, 2))
+    page = report_html.write_report(None, lb, "dims", tmp_path / "out").read_text()
+    section = page[page.index('<section id="ttc-by-dim">'):]
+    assert "yes: TTC helps small models more" in section and section.count("<tr><td>") == 4
+    assert "ttc-by-dim" not in report_html.write_report(None, lb, "all", tmp_path / "all").read_text()

@@ -1,0 +1,177 @@
+"""Does TTC help small models more?  The dims round's answer, with its uncertainty.
+
+Each dims trial's final evaluation records the per-test-sample nRMSE without and with TTC
+(leaderboard column ``eval_samples_json``).  For one model the TTC gain is
+``1 - mean(nrmse_ttc) / mean(nrmse)`` over the test samples, and for the question the quantity is the
+**slope of that gain against log2(latent.dim)**: negative = TTC's gain shrinks as the model grows.
+
+Both come with a paired bootstrap over test samples: every draw resamples the same sample indices for
+every dim (all trials are evaluated on the same test split), so the comparison between dims is paired
+as well.  What the interval does *not* hold: training noise.  Each dim is trained once (one training
+seed), so a verdict says what these trained models do on this test set; a second seed per dim
+(``training.seed=…``) is how to check it is the dims and not the draws.
+
+The verdict is "yes" (the slope's interval is below 0), "no" (above 0: TTC helps larger models more),
+"no difference resolved" (the interval spans 0), "too few test samples" (under ``MIN_SAMPLES``: the
+interval is shown but not read), or "not answerable" (fewer than two dims with per-sample figures, or
+TTC did nothing in any of them).  Ray-free: used by ``sweeps/dims.py`` and the notebook.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+CONFIDENCE = 0.95
+# below this many test samples a percentile bootstrap under-covers badly (the smoke profile evaluates 8):
+# the interval is still printed, but no yes/no is read from it
+MIN_SAMPLES = 20
+
+
+@dataclass
+class DimGain:
+    """One dim's TTC gain, with a ``CONFIDENCE`` paired-bootstrap interval over test samples."""
+
+    dim: int
+    params: int | None
+    nrmse: float
+    nrmse_ttc: float
+    gain: float  # 1 - nrmse_ttc / nrmse (0.05: TTC lowers nRMSE by 5 %)
+    lo: float = math.nan
+    hi: float = math.nan
+    n_samples: int = 0
+
+    @property
+    def resolved(self) -> bool:
+        """The interval excludes 0: TTC helps (or hurts) this model beyond test-sample noise."""
+        return self.n_samples > 0 and (self.lo > 0 or self.hi < 0)
+
+
+@dataclass
+class Verdict:
+    """The answer to "does TTC help small models more?"."""
+
+    answer: str  # "yes" | "no" | "no difference resolved" | "too few test samples" | "not answerable"
+    slope: float = math.nan  # change of the gain per doubling of latent.dim (-0.02: 2 points less per doubling)
+    lo: float = math.nan
+    hi: float = math.nan
+    text: str = ""
+    dims: list[DimGain] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"question": "does TTC help small models more?", "answer": self.answer, "slope_per_doubling": self.slope,
+                "ci": [self.lo, self.hi], "confidence": CONFIDENCE, "text": self.text,
+                "dims": [asdict(d) for d in self.dims]}
+
+
+def dims_rows(leaderboard: Any, experiment: str | None = None) -> list[dict[str, Any]]:
+    """The inputs of ``ttc_verdict`` from a leaderboard DataFrame: the trial rows of one dims sweep
+    (``experiment``; default the one with the newest trial row), ``dim`` read from ``sampled_json``."""
+    df = leaderboard[leaderboard["kind"] == "trial"]
+    if df.empty:
+        return []
+    if experiment is None:
+        experiment = str(df.sort_values("timestamp").iloc[-1]["experiment"])
+    out = []
+    for _, r in df[df["experiment"] == experiment].iterrows():
+        try:
+            dim = json.loads(r.get("sampled_json") or "{}").get("latent.dim")
+        except (TypeError, ValueError):
+            dim = None
+        out.append({"dim": dim, "params": r.get("params"), "nrmse": r.get("nrmse"), "nrmse_ttc": r.get("nrmse_ttc"),
+                    "eval_samples_json": r.get("eval_samples_json", "")})
+    return out
+
+
+def _samples(cell: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(nrmse, nrmse_ttc) per test sample from an ``eval_samples_json`` cell; None when absent or unusable."""
+    if not isinstance(cell, str) or not cell.strip():
+        return None
+    try:
+        d = json.loads(cell)
+        a = np.asarray(d["nrmse"], dtype=float)
+        b = np.asarray(d["nrmse_ttc"], dtype=float)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if a.ndim != 1 or a.shape != b.shape or a.size == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return None
+    return a, b
+
+
+def _gain(plain: np.ndarray, ttc: np.ndarray) -> np.ndarray:
+    """1 - mean(ttc) / mean(plain) along the last axis (per bootstrap draw when 2-D)."""
+    m = plain.mean(axis=-1)
+    return np.where(m > 0, 1.0 - ttc.mean(axis=-1) / np.where(m > 0, m, 1.0), 0.0)
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares slope of y (..., D) against x (D,)."""
+    xc = x - x.mean()
+    return (y - y.mean(axis=-1, keepdims=True)) @ xc / float(xc @ xc)
+
+
+def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: int = 0) -> Verdict:
+    """The verdict from the dims round's trial rows (``dim`` = latent.dim, ``params``, ``nrmse``,
+    ``nrmse_ttc``, ``eval_samples_json``).  Rows without per-sample figures are listed with their point
+    gain but no interval, and take no part in the slope."""
+    dims: list[DimGain] = []
+    per: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for r in rows:
+        try:
+            dim = int(r["dim"])
+        except (TypeError, ValueError, KeyError):
+            continue
+        s = _samples(r.get("eval_samples_json"))
+        nr, nt = float(r.get("nrmse") if r.get("nrmse") is not None else math.nan), \
+            float(r.get("nrmse_ttc") if r.get("nrmse_ttc") is not None else math.nan)
+        if s is not None:
+            nr, nt = float(s[0].mean()), float(s[1].mean())
+            per[dim] = s
+        gain = 1.0 - nt / nr if nr > 0 and math.isfinite(nr) and math.isfinite(nt) else math.nan
+        p = r.get("params")
+        dims.append(DimGain(dim, int(p) if isinstance(p, numbers.Real) and math.isfinite(float(p)) else None,
+                            nr, nt, gain, n_samples=int(s[0].size) if s is not None else 0))
+    dims.sort(key=lambda d: d.dim)
+    rng = np.random.default_rng(seed)
+    sizes = {v[0].size for v in per.values()}
+    paired = len(sizes) == 1  # the same test split for every dim: resample the same indices for all
+    boot: dict[int, np.ndarray] = {}
+    shared = rng.integers(0, next(iter(sizes)), size=(n_boot, next(iter(sizes)))) if paired and per else None
+    for dim, (a, b) in per.items():
+        idx = shared if shared is not None else rng.integers(0, a.size, size=(n_boot, a.size))
+        boot[dim] = _gain(a[idx], b[idx])  # (n_boot,)
+    q = ((1 - CONFIDENCE) / 2, 1 - (1 - CONFIDENCE) / 2)
+    for d in dims:
+        if d.dim in boot:
+            d.lo, d.hi = (float(v) for v in np.quantile(boot[d.dim], q))
+
+    usable = sorted(boot)
+    if len(usable) < 2:
+        return Verdict("not answerable", text=f"not answerable: {len(usable)} dim(s) with per-sample figures "
+                       "(two are needed; a dims sweep that finished records them on the leaderboard)", dims=dims)
+    if all(np.allclose(per[d][0], per[d][1]) for d in usable):
+        return Verdict("not answerable", text="not answerable: TTC changed no forecast in any dim (ttc.enabled "
+                       "off, or ttc.threshold too high for any step to be searched)", dims=dims)
+    x = np.log2(np.asarray(usable, dtype=float))
+    point = float(_slope(x, np.asarray([_gain(*per[d]) for d in usable], dtype=float)))
+    draws = _slope(x, np.stack([boot[d] for d in usable], axis=-1))  # (n_boot,)
+    lo, hi = (float(v) for v in np.quantile(draws, q))
+    span = (f"{point * 100:+.2f} percentage points of TTC gain per doubling of latent.dim, {CONFIDENCE:.0%} interval "
+            f"{lo * 100:+.2f}…{hi * 100:+.2f} ({'paired ' if paired else ''}bootstrap over "
+            f"{'/'.join(str(s) for s in sorted(sizes))} test samples, dims {', '.join(map(str, usable))}; one "
+            f"training seed per dim, so training noise is not in the interval)")
+    if min(sizes) < MIN_SAMPLES:
+        return Verdict("too few test samples", point, lo, hi,
+                       f"too few test samples to tell: {span}. Below {MIN_SAMPLES} test samples the interval "
+                       f"is too optimistic to read; evaluate on more (eval.max_samples=-1, or profile=full)", dims)
+    if hi < 0:
+        return Verdict("yes", point, lo, hi, f"yes: TTC helps small models more: {span}", dims)
+    if lo > 0:
+        return Verdict("no", point, lo, hi, f"no: TTC helps larger models more: {span}", dims)
+    return Verdict("no difference resolved", point, lo, hi,
+                   f"no difference resolved: {span}. More test samples (eval.max_samples) or the full profile "
+                   "narrow it", dims)
