@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -430,9 +431,14 @@ HD = "params:\n  operator.hidden_dim: {dist: choice, values: [64, 96]}\n"
     (f"reference:\n  ttc.threshold: 0.3\nparams:\n{OK}", "reference.ttc.threshold",
      ["not in params", "in every trial", "Fix: add it to params", "ttc.threshold=0.3"]),
     (f"params:\n{OK}  {LR}: {{dist: uniform, low: 1.0e-3, high: 3.0e-3}}\n", "lines 2 and 3",
-     [f"key '{LR}' appears twice (lines 2 and 3)", "Fix: remove one"]),
+     [f"key '{LR}' appears twice in 'params' (lines 2 and 3)", "Fix: remove one"]),
     (f"params:\n{OK}params:\n  ttc.threshold: {{dist: uniform, low: 0.2, high: 0.4}}\n", "params",
-     ["key 'params' appears twice (lines 1 and 3)"]),
+     ["key 'params' appears twice at the top level (lines 1 and 3)"]),
+    # B: an integer draw on a float key (lr 1, 2, 3) was accepted; every value passes the config on its own
+    (f"params:\n  {LR}: {{dist: int, low: 1, high: 3}}\n", f"params.{LR}",
+     ["dist 'int' draws whole numbers", f"'{LR}' is a float in the config schema", "Fix: use dist: uniform or dist: "
+      "loguniform"]),
+    ("params:\n  ttc.threshold: {dist: int, low: 0, high: 1}\n", "params.ttc.threshold", ["is a float", "Fix:"]),
     # D: messages
     ("params: {a: [\n", "not valid YAML at line 2, column 1", ["expected the node content"]),
     (f"params:\n  stages:\n    operator:\n      optimizer:\n        lr: {{dist: uniform, low: 1.0e-3, high: 3.0e-3}}\n",
@@ -475,11 +481,32 @@ def test_duplicate_yaml_keys_loader_is_reusable(tmp_path: Path) -> None:
     from ups.yamlio import loads_yaml, read_yaml
 
     assert loads_yaml("a: 1\nb: {c: 2}\n", "x") == {"a": 1, "b": {"c": 2}}
-    with pytest.raises(ConfigError, match=r"^x: key 'c' appears twice \(lines 2 and 3\)"):
+    with pytest.raises(ConfigError, match=r"^x: key 'c' appears twice at the top level \(lines 2 and 3\)"):
         loads_yaml("a: 1\nc: 2\nc: 3\n", "x", ConfigError)
     p = write(tmp_path, "a: 1\na: 2\n", "dup.yaml")
-    with pytest.raises(ValueError, match=rf"{re.escape(str(p))}: key 'a' appears twice \(lines 1 and 2\)"):
+    with pytest.raises(ValueError, match=rf"{re.escape(str(p))}: key 'a' appears twice at the top level \(lines 1 and 2\)"):
         read_yaml(p)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("params:\n  training.lr: 1\n  training.lr: 2\n", "key 'training.lr' appears twice in 'params' (lines 2 and 3)"),
+    ("a:\n  b:\n    c: 1\n    c: 2\n", "key 'c' appears twice in 'a.b' (lines 3 and 4)"),
+    ("trial:\n  - {k: 1, k: 2}\n", "key 'k' appears twice in 'trial[0]' (lines 2 and 2)"),
+    ("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n  y: 3\n", "key 'y' appears twice in 'other' (lines 4 and 5)"),
+])
+def test_duplicate_key_message_names_the_enclosing_mapping(text: str, needle: str) -> None:
+    """The repeat's line alone left the reader to find which section it is in (``params`` or ``reference``)."""
+    from ups.yamlio import DuplicateKeyError, UniqueKeyLoader, loads_yaml
+
+    with pytest.raises(ConfigError) as e:
+        loads_yaml(text, "x", ConfigError)
+    assert str(e.value) == f"x: {needle}; YAML would keep only the last one. Fix: remove one of them, or merge " \
+                           f"them into one entry", str(e.value)
+    import yaml
+
+    with pytest.raises(DuplicateKeyError) as d:  # cluster_check reads key/first/again off the exception
+        yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506
+    assert d.value.key == needle.split("'")[1] and d.value.path == needle.split("'")[3]
 
 
 @pytest.mark.parametrize("overrides, needles", [
@@ -543,3 +570,100 @@ def test_a_trial_label_shows_the_values_it_trained_with(base) -> None:
     assert "heads=4" in row["label"] and "heads=6" not in row["label"], row["label"]
     assert json.loads(row["sampled_json"])["operator.heads"] == 4
     assert row["data_hash"] == "feedbeef1234"  # the report pairs the row with the baselines of its data
+
+
+# ----------------------------------------------------------------------- combinations of swept params (audit)
+BEAM = "ttc.beam_width: {dist: int, low: 1, high: 6}\n"
+CANDS = "ttc.candidates: {dist: choice, values: [4, 8]}\n"
+
+
+def test_a_combination_breaking_a_cross_field_rule_is_refused_at_load(tmp_path: Path, base) -> None:
+    """beam_width 6 and candidates 4 each pass alone (with the other at its reference value), but together
+    break `beam_width ≤ candidates`: before, accepted at load and failed inside every such trial."""
+    path = write(tmp_path, f"reference:\n  ttc.beam_width: 3\n  ttc.candidates: 8\nparams:\n  {BEAM}  {CANDS}")
+    with pytest.raises(SearchSpaceError) as e:
+        load_space(path, base)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: params.ttc.beam_width + params.ttc.candidates: ") and "\n" not in msg, msg
+    for needle in ("ttc.beam_width = 6", "ttc.candidates = 4", "'ttc.beam_width' = 6 exceeds ttc.candidates = 4",
+                   "keep beam_width ≤ candidates", "Fix: narrow params.ttc.beam_width or params.ttc.candidates",
+                   "add a derived rule"):
+        assert needle in msg, msg
+    narrowed = write(tmp_path, f"params:\n  ttc.beam_width: {{dist: int, low: 1, high: 4}}\n  {CANDS}", "ok.yaml")
+    load_space(narrowed, base)  # the fix the message gives is accepted
+
+
+def test_a_combination_is_refused_by_prepare_before_any_compute(tmp_path: Path) -> None:
+    from ups.tune.launcher import prepare
+
+    space = write(tmp_path, f"reference:\n  ttc.candidates: 8\nparams:\n  {BEAM}  {CANDS}")  # smoke base: 4 / 2
+    runs = tmp_path / "runs"
+    with pytest.raises(SearchSpaceError, match=r"params.ttc.beam_width \+ params.ttc.candidates: .*ttc.beam_width = 6"):
+        prepare("round_a", [f"space={space}", f"storage_path={runs}"])
+    assert not runs.exists()
+
+
+def test_combinations_apply_derived_rules_as_a_trial_does(tmp_path: Path, base) -> None:
+    """heads 32 fits hidden 64 and heads 4 fits hidden 80, but 32 does not divide 80: refused, unless a
+    derived rule snaps heads to a divisor of hidden (round B), which the check applies as a trial does."""
+    text = ("reference:\n  operator.hidden_dim: 64\n  operator.heads: 4\nparams:\n"
+            "  operator.hidden_dim: {dist: choice, values: [64, 80]}\n  operator.heads: {dist: choice, values: [4, 32]}\n")
+    with pytest.raises(SearchSpaceError) as e:
+        load_space(write(tmp_path, text), base)
+    msg = str(e.value)
+    assert "params.operator.hidden_dim + params.operator.heads: " in msg, msg
+    assert "operator.hidden_dim = 80" in msg and "operator.heads = 32" in msg and "does not divide" in msg, msg
+    snap = text + "derived:\n  operator.heads: {rule: divisor, of: operator.hidden_dim, near: operator.heads}\n"
+    space = load_space(write(tmp_path, snap, "snap.yaml"), base)
+    cfg, _ = space.materialize(base, {"operator.hidden_dim": 80, "operator.heads": 32})
+    assert cfg.operator.heads == 20
+
+
+def test_a_large_space_is_checked_on_a_sample_covering_every_pair(tmp_path: Path, base) -> None:
+    """Over the product cap, every pair of extremes is still tried together (the rest drawn at random)."""
+    from ups.tune import space as space_mod
+
+    others = "".join(f"  {k}: {{dist: uniform, low: {lo}, high: {hi}}}\n" for k, lo, hi in (
+        ("ttc.threshold", 0.0, 0.5), ("ttc.noise_scale", 0.5, 1.5), ("ttc.weights.mass", 0.5, 1.5),
+        ("training.lambda_spectral", 0.0, 0.5), ("training.lambda_field", 0.0, 0.5),
+        ("stages.operator.warmup_steps_ratio", 0.0, 0.5), ("stages.diff_residual.warmup_steps_ratio", 0.0, 0.5),
+        ("stages.autoencoder.warmup_steps_ratio", 0.0, 0.5)))
+    path = write(tmp_path, f"params:\n{others}  {BEAM}  {CANDS}")
+    reps = space_mod.representative_values(load_space(path), base)
+    assert math.prod(len(v) for v in reps.values()) > space_mod.COMBO_CAP
+    with pytest.raises(SearchSpaceError, match=r"ttc.beam_width = 6.*ttc.candidates = 4"):
+        load_space(path, base)
+
+
+def _shipped(name: str, profile: str, tmp_path: Path):
+    """The space and base config of sweeps/<name>.py under a profile, as prepare() builds them."""
+    import importlib.util
+
+    from ups.config import to_dict
+    from ups.tune.launcher import prepare
+
+    spec = importlib.util.spec_from_file_location(f"sweep_{name}", REPO / "sweeps" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    args = [f"profile={profile}", f"storage_path={tmp_path / 'runs'}"]
+    if name != "round_c":
+        return prepare(name, args, mod.DEFAULTS)
+    s = load_sweep_config(name, args, mod.DEFAULTS)  # round C centres on a champion: the profile's base
+    champ = tmp_path / "champion.json"
+    champ.write_text(json.dumps({"config": to_dict(load_config(s.trial))}))
+    return prepare(name, [*args, f"champion={champ}"], mod.DEFAULTS, around_champion=True)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "full"])
+@pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
+def test_every_combination_of_the_shipped_spaces_is_valid(path: Path, profile: str, tmp_path: Path) -> None:
+    """Each shipped space, on the base config its sweep script uses under each profile, passes the
+    combination check (prepare runs it), and its worst corners materialize as a trial would."""
+    from ups.tune.space import representative_values
+
+    p = _shipped(path.stem, profile, tmp_path)
+    reps = representative_values(p.space, p.base)
+    assert set(reps) == set(p.space.params)
+    for pick in (0, -1):  # every param at its first / last representative value
+        cfg, _ = p.space.materialize(p.base, {k: v[pick] for k, v in reps.items()})
+        assert cfg.ttc.beam_width <= cfg.ttc.candidates and cfg.operator.hidden_dim % cfg.operator.heads == 0

@@ -140,7 +140,7 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
     out = capsys.readouterr().out
     assert "TTC gain" in out and "dims: does TTC help small models more? " in out
     verdict = json.loads(next(work.rglob("ttc_by_dim_*.json")).read_text())
-    assert verdict["answer"] in ("yes", "no", "no difference resolved", "not answerable")
+    assert verdict["answer"] == "too few test samples"  # eval.max_samples=4 here
     assert [d["dim"] for d in verdict["dims"]] == [8, 16] and all(d["n_samples"] > 1 for d in verdict["dims"])
 
 

@@ -1,7 +1,7 @@
 """Strict YAML reading for files users write (search spaces, sweep profiles, cluster files).
 
 ``yaml.safe_load`` keeps the last of two equal mapping keys without a word (a parameter written twice,
-two ``params:`` sections): :class:`UniqueKeyLoader` refuses them with the line of the second one.
+two ``params:`` sections): :class:`UniqueKeyLoader` refuses them with the mapping they are in and both lines.
 :func:`read_yaml` turns every way a file can fail to read (missing, a folder, not UTF-8, bad syntax,
 duplicate keys) into one line naming the file, the place and the fix.  No Ray, no OmegaConf.
 """
@@ -14,16 +14,36 @@ import yaml
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):
-    """A mapping has the same key twice: ``key``, the ``first`` and the repeated (``again``) 1-based line."""
+    """A mapping has the same key twice: ``key``, the ``first`` and the repeated (``again``) 1-based line, and
+    the ``path`` of the mapping it is in (``params``, ``a.b``, ``trial[0]``; "" at the top level)."""
 
-    def __init__(self, key: str, first: int, again: int, mark: Any) -> None:
-        super().__init__(None, None, f"key '{key}' appears twice (lines {first} and {again}); YAML would keep only "
-                                     f"the last one. Fix: remove one of them, or merge them into one entry", mark)
-        self.key, self.first, self.again = key, first, again
+    def __init__(self, key: str, first: int, again: int, mark: Any, path: str = "") -> None:
+        where = f"in '{path}'" if path else "at the top level"
+        super().__init__(None, None, f"key '{key}' appears twice {where} (lines {first} and {again}); YAML would keep "
+                                     f"only the last one. Fix: remove one of them, or merge them into one entry", mark)
+        self.key, self.first, self.again, self.path = key, first, again, path
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate mapping keys (the line of the repeat in the message)."""
+    """``yaml.SafeLoader`` that refuses duplicate mapping keys (the mapping's path and the lines in the message)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._paths: dict[int, str] = {}
+        self._index(node, "")
+        return super().construct_document(node)
+
+    def _index(self, node: yaml.Node, path: str) -> None:
+        """The dotted path of every mapping/sequence node (an alias keeps the path of its anchor)."""
+        if id(node) in self._paths:
+            return
+        self._paths[id(node)] = path
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value in node.value:
+                name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                self._index(value, f"{path}.{name}" if path else str(name))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._index(item, f"{path}[{i}]")
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -37,7 +57,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 continue  # the base class reports unhashable keys
             line = key_node.start_mark.line + 1
             if key in seen:
-                raise DuplicateKeyError(str(key), seen[key], line, key_node.start_mark)
+                raise DuplicateKeyError(str(key), seen[key], line, key_node.start_mark,
+                                        getattr(self, "_paths", {}).get(id(node), ""))
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
 

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import itertools
 import json
 import math
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,7 +41,7 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from ups.config import (ConfigError, all_keys, apply_overrides, flatten, key_type, preset_values, suggest_key,
-                        to_dict)
+                        to_dict, validate_config)
 from ups.yamlio import read_yaml
 
 DISTS = ("choice", "uniform", "loguniform", "int", "grid", "around")
@@ -375,6 +377,10 @@ def _parse_param(path: Path, key: str, spec: Any) -> Param:
     if dist in ("uniform", "loguniform") and kt is int:
         raise _err(path, where, f"dist '{dist}' draws fractional values, but '{key}' is an integer, so every "
                                 f"trial would fail. Fix: use dist: int (low and high inclusive)")
+    if dist == "int" and kt is float:  # by the schema's annotation: int-typed and untyped keys take int draws
+        raise _err(path, where, f"dist 'int' draws whole numbers, but '{key}' is a float in the config schema, so "
+                                f"the search would try only whole values. Fix: use dist: uniform or dist: loguniform "
+                                f"(same low and high)")
     if dist in ("choice", "grid"):
         values = spec.get("values")
         if not isinstance(values, list) or not values:
@@ -629,3 +635,107 @@ def check_against(space: SearchSpace, base: DictConfig) -> None:
         if p.dist in ("uniform", "loguniform", "int") and not (p.low <= float(v) <= p.high):
             raise _err(space.path, f"reference.{key}", f"reference value {v!r} is outside [{p.low}, {p.high}]. "
                                                         f"Fix: widen the range or set reference.{key}")
+    check_combinations(space, base)
+
+
+# ------------------------------------------------------------------------------ combinations
+# Values that pass one at a time can still break a cross-field rule together (ttc.beam_width ≤ ttc.candidates,
+# heads | hidden_dim, sigma_min < sigma_max): every combination of the params' representative values is
+# materialized as a trial does and validated, up to COMBO_CAP of them; above, seeded rows: the all-low and all-high
+# corners, rows that put every pair of values together (the other params drawn at random), then random rows up
+# to COMBO_SAMPLE. About 2 ms a row (validate_config on a DictConfig): ≤ 0.3 s for the shipped spaces.
+COMBO_CAP = 256
+COMBO_SAMPLE = 128
+
+
+def representative_values(space: SearchSpace, base: DictConfig) -> dict[str, list[Any]]:
+    """Per param, the values worth combining, encoded as the searcher hands them to a trial: every choice/grid
+    value; a range's low, its reference value (when inside the range) and high. Unresolved ``around`` params
+    are left out (they keep the base value until resolve_around)."""
+    ref = space.reference_point(base)
+    out: dict[str, list[Any]] = {}
+    for key, p in space.params.items():
+        if p.dist in ("choice", "grid"):
+            out[key] = [p.encode(v) for v in p.values]
+        elif p.dist in ("uniform", "loguniform", "int"):
+            cast = int if p.dist == "int" else float
+            r = ref[key]
+            mid = [cast(r)] if isinstance(r, (int, float)) and not isinstance(r, bool) and p.low <= r <= p.high else []
+            out[key] = list(dict.fromkeys([cast(p.low), *mid, cast(p.high)]))
+    return out
+
+
+def _combinations(reps: Mapping[str, list[Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """All combinations up to COMBO_CAP; above, rows covering every pair of values, then random rows."""
+    keys, vals = list(reps), list(reps.values())
+    if math.prod(len(v) for v in vals) <= COMBO_CAP:
+        return [dict(zip(keys, row)) for row in itertools.product(*vals)]
+    rng = random.Random(seed)
+    pairs = list(itertools.combinations(range(len(keys)), 2))
+    rows: list[list[int]] = []
+    covered: set[tuple[int, int, int, int]] = set()
+
+    def add(row: list[int]) -> None:
+        rows.append(row)
+        covered.update((i, row[i], j, row[j]) for i, j in pairs)
+
+    add([0] * len(vals))
+    add([len(v) - 1 for v in vals])
+    for i, j in pairs:
+        for a, b in itertools.product(range(len(vals[i])), range(len(vals[j]))):
+            if (i, a, j, b) not in covered:
+                row = [rng.randrange(len(v)) for v in vals]
+                row[i], row[j] = a, b
+                add(row)
+    while len(rows) < COMBO_SAMPLE:
+        add([rng.randrange(len(v)) for v in vals])
+    return [{k: vals[n][row[n]] for n, k in enumerate(keys)} for row in rows]
+
+
+def check_combinations(space: SearchSpace, base: DictConfig) -> None:
+    """Refuse a space in which some combination of swept values breaks a config rule (see COMBO_CAP)."""
+    reps = representative_values(space, base)
+    if len(reps) < 2:  # one param: each of its values was applied on its own (check_against)
+        return
+    base_dict = to_dict(base)
+    view = OmegaConf.create(base_dict)  # untyped: the values were type-checked one by one; rules are checked here
+    parents: dict[str, Any] = {}
+    touched: set[str] = set()
+
+    def refused(sampled: Mapping[str, Any]) -> str | None:
+        """The config's message for this trial, None when it is valid (derived rules applied as in a trial)."""
+        cfg, values = space.materialize_dict(base_dict, sampled)
+        touched.update(values)
+        for key in touched:
+            parent, leaf = key.rsplit(".", 1)
+            if parent not in parents:
+                parents[parent] = OmegaConf.select(view, parent)
+            parents[parent][leaf] = _select(cfg, key)
+        try:
+            validate_config(view)
+        except ConfigError as e:
+            msg = str(e)
+            return msg[len("config: "):] if msg.startswith("config: ") else msg
+        return None
+
+    ref = space.reference_point(base)
+    for combo in _combinations(reps):
+        msg = refused(combo)
+        if msg is None:
+            continue
+        for key in reps:  # shrink: back to the reference value every param the failure does not need
+            if combo[key] != ref[key] and (m := refused({**combo, key: ref[key]})) is not None:
+                combo, msg = {**combo, key: ref[key]}, m
+        keys = [k for k in reps if combo[k] != ref[k] or k in msg] or list(reps)
+        shown = ", ".join(f"{k} = {space.params[k].decode(combo[k])!r}" for k in keys)
+        _, values = space.materialize_dict(base_dict, combo)
+        rules = [t for t in space.derived if t in msg]
+        via = "".join(f", derived {t} = {values[t]!r}" for t in rules)
+        rule, _, fix = msg.partition(". Fix: ")
+        params = " or ".join(f"params.{k}" for k in keys)
+        raise SearchSpaceError(
+            f"{space.path}: {' + '.join(f'params.{k}' for k in keys)}: together, {shown}{via} break a config rule, so "
+            f"every trial that draws them would fail: {rule}" + (f" ({fix})" if fix else "") + f". Fix: narrow "
+            f"{params} so that no combination breaks the rule, or "
+            + (f"change derived.{rules[0]} so that it keeps them consistent" if rules else
+               "add a derived rule that keeps them consistent (copy, scale, divisor or preset: docs/SWEEPS.md)"))
