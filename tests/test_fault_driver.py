@@ -153,6 +153,7 @@ def test_driver_killed_mid_sweep_resumes_from_s3(tmp_path, s3_client, s3_bucket,
     keys = _keys(s3_client, s3_bucket, prefix)
     assert any(k.endswith("tuner.pkl") for k in keys) and any("experiment_state" in k for k in keys)
     assert f"{prefix}ups_sweep.json" in keys  # what resume=true checks the resuming command against
+    assert f"{prefix}ups_space.yaml" in keys  # the space the sweep started in, to resume in after an edit
 
     # resume: same command + resume=true restores the latest experiment from S3
     with open(tmp_path / "driver2.log", "wb") as log:

@@ -161,6 +161,17 @@ def test_resume_refuses_other_settings_and_accepts_operational_ones(ray_session,
                 for f in Path(first.experiment_path).glob("trial_*/result.json"))
     restored = restored_results(tune.Tuner.restore(first.experiment_path, trainable))
     assert spent > 0 and spent_compute_s(restored) == pytest.approx(spent)
+    # the space file edited (or updated with the project) since: refused, with the copy kept at launch to resume in
+    original = space.read_text()
+    space.write_text(original.replace("[0.0, 1.0]", "[0.0, 1.0, 2.0]"))
+    with pytest.raises(ConfigError) as e:
+        run_round("rec", [*args, "resume=true"], trainable=trainable)
+    copy = Path(first.experiment_path) / "ups_space.yaml"
+    assert "search space" in str(e.value) and f"space={copy} resume=true" in str(e.value)
+    assert copy.read_text() == original
+    resumed = run_round("rec", [*args, f"space={copy}", "resume=true"], trainable=trainable)
+    assert resumed.experiment == first.experiment and copy.read_text() == original
+    space.write_text(original)
     # a sweep recorded before a setting existed (here searcher.sampler) resumes at that setting's default only
     saved = json.loads(record.read_text())
     del saved["sweep"]["searcher.sampler"]

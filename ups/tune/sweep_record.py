@@ -5,8 +5,10 @@ that would continue it under other settings.
 without the original ``profile=full`` (or with another ``stages.operator.epochs``, space or searcher) would
 train the rest of the sweep on other data or budgets, and mix them on one leaderboard.  At launch the
 sweep writes ``ups_sweep.json`` (its command line, the trial base config, the space file's hash and the
-settings that define which trials run); a resume compares and, on a difference, fails before Ray starts
-with the keys that differ and the original command.  Operational settings may change on a resume
+settings that define which trials run) and a copy of the space file (``ups_space.yaml``); a resume compares
+and, on a difference, fails before Ray starts with the keys that differ and the original command (with
+``space=<that copy>`` when the space file was edited or updated since: the sweep continues in the space it
+started in).  Operational settings may change on a resume
 (resources, concurrency, W&B, reports, Ray address, data cache folder, device, threads).
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Sequence
 from ups.config import ConfigError, flatten, to_dict
 
 RECORD = "ups_sweep.json"
+SPACE_COPY = "ups_space.yaml"  # the space file as the sweep started with it: a resume after the file changed
 # trial config keys a resume may change: where and how the same trials run, not which
 OPERATIONAL_KEYS = ("data.cache_dir", "training.device", "training.num_threads")
 # sweep settings that decide which trials run and how they are cut
@@ -58,11 +61,35 @@ def _record_file(storage: str, fs: Any, name: str) -> tuple[Any, str]:
 
 
 def write_record(storage: str, fs: Any, name: str, record: dict[str, Any]) -> None:
-    """Save the record in the experiment folder."""
+    """Save the record, and a copy of its space file (``SPACE_COPY``), in the experiment folder."""
     fs, path = _record_file(storage, fs, name)
     fs.create_dir(posixpath.dirname(path), recursive=True)
+    space = Path(str(record.get("space_file", "")))
+    text = space.read_bytes() if space.is_file() else None  # read first: a resume may run from the copy itself
     with fs.open_output_stream(path) as out:
         out.write(json.dumps(record, indent=1, sort_keys=True).encode())
+    if text is not None and hashlib.sha1(text).hexdigest() == record.get("space_sha1"):
+        with fs.open_output_stream(posixpath.join(posixpath.dirname(path), SPACE_COPY)) as out:
+            out.write(text)
+
+
+def _space_copy(storage: str, fs: Any, name: str, display: str, saved: dict[str, Any]) -> str | None:
+    """Where the space file the sweep started with is kept (a ``space=`` value for a local storage_path; an
+    ``s3://`` URI to download otherwise), or None (a sweep recorded before copies were kept, or a copy that
+    is not the recorded content)."""
+    import pyarrow.fs as pafs
+
+    fs, path = _record_file(storage, fs, name)
+    copy = posixpath.join(posixpath.dirname(path), SPACE_COPY)
+    try:
+        if fs.get_file_info(copy).type != pafs.FileType.File:
+            return None
+        with fs.open_input_stream(copy) as f:
+            if hashlib.sha1(f.read()).hexdigest() != saved.get("space_sha1"):
+                return None
+    except OSError:
+        return None
+    return f"{display.rstrip('/')}/{name}/{SPACE_COPY}"
 
 
 def read_record(storage: str, fs: Any, name: str) -> dict[str, Any] | None:
@@ -121,9 +148,14 @@ def check_resume(storage: str, fs: Any, name: str, display: str, now: dict[str, 
     if not diff:
         return
     shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
-    args = saved.get("overrides", [])
+    args = list(saved.get("overrides", []))
     named = [] if any(a.startswith("name=") for a in args) else [f"name={name}"]
-    command = " ".join(["python", f"sweeps/{saved.get('round', '?')}.py", *args, *named, "resume=true"])
+    copy = _space_copy(storage, fs, name, display, saved) if saved.get("space_sha1") != now.get("space_sha1") else None
+    local = copy is not None and "://" not in copy
+    space = [f"space={copy}"] if local else []
+    command = " ".join(["python", f"sweeps/{saved.get('round', '?')}.py", *args, *named, *space, "resume=true"])
+    note = (f" ({'space=… is' if local else f'download {copy} and add space=<that file>: it is'} the space file as the "
+            "sweep started with it, kept next to the record)") if copy else ""
     raise ConfigError(f"resume=true: this command would continue {display}/{name} under other settings than it was "
                       f"started with ({shown}); its trials would mix budgets or data. Fix: resume with the command "
-                      f"that started it (saved in {display}/{name}/{RECORD}): {command}")
+                      f"that started it (saved in {display}/{name}/{RECORD}): {command}{note}")
