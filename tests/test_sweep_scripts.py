@@ -144,10 +144,15 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
     assert [d["dim"] for d in verdict["dims"]] == [8, 16] and all(d["n_samples"] > 1 for d in verdict["dims"])
 
 
-def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data, tiny_cache_dir, work) -> None:
-    # one trial: the round's reference config (the capacity choices are covered by test_space)
+def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data, tiny_cache_dir, work,
+                                                        tmp_path) -> None:
+    # one trial: the round's reference config (the capacity choices are covered by test_space); latent.dim
+    # stays the tiny data's 8 (the round's 32/48 would refuse it as a reference and train 10× longer)
+    space = tmp_path / "aggressive.yaml"
+    space.write_text("".join(line for line in (REPO / "search_spaces" / "aggressive.yaml").read_text()
+                             .splitlines(keepends=True) if not line.lstrip().startswith("latent.dim:")))
     args = tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "scheduler.name=fifo",
-                "num_samples=1", "gates.enabled=false")
+                "num_samples=1", "gates.enabled=false", f"space={space}")
     swept = ("ttc.candidates=", "ttc.beam_width=")  # aggressive sweeps them: an override of a swept key is refused
     assert script("aggressive")([a for a in args if not a.startswith(swept)]) == 0
     lb = read_leaderboard(work / "leaderboard.csv")
