@@ -172,9 +172,15 @@ def test_resume_refuses_other_settings_and_accepts_operational_ones(ray_session,
     resumed = run_round("rec", [*args, f"space={copy}", "resume=true"], trainable=trainable)
     assert resumed.experiment == first.experiment and copy.read_text() == original
     space.write_text(original)
-    # a sweep recorded before a setting existed (here searcher.sampler) resumes at that setting's default only
+    # the baseline rows set the gates' limits: turning them on is another sweep (their FNO budget only counts
+    # when they are on)
+    with pytest.raises(ConfigError, match=r"baselines: False → True"):
+        run_round("rec", [*args, "baselines=true", "resume=true"], trainable=trainable)
+    assert run_round("rec", [*args, "fno_budget_s=2", "resume=true"], trainable=trainable).experiment == first.experiment
+    # a sweep recorded before a setting existed (here searcher.sampler) resumes at that setting's default only;
+    # one recorded before the baselines were recorded resumes as the command says
     saved = json.loads(record.read_text())
-    del saved["sweep"]["searcher.sampler"]
+    del saved["sweep"]["searcher.sampler"], saved["sweep"]["baselines"]
     record.write_text(json.dumps(saved))
     assert run_round("rec", [*args, "resume=true"], trainable=trainable).experiment == first.experiment
     with pytest.raises(ConfigError, match=r"searcher.sampler: '\(unset\)' → 'gp'"):

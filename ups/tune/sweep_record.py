@@ -28,7 +28,10 @@ SPACE_COPY = "ups_space.yaml"  # the space file as the sweep started with it: a 
 OPERATIONAL_KEYS = ("data.cache_dir", "training.device", "training.num_threads")
 # sweep settings that decide which trials run and how they are cut
 DEFINING_SWEEP_KEYS = ("num_samples", "time_budget_s", "compute_budget_s", "scheduler", "searcher", "gates",
-                       "stage_cache")
+                       "stage_cache", "baselines", "fno_budget_s")  # the baseline rows set the gates' limits
+# settings that existed before the record kept them: absent from an older record means unknown (not the
+# default), so a sweep recorded then resumes whatever the resuming command says
+RECORDED_LATER = ("baselines", "fno_budget_s")
 
 
 def sweep_record(p: Any, overrides: Sequence[str]) -> dict[str, Any]:
@@ -44,6 +47,8 @@ def _sweep_section(s: Any) -> dict[str, Any]:
     """A sweep config's defining settings, flattened to dotted keys and JSON values."""
     sweep = flatten({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
                      for k, v in ((k, getattr(s, k)) for k in DEFINING_SWEEP_KEYS)})
+    if not sweep.get("baselines", True):
+        sweep.pop("fno_budget_s", None)  # no baseline rows: their budget decides nothing
     return _jsonable(sweep)
 
 
@@ -132,7 +137,8 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     for section in ("sweep", "trial"):
         a, b = saved.get(section, {}), now.get(section, {})
         for key in sorted(set(a) | set(b)):
-            if key not in a and key in defaults[section] and b.get(key) == defaults[section][key]:
+            if key not in a and (key in RECORDED_LATER or key in defaults[section]
+                                 and b.get(key) == defaults[section][key]):
                 continue
             if a.get(key) != b.get(key):
                 out.append(f"{key}: {a.get(key, '(unset)')!r} → {b.get(key, '(unset)')!r}")
