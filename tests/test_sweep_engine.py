@@ -197,5 +197,6 @@ def test_gate_tracker_units() -> None:
     assert t.update("a", {"stage": "operator", "epoch": 1, "val_conservation_gap": 0.5, "train_loss": 1.0}) is None
     assert t.update("a", {"stage": "operator", "epoch": 2, "val_bc_violation": 3.0}).startswith("gate:bc")
     assert t.update("b", {"nonfinite": 1, "nonfinite_keys": "val_nrmse"}).startswith("gate:nonfinite")
-    m = clean_metrics({"val_nrmse": math.inf, "done": True, "blob": [1, 2]})
+    m = clean_metrics({"val_nrmse": math.inf, "done": True, "blob": {"a": 1}, "per_sample": [0.5, math.nan, 2]})
     assert m["val_nrmse"] == 1.0e3 and m["nonfinite"] == 1 and m["final"] == 1 and "blob" not in m
+    assert m["per_sample"] == "[0.5,null,2.0]"  # a list of numbers: compact JSON (eval's per-sample nRMSE)

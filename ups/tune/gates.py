@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ray.tune import Stopper
 
@@ -60,6 +60,14 @@ class GateTracker:
             self.reasons[trial_id] = reason
         return reason
 
+    def replay(self, trial_id: str, history: Iterable[Mapping[str, Any]]) -> str | None:
+        """Feed a trial's earlier reports, in the order it made them (a resumed sweep: what this tracker had
+        seen before the driver stopped, ``ups.tune.restore.restore_gates``); returns its gate reason, if any."""
+        reason = None
+        for result in history:
+            reason = self.update(trial_id, result)
+        return reason
+
     def _check(self, trial_id: str, r: Mapping[str, Any]) -> str | None:
         it = int(r.get("training_iteration", 0) or 0)
         if r.get("nonfinite"):
@@ -99,6 +107,13 @@ class PhysicsGateStopper(Stopper):
 
     def stop_all(self) -> bool:
         return False
+
+
+def gate_trackers(stop: Any) -> list[GateTracker]:
+    """The trackers of the ``PhysicsGateStopper``s in a Tune stopper: itself, or the parts of Ray's
+    ``CombinedStopper`` (``_stoppers`` in Ray 2.60)."""
+    parts = getattr(stop, "_stoppers", None) or (stop,)
+    return [s.tracker for s in parts if isinstance(s, PhysicsGateStopper)]
 
 
 class ComputeBudgetStopper(Stopper):

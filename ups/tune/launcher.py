@@ -26,11 +26,11 @@ import pandas as pd
 from ups.config import ConfigError, apply_overrides, flatten, load_config, to_dict
 from ups.leaderboard import read_leaderboard, upsert_rows
 from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots
-from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper
+from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper, gate_trackers
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, force_fill, full_eval, seed_groups,
                                 seed_mean_candidates, seed_points, update_champion)
 from ups.tune.ray_address import gcs_problem
-from ups.tune.restore import carry_over, restored_results, spent_compute_s
+from ups.tune.restore import ResumableASHA, ResumableStopper, carry_over, restored_results, spent_compute_s
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
 from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
@@ -169,6 +169,13 @@ def check_asha_rungs(scfg: SweepConfig, base: Any) -> None:
                           f"stage (iterations 1-{ae}), where the operator is untrained and val_nrmse ranks nothing: "
                           f"ASHA would stop trials at random. Fix: scheduler.grace_period=0 (automatic, here "
                           f"{auto_grace_period(base)}) or a value above {ae}")
+    rungs = asha_rungs(scfg, base)[2]
+    if sc.name == "asha" and sc.brackets > len(rungs):
+        raise ConfigError(f"scheduler.brackets={sc.brackets}: each ASHA bracket starts one rung later than the one "
+                          f"before, and this sweep has {len(rungs)} rung(s) ({sc.time_attr} {rungs}): brackets "
+                          f"beyond {len(rungs)} would have no rung and never stop a trial. Fix: "
+                          f"scheduler.brackets={len(rungs)} or fewer (1: one bracket), or more rungs (a smaller "
+                          f"scheduler.grace_period or reduction_factor)")
 
 
 def auto_grace_period(cfg: Any) -> int:
@@ -384,15 +391,15 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
 
 
 def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
     from ups.tune.pbt import StagedPBT, pbt_window
 
     sc = s.scheduler
     if sc.name == "asha":
         max_t, grace, _ = asha_rungs(s, base)
-        return ASHAScheduler(time_attr=sc.time_attr, max_t=max_t, grace_period=grace,
-                             reduction_factor=sc.reduction_factor)
+        return ResumableASHA(time_attr=sc.time_attr, max_t=max_t, grace_period=grace,
+                             reduction_factor=sc.reduction_factor, brackets=sc.brackets)
     if sc.name == "pbt":
         mutations = space.pbt_mutations()
         return StagedPBT(window=pbt_window(base, mutations), time_attr=sc.time_attr,
@@ -437,6 +444,7 @@ def run_config(p: Prepared, name: str, stop: Any, callbacks: list[Any]) -> Any:
     s = p.scfg
     # Ray keeps every checkpoint; CheckpointRetention deletes them only where a resume can never need them
     # (Ray's num_to_keep deletes before the experiment state naming them is synced: ups.tune.retention)
+    stop = ResumableStopper(stop, f"{p.storage_path}/{name}") if stop is not None else None  # ups.tune.restore
     return RunConfig(name=name, storage_path=p.storage_path, storage_filesystem=p.filesystem, stop=stop,
                      callbacks=[*callbacks, CheckpointRetention(s.checkpoint_keep)],
                      checkpoint_config=CheckpointConfig(num_to_keep=None),
@@ -527,7 +535,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                               resume=s.resume, init_timeout_s=s.wandb.init_timeout_s,
                                               leaderboard=lb_cb))
         tr = make_trainable(p, data, trainable)
-        rungs = f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base)[2]})" if s.scheduler.name == "asha" else ""
+        rungs = (f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base)[2]}"
+                 + (f", {s.scheduler.brackets} brackets" if s.scheduler.brackets > 1 else "") + ")"
+                 if s.scheduler.name == "asha" else "")
         slots = cluster_slots(per_trial_resources(s))
         at_a_time = (f"≤{round_conc}" if round_conc != ADAPTIVE else
                      f"as many as the resources hold (now {slots}; PBT's population takes turns)"
@@ -549,8 +559,10 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                        storage_filesystem=p.filesystem)
             results = restored_results(tuner)
             lb_cb.spent_s = spent = spent_compute_s(results)
-            for line in carry_over(tuner, run_config(p, name, build_stopper(s, limits, spent), callbacks),
-                                   per_trial_resources(s), s.pending_trials, round_conc, results):
+            stop = build_stopper(s, limits, spent)
+            gates = [*gate_trackers(stop), lb_cb.tracker] if s.gates.enabled else []
+            for line in carry_over(tuner, run_config(p, name, stop, callbacks),
+                                   per_trial_resources(s), s.pending_trials, round_conc, results, gates):
                 _log(line)
         else:
             tuner = build_tuner(p, name, tr, limits, round_conc, callbacks)
@@ -748,8 +760,9 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
         if repaired := restorable_state(p, seed_name):
             _log(repaired)
         tuner = tune.Tuner.restore(path, tr, resume_errored=True, storage_filesystem=p.filesystem)
+        gates = [*gate_trackers(stop), lb_cb.tracker] if s.gates.enabled else []
         for line in carry_over(tuner, run_config(p, seed_name, stop, [lb_cb]), per_trial_resources(s),
-                               s.pending_trials, max_conc, restored_results(tuner)):
+                               s.pending_trials, max_conc, restored_results(tuner), gates):
             _log(line)
     else:
         param_space = {**p.space.tune_space("random"), SEED_KEY: tune.choice(seeds)}

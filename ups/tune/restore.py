@@ -16,20 +16,80 @@ param space).  Left so, a resumed sweep
 policy, verbosity and concurrency on the restored tuner before ``fit``.  Ray has no public API for this,
 so it sets the restored ``TunerInternal``'s run and tune configs, which ``fit`` reads
 (``TunerInternal._get_tune_run_arguments`` / ``_fit_resume``); the test above fails if a Ray upgrade
-moves them.
+moves them.  The stopper needs one more step: Tune also pickles it into every ``experiment_state-*.json``,
+and ``TuneController.resume`` puts that copy (as of Tune's last snapshot) in place of the RunConfig's
+(``__setstate__`` of the saved ``runner_data``), so the one ``carry_over`` set would never run.  The
+sweep's stopper is a ``ResumableStopper``: unpickled after ``carry_over`` registered the resuming
+command's stopper for the same experiment, it delegates to that one.
 
 Tune does not save the scheduler either: the ASHA restored from ``tuner.pkl`` has empty rungs, so after
 a resume a rung would compare a trial only with those that reached it after the resume (with one value
 recorded, a trial worse than that one trial is stopped).  ``restore_rungs`` records at each rung what
-every restored trial reported when it crossed it, from its saved results, as ASHA did live.  Still
-Ray's own on a resume: ``time_budget_s`` (wall clock of each run).
+every restored trial reported when it crossed it, from its saved results, as ASHA did live.  With
+several brackets (``scheduler.brackets``) Ray draws each trial's bracket at random when the trial is added,
+again for every restored trial on a resume, and saves no draw: ``ResumableASHA`` draws it from the trial
+id instead, so a restored trial goes on in the bracket whose rungs it reached and ``restore_rungs`` puts
+its records back there.  The gate trackers of the resuming command (``ups.tune.gates``: its stopper's
+and the leaderboard callback's) start empty too: a trial that was diverging would get a fresh best loss,
+and a trial a gate had stopped would be labelled as merely stopped.  ``restore_gates`` replays every
+restored trial's saved reports into them, and the gates go on as if the driver had not stopped.  Still Ray's own on a resume: ``time_budget_s`` (wall clock of each run).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import json
+import math
+import posixpath
+import random
+from typing import Any, Mapping, Sequence
+
+from ray.tune import Stopper
+from ray.tune.schedulers import ASHAScheduler
 
 from ups.tune.concurrency import set_limit
+from ups.tune.gates import GateTracker
 from ups.tune.results import result_trial_id
+
+
+_RESUMING: dict[str, Stopper] = {}  # experiment path → the resuming command's stopper (``carry_over``)
+
+
+class ResumableStopper(Stopper):
+    """A sweep's stopper (``inner``) as Tune saves it with ``experiment``'s state: unpickled in a process where
+    ``carry_over`` registered the resuming command's stopper for that experiment, it runs that one instead of
+    the saved copy."""
+
+    def __init__(self, inner: Stopper, experiment: str):
+        self.inner, self.experiment = inner, experiment
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return bool(self.inner(trial_id, result))
+
+    def stop_all(self) -> bool:
+        return bool(self.inner.stop_all())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.inner = _RESUMING.get(self.experiment, self.inner)
+
+
+class ResumableASHA(ASHAScheduler):
+    """Ray's ASHA, with each trial's bracket drawn from its trial id rather than NumPy's global generator:
+    the same odds as Ray's (a softmax of the brackets' rung counts), but the same bracket again when a
+    resume adds the trial anew.  With one bracket it is Ray's ASHA."""
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)  # Ray's metric/mode checks (and its own draw, replaced)
+        self._trial_info[trial.trial_id] = self._brackets[self.bracket_index(trial.trial_id)]
+
+    def bracket_index(self, trial_id: str) -> int:
+        sizes = [len(b._rungs) for b in self._brackets]
+        weights = [math.exp(n - max(sizes)) for n in sizes]
+        u = random.Random(trial_id).random() * sum(weights)  # str seeds hash with SHA-512: the same in any process
+        for i, w in enumerate(weights):
+            u -= w
+            if u < 0:
+                return i
+        return len(weights) - 1
 
 
 def restored_configs(tuner: Any) -> tuple[Any, Any]:
@@ -56,36 +116,83 @@ def spent_compute_s(results: list[Any]) -> float:
 
 
 def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: int, max_conc: int,
-               results: list[Any]) -> list[str]:
+               results: list[Any], gates: Sequence[GateTracker] = ()) -> list[str]:
     """Make a restored ``tuner`` run with the resuming command's ``fresh`` RunConfig (callbacks, stopper,
     failure policy, verbosity; its name and storage stay the restored ones) and concurrency (``max_conc``:
-    a number or ``ADAPTIVE``; ``per_trial`` resources, ``pending`` trials); ASHA's rungs from ``results``
-    (``restored_results``).  Returns lines to log."""
+    a number or ``ADAPTIVE``; ``per_trial`` resources, ``pending`` trials); ASHA's rungs and the ``gates``'
+    trackers (those of ``fresh``'s stopper and callbacks) from ``results`` (``restored_results``).
+    Returns lines to log."""
     run_cfg, tune_cfg = restored_configs(tuner)
     run_cfg.callbacks = fresh.callbacks
     run_cfg.stop = fresh.stop
+    if isinstance(fresh.stop, ResumableStopper):
+        _RESUMING[fresh.stop.experiment] = fresh.stop.inner
     run_cfg.failure_config = fresh.failure_config
     run_cfg.verbose = fresh.verbose
     why_not = set_limit(tune_cfg.search_alg, per_trial, pending, max_conc)
     lines = [f"concurrency: {why_not}"] if why_not else []
     if (rungs := restore_rungs(tuner, results)) is not None:
         lines.append(f"asha: {rungs} rung record(s) of the restored trials put back")
+    if gates:
+        seeded, tripped = restore_gates(gates, results)
+        lines.append(f"gates: the reports of {seeded} restored trial(s) replayed ({tripped} past a gate)")
     return lines
+
+
+def reported_history(result: Any) -> list[dict[str, Any]]:
+    """Every result a restored trial reported, in order: its saved ``result.json`` (a JSON object a line, as
+    Tune writes it; a line the stopped driver left cut off is skipped).  Read as written, not from
+    ``Result.metrics_dataframe``, where a metric that a report lacked reads NaN, which the non-finite gate
+    would take for a NaN reported."""
+    if not result.path:
+        return []
+    try:
+        with result.filesystem.open_input_stream(posixpath.join(str(result.path), "result.json")) as f:
+            text = f.read().decode(errors="replace")
+    except (FileNotFoundError, OSError):
+        return []
+    history = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            history.append(row)
+    return history
+
+
+def restore_gates(trackers: Sequence[GateTracker], results: list[Any]) -> tuple[int, int]:
+    """Replay into each gate tracker every report the restored trials had made (``reported_history``), so
+    a trial's best loss, and a gate it had already tripped, are what the live trackers had seen (as of Tune's
+    last snapshot: ``result.json`` reaches storage with the experiment state, whose checkpoints the trials
+    go on from).  Finished trials too: they report no more, but a gated one whose row the stopped driver did
+    not write is labelled with its gate.  Returns (trials replayed, trials past a gate)."""
+    seeded, tripped = 0, 0
+    for result in results:
+        trial_id = result_trial_id(result)
+        if trial_id is None or not (history := reported_history(result)):
+            continue
+        reasons = [t.replay(trial_id, history) for t in trackers]
+        seeded += 1
+        tripped += any(reasons)
+    return seeded, tripped
 
 
 def restore_rungs(tuner: Any, results: list[Any]) -> int | None:
     """Fill a restored ASHA scheduler's rungs from the restored trials' ``results``: at each rung
-    milestone, the trial's first result at or past it (what ``_Bracket.on_result`` records live).
-    Returns how many records were put back; None when the scheduler is not a one-bracket ASHA."""
-    import math
-
+    milestone of the trial's bracket, its first result at or past it (what ``_Bracket.on_result`` records
+    live).  Returns how many records were put back; None when the scheduler is not an ASHA, or is Ray's own
+    with several brackets (which bracket it drew for a trial is saved nowhere; ``ResumableASHA`` knows)."""
     from ray.tune.schedulers import AsyncHyperBandScheduler
 
     _, tune_cfg = restored_configs(tuner)
     sched = tune_cfg.scheduler
     brackets = getattr(sched, "_brackets", None)
-    if not isinstance(sched, AsyncHyperBandScheduler) or not brackets or len(brackets) != 1:
-        return None  # with several brackets, which one a trial was drawn into is not saved
+    if not isinstance(sched, AsyncHyperBandScheduler) or not brackets:
+        return None
+    if len(brackets) > 1 and not isinstance(sched, ResumableASHA):
+        return None
     time_attr, metric = sched._time_attr, sched._metric or tune_cfg.metric
     sign = -1.0 if (sched._mode or tune_cfg.mode) == "min" else 1.0  # ASHA keeps metric_op * value
     n = 0
@@ -94,7 +201,8 @@ def restore_rungs(tuner: Any, results: list[Any]) -> int | None:
         if df is None or trial_id is None or time_attr not in df or metric not in df:
             continue
         df = df.sort_values(time_attr, kind="stable")
-        for milestone, recorded in brackets[0]._rungs:
+        bracket = brackets[sched.bracket_index(trial_id)] if isinstance(sched, ResumableASHA) else brackets[0]
+        for milestone, recorded in bracket._rungs:
             reached = df[df[time_attr] >= milestone]
             if len(reached) and trial_id not in recorded:
                 value = float(reached.iloc[0][metric])

@@ -43,6 +43,7 @@ class SchedulerCfg:
     max_t: int = 0  # 0: total epochs of the base config + 2 (room for the final eval report)
     grace_period: int = 0  # first rung; 0: autoencoder epochs + a third of the operator's (launcher.auto_grace_period)
     reduction_factor: float = 2.0
+    brackets: int = 1  # asha only (ASHAScheduler(brackets=)): bracket k starts at rung k; ≤ the rung count
     perturbation_interval: int = 2  # pbt only
 
 
@@ -342,6 +343,8 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("verbose", lambda v: 0 <= v <= 3, "must be 0, 1, 2 or 3 (Tune's console verbosity)", "verbose=1"),
     ("print_top", _at_least(0), "must be ≥ 0 (leaderboard rows printed)", "print_top=15"),
     ("scheduler.max_t", _at_least(0), "must be ≥ 0 (0: the base config's epochs + 2)", "scheduler.max_t=0"),
+    ("scheduler.brackets", _at_least(1), "must be ≥ 1 (ASHA's brackets; 1: one bracket, as before the key existed)",
+     "scheduler.brackets=1"),
     ("scheduler.perturbation_interval", _at_least(1), "must be ≥ 1 (PBT perturbs every this many iterations)",
      "scheduler.perturbation_interval=2"),
     ("searcher.n_startup_trials", _at_least(0), "must be ≥ 0", "searcher.n_startup_trials=10 (Optuna's default)"),
