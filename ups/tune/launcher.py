@@ -671,7 +671,8 @@ def loop_cut(cb: LeaderboardCallback) -> str | None:
     (``time_budget_s`` / ``compute_budget_s``), or ``INTERRUPTED`` (Ctrl-C / SIGINT: the only other way)."""
     if not cb.open:
         return None
-    return cb.budget_hit() or INTERRUPTED
+    # as of the loop's last step: a Ctrl-C's own clean-up (seconds of stopping trials) spends no budget
+    return cb.cut_at_step or INTERRUPTED
 
 
 def restorable_state(p: Prepared, name: str) -> str | None:
@@ -703,7 +704,7 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
         ckpt = r.checkpoint.path if r.checkpoint is not None else None
         rows.append(trial_row(ctx, tid, r.config or {}, metrics, gate_reason=cb.tracker.reasons.get(tid),
                               errored=r.error is not None, checkpoint=ckpt,
-                              cut=(cut or cb.budget_hit()) if short else None))
+                              cut=(cut or cb.cut_at_step) if short else None))
     if rows:
         upsert_rows(path, rows)
 

@@ -32,7 +32,9 @@ id instead, so a restored trial goes on in the bracket whose rungs it reached an
 its records back there.  The gate trackers of the resuming command (``ups.tune.gates``: its stopper's
 and the leaderboard callback's) start empty too: a trial that was diverging would get a fresh best loss,
 and a trial a gate had stopped would be labelled as merely stopped.  ``restore_gates`` replays every
-restored trial's saved reports into them, and the gates go on as if the driver had not stopped.  Still Ray's own on a resume: ``time_budget_s`` (wall clock of each run).
+restored trial's saved reports into them, and the gates go on as if the driver had not stopped.  ``time_budget_s`` goes on with what was left: Tune pickles its ``TimeoutStopper`` (the remaining
+budget) with the experiment state, and the leaderboard callback's clock, which labels the rows the budget
+cut, is Tune callback state saved with it; the time between a stop and its resume counts for neither.
 """
 from __future__ import annotations
 

@@ -151,15 +151,34 @@ class LeaderboardCallback(Callback):
         self.open: set[str] = set()  # trials not yet TERMINATED/ERROR at the end of the last controller step
         self.seen: set[str] = set()  # trials that reported to this driver
         self.spent_s = 0.0  # Σ time_this_iter_s this driver saw (the compute budget's measure)
+        self.wall_before_s = 0.0  # running time of the drivers before this one (a resumed sweep)
+        self.wall_at_step = 0.0  # wall_s() at the end of the last step of Tune's loop
+        self.cut_at_step: str | None = None  # the sweep budget used up at the end of that step, if any
 
     def setup(self, **info: Any) -> None:
         self.t0 = time.monotonic()  # the experiment starts (Tune's own time budget counts from here)
+
+    def wall_s(self) -> float:
+        """The sweep's running time: this driver's, plus what earlier drivers of a resumed sweep ran
+        (``set_state``); the time between a stop and its resume does not count, as for Tune's time budget."""
+        return self.wall_before_s + time.monotonic() - self.t0
+
+    def get_state(self) -> dict[str, Any]:
+        """Saved by Tune with its experiment state (callback index 0: the leaderboard callback is always first),
+        so a resumed sweep's clock goes on where Tune's ``TimeoutStopper``, restored the same way, goes on: as
+        of the last step of Tune's loop, as that stopper counts (not the seconds a Ctrl-C then takes to stop
+        the trials)."""
+        return {"ups_wall_s": self.wall_at_step}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.wall_before_s = self.wall_at_step = float(state.get("ups_wall_s", 0.0) or 0.0)
+        self.t0 = time.monotonic()
 
     def budget_hit(self) -> str | None:
         """The sweep budget used up by now, if any (the compute budget as Σ time_this_iter_s this driver saw)."""
         if self.spent_s >= self.budgets.get("compute_budget_s", math.inf):
             return "compute_budget_s"
-        if time.monotonic() - self.t0 >= self.budgets.get("time_budget_s", math.inf):
+        if self.wall_s() >= self.budgets.get("time_budget_s", math.inf):
             return "time_budget_s"
         return None
 
@@ -173,6 +192,7 @@ class LeaderboardCallback(Callback):
         # read before Tune's clean-up, which marks the trials an interrupt leaves running TERMINATED in
         # memory (the saved state, which resume=true restores, keeps them unfinished)
         self.open = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
+        self.wall_at_step, self.cut_at_step = self.wall_s(), self.budget_hit()
 
     def _write(self, trial: Any, errored: bool) -> None:
         result = dict(trial.last_result or {})

@@ -276,7 +276,7 @@ class WandbRoundLogger(Callback):
             elif lb is not None and t.trial_id in lb.open:  # still running when Tune's loop ended
                 from ups.tune.results import INTERRUPTED
 
-                rows.append(self._row(t, cut=lb.budget_hit() or INTERRUPTED))
+                rows.append(self._row(t, cut=lb.cut_at_step or INTERRUPTED))
             else:
                 row = self._row(t)
                 if t.status != "TERMINATED":

@@ -1,0 +1,86 @@
+"""``time_budget_s`` across a resume: Tune pickles its ``TimeoutStopper`` (the remaining budget) into the
+experiment state and a resumed sweep goes on with what was left; the leaderboard's clock, which tells a trial
+the budget cut from one stopped otherwise, is saved with Tune's callback state and goes on the same way."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from ups.tune.launcher import SweepInterrupted, run_round
+from ups.tune.results import LeaderboardCallback
+
+from tests.test_sweep_engine import common
+
+
+def slow(driver_pid: int | None, interrupt_at: int = 24, step_s: float = 0.25, iterations: int = 400):
+    """One long trial (``iterations`` × ``step_s``), checkpointed each iteration; a first run sends the driver
+    a Ctrl-C at ``interrupt_at``."""
+
+    def fake(config):
+        import json as js
+        import os as o
+        import signal as sg
+        import tempfile
+        import time as t
+        from pathlib import Path as P
+
+        from ray import tune
+        from ray.tune import Checkpoint
+
+        ckpt = tune.get_checkpoint()
+        start = 0
+        if ckpt is not None:
+            with ckpt.as_directory() as d:
+                start = int(js.loads((P(d) / "it.json").read_text()))
+        for it in range(start + 1, iterations + 1):
+            t.sleep(step_s)
+            with tempfile.TemporaryDirectory() as d:
+                (P(d) / "it.json").write_text(str(it))
+                tune.report({"stage": "operator", "epoch": it, "train_loss": 1.0, "val_nrmse": 0.5},
+                            checkpoint=Checkpoint.from_directory(d))
+            if driver_pid is not None and ckpt is None and it == interrupt_at:
+                o.kill(driver_pid, sg.SIGINT)
+                t.sleep(60)  # the driver ends this trial
+
+    return fake
+
+
+def test_the_leaderboard_clock_is_saved_and_goes_on_after_a_resume() -> None:
+    cb = LeaderboardCallback(Path("unused.csv"), None, None, budgets={"time_budget_s": 10.0})  # type: ignore[arg-type]
+    cb.setup()
+    cb.t0 -= 4.0  # this driver ran 4 s, then Tune's loop ended (a Ctrl-C) and its clean-up took 3 s more
+    cb.on_step_end(iteration=1, trials=[])
+    cb.t0 -= 3.0
+    state = cb.get_state()  # the clock as of the loop's last step, as Tune's TimeoutStopper counts
+    assert state["ups_wall_s"] == pytest.approx(4.0, abs=0.5) and cb.budget_hit() is None
+    again = LeaderboardCallback(Path("unused.csv"), None, None, budgets={"time_budget_s": 10.0})  # type: ignore[arg-type]
+    again.setup()
+    again.set_state(state)
+    again.t0 -= 6.5  # the resumed driver ran 6.5 s more: 10.5 s of the sweep's 10
+    assert again.wall_s() == pytest.approx(10.5, abs=0.5) and again.budget_hit() == "time_budget_s"
+    again.on_step_end(iteration=1, trials=[])
+    assert again.cut_at_step == "time_budget_s"
+
+
+def test_a_resumed_sweep_spends_only_what_was_left_of_its_time_budget(ray_session, tmp_path: Path) -> None:
+    space = tmp_path / "s.yaml"
+    space.write_text("params:\n  training.lambda_spectral: {dist: grid, values: [0.0]}\n")
+    budget = 12.0
+    args = [*common(tmp_path), f"space={space}", "searcher.name=grid", "scheduler.name=fifo", "num_samples=1",
+            "gates.enabled=false", f"time_budget_s={budget}", "name=budget-resume"]
+    t = time.monotonic()
+    with pytest.raises(SweepInterrupted):
+        run_round("budget-resume", args, trainable=slow(os.getpid()))
+    first = time.monotonic() - t
+    t = time.monotonic()
+    again = run_round("budget-resume", [*args, "resume=true"], trainable=slow(None))
+    second = time.monotonic() - t
+    (row,) = [r for _, r in again.rows[again.rows["experiment"] == "budget-resume"].iterrows()]
+    # the trial ran 24 × 0.25 s before the Ctrl-C: the resume had the rest of the 12 s (≈ 40 iterations in all),
+    # not 12 s more (≈ 60)
+    assert row["stop_reason"].startswith("sweep budget time_budget_s reached at iteration"), row["stop_reason"]
+    iterations = int(row["stop_reason"].rsplit(" ", 1)[-1])
+    assert iterations < budget / 0.25, (iterations, first, second)  # fewer than a fresh budget's worth
