@@ -8,6 +8,7 @@ with the key, the nearest valid key, and the fix.  This module does not import R
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,10 +225,23 @@ def preset_values(dim: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- loading
+@functools.lru_cache(maxsize=1)
+def schema_template() -> DictConfig:
+    """The structured schema, built once (``OmegaConf.structured`` costs ~20 ms a call, and sweeps apply
+    overrides hundreds of times when they validate a space).  Read it only: ``OmegaConf.merge`` copies
+    its first argument, so ``merge(schema_template(), …)`` is a fresh config."""
+    return OmegaConf.structured(UPSConfig)
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_keys() -> tuple[str, ...]:
+    return tuple(all_keys(schema_template()))
+
+
 def all_keys(cfg: Any = None, prefix: str = "") -> list[str]:
     """Every dotted leaf key of the schema (or of ``cfg``)."""
     if cfg is None:
-        cfg = OmegaConf.structured(UPSConfig)
+        return list(_schema_keys())
     keys: list[str] = []
     for k in cfg.keys():
         full = f"{prefix}{k}"
@@ -253,7 +267,7 @@ def key_type(key: str) -> type | None:
                     walk(child, f"{prefix}{k}.")
                 else:
                     _KEY_TYPES[f"{prefix}{k}"] = _NODE_TYPES.get(type(child).__name__)
-        walk(OmegaConf.structured(UPSConfig), "")
+        walk(schema_template(), "")
     return _KEY_TYPES.get(key)
 
 
@@ -362,7 +376,7 @@ def load_config(
 
 def config_from_dict(d: dict[str, Any], source: str = "config") -> DictConfig:
     """Rebuild a validated config from a plain dict (e.g. stored in a checkpoint)."""
-    schema = OmegaConf.structured(UPSConfig)
+    schema = schema_template()
     try:
         cfg = OmegaConf.merge(schema, OmegaConf.create(d))
     except Exception as e:
@@ -377,9 +391,8 @@ def config_from_dict(d: dict[str, Any], source: str = "config") -> DictConfig:
 
 def apply_overrides(cfg: DictConfig, updates: dict[str, Any], source: str = "overrides") -> DictConfig:
     """Set dotted keys on a copy of ``cfg`` (used by sweeps for sampled params); unknown keys fail."""
-    out = OmegaConf.create(OmegaConf.to_container(cfg))
-    schema = OmegaConf.merge(OmegaConf.structured(UPSConfig), out)
-    valid = set(all_keys())
+    schema = OmegaConf.merge(schema_template(), OmegaConf.to_container(cfg))
+    valid = set(_schema_keys())
     for key, value in updates.items():
         if key not in valid:
             raise unknown_key_error(key, source)
