@@ -25,6 +25,7 @@ from ups.tune.restore import (ResumableASHA, ResumableStopper, reported_history,
 from ups.tune.sweep_config import load_sweep_config
 from ups.tune.sweep_record import differences
 
+from tests.fake_trials import checkpointed
 from tests.test_sweep_engine import common
 
 LIMITS = GateLimits(divergence_factor=20.0, min_iterations=1)
@@ -126,38 +127,13 @@ def test_gate_trackers_are_found_in_a_combined_stopper() -> None:
 
 def diverging(driver_pid: int | None, iterations: int = 8, interrupt_at: int = 4):
     """A trial whose train_loss doubles each iteration (1, 2, 4, …: past 20× its best at iteration 6),
-    checkpointed each iteration; a first run sends the driver a Ctrl-C at ``interrupt_at``."""
-
-    def fake(config):
-        import json as js
-        import os as o
-        import signal as sg
-        import tempfile
-        import time
-        from pathlib import Path as P
-
-        from ray import tune
-        from ray.tune import Checkpoint
-
-        ckpt = tune.get_checkpoint()
-        start = 0
-        if ckpt is not None:
-            with ckpt.as_directory() as d:
-                start = int(js.loads((P(d) / "it.json").read_text()))
-        for it in range(start + 1, iterations + 1):
-            time.sleep(0.05)
-            with tempfile.TemporaryDirectory() as d:
-                (P(d) / "it.json").write_text(str(it))
-                tune.report({"stage": "operator", "epoch": it, "train_loss": 2.0 ** (it - 1), "val_nrmse": 0.5,
-                             "val_conservation_gap": 0.01, "val_bc_violation": 0.01},
-                            checkpoint=Checkpoint.from_directory(d))
-            if driver_pid is not None and ckpt is None and it == interrupt_at:
-                o.kill(driver_pid, sg.SIGINT)
-                time.sleep(60)  # the driver ends this trial
-        tune.report({"stage": "done", "done": True, "val_nrmse": 0.5, "nrmse": 0.4, "conservation_gap": 0.01,
-                     "bc_violation": 0.01})
-
-    return fake
+    checkpointed each iteration; a first run sends the driver a Ctrl-C at ``interrupt_at`` and waits there
+    for the driver to end it."""
+    return checkpointed(lambda it: {"stage": "operator", "epoch": it, "train_loss": 2.0 ** (it - 1), "val_nrmse": 0.5,
+                                    "val_conservation_gap": 0.01, "val_bc_violation": 0.01},
+                        iterations=iterations, step_s=0.05, driver_pid=driver_pid, interrupt_at=interrupt_at,
+                        hold_s=60.0, final={"stage": "done", "done": True, "val_nrmse": 0.5, "nrmse": 0.4,
+                                            "conservation_gap": 0.01, "bc_violation": 0.01})
 
 
 def test_a_resumed_sweep_stops_a_diverging_trial_where_an_uninterrupted_one_does(ray_session, tmp_path: Path,

@@ -12,40 +12,15 @@ import pytest
 from ups.tune.launcher import SweepInterrupted, run_round
 from ups.tune.results import LeaderboardCallback
 
+from tests.fake_trials import checkpointed
 from tests.test_sweep_engine import common
 
 
 def slow(driver_pid: int | None, interrupt_at: int = 24, step_s: float = 0.25, iterations: int = 400):
     """One long trial (``iterations`` × ``step_s``), checkpointed each iteration; a first run sends the driver
     a Ctrl-C at ``interrupt_at``."""
-
-    def fake(config):
-        import json as js
-        import os as o
-        import signal as sg
-        import tempfile
-        import time as t
-        from pathlib import Path as P
-
-        from ray import tune
-        from ray.tune import Checkpoint
-
-        ckpt = tune.get_checkpoint()
-        start = 0
-        if ckpt is not None:
-            with ckpt.as_directory() as d:
-                start = int(js.loads((P(d) / "it.json").read_text()))
-        for it in range(start + 1, iterations + 1):
-            t.sleep(step_s)
-            with tempfile.TemporaryDirectory() as d:
-                (P(d) / "it.json").write_text(str(it))
-                tune.report({"stage": "operator", "epoch": it, "train_loss": 1.0, "val_nrmse": 0.5},
-                            checkpoint=Checkpoint.from_directory(d))
-            if driver_pid is not None and ckpt is None and it == interrupt_at:
-                o.kill(driver_pid, sg.SIGINT)
-                t.sleep(60)  # the driver ends this trial
-
-    return fake
+    return checkpointed(lambda it: {"stage": "operator", "epoch": it, "train_loss": 1.0, "val_nrmse": 0.5},
+                        iterations=iterations, step_s=step_s, driver_pid=driver_pid, interrupt_at=interrupt_at)
 
 
 def test_the_leaderboard_clock_is_saved_and_goes_on_after_a_resume() -> None:
