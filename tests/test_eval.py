@@ -96,6 +96,11 @@ def test_evaluate_reports_the_contract_keys(tiny):
     assert m["params"] == sum(p.numel() for p in tiny["model"].parameters())
     assert 0 <= m["ece"] <= 0.5 and m["ensemble_size"] == 3
     assert m["ttc_intervention_rate"] > 0  # threshold 0: the search really ran
+    # per test sample, for a paired interval of the TTC gain (ups.ttc_gain)
+    assert len(m["nrmse_samples"]) == len(m["nrmse_ttc_samples"]) == m["n_samples"]
+    assert sum(m["nrmse_samples"]) / m["n_samples"] == pytest.approx(m["nrmse"], rel=1e-5)
+    lo, hi = m["ttc_gain_ci95"]
+    assert lo <= m["ttc_gain"] + 1e-9 and m["ttc_gain"] - 1e-9 <= hi
     print(f"tiny untrained model: nRMSE {m['nrmse']:.4f} → with TTC {m['nrmse_ttc']:.4f} "
           f"(gain {m['ttc_gain'] * 100:+.1f}%)")
 
@@ -140,6 +145,7 @@ def test_cli_writes_json_csv_html(tiny, files, capsys):
     assert page.count("data:image/png;base64,") == 3 and "nRMSE" in page
     printed = capsys.readouterr().out
     assert "with TTC" in printed and "eval_tiny-run.json" in printed
+    assert "too few for an interval" in printed or "95% interval" in printed
     assert not list(out_dir.glob(".*.tmp"))
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ups.ttc_gain import ttc_verdict
+from ups.ttc_gain import gain_interval, ttc_verdict
 
 DIMS = (8, 16, 32, 64)
 
@@ -98,3 +98,16 @@ def test_the_dims_report_shows_the_verdict_of_its_newest_sweep(tmp_path) -> None
     section = page[page.index('<section id="ttc-by-dim">'):]
     assert "yes: TTC helps small models more" in section and section.count("<tr><td>") == 4
     assert "ttc-by-dim" not in report_html.write_report(None, lb, "all", tmp_path / "all").read_text()
+
+
+def test_one_models_interval_matches_the_verdicts_and_fits_a_large_test_split() -> None:
+    rows = _rows({8: 0.10, 16: 0.05})
+    v = ttc_verdict(rows)
+    per = json.loads(rows[0]["eval_samples_json"])
+    lo, hi = gain_interval(per["nrmse"], per["nrmse_ttc"])
+    assert lo == pytest.approx(v.dims[0].lo, abs=0.01) and hi == pytest.approx(v.dims[0].hi, abs=0.01)
+    rng = np.random.default_rng(1)
+    plain = rng.lognormal(-2.3, 0.5, 20_000)  # a 20,000-sample split: drawn in chunks
+    lo, hi = gain_interval(plain, plain * (1 - 0.05 + 0.01 * rng.standard_normal(plain.size)))
+    assert lo < 0.05 < hi and hi - lo < 0.002
+    assert all(np.isnan(gain_interval([], [])))

@@ -33,6 +33,7 @@ from ups import metrics
 from ups.config import ConfigError, apply_overrides, to_dict
 from ups.models.interface import LatentForecaster
 from ups.ttc import TTCSettings, deterministic_rollout, ttc_search
+from ups.ttc_gain import MIN_SAMPLES, gain_interval
 
 EVAL_KEYS = ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
              "ece", "rollout_horizon", "eval_s", "ttc_s", "params")
@@ -200,6 +201,7 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
     # the TTC gain (sweeps/dims.py, ups/ttc_gain.py)
     out["nrmse_samples"] = [round(float(v), 7) for v in metrics.nrmse_per_sample(pred, true, init)]
     out["nrmse_ttc_samples"] = [round(float(v), 7) for v in metrics.nrmse_per_sample(pred_ttc, true, init)]
+    out["ttc_gain_ci95"] = list(gain_interval(out["nrmse_samples"], out["nrmse_ttc_samples"], seed=seed))
     out["ttc_enabled"] = settings.enabled
     out["ttc_intervention_rate"] = searched / (n_traj * n_steps)
     out["ttc_search_used_rate"] = used / n_traj
@@ -532,8 +534,11 @@ def main(argv: list[str]) -> int:
     }
     _atomic_write_all(files)
     gain = m["ttc_gain"] * 100
+    lo, hi = m["ttc_gain_ci95"]
+    interval = (f", 95% interval {lo * 100:+.1f}…{hi * 100:+.1f} over {m['n_samples']} test samples"
+                if m["n_samples"] >= MIN_SAMPLES else f", {m['n_samples']} test samples: too few for an interval")
     print(f"nRMSE {m['nrmse']:.4f} (PDEBench-style {m['nrmse_pdebench']:.4f}) | with TTC {m['nrmse_ttc']:.4f} "
-          f"({gain:+.1f}% vs without; TTC searched {m['ttc_intervention_rate'] * 100:.0f}% of steps) | "
+          f"({gain:+.1f}% vs without{interval}; TTC searched {m['ttc_intervention_rate'] * 100:.0f}% of steps) | "
           f"conservation {m['conservation_gap']:.3g} energy {m['energy_violation']:.3g} bc {m['bc_violation']:.3g} "
           f"ECE {m['ece'] if m['ece'] is None else round(m['ece'], 4)} horizon {m['rollout_horizon']:.1f} | "
           f"eval {m['eval_s']:.1f}s (TTC {m['ttc_s']:.1f}s) | {m['params']} params")
