@@ -578,14 +578,15 @@ CANDS = "ttc.candidates: {dist: choice, values: [4, 8]}\n"
 
 
 def test_a_combination_breaking_a_cross_field_rule_is_refused_at_load(tmp_path: Path, base) -> None:
-    """beam_width 6 and candidates 4 each pass alone (with the other at its reference value), but together
-    break `beam_width ≤ candidates`: before, accepted at load and failed inside every such trial."""
+    """beam_width 5 or 6 and candidates 4 each pass alone (with the other at its reference value), but together
+    break `beam_width ≤ candidates`: before, accepted at load and failed inside every such trial.  The int
+    range 1…6 is tried value by value, so the first that breaks the rule, 5, is named."""
     path = write(tmp_path, f"reference:\n  ttc.beam_width: 3\n  ttc.candidates: 8\nparams:\n  {BEAM}  {CANDS}")
     with pytest.raises(SearchSpaceError) as e:
         load_space(path, base)
     msg = str(e.value)
     assert msg.startswith(f"{path}: params.ttc.beam_width + params.ttc.candidates: ") and "\n" not in msg, msg
-    for needle in ("ttc.beam_width = 6", "ttc.candidates = 4", "'ttc.beam_width' = 6 exceeds ttc.candidates = 4",
+    for needle in ("ttc.beam_width = 5", "ttc.candidates = 4", "'ttc.beam_width' = 5 exceeds ttc.candidates = 4",
                    "keep beam_width ≤ candidates", "Fix: narrow params.ttc.beam_width or params.ttc.candidates",
                    "add a derived rule"):
         assert needle in msg, msg
@@ -598,7 +599,7 @@ def test_a_combination_is_refused_by_prepare_before_any_compute(tmp_path: Path) 
 
     space = write(tmp_path, f"reference:\n  ttc.candidates: 8\nparams:\n  {BEAM}  {CANDS}")  # smoke base: 4 / 2
     runs = tmp_path / "runs"
-    with pytest.raises(SearchSpaceError, match=r"params.ttc.beam_width \+ params.ttc.candidates: .*ttc.beam_width = 6"):
+    with pytest.raises(SearchSpaceError, match=r"params.ttc.beam_width \+ params.ttc.candidates: .*ttc.beam_width = 5"):
         prepare("round_a", [f"space={space}", f"storage_path={runs}"])
     assert not runs.exists()
 
@@ -619,6 +620,16 @@ def test_combinations_apply_derived_rules_as_a_trial_does(tmp_path: Path, base) 
     assert cfg.operator.heads == 20
 
 
+def test_an_int_range_is_tried_whole_where_a_rule_breaks_inside_it(tmp_path: Path, base) -> None:
+    """heads 2 and 8 both divide hidden 64, heads 3 does not: an int range of a few values is tried value by
+    value, not only at its ends."""
+    text = ("reference:\n  operator.hidden_dim: 64\n  operator.heads: 2\nparams:\n"
+            "  operator.hidden_dim: {dist: choice, values: [64]}\n"
+            "  operator.heads: {dist: int, low: 2, high: 8}\n")
+    with pytest.raises(SearchSpaceError, match=r"operator.heads = 3.*does not divide"):
+        load_space(write(tmp_path, text), base)
+
+
 def test_a_large_space_is_checked_on_a_sample_covering_every_pair(tmp_path: Path, base) -> None:
     """Over the product cap, every pair of extremes is still tried together (the rest drawn at random)."""
     from ups.tune import space as space_mod
@@ -631,7 +642,7 @@ def test_a_large_space_is_checked_on_a_sample_covering_every_pair(tmp_path: Path
     path = write(tmp_path, f"params:\n{others}  {BEAM}  {CANDS}")
     reps = space_mod.representative_values(load_space(path), base)
     assert math.prod(len(v) for v in reps.values()) > space_mod.COMBO_CAP
-    with pytest.raises(SearchSpaceError, match=r"ttc.beam_width = 6.*ttc.candidates = 4"):
+    with pytest.raises(SearchSpaceError, match=r"ttc.beam_width = [56].*ttc.candidates = 4"):
         load_space(path, base)
 
 
