@@ -50,5 +50,6 @@ def main(overrides: list[str]) -> int:
     print(f"dims: verdict written to {out}")
     return 0
 
+
 if __name__ == "__main__":
     raise SystemExit(run_script(main))

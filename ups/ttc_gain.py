@@ -27,6 +27,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 CONFIDENCE = 0.95
+_Q = ((1 - CONFIDENCE) / 2, 1 - (1 - CONFIDENCE) / 2)  # the interval's quantiles
+_DRAW_CELLS = 2_000_000  # resampled indices held at once (16 MB): a 20,000-sample split is drawn in chunks
 # below this many test samples a percentile bootstrap under-covers badly (the smoke profile evaluates 8):
 # the interval is still printed, but no yes/no is read from it
 MIN_SAMPLES = 20
@@ -108,19 +110,25 @@ def _gain(plain: np.ndarray, ttc: np.ndarray) -> np.ndarray:
     return np.where(m > 0, 1.0 - ttc.mean(axis=-1) / np.where(m > 0, m, 1.0), 0.0)
 
 
+def _boot(samples: list[tuple[np.ndarray, np.ndarray]], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, D) bootstrap TTC gains of D models evaluated on the same test samples (paired: every draw
+    resamples the same indices for all of them), drawn in chunks of at most ``_DRAW_CELLS`` indices."""
+    n = samples[0][0].size
+    chunk = max(1, min(n_boot, _DRAW_CELLS // n))
+    parts = []
+    for k in range(0, n_boot, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, n_boot - k), n))
+        parts.append(np.stack([_gain(a[idx], b[idx]) for a, b in samples], axis=-1))
+    return np.concatenate(parts)
+
+
 def gain_interval(plain: Any, ttc: Any, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
     """One model's TTC gain interval (``CONFIDENCE``), a paired bootstrap over its test samples: per-sample
-    nRMSE without (``plain``) and with TTC (``ttc``).  (nan, nan) without samples.  Drawn in chunks, so a
-    10,000-sample test split needs a few MB."""
+    nRMSE without (``plain``) and with TTC (``ttc``).  (nan, nan) without samples."""
     a, b = np.asarray(plain, dtype=float), np.asarray(ttc, dtype=float)
     if a.size == 0 or a.shape != b.shape:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, 2_000_000 // a.size))
-    draws = np.concatenate([_gain(a[i], b[i]) for i in (rng.integers(0, a.size, size=(min(chunk, n_boot - k), a.size))
-                                                        for k in range(0, n_boot, chunk))])
-    q = ((1 - CONFIDENCE) / 2, 1 - (1 - CONFIDENCE) / 2)
-    lo, hi = np.quantile(draws, q)
+    lo, hi = np.quantile(_boot([(a, b)], n_boot, np.random.default_rng(seed))[:, 0], _Q)
     return float(lo), float(hi)
 
 
@@ -155,15 +163,14 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
     rng = np.random.default_rng(seed)
     sizes = {v[0].size for v in per.values()}
     paired = len(sizes) == 1  # the same test split for every dim: resample the same indices for all
-    boot: dict[int, np.ndarray] = {}
-    shared = rng.integers(0, next(iter(sizes)), size=(n_boot, next(iter(sizes)))) if paired and per else None
-    for dim, (a, b) in per.items():
-        idx = shared if shared is not None else rng.integers(0, a.size, size=(n_boot, a.size))
-        boot[dim] = _gain(a[idx], b[idx])  # (n_boot,)
-    q = ((1 - CONFIDENCE) / 2, 1 - (1 - CONFIDENCE) / 2)
+    boot: dict[int, np.ndarray]  # dim → (n_boot,) gains
+    if paired:
+        boot = dict(zip(per, _boot(list(per.values()), n_boot, rng).T))
+    else:
+        boot = {dim: _boot([s], n_boot, rng)[:, 0] for dim, s in per.items()}
     for d in dims:
         if d.dim in boot:
-            d.lo, d.hi = (float(v) for v in np.quantile(boot[d.dim], q))
+            d.lo, d.hi = (float(v) for v in np.quantile(boot[d.dim], _Q))
 
     usable = sorted(boot)
     if len(usable) < 2:
@@ -175,7 +182,7 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
     x = np.log2(np.asarray(usable, dtype=float))
     point = float(_slope(x, np.asarray([_gain(*per[d]) for d in usable], dtype=float)))
     draws = _slope(x, np.stack([boot[d] for d in usable], axis=-1))  # (n_boot,)
-    lo, hi = (float(v) for v in np.quantile(draws, q))
+    lo, hi = (float(v) for v in np.quantile(draws, _Q))
     span = (f"{point * 100:+.2f} percentage points of TTC gain per doubling of latent.dim, {CONFIDENCE:.0%} interval "
             f"{lo * 100:+.2f}…{hi * 100:+.2f} ({'paired ' if paired else ''}bootstrap over "
             f"{'/'.join(str(s) for s in sorted(sizes))} test samples, dims {', '.join(map(str, usable))}; one "
