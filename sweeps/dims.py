@@ -1,15 +1,19 @@
 #!/usr/bin/env python
-"""Dims map (playbook 01): latent dims 8, 16, 24, 32, 64 — each trained once and evaluated with and
-without TTC. Question: "does TTC help small models more?"
+"""Dims map (playbook 01): latent dims 8, 16, 24, 32, 64 — each trained and evaluated with and without
+TTC. Question: "does TTC help small models more?"
 
-    python sweeps/dims.py                                      # smoke grid on a local Ray instance
-    python sweeps/dims.py profile=full                         # GPUs
+    python sweeps/dims.py                                      # smoke grid on a local Ray instance, one seed
+    python sweeps/dims.py num_samples=15                       # every dim with training seeds 0, 1, 2
+    python sweeps/dims.py profile=full                         # GPUs, 3 training seeds per dim
     python sweeps/dims.py space=search_spaces/my_dims.yaml     # another grid
 
 A grid over latent.dim (scaling rules derived per dim), no early stopping (FIFO): every dim runs to
 its final evaluation, which reports nrmse (no TTC) and nrmse_ttc (TTC) on the same test samples. The script
 ends with the answer: the slope of TTC's gain against log2(dim), with a paired bootstrap interval over the
 test samples (``ups.ttc_gain``), printed and written to ``ttc_by_dim_<experiment>.json`` next to the report.
+``num_samples`` beyond one pass of the grid trains every dim again with the next training seeds; the
+verdict then averages each dim's seeds and its interval holds the seed-to-seed spread too (the playbook's
+"smaller models benefit more" came from one run per dim).
 """
 from __future__ import annotations
 
@@ -34,6 +38,8 @@ DEFAULTS = {
     # the answer needs an interval over test samples: the smoke profile's 8 are too few (ups.ttc_gain);
     # all of its test split (25 trajectories) adds about a second of evaluation per dim
     "smoke": {"trial": ["eval.max_samples=-1"]},
+    # the question is about models, not about one training run each: 3 training seeds per dim on GPUs
+    "full": {"num_samples": 15},
 }
 
 
@@ -42,8 +48,9 @@ def main(overrides: list[str]) -> int:
     verdict = ttc_verdict(dims_rows(o.rows, o.experiment))
     for d in verdict.dims:
         ci = f"  [{d.lo:+.1%} … {d.hi:+.1%}]" if d.n_samples else "  (no per-sample figures)"
+        seeds = f"  ({d.seeds} seeds)" if d.seeds > 1 else ""
         print(f"dims: dim={d.dim:>3}  params={d.params!s:>8}  nrmse={d.nrmse:.4g}  nrmse_ttc={d.nrmse_ttc:.4g}  "
-              f"TTC gain={d.gain:+.1%}{ci}")
+              f"TTC gain={d.gain:+.1%}{ci}{seeds}")
     print(f"dims: does TTC help small models more? {verdict.text}")
     out = (o.report.parent if o.report else o.leaderboard.parent) / f"ttc_by_dim_{o.experiment}.json"
     out.write_text(json.dumps(verdict.as_dict(), indent=1, default=str))

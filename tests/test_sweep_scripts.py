@@ -125,23 +125,32 @@ def test_round_b_smoke(ray_session, tiny_data, tiny_cache_dir, work) -> None:
 
 
 def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_cache_dir, work, tmp_path, capsys) -> None:
+    """Two dims × two training seeds (num_samples=4: the grid's second pass trains with the next seed)."""
     grid = tmp_path / "dims.yaml"
     grid.write_text((REPO / "search_spaces" / "dims.yaml").read_text().replace("[8, 16, 24, 32, 64]", "[8, 16]")
                     .replace("latent.dim: 32", "latent.dim: 8"))
-    assert script("dims")(tiny(work, tiny_cache_dir, f"space={grid}", "wandb.enabled=false", "write_report=false", "promotion.top_k=0")) == 0
+    assert script("dims")(tiny(work, tiny_cache_dir, f"space={grid}", "wandb.enabled=false", "write_report=false",
+                               "promotion.top_k=0", "num_samples=4")) == 0
     rows = trial_rows(work, latest_experiment(work, "dims"))
-    assert sorted(json.loads(s)["latent.dim"] for s in rows["sampled_json"]) == [8, 16]
+    sampled = [json.loads(s) for s in rows["sampled_json"]]
+    assert sorted((s["latent.dim"], s["training.seed"]) for s in sampled) == [(8, 0), (8, 1), (16, 0), (16, 1)]
+    assert sorted(json.loads(c)["training"]["seed"] for c in rows["config_json"]) == [0, 0, 1, 1]
     assert rows["nrmse"].notna().all() and rows["nrmse_ttc"].notna().all()  # FIFO: every dim evaluated
+    for dim in (8, 16):  # another seed trains another model
+        own = rows[[s["latent.dim"] == dim for s in sampled]]
+        assert own["val_nrmse"].nunique() == 2, own[["run_id", "val_nrmse"]]
     for _, r in rows.iterrows():  # per-test-sample figures whose means are the leaderboard's nRMSEs
         per = json.loads(r["eval_samples_json"])
         assert len(per["nrmse"]) == len(per["nrmse_ttc"]) > 1
         assert np.mean(per["nrmse"]) == pytest.approx(r["nrmse"], rel=1e-5)
         assert np.mean(per["nrmse_ttc"]) == pytest.approx(r["nrmse_ttc"], rel=1e-5)
     out = capsys.readouterr().out
-    assert "TTC gain" in out and "dims: does TTC help small models more? " in out
+    assert "TTC gain" in out and "dims: does TTC help small models more? " in out and "(2 seeds)" in out
+    assert "4 (grid: 2 points × 2 training seeds) trials" in out
     verdict = json.loads(next(work.rglob("ttc_by_dim_*.json")).read_text())
     assert verdict["answer"] == "too few test samples"  # eval.max_samples=4 here
-    assert [d["dim"] for d in verdict["dims"]] == [8, 16] and all(d["n_samples"] > 1 for d in verdict["dims"])
+    assert [(d["dim"], d["seeds"]) for d in verdict["dims"]] == [(8, 2), (16, 2)]
+    assert all(d["n_samples"] > 1 for d in verdict["dims"])
 
 
 def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data, tiny_cache_dir, work,

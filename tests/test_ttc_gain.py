@@ -111,3 +111,82 @@ def test_one_models_interval_matches_the_verdicts_and_fits_a_large_test_split() 
     lo, hi = gain_interval(plain, plain * (1 - 0.05 + 0.01 * rng.standard_normal(plain.size)))
     assert lo < 0.05 < hi and hi - lo < 0.002
     assert all(np.isnan(gain_interval([], [])))
+
+
+# ----------------------------------------------------------------------------- training seeds per dim
+def _seed_rows(offsets: dict[int, list[float]], base_gain: float = 0.05, n: int = 256, noise: float = 0.01) -> list[dict]:
+    """Rows of several training seeds per dim on one test split: seed k of a dim has TTC gain
+    ``base_gain + offsets[dim][k]`` (what a retrained model of the same dim does differently)."""
+    rng = np.random.default_rng(3)
+    hard = rng.lognormal(-2.3, 0.5, n)
+    out = []
+    for dim, offs in offsets.items():
+        for k, off in enumerate(offs):
+            plain = hard * (1 + 0.05 * rng.standard_normal(n))
+            ttc = plain * (1 - base_gain - off + noise * rng.standard_normal(n))
+            out.append({**_row(dim, plain, ttc), "seed": k})
+    return out
+
+
+def test_seed_to_seed_spread_is_in_the_interval_and_can_undo_a_one_seed_yes() -> None:
+    """The same gain for every dim, but seed 0 happens to fall with dim and seeds 1-2 to rise: seed 0 alone says
+    "yes" (test-sample noise only), all three seeds together cannot tell, and each dim's gain is its seeds' mean."""
+    offsets = {8: [0.06, -0.03, -0.03], 16: [0.02, -0.01, -0.01], 32: [-0.02, 0.01, 0.01], 64: [-0.06, 0.03, 0.03]}
+    rows = _seed_rows(offsets)
+    one = ttc_verdict([r for r in rows if r["seed"] == 0])
+    assert one.answer == "yes" and "one training seed per dim" in one.text
+    three = ttc_verdict(rows)
+    assert three.answer == "no difference resolved" and three.lo < 0 < three.hi
+    assert "3 training seeds per dim" in three.text and "training noise is in the interval" in three.text
+    assert all(d.seeds == 3 for d in three.dims)
+    for d in three.dims:
+        own = [r for r in rows if r["dim"] == d.dim]
+        assert d.gain == pytest.approx(np.mean([1 - r["nrmse_ttc"] / r["nrmse"] for r in own]))
+        assert d.nrmse == pytest.approx(np.mean([r["nrmse"] for r in own]))
+    # seeds that agree keep the answer, with an interval no narrower than one seed's
+    agree = ttc_verdict(_seed_rows({8: [0.06] * 3, 16: [0.02] * 3, 32: [-0.02] * 3, 64: [-0.06] * 3}))
+    assert agree.answer == "yes" and agree.hi < 0
+
+
+def test_dims_rows_reads_the_training_seed_of_each_trial() -> None:
+    import pandas as pd
+
+    from ups.ttc_gain import dims_rows
+
+    lb = pd.DataFrame([{"kind": "trial", "experiment": "dims-x", "timestamp": f"2026-12-03T0{i}:00:00",
+                        "sampled_json": json.dumps({"latent.dim": dim, "training.seed": seed}), "params": 10,
+                        "nrmse": 0.1, "nrmse_ttc": 0.09, "eval_samples_json": ""}
+                       for i, (dim, seed) in enumerate([(8, 0), (8, 1), (16, 0)])])
+    assert [(r["dim"], r["seed"]) for r in dims_rows(lb)] == [(8, 0), (8, 1), (16, 0)]
+    v = ttc_verdict(dims_rows(lb))
+    assert [(d.dim, d.seeds) for d in v.dims] == [(8, 2), (16, 1)] and v.answer == "not answerable"
+
+
+def test_num_samples_beyond_one_grid_pass_adds_training_seeds_before_ray(tmp_path) -> None:
+    """The grid searcher repeats its grid with the next training seeds (not the same models again); a space
+    that already sweeps training.seed, or promotion.seeds on top, is refused in prepare()."""
+    import importlib.util
+    from pathlib import Path
+
+    from ups.config import ConfigError
+    from ups.tune.launcher import planned_trials, prepare
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("sweep_dims_defaults", repo / "sweeps" / "dims.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    d = module.DEFAULTS
+    one = prepare("dims", [], defaults=d)
+    assert "training.seed" not in one.space.params and planned_trials(one) == "5 (grid)"
+    p = prepare("dims", ["num_samples=15", "training.seed=4"], defaults=d)
+    assert p.space.params["training.seed"].values == [4, 5, 6] and p.space.grid_size() == 15
+    assert planned_trials(p) == "15 (grid: 5 points × 3 training seeds)"
+    assert "training.seed" not in prepare("round_a", ["num_samples=15"]).space.params  # TPE: no passes
+    with pytest.raises(ConfigError, match="promotion.seeds=2 would retrain"):
+        prepare("dims", ["num_samples=10", "promotion.seeds=2"], defaults=d)
+    seeded = tmp_path / "dims_seeded.yaml"
+    seeded.write_text((repo / "search_spaces" / "dims.yaml").read_text().replace(
+        "params:\n", "params:\n  training.seed: {dist: grid, values: [0, 1]}\n"))
+    assert prepare("dims", [f"space={seeded}"], defaults=d).space.grid_size() == 10
+    with pytest.raises(ConfigError, match="already sweeps training.seed"):
+        prepare("dims", [f"space={seeded}", "num_samples=20"], defaults=d)

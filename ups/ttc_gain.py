@@ -7,9 +7,12 @@ Each dims trial's final evaluation records the per-test-sample nRMSE without and
 
 Both come with a paired bootstrap over test samples: every draw resamples the same sample indices for
 every dim (all trials are evaluated on the same test split), so the comparison between dims is paired
-as well.  What the interval does *not* hold: training noise.  Each dim is trained once (one training
-seed), so a verdict says what these trained models do on this test set; a second seed per dim
-(``training.seed=…``) is how to check it is the dims and not the draws.
+as well.  Training noise: with one training seed per dim (the dims round's default) the interval does not
+hold it, and a verdict says what these trained models do on this test set.  ``num_samples`` beyond one
+pass of the grid trains every dim again with the next training seeds (``python sweeps/dims.py
+num_samples=15``: 5 dims × 3 seeds, ``ups.tune.launcher.grid_seed_passes``); a dim's gain is then the mean
+over its seeds, and each bootstrap draw resamples the seeds of every dim as well, so the interval holds
+the seed-to-seed spread of the gain too.
 
 The verdict is "yes" (the slope's interval is below 0), "no" (above 0: TTC helps larger models more),
 "no difference resolved" (the interval spans 0), "too few test samples" (under ``MIN_SAMPLES``: the
@@ -46,6 +49,7 @@ class DimGain:
     lo: float = math.nan
     hi: float = math.nan
     n_samples: int = 0
+    seeds: int = 1  # training seeds (rows) the gain averages
 
     @property
     def resolved(self) -> bool:
@@ -81,10 +85,11 @@ def dims_rows(leaderboard: Any, experiment: str | None = None) -> list[dict[str,
     out = []
     for _, r in df[df["experiment"] == experiment].iterrows():
         try:
-            dim = json.loads(r.get("sampled_json") or "{}").get("latent.dim")
+            sampled = json.loads(r.get("sampled_json") or "{}")
         except (TypeError, ValueError):
-            dim = None
-        out.append({"dim": dim, "params": r.get("params"), "nrmse": r.get("nrmse"), "nrmse_ttc": r.get("nrmse_ttc"),
+            sampled = {}
+        sampled = sampled if isinstance(sampled, dict) else {}
+        out.append({"dim": sampled.get("latent.dim"), "seed": sampled.get("training.seed"), "params": r.get("params"), "nrmse": r.get("nrmse"), "nrmse_ttc": r.get("nrmse_ttc"),
                     "eval_samples_json": r.get("eval_samples_json", "")})
     return out
 
@@ -140,34 +145,57 @@ def _slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: int = 0) -> Verdict:
     """The verdict from the dims round's trial rows (``dim`` = latent.dim, ``params``, ``nrmse``,
-    ``nrmse_ttc``, ``eval_samples_json``).  Rows without per-sample figures are listed with their point
-    gain but no interval, and take no part in the slope."""
-    dims: list[DimGain] = []
-    per: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    ``nrmse_ttc``, ``eval_samples_json``, optionally ``seed`` = training.seed).  Rows without per-sample
+    figures are listed with their point gain but no interval, and take no part in the slope.
+
+    Several rows of one dim (training seeds: ``num_samples`` beyond one pass of the dims grid) make that dim's
+    gain the mean of its seeds' gains, and every bootstrap draw resamples the seeds of each dim as well as
+    the test samples, so the interval holds training noise too (with k seeds the seed part is understated
+    by about √((k−1)/k), the plain bootstrap's bias)."""
+    by_dim: dict[int, list[Mapping[str, Any]]] = {}
     for r in rows:
         try:
-            dim = int(r["dim"])
+            by_dim.setdefault(int(r["dim"]), []).append(r)
         except (TypeError, ValueError, KeyError):
             continue
-        s = _samples(r.get("eval_samples_json"))
-        nr, nt = float(r.get("nrmse") if r.get("nrmse") is not None else math.nan), \
-            float(r.get("nrmse_ttc") if r.get("nrmse_ttc") is not None else math.nan)
-        if s is not None:
-            nr, nt = float(s[0].mean()), float(s[1].mean())
-            per[dim] = s
-        gain = 1.0 - nt / nr if nr > 0 and math.isfinite(nr) and math.isfinite(nt) else math.nan
-        p = r.get("params")
+    dims: list[DimGain] = []
+    per: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # dim → per seed (nrmse, nrmse_ttc) per test sample
+    for dim, group in by_dim.items():
+        parsed = [(r, _samples(r.get("eval_samples_json"))) for r in group]
+        with_samples = [s for _, s in parsed if s is not None]
+        if with_samples:
+            per[dim] = with_samples
+            nr = float(np.mean([a.mean() for a, _ in with_samples]))
+            nt = float(np.mean([b.mean() for _, b in with_samples]))
+            gain = float(np.mean([_gain(a, b) for a, b in with_samples]))
+            n_seeds = len(with_samples)
+        else:
+            pts = [(_num(r.get("nrmse")), _num(r.get("nrmse_ttc"))) for r in group]
+            pts = [(a, b) for a, b in pts if a > 0 and math.isfinite(a) and math.isfinite(b)]
+            nr = float(np.mean([a for a, _ in pts])) if pts else math.nan
+            nt = float(np.mean([b for _, b in pts])) if pts else math.nan
+            gain = float(np.mean([1.0 - b / a for a, b in pts])) if pts else math.nan
+            n_seeds = max(1, len(pts))
+        p = group[0].get("params")
         dims.append(DimGain(dim, int(p) if isinstance(p, numbers.Real) and math.isfinite(float(p)) else None,
-                            nr, nt, gain, n_samples=int(s[0].size) if s is not None else 0))
+                            nr, nt, gain, n_samples=int(with_samples[0][0].size) if with_samples else 0,
+                            seeds=n_seeds))
     dims.sort(key=lambda d: d.dim)
     rng = np.random.default_rng(seed)
-    sizes = {v[0].size for v in per.values()}
-    paired = len(sizes) == 1  # the same test split for every dim: resample the same indices for all
-    boot: dict[int, np.ndarray]  # dim → (n_boot,) gains
+    sizes = {s[0].size for group in per.values() for s in group}
+    paired = len(sizes) == 1  # the same test split for every model: resample the same indices for all
+    models = [(dim, k) for dim, group in per.items() for k in range(len(group))]
     if paired:
-        boot = dict(zip(per, _boot(list(per.values()), n_boot, rng).T))
+        cols = _boot([per[d][k] for d, k in models], n_boot, rng)  # (n_boot, models)
     else:
-        boot = {dim: _boot([s], n_boot, rng)[:, 0] for dim, s in per.items()}
+        cols = np.stack([_boot([per[d][k]], n_boot, rng)[:, 0] for d, k in models], axis=-1) if models \
+            else np.zeros((n_boot, 0))
+    boot: dict[int, np.ndarray] = {}  # dim → (n_boot,) gains, seeds resampled within each draw
+    for dim, group in per.items():
+        own = cols[:, [i for i, (d, _) in enumerate(models) if d == dim]]  # (n_boot, k)
+        k = own.shape[1]
+        pick = rng.integers(0, k, size=(n_boot, k)) if k > 1 else np.zeros((n_boot, 1), dtype=int)
+        boot[dim] = np.take_along_axis(own, pick, axis=1).mean(axis=1)
     for d in dims:
         if d.dim in boot:
             d.lo, d.hi = (float(v) for v in np.quantile(boot[d.dim], _Q))
@@ -176,17 +204,26 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
     if len(usable) < 2:
         return Verdict("not answerable", text=f"not answerable: {len(usable)} dim(s) with per-sample figures "
                        "(two are needed; a dims sweep that finished records them on the leaderboard)", dims=dims)
-    if all(np.allclose(per[d][0], per[d][1]) for d in usable):
+    if all(np.allclose(a, b) for d in usable for a, b in per[d]):
         return Verdict("not answerable", text="not answerable: TTC changed no forecast in any dim (ttc.enabled "
                        "off, or ttc.threshold too high for any step to be searched)", dims=dims)
     x = np.log2(np.asarray(usable, dtype=float))
-    point = float(_slope(x, np.asarray([_gain(*per[d]) for d in usable], dtype=float)))
+    point = float(_slope(x, np.asarray([np.mean([_gain(a, b) for a, b in per[d]]) for d in usable], dtype=float)))
     draws = _slope(x, np.stack([boot[d] for d in usable], axis=-1))  # (n_boot,)
     lo, hi = (float(v) for v in np.quantile(draws, _Q))
+    counts = sorted({len(per[d]) for d in usable})
+    if counts == [1]:
+        seeds_text = "one training seed per dim, so training noise is not in the interval"
+    else:
+        k = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+        seeds_text = f"{k} training seeds per dim, resampled too: training noise is in the interval"
     span = (f"{point * 100:+.2f} percentage points of TTC gain per doubling of latent.dim, {CONFIDENCE:.0%} interval "
             f"{lo * 100:+.2f}…{hi * 100:+.2f} ({'paired ' if paired else ''}bootstrap over "
-            f"{'/'.join(str(s) for s in sorted(sizes))} test samples, dims {', '.join(map(str, usable))}; one "
-            f"training seed per dim, so training noise is not in the interval)")
+            f"{'/'.join(str(s) for s in sorted(sizes))} test samples, dims {', '.join(map(str, usable))}; "
+            f"{seeds_text})")
+    more = ("More test samples (eval.max_samples), the full profile or more training seeds per dim "
+            "(num_samples = dims × seeds) narrow it" if counts == [1] else
+            "More test samples (eval.max_samples), the full profile or more training seeds narrow it")
     if min(sizes) < MIN_SAMPLES:
         return Verdict("too few test samples", point, lo, hi,
                        f"too few test samples to tell: {span}. Below {MIN_SAMPLES} test samples the interval "
@@ -195,6 +232,11 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
         return Verdict("yes", point, lo, hi, f"yes: TTC helps small models more: {span}", dims)
     if lo > 0:
         return Verdict("no", point, lo, hi, f"no: TTC helps larger models more: {span}", dims)
-    return Verdict("no difference resolved", point, lo, hi,
-                   f"no difference resolved: {span}. More test samples (eval.max_samples) or the full profile "
-                   "narrow it", dims)
+    return Verdict("no difference resolved", point, lo, hi, f"no difference resolved: {span}. {more}", dims)
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v) if v is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan

@@ -435,10 +435,11 @@ def _ttc_by_dim_html(lb: pd.DataFrame) -> str:
     rows = "".join(
         f"<tr><td>{d.dim}</td><td>{d.params if d.params is not None else '—'}</td><td>{d.nrmse:.4g}</td>"
         f"<td>{d.nrmse_ttc:.4g}</td><td>{d.gain:+.1%}</td>"
-        f"<td>{f'{d.lo:+.1%} … {d.hi:+.1%}' if d.n_samples else 'no per-sample figures'}</td></tr>" for d in v.dims)
+        f"<td>{f'{d.lo:+.1%} … {d.hi:+.1%}' if d.n_samples else 'no per-sample figures'}</td><td>{d.seeds}</td></tr>"
+        for d in v.dims)
     return (f'<section id="ttc-by-dim"><h2>Does TTC help small models more?</h2><p><b>{e(v.text)}</b></p>'
             f'<table><thead><tr><th>latent.dim</th><th>params</th><th>nRMSE</th><th>nRMSE with TTC</th>'
-            f'<th>TTC gain</th><th>95 % interval (test samples)</th></tr></thead><tbody>{rows}</tbody></table>'
+            f'<th>TTC gain</th><th>95 % interval</th><th>training seeds</th></tr></thead><tbody>{rows}</tbody></table>'
             f'</section>')
 
 

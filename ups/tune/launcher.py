@@ -33,7 +33,7 @@ from ups.tune.ray_address import gcs_problem
 from ups.tune.restore import ResumableASHA, ResumableStopper, carry_over, restored_results, spent_compute_s
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
-from ups.tune.space import SearchSpace, check_against, load_space, resolve_around
+from ups.tune.space import Param, SearchSpace, check_against, load_space, resolve_around
 from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
 from ups.tune.sweep_record import check_resume, sweep_record, write_record
 from ups.tune.trainable import METRIC, remove_scratch, ups_trial
@@ -124,6 +124,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
         space = resolve_around(space, base)
     check_against(space, base)
     check_promotion_seeds(scfg, space)
+    space = grid_seed_passes(scfg, space, base)
     check_asha_rungs(scfg, base)
     check_pbt_space(scfg, space)
     storage, fs, shown = resolve_storage_path(scfg.storage_path)
@@ -139,6 +140,39 @@ def check_promotion_seeds(scfg: SweepConfig, space: SearchSpace) -> None:
         raise ConfigError(f"{space.path}: params.{SEED_KEY} is searched, so promotion.seeds={n} cannot retrain the "
                           f"winners with other seeds. Fix: drop {SEED_KEY} from the space's params, or run with "
                           f"promotion.seeds=0")
+
+
+def grid_seed_passes(scfg: SweepConfig, space: SearchSpace, base: Any) -> SearchSpace:
+    """The grid searcher with ``num_samples`` beyond one pass of the grid: each further pass trains every grid
+    point with the next training seed (the base config's ``training.seed``, +1, …), a ``training.seed`` grid
+    added to the space.  Repeating a grid point with the same seed would train the same model again; with
+    other seeds the repeats measure the seed-to-seed spread (the dims round's verdict reads it)."""
+    size = space.grid_size()
+    passes = scfg.num_samples // max(1, size) if scfg.searcher.name == "grid" else 1
+    if passes <= 1:
+        return space
+    if SEED_KEY in space.params:
+        raise ConfigError(f"num_samples={scfg.num_samples} repeats the grid of {size} points {passes} times, each "
+                          f"pass with the next training seed, but {space.path} already sweeps {SEED_KEY}: the "
+                          f"repeats would train the same models again. Fix: num_samples={size}, or list more "
+                          f"values under params.{SEED_KEY}")
+    if scfg.promotion.seeds > 0:
+        raise ConfigError(f"num_samples={scfg.num_samples} repeats the grid with {passes} training seeds and "
+                          f"promotion.seeds={scfg.promotion.seeds} would retrain the winners with more seeds again. "
+                          f"Fix: one of them: num_samples={size} or promotion.seeds=0")
+    seed0 = int(base.training.seed)
+    seeds = Param(SEED_KEY, "grid", values=list(range(seed0, seed0 + passes)))
+    return replace(space, params={**space.params, SEED_KEY: seeds})
+
+
+def planned_trials(p: Prepared) -> str:
+    """How many trials the sweep runs, for the console: ``num_samples``, or the grid's points (× seeds)."""
+    if p.scfg.searcher.name != "grid":
+        return str(p.scfg.num_samples)
+    seeds = p.space.params.get(SEED_KEY)
+    n = p.space.grid_size()
+    return f"{n} (grid: {n // len(seeds.values)} points × {len(seeds.values)} training seeds)" \
+        if seeds is not None and seeds.dist == "grid" and len(seeds.values) > 1 else f"{n} (grid)"
 
 
 def check_pbt_space(scfg: SweepConfig, space: SearchSpace) -> None:
@@ -428,8 +462,8 @@ def build_tuner(p: Prepared, name: str, trainable: Callable[..., Any], limits: G
     s = p.scfg
     search_alg, _ = build_searcher(s, p.space.reference_point(p.base), max_conc, p.space)
     num_samples = s.num_samples
-    if s.searcher.name == "grid":  # num_samples repeats the grid; keep one pass unless asked
-        num_samples = max(1, s.num_samples // max(1, p.space.grid_size())) if s.num_samples > 1 else 1
+    if s.searcher.name == "grid":  # one pass: further passes are a training.seed axis (grid_seed_passes)
+        num_samples = 1
     tune_cfg = TuneConfig(metric=METRIC, mode="min", search_alg=search_alg,
                           scheduler=build_scheduler(s, p.base, p.space), num_samples=num_samples,
                           reuse_actors=True, trial_dirname_creator=_trial_dirname,
@@ -544,7 +578,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                      if s.scheduler.name == "pbt" else
                      f"as many as the cluster holds (now {slots}, "
                      f"{'one more' if s.pending_trials == 1 else f'{s.pending_trials} more'} pending)")
-        _log(f"{s.round}: {s.num_samples} trials, {at_a_time} at a time, searcher={s.searcher.name}, "
+        _log(f"{s.round}: {planned_trials(p)} trials, {at_a_time} at a time, searcher={s.searcher.name}, "
              f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
         from ray import tune
 
@@ -609,7 +643,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         mine = rows[(rows["experiment"] == name) & (rows["kind"] == "trial")] if not rows.empty else rows
         done = int((mine["status"] != INTERRUPTED).sum()) if not mine.empty else 0
         msg = (f"interrupted: {len(lb_cb.open)} trial(s) unfinished, {done} finished (on the leaderboard), "
-               f"{s.num_samples} asked for. Its state is saved in {exp_path}: run the same command with "
+               f"{planned_trials(p)} asked for. Its state is saved in {exp_path}: run the same command with "
                f"resume=true to finish it (name={name} if another sweep of this round started since)")
         _log(msg)
         raise SweepInterrupted(msg, outcome)
