@@ -190,3 +190,14 @@ def test_num_samples_beyond_one_grid_pass_adds_training_seeds_before_ray(tmp_pat
     assert prepare("dims", [f"space={seeded}"], defaults=d).space.grid_size() == 10
     with pytest.raises(ConfigError, match="already sweeps training.seed"):
         prepare("dims", [f"space={seeded}", "num_samples=20"], defaults=d)
+
+
+def test_the_seed_part_of_the_interval_is_not_understated() -> None:
+    """Three seeds with gains 5 % − 3, 5 %, 5 % + 3 points (sample noise negligible): resampling three values
+    alone puts the 95 % interval at their extremes, ±3 points, where the mean of three new seeds would spread
+    √(3/2) wider; the interval is widened by that factor."""
+    v = ttc_verdict(_seed_rows({8: [-0.03, 0.0, 0.03], 16: [0.0, 0.0, 0.0]}, noise=0.0005))
+    d8 = v.dims[0]
+    assert d8.gain == pytest.approx(0.05, abs=0.002)
+    assert d8.lo < 0.05 - 0.033 and d8.hi > 0.05 + 0.033  # ±3 points × √1.5 ≈ ±3.7
+    assert d8.lo > 0.05 - 0.045 and d8.hi < 0.05 + 0.045

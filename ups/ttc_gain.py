@@ -150,8 +150,8 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
 
     Several rows of one dim (training seeds: ``num_samples`` beyond one pass of the dims grid) make that dim's
     gain the mean of its seeds' gains, and every bootstrap draw resamples the seeds of each dim as well as
-    the test samples, so the interval holds training noise too (with k seeds the seed part is understated
-    by about √((k−1)/k), the plain bootstrap's bias)."""
+    the test samples, so the interval holds training noise too (the seeds' part of each draw widened by
+    √(k/(k−1)): resampling k values understates the spread of their mean by that factor)."""
     by_dim: dict[int, list[Mapping[str, Any]]] = {}
     for r in rows:
         try:
@@ -194,8 +194,14 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
     for dim, group in per.items():
         own = cols[:, [i for i, (d, _) in enumerate(models) if d == dim]]  # (n_boot, k)
         k = own.shape[1]
-        pick = rng.integers(0, k, size=(n_boot, k)) if k > 1 else np.zeros((n_boot, 1), dtype=int)
-        boot[dim] = np.take_along_axis(own, pick, axis=1).mean(axis=1)
+        centre = own.mean(axis=1)  # (n_boot,) the k seeds' mean gain on this draw's test samples
+        if k == 1:
+            boot[dim] = centre
+            continue
+        resampled = np.take_along_axis(own, rng.integers(0, k, size=(n_boot, k)), axis=1).mean(axis=1)
+        # the seeds' part of the draw, widened by √(k/(k−1)): a resampled mean of k values varies (k−1)/k as
+        # much as the mean of k new ones would (the residual bootstrap's correction, Davison & Hinkley §6.2)
+        boot[dim] = centre + math.sqrt(k / (k - 1)) * (resampled - centre)
     for d in dims:
         if d.dim in boot:
             d.lo, d.hi = (float(v) for v in np.quantile(boot[d.dim], _Q))
