@@ -149,6 +149,9 @@ def grid_seed_passes(scfg: SweepConfig, space: SearchSpace, base: Any) -> Search
     other seeds the repeats measure the seed-to-seed spread (the dims round's verdict reads it)."""
     size = space.grid_size()
     passes = scfg.num_samples // max(1, size) if scfg.searcher.name == "grid" else 1
+    if scfg.searcher.name == "grid" and scfg.num_samples > 1 and scfg.num_samples % max(1, size):
+        _log(f"num_samples={scfg.num_samples} is not a multiple of the grid's {size} points: "
+             f"{max(1, passes) * size} trials ({max(1, passes)} pass(es), one training seed each)")
     if passes <= 1:
         return space
     if SEED_KEY in space.params:
