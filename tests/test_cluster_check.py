@@ -309,6 +309,12 @@ MUTATIONS = [
      ["setup_commands[4] | installs a CPU-only PyTorch build", "torch.cuda.is_available()"]),
     ("torch_cpu_local_label", [("torch==2.13.0", "torch==2.13.0+cpu")],
      ["setup_commands[4] | installs a CPU-only PyTorch build", "'torch==2.13.0+cpu'", "torch==2.13.0"]),
+    ("torch_rocm_index_worker", [("worker_setup_commands: []", "worker_setup_commands:\n  - ~/ups-venv/bin/pip install "
+                                  "torch==2.13.0 --index-url https://download.pytorch.org/whl/rocm6.2.4")],
+     [f"worker_setup_commands[0] | installs a ROCm (AMD GPU) PyTorch build on the GPU worker(s) {WORKER}",
+      "whl/rocm6.2.4", "NVIDIA GPUs need a CUDA build"]),
+    ("torch_rocm_local_label", [("torch==2.13.0", "torch==2.13.0+rocm6.2.4")],
+     ["setup_commands[4] | installs a ROCm (AMD GPU) PyTorch build", "'torch==2.13.0+rocm6.2.4'"]),
     # 11. idle_timeout_minutes that tears workers down (or never) — 0 is a warning, see below
     ("idle_negative", [("idle_timeout_minutes: 10", "idle_timeout_minutes: -5")],
      ["idle_timeout_minutes | idle_timeout_minutes is -5", "idle_timeout_minutes: 10"]),
@@ -485,3 +491,24 @@ def test_unresolvable_requirements_file_warns(tmp_path, monkeypatch, install, re
     assert report.ok, report.format()
     (w,) = [w for w in report.warnings if "were not checked" in w.message]
     assert w.key == "setup_commands[4]" and why in w.message and "file_mounts" in w.fix, w
+
+
+def test_constraints_file_is_read_for_the_torch_build_and_pins(tmp_path, monkeypatch):
+    """``pip install -c FILE``: a constraints file installs nothing but forces versions; a +cpu torch or another
+    ray there reaches the GPU workers, a loose constraint is fine, and a ray line there is no ray install."""
+    install = ('~/ups-venv/bin/pip install -q -c /home/ubuntu/ups-sweeps/requirements-cloud.txt torch==2.13.0 '
+               f'"ray[tune]=={ray.__version__}"')
+    ok = check_cluster_file(_with_requirements(tmp_path, monkeypatch, "torch>=2\nray[tune]>=2\n", install))
+    assert ok.ok, ok.format()
+    errs = _errors(_with_requirements(tmp_path, monkeypatch, "torch==2.13.0+cpu\nray==2.9.0\n", install))
+    assert "setup_commands[4] | installs a CPU-only PyTorch build" in errs and "requirements-cloud.txt line 1" in errs
+    assert "nodes get ray==2.9.0 (/home/ubuntu/ups-sweeps/requirements-cloud.txt line 2)" in errs
+    nested = GOOD_REQS.replace("torch==2.13.0\n", "torch\n-c constraints.txt\n")
+    (tmp_path / "constraints.txt").write_text("torch==2.13.0+rocm6.2.4\n")
+    install = "~/ups-venv/bin/pip install -q -r /home/ubuntu/ups-sweeps/requirements-cloud.txt"
+    errs = _errors(_with_requirements(tmp_path, monkeypatch, nested, install))
+    assert "installs a ROCm (AMD GPU) PyTorch build" in errs and "constraints.txt line 1" in errs, errs
+    only_constraint = ("~/ups-venv/bin/pip install -q --constraint=/home/ubuntu/ups-sweeps/requirements-cloud.txt "
+                       "torch==2.13.0")
+    errs = _errors(_with_requirements(tmp_path, monkeypatch, f"ray[tune]=={ray.__version__}\n", only_constraint))
+    assert "ray is not pinned" in errs  # constrained, never installed

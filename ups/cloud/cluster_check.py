@@ -16,8 +16,8 @@ Four layers, all offline (no AWS credentials, no network):
    tokens anywhere in the file; the dashboard binds to localhost.
 4. Project rules: the head node has ``resources: {CPU: 0}`` (it runs no trials); some worker type
    can provide a GPU (NVIDIA GPU instance family, see ``NVIDIA_GPU_FAMILIES``, and max_workers > 0,
-   a node type's max_workers not above the top-level one); no CPU-only torch (PyTorch's ``whl/cpu``
-   index, a ``+cpu`` pin) on the GPU workers; ``idle_timeout_minutes`` a positive number;
+   a node type's max_workers not above the top-level one); no torch without CUDA (PyTorch's ``whl/cpu``
+   or ``whl/rocm…`` index, a ``+cpu`` / ``+rocm…`` pin, inline or in a ``-r`` / ``-c`` file) on the GPU workers; ``idle_timeout_minutes`` a positive number;
    every install of ray/torch/optuna/wandb/hydra-core in any setup command, inline or in a
    ``pip install -r`` file that a file_mount brings, is pinned with ``==`` to ``pyproject.toml`` (ray
    also to the client's ``ray.__version__``); ``file_mounts`` sources exist and the setup installs
@@ -79,8 +79,9 @@ NVIDIA_GPU_FAMILIES = frozenset({
     "g4dn", "g5", "g5g", "g6", "g6e", "g6f", "gr6", "gr6f", "g7", "g7e",
     "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300", "p6e-gb200",
 })
-# PyTorch's CPU-only wheel indexes (whl/cpu, whl/nightly/cpu, whl/cpu-cxx11-abi, …): no CUDA in them.
-CPU_TORCH_INDEX = re.compile(r"[^\s'\"=]*download\.pytorch\.org/whl/(?:nightly/|test/)?cpu\b[^\s'\"]*")
+# PyTorch's indexes of builds without CUDA: CPU-only (whl/cpu, whl/nightly/cpu, whl/cpu-cxx11-abi, …) and
+# AMD's ROCm (whl/rocm6.2, …)
+CPU_TORCH_INDEX = re.compile(r"[^\s'\"=]*download\.pytorch\.org/whl/(?:nightly/|test/)?(?:cpu|rocm[\d.]*)\b[^\s'\"]*")
 TORCH_PACKAGES = frozenset({"torch", "torchvision", "torchaudio"})
 # botocore's MaxPrice documentation: "Specifying a value below USD $0.001 will result in an InvalidParameterValue".
 MIN_SPOT_PRICE = Decimal("0.001")
@@ -592,7 +593,8 @@ class _Install:
     path: str | None = None  # remote path, for a local directory (``-e DIR`` or ``DIR``)
     editable: bool = False
     cwd: str = "~"
-    reqfile: str | None = None  # remote path, for ``-r FILE`` / ``--requirement FILE``
+    reqfile: str | None = None  # remote path, for ``-r FILE`` / ``--requirement FILE`` (or ``-c FILE``)
+    constraint: bool = False  # ``reqfile`` is a constraints file (``-c`` / ``--constraint``): pins, installs nothing
 
 
 def _split_shell(cmd: str) -> list[list[str]]:
@@ -621,18 +623,21 @@ def _installs(key: Path_, cmd: str) -> list[_Install]:
                     and re.fullmatch(r"pip(3(\.\d+)?)?", posixpath.basename(tokens[i - 1]))), None)
         if idx is None:
             continue
-        skip, editable, reqfile_next = False, False, False
+        skip, editable, reqfile_next = False, False, ""
         for tok in tokens[idx + 1:]:
             req_opt = re.fullmatch(r"(?:--requirement=|-r)(.+)", tok)
-            if reqfile_next or req_opt:
-                out.append(_Install(key, tok, reqfile=req_opt.group(1) if req_opt else tok, cwd=cwd))
-                reqfile_next = False
+            con_opt = re.fullmatch(r"(?:--constraint=|-c)(.+)", tok)
+            if reqfile_next or req_opt or con_opt:
+                opt = req_opt or con_opt
+                out.append(_Install(key, tok, reqfile=opt.group(1) if opt else tok, cwd=cwd,
+                                    constraint=bool(con_opt) or reqfile_next == "-c"))
+                reqfile_next = ""
                 continue
             if skip:
                 skip = False
                 continue
-            if tok in ("-r", "--requirement"):
-                reqfile_next = True
+            if tok in ("-r", "--requirement", "-c", "--constraint"):
+                reqfile_next = "-c" if tok in ("-c", "--constraint") else "-r"
                 continue
             if tok in ("-e", "--editable"):
                 editable = True
@@ -733,6 +738,7 @@ class _ReqLine:
     file: str  # as written in the command (or in the including file)
     number: int  # 1-based, the first physical line of a continued line
     text: str  # comment stripped, continuation lines joined
+    constraint: bool = False  # from a constraints file (pins a version, installs nothing)
 
     @property
     def where(self) -> str:
@@ -750,8 +756,10 @@ class _ReqLine:
             return None
 
 
-def _read_requirements(path: Path, label: str, depth: int = 0) -> tuple[list[_ReqLine], list[str]]:
-    """The lines of a requirements file (nested ``-r`` followed), and the nested files that are missing."""
+def _read_requirements(path: Path, label: str, depth: int = 0,
+                       constraint: bool = False) -> tuple[list[_ReqLine], list[str]]:
+    """The lines of a requirements (or constraints) file, nested ``-r`` / ``-c`` followed, and the nested
+    files that are missing."""
     lines: list[_ReqLine] = []
     missing: list[str] = []
     pending, start = "", 0
@@ -762,16 +770,17 @@ def _read_requirements(path: Path, label: str, depth: int = 0) -> tuple[list[_Re
             pending += raw[:-1] + " "
             continue
         text, pending = (pending + raw).strip(), ""
-        nested = re.fullmatch(r"(?:-r|--requirement)(?:\s+|=)?(\S+)", text)
+        nested = re.fullmatch(r"(-r|--requirement|-c|--constraint)(?:\s+|=)?(\S+)", text)
         if nested and depth < 5:
-            sub, sub_label = path.parent / nested.group(1), posixpath.join(posixpath.dirname(label), nested.group(1))
+            sub, sub_label = path.parent / nested.group(2), posixpath.join(posixpath.dirname(label), nested.group(2))
             if sub.is_file():
-                more, gone = _read_requirements(sub, sub_label, depth + 1)
+                more, gone = _read_requirements(sub, sub_label, depth + 1,
+                                                constraint or nested.group(1) in ("-c", "--constraint"))
                 lines, missing = lines + more, missing + gone
             else:
                 missing.append(f"{sub_label} (included at {label} line {start}) does not exist here")
         elif text:
-            lines.append(_ReqLine(label, start, text))
+            lines.append(_ReqLine(label, start, text, constraint))
     return lines, missing
 
 
@@ -795,7 +804,7 @@ def _requirements_of(cfg: dict[str, Any], inst: _Install, yaml_dir: Path) -> tup
         path = src if remote == target else src / posixpath.relpath(remote, target)
         if not path.is_file():
             return [], [f"{path} (the local side of {remote}) does not exist"]
-        return _read_requirements(path, ref)
+        return _read_requirements(path, ref, constraint=inst.constraint)
     return [], [f"{remote} is not inside any file_mounts target, so its content is unknown before `ray up`"]
 
 
@@ -817,11 +826,13 @@ def _gpu_worker_types(cfg: dict[str, Any]) -> list[str]:
 
 
 def _is_cpu_build(req: Any) -> bool:
-    return _canon(req.name) in TORCH_PACKAGES and any("+cpu" in s.version for s in req.specifier)
+    """A torch pin with a local label of a build without CUDA: ``+cpu`` or ``+rocm…``."""
+    return _canon(req.name) in TORCH_PACKAGES and any(re.search(r"\+(?:cpu|rocm)", s.version) for s in req.specifier)
 
 
 def _cpu_torch_sources(cfg: dict[str, Any], key: Path_, cmd: str, yaml_dir: Path) -> list[str]:
-    """What in one command installs a CPU-only PyTorch: a whl/cpu index, a +cpu pin (inline or in a -r file)."""
+    """What in one command installs a PyTorch without CUDA: a whl/cpu or whl/rocm… index, a +cpu / +rocm… pin
+    (inline, or in a -r requirements or -c constraints file)."""
     found = [f"index {m.group(0)}" for m in CPU_TORCH_INDEX.finditer(cmd)]
     for inst in _installs(key, cmd):
         if inst.requirement is not None and _is_cpu_build(inst.requirement):
@@ -846,9 +857,11 @@ def _check_torch_build(c: _Checker, cfg: dict[str, Any], yaml_dir: Path, pyproje
                 hits.setdefault(key, (found, []))[1].append(node)
     want = _pyproject_pins(pyproject).get("torch") if pyproject is not None and pyproject.is_file() else None
     for key, (found, nodes) in hits.items():
-        c.error(key, f"installs a CPU-only PyTorch build on the GPU worker(s) {', '.join(nodes)} ({'; '.join(found)}): "
-                "torch.cuda.is_available() is False there, so every trial would silently train on the CPU",
-                f"drop the CPU index / +cpu label so pip installs PyPI's default CUDA wheel (torch=={want or 'X'}), "
+        kind = "ROCm (AMD GPU) PyTorch build" if all("rocm" in f.lower() for f in found) else "CPU-only PyTorch build"
+        c.error(key, f"installs a {kind} on the GPU worker(s) {', '.join(nodes)} ({'; '.join(found)}): "
+                "torch.cuda.is_available() is False there (the NVIDIA GPUs need a CUDA build), so every trial "
+                "would silently train on the CPU",
+                f"drop the CPU/ROCm index or the +cpu/+rocm label so pip installs PyPI's default CUDA wheel (torch=={want or 'X'}), "
                 "or use a CUDA index (https://download.pytorch.org/whl/cu12X, the CUDA 12 build the AMI's NVIDIA "
                 "driver supports)")
     c.report.checks.append("torch build on GPU workers")
@@ -989,14 +1002,18 @@ def _check_file_mounts(c: _Checker, cfg: dict[str, Any], yaml_dir: Path) -> None
     c.report.checks.append("file_mounts")
 
 
-def _check_pin(c: _Checker, key: Path_, req: Any, token: str, where: str, wanted: dict[str, str]) -> None:
-    """One install of a PINNED package: an exact == pin equal to pyproject.toml (ray: to this client)."""
+def _check_pin(c: _Checker, key: Path_, req: Any, token: str, where: str, wanted: dict[str, str],
+               constraint: bool = False) -> None:
+    """One install of a PINNED package: an exact == pin equal to pyproject.toml (ray: to this client).  A
+    constraints-file line installs nothing: only an exact pin there is compared (it forces that version)."""
     import ray
 
     name = _canon(req.name)
     want = ray.__version__ if name == "ray" else wanted.get(name)
     specs = list(req.specifier)
     if not (len(specs) == 1 and specs[0].operator == "=="):
+        if constraint:
+            return
         extra = (" (an unpinned or >= torch pulls another torch and gigabytes of CUDA wheels)"
                  if name == "torch" else "")
         c.error(key, f"installs {token!r}{where} without an exact == pin{extra}",
@@ -1038,22 +1055,23 @@ def _check_project(c: _Checker, cfg: dict[str, Any], pyproject: Path | None, ori
     ray_installs, unread = 0, []
     for key, cmd in _all_commands(cfg):
         for inst in _installs(key, cmd):
-            found: list[tuple[Any, str, str]] = []  # (requirement, as written, where)
+            found: list[tuple[Any, str, str, bool]] = []  # (requirement, as written, where, installs it)
             if inst.reqfile is not None:
                 lines, problems = _requirements_of(cfg, inst, yaml_dir)
                 for why in problems:
                     unread.append(inst.reqfile)
-                    c.warn(key, f"the pins in `pip install -r {inst.reqfile}` were not checked: {why}",
+                    c.warn(key, f"the pins in `pip install {'-c' if inst.constraint else '-r'} {inst.reqfile}` "
+                                f"were not checked: {why}",
                            "copy the file with file_mounts from a local path that exists (e.g. keep it in the "
                            "repository, which is mounted) and run `ray up` from the repository root, or install "
                            f"{', '.join(PINNED)} inline with == pins")
-                found += [(line.requirement(), line.text, line.where) for line in lines]
+                found += [(line.requirement(), line.text, line.where, not line.constraint) for line in lines]
             else:
-                found.append((inst.requirement, inst.token, ""))
-            for req, token, where in found:
+                found.append((inst.requirement, inst.token, "", True))
+            for req, token, where, installs in found:
                 if req is not None and _canon(req.name) in PINNED:
-                    ray_installs += _canon(req.name) == "ray"
-                    _check_pin(c, key, req, token, where, wanted)
+                    ray_installs += installs and _canon(req.name) == "ray"  # a constraint alone installs nothing
+                    _check_pin(c, key, req, token, where, wanted, constraint=not installs)
     if not ray_installs:
         unchecked = f" (nor in a requirements file that could be read: {', '.join(unread)})" if unread else ""
         c.error(("setup_commands",), f"ray is not pinned in the setup commands{unchecked}",
