@@ -16,8 +16,9 @@ Four layers, all offline (no AWS credentials, no network):
    tokens anywhere in the file; the dashboard binds to localhost.
 4. Project rules: the head node has ``resources: {CPU: 0}`` (it runs no trials); some worker type
    can provide a GPU (NVIDIA GPU instance family, see ``NVIDIA_GPU_FAMILIES``, and max_workers > 0,
-   a node type's max_workers not above the top-level one); no torch without CUDA (PyTorch's ``whl/cpu``
-   or ``whl/rocm…`` index, a ``+cpu`` / ``+rocm…`` pin, inline or in a ``-r`` / ``-c`` file) on the GPU workers; ``idle_timeout_minutes`` a positive number;
+   a node type's max_workers not above the top-level one); no torch without CUDA (PyTorch's
+   ``whl/cpu`` or ``whl/rocm…`` index, a ``+cpu`` / ``+rocm…`` pin, inline or in a ``-r`` / ``-c``
+   file) on the GPU workers; ``idle_timeout_minutes`` a positive number;
    every install of ray/torch/optuna/wandb/hydra-core in any setup command, inline or in a
    ``pip install -r`` file that a file_mount brings, is pinned with ``==`` to ``pyproject.toml`` (ray
    also to the client's ``ray.__version__``); ``file_mounts`` sources exist and the setup installs
