@@ -49,6 +49,8 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path) -
     assert "**Champion**" in md
     config_text = "".join(o.get("text", "") for o in champ_out)
     assert '"latent"' in config_text and '"dim": 8' in config_text
+    # a round A sweep has no dims verdict, and says so
+    assert "latent.dim is not swept here" in "".join(o.get("text", "") for o in _outputs(nb, "dims"))
     # the notebook only reads results
     assert sorted(p.name for p in report_sweep.reports.iterdir()) == before
 
@@ -74,3 +76,30 @@ def test_notebook_paths_resolve_from_the_repo_root(tmp_path, monkeypatch) -> Non
     (tmp_path / "here.csv").write_text("x")
     assert repo_path("here.csv", root) == "here.csv"  # found from the kernel's folder: kept
     assert repo_path("s3://b/p", root) == "s3://b/p" and repo_path("/abs/x", root) == "/abs/x" and repo_path("") == ""
+
+
+def test_notebook_dims_cell_shows_the_verdict_of_a_dims_experiment() -> None:
+    """The dims cell on a dims experiment's leaderboard rows (two dims × two training seeds): one row per dim
+    with its seeds, and the verdict's text."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    cell = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells if "dims" in c.metadata.get("tags", []))
+    rng = np.random.default_rng(0)
+    rows = []
+    for dim, gain in ((8, 0.1), (16, 0.02)):
+        for seed in (0, 1):
+            plain = rng.lognormal(-2.3, 0.4, 30)
+            ttc = plain * (1 - gain)
+            rows.append({"kind": "trial", "experiment": "dims-x", "timestamp": f"2026-12-03T0{seed}:00:00",
+                         "sampled_json": json.dumps({"latent.dim": dim, "training.seed": seed}), "params": dim * 100,
+                         "nrmse": plain.mean(), "nrmse_ttc": ttc.mean(),
+                         "eval_samples_json": json.dumps({"nrmse": plain.tolist(), "nrmse_ttc": ttc.tolist()})})
+    shown: list = []
+    exec(cell.source, {"lb": pd.DataFrame(rows), "exp_name": "dims-x", "pd": pd, "display": shown.append,
+                       "Markdown": str})
+    table, text = shown
+    assert list(table.index) == [8, 16] and list(table["seeds"]) == [2, 2]
+    assert "yes: TTC helps small models more" in text and "2 training seeds per dim" in text
