@@ -1,0 +1,42 @@
+#!/usr/bin/env python
+"""Round D — architecture refinement (playbook 04, phase 4): from the champion, stochastic depth, TTC reward
+weights searched harder, a larger latent (dim 64, tokens 64), and longer training on GPUs (40+15+15 epochs).
+
+    python sweeps/round_d.py                           # needs reports/champion.json (run round_a or aggressive first)
+    python sweeps/round_d.py profile=full              # 40+15+15 epochs on GPUs (resources.gpu=0.5)
+    python sweeps/round_d.py champion=path/to/champion.json num_samples=8
+
+The playbook runs it when the aggressive round "shows promise but is not quite there". The champion's config
+is the base and the first trial (the round's reference for the small-eval gates); search_spaces/round_d.yaml
+says what moves. Without a champion the script stops at once and says what to run.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
+
+from ups.tune.cli import run_script  # noqa: E402
+from ups.tune.launcher import run_round  # noqa: E402
+
+ROUND = "round_d"
+DEFAULTS = {
+    "searcher": {"name": "optuna"},
+    "scheduler": {"name": "asha"},
+    "smoke": {"num_samples": 4},
+    "full": {"num_samples": 16, "resources": {"gpu": 0.5},  # dim 64 × 64 tokens: two trials per GPU
+             "trial": ["stages.operator.epochs=40", "stages.diff_residual.epochs=15",
+                       "stages.consistency_distill.epochs=15"]},
+}
+
+
+def main(overrides: list[str]) -> int:
+    o = run_round(ROUND, overrides, defaults=DEFAULTS, around_champion=True)
+    if o.champion:
+        print(f"round D: champion {o.champion['run_id']} (score {o.champion['score']:.4g})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(main))
