@@ -33,6 +33,8 @@ def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
 def test_shipped_spaces_are_valid(path: Path, base) -> None:
+    if path.stem == "round_d":  # its reference is the champion's config, a dim-32 model or larger (not dim8)
+        base = load_config([])
     space = load_space(path, base)
     if any(p.dist == "around" for p in space.params.values()):
         space = resolve_around(space, base)
@@ -188,7 +190,7 @@ def test_unreachable_ray_address_fails_fast_with_fix(tmp_path: Path) -> None:
 def test_ups_sweep_cli_lists_rounds_and_refuses_unknown(capsys) -> None:
     from ups.tune.cli import available_rounds, main
 
-    assert {"round_a", "round_b", "round_c", "aggressive", "dims"} <= set(available_rounds())
+    assert {"round_a", "round_b", "round_c", "round_d", "aggressive", "dims"} <= set(available_rounds())
     assert main(["--help"]) == 0 and "round_a" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="unknown round 'round_z'.*Available: aggressive"):
         main(["round_z"])
@@ -657,9 +659,9 @@ def _shipped(name: str, profile: str, tmp_path: Path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     args = [f"profile={profile}", f"storage_path={tmp_path / 'runs'}"]
-    if name != "round_c":
+    if name not in ("round_c", "round_d"):
         return prepare(name, args, mod.DEFAULTS)
-    s = load_sweep_config(name, args, mod.DEFAULTS)  # round C centres on a champion: the profile's base
+    s = load_sweep_config(name, args, mod.DEFAULTS)  # rounds C and D start from a champion: the profile's base
     champ = tmp_path / "champion.json"
     champ.write_text(json.dumps({"config": to_dict(load_config(s.trial))}))
     return prepare(name, [*args, f"champion={champ}"], mod.DEFAULTS, around_champion=True)

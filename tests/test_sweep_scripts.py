@@ -184,6 +184,31 @@ def test_round_c_searches_around_the_champion(ray_session, tiny_data, tiny_cache
         assert 0.8 * lr0 - 1e-12 <= lr <= 1.2 * lr0 + 1e-12
 
 
+def test_round_d_refines_from_the_champion(ray_session, tiny_data, tiny_cache_dir, work, tmp_path) -> None:
+    """Round D starts from the champion (its values are the first trial) and searches stochastic depth, TTC
+    reward weights and the latent size; a champion outside the space's ranges is refused before Ray."""
+    champ = json.loads((work / "champion.json").read_text())["config"]
+    common = tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "promotion.top_k=0")
+    from ups.config import ConfigError
+
+    with pytest.raises(ConfigError, match="reference.latent.dim"):  # the tiny champion's 8 is not one of 32/48/64
+        script("round_d")(common)
+    space = tmp_path / "round_d.yaml"
+    dim, tokens = champ["latent"]["dim"], champ["latent"]["tokens"]
+    space.write_text((REPO / "search_spaces" / "round_d.yaml").read_text()
+                     .replace("values: [32, 48, 64]", f"values: [{dim}, 16]")
+                     .replace("values: [16, 32, 48, 64]", f"values: [{tokens}, {2 * tokens}]"))
+    assert script("round_d")([*common, f"space={space}"]) == 0
+    rows = trial_rows(work, latest_experiment(work, "round_d"))
+    assert len(rows) == 2
+    sampled = {r["tags"]: json.loads(r["sampled_json"]) for _, r in rows.iterrows()}
+    ref = next(v for k, v in sampled.items() if "reference" in str(k))
+    assert ref["operator.drop_path"] == champ["operator"]["drop_path"] and ref["latent.dim"] == dim
+    assert ref["ttc.weights.mass"] == champ["ttc"]["weights"]["mass"]
+    for s in sampled.values():
+        assert 0.0 <= s["operator.drop_path"] <= 0.2 and 0.5 <= s["ttc.weights.mass"] <= 3.0
+
+
 def test_promotion_seeds_crowns_on_the_seed_mean(ray_session, tiny_data, tiny_cache_dir, work, tmp_path) -> None:
     """promotion.seeds=1: each promoted configuration is retrained with training seed 1 (a second Tune
     experiment with leaderboard rows), every run gets a full-eval, the champion is the best two-seed mean."""
