@@ -416,12 +416,18 @@ def test_shipped_file_warns_only_about_placeholders():
     assert all("documentation" in w.message for w in report.warnings), report.format()
 
 
-def test_idle_timeout_zero_warns(tmp_path):
+@pytest.mark.parametrize("value, says", [("0", "torn down between trials"), ("0.5", "idle for 30 s is terminated"),
+                                         ("1", "idle for 60 s is terminated")])
+def test_idle_timeout_zero_or_short_warns(tmp_path, value, says):
     report = check_cluster_file(_write(tmp_path, CLUSTER.read_text().replace(
-        "idle_timeout_minutes: 10", "idle_timeout_minutes: 0")))
+        "idle_timeout_minutes: 10", f"idle_timeout_minutes: {value}")))
     assert report.ok, report.format()
     (w,) = _warnings_at(report, "idle_timeout_minutes")
-    assert "torn down between trials" in w.message and "idle_timeout_minutes: 10" in w.fix and w.line == 20
+    assert says in w.message and "idle_timeout_minutes: 10" in w.fix and w.line == 20
+    for fine in ("2", "5"):
+        report = check_cluster_file(_write(tmp_path, CLUSTER.read_text().replace(
+            "idle_timeout_minutes: 10", f"idle_timeout_minutes: {fine}")))
+        assert not _warnings_at(report, "idle_timeout_minutes"), report.format()
 
 
 def test_node_type_max_workers_above_global_warns(tmp_path):

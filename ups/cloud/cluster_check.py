@@ -86,6 +86,8 @@ CPU_TORCH_INDEX = re.compile(r"[^\s'\"=]*download\.pytorch\.org/whl/(?:nightly/|
 TORCH_PACKAGES = frozenset({"torch", "torchvision", "torchaudio"})
 # botocore's MaxPrice documentation: "Specifying a value below USD $0.001 will result in an InvalidParameterValue".
 MIN_SPOT_PRICE = Decimal("0.001")
+# below this, the gaps of a sweep (promotion full-eval, baselines, a resume) outlast the timeout (Ray's default: 5)
+SHORT_IDLE_MINUTES = 2
 # IPv4 ranges that are not private and wider than this prefix are "the internet" (IPv6: /32).
 PUBLIC_MAX_PREFIX = {4: 16, 6: 32}
 
@@ -887,6 +889,10 @@ def _check_idle_timeout(c: _Checker, cfg: dict[str, Any]) -> None:
         c.warn(key, "idle_timeout_minutes is 0: a worker is terminated as soon as it is idle, so GPU workers are torn "
                "down between trials of a sweep and each next trial waits minutes for a new spot instance and its "
                "setup", fix)
+    elif v < SHORT_IDLE_MINUTES:
+        c.warn(key, f"idle_timeout_minutes is {v}: a GPU worker idle for {v * 60:.0f} s is terminated, and the gaps "
+               "of a sweep last longer (the driver's promotion full-eval, the data and baselines before a round, a "
+               "resume), so each next trial waits minutes for a new spot instance and its setup", fix)
     c.report.checks.append("idle timeout")
 
 
