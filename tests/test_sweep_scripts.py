@@ -191,8 +191,9 @@ def test_round_d_refines_from_the_champion(ray_session, tiny_data, tiny_cache_di
     common = tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "promotion.top_k=0")
     from ups.config import ConfigError
 
-    with pytest.raises(ConfigError, match="reference.latent.dim"):  # the tiny champion's 8 is not one of 32/48/64
+    with pytest.raises(ConfigError, match="reference.latent.dim") as refused:  # the tiny champion's 8: not 32/48/64
         script("round_d")(common)
+    assert "the champion's config" in str(refused.value) and "space=<copy.yaml>" in str(refused.value)
     space = tmp_path / "round_d.yaml"
     dim, tokens = champ["latent"]["dim"], champ["latent"]["tokens"]
     space.write_text((REPO / "search_spaces" / "round_d.yaml").read_text()

@@ -33,7 +33,7 @@ from ups.tune.ray_address import gcs_problem
 from ups.tune.restore import ResumableASHA, ResumableStopper, carry_over, restored_results, spent_compute_s
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
-from ups.tune.space import Param, SearchSpace, check_against, load_space, resolve_around
+from ups.tune.space import Param, SearchSpace, SearchSpaceError, check_against, load_space, resolve_around
 from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
 from ups.tune.sweep_record import check_resume, sweep_record, write_record
 from ups.tune.trainable import METRIC, remove_scratch, ups_trial
@@ -122,7 +122,14 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
         keep = {k: v for k, v in champ.items() if not k.startswith(fixed) and k not in named}
         base = apply_overrides(base, keep, source=f"{scfg.champion} (champion config)")
         space = resolve_around(space, base)
-    check_against(space, base)
+    try:
+        check_against(space, base)
+    except SearchSpaceError as e:
+        if not around_champion or "reference." not in str(e):
+            raise
+        raise SearchSpaceError(f"{e} (the reference point here is the champion's config, {scfg.champion}; to keep "
+                               f"this space, pass champion=<another champion.json>, or a copy of the space whose "
+                               f"ranges hold the champion's values as space=<copy.yaml>)") from None
     check_promotion_seeds(scfg, space)
     space = grid_seed_passes(scfg, space, base)
     check_asha_rungs(scfg, base)
