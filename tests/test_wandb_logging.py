@@ -100,8 +100,11 @@ def report(cbs: list[Any], trial: Trial, **result: Any) -> None:
 
 
 def test_groups_are_sota_sweep_round() -> None:
-    assert [default_group(r) for r in ("round_a", "round_b", "round_c", "aggressive", "dims")] == \
-        ["sota-sweep-round-a", "sota-sweep-round-b", "sota-sweep-round-c", "sota-sweep-aggressive", "sota-sweep-dims"]
+    """The playbook's groups (04: round A sota-sweep-round-a, round B sota-sweep-round-b, aggressive sota-aggressive),
+    the same pattern for the rounds it names no group for."""
+    assert [default_group(r) for r in ("round_a", "round_b", "round_c", "round_d", "aggressive", "dims")] == \
+        ["sota-sweep-round-a", "sota-sweep-round-b", "sota-sweep-round-c", "sota-sweep-round-d", "sota-aggressive",
+         "sota-sweep-dims"]
 
 
 def test_each_trial_has_its_own_iteration_axis(tmp_path) -> None:

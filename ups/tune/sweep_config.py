@@ -106,7 +106,7 @@ class PromotionCfg:
 class WandbCfg:
     enabled: bool = True
     project: str = "universal-simulator"
-    group: str = ""  # default: sota-sweep-<round with dashes> (sota-sweep-round-a, sota-sweep-aggressive)
+    group: str = ""  # default: sota-sweep-<round with dashes> (sota-sweep-round-a); aggressive: sota-aggressive (playbook)
     mode: str = "auto"  # auto (WANDB_MODE if set, else online iff WANDB_API_KEY is set) | offline | online | disabled
     dir: str = ""  # default: $WANDB_DIR if set, else <storage_path>/wandb (local storage) or ./wandb
     init_timeout_s: float = 20.0  # online wandb.init gives up after this long and logs offline instead

@@ -1,5 +1,5 @@
 """Cheap W&B logging from the driver: one run per sweep round, grouped ``sota-sweep-<round>``
-(``sota-sweep-round-a``, ``sota-sweep-aggressive``, ...).
+(``sota-sweep-round-a``, ``sota-sweep-round-b``, ...; the aggressive round keeps the playbook's ``sota-aggressive``).
 
 Ray's ``WandbLoggerCallback`` starts a W&B process per trial (6–8 s each even offline, DESIGN.md §4);
 this callback opens a single run in the driver and logs every trial report under ``<trial_id>/<metric>``,
@@ -48,9 +48,14 @@ def resolve_mode(mode: str) -> str:
     return _ALIASES.get(mode, mode)
 
 
+# the groups the playbook's hand-run sweeps used (playbook 04, "Monitor & Gate"), where they differ from the pattern
+PLAYBOOK_GROUPS = {"aggressive": "sota-aggressive"}
+
+
 def default_group(round_name: str) -> str:
-    """``round_a`` → ``sota-sweep-round-a``; ``aggressive`` → ``sota-sweep-aggressive``."""
-    return f"sota-sweep-{round_name.replace('_', '-')}"
+    """``round_a`` → ``sota-sweep-round-a``; ``aggressive`` → ``sota-aggressive`` (the playbook's group, so new runs
+    land next to the hand-run ones)."""
+    return PLAYBOOK_GROUPS.get(round_name, f"sota-sweep-{round_name.replace('_', '-')}")
 
 
 def wandb_dirs(root: Path) -> list[Path]:
