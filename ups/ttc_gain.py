@@ -89,7 +89,8 @@ def dims_rows(leaderboard: Any, experiment: str | None = None) -> list[dict[str,
         except (TypeError, ValueError):
             sampled = {}
         sampled = sampled if isinstance(sampled, dict) else {}
-        out.append({"dim": sampled.get("latent.dim"), "seed": sampled.get("training.seed"), "params": r.get("params"), "nrmse": r.get("nrmse"), "nrmse_ttc": r.get("nrmse_ttc"),
+        out.append({"dim": sampled.get("latent.dim"), "seed": sampled.get("training.seed"), "params": r.get("params"),
+                    "nrmse": r.get("nrmse"), "nrmse_ttc": r.get("nrmse_ttc"),
                     "eval_samples_json": r.get("eval_samples_json", "")})
     return out
 
@@ -152,6 +153,8 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
     gain the mean of its seeds' gains, and every bootstrap draw resamples the seeds of each dim as well as
     the test samples, so the interval holds training noise too (the seeds' part of each draw widened by
     √(k/(k−1)): resampling k values understates the spread of their mean by that factor)."""
+    from ups.leaderboard import finite_or_none  # pandas: only where a leaderboard is read, not in ups.eval's import
+
     by_dim: dict[int, list[Mapping[str, Any]]] = {}
     for r in rows:
         try:
@@ -161,8 +164,7 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
     dims: list[DimGain] = []
     per: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # dim → per seed (nrmse, nrmse_ttc) per test sample
     for dim, group in by_dim.items():
-        parsed = [(r, _samples(r.get("eval_samples_json"))) for r in group]
-        with_samples = [s for _, s in parsed if s is not None]
+        with_samples = [s for r in group if (s := _samples(r.get("eval_samples_json"))) is not None]
         if with_samples:
             per[dim] = with_samples
             nr = float(np.mean([a.mean() for a, _ in with_samples]))
@@ -170,8 +172,8 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
             gain = float(np.mean([_gain(a, b) for a, b in with_samples]))
             n_seeds = len(with_samples)
         else:
-            pts = [(_num(r.get("nrmse")), _num(r.get("nrmse_ttc"))) for r in group]
-            pts = [(a, b) for a, b in pts if a > 0 and math.isfinite(a) and math.isfinite(b)]
+            pts = [(a, b) for r in group if (a := finite_or_none(r.get("nrmse"))) is not None and a > 0
+                   and (b := finite_or_none(r.get("nrmse_ttc"))) is not None]
             nr = float(np.mean([a for a, _ in pts])) if pts else math.nan
             nt = float(np.mean([b for _, b in pts])) if pts else math.nan
             gain = float(np.mean([1.0 - b / a for a, b in pts])) if pts else math.nan
@@ -214,7 +216,8 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
         return Verdict("not answerable", text="not answerable: TTC changed no forecast in any dim (ttc.enabled "
                        "off, or ttc.threshold too high for any step to be searched)", dims=dims)
     x = np.log2(np.asarray(usable, dtype=float))
-    point = float(_slope(x, np.asarray([np.mean([_gain(a, b) for a, b in per[d]]) for d in usable], dtype=float)))
+    gains = {d.dim: d.gain for d in dims}  # each dim's mean gain over its seeds, computed above
+    point = float(_slope(x, np.asarray([gains[d] for d in usable], dtype=float)))
     draws = _slope(x, np.stack([boot[d] for d in usable], axis=-1))  # (n_boot,)
     lo, hi = (float(v) for v in np.quantile(draws, _Q))
     counts = sorted({len(per[d]) for d in usable})
@@ -239,10 +242,3 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
     if lo > 0:
         return Verdict("no", point, lo, hi, f"no: TTC helps larger models more: {span}", dims)
     return Verdict("no difference resolved", point, lo, hi, f"no difference resolved: {span}. {more}", dims)
-
-
-def _num(v: Any) -> float:
-    try:
-        return float(v) if v is not None else math.nan
-    except (TypeError, ValueError):
-        return math.nan
