@@ -50,7 +50,7 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path) -
     config_text = "".join(o.get("text", "") for o in champ_out)
     assert '"latent"' in config_text and '"dim": 8' in config_text
     # a round A sweep has no dims verdict, and says so
-    assert "latent.dim is not swept here" in "".join(o.get("text", "") for o in _outputs(nb, "dims"))
+    assert "not a dims round" in "".join(o.get("text", "") for o in _outputs(nb, "dims"))
     # the notebook only reads results
     assert sorted(p.name for p in report_sweep.reports.iterdir()) == before
 
@@ -81,6 +81,8 @@ def test_notebook_paths_resolve_from_the_repo_root(tmp_path, monkeypatch) -> Non
 def test_notebook_dims_cell_shows_the_verdict_of_a_dims_experiment() -> None:
     """The dims cell on a dims experiment's leaderboard rows (two dims × two training seeds): one row per dim
     with its seeds, and the verdict's text."""
+    import contextlib
+    import io
     import json
 
     import numpy as np
@@ -93,7 +95,7 @@ def test_notebook_dims_cell_shows_the_verdict_of_a_dims_experiment() -> None:
         for seed in (0, 1):
             plain = rng.lognormal(-2.3, 0.4, 30)
             ttc = plain * (1 - gain)
-            rows.append({"kind": "trial", "experiment": "dims-x", "timestamp": f"2026-12-03T0{seed}:00:00",
+            rows.append({"kind": "trial", "round": "dims", "experiment": "dims-x", "timestamp": f"2026-12-03T0{seed}:00:00",
                          "sampled_json": json.dumps({"latent.dim": dim, "training.seed": seed}), "params": dim * 100,
                          "nrmse": plain.mean(), "nrmse_ttc": ttc.mean(),
                          "eval_samples_json": json.dumps({"nrmse": plain.tolist(), "nrmse_ttc": ttc.tolist()})})
@@ -103,3 +105,9 @@ def test_notebook_dims_cell_shows_the_verdict_of_a_dims_experiment() -> None:
     table, text = shown
     assert list(table.index) == [8, 16] and list(table["seeds"]) == [2, 2]
     assert "yes: TTC helps small models more" in text and "2 training seeds per dim" in text
+    # another round that sweeps latent.dim among other knobs (round D here) gets no verdict
+    printed = io.StringIO()
+    other = pd.DataFrame(rows).assign(round="round_d", experiment="round_d-x")
+    with contextlib.redirect_stdout(printed):
+        exec(cell.source, {"lb": other, "exp_name": "round_d-x", "pd": pd, "display": shown.append, "Markdown": str})
+    assert len(shown) == 2 and "not a dims round" in printed.getvalue()
