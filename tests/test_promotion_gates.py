@@ -159,10 +159,18 @@ def test_checkpoint_uri_names_where_the_checkpoint_lives(tmp_path: Path) -> None
     assert checkpoint_uri(str(local.parent), local, None) == str(local)
 
 
-def test_full_eval_records_the_trial_checkpoint_not_a_download(tmp_path: Path, tiny_cfg, tiny_data) -> None:
+def test_full_eval_records_the_trial_checkpoint_not_a_download(tmp_path: Path, tiny_cfg, tiny_data,
+                                                               monkeypatch) -> None:
     """Through a pyarrow filesystem (as with S3 storage) the checkpoint is downloaded to a temp folder for
-    the eval; the row (and so champion.json) must name the trial's checkpoint, which outlives the run."""
+    the eval; the row (and so champion.json) must name the trial's checkpoint, which outlives the run, and
+    the download is deleted after the eval (one per promoted trial used to stay in /tmp)."""
+    import tempfile
+
     import torch
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where Checkpoint.to_directory() downloads
 
     from ups.config import to_dict
     from ups.models.ups_model import build_model
@@ -178,3 +186,4 @@ def test_full_eval_records_the_trial_checkpoint_not_a_download(tmp_path: Path, t
     rows = full_eval(lb, [f"{EXP}-t1"], tiny_data, filesystem=pyarrow.fs.LocalFileSystem())
     assert rows[0]["checkpoint"] == str(folder) and math.isfinite(rows[0]["nrmse"])
     assert read_leaderboard(lb).set_index("run_id").loc[f"{EXP}-t1-full", "checkpoint"] == str(folder)
+    assert not list(temp.glob("checkpoint_tmp_*")), "full_eval left its checkpoint download behind"

@@ -52,14 +52,18 @@ def test_smoke_sweep_stores_state_results_checkpoints_on_s3(ray_session, tmp_pat
 
     # champion.json / the full-eval row record where a checkpoint lives (never a temp download), and the
     # report/export side loads it back from there
-    from ups.reports.sources import resolve_checkpoint
+    from ups.reports.sources import checkpoint_file
     from ups.train.checkpoint import load_checkpoint
     from ups.tune.promotion import checkpoint_uri, local_checkpoint
     from ups.cloud.storage import resolve_storage
 
     raw = str(rows["checkpoint"].iloc[0])
     _, fs = resolve_storage(f"s3://{s3_bucket}/sweeps")
-    uri = checkpoint_uri(raw, local_checkpoint(raw, fs), fs)
+    with local_checkpoint(raw, fs) as download:
+        uri = checkpoint_uri(raw, download, fs)
+        assert download.is_file()
+    assert not download.parent.exists(), "the temporary download outlived the with block"
     assert uri.startswith(f"s3://{s3_bucket}/sweeps/{name}/trial_") and "/checkpoint_" in uri, uri
-    model, cfg, _ = load_checkpoint(resolve_checkpoint(uri))
-    assert sum(p.numel() for p in model.parameters()) > 0
+    with checkpoint_file(uri) as fetched:
+        model, cfg, _ = load_checkpoint(fetched)
+    assert sum(p.numel() for p in model.parameters()) > 0 and not fetched.parent.exists()

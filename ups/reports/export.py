@@ -42,7 +42,7 @@ from torch import nn
 
 from ups.reports.model_card import render_model_card
 from ups.reports.sources import (DEFAULT_CHAMPION, DEFAULT_LEADERBOARD, ReportError, load_champion,
-                                 load_leaderboard, parse_kv, resolve_checkpoint)
+                                 checkpoint_file, load_leaderboard, parse_kv)
 
 ARGS = {"checkpoint": "path to checkpoint.pt or its folder", "champion": "path to champion.json",
         "leaderboard": "path to leaderboard.csv", "out": "output folder", "batch_sizes": "comma list, e.g. 1,8,64",
@@ -241,7 +241,7 @@ def _test_batch(cfg: Any, grid_size: int, n: int) -> tuple[torch.Tensor, str, in
                      f"not on disk: {e}"), T - k
 
 
-def _metrics_for(run_id: str | None, ckpt: Path, champion: dict[str, Any], lb_path: Path) -> tuple[dict, dict, str, dict]:
+def _metrics_for(run_id: str | None, ckpt: str, champion: dict[str, Any], lb_path: Path) -> tuple[dict, dict, str, dict]:
     """(metrics, gate info, source, baselines) from champion.json and the leaderboard row."""
     metrics = {k: champion.get(k) for k in METRIC_KEYS if champion.get(k) is not None}
     gates = {k: champion.get(k) for k in ("gate_pass", "gate_reasons") if champion.get(k) is not None}
@@ -257,7 +257,7 @@ def _metrics_for(run_id: str | None, ckpt: Path, champion: dict[str, Any], lb_pa
         ck = t["checkpoint"].astype(str)
         # the full-eval row holds the test metrics, the trial row the gates; fill from both in order
         candidates = [t[t["run_id"].astype(str) == str(rid)] for rid in (champion.get("full_eval_run_id"), run_id) if rid]
-        candidates.append(t[(ck == str(ckpt)) | (ck == str(ckpt.parent))])
+        candidates.append(t[(ck == ckpt) | (ck == ckpt.rsplit("/", 1)[0])])  # the file or its checkpoint_N folder
         used = []
         for row in candidates:
             if row.empty:
@@ -283,8 +283,11 @@ def _metrics_for(run_id: str | None, ckpt: Path, champion: dict[str, Any], lb_pa
 def export_champion(ckpt: Path, out_root: Path, *, champion: dict[str, Any] | None = None,
                     leaderboard: Path = DEFAULT_LEADERBOARD, batch_sizes: list[int] | None = None,
                     threads: int = 2, repeats: int = 20, tolerance: float = 1e-5, n_steps: int | None = None,
-                    onnx_exporter: str = "legacy") -> dict[str, Any]:
-    """Export, check parity, benchmark, write the model card; returns the export summary."""
+                    onnx_exporter: str = "legacy", stored_as: str | None = None) -> dict[str, Any]:
+    """Export, check parity, benchmark, write the model card; returns the export summary.
+
+    ``stored_as``: where the checkpoint lives when ``ckpt`` is a temporary download of it (an ``s3://`` URI):
+    what the card and summary name, and what the leaderboard's checkpoint column is matched against."""
     champion = dict(champion or {})
     batch_sizes = sorted(set(batch_sizes or DEFAULT_BATCHES))
     if any(b < 1 for b in batch_sizes):
@@ -295,7 +298,9 @@ def export_champion(ckpt: Path, out_root: Path, *, champion: dict[str, Any] | No
     from ups.models.ups_model import count_parameters
 
     run_id = champion.get("run_id") or state.get("run_id") or (cfg.run.run_id if cfg.run.run_id else None)
-    name = str(run_id or ckpt.parent.name or "champion")
+    where = stored_as.rstrip("/") if stored_as else str(ckpt)  # a string: Path() would fold s3:// to s3:/
+    parts = where.split("/")
+    name = str(run_id or (parts[-2] if where.endswith(".pt") and len(parts) > 1 else parts[-1]) or "champion")
     if onnx_exporter not in ("legacy", "dynamo"):
         raise ReportError(f"onnx_exporter='{onnx_exporter}' is unknown. Fix: onnx_exporter=legacy or dynamo")
     ctx, batch_desc, protocol_steps = _test_batch(cfg, int(model.grid_size), max(8, max(batch_sizes)))
@@ -354,7 +359,7 @@ def export_champion(ckpt: Path, out_root: Path, *, champion: dict[str, Any] | No
                "torch": torch.__version__, "onnxruntime": _ort_version(), "threads": threads, "repeats": repeats,
                "note": device_note}
         info = {
-            "name": name, "run_id": run_id, "checkpoint": str(ckpt), "checkpoint_bytes": ckpt.stat().st_size,
+            "name": name, "run_id": run_id, "checkpoint": where, "checkpoint_bytes": ckpt.stat().st_size,
             "params": count_parameters(model), "export_params": sum(p.numel() for n, p in model.named_parameters()
                                                                     if n.split(".")[0] in ("encoder", "operator", "decoder")),
             "config": to_dict(cfg), "grid_size": X, "n_steps": n_steps, "stage": state.get("stage"),
@@ -364,7 +369,7 @@ def export_champion(ckpt: Path, out_root: Path, *, champion: dict[str, Any] | No
             "source": champion.get("_source", "champion"),
             "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         }
-        metrics, gates, msource, baselines = _metrics_for(run_id, ckpt, champion, leaderboard)
+        metrics, gates, msource, baselines = _metrics_for(run_id, where, champion, leaderboard)
         info.update({"metrics": metrics, "metrics_source": msource, "baselines": baselines, **gates})
         (tmp / "parity.json").write_text(json.dumps(parity_rows, indent=2))
         (tmp / "latency.json").write_text(json.dumps({"environment": env, "rows": latency}, indent=2))
@@ -400,13 +405,14 @@ def main(argv: list[str]) -> int:
     args = parse_kv(argv[1:], ARGS, "ups export champion")
     lb_path = Path(args.get("leaderboard", DEFAULT_LEADERBOARD))
     champion: dict[str, Any] = {}
+    base = None
     if "checkpoint" in args:
-        ckpt = resolve_checkpoint(args["checkpoint"])
-        champion["_source"] = f"checkpoint {ckpt}"
+        stored = str(args["checkpoint"])
+        champion["_source"] = f"checkpoint {stored}"
     else:
         cpath = Path(args.get("champion", DEFAULT_CHAMPION))
         champion = load_champion(cpath)
-        ckpt = resolve_checkpoint(champion["checkpoint"], base=cpath.parent.parent)
+        stored, base = str(champion["checkpoint"]), cpath.parent.parent
         champion["_source"] = f"champion {cpath}"
     try:
         batches = [int(b) for b in args.get("batch_sizes", ",".join(map(str, DEFAULT_BATCHES))).split(",") if b.strip()]
@@ -417,9 +423,11 @@ def main(argv: list[str]) -> int:
         raise ReportError(f"ups export champion: bad number ({e}). Fix: batch_sizes=1,8,64 threads=2 repeats=20") from None
     if not batches or threads < 1 or repeats < 1 or not tolerance > 0:
         raise ReportError("ups export champion: batch_sizes must be non-empty, threads/repeats ≥ 1, tolerance > 0")
-    info = export_champion(ckpt, Path(args.get("out", "reports/export")), champion=champion, leaderboard=lb_path,
-                           batch_sizes=batches, threads=threads, repeats=repeats, tolerance=tolerance,
-                           n_steps=n_steps, onnx_exporter=args.get("onnx_exporter", "legacy"))
+    with checkpoint_file(stored, base=base) as ckpt:  # an S3 checkpoint's download is deleted afterwards
+        info = export_champion(ckpt, Path(args.get("out", "reports/export")), champion=champion, leaderboard=lb_path,
+                               batch_sizes=batches, threads=threads, repeats=repeats, tolerance=tolerance,
+                               n_steps=n_steps, onnx_exporter=args.get("onnx_exporter", "legacy"),
+                               stored_as=stored if stored.startswith("s3://") else None)
     worst = max(info["parity"], key=lambda r: r["max_abs"])
     print(f"exported {info['name']} → {info['out_dir']} (params {info['params']:,}); parity "
           f"{'OK' if info['parity_ok'] else 'FAILED'}: worst max|Δ| {worst['max_abs']:.2e} "

@@ -31,7 +31,7 @@ from ups.reports import plots
 from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
 from ups.reports.sources import (ReportError, best_trial, is_failed, load_champion, load_leaderboard,
-                                 resolve_checkpoint, row_config, select_round, trial_state)
+                                 checkpoint_file, row_config, select_round, trial_state)
 
 TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench",
                  "conservation_gap", "energy_violation", "bc_violation", "ece", "rollout_horizon",
@@ -276,11 +276,12 @@ def _rollout_figure(champion: dict[str, Any] | None, path: Path) -> Path:
     if not ckpt_raw:
         raise plots.PlotSkipped(f"{champion.get('_source')}: no checkpoint recorded")
     try:
-        ckpt = resolve_checkpoint(str(ckpt_raw))
+        with checkpoint_file(str(ckpt_raw)) as ckpt:
+            truth, pred, x, t, initial_step, label = champion_rollout(ckpt)
     except ReportError as e:
         raise plots.PlotSkipped(str(e)) from None
-    truth, pred, x, t, initial_step, label = champion_rollout(ckpt)
-    name = champion.get("run_id") or champion.get("trial_id") or ckpt.parent.name
+    stored = Path(str(ckpt_raw).rstrip("/"))
+    name = champion.get("run_id") or champion.get("trial_id") or (stored.parent if stored.suffix == ".pt" else stored).name
     return plots.plot_rollout(truth, pred, x, t, initial_step,
                               f"{champion.get('_source', 'champion')}: {name} — {label}", path)
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
@@ -217,6 +219,18 @@ def resolve_checkpoint(checkpoint: str | Path, base: Path | None = None) -> Path
             return c
     raise ReportError(f"checkpoint '{checkpoint}' does not exist (looked for the file and <dir>/checkpoint.pt). "
                       f"Fix: pass checkpoint=<path/to/checkpoint.pt> of a finished trial")
+
+
+@contextmanager
+def checkpoint_file(checkpoint: str | Path, base: Path | None = None) -> Iterator[Path]:
+    """``resolve_checkpoint`` for the length of a ``with`` block: an S3 download (a temp folder of one
+    checkpoint, 0.1 MB to GBs) is deleted when the block ends, errors included; a local file is left alone."""
+    path = resolve_checkpoint(checkpoint, base)
+    try:
+        yield path
+    finally:
+        if str(checkpoint).startswith("s3://"):
+            shutil.rmtree(path.parent, ignore_errors=True)
 
 
 def fetch_s3_checkpoint(uri: str) -> Path:

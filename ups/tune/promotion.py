@@ -24,10 +24,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import statistics
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
@@ -113,22 +115,28 @@ def _or_inf(v: Any) -> float:
     return math.inf if f is None else f
 
 
-def local_checkpoint(path: str, filesystem: Any = None) -> Path:
-    """A local checkpoint.pt for a Tune checkpoint path (downloads from S3 when needed)."""
+@contextmanager
+def local_checkpoint(path: str, filesystem: Any = None) -> Iterator[Path]:
+    """A local checkpoint.pt for a Tune checkpoint path, for the length of a ``with`` block: through a
+    filesystem (S3 storage) it is a temporary download, deleted when the block ends."""
     p = Path(path)
     if not str(path).startswith("s3://") and filesystem is None and p.exists():
-        return p / "checkpoint.pt" if p.is_dir() else p
+        yield p / "checkpoint.pt" if p.is_dir() else p
+        return
     from ray.tune import Checkpoint
 
     local = Path(Checkpoint(path, filesystem=filesystem).to_directory())
-    return local / "checkpoint.pt"
+    try:
+        yield local / "checkpoint.pt"
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
 
 
 def checkpoint_uri(path: str, local: Path, filesystem: Any = None) -> str:
     """What the leaderboard and champion.json record for a checkpoint: the local checkpoint.pt when it is
     the trial's own file, else where it lives (``s3://bucket/…/checkpoint_N``; the folder of a pyarrow
-    S3 filesystem's bucket-relative path).  Never ``local_checkpoint``'s download, a temp folder that is
-    gone after the run.  ``local_checkpoint(uri)`` downloads it again."""
+    S3 filesystem's bucket-relative path).  Never ``local_checkpoint``'s download, a temp folder deleted
+    after the eval.  ``local_checkpoint(uri)`` downloads it again."""
     text = str(path)
     if text.startswith("s3://"):
         return text
@@ -151,9 +159,9 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
         row = lb.loc[rid].to_dict()
         if not row.get("checkpoint") or (isinstance(row["checkpoint"], float)):
             continue
-        ckpt = local_checkpoint(str(row["checkpoint"]), filesystem)
-        uri = checkpoint_uri(str(row["checkpoint"]), ckpt, filesystem)
-        model, cfg, _ = load_checkpoint(ckpt)
+        with local_checkpoint(str(row["checkpoint"]), filesystem) as ckpt:
+            uri = checkpoint_uri(str(row["checkpoint"]), ckpt, filesystem)
+            model, cfg, _ = load_checkpoint(ckpt)
         cfg = apply_overrides(cfg, {"eval.max_samples": -1, "ttc.enabled": True}, source="full-eval")
         metrics = evaluate(model, cfg, data, split="test")
         full = {k: row.get(k) for k in ("round", "experiment", "trial_id", "config_hash", "config_json",
