@@ -3,6 +3,7 @@ exploited trials under their own run_id."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,110 @@ def test_upsert_keeps_one_row_per_run_id_of_a_batch(tmp_path: Path) -> None:
     upsert_rows(lb, [{"run_id": "a", "val_nrmse": 0.3}, {"run_id": "a", "val_nrmse": 0.2}])
     rows = read_leaderboard(lb).set_index("run_id")["val_nrmse"]
     assert rows.to_dict() == {"b": 0.4, "a": 0.2}
+
+
+# ------------------------------------------------------------------------------------------ resume
+class _OneTrialController:
+    """What Ray's PBT asks of Tune's controller for one trial on its own: no search algorithm, the trials.
+    With one trial PBT's quantiles are empty: it records and never exploits."""
+    search_alg = None
+
+    def __init__(self, trial):
+        self.trial = trial
+
+    def get_trials(self):
+        return [self.trial]
+
+
+def _pbt(**kw):
+    from ray import tune
+
+    return StagedPBT(window=WINDOW, time_attr="training_iteration", hyperparam_mutations={"lr": tune.uniform(0.1, 1.0)},
+                     metric="val_nrmse", mode="min", **kw)
+
+
+def _state(pbt, trial) -> tuple:
+    s = pbt._trial_state[trial]
+    return (s.last_score, s.last_perturbation_time, s.last_train_time, s.last_result, s.orig_tag,
+            trial.trial_id in pbt.past)
+
+
+@pytest.mark.parametrize("interval,burn_in", [(3, 0), (2, 5), (1, 0)])
+def test_a_restored_pbt_state_is_the_one_live_pbt_had_kept(interval: int, burn_in: int) -> None:
+    """Tune saves no scheduler state: Ray's PBT resumes knowing no trial's score and perturbing every trial
+    at its next report.  StagedPBT.restore replays the saved reports: after every cut, the restored state
+    (score, last perturbation, result, tag, window) is what Ray's own on_trial_result had recorded."""
+    from ray.tune.experiment import Trial
+
+    history = [{"training_iteration": i, "val_nrmse": 1.0 / i + (0.3 if i % 4 == 0 else 0.0)}
+               for i in range(1, ITERATIONS + 1)]
+    history[8]["val_nrmse"] = float("nan")
+    for cut in range(len(history) + 1):
+        live, trial = _pbt(perturbation_interval=interval, burn_in_period=burn_in), \
+            Trial("fn", config={"lr": 0.5}, trial_id="t_00001", stub=True, experiment_tag="1_lr=0.5")
+        ctrl = _OneTrialController(trial)
+        live.on_trial_add(ctrl, trial)
+        for r in history[:cut]:
+            live.on_trial_result(ctrl, trial, dict(r))
+        resumed = _pbt(perturbation_interval=interval, burn_in_period=burn_in)
+        assert resumed.restore({"t_00001": history[:cut], "gone_00002": history}) == (2 if cut else 1)
+        again = Trial("fn", config={"lr": 0.5}, trial_id="t_00001", stub=True,
+                      experiment_tag="1_lr=0.5@perturbed[lr=0.6]")  # as Tune restores a perturbed trial
+        resumed.on_trial_add(_OneTrialController(again), again)
+        got, want = _state(resumed, again), _state(live, trial)
+        nan = want[0] is not None and math.isnan(want[0])
+        assert (math.isnan(got[0]) if nan else got[0] == want[0]) and got[1:] == want[1:], (cut, got, want)
+        assert got[4] == "1_lr=0.5", got
+    assert _state(resumed, again)[5] and _state(resumed, again)[0] is not None  # past the window, last check kept
+
+
+def test_a_resumed_pbt_sweep_gets_its_population_state_back(ray_session, tmp_path: Path, capsys,
+                                                            monkeypatch) -> None:
+    """A PBT sweep stopped by Ctrl-C and resumed: when Tune adds each restored trial back, its scheduler
+    knows the trial's last score and perturbation (Ray's PBT alone: none), under the trial's original tag."""
+    import os
+
+    from tests.fake_trials import checkpointed
+    from tests.test_sweep_engine import common
+    from ups.tune.launcher import SweepInterrupted, run_round
+
+    def fake(driver_pid: int | None):
+        return checkpointed(lambda it: {"stage": "operator", "epoch": it, "train_loss": 1.0 / it,
+                                        "val_nrmse": 1.0 / it, "val_conservation_gap": 0.01, "val_bc_violation": 0.01},
+                            iterations=9, step_s=0.05, driver_pid=driver_pid, interrupt_at=5, hold_s=60.0,
+                            final={"stage": "done", "done": True, "val_nrmse": 0.1, "nrmse": 0.1,
+                                   "conservation_gap": 0.01, "bc_violation": 0.01})
+
+    space = tmp_path / "s.yaml"
+    space.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
+    args = [*common(tmp_path), f"space={space}", "searcher.name=random", "scheduler.name=pbt", "num_samples=2",
+            "scheduler.perturbation_interval=2", "stages.autoencoder.epochs=0", "stages.operator.epochs=8",
+            "gates.enabled=false", "name=pbt-resume"]  # window: iteration 8
+    with pytest.raises(SweepInterrupted):
+        run_round("pbt-resume", args, trainable=fake(os.getpid()))
+    added: dict[str, tuple] = {}
+    real_add = StagedPBT.on_trial_add
+
+    def add_spy(self, controller, trial):
+        real_add(self, controller, trial)
+        added[trial.trial_id] = _state(self, trial)
+
+    monkeypatch.setattr(StagedPBT, "on_trial_add", add_spy)
+    out = run_round("pbt-resume", [*args, "resume=true"], trainable=fake(None))
+    printed = capsys.readouterr().out
+    saved = {p.name.split("_", 1)[1]: [json.loads(line) for line in p.joinpath("result.json").read_text().splitlines()]
+             for p in (tmp_path / "runs" / "pbt-resume").glob("trial_*")}
+    assert len(added) == 2, added
+    checked = 0
+    for trial_id, (score, last_time, _, result, tag, _) in added.items():
+        assert "@perturbed" not in tag, tag
+        if score is None:  # it had not reached a check before the stop
+            assert last_time == 0, (trial_id, added)
+            continue
+        checked += 1
+        assert last_time >= 2 and score == -result["val_nrmse"] and result["training_iteration"] == last_time
+        assert result in saved[trial_id] or any(r["training_iteration"] == last_time for r in saved[trial_id])
+    assert checked >= 1, added  # the trial that stopped the driver at iteration 5 had been checked at 4
+    assert f"pbt: the reports of {len(saved)} restored trial(s) replayed into its population state" in printed
+    rows = out.rows[out.rows["experiment"] == "pbt-resume"]
+    assert len(rows) == 2 and rows["run_id"].is_unique, rows[["run_id", "status"]]

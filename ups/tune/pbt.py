@@ -10,10 +10,19 @@ showed each donor's score twice, one of them crowned with values that never ran)
 therefore takes a trial out of the population from the iteration at which the last perturbed stage is
 trained: it neither exploits nor serves as a donor (its last donor checkpoint may be older than the
 ``checkpoint_keep`` newest, which ``CheckpointRetention`` deletes), and it runs to its end.
+
+Tune does not save a scheduler's state with the experiment: after ``resume=true`` Ray's PBT would know no
+trial's score (its quantiles, over the trials that happened to report since, would compare a trial with
+one or two others), would perturb every restored trial at its first report whatever its last
+perturbation, would let a trial already past the window serve as a donor until it reports again, and
+would tag a perturbed trial ``…@perturbed[…]@perturbed[…]``.  ``StagedPBT.restore`` takes each restored
+trial's saved reports and replays PBT's own bookkeeping on them (``replay_history``), and
+``on_trial_add`` puts the result in place when Tune adds the trial back.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+import math
+from typing import Any, Iterable, Mapping, Sequence
 
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 
@@ -40,6 +49,59 @@ class StagedPBT(PopulationBasedTraining):
         super().__init__(**kwargs)
         self.window = int(window)
         self.past: set[str] = set()  # trial ids out of the population
+        self._restored: dict[str, list[dict[str, Any]]] = {}  # trial id → its reports, until Tune adds it back
+
+    def restore(self, histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
+        """Before a resumed sweep's ``fit``: each restored trial's reports (trial id → its ``result.json``
+        rows in order, ``ups.tune.restore.reported_history``).  ``on_trial_add`` replays them into the state
+        PBT had kept for the trial (``replay_history``: Tune sets the metric and mode only at ``fit``).
+        Returns how many trials have reports to replay."""
+        self._restored = {tid: [dict(r) for r in h] for tid, h in histories.items() if h}
+        return len(self._restored)
+
+    def replay_history(self, history: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+        """What ``on_trial_result`` recorded for a trial that reported ``history``: its last check (the
+        report at which it was last due for a perturbation: score, result, time) and whether it is past the
+        window.  None for a trial that never reached a check.  A time that goes back (an exploit restarts a
+        trial from its donor's checkpoint) counts as a perturbation one step before it, about when the
+        donor's checkpoint was taken (Ray copies the donor's last perturbation time)."""
+        last_time, prev, check, past = 0, -math.inf, None, False
+        for r in history:
+            if self._metric not in r or self._time_attr not in r:
+                continue
+            t, value = r[self._time_attr], r[self._metric]
+            if t <= prev:
+                last_time = t - 1
+            prev = t
+            if int(r.get("training_iteration") or 0) >= self.window:
+                past = True
+                continue
+            if t < self._burn_in_period or t - last_time < self._perturbation_interval:
+                continue
+            last_time = t  # a NaN score too, as Ray records it (its quantiles leave the trial out)
+            check = {"score": self._metric_op * float(value), "result": dict(r), "time": t}
+        if check is None and not past:
+            return None
+        return {"check": check, "last_perturbation_time": last_time, "past": past}
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)
+        state = self._trial_state[trial]
+        state.orig_tag = str(state.orig_tag).split("@perturbed[")[0]  # a perturbed trial's tag, restored
+        history = getattr(self, "_restored", {}).pop(trial.trial_id, None)  # (unpickled from an older version)
+        snap = self.replay_history(history) if history else None
+        if snap is None:
+            return
+        state.last_perturbation_time = snap["last_perturbation_time"]
+        if snap["past"]:
+            self.past.add(trial.trial_id)
+        if snap["check"] is not None:
+            state.last_score = snap["check"]["score"]
+            state.last_result = snap["check"]["result"]
+            state.last_train_time = snap["check"]["time"]
+            # what a donor hands over: its latest checkpoint (saved at or after its last check), which Tune
+            # restored with the trial; read only while the trial is in the top quantile
+            state.last_checkpoint = trial.checkpoint
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         if int(result.get("training_iteration") or 0) >= self.window:

@@ -24,7 +24,8 @@ command's stopper for the same experiment, it delegates to that one.
 
 Tune does not save the scheduler either: the ASHA restored from ``tuner.pkl`` has empty rungs, so after
 a resume a rung would compare a trial only with those that reached it after the resume (with one value
-recorded, a trial worse than that one trial is stopped).  ``restore_rungs`` records at each rung what
+recorded, a trial worse than that one trial is stopped; PBT's population state likewise, put back by
+``restore_pbt``, ``ups.tune.pbt``).  ``restore_rungs`` records at each rung what
 every restored trial reported when it crossed it, from its saved results, as ASHA did live.  With
 several brackets (``scheduler.brackets``) Ray draws each trial's bracket at random when the trial is added,
 again for every restored trial on a resume, and saves no draw: ``ResumableASHA`` draws it from the trial
@@ -135,6 +136,8 @@ def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: 
     lines = [f"concurrency: {why_not}"] if why_not else []
     if (rungs := restore_rungs(tuner, results)) is not None:
         lines.append(f"asha: {rungs} rung record(s) of the restored trials put back")
+    if (pbt := restore_pbt(tuner, results)) is not None:
+        lines.append(f"pbt: the reports of {pbt} restored trial(s) replayed into its population state")
     if gates:
         seeded, tripped = restore_gates(gates, results)
         lines.append(f"gates: the reports of {seeded} restored trial(s) replayed ({tripped} past a gate)")
@@ -179,6 +182,22 @@ def restore_gates(trackers: Sequence[GateTracker], results: list[Any]) -> tuple[
         seeded += 1
         tripped += any(reasons)
     return seeded, tripped
+
+
+def restore_pbt(tuner: Any, results: list[Any]) -> int | None:
+    """Hand a restored ``StagedPBT`` every restored trial's reports (``StagedPBT.restore``): its scores, last
+    perturbations, tags and window, which Tune does not save.  Returns how many trials; None when the
+    scheduler is not a ``StagedPBT``."""
+    from ups.tune.pbt import StagedPBT
+
+    _, tune_cfg = restored_configs(tuner)
+    if not isinstance(tune_cfg.scheduler, StagedPBT):
+        return None
+    histories = {}
+    for result in results:
+        if (trial_id := result_trial_id(result)) is not None:
+            histories[trial_id] = reported_history(result)
+    return tune_cfg.scheduler.restore(histories)
 
 
 def restore_rungs(tuner: Any, results: list[Any]) -> int | None:
