@@ -2,6 +2,7 @@
 real data, real UPS training, Optuna/ASHA, gates, leaderboard rows, promotion, champion, resume."""
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -323,3 +324,23 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(ray_session, tiny_data,
     assert set(before["run_id"]) <= set(rows["run_id"])
     scratch = scratch_root(exp)  # the killed trial's scratch too
     assert not scratch.exists(), sorted(p.name for p in scratch.iterdir())
+
+
+@pytest.mark.parametrize("name", ["round_a", "round_b", "round_c", "round_d", "aggressive", "dims"])
+def test_help_describes_the_round_and_starts_nothing(name: str, capsys) -> None:
+    """`python sweeps/<round>.py --help` (and `ups sweep <round> -h`) prints the script's docstring, the
+    search space it sweeps and its profile defaults; it used to fail with "'--help' is not key=value"."""
+    from ups.tune.cli import main as sweep_main
+
+    space = load_space(REPO / "search_spaces" / f"{name}.yaml")
+    for flag in ("--help", "-h", "help"):
+        assert sweep_main([name, flag]) == 0
+        out = capsys.readouterr().out
+        doc = ast.get_docstring(ast.parse((REPO / "sweeps" / f"{name}.py").read_text())).splitlines()[0]
+        assert out.splitlines()[0] == doc, out[:200]
+        assert f"search_spaces/{name}.yaml" in out and all(f"  {k} " in out for k in space.params), out
+        assert all(f"  {k} = " in out for k in space.derived), out
+        assert "profile=full defaults: " in out and "docs/SWEEPS.md" in out
+    run = subprocess.run([sys.executable, str(REPO / "sweeps" / f"{name}.py"), "--help"], capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    assert run.returncode == 0 and run.stdout.splitlines()[0] == doc, run.stderr[-500:]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from ups.config import ConfigError
 from ups.tune.sweep_config import REPO_ROOT
@@ -26,11 +26,80 @@ def load_round(name: str) -> Callable[[list[str]], int]:
     return module.main
 
 
+HELP_FLAGS = ("-h", "--help", "help")
+
+
+def describe_param(p: Any) -> str:
+    """One search-space entry as the help prints it: ``loguniform 0.0002 … 0.0045``, ``choice [16, 32]``."""
+    if p.dist in ("choice", "grid"):
+        return f"{p.dist} {p.values}"
+    if p.dist == "around":
+        zero = f", a zero champion value within ±{p.zero_width:g}" if p.zero_width else ""
+        return f"around: the champion's value ±{100 * p.rel:g} %{' (log scale)' if p.log else ''}{zero}"
+    return f"{p.dist} {p.low:g} … {p.high:g}"
+
+
+def describe_rule(rule: dict[str, Any]) -> str:
+    """A derived key's rule as the help prints it: ``copy of …``, ``a divisor of … near 8``."""
+    extra = ", ".join(f"{k} {v}" for k, v in rule.items() if k not in ("rule", "of"))
+    kind = {"copy": "copy of", "scale": "scaled from", "divisor": "a divisor of", "preset": "preset by"}
+    return f"{kind.get(rule['rule'], rule['rule'])} {rule['of']}" + (f" ({extra})" if extra else "")
+
+
+def round_help(main_fn: Callable[..., Any]) -> str:
+    """What ``python sweeps/<round>.py --help`` prints: the script's docstring, the search space it sweeps
+    (its file, description and distributions) and the script's profile defaults; nothing is started."""
+    from ups.tune.space import SearchSpaceError, load_space
+
+    g = getattr(main_fn, "__globals__", {})
+    name, defaults = g.get("ROUND", ""), g.get("DEFAULTS") or {}
+    lines = [(g.get("__doc__") or f"Sweep round {name}.").strip(), ""]
+    path = REPO_ROOT / "search_spaces" / f"{name}.yaml"
+    try:
+        space = load_space(path)
+    except (SearchSpaceError, OSError) as e:
+        lines.append(f"Search space {path}: cannot be read ({' '.join(str(e).split())})")
+    else:
+        lines.append(f"Search space (space=… to use another file): {path.relative_to(REPO_ROOT)}")
+        width = max((len(k) for k in space.params), default=0)
+        lines += [f"  {k:<{width}}  {describe_param(p)}" for k, p in space.params.items()]
+        if space.derived:
+            lines.append("Derived in each trial (scaling rules):")
+            lines += [f"  {k} = {describe_rule(v)}" for k, v in space.derived.items()]
+    engine = [f"{part}.name={defaults[part]['name']}" for part in ("searcher", "scheduler") if part in defaults]
+    if engine:
+        lines += ["", "Engine: " + ", ".join(engine)]
+
+    def dotted(d: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
+        """Defaults as the overrides that would set them: ``gates.enabled=false resources.gpu=0.5``."""
+        def text(v: Any) -> str:
+            return str(v).lower() if isinstance(v, bool) else str(v)
+
+        out = []
+        for k, v in d.items():
+            if k not in skip:
+                out += [f"{k}.{kk}={text(vv)}" for kk, vv in v.items()] if isinstance(v, dict) else [f"{k}={text(v)}"]
+        return " ".join(out)
+
+    if common := dotted(defaults, ("searcher", "scheduler", "smoke", "full")):
+        lines.append(f"Round defaults (every profile): {common}")
+    for profile in ("smoke", "full"):
+        d = defaults.get(profile)
+        if d:
+            trial = " ".join(d.get("trial", []))
+            text = "; ".join(x for x in (dotted(d, ("trial",)), f"per trial: {trial}" if trial else "") if x)
+            lines.append(f"profile={profile} defaults: {text}")
+    lines += ["", "Overrides are key=value: num_samples=8 max_concurrent=4 resources.gpu=0.25 profile=full "
+                  "resume=true, or any model/training key (stages.operator.epochs=4). Every key: docs/SWEEPS.md"]
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: ups sweep <round> [key=value …]\n\nrounds: " + ", ".join(available_rounds()) +
               "\n\nexamples:\n  ups sweep round_a num_samples=8\n  ups sweep round_b profile=full resources.gpu=0.25"
-              "\n  ups sweep round_a resume=true\n\nSee docs/SWEEPS.md for every key.")
+              "\n  ups sweep round_a resume=true\n  ups sweep round_c --help      # what a round searches, its defaults"
+              "\n\nSee docs/SWEEPS.md for every key.")
         return 0
     return run_script(load_round(argv[0]), argv[1:])
 
@@ -40,8 +109,12 @@ def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = Non
     (its results saved, how to resume printed) → exit code 130."""
     from ups.tune.launcher import SweepInterrupted
 
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in HELP_FLAGS:
+        print(round_help(main_fn))
+        return 0
     try:
-        return int(main_fn(sys.argv[1:] if argv is None else argv) or 0)
+        return int(main_fn(args) or 0)
     except ConfigError as e:  # bad input (overrides, search space, config): one line, nothing started
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
