@@ -341,6 +341,7 @@ def test_help_describes_the_round_and_starts_nothing(name: str, capsys) -> None:
         assert f"search_spaces/{name}.yaml" in out and all(f"  {k} " in out for k in space.params), out
         assert all(f"  {k} = " in out for k in space.derived), out
         assert "profile=full defaults: " in out and "docs/SWEEPS.md" in out
-    run = subprocess.run([sys.executable, str(REPO / "sweeps" / f"{name}.py"), "--help"], capture_output=True,
-                         text=True, timeout=120, cwd=REPO)
-    assert run.returncode == 0 and run.stdout.splitlines()[0] == doc, run.stderr[-500:]
+    if name == "round_d":  # the script itself, as users run it (one round: a subprocess costs ~2 s)
+        run = subprocess.run([sys.executable, str(REPO / "sweeps" / f"{name}.py"), "--help"], capture_output=True,
+                             text=True, timeout=120, cwd=REPO)
+        assert run.returncode == 0 and run.stdout.splitlines()[0] == doc, run.stderr[-500:]
