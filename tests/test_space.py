@@ -76,9 +76,17 @@ def test_bad_spaces_are_refused_naming_file_and_key(tmp_path: Path, base, text: 
 
 
 def test_missing_file_lists_alternatives(tmp_path: Path) -> None:
+    """The spaces next to the missing file and the project's own, never a YAML that is not a search space
+    (it listed cluster.yaml for space=nope.yaml in the checkout), and the nearest name for a typo."""
     write(tmp_path, "params: {}\n", "other.yaml")
-    with pytest.raises(SearchSpaceError, match="not found.*other.yaml"):
+    write(tmp_path, "cluster_name: ups\n", "cluster.yaml")
+    with pytest.raises(SearchSpaceError, match="not found.*other.yaml") as e:
         load_space(tmp_path / "nope.yaml")
+    msg = str(e.value)
+    assert "cluster.yaml" not in msg and "round_a.yaml" in msg and "Fix: space=search_spaces/<name>.yaml" in msg
+    assert "Did you mean" not in msg
+    with pytest.raises(SearchSpaceError, match=r"Did you mean .*search_spaces/round_b.yaml\?"):
+        load_space(REPO / "search_spaces" / "round_bb.yaml")
 
 
 def test_derived_rules_keep_scaling_consistent(base) -> None:
@@ -680,3 +688,20 @@ def test_every_combination_of_the_shipped_spaces_is_valid(path: Path, profile: s
     for pick in (0, -1):  # every param at its first / last representative value
         cfg, _ = p.space.materialize(p.base, {k: v[pick] for k, v in reps.items()})
         assert cfg.ttc.beam_width <= cfg.ttc.candidates and cfg.operator.hidden_dim % cfg.operator.heads == 0
+
+
+def test_a_searched_stage_that_trains_no_epochs_is_refused(tmp_path: Path) -> None:
+    """round_a with stages.operator.epochs=0 ran a whole sweep of one model (its searched operator lr, warmup,
+    EMA and betas are never used); refused before Ray, unless the space searches that stage's epochs too."""
+    from ups.tune.launcher import prepare
+
+    with pytest.raises(ConfigError, match=r"round_a.yaml: params stages.operator.optimizer.lr, .* belong to stage "
+                                          r"'operator', which trains 0 epochs .* Fix: stages.operator.epochs=<n ≥ 1>"):
+        prepare("round_a", ["stages.operator.epochs=0", f"storage_path={tmp_path}"])
+    prepare("round_a", ["stages.diff_residual.epochs=0", f"storage_path={tmp_path}"])  # only derived copies there
+    space = write(tmp_path, "params:\n  stages.operator.epochs: {dist: choice, values: [0, 2]}\n"
+                            "  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-3}\n", "e.yaml")
+    from ups.config import load_config
+    from ups.tune.launcher import check_searched_stages_train
+
+    check_searched_stages_train(load_space(space), load_config(["stages.operator.epochs=0"]))  # epochs searched too

@@ -130,12 +130,30 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
         raise SearchSpaceError(f"{e} (the reference point here is the champion's config, {scfg.champion}; to keep "
                                f"this space, pass champion=<another champion.json>, or a copy of the space whose "
                                f"ranges hold the champion's values as space=<copy.yaml>)") from None
+    check_searched_stages_train(space, base)
     check_promotion_seeds(scfg, space)
     space = grid_seed_passes(scfg, space, base)
     check_asha_rungs(scfg, base)
     check_pbt_space(scfg, space)
     storage, fs, shown = resolve_storage_path(scfg.storage_path)
     return Prepared(scfg, base, space, storage, fs, shown, resolve_path(scfg.leaderboard))
+
+
+def check_searched_stages_train(space: SearchSpace, base: Any) -> None:
+    """A searched ``stages.<stage>.…`` key of a stage that trains 0 epochs is never used (``stages.operator.
+    epochs=0`` with round A ran a whole sweep of one model under four labels).  Refused before Ray, unless
+    the space searches that stage's epochs too."""
+    dead: dict[str, list[str]] = {}
+    for key in space.params:
+        parts = key.split(".")
+        if len(parts) > 2 and parts[0] == "stages" and parts[1] in base.stages \
+                and int(base.stages[parts[1]].epochs) == 0 and f"stages.{parts[1]}.epochs" not in space.params:
+            dead.setdefault(parts[1], []).append(key)
+    if dead:
+        stage, keys = next(iter(dead.items()))
+        raise ConfigError(f"{space.path}: params {', '.join(keys)} belong to stage '{stage}', which trains 0 epochs "
+                          f"here (stages.{stage}.epochs=0): the values searched for them would never be used. Fix: stages.{stage}.epochs=<n ≥ 1>, or a space without "
+                          f"stages.{stage}.* in params (space=path/to/copy.yaml)")
 
 
 def check_promotion_seeds(scfg: SweepConfig, space: SearchSpace) -> None:

@@ -529,9 +529,17 @@ def load_space(path: str | Path, base: DictConfig | None = None) -> SearchSpace:
     """Read and validate a search-space YAML; with ``base``, also type-check every value."""
     path = Path(path)
     if not path.exists():
-        avail = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.exists() else []
-        raise SearchSpaceError(f"{path}: search-space file not found. Available in {path.parent}: "
-                               f"{', '.join(avail) or 'none'}")
+        shipped = Path(__file__).resolve().parents[2] / "search_spaces"  # the rounds' spaces, in a checkout
+        folders = [d for d in dict.fromkeys([path.parent.resolve(), shipped]) if d.is_dir()]
+        avail = [f for d in folders for f in sorted(d.glob("*.yaml")) if "params:" in f.read_text(errors="replace")]
+        close = difflib.get_close_matches(path.name, [f.name for f in avail], n=1, cutoff=0.8)
+        near = next((f for f in avail if close and f.name == close[0]), None)
+        listed = "; ".join(f"{d}: {', '.join(f.name for f in avail if f.parent == d)}" for d in folders
+                           if any(f.parent == d for f in avail))
+        raise SearchSpaceError(f"{path}: search-space file not found. "
+                               + (f"Did you mean {near}? " if near else "")
+                               + f"Search spaces (YAML with params:) in {listed or 'no folder nearby'}. "
+                               f"Fix: space=search_spaces/<name>.yaml, or a copy of one")
     data = read_yaml(path, SearchSpaceError, "search-space file") or {}
     if not isinstance(data, dict):
         raise SearchSpaceError(f"{path}: expected a mapping with 'params:', got {type(data).__name__} {data!r:.60}")
