@@ -699,6 +699,11 @@ def test_a_searched_stage_that_trains_no_epochs_is_refused(tmp_path: Path) -> No
                                           r"'operator', which trains 0 epochs .* Fix: stages.operator.epochs=<n ≥ 1>"):
         prepare("round_a", ["stages.operator.epochs=0", f"storage_path={tmp_path}"])
     prepare("round_a", ["stages.diff_residual.epochs=0", f"storage_path={tmp_path}"])  # only derived copies there
+    ttc = write(tmp_path, "params:\n  ttc.threshold: {dist: uniform, low: 0.2, high: 0.5}\n", "ttc.yaml")
+    with pytest.raises(ConfigError, match=r"params ttc.threshold tune test-time conditioning, which is off here "
+                                          r"\(ttc.enabled=false\).* Fix: ttc.enabled=true"):
+        prepare("round_a", ["ttc.enabled=false", f"space={ttc}", f"storage_path={tmp_path}"])
+    prepare("round_a", [f"space={ttc}", f"storage_path={tmp_path}"])
     space = write(tmp_path, "params:\n  stages.operator.epochs: {dist: choice, values: [0, 2]}\n"
                             "  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-3}\n", "e.yaml")
     from ups.config import load_config

@@ -142,13 +142,18 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
 def check_searched_stages_train(space: SearchSpace, base: Any) -> None:
     """A searched ``stages.<stage>.…`` key of a stage that trains 0 epochs is never used (``stages.operator.
     epochs=0`` with round A ran a whole sweep of one model under four labels).  Refused before Ray, unless
-    the space searches that stage's epochs too."""
+    the space searches that stage's epochs too.  Likewise searched ``ttc.*`` keys with ``ttc.enabled=false``."""
     dead: dict[str, list[str]] = {}
     for key in space.params:
         parts = key.split(".")
         if len(parts) > 2 and parts[0] == "stages" and parts[1] in base.stages \
                 and int(base.stages[parts[1]].epochs) == 0 and f"stages.{parts[1]}.epochs" not in space.params:
             dead.setdefault(parts[1], []).append(key)
+    ttc = [k for k in space.params if k.startswith("ttc.") and k != "ttc.enabled"]
+    if ttc and not bool(base.ttc.enabled) and "ttc.enabled" not in space.params:
+        raise ConfigError(f"{space.path}: params {', '.join(ttc)} tune test-time conditioning, which is off here "
+                          f"(ttc.enabled=false): the values searched for them would never be used. Fix: ttc.enabled=true, "
+                          f"or a space without ttc.* in params (space=path/to/copy.yaml)")
     if dead:
         stage, keys = next(iter(dead.items()))
         raise ConfigError(f"{space.path}: params {', '.join(keys)} belong to stage '{stage}', which trains 0 epochs "
