@@ -710,3 +710,22 @@ def test_a_searched_stage_that_trains_no_epochs_is_refused(tmp_path: Path) -> No
     from ups.tune.launcher import check_searched_stages_train
 
     check_searched_stages_train(load_space(space), load_config(["stages.operator.epochs=0"]))  # epochs searched too
+
+
+def test_unwritable_outputs_are_refused_before_data(tmp_path: Path) -> None:
+    """leaderboard=/proc/lb.csv failed with a FileNotFoundError traceback after the data and the baselines;
+    the leaderboard, champion.json and report folder are now checked before anything is spent."""
+    from ups.tune.launcher import prepare
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    ok = [f"storage_path={tmp_path / 'runs'}", f"leaderboard={tmp_path / 'r' / 'lb.csv'}",
+          f"champion={tmp_path / 'r' / 'champion.json'}", f"report_dir={tmp_path / 'r'}"]
+    for key, bad, kind in [("leaderboard", blocker / "lb.csv", "file path"), ("leaderboard", tmp_path, "file path"),
+                           ("champion", blocker / "c.json", "file path"), ("report_dir", blocker / "rep", "folder")]:
+        with pytest.raises(ConfigError, match=rf"{key}={re.escape(str(bad))}: the sweep could not write there .* "
+                                              rf"Fix: {key}=<a writable {kind}>"):
+            prepare("round_a", [*ok, f"{key}={bad}"])
+    prepare("round_a", [*ok, f"report_dir={blocker / 'rep'}", "write_report=false"])  # not written: not checked
+    prepare("round_a", [*ok, f"champion={blocker / 'c.json'}", "promotion.top_k=0"])
+    assert not list((tmp_path / "r").glob(".ups-probe-*")) and (tmp_path / "r").is_dir()

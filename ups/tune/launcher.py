@@ -135,8 +135,36 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     space = grid_seed_passes(scfg, space, base)
     check_asha_rungs(scfg, base)
     check_pbt_space(scfg, space)
+    check_outputs_writable(scfg)
     storage, fs, shown = resolve_storage_path(scfg.storage_path)
     return Prepared(scfg, base, space, storage, fs, shown, resolve_path(scfg.leaderboard))
+
+
+def check_outputs_writable(scfg: SweepConfig) -> None:
+    """The leaderboard, champion.json and the report folder are written after the trials (the leaderboard
+    first with the baselines, after the data): each must take a file before any data or compute is spent
+    (``leaderboard=/proc/lb.csv`` failed with a traceback once the data and baselines were done)."""
+    outputs = [("leaderboard", resolve_path(scfg.leaderboard), False)]
+    if scfg.promotion.top_k > 0:  # the promotion writes champion.json (a round that reads one may not)
+        outputs.append(("champion", resolve_path(scfg.champion), False))
+    if scfg.write_report:
+        outputs.append(("report_dir", resolve_path(scfg.report_dir), True))
+    for key, path, is_dir in outputs:
+        folder = path if is_dir else path.parent
+        try:
+            if path.is_dir() and not is_dir:
+                raise IsADirectoryError(f"'{path}' is a folder")
+            if not folder.is_dir():
+                folder.mkdir(parents=True, exist_ok=True)  # the writes after the sweep would create it too
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".ups-probe-"):
+                pass
+            if not is_dir and path.exists() and not os.access(path, os.W_OK):
+                raise PermissionError(f"'{path}' is read-only")
+        except OSError as e:
+            why = e.strerror if e.strerror else str(e)
+            raise ConfigError(f"{key}={path}: the sweep could not write there ({why}). Fix: {key}=<a writable "
+                              f"{'folder' if is_dir else 'file path'}>"
+                              + (" or write_report=false" if is_dir else "")) from None
 
 
 def check_searched_stages_train(space: SearchSpace, base: Any) -> None:
