@@ -143,7 +143,7 @@ def test_overrides_split_and_unknown_keys() -> None:
                                       "scheduler.perturbation_interval=0", "searcher.n_startup_trials=-1",
                                       "gates.divergence_factor=1", "gates.bc_multiple=0",
                                       "small_eval.ece_ratio=0", "small_eval.fallback=lin",
-                                      "gates.skip_stages=[autoenc]"])
+                                      "gates.skip_stages=[autoenc]", "name=../evil", "name=a/b", "name=.."])
 def test_nonsensical_settings_are_refused_with_the_key_and_a_fix(override: str) -> None:
     """Each of these ran before (a negative time budget ended the sweep at once, best val_nrmse nan;
     checkpoint_keep=0 was taken as 1): now refused by the sweep config, before Ray starts."""

@@ -15,6 +15,7 @@ No Ray import here.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -369,6 +370,10 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("small_eval.abs_tol", _at_least(0), "must be ≥ 0", "small_eval.abs_tol=1e-6"),
     ("small_eval.fallback", lambda v: v in ("persistence", "linear", "fno"), "is not a baseline",
      "use persistence, linear or fno"),
+    # one folder under storage_path, and the prefix of every run_id: name=../x wrote the sweep outside it
+    ("name", lambda v: v == "" or (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", v) is not None),
+     "must be one folder name under storage_path (letters, digits, . _ + -; no / or .., at most 100 characters)",
+     "name=round_a-final, or no name= for <round>-<UTC time>"),
 )
 
 
