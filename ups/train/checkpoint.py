@@ -25,6 +25,10 @@ MODEL_SECTIONS = ("latent", "encoder", "operator", "decoder", "diffusion")
 REQUIRED = ("format", "config", "grid_size", "model", "stage", "epoch", "global_epoch")
 
 
+CORRUPT_FIX = ("pass another checkpoint.pt written by `ups train` or a sweep; for a run of your own, resume "
+               "from an earlier checkpoint of it (checkpoints/), or delete this file and retrain")
+
+
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt or does not match the requested model; the message says the fix."""
 
@@ -96,12 +100,11 @@ def read_checkpoint(path: Path | str) -> dict[str, Any]:
         why = re.search(r"(invalid load key[^\n]*?)\.?$", str(e), re.M)
         raise CheckpointError(
             f"checkpoint '{p}' is truncated or corrupt (not a torch file: "
-            f"{why.group(1) if why else 'unpickling failed'}). Fix: resume from an earlier checkpoint of the run, "
-            "or delete this file and retrain.") from None
+            f"{why.group(1) if why else 'unpickling failed'}). Fix: {CORRUPT_FIX}") from None
     except Exception as e:  # truncated zip, garbage bytes …
         raise CheckpointError(
             f"checkpoint '{p}' is truncated or corrupt ({type(e).__name__}: {_first_line(e)}). "
-            "Fix: resume from an earlier checkpoint of the run, or delete this file and retrain.") from None
+            f"Fix: {CORRUPT_FIX}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint '{p}' is not a UPS checkpoint (format "
                               f"{state.get('format') if isinstance(state, dict) else type(state).__name__!r}, "
