@@ -180,13 +180,14 @@ def check_searched_stages_train(space: SearchSpace, base: Any) -> None:
     ttc = [k for k in space.params if k.startswith("ttc.") and k != "ttc.enabled"]
     if ttc and not bool(base.ttc.enabled) and "ttc.enabled" not in space.params:
         raise ConfigError(f"{space.path}: params {', '.join(ttc)} tune test-time conditioning, which is off here "
-                          f"(ttc.enabled=false): the values searched for them would never be used. Fix: ttc.enabled=true, "
-                          f"or a space without ttc.* in params (space=path/to/copy.yaml)")
+                          f"(ttc.enabled=false): the values searched for them would never be used. "
+                          f"Fix: ttc.enabled=true, or a space without ttc.* in params (space=path/to/copy.yaml)")
     if dead:
         stage, keys = next(iter(dead.items()))
         raise ConfigError(f"{space.path}: params {', '.join(keys)} belong to stage '{stage}', which trains 0 epochs "
-                          f"here (stages.{stage}.epochs=0): the values searched for them would never be used. Fix: stages.{stage}.epochs=<n ≥ 1>, or a space without "
-                          f"stages.{stage}.* in params (space=path/to/copy.yaml)")
+                          f"here (stages.{stage}.epochs=0): the values searched for them would never be used. "
+                          f"Fix: stages.{stage}.epochs=<n ≥ 1>, or a space without stages.{stage}.* in params "
+                          f"(space=path/to/copy.yaml)")
 
 
 def check_promotion_seeds(scfg: SweepConfig, space: SearchSpace) -> None:
