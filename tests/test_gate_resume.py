@@ -19,8 +19,8 @@ from ray.tune import Result
 from ups.config import ConfigError
 from ups.tune.gates import GateLimits, GateTracker, PhysicsGateStopper, gate_trackers
 from ups.tune.launcher import SweepInterrupted, build_scheduler, prepare, run_round
-from ups.tune.restore import (ResumableASHA, ResumableStopper, reported_history, restore_gates, restore_rungs,
-                               restored_results)
+from ups.tune.restore import (ResumableASHA, ResumableStopper, reported_histories, reported_history, restore_gates,
+                               restore_rungs, restored_results)
 from ups.tune.sweep_config import load_sweep_config
 from ups.tune.sweep_record import differences
 
@@ -61,7 +61,7 @@ def test_a_tracker_seeded_from_the_saved_reports_stops_where_an_uninterrupted_on
     for cut in range(1, live + 1):  # the driver stopped after report `cut`
         result = saved_trial(tmp_path / str(cut), "t1", HISTORY[:cut])
         resumed = GateTracker(LIMITS)
-        assert restore_gates([resumed], [result]) == (1, 0)
+        assert restore_gates([resumed], reported_histories([result])) == (1, 0)
         assert first_stop(resumed, "t1", HISTORY[cut:], offset=cut) == live, cut
         assert resumed.reasons["t1"].startswith("gate:diverging (train_loss 16 > 20× best 0.5 in stage operator")
     # without the saved reports (before this fix) a trial stopped after its loss of 2.0 was not stopped at all
@@ -75,7 +75,7 @@ def test_a_trial_past_a_gate_before_the_stop_is_stopped_at_its_first_report_afte
     reason = live.replay("t2", HISTORY)
     assert reason is not None
     resumed = GateTracker(LIMITS)
-    assert restore_gates([resumed], [saved_trial(tmp_path, "t2", HISTORY)]) == (1, 1)
+    assert restore_gates([resumed], reported_histories([saved_trial(tmp_path, "t2", HISTORY)])) == (1, 1)
     assert resumed.update("t2", HISTORY[-1]) == reason == resumed.reasons["t2"]
 
 
@@ -144,9 +144,9 @@ def test_a_resumed_sweep_stops_a_diverging_trial_where_an_uninterrupted_one_does
     seeded: set[int] = set()
     used: set[int] = set()
 
-    def restore_gates_spy(trackers, results):
+    def restore_gates_spy(trackers, histories):
         seeded.update(id(t) for t in trackers)
-        return real_restore_gates(trackers, results)
+        return real_restore_gates(trackers, histories)
 
     def stopper_spy(self, trial_id, result):
         used.add(id(self.tracker))

@@ -25,7 +25,7 @@ command's stopper for the same experiment, it delegates to that one.
 Tune does not save the scheduler either: the ASHA restored from ``tuner.pkl`` has empty rungs, so after
 a resume a rung would compare a trial only with those that reached it after the resume (with one value
 recorded, a trial worse than that one trial is stopped; PBT's population state likewise, put back by
-``restore_pbt``, ``ups.tune.pbt``).  ``restore_rungs`` records at each rung what
+``StagedPBT.restore``, ``ups.tune.pbt``).  ``restore_rungs`` records at each rung what
 every restored trial reported when it crossed it, from its saved results, as ASHA did live.  With
 several brackets (``scheduler.brackets``) Ray draws each trial's bracket at random when the trial is added,
 again for every restored trial on a resume, and saves no draw: ``ResumableASHA`` draws it from the trial
@@ -136,10 +136,15 @@ def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: 
     lines = [f"concurrency: {why_not}"] if why_not else []
     if (rungs := restore_rungs(tuner, results)) is not None:
         lines.append(f"asha: {rungs} rung record(s) of the restored trials put back")
-    if (pbt := restore_pbt(tuner, results)) is not None:
-        lines.append(f"pbt: the reports of {pbt} restored trial(s) replayed into its population state")
+    from ups.tune.pbt import StagedPBT
+
+    pbt = tune_cfg.scheduler if isinstance(tune_cfg.scheduler, StagedPBT) else None
+    histories = reported_histories(results) if gates or pbt else {}  # each result.json read once, for both
+    if pbt is not None:  # its scores, last perturbations, tags and window, which Tune does not save
+        lines.append(f"pbt: the reports of {pbt.restore(histories)} restored trial(s) replayed into its "
+                     f"population state")
     if gates:
-        seeded, tripped = restore_gates(gates, results)
+        seeded, tripped = restore_gates(gates, histories)
         lines.append(f"gates: the reports of {seeded} restored trial(s) replayed ({tripped} past a gate)")
     return lines
 
@@ -167,37 +172,25 @@ def reported_history(result: Any) -> list[dict[str, Any]]:
     return history
 
 
-def restore_gates(trackers: Sequence[GateTracker], results: list[Any]) -> tuple[int, int]:
-    """Replay into each gate tracker every report the restored trials had made (``reported_history``), so
+def reported_histories(results: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """Trial id → ``reported_history`` of each restored trial that had reported."""
+    out = {}
+    for result in results:
+        if (trial_id := result_trial_id(result)) is not None and (history := reported_history(result)):
+            out[trial_id] = history
+    return out
+
+
+def restore_gates(trackers: Sequence[GateTracker], histories: Mapping[str, list[dict[str, Any]]]) -> tuple[int, int]:
+    """Replay into each gate tracker every report the restored trials had made (``reported_histories``), so
     a trial's best loss, and a gate it had already tripped, are what the live trackers had seen (as of Tune's
     last snapshot: ``result.json`` reaches storage with the experiment state, whose checkpoints the trials
     go on from).  Finished trials too: they report no more, but a gated one whose row the stopped driver did
     not write is labelled with its gate.  Returns (trials replayed, trials past a gate)."""
-    seeded, tripped = 0, 0
-    for result in results:
-        trial_id = result_trial_id(result)
-        if trial_id is None or not (history := reported_history(result)):
-            continue
-        reasons = [t.replay(trial_id, history) for t in trackers]
-        seeded += 1
-        tripped += any(reasons)
-    return seeded, tripped
-
-
-def restore_pbt(tuner: Any, results: list[Any]) -> int | None:
-    """Hand a restored ``StagedPBT`` every restored trial's reports (``StagedPBT.restore``): its scores, last
-    perturbations, tags and window, which Tune does not save.  Returns how many trials; None when the
-    scheduler is not a ``StagedPBT``."""
-    from ups.tune.pbt import StagedPBT
-
-    _, tune_cfg = restored_configs(tuner)
-    if not isinstance(tune_cfg.scheduler, StagedPBT):
-        return None
-    histories = {}
-    for result in results:
-        if (trial_id := result_trial_id(result)) is not None:
-            histories[trial_id] = reported_history(result)
-    return tune_cfg.scheduler.restore(histories)
+    tripped = 0
+    for trial_id, history in histories.items():
+        tripped += any([t.replay(trial_id, history) for t in trackers])
+    return len(histories), tripped
 
 
 def restore_rungs(tuner: Any, results: list[Any]) -> int | None:
