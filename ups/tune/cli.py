@@ -6,7 +6,7 @@ import sys
 from typing import Any, Callable
 
 from ups.config import ConfigError
-from ups.tune.sweep_config import REPO_ROOT
+from ups.tune.sweep_config import REPO_ROOT, default_space_path
 
 SWEEPS_DIR = REPO_ROOT / "sweeps"
 
@@ -54,7 +54,7 @@ def round_help(main_fn: Callable[..., Any]) -> str:
     g = getattr(main_fn, "__globals__", {})
     name, defaults = g.get("ROUND", ""), g.get("DEFAULTS") or {}
     lines = [(g.get("__doc__") or f"Sweep round {name}.").strip(), ""]
-    path = REPO_ROOT / "search_spaces" / f"{name}.yaml"
+    path = default_space_path(name)
     try:
         space = load_space(path)
     except (SearchSpaceError, OSError) as e:

@@ -34,7 +34,7 @@ from ups.tune.restore import ResumableASHA, ResumableStopper, carry_over, restor
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
 from ups.tune.space import Param, SearchSpace, SearchSpaceError, check_against, load_space, resolve_around
-from ups.tune.sweep_config import REPO_ROOT, SweepConfig, load_sweep_config, resolve_path
+from ups.tune.sweep_config import SweepConfig, default_space_path, load_sweep_config, resolve_path
 from ups.tune.sweep_record import check_resume, sweep_record, write_record
 from ups.tune.trainable import METRIC, remove_scratch, ups_trial
 from ups.tune.tune_state import repair_cut_off_state
@@ -90,7 +90,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     from ups.tune.sweep_config import split_overrides
 
     scfg = load_sweep_config(round_name, overrides, defaults)
-    space_file = resolve_path(scfg.space) if scfg.space else REPO_ROOT / "search_spaces" / f"{round_name}.yaml"
+    space_file = resolve_path(scfg.space) if scfg.space else default_space_path(round_name)
     space = load_space(space_file)
     around = sorted(k for k, prm in space.params.items() if prm.dist == "around")
     if around and not around_champion:
@@ -154,10 +154,7 @@ def check_outputs_writable(scfg: SweepConfig) -> None:
         try:
             if path.is_dir() and not is_dir:
                 raise IsADirectoryError(f"'{path}' is a folder")
-            if not folder.is_dir():
-                folder.mkdir(parents=True, exist_ok=True)  # the writes after the sweep would create it too
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".ups-probe-"):
-                pass
+            make_writable_folder(folder)  # the writes after the sweep would create it too
             if not is_dir and path.exists() and not os.access(path, os.W_OK):
                 raise PermissionError(f"'{path}' is read-only")
         except OSError as e:
@@ -291,14 +288,19 @@ def resolve_storage_path(storage_path: str) -> tuple[str, Any, str]:
         return path, fs, storage_path.rstrip("/")
     p = resolve_path(storage_path)
     try:
-        p.mkdir(parents=True, exist_ok=True)
-        probe = p / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
+        make_writable_folder(p)
     except OSError as e:
         raise ConfigError(f"storage_path: cannot write to '{p}' ({e.strerror}). Fix: pass storage_path=<a writable "
                           f"folder> or s3://bucket/prefix") from None
     return str(p), None, str(p)
+
+
+def make_writable_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) and write and remove a probe file in it: OSError when it cannot
+    take a file (a read-only mount passes ``os.access``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".ups-probe-"):
+        pass
 
 
 def _experiment_dirs(storage: str, fs: Any, round_name: str) -> list[str]:

@@ -377,6 +377,11 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
 )
 
 
+def default_space_path(round_name: str) -> Path:
+    """The search space a round sweeps without ``space=``: ``search_spaces/<round>.yaml``."""
+    return REPO_ROOT / "search_spaces" / f"{round_name}.yaml"
+
+
 def resolve_path(p: str) -> Path:
     """Absolute local path (Tune may chdir into trial folders): relative paths are from the cwd."""
     return Path(p).expanduser().resolve()
