@@ -42,7 +42,7 @@ from torch import nn
 
 from ups.reports.model_card import render_model_card
 from ups.reports.sources import (DEFAULT_CHAMPION, DEFAULT_LEADERBOARD, ReportError, load_champion,
-                                 checkpoint_file, load_leaderboard, parse_kv)
+                                 checkpoint_file, checkpoint_name, load_leaderboard, parse_kv)
 
 ARGS = {"checkpoint": "path to checkpoint.pt or its folder", "champion": "path to champion.json",
         "leaderboard": "path to leaderboard.csv", "out": "output folder", "batch_sizes": "comma list, e.g. 1,8,64",
@@ -299,8 +299,7 @@ def export_champion(ckpt: Path, out_root: Path, *, champion: dict[str, Any] | No
 
     run_id = champion.get("run_id") or state.get("run_id") or (cfg.run.run_id if cfg.run.run_id else None)
     where = stored_as.rstrip("/") if stored_as else str(ckpt)  # a string: Path() would fold s3:// to s3:/
-    parts = where.split("/")
-    name = str(run_id or (parts[-2] if where.endswith(".pt") and len(parts) > 1 else parts[-1]) or "champion")
+    name = str(run_id or checkpoint_name(where) or "champion")
     if onnx_exporter not in ("legacy", "dynamo"):
         raise ReportError(f"onnx_exporter='{onnx_exporter}' is unknown. Fix: onnx_exporter=legacy or dynamo")
     ctx, batch_desc, protocol_steps = _test_batch(cfg, int(model.grid_size), max(8, max(batch_sizes)))

@@ -31,7 +31,7 @@ from ups.reports import plots
 from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
 from ups.reports.sources import (ReportError, best_trial, is_failed, load_champion, load_leaderboard,
-                                 checkpoint_file, row_config, select_round, trial_state)
+                                 checkpoint_file, checkpoint_name, row_config, select_round, trial_state)
 
 TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench",
                  "conservation_gap", "energy_violation", "bc_violation", "ece", "rollout_horizon",
@@ -280,8 +280,7 @@ def _rollout_figure(champion: dict[str, Any] | None, path: Path) -> Path:
             truth, pred, x, t, initial_step, label = champion_rollout(ckpt)
     except ReportError as e:
         raise plots.PlotSkipped(str(e)) from None
-    stored = Path(str(ckpt_raw).rstrip("/"))
-    name = champion.get("run_id") or champion.get("trial_id") or (stored.parent if stored.suffix == ".pt" else stored).name
+    name = champion.get("run_id") or champion.get("trial_id") or checkpoint_name(ckpt_raw)
     return plots.plot_rollout(truth, pred, x, t, initial_step,
                               f"{champion.get('_source', 'champion')}: {name} — {label}", path)
 

@@ -221,6 +221,13 @@ def resolve_checkpoint(checkpoint: str | Path, base: Path | None = None) -> Path
                       f"Fix: pass checkpoint=<path/to/checkpoint.pt> of a finished trial")
 
 
+def checkpoint_name(checkpoint: str | Path) -> str:
+    """A checkpoint's short name: its ``checkpoint_N`` folder for ``…/checkpoint_N/checkpoint.pt``, else the
+    last part (``s3://…/checkpoint_N``: a string split, as ``Path`` would fold ``s3://`` to ``s3:/``)."""
+    parts = str(checkpoint).rstrip("/").split("/")
+    return parts[-2] if parts[-1].endswith(".pt") and len(parts) > 1 else parts[-1]
+
+
 @contextmanager
 def checkpoint_file(checkpoint: str | Path, base: Path | None = None) -> Iterator[Path]:
     """``resolve_checkpoint`` for the length of a ``with`` block: an S3 download (a temp folder of one
