@@ -28,6 +28,16 @@ def test_misspelt_key_names_nearest():
         apply_overrides(load_config(), {"ttc.candidatez": 3})
 
 
+@pytest.mark.parametrize("typed, meant", [
+    ("stages.operator.lr", "stages.operator.optimizer.lr"),  # spelling alone offered '…operator.scheduler'
+    ("stages.operator.optimizer.optimizer.lr", "stages.operator.optimizer.lr"),
+    ("ttc.mass", "ttc.weights.mass"),
+])
+def test_a_key_one_section_off_names_the_key_with_the_same_leaf(typed, meant):
+    with pytest.raises(ConfigError, match=rf"Did you mean '{re.escape(meant)}'\?"):
+        load_config([f"{typed}=1"])
+
+
 @pytest.mark.parametrize("ov,key", [
     (["operator.heads=5"], "operator.heads"),
     (["data.nu=-1"], "data.nu"),

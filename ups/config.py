@@ -271,8 +271,25 @@ def key_type(key: str) -> type | None:
     return _KEY_TYPES.get(key)
 
 
+def _one_level_off(key: str, cand: str) -> bool:
+    """``key`` is ``cand`` with one inner section left out or one added, the leaf the same
+    (``stages.operator.lr`` ~ ``stages.operator.optimizer.lr``)."""
+    a, b = key.split("."), cand.split(".")
+    if len(a) > len(b):
+        a, b = b, a
+    if len(b) != len(a) + 1 or len(a) < 2 or a[-1] != b[-1]:
+        return False
+    return any(b[:i] + b[i + 1:] == a for i in range(1, len(b) - 1))
+
+
 def suggest_key(key: str, candidates: Iterable[str] | None = None) -> str | None:
+    """The valid key a misspelt one most likely meant: one section too few or too many first (a string
+    match would offer ``stages.operator.scheduler`` for ``stages.operator.lr``), then the closest spelling,
+    then any key with the same leaf."""
     cands = list(candidates) if candidates is not None else all_keys()
+    nested = [c for c in cands if _one_level_off(key, c)]
+    if nested:
+        return nested[0]
     best = difflib.get_close_matches(key, cands, n=1, cutoff=0.5)
     if best:
         return best[0]
