@@ -126,6 +126,10 @@ def test_overrides_split_and_unknown_keys() -> None:
     assert trial == ["stages.operator.epochs=2", "ttc.threshold=0.3", "preset=dim16"]
     with pytest.raises(ConfigError, match="Did you mean 'num_samples'"):
         split_overrides(["num_sample=3"])
+    for typed, meant in (("searcher=bohb", "searcher.name"), ("scheduler=pbt", "scheduler.name"),
+                         ("gates=false", "gates.enabled"), ("stages.operator.lr=1e-3", "stages.operator.optimizer.lr")):
+        with pytest.raises(ConfigError, match=rf"Did you mean '{meant}'"):  # by spelling: searcher.seed, …
+            split_overrides([typed])
     s = load_sweep_config("round_a", ["profile=full", "max_concurrent=3"])
     assert s.resources.gpu == 0.25 and s.max_concurrent == 3 and "data.n=2000" in s.trial
     with pytest.raises(ConfigError, match="scheduler.name"):

@@ -285,8 +285,12 @@ def _one_level_off(key: str, cand: str) -> bool:
 def suggest_key(key: str, candidates: Iterable[str] | None = None) -> str | None:
     """The valid key a misspelt one most likely meant: one section too few or too many first (a string
     match would offer ``stages.operator.scheduler`` for ``stages.operator.lr``), then the closest spelling,
-    then any key with the same leaf."""
+    then any key with the same leaf.  A section given a value (``searcher=bohb``, ``gates=false``) is pointed
+    at its ``name`` or ``enabled`` key."""
     cands = list(candidates) if candidates is not None else all_keys()
+    for leaf in ("name", "enabled"):
+        if f"{key}.{leaf}" in cands:
+            return f"{key}.{leaf}"
     nested = [c for c in cands if _one_level_off(key, c)]
     if nested:
         return nested[0]

@@ -14,7 +14,6 @@ No Ray import here.
 """
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Sequence
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from ups.config import ConfigError, StagesCfg, _above, _at_least, all_keys, invalid_value_error
+from ups.config import ConfigError, StagesCfg, _above, _at_least, all_keys, invalid_value_error, suggest_key
 from ups.yamlio import read_yaml
 
 SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "sweep"
@@ -183,8 +182,8 @@ def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
             trial.append(f"{key}={value}")
         else:
             cands = sorted(skeys - {"trial"}) + sorted(ups_keys)
-            near = difflib.get_close_matches(key, cands, n=1, cutoff=0.5)
-            hint = f" Did you mean '{near[0]}'?" if near else ""
+            near = suggest_key(key, cands)
+            hint = f" Did you mean '{near}'?" if near else ""
             raise ConfigError(
                 f"overrides: unknown key '{key}'.{hint} Sweep keys: {', '.join(sorted(skeys - {'trial'}))}. "
                 f"Model/training keys are the UPS config keys (e.g. stages.operator.epochs), optionally "
@@ -218,8 +217,8 @@ def _merge_layer(cfg: DictConfig, layer: dict[str, Any], source: str) -> DictCon
             cfg.trial = list(cfg.trial) + [str(x) for x in extra]
             continue
         if key not in skeys:
-            near = difflib.get_close_matches(key, sorted(skeys), n=1, cutoff=0.5)
-            hint = f" Did you mean '{near[0]}'?" if near else ""
+            near = suggest_key(key, sorted(skeys))
+            hint = f" Did you mean '{near}'?" if near else ""
             raise ConfigError(f"{source}: unknown sweep key '{key}'.{hint}")
         try:
             OmegaConf.update(cfg, key, value, merge=False)
