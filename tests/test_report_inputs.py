@@ -14,8 +14,10 @@ from ups.config import ConfigError
 from ups.leaderboard import upsert_rows
 from ups.reports.cli import main as report_main
 from ups.reports.compare import compare_rounds
+from ups.reports.experiment import ExperimentResults, TrialRecord
+from ups.reports.html import round_importances
 from ups.reports.importance import param_importance
-from ups.reports.plots import pareto_front
+from ups.reports.plots import gate_counts, pareto_front
 from ups.reports.sources import load_leaderboard
 
 
@@ -117,6 +119,38 @@ def test_importance_finds_the_parameter_that_matters() -> None:
     imp2, method2 = param_importance(df.head(3), ["lr", "noise"])
     assert "Spearman" in method2 and "only 3 finished" in method2 and abs(sum(imp2.values()) - 1) < 1e-9
     assert param_importance(df.assign(lr=1e-3), ["lr"]) == ({}, "none: no parameter varies between finished trials")
+
+
+def test_importance_counts_a_derived_copy_once() -> None:
+    """Round A records each trial's lr three times (operator, and the diffusion and distillation copies
+    derived from it): the importance figure must show one lr, not three bars sharing its importance."""
+    rng = np.random.default_rng(5)
+    lr, warm = 10 ** rng.uniform(-4, -2, 12), rng.uniform(0, 0.1, 12)
+    sampled = [{"stages.operator.optimizer.lr": a, "stages.diff_residual.optimizer.lr": a,
+                "stages.consistency_distill.optimizer.lr": a, "stages.operator.warmup_steps_ratio": w,
+                "stages.diff_residual.warmup_steps_ratio": w} for a, w in zip(lr, warm)]
+    lb = pd.DataFrame({"kind": "trial", "trial_id": [f"t{i}" for i in range(12)],
+                       "nrmse": (np.log10(lr) + 3) ** 2 + 0.01 * warm, "config_json": "",
+                       "sampled_json": [json.dumps(x) for x in sampled]})
+    imp, _ = round_importances(lb)  # no experiment: the group is named by its first key in schema order
+    assert set(imp) == {"stages.operator.optimizer.lr (+2 with the same values)",
+                        "stages.operator.warmup_steps_ratio (+1 with the same values)"}, imp
+    exp = ExperimentResults("x", [TrialRecord(f"t{i}", "TERMINATED", {"stages.operator.optimizer.lr": a,
+                                                                      "stages.operator.warmup_steps_ratio": w},
+                                              pd.DataFrame()) for i, (a, w) in enumerate(zip(lr, warm))])
+    imp, _ = round_importances(lb, exp)  # the Tune configs name the searched keys
+    assert set(imp) == {"stages.operator.optimizer.lr (+2 derived)",
+                        "stages.operator.warmup_steps_ratio (+1 derived)"}, imp
+    assert imp["stages.operator.optimizer.lr (+2 derived)"] > 0.7
+
+
+def test_gate_figure_counts_in_the_words_of_its_bars() -> None:
+    """The title once read "0 pass, 0 failed" over three red FAIL bars: "failed" counted errored trials."""
+    t = pd.DataFrame({"kind": "trial", "status": ["completed"] * 4 + ["stopped", "interrupted", "error"],
+                      "nrmse": [0.1, 0.2, 0.3, 0.4, None, None, None],
+                      "gate_pass": [True, False, False, None, None, None, None]})
+    assert gate_counts(t) == "1 pass, 2 FAIL, 1 no gate, 1 stopped early, 1 unfinished, 1 errored"
+    assert gate_counts(t.iloc[1:3]) == "0 pass, 2 FAIL"
 
 
 def test_pareto_front_keeps_only_non_dominated() -> None:

@@ -52,8 +52,9 @@ FIGURES = [  # key, title, caption
      "epoch for the best trials of the experiment."),
     ("rollout", "Champion rollout vs truth", "One test trajectory: truth, the champion's autoregressive "
      "prediction without TTC (context frames above the dashed line are given), and the error."),
-    ("gates", "Physics gates per trial", "Test nRMSE per trial coloured by gate result; failed trials are "
-     "listed in purple without a metric."),
+    ("gates", "Physics gates per trial", "Test nRMSE per trial coloured by the small-eval gates: green pass, red "
+     "FAIL, grey no gate (the round's promotion has not run on it). Trials stopped early (grey) or errored "
+     "(purple) are listed without a metric."),
 ]
 
 
@@ -241,18 +242,45 @@ def round_importances(lb: pd.DataFrame, exp: ExperimentResults | None = None) ->
 
     configs = [row_config(r) for _, r in t.iterrows()]
     sampled = [_json_dict(v) for v in t["sampled_json"]] if "sampled_json" in t else []
-    if sampled and all(sampled):  # the sweep engine records exactly the sampled parameters
+    by_id = {x.trial_id: flatten(x.config) for x in exp.trials} if exp is not None else {}
+    if sampled and all(sampled):  # the values each trial trained with: the sampled ones and their derived copies
         configs = sampled
-    elif exp is not None:  # else the Tune configs (the searcher's view of the same parameters)
-        by_id = {x.trial_id: flatten(x.config) for x in exp.trials}
+    elif by_id:  # else the Tune configs (the searcher's view of the same parameters)
         tune_cfgs = [by_id.get(str(tid)) for tid in t["trial_id"]]
         if all(tune_cfgs):
             configs = tune_cfgs  # type: ignore[assignment]
     flat = [flatten(c) for c in configs]
     params = varying_params(configs)
     frame = pd.DataFrame([{p: _scalar(f.get(p)) for p in params} for f in flat], index=t.index)
+    searched = {k for c in by_id.values() for k in c}
+    frame, params = merge_copies(frame, params, searched)
     frame["nrmse"] = t["nrmse"].astype(float)
     return param_importance(frame, params, "nrmse")
+
+
+def merge_copies(frame: pd.DataFrame, params: list[str], searched: set[str]) -> tuple[pd.DataFrame, list[str]]:
+    """One column per group of parameters with the same value in every trial: a derived copy (round A's
+    diffusion and distillation lr = the operator's lr) carries no information of its own, and an importance
+    evaluator would split the group's share among its copies.  The group keeps the searched key(s) (the Tune
+    config's keys, when the experiment is known) or else its first key in schema order, labelled
+    ``key (+N derived)`` / ``key (+N with the same values)``."""
+    from ups.config import all_keys
+
+    order = {k: i for i, k in enumerate(all_keys())}
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for p in params:
+        groups.setdefault(tuple(frame[p].astype(str)), []).append(p)
+    out, names = pd.DataFrame(index=frame.index), []
+    for keys in groups.values():
+        keys = sorted(keys, key=lambda k: (k not in searched, order.get(k, len(order)), k))
+        lead = [k for k in keys if k in searched] or keys[:1]
+        rest = len(keys) - len(lead)
+        name = " = ".join(lead)
+        if rest:
+            name += f" (+{rest} derived)" if searched & set(keys) else f" (+{rest} with the same values)"
+        out[name] = frame[keys[0]]
+        names.append(name)
+    return out, names
 
 
 def _json_dict(v: Any) -> dict[str, Any]:
