@@ -716,6 +716,17 @@ def test_a_searched_stage_that_trains_no_epochs_is_refused(tmp_path: Path) -> No
     check_searched_stages_train(load_space(space), load_config(["stages.operator.epochs=0"]))  # epochs searched too
 
 
+def test_resume_of_a_folder_without_state_is_refused_before_data(tmp_path: Path) -> None:
+    """resume=true name=<typo> generated the data and trained the baselines before it found no Tune state."""
+    from ups.tune.launcher import run_round
+
+    cache, lb = tmp_path / "cache", tmp_path / "lb.csv"
+    with pytest.raises(ConfigError, match=r"resume=true: '.*/runs/nope' holds no restorable sweep state\. Fix"):
+        run_round("round_a", [f"storage_path={tmp_path / 'runs'}", "name=nope", "resume=true", f"leaderboard={lb}",
+                              f"data.cache_dir={cache}", "wandb.enabled=false"])
+    assert not lb.exists() and not list(cache.rglob("*.h5*")), "data or baselines were computed first"
+
+
 def test_unwritable_outputs_are_refused_before_data(tmp_path: Path) -> None:
     """leaderboard=/proc/lb.csv failed with a FileNotFoundError traceback after the data and the baselines;
     the leaderboard, champion.json and report folder are now checked before anything is spent."""

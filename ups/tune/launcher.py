@@ -577,6 +577,16 @@ def make_trainable(p: Prepared, data: Any, trainable: Callable[..., Any] | None)
 
 
 # -------------------------------------------------------------------------------------- run
+def check_restorable(p: Prepared, name: str) -> None:
+    """resume=true of a folder without Tune state (a misspelt name=) is refused before Ray starts, the data is
+    generated or the baselines are trained."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(f"{p.storage_path}/{name}", storage_filesystem=p.filesystem):
+        raise ConfigError(f"resume=true: '{p.display_storage}/{name}' holds no restorable sweep state. Fix: run "
+                          f"without resume=true, or name= the interrupted sweep")
+
+
 def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[str, Any] | None = None,
               trainable: Callable[..., Any] | None = None, around_champion: bool = False,
               promote: bool = True) -> SweepOutcome:
@@ -588,6 +598,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     record = sweep_record(p, overrides)
     if s.resume:  # before any compute: the same trials, the same budgets and data, or a clear refusal
         check_resume(p.storage_path, p.filesystem, name, p.display_storage, record)
+        check_restorable(p, name)
     import ray
 
     address = s.ray_address or os.environ.get("RAY_ADDRESS", "")
@@ -647,9 +658,6 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         from ray import tune
 
         if s.resume:
-            if not tune.Tuner.can_restore(f"{p.storage_path}/{name}", storage_filesystem=p.filesystem):
-                raise ConfigError(f"resume=true: '{exp_path}' holds no restorable sweep state. Fix: run without "
-                                  f"resume=true, or name= the interrupted sweep")
             _log(f"resuming {exp_path}")
             if repaired := restorable_state(p, name):
                 _log(repaired)
