@@ -324,3 +324,46 @@ def test_stop_during_promotion_keeps_the_round_and_resume_redoes_it(tmp_path, ti
     assert len(trials) == 3 and trials["run_id"].is_unique and set(trials["status"]) == {"completed"}
     assert (rows["kind"] == "full_eval").sum() == 2
     assert (tmp_path / "champ.json").exists()
+
+
+@pytest.mark.slow
+def test_a_stop_signal_to_the_whole_process_group_ends_the_driver_in_seconds(tmp_path, tiny_data, tiny_cache_dir):
+    """``timeout``, ``scancel`` and ``systemctl stop`` signal the driver's whole process group, Ray's own GCS and
+    raylet with it.  The GCS stops serving at once, and Tune's clean-up then waited 60 s for it and aborted
+    the driver with a GCS error.  Now the driver ends as soon as Tune has saved its state, with exit 130 and
+    the fix; the saved state is one a resume restores."""
+    from ray.tune import Tuner
+
+    name = f"pgroup-{uuid.uuid4().hex[:6]}"
+    lb = tmp_path / "leaderboard.csv"
+    args = _eight_epoch_round(tmp_path, tiny_cache_dir, name, lb, "num_samples=2", "max_concurrent=2",
+                              "searcher.name=random")
+    exp = tmp_path / "runs" / name
+    log_path = tmp_path / "driver1.log"
+    with open(log_path, "wb") as log:  # its own process group, as under timeout or a batch job
+        driver = subprocess.Popen(args, cwd=tmp_path, env=_driver_env(), stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    spawned: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not list(exp.glob("trial_*/checkpoint_000002")):
+            assert driver.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "a trial's third checkpoint: not in time"
+            time.sleep(0.3)
+        spawned = _children(driver.pid)
+        sent = time.time()
+        os.killpg(driver.pid, signal.SIGTERM)
+        driver.wait(timeout=40)  # Ray's own wait for a dead GCS alone is 60 s
+        took = time.time() - sent
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        _end(spawned)
+    out = log_path.read_text()
+    assert driver.returncode == 130, out[-4000:]
+    assert "SIGTERM also stopped the local Ray instance" in out and "resume=true" in out, out[-3000:]
+    assert "Failed to connect to GCS" not in out, out[-3000:]
+    state = max(exp.glob("experiment_state-*.json"), key=lambda f: f.stat().st_mtime)
+    assert state.stat().st_mtime >= sent - 1, "Tune's final save of the state did not happen"
+    assert Tuner.can_restore(str(exp)), f"not restorable after {took:.0f} s: {sorted(p.name for p in exp.iterdir())}"

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from ups.tune.launcher import stop_signals_as_ctrl_c
+from ups.tune.stop_signals import stop_signals_as_ctrl_c
 
 
 @contextmanager

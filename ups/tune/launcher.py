@@ -10,16 +10,13 @@ import json
 import math
 import os
 import re
-import signal
 import socket
 import sys
 import tempfile
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -33,6 +30,7 @@ from ups.tune.ray_address import gcs_problem
 from ups.tune.restore import ResumableASHA, ResumableStopper, carry_over, restored_results, spent_compute_s
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
+from ups.tune.stop_signals import stop_signals_as_ctrl_c
 from ups.tune.space import Param, SearchSpace, SearchSpaceError, check_against, load_space, resolve_around
 from ups.tune.sweep_config import SweepConfig, default_space_path, load_sweep_config, resolve_path
 from ups.tune.sweep_record import check_resume, sweep_record, write_record
@@ -720,56 +718,6 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         _log(msg)
         raise SweepInterrupted(msg, outcome)
     return outcome
-
-
-@contextmanager
-def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[None]:
-    """SIGTERM (``kill``, ``timeout``, a job scheduler, ``ray job stop``) and SIGHUP (the terminal or SSH
-    session of ``ray submit`` closed) are taken as a Ctrl-C instead of killing the driver mid-step.
-
-    ``into_tune`` (while Tune's loop runs): they take Tune's own Ctrl-C path, which saves the experiment
-    state and ends the loop, and the sweep records its unfinished trials as interrupted.  Tune handles
-    SIGINT and SIGUSR1 itself; these two are forwarded as SIGUSR1.  Otherwise (the driver's own work, e.g.
-    the promotion's full-eval) they raise ``KeyboardInterrupt`` as SIGINT does.  A signal the process
-    ignores (``nohup``) stays ignored; off the main thread nothing changes.
-
-    On the way out the SIGINT and SIGUSR1 handlers are put back as they were: Tune installs its own and
-    leaves them behind after ``fit()`` (ray-project/ray#37737), so a Ctrl-C during the promotion would
-    only log Tune's "ending Ray Tune run" warning and be lost.
-
-    Outside Tune's loop SIGINT is taken here too, and an error that comes out after a stop signal is
-    raised as the ``KeyboardInterrupt`` it was: the interrupt, raised inside library code, can come out
-    as another error (omegaconf's ``flag_override`` cleanup on a half-built config raises
-    ``AttributeError`` over it)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
-        yield
-        return
-    taken: list[int] = []
-
-    def forward(signum: int, frame: Any) -> None:
-        taken.append(signum)
-        try:  # after SIGHUP the terminal may be gone
-            _log(f"{signal.Signals(signum).name}: stopping the sweep as for Ctrl-C (finished results kept, "
-                 "resume=true continues)")
-        except OSError:
-            pass
-        if not into_tune:
-            raise KeyboardInterrupt
-        os.kill(os.getpid(), signal.SIGUSR1)
-
-    old = {sig: h for sig in (signal.SIGINT, signal.SIGUSR1) if (h := signal.getsignal(sig)) is not None}
-    for sig in (signal.SIGTERM, signal.SIGHUP, *(() if into_tune else (signal.SIGINT,))):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            old[sig] = signal.signal(sig, forward)
-    try:
-        yield
-    except Exception as e:
-        if into_tune or not taken:
-            raise
-        raise KeyboardInterrupt from e  # the stop, surfaced as another error from the code it interrupted
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def loop_cut(cb: LeaderboardCallback) -> str | None:

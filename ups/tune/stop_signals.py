@@ -1,0 +1,145 @@
+"""Stop signals during a sweep: SIGTERM / SIGHUP taken as Ctrl-C, and a driver whose local Ray instance the
+same signal stopped ends in seconds with the fix, instead of waiting a minute on the dead GCS."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+RAY_GONE_WAIT_S = 3.0  # how long after the signal the local GCS is watched for having stopped too
+SAVE_GRACE_S = 20.0  # the most Tune gets, once the GCS is gone, to reach its clean-up (its state is saved by then)
+RAY_GONE_EXIT = 130  # as for Ctrl-C
+
+
+def _log(msg: str) -> None:
+    print(f"[ups sweep] {msg}", flush=True)
+
+
+@contextmanager
+def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, a job scheduler, ``ray job stop``) and SIGHUP (the terminal or SSH
+    session of ``ray submit`` closed) are taken as a Ctrl-C instead of killing the driver mid-step.
+
+    ``into_tune`` (while Tune's loop runs): they take Tune's own Ctrl-C path, which saves the experiment
+    state and ends the loop, and the sweep records its unfinished trials as interrupted.  Tune handles
+    SIGINT and SIGUSR1 itself; these two are forwarded as SIGUSR1.  Otherwise (the driver's own work, e.g.
+    the promotion's full-eval) they raise ``KeyboardInterrupt`` as SIGINT does.  A signal the process
+    ignores (``nohup``) stays ignored; off the main thread nothing changes.
+
+    On the way out the SIGINT and SIGUSR1 handlers are put back as they were: Tune installs its own and
+    leaves them behind after ``fit()`` (ray-project/ray#37737), so a Ctrl-C during the promotion would
+    only log Tune's "ending Ray Tune run" warning and be lost.
+
+    Outside Tune's loop SIGINT is taken here too, and an error that comes out after a stop signal is
+    raised as the ``KeyboardInterrupt`` it was: the interrupt, raised inside library code, can come out
+    as another error (omegaconf's ``flag_override`` cleanup on a half-built config raises
+    ``AttributeError`` over it).
+
+    A signal sent to the driver's whole process group (``timeout``, ``scancel``, ``systemctl stop``) also
+    stops the local Ray instance the driver started: ``watch_local_ray`` then ends the driver once Tune has
+    saved its state, where Ray's clean-up would wait a minute for the dead GCS and abort."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
+        yield
+        return
+    taken: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        taken.append(signum)
+        try:  # after SIGHUP the terminal may be gone
+            _log(f"{signal.Signals(signum).name}: stopping the sweep as for Ctrl-C (finished results kept, "
+                 "resume=true continues)")
+        except OSError:
+            pass
+        if not into_tune:
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGUSR1)
+        watch_local_ray(signal.Signals(signum).name)
+
+    old = {sig: h for sig in (signal.SIGINT, signal.SIGUSR1) if (h := signal.getsignal(sig)) is not None}
+    for sig in (signal.SIGTERM, signal.SIGHUP, *(() if into_tune else (signal.SIGINT,))):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            old[sig] = signal.signal(sig, forward)
+    try:
+        yield
+    except Exception as e:
+        if into_tune or not taken:
+            raise
+        raise KeyboardInterrupt from e  # the stop, surfaced as another error from the code it interrupted
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _local_gcs() -> tuple[Any, str] | None:
+    """(GCS process, its host:port) of the local Ray instance this driver started; None when the driver joined
+    a cluster (whose processes it does not own) or Ray is not started."""
+    try:
+        import ray
+
+        node = ray._private.worker._global_node  # Ray 2.60: the node this driver started or joined
+        infos = node.all_processes.get("gcs_server", []) if node is not None else []
+        return (infos[0].process, str(node.gcs_address)) if infos else None
+    except (ImportError, AttributeError):
+        return None
+
+
+def gcs_gone(process: Any, address: str) -> bool:
+    """Whether the local GCS has stopped serving: on SIGTERM it closes its port at once and lingers a while, so
+    a refused connection tells, not only the process's exit."""
+    if process.poll() is not None:
+        return True
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1.0).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:  # a timeout or another network error says nothing either way
+        return False
+    return False
+
+
+def in_tune_cleanup(thread: threading.Thread) -> bool:
+    """Whether ``thread`` runs Tune's end-of-run clean-up (Ray 2.60: ``TuneController.cleanup``, which comes
+    right after the final save of the experiment state)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name == "cleanup" and frame.f_code.co_filename.endswith("tune_controller.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def watch_local_ray(signame: str, wait_s: float = RAY_GONE_WAIT_S, grace_s: float = SAVE_GRACE_S) -> None:
+    """After a stop signal: if the GCS of the local Ray instance stops within ``wait_s`` (the signal went to the
+    whole process group), end the driver once Tune is in its clean-up (its state saved), at most ``grace_s``
+    later.  Ray's clean-up would otherwise wait 60 s for the dead GCS and abort the driver with a GCS error."""
+    gcs = _local_gcs()
+    if gcs is None:
+        return
+    main = threading.main_thread()
+
+    def watch() -> None:
+        deadline = time.monotonic() + wait_s
+        while not gcs_gone(*gcs):
+            if time.monotonic() > deadline:
+                return  # Ray is alive: Tune's own Ctrl-C path ends the sweep
+            time.sleep(0.1)
+        until = time.monotonic() + grace_s
+        while not in_tune_cleanup(main) and time.monotonic() < until:
+            time.sleep(0.2)
+        try:
+            _log(f"{signame} also stopped the local Ray instance (it went to the whole process group: timeout, "
+                 "scancel, systemctl stop …), so the driver ends here. Finished trials are on the leaderboard and "
+                 "the sweep's state is saved as Tune last wrote it: run the same command with resume=true to "
+                 "finish it. Fix: signal the driver alone (kill <pid>, timeout --foreground …) for a full stop "
+                 "with the leaderboard printed and unfinished trials recorded")
+        except OSError:
+            pass
+        os._exit(RAY_GONE_EXIT)
+
+    threading.Thread(target=watch, name="ups-ray-gone", daemon=True).start()
