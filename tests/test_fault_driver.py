@@ -355,6 +355,7 @@ def test_a_stop_signal_to_the_whole_process_group_ends_the_driver_in_seconds(tmp
         os.killpg(driver.pid, signal.SIGTERM)
         driver.wait(timeout=40)  # Ray's own wait for a dead GCS alone is 60 s
         took = time.time() - sent
+        print(f"driver ended {took:.1f} s after the process-group SIGTERM")
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -365,5 +366,5 @@ def test_a_stop_signal_to_the_whole_process_group_ends_the_driver_in_seconds(tmp
     assert "SIGTERM also stopped the local Ray instance" in out and "resume=true" in out, out[-3000:]
     assert "Failed to connect to GCS" not in out, out[-3000:]
     state = max(exp.glob("experiment_state-*.json"), key=lambda f: f.stat().st_mtime)
-    assert state.stat().st_mtime >= sent - 1, "Tune's final save of the state did not happen"
+    assert state.stat().st_mtime >= sent, "Tune's final save of the state did not happen"
     assert Tuner.can_restore(str(exp)), f"not restorable after {took:.0f} s: {sorted(p.name for p in exp.iterdir())}"
