@@ -184,7 +184,7 @@ def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_ca
     """Ctrl-C (SIGINT) once mid-sweep (SIGTERM, taken the same way, in the test below): Tune saves its state; the trials it
     left running are recorded as interrupted (not as early stops), no promotion runs on the unfinished
     round, the driver says how to resume and exits 130; the same command with resume=true finishes every
-    trial, one row each."""
+    trial, one row each.  While the driver runs, a second driver with resume=true is refused (its lease)."""
     n_trials = 3
     name = f"ctrl-c-{uuid.uuid4().hex[:6]}"
     lb = tmp_path / "leaderboard.csv"
@@ -195,10 +195,24 @@ def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_ca
 
     with open(tmp_path / "driver1.log", "wb") as log:
         driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    _signal_when(driver, tmp_path / "driver1.log", lambda: bool(list(exp.glob("trial_*/checkpoint_000002"))),
+    second: list[subprocess.CompletedProcess] = []
+
+    def checkpointed_and_resume_refused() -> bool:
+        """A trial's third checkpoint is there; then the same command with resume=true, while this driver runs,
+        must be refused (it would train the same trials into the same folder)."""
+        if not list(exp.glob("trial_*/checkpoint_000002")):
+            return False
+        second.append(subprocess.run(args + ["resume=true"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                     timeout=120))
+        return True
+
+    _signal_when(driver, tmp_path / "driver1.log", checkpointed_and_resume_refused,
                  signal.SIGINT, "a trial's third checkpoint", wait_s=120)  # a few epochs into the first trials
     out = (tmp_path / "driver1.log").read_text()
+    assert second[0].returncode != 0 and f"is still running: driver pid {driver.pid} on this machine" in \
+        second[0].stdout + second[0].stderr, second[0].stdout[-3000:] + second[0].stderr[-3000:]
     assert driver.returncode == 130, out[-4000:]
+    assert not (exp / "ups_driver.json").exists()  # a driver stopped by Ctrl-C gives its lease up
     assert "interrupted: " in out and "resume=true" in out and "promotion: not run" in out, out[-3000:]
     rows = read_leaderboard(lb)
     rows = rows[rows["experiment"] == name]

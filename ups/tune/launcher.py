@@ -23,6 +23,7 @@ import pandas as pd
 from ups.config import ConfigError, apply_overrides, flatten, load_config, to_dict
 from ups.leaderboard import read_leaderboard, upsert_rows
 from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots
+from ups.tune.driver_lease import DriverLease, check_no_live_driver
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper, gate_trackers
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, force_fill, full_eval, seed_groups,
                                 seed_mean_candidates, seed_points, update_champion)
@@ -585,6 +586,16 @@ def check_restorable(p: Prepared, name: str) -> None:
                           f"without resume=true, or name= the interrupted sweep")
 
 
+def check_new_name(p: Prepared, name: str) -> None:
+    """A new sweep must not start in the folder of an earlier one (``name=`` given twice): Tune would mix the two
+    sweeps' trials and states in one experiment."""
+    from ray import tune
+
+    if tune.Tuner.can_restore(f"{p.storage_path}/{name}", storage_filesystem=p.filesystem):
+        raise ConfigError(f"name={name}: '{p.display_storage}/{name}' already holds a sweep. Fix: resume=true to "
+                          f"continue it, or name= a new sweep (without name= each sweep gets a timestamped one)")
+
+
 def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[str, Any] | None = None,
               trainable: Callable[..., Any] | None = None, around_champion: bool = False,
               promote: bool = True) -> SweepOutcome:
@@ -597,6 +608,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     if s.resume:  # before any compute: the same trials, the same budgets and data, or a clear refusal
         check_resume(p.storage_path, p.filesystem, name, p.display_storage, record)
         check_restorable(p, name)
+    else:
+        check_new_name(p, name)
+    check_no_live_driver(p.storage_path, p.filesystem, name, p.display_storage)
     import ray
 
     address = s.ray_address or os.environ.get("RAY_ADDRESS", "")
@@ -618,7 +632,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     ref = {r["label"]: r for r in baselines}.get(s.gates.reference)
     limits = GateLimits.from_baseline(s.gates, ref)
     started = connect_ray(s) or started
+    lease = DriverLease(p.storage_path, p.filesystem, name, p.display_storage)
     try:
+        lease.acquire()  # checked again: another driver may have started it while the data loaded
         remote = bool(s.ray_address or os.environ.get("RAY_ADDRESS"))
         max_conc = concurrency(s, remote)
         round_conc = round_concurrency(s, max_conc)
@@ -694,6 +710,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
             publish(exp_path, p.leaderboard, report)
     finally:
+        lease.release()
         if started:
             ray.shutdown()
     rows = read_leaderboard(p.leaderboard)

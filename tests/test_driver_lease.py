@@ -1,0 +1,80 @@
+"""One driver per sweep: a second driver refuses a sweep another one still runs, and a new sweep refuses the
+folder of an earlier one (the end-to-end check, a real second driver refused while the first runs, is in
+``tests/test_fault_driver.py::test_ctrl_c_mid_sweep_saves_results_and_resumes``)."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ups.config import ConfigError
+from ups.tune.driver_lease import LEASE, STALE_S, DriverLease, check_no_live_driver, live_driver, read_lease
+
+
+def _lease(folder: Path, host: str, pid: int, age_s: float = 0.0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LEASE).write_text(json.dumps({"host": host, "pid": pid, "started": "then",
+                                            "heartbeat": time.time() - age_s}))
+
+
+def test_a_sweep_whose_driver_runs_is_refused_before_any_compute(tmp_path: Path) -> None:
+    from ups.tune.launcher import run_round
+
+    runs, cache, lb = tmp_path / "runs", tmp_path / "cache", tmp_path / "lb.csv"
+    (runs / "busy").mkdir(parents=True)
+    (runs / "busy" / "tuner.pkl").write_bytes(b"")  # what Tune.can_restore looks for
+    driver = subprocess.Popen(["sleep", "120"])  # a live process that holds the lease
+    try:
+        _lease(runs / "busy", socket.gethostname(), driver.pid, age_s=400)  # its heartbeat may be old: it is alive
+        with pytest.raises(ConfigError, match=rf"sweep .*/runs/busy is still running: driver pid {driver.pid} on "
+                                              r"this machine .* Fix: wait for it to finish, or stop it"):
+            run_round("round_a", [f"storage_path={runs}", "name=busy", "resume=true", f"leaderboard={lb}",
+                                  f"data.cache_dir={cache}", "wandb.enabled=false"])
+        assert not lb.exists() and not cache.exists(), "data or baselines were computed first"
+    finally:
+        driver.kill()
+        driver.wait()
+    check_no_live_driver(str(runs), None, "busy", str(runs))  # its driver is gone: a resume may go on
+
+
+def test_a_lease_from_another_host_holds_until_its_heartbeat_is_stale(tmp_path: Path) -> None:
+    _lease(tmp_path / "s", "head-node-7", 4242, age_s=10)
+    with pytest.raises(ConfigError, match=r"driver pid 4242 on host head-node-7 .*last heartbeat 1\d s ago"):
+        check_no_live_driver(str(tmp_path), None, "s", "s3://b/sweeps")
+    _lease(tmp_path / "s", "head-node-7", 4242, age_s=STALE_S + 1)
+    assert live_driver(read_lease(str(tmp_path), None, "s")) is None
+    _lease(tmp_path / "s", socket.gethostname(), os.getpid())  # this process's own (an earlier run_round)
+    assert live_driver(read_lease(str(tmp_path), None, "s")) is None
+    (tmp_path / "s" / LEASE).write_text('{"host": "head-node-7", "pid"')  # torn by a kill mid-write
+    assert read_lease(str(tmp_path), None, "s") is None
+
+
+def test_the_lease_is_renewed_while_held_and_removed_on_release(tmp_path: Path) -> None:
+    lease = DriverLease(str(tmp_path), None, "s", str(tmp_path), renew_s=0.2).acquire()
+    try:
+        first = read_lease(str(tmp_path), None, "s")["heartbeat"]
+        time.sleep(0.7)
+        assert read_lease(str(tmp_path), None, "s")["heartbeat"] > first
+    finally:
+        lease.release()
+    assert not (tmp_path / "s" / LEASE).exists()
+    _lease(tmp_path / "s", "head-node-7", 4242)  # another driver's lease is not this one's to remove
+    DriverLease(str(tmp_path), None, "s", str(tmp_path)).release()
+    assert (tmp_path / "s" / LEASE).exists()
+
+
+def test_a_new_sweep_refuses_the_folder_of_an_earlier_one(tmp_path: Path) -> None:
+    from ups.tune.launcher import run_round
+
+    runs, lb = tmp_path / "runs", tmp_path / "lb.csv"
+    (runs / "final").mkdir(parents=True)
+    (runs / "final" / "tuner.pkl").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"name=final: '.*/runs/final' already holds a sweep\. Fix: resume=true"):
+        run_round("round_a", [f"storage_path={runs}", "name=final", f"leaderboard={lb}",
+                              f"data.cache_dir={tmp_path / 'cache'}", "wandb.enabled=false"])
+    assert not lb.exists()

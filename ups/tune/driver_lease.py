@@ -1,0 +1,135 @@
+"""One driver per sweep: a lease file in the experiment folder (local or S3) names the driver running it.
+
+``resume=true`` of a sweep whose driver is still running (in another terminal, under ``nohup``, on the
+head node of a cluster) used to start a second driver on the same experiment folder: both trained the same
+trials, appended to the same ``result.json`` files and wrote rival leaderboard rows.  The driver that runs
+a sweep now keeps ``ups_driver.json`` (host, pid, start, heartbeat) next to the Tune state, renewed every
+``RENEW_S`` by a background thread and removed when the driver ends, however it ends short of SIGKILL.
+Another driver refuses to run that sweep while the lease is live: on the same host while its process is
+alive, from another host while its heartbeat is younger than ``STALE_S``.  A lease left by a killed driver
+does not block: its process is gone (same host) or its heartbeat goes stale (another host).
+"""
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ups.config import ConfigError
+
+LEASE = "ups_driver.json"
+RENEW_S = 30.0  # heartbeat period
+STALE_S = 180.0  # a heartbeat this old is a dead driver's (6 missed renewals, and room for clock skew)
+
+
+def _lease_file(storage: str, fs: Any, name: str) -> tuple[Any, str]:
+    from ray.train._internal.storage import get_fs_and_path
+
+    return get_fs_and_path(f"{storage.rstrip('/')}/{name}/{LEASE}", storage_filesystem=fs)
+
+
+def read_lease(storage: str, fs: Any, name: str) -> dict[str, Any] | None:
+    """The lease in sweep ``name``'s folder, None when there is none (or it is unreadable: a torn write of a
+    driver killed mid-renewal blocks nothing)."""
+    fs, path = _lease_file(storage, fs, name)
+    try:
+        with fs.open_input_stream(path) as f:
+            lease = json.loads(f.read().decode())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return lease if isinstance(lease, dict) else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def live_driver(lease: dict[str, Any] | None, now: float | None = None) -> str | None:
+    """Who still runs the sweep (a phrase for the message), or None when the lease is this process's own, a
+    dead driver's, or stale."""
+    if not lease:
+        return None
+    host, pid = str(lease.get("host", "")), int(lease.get("pid", 0) or 0)
+    age = (now if now is not None else time.time()) - float(lease.get("heartbeat", 0) or 0)
+    if host == socket.gethostname():
+        if pid == os.getpid() or not _pid_alive(pid):
+            return None
+        return f"driver pid {pid} on this machine (started {lease.get('started', '?')}, last heartbeat {age:.0f} s ago)"
+    if age >= STALE_S:
+        return None
+    return f"driver pid {pid} on host {host} (started {lease.get('started', '?')}, last heartbeat {age:.0f} s ago)"
+
+
+def check_no_live_driver(storage: str, fs: Any, name: str, display: str) -> None:
+    """Refuse to run sweep ``name`` while another driver runs it."""
+    who = live_driver(read_lease(storage, fs, name))
+    if who is None:
+        return
+    raise ConfigError(
+        f"sweep {display}/{name} is still running: {who}. A second driver would train the same trials into the "
+        f"same folder. Fix: wait for it to finish, or stop it (Ctrl-C or kill <pid>; kill -9 also works) and then "
+        f"resume=true; or name= another sweep. If no driver runs it any more, delete {display}/{name}/{LEASE} "
+        f"(a lease from another host expires {STALE_S:.0f} s after its last heartbeat)")
+
+
+@dataclass
+class DriverLease:
+    """This driver's lease on sweep ``name``: ``acquire`` (refusing a live driver), renewed by a daemon thread,
+    ``release`` at the end."""
+
+    storage: str
+    fs: Any
+    name: str
+    display: str
+    renew_s: float = RENEW_S
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _started: str = ""
+
+    def acquire(self) -> "DriverLease":
+        check_no_live_driver(self.storage, self.fs, self.name, self.display)
+        self._started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        self._write()
+        threading.Thread(target=self._renew, name="ups-driver-lease", daemon=True).start()
+        return self
+
+    def _write(self) -> None:
+        fs, path = _lease_file(self.storage, self.fs, self.name)
+        fs.create_dir(posixpath.dirname(path), recursive=True)
+        body = {"host": socket.gethostname(), "pid": os.getpid(), "started": self._started, "heartbeat": time.time()}
+        with fs.open_output_stream(path) as out:
+            out.write(json.dumps(body).encode())
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.renew_s):
+            try:
+                self._write()
+            except OSError:  # a storage hiccup: the next renewal tries again, well before the lease goes stale
+                pass
+
+    def release(self) -> None:
+        """Stop renewing and remove the lease if it is still this driver's."""
+        self._stop.set()
+        lease = read_lease(self.storage, self.fs, self.name)
+        if lease and lease.get("host") == socket.gethostname() and int(lease.get("pid", 0) or 0) == os.getpid():
+            fs, path = _lease_file(self.storage, self.fs, self.name)
+            try:
+                fs.delete_file(path)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "DriverLease":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
