@@ -127,9 +127,3 @@ class DriverLease:
                 fs.delete_file(path)
             except OSError:
                 pass
-
-    def __enter__(self) -> "DriverLease":
-        return self.acquire()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()

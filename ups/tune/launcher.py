@@ -576,24 +576,19 @@ def make_trainable(p: Prepared, data: Any, trainable: Callable[..., Any] | None)
 
 
 # -------------------------------------------------------------------------------------- run
-def check_restorable(p: Prepared, name: str) -> None:
-    """resume=true of a folder without Tune state (a misspelt name=) is refused before Ray starts, the data is
-    generated or the baselines are trained."""
+def check_sweep_folder(p: Prepared, name: str) -> None:
+    """Before any compute: resume=true needs Tune state in the folder (a misspelt name= has none), and a new sweep
+    must not start in the folder of an earlier one (name= given twice: Tune would mix the two sweeps)."""
     from ray import tune
 
-    if not tune.Tuner.can_restore(f"{p.storage_path}/{name}", storage_filesystem=p.filesystem):
-        raise ConfigError(f"resume=true: '{p.display_storage}/{name}' holds no restorable sweep state. Fix: run "
-                          f"without resume=true, or name= the interrupted sweep")
-
-
-def check_new_name(p: Prepared, name: str) -> None:
-    """A new sweep must not start in the folder of an earlier one (``name=`` given twice): Tune would mix the two
-    sweeps' trials and states in one experiment."""
-    from ray import tune
-
-    if tune.Tuner.can_restore(f"{p.storage_path}/{name}", storage_filesystem=p.filesystem):
-        raise ConfigError(f"name={name}: '{p.display_storage}/{name}' already holds a sweep. Fix: resume=true to "
-                          f"continue it, or name= a new sweep (without name= each sweep gets a timestamped one)")
+    folder = f"{p.display_storage}/{name}"
+    held = tune.Tuner.can_restore(f"{p.storage_path}/{name}", storage_filesystem=p.filesystem)
+    if p.scfg.resume and not held:
+        raise ConfigError(f"resume=true: '{folder}' holds no restorable sweep state. Fix: run without resume=true, "
+                          f"or name= the interrupted sweep")
+    if not p.scfg.resume and held:
+        raise ConfigError(f"name={name}: '{folder}' already holds a sweep. Fix: resume=true to continue it, or name= "
+                          f"a new sweep (without name= each sweep gets a timestamped one)")
 
 
 def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[str, Any] | None = None,
@@ -607,9 +602,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     record = sweep_record(p, overrides)
     if s.resume:  # before any compute: the same trials, the same budgets and data, or a clear refusal
         check_resume(p.storage_path, p.filesystem, name, p.display_storage, record)
-        check_restorable(p, name)
-    else:
-        check_new_name(p, name)
+    check_sweep_folder(p, name)
     check_no_live_driver(p.storage_path, p.filesystem, name, p.display_storage)
     import ray
 
