@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ups.config import ConfigError
+from ups.tune.sweep_record import experiment_file
 
 LEASE = "ups_driver.json"
 RENEW_S = 30.0  # heartbeat period
@@ -28,9 +29,7 @@ STALE_S = 180.0  # a heartbeat this old is a dead driver's (6 missed renewals, a
 
 
 def _lease_file(storage: str, fs: Any, name: str) -> tuple[Any, str]:
-    from ray.train._internal.storage import get_fs_and_path
-
-    return get_fs_and_path(f"{storage.rstrip('/')}/{name}/{LEASE}", storage_filesystem=fs)
+    return experiment_file(storage, fs, name, LEASE)
 
 
 def read_lease(storage: str, fs: Any, name: str) -> dict[str, Any] | None:

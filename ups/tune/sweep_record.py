@@ -57,12 +57,16 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(d, default=str))
 
 
-def _record_file(storage: str, fs: Any, name: str) -> tuple[Any, str]:
-    """(pyarrow filesystem, path) of the record: local folder or S3 alike, as ``ups.tune.tune_state`` reads
-    Tune's own state."""
+def experiment_file(storage: str, fs: Any, name: str, filename: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path) of ``filename`` in sweep ``name``'s experiment folder: local folder or S3
+    alike, as ``ups.tune.tune_state`` reads Tune's own state (the record here, the driver lease)."""
     from ray.train._internal.storage import get_fs_and_path
 
-    return get_fs_and_path(f"{storage.rstrip('/')}/{name}/{RECORD}", storage_filesystem=fs)
+    return get_fs_and_path(f"{storage.rstrip('/')}/{name}/{filename}", storage_filesystem=fs)
+
+
+def _record_file(storage: str, fs: Any, name: str) -> tuple[Any, str]:
+    return experiment_file(storage, fs, name, RECORD)
 
 
 def write_record(storage: str, fs: Any, name: str, record: dict[str, Any]) -> None:
