@@ -31,7 +31,7 @@ from ups.tune.ray_address import gcs_problem
 from ups.tune.restore import ResumableASHA, ResumableStopper, carry_over, restored_results, spent_compute_s
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
-from ups.tune.stop_signals import stop_signals_as_ctrl_c
+from ups.tune.stop_signals import log as _log, stop_signals_as_ctrl_c
 from ups.tune.space import Param, SearchSpace, SearchSpaceError, check_against, load_space, resolve_around
 from ups.tune.sweep_config import SweepConfig, default_space_path, load_sweep_config, resolve_path
 from ups.tune.sweep_record import check_resume, sweep_record, write_record
@@ -76,10 +76,6 @@ class SweepInterrupted(KeyboardInterrupt):
     def __init__(self, message: str, outcome: SweepOutcome | None = None):
         super().__init__(message)
         self.outcome = outcome
-
-
-def _log(msg: str) -> None:
-    print(f"[ups sweep] {msg}", flush=True)
 
 
 # ------------------------------------------------------------------------------- preparation

@@ -16,7 +16,8 @@ SAVE_GRACE_S = 20.0  # the most Tune gets, once the GCS is gone, to reach its cl
 RAY_GONE_EXIT = 130  # as for Ctrl-C
 
 
-def _log(msg: str) -> None:
+def log(msg: str) -> None:
+    """A driver message, ``[ups sweep] …`` on stdout (the launcher's too)."""
     print(f"[ups sweep] {msg}", flush=True)
 
 
@@ -51,7 +52,7 @@ def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[None]:
     def forward(signum: int, frame: Any) -> None:
         taken.append(signum)
         try:  # after SIGHUP the terminal may be gone
-            _log(f"{signal.Signals(signum).name}: stopping the sweep as for Ctrl-C (finished results kept, "
+            log(f"{signal.Signals(signum).name}: stopping the sweep as for Ctrl-C (finished results kept, "
                  "resume=true continues)")
         except OSError:
             pass
@@ -129,17 +130,17 @@ def watch_local_ray(signame: str, wait_s: float = RAY_GONE_WAIT_S, grace_s: floa
             if time.monotonic() > deadline:
                 return  # Ray is alive: Tune's own Ctrl-C path ends the sweep
             time.sleep(0.1)
+        try:  # said at once: when the raylet's end reaches Ray's core worker first, Ray ends the driver itself
+            log(f"{signame} also stopped the local Ray instance (it went to the whole process group: timeout, "
+                "scancel, systemctl stop …), so the driver ends as soon as Tune has saved its state. Finished trials "
+                "are on the leaderboard: run the same command with resume=true to finish the sweep. Fix: signal "
+                "the driver alone (kill <pid>, timeout --foreground …) for a full stop with the leaderboard printed "
+                "and unfinished trials recorded")
+        except OSError:
+            pass
         until = time.monotonic() + grace_s
         while not in_tune_cleanup(main) and time.monotonic() < until:
             time.sleep(0.2)
-        try:
-            _log(f"{signame} also stopped the local Ray instance (it went to the whole process group: timeout, "
-                 "scancel, systemctl stop …), so the driver ends here. Finished trials are on the leaderboard and "
-                 "the sweep's state is saved as Tune last wrote it: run the same command with resume=true to "
-                 "finish it. Fix: signal the driver alone (kill <pid>, timeout --foreground …) for a full stop "
-                 "with the leaderboard printed and unfinished trials recorded")
-        except OSError:
-            pass
         os._exit(RAY_GONE_EXIT)
 
     threading.Thread(target=watch, name="ups-ray-gone", daemon=True).start()
