@@ -17,7 +17,7 @@ from ups.reports.compare import compare_rounds
 from ups.reports.experiment import ExperimentResults, TrialRecord
 from ups.reports.html import round_importances
 from ups.reports.importance import param_importance
-from ups.reports.plots import gate_counts, pareto_front
+from ups.reports.plots import PlotSkipped, gate_counts, pareto_front, plot_gates, plot_importance
 from ups.reports.sources import load_leaderboard
 
 
@@ -119,6 +119,11 @@ def test_importance_finds_the_parameter_that_matters() -> None:
     imp2, method2 = param_importance(df.head(3), ["lr", "noise"])
     assert "Spearman" in method2 and "only 3 finished" in method2 and abs(sum(imp2.values()) - 1) < 1e-9
     assert param_importance(df.assign(lr=1e-3), ["lr"]) == ({}, "none: no parameter varies between finished trials")
+    # two finished trials rank every varying parameter |ρ| = 1: equal bars that say nothing, so no figure
+    imp3, method3 = param_importance(df.head(2), ["lr", "noise"])
+    assert imp3 == {} and "only 2 finished" in method3 and "≥ 3" in method3
+    with pytest.raises(PlotSkipped, match="only 2 finished"):
+        plot_importance(imp3, method3, Path("unused.png"))
 
 
 def test_importance_counts_a_derived_copy_once() -> None:
@@ -151,6 +156,28 @@ def test_gate_figure_counts_in_the_words_of_its_bars() -> None:
                       "gate_pass": [True, False, False, None, None, None, None]})
     assert gate_counts(t) == "1 pass, 2 FAIL, 1 no gate, 1 stopped early, 1 unfinished, 1 errored"
     assert gate_counts(t.iloc[1:3]) == "0 pass, 2 FAIL"
+    # the round's reference trial is the gates' yardstick, refused by construction: not counted as a FAIL
+    from ups.leaderboard import REFERENCE_REASON
+
+    t.loc[1, "gate_reasons"] = f"vs reference trial x: {REFERENCE_REASON}"
+    assert gate_counts(t.iloc[:3]) == "1 pass, 1 FAIL, 1 reference"
+
+
+def test_gates_figure_draws_the_reference_apart_and_keeps_cut_labels_distinct(tmp_path) -> None:
+    from ups.leaderboard import REFERENCE_REASON
+    from ups.reports import plots
+
+    long = "tokens=24, hidden_dim=96, depths=[2, 2, 2], heads="
+    lb = pd.DataFrame({"kind": "trial", "status": ["completed", "completed", "completed", "stopped"],
+                       "nrmse": [0.08, 0.09, 0.07, None], "label": ["reference", long + "4", long + "6", long + "5"],
+                       "trial_id": ["ref00001", "aaaa0004", "bbbb0006", "cccc0005"], "run_id": ["r0", "r4", "r6", "r5"],
+                       "gate_pass": [False, False, False, False], "stop_reason": [None, None, None, "asha"],
+                       "gate_reasons": [f"vs reference trial ref00001: {REFERENCE_REASON}", "bc", "bc", "stopped"]})
+    labels, vals, colors, _ = zip(*plots.gate_bars(lb))
+    assert labels == ("tokens=24, hidden_… bbbb0006 [FAIL]", "reference [reference]",
+                      "tokens=24, hidden_… aaaa0004 [FAIL]", "tokens=24, hidden_… cccc0005 [stopped]")
+    assert colors == (plots.FAIL, plots.REF, plots.FAIL, plots.NEUTRAL) and vals == (0.07, 0.08, 0.09, 0.0)
+    assert plot_gates(lb, tmp_path / "gates.png").stat().st_size > 0
 
 
 def test_pareto_front_keeps_only_non_dominated() -> None:
@@ -169,6 +196,27 @@ def test_compare_deltas_and_config_diff(shared_reports) -> None:
     assert c["stats"]["round_a"] == {"trials": 6, "failed": 1, "gates passed": 2, "total wall clock (s)": 195.0}
     assert {d["key"] for d in c["config_diff"]} <= {"stages.operator.optimizer.lr", "operator.hidden_dim"}
     assert "stages.operator.optimizer.lr" in {d["key"] for d in c["config_diff"]}
+
+
+def test_compare_text_keeps_sentences_apart_and_groups_one_change() -> None:
+    """The text summary printed two rounds' gate reasons into one run-on line and every config difference in
+    one line, the four widths that follow one searched width as four changes."""
+    from ups.reports.compare import format_text
+
+    def row(r: str, width: int, lr: float, reason: str) -> dict:
+        cfg = {"operator": {"hidden_dim": width}, "encoder": {"hidden_dim": width}, "decoder": {"hidden_dim": width},
+               "stages": {"operator": {"optimizer": {"lr": lr}}}}
+        return {"run_id": f"{r}-0", "timestamp": "2026-12-03T10:00:00", "round": r, "kind": "trial", "label": r, "trial_id": f"{r}0", "status": "completed",
+                "nrmse": 0.1, "gate_pass": False, "gate_reasons": reason, "wall_clock": 30.0, "config_json": json.dumps(cfg)}
+
+    lb = pd.DataFrame([row("round_a", 64, 0.000752440003272788, "vs reference trial f9: bc_violation 0.0758 > 1× 0.0669"),
+                       row("round_b", 96, 0.002, "vs reference trial 24: bc_violation 0.0973 > 1× 0.0817")])
+    lines = format_text(compare_rounds(lb, "round_a", "round_b")).splitlines()
+    assert "  round_a: vs reference trial f9: bc_violation 0.0758 > 1× 0.0669" in lines
+    assert "  round_b: vs reference trial 24: bc_violation 0.0973 > 1× 0.0817" in lines
+    assert ("  decoder.hidden_dim: 64 → 96 (+2 with the same change: encoder.hidden_dim, operator.hidden_dim)"
+            in lines)
+    assert "  stages.operator.optimizer.lr: 0.0007524 → 0.002" in lines
 
 
 def test_reports_import_without_ray() -> None:
@@ -196,6 +244,35 @@ def test_a_round_is_reported_with_the_baselines_of_its_own_data() -> None:
     assert sorted(picked["run_id"]) == ["baseline-fno-aaaaaaaaaaaa", "round_a-x-t1"]
     legacy = rows.assign(data_hash=["aaaaaaaaaaaa", "bbbbbbbbbbbb", None])  # trials written before data_hash
     assert len(select_round(legacy, "round_a")) == 3
+
+
+def test_report_finds_the_experiment_of_a_sweep_stored_elsewhere(tmp_path, monkeypatch) -> None:
+    """The leaderboard names a sweep's experiment by name. With storage_path=/elsewhere (or `ups report` run
+    from another folder) runs/sweeps/<name> does not exist; the trials' checkpoint paths lead to the folder,
+    and the history figures (learning curves, rung survival) are drawn instead of skipped."""
+    name = "round_a-20261203-174411"
+    exp = tmp_path / "scratch" / "sweeps" / name
+    rows = _rows("round_a", 3, seed=1)
+    for i, r in enumerate(rows):
+        tdir = exp / f"trial_{i}"
+        tdir.mkdir(parents=True)
+        hist = [{"trial_id": r["trial_id"], "training_iteration": k, "val_nrmse": 1.0 / k} for k in (1, 2, 3)]
+        (tdir / "result.json").write_text("".join(json.dumps(h) + "\n" for h in hist))
+        r.update(experiment=name, trial_id=r["trial_id"], checkpoint=str(tdir / "checkpoint_000002"))
+    lb = tmp_path / "reports" / "leaderboard.csv"
+    upsert_rows(lb, rows + BASELINES)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    index = report_html.write_report(None, lb, "round_a", tmp_path / "out")
+    page = index.read_text()
+    assert str(exp) in page and (tmp_path / "out" / "learning_curves.png").exists(), page[:2000]
+    # a folder that no longer exists costs those figures, not the report
+    import shutil
+
+    shutil.rmtree(exp)
+    page = report_html.write_report(None, lb, "round_a", tmp_path / "out2").read_text()
+    assert "no longer exists" in page and not (tmp_path / "out2" / "learning_curves.png").exists()
 
 
 @pytest.mark.parametrize("arg", ["out=s3://bucket/rep", "leaderboard=s3://bucket/lb.csv"])

@@ -44,7 +44,7 @@ def test_engine_report_keeps_the_leaderboard(report_sweep) -> None:
     # the sweep engine renders reports/<round>/index.html, next to leaderboard.csv and champion.json
     assert (report_sweep.reports / "round_a" / "index.html").exists()
     lb = read_leaderboard(report_sweep.leaderboard)
-    assert (lb["kind"] == "trial").sum() == 2 and (lb["kind"] == "baseline").sum() >= 2
+    assert (lb["kind"] == "trial").sum() == 3 and (lb["kind"] == "baseline").sum() >= 2
     assert report_sweep.champion.exists()
 
 

@@ -23,6 +23,14 @@ LEADERBOARD_COLUMNS: list[str] = [
     "tags", "config_hash", "checkpoint", "trial_id", "experiment", "config_json",
 ]
 
+# gate_reasons of the trial a round's gates measure the others against (promotion writes it)
+REFERENCE_REASON = "this trial is the round baseline (reference)"
+
+
+def is_round_reference(row: Any) -> bool:
+    """Whether a leaderboard row (dict / Series) is its round's gate baseline, not a trial the gates judged."""
+    return REFERENCE_REASON in str(row.get("gate_reasons") or "")
+
 
 def finite_or_none(v: Any) -> float | None:
     """A leaderboard cell as a finite float; None for blanks, text, NaN and ±inf."""

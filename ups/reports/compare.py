@@ -86,13 +86,41 @@ def format_text(c: dict[str, Any]) -> str:
     for m in c["metrics"]:
         lines.append(f"{m['metric']:<18}{_f(m[ra]):>14}{_f(m[rb]):>14}{_f(m['delta']):>12}"
                      f"{_f(m['relative'], True):>9}  {m['verdict']}")
-    for k in ("gate_pass", "gate_reasons"):
-        lines.append(f"{k:<18}{_f(c['best'][ra][k]):>14}{_f(c['best'][rb][k]):>14}")
+    lines.append(f"{'gate_pass':<18}{_f(c['best'][ra]['gate_pass']):>14}{_f(c['best'][rb]['gate_pass']):>14}")
+    lines.append("gate_reasons:")  # sentences: one line per round, never squeezed into a column
+    lines += [f"  {r}: {_f(c['best'][r]['gate_reasons'])}" for r in (ra, rb)]
     for r in (ra, rb):
         lines.append(f"round {r}: " + ", ".join(f"{k} {_f(v)}" for k, v in c["stats"][r].items()))
-    if c["config_diff"]:
-        lines.append("config differences: " + "; ".join(f"{d['key']}: {d[ra]} → {d[rb]}" for d in c["config_diff"][:20]))
+    groups = diff_groups(c["config_diff"], ra, rb)
+    if groups:
+        lines.append(f"config differences of the best trials ({ra} → {rb}):")
+        for keys, a, b in groups[:MAX_TEXT_DIFFS]:
+            more = f" (+{len(keys) - 1} with the same change: {', '.join(keys[1:])})" if len(keys) > 1 else ""
+            lines.append(f"  {keys[0]}: {_v(a)} → {_v(b)}{more}")
+        if len(groups) > MAX_TEXT_DIFFS:
+            lines.append(f"  … {len(groups) - MAX_TEXT_DIFFS} more in the HTML comparison")
     return "\n".join(lines)
+
+
+MAX_TEXT_DIFFS = 20
+
+
+def _v(v: Any) -> str:
+    """A config value for the text summary: floats to 4 significant digits, the rest as written."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def diff_groups(config_diff: list[dict[str, Any]], ra: str, rb: str) -> list[tuple[list[str], Any, Any]]:
+    """Config differences with the same change (same value in each round) as one entry, in first-key order:
+    the operator, encoder, decoder and diffusion widths that follow one searched width are one change."""
+    groups: dict[tuple[str, str], tuple[list[str], Any, Any]] = {}
+    for d in config_diff:
+        sig = (repr(d[ra]), repr(d[rb]))
+        if sig in groups:
+            groups[sig][0].append(d["key"])
+        else:
+            groups[sig] = ([d["key"]], d[ra], d[rb])
+    return list(groups.values())
 
 
 def write_compare_html(c: dict[str, Any], out: Path) -> Path:

@@ -53,7 +53,8 @@ FIGURES = [  # key, title, caption
     ("rollout", "Champion rollout vs truth", "One test trajectory: truth, the champion's autoregressive "
      "prediction without TTC (context frames above the dashed line are given), and the error."),
     ("gates", "Physics gates per trial", "Test nRMSE per trial coloured by the small-eval gates: green pass, red "
-     "FAIL, grey no gate (the round's promotion has not run on it). Trials stopped early (grey) or errored "
+     "FAIL, blue the round's reference trial (the baseline the gates measure the others against), grey no gate "
+     "(the round's promotion has not run on it). Trials stopped early (grey) or errored "
      "(purple) are listed without a metric."),
 ]
 
@@ -82,6 +83,13 @@ def write_report(experiment_path: str | Path | None, leaderboard_path: Path, rou
         if experiment_path in (None, "") and not _exists(exp_path):
             notes.append(f"experiment folder '{exp_path}' named in the leaderboard no longer exists; "
                          "figures from trial histories are skipped")
+        elif experiment_path in (None, ""):  # inferred: a folder that cannot be read costs figures, not the report
+            try:
+                exp = load_experiment(exp_path)
+                notes.extend(exp.notes)
+            except (ReportError, OSError) as e:
+                notes.append(f"experiment folder '{exp_path}' (from the leaderboard) could not be read ({e}); "
+                             "figures from trial histories are skipped. Fix: pass experiment=<its folder>")
         else:
             exp = load_experiment(exp_path)  # an explicit path that is missing is an input error
             notes.extend(exp.notes)
@@ -133,16 +141,22 @@ OWNED_FILES = {f"{key}.png" for key, _, _ in FIGURES} | {"table.csv", "index.htm
 
 
 def _infer_experiment(lb: pd.DataFrame, storage: str | Path = "runs/sweeps") -> str | None:
-    """The experiment recorded in the round's rows: a path, or a name under the sweeps' storage_path."""
-    vals = lb.loc[lb["kind"] != "baseline", "experiment"].dropna().astype(str)
+    """The experiment recorded in the round's rows: a path; else the folder of that name above the trials'
+    checkpoints (absolute paths under the sweep's storage_path, wherever the report runs and whatever
+    storage_path the sweep had); else the name under the default storage_path, from the current folder."""
+    trials = lb[lb["kind"] != "baseline"]
+    vals = trials["experiment"].dropna().astype(str)
     vals = vals[vals != ""]
     if not len(vals):
         return None
     name = vals.value_counts().index[0]
     if "://" in name or "/" in name:
         return name
-    cand = Path(storage) / name
-    return str(cand)
+    for ck in trials.loc[trials["experiment"] == name, "checkpoint"].dropna().astype(str):
+        head, sep, _ = ck.partition(f"/{name}/")
+        if sep and head and _exists(f"{head}/{name}"):
+            return f"{head}/{name}"
+    return str(Path(storage) / name)
 
 
 def _merge_experiment_trials(lb: pd.DataFrame, exp: ExperimentResults | None, round_name: str) -> pd.DataFrame:

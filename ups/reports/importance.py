@@ -5,6 +5,8 @@ Method, in order of preference (the one used is returned and printed under the p
 2. Optuna PED-ANOVA (``PedAnovaImportanceEvaluator``), dependency-free;
 3. fallback when Optuna cannot rank (fewer than ``MIN_TRIALS`` finished trials, or the evaluator
    fails): |Spearman rank correlation| between each parameter and the objective, normalised to sum 1.
+   Below ``MIN_RANKED`` finished trials there is no importance at all: two points give every varying
+   parameter |ρ| = 1, i.e. equal bars that only look like a finding.
 Distributions are inferred from the observed values: floats spanning ≥ 2 decades (all > 0) are
 log-uniform, ints are integer ranges, anything else is categorical (lists stringified).
 """
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 MIN_TRIALS = 4
+MIN_RANKED = 3
 IGNORED_PREFIXES = ("run.", "data.path", "data.cache_dir", "eval.out_dir", "training.device")
 
 
@@ -69,6 +72,9 @@ def param_importance(df: pd.DataFrame, params: list[str], objective: str = "nrms
                 dists[p] = dist
     if not dists:
         return {}, "none: no parameter varies between finished trials"
+    if len(d) < MIN_RANKED:
+        return {}, (f"none: only {len(d)} finished trial(s) with a {objective}; a ranking needs ≥ {MIN_RANKED} "
+                    "(trials stopped early have no final evaluation)")
     if len(d) >= MIN_TRIALS:
         try:
             return _optuna_importance(d, dists, objective)

@@ -16,9 +16,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ups.leaderboard import is_round_reference
 from ups.reports.sources import trial_state
 
-PASS, FAIL, NEUTRAL, ERR = "#2e7d32", "#c62828", "#9e9e9e", "#6a1b9a"
+PASS, FAIL, NEUTRAL, ERR, REF = "#2e7d32", "#c62828", "#9e9e9e", "#6a1b9a", "#1565c0"
 BASELINE_STYLE = {"persistence": ("#795548", ":"), "linear": ("#607d8b", "--"), "fno": ("#ef6c00", "-.")}
 
 
@@ -263,43 +264,60 @@ def plot_learning_curves(hist: pd.DataFrame, path: Path, metric: str = "val_nrms
 
 # -------------------------------------------------------------------------------- 7. gates
 def gate_counts(trials: pd.DataFrame) -> str:
-    """"2 pass, 3 FAIL, 1 stopped early": the gates figure's bars counted in their own words (FAIL is a trial the
-    small-eval gates refused, no gate one the round's promotion has not judged, errored one without a metric);
-    a count of 0 is left out, except pass."""
+    """"2 pass, 3 FAIL, 1 reference, 1 stopped early": the gates figure's bars counted in their own words (FAIL is
+    a trial the small-eval gates refused, reference the trial they measure the others against, no gate one the
+    round's promotion has not judged, errored one without a metric); a count of 0 is left out, except pass."""
     state = trials.apply(trial_state, axis=1)
-    gated = state.eq("ok")
+    ref = pd.Series([is_round_reference(r) for _, r in trials.iterrows()], index=trials.index, dtype=bool)
+    gated = state.eq("ok") & ~ref
     n_pass = int((gated & (trials["gate_pass"] == True)).sum())  # noqa: E712
     n_fail = int((gated & (trials["gate_pass"] == False)).sum())  # noqa: E712
-    counts = [f"{n_fail} FAIL", f"{int(gated.sum()) - n_pass - n_fail} no gate",
+    counts = [f"{n_fail} FAIL", f"{int((state.eq('ok') & ref).sum())} reference",
+              f"{int(gated.sum()) - n_pass - n_fail} no gate",
               f"{int(state.eq('stopped').sum())} stopped early", f"{int(state.eq('running').sum())} unfinished",
               f"{int(state.eq('failed').sum())} errored"]
     return ", ".join([f"{n_pass} pass"] + [c for c in counts if not c.startswith("0 ")])
+
+
+def _short_label(row: pd.Series, width: int = 28) -> str:
+    """A trial's label cut to ``width`` characters; a cut one ends with its trial id, so that two trials whose
+    labels differ only past the cut ("tokens=24, hidden_dim=96, …, heads=4" / "heads=6") stay apart."""
+    name = str(row.get("label") or row.get("trial_id") or row["run_id"])
+    if len(name) <= width:
+        return name
+    tid = str(row.get("trial_id") or row["run_id"])[-8:]
+    return f"{name[: width - len(tid) - 2]}… {tid}"
+
+
+def gate_bars(trials: pd.DataFrame, limit: int = 40) -> list[tuple[str, float, str, str]]:
+    """The gates figure's bars, best first, errored and stopped trials last: (label, test nRMSE or 0, colour,
+    note written on a bar without a metric)."""
+    state = trials.apply(trial_state, axis=1)
+    t = trials.assign(_failed=state.eq("failed"), _stopped=state.isin(["stopped", "running"]), _state=state)
+    bars = []
+    for _, row in t.sort_values(["_failed", "_stopped", "nrmse"], kind="stable").head(limit).iterrows():
+        name = _short_label(row)
+        if row["_failed"] or row["_stopped"]:
+            note = (" errored: no metric" if row["_failed"] else
+                    f" stopped early: {str(row.get('stop_reason') or '')[:40]}")
+            bars.append((f"{name} [{row['status'] or row['_state']}]", 0.0, ERR if row["_failed"] else NEUTRAL, note))
+        elif is_round_reference(row):  # the gates' yardstick: refused by construction, not a FAIL
+            bars.append((f"{name} [reference]", float(row["nrmse"]), REF, ""))
+        else:
+            g = row["gate_pass"]
+            bars.append((f"{name} [{'pass' if g is True else 'FAIL' if g is False else 'no gate'}]",
+                         float(row["nrmse"]), PASS if g is True else FAIL if g is False else NEUTRAL, ""))
+    return bars
 
 
 def plot_gates(lb: pd.DataFrame, path: Path, limit: int = 40) -> Path:
     t = _trials(lb)
     if t.empty:
         raise PlotSkipped("no trial rows")
-    state = t.apply(trial_state, axis=1)
-    t = t.assign(_failed=state.eq("failed"), _stopped=state.isin(["stopped", "running"]), _state=state)
-    t = t.sort_values(["_failed", "_stopped", "nrmse"], kind="stable").head(limit)
-    fig = _figure(7, 0.28 * len(t) + 1.8)
+    bars = gate_bars(t, limit)
+    labels, vals, colors, notes = (list(c) for c in zip(*bars))
+    fig = _figure(7, 0.28 * len(bars) + 1.8)
     ax = fig.subplots()
-    labels, vals, colors, notes = [], [], [], []
-    for _, row in t.iterrows():
-        name = str(row.get("label") or row.get("trial_id") or row["run_id"])[:28]
-        if row["_failed"] or row["_stopped"]:
-            labels.append(f"{name} [{row['status'] or row['_state']}]")
-            vals.append(0.0)
-            colors.append(ERR if row["_failed"] else NEUTRAL)
-            notes.append(" errored: no metric" if row["_failed"] else
-                         f" stopped early: {str(row.get('stop_reason') or '')[:40]}")
-        else:
-            g = row["gate_pass"]
-            labels.append(f"{name} [{'pass' if g is True else 'FAIL' if g is False else 'no gate'}]")
-            vals.append(float(row["nrmse"]))
-            colors.append(PASS if g is True else FAIL if g is False else NEUTRAL)
-            notes.append("")
     y = np.arange(len(labels))
     ax.barh(y, vals, color=colors)
     for yi, (note, c) in enumerate(zip(notes, colors)):

@@ -34,7 +34,7 @@ from typing import Any, Iterator, Mapping
 import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, config_from_dict
-from ups.leaderboard import finite_or_none, read_leaderboard, upsert_rows
+from ups.leaderboard import REFERENCE_REASON, finite_or_none, read_leaderboard, upsert_rows
 from ups.tune.gates import small_eval_gates
 from ups.tune.results import eval_samples_json
 from ups.tune.space import SearchSpace
@@ -92,7 +92,7 @@ def apply_small_eval(leaderboard: Path, experiment: str, cfg: Any, baseline_rows
         row = r.to_dict()
         unfit = stopped_unfit(row)
         if base is not None and base.get("run_id") == row["run_id"]:
-            ok, reasons = False, ["this trial is the round baseline (reference)"]
+            ok, reasons = False, [REFERENCE_REASON]
         elif unfit:
             ok, reasons = False, [unfit]
         else:
