@@ -267,6 +267,13 @@ def test_report_finds_the_experiment_of_a_sweep_stored_elsewhere(tmp_path, monke
     index = report_html.write_report(None, lb, "round_a", tmp_path / "out")
     page = index.read_text()
     assert str(exp) in page and (tmp_path / "out" / "learning_curves.png").exists(), page[:2000]
+    # the notebook resolves the same way; an S3 sweep's checkpoints give its bucket folder
+    from ups.reports.sources import experiment_folder
+
+    assert experiment_folder(pd.read_csv(lb), name) == str(exp)
+    s3 = pd.DataFrame({"experiment": [name], "checkpoint": [f"s3://bkt/sweeps/{name}/trial_0/checkpoint_000001"]})
+    assert experiment_folder(s3, name) == f"s3://bkt/sweeps/{name}"
+    assert experiment_folder(s3.assign(checkpoint=None), name, "/data") == f"/data/{name}"
     # a folder that no longer exists costs those figures, not the report
     import shutil
 

@@ -30,8 +30,8 @@ import pandas as pd
 from ups.reports import plots
 from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
-from ups.reports.sources import (ReportError, best_trial, is_failed, load_champion, load_leaderboard,
-                                 checkpoint_file, checkpoint_name, row_config, select_round, trial_state)
+from ups.reports.sources import (ReportError, best_trial, experiment_folder, is_failed, load_champion,
+                                 load_leaderboard, checkpoint_file, checkpoint_name, row_config, select_round, trial_state)
 
 TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench",
                  "conservation_gap", "energy_violation", "bc_violation", "ece", "rollout_horizon",
@@ -141,22 +141,10 @@ OWNED_FILES = {f"{key}.png" for key, _, _ in FIGURES} | {"table.csv", "index.htm
 
 
 def _infer_experiment(lb: pd.DataFrame, storage: str | Path = "runs/sweeps") -> str | None:
-    """The experiment recorded in the round's rows: a path; else the folder of that name above the trials'
-    checkpoints (absolute paths under the sweep's storage_path, wherever the report runs and whatever
-    storage_path the sweep had); else the name under the default storage_path, from the current folder."""
-    trials = lb[lb["kind"] != "baseline"]
-    vals = trials["experiment"].dropna().astype(str)
+    """The folder of the experiment most of the round's rows name (``experiment_folder``)."""
+    vals = lb.loc[lb["kind"] != "baseline", "experiment"].dropna().astype(str)
     vals = vals[vals != ""]
-    if not len(vals):
-        return None
-    name = vals.value_counts().index[0]
-    if "://" in name or "/" in name:
-        return name
-    for ck in trials.loc[trials["experiment"] == name, "checkpoint"].dropna().astype(str):
-        head, sep, _ = ck.partition(f"/{name}/")
-        if sep and head and _exists(f"{head}/{name}"):
-            return f"{head}/{name}"
-    return str(Path(storage) / name)
+    return experiment_folder(lb, vals.value_counts().index[0], storage) if len(vals) else None
 
 
 def _merge_experiment_trials(lb: pd.DataFrame, exp: ExperimentResults | None, round_name: str) -> pd.DataFrame:

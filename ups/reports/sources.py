@@ -160,6 +160,20 @@ def rounds_in(df: pd.DataFrame) -> list[str]:
     return list(order.index)
 
 
+def experiment_folder(lb: pd.DataFrame, name: str, storage: str | Path = "runs/sweeps") -> str:
+    """Where the experiment a leaderboard names lives: the value itself when it is a path or URI; else the folder
+    of that name above its trials' checkpoints (absolute paths under the sweep's storage_path, right wherever
+    the report runs and whatever storage_path the sweep had; S3 ones included); else ``storage/name``."""
+    if "://" in name or "/" in name:
+        return name
+    rows = lb[lb["experiment"].astype(str) == name] if "experiment" in lb else lb.iloc[:0]
+    for ck in rows["checkpoint"].dropna().astype(str) if "checkpoint" in rows else []:
+        head, sep, _ = ck.partition(f"/{name}/")
+        if sep and head and ("://" in head or Path(head, name).is_dir()):
+            return f"{head}/{name}"
+    return str(Path(storage) / name)
+
+
 def best_trial(df: pd.DataFrame) -> pd.Series | None:
     """Lowest nRMSE among finished trial rows (kind=trial; gate-passing ones first); None if there is none."""
     t = df[(df["kind"] == "trial") & df["nrmse"].notna()]
