@@ -167,7 +167,7 @@ def test_cli_prints_table_writes_csv_json_and_leaderboard(tiny_cfg, tmp_path, ca
     assert sorted(board["label"]) == ["linear", "persistence"] and set(board["kind"]) == {"baseline"}
 
 
-def test_cli_bad_keys_fail_before_compute(capsys):
+def test_cli_bad_keys_fail_before_compute(capsys, tmp_path):
     from ups.cli import main as ups_main
 
     assert ups_main(["baselines", "nuu=0.01", "fno_budget_s=0"]) == 2
@@ -177,6 +177,10 @@ def test_cli_bad_keys_fail_before_compute(capsys):
     assert "fno_budget_s" in capsys.readouterr().err
     assert ups_main(["baselines", "fno_budget_s"]) == 2
     assert "key=value" in capsys.readouterr().err
+    bad = tmp_path / "lb.csv"
+    bad.write_text("run_id;nrmse\nr1;0.1\n")  # a spreadsheet's save: refused before the data and the FNO
+    assert ups_main(["baselines", "fno_budget_s=600", f"leaderboard={bad}", f"data.cache_dir={tmp_path / 'none'}"]) == 2
+    assert "has no 'run_id'/'nrmse' columns" in capsys.readouterr().err and not (tmp_path / "none").exists()
     assert ups_main(["baselines", "--help"]) == 0
     assert "fno_steps" in capsys.readouterr().out
 

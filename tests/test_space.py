@@ -744,3 +744,25 @@ def test_unwritable_outputs_are_refused_before_data(tmp_path: Path) -> None:
     prepare("round_a", [*ok, f"report_dir={blocker / 'rep'}", "write_report=false"])  # not written: not checked
     prepare("round_a", [*ok, f"champion={blocker / 'c.json'}", "promotion.top_k=0"])
     assert not list((tmp_path / "r").glob(".ups-probe-*")) and (tmp_path / "r").is_dir()
+
+
+@pytest.mark.parametrize("text, why", [
+    ('run_id,nrmse\nr1,0.1\n"unterminated,0.2,x\nr3,0.3\n', "cannot be read as CSV"),
+    ("run_id;nrmse;label\nr1;0.1;a\n", "has no 'run_id'/'nrmse' columns .*another separator"),
+])
+def test_a_leaderboard_the_sweep_cannot_read_is_refused_before_data(tmp_path: Path, text: str, why: str) -> None:
+    """The sweep adds its rows to the leaderboard after the data and baselines: a file it cannot parse failed
+    there with a pandas traceback, and a ';'-separated one (a spreadsheet's save) was rewritten into UPS's
+    columns. Both are refused by prepare(), before Ray and data, with the file left as it was."""
+    from ups.tune.launcher import prepare
+
+    lb = tmp_path / "lb.csv"
+    lb.write_text(text)
+    with pytest.raises(ConfigError, match=rf"leaderboard={re.escape(str(lb))}: the file {why}.*changed nothing\. "
+                                          rf"Fix: repair it, move it aside .*mv {re.escape(str(lb))} "):
+        prepare("round_a", [f"storage_path={tmp_path / 'runs'}", f"leaderboard={lb}", f"report_dir={tmp_path / 'r'}",
+                            f"champion={tmp_path / 'c.json'}"])
+    assert lb.read_text() == text and not (tmp_path / "runs").exists()
+    lb.write_text("")  # an empty file, like a missing one, is started afresh
+    prepare("round_a", [f"storage_path={tmp_path / 'runs'}", f"leaderboard={lb}", f"report_dir={tmp_path / 'r'}",
+                        f"champion={tmp_path / 'c.json'}"])

@@ -290,6 +290,14 @@ def main(argv: list[str]) -> int:
     if threads:
         torch.set_num_threads(threads)
     out_dir = Path(own.get("out", cfg.eval.out_dir)).expanduser()
+    if own.get("leaderboard"):  # its rows go in after the FNO's training: a file they cannot go into, refused now
+        from ups.config import ConfigError
+        from ups.leaderboard import leaderboard_problem
+
+        problem = leaderboard_problem(Path(own["leaderboard"]).expanduser())
+        if problem:
+            raise ConfigError(f"baselines: leaderboard={own['leaderboard']}: the file {problem}. Fix: repair it, move "
+                              f"it aside to start a new one, or pass leaderboard=<another file>")
     cache = own.get("baseline_cache", DEFAULT_CACHE_DIR)
     cache_dir = None if cache.lower() in ("", "none", "off") else Path(cache).expanduser()
 

@@ -56,6 +56,27 @@ def read_leaderboard(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def leaderboard_problem(path: str | Path) -> str | None:
+    """Why an existing leaderboard file cannot be read and appended to, in words for an error message; None
+    when it can (or there is none yet: the first rows start it).  A file that is not CSV, or a CSV without a
+    ``run_id`` column (another separator, another table), would otherwise fail only when the sweep writes
+    its first rows, after the data and baselines, or be rewritten into UPS's columns."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        df = read_leaderboard(path)
+    except Exception as e:  # pandas parser errors, bad encodings
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"cannot be read as CSV ({type(e).__name__}: {why})"
+    header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    if "run_id" not in header or ("nrmse" not in header and len(df)):
+        shown = ", ".join(header[:6]) + (", …" if len(header) > 6 else "")
+        return (f"has no 'run_id'/'nrmse' columns (its header: {shown[:120]}): not a UPS leaderboard, or saved with "
+                f"another separator than ','")
+    return None
+
+
 def _write(df: pd.DataFrame, path: Path) -> None:
     cols = LEADERBOARD_COLUMNS + [c for c in df.columns if c not in LEADERBOARD_COLUMNS]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

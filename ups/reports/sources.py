@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 import pandas as pd
 
 from ups.config import ConfigError
-from ups.leaderboard import LEADERBOARD_COLUMNS, read_leaderboard
+from ups.leaderboard import LEADERBOARD_COLUMNS, leaderboard_problem, read_leaderboard
 
 DEFAULT_LEADERBOARD = Path("reports/leaderboard.csv")
 DEFAULT_CHAMPION = Path("reports/champion.json")
@@ -63,20 +63,11 @@ def load_leaderboard(path: str | Path) -> pd.DataFrame:
             f"or pass leaderboard=<path to leaderboard.csv>")
     if path.is_dir():
         raise ReportError(f"leaderboard '{path}' is a directory. Fix: pass the CSV file, e.g. {path / 'leaderboard.csv'}")
-    try:
-        df = read_leaderboard(path)
-    except Exception as e:  # pandas parser errors, bad encodings
-        raise ReportError(f"leaderboard '{path}' cannot be read as CSV ({type(e).__name__}: {e}). "
-                          f"Fix: regenerate it with a sweep or restore it from the experiment") from None
-    if len(df) and (df["run_id"].isna().all() or df["nrmse"].isna().all() and "nrmse" not in _header(path)):
-        raise ReportError(f"leaderboard '{path}': columns 'run_id'/'nrmse' are missing. Fix: it must have the "
-                          f"ups.leaderboard columns ({', '.join(LEADERBOARD_COLUMNS[:8])}, …)")
-    return normalise_leaderboard(df)
-
-
-def _header(path: Path) -> list[str]:
-    with open(path) as f:
-        return f.readline().strip().split(",")
+    problem = leaderboard_problem(path)
+    if problem:
+        raise ReportError(f"leaderboard '{path}' {problem}. Fix: pass the leaderboard.csv a sweep wrote (columns "
+                          f"{', '.join(LEADERBOARD_COLUMNS[:6])}, …), or repair this one")
+    return normalise_leaderboard(read_leaderboard(path))
 
 
 NUMERIC = ["nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",

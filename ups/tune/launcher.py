@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, flatten, load_config, to_dict
-from ups.leaderboard import read_leaderboard, upsert_rows
+from ups.leaderboard import leaderboard_problem, read_leaderboard, upsert_rows
 from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots
 from ups.tune.driver_lease import DriverLease, check_no_live_driver
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper, gate_trackers
@@ -157,6 +157,12 @@ def check_outputs_writable(scfg: SweepConfig) -> None:
             raise ConfigError(f"{key}={path}: the sweep could not write there ({why}). Fix: {key}=<a writable "
                               f"{'folder' if is_dir else 'file path'}>"
                               + (" or write_report=false" if is_dir else "")) from None
+    lb = resolve_path(scfg.leaderboard)
+    problem = leaderboard_problem(lb)  # the sweep adds its rows to it: unreadable, it would fail after the data
+    if problem:
+        raise ConfigError(f"leaderboard={lb}: the file {problem}; the sweep adds its rows to it and changed nothing. "
+                          f"Fix: repair it, move it aside to start a new one (mv {lb} {lb}.bak), or pass "
+                          f"leaderboard=<another file>")
 
 
 def check_searched_stages_train(space: SearchSpace, base: Any) -> None:
