@@ -766,3 +766,22 @@ def test_a_leaderboard_the_sweep_cannot_read_is_refused_before_data(tmp_path: Pa
     lb.write_text("")  # an empty file, like a missing one, is started afresh
     prepare("round_a", [f"storage_path={tmp_path / 'runs'}", f"leaderboard={lb}", f"report_dir={tmp_path / 'r'}",
                         f"champion={tmp_path / 'c.json'}"])
+
+
+def test_a_champion_record_the_promotion_cannot_read_is_refused_before_data(tmp_path: Path) -> None:
+    """The promotion reads champion.json after every trial has run: a torn or hand-edited file failed the round
+    there. It is refused by prepare() instead, with the history's last record offered as the fix."""
+    from ups.tune.launcher import prepare
+
+    champ = tmp_path / "champion.json"
+    args = [f"storage_path={tmp_path / 'runs'}", f"leaderboard={tmp_path / 'lb.csv'}", f"report_dir={tmp_path / 'r'}",
+            f"champion={champ}"]
+    for text, why in [('{"run_id": "x", "config":', "not valid JSON"), ('["x"]', "a JSON list, not an object")]:
+        champ.write_text(text)
+        with pytest.raises(ConfigError, match=rf"champion record is {why}.*Fix: move it aside \(mv "):
+            prepare("round_a", args)
+        assert champ.read_text() == text
+    (tmp_path / "champion_history.jsonl").write_text('{"run_id": "x"}\n')
+    with pytest.raises(ConfigError, match=r"Fix: restore the last champion from .*champion_history.jsonl \(tail -n 1"):
+        prepare("round_a", args)
+    prepare("round_a", [*args, "promotion.top_k=0"])  # a round that promotes nothing never reads it

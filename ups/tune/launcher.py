@@ -26,7 +26,7 @@ from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, clust
 from ups.tune.driver_lease import DriverLease, check_no_live_driver
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper, gate_trackers
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, force_fill, full_eval, seed_groups,
-                                seed_mean_candidates, seed_points, update_champion)
+                                read_champion, seed_mean_candidates, seed_points, update_champion)
 from ups.tune.ray_address import gcs_problem
 from ups.tune.restore import ResumableASHA, ResumableStopper, carry_over, restored_results, spent_compute_s
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
@@ -157,6 +157,8 @@ def check_outputs_writable(scfg: SweepConfig) -> None:
             raise ConfigError(f"{key}={path}: the sweep could not write there ({why}). Fix: {key}=<a writable "
                               f"{'folder' if is_dir else 'file path'}>"
                               + (" or write_report=false" if is_dir else "")) from None
+    if scfg.promotion.top_k > 0:  # the promotion compares with the recorded champion, after every trial
+        read_champion(resolve_path(scfg.champion))
     lb = resolve_path(scfg.leaderboard)
     problem = leaderboard_problem(lb)  # the sweep adds its rows to it: unreadable, it would fail after the data
     if problem:

@@ -257,14 +257,22 @@ def comparable_scores(current: Mapping[str, Any], best: Mapping[str, Any]) -> tu
 
 
 def read_champion(path: str | Path) -> dict[str, Any] | None:
+    """The champion record (None: no champion yet); a file that is not one is a ConfigError with the fix."""
     p = Path(path)
     if not p.exists():
         return None
     try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{p}: champion record is not valid JSON ({e}). Fix: delete it and re-run a round "
-                          f"to promote a new champion") from None
+        rec = json.loads(p.read_text())
+        why = None if isinstance(rec, dict) else f"a JSON {type(rec).__name__}, not an object"
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        why = f"not valid JSON: {e}"
+    if why is None:
+        return rec
+    history = p.with_name("champion_history.jsonl")
+    restore = (f"restore the last champion from {history} (tail -n 1 {history} > {p}), or " if history.exists()
+               else "")
+    raise ConfigError(f"{p}: champion record is {why}. Fix: {restore}move it aside (mv {p} {p}.bak) so that a round "
+                      f"crowns a new champion, or pass champion=<another champion.json>")
 
 
 def _say(msg: str) -> None:
