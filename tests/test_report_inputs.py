@@ -149,6 +149,24 @@ def test_importance_counts_a_derived_copy_once() -> None:
     assert imp["stages.operator.optimizer.lr (+2 derived)"] > 0.7
 
 
+def test_importance_over_rounds_that_sampled_other_keys_reads_the_whole_configs() -> None:
+    """`ups report round=all`: round A samples lr, round B the width. Each trial's sampled values leave the
+    other round's key unset, so no trial set every parameter and Optuna ranked nothing (a Spearman fallback
+    over half-empty columns). The whole configs set every key."""
+    rng = np.random.default_rng(7)
+    lr, width = 10 ** rng.uniform(-4, -2, 12), rng.choice([16, 32, 64], 12)
+    rows = []
+    for i, (a, w) in enumerate(zip(lr, width)):
+        a, w = (float(a), 32) if i < 6 else (1e-3, int(w))  # round A keeps the width, round B the lr
+        rows.append({"kind": "trial", "trial_id": f"t{i}", "nrmse": (np.log10(a) + 3) ** 2 + 0.001 * w,
+                     "sampled_json": json.dumps({"stages.operator.optimizer.lr": a} if i < 6 else {"operator.hidden_dim": w}),
+                     "config_json": json.dumps({"stages": {"operator": {"optimizer": {"lr": a}}},
+                                                "operator": {"hidden_dim": w}})})
+    imp, method = round_importances(pd.DataFrame(rows))
+    assert method.startswith("Optuna") and "on 12 finished trials" in method, method
+    assert set(imp) == {"stages.operator.optimizer.lr", "operator.hidden_dim"}
+
+
 def test_gate_figure_counts_in_the_words_of_its_bars() -> None:
     """The title once read "0 pass, 0 failed" over three red FAIL bars: "failed" counted errored trials."""
     t = pd.DataFrame({"kind": "trial", "status": ["completed"] * 4 + ["stopped", "interrupted", "error"],

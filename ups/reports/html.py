@@ -245,8 +245,9 @@ def round_importances(lb: pd.DataFrame, exp: ExperimentResults | None = None) ->
     configs = [row_config(r) for _, r in t.iterrows()]
     sampled = [_json_dict(v) for v in t["sampled_json"]] if "sampled_json" in t else []
     by_id = {x.trial_id: flatten(x.config) for x in exp.trials} if exp is not None else {}
-    if sampled and all(sampled):  # the values each trial trained with: the sampled ones and their derived copies
-        configs = sampled
+    if sampled and all(sampled):  # the values each trial trained with: the sampled ones and their derived copies,
+        if len({frozenset(x) for x in sampled}) == 1:  # unless rounds that sampled other keys mix (round=all):
+            configs = sampled  # then each trial's whole config, which sets every key
     elif by_id:  # else the Tune configs (the searcher's view of the same parameters)
         tune_cfgs = [by_id.get(str(tid)) for tid in t["trial_id"]]
         if all(tune_cfgs):

@@ -13,6 +13,7 @@ log-uniform, ints are integer ranges, anything else is categorical (lists string
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,7 @@ def param_importance(df: pd.DataFrame, params: list[str], objective: str = "nrms
         try:
             return _optuna_importance(d, dists, objective)
         except Exception as e:  # evaluator failures on degenerate data fall back below
-            method_note = f" (Optuna failed: {type(e).__name__}: {e})"
+            method_note = f" ({e})" if isinstance(e, ValueError) else f" (Optuna failed: {type(e).__name__}: {e})"
     else:
         method_note = f" (only {len(d)} finished trial(s); Optuna needs ≥ {MIN_TRIALS})"
     return _spearman(d, list(dists), objective), "|Spearman rank correlation| fallback" + method_note
@@ -112,10 +113,12 @@ def _optuna_importance(d: pd.DataFrame, dists: dict, objective: str) -> tuple[di
         evaluator, method = FanovaImportanceEvaluator(seed=0), "Optuna fANOVA"
     except ImportError:
         evaluator, method = PedAnovaImportanceEvaluator(), "Optuna PED-ANOVA"
-    imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    with warnings.catch_warnings():  # "importances will be equal" on few trials: judged below, and refused
+        warnings.simplefilter("ignore")
+        imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
     vals = np.array(list(imp.values()), dtype=float)
     if not len(vals) or not np.isfinite(vals).all() or vals.sum() <= 0:
-        raise ValueError("degenerate importances")
+        raise ValueError(f"{method} found no ranking in the {len(study.trials)} trial(s) that set every parameter")
     return {k: float(v) for k, v in imp.items()}, f"{method} on {len(study.trials)} finished trials"
 
 
