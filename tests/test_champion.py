@@ -36,3 +36,26 @@ def test_a_seed_mean_is_compared_like_for_like(tmp_path: Path) -> None:
     assert rec["run_id"] == "f" and rec["compared_on"] == "own_seed"
     history = [json.loads(line)["run_id"] for line in (tmp_path / "champion_history.jsonl").read_text().splitlines()]
     assert history == ["a", "b", "d", "f"]
+
+
+def test_two_rounds_promoting_at_once_take_turns(tmp_path: Path) -> None:
+    """Two sweeps (two terminals, one reports/) can promote at the same moment. Each read champion.json,
+    compared, and wrote: the later writer could crown its 0.15 over the 0.10 the other had just crowned.
+    update_champion now holds champion.json.lock: a second round waits, then compares with the new champion."""
+    import threading
+    import time
+
+    from ups.filelock import exclusive_lock
+    from ups.tune.promotion import _crown, read_champion
+
+    champ, lb = tmp_path / "champion.json", tmp_path / "leaderboard.csv"
+    update_champion(champ, [full_eval("a", 0.200)], lb)
+    done: dict = {}
+    with exclusive_lock(Path(str(champ) + ".lock")):  # round X is promoting
+        t = threading.Thread(target=lambda: done.update(rec=update_champion(champ, [full_eval("b", 0.150)], lb)))
+        t.start()  # round Y's promotion, with a candidate better than the recorded champion
+        time.sleep(0.5)
+        assert read_champion(champ)["run_id"] == "a" and "rec" not in done  # Y waits for X
+        _crown(champ, [full_eval("c", 0.100)], lb)  # X crowns a better one
+    t.join(10)
+    assert done["rec"]["run_id"] == "c" and read_champion(champ)["run_id"] == "c"  # Y's 0.15 does not beat it

@@ -322,7 +322,16 @@ def _keep(current: dict[str, Any] | None, leaderboard: Path) -> dict[str, Any] |
 
 def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: Path) -> dict[str, Any] | None:
     """Crown the best full-eval if it beats the recorded champion on the same data.  A candidate evaluated on
-    other data (``data_hash``) never replaces the champion: scores on different data do not compare."""
+    other data (``data_hash``) never replaces the champion: scores on different data do not compare.
+    Under ``champion.json.lock``: two rounds promoting at once (two terminals, one reports/) take turns, so
+    neither crowns its best over a better champion the other has just written."""
+    from ups.filelock import exclusive_lock
+
+    with exclusive_lock(Path(str(path) + ".lock")):
+        return _crown(Path(path), candidates, leaderboard)
+
+
+def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path) -> dict[str, Any] | None:
     current = read_champion(path)
     candidates = _with_config(candidates)
     if not candidates:
