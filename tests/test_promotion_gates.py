@@ -187,3 +187,40 @@ def test_full_eval_records_the_trial_checkpoint_not_a_download(tmp_path: Path, t
     assert rows[0]["checkpoint"] == str(folder) and math.isfinite(rows[0]["nrmse"])
     assert read_leaderboard(lb).set_index("run_id").loc[f"{EXP}-t1-full", "checkpoint"] == str(folder)
     assert not list(temp.glob("checkpoint_tmp_*")), "full_eval left its checkpoint download behind"
+
+
+def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_failed() -> None:
+    """The table the sweep prints at its end: it repeated the experiment in every run_id and printed gate_pass
+    as 0, so "why did nothing pass?" needed the CSV. It now shows the trial id, the gates' reason, and the
+    stop reason with the status."""
+    from ups.leaderboard import REFERENCE_REASON
+    import pandas as pd
+
+    from ups.tune.launcher import SweepOutcome, leaderboard_table
+
+    exp = "round_a-20261203-174411"
+    rows = pd.DataFrame([
+        {"run_id": f"{exp}-aaaa0001", "trial_id": "aaaa0001", "experiment": exp, "kind": "trial", "label": "lr=1e-3",
+         "nrmse": 0.10, "status": "completed", "stop_reason": "completed", "gate_pass": False,
+         "gate_reasons": "vs reference trial rrrr0000: bc_violation 0.0758 > 1× baseline 0.0669"},
+        {"run_id": f"{exp}-rrrr0000", "trial_id": "rrrr0000", "experiment": exp, "kind": "trial", "label": "reference",
+         "nrmse": 0.19, "status": "completed", "stop_reason": "completed", "gate_pass": False,
+         "gate_reasons": f"vs reference trial rrrr0000: {REFERENCE_REASON}"},
+        {"run_id": f"{exp}-pppp0002", "trial_id": "pppp0002", "experiment": exp, "kind": "trial", "label": "lr=2e-3",
+         "nrmse": 0.09, "status": "completed", "stop_reason": "completed", "gate_pass": True,
+         "gate_reasons": "vs reference trial rrrr0000: all gates passed", "promotion": "small_eval"},
+        {"run_id": f"{exp}-ssss0003", "trial_id": "ssss0003", "experiment": exp, "kind": "trial", "label": "lr=1e-5",
+         "val_nrmse": 0.5, "status": "stopped", "stop_reason": "asha: early stop at iteration 20"},
+        {"run_id": "baseline-fno-x", "experiment": None, "kind": "baseline", "label": "fno", "nrmse": 0.25,
+         "status": "completed", "stop_reason": "baseline"},
+        {"run_id": "other-zzzz", "trial_id": "zzzz", "experiment": "other", "kind": "trial", "nrmse": 0.01},
+    ])
+    o = SweepOutcome(exp, "x", None, rows, None, None, [{"run_id": "baseline-fno-x"}])
+    cols, table = leaderboard_table(o, 15)
+    cell = {r[0] if r[0] != "baseline" else r[1]: dict(zip(cols, r)) for r in table}
+    assert list(cell) == ["pppp0002", "aaaa0001", "rrrr0000", "fno", "ssss0003"]  # best first; other sweeps left out
+    assert cell["pppp0002"]["gates"] == "pass" and cell["pppp0002"]["promotion"] == "small_eval"
+    assert cell["aaaa0001"]["gates"] == "FAIL: bc_violation 0.0758 > 1× baseline 0.0669"
+    assert cell["rrrr0000"]["gates"] == "reference" and cell["fno"]["gates"] == ""
+    assert cell["ssss0003"]["status"] == "stopped: asha: early stop at iteration 20" and cell["ssss0003"]["gates"] == ""
+    assert cell["aaaa0001"]["status"] == "completed" and cell["fno"]["status"] == "completed"

@@ -879,23 +879,58 @@ def write_report(experiment_path: str, leaderboard: Path, round_name: str, out_d
         return None
 
 
-def print_leaderboard(o: SweepOutcome, top: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+def leaderboard_table(o: SweepOutcome, top: int) -> tuple[list[str], list[list[str]]]:
+    """The rows the sweep prints at its end, best first: this experiment's trials and the baselines. A trial is
+    named by its trial id (the title names the experiment, run_id = experiment-trial id); ``gates`` says why a
+    trial failed the small-eval gates, the sentence the leaderboard's ``gate_reasons`` holds without its
+    "vs reference trial …:" preamble."""
     df = o.rows
     df = df[(df["experiment"] == o.experiment) | (df["run_id"].isin([b["run_id"] for b in o.baseline_rows]))].copy()
     df["_sort"] = pd.to_numeric(df["nrmse"], errors="coerce").fillna(
         pd.to_numeric(df.get("val_nrmse"), errors="coerce") + 10.0).fillna(1e9)
-    df = df.sort_values("_sort").head(top)
+    cols = ["trial", "label", "val_nrmse", "nrmse", "nrmse_ttc", "cons_gap", "bc_viol", "wall_s", "status", "gates",
+            "promotion"]
+    out = []
+    for _, r in df.sort_values("_sort").head(top).iterrows():
+        base = str(r.get("kind")) == "baseline"
+        status = _fmt(r.get("status"))
+        reason = _fmt(r.get("stop_reason"))
+        if reason and reason not in (status, "completed", "baseline"):
+            status = f"{status}: {reason}"
+        out.append(["baseline" if base else _fmt(r.get("trial_id")) or _fmt(r.get("run_id")), _fmt(r.get("label")),
+                    *[_fmt(r.get(c)) for c in ("val_nrmse", "nrmse", "nrmse_ttc", "conservation_gap", "bc_violation",
+                                               "wall_clock")],
+                    status, "" if base else _gates_cell(r), _fmt(r.get("promotion"))])
+    return cols, out
+
+
+def _gates_cell(r: Any) -> str:
+    from ups.leaderboard import is_round_reference
+
+    if is_round_reference(r):
+        return "reference"
+    passed = r.get("gate_pass")
+    if passed is None or (isinstance(passed, float) and passed != passed):
+        return ""
+    text = str(r.get("gate_reasons") or "")
+    text = text.split(": ", 1)[1] if text.startswith("vs ") and ": " in text else text
+    return "pass" if str(passed).lower() in ("true", "1", "1.0") else f"FAIL: {text}" if text else "FAIL"
+
+
+def print_leaderboard(o: SweepOutcome, top: int) -> None:
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    cols, rows = leaderboard_table(o, top)
     t = Table(title=f"Leaderboard — {o.experiment}", show_lines=False)
-    cols = ["run_id", "kind", "label", "val_nrmse", "nrmse", "nrmse_ttc", "conservation_gap", "bc_violation",
-            "wall_clock", "status", "stop_reason", "gate_pass", "promotion"]
     for c in cols:
-        t.add_column(c, overflow="fold")
-    for _, r in df.iterrows():
-        t.add_row(*[_fmt(r.get(c)) for c in cols])
-    Console(width=200).print(t)
+        t.add_column(c, overflow="fold", max_width=44 if c in ("label", "status", "gates") else None)
+    for r in rows:
+        t.add_row(*r)
+    # a terminal's own width (a fixed 200 wrapped every line of a narrower one); a log file gets 200
+    Console(width=None if sys.stdout.isatty() else 200).print(t)
 
 
 def _fmt(v: Any) -> str:
