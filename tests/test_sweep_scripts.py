@@ -345,3 +345,39 @@ def test_help_describes_the_round_and_starts_nothing(name: str, capsys) -> None:
         run = subprocess.run([sys.executable, str(REPO / "sweeps" / f"{name}.py"), "--help"], capture_output=True,
                              text=True, timeout=120, cwd=REPO)
         assert run.returncode == 0 and run.stdout.splitlines()[0] == doc, run.stderr[-500:]
+
+
+def _docs_round_recipe() -> str:
+    """The 'A round of your own' script of docs/SWEEPS.md, as users copy it."""
+    import re
+
+    text = (REPO / "docs" / "SWEEPS.md").read_text()
+    return re.search(r"### A round of your own.*?```python\n(.*?)```", text, re.S).group(1)
+
+
+def test_the_docs_recipe_for_a_round_of_your_own_runs(ray_session, tiny_data, tiny_cache_dir, work, tmp_path,
+                                                      capsys) -> None:
+    """docs/SWEEPS.md shows how to write a round: that script, copied into a file, runs a sweep whose rows carry
+    its round, and its --help works, with or without a ROUND constant (the file's name is the round then:
+    before, --help printed 'Sweep round .' and looked for search_spaces/.yaml)."""
+    from ups.tune.cli import round_help
+
+    code = _docs_round_recipe()
+    path = tmp_path / "my_round.py"
+    path.write_text(code)
+    spec = importlib.util.spec_from_file_location("my_round", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(tiny(work, tiny_cache_dir, f"space={REPO / 'search_spaces' / 'round_a.yaml'}", "num_samples=1",
+                         "wandb.enabled=false", "write_report=false")) == 0
+    rows = trial_rows(work, latest_experiment(work, "my_round"))
+    assert len(rows) == 1 and set(rows["round"]) == {"my_round"}
+    # --help of a script without ROUND: the round is the file's name (here the file is named round_b.py)
+    bare = tmp_path / "round_b.py"
+    bare.write_text(code.replace('ROUND = "my_round"', "").replace("run_round(ROUND,", 'run_round("round_b",'))
+    spec = importlib.util.spec_from_file_location("bare_round_b", bare)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = round_help(mod.main)
+    assert out.splitlines()[0].startswith("My round:") and "search_spaces/round_b.yaml" in out, out
+    assert "operator.hidden_dim" in out and "cannot be read" not in out

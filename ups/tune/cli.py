@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from ups.config import ConfigError
@@ -52,7 +53,8 @@ def round_help(main_fn: Callable[..., Any]) -> str:
     from ups.tune.space import SearchSpaceError, load_space
 
     g = getattr(main_fn, "__globals__", {})
-    name, defaults = g.get("ROUND", ""), g.get("DEFAULTS") or {}
+    # a script without a ROUND constant is the round its file names (sweeps/my_round.py: my_round)
+    name, defaults = g.get("ROUND") or Path(str(g.get("__file__", ""))).stem, g.get("DEFAULTS") or {}
     lines = [(g.get("__doc__") or f"Sweep round {name}.").strip(), ""]
     path = default_space_path(name)
     try:
