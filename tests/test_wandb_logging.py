@@ -107,7 +107,7 @@ def test_groups_are_sota_sweep_round() -> None:
          "sota-sweep-dims"]
 
 
-def test_each_trial_has_its_own_iteration_axis(tmp_path) -> None:
+def test_each_trial_has_its_own_iteration_axis(tmp_path, capsys) -> None:
     cb = logger(tmp_path)
     cb.setup()
     a, b = Trial("a1", {"lr": 1}), Trial("b2", {"lr": 2})
@@ -116,6 +116,9 @@ def test_each_trial_has_its_own_iteration_axis(tmp_path) -> None:
         report([cb], b, train_loss=2.0)
     cb.on_experiment_end([a, b])
     (run,) = runs(tmp_path / "wandb").values()
+    # the sweep's end names the offline folder and the command that uploads it
+    assert f"[ups sweep] W&B (offline): {run['folder']}; upload it with: wandb sync {run['folder']}" in \
+        capsys.readouterr().out
     steps = {m.glob_name: m.step_metric for m in run["metrics"] if m.glob_name}
     assert steps == {"a1/*": "a1/training_iteration", "b2/*": "b2/training_iteration"}
     assert [h["a1/training_iteration"] for h in run["history"] if "a1/val_nrmse" in h] == [1, 2, 3]

@@ -302,7 +302,19 @@ class WandbRoundLogger(Callback):
             statuses = [r[1] for r in rows]
             self._run.summary.update({"trials_total": len(rows),
                                       **{f"trials_{s}": statuses.count(s) for s in sorted(set(statuses))}})
+            where = self.where_logged(self._run)
             self._run.finish()
+            if where:
+                print(f"[ups sweep] {where}", flush=True)
         except Exception as e:
             _warn(f"W&B finish failed: {e}")
         self._run = None
+
+    @staticmethod
+    def where_logged(run: Any) -> str:
+        """Where this sweep's W&B run is, in the words the user acts on: an offline folder and its upload command,
+        or the run's URL."""
+        if getattr(run, "offline", False):
+            folder = getattr(run.settings, "sync_dir", "") or (str(Path(run.dir).parent) if run.dir else "")
+            return f"W&B (offline): {folder}; upload it with: wandb sync {folder}" if folder else ""
+        return f"W&B: {run.url}" if getattr(run, "url", None) else ""
