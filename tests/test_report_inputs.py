@@ -198,6 +198,18 @@ def test_gates_figure_draws_the_reference_apart_and_keeps_cut_labels_distinct(tm
     assert plot_gates(lb, tmp_path / "gates.png").stat().st_size > 0
 
 
+def test_the_best_trial_is_chosen_on_validation_not_on_the_test_split() -> None:
+    """The report's and the comparison's best trial was the lowest *test* nRMSE, a figure then reported as its
+    score: selected and scored on the same split. The sweep's own choice (ASHA, TPE) is on val_nrmse."""
+    from ups.reports.sources import best_trial
+
+    t = pd.DataFrame({"kind": "trial", "run_id": ["a", "b", "c"], "val_nrmse": [0.08, 0.07, 0.09],
+                      "nrmse": [0.095, 0.10, 0.09], "gate_pass": False})
+    assert best_trial(t)["run_id"] == "b" and "_key" not in best_trial(t)
+    assert best_trial(t.assign(gate_pass=[True, False, True]))["run_id"] == "a"  # passing trials first
+    assert best_trial(t.assign(val_nrmse=[0.08, None, 0.09]))["run_id"] == "c"  # no val figure for all: test
+
+
 def test_pareto_front_keeps_only_non_dominated() -> None:
     df = pd.DataFrame({"c": [1, 2, 3, 4, 5], "nrmse": [0.5, 0.6, 0.3, 0.3, 0.1]})
     assert pareto_front(df, "c")["c"].tolist() == [1, 3, 5]

@@ -81,7 +81,7 @@ def _f(v: Any, pct: bool = False) -> str:
 
 def format_text(c: dict[str, Any]) -> str:
     ra, rb = c["rounds"]
-    lines = [f"best trial: {ra} = {c['best'][ra]['run_id']}   {rb} = {c['best'][rb]['run_id']}",
+    lines = [f"best trial (by val nRMSE): {ra} = {c['best'][ra]['run_id']}   {rb} = {c['best'][rb]['run_id']}",
              f"{'metric':<18}{ra:>14}{rb:>14}{'Δ (B−A)':>12}{'Δ%':>9}  verdict"]
     for m in c["metrics"]:
         lines.append(f"{m['metric']:<18}{_f(m[ra]):>14}{_f(m[rb]):>14}{_f(m['delta']):>12}"

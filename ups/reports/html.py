@@ -483,8 +483,8 @@ def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFra
     best = best_trial(lb)
     n_pass = int((trials["gate_pass"] == True).sum()) if len(trials) else 0  # noqa: E712
     kpis = [("trials", str(len(trials))), ("failed", str(len(failed))), ("gates passed", str(n_pass)),
-            ("best nRMSE", f"{best['nrmse']:.4g}" if best is not None else "—"),
-            ("best trial", str(best.get("label") or best["run_id"]) if best is not None else "—")]
+            ("best trial (by val nRMSE)", str(best.get("label") or best["run_id"]) if best is not None else "—"),
+            ("its test nRMSE", f"{best['nrmse']:.4g}" if best is not None else "—")]
     for _, b in lb[(lb["kind"] == "baseline") & lb["nrmse"].notna()].iterrows():
         kpis.append((f"{plots._baseline_name(b)} baseline", f"{b['nrmse']:.4g}"))
     kpi_html = "".join(f'<div class="kpi">{e(k)}<b>{e(v)}</b></div>' for k, v in kpis)

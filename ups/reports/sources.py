@@ -166,13 +166,19 @@ def experiment_folder(lb: pd.DataFrame, name: str, storage: str | Path = "runs/s
 
 
 def best_trial(df: pd.DataFrame) -> pd.Series | None:
-    """Lowest nRMSE among finished trial rows (kind=trial; gate-passing ones first); None if there is none."""
+    """The best finished trial (kind=trial, with a test nRMSE; gate-passing ones first); None if there is none.
+    Chosen on validation, as the sweep chose (its ASHA and TPE see val_nrmse only): the lowest ``val_nrmse``
+    when every candidate has one, so the test nRMSE reported for it is not picked on the test split itself;
+    else the lowest test ``nrmse`` (rows without a validation figure, e.g. written by other tools)."""
     t = df[(df["kind"] == "trial") & df["nrmse"].notna()]
     if t.empty:
         return None
     passing = t[t["gate_pass"] == True]  # noqa: E712  (object column)
     pool = passing if not passing.empty else t
-    return pool.sort_values("nrmse", kind="stable").iloc[0]
+    val = pd.to_numeric(pool["val_nrmse"], errors="coerce") if "val_nrmse" in pool else None
+    key = "val_nrmse" if val is not None and val.notna().all() else "nrmse"
+    return pool.assign(_key=val if key == "val_nrmse" else pool["nrmse"]).sort_values("_key", kind="stable") \
+        .iloc[0].drop("_key")
 
 
 def row_config(row: pd.Series | dict) -> dict[str, Any]:
