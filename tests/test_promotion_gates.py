@@ -210,7 +210,8 @@ def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_faile
          "nrmse": 0.09, "status": "completed", "stop_reason": "completed", "gate_pass": True,
          "gate_reasons": "vs reference trial rrrr0000: all gates passed", "promotion": "small_eval"},
         {"run_id": f"{exp}-ssss0003", "trial_id": "ssss0003", "experiment": exp, "kind": "trial", "label": "lr=1e-5",
-         "val_nrmse": 0.5, "status": "stopped", "stop_reason": "asha: early stop at iteration 20"},
+         "val_nrmse": 0.5, "status": "stopped", "stop_reason": "asha: early stop at iteration 20", "gate_pass": False,
+         "gate_reasons": "vs reference trial rrrr0000: no small-eval (trial stopped before its final evaluation)"},
         {"run_id": "baseline-fno-x", "experiment": None, "kind": "baseline", "label": "fno", "nrmse": 0.25,
          "status": "completed", "stop_reason": "baseline"},
         {"run_id": "other-zzzz", "trial_id": "zzzz", "experiment": "other", "kind": "trial", "nrmse": 0.01},
@@ -222,5 +223,6 @@ def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_faile
     assert cell["pppp0002"]["gates"] == "pass" and cell["pppp0002"]["promotion"] == "small_eval"
     assert cell["aaaa0001"]["gates"] == "FAIL: bc_violation 0.0758 > 1× baseline 0.0669"
     assert cell["rrrr0000"]["gates"] == "reference" and cell["fno"]["gates"] == ""
-    assert cell["ssss0003"]["status"] == "stopped: asha: early stop at iteration 20" and cell["ssss0003"]["gates"] == ""
+    assert cell["ssss0003"]["status"] == "stopped: asha: early stop at iteration 20"
+    assert cell["ssss0003"]["gates"] == "no eval"
     assert cell["aaaa0001"]["status"] == "completed" and cell["fno"]["status"] == "completed"

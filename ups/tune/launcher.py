@@ -914,7 +914,11 @@ def _gates_cell(r: Any) -> str:
         return ""
     text = str(r.get("gate_reasons") or "")
     text = text.split(": ", 1)[1] if text.startswith("vs ") and ": " in text else text
-    return "pass" if str(passed).lower() in ("true", "1", "1.0") else f"FAIL: {text}" if text else "FAIL"
+    if str(passed).lower() in ("true", "1", "1.0"):
+        return "pass"
+    if text.startswith("no small-eval"):  # stopped early: the status column says so already
+        return "no eval"
+    return f"FAIL: {text}" if text else "FAIL"
 
 
 def print_leaderboard(o: SweepOutcome, top: int) -> None:
