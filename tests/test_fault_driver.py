@@ -387,3 +387,9 @@ def test_a_stop_signal_that_also_reaches_rays_gcs_ends_the_driver_in_seconds(tmp
     state = max(exp.glob("experiment_state-*.json"), key=lambda f: f.stat().st_mtime)
     assert state.stat().st_mtime >= sent, "Tune's final save of the state did not happen"
     assert Tuner.can_restore(str(exp)), f"not restorable after {took:.0f} s: {sorted(p.name for p in exp.iterdir())}"
+    # the unfinished trials are recorded and the leaderboard printed, as on Tune's own Ctrl-C path (they were not)
+    rows = read_leaderboard(lb)
+    mine = rows[(rows["experiment"] == name) & (rows["kind"] == "trial")]
+    assert len(mine) == 2 and set(mine["status"]) == {"interrupted"}, mine[["run_id", "status", "stop_reason"]]
+    assert mine["stop_reason"].str.contains("resume=true").all() and mine["val_nrmse"].notna().all()
+    assert f"Leaderboard — {name}" in out, out[-3000:]

@@ -684,8 +684,13 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         else:
             tuner = build_tuner(p, name, tr, limits, round_conc, callbacks)
             write_record(p.storage_path, p.filesystem, name, record)
+        def ray_gone() -> None:  # the driver's last act when its local Ray was stopped with it: no ResultGrid
+            lb_cb.record_unfinished(INTERRUPTED)
+            print_leaderboard(SweepOutcome(name, exp_path, p.leaderboard, read_leaderboard(p.leaderboard), None, None,
+                                           baselines, interrupted=True), s.print_top)
+
         try:
-            with stop_signals_as_ctrl_c():
+            with stop_signals_as_ctrl_c(on_ray_gone=ray_gone):
                 grid = tuner.fit()
         finally:  # every trial has ended (or Tune raised): the stage cache and scratch a killed worker or
             # driver could not remove go too, on every node
@@ -841,7 +846,7 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
         tuner = tune.Tuner(tr, param_space=param_space, tune_config=tune_cfg,
                            run_config=run_config(p, seed_name, stop, [lb_cb]))
     try:
-        with stop_signals_as_ctrl_c():
+        with stop_signals_as_ctrl_c(on_ray_gone=lambda: lb_cb.record_unfinished(INTERRUPTED)):
             grid = tuner.fit()
     finally:
         remove_scratch(seed_name)

@@ -163,6 +163,11 @@ class LeaderboardCallback(Callback):
         (``set_state``); the time between a stop and its resume does not count, as for Tune's time budget."""
         return self.wall_before_s + time.monotonic() - self.t0
 
+    def __getstate__(self) -> dict[str, Any]:  # pickled with the Tuner: never Tune's live trials
+        d = dict(self.__dict__)
+        d.pop("_trials", None)
+        return d
+
     def get_state(self) -> dict[str, Any]:
         """Saved by Tune with its experiment state (callback index 0: the leaderboard callback is always first),
         so a resumed sweep's clock goes on where Tune's ``TimeoutStopper``, restored the same way, goes on: as
@@ -193,6 +198,22 @@ class LeaderboardCallback(Callback):
         # memory (the saved state, which resume=true restores, keeps them unfinished)
         self.open = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
         self.wall_at_step, self.cut_at_step = self.wall_s(), self.budget_hit()
+        self._trials = trials  # Tune's live list: what record_unfinished reads when no ResultGrid comes
+
+    def record_unfinished(self, cut: str) -> int:
+        """Rows for the trials still open at the last step that reported here, labelled by ``cut`` (why the loop
+        ended), from Tune's in-memory trials: for a driver that ends without ``fit()`` returning (its local Ray
+        stopped with it), where ``reconcile`` would write them from the ResultGrid.  Returns the rows written."""
+        rows = []
+        for t in getattr(self, "_trials", []):
+            tid = t.trial_id
+            if tid in self.open and tid in self.seen and tid not in self.written:
+                ckpt = t.checkpoint.path if getattr(t, "checkpoint", None) is not None else None
+                rows.append(trial_row(self.ctx, tid, t.config, dict(t.last_result or {}),
+                                      gate_reason=self.tracker.reasons.get(tid), checkpoint=ckpt, cut=cut))
+        if rows:
+            upsert_rows(self.path, rows)
+        return len(rows)
 
     def _write(self, trial: Any, errored: bool) -> None:
         result = dict(trial.last_result or {})

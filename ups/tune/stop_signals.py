@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 RAY_GONE_WAIT_S = 3.0  # how long after the signal the local GCS is watched for having stopped too
 SAVE_GRACE_S = 20.0  # the most Tune gets, once the GCS is gone, to reach its clean-up (its state is saved by then)
@@ -22,7 +22,7 @@ def log(msg: str) -> None:
 
 
 @contextmanager
-def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[None]:
+def stop_signals_as_ctrl_c(into_tune: bool = True, on_ray_gone: Callable[[], None] | None = None) -> Iterator[None]:
     """SIGTERM (``kill``, ``timeout``, a job scheduler, ``ray job stop``) and SIGHUP (the terminal or SSH
     session of ``ray submit`` closed) are taken as a Ctrl-C instead of killing the driver mid-step.
 
@@ -43,7 +43,8 @@ def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[None]:
 
     A signal sent to the driver's whole process group (``timeout``, ``scancel``, ``systemctl stop``) also
     stops the local Ray instance the driver started: ``watch_local_ray`` then ends the driver once Tune has
-    saved its state, where Ray's clean-up would wait a minute for the dead GCS and abort."""
+    saved its state, where Ray's clean-up would wait a minute for the dead GCS and abort; ``on_ray_gone``
+    runs first (the sweep records its unfinished trials and prints its leaderboard there)."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
         yield
         return
@@ -59,7 +60,7 @@ def stop_signals_as_ctrl_c(into_tune: bool = True) -> Iterator[None]:
         if not into_tune:
             raise KeyboardInterrupt
         os.kill(os.getpid(), signal.SIGUSR1)
-        watch_local_ray(signal.Signals(signum).name)
+        watch_local_ray(signal.Signals(signum).name, on_exit=on_ray_gone)
 
     old = {sig: h for sig in (signal.SIGINT, signal.SIGUSR1) if (h := signal.getsignal(sig)) is not None}
     for sig in (signal.SIGTERM, signal.SIGHUP, *(() if into_tune else (signal.SIGINT,))):
@@ -115,10 +116,12 @@ def in_tune_cleanup(thread: threading.Thread) -> bool:
     return False
 
 
-def watch_local_ray(signame: str, wait_s: float = RAY_GONE_WAIT_S, grace_s: float = SAVE_GRACE_S) -> None:
+def watch_local_ray(signame: str, wait_s: float = RAY_GONE_WAIT_S, grace_s: float = SAVE_GRACE_S,
+                    on_exit: Callable[[], None] | None = None) -> None:
     """After a stop signal: if the GCS of the local Ray instance stops within ``wait_s`` (the signal went to the
     whole process group), end the driver once Tune is in its clean-up (its state saved), at most ``grace_s``
-    later.  Ray's clean-up would otherwise wait 60 s for the dead GCS and abort the driver with a GCS error."""
+    later, after ``on_exit`` (what needs no Ray: the leaderboard's file).  Ray's clean-up would otherwise wait
+    60 s for the dead GCS and abort the driver with a GCS error."""
     gcs = _local_gcs()
     if gcs is None:
         return
@@ -132,15 +135,22 @@ def watch_local_ray(signame: str, wait_s: float = RAY_GONE_WAIT_S, grace_s: floa
             time.sleep(0.1)
         try:  # said at once: when the raylet's end reaches Ray's core worker first, Ray ends the driver itself
             log(f"{signame} also stopped the local Ray instance (it went to the whole process group: timeout, "
-                "scancel, systemctl stop …), so the driver ends as soon as Tune has saved its state. Finished trials "
-                "are on the leaderboard: run the same command with resume=true to finish the sweep. Fix: signal "
-                "the driver alone (kill <pid>, timeout --foreground …) for a full stop with the leaderboard printed "
-                "and unfinished trials recorded")
+                "scancel, systemctl stop …), so the driver ends as soon as Tune has saved its state, with the "
+                "unfinished trials recorded as interrupted: run the same command with resume=true to finish the "
+                "sweep. To stop the driver alone, signal its pid (kill <pid>, timeout --foreground …)")
         except OSError:
             pass
         until = time.monotonic() + grace_s
         while not in_tune_cleanup(main) and time.monotonic() < until:
             time.sleep(0.2)
+        if on_exit is not None:
+            try:
+                on_exit()
+            except Exception as e:  # the exit must happen: what this could not write, resume=true rewrites
+                try:
+                    log(f"could not record the unfinished trials ({type(e).__name__}: {e}); resume=true does")
+                except OSError:
+                    pass
         os._exit(RAY_GONE_EXIT)
 
     threading.Thread(target=watch, name="ups-ray-gone", daemon=True).start()
