@@ -381,3 +381,44 @@ def test_the_docs_recipe_for_a_round_of_your_own_runs(ray_session, tiny_data, ti
     out = round_help(mod.main)
     assert out.splitlines()[0].startswith("My round:") and "search_spaces/round_b.yaml" in out, out
     assert "operator.hidden_dim" in out and "cannot be read" not in out
+
+
+def test_a_warm_started_sweep_tells_tpe_the_earlier_sweeps_finished_trials(ray_session, tiny_data, tiny_cache_dir,
+                                                                          tmp_path, capsys) -> None:
+    """"8 more trials of round A": resume=true refuses another num_samples, so a new sweep's TPE learned the
+    space from scratch. searcher.warm_start=latest tells it the previous sweep's finished trials first."""
+    import pickle
+
+    from ups.config import ConfigError
+    from ups.tune.launcher import run_round
+    from ups.tune.warm_start import WarmOptunaSearch
+
+    first = tiny(tmp_path, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "scheduler.name=fifo",
+                 "name=round_a-20261201-000000")
+    assert script("round_a")(first) == 0
+    done = trial_rows(tmp_path, "round_a-20261201-000000")
+    assert len(done) == 2 and done["val_nrmse"].notna().all()
+    capsys.readouterr()
+    second = tiny(tmp_path, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "num_samples=1",
+                  "searcher.warm_start=latest", "searcher.n_startup_trials=2", "promotion.top_k=0")
+    assert script("round_a")(second) == 0
+    out = capsys.readouterr().out
+    assert "warm start: TPE told 2 finished trial(s) of round_a-20261201-000000" in out, out[-2000:]
+    exp = latest_experiment(tmp_path, "round_a")
+    assert exp != "round_a-20261201-000000"
+    # the study Tune saved with the second sweep holds the first sweep's two trials, with their val_nrmse
+    (state,) = (tmp_path / "runs" / exp).glob("searcher-state-*.pkl")
+    with open(state, "rb") as f:
+        study = pickle.load(f)["_ot_study"]  # OptunaSearch.save: its __dict__
+    told = [t for t in study.trials if t.value is not None and t.number in (1, 2)]  # 0: the queued reference
+    assert sorted(round(t.value, 6) for t in told) == sorted(done["val_nrmse"].round(6)), \
+        [(t.number, t.state, t.value) for t in study.trials]
+    assert len([t for t in study.trials if t.value is not None]) == 3  # the two told, and this sweep's one trial
+    assert isinstance(WarmOptunaSearch(warm=[]), WarmOptunaSearch)
+    # refused before Ray work: another searcher; a sweep of another base config; no such sweep
+    with pytest.raises(ConfigError, match="only Optuna's TPE can be told earlier trials"):
+        run_round("round_a", [*second, "searcher.name=random"])
+    with pytest.raises(ConfigError, match=r"another base config \(stages.operator.epochs: 2 → 3"):
+        run_round("round_a", [*second, "stages.operator.epochs=3"])
+    with pytest.raises(ConfigError, match="no sweep of that name"):
+        run_round("round_a", [*second, "searcher.warm_start=round_a-19990101-000000"])

@@ -461,14 +461,16 @@ def total_epochs(cfg: Any) -> int:
     return int(sum(int(st.epochs) for st in cfg.stages.values()))
 
 
-def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
-                   space: SearchSpace | None = None) -> tuple[Any, int | None]:
+def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int, space: SearchSpace | None = None,
+                   warm: list[tuple[dict[str, Any], float]] | None = None) -> tuple[Any, int | None]:
     """Tune search algorithm for ``searcher.*``. With optuna (``sampler``: TPE or GP) and
     ``initial_design=lhs`` its start-up trials (the reference point first, if queued) are a Latin
     hypercube over ``space`` instead of Optuna's independent random draws.  ``max_conc=ADAPTIVE``:
     Optuna behind a limiter that follows the cluster (``ClusterLimiter``, which also holds a fixed
     ``max_conc``, so that a resume can change either); random / grid search
-    unlimited (Tune keeps many trials pending, so an autoscaler adds the nodes for them at once)."""
+    unlimited (Tune keeps many trials pending, so an autoscaler adds the nodes for them at once).  ``warm``:
+    an earlier sweep's finished trials (``ups.tune.warm_start``), told to Optuna as completed trials; they count
+    towards the start-up, so the Latin hypercube shrinks by as many (none when they are enough)."""
     first = [point] if s.searcher.start_at_reference else None
     if s.searcher.name == "optuna":
         import optuna
@@ -476,14 +478,20 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int,
 
         startup = s.searcher.n_startup_trials
         if s.searcher.initial_design == "lhs" and space is not None:
-            first = (first or []) + space.latin_hypercube(startup - len(first or []), s.searcher.seed)
+            first = (first or []) + space.latin_hypercube(max(0, startup - len(first or []) - len(warm or [])),
+                                                          s.searcher.seed)
         if s.searcher.sampler == "gp":
             sampler = optuna.samplers.GPSampler(seed=s.searcher.seed, n_startup_trials=startup)
         else:
             sampler = optuna.samplers.TPESampler(seed=s.searcher.seed, n_startup_trials=startup,
                                                  multivariate=s.searcher.multivariate,
                                                  constant_liar=s.searcher.constant_liar)
-        optuna_search = OptunaSearch(points_to_evaluate=first or None, sampler=sampler)
+        if warm:
+            from ups.tune.warm_start import WarmOptunaSearch
+
+            optuna_search = WarmOptunaSearch(points_to_evaluate=first or None, sampler=sampler, warm=warm)
+        else:
+            optuna_search = OptunaSearch(points_to_evaluate=first or None, sampler=sampler)
         return ClusterLimiter(optuna_search, per_trial_resources(s), s.pending_trials,
                               fixed=0 if max_conc == ADAPTIVE else max_conc), None
     if s.searcher.name == "random":
@@ -522,12 +530,12 @@ def asha_rungs(s: SweepConfig, base: Any) -> tuple[int, int, list[int]]:
 
 
 def build_tuner(p: Prepared, name: str, trainable: Callable[..., Any], limits: GateLimits, max_conc: int,
-                callbacks: list[Any]) -> Any:
+                callbacks: list[Any], warm: list[tuple[dict[str, Any], float]] | None = None) -> Any:
     from ray import tune
     from ray.tune import TuneConfig
 
     s = p.scfg
-    search_alg, _ = build_searcher(s, p.space.reference_point(p.base), max_conc, p.space)
+    search_alg, _ = build_searcher(s, p.space.reference_point(p.base), max_conc, p.space, warm=warm)
     num_samples = s.num_samples
     if s.searcher.name == "grid":  # one pass: further passes are a training.seed axis (grid_seed_passes)
         num_samples = 1
@@ -607,6 +615,13 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     if s.resume:  # before any compute: the same trials, the same budgets and data, or a clear refusal
         check_resume(p.storage_path, p.filesystem, name, p.display_storage, record)
     check_sweep_folder(p, name)
+    warm: list[tuple[dict[str, Any], float]] = []
+    if not s.resume:  # a resumed sweep's searcher comes back with what it was told
+        from ups.tune.warm_start import warm_points
+
+        warm, note = warm_points(p, name, record)
+        if note:
+            _log(note)
     check_no_live_driver(p.storage_path, p.filesystem, name, p.display_storage)
     import ray
 
@@ -682,7 +697,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                    per_trial_resources(s), s.pending_trials, round_conc, results, gates):
                 _log(line)
         else:
-            tuner = build_tuner(p, name, tr, limits, round_conc, callbacks)
+            tuner = build_tuner(p, name, tr, limits, round_conc, callbacks, warm)
             write_record(p.storage_path, p.filesystem, name, record)
         def ray_gone() -> None:  # the driver's last act when its local Ray was stopped with it: no ResultGrid
             lb_cb.record_unfinished(INTERRUPTED)

@@ -61,6 +61,8 @@ class SearcherCfg:
     multivariate: bool = False  # TPE only: one joint density over all knobs (Optuna's multivariate TPE) instead
     # of one per knob, so interactions (the good lr depends on the batch size) are modelled
     constant_liar: bool = False  # TPE only: trials still running count as bad, so concurrent suggestions spread
+    warm_start: str = ""  # optuna only: tell TPE an earlier sweep's finished trials first: latest | <experiment>
+    # (same storage_path, same base config; ups.tune.warm_start)
 
 
 @dataclass

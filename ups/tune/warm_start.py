@@ -1,0 +1,119 @@
+"""``searcher.warm_start``: TPE is told an earlier sweep's finished trials before it suggests anything.
+
+``resume=true`` continues one sweep with the settings it started with, so "8 more trials of round A" used to
+mean a new sweep whose TPE learned the space from scratch: its start-up trials spent again on what the first
+sweep had measured.  With ``searcher.warm_start=latest`` (the newest earlier sweep of the round under the same
+``storage_path``) or ``=<experiment name>``, the new sweep reads that sweep's Tune folder and adds each trial
+that reached its final evaluation to Optuna's study as a completed trial (``OptunaSearch.add_evaluated_point``,
+value = its final ``val_nrmse``, the metric the searcher minimises).  When they are at least
+``searcher.n_startup_trials``, TPE's model runs from the first suggestion and the Latin-hypercube start-up is
+not queued; the round's reference point is still trained first (the small-eval gates' yardstick).
+
+Refused before Ray starts, naming the fix: another searcher than optuna; no earlier sweep; an earlier sweep
+trained on another base config (data, epochs, model: its scores would not compare, the same rule as
+``resume=true``); no finished trial whose values lie in this space.  Trials stopped early (ASHA, a gate) are
+not told: their last ``val_nrmse`` is from an earlier epoch and would not compare with a final one.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+from ups.config import ConfigError
+
+METRIC = "val_nrmse"
+
+
+class WarmOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` whose study holds ``warm`` (Tune config, value) pairs as completed trials once Tune has
+    set its space (a module-level class: Tune pickles its searcher with the experiment)."""
+
+    def __init__(self, *args: Any, warm: list[tuple[dict[str, Any], float]] = (), **kwargs: Any) -> None:
+        self._warm = list(warm)
+        super().__init__(*args, **kwargs)
+
+    def _setup_study(self, mode: Any) -> None:
+        super()._setup_study(mode)
+        for params, value in self._warm:
+            self.add_evaluated_point(params, value)
+
+
+def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tuple[dict[str, Any], float]], str]:
+    """([(Tune config of an earlier finished trial, its final val_nrmse)], what the sweep says about them) for
+    ``p.scfg.searcher.warm_start``; ``([], "")`` when it is off.  ``current``: this sweep's experiment name (never
+    its own warm start); ``record``: this sweep's ``sweep_record`` (its trial base config)."""
+    from ups.tune.launcher import _experiment_dirs, latest_sweep
+    from ups.tune.sweep_record import read_record
+
+    s = p.scfg
+    want = str(s.searcher.warm_start or "").strip()
+    if not want:
+        return [], ""
+    if s.searcher.name != "optuna":
+        raise ConfigError(f"searcher.warm_start={want}: only Optuna's TPE can be told earlier trials "
+                          f"(searcher.name={s.searcher.name}). Fix: searcher.name=optuna, or drop searcher.warm_start")
+    found = [n for n in _experiment_dirs(p.storage_path, p.filesystem, s.round) if n != current]
+    if want == "latest":
+        if not found:
+            raise ConfigError(f"searcher.warm_start=latest: no earlier '{s.round}-*' sweep under {p.display_storage}. "
+                              f"Fix: run the round once first, or name the sweep: searcher.warm_start=<experiment>")
+        name = latest_sweep(found, s.round)
+    else:
+        name = want
+        if name == current or read_record(p.storage_path, p.filesystem, name) is None:
+            raise ConfigError(f"searcher.warm_start={name}: no sweep of that name under {p.display_storage} "
+                              f"(its ups_sweep.json). Fix: one of {', '.join(found[-5:]) or '(none of this round)'}, "
+                              f"or latest")
+    earlier = read_record(p.storage_path, p.filesystem, name) or {}
+    differ = _base_differences(earlier.get("trial", {}), record.get("trial", {}), set(p.space.params) |
+                               set(p.space.derived))
+    if differ:
+        raise ConfigError(f"searcher.warm_start={name}: that sweep trained another base config ({'; '.join(differ[:4])}"
+                          f"{f'; and {len(differ) - 4} more' if len(differ) > 4 else ''}), so its scores do not "
+                          f"compare with this sweep's. Fix: the same profile and trial overrides as that sweep "
+                          f"(its command: {p.display_storage}/{name}/ups_sweep.json), or another warm_start")
+    points, skipped = _finished_trials(f"{p.display_storage}/{name}", p.space)
+    if not points:
+        raise ConfigError(f"searcher.warm_start={name}: no trial of it reached its final evaluation with values in "
+                          f"this space ({skipped} skipped). Fix: warm-start from a sweep with finished trials")
+    note = (f"warm start: TPE told {len(points)} finished trial(s) of {name} (best val_nrmse "
+            f"{min(v for _, v in points):.4g})" + (f"; {skipped} left out (stopped early, errored or outside this "
+                                                   f"space)" if skipped else ""))
+    return points, note
+
+
+def _base_differences(a: dict[str, Any], b: dict[str, Any], searched: set[str]) -> list[str]:
+    """Base-config keys the two sweeps set differently, leaving out what either searches (and derives)."""
+    return [f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k not in searched and a.get(k) != b.get(k) and not k.startswith(("run.", "training.seed"))]
+
+
+def _finished_trials(path: str, space: Any) -> tuple[list[tuple[dict[str, Any], float]], int]:
+    """(Tune config restricted to the space's params, final val_nrmse) of every finished trial; how many not."""
+    import pandas as pd
+
+    from ups.reports.experiment import load_experiment
+
+    dists = OptunaSearch.convert_search_space(space.tune_space("optuna"))
+    points, skipped = [], 0
+    for t in load_experiment(path).trials:
+        h = t.history
+        final = h[h["final"].fillna(False).astype(bool)] if "final" in h and len(h) else h.iloc[:0]
+        value = pd.to_numeric(final[METRIC], errors="coerce").iloc[-1] if METRIC in final and len(final) else None
+        params = {k: t.config.get(k) for k in dists}
+        ok = value is not None and math.isfinite(value) and t.error is None and all(
+            k in t.config and _inside(dists[k], v) for k, v in params.items())
+        if ok:
+            points.append((params, float(value)))
+        else:
+            skipped += 1
+    return points, skipped
+
+
+def _inside(dist: Any, value: Any) -> bool:
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
