@@ -699,6 +699,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         else:
             tuner = build_tuner(p, name, tr, limits, round_conc, callbacks, warm)
             write_record(p.storage_path, p.filesystem, name, record)
+
         def ray_gone() -> None:  # the driver's last act when its local Ray was stopped with it: no ResultGrid
             lb_cb.record_unfinished(INTERRUPTED)
             print_leaderboard(SweepOutcome(name, exp_path, p.leaderboard, read_leaderboard(p.leaderboard), None, None,
