@@ -100,7 +100,7 @@ def _finished_trials(path: str, space: Any) -> tuple[list[tuple[dict[str, Any], 
     points, skipped = [], 0
     for t in load_experiment(path).trials:
         h = t.history
-        final = h[h["final"].fillna(False).astype(bool)] if "final" in h and len(h) else h.iloc[:0]
+        final = h[pd.to_numeric(h["final"], errors="coerce").fillna(0) > 0] if "final" in h and len(h) else h.iloc[:0]
         value = pd.to_numeric(final[METRIC], errors="coerce").iloc[-1] if METRIC in final and len(final) else None
         params = {k: t.config.get(k) for k in dists}
         ok = value is not None and math.isfinite(value) and t.error is None and all(
