@@ -176,9 +176,8 @@ def best_trial(df: pd.DataFrame) -> pd.Series | None:
     passing = t[t["gate_pass"] == True]  # noqa: E712  (object column)
     pool = passing if not passing.empty else t
     val = pd.to_numeric(pool["val_nrmse"], errors="coerce") if "val_nrmse" in pool else None
-    key = "val_nrmse" if val is not None and val.notna().all() else "nrmse"
-    return pool.assign(_key=val if key == "val_nrmse" else pool["nrmse"]).sort_values("_key", kind="stable") \
-        .iloc[0].drop("_key")
+    order = val if val is not None and val.notna().all() else pool["nrmse"]
+    return pool.iloc[int(order.reset_index(drop=True).sort_values(kind="stable").index[0])]
 
 
 def row_config(row: pd.Series | dict) -> dict[str, Any]:

@@ -154,6 +154,7 @@ class LeaderboardCallback(Callback):
         self.wall_before_s = 0.0  # running time of the drivers before this one (a resumed sweep)
         self.wall_at_step = 0.0  # wall_s() at the end of the last step of Tune's loop
         self.cut_at_step: str | None = None  # the sweep budget used up at the end of that step, if any
+        self._trials: list[Any] = []  # Tune's live trials at the last step (record_unfinished)
 
     def setup(self, **info: Any) -> None:
         self.t0 = time.monotonic()  # the experiment starts (Tune's own time budget counts from here)
@@ -164,9 +165,7 @@ class LeaderboardCallback(Callback):
         return self.wall_before_s + time.monotonic() - self.t0
 
     def __getstate__(self) -> dict[str, Any]:  # pickled with the Tuner: never Tune's live trials
-        d = dict(self.__dict__)
-        d.pop("_trials", None)
-        return d
+        return {**self.__dict__, "_trials": []}
 
     def get_state(self) -> dict[str, Any]:
         """Saved by Tune with its experiment state (callback index 0: the leaderboard callback is always first),
@@ -204,24 +203,22 @@ class LeaderboardCallback(Callback):
         """Rows for the trials still open at the last step that reported here, labelled by ``cut`` (why the loop
         ended), from Tune's in-memory trials: for a driver that ends without ``fit()`` returning (its local Ray
         stopped with it), where ``reconcile`` would write them from the ResultGrid.  Returns the rows written."""
-        rows = []
-        for t in getattr(self, "_trials", []):
-            tid = t.trial_id
-            if tid in self.open and tid in self.seen and tid not in self.written:
-                ckpt = t.checkpoint.path if getattr(t, "checkpoint", None) is not None else None
-                rows.append(trial_row(self.ctx, tid, t.config, dict(t.last_result or {}),
-                                      gate_reason=self.tracker.reasons.get(tid), checkpoint=ckpt, cut=cut))
+        rows = [self._row(t, errored=False, cut=cut) for t in self._trials
+                if t.trial_id in self.open and t.trial_id in self.seen and t.trial_id not in self.written]
         if rows:
             upsert_rows(self.path, rows)
         return len(rows)
 
-    def _write(self, trial: Any, errored: bool) -> None:
-        result = dict(trial.last_result or {})
-        reason = self.tracker.reasons.get(trial.trial_id)
+    def _row(self, trial: Any, errored: bool, cut: str | None) -> dict[str, Any]:
+        """A Tune trial's leaderboard row from its last result (``cut``: why the loop ended it, if it did)."""
         ckpt = trial.checkpoint.path if getattr(trial, "checkpoint", None) is not None else None
-        row = trial_row(self.ctx, trial.trial_id, trial.config, result, gate_reason=reason,
-                        errored=errored, checkpoint=ckpt, cut=None if result.get("final") else self.budget_hit())
-        upsert_rows(self.path, [row])
+        return trial_row(self.ctx, trial.trial_id, trial.config, dict(trial.last_result or {}),
+                         gate_reason=self.tracker.reasons.get(trial.trial_id), errored=errored, checkpoint=ckpt,
+                         cut=cut)
+
+    def _write(self, trial: Any, errored: bool) -> None:
+        final = (trial.last_result or {}).get("final")
+        upsert_rows(self.path, [self._row(trial, errored, None if final else self.budget_hit())])
         self.written.add(trial.trial_id)
 
     def cut_short(self, trial_id: str, result: Mapping[str, Any]) -> bool:

@@ -22,8 +22,7 @@ from typing import Any
 from ray.tune.search.optuna import OptunaSearch
 
 from ups.config import ConfigError
-
-METRIC = "val_nrmse"
+from ups.tune.trainable import METRIC
 
 
 class WarmOptunaSearch(OptunaSearch):
@@ -62,11 +61,12 @@ def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tupl
         name = latest_sweep(found, s.round)
     else:
         name = want
-        if name == current or read_record(p.storage_path, p.filesystem, name) is None:
-            raise ConfigError(f"searcher.warm_start={name}: no sweep of that name under {p.display_storage} "
-                              f"(its ups_sweep.json). Fix: one of {', '.join(found[-5:]) or '(none of this round)'}, "
-                              f"or latest")
-    earlier = read_record(p.storage_path, p.filesystem, name) or {}
+    earlier = read_record(p.storage_path, p.filesystem, name) if name != current else None
+    if earlier is None and want != "latest":
+        raise ConfigError(f"searcher.warm_start={name}: no sweep of that name under {p.display_storage} "
+                          f"(its ups_sweep.json). Fix: one of {', '.join(found[-5:]) or '(none of this round)'}, "
+                          f"or latest")
+    earlier = earlier or {}
     differ = _base_differences(earlier.get("trial", {}), record.get("trial", {}), set(p.space.params) |
                                set(p.space.derived))
     if differ:
