@@ -249,6 +249,44 @@ def test_compare_text_keeps_sentences_apart_and_groups_one_change() -> None:
     assert "  stages.operator.optimizer.lr: 0.0007524 → 0.002" in lines
 
 
+def _paired_rows(a_samples: list[float], b_samples: list[float], *, hash_b: str = "h1") -> pd.DataFrame:
+    def row(r: str, samples: list[float], h: str) -> dict:
+        cell = json.dumps({"nrmse": samples, "nrmse_ttc": [0.9 * v for v in samples]})
+        return {"run_id": f"{r}-0", "timestamp": "2026-12-03T10:00:00", "round": r, "kind": "trial", "label": r,
+                "trial_id": f"{r}0", "status": "completed", "gate_pass": True,
+                "nrmse": float(np.mean(samples)), "nrmse_ttc": 0.9 * float(np.mean(samples)), "val_nrmse": 0.1,
+                "eval_samples_json": cell, "data_hash": h, "wall_clock": 1.0, "config_json": "{}"}
+    return pd.DataFrame([row("round_a", a_samples, "h1"), row("round_b", b_samples, hash_b)])
+
+
+def test_compare_reads_the_nrmse_verdict_from_a_paired_interval() -> None:
+    """compare called any nonzero nRMSE difference a win ("round_b better" at Δ −0.0004 over 8 samples).
+    The verdict now reads a paired-bootstrap interval over the test samples both trials were scored on."""
+    from ups.reports.compare import format_text
+
+    rng = np.random.default_rng(0)
+    base = list(rng.uniform(0.05, 0.15, 40))
+    m = lambda c: {r["metric"]: r for r in c["metrics"]}  # noqa: E731
+    # B lower on every sample by 0.01: resolved, whatever the spread of the samples themselves
+    won = m(compare_rounds(_paired_rows(base, [v - 0.01 for v in base]), "round_a", "round_b"))
+    assert won["nrmse"]["verdict"] == "round_b better" and won["nrmse_ttc"]["verdict"] == "round_b better"
+    lo, hi = won["nrmse"]["interval"]
+    assert lo == pytest.approx(-0.01) and hi == pytest.approx(-0.01) and won["nrmse"]["n_samples"] == 40
+    # the same mean difference as noise around zero per sample: not a win
+    noisy = [v + d for v, d in zip(base, rng.normal(-0.002, 0.03, 40))]
+    tie = m(compare_rounds(_paired_rows(base, noisy), "round_a", "round_b"))
+    assert tie["nrmse"]["interval"][0] < 0 < tie["nrmse"]["interval"][1]
+    assert tie["nrmse"]["verdict"] == "no clear difference"
+    # 8 samples (the smoke profile): interval shown, not read
+    few = compare_rounds(_paired_rows(base[:8], [v - 0.01 for v in base[:8]]), "round_a", "round_b")
+    assert m(few)["nrmse"]["verdict"] == "round_b better? (8 samples, not resolved)"
+    assert "8 test samples: too few to read an interval (needs 20)" in format_text(few)
+    # other data: no pairing, the point verdict stays and the text says why
+    other = compare_rounds(_paired_rows(base, [v - 0.01 for v in base], hash_b="h2"), "round_a", "round_b")
+    assert m(other)["nrmse"]["interval"] is None and m(other)["nrmse"]["verdict"] == "round_b better"
+    assert "Δ nrmse: no interval, scored on other data (data_hash h1 vs h2)" in format_text(other).splitlines()
+
+
 def test_reports_import_without_ray() -> None:
     import subprocess
     import sys

@@ -95,7 +95,7 @@ def dims_rows(leaderboard: Any, experiment: str | None = None) -> list[dict[str,
     return out
 
 
-def _samples(cell: Any) -> tuple[np.ndarray, np.ndarray] | None:
+def read_eval_samples(cell: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """(nrmse, nrmse_ttc) per test sample from an ``eval_samples_json`` cell; None when absent or unusable."""
     if not isinstance(cell, str) or not cell.strip():
         return None
@@ -138,6 +138,21 @@ def gain_interval(plain: Any, ttc: Any, *, n_boot: int = 2000, seed: int = 0) ->
     return float(lo), float(hi)
 
 
+def mean_difference_interval(a: Any, b: Any, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """``CONFIDENCE`` interval of ``mean(b) - mean(a)`` for two models scored on the same test samples (paired:
+    every draw resamples the same indices for both).  (nan, nan) when the two do not pair up."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.ndim != 1 or x.size == 0 or x.shape != y.shape:
+        return math.nan, math.nan
+    d = y - x  # (N,) per-sample differences: their mean is the difference of the means
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_boot, _DRAW_CELLS // d.size))
+    draws = np.concatenate([d[rng.integers(0, d.size, size=(min(chunk, n_boot - k), d.size))].mean(axis=1)
+                            for k in range(0, n_boot, chunk)])
+    lo, hi = np.quantile(draws, _Q)
+    return float(lo), float(hi)
+
+
 def _slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Least-squares slope of y (..., D) against x (D,)."""
     xc = x - x.mean()
@@ -164,7 +179,7 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
     dims: list[DimGain] = []
     per: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # dim → per seed (nrmse, nrmse_ttc) per test sample
     for dim, group in by_dim.items():
-        with_samples = [s for r in group if (s := _samples(r.get("eval_samples_json"))) is not None]
+        with_samples = [s for r in group if (s := read_eval_samples(r.get("eval_samples_json"))) is not None]
         if with_samples:
             per[dim] = with_samples
             nr = float(np.mean([a.mean() for a, _ in with_samples]))

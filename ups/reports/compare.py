@@ -1,4 +1,10 @@
-"""Side-by-side comparison of the best trials of two sweep rounds, with deltas (``ups report compare``)."""
+"""Side-by-side comparison of the best trials of two sweep rounds, with deltas (``ups report compare``).
+
+The nRMSE rows (without and with TTC) carry a paired-bootstrap interval of the difference over the test
+samples both trials were scored on (``eval_samples_json``), and their verdict reads that interval: a
+difference inside test-sample noise is "no clear difference", not a win.  The interval does not hold
+training-seed noise (a configuration retrained with another seed moves about as much:
+``benchmarks/trial_noise.py``); ``promotion.seeds=N`` is the sweep's answer to that."""
 from __future__ import annotations
 
 import html
@@ -12,11 +18,13 @@ import pandas as pd
 from ups.config import flatten
 from ups.reports.html import CSS
 from ups.reports.sources import ReportError, best_trial, is_failed, load_leaderboard, rounds_in, row_config
+from ups.ttc_gain import CONFIDENCE, MIN_SAMPLES, mean_difference_interval, read_eval_samples
 
 METRICS = ["nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
            "ece", "rollout_horizon", "wall_clock", "gpu_hours", "est_cost", "params"]
 HIGHER_IS_BETTER = {"rollout_horizon"}
 NEUTRAL = {"params", "wall_clock", "gpu_hours", "est_cost"}  # cost, not quality
+PAIRED = ("nrmse", "nrmse_ttc")  # metrics with per-test-sample figures (eval_samples_json): an interval
 TEXT = ["run_id", "label", "trial_id", "status", "gate_pass", "gate_reasons", "promotion", "checkpoint"]
 
 
@@ -40,6 +48,7 @@ def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "
                     "gates passed": int((t["gate_pass"] == True).sum()),  # noqa: E712
                     "total wall clock (s)": float(t["wall_clock"].fillna(0).sum())}
     a, b = rows[round_a], rows[round_b]
+    pairs = paired_samples(a, b)
     metrics = []
     for m in METRICS:
         va, vb = _num(a.get(m)), _num(b.get(m))
@@ -49,12 +58,48 @@ def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "
         if delta is not None and m not in NEUTRAL and delta != 0:
             better = delta > 0 if m in HIGHER_IS_BETTER else delta < 0
             verdict = f"{round_b} better" if better else f"{round_a} better"
-        metrics.append({"metric": m, round_a: va, round_b: vb, "delta": delta, "relative": rel, "verdict": verdict})
+        row = {"metric": m, round_a: va, round_b: vb, "delta": delta, "relative": rel, "verdict": verdict}
+        if m in PAIRED:
+            row.update(_interval(pairs, m, verdict, round_a, round_b))
+        metrics.append(row)
     ca, cb = flatten(row_config(a)), flatten(row_config(b))
     config_diff = [{"key": k, round_a: ca.get(k), round_b: cb.get(k)} for k in sorted(set(ca) | set(cb))
                    if not k.startswith("run.") and str(ca.get(k)) != str(cb.get(k))]
     return {"rounds": [round_a, round_b], "best": {r: {k: _clean(rows[r].get(k)) for k in TEXT} for r in rows},
             "metrics": metrics, "stats": stats, "config_diff": config_diff}
+
+
+def paired_samples(a: pd.Series, b: pd.Series) -> dict[str, Any]:
+    """Per-test-sample nRMSE (without, with TTC) of two trials when they were scored on the same samples:
+    ``{"nrmse": (a, b), "nrmse_ttc": (a, b)}``; else ``{"why": <reason>}``."""
+    sa, sb = read_eval_samples(a.get("eval_samples_json")), read_eval_samples(b.get("eval_samples_json"))
+    if sa is None or sb is None:
+        return {"why": "no per-sample figures (eval_samples_json) on "
+                       + " and ".join(str(r.get("run_id")) for r, s in ((a, sa), (b, sb)) if s is None)}
+    ha, hb = (str(r.get("data_hash") or "") for r in (a, b))
+    if ha and hb and ha != hb:
+        return {"why": f"scored on other data (data_hash {ha[:8]} vs {hb[:8]})"}
+    if sa[0].size != sb[0].size:
+        return {"why": f"scored on different test samples ({sa[0].size} vs {sb[0].size})"}
+    return {"nrmse": (sa[0], sb[0]), "nrmse_ttc": (sa[1], sb[1])}
+
+
+def _interval(pairs: dict[str, Any], m: str, verdict: str, ra: str, rb: str) -> dict[str, Any]:
+    """The interval fields of one paired metric's row, and its verdict read from the interval."""
+    if m not in pairs:
+        return {"interval": None, "n_samples": 0, "interval_note": pairs["why"]}
+    lo, hi = mean_difference_interval(*pairs[m])
+    n = int(pairs[m][0].size)
+    out: dict[str, Any] = {"interval": [lo, hi], "n_samples": n, "interval_note": ""}
+    if n < MIN_SAMPLES:
+        out["interval_note"] = f"{n} test samples: too few to read an interval (needs {MIN_SAMPLES})"
+        if verdict:
+            out["verdict"] = f"{verdict}? ({n} samples, not resolved)"
+    elif lo > 0 or hi < 0:
+        out["verdict"] = f"{ra} better" if lo > 0 else f"{rb} better"
+    else:
+        out["verdict"] = "no clear difference"
+    return out
 
 
 def _num(v: Any) -> float | None:
@@ -86,6 +131,8 @@ def format_text(c: dict[str, Any]) -> str:
     for m in c["metrics"]:
         lines.append(f"{m['metric']:<18}{_f(m[ra]):>14}{_f(m[rb]):>14}{_f(m['delta']):>12}"
                      f"{_f(m['relative'], True):>9}  {m['verdict']}")
+    lines += [_interval_line(m) for m in c["metrics"] if "interval" in m]
+    lines.append(POINT_NOTE)
     lines.append(f"{'gate_pass':<18}{_f(c['best'][ra]['gate_pass']):>14}{_f(c['best'][rb]['gate_pass']):>14}")
     lines.append("gate_reasons:")  # sentences: one line per round, never squeezed into a column
     lines += [f"  {r}: {_f(c['best'][r]['gate_reasons'])}" for r in (ra, rb)]
@@ -103,6 +150,20 @@ def format_text(c: dict[str, Any]) -> str:
 
 
 MAX_TEXT_DIFFS = 20
+POINT_NOTE = ("the other rows' verdicts compare the two figures alone: no per-sample record gives them an "
+              "interval")
+
+
+def _interval_line(m: dict[str, Any]) -> str:
+    """One line on a paired metric's interval: what the verdict read, or why there is none."""
+    if m["interval"] is None:
+        return f"Δ {m['metric']}: no interval, {m['interval_note']}"
+    lo, hi = m["interval"]
+    text = (f"Δ {m['metric']} {CONFIDENCE:.0%} interval {lo:+.4f}…{hi:+.4f} over {m['n_samples']} paired test "
+            f"samples")
+    if m["interval_note"]:
+        return f"{text}; {m['interval_note']}"
+    return f"{text} (test-sample noise only; training seeds move a trial as much: promotion.seeds=N)"
 
 
 def _v(v: Any) -> str:
@@ -133,6 +194,8 @@ def write_compare_html(c: dict[str, Any], out: Path) -> Path:
                    f"<td class=txt>{e(_f(c['best'][rb][k]))}</td></tr>" for k in c["best"][ra])
     stats = "".join(f"<tr><td class=txt>{e(k)}</td><td>{_f(c['stats'][ra][k])}</td><td>{_f(c['stats'][rb][k])}</td></tr>"
                     for k in c["stats"][ra])
+    intervals = "".join(f"<li>{e(_interval_line(m))}</li>" for m in c["metrics"] if "interval" in m)
+    intervals += f"<li>{e(POINT_NOTE)}</li>"
     diff = "".join(f"<tr><td class=txt>{e(d['key'])}</td><td class=txt>{e(str(d[ra]))}</td>"
                    f"<td class=txt>{e(str(d[rb]))}</td></tr>" for d in c["config_diff"]) or \
         "<tr><td class=txt colspan=3>no differences recorded (config_json missing or identical)</td></tr>"
@@ -141,6 +204,7 @@ def write_compare_html(c: dict[str, Any], out: Path) -> Path:
 <h1>Best trials: {e(ra)} vs {e(rb)}</h1>
 <h2>Metrics (Δ = {e(rb)} − {e(ra)})</h2><table id="compare-metrics"><thead><tr><th>metric</th><th>{e(ra)}</th>
 <th>{e(rb)}</th><th>Δ</th><th>Δ%</th><th>verdict</th></tr></thead><tbody>{rows}</tbody></table>
+<ul id="compare-intervals">{intervals}</ul>
 <h2>Best trials</h2><table><thead><tr><th>field</th><th>{e(ra)}</th><th>{e(rb)}</th></tr></thead><tbody>{text}</tbody></table>
 <h2>Rounds</h2><table><thead><tr><th></th><th>{e(ra)}</th><th>{e(rb)}</th></tr></thead><tbody>{stats}</tbody></table>
 <h2>Config differences of the best trials</h2><table><thead><tr><th>key</th><th>{e(ra)}</th><th>{e(rb)}</th></tr>
