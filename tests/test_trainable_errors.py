@@ -32,7 +32,7 @@ def test_a_diverged_report_names_no_deleted_scratch_file() -> None:
 
 
 def test_resume_without_name_continues_the_newest_timestamped_sweep() -> None:
-    from ups.tune.launcher import latest_sweep
+    from ups.tune.sweep_record import latest_sweep
 
     names = ["round_a-20261201-090000", "round_a-final", "round_a-20261202-101500", "round_a-20261130-235959"]
     assert latest_sweep(names, "round_a") == "round_a-20261202-101500"  # not the hand-named folder

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import socket
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from ups.tune.retention import CheckpointRetention
 from ups.tune.stop_signals import log as _log, stop_signals_as_ctrl_c
 from ups.tune.space import Param, SearchSpace, SearchSpaceError, check_against, load_space, resolve_around
 from ups.tune.sweep_config import SweepConfig, default_space_path, load_sweep_config, resolve_path
-from ups.tune.sweep_record import check_resume, sweep_record, write_record
+from ups.tune.sweep_record import check_resume, experiment_dirs, latest_sweep, sweep_record, write_record
 from ups.tune.trainable import METRIC, remove_scratch, ups_trial
 from ups.tune.tune_state import repair_cut_off_state
 from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
@@ -306,35 +305,17 @@ def make_writable_folder(folder: Path) -> None:
         pass
 
 
-def _experiment_dirs(storage: str, fs: Any, round_name: str) -> list[str]:
-    if fs is None:
-        root = Path(storage)
-        return sorted(p.name for p in root.glob(f"{round_name}-*") if p.is_dir()) if root.exists() else []
-    import pyarrow.fs as pafs
-
-    infos = fs.get_file_info(pafs.FileSelector(storage, allow_not_found=True))
-    return sorted(Path(i.path).name for i in infos if i.type == pafs.FileType.Directory
-                  and Path(i.path).name.startswith(f"{round_name}-"))
-
-
 def experiment_name(p: Prepared) -> str:
     s = p.scfg
     if s.name:
         return s.name
     if s.resume:
-        found = _experiment_dirs(p.storage_path, p.filesystem, s.round)
+        found = experiment_dirs(p.storage_path, p.filesystem, s.round)
         if not found:
             raise ConfigError(f"resume=true: no '{s.round}-*' sweep found under {p.display_storage}. Fix: run without "
                               f"resume=true to start one, or pass the storage_path=/name= of the interrupted sweep")
         return latest_sweep(found, s.round)
     return f"{s.round}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-
-
-def latest_sweep(names: Sequence[str], round_name: str) -> str:
-    """The sweep ``resume=true`` continues without ``name=``: the newest ``<round>-YYYYmmdd-HHMMSS`` folder
-    (a hand-named ``round_a-final`` sorts after every timestamp but is resumed only by ``name=``)."""
-    stamped = sorted(n for n in names if re.fullmatch(rf"{re.escape(round_name)}-\d{{8}}-\d{{6}}", n))
-    return (stamped or sorted(names))[-1]
 
 
 # -------------------------------------------------------------------------------------- Ray

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import posixpath
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -99,6 +100,26 @@ def _space_copy(storage: str, fs: Any, name: str, display: str, saved: dict[str,
     except OSError:
         return None
     return f"{display.rstrip('/')}/{name}/{SPACE_COPY}"
+
+
+def experiment_dirs(storage: str, fs: Any, round_name: str) -> list[str]:
+    """The names of the sweep folders (``<round>-…``) of ``round_name`` under ``storage`` (local, or ``fs``: a
+    pyarrow filesystem for S3), sorted; [] when there is none."""
+    if fs is None:
+        root = Path(storage)
+        return sorted(p.name for p in root.glob(f"{round_name}-*") if p.is_dir()) if root.exists() else []
+    import pyarrow.fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(storage, allow_not_found=True))
+    return sorted(Path(i.path).name for i in infos if i.type == pafs.FileType.Directory
+                  and Path(i.path).name.startswith(f"{round_name}-"))
+
+
+def latest_sweep(names: Sequence[str], round_name: str) -> str:
+    """The sweep ``resume=true`` continues without ``name=``: the newest ``<round>-YYYYmmdd-HHMMSS`` folder
+    (a hand-named ``round_a-final`` sorts after every timestamp but is resumed only by ``name=``)."""
+    stamped = sorted(n for n in names if re.fullmatch(rf"{re.escape(round_name)}-\d{{8}}-\d{{6}}", n))
+    return (stamped or sorted(names))[-1]
 
 
 def read_record(storage: str, fs: Any, name: str) -> dict[str, Any] | None:
