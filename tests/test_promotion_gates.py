@@ -226,3 +226,25 @@ def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_faile
     assert cell["ssss0003"]["status"] == "stopped: asha: early stop at iteration 20"
     assert cell["ssss0003"]["gates"] == "no eval"
     assert cell["aaaa0001"]["status"] == "completed" and cell["fno"]["status"] == "completed"
+
+
+def test_a_champion_has_to_beat_every_baseline_on_its_data(tmp_path: Path, capsys) -> None:
+    """The aggressive smoke round (forced promotion) crowned a trial at nRMSE 0.28 while the FNO baseline on the
+    same data scored 0.25: a "champion" worse than a baseline. Now the bar is the best baseline of that data."""
+    champ, lb = tmp_path / "champion.json", tmp_path / "lb.csv"
+    smoke = "5a0e1c9d7b3f2e4d6c8a01"  # a data hash; the sweep's baseline rows carry its first 12 characters
+    bases = [{"label": "persistence", "nrmse": 0.77, "data_hash": smoke[:12]},
+             {"label": "fno", "nrmse": 0.25, "data_hash": smoke[:12]},
+             {"label": "fno", "nrmse": 0.01, "data_hash": "0ther0data000"}]  # another data's baseline is no bar here
+    assert update_champion(champ, [full("weak", 0.28, smoke)], lb, bases) is None
+    assert not champ.exists() and not (tmp_path / "champion_history.jsonl").exists()
+    out = capsys.readouterr().out
+    assert "no champion crowned: the best candidate weak scored 0.28" in out and "fno baseline's 0.25" in out
+    assert "promotion.beat_baselines=false" in out
+    rec = update_champion(champ, [full("good", 0.20, smoke)], lb, bases)
+    assert rec["run_id"] == "good" and rec["baseline_bar"] == {"name": "fno", "nrmse": 0.25}
+    # a later weak candidate is refused by the bar and the champion kept, with the champion named
+    assert update_champion(champ, [full("weak2", 0.26, smoke)], lb, bases)["run_id"] == "good"
+    assert "kept the champion good" in capsys.readouterr().out
+    # no baselines given (baselines=false, or promotion.beat_baselines=false): no bar
+    assert update_champion(tmp_path / "c2.json", [full("weak", 0.28, smoke)], lb)["run_id"] == "weak"

@@ -155,22 +155,32 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
 
 
 def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data, tiny_cache_dir, work,
-                                                        tmp_path) -> None:
+                                                        tmp_path, capsys) -> None:
     # one trial: the round's reference config (the capacity choices are covered by test_space); latent.dim
     # stays the tiny data's 8 (the round's 32/48 would refuse it as a reference and train 10× longer)
     space = tmp_path / "aggressive.yaml"
     space.write_text("".join(line for line in (REPO / "search_spaces" / "aggressive.yaml").read_text()
                              .splitlines(keepends=True) if not line.lstrip().startswith("latent.dim:")))
     args = tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "scheduler.name=fifo",
-                "num_samples=1", "gates.enabled=false", f"space={space}")
+                "num_samples=1", "gates.enabled=false", f"space={space}", "name=aggressive-forced")
     swept = ("ttc.candidates=", "ttc.beam_width=")  # aggressive sweeps them: an override of a swept key is refused
-    assert script("aggressive")([a for a in args if not a.startswith(swept)]) == 0
+    args = [a for a in args if not a.startswith(swept)]
+    assert script("aggressive")(args) == 0
     lb = read_leaderboard(work / "leaderboard.csv")
     full = lb[lb["kind"] == "full_eval"]
     assert len(full) == 1 and full["nrmse_ttc"].notna().all()
+    # a 2-epoch model is forced to its full-eval but is no better than the sweep's best baseline: not crowned
+    bases = lb[lb["kind"] == "baseline"].set_index("label")["nrmse"]
+    assert full.iloc[0]["nrmse_ttc"] >= bases.min()
+    assert not (work / "champion.json").exists()
+    assert (f"no champion crowned: the best candidate {full.iloc[0]['source_run_id']} scored "
+            f"{full.iloc[0]['nrmse_ttc']:.4g}") in capsys.readouterr().out
+    # the same round resumed (the promotion redone without training) with the bar lifted crowns it
+    assert script("aggressive")([*args, "resume=true", "promotion.beat_baselines=false"]) == 0
     champ = json.loads((work / "champion.json").read_text())
+    lb = read_leaderboard(work / "leaderboard.csv")
     assert champ["full_eval_run_id"] == full.iloc[0]["run_id"] and Path(champ["checkpoint"]).exists()
-    assert champ["config"]["latent"]["dim"] == 8
+    assert champ["config"]["latent"]["dim"] == 8 and champ["baseline_bar"] is None
     assert set(lb[lb["run_id"].isin([champ["run_id"], champ["full_eval_run_id"]])]["promotion"]) == {"champion"}
 
 

@@ -17,7 +17,9 @@
   candidate on other data never replaces it: pass ``champion=<another path>``); every
   change is appended to ``champion_history.jsonl``.  A seed mean is compared with a seed mean; against a
   single-seed record, each side's own-seed score is compared (``comparable_scores``).  Round C reads the
-  champion's config.
+  champion's config.  A champion also has to beat every baseline (persistence, linear, FNO) scored on the same
+  data's full test split (``promotion.beat_baselines``, on by default): a forced promotion of a weak round
+  (``promotion.force``) is full-evaluated and kept on the leaderboard, but does not become the champion.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import statistics
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 
@@ -320,24 +322,44 @@ def _keep(current: dict[str, Any] | None, leaderboard: Path) -> dict[str, Any] |
     return current
 
 
-def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: Path) -> dict[str, Any] | None:
-    """Crown the best full-eval if it beats the recorded champion on the same data.  A candidate evaluated on
+def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
+                    baselines: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
+    """Crown the best full-eval if it beats the recorded champion on the same data and every ``baselines`` row
+    (persistence, linear, FNO: scored on the same full test split) of that data.  A candidate evaluated on
     other data (``data_hash``) never replaces the champion: scores on different data do not compare.
     Under ``champion.json.lock``: two rounds promoting at once (two terminals, one reports/) take turns, so
     neither crowns its best over a better champion the other has just written."""
     from ups.filelock import exclusive_lock
 
     with exclusive_lock(Path(str(path) + ".lock")):
-        return _crown(Path(path), candidates, leaderboard)
+        return _crown(Path(path), candidates, leaderboard, baselines)
 
 
-def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path) -> dict[str, Any] | None:
+def baseline_bar(baselines: Sequence[Mapping[str, Any]], data_hash: Any) -> tuple[str, float] | None:
+    """(name, nRMSE) of the best baseline scored on ``data_hash``'s test split; None when there is none.  Baseline
+    rows carry the hash's first 12 characters (``launcher.baseline_rows``, as the reports pair them)."""
+    want = str(data_hash or "")[:12]
+    scored = [(str(b.get("label") or b.get("name")), v) for b in baselines
+              if str(b.get("data_hash") or "")[:12] == want and (v := finite_or_none(b.get("nrmse"))) is not None]
+    return min(scored, key=lambda t: t[1]) if scored else None
+
+
+def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
+           baselines: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
     current = read_champion(path)
     candidates = _with_config(candidates)
     if not candidates:
         return _keep(current, leaderboard)
     best = min(candidates, key=score)
     if not math.isfinite(score(best)):
+        return _keep(current, leaderboard)
+    bar = baseline_bar(baselines, best.get("data_hash"))
+    if bar is not None and score(best) >= bar[1]:
+        kept = f"kept the champion {current.get('run_id')}" if current else "no champion crowned"
+        _say(f"{kept}: the best candidate {best.get('source_run_id')} scored {score(best):.4g} on the full test "
+             f"split, no better than the {bar[0]} baseline's {bar[1]:.4g} on the same data; a champion has to "
+             f"beat every baseline. Fix: train longer or search further (its row and checkpoint stay on the "
+             f"leaderboard), or promotion.beat_baselines=false to crown it anyway")
         return _keep(current, leaderboard)
     basis = None
     if current is not None:
@@ -355,7 +377,7 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path) -> d
               "nrmse_ttc": finite_or_none(best.get("nrmse_ttc")), "score": score(best), "checkpoint": best["checkpoint"],
               "config": candidate_config(best),
               "data_hash": best.get("data_hash"), "replaced": current.get("run_id") if current else None,
-              "compared_on": basis,
+              "compared_on": basis, "baseline_bar": {"name": bar[0], "nrmse": bar[1]} if bar else None,
               "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if has_seed_mean(best):  # chosen on the mean over training seeds
         record.update({"seed_mean": best["seed_mean"], "seed_scores": json.loads(best["seed_scores"]),

@@ -102,6 +102,7 @@ class PromotionCfg:
     force: bool = False  # promote the top_k even if they fail the gates (playbook: aggressive round)
     full_eval: bool = True
     seeds: int = 0  # retrain each promoted config with this many more training seeds; champion on the seed mean
+    beat_baselines: bool = True  # crown only a full-eval that beats every baseline (persistence/linear/FNO) on its data
 
 
 @dataclass
