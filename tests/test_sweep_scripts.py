@@ -112,8 +112,10 @@ def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cac
 def test_pbt_over_model_keys_is_refused_before_ray(tmp_path) -> None:
     from ups.tune.launcher import prepare
 
-    with pytest.raises(ConfigError, match=r"round_b.yaml: scheduler.name=pbt cannot search model keys \(.*operator\.hidden_dim"):
+    with pytest.raises(ConfigError, match=r"round_b.yaml: scheduler.name=pbt cannot search model keys \(.*operator\.hidden_dim") as e:
         prepare("round_b", ["scheduler.name=pbt", "searcher.name=random", f"storage_path={tmp_path}"])
+    keys = str(e.value).split("(", 1)[1].split(")", 1)[0].split(", ")
+    assert len(keys) == len(set(keys))  # operator.heads is searched and derived: named once
 
 
 def test_round_b_smoke(ray_session, tiny_data, tiny_cache_dir, work) -> None:

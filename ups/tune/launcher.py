@@ -243,7 +243,7 @@ def check_pbt_space(scfg: SweepConfig, space: SearchSpace) -> None:
 
     if scfg.scheduler.name != "pbt":
         return
-    shaped = sorted(k for k in [*space.params, *space.derived] if k.split(".")[0] in MODEL_SECTIONS)
+    shaped = sorted({k for k in [*space.params, *space.derived] if k.split(".")[0] in MODEL_SECTIONS})
     if shaped:
         raise ConfigError(f"{space.path}: scheduler.name=pbt cannot search model keys ({', '.join(shaped)}): PBT "
                           f"hands trials each other's checkpoints, and a checkpoint only loads into the model shape "
