@@ -142,6 +142,18 @@ def test_overrides_split_and_unknown_keys() -> None:
         load_sweep_config("round_a", ["num_samples=abc"])
 
 
+
+def test_pbt_alone_takes_random_search_over_the_rounds_default_tpe() -> None:
+    """`python sweeps/round_a.py scheduler.name=pbt` was refused ("cannot be combined with searcher.name=optuna")
+    although the user never chose Optuna: the round's default searcher gives way; a chosen one does not."""
+    defaults = {"searcher": {"name": "optuna"}, "scheduler": {"name": "asha"}}  # as sweeps/round_a.py
+    s = load_sweep_config("round_a", ["scheduler.name=pbt"], dict(defaults))
+    assert (s.scheduler.name, s.searcher.name) == ("pbt", "random")
+    with pytest.raises(ConfigError, match="pbt cannot be combined with searcher.name=optuna"):
+        load_sweep_config("round_a", ["scheduler.name=pbt", "searcher.name=optuna"], dict(defaults))
+    assert load_sweep_config("round_a", ["scheduler.name=asha"], dict(defaults)).searcher.name == "optuna"
+
+
 @pytest.mark.parametrize("override", ["time_budget_s=-1", "compute_budget_s=-5", "checkpoint_keep=0",
                                       "cost_per_gpu_hour=-1", "fno_budget_s=0", "verbose=4", "scheduler.max_t=-1",
                                       "scheduler.perturbation_interval=0", "searcher.n_startup_trials=-1",

@@ -257,6 +257,10 @@ def load_sweep_config(round_name: str, overrides: Sequence[str] = (),
     _merge_layer(cfg, defaults, f"sweeps/{round_name}.py defaults")
     _merge_layer(cfg, per_profile.get(profile, {}), f"sweeps/{round_name}.py {profile} defaults")
     _merge_layer(cfg, sweep_over, "overrides")
+    if sweep_over.get("scheduler.name") == "pbt" and "searcher.name" not in sweep_over and cfg.searcher.name == "optuna":
+        # PBT draws its population at random and explores by perturbing it; the round's default TPE cannot
+        # drive it (the sweep's header line says searcher=random). An explicit searcher.name=optuna is refused.
+        cfg.searcher.name = "random"
     cfg.trial = dedupe_overrides(list(cfg.trial) + trial_over)
     cfg.profile = profile
     out: SweepConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
