@@ -287,6 +287,23 @@ def test_compare_reads_the_nrmse_verdict_from_a_paired_interval() -> None:
     assert "Δ nrmse: no interval, scored on other data (data_hash h1 vs h2)" in format_text(other).splitlines()
 
 
+def test_a_rounds_size_curves_come_from_its_own_trials() -> None:
+    """The dims report's nRMSE-vs-params curve took its best-per-size points from every round on the leaderboard:
+    round A's 0.05 at 300K params bent the dims curve at that size. Other rounds are now grey context."""
+    from ups.reports.plots import sized_trials
+
+    rows = [{"run_id": f"dims-{p}", "kind": "trial", "round": "dims", "params": p, "nrmse": n, "nrmse_ttc": n}
+            for p, n in ((1e4, 0.3), (3e5, 0.2), (1e6, 0.1))]
+    rows.append({"run_id": "round_a-0", "kind": "trial", "round": "round_a", "params": 3e5, "nrmse": 0.05,
+                 "nrmse_ttc": 0.05})
+    lb = pd.DataFrame(rows)
+    own, others = sized_trials(lb, {"dims-10000.0", "dims-300000.0", "dims-1000000.0"})
+    assert own.groupby("params")["nrmse"].min().to_dict() == {1e4: 0.3, 3e5: 0.2, 1e6: 0.1}
+    assert others["run_id"].tolist() == ["round_a-0"]
+    own, others = sized_trials(lb, None)  # round=all: every trial draws the curves
+    assert len(own) == 4 and others.empty
+
+
 def test_reports_import_without_ray() -> None:
     import subprocess
     import sys

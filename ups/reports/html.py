@@ -203,6 +203,7 @@ def _render_figures(full: pd.DataFrame, lb: pd.DataFrame, exp: ExperimentResults
     statuses = {t.trial_id: t.status for t in exp.trials} if exp is not None else {}
     all_rounds = pd.concat([full[full["kind"] != "baseline"], lb[lb["kind"] == "baseline"]], ignore_index=True)
     no_exp = "no Tune experiment folder given or recorded in the leaderboard (pass experiment=<path>)"
+    own_trials = set(lb.loc[lb["kind"] == "trial", "run_id"].astype(str))
 
     def importance(path: Path) -> Path:
         imp, method = round_importances(lb, exp)
@@ -212,7 +213,7 @@ def _render_figures(full: pd.DataFrame, lb: pd.DataFrame, exp: ExperimentResults
         "best_vs_cost": lambda p: plots.plot_best_vs_cost(all_rounds, p),
         "rung_survival": lambda p: plots.plot_rung_survival(hist, statuses, p) if exp else _skip(no_exp),
         "importance": importance,
-        "ttc_paradox": lambda p: plots.plot_ttc_paradox(all_rounds, p),
+        "ttc_paradox": lambda p: plots.plot_ttc_paradox(all_rounds, p, focus=own_trials),
         "pareto": lambda p: plots.plot_pareto(lb, p),
         "learning_curves": lambda p: plots.plot_learning_curves(hist, p, metric) if exp else _skip(no_exp),
         "rollout": lambda p: _rollout_figure(champion, p),

@@ -160,16 +160,33 @@ def plot_importance(importances: dict[str, float], method: str, path: Path) -> P
 
 
 # ------------------------------------------------------------------------------ 4. TTC paradox
-def plot_ttc_paradox(lb: pd.DataFrame, path: Path) -> Path:
-    """nRMSE vs parameter count, with and without TTC (best per parameter count)."""
+def sized_trials(lb: pd.DataFrame, focus: set[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the focus round's finished trials with params and an nRMSE, every other round's): the first draw the
+    size curves.  Without focus trials among them, every round's trials are the first."""
     t = _trials(lb)
     t = t[t["params"].notna() & (t["nrmse"].notna() | t["nrmse_ttc"].notna())]
     if t.empty:
         raise PlotSkipped("no finished trial reports both params and nRMSE")
+    own = t[t["run_id"].astype(str).isin(focus)] if focus else t
+    if own.empty:
+        own = t
+    return own, t.drop(own.index)
+
+
+def plot_ttc_paradox(lb: pd.DataFrame, path: Path, focus: set[str] | None = None) -> Path:
+    """nRMSE vs parameter count, with and without TTC (best per parameter count).  ``focus``: the run_ids of the
+    report's own round; its trials draw the curves, the other rounds' trials are grey context points (a
+    dims report's size curve is not bent by round A's trials at one size)."""
+    own, others = sized_trials(lb, focus)
     fig = _figure()
     ax = fig.subplots()
+    if not others.empty:
+        for col in ("nrmse", "nrmse_ttc"):
+            g = others[others[col].notna()]
+            ax.scatter(g["params"], g[col], color="#9e9e9e", alpha=0.35, s=12,
+                       label="other rounds' trials" if col == "nrmse" else None)
     for col, color, label in (("nrmse", "#1565c0", "without TTC"), ("nrmse_ttc", "#d81b60", "with TTC")):
-        g = t[t[col].notna()]
+        g = own[own[col].notna()]
         if g.empty:
             continue
         ax.scatter(g["params"], g[col], color=color, alpha=0.3, s=18)
@@ -184,7 +201,7 @@ def plot_ttc_paradox(lb: pd.DataFrame, path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("test nRMSE")
-    if t["nrmse_ttc"].notna().sum() == 0:
+    if own["nrmse_ttc"].notna().sum() == 0:
         ax.set_title("nRMSE vs model size (no TTC results in these trials)")
     else:
         ax.set_title("nRMSE vs model size, with and without TTC (\"TTC paradox\")")
