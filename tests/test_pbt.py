@@ -199,3 +199,31 @@ def test_a_resumed_pbt_sweep_gets_its_population_state_back(ray_session, tmp_pat
     assert f"pbt: the reports of {len(saved)} restored trial(s) replayed into its population state" in printed
     rows = out.rows[out.rows["experiment"] == "pbt-resume"]
     assert len(rows) == 2 and rows["run_id"].is_unique, rows[["run_id", "status"]]
+
+
+def test_a_pbt_population_taking_turns_keeps_every_report_in_result_json(ray_session, tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    """3 PBT trials on 2 slots take turns (paused, then started again). Each start, Ray's JsonLoggerCallback
+    copied the trial's result.json from storage over the driver's own, newer copy: a smoke round A under PBT
+    kept 21-32 of each trial's 43-59 reports (iterations 11-18 of one trial gone), and the report's learning
+    curves and a resume's replay read those files. Every report is kept now (ups.tune.trial_logs)."""
+    from tests.fake_trials import checkpointed
+    from tests.test_sweep_engine import common
+    from ups.tune.launcher import run_round
+
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")  # storage gets the driver's files every second
+    fake = checkpointed(lambda it: {"stage": "operator", "epoch": it, "train_loss": 1.0 / it, "val_nrmse": 1.0 / it,
+                                    "val_conservation_gap": 0.01, "val_bc_violation": 0.01},
+                        iterations=16, step_s=0.15,
+                        final={"stage": "done", "done": True, "val_nrmse": 0.1, "nrmse": 0.1,
+                               "conservation_gap": 0.01, "bc_violation": 0.01})
+    space = tmp_path / "s.yaml"
+    space.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
+    out = run_round("pbt-turns", [*common(tmp_path), f"space={space}", "scheduler.name=pbt", "num_samples=3",
+                                  "scheduler.perturbation_interval=2", "stages.autoencoder.epochs=0",
+                                  "stages.operator.epochs=16", "gates.enabled=false", "write_report=false",
+                                  "name=pbt-turns"], trainable=fake)
+    assert len(out.rows[out.rows["experiment"] == "pbt-turns"]) == 3
+    for trial in (tmp_path / "runs" / "pbt-turns").glob("trial_*"):
+        reported = [json.loads(line)["training_iteration"] for line in trial.joinpath("result.json").read_text().splitlines()]
+        assert set(reported) == set(range(1, 18)), (trial.name, reported)  # 16 epochs and the final report

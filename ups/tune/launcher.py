@@ -30,6 +30,7 @@ from ups.tune.ray_address import gcs_problem
 from ups.tune.restore import ResumableASHA, ResumableStopper, carry_over, restored_results, spent_compute_s
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
+from ups.tune.trial_logs import trial_loggers
 from ups.tune.stop_signals import log as _log, stop_signals_as_ctrl_c
 from ups.tune.space import Param, SearchSpace, SearchSpaceError, check_against, load_space, resolve_around
 from ups.tune.sweep_config import SweepConfig, default_space_path, load_sweep_config, resolve_path
@@ -536,7 +537,7 @@ def run_config(p: Prepared, name: str, stop: Any, callbacks: list[Any]) -> Any:
     # (Ray's num_to_keep deletes before the experiment state naming them is synced: ups.tune.retention)
     stop = ResumableStopper(stop, f"{p.storage_path}/{name}") if stop is not None else None  # ups.tune.restore
     return RunConfig(name=name, storage_path=p.storage_path, storage_filesystem=p.filesystem, stop=stop,
-                     callbacks=[*callbacks, CheckpointRetention(s.checkpoint_keep)],
+                     callbacks=[*callbacks, CheckpointRetention(s.checkpoint_keep), *trial_loggers()],
                      checkpoint_config=CheckpointConfig(num_to_keep=None),
                      failure_config=FailureConfig(max_failures=s.max_failures), verbose=s.verbose)
 
