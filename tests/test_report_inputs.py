@@ -281,6 +281,14 @@ def test_compare_reads_the_nrmse_verdict_from_a_paired_interval() -> None:
     few = compare_rounds(_paired_rows(base[:8], [v - 0.01 for v in base[:8]]), "round_a", "round_b")
     assert m(few)["nrmse"]["verdict"] == "round_b better? (8 samples, not resolved)"
     assert "8 test samples: too few to read an interval (needs 20)" in format_text(few)
+    # another eval.max_samples (round A's 8 against the dims round's 25): paired on the 8 both scored, where B is
+    # worse although its mean over its own 25 samples is lower
+    longer = [v + 0.02 for v in base[:8]] + [0.001] * 17
+    mixed = compare_rounds(_paired_rows(base[:8], longer), "round_a", "round_b")
+    assert m(mixed)["nrmse"]["delta"] < 0 and m(mixed)["nrmse"]["n_samples"] == 8
+    assert m(mixed)["nrmse"]["interval"] == [pytest.approx(0.02), pytest.approx(0.02)]
+    assert m(mixed)["nrmse"]["verdict"] == "round_a better? (8 samples, not resolved)"
+    assert "the first 8 test samples, scored by both (8 vs 25)" in format_text(mixed)
     # other data: no pairing, the point verdict stays and the text says why
     other = compare_rounds(_paired_rows(base, [v - 0.01 for v in base], hash_b="h2"), "round_a", "round_b")
     assert m(other)["nrmse"]["interval"] is None and m(other)["nrmse"]["verdict"] == "round_b better"

@@ -60,7 +60,7 @@ def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "
             verdict = f"{round_b} better" if better else f"{round_a} better"
         row = {"metric": m, round_a: va, round_b: vb, "delta": delta, "relative": rel, "verdict": verdict}
         if m in PAIRED:
-            row.update(_interval(pairs, m, verdict, round_a, round_b))
+            row.update(_interval(pairs, m, round_a, round_b))
         metrics.append(row)
     ca, cb = flatten(row_config(a)), flatten(row_config(b))
     config_diff = [{"key": k, round_a: ca.get(k), round_b: cb.get(k)} for k in sorted(set(ca) | set(cb))
@@ -70,8 +70,9 @@ def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "
 
 
 def paired_samples(a: pd.Series, b: pd.Series) -> dict[str, Any]:
-    """Per-test-sample nRMSE (without, with TTC) of two trials when they were scored on the same samples:
-    ``{"nrmse": (a, b), "nrmse_ttc": (a, b)}``; else ``{"why": <reason>}``."""
+    """Per-test-sample nRMSE (without, with TTC) of two trials on the test samples both were scored on:
+    ``{"nrmse": (a, b), "nrmse_ttc": (a, b), "note": …}``; else ``{"why": <reason>}``.  Trials of profiles with
+    another ``eval.max_samples`` share the first samples of the test split (the note says so)."""
     sa, sb = read_eval_samples(a.get("eval_samples_json")), read_eval_samples(b.get("eval_samples_json"))
     if sa is None or sb is None:
         return {"why": "no per-sample figures (eval_samples_json) on "
@@ -79,22 +80,24 @@ def paired_samples(a: pd.Series, b: pd.Series) -> dict[str, Any]:
     ha, hb = (str(r.get("data_hash") or "") for r in (a, b))
     if ha and hb and ha != hb:
         return {"why": f"scored on other data (data_hash {ha[:8]} vs {hb[:8]})"}
-    if sa[0].size != sb[0].size:
-        return {"why": f"scored on different test samples ({sa[0].size} vs {sb[0].size})"}
-    return {"nrmse": (sa[0], sb[0]), "nrmse_ttc": (sa[1], sb[1])}
+    n = min(sa[0].size, sb[0].size)  # eval.max_samples keeps the test split's first N: the first n are shared
+    note = "" if sa[0].size == sb[0].size else f"the first {n} test samples, scored by both ({sa[0].size} vs {sb[0].size})"
+    return {"nrmse": (sa[0][:n], sb[0][:n]), "nrmse_ttc": (sa[1][:n], sb[1][:n]), "note": note}
 
 
-def _interval(pairs: dict[str, Any], m: str, verdict: str, ra: str, rb: str) -> dict[str, Any]:
+def _interval(pairs: dict[str, Any], m: str, ra: str, rb: str) -> dict[str, Any]:
     """The interval fields of one paired metric's row, and its verdict read from the interval."""
     if m not in pairs:
         return {"interval": None, "n_samples": 0, "interval_note": pairs["why"]}
     lo, hi = mean_difference_interval(*pairs[m])
     n = int(pairs[m][0].size)
-    out: dict[str, Any] = {"interval": [lo, hi], "n_samples": n, "interval_note": ""}
+    out: dict[str, Any] = {"interval": [lo, hi], "n_samples": n, "interval_note": pairs["note"]}
     if n < MIN_SAMPLES:
-        out["interval_note"] = f"{n} test samples: too few to read an interval (needs {MIN_SAMPLES})"
-        if verdict:
-            out["verdict"] = f"{verdict}? ({n} samples, not resolved)"
+        out["interval_note"] = "; ".join(filter(None, [pairs["note"], f"{n} test samples: too few to read an "
+                                                                      f"interval (needs {MIN_SAMPLES})"]))
+        d = float((pairs[m][1] - pairs[m][0]).mean())  # on the shared samples, like the interval
+        if d != 0:
+            out["verdict"] = f"{rb if d < 0 else ra} better? ({n} samples, not resolved)"
     elif lo > 0 or hi < 0:
         out["verdict"] = f"{ra} better" if lo > 0 else f"{rb} better"
     else:
@@ -162,7 +165,9 @@ def _interval_line(m: dict[str, Any]) -> str:
     text = (f"Δ {m['metric']} {CONFIDENCE:.0%} interval {lo:+.4f}…{hi:+.4f} over {m['n_samples']} paired test "
             f"samples")
     if m["interval_note"]:
-        return f"{text}; {m['interval_note']}"
+        text = f"{text}; {m['interval_note']}"
+    if m["n_samples"] < MIN_SAMPLES:
+        return text
     return f"{text} (test-sample noise only; training seeds move a trial as much: promotion.seeds=N)"
 
 
