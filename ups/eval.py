@@ -118,7 +118,8 @@ class EvalOutput:
     notes: list[str] = field(default_factory=list)
 
 
-def _device(cfg: Any) -> torch.device:
+def eval_device(cfg: Any) -> torch.device:
+    """Where an evaluation runs: CUDA for ``training.device=cuda``, or ``auto`` with a GPU; else the CPU."""
     want = str(cfg.training.device)
     if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
@@ -144,7 +145,7 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
                           f"'{getattr(data, 'source', '?')}' ({n_frames} frames). Fix: lower data.initial_step")
     settings = TTCSettings.from_cfg(cfg.ttc)  # bad TTC settings fail before compute
     grid = grid or GridMap(x_size, _model_grid(model, x_size), 0.0)
-    dev = _device(cfg)
+    dev = eval_device(cfg)
     if isinstance(model, torch.nn.Module):
         model = model.to(dev).eval()
     seed = int(cfg.training.seed)

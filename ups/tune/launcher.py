@@ -795,7 +795,8 @@ def promote_round(p: Prepared, ctx: RowContext, baselines: list[dict[str, Any]],
         groups = retrain_seeds(p, ctx, chosen, data, limits, max_conc)
     evaluate_ids = chosen + [r for rids in groups.values() for r in rids]
     _log(f"promotion: full-eval of {', '.join(evaluate_ids)}")
-    fulls = full_eval(p.leaderboard, evaluate_ids, data, filesystem=p.filesystem, round_name=s.round)
+    fulls = full_eval(p.leaderboard, evaluate_ids, data, filesystem=p.filesystem, round_name=s.round,
+                      cost_per_gpu_hour=s.cost_per_gpu_hour)
     if groups:
         fulls = seed_mean_candidates(fulls, groups, s.promotion.seeds)
         upsert_rows(p.leaderboard, fulls)  # the promoted trials' full-eval rows carry seed_mean / seed_scores

@@ -150,9 +150,14 @@ def checkpoint_uri(path: str, local: Path, filesystem: Any = None) -> str:
 
 
 def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: Any = None,
-              round_name: str = "") -> list[dict[str, Any]]:
-    """Re-evaluate checkpoints on the full test split with TTC; one ``kind=full_eval`` row each."""
-    from ups.eval import evaluate
+              round_name: str = "", cost_per_gpu_hour: float = 0.0) -> list[dict[str, Any]]:
+    """Re-evaluate checkpoints on the full test split with TTC; one ``kind=full_eval`` row each.  Its
+    ``wall_clock``/``gpu_hours``/``est_cost`` are the evaluation's own (one whole GPU when it ran on CUDA):
+    the training it evaluates is costed on the trial's row (``source_run_id``), so summing the column
+    counts each once."""
+    import time
+
+    from ups.eval import eval_device, evaluate
     from ups.train.checkpoint import load_checkpoint
 
     lb = read_leaderboard(leaderboard).set_index("run_id", drop=False)
@@ -165,9 +170,14 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
             uri = checkpoint_uri(str(row["checkpoint"]), ckpt, filesystem)
             model, cfg, _ = load_checkpoint(ckpt)
         cfg = apply_overrides(cfg, {"eval.max_samples": -1, "ttc.enabled": True}, source="full-eval")
+        t0 = time.perf_counter()
         metrics = evaluate(model, cfg, data, split="test")
+        wall = time.perf_counter() - t0
+        gpu_h = wall / 3600.0 if eval_device(cfg).type == "cuda" else 0.0
         full = {k: row.get(k) for k in ("round", "experiment", "trial_id", "config_hash", "config_json",
-                                        "params", "tags", "wall_clock", "gpu_hours", "est_cost")}
+                                        "params", "tags")}
+        full.update({"wall_clock": round(wall, 2), "gpu_hours": round(gpu_h, 5),
+                     "est_cost": round(gpu_h * cost_per_gpu_hour, 4)})
         full.update({k: metrics.get(k) for k in ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap",
                                                  "energy_violation", "bc_violation", "ece", "rollout_horizon")})
         full.update({"run_id": f"{rid}-full", "kind": "full_eval", "label": f"full-eval of {rid}",
