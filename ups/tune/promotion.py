@@ -408,8 +408,9 @@ def champion_config(path: str | Path, round_name: str) -> dict[str, Any]:
     rec = read_champion(path)
     if rec is None:
         raise ConfigError(f"{round_name}: no champion yet ({Path(path)} not found). Fix: run round_a or round_b "
-                          f"first (their promotion step writes the champion when a trial passes the small-eval gates; "
-                          f"promotion.force=true promotes the top trial regardless), or pass "
+                          f"first (their promotion step writes the champion when a trial passes the small-eval gates "
+                          f"and beats every baseline; promotion.force=true promotion.beat_baselines=false crowns the "
+                          f"top trial regardless), or pass "
                           f"champion=<path/to/champion.json>")
     if not rec.get("config"):
         raise ConfigError(f"{path}: champion record has no 'config'. Fix: re-run a round to promote a champion")
