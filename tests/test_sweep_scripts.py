@@ -233,7 +233,8 @@ def test_promotion_seeds_crowns_on_the_seed_mean(ray_session, tiny_data, tiny_ca
     lb_path, champ_path = tmp_path / "lb.csv", tmp_path / "champion.json"
     assert script("round_a")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false",
                                   "scheduler.name=fifo", "gates.enabled=false", "promotion.top_k=2",
-                                  "promotion.force=true", "promotion.seeds=1", f"leaderboard={lb_path}",
+                                  "promotion.force=true", "promotion.beat_baselines=false",  # tiny models
+                                  "promotion.seeds=1", f"leaderboard={lb_path}",
                                   f"champion={champ_path}")) == 0
     lb = read_leaderboard(lb_path)
     exp = latest_experiment(work, "round_a")
@@ -263,7 +264,8 @@ def test_promotion_seeds_crowns_on_the_seed_mean(ray_session, tiny_data, tiny_ca
     # resume=true of the finished round restores the seeds experiment too: nothing retrained, nothing doubled
     assert script("round_a")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false",
                                   "scheduler.name=fifo", "gates.enabled=false", "promotion.top_k=2",
-                                  "promotion.force=true", "promotion.seeds=1", f"leaderboard={lb_path}",
+                                  "promotion.force=true", "promotion.beat_baselines=false",  # tiny models
+                                  "promotion.seeds=1", f"leaderboard={lb_path}",
                                   f"champion={champ_path}", "resume=true", f"name={exp}")) == 0
     again = read_leaderboard(lb_path)
     assert len(again) == len(lb) and again["run_id"].is_unique
