@@ -30,12 +30,12 @@ from ups.tune.ray_address import gcs_problem
 from ups.tune.restore import ResumableASHA, ResumableStopper, carry_over, restored_results, spent_compute_s
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
-from ups.tune.trial_logs import trial_loggers
 from ups.tune.stop_signals import log as _log, stop_signals_as_ctrl_c
 from ups.tune.space import Param, SearchSpace, SearchSpaceError, check_against, load_space, resolve_around
 from ups.tune.sweep_config import SweepConfig, default_space_path, load_sweep_config, resolve_path
 from ups.tune.sweep_record import check_resume, experiment_dirs, latest_sweep, sweep_record, write_record
 from ups.tune.trainable import METRIC, remove_scratch, ups_trial
+from ups.tune.trial_logs import trial_loggers
 from ups.tune.tune_state import repair_cut_off_state
 from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
 
