@@ -28,6 +28,14 @@ def test_misspelt_key_names_nearest():
         apply_overrides(load_config(), {"ttc.candidatez": 3})
 
 
+def test_a_hydra_sweep_list_is_refused_with_where_sweeps_go():
+    """`stages.operator.epochs=2,3` (Hydra's multirun syntax) got Hydra's advice to add --multirun, which the
+    sweep scripts do not use: the fix now points at the search space."""
+    with pytest.raises(ConfigError, match=r"'stages.operator.epochs=2,3' lists several values\. Fix: one value "
+                                          r"\(stages.operator.epochs=2\).*search_spaces/<round>.yaml"):
+        load_config(["stages.operator.epochs=2,3"])
+
+
 @pytest.mark.parametrize("typed, meant", [
     ("stages.operator.lr", "stages.operator.optimizer.lr"),  # spelling alone offered '…operator.scheduler'
     ("stages.operator.optimizer.optimizer.lr", "stages.operator.optimizer.lr"),

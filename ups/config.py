@@ -366,6 +366,13 @@ def _compose(overrides: Sequence[str], config_name: str, config_dir: Path) -> Di
             opts = ", ".join(f"dim{d}" for d in PRESET_DIMS)
             raise ConfigError(f"overrides: unknown preset '{m.group(1)}'. Available: {opts}") from None
         cause = str(e.__cause__).split("\n")[0] if e.__cause__ else ""
+        m = re.search(r"Ambiguous value for argument '([^'=]+)=([^']*)'", msg)
+        if m:  # Hydra's sweep syntax: a list of values to try belongs in a search space, not an override
+            raise ConfigError(f"overrides: '{m.group(1)}={m.group(2)}' lists several values. Fix: one value "
+                              f"({m.group(1)}={m.group(2).split(',')[0]}); a list value in brackets "
+                              f"({m.group(1)}=[{m.group(2)}]) where the key takes a list; to try several values, "
+                              f"put the key in the round's search space (search_spaces/<round>.yaml, or space=<file>) "
+                              f"with dist: choice or grid: sweeps do not use Hydra's --multirun") from None
         m = re.search(r"Error merging override ([^=\s]+)=", msg)
         fix = value_fix(_compose((), config_name, config_dir), m.group(1).lstrip("+"),
                         "the default:") if m else ""
