@@ -17,7 +17,8 @@ from ups.reports.compare import compare_rounds
 from ups.reports.experiment import ExperimentResults, TrialRecord
 from ups.reports.html import round_importances
 from ups.reports.importance import param_importance
-from ups.reports.plots import PlotSkipped, gate_counts, pareto_front, plot_gates, plot_importance
+from ups.reports.plots import (PlotSkipped, curve_segments, gate_counts, pareto_front, plot_gates,
+                               plot_importance, plot_learning_curves)
 from ups.reports.sources import load_leaderboard
 
 
@@ -196,6 +197,35 @@ def test_gates_figure_draws_the_reference_apart_and_keeps_cut_labels_distinct(tm
                       "tokens=24, hidden_… aaaa0004 [FAIL]", "tokens=24, hidden_… cccc0005 [stopped]")
     assert colors == (plots.FAIL, plots.REF, plots.FAIL, plots.NEUTRAL) and vals == (0.07, 0.08, 0.09, 0.0)
     assert plot_gates(lb, tmp_path / "gates.png").stat().st_size > 0
+
+
+def test_learning_curves_cut_a_trial_that_went_on_from_a_checkpoint(tmp_path, monkeypatch) -> None:
+    """Under PBT a trial that exploits goes on from another trial's checkpoint and reports earlier iterations
+    again. Sorted by iteration, its line zig-zagged between the two runs' values; it is now drawn in report
+    order, a new stretch per restart, and the title counts the restarts."""
+    pbt = pd.DataFrame({"trial_id": "a", "training_iteration": [1, 2, 3, 4, 5, 6, 3, 4, 5, 6, 7, 8],
+                        "val_nrmse": [0.9, 0.5, 0.4, 0.35, 0.33, 0.32, 0.2, 0.18, 0.16, 0.15, 0.14, 0.13]})
+    plain = pd.DataFrame({"trial_id": "b", "training_iteration": range(1, 9), "val_nrmse": np.linspace(0.8, 0.3, 8)})
+    segs = curve_segments(pbt, "training_iteration")
+    assert [list(s["training_iteration"]) for s in segs] == [[1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 8]]
+    assert [list(s["val_nrmse"]) for s in segs][1][0] == 0.2  # the values stay with their own run
+    assert len(curve_segments(plain, "training_iteration")) == 1
+    assert len(curve_segments(pbt.iloc[[0, 1, 2, 2]], "training_iteration")) == 1  # the final report repeats x
+
+    from matplotlib.figure import Figure
+
+    seen: list = []
+    real_save = Figure.savefig
+    def keep(fig, *a, **k):  # read the figure the report draws, then save it as usual
+        seen.append(fig)
+        return real_save(fig, *a, **k)
+    monkeypatch.setattr(Figure, "savefig", keep)
+    assert plot_learning_curves(pd.concat([pbt, plain], ignore_index=True), tmp_path / "lc.png").exists()
+    ax = seen[0].axes[0]
+    assert "(1 restart(s) from a checkpoint)" in ax.get_title()
+    xs = [list(line.get_xdata()) for line in ax.get_lines()]
+    assert all(all(b >= a for a, b in zip(x, x[1:])) for x in xs), xs  # no line goes back in x
+    assert [3, 4, 5, 6, 7, 8] in xs and [3] in xs  # the second stretch and its restart marker
 
 
 def test_the_best_trial_is_chosen_on_validation_not_on_the_test_split() -> None:

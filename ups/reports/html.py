@@ -49,7 +49,8 @@ FIGURES = [  # key, title, caption
     ("pareto", "Pareto front: nRMSE vs cost", "Non-dominated trials of this round in (cost, nRMSE); cost is "
      "est_cost when recorded, else GPU-hours, else wall clock."),
     ("learning_curves", "Learning curves (top trials)", "Validation rollout nRMSE (the ASHA metric) per "
-     "epoch for the best trials of the experiment."),
+     "epoch for the best trials of the experiment, in the order each trial reported; a trial that went on from a "
+     "checkpoint (a PBT exploit, a resume) starts a new stretch of its line at an open diamond."),
     ("rollout", "Champion rollout vs truth", "One test trajectory: truth, the champion's autoregressive "
      "prediction without TTC (context frames above the dashed line are given), and the error."),
     ("gates", "Physics gates per trial", "Test nRMSE per trial coloured by the small-eval gates: green pass, red "

@@ -257,6 +257,16 @@ def plot_pareto(lb: pd.DataFrame, path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------ 6. learning curves
+def curve_segments(g: pd.DataFrame, xcol: str) -> list[pd.DataFrame]:
+    """One trial's reports in the order it made them, cut wherever ``xcol`` goes back. A PBT trial that exploits
+    goes on from another trial's checkpoint at an earlier iteration (a resumed trial from its own last
+    checkpoint), so it reports those iterations again: one line through all its reports would zig-zag. A report
+    at the same x (the final evaluation after the last epoch) continues the line."""
+    x = pd.to_numeric(g[xcol], errors="coerce").to_numpy()
+    cuts = [0, *[i for i in range(1, len(x)) if x[i] < x[i - 1]], len(x)]
+    return [g.iloc[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
 def plot_learning_curves(hist: pd.DataFrame, path: Path, metric: str = "val_nrmse", top: int = 5) -> Path:
     if hist.empty or metric not in hist:
         raise PlotSkipped(f"no '{metric}' in the Tune experiment results")
@@ -267,13 +277,22 @@ def plot_learning_curves(hist: pd.DataFrame, path: Path, metric: str = "val_nrms
     xcol = "global_epoch" if "global_epoch" in h and h["global_epoch"].notna().all() else "training_iteration"
     fig = _figure()
     ax = fig.subplots()
+    restarts = 0
     for tid in best.index:
-        g = h[h["trial_id"] == tid].sort_values("training_iteration")
-        ax.plot(g[xcol], g["_m"], marker="o", ms=3, label=f"{tid} (best {best[tid]:.3g})")
+        segments = curve_segments(h[h["trial_id"] == tid], xcol)
+        line = ax.plot(segments[0][xcol], segments[0]["_m"], marker="o", ms=3,
+                       label=f"{tid} (best {best[tid]:.3g})")[0]
+        for seg in segments[1:]:  # same colour; the restart point marked
+            ax.plot(seg[xcol], seg["_m"], marker="o", ms=3, color=line.get_color())
+            ax.plot(seg[xcol].iloc[:1], seg["_m"].iloc[:1], marker="D", ms=6, ls="none", mfc="none",
+                    color=line.get_color(), label=None if restarts else "continued from a checkpoint "
+                                                                         "(PBT exploit or resume)")
+            restarts += 1
     ax.set_yscale("log")
     ax.set_xlabel(xcol)
     ax.set_ylabel(metric)
-    ax.set_title(f"Learning curves of the top {len(best)} trials")
+    ax.set_title(f"Learning curves of the top {len(best)} trials"
+                 + (f" ({restarts} restart(s) from a checkpoint)" if restarts else ""))
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     return _save(fig, path)
