@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ups.tune.pbt import StagedPBT, pbt_window
+from ups.tune.pbt import StagedPBT, pbt_schedule, pbt_window, schedule_text
 
 ITERATIONS, WINDOW = 16, 12  # as a UPS trial: one report per epoch of stages 1+11+1+2, then the final report
 
@@ -227,3 +227,20 @@ def test_a_pbt_population_taking_turns_keeps_every_report_in_result_json(ray_ses
     for trial in (tmp_path / "runs" / "pbt-turns").glob("trial_*"):
         reported = [json.loads(line)["training_iteration"] for line in trial.joinpath("result.json").read_text().splitlines()]
         assert set(reported) == set(range(1, 18)), (trial.name, reported)  # 16 epochs and the final report
+
+
+def test_a_pbt_schedule_follows_the_chain_of_donors() -> None:
+    """Ray copies a donor's policy file into the exploiting trial's and appends the exploit; a trial whose donor
+    had no file keeps its own older lines, which its new weights no longer owe anything to."""
+    lines = [["t1", "t0", 3, 2, {"lr": 0.1}, {"lr": 0.12}],      # t1's own exploit, overwritten below
+             ["t2", "t0", 4, 4, {"lr": 0.2}, {"lr": 0.24}],      # from t2's file, copied into t1's
+             ["t1", "t2", 8, 7, {"lr": 0.24}, {"lr": 0.288}]]    # t1 exploited t2 at t2's iteration 7
+    ids = {"t0": "abc_00000", "t1": "abc_00001", "t2": "abc_00002"}
+    schedule = pbt_schedule(lines, ids, dict)
+    assert schedule == [{"from_iteration": 0, "trial": "abc_00000", "values": {"lr": 0.2}},
+                        {"from_iteration": 4, "trial": "abc_00002", "values": {"lr": 0.24}},
+                        {"from_iteration": 7, "trial": "abc_00001", "values": {"lr": 0.288}}]
+    assert schedule_text(schedule) == ("from the start (abc_00000): lr=0.2 → it 4 (abc_00002): lr=0.24 → "
+                                       "it 7 (abc_00001): lr=0.288")
+    assert pbt_schedule([], ids, dict) == []
+    assert pbt_schedule(lines[:1], {}, dict)[0]["trial"] == "t0"  # an unknown tag is named as it is

@@ -248,3 +248,29 @@ def test_a_champion_has_to_beat_every_baseline_on_its_data(tmp_path: Path, capsy
     assert "kept the champion good" in capsys.readouterr().out
     # no baselines given (baselines=false, or promotion.beat_baselines=false): no bar
     assert update_champion(tmp_path / "c2.json", [full("weak", 0.28, smoke)], lb)["run_id"] == "weak"
+
+
+def test_a_pbt_champion_keeps_its_schedule_and_round_c_says_it_starts_from_its_last_values(tmp_path: Path,
+                                                                                           capsys) -> None:
+    """A PBT trial's config is the last of a schedule, its weights partly trained in other trials: the champion
+    record keeps the schedule, and a round around the champion says that it retrains only the last values."""
+    from ups.config import load_config, to_dict
+    from ups.tune.launcher import prepare
+
+    schedule = [{"from_iteration": 0, "trial": "x_00001", "values": {"stages.operator.optimizer.lr": 0.001}},
+                {"from_iteration": 4, "trial": "x_00000", "values": {"stages.operator.optimizer.lr": 0.0012}}]
+    champ, lb = tmp_path / "champion.json", tmp_path / "lb.csv"
+    cfg = json.dumps(to_dict(load_config([])))
+    rec = update_champion(champ, [full("pbt", 0.05, config_json=cfg, pbt_schedule=json.dumps(schedule))], lb)
+    assert rec["pbt_schedule"] == schedule and json.loads(champ.read_text())["pbt_schedule"] == schedule
+    capsys.readouterr()
+    prepare("round_c", [f"champion={champ}", f"storage_path={tmp_path / 'runs'}", f"leaderboard={lb}"],
+            around_champion=True)
+    assert ("the champion was trained by PBT (1 exploit(s): from the start (x_00001): lr=0.001 → it 4 (x_00000): "
+            "lr=0.0012); round_c starts from its last values, trained from scratch") in capsys.readouterr().out
+    # an ASHA champion: no schedule, no such line
+    rec = update_champion(tmp_path / "c2.json", [full("asha", 0.05, config_json=cfg)], lb)
+    assert "pbt_schedule" not in rec
+    prepare("round_c", [f"champion={tmp_path / 'c2.json'}", f"storage_path={tmp_path / 'runs'}", f"leaderboard={lb}"],
+            around_champion=True)
+    assert "trained by PBT" not in capsys.readouterr().out

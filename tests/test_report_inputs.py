@@ -228,6 +228,20 @@ def test_learning_curves_cut_a_trial_that_went_on_from_a_checkpoint(tmp_path, mo
     assert [3, 4, 5, 6, 7, 8] in xs and [3] in xs  # the second stretch and its restart marker
 
 
+def test_a_pbt_round_report_lists_the_schedules_behind_its_best_trials() -> None:
+    """Under PBT a row's config is a trial's last values; the report lists the stretches its weights trained in."""
+    sched = [{"from_iteration": 0, "trial": "x_00002", "values": {"stages.operator.optimizer.lr": 0.002}},
+             {"from_iteration": 6, "trial": "x_00000", "values": {"stages.operator.optimizer.lr": 0.0024}}]
+    lb = pd.DataFrame({"kind": ["trial", "trial", "baseline"], "trial_id": ["x_00000", "x_00001", None],
+                       "val_nrmse": [0.08, 0.09, None], "nrmse": [0.1, 0.11, 0.25],
+                       "pbt_schedule": [json.dumps(sched), "", None]})
+    section = report_html._pbt_schedules_html(lb)
+    assert 'id="pbt-schedules"' in section and section.count("<tr><td>") == 1
+    assert "from the start (x_00002): lr=0.002 → it 6 (x_00000): lr=0.0024" in section
+    assert report_html._pbt_schedules_html(lb.drop(columns="pbt_schedule")) == ""  # an ASHA round
+    assert report_html._pbt_schedules_html(lb.assign(pbt_schedule="")) == ""  # PBT never exploited
+
+
 def test_the_best_trial_is_chosen_on_validation_not_on_the_test_split() -> None:
     """The report's and the comparison's best trial was the lowest *test* nRMSE, a figure then reported as its
     score: selected and scored on the same split. The sweep's own choice (ASHA, TPE) is on val_nrmse."""

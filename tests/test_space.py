@@ -368,6 +368,11 @@ def test_promotion_seeds_refuses_a_searched_seed(tmp_path: Path) -> None:
         prepare("round_a", [*base, "promotion.seeds=2"])
     with pytest.raises(ConfigError, match=r"promotion.seeds=-1: must be ≥ 0"):
         prepare("round_a", [f"storage_path={tmp_path / 'runs'}", "promotion.seeds=-1"])
+    # a PBT trial is a schedule and inherited weights: its last values retrained with other seeds are another model
+    prepare("round_a", [f"storage_path={tmp_path / 'runs'}", "scheduler.name=pbt"])
+    with pytest.raises(ConfigError, match=r"promotion.seeds=2 with scheduler.name=pbt: .*pbt_schedule.*Fix: "
+                                          r"promotion.seeds=0 under PBT, or scheduler.name=asha"):
+        prepare("round_a", [f"storage_path={tmp_path / 'runs'}", "scheduler.name=pbt", "promotion.seeds=2"])
 
 
 def test_asha_rungs_are_automatic_and_never_inside_the_autoencoder_stage() -> None:

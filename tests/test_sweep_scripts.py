@@ -99,6 +99,20 @@ def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cac
     times = [[json.loads(line)["timestamp"] for line in f.read_text().splitlines()]
              for f in (work / "runs" / exp).glob("trial_*/result.json")]
     assert len(times) == 4 and max(t[0] for t in times) < min(t[-1] for t in times), times
+    # each exploited trial's row carries the schedule its weights trained with (Ray's policy file, donors named
+    # by trial id): from the start in a donor, ending in the trial itself with the values on its row
+    exploited = {f.stem.removeprefix("pbt_policy_") for f in (work / "runs" / exp).glob("pbt_policy_*.txt")}
+    assert exploited
+    for _, row in rows.iterrows():
+        text = row["pbt_schedule"] if isinstance(row["pbt_schedule"], str) else ""
+        schedule = json.loads(text) if text else []
+        assert bool(schedule) == (row["trial_id"] in exploited), (row["trial_id"], schedule, exploited)
+        if schedule:
+            assert schedule[0]["from_iteration"] == 0 and schedule[-1]["trial"] == row["trial_id"], schedule
+            assert {s["trial"] for s in schedule} <= set(rows["trial_id"]), schedule
+            assert all(0 < s["from_iteration"] < 7 for s in schedule[1:]), schedule
+            sampled = json.loads(row["sampled_json"])
+            assert all(sampled[k] == v for k, v in schedule[-1]["values"].items()), (schedule[-1], sampled)
     params = load_space(REPO / "search_spaces" / "round_a.yaml").params
     for *_, new in exploits:
         for key, value in new.items():

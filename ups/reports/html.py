@@ -476,6 +476,32 @@ def _ttc_by_dim_html(lb: pd.DataFrame) -> str:
             f'</section>')
 
 
+def _pbt_schedules_html(lb: pd.DataFrame, top: int = 10) -> str:
+    """A PBT round's best trials with the schedule behind each one's weights (``pbt_schedule``): under PBT a
+    trial's config on the leaderboard is only its last; its weights trained in other trials, with other values."""
+    from ups.tune.pbt import schedule_text
+
+    if "pbt_schedule" not in lb.columns:
+        return ""
+    trials = lb[(lb["kind"] == "trial")].copy()
+    trials = trials[trials["pbt_schedule"].apply(lambda v: isinstance(v, str) and bool(v))]
+    if trials.empty:
+        return ""
+    trials = trials.assign(_v=pd.to_numeric(trials["val_nrmse"], errors="coerce")).sort_values("_v").head(top)
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(str(r['trial_id']))}</td><td>{e(_fmt(r.get('val_nrmse'), 'val_nrmse')[0])}</td>"
+        f"<td>{e(_fmt(r.get('nrmse'), 'nrmse')[0])}</td>"
+        f"<td>{e(schedule_text(json.loads(r['pbt_schedule'])))}</td></tr>" for _, r in trials.iterrows())
+    return ('<section id="pbt-schedules"><h2>PBT schedules</h2><p class="meta">Under PBT a trial\'s row shows its last '
+            'values only. Its weights trained in stretches: from the start in one trial, then, from each exploit\'s '
+            'iteration on, in the trial that took over the checkpoint, with the values listed (Ray\'s '
+            '<code>pbt_policy_*.txt</code>; <code>PopulationBasedTrainingReplay</code> replays one). Trials never '
+            'exploited trained with their own values from the start and are not listed.</p>'
+            '<table><thead><tr><th>trial</th><th>val nRMSE</th><th>test nRMSE</th><th>schedule</th></tr></thead>'
+            f'<tbody>{rows}</tbody></table></section>')
+
+
 def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFrame,
           exp: ExperimentResults | None, champion: dict[str, Any] | None, figs: list[FigureResult],
           notes: list[str]) -> str:
@@ -513,6 +539,7 @@ def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFra
                       f'<pre>{e(json.dumps(shown, indent=2, default=str))}</pre>'
                       f'<h3>Config</h3><pre>{e(json.dumps(cfg, indent=2, default=str)) if cfg else "(not recorded)"}</pre></section>')
     ttc_html = _ttc_by_dim_html(lb) if round_name == "dims" else ""
+    pbt_html = _pbt_schedules_html(lb)
     skipped = [f"{f.title}: {f.note}" for f in figs if f.note]
     note_items = "".join(f"<li>{e(n)}</li>" for n in notes + skipped)
     exp_desc = f"{exp_path} ({len(exp.trials)} Tune trials)" if exp is not None else (str(exp_path) if exp_path else "none")
@@ -536,6 +563,7 @@ Hover a row for its error / stop reason.</p>
 </tbody></table></div></section>
 {fail_html}
 {ttc_html}
+{pbt_html}
 <section id="plots"><h2>Figures</h2>
 {''.join(fig_html)}
 </section>

@@ -117,6 +117,12 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
         keep = {k: v for k, v in champ.items() if not k.startswith(fixed) and k not in named}
         base = apply_overrides(base, keep, source=f"{scfg.champion} (champion config)")
         space = resolve_around(space, base)
+        schedule = (read_champion(resolve_path(scfg.champion)) or {}).get("pbt_schedule")
+        if schedule:
+            from ups.tune.pbt import schedule_text
+
+            _log(f"the champion was trained by PBT ({len(schedule) - 1} exploit(s): {schedule_text(schedule)}); "
+                 f"{round_name} starts from its last values, trained from scratch")
     try:
         check_against(space, base)
     except SearchSpaceError as e:
@@ -195,6 +201,12 @@ def check_promotion_seeds(scfg: SweepConfig, space: SearchSpace) -> None:
     if n < 0:
         raise ConfigError(f"promotion.seeds={n}: must be ≥ 0 (extra training seeds per promoted configuration). "
                           f"Fix: promotion.seeds=0 (off) or e.g. promotion.seeds=2")
+    if n > 0 and scfg.scheduler.name == "pbt":
+        raise ConfigError(f"promotion.seeds={n} with scheduler.name=pbt: a PBT trial's score comes from a schedule of "
+                          f"values and from weights it took over from other trials (its pbt_schedule on the "
+                          f"leaderboard), so retraining its last values from scratch with other seeds would score "
+                          f"another model. Fix: promotion.seeds=0 under PBT, or scheduler.name=asha to compare "
+                          f"configurations over seeds")
     if n > 0 and SEED_KEY in space.params:
         raise ConfigError(f"{space.path}: params.{SEED_KEY} is searched, so promotion.seeds={n} cannot retrain the "
                           f"winners with other seeds. Fix: drop {SEED_KEY} from the space's params, or run with "
@@ -775,7 +787,7 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
         ckpt = r.checkpoint.path if r.checkpoint is not None else None
         rows.append(trial_row(ctx, tid, r.config or {}, metrics, gate_reason=cb.tracker.reasons.get(tid),
                               errored=r.error is not None, checkpoint=ckpt,
-                              cut=(cut or cb.cut_at_step) if short else None))
+                              cut=(cut or cb.cut_at_step) if short else None, pbt_schedule=cb.pbt_schedule(tid)))
     if rows:
         upsert_rows(path, rows)
 

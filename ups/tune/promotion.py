@@ -175,7 +175,7 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
         wall = time.perf_counter() - t0
         gpu_h = wall / 3600.0 if eval_device(cfg).type == "cuda" else 0.0
         full = {k: row.get(k) for k in ("round", "experiment", "trial_id", "config_hash", "config_json",
-                                        "params", "tags")}
+                                        "params", "tags", "pbt_schedule") if k in row}
         full.update({"wall_clock": round(wall, 2), "gpu_hours": round(gpu_h, 5),
                      "est_cost": round(gpu_h * cost_per_gpu_hour, 4)})
         full.update({k: metrics.get(k) for k in ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap",
@@ -389,6 +389,9 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
               "data_hash": best.get("data_hash"), "replaced": current.get("run_id") if current else None,
               "compared_on": basis, "baseline_bar": {"name": bar[0], "nrmse": bar[1]} if bar else None,
               "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    schedule = best.get("pbt_schedule")
+    if isinstance(schedule, str) and schedule:  # trained by PBT: its config is the last of a schedule
+        record["pbt_schedule"] = json.loads(schedule)
     if has_seed_mean(best):  # chosen on the mean over training seeds
         record.update({"seed_mean": best["seed_mean"], "seed_scores": json.loads(best["seed_scores"]),
                        "seed_run_ids": best["seed_run_ids"].split(";")})

@@ -12,13 +12,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ray.tune import Callback
 
 from ups.config import config_hash
 from ups.leaderboard import finite_or_none, upsert_rows
 from ups.tune.gates import GateLimits, GateTracker
+from ups.tune.pbt import read_pbt_schedule
 from ups.tune.space import SearchSpace
 
 EVAL_COLUMNS = ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation",
@@ -69,7 +70,9 @@ def stop_reason(result: Mapping[str, Any], gate_reason: str | None, scheduler: s
 
 def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any],
               *, gate_reason: str | None, errored: bool = False, checkpoint: str | None = None,
-              cut: str | None = None) -> dict[str, Any]:
+              cut: str | None = None, pbt_schedule: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """``pbt_schedule`` (PBT rounds): the stretches the trial's weights trained in (``ups.tune.pbt.pbt_schedule``),
+    stored as JSON in the row's ``pbt_schedule`` ("" for a trial never exploited); the row's config is its last."""
     status, reason = stop_reason(result, gate_reason, ctx.scheduler, errored, cut)
     try:
         cfg, values = ctx.space.materialize_dict(ctx.base, config)
@@ -96,6 +99,8 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
         "val_nrmse": finite_or_none(result.get("val_nrmse")), "epochs": result.get("training_iteration"),
         "sampled_json": json.dumps(values, sort_keys=True, default=str),
     }
+    if ctx.scheduler == "pbt":
+        row["pbt_schedule"] = json.dumps(list(pbt_schedule), default=str) if pbt_schedule else ""
     if result.get("final"):
         for col in EVAL_COLUMNS:
             row[col] = finite_or_none(result.get(col))
@@ -155,6 +160,7 @@ class LeaderboardCallback(Callback):
         self.wall_at_step = 0.0  # wall_s() at the end of the last step of Tune's loop
         self.cut_at_step: str | None = None  # the sweep budget used up at the end of that step, if any
         self._trials: list[Any] = []  # Tune's live trials at the last step (record_unfinished)
+        self.experiment_dir = ""  # the driver's experiment folder, where Ray's PBT writes its policy files
 
     def setup(self, **info: Any) -> None:
         self.t0 = time.monotonic()  # the experiment starts (Tune's own time budget counts from here)
@@ -209,12 +215,25 @@ class LeaderboardCallback(Callback):
             upsert_rows(self.path, rows)
         return len(rows)
 
+    def pbt_schedule(self, trial_id: str) -> list[dict[str, Any]]:
+        """A PBT trial's schedule (``ups.tune.pbt.pbt_schedule``) from Ray's policy file in the driver's
+        experiment folder, donors named by trial id; [] outside PBT rounds and for a trial never exploited."""
+        if self.ctx.scheduler != "pbt" or not self.experiment_dir:
+            return []
+        tags = {str(getattr(t, "experiment_tag", "")).split("@perturbed[")[0]: t.trial_id for t in self._trials}
+        return read_pbt_schedule(self.experiment_dir, trial_id, tags, self.ctx.space.decode)
+
     def _row(self, trial: Any, errored: bool, cut: str | None) -> dict[str, Any]:
         """A Tune trial's leaderboard row from its last result (``cut``: why the loop ended it, if it did)."""
         ckpt = trial.checkpoint.path if getattr(trial, "checkpoint", None) is not None else None
+        if self.ctx.scheduler == "pbt":
+            try:
+                self.experiment_dir = str(trial.local_experiment_path)
+            except Exception:  # a trial without storage (never started): keep the folder already known
+                pass
         return trial_row(self.ctx, trial.trial_id, trial.config, dict(trial.last_result or {}),
                          gate_reason=self.tracker.reasons.get(trial.trial_id), errored=errored, checkpoint=ckpt,
-                         cut=cut)
+                         cut=cut, pbt_schedule=self.pbt_schedule(trial.trial_id))
 
     def _write(self, trial: Any, errored: bool) -> None:
         final = (trial.last_result or {}).get("final")
