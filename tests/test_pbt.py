@@ -244,3 +244,41 @@ def test_a_pbt_schedule_follows_the_chain_of_donors() -> None:
                                        "it 7 (abc_00001): lr=0.288")
     assert pbt_schedule([], ids, dict) == []
     assert pbt_schedule(lines[:1], {}, dict)[0]["trial"] == "t0"  # an unknown tag is named as it is
+
+
+def test_a_resumed_pbt_sweep_puts_the_logs_of_its_exploits_back(ray_session, tmp_path: Path) -> None:
+    """Tune's resume fetches only the experiment's .json/.pkl files into the new driver's folder. Ray's PBT then
+    logged the resumed exploits into new files, which replaced the stored ones on the next sync: the schedules
+    of trials exploited after a resume lost every donor from before the stop. The stopped run's logs are read
+    from storage and put back in the new driver's folder before the first trial runs; a file already there
+    is kept."""
+    from ray.train._internal.storage import StorageContext
+    from ray.tune import Result
+    from ray.tune.experiment import Trial
+
+    from ups.tune.restore import pbt_logs
+
+    stored = tmp_path / "runs" / "exp"
+    (stored / "trial_t_00001").mkdir(parents=True)
+    (stored / "pbt_global.txt").write_text('["1", "0", 4, 4, {}, {}]\n')
+    (stored / "pbt_policy_t_00001.txt").write_text('["1", "0", 4, 4, {}, {}]\n')
+    (stored / "experiment_state-x.json").write_text("{}")  # Tune's own: fetched by Tune
+    logs = pbt_logs([Result(metrics={}, checkpoint=None, error=None, path=str(stored / "trial_t_00001"))])
+    assert logs == {"pbt_global.txt": '["1", "0", 4, 4, {}, {}]\n', "pbt_policy_t_00001.txt": '["1", "0", 4, 4, {}, {}]\n'}
+    assert pbt_logs([]) == {}
+
+    pbt = _pbt(perturbation_interval=2)
+    assert pbt.restore({}, logs) == 0
+    storage = StorageContext(storage_path=str(tmp_path / "resumed"), experiment_dir_name="exp")
+    trial = Trial("fn", config={"lr": 0.5}, trial_id="t_00001", stub=True, experiment_tag="1_lr=0.5", storage=storage)
+    staging = Path(trial.local_experiment_path)
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "pbt_policy_t_00001.txt").write_text("this run's\n")
+    pbt.on_trial_add(_OneTrialController(trial), trial)
+    assert (staging / "pbt_global.txt").read_text() == logs["pbt_global.txt"]
+    assert (staging / "pbt_policy_t_00001.txt").read_text() == "this run's\n"
+    (staging / "pbt_global.txt").unlink()
+    other = Trial("fn", config={"lr": 0.6}, trial_id="t_00002", stub=True, experiment_tag="2_lr=0.6", storage=storage)
+    assert Path(other.local_experiment_path) == staging
+    pbt.on_trial_add(_OneTrialController(other), other)
+    assert not (staging / "pbt_global.txt").exists()  # put back once, at the first trial

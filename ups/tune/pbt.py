@@ -110,13 +110,32 @@ class StagedPBT(PopulationBasedTraining):
         self.past: set[str] = set()  # trial ids out of the population
         self._restored: dict[str, list[dict[str, Any]]] = {}  # trial id → its reports, until Tune adds it back
 
-    def restore(self, histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
+    def restore(self, histories: Mapping[str, Sequence[Mapping[str, Any]]],
+                logs: Mapping[str, str] | None = None) -> int:
         """Before a resumed sweep's ``fit``: each restored trial's reports (trial id → its ``result.json``
         rows in order, ``ups.tune.restore.reported_history``).  ``on_trial_add`` replays them into the state
-        PBT had kept for the trial (``replay_history``: Tune sets the metric and mode only at ``fit``).
-        Returns how many trials have reports to replay."""
+        PBT had kept for the trial (``replay_history``: Tune sets the metric and mode only at ``fit``), and
+        puts ``logs`` (``ups.tune.restore.pbt_logs``: Ray's PBT log files of the stopped run, name → text) back
+        in the new driver's experiment folder, where PBT appends to them.  Returns how many trials have
+        reports to replay."""
         self._restored = {tid: [dict(r) for r in h] for tid, h in histories.items() if h}
+        self._logs = dict(logs or {})
         return len(self._restored)
+
+    def _put_back_logs(self, trial: Any) -> None:
+        """Write the stopped run's PBT logs into the driver's experiment folder (once; a file already there is
+        this run's and is kept)."""
+        logs, self._logs = getattr(self, "_logs", None), {}
+        if not logs:
+            return
+        try:
+            folder = Path(trial.local_experiment_path)
+        except Exception:  # a trial without storage: nowhere PBT would log to
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in logs.items():
+            if not (folder / name).exists():
+                (folder / name).write_text(text)
 
     def replay_history(self, history: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
         """What ``on_trial_result`` recorded for a trial that reported ``history``: its last check (the
@@ -145,6 +164,7 @@ class StagedPBT(PopulationBasedTraining):
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         super().on_trial_add(tune_controller, trial)
+        self._put_back_logs(trial)
         state = self._trial_state[trial]
         state.orig_tag = str(state.orig_tag).split("@perturbed[")[0]  # a perturbed trial's tag, restored
         history = getattr(self, "_restored", {}).pop(trial.trial_id, None)  # (unpickled from an older version)

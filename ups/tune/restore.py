@@ -141,8 +141,9 @@ def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: 
     pbt = tune_cfg.scheduler if isinstance(tune_cfg.scheduler, StagedPBT) else None
     histories = reported_histories(results) if gates or pbt else {}  # each result.json read once, for both
     if pbt is not None:  # its scores, last perturbations, tags and window, which Tune does not save
-        lines.append(f"pbt: the reports of {pbt.restore(histories)} restored trial(s) replayed into its "
-                     f"population state")
+        logs = pbt_logs(results)
+        lines.append(f"pbt: the reports of {pbt.restore(histories, logs)} restored trial(s) replayed into its "
+                     f"population state" + (f"; its {len(logs)} log file(s) of exploits put back" if logs else ""))
     if gates:
         seeded, tripped = restore_gates(gates, histories)
         lines.append(f"gates: the reports of {seeded} restored trial(s) replayed ({tripped} past a gate)")
@@ -170,6 +171,33 @@ def reported_history(result: Any) -> list[dict[str, Any]]:
         if isinstance(row, dict):
             history.append(row)
     return history
+
+
+def pbt_logs(results: list[Any]) -> dict[str, str]:
+    """Ray PBT's logs in the restored experiment's folder on storage (``pbt_global.txt`` and each
+    ``pbt_policy_<trial id>.txt``: file name → text).  Tune's resume fetches only the folder's ``.json``/``.pkl``
+    files into the new driver's own: without these, PBT would log the resumed exploits into new files that
+    replace the stored ones, and a trial's schedule would lose its donors from before the stop."""
+    folder = next((posixpath.dirname(str(r.path).rstrip("/")) for r in results if r.path), None)
+    if folder is None:
+        return {}
+    from pyarrow import fs as pafs
+
+    fs = next(r.filesystem for r in results if r.path)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(folder))
+    except OSError:
+        return {}
+    out = {}
+    for info in infos:
+        name = posixpath.basename(info.path)
+        if info.type == pafs.FileType.File and name.startswith("pbt_") and name.endswith(".txt"):
+            try:
+                with fs.open_input_stream(info.path) as f:
+                    out[name] = f.read().decode(errors="replace")
+            except OSError:
+                continue
+    return out
 
 
 def reported_histories(results: list[Any]) -> dict[str, list[dict[str, Any]]]:
