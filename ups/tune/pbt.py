@@ -17,7 +17,9 @@ one or two others), would perturb every restored trial at its first report whate
 perturbation, would let a trial already past the window serve as a donor until it reports again, and
 would tag a perturbed trial ``…@perturbed[…]@perturbed[…]``.  ``StagedPBT.restore`` takes each restored
 trial's saved reports and replays PBT's own bookkeeping on them (``replay_history``), and
-``on_trial_add`` puts the result in place when Tune adds the trial back.
+``on_trial_add`` puts the result in place when Tune adds the trial back, along with Ray's log files of
+the stopped run's exploits (``pbt_policy_<trial id>.txt``, ``pbt_global.txt``), which Tune's resume does not
+fetch.  ``pbt_schedule`` reads a trial's policy file into the schedule its weights trained with.
 """
 from __future__ import annotations
 
