@@ -190,6 +190,15 @@ def test_num_samples_beyond_one_grid_pass_adds_training_seeds_before_ray(tmp_pat
     assert prepare("dims", [f"space={seeded}"], defaults=d).space.grid_size() == 10
     with pytest.raises(ConfigError, match="already sweeps training.seed"):
         prepare("dims", [f"space={seeded}", "num_samples=20"], defaults=d)
+    # a space with drawn params: Tune's grid searcher samples them anew per trial, so passes would not repeat
+    # the same configurations (round A under the grid searcher printed "1 points × 4 training seeds" and ran
+    # four different learning rates)
+    with pytest.raises(ConfigError, match=r"round_a.yaml draws stages.operator.optimizer.lr, .* at random .*"
+                                          r"Fix: give them dist: grid .*or num_samples=1 for one pass"):
+        prepare("round_a", ["searcher.name=grid", "scheduler.name=fifo"])
+    one_pass = prepare("round_a", ["searcher.name=grid", "scheduler.name=fifo", "num_samples=1"])
+    assert planned_trials(one_pass) == ("1 (grid; lr, warmup_steps_ratio, ema_decay, betas drawn at random per "
+                                        "trial)")
 
 
 def test_the_seed_part_of_the_interval_is_not_understated() -> None:

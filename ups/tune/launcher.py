@@ -225,6 +225,14 @@ def grid_seed_passes(scfg: SweepConfig, space: SearchSpace, base: Any) -> Search
              f"{max(1, passes) * size} trials ({max(1, passes)} pass(es), one training seed each)")
     if passes <= 1:
         return space
+    drawn = [k for k, p in space.params.items() if p.dist != "grid"]
+    if drawn:
+        raise ConfigError(f"num_samples={scfg.num_samples} repeats the grid of {size} point(s) {passes} times, each "
+                          f"pass with the next training seed, but {space.path} draws {', '.join(drawn)} at random "
+                          f"(dist: {space.params[drawn[0]].dist}): Tune's grid searcher samples them anew for every "
+                          f"trial, so the repeats would train other configurations, not the same ones with other "
+                          f"seeds. Fix: give them dist: grid (values: [...]), or num_samples={size} for one pass, or "
+                          f"searcher.name=random / optuna to search them")
     if SEED_KEY in space.params:
         raise ConfigError(f"num_samples={scfg.num_samples} repeats the grid of {size} points {passes} times, each "
                           f"pass with the next training seed, but {space.path} already sweeps {SEED_KEY}: the "
@@ -245,8 +253,10 @@ def planned_trials(p: Prepared) -> str:
         return str(p.scfg.num_samples)
     seeds = p.space.params.get(SEED_KEY)
     n = p.space.grid_size()
-    return f"{n} (grid: {n // len(seeds.values)} points × {len(seeds.values)} training seeds)" \
-        if seeds is not None and seeds.dist == "grid" and len(seeds.values) > 1 else f"{n} (grid)"
+    drawn = [k.rsplit(".", 1)[-1] for k, q in p.space.params.items() if q.dist != "grid"]
+    also = f"; {', '.join(drawn)} drawn at random per trial" if drawn else ""
+    return f"{n} (grid: {n // len(seeds.values)} points × {len(seeds.values)} training seeds{also})" \
+        if seeds is not None and seeds.dist == "grid" and len(seeds.values) > 1 else f"{n} (grid{also})"
 
 
 def check_pbt_space(scfg: SweepConfig, space: SearchSpace) -> None:
