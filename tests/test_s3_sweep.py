@@ -67,3 +67,21 @@ def test_smoke_sweep_stores_state_results_checkpoints_on_s3(ray_session, tmp_pat
     with checkpoint_file(uri) as fetched:
         model, cfg, _ = load_checkpoint(fetched)
     assert sum(p.numel() for p in model.parameters()) > 0 and not fetched.parent.exists()
+
+
+def test_a_resumed_pbt_sweep_reads_its_exploit_logs_back_from_s3(s3_client, s3_bucket) -> None:
+    """``pbt_logs`` reads Ray PBT's log files next to the restored trials, here in a bucket (moto), through the
+    filesystem Tune restored the results with; other files of the experiment are not taken."""
+    from ray.tune import Result
+
+    from ups.cloud.storage import resolve_storage
+    from ups.tune.restore import pbt_logs
+
+    prefix = "sweeps/pbt-s3"
+    for key, body in {"pbt_global.txt": b'["1", "0", 4, 4, {}, {}]\n', "pbt_policy_t_00001.txt": b"line\n",
+                      "experiment_state-x.json": b"{}", "trial_t_00001/result.json": b"{}\n"}.items():
+        s3_client.put_object(Bucket=s3_bucket, Key=f"{prefix}/{key}", Body=body)
+    root, fs = resolve_storage(f"s3://{s3_bucket}/sweeps")
+    result = Result(metrics={}, checkpoint=None, error=None, path=f"{root}/pbt-s3/trial_t_00001",
+                    _storage_filesystem=fs)
+    assert pbt_logs([result]) == {"pbt_global.txt": '["1", "0", 4, 4, {}, {}]\n', "pbt_policy_t_00001.txt": "line\n"}
