@@ -282,3 +282,24 @@ def test_a_resumed_pbt_sweep_puts_the_logs_of_its_exploits_back(ray_session, tmp
     assert Path(other.local_experiment_path) == staging
     pbt.on_trial_add(_OneTrialController(other), other)
     assert not (staging / "pbt_global.txt").exists()  # put back once, at the first trial
+
+
+def test_the_reference_trial_stays_out_of_the_population() -> None:
+    """The round's reference point trains alone under PBT: the small-eval gates measure the round's trials against
+    it. Exploited or cloned, it was a PBT product like the others, and the gates fell back to the FNO baseline."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    pbt = _pbt(perturbation_interval=1, reference={"lr": 0.5})
+    trials = [Trial("fn", config={"lr": lr}, trial_id=f"t_0000{i}", stub=True, experiment_tag=f"{i}_lr={lr}")
+              for i, lr in enumerate([0.5, 0.9, 0.2, 0.7])]
+    ctrl = _OneTrialController(trials[0])
+    for t in trials:
+        pbt.on_trial_add(ctrl, t)
+    assert pbt.reference_ids == {"t_00000"}
+    assert pbt.on_trial_result(ctrl, trials[0], {"training_iteration": 1, "val_nrmse": 9.0}) == TrialScheduler.CONTINUE
+    for t, v in zip(trials, [0.9, 0.3, 0.1, 0.2]):  # as PBT records a check (the reference's too, were it scored)
+        pbt._trial_state[t].last_score = -v
+    lower, upper = pbt._quantiles()
+    assert trials[0] not in lower + upper and [t.trial_id for t in lower] == ["t_00001"], (lower, upper)
+    assert _pbt(perturbation_interval=1).reference_ids == set()  # no reference point (start_at_reference=false)

@@ -103,6 +103,12 @@ def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cac
     # by trial id): from the start in a donor, ending in the trial itself with the values on its row
     exploited = {f.stem.removeprefix("pbt_policy_") for f in (work / "runs" / exp).glob("pbt_policy_*.txt")}
     assert exploited
+    # the reference trial (the space's reference point) trains on its own, the yardstick of the small-eval gates:
+    # it is neither exploited nor anyone's donor, and keeps its label
+    ref = rows[rows["label"] == "reference"]
+    assert len(ref) == 1 and ref["trial_id"].iloc[0] not in exploited, rows[["trial_id", "label"]]
+    donors = {s["trial"] for text in rows["pbt_schedule"] if isinstance(text, str) and text for s in json.loads(text)}
+    assert ref["trial_id"].iloc[0] not in donors, donors
     for _, row in rows.iterrows():
         text = row["pbt_schedule"] if isinstance(row["pbt_schedule"], str) else ""
         schedule = json.loads(text) if text else []

@@ -517,7 +517,8 @@ def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
         mutations = space.pbt_mutations()
         return StagedPBT(window=pbt_window(base, mutations), time_attr=sc.time_attr,
                          perturbation_interval=sc.perturbation_interval, hyperparam_mutations=mutations,
-                         custom_explore_fn=space.clamp)
+                         custom_explore_fn=space.clamp,
+                         reference=space.reference_point(base) if s.searcher.start_at_reference else None)
     return FIFOScheduler()
 
 

@@ -104,11 +104,17 @@ def schedule_text(schedule: Sequence[Mapping[str, Any]]) -> str:
 class StagedPBT(PopulationBasedTraining):
     """Ray's ``PopulationBasedTraining`` that takes a trial that reported at or past ``window``
     (``pbt_window``; counted in ``training_iteration``, whatever the ``time_attr``) out of the population:
-    neither exploited nor cloned; it continues to its end."""
+    neither exploited nor cloned; it continues to its end.  The trial of the round's ``reference`` point is
+    out of it from the start."""
 
-    def __init__(self, *, window: int, **kwargs: Any):
+    def __init__(self, *, window: int, reference: Mapping[str, Any] | None = None, **kwargs: Any):
+        """``reference``: the round's reference point (encoded, as the searcher hands it to Tune); the trial
+        that trains it stays out of the population (never exploited, never cloned) and trains the reference
+        configuration alone, the yardstick the small-eval gates measure the round's trials against."""
         super().__init__(**kwargs)
         self.window = int(window)
+        self.reference = dict(reference or {})
+        self.reference_ids: set[str] = set()  # the trial(s) training the reference point
         self.past: set[str] = set()  # trial ids out of the population
         self._restored: dict[str, list[dict[str, Any]]] = {}  # trial id → its reports, until Tune adds it back
 
@@ -167,6 +173,8 @@ class StagedPBT(PopulationBasedTraining):
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         super().on_trial_add(tune_controller, trial)
         self._put_back_logs(trial)
+        if self.reference and all((trial.config or {}).get(k) == v for k, v in self.reference.items()):
+            self.reference_ids.add(trial.trial_id)
         state = self._trial_state[trial]
         state.orig_tag = str(state.orig_tag).split("@perturbed[")[0]  # a perturbed trial's tag, restored
         history = getattr(self, "_restored", {}).pop(trial.trial_id, None)  # (unpickled from an older version)
@@ -185,6 +193,8 @@ class StagedPBT(PopulationBasedTraining):
             state.last_checkpoint = trial.checkpoint
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if trial.trial_id in getattr(self, "reference_ids", ()):  # the round's yardstick trains on its own
+            return TrialScheduler.CONTINUE
         if int(result.get("training_iteration") or 0) >= self.window:
             self.past.add(trial.trial_id)  # its perturbed stages are trained: cloning it or it changes nothing
             return TrialScheduler.CONTINUE
@@ -192,8 +202,8 @@ class StagedPBT(PopulationBasedTraining):
 
     def _quantiles(self) -> tuple[list[Any], list[Any]]:
         """Ray's bottom and top quantiles, over the trials still in the population."""
-        everyone = self._trial_state
-        self._trial_state = {t: s for t, s in everyone.items() if t.trial_id not in self.past}
+        everyone, out = self._trial_state, self.past | getattr(self, "reference_ids", set())
+        self._trial_state = {t: s for t, s in everyone.items() if t.trial_id not in out}
         try:
             return super()._quantiles()
         finally:
