@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ups.tune.pbt import StagedPBT, pbt_schedule, pbt_window, schedule_text
+from ups.tune.pbt import StagedPBT, pbt_window
+from ups.tune.pbt_schedule import pbt_schedule, schedule_text
 
 ITERATIONS, WINDOW = 16, 12  # as a UPS trial: one report per epoch of stages 1+11+1+2, then the final report
 

@@ -32,6 +32,7 @@ from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
 from ups.reports.sources import (ReportError, best_trial, experiment_folder, is_failed, load_champion,
                                  load_leaderboard, checkpoint_file, checkpoint_name, row_config, select_round, trial_state)
+from ups.tune.pbt_schedule import schedule_text
 
 TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench",
                  "conservation_gap", "energy_violation", "bc_violation", "ece", "rollout_horizon",
@@ -479,8 +480,6 @@ def _ttc_by_dim_html(lb: pd.DataFrame) -> str:
 def _pbt_schedules_html(lb: pd.DataFrame, top: int = 10) -> str:
     """A PBT round's best trials with the schedule behind each one's weights (``pbt_schedule``): under PBT a
     trial's config on the leaderboard is only its last; its weights trained in other trials, with other values."""
-    from ups.tune.pbt import schedule_text
-
     if "pbt_schedule" not in lb.columns:
         return ""
     trials = lb[(lb["kind"] == "trial")].copy()

@@ -119,7 +119,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
         space = resolve_around(space, base)
         schedule = (read_champion(resolve_path(scfg.champion)) or {}).get("pbt_schedule")
         if schedule:
-            from ups.tune.pbt import schedule_text
+            from ups.tune.pbt_schedule import schedule_text
 
             _log(f"the champion was trained by PBT ({len(schedule) - 1} exploit(s): {schedule_text(schedule)}); "
                  f"{round_name} starts from its last values, trained from scratch")
