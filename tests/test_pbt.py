@@ -228,6 +228,12 @@ def test_a_pbt_population_taking_turns_keeps_every_report_in_result_json(ray_ses
     for trial in (tmp_path / "runs" / "pbt-turns").glob("trial_*"):
         reported = [json.loads(line)["training_iteration"] for line in trial.joinpath("result.json").read_text().splitlines()]
         assert set(reported) == set(range(1, 18)), (trial.name, reported)  # 16 epochs and the final report
+        # one TensorBoard events file per trial, not one per start (ups.tune.trial_logs.KeepingTBXLogger)
+        events = list(trial.glob("events.out.tfevents.*"))
+        assert len(events) == 1, (trial.name, [e.name for e in events])
+        steps = [e.step for e in _events(events[0]) if e.summary.value]  # (step 0: the hparams at the end)
+        restarts = [e.step for e in _events(events[0]) if e.HasField("session_log")]
+        assert sorted(set(steps) - {0}) == list(range(1, 18)) and len(restarts) == sum(b <= a for a, b in zip(reported, reported[1:]))
 
 
 def test_a_pbt_schedule_follows_the_chain_of_donors() -> None:
@@ -304,3 +310,46 @@ def test_the_reference_trial_stays_out_of_the_population() -> None:
     lower, upper = pbt._quantiles()
     assert trials[0] not in lower + upper and [t.trial_id for t in lower] == ["t_00001"], (lower, upper)
     assert _pbt(perturbation_interval=1).reference_ids == set()  # no reference point (start_at_reference=false)
+
+
+def _events(path: Path) -> list:
+    """The Event records of a TensorBoard events file (TFRecord framing: length, CRC, payload, CRC)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    out, data, at = [], path.read_bytes(), 0
+    while at + 12 <= len(data):
+        (n,) = struct.unpack("<Q", data[at:at + 8])
+        payload = data[at + 12:at + 12 + n]
+        at += 12 + n + 4
+        out.append(Event.FromString(payload))
+    return out
+
+
+def test_tensorboard_gets_one_file_per_trial_and_the_restarts_marked(ray_session, tmp_path: Path) -> None:
+    """A trial that went on from an earlier checkpoint (steps 3.. again after 5) writes on in its one events file,
+    with a SessionLog.START at step 3: TensorBoard drops the old steps from 3 on, as for its own restarts."""
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+
+    from ups.tune.trial_logs import KeepingTBXLogger
+
+    storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp")
+    trial = Trial("fn", config={"lr": 0.5}, trial_id="t_00001", stub=True, experiment_tag="1_lr=0.5", storage=storage)
+    tbx = KeepingTBXLogger()
+    tbx.log_trial_start(trial)
+    for it in range(1, 6):
+        tbx.log_trial_result(it, trial, {"training_iteration": it, "val_nrmse": 1.0 / it})
+    tbx.log_trial_start(trial)  # PBT: exploited, restored from a checkpoint at iteration 2
+    for it in range(3, 7):
+        tbx.log_trial_result(it, trial, {"training_iteration": it, "val_nrmse": 0.5 / it})
+    tbx.log_trial_end(trial)
+    files = list(Path(trial.local_path).glob("events.out.tfevents.*"))
+    assert len(files) == 1, files
+    seq = [("restart", e.step) if e.HasField("session_log") else ("value", e.step)
+           for e in _events(files[0]) if e.HasField("session_log") or (e.summary.value and e.step)]
+    values = [step for kind, step in seq if kind == "value"]
+    assert seq[:6] == [("value", 1), ("value", 2), ("value", 3), ("value", 4), ("value", 5), ("restart", 3)], seq
+    assert seq[6:] == [("value", 3), ("value", 4), ("value", 5), ("value", 6)], seq
+    assert [k for k, _ in seq].count("restart") == 1 and sorted(set(values)) == [1, 2, 3, 4, 5, 6]

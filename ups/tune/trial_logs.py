@@ -11,13 +11,21 @@ sweep's replay (``ups.tune.restore.reported_histories``) read.
 These subclasses restore from storage only when the driver has no file of its own for the trial: the
 driver's copy is the one storage is synced from, so it is never older.  Passing them in ``RunConfig``
 callbacks replaces Ray's defaults (Tune adds a default logger only when none of its class is given).
+
+Ray's ``TBXLoggerCallback`` opens a new TensorBoard events file at every start of a trial: a trial of that
+PBT smoke round had 51 files, whose overlapping steps TensorBoard drew as one zig-zagging line.
+``KeepingTBXLogger`` keeps writing one file per trial (per driver); when a trial goes on from an earlier
+checkpoint (a PBT exploit, a resume), it marks the restart as TensorBoard's own restarts are marked (a
+``SessionLog.START`` at that step, what tensorboardX's ``purge_step`` writes), so TensorBoard drops the
+steps the trial trains again and draws its line as it now is.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+from ray.tune.result import TIMESTEPS_TOTAL, TRAINING_ITERATION
 
 
 class _KeepDriverCopy:
@@ -38,6 +46,41 @@ class KeepingCSVLogger(_KeepDriverCopy, CSVLoggerCallback):
     """``progress.csv`` that keeps every report of a trial that is paused and started again."""
 
 
+class KeepingTBXLogger(TBXLoggerCallback):
+    """TensorBoard events: one file per trial, a restart from an earlier checkpoint marked for TensorBoard."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last_step: dict[Any, int] = {}
+
+    def log_trial_start(self, trial: Any) -> None:
+        if trial in self._trial_writer:
+            return  # started again (paused, taking turns, exploited): its file stays open
+        super().log_trial_start(trial)
+        restored = (trial.last_result or {}).get(TRAINING_ITERATION)  # a resumed trial's last report
+        if restored:
+            self._last_step[trial] = int(restored)
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        step = result.get(TIMESTEPS_TOTAL) or result.get(TRAINING_ITERATION)
+        if step is not None:
+            last = self._last_step.get(trial)
+            if last is not None and step <= last and trial in self._trial_writer:
+                self._mark_restart(trial, int(step))
+            self._last_step[trial] = int(step)
+        super().log_trial_result(iteration, trial, result)
+
+    def _mark_restart(self, trial: Any, step: int) -> None:
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+        self._trial_writer[trial]._get_file_writer().add_event(
+            Event(step=step, session_log=SessionLog(status=SessionLog.START)))
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        self._last_step.pop(trial, None)
+        super().log_trial_end(trial, failed)
+
+
 def trial_loggers() -> list[Any]:
-    """The logger callbacks a sweep's ``RunConfig`` gets in place of Ray's JSON and CSV defaults."""
-    return [KeepingJsonLogger(), KeepingCSVLogger()]
+    """The logger callbacks a sweep's ``RunConfig`` gets in place of Ray's JSON, CSV and TensorBoard defaults."""
+    return [KeepingJsonLogger(), KeepingCSVLogger(), KeepingTBXLogger()]
