@@ -506,7 +506,7 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int, space: 
 def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
     from ray.tune.schedulers import FIFOScheduler
 
-    from ups.tune.pbt import StagedPBT, pbt_window
+    from ups.tune.pbt import StagedPBT, pbt_start, pbt_window
 
     sc = s.scheduler
     if sc.name == "asha":
@@ -515,7 +515,12 @@ def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
                              reduction_factor=sc.reduction_factor, brackets=sc.brackets)
     if sc.name == "pbt":
         mutations = space.pbt_mutations()
-        return StagedPBT(window=pbt_window(base, mutations), time_attr=sc.time_attr,
+        # no exploit before the perturbed stage has trained one interval: before, every trial scores alike
+        # (round A: 87 exploits in the autoencoder stage, one trial cloning the others' iteration 4 again and
+        # again); in iterations, so for the time attributes that count epochs only
+        burn_in = pbt_start(base, mutations) + sc.perturbation_interval \
+            if sc.time_attr in ("training_iteration", "global_epoch") else 0
+        return StagedPBT(window=pbt_window(base, mutations), time_attr=sc.time_attr, burn_in_period=burn_in,
                          perturbation_interval=sc.perturbation_interval, hyperparam_mutations=mutations,
                          custom_explore_fn=space.clamp,
                          reference=space.reference_point(base) if s.searcher.start_at_reference else None)

@@ -43,6 +43,21 @@ def pbt_window(cfg: Any, keys: Iterable[str]) -> int:
     return max((ends[s] for s in stages), default=total)
 
 
+def pbt_start(cfg: Any, keys: Iterable[str]) -> int:
+    """The training iterations before the first stage any of ``keys`` belongs to starts (the epochs of the
+    stages trained before it); 0 for a key of no stage.  Before it, the perturbed knobs have changed nothing:
+    every trial reports the same scores (round A's autoencoder stage is the same in every trial), and an
+    exploit there copies weights and perturbs values on noise."""
+    starts, total = {}, 0
+    for name, stage in cfg.stages.items():
+        starts[name] = total
+        total += int(stage.epochs)
+    stages = {key.split(".")[1] for key in keys if key.startswith("stages.") and key.split(".")[1] in starts}
+    if not stages or any(not key.startswith("stages.") or key.split(".")[1] not in starts for key in keys):
+        return 0
+    return min(starts[s] for s in stages)
+
+
 class StagedPBT(PopulationBasedTraining):
     """Ray's ``PopulationBasedTraining`` that takes a trial that reported at or past ``window``
     (``pbt_window``; counted in ``training_iteration``, whatever the ``time_attr``) out of the population:
