@@ -98,9 +98,9 @@ def test_bad_inputs_name_file_key_and_fix(shared_reports, tmp_path) -> None:
     (tmp_path / "garbage.csv").write_bytes(b"\x00\x01\x02not,a\ncsv")
     with pytest.raises(ConfigError, match="has no 'run_id'/'nrmse' columns"):
         load_leaderboard(tmp_path / "garbage.csv")
-    with pytest.raises(ConfigError, match="expected two round names"):
+    with pytest.raises(ConfigError, match=r"expected two round \(or sweep\) names"):
         report_main(["compare", "round_a", f"leaderboard={lb}"])
-    with pytest.raises(ConfigError, match="no trials of round 'round_q'"):
+    with pytest.raises(ConfigError, match="no trials of a round or sweep named 'round_q'.*latest sweeps: "):
         report_main(["compare", "round_a", "round_q", f"leaderboard={lb}"])
     assert not (tmp_path / "z").exists() and not (tmp_path / "o").exists()
 
@@ -291,6 +291,23 @@ def test_compare_text_keeps_sentences_apart_and_groups_one_change() -> None:
     assert ("  decoder.hidden_dim: 64 → 96 (+2 with the same change: encoder.hidden_dim, operator.hidden_dim)"
             in lines)
     assert "  stages.operator.optimizer.lr: 0.0007524 → 0.002" in lines
+
+
+def test_compare_takes_two_sweeps_of_one_round() -> None:
+    """Round A under ASHA and under PBT are two sweeps of one round: compared by their experiment names."""
+    def row(exp: str, tid: str, val: float, nrmse: float, scheduler: str) -> dict:
+        return {"run_id": f"{exp}-{tid}", "timestamp": "2026-12-04T10:00:00", "round": "round_a", "kind": "trial",
+                "experiment": exp, "label": tid, "trial_id": tid, "status": "completed", "gate_pass": False,
+                "val_nrmse": val, "nrmse": nrmse, "wall_clock": 30.0,
+                "config_json": json.dumps({"stages": {"operator": {"optimizer": {"lr": 0.001 if scheduler == "pbt" else 0.0008}}}})}
+
+    lb = pd.DataFrame([row("round_a-asha", "a1", 0.085, 0.0997, "asha"), row("round_a-asha", "a2", 0.105, 0.12, "asha"),
+                       row("pbt-ref", "p1", 0.094, 0.0887, "pbt")])
+    c = compare_rounds(lb, "round_a-asha", "pbt-ref")
+    assert c["stats"]["round_a-asha"]["trials"] == 2 and c["stats"]["pbt-ref"]["trials"] == 1
+    assert c["best"]["round_a-asha"]["trial_id"] == "a1" and c["best"]["pbt-ref"]["trial_id"] == "p1"
+    assert {m["metric"]: m["delta"] for m in c["metrics"]}["nrmse"] == pytest.approx(0.0887 - 0.0997)
+    assert compare_rounds(lb, "round_a", "pbt-ref")["stats"]["round_a"]["trials"] == 3  # a round: all its sweeps
 
 
 def _paired_rows(a_samples: list[float], b_samples: list[float], *, hash_b: str = "h1") -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """``ups report`` — render a round's HTML report, or compare two rounds.
 
     ups report [round=<name|all>] [leaderboard=reports/leaderboard.csv] [experiment=<tune dir|s3://…>] [out=<dir>]
-    ups report compare <round_a> <round_b> [leaderboard=…] [out=<file.html>]
+    ups report compare <round_a> <round_b> [leaderboard=…] [out=<file.html>]   # rounds, or sweeps (experiment names)
     ups report notebook [experiment=…] [leaderboard=…] [out=<file.ipynb>]   # reports/analysis.ipynb, executed
 
 round defaults to the round of the most recent trial in the leaderboard; experiment defaults to the
@@ -55,7 +55,7 @@ def _compare(argv: list[str]) -> int:
 
     rounds = [a for a in argv if "=" not in a]
     if len(rounds) != 2:
-        raise ReportError(f"ups report compare: expected two round names, got {rounds or 'none'}. "
+        raise ReportError(f"ups report compare: expected two round (or sweep) names, got {rounds or 'none'}. "
                           f"Fix: ups report compare round_a round_b [leaderboard=…] [out=…]")
     args = parse_kv([a for a in argv if "=" in a], COMPARE_ARGS, "ups report compare")
     lb_path = Path(args.get("leaderboard", DEFAULT_LEADERBOARD))

@@ -28,16 +28,29 @@ PAIRED = ("nrmse", "nrmse_ttc")  # metrics with per-test-sample figures (eval_sa
 TEXT = ["run_id", "label", "trial_id", "status", "gate_pass", "gate_reasons", "promotion", "checkpoint"]
 
 
-def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "leaderboard") -> dict[str, Any]:
-    """Best trial of each round, per-metric deltas (B − A) and the config keys that differ."""
+def trials_named(lb: pd.DataFrame, name: str, source: str = "leaderboard") -> pd.DataFrame:
+    """The trial rows of a round (``round_a``: all its sweeps) or, failing that, of one sweep (an experiment
+    name such as ``round_a-20261204-031221`` or a ``name=`` given to a sweep: two sweeps of one round, e.g.
+    under ASHA and under PBT, compared)."""
+    trials = lb[lb["kind"] == "trial"]
+    if name in rounds_in(lb):
+        return trials[trials["round"] == name]
+    if name in set(trials["experiment"].dropna().astype(str)):
+        return trials[trials["experiment"].astype(str) == name]
     present = rounds_in(lb)
-    for r in (round_a, round_b):
-        if r not in present:
-            raise ReportError(f"{source}: no trials of round '{r}'. Rounds present: {', '.join(present) or 'none'}. "
-                              f"Fix: ups report compare <round> <round> with two of those")
+    recent = list(trials.sort_values("timestamp")["experiment"].dropna().astype(str).drop_duplicates().iloc[::-1][:5])
+    raise ReportError(f"{source}: no trials of a round or sweep named '{name}'. Rounds present: "
+                      f"{', '.join(present) or 'none'}; latest sweeps: {', '.join(recent) or 'none'}. Fix: ups report "
+                      f"compare <round or sweep> <round or sweep> with two of those")
+
+
+def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "leaderboard") -> dict[str, Any]:
+    """Best trial of each round (or sweep: ``trials_named``), per-metric deltas (B − A) and the config keys that
+    differ."""
+    chosen = {r: trials_named(lb, r, source) for r in (round_a, round_b)}
     rows, stats = {}, {}
     for r in (round_a, round_b):
-        t = lb[(lb["kind"] == "trial") & (lb["round"] == r)]
+        t = chosen[r]
         best = best_trial(t)
         if best is None:
             raise ReportError(f"{source}: round '{r}' has no finished trial with an nRMSE "
