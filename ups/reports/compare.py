@@ -153,7 +153,7 @@ def format_text(c: dict[str, Any]) -> str:
     lines.append("gate_reasons:")  # sentences: one line per round, never squeezed into a column
     lines += [f"  {r}: {_f(c['best'][r]['gate_reasons'])}" for r in (ra, rb)]
     for r in (ra, rb):
-        lines.append(f"round {r}: " + ", ".join(f"{k} {_f(v)}" for k, v in c["stats"][r].items()))
+        lines.append(f"{r}: " + ", ".join(f"{k} {_f(v)}" for k, v in c["stats"][r].items()))
     groups = diff_groups(c["config_diff"], ra, rb)
     if groups:
         lines.append(f"config differences of the best trials ({ra} → {rb}):")
