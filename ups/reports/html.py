@@ -482,8 +482,7 @@ def _pbt_schedules_html(lb: pd.DataFrame, top: int = 10) -> str:
     trial's config on the leaderboard is only its last; its weights trained in other trials, with other values."""
     if "pbt_schedule" not in lb.columns:
         return ""
-    trials = lb[(lb["kind"] == "trial")].copy()
-    trials = trials[trials["pbt_schedule"].apply(lambda v: isinstance(v, str) and bool(v))]
+    trials = lb[(lb["kind"] == "trial") & lb["pbt_schedule"].apply(lambda v: isinstance(v, str) and bool(v))]
     if trials.empty:
         return ""
     trials = trials.assign(_v=pd.to_numeric(trials["val_nrmse"], errors="coerce")).sort_values("_v").head(top)

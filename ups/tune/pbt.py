@@ -30,17 +30,25 @@ from typing import Any, Iterable, Mapping, Sequence
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 
 
+def _stage_spans(cfg: Any, keys: Iterable[str]) -> tuple[list[tuple[int, int]] | None, int]:
+    """(start, end) training iterations of each stage a key of ``keys`` belongs to (``stages.<stage>.…``), in
+    the order the trainer runs the stages (``ups.config.StagesCfg``), and the total; None when a key belongs to
+    no stage (it acts over the whole training) or there are no keys."""
+    spans, total = {}, 0
+    for name, stage in cfg.stages.items():
+        spans[name] = (total, total + int(stage.epochs))
+        total += int(stage.epochs)
+    keys = list(keys)
+    if not keys or any(not key.startswith("stages.") or key.split(".")[1] not in spans for key in keys):
+        return None, total
+    return [spans[key.split(".")[1]] for key in keys], total
+
+
 def pbt_window(cfg: Any, keys: Iterable[str]) -> int:
     """The training iteration from which perturbing ``keys`` changes nothing: the epochs of every stage up
     to the last one a key belongs to (``stages.<stage>.…``); all training epochs for any other key."""
-    ends, total = {}, 0
-    for name, stage in cfg.stages.items():  # the order the trainer runs them in (ups.config.StagesCfg)
-        total += int(stage.epochs)
-        ends[name] = total
-    stages = {key.split(".")[1] for key in keys}
-    if any(not key.startswith("stages.") or key.split(".")[1] not in ends for key in keys):
-        return total
-    return max((ends[s] for s in stages), default=total)
+    spans, total = _stage_spans(cfg, keys)
+    return total if spans is None else max(end for _, end in spans)
 
 
 def pbt_start(cfg: Any, keys: Iterable[str]) -> int:
@@ -48,14 +56,8 @@ def pbt_start(cfg: Any, keys: Iterable[str]) -> int:
     stages trained before it); 0 for a key of no stage.  Before it, the perturbed knobs have changed nothing:
     every trial reports the same scores (round A's autoencoder stage is the same in every trial), and an
     exploit there copies weights and perturbs values on noise."""
-    starts, total = {}, 0
-    for name, stage in cfg.stages.items():
-        starts[name] = total
-        total += int(stage.epochs)
-    stages = {key.split(".")[1] for key in keys if key.startswith("stages.") and key.split(".")[1] in starts}
-    if not stages or any(not key.startswith("stages.") or key.split(".")[1] not in starts for key in keys):
-        return 0
-    return min(starts[s] for s in stages)
+    spans, _ = _stage_spans(cfg, keys)
+    return 0 if spans is None else min(start for start, _ in spans)
 
 
 class StagedPBT(PopulationBasedTraining):

@@ -178,12 +178,12 @@ def pbt_logs(results: list[Any]) -> dict[str, str]:
     ``pbt_policy_<trial id>.txt``: file name → text).  Tune's resume fetches only the folder's ``.json``/``.pkl``
     files into the new driver's own: without these, PBT would log the resumed exploits into new files that
     replace the stored ones, and a trial's schedule would lose its donors from before the stop."""
-    folder = next((posixpath.dirname(str(r.path).rstrip("/")) for r in results if r.path), None)
-    if folder is None:
+    stored = next((r for r in results if r.path), None)
+    if stored is None:
         return {}
     from pyarrow import fs as pafs
 
-    fs = next(r.filesystem for r in results if r.path)
+    folder, fs = posixpath.dirname(str(stored.path).rstrip("/")), stored.filesystem
     try:
         infos = fs.get_file_info(pafs.FileSelector(folder))
     except OSError:

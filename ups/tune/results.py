@@ -71,7 +71,7 @@ def stop_reason(result: Mapping[str, Any], gate_reason: str | None, scheduler: s
 def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any],
               *, gate_reason: str | None, errored: bool = False, checkpoint: str | None = None,
               cut: str | None = None, pbt_schedule: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """``pbt_schedule`` (PBT rounds): the stretches the trial's weights trained in (``ups.tune.pbt.pbt_schedule``),
+    """``pbt_schedule`` (PBT rounds): the stretches the trial's weights trained in (``ups.tune.pbt_schedule``),
     stored as JSON in the row's ``pbt_schedule`` ("" for a trial never exploited); the row's config is its last."""
     status, reason = stop_reason(result, gate_reason, ctx.scheduler, errored, cut)
     try:
@@ -216,7 +216,7 @@ class LeaderboardCallback(Callback):
         return len(rows)
 
     def pbt_schedule(self, trial_id: str) -> list[dict[str, Any]]:
-        """A PBT trial's schedule (``ups.tune.pbt.pbt_schedule``) from Ray's policy file in the driver's
+        """A PBT trial's schedule (``ups.tune.pbt_schedule.pbt_schedule``) from Ray's policy file in the driver's
         experiment folder, donors named by trial id; [] outside PBT rounds and for a trial never exploited."""
         if self.ctx.scheduler != "pbt" or not self.experiment_dir:
             return []
