@@ -28,6 +28,13 @@ draws: what a model that knew the good region once its start-up ended would scor
 start-up alone leaves to any model (not a strict bound: the oracle draws its neighbourhood in random
 order).
 
+``asha=promotion`` (a pseudo-key, like ``n_random``) replays the other ASHA of Li et al. (2020, their
+Algorithm 2), which Ray Tune does not ship: a trial reaching a rung pauses there, and the next free worker
+resumes the best paused trial that is in the top 1/rf of that rung's results, else starts a new
+suggestion.  Ray's ASHA decides at the rung with the results it has, so its first trials run to the end;
+here they pause until enough results make one of them the best 1/rf (``PromotionASHA``).  The searcher is
+told a trial's value at its first rung, so all it sees is of one fidelity.
+
 Limits: trials run one after another (the live runs keep 2 in flight); a suggestion is answered by a
 recorded neighbour, so the searcher cannot exploit detail finer than the recorded trials resolve.
 
@@ -127,6 +134,76 @@ class Table:
         return next(i for i in self.by_distance(config) if i not in used)
 
 
+class PromotionASHA:
+    """Promotion-type ASHA's bookkeeping (Li et al. 2020, Algorithm 2): which job a free worker runs next.
+
+    ``rungs`` are milestones; a trial is recorded at a rung when it reports there and pauses.  The next
+    job is the best not-yet-promoted trial among the top ``floor(n / rf)`` of the highest rung that has
+    one (resume it to the next rung, or to its end from the last rung), else ``None``: start a new trial.
+    """
+
+    def __init__(self, rungs: list[int], rf: float) -> None:
+        self.rungs, self.rf = rungs, rf
+        self.recorded: list[dict[Any, float]] = [{} for _ in rungs]
+        self.promoted: list[set[Any]] = [set() for _ in rungs]
+
+    def record(self, level: int, trial: Any, value: float) -> None:
+        self.recorded[level][trial] = value
+
+    def next_job(self) -> tuple[Any, int] | None:
+        """(trial, rung level it leaves) to resume, or None to start a new trial."""
+        for level in reversed(range(len(self.rungs))):
+            rec = self.recorded[level]
+            top = sorted(rec, key=rec.__getitem__)[:int(len(rec) // self.rf)]
+            for trial in top:
+                if trial not in self.promoted[level]:
+                    self.promoted[level].add(trial)
+                    return trial, level
+        return None
+
+
+def promotion_curve(p: Any, table: Table, rungs: list[int], rf: float, budget: float,
+                    seed: int) -> list[tuple[float, float]]:
+    """One promotion-type ASHA + searcher run on the table (``PromotionASHA``; one job at a time): a new
+    suggestion runs to the first rung and pauses, a promoted one resumes to the next rung or its end."""
+    from ups.tune.launcher import build_searcher
+
+    def until(t: Recorded, level: int) -> int:  # reports up to and including rung ``level`` (all past the last)
+        if level >= len(rungs):
+            return len(t.its)
+        k = next((i for i, it in enumerate(t.its) if it >= rungs[level]), None)
+        return len(t.its) if k is None else k + 1
+
+    p.scfg.searcher.seed = seed
+    searcher, _ = build_searcher(p.scfg, p.space.reference_point(p.base), 1, p.space)
+    searcher.set_search_properties("val_nrmse", "min", p.space.tune_space(p.scfg.searcher.name))
+    asha = PromotionASHA(rungs, rf)
+    c: list[tuple[float, float]] = []
+    done: dict[int, int] = {}  # recorded trial → reports run so far
+    used: set[int] = set()
+    while (c[-1][0] if c else 0.0) < budget:
+        job = asha.next_job()
+        if job is None and len(used) >= len(table.trials):
+            break
+        if job is None:  # a new suggestion, to the first rung
+            tid = f"t{len(used)}"
+            i, level = table.nearest(searcher.suggest(tid), used), 0
+            used.add(i)
+            start = 0
+        else:
+            i, left = job
+            level, start = left + 1, done[i]
+        t = table.trials[i]
+        end = until(t, level)
+        extend(c, t.vals[start:end], t.dts[start:end])
+        done[i] = end
+        if end < len(t.its):  # paused at rung ``level``
+            asha.record(level, i, t.vals[end - 1])
+        if job is None:
+            searcher.on_trial_complete(tid, {"val_nrmse": t.vals[end - 1]})
+    return c
+
+
 def searcher_curve(p: Any, table: Table, rungs: list[int], rf: float, budget: float,
                    seed: int, then: list[int] | None = None) -> list[tuple[float, float]]:
     """One ASHA + searcher run on the table: the product's searcher (``build_searcher``, one trial in
@@ -167,8 +244,13 @@ def replay_setting(live: list[str], setting: list[str], table: Table, reps: int,
 
     from ups.tune.launcher import asha_rungs, prepare
 
-    overrides = [o for o in setting if not o.startswith("n_random=")]
+    overrides = [o for o in setting if not o.startswith(("n_random=", "asha="))]
     n_random = next((int(o.split("=")[1]) for o in setting if o.startswith("n_random=")), n_random)
+    promotion = "asha=promotion" in setting
+    if any(o.startswith("asha=") for o in setting) and not promotion:
+        raise SystemExit("search_surrogate: --setting asha=…: only asha=promotion (Ray's stopping ASHA is the default)")
+    if promotion and oracle_share is not None:
+        raise SystemExit("search_surrogate: the oracle rows replay Ray's ASHA only; drop asha=promotion there")
     p = prepare("round_a", [*live, *overrides])
     rungs = asha_rungs(p.scfg, p.base)[2] if p.scfg.scheduler.name == "asha" else []
     rf = float(p.scfg.scheduler.reduction_factor)
@@ -188,7 +270,9 @@ def replay_setting(live: list[str], setting: list[str], table: Table, reps: int,
         c_rnd = replay([table.trials[i].curve for i in rng.choice(pool, n_random, replace=False)], [], rf)
         budget, target = c_rnd[-1]
         need_rnd = compute_to_reach(c_rnd, target) or budget
-        if oracle_share is None:
+        if oracle_share is None and promotion:
+            c = promotion_curve(p, table, rungs, rf, budget, seed + rep)
+        elif oracle_share is None:
             c = searcher_curve(p, table, rungs, rf, budget, seed + rep)
         elif after_startup:  # what the start-up leaves to a model that then knew the good region
             c = searcher_curve(p, table, rungs, rf, budget, seed + rep, [int(i) for i in rng.permutation(oracle_pool)])
@@ -212,7 +296,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--setting", action="append", default=None,
                     help="a setting to replay: space-separated sweep-config overrides (n_random=N scales random "
-                         "search); repeat for several; default: the live one and one lever each")
+                         "search; asha=promotion: promotion-type ASHA instead of Ray's); repeat for several; "
+                         "default: the live one and one lever each")
     ap.add_argument("--oracle-share", type=float, default=0.05,
                     help="the oracle draws this share of the recorded trials, the nearest to the best (0: skip)")
     args = ap.parse_args()
@@ -237,9 +322,10 @@ def main() -> None:
     if args.oracle_share > 0:
         rows.append({**replay_setting(live, [], table, args.reps, args.seed, summary["random_trials"],
                                       oracle_share=args.oracle_share), "setting": f"oracle ({args.oracle_share:.0%} nearest the best)"})
-        rows.append({**replay_setting(live, settings[0], table, args.reps, args.seed, summary["random_trials"],
+        first = [o for o in settings[0] if not o.startswith("asha=")]  # the oracle rows run under Ray's ASHA
+        rows.append({**replay_setting(live, first, table, args.reps, args.seed, summary["random_trials"],
                                       oracle_share=args.oracle_share, after_startup=True),
-                     "setting": f"oracle after the start-up of '{' '.join(settings[0]) or 'as run live'}'"})
+                     "setting": f"oracle after the start-up of '{' '.join(first) or 'as run live'}'"})
     out = {"runs": [str(r) for r in args.runs], "seeds": [r["seed"] for r in per_seed],
            "recorded_full_length_trials": len(trials), "random_search_trials": sum(t.random for t in trials),
            "reps": args.reps, "live_ratio_pooled": live_pooled, "settings": rows,

@@ -255,3 +255,44 @@ def test_trial_noise_decomposition_separates_model_from_trajectory_spread():
     assert noisy["sd_interaction"] == pytest.approx(0.04, rel=0.05)
     assert noisy["sd_model"] < 0.004
     assert noisy["sd_of_score"]["25"] == pytest.approx(math.sqrt(noisy["sd_model"] ** 2 + 0.04 ** 2 / 25), rel=0.06)
+
+
+def test_promotion_asha_resumes_the_best_of_each_third(surrogate: ModuleType) -> None:
+    """Promotion-type ASHA (Li et al. 2020, Alg. 2; ``asha=promotion`` in the replay): a trial paused at a
+    rung is resumed only once it is among the best floor(n / rf) there; higher rungs go first."""
+    asha = surrogate.PromotionASHA([11, 33], 3.0)
+    assert asha.next_job() is None  # nothing recorded: start a new trial
+    asha.record(0, "a", 0.3)
+    asha.record(0, "b", 0.1)
+    assert asha.next_job() is None  # 2 results: the top third is empty, unlike Ray's ASHA (the first runs on)
+    asha.record(0, "c", 0.2)
+    assert asha.next_job() == ("b", 0)
+    assert asha.next_job() is None  # b is promoted once
+    for t, v in (("d", 0.05), ("e", 0.5), ("f", 0.4)):
+        asha.record(0, t, v)
+    assert asha.next_job() == ("d", 0)  # top 2 of 6: d, b
+    for t, v in (("b", 0.09), ("d", 0.04), ("x", 0.2)):
+        asha.record(1, t, v)
+    assert asha.next_job() == ("d", 1)  # the higher rung first
+    assert asha.next_job() is None
+
+
+def test_promotion_asha_replay_pays_only_rungs_for_its_first_trials(surrogate: ModuleType, two_knob_space) -> None:
+    """On the smooth synthetic table (10 free autoencoder reports, then 1 trial-s per report to 43), the
+    first rf new trials run to the first rung (iteration 20: 10 trial-s each), then the best resumes to its
+    end (23 trial-s more); and the replay still finds the smooth optimum faster than random search."""
+    path, space = two_knob_space
+    live = surrogate.asha_tpe_overrides({"grace": 20, "rf": 3, "startup": 10, "init": "lhs", "reference": False}, path)
+    table = surrogate.Table(space, recorded(surrogate, True))
+    from ups.tune.launcher import asha_rungs, prepare
+
+    p = prepare("round_a", live)
+    rungs = asha_rungs(p.scfg, p.base)[2]
+    assert rungs[0] == 20
+    c = surrogate.promotion_curve(p, table, rungs, 3.0, 60.0, 0)
+    spent = [s for s, _ in c]
+    rung_runs = [x for j in range(3) for x in [10.0 * j] * 10 + [10.0 * j + k for k in range(1, 11)]]
+    assert spent[:60] == rung_runs  # three new trials, each to iteration 20
+    assert spent[60:83] == [30.0 + k for k in range(1, 24)]  # then the best of them resumed to its end
+    got = surrogate.replay_setting(live, ["asha=promotion"], table, 20, 0, 24)["ratio_pooled"]
+    assert got > 1.2, got
