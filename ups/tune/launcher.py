@@ -225,7 +225,7 @@ def grid_seed_passes(scfg: SweepConfig, space: SearchSpace, base: Any) -> Search
              f"{max(1, passes) * size} trials ({max(1, passes)} pass(es), one training seed each)")
     if passes <= 1:
         return space
-    drawn = [k for k, p in space.params.items() if p.dist != "grid"]
+    drawn = space.drawn()
     if drawn:
         raise ConfigError(f"num_samples={scfg.num_samples} repeats the grid of {size} point(s) {passes} times, each "
                           f"pass with the next training seed, but {space.path} draws {', '.join(drawn)} at random "
@@ -253,7 +253,7 @@ def planned_trials(p: Prepared) -> str:
         return str(p.scfg.num_samples)
     seeds = p.space.params.get(SEED_KEY)
     n = p.space.grid_size()
-    drawn = [k.rsplit(".", 1)[-1] for k, q in p.space.params.items() if q.dist != "grid"]
+    drawn = [k.rsplit(".", 1)[-1] for k in p.space.drawn()]
     also = f"; {', '.join(drawn)} drawn at random per trial" if drawn else ""
     return f"{n} (grid: {n // len(seeds.values)} points × {len(seeds.values)} training seeds{also})" \
         if seeds is not None and seeds.dist == "grid" and len(seeds.values) > 1 else f"{n} (grid{also})"

@@ -214,6 +214,10 @@ class SearchSpace:
         return SearchSpaceError(f"{self.path}: params.{key}: 'around' needs a champion; "
                                 f"call resolve_around(space, champion_cfg) first")
 
+    def drawn(self) -> list[str]:
+        """The searched keys that are not on a grid: drawn anew per trial (at random under the grid searcher)."""
+        return [k for k, p in self.params.items() if p.dist != "grid"]
+
     def grid_size(self) -> int:
         n = 1
         for p in self.params.values():
