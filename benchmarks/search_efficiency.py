@@ -521,7 +521,7 @@ def asha_rungs(settings: dict, space: Path) -> list[int]:
     from ups.tune import launcher
 
     p = launcher.prepare("round_a", asha_tpe_overrides(settings, space))
-    return launcher.asha_rungs(p.scfg, p.base)[2]
+    return launcher.asha_rungs(p.scfg, p.base, p.space)[2]
 
 
 QUANTILES = (0.01, 0.05, 0.10)

@@ -252,7 +252,7 @@ def replay_setting(live: list[str], setting: list[str], table: Table, reps: int,
     if promotion and oracle_share is not None:
         raise SystemExit("search_surrogate: the oracle rows replay Ray's ASHA only; drop asha=promotion there")
     p = prepare("round_a", [*live, *overrides])
-    rungs = asha_rungs(p.scfg, p.base)[2] if p.scfg.scheduler.name == "asha" else []
+    rungs = asha_rungs(p.scfg, p.base, p.space)[2] if p.scfg.scheduler.name == "asha" else []
     rf = float(p.scfg.scheduler.reduction_factor)
     pool = [i for i, t in enumerate(table.trials) if t.random]
     if len(pool) < n_random:

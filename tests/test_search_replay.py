@@ -287,7 +287,7 @@ def test_promotion_asha_replay_pays_only_rungs_for_its_first_trials(surrogate: M
     from ups.tune.launcher import asha_rungs, prepare
 
     p = prepare("round_a", live)
-    rungs = asha_rungs(p.scfg, p.base)[2]
+    rungs = asha_rungs(p.scfg, p.base, p.space)[2]
     assert rungs[0] == 20
     c = surrogate.promotion_curve(p, table, rungs, 3.0, 60.0, 0)
     spent = [s for s, _ in c]

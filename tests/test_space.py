@@ -380,21 +380,49 @@ def test_asha_rungs_are_automatic_and_never_inside_the_autoencoder_stage() -> No
 
     p = prepare("round_a", [])  # smoke profile: 10 autoencoder + 30 operator + 1 + 1 epochs
     assert p.scfg.scheduler.grace_period == 0
-    assert asha_rungs(p.scfg, p.base) == (44, 20, [20])  # one rung, at operator epoch 10
+    assert asha_rungs(p.scfg, p.base, p.space) == (44, 20, [20])  # one rung, at operator epoch 10
     full = prepare("round_a", ["profile=full"])  # 10 + 15 + 5 + 6 epochs, reduction factor 2
-    assert asha_rungs(full.scfg, full.base) == (38, 15, [15, 30])
+    assert asha_rungs(full.scfg, full.base, full.space) == (38, 15, [15, 30])
     short = prepare("round_a", ["stages.operator.epochs=4"])
-    assert asha_rungs(short.scfg, short.base)[1] == 12
+    assert asha_rungs(short.scfg, short.base, short.space)[1] == 12
     with pytest.raises(ConfigError, match=r"grace_period=4 .*autoencoder stage \(iterations 1-10\).*"
                                           r"grace_period=0 \(automatic, here 20\) or a value above 10"):
         prepare("round_a", ["scheduler.grace_period=4"])
-    assert asha_rungs(prepare("round_a", ["scheduler.grace_period=11"]).scfg, p.base)[2] == [11, 33]
+    assert asha_rungs(prepare("round_a", ["scheduler.grace_period=11"]).scfg, p.base, p.space)[2] == [11, 33]
     prepare("round_a", ["scheduler.grace_period=4", "scheduler.name=fifo"])  # no rungs, nothing to refuse
     prepare("round_a", ["scheduler.grace_period=1", "stages.autoencoder.epochs=0"])
     with pytest.raises(ConfigError, match=r"grace_period=0 \(automatic\) counts epochs, but scheduler.time_attr="
                                           r"time_total_s"):
         prepare("round_a", ["scheduler.time_attr=time_total_s"])
     prepare("round_a", ["scheduler.time_attr=time_total_s", "scheduler.grace_period=60"])
+
+
+def test_asha_max_t_covers_the_longest_trial_the_space_samples(tmp_path: Path) -> None:
+    """Ray's ASHA stops every trial at max_t: the automatic max_t is the longest trial the space can sample
+    (it was the base config's length, so trials drawn with 60 operator epochs were cut at iteration 44,
+    before their final evaluation), and an explicit max_t that cuts any trial is refused before Ray."""
+    from ups.tune.launcher import asha_rungs, build_scheduler, prepare
+
+    lr = "  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 3.0e-3}\n"
+    longer = write(tmp_path, f"params:\n{lr}  stages.operator.epochs: {{dist: choice, values: [30, 60]}}\n")
+    p = prepare("round_a", [f"space={longer}"])  # smoke: 10 autoencoder + 30 operator + 1 + 1 epochs
+    assert asha_rungs(p.scfg, p.base, p.space)[0] == 10 + 60 + 1 + 1 + 2
+    assert build_scheduler(p.scfg, p.base, p.space)._max_t == 74
+    copied = write(tmp_path, f"params:\n{lr}  stages.operator.epochs: {{dist: int, low: 20, high: 45}}\n"
+                             "derived:\n  stages.diff_residual.epochs: {rule: scale, of: stages.operator.epochs, "
+                             "factor: 0.1}\n", "copied.yaml")
+    q = prepare("round_a", [f"space={copied}"])
+    assert asha_rungs(q.scfg, q.base, q.space)[0] == 10 + 45 + 5 + 1 + 2  # derived: 0.1 × the largest 45
+    assert asha_rungs(prepare("round_a", []).scfg, q.base, prepare("round_a", []).space)[0] == 44  # unchanged
+    with pytest.raises(ConfigError, match=r"max_t=60: Ray's ASHA stops every trial at max_t, and the longest trial "
+                                          r"this space can sample here trains 72 epochs \(autoencoder 10, operator 60, "
+                                          r"diff_residual 1, consistency_distill 1\) .* iteration 73.*max_t=0 "
+                                          r"\(automatic, here 74\)"):
+        prepare("round_a", [f"space={longer}", "scheduler.max_t=60"])
+    with pytest.raises(ConfigError, match=r"max_t=3: .*a trial here trains 42 epochs"):
+        prepare("round_a", ["scheduler.max_t=3"])
+    prepare("round_a", ["scheduler.max_t=43"])  # the final report at iteration 43 is the trial's last anyway
+    prepare("round_a", ["scheduler.max_t=3", "scheduler.name=fifo"])  # no ASHA, no max_t
 
 
 # ----------------------------------------------------------------------------- input validation (audit)

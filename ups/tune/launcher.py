@@ -134,7 +134,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     check_searched_stages_train(space, base)
     check_promotion_seeds(scfg, space)
     space = grid_seed_passes(scfg, space, base)
-    check_asha_rungs(scfg, base)
+    check_asha_rungs(scfg, base, space)
     check_pbt_space(scfg, space)
     check_outputs_writable(scfg)
     storage, fs, shown = resolve_storage_path(scfg.storage_path)
@@ -274,10 +274,20 @@ def check_pbt_space(scfg: SweepConfig, space: SearchSpace) -> None:
                           f"aggressive), or keep only training knobs (stages.*, training.*, ttc.*) in the space")
 
 
-def check_asha_rungs(scfg: SweepConfig, base: Any) -> None:
-    """Refuse an ASHA first rung inside the autoencoder stage: the operator is untrained there, so
-    val_nrmse ranks nothing and ASHA would stop trials at random."""
+def check_asha_rungs(scfg: SweepConfig, base: Any, space: SearchSpace) -> None:
+    """Refuse an ASHA first rung inside the autoencoder stage (the operator is untrained there, so
+    val_nrmse ranks nothing and ASHA would stop trials at random) and a ``max_t`` that ends trials before
+    their final evaluation (Ray's ASHA stops every trial at ``max_t``)."""
     sc, ae = scfg.scheduler, int(base.stages.autoencoder.epochs)
+    longest = total_epochs(base, space)
+    if sc.name == "asha" and sc.time_attr == "training_iteration" and 0 < sc.max_t <= longest:
+        which = "the longest trial this space can sample" if longest != total_epochs(base) else "a trial"
+        stages = ", ".join(f"{n} {math.ceil(space.largest('stages.' + n + '.epochs', base))}" for n in base.stages)
+        raise ConfigError(f"scheduler.max_t={sc.max_t}: Ray's ASHA stops every trial at max_t, and {which} here "
+                          f"trains {longest} epochs ({stages}) and reports its final evaluation at iteration "
+                          f"{longest + 1}: trials would be cut "
+                          f"before it, with no test score to rank or promote. Fix: scheduler.max_t=0 "
+                          f"(automatic, here {longest + 2}), or fewer epochs (stages.operator.epochs=…) to train less")
     if sc.name == "asha" and sc.time_attr != "training_iteration" and sc.grace_period == 0:
         raise ConfigError(f"scheduler.grace_period=0 (automatic) counts epochs, but scheduler.time_attr="
                           f"{sc.time_attr}. Fix: give scheduler.grace_period in {sc.time_attr} units, or use "
@@ -287,7 +297,7 @@ def check_asha_rungs(scfg: SweepConfig, base: Any) -> None:
                           f"stage (iterations 1-{ae}), where the operator is untrained and val_nrmse ranks nothing: "
                           f"ASHA would stop trials at random. Fix: scheduler.grace_period=0 (automatic, here "
                           f"{auto_grace_period(base)}) or a value above {ae}")
-    rungs = asha_rungs(scfg, base)[2]
+    rungs = asha_rungs(scfg, base, space)[2]
     if sc.name == "asha" and sc.brackets > len(rungs):
         raise ConfigError(f"scheduler.brackets={sc.brackets}: each ASHA bracket starts one rung later than the one "
                           f"before, and this sweep has {len(rungs)} rung(s) ({sc.time_attr} {rungs}): brackets "
@@ -461,8 +471,12 @@ def baseline_rows(s: SweepConfig, base: Any, data: Any) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------- tuner
-def total_epochs(cfg: Any) -> int:
-    return int(sum(int(st.epochs) for st in cfg.stages.values()))
+def total_epochs(cfg: Any, space: SearchSpace | None = None) -> int:
+    """Epochs over all stages of ``cfg``; with ``space``, of the longest trial it can sample (searched or
+    derived ``stages.<stage>.epochs`` at their largest)."""
+    if space is None:
+        return int(sum(int(st.epochs) for st in cfg.stages.values()))
+    return int(sum(math.ceil(space.largest(f"stages.{name}.epochs", cfg)) for name in cfg.stages))
 
 
 def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int, space: SearchSpace | None = None,
@@ -510,7 +524,7 @@ def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
 
     sc = s.scheduler
     if sc.name == "asha":
-        max_t, grace, _ = asha_rungs(s, base)
+        max_t, grace, _ = asha_rungs(s, base, space)
         return ResumableASHA(time_attr=sc.time_attr, max_t=max_t, grace_period=grace,
                              reduction_factor=sc.reduction_factor, brackets=sc.brackets)
     if sc.name == "pbt":
@@ -527,10 +541,10 @@ def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
     return FIFOScheduler()
 
 
-def asha_rungs(s: SweepConfig, base: Any) -> tuple[int, int, list[int]]:
+def asha_rungs(s: SweepConfig, base: Any, space: SearchSpace) -> tuple[int, int, list[int]]:
     """ASHA's max_t, grace period and rung milestones (in ``scheduler.time_attr`` units) for this sweep."""
     sc = s.scheduler
-    max_t = sc.max_t or total_epochs(base) + 2  # +2: the final eval report must not be cut off
+    max_t = sc.max_t or total_epochs(base, space) + 2  # +2: the final eval report must not be cut off
     grace = min(sc.grace_period or auto_grace_period(base), max_t)
     rungs, r = [], float(grace)
     while r <= max_t:
@@ -680,7 +694,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                               resume=s.resume, init_timeout_s=s.wandb.init_timeout_s,
                                               leaderboard=lb_cb))
         tr = make_trainable(p, data, trainable)
-        rungs = (f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base)[2]}"
+        rungs = (f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base, p.space)[2]}"
                  + (f", {s.scheduler.brackets} brackets" if s.scheduler.brackets > 1 else "") + ")"
                  if s.scheduler.name == "asha" else "")
         slots = cluster_slots(per_trial_resources(s))

@@ -218,6 +218,23 @@ class SearchSpace:
         """The searched keys that are not on a grid: drawn anew per trial (at random under the grid searcher)."""
         return [k for k, p in self.params.items() if p.dist != "grid"]
 
+    def largest(self, key: str, base: Any) -> float:
+        """The largest value numeric ``key`` can take in a trial: the top of its range or choices when
+        searched, the top of what it is derived from (copy, scale by a factor ≥ 0, divisor), else the base
+        config's value.  ASHA's automatic ``max_t`` must not cut a trial whose sampled epochs run longer
+        than the base config's."""
+        p = self.params.get(key)
+        if p is not None and p.values:
+            return max(float(v) for v in p.values)
+        if p is not None and p.high is not None:
+            return float(p.high)
+        rule = self.derived.get(key)
+        if rule is not None and rule["rule"] in ("copy", "divisor"):
+            return self.largest(rule["of"], base)
+        if rule is not None and rule["rule"] == "scale" and float(rule.get("factor", 1.0)) >= 0:
+            return self.largest(rule["of"], base) * float(rule.get("factor", 1.0))
+        return float(_select(base, key))
+
     def grid_size(self) -> int:
         n = 1
         for p in self.params.values():

@@ -40,7 +40,7 @@ class ResourcesCfg:
 class SchedulerCfg:
     name: str = "asha"  # asha | fifo | pbt
     time_attr: str = "training_iteration"  # one iteration = one epoch of one stage
-    max_t: int = 0  # 0: total epochs of the base config + 2 (room for the final eval report)
+    max_t: int = 0  # 0: epochs of the longest trial the space can sample + 2 (room for the final eval report)
     grace_period: int = 0  # first rung; 0: autoencoder epochs + a third of the operator's (launcher.auto_grace_period)
     reduction_factor: float = 2.0
     brackets: int = 1  # asha only (ASHAScheduler(brackets=)): bracket k starts at rung k; ≤ the rung count
@@ -349,7 +349,7 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("connect_timeout_s", _above(0), "must be > 0", "connect_timeout_s=5"),
     ("verbose", lambda v: 0 <= v <= 3, "must be 0, 1, 2 or 3 (Tune's console verbosity)", "verbose=1"),
     ("print_top", _at_least(0), "must be ≥ 0 (leaderboard rows printed)", "print_top=15"),
-    ("scheduler.max_t", _at_least(0), "must be ≥ 0 (0: the base config's epochs + 2)", "scheduler.max_t=0"),
+    ("scheduler.max_t", _at_least(0), "must be ≥ 0 (0: the longest trial's epochs + 2)", "scheduler.max_t=0"),
     ("scheduler.brackets", _at_least(1), "must be ≥ 1 (ASHA's brackets; 1: one bracket, as before the key existed)",
      "scheduler.brackets=1"),
     ("scheduler.perturbation_interval", _at_least(1), "must be ≥ 1 (PBT perturbs every this many iterations)",
