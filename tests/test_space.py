@@ -220,6 +220,41 @@ def test_ups_sweep_cli_lists_rounds_and_refuses_unknown(capsys) -> None:
         main(["round_z"])
 
 
+def test_a_trial_larger_than_the_local_instance_fails_before_data(tmp_path) -> None:
+    """resources.cpu above the local Ray instance's CPUs left every trial PENDING with no error (a 2-core
+    machine with resources.cpu=3 waited until killed); refused before Ray and data, as a fresh driver."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    script = Path(__file__).resolve().parents[1] / "sweeps" / "round_a.py"
+    cpus = os.cpu_count() or 1
+    proc = subprocess.run(
+        [sys.executable, str(script), f"resources.cpu={cpus + 1}", f"storage_path={tmp_path / 'runs'}",
+         f"leaderboard={tmp_path / 'lb.csv'}", "data.cache_dir=/nonexistent/never"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"resources.cpu={cpus + 1} per trial, but the local Ray instance has {cpus} CPUs" in proc.stderr
+    assert f"Fix: resources.cpu={cpus} or less" in proc.stderr
+    assert not (tmp_path / "lb.csv").exists() and not Path("/nonexistent/never").exists()
+    proc = subprocess.run(  # ray_num_cpus caps the local instance
+        [sys.executable, str(script), "resources.cpu=2", "ray_num_cpus=1", f"storage_path={tmp_path / 'runs'}",
+         f"leaderboard={tmp_path / 'lb.csv'}", "data.cache_dir=/nonexistent/never"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and "has 1 CPUs (ray_num_cpus / this machine's)" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_trial_larger_than_the_running_instance_is_refused(ray_session, tmp_path) -> None:
+    """With Ray already up (the session's 2 CPUs), the check reads the instance's own resources."""
+    from tests.test_sweep_engine import common, make_trainable
+    from ups.tune.launcher import run_round
+
+    cpus = float(__import__("ray").cluster_resources().get("CPU", 1))
+    with pytest.raises(ConfigError, match=rf"resources.cpu={cpus + 1:g} per trial, but the local Ray instance has "
+                                          rf"{cpus:g} CPUs"):
+        run_round("round_a", [*common(tmp_path), f"resources.cpu={cpus + 1:g}", "num_samples=1",
+                              "time_budget_s=30"],  # without the check: 30 s of a PENDING trial, no error
+                  trainable=make_trainable("training.lambda_spectral", {}))
+    assert not (tmp_path / "lb.csv").exists()
+
+
 def test_full_profile_without_gpu_fails_before_data(tmp_path) -> None:
     """Run as a fresh driver (a subprocess), so the check runs even when the test session's Ray is up."""
     import os

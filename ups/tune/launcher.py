@@ -414,11 +414,24 @@ def concurrency(s: SweepConfig, remote: bool) -> int:
     if s.resources.gpu > 0 and gpus == 0:
         raise ConfigError(f"resources.gpu={s.resources.gpu} but this Ray instance has no GPUs. Fix: use "
                           f"profile=smoke / resources.gpu=0 on CPU, or connect to a GPU cluster (RAY_ADDRESS)")
+    check_local_fit(s, cpus, gpus)
     if s.max_concurrent:
         return s.max_concurrent
     if s.resources.gpu > 0:
         return max(1, int(gpus // s.resources.gpu))
     return max(1, int(cpus // max(s.resources.cpu, 1e-9)))
+
+
+def check_local_fit(s: SweepConfig, cpus: float, gpus: float) -> None:
+    """Refuse a trial larger than the local Ray instance: Tune would keep every trial PENDING forever
+    (``resources.cpu=3`` on a 2-core machine waited with no error).  A cluster may still add bigger nodes."""
+    for key, want, have, unit in (("cpu", s.resources.cpu, cpus, "CPUs"), ("gpu", s.resources.gpu, gpus, "GPUs")):
+        if want > have and (key == "cpu" or have > 0):
+            fits = f"resources.{key}={have:g} or less" if have >= 1 else f"resources.{key}={have:g}"
+            raise ConfigError(f"resources.{key}={want:g} per trial, but the local Ray instance has {have:g} {unit} "
+                              f"({'ray_num_cpus / ' if key == 'cpu' else ''}this machine's): no trial could ever start, "
+                              f"and Tune would wait with every trial PENDING. Fix: {fits}, or connect to a cluster "
+                              f"with bigger nodes (RAY_ADDRESS=<head>:6379)")
 
 
 def round_concurrency(s: SweepConfig, max_conc: int) -> int:
@@ -654,13 +667,17 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     if not ray.is_initialized():  # fail fast on a dead cluster / missing GPU before generating data
         if address:  # a cluster: checked (check_ray_address) and connected before data and baselines
             started = connect_ray(s)
-        if not address and s.resources.gpu > 0:
-            import torch
+        if not address:  # the local instance to be (Ray may see fewer CPUs, in a container: checked again)
+            gpus = 0.0
+            if s.resources.gpu > 0:
+                import torch
 
-            if not torch.cuda.is_available():
-                raise ConfigError(f"resources.gpu={s.resources.gpu} (profile={s.profile}) but this machine has no "
-                                  f"CUDA GPU and no RAY_ADDRESS is set. Fix: run profile=smoke (or resources.gpu=0) "
-                                  f"here, or connect to a GPU cluster with RAY_ADDRESS=<head>:6379")
+                if not torch.cuda.is_available():
+                    raise ConfigError(f"resources.gpu={s.resources.gpu} (profile={s.profile}) but this machine has "
+                                      f"no CUDA GPU and no RAY_ADDRESS is set. Fix: run profile=smoke (or "
+                                      f"resources.gpu=0) here, or connect to a GPU cluster with RAY_ADDRESS=<head>:6379")
+                gpus = float(torch.cuda.device_count())
+            check_local_fit(s, float(s.ray_num_cpus or os.cpu_count() or 1), gpus)
     data = load_data(p.base) if trainable is None else None
     baselines = baseline_rows(s, p.base, data) if data is not None else []
     if baselines:
