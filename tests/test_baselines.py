@@ -179,6 +179,8 @@ def test_cli_bad_keys_fail_before_compute(capsys, tmp_path):
     assert "fno_budget_s" in capsys.readouterr().err
     assert ups_main(["baselines", "fno_budget_s"]) == 2
     assert "key=value" in capsys.readouterr().err
+    assert ups_main(["baselines", "fno_budget_s=-1"]) == 2
+    assert "'fno_budget_s' must be ≥ 0, got -1.0. Fix: e.g. fno_budget_s=" in capsys.readouterr().err
     bad = tmp_path / "lb.csv"
     bad.write_text("run_id;nrmse\nr1;0.1\n")  # a spreadsheet's save: refused before the data and the FNO
     assert ups_main(["baselines", "fno_budget_s=600", f"leaderboard={bad}", f"data.cache_dir={tmp_path / 'none'}"]) == 2

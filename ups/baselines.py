@@ -247,7 +247,7 @@ def _num(own: dict[str, str], key: str, kind: type, default: Any) -> Any:
         raise ConfigError(f"baselines: '{key}={own[key]}' is not a valid {kind.__name__}. "
                           f"Fix: e.g. {key}={default}") from None
     if val < 0:
-        raise ConfigError(f"baselines: '{key}' must be ≥ 0, got {val}")
+        raise ConfigError(f"baselines: '{key}' must be ≥ 0, got {val}. Fix: e.g. {key}={default}")
     return val
 
 

@@ -75,8 +75,11 @@ def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tupl
                           f"(its command: {p.display_storage}/{name}/ups_sweep.json), or another warm_start")
     points, skipped = _finished_trials(f"{p.display_storage}/{name}", p.space)
     if not points:
-        raise ConfigError(f"searcher.warm_start={name}: no trial of it reached its final evaluation with values in "
-                          f"this space ({skipped} skipped). Fix: warm-start from a sweep with finished trials")
+        older = [n for n in found if n != name][-3:]
+        raise ConfigError(f"searcher.warm_start={want}: no trial of {name} reached its final evaluation with values "
+                          f"in this space ({skipped} skipped). Fix: finish that sweep first (resume=true "
+                          f"name={name}), or warm-start from another sweep with finished trials"
+                          + (f" (searcher.warm_start=<one of {', '.join(older)}>)" if older else ""))
     note = (f"warm start: TPE told {len(points)} finished trial(s) of {name} (best val_nrmse "
             f"{min(v for _, v in points):.4g})" + (f"; {skipped} left out (stopped early, errored or outside this "
                                                    f"space)" if skipped else ""))
