@@ -180,7 +180,8 @@ def test_scheduler_brackets_is_validated_and_passed_to_asha(tmp_path: Path) -> N
     assert load_sweep_config("round_a", []).scheduler.brackets == 1
     space = tmp_path / "s.yaml"
     space.write_text("params:\n  training.lambda_spectral: {dist: uniform, low: 0.0, high: 1.0}\n")
-    base = [f"space={space}", f"storage_path={tmp_path / 'runs'}", "scheduler.grace_period=1", "scheduler.max_t=8", "scheduler.reduction_factor=2", "stages.autoencoder.epochs=0"]
+    base = [f"space={space}", f"storage_path={tmp_path / 'runs'}", "scheduler.grace_period=1", "scheduler.max_t=8", "scheduler.reduction_factor=2", "stages.autoencoder.epochs=0",
+            "stages.operator.epochs=4"]  # 6 epochs: max_t=8 cuts no trial
     p = prepare("round_a", [*base, "scheduler.brackets=3"])  # rungs 1, 2, 4, 8
     sched = build_scheduler(p.scfg, p.base, p.space)
     assert isinstance(sched, ResumableASHA) and [len(b._rungs) for b in sched._brackets] == [4, 3, 2]

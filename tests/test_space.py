@@ -429,7 +429,7 @@ def test_asha_rungs_are_automatic_and_never_inside_the_autoencoder_stage() -> No
     with pytest.raises(ConfigError, match=r"grace_period=0 \(automatic\) counts epochs, but scheduler.time_attr="
                                           r"time_total_s"):
         prepare("round_a", ["scheduler.time_attr=time_total_s"])
-    prepare("round_a", ["scheduler.time_attr=time_total_s", "scheduler.grace_period=60"])
+    prepare("round_a", ["scheduler.time_attr=time_total_s", "scheduler.grace_period=60", "scheduler.max_t=600"])
 
 
 def test_asha_max_t_covers_the_longest_trial_the_space_samples(tmp_path: Path) -> None:
@@ -449,14 +449,20 @@ def test_asha_max_t_covers_the_longest_trial_the_space_samples(tmp_path: Path) -
     q = prepare("round_a", [f"space={copied}"])
     assert asha_rungs(q.scfg, q.base, q.space)[0] == 10 + 45 + 5 + 1 + 2  # derived: 0.1 × the largest 45
     assert asha_rungs(prepare("round_a", []).scfg, q.base, prepare("round_a", []).space)[0] == 44  # unchanged
-    with pytest.raises(ConfigError, match=r"max_t=60: Ray's ASHA stops every trial at max_t, and the longest trial "
-                                          r"this space can sample here trains 72 epochs \(autoencoder 10, operator 60, "
-                                          r"diff_residual 1, consistency_distill 1\) .* iteration 73.*max_t=0 "
-                                          r"\(automatic, here 74\)"):
+    with pytest.raises(ConfigError, match=r"max_t=60: Ray's ASHA stops a trial when its training_iteration reaches "
+                                          r"max_t, and the longest trial this space can sample here trains 72 epochs "
+                                          r"\(autoencoder 10, operator 60, diff_residual 1, consistency_distill 1\) "
+                                          r"before its final evaluation.*max_t=0 \(automatic, here 74\)"):
         prepare("round_a", [f"space={longer}", "scheduler.max_t=60"])
     with pytest.raises(ConfigError, match=r"max_t=3: .*a trial here trains 42 epochs"):
         prepare("round_a", ["scheduler.max_t=3"])
     prepare("round_a", ["scheduler.max_t=43"])  # the final report at iteration 43 is the trial's last anyway
+    with pytest.raises(ConfigError, match=r"max_t=42: .*global_epoch reaches"):  # the last epoch and the final
+        prepare("round_a", ["scheduler.time_attr=global_epoch", "scheduler.grace_period=20", "scheduler.max_t=42"])
+    prepare("round_a", ["scheduler.time_attr=global_epoch", "scheduler.grace_period=20", "scheduler.max_t=43"])
+    with pytest.raises(ConfigError, match=r"max_t=0 \(automatic\) counts epochs \(44 here\), but scheduler.time_attr="
+                                          r"time_total_s counts seconds: Ray's ASHA would stop every trial at 44 s"):
+        prepare("round_a", ["scheduler.time_attr=time_total_s", "scheduler.grace_period=60"])
     prepare("round_a", ["scheduler.max_t=3", "scheduler.name=fifo"])  # no ASHA, no max_t
 
 

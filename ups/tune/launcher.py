@@ -280,17 +280,23 @@ def check_asha_rungs(scfg: SweepConfig, base: Any, space: SearchSpace) -> None:
     their final evaluation (Ray's ASHA stops every trial at ``max_t``)."""
     sc, ae = scfg.scheduler, int(base.stages.autoencoder.epochs)
     longest = total_epochs(base, space)
-    if sc.name == "asha" and sc.time_attr == "training_iteration" and 0 < sc.max_t <= longest:
+    epochs = sc.time_attr in ("training_iteration", "global_epoch")  # else seconds
+    if sc.name == "asha" and epochs and 0 < sc.max_t <= longest:
         which = "the longest trial this space can sample" if longest != total_epochs(base) else "a trial"
         stages = ", ".join(f"{n} {math.ceil(space.largest('stages.' + n + '.epochs', base))}" for n in base.stages)
-        raise ConfigError(f"scheduler.max_t={sc.max_t}: Ray's ASHA stops every trial at max_t, and {which} here "
-                          f"trains {longest} epochs ({stages}) and reports its final evaluation at iteration "
-                          f"{longest + 1}: trials would be cut "
-                          f"before it, with no test score to rank or promote. Fix: scheduler.max_t=0 "
-                          f"(automatic, here {longest + 2}), or fewer epochs (stages.operator.epochs=…) to train less")
+        raise ConfigError(f"scheduler.max_t={sc.max_t}: Ray's ASHA stops a trial when its {sc.time_attr} reaches "
+                          f"max_t, and {which} here trains {longest} epochs ({stages}) before its final evaluation: "
+                          f"trials would be cut before it, with no test score to rank or promote. Fix: "
+                          f"scheduler.max_t=0 (automatic, here {longest + 2}), or fewer epochs "
+                          f"(stages.operator.epochs=…) to train less")
     if sc.name == "asha" and sc.time_attr != "training_iteration" and sc.grace_period == 0:
         raise ConfigError(f"scheduler.grace_period=0 (automatic) counts epochs, but scheduler.time_attr="
                           f"{sc.time_attr}. Fix: give scheduler.grace_period in {sc.time_attr} units, or use "
+                          f"scheduler.time_attr=training_iteration")
+    if sc.name == "asha" and not epochs and sc.max_t == 0:
+        raise ConfigError(f"scheduler.max_t=0 (automatic) counts epochs ({longest + 2} here), but scheduler.time_attr="
+                          f"{sc.time_attr} counts seconds: Ray's ASHA would stop every trial at {longest + 2} s. Fix: "
+                          f"scheduler.max_t=<the most seconds a trial may train>, or "
                           f"scheduler.time_attr=training_iteration")
     if sc.name == "asha" and sc.time_attr == "training_iteration" and 0 < sc.grace_period <= ae:
         raise ConfigError(f"scheduler.grace_period={sc.grace_period} puts ASHA's first rung inside the autoencoder "
