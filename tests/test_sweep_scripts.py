@@ -138,6 +138,15 @@ def test_pbt_over_model_keys_is_refused_before_ray(tmp_path) -> None:
         prepare("round_b", ["scheduler.name=pbt", "searcher.name=random", f"storage_path={tmp_path}"])
     keys = str(e.value).split("(", 1)[1].split(")", 1)[0].split(", ")
     assert len(keys) == len(set(keys))  # operator.heads is searched and derived: named once
+    longer = tmp_path / "longer.yaml"  # an exploit would change how long the clone's stage trains
+    longer.write_text("reference:\n  stages.operator.epochs: 30\nparams:\n"
+                      "  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 3.0e-3}\n"
+                      "  stages.operator.epochs: {dist: choice, values: [30, 40]}\n"
+                      "derived:\n  stages.diff_residual.epochs: {rule: scale, of: stages.operator.epochs, factor: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"longer.yaml: scheduler.name=pbt cannot search stages.diff_residual.epochs, "
+                                          r"stages.operator.epochs: .*Fix: fix them"):
+        prepare("round_a", [f"space={longer}", "scheduler.name=pbt", f"storage_path={tmp_path}"])
+    prepare("round_a", [f"space={longer}", f"storage_path={tmp_path}"])  # ASHA compares training lengths
 
 
 def test_round_b_smoke(ray_session, tiny_data, tiny_cache_dir, work) -> None:

@@ -266,6 +266,14 @@ def check_pbt_space(scfg: SweepConfig, space: SearchSpace) -> None:
 
     if scfg.scheduler.name != "pbt":
         return
+    lengths = sorted(k for k in [*space.params, *space.derived]
+                     if k.startswith("stages.") and k.endswith((".epochs", ".time_budget_s")) or k == "training.time_budget_s")
+    if lengths:
+        raise ConfigError(f"{space.path}: scheduler.name=pbt cannot search {', '.join(lengths)}: PBT changes the "
+                          f"values of running trials and hands them each other's checkpoints, and how long a stage "
+                          f"trains fixes its schedule and where the population stops perturbing (the stages' ends). "
+                          f"Fix: fix them in the profile or on the command line (e.g. stages.operator.epochs=40) and "
+                          f"drop them from params, or scheduler.name=asha to compare training lengths")
     shaped = sorted({k for k in [*space.params, *space.derived] if k.split(".")[0] in MODEL_SECTIONS})
     if shaped:
         raise ConfigError(f"{space.path}: scheduler.name=pbt cannot search model keys ({', '.join(shaped)}): PBT "
