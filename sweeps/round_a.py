@@ -39,7 +39,11 @@ def summarize(o: SweepOutcome) -> None:
     import json
 
     lrs = [json.loads(s).get("stages.operator.optimizer.lr") for s in df["sampled_json"].fillna("{}")]
-    best = df.assign(lr=lrs).sort_values("val_nrmse").iloc[0]
+    scored = df.assign(lr=lrs).dropna(subset=["val_nrmse"])
+    if scored.empty:
+        print(f"round A: no trial reported a val_nrmse ({len(df)} trial(s); the leaderboard's stop_reason says why)")
+        return
+    best = scored.sort_values("val_nrmse").iloc[0]
     print(f"round A: best val_nrmse {best['val_nrmse']:.4g} at lr={best['lr']:.3g} ({best['run_id']})")
 
 

@@ -131,6 +131,37 @@ def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cac
                 assert value in [p.encode(v) for v in p.values], (key, value)
 
 
+def test_a_cuda_device_the_trials_cannot_see_is_refused_before_ray(tmp_path) -> None:
+    """training.device=cuda with resources.gpu=0 ran a whole sweep of failing trials and printed 'best val_nrmse
+    nan'; Ray shows a trial only its own GPU, as cuda:0."""
+    from ups.tune.launcher import prepare
+
+    with pytest.raises(ConfigError, match=r"training.device=cuda but resources.gpu=0: .* Fix: resources.gpu=0.25"):
+        prepare("round_a", ["training.device=cuda", f"storage_path={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"training.device=cuda:1: Ray shows each trial only the GPU it assigns"):
+        prepare("round_a", ["training.device=cuda:1", "resources.gpu=0.25", f"storage_path={tmp_path}"])
+    prepare("round_a", ["training.device=cuda", "resources.gpu=0.25", f"storage_path={tmp_path}"])
+    prepare("round_a", ["training.device=cpu", f"storage_path={tmp_path}"])
+
+
+def test_round_a_summary_skips_trials_without_a_score(capsys) -> None:
+    import pandas as pd
+
+    from ups.tune.launcher import SweepOutcome
+
+    spec = importlib.util.spec_from_file_location("sweep_round_a_summary", REPO / "sweeps" / "round_a.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = pd.DataFrame({"experiment": ["e", "e", "e"], "kind": ["trial"] * 3, "run_id": ["e-1", "e-2", "e-3"],
+                         "val_nrmse": [float("nan"), 0.2, 0.1], "sampled_json": ['{"stages.operator.optimizer.lr": 1e-3}',
+                                                                              '{"stages.operator.optimizer.lr": 2e-3}',
+                                                                              '{"stages.operator.optimizer.lr": 3e-3}']})
+    mod.summarize(SweepOutcome("e", "/x/e", Path("lb.csv"), rows))
+    assert "best val_nrmse 0.1 at lr=0.003 (e-3)" in capsys.readouterr().out
+    mod.summarize(SweepOutcome("e", "/x/e", Path("lb.csv"), rows.assign(val_nrmse=float("nan"))))
+    assert "round A: no trial reported a val_nrmse (3 trial(s)" in capsys.readouterr().out
+
+
 def test_pbt_over_model_keys_is_refused_before_ray(tmp_path) -> None:
     from ups.tune.launcher import prepare
 

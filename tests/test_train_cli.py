@@ -39,6 +39,13 @@ def test_ups_train_cli(tiny_cfg, tiny_data, tmp_path, capsys):
     assert ups_main(["train", *args, "--resume", str(broken)]) == 2
     err = capsys.readouterr().err
     assert "ups train: error: --resume:" in err and str(broken) in err, err
+    # a CUDA device this process cannot use: one line with the fix, not a traceback
+    import torch
+
+    bad = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+    assert ups_main(["train", *args, f"training.device={bad}", "--run-dir", str(tmp_path / "dev")]) == 2
+    err = capsys.readouterr().err
+    assert f"ups train: error: training.device={bad} but" in err and "Fix: training.device=" in err, err
 
 
 def test_latent_cache_matches_reencoding(tiny_cfg, tiny_data, tmp_path):

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ups.config import config_hash, to_dict
+from ups.config import ConfigError, config_hash, to_dict
 from ups.models.ups_model import UPSModel, build_model, count_parameters
 from ups.train.checkpoint import (CheckpointError, capture_rng, check_compatible, read_checkpoint, restore_rng,
                                   save_checkpoint)
@@ -82,9 +82,13 @@ class _Run:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("training.device=cuda but CUDA is not available. Fix: training.device=auto or cpu")
-    return torch.device(name)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"training.device={name} but CUDA is not available. Fix: training.device=auto or cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"training.device={name} but this process sees {torch.cuda.device_count()} CUDA device(s). "
+                          f"Fix: training.device=cuda (the first), or cuda:<0…{torch.cuda.device_count() - 1}>")
+    return dev
 
 
 def seed_everything(seed: int) -> None:

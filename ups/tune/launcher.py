@@ -136,6 +136,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     space = grid_seed_passes(scfg, space, base)
     check_asha_rungs(scfg, base, space)
     check_pbt_space(scfg, space)
+    check_trial_device(scfg, base)
     check_outputs_writable(scfg)
     storage, fs, shown = resolve_storage_path(scfg.storage_path)
     return Prepared(scfg, base, space, storage, fs, shown, resolve_path(scfg.leaderboard))
@@ -257,6 +258,19 @@ def planned_trials(p: Prepared) -> str:
     also = f"; {', '.join(drawn)} drawn at random per trial" if drawn else ""
     return f"{n} (grid: {n // len(seeds.values)} points × {len(seeds.values)} training seeds{also})" \
         if seeds is not None and seeds.dist == "grid" and len(seeds.values) > 1 else f"{n} (grid{also})"
+
+
+def check_trial_device(scfg: SweepConfig, base: Any) -> None:
+    """A trial sees only the GPUs Ray gives it (``resources.gpu``; ``CUDA_VISIBLE_DEVICES``, renumbered from 0):
+    ``training.device=cuda`` with no GPU per trial made every trial fail, and the sweep end with 'best nan'."""
+    device = str(base.training.device)
+    if device.startswith("cuda") and scfg.resources.gpu == 0:
+        raise ConfigError(f"training.device={device} but resources.gpu=0: Ray gives each trial no GPU, so every trial "
+                          f"would fail to find CUDA. Fix: resources.gpu=0.25 (four trials per GPU) or 1 to train on "
+                          f"GPUs, or training.device=auto (a trial then uses the GPU Ray gives it, if any)")
+    if device.startswith("cuda:") and device != "cuda:0":
+        raise ConfigError(f"training.device={device}: Ray shows each trial only the GPU it assigns, as cuda:0. Fix: "
+                          f"training.device=auto (or cuda), and resources.gpu to share GPUs between trials")
 
 
 def check_pbt_space(scfg: SweepConfig, space: SearchSpace) -> None:
@@ -687,9 +701,12 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 import torch
 
                 if not torch.cuda.is_available():
+                    here = "profile=smoke (or resources.gpu=0)" if s.profile != "smoke" else "resources.gpu=0"
+                    if str(p.base.training.device).startswith("cuda"):
+                        here += " with training.device=auto"
                     raise ConfigError(f"resources.gpu={s.resources.gpu} (profile={s.profile}) but this machine has "
-                                      f"no CUDA GPU and no RAY_ADDRESS is set. Fix: run profile=smoke (or "
-                                      f"resources.gpu=0) here, or connect to a GPU cluster with RAY_ADDRESS=<head>:6379")
+                                      f"no CUDA GPU and no RAY_ADDRESS is set. Fix: run {here} here, or connect to "
+                                      f"a GPU cluster with RAY_ADDRESS=<head>:6379")
                 gpus = float(torch.cuda.device_count())
             check_local_fit(s, float(s.ray_num_cpus or os.cpu_count() or 1), gpus)
     data = load_data(p.base) if trainable is None else None
