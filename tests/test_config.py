@@ -99,6 +99,8 @@ def test_wrong_type_names_key_and_fix(ov, fix):
     (["diffusion.sigma_min=2", "diffusion.sigma_max=1"], "diffusion.sigma_min", "diffusion.sigma_max=1.0"),
     (["stages.autoencoder.epochs=0", "stages.operator.epochs=0", "stages.diff_residual.epochs=0",
       "stages.consistency_distill.epochs=0"], "stages.*.epochs", "stages.operator.epochs=15"),
+    (["stages.diff_residual.epochs=0"], "stages.consistency_distill.epochs",  # it diverged at batch 1
+     "stages.consistency_distill.epochs=0 as well"),
 ])
 def test_unusable_values_refused_naming_key_and_fix(ov, key, fix):
     with pytest.raises(ConfigError) as e:

@@ -788,7 +788,8 @@ def test_a_searched_stage_that_trains_no_epochs_is_refused(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match=r"round_a.yaml: params stages.operator.optimizer.lr, .* belong to stage "
                                           r"'operator', which trains 0 epochs .* Fix: stages.operator.epochs=<n ≥ 1>"):
         prepare("round_a", ["stages.operator.epochs=0", f"storage_path={tmp_path}"])
-    prepare("round_a", ["stages.diff_residual.epochs=0", f"storage_path={tmp_path}"])  # only derived copies there
+    prepare("round_a", ["stages.diff_residual.epochs=0", "stages.consistency_distill.epochs=0",
+                        f"storage_path={tmp_path}"])  # only derived copies there
     ttc = write(tmp_path, "params:\n  ttc.threshold: {dist: uniform, low: 0.2, high: 0.5}\n", "ttc.yaml")
     with pytest.raises(ConfigError, match=r"params ttc.threshold tune test-time conditioning, which is off here "
                                           r"\(ttc.enabled=false\).* Fix: ttc.enabled=true"):

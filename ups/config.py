@@ -503,6 +503,12 @@ def validate_config(cfg: DictConfig, source: str = "config") -> None:
     if not any(OmegaConf.select(cfg, f"{k}.epochs") > 0 for k in stages):
         raise bad("stages.*.epochs", "are all 0, so nothing would be trained",
                   "give at least one stage epochs ≥ 1, e.g. stages.operator.epochs=15")
+    if cfg.stages.consistency_distill.epochs > 0 and cfg.stages.diff_residual.epochs == 0:
+        raise bad("stages.consistency_distill.epochs",
+                  f"= {cfg.stages.consistency_distill.epochs} distills the diffusion residual, which "
+                  f"stages.diff_residual.epochs=0 leaves untrained (its scale stays 0, and distillation diverged at "
+                  f"its first batch)", "stages.consistency_distill.epochs=0 as well (no diffusion: TTC's candidates "
+                  "are then the plain rollout), or stages.diff_residual.epochs ≥ 1")
     d = cfg.diffusion
     if not d.sigma_min < d.sigma_max:
         raise bad("diffusion.sigma_min", f"= {d.sigma_min} must be below diffusion.sigma_max = {d.sigma_max}",
