@@ -464,6 +464,10 @@ def test_asha_max_t_covers_the_longest_trial_the_space_samples(tmp_path: Path) -
                                           r"time_total_s counts seconds: Ray's ASHA would stop every trial at 44 s"):
         prepare("round_a", ["scheduler.time_attr=time_total_s", "scheduler.grace_period=60"])
     prepare("round_a", ["scheduler.max_t=3", "scheduler.name=fifo"])  # no ASHA, no max_t
+    with pytest.raises(ConfigError, match=r"grace_period=100 puts ASHA's first rung after the last epoch of the "
+                                          r"longest trial here \(training_iteration 42\): .* value up to 42"):
+        prepare("round_a", ["scheduler.grace_period=100"])  # it was clamped to max_t 44: a rung no report reaches
+    prepare("round_a", [f"space={longer}", "scheduler.grace_period=70"])  # the 60-epoch trials reach it
 
 
 # ----------------------------------------------------------------------------- input validation (audit)

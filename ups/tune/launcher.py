@@ -311,6 +311,12 @@ def check_asha_rungs(scfg: SweepConfig, base: Any, space: SearchSpace) -> None:
                           f"trials would be cut before it, with no test score to rank or promote. Fix: "
                           f"scheduler.max_t=0 (automatic, here {longest + 2}), or fewer epochs "
                           f"(stages.operator.epochs=…) to train less")
+    if sc.name == "asha" and epochs and sc.grace_period > longest:
+        raise ConfigError(f"scheduler.grace_period={sc.grace_period} puts ASHA's first rung after the last epoch of "
+                          f"the longest trial here ({sc.time_attr} {longest}): no trial would reach a rung, and ASHA "
+                          f"would stop none. Fix: scheduler.grace_period=0 (automatic, here "
+                          f"{auto_grace_period(base)}) or a value up to {longest}, or scheduler.name=fifo for no "
+                          f"early stopping")
     if sc.name == "asha" and sc.time_attr != "training_iteration" and sc.grace_period == 0:
         raise ConfigError(f"scheduler.grace_period=0 (automatic) counts epochs, but scheduler.time_attr="
                           f"{sc.time_attr}. Fix: give scheduler.grace_period in {sc.time_attr} units, or use "
