@@ -178,6 +178,12 @@ def test_pbt_over_model_keys_is_refused_before_ray(tmp_path) -> None:
                                           r"stages.operator.epochs: .*Fix: fix them"):
         prepare("round_a", [f"space={longer}", "scheduler.name=pbt", f"storage_path={tmp_path}"])
     prepare("round_a", [f"space={longer}", f"storage_path={tmp_path}"])  # ASHA compares training lengths
+    # round A's knobs train in the operator stage, iterations 10-40 of the smoke profile: an interval of 30
+    # left PBT nothing to perturb, and the sweep ran as random search
+    with pytest.raises(ConfigError, match=r"perturbation_interval=30: PBT perturbs round_a.yaml's knobs from "
+                                          r"iteration 10 .* stops at iteration 40 .* Fix: scheduler.perturbation_interval=7"):
+        prepare("round_a", ["scheduler.name=pbt", "scheduler.perturbation_interval=30", f"storage_path={tmp_path}"])
+    prepare("round_a", ["scheduler.name=pbt", "scheduler.perturbation_interval=29", f"storage_path={tmp_path}"])
 
 
 def test_round_b_smoke(ray_session, tiny_data, tiny_cache_dir, work) -> None:

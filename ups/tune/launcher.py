@@ -135,7 +135,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     check_promotion_seeds(scfg, space)
     space = grid_seed_passes(scfg, space, base)
     check_asha_rungs(scfg, base, space)
-    check_pbt_space(scfg, space)
+    check_pbt_space(scfg, space, base)
     check_trial_device(scfg, base)
     check_outputs_writable(scfg)
     storage, fs, shown = resolve_storage_path(scfg.storage_path)
@@ -273,10 +273,12 @@ def check_trial_device(scfg: SweepConfig, base: Any) -> None:
                           f"training.device=auto (or cuda), and resources.gpu to share GPUs between trials")
 
 
-def check_pbt_space(scfg: SweepConfig, space: SearchSpace) -> None:
+def check_pbt_space(scfg: SweepConfig, space: SearchSpace, base: Any) -> None:
     """PBT restarts a trial from another trial's checkpoint with perturbed values: only training knobs can
-    change there. A model key (shape) would make every exploit fail on a checkpoint of another shape."""
+    change there. A model key (shape) would make every exploit fail on a checkpoint of another shape.  And
+    its stage must leave room for one perturbation, or the sweep is random search under another name."""
     from ups.train.checkpoint import MODEL_SECTIONS
+    from ups.tune.pbt import pbt_start, pbt_window
 
     if scfg.scheduler.name != "pbt":
         return
@@ -294,6 +296,14 @@ def check_pbt_space(scfg: SweepConfig, space: SearchSpace) -> None:
                           f"hands trials each other's checkpoints, and a checkpoint only loads into the model shape "
                           f"it was trained with. Fix: scheduler.name=asha for capacity sweeps (round B, dims, "
                           f"aggressive), or keep only training knobs (stages.*, training.*, ttc.*) in the space")
+    sc, keys = scfg.scheduler, list(space.pbt_mutations())
+    start, window = pbt_start(base, keys), pbt_window(base, keys)
+    if sc.time_attr in ("training_iteration", "global_epoch") and start + sc.perturbation_interval >= window:
+        raise ConfigError(f"scheduler.perturbation_interval={sc.perturbation_interval}: PBT perturbs {space.path.name}'s "
+                          f"knobs from iteration {start} (where their stages start) + one interval and stops at "
+                          f"iteration {window} (where they end), so it would never perturb and the sweep would be "
+                          f"random search. Fix: scheduler.perturbation_interval={max(1, (window - start) // 4)} (any "
+                          f"value below {window - start}), or more epochs in those stages")
 
 
 def check_asha_rungs(scfg: SweepConfig, base: Any, space: SearchSpace) -> None:
