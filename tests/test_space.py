@@ -60,6 +60,8 @@ def test_shipped_spaces_are_valid(path: Path, base) -> None:
     ("param:\n  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n", ["unknown top-level key", "params"]),
     ("params:\n  ttc.candidates: {dist: choice, values: [lots]}\n", ["params.ttc.candidates", "invalid"]),
     ("params:\n  operator.heads: {dist: choice, values: [3]}\n", ["params.operator.heads", "does not divide"]),
+    ("params:\n  stages.operator.batch_size: {dist: int, low: 8.5, high: 32}\n",
+     ["params.stages.operator.batch_size", "int bounds must be integers (got 8.5, 32). Fix: whole numbers"]),
     ("reference:\n  ttc.threshold: 0.9\nparams:\n  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n",
      ["reference.ttc.threshold", "outside [0.1, 0.2]"]),
     ("params:\n  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n"

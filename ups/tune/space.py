@@ -427,8 +427,9 @@ def _parse_param(path: Path, key: str, spec: Any) -> Param:
     if dist == "loguniform" and low <= 0:
         raise _err(path, where, f"loguniform needs low > 0 (got {low}). Fix: use a positive low, e.g. 1e-5, "
                                 f"or dist: uniform")
-    if dist == "int" and (low != int(low) or high != int(high)):
-        raise _err(path, where, f"int bounds must be integers (got {low}, {high})")
+    if dist == "int" and not (float(low).is_integer() and float(high).is_integer()):
+        raise _err(path, where, f"int bounds must be integers (got {low}, {high}). Fix: whole numbers for low and "
+                                f"high (both inclusive), or dist: uniform for a fractional key")
     return Param(key, dist, low=low, high=high)
 
 
