@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
 
 from ups.tune.cli import run_script  # noqa: E402
-from ups.tune.launcher import run_round  # noqa: E402
+from ups.config import ConfigError  # noqa: E402
+from ups.tune.launcher import Prepared, run_round  # noqa: E402
 from ups.ttc_gain import dims_rows, ttc_verdict  # noqa: E402
 
 ROUND = "dims"
@@ -43,8 +44,18 @@ DEFAULTS = {
 }
 
 
+def needs_ttc(p: Prepared) -> None:
+    """The round compares every dim with and without TTC: with TTC off there is nothing to compare."""
+    if not p.base.ttc.enabled:
+        raise ConfigError("dims: ttc.enabled=false, but this round evaluates every dim with and without TTC to answer "
+                          "'does TTC help small models more?'; with TTC off both figures are the plain rollout's. "
+                          "Fix: drop ttc.enabled=false, or sweep the dims without TTC as another round "
+                          "(python sweeps/round_b.py space=search_spaces/dims.yaml searcher.name=grid "
+                          "scheduler.name=fifo num_samples=1 ttc.enabled=false)")
+
+
 def main(overrides: list[str]) -> int:
-    o = run_round(ROUND, overrides, defaults=DEFAULTS)
+    o = run_round(ROUND, overrides, defaults=DEFAULTS, check=needs_ttc)
     verdict = ttc_verdict(dims_rows(o.rows, o.experiment))
     for d in verdict.dims:
         ci = f"  [{d.lo:+.1%} … {d.hi:+.1%}]" if d.n_samples else "  (no per-sample figures)"

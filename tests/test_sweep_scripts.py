@@ -222,6 +222,11 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
     assert verdict["answer"] == "too few test samples"  # eval.max_samples=4 here
     assert [(d["dim"], d["seeds"]) for d in verdict["dims"]] == [(8, 2), (16, 2)]
     assert all(d["n_samples"] > 1 for d in verdict["dims"])
+    # with TTC off there is no "with TTC" to compare: refused before any compute, naming the round to use
+    with pytest.raises(ConfigError, match=r"dims: ttc.enabled=false, .* Fix: .*sweeps/round_b.py "
+                                          r"space=search_spaces/dims.yaml searcher.name=grid"):
+        script("dims")(tiny(work, tiny_cache_dir, f"space={grid}", "ttc.enabled=false", "name=dims-no-ttc"))
+    assert not (work / "runs" / "dims-no-ttc").exists()
 
 
 def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data, tiny_cache_dir, work,

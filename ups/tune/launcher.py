@@ -686,9 +686,12 @@ def check_sweep_folder(p: Prepared, name: str) -> None:
 
 def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[str, Any] | None = None,
               trainable: Callable[..., Any] | None = None, around_champion: bool = False,
-              promote: bool = True) -> SweepOutcome:
-    """Run (or resume) one round; returns its outcome. ``trainable`` replaces the UPS trial (tests)."""
+              promote: bool = True, check: Callable[[Prepared], None] | None = None) -> SweepOutcome:
+    """Run (or resume) one round; returns its outcome. ``trainable`` replaces the UPS trial (tests);
+    ``check``: the round's own requirements on the prepared sweep, raising ConfigError before any compute."""
     p = prepare(round_name, overrides, defaults, around_champion=around_champion)
+    if check is not None:
+        check(p)
     s = p.scfg
     name = experiment_name(p)
     exp_path = f"{p.display_storage}/{name}"
