@@ -162,21 +162,27 @@ class PromotionASHA:
         return None
 
 
+def replay_searcher(p: Any, seed: int) -> Any:
+    """The product's searcher (``build_searcher``) for the prepared sweep ``p``, seeded, one trial in flight."""
+    from ups.tune.launcher import build_searcher
+
+    p.scfg.searcher.seed = seed
+    searcher, _ = build_searcher(p.scfg, p.space.reference_point(p.base), 1, p.space)
+    searcher.set_search_properties("val_nrmse", "min", p.space.tune_space(p.scfg.searcher.name))
+    return searcher
+
+
 def promotion_curve(p: Any, table: Table, rungs: list[int], rf: float, budget: float,
                     seed: int) -> list[tuple[float, float]]:
     """One promotion-type ASHA + searcher run on the table (``PromotionASHA``; one job at a time): a new
     suggestion runs to the first rung and pauses, a promoted one resumes to the next rung or its end."""
-    from ups.tune.launcher import build_searcher
-
     def until(t: Recorded, level: int) -> int:  # reports up to and including rung ``level`` (all past the last)
         if level >= len(rungs):
             return len(t.its)
         k = next((i for i, it in enumerate(t.its) if it >= rungs[level]), None)
         return len(t.its) if k is None else k + 1
 
-    p.scfg.searcher.seed = seed
-    searcher, _ = build_searcher(p.scfg, p.space.reference_point(p.base), 1, p.space)
-    searcher.set_search_properties("val_nrmse", "min", p.space.tune_space(p.scfg.searcher.name))
+    searcher = replay_searcher(p, seed)
     asha = PromotionASHA(rungs, rf)
     c: list[tuple[float, float]] = []
     done: dict[int, int] = {}  # recorded trial → reports run so far
@@ -210,11 +216,7 @@ def searcher_curve(p: Any, table: Table, rungs: list[int], rf: float, budget: fl
     flight) suggests, the nearest unused recorded trial answers, ASHA's rule cuts it.  With ``then``
     (recorded trials, in the order to draw them) the searcher only makes its start-up suggestions and
     those trials follow: a model that knows the good region from the moment its start-up ends."""
-    from ups.tune.launcher import build_searcher
-
-    p.scfg.searcher.seed = seed
-    searcher, _ = build_searcher(p.scfg, p.space.reference_point(p.base), 1, p.space)
-    searcher.set_search_properties("val_nrmse", "min", p.space.tune_space(p.scfg.searcher.name))
+    searcher = replay_searcher(p, seed)
     c: list[tuple[float, float]] = []
     recorded: dict[int, list[float]] = {r: [] for r in rungs}
     used: set[int] = set()

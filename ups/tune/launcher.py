@@ -260,6 +260,11 @@ def planned_trials(p: Prepared) -> str:
         if seeds is not None and seeds.dist == "grid" and len(seeds.values) > 1 else f"{n} (grid{also})"
 
 
+# the scheduler.time_attr values that count epochs (the rest count seconds): automatic rungs, max_t and PBT's
+# burn-in are in epochs
+EPOCH_TIME_ATTRS = ("training_iteration", "global_epoch")
+
+
 def check_trial_device(scfg: SweepConfig, base: Any) -> None:
     """A trial sees only the GPUs Ray gives it (``resources.gpu``; ``CUDA_VISIBLE_DEVICES``, renumbered from 0):
     ``training.device=cuda`` with no GPU per trial made every trial fail, and the sweep end with 'best nan'."""
@@ -278,7 +283,6 @@ def check_pbt_space(scfg: SweepConfig, space: SearchSpace, base: Any) -> None:
     change there. A model key (shape) would make every exploit fail on a checkpoint of another shape.  And
     its stage must leave room for one perturbation, or the sweep is random search under another name."""
     from ups.train.checkpoint import MODEL_SECTIONS
-    from ups.tune.pbt import pbt_start, pbt_window
 
     if scfg.scheduler.name != "pbt":
         return
@@ -296,9 +300,10 @@ def check_pbt_space(scfg: SweepConfig, space: SearchSpace, base: Any) -> None:
                           f"hands trials each other's checkpoints, and a checkpoint only loads into the model shape "
                           f"it was trained with. Fix: scheduler.name=asha for capacity sweeps (round B, dims, "
                           f"aggressive), or keep only training knobs (stages.*, training.*, ttc.*) in the space")
-    sc, keys = scfg.scheduler, list(space.pbt_mutations())
-    start, window = pbt_start(base, keys), pbt_window(base, keys)
-    if sc.time_attr in ("training_iteration", "global_epoch") and start + sc.perturbation_interval >= window:
+    sc = scfg.scheduler
+    burn_in, window = pbt_bounds(scfg, base, space)
+    start = burn_in - sc.perturbation_interval
+    if sc.time_attr in EPOCH_TIME_ATTRS and burn_in >= window:
         raise ConfigError(f"scheduler.perturbation_interval={sc.perturbation_interval}: PBT perturbs {space.path.name}'s "
                           f"knobs from iteration {start} (where their stages start) + one interval and stops at "
                           f"iteration {window} (where they end), so it would never perturb and the sweep would be "
@@ -311,11 +316,12 @@ def check_asha_rungs(scfg: SweepConfig, base: Any, space: SearchSpace) -> None:
     val_nrmse ranks nothing and ASHA would stop trials at random) and a ``max_t`` that ends trials before
     their final evaluation (Ray's ASHA stops every trial at ``max_t``)."""
     sc, ae = scfg.scheduler, int(base.stages.autoencoder.epochs)
-    longest = total_epochs(base, space)
-    epochs = sc.time_attr in ("training_iteration", "global_epoch")  # else seconds
+    per_stage = stage_epochs(base, space)
+    longest = sum(per_stage.values())
+    epochs = sc.time_attr in EPOCH_TIME_ATTRS  # else seconds
     if sc.name == "asha" and epochs and 0 < sc.max_t <= longest:
         which = "the longest trial this space can sample" if longest != total_epochs(base) else "a trial"
-        stages = ", ".join(f"{n} {math.ceil(space.largest('stages.' + n + '.epochs', base))}" for n in base.stages)
+        stages = ", ".join(f"{n} {e}" for n, e in per_stage.items())
         raise ConfigError(f"scheduler.max_t={sc.max_t}: Ray's ASHA stops a trial when its {sc.time_attr} reaches "
                           f"max_t, and {which} here trains {longest} epochs ({stages}) before its final evaluation: "
                           f"trials would be cut before it, with no test score to rank or promote. Fix: "
@@ -528,12 +534,17 @@ def baseline_rows(s: SweepConfig, base: Any, data: Any) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------- tuner
-def total_epochs(cfg: Any, space: SearchSpace | None = None) -> int:
-    """Epochs over all stages of ``cfg``; with ``space``, of the longest trial it can sample (searched or
-    derived ``stages.<stage>.epochs`` at their largest)."""
+def stage_epochs(cfg: Any, space: SearchSpace | None = None) -> dict[str, int]:
+    """Each stage's epochs in ``cfg``; with ``space``, in the longest trial it can sample (searched or derived
+    ``stages.<stage>.epochs`` at their largest)."""
     if space is None:
-        return int(sum(int(st.epochs) for st in cfg.stages.values()))
-    return int(sum(math.ceil(space.largest(f"stages.{name}.epochs", cfg)) for name in cfg.stages))
+        return {name: int(st.epochs) for name, st in cfg.stages.items()}
+    return {name: math.ceil(space.largest(f"stages.{name}.epochs", cfg)) for name in cfg.stages}
+
+
+def total_epochs(cfg: Any, space: SearchSpace | None = None) -> int:
+    """Epochs over all stages (``stage_epochs``)."""
+    return sum(stage_epochs(cfg, space).values())
 
 
 def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int, space: SearchSpace | None = None,
@@ -577,7 +588,7 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int, space: 
 def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
     from ray.tune.schedulers import FIFOScheduler
 
-    from ups.tune.pbt import StagedPBT, pbt_start, pbt_window
+    from ups.tune.pbt import StagedPBT
 
     sc = s.scheduler
     if sc.name == "asha":
@@ -586,16 +597,24 @@ def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
                              reduction_factor=sc.reduction_factor, brackets=sc.brackets)
     if sc.name == "pbt":
         mutations = space.pbt_mutations()
-        # no exploit before the perturbed stage has trained one interval: before, every trial scores alike
-        # (round A: 87 exploits in the autoencoder stage, one trial cloning the others' iteration 4 again and
-        # again); in iterations, so for the time attributes that count epochs only
-        burn_in = pbt_start(base, mutations) + sc.perturbation_interval \
-            if sc.time_attr in ("training_iteration", "global_epoch") else 0
-        return StagedPBT(window=pbt_window(base, mutations), time_attr=sc.time_attr, burn_in_period=burn_in,
+        burn_in, window = pbt_bounds(s, base, space)
+        return StagedPBT(window=window, time_attr=sc.time_attr,
+                         burn_in_period=burn_in if sc.time_attr in EPOCH_TIME_ATTRS else 0,
                          perturbation_interval=sc.perturbation_interval, hyperparam_mutations=mutations,
                          custom_explore_fn=space.clamp,
                          reference=space.reference_point(base) if s.searcher.start_at_reference else None)
     return FIFOScheduler()
+
+
+def pbt_bounds(s: SweepConfig, base: Any, space: SearchSpace) -> tuple[int, int]:
+    """PBT's burn-in and window in training iterations: no exploit before the perturbed knobs' first stage has
+    trained one ``perturbation_interval`` (before, every trial scores alike: round A had 87 exploits in the
+    autoencoder stage, one trial cloning the others' iteration 4 again and again), none from the end of their
+    last stage on (``ups.tune.pbt``).  The burn-in applies to the time attributes that count epochs only."""
+    from ups.tune.pbt import pbt_start, pbt_window
+
+    keys = list(space.pbt_mutations())
+    return pbt_start(base, keys) + s.scheduler.perturbation_interval, pbt_window(base, keys)
 
 
 def asha_rungs(s: SweepConfig, base: Any, space: SearchSpace) -> tuple[int, int, list[int]]:
