@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The GPU checks, in one call of a leased GPU machine (bare image with CUDA PyTorch; nothing can be
+# fetched there, so Ray/Optuna/Hydra travel as wheels in .whl, see docs/GPU.md). Writes logs and JSON to
+# $OUT. Usage there: bash scripts/device_check.sh [seconds for the whole script, default 500]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/device_out}; mkdir -p "$OUT"
+LIMIT=${1:-500}
+export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
+PY=${PY:-python3}
+WHEELS=${WHEELS:-.whl}  # WHEELS=none: the packages are installed already
+if [ -d "$WHEELS" ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
+  [ -f "$WHEELS/ray_slim.tar.xz" ] && tar -xJf "$WHEELS/ray_slim.tar.xz" -C /tmp/site
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+left() { echo $((LIMIT - SECONDS)); }
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1; nproc; free -g | head -2
+  $PY -c "import torch, ray, optuna, omegaconf; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'ray', ray.__version__, 'optuna', optuna.__version__)"
+} 2>&1 | tee "$OUT/env.txt"
+echo "== [$SECONDS s] CUDA tests"
+timeout 150 $PY -m pytest -m gpu tests/test_train.py tests/test_eval.py tests/test_data_solver.py -q -p no:cacheprovider \
+  2>&1 | tail -n 60 | tee "$OUT/gpu_tests.log"
+echo "== [$SECONDS s] GPU packing ($(left) s left)"
+DEADLINE=$(( $(left) - 70 ))
+timeout $(( $(left) - 10 )) $PY benchmarks/gpu_packing.py --deadline-s "$DEADLINE" --out "$OUT/gpu_packing.json" ${PACK_ARGS:-} \
+  > "$OUT/gpu_packing.log" 2>&1
+echo "rc=$?"; grep -E "^gpu_packing" "$OUT/gpu_packing.log"
+echo "== [$SECONDS s] training loop on CUDA ($(left) s left)"
+if [ "$(left)" -gt 45 ]; then
+  timeout $(( $(left) - 5 )) $PY benchmarks/train_throughput.py --n 512 --epochs 4 > "$OUT/train_throughput.log" 2>&1
+  echo "rc=$?"; tail -n 2 "$OUT/train_throughput.log"
+fi
+echo "== [$SECONDS s] done"
