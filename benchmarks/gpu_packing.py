@@ -148,7 +148,7 @@ def main() -> None:
     import ray
 
     from round_a import DEFAULTS  # the round's own defaults (sweeps/round_a.py)
-    from ups.tune.launcher import load_data, prepare, run_round
+    from ups.tune.launcher import load_data, local_concurrency, prepare, run_round
 
     root = Path(tempfile.mkdtemp(prefix="gpu_packing_"))
     # the data once, before any timing (on CUDA when present; the sweeps then find it in the cache)
@@ -179,7 +179,8 @@ def main() -> None:
                 wall = time.perf_counter() - t0
             rows = o.rows[(o.rows["experiment"] == o.experiment) & (o.rows["kind"] == "trial")]
             done = rows[rows["status"] == "completed"]
-            s = {"resources_gpu": g, "concurrency_planned": int(min(gpus // g, ncpu // args.cpu)),
+            planned = local_concurrency(prepare("round_a", overrides_for(args, root, g), DEFAULTS).scfg, ncpu, gpus)
+            s = {"resources_gpu": g, "concurrency_planned": planned,
                  "concurrency_seen": max_overlap(trial_intervals(rows)), "trials": int(len(rows)),
                  "completed": int(len(done)), "sweep_s": round(wall, 2), "cap_s": cap,
                  "trials_per_hour": round(len(done) / wall * 3600, 1),

@@ -134,6 +134,22 @@ def test_slots_are_counted_per_node():
     assert cluster_slots({"CPU": 2, "GPU": 0.25}, nodes) == 4 + 0  # the dead node and the 1-CPU node hold none
 
 
+def test_the_local_instance_runs_what_its_cpus_and_gpus_both_hold():
+    """Before, a local GPU instance ran GPUs / resources.gpu trials whatever its CPUs: 4 CPUs and 1 GPU at
+    profile=full ({cpu: 2, gpu: 0.25}) got a limit of 4, two of them suggested and left waiting for CPUs."""
+    from ups.tune.launcher import local_concurrency
+    from ups.tune.sweep_config import load_sweep_config
+
+    full = load_sweep_config("round_a", ["profile=full"])
+    assert (full.resources.cpu, full.resources.gpu) == (2, 0.25)
+    assert local_concurrency(full, cpus=16, gpus=1) == 4  # GPU-bound (measured on an H200: docs/GPU.md)
+    assert local_concurrency(full, cpus=4, gpus=1) == 2  # CPU-bound
+    assert local_concurrency(full, cpus=1, gpus=1) == 1  # never 0 (check_local_fit refuses the unfit)
+    smoke = load_sweep_config("round_a", [])
+    assert local_concurrency(smoke, cpus=2, gpus=0) == 2
+    assert local_concurrency(load_sweep_config("round_a", ["max_concurrent=3"]), cpus=16, gpus=1) == 3
+
+
 @pytest.mark.slow
 def test_concurrency_follows_gpu_workers_as_they_join(tmp_path):
     """With ``pending_trials=3`` the empty cluster shows the autoscaler 3 trials' demand (3 pending

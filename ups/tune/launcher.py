@@ -21,7 +21,7 @@ import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, flatten, load_config, to_dict
 from ups.leaderboard import leaderboard_problem, read_leaderboard, upsert_rows
-from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots
+from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots, node_slots
 from ups.tune.driver_lease import DriverLease, check_no_live_driver
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper, gate_trackers
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, force_fill, full_eval, seed_groups,
@@ -465,11 +465,14 @@ def concurrency(s: SweepConfig, remote: bool) -> int:
         raise ConfigError(f"resources.gpu={s.resources.gpu} but this Ray instance has no GPUs. Fix: use "
                           f"profile=smoke / resources.gpu=0 on CPU, or connect to a GPU cluster (RAY_ADDRESS)")
     check_local_fit(s, cpus, gpus)
-    if s.max_concurrent:
-        return s.max_concurrent
-    if s.resources.gpu > 0:
-        return max(1, int(gpus // s.resources.gpu))
-    return max(1, int(cpus // max(s.resources.cpu, 1e-9)))
+    return local_concurrency(s, cpus, gpus)
+
+
+def local_concurrency(s: SweepConfig, cpus: float, gpus: float) -> int:
+    """``max_concurrent``, or the trials one node of ``cpus``/``gpus`` holds by every resource a trial asks
+    for: 16 CPUs and 1 GPU hold 4 trials of ``{cpu: 2, gpu: 0.25}``, 4 CPUs and 1 GPU only 2 (a limit of 4
+    there would keep 2 suggestions waiting for CPUs, each made before the results it could have used)."""
+    return s.max_concurrent or max(1, node_slots({"CPU": cpus, "GPU": gpus}, per_trial_resources(s)))
 
 
 def check_local_fit(s: SweepConfig, cpus: float, gpus: float) -> None:

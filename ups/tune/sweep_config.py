@@ -122,7 +122,7 @@ class SweepConfig:
     space: str = ""  # search-space YAML; default search_spaces/<round>.yaml
     name: str = ""  # experiment name; default <round>-<UTC timestamp>; resume picks the latest
     num_samples: int = 4
-    max_concurrent: int = 0  # 0: adapt to the cluster (GPUs / resources.gpu, or CPUs / resources.cpu)
+    max_concurrent: int = 0  # 0: adapt to the cluster (the trials its nodes hold by CPUs and GPUs)
     pending_trials: int = 1  # with max_concurrent=0 on a cluster and TPE: trials kept pending beyond what the
     # cluster holds now; the autoscaler adds nodes for all of them at once (docs/CLUSTER.md)
     resources: ResourcesCfg = field(default_factory=ResourcesCfg)
