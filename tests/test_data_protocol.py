@@ -60,8 +60,13 @@ def test_protocol_refusals(tmp_path):
     p = _indexed_file(tmp_path / "f.hdf5")
     with pytest.raises(ProtocolError, match=r"initial_step=10.*Fix"):
         load_protocol(_cfg(p, "data.initial_step=10"))
-    with pytest.raises(ProtocolError, match=r"every split needs ≥ 1.*Fix"):
+    with pytest.raises(ProtocolError, match=r"the val and test splits need ≥ 1 sample.*Fix: data.test_ratio=0.2 "
+                                             r"data.val_ratio=0.2 \(with these 5 samples\) or data.num_samples_max=-1"):
         load_protocol(_cfg(p, "data.num_samples_max=5"))
+    d = load_protocol(_cfg(p, "data.num_samples_max=5", "data.test_ratio=0.2"), need=("test",))  # ups eval, no baselines
+    assert _ids(d.test) == [0] and d.val.shape[0] == 0
+    with pytest.raises(ProtocolError, match=r"the test split needs.*Fix: data.test_ratio=0.34 data.val_ratio=0.1"):
+        load_protocol(_cfg(p, "data.num_samples_max=3"), need=("test",))
     with pytest.raises(ConfigError, match=r"'data.test_ratio' = 1.5"):  # refused with the config
         _cfg(p, "data.test_ratio=1.5")
     cfg = _cfg(p)

@@ -245,3 +245,18 @@ def test_evaluate_with_ttc_on_cuda(tiny):
         assert gpu[key] is not None and math.isfinite(float(gpu[key])), key
     assert gpu["nrmse"] == pytest.approx(cpu["nrmse"], rel=1e-3)  # deterministic path: same numbers
     assert gpu["ttc_reward_penalty"] <= gpu["ttc_reward_penalty_det"] + 1e-9
+
+
+def test_eval_of_a_few_samples_needs_only_the_splits_it_uses(tiny, files):
+    """`ups eval` scores the test split (and fits its baselines on the training split): a file too small for a
+    validation split is evaluated, not refused; one too small for a test split is refused with ratios that fit."""
+    out_dir = Path(tiny["cfg"].eval.out_dir)
+    # 6 samples at test_ratio 0.25 / val_ratio 0.1: train/val/test = 5/0/1 (refused before: "every split needs ≥ 1")
+    assert main(_ckpt_args(tiny, f"data={files['base']}", "data.num_samples_max=6", "run.run_id=six")) == 0
+    assert json.loads((out_dir / "eval_six.json").read_text())["metrics"]["n_samples"] == 1
+    assert main(_ckpt_args(tiny, f"data={files['base']}", "data.num_samples_max=6", "run.run_id=six-b",
+                           "eval.baselines=true", "eval.fno_budget_s=1")) == 0
+    with pytest.raises(ConfigError, match=r"3 samples .* the test split needs ≥ 1 sample\. Fix: data.test_ratio=0.34 "
+                                          r"data.val_ratio=0.1 \(with these 3 samples\)"):
+        main(_ckpt_args(tiny, f"data={files['base']}", "data.num_samples_max=3", "run.run_id=three"))
+    assert not list(out_dir.glob("eval_three*"))

@@ -486,7 +486,9 @@ def main(argv: list[str]) -> int:
     cfg = apply_overrides(ckpt_cfg, updates, source="ups eval")
     TTCSettings.from_cfg(cfg.ttc)  # bad TTC settings fail before any data is read
     try:
-        data = load_protocol(cfg.data, check_config=False)  # compared with the checkpoint below
+        # the test split is what is scored; the baselines fit on the training split; validation is unused
+        data = load_protocol(cfg.data, check_config=False,  # compared with the checkpoint below
+                             need=("train", "test") if cfg.eval.baselines else ("test",))
     except (FileNotFoundError, OSError, KeyError) as e:
         raise ConfigError(f"eval data '{cfg.data.path}': {e}. Fix: pass data=<PDEBench-layout HDF5 file>") from None
     except ConfigError:

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -108,11 +108,42 @@ def check_file_matches_config(info: FileInfo, data_cfg: Any) -> None:
             f"evaluated. Fix: add data.frames={t_frames}{t_fix} data.resolution={x_points} to the command")
 
 
-def load_protocol(data_cfg: Any, *, check_config: bool = True) -> ProtocolData:
+SPLITS = ("train", "val", "test")
+
+
+def split_sizes(n: int, test_ratio: float, val_ratio: float) -> dict[str, int]:
+    """The protocol's split sizes for ``n`` samples (PDEBench's ``int(n · ratio)``)."""
+    test, val = int(n * test_ratio), int(n * val_ratio)
+    return {"train": n - test - val, "val": val, "test": test}
+
+
+def splits_fix(n: int, test_ratio: float, val_ratio: float, need: Sequence[str], generated: bool) -> str:
+    """What gives each split in ``need`` at least one sample: ratios that do for these ``n`` samples, or (data
+    the project generates) the ``data.n`` that does at these ratios."""
+    def ok(m: int, t: float, v: float) -> bool:
+        return all(split_sizes(m, t, v)[k] >= 1 for k in need)
+
+    fixes = []
+    # ratios in (0, 1) with a sum < 1 (check_protocol), in hundredths, closest to the given ones first
+    ratios = [(t / 100, v / 100) for t in range(1, 99) for v in range(1, 99 - t)]
+    fit = next((r for r in sorted(ratios, key=lambda r: (abs(r[0] - test_ratio) + abs(r[1] - val_ratio), r))
+                if ok(n, *r)), None)
+    if fit is not None:
+        fixes.append(f"data.test_ratio={fit[0]:g} data.val_ratio={fit[1]:g} (with these {n} samples)")
+    if generated:
+        m = next((m for m in range(max(n, 1), 100_000) if ok(m, test_ratio, val_ratio)), None)
+        if m is not None:
+            fixes.append(f"data.n={m} (at these ratios)")
+    return " or ".join(fixes) if fixes else f"a file with more samples ({n} cannot be split so)"
+
+
+def load_protocol(data_cfg: Any, *, check_config: bool = True, need: Sequence[str] = SPLITS) -> ProtocolData:
     """Load ``data_cfg.path`` (or the cached generated file) and apply the PDEBench protocol.
 
     ``check_config`` (training): the file must match ``data.frames/t_final/resolution`` (see
     ``check_file_matches_config``). ``ups eval`` passes False and compares with the checkpoint instead.
+    ``need``: the splits that must hold at least one sample (``ups eval`` uses the test split alone, and the
+    training split for its baselines).
     """
     check_protocol(data_cfg, ProtocolError)
     path_value = cfg_value(data_cfg, "path")
@@ -143,13 +174,16 @@ def load_protocol(data_cfg: Any, *, check_config: bool = True) -> ProtocolData:
                             f"protocol's subsampled points). Fix: "
                             "regenerate the file (`ups data generate …`) or drop those samples")
     test_ratio, val_ratio = float(cfg_value(data_cfg, "test_ratio")), float(cfg_value(data_cfg, "val_ratio"))
-    test_idx = int(n * test_ratio)
-    n_val = int(n * val_ratio)
-    n_train = n - test_idx - n_val
-    if test_idx < 1 or n_val < 1 or n_train < 1:
-        raise ProtocolError(f"data: {n} samples from '{source}' give train/val/test = {n_train}/{n_val}/{test_idx}; "
-                            "every split needs ≥ 1. Fix: raise data.n / data.num_samples_max or data.test_ratio / "
-                            "data.val_ratio")
+    sizes = split_sizes(n, test_ratio, val_ratio)
+    test_idx, n_val, n_train = sizes["test"], sizes["val"], sizes["train"]
+    short = [k for k in need if sizes[k] < 1]
+    if short:
+        kept = f" (data.num_samples_max={nmax})" if 0 < nmax < info.shape[0] else ""
+        raise ProtocolError(f"data: {n} samples from '{source}'{kept} give train/val/test = {n_train}/{n_val}/{test_idx}"
+                            f" at data.test_ratio={test_ratio:g} data.val_ratio={val_ratio:g}; the {' and '.join(short)} "
+                            f"split{'s' if len(short) > 1 else ''} {'need' if len(short) > 1 else 'needs'} ≥ 1 sample. "
+                            f"Fix: {splits_fix(n, test_ratio, val_ratio, need, generated=not path_value)}"
+                            + (" or data.num_samples_max=-1 (all of the file)" if kept else ""))
     nu = bf.nu if bf.nu is not None else float(cfg_value(data_cfg, "nu"))  # the file's ν wins (PDEBench name/attr)
     protocol = {"rx": rx, "rt": rt, "nmax": nmax, "test_ratio": test_ratio, "val_ratio": val_ratio,
                 "initial_step": initial_step}
