@@ -164,9 +164,19 @@ def test_cli_resamples_a_finer_grid_and_refuses_a_different_time_step(tiny, file
 
     with pytest.raises(ConfigError, match="time step") as e:
         main(_ckpt_args(tiny, f"data={files['dense_t']}"))
-    assert str(files["dense_t"]) in str(e.value) and "reduced_resolution_t" in str(e.value)
+    assert str(files["dense_t"]) in str(e.value) and "Fix: data.reduced_resolution_t=5 " in str(e.value)
     assert main(_ckpt_args(tiny, f"data={files['dense_t']}", "data.reduced_resolution_t=5",
                            "run.run_id=dense")) == 0
+    with pytest.raises(ConfigError, match="time step") as e:  # the same stride from another starting one
+        main(_ckpt_args(tiny, f"data={files['dense_t']}", "data.reduced_resolution_t=2"))
+    assert "Fix: data.reduced_resolution_t=5 " in str(e.value)
+    from ups.data.hdf5 import write_pdebench
+
+    u, x, t = _solve(N_TRAJ, RES, 61, seed=8)  # step 2/60: no whole stride gives the checkpoint's 2/40
+    odd = write_pdebench(Path(tiny["tmp"]) / "odd_Nu0.01.hdf5", u, x, t, {"nu": 0.01})
+    with pytest.raises(ConfigError, match=r"Fix: none on this file: no whole data.reduced_resolution_t turns its "
+                                          r"step 0.0333333 into 0.05.*ups data generate frames=41 t_final=2"):
+        main(_ckpt_args(tiny, f"data={odd}"))
 
 
 def test_cli_bad_input_is_refused_before_compute(tiny, files, tmp_path):

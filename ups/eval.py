@@ -264,13 +264,19 @@ def check_eval_data(ckpt_cfg: Any, grid_size: int, data: Any, source: str) -> tu
     if len(t) >= 2:
         dt = float(np.diff(t).mean())  # > 0: check_grid refused non-increasing t
         if not math.isclose(dt, dt_model, rel_tol=1e-3):
-            factor = dt_model / dt  # >1: the file is sampled more densely than the checkpoint's data
-            hint = (f" (here: data.reduced_resolution_t × {round(factor)})"
-                    if factor > 1 and abs(factor - round(factor)) < 1e-3 else "")
+            rt = int(((getattr(data, "attrs", None) or {}).get("protocol") or {}).get("rt") or 1)
+            stride = dt_model / (dt / rt)  # the stride that gives the checkpoint's step from the file's own step
+            if stride >= 1 and abs(stride - round(stride)) < 1e-3:
+                fix = f"data.reduced_resolution_t={round(stride)} (the file's step is {dt / rt:.6g})"
+            else:
+                fix = (f"none on this file: no whole data.reduced_resolution_t turns its step {dt / rt:.6g} into "
+                       f"{dt_model:.6g}; evaluate a file saved at a step that divides {dt_model:.6g}, e.g. one "
+                       f"made as the checkpoint's data was (`ups data generate frames={ckpt_cfg.data.frames} "
+                       f"t_final={ckpt_cfg.data.t_final:g} …`)")
             raise ConfigError(
-                f"eval data '{source}': its time step after subsampling is {dt:.6g}, the checkpoint was "
-                f"trained with {dt_model:.6g}. A learned one-step operator cannot be resampled in time. "
-                f"Fix: choose data.reduced_resolution_t so the steps match{hint}.")
+                f"eval data '{source}': its time step after subsampling (data.reduced_resolution_t={rt}) is "
+                f"{dt:.6g}, the checkpoint was trained with {dt_model:.6g}. A learned one-step operator cannot be "
+                f"resampled in time. Fix: {fix}.")
     if n_frames != frames_model:
         raise ConfigError(
             f"eval data '{source}': {n_frames} frames after subsampling, the checkpoint's protocol has "
