@@ -37,8 +37,9 @@ class StageContext:
         """Latents of frames t0..t0+length-1 for trajectories idx → (B, length, N, D) float32."""
         offs = t0[:, None] + torch.arange(length, device=t0.device)  # (B, L)
         if self.latents is not None:
-            lat = self.latents[idx.cpu()[:, None], offs.cpu()]  # (B, L, N, D)
-            return lat.to(self.device, torch.float32, non_blocking=True)
+            dev = self.latents.device  # the training device (ups.train.trainer._prepare_latents)
+            lat = self.latents[idx.to(dev)[:, None], offs.to(dev)]  # (B, L, N, D)
+            return lat.to(self.device, torch.float32)
         fields = self.field_window(idx, t0, length)  # (B, L, X)
         B, L, X = fields.shape
         with torch.no_grad():

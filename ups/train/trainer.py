@@ -367,6 +367,9 @@ def _prepare_latents(run: _Run) -> None:
         ctx.latents = build_latent_cache(run.model.encoder, ctx.train, str(getattr(run.data, "data_hash", "")),
                                          str(cfg.training.latent_cache_dtype), run.run_dir / "latent_cache.pt",
                                          device=run.device)
+        # next to the training fields (already on the device): a gather from host memory and a copy per batch
+        # made the cache slower than re-encoding on an H200 (540 vs 620 samples/s, docs/GPU.md)
+        ctx.latents = ctx.latents.to(ctx.train.device)
         ctx.latent_var = float(ctx.latents[: min(256, ctx.latents.shape[0])].float().var())
     else:
         ctx.latents = None
