@@ -367,8 +367,8 @@ def _prepare_latents(run: _Run) -> None:
         ctx.latents = build_latent_cache(run.model.encoder, ctx.train, str(getattr(run.data, "data_hash", "")),
                                          str(cfg.training.latent_cache_dtype), run.run_dir / "latent_cache.pt",
                                          device=run.device)
-        # next to the training fields (already on the device): a gather from host memory and a copy per batch
-        # made the cache slower than re-encoding on an H200 (540 vs 620 samples/s, docs/GPU.md)
+        # next to the training fields (already on the device), not in host memory: there each batch was a CPU
+        # gather and a copy, and on an H200 the cache ran at 0.87x of re-encoding (docs/GPU.md; not re-measured)
         ctx.latents = ctx.latents.to(ctx.train.device)
         ctx.latent_var = float(ctx.latents[: min(256, ctx.latents.shape[0])].float().var())
     else:
