@@ -82,16 +82,6 @@ class GpuMonitor:
                 "gpu_mem_peak_mib": round(max(mem), 1), "gpu_samples": len(util)}
 
 
-def max_overlap(intervals: list[tuple[float, float]]) -> int:
-    """Most intervals open at one time (start inclusive, end exclusive)."""
-    events = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals], key=lambda e: (e[0], e[1]))
-    best = cur = 0
-    for _, d in events:
-        cur += d
-        best = max(best, cur)
-    return best
-
-
 def trial_intervals(rows: Any) -> list[tuple[float, float]]:
     """(start, end) of each trial from its row: end = the row's timestamp, start = end − its wall clock.
     Timestamps have 1 s resolution, so the overlap is read with a 1 s tolerance (intervals shrunk by 1 s)."""
@@ -148,6 +138,7 @@ def main() -> None:
     import ray
 
     from round_a import DEFAULTS  # the round's own defaults (sweeps/round_a.py)
+    from ups.tune.concurrency import most_at_once
     from ups.tune.launcher import load_data, local_concurrency, prepare, run_round
 
     root = Path(tempfile.mkdtemp(prefix="gpu_packing_"))
@@ -181,7 +172,7 @@ def main() -> None:
             done = rows[rows["status"] == "completed"]
             planned = local_concurrency(prepare("round_a", overrides_for(args, root, g), DEFAULTS).scfg, ncpu, gpus)
             s = {"resources_gpu": g, "concurrency_planned": planned,
-                 "concurrency_seen": max_overlap(trial_intervals(rows)), "trials": int(len(rows)),
+                 "concurrency_seen": most_at_once(trial_intervals(rows)), "trials": int(len(rows)),
                  "completed": int(len(done)), "sweep_s": round(wall, 2), "cap_s": cap,
                  "trials_per_hour": round(len(done) / wall * 3600, 1),
                  "trial_wall_median_s": round(float(rows["wall_clock"].median()), 2),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ups.tune.concurrency import cluster_slots, node_slots
+from ups.tune.concurrency import cluster_slots, most_at_once, node_slots
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,15 +113,6 @@ DRIVER = textwrap.dedent('''
 ''')
 
 
-def _most_at_once(spans: list[tuple[float, float]]) -> int:
-    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda t: (t[0], t[1]))
-    most = now = 0
-    for _, d in events:
-        now += d
-        most = max(most, now)
-    return most
-
-
 def test_slots_are_counted_per_node():
     g5 = {"CPU": 8.0, "GPU": 1.0}
     assert node_slots(g5, {"CPU": 2, "GPU": 0.25}) == 4  # cluster.yaml's worker at profile=full
@@ -168,7 +159,7 @@ def test_concurrency_follows_gpu_workers_as_they_join(tmp_path):
     first_start = min(s for s, _ in spans)
     assert first_start > rec["added"][0], "a trial ran before any worker could hold it"
     # one worker holds 4 (1 GPU / 0.25); with the second one joined, more ran at once than one worker holds
-    most = _most_at_once(spans)
+    most = most_at_once(spans)
     assert 4 < most <= 8, (most, rec)
 
 

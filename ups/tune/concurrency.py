@@ -22,6 +22,18 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 ADAPTIVE = 0  # a max_concurrent of 0: follow the cluster
 
 
+def most_at_once(spans: Iterable[tuple[float, float]]) -> int:
+    """The most (start, end) spans open at one time (start inclusive, end exclusive): how many trials of a sweep
+    ran together, from their run intervals (tests, ``benchmarks/gpu_packing.py``)."""
+    spans = list(spans)
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda t: (t[0], t[1]))
+    most = now = 0
+    for _, d in events:
+        now += d
+        most = max(most, now)
+    return most
+
+
 def node_slots(node: Mapping[str, float], per_trial: Mapping[str, float]) -> int:
     """Trials of ``per_trial`` resources (e.g. ``{"CPU": 2, "GPU": 0.25}``) that one node's totals hold."""
     need = {k: float(v) for k, v in per_trial.items() if float(v) > 0}
