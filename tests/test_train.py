@@ -149,9 +149,15 @@ def test_resume_with_another_batch_size_keeps_the_schedule_position(tiny, tmp_pa
     assert opt.param_groups[0]["lr"] < 0.2  # near the end of the decay
 
 
-def test_nan_loss_stops_with_last_good_checkpoint(tiny, tmp_path):
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                       reason="needs CUDA")])
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_nan_loss_stops_with_last_good_checkpoint(tiny, tmp_path, device):
+    """A non-finite loss stops training before the step that would spread it: the saved weights are finite."""
     cfg = load_config(TINY + ["stages.autoencoder.optimizer.lr=1e30", "stages.autoencoder.grad_clip=0",
-                              "stages.autoencoder.warmup_steps_ratio=0"])
+                              "stages.autoencoder.warmup_steps_ratio=0", f"training.device={device}"])
     with pytest.raises(TrainingDiverged, match=r"stages.autoencoder.optimizer.lr") as e:
         train(cfg, run_dir=tmp_path, data=tiny)
     state = read_checkpoint(e.value.checkpoint)

@@ -91,6 +91,24 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def reset_gpu_peak(device: torch.device) -> None:
+    """Start a run's GPU memory peak from what it holds now: a Ray worker reused for the next trial keeps
+    the previous trial's cached blocks and peak otherwise."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def gpu_memory(device: torch.device) -> dict[str, float]:
+    """``gpu_mem_peak_mib``: the most GPU memory PyTorch's allocator held (reserved) since the run started,
+    what a trial needs of its GPU share apart from the CUDA context (docs/GPU.md measures that);
+    ``gpu_mem_total_mib``: the GPU's size. Empty off CUDA."""
+    if device.type != "cuda":
+        return {}
+    return {"gpu_mem_peak_mib": round(torch.cuda.max_memory_reserved(device) / 2 ** 20, 1),
+            "gpu_mem_total_mib": round(torch.cuda.get_device_properties(device).total_memory / 2 ** 20, 1)}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
@@ -368,7 +386,7 @@ def _prepare_latents(run: _Run) -> None:
                                          str(cfg.training.latent_cache_dtype), run.run_dir / "latent_cache.pt",
                                          device=run.device)
         # next to the training fields (already on the device), not in host memory: there each batch was a CPU
-        # gather and a copy, and on an H200 the cache ran at 0.87x of re-encoding (docs/GPU.md; not re-measured)
+        # gather and a copy, and on an H200 the cache ran at 0.87x of re-encoding; here a median 1.05x (docs/GPU.md)
         ctx.latents = ctx.latents.to(ctx.train.device)
         ctx.latent_var = float(ctx.latents[: min(256, ctx.latents.shape[0])].float().var())
     else:
@@ -395,6 +413,7 @@ def _epoch_metrics(run: _Run, stage: str, epoch: int, train_loss: float, ema: EM
            "val_nrmse": vm["nrmse"], "wall_clock": run.wall(), "params": run.params, "lr": lr,
            "samples_per_s": sps, "epoch_s": epoch_s}
     out.update({f"val_{k}": v for k, v in vm.items() if k != "nrmse"})
+    out.update(gpu_memory(run.device))
     return out
 
 
@@ -441,6 +460,7 @@ def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from:
 
     device = resolve_device(str(cfg.training.device))
     torch.set_num_threads(max(1, int(cfg.training.num_threads)))
+    reset_gpu_peak(device)
     seed_everything(int(cfg.training.seed))
     model = build_model(cfg, grid_size=grid).to(device)
     train_u = data.train.to(device=device, dtype=torch.float32)
@@ -529,4 +549,5 @@ def _final_report(run: _Run) -> dict:
             final.update(tm)
     final["wall_clock"] = run.wall()
     final["params"] = run.params
+    final.update(gpu_memory(run.device))  # training and the test evaluation (TTC's candidates)
     return final

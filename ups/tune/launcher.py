@@ -24,6 +24,7 @@ from ups.leaderboard import leaderboard_problem, read_leaderboard, upsert_rows
 from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots, node_slots
 from ups.tune.driver_lease import DriverLease, check_no_live_driver
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper, gate_trackers
+from ups.tune.gpu_share import gpu_share_warning
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, force_fill, full_eval, seed_groups,
                                 read_champion, seed_mean_candidates, seed_points, update_champion)
 from ups.tune.ray_address import gcs_problem
@@ -848,6 +849,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     outcome = SweepOutcome(name, exp_path, p.leaderboard, rows, champion, report, baselines,
                            interrupted=cut == INTERRUPTED or promotion_cut)
     print_leaderboard(outcome, s.print_top)
+    if too_big := gpu_share_warning(rows[rows["experiment"] == name] if not rows.empty else rows,
+                                    float(s.resources.gpu)):
+        _log(too_big)
     if report:
         _log(f"report: {report}")
     _log(f"leaderboard: {p.leaderboard}")

@@ -97,6 +97,9 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
         "config_hash": chash, "checkpoint": checkpoint or "", "trial_id": trial_id, "data_hash": ctx.data_hash,
         "experiment": ctx.experiment, "config_json": cjson,
         "val_nrmse": finite_or_none(result.get("val_nrmse")), "epochs": result.get("training_iteration"),
+        # on CUDA: PyTorch's peak in this trial's process and the GPU's size (ups.tune.gpu_share reads them)
+        "gpu_mem_peak_mib": finite_or_none(result.get("gpu_mem_peak_mib")),
+        "gpu_mem_total_mib": finite_or_none(result.get("gpu_mem_total_mib")),
         "sampled_json": json.dumps(values, sort_keys=True, default=str),
     }
     if ctx.scheduler == "pbt":

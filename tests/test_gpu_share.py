@@ -1,0 +1,85 @@
+"""A trial's GPU memory: reported by the trainer on CUDA, kept on the leaderboard, and checked against the
+share of the GPU the trial asked for (Ray's fractional GPUs share out a count, not memory)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from ups.config import load_config, to_dict
+from ups.train.trainer import gpu_memory
+from ups.tune.gpu_share import fraction_for, gpu_share_warning, trials_per_gpu
+
+REPO = Path(__file__).resolve().parents[1]
+A10G = 22_731.0  # MiB, what torch reports for an A10G
+
+
+def rows(*peaks: float | None, total: float | None = A10G) -> pd.DataFrame:
+    return pd.DataFrame({"trial_id": [f"t{i}" for i in range(len(peaks))], "gpu_mem_peak_mib": list(peaks),
+                         "gpu_mem_total_mib": [total] * len(peaks)})
+
+
+def test_a_trial_larger_than_its_share_is_named_with_the_fraction_that_fits() -> None:
+    # 4 per GPU gives each 5683 MiB; t1 needs 6800 + the context allowance, 3 of those fit in 22731 MiB
+    msg = gpu_share_warning(rows(1200.0, 6800.0, 3000.0), 0.25, context_mib=600.0)
+    assert msg is not None and "trial t1" in msg and "7400 MiB" in msg and "resources.gpu=0.25 share (5683 MiB)" in msg
+    assert msg.endswith("Fix: resources.gpu=0.3333 (3 per GPU of this size)"), msg
+    # the same trials at 2 per GPU fit
+    assert gpu_share_warning(rows(1200.0, 6800.0, 3000.0), 0.5, context_mib=600.0) is None
+    # one needing most of the GPU: a GPU of its own
+    msg = gpu_share_warning(rows(15_000.0), 0.5, context_mib=600.0)
+    assert msg is not None and msg.endswith("Fix: resources.gpu=1 (a GPU per trial)")
+
+
+def test_no_warning_without_gpu_figures_or_without_sharing() -> None:
+    assert gpu_share_warning(rows(None, None, total=None), 0.25) is None  # CPU trials: no figures
+    assert gpu_share_warning(rows(20_000.0), 1.0) is None  # a whole GPU each: CUDA's own OOM says more
+    assert gpu_share_warning(rows(20_000.0), 0.0) is None  # CPU sweep
+    assert gpu_share_warning(pd.DataFrame(), 0.25) is None  # an empty leaderboard (no columns)
+    assert gpu_share_warning(rows(1000.0), 0.25, context_mib=600.0) is None  # 1600 of 5683 MiB
+
+
+@pytest.mark.parametrize("need, total, k, frac", [(7600, A10G, 2, 0.5), (5000, A10G, 4, 0.25),
+                                                   (7000, 21_000, 3, 0.3333), (30_000, A10G, 1, 1.0)])
+def test_trials_per_gpu_and_the_fraction_that_packs_them(need, total, k, frac) -> None:
+    assert trials_per_gpu(need, total) == k and fraction_for(k) == frac
+    assert k * fraction_for(k) <= 1.0  # Ray fits k of them on one GPU
+
+
+def test_the_leaderboard_row_keeps_the_trials_gpu_memory() -> None:
+    from ups.tune.results import RowContext, trial_row
+    from ups.tune.space import load_space
+
+    base = load_config(["preset=dim8"])
+    space = load_space(REPO / "search_spaces" / "round_a.yaml", base)
+    ctx = RowContext(round="round_a", experiment="round_a-x", space=space, base=to_dict(base),
+                     reference_point=space.reference_point(base), gpu_per_trial=0.25)
+    result = {"val_nrmse": 0.1, "training_iteration": 3, "gpu_mem_peak_mib": 812.5, "gpu_mem_total_mib": A10G}
+    row = trial_row(ctx, "t1", space.reference_point(base), result, gate_reason=None)
+    assert row["gpu_mem_peak_mib"] == 812.5 and row["gpu_mem_total_mib"] == A10G
+    cpu = trial_row(ctx, "t2", space.reference_point(base), {"val_nrmse": 0.1}, gate_reason=None)
+    assert cpu["gpu_mem_peak_mib"] is None and cpu["gpu_mem_total_mib"] is None
+
+
+def test_the_trainer_reports_gpu_memory_only_on_cuda() -> None:
+    assert gpu_memory(torch.device("cpu")) == {}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_trainer_reports_its_peak_on_cuda(tmp_path) -> None:
+    """The peak is the run's own: a second, smaller run in the same process (a reused Ray worker) does not
+    report the first one's."""
+    from ups.data.protocol import load_protocol
+    from ups.train.trainer import train
+
+    over = ["data.n=24", "data.resolution=128", "stages.autoencoder.epochs=1", "stages.operator.epochs=1",
+            "stages.diff_residual.epochs=0", "stages.consistency_distill.epochs=0", "training.device=cuda",
+            "eval.max_samples=4", "ttc.enabled=false"]
+    big_cfg, small_cfg = load_config(["preset=dim64", *over]), load_config(["preset=dim8", *over])
+    data = load_protocol(small_cfg.data)
+    big = train(big_cfg, run_dir=tmp_path / "big", data=data).metrics
+    small = train(small_cfg, run_dir=tmp_path / "small", data=data).metrics
+    assert 0 < small["gpu_mem_peak_mib"] < big["gpu_mem_peak_mib"] < big["gpu_mem_total_mib"], (small, big)
