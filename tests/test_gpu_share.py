@@ -83,3 +83,15 @@ def test_the_trainer_reports_its_peak_on_cuda(tmp_path) -> None:
     big = train(big_cfg, run_dir=tmp_path / "big", data=data).metrics
     small = train(small_cfg, run_dir=tmp_path / "small", data=data).metrics
     assert 0 < small["gpu_mem_peak_mib"] < big["gpu_mem_peak_mib"] < big["gpu_mem_total_mib"], (small, big)
+
+
+def test_the_report_table_shows_gpu_memory_only_when_recorded() -> None:
+    from ups.reports.html import TABLE_COLUMNS, _rows_html, _table_csv, table_columns
+
+    lb = pd.DataFrame([{**{c: None for c in TABLE_COLUMNS}, "run_id": "r-t1", "kind": "trial", "status": "completed",
+                        "nrmse": 0.1, "gpu_mem_peak_mib": None, "gpu_mem_total_mib": None}])
+    assert table_columns(lb) == TABLE_COLUMNS and "gpu_mem_peak_mib" not in _table_csv(lb)  # a CPU sweep
+    lb["gpu_mem_peak_mib"] = [3570.0]
+    cols = table_columns(lb)
+    assert cols[cols.index("est_cost") + 1] == "gpu_mem_peak_mib" and "gpu_mem_peak_mib" in _table_csv(lb)
+    assert 'data-v="3570.0">3570</td>' in _rows_html(lb, None)

@@ -38,6 +38,17 @@ TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_t
                  "conservation_gap", "energy_violation", "bc_violation", "ece", "rollout_horizon",
                  "wall_clock", "gpu_hours", "est_cost", "params", "gate_pass", "gate_reasons", "promotion",
                  "trial_id"]
+GPU_COLUMNS = ["gpu_mem_peak_mib"]  # shown only when some trial ran on CUDA (empty on CPU sweeps)
+
+
+def table_columns(lb: pd.DataFrame) -> list[str]:
+    """The trial table's columns: ``TABLE_COLUMNS``, with each trial's GPU memory peak after ``est_cost`` when
+    any row has one (``ups.tune.gpu_share``: what sizes ``resources.gpu``)."""
+    extra = [c for c in GPU_COLUMNS if c in lb.columns and pd.to_numeric(lb[c], errors="coerce").notna().any()]
+    i = TABLE_COLUMNS.index("est_cost") + 1
+    return TABLE_COLUMNS[:i] + extra + TABLE_COLUMNS[i:]
+
+
 FIGURES = [  # key, title, caption
     ("best_vs_cost", "Best nRMSE vs compute", "Running best test nRMSE against cumulative trial wall clock "
      "and GPU-hours, one line per round in the leaderboard (all rounds); failed trials add cost, no value."),
@@ -427,7 +438,7 @@ def _fmt(v: Any, col: str) -> tuple[str, str]:
 
 
 def _table_csv(lb: pd.DataFrame) -> pd.DataFrame:
-    cols = [c for c in TABLE_COLUMNS + ["error"] if c in lb.columns]
+    cols = [c for c in table_columns(lb) + ["error"] if c in lb.columns]
     return lb[cols]
 
 
@@ -437,13 +448,14 @@ def _rows_html(lb: pd.DataFrame, champion: dict[str, Any] | None) -> str:
     order = lb.assign(_b=(lb["kind"] == "baseline"), _f=state.eq("failed"), _s=state)
     order = order.sort_values(["_b", "_f", "nrmse"], kind="stable", na_position="last")
     out = []
+    columns = table_columns(lb)
     for _, row in order.iterrows():
         cls = {"baseline": "baseline", "failed": "failed", "stopped": "stopped"}.get(row["_s"], "")
         if champ_id and str(row["run_id"]) == champ_id and not row["_b"]:
             cls = "champion"
         title = html.escape(str(row.get("error") or row.get("stop_reason") or ""), quote=True)
         cells = []
-        for c in TABLE_COLUMNS:
+        for c in columns:
             v = row.get(c)
             if c == "status" and row["_f"] and not str(v or ""):
                 v = "FAILED (no metric)"
@@ -514,7 +526,7 @@ def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFra
     for _, b in lb[(lb["kind"] == "baseline") & lb["nrmse"].notna()].iterrows():
         kpis.append((f"{plots._baseline_name(b)} baseline", f"{b['nrmse']:.4g}"))
     kpi_html = "".join(f'<div class="kpi">{e(k)}<b>{e(v)}</b></div>' for k, v in kpis)
-    head = "".join(f"<th>{e(c)}</th>" for c in TABLE_COLUMNS)
+    head = "".join(f"<th>{e(c)}</th>" for c in table_columns(lb))
     fig_html = []
     for f in figs:
         if f.png:
