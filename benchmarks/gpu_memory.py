@@ -14,8 +14,9 @@ in use on the whole GPU (peak, sampled every 0.1 s, over what was in use when th
 once the CUDA context alone (NVML before and after the first CUDA tensor). ``outside_allocator_mib``, the
 context plus what the first round loaded outside PyTorch's allocator (kernel modules, library handles), is
 what the allowance ``ups.tune.gpu_share.CUDA_CONTEXT_MIB`` stands for. From those, for the measured GPU and for a GPU of
-``--other-gpu-mib`` (default 23,028 MiB: the total nvidia-smi gives for an A10G, the GPU of
-``cluster.yaml``'s g5 workers; an assumption, not measured here) it gives how many such trials fit,
+``--other-gpu-mib`` (default 23,028 MiB: the total nvidia-smi gives for an A10, as listed in
+modal-labs/modal-client pull request #2797; the A10G of ``cluster.yaml``'s g5 workers is AWS's 24 GB variant
+of it; not measured here) it gives how many such trials fit,
 against the round's ``resources.gpu``.
 
 Round D starts from the champion; here its base is the aggressive round's largest config (the round a
