@@ -35,7 +35,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,45 +42,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "sweeps"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
+from gpu_packing import GpuMonitor  # noqa: E402  (NVML sampling, shared with the packing benchmark)
 
 ROUNDS = ("round_a", "round_b", "aggressive", "dims", "round_d")
-
-
-class NvmlPeak:
-    """Peak of NVML's memory in use on GPU 0 (MiB), sampled in a thread; ``None`` without NVML."""
-
-    def __init__(self, period_s: float = 0.1) -> None:
-        self.period_s, self.peak = period_s, None
-        self._stop = threading.Event()
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            self._nvml, self._h = pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
-        except Exception:
-            self._nvml = self._h = None
-
-    def used(self) -> float | None:
-        return None if self._nvml is None else self._nvml.nvmlDeviceGetMemoryInfo(self._h).used / 2 ** 20
-
-    def __enter__(self) -> "NvmlPeak":
-        self.peak = self.used()
-        if self._nvml is not None:
-            self._t = threading.Thread(target=self._run, daemon=True)
-            self._t.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self.peak = max(self.peak or 0.0, self.used() or 0.0)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        if self._nvml is not None:
-            self._t.join()
-            self.peak = max(self.peak or 0.0, self.used() or 0.0)
 
 
 def largest_point(space: Any, base: Any) -> dict[str, Any]:
@@ -121,23 +87,25 @@ def round_config(name: str, common: list[str], base_override: Any = None) -> tup
     return cfg, {"values": values, "resources_gpu": gpu}
 
 
-def measure(cfg: Any, data: Any, run_dir: Path, nvml: NvmlPeak) -> dict[str, Any]:
+def measure(cfg: Any, data: Any, run_dir: Path) -> dict[str, Any]:
     from ups.models.ups_model import build_model, count_parameters
     from ups.train.trainer import train
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    before = nvml.used()
+    mon = GpuMonitor(period_s=0.1)  # a fresh sampler per round (a stopped one does not restart)
+    before = mon.used_mib()
     t0 = time.perf_counter()
-    with nvml:
+    with mon:
         res = train(cfg, run_dir=run_dir, data=data)
     m = res.metrics
     out = {"params": count_parameters(build_model(cfg, grid_size=int(data.train.shape[-1]))),
            "seconds": round(time.perf_counter() - t0, 1),
            "gpu_mem_peak_mib": m.get("gpu_mem_peak_mib"), "gpu_mem_total_mib": m.get("gpu_mem_total_mib"),
            "test_nrmse": m.get("nrmse"), "test_nrmse_ttc": m.get("nrmse_ttc")}
-    if before is not None and nvml.peak is not None:
-        out["nvml_peak_over_start_mib"] = round(nvml.peak - before, 1)
+    peak = mon.summary().get("gpu_mem_peak_mib")
+    if before is not None and peak is not None:
+        out["nvml_peak_over_start_mib"] = round(peak - before, 1)
     return out
 
 
@@ -155,16 +123,16 @@ def main() -> None:
     from ups.tune.gpu_share import CUDA_CONTEXT_MIB, trials_per_gpu
 
     t_start = time.perf_counter()
-    nvml = NvmlPeak()
     out: dict[str, Any] = {"benchmark": "gpu_memory", "torch": torch.__version__,
                            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
                            "n": a.n, "resolution": a.resolution, "eval_samples": a.eval_samples,
                            "context_allowance_mib": CUDA_CONTEXT_MIB, "other_gpu_mib": a.other_gpu_mib, "rounds": {}}
     if torch.cuda.is_available():
-        u0 = nvml.used()
+        nvml = GpuMonitor()
+        u0 = nvml.used_mib()
         torch.zeros(1, device="cuda")
         torch.cuda.synchronize()
-        u1 = nvml.used()
+        u1 = nvml.used_mib()
         if u0 is not None and u1 is not None:
             out["cuda_context_mib"] = round(u1 - u0, 1)  # the context and kernel images, before any allocation
     with tempfile.TemporaryDirectory() as tmp:
@@ -191,7 +159,7 @@ def main() -> None:
             if data is None:
                 data = load_protocol(cfg.data)
             first = not out["rounds"]
-            r = {**info, **measure(cfg, data, root / name, nvml)}
+            r = {**info, **measure(cfg, data, root / name)}
             if first and "cuda_context_mib" in out and r.get("nvml_peak_over_start_mib") is not None:
                 # the first run in this process also loads kernel modules and library handles: what the
                 # process holds outside PyTorch's allocator (ups.tune.gpu_share.CUDA_CONTEXT_MIB stands for it)

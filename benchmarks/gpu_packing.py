@@ -54,6 +54,10 @@ class GpuMonitor:
         except Exception:  # no NVML (CPU machine, or nvidia-ml-py missing)
             self._nvml, self._handle, self.name = None, None, None
 
+    def used_mib(self) -> float | None:
+        """GPU memory in use now (MiB, the whole GPU); None without NVML."""
+        return None if self._nvml is None else self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used / 2**20
+
     def __enter__(self) -> "GpuMonitor":
         if self._nvml is not None:
             self._thread = threading.Thread(target=self._run, daemon=True)
