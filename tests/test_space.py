@@ -160,7 +160,7 @@ def test_pbt_alone_takes_random_search_over_the_rounds_default_tpe() -> None:
                                       "cost_per_gpu_hour=-1", "fno_budget_s=0", "verbose=4", "scheduler.max_t=-1",
                                       "scheduler.perturbation_interval=0", "searcher.n_startup_trials=-1",
                                       "gates.divergence_factor=1", "gates.bc_multiple=0",
-                                      "small_eval.ece_ratio=0", "small_eval.fallback=lin",
+                                      "small_eval.ece_ratio=0", "small_eval.fallback=lin", "small_eval.nrmse_margin=-0.01",
                                       "gates.skip_stages=[autoenc]", "name=../evil", "name=a/b", "name=.."])
 def test_nonsensical_settings_are_refused_with_the_key_and_a_fix(override: str) -> None:
     """Each of these ran before (a negative time budget ended the sweep at once, best val_nrmse nan;

@@ -369,6 +369,9 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("gates.divergence_factor", _above(1), "must be > 1 (stop when train_loss exceeds this × its best)",
      "gates.divergence_factor=20"),
     ("gates.min_iterations", _at_least(0), "must be ≥ 0", "gates.min_iterations=1"),
+    ("small_eval.nrmse_margin", _at_least(0), "must be ≥ 0 (how much a trial must beat the baseline's nRMSE by; "
+     "a negative margin would pass trials worse than the baseline)",
+     "small_eval.nrmse_margin=0.01 (the playbook's), 0 for 'no worse', or promotion.force=true to promote anyway"),
     ("small_eval.conservation_ratio", _above(0), "must be > 0 (× the baseline's figure)",
      "small_eval.conservation_ratio=1.0"),
     ("small_eval.bc_ratio", _above(0), "must be > 0 (× the baseline's figure)", "small_eval.bc_ratio=1.0"),
