@@ -25,7 +25,7 @@ for step in $STEPS; do
   case $step in
   tests)
     echo "== [$SECONDS s] CUDA tests"
-    timeout 150 $PY -m pytest -m gpu tests/test_train.py tests/test_eval.py tests/test_data_solver.py tests/test_gpu_share.py \
+    timeout 150 $PY -m pytest -m gpu tests/test_train.py tests/test_eval.py tests/test_data_solver.py tests/test_gpu_share.py tests/test_promotion_gates.py \
       -q -p no:cacheprovider 2>&1 | tail -n 60 | tee "$OUT/gpu_tests.log" ;;
   packing)
     echo "== [$SECONDS s] GPU packing ($(left) s left)"

@@ -159,6 +159,24 @@ def test_checkpoint_uri_names_where_the_checkpoint_lives(tmp_path: Path) -> None
     assert checkpoint_uri(str(local.parent), local, None) == str(local)
 
 
+def _saved_trial(tmp_path: Path, cfg) -> tuple[Path, Path]:
+    """A leaderboard with one trial row whose checkpoint (an untrained ``cfg`` model) is on disk."""
+    import torch
+
+    from ups.config import to_dict
+    from ups.models.ups_model import build_model
+    from ups.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    folder = tmp_path / "trial_t1" / "checkpoint_000001"
+    save_checkpoint(folder, {"config": to_dict(cfg), "grid_size": model.grid_size, "model": model.state_dict(),
+                             "stage": "operator", "epoch": 0, "global_epoch": 0})
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [trial("t1", **GOOD, checkpoint=str(folder))])
+    return lb, folder
+
+
 def test_full_eval_records_the_trial_checkpoint_not_a_download(tmp_path: Path, tiny_cfg, tiny_data,
                                                                monkeypatch) -> None:
     """Through a pyarrow filesystem (as with S3 storage) the checkpoint is downloaded to a temp folder for
@@ -166,27 +184,30 @@ def test_full_eval_records_the_trial_checkpoint_not_a_download(tmp_path: Path, t
     the download is deleted after the eval (one per promoted trial used to stay in /tmp)."""
     import tempfile
 
-    import torch
-
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where Checkpoint.to_directory() downloads
-
-    from ups.config import to_dict
-    from ups.models.ups_model import build_model
-    from ups.train.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    model = build_model(tiny_cfg).eval()
-    folder = tmp_path / "trial_t1" / "checkpoint_000001"
-    save_checkpoint(folder, {"config": to_dict(tiny_cfg), "grid_size": model.grid_size, "model": model.state_dict(),
-                             "stage": "operator", "epoch": 0, "global_epoch": 0})
-    lb = tmp_path / "lb.csv"
-    upsert_rows(lb, [trial("t1", **GOOD, checkpoint=str(folder))])
+    lb, folder = _saved_trial(tmp_path, tiny_cfg)
     rows = full_eval(lb, [f"{EXP}-t1"], tiny_data, filesystem=pyarrow.fs.LocalFileSystem())
     assert rows[0]["checkpoint"] == str(folder) and math.isfinite(rows[0]["nrmse"])
     assert read_leaderboard(lb).set_index("run_id").loc[f"{EXP}-t1-full", "checkpoint"] == str(folder)
     assert not list(temp.glob("checkpoint_tmp_*")), "full_eval left its checkpoint download behind"
+    assert "gpu_mem_peak_mib" not in rows[0] and rows[0]["gpu_hours"] == 0.0  # ran on the CPU
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_a_full_eval_on_cuda_records_its_gpu_memory(tmp_path: Path, tiny_cfg, tiny_data) -> None:
+    """A full-eval runs TTC on the whole test split, on a whole GPU: its row records its own peak, as a
+    trial's row does, so the memory a promoted model needs at evaluation is on the leaderboard."""
+    from ups.config import apply_overrides
+
+    cfg = apply_overrides(tiny_cfg, {"training.device": "cuda"}, source="test")
+    lb, _ = _saved_trial(tmp_path, cfg)
+    row = full_eval(lb, [f"{EXP}-t1"], tiny_data)[0]
+    assert 0 < row["gpu_mem_peak_mib"] < row["gpu_mem_total_mib"] and row["gpu_hours"] > 0, row
+    saved = read_leaderboard(lb).set_index("run_id").loc[f"{EXP}-t1-full"]
+    assert saved["gpu_mem_peak_mib"] == row["gpu_mem_peak_mib"]
 
 
 def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_failed() -> None:

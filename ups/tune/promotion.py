@@ -159,6 +159,7 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
 
     from ups.eval import eval_device, evaluate
     from ups.train.checkpoint import load_checkpoint
+    from ups.train.trainer import gpu_memory, reset_gpu_peak
 
     lb = read_leaderboard(leaderboard).set_index("run_id", drop=False)
     out = []
@@ -170,14 +171,16 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
             uri = checkpoint_uri(str(row["checkpoint"]), ckpt, filesystem)
             model, cfg, _ = load_checkpoint(ckpt)
         cfg = apply_overrides(cfg, {"eval.max_samples": -1, "ttc.enabled": True}, source="full-eval")
+        device = eval_device(cfg)
+        reset_gpu_peak(device)  # this evaluation's own peak, not the previous one's (CUDA only)
         t0 = time.perf_counter()
         metrics = evaluate(model, cfg, data, split="test")
         wall = time.perf_counter() - t0
-        gpu_h = wall / 3600.0 if eval_device(cfg).type == "cuda" else 0.0
+        gpu_h = wall / 3600.0 if device.type == "cuda" else 0.0
         full = {k: row.get(k) for k in ("round", "experiment", "trial_id", "config_hash", "config_json",
                                         "params", "tags", "pbt_schedule") if k in row}
         full.update({"wall_clock": round(wall, 2), "gpu_hours": round(gpu_h, 5),
-                     "est_cost": round(gpu_h * cost_per_gpu_hour, 4)})
+                     "est_cost": round(gpu_h * cost_per_gpu_hour, 4), **gpu_memory(device)})
         full.update({k: metrics.get(k) for k in ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap",
                                                  "energy_violation", "bc_violation", "ece", "rollout_horizon")})
         full.update({"run_id": f"{rid}-full", "kind": "full_eval", "label": f"full-eval of {rid}",
