@@ -161,7 +161,7 @@ def test_pbt_alone_takes_random_search_over_the_rounds_default_tpe() -> None:
                                       "scheduler.perturbation_interval=0", "searcher.n_startup_trials=-1",
                                       "gates.divergence_factor=1", "gates.bc_multiple=0",
                                       "small_eval.ece_ratio=0", "small_eval.fallback=lin", "small_eval.nrmse_margin=-0.01",
-                                      "gates.skip_stages=[autoenc]", "name=../evil", "name=a/b", "name=.."])
+                                      "gates.skip_stages=[autoenc]", "scheduler.rungs_from=middle", "name=../evil", "name=a/b", "name=.."])
 def test_nonsensical_settings_are_refused_with_the_key_and_a_fix(override: str) -> None:
     """Each of these ran before (a negative time budget ended the sweep at once, best val_nrmse nan;
     checkpoint_keep=0 was taken as 1): now refused by the sweep config, before Ray starts."""
@@ -432,6 +432,45 @@ def test_asha_rungs_are_automatic_and_never_inside_the_autoencoder_stage() -> No
                                           r"time_total_s"):
         prepare("round_a", ["scheduler.time_attr=time_total_s"])
     prepare("round_a", ["scheduler.time_attr=time_total_s", "scheduler.grace_period=60", "scheduler.max_t=600"])
+
+
+def test_asha_rungs_from_the_operator_stage_form_a_ladder_after_the_autoencoder() -> None:
+    """scheduler.rungs_from=operator: the autoencoder epochs (cached across trials, and unrankable by val_nrmse)
+    do not count, so the ladder is geometric in operator epochs: 1, 3, 9, 27 at reduction factor 3, i.e.
+    iterations 11, 13, 19, 37 of the smoke profile, and Ray's brackets hold exactly those milestones."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from ups.tune.launcher import asha_rungs, build_scheduler, prepare
+
+    p = prepare("round_a", ["scheduler.rungs_from=operator"])  # smoke: 10 autoencoder + 30 operator + 1 + 1
+    assert asha_rungs(p.scfg, p.base, p.space) == (44, 1, [11, 13, 19, 37])
+    sched = build_scheduler(p.scfg, p.base, p.space)
+    assert [[m for m, _ in b._rungs] for b in sched._brackets] == [[37, 19, 13, 11]]
+    two = prepare("round_a", ["scheduler.rungs_from=operator", "scheduler.brackets=2", "scheduler.grace_period=2"])
+    assert asha_rungs(two.scfg, two.base, two.space)[2] == [12, 16, 28]
+    assert [[m for m, _ in b._rungs] for b in build_scheduler(two.scfg, two.base, two.space)._brackets] == \
+        [[28, 16, 12], [28, 16]]  # bracket 1 starts one rung later, as Ray's do
+    start = prepare("round_a", ["scheduler.grace_period=11"])  # Ray's own rule is unchanged
+    assert [[m for m, _ in b._rungs] for b in build_scheduler(start.scfg, start.base, start.space)._brackets] == \
+        [[33, 11]]
+    # the milestones are live: at iteration 10 nothing is recorded, at 11 a trial worse than the best third stops
+    bracket, sign = sched._brackets[0], -1.0  # mode=min: ASHA keeps −val_nrmse
+    for i, v in enumerate([0.10, 0.20, 0.30]):
+        assert bracket.on_result(SimpleNamespace(trial_id=f"t{i}"), 10, sign * v) == TrialScheduler.CONTINUE
+    assert not any(rec for _, rec in bracket._rungs)
+    assert bracket.on_result(SimpleNamespace(trial_id="t0"), 11, sign * 0.10) == TrialScheduler.CONTINUE
+    assert bracket.on_result(SimpleNamespace(trial_id="t1"), 11, sign * 0.20) == TrialScheduler.STOP
+    assert dict(bracket._rungs)[11] == {"t0": -0.10, "t1": -0.20}
+
+    with pytest.raises(ConfigError, match=r"rungs_from=operator counts ASHA's rungs in epochs .*time_attr=time_total_s"):
+        prepare("round_a", ["scheduler.rungs_from=operator", "scheduler.time_attr=time_total_s",
+                            "scheduler.grace_period=60", "scheduler.max_t=600"])
+    with pytest.raises(ConfigError, match=r"grace_period=33 \(counted after the autoencoder's 10 epochs\) .*"
+                                          r"grace_period=0 \(automatic, here 1\) or a value up to 32"):
+        prepare("round_a", ["scheduler.rungs_from=operator", "scheduler.grace_period=33"])
+    prepare("round_a", ["scheduler.rungs_from=operator", "scheduler.grace_period=4"])  # iteration 14: accepted
 
 
 def test_asha_max_t_covers_the_longest_trial_the_space_samples(tmp_path: Path) -> None:

@@ -328,12 +328,19 @@ def check_asha_rungs(scfg: SweepConfig, base: Any, space: SearchSpace) -> None:
                           f"trials would be cut before it, with no test score to rank or promote. Fix: "
                           f"scheduler.max_t=0 (automatic, here {longest + 2}), or fewer epochs "
                           f"(stages.operator.epochs=…) to train less")
-    if sc.name == "asha" and epochs and sc.grace_period > longest:
-        raise ConfigError(f"scheduler.grace_period={sc.grace_period} puts ASHA's first rung after the last epoch of "
-                          f"the longest trial here ({sc.time_attr} {longest}): no trial would reach a rung, and ASHA "
-                          f"would stop none. Fix: scheduler.grace_period=0 (automatic, here "
-                          f"{auto_grace_period(base)}) or a value up to {longest}, or scheduler.name=fifo for no "
-                          f"early stopping")
+    offset = rung_offset(scfg, base) if sc.name == "asha" else 0
+    if offset and not epochs:
+        raise ConfigError(f"scheduler.rungs_from=operator counts ASHA's rungs in epochs from the end of the "
+                          f"autoencoder stage, but scheduler.time_attr={sc.time_attr} counts seconds. Fix: "
+                          f"scheduler.time_attr=training_iteration, or scheduler.rungs_from=start")
+    if sc.name == "asha" and epochs and offset + sc.grace_period > longest:
+        where = f" (counted after the autoencoder's {offset} epochs)" if offset else ""
+        raise ConfigError(f"scheduler.grace_period={sc.grace_period}{where} puts ASHA's first rung after the last epoch "
+                          f"of the longest trial here ({sc.time_attr} {longest}): no trial would reach a rung, and "
+                          f"ASHA would stop none. Fix: scheduler.grace_period=0 (automatic, here "
+                          f"{1 if sc.rungs_from == 'operator' else auto_grace_period(base)}) or a value up to "
+                          f"{longest - offset}, or "
+                          f"scheduler.name=fifo for no early stopping")
     if sc.name == "asha" and sc.time_attr != "training_iteration" and sc.grace_period == 0:
         raise ConfigError(f"scheduler.grace_period=0 (automatic) counts epochs, but scheduler.time_attr="
                           f"{sc.time_attr}. Fix: give scheduler.grace_period in {sc.time_attr} units, or use "
@@ -343,7 +350,7 @@ def check_asha_rungs(scfg: SweepConfig, base: Any, space: SearchSpace) -> None:
                           f"{sc.time_attr} counts seconds: Ray's ASHA would stop every trial at {longest + 2} s. Fix: "
                           f"scheduler.max_t=<the most seconds a trial may train>, or "
                           f"scheduler.time_attr=training_iteration")
-    if sc.name == "asha" and sc.time_attr == "training_iteration" and 0 < sc.grace_period <= ae:
+    if sc.name == "asha" and sc.time_attr == "training_iteration" and 0 < sc.grace_period <= ae and not offset:
         raise ConfigError(f"scheduler.grace_period={sc.grace_period} puts ASHA's first rung inside the autoencoder "
                           f"stage (iterations 1-{ae}), where the operator is untrained and val_nrmse ranks nothing: "
                           f"ASHA would stop trials at random. Fix: scheduler.grace_period=0 (automatic, here "
@@ -597,8 +604,11 @@ def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
     sc = s.scheduler
     if sc.name == "asha":
         max_t, grace, _ = asha_rungs(s, base, space)
+        offset = rung_offset(s, base)
+        ladders = [rung_ladder(grace, sc.reduction_factor, max_t, offset, k) for k in range(sc.brackets)] \
+            if offset else None
         return ResumableASHA(time_attr=sc.time_attr, max_t=max_t, grace_period=grace,
-                             reduction_factor=sc.reduction_factor, brackets=sc.brackets)
+                             reduction_factor=sc.reduction_factor, brackets=sc.brackets, ladders=ladders)
     if sc.name == "pbt":
         mutations = space.pbt_mutations()
         burn_in, window = pbt_bounds(s, base, space)
@@ -622,15 +632,29 @@ def pbt_bounds(s: SweepConfig, base: Any, space: SearchSpace) -> tuple[int, int]
 
 
 def asha_rungs(s: SweepConfig, base: Any, space: SearchSpace) -> tuple[int, int, list[int]]:
-    """ASHA's max_t, grace period and rung milestones (in ``scheduler.time_attr`` units) for this sweep."""
+    """ASHA's max_t, grace period and rung milestones (in ``scheduler.time_attr`` units) for this sweep.  With
+    ``scheduler.rungs_from=operator`` the grace period counts from the end of the autoencoder stage
+    (``rung_offset``) and the milestones are that offset plus Ray's ladder."""
     sc = s.scheduler
     max_t = sc.max_t or total_epochs(base, space) + 2  # +2: the final eval report must not be cut off
-    grace = min(sc.grace_period or auto_grace_period(base), max_t)
-    rungs, r = [], float(grace)
-    while r <= max_t:
-        rungs.append(int(r))
-        r *= sc.reduction_factor
-    return max_t, grace, rungs
+    offset = rung_offset(s, base)
+    grace = min(sc.grace_period or (1 if sc.rungs_from == "operator" else auto_grace_period(base)), max_t)
+    return max_t, grace, [int(m) for m in rung_ladder(grace, sc.reduction_factor, max_t, offset)]
+
+
+def rung_offset(s: SweepConfig, base: Any) -> int:
+    """Iterations before ASHA's rung ladder starts: the autoencoder epochs with ``scheduler.rungs_from=operator``."""
+    return int(base.stages.autoencoder.epochs) if s.scheduler.rungs_from == "operator" else 0
+
+
+def rung_ladder(grace: float, rf: float, max_t: float, offset: int = 0, start: int = 0) -> list[float]:
+    """ASHA's rung milestones ``offset + grace × rf^k`` for k ≥ ``start`` (bracket ``start`` of Ray's ASHA starts
+    that many rungs later), up to ``max_t``; with offset 0 Ray's own (``_Bracket``)."""
+    out, k = [], start
+    while offset + grace * rf ** k <= max_t:
+        out.append(offset + grace * rf ** k)
+        k += 1
+    return out
 
 
 def build_tuner(p: Prepared, name: str, trainable: Callable[..., Any], limits: GateLimits, max_conc: int,

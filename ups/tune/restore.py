@@ -78,7 +78,17 @@ class ResumableStopper(Stopper):
 class ResumableASHA(ASHAScheduler):
     """Ray's ASHA, with each trial's bracket drawn from its trial id rather than NumPy's global generator:
     the same odds as Ray's (a softmax of the brackets' rung counts), but the same bracket again when a
-    resume adds the trial anew.  With one bracket it is Ray's ASHA."""
+    resume adds the trial anew.  ``ladders``: each bracket's rung milestones, ascending, in place of Ray's
+    ``grace_period × reduction_factor^k`` (``scheduler.rungs_from=operator``: the same ladder after the
+    autoencoder stage, ``ups.tune.launcher.rung_ladder``).  With one bracket and no ladders it is Ray's ASHA."""
+
+    def __init__(self, *args: Any, ladders: Sequence[Sequence[float]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if ladders is not None:
+            if len(ladders) != len(self._brackets):
+                raise ValueError(f"ResumableASHA: {len(ladders)} ladders for {len(self._brackets)} brackets")
+            for bracket, ladder in zip(self._brackets, ladders):
+                bracket._rungs = [(m, {}) for m in sorted(ladder, reverse=True)]  # Ray keeps them descending
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         super().on_trial_add(tune_controller, trial)  # Ray's metric/mode checks (and its own draw, replaced)

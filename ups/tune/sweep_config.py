@@ -44,6 +44,10 @@ class SchedulerCfg:
     grace_period: int = 0  # first rung; 0: autoencoder epochs + a third of the operator's (launcher.auto_grace_period)
     reduction_factor: float = 2.0
     brackets: int = 1  # asha only (ASHAScheduler(brackets=)): bracket k starts at rung k; ≤ the rung count
+    rungs_from: str = "start"  # asha only: where the rung ladder counts from: start (Ray's rule, rungs at
+    # grace_period × reduction_factor^k) | operator (the end of the autoencoder stage, which val_nrmse cannot
+    # rank and the stage cache makes nearly free: autoencoder epochs + grace_period × reduction_factor^k, grace
+    # 0 → 1 operator epoch; docs/SWEEPS.md "ASHA")
     perturbation_interval: int = 2  # pbt only
 
 
@@ -352,6 +356,8 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("scheduler.max_t", _at_least(0), "must be ≥ 0 (0: the longest trial's epochs + 2)", "scheduler.max_t=0"),
     ("scheduler.brackets", _at_least(1), "must be ≥ 1 (ASHA's brackets; 1: one bracket, as before the key existed)",
      "scheduler.brackets=1"),
+    ("scheduler.rungs_from", lambda v: v in ("start", "operator"), "is unknown (where ASHA's rung ladder counts "
+     "from)", "scheduler.rungs_from=start (Ray's rule), or scheduler.rungs_from=operator (after the autoencoder stage)"),
     ("scheduler.perturbation_interval", _at_least(1), "must be ≥ 1 (PBT perturbs every this many iterations)",
      "scheduler.perturbation_interval=2"),
     ("searcher.n_startup_trials", _at_least(0), "must be ≥ 0", "searcher.n_startup_trials=10 (Optuna's default)"),
