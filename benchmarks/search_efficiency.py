@@ -178,7 +178,7 @@ def one_seed(seed: int, args: argparse.Namespace, space: Path, root: Path) -> di
     c_asha = within(curve(asha), budget * 1.02)
     best_rnd, best_asha = c_rnd[-1][1], c_asha[-1][1]
     winners = {f"random_s{seed}": best_config(rnd, space), f"asha_tpe_s{seed}": best_config(asha, space)}
-    rung_rho = rung_spearman(rnd, args.grace)
+    rung_rho = rung_spearman(rnd, asha_rungs(vars(args), space)[0])  # the first rung ASHA + TPE ran with
     need_rnd = compute_to_reach(c_rnd, best_rnd) or budget
     need_asha = compute_to_reach(c_asha, best_rnd)
     reached = need_asha is not None
@@ -187,7 +187,11 @@ def one_seed(seed: int, args: argparse.Namespace, space: Path, root: Path) -> di
             "asha_trials": len(list(asha.glob("trial_*"))), "best_random": round(best_rnd, 5),
             "best_asha_tpe": round(best_asha, 5), "compute_random_to_its_best_s": round(need_rnd, 1),
             "compute_asha_to_random_best_s": round(need_asha, 1) if reached else None, "reached": reached,
-            "ratio": round(ratio, 2), "rung_spearman": rung_rho, "curves": {"random": c_rnd, "asha_tpe": c_asha}, "winners": winners}
+            "ratio": round(ratio, 2), "rung_spearman": rung_rho, "curves": {"random": c_rnd, "asha_tpe": c_asha}, "winners": winners,
+            # ASHA + TPE ends at its compute budget or after --max-asha-trials trials: with cheap rungs, the cap
+            # can come first, and then it had less compute than random search (its end point is not comparable)
+            "asha_compute_s": round(c_asha[-1][0], 1) if c_asha else 0.0,
+            "asha_hit_trial_cap": len(list(asha.glob("trial_*"))) >= args.max_asha_trials}
 
 
 def rung_spearman(exp_dir: Path, it: int) -> float | None:
@@ -447,7 +451,10 @@ def main() -> None:
                     help="retrain each search's winner with this many other training seeds (0: skip)")
     ap.add_argument("--random-trials", type=int, default=24,
                     help="random search's trials per seed; its compute is the budget of both searches")
-    ap.add_argument("--max-asha-trials", type=int, default=100)
+    ap.add_argument("--max-asha-trials", type=int, default=100,
+                    help="ASHA + TPE stops at random search's compute or after this many trials, whichever comes "
+                         "first (per seed: asha_compute_s, asha_hit_trial_cap); raise it for cheap early rungs, "
+                         "e.g. 250 with --set scheduler.rungs_from=operator --grace 1")
     ap.add_argument("--grace", type=int, default=20,
                     help="ASHA grace period in iterations (10 AE epochs + 10 operator: the first operator epoch whose "
                          "rank predicts the final rank, see rung_spearman)")
