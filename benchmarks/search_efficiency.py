@@ -183,15 +183,16 @@ def one_seed(seed: int, args: argparse.Namespace, space: Path, root: Path) -> di
     need_asha = compute_to_reach(c_asha, best_rnd)
     reached = need_asha is not None
     ratio = need_rnd / (need_asha if reached else budget)
+    n_asha = len(list(asha.glob("trial_*")))
     return {"seed": seed, "budget_trial_s": round(budget, 1), "random_trials": len(list(rnd.glob("trial_*"))),
-            "asha_trials": len(list(asha.glob("trial_*"))), "best_random": round(best_rnd, 5),
+            "asha_trials": n_asha, "best_random": round(best_rnd, 5),
             "best_asha_tpe": round(best_asha, 5), "compute_random_to_its_best_s": round(need_rnd, 1),
             "compute_asha_to_random_best_s": round(need_asha, 1) if reached else None, "reached": reached,
             "ratio": round(ratio, 2), "rung_spearman": rung_rho, "curves": {"random": c_rnd, "asha_tpe": c_asha}, "winners": winners,
             # ASHA + TPE ends at its compute budget or after --max-asha-trials trials: with cheap rungs, the cap
             # can come first, and then it had less compute than random search (its end point is not comparable)
             "asha_compute_s": round(c_asha[-1][0], 1) if c_asha else 0.0,
-            "asha_hit_trial_cap": len(list(asha.glob("trial_*"))) >= args.max_asha_trials}
+            "asha_hit_trial_cap": n_asha >= args.max_asha_trials}
 
 
 def rung_spearman(exp_dir: Path, it: int) -> float | None:

@@ -338,7 +338,7 @@ def check_asha_rungs(scfg: SweepConfig, base: Any, space: SearchSpace) -> None:
         raise ConfigError(f"scheduler.grace_period={sc.grace_period}{where} puts ASHA's first rung after the last epoch "
                           f"of the longest trial here ({sc.time_attr} {longest}): no trial would reach a rung, and "
                           f"ASHA would stop none. Fix: scheduler.grace_period=0 (automatic, here "
-                          f"{1 if sc.rungs_from == 'operator' else auto_grace_period(base)}) or a value up to "
+                          f"{automatic_grace(scfg, base)}) or a value up to "
                           f"{longest - offset}, or "
                           f"scheduler.name=fifo for no early stopping")
     if sc.name == "asha" and sc.time_attr != "training_iteration" and sc.grace_period == 0:
@@ -638,8 +638,14 @@ def asha_rungs(s: SweepConfig, base: Any, space: SearchSpace) -> tuple[int, int,
     sc = s.scheduler
     max_t = sc.max_t or total_epochs(base, space) + 2  # +2: the final eval report must not be cut off
     offset = rung_offset(s, base)
-    grace = min(sc.grace_period or (1 if sc.rungs_from == "operator" else auto_grace_period(base)), max_t)
+    grace = min(sc.grace_period or automatic_grace(s, base), max_t)
     return max_t, grace, [int(m) for m in rung_ladder(grace, sc.reduction_factor, max_t, offset)]
+
+
+def automatic_grace(s: SweepConfig, base: Any) -> int:
+    """``scheduler.grace_period=0``: one operator epoch after the autoencoder with ``rungs_from=operator``, else
+    ``auto_grace_period`` (counted from iteration 0)."""
+    return 1 if s.scheduler.rungs_from == "operator" else auto_grace_period(base)
 
 
 def rung_offset(s: SweepConfig, base: Any) -> int:
