@@ -18,7 +18,7 @@ from ray.tune import Result
 
 from ups.config import ConfigError
 from ups.tune.gates import GateLimits, GateTracker, PhysicsGateStopper, gate_trackers
-from ups.tune.launcher import SweepInterrupted, build_scheduler, prepare, run_round
+from ups.tune.launcher import SweepInterrupted, build_scheduler, prepare, rung_ladder, run_round
 from ups.tune.restore import (ResumableASHA, ResumableStopper, reported_histories, reported_history, restore_gates,
                                restore_rungs, restored_results)
 from ups.tune.sweep_config import load_sweep_config
@@ -219,8 +219,12 @@ class AlternatingASHA(ResumableASHA):
         return int(trial_id.rsplit("_", 1)[-1]) % 2
 
 
-def test_a_restored_two_bracket_asha_gets_each_trials_records_back_in_its_bracket(ray_session,
-                                                                               tmp_path: Path) -> None:
+@pytest.mark.parametrize("ladders", [None, [[3, 5], [5]]], ids=["rays-rungs", "rungs-from-operator"])
+def test_a_restored_two_bracket_asha_gets_each_trials_records_back_in_its_bracket(ray_session, tmp_path: Path,
+                                                                               ladders) -> None:
+    """Ray's rungs (1, 3, 9 and 3, 9), or the ladders ``scheduler.rungs_from=operator`` gives with 2 autoencoder
+    epochs (``rung_ladder(1, 3, 9, offset=2, k)``: 3, 5 and 5): the restored scheduler has the same milestones
+    in each bracket, and ``restore_rungs`` puts back every record the live run made."""
     from ray import tune
 
     def curve(config):
@@ -229,7 +233,10 @@ def test_a_restored_two_bracket_asha_gets_each_trials_records_back_in_its_bracke
         for i in range(1, 10):
             t.report({"val_nrmse": config["x"] / i + 0.01 * (i % 3)})
 
-    sched = AlternatingASHA(time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3, brackets=2)
+    if ladders is not None:
+        assert ladders == [rung_ladder(1, 3, 9, offset=2, start=k) for k in range(2)]
+    sched = AlternatingASHA(time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3, brackets=2,
+                            ladders=ladders)
     xs = [0.9, 0.5, 0.7, 0.2, 0.8, 0.3, 0.6, 0.4]
     tuner = tune.Tuner(curve, param_space={"x": tune.grid_search(xs)},
                        tune_config=tune.TuneConfig(metric="val_nrmse", mode="min", scheduler=sched),
@@ -240,6 +247,8 @@ def test_a_restored_two_bracket_asha_gets_each_trials_records_back_in_its_bracke
     restored = tune.Tuner.restore(str(tmp_path / "brackets"), curve)
     brackets = restored._local_tuner._tune_config.scheduler._brackets
     assert restore_rungs(restored, restored_results(restored)) == sum(sum(map(len, b.values())) for b in live)
+    assert [[m for m, _ in b._rungs] for b in brackets] == \
+        [sorted(ladder, reverse=True) for ladder in (ladders or [[1, 3, 9], [3, 9]])]
     for b, want in zip(brackets, live):
         got = {m: rec for m, rec in b._rungs}
         assert got.keys() == want.keys()
