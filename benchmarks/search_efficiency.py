@@ -16,8 +16,10 @@ For every seed of the seed set, in one process on one local Ray:
 * ASHA + TPE (Optuna behind the concurrency limiter, its ``--startup`` start-up trials a Latin
   hypercube over the space by default, ``--init random`` for Optuna's random draws; ASHA rungs at ``--grace`` × ``--rf``^k
   iterations: one rung at operator epoch 10 by default, the first epoch whose rank predicts the final
-  rank, reported per seed as ``rung_spearman`` from random search's full curves) samples new
-  configurations and stops poor ones at the rungs until it has used the same compute.
+  rank; with ``--set scheduler.rungs_from=operator`` at the autoencoder epochs + ``--grace`` × ``--rf``^k, e.g.
+  ``--grace 1 --rf 3``: operator epochs 1, 3, 9, 27; ``rung_spearman``, from random search's full curves, is
+  read at the first rung ASHA + TPE ran with) samples new configurations and stops poor ones at the rungs
+  until it has used the same compute or run ``--max-asha-trials`` trials (``asha_hit_trial_cap``).
 
 Both are pure searches from their first draw: no hand-picked first trial (``--reference`` starts both
 at the space's reference point, as the sweep rounds do; a good reference makes the metric degenerate:
