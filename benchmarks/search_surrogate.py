@@ -12,8 +12,9 @@ the live benchmark's comparison:
   with the TPE sampler and its Latin hypercube start-up, from the sweep config the setting gives),
   each suggestion answered by the nearest recorded trial not used yet in this repetition (the same
   choice values where any is left; nearest in the space's unit cube, log-scaled for loguniform
-  knobs), cut at the product's ASHA rungs (``asha_rungs``) by Ray's rule; the searcher is told the
-  trial's last value, as Ray's OptunaSearch is.
+  knobs), cut by Ray's rule at the rungs of the product's ASHA (``build_scheduler``; with
+  ``scheduler.brackets`` > 1, at those of the bracket its trial id draws, as live); the searcher is told
+  the trial's last value, as Ray's OptunaSearch is.
 
 Reported per setting, as the live benchmark does: the compute ratio pooled and median, the share of
 repetitions at ≥ 3×, the share where ASHA + TPE reached random's best, and ``mean_curve_speedup``: the
@@ -52,7 +53,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -210,29 +211,62 @@ def promotion_curve(p: Any, table: Table, rungs: list[int], rf: float, budget: f
     return c
 
 
-def searcher_curve(p: Any, table: Table, rungs: list[int], rf: float, budget: float,
-                   seed: int, then: list[int] | None = None) -> list[tuple[float, float]]:
+@dataclass
+class Brackets:
+    """The product's ASHA for a replay (``build_scheduler``): each bracket's rung milestones, ascending, and
+    the rule that draws a trial's bracket from its id (``ResumableASHA.bracket_index``, Ray's odds); one
+    bracket without rungs when the sweep does not run ASHA."""
+
+    ladders: list[list[int]]
+    pick: Callable[[str], int]
+
+    @classmethod
+    def of(cls, p: Any) -> "Brackets":
+        from ups.tune.launcher import build_scheduler
+
+        if p.scfg.scheduler.name != "asha":
+            return cls([[]], lambda _: 0)
+        sched = build_scheduler(p.scfg, p.base, p.space)
+        return cls([sorted(int(m) for m, _ in b._rungs) for b in sched._brackets], sched.bracket_index)
+
+    def cutter(self, rf: float) -> Callable[[str, Recorded], int]:
+        """A fresh run's ASHA: (trial id, recorded trial) → how many of its reports run (``asha_cut`` in the
+        trial's bracket, against what that bracket recorded before it)."""
+        recorded = [{r: [] for r in ladder} for ladder in self.ladders]
+
+        def cut(tid: str, t: Recorded) -> int:
+            b = self.pick(tid) if len(self.ladders) > 1 else 0
+            return asha_cut(t.its, t.vals, self.ladders[b], rf, recorded[b])
+        return cut
+
+
+def searcher_curve(p: Any, table: Table, brackets: Brackets, rf: float, budget: float,
+                   seed: int, then: list[int] | None = None, startup: int | None = None) -> list[tuple[float, float]]:
     """One ASHA + searcher run on the table: the product's searcher (``build_searcher``, one trial in
-    flight) suggests, the nearest unused recorded trial answers, ASHA's rule cuts it.  With ``then``
-    (recorded trials, in the order to draw them) the searcher only makes its start-up suggestions and
-    those trials follow: a model that knows the good region from the moment its start-up ends."""
+    flight) suggests, the nearest unused recorded trial answers, ASHA's rule cuts it in the trial's
+    bracket.  With ``then`` (recorded trials, in the order to draw them) the searcher only makes its
+    ``startup`` suggestions (default: its start-up trials) and those trials follow: a model that knows
+    the good region from the moment its start-up ends (``startup=0``: from the first trial, the oracle)."""
     searcher = replay_searcher(p, seed)
+    startup = p.scfg.searcher.n_startup_trials if startup is None else startup
+    cut = brackets.cutter(rf)
     c: list[tuple[float, float]] = []
-    recorded: dict[int, list[float]] = {r: [] for r in rungs}
     used: set[int] = set()
     while (c[-1][0] if c else 0.0) < budget and len(used) < len(table.trials):
         tid = f"t{len(used)}"
-        if then is not None and len(used) >= p.scfg.searcher.n_startup_trials:
-            i = next((j for j in then if j not in used), -1)
-            if i < 0:  # the oracle's pool is spent, as in its plain replay
-                break
-        else:
+        asked = then is None or len(used) < startup
+        if asked:
             i = table.nearest(searcher.suggest(tid), used)
+        else:
+            i = next((j for j in then if j not in used), -1)
+            if i < 0:  # the oracle's pool is spent
+                break
         used.add(i)
         t = table.trials[i]
-        n = asha_cut(t.its, t.vals, rungs, rf, recorded)
+        n = cut(tid, t)
         extend(c, t.vals[:n], t.dts[:n])
-        searcher.on_trial_complete(tid, {"val_nrmse": t.vals[n - 1]})  # the last result, as Ray's OptunaSearch
+        if asked:
+            searcher.on_trial_complete(tid, {"val_nrmse": t.vals[n - 1]})  # the last result, as Ray's OptunaSearch
     return c
 
 
@@ -244,7 +278,7 @@ def replay_setting(live: list[str], setting: list[str], table: Table, reps: int,
     oracle after the searcher's start-up trials when ``after_startup`` too)."""
     import numpy as np
 
-    from ups.tune.launcher import asha_rungs, prepare
+    from ups.tune.launcher import prepare
 
     overrides = [o for o in setting if not o.startswith(("n_random=", "asha="))]
     n_random = next((int(o.split("=")[1]) for o in setting if o.startswith("n_random=")), n_random)
@@ -254,7 +288,10 @@ def replay_setting(live: list[str], setting: list[str], table: Table, reps: int,
     if promotion and oracle_share is not None:
         raise SystemExit("search_surrogate: the oracle rows replay Ray's ASHA only; drop asha=promotion there")
     p = prepare("round_a", [*live, *overrides])
-    rungs = asha_rungs(p.scfg, p.base, p.space)[2] if p.scfg.scheduler.name == "asha" else []
+    brackets = Brackets.of(p)
+    rungs = brackets.ladders[0]
+    if promotion and len(brackets.ladders) > 1:
+        raise SystemExit("search_surrogate: asha=promotion replays one bracket; drop scheduler.brackets there")
     rf = float(p.scfg.scheduler.reduction_factor)
     pool = [i for i, t in enumerate(table.trials) if t.random]
     if len(pool) < n_random:
@@ -275,18 +312,18 @@ def replay_setting(live: list[str], setting: list[str], table: Table, reps: int,
         if oracle_share is None and promotion:
             c = promotion_curve(p, table, rungs, rf, budget, seed + rep)
         elif oracle_share is None:
-            c = searcher_curve(p, table, rungs, rf, budget, seed + rep)
-        elif after_startup:  # what the start-up leaves to a model that then knew the good region
-            c = searcher_curve(p, table, rungs, rf, budget, seed + rep, [int(i) for i in rng.permutation(oracle_pool)])
-        else:  # no searcher
-            c = replay([table.trials[i].curve for i in rng.permutation(oracle_pool)], rungs, rf)
+            c = searcher_curve(p, table, brackets, rf, budget, seed + rep)
+        else:  # the oracle's draws after the searcher's start-up (what it leaves to a model), or from the first
+            c = searcher_curve(p, table, brackets, rf, budget, seed + rep, [int(i) for i in rng.permutation(oracle_pool)],
+                               startup=None if after_startup else 0)
         got = compute_to_reach(within(c, budget), target)
         pairs.append((need_rnd, got if got is not None else budget))
         reached.append(got is not None)
         budgets.append({"budget_trial_s": budget})
         curves.append({"random": c_rnd, "asha_tpe": c})
     mean = mean_curve_speedup(budgets, curves, points=400, boot=0)  # repetitions as seeds: the papers' reading
-    return {"setting": " ".join(setting) or "as run live", "rungs": rungs, "reduction_factor": rf,
+    return {"setting": " ".join(setting) or "as run live",
+            "rungs": rungs if len(brackets.ladders) == 1 else brackets.ladders, "reduction_factor": rf,
             "n_random": n_random, **ratio_stats(pairs), "reached": round(float(np.mean(reached)), 2),
             "mean_curve_speedup": mean["speedup"]}
 

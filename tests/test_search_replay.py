@@ -208,6 +208,42 @@ def test_the_oracle_after_the_start_up_pays_for_the_start_up(surrogate: ModuleTy
     assert ratio[3][1] > ratio[10][1], ratio
 
 
+def test_the_replay_cuts_each_trial_in_the_bracket_its_id_draws(surrogate: ModuleType, two_knob_space,
+                                                                 tmp_path: Path) -> None:
+    """``scheduler.brackets=2`` replays as live: the product's two ladders (bracket 1 starts one rung later)
+    and each trial in the bracket ``ResumableASHA`` draws for its id; a bad trial in bracket 1 is not judged
+    at bracket 0's first rung, nor against bracket 0's records.  (Before 2026-12-04 the replay used bracket
+    0's ladder for every trial, so a brackets setting read the same as one bracket.)"""
+    from ups.tune.launcher import prepare
+
+    path, _ = two_knob_space
+    live = surrogate.asha_tpe_overrides({"grace": 1, "rf": 3, "startup": 10, "init": "lhs", "reference": False}, path)
+    one = surrogate.Brackets.of(prepare("round_a", [*live, "scheduler.rungs_from=operator", f"storage_path={tmp_path}"]))
+    two = surrogate.Brackets.of(prepare("round_a", [*live, "scheduler.rungs_from=operator", "scheduler.brackets=2",
+                                                    f"storage_path={tmp_path}"]))
+    assert len(one.ladders) == 1 and two.ladders == [one.ladders[0], one.ladders[0][1:]]
+    assert one.ladders[0] == [11, 13, 19, 37]  # the smoke profile: 10 autoencoder epochs + 1, 3, 9, 27
+    ids = [f"t{i}" for i in range(400)]
+    drawn = [two.pick(t) for t in ids]
+    assert 0.15 < sum(drawn) / len(drawn) < 0.45  # Ray's odds: a softmax of the brackets' rung counts
+    in0, in1 = [t for t in ids if two.pick(t) == 0], [t for t in ids if two.pick(t) == 1]
+    first = one.ladders[0][0]
+    its = list(range(1, 44))
+
+    def trial(final: float):
+        return surrogate.Recorded({}, its, [final] * len(its), [1.0] * len(its), True)
+
+    cut = two.cutter(3.0)
+    for t in in0[:3]:
+        assert cut(t, trial(0.1)) == len(its)  # good trials in bracket 0 set its records
+    assert cut(in1[0], trial(0.9)) == len(its)  # bracket 1: nothing recorded there yet, and no rung at `first`
+    assert cut(in0[3], trial(0.9)) == its.index(first) + 1  # bracket 0 stops it at its first rung
+    cut_one = one.cutter(3.0)
+    for t in in0[:3]:
+        cut_one(t, trial(0.1))
+    assert cut_one(in1[0], trial(0.9)) == its.index(first) + 1  # one bracket: every trial meets the first rung
+
+
 def test_a_run_folder_reduced_to_its_trials_file_replays_the_same(ray_session, tmp_path: Path,
                                                                   surrogate: ModuleType) -> None:
     """Tune's folders of a run are large and were lost with a machine; trials.json.gz alone (with
