@@ -190,14 +190,17 @@ def test_scheduler_brackets_is_validated_and_passed_to_asha(tmp_path: Path) -> N
     prepare("round_a", [*base, "scheduler.brackets=5", "scheduler.name=fifo"])  # an ASHA key, unused there
 
 
-def test_a_sweep_recorded_before_brackets_existed_resumes_at_one_bracket() -> None:
+@pytest.mark.parametrize("key, other", [("scheduler.brackets", 2), ("scheduler.rungs_from", "operator")])
+def test_a_sweep_recorded_before_a_scheduler_key_existed_resumes_at_its_default(key: str, other: Any) -> None:
+    """A sweep started before ``scheduler.brackets`` (or ``rungs_from``) existed ran with what is now the default
+    (one bracket; Ray's ladder): resuming it at the default is no change, another value is refused as one."""
     from ups.tune.sweep_record import _sweep_section
 
     old = {"sweep": _sweep_section(load_sweep_config("round_a", []))}
-    del old["sweep"]["scheduler.brackets"]
+    del old["sweep"][key]
     assert differences(old, {"sweep": _sweep_section(load_sweep_config("round_a", []))}) == []
-    now = {"sweep": _sweep_section(load_sweep_config("round_a", ["scheduler.brackets=2"]))}
-    assert differences(old, now) == ["scheduler.brackets: '(unset)' → 2"]
+    now = {"sweep": _sweep_section(load_sweep_config("round_a", [f"{key}={other}"]))}
+    assert differences(old, now) == [f"{key}: '(unset)' → {other!r}"]
 
 
 def test_resumable_asha_draws_a_trial_bracket_from_its_id_with_rays_odds() -> None:
