@@ -189,6 +189,26 @@ def _run_script(args: list[str], env_extra: dict[str, str], timeout: float = 60)
     return proc, time.perf_counter() - t0
 
 
+@pytest.mark.parametrize("overrides, unread", [
+    (["scheduler.name=pbt", "scheduler.rungs_from=operator"], ["scheduler.rungs_from=operator"]),
+    (["scheduler.name=fifo", "scheduler.grace_period=4", "scheduler.max_t=50", "searcher.name=random",
+      "searcher.multivariate=true"], ["scheduler.grace_period=4", "scheduler.max_t=50", "searcher.multivariate=true"]),
+    (["scheduler.name=pbt", "searcher.n_startup_trials=5"], ["searcher.n_startup_trials=5"]),  # PBT runs random search
+    (["scheduler.perturbation_interval=3", "searcher.name=grid"], ["scheduler.perturbation_interval=3"]),
+    (["scheduler.name=fifo"], []),  # the profile's own ASHA settings were not given: nothing to say
+    (["scheduler.rungs_from=operator", "scheduler.brackets=2", "searcher.sampler=gp"], []),  # all read
+])
+def test_settings_the_sweep_does_not_read_are_named(overrides: list[str], unread: list[str]) -> None:
+    """An explicit override that this sweep's scheduler or searcher ignores is accepted (one command line may serve
+    several searches) and named: ``run_round`` prints each note under its header line."""
+    from ups.tune.sweep_config import unread_overrides
+
+    notes = unread_overrides(load_sweep_config("round_a", overrides), overrides)
+    assert [n.split(" has no effect")[0] for n in notes] == unread, notes
+    for note in notes:
+        assert "only scheduler.name=" in note or "only searcher.name=" in note, note
+
+
 def test_bad_space_refused_before_ray_starts(tmp_path: Path) -> None:
     """run_round validates everything in prepare(), before connect_ray(), data and storage."""
     import importlib.util

@@ -80,11 +80,15 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     assert not scratch.exists() or not any(scratch.iterdir()), sorted(p.name for p in scratch.iterdir())
 
 
-def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cache_dir, work) -> None:
-    """scheduler.name=pbt: bottom trials take over a top trial's checkpoint with perturbed values and finish."""
+def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> None:
+    """scheduler.name=pbt: bottom trials take over a top trial's checkpoint with perturbed values and finish.
+    An ASHA setting given with it is accepted and named in a note as having no effect."""
     assert script("round_a")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "promotion.top_k=0",
                                   "scheduler.name=pbt", "searcher.name=random", "scheduler.perturbation_interval=2", "num_samples=4",
-                                  "stages.operator.epochs=6", "training.checkpoint_every=1", "baselines=false")) == 0
+                                  "stages.operator.epochs=6", "training.checkpoint_every=1", "baselines=false",
+                                  "scheduler.rungs_from=operator")) == 0
+    assert ("note: scheduler.rungs_from=operator has no effect: only scheduler.name=asha reads it, and this sweep runs "
+            "scheduler.name=pbt") in capsys.readouterr().out
     exp = latest_experiment(work, "round_a")
     rows = trial_rows(work, exp)
     assert len(rows) == 4 and set(rows["status"]) <= TERMINAL, rows[["status", "stop_reason"]]

@@ -33,7 +33,7 @@ from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, resul
 from ups.tune.retention import CheckpointRetention
 from ups.tune.stop_signals import log as _log, stop_signals_as_ctrl_c
 from ups.tune.space import Param, SearchSpace, SearchSpaceError, check_against, load_space, resolve_around
-from ups.tune.sweep_config import SweepConfig, default_space_path, load_sweep_config, resolve_path
+from ups.tune.sweep_config import SweepConfig, default_space_path, load_sweep_config, resolve_path, unread_overrides
 from ups.tune.sweep_record import check_resume, experiment_dirs, latest_sweep, sweep_record, write_record
 from ups.tune.trainable import METRIC, remove_scratch, ups_trial
 from ups.tune.trial_logs import trial_loggers
@@ -825,6 +825,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                      f"{'one more' if s.pending_trials == 1 else f'{s.pending_trials} more'} pending)")
         _log(f"{s.round}: {planned_trials(p)} trials, {at_a_time} at a time, searcher={s.searcher.name}, "
              f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
+        for note in unread_overrides(s, overrides):
+            _log(f"note: {note}")
         from ray import tune
 
         if s.resume:

@@ -325,6 +325,32 @@ def validate_sweep_config(s: SweepConfig) -> None:
                   f"list some of {', '.join(stages)}, e.g. gates.skip_stages=[autoencoder]")
 
 
+# Settings that one scheduler or searcher reads and the others ignore: key → (the selecting key, its users).
+# (searcher.warm_start with another searcher is refused instead: ups.tune.warm_start.)
+READ_ONLY_BY = {
+    **{f"scheduler.{k}": ("scheduler.name", ("asha",))
+       for k in ("grace_period", "reduction_factor", "max_t", "brackets", "rungs_from")},
+    "scheduler.perturbation_interval": ("scheduler.name", ("pbt",)),
+    **{f"searcher.{k}": ("searcher.name", ("optuna",))
+       for k in ("n_startup_trials", "initial_design", "sampler", "multivariate", "constant_liar")},
+}
+
+
+def unread_overrides(s: SweepConfig, overrides: Sequence[str]) -> list[str]:
+    """Notes on the sweep overrides given on the command line that this sweep's scheduler or searcher does not
+    read (``scheduler.rungs_from=operator`` with ``scheduler.name=pbt``).  Accepted, not refused: one command
+    line may serve several searches (the search-efficiency benchmark passes one ``--set`` to its FIFO and its
+    ASHA runs); the sweep prints these so nobody believes they took effect."""
+    given = {key.strip().lstrip("+"): value for key, _, value in (o.partition("=") for o in overrides)}  # as typed
+    flat = flatten_sweep(s)
+    out = []
+    for key, (selector, readers) in READ_ONLY_BY.items():
+        if key in given and flat[selector] not in readers:
+            out.append(f"{key}={given[key]} has no effect: only {selector}={'/'.join(readers)} reads it, and this "
+                       f"sweep runs {selector}={flat[selector]}")
+    return out
+
+
 def flatten_sweep(s: SweepConfig) -> dict[str, Any]:
     """A sweep config's settings by dotted key (``scheduler.max_t``: 0)."""
     out: dict[str, Any] = {}
