@@ -235,7 +235,7 @@ class Brackets:
         recorded = [{r: [] for r in ladder} for ladder in self.ladders]
 
         def cut(tid: str, t: Recorded) -> int:
-            b = self.pick(tid) if len(self.ladders) > 1 else 0
+            b = self.pick(tid)  # 0 with one bracket
             return asha_cut(t.its, t.vals, self.ladders[b], rf, recorded[b])
         return cut
 
@@ -247,8 +247,8 @@ def searcher_curve(p: Any, table: Table, brackets: Brackets, rf: float, budget: 
     bracket.  With ``then`` (recorded trials, in the order to draw them) the searcher only makes its
     ``startup`` suggestions (default: its start-up trials) and those trials follow: a model that knows
     the good region from the moment its start-up ends (``startup=0``: from the first trial, the oracle)."""
-    searcher = replay_searcher(p, seed)
     startup = p.scfg.searcher.n_startup_trials if startup is None else startup
+    searcher = replay_searcher(p, seed) if then is None or startup > 0 else None  # the oracle asks none
     cut = brackets.cutter(rf)
     c: list[tuple[float, float]] = []
     used: set[int] = set()
@@ -256,6 +256,7 @@ def searcher_curve(p: Any, table: Table, brackets: Brackets, rf: float, budget: 
         tid = f"t{len(used)}"
         asked = then is None or len(used) < startup
         if asked:
+            assert searcher is not None
             i = table.nearest(searcher.suggest(tid), used)
         else:
             i = next((j for j in then if j not in used), -1)

@@ -226,7 +226,7 @@ def test_the_replay_cuts_each_trial_in_the_bracket_its_id_draws(surrogate: Modul
     ids = [f"t{i}" for i in range(400)]
     drawn = [two.pick(t) for t in ids]
     assert 0.15 < sum(drawn) / len(drawn) < 0.45  # Ray's odds: a softmax of the brackets' rung counts
-    in0, in1 = [t for t in ids if two.pick(t) == 0], [t for t in ids if two.pick(t) == 1]
+    in0, in1 = [t for t, b in zip(ids, drawn) if b == 0], [t for t, b in zip(ids, drawn) if b == 1]
     first = one.ladders[0][0]
     its = list(range(1, 44))
 
