@@ -144,6 +144,19 @@ def test_overrides_split_and_unknown_keys() -> None:
         load_sweep_config("round_a", ["num_samples=abc"])
 
 
+def test_an_override_key_is_one_key_however_it_is_typed() -> None:
+    """Hydra's ``+`` and stray spaces name the same key everywhere an override is read: the later layer wins
+    (``dedupe_overrides``), it is sorted as sweep or trial key, and it counts as given."""
+    from ups.config import override_key
+    from ups.tune.sweep_config import dedupe_overrides
+
+    assert override_key(" +stages.operator.epochs=3") == "stages.operator.epochs" == override_key("stages.operator.epochs")
+    assert override_key("data.path=a=b.h5") == "data.path"
+    assert dedupe_overrides(["+ttc.threshold=0.2", "preset=dim16", " ttc.threshold=0.3"]) == ["preset=dim16",
+                                                                                                " ttc.threshold=0.3"]
+    assert split_overrides([" +num_samples=3", "+ttc.beam_width=2"]) == ({"num_samples": 3}, ["ttc.beam_width=2"])
+
+
 
 def test_pbt_alone_takes_random_search_over_the_rounds_default_tpe() -> None:
     """`python sweeps/round_a.py scheduler.name=pbt` was refused ("cannot be combined with searcher.name=optuna")

@@ -220,15 +220,14 @@ _OWN_KEYS = {"fno_budget_s", "fno_steps", "fno_seed", "out", "baseline_cache", "
 
 
 def _parse(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    from ups.config import ConfigError
+    from ups.config import ConfigError, override_key
 
     own: dict[str, str] = {}
     data_overrides: list[str] = []
     for arg in argv:
         if "=" not in arg:
             raise ConfigError(f"baselines: cannot parse argument '{arg}'. Use key=value, e.g. fno_budget_s=60 nu=0.01")
-        k, v = arg.split("=", 1)
-        k = k.lstrip("+")
+        k, v = override_key(arg), arg.split("=", 1)[1]
         if k in _OWN_KEYS:
             own[k] = v
         else:

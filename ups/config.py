@@ -302,6 +302,12 @@ def suggest_key(key: str, candidates: Iterable[str] | None = None) -> str | None
     return by_leaf[0] if by_leaf else None
 
 
+def override_key(item: str) -> str:
+    """The key of a ``key=value`` override as the config names it: spaces and Hydra's ``+`` prefix dropped
+    (``" +stages.operator.epochs=3"`` → ``stages.operator.epochs``)."""
+    return item.split("=", 1)[0].strip().lstrip("+")
+
+
 def unknown_key_error(key: str, source: str) -> ConfigError:
     near = suggest_key(key)
     hint = f" Did you mean '{near}'?" if near else ""

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ups import metrics
-from ups.config import ConfigError, apply_overrides, to_dict
+from ups.config import ConfigError, apply_overrides, override_key, to_dict
 from ups.models.interface import LatentForecaster
 from ups.ttc import TTCSettings, deterministic_rollout, ttc_search
 from ups.ttc_gain import MIN_SAMPLES, gain_interval
@@ -307,8 +307,7 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
     for arg in argv:
         if "=" not in arg:
             raise ConfigError(f"eval: cannot parse '{arg}'. {USAGE}")
-        key, raw = arg.split("=", 1)
-        key = key.lstrip("+")
+        key, raw = override_key(arg), arg.split("=", 1)[1]
         if key == "checkpoint":
             ckpt = raw
             continue

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from ups.config import ConfigError, apply_overrides, flatten, load_config, to_dict
+from ups.config import ConfigError, apply_overrides, flatten, load_config, override_key, to_dict
 from ups.leaderboard import leaderboard_problem, read_leaderboard, upsert_rows
 from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots, node_slots
 from ups.tune.driver_lease import DriverLease, check_no_live_driver
@@ -93,16 +93,16 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
         raise ConfigError(f"{space_file}: params.{around[0]}: dist 'around' searches ±rel around the champion, "
                           f"which only round_c reads ({round_name} has none). Fix: run sweeps/round_c.py with this "
                           f"space, or give {', '.join(around)} a uniform/loguniform/int range")
-    named = {o.split("=", 1)[0].strip().lstrip("+") for o in scfg.trial}
+    named = {override_key(o) for o in scfg.trial}
     # A key the space sweeps or derives, set on the command line or in the round's DEFAULTS, would be replaced
     # in every trial: refused. Profile values (ups/conf/sweep/*.yaml) are a base shared by every round and stay
     # allowed; round C's `around` keys too (there the override sets the centre instead of the champion).
     given: dict[str, str] = {}
     layers = [(defaults or {}).get("trial"), ((defaults or {}).get(scfg.profile) or {}).get("trial")]
     for item in (x for layer in layers for x in ([layer] if isinstance(layer, str) else layer or [])):
-        given[str(item).split("=", 1)[0].strip().lstrip("+")] = f"sweeps/{round_name}.py DEFAULTS"
+        given[override_key(str(item))] = f"sweeps/{round_name}.py DEFAULTS"
     for item in split_overrides(overrides)[1]:
-        given[item.split("=", 1)[0].strip().lstrip("+")] = "the command line"
+        given[override_key(item)] = "the command line"
     clash = sorted(k for k in given if (k in space.params and space.params[k].dist != "around") or k in space.derived)
     if clash:
         k = clash[0]

@@ -22,7 +22,8 @@ from typing import Any, Sequence
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from ups.config import ConfigError, StagesCfg, _above, _at_least, all_keys, invalid_value_error, suggest_key
+from ups.config import (ConfigError, StagesCfg, _above, _at_least, all_keys, invalid_value_error, override_key,
+                        suggest_key)
 from ups.yamlio import read_yaml
 
 SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "sweep"
@@ -179,8 +180,7 @@ def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
         if "=" not in item:
             raise ConfigError(f"overrides: '{item}' is not key=value. Example: num_samples=8 or "
                               f"stages.operator.optimizer.lr=3e-4")
-        key, _, value = item.partition("=")
-        key = key.strip().lstrip("+")
+        key, value = override_key(item), item.partition("=")[2]
         if key.startswith("trial."):
             trial.append(f"{key[len('trial.'):]}={value}")
         elif key in skeys:
@@ -200,8 +200,8 @@ def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
 
 def dedupe_overrides(overrides: Sequence[str]) -> list[str]:
     """Later layers win: keep only the last ``key=value`` for each key (Hydra refuses duplicates)."""
-    last = {o.split("=", 1)[0].lstrip("+"): i for i, o in enumerate(overrides)}
-    return [o for i, o in enumerate(overrides) if last[o.split("=", 1)[0].lstrip("+")] == i]
+    last = {override_key(o): i for i, o in enumerate(overrides)}
+    return [o for i, o in enumerate(overrides) if last[override_key(o)] == i]
 
 
 def _merge_layer(cfg: DictConfig, layer: dict[str, Any], source: str) -> DictConfig:
@@ -341,7 +341,7 @@ def unread_overrides(s: SweepConfig, overrides: Sequence[str]) -> list[str]:
     read (``scheduler.rungs_from=operator`` with ``scheduler.name=pbt``).  Accepted, not refused: one command
     line may serve several searches (the search-efficiency benchmark passes one ``--set`` to its FIFO and its
     ASHA runs); the sweep prints these so nobody believes they took effect."""
-    given = {key.strip().lstrip("+"): value for key, _, value in (o.partition("=") for o in overrides)}  # as typed
+    given = {override_key(o): o.partition("=")[2] for o in overrides}  # values as typed
     flat = flatten_sweep(s)
     out = []
     for key, (selector, readers) in READ_ONLY_BY.items():
