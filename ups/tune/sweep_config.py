@@ -411,6 +411,13 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("small_eval.abs_tol", _at_least(0), "must be ≥ 0", "small_eval.abs_tol=1e-6"),
     ("small_eval.fallback", lambda v: v in ("persistence", "linear", "fno"), "is not a baseline",
      "use persistence, linear or fno"),
+    # an empty path resolves to the working directory: storage_path= wrote the sweep's state files loose there
+    ("storage_path", lambda v: bool(str(v).strip()), "is empty (a local folder or s3://bucket/prefix)",
+     "storage_path=runs/sweeps (the default), or storage_path=s3://bucket/sweeps"),
+    ("leaderboard", lambda v: bool(str(v).strip()), "is empty (the CSV every sweep adds its rows to)",
+     "leaderboard=reports/leaderboard.csv (the default)"),
+    ("champion", lambda v: bool(str(v).strip()), "is empty (the champion record promotion writes)",
+     "champion=reports/champion.json (the default)"),
     # one folder under storage_path, and the prefix of every run_id: name=../x wrote the sweep outside it
     ("name", lambda v: v == "" or (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", v) is not None),
      "must be one folder name under storage_path (letters, digits, . _ + -; no / or .., at most 100 characters)",
