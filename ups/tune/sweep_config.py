@@ -368,6 +368,11 @@ def flatten_sweep(s: SweepConfig) -> dict[str, Any]:
 # global_epoch and wall_clock ("epoch" restarts with each stage, so a scheduler cannot count it).
 TIME_ATTRS = ("training_iteration", "time_total_s", "global_epoch", "wall_clock")
 
+def _not_blank(v: Any) -> bool:
+    """A path setting that names something: an empty one resolves to the working directory."""
+    return bool(str(v).strip())
+
+
 # (key, test, what it needs, the fix): numeric settings a typo could make nonsensical, refused before Ray
 RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("time_budget_s", _at_least(0), "must be ≥ 0 (0: no wall-clock cap)", "time_budget_s=0, or the cap in seconds"),
@@ -412,11 +417,11 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("small_eval.fallback", lambda v: v in ("persistence", "linear", "fno"), "is not a baseline",
      "use persistence, linear or fno"),
     # an empty path resolves to the working directory: storage_path= wrote the sweep's state files loose there
-    ("storage_path", lambda v: bool(str(v).strip()), "is empty (a local folder or s3://bucket/prefix)",
+    ("storage_path", _not_blank, "is empty (a local folder or s3://bucket/prefix)",
      "storage_path=runs/sweeps (the default), or storage_path=s3://bucket/sweeps"),
-    ("leaderboard", lambda v: bool(str(v).strip()), "is empty (the CSV every sweep adds its rows to)",
+    ("leaderboard", _not_blank, "is empty (the CSV every sweep adds its rows to)",
      "leaderboard=reports/leaderboard.csv (the default)"),
-    ("champion", lambda v: bool(str(v).strip()), "is empty (the champion record promotion writes)",
+    ("champion", _not_blank, "is empty (the champion record promotion writes)",
      "champion=reports/champion.json (the default)"),
     # one folder under storage_path, and the prefix of every run_id: name=../x wrote the sweep outside it
     ("name", lambda v: v == "" or (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", v) is not None),
