@@ -423,6 +423,8 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
      "leaderboard=reports/leaderboard.csv (the default)"),
     ("champion", _not_blank, "is empty (the champion record promotion writes)",
      "champion=reports/champion.json (the default)"),
+    ("report_dir", _not_blank, "is empty (the folder the round's HTML report goes under)",
+     "report_dir=reports (the default)"),
     # one folder under storage_path, and the prefix of every run_id: name=../x wrote the sweep outside it
     ("name", lambda v: v == "" or (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", v) is not None),
      "must be one folder name under storage_path (letters, digits, . _ + -; no / or .., at most 100 characters)",
