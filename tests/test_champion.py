@@ -59,3 +59,17 @@ def test_two_rounds_promoting_at_once_take_turns(tmp_path: Path) -> None:
         _crown(champ, [full_eval("c", 0.100)], lb)  # X crowns a better one
     t.join(10)
     assert done["rec"]["run_id"] == "c" and read_champion(champ)["run_id"] == "c"  # Y's 0.15 does not beat it
+
+
+def test_a_dethroned_champion_loses_its_label(tmp_path: Path) -> None:
+    """The leaderboard shows one champion per champion file: the replaced one's rows go back to full_eval
+    (they all said ``champion`` before)."""
+    from ups.leaderboard import read_leaderboard, upsert_rows
+
+    champ, lb = tmp_path / "champion.json", tmp_path / "leaderboard.csv"
+    upsert_rows(lb, [{"run_id": r, "kind": "trial", "promotion": "full_eval"} for r in ("a", "b")]
+                + [{**full_eval(r, v), "kind": "full_eval", "promotion": "full_eval"} for r, v in (("a", 0.1), ("b", 0.05))])
+    update_champion(champ, [full_eval("a", 0.1)], lb)
+    assert update_champion(champ, [full_eval("b", 0.05)], lb)["replaced"] == "a"
+    labels = dict(read_leaderboard(lb)[["run_id", "promotion"]].itertuples(index=False))
+    assert labels == {"a": "full_eval", "full-a": "full_eval", "b": "champion", "full-b": "champion"}

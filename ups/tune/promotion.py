@@ -405,6 +405,9 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
     with open(path.with_name("champion_history.jsonl"), "a") as fh:
         fh.write(json.dumps(record, default=str) + "\n")
     from ups.leaderboard import update_column
+    if current is not None and Path(leaderboard).exists():  # dethroned: its rows are full-evals again
+        update_column(leaderboard, [str(current[k]) for k in ("run_id", "full_eval_run_id") if current.get(k)],
+                      "promotion", "full_eval")
     update_column(leaderboard, [record["run_id"], record["full_eval_run_id"]], "promotion", "champion")
     return record
 
