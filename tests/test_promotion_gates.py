@@ -247,6 +247,8 @@ def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_faile
     assert cell["ssss0003"]["status"] == "stopped: asha: early stop at iteration 20"
     assert cell["ssss0003"]["gates"] == "no eval"
     assert cell["aaaa0001"]["status"] == "completed" and cell["fno"]["status"] == "completed"
+    # the baselines are printed however many trials beat them (print_top=15 hid all three behind 20 trials)
+    assert [r[0] if r[0] != "baseline" else r[1] for r in leaderboard_table(o, 2)[1]] == ["pppp0002", "aaaa0001", "fno"]
 
 
 def test_a_champion_has_to_beat_every_baseline_on_its_data(tmp_path: Path, capsys) -> None:

@@ -1052,7 +1052,7 @@ def write_report(experiment_path: str, leaderboard: Path, round_name: str, out_d
 
 
 def leaderboard_table(o: SweepOutcome, top: int) -> tuple[list[str], list[list[str]]]:
-    """The rows the sweep prints at its end, best first: this experiment's trials and the baselines. A trial is
+    """The rows the sweep prints at its end, best first: this experiment's best ``top`` trials and every baseline. A trial is
     named by its trial id (the title names the experiment, run_id = experiment-trial id); ``gates`` says why a
     trial failed the small-eval gates, the sentence the leaderboard's ``gate_reasons`` holds without its
     "vs reference trial …:" preamble."""
@@ -1062,8 +1062,11 @@ def leaderboard_table(o: SweepOutcome, top: int) -> tuple[list[str], list[list[s
         pd.to_numeric(df.get("val_nrmse"), errors="coerce") + 10.0).fillna(1e9)
     cols = ["trial", "label", "val_nrmse", "nrmse", "nrmse_ttc", "cons_gap", "bc_viol", "wall_s", "status", "gates",
             "promotion"]
+    is_base = df["kind"].astype(str) == "baseline" if "kind" in df else pd.Series(False, index=df.index)
+    # the best ``top`` trials, and the baselines always (20 trials better than persistence hid them all)
+    shown = pd.concat([df[~is_base].sort_values("_sort").head(top), df[is_base]])
     out = []
-    for _, r in df.sort_values("_sort").head(top).iterrows():
+    for _, r in shown.sort_values("_sort", kind="stable").iterrows():
         base = str(r.get("kind")) == "baseline"
         status = _fmt(r.get("status"))
         reason = _fmt(r.get("stop_reason"))

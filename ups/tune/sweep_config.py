@@ -149,7 +149,7 @@ class SweepConfig:
     stage_cache: bool = True  # trials with identical autoencoder-stage inputs reuse it (ups.tune.stage_cache)
     max_failures: int = 2  # retries of a trial whose worker died (spot loss), from its last checkpoint; -1: ∞
     verbose: int = 1  # Tune console verbosity 0..3
-    print_top: int = 15
+    print_top: int = 15  # trials printed at the end (the baselines are printed besides)
     scheduler: SchedulerCfg = field(default_factory=SchedulerCfg)
     searcher: SearcherCfg = field(default_factory=SearcherCfg)
     gates: TrainGateCfg = field(default_factory=TrainGateCfg)
@@ -383,7 +383,7 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("ray_num_cpus", _at_least(0), "must be ≥ 0 (0: all cores)", "ray_num_cpus=0"),
     ("connect_timeout_s", _above(0), "must be > 0", "connect_timeout_s=5"),
     ("verbose", lambda v: 0 <= v <= 3, "must be 0, 1, 2 or 3 (Tune's console verbosity)", "verbose=1"),
-    ("print_top", _at_least(0), "must be ≥ 0 (leaderboard rows printed)", "print_top=15"),
+    ("print_top", _at_least(0), "must be ≥ 0 (trial rows printed with the baselines)", "print_top=15"),
     ("scheduler.max_t", _at_least(0), "must be ≥ 0 (0: the longest trial's epochs + 2)", "scheduler.max_t=0"),
     ("scheduler.brackets", _at_least(1), "must be ≥ 1 (ASHA's brackets; 1: one bracket, as before the key existed)",
      "scheduler.brackets=1"),
