@@ -442,3 +442,14 @@ def test_report_refuses_s3_paths_it_would_write_locally(arg, tmp_path, monkeypat
     with pytest.raises(ConfigError, match="local files.*Fix: copy it locally"):
         report_main(["round=all", arg])
     assert not (tmp_path / "s3:").exists()  # not a folder named "s3:" in the working directory
+
+
+def test_the_sweeps_report_shows_the_sweeps_own_champion_record(shared_reports, tmp_path) -> None:
+    """The engine's report read champion.json next to the leaderboard whatever ``champion=`` said: the full
+    profile's report (champion_full.json) was headed by the smoke profile's champion."""
+    from ups.tune.launcher import write_report
+
+    full = shared_reports / "champion_full.json"
+    full.write_text(json.dumps({"run_id": "round_a-3", "checkpoint": str(tmp_path / "nope3.pt")}))
+    page = write_report("", shared_reports / "leaderboard.csv", "round_a", tmp_path / "r", champion=full).read_text()
+    assert f"champion ({full})" in page and f"champion ({shared_reports / 'champion.json'})" not in page

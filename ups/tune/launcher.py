@@ -870,7 +870,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 raise
             except KeyboardInterrupt:  # in a full-eval: the trials are all recorded, the champion untouched
                 promotion_cut = True
-        report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir) / s.round) if s.write_report else None
+        report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir) / s.round,
+                              champion=resolve_path(s.champion)) if s.write_report else None
         if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
             publish(exp_path, p.leaderboard, report)
     finally:
@@ -1038,14 +1039,17 @@ def publish(experiment_uri: str, leaderboard: Path, report: Path | None) -> None
         print(f"[ups sweep] upload of leaderboard/report to {experiment_uri} failed: {e}", file=sys.stderr)
 
 
-def write_report(experiment_path: str, leaderboard: Path, round_name: str, out_dir: Path) -> Path | None:
+def write_report(experiment_path: str, leaderboard: Path, round_name: str, out_dir: Path,
+                 champion: Path | None = None) -> Path | None:
+    """The round's HTML report; ``champion``: the sweep's ``champion=`` record (the full profile's
+    champion_full.json), not whatever champion.json lies next to the leaderboard."""
     try:
         from ups.reports.html import write_report as _write
     except ImportError:
         _log("HTML report module (ups.reports.html) not available; skipped")
         return None
     try:
-        return Path(_write(experiment_path, leaderboard, round_name, out_dir))
+        return Path(_write(experiment_path, leaderboard, round_name, out_dir, champion_path=champion))
     except Exception as e:  # a report failure must not lose the finished sweep
         print(f"[ups sweep] report failed: {e}", file=sys.stderr)
         return None
