@@ -20,7 +20,7 @@ def _outputs(nb, tag: str) -> list:
     return cells[0].outputs
 
 
-def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path) -> None:
+def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, capsys) -> None:
     """Run the way the README says: ``ups report notebook experiment=… leaderboard=…``."""
     from ups.cli import main as ups_main
 
@@ -53,6 +53,13 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path) -
     assert "not a dims round" in "".join(o.get("text", "") for o in _outputs(nb, "dims"))
     # the notebook only reads results
     assert sorted(p.name for p in report_sweep.reports.iterdir()) == before
+    # champion=: the sweep's own record (the full profile's champion_full.json); a corrupt one is refused naming it
+    bad = tmp_path / "champion_full.json"
+    bad.write_text("{not json")
+    assert ups_main(["report", "notebook", f"experiment={report_sweep.experiment}", f"champion={bad}",
+                     f"leaderboard={report_sweep.leaderboard}", f"out={tmp_path / 'x.ipynb'}", "timeout=300"]) == 2
+    err = capsys.readouterr().err
+    assert f"champion file '{bad}' is not valid JSON" in err and "Fix: re-run the promotion" in err, err
 
 
 def test_notebook_names_the_fix_without_an_experiment(monkeypatch, tmp_path) -> None:

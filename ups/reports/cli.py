@@ -2,7 +2,7 @@
 
     ups report [round=<name|all>] [leaderboard=reports/leaderboard.csv] [experiment=<tune dir|s3://…>] [out=<dir>]
     ups report compare <round_a> <round_b> [leaderboard=…] [out=<file.html>]   # rounds, or sweeps (experiment names)
-    ups report notebook [experiment=…] [leaderboard=…] [out=<file.ipynb>]   # reports/analysis.ipynb, executed
+    ups report notebook [experiment=…] [leaderboard=…] [champion=…] [out=<file.ipynb>]   # reports/analysis.ipynb, executed
 
 round defaults to the round of the most recent trial in the leaderboard; experiment defaults to the
 experiment folder recorded in that round's rows; out defaults to <leaderboard dir>/<round>/.

@@ -1,6 +1,6 @@
 """``ups report notebook`` — execute reports/analysis.ipynb headless (nbclient) into an executed copy.
 
-    ups report notebook [experiment=<tune dir|s3://…>] [leaderboard=reports/leaderboard.csv] [out=<file.ipynb>]
+    ups report notebook [experiment=<tune dir|s3://…>] [leaderboard=reports/leaderboard.csv] [champion=<file>] [out=<file.ipynb>]
 
 The kernel runs in the repository root, so the notebook's relative defaults (``reports/leaderboard.csv``,
 ``runs/sweeps``) mean what they mean on the command line; ``out`` defaults to
@@ -16,7 +16,8 @@ from ups.reports.sources import DEFAULT_LEADERBOARD, ReportError, parse_kv
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO_ROOT / "reports" / "analysis.ipynb"
 NOTEBOOK_ARGS = {"experiment": "Tune experiment dir or s3://…", "leaderboard": "path to leaderboard.csv",
-                 "storage": "the sweeps' storage_path", "out": "executed notebook (.ipynb)",
+                 "storage": "the sweeps' storage_path", "champion": "the sweep's champion record (default: "
+                 "champion.json beside the leaderboard)", "out": "executed notebook (.ipynb)",
                  "timeout": "seconds per cell"}
 
 
@@ -45,6 +46,8 @@ def run_notebook(argv: list[str]) -> int:
         env["UPS_EXPERIMENT"] = exp if "://" in exp else str(Path(exp).resolve())
     if "storage" in args:
         env["UPS_STORAGE"] = str(Path(args["storage"]).resolve())
+    if "champion" in args:
+        env["UPS_CHAMPION"] = str(Path(args["champion"]).resolve())
     nb = nbformat.read(NOTEBOOK, as_version=4)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the parameters (the notebook's first cell reads them)
@@ -53,8 +56,10 @@ def run_notebook(argv: list[str]) -> int:
                        resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
     except CellExecutionError as e:
         last = [ln for ln in str(e).splitlines() if ln.strip()][-1:]
-        raise ReportError(f"{NOTEBOOK.name} stopped: {last[0] if last else e}. Fix: see the message; the "
-                          f"parameters are experiment=, leaderboard=, storage=") from None
+        said = last[0] if last else str(e)
+        raise ReportError(f"{NOTEBOOK.name} stopped: {said}" + ("" if "Fix:" in said else
+                          ". Fix: see the message; the parameters are experiment=, leaderboard=, storage=, "
+                          "champion=")) from None
     finally:
         for k, v in saved.items():
             if v is None:
