@@ -81,3 +81,20 @@ def test_unknown_architecture_is_refused(report_sweep, tmp_path) -> None:
     with pytest.raises(ConfigError, match="cannot export: checkpoint .* truncated or corrupt"):
         export_main(["champion", f"checkpoint={tmp_path / 'foreign.pt'}", f"out={tmp_path / 'out'}"])
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_model_card_compares_with_the_baselines_of_the_champions_own_data(tmp_path) -> None:
+    """Smoke and full profiles share one leaderboard: the card of a full-data champion (0.09) said it did not beat
+    the smoke data's persistence (0.08) and never named the full data's FNO (0.05)."""
+    from ups.leaderboard import upsert_rows
+    from ups.reports.export import _metrics_for
+
+    lb = tmp_path / "leaderboard.csv"
+    full, smoke = "f00dfeedbeef", "5a0e1c9d7b3f"
+    upsert_rows(lb, [{"run_id": f"baseline-{n}-{h}", "kind": "baseline", "label": n, "nrmse": v, "data_hash": h}
+                     for n, v, h in (("persistence", 0.70, full), ("fno", 0.05, full),
+                                     ("persistence", 0.08, smoke), ("fno", 0.30, smoke))]
+                + [{"run_id": "t1", "kind": "trial", "nrmse": 0.09, "checkpoint": "/c/t1", "data_hash": full + "0000"}])
+    assert _metrics_for("t1", "/c/t1", {"run_id": "t1", "checkpoint": "/c/t1"}, lb)[3] == {"persistence": 0.70, "fno": 0.05}
+    champ = {"run_id": "x", "checkpoint": "/c/x", "data_hash": smoke + "0000"}  # the record's own hash wins
+    assert _metrics_for("x", "/c/x", champ, lb)[3] == {"persistence": 0.08, "fno": 0.30}

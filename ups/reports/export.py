@@ -247,12 +247,9 @@ def _metrics_for(run_id: str | None, ckpt: str, champion: dict[str, Any], lb_pat
     gates = {k: champion.get(k) for k in ("gate_pass", "gate_reasons") if champion.get(k) is not None}
     source = "champion.json" if metrics else ""
     baselines: dict[str, float] = {}
+    data_hash = str(champion.get("data_hash") or "")
     if lb_path.exists():
         lb = load_leaderboard(lb_path)
-        for _, b in lb[(lb["kind"] == "baseline") & lb["nrmse"].notna()].iterrows():
-            from ups.reports.plots import _baseline_name
-
-            baselines[_baseline_name(b)] = float(b["nrmse"])
         t = lb[lb["kind"] != "baseline"]
         ck = t["checkpoint"].astype(str)
         # the full-eval row holds the test metrics, the trial row the gates; fill from both in order
@@ -266,6 +263,8 @@ def _metrics_for(run_id: str | None, ckpt: str, champion: dict[str, Any], lb_pat
             if r["run_id"] in used:
                 continue
             used.append(str(r["run_id"]))
+            h = r.get("data_hash")
+            data_hash = data_hash or ("" if h is None or (isinstance(h, float) and math.isnan(h)) else str(h))
             for k in METRIC_KEYS:
                 v = r.get(k)
                 if k not in metrics and v is not None and not (isinstance(v, float) and math.isnan(v)):
@@ -276,6 +275,13 @@ def _metrics_for(run_id: str | None, ckpt: str, champion: dict[str, Any], lb_pat
                     gates[k] = v
         if used:
             source = f"leaderboard {lb_path} rows {', '.join(used)}" + (" + champion.json" if source else "")
+        base = lb[(lb["kind"] == "baseline") & lb["nrmse"].notna()]
+        if data_hash and "data_hash" in base:  # the champion's own test data: another profile's baselines differ
+            base = base[base["data_hash"].fillna("").astype(str).str[:12] == data_hash[:12]]
+        from ups.reports.plots import _baseline_name
+
+        for _, b in base.iterrows():
+            baselines[_baseline_name(b)] = float(b["nrmse"])
     return metrics, gates, source or "not recorded", baselines
 
 
