@@ -840,7 +840,8 @@ def _shipped(name: str, profile: str, tmp_path: Path):
         return prepare(name, args, mod.DEFAULTS)
     s = load_sweep_config(name, args, mod.DEFAULTS)  # rounds C and D start from a champion: the profile's base
     champ = tmp_path / "champion.json"
-    champ.write_text(json.dumps({"config": to_dict(load_config(s.trial))}))
+    champ.write_text(json.dumps({"run_id": "c", "score": 0.1, "checkpoint": "/c", "data_hash": "d",
+                                 "config": to_dict(load_config(s.trial))}))
     return prepare(name, [*args, f"champion={champ}"], mod.DEFAULTS, around_champion=True)
 
 
@@ -942,7 +943,12 @@ def test_a_champion_record_the_promotion_cannot_read_is_refused_before_data(tmp_
     champ = tmp_path / "champion.json"
     args = [f"storage_path={tmp_path / 'runs'}", f"leaderboard={tmp_path / 'lb.csv'}", f"report_dir={tmp_path / 'r'}",
             f"champion={champ}"]
-    for text, why in [('{"run_id": "x", "config":', "not valid JSON"), ('["x"]', "a JSON list, not an object")]:
+    for text, why in [('{"run_id": "x", "config":', "not valid JSON"), ('["x"]', "a JSON list, not an object"),
+                      # hand-written: rounds C/D took it, then promotion kept it forever ("other data") and
+                      # round C's last line died on o.champion['score'] after the whole sweep
+                      ('{"run_id": "x", "checkpoint": "/c", "config": {"seed": 1}}', "missing 'score', 'data_hash'"),
+                      ('{"run_id": "x", "checkpoint": "/c", "config": {"seed": 1}, "data_hash": "d", "score": "low"}',
+                       r"missing 'score \(a number\)'")]:
         champ.write_text(text)
         with pytest.raises(ConfigError, match=rf"champion record is {why}.*Fix: move it aside \(mv "):
             prepare("round_a", args)

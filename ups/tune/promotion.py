@@ -271,6 +271,9 @@ def comparable_scores(current: Mapping[str, Any], best: Mapping[str, Any]) -> tu
     return own_seed_score(current), own_seed_score(best), "own_seed"
 
 
+CHAMPION_KEYS = ("run_id", "score", "checkpoint", "config", "data_hash")  # every record a promotion writes has them
+
+
 def read_champion(path: str | Path) -> dict[str, Any] | None:
     """The champion record (None: no champion yet); a file that is not one is a ConfigError with the fix."""
     p = Path(path)
@@ -281,8 +284,13 @@ def read_champion(path: str | Path) -> dict[str, Any] | None:
         why = None if isinstance(rec, dict) else f"a JSON {type(rec).__name__}, not an object"
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         why = f"not valid JSON: {e}"
-    if why is None:
-        return rec
+    if why is None:  # what promotion compares with (score, data_hash) and rounds C/D start from (config)
+        missing = [k for k in CHAMPION_KEYS if rec.get(k) is None or rec.get(k) == ""]
+        if not missing and finite_or_none(rec.get("score")) is None:
+            missing = ["score (a number)"]
+        if not missing:
+            return rec
+        why = f"missing {', '.join(repr(k) for k in missing)} (a promotion writes {', '.join(CHAMPION_KEYS)})"
     history = p.with_name("champion_history.jsonl")
     restore = (f"restore the last champion from {history} (tail -n 1 {history} > {p}), or " if history.exists()
                else "")
