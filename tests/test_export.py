@@ -3,6 +3,7 @@ model card; refusal of a missing champion and of an unknown architecture."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import onnx
@@ -64,6 +65,11 @@ def test_missing_champion_is_refused(tmp_path, capsys) -> None:
     (tmp_path / "champion.json").write_text(json.dumps({"run_id": "r1"}))
     with pytest.raises(ConfigError, match="has no 'checkpoint' key"):
         export_main(["champion", f"champion={tmp_path / 'champion.json'}"])
+    for ckpt in (str(tmp_path / "runs" / "gone" / "checkpoint_000009"), 123):  # deleted trial folder; hand-edited
+        (tmp_path / "champion.json").write_text(json.dumps({"run_id": "r1", "checkpoint": ckpt}))
+        with pytest.raises(ConfigError, match=rf"champion file '{re.escape(str(tmp_path / 'champion.json'))}': its "
+                                              rf"'checkpoint' '{re.escape(str(ckpt))}' does not exist.*Fix: pass checkpoint="):
+            export_main(["champion", f"champion={tmp_path / 'champion.json'}", f"out={tmp_path / 'x'}"])
     with pytest.raises(ConfigError, match="unknown target 'chmpion'"):
         export_main(["chmpion"])
     assert not (tmp_path / "x").exists()

@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from ups.reports.model_card import render_model_card
-from ups.reports.sources import (DEFAULT_CHAMPION, DEFAULT_LEADERBOARD, ReportError, load_champion,
-                                 checkpoint_file, checkpoint_name, load_leaderboard, parse_kv)
+from ups.reports.sources import (DEFAULT_CHAMPION, DEFAULT_LEADERBOARD, ReportError, checkpoint_file, checkpoint_name,
+                                 load_champion, load_leaderboard, parse_kv, resolve_checkpoint)
 
 ARGS = {"checkpoint": "path to checkpoint.pt or its folder", "champion": "path to champion.json",
         "leaderboard": "path to leaderboard.csv", "out": "output folder", "batch_sizes": "comma list, e.g. 1,8,64",
@@ -419,6 +419,14 @@ def main(argv: list[str]) -> int:
         champion = load_champion(cpath)
         stored, base = str(champion["checkpoint"]), cpath.parent.parent
         champion["_source"] = f"champion {cpath}"
+        if not stored.startswith("s3://"):
+            try:
+                resolve_checkpoint(stored, base)
+            except ReportError:
+                raise ReportError(f"champion file '{cpath}': its 'checkpoint' {stored!r} does not exist (looked for "
+                                  f"the file and <dir>/checkpoint.pt: the trial's folder was deleted, or the sweep "
+                                  f"ran elsewhere). Fix: pass checkpoint=<path/to/checkpoint.pt>, or "
+                                  f"champion=<a record whose checkpoint is on this machine>") from None
     try:
         batches = [int(b) for b in args.get("batch_sizes", ",".join(map(str, DEFAULT_BATCHES))).split(",") if b.strip()]
         threads, repeats = int(args.get("threads", 2)), int(args.get("repeats", 20))
