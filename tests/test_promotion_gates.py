@@ -297,3 +297,20 @@ def test_a_pbt_champion_keeps_its_schedule_and_round_c_says_it_starts_from_its_l
     prepare("round_c", [f"champion={tmp_path / 'c2.json'}", f"storage_path={tmp_path / 'runs'}", f"leaderboard={lb}"],
             around_champion=True)
     assert "trained by PBT" not in capsys.readouterr().out
+
+
+def test_a_numeric_sweep_name_still_matches_its_rows(tmp_path: Path) -> None:
+    """name=2024: pandas read the experiment column as the number 2024, so ``lb.experiment == "2024"`` matched
+    no row and the sweep ended with no gates, no promotion and an empty table (seen in a run)."""
+    from ups.leaderboard import read_leaderboard, upsert_rows
+    from ups.tune.launcher import SweepOutcome, leaderboard_table
+
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [{"run_id": "2024-t1", "trial_id": "t1", "experiment": "2024", "round": "round_a", "kind": "trial",
+                      "nrmse": 0.1, "data_hash": "123456789012", "tags": "7", "label": "1"},
+                     {"run_id": "baseline-fno", "kind": "baseline", "label": "fno", "nrmse": 0.2}])
+    df = read_leaderboard(lb)
+    assert (df["experiment"] == "2024").sum() == 1 and df.loc[0, "data_hash"] == "123456789012"
+    assert df["experiment"].isna().sum() == 1  # a blank stays blank, not "nan"
+    o = SweepOutcome("2024", "x", None, df, None, None, [{"run_id": "baseline-fno"}])
+    assert [r[0] for r in leaderboard_table(o, 15)[1]] == ["t1", "baseline"]

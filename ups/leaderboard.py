@@ -45,11 +45,17 @@ def _locked(path: Path) -> contextlib.AbstractContextManager[None]:
     return exclusive_lock(Path(str(path) + ".lock"))
 
 
+# Identifier and text columns, read as text whatever they look like: name=2024 made every run_id "2024-…" but the
+# experiment column the number 2024, so no row matched its sweep (no gates, no promotion, an empty table).
+TEXT_COLUMNS = ("run_id", "trial_id", "config_hash", "experiment", "round", "label", "kind", "name", "tags",
+                "data_hash", "status", "stop_reason", "promotion", "checkpoint")
+
+
 def read_leaderboard(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
-    df = pd.read_csv(path, dtype={"run_id": str, "trial_id": str, "config_hash": str})
+    df = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS})
     for c in LEADERBOARD_COLUMNS:
         if c not in df.columns:
             df[c] = None
