@@ -957,3 +957,24 @@ def test_a_champion_record_the_promotion_cannot_read_is_refused_before_data(tmp_
     with pytest.raises(ConfigError, match=r"Fix: restore the last champion from .*champion_history.jsonl \(tail -n 1"):
         prepare("round_a", args)
     prepare("round_a", [*args, "promotion.top_k=0"])  # a round that promotes nothing never reads it
+
+
+def test_a_sweep_killed_before_tunes_first_state_can_be_started_again(tmp_path: Path) -> None:
+    """Tune writes tuner.pkl when the Tuner is built and its first experiment state seconds later. A driver killed
+    in between (seen with kill -9) left a folder that resume=true crashed on inside Ray ("no search space has been
+    defined") and that a new run refused as "already holds a sweep": neither command could finish the sweep."""
+    from ups.tune.launcher import check_sweep_folder, prepare
+
+    args = [f"storage_path={tmp_path / 'runs'}", f"leaderboard={tmp_path / 'lb.csv'}", f"report_dir={tmp_path / 'r'}",
+            f"champion={tmp_path / 'c.json'}"]
+    folder = tmp_path / "runs" / "k1"
+    folder.mkdir(parents=True)
+    (folder / "tuner.pkl").write_bytes(b"\x80\x04N.")
+    with pytest.raises(ConfigError, match=r"stopped before Tune saved its first state.*Fix: run the same command "
+                                          r"without resume=true and with name=k1"):
+        check_sweep_folder(prepare("round_a", [*args, "name=k1", "resume=true"]), "k1")
+    check_sweep_folder(prepare("round_a", [*args, "name=k1"]), "k1")  # starts it again
+    (folder / "experiment_state-2026-12-05_01-00-00.json").write_text('{"trial_data": []}')
+    with pytest.raises(ConfigError, match=r"already holds a sweep\. Fix: resume=true"):
+        check_sweep_folder(prepare("round_a", [*args, "name=k1"]), "k1")
+    check_sweep_folder(prepare("round_a", [*args, "name=k1", "resume=true"]), "k1")

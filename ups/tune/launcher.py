@@ -727,11 +727,23 @@ def check_sweep_folder(p: Prepared, name: str) -> None:
     must not start in the folder of an earlier one (name= given twice: Tune would mix the two sweeps)."""
     from ray import tune
 
+    from ups.tune.tune_state import newest_state
+
     folder = f"{p.display_storage}/{name}"
-    held = tune.Tuner.can_restore(f"{p.storage_path}/{name}", storage_filesystem=p.filesystem)
+    started = tune.Tuner.can_restore(f"{p.storage_path}/{name}", storage_filesystem=p.filesystem)
+    # Tune writes tuner.pkl when the Tuner is built, its first experiment state seconds later: a driver killed in
+    # between left a folder Tuner.restore cannot continue ("no search space has been defined") and, counted as a
+    # sweep, one no new run could use either
+    held = started and newest_state(f"{p.storage_path}/{name}", p.filesystem)[0] is not None
+    if p.scfg.resume and started and not held:
+        raise ConfigError(f"resume=true: the sweep in '{folder}' was stopped before Tune saved its first state, so "
+                          f"there is nothing to resume. Fix: run the same command without resume=true and with "
+                          f"name={name}: it starts that sweep again in the same folder")
     if p.scfg.resume and not held:
         raise ConfigError(f"resume=true: '{folder}' holds no restorable sweep state. Fix: run without resume=true, "
                           f"or name= the interrupted sweep")
+    if started and not held:
+        _log(f"'{folder}' holds a sweep stopped before Tune saved its first state: starting it again there")
     if not p.scfg.resume and held:
         raise ConfigError(f"name={name}: '{folder}' already holds a sweep. Fix: resume=true to continue it, or name= "
                           f"a new sweep (without name= each sweep gets a timestamped one)")
