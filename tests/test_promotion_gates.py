@@ -314,3 +314,14 @@ def test_a_numeric_sweep_name_still_matches_its_rows(tmp_path: Path) -> None:
     assert df["experiment"].isna().sum() == 1  # a blank stays blank, not "nan"
     o = SweepOutcome("2024", "x", None, df, None, None, [{"run_id": "baseline-fno"}])
     assert [r[0] for r in leaderboard_table(o, 15)[1]] == ["t1", "baseline"]
+
+
+def test_a_full_eval_whose_checkpoint_is_gone_is_skipped_with_the_fix(tmp_path: Path, capsys) -> None:
+    """A missing checkpoint raised FileNotFoundError out of the promotion, after every trial had run, and the
+    round's report was never written."""
+    from ups.leaderboard import upsert_rows
+
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [{"run_id": "x-t1", "kind": "trial", "checkpoint": str(tmp_path / "runs" / "x" / "checkpoint_000002")}])
+    assert full_eval(lb, ["x-t1"], None) == []
+    assert "x-t1: no full-eval, its checkpoint" in capsys.readouterr().out

@@ -200,3 +200,34 @@ def test_gate_tracker_units() -> None:
     m = clean_metrics({"val_nrmse": math.inf, "done": True, "blob": {"a": 1}, "per_sample": [0.5, math.nan, 2]})
     assert m["val_nrmse"] == 1.0e3 and m["nonfinite"] == 1 and m["final"] == 1 and "blob" not in m
     assert m["per_sample"] == "[0.5,null,2.0]"  # a list of numbers: compact JSON (eval's per-sample nRMSE)
+
+
+def test_a_sweep_resumed_from_a_moved_folder_records_where_its_checkpoints_are_now(ray_session, tmp_path: Path) -> None:
+    """mv runs/x moved/x, then resume=true storage_path=moved: Tune restored, but the leaderboard kept the old
+    checkpoint paths and the promotion's full-eval died on them after the round (seen in a run)."""
+    import shutil
+
+    def saving(config):
+        import tempfile
+
+        from ray import tune
+
+        for it in (1, 2):
+            with tempfile.TemporaryDirectory() as d:
+                Path(d, "checkpoint.pt").write_bytes(b"x")
+                tune.report(clean_metrics({"stage": "operator", "epoch": it, "val_nrmse": 0.5, "train_loss": 1.0}),
+                            checkpoint=tune.Checkpoint.from_directory(d))
+
+    space = tmp_path / "mv.yaml"
+    space.write_text("params:\n  training.lambda_spectral: {dist: grid, values: [0.0, 1.0]}\n")
+    args = [*common(tmp_path), f"space={space}", "searcher.name=grid", "scheduler.name=fifo", "num_samples=1",
+            "max_concurrent=2", "name=mv1"]
+    run_round("mv", args, trainable=saving)
+    lb = tmp_path / "lb.csv"
+    before = read_leaderboard(lb)["checkpoint"].dropna().tolist()
+    assert len(before) == 2 and all(c.startswith(str(tmp_path / "runs" / "mv1")) for c in before)
+    shutil.move(tmp_path / "runs", tmp_path / "moved")
+    run_round("mv", [*args, f"storage_path={tmp_path / 'moved'}", "resume=true"], trainable=saving)
+    after = read_leaderboard(lb)
+    assert len(after) == 2 and all(c.startswith(str(tmp_path / "moved" / "mv1")) and Path(c).is_dir()
+                                   for c in after["checkpoint"])

@@ -9,7 +9,7 @@ import contextlib
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
@@ -106,10 +106,18 @@ def upsert_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataFram
 
 
 def update_column(path: str | Path, run_ids: Iterable[str], column: str, value: Any) -> None:
+    """Set ``column`` to ``value`` in the rows of ``run_ids``."""
+    set_values(path, column, {rid: value for rid in run_ids})
+
+
+def set_values(path: str | Path, column: str, values: Mapping[str, Any]) -> None:
+    """Set ``column`` row by row: ``values`` maps run_id → its new value (run_ids not on the leaderboard: none)."""
     path = Path(path)
-    ids = set(map(str, run_ids))
+    values = {str(k): v for k, v in values.items()}
     with _locked(path):
         df = read_leaderboard(path)
         df[column] = df[column].astype(object)
-        df.loc[df["run_id"].astype(str).isin(ids), column] = value
+        rid = df["run_id"].astype(str)
+        hit = rid.isin(values)
+        df.loc[hit, column] = [values[r] for r in rid[hit]]
         _write(df, path)

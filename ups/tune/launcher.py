@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, flatten, load_config, override_key, to_dict
-from ups.leaderboard import leaderboard_problem, read_leaderboard, upsert_rows
+from ups.leaderboard import leaderboard_problem, read_leaderboard, set_values, upsert_rows
 from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots, node_slots
 from ups.tune.driver_lease import DriverLease, check_no_live_driver
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper, gate_trackers
@@ -944,18 +944,23 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
     """Rows for terminated trials the callback did not write (e.g. finished right before a driver kill), and
     for the trials the end of Tune's loop cut short (``cut``: why it ended, see ``loop_cut``; a budget's
     stop-all ends them within the loop), rewritten each time."""
-    have = set(read_leaderboard(path)["run_id"].astype(str))
-    rows = []
+    lb = read_leaderboard(path)
+    have = dict(zip(lb["run_id"].astype(str), lb["checkpoint"]))
+    rows, moved = [], {}
     for r in grid:
         metrics = r.metrics or {}
         tid = result_trial_id(r)
         short = bool(tid) and cb.cut_short(tid, metrics)
+        ckpt = r.checkpoint.path if r.checkpoint is not None else None
+        if tid and ckpt and ctx.run_id(tid) in have and str(have[ctx.run_id(tid)]) != ckpt:
+            moved[ctx.run_id(tid)] = ckpt  # the sweep's folder moved (storage_path= of a resume): where it is now
         if not tid or (ctx.run_id(tid) in have and not short):
             continue
-        ckpt = r.checkpoint.path if r.checkpoint is not None else None
         rows.append(trial_row(ctx, tid, r.config or {}, metrics, gate_reason=cb.tracker.reasons.get(tid),
                               errored=r.error is not None, checkpoint=ckpt,
                               cut=(cut or cb.cut_at_step) if short else None, pbt_schedule=cb.pbt_schedule(tid)))
+    if moved:
+        set_values(path, "checkpoint", moved)
     if rows:
         upsert_rows(path, rows)
 

@@ -167,9 +167,14 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
         row = lb.loc[rid].to_dict()
         if not row.get("checkpoint") or (isinstance(row["checkpoint"], float)):
             continue
-        with local_checkpoint(str(row["checkpoint"]), filesystem) as ckpt:
-            uri = checkpoint_uri(str(row["checkpoint"]), ckpt, filesystem)
-            model, cfg, _ = load_checkpoint(ckpt)
+        try:
+            with local_checkpoint(str(row["checkpoint"]), filesystem) as ckpt:
+                uri = checkpoint_uri(str(row["checkpoint"]), ckpt, filesystem)
+                model, cfg, _ = load_checkpoint(ckpt)
+        except FileNotFoundError as e:  # not the round's end: the other trials' evals, the report still come
+            _say(f"{rid}: no full-eval, its checkpoint {row['checkpoint']} is not there ({e}). Fix: if the sweep's "
+                 f"folder moved, resume=true with storage_path= where it is now (the rows follow it)")
+            continue
         cfg = apply_overrides(cfg, {"eval.max_samples": -1, "ttc.enabled": True}, source="full-eval")
         device = eval_device(cfg)
         reset_gpu_peak(device)  # this evaluation's own peak, not the previous one's (CUDA only)
