@@ -453,3 +453,46 @@ def test_the_sweeps_report_shows_the_sweeps_own_champion_record(shared_reports, 
     full.write_text(json.dumps({"run_id": "round_a-3", "checkpoint": str(tmp_path / "nope3.pt")}))
     page = write_report("", shared_reports / "leaderboard.csv", "round_a", tmp_path / "r", champion=full).read_text()
     assert f"champion ({full})" in page and f"champion ({shared_reports / 'champion.json'})" not in page
+
+
+def _two_profiles(d: Path) -> Path:
+    """One round run under the smoke and the full profile into one leaderboard, each with its baselines."""
+    lb = d / "leaderboard.csv"
+    smoke, full = "5a0e1c9d7b3f0000", "f00dfeedbeef0000"
+    rows = [{"run_id": f"baseline-{n}-{h[:12]}", "kind": "baseline", "label": n, "nrmse": v, "data_hash": h[:12]}
+            for h, vals in ((smoke, (0.77, 0.33, 0.20)), (full, (0.70, 0.10, 0.03)))
+            for n, v in zip(("persistence", "linear", "fno"), vals)]
+    for h, exp, day, base in ((smoke, "round_a-smoke", "01", 0.15), (full, "round_a-full", "02", 0.02)):
+        rows += [{"run_id": f"{exp}-t{i}", "trial_id": f"t{i}", "kind": "trial", "round": "round_a", "experiment": exp,
+                  "status": "completed", "nrmse": base + i / 100, "val_nrmse": base + i / 100, "data_hash": h,
+                  "timestamp": f"2026-01-{day}T00:00:0{i}", "params": 1000, "wall_clock": 5.0} for i in range(3)]
+    upsert_rows(lb, rows)
+    (d / "champion.json").write_text(json.dumps({"run_id": "round_a-smoke-t0", "checkpoint": "/x", "data_hash": smoke}))
+    return lb
+
+
+def test_a_round_run_on_two_data_sets_is_reported_one_data_set_at_a_time(tmp_path) -> None:
+    """Smoke and full runs of a round share reports/leaderboard.csv: the report mixed their trials, drew both data
+    sets' baselines unlabelled, picked its best trial across them and was headed by the smoke champion."""
+    import re
+
+    from ups.reports.sources import one_data_set
+
+    lb = _two_profiles(tmp_path / "reports")
+    page = report_html.write_report(None, lb, "round_a", tmp_path / "newest").read_text()
+    kpi = dict(re.findall(r'<div class="kpi">(.*?)<b>(.*?)</b>', page))
+    assert kpi["trials"] == "3" and kpi["best trial (by val nRMSE)"] == "round_a-full-t0"
+    assert kpi["persistence baseline"] == "0.7" and kpi["fno baseline"] == "0.03"
+    assert "scored on 2 test data sets" in page and "3 other trial(s) are left out" in page
+    assert "was scored on other test data" in page and "champion (" not in page  # the smoke champion is not this data's
+    rows = load_leaderboard(lb)
+    for exp, data_hash, want in ((tmp_path / "runs" / "round_a-smoke", None, "5a0e1c9d7b3f"),  # the engine's own sweep
+                                 (None, "5a0e", "5a0e1c9d7b3f"), (None, None, "f00dfeedbeef")):
+        shown, chosen, _ = one_data_set(rows[rows["round"].isin(["round_a", "baseline"]) | (rows["kind"] == "baseline")],
+                                        exp, data_hash)
+        assert chosen == want and set(shown["data_hash"].str[:12]) == {want} and len(shown) == 6
+    assert report_main(["leaderboard=" + str(lb), "round=round_a", f"out={tmp_path / 's'}", "data_hash=5a0e"]) == 0
+    assert '<b>round_a-smoke-t0</b>' in (tmp_path / "s" / "index.html").read_text()
+    with pytest.raises(ConfigError, match=r"data_hash=abc: no trial of this round was scored on it\. Fix: one of "
+                                          r"5a0e1c9d7b3f, f00dfeedbeef"):
+        report_main(["leaderboard=" + str(lb), "round=round_a", f"out={tmp_path / 'x'}", "data_hash=abc"])

@@ -1,6 +1,7 @@
 """``ups report`` — render a round's HTML report, or compare two rounds.
 
     ups report [round=<name|all>] [leaderboard=reports/leaderboard.csv] [experiment=<tune dir|s3://…>] [out=<dir>]
+               [champion=<file>] [data_hash=<prefix>]   # one test data set per report (smoke and full differ)
     ups report compare <round_a> <round_b> [leaderboard=…] [out=<file.html>]   # rounds, or sweeps (experiment names)
     ups report notebook [experiment=…] [leaderboard=…] [champion=…] [out=<file.ipynb>]   # reports/analysis.ipynb, executed
 
@@ -14,7 +15,8 @@ from pathlib import Path
 from ups.reports.sources import DEFAULT_LEADERBOARD, ReportError, load_leaderboard, parse_kv, rounds_in
 
 REPORT_ARGS = {"round": "name|all", "leaderboard": "path to leaderboard.csv", "experiment": "Tune experiment dir or s3://…",
-               "out": "output folder", "champion": "path to champion.json"}
+               "out": "output folder", "champion": "path to champion.json",
+               "data_hash": "the test data whose trials to show, when the round's span several"}
 COMPARE_ARGS = {"leaderboard": "path to leaderboard.csv", "out": "output .html"}
 
 
@@ -45,7 +47,8 @@ def main(argv: list[str]) -> int:
     if champion is not None and not champion.exists():
         raise ReportError(f"champion file '{champion}' does not exist. Fix: drop champion= to use "
                           f"{lb_path.parent / 'champion.json'} or the round's best trial")
-    index = write_report(args.get("experiment"), lb_path, round_name, out, champion_path=champion)
+    index = write_report(args.get("experiment"), lb_path, round_name, out, champion_path=champion,
+                         data_hash=args.get("data_hash"))
     print(f"report: {index}")
     return 0
 

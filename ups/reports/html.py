@@ -30,8 +30,9 @@ import pandas as pd
 from ups.reports import plots
 from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
-from ups.reports.sources import (ReportError, best_trial, experiment_folder, is_failed, load_champion,
-                                 load_leaderboard, checkpoint_file, checkpoint_name, row_config, select_round, trial_state)
+from ups.reports.sources import (ReportError, best_trial, checkpoint_file, checkpoint_name, experiment_folder,
+                                 is_failed, load_champion, load_leaderboard, one_data_set, row_config, select_round,
+                                 trial_state)
 from ups.tune.pbt_schedule import schedule_text
 
 TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench",
@@ -83,15 +84,17 @@ class FigureResult:
 
 # --------------------------------------------------------------------------------------- entry
 def write_report(experiment_path: str | Path | None, leaderboard_path: Path, round_name: str,
-                 out_dir: Path, *, champion_path: Path | None = None, metric: str = "val_nrmse") -> Path:
+                 out_dir: Path, *, champion_path: Path | None = None, metric: str = "val_nrmse",
+                 data_hash: str | None = None) -> Path:
     """Render the report of one round (``round_name='all'``: every round); returns index.html's path."""
     leaderboard_path = Path(leaderboard_path)
     out_dir = Path(out_dir)
     full = load_leaderboard(leaderboard_path)
     lb = select_round(full, round_name)
+    lb, data_hash, data_note = one_data_set(lb, experiment_path, data_hash)
     exp_path = experiment_path if experiment_path not in (None, "") else _infer_experiment(lb)
     exp: ExperimentResults | None = None
-    notes: list[str] = []
+    notes: list[str] = [data_note] if data_note else []
     if exp_path is not None:
         if experiment_path in (None, "") and not _exists(exp_path):
             notes.append(f"experiment folder '{exp_path}' named in the leaderboard no longer exists; "
@@ -113,7 +116,7 @@ def write_report(experiment_path: str | Path | None, leaderboard_path: Path, rou
                           f"experiment was given. Rounds present: {', '.join(known) or 'none'}. "
                           f"Fix: round=<one of those> or experiment=<tune experiment folder>")
     lb = _merge_experiment_trials(lb, exp, round_name)
-    champion = _champion(full, lb, leaderboard_path, champion_path, notes)
+    champion = _champion(full, lb, leaderboard_path, champion_path, notes, data_hash)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
@@ -129,6 +132,11 @@ def write_report(experiment_path: str | Path | None, leaderboard_path: Path, rou
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir / "index.html"
+
+
+def _text(v: Any) -> str:
+    """A text cell as text: "" for a blank one (NaN after a CSV read, which ``or`` takes for a value)."""
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
 def _exists(p: str | Path) -> bool:
@@ -191,14 +199,21 @@ def _merge_experiment_trials(lb: pd.DataFrame, exp: ExperimentResults | None, ro
 
 
 def _champion(full: pd.DataFrame, lb: pd.DataFrame, leaderboard_path: Path, champion_path: Path | None,
-              notes: list[str]) -> dict[str, Any] | None:
-    """champion.json next to the leaderboard when present, else the round's best trial with a checkpoint."""
+              notes: list[str], data_hash: str | None = None) -> dict[str, Any] | None:
+    """champion.json next to the leaderboard when present (and of the report's data), else the round's best trial
+    with a checkpoint."""
     cpath = Path(champion_path) if champion_path else leaderboard_path.parent / "champion.json"
     if cpath.exists():
         try:
             ch = load_champion(cpath)
-            ch["_source"] = f"champion ({cpath})"
-            return ch
+            theirs = str(ch.get("data_hash") or "")[:12]
+            if data_hash and theirs and theirs != data_hash[:12]:
+                notes.append(f"champion '{cpath}' was scored on other test data (data_hash {theirs}, this report "
+                             f"{data_hash[:12]}), so the round's best trial stands in for it. Fix: champion=<that "
+                             f"data's record> (the full profile's is reports/champion_full.json)")
+            else:
+                ch["_source"] = f"champion ({cpath})"
+                return ch
         except ReportError as e:
             notes.append(str(e))
     row = best_trial(lb[lb["checkpoint"].notna() & (lb["checkpoint"].astype(str) != "")])
@@ -521,7 +536,7 @@ def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFra
     best = best_trial(lb)
     n_pass = int((trials["gate_pass"] == True).sum()) if len(trials) else 0  # noqa: E712
     kpis = [("trials", str(len(trials))), ("failed", str(len(failed))), ("gates passed", str(n_pass)),
-            ("best trial (by val nRMSE)", str(best.get("label") or best["run_id"]) if best is not None else "—"),
+            ("best trial (by val nRMSE)", _text(best.get("label")) or str(best["run_id"]) if best is not None else "—"),
             ("its test nRMSE", f"{best['nrmse']:.4g}" if best is not None else "—")]
     for _, b in lb[(lb["kind"] == "baseline") & lb["nrmse"].notna()].iterrows():
         kpis.append((f"{plots._baseline_name(b)} baseline", f"{b['nrmse']:.4g}"))

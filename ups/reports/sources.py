@@ -143,6 +143,45 @@ def select_round(df: pd.DataFrame, round_name: str | None) -> pd.DataFrame:
     return pd.concat([trials, base], ignore_index=True)
 
 
+def one_data_set(lb: pd.DataFrame, experiment: str | Path | None = None,
+                 data_hash: str | None = None) -> tuple[pd.DataFrame, str | None, str | None]:
+    """(rows, data hash, note): a round's rows restricted to the trials and baselines of one test data set, when its
+    trials span several (the smoke and full profiles, or a data.* override, sharing one leaderboard: their scores
+    do not compare, and the report picked its best trial across them).  Which one: ``data_hash`` (a prefix),
+    else the data of ``experiment``'s trials, else that of the newest trial.  Rows without a hash (older
+    leaderboards) are kept when the trials span at most one data set."""
+    if "data_hash" not in lb.columns:
+        return lb, None, None
+    h12 = lb["data_hash"].fillna("").astype(str).str[:12]
+    trial = lb["kind"] != "baseline"
+    hashes = sorted(set(h12[trial]) - {""})
+    if data_hash:
+        want = str(data_hash)[:12]
+        if not any(h.startswith(want) or want.startswith(h) for h in hashes):
+            raise ReportError(f"data_hash={data_hash}: no trial of this round was scored on it. Fix: one of "
+                              f"{', '.join(hashes) or 'none (these rows record no data_hash)'}")
+        chosen, why = next(h for h in hashes if h.startswith(want) or want.startswith(h)), "data_hash="
+    elif len(hashes) <= 1:
+        return lb, (hashes[0] if hashes else None), None
+    else:
+        name = Path(str(experiment).rstrip("/")).name if experiment else ""
+        own = h12[trial & (lb["experiment"].astype(str) == name) & (h12 != "")] if name else h12.iloc[0:0]
+        if len(own):
+            chosen, why = own.iloc[-1], f"the data of {name}"
+        else:
+            newest = lb[trial & (h12 != "")].sort_values("timestamp", kind="stable")
+            chosen, why = str(newest["data_hash"].iloc[-1])[:12], "the newest trial's data"
+    keep = h12 == chosen
+    n_other = int((trial & ~keep).sum())
+    note = None
+    if n_other:
+        note = (f"this round's trials on the leaderboard were scored on {len(hashes)} test data sets (data_hash "
+                f"{', '.join(hashes)}), whose nRMSE do not compare: shown are the {int((trial & keep).sum())} on "
+                f"{chosen} ({why}) and that data's baselines; {n_other} other trial(s) are left out. Fix: ups report "
+                f"data_hash=<one of those> out=<another folder> for another data set's report")
+    return lb[keep].reset_index(drop=True), chosen, note
+
+
 def rounds_in(df: pd.DataFrame) -> list[str]:
     t = df[(df["kind"] != "baseline") & (df["round"] != "")]
     if t.empty:
