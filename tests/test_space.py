@@ -916,6 +916,9 @@ def test_unwritable_outputs_are_refused_before_data(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text, why", [
     ('run_id,nrmse\nr1,0.1\n"unterminated,0.2,x\nr3,0.3\n', "cannot be read as CSV"),
     ("run_id;nrmse;label\nr1;0.1;a\n", "has no 'run_id'/'nrmse' columns .*another separator"),
+    # cat a.csv b.csv: a report counted 8 trials for 4 and drew the second header as a row
+    ("run_id,nrmse\nr1,0.1\nrun_id,nrmse\nr1,0.1\n", r"has its header line again as a row \(line 3\)"),
+    ("run_id,nrmse\nr1,0.1\nr2,0.2\nr1,0.1\n", r"has 1 run_id\(s\) on more than one row \(e\.g\. r1\).*drop_duplicates"),
 ])
 def test_a_leaderboard_the_sweep_cannot_read_is_refused_before_data(tmp_path: Path, text: str, why: str) -> None:
     """The sweep adds its rows to the leaderboard after the data and baselines: a file it cannot parse failed

@@ -80,6 +80,15 @@ def leaderboard_problem(path: str | Path) -> str | None:
         shown = ", ".join(header[:6]) + (", …" if len(header) > 6 else "")
         return (f"has no 'run_id'/'nrmse' columns (its header: {shown[:120]}): not a UPS leaderboard, or saved with "
                 f"another separator than ','")
+    ids = df["run_id"].astype(str)
+    if (ids == "run_id").any():  # two leaderboards concatenated (cat a.csv b.csv): the second header is a row
+        return (f"has its header line again as a row (line {int((ids == 'run_id').to_numpy().argmax()) + 2}): two "
+                f"leaderboards joined with cat? Keep one header line")
+    dup = ids[ids.duplicated()]
+    if len(dup):  # every writer replaces a run's row: two rows of one run double its trial in counts and plots
+        return (f"has {len(dup)} run_id(s) on more than one row (e.g. {dup.iloc[0]}); each run has one row. Keep "
+                f"the last of each, e.g. python -c \"import pandas as p; f='{path}'; "
+                f"p.read_csv(f).drop_duplicates('run_id', keep='last').to_csv(f, index=False)\"")
     return None
 
 
