@@ -60,6 +60,13 @@ def test_a_deterministic_baseline_says_the_ece_gate_was_not_applied() -> None:
     assert ok and len(reasons) == 1 and "ece" in reasons[0] and NOT_APPLIED in reasons[0]
 
 
+def test_a_completed_trial_whose_eval_gave_nan_is_not_called_stopped() -> None:
+    """Its reason said "trial stopped before its final evaluation" though it ran that evaluation."""
+    ok, reasons = small_eval_gates(dict(GOOD, nrmse=None, status="completed"), BASE, CFG)
+    assert not ok and reasons == ["no finite small-eval nRMSE (the final evaluation returned NaN/Inf or nothing)"]
+    assert small_eval_gates(dict(GOOD, nrmse=None, status="stopped"), BASE, CFG)[1][0].startswith("no small-eval (")
+
+
 def test_an_exact_nrmse_margin_passes() -> None:
     assert small_eval_gates(dict(GOOD, nrmse=0.02), dict(BASE, nrmse=0.03), CFG)[0]
     assert not small_eval_gates(dict(GOOD, nrmse=0.021), dict(BASE, nrmse=0.03), CFG)[0]

@@ -143,6 +143,8 @@ def small_eval_gates(row: Mapping[str, Any], base: Mapping[str, Any] | None, cfg
     failed gate.  A baseline without nRMSE, conservation gap or BC violation fails the trial: those figures
     come with every eval, so their absence means the baseline is broken, and no gate is skipped silently."""
     nrmse = finite_or_none(row.get("nrmse"))
+    if nrmse is None and str(row.get("status")) == "completed":  # it ran its final evaluation: NaN/Inf came back
+        return False, ["no finite small-eval nRMSE (the final evaluation returned NaN/Inf or nothing)"]
     if nrmse is None:
         return False, ["no small-eval (trial stopped before its final evaluation)"]
     if base is None:
