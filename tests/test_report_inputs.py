@@ -496,3 +496,20 @@ def test_a_round_run_on_two_data_sets_is_reported_one_data_set_at_a_time(tmp_pat
     with pytest.raises(ConfigError, match=r"data_hash=abc: no trial of this round was scored on it\. Fix: one of "
                                           r"5a0e1c9d7b3f, f00dfeedbeef"):
         report_main(["leaderboard=" + str(lb), "round=round_a", f"out={tmp_path / 'x'}", "data_hash=abc"])
+
+
+def test_a_comparison_shows_each_best_trials_baselines_and_warns_across_data(tmp_path) -> None:
+    """The comparison page showed no baselines at all, and set a smoke-data trial against a full-data one as if
+    their nRMSE compared."""
+    from ups.reports.compare import compare_main, format_text
+
+    lb = _two_profiles(tmp_path / "reports")
+    c = compare_rounds(load_leaderboard(lb), "round_a-smoke", "round_a-full")
+    assert c["other_data"] and c["baselines"] == {"round_a-smoke": {"persistence": 0.77, "linear": 0.33, "fno": 0.2},
+                                                  "round_a-full": {"persistence": 0.7, "linear": 0.1, "fno": 0.03}}
+    assert "WARNING: the two best trials were scored on different test data" in format_text(c)
+    page = compare_main("round_a-smoke", "round_a-full", lb, tmp_path / "c.html").read_text()
+    assert 'id="compare-other-data"' in page and "<td class=txt>fno</td><td>0.2</td><td>0.03</td>" in page
+    upsert_rows(tmp_path / "plain.csv", _rows("round_a", 4, 0) + _rows("round_b", 4, 1) + BASELINES)
+    c = compare_rounds(load_leaderboard(tmp_path / "plain.csv"), "round_a", "round_b")  # rows without a data_hash
+    assert not c["other_data"] and c["baselines"]["round_a"] == {"persistence": 0.62, "linear": 0.28}

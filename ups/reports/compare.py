@@ -78,8 +78,33 @@ def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "
     ca, cb = flatten(row_config(a)), flatten(row_config(b))
     config_diff = [{"key": k, round_a: ca.get(k), round_b: cb.get(k)} for k in sorted(set(ca) | set(cb))
                    if not k.startswith("run.") and str(ca.get(k)) != str(cb.get(k))]
+    hashes = {r: _hash12(rows[r].get("data_hash")) for r in rows}
     return {"rounds": [round_a, round_b], "best": {r: {k: _clean(rows[r].get(k)) for k in TEXT} for r in rows},
-            "metrics": metrics, "stats": stats, "config_diff": config_diff}
+            "metrics": metrics, "stats": stats, "config_diff": config_diff,
+            "baselines": {r: baselines_on(lb, hashes[r]) for r in rows},
+            "other_data": bool(hashes[round_a] and hashes[round_b] and hashes[round_a] != hashes[round_b])}
+
+
+def _hash12(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)[:12]
+
+
+def baselines_on(lb: pd.DataFrame, data_hash: str) -> dict[str, float]:
+    """{persistence/linear/fno: nRMSE} of the baselines scored on that test data (all, for rows without a hash)."""
+    from ups.reports.plots import _baseline_name
+
+    base = lb[(lb["kind"] == "baseline") & pd.to_numeric(lb["nrmse"], errors="coerce").notna()]
+    if data_hash and "data_hash" in base:
+        base = base[base["data_hash"].fillna("").astype(str).str[:12] == data_hash]
+    return {_baseline_name(b): float(b["nrmse"]) for _, b in base.iterrows()}
+
+
+OTHER_DATA = ("the two best trials were scored on different test data (data_hash differs: another profile or data.* "
+              "setting), so their nRMSE do not compare; each is set against its own data's baselines below")
+
+
+def _baseline_line(c: dict[str, Any], r: str) -> str:
+    return ", ".join(f"{k} {_f(v)}" for k, v in c["baselines"][r].items()) or "none on the leaderboard"
 
 
 def paired_samples(a: pd.Series, b: pd.Series) -> dict[str, Any]:
@@ -149,6 +174,9 @@ def format_text(c: dict[str, Any]) -> str:
                      f"{_f(m['relative'], True):>9}  {m['verdict']}")
     lines += [_interval_line(m) for m in c["metrics"] if "interval" in m]
     lines.append(POINT_NOTE)
+    if c["other_data"]:
+        lines.append(f"WARNING: {OTHER_DATA}")
+    lines += [f"baselines (test nRMSE, {r}'s data): {_baseline_line(c, r)}" for r in (ra, rb)]
     lines.append(f"{'gate_pass':<18}{_f(c['best'][ra]['gate_pass']):>14}{_f(c['best'][rb]['gate_pass']):>14}")
     lines.append("gate_reasons:")  # sentences: one line per round, never squeezed into a column
     lines += [f"  {r}: {_f(c['best'][r]['gate_reasons'])}" for r in (ra, rb)]
@@ -214,6 +242,11 @@ def write_compare_html(c: dict[str, Any], out: Path) -> Path:
                     for k in c["stats"][ra])
     intervals = "".join(f"<li>{e(_interval_line(m))}</li>" for m in c["metrics"] if "interval" in m)
     intervals += f"<li>{e(POINT_NOTE)}</li>"
+    warn = f'<p id="compare-other-data"><b>Warning:</b> {e(OTHER_DATA)}</p>' if c["other_data"] else ""
+    names = list(dict.fromkeys([*c["baselines"][ra], *c["baselines"][rb]]))
+    bases = "".join(f"<tr><td class=txt>{e(n)}</td><td>{_f(c['baselines'][ra].get(n))}</td>"
+                    f"<td>{_f(c['baselines'][rb].get(n))}</td></tr>" for n in names) or \
+        "<tr><td class=txt colspan=3>no baseline rows on the leaderboard (baselines=false)</td></tr>"
     diff = "".join(f"<tr><td class=txt>{e(d['key'])}</td><td class=txt>{e(str(d[ra]))}</td>"
                    f"<td class=txt>{e(str(d[rb]))}</td></tr>" for d in c["config_diff"]) or \
         "<tr><td class=txt colspan=3>no differences recorded (config_json missing or identical)</td></tr>"
@@ -222,7 +255,9 @@ def write_compare_html(c: dict[str, Any], out: Path) -> Path:
 <h1>Best trials: {e(ra)} vs {e(rb)}</h1>
 <h2>Metrics (Δ = {e(rb)} − {e(ra)})</h2><table id="compare-metrics"><thead><tr><th>metric</th><th>{e(ra)}</th>
 <th>{e(rb)}</th><th>Δ</th><th>Δ%</th><th>verdict</th></tr></thead><tbody>{rows}</tbody></table>
-<ul id="compare-intervals">{intervals}</ul>
+<ul id="compare-intervals">{intervals}</ul>{warn}
+<h2>Baselines (test nRMSE on each best trial's data)</h2><table id="compare-baselines"><thead><tr><th>baseline</th>
+<th>{e(ra)}</th><th>{e(rb)}</th></tr></thead><tbody>{bases}</tbody></table>
 <h2>Best trials</h2><table><thead><tr><th>field</th><th>{e(ra)}</th><th>{e(rb)}</th></tr></thead><tbody>{text}</tbody></table>
 <h2>Rounds</h2><table><thead><tr><th></th><th>{e(ra)}</th><th>{e(rb)}</th></tr></thead><tbody>{stats}</tbody></table>
 <h2>Config differences of the best trials</h2><table><thead><tr><th>key</th><th>{e(ra)}</th><th>{e(rb)}</th></tr>
