@@ -202,7 +202,8 @@ def test_gate_tracker_units() -> None:
     assert m["per_sample"] == "[0.5,null,2.0]"  # a list of numbers: compact JSON (eval's per-sample nRMSE)
 
 
-def test_a_sweep_resumed_from_a_moved_folder_records_where_its_checkpoints_are_now(ray_session, tmp_path: Path) -> None:
+def test_a_sweep_resumed_from_a_moved_folder_records_where_its_checkpoints_are_now(ray_session, tmp_path: Path,
+                                                                                  monkeypatch) -> None:
     """mv runs/x moved/x, then resume=true storage_path=moved: Tune restored, but the leaderboard kept the old
     checkpoint paths and the promotion's full-eval died on them after the round (seen in a run)."""
     import shutil
@@ -227,7 +228,17 @@ def test_a_sweep_resumed_from_a_moved_folder_records_where_its_checkpoints_are_n
     before = read_leaderboard(lb)["checkpoint"].dropna().tolist()
     assert len(before) == 2 and all(c.startswith(str(tmp_path / "runs" / "mv1")) for c in before)
     shutil.move(tmp_path / "runs", tmp_path / "moved")
+    from ups.tune import restore
+
+    found, unpickle = [], restore.ResumableStopper.__setstate__
+
+    def spy(self, state):  # Tune unpickles the saved stopper: it must find the resuming command's (keyed by path
+        unpickle(self, state)  # before, a moved sweep ran the saved copy)
+        found.append(self.inner is restore._RESUMING.get(self.experiment, object()))
+
+    monkeypatch.setattr(restore.ResumableStopper, "__setstate__", spy)
     run_round("mv", [*args, f"storage_path={tmp_path / 'moved'}", "resume=true"], trainable=saving)
+    assert found and found[-1]
     after = read_leaderboard(lb)
     assert len(after) == 2 and all(c.startswith(str(tmp_path / "moved" / "mv1")) and Path(c).is_dir()
                                    for c in after["checkpoint"])

@@ -687,7 +687,8 @@ def run_config(p: Prepared, name: str, stop: Any, callbacks: list[Any]) -> Any:
     s = p.scfg
     # Ray keeps every checkpoint; CheckpointRetention deletes them only where a resume can never need them
     # (Ray's num_to_keep deletes before the experiment state naming them is synced: ups.tune.retention)
-    stop = ResumableStopper(stop, f"{p.storage_path}/{name}") if stop is not None else None  # ups.tune.restore
+    # keyed by the sweep's name, not its path: a sweep resumed from a moved folder still gets this command's stopper
+    stop = ResumableStopper(stop, name) if stop is not None else None  # ups.tune.restore
     return RunConfig(name=name, storage_path=p.storage_path, storage_filesystem=p.filesystem, stop=stop,
                      callbacks=[*callbacks, CheckpointRetention(s.checkpoint_keep), *trial_loggers()],
                      checkpoint_config=CheckpointConfig(num_to_keep=None),

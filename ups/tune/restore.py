@@ -58,8 +58,8 @@ _RESUMING: dict[str, Stopper] = {}  # experiment path → the resuming command's
 
 class ResumableStopper(Stopper):
     """A sweep's stopper (``inner``) as Tune saves it with ``experiment``'s state: unpickled in a process where
-    ``carry_over`` registered the resuming command's stopper for that experiment, it runs that one instead of
-    the saved copy."""
+    ``carry_over`` registered the resuming command's stopper for that experiment (its name: the folder may have
+    moved since), it runs that one instead of the saved copy."""
 
     def __init__(self, inner: Stopper, experiment: str):
         self.inner, self.experiment = inner, experiment
