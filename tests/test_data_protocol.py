@@ -54,6 +54,29 @@ def test_split_follows_pdebench(tmp_path):
     assert d10.data_hash != d.data_hash
 
 
+def test_the_test_split_alone_reads_only_its_samples(tmp_path, monkeypatch):
+    """ups eval without baselines needs the test split alone, the file's first samples: it read the whole file
+    (a 10,000-trajectory PDEBench file, 8 GB, to score a few). The data's identity is the same either way."""
+    import ups.data.protocol as protocol
+
+    p = _indexed_file(tmp_path / "1D_Burgers_Sols_Nu0.1.hdf5", n=40)
+    full = protocol.load_protocol(_cfg(p))
+    rows, read = [], protocol.read_pdebench
+
+    def counting(*a, **k):
+        bf = read(*a, **k)
+        rows.append(bf.tensor.shape[0])
+        return bf
+
+    monkeypatch.setattr(protocol, "read_pdebench", counting)
+    test = protocol.load_protocol(_cfg(p), need=("test",))
+    assert sum(rows) == 4 + 1  # the 4 test samples and the last one (for the data hash), not 40
+    assert _ids(test.test) == _ids(full.test) == [0, 1, 2, 3] and test.data_hash == full.data_hash
+    assert len(test.train) == len(test.val) == 0
+    d10 = protocol.load_protocol(_cfg(p, "data.num_samples_max=10"), need=("test",))
+    assert d10.data_hash == protocol.load_protocol(_cfg(p, "data.num_samples_max=10")).data_hash
+
+
 def test_protocol_refusals(tmp_path):
     from ups.data.protocol import ProtocolError, load_protocol
 

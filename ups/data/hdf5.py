@@ -211,11 +211,12 @@ def inspect_pdebench(path: str | Path) -> FileInfo:
 
 
 def read_pdebench(path: str | Path, *, max_samples: int = -1, reduced_resolution: int = 1,
-                  reduced_resolution_t: int = 1, chunk: int = 256) -> BurgersFile:
+                  reduced_resolution_t: int = 1, chunk: int = 256, start: int = 0) -> BurgersFile:
     """Load a PDEBench-layout file → ``BurgersFile`` (tensor float32 (N,T,X)).
 
-    ``max_samples`` (>0) keeps the first samples; the reduced_* strides are applied while reading,
-    chunk by chunk, so a 10,000-sample PDEBench file never sits in memory at full resolution.
+    ``max_samples`` (>0) keeps the first samples (``start``: from that one on, up to ``max_samples``); the
+    reduced_* strides are applied while reading, chunk by chunk, so a 10,000-sample PDEBench file never sits
+    in memory at full resolution.
     """
     path = Path(path).expanduser()
     with _open(path) as f:
@@ -224,14 +225,16 @@ def read_pdebench(path: str | Path, *, max_samples: int = -1, reduced_resolution
         ds = f[TENSOR_KEY]
         parts = []
         try:
-            for i in range(0, n, chunk):
+            for i in range(start, n, chunk):
                 block = ds[i: min(n, i + chunk)]  # (c, T, X)
                 parts.append(np.ascontiguousarray(block[:, ::reduced_resolution_t, ::reduced_resolution],
                                                   dtype=np.float32))
         except OSError as e:
             raise DataFileError(f"{path}: '{TENSOR_KEY}' unreadable at samples {i}..{i + chunk} ({str(e).splitlines()[0]}); "
                                 f"the file is truncated or corrupt. Fix: {REGENERATE_HINT}") from None
-    tensor = np.concatenate(parts, axis=0)  # (N, T', X')
+    tensor = np.concatenate(parts, axis=0) if parts else np.zeros(  # (N, T', X')
+        (0, len(range(0, info.shape[1], reduced_resolution_t)), len(range(0, info.shape[2], reduced_resolution))),
+        dtype=np.float32)
     return BurgersFile(tensor=tensor, x=info.x[::reduced_resolution], t=info.t[::reduced_resolution_t],
                        attrs=info.attrs, path=path, nu=info.nu)
 

@@ -164,15 +164,7 @@ def load_protocol(data_cfg: Any, *, check_config: bool = True, need: Sequence[st
     if t_reduced <= initial_step:
         raise ProtocolError(f"data: '{source}' has {t_reduced} frames after reduced_resolution_t={rt}, not more "
                             f"than initial_step={initial_step}. Fix: lower data.initial_step or data.reduced_resolution_t")
-    bf = read_pdebench(source, max_samples=nmax, reduced_resolution=rx, reduced_resolution_t=rt)
-    data = bf.tensor  # (N, T, X)
-    n = data.shape[0]
-    if not np.isfinite(data).all():
-        bad = np.flatnonzero((~np.isfinite(data)).any(axis=(1, 2)))
-        shown = ", ".join(map(str, bad[:8].tolist())) + (" …" if bad.size > 8 else "")
-        raise DataFileError(f"{source}: 'tensor' holds NaN/inf in {bad.size} samples (indices {shown}; checked at the "
-                            f"protocol's subsampled points). Fix: "
-                            "regenerate the file (`ups data generate …`) or drop those samples")
+    n = info.shape[0] if nmax <= 0 else min(nmax, info.shape[0])
     test_ratio, val_ratio = float(cfg_value(data_cfg, "test_ratio")), float(cfg_value(data_cfg, "val_ratio"))
     sizes = split_sizes(n, test_ratio, val_ratio)
     test_idx, n_val, n_train = sizes["test"], sizes["val"], sizes["train"]
@@ -184,10 +176,23 @@ def load_protocol(data_cfg: Any, *, check_config: bool = True, need: Sequence[st
                             f"split{'s' if len(short) > 1 else ''} {'need' if len(short) > 1 else 'needs'} ≥ 1 sample. "
                             f"Fix: {splits_fix(n, test_ratio, val_ratio, need, generated=not path_value)}"
                             + (" or data.num_samples_max=-1 (all of the file)" if kept else ""))
+    # the test split is the file's first samples: ups eval without baselines reads those alone (and the last
+    # sample, for the data's identity), not a 10,000-trajectory PDEBench file
+    test_only = set(need) <= {"test"}
+    bf = read_pdebench(source, max_samples=test_idx if test_only else n, reduced_resolution=rx, reduced_resolution_t=rt)
+    data = bf.tensor  # (N, T, X): all n samples, or the test split's
+    last = read_pdebench(source, start=n - 1, max_samples=n, reduced_resolution=rx,
+                         reduced_resolution_t=rt).tensor[0] if test_only else data[-1]
+    if not np.isfinite(data).all():
+        bad = np.flatnonzero((~np.isfinite(data)).any(axis=(1, 2)))
+        shown = ", ".join(map(str, bad[:8].tolist())) + (" …" if bad.size > 8 else "")
+        raise DataFileError(f"{source}: 'tensor' holds NaN/inf in {bad.size} samples (indices {shown}; checked at the "
+                            f"protocol's subsampled points). Fix: "
+                            "regenerate the file (`ups data generate …`) or drop those samples")
     nu = bf.nu if bf.nu is not None else float(cfg_value(data_cfg, "nu"))  # the file's ν wins (PDEBench name/attr)
     protocol = {"rx": rx, "rt": rt, "nmax": nmax, "test_ratio": test_ratio, "val_ratio": val_ratio,
                 "initial_step": initial_step}
-    fp = _fingerprint(source, bf.attrs, data.shape, data[0], data[-1])
+    fp = _fingerprint(source, bf.attrs, (n, *data.shape[1:]), data[0], last)
     data_hash = hashlib.sha1((fp + json.dumps(protocol, sort_keys=True)).encode()).hexdigest()[:16]
     tensor = torch.from_numpy(data)
     return ProtocolData(
