@@ -214,6 +214,12 @@ def test_cli_bad_input_is_refused_before_compute(tiny, files, tmp_path):
         main(_ckpt_args(tiny, "ttc.gamma=0", out))
     with pytest.raises(ConfigError, match="checkpoint=PATH"):
         main([f"data={files['base']}"])
+    # an unset $DATA: it evaluated on generated data; another initial_step: another forecast horizon, scored
+    with pytest.raises(ConfigError, match=r"eval: 'data=' names no file .*Fix: data=<PDEBench-layout HDF5 file>"):
+        main(_ckpt_args(tiny, "data=", out))
+    with pytest.raises(ConfigError, match=r"data.initial_step=1, the checkpoint's protocol has \d+.*Fix: drop "
+                                          r"data.initial_step="):
+        main(_ckpt_args(tiny, f"data={files['base']}", "data.initial_step=1", out))
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 

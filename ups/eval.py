@@ -283,6 +283,13 @@ def check_eval_data(ckpt_cfg: Any, grid_size: int, data: Any, source: str) -> tu
             f"{frames_model}; rollout metrics over a different horizon are not comparable. Fix: evaluate a "
             f"file with the same frame count and time step (data.frames / data.reduced_resolution_t).")
     d = ckpt_cfg.data
+    step = int(getattr(data, "initial_step", d.initial_step))
+    if step != int(d.initial_step):
+        raise ConfigError(
+            f"eval: data.initial_step={step}, the checkpoint's protocol has {d.initial_step}: the forecast would start "
+            f"at another frame ({n_frames - step} forecast frames instead of {n_frames - int(d.initial_step)}), so its "
+            f"nRMSE would not compare with the checkpoint's. Fix: drop data.initial_step= (the checkpoint's "
+            f"{d.initial_step} is used)")
     x0_model = 0.5 / int(d.resolution)  # PDEBench cell centres, subsampled by [::reduced_resolution]
     gm = GridMap(x_size, int(grid_size), x0_model - float(x[0]))
     if gm.eval_size != gm.model_size:
@@ -313,6 +320,9 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
             continue
         if key == "data":
             key = "data.path"
+        if key == "data.path" and not raw.strip():  # an unset $DATA: it evaluated on generated data instead
+            raise ConfigError(f"eval: '{arg}' names no file (an unset variable?). Fix: data=<PDEBench-layout HDF5 "
+                              f"file>, or leave data= out to evaluate on the checkpoint's own generated data")
         if not key.startswith(EVAL_OVERRIDE_PREFIXES):
             raise ConfigError(f"eval: '{key}' cannot be overridden at evaluation time (the weights fix the "
                               f"model). Fix: override only {', '.join(p + '*' for p in EVAL_OVERRIDE_PREFIXES)}, "
