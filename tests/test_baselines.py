@@ -173,8 +173,19 @@ def test_cli_bad_keys_fail_before_compute(capsys, tmp_path):
     from ups.cli import main as ups_main
 
     assert ups_main(["baselines", "nuu=0.01", "fno_budget_s=0"]) == 2
+    assert "unknown option 'nuu'. Fix: nu=0.01 (the nearest option)" in capsys.readouterr().err
+    assert ups_main(["baselines", "data.nuu=0.01", "fno_budget_s=0"]) == 2
     err = capsys.readouterr().err
     assert "data.nuu" in err and "data.nu" in err
+    # the command's own options: a typo was taken for a data key (fno_budget=60 → "did you mean
+    # eval.fno_budget_s", itself refused); inf trained forever, nan skipped the FNO, refresh=maybe meant false
+    for bad, said in (("fno_budget=60", "unknown option 'fno_budget'. Fix: fno_budget_s=60"),
+                      ("treads=2", "unknown option 'treads'. Fix: threads=2"),
+                      ("fno_budget_s=inf", "'fno_budget_s' must be a finite number, got inf"),
+                      ("fno_budget_s=nan", "'fno_budget_s' must be a finite number, got nan"),
+                      ("refresh=maybe", "refresh=maybe is not true or false")):
+        assert ups_main(["baselines", bad]) == 2, bad
+        assert said in capsys.readouterr().err, bad
     assert ups_main(["baselines", "fno_budget_s=soon"]) == 2
     assert "fno_budget_s" in capsys.readouterr().err
     assert ups_main(["baselines", "fno_budget_s"]) == 2

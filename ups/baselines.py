@@ -16,6 +16,7 @@ seed, as in ``ups data generate``), ``out`` (folder for the CSV/JSON table), ``b
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ups.config import DataCfg
 from ups.metrics import METRIC_KEYS, rollout_metrics
 from ups.models.baselines import LinearFourierMap, fit_linear_fourier, persistence_rollout, train_fno
 from ups.models.fno import FNO1d, fno_rollout
@@ -217,6 +219,8 @@ def leaderboard_rows(rows: Sequence[dict[str, Any]], experiment: str = "baseline
 
 # ----------------------------------------------------------------------------------------- CLI
 _OWN_KEYS = {"fno_budget_s", "fno_steps", "fno_seed", "out", "baseline_cache", "leaderboard", "threads", "refresh"}
+_DATA_KEYS = {f.name for f in dataclasses.fields(DataCfg)}  # what ``nu=0.01`` (data.nu) may name
+_BOOL = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 def _parse(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -230,8 +234,18 @@ def _parse(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
         k, v = override_key(arg), arg.split("=", 1)[1]
         if k in _OWN_KEYS:
             own[k] = v
-        else:
+        elif k.startswith("data.") or k in _DATA_KEYS:
             data_overrides.append(f"{k if k.startswith('data.') else 'data.' + k}={v}")
+        else:  # fno_budget=60 was taken for data.fno_budget, and the fix offered was eval.fno_budget_s (refused too)
+            import difflib
+
+            near = difflib.get_close_matches(k, sorted(_OWN_KEYS | _DATA_KEYS), n=1, cutoff=0.5)
+            raise ConfigError(f"baselines: unknown option '{k}'. Fix: "
+                              + (f"{near[0]}={v} (the nearest option)" if near else
+                                 f"one of {', '.join(sorted(_OWN_KEYS))}, or a data key ({', '.join(sorted(_DATA_KEYS))})"))
+    if own.get("refresh", "false").lower() not in _BOOL:
+        raise ConfigError(f"baselines: refresh={own['refresh']} is not true or false. Fix: refresh=true to recompute "
+                          f"the cached baselines, or leave it out")
     return own, data_overrides
 
 
@@ -245,6 +259,8 @@ def _num(own: dict[str, str], key: str, kind: type, default: Any) -> Any:
     except ValueError:
         raise ConfigError(f"baselines: '{key}={own[key]}' is not a valid {kind.__name__}. "
                           f"Fix: e.g. {key}={default}") from None
+    if not math.isfinite(val):  # inf trained the FNO forever; nan skipped it without a word
+        raise ConfigError(f"baselines: '{key}' must be a finite number, got {own[key]}. Fix: e.g. {key}={default}")
     if val < 0:
         raise ConfigError(f"baselines: '{key}' must be ≥ 0, got {val}. Fix: e.g. {key}={default}")
     return val
@@ -306,7 +322,7 @@ def main(argv: list[str]) -> int:
     print(f"data: {data.source} (hash {data.data_hash}); train {tuple(data.train.shape)}, "
           f"test {tuple(data.test.shape)}; FNO budget {budget:g} s" + (f", {steps} steps" if steps else ""))
     rows = run_baselines(data, budget, seed, cache_dir, fno_steps=steps,
-                         refresh=own.get("refresh", "false").lower() in ("1", "true", "yes"))
+                         refresh=_BOOL[own.get("refresh", "false").lower()])
     _print_table(rows, f"Baselines on {Path(str(data.source)).name} (nRMSE over {data.test.shape[1] - data.initial_step} "
                        f"predicted frames; nrmse_pdebench incl. {data.initial_step} context frames)")
 
