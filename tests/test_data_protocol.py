@@ -212,3 +212,21 @@ def test_ups_train_refuses_before_compute(tmp_path, capsys, kwargs, key):
     err = capsys.readouterr().err
     assert rc == 2 and str(p) in err and key in err and "Fix:" in err and "Traceback" not in err, err
     assert not run_dir.exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("extra, said", [
+    (["data.initial_step=50"], r"has 41 frames after reduced_resolution_t=5, not more than initial_step=50"),
+    (["data.reduced_resolution=3"], r"has 64 points, not a multiple of data.reduced_resolution=3"),
+    (["data.n=5"], r"5 samples from .* give train/val/test = 5/0/0 .*Fix: .*data\.n=10")])
+def test_settings_the_data_cannot_fit_are_refused_before_it_is_generated(tmp_path, extra, said):
+    """Each followed from the data.* settings alone, but was refused only after the dataset was generated
+    (minutes at the default 2,000 trajectories × 1,024 points)."""
+    from ups.config import load_config
+    from ups.data.protocol import ProtocolError, load_protocol
+
+    cfg = load_config(["data.n=12", "data.resolution=64", "data.frames=201", f"data.cache_dir={tmp_path / 'cache'}",
+                       *extra]).data
+    with pytest.raises(ProtocolError, match=rf"data: the data the data\.\* settings describe {said}"
+                       if not extra[0].startswith("data.n=") else said):
+        load_protocol(cfg)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # nothing generated

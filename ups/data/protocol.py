@@ -137,6 +137,35 @@ def splits_fix(n: int, test_ratio: float, val_ratio: float, need: Sequence[str],
     return " or ".join(fixes) if fixes else f"a file with more samples ({n} cannot be split so)"
 
 
+def check_fits(what: str, shape: Sequence[int], data_cfg: Any, need: Sequence[str], generated: bool) -> None:
+    """Refuse data of ``shape`` (samples, frames, points) the protocol's settings cannot use: a grid stride that
+    does not divide the points, no frame left to forecast after ``initial_step``, an empty split in ``need``."""
+    n_file, t_frames, x_points = (int(v) for v in shape[:3])
+    nmax = int(cfg_value(data_cfg, "num_samples_max"))
+    rx, rt = int(cfg_value(data_cfg, "reduced_resolution")), int(cfg_value(data_cfg, "reduced_resolution_t"))
+    initial_step = int(cfg_value(data_cfg, "initial_step"))
+    if x_points % rx:
+        raise ProtocolError(f"data: {what} has {x_points} points, not a multiple of data.reduced_resolution={rx}: "
+                            f"the subsampled grid would not be periodic. Fix: use a data.reduced_resolution that "
+                            f"divides {x_points}")
+    t_reduced = len(range(0, t_frames, rt))
+    if t_reduced <= initial_step:
+        raise ProtocolError(f"data: {what} has {t_reduced} frames after reduced_resolution_t={rt}, not more "
+                            f"than initial_step={initial_step}. Fix: lower data.initial_step or data.reduced_resolution_t")
+    n = n_file if nmax <= 0 else min(nmax, n_file)
+    test_ratio, val_ratio = float(cfg_value(data_cfg, "test_ratio")), float(cfg_value(data_cfg, "val_ratio"))
+    sizes = split_sizes(n, test_ratio, val_ratio)
+    short = [k for k in need if sizes[k] < 1]
+    if short:
+        kept = f" (data.num_samples_max={nmax})" if 0 < nmax < n_file else ""
+        raise ProtocolError(f"data: {n} samples from {what}{kept} give train/val/test = {sizes['train']}/{sizes['val']}/"
+                            f"{sizes['test']} at data.test_ratio={test_ratio:g} data.val_ratio={val_ratio:g}; the "
+                            f"{' and '.join(short)} split{'s' if len(short) > 1 else ''} "
+                            f"{'need' if len(short) > 1 else 'needs'} ≥ 1 sample. "
+                            f"Fix: {splits_fix(n, test_ratio, val_ratio, need, generated=generated)}"
+                            + (" or data.num_samples_max=-1 (all of the file)" if kept else ""))
+
+
 def load_protocol(data_cfg: Any, *, check_config: bool = True, need: Sequence[str] = SPLITS) -> ProtocolData:
     """Load ``data_cfg.path`` (or the cached generated file) and apply the PDEBench protocol.
 
@@ -147,35 +176,22 @@ def load_protocol(data_cfg: Any, *, check_config: bool = True, need: Sequence[st
     """
     check_protocol(data_cfg, ProtocolError)
     path_value = cfg_value(data_cfg, "path")
-    source = Path(str(path_value)).expanduser() if path_value else dataset_path(data_cfg)
     nmax = int(cfg_value(data_cfg, "num_samples_max"))
     rx, rt = int(cfg_value(data_cfg, "reduced_resolution")), int(cfg_value(data_cfg, "reduced_resolution_t"))
+    initial_step = int(cfg_value(data_cfg, "initial_step"))
+    test_ratio, val_ratio = float(cfg_value(data_cfg, "test_ratio")), float(cfg_value(data_cfg, "val_ratio"))
+    if not path_value:  # the data data.* describes: what does not fit is refused before it is generated
+        check_fits("the data the data.* settings describe", (int(cfg_value(data_cfg, "n")),
+                   int(cfg_value(data_cfg, "frames")), int(cfg_value(data_cfg, "resolution"))), data_cfg, need, True)
+    source = Path(str(path_value)).expanduser() if path_value else dataset_path(data_cfg)
     info = inspect_pdebench(source)  # layout, grid and ν checked before the tensor is read
     if check_config:
         check_file_matches_config(info, data_cfg)
-    x_points = info.shape[2]
-    if x_points % rx:
-        raise ProtocolError(f"data: '{source}' has {x_points} points ('x-coordinate'), not a multiple of "
-                            f"data.reduced_resolution={rx}: the subsampled grid would not be periodic. Fix: use a "
-                            f"data.reduced_resolution that divides {x_points}")
+    check_fits(f"'{source}'", info.shape, data_cfg, need, not path_value)
     check_grid(source, info.x[::rx], info.t[::rt], where=f" after data.reduced_resolution={rx}")
-    initial_step = int(cfg_value(data_cfg, "initial_step"))
-    t_reduced = len(range(0, info.shape[1], rt))
-    if t_reduced <= initial_step:
-        raise ProtocolError(f"data: '{source}' has {t_reduced} frames after reduced_resolution_t={rt}, not more "
-                            f"than initial_step={initial_step}. Fix: lower data.initial_step or data.reduced_resolution_t")
     n = info.shape[0] if nmax <= 0 else min(nmax, info.shape[0])
-    test_ratio, val_ratio = float(cfg_value(data_cfg, "test_ratio")), float(cfg_value(data_cfg, "val_ratio"))
     sizes = split_sizes(n, test_ratio, val_ratio)
-    test_idx, n_val, n_train = sizes["test"], sizes["val"], sizes["train"]
-    short = [k for k in need if sizes[k] < 1]
-    if short:
-        kept = f" (data.num_samples_max={nmax})" if 0 < nmax < info.shape[0] else ""
-        raise ProtocolError(f"data: {n} samples from '{source}'{kept} give train/val/test = {n_train}/{n_val}/{test_idx}"
-                            f" at data.test_ratio={test_ratio:g} data.val_ratio={val_ratio:g}; the {' and '.join(short)} "
-                            f"split{'s' if len(short) > 1 else ''} {'need' if len(short) > 1 else 'needs'} ≥ 1 sample. "
-                            f"Fix: {splits_fix(n, test_ratio, val_ratio, need, generated=not path_value)}"
-                            + (" or data.num_samples_max=-1 (all of the file)" if kept else ""))
+    test_idx, n_train = sizes["test"], sizes["train"]
     # the test split is the file's first samples: ups eval without baselines reads those alone (and the last
     # sample, for the data's identity), not a 10,000-trajectory PDEBench file
     test_only = set(need) <= {"test"}
