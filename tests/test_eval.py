@@ -217,9 +217,20 @@ def test_cli_bad_input_is_refused_before_compute(tiny, files, tmp_path):
     # an unset $DATA: it evaluated on generated data; another initial_step: another forecast horizon, scored
     with pytest.raises(ConfigError, match=r"eval: 'data=' names no file .*Fix: data=<PDEBench-layout HDF5 file>"):
         main(_ckpt_args(tiny, "data=", out))
-    with pytest.raises(ConfigError, match=r"data.initial_step=1, the checkpoint's protocol has \d+.*Fix: drop "
+    with pytest.raises(ConfigError, match=r"data.initial_step=1, the checkpoint's \d+: a forecast on '.*Fix: drop "
                                           r"data.initial_step="):
         main(_ckpt_args(tiny, f"data={files['base']}", "data.initial_step=1", out))
+    # a checkpoint trained on generated data, evaluated without data=: its data is generated again, and another
+    # frame count or t_final was generated first, then refused with a fix that did not work
+    from ups.config import apply_overrides, load_config
+    from ups.eval import check_protocol_overrides
+
+    own = load_config([])
+    check_protocol_overrides(own, apply_overrides(own, {"data.n": 64}, source="t"))  # more trajectories: fine
+    with pytest.raises(ConfigError, match=r"data.frames=21, the checkpoint's \d+; data.t_final=1.0, the checkpoint's "
+                                          r".*on the checkpoint's own generated data .*Fix: drop data.frames= "
+                                          r"data.t_final="):
+        check_protocol_overrides(own, apply_overrides(own, {"data.frames": 21, "data.t_final": 1.0}, source="t"))
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 

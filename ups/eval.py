@@ -245,6 +245,25 @@ def model_frames(cfg: Any) -> int:
     return protocol_frames(cfg.data)
 
 
+# data.* settings that fix the checkpoint's forecast (its time step, horizon and start): checked before any data
+PROTOCOL_KEYS = ("initial_step", "frames", "t_final", "reduced_resolution_t")
+
+
+def check_protocol_overrides(ckpt_cfg: Any, cfg: Any) -> None:
+    """Refuse, before data is read or generated, overrides that change the checkpoint's time protocol: on its own
+    generated data (no ``data=``) any of ``PROTOCOL_KEYS`` made ``ups eval`` generate a dataset only to refuse it
+    (with a fix that did not work); on a file, ``initial_step`` (the file sets the rest, and
+    ``reduced_resolution_t`` is how a file saved at a finer step is read at the checkpoint's)."""
+    keys = ("initial_step",) if cfg.data.path else PROTOCOL_KEYS
+    changed = [k for k in keys if getattr(cfg.data, k) != getattr(ckpt_cfg.data, k)]
+    if not changed:
+        return
+    said = "; ".join(f"data.{k}={getattr(cfg.data, k)}, the checkpoint's {getattr(ckpt_cfg.data, k)}" for k in changed)
+    on = f"on '{cfg.data.path}'" if cfg.data.path else "on the checkpoint's own generated data (no data=)"
+    raise ConfigError(f"eval: {said}: a forecast {on} with another time step, horizon or start would not compare "
+                      f"with the checkpoint's. Fix: drop {' '.join(f'data.{k}=' for k in changed)}")
+
+
 def check_eval_data(ckpt_cfg: Any, grid_size: int, data: Any, source: str) -> tuple[GridMap, list[str]]:
     """Refuse files this checkpoint cannot forecast; map grids that differ. Returns (map, notes)."""
     from ups.data.hdf5 import check_grid
@@ -283,13 +302,6 @@ def check_eval_data(ckpt_cfg: Any, grid_size: int, data: Any, source: str) -> tu
             f"{frames_model}; rollout metrics over a different horizon are not comparable. Fix: evaluate a "
             f"file with the same frame count and time step (data.frames / data.reduced_resolution_t).")
     d = ckpt_cfg.data
-    step = int(getattr(data, "initial_step", d.initial_step))
-    if step != int(d.initial_step):
-        raise ConfigError(
-            f"eval: data.initial_step={step}, the checkpoint's protocol has {d.initial_step}: the forecast would start "
-            f"at another frame ({n_frames - step} forecast frames instead of {n_frames - int(d.initial_step)}), so its "
-            f"nRMSE would not compare with the checkpoint's. Fix: drop data.initial_step= (the checkpoint's "
-            f"{d.initial_step} is used)")
     x0_model = 0.5 / int(d.resolution)  # PDEBench cell centres, subsampled by [::reduced_resolution]
     gm = GridMap(x_size, int(grid_size), x0_model - float(x[0]))
     if gm.eval_size != gm.model_size:
@@ -500,6 +512,7 @@ def main(argv: list[str]) -> int:
         raise ConfigError(str(e)) from None
     cfg = apply_overrides(ckpt_cfg, updates, source="ups eval")
     TTCSettings.from_cfg(cfg.ttc)  # bad TTC settings fail before any data is read
+    check_protocol_overrides(ckpt_cfg, cfg)
     try:
         # the test split is what is scored; the baselines fit on the training split; validation is unused
         data = load_protocol(cfg.data, check_config=False,  # compared with the checkpoint below
