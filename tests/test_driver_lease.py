@@ -74,6 +74,7 @@ def test_a_new_sweep_refuses_the_folder_of_an_earlier_one(tmp_path: Path) -> Non
     runs, lb = tmp_path / "runs", tmp_path / "lb.csv"
     (runs / "final").mkdir(parents=True)
     (runs / "final" / "tuner.pkl").write_bytes(b"")
+    (runs / "final" / "experiment_state-2026-12-05_01-00-00.json").write_text('{"trial_data": []}')  # saved state
     with pytest.raises(ConfigError, match=r"name=final: '.*/runs/final' already holds a sweep\. Fix: resume=true"):
         run_round("round_a", [f"storage_path={runs}", "name=final", f"leaderboard={lb}",
                               f"data.cache_dir={tmp_path / 'cache'}", "wandb.enabled=false"])

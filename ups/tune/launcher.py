@@ -762,6 +762,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     name = experiment_name(p)
     exp_path = f"{p.display_storage}/{name}"
     record = sweep_record(p, overrides)
+    # first: a sweep whose driver still runs (between building its Tuner and its first state, too) is its own
+    check_no_live_driver(p.storage_path, p.filesystem, name, p.display_storage)
     if s.resume:  # before any compute: the same trials, the same budgets and data, or a clear refusal
         check_resume(p.storage_path, p.filesystem, name, p.display_storage, record)
     check_sweep_folder(p, name)
@@ -772,7 +774,6 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         warm, note = warm_points(p, name, record)
         if note:
             _log(note)
-    check_no_live_driver(p.storage_path, p.filesystem, name, p.display_storage)
     import ray
 
     address = s.ray_address or os.environ.get("RAY_ADDRESS", "")
