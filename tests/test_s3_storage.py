@@ -1,6 +1,7 @@
 """Storage preflight and resolution against a real S3 API server (moto_server on 127.0.0.1)."""
 from __future__ import annotations
 
+import re
 import socket
 import time
 
@@ -50,10 +51,25 @@ def test_preflight_rejects_unreachable_endpoint(s3_env, monkeypatch):
     ("s3://", "no bucket"),
     ("s3://Bad_Bucket/x", "not a valid S3 bucket name"),
     ("gs://bucket/x", "not supported"),
+    # boto3 took it: pyarrow refused it after the data, the baselines and ray.init, with a traceback
+    ("s3://bucket/a//b", r"an empty folder name \('//'\) in the prefix\. Fix: s3://bucket/a/b"),
 ])
 def test_bad_uris_fail_before_network(uri, fragment):
     with pytest.raises(StorageError, match=fragment):
         preflight(uri)
+
+
+@pytest.mark.parametrize("uri, fix", [("S3://bucket/x", "s3://bucket/x"), ("s3a://bucket/x", "s3://bucket/x"),
+                                      ("s3:/bucket/x", "s3://bucket/x"),
+                                      ("gs://bucket/x", "use a local folder or s3://<bucket>/<prefix>")])
+def test_a_mistyped_scheme_is_not_taken_for_a_local_folder(uri, fix, tmp_path, monkeypatch):
+    """The sweep made a local folder './S3:/bucket/x' and stored the sweep there."""
+    from ups.tune.launcher import resolve_storage_path
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageError, match=rf"is not supported\. Fix: {re.escape(fix)}"):
+        resolve_storage_path(uri)
+    assert not any(tmp_path.iterdir())
 
 
 def test_preflight_local(tmp_path):

@@ -84,6 +84,9 @@ def parse_s3_uri(uri: str) -> S3Location:
             f"storage_path '{uri}': '{bucket}' is not a valid S3 bucket name (3-63 characters: "
             "lower-case letters, digits, '.' and '-'). Fix: use the bucket's exact name."
         )
+    if "//" in prefix.strip("/"):  # boto3 takes the key; pyarrow refused it only after the data and baselines
+        raise StorageError(f"storage_path '{uri}': an empty folder name ('//') in the prefix. Fix: "
+                           f"s3://{bucket}/{'/'.join(p for p in prefix.split('/') if p)}")
     return S3Location(bucket, prefix.strip("/"))
 
 
@@ -138,11 +141,12 @@ def resolve_storage(storage_path: str | os.PathLike[str]) -> tuple[str, "pyarrow
         return loc.fs_path, s3_filesystem(loc.bucket)
     if path.startswith("file://"):
         path = path[len("file://"):]
-    elif "://" in path:
-        scheme = path.split("://", 1)[0]
+    elif "://" in path or re.match(r"(?i)s3:/[^/]", path):
+        scheme = path.split(":/", 1)[0]
+        like = f"s3://{path.split(':/', 1)[1].lstrip('/')}" if scheme.lower() in ("s3", "s3a", "s3n") else None
         raise StorageError(
             f"storage_path '{path}': scheme '{scheme}://' is not supported. "
-            "Fix: use a local folder or s3://<bucket>/<prefix>."
+            + (f"Fix: {like}." if like else "Fix: use a local folder or s3://<bucket>/<prefix>.")
         )
     return str(Path(path).expanduser().resolve()), None
 

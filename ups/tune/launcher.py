@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -373,6 +374,11 @@ def auto_grace_period(cfg: Any) -> int:
 
 
 def resolve_storage_path(storage_path: str) -> tuple[str, Any, str]:
+    if "://" in storage_path or re.match(r"(?i)s3:/", storage_path):  # S3://, gs://, s3:/ were local folders
+        from ups.cloud.storage import is_s3, resolve_storage
+
+        if not is_s3(storage_path):
+            resolve_storage(storage_path)  # file:// aside, refused with the fix
     if storage_path.startswith("s3://"):
         from ups.cloud.storage import preflight, resolve_storage
 
