@@ -57,3 +57,19 @@ def test_a_real_ray_gcs_passes_the_preflight(ray_session: None) -> None:
     t0 = time.monotonic()
     check_ray_address(address, 5.0)  # raises if the probe cannot tell a live GCS from a dead port
     assert time.monotonic() - t0 < 5
+
+
+def test_a_bracketed_ipv6_address_is_probed_not_called_unreachable() -> None:
+    """[::1]:6379 (how Ray writes an IPv6 address) was passed to the socket with its brackets: "unreachable"."""
+    try:
+        server = socket.socket(socket.AF_INET6)
+        server.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    server.listen(4)
+    try:
+        with pytest.raises(RayConnectError) as e:
+            check_ray_address(f"[::1]:{server.getsockname()[1]}", 2.0)
+        assert "unreachable" not in str(e.value) and "no Ray GCS answered" in str(e.value), str(e.value)
+    finally:
+        server.close()

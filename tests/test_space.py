@@ -291,8 +291,10 @@ def test_a_trial_larger_than_the_running_instance_is_refused(ray_session, tmp_pa
     assert not (tmp_path / "lb.csv").exists()
 
 
-def test_full_profile_without_gpu_fails_before_data(tmp_path) -> None:
-    """Run as a fresh driver (a subprocess), so the check runs even when the test session's Ray is up."""
+@pytest.mark.parametrize("address", [[], ["ray_address=local"]], ids=["no-address", "ray_address=local"])
+def test_full_profile_without_gpu_fails_before_data(tmp_path, address: list[str]) -> None:
+    """Run as a fresh driver (a subprocess), so the check runs even when the test session's Ray is up.
+    ray_address=local (a local instance too) skipped the check: the trials waited for a GPU until killed."""
     import os
     import subprocess
     import sys
@@ -306,7 +308,7 @@ def test_full_profile_without_gpu_fails_before_data(tmp_path) -> None:
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(script), "profile=full", f"storage_path={tmp_path / 'runs'}",
-         f"leaderboard={tmp_path / 'lb.csv'}", "data.cache_dir=/nonexistent/never"],
+         f"leaderboard={tmp_path / 'lb.csv'}", "data.cache_dir=/nonexistent/never", *address],
         capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert re.search(r"no CUDA GPU.*profile=smoke", proc.stderr), proc.stderr[-2000:]

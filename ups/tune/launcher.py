@@ -422,6 +422,7 @@ def check_ray_address(address: str, timeout: float) -> None:
         return
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]:6379, as Ray writes IPv6
     if not host or not port.isdigit():
         raise RayConnectError(f"RAY_ADDRESS '{address}' is not host:port. Fix: e.g. RAY_ADDRESS=10.0.0.5:6379 "
                               f"(or ray://host:10001), or unset RAY_ADDRESS to run on a local Ray instance")
@@ -783,11 +784,12 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     import ray
 
     address = s.ray_address or os.environ.get("RAY_ADDRESS", "")
+    local = address in ("", "local")  # ray_address=local starts a local instance too: the same checks
     started = False
     if not ray.is_initialized():  # fail fast on a dead cluster / missing GPU before generating data
-        if address:  # a cluster: checked (check_ray_address) and connected before data and baselines
+        if not local:  # a cluster: checked (check_ray_address) and connected before data and baselines
             started = connect_ray(s)
-        if not address:  # the local instance to be (Ray may see fewer CPUs, in a container: checked again)
+        if local:  # the local instance to be (Ray may see fewer CPUs, in a container: checked again)
             gpus = 0.0
             if s.resources.gpu > 0:
                 import torch
@@ -811,8 +813,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     lease = DriverLease(p.storage_path, p.filesystem, name, p.display_storage)
     try:
         lease.acquire()  # checked again: another driver may have started it while the data loaded
-        remote = bool(s.ray_address or os.environ.get("RAY_ADDRESS"))
-        max_conc = concurrency(s, remote)
+        max_conc = concurrency(s, remote=not local)
         round_conc = round_concurrency(s, max_conc)
         point = p.space.reference_point(p.base)
         ctx = RowContext(round=s.round, experiment=name, space=p.space, base=to_dict(p.base), reference_point=point,
