@@ -118,6 +118,10 @@ def test_slots_are_counted_per_node():
     assert node_slots(g5, {"CPU": 2, "GPU": 0.25}) == 4  # cluster.yaml's worker at profile=full
     assert node_slots({"CPU": 4.0, "GPU": 1.0}, {"CPU": 2, "GPU": 0.25}) == 2  # CPUs bind (a g5.xlarge)
     assert node_slots({"CPU": 0.0}, {"CPU": 1, "GPU": 0}) == 0  # the head runs no trial
+    # Ray keeps a share within one GPU: 0.4 packs 2 per GPU, so 4 on two GPUs (5 were counted, one left pending)
+    assert node_slots({"CPU": 16.0, "GPU": 2.0}, {"CPU": 1, "GPU": 0.4}) == 4
+    assert node_slots({"CPU": 16.0, "GPU": 4.0}, {"CPU": 1, "GPU": 0.3}) == 12
+    assert node_slots({"CPU": 16.0, "GPU": 2.0}, {"CPU": 1, "GPU": 1.5}) == 1
     nodes = [{"Alive": True, "Resources": {"CPU": 0.0}}, {"Alive": True, "Resources": g5},
              {"Alive": False, "Resources": g5}, {"Alive": True, "Resources": {"CPU": 1.0, "GPU": 0.5}}]
     # trials never span nodes: two half-GPU leftovers do not make one trial

@@ -39,7 +39,15 @@ def node_slots(node: Mapping[str, float], per_trial: Mapping[str, float]) -> int
     need = {k: float(v) for k, v in per_trial.items() if float(v) > 0}
     if not need:
         return 0
-    return min(math.floor(float(node.get(k, 0.0)) / v + 1e-9) for k, v in need.items())
+
+    def fits(k: str, v: float) -> int:
+        have = float(node.get(k, 0.0))
+        if k == "GPU" and v < 1:  # Ray packs a GPU share within one GPU: 0.4 → 2 per GPU, not 5 on two GPUs
+            whole = math.floor(have + 1e-9)
+            return math.floor(1 / v + 1e-9) * whole + math.floor(max(have - whole, 0.0) / v + 1e-9)
+        return math.floor(have / v + 1e-9)
+
+    return min(fits(k, v) for k, v in need.items())
 
 
 def cluster_slots(per_trial: Mapping[str, float], nodes: Iterable[Mapping[str, Any]] | None = None) -> int:
