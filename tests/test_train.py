@@ -227,3 +227,24 @@ def test_a_resumed_stage_keeps_the_time_it_already_spent(tiny, tmp_path):
     train(cfg, run_dir=tmp_path / "cut", data=tiny, resume_from=ckpt, report=lambda m, c: resumed.append(m))
     operator = [m for m in resumed if m.get("stage") == "operator"]
     assert len(operator) == 1 and operator[0].get("budget_exhausted"), operator  # not a fresh hour
+
+
+def test_more_context_frames_encode_the_same_windows_with_or_without_the_latent_cache() -> None:
+    """encoder.context_frames=3: without the latent cache the operator stages (and the autoencoder) encoded one
+    frame repeated 3 times, while the cache and inference give the encoder the 3 most recent frames."""
+    from ups.config import load_config
+    from ups.models.ups_model import build_model
+    from ups.train.latent_cache import encode_trajectories
+    from ups.train.stages import StageContext
+
+    torch.manual_seed(0)
+    cfg = load_config(["preset=dim8", "encoder.context_frames=3"])
+    m = build_model(cfg, grid_size=32).eval()
+    u = torch.randn(4, 10, 32)  # (M, T, X)
+    idx, t0 = torch.arange(4), torch.tensor([0, 1, 5, 8])  # the first two need frame 0 repeated before the start
+    plain = StageContext(model=m, cfg=cfg, train=u, device=torch.device("cpu"), latents=None)
+    cached = StageContext(model=m, cfg=cfg, train=u, device=torch.device("cpu"), latents=encode_trajectories(m.encoder, u))
+    a, b = plain.latent_window(idx, t0, 2), cached.latent_window(idx, t0, 2)  # (B, 2, N, D)
+    assert torch.allclose(a, b, atol=1e-6)
+    inference = m.encode(u[idx[:, None], (t0[:, None] + torch.arange(-2, 1)).clamp(min=0)])  # what eval feeds it
+    assert torch.allclose(a[:, 0], inference, atol=1e-6)

@@ -40,10 +40,19 @@ class StageContext:
             dev = self.latents.device  # the training device (ups.train.trainer._prepare_latents)
             lat = self.latents[idx.to(dev)[:, None], offs.to(dev)]  # (B, L, N, D)
             return lat.to(self.device, torch.float32)
-        fields = self.field_window(idx, t0, length)  # (B, L, X)
-        B, L, X = fields.shape
+        windows = self.context_windows(idx, offs)  # (B, L, cf, X)
+        B, L, cf, X = windows.shape
         with torch.no_grad():
-            return self.model.encode(fields.reshape(B * L, 1, X)).reshape(B, L, *self.model_latent_shape)
+            return self.model.encode(windows.reshape(B * L, cf, X)).reshape(B, L, *self.model_latent_shape)
+
+    def context_windows(self, idx: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+        """The encoder's input for frames ``offs`` (B, L) of trajectories idx → (B, L, cf, X): its
+        ``context_frames`` most recent frames, oldest first, frame 0 repeated before the start, as
+        ``encode_trajectories`` (the latent cache) and inference give it (one frame repeated cf times before)."""
+        cf = int(getattr(self.model, "context_frames", 1))
+        back = offs[..., None] + torch.arange(1 - cf, 1, device=offs.device)  # (B, L, cf)
+        dev = self.train.device
+        return self.train[idx.to(dev)[:, None, None], back.clamp(min=0).to(dev)]  # (B, L, cf, X)
 
     @property
     def model_latent_shape(self) -> tuple[int, int]:
@@ -62,12 +71,13 @@ def _starts(n: int, t_max: int, g: torch.Generator) -> torch.Tensor:
 def autoencoder_loss(ctx: StageContext, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """One random frame per trajectory: relative MSE of decode(encode(u)) (+ spectral term)."""
     T = ctx.train.shape[1]
-    u = ctx.field_window(idx, _starts(len(idx), T - 1, g), 1)  # (B, 1, X)
-    rec = ctx.model.decode(ctx.model.encode(u))  # (B, X)
-    loss = F.mse_loss(rec, u[:, 0]) / ctx.field_var
+    windows = ctx.context_windows(idx, _starts(len(idx), T - 1, g)[:, None])[:, 0]  # (B, cf, X), the frame last
+    u = windows[:, -1]  # (B, X)
+    rec = ctx.model.decode(ctx.model.encode(windows))  # (B, X)
+    loss = F.mse_loss(rec, u) / ctx.field_var
     lam = float(ctx.cfg.training.lambda_spectral)
     if lam > 0:
-        loss = loss + lam * spectral_loss(rec, u[:, 0])
+        loss = loss + lam * spectral_loss(rec, u)
     return loss
 
 
