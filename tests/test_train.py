@@ -248,3 +248,14 @@ def test_more_context_frames_encode_the_same_windows_with_or_without_the_latent_
     assert torch.allclose(a, b, atol=1e-6)
     inference = m.encode(u[idx[:, None], (t0[:, None] + torch.arange(-2, 1)).clamp(min=0)])  # what eval feeds it
     assert torch.allclose(a[:, 0], inference, atol=1e-6)
+
+
+def test_an_ema_state_of_other_shapes_is_refused() -> None:
+    """copy_ broadcast a (1, 3) shadow into the (4, 3) one: an edited or foreign checkpoint resumed silently."""
+    from ups.train.ema import EMA
+
+    ema = EMA([torch.nn.Parameter(torch.zeros(4, 3))], 0.9)
+    with pytest.raises(ValueError, match=r"shadow tensor 0 has shape \(1, 3\), the parameter \(4, 3\)"):
+        ema.load_state_dict({"decay": 0.9, "num_updates": 5, "shadow": [torch.ones(1, 3)]})
+    ema.load_state_dict({"decay": 0.9, "num_updates": 5, "shadow": [torch.ones(4, 3)]})
+    assert ema.num_updates == 5 and float(ema.shadow[0].sum()) == 12.0

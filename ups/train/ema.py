@@ -52,5 +52,8 @@ class EMA:
         self.num_updates = int(state["num_updates"])
         if len(state["shadow"]) != len(self.shadow):
             raise ValueError("EMA state does not match the model's parameters")
-        for s, v in zip(self.shadow, state["shadow"]):
+        for i, (s, v) in enumerate(zip(self.shadow, state["shadow"])):
+            if tuple(v.shape) != tuple(s.shape):  # copy_ would broadcast a (1, 3) shadow into a (4, 3) one
+                raise ValueError(f"EMA state does not match the model's parameters: shadow tensor {i} has shape "
+                                 f"{tuple(v.shape)}, the parameter {tuple(s.shape)}")
             s.copy_(v)
