@@ -121,6 +121,21 @@ def test_around_zero_is_held_unless_a_width_is_given(tmp_path: Path, base) -> No
     assert lr.high == pytest.approx(1.2 * base.stages.operator.optimizer.lr)
 
 
+def test_around_a_small_integer_never_reaches_zero(tmp_path: Path, base) -> None:
+    """A champion's ttc.beam_width=1 became [0, 2] (round C refused its own champion) and operator epochs 1
+    became [0, 2] (a trial drawing 0 skipped the stage): an integer range keeps one step beside the value, above 0."""
+    from ups.tune.space import check_against
+
+    path = write(tmp_path, "params:\n  ttc.beam_width: {dist: around, rel: 0.2}\n"
+                           "  stages.operator.epochs: {dist: around, rel: 0.2}\n  ttc.candidates: {dist: around, rel: 0.2}\n")
+    champ = apply_overrides(base, {"ttc.beam_width": 1, "stages.operator.epochs": 1, "ttc.candidates": 10})
+    space = resolve_around(load_space(path), champ)
+    got = {k: (p.dist, p.low, p.high) for k, p in space.params.items()}
+    assert got == {"ttc.beam_width": ("int", 1, 2), "stages.operator.epochs": ("int", 1, 2),
+                   "ttc.candidates": ("int", 8, 12)}
+    check_against(space, champ)  # every extreme is a valid config
+
+
 def test_overrides_split_and_unknown_keys() -> None:
     sweep, trial = split_overrides(["num_samples=3", "resources.gpu=0.25", "trial.stages.operator.epochs=2",
                                     "ttc.threshold=0.3", "preset=dim16"])

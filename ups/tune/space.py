@@ -620,8 +620,10 @@ def resolve_around(space: SearchSpace, center: DictConfig, source: str = "champi
                 Param(key, "choice", values=[c])
             continue
         lo, hi = sorted((c * (1 - p.rel), c * (1 + p.rel)))
-        if isinstance(c, int):
-            params[key] = Param(key, "int", low=math.floor(lo), high=max(math.ceil(hi), math.floor(lo) + 1))
+        if isinstance(c, int):  # at least one step beside the champion's value, but never from ≥ 1 down to 0 or
+            # below (a champion's ttc.beam_width=1 became [0, 2]: round C refused it; epochs=1 drew 0, no stage)
+            low = max(math.floor(lo), 1) if c >= 1 else math.floor(lo)
+            params[key] = Param(key, "int", low=low, high=max(math.ceil(hi), low + 1))
         else:
             params[key] = Param(key, "loguniform" if p.log and lo > 0 else "uniform", low=lo, high=hi)
     return SearchSpace(space.path, space.description, params, space.reference, space.derived)
