@@ -998,3 +998,19 @@ def test_a_sweep_killed_before_tunes_first_state_can_be_started_again(tmp_path: 
     with pytest.raises(ConfigError, match=r"already holds a sweep\. Fix: resume=true"):
         check_sweep_folder(prepare("round_a", [*args, "name=k1"]), "k1")
     check_sweep_folder(prepare("round_a", [*args, "name=k1", "resume=true"]), "k1")
+
+
+def test_a_warm_start_from_a_pbt_sweep_is_refused(tmp_path: Path) -> None:
+    """A PBT trial's score comes from a schedule of values: told to TPE with its last config, it taught TPE
+    pairs that never trained together."""
+    from ups.tune.launcher import run_round
+
+    old = tmp_path / "runs" / "round_a-20261201-000001"
+    old.mkdir(parents=True)
+    (old / "ups_sweep.json").write_text(json.dumps({"round": "round_a", "sweep": {"scheduler.name": "pbt"}, "trial": {}}))
+    with pytest.raises(ConfigError, match=r"warm_start=round_a-20261201-000001: that sweep ran PBT.*Fix: warm-start "
+                                          r"from an ASHA"):
+        run_round("round_a", [f"storage_path={tmp_path / 'runs'}", f"leaderboard={tmp_path / 'lb.csv'}",
+                              f"champion={tmp_path / 'c.json'}", f"report_dir={tmp_path / 'r'}",
+                              "searcher.warm_start=latest", "wandb.enabled=false"])
+    assert not (tmp_path / "lb.csv").exists()

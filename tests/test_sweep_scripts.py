@@ -517,9 +517,17 @@ def test_a_warm_started_sweep_tells_tpe_the_earlier_sweeps_finished_trials(ray_s
         run_round("round_a", [*second, "stages.operator.epochs=3"])
     with pytest.raises(ConfigError, match="no sweep of that name"):
         run_round("round_a", [*second, "searcher.warm_start=round_a-19990101-000000"])
+    # a space searching lr alone: the earlier sweeps also varied the warmup, EMA decay and betas this one holds
+    # fixed, so their scores mix those values (they were told to TPE as if they did not)
+    lr_only = tmp_path / "lr_only.yaml"
+    lr_only.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 3.0e-3}\n")
+    with pytest.raises(ConfigError, match=rf"that sweep also searched stages.operator.ema_decay, "
+                                          rf"stages.operator.optimizer.betas, stages.operator.warmup_steps_ratio"):
+        run_round("round_a", [*second, f"space={lr_only}"])
     narrow = tmp_path / "narrow.yaml"  # neither sweep has a finished trial with lr in it
-    narrow.write_text("reference:\n  stages.operator.optimizer.lr: 4.0e-3\n"
-                      "params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 3.5e-3, high: 5.0e-3}\n")
+    narrow.write_text((REPO / "search_spaces" / "round_a.yaml").read_text().replace(
+        "{dist: loguniform, low: 1.0e-4, high: 3.0e-3}", "{dist: loguniform, low: 3.5e-3, high: 5.0e-3}").replace(
+        "stages.operator.optimizer.lr: 3.0e-4", "stages.operator.optimizer.lr: 4.0e-3"))
     with pytest.raises(ConfigError, match=rf"warm_start=latest: no trial of {exp} reached its final evaluation .*"
                                           rf"resume=true name={exp}.*one of round_a-20261201-000000"):
         run_round("round_a", [*second, f"space={narrow}"])

@@ -22,6 +22,7 @@ from typing import Any
 from ray.tune.search.optuna import OptunaSearch
 
 from ups.config import ConfigError
+from ups.tune.sweep_record import SPACE_COPY
 from ups.tune.trainable import METRIC
 
 
@@ -66,6 +67,10 @@ def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tupl
                           f"(its ups_sweep.json). Fix: one of {', '.join(found[-5:]) or '(none of this round)'}, "
                           f"or latest")
     earlier = earlier or {}
+    if str(earlier.get("sweep", {}).get("scheduler.name")) == "pbt":
+        raise ConfigError(f"searcher.warm_start={name}: that sweep ran PBT, so each trial's score comes from a "
+                          f"schedule of values, not from the one config TPE would be told. Fix: warm-start from an "
+                          f"ASHA or FIFO sweep of this round")
     differ = _base_differences(earlier.get("trial", {}), record.get("trial", {}), set(p.space.params) |
                                set(p.space.derived))
     if differ:
@@ -73,6 +78,12 @@ def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tupl
                           f"{f'; and {len(differ) - 4} more' if len(differ) > 4 else ''}), so its scores do not "
                           f"compare with this sweep's. Fix: the same profile and trial overrides as that sweep "
                           f"(its command: {p.display_storage}/{name}/ups_sweep.json), or another warm_start")
+    extra = sorted(_searched_there(p, name) - set(p.space.params))
+    if extra:  # its trials varied what this sweep holds at the base value: their scores mix those values
+        raise ConfigError(f"searcher.warm_start={name}: that sweep also searched {', '.join(extra)}, which this "
+                          f"sweep holds at its base value, so its scores do not belong to this space's points. "
+                          f"Fix: search those keys here too (its space: {p.display_storage}/{name}/{SPACE_COPY}), "
+                          f"or warm-start from a sweep of this space")
     points, skipped = _finished_trials(f"{p.display_storage}/{name}", p.space)
     if not points:
         older = [n for n in found if n != name][-3:]
@@ -84,6 +95,21 @@ def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tupl
             f"{min(v for _, v in points):.4g})" + (f"; {skipped} left out (stopped early, errored or outside this "
                                                    f"space)" if skipped else ""))
     return points, note
+
+
+def _searched_there(p: Any, name: str) -> set[str]:
+    """The keys sweep ``name`` searched, from the copy of its space file (none known for a sweep without one)."""
+    import yaml
+
+    from ups.tune.sweep_record import experiment_file
+
+    fs, path = experiment_file(p.storage_path, p.filesystem, name, SPACE_COPY)
+    try:
+        with fs.open_input_stream(path) as f:
+            params = (yaml.safe_load(f.read().decode()) or {}).get("params") or {}
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return set()
+    return set(params) if isinstance(params, dict) else set()
 
 
 def _base_differences(a: dict[str, Any], b: dict[str, Any], searched: set[str]) -> list[str]:
