@@ -121,3 +121,16 @@ def test_every_value_rule_names_a_schema_key():
     from ups.config import VALUE_RULES, all_keys
 
     assert {k for k, *_ in VALUE_RULES} <= set(all_keys())
+
+
+def test_the_config_hash_ignores_where_a_run_executes() -> None:
+    """The same trial config got another config_hash on a machine with another cache folder, device or thread
+    count (or after a resume that changed them); what it trains still changes the hash."""
+    from ups.config import apply_overrides, config_hash, load_config
+
+    base = load_config([])
+    h = config_hash(base)
+    for key, value in (("data.cache_dir", "/scratch/other"), ("training.num_threads", 7), ("training.device", "cuda")):
+        assert config_hash(apply_overrides(base, {key: value}, source="t")) == h, key
+    assert config_hash(apply_overrides(base, {"training.seed": 3}, source="t")) != h
+    assert config_hash(apply_overrides(base, {"data.n": 64}, source="t")) != h

@@ -631,9 +631,19 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# where and how a run executes, not what it trains: one config on two machines (another cache folder, device
+# or thread count) has one hash, and a resume may change them (ups.tune.sweep_record)
+MACHINE_KEYS = ("data.cache_dir", "training.device", "training.num_threads")
+
+
 def config_hash(cfg: DictConfig | dict[str, Any]) -> str:
+    """The identity of what a config trains: everything but ``run.*`` and ``MACHINE_KEYS``."""
     import hashlib, json
 
     d = to_dict(cfg) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
-    d = {k: v for k, v in d.items() if k != "run"}
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items() if k != "run"}
+    for key in MACHINE_KEYS:
+        section, _, leaf = key.partition(".")
+        if isinstance(d.get(section), dict):
+            d[section] = {k: v for k, v in d[section].items() if k != leaf}
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]

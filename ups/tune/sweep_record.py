@@ -21,12 +21,12 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from ups.config import ConfigError, flatten, to_dict
+from ups.config import MACHINE_KEYS, ConfigError, flatten, to_dict
 
 RECORD = "ups_sweep.json"
 SPACE_COPY = "ups_space.yaml"  # the space file as the sweep started with it: a resume after the file changed
 # trial config keys a resume may change: where and how the same trials run, not which
-OPERATIONAL_KEYS = ("data.cache_dir", "training.device", "training.num_threads")
+OPERATIONAL_KEYS = MACHINE_KEYS  # ups.config: they do not change what a trial trains
 # sweep settings that decide which trials run and how they are cut
 DEFINING_SWEEP_KEYS = ("num_samples", "time_budget_s", "compute_budget_s", "scheduler", "searcher", "gates",
                        "stage_cache", "baselines", "fno_budget_s")  # the baseline rows set the gates' limits
