@@ -190,7 +190,10 @@ def test_pbt_alone_takes_random_search_over_the_rounds_default_tpe() -> None:
                                       "gates.divergence_factor=1", "gates.bc_multiple=0",
                                       "small_eval.ece_ratio=0", "small_eval.fallback=lin", "small_eval.nrmse_margin=-0.01",
                                       "gates.skip_stages=[autoenc]", "scheduler.rungs_from=middle", "name=../evil", "name=a/b", "name=..",
-                                      "storage_path=", "leaderboard=", "champion=", "report_dir="])
+                                      "storage_path=", "leaderboard=", "champion=", "report_dir=",
+                                      # inf crashed in int(resources.gpu) or the socket; nan passed every check
+                                      "resources.gpu=inf", "resources.cpu=nan", "connect_timeout_s=inf",
+                                      "time_budget_s=1e400"])
 def test_nonsensical_settings_are_refused_with_the_key_and_a_fix(override: str) -> None:
     """Each of these ran before (a negative time budget ended the sweep at once, best val_nrmse nan;
     checkpoint_keep=0 was taken as 1): now refused by the sweep config, before Ray starts."""

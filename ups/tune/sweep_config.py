@@ -14,6 +14,7 @@ No Ray import here.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -276,6 +277,10 @@ def validate_sweep_config(s: SweepConfig) -> None:
     def bad(key: str, why: str, fix: str) -> ConfigError:
         return ConfigError(f"sweep config: '{key}' {why}. Fix: {fix}")
 
+    for key, v in flatten_sweep(s).items():  # resources.gpu=inf crashed in int(); nan passed every comparison
+        if isinstance(v, float) and not math.isfinite(v):
+            raise bad(key, f"= {v} is not a finite number", f"{key}={flatten_sweep(SweepConfig()).get(key)} (the "
+                      f"schema's default; the round's own is in --help)")
     if s.num_samples < 1:
         raise bad("num_samples", f"= {s.num_samples} must be ≥ 1", "num_samples=4")
     if s.max_concurrent < 0:
