@@ -79,6 +79,8 @@ def cmd_generate(argv: list[str]) -> int:
                    help="CPU only: solver processes over disjoint batches (default: one per core; 1: in-process)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    if a.threads is not None and a.threads < 1:  # torch's set_num_threads raised a RuntimeError traceback
+        p.error(f"--threads {a.threads}: must be ≥ 1 (torch threads for the solver). Fix: --threads 2, or leave it out")
     cfg = load_config(parse_overrides(a.overrides))
     if "torch" not in sys.modules:  # entry point: OpenMP threads wait passively (spinning is 10×+ slower when busy)
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -21,7 +21,7 @@ COMPARE_ARGS = {"leaderboard": "path to leaderboard.csv", "out": "output .html"}
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help", "help"):
+    if (argv and argv[0] == "help") or any(a in ("-h", "--help") for a in argv):  # compare/notebook --help too
         print(__doc__)
         return 0
     if argv and argv[0] == "compare":
@@ -47,6 +47,9 @@ def main(argv: list[str]) -> int:
     if champion is not None and not champion.exists():
         raise ReportError(f"champion file '{champion}' does not exist. Fix: drop champion= to use "
                           f"{lb_path.parent / 'champion.json'} or the round's best trial")
+    from ups.outputs import check_writable_folder
+
+    check_writable_folder(out.parent, f"ups report out={out}", f"out=reports/{round_name}")  # it stages there
     index = write_report(args.get("experiment"), lb_path, round_name, out, champion_path=champion,
                          data_hash=args.get("data_hash"))
     print(f"report: {index}")

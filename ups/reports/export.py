@@ -402,7 +402,7 @@ def _ort_version() -> str:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv or argv[0] == "help" or any(a in ("-h", "--help") for a in argv):  # ups export champion --help too
         print(__doc__)
         return 0
     if argv[0] != "champion":
@@ -436,6 +436,10 @@ def main(argv: list[str]) -> int:
         raise ReportError(f"ups export champion: bad number ({e}). Fix: batch_sizes=1,8,64 threads=2 repeats=20") from None
     if not batches or threads < 1 or repeats < 1 or not tolerance > 0:
         raise ReportError("ups export champion: batch_sizes must be non-empty, threads/repeats ≥ 1, tolerance > 0")
+    from ups.outputs import check_writable_folder
+
+    check_writable_folder(Path(args.get("out", "reports/export")), f"ups export champion out={args.get('out', '')}",
+                          "out=reports/export")  # before the model, the test data and the parity runs
     with checkpoint_file(stored, base=base) as ckpt:  # an S3 checkpoint's download is deleted afterwards
         info = export_champion(ckpt, Path(args.get("out", "reports/export")), champion=champion, leaderboard=lb_path,
                                batch_sizes=batches, threads=threads, repeats=repeats, tolerance=tolerance,

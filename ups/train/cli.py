@@ -30,6 +30,10 @@ def main(argv: list[str]) -> int:
     print(f"ups train: preset {cfg.preset}, {count_parameters(probe):,} parameters ({parts})", flush=True)
     run_id = cfg.run.run_id or f"{cfg.preset}-{config_hash(cfg)}"
     run_dir = args.run_dir or Path(cfg.run.out_dir).expanduser() / run_id
+    from ups.outputs import check_writable_folder
+
+    # the folder above it (the run folder is made when training writes): before data and training
+    check_writable_folder(run_dir.parent, f"ups train run folder {run_dir}", f"--run-dir runs/{run_id}")
 
     def report(m: dict, ckpt: Path | None) -> None:
         if args.quiet or m.get("done"):

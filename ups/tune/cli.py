@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -18,7 +19,7 @@ def available_rounds() -> list[str]:
 
 def load_round(name: str) -> Callable[[list[str]], int]:
     path = SWEEPS_DIR / f"{name}.py"
-    if not path.exists():
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name) or not path.exists():  # ../x ran any .py file reachable
         raise ConfigError(f"ups sweep: unknown round '{name}' ({path} not found). Available: "
                           f"{', '.join(available_rounds())}")
     spec = importlib.util.spec_from_file_location(f"ups_sweep_{name}", path)
@@ -112,7 +113,7 @@ def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = Non
     from ups.tune.launcher import SweepInterrupted
 
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in HELP_FLAGS:
+    if any(a in HELP_FLAGS for a in args):  # anywhere, as `ups train … --help` (it was refused after an override)
         print(round_help(main_fn))
         return 0
     try:

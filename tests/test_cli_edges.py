@@ -1,0 +1,52 @@
+"""Command-line edges found by probing every command (2026-12-05): each ran to a traceback (exit 1) or did
+something else than asked; now refused with the setting and a fix (exit 2), or answered with the usage."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ups.cli import main as ups_main
+
+UNWRITABLE = "/proc/ups-cannot-write-here"  # /proc takes no new folder, even as root
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["train", "--run-dir", UNWRITABLE, "preset=dim8"], "ups train run folder"),
+    (["report", f"out={UNWRITABLE}", "leaderboard=LB", "round=round_a"], f"ups report out={UNWRITABLE}"),
+    (["export", "champion", "checkpoint=/nonexistent.pt", f"out={UNWRITABLE}"], f"ups export champion out={UNWRITABLE}"),
+])
+def test_an_output_folder_that_cannot_be_written_is_refused_first(argv, said, tmp_path, capsys) -> None:
+    """Each failed with FileNotFoundError after the model (train, export) or the report's figures were made."""
+    from ups.leaderboard import upsert_rows
+
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [{"run_id": "r-t1", "kind": "trial", "round": "round_a", "nrmse": 0.1, "status": "completed"}])
+    assert ups_main([a.replace("LB", str(lb)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "cannot write in '/proc" in err and "Fix:" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv", [["report", "compare", "--help"], ["report", "notebook", "--help"],
+                                  ["export", "champion", "--help"]])
+def test_help_anywhere_prints_the_usage(argv, capsys) -> None:
+    assert ups_main(argv) == 0 and "ups " in capsys.readouterr().out
+
+
+def test_a_sweep_script_takes_help_after_overrides(capsys) -> None:
+    from ups.tune.cli import load_round, run_script
+
+    assert run_script(load_round("round_a"), ["num_samples=2", "--help"]) == 0
+    assert "Round A" in capsys.readouterr().out
+
+
+def test_a_round_name_is_a_name_not_a_path(capsys) -> None:
+    """ups sweep ../sweeps/round_a ran the file at that relative path, any .py reachable so."""
+    assert ups_main(["sweep", "../sweeps/round_a"]) == 2
+    assert "unknown round '../sweeps/round_a'" in capsys.readouterr().err
+
+
+def test_data_generate_refuses_a_thread_count_below_one(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        ups_main(["data", "generate", "--threads", "-1"])
+    assert e.value.code == 2 and "--threads -1: must be ≥ 1" in capsys.readouterr().err
