@@ -8,13 +8,19 @@ from pathlib import Path
 from ups.config import ConfigError
 
 
+def make_writable_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) and write and remove a probe file in it: OSError when it cannot
+    take a file (a read-only mount passes ``os.access``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".ups-probe-"):
+        pass
+
+
 def check_writable_folder(folder: Path, setting: str, example: str) -> None:
-    """Create ``folder`` (and parents) and write a probe file in it; ConfigError naming ``setting`` if it cannot."""
+    """``make_writable_folder``, with a ConfigError naming ``setting`` if it cannot."""
     folder = Path(folder).expanduser()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".ups-probe-"):
-            pass
+        make_writable_folder(folder)
     except OSError as e:
         raise ConfigError(f"{setting}: cannot write in '{folder}' ({e.strerror or e}). Fix: a folder you can "
                           f"write, e.g. {example}") from None

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ups.config import ConfigError, DataCfg, load_config
+from ups.outputs import make_writable_folder
 
 DATA_KEYS = [f.name for f in dataclasses.fields(DataCfg)]
 
@@ -61,9 +61,7 @@ def check_out_path(out: Path) -> None:
     if out.exists() and out.is_dir():
         raise ConfigError(f"ups data generate: --out {out} is a folder. Fix: give a file name, e.g. {out}/burgers.hdf5")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
-            pass
+        make_writable_folder(out.parent)
     except OSError as e:
         raise ConfigError(f"ups data generate: --out {out}: cannot write in {out.parent} ({e.strerror or e}). Fix: "
                           f"choose a path in a folder you can write, e.g. ./data/{out.name}") from None

@@ -17,7 +17,8 @@ import pandas as pd
 
 from ups.config import flatten
 from ups.reports.html import CSS
-from ups.reports.sources import ReportError, best_trial, is_failed, load_leaderboard, rounds_in, row_config
+from ups.reports.sources import (ReportError, baselines_on, best_trial, cell_text, is_failed, load_leaderboard,
+                                 rounds_in, row_config)
 from ups.ttc_gain import CONFIDENCE, MIN_SAMPLES, mean_difference_interval, read_eval_samples
 
 METRICS = ["nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
@@ -78,25 +79,11 @@ def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "
     ca, cb = flatten(row_config(a)), flatten(row_config(b))
     config_diff = [{"key": k, round_a: ca.get(k), round_b: cb.get(k)} for k in sorted(set(ca) | set(cb))
                    if not k.startswith("run.") and str(ca.get(k)) != str(cb.get(k))]
-    hashes = {r: _hash12(rows[r].get("data_hash")) for r in rows}
+    hashes = {r: cell_text(rows[r].get("data_hash"))[:12] for r in rows}
     return {"rounds": [round_a, round_b], "best": {r: {k: _clean(rows[r].get(k)) for k in TEXT} for r in rows},
             "metrics": metrics, "stats": stats, "config_diff": config_diff,
             "baselines": {r: baselines_on(lb, hashes[r]) for r in rows},
             "other_data": bool(hashes[round_a] and hashes[round_b] and hashes[round_a] != hashes[round_b])}
-
-
-def _hash12(v: Any) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)[:12]
-
-
-def baselines_on(lb: pd.DataFrame, data_hash: str) -> dict[str, float]:
-    """{persistence/linear/fno: nRMSE} of the baselines scored on that test data (all, for rows without a hash)."""
-    from ups.reports.plots import _baseline_name
-
-    base = lb[(lb["kind"] == "baseline") & pd.to_numeric(lb["nrmse"], errors="coerce").notna()]
-    if data_hash and "data_hash" in base:
-        base = base[base["data_hash"].fillna("").astype(str).str[:12] == data_hash]
-    return {_baseline_name(b): float(b["nrmse"]) for _, b in base.iterrows()}
 
 
 OTHER_DATA = ("the two best trials were scored on different test data (data_hash differs: another profile or data.* "

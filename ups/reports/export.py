@@ -41,8 +41,9 @@ import torch
 from torch import nn
 
 from ups.reports.model_card import render_model_card
-from ups.reports.sources import (DEFAULT_CHAMPION, DEFAULT_LEADERBOARD, ReportError, checkpoint_file, checkpoint_name,
-                                 load_champion, load_leaderboard, parse_kv, resolve_checkpoint)
+from ups.reports.sources import (DEFAULT_CHAMPION, DEFAULT_LEADERBOARD, ReportError, baselines_on, cell_text,
+                                 checkpoint_file, checkpoint_name, load_champion, load_leaderboard, parse_kv,
+                                 resolve_checkpoint)
 
 ARGS = {"checkpoint": "path to checkpoint.pt or its folder", "champion": "path to champion.json",
         "leaderboard": "path to leaderboard.csv", "out": "output folder", "batch_sizes": "comma list, e.g. 1,8,64",
@@ -263,8 +264,7 @@ def _metrics_for(run_id: str | None, ckpt: str, champion: dict[str, Any], lb_pat
             if r["run_id"] in used:
                 continue
             used.append(str(r["run_id"]))
-            h = r.get("data_hash")
-            data_hash = data_hash or ("" if h is None or (isinstance(h, float) and math.isnan(h)) else str(h))
+            data_hash = data_hash or cell_text(r.get("data_hash"))
             for k in METRIC_KEYS:
                 v = r.get(k)
                 if k not in metrics and v is not None and not (isinstance(v, float) and math.isnan(v)):
@@ -275,13 +275,7 @@ def _metrics_for(run_id: str | None, ckpt: str, champion: dict[str, Any], lb_pat
                     gates[k] = v
         if used:
             source = f"leaderboard {lb_path} rows {', '.join(used)}" + (" + champion.json" if source else "")
-        base = lb[(lb["kind"] == "baseline") & lb["nrmse"].notna()]
-        if data_hash and "data_hash" in base:  # the champion's own test data: another profile's baselines differ
-            base = base[base["data_hash"].fillna("").astype(str).str[:12] == data_hash[:12]]
-        from ups.reports.plots import _baseline_name
-
-        for _, b in base.iterrows():
-            baselines[_baseline_name(b)] = float(b["nrmse"])
+        baselines = baselines_on(lb, data_hash)  # the champion's own test data: another profile's baselines differ
     return metrics, gates, source or "not recorded", baselines
 
 

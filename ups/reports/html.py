@@ -30,9 +30,9 @@ import pandas as pd
 from ups.reports import plots
 from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
-from ups.reports.sources import (ReportError, best_trial, checkpoint_file, checkpoint_name, experiment_folder,
-                                 is_failed, load_champion, load_leaderboard, one_data_set, row_config, select_round,
-                                 trial_state)
+from ups.reports.sources import (ReportError, best_trial, cell_text, checkpoint_file, checkpoint_name,
+                                 experiment_folder, is_failed, load_champion, load_leaderboard, one_data_set,
+                                 row_config, select_round, trial_state)
 from ups.tune.pbt_schedule import schedule_text
 
 TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench",
@@ -132,11 +132,6 @@ def write_report(experiment_path: str | Path | None, leaderboard_path: Path, rou
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir / "index.html"
-
-
-def _text(v: Any) -> str:
-    """A text cell as text: "" for a blank one (NaN after a CSV read, which ``or`` takes for a value)."""
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
 def _exists(p: str | Path) -> bool:
@@ -536,7 +531,7 @@ def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFra
     best = best_trial(lb)
     n_pass = int((trials["gate_pass"] == True).sum()) if len(trials) else 0  # noqa: E712
     kpis = [("trials", str(len(trials))), ("failed", str(len(failed))), ("gates passed", str(n_pass)),
-            ("best trial (by val nRMSE)", _text(best.get("label")) or str(best["run_id"]) if best is not None else "—"),
+            ("best trial (by val nRMSE)", cell_text(best.get("label")) or str(best["run_id"]) if best is not None else "—"),
             ("its test nRMSE", f"{best['nrmse']:.4g}" if best is not None else "—")]
     for _, b in lb[(lb["kind"] == "baseline") & lb["nrmse"].notna()].iterrows():
         kpis.append((f"{plots._baseline_name(b)} baseline", f"{b['nrmse']:.4g}"))

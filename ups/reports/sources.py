@@ -143,6 +143,23 @@ def select_round(df: pd.DataFrame, round_name: str | None) -> pd.DataFrame:
     return pd.concat([trials, base], ignore_index=True)
 
 
+def cell_text(v: Any) -> str:
+    """A leaderboard cell as text: "" for a blank one (None, or NaN after a CSV read, which ``or`` takes for a value)."""
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+def baselines_on(lb: pd.DataFrame, data_hash: Any) -> dict[str, float]:
+    """{persistence/linear/fno: nRMSE} of the baseline rows scored on ``data_hash``'s test data (its first 12
+    characters, as baseline rows carry it); every baseline row when the hash is blank (older leaderboards)."""
+    from ups.reports.plots import _baseline_name
+
+    base = lb[(lb["kind"] == "baseline") & pd.to_numeric(lb["nrmse"], errors="coerce").notna()]
+    want = cell_text(data_hash)[:12]
+    if want and "data_hash" in base:
+        base = base[base["data_hash"].fillna("").astype(str).str[:12] == want]
+    return {_baseline_name(b): float(b["nrmse"]) for _, b in base.iterrows()}
+
+
 def one_data_set(lb: pd.DataFrame, experiment: str | Path | None = None,
                  data_hash: str | None = None) -> tuple[pd.DataFrame, str | None, str | None]:
     """(rows, data hash, note): a round's rows restricted to the trials and baselines of one test data set, when its

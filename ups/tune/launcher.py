@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import socket
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, flatten, load_config, override_key, to_dict
 from ups.leaderboard import leaderboard_problem, read_leaderboard, set_values, upsert_rows
+from ups.outputs import make_writable_folder
 from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots, node_slots
 from ups.tune.driver_lease import DriverLease, check_no_live_driver
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper, gate_trackers
@@ -374,11 +374,10 @@ def auto_grace_period(cfg: Any) -> int:
 
 
 def resolve_storage_path(storage_path: str) -> tuple[str, Any, str]:
-    if "://" in storage_path or re.match(r"(?i)s3:/", storage_path):  # S3://, gs://, s3:/ were local folders
-        from ups.cloud.storage import is_s3, resolve_storage
+    if not storage_path.startswith("s3://"):
+        from ups.cloud.storage import resolve_storage
 
-        if not is_s3(storage_path):
-            resolve_storage(storage_path)  # file:// aside, refused with the fix
+        resolve_storage(storage_path)  # its scheme check: S3://, gs://, s3:/ were taken for local folders
     if storage_path.startswith("s3://"):
         from ups.cloud.storage import preflight, resolve_storage
 
@@ -392,14 +391,6 @@ def resolve_storage_path(storage_path: str) -> tuple[str, Any, str]:
         raise ConfigError(f"storage_path: cannot write to '{p}' ({e.strerror}). Fix: pass storage_path=<a writable "
                           f"folder> or s3://bucket/prefix") from None
     return str(p), None, str(p)
-
-
-def make_writable_folder(folder: Path) -> None:
-    """Create ``folder`` (and its parents) and write and remove a probe file in it: OSError when it cannot
-    take a file (a read-only mount passes ``os.access``)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".ups-probe-"):
-        pass
 
 
 def experiment_name(p: Prepared) -> str:
