@@ -213,6 +213,10 @@ def test_a_resumed_pbt_sweep_gets_its_population_state_back(ray_session, tmp_pat
     assert f"pbt: the reports of {len(saved)} restored trial(s) replayed into its population state" in printed
     rows = out.rows[out.rows["experiment"] == "pbt-resume"]
     assert len(rows) == 2 and rows["run_id"].is_unique, rows[["run_id", "status"]]
+    # each row's wall clock is what its trial ran, before the stop (read back from result.json) and after
+    wall = dict(zip(rows["trial_id"].astype(str), rows["wall_clock"]))
+    for trial_id, results in saved.items():
+        assert wall[trial_id] == pytest.approx(sum(r["time_this_iter_s"] for r in results), abs=0.02), (wall, trial_id)
 
 
 def test_a_pbt_population_taking_turns_keeps_every_report_in_result_json(ray_session, tmp_path: Path,
@@ -226,9 +230,11 @@ def test_a_pbt_population_taking_turns_keeps_every_report_in_result_json(ray_ses
     from ups.tune.launcher import run_round
 
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")  # storage gets the driver's files every second
-    fake = checkpointed(lambda it: {"stage": "operator", "epoch": it, "train_loss": 1.0 / it, "val_nrmse": 1.0 / it,
-                                    "val_conservation_gap": 0.01, "val_bc_violation": 0.01},
-                        iterations=16, step_s=0.15,
+    lr = "stages.operator.optimizer.lr"  # the higher, the worse: the others exploit the best trial
+    fake = checkpointed(lambda it, c: {"stage": "operator", "epoch": it, "train_loss": 1.0 / it,
+                                       "val_nrmse": c.get(lr, 1e-3) * 100 / it, "val_conservation_gap": 0.01,
+                                       "val_bc_violation": 0.01},
+                        iterations=16, step_s=0.15, by_config=True,
                         final={"stage": "done", "done": True, "val_nrmse": 0.1, "nrmse": 0.1,
                                "conservation_gap": 0.01, "bc_violation": 0.01})
     space = tmp_path / "s.yaml"
@@ -237,9 +243,19 @@ def test_a_pbt_population_taking_turns_keeps_every_report_in_result_json(ray_ses
                                   "scheduler.perturbation_interval=2", "stages.autoencoder.epochs=0",
                                   "stages.operator.epochs=16", "gates.enabled=false", "write_report=false",
                                   "name=pbt-turns"], trainable=fake)
-    assert len(out.rows[out.rows["experiment"] == "pbt-turns"]) == 3
+    rows = out.rows[out.rows["experiment"] == "pbt-turns"]
+    assert len(rows) == 3
+    wall = dict(zip(rows["trial_id"].astype(str), rows["wall_clock"]))
+    exploited = 0
     for trial in (tmp_path / "runs" / "pbt-turns").glob("trial_*"):
-        reported = [json.loads(line)["training_iteration"] for line in trial.joinpath("result.json").read_text().splitlines()]
+        results = [json.loads(line) for line in trial.joinpath("result.json").read_text().splitlines()]
+        reported = [r["training_iteration"] for r in results]
+        # a row's wall clock is what the trial ran itself: not the time_total_s Ray hands an exploiting trial
+        # with its donor's checkpoint, the donor's running time up to it in place of the trial's own (the
+        # sweep's GPU-hours and cost were off by what exploits threw away or copied)
+        own = sum(r["time_this_iter_s"] for r in results)
+        assert wall[trial.name.split("_", 1)[1]] == pytest.approx(own, abs=0.02), (trial.name, wall, own)
+        exploited += abs(results[-1]["time_total_s"] - own) > 0.1
         assert set(reported) == set(range(1, 18)), (trial.name, reported)  # 16 epochs and the final report
         # one TensorBoard events file per trial, not one per start (ups.tune.trial_logs.KeepingTBXLogger)
         events = list(trial.glob("events.out.tfevents.*"))
@@ -247,6 +263,7 @@ def test_a_pbt_population_taking_turns_keeps_every_report_in_result_json(ray_ses
         steps = [e.step for e in _events(events[0]) if e.summary.value]  # (step 0: the hparams at the end)
         restarts = [e.step for e in _events(events[0]) if e.HasField("session_log")]
         assert sorted(set(steps) - {0}) == list(range(1, 18)) and len(restarts) == sum(b <= a for a, b in zip(reported, reported[1:]))
+    assert exploited, "no trial went on from a donor's checkpoint: the wall-clock check above tested nothing"
 
 
 def test_a_pbt_schedule_follows_the_chain_of_donors() -> None:

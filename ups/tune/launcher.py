@@ -29,7 +29,8 @@ from ups.tune.gpu_share import gpu_share_warning
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, force_fill, full_eval, seed_groups,
                                 read_champion, seed_mean_candidates, seed_points, update_champion)
 from ups.tune.ray_address import gcs_problem
-from ups.tune.restore import ResumableASHA, ResumableStopper, carry_over, restored_results, spent_compute_s
+from ups.tune.restore import (ResumableASHA, ResumableStopper, carry_over, reported_histories, restored_results,
+                              trial_compute_s)
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
 from ups.tune.stop_signals import log as _log, stop_signals_as_ctrl_c
@@ -847,12 +848,11 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 _log(repaired)
             tuner = tune.Tuner.restore(f"{p.storage_path}/{name}", tr, resume_errored=True,
                                        storage_filesystem=p.filesystem)
-            results = restored_results(tuner)
-            lb_cb.spent_s = spent = spent_compute_s(results)
-            stop = build_stopper(s, limits, spent)
+            results, histories = restored_runs(tuner, lb_cb)
+            stop = build_stopper(s, limits, lb_cb.spent_s)
             gates = [*gate_trackers(stop), lb_cb.tracker] if s.gates.enabled else []
             for line in carry_over(tuner, run_config(p, name, stop, callbacks),
-                                   per_trial_resources(s), s.pending_trials, round_conc, results, gates):
+                                   per_trial_resources(s), s.pending_trials, round_conc, results, gates, histories):
                 _log(line)
         else:
             tuner = build_tuner(p, name, tr, limits, round_conc, callbacks, warm)
@@ -940,6 +940,16 @@ def restorable_state(p: Prepared, name: str) -> str | None:
         raise ConfigError(f"resume=true: {e}") from None
 
 
+def restored_runs(tuner: Any, cb: LeaderboardCallback) -> tuple[list[Any], dict[str, list[dict[str, Any]]]]:
+    """A restored sweep's trials (``Result`` objects) and every report each had made (read once), with ``cb``
+    told what each trial had run itself (its rows' ``wall_clock``) and the sum (the compute budget spent)."""
+    results = restored_results(tuner)
+    histories = reported_histories(results)
+    cb.trial_s = trial_compute_s(results, histories)
+    cb.spent_s = float(sum(cb.trial_s.values()))
+    return results, histories
+
+
 def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, cut: str | None = None) -> None:
     """Rows for terminated trials the callback did not write (e.g. finished right before a driver kill), and
     for the trials the end of Tune's loop cut short (``cut``: why it ended, see ``loop_cut``; a budget's
@@ -958,7 +968,8 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
             continue
         rows.append(trial_row(ctx, tid, r.config or {}, metrics, gate_reason=cb.tracker.reasons.get(tid),
                               errored=r.error is not None, checkpoint=ckpt,
-                              cut=(cut or cb.cut_at_step) if short else None, pbt_schedule=cb.pbt_schedule(tid)))
+                              cut=(cut or cb.cut_at_step) if short else None, pbt_schedule=cb.pbt_schedule(tid),
+                              compute_s=cb.trial_s.get(tid)))
     if moved:
         set_values(path, "checkpoint", moved)
     if rows:
@@ -1020,8 +1031,9 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
             _log(repaired)
         tuner = tune.Tuner.restore(path, tr, resume_errored=True, storage_filesystem=p.filesystem)
         gates = [*gate_trackers(stop), lb_cb.tracker] if s.gates.enabled else []
+        results, histories = restored_runs(tuner, lb_cb)
         for line in carry_over(tuner, run_config(p, seed_name, stop, [lb_cb]), per_trial_resources(s),
-                               s.pending_trials, max_conc, restored_results(tuner), gates):
+                               s.pending_trials, max_conc, results, gates, histories):
             _log(line)
     else:
         param_space = {**p.space.tune_space("random"), SEED_KEY: tune.choice(seeds)}

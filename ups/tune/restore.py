@@ -116,20 +116,33 @@ def restored_configs(tuner: Any) -> tuple[Any, Any]:
 
 def restored_results(tuner: Any) -> list[Any]:
     """The restored trials' ``Result`` objects (last metrics and per-report history), read once for
-    ``spent_compute_s`` and ``restore_rungs``; none when Tune has no readable results yet."""
+    ``trial_compute_s`` and ``restore_rungs``; none when Tune has no readable results yet."""
     try:
         return list(tuner.get_results())
     except (RuntimeError, ValueError):
         return []
 
 
-def spent_compute_s(results: list[Any]) -> float:
-    """Trial-seconds the restored trials had used (Σ their last reported ``time_total_s``)."""
-    return float(sum(float((r.metrics or {}).get("time_total_s") or 0.0) for r in results))
+def trial_compute_s(results: list[Any], histories: Mapping[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """Trial id → the trial-seconds each restored trial had used itself: Σ ``time_this_iter_s`` of its
+    ``reported_histories``, or its last ``time_total_s`` when its ``result.json`` is unreadable.  Not the last
+    ``time_total_s``: a trial PBT exploited goes on from its donor's checkpoint with the donor's
+    ``time_total_s`` there in place of its own, and a trial restarted from a checkpoint loses from that
+    count the iterations it had run after it, though they were spent."""
+    out = {}
+    for r in results:
+        if (tid := result_trial_id(r)) is None:
+            continue
+        if tid in histories:
+            out[tid] = float(sum(float(h.get("time_this_iter_s") or 0.0) for h in histories[tid]))
+        else:
+            out[tid] = float((r.metrics or {}).get("time_total_s") or 0.0)
+    return out
 
 
 def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: int, max_conc: int,
-               results: list[Any], gates: Sequence[GateTracker] = ()) -> list[str]:
+               results: list[Any], gates: Sequence[GateTracker] = (),
+               histories: Mapping[str, list[dict[str, Any]]] | None = None) -> list[str]:
     """Make a restored ``tuner`` run with the resuming command's ``fresh`` RunConfig (callbacks, stopper,
     failure policy, verbosity; its name and storage stay the restored ones) and concurrency (``max_conc``:
     a number or ``ADAPTIVE``; ``per_trial`` resources, ``pending`` trials); ASHA's rungs and the ``gates``'
@@ -149,7 +162,8 @@ def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: 
     from ups.tune.pbt import StagedPBT
 
     pbt = tune_cfg.scheduler if isinstance(tune_cfg.scheduler, StagedPBT) else None
-    histories = reported_histories(results) if gates or pbt else {}  # each result.json read once, for both
+    if histories is None:  # each result.json read once, for both (or by the caller: ``trial_compute_s``)
+        histories = reported_histories(results) if gates or pbt else {}
     if pbt is not None:  # its scores, last perturbations, tags and window, which Tune does not save
         logs = pbt_logs(results)
         lines.append(f"pbt: the reports of {pbt.restore(histories, logs)} restored trial(s) replayed into its "
