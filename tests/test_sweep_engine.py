@@ -242,3 +242,29 @@ def test_a_sweep_resumed_from_a_moved_folder_records_where_its_checkpoints_are_n
     after = read_leaderboard(lb)
     assert len(after) == 2 and all(c.startswith(str(tmp_path / "moved" / "mv1")) and Path(c).is_dir()
                                    for c in after["checkpoint"])
+
+
+def test_a_copied_sweep_folder_resumed_under_its_new_name_is_refused(ray_session, tmp_path: Path) -> None:
+    """cp -r runs/x runs/x-copy, then name=x-copy resume=true: Tune restored the copy and every trial got a second
+    leaderboard row (run_id x-copy-<trial> next to x-<trial>), counted twice in the round's report and promotion."""
+    import shutil
+
+    space = tmp_path / "cp.yaml"
+    space.write_text("params:\n  training.lambda_spectral: {dist: grid, values: [0.0, 1.0]}\n")
+    trainable = make_trainable("training.lambda_spectral", {}, iterations=2, sleep=0.0)
+    args = [*common(tmp_path), f"space={space}", "searcher.name=grid", "scheduler.name=fifo", "num_samples=1",
+            "max_concurrent=2"]
+    first = run_round("cp", args, trainable=trainable)
+    shutil.copytree(first.experiment_path, tmp_path / "runs" / "cp-copy")
+    with pytest.raises(ConfigError) as e:
+        run_round("cp", [*args, "name=cp-copy", "resume=true"], trainable=trainable)
+    msg = str(e.value)
+    assert f"started as sweep {first.experiment}" in msg and "cp-copy/ups_sweep.json" in msg
+    assert f"name={first.experiment} resume=true" in msg
+    lb = read_leaderboard(tmp_path / "lb.csv")
+    assert len(lb) == 2 and (lb["experiment"] == first.experiment).all()
+    # the fix the message gives: the copy, under its own name in another folder, resumes (its rows are replaced)
+    shutil.move(tmp_path / "runs" / "cp-copy", tmp_path / "elsewhere" / first.experiment)
+    run_round("cp", [*args, f"storage_path={tmp_path / 'elsewhere'}", f"name={first.experiment}", "resume=true"],
+              trainable=trainable)
+    assert len(read_leaderboard(tmp_path / "lb.csv")) == 2

@@ -760,7 +760,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     s = p.scfg
     name = experiment_name(p)
     exp_path = f"{p.display_storage}/{name}"
-    record = sweep_record(p, overrides)
+    record = {**sweep_record(p, overrides), "name": name}  # the name: a copied or renamed folder is refused
     # first: a sweep whose driver still runs (between building its Tuner and its first state, too) is its own
     check_no_live_driver(p.storage_path, p.filesystem, name, p.display_storage)
     if s.resume:  # before any compute: the same trials, the same budgets and data, or a clear refusal

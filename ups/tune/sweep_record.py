@@ -175,6 +175,14 @@ def check_resume(storage: str, fs: Any, name: str, display: str, now: dict[str, 
     saved = read_record(storage, fs, name)
     if saved is None:
         return
+    started_as = saved.get("name")  # absent in records written before it was kept
+    if started_as and started_as != name:  # its trials are on the leaderboard as <started_as>-<trial_id> already
+        raise ConfigError(f"resume=true: {display}/{name} was started as sweep {started_as} ({display}/{name}/{RECORD} "
+                          f"says so): a copied or renamed sweep folder, resumed under another name, would put its "
+                          f"trials on the leaderboard a second time ({name}-<trial> next to {started_as}-<trial>). "
+                          f"Fix: resume it under its own name: move it back to {display}/{started_as} and run with "
+                          f"name={started_as} resume=true, or keep the copy in another folder as {started_as} and add "
+                          f"storage_path=<that folder> name={started_as} resume=true")
     diff = differences(saved, now)
     if not diff:
         return
