@@ -133,3 +133,21 @@ def test_publish_results_puts_leaderboard_and_report_next_to_the_experiment(tmp_
     assert keys == ["sweeps/round_a-1/leaderboard.csv", "sweeps/round_a-1/reports/figs/a.png",
                     "sweeps/round_a-1/reports/index.html"]
     assert len(uris) == 3
+
+
+def test_a_missing_bucket_is_named_with_the_fix(tmp_path, s3_env):
+    """A bucket that does not exist: the object's HEAD answers a bare 404, so it read as "no object yet": with a
+    local file the upload ended in boto3's S3UploadFailedError, without one generate() ran first (minutes of
+    data), and without generate= the message blamed the missing dataset."""
+    uri = "s3://ups-no-such-bucket-zz/datasets/d.h5"
+    calls = []
+    for local, generate in ((_write_h5(tmp_path / "d.h5"), None), (tmp_path / "w" / "d.h5", lambda: calls.append(1)),
+                            (tmp_path / "w" / "d.h5", None)):
+        with pytest.raises(DatasetSyncError, match=r"bucket 'ups-no-such-bucket-zz' does not exist at .*Fix: create "
+                                                   r"it \(aws s3 mb s3://ups-no-such-bucket-zz\)"):
+            sync_dataset(local, uri, generate=generate)
+    assert calls == []  # nothing generated for a bucket it cannot be uploaded to
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "leaderboard.csv").write_text("run_id,nrmse\na,0.1\n")
+    with pytest.raises(DatasetSyncError, match="bucket 'ups-no-such-bucket-zz' does not exist"):
+        upload_dir(tmp_path / "reports", "s3://ups-no-such-bucket-zz/exp/reports")  # publish_results' way

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from ups.cloud.storage import StorageError, parse_s3_uri, s3_client
+from ups.cloud.storage import StorageError, endpoint_url, parse_s3_uri, s3_client
 from ups.filelock import exclusive_lock
 
 SHA_META = "sha256"  # stored as x-amz-meta-sha256
@@ -38,8 +38,24 @@ def _file_lock(target: Path) -> contextlib.AbstractContextManager[None]:
     return exclusive_lock(target.with_name(f".{target.name}.lock"))
 
 
+def _no_bucket(s3_uri: str, bucket: str) -> DatasetSyncError:
+    return DatasetSyncError(f"{s3_uri}: bucket '{bucket}' does not exist at {endpoint_url() or 'AWS S3'}. Fix: create "
+                            f"it (aws s3 mb s3://{bucket}) or correct the bucket name in the S3 URI.")
+
+
+def _bucket_missing(bucket: str) -> bool:
+    """Whether S3 says ``bucket`` does not exist (a HEAD of a key in it answers a bare 404 either way)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3_client().head_bucket(Bucket=bucket)
+    except ClientError as e:
+        return str(e.response.get("Error", {}).get("Code")) in ("404", "NoSuchBucket", "NotFound")
+    return False
+
+
 def remote_sha256(s3_uri: str) -> str | None:
-    """The checksum recorded on the object, or None if the object does not exist."""
+    """The checksum recorded on the object, or None if the object does not exist (its bucket must)."""
     from botocore.exceptions import ClientError
 
     loc = parse_s3_uri(s3_uri)
@@ -47,6 +63,8 @@ def remote_sha256(s3_uri: str) -> str | None:
         head = s3_client().head_object(Bucket=loc.bucket, Key=loc.prefix)
     except ClientError as e:
         if str(e.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            if _bucket_missing(loc.bucket):  # not "no object yet": generating the data would fail at the upload
+                raise _no_bucket(s3_uri, loc.bucket) from None
             return None
         raise
     sha = head.get("Metadata", {}).get(SHA_META)
@@ -67,7 +85,14 @@ def upload_file(local_path: str | os.PathLike[str], s3_uri: str, sha256: str | N
     if not loc.prefix:
         raise DatasetSyncError(f"{s3_uri}: needs an object key after the bucket. Fix: s3://<bucket>/<key>.")
     sha = sha256 or sha256_file(local)
-    s3_client().upload_file(str(local), loc.bucket, loc.prefix, ExtraArgs={"Metadata": {SHA_META: sha}})
+    from boto3.exceptions import S3UploadFailedError
+
+    try:
+        s3_client().upload_file(str(local), loc.bucket, loc.prefix, ExtraArgs={"Metadata": {SHA_META: sha}})
+    except S3UploadFailedError as e:  # boto3 wraps the ClientError (its context) in its own, codeless
+        if "NoSuchBucket" in str(e) or _bucket_missing(loc.bucket):
+            raise _no_bucket(s3_uri, loc.bucket) from None
+        raise
     return sha
 
 
