@@ -127,6 +127,30 @@ def test_truncated_file(tmp_path):
     assert _files(tmp_path) == ["trunc.hdf5"]  # nothing new written
 
 
+def test_unreadable_file_says_permission_not_truncated(tmp_path, monkeypatch):
+    """chmod 000: the message said "truncated or not HDF5. Fix: regenerate it" for a file whose bytes are fine."""
+    import errno
+    import os
+
+    p = _pdebench_like(tmp_path / "locked.hdf5")
+    p.chmod(0)
+    if os.geteuid() == 0:  # root reads it anyway: h5py's own error for a file it may not open (errno 13)
+        def denied(name, *a, **k):
+            raise OSError(errno.EACCES, f"Unable to synchronously open file (unable to open file: name = '{name}', "
+                                        "errno = 13, error message = 'Permission denied', flags = 0, o_flags = 0)")
+
+        monkeypatch.setattr("ups.data.hdf5.h5py.File", denied)
+    with pytest.raises(DataFileError, match=r"locked\.hdf5: no permission to read it.*Fix: make it readable.*chmod a\+r"
+                       ) as e:
+        read_pdebench(p)
+    assert "regenerate" not in str(e.value) and "truncated" not in str(e.value)
+    p.chmod(0o644)
+    # a folder on the way that may not be entered: Path.exists raised a bare PermissionError
+    monkeypatch.setattr("pathlib.Path.exists", lambda self: (_ for _ in ()).throw(PermissionError(errno.EACCES, "x")))
+    with pytest.raises(DataFileError, match=r"locked\.hdf5: no permission to read it"):
+        read_pdebench(p)
+
+
 def test_coordinate_mismatch_and_missing_file(tmp_path):
     p = _pdebench_like(tmp_path / "bad_t.hdf5", t_entries=7)
     with pytest.raises(DataFileError, match=r"'t-coordinate' has 7 entries.*T = 21"):

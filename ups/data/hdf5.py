@@ -7,6 +7,7 @@ nothing behind. Bad files raise ``DataFileError`` naming the file, the key and t
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import uuid
@@ -147,8 +148,17 @@ def _file_nu(path: Path, attrs: dict[str, Any]) -> float | None:
     return nu
 
 
+def _no_permission(path: Path) -> DataFileError:
+    return DataFileError(f"{path}: no permission to read it (Permission denied). Fix: make it readable by this user "
+                         f"(chmod a+r '{path}', and a+x on its folders) or set data.path to a readable copy")
+
+
 def _open(path: Path) -> h5py.File:
-    if not path.exists():
+    try:
+        found = path.exists()
+    except PermissionError:  # a folder on the way may not be entered: Path.exists raises, it does not say False
+        raise _no_permission(path) from None
+    if not found:
         raise DataFileError(f"{path}: file not found. Fix: set data.path to an existing HDF5 file, or leave "
                             "it empty to generate data (`ups data generate …`)")
     if path.is_dir():
@@ -156,6 +166,8 @@ def _open(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM):  # the bytes may be fine: regenerating is not the fix
+            raise _no_permission(path) from None
         raise DataFileError(f"{path}: cannot be opened as HDF5 ({str(e).splitlines()[0]}); the file is truncated "
                             f"or not HDF5. Fix: {REGENERATE_HINT}") from None
 
