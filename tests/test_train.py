@@ -165,6 +165,31 @@ def test_nan_loss_stops_with_last_good_checkpoint(tiny, tmp_path, device):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_a_restart_from_last_good_starts_from_the_state_before_the_failing_epoch(tiny, tmp_path):
+    """last_good held the weights (and Adam state) of the steps that blew up mid-epoch, with the completed epoch
+    count, so a restart put the LR schedule back at the epoch's start but kept the blown-up weights: restarted
+    with lr=1e-3 it diverged again at its first batch.  Now every part is the state the failing epoch started from."""
+    stages = ["stages.operator.epochs=0", "stages.diff_residual.epochs=0", "stages.consistency_distill.epochs=0",
+              "stages.autoencoder.epochs=4", "stages.autoencoder.grad_clip=0"]
+    # 18 samples, batch 6: 3 steps an epoch; this lr with a long warmup diverges at the third batch, 2 steps in
+    cfg = load_config(TINY + stages + ["stages.autoencoder.optimizer.lr=50", "stages.autoencoder.warmup_steps_ratio=0.9"])
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 3") as e:
+        train(cfg, run_dir=tmp_path / "run", data=tiny)
+    state = read_checkpoint(e.value.checkpoint)
+    steps = [int(s["step"]) for s in state["optimizer"].get("state", {}).values()]
+    assert state["scheduler"]["last_epoch"] == state["epoch"] * 3 == 0 and set(steps) <= {0}
+    assert state["ema"]["num_updates"] == 0
+    fresh = train(load_config(TINY + stages + ["stages.autoencoder.epochs=0", "stages.operator.epochs=1",
+                                               "stages.operator.optimizer.lr=1e-12"]), run_dir=tmp_path / "init",
+                  data=tiny).model.state_dict()  # the autoencoder's initial weights (no autoencoder step taken)
+    for k in ("encoder", "decoder"):
+        names = [n for n in state["model"] if n.startswith(k + ".")]
+        assert names and all(torch.equal(state["model"][n], fresh[n].cpu()) for n in names), k
+    again = load_config(TINY + stages + ["stages.autoencoder.optimizer.lr=1e-3", "stages.autoencoder.warmup_steps_ratio=0.9"])
+    res = train(again, run_dir=tmp_path / "run", data=tiny, resume_from=e.value.checkpoint)  # diverged at once before
+    assert res.history[-1]["stage"] == "autoencoder" and res.history[-1]["epoch"] == 4
+
+
 def test_checkpoint_refused_on_mismatch_and_corruption(tiny, tmp_path):
     cfg = load_config(TINY + ["stages.operator.epochs=0", "stages.diff_residual.epochs=0",
                               "stages.consistency_distill.epochs=0", "stages.autoencoder.epochs=1"])

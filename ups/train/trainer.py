@@ -316,6 +316,11 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
     for epoch in range(start_epoch, epochs):
         model.train()
         t_ep = time.perf_counter()
+        # the state this epoch starts from, whole (weights, optimizer, schedule, EMA, RNG): what a divergence saves
+        # as last_good. At the failing batch the weights are those of the steps that blew up (a restart from them
+        # diverged again at once) while the saved epoch count put the LR schedule back at the epoch's start.
+        good = _cpu_copy(_payload(run, stage, epoch, opt, sched, ema, gen,
+                                  {"stage_elapsed_s": time.perf_counter() - stage_t0}))
         perm = torch.randperm(M, generator=gen)
         sum_loss, n_loss, n_samples = 0.0, 0, 0
         stop = False
@@ -324,7 +329,7 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
             with _autocast(run):
                 loss = loss_fn(ctx, idx, gen)
             if not torch.isfinite(loss):
-                _diverged(run, stage, epoch, b, opt, sched, ema, gen, f"loss = {float(loss.detach())}")
+                _diverged(run, stage, epoch, b, good, f"loss = {float(loss.detach())}")
             (loss / accum).backward()
             sum_loss += float(loss.detach())
             n_loss += 1
@@ -333,7 +338,7 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
                 gnorm = torch.nn.utils.clip_grad_norm_(params, float(scfg.grad_clip) if scfg.grad_clip > 0 else float("inf"))
                 if not torch.isfinite(gnorm):
                     opt.zero_grad(set_to_none=True)
-                    _diverged(run, stage, epoch, b, opt, sched, ema, gen, f"gradient norm = {float(gnorm)}")
+                    _diverged(run, stage, epoch, b, good, f"gradient norm = {float(gnorm)}")
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 if stage_budget > 0:
@@ -417,10 +422,21 @@ def _epoch_metrics(run: _Run, stage: str, epoch: int, train_loss: float, ema: EM
     return out
 
 
-def _diverged(run: _Run, stage: str, epoch: int, batch: int, opt, sched, ema, gen, what: str) -> None:
+def _cpu_copy(obj: Any) -> Any:
+    """``obj`` with every tensor copied to the CPU (an optimizer's state_dict holds its live tensors)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return obj
+
+
+def _diverged(run: _Run, stage: str, epoch: int, batch: int, good: dict, what: str) -> None:
     d = run.run_dir / "checkpoints" / "last_good"
-    # weights are still those before the failing step: save them (epoch = completed epochs)
-    path = save_checkpoint(d, _payload(run, stage, epoch, opt, sched, ema, gen, {"diverged": what}))
+    # the state at the start of the failing epoch (epoch = completed epochs), with the wall clock spent
+    path = save_checkpoint(d, {**good, "wall_clock": run.wall(), "diverged": what})
     scfg = run.cfg.stages[stage]
     raise TrainingDiverged(
         f"stage '{stage}' diverged at epoch {epoch + 1}, batch {batch + 1}: {what}. Training stopped; the last "
