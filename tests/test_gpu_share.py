@@ -63,6 +63,41 @@ def test_the_leaderboard_row_keeps_the_trials_gpu_memory() -> None:
     assert cpu["gpu_mem_peak_mib"] is None and cpu["gpu_mem_total_mib"] is None
 
 
+def test_gpu_hours_price_each_report_at_the_share_the_trial_ran_it_on() -> None:
+    """resources.gpu may change on a resume: a trial that ran 200 s on a whole GPU, then 200 s on a quarter after
+    resources.gpu=0.25 resume=true, used 250 GPU-seconds; its row priced all 400 s at the resuming command's 0.25."""
+    from types import SimpleNamespace
+
+    from ups.tune.gates import GateLimits
+    from ups.tune.restore import trial_compute_s
+    from ups.tune.results import LeaderboardCallback, RowContext, trial_row
+    from ups.tune.space import load_space
+
+    base = load_config(["preset=dim8"])
+    space = load_space(REPO / "search_spaces" / "round_a.yaml", base)
+    ctx = RowContext(round="round_a", experiment="round_a-x", space=space, base=to_dict(base),
+                     reference_point=space.reference_point(base), gpu_per_trial=0.25, cost_per_gpu_hour=3.6)
+    before = [{"time_this_iter_s": 100.0, "gpu_share": 1.0}] * 2  # the first driver's reports (result.json)
+    after = [{"time_this_iter_s": 100.0, "gpu_share": 0.25}] * 2  # the resumed driver's
+    restored = [SimpleNamespace(path="/x/trial_t1", metrics=before[-1]),
+                SimpleNamespace(path="/x/trial_t2", metrics={"time_total_s": 50.0})]  # t2: result.json unreadable
+    secs, gpu = trial_compute_s(restored, {"t1": before}, ctx.gpu_per_trial)
+    assert secs == {"t1": 200.0, "t2": 50.0} and gpu == {"t1": 200.0, "t2": 12.5}
+    cb = LeaderboardCallback(Path("unused.csv"), ctx, GateLimits())
+    cb.trial_s, cb.trial_gpu_s = secs, gpu
+    for r in after:
+        cb.on_trial_result(0, [], SimpleNamespace(trial_id="t1"), r)
+    cb.on_trial_result(0, [], SimpleNamespace(trial_id="t3"), {"time_this_iter_s": 40.0})  # no share reported
+    assert cb.trial_s["t1"] == 400.0 and cb.trial_gpu_s == {"t1": 250.0, "t2": 12.5, "t3": 10.0}
+    row = trial_row(ctx, "t1", space.reference_point(base), after[-1], gate_reason=None,
+                    compute_s=cb.trial_s["t1"], gpu_s=cb.trial_gpu_s["t1"])
+    assert row["wall_clock"] == 400.0 and row["gpu_hours"] == pytest.approx(250 / 3600, abs=1e-5)
+    assert row["est_cost"] == pytest.approx(0.25, abs=1e-4)  # 250 GPU-s at $3.60 per GPU-hour
+    # without GPU-seconds (a caller that has none): the seconds at the sweep's resources.gpu, as before
+    old = trial_row(ctx, "t1", space.reference_point(base), after[-1], gate_reason=None, compute_s=400.0)
+    assert old["gpu_hours"] == pytest.approx(100 / 3600, abs=1e-5)
+
+
 def test_the_trainer_reports_gpu_memory_only_on_cuda() -> None:
     assert gpu_memory(torch.device("cpu")) == {}
 

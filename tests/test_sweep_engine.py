@@ -160,7 +160,7 @@ def test_resume_refuses_other_settings_and_accepts_operational_ones(ray_session,
     spent = sum(json.loads(f.read_text().splitlines()[-1])["time_total_s"]
                 for f in Path(first.experiment_path).glob("trial_*/result.json"))
     restored = restored_results(tune.Tuner.restore(first.experiment_path, trainable))
-    assert spent > 0 and sum(trial_compute_s(restored, reported_histories(restored)).values()) == pytest.approx(spent)
+    assert spent > 0 and sum(trial_compute_s(restored, reported_histories(restored))[0].values()) == pytest.approx(spent)
     # the space file edited (or updated with the project) since: refused, with the copy kept at launch to resume in
     original = space.read_text()
     space.write_text(original.replace("[0.0, 1.0]", "[0.0, 1.0, 2.0]"))

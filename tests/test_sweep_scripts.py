@@ -67,6 +67,10 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     done = rows[rows["stop_reason"] == "completed"]
     assert len(done) >= 1 and done["nrmse"].notna().all() and done["nrmse_ttc"].notna().all()
     assert all(Path(c).exists() for c in done["checkpoint"])
+    # every report names the GPU share the trial ran on (none here): what its gpu_hours are priced on
+    reports = [json.loads(line) for f in (work / "runs" / exp).glob("trial_*/result.json")
+               for line in f.read_text().splitlines()]
+    assert reports and all(r["gpu_share"] == 0.0 for r in reports)
     lb = read_leaderboard(work / "leaderboard.csv")
     assert set(lb[lb["kind"] == "baseline"]["label"]) >= {"persistence", "linear"}
     out = capsys.readouterr().out

@@ -942,10 +942,11 @@ def restorable_state(p: Prepared, name: str) -> str | None:
 
 def restored_runs(tuner: Any, cb: LeaderboardCallback) -> tuple[list[Any], dict[str, list[dict[str, Any]]]]:
     """A restored sweep's trials (``Result`` objects) and every report each had made (read once), with ``cb``
-    told what each trial had run itself (its rows' ``wall_clock``) and the sum (the compute budget spent)."""
+    told what each trial had run itself (its rows' ``wall_clock``, and ``gpu_hours`` at the shares it ran on) and
+    the sum (the compute budget spent)."""
     results = restored_results(tuner)
     histories = reported_histories(results)
-    cb.trial_s = trial_compute_s(results, histories)
+    cb.trial_s, cb.trial_gpu_s = trial_compute_s(results, histories, cb.ctx.gpu_per_trial)
     cb.spent_s = float(sum(cb.trial_s.values()))
     return results, histories
 
@@ -969,7 +970,7 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
         rows.append(trial_row(ctx, tid, r.config or {}, metrics, gate_reason=cb.tracker.reasons.get(tid),
                               errored=r.error is not None, checkpoint=ckpt,
                               cut=(cut or cb.cut_at_step) if short else None, pbt_schedule=cb.pbt_schedule(tid),
-                              compute_s=cb.trial_s.get(tid)))
+                              compute_s=cb.trial_s.get(tid), gpu_s=cb.trial_gpu_s.get(tid)))
     if moved:
         set_values(path, "checkpoint", moved)
     if rows:

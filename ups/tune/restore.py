@@ -50,7 +50,7 @@ from ray.tune.schedulers import ASHAScheduler
 
 from ups.tune.concurrency import set_limit
 from ups.tune.gates import GateTracker
-from ups.tune.results import result_trial_id
+from ups.tune.results import gpu_seconds, result_trial_id
 
 
 _RESUMING: dict[str, Stopper] = {}  # experiment path → the resuming command's stopper (``carry_over``)
@@ -123,21 +123,27 @@ def restored_results(tuner: Any) -> list[Any]:
         return []
 
 
-def trial_compute_s(results: list[Any], histories: Mapping[str, list[dict[str, Any]]]) -> dict[str, float]:
+def trial_compute_s(results: list[Any], histories: Mapping[str, list[dict[str, Any]]],
+                    fallback_share: float = 0.0) -> tuple[dict[str, float], dict[str, float]]:
     """Trial id → the trial-seconds each restored trial had used itself: Σ ``time_this_iter_s`` of its
     ``reported_histories``, or its last ``time_total_s`` when its ``result.json`` is unreadable.  Not the last
     ``time_total_s``: a trial PBT exploited goes on from its donor's checkpoint with the donor's
     ``time_total_s`` there in place of its own, and a trial restarted from a checkpoint loses from that
-    count the iterations it had run after it, though they were spent."""
-    out = {}
+    count the iterations it had run after it, though they were spent.  And trial id → its GPU-seconds: each
+    report's seconds at the GPU share it reported running on (``gpu_seconds``; ``fallback_share``, the
+    resuming command's ``resources.gpu``, where it did not report one)."""
+    secs, gpu = {}, {}
     for r in results:
         if (tid := result_trial_id(r)) is None:
             continue
         if tid in histories:
-            out[tid] = float(sum(float(h.get("time_this_iter_s") or 0.0) for h in histories[tid]))
+            secs[tid] = float(sum(float(h.get("time_this_iter_s") or 0.0) for h in histories[tid]))
+            gpu[tid] = float(sum(gpu_seconds(float(h.get("time_this_iter_s") or 0.0), h, fallback_share)
+                                 for h in histories[tid]))
         else:
-            out[tid] = float((r.metrics or {}).get("time_total_s") or 0.0)
-    return out
+            secs[tid] = float((r.metrics or {}).get("time_total_s") or 0.0)
+            gpu[tid] = gpu_seconds(secs[tid], r.metrics or {}, fallback_share)
+    return secs, gpu
 
 
 def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: int, max_conc: int,

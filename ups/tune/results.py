@@ -45,6 +45,16 @@ class RowContext:
         return f"{self.experiment}-{trial_id}"
 
 
+GPU_SHARE = "gpu_share"  # in every report of ups_trial: the GPUs Ray gave the trial then (a resume may change them)
+
+
+def gpu_seconds(dt: float, result: Mapping[str, Any], fallback_share: float) -> float:
+    """GPU-seconds of one report's ``dt`` seconds: at the share the trial reported running on, or, for a trainable
+    that does not report it (a sweep started before it was reported), at ``fallback_share`` (``resources.gpu``)."""
+    share = finite_or_none(result.get(GPU_SHARE))
+    return dt * (float(share) if share is not None else fallback_share)
+
+
 INTERRUPTED = "interrupted"  # the sweep was stopped (Ctrl-C / SIGINT) with this trial unfinished
 
 
@@ -71,13 +81,14 @@ def stop_reason(result: Mapping[str, Any], gate_reason: str | None, scheduler: s
 def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any],
               *, gate_reason: str | None, errored: bool = False, checkpoint: str | None = None,
               cut: str | None = None, pbt_schedule: Sequence[Mapping[str, Any]] = (),
-              compute_s: float | None = None) -> dict[str, Any]:
+              compute_s: float | None = None, gpu_s: float | None = None) -> dict[str, Any]:
     """``pbt_schedule`` (PBT rounds): the stretches the trial's weights trained in (``ups.tune.pbt_schedule``),
     stored as JSON in the row's ``pbt_schedule`` ("" for a trial never exploited); the row's config is its last.
     ``compute_s``: the trial-seconds the trial itself ran (Σ its ``time_this_iter_s``: ``LeaderboardCallback``),
     its ``wall_clock`` and what its GPU-hours and cost are priced on; without it, its last ``time_total_s``,
     which for a trial PBT exploited is its donor's running time up to the checkpoint it went on from, plus
-    its own since."""
+    its own since.  ``gpu_s``: its GPU-seconds, each report's seconds at the GPU share it ran on (``gpu_seconds``),
+    what ``gpu_hours`` and ``est_cost`` are; without it, the seconds at ``ctx.gpu_per_trial``."""
     status, reason = stop_reason(result, gate_reason, ctx.scheduler, errored, cut)
     try:
         cfg, values = ctx.space.materialize_dict(ctx.base, config)
@@ -85,7 +96,7 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
     except Exception:  # a bad sample is recorded, not fatal for the leaderboard
         values, chash, cjson = ctx.space.decode(config), "", ""
     wall = (finite_or_none(compute_s) if compute_s is not None else finite_or_none(result.get("time_total_s"))) or 0.0
-    gpu_h = wall * ctx.gpu_per_trial / 3600.0
+    gpu_h = (finite_or_none(gpu_s) if gpu_s is not None else wall * ctx.gpu_per_trial) / 3600.0
     is_ref = all(config.get(k) == v for k, v in ctx.reference_point.items())
     row: dict[str, Any] = {
         "run_id": ctx.run_id(trial_id),
@@ -165,6 +176,7 @@ class LeaderboardCallback(Callback):
         self.seen: set[str] = set()  # trials that reported to this driver
         self.spent_s = 0.0  # Σ time_this_iter_s this driver saw (the compute budget's measure)
         self.trial_s: dict[str, float] = {}  # trial id → Σ its own time_this_iter_s (a resume seeds it)
+        self.trial_gpu_s: dict[str, float] = {}  # trial id → Σ those seconds × the GPU share it ran them on
         self.wall_before_s = 0.0  # running time of the drivers before this one (a resumed sweep)
         self.wall_at_step = 0.0  # wall_s() at the end of the last step of Tune's loop
         self.cut_at_step: str | None = None  # the sweep budget used up at the end of that step, if any
@@ -205,6 +217,8 @@ class LeaderboardCallback(Callback):
         dt = float(result.get("time_this_iter_s") or 0.0)
         self.spent_s += dt
         self.trial_s[trial.trial_id] = self.trial_s.get(trial.trial_id, 0.0) + dt
+        self.trial_gpu_s[trial.trial_id] = (self.trial_gpu_s.get(trial.trial_id, 0.0)
+                                            + gpu_seconds(dt, result, self.ctx.gpu_per_trial))
         self.seen.add(trial.trial_id)
         if self.gates_enabled:
             self.tracker.update(trial.trial_id, result)
@@ -245,7 +259,7 @@ class LeaderboardCallback(Callback):
         return trial_row(self.ctx, trial.trial_id, trial.config, dict(trial.last_result or {}),
                          gate_reason=self.tracker.reasons.get(trial.trial_id), errored=errored, checkpoint=ckpt,
                          cut=cut, pbt_schedule=self.pbt_schedule(trial.trial_id),
-                         compute_s=self.trial_s.get(trial.trial_id))
+                         compute_s=self.trial_s.get(trial.trial_id), gpu_s=self.trial_gpu_s.get(trial.trial_id))
 
     def _write(self, trial: Any, errored: bool) -> None:
         final = (trial.last_result or {}).get("final")

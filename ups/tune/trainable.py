@@ -20,6 +20,7 @@ from ray.tune import Checkpoint
 
 from ups.config import config_from_dict, to_dict
 from ups.train.checkpoint import CheckpointError
+from ups.tune.results import GPU_SHARE
 from ups.tune.space import SearchSpace
 from ups.tune.stage_cache import CACHED_STAGE, StageCache, stage_cache_key
 
@@ -141,6 +142,8 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
     key = stage_cache_key(to_dict(cfg), str(getattr(data, "data_hash", "") or "")) \
         if stage_cache and resume_from is None else None
     stage_reports: list[dict[str, Any]] = []
+    # the GPU share this trial runs on (a resume may change resources.gpu): what each report's seconds are priced on
+    share = {GPU_SHARE: float(ctx.get_trial_resources().required_resources.get("GPU", 0.0))}
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         m = clean_metrics(metrics)
@@ -150,9 +153,9 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
                     and not m.get("budget_exhausted"):
                 cache.store(key, Path(checkpoint_dir), stage_reports)
         if checkpoint_dir is not None:
-            tune.report(m, checkpoint=Checkpoint.from_directory(str(checkpoint_dir)))
+            tune.report({**m, **share}, checkpoint=Checkpoint.from_directory(str(checkpoint_dir)))
         else:
-            tune.report(m)
+            tune.report({**m, **share})
 
     try:
         hit = cache.lookup(key) if key else None
@@ -161,13 +164,13 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
             ckpt_dir, replay = hit
             for i, m in enumerate(replay):
                 last = i == len(replay) - 1
-                tune.report({**m, "stage_cached": 1},
+                tune.report({**m, "stage_cached": 1, **share},
                             checkpoint=Checkpoint.from_directory(str(ckpt_dir)) if last else None)
             resume_from = ckpt_dir / "checkpoint.pt"
         train_fn(cfg, report=report, run_dir=run_dir, resume_from=resume_from, data=data)
     except TrainingDiverged as e:  # NaN/Inf loss or gradient: a gate matter, not a crash
         tune.report({"nonfinite": 1, "nonfinite_keys": "train_loss", METRIC: NONFINITE_PENALTY,
-                     "diverged": diverged_text(e)})
+                     "diverged": diverged_text(e), **share})
     except CheckpointError as e:
         if restored is None or resume_copy is None:
             raise
