@@ -190,6 +190,24 @@ def test_a_restart_from_last_good_starts_from_the_state_before_the_failing_epoch
     assert res.history[-1]["stage"] == "autoencoder" and res.history[-1]["epoch"] == 4
 
 
+def test_a_divergence_after_a_checkpoint_restarts_from_that_checkpoint(tiny, tmp_path):
+    """Once the run has written a checkpoint, last_good is that whole state (no copy of the state every epoch):
+    here the autoencoder's last epoch, before an operator stage whose lr blows up in its first steps."""
+    stages = ["stages.diff_residual.epochs=0", "stages.consistency_distill.epochs=0", "stages.autoencoder.epochs=2",
+              "stages.operator.epochs=2", "stages.operator.grad_clip=0", "stages.operator.warmup_steps_ratio=0"]
+    with pytest.raises(TrainingDiverged, match=r"stage 'operator' diverged at epoch 1") as e:
+        train(load_config(TINY + stages + ["stages.operator.optimizer.lr=1e30"]), run_dir=tmp_path / "run", data=tiny)
+    state = read_checkpoint(e.value.checkpoint)
+    newest = read_checkpoint(tmp_path / "run" / "checkpoints" / "epoch_0002")  # the autoencoder's end
+    assert (state["stage"], state["epoch"], state["global_epoch"]) == ("autoencoder", 2, 2) and "diverged" in state
+    assert state["model"].keys() == newest["model"].keys()
+    assert all(torch.equal(v, newest["model"][k]) for k, v in state["model"].items())
+    assert state["wall_clock"] >= newest["wall_clock"]  # the seconds spent up to the divergence
+    res = train(load_config(TINY + stages + ["stages.operator.optimizer.lr=1e-3"]), run_dir=tmp_path / "run",
+                data=tiny, resume_from=e.value.checkpoint)
+    assert [h["stage"] for h in res.history] == ["autoencoder"] * 2 + ["operator"] * 2
+
+
 def test_checkpoint_refused_on_mismatch_and_corruption(tiny, tmp_path):
     cfg = load_config(TINY + ["stages.operator.epochs=0", "stages.diff_residual.epochs=0",
                               "stages.consistency_distill.epochs=0", "stages.autoencoder.epochs=1"])
