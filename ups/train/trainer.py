@@ -322,7 +322,7 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
         # the failing steps, not the weights at the failing batch (those of the steps that blew up: a restart from
         # them diverged again at once, the saved epoch count having put the LR schedule back at the epoch's start).
         # That is the newest checkpoint this run wrote or resumed from; before it has one, a copy in memory of the
-        # state this epoch starts from (a copy every epoch cost 6 ms at dim32 and 2.4 s at dim512 on this CPU).
+        # state this epoch starts from (a copy every epoch costs time and a model + Adam state of host memory).
         good = None if run.good_ckpt is not None else _cpu_copy(
             _payload(run, stage, epoch, opt, sched, ema, gen, {"stage_elapsed_s": time.perf_counter() - stage_t0}))
         perm = torch.randperm(M, generator=gen)
