@@ -4,7 +4,7 @@ Times, on the same contexts: the deterministic rollout (baseline), TTC with the 
 (``ttc.threshold``), and TTC forced to search every step (threshold 0). Reports the ratios, the
 decoded frames per step, the share of steps the gate opened, and the reward penalty with and
 without TTC. With ``--checkpoint`` (e.g. runs/<id>/checkpoints/final) it also scores the test split
-of the checkpoint's data: nRMSE without / with TTC — the honest gain (DESIGN.md §3). Without a
+of the checkpoint's data: nRMSE without / with TTC — the honest gain (README.md, "Evaluating a checkpoint"). Without a
 checkpoint an untrained model of ``--preset`` is timed (cost only; its gain means nothing).
 
 Prints one JSON object and a one-line summary.

@@ -7,7 +7,7 @@ engine (baseline = their mean, so load drift on a shared machine shows up instea
 ``run_round`` (real local Ray, Tune, FIFO, random search, physics-gate stopper, leaderboard callback,
 W&B offline logging ON) with ``max_concurrent=1`` so both do the same work serially.
 
-    python benchmarks/tune_overhead.py                      # 16 trials × ~30 s (≈ 17 min)
+    python benchmarks/tune_overhead.py                      # 16 trials × ~30 s, loop + engine + loop (≈ 24 min)
     python benchmarks/tune_overhead.py --trials 4 --seconds 5
 
 Prints one JSON object and a one-line summary; overhead = engine wall / plain wall − 1 (target ≤ 10 %).
