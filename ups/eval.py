@@ -574,8 +574,8 @@ def main(argv: list[str]) -> int:
           f"ECE {m['ece'] if m['ece'] is None else round(m['ece'], 4)} horizon {m['rollout_horizon']:.1f} | "
           f"eval {m['eval_s']:.1f}s (TTC {m['ttc_s']:.1f}s) | {m['params']} params")
     if gain > 50:
-        print("warning: a TTC gain this large is what target leakage looks like (DESIGN.md §3); the rewards here "
-              "see only context frames, so check the deterministic rollout instead (is it broken?)")
+        print("warning: a TTC gain this large is what target leakage looks like (README: \"TTC is honest\"); the "
+              "rewards here see only context frames, so check the deterministic rollout instead (is it broken?)")
     for b in baselines:
         print(f"baseline {b.get('name')}: nRMSE {b.get('nrmse')}")
     print(f"wrote {paths['json']}, {paths['csv'].name}, {paths['html'].name}")

@@ -1,7 +1,7 @@
 """Cheap W&B logging from the driver: one run per sweep round, grouped ``sota-sweep-<round>``
 (``sota-sweep-round-a``, ``sota-sweep-round-b``, ...; the aggressive round keeps the playbook's ``sota-aggressive``).
 
-Ray's ``WandbLoggerCallback`` starts a W&B process per trial (6–8 s each even offline, DESIGN.md §4);
+Ray's ``WandbLoggerCallback`` starts a W&B process per trial (seconds per trial, even offline);
 this callback opens a single run in the driver and logs every trial report under ``<trial_id>/<metric>``,
 each trial's curves on its own x axis ``<trial_id>/training_iteration`` (``define_metric``), and at the
 end a ``trials`` table of every trial Tune knows (restored ones included) with status, stop reason and
