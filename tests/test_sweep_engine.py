@@ -202,6 +202,22 @@ def test_gate_tracker_units() -> None:
     assert m["per_sample"] == "[0.5,null,2.0]"  # a list of numbers: compact JSON (eval's per-sample nRMSE)
 
 
+def test_gate_limits_are_the_multiple_of_the_baseline_figure_or_the_floor() -> None:
+    """In-flight limits = max(multiple × the reference baseline's figure, floor); NaN/Inf trips whatever the limit."""
+    from ups.tune.sweep_config import TrainGateCfg
+
+    gates = TrainGateCfg()  # conservation/BC: 10× the reference, floors 1.0
+    lim = GateLimits.from_baseline(gates, {"conservation_gap": 0.5, "bc_violation": 0.02})
+    assert lim.conservation_gap == pytest.approx(5.0) and lim.bc_violation == pytest.approx(1.0)  # BC: the floor
+    assert GateLimits.from_baseline(gates, None).conservation_gap == 1.0  # no baseline: the floor
+    assert GateLimits.from_baseline(gates, {"conservation_gap": math.nan}).conservation_gap == 1.0
+    t = GateTracker(lim)
+    assert t.update("a", {"stage": "operator", "epoch": 1, "val_conservation_gap": 4.9}) is None
+    assert t.update("a", {"stage": "operator", "epoch": 2, "val_conservation_gap": 5.1}).startswith("gate:conservation")
+    assert t.update("b", {"stage": "operator", "epoch": 1, "val_nrmse": math.inf}).startswith("gate:nonfinite")
+    assert t.update("c", {"stage": "autoencoder", "epoch": 1, "train_loss": math.nan}).startswith("gate:nonfinite")
+
+
 def test_a_sweep_resumed_from_a_moved_folder_records_where_its_checkpoints_are_now(ray_session, tmp_path: Path,
                                                                                   monkeypatch) -> None:
     """mv runs/x moved/x, then resume=true storage_path=moved: Tune restored, but the leaderboard kept the old
