@@ -43,6 +43,15 @@ def test_normal_baseline_applies_every_gate() -> None:
     assert not ok and reasons == ["conservation_gap 0.6 > 1× baseline 0.5"]
 
 
+@pytest.mark.parametrize("col, at_limit, over", [("nrmse", 0.08, 0.081), ("conservation_gap", 0.5, 0.51),
+                                                  ("bc_violation", 0.2, 0.21), ("ece", 0.125, 0.13)])
+def test_each_gate_passes_at_its_playbook_limit_and_fails_past_it(col: str, at_limit: float, over: float) -> None:
+    """The playbook's limits vs BASE: nRMSE ≤ baseline − 0.01, conservation and BC ≤ 1.0×, ECE ≤ 1.25×."""
+    assert small_eval_gates(dict(GOOD, **{col: at_limit}), BASE, CFG) == (True, [])
+    ok, reasons = small_eval_gates(dict(GOOD, **{col: over}), BASE, CFG)
+    assert not ok and len(reasons) == 1 and reasons[0].startswith(col), reasons
+
+
 @pytest.mark.parametrize("missing", [float("nan"), None, ""])
 def test_a_baseline_without_nrmse_fails_the_trial(missing) -> None:
     ok, reasons = small_eval_gates(dict(GOOD, nrmse=5.0), dict(BASE, nrmse=missing), CFG)
