@@ -49,6 +49,8 @@ def test_shipped_spaces_are_valid(path: Path, base) -> None:
      ["params.stages.operator.optimizer.lrr", "unknown config key", "Did you mean 'stages.operator.optimizer.lr'"]),
     ("params:\n  ttc.threshold: {dist: uniform, low: 0.5, high: 0.2}\n",
      ["params.ttc.threshold", "low = 0.5 must be below high = 0.2"]),
+    ("params:\n  ttc.threshold: {dist: uniform, low: 0.2, high: 0.2}\n",  # an empty range: one value, no search
+     ["params.ttc.threshold", "low = 0.2 must be below high = 0.2"]),
     ("params:\n  ttc.candidates: {dist: choice, values: []}\n",
      ["params.ttc.candidates", "non-empty 'values'"]),
     ("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 0, high: 1.0e-3}\n",
