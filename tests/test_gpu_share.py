@@ -98,6 +98,25 @@ def test_gpu_hours_price_each_report_at_the_share_the_trial_ran_it_on() -> None:
     assert old["gpu_hours"] == pytest.approx(100 / 3600, abs=1e-5)
 
 
+def test_the_leaderboard_row_prices_the_trials_gpu_share_and_keeps_both_nrmses() -> None:
+    """gpu_hours = trial-seconds × its GPU fraction / 3600 and est_cost = gpu_hours × $/GPU-hour; the final report's
+    nrmse and nrmse_ttc land in their own columns."""
+    from ups.tune.results import RowContext, trial_row
+    from ups.tune.space import load_space
+
+    base = load_config(["preset=dim8"])
+    space = load_space(REPO / "search_spaces" / "round_a.yaml", base)
+    ctx = RowContext(round="round_a", experiment="round_a-x", space=space, base=to_dict(base),
+                     reference_point=space.reference_point(base), gpu_per_trial=0.25, cost_per_gpu_hour=4.0)
+    final = {"training_iteration": 5, "time_total_s": 9000.0, "final": True, "nrmse": 0.1, "nrmse_ttc": 0.08}
+    row = trial_row(ctx, "t1", space.reference_point(base), final, gate_reason=None, compute_s=7200.0)
+    assert row["wall_clock"] == 7200.0 and row["gpu_hours"] == pytest.approx(0.5)
+    assert row["est_cost"] == pytest.approx(2.0)  # 0.5 GPU-hours × $4
+    assert row["nrmse"] == 0.1 and row["nrmse_ttc"] == 0.08
+    no_share = trial_row(ctx, "t2", space.reference_point(base), {"time_total_s": 3600.0}, gate_reason=None)
+    assert no_share["gpu_hours"] == pytest.approx(0.25) and no_share["est_cost"] == pytest.approx(1.0)
+
+
 def test_the_trainer_reports_gpu_memory_only_on_cuda() -> None:
     assert gpu_memory(torch.device("cpu")) == {}
 
