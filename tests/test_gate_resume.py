@@ -190,6 +190,22 @@ def test_scheduler_brackets_is_validated_and_passed_to_asha(tmp_path: Path) -> N
     prepare("round_a", [*base, "scheduler.brackets=5", "scheduler.name=fifo"])  # an ASHA key, unused there
 
 
+@pytest.mark.parametrize("overrides", [[], ["profile=full"], ["scheduler.grace_period=11"],
+                                       ["scheduler.rungs_from=operator"]],
+                         ids=["automatic-grace", "full-profile", "set-grace", "rungs-from-operator"])
+def test_the_asha_the_sweep_runs_has_the_rungs_its_config_gives(tmp_path: Path, overrides: list[str]) -> None:
+    """The scheduler Tune gets stops trials at ``asha_rungs``' milestones: the resolved grace period (0:
+    automatic, past the autoencoder stage) and the configured reduction factor, not Ray's defaults."""
+    from ups.tune.launcher import asha_rungs
+
+    p = prepare("round_a", [f"storage_path={tmp_path / 'runs'}", *overrides])
+    sched = build_scheduler(p.scfg, p.base, p.space)
+    assert isinstance(sched, ResumableASHA)
+    milestones = sorted(int(m) for m, _ in sched._brackets[0]._rungs)
+    assert milestones == asha_rungs(p.scfg, p.base, p.space)[2]
+    assert min(milestones) > p.base.stages.autoencoder.epochs  # never inside the autoencoder stage
+
+
 @pytest.mark.parametrize("key, other", [("scheduler.brackets", 2), ("scheduler.rungs_from", "operator")])
 def test_a_sweep_recorded_before_a_scheduler_key_existed_resumes_at_its_default(key: str, other: Any) -> None:
     """A sweep started before ``scheduler.brackets`` (or ``rungs_from``) existed ran with what is now the default
