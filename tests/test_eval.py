@@ -287,3 +287,36 @@ def test_eval_of_a_few_samples_needs_only_the_splits_it_uses(tiny, files):
                                           r"data.val_ratio=0.1 \(with these 3 samples\)"):
         main(_ckpt_args(tiny, f"data={files['base']}", "data.num_samples_max=3", "run.run_id=three"))
     assert not list(out_dir.glob("eval_three*"))
+
+
+def test_eval_on_the_checkpoints_own_data_never_scores_its_training_samples(tiny, files, tmp_path):
+    """The test split is the file's first samples: on the checkpoint's own data a larger data.test_ratio or
+    data.num_samples_max moved samples it trained on into the scored split, silently. Refused, naming the fix."""
+    out = f"eval.out_dir={tmp_path / 'out'}"
+    # the checkpoint held out int(12 · 0.25) = 3 samples of files['base']; test_ratio 0.5 scores 6
+    with pytest.raises(ConfigError, match=r"held out only its first 3 samples .* would score 6, samples 3…5 .*"
+                                          r"Fix: drop the data.test_ratio= / data.num_samples_max= overrides, or add "
+                                          r"eval.max_samples=3") as e:
+        main(_ckpt_args(tiny, f"data={files['base']}", "data.test_ratio=0.5", out))
+    assert str(files["base"]) in str(e.value)
+    assert not (tmp_path / "out").exists()
+    # the fix it names works; another file at that ratio is unseen data, and is scored
+    assert main(_ckpt_args(tiny, f"data={files['base']}", "data.test_ratio=0.5", "eval.max_samples=3", out)) == 0
+    assert main(_ckpt_args(tiny, f"data={files['fine']}", "data.test_ratio=0.5", out, "run.run_id=fine")) == 0
+
+    # a checkpoint trained on generated data: a file with that data's content hash is its training data
+    from ups.data.cache import content_hash
+    from ups.data.hdf5 import read_pdebench, write_pdebench
+    from ups.models.ups_model import build_model
+    from ups.train.checkpoint import save_checkpoint
+
+    cfg = load_config([o for o in tiny_overrides(tmp_path, files["base"]) if not o.startswith("data.path=")])
+    model = build_model(cfg)
+    ckpt = save_checkpoint(tmp_path / "gen_ckpt", {"config": to_dict(cfg), "grid_size": model.grid_size,
+                                                   "model": model.state_dict(), "stage": "consistency_distill",
+                                                   "epoch": 0, "global_epoch": 0})
+    bf = read_pdebench(files["base"])
+    copy = write_pdebench(tmp_path / "copy_Nu0.01.hdf5", bf.tensor, bf.x, bf.t,
+                          {"nu": 0.01, "content_hash": content_hash(cfg.data)})
+    with pytest.raises(ConfigError, match=r"held out only its first 3 samples .* would score 4"):
+        main([f"checkpoint={ckpt}", f"data={copy}", "data.test_ratio=0.4", out])

@@ -316,6 +316,42 @@ def check_eval_data(ckpt_cfg: Any, grid_size: int, data: Any, source: str) -> tu
     return gm, notes
 
 
+def check_test_unseen(ckpt_cfg: Any, cfg: Any, data: Any, source: str) -> None:
+    """Refuse scoring samples the checkpoint trained or validated on. On the checkpoint's own data (its
+    ``data.path``, or a generated file with its content hash) the test split is the file's first samples, and a
+    larger ``data.test_ratio`` / ``data.num_samples_max`` than the checkpoint's moves training samples into it."""
+    from ups.data.cache import content_hash
+    from ups.data.hdf5 import inspect_pdebench
+    from ups.data.protocol import split_sizes
+
+    d = ckpt_cfg.data
+    src = Path(str(source)).expanduser()
+    if d.path:
+        trained = Path(str(d.path)).expanduser()
+        try:
+            same = trained.exists() and src.exists() and os.path.samefile(trained, src)
+        except OSError:
+            same = False
+    else:
+        same = (getattr(data, "attrs", None) or {}).get("content_hash") == content_hash(d)
+    if not same:
+        return
+    n_file = int(inspect_pdebench(src).shape[0])
+    nmax = int(d.num_samples_max)
+    held_out = split_sizes(n_file if nmax <= 0 else min(nmax, n_file), float(d.test_ratio),
+                           float(d.val_ratio))["test"]
+    scored = int(data.test.shape[0])
+    if int(cfg.eval.max_samples) > 0:
+        scored = min(scored, int(cfg.eval.max_samples))
+    if scored > held_out:
+        raise ConfigError(
+            f"eval data '{source}': the checkpoint was trained on this data and held out only its first {held_out} "
+            f"samples (data.test_ratio={float(d.test_ratio):g} data.num_samples_max={nmax}); the test split here "
+            f"(data.test_ratio={float(cfg.data.test_ratio):g} data.num_samples_max={int(cfg.data.num_samples_max)}) "
+            f"would score {scored}, samples {held_out}…{scored - 1} of which it trained or validated on. Fix: drop "
+            f"the data.test_ratio= / data.num_samples_max= overrides, or add eval.max_samples={held_out}")
+
+
 # ------------------------------------------------------------------------------ CLI
 def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """``checkpoint=…``, ``data=…`` (→ data.path) and dotted overrides → (checkpoint, overrides)."""
@@ -525,6 +561,7 @@ def main(argv: list[str]) -> int:
         raise ConfigError(str(e)) from None
     source = str(getattr(data, "source", cfg.data.path))
     grid, notes = check_eval_data(ckpt_cfg, int(state["grid_size"]), data, source)
+    check_test_unseen(ckpt_cfg, cfg, data, source)
     torch.set_num_threads(max(1, int(cfg.training.num_threads)))
     for n in notes:
         print(f"note: {n}")
