@@ -320,3 +320,29 @@ def test_eval_on_the_checkpoints_own_data_never_scores_its_training_samples(tiny
                           {"nu": 0.01, "content_hash": content_hash(cfg.data)})
     with pytest.raises(ConfigError, match=r"held out only its first 3 samples .* would score 4"):
         main([f"checkpoint={ckpt}", f"data={copy}", "data.test_ratio=0.4", out])
+
+
+def test_the_training_grid_is_not_shifted_for_float32_rounding_of_its_coordinates(tmp_path):
+    """Files store x as float32: 0.5/100 is not exact, and the checkpoint's own 100-point grid was 'offset by
+    1.1e-10' and round-tripped through a spectral shift, with a note saying so. A real offset still is shifted."""
+    from ups.data.hdf5 import write_pdebench
+    from ups.data.initial import cell_centres
+    from ups.data.protocol import load_protocol
+    from ups.eval import check_eval_data
+
+    u = np.random.default_rng(0).standard_normal((12, 41, 100)).astype(np.float32)
+    t = np.linspace(0.0, 2.0, 41)
+
+    def protocol(path: Path):
+        return load_config([f"data.path={path}", "data.resolution=100", "data.frames=41", "data.reduced_resolution=4",
+                            "data.reduced_resolution_t=1", "data.test_ratio=0.25"])
+
+    own = write_pdebench(tmp_path / "own_Nu0.01.hdf5", u, cell_centres(100), t, {"nu": 0.01})
+    cfg = protocol(own)
+    data = load_protocol(cfg.data)
+    assert float(data.x[0]) != 0.5 / 100  # the float32 rounding this is about
+    gm, notes = check_eval_data(cfg, 25, data, str(own))
+    assert gm.identity and notes == []
+    vertices = write_pdebench(tmp_path / "vertices_Nu0.01.hdf5", u, np.arange(100) / 100, t, {"nu": 0.01})
+    gm2, notes2 = check_eval_data(cfg, 25, load_protocol(protocol(vertices).data, check_config=False), str(vertices))
+    assert not gm2.identity and gm2.shift == pytest.approx(0.005) and "offset" in notes2[0]

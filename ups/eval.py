@@ -78,7 +78,8 @@ class GridMap:
 
     @property
     def identity(self) -> bool:
-        return self.eval_size == self.model_size and abs(self.shift) < 1e-12
+        # a shift below 1e-6 of a cell is the float32 rounding of stored coordinates (x0 = 0.5/1000 …), not an offset
+        return self.eval_size == self.model_size and abs(self.shift) * self.eval_size < 1e-6
 
     def to_model(self, u: torch.Tensor) -> torch.Tensor:
         return u if self.identity else spectral_resample(u, self.model_size, self.shift)
