@@ -346,3 +346,23 @@ def test_the_training_grid_is_not_shifted_for_float32_rounding_of_its_coordinate
     vertices = write_pdebench(tmp_path / "vertices_Nu0.01.hdf5", u, np.arange(100) / 100, t, {"nu": 0.01})
     gm2, notes2 = check_eval_data(cfg, 25, load_protocol(protocol(vertices).data, check_config=False), str(vertices))
     assert not gm2.identity and gm2.shift == pytest.approx(0.005) and "offset" in notes2[0]
+
+
+def test_a_rollout_that_blows_up_reports_no_ttc_gain_and_no_ece(tiny, tmp_path):
+    """Finite weights whose forecasts overflow to inf/NaN: nRMSE came back NaN, but the eval also reported a TTC
+    gain of exactly 0 (interval [0, 0]) and a plausible ECE of 0.28 ranked from NaN ensemble members."""
+    import copy
+
+    from ups.metrics import ece
+
+    model = copy.deepcopy(tiny["model"])
+    model.decoder.field_std.fill_(3e38)  # a real, finite checkpoint value; its decoded fields overflow
+    model.encoder.field_std.fill_(1e-38)
+    m = evaluate(model, tiny["cfg"], tiny["data"])
+    assert not math.isfinite(m["nrmse"])
+    assert math.isnan(m["ttc_gain"]) and all(math.isnan(v) for v in m["ttc_gain_ci95"])
+    assert math.isnan(m["ece"])
+    true = tiny["data"].test[:2]
+    members = true.expand(3, *true.shape).clone()
+    members[0, :, -1, 0] = float("nan")
+    assert math.isnan(ece(members, true, 10))

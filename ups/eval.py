@@ -198,12 +198,14 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
     out["nrmse_ttc_pdebench"] = mt["nrmse_pdebench"]
     for key in ("conservation_gap", "energy_violation", "bc_violation", "rollout_horizon"):
         out[f"{key}_ttc"] = mt[key]
-    out["ttc_gain"] = (m["nrmse"] - mt["nrmse"]) / m["nrmse"] if m["nrmse"] > 0 else 0.0
+    finite = math.isfinite(m["nrmse"]) and math.isfinite(mt["nrmse"])  # a rollout that blew up has no gain, not 0
+    out["ttc_gain"] = (m["nrmse"] - mt["nrmse"]) / m["nrmse"] if m["nrmse"] > 0 else (0.0 if finite else math.nan)
     # per test sample (mean over predicted frames; their mean is nrmse / nrmse_ttc): paired intervals for
     # the TTC gain (sweeps/dims.py, ups/ttc_gain.py)
     out["nrmse_samples"] = [round(float(v), 7) for v in metrics.nrmse_per_sample(pred, true, init)]
     out["nrmse_ttc_samples"] = [round(float(v), 7) for v in metrics.nrmse_per_sample(pred_ttc, true, init)]
-    out["ttc_gain_ci95"] = list(gain_interval(out["nrmse_samples"], out["nrmse_ttc_samples"], seed=seed))
+    out["ttc_gain_ci95"] = (list(gain_interval(out["nrmse_samples"], out["nrmse_ttc_samples"], seed=seed))
+                            if finite else [math.nan, math.nan])
     out["ttc_enabled"] = settings.enabled
     out["ttc_intervention_rate"] = searched / (n_traj * n_steps)
     out["ttc_search_used_rate"] = used / n_traj

@@ -223,6 +223,8 @@ def interval_coverage(ensemble: torch.Tensor, true: torch.Tensor, initial_step: 
         raise ValueError(f"metrics: ECE levels must lie in (0, 1), got {list(levels)}")
     e = _f64(ensemble)[:, :, initial_step:]  # (S, B, Tp, X)
     t = _f64(true)[:, initial_step:]  # (B, Tp, X)
+    if not bool(torch.isfinite(e).all()):  # NaN members rank below nothing: a finite ECE would be made up
+        return torch.full((lv.numel(),), float("nan"), dtype=torch.float64)
     k = (e < t.unsqueeze(0)).sum(dim=0).reshape(-1).to(torch.float64)  # (P,) rank of the truth
     lo_pit, hi_pit = k / (s + 1), (k + 1) / (s + 1)  # PIT ~ U(lo, hi) for a calibrated ensemble
     lo_band = (0.5 - lv / 2).unsqueeze(1)  # (L, 1)
