@@ -366,3 +366,20 @@ def test_a_rollout_that_blows_up_reports_no_ttc_gain_and_no_ece(tiny, tmp_path):
     members = true.expand(3, *true.shape).clone()
     members[0, :, -1, 0] = float("nan")
     assert math.isnan(ece(members, true, 10))
+
+
+def test_a_run_folder_passed_as_checkpoint_is_told_the_checkpoint_that_exists(tiny, tmp_path):
+    """`ups eval checkpoint=runs/<id>` said 'e.g. runs/<run_id>/checkpoints/last', a folder ups train never
+    writes (it writes checkpoints/final, epoch_NNNN and LATEST)."""
+    import shutil
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "final").mkdir(parents=True)
+    shutil.copy(tiny["ckpt"], run / "checkpoints" / "final" / "checkpoint.pt")
+    (run / "checkpoints" / "LATEST").write_text("final\n")
+    with pytest.raises(ConfigError, match="does not exist") as e:
+        main([f"checkpoint={run}"])
+    assert "checkpoints/last" not in str(e.value)
+    assert f"e.g. {run / 'checkpoints' / 'final'}, this run's latest" in str(e.value)
+    with pytest.raises(ConfigError, match=r"e\.g\. runs/<run_id>/checkpoints/final\)"):
+        main([f"checkpoint={tmp_path / 'nope'}"])

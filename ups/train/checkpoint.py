@@ -78,8 +78,13 @@ def resolve_path(path: Path | str) -> Path:
     if p.is_dir():
         p = p / CHECKPOINT_NAME
     if not p.exists():
+        marker = p.parent / "checkpoints" / "LATEST"  # a run folder (ups train writes checkpoints/<name>/ and LATEST)
+        latest = marker.read_text().strip() if marker.is_file() else ""
+        latest = latest if latest and (marker.parent / latest / CHECKPOINT_NAME).is_file() else ""
+        example = (f"{p.parent / 'checkpoints' / latest}, this run's latest" if latest
+                   else "runs/<run_id>/checkpoints/final")
         raise CheckpointError(f"checkpoint '{p}' does not exist. Fix: pass the checkpoint.pt file or the "
-                              "folder that holds it (e.g. runs/<run_id>/checkpoints/last).")
+                              f"folder that holds it (e.g. {example}).")
     return p
 
 
