@@ -383,3 +383,15 @@ def test_a_run_folder_passed_as_checkpoint_is_told_the_checkpoint_that_exists(ti
     assert f"e.g. {run / 'checkpoints' / 'final'}, this run's latest" in str(e.value)
     with pytest.raises(ConfigError, match=r"e\.g\. runs/<run_id>/checkpoints/final\)"):
         main([f"checkpoint={tmp_path / 'nope'}"])
+
+
+def test_an_out_dir_that_cannot_take_files_is_refused_before_the_evaluation(tiny, tmp_path, capsys):
+    """eval.out_dir under a regular file: the evaluation ran, then a NotADirectoryError traceback lost it."""
+    from ups.cli import main as ups_main
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    assert ups_main(["eval", f"checkpoint={tiny['ckpt']}", f"eval.out_dir={blocker / 'reports'}"]) == 2
+    err = capsys.readouterr()
+    assert "eval.out_dir" in err.err and str(blocker / "reports") in err.err and "Fix:" in err.err
+    assert "nRMSE" not in err.out  # refused before the evaluation, not after it

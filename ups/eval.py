@@ -565,6 +565,10 @@ def main(argv: list[str]) -> int:
     source = str(getattr(data, "source", cfg.data.path))
     grid, notes = check_eval_data(ckpt_cfg, int(state["grid_size"]), data, source)
     check_test_unseen(ckpt_cfg, cfg, data, source)
+    from ups.outputs import check_writable_folder
+
+    # before the evaluation: an out_dir that cannot take the files lost it to a traceback at the end
+    check_writable_folder(Path(str(cfg.eval.out_dir)).expanduser(), "ups eval eval.out_dir", "eval.out_dir=reports")
     torch.set_num_threads(max(1, int(cfg.training.num_threads)))
     for n in notes:
         print(f"note: {n}")
