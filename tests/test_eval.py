@@ -320,6 +320,17 @@ def test_eval_on_the_checkpoints_own_data_never_scores_its_training_samples(tiny
                           {"nu": 0.01, "content_hash": content_hash(cfg.data)})
     with pytest.raises(ConfigError, match=r"held out only its first 3 samples .* would score 4"):
         main([f"checkpoint={ckpt}", f"data={copy}", "data.test_ratio=0.4", out])
+    # the same trajectories generated on a finer grid (data.resolution=512: same n, seed, ν and time grid)
+    import json as _json
+
+    from ups.data.cache import generation_key
+
+    finer = read_pdebench(files["fine"])
+    regridded = write_pdebench(tmp_path / "fine_copy_Nu0.01.hdf5", finer.tensor, finer.x, finer.t, {
+        "nu": 0.01, "generation_key": _json.dumps({**generation_key(cfg.data), "resolution": 512}, sort_keys=True)})
+    with pytest.raises(ConfigError, match=r"held out only its first 3 samples .* would score 4"):
+        main([f"checkpoint={ckpt}", f"data={regridded}", "data.test_ratio=0.4", out])
+    assert main([f"checkpoint={ckpt}", f"data={regridded}", out, "run.run_id=regridded"]) == 0
 
 
 def test_the_training_grid_is_not_shifted_for_float32_rounding_of_its_coordinates(tmp_path):

@@ -321,9 +321,9 @@ def check_eval_data(ckpt_cfg: Any, grid_size: int, data: Any, source: str) -> tu
 
 def check_test_unseen(ckpt_cfg: Any, cfg: Any, data: Any, source: str) -> None:
     """Refuse scoring samples the checkpoint trained or validated on. On the checkpoint's own data (its
-    ``data.path``, or a generated file with its content hash) the test split is the file's first samples, and a
+    ``data.path``, or the file generated for it, on any grid) the test split is the file's first samples, and a
     larger ``data.test_ratio`` / ``data.num_samples_max`` than the checkpoint's moves training samples into it."""
-    from ups.data.cache import content_hash
+    from ups.data.cache import content_hash, generation_key
     from ups.data.hdf5 import inspect_pdebench
     from ups.data.protocol import split_sizes
 
@@ -335,8 +335,14 @@ def check_test_unseen(ckpt_cfg: Any, cfg: Any, data: Any, source: str) -> None:
             same = trained.exists() and src.exists() and os.path.samefile(trained, src)
         except OSError:
             same = False
-    else:
-        same = (getattr(data, "attrs", None) or {}).get("content_hash") == content_hash(d)
+    else:  # generated: the same request, or the same trajectories (n, seed, ν, time grid) saved on another grid
+        attrs = getattr(data, "attrs", None) or {}
+        try:
+            made = {k: v for k, v in json.loads(str(attrs.get("generation_key", "{}"))).items() if k != "resolution"}
+        except (ValueError, AttributeError):
+            made = {}
+        same = attrs.get("content_hash") == content_hash(d) or made == {
+            k: v for k, v in generation_key(d).items() if k != "resolution"}
     if not same:
         return
     n_file = int(inspect_pdebench(src).shape[0])
