@@ -406,3 +406,20 @@ def test_an_out_dir_that_cannot_take_files_is_refused_before_the_evaluation(tiny
     err = capsys.readouterr()
     assert "eval.out_dir" in err.err and str(blocker / "reports") in err.err and "Fix:" in err.err
     assert "nRMSE" not in err.out  # refused before the evaluation, not after it
+
+
+def test_two_checkpoints_of_one_run_do_not_overwrite_each_others_eval(tiny, tmp_path):
+    """A run with run.run_id set (every sweep trial) has epoch_N/ and final/ checkpoints with one run_id: the eval
+    of final/ silently replaced eval_<run_id>.json of epoch_N/ (same data and settings, so the same fingerprint)."""
+    import shutil
+
+    out = tmp_path / "reports"
+    for name in ("epoch_0001", "final"):
+        (tmp_path / "run" / name).mkdir(parents=True)
+        shutil.copy(tiny["ckpt"], tmp_path / "run" / name / "checkpoint.pt")
+        assert main([f"checkpoint={tmp_path / 'run' / name}", f"eval.out_dir={out}"]) == 0
+    recs = [json.loads(p.read_text()) for p in sorted(out.glob("eval_tiny-run*.json"))]
+    assert sorted(Path(r["info"]["checkpoint"]).parent.name for r in recs) == ["epoch_0001", "final"]
+    # the same checkpoint evaluated again replaces its own result
+    assert main([f"checkpoint={tmp_path / 'run' / 'final'}", f"eval.out_dir={out}"]) == 0
+    assert len(list(out.glob("eval_tiny-run*.json"))) == 2

@@ -593,8 +593,9 @@ def main(argv: list[str]) -> int:
 
     run_id = _run_id(cfg, state)
     m = ev.metrics
-    fingerprint = hashlib.sha1(json.dumps(
-        [str(getattr(data, "data_hash", source)), to_dict(cfg)["ttc"], to_dict(cfg)["eval"], to_dict(cfg)["data"]],
+    fingerprint = hashlib.sha1(json.dumps(  # the checkpoint too: a run's epoch_N/ and final/ share its run_id
+        [str(getattr(data, "data_hash", source)), to_dict(cfg)["ttc"], to_dict(cfg)["eval"], to_dict(cfg)["data"],
+         str(Path(state["path"]).resolve())],
         sort_keys=True, default=str).encode()).hexdigest()
     out_dir = Path(str(cfg.eval.out_dir)).expanduser()
     stem, paths = output_paths(out_dir, run_id, fingerprint)
