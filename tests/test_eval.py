@@ -186,6 +186,9 @@ def test_cli_bad_input_is_refused_before_compute(tiny, files, tmp_path):
 
     with pytest.raises(ConfigError, match="does not exist"):
         main([f"checkpoint={tmp_path / 'nope.pt'}"])
+    # eval.max_samples=0 is "no test evaluation" (the config check says so): evaluate() took it for "all"
+    with pytest.raises(ConfigError, match=r"eval.max_samples=0 evaluates no test sample. Fix: eval.max_samples=-1"):
+        main(_ckpt_args(tiny, "eval.max_samples=0", out))
     bad = tmp_path / "corrupt" / "checkpoint.pt"
     bad.parent.mkdir()
     bad.write_bytes(b"not a checkpoint at all")

@@ -208,6 +208,16 @@ def test_a_divergence_after_a_checkpoint_restarts_from_that_checkpoint(tiny, tmp
     assert [h["stage"] for h in res.history] == ["autoencoder"] * 2 + ["operator"] * 2
 
 
+def test_eval_max_samples_0_trains_without_a_test_evaluation(tiny, tmp_path):
+    """The config check reads eval.max_samples=0 as "no test evaluation"; the trainer evaluated every sample."""
+    stages = ["stages.autoencoder.epochs=1", "stages.operator.epochs=0", "stages.diff_residual.epochs=0",
+              "stages.consistency_distill.epochs=0"]
+    res = train(load_config(TINY + stages + ["eval.max_samples=0"]), run_dir=tmp_path / "none", data=tiny)
+    assert "nrmse" not in res.metrics and res.metrics["params"] > 0
+    res = train(load_config(TINY + stages + ["eval.max_samples=1"]), run_dir=tmp_path / "one", data=tiny)
+    assert res.metrics["nrmse"] is not None and res.metrics["n_samples"] == 1
+
+
 def test_checkpoint_refused_on_mismatch_and_corruption(tiny, tmp_path):
     cfg = load_config(TINY + ["stages.operator.epochs=0", "stages.diff_residual.epochs=0",
                               "stages.consistency_distill.epochs=0", "stages.autoencoder.epochs=1"])

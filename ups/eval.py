@@ -556,6 +556,9 @@ def main(argv: list[str]) -> int:
     except CheckpointError as e:
         raise ConfigError(str(e)) from None
     cfg = apply_overrides(ckpt_cfg, updates, source="ups eval")
+    if int(cfg.eval.max_samples) == 0:  # 0 means "no test evaluation" (a training run's setting): nothing to do
+        raise ConfigError("ups eval: eval.max_samples=0 evaluates no test sample. Fix: eval.max_samples=-1 (all) "
+                          "or a count")
     TTCSettings.from_cfg(cfg.ttc)  # bad TTC settings fail before any data is read
     check_protocol_overrides(ckpt_cfg, cfg)
     try:

@@ -560,7 +560,7 @@ def _final_report(run: _Run) -> dict:
     final["val_nrmse"] = vm["nrmse"]
     final.update({f"val_{k}": v for k, v in vm.items() if k != "nrmse"})
     test = getattr(run.data, "test", None)
-    if isinstance(test, torch.Tensor) and test.shape[0] > 0:
+    if isinstance(test, torch.Tensor) and test.shape[0] > 0 and int(cfg.eval.max_samples) != 0:  # 0: no test eval
         try:
             from ups.eval import evaluate
         except ImportError:
