@@ -143,7 +143,9 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
                           "Fix: use a file with more trajectories or a larger data.test_ratio")
     if not 1 <= init < n_frames:
         raise ConfigError(f"evaluate: data.initial_step = {init} leaves no frame to forecast in "
-                          f"'{getattr(data, 'source', '?')}' ({n_frames} frames). Fix: lower data.initial_step")
+                          f"'{getattr(data, 'source', '?')}' ({n_frames} frames). Fix: data with more than {init} frames "
+                          "at the model's time step (a checkpoint's initial_step is fixed: `ups eval` keeps it), or, "
+                          "when training, a lower data.initial_step")
     settings = TTCSettings.from_cfg(cfg.ttc)  # bad TTC settings fail before compute
     grid = grid or GridMap(x_size, _model_grid(model, x_size), 0.0)
     dev = eval_device(cfg)
