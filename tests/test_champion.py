@@ -73,3 +73,13 @@ def test_a_dethroned_champion_loses_its_label(tmp_path: Path) -> None:
     assert update_champion(champ, [full_eval("b", 0.05)], lb)["replaced"] == "a"
     labels = dict(read_leaderboard(lb)[["run_id", "promotion"]].itertuples(index=False))
     assert labels == {"a": "full_eval", "full-a": "full_eval", "b": "champion", "full-b": "champion"}
+
+
+def test_a_record_with_only_a_score_is_compared_on_it(tmp_path: Path) -> None:
+    """A hand-written champion.json holds what read_champion asks for (run_id, score, checkpoint, config,
+    data_hash), no nrmse/nrmse_ttc: its score was read as +inf and any candidate dethroned it."""
+    champ, lb = tmp_path / "champion.json", tmp_path / "leaderboard.csv"
+    champ.write_text(json.dumps({"run_id": "mine", "score": 0.01, "checkpoint": "/ckpt/mine", "config": {"a": 1},
+                                 "data_hash": "d1"}))
+    assert update_champion(champ, [full_eval("worse", 0.5)], lb)["run_id"] == "mine"
+    assert update_champion(champ, [full_eval("better", 0.005)], lb)["run_id"] == "better"

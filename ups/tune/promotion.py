@@ -248,11 +248,12 @@ def seed_mean_candidates(fulls: list[dict[str, Any]], groups: dict[str, list[str
 
 def score(row: Mapping[str, Any]) -> float:
     """Champion score: the seed mean when the row has one (+inf if a seed failed), else nRMSE with TTC,
-    else nRMSE."""
+    else nRMSE, else a champion record's own ``score`` (a hand-written record need not carry the nRMSEs)."""
     if has_seed_mean(row):
         return float(row["seed_mean"])
     v = finite_or_none(row.get("nrmse_ttc"))
-    return v if v is not None else _or_inf(row.get("nrmse"))
+    v = v if v is not None else finite_or_none(row.get("nrmse"))
+    return v if v is not None else _or_inf(row.get("score"))
 
 
 def has_seed_mean(row: Mapping[str, Any]) -> bool:
