@@ -83,3 +83,17 @@ def test_a_record_with_only_a_score_is_compared_on_it(tmp_path: Path) -> None:
                                  "data_hash": "d1"}))
     assert update_champion(champ, [full_eval("worse", 0.5)], lb)["run_id"] == "mine"
     assert update_champion(champ, [full_eval("better", 0.005)], lb)["run_id"] == "better"
+
+
+def test_round_c_with_a_champion_folder_says_which_file(tmp_path: Path) -> None:
+    """champion=reports/ (the folder): round C stopped with IsADirectoryError, a raw traceback."""
+    import pytest
+
+    from ups.config import ConfigError
+    from ups.tune.launcher import prepare
+
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=f"champion={folder} is a folder.*champion={folder / 'champion.json'}"):
+        prepare("round_c", [f"champion={folder}", f"storage_path={tmp_path / 'runs'}",
+                            f"leaderboard={tmp_path / 'lb.csv'}"], around_champion=True)

@@ -513,3 +513,11 @@ def test_a_comparison_shows_each_best_trials_baselines_and_warns_across_data(tmp
     upsert_rows(tmp_path / "plain.csv", _rows("round_a", 4, 0) + _rows("round_b", 4, 1) + BASELINES)
     c = compare_rounds(load_leaderboard(tmp_path / "plain.csv"), "round_a", "round_b")  # rows without a data_hash
     assert not c["other_data"] and c["baselines"]["round_a"] == {"persistence": 0.62, "linear": 0.28}
+
+
+def test_a_champion_folder_is_named_not_a_traceback(shared_reports, tmp_path) -> None:
+    """champion=reports/ (the folder, not the file) raised IsADirectoryError out of ``ups report``."""
+    page = report_html.write_report(None, shared_reports / "leaderboard.csv", "round_a", tmp_path / "r",
+                                    champion_path=shared_reports).read_text()
+    assert f"champion file &#x27;{shared_reports}&#x27; is a folder" in page
+    assert f"champion={shared_reports / 'champion.json'}" in page

@@ -257,6 +257,9 @@ def load_champion(path: str | Path) -> dict[str, Any]:
         raise ReportError(
             f"no champion: '{path}' does not exist. Fix: finish a sweep round that promotes a champion "
             f"(it writes {DEFAULT_CHAMPION}), or pass checkpoint=<path/to/checkpoint.pt> (or champion=<file>)")
+    if path.is_dir():
+        raise ReportError(f"champion file '{path}' is a folder. Fix: pass the record itself, e.g. "
+                          f"champion={path / 'champion.json'}")
     try:
         data = json.loads(path.read_text())
     except ValueError as e:

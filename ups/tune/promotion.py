@@ -285,6 +285,9 @@ def read_champion(path: str | Path) -> dict[str, Any] | None:
     p = Path(path)
     if not p.exists():
         return None
+    if p.is_dir():  # champion=reports/ (the folder): read_text raised IsADirectoryError, a raw traceback
+        raise ConfigError(f"champion={p} is a folder, not a champion record. Fix: pass the file, e.g. "
+                          f"champion={p / 'champion.json'}")
     try:
         rec = json.loads(p.read_text())
         why = None if isinstance(rec, dict) else f"a JSON {type(rec).__name__}, not an object"
