@@ -118,3 +118,25 @@ def test_notebook_dims_cell_shows_the_verdict_of_a_dims_experiment() -> None:
     with contextlib.redirect_stdout(printed):
         exec(cell.source, {"lb": other, "exp_name": "round_d-x", "pd": pd, "display": shown.append, "Markdown": str})
     assert len(shown) == 2 and "not a dims round" in printed.getvalue()
+
+
+def test_notebook_figures_show_only_the_baselines_of_the_experiments_data(report_sweep, monkeypatch, tmp_path) -> None:
+    """A leaderboard shared by two profiles holds each data's baselines: the notebook drew the other data's
+    persistence/linear/FNO lines beside this experiment's trials (the report keeps its data's only)."""
+    import pandas as pd
+
+    lb = pd.read_csv(report_sweep.leaderboard, dtype=str)
+    other = lb[lb["kind"] == "baseline"].assign(data_hash="ffffffffffff", nrmse="0.03")
+    other["run_id"] = other["run_id"] + "-other"
+    path = tmp_path / "leaderboard.csv"
+    pd.concat([lb, other]).to_csv(path, index=False)
+    monkeypatch.setenv("UPS_EXPERIMENT", str(report_sweep.experiment))
+    monkeypatch.setenv("UPS_LEADERBOARD", str(path))
+    monkeypatch.setenv("UPS_CHAMPION", "")
+    cells = [c for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
+    ns: dict = {"display": lambda *a, **k: None}
+    for cell in cells[:4]:  # parameters, loading, dataframe, plots: the notebook's own code, in order
+        exec(cell.source.replace("from IPython.display import Image, Markdown, display",
+                                 "from IPython.display import Image, Markdown"), ns)
+    shown = ns["rows"][ns["rows"]["kind"] == "baseline"]
+    assert len(shown) == 3 and set(shown["data_hash"].str[:12]) == {lb.loc[lb["kind"] == "trial", "data_hash"].iloc[0][:12]}
