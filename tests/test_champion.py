@@ -97,3 +97,20 @@ def test_round_c_with_a_champion_folder_says_which_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=f"champion={folder} is a folder.*champion={folder / 'champion.json'}"):
         prepare("round_c", [f"champion={folder}", f"storage_path={tmp_path / 'runs'}",
                             f"leaderboard={tmp_path / 'lb.csv'}"], around_champion=True)
+
+
+def test_the_record_follows_its_checkpoint_when_the_sweep_moved(tmp_path: Path) -> None:
+    """The sweep's folder moved, then resume=true storage_path=<new place>: the rows follow it and the promotion
+    full-evaluates the champion again from there, but champion.json kept the old path (export: no checkpoint)."""
+    champ, lb = tmp_path / "champion.json", tmp_path / "leaderboard.csv"
+    update_champion(champ, [full_eval("a", 0.1)], lb)
+    moved = {**full_eval("a", 0.1), "checkpoint": "/moved/a"}
+    rec = update_champion(champ, [moved], lb)
+    assert rec["run_id"] == "a" and rec["checkpoint"] == "/moved/a"
+    assert json.loads(champ.read_text())["checkpoint"] == "/moved/a"
+    last = (tmp_path / "champion_history.jsonl").read_text().splitlines()[-1]
+    assert json.loads(last)["checkpoint"] == "/moved/a"  # "tail -n 1 champion_history.jsonl" restores it
+    # another run's candidate, or the champion's run on other data, does not move it
+    update_champion(champ, [{**full_eval("b", 0.5), "checkpoint": "/elsewhere/b"}], lb)
+    update_champion(champ, [{**moved, "checkpoint": "/other-data/a", "data_hash": "d2"}], lb)
+    assert json.loads(champ.read_text())["checkpoint"] == "/moved/a"

@@ -376,7 +376,7 @@ def baseline_bar(baselines: Sequence[Mapping[str, Any]], data_hash: Any) -> tupl
 
 def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
            baselines: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
-    current = read_champion(path)
+    current = _follow_checkpoint(path, read_champion(path), candidates)
     candidates = _with_config(candidates)
     if not candidates:
         return _keep(current, leaderboard)
@@ -415,17 +415,40 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
     if has_seed_mean(best):  # chosen on the mean over training seeds
         record.update({"seed_mean": best["seed_mean"], "seed_scores": json.loads(best["seed_scores"]),
                        "seed_run_ids": best["seed_run_ids"].split(";")})
+    _write_record(path, record)
+    from ups.leaderboard import update_column
+    if current is not None and Path(leaderboard).exists():  # dethroned: its rows are full-evals again
+        update_column(leaderboard, [str(current[k]) for k in ("run_id", "full_eval_run_id") if current.get(k)],
+                      "promotion", "full_eval")
+    update_column(leaderboard, [record["run_id"], record["full_eval_run_id"]], "promotion", "champion")
+    return record
+
+
+def _write_record(path: Path, record: Mapping[str, Any]) -> None:
+    """champion.json (atomically) and a line of champion_history.jsonl."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))
     os.replace(tmp, path)
     with open(path.with_name("champion_history.jsonl"), "a") as fh:
         fh.write(json.dumps(record, default=str) + "\n")
-    from ups.leaderboard import update_column
-    if current is not None and Path(leaderboard).exists():  # dethroned: its rows are full-evals again
-        update_column(leaderboard, [str(current[k]) for k in ("run_id", "full_eval_run_id") if current.get(k)],
-                      "promotion", "full_eval")
-    update_column(leaderboard, [record["run_id"], record["full_eval_run_id"]], "promotion", "champion")
+
+
+def _follow_checkpoint(path: Path, current: dict[str, Any] | None,
+                       candidates: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The champion full-evaluated again from another checkpoint path (its sweep's folder moved, then
+    ``resume=true storage_path=<where it is now>``: the leaderboard rows follow it): the record follows too.
+    It kept the old path, so ``ups export champion`` and the report's rollout found no checkpoint."""
+    if current is None:
+        return None
+    own = [c for c in candidates if c.get("source_run_id") == current.get("run_id") and c.get("checkpoint")
+           and c.get("data_hash") == current.get("data_hash")]
+    if not own or str(own[0]["checkpoint"]) == str(current.get("checkpoint")):
+        return current
+    record = {**current, "checkpoint": own[0]["checkpoint"]}
+    _write_record(path, record)
+    _say(f"champion {current.get('run_id')}: its checkpoint is now {record['checkpoint']} (was "
+         f"{current.get('checkpoint')}), recorded in {path}")
     return record
 
 
