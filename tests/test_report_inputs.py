@@ -521,3 +521,12 @@ def test_a_champion_folder_is_named_not_a_traceback(shared_reports, tmp_path) ->
                                     champion_path=shared_reports).read_text()
     assert f"champion file &#x27;{shared_reports}&#x27; is a folder" in page
     assert f"champion={shared_reports / 'champion.json'}" in page
+
+
+def test_a_missing_champion_checkpoint_names_a_fix_ups_report_takes(shared_reports, tmp_path) -> None:
+    """The rollout figure's note said "Fix: pass checkpoint=…", an argument ups report refuses."""
+    page = report_html.write_report(None, shared_reports / "leaderboard.csv", "round_a", tmp_path / "r").read_text()
+    assert "nope.pt&#x27; does not exist" in page and "pass checkpoint=" not in page
+    assert "Fix: champion=&lt;a champion.json whose checkpoint is on this machine&gt;" in page
+    with pytest.raises(ConfigError, match="unknown argument 'checkpoint'"):
+        report_main([f"leaderboard={shared_reports / 'leaderboard.csv'}", "checkpoint=x.pt"])

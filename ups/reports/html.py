@@ -331,7 +331,9 @@ def _rollout_figure(champion: dict[str, Any] | None, path: Path) -> Path:
     if not ckpt_raw:
         raise plots.PlotSkipped(f"{champion.get('_source')}: no checkpoint recorded")
     try:
-        with checkpoint_file(str(ckpt_raw)) as ckpt:
+        # ups report has no checkpoint= (the default fix): the champion record is what it reads the checkpoint from
+        with checkpoint_file(str(ckpt_raw), fix="champion=<a champion.json whose checkpoint is on this machine>; a "
+                             "sweep whose folder moved records the new place after resume=true storage_path=<it>") as ckpt:
             truth, pred, x, t, initial_step, label = champion_rollout(ckpt)
     except ReportError as e:
         raise plots.PlotSkipped(str(e)) from None

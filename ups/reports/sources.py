@@ -274,7 +274,10 @@ def load_champion(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def resolve_checkpoint(checkpoint: str | Path, base: Path | None = None) -> Path:
+CHECKPOINT_FIX = "pass checkpoint=<path/to/checkpoint.pt> of a finished trial"
+
+
+def resolve_checkpoint(checkpoint: str | Path, base: Path | None = None, fix: str = CHECKPOINT_FIX) -> Path:
     """A checkpoint path (file or the directory holding checkpoint.pt), relative paths tried from base;
     an ``s3://bucket/…/checkpoint_N`` (what champion.json records for a sweep on S3) is downloaded first."""
     if str(checkpoint).startswith("s3://"):
@@ -287,7 +290,7 @@ def resolve_checkpoint(checkpoint: str | Path, base: Path | None = None) -> Path
         if c.is_file():
             return c
     raise ReportError(f"checkpoint '{checkpoint}' does not exist (looked for the file and <dir>/checkpoint.pt). "
-                      f"Fix: pass checkpoint=<path/to/checkpoint.pt> of a finished trial")
+                      f"Fix: {fix}")
 
 
 def checkpoint_name(checkpoint: str | Path) -> str:
@@ -298,10 +301,10 @@ def checkpoint_name(checkpoint: str | Path) -> str:
 
 
 @contextmanager
-def checkpoint_file(checkpoint: str | Path, base: Path | None = None) -> Iterator[Path]:
+def checkpoint_file(checkpoint: str | Path, base: Path | None = None, fix: str = CHECKPOINT_FIX) -> Iterator[Path]:
     """``resolve_checkpoint`` for the length of a ``with`` block: an S3 download (a temp folder of one
     checkpoint, 0.1 MB to GBs) is deleted when the block ends, errors included; a local file is left alone."""
-    path = resolve_checkpoint(checkpoint, base)
+    path = resolve_checkpoint(checkpoint, base, fix)
     try:
         yield path
     finally:
