@@ -341,3 +341,20 @@ def test_a_full_eval_whose_checkpoint_is_gone_is_skipped_with_the_fix(tmp_path: 
     upsert_rows(lb, [{"run_id": "x-t1", "kind": "trial", "checkpoint": str(tmp_path / "runs" / "x" / "checkpoint_000002")}])
     assert full_eval(lb, ["x-t1"], None) == []
     assert "x-t1: no full-eval, its checkpoint" in capsys.readouterr().out
+
+
+def test_a_full_eval_whose_checkpoint_is_corrupt_is_skipped_and_the_others_run(tmp_path: Path, tiny_cfg, tiny_data,
+                                                                             capsys) -> None:
+    """An empty checkpoint.pt (disk full, a killed write) raised CheckpointError out of the promotion: a raw
+    traceback after every trial had run, no full-eval of the other promoted trials, no champion, no report."""
+    from ups.leaderboard import upsert_rows
+
+    lb, folder = _saved_trial(tmp_path, tiny_cfg)
+    empty = tmp_path / "trial_t0" / "checkpoint_000001"
+    empty.mkdir(parents=True)
+    (empty / "checkpoint.pt").write_bytes(b"")
+    upsert_rows(lb, [trial("t0", **GOOD, checkpoint=str(empty))])
+    rows = full_eval(lb, [f"{EXP}-t0", f"{EXP}-t1"], tiny_data)
+    assert [r["source_run_id"] for r in rows] == [f"{EXP}-t1"]
+    out = capsys.readouterr().out
+    assert f"{EXP}-t0: no full-eval, its checkpoint {empty} cannot be loaded" in out and "is empty (0 bytes" in out

@@ -158,7 +158,7 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
     import time
 
     from ups.eval import eval_device, evaluate
-    from ups.train.checkpoint import load_checkpoint
+    from ups.train.checkpoint import CheckpointError, load_checkpoint
     from ups.train.trainer import gpu_memory, reset_gpu_peak
 
     lb = read_leaderboard(leaderboard).set_index("run_id", drop=False)
@@ -174,6 +174,9 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
         except FileNotFoundError as e:  # not the round's end: the other trials' evals, the report still come
             _say(f"{rid}: no full-eval, its checkpoint {row['checkpoint']} is not there ({e}). Fix: if the sweep's "
                  f"folder moved, resume=true with storage_path= where it is now (the rows follow it)")
+            continue
+        except CheckpointError as e:  # empty/truncated (disk full, a killed write): the other trials still come
+            _say(f"{rid}: no full-eval, its checkpoint {row['checkpoint']} cannot be loaded: {e}")
             continue
         cfg = apply_overrides(cfg, {"eval.max_samples": -1, "ttc.enabled": True}, source="full-eval")
         device = eval_device(cfg)
