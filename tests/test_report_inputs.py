@@ -530,3 +530,31 @@ def test_a_missing_champion_checkpoint_names_a_fix_ups_report_takes(shared_repor
     assert "Fix: champion=&lt;a champion.json whose checkpoint is on this machine&gt;" in page
     with pytest.raises(ConfigError, match="unknown argument 'checkpoint'"):
         report_main([f"leaderboard={shared_reports / 'leaderboard.csv'}", "checkpoint=x.pt"])
+
+
+def test_the_cost_and_ttc_figures_draw_only_the_reports_data(tmp_path, monkeypatch) -> None:
+    """Smoke and full profiles on one leaderboard: the report of one data set said it left the other's trials
+    out, but its best-vs-cost and TTC figures drew every round's trials of both beside this data's baselines
+    (round_a's line reached the other data's best nRMSE)."""
+    import ups.reports.plots as plots
+
+    rows = []
+    for h, scale in (("a" * 16, 1.0), ("b" * 16, 0.1)):
+        for r in _rows("round_a", 3, 0) + _rows("round_b", 3, 1):
+            rows.append({**r, "run_id": f"{r['run_id']}-{h[0]}", "data_hash": h, "experiment": f"{r['round']}-{h[0]}",
+                         "nrmse": r["nrmse"] * scale})
+    rows += [{"run_id": f"baseline-fno-{h}", "kind": "baseline", "label": "fno", "nrmse": v, "data_hash": h * 12}
+             for h, v in (("a", 0.3), ("b", 0.03))]
+    lb = tmp_path / "leaderboard.csv"
+    upsert_rows(lb, rows)
+    drawn: dict = {}
+    for name in ("plot_best_vs_cost", "plot_ttc_paradox"):
+        real = getattr(plots, name)
+        monkeypatch.setattr(plots, name, lambda df, path, *a, _real=real, _name=name, **k:
+                            drawn.setdefault(_name, df) is df and _real(df, path, *a, **k))
+    report_html.write_report(None, lb, "round_a", tmp_path / "r", data_hash="aaaa")
+    assert set(drawn) == {"plot_best_vs_cost", "plot_ttc_paradox"}
+    for name, df in drawn.items():
+        t = df[df["kind"] == "trial"]
+        assert len(t) == 6 and set(t["data_hash"]) == {"a" * 16}, name
+        assert list(df.loc[df["kind"] == "baseline", "nrmse"]) == [0.3], name

@@ -123,7 +123,7 @@ def write_report(experiment_path: str | Path | None, leaderboard_path: Path, rou
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        figs = _render_figures(full, lb, exp, champion, tmp, metric)
+        figs = _render_figures(full, lb, exp, champion, tmp, metric, data_hash)
         page = _page(round_name, leaderboard_path, exp_path, lb, exp, champion, figs, notes)
         (tmp / "index.html").write_text(page, encoding="utf-8")
         _table_csv(lb).to_csv(tmp / "table.csv", index=False)
@@ -221,10 +221,16 @@ def _champion(full: pd.DataFrame, lb: pd.DataFrame, leaderboard_path: Path, cham
 
 # ------------------------------------------------------------------------------------- figures
 def _render_figures(full: pd.DataFrame, lb: pd.DataFrame, exp: ExperimentResults | None,
-                    champion: dict[str, Any] | None, out: Path, metric: str) -> list[FigureResult]:
+                    champion: dict[str, Any] | None, out: Path, metric: str,
+                    data_hash: str | None = None) -> list[FigureResult]:
     hist = exp.histories() if exp is not None else pd.DataFrame()
     statuses = {t.trial_id: t.status for t in exp.trials} if exp is not None else {}
-    all_rounds = pd.concat([full[full["kind"] != "baseline"], lb[lb["kind"] == "baseline"]], ignore_index=True)
+    others = full[full["kind"] != "baseline"]
+    if data_hash and "data_hash" in others:  # every round's trials on the report's test data (or none recorded):
+        # another data set's trials drew their nRMSE into the cost and TTC figures beside this data's baselines
+        h12 = others["data_hash"].fillna("").astype(str).str[:12]
+        others = others[(h12 == "") | (h12 == str(data_hash)[:12])]
+    all_rounds = pd.concat([others, lb[lb["kind"] == "baseline"]], ignore_index=True)
     no_exp = "no Tune experiment folder given or recorded in the leaderboard (pass experiment=<path>)"
     own_trials = set(lb.loc[lb["kind"] == "trial", "run_id"].astype(str))
 
