@@ -558,3 +558,21 @@ def test_the_cost_and_ttc_figures_draw_only_the_reports_data(tmp_path, monkeypat
         t = df[df["kind"] == "trial"]
         assert len(t) == 6 and set(t["data_hash"]) == {"a" * 16}, name
         assert list(df.loc[df["kind"] == "baseline", "nrmse"]) == [0.3], name
+
+
+def test_an_out_of_the_wrong_kind_is_refused_before_any_work(shared_reports, tmp_path) -> None:
+    """ups report out=<a file>, ups report compare out=<a folder> and ups report notebook out=<a folder> ended in
+    FileExistsError / IsADirectoryError tracebacks after the work (compare also left its temp file behind)."""
+    lb = shared_reports / "leaderboard.csv"
+    afile = tmp_path / "notes.txt"
+    afile.write_text("mine")
+    with pytest.raises(ConfigError, match=f"out={afile} is a file; a report is a folder.*Fix: out=<a folder>"):
+        report_main([f"leaderboard={lb}", "round=round_a", f"out={afile}"])
+    assert afile.read_text() == "mine"
+    folder = tmp_path / "cmp"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=f"out={folder} is a folder.*Fix: out={folder / 'compare_round_a_vs_round_b.html'}"):
+        report_main(["compare", "round_a", "round_b", f"leaderboard={lb}", f"out={folder}"])
+    assert not list(tmp_path.glob(".cmp.*.tmp"))
+    with pytest.raises(ConfigError, match=f"out={folder} is a folder.*Fix: out={folder / 'analysis.executed.ipynb'}"):
+        report_main(["notebook", f"leaderboard={lb}", f"out={folder}"])

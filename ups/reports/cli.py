@@ -43,6 +43,9 @@ def main(argv: list[str]) -> int:
         round_name = rounds[-1] if rounds else "all"
         print(f"ups report: round={round_name} (most recent in {lb_path}; rounds: {', '.join(rounds) or 'none'})")
     out = Path(args.get("out", lb_path.parent / round_name))
+    if out.exists() and not out.is_dir():  # found only when the rendered report moved in: a raw FileExistsError
+        raise ReportError(f"ups report: out={out} is a file; a report is a folder (index.html, figures, table.csv). "
+                          f"Fix: out=<a folder>, e.g. out={lb_path.parent / round_name}")
     champion = Path(args["champion"]) if "champion" in args else None
     if champion is not None and not champion.exists():
         raise ReportError(f"champion file '{champion}' does not exist. Fix: drop champion= to use "
@@ -65,5 +68,9 @@ def _compare(argv: list[str]) -> int:
                           f"Fix: ups report compare round_a round_b [leaderboard=…] [out=…]")
     args = parse_kv([a for a in argv if "=" in a], COMPARE_ARGS, "ups report compare")
     lb_path = Path(args.get("leaderboard", DEFAULT_LEADERBOARD))
-    compare_main(rounds[0], rounds[1], lb_path, Path(args["out"]) if "out" in args else None)
+    out = Path(args["out"]) if "out" in args else None
+    if out is not None and out.is_dir():  # os.replace onto it raised IsADirectoryError and left its temp file
+        raise ReportError(f"ups report compare: out={out} is a folder; the comparison is one .html file. Fix: "
+                          f"out={out / f'compare_{rounds[0]}_vs_{rounds[1]}.html'}")
+    compare_main(rounds[0], rounds[1], lb_path, out)
     return 0

@@ -40,6 +40,9 @@ def run_notebook(argv: list[str]) -> int:
             from None
     lb = Path(args.get("leaderboard", DEFAULT_LEADERBOARD)).resolve()
     out = Path(args.get("out", lb.parent / "analysis.executed.ipynb"))
+    if out.is_dir():  # found only after every cell had run: a raw IsADirectoryError
+        raise ReportError(f"ups report notebook: out={out} is a folder; the executed notebook is one .ipynb file. "
+                          f"Fix: out={out / 'analysis.executed.ipynb'}")
     env = {"UPS_LEADERBOARD": str(lb)}
     if "experiment" in args:
         exp = args["experiment"]
