@@ -114,3 +114,16 @@ def test_the_record_follows_its_checkpoint_when_the_sweep_moved(tmp_path: Path) 
     update_champion(champ, [{**full_eval("b", 0.5), "checkpoint": "/elsewhere/b"}], lb)
     update_champion(champ, [{**moved, "checkpoint": "/other-data/a", "data_hash": "d2"}], lb)
     assert json.loads(champ.read_text())["checkpoint"] == "/moved/a"
+
+
+def test_a_score_written_as_text_is_read_as_the_number(tmp_path: Path) -> None:
+    """A hand-written "score": "0.01" passed read_champion as text: round C kept that champion, then died after its
+    whole sweep printing it (ValueError: Unknown format code 'g' for object of type 'str')."""
+    from ups.tune.promotion import read_champion
+
+    champ, lb = tmp_path / "champion.json", tmp_path / "leaderboard.csv"
+    champ.write_text(json.dumps({"run_id": "mine", "score": "0.01", "checkpoint": "/ckpt/mine", "config": {"a": 1},
+                                 "data_hash": "d1"}))
+    assert read_champion(champ)["score"] == 0.01
+    kept = update_champion(champ, [full_eval("worse", 0.5)], lb)
+    assert kept["run_id"] == "mine" and f"{kept['score']:.4g}" == "0.01"

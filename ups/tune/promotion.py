@@ -300,8 +300,8 @@ def read_champion(path: str | Path) -> dict[str, Any] | None:
         missing = [k for k in CHAMPION_KEYS if rec.get(k) is None or rec.get(k) == ""]
         if not missing and finite_or_none(rec.get("score")) is None:
             missing = ["score (a number)"]
-        if not missing:
-            return rec
+        if not missing:  # a hand-written "score": "0.1" passes, as the number (round C/D print it with :.4g)
+            return {**rec, "score": finite_or_none(rec["score"])}
         why = f"missing {', '.join(repr(k) for k in missing)} (a promotion writes {', '.join(CHAMPION_KEYS)})"
     history = p.with_name("champion_history.jsonl")
     restore = (f"restore the last champion from {history} (tail -n 1 {history} > {p}), or " if history.exists()
