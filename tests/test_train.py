@@ -282,6 +282,30 @@ def test_a_resumed_stage_keeps_the_time_it_already_spent(tiny, tmp_path):
     assert len(operator) == 1 and operator[0].get("budget_exhausted"), operator  # not a fresh hour
 
 
+def test_a_resume_from_a_total_time_budget_stop_trains_no_further_stage(tiny, tmp_path):
+    """training.time_budget_s ends the run at the stage it runs out in; the checkpoint of that stop says so, and a
+    run resumed from it ends as the uninterrupted one did (it trained the next stage's first batch and more)."""
+    cfg = load_config([*TINY, "training.time_budget_s=0.001"])
+    full_hist: list[dict] = []
+    full = train(cfg, run_dir=tmp_path / "full", data=tiny, report=lambda m, c: full_hist.append(m))
+    assert [m["stage"] for m in full_hist] == ["autoencoder", "done"]
+    seen: list = []
+
+    def interrupt(m, ckpt):
+        seen.append(ckpt)
+        if m.get("budget_exhausted") and not m.get("done"):
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg, run_dir=tmp_path / "cut", data=tiny, report=interrupt)
+    resumed: list[dict] = []
+    res = train(cfg, run_dir=tmp_path / "cut", data=tiny, resume_from=seen[-1], report=lambda m, c: resumed.append(m))
+    assert [m["stage"] for m in resumed] == ["done"] and resumed[-1]["budget_exhausted"], resumed
+    a, b = _final_state(full.model), _final_state(res.model)
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resuming from the budget stop"
+
+
 def test_more_context_frames_encode_the_same_windows_with_or_without_the_latent_cache() -> None:
     """encoder.context_frames=3: without the latent cache the operator stages (and the autoencoder) encoded one
     frame repeated 3 times, while the cache and inference give the encoder the 3 most recent frames."""

@@ -182,6 +182,7 @@ def _payload(run: _Run, stage: str, epoch: int, opt, sched, ema: EMA | None, gen
         "wall_clock": run.wall(),
         "history": json.dumps(run.history),
         "params": run.params,
+        "budget_hit": run.budget_hit,  # a resume from a training.time_budget_s stop must not train the next stages
         **(extra or {}),
     }
 
@@ -505,6 +506,10 @@ def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from:
         run.elapsed0 = float(resume.get("wall_clock", 0.0))
         run.global_epoch = int(resume["global_epoch"])
         run.history = json.loads(resume.get("history", "[]"))
+        # a checkpoint written at a training.time_budget_s stop ends the run as the uninterrupted one ended
+        # (unless the config now allows more time): without this the resume trained the remaining stages
+        total = float(cfg.training.time_budget_s)
+        run.budget_hit = bool(resume.get("budget_hit", False)) and total > 0 and run.elapsed0 > total
 
     if resume is None:
         start = 0
@@ -513,12 +518,12 @@ def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from:
     for si, stage in enumerate(STAGES):
         if si < start or int(cfg.stages[stage].epochs) == 0:
             continue
-        if run.budget_hit:
-            break
         res = resume if (resume is not None and si == start) else None
         if res is not None and int(res["epoch"]) >= int(cfg.stages[stage].epochs):
-            _resume_finished_stage(run, stage, res)
+            _resume_finished_stage(run, stage, res)  # also after a budget stop: the stop folded the EMA too
             continue
+        if run.budget_hit:
+            break
         _run_stage(run, stage, res)
 
     # the trained weights are saved before evaluation, so a failing evaluation loses nothing
