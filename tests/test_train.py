@@ -306,6 +306,28 @@ def test_a_resume_from_a_total_time_budget_stop_trains_no_further_stage(tiny, tm
         assert torch.equal(a[k], b[k]), f"{k} differs after resuming from the budget stop"
 
 
+def test_gradient_accumulation_averages_over_the_batches_each_step_has(tiny, tmp_path, monkeypatch):
+    """18 samples, batch 6, accum_steps 2: 3 batches, so the epoch's second optimizer step has one batch. Each
+    step's gradient is the mean over its own batches (it was halved: the lone batch divided by accum_steps)."""
+    import ups.train.stages as stages
+
+    monkeypatch.setitem(stages.LOSSES, "operator",
+                        lambda ctx, idx, g: sum(p.sum() for p in ctx.model.operator.parameters()))  # gradient 1
+    grads: list[float] = []
+    step = torch.optim.AdamW.step
+
+    def record(self, *a, **k):
+        grads.append(float(self.param_groups[0]["params"][0].grad.flatten()[0]))
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", record)
+    cfg = load_config([*TINY, "stages.autoencoder.epochs=0", "stages.diff_residual.epochs=0",
+                       "stages.consistency_distill.epochs=0", "stages.operator.epochs=1",
+                       "stages.operator.accum_steps=2", "stages.operator.grad_clip=0"])
+    train(cfg, run_dir=tmp_path, data=tiny)
+    assert grads == [1.0, 1.0]
+
+
 def test_more_context_frames_encode_the_same_windows_with_or_without_the_latent_cache() -> None:
     """encoder.context_frames=3: without the latent cache the operator stages (and the autoencoder) encoded one
     frame repeated 3 times, while the cache and inference give the encoder the 3 most recent frames."""

@@ -335,7 +335,8 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
                 loss = loss_fn(ctx, idx, gen)
             if not torch.isfinite(loss):
                 _diverged(run, stage, epoch, b, good, f"loss = {float(loss.detach())}")
-            (loss / accum).backward()
+            # mean over the batches of this optimizer step: the last group of an epoch can hold fewer than accum
+            (loss / min(accum, n_batches - b // accum * accum)).backward()
             sum_loss += float(loss.detach())
             n_loss += 1
             n_samples += len(idx)
