@@ -1,6 +1,7 @@
 """Staged training: resume equals uninterrupted, NaN stop, checkpoint refusal (mismatch, corrupt)."""
 from __future__ import annotations
 
+import math
 import types
 from pathlib import Path
 
@@ -326,6 +327,37 @@ def test_gradient_accumulation_averages_over_the_batches_each_step_has(tiny, tmp
                        "stages.operator.accum_steps=2", "stages.operator.grad_clip=0"])
     train(cfg, run_dir=tmp_path, data=tiny)
     assert grads == [1.0, 1.0]
+
+
+def test_a_resume_with_a_new_lr_applies_the_stage_clock_to_its_first_step(tiny, tmp_path, monkeypatch):
+    """With stages.X.time_budget_s the cosine decay follows the stage's clock. A resume that re-applies the
+    schedule (PBT's new lr or batch size) computed the lr before the clock was restored: its first step ran at
+    the step-count lr (0.00075 here, 30x the clock's)."""
+    base = [*TINY, "stages.operator.time_budget_s=1000", "stages.diff_residual.epochs=0",
+            "stages.consistency_distill.epochs=0"]
+    seen: list = []
+
+    def interrupt(m, ckpt):
+        seen.append(ckpt)
+        if m["stage"] == "operator":
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(load_config(base), run_dir=tmp_path, data=tiny, report=interrupt)
+    ckpt = Path(seen[-1]) / "checkpoint.pt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["stage_elapsed_s"] = 900.0  # 90 % of the stage's budget spent
+    torch.save(state, ckpt)
+    lrs: list[float] = []
+    step = torch.optim.AdamW.step
+
+    def record(self, *a, **k):
+        lrs.append(self.param_groups[0]["lr"])
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", record)
+    train(load_config(base + ["stages.operator.optimizer.lr=1e-3"]), run_dir=tmp_path, data=tiny, resume_from=ckpt)
+    assert lrs[0] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 0.9)), rel=1e-3), lrs[:3]
 
 
 def test_more_context_frames_encode_the_same_windows_with_or_without_the_latent_cache() -> None:

@@ -299,6 +299,10 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
     ema = EMA(params, float(scfg.ema_decay), shadow_module=ema_target)
     gen = torch.Generator().manual_seed(int(cfg.training.seed) * 1009 + si)
     start_epoch = 0
+    # a resumed stage keeps the time it already spent: its budget and the clock-driven decay go on from there
+    spent0 = float(resume.get("stage_elapsed_s", 0.0)) if resume is not None else 0.0
+    if stage_budget > 0:  # before the resume below re-applies the schedule (a PBT realign or new lr)
+        clock["progress"] = min(1.0, spent0 / stage_budget)
     if resume is not None:
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
@@ -310,11 +314,7 @@ def _run_stage(run: _Run, stage: str, resume: dict | None) -> None:
             realign_schedule(opt, sched, start_epoch * steps_per_epoch)
         adopt_config_hparams(opt, sched, ema, scfg)
 
-    # a resumed stage keeps the time it already spent: its budget and the clock-driven decay go on from there
-    spent0 = float(resume.get("stage_elapsed_s", 0.0)) if resume is not None else 0.0
     stage_t0 = time.perf_counter() - spent0
-    if stage_budget > 0:
-        clock["progress"] = min(1.0, spent0 / stage_budget)
     loss_fn = LOSSES[stage]
     for epoch in range(start_epoch, epochs):
         model.train()
