@@ -518,3 +518,16 @@ def test_constraints_file_is_read_for_the_torch_build_and_pins(tmp_path, monkeyp
                        "torch==2.13.0")
     errs = _errors(_with_requirements(tmp_path, monkeypatch, f"ray[tune]=={ray.__version__}\n", only_constraint))
     assert "ray is not pinned" in errs  # constrained, never installed
+
+
+def test_head_only_cluster_is_refused(tmp_path, base, capsys):
+    # only the head (CPU: 0, runs no trials) and no worker type: it passed as OK, and every trial would pend forever
+    cfg = copy.deepcopy(base)
+    del cfg["available_node_types"][WORKER]
+    path = _write(tmp_path, cfg)
+    errs = _errors(path)
+    assert f"available_node_types | has no worker node type (only the head, {HEAD})" in errs
+    assert "add a GPU worker type" in errs
+    assert ups_main(["cluster-check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{path}:" in err and "Fix:" in err

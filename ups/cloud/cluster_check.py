@@ -946,6 +946,11 @@ def _check_workers_gpu(c: _Checker, cfg: dict[str, Any]) -> None:
         elif declared is None and not has_gpu:
             c.warn(key + ("node_config", "InstanceType"), f"{itype} has no NVIDIA GPU (Ray detects GPU: 0)",
                    "trials ask for a GPU and never run on it: use a GPU type such as g5.2xlarge")
+    if not any(name != head for name in nts):  # only the head (CPU: 0): no node could ever run a trial
+        c.error(("available_node_types",), f"has no worker node type (only the head, {head}): every trial asks "
+                "for a GPU and would stay pending forever",
+                "add a GPU worker type as in the repository's cluster.yaml (e.g. ray.worker.gpu_spot with "
+                "InstanceType: g5.2xlarge, resources: {}, min_workers: 0, max_workers: 4)")
     if why_not and not gpu_types:
         c.error(("available_node_types",), f"no worker node type can provide a GPU ({'; '.join(why_not)}): "
                 "every trial asks for a GPU and would stay pending forever",
