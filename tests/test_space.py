@@ -174,6 +174,23 @@ def test_an_override_key_is_one_key_however_it_is_typed() -> None:
     assert split_overrides([" +num_samples=3", "+ttc.beam_width=2"]) == ({"num_samples": 3}, ["ttc.beam_width=2"])
 
 
+def test_the_trial_list_on_the_command_line_is_read_like_its_items(tmp_path: Path) -> None:
+    """``trial=[k=v]`` was appended ahead of every plain trial override (an earlier ``stages.operator.epochs=5``
+    beat a later ``trial=[stages.operator.epochs=3]``) and skipped the swept-key check (round A's lr was
+    accepted and silently replaced by the space in every trial)."""
+    from ups.tune.launcher import prepare
+
+    assert split_overrides(["trial=[stages.operator.epochs=3, ttc.threshold=0.3]"]) == (
+        {}, ["stages.operator.epochs=3", "ttc.threshold=0.3"])
+    s = load_sweep_config("round_a", ["stages.operator.epochs=5", "trial=[stages.operator.epochs=3]"])
+    assert "stages.operator.epochs=3" in s.trial and "stages.operator.epochs=5" not in s.trial
+    assert load_sweep_config("round_a", ["trial=stages.operator.epochs=4"]).trial[-1] == "stages.operator.epochs=4"
+    runs = tmp_path / "runs"
+    with pytest.raises(ConfigError, match=r"stages.operator.optimizer.lr=… \(the command line\) would be replaced"):
+        prepare("round_a", [f"storage_path={runs}", "trial=[stages.operator.optimizer.lr=1e-3]"])
+    assert not runs.exists()
+
+
 
 def test_pbt_alone_takes_random_search_over_the_rounds_default_tpe() -> None:
     """`python sweeps/round_a.py scheduler.name=pbt` was refused ("cannot be combined with searcher.name=optuna")

@@ -184,6 +184,10 @@ def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
         key, value = override_key(item), item.partition("=")[2]
         if key.startswith("trial."):
             trial.append(f"{key[len('trial.'):]}={value}")
+        elif key == "trial":  # trial=[a=1,b=2]: its items are trial overrides in this place (the last value wins,
+            # and a key the space sweeps is refused as for a plain override)
+            v = _parse_value(value)
+            trial += [str(x) for x in (v if isinstance(v, list) else [] if v in (None, "") else [v])]
         elif key in skeys:
             sweep[key] = _parse_value(value)
         elif key in ups_keys:
