@@ -812,6 +812,21 @@ def test_a_combination_breaking_a_cross_field_rule_is_refused_at_load(tmp_path: 
     load_space(narrowed, base)  # the fix the message gives is accepted
 
 
+@pytest.mark.parametrize("high", [64, 1024])
+def test_a_wide_int_range_is_checked_inside_not_only_at_its_ends(tmp_path: Path, base, high: int) -> None:
+    """operator.hidden_dim int 8…64 passed (8 and 64 divide by the group size and heads) although every odd
+    hidden size breaks `group_size | hidden_dim`: the trials that drew one failed.  A short range is tried
+    whole; a wider one at each end and its neighbour."""
+    path = write(tmp_path, f"params:\n  operator.hidden_dim: {{dist: int, low: 8, high: {high}}}\n")
+    with pytest.raises(SearchSpaceError) as e:
+        load_space(path, base)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: params.operator.hidden_dim: value {{'operator.hidden_dim': 9}}"), msg
+    assert "does not divide operator.hidden_dim = 9" in msg and "Fix:" in msg, msg
+    fixed = write(tmp_path, "params:\n  operator.hidden_dim: {dist: choice, values: [8, 16, 32, 64]}\n", "ok.yaml")
+    load_space(fixed, base)
+
+
 def test_a_combination_is_refused_by_prepare_before_any_compute(tmp_path: Path) -> None:
     from ups.tune.launcher import prepare
 
@@ -844,7 +859,7 @@ def test_an_int_range_is_tried_whole_where_a_rule_breaks_inside_it(tmp_path: Pat
     text = ("reference:\n  operator.hidden_dim: 64\n  operator.heads: 2\nparams:\n"
             "  operator.hidden_dim: {dist: choice, values: [64]}\n"
             "  operator.heads: {dist: int, low: 2, high: 8}\n")
-    with pytest.raises(SearchSpaceError, match=r"operator.heads = 3.*does not divide"):
+    with pytest.raises(SearchSpaceError, match=r"operator.heads'? = 3.*does not divide"):  # on its own, at load
         load_space(write(tmp_path, text), base)
 
 
