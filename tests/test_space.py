@@ -827,6 +827,22 @@ def test_a_wide_int_range_is_checked_inside_not_only_at_its_ends(tmp_path: Path,
     load_space(fixed, base)
 
 
+def test_choices_in_scientific_notation_are_numbers(tmp_path: Path, base) -> None:
+    """YAML 1.1 reads 1e-4 (no dot) as the string '1e-4': a choice of learning rates written so was refused with
+    "reference value 0.0001 is not one of the choices ['1e-4', '3e-4']", and mixed with 1.0e-3 it was blamed on
+    quotes nobody wrote.  For a float key they are numbers, as low/high already were; a real quote mixed with
+    numbers is still refused."""
+    lr = "stages.operator.optimizer.lr"
+    path = write(tmp_path, f"reference:\n  {lr}: 1e-4\nparams:\n  {lr}: {{dist: choice, values: [1e-4, 3e-4, 1.0e-3]}}\n")
+    space = load_space(path, base)
+    assert space.params[lr].values == [1e-4, 3e-4, 1e-3] and space.reference[lr] == 1e-4
+    cfg, _ = space.materialize(base, {lr: 3e-4})
+    assert cfg.stages.operator.optimizer.lr == 3e-4
+    quoted = write(tmp_path, f"params:\n  {lr}: {{dist: choice, values: [1.0e-4, \"0.0003\"]}}\n", "quoted.yaml")
+    with pytest.raises(SearchSpaceError, match="mixes number and string"):
+        load_space(quoted, base)
+
+
 def test_a_combination_is_refused_by_prepare_before_any_compute(tmp_path: Path) -> None:
     from ups.tune.launcher import prepare
 

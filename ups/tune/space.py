@@ -34,6 +34,7 @@ import itertools
 import json
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -313,6 +314,7 @@ FIELDS = {"choice": ("values",), "grid": ("values",), "uniform": ("low", "high")
           "int": ("low", "high"), "around": ("rel", "log", "zero_width")}
 RULE_FIELDS = {"copy": (), "scale": ("factor",), "divisor": ("near",), "preset": ()}
 PRESET_OF = "latent.dim"  # ups.config.preset_values(dim) takes a latent dim
+_SCI_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")  # scientific notation YAML 1.1 reads as text
 _KIND = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
 
 
@@ -406,6 +408,9 @@ def _parse_param(path: Path, key: str, spec: Any) -> Param:
         values = spec.get("values")
         if not isinstance(values, list) or not values:
             raise _err(path, where, f"'{dist}' needs a non-empty 'values' list, e.g. values: [0.999, 0.9995]")
+        if key_type(key) is float:  # YAML 1.1 reads 1e-4 and 1.0e4 (no dot or no exponent sign) as strings, which
+            # matched no float reference ("0.0001 is not one of ['1e-4', …]") and were blamed on quotes when mixed
+            values = [float(v) if isinstance(v, str) and _SCI_NUMBER.fullmatch(v.strip()) else v for v in values]
         _check_values(path, where, key, dist, values)
         return Param(key, dist, values=list(values))
     if dist == "around":
@@ -588,7 +593,8 @@ def load_space(path: str | Path, base: DictConfig | None = None) -> SearchSpace:
     derived = {str(t): _parse_rule(path, str(t), s, sweepable) for t, s in
                _section(path, data, "derived", "operator.heads: {rule: divisor, of: operator.hidden_dim}").items()}
     _check_derived(path, params, derived)
-    reference = {str(k): v for k, v in _section(path, data, "reference", "stages.operator.optimizer.lr: 3.0e-4").items()}
+    reference = {str(k): float(v) if key_type(str(k)) is float and isinstance(v, str) and _SCI_NUMBER.fullmatch(v.strip())
+                 else v for k, v in _section(path, data, "reference", "stages.operator.optimizer.lr: 3.0e-4").items()}
     for key, value in reference.items():
         where = f"reference.{key}"
         _check_key(path, where, key, sweepable)
