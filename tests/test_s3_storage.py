@@ -53,6 +53,9 @@ def test_preflight_rejects_unreachable_endpoint(s3_env, monkeypatch):
     ("gs://bucket/x", "not supported"),
     # boto3 took it: pyarrow refused it after the data, the baselines and ray.init, with a traceback
     ("s3://bucket/a//b", r"an empty folder name \('//'\) in the prefix\. Fix: s3://bucket/a/b"),
+    # boto3 (preflight, the published leaderboard and report) kept x/../y as the key; pyarrow (Tune) wrote y/
+    ("s3://bucket/x/../y", r"'\.' or '\.\.' in the prefix.*Fix: s3://bucket/y$"),
+    ("s3://bucket/./sweeps/", r"'\.' or '\.\.' in the prefix.*Fix: s3://bucket/sweeps$"),
 ])
 def test_bad_uris_fail_before_network(uri, fragment):
     with pytest.raises(StorageError, match=fragment):

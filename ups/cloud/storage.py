@@ -87,6 +87,17 @@ def parse_s3_uri(uri: str) -> S3Location:
     if "//" in prefix.strip("/"):  # boto3 takes the key; pyarrow refused it only after the data and baselines
         raise StorageError(f"storage_path '{uri}': an empty folder name ('//') in the prefix. Fix: "
                            f"s3://{bucket}/{'/'.join(p for p in prefix.split('/') if p)}")
+    parts = prefix.strip("/").split("/")
+    if "." in parts or ".." in parts:  # boto3 writes the key as given; Tune's pyarrow filesystem resolves it
+        kept: list[str] = []  # (s3://b/x/../y: the sweep state went to y/, the leaderboard and report to x/../y/)
+        for part in parts:
+            if part == "..":
+                kept = kept[:-1]
+            elif part != ".":
+                kept.append(part)
+        raise StorageError(f"storage_path '{uri}': '.' or '..' in the prefix: S3 keeps them as part of the key while "
+                           f"Tune's filesystem resolves them, so the sweep's state and its leaderboard/report would land "
+                           f"under different prefixes. Fix: s3://{'/'.join([bucket, *kept])}")
     return S3Location(bucket, prefix.strip("/"))
 
 
