@@ -174,6 +174,15 @@ def test_an_override_key_is_one_key_however_it_is_typed() -> None:
     assert split_overrides([" +num_samples=3", "+ttc.beam_width=2"]) == ({"num_samples": 3}, ["ttc.beam_width=2"])
 
 
+def test_a_sweep_key_under_the_trial_prefix_is_named_as_one() -> None:
+    """``trial.num_samples=3`` went to the UPS config, which suggested 'data.num_samples_max' (a data cap)."""
+    with pytest.raises(ConfigError) as e:
+        load_sweep_config("round_a", ["trial.num_samples=3"])
+    assert str(e.value) == ("overrides: 'trial.num_samples': num_samples is a sweep key, not a model/training key "
+                            "(trial. prefixes only those). Fix: num_samples=3"), str(e.value)
+    assert "data.num_samples_max" not in str(e.value)
+
+
 def test_the_trial_list_on_the_command_line_is_read_like_its_items(tmp_path: Path) -> None:
     """``trial=[k=v]`` was appended ahead of every plain trial override (an earlier ``stages.operator.epochs=5``
     beat a later ``trial=[stages.operator.epochs=3]``) and skipped the swept-key check (round A's lr was
