@@ -189,10 +189,10 @@ def main() -> None:
                   f"(concurrency {s['concurrency_seen']}, trial median {s['trial_wall_median_s']}s)", flush=True)
     finally:
         ray.shutdown()
-    base = next((s for s in settings if s.get("resources_gpu") == 1.0 and "sweep_s" in s), None)
+    base = next((s for s in settings if s.get("resources_gpu") == 1.0 and s.get("completed")), None)
     for s in settings:
-        if base and "sweep_s" in s:
-            s["throughput_vs_1gpu"] = round(base["sweep_s"] / s["sweep_s"], 3)
+        if base and "sweep_s" in s:  # completed trials per second: a setting capped by --deadline-s completes fewer
+            s["throughput_vs_1gpu"] = round((s["completed"] / s["sweep_s"]) / (base["completed"] / base["sweep_s"]), 3)
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({args.fake_gpus:g} logical GPU)"
     out = {"device": dev, "torch": torch.__version__, "cpus": ncpu, "gpus": gpus, "trials": args.trials,
            "data": {"n": args.n, "resolution": args.resolution, "prepare_s": round(data_s, 2)},
