@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -107,7 +108,7 @@ def _step_times(models: dict[str, nn.Module], data: torch.Tensor, grid: torch.Te
             if r:
                 walls[k].append(time.perf_counter() - w0)
                 cpus[k].append(time.process_time() - c0)
-    return {k: {"wall_s_min": min(walls[k]), "wall_s_median": sorted(walls[k])[len(walls[k]) // 2],
+    return {k: {"wall_s_min": min(walls[k]), "wall_s_median": statistics.median(walls[k]),
                 "cpu_s_min": min(cpus[k])} for k in models}
 
 
