@@ -78,7 +78,8 @@ def run_bare(overrides: list[str], data, epochs: int, device: torch.device, bf16
     cfg = load_config(overrides)
     torch.manual_seed(0)
     model = build_model(cfg, grid_size=data.train.shape[-1]).to(device)
-    lat = encode_trajectories(model.encoder, data.train.to(device), device=device)  # (M, T, N, D)
+    # (M, T, N, D) on the device, as the trainer's cache (_prepare_latents); encode_trajectories returns it on the CPU
+    lat = encode_trajectories(model.encoder, data.train.to(device), device=device).to(device)
     H = int(cfg.training.rollout_horizon)
     st = cfg.stages.operator
     bs = int(st.batch_size)
@@ -94,7 +95,7 @@ def run_bare(overrides: list[str], data, epochs: int, device: torch.device, bf16
         for b in range(0, M, bs):
             idx = perm[b:b + bs]
             t = torch.randint(0, T - H, (len(idx),), generator=g)
-            win = lat[idx[:, None], t[:, None] + torch.arange(H + 1)].to(device)  # (B, H+1, N, D)
+            win = lat[idx[:, None].to(device), (t[:, None] + torch.arange(H + 1)).to(device)]  # (B, H+1, N, D)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 z, loss, w = win[:, 0], 0.0, 0.0
                 for k in range(1, H + 1):
