@@ -119,8 +119,9 @@ params:
 def curve(exp_dir: Path) -> list[tuple[float, float]]:
     """Best-so-far val_nrmse against cumulative trial compute (Σ time_this_iter_s in report order)."""
     h = val_reports(exp_dir)
-    if "nonfinite" in h:  # NaN/Inf placeholders (the searcher's penalty value) are not results
-        h = h[h["nonfinite"].fillna(0) == 0]
+    if "nonfinite" in h:  # NaN/Inf placeholders (the searcher's penalty value) are not results, but their
+        # compute was spent (ComputeBudgetStopper counts it): kept on the axis, never a best
+        h = h.assign(val_nrmse=h["val_nrmse"].where(h["nonfinite"].fillna(0) == 0, math.inf))
     h = h.assign(_order=h["timestamp"].astype(float) + 1e-6 * h["time_total_s"].fillna(0).astype(float))
     out, spent, best = [], 0.0, math.inf
     h = h.sort_values(["_order", "time_this_iter_s", "val_nrmse"])

@@ -332,3 +332,14 @@ def test_promotion_asha_replay_pays_only_rungs_for_its_first_trials(surrogate: M
     assert spent[60:83] == [30.0 + k for k in range(1, 24)]  # then the best of them resumed to its end
     got = surrogate.replay_setting(live, ["asha=promotion"], table, 20, 0, 24)["ratio_pooled"]
     assert got > 1.2, got
+
+
+def test_curve_counts_the_compute_of_nonfinite_reports(bench: ModuleType, monkeypatch) -> None:
+    """A diverged trial's placeholder report is no result, but its trial-seconds were spent (the sweep's
+    ComputeBudgetStopper counts them): the best-so-far curve keeps them on its compute axis."""
+    import pandas as pd
+
+    h = pd.DataFrame({"timestamp": [1, 2, 3], "time_total_s": [5.0, 10.0, 15.0], "time_this_iter_s": [5.0, 5.0, 5.0],
+                      "val_nrmse": [0.5, 1.0e3, 0.4], "nonfinite": [None, 1, None]})
+    monkeypatch.setattr(bench, "val_reports", lambda _: h)
+    assert bench.curve(Path("unused")) == [(5.0, 0.5), (10.0, 0.5), (15.0, 0.4)]
