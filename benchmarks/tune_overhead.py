@@ -71,13 +71,15 @@ def plain_loop(trials: int, units: int, epochs: int, root: Path) -> float:
     return time.perf_counter() - t0
 
 
-def make_trainable(units: int, epochs: int):
+def make_trainable(units: int, epochs: int, threads: int):
     def trial(config):
         import tempfile as tf
         from pathlib import Path as P
 
         from ray import tune
         from ray.tune import Checkpoint
+
+        torch.set_num_threads(threads)  # the plain loop's; Ray sets the worker's OMP_NUM_THREADS to resources.cpu (smoke: 1)
 
         def report(m, ckpt):
             tune.report(m, checkpoint=Checkpoint.from_directory(str(ckpt)) if ckpt else None)
@@ -113,7 +115,7 @@ def main() -> None:
                            "scheduler.name=fifo", "baselines=false", "promotion.top_k=0", "verbose=0",
                            f"storage_path={root / 'runs'}", f"leaderboard={root / 'lb.csv'}",
                            f"report_dir={root / 'reports'}", "print_top=0", "write_report=false", f"training.num_threads={args.threads}"],
-              trainable=make_trainable(units, args.epochs))
+              trainable=make_trainable(units, args.epochs, args.threads))
     engine = time.perf_counter() - t0
     ray.shutdown()
     # the plain loop again after the engine: on a shared machine the load drifts, so the baseline is
