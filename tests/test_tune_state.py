@@ -65,3 +65,49 @@ def test_launcher_refuses_it_before_restoring(ray_session, tmp_path: Path) -> No
         f.unlink()
     with pytest.raises(ConfigError, match=r"resume=true: Tune's experiment state .* is cut off"):
         run_round("cutoff2", [*args, "resume=true"], trainable=make_trainable("training.lambda_spectral", {}))
+
+
+def _metrics(it: int) -> dict:
+    return {"stage": "operator", "epoch": it, "train_loss": 1.0, "val_nrmse": 0.5}
+
+
+@pytest.mark.timeout(120)  # unrepaired, the resume hangs
+def test_resume_repairs_a_cut_off_searcher_state_instead_of_restarting_the_sweep(ray_session, tmp_path: Path,
+                                                                                 capsys) -> None:
+    """The searcher's and the callbacks' state files are copied to storage the same way: one cut off made Tune log
+    "Failed to restore the run state" and start the experiment again from nothing: this Optuna resume hung
+    (a finished grid sweep resumed so saved a new experiment state with 0 trials over its own)."""
+    import os
+
+    from tests.fake_trials import checkpointed
+    from ups.tune.launcher import SweepInterrupted
+
+    space = tmp_path / "s.yaml"
+    space.write_text("params:\n  training.lambda_spectral: {dist: uniform, low: 0.0, high: 1.0}\n")
+    args = [*common(tmp_path), f"space={space}", "searcher.name=optuna", "scheduler.name=fifo", "num_samples=2",
+            "max_concurrent=1", "gates.enabled=false", "name=cutsearch"]
+    with pytest.raises(SweepInterrupted):
+        run_round("cutsearch", args, trainable=checkpointed(_metrics, iterations=6, step_s=0.1,
+                                                            driver_pid=os.getpid(), interrupt_at=2))
+    exp = tmp_path / "runs" / "cutsearch"
+    started = {p.name for p in exp.glob("trial_*")}
+    searcher = max(exp.glob("searcher-state-*.pkl"))
+    searcher.write_bytes(searcher.read_bytes()[:50])  # the driver killed while Tune copied it to storage
+    capsys.readouterr()
+    again = run_round("cutsearch", [*args, "resume=true"],
+                      trainable=checkpointed(_metrics, iterations=6, step_s=0.05, final={"val_nrmse": 0.4, "final": True}))
+    out = capsys.readouterr().out
+    assert f"{searcher.name}" in out and "restored it from" in out
+    rows = again.rows[again.rows["experiment"] == "cutsearch"]
+    assert len(rows) == 2 and rows["run_id"].is_unique and set(rows["status"]) == {"completed"}, rows
+    assert started <= {f"trial_{t}" for t in rows["trial_id"]}  # the interrupted trial went on, not a new one
+
+
+def test_a_cut_off_searcher_state_without_a_staging_copy_is_refused_with_the_fix(tmp_path: Path) -> None:
+    exp = tmp_path / "round_a-20261201-000000"
+    exp.mkdir()
+    (exp / "searcher-state-2026-12-01_00-00-00.pkl").write_bytes(b"\x80\x05\x95\x10\x00\x00")
+    with pytest.raises(ValueError) as e:
+        repair_cut_off_state(str(exp), None, exp.name, str(tmp_path / "ray"))
+    msg = str(e.value)
+    assert "searcher-state-2026-12-01_00-00-00.pkl" in msg and "is cut off" in msg and "Fix:" in msg

@@ -8,11 +8,13 @@ copy when this machine still has it (local Ray, or the head node of a cluster).
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import os
+import posixpath
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 def newest_state(experiment_path: str, fs: Any = None) -> tuple[str | None, dict[str, Any] | None]:
     """(fs path of the newest experiment state on storage or None, its JSON or None when unreadable)."""
@@ -55,17 +57,68 @@ def storage_state_checkpoints(experiment_path: str, fs: Any = None) -> dict[str,
     return out
 
 
-def staging_copies(experiment_name: str, state_file: str, ray_temp_dir: str) -> list[Path]:
+# the other state files Tune copies to storage with it (the searcher's and the callbacks'): pickles; one cut off made
+# Tune log "Failed to restore the run state" and start the experiment again from nothing, which hung the resume
+PICKLED_STATE_FILES = ("basic-variant-state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl",
+                       "callback-states-*.pkl")
+
+
+def _is_experiment_state(data: bytes) -> bool:
+    try:
+        return "trial_data" in json.loads(data)
+    except ValueError:
+        return False
+
+
+def _unpickles(data: bytes) -> bool:
+    from ray import cloudpickle
+
+    try:
+        cloudpickle.loads(data)
+    except Exception:
+        return False
+    return True
+
+
+def staging_copies(experiment_name: str, state_file: str, ray_temp_dir: str,
+                   intact: Callable[[bytes], bool] = _is_experiment_state) -> list[Path]:
     """Intact driver-staging copies of ``state_file`` on this machine, newest first."""
     pattern = os.path.join(ray_temp_dir, "session_*", "artifacts", "*", experiment_name, "driver_artifacts", state_file)
     found = []
     for p in map(Path, glob.glob(pattern)):
         try:
-            if "trial_data" in json.loads(p.read_text()):
+            if intact(p.read_bytes()):
                 found.append(p)
-        except (OSError, ValueError):
+        except OSError:
             continue
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def cut_off_pickles(experiment_path: str, fs: Any = None) -> list[str]:
+    """The newest file of each of ``PICKLED_STATE_FILES`` on storage (the one Tune restores) that cannot be read."""
+    from pyarrow import fs as pafs
+    from ray.train._internal.storage import get_fs_and_path
+
+    try:
+        fs, fs_path = get_fs_and_path(experiment_path, storage_filesystem=fs)
+        names = [posixpath.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(fs_path))
+                 if i.type == pafs.FileType.File]
+    except (OSError, ValueError):
+        return []
+    out = []
+    for pattern in PICKLED_STATE_FILES:
+        found = [n for n in names if fnmatch.fnmatch(n, pattern)]
+        if not found:
+            continue
+        path = posixpath.join(fs_path, max(found))  # Tune's _load_newest_checkpoint: the greatest name
+        try:
+            with fs.open_input_stream(path) as f:
+                data = f.read()
+        except OSError:
+            data = b""
+        if not _unpickles(data):
+            out.append(path)
+    return out
 
 
 def repair_cut_off_state(experiment_path: str, fs: Any, experiment_name: str, ray_temp_dir: str) -> str | None:
@@ -75,9 +128,11 @@ def repair_cut_off_state(experiment_path: str, fs: Any, experiment_name: str, ra
     ``ValueError`` (with the fix) when it is unreadable and no intact copy is here."""
     from ray.train._internal.storage import get_fs_and_path
 
+    done = [_repair_pickle(experiment_path, fs, experiment_name, ray_temp_dir, p)
+            for p in cut_off_pickles(experiment_path, fs)]
     path, state = newest_state(experiment_path, fs)
     if path is None or state is not None:
-        return None
+        return "; ".join(done) or None
     name = path.rsplit("/", 1)[-1]
     copies = staging_copies(experiment_name, name, ray_temp_dir)
     if not copies:
@@ -91,4 +146,24 @@ def repair_cut_off_state(experiment_path: str, fs: Any, experiment_name: str, ra
     fs, _ = get_fs_and_path(experiment_path, storage_filesystem=fs)
     with fs.open_output_stream(path) as out:
         out.write(copies[0].read_bytes())
-    return f"Tune's experiment state '{path}' was cut off (driver killed mid-copy); restored it from {copies[0]}"
+    return "; ".join([*done, f"Tune's experiment state '{path}' was cut off (driver killed mid-copy); restored it "
+                              f"from {copies[0]}"])
+
+
+def _repair_pickle(experiment_path: str, fs: Any, experiment_name: str, ray_temp_dir: str, path: str) -> str:
+    """Replace the cut-off state file ``path`` (``cut_off_pickles``) with this machine's intact staging copy."""
+    from ray.train._internal.storage import get_fs_and_path
+
+    name = posixpath.basename(path)
+    copies = staging_copies(experiment_name, name, ray_temp_dir, intact=_unpickles)
+    if not copies:
+        raise ValueError(
+            f"Tune's state file '{path}' is cut off (the driver was killed while Tune was copying it to storage) "
+            f"and this machine has no intact staging copy of it under "
+            f"{ray_temp_dir}/session_*/artifacts/*/{experiment_name}/driver_artifacts/; Tune would start the sweep "
+            f"again from nothing. Fix: copy that file from the machine the killed driver ran on over '{path}' "
+            f"(finished trials stay on the leaderboard)")
+    fs, _ = get_fs_and_path(experiment_path, storage_filesystem=fs)
+    with fs.open_output_stream(path) as out:
+        out.write(copies[0].read_bytes())
+    return f"Tune's state file '{path}' was cut off (driver killed mid-copy); restored it from {copies[0]}"
