@@ -159,6 +159,20 @@ class StagedPBT(PopulationBasedTraining):
             return TrialScheduler.CONTINUE
         return super().on_trial_result(tune_controller, trial, result)
 
+    def _checkpoint_or_exploit(self, trial: Any, tune_controller: Any, upper_quantile: list[Any],
+                               lower_quantile: list[Any]) -> None:
+        """Ray hands a donor's checkpoint over only when the donor was in the top quantile at its own last
+        check (else it sets its ``last_checkpoint`` to None); ranks move between checks, so a trial on top now
+        whose last check ranked it lower had none, and every exploit of it was skipped ("no checkpoint for
+        trial …": round A's tiny PBT run on this machine never exploited once).  Such a donor hands over its
+        latest registered checkpoint (saved at or after its last check), as a restored donor does."""
+        if trial in lower_quantile:
+            for donor in upper_quantile:
+                state = self._trial_state.get(donor)
+                if state is not None and state.last_checkpoint is None and donor.checkpoint is not None:
+                    state.last_checkpoint = donor.checkpoint
+        super()._checkpoint_or_exploit(trial, tune_controller, upper_quantile, lower_quantile)
+
     def _quantiles(self) -> tuple[list[Any], list[Any]]:
         """Ray's bottom and top quantiles, over the trials still in the population."""
         everyone, out = self._trial_state, self.past | getattr(self, "reference_ids", set())
