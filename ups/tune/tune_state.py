@@ -126,8 +126,6 @@ def repair_cut_off_state(experiment_path: str, fs: Any, experiment_name: str, ra
 
     Returns what was done (a line for the log), None when the state was readable or absent; raises
     ``ValueError`` (with the fix) when it is unreadable and no intact copy is here."""
-    from ray.train._internal.storage import get_fs_and_path
-
     done = [_repair_pickle(experiment_path, fs, experiment_name, ray_temp_dir, p)
             for p in cut_off_pickles(experiment_path, fs)]
     path, state = newest_state(experiment_path, fs)
@@ -143,17 +141,13 @@ def repair_cut_off_state(experiment_path: str, fs: Any, experiment_name: str, ra
             f"from the machine the killed driver ran on over '{path}', or delete '{path}' to resume from an "
             f"earlier state file of the experiment if there is one (finished trials stay on the leaderboard; "
             f"trials started since are run again)")
-    fs, _ = get_fs_and_path(experiment_path, storage_filesystem=fs)
-    with fs.open_output_stream(path) as out:
-        out.write(copies[0].read_bytes())
+    _write_over(experiment_path, fs, path, copies[0])
     return "; ".join([*done, f"Tune's experiment state '{path}' was cut off (driver killed mid-copy); restored it "
                               f"from {copies[0]}"])
 
 
 def _repair_pickle(experiment_path: str, fs: Any, experiment_name: str, ray_temp_dir: str, path: str) -> str:
     """Replace the cut-off state file ``path`` (``cut_off_pickles``) with this machine's intact staging copy."""
-    from ray.train._internal.storage import get_fs_and_path
-
     name = posixpath.basename(path)
     copies = staging_copies(experiment_name, name, ray_temp_dir, intact=_unpickles)
     if not copies:
@@ -163,7 +157,14 @@ def _repair_pickle(experiment_path: str, fs: Any, experiment_name: str, ray_temp
             f"{ray_temp_dir}/session_*/artifacts/*/{experiment_name}/driver_artifacts/; Tune would start the sweep "
             f"again from nothing. Fix: copy that file from the machine the killed driver ran on over '{path}' "
             f"(finished trials stay on the leaderboard)")
+    _write_over(experiment_path, fs, path, copies[0])
+    return f"Tune's state file '{path}' was cut off (driver killed mid-copy); restored it from {copies[0]}"
+
+
+def _write_over(experiment_path: str, fs: Any, path: str, copy: Path) -> None:
+    """Write the staging ``copy`` over the state file ``path`` on the experiment's storage."""
+    from ray.train._internal.storage import get_fs_and_path
+
     fs, _ = get_fs_and_path(experiment_path, storage_filesystem=fs)
     with fs.open_output_stream(path) as out:
-        out.write(copies[0].read_bytes())
-    return f"Tune's state file '{path}' was cut off (driver killed mid-copy); restored it from {copies[0]}"
+        out.write(copy.read_bytes())
