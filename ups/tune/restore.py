@@ -137,9 +137,11 @@ def trial_compute_s(results: list[Any], histories: Mapping[str, list[dict[str, A
         if (tid := result_trial_id(r)) is None:
             continue
         if tid in histories:
-            secs[tid] = float(sum(float(h.get("time_this_iter_s") or 0.0) for h in histories[tid]))
-            gpu[tid] = float(sum(gpu_seconds(float(h.get("time_this_iter_s") or 0.0), h, fallback_share)
-                                 for h in histories[tid]))
+            secs[tid] = gpu[tid] = 0.0
+            for h in histories[tid]:
+                dt = float(h.get("time_this_iter_s") or 0.0)
+                secs[tid] += dt
+                gpu[tid] += gpu_seconds(dt, h, fallback_share)
         else:
             secs[tid] = float((r.metrics or {}).get("time_total_s") or 0.0)
             gpu[tid] = gpu_seconds(secs[tid], r.metrics or {}, fallback_share)

@@ -338,6 +338,12 @@ def _check_key(path: Path, where: str, key: str, sweepable: set[str]) -> None:
     raise _err(path, where, f"unknown config key '{key}'.{hint}{valid}")
 
 
+def _yaml_float(key: str, v: Any) -> Any:
+    """``v`` as a number where ``key`` is a float key and ``v`` is scientific notation that YAML 1.1 read as text
+    (``1e-4``); any other value as it is (a quoted plain number stays text, and is refused as such)."""
+    return float(v) if key_type(key) is float and isinstance(v, str) and _SCI_NUMBER.fullmatch(v.strip()) else v
+
+
 def _num(path: Path, where: str, spec: Mapping[str, Any], name: str) -> float:
     if name not in spec:
         raise _err(path, where, f"missing '{name}' (e.g. {{dist: {spec.get('dist')}, low: 1e-4, high: 1e-3}})")
@@ -408,9 +414,9 @@ def _parse_param(path: Path, key: str, spec: Any) -> Param:
         values = spec.get("values")
         if not isinstance(values, list) or not values:
             raise _err(path, where, f"'{dist}' needs a non-empty 'values' list, e.g. values: [0.999, 0.9995]")
-        if key_type(key) is float:  # YAML 1.1 reads 1e-4 and 1.0e4 (no dot or no exponent sign) as strings, which
-            # matched no float reference ("0.0001 is not one of ['1e-4', …]") and were blamed on quotes when mixed
-            values = [float(v) if isinstance(v, str) and _SCI_NUMBER.fullmatch(v.strip()) else v for v in values]
+        # YAML 1.1 reads 1e-4 and 1.0e4 (no dot or no exponent sign) as strings, which matched no float reference
+        # ("0.0001 is not one of ['1e-4', …]") and were blamed on quotes when mixed
+        values = [_yaml_float(key, v) for v in values]
         _check_values(path, where, key, dist, values)
         return Param(key, dist, values=list(values))
     if dist == "around":
@@ -593,8 +599,8 @@ def load_space(path: str | Path, base: DictConfig | None = None) -> SearchSpace:
     derived = {str(t): _parse_rule(path, str(t), s, sweepable) for t, s in
                _section(path, data, "derived", "operator.heads: {rule: divisor, of: operator.hidden_dim}").items()}
     _check_derived(path, params, derived)
-    reference = {str(k): float(v) if key_type(str(k)) is float and isinstance(v, str) and _SCI_NUMBER.fullmatch(v.strip())
-                 else v for k, v in _section(path, data, "reference", "stages.operator.optimizer.lr: 3.0e-4").items()}
+    reference = {str(k): _yaml_float(str(k), v)
+                 for k, v in _section(path, data, "reference", "stages.operator.optimizer.lr: 3.0e-4").items()}
     for key, value in reference.items():
         where = f"reference.{key}"
         _check_key(path, where, key, sweepable)

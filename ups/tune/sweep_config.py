@@ -182,12 +182,13 @@ def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
             raise ConfigError(f"overrides: '{item}' is not key=value. Example: num_samples=8 or "
                               f"stages.operator.optimizer.lr=3e-4")
         key, value = override_key(item), item.partition("=")[2]
-        if key.startswith("trial.") and key[len("trial."):] in skeys - ups_keys - {"trial"}:  # the UPS config
-            # answered "unknown config key 'num_samples'. Did you mean 'data.num_samples_max'?" (3 trajectories)
-            raise ConfigError(f"overrides: '{key}': {key[len('trial.'):]} is a sweep key, not a model/training key "
-                              f"(trial. prefixes only those). Fix: {key[len('trial.'):]}={value}")
-        if key.startswith("trial."):
-            trial.append(f"{key[len('trial.'):]}={value}")
+        under = key.removeprefix("trial.") if key.startswith("trial.") else None
+        if under in skeys - ups_keys - {"trial"}:  # the UPS config answered "unknown config key 'num_samples'.
+            # Did you mean 'data.num_samples_max'?" (3 trajectories)
+            raise ConfigError(f"overrides: '{key}': {under} is a sweep key, not a model/training key "
+                              f"(trial. prefixes only those). Fix: {under}={value}")
+        if under is not None:
+            trial.append(f"{under}={value}")
         elif key == "trial":  # trial=[a=1,b=2]: its items are trial overrides in this place (the last value wins,
             # and a key the space sweeps is refused as for a plain override)
             v = _parse_value(value)
