@@ -576,3 +576,34 @@ def test_an_out_of_the_wrong_kind_is_refused_before_any_work(shared_reports, tmp
     assert not list(tmp_path.glob(".cmp.*.tmp"))
     with pytest.raises(ConfigError, match=f"out={folder} is a folder.*Fix: out={folder / 'analysis.executed.ipynb'}"):
         report_main(["notebook", f"leaderboard={lb}", f"out={folder}"])
+
+
+def test_compare_picks_each_rounds_best_on_one_data_set() -> None:
+    """A round run under the smoke and the full profile has trials on two test data sets in one leaderboard.
+    compare picked the best across both (nRMSE on other data do not compare) and summed both into the round's
+    stats.  It now compares on the data set both rounds share, and says what it left out."""
+    from ups.reports.compare import format_text
+
+    def row(r: str, tid: str, val: float, h: str, ts: str) -> dict:
+        return {"run_id": f"{r}-{tid}", "timestamp": ts, "round": r, "kind": "trial", "experiment": f"{r}-{h}",
+                "label": tid, "trial_id": tid, "status": "completed", "gate_pass": False, "val_nrmse": val,
+                "nrmse": val, "data_hash": h * 4, "wall_clock": 10.0, "config_json": "{}"}
+
+    lb = pd.DataFrame([row("round_a", "s1", 0.05, "smk", "2026-12-03T10:00:00"),   # smoke data: easier
+                       row("round_a", "f1", 0.09, "ful", "2026-12-03T11:00:00"),
+                       row("round_a", "f2", 0.08, "ful", "2026-12-03T11:05:00"),
+                       row("round_b", "g1", 0.07, "ful", "2026-12-03T12:00:00")])
+    c = compare_rounds(lb, "round_a", "round_b")
+    assert c["best"]["round_a"]["trial_id"] == "f2" and c["best"]["round_b"]["trial_id"] == "g1"
+    assert c["stats"]["round_a"]["trials"] == 2 and c["stats"]["round_a"]["total wall clock (s)"] == 20.0
+    assert not c["other_data"]
+    assert "round_a's trials were scored on 2 test data sets" in c["data_note"] and "1 on other data" in c["data_note"]
+    assert "Compared on fulfulfulful" in c["data_note"] and "NOTE: round_a's" in format_text(c)
+    # no shared data set: each round's newest data, and the two best flagged as not comparable
+    lb2 = lb.copy()
+    lb2.loc[lb2["round"] == "round_b", "data_hash"] = "oth" * 4
+    c2 = compare_rounds(lb2, "round_a", "round_b")
+    assert c2["best"]["round_a"]["trial_id"] == "f2" and c2["other_data"]
+    assert "share no data set" in c2["data_note"]
+    # one data set per round: nothing restricted, no note
+    assert compare_rounds(lb[lb["trial_id"] != "s1"], "round_a", "round_b")["data_note"] is None

@@ -49,6 +49,7 @@ def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "
     """Best trial of each round (or sweep: ``trials_named``), per-metric deltas (B − A) and the config keys that
     differ."""
     chosen = {r: trials_named(lb, r, source) for r in (round_a, round_b)}
+    chosen, data_note = same_data(chosen)
     rows, stats = {}, {}
     for r in (round_a, round_b):
         t = chosen[r]
@@ -83,7 +84,39 @@ def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "
     return {"rounds": [round_a, round_b], "best": {r: {k: _clean(rows[r].get(k)) for k in TEXT} for r in rows},
             "metrics": metrics, "stats": stats, "config_diff": config_diff,
             "baselines": {r: baselines_on(lb, hashes[r]) for r in rows},
-            "other_data": bool(hashes[round_a] and hashes[round_b] and hashes[round_a] != hashes[round_b])}
+            "other_data": bool(hashes[round_a] and hashes[round_b] and hashes[round_a] != hashes[round_b]),
+            "data_note": data_note}
+
+
+def same_data(chosen: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], str | None]:
+    """Each round's trials restricted to one test data set when a round spans several (smoke and full profiles,
+    or a data.* override, on one leaderboard: their nRMSE do not compare, so neither does a best picked across
+    them): the data set both rounds were scored on (the newest such trial's, when they share several), else each
+    round's newest.  Returns (the trials, a note naming what was left out, or None)."""
+    h12 = {r: t["data_hash"].fillna("").astype(str).str[:12] if "data_hash" in t else pd.Series("", index=t.index)
+           for r, t in chosen.items()}
+    sets = {r: set(h) - {""} for r, h in h12.items()}
+    if all(len(s) <= 1 for s in sets.values()):
+        return chosen, None
+    shared = set.intersection(*sets.values())
+
+    def newest(r: str, among: set[str]) -> str:
+        t = chosen[r][h12[r].isin(among)].sort_values("timestamp", kind="stable")
+        return str(t["data_hash"].iloc[-1])[:12]
+
+    if shared:
+        both = pd.concat([chosen[r][h12[r].isin(shared)] for r in chosen]).sort_values("timestamp", kind="stable")
+        pick = {r: str(both["data_hash"].iloc[-1])[:12] for r in chosen}
+        why = "the data both were scored on" + (", the newest trial's of those" if len(shared) > 1 else "")
+    else:
+        pick = {r: newest(r, sets[r]) for r in chosen}
+        why = "each round's newest trial's data: the rounds share no data set"
+    parts = [f"{r}'s trials were scored on {len(sets[r])} test data sets (data_hash {', '.join(sorted(sets[r]))}); "
+             f"{int((h12[r] != pick[r]).sum())} on other data left out" for r in chosen if len(sets[r]) > 1]
+    note = (f"{'; '.join(parts)}. Compared on {' and '.join(dict.fromkeys(pick.values()))} ({why}), as nRMSE on "
+            f"other test data do not compare. Fix: ups report compare <sweep> <sweep> with two sweeps (experiment "
+            f"names) of the data you want compared")
+    return {r: t[h12[r] == pick[r]] for r, t in chosen.items()}, note
 
 
 OTHER_DATA = ("the two best trials were scored on different test data (data_hash differs: another profile or data.* "
@@ -163,6 +196,8 @@ def format_text(c: dict[str, Any]) -> str:
     lines.append(POINT_NOTE)
     if c["other_data"]:
         lines.append(f"WARNING: {OTHER_DATA}")
+    if c["data_note"]:
+        lines.append(f"NOTE: {c['data_note']}")
     lines += [f"baselines (test nRMSE, {r}'s data): {_baseline_line(c, r)}" for r in (ra, rb)]
     lines.append(f"{'gate_pass':<18}{_f(c['best'][ra]['gate_pass']):>14}{_f(c['best'][rb]['gate_pass']):>14}")
     lines.append("gate_reasons:")  # sentences: one line per round, never squeezed into a column
@@ -230,6 +265,8 @@ def write_compare_html(c: dict[str, Any], out: Path) -> Path:
     intervals = "".join(f"<li>{e(_interval_line(m))}</li>" for m in c["metrics"] if "interval" in m)
     intervals += f"<li>{e(POINT_NOTE)}</li>"
     warn = f'<p id="compare-other-data"><b>Warning:</b> {e(OTHER_DATA)}</p>' if c["other_data"] else ""
+    if c["data_note"]:
+        warn += f'<p id="compare-data-note"><b>Note:</b> {e(c["data_note"])}</p>'
     names = list(dict.fromkeys([*c["baselines"][ra], *c["baselines"][rb]]))
     bases = "".join(f"<tr><td class=txt>{e(n)}</td><td>{_f(c['baselines'][ra].get(n))}</td>"
                     f"<td>{_f(c['baselines'][rb].get(n))}</td></tr>" for n in names) or \
