@@ -2,6 +2,7 @@
 writes, importance and Pareto logic, comparison deltas."""
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -434,6 +435,8 @@ def test_report_finds_the_experiment_of_a_sweep_stored_elsewhere(tmp_path, monke
     shutil.rmtree(exp)
     page = report_html.write_report(None, lb, "round_a", tmp_path / "out2").read_text()
     assert "no longer exists" in page and not (tmp_path / "out2" / "learning_curves.png").exists()
+    # the note names where the leaderboard placed the sweep (not only the default folder) and the fix
+    assert html.escape(f"place it in '{exp}'") in page and "pass experiment=&lt;its folder now&gt;" in page
 
 
 @pytest.mark.parametrize("arg", ["out=s3://bucket/rep", "leaderboard=s3://bucket/lb.csv"])

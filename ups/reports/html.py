@@ -32,7 +32,7 @@ from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
 from ups.reports.sources import (ReportError, best_trial, cell_text, checkpoint_file, checkpoint_name,
                                  experiment_folder, is_failed, load_champion, load_leaderboard, one_data_set,
-                                 row_config, select_round, trial_state)
+                                 recorded_experiment_folders, row_config, select_round, trial_state)
 from ups.tune.pbt_schedule import schedule_text
 
 TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench",
@@ -97,8 +97,14 @@ def write_report(experiment_path: str | Path | None, leaderboard_path: Path, rou
     notes: list[str] = [data_note] if data_note else []
     if exp_path is not None:
         if experiment_path in (None, "") and not _exists(exp_path):
-            notes.append(f"experiment folder '{exp_path}' named in the leaderboard no longer exists; "
-                         "figures from trial histories are skipped")
+            name = Path(exp_path).name
+            recorded = recorded_experiment_folders(lb, name)
+            where = (f"sweep '{name}': its trials' checkpoints on the leaderboard place it in "
+                     f"{' and '.join(repr(r) for r in recorded)}, and neither that nor '{exp_path}'"
+                     if recorded else f"experiment folder '{exp_path}' named in the leaderboard")
+            notes.append(f"{where} no longer exists; figures from trial histories are skipped. Fix: pass "
+                         f"experiment=<its folder now> (a moved sweep records its new place after resume=true "
+                         f"storage_path=<the folder above it>)")
         elif experiment_path in (None, ""):  # inferred: a folder that cannot be read costs figures, not the report
             try:
                 exp = load_experiment(exp_path)

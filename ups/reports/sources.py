@@ -207,17 +207,24 @@ def rounds_in(df: pd.DataFrame) -> list[str]:
     return list(order.index)
 
 
+def recorded_experiment_folders(lb: pd.DataFrame, name: str) -> list[str]:
+    """The folders ``name``'s trials' checkpoint paths on the leaderboard place the experiment in, in order seen
+    (whether or not they exist now)."""
+    rows = lb[lb["experiment"].astype(str) == name] if "experiment" in lb else lb.iloc[:0]
+    heads = [ck.partition(f"/{name}/")[0] for ck in
+             (rows["checkpoint"].dropna().astype(str) if "checkpoint" in rows else [])]
+    return list(dict.fromkeys(f"{h}/{name}" for h in heads if h))
+
+
 def experiment_folder(lb: pd.DataFrame, name: str, storage: str | Path = "runs/sweeps") -> str:
     """Where the experiment a leaderboard names lives: the value itself when it is a path or URI; else the folder
     of that name above its trials' checkpoints (absolute paths under the sweep's storage_path, right wherever
     the report runs and whatever storage_path the sweep had; S3 ones included); else ``storage/name``."""
     if "://" in name or "/" in name:
         return name
-    rows = lb[lb["experiment"].astype(str) == name] if "experiment" in lb else lb.iloc[:0]
-    for ck in rows["checkpoint"].dropna().astype(str) if "checkpoint" in rows else []:
-        head, sep, _ = ck.partition(f"/{name}/")
-        if sep and head and ("://" in head or Path(head, name).is_dir()):
-            return f"{head}/{name}"
+    for folder in recorded_experiment_folders(lb, name):
+        if "://" in folder or Path(folder).is_dir():
+            return folder
     return str(Path(storage) / name)
 
 
