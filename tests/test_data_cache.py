@@ -33,6 +33,13 @@ def test_same_request_never_recomputes(tiny_data, tiny_cfg):
     assert info.attrs["spectral_tail_max"] <= cache.TAIL_TOL
 
 
+def test_generated_files_carry_pdebench_Nu_attribute(tmp_path):
+    """PDEBench's Burgers files store ν as attrs['Nu'] (Data_Merge.py transform); ours carry it next to 'nu'."""
+    path = cache.dataset_path(_cfg(tmp_path, "data.nu=0.02"), progress=False, workers=1)
+    attrs = inspect_pdebench(path).attrs
+    assert attrs["Nu"] == 0.02 and attrs["nu"] == 0.02
+
+
 def test_key_is_content_addressed(tmp_path):
     a = cache.cache_file(_cfg(tmp_path))
     assert cache.cache_file(_cfg(tmp_path, "data.seed=1")) != a

@@ -77,6 +77,22 @@ def test_real_layouts_and_generated_files_still_load(tmp_path):
     assert inspect_pdebench(w).nu == 0.01
 
 
+def test_pdebench_Nu_attribute_gives_nu(tmp_path):
+    """PDEBench's Data_Merge.py (transform, type 'burgers') stores ν as attrs['Nu']: a renamed file keeps its ν,
+    and a name or our 'nu' attribute that contradicts it is refused."""
+    renamed = _pdebench_like(tmp_path / "burgers_copy.hdf5", attrs={"Nu": 0.1})
+    assert inspect_pdebench(renamed).nu == 0.1 and read_pdebench(renamed).nu == 0.1
+    assert inspect_pdebench(_pdebench_like(tmp_path / "1D_Burgers_Sols_Nu0.1.hdf5", attrs={"Nu": 0.1})).nu == 0.1
+    named = _pdebench_like(tmp_path / "1D_Burgers_Sols_Nu0.01.hdf5", attrs={"Nu": 0.1})
+    with pytest.raises(DataFileError, match=r"attribute 'Nu' = 0\.1 contradicts the file name \(_Nu0\.01\)"):
+        inspect_pdebench(named)
+    both = _pdebench_like(tmp_path / "both.hdf5", attrs={"Nu": 0.1, "nu": 0.01})
+    with pytest.raises(DataFileError, match=r"attributes 'nu' = 0\.01 and 'Nu' = 0\.1 disagree"):
+        inspect_pdebench(both)
+    with pytest.raises(DataFileError, match=r"'Nu' = 'abc' is not a number"):
+        inspect_pdebench(_pdebench_like(tmp_path / "nu_str.hdf5", attrs={"Nu": "abc"}))
+
+
 def _files(d: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir() if not p.name.endswith(".lock")) if d.exists() else []
 

@@ -264,7 +264,8 @@ def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: 
                               f"Fix: use nu ≥ {nu_min:.2g}")
     chunks = plan_batches(u0, nu, res, k["t_final"] / (k["frames"] - 1), chunk)
     attrs: dict[str, Any] = {
-        "nu": nu, "diffusion": diffusion(nu), "seed": k["seed"], "n": n, "resolution": res,
+        "nu": nu, "Nu": nu,  # 'Nu': the attribute PDEBench's Data_Merge.py writes
+        "diffusion": diffusion(nu), "seed": k["seed"], "n": n, "resolution": res,
         "t_final": k["t_final"], "frames": k["frames"], "dt_save": k["t_final"] / (k["frames"] - 1),
         "equation": "u_t + (u^2/2)_x = (nu/pi) u_xx, x in [0,1) periodic (PDEBench convention)",
         "grid": "cell centres x_i = (i+0.5)/X", "initial_condition": k["init"],

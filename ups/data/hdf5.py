@@ -23,6 +23,7 @@ from ups.config import ConfigError
 TENSOR_KEY = "tensor"
 X_KEY = "x-coordinate"
 T_KEY = "t-coordinate"
+NU_ATTRS = ("nu", "Nu")  # ours; PDEBench's Data_Merge.py writes attrs['Nu'] for Burgers files
 REGENERATE_HINT = "regenerate it with `ups data generate nu=0.01 n=2000 resolution=1024` or re-download it"
 MIN_GRID_POINTS = 4  # fewest x points the model, the spectral resampling in eval and the BC metrics handle
 GRID_RTOL = 1e-3  # uniform spacing, domain length and time step: tolerance relative to the spacing
@@ -119,30 +120,35 @@ def check_grid(path: Any, x: np.ndarray, t: np.ndarray, *, where: str = "") -> N
                             f"{REGENERATE_HINT}")
 
 
-def _nu_attr(path: Path, value: Any) -> float:
+def _nu_attr(path: Path, value: Any, key: str = "nu") -> float:
     v = np.asarray(value).reshape(-1) if not isinstance(value, (str, bytes)) else np.asarray([value])
     try:
         if v.size != 1:
             raise ValueError
         nu = float(v[0])
     except (TypeError, ValueError):
-        raise DataFileError(f"{path}: attribute 'nu' = {value!r} is not a number. Fix: set the file's 'nu' "
+        raise DataFileError(f"{path}: attribute '{key}' = {value!r} is not a number. Fix: set the file's '{key}' "
                             "attribute to the PDEBench viscosity (e.g. 0.01, diffusion ν/π), delete it to use the "
                             f"file name's _Nu…, or {REGENERATE_HINT}") from None
     return nu
 
 
 def _file_nu(path: Path, attrs: dict[str, Any]) -> float | None:
-    """ν from the 'nu' attribute and/or PDEBench's file name; both present must agree."""
+    """ν from the 'nu' / PDEBench's 'Nu' attribute and/or PDEBench's file name; all present must agree."""
     named = nu_from_name(path)
-    nu = _nu_attr(path, attrs["nu"]) if "nu" in attrs else None
+    given = {k: _nu_attr(path, attrs[k], k) for k in NU_ATTRS if k in attrs}
+    if len(given) == 2 and not np.isclose(given["nu"], given["Nu"], rtol=1e-6, atol=0.0):
+        raise DataFileError(f"{path}: attributes 'nu' = {given['nu']:g} and 'Nu' = {given['Nu']:g} disagree "
+                            "(PDEBench stores ν as 'Nu'). Fix: correct or delete the wrong one")
+    key = next(iter(given), None)
+    nu = given[key] if key is not None else None
     if nu is not None and named is not None and not np.isclose(nu, named, rtol=1e-6, atol=0.0):
-        raise DataFileError(f"{path}: attribute 'nu' = {nu:g} contradicts the file name (_Nu{named:g}), and "
-                            "PDEBench names files by their ν. Fix: rename the file or correct its 'nu' attribute "
+        raise DataFileError(f"{path}: attribute '{key}' = {nu:g} contradicts the file name (_Nu{named:g}), and "
+                            f"PDEBench names files by their ν. Fix: rename the file or correct its '{key}' attribute "
                             "so they agree")
     nu = named if nu is None else nu
     if nu is not None and not (np.isfinite(nu) and nu > 0):
-        src = "attribute 'nu'" if "nu" in attrs else "file name _Nu…"
+        src = f"attribute '{key}'" if key is not None else "file name _Nu…"
         raise DataFileError(f"{path}: {src} gives ν = {nu:g}; ν must be finite and > 0. Fix: set 'nu' to the "
                             f"viscosity the data was generated with (e.g. 0.01), or {REGENERATE_HINT}")
     return nu
