@@ -120,6 +120,17 @@ def test_init_multi_family():
     assert np.all((a[absd] * p.sign[absd, None]) >= 0)  # |u| then a sign: one-signed
 
 
+def test_init_multi_window_flag_shares_the_edges_variate():
+    """PDEBench (data_gen_NLE/utils.py init_multi) draws the window flag, random.choice(key, 2, p=[0.9, 0.1]), and
+    x_L, x_R, random.uniform(key, ...), from one key and shape: jax's choice is searchsorted(cumsum(p), 1 - u) on
+    the same uniform u, so the flag is u < 0.1 and a windowed initial condition has x_L = 0.1 + 0.35u < 0.135."""
+    p = sample_init_params(20000, 2022)
+    assert 0.09 < p.use_window.mean() < 0.11
+    assert p.x_left[p.use_window].max() < 0.135 + 1e-12
+    assert p.x_left[~p.use_window].min() > 0.135 - 1e-12
+    np.testing.assert_allclose(p.x_right - p.x_left, 0.45)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_matches_cpu():

@@ -10,8 +10,10 @@ A faithful NumPy re-implementation of ``pdebench/data_gen/data_gen_NLE/utils.py:
    PDEBench divides by ``x[-1]-x[0]`` (= 1-Δx on cell centres), which we keep;
 3. with probability 0.1 take ``|u|``; multiply by a random sign ±1;
 4. with probability 0.1 multiply by the window ``½(tanh((x-x_L)/0.01) - tanh((x-x_R)/0.01))``.
-   PDEBench draws ``x_L ~ U(0.1,0.45)`` and ``x_R ~ U(0.55,0.9)`` from the *same* JAX key, so they
-   share one uniform variate (``x_R = x_L + 0.45``); we reproduce that coupling.
+   PDEBench draws the flag (``random.choice(key, 2, p=[0.9, 0.1])``), ``x_L ~ U(0.1,0.45)`` and
+   ``x_R ~ U(0.55,0.9)`` from the *same* JAX key and shape, so they share one uniform variate ``u``:
+   ``x_R = x_L + 0.45``, and JAX's ``choice`` (``searchsorted(cumsum(p), 1 - u)``) sets the flag iff
+   ``u < 0.1``, so a windowed condition always has ``x_L < 0.135``; we reproduce that coupling.
 
 Random numbers come from ``numpy.random.default_rng(seed)`` (JAX's PRNG stream is not reproduced
 bit for bit; the distribution is). Parameters are drawn before any grid is seen, so the same
@@ -55,8 +57,8 @@ def sample_init_params(n: int, seed: int, k_tot: int = 4, num_choice_k: int = 2)
     phase = 2.0 * np.pi * rng.uniform(0.0, 1.0, size=(n, k_tot))
     use_abs = rng.uniform(0.0, 1.0, size=n) < 0.1
     sign = np.where(rng.uniform(0.0, 1.0, size=n) < 0.5, 1.0, -1.0)
-    use_window = rng.uniform(0.0, 1.0, size=n) < 0.1
-    r = rng.uniform(0.0, 1.0, size=n)  # one variate for both edges, as PDEBench's shared key
+    r = rng.uniform(0.0, 1.0, size=n)  # one variate for the flag and both edges, as PDEBench's shared key
+    use_window = r < 0.1  # jax.random.choice(p=[0.9, 0.1]) on that variate: index 1 iff 1 - r > 0.9
     return InitParams(counts, amp, phase, use_abs, sign, use_window,
                       x_left=0.1 + 0.35 * r, x_right=0.55 + 0.35 * r, k_tot=k_tot)
 
