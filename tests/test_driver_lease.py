@@ -1,6 +1,6 @@
 """One driver per sweep: a second driver refuses a sweep another one still runs, and a new sweep refuses the
 folder of an earlier one (the end-to-end check, a real second driver refused while the first runs, is in
-``tests/test_fault_driver.py::test_ctrl_c_mid_sweep_saves_results_and_resumes``)."""
+``tests/test_fault_driver.py::test_a_resumed_sweep_takes_the_new_concurrency_and_can_be_stopped_again``)."""
 from __future__ import annotations
 
 import json

@@ -179,56 +179,6 @@ def test_driver_killed_mid_sweep_resumes_from_s3(tmp_path, s3_client, s3_bucket,
         assert any(k.startswith(f"{prefix}{t}/checkpoint_") and k.endswith("checkpoint.pt") for k in keys)
 
 
-@pytest.mark.slow
-def test_ctrl_c_mid_sweep_saves_results_and_resumes(tmp_path, tiny_data, tiny_cache_dir):
-    """Ctrl-C (SIGINT) once mid-sweep (SIGTERM, taken the same way, in the test below): Tune saves its state; the trials it
-    left running are recorded as interrupted (not as early stops), no promotion runs on the unfinished
-    round, the driver says how to resume and exits 130; the same command with resume=true finishes every
-    trial, one row each.  While the driver runs, a second driver with resume=true is refused (its lease)."""
-    n_trials = 3
-    name = f"ctrl-c-{uuid.uuid4().hex[:6]}"
-    lb = tmp_path / "leaderboard.csv"
-    args = _eight_epoch_round(tmp_path, tiny_cache_dir, name, lb, f"num_samples={n_trials}", "max_concurrent=2",
-                              "searcher.name=random", f"report_dir={tmp_path / 'reports'}")
-    env = _driver_env()
-    exp = tmp_path / "runs" / name
-
-    with open(tmp_path / "driver1.log", "wb") as log:
-        driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    second: list[subprocess.CompletedProcess] = []
-
-    def checkpointed_and_resume_refused() -> bool:
-        """A trial's third checkpoint is there; then the same command with resume=true, while this driver runs,
-        must be refused (it would train the same trials into the same folder)."""
-        if not list(exp.glob("trial_*/checkpoint_000002")):
-            return False
-        second.append(subprocess.run(args + ["resume=true"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                                     timeout=120))
-        return True
-
-    _signal_when(driver, tmp_path / "driver1.log", checkpointed_and_resume_refused,
-                 signal.SIGINT, "a trial's third checkpoint", wait_s=120)  # a few epochs into the first trials
-    out = (tmp_path / "driver1.log").read_text()
-    assert second[0].returncode != 0 and f"is still running: driver pid {driver.pid} on this machine" in \
-        second[0].stdout + second[0].stderr, second[0].stdout[-3000:] + second[0].stderr[-3000:]
-    assert driver.returncode == 130, out[-4000:]
-    assert not (exp / "ups_driver.json").exists()  # a driver stopped by Ctrl-C gives its lease up
-    assert "interrupted: " in out and "resume=true" in out and "promotion: not run" in out, out[-3000:]
-    rows = read_leaderboard(lb)
-    rows = rows[rows["experiment"] == name]
-    assert set(rows["status"]) <= {"completed", "interrupted"}, rows[["run_id", "status", "stop_reason"]]
-    cut = rows[rows["status"] == "interrupted"]
-    assert len(cut) >= 1 and cut["stop_reason"].str.startswith("sweep interrupted at iteration").all()
-    assert len(rows) < n_trials or len(cut) > 0
-    assert not (tmp_path / "champ.json").exists()  # no promotion from an unfinished round
-
-    rows = _resume_ok(args, tmp_path, env, lb, name)
-    rows = rows[rows["kind"] == "trial"]
-    assert len(rows) == n_trials and rows["run_id"].is_unique, rows[["run_id", "status"]]
-    assert set(rows["status"]) == {"completed"}, rows[["run_id", "status", "stop_reason"]]
-    assert (tmp_path / "champ.json").exists()  # the resumed round ran its promotion
-
-
 def _overlaps(exp: Path, since: float) -> list[tuple[str, str, float]]:
     """Pairs of trials that reported at the same time after ``since`` (epoch s), from their result.json
     timestamps: (trial, trial, seconds of overlap > 2, more than the timestamps' rounding)."""
@@ -246,9 +196,12 @@ def _overlaps(exp: Path, since: float) -> list[tuple[str, str, float]]:
 @pytest.mark.slow
 def test_a_resumed_sweep_takes_the_new_concurrency_and_can_be_stopped_again(tmp_path, tiny_data, tiny_cache_dir):
     """A sweep stopped (SIGTERM), resumed with another max_concurrent, stopped again (Ctrl-C), resumed again.
+    Each stop: Tune saves its state, the trials it left running are recorded as interrupted (not as early
+    stops), no promotion runs on the unfinished round, the driver says how to resume, gives its lease up and
+    exits 130; while the first driver runs, a second one with resume=true is refused (its lease).
     Tune restores the search algorithm and callbacks pickled when the sweep started; the resumed sweep must
     run the resuming command's concurrency (two trials at once, not the original one) and its own
-    leaderboard callback, so that the second stop is seen as one: exit 130, interrupted rows, no promotion.
+    leaderboard callback, so that the second stop is seen as one.
     The last resume finishes every trial, one row each, and promotes."""
     name = f"again-{uuid.uuid4().hex[:6]}"
     lb = tmp_path / "leaderboard.csv"
@@ -260,11 +213,25 @@ def test_a_resumed_sweep_takes_the_new_concurrency_and_can_be_stopped_again(tmp_
 
     with open(log1, "wb") as log:
         driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    _signal_when(driver, log1, lambda: bool(list(exp.glob("trial_*/checkpoint_000002"))), signal.SIGTERM,
-                 "a trial's third checkpoint", wait_s=120)
+    second: list[subprocess.CompletedProcess] = []
+
+    def checkpointed_and_resume_refused() -> bool:
+        """A trial's third checkpoint is there; then the same command with resume=true, while this driver runs,
+        must be refused (it would train the same trials into the same folder)."""
+        if not list(exp.glob("trial_*/checkpoint_000002")):
+            return False
+        second.append(subprocess.run(args + ["resume=true"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                     timeout=120))
+        return True
+
+    _signal_when(driver, log1, checkpointed_and_resume_refused, signal.SIGTERM, "a trial's third checkpoint",
+                 wait_s=120)
     out = log1.read_text()
+    assert second[0].returncode != 0 and f"is still running: driver pid {driver.pid} on this machine" in \
+        second[0].stdout + second[0].stderr, second[0].stdout[-3000:] + second[0].stderr[-3000:]
     assert driver.returncode == 130, out[-4000:]
-    assert "interrupted: " in out and "promotion: not run" in out, out[-3000:]  # SIGTERM taken as Ctrl-C
+    assert not (exp / "ups_driver.json").exists()  # a stopped driver gives its lease up
+    assert "interrupted: " in out and "resume=true" in out and "promotion: not run" in out, out[-3000:]  # SIGTERM
     first = {p.parent.name for p in exp.glob("trial_*/checkpoint_000002")}
 
     resumed_at = time.time()
@@ -284,10 +251,12 @@ def test_a_resumed_sweep_takes_the_new_concurrency_and_can_be_stopped_again(tmp_
     out = log2.read_text()
     assert driver.returncode == 130, out[-4000:]
     assert "interrupted: " in out and "promotion: not run" in out, out[-3000:]
-    assert not (tmp_path / "champ.json").exists()
+    assert not (tmp_path / "champ.json").exists() and not (exp / "ups_driver.json").exists()
     rows = read_leaderboard(lb)
     rows = rows[rows["experiment"] == name]
-    assert (rows["status"] == "interrupted").any(), rows[["run_id", "status", "stop_reason"]]
+    assert set(rows["status"]) <= {"completed", "interrupted"}, rows[["run_id", "status", "stop_reason"]]
+    cut = rows[rows["status"] == "interrupted"]
+    assert len(cut) >= 1 and cut["stop_reason"].str.startswith("sweep interrupted at iteration").all(), cut
 
     rows = _resume_ok(args + ["max_concurrent=2"], tmp_path, env, lb, name)
     rows = rows[rows["kind"] == "trial"]
