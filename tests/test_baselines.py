@@ -19,8 +19,8 @@ CALIB_OVERRIDES = ["data.nu=0.01", "data.n=300", "data.resolution=256", "data.re
 # wall-clock budget so the test is deterministic under load. The test trains on 2 threads (the other
 # tests here keep to 1): `benchmarks/fno_step.py --threads 1` / `--threads 2` measured 0.76 / 0.50 s per
 # step on a quiet 2-core box (2026-12-03), so ≈ 55 s instead of ≈ 85 s; CI runs the tests one at a time.
-# Measured on this data (seed 0): FNO 0.21 at 110 steps, 0.19 at 120, vs linear 0.29 (seed 1 is
-# slower: 0.28 at 110, 0.25 at 120).
+# Measured on this data (seed 0, data version 2): FNO 0.228 at 110 steps vs linear 0.305 (data version 1: FNO
+# 0.21 at 110 steps, 0.19 at 120, vs linear 0.29; seed 1 slower: 0.28 at 110, 0.25 at 120).
 CALIB_FNO_STEPS = 110
 
 
