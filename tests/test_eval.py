@@ -124,6 +124,39 @@ def test_ttc_picks_do_not_depend_on_the_target(tiny):
     assert a.metrics["nrmse_ttc"] != b.metrics["nrmse_ttc"]  # the metric does see the target
 
 
+# what TTC decides and its reward figures: functions of the context frames only
+TTC_FIGURES = ("ttc_intervention_rate", "ttc_search_used_rate", "ttc_evaluations_per_step",
+               "ttc_reward_penalty_det", "ttc_reward_penalty")
+
+
+@pytest.mark.parametrize("overrides", [{}, {"eval.batch_size": 5, "ttc.horizon": 3, "ttc.gamma": 0.9}],
+                         ids=["default", "batched-h3"])
+def test_only_the_future_truth_changes_and_nothing_ttc_does_moves(tiny, overrides):
+    """Honest TTC, frame by frame: rewrite every frame after the context (another sample, rescaled, with its
+    mass shifted, so a conservation, energy or BC reference read from the future would move); the forecasts,
+    TTC's picks and gate, and its reward penalties stay bit-identical (batches split mid-split too)."""
+    from ups.config import apply_overrides
+
+    cfg = apply_overrides(tiny["cfg"], overrides, source="test") if overrides else tiny["cfg"]
+    data = tiny["data"]
+    init = data.initial_step
+    test = data.test.clone()
+    g = torch.Generator().manual_seed(1)
+    future = test[:, init:]
+    future = 3.0 * future.flip(0) + 1.0 + 0.5 * torch.randn(future.shape, generator=g)
+    data2 = dataclasses.replace(data, test=torch.cat([test[:, :init], future], dim=1))
+    a = evaluate_detailed(tiny["model"], cfg, data)
+    b = evaluate_detailed(tiny["model"], cfg, data2)
+    assert int(a.ttc_chosen.max()) > 0 and a.metrics["ttc_intervention_rate"] > 0  # the search really ran
+    assert torch.equal(a.true[:, :init], b.true[:, :init]) and not torch.equal(a.true, b.true)
+    assert torch.equal(a.pred, b.pred)
+    assert torch.equal(a.pred_ttc, b.pred_ttc)
+    assert torch.equal(a.ttc_chosen, b.ttc_chosen)
+    for key in TTC_FIGURES:
+        assert a.metrics[key] == b.metrics[key], key
+    assert a.metrics["nrmse_ttc"] != b.metrics["nrmse_ttc"]  # the score, and only the score, sees the future
+
+
 # ------------------------------------------------------------------------------------ CLI
 def _ckpt_args(tiny, *extra: str) -> list[str]:
     return [f"checkpoint={tiny['ckpt']}", *extra]
