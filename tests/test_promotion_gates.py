@@ -127,6 +127,20 @@ def test_a_zero_nrmse_sorts_first(tmp_path: Path) -> None:
     assert score({"nrmse": 0.0, "nrmse_ttc": None}) == 0.0
 
 
+def test_promotion_ranks_passing_trials_on_validation_not_on_the_test_split(tmp_path: Path) -> None:
+    """The trial promoted (top_k) is the best on val_nrmse, as the searcher and the report's best trial choose;
+    a better test nRMSE does not pick it.  Rows without val_nrmse fall back to the test nRMSE."""
+    from ups.reports.sources import best_trial
+
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [reference(val_nrmse=0.09), trial("val_best", **dict(GOOD, nrmse=0.06, val_nrmse=0.05)),
+                     trial("test_best", **dict(GOOD, nrmse=0.055, val_nrmse=0.07))])
+    assert apply_small_eval(lb, EXP, CFG, []) == [f"{EXP}-val_best", f"{EXP}-test_best"]
+    table = read_leaderboard(lb)
+    assert force_fill(table, EXP, [], 1) == [f"{EXP}-val_best"]
+    assert best_trial(table)["run_id"] == f"{EXP}-val_best"  # the report's best is the trial promoted
+
+
 # ------------------------------------------------------------------------------ champion
 def test_a_candidate_on_other_data_never_replaces_the_champion(tmp_path: Path, capsys) -> None:
     champ, lb = tmp_path / "champion.json", tmp_path / "lb.csv"

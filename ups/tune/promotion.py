@@ -3,7 +3,7 @@
 * small-eval: every completed trial's final eval (``ups.train.train``'s last report) against the round's
   baseline, i.e. its reference trial (fallback: the ``fno`` baseline row, configurable): nRMSE better by
   ≥ margin, conservation gap ≤ 1.0×, BC violation ≤ 1.0×, ECE ≤ 1.25× (``gates.small_eval_gates``).
-* full-eval: the top ``promotion.top_k`` passing trials (or the top ones regardless when
+* full-eval: the top ``promotion.top_k`` passing trials, on ``val_nrmse`` (or the top ones regardless when
   ``promotion.force``) are re-evaluated from their checkpoint on the full test split with TTC
   (``ups.eval.evaluate``); each gets its own leaderboard row (``kind=full_eval``).
 * seeds (``promotion.seeds=N``, off by default): each promoted configuration is first retrained with
@@ -69,12 +69,22 @@ def stopped_unfit(row: Mapping[str, Any]) -> str | None:
     return None
 
 
+def selection_order(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The run_ids of ``rows`` best first on validation (``val_nrmse``), as the searcher and the report's best
+    trial choose (``ups.reports.sources.best_trial``): the test nRMSE does not pick what is promoted.  When a row
+    has no validation figure (written by other tools) all are ordered on the test ``nrmse``, as there."""
+    val = [finite_or_none(r.get("val_nrmse")) for r in rows]
+    key = "val_nrmse" if all(v is not None for v in val) else "nrmse"
+    return [str(r["run_id"]) for r in sorted(rows, key=lambda r: _or_inf(r.get(key)))]
+
+
 def force_fill(lb: pd.DataFrame, experiment: str, chosen: list[str], top_k: int) -> list[str]:
     """``promotion.force``: ``chosen`` (the trials that passed) topped up to ``top_k`` with the experiment's
-    best-nRMSE trials that have an eval, gates or not; never an errored or physics-gate-stopped trial."""
-    done = lb[(lb["experiment"] == experiment) & (lb["kind"] == "trial") & lb["nrmse"].notna()].sort_values("nrmse")
-    fit = [r["run_id"] for r in done.to_dict("records") if not stopped_unfit(r) and r["run_id"] not in chosen]
-    return list(chosen) + fit[: max(0, top_k - len(chosen))]
+    best trials (``selection_order``) that have an eval, gates or not; never an errored or physics-gate-stopped
+    trial."""
+    done = lb[(lb["experiment"] == experiment) & (lb["kind"] == "trial") & lb["nrmse"].notna()]
+    fit = [r for r in done.to_dict("records") if not stopped_unfit(r) and r["run_id"] not in chosen]
+    return list(chosen) + selection_order(fit)[: max(0, top_k - len(chosen))]
 
 
 def _gate_text(desc: str, ok: bool, reasons: list[str]) -> str:
@@ -84,8 +94,9 @@ def _gate_text(desc: str, ok: bool, reasons: list[str]) -> str:
 
 
 def apply_small_eval(leaderboard: Path, experiment: str, cfg: Any, baseline_rows: list[dict[str, Any]]) -> list[str]:
-    """Write gate_pass / gate_reasons for this experiment's trials; returns passing run_ids (best first).
-    An errored or physics-gate-stopped trial fails; the champion's rows keep ``promotion=champion``."""
+    """Write gate_pass / gate_reasons for this experiment's trials; returns passing run_ids (best first, on
+    validation: ``selection_order``).  An errored or physics-gate-stopped trial fails; the champion's rows keep
+    ``promotion=champion``."""
     lb = read_leaderboard(leaderboard)
     base, desc = round_baseline(lb, experiment, baseline_rows, cfg.fallback)
     rows = lb[(lb["experiment"] == experiment) & (lb["kind"] == "trial")]
@@ -104,11 +115,11 @@ def apply_small_eval(leaderboard: Path, experiment: str, cfg: Any, baseline_rows
         if ok:
             if row.get("promotion") != "champion":  # a re-run promotion (resume=true) keeps the champion's label
                 row["promotion"] = "small_eval"
-            passing.append((row.get("nrmse"), row["run_id"]))
+            passing.append(row)
         updates.append(row)
     if updates:
         upsert_rows(leaderboard, updates)
-    return [rid for _, rid in sorted(passing, key=lambda t: _or_inf(t[0]))]
+    return selection_order(passing)
 
 
 def _or_inf(v: Any) -> float:
