@@ -36,9 +36,8 @@ DEFAULTS = {
     # a map of every dim: no trial is cut short by the in-flight physics gates (NaN still ends a
     # trial); the small-eval gates are still applied and shown on the leaderboard
     "gates": {"enabled": False},
-    # the answer needs an interval over test samples: the smoke profile's 8 are too few (ups.ttc_gain);
-    # all of its test split (25 trajectories) adds about a second of evaluation per dim
-    "smoke": {"trial": ["eval.max_samples=-1"]},
+    # the answer needs an interval over test samples (ups.ttc_gain): the smoke profile scores its whole test
+    # split (25 trajectories)
     # the question is about models, not about one training run each: 3 training seeds per dim on GPUs
     "full": {"num_samples": 15},
 }
