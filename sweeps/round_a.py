@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
 
@@ -38,13 +39,21 @@ def summarize(o: SweepOutcome) -> None:
         return
     import json
 
-    lrs = [json.loads(s).get("stages.operator.optimizer.lr") for s in df["sampled_json"].fillna("{}")]
-    scored = df.assign(lr=lrs).dropna(subset=["val_nrmse"])
+    def trained_lr(row: Any) -> Any:  # searched (sampled_json), else the base config's (a space=… without lr)
+        lr = json.loads(row["sampled_json"] or "{}").get("stages.operator.optimizer.lr")
+        if lr is None:
+            cfg = json.loads(row["config_json"] or "{}")
+            lr = cfg.get("stages", {}).get("operator", {}).get("optimizer", {}).get("lr")
+        return lr
+
+    scored = df.dropna(subset=["val_nrmse"])
     if scored.empty:
         print(f"round A: no trial reported a val_nrmse ({len(df)} trial(s); the leaderboard's stop_reason says why)")
         return
     best = scored.sort_values("val_nrmse").iloc[0]
-    print(f"round A: best val_nrmse {best['val_nrmse']:.4g} at lr={best['lr']:.3g} ({best['run_id']})")
+    lr = trained_lr(best.fillna(""))
+    at = f" at lr={lr:.3g}" if isinstance(lr, (int, float)) else ""
+    print(f"round A: best val_nrmse {best['val_nrmse']:.4g}{at} ({best['run_id']})")
 
 
 def main(overrides: list[str]) -> int:

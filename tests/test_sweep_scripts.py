@@ -535,3 +535,33 @@ def test_a_warm_started_sweep_tells_tpe_the_earlier_sweeps_finished_trials(ray_s
     with pytest.raises(ConfigError, match=rf"warm_start=latest: no trial of {exp} reached its final evaluation .*"
                                           rf"resume=true name={exp}.*one of round_a-20261201-000000"):
         run_round("round_a", [*second, f"space={narrow}"])
+
+
+def test_a_sweep_searching_ttc_keys_tells_tpe_the_val_nrmse_with_ttc(ray_session, tiny_data, tiny_cache_dir,
+                                                                       tmp_path) -> None:
+    """ttc.* keys act only through TTC, and the per-epoch val_nrmse is a plain rollout: TPE was told a figure those
+    keys cannot move (round C's ±20 % TTC threshold, the aggressive round's TTC budget, round D's reward weights
+    were searched blind). A trial's final report now carries its val nRMSE with TTC, and a sweep that searches
+    ttc.* keys tells Optuna that one; ASHA keeps the plain val_nrmse."""
+    import pickle
+
+    space = tmp_path / "ttc.yaml"  # threshold ~0: TTC searches at every step, so the two figures differ
+    space.write_text("reference:\n  ttc.threshold: 0.0\nparams:\n  ttc.threshold: {dist: uniform, low: 0.0, high: 0.001}\n")
+    assert script("round_a")(tiny(tmp_path, tiny_cache_dir, "wandb.enabled=false", "write_report=false",
+                                  "scheduler.name=fifo", "promotion.top_k=0", f"space={space}",
+                                  "ttc.candidates=4", "ttc.beam_width=2")) == 0
+    exp = latest_experiment(tmp_path, "round_a")
+    rows = trial_rows(tmp_path, exp)
+    assert len(rows) == 2 and rows["val_nrmse_ttc"].notna().all() and rows["val_nrmse"].notna().all()
+    assert (rows["val_nrmse_ttc"] != rows["val_nrmse"]).all(), rows[["val_nrmse", "val_nrmse_ttc"]]
+    (state,) = (tmp_path / "runs" / exp).glob("searcher-state-*.pkl")
+    with open(state, "rb") as f:
+        saved = pickle.load(f)
+    assert saved["_metric"] == "val_objective"
+    told = sorted(round(t.value, 6) for t in saved["_ot_study"].trials if t.value is not None)
+    assert told == sorted(rows["val_nrmse_ttc"].round(6)), (told, rows[["val_nrmse", "val_nrmse_ttc"]])
+    for f in (tmp_path / "runs" / exp).glob("trial_*/result.json"):  # every report carries what Optuna reads
+        reports = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        assert all("val_objective" in r for r in reports)
+        assert [r["val_objective"] for r in reports[:-1]] == [r["val_nrmse"] for r in reports[:-1]]
+        assert reports[-1]["val_objective"] == reports[-1]["val_nrmse_ttc"]

@@ -14,6 +14,7 @@ used afterwards, for the metrics (tests/test_eval.py perturbs it and checks noth
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import html
 import io
@@ -235,6 +236,16 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
 def evaluate(model: LatentForecaster, cfg: Any, data: Any, split: str = "test") -> dict[str, Any]:
     """Metric dict (keys ``EVAL_KEYS`` and more) of ``model`` on ``data.<split>``; see module doc."""
     return evaluate_detailed(model, cfg, data, split).metrics
+
+
+def val_nrmse_ttc(model: LatentForecaster, cfg: Any, data: Any, max_samples: int) -> float:
+    """The rollout nRMSE with TTC on the first ``max_samples`` validation trajectories (-1: all), as the test
+    evaluation runs it (same TTC settings and seed; no ensemble): what a sweep that searches ``ttc.*`` keys ranks its
+    trials on, so that its searcher sees those keys act (the per-epoch ``val_nrmse`` is a plain rollout)."""
+    vcfg = copy.deepcopy(cfg)
+    vcfg.eval.max_samples = int(max_samples)
+    vcfg.eval.ensemble_size = 0
+    return float(evaluate_detailed(model, vcfg, data, "val").metrics["nrmse_ttc"])
 
 
 # ------------------------------------------------------------------------------ compatibility

@@ -565,6 +565,13 @@ def _final_report(run: _Run) -> dict:
     vm = rollout_eval(model, val, int(cfg.data.initial_step), device=run.device)
     final["val_nrmse"] = vm["nrmse"]
     final.update({f"val_{k}": v for k, v in vm.items() if k != "nrmse"})
+    if bool(cfg.ttc.enabled) and val.shape[0] > 0:
+        try:
+            from ups.eval import val_nrmse_ttc
+        except ImportError:
+            val_nrmse_ttc = None
+        if val_nrmse_ttc is not None:
+            final["val_nrmse_ttc"] = val_nrmse_ttc(model, cfg, run.data, n_val)
     test = getattr(run.data, "test", None)
     if isinstance(test, torch.Tensor) and test.shape[0] > 0 and int(cfg.eval.max_samples) != 0:  # 0: no test eval
         try:

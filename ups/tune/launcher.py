@@ -570,7 +570,6 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int, space: 
     first = [point] if s.searcher.start_at_reference else None
     if s.searcher.name == "optuna":
         import optuna
-        from ray.tune.search.optuna import OptunaSearch
 
         startup = s.searcher.n_startup_trials
         if s.searcher.initial_design == "lhs" and space is not None:
@@ -582,12 +581,9 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int, space: 
             sampler = optuna.samplers.TPESampler(seed=s.searcher.seed, n_startup_trials=startup,
                                                  multivariate=s.searcher.multivariate,
                                                  constant_liar=s.searcher.constant_liar)
-        if warm:
-            from ups.tune.warm_start import WarmOptunaSearch
+        from ups.tune.warm_start import WarmOptunaSearch
 
-            optuna_search = WarmOptunaSearch(points_to_evaluate=first or None, sampler=sampler, warm=warm)
-        else:
-            optuna_search = OptunaSearch(points_to_evaluate=first or None, sampler=sampler)
+        optuna_search = WarmOptunaSearch(points_to_evaluate=first or None, sampler=sampler, warm=warm or ())
         return ClusterLimiter(optuna_search, per_trial_resources(s), s.pending_trials,
                               fixed=0 if max_conc == ADAPTIVE else max_conc), None
     if s.searcher.name == "random":

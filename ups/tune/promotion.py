@@ -70,11 +70,12 @@ def stopped_unfit(row: Mapping[str, Any]) -> str | None:
 
 
 def selection_order(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The run_ids of ``rows`` best first on validation (``val_nrmse``), as the searcher and the report's best
-    trial choose (``ups.reports.sources.best_trial``): the test nRMSE does not pick what is promoted.  When a row
-    has no validation figure (written by other tools) all are ordered on the test ``nrmse``, as there."""
-    val = [finite_or_none(r.get("val_nrmse")) for r in rows]
-    key = "val_nrmse" if all(v is not None for v in val) else "nrmse"
+    """The run_ids of ``rows`` best first on validation: ``val_nrmse_ttc`` (the final val rollout with TTC, as the
+    full-eval that crowns the champion scores the test split) when every row has it, else ``val_nrmse``: the test
+    nRMSE does not pick what is promoted.  When a row has no validation figure (written by other tools) all are
+    ordered on the test ``nrmse``, as ``ups.reports.sources.best_trial`` does."""
+    key = next((k for k in ("val_nrmse_ttc", "val_nrmse") if all(finite_or_none(r.get(k)) is not None for r in rows)),
+               "nrmse")
     return [str(r["run_id"]) for r in sorted(rows, key=lambda r: _or_inf(r.get(key)))]
 
 

@@ -113,6 +113,7 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
         "config_hash": chash, "checkpoint": checkpoint or "", "trial_id": trial_id, "data_hash": ctx.data_hash,
         "experiment": ctx.experiment, "config_json": cjson,
         "val_nrmse": finite_or_none(result.get("val_nrmse")), "epochs": result.get("training_iteration"),
+        "val_nrmse_ttc": finite_or_none(result.get("val_nrmse_ttc")),  # the final report's, with TTC on
         # on CUDA: PyTorch's peak in this trial's process and the GPU's size (ups.tune.gpu_share reads them)
         "gpu_mem_peak_mib": finite_or_none(result.get("gpu_mem_peak_mib")),
         "gpu_mem_total_mib": finite_or_none(result.get("gpu_mem_total_mib")),

@@ -25,7 +25,27 @@ from ups.tune.space import SearchSpace
 from ups.tune.stage_cache import CACHED_STAGE, StageCache, stage_cache_key
 
 NONFINITE_PENALTY = 1.0e3  # what the searcher sees instead of NaN/Inf (the gate stops such trials)
-METRIC = "val_nrmse"
+METRIC = "val_nrmse"  # ASHA's rungs, PBT, Tune's best trial: the plain rollout on the val split, every epoch
+# what Optuna is told (every report; Ray's OptunaSearch reads it from each): METRIC, except that a trial's final
+# report carries its val nRMSE with TTC when the sweep searches ttc.* keys, which act only through TTC
+SEARCH_METRIC = "val_objective"
+TTC_METRIC = "val_nrmse_ttc"
+
+
+def searches_ttc(space: SearchSpace) -> bool:
+    """Whether ``space`` searches a ``ttc.*`` key (whose effect the plain val rollout cannot see)."""
+    return any(k.startswith("ttc.") for k in space.params)
+
+
+def with_objective(m: dict[str, Any], ttc: bool) -> dict[str, Any]:
+    """``m`` (``clean_metrics``' output) with ``SEARCH_METRIC``: ``TTC_METRIC`` when ``ttc`` and the report has it
+    (the final one), else ``METRIC``; a nonfinite TTC figure reads as ``NONFINITE_PENALTY``."""
+    if ttc and TTC_METRIC in m:
+        v = m[TTC_METRIC]
+        m[SEARCH_METRIC] = v if isinstance(v, float) and math.isfinite(v) else NONFINITE_PENALTY
+    elif METRIC in m:
+        m[SEARCH_METRIC] = m[METRIC]
+    return m
 
 
 def clean_metrics(metrics: Mapping[str, Any], metric: str = METRIC) -> dict[str, Any]:
@@ -145,8 +165,10 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
     # the GPU share this trial runs on (a resume may change resources.gpu): what each report's seconds are priced on
     share = {GPU_SHARE: float(ctx.get_trial_resources().required_resources.get("GPU", 0.0))}
 
+    ttc_objective = searches_ttc(space)
+
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
-        m = clean_metrics(metrics)
+        m = with_objective(clean_metrics(metrics), ttc_objective)
         if key is not None and m.get("stage") == CACHED_STAGE:
             stage_reports.append(m)
             if checkpoint_dir is not None and int(m.get("epoch", 0)) == int(cfg.stages[CACHED_STAGE].epochs) \
@@ -164,13 +186,13 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
             ckpt_dir, replay = hit
             for i, m in enumerate(replay):
                 last = i == len(replay) - 1
-                tune.report({**m, "stage_cached": 1, **share},
+                tune.report({**with_objective(dict(m), ttc_objective), "stage_cached": 1, **share},
                             checkpoint=Checkpoint.from_directory(str(ckpt_dir)) if last else None)
             resume_from = ckpt_dir / "checkpoint.pt"
         train_fn(cfg, report=report, run_dir=run_dir, resume_from=resume_from, data=data)
     except TrainingDiverged as e:  # NaN/Inf loss or gradient: a gate matter, not a crash
         tune.report({"nonfinite": 1, "nonfinite_keys": "train_loss", METRIC: NONFINITE_PENALTY,
-                     "diverged": diverged_text(e), **share})
+                     SEARCH_METRIC: NONFINITE_PENALTY, "diverged": diverged_text(e), **share})
     except CheckpointError as e:
         if restored is None or resume_copy is None:
             raise

@@ -23,16 +23,26 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ups.config import ConfigError
 from ups.tune.sweep_record import SPACE_COPY
-from ups.tune.trainable import METRIC
+from ups.tune.trainable import METRIC, SEARCH_METRIC, TTC_METRIC, searches_ttc
 
 
 class WarmOptunaSearch(OptunaSearch):
-    """``OptunaSearch`` whose study holds ``warm`` (Tune config, value) pairs as completed trials once Tune has
-    set its space (a module-level class: Tune pickles its searcher with the experiment)."""
+    """``OptunaSearch`` told ``SEARCH_METRIC`` (whatever metric Tune's config names: that one is ASHA's), whose
+    study holds ``warm`` (Tune config, value) pairs as completed trials once Tune has set its space (a
+    module-level class: Tune pickles its searcher with the experiment)."""
 
     def __init__(self, *args: Any, warm: list[tuple[dict[str, Any], float]] = (), **kwargs: Any) -> None:
         self._warm = list(warm)
         super().__init__(*args, **kwargs)
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return super().set_search_properties(SEARCH_METRIC, mode, config, **spec)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        super().on_trial_result(trial_id, _with_objective(result))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        super().on_trial_complete(trial_id, _with_objective(result) if result else result, error)
 
     def _setup_study(self, mode: Any) -> None:
         super()._setup_study(mode)
@@ -118,18 +128,28 @@ def _base_differences(a: dict[str, Any], b: dict[str, Any], searched: set[str]) 
             if k not in searched and a.get(k) != b.get(k) and not k.startswith(("run.", "training.seed"))]
 
 
+def _with_objective(result: dict) -> dict:
+    """A report without ``SEARCH_METRIC`` (a trainable of its own, e.g. a benchmark's) read on ``METRIC``."""
+    if SEARCH_METRIC in result or METRIC not in result:
+        return result
+    return {**result, SEARCH_METRIC: result[METRIC]}
+
+
 def _finished_trials(path: str, space: Any) -> tuple[list[tuple[dict[str, Any], float]], int]:
-    """(Tune config restricted to the space's params, final val_nrmse) of every finished trial; how many not."""
+    """(Tune config restricted to the space's params, its final ``SEARCH_METRIC`` as this sweep's trials report it)
+    of every finished trial; how many not."""
     import pandas as pd
 
     from ups.reports.experiment import load_experiment
 
     dists = OptunaSearch.convert_search_space(space.tune_space("optuna"))
+    ttc = searches_ttc(space)
     points, skipped = [], 0
     for t in load_experiment(path).trials:
         h = t.history
         final = h[pd.to_numeric(h["final"], errors="coerce").fillna(0) > 0] if "final" in h and len(h) else h.iloc[:0]
-        value = pd.to_numeric(final[METRIC], errors="coerce").iloc[-1] if METRIC in final and len(final) else None
+        key = TTC_METRIC if ttc and TTC_METRIC in final else METRIC  # as this sweep's trials report SEARCH_METRIC
+        value = pd.to_numeric(final[key], errors="coerce").iloc[-1] if key in final and len(final) else None
         params = {k: t.config.get(k) for k in dists}
         ok = value is not None and math.isfinite(value) and t.error is None and all(
             k in t.config and _inside(dists[k], v) for k, v in params.items())
