@@ -7,6 +7,15 @@ import torch
 from torch import nn
 
 
+def warmup_decay(update: int) -> float:
+    """The warm-up's cap on the decay at EMA update ``update`` (1-based): (1+t)/(10+t).
+
+    A configured decay d is reached only from update (10d − 1)/(1 − d) on (0.999: 8,990; 0.9999: 89,990);
+    over a stage with fewer optimizer steps every decay at or above ``warmup_decay(steps)`` trains the same
+    weights (``ups.tune.launcher.ema_decay_notes`` says so before a sweep that searches such values)."""
+    return (1 + update) / (10 + update)
+
+
 class EMA:
     """Shadow copy of ``params``; decay_t = min(decay, (1+t)/(10+t)) so early averages are not stale."""
 
@@ -28,7 +37,7 @@ class EMA:
     @torch.no_grad()
     def update(self) -> None:
         self.num_updates += 1
-        d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        d = min(self.decay, warmup_decay(self.num_updates))
         torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - d)
 
     @torch.no_grad()

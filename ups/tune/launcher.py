@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 from ups.config import ConfigError, apply_overrides, flatten, load_config, override_key, to_dict
 from ups.leaderboard import leaderboard_problem, read_leaderboard, set_values, upsert_rows
@@ -135,6 +136,8 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
                                f"this space, pass champion=<another champion.json>, or a copy of the space whose "
                                f"ranges hold the champion's values as space=<copy.yaml>)") from None
     check_searched_stages_train(space, base)
+    for note in ema_decay_notes(space, base):
+        _log(f"warning: {note}")
     check_promotion_seeds(scfg, space)
     space = grid_seed_passes(scfg, space, base)
     check_asha_rungs(scfg, base, space)
@@ -198,6 +201,76 @@ def check_searched_stages_train(space: SearchSpace, base: Any) -> None:
                           f"here (stages.{stage}.epochs=0): the values searched for them would never be used. "
                           f"Fix: stages.{stage}.epochs=<n ≥ 1>, or a space without stages.{stage}.* in params "
                           f"(space=path/to/copy.yaml)")
+
+
+def train_samples(base: Any) -> int | None:
+    """Training trajectories the protocol gives ``base.data`` (None when a data file cannot be inspected)."""
+    from ups.data.protocol import split_sizes
+
+    d = base.data
+    if d.path:
+        try:
+            from ups.data.hdf5 import inspect_pdebench
+
+            n = int(inspect_pdebench(Path(str(d.path)).expanduser()).shape[0])
+        except (ConfigError, OSError):
+            return None
+    else:
+        n = int(d.n)
+    nmax = int(d.num_samples_max)
+    n = n if nmax <= 0 else min(nmax, n)
+    return split_sizes(n, float(d.test_ratio), float(d.val_ratio))["train"]
+
+
+def _smallest(space: SearchSpace, key: str, base: Any) -> float:
+    """The smallest value numeric ``key`` takes in a trial: the bottom of its range or choices when searched."""
+    p = space.params.get(key)
+    if p is not None and p.values:
+        return min(float(v) for v in p.values)
+    if p is not None and p.low is not None:
+        return float(p.low)
+    return float(OmegaConf.select(base, key))
+
+
+def ema_decay_notes(space: SearchSpace, base: Any, n_train: int | None = None) -> list[str]:
+    """Searched ``stages.<stage>.ema_decay`` values that train one and the same model.
+
+    The EMA's warm-up caps the decay at (1+t)/(10+t) (``ups.train.ema.warmup_decay``): a decay is used only once
+    the stage has taken (10d − 1)/(1 − d) optimizer steps (0.999: 8,990). Values at or above the cap at the
+    stage's last step (its longest trial here) are never reached, so they give bit-identical weights: round A
+    searched 0.999 / 0.9995 / 0.9999 over 390 (smoke) and 1,000 (full) operator steps, three labels of one model."""
+    from ups.train.ema import warmup_decay
+
+    n_train = train_samples(base) if n_train is None else n_train
+    notes: list[str] = []
+    if not n_train:
+        return notes
+    for key, p in space.params.items():
+        parts = key.split(".")
+        if len(parts) != 3 or parts[0] != "stages" or parts[2] != "ema_decay" or parts[1] not in base.stages:
+            continue
+        stage = f"stages.{parts[1]}"
+        epochs = math.ceil(space.largest(f"{stage}.epochs", base))
+        batches = math.ceil(n_train / max(1, int(_smallest(space, f"{stage}.batch_size", base))))
+        steps = epochs * max(1, math.ceil(batches / max(1, int(_smallest(space, f"{stage}.accum_steps", base)))))
+        cap = warmup_decay(steps)
+        if p.values:
+            dead = sorted({float(v) for v in p.values if float(v) >= cap})
+            if len(dead) < 2:
+                continue
+            what = f"values {dead} train the same model"
+        elif p.high is not None and float(p.high) > cap:
+            what = f"the part [{max(float(p.low), cap):.4g}, {float(p.high):g}] of its range trains one and the same model"
+        else:
+            continue
+        lowest = min(dead) if p.values else max(float(p.low), cap)
+        need = math.ceil((10 * lowest - 1) / (1 - lowest)) if lowest < 1 else 0
+        notes.append(f"{space.path}: params.{key}: {what}: the EMA's warm-up keeps the decay at most "
+                     f"(1+t)/(10+t) = {cap:.4f} over the {steps} optimizer steps of {stage} here ({epochs} epochs × "
+                     f"{steps // max(1, epochs)} steps on {n_train} training trajectories), so a decay of {lowest:g} "
+                     f"is reached only after {need} steps. Fix: search decays below {cap:.4f}, or train "
+                     f"{stage} for ≥ {need} steps ({stage}.epochs)")
+    return notes
 
 
 def check_promotion_seeds(scfg: SweepConfig, space: SearchSpace) -> None:

@@ -1,0 +1,63 @@
+"""Searched knobs that must change what a trial trains (round A's EMA decay against the EMA's warm-up)."""
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from ups.config import load_config
+from ups.tune.launcher import ema_decay_notes, prepare
+from ups.tune.space import load_space
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("profile", ["smoke", "full"])
+def test_round_a_ema_decays_are_reached_in_the_rounds_training(tmp_path: Path, profile: str) -> None:
+    """Every EMA decay round A searches trains its own model at the round's step counts (smoke 390 operator
+    steps, full 1,000): 0.999 / 0.9995 / 0.9999 sat above the warm-up's (1+t)/(10+t) cap all the way, so the
+    three labels trained bit-identical weights."""
+    sys.path.insert(0, str(REPO))
+    defaults = importlib.import_module("sweeps.round_a").DEFAULTS
+    p = prepare("round_a", [f"profile={profile}", f"leaderboard={tmp_path / 'lb.csv'}",
+                            f"champion={tmp_path / 'champion.json'}", f"report_dir={tmp_path / 'reports'}",
+                            f"storage_path={tmp_path / 'runs'}"], defaults)
+    assert ema_decay_notes(p.space, p.base) == []
+
+
+def test_ema_decays_above_the_warmup_cap_are_named(tmp_path: Path) -> None:
+    space_file = tmp_path / "ema.yaml"
+    space_file.write_text("params:\n  stages.operator.ema_decay: {dist: choice, values: [0.9, 0.999, 0.9999]}\n")
+    base = load_config(["stages.operator.epochs=30", "stages.operator.batch_size=16", "data.n=256"])
+    notes = ema_decay_notes(load_space(space_file, base), base)
+    assert len(notes) == 1 and "values [0.999, 0.9999] train the same model" in notes[0]
+    assert "390 optimizer steps of stages.operator" in notes[0] and "Fix: search decays below 0.9775" in notes[0]
+    space_file.write_text("params:\n  stages.operator.ema_decay: {dist: choice, values: [0.9, 0.95, 0.999]}\n")
+    assert ema_decay_notes(load_space(space_file, base), base) == []
+
+
+@pytest.mark.parametrize("decays, same", [(("0.999", "0.9999"), True), (("0.5", "0.9999"), False)])
+def test_ema_decays_at_or_above_the_cap_train_identical_weights(tmp_path: Path, decays: tuple[str, str],
+                                                                same: bool) -> None:
+    """What the note says, on a real (tiny) training: 9 operator steps, cap 10/19."""
+    from ups.train.trainer import train
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.linspace(0, 1, 33)[:-1]
+    k, a = torch.randint(1, 4, (30, 1), generator=g), torch.rand(30, 1, generator=g)
+    t = torch.linspace(0, 1, 10)[None, :, None]
+    u = (a[:, :, None] * torch.sin(2 * torch.pi * (k[:, :, None] * x - 0.2 * t))) * torch.exp(-t)  # (30, 10, 32)
+    data = types.SimpleNamespace(train=u[:18], val=u[18:24], test=u[24:], data_hash="tiny", source="tiny")
+    base = ["preset=dim8", "data.initial_step=4", "training.num_threads=1", "training.val_max_samples=4",
+            "stages.autoencoder.epochs=1", "stages.operator.epochs=3", "stages.diff_residual.epochs=0",
+            "stages.consistency_distill.epochs=0", "eval.max_samples=0", "ttc.enabled=false",
+            "stages.autoencoder.batch_size=6", "stages.operator.batch_size=6"]
+    weights = []
+    for i, d in enumerate(decays):
+        res = train(load_config(base + [f"stages.operator.ema_decay={d}"]), run_dir=tmp_path / str(i), data=data)
+        weights.append(torch.cat([p.flatten() for p in res.model.operator.parameters()]))
+    assert torch.equal(weights[0], weights[1]) is same
