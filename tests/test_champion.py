@@ -127,3 +127,38 @@ def test_a_score_written_as_text_is_read_as_the_number(tmp_path: Path) -> None:
     assert read_champion(champ)["score"] == 0.01
     kept = update_champion(champ, [full_eval("worse", 0.5)], lb)
     assert kept["run_id"] == "mine" and f"{kept['score']:.4g}" == "0.01"
+
+
+def _round_c_champion(tmp_path: Path, run_id: str, lr: float) -> tuple[list[str], dict]:
+    """A champion record for round C (the smoke profile's base with ``lr``) and the round's overrides."""
+    import importlib.util
+
+    from ups.config import load_config, to_dict
+    from ups.tune.sweep_config import load_sweep_config
+
+    spec = importlib.util.spec_from_file_location("sweep_round_c", Path(__file__).resolve().parents[1]
+                                                  / "sweeps" / "round_c.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    args = [f"storage_path={tmp_path / 'runs'}", f"champion={tmp_path / 'champion.json'}",
+            f"leaderboard={tmp_path / 'lb.csv'}"]
+    cfg = to_dict(load_config(load_sweep_config("round_c", args, mod.DEFAULTS).trial))
+    cfg["stages"]["operator"]["optimizer"]["lr"] = lr
+    (tmp_path / "champion.json").write_text(json.dumps({"run_id": run_id, "score": 0.1, "checkpoint": "/c",
+                                                        "data_hash": "d", "round": "round_a", "config": cfg}))
+    return args, mod.DEFAULTS
+
+
+def test_round_c_says_which_champion_it_searches_around(tmp_path: Path, capsys) -> None:
+    """Round C printed only the champion after its promotion (or nothing): which champion the ±20 % window
+    was centred on, and the window itself, was said nowhere before the trials."""
+    from ups.tune.launcher import prepare
+
+    args, defaults = _round_c_champion(tmp_path, "round_a-20260101-000000-abcd1234", 1.0e-3)
+    p = prepare("round_c", args, defaults, around_champion=True)
+    out = capsys.readouterr().out
+    assert "round_c: from champion round_a-20260101-000000-abcd1234" in out, out
+    assert "stages.operator.optimizer.lr 0.0008…0.0012 (log)" in out, out
+    assert "training.lambda_spectral 0…0.02 (from 0: zero_width)" in out, out
+    assert p.centre["run_id"] == "round_a-20260101-000000-abcd1234"
+

@@ -27,7 +27,7 @@ from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, clust
 from ups.tune.driver_lease import DriverLease, check_no_live_driver
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper, gate_trackers
 from ups.tune.gpu_share import gpu_share_warning
-from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_config, force_fill, full_eval, seed_groups,
+from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_record, force_fill, full_eval, seed_groups,
                                 read_champion, seed_mean_candidates, seed_points, update_champion)
 from ups.tune.ray_address import gcs_problem
 from ups.tune.restore import (ResumableASHA, ResumableStopper, carry_over, reported_histories, restored_results,
@@ -59,6 +59,7 @@ class Prepared:
     filesystem: Any  # pyarrow fs or None
     display_storage: str  # what users see (local dir or s3://…)
     leaderboard: Path
+    centre: dict[str, Any] | None = None  # rounds C/D: the champion record the round starts from
 
 
 @dataclass
@@ -84,8 +85,9 @@ class SweepInterrupted(KeyboardInterrupt):
 
 # ------------------------------------------------------------------------------- preparation
 def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] | None = None,
-            *, around_champion: bool = False) -> Prepared:
-    """Parse and validate everything (no Ray, no compute)."""
+            *, around_champion: bool = False, centre: dict[str, Any] | None = None) -> Prepared:
+    """Parse and validate everything (no Ray, no compute).  ``centre``: the champion record to start from
+    instead of ``scfg.champion``'s (a resumed round C/D: the one it started from, its ``ups_sweep.json``)."""
     from ups.tune.sweep_config import split_overrides
 
     scfg = load_sweep_config(round_name, overrides, defaults)
@@ -116,12 +118,15 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
                             f"{k} in params/derived (space=path/to/copy.yaml)")
     base = load_config(scfg.trial)
     if around_champion:
-        champ = flatten(champion_config(resolve_path(scfg.champion), round_name))
+        if centre is None:
+            centre = champion_record(resolve_path(scfg.champion), round_name)
+        champ = flatten(centre["config"])
         fixed = ("data.", "run.", "eval.", "training.device", "training.num_threads", "preset")
         keep = {k: v for k, v in champ.items() if not k.startswith(fixed) and k not in named}
         base = apply_overrides(base, keep, source=f"{scfg.champion} (champion config)")
-        space = resolve_around(space, base)
-        schedule = (read_champion(resolve_path(scfg.champion)) or {}).get("pbt_schedule")
+        around_params, space = space.params, resolve_around(space, base)
+        _log(centre_text(round_name, centre, around_params, space, scfg.champion))
+        schedule = centre.get("pbt_schedule")
         if schedule:
             from ups.tune.pbt_schedule import schedule_text
 
@@ -145,7 +150,29 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     check_trial_device(scfg, base)
     check_outputs_writable(scfg)
     storage, fs, shown = resolve_storage_path(scfg.storage_path)
-    return Prepared(scfg, base, space, storage, fs, shown, resolve_path(scfg.leaderboard))
+    return Prepared(scfg, base, space, storage, fs, shown, resolve_path(scfg.leaderboard), centre)
+
+
+def centre_text(round_name: str, record: dict[str, Any], declared: dict[str, Param], space: SearchSpace,
+                path: str) -> str:
+    """The line a round C/D prints before anything runs: the champion it starts from, and each ``around``
+    window of ``declared`` (the space file's params) as resolved on it in ``space`` (a held key says why)."""
+    score = record.get("score")
+    shown = f"{score:.4g}" if isinstance(score, (int, float)) else "?"
+    head = (f"{round_name}: from champion {record.get('run_id')} (round {record.get('round') or '?'}, score "
+            f"{shown}, {path})")
+    around = {k: p for k, p in declared.items() if p.dist == "around"}
+    parts = []
+    for key, p in space.params.items():
+        if key not in around:
+            continue
+        if p.dist == "choice":
+            parts.append(f"{key} held at {p.values[0]:g} (±{around[key].rel:g} of 0; no zero_width)")
+        elif p.low == 0 and around[key].zero_width > 0 and p.high == around[key].zero_width:
+            parts.append(f"{key} 0…{p.high:g} (from 0: zero_width)")
+        else:
+            parts.append(f"{key} {p.low:g}…{p.high:g}" + (" (log)" if p.dist == "loguniform" else ""))
+    return head + (", searching " + "; ".join(parts) if parts else "")
 
 
 def check_outputs_writable(scfg: SweepConfig) -> None:

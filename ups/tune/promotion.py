@@ -469,6 +469,11 @@ def _follow_checkpoint(path: Path, current: dict[str, Any] | None,
 
 def champion_config(path: str | Path, round_name: str) -> dict[str, Any]:
     """The champion's config dict, or a clear error telling the user how to get one."""
+    return champion_record(path, round_name)["config"]
+
+
+def champion_record(path: str | Path, round_name: str) -> dict[str, Any]:
+    """The champion record with a valid config (rounds C and D start from it), or a clear error with the fix."""
     rec = read_champion(path)
     if rec is None:
         raise ConfigError(f"{round_name}: no champion yet ({Path(path)} not found). Fix: run round_a or round_b "
@@ -479,4 +484,4 @@ def champion_config(path: str | Path, round_name: str) -> dict[str, Any]:
     if not rec.get("config"):
         raise ConfigError(f"{path}: champion record has no 'config'. Fix: re-run a round to promote a champion")
     config_from_dict(rec["config"], source=f"{path} config")  # validates
-    return rec["config"]
+    return rec
