@@ -162,3 +162,35 @@ def test_round_c_says_which_champion_it_searches_around(tmp_path: Path, capsys) 
     assert "training.lambda_spectral 0…0.02 (from 0: zero_width)" in out, out
     assert p.centre["run_id"] == "round_a-20260101-000000-abcd1234"
 
+
+def test_round_c_resumed_after_a_new_champion_keeps_its_window(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A new champion crowned while a round C sweep was unfinished: its resume was refused ("this command would
+    continue … under other settings: lr 0.001 → 0.002") with the same command as the fix, which read the new
+    champion again. The resumed sweep now centres on the champion it started from, as recorded."""
+    import pytest
+
+    from ups.tune import launcher
+    from ups.tune.sweep_record import sweep_record, write_record
+
+    args, defaults = _round_c_champion(tmp_path, "old-champ", 1.0e-3)
+    p = launcher.prepare("round_c", args, defaults, around_champion=True)
+    name = "round_c-20260101-000000"
+    write_record(p.storage_path, p.filesystem, name, {**sweep_record(p, args), "name": name})
+    _round_c_champion(tmp_path, "new-champ", 2.0e-3)  # crowned meanwhile by another round
+    seen = []
+
+    class Reached(Exception):
+        pass
+
+    def stop_here(q, _name):  # the step after the resume check: nothing more is needed here (no Ray)
+        seen.append(q)
+        raise Reached
+
+    monkeypatch.setattr(launcher, "check_sweep_folder", stop_here)
+    with pytest.raises(Reached):
+        launcher.run_round("round_c", [*args, "resume=true", f"name={name}"], defaults=defaults, around_champion=True)
+    (q,) = seen
+    lr = q.space.params["stages.operator.optimizer.lr"]
+    assert q.base.stages.operator.optimizer.lr == 1.0e-3 and (lr.low, lr.high) == pytest.approx((0.8e-3, 1.2e-3))
+    assert q.centre["run_id"] == "old-champ"
+    assert "old-champ" in capsys.readouterr().out

@@ -37,7 +37,8 @@ from ups.tune.retention import CheckpointRetention
 from ups.tune.stop_signals import log as _log, stop_signals_as_ctrl_c
 from ups.tune.space import Param, SearchSpace, SearchSpaceError, check_against, load_space, resolve_around
 from ups.tune.sweep_config import SweepConfig, default_space_path, load_sweep_config, resolve_path, unread_overrides
-from ups.tune.sweep_record import check_resume, experiment_dirs, latest_sweep, sweep_record, write_record
+from ups.tune.sweep_record import (RECORD, check_resume, experiment_dirs, latest_sweep, read_record, sweep_record,
+                                   write_record)
 from ups.tune.trainable import METRIC, remove_scratch, ups_trial
 from ups.tune.trial_logs import trial_loggers
 from ups.tune.tune_state import repair_cut_off_state
@@ -856,6 +857,14 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     s = p.scfg
     name = experiment_name(p)
     exp_path = f"{p.display_storage}/{name}"
+    if s.resume and p.centre is not None:  # a champion crowned since must not move the sweep's base and window
+        started = (read_record(p.storage_path, p.filesystem, name) or {}).get("champion")
+        if isinstance(started, dict) and started.get("config") and started.get("run_id") != p.centre.get("run_id"):
+            _log(f"resume: {name} started from champion {started.get('run_id')} (its {RECORD}); the champion in "
+                 f"{s.champion} is now {p.centre.get('run_id')}: the sweep continues from the one it started from")
+            p = prepare(round_name, overrides, defaults, around_champion=around_champion, centre=started)
+            if check is not None:
+                check(p)
     record = {**sweep_record(p, overrides), "name": name}  # the name: a copied or renamed folder is refused
     # first: a sweep whose driver still runs (between building its Tuner and its first state, too) is its own
     check_no_live_driver(p.storage_path, p.filesystem, name, p.display_storage)

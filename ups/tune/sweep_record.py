@@ -39,9 +39,14 @@ def sweep_record(p: Any, overrides: Sequence[str]) -> dict[str, Any]:
     """The record of a prepared sweep (``ups.tune.launcher.Prepared``) and the command's ``overrides``."""
     s = p.scfg
     base = {k: v for k, v in flatten(to_dict(p.base)).items() if not k.startswith(OPERATIONAL_KEYS)}
-    return {"round": s.round, "overrides": [o for o in overrides if not o.startswith("resume=")],
-            "space_file": str(p.space.path), "space_sha1": hashlib.sha1(Path(p.space.path).read_bytes()).hexdigest(),
-            "sweep": _sweep_section(s), "trial": _jsonable(base)}
+    record = {"round": s.round, "overrides": [o for o in overrides if not o.startswith("resume=")],
+              "space_file": str(p.space.path), "space_sha1": hashlib.sha1(Path(p.space.path).read_bytes()).hexdigest(),
+              "sweep": _sweep_section(s), "trial": _jsonable(base)}
+    centre = getattr(p, "centre", None)
+    if centre:  # rounds C/D: the champion record they started from (a resume starts from it again, not a newer one)
+        record["champion"] = _jsonable({k: centre.get(k) for k in ("run_id", "round", "score", "data_hash", "config",
+                                                                    "pbt_schedule") if k in centre})
+    return record
 
 
 def _sweep_section(s: Any) -> dict[str, Any]:
