@@ -33,8 +33,10 @@ DEFAULTS = {
 
 def main(overrides: list[str]) -> int:
     o = run_round(ROUND, overrides, defaults=DEFAULTS, around_champion=True)
-    if o.champion:
-        print(f"round D: champion {o.champion['run_id']} (score {o.champion['score']:.4g})")
+    if o.champion:  # after the promotion; the one the round started from is printed before its trials
+        new = o.champion.get("experiment") == o.experiment
+        print(f"round D: champion now {o.champion['run_id']} (score {o.champion['score']:.4g}"
+              f"{', crowned by this round' if new else ', not from this round'})")
     return 0
 
 

@@ -149,14 +149,14 @@ def _round_c_champion(tmp_path: Path, run_id: str, lr: float) -> tuple[list[str]
     return args, mod.DEFAULTS
 
 
-def test_round_c_says_which_champion_it_searches_around(tmp_path: Path, capsys) -> None:
+def test_round_c_says_which_champion_it_searches_around(tmp_path: Path) -> None:
     """Round C printed only the champion after its promotion (or nothing): which champion the ±20 % window
     was centred on, and the window itself, was said nowhere before the trials."""
     from ups.tune.launcher import prepare
 
     args, defaults = _round_c_champion(tmp_path, "round_a-20260101-000000-abcd1234", 1.0e-3)
     p = prepare("round_c", args, defaults, around_champion=True)
-    out = capsys.readouterr().out
+    out = p.centre_note  # run_round prints it, after a resume has chosen the champion (the next test)
     assert "round_c: from champion round_a-20260101-000000-abcd1234" in out, out
     assert "stages.operator.optimizer.lr 0.0008…0.0012 (log)" in out, out
     assert "training.lambda_spectral 0…0.02 (from 0: zero_width)" in out, out
@@ -193,4 +193,6 @@ def test_round_c_resumed_after_a_new_champion_keeps_its_window(tmp_path: Path, m
     lr = q.space.params["stages.operator.optimizer.lr"]
     assert q.base.stages.operator.optimizer.lr == 1.0e-3 and (lr.low, lr.high) == pytest.approx((0.8e-3, 1.2e-3))
     assert q.centre["run_id"] == "old-champ"
-    assert "old-champ" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "started from champion old-champ" in out and "round_c: from champion old-champ" in out, out
+    assert "round_c: from champion new-champ" not in out, out

@@ -61,6 +61,7 @@ class Prepared:
     display_storage: str  # what users see (local dir or s3://…)
     leaderboard: Path
     centre: dict[str, Any] | None = None  # rounds C/D: the champion record the round starts from
+    centre_note: str = ""  # rounds C/D: that champion and the around windows, as run_round prints it
 
 
 @dataclass
@@ -126,7 +127,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
         keep = {k: v for k, v in champ.items() if not k.startswith(fixed) and k not in named}
         base = apply_overrides(base, keep, source=f"{scfg.champion} (champion config)")
         around_params, space = space.params, resolve_around(space, base)
-        _log(centre_text(round_name, centre, around_params, space, scfg.champion))
+        note = centre_text(round_name, centre, around_params, space, scfg.champion)
         schedule = centre.get("pbt_schedule")
         if schedule:
             from ups.tune.pbt_schedule import schedule_text
@@ -151,7 +152,8 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     check_trial_device(scfg, base)
     check_outputs_writable(scfg)
     storage, fs, shown = resolve_storage_path(scfg.storage_path)
-    return Prepared(scfg, base, space, storage, fs, shown, resolve_path(scfg.leaderboard), centre)
+    return Prepared(scfg, base, space, storage, fs, shown, resolve_path(scfg.leaderboard), centre,
+                    note if around_champion else "")
 
 
 def centre_text(round_name: str, record: dict[str, Any], declared: dict[str, Param], space: SearchSpace,
@@ -865,6 +867,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             p = prepare(round_name, overrides, defaults, around_champion=around_champion, centre=started)
             if check is not None:
                 check(p)
+    if p.centre_note:
+        _log(p.centre_note)
     record = {**sweep_record(p, overrides), "name": name}  # the name: a copied or renamed folder is refused
     # first: a sweep whose driver still runs (between building its Tuner and its first state, too) is its own
     check_no_live_driver(p.storage_path, p.filesystem, name, p.display_storage)
