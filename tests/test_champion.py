@@ -196,3 +196,20 @@ def test_round_c_resumed_after_a_new_champion_keeps_its_window(tmp_path: Path, m
     out = capsys.readouterr().out
     assert "started from champion old-champ" in out and "round_c: from champion old-champ" in out, out
     assert "round_c: from champion new-champ" not in out, out
+
+
+def test_round_c_from_a_champion_of_other_data_says_it_cannot_replace_it(tmp_path: Path) -> None:
+    """A champion trained on other data (champion=reports/champion_full.json under the smoke profile) was searched
+    around silently; only after every trial and the full-eval did the promotion say it kept the champion (other
+    data_hash). The round says so before anything runs."""
+    from ups.tune.launcher import prepare
+
+    args, defaults = _round_c_champion(tmp_path, "full-champ", 1.0e-3)
+    rec = json.loads((tmp_path / "champion.json").read_text())
+    rec["config"]["data"].update({"n": 2000, "resolution": 1024})
+    (tmp_path / "champion.json").write_text(json.dumps(rec))
+    note = prepare("round_c", args, defaults, around_champion=True).centre_note
+    assert "trained on other data (data.n 2000 → 256; data.resolution 1024 → 256)" in note, note
+    assert "cannot replace it" in note and "Fix: champion=" in note, note
+    _round_c_champion(tmp_path, "same-data", 1.0e-3)
+    assert "other data" not in prepare("round_c", args, defaults, around_champion=True).centre_note

@@ -128,6 +128,14 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
         base = apply_overrides(base, keep, source=f"{scfg.champion} (champion config)")
         around_params, space = space.params, resolve_around(space, base)
         note = centre_text(round_name, centre, around_params, space, scfg.champion)
+        here = flatten(to_dict(base))
+        other = [f"{k} {v!r} → {here.get(k)!r}" for k, v in sorted(champ.items()) if k.startswith("data.")
+                 and k not in ("data.cache_dir", "data.path") and here.get(k) != v]
+        if other:  # promotion compares data_hash: the round's best could never replace this champion
+            note += (f"\nnote: that champion was trained on other data ({'; '.join(other[:4])}): this "
+                     f"round's trials are scored on this data, so its promotion cannot replace it. Fix: champion=<a "
+                     f"record of this data> (the full profile keeps reports/champion_full.json), or the champion's "
+                     f"data settings")
         schedule = centre.get("pbt_schedule")
         if schedule:
             from ups.tune.pbt_schedule import schedule_text
@@ -867,8 +875,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             p = prepare(round_name, overrides, defaults, around_champion=around_champion, centre=started)
             if check is not None:
                 check(p)
-    if p.centre_note:
-        _log(p.centre_note)
+    for line in p.centre_note.splitlines():
+        _log(line)
     record = {**sweep_record(p, overrides), "name": name}  # the name: a copied or renamed folder is refused
     # first: a sweep whose driver still runs (between building its Tuner and its first state, too) is its own
     check_no_live_driver(p.storage_path, p.filesystem, name, p.display_storage)
