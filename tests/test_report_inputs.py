@@ -610,3 +610,21 @@ def test_compare_picks_each_rounds_best_on_one_data_set() -> None:
     assert "share no data set" in c2["data_note"]
     # one data set per round: nothing restricted, no note
     assert compare_rounds(lb[lb["trial_id"] != "s1"], "round_a", "round_b")["data_note"] is None
+
+
+def test_compare_a_round_without_data_hash_against_one_on_two_data_sets() -> None:
+    """A round whose rows record no data_hash (written before it was kept, or by other tools) compared with a
+    round spanning two data sets: the pick of each round's newest data set indexed an empty frame (IndexError).
+    The round without a recorded data set is now kept as it is."""
+    def row(r: str, tid: str, val: float, h: str | None, ts: str) -> dict:
+        return {"run_id": f"{r}-{tid}", "timestamp": ts, "round": r, "kind": "trial", "experiment": f"{r}-x",
+                "label": tid, "trial_id": tid, "status": "completed", "gate_pass": False, "val_nrmse": val,
+                "nrmse": val, "data_hash": h, "wall_clock": 10.0, "config_json": "{}"}
+
+    lb = pd.DataFrame([row("round_a", "a1", 0.06, None, "2026-12-01T10:00:00"),
+                       row("round_a", "a2", 0.05, None, "2026-12-01T11:00:00"),
+                       row("round_b", "s1", 0.04, "smk" * 4, "2026-12-03T10:00:00"),
+                       row("round_b", "f1", 0.07, "ful" * 4, "2026-12-03T11:00:00")])
+    c = compare_rounds(lb, "round_a", "round_b")
+    assert c["best"]["round_a"]["trial_id"] == "a2" and c["stats"]["round_a"]["trials"] == 2
+    assert c["best"]["round_b"]["trial_id"] == "f1" and "(data not recorded)" in c["data_note"]

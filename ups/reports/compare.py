@@ -101,6 +101,8 @@ def same_data(chosen: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame],
     shared = set.intersection(*sets.values())
 
     def newest(r: str, among: set[str]) -> str:
+        if not among:  # no trial of r names its data (rows from before data_hash, other tools): kept as they are
+            return ""
         t = chosen[r][h12[r].isin(among)].sort_values("timestamp", kind="stable")
         return str(t["data_hash"].iloc[-1])[:12]
 
@@ -113,7 +115,8 @@ def same_data(chosen: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame],
         why = "each round's newest trial's data: the rounds share no data set"
     parts = [f"{r}'s trials were scored on {len(sets[r])} test data sets (data_hash {', '.join(sorted(sets[r]))}); "
              f"{int((h12[r] != pick[r]).sum())} on other data left out" for r in chosen if len(sets[r]) > 1]
-    note = (f"{'; '.join(parts)}. Compared on {' and '.join(dict.fromkeys(pick.values()))} ({why}), as nRMSE on "
+    shown = " and ".join(dict.fromkeys(v or "(data not recorded)" for v in pick.values()))
+    note = (f"{'; '.join(parts)}. Compared on {shown} ({why}), as nRMSE on "
             f"other test data do not compare. Fix: ups report compare <sweep> <sweep> with two sweeps (experiment "
             f"names) of the data you want compared")
     return {r: t[h12[r] == pick[r]] for r, t in chosen.items()}, note
