@@ -141,6 +141,19 @@ def test_promotion_ranks_passing_trials_on_validation_not_on_the_test_split(tmp_
     assert best_trial(table)["run_id"] == f"{EXP}-val_best"  # the report's best is the trial promoted
 
 
+def test_the_reports_best_trial_is_the_one_promoted_when_rows_carry_val_nrmse_ttc(tmp_path: Path) -> None:
+    """Promotion ranks on val_nrmse_ttc when every candidate has it; the report's best trial (and ups report
+    compare's) still ranked on the plain val_nrmse, so the two named different trials."""
+    from ups.reports.sources import best_trial
+
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [reference(val_nrmse=0.09, val_nrmse_ttc=0.085),
+                     trial("plain_best", **dict(GOOD, nrmse=0.06, val_nrmse=0.05, val_nrmse_ttc=0.049)),
+                     trial("ttc_best", **dict(GOOD, nrmse=0.055, val_nrmse=0.07, val_nrmse_ttc=0.04))])
+    assert apply_small_eval(lb, EXP, CFG, [])[0] == f"{EXP}-ttc_best"
+    assert best_trial(read_leaderboard(lb))["run_id"] == f"{EXP}-ttc_best"
+
+
 # ------------------------------------------------------------------------------ champion
 def test_a_candidate_on_other_data_never_replaces_the_champion(tmp_path: Path, capsys) -> None:
     champ, lb = tmp_path / "champion.json", tmp_path / "lb.csv"

@@ -230,16 +230,21 @@ def experiment_folder(lb: pd.DataFrame, name: str, storage: str | Path = "runs/s
 
 def best_trial(df: pd.DataFrame) -> pd.Series | None:
     """The best finished trial (kind=trial, with a test nRMSE; gate-passing ones first); None if there is none.
-    Chosen on validation, as the sweep chose (its ASHA and TPE see val_nrmse only): the lowest ``val_nrmse``
-    when every candidate has one, so the test nRMSE reported for it is not picked on the test split itself;
-    else the lowest test ``nrmse`` (rows without a validation figure, e.g. written by other tools)."""
+    Chosen on validation, as the sweep's promotion chooses (``ups.tune.promotion.selection_order``): the lowest
+    ``val_nrmse_ttc`` (the final val rollout with TTC) when every candidate has one, else the lowest ``val_nrmse``
+    when every candidate has one, so the test nRMSE reported for it is not picked on the test split itself; else
+    the lowest test ``nrmse`` (rows without a validation figure, e.g. written by other tools)."""
     t = df[(df["kind"] == "trial") & df["nrmse"].notna()]
     if t.empty:
         return None
     passing = t[t["gate_pass"] == True]  # noqa: E712  (object column)
     pool = passing if not passing.empty else t
-    val = pd.to_numeric(pool["val_nrmse"], errors="coerce") if "val_nrmse" in pool else None
-    order = val if val is not None and val.notna().all() else pool["nrmse"]
+    order = pool["nrmse"]
+    for key in ("val_nrmse_ttc", "val_nrmse"):
+        val = pd.to_numeric(pool[key], errors="coerce") if key in pool else None
+        if val is not None and val.notna().all():
+            order = val
+            break
     return pool.iloc[int(order.reset_index(drop=True).sort_values(kind="stable").index[0])]
 
 
