@@ -1076,3 +1076,32 @@ def test_a_warm_start_from_a_pbt_sweep_is_refused(tmp_path: Path) -> None:
                               f"champion={tmp_path / 'c.json'}", f"report_dir={tmp_path / 'r'}",
                               "searcher.warm_start=latest", "wandb.enabled=false"])
     assert not (tmp_path / "lb.csv").exists()
+
+
+def test_a_warm_start_of_a_ttc_space_leaves_out_trials_without_val_nrmse_ttc(tmp_path: Path, monkeypatch) -> None:
+    """A sweep that searches ttc.* keys tells TPE each trial's val_nrmse_ttc; warm-started from a sweep whose
+    trials finished before that figure was reported, it told TPE their plain val_nrmse, another figure (one the
+    ttc.* keys cannot move) mixed with its own trials'. Such trials are now left out, as the docs say."""
+    import types
+
+    import pandas as pd
+
+    import ups.reports.experiment as experiment
+    from ups.config import load_config
+    from ups.tune.warm_start import _finished_trials
+
+    space_file = tmp_path / "ttc.yaml"
+    space_file.write_text("params:\n  ttc.threshold: {dist: uniform, low: 0.0, high: 0.5}\n")
+    space = load_space(space_file, load_config([]))
+
+    def trial(value: float, ttc: float | None) -> types.SimpleNamespace:
+        row = {"final": 1, "val_nrmse": value, **({"val_nrmse_ttc": ttc} if ttc is not None else {})}
+        return types.SimpleNamespace(history=pd.DataFrame([{"final": 0, "val_nrmse": 0.9}, row]),
+                                     config={"ttc.threshold": 0.2}, error=None)
+
+    old = [trial(0.3, None), trial(0.4, None)]  # finished before val_nrmse_ttc: no such column
+    monkeypatch.setattr(experiment, "load_experiment", lambda path: types.SimpleNamespace(trials=old))
+    assert _finished_trials("x", space) == ([], 2)
+    new = [trial(0.3, 0.25), trial(0.4, 0.35)]
+    monkeypatch.setattr(experiment, "load_experiment", lambda path: types.SimpleNamespace(trials=new))
+    assert _finished_trials("x", space) == ([({"ttc.threshold": 0.2}, 0.25), ({"ttc.threshold": 0.2}, 0.35)], 0)

@@ -95,14 +95,18 @@ def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tupl
                           f"Fix: search those keys here too (its space: {p.display_storage}/{name}/{SPACE_COPY}), "
                           f"or warm-start from a sweep of this space")
     points, skipped = _finished_trials(f"{p.display_storage}/{name}", p.space)
+    ttc = searches_ttc(p.space)
+    metric = TTC_METRIC if ttc else METRIC
     if not points:
         older = [n for n in found if n != name][-3:]
         raise ConfigError(f"searcher.warm_start={want}: no trial of {name} reached its final evaluation with values "
-                          f"in this space ({skipped} skipped). Fix: finish that sweep first (resume=true "
+                          f"in this space{f' and a {TTC_METRIC} (this space searches ttc.* keys; sweeps before 2026-12-05 did not report it)' if ttc else ''} "
+                          f"({skipped} skipped). Fix: finish that sweep first (resume=true "
                           f"name={name}), or warm-start from another sweep with finished trials"
                           + (f" (searcher.warm_start=<one of {', '.join(older)}>)" if older else ""))
-    note = (f"warm start: TPE told {len(points)} finished trial(s) of {name} (best val_nrmse "
-            f"{min(v for _, v in points):.4g})" + (f"; {skipped} left out (stopped early, errored or outside this "
+    note = (f"warm start: TPE told {len(points)} finished trial(s) of {name} (best {metric} "
+            f"{min(v for _, v in points):.4g})" + (f"; {skipped} left out (stopped early, errored"
+                                                   f"{f', without {TTC_METRIC}' if ttc else ''} or outside this "
                                                    f"space)" if skipped else ""))
     return points, note
 
@@ -148,7 +152,9 @@ def _finished_trials(path: str, space: Any) -> tuple[list[tuple[dict[str, Any], 
     for t in load_experiment(path).trials:
         h = t.history
         final = h[pd.to_numeric(h["final"], errors="coerce").fillna(0) > 0] if "final" in h and len(h) else h.iloc[:0]
-        key = TTC_METRIC if ttc and TTC_METRIC in final else METRIC  # as this sweep's trials report SEARCH_METRIC
+        # as this sweep's trials report SEARCH_METRIC: a trial finished before val_nrmse_ttc was reported has only
+        # the plain val_nrmse, another figure than this sweep's trials give TPE, so it is left out
+        key = TTC_METRIC if ttc else METRIC
         value = pd.to_numeric(final[key], errors="coerce").iloc[-1] if key in final and len(final) else None
         params = {k: t.config.get(k) for k in dists}
         ok = value is not None and math.isfinite(value) and t.error is None and all(
