@@ -61,3 +61,24 @@ def test_ema_decays_at_or_above_the_cap_train_identical_weights(tmp_path: Path, 
         res = train(load_config(base + [f"stages.operator.ema_decay={d}"]), run_dir=tmp_path / str(i), data=data)
         weights.append(torch.cat([p.flatten() for p in res.model.operator.parameters()]))
     assert torch.equal(weights[0], weights[1]) is same
+
+
+def test_a_resume_refused_over_a_changed_profile_value_gives_a_fix_that_resumes(tmp_path: Path) -> None:
+    """A smoke sweep started before the profile scored the whole test split (eval.max_samples 8 → -1) is refused
+    on resume (its trials would mix test sets), and the fix printed was the command that started it, which the
+    profile now runs with -1 as well: refused again. The fix now pins the value the sweep ran with."""
+    from ups.config import ConfigError
+    from ups.tune.sweep_record import check_resume, differences, sweep_record, write_record
+
+    sys.path.insert(0, str(REPO))
+    defaults = importlib.import_module("sweeps.round_a").DEFAULTS
+    ov = ["profile=smoke", f"leaderboard={tmp_path / 'lb.csv'}", f"champion={tmp_path / 'champion.json'}",
+          f"report_dir={tmp_path / 'reports'}", f"storage_path={tmp_path / 'runs'}"]
+    now = {**sweep_record(prepare("round_a", ov, defaults), ov), "name": "round_a-old"}
+    saved = {**now, "trial": {**now["trial"], "eval.max_samples": 8}}
+    write_record(str(tmp_path / "runs"), None, "round_a-old", saved)
+    with pytest.raises(ConfigError, match=r"eval.max_samples: 8 → -1.*Fix: .* eval.max_samples=8 name=round_a-old") as e:
+        check_resume(str(tmp_path / "runs"), None, "round_a-old", str(tmp_path / "runs"), now)
+    fix = str(e.value).split("sweeps/round_a.py ", 1)[1].split(" resume=true")[0].split()
+    again = [o for o in fix if not o.startswith("name=")]
+    assert differences(saved, sweep_record(prepare("round_a", again, defaults), again)) == []

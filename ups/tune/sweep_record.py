@@ -175,6 +175,18 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
+def trial_pins(saved: dict[str, Any], now: dict[str, Any], args: Sequence[str]) -> list[str]:
+    """``key=value`` for each trial setting the sweep ran with that ``now`` sets otherwise and its saved command
+    (``args``) did not set: a value its profile gave then and gives no more (the smoke profile's
+    ``eval.max_samples`` 8 → -1), which the started command alone no longer reproduces."""
+    a, b = saved.get("trial", {}), now.get("trial", {})
+    typed = {o.split("=", 1)[0].lstrip("+") for o in args if "=" in o}
+    def text(v: Any) -> str:
+        return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+
+    return [f"{k}={text(a[k])}" for k in sorted(a) if k in b and a[k] != b[k] and k not in typed]
+
+
 def check_resume(storage: str, fs: Any, name: str, display: str, now: dict[str, Any]) -> None:
     """Refuse a resume whose command would continue sweep ``name`` under other settings."""
     saved = read_record(storage, fs, name)
@@ -193,6 +205,7 @@ def check_resume(storage: str, fs: Any, name: str, display: str, now: dict[str, 
         return
     shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
     args = list(saved.get("overrides", []))
+    args += trial_pins(saved, now, args)
     named = [] if any(a.startswith("name=") for a in args) else [f"name={name}"]
     copy = _space_copy(storage, fs, name, display, saved) if saved.get("space_sha1") != now.get("space_sha1") else None
     local = copy is not None and "://" not in copy
