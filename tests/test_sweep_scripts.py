@@ -565,3 +565,21 @@ def test_a_sweep_searching_ttc_keys_tells_tpe_the_val_nrmse_with_ttc(ray_session
         assert all("val_objective" in r for r in reports)
         assert [r["val_objective"] for r in reports[:-1]] == [r["val_nrmse"] for r in reports[:-1]]
         assert reports[-1]["val_objective"] == reports[-1]["val_nrmse_ttc"]
+
+
+def test_a_resume_on_data_the_generator_now_makes_otherwise_is_refused(ray_session, tiny_data, tiny_cache_dir,
+                                                                       tmp_path, monkeypatch) -> None:
+    """DATA_VERSION 2 changed the data the same data.* settings give; a sweep started on version 1 resumed on
+    version 2 without a word: its unfinished trials would go on, and new ones start, on other data than its
+    finished trials were scored on, all under one experiment."""
+    import ups.data.cache as cache
+
+    args = tiny(tmp_path, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "scheduler.name=fifo",
+                "promotion.top_k=0", "num_samples=1", "name=round_a-20261201-000000")
+    assert script("round_a")(args) == 0
+    before = set(trial_rows(tmp_path, "round_a-20261201-000000")["data_hash"])
+    monkeypatch.setattr(cache, "DATA_VERSION", "test-other")
+    with pytest.raises(ConfigError, match=r"resume=true: the trials of round_a-20261201-000000 were trained and "
+                                          r"scored on data .*Fix: resume with the code and data it started with"):
+        script("round_a")([*args, "resume=true"])
+    assert set(trial_rows(tmp_path, "round_a-20261201-000000")["data_hash"]) == before

@@ -186,6 +186,23 @@ def centre_text(round_name: str, record: dict[str, Any], declared: dict[str, Par
     return head + (", searching " + "; ".join(parts) if parts else "")
 
 
+def check_resume_data(leaderboard: Path, name: str, data_hash: str) -> None:
+    """Refuse to resume sweep ``name`` on other data than its trials on the leaderboard were scored on: the same
+    ``data.*`` settings give other data when the generator changed since (``ups.data.cache.DATA_VERSION``), and
+    its unfinished and new trials would be trained and scored on other data than its finished ones."""
+    if not data_hash:
+        return
+    lb = read_leaderboard(leaderboard)
+    rows = lb[(lb["experiment"] == name) & (lb["kind"] == "trial")]
+    before = sorted({str(h)[:12] for h in rows["data_hash"].dropna() if str(h)})
+    if before and data_hash[:12] not in before:
+        raise ConfigError(f"resume=true: the trials of {name} were trained and scored on data {', '.join(before)} "
+                          f"({leaderboard}), this command's data is {data_hash[:12]}: the data generator changed "
+                          f"since (ups.data.cache.DATA_VERSION) or a data file did. Its trials would mix data sets. "
+                          f"Fix: resume with the code and data it started with, or start a new sweep of the round "
+                          f"(without resume=true)")
+
+
 def check_outputs_writable(scfg: SweepConfig) -> None:
     """The leaderboard, champion.json and the report folder are written after the trials (the leaderboard
     first with the baselines, after the data): each must take a file before any data or compute is spent
@@ -913,6 +930,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 gpus = float(torch.cuda.device_count())
             check_local_fit(s, float(s.ray_num_cpus or os.cpu_count() or 1), gpus)
     data = load_data(p.base) if trainable is None else None
+    if s.resume and data is not None:
+        check_resume_data(p.leaderboard, name, str(getattr(data, "data_hash", "") or ""))
     baselines = baseline_rows(s, p.base, data) if data is not None else []
     if baselines:
         upsert_rows(p.leaderboard, baselines)
