@@ -628,3 +628,15 @@ def test_compare_a_round_without_data_hash_against_one_on_two_data_sets() -> Non
     c = compare_rounds(lb, "round_a", "round_b")
     assert c["best"]["round_a"]["trial_id"] == "a2" and c["stats"]["round_a"]["trials"] == 2
     assert c["best"]["round_b"]["trial_id"] == "f1" and "(data not recorded)" in c["data_note"]
+
+
+def test_experiment_folder_skips_checkpoints_not_under_the_sweeps_name() -> None:
+    """A checkpoint path of the experiment's rows that does not run through /<name>/ places it nowhere; the
+    refactor into recorded_experiment_folders took such a path whole and named '<checkpoint>/<name>' (an S3
+    one was then returned as the experiment's folder)."""
+    from ups.reports.sources import experiment_folder, recorded_experiment_folders
+
+    lb = pd.DataFrame([{"experiment": "round_a-1", "checkpoint": "s3://bkt/elsewhere/checkpoint_000003"},
+                       {"experiment": "round_a-1", "checkpoint": "s3://bkt/runs/round_a-1/trial_0/checkpoint_000002"}])
+    assert recorded_experiment_folders(lb, "round_a-1") == ["s3://bkt/runs/round_a-1"]
+    assert experiment_folder(lb, "round_a-1") == "s3://bkt/runs/round_a-1"

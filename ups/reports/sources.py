@@ -211,9 +211,9 @@ def recorded_experiment_folders(lb: pd.DataFrame, name: str) -> list[str]:
     """The folders ``name``'s trials' checkpoint paths on the leaderboard place the experiment in, in order seen
     (whether or not they exist now)."""
     rows = lb[lb["experiment"].astype(str) == name] if "experiment" in lb else lb.iloc[:0]
-    heads = [ck.partition(f"/{name}/")[0] for ck in
+    parts = [ck.partition(f"/{name}/") for ck in
              (rows["checkpoint"].dropna().astype(str) if "checkpoint" in rows else [])]
-    return list(dict.fromkeys(f"{h}/{name}" for h in heads if h))
+    return list(dict.fromkeys(f"{head}/{name}" for head, sep, _ in parts if sep and head))  # a path not under it: none
 
 
 def experiment_folder(lb: pd.DataFrame, name: str, storage: str | Path = "runs/sweeps") -> str:
