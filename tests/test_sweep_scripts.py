@@ -64,6 +64,7 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     assert set(rows["status"]) <= TERMINAL and rows["config_hash"].str.len().min() == 12
     assert (rows["label"] == "reference").sum() == 1
     assert rows["val_nrmse"].notna().all() and rows["gate_reasons"].notna().all()
+    assert rows["val_nrmse_ttc"].isna().all()  # round A searches no ttc.* key: no val evaluation with TTC is paid
     done = rows[rows["stop_reason"] == "completed"]
     assert len(done) >= 1 and done["nrmse"].notna().all() and done["nrmse_ttc"].notna().all()
     assert all(Path(c).exists() for c in done["checkpoint"])

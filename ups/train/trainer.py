@@ -456,8 +456,10 @@ def _diverged(run: _Run, stage: str, epoch: int, batch: int, good: dict | None, 
 
 # ------------------------------------------------------------------ entry point
 def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from: Path | None = None,
-          data: Any = None) -> TrainResult:
-    """Run every stage with epochs > 0 (resuming mid-stage from ``resume_from``); see module doc."""
+          data: Any = None, val_ttc: bool = False) -> TrainResult:
+    """Run every stage with epochs > 0 (resuming mid-stage from ``resume_from``); see module doc.  ``val_ttc``: the
+    final report also carries ``val_nrmse_ttc``, the val rollout with TTC (a sweep that searches ``ttc.*`` keys
+    ranks its trials on it; TTC is off for it when ``ttc.enabled`` is false)."""
     run_dir = Path(run_dir).expanduser().resolve()
     resume = None
     if resume_from is not None:
@@ -533,7 +535,7 @@ def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from:
     (run_dir / "checkpoints" / "LATEST").write_text("final\n")
     (run_dir / "metrics.json").write_text(json.dumps({"final": None, "history": run.history}, indent=1,
                                                      default=float))
-    final = _final_report(run)
+    final = _final_report(run, val_ttc)
     (run_dir / "metrics.json").write_text(json.dumps({"final": final, "history": run.history}, indent=1,
                                                      default=float))
     if report is not None:
@@ -553,7 +555,7 @@ def _resume_finished_stage(run: _Run, stage: str, res: dict) -> None:
     _finish_stage(run, stage, ema)
 
 
-def _final_report(run: _Run) -> dict:
+def _final_report(run: _Run, val_ttc: bool = False) -> dict:
     cfg, model = run.cfg, run.model
     model.eval()
     last = run.history[-1] if run.history else {}
@@ -565,7 +567,7 @@ def _final_report(run: _Run) -> dict:
     vm = rollout_eval(model, val, int(cfg.data.initial_step), device=run.device)
     final["val_nrmse"] = vm["nrmse"]
     final.update({f"val_{k}": v for k, v in vm.items() if k != "nrmse"})
-    if bool(cfg.ttc.enabled) and val.shape[0] > 0:
+    if val_ttc and bool(cfg.ttc.enabled) and val.shape[0] > 0:
         try:
             from ups.eval import val_nrmse_ttc
         except ImportError:

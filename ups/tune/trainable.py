@@ -189,7 +189,9 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
                 tune.report({**with_objective(dict(m), ttc_objective), "stage_cached": 1, **share},
                             checkpoint=Checkpoint.from_directory(str(ckpt_dir)) if last else None)
             resume_from = ckpt_dir / "checkpoint.pt"
-        train_fn(cfg, report=report, run_dir=run_dir, resume_from=resume_from, data=data)
+        # the val rollout with TTC is evaluated (~3 % of a smoke trial) only where the searcher is told it
+        train_fn(cfg, report=report, run_dir=run_dir, resume_from=resume_from, data=data,
+                 **({"val_ttc": True} if ttc_objective else {}))
     except TrainingDiverged as e:  # NaN/Inf loss or gradient: a gate matter, not a crash
         tune.report({"nonfinite": 1, "nonfinite_keys": "train_loss", METRIC: NONFINITE_PENALTY,
                      SEARCH_METRIC: NONFINITE_PENALTY, "diverged": diverged_text(e), **share})
