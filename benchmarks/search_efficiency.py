@@ -80,7 +80,10 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 SPACES = {
-    # Round A (optimizer & schedule) with its learning-rate range widened: one strong knob.
+    # Round A (optimizer & schedule) with its learning-rate range widened: one strong knob. Its EMA decays are
+    # the ones the 2026-11-23 run (docs/SEARCH_EFFICIENCY.md) searched: all at or above the EMA warm-up's cap over
+    # the smoke profile's operator steps (ups.train.ema.warmup_decay), so they train one model: 3 live knobs, not 4
+    # (search_spaces/round_a.yaml searches reachable decays since 2026-12-05; the sweep warns before Ray starts).
     "round_a": """\
 description: round A (optimizer & schedule) with the learning-rate range widened for a new problem
 reference:  # the playbook's balanced mid-range config: the first trial of both searches

@@ -32,10 +32,13 @@ DEFAULTS = {
 
 
 def summarize(o: SweepOutcome) -> None:
-    """Cost vs gain: wall clock and est. cost next to the nRMSE of each trial."""
+    """Cost vs gain: wall clock and est. cost next to the val nRMSE of each trial, with TTC (what TPE was told: the
+    round searches TTC keys) and without, best first (trials ASHA stopped, which have no TTC figure, last)."""
     df = o.rows[(o.rows["experiment"] == o.experiment) & (o.rows["kind"] == "trial")]
-    for _, r in df.sort_values("val_nrmse").iterrows():
-        print(f"aggressive: val_nrmse={r['val_nrmse']!s:<10.8} wall={r['wall_clock']}s "
+    key = "val_nrmse_ttc" if "val_nrmse_ttc" in df else "val_nrmse"
+    for _, r in df.sort_values([key, "val_nrmse"], na_position="last").iterrows():
+        ttc = r.get("val_nrmse_ttc")
+        print(f"aggressive: val_nrmse_ttc={ttc!s:<10.8} val_nrmse={r['val_nrmse']!s:<10.8} wall={r['wall_clock']}s "
               f"cost=${r['est_cost']}  {r['stop_reason']}")
 
 

@@ -261,8 +261,12 @@ def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data,
     bases = lb[lb["kind"] == "baseline"].set_index("label")["nrmse"]
     assert full.iloc[0]["nrmse_ttc"] >= bases.min()
     assert not (work / "champion.json").exists()
+    out = capsys.readouterr().out
     assert (f"no champion crowned: the best candidate {full.iloc[0]['source_run_id']} scored "
-            f"{full.iloc[0]['nrmse_ttc']:.4g}") in capsys.readouterr().out
+            f"{full.iloc[0]['nrmse_ttc']:.4g}") in out
+    # the round searches TTC keys: its trials carry (and its summary shows) the val nRMSE with TTC TPE was told
+    trial = lb[(lb["experiment"] == "aggressive-forced") & (lb["kind"] == "trial")].iloc[0]
+    assert trial["val_nrmse_ttc"] > 0 and f"aggressive: val_nrmse_ttc={trial['val_nrmse_ttc']!s:<10.8}" in out, out
     # the same round resumed (the promotion redone without training) with the bar lifted crowns it
     assert script("aggressive")([*args, "resume=true", "promotion.beat_baselines=false"]) == 0
     champ = json.loads((work / "champion.json").read_text())
