@@ -588,3 +588,14 @@ def test_a_resume_on_data_the_generator_now_makes_otherwise_is_refused(ray_sessi
                                           r"scored on data .*Fix: resume with the code and data it started with"):
         script("round_a")([*args, "resume=true"])
     assert set(trial_rows(tmp_path, "round_a-20261201-000000")["data_hash"]) == before
+
+
+def test_resume_data_check_with_no_data_hash_column_on_the_leaderboard(tmp_path) -> None:
+    """A resume whose leaderboard does not exist (leaderboard= changed since the sweep started, or the file was
+    removed) or predates the data_hash column has nothing to compare: it goes on, not a KeyError on data_hash."""
+    from ups.tune.launcher import check_resume_data
+
+    check_resume_data(tmp_path / "new-lb.csv", "round_a-x", "abcdef1234567890")
+    old = tmp_path / "old-lb.csv"
+    old.write_text("run_id,experiment,kind,nrmse\nround_a-x-1,round_a-x,trial,0.1\n")
+    check_resume_data(old, "round_a-x", "abcdef1234567890")

@@ -194,6 +194,8 @@ def check_resume_data(leaderboard: Path, name: str, data_hash: str) -> None:
         return
     lb = read_leaderboard(leaderboard)
     rows = lb[(lb["experiment"] == name) & (lb["kind"] == "trial")]
+    if "data_hash" not in rows:  # no leaderboard there (leaderboard= changed since), or one from before data_hash
+        return
     before = sorted({str(h)[:12] for h in rows["data_hash"].dropna() if str(h)})
     if before and data_hash[:12] not in before:
         raise ConfigError(f"resume=true: the trials of {name} were trained and scored on data {', '.join(before)} "
