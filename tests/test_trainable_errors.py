@@ -37,3 +37,33 @@ def test_resume_without_name_continues_the_newest_timestamped_sweep() -> None:
     names = ["round_a-20261201-090000", "round_a-final", "round_a-20261202-101500", "round_a-20261130-235959"]
     assert latest_sweep(names, "round_a") == "round_a-20261202-101500"  # not the hand-named folder
     assert latest_sweep(["round_a-final", "round_a-alpha"], "round_a") == "round_a-final"  # only hand-named ones
+
+
+def test_a_train_fn_without_val_ttc_runs_in_a_sweep_searching_ttc_keys(tmp_path: Path, monkeypatch) -> None:
+    """``ups_trial(train_fn=…)`` takes any trainer with ``train``'s older signature (tests wrap ``train`` so): in a
+    sweep that searches ``ttc.*`` keys it was called with ``val_ttc=True`` and every trial errored (TypeError)."""
+    import types
+
+    import ups.tune.trainable as trainable
+    from ups.config import to_dict
+    from ups.tune.launcher import prepare
+
+    p = prepare("aggressive", ["wandb.enabled=false", f"storage_path={tmp_path / 'ray'}"])
+    assert trainable.searches_ttc(p.space)
+    ctx = types.SimpleNamespace(get_trial_id=lambda: "t1", get_experiment_name=lambda: "exp-val-ttc",
+                                get_trial_resources=lambda: types.SimpleNamespace(required_resources={}))
+    monkeypatch.setattr(trainable, "tune", types.SimpleNamespace(get_context=lambda: ctx, get_checkpoint=lambda: None,
+                                                                report=lambda *a, **k: None))
+    monkeypatch.setattr(trainable, "scratch_root", lambda name: tmp_path / "scratch" / name)
+    calls = []
+
+    def old_train(cfg, *, report, run_dir, resume_from=None, data=None):
+        calls.append(cfg.run.run_id)
+
+    def new_train(cfg, *, report, run_dir, resume_from=None, data=None, val_ttc=False):
+        calls.append(val_ttc)
+
+    config: dict = {}  # the space's centre values
+    trainable.ups_trial(config, base=to_dict(p.base), space=p.space, train_fn=old_train)
+    trainable.ups_trial(config, base=to_dict(p.base), space=p.space, train_fn=new_train)
+    assert calls == ["t1", True]

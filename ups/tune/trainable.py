@@ -134,6 +134,17 @@ def stored_checkpoint_error(e: CheckpointError, local_copy: Path, stored: str) -
         f"next to the checkpoint) again")
 
 
+def _takes(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` accepts keyword ``name`` (by name or ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(q.name == name or q.kind is inspect.Parameter.VAR_KEYWORD for q in params)
+
+
 def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpace, label: str = "",
               data: Any = None, train_fn: Callable[..., Any] | None = None, stage_cache: bool = False) -> None:
     """Function trainable (Ray 2.60 API: ``tune.report`` / ``tune.get_checkpoint``).
@@ -190,8 +201,9 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
                             checkpoint=Checkpoint.from_directory(str(ckpt_dir)) if last else None)
             resume_from = ckpt_dir / "checkpoint.pt"
         # the val rollout with TTC is evaluated (~3 % of a smoke trial) only where the searcher is told it
+        # (a custom train_fn with train's older signature, without val_ttc, is called as before)
         train_fn(cfg, report=report, run_dir=run_dir, resume_from=resume_from, data=data,
-                 **({"val_ttc": True} if ttc_objective else {}))
+                 **({"val_ttc": True} if ttc_objective and _takes(train_fn, "val_ttc") else {}))
     except TrainingDiverged as e:  # NaN/Inf loss or gradient: a gate matter, not a crash
         tune.report({"nonfinite": 1, "nonfinite_keys": "train_loss", METRIC: NONFINITE_PENALTY,
                      SEARCH_METRIC: NONFINITE_PENALTY, "diverged": diverged_text(e), **share})
