@@ -640,3 +640,19 @@ def test_experiment_folder_skips_checkpoints_not_under_the_sweeps_name() -> None
                        {"experiment": "round_a-1", "checkpoint": "s3://bkt/runs/round_a-1/trial_0/checkpoint_000002"}])
     assert recorded_experiment_folders(lb, "round_a-1") == ["s3://bkt/runs/round_a-1"]
     assert experiment_folder(lb, "round_a-1") == "s3://bkt/runs/round_a-1"
+
+
+def test_compare_picks_a_data_set_with_a_finished_trial() -> None:
+    """The newest trial of a round on two data sets had failed (no nRMSE): compare picked its data set and then
+    refused the round as 'all failed', although it has a finished trial on its other data set."""
+    def row(r: str, tid: str, nrmse: float | None, h: str, ts: str) -> dict:
+        return {"run_id": f"{r}-{tid}", "timestamp": ts, "round": r, "kind": "trial", "experiment": f"{r}-{h}",
+                "label": tid, "trial_id": tid, "status": "completed" if nrmse else "ERROR", "gate_pass": False,
+                "val_nrmse": nrmse, "nrmse": nrmse, "data_hash": h * 4, "wall_clock": 10.0, "config_json": "{}"}
+
+    lb = pd.DataFrame([row("round_a", "a1", 0.09, "aaa", "2026-12-03T10:00:00"),
+                       row("round_a", "a2", None, "bbb", "2026-12-03T12:00:00"),   # newest, errored
+                       row("round_b", "b1", 0.08, "ccc", "2026-12-03T11:00:00")])
+    c = compare_rounds(lb, "round_a", "round_b")
+    assert c["best"]["round_a"]["trial_id"] == "a1" and c["stats"]["round_a"]["trials"] == 1
+    assert "round_a's trials were scored on 2 test data sets" in c["data_note"] and c["other_data"]

@@ -92,29 +92,40 @@ def same_data(chosen: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame],
     """Each round's trials restricted to one test data set when a round spans several (smoke and full profiles,
     or a data.* override, on one leaderboard: their nRMSE do not compare, so neither does a best picked across
     them): the data set both rounds were scored on (the newest such trial's, when they share several), else each
-    round's newest.  Returns (the trials, a note naming what was left out, or None)."""
+    round's newest; only data sets with a finished trial (an nRMSE) count, when the round has one.  Returns (the
+    trials, a note naming what was left out, or None)."""
     h12 = {r: t["data_hash"].fillna("").astype(str).str[:12] if "data_hash" in t else pd.Series("", index=t.index)
            for r, t in chosen.items()}
-    sets = {r: set(h) - {""} for r, h in h12.items()}
-    if all(len(s) <= 1 for s in sets.values()):
+    all_sets = {r: set(h) - {""} for r, h in h12.items()}
+    if all(len(s) <= 1 for s in all_sets.values()):
         return chosen, None
+
+    def finished(r: str) -> pd.Series:  # rows that can be a round's best; every row when none can (the error says so)
+        t = chosen[r]
+        ok = pd.to_numeric(t["nrmse"], errors="coerce").notna() if "nrmse" in t else pd.Series(True, index=t.index)
+        return ok if ok.any() else pd.Series(True, index=t.index)
+
+    ok = {r: finished(r) for r in chosen}
+    sets = {r: set(h12[r][ok[r]]) - {""} for r in chosen}
     shared = set.intersection(*sets.values())
 
     def newest(r: str, among: set[str]) -> str:
         if not among:  # no trial of r names its data (rows from before data_hash, other tools): kept as they are
             return ""
-        t = chosen[r][h12[r].isin(among)].sort_values("timestamp", kind="stable")
+        t = chosen[r][h12[r].isin(among) & ok[r]].sort_values("timestamp", kind="stable")
         return str(t["data_hash"].iloc[-1])[:12]
 
     if shared:
-        both = pd.concat([chosen[r][h12[r].isin(shared)] for r in chosen]).sort_values("timestamp", kind="stable")
+        both = pd.concat([chosen[r][h12[r].isin(shared) & ok[r]] for r in chosen]).sort_values("timestamp",
+                                                                                                  kind="stable")
         pick = {r: str(both["data_hash"].iloc[-1])[:12] for r in chosen}
         why = "the data both were scored on" + (", the newest trial's of those" if len(shared) > 1 else "")
     else:
         pick = {r: newest(r, sets[r]) for r in chosen}
         why = "each round's newest trial's data: the rounds share no data set"
-    parts = [f"{r}'s trials were scored on {len(sets[r])} test data sets (data_hash {', '.join(sorted(sets[r]))}); "
-             f"{int((h12[r] != pick[r]).sum())} on other data left out" for r in chosen if len(sets[r]) > 1]
+    parts = [f"{r}'s trials were scored on {len(all_sets[r])} test data sets (data_hash "
+             f"{', '.join(sorted(all_sets[r]))}); {int((h12[r] != pick[r]).sum())} on other data left out"
+             for r in chosen if len(all_sets[r]) > 1]
     shown = " and ".join(dict.fromkeys(v or "(data not recorded)" for v in pick.values()))
     note = (f"{'; '.join(parts)}. Compared on {shown} ({why}), as nRMSE on "
             f"other test data do not compare. Fix: ups report compare <sweep> <sweep> with two sweeps (experiment "
