@@ -82,3 +82,21 @@ def test_a_resume_refused_over_a_changed_profile_value_gives_a_fix_that_resumes(
     fix = str(e.value).split("sweeps/round_a.py ", 1)[1].split(" resume=true")[0].split()
     again = [o for o in fix if not o.startswith("name=")]
     assert differences(saved, sweep_record(prepare("round_a", again, defaults), again)) == []
+
+
+def test_smallest_mirrors_largest_through_derived_rules(tmp_path: Path) -> None:
+    """ema_decay_notes counts a stage's most optimizer steps from its smallest batch: a batch size copied or scaled
+    from a searched one is as small as that one allows (it read the base config's value for a derived key)."""
+    space_file = tmp_path / "batch.yaml"
+    space_file.write_text("params:\n  stages.operator.batch_size: {dist: choice, values: [8, 16]}\n"
+                          "derived:\n  stages.diff_residual.batch_size: {rule: copy, of: stages.operator.batch_size}\n"
+                          "  stages.consistency_distill.batch_size: {rule: scale, of: stages.operator.batch_size, "
+                          "factor: 0.5}\n")
+    base = load_config(["stages.operator.batch_size=16", "stages.diff_residual.batch_size=32",
+                        "stages.consistency_distill.batch_size=32"])
+    space = load_space(space_file, base)
+    assert [space.smallest(f"stages.{s}.batch_size", base) for s in ("operator", "diff_residual",
+                                                                       "consistency_distill")] == [8, 8, 4]
+    assert [space.largest(f"stages.{s}.batch_size", base) for s in ("operator", "diff_residual",
+                                                                      "consistency_distill")] == [16, 16, 8]
+    assert space.smallest("stages.autoencoder.batch_size", base) == base.stages.autoencoder.batch_size  # not searched

@@ -41,6 +41,17 @@ def finite_or_none(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+SELECTION_KEYS = ("val_nrmse_ttc", "val_nrmse")  # the validation figures a best trial is chosen on, in order
+
+
+def selection_key(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The column ``rows`` (leaderboard records) are ranked on: the first of ``SELECTION_KEYS`` every row has a finite
+    value of (``val_nrmse_ttc``: sweeps that search ``ttc.*`` keys; ``val_nrmse``: the sweep's trials), else the test
+    ``nrmse`` (rows written by other tools): never the test split where a validation figure exists."""
+    rows = list(rows)
+    return next((k for k in SELECTION_KEYS if all(finite_or_none(r.get(k)) is not None for r in rows)), "nrmse")
+
+
 def _locked(path: Path) -> contextlib.AbstractContextManager[None]:
     return exclusive_lock(Path(str(path) + ".lock"))
 

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 import pandas as pd
 
 from ups.config import ConfigError
-from ups.leaderboard import LEADERBOARD_COLUMNS, leaderboard_problem, read_leaderboard
+from ups.leaderboard import LEADERBOARD_COLUMNS, leaderboard_problem, read_leaderboard, selection_key
 
 DEFAULT_LEADERBOARD = Path("reports/leaderboard.csv")
 DEFAULT_CHAMPION = Path("reports/champion.json")
@@ -239,12 +239,7 @@ def best_trial(df: pd.DataFrame) -> pd.Series | None:
         return None
     passing = t[t["gate_pass"] == True]  # noqa: E712  (object column)
     pool = passing if not passing.empty else t
-    order = pool["nrmse"]
-    for key in ("val_nrmse_ttc", "val_nrmse"):
-        val = pd.to_numeric(pool[key], errors="coerce") if key in pool else None
-        if val is not None and val.notna().all():
-            order = val
-            break
+    order = pd.to_numeric(pool[selection_key(pool.to_dict("records"))], errors="coerce")
     return pool.iloc[int(order.reset_index(drop=True).sort_values(kind="stable").index[0])]
 
 

@@ -1,6 +1,7 @@
 """Exponential moving average of a module's parameters (with the usual warm-up of the decay)."""
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -14,6 +15,11 @@ def warmup_decay(update: int) -> float:
     over a stage with fewer optimizer steps every decay at or above ``warmup_decay(steps)`` trains the same
     weights (``ups.tune.launcher.ema_decay_notes`` says so before a sweep that searches such values)."""
     return (1 + update) / (10 + update)
+
+
+def warmup_steps(decay: float) -> int:
+    """The first EMA update at which the warm-up lets ``decay`` act (``warmup_decay``'s inverse): (10d − 1)/(1 − d)."""
+    return math.ceil((10 * decay - 1) / (1 - decay)) if decay < 1 else 0
 
 
 class EMA:

@@ -567,19 +567,14 @@ def _final_report(run: _Run, val_ttc: bool = False) -> dict:
     vm = rollout_eval(model, val, int(cfg.data.initial_step), device=run.device)
     final["val_nrmse"] = vm["nrmse"]
     final.update({f"val_{k}": v for k, v in vm.items() if k != "nrmse"})
-    if val_ttc and bool(cfg.ttc.enabled) and val.shape[0] > 0:
-        try:
-            from ups.eval import val_nrmse_ttc
-        except ImportError:
-            val_nrmse_ttc = None
-        if val_nrmse_ttc is not None:
-            final["val_nrmse_ttc"] = val_nrmse_ttc(model, cfg, run.data, n_val)
+    try:
+        from ups.eval import evaluate, val_nrmse_ttc
+    except ImportError:
+        evaluate = val_nrmse_ttc = None
+    if val_ttc and val_nrmse_ttc is not None and bool(cfg.ttc.enabled) and val.shape[0] > 0:
+        final["val_nrmse_ttc"] = val_nrmse_ttc(model, cfg, run.data, n_val)
     test = getattr(run.data, "test", None)
     if isinstance(test, torch.Tensor) and test.shape[0] > 0 and int(cfg.eval.max_samples) != 0:  # 0: no test eval
-        try:
-            from ups.eval import evaluate
-        except ImportError:
-            evaluate = None
         if evaluate is not None:
             final.update(evaluate(model, cfg, run.data, split="test"))
         else:  # evaluation module not installed: deterministic test rollout only

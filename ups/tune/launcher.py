@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
-from omegaconf import OmegaConf
 
 from ups.config import ConfigError, apply_overrides, flatten, load_config, override_key, to_dict
 from ups.leaderboard import leaderboard_problem, read_leaderboard, set_values, upsert_rows
@@ -279,16 +278,6 @@ def train_samples(base: Any) -> int | None:
     return split_sizes(n, float(d.test_ratio), float(d.val_ratio))["train"]
 
 
-def _smallest(space: SearchSpace, key: str, base: Any) -> float:
-    """The smallest value numeric ``key`` takes in a trial: the bottom of its range or choices when searched."""
-    p = space.params.get(key)
-    if p is not None and p.values:
-        return min(float(v) for v in p.values)
-    if p is not None and p.low is not None:
-        return float(p.low)
-    return float(OmegaConf.select(base, key))
-
-
 def ema_decay_notes(space: SearchSpace, base: Any, n_train: int | None = None) -> list[str]:
     """Searched ``stages.<stage>.ema_decay`` values that train one and the same model.
 
@@ -296,7 +285,7 @@ def ema_decay_notes(space: SearchSpace, base: Any, n_train: int | None = None) -
     the stage has taken (10d − 1)/(1 − d) optimizer steps (0.999: 8,990). Values at or above the cap at the
     stage's last step (its longest trial here) are never reached, so they give bit-identical weights: round A
     searched 0.999 / 0.9995 / 0.9999 over 390 (smoke) and 1,000 (full) operator steps, three labels of one model."""
-    from ups.train.ema import warmup_decay
+    from ups.train.ema import warmup_decay, warmup_steps
 
     n_train = train_samples(base) if n_train is None else n_train
     notes: list[str] = []
@@ -308,8 +297,8 @@ def ema_decay_notes(space: SearchSpace, base: Any, n_train: int | None = None) -
             continue
         stage = f"stages.{parts[1]}"
         epochs = math.ceil(space.largest(f"{stage}.epochs", base))
-        batches = math.ceil(n_train / max(1, int(_smallest(space, f"{stage}.batch_size", base))))
-        steps = epochs * max(1, math.ceil(batches / max(1, int(_smallest(space, f"{stage}.accum_steps", base)))))
+        batches = math.ceil(n_train / max(1, int(space.smallest(f"{stage}.batch_size", base))))
+        steps = epochs * max(1, math.ceil(batches / max(1, int(space.smallest(f"{stage}.accum_steps", base)))))
         cap = warmup_decay(steps)
         if p.values:
             dead = sorted({float(v) for v in p.values if float(v) >= cap})
@@ -321,7 +310,7 @@ def ema_decay_notes(space: SearchSpace, base: Any, n_train: int | None = None) -
         else:
             continue
         lowest = min(dead) if p.values else max(float(p.low), cap)
-        need = math.ceil((10 * lowest - 1) / (1 - lowest)) if lowest < 1 else 0
+        need = warmup_steps(lowest)
         notes.append(f"{space.path}: params.{key}: {what}: the EMA's warm-up keeps the decay at most "
                      f"(1+t)/(10+t) = {cap:.4f} over the {steps} optimizer steps of {stage} here ({epochs} epochs × "
                      f"{steps // max(1, epochs)} steps on {n_train} training trajectories), so a decay of {lowest:g} "

@@ -36,7 +36,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, config_from_dict
-from ups.leaderboard import REFERENCE_REASON, finite_or_none, read_leaderboard, upsert_rows
+from ups.leaderboard import REFERENCE_REASON, finite_or_none, read_leaderboard, selection_key, upsert_rows
 from ups.tune.gates import small_eval_gates
 from ups.tune.results import eval_samples_json
 from ups.tune.space import SearchSpace
@@ -74,8 +74,7 @@ def selection_order(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     full-eval that crowns the champion scores the test split) when every row has it, else ``val_nrmse``: the test
     nRMSE does not pick what is promoted.  When a row has no validation figure (written by other tools) all are
     ordered on the test ``nrmse``, as ``ups.reports.sources.best_trial`` does."""
-    key = next((k for k in ("val_nrmse_ttc", "val_nrmse") if all(finite_or_none(r.get(k)) is not None for r in rows)),
-               "nrmse")
+    key = selection_key(rows)
     return [str(r["run_id"]) for r in sorted(rows, key=lambda r: _or_inf(r.get(key)))]
 
 

@@ -236,6 +236,26 @@ class SearchSpace:
             return self.largest(rule["of"], base) * float(rule.get("factor", 1.0))
         return float(_select(base, key))
 
+        return float(_select(base, key))
+
+    def smallest(self, key: str, base: Any) -> float:
+        """The smallest value numeric ``key`` can take in a trial: the bottom of its range or choices when searched,
+        the bottom of what it is copied or scaled (factor ≥ 0) from, 1 for a divisor, else the base config's value
+        (``largest``'s counterpart: the fewest samples per batch, the most optimizer steps)."""
+        p = self.params.get(key)
+        if p is not None and p.values:
+            return min(float(v) for v in p.values)
+        if p is not None and p.low is not None:
+            return float(p.low)
+        rule = self.derived.get(key)
+        if rule is not None and rule["rule"] == "copy":
+            return self.smallest(rule["of"], base)
+        if rule is not None and rule["rule"] == "scale" and float(rule.get("factor", 1.0)) >= 0:
+            return self.smallest(rule["of"], base) * float(rule.get("factor", 1.0))
+        if rule is not None and rule["rule"] == "divisor":
+            return 1.0
+        return float(_select(base, key))
+
     def grid_size(self) -> int:
         n = 1
         for p in self.params.values():

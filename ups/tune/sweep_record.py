@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from ups.config import MACHINE_KEYS, ConfigError, flatten, to_dict
+from ups.config import MACHINE_KEYS, ConfigError, flatten, override_key, to_dict
 
 RECORD = "ups_sweep.json"
 SPACE_COPY = "ups_space.yaml"  # the space file as the sweep started with it: a resume after the file changed
@@ -180,7 +180,8 @@ def trial_pins(saved: dict[str, Any], now: dict[str, Any], args: Sequence[str]) 
     (``args``) did not set: a value its profile gave then and gives no more (the smoke profile's
     ``eval.max_samples`` 8 → -1), which the started command alone no longer reproduces."""
     a, b = saved.get("trial", {}), now.get("trial", {})
-    typed = {o.split("=", 1)[0].lstrip("+") for o in args if "=" in o}
+    typed = {override_key(o) for o in args if "=" in o}
+
     def text(v: Any) -> str:
         return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
 

@@ -37,6 +37,12 @@ def searches_ttc(space: SearchSpace) -> bool:
     return any(k.startswith("ttc.") for k in space.params)
 
 
+def final_objective(space: SearchSpace) -> str:
+    """What a finished trial of a sweep of ``space`` reports as ``SEARCH_METRIC``: ``TTC_METRIC`` when it searches
+    ``ttc.*`` keys, else ``METRIC``."""
+    return TTC_METRIC if searches_ttc(space) else METRIC
+
+
 def with_objective(m: dict[str, Any], ttc: bool) -> dict[str, Any]:
     """``m`` (``clean_metrics``' output) with ``SEARCH_METRIC``: ``TTC_METRIC`` when ``ttc`` and the report has it
     (the final one), else ``METRIC``; a nonfinite TTC figure reads as ``NONFINITE_PENALTY``."""

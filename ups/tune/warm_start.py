@@ -23,7 +23,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ups.config import ConfigError
 from ups.tune.sweep_record import SPACE_COPY
-from ups.tune.trainable import METRIC, SEARCH_METRIC, TTC_METRIC, searches_ttc
+from ups.tune.trainable import SEARCH_METRIC, TTC_METRIC, final_objective, with_objective
 
 
 class WarmOptunaSearch(OptunaSearch):
@@ -95,8 +95,8 @@ def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tupl
                           f"Fix: search those keys here too (its space: {p.display_storage}/{name}/{SPACE_COPY}), "
                           f"or warm-start from a sweep of this space")
     points, skipped = _finished_trials(f"{p.display_storage}/{name}", p.space)
-    ttc = searches_ttc(p.space)
-    metric = TTC_METRIC if ttc else METRIC
+    metric = final_objective(p.space)
+    ttc = metric == TTC_METRIC
     if not points:
         older = [n for n in found if n != name][-3:]
         raise ConfigError(f"searcher.warm_start={want}: no trial of {name} reached its final evaluation with values "
@@ -134,27 +134,24 @@ def _base_differences(a: dict[str, Any], b: dict[str, Any], searched: set[str]) 
 
 def _with_objective(result: dict) -> dict:
     """A report without ``SEARCH_METRIC`` (a trainable of its own, e.g. a benchmark's) read on ``METRIC``."""
-    if SEARCH_METRIC in result or METRIC not in result:
-        return result
-    return {**result, SEARCH_METRIC: result[METRIC]}
+    return result if SEARCH_METRIC in result else with_objective(dict(result), ttc=False)
 
 
 def _finished_trials(path: str, space: Any) -> tuple[list[tuple[dict[str, Any], float]], int]:
-    """(Tune config restricted to the space's params, its final ``SEARCH_METRIC`` as this sweep's trials report it)
-    of every finished trial; how many not."""
+    """(Tune config restricted to the space's params, its final figure as this sweep's trials report
+    ``SEARCH_METRIC``: ``final_objective``) of every finished trial; how many not.  A trial without that figure
+    (finished before ``val_nrmse_ttc`` was reported: only the plain ``val_nrmse``, another figure than this sweep's
+    trials give TPE) is left out."""
     import pandas as pd
 
     from ups.reports.experiment import load_experiment
 
     dists = OptunaSearch.convert_search_space(space.tune_space("optuna"))
-    ttc = searches_ttc(space)
+    key = final_objective(space)
     points, skipped = [], 0
     for t in load_experiment(path).trials:
         h = t.history
         final = h[pd.to_numeric(h["final"], errors="coerce").fillna(0) > 0] if "final" in h and len(h) else h.iloc[:0]
-        # as this sweep's trials report SEARCH_METRIC: a trial finished before val_nrmse_ttc was reported has only
-        # the plain val_nrmse, another figure than this sweep's trials give TPE, so it is left out
-        key = TTC_METRIC if ttc else METRIC
         value = pd.to_numeric(final[key], errors="coerce").iloc[-1] if key in final and len(final) else None
         params = {k: t.config.get(k) for k in dists}
         ok = value is not None and math.isfinite(value) and t.error is None and all(
