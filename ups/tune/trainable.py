@@ -206,7 +206,7 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
                 tune.report({**with_objective(dict(m), ttc_objective), "stage_cached": 1, **share},
                             checkpoint=Checkpoint.from_directory(str(ckpt_dir)) if last else None)
             resume_from = ckpt_dir / "checkpoint.pt"
-        # the val rollout with TTC is evaluated (~3 % of a smoke trial) only where the searcher is told it
+        # the val rollout with TTC (one more TTC rollout per trial) is evaluated only where the searcher is told it
         # (a custom train_fn with train's older signature, without val_ttc, is called as before)
         train_fn(cfg, report=report, run_dir=run_dir, resume_from=resume_from, data=data,
                  **({"val_ttc": True} if ttc_objective and _takes(train_fn, "val_ttc") else {}))
