@@ -84,6 +84,33 @@ def test_a_resume_refused_over_a_changed_profile_value_gives_a_fix_that_resumes(
     assert differences(saved, sweep_record(prepare("round_a", again, defaults), again)) == []
 
 
+def test_a_resume_fix_pins_changed_sweep_settings_and_quotes_its_command(tmp_path: Path) -> None:
+    """The printed fix is a shell command: a saved override with a space in it split into two words when pasted,
+    and a sweep setting the profile or the round's DEFAULTS changed since (num_samples here) was refused again by
+    the fix, which pinned trial settings only."""
+    import shlex
+
+    from ups.config import ConfigError
+    from ups.tune.sweep_record import check_resume, differences, sweep_record, write_record
+
+    sys.path.insert(0, str(REPO))
+    defaults = importlib.import_module("sweeps.round_a").DEFAULTS
+    ov = ["profile=smoke", f"leaderboard={tmp_path / 'lb.csv'}", f"champion={tmp_path / 'champion.json'}",
+          f"report_dir={tmp_path / 'my reports'}", f"storage_path={tmp_path / 'runs'}"]
+    now = {**sweep_record(prepare("round_a", ov, defaults), ov), "name": "round_a-old"}
+    assert now["sweep"]["num_samples"] != 7
+    saved = {**now, "sweep": {**now["sweep"], "num_samples": 7}, "trial": {**now["trial"], "eval.max_samples": 8}}
+    write_record(str(tmp_path / "runs"), None, "round_a-old", saved)
+    with pytest.raises(ConfigError, match=r"num_samples: 7 → ") as e:
+        check_resume(str(tmp_path / "runs"), None, "round_a-old", str(tmp_path / "runs"), now)
+    command = str(e.value).split("Fix: resume with the command that started it (saved in ", 1)[1].split("): ", 1)[1]
+    words = shlex.split(command)
+    assert words[:2] == ["python", "sweeps/round_a.py"] and words[-1] == "resume=true"
+    again = [o for o in words[2:-1] if not o.startswith("name=")]
+    assert f"report_dir={tmp_path / 'my reports'}" in again
+    assert differences(saved, sweep_record(prepare("round_a", again, defaults), again)) == []
+
+
 def test_smallest_mirrors_largest_through_derived_rules(tmp_path: Path) -> None:
     """ema_decay_notes counts a stage's most optimizer steps from its smallest batch: a batch size copied or scaled
     from a searched one is as small as that one allows (it read the base config's value for a derived key)."""

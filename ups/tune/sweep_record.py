@@ -18,6 +18,7 @@ import hashlib
 import json
 import posixpath
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -175,17 +176,21 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
-def trial_pins(saved: dict[str, Any], now: dict[str, Any], args: Sequence[str]) -> list[str]:
-    """``key=value`` for each trial setting the sweep ran with that ``now`` sets otherwise and its saved command
-    (``args``) did not set: a value its profile gave then and gives no more (the smoke profile's
-    ``eval.max_samples`` 8 → -1), which the started command alone no longer reproduces."""
-    a, b = saved.get("trial", {}), now.get("trial", {})
+def resume_pins(saved: dict[str, Any], now: dict[str, Any], args: Sequence[str]) -> list[str]:
+    """``key=value`` for each setting the sweep ran with that ``now`` sets otherwise and its saved command
+    (``args``) did not set: a value its profile or round DEFAULTS gave then and give no more (the smoke profile's
+    ``eval.max_samples`` 8 → -1), which the started command alone no longer reproduces.  Trial and sweep settings
+    alike: both sections are ``key=value`` on a sweep script's command line."""
     typed = {override_key(o) for o in args if "=" in o}
 
     def text(v: Any) -> str:
         return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
 
-    return [f"{k}={text(a[k])}" for k in sorted(a) if k in b and a[k] != b[k] and k not in typed]
+    pins = []
+    for section in ("sweep", "trial"):
+        a, b = saved.get(section, {}), now.get(section, {})
+        pins += [f"{k}={text(a[k])}" for k in sorted(a) if k in b and a[k] != b[k] and k not in typed]
+    return pins
 
 
 def check_resume(storage: str, fs: Any, name: str, display: str, now: dict[str, Any]) -> None:
@@ -206,12 +211,12 @@ def check_resume(storage: str, fs: Any, name: str, display: str, now: dict[str, 
         return
     shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
     args = list(saved.get("overrides", []))
-    args += trial_pins(saved, now, args)
+    args += resume_pins(saved, now, args)
     named = [] if any(a.startswith("name=") for a in args) else [f"name={name}"]
     copy = _space_copy(storage, fs, name, display, saved) if saved.get("space_sha1") != now.get("space_sha1") else None
     local = copy is not None and "://" not in copy
     space = [f"space={copy}"] if local else []
-    command = " ".join(["python", f"sweeps/{saved.get('round', '?')}.py", *args, *named, *space, "resume=true"])
+    command = shlex.join(["python", f"sweeps/{saved.get('round', '?')}.py", *args, *named, *space, "resume=true"])
     note = (f" ({'space=… is' if local else f'download {copy} and add space=<that file>: it is'} the space file as the "
             "sweep started with it, kept next to the record)") if copy else ""
     raise ConfigError(f"resume=true: this command would continue {display}/{name} under other settings than it was "
