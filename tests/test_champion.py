@@ -213,3 +213,16 @@ def test_round_c_from_a_champion_of_other_data_says_it_cannot_replace_it(tmp_pat
     assert "cannot replace it" in note and "Fix: champion=" in note, note
     _round_c_champion(tmp_path, "same-data", 1.0e-3)
     assert "other data" not in prepare("round_c", args, defaults, around_champion=True).centre_note
+
+
+def test_round_c_with_a_warning_still_says_its_champion(tmp_path: Path) -> None:
+    """prepare's warning loop reused the name of the centre note: with an EMA-decay warning, the line round C prints
+    before its trials was that warning again, and which champion it searched around was said nowhere."""
+    from ups.tune.launcher import prepare
+
+    args, defaults = _round_c_champion(tmp_path, "the-champ", 1.0e-3)
+    space = tmp_path / "space.yaml"
+    space.write_text((Path(__file__).resolve().parents[1] / "search_spaces" / "round_c.yaml").read_text()
+                     + "  stages.operator.ema_decay: {dist: uniform, low: 0.99, high: 0.9999}\n")
+    note = prepare("round_c", [*args, f"space={space}"], defaults, around_champion=True).centre_note
+    assert note.startswith("round_c: from champion the-champ") and "ema_decay" not in note, note

@@ -150,8 +150,8 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
                                f"this space, pass champion=<another champion.json>, or a copy of the space whose "
                                f"ranges hold the champion's values as space=<copy.yaml>)") from None
     check_searched_stages_train(space, base)
-    for note in ema_decay_notes(space, base):
-        _log(f"warning: {note}")
+    for warning in ema_decay_notes(space, base):  # not `note`: that is the centre note returned below
+        _log(f"warning: {warning}")
     check_promotion_seeds(scfg, space)
     space = grid_seed_passes(scfg, space, base)
     check_asha_rungs(scfg, base, space)
