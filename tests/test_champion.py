@@ -226,3 +226,70 @@ def test_round_c_with_a_warning_still_says_its_champion(tmp_path: Path) -> None:
                      + "  stages.operator.ema_decay: {dist: uniform, low: 0.99, high: 0.9999}\n")
     note = prepare("round_c", [*args, f"space={space}"], defaults, around_champion=True).centre_note
     assert note.startswith("round_c: from champion the-champ") and "ema_decay" not in note, note
+
+
+def _resume_round_c(tmp_path: Path, monkeypatch, capsys, space: Path | None = None,
+                    then: str = "new-champ") -> tuple[object, str]:
+    """A round C sweep started from champion old-champ (its record written as run_round writes it), then
+    ``then``: "new-champ" (another round crowned one since) or "deleted" (champion.json removed); returns the
+    Prepared its resume (without name=) reaches the Tune state check with, and what the resume printed."""
+    import pytest
+
+    from ups.tune import launcher
+    from ups.tune.sweep_record import sweep_record, write_record
+
+    args, defaults = _round_c_champion(tmp_path, "old-champ", 1.0e-3)
+    args += [f"space={space}"] if space else []
+    p = launcher.prepare("round_c", args, defaults, around_champion=True)
+    name = "round_c-20260101-000000"
+    write_record(p.storage_path, p.filesystem, name, {**sweep_record(p, args), "name": name})
+    if then == "deleted":
+        (tmp_path / "champion.json").unlink()
+    else:
+        _round_c_champion(tmp_path, "new-champ", 2.0e-3)
+    seen = []
+
+    class Reached(Exception):
+        pass
+
+    def stop_here(q, _name):  # the step after the resume check: nothing more is needed here (no Ray)
+        seen.append(q)
+        raise Reached
+
+    monkeypatch.setattr(launcher, "check_sweep_folder", stop_here)
+    capsys.readouterr()  # what the start printed
+    with pytest.raises(Reached):  # no name=: the newest round_c sweep, as a plain resume finds it
+        launcher.run_round("round_c", [*args, "resume=true"], defaults=defaults, around_champion=True)
+    return seen[0], capsys.readouterr().out
+
+
+def test_round_c_resumed_without_its_champion_file_continues_from_the_recorded_one(tmp_path: Path, monkeypatch,
+                                                                                    capsys) -> None:
+    """champion.json deleted (or moved) after a round C sweep started: its resume failed with "no champion yet"
+    although the sweep's ups_sweep.json holds the champion it started from, all the resume needs."""
+    import pytest
+
+    q, out = _resume_round_c(tmp_path, monkeypatch, capsys, then="deleted")
+    lr = q.space.params["stages.operator.optimizer.lr"]
+    assert q.base.stages.operator.optimizer.lr == 1.0e-3 and (lr.low, lr.high) == pytest.approx((0.8e-3, 1.2e-3))
+    assert q.centre["run_id"] == "old-champ"
+    assert (f"resume: round_c-20260101-000000 started from champion old-champ (its ups_sweep.json); "
+            f"{tmp_path / 'champion.json'} is not there now: the sweep continues from the recorded one") in out, out
+    assert (f"round_c: from champion old-champ (round round_a, score 0.1, "  # the record it was read from
+            f"{tmp_path / 'runs' / 'round_c-20260101-000000' / 'ups_sweep.json'})") in out, out
+    assert not (tmp_path / "champion.json").exists()  # the resume writes no champion before its promotion
+
+
+def test_round_c_resumed_after_a_new_champion_prepares_once(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The resume of a round C sweep after a newer champion was crowned prepared the sweep twice (on the new
+    champion, then on the one it started from): every warning prepare gives (here: searched EMA decays the
+    warm-up never reaches) was printed twice, the first time about a window the sweep does not search."""
+    space = tmp_path / "space.yaml"
+    space.write_text((Path(__file__).resolve().parents[1] / "search_spaces" / "round_c.yaml").read_text()
+                     + "  stages.operator.ema_decay: {dist: uniform, low: 0.99, high: 0.9999}\n")
+    q, out = _resume_round_c(tmp_path, monkeypatch, capsys, space=space)
+    assert q.centre["run_id"] == "old-champ"
+    warnings = [line for line in out.splitlines() if "params.stages.operator.ema_decay" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("[ups sweep] warning: "), out
+    assert out.count("started from champion old-champ") == 1 and "champion in" in out, out
+    assert out.count("round_c: from champion old-champ") == 1, out

@@ -88,7 +88,8 @@ class SweepInterrupted(KeyboardInterrupt):
 def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] | None = None,
             *, around_champion: bool = False, centre: dict[str, Any] | None = None) -> Prepared:
     """Parse and validate everything (no Ray, no compute).  ``centre``: the champion record to start from
-    instead of ``scfg.champion``'s (a resumed round C/D: the one it started from, its ``ups_sweep.json``)."""
+    instead of ``scfg.champion``'s; without it a resumed round C/D starts from the one its sweep started from
+    (its ``ups_sweep.json``), whatever ``scfg.champion`` holds now."""
     from ups.tune.sweep_config import split_overrides
 
     scfg = load_sweep_config(round_name, overrides, defaults)
@@ -118,15 +119,20 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
                           + f". Fix: remove {k}=… from {given[k]}, or use a copy of the space without "
                             f"{k} in params/derived (space=path/to/copy.yaml)")
     base = load_config(scfg.trial)
+    storage: tuple[str, Any, str] | None = None
+    where = scfg.champion  # where the centre's record was read (rounds C/D)
     if around_champion:
+        if centre is None and scfg.resume:  # the sweep's own champion: a newer one, or none, must not move it
+            storage = resolve_storage_path(scfg.storage_path)
+            centre, where = resumed_centre(scfg, *storage) or (None, where)
         if centre is None:
             centre = champion_record(resolve_path(scfg.champion), round_name)
         champ = flatten(centre["config"])
         fixed = ("data.", "run.", "eval.", "training.device", "training.num_threads", "preset")
         keep = {k: v for k, v in champ.items() if not k.startswith(fixed) and k not in named}
-        base = apply_overrides(base, keep, source=f"{scfg.champion} (champion config)")
+        base = apply_overrides(base, keep, source=f"{where} (champion config)")
         around_params, space = space.params, resolve_around(space, base)
-        note = centre_text(round_name, centre, around_params, space, scfg.champion)
+        note = centre_text(round_name, centre, around_params, space, where)
         here = flatten(to_dict(base))
         other = [f"{k} {v!r} → {here.get(k)!r}" for k, v in sorted(champ.items()) if k.startswith("data.")
                  and k not in ("data.cache_dir", "data.path") and here.get(k) != v]
@@ -146,7 +152,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     except SearchSpaceError as e:
         if not around_champion or "reference." not in str(e):
             raise
-        raise SearchSpaceError(f"{e} (the reference point here is the champion's config, {scfg.champion}; to keep "
+        raise SearchSpaceError(f"{e} (the reference point here is the champion's config, {where}; to keep "
                                f"this space, pass champion=<another champion.json>, or a copy of the space whose "
                                f"ranges hold the champion's values as space=<copy.yaml>)") from None
     check_searched_stages_train(space, base)
@@ -158,9 +164,28 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     check_pbt_space(scfg, space, base)
     check_trial_device(scfg, base)
     check_outputs_writable(scfg)
-    storage, fs, shown = resolve_storage_path(scfg.storage_path)
-    return Prepared(scfg, base, space, storage, fs, shown, resolve_path(scfg.leaderboard), centre,
+    storage_path, fs, shown = storage or resolve_storage_path(scfg.storage_path)
+    return Prepared(scfg, base, space, storage_path, fs, shown, resolve_path(scfg.leaderboard), centre,
                     note if around_champion else "")
+
+
+def resumed_centre(scfg: SweepConfig, storage_path: str, fs: Any,
+                   display_storage: str) -> tuple[dict[str, Any], str] | None:
+    """(the champion record a resumed round C/D sweep started from, the ``ups_sweep.json`` that holds it), saying
+    so when ``scfg.champion`` now names another one or is gone; None for a sweep recorded without one (a record
+    older than its champion key, or none), which starts from ``scfg.champion`` as before."""
+    name = experiment_name(scfg, storage_path, fs, display_storage)
+    started = (read_record(storage_path, fs, name) or {}).get("champion")
+    if not isinstance(started, dict) or not started.get("config"):
+        return None
+    now = read_champion(resolve_path(scfg.champion))
+    if now is None:
+        _log(f"resume: {name} started from champion {started.get('run_id')} (its {RECORD}); {scfg.champion} is not "
+             f"there now: the sweep continues from the recorded one")
+    elif now.get("run_id") != started.get("run_id"):
+        _log(f"resume: {name} started from champion {started.get('run_id')} (its {RECORD}); the champion in "
+             f"{scfg.champion} is now {now.get('run_id')}: the sweep continues from the one it started from")
+    return started, f"{display_storage}/{name}/{RECORD}"
 
 
 def centre_text(round_name: str, record: dict[str, Any], declared: dict[str, Param], space: SearchSpace,
@@ -513,14 +538,14 @@ def resolve_storage_path(storage_path: str) -> tuple[str, Any, str]:
     return str(p), None, str(p)
 
 
-def experiment_name(p: Prepared) -> str:
-    s = p.scfg
+def experiment_name(s: SweepConfig, storage_path: str, fs: Any, display_storage: str) -> str:
+    """The sweep's folder name: ``name=``, the newest sweep of the round on a resume, or a new timestamped one."""
     if s.name:
         return s.name
     if s.resume:
-        found = experiment_dirs(p.storage_path, p.filesystem, s.round)
+        found = experiment_dirs(storage_path, fs, s.round)
         if not found:
-            raise ConfigError(f"resume=true: no '{s.round}-*' sweep found under {p.display_storage}. Fix: run without "
+            raise ConfigError(f"resume=true: no '{s.round}-*' sweep found under {display_storage}. Fix: run without "
                               f"resume=true to start one, or pass the storage_path=/name= of the interrupted sweep")
         return latest_sweep(found, s.round)
     return f"{s.round}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
@@ -873,16 +898,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     if check is not None:
         check(p)
     s = p.scfg
-    name = experiment_name(p)
+    name = experiment_name(s, p.storage_path, p.filesystem, p.display_storage)
     exp_path = f"{p.display_storage}/{name}"
-    if s.resume and p.centre is not None:  # a champion crowned since must not move the sweep's base and window
-        started = (read_record(p.storage_path, p.filesystem, name) or {}).get("champion")
-        if isinstance(started, dict) and started.get("config") and started.get("run_id") != p.centre.get("run_id"):
-            _log(f"resume: {name} started from champion {started.get('run_id')} (its {RECORD}); the champion in "
-                 f"{s.champion} is now {p.centre.get('run_id')}: the sweep continues from the one it started from")
-            p = prepare(round_name, overrides, defaults, around_champion=around_champion, centre=started)
-            if check is not None:
-                check(p)
     for line in p.centre_note.splitlines():
         _log(line)
     record = {**sweep_record(p, overrides), "name": name}  # the name: a copied or renamed folder is refused
