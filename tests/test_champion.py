@@ -293,3 +293,36 @@ def test_round_c_resumed_after_a_new_champion_prepares_once(tmp_path: Path, monk
     assert len(warnings) == 1 and warnings[0].startswith("[ups sweep] warning: "), out
     assert out.count("started from champion old-champ") == 1 and "champion in" in out, out
     assert out.count("round_c: from champion old-champ") == 1, out
+
+
+def test_round_c_around_an_ema_decay_near_1_names_a_fix_that_works(tmp_path: Path) -> None:
+    """A space with ``stages.operator.ema_decay: {dist: around, rel: 0.2}`` on a champion at 0.97 gives 0.776…1.164:
+    refused with the config's own fix ("use e.g. 0.999"), a value nothing in the command or space can set. The
+    refusal says the window, and a rel and a fixed range that the config takes, as the space writes them; both pass."""
+    import re
+
+    import pytest
+
+    from ups.tune.launcher import prepare
+    from ups.tune.space import SearchSpaceError
+
+    args, defaults = _round_c_champion(tmp_path, "champ", 1.0e-3)
+    rec = json.loads((tmp_path / "champion.json").read_text())
+    rec["config"]["stages"]["operator"]["ema_decay"] = 0.97
+    (tmp_path / "champion.json").write_text(json.dumps(rec))
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  stages.operator.ema_decay: {dist: around, rel: 0.2}\n")
+    with pytest.raises(SearchSpaceError) as e:
+        prepare("round_c", [*args, f"space={space}"], defaults, around_champion=True)
+    msg = str(e.value)
+    assert msg.startswith(f"{space}: params.stages.operator.ema_decay: ±0.2 around the champion's 0.97 "
+                          f"({tmp_path / 'champion.json'}) gives 0.776…1.164: 1.164 is refused"), msg
+    assert "must be in [0,1)" in msg and "use e.g. 0.999" not in msg, msg
+    assert f"Fix: in {space} (or a copy of it, as space=<copy.yaml>), " in msg, msg
+    fixes = re.findall(r"params\.stages\.operator\.ema_decay: (\{dist: [a-z]+[^}]*\})", msg)
+    assert [f.split(",")[0] for f in fixes] == ["{dist: around", "{dist: uniform"], msg  # a rel, a fixed range
+    for entry in fixes:  # each fix as the message writes it
+        space.write_text(f"params:\n  stages.operator.ema_decay: {entry}\n")
+        ema = prepare("round_c", [*args, f"space={space}"], defaults, around_champion=True).space.params[
+            "stages.operator.ema_decay"]
+        assert ema.dist == "uniform" and ema.low <= 0.97 <= ema.high < 1 and ema.high > 0.99, (entry, ema)

@@ -34,7 +34,8 @@ from ups.tune.restore import (ResumableASHA, ResumableStopper, carry_over, repor
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
 from ups.tune.stop_signals import log as _log, stop_signals_as_ctrl_c
-from ups.tune.space import Param, SearchSpace, SearchSpaceError, check_against, load_space, resolve_around
+from ups.tune.space import (Param, SearchSpace, SearchSpaceError, check_against, check_around_windows, load_space,
+                            resolve_around)
 from ups.tune.sweep_config import SweepConfig, default_space_path, load_sweep_config, resolve_path, unread_overrides
 from ups.tune.sweep_record import (RECORD, check_resume, experiment_dirs, latest_sweep, read_record, sweep_record,
                                    write_record)
@@ -131,8 +132,9 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
         fixed = ("data.", "run.", "eval.", "training.device", "training.num_threads", "preset")
         keep = {k: v for k, v in champ.items() if not k.startswith(fixed) and k not in named}
         base = apply_overrides(base, keep, source=f"{where} (champion config)")
-        around_params, space = space.params, resolve_around(space, base)
-        note = centre_text(round_name, centre, around_params, space, where)
+        declared, space = space, resolve_around(space, base)
+        check_around_windows(declared, space, base, where, named)  # a ±rel past a bound: a fix the space can take
+        note = centre_text(round_name, centre, declared.params, space, where)
         here = flatten(to_dict(base))
         other = [f"{k} {v!r} → {here.get(k)!r}" for k, v in sorted(champ.items()) if k.startswith("data.")
                  and k not in ("data.cache_dir", "data.path") and here.get(k) != v]

@@ -35,9 +35,9 @@ import json
 import math
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -659,6 +659,96 @@ def resolve_around(space: SearchSpace, center: DictConfig, source: str = "champi
         else:
             params[key] = Param(key, "loguniform" if p.log and lo > 0 else "uniform", low=lo, high=hi)
     return SearchSpace(space.path, space.description, params, space.reference, space.derived)
+
+
+def check_around_windows(declared: SearchSpace, resolved: SearchSpace, center: DictConfig, where: str,
+                         given: Collection[str] = (), source: str = "champion") -> None:
+    """Each ``around`` window of ``declared`` as ``resolve_around`` made it on ``center`` (``resolved``): both ends
+    must be values the config takes.  An EMA decay of 0.97 ± 20 % reaches 1.164 (the decay must be below 1): the
+    config's own fix ("use e.g. 0.999") names a value neither the command nor the space can set, so the window is
+    refused here with what to write in the space instead: the widest rel (zero_width for a centre of 0), to two
+    digits, that the config takes, and a fixed range holding the centre; both checked before they are offered.
+    ``where``: the file the centre was read from; ``given``: keys whose centre the command line set instead."""
+    for key, p in declared.params.items():
+        if p.dist != "around" or resolved.params[key].dist == "choice":
+            continue
+        refused = _refused_end(resolved, center, key)
+        if refused is None:
+            continue
+        c = OmegaConf.select(center, key)
+        knob = "zero_width" if c == 0 else "rel"
+        window = resolved.params[key]
+        centre = f"the command line's {c:g}" if key in given else f"the {source}'s {c:g} ({where})"
+        head = (f"±{p.rel:g} around {centre}" if c else f"zero_width {p.zero_width:g} from {centre}") + \
+            f" gives {window.low:g}…{window.high:g}: {refused[0]:g} is refused ({refused[1]})"
+        fix = _around_fix(declared, resolved, center, key, knob, refused[0], given)
+        raise _err(declared.path, f"params.{key}", f"{head}. Fix: {fix}")
+
+
+def _refused_end(space: SearchSpace, base: DictConfig, key: str) -> tuple[float, str] | None:
+    """(the end of ``key``'s range the config refuses, why without its fix), or None when both are taken."""
+    p = space.params[key]
+    for value in (p.low, p.high):
+        try:
+            space.materialize(base, {key: value})
+        except SearchSpaceError:
+            raise
+        except ConfigError as e:
+            why = str(e)
+            for prefix in (f"{space.path}: ", "config: "):
+                why = why[len(prefix):] if why.startswith(prefix) else why
+            return float(value), re.sub(r"\. Fix: .*$", "", why, flags=re.DOTALL)
+    return None
+
+
+def _around_fix(declared: SearchSpace, resolved: SearchSpace, center: DictConfig, key: str, knob: str,
+                refused: float, given: Collection[str]) -> str:
+    """What to write in the space for an ``around`` window of ``key`` with a refused end (``check_around_windows``):
+    the entry with the widest ``knob`` (rel, or zero_width), to two digits, that the config takes, and a fixed
+    range that holds the centre; each one tried here before it is offered."""
+    p, c = declared.params[key], OmegaConf.select(center, key)
+    a_copy = "(or a copy of it, as space=<copy.yaml>)"
+
+    def window(size: float) -> Param:
+        one = SearchSpace(declared.path, declared.description, {key: replace(p, **{knob: size})},
+                          declared.reference, declared.derived)
+        return resolve_around(one, center).params[key]
+
+    def takes(prm: Param) -> bool:
+        return _refused_end(SearchSpace(resolved.path, resolved.description, {**resolved.params, key: prm},
+                                        resolved.reference, resolved.derived), center, key) is None
+
+    good, bad = getattr(p, knob) * 1e-6, getattr(p, knob)
+    wide, fixes = resolved.params[key], []
+    narrow = None  # an integer window keeps a step beside the centre: there no rel may make it fit
+    if takes(window(good)):
+        for _ in range(30):  # to a 1e-9 of the declared size: more than the 2 digits shown need
+            mid = (good + bad) / 2
+            good, bad = (mid, bad) if takes(window(mid)) else (good, mid)
+        size = next((x for digits in range(2, 8) for x in [_round_down(good, digits)] if x > 0 and takes(window(x))),
+                    good)
+        narrow = window(size)
+        entry = {"dist": "around", "rel": p.rel, "log": p.log, "zero_width": p.zero_width, knob: size}
+        shown = ", ".join(f"{k}: {v}" if k == "dist" else f"{k}: {str(v).lower() if isinstance(v, bool) else f'{v:g}'}"
+                          for k, v in entry.items() if k in ("dist", "rel", knob) or v)
+        fixes.append(f"params.{key}: {{{shown}}} ({narrow.low:g}…{narrow.high:g} here)")
+    low = wide.low if refused != wide.low else (narrow.low if narrow else c)
+    high = wide.high if refused != wide.high else (narrow.high if narrow else c)
+    fixed = (Param(key, "int", low=int(low), high=int(high)) if wide.dist == "int" else
+             Param(key, wide.dist, low=float(f"{low:g}"), high=float(f"{high:g}")))
+    if fixed.low <= c <= fixed.high and fixed.low < fixed.high and takes(fixed):
+        fixes.append(f"a fixed range that holds {c:g}: params.{key}: {{dist: {fixed.dist}, low: {fixed.low:g}, "
+                     f"high: {fixed.high:g}}}" + (f" (and no {key}=… on the command line)" if key in given else ""))
+    if not fixes:
+        return (f"remove params.{key} from {declared.path} {a_copy}: every {knob} reaches a value the config "
+                f"refuses; the trials keep {c:g}")
+    return f"in {declared.path} {a_copy}, " + ", or ".join(fixes)
+
+
+def _round_down(x: float, digits: int) -> float:
+    """``x`` > 0 rounded down to ``digits`` significant digits (0.0309 → 0.03 at 2)."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(x)))
+    return math.floor(x * scale) / scale
 
 
 def check_against(space: SearchSpace, base: DictConfig) -> None:
