@@ -254,9 +254,10 @@ def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data,
     full = lb[lb["kind"] == "full_eval"]
     assert len(full) == 1 and full["nrmse_ttc"].notna().all()
     # the full-eval row costs the evaluation, not the training again (the trial's row has that): a sum of the
-    # column counted every promoted trial twice
+    # column counted every promoted trial twice. Not compared by size: on a loaded machine the evaluation can
+    # take longer than the 2-epoch trial did (8–28 s against 4 s seen), a copy of the trial's figure is what fails
     trained = lb.set_index("run_id").loc[full.iloc[0]["source_run_id"]]
-    assert 0 < full.iloc[0]["wall_clock"] < trained["wall_clock"] and full.iloc[0]["gpu_hours"] == 0
+    assert 0 < full.iloc[0]["wall_clock"] != trained["wall_clock"] and full.iloc[0]["gpu_hours"] == 0
     # a 2-epoch model is forced to its full-eval but is no better than the sweep's best baseline: not crowned
     bases = lb[lb["kind"] == "baseline"].set_index("label")["nrmse"]
     assert full.iloc[0]["nrmse_ttc"] >= bases.min()
