@@ -34,12 +34,13 @@ from ups.tune.restore import (ResumableASHA, ResumableStopper, carry_over, repor
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
 from ups.tune.stop_signals import log as _log, stop_signals_as_ctrl_c
+from ups.tune.scratch import remove_scratch
 from ups.tune.space import (Param, SearchSpace, SearchSpaceError, check_against, check_around_windows, load_space,
                             resolve_around)
 from ups.tune.sweep_config import SweepConfig, default_space_path, load_sweep_config, resolve_path, unread_overrides
 from ups.tune.sweep_record import (RECORD, check_resume, experiment_dirs, latest_sweep, read_record, sweep_record,
                                    write_record)
-from ups.tune.trainable import METRIC, remove_scratch, ups_trial
+from ups.tune.trainable import METRIC, ups_trial
 from ups.tune.trial_logs import trial_loggers
 from ups.tune.tune_state import repair_cut_off_state
 from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode

@@ -11,7 +11,6 @@ import json
 import math
 import numbers
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -21,6 +20,7 @@ from ray.tune import Checkpoint
 from ups.config import config_from_dict, to_dict
 from ups.train.checkpoint import CheckpointError
 from ups.tune.results import GPU_SHARE
+from ups.tune.scratch import remove_scratch, scratch_root  # noqa: F401 (remove_scratch: re-exported)
 from ups.tune.space import SearchSpace
 from ups.tune.stage_cache import CACHED_STAGE, StageCache, stage_cache_key
 
@@ -80,38 +80,6 @@ def clean_metrics(metrics: Mapping[str, Any], metric: str = METRIC) -> dict[str,
             out[f"{metric}_raw"] = str(out[metric])
             out[metric] = NONFINITE_PENALTY
     return out
-
-
-def scratch_root(experiment: str) -> Path:
-    """This node's scratch folder for an experiment's trials (trainer checkpoints, latent caches)."""
-    return Path(tempfile.gettempdir()) / "ups-trials" / experiment
-
-
-def remove_scratch(experiment: str, timeout_s: float = 60.0, here: bool = True) -> None:
-    """Remove an experiment's scratch on this node (``here``) and, through a zero-CPU task pinned to each, on
-    every live node of the Ray cluster (the autoencoder stage cache and whatever a killed trial left there),
-    once all its trials have ended."""
-    if here:
-        shutil.rmtree(scratch_root(experiment), ignore_errors=True)
-    import ray
-
-    if not ray.is_initialized():
-        return
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    rm = ray.remote(num_cpus=0, max_retries=0)(_remove_local_scratch)
-    refs = [rm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(experiment)
-            for n in ray.nodes() if n.get("Alive")]
-    try:
-        ray.get(refs, timeout=timeout_s)
-    except (ray.exceptions.RayError, TimeoutError):
-        pass  # a node that went away took its scratch with it; a hung one keeps a few MB of /tmp
-
-
-def _remove_local_scratch(experiment: str) -> bool:
-    path = scratch_root(experiment)
-    shutil.rmtree(path, ignore_errors=True)
-    return not path.exists()
 
 
 def _resume_path(ckpt: Checkpoint | None) -> tuple[Path | None, Path | None]:

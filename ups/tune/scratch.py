@@ -1,0 +1,44 @@
+"""Trial scratch folders on each node: where they are and their removal once a sweep's trials have ended.
+
+Standard library only (Ray is imported when ``remove_scratch`` runs): the removal task that
+``remove_scratch`` sends to every node unpickles ``_remove_local_scratch`` by importing this module in a
+Ray worker, and a module that imported torch and Ray Tune (``ups.tune.trainable``) cost that worker ~2 s
+of imports, paid at the end of every sweep (and of every promotion retrain).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def scratch_root(experiment: str) -> Path:
+    """This node's scratch folder for an experiment's trials (trainer checkpoints, latent caches)."""
+    return Path(tempfile.gettempdir()) / "ups-trials" / experiment
+
+
+def remove_scratch(experiment: str, timeout_s: float = 60.0, here: bool = True) -> None:
+    """Remove an experiment's scratch on this node (``here``) and, through a zero-CPU task pinned to each, on
+    every live node of the Ray cluster (the autoencoder stage cache and whatever a killed trial left there),
+    once all its trials have ended."""
+    if here:
+        shutil.rmtree(scratch_root(experiment), ignore_errors=True)
+    import ray
+
+    if not ray.is_initialized():
+        return
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    rm = ray.remote(num_cpus=0, max_retries=0)(_remove_local_scratch)
+    refs = [rm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(experiment)
+            for n in ray.nodes() if n.get("Alive")]
+    try:
+        ray.get(refs, timeout=timeout_s)
+    except (ray.exceptions.RayError, TimeoutError):
+        pass  # a node that went away took its scratch with it; a hung one keeps a few MB of /tmp
+
+
+def _remove_local_scratch(experiment: str) -> bool:
+    path = scratch_root(experiment)
+    shutil.rmtree(path, ignore_errors=True)
+    return not path.exists()
