@@ -7,9 +7,12 @@ with the key, the nearest valid key, and the fix.  This module does not import R
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -423,9 +426,34 @@ def config_from_dict(d: dict[str, Any], source: str = "config") -> DictConfig:
     return cfg
 
 
+_TYPED: OrderedDict[str, DictConfig] = OrderedDict()  # repr of a config's container → it merged onto the schema
+_TYPED_SIZE = 8
+_TYPED_LOCK = threading.Lock()
+
+
+def _typed_copy(cfg: DictConfig) -> DictConfig:
+    """``merge(schema_template(), to_container(cfg))``: ``cfg`` on the structured schema (types checked on every
+    assignment), a fresh config the caller may change.  The merge costs ~15 ms, and a sweep's checks
+    (``check_against``: every extreme of every param, then the trials) apply overrides to the same few base
+    configs hundreds of times: each distinct one is merged once and deep-copied (~3 ms) after."""
+    container = OmegaConf.to_container(cfg)
+    key = repr(container)  # plain dicts, lists and scalars (interpolations unresolved, as text): equal repr, equal merge
+    with _TYPED_LOCK:
+        merged = _TYPED.get(key)
+        if merged is not None:
+            _TYPED.move_to_end(key)
+    if merged is None:
+        merged = OmegaConf.merge(schema_template(), container)
+        with _TYPED_LOCK:
+            _TYPED[key] = merged
+            while len(_TYPED) > _TYPED_SIZE:
+                _TYPED.popitem(last=False)
+    return copy.deepcopy(merged)
+
+
 def apply_overrides(cfg: DictConfig, updates: dict[str, Any], source: str = "overrides") -> DictConfig:
     """Set dotted keys on a copy of ``cfg`` (used by sweeps for sampled params); unknown keys fail."""
-    schema = OmegaConf.merge(schema_template(), OmegaConf.to_container(cfg))
+    schema = _typed_copy(cfg)
     valid = set(_schema_keys())
     for key, value in updates.items():
         if key not in valid:

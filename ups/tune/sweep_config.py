@@ -14,6 +14,7 @@ No Ray import here.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -161,7 +162,15 @@ class SweepConfig:
 
 
 def sweep_keys() -> list[str]:
-    return all_keys(OmegaConf.structured(SweepConfig))
+    """Every dotted leaf key of the sweep schema (a fresh list; the schema's keys are read once)."""
+    return list(_sweep_keys())
+
+
+@functools.lru_cache(maxsize=1)
+def _sweep_keys() -> tuple[str, ...]:
+    # OmegaConf.structured(SweepConfig) costs ~20 ms, and sweep_keys is asked for each override layer of every
+    # load_sweep_config (several per prepare): once is enough, the schema is a dataclass
+    return tuple(all_keys(OmegaConf.structured(SweepConfig)))
 
 
 def _parse_value(text: str) -> Any:
