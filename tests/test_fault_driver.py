@@ -51,9 +51,23 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+# Ray's agents beside the raylet: idle, and after a SIGKILL of the driver they outlive their raylet by 20 s and
+# more (they notice its end late), so waiting for them to exit on their own only waited the timeout out
+_RAY_AGENTS = (b"ray::DashboardAgent", b"ray::RuntimeEnvAgent")
+
+
+def _agent(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(_RAY_AGENTS)
+    except OSError:
+        return False
+
+
 def _end(pids: list[int], timeout: float = 15.0) -> None:
+    """Give ``pids`` up to ``timeout`` to exit on their own, then SIGKILL those left; Ray's idle agents are not
+    waited for once every other process has gone."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(_alive(p) and not _agent(p) for p in pids):
         time.sleep(0.2)
     for p in pids:
         if _alive(p):
