@@ -163,20 +163,26 @@ def test_round_c_says_which_champion_it_searches_around(tmp_path: Path) -> None:
     assert p.centre["run_id"] == "round_a-20260101-000000-abcd1234"
 
 
-def test_round_c_resumed_after_a_new_champion_keeps_its_window(tmp_path: Path, monkeypatch, capsys) -> None:
-    """A new champion crowned while a round C sweep was unfinished: its resume was refused ("this command would
-    continue … under other settings: lr 0.001 → 0.002") with the same command as the fix, which read the new
-    champion again. The resumed sweep now centres on the champion it started from, as recorded."""
+def _resume_round_c(tmp_path: Path, monkeypatch, capsys, space: Path | None = None,
+                    then: str = "new-champ", named: bool = False) -> tuple[object, str]:
+    """A round C sweep started from champion old-champ (its record written as run_round writes it), then
+    ``then``: "new-champ" (another round crowned one since) or "deleted" (champion.json removed); returns the
+    Prepared its resume (with name= when ``named``, else as a plain resume finds the newest round_c sweep) reaches
+    the Tune state check with, and what the resume printed."""
     import pytest
 
     from ups.tune import launcher
     from ups.tune.sweep_record import sweep_record, write_record
 
     args, defaults = _round_c_champion(tmp_path, "old-champ", 1.0e-3)
+    args += [f"space={space}"] if space else []
     p = launcher.prepare("round_c", args, defaults, around_champion=True)
     name = "round_c-20260101-000000"
     write_record(p.storage_path, p.filesystem, name, {**sweep_record(p, args), "name": name})
-    _round_c_champion(tmp_path, "new-champ", 2.0e-3)  # crowned meanwhile by another round
+    if then == "deleted":
+        (tmp_path / "champion.json").unlink()
+    else:
+        _round_c_champion(tmp_path, "new-champ", 2.0e-3)
     seen = []
 
     class Reached(Exception):
@@ -187,13 +193,23 @@ def test_round_c_resumed_after_a_new_champion_keeps_its_window(tmp_path: Path, m
         raise Reached
 
     monkeypatch.setattr(launcher, "check_sweep_folder", stop_here)
+    capsys.readouterr()  # what the start printed
     with pytest.raises(Reached):
-        launcher.run_round("round_c", [*args, "resume=true", f"name={name}"], defaults=defaults, around_champion=True)
-    (q,) = seen
+        launcher.run_round("round_c", [*args, "resume=true", *([f"name={name}"] if named else [])],
+                           defaults=defaults, around_champion=True)
+    return seen[0], capsys.readouterr().out
+
+
+def test_round_c_resumed_after_a_new_champion_keeps_its_window(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A new champion crowned while a round C sweep was unfinished: its resume was refused ("this command would
+    continue … under other settings: lr 0.001 → 0.002") with the same command as the fix, which read the new
+    champion again. The resumed sweep now centres on the champion it started from, as recorded."""
+    import pytest
+
+    q, out = _resume_round_c(tmp_path, monkeypatch, capsys, named=True)
     lr = q.space.params["stages.operator.optimizer.lr"]
     assert q.base.stages.operator.optimizer.lr == 1.0e-3 and (lr.low, lr.high) == pytest.approx((0.8e-3, 1.2e-3))
     assert q.centre["run_id"] == "old-champ"
-    out = capsys.readouterr().out
     assert "started from champion old-champ" in out and "round_c: from champion old-champ" in out, out
     assert "round_c: from champion new-champ" not in out, out
 
@@ -226,41 +242,6 @@ def test_round_c_with_a_warning_still_says_its_champion(tmp_path: Path) -> None:
                      + "  stages.operator.ema_decay: {dist: uniform, low: 0.99, high: 0.9999}\n")
     note = prepare("round_c", [*args, f"space={space}"], defaults, around_champion=True).centre_note
     assert note.startswith("round_c: from champion the-champ") and "ema_decay" not in note, note
-
-
-def _resume_round_c(tmp_path: Path, monkeypatch, capsys, space: Path | None = None,
-                    then: str = "new-champ") -> tuple[object, str]:
-    """A round C sweep started from champion old-champ (its record written as run_round writes it), then
-    ``then``: "new-champ" (another round crowned one since) or "deleted" (champion.json removed); returns the
-    Prepared its resume (without name=) reaches the Tune state check with, and what the resume printed."""
-    import pytest
-
-    from ups.tune import launcher
-    from ups.tune.sweep_record import sweep_record, write_record
-
-    args, defaults = _round_c_champion(tmp_path, "old-champ", 1.0e-3)
-    args += [f"space={space}"] if space else []
-    p = launcher.prepare("round_c", args, defaults, around_champion=True)
-    name = "round_c-20260101-000000"
-    write_record(p.storage_path, p.filesystem, name, {**sweep_record(p, args), "name": name})
-    if then == "deleted":
-        (tmp_path / "champion.json").unlink()
-    else:
-        _round_c_champion(tmp_path, "new-champ", 2.0e-3)
-    seen = []
-
-    class Reached(Exception):
-        pass
-
-    def stop_here(q, _name):  # the step after the resume check: nothing more is needed here (no Ray)
-        seen.append(q)
-        raise Reached
-
-    monkeypatch.setattr(launcher, "check_sweep_folder", stop_here)
-    capsys.readouterr()  # what the start printed
-    with pytest.raises(Reached):  # no name=: the newest round_c sweep, as a plain resume finds it
-        launcher.run_round("round_c", [*args, "resume=true"], defaults=defaults, around_champion=True)
-    return seen[0], capsys.readouterr().out
 
 
 def test_round_c_resumed_without_its_champion_file_continues_from_the_recorded_one(tmp_path: Path, monkeypatch,

@@ -685,6 +685,14 @@ def check_around_windows(declared: SearchSpace, resolved: SearchSpace, center: D
         raise _err(declared.path, f"params.{key}", f"{head}. Fix: {fix}")
 
 
+def _config_message(e: ConfigError, space: SearchSpace) -> str:
+    """What the config said of a materialized point, without the space file's and the config's own prefixes."""
+    text = str(e)
+    for prefix in (f"{space.path}: ", "config: "):
+        text = text[len(prefix):] if text.startswith(prefix) else text
+    return text
+
+
 def _refused_end(space: SearchSpace, base: DictConfig, key: str) -> tuple[float, str] | None:
     """(the end of ``key``'s range the config refuses, why without its fix), or None when both are taken."""
     p = space.params[key]
@@ -694,10 +702,7 @@ def _refused_end(space: SearchSpace, base: DictConfig, key: str) -> tuple[float,
         except SearchSpaceError:
             raise
         except ConfigError as e:
-            why = str(e)
-            for prefix in (f"{space.path}: ", "config: "):
-                why = why[len(prefix):] if why.startswith(prefix) else why
-            return float(value), re.sub(r"\. Fix: .*$", "", why, flags=re.DOTALL)
+            return float(value), re.sub(r"\. Fix: .*$", "", _config_message(e, space), flags=re.DOTALL)
     return None
 
 
@@ -771,9 +776,7 @@ def check_against(space: SearchSpace, base: DictConfig) -> None:
         except SearchSpaceError:
             raise
         except ConfigError as e:
-            inner = str(e)
-            for prefix in (f"{space.path}: ", "config: "):
-                inner = inner[len(prefix):] if inner.startswith(prefix) else inner
+            inner = _config_message(e, space)
             culprit = next((t for t in space.derived if f"'{t}'" in inner), None)
             if culprit is not None:  # the derived rule's result is what the config refuses
                 given = (f"params.{k} = {v!r}" for k, v in probe.items()) if probe else iter(["the reference point"])
