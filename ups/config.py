@@ -348,12 +348,63 @@ def invalid_value_error(source: str, key: str | None, err: Exception, cfg: Any, 
                        + value_fix(cfg, key, label))
 
 
+_COMPOSED: OrderedDict[tuple[Any, ...], DictConfig] = OrderedDict()  # (dir, name, overrides, files) → Hydra's compose
+_COMPOSED_SIZE = 32
+_COMPOSED_LOCK = threading.Lock()
+
+
+def _conf_files(config_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file under ``config_dir`` with its mtime and size: a cached compose is reused only while they stay."""
+    out = []
+    for p in sorted(config_dir.rglob("*")):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if p.is_file():
+            out.append((str(p.relative_to(config_dir)), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 def _compose(overrides: Sequence[str], config_name: str, config_dir: Path) -> DictConfig:
+    """Hydra's compose of ``config_name`` in ``config_dir`` with ``overrides`` (unresolved), a fresh config the caller
+    may change.  A compose costs ~70 ms (Hydra's defaults tree, the YAML files, the overrides), and tests and sweeps
+    load the same few configs many times: each distinct one (same folder, files unchanged, same overrides) is composed
+    once and deep-copied (~3 ms) after.  Failures are not cached: a bad override raises the same error every time."""
+    try:
+        key: tuple[Any, ...] | None = (str(config_dir.resolve()), config_name, tuple(overrides),
+                                       _conf_files(config_dir))
+        hash(key)
+    except TypeError:  # an override Hydra will refuse: compose and let it say so
+        key = None
+    if key is not None:
+        with _COMPOSED_LOCK:
+            cached = _COMPOSED.get(key)
+            if cached is not None:
+                _COMPOSED.move_to_end(key)
+        if cached is not None:
+            return copy.deepcopy(cached)
+    cfg = _compose_uncached(overrides, config_name, config_dir)
+    if key is not None:
+        cached = copy.deepcopy(cfg)
+        # Hydra's compose leaves its ``${now:…}`` results (hydra.run.dir) in the root's resolver cache: a copy must not
+        # hand the first compose's time to a ``${now:…}`` in a later load's overrides, so it resolves afresh
+        OmegaConf.clear_cache(cached)
+        with _COMPOSED_LOCK:
+            _COMPOSED[key] = cached
+            while len(_COMPOSED) > _COMPOSED_SIZE:
+                _COMPOSED.popitem(last=False)
+    return cfg
+
+
+def _compose_uncached(overrides: Sequence[str], config_name: str, config_dir: Path) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.config_store import ConfigStore
     from hydra.core.global_hydra import GlobalHydra
 
-    ConfigStore.instance().store(name="ups_schema", node=UPSConfig)
+    store = ConfigStore.instance()
+    if "ups_schema.yaml" not in store.repo:  # Hydra deep-copies a stored node on every load: one store is enough
+        store.store(name="ups_schema", node=UPSConfig)  # (OmegaConf.structured, ~15 ms a call)
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
     if GlobalHydra.instance().is_initialized():
