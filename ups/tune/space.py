@@ -224,36 +224,30 @@ class SearchSpace:
         searched, the top of what it is derived from (copy, scale by a factor ≥ 0, divisor), else the base
         config's value.  ASHA's automatic ``max_t`` must not cut a trial whose sampled epochs run longer
         than the base config's."""
-        p = self.params.get(key)
-        if p is not None and p.values:
-            return max(float(v) for v in p.values)
-        if p is not None and p.high is not None:
-            return float(p.high)
-        rule = self.derived.get(key)
-        if rule is not None and rule["rule"] in ("copy", "divisor"):
-            return self.largest(rule["of"], base)
-        if rule is not None and rule["rule"] == "scale" and float(rule.get("factor", 1.0)) >= 0:
-            return self.largest(rule["of"], base) * float(rule.get("factor", 1.0))
-        return float(_select(base, key))
-
-        return float(_select(base, key))
+        return self._extreme(key, base, top=True)
 
     def smallest(self, key: str, base: Any) -> float:
         """The smallest value numeric ``key`` can take in a trial: the bottom of its range or choices when searched,
         the bottom of what it is copied or scaled (factor ≥ 0) from, 1 for a divisor, else the base config's value
         (``largest``'s counterpart: the fewest samples per batch, the most optimizer steps)."""
+        return self._extreme(key, base, top=False)
+
+    def _extreme(self, key: str, base: Any, top: bool) -> float:
+        """``largest`` (``top``) or ``smallest``: one walk through params and derived rules; only a divisor differs
+        (its top follows what it divides, its bottom is 1)."""
         p = self.params.get(key)
         if p is not None and p.values:
-            return min(float(v) for v in p.values)
-        if p is not None and p.low is not None:
-            return float(p.low)
+            return (max if top else min)(float(v) for v in p.values)
+        end = None if p is None else (p.high if top else p.low)
+        if end is not None:
+            return float(end)
         rule = self.derived.get(key)
-        if rule is not None and rule["rule"] == "copy":
-            return self.smallest(rule["of"], base)
-        if rule is not None and rule["rule"] == "scale" and float(rule.get("factor", 1.0)) >= 0:
-            return self.smallest(rule["of"], base) * float(rule.get("factor", 1.0))
-        if rule is not None and rule["rule"] == "divisor":
+        if rule is not None and rule["rule"] == "divisor" and not top:
             return 1.0
+        if rule is not None and rule["rule"] in ("copy", "divisor"):
+            return self._extreme(rule["of"], base, top)
+        if rule is not None and rule["rule"] == "scale" and float(rule.get("factor", 1.0)) >= 0:
+            return self._extreme(rule["of"], base, top) * float(rule.get("factor", 1.0))
         return float(_select(base, key))
 
     def grid_size(self) -> int:
