@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Hashable, Iterable, Sequence
 
 from omegaconf import II, MISSING, DictConfig, ListConfig, OmegaConf
 
@@ -348,9 +348,25 @@ def invalid_value_error(source: str, key: str | None, err: Exception, cfg: Any, 
                        + value_fix(cfg, key, label))
 
 
+_MEMO_LOCK = threading.Lock()
 _COMPOSED: OrderedDict[tuple[Any, ...], DictConfig] = OrderedDict()  # (dir, name, overrides, files) → Hydra's compose
-_COMPOSED_SIZE = 32
-_COMPOSED_LOCK = threading.Lock()
+_TYPED: OrderedDict[str, DictConfig] = OrderedDict()  # repr of a config's container → it merged onto the schema
+
+
+def _memo_copy(memo: OrderedDict, size: int, key: Hashable, make: Callable[[], DictConfig]) -> DictConfig:
+    """A deep copy (the caller may change it) of ``memo[key]``, made by ``make()`` on first use; ``memo`` keeps the
+    ``size`` most recently used.  A ``make`` that raises keeps nothing: the same error comes again next time."""
+    with _MEMO_LOCK:
+        kept = memo.get(key)
+        if kept is not None:
+            memo.move_to_end(key)
+    if kept is None:
+        kept = make()
+        with _MEMO_LOCK:
+            memo[key] = kept
+            while len(memo) > size:
+                memo.popitem(last=False)
+    return copy.deepcopy(kept)
 
 
 def _conf_files(config_dir: Path) -> tuple[tuple[str, int, int], ...]:
@@ -377,24 +393,17 @@ def _compose(overrides: Sequence[str], config_name: str, config_dir: Path) -> Di
         hash(key)
     except TypeError:  # an override Hydra will refuse: compose and let it say so
         key = None
-    if key is not None:
-        with _COMPOSED_LOCK:
-            cached = _COMPOSED.get(key)
-            if cached is not None:
-                _COMPOSED.move_to_end(key)
-        if cached is not None:
-            return copy.deepcopy(cached)
-    cfg = _compose_uncached(overrides, config_name, config_dir)
-    if key is not None:
-        cached = copy.deepcopy(cfg)
+    if key is None:
+        return _compose_uncached(overrides, config_name, config_dir)
+
+    def fresh() -> DictConfig:
+        cfg = _compose_uncached(overrides, config_name, config_dir)
         # Hydra's compose leaves its ``${now:…}`` results (hydra.run.dir) in the root's resolver cache: a copy must not
         # hand the first compose's time to a ``${now:…}`` in a later load's overrides, so it resolves afresh
-        OmegaConf.clear_cache(cached)
-        with _COMPOSED_LOCK:
-            _COMPOSED[key] = cached
-            while len(_COMPOSED) > _COMPOSED_SIZE:
-                _COMPOSED.popitem(last=False)
-    return cfg
+        OmegaConf.clear_cache(cfg)
+        return cfg
+
+    return _memo_copy(_COMPOSED, 32, key, fresh)
 
 
 def _compose_uncached(overrides: Sequence[str], config_name: str, config_dir: Path) -> DictConfig:
@@ -477,29 +486,14 @@ def config_from_dict(d: dict[str, Any], source: str = "config") -> DictConfig:
     return cfg
 
 
-_TYPED: OrderedDict[str, DictConfig] = OrderedDict()  # repr of a config's container → it merged onto the schema
-_TYPED_SIZE = 8
-_TYPED_LOCK = threading.Lock()
-
-
 def _typed_copy(cfg: DictConfig) -> DictConfig:
     """``merge(schema_template(), to_container(cfg))``: ``cfg`` on the structured schema (types checked on every
     assignment), a fresh config the caller may change.  The merge costs ~15 ms, and a sweep's checks
     (``check_against``: every extreme of every param, then the trials) apply overrides to the same few base
     configs hundreds of times: each distinct one is merged once and deep-copied (~3 ms) after."""
     container = OmegaConf.to_container(cfg)
-    key = repr(container)  # plain dicts, lists and scalars (interpolations unresolved, as text): equal repr, equal merge
-    with _TYPED_LOCK:
-        merged = _TYPED.get(key)
-        if merged is not None:
-            _TYPED.move_to_end(key)
-    if merged is None:
-        merged = OmegaConf.merge(schema_template(), container)
-        with _TYPED_LOCK:
-            _TYPED[key] = merged
-            while len(_TYPED) > _TYPED_SIZE:
-                _TYPED.popitem(last=False)
-    return copy.deepcopy(merged)
+    # plain dicts, lists and scalars (interpolations unresolved, as text): equal repr, equal merge
+    return _memo_copy(_TYPED, 8, repr(container), lambda: OmegaConf.merge(schema_template(), container))
 
 
 def apply_overrides(cfg: DictConfig, updates: dict[str, Any], source: str = "overrides") -> DictConfig:
