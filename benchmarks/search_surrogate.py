@@ -173,6 +173,16 @@ def replay_searcher(p: Any, seed: int) -> Any:
     return searcher
 
 
+def tell(searcher: Any, tid: str, t: Recorded, n: int) -> None:
+    """What Tune tells the searcher of a trial that ran ``t``'s first ``n`` reports: each one (``on_trial_result``:
+    the figure and its iteration, Optuna's intermediate values), then its end (``on_trial_complete`` with the last
+    report, ``final`` when it ran to the end: ``searcher.stopped`` tells the others apart)."""
+    for k in range(n):
+        searcher.on_trial_result(tid, {"val_nrmse": t.vals[k], "training_iteration": t.its[k]})
+    searcher.on_trial_complete(tid, {"val_nrmse": t.vals[n - 1], "training_iteration": t.its[n - 1],
+                                     "final": n == len(t.its)})
+
+
 def promotion_curve(p: Any, table: Table, rungs: list[int], rf: float, budget: float,
                     seed: int) -> list[tuple[float, float]]:
     """One promotion-type ASHA + searcher run on the table (``PromotionASHA``; one job at a time): a new
@@ -206,8 +216,8 @@ def promotion_curve(p: Any, table: Table, rungs: list[int], rf: float, budget: f
         done[i] = end
         if end < len(t.its):  # paused at rung ``level``
             asha.record(level, i, t.vals[end - 1])
-        if job is None:
-            searcher.on_trial_complete(tid, {"val_nrmse": t.vals[end - 1]})
+        if job is None:  # told at its first pause, as the live searcher learns of a trial once
+            tell(searcher, tid, t, end)
     return c
 
 
@@ -267,7 +277,7 @@ def searcher_curve(p: Any, table: Table, brackets: Brackets, rf: float, budget: 
         n = cut(tid, t)
         extend(c, t.vals[:n], t.dts[:n])
         if asked:
-            searcher.on_trial_complete(tid, {"val_nrmse": t.vals[n - 1]})  # the last result, as Ray's OptunaSearch
+            tell(searcher, tid, t, n)
     return c
 
 

@@ -476,6 +476,44 @@ def test_tpe_multivariate_and_constant_liar_reach_the_sampler() -> None:
         load_sweep_config("round_a", ["searcher.sampler=gp", "searcher.multivariate=true"])
 
 
+@pytest.mark.parametrize("stopped", ["complete", "pruned"])
+def test_a_trial_stopped_before_its_final_report_is_told_to_optuna_as_searcher_stopped_says(stopped: str) -> None:
+    """searcher.stopped: a trial whose last report is not its final one (ASHA, a gate) reaches Optuna's study as
+    COMPLETE with its last figure (Ray's way, the default) or as PRUNED with every figure it reported per
+    iteration; a finished trial is COMPLETE and an errored one FAIL either way.  A searcher pickled before the
+    setting existed tells Ray's way."""
+    import optuna
+
+    from ups.tune.launcher import build_searcher
+
+    space = load_space(REPO / "search_spaces" / "round_a.yaml")
+    s = load_sweep_config("round_a", [f"searcher.stopped={stopped}", "searcher.start_at_reference=false"])
+    limiter = build_searcher(s, {}, max_conc=4, space=space)[0]
+    limiter.set_search_properties("val_nrmse", "min", space.tune_space("optuna"))
+    for tid in ("finished", "stopped", "crashed"):
+        assert limiter.suggest(tid) is not None
+        for it, v in ((1, 0.5), (2, 0.3)):
+            limiter.on_trial_result(tid, {"val_nrmse": v, "training_iteration": it})
+    limiter.on_trial_complete("finished", {"val_nrmse": 0.2, "training_iteration": 3, "final": True})
+    limiter.on_trial_complete("stopped", {"val_nrmse": 0.3, "training_iteration": 2})
+    limiter.on_trial_complete("crashed", error=True)  # as Tune tells a trial that raised
+    finished, cut, crashed = limiter.searcher._ot_study.get_trials(deepcopy=False)
+    assert (finished.state, finished.value) == (optuna.trial.TrialState.COMPLETE, 0.2)
+    assert crashed.state == optuna.trial.TrialState.FAIL
+    assert cut.intermediate_values == {1: 0.5, 2: 0.3}
+    want = optuna.trial.TrialState.PRUNED if stopped == "pruned" else optuna.trial.TrialState.COMPLETE
+    assert (cut.state, cut.value) == (want, 0.3)
+
+    old = build_searcher(s, {}, max_conc=4, space=space)[0]
+    del old.searcher._stopped  # as unpickled from a sweep started before searcher.stopped
+    old.set_search_properties("val_nrmse", "min", space.tune_space("optuna"))
+    old.suggest("t")
+    old.on_trial_complete("t", {"val_nrmse": 0.4, "training_iteration": 1})
+    assert old.searcher._ot_study.get_trials(deepcopy=False)[0].state == optuna.trial.TrialState.COMPLETE
+    with pytest.raises(ConfigError, match=r"searcher.stopped.*use complete or pruned"):
+        load_sweep_config("round_a", ["searcher.stopped=early"])
+
+
 def test_promotion_seeds_refuses_a_searched_seed(tmp_path: Path) -> None:
     from ups.tune.launcher import prepare
 

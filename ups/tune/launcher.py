@@ -730,7 +730,8 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int, space: 
                                                  constant_liar=s.searcher.constant_liar)
         from ups.tune.warm_start import WarmOptunaSearch
 
-        optuna_search = WarmOptunaSearch(points_to_evaluate=first or None, sampler=sampler, warm=warm or ())
+        optuna_search = WarmOptunaSearch(points_to_evaluate=first or None, sampler=sampler, warm=warm or (),
+                                         stopped=s.searcher.stopped)
         return ClusterLimiter(optuna_search, per_trial_resources(s), s.pending_trials,
                               fixed=0 if max_conc == ADAPTIVE else max_conc), None
     if s.searcher.name == "random":

@@ -70,6 +70,9 @@ class SearcherCfg:
     constant_liar: bool = False  # TPE only: trials still running count as bad, so concurrent suggestions spread
     warm_start: str = ""  # optuna only: tell TPE an earlier sweep's finished trials first: latest | <experiment>
     # (same storage_path, same base config; ups.tune.warm_start)
+    stopped: str = "complete"  # optuna only: how a trial stopped before its final evaluation (ASHA, a gate) is
+    # told: complete (its last figure, as a finished trial's: Ray's OptunaSearch) | pruned (Optuna's PRUNED
+    # state: its figures per iteration, ranked after every finished trial, by how far it got, then its last figure)
 
 
 @dataclass
@@ -322,6 +325,8 @@ def validate_sweep_config(s: SweepConfig) -> None:
         raise bad("searcher.name", f"= '{s.searcher.name}' is unknown", "use optuna, random or grid")
     if s.searcher.initial_design not in ("lhs", "random"):
         raise bad("searcher.initial_design", f"= '{s.searcher.initial_design}' is unknown", "use lhs or random")
+    if s.searcher.stopped not in ("complete", "pruned"):
+        raise bad("searcher.stopped", f"= '{s.searcher.stopped}' is unknown", "use complete or pruned")
     if s.searcher.sampler not in ("tpe", "gp"):
         raise bad("searcher.sampler", f"= '{s.searcher.sampler}' is unknown", "use tpe or gp")
     if s.searcher.sampler == "gp" and (s.searcher.multivariate or s.searcher.constant_liar):
@@ -355,7 +360,7 @@ READ_ONLY_BY = {
        for k in ("grace_period", "reduction_factor", "max_t", "brackets", "rungs_from")},
     "scheduler.perturbation_interval": ("scheduler.name", ("pbt",)),
     **{f"searcher.{k}": ("searcher.name", ("optuna",))
-       for k in ("n_startup_trials", "initial_design", "sampler", "multivariate", "constant_liar")},
+       for k in ("n_startup_trials", "initial_design", "sampler", "multivariate", "constant_liar", "stopped")},
 }
 
 

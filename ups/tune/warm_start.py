@@ -29,10 +29,15 @@ from ups.tune.trainable import SEARCH_METRIC, TTC_METRIC, final_objective, with_
 class WarmOptunaSearch(OptunaSearch):
     """``OptunaSearch`` told ``SEARCH_METRIC`` (whatever metric Tune's config names: that one is ASHA's), whose
     study holds ``warm`` (Tune config, value) pairs as completed trials once Tune has set its space (a
-    module-level class: Tune pickles its searcher with the experiment)."""
+    module-level class: Tune pickles its searcher with the experiment).  ``stopped`` (``searcher.stopped``): a
+    trial that ended without its final report (ASHA, a gate) is told as ``complete`` with its last figure (Ray's
+    way), or as ``pruned``: Optuna's PRUNED state, which TPE ranks after every finished trial, by the last
+    iteration it reported, then by its figure there (``OptunaSearch.on_trial_result`` reported each one)."""
 
-    def __init__(self, *args: Any, warm: list[tuple[dict[str, Any], float]] = (), **kwargs: Any) -> None:
+    def __init__(self, *args: Any, warm: list[tuple[dict[str, Any], float]] = (), stopped: str = "complete",
+                 **kwargs: Any) -> None:
         self._warm = list(warm)
+        self._stopped = stopped
         super().__init__(*args, **kwargs)
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
@@ -42,6 +47,9 @@ class WarmOptunaSearch(OptunaSearch):
         super().on_trial_result(trial_id, _with_objective(result))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        # a searcher pickled before ``stopped`` existed (a resumed sweep) tells Ray's way, as it did
+        if result and not error and not result.get("final") and getattr(self, "_stopped", "complete") == "pruned":
+            result = None  # OptunaSearch tells a trial without a figure (and no error) as PRUNED
         super().on_trial_complete(trial_id, _with_objective(result) if result else result, error)
 
     def _setup_study(self, mode: Any) -> None:
