@@ -238,17 +238,32 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
     assert not (work / "runs" / "dims-no-ttc").exists()
 
 
-def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data, tiny_cache_dir, work,
-                                                        tmp_path, capsys) -> None:
-    # one trial: the round's reference config (the capacity choices are covered by test_space); latent.dim
-    # stays the tiny data's 8 (the round's 32/48 would refuse it as a reference and train 10× longer)
-    space = tmp_path / "aggressive.yaml"
+def aggressive_args(work: Path, cache: Path, folder: Path, name: str) -> list[str]:
+    """The aggressive round on one trial: the round's reference config (the capacity choices are covered by
+    test_space); latent.dim stays the tiny data's 8 (the round's 32/48 would refuse it as a reference and train
+    10× longer: its space, without that line, is written to ``folder``)."""
+    space = folder / "aggressive.yaml"
     space.write_text("".join(line for line in (REPO / "search_spaces" / "aggressive.yaml").read_text()
                              .splitlines(keepends=True) if not line.lstrip().startswith("latent.dim:")))
-    args = tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "scheduler.name=fifo",
-                "num_samples=1", "gates.enabled=false", f"space={space}", "name=aggressive-forced")
+    args = tiny(work, cache, "wandb.enabled=false", "write_report=false", "scheduler.name=fifo",
+                "num_samples=1", "gates.enabled=false", f"space={space}", f"name={name}")
     swept = ("ttc.candidates=", "ttc.beam_width=")  # aggressive sweeps them: an override of a swept key is refused
-    args = [a for a in args if not a.startswith(swept)]
+    return [a for a in args if not a.startswith(swept)]
+
+
+@pytest.fixture
+def champion(ray_session, tiny_data, tiny_cache_dir, work, tmp_path) -> dict:
+    """The champion rounds C and D start from: the one test_aggressive_forces_full_eval_and_crowns_champion
+    crowned in ``work``, or (those tests run without it, e.g. ``-k round_c``) one crowned here the same way."""
+    if not (work / "champion.json").exists():
+        args = aggressive_args(work, tiny_cache_dir, tmp_path, "aggressive-crowned")
+        assert script("aggressive")([*args, "promotion.beat_baselines=false"]) == 0
+    return json.loads((work / "champion.json").read_text())
+
+
+def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data, tiny_cache_dir, work,
+                                                        tmp_path, capsys) -> None:
+    args = aggressive_args(work, tiny_cache_dir, tmp_path, "aggressive-forced")
     assert script("aggressive")(args) == 0
     lb = read_leaderboard(work / "leaderboard.csv")
     full = lb[lb["kind"] == "full_eval"]
@@ -277,9 +292,8 @@ def test_aggressive_forces_full_eval_and_crowns_champion(ray_session, tiny_data,
     assert set(lb[lb["run_id"].isin([champ["run_id"], champ["full_eval_run_id"]])]["promotion"]) == {"champion"}
 
 
-def test_round_c_searches_around_the_champion(ray_session, tiny_data, tiny_cache_dir, work) -> None:
-    champ = json.loads((work / "champion.json").read_text())
-    lr0 = champ["config"]["stages"]["operator"]["optimizer"]["lr"]
+def test_round_c_searches_around_the_champion(ray_session, tiny_data, tiny_cache_dir, work, champion) -> None:
+    lr0 = champion["config"]["stages"]["operator"]["optimizer"]["lr"]
     assert script("round_c")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "promotion.top_k=0")) == 0
     rows = trial_rows(work, latest_experiment(work, "round_c"))
     assert len(rows) == 2
@@ -288,10 +302,11 @@ def test_round_c_searches_around_the_champion(ray_session, tiny_data, tiny_cache
         assert 0.8 * lr0 - 1e-12 <= lr <= 1.2 * lr0 + 1e-12
 
 
-def test_round_d_refines_from_the_champion(ray_session, tiny_data, tiny_cache_dir, work, tmp_path) -> None:
+def test_round_d_refines_from_the_champion(ray_session, tiny_data, tiny_cache_dir, work, tmp_path,
+                                           champion) -> None:
     """Round D starts from the champion (its values are the first trial) and searches stochastic depth, TTC
     reward weights and the latent size; a champion outside the space's ranges is refused before Ray."""
-    champ = json.loads((work / "champion.json").read_text())["config"]
+    champ = champion["config"]
     common = tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "promotion.top_k=0")
     from ups.config import ConfigError
 
