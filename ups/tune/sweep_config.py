@@ -72,7 +72,8 @@ class SearcherCfg:
     # (same storage_path, same base config; ups.tune.warm_start)
     stopped: str = "complete"  # optuna only: how a trial stopped before its final evaluation (ASHA, a gate) is
     # told: complete (its last figure, as a finished trial's: Ray's OptunaSearch) | pruned (Optuna's PRUNED
-    # state: its figures per iteration, ranked after every finished trial, by how far it got, then its last figure)
+    # state: its figures per iteration, ranked after every finished trial, by how far it got, then its last figure;
+    # sampler=gp reads finished trials only, so there a pruned trial is not seen at all)
 
 
 @dataclass
