@@ -47,7 +47,7 @@ def test_store_is_first_writer_wins_and_lookup_needs_a_complete_entry(tmp_path: 
 
 
 def test_remove_scratch_reaches_every_node(ray_session) -> None:
-    from ups.tune.trainable import remove_scratch, scratch_root
+    from ups.tune.scratch import remove_scratch, scratch_root
 
     entry = scratch_root("scratch-test") / "_stage_cache" / "k"
     entry.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import pytest
 from ups.config import ConfigError
 from ups.leaderboard import read_leaderboard
 from ups.tune.space import load_space
-from ups.tune.trainable import scratch_root
+from ups.tune.scratch import scratch_root
 from tests.fixtures.data import TINY_OVERRIDES
 
 REPO = Path(__file__).resolve().parents[1]

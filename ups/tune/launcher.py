@@ -88,10 +88,10 @@ class SweepInterrupted(KeyboardInterrupt):
 
 # ------------------------------------------------------------------------------- preparation
 def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] | None = None,
-            *, around_champion: bool = False, centre: dict[str, Any] | None = None) -> Prepared:
-    """Parse and validate everything (no Ray, no compute).  ``centre``: the champion record to start from
-    instead of ``scfg.champion``'s; without it a resumed round C/D starts from the one its sweep started from
-    (its ``ups_sweep.json``), whatever ``scfg.champion`` holds now."""
+            *, around_champion: bool = False) -> Prepared:
+    """Parse and validate everything (no Ray, no compute).  Rounds C/D (``around_champion``) start from
+    ``scfg.champion``'s record; a resumed one from the record its sweep started from (its ``ups_sweep.json``),
+    whatever ``scfg.champion`` holds now."""
     from ups.tune.sweep_config import split_overrides
 
     scfg = load_sweep_config(round_name, overrides, defaults)
@@ -122,9 +122,10 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
                             f"{k} in params/derived (space=path/to/copy.yaml)")
     base = load_config(scfg.trial)
     storage: tuple[str, Any, str] | None = None
+    centre: dict[str, Any] | None = None  # rounds C/D: the champion record the round starts from
     where = scfg.champion  # where the centre's record was read (rounds C/D)
     if around_champion:
-        if centre is None and scfg.resume:  # the sweep's own champion: a newer one, or none, must not move it
+        if scfg.resume:  # the sweep's own champion: a newer one, or none, must not move it
             storage = resolve_storage_path(scfg.storage_path)
             centre, where = resumed_centre(scfg, *storage) or (None, where)
         if centre is None:

@@ -20,7 +20,7 @@ from ray.tune import Checkpoint
 from ups.config import config_from_dict, to_dict
 from ups.train.checkpoint import CheckpointError
 from ups.tune.results import GPU_SHARE
-from ups.tune.scratch import remove_scratch, scratch_root  # noqa: F401 (remove_scratch: re-exported)
+from ups.tune.scratch import scratch_root
 from ups.tune.space import SearchSpace
 from ups.tune.stage_cache import CACHED_STAGE, StageCache, stage_cache_key
 
