@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
 
 from ups.tune.cli import run_script  # noqa: E402
-from ups.tune.launcher import SweepOutcome, run_round  # noqa: E402
+if TYPE_CHECKING:  # the launcher imports Ray and torch: main() imports it, after run_script's quick check
+    from ups.tune.launcher import SweepOutcome
 
 ROUND = "aggressive"
 DEFAULTS = {
@@ -43,6 +45,8 @@ def summarize(o: SweepOutcome) -> None:
 
 
 def main(overrides: list[str]) -> int:
+    from ups.tune.launcher import run_round  # Ray and torch: imported once the overrides passed the quick check
+
     summarize(run_round(ROUND, overrides, defaults=DEFAULTS))
     return 0
 

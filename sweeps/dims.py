@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
 
 from ups.tune.cli import run_script  # noqa: E402
 from ups.config import ConfigError  # noqa: E402
-from ups.tune.launcher import Prepared, run_round  # noqa: E402
+if TYPE_CHECKING:  # the launcher imports Ray and torch: main() imports it, after run_script's quick check
+    from ups.tune.launcher import Prepared
 from ups.ttc_gain import dims_rows, ttc_verdict  # noqa: E402
 
 ROUND = "dims"
@@ -54,6 +56,8 @@ def needs_ttc(p: Prepared) -> None:
 
 
 def main(overrides: list[str]) -> int:
+    from ups.tune.launcher import run_round  # Ray and torch: imported once the overrides passed the quick check
+
     o = run_round(ROUND, overrides, defaults=DEFAULTS, check=needs_ttc)
     verdict = ttc_verdict(dims_rows(o.rows, o.experiment))
     for d in verdict.dims:

@@ -18,7 +18,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
 
 from ups.tune.cli import run_script  # noqa: E402
-from ups.tune.launcher import run_round  # noqa: E402
 
 ROUND = "round_d"
 DEFAULTS = {
@@ -32,6 +31,8 @@ DEFAULTS = {
 
 
 def main(overrides: list[str]) -> int:
+    from ups.tune.launcher import run_round  # Ray and torch: imported once the overrides passed the quick check
+
     o = run_round(ROUND, overrides, defaults=DEFAULTS, around_champion=True)
     if o.champion:  # after the promotion; the one the round started from is printed before its trials
         new = o.champion.get("experiment") == o.experiment

@@ -50,3 +50,25 @@ def test_data_generate_refuses_a_thread_count_below_one(capsys) -> None:
     with pytest.raises(SystemExit) as e:
         ups_main(["data", "generate", "--threads", "-1"])
     assert e.value.code == 2 and "--threads -1: must be ≥ 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script,override,needle", [
+    ("round_a", "bogus.key=1", "unknown key 'bogus.key'"),
+    ("round_c", "stages.operator.epochs=abc", "stages.operator.epochs"),
+    ("dims", "space=no/such/space.yaml", "no/such/space.yaml"),
+])
+def test_a_sweep_script_refuses_bad_overrides_before_importing_ray_or_torch(script, override, needle, tmp_path):
+    """run_script's quick check: a mistyped key, a bad value or a missing space file is refused (exit 2, one
+    line naming it) before the script imports the launcher, i.e. without Ray's and torch's ~2 s of imports."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import runpy, sys\n"
+            f"sys.argv = [{str(root / 'sweeps' / (script + '.py'))!r}, {override!r}]\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit as e:\n"
+            "    print('exit', e.code, 'ray' in sys.modules, 'torch' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "exit 2 False False", proc.stdout + proc.stderr
+    err = proc.stderr.strip()
+    assert err.startswith("error: ") and needle in err and "\n" not in err, err

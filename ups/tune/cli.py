@@ -107,16 +107,36 @@ def main(argv: list[str]) -> int:
     return run_script(load_round(argv[0]), argv[1:])
 
 
+def quick_check(main_fn: Callable[..., Any], args: list[str]) -> None:
+    """What can be refused without Ray or torch, before a script imports the launcher (about 2 s of imports):
+    the overrides (sweep keys, values, trial config keys) and the round's search-space file. A mistyped key
+    is refused in a fraction of a second. ``prepare`` repeats these checks and makes the rest. Only for a
+    script that names its ``ROUND`` (and its ``DEFAULTS``) as ``sweeps/*.py`` do: what else its ``main`` runs
+    is not known here."""
+    from ups.config import load_config
+    from ups.tune.space import load_space
+    from ups.tune.sweep_config import load_sweep_config, resolve_path
+
+    g = getattr(main_fn, "__globals__", {})
+    name = g.get("ROUND")
+    if not isinstance(name, str):
+        return
+    scfg = load_sweep_config(name, args, g.get("DEFAULTS"))
+    load_config(scfg.trial)
+    load_space(resolve_path(scfg.space) if scfg.space else default_space_path(name))
+
+
 def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
     """Entry point of ``sweeps/*.py``: bad input → one clear line and exit code 2; a sweep stopped by Ctrl-C
     (its results saved, how to resume printed) → exit code 130."""
-    from ups.tune.launcher import SweepInterrupted
+    from ups.tune.stop_signals import SweepInterrupted
 
     args = sys.argv[1:] if argv is None else argv
     if any(a in HELP_FLAGS for a in args):  # anywhere, as `ups train … --help` (it was refused after an override)
         print(round_help(main_fn))
         return 0
     try:
+        quick_check(main_fn, args)
         return int(main_fn(args) or 0)
     except ConfigError as e:  # bad input (overrides, search space, config): one line, nothing started
         print("error: " + " ".join(str(e).split()), file=sys.stderr)

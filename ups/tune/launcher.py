@@ -33,7 +33,7 @@ from ups.tune.restore import (ResumableASHA, ResumableStopper, carry_over, repor
                               trial_compute_s)
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
-from ups.tune.stop_signals import log as _log, stop_signals_as_ctrl_c
+from ups.tune.stop_signals import SweepInterrupted, log as _log, stop_signals_as_ctrl_c
 from ups.tune.scratch import remove_scratch
 from ups.tune.space import (Param, SearchSpace, SearchSpaceError, check_against, check_around_windows, load_space,
                             resolve_around)
@@ -75,15 +75,6 @@ class SweepOutcome:
     report: Path | None = None
     baseline_rows: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
-
-
-class SweepInterrupted(KeyboardInterrupt):
-    """The sweep was stopped (Ctrl-C / SIGINT) with trials unfinished, after its finished results were
-    written and its state saved; ``outcome`` holds what was done.  Exit code 130, as for Ctrl-C."""
-
-    def __init__(self, message: str, outcome: SweepOutcome | None = None):
-        super().__init__(message)
-        self.outcome = outcome
 
 
 # ------------------------------------------------------------------------------- preparation

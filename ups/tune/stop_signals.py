@@ -16,6 +16,17 @@ SAVE_GRACE_S = 20.0  # the most Tune gets, once the GCS is gone, to reach its cl
 RAY_GONE_EXIT = 130  # as for Ctrl-C
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """The sweep was stopped (Ctrl-C / SIGINT) with trials unfinished, after its finished results were
+    written and its state saved; ``outcome`` (a ``ups.tune.launcher.SweepOutcome``) holds what was done.
+    Exit code 130, as for Ctrl-C. Defined here, without Ray, so that ``run_script`` can catch it before a
+    sweep script imports the launcher."""
+
+    def __init__(self, message: str, outcome: Any = None):
+        super().__init__(message)
+        self.outcome = outcome
+
+
 def log(msg: str) -> None:
     """A driver message, ``[ups sweep] …`` on stdout (the launcher's too)."""
     print(f"[ups sweep] {msg}", flush=True)
