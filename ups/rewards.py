@@ -140,22 +140,19 @@ def total_variation(u: torch.Tensor) -> torch.Tensor:
     return (u - u.roll(1, -1)).abs().sum(-1)
 
 
-def seam_variation(u: torch.Tensor) -> torch.Tensor:
-    """|Δu| over the three pairs at the seam, (x_{X−2}, x_{X−1}), (x_{X−1}, x_0), (x_0, x_1): (..., X) → (...)."""
-    return (u - u.roll(1, -1)).abs()[..., [-1, 0, 1]].sum(-1)
-
-
 def boundary_excess(u: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
     """Variation at the seam of ``u`` that the step from ``prev`` created: (..., X), (..., X) → (...) ≥ 0.
 
-    ``min(seam_variation(u), max(0, TV(u) − TV(prev)))``. A viscous Burgers solution's total
+    ``min(seam variation of u, max(0, TV(u) − TV(prev)))``, the seam variation being |Δu| over the three
+    pairs (x_{X−2}, x_{X−1}), (x_{X−1}, x_0), (x_0, x_1). A viscous Burgers solution's total
     variation never grows, so a physical frame scores 0 wherever its shocks are, on the seam
     included; a jump of size J that appears at the seam adds up to J of variation and scores up to
     J, less what viscosity removed elsewhere in the step. Variation that grows inside the domain
     (noise) is capped by the seam's own variation: the smoothness term sees that.
     """
-    grown = (total_variation(u) - total_variation(prev)).clamp_min(0.0)  # (...)
-    return torch.minimum(seam_variation(u), grown)
+    jumps = (u - u.roll(1, -1)).abs()  # (..., X): |u_i − u_{i−1}|, the wrap pair at i = 0
+    grown = (jumps.sum(-1) - total_variation(prev)).clamp_min(0.0)  # (...)
+    return torch.minimum(jumps[..., [-1, 0, 1]].sum(-1), grown)
 
 
 # ------------------------------------------------------------------------------------ penalties

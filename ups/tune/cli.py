@@ -115,7 +115,7 @@ def quick_check(main_fn: Callable[..., Any], args: list[str]) -> None:
     is not known here."""
     from ups.config import load_config
     from ups.tune.space import load_space
-    from ups.tune.sweep_config import load_sweep_config, resolve_path
+    from ups.tune.sweep_config import load_sweep_config, space_path
 
     g = getattr(main_fn, "__globals__", {})
     name = g.get("ROUND")
@@ -123,7 +123,7 @@ def quick_check(main_fn: Callable[..., Any], args: list[str]) -> None:
         return
     scfg = load_sweep_config(name, args, g.get("DEFAULTS"))
     load_config(scfg.trial)
-    load_space(resolve_path(scfg.space) if scfg.space else default_space_path(name))
+    load_space(space_path(scfg, name))
 
 
 def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = None) -> int:

@@ -37,7 +37,7 @@ from ups.tune.stop_signals import SweepInterrupted, log as _log, stop_signals_as
 from ups.tune.scratch import remove_scratch
 from ups.tune.space import (Param, SearchSpace, SearchSpaceError, check_against, check_around_windows, load_space,
                             resolve_around)
-from ups.tune.sweep_config import SweepConfig, default_space_path, load_sweep_config, resolve_path, unread_overrides
+from ups.tune.sweep_config import SweepConfig, load_sweep_config, resolve_path, space_path, unread_overrides
 from ups.tune.sweep_record import (RECORD, check_resume, experiment_dirs, latest_sweep, read_record, sweep_record,
                                    write_record)
 from ups.tune.trainable import METRIC, ups_trial
@@ -86,7 +86,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     from ups.tune.sweep_config import split_overrides
 
     scfg = load_sweep_config(round_name, overrides, defaults)
-    space_file = resolve_path(scfg.space) if scfg.space else default_space_path(round_name)
+    space_file = space_path(scfg, round_name)
     space = load_space(space_file)
     around = sorted(k for k, prm in space.params.items() if prm.dist == "around")
     if around and not around_champion:

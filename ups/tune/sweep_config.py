@@ -466,6 +466,11 @@ def default_space_path(round_name: str) -> Path:
     return REPO_ROOT / "search_spaces" / f"{round_name}.yaml"
 
 
+def space_path(scfg: SweepConfig, round_name: str) -> Path:
+    """The search-space file a round sweeps: ``space=…`` when given, else its own ``search_spaces/<round>.yaml``."""
+    return resolve_path(scfg.space) if scfg.space else default_space_path(round_name)
+
+
 def resolve_path(p: str) -> Path:
     """Absolute local path (Tune may chdir into trial folders): relative paths are from the cwd."""
     return Path(p).expanduser().resolve()
