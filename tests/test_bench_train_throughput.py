@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_search_replay import benchmark_module
+from tests.fixtures.modules import benchmark_module
 
 
 def test_end_to_end_counts_each_epochs_validation(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -131,15 +131,11 @@ def test_a_score_written_as_text_is_read_as_the_number(tmp_path: Path) -> None:
 
 def _round_c_champion(tmp_path: Path, run_id: str, lr: float) -> tuple[list[str], dict]:
     """A champion record for round C (the smoke profile's base with ``lr``) and the round's overrides."""
-    import importlib.util
-
     from ups.config import load_config, to_dict
     from ups.tune.sweep_config import load_sweep_config
+    from tests.fixtures.modules import sweep_script
 
-    spec = importlib.util.spec_from_file_location("sweep_round_c", Path(__file__).resolve().parents[1]
-                                                  / "sweeps" / "round_c.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = sweep_script("round_c")
     args = [f"storage_path={tmp_path / 'runs'}", f"champion={tmp_path / 'champion.json'}",
             f"leaderboard={tmp_path / 'lb.csv'}"]
     cfg = to_dict(load_config(load_sweep_config("round_c", args, mod.DEFAULTS).trial))

@@ -2,26 +2,14 @@
 decisions as Ray's own ASHA bracket, and the metric's baseline for an equally good searcher."""
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
 
-
-def benchmark_module(name: str) -> ModuleType:
-    """A benchmark script as a module (registered, as dataclasses and the scripts' own imports need)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from tests.fixtures.modules import benchmark_module
 
 
 @pytest.fixture(scope="module")

@@ -271,11 +271,9 @@ def test_settings_the_sweep_does_not_read_are_named(overrides: list[str], unread
 
 def test_bad_space_refused_before_ray_starts(tmp_path: Path) -> None:
     """run_round validates everything in prepare(), before connect_ray(), data and storage."""
-    import importlib.util
+    from tests.fixtures.modules import sweep_script
 
-    spec = importlib.util.spec_from_file_location("sweep_round_a", REPO / "sweeps" / "round_a.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = sweep_script("round_a")
     bad = write(tmp_path, "params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: -1, high: 1.0e-3}\n")
     storage = tmp_path / "runs"
     with pytest.raises(SearchSpaceError) as e:
@@ -944,14 +942,11 @@ def test_a_large_space_is_checked_on_a_sample_covering_every_pair(tmp_path: Path
 
 def _shipped(name: str, profile: str, tmp_path: Path):
     """The space and base config of sweeps/<name>.py under a profile, as prepare() builds them."""
-    import importlib.util
-
     from ups.config import to_dict
     from ups.tune.launcher import prepare
+    from tests.fixtures.modules import sweep_script
 
-    spec = importlib.util.spec_from_file_location(f"sweep_{name}", REPO / "sweeps" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = sweep_script(name)
     args = [f"profile={profile}", f"storage_path={tmp_path / 'runs'}"]
     if name not in ("round_c", "round_d"):
         return prepare(name, args, mod.DEFAULTS)

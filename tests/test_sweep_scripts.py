@@ -3,7 +3,6 @@ real data, real UPS training, Optuna/ASHA, gates, leaderboard rows, promotion, c
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import os
 import signal
@@ -20,16 +19,14 @@ from ups.leaderboard import read_leaderboard
 from ups.tune.space import load_space
 from ups.tune.scratch import scratch_root
 from tests.fixtures.data import TINY_OVERRIDES
+from tests.fixtures.modules import load_file, sweep_script
 
 REPO = Path(__file__).resolve().parents[1]
 TERMINAL = {"completed", "stopped"}
 
 
 def script(name: str):
-    spec = importlib.util.spec_from_file_location(f"sweep_{name}", REPO / "sweeps" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
+    return sweep_script(name).main
 
 
 @pytest.fixture(scope="module")
@@ -158,9 +155,7 @@ def test_round_a_summary_skips_trials_without_a_score(capsys) -> None:
 
     from ups.tune.launcher import SweepOutcome
 
-    spec = importlib.util.spec_from_file_location("sweep_round_a_summary", REPO / "sweeps" / "round_a.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = sweep_script("round_a", "sweep_round_a_summary")
     rows = pd.DataFrame({"experiment": ["e", "e", "e"], "kind": ["trial"] * 3, "run_id": ["e-1", "e-2", "e-3"],
                          "val_nrmse": [float("nan"), 0.2, 0.1], "sampled_json": ['{"stages.operator.optimizer.lr": 1e-3}',
                                                                               '{"stages.operator.optimizer.lr": 2e-3}',
@@ -485,9 +480,7 @@ def test_the_docs_recipe_for_a_round_of_your_own_runs(ray_session, tiny_data, ti
     code = _docs_round_recipe()
     path = tmp_path / "my_round.py"
     path.write_text(code)
-    spec = importlib.util.spec_from_file_location("my_round", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_file(path, "my_round")
     assert mod.main(tiny(work, tiny_cache_dir, f"space={REPO / 'search_spaces' / 'round_a.yaml'}", "num_samples=1",
                          "wandb.enabled=false", "write_report=false")) == 0
     rows = trial_rows(work, latest_experiment(work, "my_round"))
@@ -495,9 +488,7 @@ def test_the_docs_recipe_for_a_round_of_your_own_runs(ray_session, tiny_data, ti
     # --help of a script without ROUND: the round is the file's name (here the file is named round_b.py)
     bare = tmp_path / "round_b.py"
     bare.write_text(code.replace('ROUND = "my_round"', "").replace("run_round(ROUND,", 'run_round("round_b",'))
-    spec = importlib.util.spec_from_file_location("bare_round_b", bare)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_file(bare, "bare_round_b")
     out = round_help(mod.main)
     assert out.splitlines()[0].startswith("My round:") and "search_spaces/round_b.yaml" in out, out
     assert "operator.hidden_dim" in out and "cannot be read" not in out

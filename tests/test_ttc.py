@@ -1,11 +1,9 @@
 """Rewards and TTC beam search: physics of the rewards, honesty, never-worse, gate and budget."""
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import math
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 import torch
@@ -244,10 +242,9 @@ def test_a_true_shock_on_the_seam_scores_zero_and_a_jump_put_there_does_not():
     variation the step dissipated elsewhere (~8 % of it just after the shocks form here: smaller jumps hide then)."""
     from ups.data.solver import solve_burgers
 
-    spec = importlib.util.spec_from_file_location("seam_reward", Path(__file__).resolve().parents[1] / "benchmarks"
-                                                  / "seam_reward.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)  # its d3_excess: the old term
+    from tests.fixtures.modules import benchmark_module
+
+    bench = benchmark_module("seam_reward")  # its d3_excess: the old term
     x_size = 256
     x = (torch.arange(x_size, dtype=torch.float64) + 0.5) / x_size
     u0 = torch.stack([torch.sin(2 * math.pi * x) + 0.5, 0.8 * torch.sin(4 * math.pi * x + 1.0) - 0.2])

@@ -165,17 +165,11 @@ def test_dims_rows_reads_the_training_seed_of_each_trial() -> None:
 def test_num_samples_beyond_one_grid_pass_adds_training_seeds_before_ray(tmp_path) -> None:
     """The grid searcher repeats its grid with the next training seeds (not the same models again); a space
     that already sweeps training.seed, or promotion.seeds on top, is refused in prepare()."""
-    import importlib.util
-    from pathlib import Path
-
     from ups.config import ConfigError
     from ups.tune.launcher import planned_trials, prepare
+    from tests.fixtures.modules import REPO, sweep_script
 
-    repo = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("sweep_dims_defaults", repo / "sweeps" / "dims.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    d = module.DEFAULTS
+    d = sweep_script("dims").DEFAULTS
     one = prepare("dims", [], defaults=d)
     assert "training.seed" not in one.space.params and planned_trials(one) == "5 (grid)"
     p = prepare("dims", ["num_samples=15", "training.seed=4"], defaults=d)
@@ -185,7 +179,7 @@ def test_num_samples_beyond_one_grid_pass_adds_training_seeds_before_ray(tmp_pat
     with pytest.raises(ConfigError, match="promotion.seeds=2 would retrain"):
         prepare("dims", ["num_samples=10", "promotion.seeds=2"], defaults=d)
     seeded = tmp_path / "dims_seeded.yaml"
-    seeded.write_text((repo / "search_spaces" / "dims.yaml").read_text().replace(
+    seeded.write_text((REPO / "search_spaces" / "dims.yaml").read_text().replace(
         "params:\n", "params:\n  training.seed: {dist: grid, values: [0, 1]}\n"))
     assert prepare("dims", [f"space={seeded}"], defaults=d).space.grid_size() == 10
     with pytest.raises(ConfigError, match="already sweeps training.seed"):
