@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -79,3 +80,41 @@ def test_a_new_sweep_refuses_the_folder_of_an_earlier_one(tmp_path: Path) -> Non
         run_round("round_a", [f"storage_path={runs}", "name=final", f"leaderboard={lb}",
                               f"data.cache_dir={tmp_path / 'cache'}", "wandb.enabled=false"])
     assert not lb.exists()
+
+
+NAMING = """
+import sys, time
+from datetime import datetime, timezone
+from ups.tune.sweep_record import new_sweep_name
+start = float(sys.argv[2])
+while time.time() < start:  # all start together
+    pass
+print(new_sweep_name("round_a", sys.argv[1], None, now=datetime(2026, 12, 5, 19, 21, 22, tzinfo=timezone.utc)))
+"""
+
+
+def test_sweeps_of_a_round_started_in_the_same_second_get_their_own_names(tmp_path: Path) -> None:
+    """Two sweeps of a round started in one second (two terminals, a shell loop with &) were both named
+    <round>-<that second>: the second was refused as 'still running' once its data had loaded. Four drivers
+    naming themselves at the same instant on this machine now take four names, in the order resume=true reads."""
+    from ups.tune.sweep_record import latest_sweep
+
+    runs = tmp_path / "runs"
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}  # the claims folder of these drivers: tempfile's
+    (tmp_path / "tmp").mkdir()
+    start = time.time() + 1.5
+    procs = [subprocess.Popen([sys.executable, "-c", NAMING, str(runs), str(start)], env=env, text=True,
+                              stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1]) for _ in range(4)]
+    names = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    base = "round_a-20261205-192122"
+    assert names == sorted([base, f"{base}-2", f"{base}-3", f"{base}-4"]), names
+    # a name on storage is taken too (a sweep started from another machine), and claims are per storage folder
+    (runs / f"{base}-5").mkdir(parents=True)
+    again = subprocess.run([sys.executable, "-c", NAMING, str(runs), "0"], env=env, text=True, capture_output=True,
+                           cwd=Path(__file__).resolve().parents[1], check=True).stdout.strip()
+    assert again == f"{base}-6"
+    other = subprocess.run([sys.executable, "-c", NAMING, str(tmp_path / "other"), "0"], env=env, text=True,
+                           capture_output=True, cwd=Path(__file__).resolve().parents[1], check=True).stdout.strip()
+    assert other == base
+    assert latest_sweep([*names, f"{base}-10", "round_a-20261205-192121-11", "round_a-final"], "round_a") \
+        == f"{base}-10"

@@ -38,8 +38,8 @@ from ups.tune.scratch import remove_scratch
 from ups.tune.space import (Param, SearchSpace, SearchSpaceError, check_against, check_around_windows, load_space,
                             resolve_around)
 from ups.tune.sweep_config import SweepConfig, load_sweep_config, resolve_path, space_path, unread_overrides
-from ups.tune.sweep_record import (RECORD, check_resume, experiment_dirs, latest_sweep, read_record, sweep_record,
-                                   write_record)
+from ups.tune.sweep_record import (RECORD, check_resume, experiment_dirs, latest_sweep, new_sweep_name, read_record,
+                                   sweep_record, write_record)
 from ups.tune.trainable import METRIC, ups_trial
 from ups.tune.trial_logs import trial_loggers
 from ups.tune.tune_state import repair_cut_off_state
@@ -543,7 +543,7 @@ def experiment_name(s: SweepConfig, storage_path: str, fs: Any, display_storage:
             raise ConfigError(f"resume=true: no '{s.round}-*' sweep found under {display_storage}. Fix: run without "
                               f"resume=true to start one, or pass the storage_path=/name= of the interrupted sweep")
         return latest_sweep(found, s.round)
-    return f"{s.round}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    return new_sweep_name(s.round, storage_path, fs)
 
 
 # -------------------------------------------------------------------------------------- Ray

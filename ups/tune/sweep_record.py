@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
+import os
 import posixpath
 import re
 import shlex
+import tempfile
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -121,11 +126,57 @@ def experiment_dirs(storage: str, fs: Any, round_name: str) -> list[str]:
                   and Path(i.path).name.startswith(f"{round_name}-"))
 
 
+def _stamp_order(name: str, round_name: str) -> tuple[str, int] | None:
+    """(timestamp, n) of a sweep named ``<round>-YYYYmmdd-HHMMSS`` (n = 1) or ``…-HHMMSS-<n>``; None otherwise."""
+    m = re.fullmatch(rf"{re.escape(round_name)}-(\d{{8}}-\d{{6}})(?:-(\d+))?", name)
+    return (m.group(1), int(m.group(2) or 1)) if m else None
+
+
 def latest_sweep(names: Sequence[str], round_name: str) -> str:
-    """The sweep ``resume=true`` continues without ``name=``: the newest ``<round>-YYYYmmdd-HHMMSS`` folder
+    """The sweep ``resume=true`` continues without ``name=``: the newest ``<round>-YYYYmmdd-HHMMSS[-n]`` folder
     (a hand-named ``round_a-final`` sorts after every timestamp but is resumed only by ``name=``)."""
-    stamped = sorted(n for n in names if re.fullmatch(rf"{re.escape(round_name)}-\d{{8}}-\d{{6}}", n))
-    return (stamped or sorted(names))[-1]
+    stamped = [(order, n) for n in names if (order := _stamp_order(n, round_name)) is not None]
+    return max(stamped)[1] if stamped else sorted(names)[-1]
+
+
+# names claimed by drivers on this machine: two sweeps of a round started in the same second (two terminals, a
+# shell loop with &, two `ray submit` to one head) both named themselves <round>-<that second>, and the second
+# was refused as "still running" once its data had loaded (on a shared trial scratch folder, too)
+CLAIMS = Path(tempfile.gettempdir()) / "ups-sweep-names"
+CLAIM_TTL_S = 3600.0  # a name holds a second of the clock: an hour-old claim can only block a clock set back
+
+
+def _claim_here(storage: str, name: str) -> bool:
+    """Claim ``name`` under ``storage`` for this driver, once per machine (an exclusive create); False when a
+    driver here claimed it first. Where the claims folder cannot be written, every name is free here."""
+    try:
+        CLAIMS.mkdir(mode=0o1777, exist_ok=True)
+        now = time.time()
+        for old in CLAIMS.iterdir():
+            try:
+                if now - old.stat().st_mtime > CLAIM_TTL_S:
+                    old.unlink()
+            except OSError:  # another driver removed it first
+                continue
+        key = hashlib.sha1(f"{storage.rstrip('/')}/{name}".encode()).hexdigest()[:20]
+        os.close(os.open(CLAIMS / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def new_sweep_name(round_name: str, storage: str, fs: Any, now: datetime | None = None) -> str:
+    """A new sweep's folder name: ``<round>-YYYYmmdd-HHMMSS`` (UTC), ``…-2``, ``…-3`` when that name is taken on
+    ``storage`` or by another driver started on this machine in the same second."""
+    base = f"{round_name}-{(now or datetime.now(timezone.utc)):%Y%m%d-%H%M%S}"
+    on_storage = set(experiment_dirs(storage, fs, round_name))
+    for n in itertools.count(1):
+        name = base if n == 1 else f"{base}-{n}"
+        if name not in on_storage and _claim_here(storage, name):
+            return name
+    raise AssertionError("unreachable")
 
 
 def read_record(storage: str, fs: Any, name: str) -> dict[str, Any] | None:
