@@ -93,6 +93,14 @@ def test_evaluate_reports_the_contract_keys(tiny):
         assert m[key] is not None and math.isfinite(float(m[key])), key
     t = tiny["data"].test.shape[1]
     assert m["nrmse_pdebench"] == pytest.approx(m["nrmse"] * (t - 10) / t, rel=1e-6)
+    # the rest of PDEBench's metric set, for the rollout without and with TTC (ups.metrics.pdebench_metric_set)
+    from ups.metrics import PDEBENCH_SET_KEYS, pdebench_metric_set
+
+    for key in PDEBENCH_SET_KEYS:
+        assert math.isfinite(m[key]) and m[key] > 0 and math.isfinite(m[f"{key}_ttc"]), key
+    assert m["max_err_pdebench"] > m["rmse_pdebench"] > m["frmse_high_pdebench"]
+    still = pdebench_metric_set(tiny["data"].test, tiny["data"].test, 10)  # a perfect forecast: all 0
+    assert set(still.values()) == {0.0}
     assert m["params"] == sum(p.numel() for p in tiny["model"].parameters())
     assert 0 <= m["ece"] <= 0.5 and m["ensemble_size"] == 3
     assert m["ttc_intervention_rate"] > 0  # threshold 0: the search really ran

@@ -81,6 +81,62 @@ def test_nrmse_matches_pdebench_metric_func_on_predicted_frames():
     assert M.nrmse_pdebench(pred_bad_ctx, true, TI) == pytest.approx(ours * (T - TI) / T, rel=1e-12)
 
 
+def test_pdebench_metric_set_has_the_known_values_of_offset_and_single_mode_errors():
+    """PDEBench's metric_func figures (context copied, so every figure is × 31/41): a constant offset c is an
+    RMSE, cRMSE, bRMSE and Max of c and sits in Fourier mode 0, a quarter of the low band; an error a·cos(2π·6x)
+    is an RMSE of a/√2, a cRMSE of 0 and mode 6's a/2, an eighth of the mid band (modes 4–11)."""
+    true = _travelling()
+    share = (T - TI) / T
+    c = 0.1
+    pred = true.clone()
+    pred[:, TI:] += c
+    pred[:, :TI] += 7.0  # the context is copied from the truth, as PDEBench's loop builds pred
+    got = M.pdebench_metric_set(pred, true, TI)
+    assert set(got) == set(M.PDEBENCH_SET_KEYS)
+    for key in ("rmse_pdebench", "crmse_pdebench", "brmse_pdebench", "max_err_pdebench"):
+        assert got[key] == pytest.approx(c * share, rel=1e-9), key
+    assert got["frmse_low_pdebench"] == pytest.approx(c / 4 * share, rel=1e-9)
+    assert got["frmse_mid_pdebench"] == pytest.approx(0.0, abs=1e-12)
+    assert got["frmse_high_pdebench"] == pytest.approx(0.0, abs=1e-12)
+    a = 0.2
+    wave = true.clone()
+    wave[:, TI:] += a * torch.cos(2 * math.pi * 6 * _grid())
+    got = M.pdebench_metric_set(wave, true, TI)
+    assert got["rmse_pdebench"] == pytest.approx(a / math.sqrt(2) * share, rel=1e-9)
+    assert got["crmse_pdebench"] == pytest.approx(0.0, abs=1e-12)
+    assert got["frmse_mid_pdebench"] == pytest.approx(a / 2 / 8 * share, rel=1e-9)
+    assert got["frmse_low_pdebench"] == pytest.approx(0.0, abs=1e-12)
+    assert got["frmse_high_pdebench"] == pytest.approx(0.0, abs=1e-12)
+    peak = float(torch.cos(2 * math.pi * 6 * _grid()).abs().max())  # the grid's point nearest a crest
+    assert got["max_err_pdebench"] == pytest.approx(a * peak * share, rel=1e-9)
+
+
+def test_the_leaderboard_spells_the_pdebench_set_as_the_metrics_do():
+    from ups.leaderboard import LEADERBOARD_COLUMNS, PDEBENCH_COLUMNS
+
+    assert PDEBENCH_COLUMNS == M.PDEBENCH_SET_KEYS and set(PDEBENCH_COLUMNS) <= set(LEADERBOARD_COLUMNS)
+
+
+def test_pdebench_metric_set_averages_batches_of_50_as_pdebench_does():
+    """Max is the largest error in each batch of 50, averaged over the batches; cRMSE is an RMS within a batch.
+    100 samples whose first 50 are off by 0.1 and last 50 by 0.3: Max 0.2 (PDEBench's batches), 0.3 in one batch
+    of 100; cRMSE the mean of the two batches' RMS, 0.2, against √((0.1² + 0.3²)/2) in one batch."""
+    true = _travelling(b=100, seed=2)
+    off = torch.tensor([0.1] * 50 + [0.3] * 50, dtype=torch.float64)
+    pred = true.clone()
+    pred[:, TI:] += off[:, None, None]
+    share = (T - TI) / T
+    by_50 = M.pdebench_metric_set(pred, true, TI)
+    assert by_50["max_err_pdebench"] == pytest.approx(0.2 * share, rel=1e-9)
+    assert by_50["crmse_pdebench"] == pytest.approx(0.2 * share, rel=1e-9)
+    one = M.pdebench_metric_set(pred, true, TI, batch_size=100)
+    assert one["max_err_pdebench"] == pytest.approx(0.3 * share, rel=1e-9)
+    assert one["crmse_pdebench"] == pytest.approx(math.sqrt((0.1**2 + 0.3**2) / 2) * share, rel=1e-9)
+    assert by_50["rmse_pdebench"] == pytest.approx(one["rmse_pdebench"], rel=1e-12)  # a mean either way
+    with pytest.raises(ValueError, match="batch_size must be ≥ 1"):
+        M.pdebench_metric_set(pred, true, TI, batch_size=0)
+
+
 def test_per_time_curve_localises_error():
     true = _travelling()
     pred = true.clone()

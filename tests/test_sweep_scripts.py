@@ -71,6 +71,11 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     assert reports and all(r["gpu_share"] == 0.0 for r in reports)
     lb = read_leaderboard(work / "leaderboard.csv")
     assert set(lb[lb["kind"] == "baseline"]["label"]) >= {"persistence", "linear"}
+    # PDEBench's metric set beside nRMSE, for the trials and the baselines on the same test split
+    from ups.leaderboard import PDEBENCH_COLUMNS
+
+    scored = lb[lb["run_id"].isin(done["run_id"]) | (lb["kind"] == "baseline")]
+    assert (scored[list(PDEBENCH_COLUMNS)].astype(float) >= 0).all().all(), scored[list(PDEBENCH_COLUMNS)]
     out = capsys.readouterr().out
     assert "Leaderboard" in out and "report:" in out and "round A: best val_nrmse" in out
     from tests.test_wandb_logging import runs, table

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import torch
 
 from ups.config import DataCfg
-from ups.metrics import METRIC_KEYS, rollout_metrics
+from ups.metrics import METRIC_KEYS, PDEBENCH_SET_KEYS, pdebench_metric_set, rollout_metrics
 from ups.models.baselines import LinearFourierMap, fit_linear_fourier, persistence_rollout, train_fno
 from ups.models.fno import FNO1d, fno_rollout
 
@@ -39,8 +39,10 @@ __all__ = ["BASELINE_NAMES", "CACHE_VERSION", "ROW_KEYS", "run_baselines", "cach
            "leaderboard_rows", "select_linear", "main"]
 
 BASELINE_NAMES: tuple[str, ...] = ("persistence", "linear", "fno")
-CACHE_VERSION = 1  # bump when a baseline or metric definition changes: old cache entries are ignored
-ROW_KEYS: tuple[str, ...] = ("name", *METRIC_KEYS, "params", "train_s")
+CACHE_VERSION = 2  # bump when a baseline or metric definition changes: old cache entries are ignored (2: the
+# rest of PDEBench's metric set, 2026-12-05)
+TABLE_KEYS: tuple[str, ...] = ("name", *METRIC_KEYS, "params", "train_s")  # printed; the CSV/JSON have ROW_KEYS
+ROW_KEYS: tuple[str, ...] = (*TABLE_KEYS, *PDEBENCH_SET_KEYS)
 LINEAR_LAGS: tuple[int, ...] = (1, 2, 3, 5)
 LINEAR_RIDGES: tuple[float, ...] = (1e-6, 1e-4, 1e-2)
 DEFAULT_CACHE_DIR = "~/.cache/ups/baselines"
@@ -52,7 +54,8 @@ def _full(context: torch.Tensor, rollout: torch.Tensor) -> torch.Tensor:
 
 
 def _score(name: str, pred: torch.Tensor, true: torch.Tensor, initial_step: int, **extra: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {"name": name, **rollout_metrics(pred, true, initial_step)}
+    row: dict[str, Any] = {"name": name, **rollout_metrics(pred, true, initial_step),
+                           **pdebench_metric_set(pred, true, initial_step)}
     row.update(extra)
     return row
 
@@ -274,14 +277,14 @@ def _print_table(rows: Sequence[dict[str, Any]], title: str) -> None:
         import pandas as pd
 
         print(title)
-        print(pd.DataFrame(rows)[list(ROW_KEYS)].to_string(index=False))
+        print(pd.DataFrame(rows)[list(TABLE_KEYS)].to_string(index=False))
         return
     table = Table(title=title)
-    for k in ROW_KEYS:
+    for k in TABLE_KEYS:
         table.add_column(k, justify="left" if k == "name" else "right", no_wrap=True)
     for r in rows:
         cells = []
-        for k in ROW_KEYS:
+        for k in TABLE_KEYS:
             v = r[k]
             cells.append(v if isinstance(v, str) else f"{v:,}" if isinstance(v, int) else f"{v:.4g}")
         table.add_row(*cells)

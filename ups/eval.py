@@ -201,6 +201,9 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
     out["nrmse_ttc_pdebench"] = mt["nrmse_pdebench"]
     for key in ("conservation_gap", "energy_violation", "bc_violation", "rollout_horizon"):
         out[f"{key}_ttc"] = mt[key]
+    # the rest of PDEBench's metric set (RMSE, cRMSE, bRMSE, Max, fRMSE by band), as its tables compute it
+    out.update(metrics.pdebench_metric_set(pred, true, init))
+    out.update({f"{k}_ttc": v for k, v in metrics.pdebench_metric_set(pred_ttc, true, init).items()})
     finite = math.isfinite(m["nrmse"]) and math.isfinite(mt["nrmse"])  # a rollout that blew up has no gain, not 0
     out["ttc_gain"] = (m["nrmse"] - mt["nrmse"]) / m["nrmse"] if m["nrmse"] > 0 else (0.0 if finite else math.nan)
     # per test sample (mean over predicted frames; their mean is nrmse / nrmse_ttc): paired intervals for
@@ -476,15 +479,18 @@ def _table_rows(ev: EvalOutput, baselines: list[dict[str, Any]], run_id: str) ->
     m = ev.metrics
     rows = [
         {"model": "ups", "run_id": run_id, **{k: m.get(k) for k in metrics.METRIC_KEYS}, "ece": m.get("ece"),
-         "params": m["params"], "seconds": m["eval_s"] - m["ttc_s"]},
+         "params": m["params"], "seconds": m["eval_s"] - m["ttc_s"],
+         **{k: m.get(k) for k in metrics.PDEBENCH_SET_KEYS}},
         {"model": "ups+ttc", "run_id": run_id, "nrmse": m["nrmse_ttc"], "nrmse_pdebench": m["nrmse_ttc_pdebench"],
          **{k: m[f"{k}_ttc"] for k in ("conservation_gap", "energy_violation", "bc_violation", "rollout_horizon")},
-         "ece": None, "params": m["params"], "seconds": m["ttc_s"]},
+         "ece": None, "params": m["params"], "seconds": m["ttc_s"],
+         **{k: m.get(f"{k}_ttc") for k in metrics.PDEBENCH_SET_KEYS}},
     ]
     for b in baselines:
         rows.append({"model": f"baseline:{b.get('name')}", "run_id": run_id,
                      **{k: b.get(k) for k in metrics.METRIC_KEYS}, "ece": b.get("ece"),
-                     "params": b.get("params"), "seconds": b.get("train_s")})
+                     "params": b.get("params"), "seconds": b.get("train_s"),
+                     **{k: b.get(k) for k in metrics.PDEBENCH_SET_KEYS}})
     return rows
 
 

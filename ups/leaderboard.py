@@ -15,12 +15,16 @@ import pandas as pd
 
 from ups.filelock import exclusive_lock
 
+# PDEBench's metric set besides nRMSE, as its metric_func computes it (ups.metrics.pdebench_metric_set, whose
+# PDEBENCH_SET_KEYS these are; spelt out here so that the leaderboard needs no torch): trials, full evals, baselines
+PDEBENCH_COLUMNS: tuple[str, ...] = ("rmse_pdebench", "crmse_pdebench", "brmse_pdebench", "max_err_pdebench",
+                                     "frmse_low_pdebench", "frmse_mid_pdebench", "frmse_high_pdebench")
 LEADERBOARD_COLUMNS: list[str] = [
     "run_id", "timestamp", "label", "round", "kind",  # kind: trial | baseline
     "nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
     "ece", "rollout_horizon", "wall_clock", "gpu_hours", "est_cost", "params",
     "status", "stop_reason", "gate_pass", "gate_reasons", "promotion",  # promotion: small_eval|full_eval|champion
-    "tags", "config_hash", "checkpoint", "trial_id", "experiment", "config_json",
+    "tags", "config_hash", "checkpoint", "trial_id", "experiment", "config_json", *PDEBENCH_COLUMNS,
 ]
 
 # gate_reasons of the trial a round's gates measure the others against (promotion writes it)

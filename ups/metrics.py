@@ -32,6 +32,16 @@ Definitions (all dimensionless, lower is better except ``rollout_horizon``):
     Per sample, the number of predicted frames before the Pearson correlation (over x) between
     prediction and truth first drops below ``rho`` (0.8); mean over samples.  Equals
     ``T - initial_step`` when it never drops.  Higher is better.
+``rmse_pdebench``, ``crmse_pdebench``, ``brmse_pdebench``, ``max_err_pdebench``, ``frmse_{low,mid,high}_pdebench``
+    The rest of PDEBench's metric set (``pdebench_metric_set``), computed as ``metric_func`` computes them for
+    the tables of the PDEBench paper: all frames with the context copied from the truth, over the test split
+    in consecutive batches of 50 (``config_Bgs.yaml``'s ``batch_size``, the unshuffled validation loader),
+    each batch's figure averaged over frames, then the batches averaged.  Per batch: RMSE is the mean over
+    samples of ``sqrt(mean_x (pred-true)^2)``; cRMSE the RMS over samples of the error in ``mean_x u`` (the
+    conserved mass); bRMSE the mean over samples of the RMS error at the two boundary points; Max the
+    largest ``|pred-true|`` in the batch (so it depends on the batching, as PDEBench's does); fRMSE the RMS
+    over samples of ``|rfft(pred-true)| / X`` per Fourier mode, averaged over modes 0–3 (low), 4–11 (mid) and
+    12 up (high).
 ``ece``
     Expected calibration error of central prediction intervals from an ensemble ``(S, B, T, X)``.
     Each true value gets a randomised PIT ``(k + U) / (S + 1)``, ``k`` = #members below it,
@@ -63,6 +73,8 @@ __all__ = [
     "ece",
     "interval_coverage",
     "rollout_metrics",
+    "PDEBENCH_SET_KEYS",
+    "pdebench_metric_set",
 ]
 
 ECE_LEVELS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -134,6 +146,40 @@ def nrmse_pdebench(pred: torch.Tensor, true: torch.Tensor, initial_step: int) ->
     t = _f64(true)
     p[:, :initial_step] = t[:, :initial_step]
     return float(_nrmse_bt(p, t).mean(dim=0).mean())
+
+
+PDEBENCH_SET_KEYS: tuple[str, ...] = ("rmse_pdebench", "crmse_pdebench", "brmse_pdebench", "max_err_pdebench",
+                                      "frmse_low_pdebench", "frmse_mid_pdebench", "frmse_high_pdebench")
+PDEBENCH_BATCH = 50  # pdebench/models/config/args/config_Bgs.yaml batch_size: the validation loader's batches
+PDEBENCH_BANDS = (4, 12)  # metric_func's iLow, iHigh: Fourier modes [0, 4) low, [4, 12) mid, [12, X/2] high
+
+
+def pdebench_metric_set(pred: torch.Tensor, true: torch.Tensor, initial_step: int,
+                        batch_size: int = PDEBENCH_BATCH, length: float = 1.0) -> dict[str, float]:
+    """PDEBench's ``metric_func`` figures besides nRMSE (keys ``PDEBENCH_SET_KEYS``; see the module doc) for full
+    trajectories (B, T, X): the context copied from the truth, per batch of ``batch_size`` test samples, averaged
+    over frames and then over batches. ``length``: the domain length (PDEBench's ``Lx``, 1)."""
+    _check_pair(pred, true, initial_step)
+    if int(batch_size) < 1:
+        raise ValueError(f"metrics: batch_size must be ≥ 1, got {batch_size}")
+    p, t = _f64(pred).clone(), _f64(true)
+    p[:, :initial_step] = t[:, :initial_step]
+    x_size = t.shape[-1]
+    low, high = PDEBENCH_BANDS
+    per_batch = []
+    for i in range(0, t.shape[0], int(batch_size)):
+        d = p[i:i + int(batch_size)] - t[i:i + int(batch_size)]  # (b, T, X)
+        spectrum = torch.fft.rfft(d, dim=-1).abs() ** 2  # (b, T, X/2+1): |rfft(pred) - rfft(true)|²
+        f_rms = torch.sqrt(spectrum.mean(dim=0)) / x_size * length  # (T, X/2+1)
+        per_batch.append(torch.stack([
+            torch.sqrt(torch.mean(d**2, dim=-1)).mean(dim=0).mean(),  # RMSE
+            torch.sqrt(torch.mean(d.sum(dim=-1) ** 2, dim=0)).mean() / x_size,  # cRMSE: Σx error, RMS over samples
+            torch.sqrt((d[..., 0] ** 2 + d[..., -1] ** 2) / 2).mean(dim=0).mean(),  # bRMSE: the two boundary points
+            d.abs().amax(dim=(0, 2)).mean(),  # Max: the batch's largest error per frame
+            *(f_rms[:, band].mean(dim=-1).mean() for band in (slice(0, low), slice(low, high), slice(high, None))),
+        ]))
+    values = torch.stack(per_batch).mean(dim=0)  # (7,) mean over batches, as PDEBench's metrics() divides by itot
+    return {k: float(v) for k, v in zip(PDEBENCH_SET_KEYS, values)}
 
 
 # ------------------------------------------------------------------------------------ physics

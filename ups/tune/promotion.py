@@ -38,7 +38,7 @@ import pandas as pd
 from ups.config import ConfigError, apply_overrides, config_from_dict
 from ups.leaderboard import REFERENCE_REASON, finite_or_none, read_leaderboard, selection_key, upsert_rows
 from ups.tune.gates import small_eval_gates
-from ups.tune.results import eval_samples_json
+from ups.tune.results import EVAL_COLUMNS, eval_samples_json
 from ups.tune.space import SearchSpace
 
 SEED_KEY = "training.seed"
@@ -200,8 +200,7 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
                                         "params", "tags", "pbt_schedule") if k in row}
         full.update({"wall_clock": round(wall, 2), "gpu_hours": round(gpu_h, 5),
                      "est_cost": round(gpu_h * cost_per_gpu_hour, 4), **gpu_memory(device)})
-        full.update({k: metrics.get(k) for k in ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap",
-                                                 "energy_violation", "bc_violation", "ece", "rollout_horizon")})
+        full.update({k: metrics.get(k) for k in EVAL_COLUMNS})
         full.update({"run_id": f"{rid}-full", "kind": "full_eval", "label": f"full-eval of {rid}",
                      "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      "status": "completed", "stop_reason": "full-eval (test split, TTC on)",
