@@ -656,3 +656,22 @@ def test_compare_picks_a_data_set_with_a_finished_trial() -> None:
     c = compare_rounds(lb, "round_a", "round_b")
     assert c["best"]["round_a"]["trial_id"] == "a1" and c["stats"]["round_a"]["trials"] == 1
     assert "round_a's trials were scored on 2 test data sets" in c["data_note"] and c["other_data"]
+
+
+def test_the_report_shows_pdebenchs_metric_set_for_full_evals_and_baselines() -> None:
+    """The PDEBench metric set (leaderboard columns PDEBENCH_COLUMNS) of the round's full evals and baselines, in
+    the paper's names; the best trial stands in for a round without full evals; a leaderboard without them: none."""
+    from ups.leaderboard import PDEBENCH_COLUMNS
+
+    lb = pd.DataFrame({"kind": ["trial", "trial", "full_eval", "baseline"], "run_id": ["a", "b", "b-full", "bl-fno"],
+                       "label": ["reference", "lr=1e-3", "full-eval of b", "fno"], "val_nrmse": [0.1, 0.08, None, None],
+                       "nrmse": [0.11, 0.09, 0.09, 0.25], "gate_pass": [None, True, None, None],
+                       "nrmse_pdebench": [0.083, 0.068, 0.0681, 0.19],
+                       **{c: [0.011, 0.022, 0.0222, 0.033] for c in PDEBENCH_COLUMNS}})
+    section = report_html._pdebench_html(lb)
+    assert 'id="pdebench-metrics"' in section and ">cRMSE</th>" in section and ">fRMSE high</th>" in section
+    assert section.count("<tr><td>") == 2 and "full-eval of b" in section and "<td>fno</td>" in section
+    assert "<td>0.0222</td>" in section and "<td>0.0681</td>" in section
+    no_full = report_html._pdebench_html(lb[lb["kind"] != "full_eval"])  # the best trial by val nRMSE instead
+    assert no_full.count("<tr><td>") == 2 and "<td>lr=1e-3</td>" in no_full
+    assert report_html._pdebench_html(lb.drop(columns=list(PDEBENCH_COLUMNS))) == ""

@@ -76,6 +76,7 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
 
     scored = lb[lb["run_id"].isin(done["run_id"]) | (lb["kind"] == "baseline")]
     assert (scored[list(PDEBENCH_COLUMNS)].astype(float) >= 0).all().all(), scored[list(PDEBENCH_COLUMNS)]
+    assert 'id="pdebench-metrics"' in (work / "reports" / "round_a" / "index.html").read_text()
     out = capsys.readouterr().out
     assert "Leaderboard" in out and "report:" in out and "round A: best val_nrmse" in out
     from tests.test_wandb_logging import runs, table

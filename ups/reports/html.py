@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from ups.leaderboard import PDEBENCH_COLUMNS
 from ups.reports import plots
 from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
@@ -513,6 +514,35 @@ def _ttc_by_dim_html(lb: pd.DataFrame) -> str:
             f'</section>')
 
 
+def _pdebench_html(lb: pd.DataFrame) -> str:
+    """PDEBench's metric set (``ups.leaderboard.PDEBENCH_COLUMNS``) for the round's full evals (else its best trial)
+    and the baselines: the figures PDEBench's tables print, on this round's test split; "" when no row has them."""
+    cols = list(PDEBENCH_COLUMNS)
+    if not set(cols) <= set(lb.columns) or "nrmse_pdebench" not in lb.columns:
+        return ""
+    rows = lb[lb["kind"].isin(["full_eval", "baseline"])]
+    best = best_trial(lb)
+    if not (rows["kind"] == "full_eval").any() and best is not None:
+        rows = pd.concat([best.to_frame().T, rows])
+    rows = rows[rows[cols].apply(pd.to_numeric, errors="coerce").notna().any(axis=1)]
+    if rows.empty:
+        return ""
+    e = html.escape
+    shown = ["nrmse_pdebench", *cols]
+    body = "".join(
+        f"<tr><td>{e(cell_text(r.get('label')) or str(r['run_id']))}</td><td>{e(str(r['kind']))}</td>"
+        + "".join(f"<td>{_fmt(r.get(c), c)[0]}</td>" for c in shown) + "</tr>"
+        for _, r in rows.iterrows())
+    names = ["nRMSE", "RMSE", "cRMSE", "bRMSE", "Max", "fRMSE low", "fRMSE mid", "fRMSE high"]  # the paper's
+    head = "".join(f"<th title='{e(c)}'>{e(n)}</th>" for c, n in zip(shown, names))
+    return ('<section id="pdebench-metrics"><h2>PDEBench metric set</h2><p class="meta">As PDEBench\'s '
+            "<code>metric_func</code> computes them for its tables: every frame with the context copied from the truth "
+            "(so × 31/41 of the predicted frames' error), in test batches of 50, averaged over the batches; cRMSE is "
+            "the error in the conserved mass, bRMSE at the boundary points, fRMSE per Fourier band (modes 0–3, 4–11, "
+            "12 up). Without TTC (<code>ups eval</code> adds the TTC figures).</p>"
+            f"<table><thead><tr><th>label</th><th>kind</th>{head}</tr></thead><tbody>{body}</tbody></table></section>")
+
+
 def _pbt_schedules_html(lb: pd.DataFrame, top: int = 10) -> str:
     """A PBT round's best trials with the schedule behind each one's weights (``pbt_schedule``): under PBT a
     trial's config on the leaderboard is only its last; its weights trained in other trials, with other values."""
@@ -574,6 +604,7 @@ def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFra
                       f'<h3>Config</h3><pre>{e(json.dumps(cfg, indent=2, default=str)) if cfg else "(not recorded)"}</pre></section>')
     ttc_html = _ttc_by_dim_html(lb) if round_name == "dims" else ""
     pbt_html = _pbt_schedules_html(lb)
+    pdebench_html = _pdebench_html(lb)
     skipped = [f"{f.title}: {f.note}" for f in figs if f.note]
     note_items = "".join(f"<li>{e(n)}</li>" for n in notes + skipped)
     exp_desc = f"{exp_path} ({len(exp.trials)} Tune trials)" if exp is not None else (str(exp_path) if exp_path else "none")
@@ -597,6 +628,7 @@ Hover a row for its error / stop reason.</p>
 </tbody></table></div></section>
 {fail_html}
 {ttc_html}
+{pdebench_html}
 {pbt_html}
 <section id="plots"><h2>Figures</h2>
 {''.join(fig_html)}
