@@ -57,6 +57,9 @@ def test_latency_and_model_card(exported) -> None:
         assert section in card, section
     assert champ["run_id"] in card and f"{champ['nrmse']:.4g}" in card
     assert "ν = 0.01" in card and "initial_step 10" in card and "PARITY CHECK FAILED" not in card
+    pdebench = next(line for line in card.splitlines() if line.startswith("| PDEBench metric set"))  # its full eval's
+    assert all(f"{name} " in pdebench for name in ("RMSE", "cRMSE", "bRMSE", "Max", "fRMSE high")), pdebench
+    assert "not recorded" not in pdebench, pdebench
 
 
 def test_missing_champion_is_refused(tmp_path, capsys) -> None:

@@ -19,6 +19,8 @@ from ups.filelock import exclusive_lock
 # PDEBENCH_SET_KEYS these are; spelt out here so that the leaderboard needs no torch): trials, full evals, baselines
 PDEBENCH_COLUMNS: tuple[str, ...] = ("rmse_pdebench", "crmse_pdebench", "brmse_pdebench", "max_err_pdebench",
                                      "frmse_low_pdebench", "frmse_mid_pdebench", "frmse_high_pdebench")
+PDEBENCH_NAMES: dict[str, str] = dict(zip(PDEBENCH_COLUMNS, ("RMSE", "cRMSE", "bRMSE", "Max", "fRMSE low", "fRMSE mid",
+                                                             "fRMSE high")))  # as the PDEBench paper's tables name them
 LEADERBOARD_COLUMNS: list[str] = [
     "run_id", "timestamp", "label", "round", "kind",  # kind: trial | baseline
     "nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ups.leaderboard import PDEBENCH_COLUMNS
 from ups.reports.model_card import render_model_card
 from ups.reports.sources import (DEFAULT_CHAMPION, DEFAULT_LEADERBOARD, ReportError, baselines_on, cell_text,
                                  checkpoint_file, checkpoint_name, load_champion, load_leaderboard, parse_kv,
@@ -53,7 +54,7 @@ DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 OWNED_FILES = {"step.torchscript.pt", "step.onnx", "rollout.torchscript.pt", "rollout.onnx", "parity.json",
                "latency.json", "export.json", "MODEL_CARD.md"}
 METRIC_KEYS = ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
-               "ece", "rollout_horizon")
+               "ece", "rollout_horizon", *PDEBENCH_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------ wrappers

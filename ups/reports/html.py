@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ups.leaderboard import PDEBENCH_COLUMNS
+from ups.leaderboard import PDEBENCH_COLUMNS, PDEBENCH_NAMES
 from ups.reports import plots
 from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
@@ -533,8 +533,8 @@ def _pdebench_html(lb: pd.DataFrame) -> str:
         f"<tr><td>{e(cell_text(r.get('label')) or str(r['run_id']))}</td><td>{e(str(r['kind']))}</td>"
         + "".join(f"<td>{_fmt(r.get(c), c)[0]}</td>" for c in shown) + "</tr>"
         for _, r in rows.iterrows())
-    names = ["nRMSE", "RMSE", "cRMSE", "bRMSE", "Max", "fRMSE low", "fRMSE mid", "fRMSE high"]  # the paper's
-    head = "".join(f"<th title='{e(c)}'>{e(n)}</th>" for c, n in zip(shown, names))
+    names = {"nrmse_pdebench": "nRMSE", **PDEBENCH_NAMES}  # the paper's
+    head = "".join(f"<th title='{e(c)}'>{e(names[c])}</th>" for c in shown)
     return ('<section id="pdebench-metrics"><h2>PDEBench metric set</h2><p class="meta">As PDEBench\'s '
             "<code>metric_func</code> computes them for its tables: every frame with the context copied from the truth "
             "(so × 31/41 of the predicted frames' error), in test batches of 50, averaged over the batches; cRMSE is "

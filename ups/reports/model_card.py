@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ups.leaderboard import PDEBENCH_NAMES
+
 GATE_HELP = "gates compare conservation gap, BC violation and ECE against the baseline (see the sweep's gate config)"
 
 
@@ -76,6 +78,10 @@ def render_model_card(info: dict[str, Any]) -> str:
         f"| ECE (diffusion ensemble) | {_f(m.get('ece'))} |",
         f"| rollout horizon (ρ ≥ 0.8, frames) | {_f(m.get('rollout_horizon'))} |",
     ]
+    pdebench = [(name, m.get(key)) for key, name in PDEBENCH_NAMES.items() if m.get(key) is not None]
+    if pdebench:  # as PDEBench's metric_func computes them (ups.metrics.pdebench_metric_set), without TTC
+        lines.append("| PDEBench metric set, without TTC (all frames, test batches of 50) | "
+                     + ", ".join(f"{name} {_f(v)}" for name, v in pdebench) + " |")
     if nr is not None and nr_ttc is not None and isinstance(nr, float) and isinstance(nr_ttc, float) \
             and not math.isnan(nr) and not math.isnan(nr_ttc) and nr > 0:
         lines.append(f"| TTC change | {100 * (nr_ttc - nr) / nr:+.1f}% |")
