@@ -187,6 +187,12 @@ def test_cli_writes_json_csv_html(tiny, files, capsys):
     printed = capsys.readouterr().out
     assert "with TTC" in printed and "eval_tiny-run.json" in printed
     assert "too few for an interval" in printed or "95% interval" in printed
+    m = rec["metrics"]  # PDEBench's metric set, printed and in every row of the table (UPS, with TTC, baselines)
+    assert f"cRMSE {m['crmse_pdebench']:.4g} / {m['crmse_pdebench_ttc']:.4g}" in printed
+    header = csv[0].split(",")
+    assert {"rmse_pdebench", "frmse_high_pdebench"} <= set(header)
+    col = header.index("max_err_pdebench")
+    assert all(line.split(",")[col] for line in csv[1:]), csv
     assert not list(out_dir.glob(".*.tmp"))
 
 

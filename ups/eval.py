@@ -32,6 +32,7 @@ import torch
 
 from ups import metrics
 from ups.config import ConfigError, apply_overrides, override_key, to_dict
+from ups.leaderboard import PDEBENCH_NAMES
 from ups.models.interface import LatentForecaster
 from ups.ttc import TTCSettings, deterministic_rollout, ttc_search
 from ups.ttc_gain import MIN_SAMPLES, gain_interval
@@ -646,6 +647,8 @@ def main(argv: list[str]) -> int:
           f"conservation {m['conservation_gap']:.3g} energy {m['energy_violation']:.3g} bc {m['bc_violation']:.3g} "
           f"ECE {m['ece'] if m['ece'] is None else round(m['ece'], 4)} horizon {m['rollout_horizon']:.1f} | "
           f"eval {m['eval_s']:.1f}s (TTC {m['ttc_s']:.1f}s) | {m['params']} params")
+    print("PDEBench metric set (all frames, test batches of 50; without / with TTC): "
+          + ", ".join(f"{name} {m[key]:.4g} / {m[f'{key}_ttc']:.4g}" for key, name in PDEBENCH_NAMES.items()))
     if gain > 50:
         print("warning: a TTC gain this large is what target leakage looks like (README: \"TTC is honest\"); the "
               "rewards here see only context frames, so check the deterministic rollout instead (is it broken?)")
