@@ -72,3 +72,22 @@ def test_a_sweep_script_refuses_bad_overrides_before_importing_ray_or_torch(scri
     assert proc.stdout.strip().splitlines()[-1] == "exit 2 False False", proc.stdout + proc.stderr
     err = proc.stderr.strip()
     assert err.startswith("error: ") and needle in err and "\n" not in err, err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["generate", "nuu=0.01"], "unknown key 'nuu'. Did you mean 'nu'?"),
+    (["generate", "n=-1"], "'data.n' = -1 must be > 0"),
+    (["info", "no/such/file.hdf5"], "file not found"),
+])
+def test_ups_data_refuses_bad_input_before_importing_torch(args, needle, tmp_path):
+    """``ups.data`` loads its modules on first use: ``ups data`` refuses a typo in ~0.2 s instead of ~1.5 s of torch
+    imports."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom ups.cli import main\n"
+            f"rc = main(['data', *{args!r}])\nprint('exit', rc, 'torch' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "exit 2 False", proc.stdout + proc.stderr
+    assert needle in proc.stderr, proc.stderr
