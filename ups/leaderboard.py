@@ -21,6 +21,9 @@ PDEBENCH_COLUMNS: tuple[str, ...] = ("rmse_pdebench", "crmse_pdebench", "brmse_p
                                      "frmse_low_pdebench", "frmse_mid_pdebench", "frmse_high_pdebench")
 PDEBENCH_NAMES: dict[str, str] = dict(zip(PDEBENCH_COLUMNS, ("RMSE", "cRMSE", "bRMSE", "Max", "fRMSE low", "fRMSE mid",
                                                              "fRMSE high")))  # as the PDEBench paper's tables name them
+# what a final evaluation (a finished trial's, a full eval's) records on the leaderboard, and a champion keeps
+EVAL_COLUMNS: tuple[str, ...] = ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation",
+                                 "bc_violation", "ece", "rollout_horizon", *PDEBENCH_COLUMNS)
 LEADERBOARD_COLUMNS: list[str] = [
     "run_id", "timestamp", "label", "round", "kind",  # kind: trial | baseline
     "nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ups.leaderboard import PDEBENCH_COLUMNS
+from ups.leaderboard import EVAL_COLUMNS
 from ups.reports.model_card import render_model_card
 from ups.reports.sources import (DEFAULT_CHAMPION, DEFAULT_LEADERBOARD, ReportError, baselines_on, cell_text,
                                  checkpoint_file, checkpoint_name, load_champion, load_leaderboard, parse_kv,
@@ -53,8 +53,6 @@ ARGS = {"checkpoint": "path to checkpoint.pt or its folder", "champion": "path t
 DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 OWNED_FILES = {"step.torchscript.pt", "step.onnx", "rollout.torchscript.pt", "rollout.onnx", "parity.json",
                "latency.json", "export.json", "MODEL_CARD.md"}
-METRIC_KEYS = ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
-               "ece", "rollout_horizon", *PDEBENCH_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------ wrappers
@@ -245,7 +243,7 @@ def _test_batch(cfg: Any, grid_size: int, n: int) -> tuple[torch.Tensor, str, in
 
 def _metrics_for(run_id: str | None, ckpt: str, champion: dict[str, Any], lb_path: Path) -> tuple[dict, dict, str, dict]:
     """(metrics, gate info, source, baselines) from champion.json and the leaderboard row."""
-    metrics = {k: champion.get(k) for k in METRIC_KEYS if champion.get(k) is not None}
+    metrics = {k: champion.get(k) for k in EVAL_COLUMNS if champion.get(k) is not None}
     gates = {k: champion.get(k) for k in ("gate_pass", "gate_reasons") if champion.get(k) is not None}
     source = "champion.json" if metrics else ""
     baselines: dict[str, float] = {}
@@ -266,7 +264,7 @@ def _metrics_for(run_id: str | None, ckpt: str, champion: dict[str, Any], lb_pat
                 continue
             used.append(str(r["run_id"]))
             data_hash = data_hash or cell_text(r.get("data_hash"))
-            for k in METRIC_KEYS:
+            for k in EVAL_COLUMNS:
                 v = r.get(k)
                 if k not in metrics and v is not None and not (isinstance(v, float) and math.isnan(v)):
                     metrics[k] = float(v)

@@ -36,9 +36,10 @@ from typing import Any, Iterator, Mapping, Sequence
 import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, config_from_dict
-from ups.leaderboard import REFERENCE_REASON, finite_or_none, read_leaderboard, selection_key, upsert_rows
+from ups.leaderboard import (EVAL_COLUMNS, REFERENCE_REASON, finite_or_none, read_leaderboard, selection_key,
+                             upsert_rows)
 from ups.tune.gates import small_eval_gates
-from ups.tune.results import EVAL_COLUMNS, eval_samples_json
+from ups.tune.results import eval_samples_json
 from ups.tune.space import SearchSpace
 
 SEED_KEY = "training.seed"

@@ -17,13 +17,10 @@ from typing import Any, Mapping, Sequence
 from ray.tune import Callback
 
 from ups.config import config_hash
-from ups.leaderboard import PDEBENCH_COLUMNS, finite_or_none, upsert_rows
+from ups.leaderboard import EVAL_COLUMNS, finite_or_none, upsert_rows
 from ups.tune.gates import GateLimits, GateTracker
 from ups.tune.pbt_schedule import read_pbt_schedule
 from ups.tune.space import SearchSpace
-
-EVAL_COLUMNS = ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation",
-                "bc_violation", "ece", "rollout_horizon", *PDEBENCH_COLUMNS)
 
 
 @dataclass
