@@ -167,6 +167,9 @@ def test_cli_prints_table_writes_csv_json_and_leaderboard(tiny_cfg, tmp_path, ca
     assert list(cache.glob("baselines-*.json"))
     board = read_leaderboard(lb)
     assert sorted(board["label"]) == ["linear", "persistence"] and set(board["kind"]) == {"baseline"}
+    from ups.leaderboard import PDEBENCH_COLUMNS  # PDEBench's metric set, as a sweep's baseline rows carry it
+
+    assert board[list(PDEBENCH_COLUMNS)].notna().all().all(), board[list(PDEBENCH_COLUMNS)]
 
 
 def test_cli_bad_keys_fail_before_compute(capsys, tmp_path):

@@ -212,7 +212,7 @@ def leaderboard_rows(rows: Sequence[dict[str, Any]], experiment: str = "baseline
         run_id = f"baseline-{r['name']}-{str(r.get('data_hash', ''))[:12]}-b{float(r.get('fno_budget_s', 0)):g}-s{r.get('seed', 0)}"
         out.append({
             "run_id": run_id, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "label": r["name"],
-            "round": "baselines", "kind": "baseline", **{k: r[k] for k in METRIC_KEYS},
+            "round": "baselines", "kind": "baseline", **{k: r[k] for k in (*METRIC_KEYS, *PDEBENCH_SET_KEYS)},
             "wall_clock": r["train_s"], "params": r["params"], "status": "TERMINATED",
             "config_hash": r.get("data_hash"), "experiment": experiment,
             "config_json": json.dumps(r.get("details", {}), sort_keys=True),
