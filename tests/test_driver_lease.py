@@ -102,19 +102,18 @@ def test_sweeps_of_a_round_started_in_the_same_second_get_their_own_names(tmp_pa
     runs = tmp_path / "runs"
     env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}  # the claims folder of these drivers: tempfile's
     (tmp_path / "tmp").mkdir()
+
+    def driver(storage: Path, start: float = 0.0) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", NAMING, str(storage), str(start)], env=env, text=True,
+                                stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+
     start = time.time() + 1.5
-    procs = [subprocess.Popen([sys.executable, "-c", NAMING, str(runs), str(start)], env=env, text=True,
-                              stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1]) for _ in range(4)]
-    names = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    names = sorted(p.communicate(timeout=60)[0].strip() for p in [driver(runs, start) for _ in range(4)])
     base = "round_a-20261205-192122"
     assert names == sorted([base, f"{base}-2", f"{base}-3", f"{base}-4"]), names
     # a name on storage is taken too (a sweep started from another machine), and claims are per storage folder
     (runs / f"{base}-5").mkdir(parents=True)
-    again = subprocess.run([sys.executable, "-c", NAMING, str(runs), "0"], env=env, text=True, capture_output=True,
-                           cwd=Path(__file__).resolve().parents[1], check=True).stdout.strip()
-    assert again == f"{base}-6"
-    other = subprocess.run([sys.executable, "-c", NAMING, str(tmp_path / "other"), "0"], env=env, text=True,
-                           capture_output=True, cwd=Path(__file__).resolve().parents[1], check=True).stdout.strip()
-    assert other == base
+    assert driver(runs).communicate(timeout=60)[0].strip() == f"{base}-6"
+    assert driver(tmp_path / "other").communicate(timeout=60)[0].strip() == base
     assert latest_sweep([*names, f"{base}-10", "round_a-20261205-192121-11", "round_a-final"], "round_a") \
         == f"{base}-10"
