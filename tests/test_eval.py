@@ -180,7 +180,8 @@ def test_cli_writes_json_csv_html(tiny, files, capsys):
     assert all(b["data_hash"] == tiny["data"].data_hash for b in rec["baselines"])  # same data
     csv = (out_dir / "eval_tiny-run.csv").read_text().splitlines()
     assert csv[0].startswith("model,") and csv[1].startswith("ups,") and csv[2].startswith("ups+ttc,")
-    assert [line.split(",")[0] for line in csv[3:]] == ["baseline:persistence", "baseline:linear", "baseline:fno"]
+    assert [line.split(",")[0] for line in csv[3:]] == ["ups autoencoder round trip", "baseline:persistence",
+                                                        "baseline:linear", "baseline:fno"]
     assert list((tiny["tmp"] / "baselines").glob("baselines-*.json"))  # cached beside the data cache
     page = (out_dir / "eval_tiny-run.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "nRMSE" in page
@@ -192,7 +193,13 @@ def test_cli_writes_json_csv_html(tiny, files, capsys):
     header = csv[0].split(",")
     assert {"rmse_pdebench", "frmse_high_pdebench"} <= set(header)
     col = header.index("max_err_pdebench")
-    assert all(line.split(",")[col] for line in csv[1:]), csv
+    assert all(line.split(",")[col] for line in csv[1:3] + csv[4:]), csv
+    # the autoencoder's round trip (ups.reconstruction): its own row (nRMSE and fRMSE bands) and printed line
+    trip = dict(zip(header, csv[3].split(",")))
+    assert float(trip["nrmse"]) == pytest.approx(m["recon_nrmse"], rel=1e-6)
+    assert float(trip["frmse_high_pdebench"]) == pytest.approx(m["recon_frmse_high_pdebench"], rel=1e-6)
+    assert f"autoencoder round trip of the true frames (the error left with a perfect operator): nRMSE " \
+           f"{m['recon_nrmse']:.4f}" in printed
     assert not list(out_dir.glob(".*.tmp"))
 
 

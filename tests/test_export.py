@@ -60,6 +60,8 @@ def test_latency_and_model_card(exported) -> None:
     pdebench = next(line for line in card.splitlines() if line.startswith("| PDEBench metric set"))  # its full eval's
     assert all(f"{name} " in pdebench for name in ("RMSE", "cRMSE", "bRMSE", "Max", "fRMSE high")), pdebench
     assert "not recorded" not in pdebench, pdebench
+    trip = next(line for line in card.splitlines() if line.startswith("| autoencoder round trip"))  # ups.reconstruction
+    assert "not recorded" not in trip and float(trip.rstrip(" |").rsplit("|", 1)[1]) > 0, trip
 
 
 def test_missing_champion_is_refused(tmp_path, capsys) -> None:

@@ -76,7 +76,11 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
 
     scored = lb[lb["run_id"].isin(done["run_id"]) | (lb["kind"] == "baseline")]
     assert (scored[list(PDEBENCH_COLUMNS)].astype(float) >= 0).all().all(), scored[list(PDEBENCH_COLUMNS)]
-    assert 'id="pdebench-metrics"' in (work / "reports" / "round_a" / "index.html").read_text()
+    page = (work / "reports" / "round_a" / "index.html").read_text()
+    assert 'id="pdebench-metrics"' in page
+    # the autoencoder's round trip of the test frames (ups.reconstruction): every finished trial, a report column
+    assert (done["recon_nrmse"].astype(float) > 0).all(), done["recon_nrmse"]
+    assert "<th" in page and ">recon_nrmse<" in page
     out = capsys.readouterr().out
     assert "Leaderboard" in out and "report:" in out and "round A: best val_nrmse" in out
     from tests.test_wandb_logging import runs, table

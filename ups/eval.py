@@ -34,6 +34,7 @@ from ups import metrics
 from ups.config import ConfigError, apply_overrides, override_key, to_dict
 from ups.leaderboard import PDEBENCH_NAMES
 from ups.models.interface import LatentForecaster
+from ups.reconstruction import round_trip, round_trip_metrics
 from ups.ttc import TTCSettings, deterministic_rollout, ttc_search
 from ups.ttc_gain import MIN_SAMPLES, gain_interval
 
@@ -160,7 +161,7 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
     ens_size = int(cfg.eval.ensemble_size)
     bs = max(1, int(cfg.eval.batch_size))
 
-    preds, preds_ttc, chosen, members = [], [], [], []
+    preds, preds_ttc, chosen, members, recons = [], [], [], [], []
     ttc_s = 0.0
     searched = used = evals = 0
     det_pen, ttc_pen = [], []
@@ -170,6 +171,8 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
             plain = model.rollout(ctx, n_steps) if hasattr(model, "rollout") else \
                 deterministic_rollout(model, ctx, n_steps)  # (b, T', Xm)
             preds.append(grid.to_eval(plain).cpu())
+            whole = grid.to_model(traj[i:i + bs].to(dev))  # (b, T, Xm): the true frames, for the round trip only
+            recons.append(grid.to_eval(round_trip(model, whole, init, bs)).cpu())  # (b, T', X)
             if settings.enabled:
                 res = ttc_search(model, ctx, n_steps, cfg.ttc, generator=gen_ttc)
                 ttc_s += res.seconds
@@ -205,6 +208,8 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
     # the rest of PDEBench's metric set (RMSE, cRMSE, bRMSE, Max, fRMSE by band), as its tables compute it
     out.update(metrics.pdebench_metric_set(pred, true, init))
     out.update({f"{k}_ttc": v for k, v in metrics.pdebench_metric_set(pred_ttc, true, init).items()})
+    # the autoencoder's round trip of the true frames: what the forecast's error would be with a perfect operator
+    out.update(round_trip_metrics(torch.cat(recons).to(torch.float32), true, init))
     finite = math.isfinite(m["nrmse"]) and math.isfinite(mt["nrmse"])  # a rollout that blew up has no gain, not 0
     out["ttc_gain"] = (m["nrmse"] - mt["nrmse"]) / m["nrmse"] if m["nrmse"] > 0 else (0.0 if finite else math.nan)
     # per test sample (mean over predicted frames; their mean is nrmse / nrmse_ttc): paired intervals for
@@ -487,6 +492,10 @@ def _table_rows(ev: EvalOutput, baselines: list[dict[str, Any]], run_id: str) ->
          "ece": None, "params": m["params"], "seconds": m["ttc_s"],
          **{k: m.get(f"{k}_ttc") for k in metrics.PDEBENCH_SET_KEYS}},
     ]
+    if m.get("recon_nrmse") is not None:  # the autoencoder's round trip of the true frames (ups.reconstruction)
+        rows.append({"model": "ups autoencoder round trip", "run_id": run_id, "nrmse": m["recon_nrmse"],
+                     **{k: m.get(f"recon_{k}") for k in ("frmse_low_pdebench", "frmse_mid_pdebench",
+                                                         "frmse_high_pdebench")}})
     for b in baselines:
         rows.append({"model": f"baseline:{b.get('name')}", "run_id": run_id,
                      **{k: b.get(k) for k in metrics.METRIC_KEYS}, "ece": b.get("ece"),
@@ -649,6 +658,12 @@ def main(argv: list[str]) -> int:
           f"eval {m['eval_s']:.1f}s (TTC {m['ttc_s']:.1f}s) | {m['params']} params")
     print("PDEBench metric set (all frames, test batches of 50; without / with TTC): "
           + ", ".join(f"{name} {m[key]:.4g} / {m[f'{key}_ttc']:.4g}" for key, name in PDEBENCH_NAMES.items()))
+    if m.get("recon_nrmse") is not None:
+        share = m["recon_nrmse"] / m["nrmse"] if m["nrmse"] > 0 else math.nan
+        print(f"autoencoder round trip of the true frames (the error left with a perfect operator): nRMSE "
+              f"{m['recon_nrmse']:.4f} ({share:.0%} of the forecast's), fRMSE low/mid/high "
+              + " / ".join(f"{m[f'recon_frmse_{b}_pdebench']:.4g}" for b in ("low", "mid", "high"))
+              + " (forecast: " + " / ".join(f"{m[f'frmse_{b}_pdebench']:.4g}" for b in ("low", "mid", "high")) + ")")
     if gain > 50:
         print("warning: a TTC gain this large is what target leakage looks like (README: \"TTC is honest\"); the "
               "rewards here see only context frames, so check the deterministic rollout instead (is it broken?)")

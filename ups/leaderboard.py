@@ -21,15 +21,18 @@ PDEBENCH_COLUMNS: tuple[str, ...] = ("rmse_pdebench", "crmse_pdebench", "brmse_p
                                      "frmse_low_pdebench", "frmse_mid_pdebench", "frmse_high_pdebench")
 PDEBENCH_NAMES: dict[str, str] = dict(zip(PDEBENCH_COLUMNS, ("RMSE", "cRMSE", "bRMSE", "Max", "fRMSE low", "fRMSE mid",
                                                              "fRMSE high")))  # as the PDEBench paper's tables name them
-# what a final evaluation (a finished trial's, a full eval's) records on the leaderboard, and a champion keeps
+# what a final evaluation (a finished trial's, a full eval's) records on the leaderboard, and a champion keeps;
+# recon_nrmse: the autoencoder's round trip of the true test frames (ups.reconstruction), the error a perfect
+# operator would leave
 EVAL_COLUMNS: tuple[str, ...] = ("nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation",
-                                 "bc_violation", "ece", "rollout_horizon", *PDEBENCH_COLUMNS)
+                                 "bc_violation", "ece", "rollout_horizon", *PDEBENCH_COLUMNS, "recon_nrmse")
 LEADERBOARD_COLUMNS: list[str] = [
     "run_id", "timestamp", "label", "round", "kind",  # kind: trial | baseline
     "nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "energy_violation", "bc_violation",
     "ece", "rollout_horizon", "wall_clock", "gpu_hours", "est_cost", "params",
     "status", "stop_reason", "gate_pass", "gate_reasons", "promotion",  # promotion: small_eval|full_eval|champion
     "tags", "config_hash", "checkpoint", "trial_id", "experiment", "config_json", *PDEBENCH_COLUMNS,
+    "recon_nrmse",
 ]
 
 # gate_reasons of the trial a round's gates measure the others against (promotion writes it)

@@ -36,7 +36,7 @@ from ups.reports.sources import (ReportError, best_trial, cell_text, checkpoint_
                                  recorded_experiment_folders, row_config, select_round, trial_state)
 from ups.tune.pbt_schedule import schedule_text
 
-TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench",
+TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench", "recon_nrmse",
                  "conservation_gap", "energy_violation", "bc_violation", "ece", "rollout_horizon",
                  "wall_clock", "gpu_hours", "est_cost", "params", "gate_pass", "gate_reasons", "promotion",
                  "trial_id"]
@@ -616,7 +616,9 @@ def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFra
 <body>
 <h1>UPS Sweeps report: round {e(round_name)}</h1>
 <p class="meta">generated {now} · leaderboard {e(str(leaderboard_path))} · experiment {e(exp_desc)}.
-nRMSE: PDEBench definition over the predicted frames (nrmse_pdebench includes the context frames, ×31/41).</p>
+nRMSE: PDEBench definition over the predicted frames (nrmse_pdebench includes the context frames, ×31/41);
+recon_nrmse: the autoencoder's round trip of the true test frames, the error a perfect latent operator would leave
+(close to nrmse: the autoencoder limits the model; far below it: the operator does).</p>
 <div class="kpis">{kpi_html}</div>
 <section id="leaderboard"><h2>Leaderboard (click a column to sort)</h2>
 <p class="meta">Baselines (yellow) are reference rows; failed trials are red; trials stopped early (ASHA or a

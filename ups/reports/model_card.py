@@ -82,6 +82,9 @@ def render_model_card(info: dict[str, Any]) -> str:
     if pdebench:  # as PDEBench's metric_func computes them (ups.metrics.pdebench_metric_set), without TTC
         lines.append("| PDEBench metric set, without TTC (all frames, test batches of 50) | "
                      + ", ".join(f"{name} {_f(v)}" for name, v in pdebench) + " |")
+    if m.get("recon_nrmse") is not None:  # ups.reconstruction: the error a perfect latent operator would leave
+        lines.append(f"| autoencoder round trip of the true frames, nRMSE (what a perfect operator would leave) | "
+                     f"{_f(m.get('recon_nrmse'))} |")
     if nr is not None and nr_ttc is not None and isinstance(nr, float) and isinstance(nr_ttc, float) \
             and not math.isnan(nr) and not math.isnan(nr_ttc) and nr > 0:
         lines.append(f"| TTC change | {100 * (nr_ttc - nr) / nr:+.1f}% |")

@@ -142,18 +142,24 @@ def check_data(data: Any, cfg: Any) -> None:
 @torch.no_grad()
 def rollout_eval(model: UPSModel, traj: torch.Tensor, initial_step: int, batch_size: int = 64,
                  device: torch.device | str = "cpu") -> dict[str, float]:
-    """Deterministic rollout from the first ``initial_step`` frames of (B, T, X); metrics of ups.metrics."""
+    """Deterministic rollout from the first ``initial_step`` frames of (B, T, X); metrics of ups.metrics, and
+    ``recon_nrmse``: the autoencoder's round trip of the same frames (``ups.reconstruction``)."""
     from ups.metrics import rollout_metrics
+    from ups.reconstruction import round_trip, round_trip_metrics
 
     was = model.training
     model.eval()
-    preds = []
+    preds, recons = [], []
     for i in range(0, traj.shape[0], batch_size):
         u = traj[i:i + batch_size].to(device)
         roll = model.rollout(u[:, :initial_step], u.shape[1] - initial_step)  # (b, T-init, X)
         preds.append(torch.cat([u[:, :initial_step], roll], dim=1).float().cpu())
+        recons.append(round_trip(model, u, initial_step, batch_size).float().cpu())  # (b, T-init, X)
     model.train(was)
-    return rollout_metrics(torch.cat(preds), traj.float().cpu(), initial_step)
+    true = traj.float().cpu()
+    out = rollout_metrics(torch.cat(preds), true, initial_step)
+    out.update(round_trip_metrics(torch.cat(recons), true, initial_step, bands=False))
+    return out
 
 
 def _autocast(run: _Run):
