@@ -536,8 +536,8 @@ def test_asha_rungs_are_automatic_and_never_inside_the_autoencoder_stage() -> No
     p = prepare("round_a", [])  # smoke profile: 10 autoencoder + 30 operator + 1 + 1 epochs
     assert p.scfg.scheduler.grace_period == 0
     assert asha_rungs(p.scfg, p.base, p.space) == (44, 20, [20])  # one rung, at operator epoch 10
-    full = prepare("round_a", ["profile=full"])  # 10 + 15 + 5 + 6 epochs, reduction factor 2
-    assert asha_rungs(full.scfg, full.base, full.space) == (38, 15, [15, 30])
+    full = prepare("round_a", ["profile=full"])  # 40 + 15 + 5 + 6 epochs, reduction factor 2: one rung (90 > 68)
+    assert asha_rungs(full.scfg, full.base, full.space) == (68, 45, [45])
     short = prepare("round_a", ["stages.operator.epochs=4"])
     assert asha_rungs(short.scfg, short.base, short.space)[1] == 12
     with pytest.raises(ConfigError, match=r"grace_period=4 .*autoencoder stage \(iterations 1-10\).*"
