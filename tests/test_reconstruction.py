@@ -22,6 +22,7 @@ class WindowModel:
         self.gain = gain
 
     def encode(self, context: torch.Tensor) -> torch.Tensor:  # (B, cf, X) → (B, X, 1)
+        self.largest = max(getattr(self, "largest", 0), context.shape[0])
         cf = context.shape[1]
         w = 10.0 ** torch.arange(cf - 1, -1, -1, dtype=context.dtype)  # oldest … newest: 10^(cf-1) … 1
         return (context * w[None, :, None]).sum(1)[..., None] * self.gain
@@ -37,7 +38,9 @@ def test_the_round_trip_of_frame_t_encodes_the_frames_up_to_t():
     assert got.shape == (B, T - 2, X) and torch.equal(got, u[:, 2:])
     # three context frames: frame t is seen with t-1 and t-2; before the first frame, the first frame repeats
     # (as UPSModel's encoder pads a short context)
-    got = round_trip(WindowModel(3), u, initial_step=1, batch_size=2)
+    model = WindowModel(3)
+    got = round_trip(model, u, initial_step=1, batch_size=2)
+    assert model.largest == 2  # never more frames at once than a forecast step of batch_size samples
     want = torch.stack([100 * u[:, max(t - 2, 0)] + 10 * u[:, t - 1] + u[:, t] for t in range(1, T)], dim=1)
     assert torch.equal(got, want)
 

@@ -29,19 +29,17 @@ def _context_frames(model: Any) -> int:
 def round_trip(model: Any, traj: torch.Tensor, initial_step: int, batch_size: int = 64) -> torch.Tensor:
     """``decode(encode(frames up to t))`` for every predicted frame t ≥ ``initial_step`` of ``traj`` (B, T, X) on the
     model's grid → (B, T - initial_step, X). The encoder sees the same number of most recent true frames as when it
-    encodes a forecast's context (``encoder.context_frames``; the first frame repeated where fewer exist)."""
+    encodes a forecast's context (``encoder.context_frames``; the first frame repeated where fewer exist). At most
+    ``batch_size`` frames go through the model at once, as many as one step of a forecast of ``batch_size`` samples:
+    a large model on a shared GPU needs no more memory for this than for its rollout."""
     cf = _context_frames(model)
     B, T, X = traj.shape
-    out = []
-    for i in range(0, B, max(1, batch_size)):
-        u = traj[i:i + batch_size]  # (b, T, X)
-        b = u.shape[0]
-        padded = torch.cat([u[:, :1].expand(b, cf - 1, X), u], dim=1)  # (b, T + cf - 1, X)
-        windows = padded.unfold(1, cf, 1)[:, initial_step:]  # (b, T', X, cf): the window ending at frame t
-        windows = windows.permute(0, 1, 3, 2).reshape(-1, cf, X)  # (b·T', cf, X)
-        rec = model.decode(model.encode(windows))  # (b·T', X)
-        out.append(rec.reshape(b, T - initial_step, X))
-    return torch.cat(out)  # (B, T', X)
+    padded = torch.cat([traj[:, :1].expand(B, cf - 1, X), traj], dim=1)  # (B, T + cf - 1, X)
+    windows = padded.unfold(1, cf, 1)[:, initial_step:]  # (B, T', X, cf): the window ending at frame t
+    windows = windows.permute(0, 1, 3, 2).reshape(-1, cf, X)  # (B·T', cf, X), a view where it can be
+    step = max(1, batch_size)
+    rec = [model.decode(model.encode(windows[i:i + step])) for i in range(0, windows.shape[0], step)]  # (≤step, X)
+    return torch.cat(rec).reshape(B, T - initial_step, X)  # (B, T', X)
 
 
 def round_trip_metrics(recon: torch.Tensor, true: torch.Tensor, initial_step: int, *,
