@@ -23,6 +23,10 @@ def test_ups_train_cli(tiny_cfg, tiny_data, tmp_path, capsys):
     assert ups_main(["train", *args, "--run-dir", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "parameters (encoder" in out and "val_nrmse" in out
+    # each epoch's line shows the autoencoder's round trip, and the closing JSON the test split's
+    assert out.count(" (round trip ") >= 6, out  # 2 + 2 + 1 + 1 epochs
+    closing = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    assert closing["recon_nrmse"] > 0
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
     assert final["done"] and final["nrmse"] > 0 and final["params"] > 0
     assert (tmp_path / "run" / "checkpoints" / "final" / "checkpoint.pt").exists()

@@ -38,14 +38,17 @@ def main(argv: list[str]) -> int:
     def report(m: dict, ckpt: Path | None) -> None:
         if args.quiet or m.get("done"):
             return
+        trip = m.get("val_recon_nrmse")  # the autoencoder's round trip (ups.reconstruction): what its stage improves
         print(f"[{m['stage']:<19}] epoch {m['epoch']:>3} (global {m['global_epoch']:>3})  "
-              f"loss {m['train_loss']:.4g}  val_nrmse {m['val_nrmse']:.4f}  {m['wall_clock']:.0f}s", flush=True)
+              f"loss {m['train_loss']:.4g}  val_nrmse {m['val_nrmse']:.4f}"
+              + (f" (round trip {trip:.4f})" if trip is not None else "") + f"  {m['wall_clock']:.0f}s", flush=True)
 
     try:
         res = train(cfg, report=report, run_dir=run_dir, resume_from=args.resume)
     except CheckpointError as e:  # --resume names a missing or unreadable checkpoint: refused before training
         raise ConfigError(f"--resume: {e}") from None
-    keys = ("val_nrmse", "nrmse", "nrmse_ttc", "nrmse_pdebench", "conservation_gap", "params", "wall_clock")
+    keys = ("val_nrmse", "nrmse", "nrmse_ttc", "nrmse_pdebench", "recon_nrmse", "conservation_gap", "params",
+            "wall_clock")
     print(json.dumps({k: res.metrics[k] for k in keys if k in res.metrics}, default=float))
     print(f"ups train: done in {res.metrics['wall_clock']:.0f}s; checkpoint {res.checkpoint}")
     return 0
