@@ -64,7 +64,7 @@ def main(overrides: list[str]) -> int:
         ci = f"  [{d.lo:+.1%} … {d.hi:+.1%}]" if d.n_samples else "  (no per-sample figures)"
         seeds = f"  ({d.seeds} seeds)" if d.seeds > 1 else ""
         print(f"dims: dim={d.dim:>3}  params={d.params!s:>8}  nrmse={d.nrmse:.4g}  nrmse_ttc={d.nrmse_ttc:.4g}  "
-              f"TTC gain={d.gain:+.1%}{ci}{seeds}")
+              f"round trip={d.recon_nrmse:.4g}  TTC gain={d.gain:+.1%}{ci}{seeds}")
     print(f"dims: does TTC help small models more? {verdict.text}")
     out = (o.report.parent if o.report else o.leaderboard.parent) / f"ttc_by_dim_{o.experiment}.json"
     out.write_text(json.dumps(verdict.as_dict(), indent=1, default=str))

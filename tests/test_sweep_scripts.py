@@ -236,6 +236,10 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
     assert verdict["answer"] == "too few test samples"  # eval.max_samples=4 here
     assert [(d["dim"], d["seeds"]) for d in verdict["dims"]] == [(8, 2), (16, 2)]
     assert all(d["n_samples"] > 1 for d in verdict["dims"])
+    for d in verdict["dims"]:  # each dim's autoencoder round trip, the mean over its two seeds' trials
+        own = rows[[s["latent.dim"] == d["dim"] for s in sampled]]
+        assert d["recon_nrmse"] == pytest.approx(own["recon_nrmse"].astype(float).mean()) and d["recon_nrmse"] > 0
+    assert "round trip=" in out
     # with TTC off there is no "with TTC" to compare: refused before any compute, naming the round to use
     with pytest.raises(ConfigError, match=r"dims: ttc.enabled=false, .* Fix: .*sweeps/round_b.py "
                                           r"space=search_spaces/dims.yaml searcher.name=grid"):

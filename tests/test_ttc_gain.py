@@ -3,6 +3,7 @@ samples, a slope against log2(dim), and a verdict that only says yes/no when the
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -75,6 +76,7 @@ def test_not_answerable_without_per_sample_figures_or_without_ttc() -> None:
     old = [{k: v for k, v in r.items() if k != "eval_samples_json"} for r in rows]  # a leaderboard from before
     v = ttc_verdict(old)
     assert v.answer == "not answerable" and all(d.n_samples == 0 and d.gain > 0 for d in v.dims)
+    assert all(math.isnan(d.recon_nrmse) for d in v.dims)  # a leaderboard from before the round trip existed
     plain = np.linspace(0.05, 0.2, 16)
     v = ttc_verdict([_row(8, plain, plain.copy()), _row(16, plain * 0.9, plain * 0.9)])
     assert v.answer == "not answerable" and "TTC changed no forecast" in v.text
@@ -92,11 +94,14 @@ def test_the_dims_report_shows_the_verdict_of_its_newest_sweep(tmp_path) -> None
                  "sampled_json": json.dumps({"latent.dim": r["dim"]})} for r in _rows(gains)]
 
     lb = tmp_path / "leaderboard.csv"
-    upsert_rows(lb, lb_rows("dims-old", {8: 0.01, 16: 0.05, 32: 0.09, 64: 0.13}, 1)
-                + lb_rows("dims-new", {8: 0.20, 16: 0.14, 32: 0.08, 64: 0.02}, 2))
+    new = [{**r, "recon_nrmse": 0.0101 * r["dim"] / 8} for r in lb_rows("dims-new", {8: 0.20, 16: 0.14, 32: 0.08,
+                                                                                     64: 0.02}, 2)]
+    upsert_rows(lb, lb_rows("dims-old", {8: 0.01, 16: 0.05, 32: 0.09, 64: 0.13}, 1) + new)
     page = report_html.write_report(None, lb, "dims", tmp_path / "out").read_text()
     section = page[page.index('<section id="ttc-by-dim">'):]
     assert "yes: TTC helps small models more" in section and section.count("<tr><td>") == 4
+    # each dim's autoencoder round trip (ups.reconstruction) beside its nRMSE: is a small model its autoencoder?
+    assert all(f"<td>{v:.4g}</td>" in section for v in (0.0101, 0.0202, 0.0404, 0.0808)), section
     assert "ttc-by-dim" not in report_html.write_report(None, lb, "all", tmp_path / "all").read_text()
 
 

@@ -50,6 +50,7 @@ class DimGain:
     hi: float = math.nan
     n_samples: int = 0
     seeds: int = 1  # training seeds (rows) the gain averages
+    recon_nrmse: float = math.nan  # the autoencoder's round trip (ups.reconstruction), mean over the seeds
 
     @property
     def resolved(self) -> bool:
@@ -90,7 +91,7 @@ def dims_rows(leaderboard: Any, experiment: str | None = None) -> list[dict[str,
             sampled = {}
         sampled = sampled if isinstance(sampled, dict) else {}
         out.append({"dim": sampled.get("latent.dim"), "seed": sampled.get("training.seed"), "params": r.get("params"),
-                    "nrmse": r.get("nrmse"), "nrmse_ttc": r.get("nrmse_ttc"),
+                    "nrmse": r.get("nrmse"), "nrmse_ttc": r.get("nrmse_ttc"), "recon_nrmse": r.get("recon_nrmse"),
                     "eval_samples_json": r.get("eval_samples_json", "")})
     return out
 
@@ -194,9 +195,10 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
             gain = float(np.mean([1.0 - b / a for a, b in pts])) if pts else math.nan
             n_seeds = max(1, len(pts))
         p = group[0].get("params")
+        trips = [v for r in group if (v := finite_or_none(r.get("recon_nrmse"))) is not None]
         dims.append(DimGain(dim, int(p) if isinstance(p, numbers.Real) and math.isfinite(float(p)) else None,
                             nr, nt, gain, n_samples=int(with_samples[0][0].size) if with_samples else 0,
-                            seeds=n_seeds))
+                            seeds=n_seeds, recon_nrmse=float(np.mean(trips)) if trips else math.nan))
     dims.sort(key=lambda d: d.dim)
     rng = np.random.default_rng(seed)
     sizes = {s[0].size for group in per.values() for s in group}

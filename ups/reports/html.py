@@ -505,11 +505,12 @@ def _ttc_by_dim_html(lb: pd.DataFrame) -> str:
     e = html.escape
     rows = "".join(
         f"<tr><td>{d.dim}</td><td>{d.params if d.params is not None else '—'}</td><td>{d.nrmse:.4g}</td>"
-        f"<td>{d.nrmse_ttc:.4g}</td><td>{d.gain:+.1%}</td>"
+        f"<td>{d.nrmse_ttc:.4g}</td><td>{'—' if math.isnan(d.recon_nrmse) else format(d.recon_nrmse, '.4g')}</td><td>{d.gain:+.1%}</td>"
         f"<td>{f'{d.lo:+.1%} … {d.hi:+.1%}' if d.n_samples else 'no per-sample figures'}</td><td>{d.seeds}</td></tr>"
         for d in v.dims)
     return (f'<section id="ttc-by-dim"><h2>Does TTC help small models more?</h2><p><b>{e(v.text)}</b></p>'
             f'<table><thead><tr><th>latent.dim</th><th>params</th><th>nRMSE</th><th>nRMSE with TTC</th>'
+            f'<th title="recon_nrmse: the autoencoder\'s round trip of the true test frames">autoencoder round trip</th>'
             f'<th>TTC gain</th><th>95 % interval</th><th>training seeds</th></tr></thead><tbody>{rows}</tbody></table>'
             f'</section>')
 
