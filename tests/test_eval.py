@@ -480,3 +480,17 @@ def test_two_checkpoints_of_one_run_do_not_overwrite_each_others_eval(tiny, tmp_
     # the same checkpoint evaluated again replaces its own result
     assert main([f"checkpoint={tmp_path / 'run' / 'final'}", f"eval.out_dir={out}"]) == 0
     assert len(list(out.glob("eval_tiny-run*.json"))) == 2
+
+
+def test_with_ttc_off_every_ttc_figure_is_the_plain_rollouts(tiny):
+    """ttc.enabled=false: the "with TTC" figures are the deterministic rollout's, computed once (not a second time
+    on the same frames)."""
+    from ups.config import apply_overrides
+    from ups.metrics import PDEBENCH_SET_KEYS
+
+    cfg = apply_overrides(tiny["cfg"], {"ttc.enabled": False, "eval.ensemble_size": 0})
+    m = evaluate(tiny["model"], cfg, tiny["data"])
+    assert m["ttc_enabled"] is False and m["ttc_gain"] == 0.0 and m["ttc_intervention_rate"] == 0.0
+    assert m["nrmse_ttc"] == m["nrmse"] and m["nrmse_ttc_pdebench"] == m["nrmse_pdebench"]
+    for key in ("conservation_gap", "energy_violation", "bc_violation", "rollout_horizon", *PDEBENCH_SET_KEYS):
+        assert m[f"{key}_ttc"] == m[key], key
