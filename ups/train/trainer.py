@@ -75,6 +75,9 @@ class _Run:
     budget_hit: bool = False
     # the newest checkpoint this run wrote or resumed from: a whole, consistent state to restart a divergence from
     good_ckpt: Path | None = None
+    # the val round trip (ups.reconstruction) once the autoencoder stage is over: its encoder and decoder are frozen
+    # from then on, so each later epoch would recompute the same figure (about a quarter of a validation)
+    val_round_trip: float | None = None
 
     def wall(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t_start
@@ -141,9 +144,9 @@ def check_data(data: Any, cfg: Any) -> None:
 
 @torch.no_grad()
 def rollout_eval(model: UPSModel, traj: torch.Tensor, initial_step: int, batch_size: int = 64,
-                 device: torch.device | str = "cpu") -> dict[str, float]:
-    """Deterministic rollout from the first ``initial_step`` frames of (B, T, X); metrics of ups.metrics, and
-    ``recon_nrmse``: the autoencoder's round trip of the same frames (``ups.reconstruction``)."""
+                 device: torch.device | str = "cpu", with_round_trip: bool = True) -> dict[str, float]:
+    """Deterministic rollout from the first ``initial_step`` frames of (B, T, X); metrics of ups.metrics, and with
+    ``with_round_trip`` ``recon_nrmse``: the autoencoder's round trip of the same frames (``ups.reconstruction``)."""
     from ups.metrics import rollout_metrics
     from ups.reconstruction import round_trip, round_trip_metrics
 
@@ -154,11 +157,13 @@ def rollout_eval(model: UPSModel, traj: torch.Tensor, initial_step: int, batch_s
         u = traj[i:i + batch_size].to(device)
         roll = model.rollout(u[:, :initial_step], u.shape[1] - initial_step)  # (b, T-init, X)
         preds.append(torch.cat([u[:, :initial_step], roll], dim=1).float().cpu())
-        recons.append(round_trip(model, u, initial_step, batch_size).float().cpu())  # (b, T-init, X)
+        if with_round_trip:
+            recons.append(round_trip(model, u, initial_step, batch_size).float().cpu())  # (b, T-init, X)
     model.train(was)
     true = traj.float().cpu()
     out = rollout_metrics(torch.cat(preds), true, initial_step)
-    out.update(round_trip_metrics(torch.cat(recons), true, initial_step, bands=False))
+    if with_round_trip:
+        out.update(round_trip_metrics(torch.cat(recons), true, initial_step, bands=False))
     return out
 
 
@@ -421,11 +426,16 @@ def _epoch_metrics(run: _Run, stage: str, epoch: int, train_loss: float, ema: EM
     cfg = run.cfg
     n_val = int(cfg.training.val_max_samples)
     val = run.data.val if n_val < 0 else run.data.val[:n_val]
+    fresh = stage == "autoencoder" or run.val_round_trip is None
     ema.swap()  # score the averaged weights
     try:
-        vm = rollout_eval(run.model, val, int(cfg.data.initial_step), device=run.device)
+        vm = rollout_eval(run.model, val, int(cfg.data.initial_step), device=run.device, with_round_trip=fresh)
     finally:
         ema.swap()
+    if stage != "autoencoder":  # frozen autoencoder: measured at the first later epoch (this process), then kept
+        if fresh:
+            run.val_round_trip = vm["recon_nrmse"]
+        vm["recon_nrmse"] = run.val_round_trip
     out = {"stage": stage, "epoch": epoch, "global_epoch": run.global_epoch, "train_loss": train_loss,
            "val_nrmse": vm["nrmse"], "wall_clock": run.wall(), "params": run.params, "lr": lr,
            "samples_per_s": sps, "epoch_s": epoch_s}
