@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ups.config import apply_overrides, config_from_dict, override_key  # noqa: E402
+from ups.reconstruction import RECON_KEYS  # noqa: E402
 
-FIELDS = ("nrmse", "recon_nrmse", "frmse_low_pdebench", "frmse_mid_pdebench", "frmse_high_pdebench",
-          "recon_frmse_low_pdebench", "recon_frmse_mid_pdebench", "recon_frmse_high_pdebench")
+FIELDS = ("nrmse", "frmse_low_pdebench", "frmse_mid_pdebench", "frmse_high_pdebench", *RECON_KEYS)
 
 
 def _updates(variant: str) -> dict[str, object]:

@@ -34,7 +34,7 @@ from ups import metrics
 from ups.config import ConfigError, apply_overrides, override_key, to_dict
 from ups.leaderboard import PDEBENCH_NAMES
 from ups.models.interface import LatentForecaster
-from ups.reconstruction import round_trip, round_trip_metrics
+from ups.reconstruction import RECON_KEYS, round_trip, round_trip_metrics
 from ups.ttc import TTCSettings, deterministic_rollout, ttc_search
 from ups.ttc_gain import MIN_SAMPLES, gain_interval
 
@@ -495,9 +495,8 @@ def _table_rows(ev: EvalOutput, baselines: list[dict[str, Any]], run_id: str) ->
          **{k: m.get(f"{k}_ttc") for k in metrics.PDEBENCH_SET_KEYS}},
     ]
     if m.get("recon_nrmse") is not None:  # the autoencoder's round trip of the true frames (ups.reconstruction)
-        rows.append({"model": "ups autoencoder round trip", "run_id": run_id, "nrmse": m["recon_nrmse"],
-                     **{k: m.get(f"recon_{k}") for k in ("frmse_low_pdebench", "frmse_mid_pdebench",
-                                                         "frmse_high_pdebench")}})
+        rows.append({"model": "ups autoencoder round trip", "run_id": run_id,
+                     **{k.removeprefix("recon_"): m.get(k) for k in RECON_KEYS}})  # nrmse, frmse_*_pdebench
     for b in baselines:
         rows.append({"model": f"baseline:{b.get('name')}", "run_id": run_id,
                      **{k: b.get(k) for k in metrics.METRIC_KEYS}, "ece": b.get("ece"),

@@ -50,5 +50,5 @@ def round_trip_metrics(recon: torch.Tensor, true: torch.Tensor, initial_step: in
     out = {"recon_nrmse": metrics.nrmse(full, true, initial_step)}
     if bands:
         s = metrics.pdebench_metric_set(full, true, initial_step)
-        out.update({f"recon_{k}": s[k] for k in ("frmse_low_pdebench", "frmse_mid_pdebench", "frmse_high_pdebench")})
+        out.update({k: s[k.removeprefix("recon_")] for k in RECON_KEYS[1:]})
     return out
