@@ -253,7 +253,7 @@ def test_a_full_eval_on_cuda_records_its_gpu_memory(tmp_path: Path, tiny_cfg, ti
     assert saved["gpu_mem_peak_mib"] == row["gpu_mem_peak_mib"]
 
 
-def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_failed() -> None:
+def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_failed(capsys) -> None:
     """The table the sweep prints at its end: it repeated the experiment in every run_id and printed gate_pass
     as 0, so "why did nothing pass?" needed the CSV. It now shows the trial id, the gates' reason, and the
     stop reason with the status."""
@@ -292,6 +292,15 @@ def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_faile
     assert cell["aaaa0001"]["status"] == "completed" and cell["fno"]["status"] == "completed"
     # the baselines are printed however many trials beat them (print_top=15 hid all three behind 20 trials)
     assert [r[0] if r[0] != "baseline" else r[1] for r in leaderboard_table(o, 2)[1]] == ["pppp0002", "aaaa0001", "fno"]
+    # print_top=0 with baselines off (benchmarks/tune_overhead.py): nothing to show, so no table is printed
+    from ups.tune.launcher import print_leaderboard
+
+    o0 = SweepOutcome(exp, "x", None, rows, None, None, [])
+    assert leaderboard_table(o0, 0)[1] == []
+    print_leaderboard(o0, 0)
+    assert capsys.readouterr().out == ""
+    print_leaderboard(o, 0)
+    assert "fno" in capsys.readouterr().out
 
 
 def test_a_champion_has_to_beat_every_baseline_on_its_data(tmp_path: Path, capsys) -> None:

@@ -1277,6 +1277,8 @@ def print_leaderboard(o: SweepOutcome, top: int) -> None:
     from rich.table import Table
 
     cols, rows = leaderboard_table(o, top)
+    if not rows:  # print_top=0 and no baselines: no table (an empty frame said nothing)
+        return
     t = Table(title=f"Leaderboard — {o.experiment}", show_lines=False)
     for c in cols:
         t.add_column(c, overflow="fold", max_width=44 if c in ("label", "status", "gates") else None)
