@@ -283,6 +283,9 @@ def own_seed_score(row: Mapping[str, Any]) -> float:
     return score(row)
 
 
+_BASIS = {"seed_mean": "means over training seeds", "own_seed": "each at its own training seed"}
+
+
 def comparable_scores(current: Mapping[str, Any], best: Mapping[str, Any]) -> tuple[float, float, str]:
     """(current, candidate, basis): seed means when both have one, else each run's own-seed score, so a
     seed mean is never weighed against a single (selected, hence optimistic) seed."""
@@ -405,7 +408,7 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
              f"beat every baseline. Fix: train longer or search further (its row and checkpoint stay on the "
              f"leaderboard), or promotion.beat_baselines=false to crown it anyway")
         return _keep(current, leaderboard)
-    basis = None
+    basis, cur, new = None, math.inf, math.inf  # compared_on stays None for the first champion
     if current is not None:
         if current.get("data_hash") != best.get("data_hash"):
             _say(f"kept the champion {current.get('run_id')} in {path}: candidate {best.get('source_run_id')} was "
@@ -415,6 +418,8 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
             return _keep(current, leaderboard)
         cur, new, basis = comparable_scores(current, best)
         if cur <= new:
+            _say(f"kept the champion {current.get('run_id')} in {path}: it scored {cur:.4g}, the best candidate "
+                 f"{best.get('source_run_id')} {new:.4g} ({_BASIS[basis]})")
             return _keep(current, leaderboard)
     record = {"run_id": best["source_run_id"], "full_eval_run_id": best["run_id"], "round": best.get("round"),
               "experiment": best.get("experiment"), "nrmse": finite_or_none(best.get("nrmse")),
@@ -430,6 +435,10 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
         record.update({"seed_mean": best["seed_mean"], "seed_scores": json.loads(best["seed_scores"]),
                        "seed_run_ids": best["seed_run_ids"].split(";")})
     _write_record(path, record)
+    won = (f"{new:.4g} against {current.get('run_id')}'s {cur:.4g} ({_BASIS[basis]})" if current is not None
+           else "the first champion in this file")
+    beats = f" below the {bar[0]} baseline's {bar[1]:.4g}" if bar else ""
+    _say(f"crowned {record['run_id']} in {path}: {won}; its score {record['score']:.4g}{beats}")
     from ups.leaderboard import update_column
     if current is not None and Path(leaderboard).exists():  # dethroned: its rows are full-evals again
         update_column(leaderboard, [str(current[k]) for k in ("run_id", "full_eval_run_id") if current.get(k)],
