@@ -494,3 +494,49 @@ def test_with_ttc_off_every_ttc_figure_is_the_plain_rollouts(tiny):
     assert m["nrmse_ttc"] == m["nrmse"] and m["nrmse_ttc_pdebench"] == m["nrmse_pdebench"]
     for key in ("conservation_gap", "energy_violation", "bc_violation", "rollout_horizon", *PDEBENCH_SET_KEYS):
         assert m[f"{key}_ttc"] == m[key], key
+
+
+def test_eval_takes_a_champion_record_and_an_s3_checkpoint(tiny, files, tmp_path, s3_client, s3_bucket, capsys,
+                                                            monkeypatch):
+    """After a cluster sweep the champion's checkpoint is an s3://…/checkpoint_N (champion.json records it so):
+    ``ups eval checkpoint=s3://…`` mangled the URI into a local path 's3:/…' and refused it. It now downloads the
+    checkpoint (deleted afterwards) and records the URI, not the temporary copy; ``checkpoint=champion`` and
+    ``checkpoint=<record>.json`` evaluate the checkpoint a champion record names (local or on S3)."""
+    import tempfile
+
+    key = "sweeps/exp/trial_00000/checkpoint_000003/checkpoint.pt"
+    s3_client.put_object(Bucket=s3_bucket, Key=key, Body=Path(tiny["ckpt"]).read_bytes())
+    uri = f"s3://{s3_bucket}/sweeps/exp/trial_00000/checkpoint_000003"
+    out_dir = tmp_path / "reports"
+    before = set(Path(tempfile.gettempdir()).glob("ups_ckpt_*"))
+    assert main([f"checkpoint={uri}", f"data={files['base']}", f"eval.out_dir={out_dir}"]) == 0
+    rec = json.loads((out_dir / "eval_tiny-run.json").read_text())
+    assert rec["info"]["checkpoint"] == uri
+    assert set(Path(tempfile.gettempdir()).glob("ups_ckpt_*")) == before, "the download outlived the evaluation"
+    # the same weights evaluated from the local file give the same figures
+    assert main(_ckpt_args(tiny, f"data={files['base']}", f"eval.out_dir={tmp_path / 'local'}")) == 0
+    local = json.loads((tmp_path / "local" / "eval_tiny-run.json").read_text())
+    assert rec["metrics"]["nrmse"] == pytest.approx(local["metrics"]["nrmse"], rel=1e-6)
+
+    # a champion record (what a sweep writes: checkpoint + config + …), on S3 and local
+    record = {"run_id": "r", "score": 0.1, "checkpoint": uri, "config": {}, "data_hash": "x"}
+    (tmp_path / "champ_s3.json").write_text(json.dumps(record))
+    assert main([f"checkpoint={tmp_path / 'champ_s3.json'}", f"data={files['base']}",
+                 f"eval.out_dir={tmp_path / 'via_record'}"]) == 0
+    assert json.loads((tmp_path / "via_record" / "eval_tiny-run.json").read_text())["info"]["checkpoint"] == uri
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir(exist_ok=True)
+    (tmp_path / "reports" / "champion.json").write_text(json.dumps({**record, "checkpoint": str(tiny["ckpt"])}))
+    assert main(["checkpoint=champion", f"data={files['base']}", f"eval.out_dir={tmp_path / 'champ'}"]) == 0
+    got = json.loads((tmp_path / "champ" / "eval_tiny-run.json").read_text())
+    assert got["info"]["checkpoint"] == str(tiny["ckpt"])
+    capsys.readouterr()
+
+    # refusals name the record or the URI and the fix
+    with pytest.raises(ConfigError, match=r"does not exist on S3.*Fix"):
+        main([f"checkpoint=s3://{s3_bucket}/sweeps/exp/trial_00000/checkpoint_000009", f"data={files['base']}"])
+    with pytest.raises(ConfigError, match=r"no champion: 'missing.json' does not exist.*Fix"):
+        main(["checkpoint=missing.json"])
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match=r"champion file '.*bad.json' must hold a JSON object"):
+        main([f"checkpoint={tmp_path / 'bad.json'}"])

@@ -45,7 +45,9 @@ EVAL_OVERRIDE_PREFIXES = ("data.", "ttc.", "eval.", "run.", "training.device", "
                           "training.seed")
 USAGE = ("usage: ups eval checkpoint=PATH [data=FILE.h5] [key=value …]\n"
          "  e.g. ups eval checkpoint=runs/r1/checkpoints/final data=1D_Burgers_Sols_Nu0.01.hdf5 "
-         "ttc.candidates=16 data.reduced_resolution=4 eval.max_samples=200")
+         "ttc.candidates=16 data.reduced_resolution=4 eval.max_samples=200\n"
+         "  PATH: a checkpoint.pt or the folder holding it, an s3://…/checkpoint_N of a sweep on S3, or a champion "
+         "record (checkpoint=champion for reports/champion.json, or checkpoint=<record>.json)")
 
 
 # ------------------------------------------------------------------------------ resampling
@@ -422,7 +424,12 @@ def _run_id(cfg: Any, state: dict[str, Any]) -> str:
     rid = cfg.run.run_id or state.get("run_id")
     if rid:
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(rid))
-    return "ckpt-" + hashlib.sha1(str(Path(state["path"]).resolve()).encode()).hexdigest()[:10]
+    return "ckpt-" + hashlib.sha1(_where(state["path"]).encode()).hexdigest()[:10]
+
+
+def _where(path: str) -> str:
+    """A checkpoint's identity: the absolute local path, or the ``s3://`` URI as it is (Path would fold it)."""
+    return path if str(path).startswith("s3://") else str(Path(path).resolve())
 
 
 def _png(fig: Any) -> str:
@@ -574,17 +581,47 @@ def output_paths(out_dir: Path, run_id: str, fingerprint: str) -> tuple[str, dic
 
 
 def main(argv: list[str]) -> int:
-    from ups.data.protocol import load_protocol
-    from ups.train.checkpoint import CheckpointError, load_checkpoint
-
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.split("\n\n")[0] + "\n\n" + USAGE)
         return 0
-    ckpt_path, updates = parse_args(argv)
+    ckpt_arg, updates = parse_args(argv)
+    stored = checkpoint_source(ckpt_arg)
+    if not stored.startswith("s3://"):
+        return _evaluate_checkpoint(stored, None, updates)
+    from ups.reports.sources import checkpoint_file
+
+    with checkpoint_file(stored) as local:  # the download is deleted when the evaluation ends, errors included
+        return _evaluate_checkpoint(str(local), stored, updates)
+
+
+def checkpoint_source(arg: str) -> str:
+    """``checkpoint=…`` as given → the checkpoint to load (a local path or an ``s3://`` URI).  ``champion`` (for
+    ``reports/champion.json``) or a ``….json`` champion record stands for the checkpoint it records; a relative
+    one recorded there is looked for from here, then from the folder above the record's (the checkout)."""
+    if arg != "champion" and not arg.endswith(".json"):
+        return arg
+    from ups.reports.sources import DEFAULT_CHAMPION, load_champion
+
+    record_path = DEFAULT_CHAMPION if arg == "champion" else Path(arg).expanduser()
+    stored = str(load_champion(record_path)["checkpoint"])
+    if stored.startswith("s3://") or Path(stored).expanduser().is_absolute() or Path(stored).exists():
+        return stored
+    beside = record_path.resolve().parent.parent / stored
+    return str(beside) if beside.exists() else stored
+
+
+def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[str, Any]) -> int:
+    """``main`` on a local checkpoint file; ``stored_as``: the ``s3://`` URI it was downloaded from (recorded in
+    the outputs instead of the temporary copy)."""
+    from ups.data.protocol import load_protocol
+    from ups.train.checkpoint import CheckpointError, load_checkpoint
+
     try:
         model, ckpt_cfg, state = load_checkpoint(ckpt_path)
     except CheckpointError as e:
-        raise ConfigError(str(e)) from None
+        raise ConfigError(str(e).replace(ckpt_path, stored_as) if stored_as else str(e)) from None
+    if stored_as:
+        state["path"] = stored_as
     cfg = apply_overrides(ckpt_cfg, updates, source="ups eval")
     if int(cfg.eval.max_samples) == 0:  # 0 means "no test evaluation" (a training run's setting): nothing to do
         raise ConfigError("ups eval: eval.max_samples=0 evaluates no test sample. Fix: eval.max_samples=-1 (all) "
@@ -628,7 +665,7 @@ def main(argv: list[str]) -> int:
     m = ev.metrics
     fingerprint = hashlib.sha1(json.dumps(  # the checkpoint too: a run's epoch_N/ and final/ share its run_id
         [str(getattr(data, "data_hash", source)), to_dict(cfg)["ttc"], to_dict(cfg)["eval"], to_dict(cfg)["data"],
-         str(Path(state["path"]).resolve())],
+         _where(state["path"])],
         sort_keys=True, default=str).encode()).hexdigest()
     out_dir = Path(str(cfg.eval.out_dir)).expanduser()
     stem, paths = output_paths(out_dir, run_id, fingerprint)
