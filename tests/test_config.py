@@ -50,7 +50,7 @@ def test_a_key_one_section_off_names_the_key_with_the_same_leaf(typed, meant):
     (["operator.heads=5"], "operator.heads"),
     (["data.nu=-1"], "data.nu"),
     (["ttc.beam_width=9", "ttc.candidates=4"], "ttc.beam_width"),
-    (["preset=dim7"], "preset"),
+    (["preset=dim7"], r"unknown preset 'dim7'\. Fix: preset=<one of dim8, dim16"),
     # ran before, or failed only once the data loaded or a trial started
     (["data.seed=-1"], "'data.seed' = -1 must be ≥ 0. Fix"),
     (["training.seed=-1"], "'training.seed' = -1 must be ≥ 0. Fix"),

@@ -433,7 +433,8 @@ def _compose_uncached(overrides: Sequence[str], config_name: str, config_dir: Pa
         m = re.search(r"Could not find '([^']+)'", msg)
         if m:
             opts = ", ".join(f"dim{d}" for d in PRESET_DIMS)
-            raise ConfigError(f"overrides: unknown preset '{m.group(1)}'. Available: {opts}") from None
+            name = m.group(1).removeprefix("preset/")  # Hydra names the group's file: 'preset/dim7'
+            raise ConfigError(f"overrides: unknown preset '{name}'. Fix: preset=<one of {opts}>") from None
         cause = str(e.__cause__).split("\n")[0] if e.__cause__ else ""
         m = re.search(r"Ambiguous value for argument '([^'=]+)=([^']*)'", msg)
         if m:  # Hydra's sweep syntax: a list of values to try belongs in a search space, not an override
