@@ -589,16 +589,21 @@ def load_space(path: str | Path, base: DictConfig | None = None) -> SearchSpace:
                                f"Fix: space=search_spaces/<name>.yaml, or a copy of one")
     data = read_yaml(path, SearchSpaceError, "search-space file") or {}
     if not isinstance(data, dict):
-        raise SearchSpaceError(f"{path}: expected a mapping with 'params:', got {type(data).__name__} {data!r:.60}")
+        raise SearchSpaceError(f"{path}: expected a mapping with 'params:', got {type(data).__name__} {data!r:.60}. "
+                               f"Fix: space= a search-space YAML (params: dotted config keys → distributions), e.g. a "
+                               f"copy of search_spaces/round_a.yaml")
     unknown = set(data) - set(TOP_LEVEL)
     if unknown:
         raise SearchSpaceError(f"{path}: unknown top-level key(s) {sorted(map(str, unknown))}. Valid: "
                                f"{', '.join(TOP_LEVEL)} (distributions go under 'params:')")
     if not isinstance(data.get("description", ""), (str, type(None))):
-        raise SearchSpaceError(f"{path}: description: expected text, got {data['description']!r}")
+        raise SearchSpaceError(f"{path}: description: expected text, got {data['description']!r}. Fix: quote it, "
+                               f"description: \"…\"")
     params_raw = data.get("params") or {}
     if not isinstance(params_raw, dict) or not params_raw:
-        raise SearchSpaceError(f"{path}: 'params' must be a non-empty mapping of dotted keys to distributions")
+        raise SearchSpaceError(f"{path}: 'params' must be a non-empty mapping of dotted keys to distributions. Fix: "
+                               f"e.g. 'params:' then '  stages.operator.optimizer.lr: {{dist: loguniform, low: 2.0e-4, "
+                               f"high: 4.5e-3}}'")
     sweepable = set(sweepable_keys())
     sections = {k.split(".")[0] for k in all_keys()} | {k.rsplit(".", 1)[0] for k in all_keys()}
     params: dict[str, Param] = {}
