@@ -128,11 +128,20 @@ def test_publish_results_puts_leaderboard_and_report_next_to_the_experiment(tmp_
     (tmp_path / "reports" / "figs" / "a.png").write_bytes(b"\x89PNG")
     lb = tmp_path / "lb.csv"
     lb.write_text("run_id\nx\n")
-    uris = publish_results(f"s3://{s3_bucket}/sweeps/round_a-1", lb, tmp_path / "reports" / "index.html")
+    uris = publish_results(f"s3://{s3_bucket}/sweeps/round_a-1", lb, tmp_path / "reports" / "index.html",
+                           tmp_path / "champion_full.json")  # no champion crowned yet: nothing to upload for it
     keys = sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"])
     assert keys == ["sweeps/round_a-1/leaderboard.csv", "sweeps/round_a-1/reports/figs/a.png",
                     "sweeps/round_a-1/reports/index.html"]
     assert len(uris) == 3
+    # the champion record and its history outlive the head node (ray down) beside the leaderboard, by their names
+    (tmp_path / "champion_full.json").write_text('{"run_id": "t1"}')
+    (tmp_path / "champion_history.jsonl").write_text('{"run_id": "t1"}\n')
+    uris = publish_results(f"s3://{s3_bucket}/sweeps/round_a-2", lb, None, tmp_path / "champion_full.json")
+    assert sorted(uris) == [f"s3://{s3_bucket}/sweeps/round_a-2/{n}" for n in
+                            ("champion_full.json", "champion_history.jsonl", "leaderboard.csv")]
+    body = s3_client.get_object(Bucket=s3_bucket, Key="sweeps/round_a-2/champion_full.json")["Body"].read()
+    assert body == b'{"run_id": "t1"}'
 
 
 def test_a_missing_bucket_is_named_with_the_fix(tmp_path, s3_env):

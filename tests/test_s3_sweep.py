@@ -19,7 +19,8 @@ def test_smoke_sweep_stores_state_results_checkpoints_on_s3(ray_session, tmp_pat
 
     name = "s3-smoke"
     out = run_round("round_a", [
-        "num_samples=2", "max_concurrent=2", "baselines=false", "promotion.top_k=0", "wandb.enabled=false",
+        "num_samples=2", "max_concurrent=2", "baselines=false", "promotion.top_k=1", "promotion.force=true",
+        "wandb.enabled=false",
         "scheduler.name=fifo", "searcher.name=random", "gates.enabled=false", "verbose=0",
         f"storage_path=s3://{s3_bucket}/sweeps", f"name={name}", f"leaderboard={tmp_path / 'lb.csv'}",
         f"report_dir={tmp_path / 'reports'}", f"champion={tmp_path / 'champ.json'}",
@@ -34,6 +35,10 @@ def test_smoke_sweep_stores_state_results_checkpoints_on_s3(ray_session, tmp_pat
     rel = [k[len(prefix):] for k in keys]
     assert "tuner.pkl" in rel
     assert "leaderboard.csv" in rel  # published next to the Tune state at the end
+    # so is the champion record (with its history), which lived only on the head node's disk and went with ray down
+    assert {"champ.json", "champion_history.jsonl"} <= set(rel), rel
+    published = s3_client.get_object(Bucket=s3_bucket, Key=prefix + "champ.json")["Body"].read()
+    assert published == (tmp_path / "champ.json").read_bytes()
     assert any(r.startswith("experiment_state-") and r.endswith(".json") for r in rel)
     assert not [r for r in rel if "/work/" in r or r.endswith("latent_cache.pt")], \
         "the trainer's scratch (its own checkpoints, latent cache) must not be uploaded"
@@ -47,7 +52,7 @@ def test_smoke_sweep_stores_state_results_checkpoints_on_s3(ray_session, tmp_pat
         assert b"val_nrmse" in body
 
     rows = read_leaderboard(tmp_path / "lb.csv")
-    rows = rows[rows["experiment"] == name]
+    rows = rows[(rows["experiment"] == name) & (rows["kind"] == "trial")]
     assert len(rows) == 2 and rows["run_id"].is_unique and rows["nrmse"].notna().all()
 
     # champion.json / the full-eval row record where a checkpoint lives (never a temp download), and the

@@ -188,18 +188,24 @@ def share_dataset(data_cfg: object, s3_prefix: str) -> Path:
 
 
 def publish_results(experiment_uri: str, leaderboard: str | os.PathLike[str],
-                    report: str | os.PathLike[str] | None = None) -> list[str]:
-    """End of a sweep on S3: the leaderboard (and the report folder) next to the Tune state.
+                    report: str | os.PathLike[str] | None = None,
+                    champion: str | os.PathLike[str] | None = None) -> list[str]:
+    """End of a sweep on S3: the leaderboard, the champion record (with its history) and the report folder next
+    to the Tune state, so that they outlive the head node (``ray down``).
 
-    ``<experiment_uri>/leaderboard.csv`` and ``<experiment_uri>/reports/…``; returns the URIs written.
+    ``<experiment_uri>/leaderboard.csv``, ``<experiment_uri>/<champion file's name>`` and
+    ``…/champion_history.jsonl`` beside it, ``<experiment_uri>/reports/…``; returns the URIs written.
     """
     loc = parse_s3_uri(experiment_uri)
     written: list[str] = []
-    lb = Path(leaderboard)
-    if lb.is_file():
-        uri = f"s3://{loc.bucket}/{loc.key('leaderboard.csv')}"
-        upload_file(lb, uri)
-        written.append(uri)
+    files = [Path(leaderboard)]
+    if champion is not None:  # the record and the history promotion appends to beside it
+        files += [Path(champion), Path(champion).with_name("champion_history.jsonl")]
+    for f in files:
+        if f.is_file():
+            uri = f"s3://{loc.bucket}/{loc.key(f.name if f != Path(leaderboard) else 'leaderboard.csv')}"
+            upload_file(f, uri)
+            written.append(uri)
     if report is not None and Path(report).exists():
         folder = Path(report) if Path(report).is_dir() else Path(report).parent
         written += upload_dir(folder, f"s3://{loc.bucket}/{loc.key('reports')}")
