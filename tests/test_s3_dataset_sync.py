@@ -137,9 +137,14 @@ def test_publish_results_puts_leaderboard_and_report_next_to_the_experiment(tmp_
     # the champion record and its history outlive the head node (ray down) beside the leaderboard, by their names
     (tmp_path / "champion_full.json").write_text('{"run_id": "t1"}')
     (tmp_path / "champion_history.jsonl").write_text('{"run_id": "t1"}\n')
-    uris = publish_results(f"s3://{s3_bucket}/sweeps/round_a-2", lb, None, tmp_path / "champion_full.json")
+    run = tmp_path / "wandb" / "offline-run-20261206_000000-round_a-2"  # an offline W&B run's folder
+    (run / "files").mkdir(parents=True)
+    (run / "run-round_a-2.wandb").write_bytes(b"\x00log")
+    (run / "files" / "config.yaml").write_text("a: 1\n")
+    uris = publish_results(f"s3://{s3_bucket}/sweeps/round_a-2", lb, None, tmp_path / "champion_full.json", run)
     assert sorted(uris) == [f"s3://{s3_bucket}/sweeps/round_a-2/{n}" for n in
-                            ("champion_full.json", "champion_history.jsonl", "leaderboard.csv")]
+                            ("champion_full.json", "champion_history.jsonl", "leaderboard.csv",
+                             f"wandb/{run.name}/files/config.yaml", f"wandb/{run.name}/run-round_a-2.wandb")]
     body = s3_client.get_object(Bucket=s3_bucket, Key="sweeps/round_a-2/champion_full.json")["Body"].read()
     assert body == b'{"run_id": "t1"}'
 

@@ -20,7 +20,7 @@ def test_smoke_sweep_stores_state_results_checkpoints_on_s3(ray_session, tmp_pat
     name = "s3-smoke"
     out = run_round("round_a", [
         "num_samples=2", "max_concurrent=2", "baselines=false", "promotion.top_k=1", "promotion.force=true",
-        "wandb.enabled=false",
+        f"wandb.dir={tmp_path / 'wandb'}",  # offline (the suite's WANDB_MODE): its run is published too
         "scheduler.name=fifo", "searcher.name=random", "gates.enabled=false", "verbose=0",
         f"storage_path=s3://{s3_bucket}/sweeps", f"name={name}", f"leaderboard={tmp_path / 'lb.csv'}",
         f"report_dir={tmp_path / 'reports'}", f"champion={tmp_path / 'champ.json'}",
@@ -39,6 +39,9 @@ def test_smoke_sweep_stores_state_results_checkpoints_on_s3(ray_session, tmp_pat
     assert {"champ.json", "champion_history.jsonl"} <= set(rel), rel
     published = s3_client.get_object(Bucket=s3_bucket, Key=prefix + "champ.json")["Body"].read()
     assert published == (tmp_path / "champ.json").read_bytes()
+    # and the offline W&B run (on the head's disk, like the champion), ready for `wandb sync` after a download
+    runs = list((tmp_path / "wandb").rglob("offline-run-*"))
+    assert len(runs) == 1 and any(r.startswith(f"wandb/{runs[0].name}/") and r.endswith(".wandb") for r in rel), rel
     assert any(r.startswith("experiment_state-") and r.endswith(".json") for r in rel)
     assert not [r for r in rel if "/work/" in r or r.endswith("latent_cache.pt")], \
         "the trainer's scratch (its own checkpoints, latent cache) must not be uploaded"

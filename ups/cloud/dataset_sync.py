@@ -189,12 +189,15 @@ def share_dataset(data_cfg: object, s3_prefix: str) -> Path:
 
 def publish_results(experiment_uri: str, leaderboard: str | os.PathLike[str],
                     report: str | os.PathLike[str] | None = None,
-                    champion: str | os.PathLike[str] | None = None) -> list[str]:
+                    champion: str | os.PathLike[str] | None = None,
+                    wandb_offline: str | os.PathLike[str] | None = None) -> list[str]:
     """End of a sweep on S3: the leaderboard, the champion record (with its history) and the report folder next
     to the Tune state, so that they outlive the head node (``ray down``).
 
     ``<experiment_uri>/leaderboard.csv``, ``<experiment_uri>/<champion file's name>`` and
-    ``…/champion_history.jsonl`` beside it, ``<experiment_uri>/reports/…``; returns the URIs written.
+    ``…/champion_history.jsonl`` beside it, ``<experiment_uri>/reports/…`` and, for a sweep logged to W&B offline,
+    its run folder as ``<experiment_uri>/wandb/<offline-run-…>/`` (``wandb sync`` it after a download); returns the
+    URIs written.
     """
     loc = parse_s3_uri(experiment_uri)
     written: list[str] = []
@@ -209,4 +212,7 @@ def publish_results(experiment_uri: str, leaderboard: str | os.PathLike[str],
     if report is not None and Path(report).exists():
         folder = Path(report) if Path(report).is_dir() else Path(report).parent
         written += upload_dir(folder, f"s3://{loc.bucket}/{loc.key('reports')}")
+    if wandb_offline is not None and Path(wandb_offline).is_dir():
+        run = Path(wandb_offline)
+        written += upload_dir(run, f"s3://{loc.bucket}/{loc.key('wandb/' + run.name)}")
     return written

@@ -1025,7 +1025,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir) / s.round,
                               champion=resolve_path(s.champion)) if s.write_report else None
         if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
-            publish(exp_path, p.leaderboard, report, resolve_path(s.champion))
+            wandb_runs = [c.offline_folder for c in callbacks if isinstance(c, WandbRoundLogger) and c.offline_folder]
+            publish(exp_path, p.leaderboard, report, resolve_path(s.champion), wandb_runs[0] if wandb_runs else None)
     finally:
         lease.release()
         if started:
@@ -1198,13 +1199,14 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
     return seed_groups(p.leaderboard, chosen, seed_name, p.space)
 
 
-def publish(experiment_uri: str, leaderboard: Path, report: Path | None, champion: Path | None = None) -> None:
-    """Upload the leaderboard, the champion record and the report to S3; a failed upload is reported, the local
-    results stay."""
+def publish(experiment_uri: str, leaderboard: Path, report: Path | None, champion: Path | None = None,
+            wandb_offline: Path | None = None) -> None:
+    """Upload the leaderboard, the champion record, the report and an offline W&B run to S3; a failed upload is
+    reported, the local results stay."""
     from ups.cloud.dataset_sync import publish_results
 
     try:
-        n = len(publish_results(experiment_uri, leaderboard, report, champion))
+        n = len(publish_results(experiment_uri, leaderboard, report, champion, wandb_offline))
         _log(f"published {n} file(s) to {experiment_uri}")
     except Exception as e:
         print(f"[ups sweep] upload of leaderboard/report to {experiment_uri} failed: {e}", file=sys.stderr)

@@ -113,6 +113,7 @@ class WandbRoundLogger(Callback):
         self._attempt = ""  # the run id of the latest wandb.init
         self._rows: dict[str, list[Any]] = {}  # trial_id → table row, for the trials that ended here
         self._steps: set[str] = set()  # trials whose x axis is defined in this run
+        self.offline_folder: Path | None = None  # the finished offline run's folder (what `wandb sync` takes)
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with the experiment state
         d = dict(self.__dict__)
@@ -303,6 +304,8 @@ class WandbRoundLogger(Callback):
             self._run.summary.update({"trials_total": len(rows),
                                       **{f"trials_{s}": statuses.count(s) for s in sorted(set(statuses))}})
             where = self.where_logged(self._run)
+            if folder := self.offline_dir(self._run):
+                self.offline_folder = Path(folder)
             self._run.finish()
             if where:
                 print(f"[ups sweep] {where}", flush=True)
@@ -315,6 +318,13 @@ class WandbRoundLogger(Callback):
         """Where this sweep's W&B run is, in the words the user acts on: an offline folder and its upload command,
         or the run's URL."""
         if getattr(run, "offline", False):
-            folder = getattr(run.settings, "sync_dir", "") or (str(Path(run.dir).parent) if run.dir else "")
+            folder = WandbRoundLogger.offline_dir(run)
             return f"W&B (offline): {folder}; upload it with: wandb sync {folder}" if folder else ""
         return f"W&B: {run.url}" if getattr(run, "url", None) else ""
+
+    @staticmethod
+    def offline_dir(run: Any) -> str:
+        """An offline run's folder (offline-run-…); "" for an online run."""
+        if not getattr(run, "offline", False):
+            return ""
+        return getattr(run.settings, "sync_dir", "") or (str(Path(run.dir).parent) if run.dir else "")
