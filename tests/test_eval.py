@@ -498,7 +498,8 @@ def test_with_ttc_off_every_ttc_figure_is_the_plain_rollouts(tiny):
 
 def test_eval_takes_a_champion_record_and_an_s3_checkpoint(tiny, files, tmp_path, s3_client, s3_bucket, capsys,
                                                             monkeypatch):
-    """After a cluster sweep the champion's checkpoint is an s3://…/checkpoint_N (champion.json records it so):
+    """After a cluster sweep the champion's checkpoint is an s3://…/checkpoint_N (champion.json records it so, and
+    the sweep publishes the record next to its leaderboard on S3):
     ``ups eval checkpoint=s3://…`` mangled the URI into a local path 's3:/…' and refused it. It now downloads the
     checkpoint (deleted afterwards) and records the URI, not the temporary copy; ``checkpoint=champion`` and
     ``checkpoint=<record>.json`` evaluate the checkpoint a champion record names (local or on S3)."""
@@ -524,6 +525,11 @@ def test_eval_takes_a_champion_record_and_an_s3_checkpoint(tiny, files, tmp_path
     assert main([f"checkpoint={tmp_path / 'champ_s3.json'}", f"data={files['base']}",
                  f"eval.out_dir={tmp_path / 'via_record'}"]) == 0
     assert json.loads((tmp_path / "via_record" / "eval_tiny-run.json").read_text())["info"]["checkpoint"] == uri
+    # the record as an S3 sweep publishes it, read from the bucket (after ray down, nothing is on a head node)
+    s3_client.put_object(Bucket=s3_bucket, Key="sweeps/exp/champion_full.json", Body=json.dumps(record).encode())
+    assert main([f"checkpoint=s3://{s3_bucket}/sweeps/exp/champion_full.json", f"data={files['base']}",
+                 f"eval.out_dir={tmp_path / 'via_s3_record'}"]) == 0
+    assert json.loads((tmp_path / "via_s3_record" / "eval_tiny-run.json").read_text())["info"]["checkpoint"] == uri
     monkeypatch.chdir(tmp_path)
     (tmp_path / "reports").mkdir(exist_ok=True)
     (tmp_path / "reports" / "champion.json").write_text(json.dumps({**record, "checkpoint": str(tiny["ckpt"])}))
@@ -537,6 +543,8 @@ def test_eval_takes_a_champion_record_and_an_s3_checkpoint(tiny, files, tmp_path
         main([f"checkpoint=s3://{s3_bucket}/sweeps/exp/trial_00000/checkpoint_000009", f"data={files['base']}"])
     with pytest.raises(ConfigError, match=r"no champion: 'missing.json' does not exist.*Fix"):
         main(["checkpoint=missing.json"])
+    with pytest.raises(ConfigError, match=r"no champion: 's3://.*/sweeps/exp/champion.json' does not exist on S3.*Fix"):
+        main([f"checkpoint=s3://{s3_bucket}/sweeps/exp/champion.json"])
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(ConfigError, match=r"champion file '.*bad.json' must hold a JSON object"):
         main([f"checkpoint={tmp_path / 'bad.json'}"])

@@ -439,7 +439,8 @@ def test_report_finds_the_experiment_of_a_sweep_stored_elsewhere(tmp_path, monke
     assert html.escape(f"place it in '{exp}'") in page and "pass experiment=&lt;its folder now&gt;" in page
 
 
-@pytest.mark.parametrize("arg", ["out=s3://bucket/rep", "leaderboard=s3://bucket/lb.csv"])
+@pytest.mark.parametrize("arg", ["out=s3://bucket/rep", "leaderboard=s3://bucket/lb.csv",
+                                 "champion=s3://bucket/champion.json"])
 def test_report_refuses_s3_paths_it_would_write_locally(arg, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="local files.*Fix: copy it locally"):
@@ -675,3 +676,23 @@ def test_the_report_shows_pdebenchs_metric_set_for_full_evals_and_baselines() ->
     no_full = report_html._pdebench_html(lb[lb["kind"] != "full_eval"])  # the best trial by val nRMSE instead
     assert no_full.count("<tr><td>") == 2 and "<td>lr=1e-3</td>" in no_full
     assert report_html._pdebench_html(lb.drop(columns=list(PDEBENCH_COLUMNS))) == ""
+
+
+def test_export_reads_a_champion_record_published_on_s3(tmp_path, s3_client, s3_bucket) -> None:
+    """``ups export champion champion=s3://…`` (the record an S3 sweep publishes): export only reads it, so it is let
+    through to load_champion, which reads it from the bucket; ``ups report`` still refuses an s3:// champion=. A
+    missing record is named with the fix before any model is loaded."""
+    from ups.reports.export import main as export_main
+    from ups.reports.sources import ReportError, load_champion, parse_kv
+
+    record = {"run_id": "r1", "score": 0.1, "checkpoint": f"s3://{s3_bucket}/sweeps/e/trial_0/checkpoint_000002",
+              "config": {}, "data_hash": "d"}
+    s3_client.put_object(Bucket=s3_bucket, Key="sweeps/e/champion_full.json", Body=json.dumps(record).encode())
+    uri = f"s3://{s3_bucket}/sweeps/e/champion_full.json"
+    assert load_champion(uri) == record
+    assert parse_kv([f"champion={uri}"], {"champion": "file"}, "x", remote_ok=frozenset({"champion"})) == \
+        {"champion": uri}
+    with pytest.raises(ReportError, match="local files"):
+        parse_kv([f"champion={uri}"], {"champion": "file"}, "x")
+    with pytest.raises(ConfigError, match=r"no champion: 's3://.*/sweeps/e/nope.json' does not exist on S3.*Fix"):
+        export_main(["champion", f"champion=s3://{s3_bucket}/sweeps/e/nope.json", f"out={tmp_path / 'x'}"])

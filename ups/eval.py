@@ -602,6 +602,8 @@ def checkpoint_source(arg: str) -> str:
         return arg
     from ups.reports.sources import DEFAULT_CHAMPION, load_champion
 
+    if arg.startswith("s3://"):  # a record an S3 sweep published
+        return str(load_champion(arg)["checkpoint"])
     record_path = DEFAULT_CHAMPION if arg == "champion" else Path(arg).expanduser()
     stored = str(load_champion(record_path)["checkpoint"])
     if stored.startswith("s3://") or Path(stored).expanduser().is_absolute() or Path(stored).exists():

@@ -400,7 +400,7 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[0] != "champion":
         raise ReportError(f"ups export: unknown target '{argv[0]}'. Fix: ups export champion [checkpoint=…]")
-    args = parse_kv(argv[1:], ARGS, "ups export champion")
+    args = parse_kv(argv[1:], ARGS, "ups export champion", remote_ok=frozenset({"champion"}))  # read, not written
     lb_path = Path(args.get("leaderboard", DEFAULT_LEADERBOARD))
     champion: dict[str, Any] = {}
     base = None
@@ -408,9 +408,10 @@ def main(argv: list[str]) -> int:
         stored = str(args["checkpoint"])
         champion["_source"] = f"checkpoint {stored}"
     else:
-        cpath = Path(args.get("champion", DEFAULT_CHAMPION))
+        raw = str(args.get("champion", DEFAULT_CHAMPION))
+        cpath: Any = raw if raw.startswith("s3://") else Path(raw)  # Path would fold s3:// to s3:/
         champion = load_champion(cpath)
-        stored, base = str(champion["checkpoint"]), cpath.parent.parent
+        stored, base = str(champion["checkpoint"]), None if isinstance(cpath, str) else cpath.parent.parent
         champion["_source"] = f"champion {cpath}"
         if not stored.startswith("s3://"):
             try:

@@ -27,8 +27,10 @@ class ReportError(ConfigError):
 
 
 # ------------------------------------------------------------------------------------ arguments
-def parse_kv(argv: Sequence[str], allowed: dict[str, str], command: str) -> dict[str, str]:
-    """Parse ``key=value`` tokens; unknown keys and bare words fail naming the valid keys."""
+def parse_kv(argv: Sequence[str], allowed: dict[str, str], command: str,
+             remote_ok: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Parse ``key=value`` tokens; unknown keys and bare words fail naming the valid keys.  ``remote_ok``: keys of
+    ``LOCAL_ONLY`` this command reads from an ``s3://`` URI itself."""
     out: dict[str, str] = {}
     valid = ", ".join(f"{k}=<{v}>" for k, v in allowed.items())
     for tok in argv:
@@ -42,7 +44,7 @@ def parse_kv(argv: Sequence[str], allowed: dict[str, str], command: str) -> dict
             raise ReportError(f"{command}: unknown argument '{key}'.{hint} Valid: {valid}")
         if not value:
             raise ReportError(f"{command}: argument '{key}' is empty. Fix: {key}=<{allowed[key]}>")
-        if key in LOCAL_ONLY and "://" in value:  # Path("s3://b/x") would silently mean ./s3:/b/x
+        if key in LOCAL_ONLY - remote_ok and "://" in value:  # Path("s3://b/x") would silently mean ./s3:/b/x
             raise ReportError(f"{command}: {key}={value} — reports read and write local files (experiment= and "
                               f"checkpoint= may be s3://). Fix: copy it locally (aws s3 cp/sync) and pass the local path; a "
                               f"sweep with storage_path=s3://… publishes its leaderboard and report there itself")
@@ -258,17 +260,22 @@ def row_config(row: pd.Series | dict) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ champion
 def load_champion(path: str | Path) -> dict[str, Any]:
-    """Read ``champion.json``: a JSON object with at least ``checkpoint`` (path to checkpoint.pt)."""
-    path = Path(path)
-    if not path.exists():
-        raise ReportError(
-            f"no champion: '{path}' does not exist. Fix: finish a sweep round that promotes a champion "
-            f"(it writes {DEFAULT_CHAMPION}), or pass checkpoint=<path/to/checkpoint.pt> (or champion=<file>)")
-    if path.is_dir():
-        raise ReportError(f"champion file '{path}' is a folder. Fix: pass the record itself, e.g. "
-                          f"champion={path / 'champion.json'}")
+    """Read ``champion.json``: a JSON object with at least ``checkpoint`` (path to checkpoint.pt).  ``path`` may be
+    an ``s3://…/champion.json`` (an S3 sweep publishes its record next to its leaderboard)."""
+    if str(path).startswith("s3://"):
+        text = _read_s3_text(str(path))
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise ReportError(
+                f"no champion: '{path}' does not exist. Fix: finish a sweep round that promotes a champion "
+                f"(it writes {DEFAULT_CHAMPION}), or pass checkpoint=<path/to/checkpoint.pt> (or champion=<file>)")
+        if path.is_dir():
+            raise ReportError(f"champion file '{path}' is a folder. Fix: pass the record itself, e.g. "
+                              f"champion={path / 'champion.json'}")
+        text = path.read_text()
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
     except ValueError as e:
         raise ReportError(f"champion file '{path}' is not valid JSON ({e}). Fix: re-run the promotion or "
                           f"pass checkpoint=<path/to/checkpoint.pt>") from None
@@ -317,6 +324,21 @@ def checkpoint_file(checkpoint: str | Path, base: Path | None = None, fix: str =
     finally:
         if str(checkpoint).startswith("s3://"):
             shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _read_s3_text(uri: str) -> str:
+    """A small text object on S3 (a champion record); endpoint and credentials as for ``storage_path``."""
+    from pyarrow import fs as pafs
+
+    from ups.cloud.storage import StorageError, resolve_storage
+
+    path, filesystem = resolve_storage(uri)
+    if filesystem.get_file_info(path).type != pafs.FileType.File:
+        raise StorageError(f"no champion: '{uri}' does not exist on S3. Fix: pass the champion record an S3 sweep "
+                           f"published (s3://<bucket>/<storage prefix>/<experiment>/champion.json, or the name its "
+                           f"champion= had, e.g. champion_full.json), or a local champion=<file>")
+    with filesystem.open_input_stream(path) as f:
+        return f.readall().decode(errors="replace")
 
 
 def fetch_s3_checkpoint(uri: str) -> Path:
