@@ -509,31 +509,32 @@ def test_eval_takes_a_champion_record_and_an_s3_checkpoint(tiny, files, tmp_path
     s3_client.put_object(Bucket=s3_bucket, Key=key, Body=Path(tiny["ckpt"]).read_bytes())
     uri = f"s3://{s3_bucket}/sweeps/exp/trial_00000/checkpoint_000003"
     out_dir = tmp_path / "reports"
+    quick = [f"data={files['base']}", "eval.max_samples=3", "ttc.enabled=false"]  # which weights, not their figures
     before = set(Path(tempfile.gettempdir()).glob("ups_ckpt_*"))
-    assert main([f"checkpoint={uri}", f"data={files['base']}", f"eval.out_dir={out_dir}"]) == 0
+    assert main([f"checkpoint={uri}", *quick, f"eval.out_dir={out_dir}"]) == 0
     rec = json.loads((out_dir / "eval_tiny-run.json").read_text())
     assert rec["info"]["checkpoint"] == uri
     assert set(Path(tempfile.gettempdir()).glob("ups_ckpt_*")) == before, "the download outlived the evaluation"
     # the same weights evaluated from the local file give the same figures
-    assert main(_ckpt_args(tiny, f"data={files['base']}", f"eval.out_dir={tmp_path / 'local'}")) == 0
+    assert main(_ckpt_args(tiny, *quick, f"eval.out_dir={tmp_path / 'local'}")) == 0
     local = json.loads((tmp_path / "local" / "eval_tiny-run.json").read_text())
     assert rec["metrics"]["nrmse"] == pytest.approx(local["metrics"]["nrmse"], rel=1e-6)
 
     # a champion record (what a sweep writes: checkpoint + config + …), on S3 and local
     record = {"run_id": "r", "score": 0.1, "checkpoint": uri, "config": {}, "data_hash": "x"}
     (tmp_path / "champ_s3.json").write_text(json.dumps(record))
-    assert main([f"checkpoint={tmp_path / 'champ_s3.json'}", f"data={files['base']}",
+    assert main([f"checkpoint={tmp_path / 'champ_s3.json'}", *quick,
                  f"eval.out_dir={tmp_path / 'via_record'}"]) == 0
     assert json.loads((tmp_path / "via_record" / "eval_tiny-run.json").read_text())["info"]["checkpoint"] == uri
     # the record as an S3 sweep publishes it, read from the bucket (after ray down, nothing is on a head node)
     s3_client.put_object(Bucket=s3_bucket, Key="sweeps/exp/champion_full.json", Body=json.dumps(record).encode())
-    assert main([f"checkpoint=s3://{s3_bucket}/sweeps/exp/champion_full.json", f"data={files['base']}",
+    assert main([f"checkpoint=s3://{s3_bucket}/sweeps/exp/champion_full.json", *quick,
                  f"eval.out_dir={tmp_path / 'via_s3_record'}"]) == 0
     assert json.loads((tmp_path / "via_s3_record" / "eval_tiny-run.json").read_text())["info"]["checkpoint"] == uri
     monkeypatch.chdir(tmp_path)
     (tmp_path / "reports").mkdir(exist_ok=True)
     (tmp_path / "reports" / "champion.json").write_text(json.dumps({**record, "checkpoint": str(tiny["ckpt"])}))
-    assert main(["checkpoint=champion", f"data={files['base']}", f"eval.out_dir={tmp_path / 'champ'}"]) == 0
+    assert main(["checkpoint=champion", *quick, f"eval.out_dir={tmp_path / 'champ'}"]) == 0
     got = json.loads((tmp_path / "champ" / "eval_tiny-run.json").read_text())
     assert got["info"]["checkpoint"] == str(tiny["ckpt"])
     capsys.readouterr()
