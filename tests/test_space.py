@@ -223,6 +223,9 @@ def test_pbt_alone_takes_random_search_over_the_rounds_default_tpe() -> None:
                                       "small_eval.ece_ratio=0", "small_eval.fallback=lin", "small_eval.nrmse_margin=-0.01",
                                       "gates.skip_stages=[autoenc]", "scheduler.rungs_from=middle", "name=../evil", "name=a/b", "name=..",
                                       "storage_path=", "leaderboard=", "champion=", "report_dir=",
+                                      # Path("s3://b/x") is ./s3:/b/x: the sweep ran and wrote its leaderboard there
+                                      "leaderboard=s3://b/lb.csv", "champion=s3://b/c.json", "report_dir=gs://b/r",
+                                      "wandb.dir=s3://b/w", "space=s3://b/s.yaml",
                                       # inf crashed in int(resources.gpu) or the socket; nan passed every check
                                       "resources.gpu=inf", "resources.cpu=nan", "connect_timeout_s=inf",
                                       "time_budget_s=1e400"])
