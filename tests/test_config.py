@@ -51,6 +51,11 @@ def test_a_key_one_section_off_names_the_key_with_the_same_leaf(typed, meant):
     (["data.nu=-1"], "data.nu"),
     (["ttc.beam_width=9", "ttc.candidates=4"], "ttc.beam_width"),
     (["preset=dim7"], r"unknown preset 'dim7'\. Fix: preset=<one of dim8, dim16"),
+    # Path("s3://b/x") is the local ./s3:/b/x: 'file not found', or a run written there
+    (["data.path=s3://b/d.hdf5"], "'data.path' = 's3://b/d.hdf5' is a URI: the data is read from a local HDF5 file. Fix"),
+    (["data.cache_dir=s3://b/c"], "'data.cache_dir' = 's3://b/c' is a URI"),
+    (["run.out_dir=s3://b/runs"], "'run.out_dir' = 's3://b/runs' is a URI"),
+    (["eval.out_dir=gs://b/e"], "'eval.out_dir' = 'gs://b/e' is a URI"),
     # ran before, or failed only once the data loaded or a trial started
     (["data.seed=-1"], "'data.seed' = -1 must be ≥ 0. Fix"),
     (["training.seed=-1"], "'training.seed' = -1 must be ≥ 0. Fix"),

@@ -104,6 +104,17 @@ def test_cli_generate_refuses_an_unwritable_out_before_solving(tmp_path, capsys)
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.hdf5"))  # nothing was solved
 
 
+def test_cli_generate_refuses_a_uri_out_before_solving(tmp_path, capsys, monkeypatch):
+    """--out s3://b/x.h5 copied the file to the local ./s3:/b/x.h5 (Path folds the URI)."""
+    monkeypatch.chdir(tmp_path)
+    args = ["data", "generate", "n=2", "resolution=32", "frames=6", "t_final=0.05", f"cache_dir={tmp_path / 'c'}",
+            "--no-progress", "--threads", "1", "--out", "s3://bucket/out.hdf5"]
+    assert ups_main(args) == 2
+    err = capsys.readouterr().err
+    assert "--out s3://bucket/out.hdf5 is a URI" in err and "Fix: --out <local file>" in err
+    assert not (tmp_path / "s3:").exists() and not (tmp_path / "c").exists()  # nothing solved, nothing copied
+
+
 def test_batches_cover_every_trajectory_once_with_similar_cost():
     from ups.data.initial import cell_centres, init_multi
     from ups.data.solver import choose_resolution, choose_substeps

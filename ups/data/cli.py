@@ -70,7 +70,7 @@ def check_out_path(out: Path) -> None:
 def cmd_generate(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="ups data generate", description="generate (or find cached) Burgers data")
     p.add_argument("overrides", nargs="*", help="DataCfg keys: nu=0.01 n=2000 resolution=1024 seed=2022 …")
-    p.add_argument("--out", type=Path, default=None, help="also copy the file here (atomic)")
+    p.add_argument("--out", default=None, help="also copy the file here (atomic)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for the solver")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default: CUDA when available)")
     p.add_argument("--workers", type=int, default=None,
@@ -85,6 +85,11 @@ def cmd_generate(argv: list[str]) -> int:
     from ups.data.cache import cache_file, dataset_path
 
     if a.out is not None:
+        if "://" in a.out:  # Path("s3://b/x.h5") is the local ./s3:/b/x.h5, where the copy went
+            raise ConfigError(f"ups data generate: --out {a.out} is a URI; --out copies the file to a local path. "
+                              f"Fix: --out <local file>, then `aws s3 cp` it; to share one file through S3 between "
+                              f"nodes, ups.cloud.dataset_sync (docs/CLUSTER.md)")
+        a.out = Path(a.out)
         check_out_path(a.out)
     existed = cache_file(cfg.data).exists()
     path = dataset_path(cfg.data, progress=not a.no_progress, device=a.device, num_threads=a.threads,
