@@ -540,20 +540,21 @@ def _device_ok(v: str) -> bool:
 
 # (key, test, what it needs, the fix): values the types allow but the model, trainer or torch cannot use;
 # refused at load (before data, baselines or Ray), not in every trial. Checked before the scaling rules.
-def _local_path(v: Any) -> bool:
-    """A path the code opens with Path(): "s3://b/x" would be the local ./s3:/b/x (written there, or not found)."""
+def is_local_path(v: Any) -> bool:
+    """A path the code opens with Path() (None: unset): a URI is refused, since Path("s3://b/x") is the local
+    ./s3:/b/x, where files were written or not found.  The one test for every local-path setting and argument."""
     return v is None or "://" not in str(v)
 
 
 VALUE_RULES: tuple[tuple[str, Any, str, str], ...] = (
-    ("data.path", _local_path, "is a URI: the data is read from a local HDF5 file",
+    ("data.path", is_local_path, "is a URI: the data is read from a local HDF5 file",
      "copy it locally (aws s3 cp …) and pass data.path=<local file>; to share one file through S3 between nodes, "
      "ups.cloud.dataset_sync (docs/CLUSTER.md)"),
-    ("data.cache_dir", _local_path, "is a URI: generated data is cached in a local folder",
+    ("data.cache_dir", is_local_path, "is a URI: generated data is cached in a local folder",
      "data.cache_dir=~/.cache/ups/data (the default)"),
-    ("run.out_dir", _local_path, "is a URI: a training run writes its checkpoints to a local folder (a sweep with "
+    ("run.out_dir", is_local_path, "is a URI: a training run writes its checkpoints to a local folder (a sweep with "
      "storage_path=s3://… keeps its trials' checkpoints on S3)", "run.out_dir=runs (the default)"),
-    ("eval.out_dir", _local_path, "is a URI: the evaluation's JSON, CSV and HTML are written to a local folder",
+    ("eval.out_dir", is_local_path, "is a URI: the evaluation's JSON, CSV and HTML are written to a local folder",
      "eval.out_dir=reports (the default)"),
     ("operator.hidden_dim", _at_least(1), "must be ≥ 1", "use e.g. operator.hidden_dim=64 (2 × latent.dim)"),
     ("operator.heads", _at_least(1), "must be ≥ 1 (and divide operator.hidden_dim)", "use e.g. operator.heads=4"),

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ups.config import ConfigError, DataCfg, load_config
+from ups.config import ConfigError, DataCfg, is_local_path, load_config
 from ups.outputs import make_writable_folder
 
 DATA_KEYS = [f.name for f in dataclasses.fields(DataCfg)]
@@ -85,7 +85,7 @@ def cmd_generate(argv: list[str]) -> int:
     from ups.data.cache import cache_file, dataset_path
 
     if a.out is not None:
-        if "://" in a.out:  # Path("s3://b/x.h5") is the local ./s3:/b/x.h5, where the copy went
+        if not is_local_path(a.out):  # Path("s3://b/x.h5") is the local ./s3:/b/x.h5, where the copy went
             raise ConfigError(f"ups data generate: --out {a.out} is a URI; --out copies the file to a local path. "
                               f"Fix: --out <local file>, then `aws s3 cp` it; to share one file through S3 between "
                               f"nodes, ups.cloud.dataset_sync (docs/CLUSTER.md)")

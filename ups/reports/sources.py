@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
-from ups.config import ConfigError
+from ups.config import ConfigError, is_local_path
 from ups.leaderboard import LEADERBOARD_COLUMNS, leaderboard_problem, read_leaderboard, selection_key
 
 DEFAULT_LEADERBOARD = Path("reports/leaderboard.csv")
@@ -44,7 +44,7 @@ def parse_kv(argv: Sequence[str], allowed: dict[str, str], command: str,
             raise ReportError(f"{command}: unknown argument '{key}'.{hint} Valid: {valid}")
         if not value:
             raise ReportError(f"{command}: argument '{key}' is empty. Fix: {key}=<{allowed[key]}>")
-        if key in LOCAL_ONLY - remote_ok and "://" in value:  # Path("s3://b/x") would silently mean ./s3:/b/x
+        if key in LOCAL_ONLY - remote_ok and not is_local_path(value):
             raise ReportError(f"{command}: {key}={value} — reports read and write local files (experiment= and "
                               f"checkpoint= may be s3://). Fix: copy it locally (aws s3 cp/sync) and pass the local path; a "
                               f"sweep with storage_path=s3://… publishes its leaderboard and report there itself")

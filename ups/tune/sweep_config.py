@@ -24,8 +24,8 @@ from typing import Any, Sequence
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from ups.config import (ConfigError, StagesCfg, _above, _at_least, all_keys, invalid_value_error, override_key,
-                        suggest_key)
+from ups.config import (ConfigError, StagesCfg, _above, _at_least, all_keys, invalid_value_error, is_local_path,
+                        override_key, suggest_key)
 from ups.yamlio import read_yaml
 
 SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "sweep"
@@ -402,11 +402,6 @@ def _not_blank(v: Any) -> bool:
     return bool(str(v).strip())
 
 
-def _not_uri(v: Any) -> bool:
-    """A local path setting: Path("s3://b/x") is the local folder ./s3:/b/x, where the sweep wrote it silently."""
-    return "://" not in str(v)
-
-
 _PUBLISHED = "as a local file (with storage_path=s3://… the sweep also publishes a copy next to its Tune state)"
 
 
@@ -462,15 +457,15 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
      "champion=reports/champion.json (the default)"),
     ("report_dir", _not_blank, "is empty (the folder the round's HTML report goes under)",
      "report_dir=reports (the default)"),
-    ("leaderboard", _not_uri, f"is a URI: the sweep reads and writes its leaderboard {_PUBLISHED}",
+    ("leaderboard", is_local_path, f"is a URI: the sweep reads and writes its leaderboard {_PUBLISHED}",
      "leaderboard=reports/leaderboard.csv (the default); to add to a published one, copy it here first (aws s3 cp)"),
-    ("champion", _not_uri, f"is a URI: promotion reads and writes the champion record {_PUBLISHED}",
+    ("champion", is_local_path, f"is a URI: promotion reads and writes the champion record {_PUBLISHED}",
      "champion=reports/champion.json (the default); to start from a published record, copy it here first "
      "(aws s3 cp) and pass its path"),
-    ("report_dir", _not_uri, f"is a URI: the HTML report is written {_PUBLISHED}", "report_dir=reports (the default)"),
-    ("wandb.dir", _not_uri, "is a URI: W&B writes a local folder (an S3 sweep publishes an offline run's folder "
+    ("report_dir", is_local_path, f"is a URI: the HTML report is written {_PUBLISHED}", "report_dir=reports (the default)"),
+    ("wandb.dir", is_local_path, "is a URI: W&B writes a local folder (an S3 sweep publishes an offline run's folder "
      "next to its Tune state)", "leave wandb.dir empty (<storage_path>/wandb, or ./wandb with S3 storage)"),
-    ("space", _not_uri, "is a URI: a search space is read from a local YAML file",
+    ("space", is_local_path, "is a URI: a search space is read from a local YAML file",
      "space=search_spaces/<name>.yaml, or a local copy of the file"),
     # one folder under storage_path, and the prefix of every run_id: name=../x wrote the sweep outside it
     ("name", lambda v: v == "" or (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", v) is not None),
