@@ -128,8 +128,9 @@ def test_publish_results_puts_leaderboard_and_report_next_to_the_experiment(tmp_
     (tmp_path / "reports" / "figs" / "a.png").write_bytes(b"\x89PNG")
     lb = tmp_path / "lb.csv"
     lb.write_text("run_id\nx\n")
+    champion = [tmp_path / "champion_full.json", tmp_path / "champion_history.jsonl"]  # as the launcher passes them
     uris = publish_results(f"s3://{s3_bucket}/sweeps/round_a-1", lb, tmp_path / "reports" / "index.html",
-                           tmp_path / "champion_full.json")  # no champion crowned yet: nothing to upload for it
+                           champion)  # no champion crowned yet: nothing to upload for it
     keys = sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"])
     assert keys == ["sweeps/round_a-1/leaderboard.csv", "sweeps/round_a-1/reports/figs/a.png",
                     "sweeps/round_a-1/reports/index.html"]
@@ -141,7 +142,7 @@ def test_publish_results_puts_leaderboard_and_report_next_to_the_experiment(tmp_
     (run / "files").mkdir(parents=True)
     (run / "run-round_a-2.wandb").write_bytes(b"\x00log")
     (run / "files" / "config.yaml").write_text("a: 1\n")
-    uris = publish_results(f"s3://{s3_bucket}/sweeps/round_a-2", lb, None, tmp_path / "champion_full.json", run)
+    uris = publish_results(f"s3://{s3_bucket}/sweeps/round_a-2", lb, None, champion, run)
     assert sorted(uris) == [f"s3://{s3_bucket}/sweeps/round_a-2/{n}" for n in
                             ("champion_full.json", "champion_history.jsonl", "leaderboard.csv",
                              f"wandb/{run.name}/files/config.yaml", f"wandb/{run.name}/run-round_a-2.wandb")]

@@ -12,7 +12,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from ups.cloud.storage import StorageError, endpoint_url, parse_s3_uri, s3_client
 from ups.filelock import exclusive_lock
@@ -189,24 +189,21 @@ def share_dataset(data_cfg: object, s3_prefix: str) -> Path:
 
 def publish_results(experiment_uri: str, leaderboard: str | os.PathLike[str],
                     report: str | os.PathLike[str] | None = None,
-                    champion: str | os.PathLike[str] | None = None,
+                    files: Sequence[str | os.PathLike[str]] = (),
                     wandb_offline: str | os.PathLike[str] | None = None) -> list[str]:
-    """End of a sweep on S3: the leaderboard, the champion record (with its history) and the report folder next
-    to the Tune state, so that they outlive the head node (``ray down``).
+    """End of a sweep on S3: the leaderboard, other result ``files`` (the champion record and its history) and the
+    report folder next to the Tune state, so that they outlive the head node (``ray down``).
 
-    ``<experiment_uri>/leaderboard.csv``, ``<experiment_uri>/<champion file's name>`` and
-    ``…/champion_history.jsonl`` beside it, ``<experiment_uri>/reports/…`` and, for a sweep logged to W&B offline,
-    its run folder as ``<experiment_uri>/wandb/<offline-run-…>/`` (``wandb sync`` it after a download); returns the
-    URIs written.
+    ``<experiment_uri>/leaderboard.csv``, ``<experiment_uri>/<each file's name>`` (those that exist),
+    ``<experiment_uri>/reports/…`` and, for a sweep logged to W&B offline, its run folder as
+    ``<experiment_uri>/wandb/<offline-run-…>/`` (``wandb sync`` it after a download); returns the URIs written.
     """
     loc = parse_s3_uri(experiment_uri)
     written: list[str] = []
-    files = [Path(leaderboard)]
-    if champion is not None:  # the record and the history promotion appends to beside it
-        files += [Path(champion), Path(champion).with_name("champion_history.jsonl")]
-    for f in files:
+    named = [(Path(leaderboard), "leaderboard.csv"), *((Path(f), Path(f).name) for f in files)]
+    for f, name in named:
         if f.is_file():
-            uri = f"s3://{loc.bucket}/{loc.key(f.name if f != Path(leaderboard) else 'leaderboard.csv')}"
+            uri = f"s3://{loc.bucket}/{loc.key(name)}"
             upload_file(f, uri)
             written.append(uri)
     if report is not None and Path(report).exists():

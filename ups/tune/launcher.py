@@ -26,8 +26,8 @@ from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, clust
 from ups.tune.driver_lease import DriverLease, check_no_live_driver
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper, gate_trackers
 from ups.tune.gpu_share import gpu_share_warning
-from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_record, force_fill, full_eval, seed_groups,
-                                read_champion, seed_mean_candidates, seed_points, update_champion)
+from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_record, force_fill, full_eval, history_path,
+                                seed_groups, read_champion, seed_mean_candidates, seed_points, update_champion)
 from ups.tune.ray_address import gcs_problem
 from ups.tune.restore import (ResumableASHA, ResumableStopper, carry_over, reported_histories, restored_results,
                               trial_compute_s)
@@ -1026,7 +1026,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                               champion=resolve_path(s.champion)) if s.write_report else None
         if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
             wandb_runs = [c.offline_folder for c in callbacks if isinstance(c, WandbRoundLogger) and c.offline_folder]
-            publish(exp_path, p.leaderboard, report, resolve_path(s.champion), wandb_runs[0] if wandb_runs else None)
+            champ = resolve_path(s.champion)
+            publish(exp_path, p.leaderboard, report, [champ, history_path(champ)], wandb_runs[0] if wandb_runs else None)
     finally:
         lease.release()
         if started:
@@ -1199,14 +1200,14 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
     return seed_groups(p.leaderboard, chosen, seed_name, p.space)
 
 
-def publish(experiment_uri: str, leaderboard: Path, report: Path | None, champion: Path | None = None,
+def publish(experiment_uri: str, leaderboard: Path, report: Path | None, files: Sequence[Path] = (),
             wandb_offline: Path | None = None) -> None:
-    """Upload the leaderboard, the champion record, the report and an offline W&B run to S3; a failed upload is
-    reported, the local results stay."""
+    """Upload the leaderboard, ``files`` (the champion record and its history), the report and an offline W&B run
+    to S3; a failed upload is reported, the local results stay."""
     from ups.cloud.dataset_sync import publish_results
 
     try:
-        n = len(publish_results(experiment_uri, leaderboard, report, champion, wandb_offline))
+        n = len(publish_results(experiment_uri, leaderboard, report, files, wandb_offline))
         _log(f"published {n} file(s) to {experiment_uri}")
     except Exception as e:
         print(f"[ups sweep] upload of leaderboard/report to {experiment_uri} failed: {e}", file=sys.stderr)

@@ -317,7 +317,7 @@ def read_champion(path: str | Path) -> dict[str, Any] | None:
         if not missing:  # a hand-written "score": "0.1" passes, as the number (round C/D print it with :.4g)
             return {**rec, "score": finite_or_none(rec["score"])}
         why = f"missing {', '.join(repr(k) for k in missing)} (a promotion writes {', '.join(CHAMPION_KEYS)})"
-    history = p.with_name("champion_history.jsonl")
+    history = history_path(p)
     restore = (f"restore the last champion from {history} (tail -n 1 {history} > {p}), or " if history.exists()
                else "")
     raise ConfigError(f"{p}: champion record is {why}. Fix: {restore}move it aside (mv {p} {p}.bak) so that a round "
@@ -447,13 +447,18 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
     return record
 
 
+def history_path(record: Path) -> Path:
+    """Where promotion appends every champion record it writes: ``champion_history.jsonl`` beside ``record``."""
+    return Path(record).with_name("champion_history.jsonl")
+
+
 def _write_record(path: Path, record: Mapping[str, Any]) -> None:
     """champion.json (atomically) and a line of champion_history.jsonl."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))
     os.replace(tmp, path)
-    with open(path.with_name("champion_history.jsonl"), "a") as fh:
+    with open(history_path(path), "a") as fh:
         fh.write(json.dumps(record, default=str) + "\n")
 
 
