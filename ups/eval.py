@@ -600,15 +600,12 @@ def checkpoint_source(arg: str) -> str:
     one recorded there is looked for from here, then from the folder above the record's (the checkout)."""
     if arg != "champion" and not arg.endswith(".json"):
         return arg
-    from ups.reports.sources import DEFAULT_CHAMPION, load_champion
+    from ups.reports.sources import DEFAULT_CHAMPION, champion_checkpoint
 
-    if arg.startswith("s3://"):  # a record an S3 sweep published
-        return str(load_champion(arg)["checkpoint"])
-    record_path = DEFAULT_CHAMPION if arg == "champion" else Path(arg).expanduser()
-    stored = str(load_champion(record_path)["checkpoint"])
-    if stored.startswith("s3://") or Path(stored).expanduser().is_absolute() or Path(stored).exists():
+    _, stored, base = champion_checkpoint(DEFAULT_CHAMPION if arg == "champion" else arg)  # local, or published on S3
+    if base is None or stored.startswith("s3://") or Path(stored).expanduser().is_absolute() or Path(stored).exists():
         return stored
-    beside = record_path.resolve().parent.parent / stored
+    beside = base / stored
     return str(beside) if beside.exists() else stored
 
 

@@ -43,8 +43,8 @@ from torch import nn
 from ups.leaderboard import EVAL_COLUMNS
 from ups.reports.model_card import render_model_card
 from ups.reports.sources import (DEFAULT_CHAMPION, DEFAULT_LEADERBOARD, ReportError, baselines_on, cell_text,
-                                 checkpoint_file, checkpoint_name, load_champion, load_leaderboard, parse_kv,
-                                 resolve_checkpoint)
+                                 champion_checkpoint, checkpoint_file, checkpoint_name, load_leaderboard,
+                                 parse_kv, resolve_checkpoint)
 
 ARGS = {"checkpoint": "path to checkpoint.pt or its folder", "champion": "path to champion.json",
         "leaderboard": "path to leaderboard.csv", "out": "output folder", "batch_sizes": "comma list, e.g. 1,8,64",
@@ -408,10 +408,8 @@ def main(argv: list[str]) -> int:
         stored = str(args["checkpoint"])
         champion["_source"] = f"checkpoint {stored}"
     else:
-        raw = str(args.get("champion", DEFAULT_CHAMPION))
-        cpath: Any = raw if raw.startswith("s3://") else Path(raw)  # Path would fold s3:// to s3:/
-        champion = load_champion(cpath)
-        stored, base = str(champion["checkpoint"]), None if isinstance(cpath, str) else cpath.parent.parent
+        cpath = str(args.get("champion", DEFAULT_CHAMPION))
+        champion, stored, base = champion_checkpoint(cpath)
         champion["_source"] = f"champion {cpath}"
         if not stored.startswith("s3://"):
             try:

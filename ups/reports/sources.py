@@ -288,6 +288,18 @@ def load_champion(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def champion_checkpoint(record: str | Path) -> tuple[dict[str, Any], str, Path | None]:
+    """A champion record, a local file or an ``s3://`` URI (which Path would fold to s3:/) → (the record, its
+    checkpoint as recorded, the folder a relative checkpoint is also looked for from: the one above the record's,
+    i.e. the checkout for reports/champion.json; None for a record on S3)."""
+    if str(record).startswith("s3://"):
+        rec = load_champion(str(record))
+        return rec, str(rec["checkpoint"]), None
+    path = Path(record).expanduser()
+    rec = load_champion(path)
+    return rec, str(rec["checkpoint"]), path.parent.parent
+
+
 CHECKPOINT_FIX = "pass checkpoint=<path/to/checkpoint.pt> of a finished trial"
 
 
