@@ -38,6 +38,12 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, c
     for tid in lb.loc[lb["kind"] == "trial", "trial_id"]:
         assert str(tid) in html
     assert "val_nrmse" in html and "TERMINATED" in html
+    # Optuna's view: every trial TPE was told of, with its leaderboard run_id
+    study_out = _outputs(nb, "optuna")
+    study_html = "".join(o.get("data", {}).get("text/html", "") for o in study_out)
+    assert "Optuna study" in "".join(o.get("text", "") for o in study_out) and "user_attrs_run_id" in study_html
+    for rid in lb.loc[lb["kind"] == "trial", "run_id"]:
+        assert str(rid) in study_html
     # figures: real PNGs for every figure the notebook draws
     pngs = [base64.b64decode(o["data"]["image/png"]) for o in _outputs(nb, "plots") if "image/png" in o.get("data", {})]
     text = "".join(o.get("text", "") for o in _outputs(nb, "plots"))

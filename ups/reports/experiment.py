@@ -127,6 +127,12 @@ class _Files:
         with self.fs.open_input_stream(p) as f:
             return f.readall().decode("utf-8", errors="replace")
 
+    def read_bytes(self, p: str) -> bytes:
+        if not self.remote:
+            return Path(p).read_bytes()
+        with self.fs.open_input_stream(p) as f:
+            return f.readall()
+
 
 # ----------------------------------------------------------------------------------------- loading
 def load_experiment(path: str | Path) -> ExperimentResults:

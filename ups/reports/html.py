@@ -31,6 +31,7 @@ from ups.leaderboard import PDEBENCH_COLUMNS, PDEBENCH_NAMES
 from ups.reports import plots
 from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
+from ups.reports.optuna_study import STUDY_FILE, StudyExport, export_study
 from ups.reports.sources import (ReportError, best_trial, cell_text, checkpoint_file, checkpoint_name,
                                  experiment_folder, is_failed, load_champion, load_leaderboard, one_data_set,
                                  recorded_experiment_folders, row_config, select_round, trial_state)
@@ -124,6 +125,7 @@ def write_report(experiment_path: str | Path | None, leaderboard_path: Path, rou
                           f"Fix: round=<one of those> or experiment=<tune experiment folder>")
     lb = _merge_experiment_trials(lb, exp, round_name)
     champion = _champion(full, lb, leaderboard_path, champion_path, notes, data_hash)
+    study = _export_study(exp, full, out_dir, notes) if round_name != "all" else None
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
@@ -131,7 +133,7 @@ def write_report(experiment_path: str | Path | None, leaderboard_path: Path, rou
     tmp.mkdir()
     try:
         figs = _render_figures(full, lb, exp, champion, tmp, metric, data_hash)
-        page = _page(round_name, leaderboard_path, exp_path, lb, exp, champion, figs, notes)
+        page = _page(round_name, leaderboard_path, exp_path, lb, exp, champion, figs, notes, study)
         (tmp / "index.html").write_text(page, encoding="utf-8")
         _table_csv(lb).to_csv(tmp / "table.csv", index=False)
         publish(tmp, out_dir, OWNED_FILES, last="index.html")
@@ -139,6 +141,18 @@ def write_report(experiment_path: str | Path | None, leaderboard_path: Path, rou
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir / "index.html"
+
+
+def _export_study(exp: ExperimentResults | None, full: pd.DataFrame, out_dir: Path,
+                  notes: list[str]) -> StudyExport | None:
+    """The sweep's Optuna study into ``out_dir/optuna.db`` (``ups.reports.optuna_study``); a failure costs a note."""
+    if exp is None:
+        return None
+    try:
+        return export_study(exp.path, out_dir / STUDY_FILE, leaderboard=full)
+    except Exception as e:  # the report and its figures do not depend on it
+        notes.append(f"Optuna study not exported ({type(e).__name__}: {e})")
+        return None
 
 
 def _exists(p: str | Path) -> bool:
@@ -567,9 +581,23 @@ def _pbt_schedules_html(lb: pd.DataFrame, top: int = 10) -> str:
             f'<tbody>{rows}</tbody></table></section>')
 
 
+def _study_html(study: StudyExport | None) -> str:
+    """Where the sweep's Optuna study is and how to open it."""
+    if study is None:
+        return ""
+    e = html.escape
+    load = (f"import optuna; study = optuna.load_study(study_name={study.study_name!r}, "
+            f"storage={study.storage!r})")
+    return (f'<section id="optuna-study"><h2>Optuna study</h2><p class="meta">{e(study.describe())}: what TPE '
+            f'was told (each trial\'s searched values, the objective it minimised, every reported iteration), '
+            f'with the leaderboard\'s test nRMSE, status and gates as user attrs. One file holds every sweep of '
+            f'this round.</p><pre>optuna-dashboard {e(study.storage)}    # pip install optuna-dashboard\n'
+            f'{e(load)}</pre></section>')
+
+
 def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFrame,
           exp: ExperimentResults | None, champion: dict[str, Any] | None, figs: list[FigureResult],
-          notes: list[str]) -> str:
+          notes: list[str], study: StudyExport | None = None) -> str:
     e = html.escape
     trials = lb[lb["kind"] == "trial"]
     failed = trials[trials.apply(is_failed, axis=1)] if len(trials) else trials
@@ -606,6 +634,7 @@ def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFra
     ttc_html = _ttc_by_dim_html(lb) if round_name == "dims" else ""
     pbt_html = _pbt_schedules_html(lb)
     pdebench_html = _pdebench_html(lb)
+    study_html = _study_html(study)
     skipped = [f"{f.title}: {f.note}" for f in figs if f.note]
     note_items = "".join(f"<li>{e(n)}</li>" for n in notes + skipped)
     exp_desc = f"{exp_path} ({len(exp.trials)} Tune trials)" if exp is not None else (str(exp_path) if exp_path else "none")
@@ -637,6 +666,7 @@ Hover a row for its error / stop reason.</p>
 {''.join(fig_html)}
 </section>
 {champ_html}
+{study_html}
 <section id="notes"><h2>Notes</h2><ul>{note_items or '<li>none</li>'}</ul></section>
 <script>{JS}</script>
 </body></html>

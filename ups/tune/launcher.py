@@ -1041,6 +1041,10 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         _log(too_big)
     if report:
         _log(f"report: {report}")
+        from ups.reports.optuna_study import STUDY_FILE, study_hint  # the report module's: it imported
+
+        if hint := study_hint(report.parent / STUDY_FILE, name):
+            _log(f"Optuna study: {hint}")
     _log(f"leaderboard: {p.leaderboard}")
     if promotion_cut:
         msg = (f"interrupted during the promotion's full-eval: every trial of {name} is finished and on the "

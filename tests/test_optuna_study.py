@@ -1,0 +1,120 @@
+"""The sweep's Optuna study in an SQLite file (ups.reports.optuna_study): what TPE was told, openable with
+``optuna.load_study`` / optuna-dashboard, written by the sweep's report, from local and S3 experiments."""
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import optuna
+import pandas as pd
+import pytest
+
+from ups.reports.html import write_report
+from ups.reports.optuna_study import STUDY_FILE, export_study, searcher_state, study_hint
+from ups.reports.sources import ReportError, load_leaderboard
+from ups.tune.space import load_space
+
+
+def _storage(path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def _reports(trial_dir) -> list[dict]:
+    return [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()]
+
+
+def test_the_sweeps_report_holds_the_study_tpe_saw(report_sweep) -> None:
+    exp = report_sweep.experiment
+    db = report_sweep.reports / "round_a" / STUDY_FILE
+    assert db.is_file(), "the sweep's report wrote no Optuna study"
+    study = optuna.load_study(study_name=exp.name, storage=_storage(db))
+    assert study.metric_names == ["val_objective"] and study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert study.user_attrs["experiment"] == str(exp)
+
+    lb = load_leaderboard(report_sweep.leaderboard)
+    rows = lb[(lb["kind"] == "trial") & (lb["experiment"] == exp.name)].set_index("trial_id")
+    trials = study.get_trials()
+    assert len(trials) == len(rows) == 3 and {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
+    space = load_space(exp / "ups_space.yaml")
+    for t in trials:
+        tid = t.user_attrs["tune_trial_id"]
+        row = rows.loc[tid]
+        # the searched keys, each inside the distribution TPE sampled it from
+        assert set(t.params) == set(space.params)
+        assert all(t.distributions[k]._contains(t.distributions[k].to_internal_repr(v)) for k, v in t.params.items())
+        # the value TPE was told: the trial's final val nRMSE (round A searches no ttc.* key); each report a step
+        reports = _reports(exp / f"trial_{tid}")
+        assert t.value == pytest.approx(reports[-1]["val_objective"]) == pytest.approx(row["val_nrmse"])
+        assert sorted(t.intermediate_values) == [r["training_iteration"] for r in reports]
+        # the leaderboard's view of the same trial
+        assert t.user_attrs["run_id"] == row["run_id"] and t.user_attrs["status"] == "completed"
+        assert t.user_attrs["nrmse"] == pytest.approx(row["nrmse"])
+    assert study.best_trial.user_attrs["tune_trial_id"] == rows["val_nrmse"].astype(float).idxmin()
+    page = (report_sweep.reports / "round_a" / "index.html").read_text()
+    assert 'id="optuna-study"' in page and f"optuna-dashboard {_storage(db)}" in page
+    assert study_hint(db, exp.name) == f"study '{exp.name}' in {_storage(db)} (optuna-dashboard {_storage(db)})"
+    assert study_hint(db, "no-such-sweep") is None and study_hint(db.with_name("none.db"), exp.name) is None
+
+
+def test_an_export_replaces_its_own_study_and_keeps_the_others(report_sweep, tmp_path) -> None:
+    lb = load_leaderboard(report_sweep.leaderboard)
+    db = tmp_path / "sub" / STUDY_FILE
+    first = export_study(report_sweep.experiment, db, leaderboard=lb)
+    again = export_study(report_sweep.experiment, db, leaderboard=lb)  # e.g. the report after resume=true
+    other = export_study(report_sweep.experiment, db, study_name="another-sweep")  # no leaderboard: no row attrs
+    assert first.states == again.states == other.states == {"COMPLETE": 3}
+    summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(_storage(db))}
+    assert summaries == {report_sweep.experiment.name: 3, "another-sweep": 3}
+    bare = optuna.load_study(study_name="another-sweep", storage=_storage(db)).trials
+    assert all(set(t.user_attrs) == {"tune_trial_id"} for t in bare)
+    assert sorted(p.name for p in db.parent.iterdir()) == [f".{STUDY_FILE}.lock", STUDY_FILE]  # no temp file left
+
+
+def test_unfinished_and_warm_start_trials(report_sweep, tmp_path) -> None:
+    """A trial still running when Tune saved its searcher (an interrupted sweep) is left out and counted; a trial
+    an earlier sweep lent (searcher.warm_start, no Tune trial of its own) is kept and marked."""
+    exp = tmp_path / report_sweep.experiment.name
+    shutil.copytree(report_sweep.experiment, exp)
+    state_file = max(exp.glob("searcher-state-*.pkl"))
+    state = pickle.loads(state_file.read_bytes())
+    study: optuna.Study = state["_ot_study"]
+    study.ask()  # RUNNING: asked for a trial that never reported back
+    done = study.trials[0]
+    study.add_trial(optuna.trial.create_trial(params=done.params, distributions=done.distributions, value=0.5))
+    state_file.write_bytes(pickle.dumps(state))
+    out = export_study(exp, tmp_path / STUDY_FILE)
+    assert out.states == {"COMPLETE": 4} and out.left_out == 1
+    assert "4 complete; 1 unfinished left out" in out.describe()
+    trials = optuna.load_study(study_name=exp.name, storage=_storage(tmp_path / STUDY_FILE)).trials
+    assert [t.user_attrs.get("warm_start") for t in trials] == [None, None, None, True]
+
+
+def test_a_sweep_without_optuna_exports_nothing_and_a_cut_off_state_costs_a_note(report_sweep, failing_sweep,
+                                                                                 tmp_path) -> None:
+    assert searcher_state(failing_sweep.experiment) is None  # searcher.name=grid: no study to show
+    assert export_study(failing_sweep.experiment, tmp_path / STUDY_FILE) is None
+    assert not (tmp_path / STUDY_FILE).exists()
+
+    exp = tmp_path / report_sweep.experiment.name
+    shutil.copytree(report_sweep.experiment, exp)
+    state_file = max(exp.glob("searcher-state-*.pkl"))
+    state_file.write_bytes(state_file.read_bytes()[:100])  # cut off, as a killed copy leaves it
+    with pytest.raises(ReportError, match=f"{state_file.name} cannot be read .*Fix: resume the sweep once"):
+        export_study(exp, tmp_path / STUDY_FILE)
+    page = write_report(exp, report_sweep.leaderboard, "round_a", tmp_path / "r").read_text()
+    assert "Optuna study not exported" in page and 'id="optuna-study"' not in page  # the report itself stands
+    assert not (tmp_path / "r" / STUDY_FILE).exists()
+
+
+def test_the_study_of_an_experiment_on_s3(report_sweep, s3_bucket, tmp_path) -> None:
+    from ups.cloud.dataset_sync import upload_dir
+
+    uri = f"s3://{s3_bucket}/sweeps/{report_sweep.experiment.name}"
+    upload_dir(report_sweep.experiment, uri)
+    out = export_study(uri, tmp_path / STUDY_FILE, leaderboard=load_leaderboard(report_sweep.leaderboard))
+    assert out.study_name == report_sweep.experiment.name and out.states == {"COMPLETE": 3}
+    s3 = pd.DataFrame([t.user_attrs for t in optuna.load_study(study_name=out.study_name, storage=out.storage).trials])
+    local = optuna.load_study(study_name=out.study_name,
+                              storage=_storage(report_sweep.reports / "round_a" / STUDY_FILE)).trials
+    assert sorted(s3["run_id"]) == sorted(t.user_attrs["run_id"] for t in local)
