@@ -118,3 +118,14 @@ def test_the_study_of_an_experiment_on_s3(report_sweep, s3_bucket, tmp_path) -> 
     local = optuna.load_study(study_name=out.study_name,
                               storage=_storage(report_sweep.reports / "round_a" / STUDY_FILE)).trials
     assert sorted(s3["run_id"]) == sorted(t.user_attrs["run_id"] for t in local)
+
+
+def test_ups_report_names_the_rounds_studies(report_sweep, tmp_path, capsys) -> None:
+    from ups.cli import main as ups_main
+
+    out = tmp_path / "r"
+    assert ups_main(["report", "round=round_a", f"leaderboard={report_sweep.leaderboard}",
+                     f"experiment={report_sweep.experiment}", f"out={out}"]) == 0
+    url = _storage(out / STUDY_FILE)
+    assert f"Optuna studies: {url} (optuna-dashboard {url})" in capsys.readouterr().out
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == [report_sweep.experiment.name]

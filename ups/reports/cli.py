@@ -31,6 +31,7 @@ def main(argv: list[str]) -> int:
 
         return run_notebook(argv[1:])
     from ups.reports.html import write_report
+    from ups.reports.optuna_study import STUDY_FILE
 
     args = parse_kv(argv, REPORT_ARGS, "ups report")
     lb_path = Path(args.get("leaderboard", DEFAULT_LEADERBOARD))
@@ -56,6 +57,8 @@ def main(argv: list[str]) -> int:
     index = write_report(args.get("experiment"), lb_path, round_name, out, champion_path=champion,
                          data_hash=args.get("data_hash"))
     print(f"report: {index}")
+    if (db := Path(index).parent / STUDY_FILE).is_file():  # the round's sweeps with the Optuna searcher
+        print(f"Optuna studies: sqlite:///{db.resolve()} (optuna-dashboard sqlite:///{db.resolve()})")
     return 0
 
 
