@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
 
         return run_notebook(argv[1:])
     from ups.reports.html import write_report
-    from ups.reports.optuna_study import STUDY_FILE
+    from ups.reports.optuna_study import STUDY_FILE, sqlite_url
 
     args = parse_kv(argv, REPORT_ARGS, "ups report")
     lb_path = Path(args.get("leaderboard", DEFAULT_LEADERBOARD))
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
                          data_hash=args.get("data_hash"))
     print(f"report: {index}")
     if (db := Path(index).parent / STUDY_FILE).is_file():  # the round's sweeps with the Optuna searcher
-        print(f"Optuna studies: sqlite:///{db.resolve()} (optuna-dashboard sqlite:///{db.resolve()})")
+        print(f"Optuna studies: {sqlite_url(db)} (optuna-dashboard {sqlite_url(db)})")
     return 0
 
 

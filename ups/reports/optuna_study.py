@@ -53,12 +53,17 @@ class StudyExport:
 
     @property
     def storage(self) -> str:
-        return f"sqlite:///{self.path.resolve()}"
+        return sqlite_url(self.path)
 
     def describe(self) -> str:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.states.items())) or "no trials"
         left = f"; {self.left_out} unfinished left out" if self.left_out else ""
         return f"Optuna study '{self.study_name}' ({counts}{left}) in {self.storage}"
+
+
+def sqlite_url(path: str | Path) -> str:
+    """The storage URL Optuna and optuna-dashboard take for the SQLite file ``path`` (absolute)."""
+    return f"sqlite:///{Path(path).resolve()}"
 
 
 def searcher_state(experiment: str | Path) -> dict[str, Any] | None:
@@ -68,7 +73,7 @@ def searcher_state(experiment: str | Path) -> dict[str, Any] | None:
     try:
         names = [n for n, is_dir in files.listdir(files.root)
                  if not is_dir and n.startswith(SEARCHER_STATE) and n.endswith(".pkl")]
-    except (OSError, FileNotFoundError):
+    except OSError:
         return None
     if not names:
         return None
@@ -118,7 +123,7 @@ def export_study(experiment: str | Path, out: Path, *, study_name: str | None = 
         try:
             if out.exists():
                 tmp.write_bytes(out.read_bytes())
-            storage = optuna.storages.RDBStorage(f"sqlite:///{tmp}")
+            storage = optuna.storages.RDBStorage(sqlite_url(tmp))
             try:
                 if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
                     optuna.delete_study(study_name=name, storage=storage)  # an earlier export of this sweep
@@ -145,7 +150,7 @@ def study_hint(path: Path, study_name: str) -> str | None:
 
     if not Path(path).is_file():
         return None
-    url = f"sqlite:///{Path(path).resolve()}"
+    url = sqlite_url(path)
     try:
         with _quiet_optuna():
             storage = optuna.storages.RDBStorage(url)
