@@ -66,6 +66,13 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, c
                      f"leaderboard={report_sweep.leaderboard}", f"out={tmp_path / 'x.ipynb'}", "timeout=300"]) == 2
     err = capsys.readouterr().err
     assert f"champion file '{bad}' is not valid JSON" in err and "Fix: re-run the promotion" in err, err
+    assert "\x1b[" not in err  # the cell's error without the kernel's terminal colours
+    # a champion= that does not exist: refused before a kernel starts, not by the last cell
+    missing = tmp_path / "nope.json"
+    assert ups_main(["report", "notebook", f"experiment={report_sweep.experiment}", f"champion={missing}",
+                     f"leaderboard={report_sweep.leaderboard}", f"out={tmp_path / 'y.ipynb'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"champion file '{missing}' does not exist. Fix: drop champion=" in err and "stopped" not in err, err
 
 
 def test_notebook_names_the_fix_without_an_experiment(monkeypatch, tmp_path) -> None:

@@ -9,12 +9,14 @@ The kernel runs in the repository root, so the notebook's relative defaults (``r
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from ups.reports.sources import DEFAULT_LEADERBOARD, ReportError, parse_kv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO_ROOT / "reports" / "analysis.ipynb"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colour codes in a cell's error
 NOTEBOOK_ARGS = {"experiment": "Tune experiment dir or s3://…", "leaderboard": "path to leaderboard.csv",
                  "storage": "the sweeps' storage_path", "champion": "the sweep's champion record (default: "
                  "champion.json beside the leaderboard)", "out": "executed notebook (.ipynb)",
@@ -50,7 +52,12 @@ def run_notebook(argv: list[str]) -> int:
     if "storage" in args:
         env["UPS_STORAGE"] = str(Path(args["storage"]).resolve())
     if "champion" in args:
-        env["UPS_CHAMPION"] = str(Path(args["champion"]).resolve())
+        champion = Path(args["champion"]).resolve()
+        if not champion.is_file():  # found by the last cell, after the kernel had started and every figure drawn
+            raise ReportError(f"champion file '{args['champion']}' does not exist. Fix: drop champion= to use "
+                              f"{lb.parent / 'champion.json'} (or the experiment's best trial when there is none), "
+                              f"or champion=<the record a promotion wrote>")
+        env["UPS_CHAMPION"] = str(champion)
     nb = nbformat.read(NOTEBOOK, as_version=4)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the parameters (the notebook's first cell reads them)
@@ -58,7 +65,7 @@ def run_notebook(argv: list[str]) -> int:
         NotebookClient(nb, timeout=int(args.get("timeout", 600)), kernel_name="python3",
                        resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
     except CellExecutionError as e:
-        last = [ln for ln in str(e).splitlines() if ln.strip()][-1:]
+        last = [ln for ln in ANSI.sub("", str(e)).splitlines() if ln.strip()][-1:]  # IPython colours the name
         said = last[0] if last else str(e)
         raise ReportError(f"{NOTEBOOK.name} stopped: {said}" + ("" if "Fix:" in said else
                           ". Fix: see the message; the parameters are experiment=, leaderboard=, storage=, "
