@@ -72,20 +72,23 @@ def test_an_export_replaces_its_own_study_and_keeps_the_others(report_sweep, tmp
 
 
 def test_unfinished_and_warm_start_trials(report_sweep, tmp_path) -> None:
-    """A trial still running when Tune saved its searcher (an interrupted sweep) is left out and counted; a trial
-    an earlier sweep lent (searcher.warm_start, no Tune trial of its own) is kept and marked."""
+    """A trial still running when Tune saved its searcher (an interrupted sweep) and a start-up point queued but
+    never run are left out and counted; a trial an earlier sweep lent (searcher.warm_start, no Tune trial of its
+    own) is kept and marked."""
     exp = tmp_path / report_sweep.experiment.name
     shutil.copytree(report_sweep.experiment, exp)
     state_file = max(exp.glob("searcher-state-*.pkl"))
     state = pickle.loads(state_file.read_bytes())
     study: optuna.Study = state["_ot_study"]
-    study.ask()  # RUNNING: asked for a trial that never reported back
     done = study.trials[0]
+    study.ask()  # RUNNING: asked for a trial that never reported back
+    study.enqueue_trial(done.params)  # WAITING: a start-up point queued, never asked for
     study.add_trial(optuna.trial.create_trial(params=done.params, distributions=done.distributions, value=0.5))
     state_file.write_bytes(pickle.dumps(state))
     out = export_study(exp, tmp_path / STUDY_FILE)
-    assert out.states == {"COMPLETE": 4} and out.left_out == 1
-    assert "4 complete; 1 unfinished left out" in out.describe()
+    assert out.states == {"COMPLETE": 4} and out.left_out == {"RUNNING": 1, "WAITING": 1}
+    assert ("(4 complete; 1 running when Tune saved its searcher, left out; 1 queued start-up point(s) never run, "
+            "left out)") in out.describe()
     trials = optuna.load_study(study_name=exp.name, storage=_storage(tmp_path / STUDY_FILE)).trials
     assert [t.user_attrs.get("warm_start") for t in trials] == [None, None, None, True]
 

@@ -13,8 +13,9 @@ show what TPE was told: each trial's searched values (the Tune config's keys), t
 intermediate value, and the state (a trial ASHA or a gate stopped is COMPLETE with its last figure, Ray's way,
 or PRUNED under ``searcher.stopped=pruned``).  Trials an earlier sweep lent through ``searcher.warm_start`` are in
 it too (user attr ``warm_start``).  Each trial also carries the leaderboard's view as user attrs: run_id, label,
-status, stop reason, test nRMSE with and without TTC, gates.  Trials still running (an interrupted sweep) are
-left out; a later export, after ``resume=true``, replaces the study.  One file holds every sweep of a round,
+status, stop reason, test nRMSE with and without TTC, gates.  Trials still running (an interrupted sweep) and
+start-up points queued but never run (a sweep with fewer trials than its start-up design) are left out and
+counted; a later export, after ``resume=true``, replaces the study.  One file holds every sweep of a round,
 one study each.
 
 Unpickling the searcher state runs code named in the file, as ``Tuner.restore`` does: read only experiment
@@ -49,7 +50,8 @@ class StudyExport:
     path: Path  # the SQLite file
     study_name: str
     states: dict[str, int] = field(default_factory=dict)  # Optuna state name → trials written
-    left_out: int = 0  # trials not finished (still running when the state was saved)
+    left_out: dict[str, int] = field(default_factory=dict)  # unfinished, left out: RUNNING (an interrupted sweep's)
+    # or WAITING (a start-up point queued but never run: the sweep ended first)
 
     @property
     def storage(self) -> str:
@@ -57,7 +59,8 @@ class StudyExport:
 
     def describe(self) -> str:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.states.items())) or "no trials"
-        left = f"; {self.left_out} unfinished left out" if self.left_out else ""
+        said = {"RUNNING": "running when Tune saved its searcher", "WAITING": "queued start-up point(s) never run"}
+        left = "".join(f"; {n} {said.get(s, s.lower())}, left out" for s, n in sorted(self.left_out.items()))
         return f"Optuna study '{self.study_name}' ({counts}{left}) in {self.storage}"
 
 
@@ -105,7 +108,7 @@ def export_study(experiment: str | Path, out: Path, *, study_name: str | None = 
     trials = []
     for t in study.get_trials(deepcopy=False):
         if not t.state.is_finished():
-            result.left_out += 1
+            result.left_out[t.state.name] = result.left_out.get(t.state.name, 0) + 1
             continue
         t = copy.deepcopy(t)
         tid = by_number.get(t.number)
