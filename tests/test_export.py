@@ -77,6 +77,12 @@ def test_missing_champion_is_refused(tmp_path, capsys) -> None:
             export_main(["champion", f"champion={tmp_path / 'champion.json'}", f"out={tmp_path / 'x'}"])
     with pytest.raises(ConfigError, match="unknown target 'chmpion'"):
         export_main(["chmpion"])
+    # out-of-range numbers: each named with its fix, before any champion or model is read
+    with pytest.raises(ConfigError, match=re.escape("threads=0 must be ≥ 1 (threads=2); repeats=0 must be ≥ 1 "
+                                                    "(repeats=20). Fix: the value in brackets")):
+        export_main(["champion", "threads=0", "repeats=0", f"champion={tmp_path / 'none.json'}", f"out={tmp_path / 'x'}"])
+    with pytest.raises(ConfigError, match=r"batch_sizes=0,4 needs one or more sizes ≥ 1.*n_steps=0 must be ≥ 1"):
+        export_main(["champion", "batch_sizes=0,4", "n_steps=0", f"out={tmp_path / 'x'}"])
     assert not (tmp_path / "x").exists()
 
 

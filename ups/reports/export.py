@@ -402,6 +402,23 @@ def main(argv: list[str]) -> int:
         raise ReportError(f"ups export: unknown target '{argv[0]}'. Fix: ups export champion [checkpoint=…]")
     args = parse_kv(argv[1:], ARGS, "ups export champion", remote_ok=frozenset({"champion"}))  # read, not written
     lb_path = Path(args.get("leaderboard", DEFAULT_LEADERBOARD))
+    try:
+        batches = [int(b) for b in args.get("batch_sizes", ",".join(map(str, DEFAULT_BATCHES))).split(",") if b.strip()]
+        threads, repeats = int(args.get("threads", 2)), int(args.get("repeats", 20))
+        tolerance = float(args.get("tolerance", 1e-5))
+        n_steps = int(args["n_steps"]) if "n_steps" in args else None
+    except ValueError as e:
+        raise ReportError(f"ups export champion: bad number ({e}). Fix: batch_sizes=1,8,64 threads=2 repeats=20") from None
+    bad = [said for wrong, said in (
+        (not batches or min(batches) < 1, f"batch_sizes={args.get('batch_sizes')!s} needs one or more sizes ≥ 1 "
+                                          f"(batch_sizes=1,8,64)"),
+        (threads < 1, f"threads={threads} must be ≥ 1 (threads=2)"),
+        (repeats < 1, f"repeats={repeats} must be ≥ 1 (repeats=20)"),
+        (not tolerance > 0, f"tolerance={tolerance} must be > 0 (tolerance=1e-5)"),
+        (n_steps is not None and n_steps < 1, f"n_steps={n_steps} must be ≥ 1 (or leave it out: the protocol's horizon)"),
+    ) if wrong]
+    if bad:
+        raise ReportError(f"ups export champion: {'; '.join(bad)}. Fix: the value in brackets")
     champion: dict[str, Any] = {}
     base = None
     if "checkpoint" in args:
@@ -419,15 +436,6 @@ def main(argv: list[str]) -> int:
                                   f"the file and <dir>/checkpoint.pt: the trial's folder was deleted, or the sweep "
                                   f"ran elsewhere). Fix: pass checkpoint=<path/to/checkpoint.pt>, or "
                                   f"champion=<a record whose checkpoint is on this machine>") from None
-    try:
-        batches = [int(b) for b in args.get("batch_sizes", ",".join(map(str, DEFAULT_BATCHES))).split(",") if b.strip()]
-        threads, repeats = int(args.get("threads", 2)), int(args.get("repeats", 20))
-        tolerance = float(args.get("tolerance", 1e-5))
-        n_steps = int(args["n_steps"]) if "n_steps" in args else None
-    except ValueError as e:
-        raise ReportError(f"ups export champion: bad number ({e}). Fix: batch_sizes=1,8,64 threads=2 repeats=20") from None
-    if not batches or threads < 1 or repeats < 1 or not tolerance > 0:
-        raise ReportError("ups export champion: batch_sizes must be non-empty, threads/repeats ≥ 1, tolerance > 0")
     from ups.outputs import check_writable_folder
 
     check_writable_folder(Path(args.get("out", "reports/export")), f"ups export champion out={args.get('out', '')}",
