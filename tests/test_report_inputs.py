@@ -401,6 +401,36 @@ def test_a_round_is_reported_with_the_baselines_of_its_own_data() -> None:
     assert len(select_round(legacy, "round_a")) == 3
 
 
+def test_without_experiment_the_report_and_notebook_read_the_newest_sweep(tmp_path) -> None:
+    """``ups report`` after a new sweep of a round drew the trial histories of the sweep with the most rows (an
+    older, larger one); it now reads the newest sweep's, as the notebook does. A sweep's seed retrains
+    (``seeds-<sweep>``, which end after it) stand for the sweep itself."""
+    from ups.reports.sources import newest_sweep
+
+    old, new = "round_a-20261201-100000", "round_a-20261202-100000"
+    rows = []
+    for name, n, seed in ((old, 5, 0), (new, 2, 2)):  # seed 2: later timestamps
+        for i, r in enumerate(_rows("round_a", n, seed=seed)):
+            tdir = tmp_path / "runs" / name / f"trial_{i}"
+            tdir.mkdir(parents=True)
+            (tdir / "result.json").write_text(json.dumps({"trial_id": f"{name}_{i}", "training_iteration": 1,
+                                                         "val_nrmse": 0.5}) + "\n")
+            r.update(run_id=f"{name}-{i}", trial_id=f"{name}_{i}", experiment=name,
+                     checkpoint=str(tdir / "checkpoint_000000"))
+            rows.append(r)
+    lb = tmp_path / "reports" / "leaderboard.csv"
+    upsert_rows(lb, rows + BASELINES)
+    page = report_html.write_report(None, lb, "round_a", tmp_path / "out").read_text()
+    assert f"experiment {tmp_path / 'runs' / new} (2 Tune trials)" in page, page[:1500]
+    frame = pd.read_csv(lb)
+    assert newest_sweep(frame) == new
+    retrain = frame[frame["experiment"] == new].head(1).assign(experiment=f"seeds-{new}", run_id="r",
+                                                               timestamp="2026-12-31T00:00:00")
+    assert newest_sweep(pd.concat([frame, retrain])) == new
+    assert newest_sweep(pd.concat([frame[frame["experiment"] == old], retrain])) == f"seeds-{new}"  # no parent: itself
+    assert newest_sweep(frame[frame["kind"] == "baseline"]) is None
+
+
 def test_report_finds_the_experiment_of_a_sweep_stored_elsewhere(tmp_path, monkeypatch) -> None:
     """The leaderboard names a sweep's experiment by name. With storage_path=/elsewhere (or `ups report` run
     from another folder) runs/sweeps/<name> does not exist; the trials' checkpoint paths lead to the folder,

@@ -33,8 +33,8 @@ from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
 from ups.reports.optuna_study import STUDY_FILE, StudyExport, export_study
 from ups.reports.sources import (ReportError, best_trial, cell_text, checkpoint_file, checkpoint_name,
-                                 experiment_folder, is_failed, load_champion, load_leaderboard, one_data_set,
-                                 recorded_experiment_folders, row_config, select_round, trial_state)
+                                 experiment_folder, is_failed, load_champion, load_leaderboard, newest_sweep,
+                                 one_data_set, recorded_experiment_folders, row_config, select_round, trial_state)
 from ups.tune.pbt_schedule import schedule_text
 
 TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench", "recon_nrmse",
@@ -178,10 +178,10 @@ OWNED_FILES = {f"{key}.png" for key, _, _ in FIGURES} | {"table.csv", "index.htm
 
 
 def _infer_experiment(lb: pd.DataFrame, storage: str | Path = "runs/sweeps") -> str | None:
-    """The folder of the experiment most of the round's rows name (``experiment_folder``)."""
-    vals = lb.loc[lb["kind"] != "baseline", "experiment"].dropna().astype(str)
-    vals = vals[vals != ""]
-    return experiment_folder(lb, vals.value_counts().index[0], storage) if len(vals) else None
+    """The folder (``experiment_folder``) of the round's newest sweep (``newest_sweep``), as the notebook finds it;
+    it was the sweep with the most rows, so ``ups report`` after a new sweep drew an older one's trial histories."""
+    name = newest_sweep(lb)
+    return experiment_folder(lb, name, storage) if name else None
 
 
 def _merge_experiment_trials(lb: pd.DataFrame, exp: ExperimentResults | None, round_name: str) -> pd.DataFrame:

@@ -209,6 +209,23 @@ def rounds_in(df: pd.DataFrame) -> list[str]:
     return list(order.index)
 
 
+SEED_RETRAINS = "seeds-"  # promotion.seeds retrains a sweep's promoted configs in the experiment seeds-<sweep>
+
+
+def newest_sweep(lb: pd.DataFrame) -> str | None:
+    """The experiment name of the newest trial row: the sweep a user just ran (its seed retrains, which end after it,
+    stand for it), or None when no trial names one."""
+    if "experiment" not in lb or "kind" not in lb:
+        return None
+    t = lb[(lb["kind"] == "trial") & (lb["experiment"].fillna("").astype(str) != "")]
+    if t.empty:
+        return None
+    names = set(t["experiment"].astype(str))
+    newest = str(t.sort_values("timestamp", kind="stable")["experiment"].iloc[-1])
+    parent = newest.removeprefix(SEED_RETRAINS)
+    return parent if newest.startswith(SEED_RETRAINS) and parent in names else newest
+
+
 def recorded_experiment_folders(lb: pd.DataFrame, name: str) -> list[str]:
     """The folders ``name``'s trials' checkpoint paths on the leaderboard place the experiment in, in order seen
     (whether or not they exist now)."""
