@@ -83,6 +83,8 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     assert "<th" in page and ">recon_nrmse<" in page
     out = capsys.readouterr().out
     assert "Leaderboard" in out and "report:" in out and "round A: best val_nrmse" in out
+    db = (work / "reports" / "round_a" / "optuna.db").resolve()
+    assert f"Optuna study: study '{exp}' in sqlite:///{db} (optuna-dashboard sqlite:///{db})" in out, out[-2000:]
     from tests.test_wandb_logging import runs, table
 
     (wb,) = [r for rid, r in runs(work / "runs" / "wandb").items() if rid == exp]  # one offline run per sweep
