@@ -53,6 +53,7 @@ def test_the_sweeps_report_holds_the_study_tpe_saw(report_sweep) -> None:
     assert study.best_trial.user_attrs["tune_trial_id"] == rows["val_nrmse"].astype(float).idxmin()
     page = (report_sweep.reports / "round_a" / "index.html").read_text()
     assert 'id="optuna-study"' in page and f"optuna-dashboard {_storage(db)}" in page
+    assert f"optuna-dashboard sqlite:///{STUDY_FILE}    # from this report" in page  # a copied report folder
     assert study_hint(db, exp.name) == f"study '{exp.name}' in {_storage(db)} (optuna-dashboard {_storage(db)})"
     assert study_hint(db, "no-such-sweep") is None and study_hint(db.with_name("none.db"), exp.name) is None
 

@@ -592,7 +592,9 @@ def _study_html(study: StudyExport | None) -> str:
             f'was told (each trial\'s searched values, the objective it minimised, every reported iteration), '
             f'with the leaderboard\'s test nRMSE, status and gates as user attrs. One file holds every sweep of '
             f'this round.</p><pre>optuna-dashboard {e(study.storage)}    # pip install optuna-dashboard\n'
-            f'{e(load)}</pre></section>')
+            f'{e(load)}\n'
+            f'optuna-dashboard sqlite:///{STUDY_FILE}    # from this report\'s folder, wherever it was copied to</pre>'
+            f'</section>')
 
 
 def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFrame,
