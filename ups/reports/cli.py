@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ups.reports.sources import DEFAULT_LEADERBOARD, ReportError, load_leaderboard, parse_kv, rounds_in
+from ups.reports.sources import (DEFAULT_LEADERBOARD, ReportError, champion_argument, load_leaderboard, parse_kv,
+                                 rounds_in)
 
 REPORT_ARGS = {"round": "name|all", "leaderboard": "path to leaderboard.csv", "experiment": "Tune experiment dir or s3://…",
                "out": "output folder", "champion": "path to champion.json",
@@ -47,10 +48,7 @@ def main(argv: list[str]) -> int:
     if out.exists() and not out.is_dir():  # found only when the rendered report moved in: a raw FileExistsError
         raise ReportError(f"ups report: out={out} is a file; a report is a folder (index.html, figures, table.csv). "
                           f"Fix: out=<a folder>, e.g. out={lb_path.parent / round_name}")
-    champion = Path(args["champion"]) if "champion" in args else None
-    if champion is not None and not champion.exists():
-        raise ReportError(f"champion file '{champion}' does not exist. Fix: drop champion= to use "
-                          f"{lb_path.parent / 'champion.json'} or the round's best trial")
+    champion = champion_argument(args["champion"], lb_path, "the round's best trial") if "champion" in args else None
     from ups.outputs import check_writable_folder
 
     check_writable_folder(out.parent, f"ups report out={out}", f"out=reports/{round_name}")  # it stages there

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from ups.reports.sources import DEFAULT_LEADERBOARD, ReportError, parse_kv
+from ups.reports.sources import DEFAULT_LEADERBOARD, ReportError, champion_argument, parse_kv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO_ROOT / "reports" / "analysis.ipynb"
@@ -52,12 +52,8 @@ def run_notebook(argv: list[str]) -> int:
     if "storage" in args:
         env["UPS_STORAGE"] = str(Path(args["storage"]).resolve())
     if "champion" in args:
-        champion = Path(args["champion"]).resolve()
-        if not champion.is_file():  # found by the last cell, after the kernel had started and every figure drawn
-            raise ReportError(f"champion file '{args['champion']}' does not exist. Fix: drop champion= to use "
-                              f"{lb.parent / 'champion.json'} (or the experiment's best trial when there is none), "
-                              f"or champion=<the record a promotion wrote>")
-        env["UPS_CHAMPION"] = str(champion)
+        # a missing one was found by the last cell, after the kernel had started and every figure was drawn
+        env["UPS_CHAMPION"] = str(champion_argument(args["champion"], lb, "the experiment's best trial").resolve())
     nb = nbformat.read(NOTEBOOK, as_version=4)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the parameters (the notebook's first cell reads them)

@@ -305,6 +305,17 @@ def load_champion(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def champion_argument(value: str, leaderboard: Path, stands_in: str) -> Path:
+    """A report command's ``champion=`` (a local record), refused at once when it does not exist, before any
+    rendering or kernel; the fix names what the command uses without it: the champion.json beside ``leaderboard``,
+    or ``stands_in``."""
+    path = Path(value)
+    if not path.exists():
+        raise ReportError(f"champion file '{value}' does not exist. Fix: drop champion= to use "
+                          f"{Path(leaderboard).parent / 'champion.json'} or {stands_in}")
+    return path
+
+
 def champion_checkpoint(record: str | Path) -> tuple[dict[str, Any], str, Path | None]:
     """A champion record, a local file or an ``s3://`` URI (which Path would fold to s3:/) → (the record, its
     checkpoint as recorded, the folder a relative checkpoint is also looked for from: the one above the record's,
