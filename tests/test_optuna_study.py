@@ -11,9 +11,14 @@ import pandas as pd
 import pytest
 
 from ups.reports.html import write_report
+from ups.reports import optuna_study
 from ups.reports.optuna_study import STUDY_FILE, export_study, searcher_state, study_hint
 from ups.reports.sources import ReportError, load_leaderboard
 from ups.tune.space import load_space
+from ups.tune.trainable import METRIC, SEARCH_METRIC
+
+COMPLETE, FAIL, PRUNED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
+                          optuna.trial.TrialState.PRUNED)
 
 
 def _storage(path) -> str:
@@ -30,7 +35,7 @@ def test_the_sweeps_report_holds_the_study_tpe_saw(report_sweep) -> None:
     assert db.is_file(), "the sweep's report wrote no Optuna study"
     study = optuna.load_study(study_name=exp.name, storage=_storage(db))
     assert study.metric_names == ["val_objective"] and study.direction == optuna.study.StudyDirection.MINIMIZE
-    assert study.user_attrs["experiment"] == str(exp)
+    assert study.user_attrs["experiment"] == str(exp) and study.user_attrs["searcher"] == "optuna"
 
     lb = load_leaderboard(report_sweep.leaderboard)
     rows = lb[(lb["kind"] == "trial") & (lb["experiment"] == exp.name)].set_index("trial_id")
@@ -94,12 +99,7 @@ def test_unfinished_and_warm_start_trials(report_sweep, tmp_path) -> None:
     assert [t.user_attrs.get("warm_start") for t in trials] == [None, None, None, True]
 
 
-def test_a_sweep_without_optuna_exports_nothing_and_a_cut_off_state_costs_a_note(report_sweep, failing_sweep,
-                                                                                 tmp_path) -> None:
-    assert searcher_state(failing_sweep.experiment) is None  # searcher.name=grid: no study to show
-    assert export_study(failing_sweep.experiment, tmp_path / STUDY_FILE) is None
-    assert not (tmp_path / STUDY_FILE).exists()
-
+def test_a_cut_off_searcher_state_costs_the_report_a_note(report_sweep, tmp_path) -> None:
     exp = tmp_path / report_sweep.experiment.name
     shutil.copytree(report_sweep.experiment, exp)
     state_file = max(exp.glob("searcher-state-*.pkl"))
@@ -109,6 +109,83 @@ def test_a_sweep_without_optuna_exports_nothing_and_a_cut_off_state_costs_a_note
     page = write_report(exp, report_sweep.leaderboard, "round_a", tmp_path / "r").read_text()
     assert "Optuna study not exported" in page and 'id="optuna-study"' not in page  # the report itself stands
     assert not (tmp_path / "r" / STUDY_FILE).exists()
+
+
+def _by_value(study: optuna.Study) -> dict[float, optuna.trial.FrozenTrial]:
+    return {t.params["training.lambda_spectral"]: t for t in study.trials}
+
+
+def test_a_grid_sweep_gets_a_study_built_from_tunes_results(failing_sweep, tmp_path) -> None:
+    """No Optuna searcher, no pickled study: the study comes from Tune's own results, in the grid's distribution.
+    The failing sweep's grid: λ 0.0 completes, 1.0 raises before its first report, 2.0 after one report."""
+    assert optuna_study.OBJECTIVE == SEARCH_METRIC and optuna_study.PLAIN_OBJECTIVE == METRIC  # its Ray-free copies
+    exp = failing_sweep.experiment
+    assert searcher_state(exp) is None
+    lb = load_leaderboard(failing_sweep.leaderboard)
+    out = export_study(exp, tmp_path / STUDY_FILE, leaderboard=lb)
+    assert out.searcher == "grid" and out.states == {"COMPLETE": 1, "FAIL": 2} and not out.left_out
+    assert "built from the grid search's Tune results" in out.describe()
+    study = optuna.load_study(study_name=exp.name, storage=out.storage)
+    assert study.user_attrs["searcher"] == "grid" and study.user_attrs["built_from"] == "Tune results"
+    assert study.metric_names == [SEARCH_METRIC] and study.direction == optuna.study.StudyDirection.MINIMIZE
+    trials = _by_value(study)
+    assert set(trials) == {0.0, 1.0, 2.0}
+    assert all(t.distributions["training.lambda_spectral"] == optuna.distributions.CategoricalDistribution(
+        [0.0, 1.0, 2.0]) for t in trials.values())
+    done, before, after = trials[0.0], trials[1.0], trials[2.0]
+    reports = _reports(exp / f"trial_{done.user_attrs['tune_trial_id']}")
+    assert done.state == COMPLETE and done.value == pytest.approx(reports[-1][METRIC])  # no val_objective reported
+    assert done.intermediate_values == {r["training_iteration"]: pytest.approx(r[METRIC]) for r in reports}
+    assert done.duration is not None and done.duration.total_seconds() >= 0
+    row = lb[(lb["kind"] == "trial") & (lb["trial_id"] == done.user_attrs["tune_trial_id"])]
+    assert done.user_attrs["run_id"] == row["run_id"].iloc[0]
+    assert before.state == FAIL and before.value is None and before.intermediate_values == {}
+    assert after.state == FAIL and after.intermediate_values == {1: pytest.approx(2.5)}  # 0.5 + λ / 1
+    page = write_report(exp, failing_sweep.leaderboard, "faulty", tmp_path / "r").read_text()
+    assert 'id="optuna-study"' in page and "the grid search&#x27;s trials as Tune recorded them" in page
+
+
+def test_a_results_built_study_follows_searcher_stopped_and_the_space_the_sweep_started_in(failing_sweep,
+                                                                                           tmp_path) -> None:
+    exp = tmp_path / failing_sweep.experiment.name
+    shutil.copytree(failing_sweep.experiment, exp)
+    record_file = exp / "ups_sweep.json"
+    record = json.loads(record_file.read_text())
+    done_dir = next(d for d in exp.glob("trial_*") if (d / "result.json").is_file() and _reports(d)
+                    and _reports(d)[-1].get("final"))
+    lines = (done_dir / "result.json").read_text().splitlines()
+    (done_dir / "result.json").write_text("\n".join(lines[:-1]) + "\n")  # ended without its final report: an ASHA stop
+    last = json.loads(lines[-2])[METRIC]
+
+    def export(name: str) -> dict[float, optuna.trial.FrozenTrial]:
+        out = export_study(exp, tmp_path / STUDY_FILE, study_name=name)
+        return _by_value(optuna.load_study(study_name=name, storage=out.storage))
+
+    stopped = export("as-complete")[0.0]  # searcher.stopped=complete (the default): Ray's way, as for TPE
+    assert stopped.state == COMPLETE and stopped.value == pytest.approx(last)
+    record["sweep"]["searcher.stopped"] = "pruned"
+    record_file.write_text(json.dumps(record))
+    stopped = export("as-pruned")[0.0]
+    assert stopped.state == PRUNED and stopped.value == pytest.approx(last)  # Optuna's: the last intermediate value
+
+    # an 'around' window, resolved on the recorded base config (λ 1.0 ± 20 %): the grid's 0.0 and 2.0 lie outside
+    (exp / "ups_space.yaml").write_text("params:\n  training.lambda_spectral: {dist: around, rel: 0.2}\n")
+    record["trial"]["training.lambda_spectral"] = 1.0
+    record_file.write_text(json.dumps(record))
+    out = export_study(exp, tmp_path / STUDY_FILE, study_name="around")
+    assert out.states == {"FAIL": 1} and out.left_out == {"OUTSIDE": 2}, out
+    assert "2 with values outside the space the sweep started with, left out" in out.describe()
+    (t,) = optuna.load_study(study_name="around", storage=out.storage).trials
+    assert t.distributions["training.lambda_spectral"] == optuna.distributions.FloatDistribution(0.8, 1.2)
+
+    record["sweep"]["scheduler.name"] = "pbt"  # a trial's score comes from a schedule of values: no study
+    record_file.write_text(json.dumps(record))
+    assert export_study(exp, tmp_path / "pbt.db") is None
+    record["sweep"]["scheduler.name"] = "fifo"
+    record_file.write_text(json.dumps(record))
+    (exp / "ups_space.yaml").unlink()  # a sweep from before space copies: no distributions to build on
+    assert export_study(exp, tmp_path / "none.db") is None
+    assert not (tmp_path / "pbt.db").exists() and not (tmp_path / "none.db").exists()
 
 
 def test_the_study_of_an_experiment_on_s3(report_sweep, s3_bucket, tmp_path) -> None:

@@ -588,8 +588,11 @@ def _study_html(study: StudyExport | None) -> str:
     e = html.escape
     load = (f"import optuna; study = optuna.load_study(study_name={study.study_name!r}, "
             f"storage={study.storage!r})")
-    return (f'<section id="optuna-study"><h2>Optuna study</h2><p class="meta">{e(study.describe())}: what TPE '
-            f'was told (each trial\'s searched values, the objective it minimised, every reported iteration), '
+    what = ("what TPE was told (each trial's searched values, the objective it minimised, every reported "
+            "iteration)" if study.searcher == "optuna" else
+            f"the {study.searcher} search's trials as Tune recorded them (each trial's searched values, its last "
+            f"val_objective, every reported iteration), to set beside a TPE sweep's study")
+    return (f'<section id="optuna-study"><h2>Optuna study</h2><p class="meta">{e(study.describe())}: {e(what)}, '
             f'with the leaderboard\'s test nRMSE, status and gates as user attrs. One file holds every sweep of '
             f'this round.</p><pre>optuna-dashboard {e(study.storage)}    # pip install optuna-dashboard\n'
             f'{e(load)}\n'

@@ -18,6 +18,15 @@ start-up points queued but never run (a sweep with fewer trials than its start-u
 counted; a later export, after ``resume=true``, replaces the study.  One file holds every sweep of a round,
 one study each.
 
+A random or grid sweep has no Optuna searcher, so its study is built from Tune's own results instead (the same
+rules, ``built_from="results"``): each trial's searched values (``params.json``) in the distributions of the space
+the sweep started with (``ups_space.yaml``, ``around`` windows resolved on the sweep's recorded base config), its
+reports as intermediate values, its last ``val_objective`` as the value; a trial that ended without its final
+report is COMPLETE with its last figure or PRUNED, as ``searcher.stopped`` says for TPE; an errored trial or one
+whose last figure is NaN is FAIL.  Such a study sits beside the round's TPE studies in the same file, so that a
+random and a TPE sweep of one round can be compared in optuna-dashboard.  A PBT sweep gets none: each trial's
+score comes from a schedule of values, not from one point of the space.
+
 Unpickling the searcher state runs code named in the file, as ``Tuner.restore`` does: read only experiment
 folders you trust.  Ray is not imported.
 """
@@ -25,10 +34,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import os
 import pickle
+import tempfile
 import warnings
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,6 +52,9 @@ from ups.reports.sources import ReportError
 
 STUDY_FILE = "optuna.db"
 SEARCHER_STATE = "searcher-state-"  # Tune's Searcher.CKPT_FILE_TMPL = "searcher-state-{}.pkl"
+OBJECTIVE = "val_objective"  # ups.tune.trainable.SEARCH_METRIC: what TPE minimises (Ray-free copy; a test ties them)
+PLAIN_OBJECTIVE = "val_nrmse"  # ups.tune.trainable.METRIC: read where a report has no OBJECTIVE
+UNFINISHED = {"RUNNING": "RUNNING", "PENDING": "WAITING", "PAUSED": "RUNNING"}  # Tune status → Optuna state name
 # the leaderboard's columns each trial carries as a user attr (those with a value)
 ROW_ATTRS = ("run_id", "label", "status", "stop_reason", "val_nrmse", "nrmse", "nrmse_ttc", "gate_pass",
              "gate_reasons", "promotion", "wall_clock", "params")
@@ -49,6 +64,8 @@ ROW_ATTRS = ("run_id", "label", "status", "stop_reason", "val_nrmse", "nrmse", "
 class StudyExport:
     path: Path  # the SQLite file
     study_name: str
+    searcher: str = "optuna"  # the sweep's searcher.name: "optuna" (TPE's own study), "random" or "grid" (built
+    # from Tune's results)
     states: dict[str, int] = field(default_factory=dict)  # Optuna state name → trials written
     left_out: dict[str, int] = field(default_factory=dict)  # unfinished, left out: RUNNING (an interrupted sweep's)
     # or WAITING (a start-up point queued but never run: the sweep ended first)
@@ -60,8 +77,10 @@ class StudyExport:
     def describe(self) -> str:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.states.items())) or "no trials"
         said = {"RUNNING": "running when Tune saved its searcher", "WAITING": "queued start-up point(s) never run"}
+        said["OUTSIDE"] = "with values outside the space the sweep started with"
         left = "".join(f"; {n} {said.get(s, s.lower())}, left out" for s, n in sorted(self.left_out.items()))
-        return f"Optuna study '{self.study_name}' ({counts}{left}) in {self.storage}"
+        built = "" if self.searcher == "optuna" else f", built from the {self.searcher} search's Tune results"
+        return f"Optuna study '{self.study_name}' ({counts}{left}{built}) in {self.storage}"
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -91,20 +110,35 @@ def searcher_state(experiment: str | Path) -> dict[str, Any] | None:
 
 def export_study(experiment: str | Path, out: Path, *, study_name: str | None = None,
                  leaderboard: pd.DataFrame | None = None) -> StudyExport | None:
-    """Copy the experiment's Optuna study into the SQLite file ``out`` (see the module doc); None when its sweep
-    had no Optuna searcher.  ``leaderboard``: rows whose ``trial_id`` (and ``experiment``, when set) match give
+    """Copy the experiment's Optuna study into the SQLite file ``out`` (see the module doc), or build one from
+    Tune's results for a random or grid sweep; None for a sweep without either (PBT, a folder without the sweep's
+    record or space copy).  ``leaderboard``: rows whose ``trial_id`` (and ``experiment``, when set) match give
     each trial its user attrs."""
     import optuna
 
+    name = study_name or Path(str(experiment).rstrip("/")).name
+    rows = _rows_by_trial(leaderboard, name)
     state = searcher_state(experiment)
     study = state.get("_ot_study") if state else None
-    if not isinstance(study, optuna.Study):
-        return None
-    name = study_name or Path(str(experiment).rstrip("/")).name
+    if isinstance(study, optuna.Study):
+        result, trials = _tpe_trials(state, study, StudyExport(Path(out), name), rows)
+        directions, metric = study.directions, state.get("_metric")
+        attrs = {"searcher.stopped": str(state.get("_stopped", "complete"))}
+    else:
+        built = _trials_from_results(experiment, StudyExport(Path(out), name), rows)
+        if built is None:
+            return None
+        result, trials, attrs = built
+        directions, metric = [optuna.study.StudyDirection.MINIMIZE], OBJECTIVE
+    _write_study(Path(out), name, directions, metric, {"experiment": str(experiment), "searcher": result.searcher,
+                                                      **attrs}, trials)
+    return result
+
+
+def _tpe_trials(state: dict[str, Any], study: Any, result: StudyExport,
+                rows: dict[str, dict[str, Any]]) -> tuple[StudyExport, list[Any]]:
+    """The finished trials of TPE's own study, each with its Tune trial id and leaderboard row as user attrs."""
     by_number = {t.number: tid for tid, t in (state.get("_ot_trials") or {}).items() if hasattr(t, "number")}
-    rows = _rows_by_trial(leaderboard, name)
-    out = Path(out)
-    result = StudyExport(out, name)
     trials = []
     for t in study.get_trials(deepcopy=False):
         if not t.state.is_finished():
@@ -117,9 +151,149 @@ def export_study(experiment: str | Path, out: Path, *, study_name: str | None = 
         t.user_attrs = {**t.user_attrs, **attrs}
         trials.append(t)
         result.states[t.state.name] = result.states.get(t.state.name, 0) + 1
-    out.parent.mkdir(parents=True, exist_ok=True)
+    return result, trials
+
+
+def _trials_from_results(experiment: str | Path, result: StudyExport, rows: dict[str, dict[str, Any]]
+                         ) -> tuple[StudyExport, list[Any], dict[str, str]] | None:
+    """A random or grid sweep's trials as Optuna trials (module doc), or None when the folder is not such a sweep
+    of this project (no ``ups_sweep.json`` or space copy, an Optuna or PBT sweep)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from ups.reports.experiment import load_experiment
+
+    files = _Files(experiment)
+    record = _json_or_none(files, "ups_sweep.json")  # ups.tune.sweep_record.RECORD
+    sweep = (record or {}).get("sweep") or {}
+    searcher = str(sweep.get("searcher.name", ""))
+    if searcher not in ("random", "grid") or sweep.get("scheduler.name") == "pbt":
+        return None
+    dists = _distributions(files, record)
+    if dists is None:
+        return None
+    stopped = str(sweep.get("searcher.stopped", "complete"))
+    result.searcher = searcher
+    trials = []
+    for tr in sorted(load_experiment(experiment).trials, key=lambda t: (t.dirname or t.trial_id)):
+        if tr.status in UNFINISHED:
+            result.left_out[UNFINISHED[tr.status]] = result.left_out.get(UNFINISHED[tr.status], 0) + 1
+            continue
+        params = {k: tr.config[k] for k in dists if k in tr.config}
+        if set(params) != set(dists) or not all(_inside(dists[k], v) for k, v in params.items()):
+            result.left_out["OUTSIDE"] = result.left_out.get("OUTSIDE", 0) + 1
+            continue
+        steps, last = _reports(tr.history)
+        final = bool(len(tr.history)) and _truthy(tr.history.iloc[-1].get("final"))
+        if tr.status == "ERROR" or last is None or not math.isfinite(last):
+            state, value = TrialState.FAIL, None  # Ray's OptunaSearch: an error, or a NaN told, fails the trial
+        elif not final and stopped == "pruned":
+            state, value = TrialState.PRUNED, None  # Optuna gives it its last intermediate value
+        else:
+            state, value = TrialState.COMPLETE, last
+        t = optuna.trial.create_trial(params=params, distributions=dists, value=value, state=state,
+                                      intermediate_values=steps,
+                                      user_attrs={"tune_trial_id": tr.trial_id, **_row_attrs(rows.get(tr.trial_id))})
+        if state == TrialState.PRUNED and steps:
+            t.value = steps[max(steps)]
+        t.datetime_start, t.datetime_complete = _times(tr.history) or (t.datetime_start, t.datetime_complete)
+        trials.append(t)
+        result.states[state.name] = result.states.get(state.name, 0) + 1
+    return result, trials, {"searcher.stopped": stopped, "built_from": "Tune results"}
+
+
+def _json_or_none(files: _Files, name: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(files.read_text(files.join(name)))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _distributions(files: _Files, record: dict[str, Any]) -> dict[str, Any] | None:
+    """Optuna distributions of the space copy (``ups_space.yaml``) the sweep started with, keyed as Tune's config
+    (encoded values), ``around`` windows resolved on the recorded trial base config; None without a readable copy."""
+    from omegaconf import OmegaConf
+
+    from ups.tune.space import SearchSpaceError, load_space, resolve_around
+
+    try:
+        text = files.read_text(files.join("ups_space.yaml"))  # ups.tune.sweep_record.SPACE_COPY
+    except OSError:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "ups_space.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            space = load_space(path)
+            if any(p.dist == "around" for p in space.params.values()):
+                center = OmegaConf.create({})
+                for key, value in (record.get("trial") or {}).items():
+                    OmegaConf.update(center, key, value, merge=False)
+                space = resolve_around(space, center, source="sweep's recorded base config")
+        except SearchSpaceError:
+            return None
+    return {key: _distribution(p) for key, p in space.params.items()}
+
+
+def _distribution(p: Any) -> Any:
+    """The Optuna distribution a Tune domain of ``SearchSpace.tune_space`` maps to (``OptunaSearch``'s
+    ``convert_search_space``: randint's exclusive high is Optuna's inclusive one)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if p.dist in ("choice", "grid"):
+        return CategoricalDistribution([p.encode(v) for v in p.values])
+    if p.dist == "int":
+        return IntDistribution(int(p.low), int(p.high))
+    return FloatDistribution(float(p.low), float(p.high), log=p.dist == "loguniform")
+
+
+def _inside(dist: Any, value: Any) -> bool:
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
+
+
+def _reports(history: pd.DataFrame) -> tuple[dict[int, float], float | None]:
+    """({training_iteration: objective} of the finite reports, the last report's objective, NaN when not finite)."""
+    if history.empty or "training_iteration" not in history:
+        return {}, None
+    col = OBJECTIVE if OBJECTIVE in history else PLAIN_OBJECTIVE
+    if col not in history:
+        return {}, None
+    values = pd.to_numeric(history[col], errors="coerce")
+    steps = {int(i): float(v) for i, v in zip(history["training_iteration"], values)
+             if pd.notna(i) and pd.notna(v) and math.isfinite(v)}
+    return steps, float(values.iloc[-1]) if pd.notna(values.iloc[-1]) else math.nan
+
+
+def _truthy(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v)) and bool(v)
+
+
+def _times(history: pd.DataFrame) -> tuple[datetime, datetime] | None:
+    """(start, end) from the reports' timestamps: the first report's less its own duration, the last's."""
+    if history.empty or "timestamp" not in history:
+        return None
+    ts = pd.to_numeric(history["timestamp"], errors="coerce").dropna()
+    if ts.empty:
+        return None
+    first = float(ts.iloc[0])
+    if "time_this_iter_s" in history and pd.notna(history["time_this_iter_s"].iloc[0]):
+        first -= float(history["time_this_iter_s"].iloc[0])
+    return datetime.fromtimestamp(first), datetime.fromtimestamp(float(ts.iloc[-1]))
+
+
+def _write_study(out: Path, name: str, directions: list[Any], metric: str | None, attrs: dict[str, str],
+                 trials: list[Any]) -> None:
+    """Replace study ``name`` in the SQLite file ``out`` (others kept) by one holding ``trials``: written to a
+    copy, moved over the file, under a lock."""
+    import optuna
+
     from ups.filelock import exclusive_lock
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out.with_name(f".{out.name}.lock")), _quiet_optuna():
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")  # a crash mid-write leaves the old file whole
         tmp.unlink(missing_ok=True)
@@ -130,21 +304,19 @@ def export_study(experiment: str | Path, out: Path, *, study_name: str | None = 
             try:
                 if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
                     optuna.delete_study(study_name=name, storage=storage)  # an earlier export of this sweep
-                dst = optuna.create_study(storage=storage, study_name=name, directions=study.directions)
-                metric = state.get("_metric")
-                if metric and len(study.directions) == 1:
+                dst = optuna.create_study(storage=storage, study_name=name, directions=directions)
+                if metric and len(directions) == 1:
                     with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
                         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                         dst.set_metric_names([str(metric)])
-                dst.set_user_attr("experiment", str(experiment))
-                dst.set_user_attr("searcher.stopped", str(state.get("_stopped", "complete")))
+                for k, v in attrs.items():
+                    dst.set_user_attr(k, v)
                 dst.add_trials(trials)
             finally:
                 storage.engine.dispose()
             os.replace(tmp, out)
         finally:
             tmp.unlink(missing_ok=True)
-    return result
 
 
 def study_hint(path: Path, study_name: str) -> str | None:
