@@ -145,6 +145,30 @@ def test_a_grid_sweep_gets_a_study_built_from_tunes_results(failing_sweep, tmp_p
     assert 'id="optuna-study"' in page and "the grid search&#x27;s trials as Tune recorded them" in page
 
 
+def test_a_results_built_study_of_an_unfinished_sweep_on_s3(failing_sweep, s3_bucket, tmp_path) -> None:
+    """From S3 as from a local folder; trials Tune had not finished when the sweep stopped are left out and
+    counted (here the state file is edited as an interrupted sweep leaves it: one RUNNING, one PENDING)."""
+    from ups.cloud.dataset_sync import upload_dir
+
+    exp = tmp_path / failing_sweep.experiment.name
+    shutil.copytree(failing_sweep.experiment, exp)
+    state_file = max(exp.glob("experiment_state-*.json"))
+    state = json.loads(state_file.read_text())
+    for item, status in zip(state["trial_data"], ("RUNNING", "PENDING")):
+        trial = json.loads(item[0])
+        trial["status"] = status
+        item[0] = json.dumps(trial)
+    state_file.write_text(json.dumps(state))
+    uri = f"s3://{s3_bucket}/sweeps/{exp.name}"
+    upload_dir(exp, uri)
+    out = export_study(uri, tmp_path / STUDY_FILE)
+    local = export_study(exp, tmp_path / "local.db")
+    assert out.states == local.states and sum(out.states.values()) == 1, out
+    assert out.left_out == local.left_out == {"RUNNING": 1, "WAITING": 1}
+    assert ("1 unfinished when the sweep stopped, left out; 1 pending, never started, left out, built from the "
+            "grid search's Tune results") in out.describe()
+
+
 def test_a_results_built_study_follows_searcher_stopped_and_the_space_the_sweep_started_in(failing_sweep,
                                                                                            tmp_path) -> None:
     exp = tmp_path / failing_sweep.experiment.name

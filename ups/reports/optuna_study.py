@@ -76,7 +76,9 @@ class StudyExport:
 
     def describe(self) -> str:
         counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.states.items())) or "no trials"
-        said = {"RUNNING": "running when Tune saved its searcher", "WAITING": "queued start-up point(s) never run"}
+        said = ({"RUNNING": "running when Tune saved its searcher", "WAITING": "queued start-up point(s) never run"}
+                if self.searcher == "optuna" else
+                {"RUNNING": "unfinished when the sweep stopped", "WAITING": "pending, never started"})
         said["OUTSIDE"] = "with values outside the space the sweep started with"
         left = "".join(f"; {n} {said.get(s, s.lower())}, left out" for s, n in sorted(self.left_out.items()))
         built = "" if self.searcher == "optuna" else f", built from the {self.searcher} search's Tune results"
