@@ -234,3 +234,16 @@ def test_ups_report_names_the_rounds_studies(report_sweep, tmp_path, capsys) -> 
     url = _storage(out / STUDY_FILE)
     assert f"Optuna studies: {url} (optuna-dashboard {url})" in capsys.readouterr().out
     assert [s.study_name for s in optuna.get_all_study_summaries(url)] == [report_sweep.experiment.name]
+
+
+def test_a_value_a_rounding_step_past_a_bound_is_put_on_it_and_one_beyond_is_refused() -> None:
+    """Tune's loguniform draws exp(uniform(log low, log high)), which can land a rounding step past ``high``: such a
+    trial belongs to the space (on the bound); a value truly outside, or not one of the choices, does not."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    lr = FloatDistribution(1e-4, 1e-2, log=True)
+    assert optuna_study._fit(lr, 1e-2 * (1 + 1e-15)) == 1e-2 and optuna_study._fit(lr, 3e-3) == 3e-3
+    assert optuna_study._fit(lr, 1.1e-2) is None and optuna_study._fit(lr, -1.0) is None
+    assert optuna_study._fit(CategoricalDistribution(["[0.9, 0.95]", "[0.9, 0.99]"]), "[0.9, 0.99]") == "[0.9, 0.99]"
+    assert optuna_study._fit(CategoricalDistribution([0.0, 1.0]), 2.0) is None
+    assert optuna_study._fit(IntDistribution(1, 3), 3) == 3 and optuna_study._fit(IntDistribution(1, 3), 4) is None

@@ -181,8 +181,8 @@ def _trials_from_results(experiment: str | Path, result: StudyExport, rows: dict
         if tr.status in UNFINISHED:
             result.left_out[UNFINISHED[tr.status]] = result.left_out.get(UNFINISHED[tr.status], 0) + 1
             continue
-        params = {k: tr.config[k] for k in dists if k in tr.config}
-        if set(params) != set(dists) or not all(_inside(dists[k], v) for k, v in params.items()):
+        params = {k: _fit(dists[k], tr.config[k]) for k in dists if k in tr.config}
+        if set(params) != set(dists) or any(v is None for v in params.values()):
             result.left_out["OUTSIDE"] = result.left_out.get("OUTSIDE", 0) + 1
             continue
         steps, last = _reports(tr.history)
@@ -250,11 +250,22 @@ def _distribution(p: Any) -> Any:
     return FloatDistribution(float(p.low), float(p.high), log=p.dist == "loguniform")
 
 
-def _inside(dist: Any, value: Any) -> bool:
+def _fit(dist: Any, value: Any) -> Any:
+    """``value`` when ``dist`` holds it, None when not; a float a rounding step past a bound (Tune's loguniform is
+    exp(uniform(log low, log high))) is put on the bound."""
+    from optuna.distributions import FloatDistribution
+
     try:
-        return bool(dist._contains(dist.to_internal_repr(value)))
+        internal = dist.to_internal_repr(value)
+        if dist._contains(internal):
+            return dist.to_external_repr(internal)
     except (ValueError, TypeError):
-        return False
+        return None
+    if isinstance(dist, FloatDistribution) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        for bound in (dist.low, dist.high):
+            if math.isclose(float(value), bound, rel_tol=1e-9, abs_tol=1e-12):
+                return bound
+    return None
 
 
 def _reports(history: pd.DataFrame) -> tuple[dict[int, float], float | None]:
