@@ -149,7 +149,7 @@ def _export_study(exp: ExperimentResults | None, full: pd.DataFrame, out_dir: Pa
     if exp is None:
         return None
     try:
-        return export_study(exp.path, out_dir / STUDY_FILE, leaderboard=full)
+        return export_study(exp.path, out_dir / STUDY_FILE, leaderboard=full, results=exp)
     except Exception as e:  # the report and its figures do not depend on it
         notes.append(f"Optuna study not exported ({type(e).__name__}: {e})")
         return None

@@ -47,7 +47,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from ups.reports.experiment import _Files
+from ups.reports.experiment import ExperimentResults, _Files
 from ups.reports.sources import ReportError
 
 STUDY_FILE = "optuna.db"
@@ -111,11 +111,12 @@ def searcher_state(experiment: str | Path) -> dict[str, Any] | None:
 
 
 def export_study(experiment: str | Path, out: Path, *, study_name: str | None = None,
-                 leaderboard: pd.DataFrame | None = None) -> StudyExport | None:
+                 leaderboard: pd.DataFrame | None = None,
+                 results: ExperimentResults | None = None) -> StudyExport | None:
     """Copy the experiment's Optuna study into the SQLite file ``out`` (see the module doc), or build one from
     Tune's results for a random or grid sweep; None for a sweep without either (PBT, a folder without the sweep's
     record or space copy).  ``leaderboard``: rows whose ``trial_id`` (and ``experiment``, when set) match give
-    each trial its user attrs."""
+    each trial its user attrs; ``results``: the experiment's ``load_experiment``, when the caller has read it."""
     import optuna
 
     name = study_name or Path(str(experiment).rstrip("/")).name
@@ -127,7 +128,7 @@ def export_study(experiment: str | Path, out: Path, *, study_name: str | None = 
         directions, metric = study.directions, state.get("_metric")
         attrs = {"searcher.stopped": str(state.get("_stopped", "complete"))}
     else:
-        built = _trials_from_results(experiment, StudyExport(Path(out), name), rows)
+        built = _trials_from_results(experiment, StudyExport(Path(out), name), rows, results)
         if built is None:
             return None
         result, trials, attrs = built
@@ -156,7 +157,8 @@ def _tpe_trials(state: dict[str, Any], study: Any, result: StudyExport,
     return result, trials
 
 
-def _trials_from_results(experiment: str | Path, result: StudyExport, rows: dict[str, dict[str, Any]]
+def _trials_from_results(experiment: str | Path, result: StudyExport, rows: dict[str, dict[str, Any]],
+                         results: ExperimentResults | None = None
                          ) -> tuple[StudyExport, list[Any], dict[str, str]] | None:
     """A random or grid sweep's trials as Optuna trials (module doc), or None when the folder is not such a sweep
     of this project (no ``ups_sweep.json`` or space copy, an Optuna or PBT sweep)."""
@@ -177,7 +179,7 @@ def _trials_from_results(experiment: str | Path, result: StudyExport, rows: dict
     stopped = str(sweep.get("searcher.stopped", "complete"))
     result.searcher = searcher
     trials = []
-    for tr in sorted(load_experiment(experiment).trials, key=lambda t: (t.dirname or t.trial_id)):
+    for tr in sorted((results or load_experiment(experiment)).trials, key=lambda t: (t.dirname or t.trial_id)):
         if tr.status in UNFINISHED:
             result.left_out[UNFINISHED[tr.status]] = result.left_out.get(UNFINISHED[tr.status], 0) + 1
             continue
