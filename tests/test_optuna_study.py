@@ -202,6 +202,11 @@ def test_a_results_built_study_follows_searcher_stopped_and_the_space_the_sweep_
     (t,) = optuna.load_study(study_name="around", storage=out.storage).trials
     assert t.distributions["training.lambda_spectral"] == optuna.distributions.FloatDistribution(0.8, 1.2)
 
+    (exp / "ups_space.yaml").write_text("params:\n  training.lambda_spectrall: {dist: uniform, low: 0, high: 1}\n")
+    with pytest.raises(ReportError, match=r"its space copy ups_space.yaml cannot be read: .*lambda_spectrall.*"
+                                          r"Fix: restore the file as the sweep wrote it"):
+        export_study(exp, tmp_path / STUDY_FILE, study_name="renamed-key")  # a key this project no longer has
+
     record["sweep"]["scheduler.name"] = "pbt"  # a trial's score comes from a schedule of values: no study
     record_file.write_text(json.dumps(record))
     assert export_study(exp, tmp_path / "pbt.db") is None

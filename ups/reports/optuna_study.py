@@ -19,7 +19,7 @@ counted; a later export, after ``resume=true``, replaces the study.  One file ho
 one study each.
 
 A random or grid sweep has no Optuna searcher, so its study is built from Tune's own results instead (the same
-rules, ``built_from="results"``): each trial's searched values (``params.json``) in the distributions of the space
+rules; study user attrs ``searcher`` and ``built_from``): each trial's searched values (``params.json``) in the distributions of the space
 the sweep started with (``ups_space.yaml``, ``around`` windows resolved on the sweep's recorded base config), its
 reports as intermediate values, its last ``val_objective`` as the value; a trial that ended without its final
 report is COMPLETE with its last figure or PRUNED, as ``searcher.stopped`` says for TPE; an errored trial or one
@@ -47,7 +47,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from ups.reports.experiment import ExperimentResults, _Files
+from ups.reports.experiment import ExperimentResults, _Files, load_experiment
 from ups.reports.sources import ReportError
 
 STUDY_FILE = "optuna.db"
@@ -165,15 +165,13 @@ def _trials_from_results(experiment: str | Path, result: StudyExport, rows: dict
     import optuna
     from optuna.trial import TrialState
 
-    from ups.reports.experiment import load_experiment
-
     files = _Files(experiment)
     record = _json_or_none(files, "ups_sweep.json")  # ups.tune.sweep_record.RECORD
     sweep = (record or {}).get("sweep") or {}
     searcher = str(sweep.get("searcher.name", ""))
     if searcher not in ("random", "grid") or sweep.get("scheduler.name") == "pbt":
         return None
-    dists = _distributions(files, record)
+    dists = _distributions(experiment, files, record)
     if dists is None:
         return None
     stopped = str(sweep.get("searcher.stopped", "complete"))
@@ -214,9 +212,10 @@ def _json_or_none(files: _Files, name: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _distributions(files: _Files, record: dict[str, Any]) -> dict[str, Any] | None:
+def _distributions(experiment: str | Path, files: _Files, record: dict[str, Any]) -> dict[str, Any] | None:
     """Optuna distributions of the space copy (``ups_space.yaml``) the sweep started with, keyed as Tune's config
-    (encoded values), ``around`` windows resolved on the recorded trial base config; None without a readable copy."""
+    (encoded values), ``around`` windows resolved on the recorded trial base config; None without a copy (a sweep
+    from before copies were kept).  A copy this project no longer reads is refused, naming it."""
     from omegaconf import OmegaConf
 
     from ups.tune.space import SearchSpaceError, load_space, resolve_around
@@ -235,8 +234,11 @@ def _distributions(files: _Files, record: dict[str, Any]) -> dict[str, Any] | No
                 for key, value in (record.get("trial") or {}).items():
                     OmegaConf.update(center, key, value, merge=False)
                 space = resolve_around(space, center, source="sweep's recorded base config")
-        except SearchSpaceError:
-            return None
+        except SearchSpaceError as e:
+            raise ReportError(f"experiment '{experiment}': its space copy ups_space.yaml cannot be read: "
+                              f"{str(e).replace(str(path), 'ups_space.yaml')} The study is built on the "
+                              f"distributions the sweep drew from. Fix: restore the file as the sweep wrote it "
+                              f"(the space file named in its ups_sweep.json)") from None
     return {key: _distribution(p) for key, p in space.params.items()}
 
 
