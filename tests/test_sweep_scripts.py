@@ -114,11 +114,15 @@ def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cac
     # (e[2] is the trial's result before the one that triggered the exploit, as Ray logs it: ≥ 3 − 1)
     assert all(2 <= e[2] < 7 and e[3] < 7 for e in exploits), [e[:4] for e in exploits]
     # one population taking turns on the 2 CPUs (max_concurrent=2 is not applied under PBT), not two waves
-    # of two: every trial reported before any trial's last report (4-7 s before in 3 runs; with the
-    # searcher's limit of 2, the second wave's first report came after the first wave's last)
-    times = [[json.loads(line)["timestamp"] for line in f.read_text().splitlines()]
-             for f in (work / "runs" / exp).glob("trial_*/result.json")]
-    assert len(times) == 4 and max(t[0] for t in times) < min(t[-1] for t in times), times
+    # of two: a trial of the two that started last reported before the two that started first had both ended
+    # (with the searcher's limit of 2, the second wave's first report came after the first wave's last). Not
+    # "every trial before any trial's last report": a trial PBT never paused can run its whole course while
+    # the fourth waits for a CPU (in one run the first trial's last report and the fourth's first fell in the
+    # same second of result.json's whole-second timestamps, while the third had reported 2 s before that)
+    times = sorted([json.loads(line)["timestamp"] for line in f.read_text().splitlines()]
+                   for f in (work / "runs" / exp).glob("trial_*/result.json"))
+    first_two, last_two = times[:2], times[2:]
+    assert len(times) == 4 and min(t[0] for t in last_two) < max(t[-1] for t in first_two), times
     # each exploited trial's row carries the schedule its weights trained with (Ray's policy file, donors named
     # by trial id): from the start in a donor, ending in the trial itself with the values on its row
     exploited = {f.stem.removeprefix("pbt_policy_") for f in (work / "runs" / exp).glob("pbt_policy_*.txt")}
