@@ -207,6 +207,10 @@ def test_a_results_built_study_follows_searcher_stopped_and_the_space_the_sweep_
                                           r"Fix: restore the file as the sweep wrote it"):
         export_study(exp, tmp_path / STUDY_FILE, study_name="renamed-key")  # a key this project no longer has
 
+    record_file.write_text("[1, 2")  # cut off: its searcher and space are unknown, refused naming it
+    with pytest.raises(ReportError, match=r"its ups_sweep.json is unreadable .*Fix: restore the file as the sweep"):
+        export_study(exp, tmp_path / STUDY_FILE, study_name="cut-record")
+
     record["sweep"]["scheduler.name"] = "pbt"  # a trial's score comes from a schedule of values: no study
     record_file.write_text(json.dumps(record))
     assert export_study(exp, tmp_path / "pbt.db") is None

@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
     index = write_report(args.get("experiment"), lb_path, round_name, out, champion_path=champion,
                          data_hash=args.get("data_hash"))
     print(f"report: {index}")
-    if (db := Path(index).parent / STUDY_FILE).is_file():  # the round's sweeps with the Optuna searcher
+    if (db := Path(index).parent / STUDY_FILE).is_file():  # the round's sweeps as Optuna studies (not PBT)
         print(f"Optuna studies: {sqlite_url(db)} (optuna-dashboard {sqlite_url(db)})")
     return 0
 

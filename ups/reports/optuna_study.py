@@ -19,13 +19,14 @@ counted; a later export, after ``resume=true``, replaces the study.  One file ho
 one study each.
 
 A random or grid sweep has no Optuna searcher, so its study is built from Tune's own results instead (the same
-rules; study user attrs ``searcher`` and ``built_from``): each trial's searched values (``params.json``) in the distributions of the space
-the sweep started with (``ups_space.yaml``, ``around`` windows resolved on the sweep's recorded base config), its
-reports as intermediate values, its last ``val_objective`` as the value; a trial that ended without its final
-report is COMPLETE with its last figure or PRUNED, as ``searcher.stopped`` says for TPE; an errored trial or one
-whose last figure is NaN is FAIL.  Such a study sits beside the round's TPE studies in the same file, so that a
-random and a TPE sweep of one round can be compared in optuna-dashboard.  A PBT sweep gets none: each trial's
-score comes from a schedule of values, not from one point of the space.
+rules; study user attrs ``searcher`` and ``built_from``): each trial's searched values (``params.json``) in the
+distributions of the space the sweep started with (``ups_space.yaml``, ``around`` windows resolved on the sweep's
+recorded base config in ``ups_sweep.json``), its reports as intermediate values, its last ``val_objective`` as the
+value; a trial that ended without its final report is COMPLETE with its last figure or PRUNED, as
+``searcher.stopped`` says for TPE; an errored trial or one whose last figure is NaN is FAIL.  Such a study sits
+beside the round's TPE studies in the same file, so that a random and a TPE sweep of one round can be compared in
+optuna-dashboard.  A PBT sweep gets none: each trial's score comes from a schedule of values, not from one point of
+the space.
 
 Unpickling the searcher state runs code named in the file, as ``Tuner.restore`` does: read only experiment
 folders you trust.  Ray is not imported.
@@ -40,8 +41,9 @@ import os
 import pickle
 import tempfile
 import warnings
-from datetime import datetime
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,6 +51,7 @@ import pandas as pd
 
 from ups.reports.experiment import ExperimentResults, _Files, load_experiment
 from ups.reports.sources import ReportError
+from ups.tune.sweep_record import RECORD, SPACE_COPY  # Ray-free: ups_sweep.json and ups_space.yaml
 
 STUDY_FILE = "optuna.db"
 SEARCHER_STATE = "searcher-state-"  # Tune's Searcher.CKPT_FILE_TMPL = "searcher-state-{}.pkl"
@@ -66,9 +69,9 @@ class StudyExport:
     study_name: str
     searcher: str = "optuna"  # the sweep's searcher.name: "optuna" (TPE's own study), "random" or "grid" (built
     # from Tune's results)
-    states: dict[str, int] = field(default_factory=dict)  # Optuna state name → trials written
-    left_out: dict[str, int] = field(default_factory=dict)  # unfinished, left out: RUNNING (an interrupted sweep's)
-    # or WAITING (a start-up point queued but never run: the sweep ended first)
+    states: Counter[str] = field(default_factory=Counter)  # Optuna state name → trials written
+    left_out: Counter[str] = field(default_factory=Counter)  # unfinished, left out: RUNNING (an interrupted sweep's)
+    # or WAITING (a start-up point queued but never run: the sweep ended first); OUTSIDE (values outside the space)
 
     @property
     def storage(self) -> str:
@@ -90,10 +93,10 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
-def searcher_state(experiment: str | Path) -> dict[str, Any] | None:
+def searcher_state(experiment: str | Path, files: _Files | None = None) -> dict[str, Any] | None:
     """The newest pickled searcher state of a Tune experiment folder (local or s3://) as a dict, or None when the
-    folder has none (a random, grid or PBT sweep saves none with a study in it)."""
-    files = _Files(experiment)
+    folder has none (a random, grid or PBT sweep saves none with a study in it).  ``files``: the folder, opened."""
+    files = files or _Files(experiment)
     try:
         names = [n for n, is_dir in files.listdir(files.root)
                  if not is_dir and n.startswith(SEARCHER_STATE) and n.endswith(".pkl")]
@@ -121,31 +124,33 @@ def export_study(experiment: str | Path, out: Path, *, study_name: str | None = 
 
     name = study_name or Path(str(experiment).rstrip("/")).name
     rows = _rows_by_trial(leaderboard, name)
-    state = searcher_state(experiment)
+    result = StudyExport(Path(out), name)
+    files = _Files(experiment)
+    state = searcher_state(experiment, files)
     study = state.get("_ot_study") if state else None
     if isinstance(study, optuna.Study):
-        result, trials = _tpe_trials(state, study, StudyExport(Path(out), name), rows)
+        trials = _tpe_trials(state, study, result, rows)
         directions, metric = study.directions, state.get("_metric")
         attrs = {"searcher.stopped": str(state.get("_stopped", "complete"))}
     else:
-        built = _trials_from_results(experiment, StudyExport(Path(out), name), rows, results)
+        built = _trials_from_results(experiment, files, result, rows, results)
         if built is None:
             return None
-        result, trials, attrs = built
+        trials, attrs = built
         directions, metric = [optuna.study.StudyDirection.MINIMIZE], OBJECTIVE
     _write_study(Path(out), name, directions, metric, {"experiment": str(experiment), "searcher": result.searcher,
                                                       **attrs}, trials)
     return result
 
 
-def _tpe_trials(state: dict[str, Any], study: Any, result: StudyExport,
-                rows: dict[str, dict[str, Any]]) -> tuple[StudyExport, list[Any]]:
-    """The finished trials of TPE's own study, each with its Tune trial id and leaderboard row as user attrs."""
+def _tpe_trials(state: dict[str, Any], study: Any, result: StudyExport, rows: dict[str, dict[str, Any]]) -> list[Any]:
+    """The finished trials of TPE's own study, each with its Tune trial id and leaderboard row as user attrs
+    (counted in ``result``)."""
     by_number = {t.number: tid for tid, t in (state.get("_ot_trials") or {}).items() if hasattr(t, "number")}
     trials = []
     for t in study.get_trials(deepcopy=False):
         if not t.state.is_finished():
-            result.left_out[t.state.name] = result.left_out.get(t.state.name, 0) + 1
+            result.left_out[t.state.name] += 1
             continue
         t = copy.deepcopy(t)
         tid = by_number.get(t.number)
@@ -153,20 +158,19 @@ def _tpe_trials(state: dict[str, Any], study: Any, result: StudyExport,
         attrs.update(_row_attrs(rows.get(str(tid))) if tid else {})
         t.user_attrs = {**t.user_attrs, **attrs}
         trials.append(t)
-        result.states[t.state.name] = result.states.get(t.state.name, 0) + 1
-    return result, trials
+        result.states[t.state.name] += 1
+    return trials
 
 
-def _trials_from_results(experiment: str | Path, result: StudyExport, rows: dict[str, dict[str, Any]],
-                         results: ExperimentResults | None = None
-                         ) -> tuple[StudyExport, list[Any], dict[str, str]] | None:
-    """A random or grid sweep's trials as Optuna trials (module doc), or None when the folder is not such a sweep
-    of this project (no ``ups_sweep.json`` or space copy, an Optuna or PBT sweep)."""
+def _trials_from_results(experiment: str | Path, files: _Files, result: StudyExport, rows: dict[str, dict[str, Any]],
+                         results: ExperimentResults | None = None) -> tuple[list[Any], dict[str, str]] | None:
+    """(A random or grid sweep's trials as Optuna trials (module doc), counted in ``result``; the study's user
+    attrs), or None when the folder is not such a sweep of this project (no ``ups_sweep.json`` or space copy, an
+    Optuna or PBT sweep)."""
     import optuna
     from optuna.trial import TrialState
 
-    files = _Files(experiment)
-    record = _json_or_none(files, "ups_sweep.json")  # ups.tune.sweep_record.RECORD
+    record = _record(experiment, files)
     sweep = (record or {}).get("sweep") or {}
     searcher = str(sweep.get("searcher.name", ""))
     if searcher not in ("random", "grid") or sweep.get("scheduler.name") == "pbt":
@@ -179,11 +183,11 @@ def _trials_from_results(experiment: str | Path, result: StudyExport, rows: dict
     trials = []
     for tr in sorted((results or load_experiment(experiment)).trials, key=lambda t: (t.dirname or t.trial_id)):
         if tr.status in UNFINISHED:
-            result.left_out[UNFINISHED[tr.status]] = result.left_out.get(UNFINISHED[tr.status], 0) + 1
+            result.left_out[UNFINISHED[tr.status]] += 1
             continue
         params = {k: _fit(dists[k], tr.config[k]) for k in dists if k in tr.config}
         if set(params) != set(dists) or any(v is None for v in params.values()):
-            result.left_out["OUTSIDE"] = result.left_out.get("OUTSIDE", 0) + 1
+            result.left_out["OUTSIDE"] += 1
             continue
         steps, last = _reports(tr.history)
         final = bool(len(tr.history)) and _truthy(tr.history.iloc[-1].get("final"))
@@ -200,16 +204,25 @@ def _trials_from_results(experiment: str | Path, result: StudyExport, rows: dict
             t.value = steps[max(steps)]
         t.datetime_start, t.datetime_complete = _times(tr.history) or (t.datetime_start, t.datetime_complete)
         trials.append(t)
-        result.states[state.name] = result.states.get(state.name, 0) + 1
-    return result, trials, {"searcher.stopped": stopped, "built_from": "Tune results"}
+        result.states[state.name] += 1
+    return trials, {"searcher.stopped": stopped, "built_from": "Tune results"}
 
 
-def _json_or_none(files: _Files, name: str) -> dict[str, Any] | None:
+def _record(experiment: str | Path, files: _Files) -> dict[str, Any] | None:
+    """The sweep's ``ups_sweep.json``, None without one (a folder of another tool, a sweep from before records);
+    one that is not a JSON object is refused, naming it (``resume=true`` refuses it too)."""
     try:
-        data = json.loads(files.read_text(files.join(name)))
-    except (OSError, ValueError):
+        text = files.read_text(files.join(RECORD))
+    except OSError:
         return None
-    return data if isinstance(data, dict) else None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        raise ReportError(f"experiment '{experiment}': its {RECORD} is unreadable ({e}), so its searcher and "
+                          f"space are unknown. Fix: restore the file as the sweep wrote it") from None
+    return data
 
 
 def _distributions(experiment: str | Path, files: _Files, record: dict[str, Any]) -> dict[str, Any] | None:
@@ -221,11 +234,11 @@ def _distributions(experiment: str | Path, files: _Files, record: dict[str, Any]
     from ups.tune.space import SearchSpaceError, load_space, resolve_around
 
     try:
-        text = files.read_text(files.join("ups_space.yaml"))  # ups.tune.sweep_record.SPACE_COPY
+        text = files.read_text(files.join(SPACE_COPY))
     except OSError:
         return None
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "ups_space.yaml"
+        path = Path(d) / SPACE_COPY
         path.write_text(text, encoding="utf-8")
         try:
             space = load_space(path)
@@ -235,8 +248,8 @@ def _distributions(experiment: str | Path, files: _Files, record: dict[str, Any]
                     OmegaConf.update(center, key, value, merge=False)
                 space = resolve_around(space, center, source="sweep's recorded base config")
         except SearchSpaceError as e:
-            raise ReportError(f"experiment '{experiment}': its space copy ups_space.yaml cannot be read: "
-                              f"{str(e).replace(str(path), 'ups_space.yaml')} The study is built on the "
+            raise ReportError(f"experiment '{experiment}': its space copy {SPACE_COPY} cannot be read: "
+                              f"{str(e).replace(str(path), SPACE_COPY)} The study is built on the "
                               f"distributions the sweep drew from. Fix: restore the file as the sweep wrote it "
                               f"(the space file named in its ups_sweep.json)") from None
     return {key: _distribution(p) for key, p in space.params.items()}
