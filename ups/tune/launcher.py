@@ -966,6 +966,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                                       "num_samples": s.num_samples},
                                               resume=s.resume, init_timeout_s=s.wandb.init_timeout_s,
                                               leaderboard=lb_cb))
+        if live := live_study(p, name, exp_path):
+            callbacks.append(live)
         tr = make_trainable(p, data, trainable)
         rungs = (f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base, p.space)[2]}"
                  + (f", {s.scheduler.brackets} brackets" if s.scheduler.brackets > 1 else "") + ")"
@@ -980,6 +982,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
              f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
         for note in unread_overrides(s, overrides):
             _log(f"note: {note}")
+        if live:
+            url = live.mirror.storage_url
+            _log(f"Optuna study, live: study '{name}' in {url} (optuna-dashboard {url})")
         from ray import tune
 
         if s.resume:
@@ -1061,6 +1066,22 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         _log(msg)
         raise SweepInterrupted(msg, outcome)
     return outcome
+
+
+def live_study(p: Prepared, name: str, exp_path: str) -> Any:
+    """The callback that keeps the sweep's study in the round's report file up to date while it runs
+    (``ups.tune.live_study``), or None: ``live_study=false``, ``write_report=false`` (no report file), PBT (no
+    study).  A resumed sweep's study is first rebuilt from its experiment folder."""
+    s = p.scfg
+    if not (s.live_study and s.write_report) or s.scheduler.name == "pbt":
+        return None
+    from ups.reports.optuna_study import STUDY_FILE
+    from ups.tune.live_study import LiveStudy, StudyMirror
+
+    mirror = StudyMirror.for_space(resolve_path(s.report_dir) / s.round / STUDY_FILE, name, p.space,
+                                   stopped=s.searcher.stopped,
+                                   attrs={"experiment": exp_path, "searcher": s.searcher.name})
+    return LiveStudy(mirror, experiment=exp_path if s.resume else None)
 
 
 def loop_cut(cb: LeaderboardCallback) -> str | None:

@@ -145,6 +145,8 @@ class SweepConfig:
     champion: str = "reports/champion.json"  # round_c reads it; promotion writes it
     report_dir: str = "reports"
     write_report: bool = True  # HTML report (ups.reports.html) at the end
+    live_study: bool = True  # with write_report: the report's Optuna study file holds the sweep while it runs
+    # (optuna-dashboard sqlite:///<report_dir>/<round>/optuna.db; ups.tune.live_study); not for PBT
     cost_per_gpu_hour: float = 2.0  # USD, for est_cost
     baselines: bool = True  # persistence / linear / FNO rows on the same data
     fno_budget_s: float = 20.0
