@@ -2,7 +2,9 @@
 sweep runs, by the same rules as the report's export, which replaces it when the sweep ends."""
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import types
 from pathlib import Path
 
@@ -82,6 +84,9 @@ def test_writes_are_idempotent_and_survive_an_export_and_a_killed_driver(tmp_pat
     m.flush()
     m.flush()
     assert [t.state.name for t in _study(db, "sweep").trials] == ["RUNNING", "RUNNING"]
+    # a reader that keeps the file open all along, as optuna-dashboard does: it must see every later write
+    reader = optuna.storages.RDBStorage(f"sqlite:///{db.resolve()}")
+    assert len(optuna.load_study(study_name="sweep", storage=reader).trials) == 2
 
     # an export replaces the file: another sweep's study in it, this one rebuilt with "a" finished
     done = optuna.trial.create_trial(params={"lr": 1e-3, "batch": 8}, distributions=DISTS, value=0.5,
@@ -104,21 +109,50 @@ def test_writes_are_idempotent_and_survive_an_export_and_a_killed_driver(tmp_pat
     view = _view(_study(db, "sweep"))
     assert len(view) == 2 and view["b"] == ("COMPLETE", 0.4, {"lr": 2e-3, "batch": 8},
                                             {1: 2.0, 2: 1.0, 3: 0.5, 4: 0.4})
+    assert _view(optuna.load_study(study_name="sweep", storage=reader)) == view  # not a replaced file's
+    reader.engine.dispose()
 
 
 def test_a_resumed_sweeps_study_is_rebuilt_from_its_folder_first(failing_sweep, tmp_path) -> None:
-    """``LiveStudy.setup`` on a resumed sweep: the export of its experiment folder, then this driver's trials."""
-    exp = failing_sweep.experiment
+    """``LiveStudy.setup`` on a resumed sweep: the export of its experiment folder, the trials the stop left
+    RUNNING with the reports they made before it (Tune restores them: their curves go on), then this driver's.
+    The folder is the failing sweep's, its state edited as an interrupted sweep leaves it (one trial RUNNING,
+    one PENDING)."""
+    exp = tmp_path / failing_sweep.experiment.name
+    shutil.copytree(failing_sweep.experiment, exp)
+    by_reports = sorted(load_experiment(exp).trials, key=lambda t: len(t.history))
+    unfinished = {"RUNNING": by_reports[-1].trial_id, "PENDING": by_reports[0].trial_id}  # the most reports, none
+    state_file = max(exp.glob("experiment_state-*.json"))
+    state = json.loads(state_file.read_text())
+    for item in state["trial_data"]:
+        trial = json.loads(item[0])
+        trial["status"] = next((st for st, tid in unfinished.items() if tid == trial["trial_id"]), trial["status"])
+        item[0] = json.dumps(trial)
+    state_file.write_text(json.dumps(state))
+    running = next(t for t in load_experiment(exp).trials if t.trial_id == unfinished["RUNNING"])
     space = {"training.lambda_spectral": CategoricalDistribution([0.0, 1.0, 2.0])}
-    cb = LiveStudy(StudyMirror(tmp_path / STUDY_FILE, exp.name, space), experiment=str(exp))
+    db = tmp_path / STUDY_FILE
+    cb = LiveStudy(StudyMirror(db, exp.name, space), experiment=str(exp))
     cb.setup()
-    assert len(_study(tmp_path / STUDY_FILE, exp.name).trials) == 3
+    view = _view(_study(db, exp.name))
+    assert len(view) == 2 and unfinished["PENDING"] not in view  # a pending trial shows once Tune starts it
+    state, value, params, steps = view[unfinished["RUNNING"]]
+    assert state == "RUNNING" and value is None and params == {"training.lambda_spectral": running.config[
+        "training.lambda_spectral"]}
+    assert len(steps) >= 3 and steps == {int(i): pytest.approx(v) for i, v in zip(
+        running.history["training_iteration"], running.history["val_nrmse"]) if v == v}
+    # Tune restores it and a new trial starts: the restored one goes on, nothing twice
+    restored = types.SimpleNamespace(trial_id=unfinished["RUNNING"], config=running.config)
+    cb.on_trial_start(0, [], restored)
+    cb.on_trial_result(0, [], restored, {"training_iteration": 9, "val_nrmse": 0.25, "final": True})
+    cb.on_trial_complete(0, [], restored)
     trial = types.SimpleNamespace(trial_id="new_trial", config={"training.lambda_spectral": 0.0})
     cb.on_trial_start(0, [], trial)
     cb.on_trial_result(0, [], trial, {"training_iteration": 1, "val_nrmse": 0.7})
     cb.on_trial_error(0, [], trial)
-    view = _view(_study(tmp_path / STUDY_FILE, exp.name))
-    assert len(view) == 4 and view["new_trial"] == ("FAIL", None, {"training.lambda_spectral": 0.0}, {1: 0.7})
+    view = _view(_study(db, exp.name))
+    assert len(view) == 3 and view["new_trial"] == ("FAIL", None, {"training.lambda_spectral": 0.0}, {1: 0.7})
+    assert view[unfinished["RUNNING"]][:2] == ("COMPLETE", 0.25) and 9 in view[unfinished["RUNNING"]][3]
     assert not cb.off
 
 

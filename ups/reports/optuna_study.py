@@ -16,7 +16,8 @@ it too (user attr ``warm_start``).  Each trial also carries the leaderboard's vi
 status, stop reason, test nRMSE with and without TTC, gates.  Trials still running (an interrupted sweep) and
 start-up points queued but never run (a sweep with fewer trials than its start-up design) are left out and
 counted; a later export, after ``resume=true``, replaces the study.  One file holds every sweep of a round,
-one study each.
+one study each.  While a sweep runs, ``ups.tune.live_study`` keeps its study in the same file up to date (the
+export replaces that view when the sweep ends); both write the file in place, under one lock.
 
 A random or grid sweep has no Optuna searcher, so its study is built from Tune's own results instead (the same
 rules; study user attrs ``searcher`` and ``built_from``): each trial's searched values (``params.json``) in the
@@ -37,7 +38,6 @@ import contextlib
 import copy
 import json
 import math
-import os
 import pickle
 import tempfile
 import warnings
@@ -317,36 +317,31 @@ def _times(history: pd.DataFrame) -> tuple[datetime, datetime] | None:
 
 def _write_study(out: Path, name: str, directions: list[Any], metric: str | None, attrs: dict[str, str],
                  trials: list[Any]) -> None:
-    """Replace study ``name`` in the SQLite file ``out`` (others kept) by one holding ``trials``: written to a
-    copy, moved over the file, under a lock."""
+    """Replace study ``name`` in the SQLite file ``out`` (others kept) by one holding ``trials``, under the lock
+    the live study (``ups.tune.live_study``) writes under.  Written in place, not to a copy moved over the file:
+    a reader with the file open (optuna-dashboard, a running sweep's live study) would go on reading the
+    replaced file.  A crash mid-write leaves this study partly written (the file itself stays whole: SQLite
+    transactions); the next export (``ups report``) replaces it."""
     import optuna
 
     from ups.filelock import exclusive_lock
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out.with_name(f".{out.name}.lock")), _quiet_optuna():
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")  # a crash mid-write leaves the old file whole
-        tmp.unlink(missing_ok=True)
+        storage = optuna.storages.RDBStorage(sqlite_url(out))
         try:
-            if out.exists():
-                tmp.write_bytes(out.read_bytes())
-            storage = optuna.storages.RDBStorage(sqlite_url(tmp))
-            try:
-                if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
-                    optuna.delete_study(study_name=name, storage=storage)  # an earlier export of this sweep
-                dst = optuna.create_study(storage=storage, study_name=name, directions=directions)
-                if metric and len(directions) == 1:
-                    with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
-                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                        dst.set_metric_names([str(metric)])
-                for k, v in attrs.items():
-                    dst.set_user_attr(k, v)
-                dst.add_trials(trials)
-            finally:
-                storage.engine.dispose()
-            os.replace(tmp, out)
+            if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+                optuna.delete_study(study_name=name, storage=storage)  # an earlier export of this sweep, its live view
+            dst = optuna.create_study(storage=storage, study_name=name, directions=directions)
+            if metric and len(directions) == 1:
+                with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    dst.set_metric_names([str(metric)])
+            for k, v in attrs.items():
+                dst.set_user_attr(k, v)
+            dst.add_trials(trials)
         finally:
-            tmp.unlink(missing_ok=True)
+            storage.engine.dispose()
 
 
 def study_hint(path: Path, study_name: str) -> str | None:

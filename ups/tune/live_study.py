@@ -19,7 +19,8 @@ under the export's lock, on a connection opened for that write, so an export tha
 (another sweep of the round ending, ``ups report``) is written into rather than a file already unlinked.  A write
 is idempotent against what the file holds (trials found by their ``tune_trial_id`` user attr): a study an export
 rebuilt mid-sweep, a killed driver's leftovers or a resumed sweep are brought up to date, never duplicated.  A
-resumed sweep first rebuilds the study from its experiment folder (the export), then goes on live.
+resumed sweep first rebuilds the study from its experiment folder (the export, plus the trials it left unfinished
+with the reports they made before the stop), then goes on live.
 
 The study is a view, not the record: when the sweep ends the report's export replaces it (for a TPE sweep with
 TPE's own study, warm-start trials included, and the leaderboard's columns as user attrs).  A failed write (a
@@ -37,8 +38,9 @@ from typing import Any, Mapping
 
 from ray.tune import Callback
 
-from ups.reports.optuna_study import (OBJECTIVE, PLAIN_OBJECTIVE, _distribution, _fit, _quiet_optuna, _truthy,
-                                      export_study, sqlite_url)
+from ups.reports.experiment import load_experiment
+from ups.reports.optuna_study import (OBJECTIVE, PLAIN_OBJECTIVE, UNFINISHED, _distribution, _fit, _quiet_optuna,
+                                      _truthy, export_study, sqlite_url)
 from ups.tune.space import SearchSpace
 from ups.tune.stop_signals import log as _log
 
@@ -107,10 +109,11 @@ class StudyMirror:
         except (TypeError, ValueError):
             v = None
         step = result.get("training_iteration")
+        step = int(step) if isinstance(step, (int, float)) and math.isfinite(step) else None
         t.last = v if v is not None and math.isfinite(v) else math.nan
         t.final = _truthy(result.get("final"))
         if step is not None and v is not None and math.isfinite(v):
-            t.steps[int(step)] = v
+            t.steps[step] = v
             self._dirty = True
 
     def end(self, trial_id: str, *, error: bool = False) -> None:
@@ -217,11 +220,24 @@ class LiveStudy(Callback):
     def setup(self, **info: Any) -> None:
         if self.experiment:
             try:
-                export_study(self.experiment, self.mirror.path, study_name=self.mirror.study_name)
+                self.rebuild(self.experiment)
             except Exception as e:  # a view: the sweep goes on, the study is written from now on
                 _log(f"note: the live Optuna study could not be rebuilt from {self.experiment} ({type(e).__name__}: "
                      f"{e}); it shows this driver's trials from now on")
         self._flush(force=True)  # the study is listed from the start
+
+    def rebuild(self, experiment: str) -> None:
+        """A resumed sweep: its finished trials as the export writes them, and the trials it left unfinished
+        (which Tune restores) with the reports they made before the stop, so that their curves go on."""
+        results = load_experiment(experiment)
+        export_study(experiment, self.mirror.path, study_name=self.mirror.study_name, results=results)
+        for tr in results.trials:
+            if tr.status in UNFINISHED and tr.status != "PENDING":
+                self.mirror.start(tr.trial_id, tr.config)
+                col = OBJECTIVE if OBJECTIVE in tr.history else PLAIN_OBJECTIVE  # the export's column
+                for row in tr.history.to_dict("records"):
+                    self.mirror.report(tr.trial_id, {"training_iteration": row.get("training_iteration"),
+                                                     col: row.get(col), "final": row.get("final")})
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.mirror.start(trial.trial_id, trial.config)
