@@ -66,7 +66,8 @@ class _Written:
 
 
 class StudyMirror:
-    """Tune trials → Optuna study ``study_name`` in the SQLite file ``path`` (module doc).  Ray-free."""
+    """Tune trials → Optuna study ``study_name`` in the SQLite file ``path`` (module doc); uses no Ray (tested
+    without a cluster)."""
 
     def __init__(self, path: Path, study_name: str, distributions: Mapping[str, Any], *, stopped: str = "complete",
                  attrs: Mapping[str, str] | None = None):
