@@ -982,9 +982,6 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
              f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
         for note in unread_overrides(s, overrides):
             _log(f"note: {note}")
-        if live:
-            url = live.mirror.storage_url
-            _log(f"Optuna study, live: study '{name}' in {url} (optuna-dashboard {url})")
         from ray import tune
 
         if s.resume:
@@ -1002,6 +999,12 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         else:
             tuner = build_tuner(p, name, tr, limits, round_conc, callbacks, warm)
             write_record(p.storage_path, p.filesystem, name, record)
+
+        if live:  # after a resume's state repair (the study is rebuilt from the folder); the file exists when named
+            live.setup()
+            if not live.off:
+                _log(f"Optuna study, live: study '{name}' in {live.mirror.storage_url} "
+                     f"(optuna-dashboard {live.mirror.storage_url})")
 
         def ray_gone() -> None:  # the driver's last act when its local Ray was stopped with it: no ResultGrid
             lb_cb.record_unfinished(INTERRUPTED)

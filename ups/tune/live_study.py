@@ -217,15 +217,21 @@ class LiveStudy(Callback):
         self.off = False
         self.spent_s = 0.0  # seconds this driver spent writing the study
         self._last = 0.0
+        self._ready = False
 
     def setup(self, **info: Any) -> None:
+        """The study written (a resumed sweep's rebuilt first), so that it is listed from the start; once: the
+        launcher calls it before it names the file, Tune again when the experiment starts."""
+        if self._ready:
+            return
+        self._ready = True
         if self.experiment:
             try:
                 self.rebuild(self.experiment)
             except Exception as e:  # a view: the sweep goes on, the study is written from now on
                 _log(f"note: the live Optuna study could not be rebuilt from {self.experiment} ({type(e).__name__}: "
                      f"{e}); it shows this driver's trials from now on")
-        self._flush(force=True)  # the study is listed from the start
+        self._flush(force=True)
 
     def rebuild(self, experiment: str) -> None:
         """A resumed sweep: its finished trials as the export writes them, and the trials it left unfinished
