@@ -214,3 +214,19 @@ def test_a_running_sweep_is_in_its_study_file_while_it_runs(ray_session, tmp_pat
     study = _study(db, name)
     assert study.user_attrs["built_from"] == "Tune results" and len(study.trials) == 2
     assert {t.state.name for t in study.trials} == {"COMPLETE"}
+
+
+@pytest.mark.parametrize("overrides, on", [((), True), (("live_study=false",), False), (("write_report=false",), False),
+                                           (("scheduler.name=pbt", "searcher.name=random"), False)])
+def test_which_sweeps_get_a_live_study(tmp_path, overrides, on) -> None:
+    """On by default, in the round's report file, in the space's distributions; off with live_study=false, without
+    a report (no report file) and for PBT (the export writes no study for it either)."""
+    from ups.tune.launcher import live_study, prepare
+
+    p = prepare("round_a", [f"storage_path={tmp_path / 'runs'}", f"report_dir={tmp_path / 'reports'}", *overrides])
+    live = live_study(p, "round_a-x", str(tmp_path / "runs" / "round_a-x"))
+    assert (live is not None) == on
+    if on:
+        assert live.mirror.path == (tmp_path / "reports" / "round_a" / STUDY_FILE).resolve()
+        assert set(live.mirror.distributions) == set(p.space.params) and live.experiment is None
+        assert not live.mirror.path.exists()  # nothing written before the launcher's setup
