@@ -15,8 +15,8 @@ experiment's) up to date while the sweep runs::
   COMPLETE with its last figure otherwise.  A trial whose values fall outside the space is left out, as there.
 
 Writes are batched (``StudyMirror.flush``): every ``flush_s`` seconds of Tune's loop and whenever a trial ends,
-under the export's lock, on a connection opened for that write, so an export that replaced the file meanwhile
-(another sweep of the round ending, ``ups report``) is written into rather than a file already unlinked.  A write
+under the export's lock, on a connection opened for that write (the file the path names now, even one moved over
+it by hand).  Exports write the file in place too, so a dashboard holding it open sees every write.  A write
 is idempotent against what the file holds (trials found by their ``tune_trial_id`` user attr): a study an export
 rebuilt mid-sweep, a killed driver's leftovers or a resumed sweep are brought up to date, never duplicated.  A
 resumed sweep first rebuilds the study from its experiment folder (the export, plus the trials it left unfinished
