@@ -185,27 +185,40 @@ def _trials_from_results(experiment: str | Path, files: _Files, result: StudyExp
         if tr.status in UNFINISHED:
             result.left_out[UNFINISHED[tr.status]] += 1
             continue
-        params = {k: _fit(dists[k], tr.config[k]) for k in dists if k in tr.config}
-        if set(params) != set(dists) or any(v is None for v in params.values()):
+        params = fit_params(dists, tr.config)
+        if params is None:
             result.left_out["OUTSIDE"] += 1
             continue
         steps, last = _reports(tr.history)
         final = bool(len(tr.history)) and _truthy(tr.history.iloc[-1].get("final"))
-        if tr.status == "ERROR" or last is None or not math.isfinite(last):
-            state, value = TrialState.FAIL, None  # Ray's OptunaSearch: an error, or a NaN told, fails the trial
-        elif not final and stopped == "pruned":
-            state, value = TrialState.PRUNED, None  # Optuna gives it its last intermediate value
-        else:
-            state, value = TrialState.COMPLETE, last
-        t = optuna.trial.create_trial(params=params, distributions=dists, value=value, state=state,
+        state, value = end_state(tr.status == "ERROR", last, final, stopped, steps)
+        t = optuna.trial.create_trial(params=params, distributions=dists, value=value, state=TrialState[state],
                                       intermediate_values=steps,
                                       user_attrs={"tune_trial_id": tr.trial_id, **_row_attrs(rows.get(tr.trial_id))})
-        if state == TrialState.PRUNED and steps:
-            t.value = steps[max(steps)]
         t.datetime_start, t.datetime_complete = _times(tr.history) or (t.datetime_start, t.datetime_complete)
         trials.append(t)
-        result.states[state.name] += 1
+        result.states[state] += 1
     return trials, {"searcher.stopped": stopped, "built_from": "Tune results"}
+
+
+def fit_params(dists: dict[str, Any], config: Any) -> dict[str, Any] | None:
+    """A trial's searched values (Tune config keys) in the distributions ``dists``; None when one is missing or
+    lies outside its distribution (such a trial is left out)."""
+    params = {k: _fit(d, config[k]) for k, d in dists.items() if k in config}
+    if set(params) != set(dists) or any(v is None for v in params.values()):
+        return None
+    return params
+
+
+def end_state(error: bool, last: float | None, final: bool, stopped: str,
+              steps: dict[int, float]) -> tuple[str, float | None]:
+    """(Optuna state name, value) of a trial that ended: ``error``, its last reported objective ``last`` (NaN when
+    not finite), whether that report was its ``final`` one, the sweep's ``searcher.stopped``, its finite reports."""
+    if error or last is None or not math.isfinite(last):
+        return "FAIL", None  # Ray's OptunaSearch: an error, or a NaN told, fails the trial
+    if not final and stopped == "pruned":
+        return "PRUNED", steps[max(steps)] if steps else None  # as Optuna's tell: its last intermediate value
+    return "COMPLETE", last
 
 
 def _record(experiment: str | Path, files: _Files) -> dict[str, Any] | None:
@@ -332,16 +345,24 @@ def _write_study(out: Path, name: str, directions: list[Any], metric: str | None
         try:
             if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
                 optuna.delete_study(study_name=name, storage=storage)  # an earlier export of this sweep, its live view
-            dst = optuna.create_study(storage=storage, study_name=name, directions=directions)
-            if metric and len(directions) == 1:
-                with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    dst.set_metric_names([str(metric)])
-            for k, v in attrs.items():
-                dst.set_user_attr(k, v)
-            dst.add_trials(trials)
+            new_study(storage, name, directions, metric, attrs).add_trials(trials)
         finally:
             storage.engine.dispose()
+
+
+def new_study(storage: Any, name: str, directions: list[Any], metric: str | None, attrs: dict[str, str]) -> Any:
+    """Study ``name`` created in ``storage`` with its metric name and user attrs (the export's and the live
+    study's)."""
+    import optuna
+
+    study = optuna.create_study(storage=storage, study_name=name, directions=directions)
+    if metric and len(directions) == 1:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([str(metric)])
+    for k, v in attrs.items():
+        study.set_user_attr(k, v)
+    return study
 
 
 def study_hint(path: Path, study_name: str) -> str | None:

@@ -39,8 +39,8 @@ from typing import Any, Mapping
 from ray.tune import Callback
 
 from ups.reports.experiment import load_experiment
-from ups.reports.optuna_study import (OBJECTIVE, PLAIN_OBJECTIVE, UNFINISHED, _distribution, _fit, _quiet_optuna,
-                                      _truthy, export_study, sqlite_url)
+from ups.reports.optuna_study import (OBJECTIVE, PLAIN_OBJECTIVE, UNFINISHED, _distribution, _quiet_optuna, _truthy,
+                                      end_state, export_study, fit_params, new_study, sqlite_url)
 from ups.tune.space import SearchSpace
 from ups.tune.stop_signals import log as _log
 
@@ -94,9 +94,7 @@ class StudyMirror:
         """Tune started (or restored) trial ``trial_id`` with ``config``."""
         if trial_id in self.trials:
             return
-        params = {k: _fit(d, config[k]) for k, d in self.distributions.items() if k in config}
-        ok = set(params) == set(self.distributions) and all(v is not None for v in params.values())
-        self.trials[trial_id] = _Trial(params if ok else None, datetime.now())
+        self.trials[trial_id] = _Trial(fit_params(self.distributions, config), datetime.now())
         self._dirty = True
 
     def report(self, trial_id: str, result: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> None:
@@ -122,12 +120,7 @@ class StudyMirror:
         t = self.trials.get(trial_id)
         if t is None or t.state is not None:
             return
-        if error or t.last is None or not math.isfinite(t.last):
-            t.state, t.value = "FAIL", None  # Ray's OptunaSearch: an error, or a NaN told, fails the trial
-        elif not t.final and self.stopped == "pruned":
-            t.state, t.value = "PRUNED", t.steps[max(t.steps)] if t.steps else None
-        else:
-            t.state, t.value = "COMPLETE", t.last
+        t.state, t.value = end_state(error, t.last, t.final, self.stopped, t.steps)  # the export's rules
         self._dirty = True
 
     def flush(self) -> None:
@@ -181,10 +174,8 @@ class StudyMirror:
         try:
             study_id = storage.get_study_id_from_name(self.study_name)
         except KeyError:
-            study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], self.study_name)
-            storage.set_study_system_attr(study_id, "study:metric_names", [OBJECTIVE])  # Study.set_metric_names
-            for k, v in self.attrs.items():
-                storage.set_study_user_attr(study_id, k, v)
+            new_study(storage, self.study_name, [optuna.study.StudyDirection.MINIMIZE], OBJECTIVE, self.attrs)
+            study_id = storage.get_study_id_from_name(self.study_name)
         if study_id != self._study_id:
             self._written = {}
             for ft in storage.get_all_trials(study_id, deepcopy=False):
@@ -215,7 +206,6 @@ class LiveStudy(Callback):
         self.flush_s = flush_s
         self.experiment = experiment
         self.off = False
-        self.spent_s = 0.0  # seconds this driver spent writing the study
         self._last = 0.0
         self._ready = False
 
@@ -279,4 +269,3 @@ class LiveStudy(Callback):
             self.off = True
             _log(f"note: the live Optuna study in {self.mirror.storage_url} is off ({type(e).__name__}: {e}); "
                  f"the report writes the sweep's study when it ends")
-        self.spent_s += time.monotonic() - now
