@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +90,17 @@ def test_report_renders_in_headless_chromium(which, round_report, failing_report
         opts.add_argument(f)
     opts.binary_location = CHROMIUM
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # Chromium puts its profile and singleton-socket folders under TMPDIR: keep them in tmp_path, not /tmp
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    opts.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=opts)
+    # Chromium puts its profile and singleton-socket folders under TMPDIR: keep them in a folder of this test's own,
+    # with a short path: the socket's path must fit a unix socket address (107 bytes), which a pytest-xdist worker's
+    # tmp_path (…/popen-gw0/test_report_renders_in_headl0/) left no room for ("Chrome instance exited")
+    short = Path(tempfile.mkdtemp(prefix="ups-chromium-"))
+    env = {**os.environ, "TMPDIR": str(short)}
+    opts.add_argument(f"--user-data-dir={short / 'profile'}")
+    try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=opts)
+    except BaseException:
+        shutil.rmtree(short, ignore_errors=True)
+        raise
     try:
         driver.set_window_size(1400, 1000)
         driver.get(page.as_uri())
@@ -121,6 +129,7 @@ def test_report_renders_in_headless_chromium(which, round_report, failing_report
         assert not errors, errors
     finally:
         driver.quit()
+        shutil.rmtree(short, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- partly failed sweep
