@@ -55,7 +55,48 @@ def test_a_resumed_sweep_spends_only_what_was_left_of_its_time_budget(ray_sessio
     second = time.monotonic() - t
     (row,) = [r for _, r in again.rows[again.rows["experiment"] == "budget-resume"].iterrows()]
     # the trial ran 24 × 0.25 s before the Ctrl-C: the resume had the rest of the 12 s (≈ 40 iterations in all),
-    # not 12 s more (≈ 60)
+    # not 12 s more (≈ 60). On a loaded box the first run can spend all 12 s before its Ctrl-C: the resume then
+    # runs nothing and the row says the budget ended the trial at iteration 24 (the test below)
     assert row["stop_reason"].startswith("sweep budget time_budget_s reached at iteration"), row["stop_reason"]
     iterations = int(row["stop_reason"].rsplit(" ", 1)[-1])
     assert iterations < budget / 0.25, (iterations, first, second)  # fewer than a fresh budget's worth
+
+
+def test_a_resume_that_finds_the_budget_spent_records_the_interrupted_trials_as_cut_by_it(tmp_path: Path) -> None:
+    """The Ctrl-C came after the budget was spent but before Tune's stopper acted (a slow box: the test above
+    met it on two pytest workers). The resumed sweep ends at once without running the trial, and its row must
+    not go on saying 'resume=true continues it'. A Ctrl-C of the resume leaves it as it was; a finished trial's
+    row is never touched."""
+    from types import SimpleNamespace
+
+    from ups.config import load_config, to_dict
+    from ups.leaderboard import read_leaderboard, upsert_rows
+    from ups.tune.gates import GateLimits
+    from ups.tune.launcher import reconcile
+    from ups.tune.results import INTERRUPTED, RowContext, trial_row
+    from ups.tune.space import load_space
+
+    base = load_config(["preset=dim8"])
+    space = load_space(Path(__file__).resolve().parents[1] / "search_spaces" / "round_a.yaml", base)
+    ctx = RowContext(round="round_a", experiment="round_a-x", space=space, base=to_dict(base),
+                     reference_point=space.reference_point(base))
+    ref = space.reference_point(base)
+    cut_at_24 = {"training_iteration": 24, "val_nrmse": 0.5}
+    done = {"training_iteration": 30, "val_nrmse": 0.4, "nrmse": 0.4, "final": True, "done": True}
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [trial_row(ctx, "t1", ref, cut_at_24, gate_reason=None, cut=INTERRUPTED),
+                     trial_row(ctx, "t2", ref, done, gate_reason=None)])
+    grid = [SimpleNamespace(path="/x/trial_t1", metrics=cut_at_24, config=ref, checkpoint=None, error=None),
+            SimpleNamespace(path="/x/trial_t2", metrics=done, config=ref, checkpoint=None, error=None)]
+
+    def reasons() -> dict[str, tuple[str, str]]:
+        rows = read_leaderboard(lb)
+        return {r: (s, w) for r, s, w in zip(rows["run_id"], rows["status"], rows["stop_reason"])}
+
+    before = reasons()
+    reconcile(lb, ctx, grid, LeaderboardCallback(lb, ctx, GateLimits()), INTERRUPTED)  # Ctrl-C again: as it was
+    assert reasons() == before and before[ctx.run_id("t1")][1].endswith("resume=true continues it")
+    reconcile(lb, ctx, grid, LeaderboardCallback(lb, ctx, GateLimits()), "time_budget_s")
+    after = reasons()
+    assert after[ctx.run_id("t1")] == ("stopped", "sweep budget time_budget_s reached at iteration 24"), after
+    assert after[ctx.run_id("t2")] == before[ctx.run_id("t2")] == ("completed", "completed")
