@@ -184,7 +184,7 @@ def test_a_resumed_pbt_sweep_gets_its_population_state_back(ray_session, tmp_pat
     space.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
     args = [*common(tmp_path), f"space={space}", "searcher.name=random", "scheduler.name=pbt", "num_samples=2",
             "scheduler.perturbation_interval=2", "stages.autoencoder.epochs=0", "stages.operator.epochs=8",
-            "gates.enabled=false", "write_report=false", "name=pbt-resume"]  # window: iteration 8
+            "gates.enabled=false", "name=pbt-resume"]  # window: iteration 8
     with pytest.raises(SweepInterrupted):
         run_round("pbt-resume", args, trainable=fake(os.getpid()))
     # the trials with reports when the sweep stopped: both, unless the second had not reported yet (a loaded
@@ -245,7 +245,7 @@ def test_a_pbt_population_taking_turns_keeps_every_report_in_result_json(ray_ses
     space.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
     out = run_round("pbt-turns", [*common(tmp_path), f"space={space}", "scheduler.name=pbt", "num_samples=3",
                                   "scheduler.perturbation_interval=2", "stages.autoencoder.epochs=0",
-                                  "stages.operator.epochs=16", "gates.enabled=false", "write_report=false",
+                                  "stages.operator.epochs=16", "gates.enabled=false",
                                   "name=pbt-turns"], trainable=fake)
     rows = out.rows[out.rows["experiment"] == "pbt-turns"]
     assert len(rows) == 3

@@ -49,9 +49,11 @@ def make_trainable(key: str, behaviour: dict, iterations: int = 6, sleep: float 
 
 
 def common(tmp_path: Path) -> list[str]:
+    """The engine's tests look at Tune, the leaderboard and the stoppers: no HTML report (3 s a sweep; the report's
+    own tests render real sweeps' reports, tests/test_report_smoke.py)."""
     return [f"storage_path={tmp_path / 'runs'}", f"leaderboard={tmp_path / 'lb.csv'}",
             f"champion={tmp_path / 'champion.json'}", f"report_dir={tmp_path / 'reports'}", "verbose=0",
-            "wandb.enabled=false", "baselines=false", "promotion.top_k=0"]
+            "wandb.enabled=false", "baselines=false", "promotion.top_k=0", "write_report=false"]
 
 
 def test_gate_stopper_stops_nan_and_conservation_breakers(ray_session, tmp_path: Path) -> None:
