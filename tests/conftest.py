@@ -4,8 +4,8 @@
 Ray cluster (the ``ray_session`` fixture, directly or through another fixture) is put in one xdist group, so one
 worker runs them all, one after another, on the one ``ray.init(num_cpus=2)`` of the run; the other worker runs the
 tests that need no Ray cluster of the session's (model, data, metrics, reports from files, and the tests whose
-drivers start a Ray instance of their own), a module at a time, beside it.  ``pytest`` without ``-n`` runs everything in one process,
-as before.
+drivers start a Ray instance of their own), a module at a time, beside it.  ``pytest`` without ``-n`` runs
+everything in one process, as before.
 """
 import os
 
@@ -33,5 +33,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     The others are grouped by module, so a module-scoped fixture (a trained model to export, the calibration
     data) is built once, not once per worker."""
     for item in items:
-        ray = "ray_session" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group(RAY_GROUP if ray else item.nodeid.split("::", 1)[0]))
+        on_ray = "ray_session" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group(RAY_GROUP if on_ray else item.nodeid.split("::", 1)[0]))

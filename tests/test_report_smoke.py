@@ -76,11 +76,19 @@ def test_experiment_reader_matches_tune(report_sweep) -> None:
     assert all(t.status == "TERMINATED" for t in exp.trials)
 
 
+@pytest.fixture
+def short_tmp():
+    """A temp folder of the test's own with a short path (``tmp_path`` under pytest-xdist is too long, below)."""
+    folder = Path(tempfile.mkdtemp(prefix="ups-chromium-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                     reason="headless Chromium/chromedriver not installed (apt-get install chromium chromium-driver; "
                            "test.sh does this when run as root)")
 @pytest.mark.parametrize("which", ["smoke", "failing"])
-def test_report_renders_in_headless_chromium(which, round_report, failing_report, tmp_path) -> None:
+def test_report_renders_in_headless_chromium(which, round_report, failing_report, short_tmp, tmp_path) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -93,14 +101,9 @@ def test_report_renders_in_headless_chromium(which, round_report, failing_report
     # Chromium puts its profile and singleton-socket folders under TMPDIR: keep them in a folder of this test's own,
     # with a short path: the socket's path must fit a unix socket address (107 bytes), which a pytest-xdist worker's
     # tmp_path (…/popen-gw0/test_report_renders_in_headl0/) left no room for ("Chrome instance exited")
-    short = Path(tempfile.mkdtemp(prefix="ups-chromium-"))
-    env = {**os.environ, "TMPDIR": str(short)}
-    opts.add_argument(f"--user-data-dir={short / 'profile'}")
-    try:
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=opts)
-    except BaseException:
-        shutil.rmtree(short, ignore_errors=True)
-        raise
+    env = {**os.environ, "TMPDIR": str(short_tmp)}
+    opts.add_argument(f"--user-data-dir={short_tmp / 'profile'}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=opts)
     try:
         driver.set_window_size(1400, 1000)
         driver.get(page.as_uri())
@@ -129,7 +132,6 @@ def test_report_renders_in_headless_chromium(which, round_report, failing_report
         assert not errors, errors
     finally:
         driver.quit()
-        shutil.rmtree(short, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- partly failed sweep

@@ -1128,17 +1128,16 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
     lb = read_leaderboard(path)
     have = dict(zip(lb["run_id"].astype(str), lb["checkpoint"]))
     status = dict(zip(lb["run_id"].astype(str), lb["status"].astype(str)))
-    budget_cut = (cut or cb.cut_at_step) not in (None, INTERRUPTED)
+    why = cut or cb.cut_at_step
     rows, moved = [], {}
     for r in grid:
         metrics = r.metrics or {}
         tid = result_trial_id(r)
-        short = bool(tid) and cb.cut_short(tid, metrics)
-        if tid and budget_cut and status.get(ctx.run_id(tid)) == INTERRUPTED and r.error is None \
-                and not metrics.get("final"):
-            # an earlier driver's Ctrl-C left it "interrupted; resume=true continues it", and this resume found
-            # the sweep's budget already spent (that driver's clock is restored): the budget ended it, unrun here
-            short = True
+        # or an earlier driver's Ctrl-C left it "interrupted; resume=true continues it", and this resume found the
+        # sweep's budget already spent (that driver's clock is restored): the budget ended it, unrun here
+        short = bool(tid) and (cb.cut_short(tid, metrics) or (
+            why not in (None, INTERRUPTED) and status.get(ctx.run_id(tid)) == INTERRUPTED and r.error is None
+            and not metrics.get("final")))
         ckpt = r.checkpoint.path if r.checkpoint is not None else None
         if tid and ckpt and ctx.run_id(tid) in have and str(have[ctx.run_id(tid)]) != ckpt:
             moved[ctx.run_id(tid)] = ckpt  # the sweep's folder moved (storage_path= of a resume): where it is now
@@ -1146,7 +1145,7 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
             continue
         rows.append(trial_row(ctx, tid, r.config or {}, metrics, gate_reason=cb.tracker.reasons.get(tid),
                               errored=r.error is not None, checkpoint=ckpt,
-                              cut=(cut or cb.cut_at_step) if short else None, pbt_schedule=cb.pbt_schedule(tid),
+                              cut=why if short else None, pbt_schedule=cb.pbt_schedule(tid),
                               compute_s=cb.trial_s.get(tid), gpu_s=cb.trial_gpu_s.get(tid)))
     if moved:
         set_values(path, "checkpoint", moved)
