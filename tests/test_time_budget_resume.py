@@ -16,7 +16,7 @@ from tests.fake_trials import checkpointed
 from tests.test_sweep_engine import common
 
 
-def slow(driver_pid: int | None, interrupt_at: int = 24, step_s: float = 0.25, iterations: int = 400):
+def slow(driver_pid: int | None, interrupt_at: int = 60, step_s: float = 0.25, iterations: int = 400):
     """One long trial (``iterations`` × ``step_s``), checkpointed each iteration; a first run sends the driver
     a Ctrl-C at ``interrupt_at``."""
     return checkpointed(lambda it: {"stage": "operator", "epoch": it, "train_loss": 1.0, "val_nrmse": 0.5},
@@ -43,7 +43,7 @@ def test_the_leaderboard_clock_is_saved_and_goes_on_after_a_resume() -> None:
 def test_a_resumed_sweep_spends_only_what_was_left_of_its_time_budget(ray_session, tmp_path: Path) -> None:
     space = tmp_path / "s.yaml"
     space.write_text("params:\n  training.lambda_spectral: {dist: grid, values: [0.0]}\n")
-    budget = 12.0
+    budget = 30.0
     args = [*common(tmp_path), f"space={space}", "searcher.name=grid", "scheduler.name=fifo", "num_samples=1",
             "gates.enabled=false", f"time_budget_s={budget}", "name=budget-resume"]
     t = time.monotonic()
@@ -54,9 +54,12 @@ def test_a_resumed_sweep_spends_only_what_was_left_of_its_time_budget(ray_sessio
     again = run_round("budget-resume", [*args, "resume=true"], trainable=slow(None))
     second = time.monotonic() - t
     (row,) = [r for _, r in again.rows[again.rows["experiment"] == "budget-resume"].iterrows()]
-    # the trial ran 24 × 0.25 s before the Ctrl-C: the resume had the rest of the 12 s (≈ 40 iterations in all),
-    # not 12 s more (≈ 60). On a loaded box the first run can spend all 12 s before its Ctrl-C: the resume then
-    # runs nothing and the row says the budget ended the trial at iteration 24 (the test below)
+    # The trial ran 60 × 0.25 s = 15 s before the Ctrl-C, plus its actor's start (s1), so the resume had at most
+    # 30 − 15 − s1 s left: fewer than 60 + 15 / 0.25 = 120 iterations in all, whatever the box's load. A resume
+    # given a fresh 30 s would reach about 60 + (30 − s2) / 0.25 (s2: the restored actor's start), above the bound
+    # while s2 < 15 s. Half the budget goes before the Ctrl-C so that a loaded box (two pytest workers) still
+    # interrupts before the budget ends; if it does not (s1 > 15 s), the resume runs nothing and the row says the
+    # budget ended the trial at iteration 60 (the test below)
     assert row["stop_reason"].startswith("sweep budget time_budget_s reached at iteration"), row["stop_reason"]
     iterations = int(row["stop_reason"].rsplit(" ", 1)[-1])
     assert iterations < budget / 0.25, (iterations, first, second)  # fewer than a fresh budget's worth
