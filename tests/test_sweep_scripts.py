@@ -88,7 +88,7 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     from tests.test_wandb_logging import runs, table
 
     (wb,) = [r for rid, r in runs(work / "runs" / "wandb").items() if rid == exp]  # one offline run per sweep
-    assert wb["group"] == "sota-sweep-round-a"
+    assert wb["group"] == "sota-sweep-round-a" and wb["folder"].parent == work / "runs" / "wandb"  # no wandb/wandb/
     assert {r["trial_id"]: r["status"] for r in table(wb)} == dict(zip(rows["trial_id"].astype(str), rows["status"]))
     scratch = scratch_root(exp)  # trainer scratch is removed as each trial ends
     assert not scratch.exists() or not any(scratch.iterdir()), sorted(p.name for p in scratch.iterdir())

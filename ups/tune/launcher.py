@@ -960,8 +960,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             callbacks.append(WandbRoundLogger(project=s.wandb.project, group=s.wandb.group or default_group(s.round),
                                               name=name, mode=mode,
                                               directory=resolve_path(s.wandb.dir) if s.wandb.dir else None,
-                                              default_directory=Path(p.storage_path) / "wandb"
-                                              if p.filesystem is None else resolve_path("wandb"),
+                                              # W&B writes its run folders in <dir>/wandb/
+                                              default_directory=Path(p.storage_path)
+                                              if p.filesystem is None else Path.cwd(),
                                               config={"round": s.round, "profile": s.profile,
                                                       "num_samples": s.num_samples},
                                               resume=s.resume, init_timeout_s=s.wandb.init_timeout_s,

@@ -122,7 +122,7 @@ class WandbCfg:
     project: str = "universal-simulator"
     group: str = ""  # default: sota-sweep-<round with dashes> (sota-sweep-round-a); aggressive: sota-aggressive (playbook)
     mode: str = "auto"  # auto (WANDB_MODE if set, else online iff WANDB_API_KEY is set) | offline | online | disabled
-    dir: str = ""  # default: $WANDB_DIR if set, else <storage_path>/wandb (local storage) or ./wandb
+    dir: str = ""  # W&B's dir (run folders in <dir>/wandb/); default: $WANDB_DIR, else <storage_path> (local) or .
     init_timeout_s: float = 20.0  # online wandb.init gives up after this long and logs offline instead
 
 
@@ -466,7 +466,7 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
      "(aws s3 cp) and pass its path"),
     ("report_dir", is_local_path, f"is a URI: the HTML report is written {_PUBLISHED}", "report_dir=reports (the default)"),
     ("wandb.dir", is_local_path, "is a URI: W&B writes a local folder (an S3 sweep publishes an offline run's folder "
-     "next to its Tune state)", "leave wandb.dir empty (<storage_path>/wandb, or ./wandb with S3 storage)"),
+     "next to its Tune state)", "leave wandb.dir empty (run folders in <storage_path>/wandb/, or ./wandb/ with S3 storage)"),
     ("space", is_local_path, "is a URI: a search space is read from a local YAML file",
      "space=search_spaces/<name>.yaml, or a local copy of the file"),
     # one folder under storage_path, and the prefix of every run_id: name=../x wrote the sweep outside it
