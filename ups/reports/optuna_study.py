@@ -298,11 +298,16 @@ def _fit(dist: Any, value: Any) -> Any:
     return None
 
 
+def objective_column(history: pd.DataFrame) -> str:
+    """The column a trial's objective is read from: the engine's ``OBJECTIVE``, else a plain Tune run's."""
+    return OBJECTIVE if OBJECTIVE in history else PLAIN_OBJECTIVE
+
+
 def _reports(history: pd.DataFrame) -> tuple[dict[int, float], float | None]:
     """({training_iteration: objective} of the finite reports, the last report's objective, NaN when not finite)."""
     if history.empty or "training_iteration" not in history:
         return {}, None
-    col = OBJECTIVE if OBJECTIVE in history else PLAIN_OBJECTIVE
+    col = objective_column(history)
     if col not in history:
         return {}, None
     values = pd.to_numeric(history[col], errors="coerce")

@@ -40,7 +40,7 @@ from ray.tune import Callback
 
 from ups.reports.experiment import load_experiment
 from ups.reports.optuna_study import (OBJECTIVE, PLAIN_OBJECTIVE, UNFINISHED, _distribution, _quiet_optuna, _truthy,
-                                      end_state, export_study, fit_params, new_study, sqlite_url)
+                                      end_state, export_study, fit_params, new_study, objective_column, sqlite_url)
 from ups.tune.space import SearchSpace
 from ups.tune.stop_signals import log as _log
 
@@ -231,7 +231,7 @@ class LiveStudy(Callback):
         for tr in results.trials:
             if tr.status in UNFINISHED and tr.status != "PENDING":
                 self.mirror.start(tr.trial_id, tr.config)
-                col = OBJECTIVE if OBJECTIVE in tr.history else PLAIN_OBJECTIVE  # the export's column
+                col = objective_column(tr.history)  # the export's column
                 for row in tr.history.to_dict("records"):
                     self.mirror.report(tr.trial_id, {"training_iteration": row.get("training_iteration"),
                                                      col: row.get(col), "final": row.get("final")})
