@@ -156,6 +156,53 @@ def test_a_resumed_sweeps_study_is_rebuilt_from_its_folder_first(failing_sweep, 
     assert not cb.off
 
 
+def test_warm_start_trials_are_in_the_study_from_the_first_write_and_only_once(tmp_path) -> None:
+    """``searcher.warm_start``: the earlier sweep's trials TPE is told are COMPLETE in the view from the start, as
+    the export writes them from TPE's study (user attr ``warm_start``); a point outside the space is left out, a
+    later flush or a new driver (a study that already holds them: a resumed sweep's rebuilt one) adds none."""
+    db = tmp_path / STUDY_FILE
+    warm = [({"lr": 1e-3, "batch": 8}, 0.3), ({"lr": 2e-3, "batch": 16, "unsearched": 1}, 0.2),
+            ({"lr": 1.0, "batch": 8}, 0.1)]
+
+    def warm_view() -> list[tuple]:
+        return sorted((t.state.name, t.value, t.params) for t in _study(db, "sweep").trials
+                      if t.user_attrs.get("warm_start") is True)
+
+    cb = LiveStudy(StudyMirror(db, "sweep", DISTS, warm=warm))
+    cb.setup()  # before any trial starts
+    told = [("COMPLETE", 0.2, {"lr": 2e-3, "batch": 16}), ("COMPLETE", 0.3, {"lr": 1e-3, "batch": 8})]
+    assert warm_view() == told and len(_study(db, "sweep").trials) == 2
+    trial = types.SimpleNamespace(trial_id="t1", config={"lr": 3e-3, "batch": 8})
+    cb.on_trial_start(0, [], trial)
+    cb.on_trial_result(0, [], trial, {"training_iteration": 1, "val_objective": 0.4, "final": True})
+    cb.on_trial_complete(0, [], trial)
+    again = StudyMirror(db, "sweep", DISTS, warm=warm)  # a new driver finds them in the file
+    again.start("t2", {"lr": 4e-3, "batch": 8})
+    again.flush()
+    assert warm_view() == told and len(_study(db, "sweep").trials) == 4
+
+
+def test_an_ended_trial_carries_its_leaderboard_row_as_user_attrs(tmp_path) -> None:
+    """As the export writes them (``ROW_ATTRS`` with a value), from the row the leaderboard callback wrote when
+    Tune told it of the end (it comes first in Tune's list); a trial without a row gets none."""
+    db = tmp_path / STUDY_FILE
+    rows = {"ok": {"run_id": "sweep-ok", "status": "completed", "stop_reason": "completed", "val_nrmse": 0.25,
+                   "gate_pass": None, "params": 1234, "not_an_attr": 1},
+            "bad": {"run_id": "sweep-bad", "status": "error", "stop_reason": "error: boom", "val_nrmse": math.nan}}
+    cb = LiveStudy(StudyMirror(db, "sweep", DISTS), rows=rows.get)
+    for tid in ("ok", "bad", "norow"):
+        trial = types.SimpleNamespace(trial_id=tid, config={"lr": 1e-3, "batch": 8})
+        cb.on_trial_start(0, [], trial)
+        cb.on_trial_result(0, [], trial, {"training_iteration": 1, "val_objective": 0.25, "final": True})
+        (cb.on_trial_error if tid == "bad" else cb.on_trial_complete)(0, [], trial)
+    attrs = {t.user_attrs["tune_trial_id"]: t.user_attrs for t in _study(db, "sweep").trials}
+    assert attrs == {"ok": {"tune_trial_id": "ok", "run_id": "sweep-ok", "status": "completed",
+                            "stop_reason": "completed", "val_nrmse": 0.25, "params": 1234},
+                     "bad": {"tune_trial_id": "bad", "run_id": "sweep-bad", "status": "error",
+                             "stop_reason": "error: boom"},
+                     "norow": {"tune_trial_id": "norow"}}, attrs
+
+
 def test_a_broken_file_turns_the_view_off_not_the_sweep(tmp_path, capsys) -> None:
     db = tmp_path / STUDY_FILE
     db.write_bytes(b"not a database " * 100)

@@ -967,7 +967,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                                       "num_samples": s.num_samples},
                                               resume=s.resume, init_timeout_s=s.wandb.init_timeout_s,
                                               leaderboard=lb_cb))
-        if live := live_study(p, name, exp_path):
+        if live := live_study(p, name, exp_path, warm, lb_cb):
             callbacks.append(live)
         tr = make_trainable(p, data, trainable)
         rungs = (f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base, p.space)[2]}"
@@ -1072,10 +1072,13 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     return outcome
 
 
-def live_study(p: Prepared, name: str, exp_path: str) -> Any:
+def live_study(p: Prepared, name: str, exp_path: str, warm: list[tuple[dict[str, Any], float]] | None = None,
+               leaderboard: LeaderboardCallback | None = None) -> Any:
     """The callback that keeps the sweep's study in the round's report file up to date while it runs
     (``ups.tune.live_study``), or None: ``live_study=false``, ``write_report=false`` (no report file), PBT (no
-    study).  A resumed sweep's study is first rebuilt from its experiment folder."""
+    study).  A resumed sweep's study is first rebuilt from its experiment folder.  ``warm``: the trials TPE is
+    told first (``searcher.warm_start``), shown from the start; ``leaderboard``: the sweep's callback, whose rows
+    give each ended trial its user attrs."""
     s = p.scfg
     if not (s.live_study and s.write_report) or s.scheduler.name == "pbt":
         return None
@@ -1084,8 +1087,9 @@ def live_study(p: Prepared, name: str, exp_path: str) -> Any:
 
     mirror = StudyMirror.for_space(resolve_path(s.report_dir) / s.round / STUDY_FILE, name, p.space,
                                    stopped=s.searcher.stopped,
-                                   attrs={"experiment": exp_path, "searcher": s.searcher.name})
-    return LiveStudy(mirror, experiment=exp_path if s.resume else None)
+                                   attrs={"experiment": exp_path, "searcher": s.searcher.name}, warm=warm or ())
+    return LiveStudy(mirror, experiment=exp_path if s.resume else None,
+                     rows=leaderboard.rows.get if leaderboard is not None else None)
 
 
 def loop_cut(cb: LeaderboardCallback) -> str | None:

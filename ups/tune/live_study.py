@@ -10,9 +10,13 @@ experiment's) up to date while the sweep runs::
   space (the Tune config's keys, as the export writes them);
 - each report's ``val_objective`` (``val_nrmse`` where a report has none) is an intermediate value at its
   ``training_iteration``;
+- the trials an earlier sweep lent through ``searcher.warm_start`` are COMPLETE from the first write, with their
+  final ``val_nrmse`` and user attr ``warm_start``, as the export writes them from TPE's study;
 - a trial that ends is written by the export's rules: FAIL for an error or a non-finite last figure; PRUNED
   with its last figure under ``searcher.stopped=pruned`` when it ended before its final report (ASHA, a gate);
   COMPLETE with its last figure otherwise.  A trial whose values fall outside the space is left out, as there.
+  Its leaderboard row's columns are its user attrs, as there (``gate_pass`` and ``promotion`` come with the
+  export: promotion decides them after the sweep).
 
 Writes are batched (``StudyMirror.flush``): every ``flush_s`` seconds of Tune's loop and whenever a trial ends,
 under the export's lock, on a connection opened for that write (the file the path names now, even one moved over
@@ -23,7 +27,7 @@ resumed sweep first rebuilds the study from its experiment folder (the export, p
 with the reports they made before the stop), then goes on live.
 
 The study is a view, not the record: when the sweep ends the report's export replaces it (for a TPE sweep with
-TPE's own study, warm-start trials included, and the leaderboard's columns as user attrs).  A failed write (a
+TPE's own study).  A failed write (a
 locked or broken file) is printed once and turns the view off, never the sweep.  PBT sweeps get none (the export
 writes none: a trial's score comes from a schedule of values).
 """
@@ -34,13 +38,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ray.tune import Callback
 
 from ups.reports.experiment import load_experiment
-from ups.reports.optuna_study import (OBJECTIVE, PLAIN_OBJECTIVE, UNFINISHED, _distribution, _quiet_optuna, _truthy,
-                                      end_state, export_study, fit_params, new_study, objective_column, sqlite_url)
+from ups.reports.optuna_study import (OBJECTIVE, PLAIN_OBJECTIVE, UNFINISHED, _distribution, _quiet_optuna, _row_attrs,
+                                      _truthy, end_state, export_study, fit_params, new_study, objective_column,
+                                      sqlite_url)
 from ups.tune.space import SearchSpace
 from ups.tune.stop_signals import log as _log
 
@@ -54,6 +59,7 @@ class _Trial:
     steps: dict[int, float] = field(default_factory=dict)  # training_iteration → objective (finite reports)
     last: float | None = None  # the last report's objective, NaN when not finite
     final: bool = False  # the last report was the trial's final evaluation
+    attrs: dict[str, Any] = field(default_factory=dict)  # its leaderboard row's columns, once it ended
     state: str | None = None  # None while it runs; COMPLETE | PRUNED | FAIL once it ended
     value: float | None = None
 
@@ -70,13 +76,17 @@ class StudyMirror:
     without a cluster)."""
 
     def __init__(self, path: Path, study_name: str, distributions: Mapping[str, Any], *, stopped: str = "complete",
-                 attrs: Mapping[str, str] | None = None):
+                 attrs: Mapping[str, str] | None = None, warm: Sequence[tuple[Mapping[str, Any], float]] = ()):
+        """``warm``: (Tune config, value) of the trials TPE is told before its first suggestion
+        (``ups.tune.warm_start``); written once, the first time the study in the file holds none."""
         self.path = Path(path)
         self.study_name = study_name
         self.distributions = dict(distributions)
         self.stopped = stopped
         self.attrs = {"built_from": BUILT_FROM, **(attrs or {})}
         self.trials: dict[str, _Trial] = {}  # Tune trial id → what the driver saw
+        self.warm = [(params, float(v)) for c, v in warm if (params := fit_params(self.distributions, c)) is not None]
+        self._warm_written = False  # the study in the file holds warm-start trials
         self._study_id: int | None = None
         self._seen: tuple[int, ...] | None = None  # the file as this mirror's last write left it (_stamp)
         self._written: dict[str, _Written] = {}  # Tune trial id → what the file holds (for study _study_id)
@@ -115,11 +125,13 @@ class StudyMirror:
             t.steps[step] = v
             self._dirty = True
 
-    def end(self, trial_id: str, *, error: bool = False) -> None:
-        """The trial ended: errored, or stopped (finished, ASHA, a gate)."""
+    def end(self, trial_id: str, *, error: bool = False, attrs: Mapping[str, Any] | None = None) -> None:
+        """The trial ended: errored, or stopped (finished, ASHA, a gate); ``attrs``: its leaderboard row's
+        columns (``_row_attrs``)."""
         t = self.trials.get(trial_id)
         if t is None or t.state is not None:
             return
+        t.attrs = dict(attrs or {})
         t.state, t.value = end_state(error, t.last, t.final, self.stopped, t.steps)  # the export's rules
         self._dirty = True
 
@@ -141,6 +153,13 @@ class StudyMirror:
                                                  skip_table_creation=checked)
             try:
                 study_id = self._study(storage)
+                if self.warm and not self._warm_written:
+                    for params, value in self.warm:
+                        storage.create_new_trial(study_id, template_trial=optuna.trial.create_trial(
+                            state=TrialState.COMPLETE, value=value, params=params,
+                            distributions={k: self.distributions[k] for k in params},
+                            user_attrs={"warm_start": True}))
+                    self._warm_written = True
                 for tid, t in self.trials.items():
                     if t.params is None:
                         continue
@@ -158,6 +177,8 @@ class StudyMirror:
                             storage.set_trial_intermediate_value(w.trial_id, step, t.steps[step])
                             w.steps.add(step)
                     if t.state is not None and not w.finished:
+                        for k, v in t.attrs.items():
+                            storage.set_trial_user_attr(w.trial_id, k, v)
                         storage.set_trial_state_values(w.trial_id, TrialState[t.state],
                                                        None if t.value is None else [t.value])
                         w.finished = True
@@ -178,7 +199,9 @@ class StudyMirror:
             study_id = storage.get_study_id_from_name(self.study_name)
         if study_id != self._study_id:
             self._written = {}
+            self._warm_written = False
             for ft in storage.get_all_trials(study_id, deepcopy=False):
+                self._warm_written |= bool(ft.user_attrs.get("warm_start"))
                 tid = ft.user_attrs.get("tune_trial_id")
                 if tid:
                     self._written[str(tid)] = _Written(ft._trial_id, set(ft.intermediate_values),
@@ -201,8 +224,12 @@ class LiveStudy(Callback):
     Tune's loop and whenever a trial ends.  ``experiment``: the experiment folder to rebuild the study from
     first, on a resumed sweep (``export_study``)."""
 
-    def __init__(self, mirror: StudyMirror, *, flush_s: float = 5.0, experiment: str | None = None):
+    def __init__(self, mirror: StudyMirror, *, flush_s: float = 5.0, experiment: str | None = None,
+                 rows: Callable[[str], Mapping[str, Any] | None] | None = None):
+        """``rows``: a trial id's leaderboard row once it ended (``LeaderboardCallback.rows.get``: that callback
+        comes first in Tune's list, so it has written the row when this one hears of the end)."""
         self.mirror = mirror
+        self.rows = rows
         self.flush_s = flush_s
         self.experiment = experiment
         self.off = False
@@ -244,13 +271,16 @@ class LiveStudy(Callback):
         self.mirror.report(trial.trial_id, result, trial.config)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.mirror.end(trial.trial_id)
+        self.mirror.end(trial.trial_id, attrs=self._row_attrs(trial.trial_id))
         self._flush(force=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.mirror.start(trial.trial_id, trial.config)  # one that failed before its first report
-        self.mirror.end(trial.trial_id, error=True)
+        self.mirror.end(trial.trial_id, error=True, attrs=self._row_attrs(trial.trial_id))
         self._flush(force=True)
+
+    def _row_attrs(self, trial_id: str) -> dict[str, Any]:
+        return _row_attrs(self.rows(trial_id)) if self.rows else {}
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._flush(force=False)

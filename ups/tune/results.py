@@ -170,6 +170,7 @@ class LeaderboardCallback(Callback):
         self.tracker = GateTracker(limits)
         self.gates_enabled = gates_enabled  # off: no trial is stopped by a gate, so none is labelled so
         self.written: set[str] = set()
+        self.rows: dict[str, dict[str, Any]] = {}  # trial id → the row this driver wrote (the live study's attrs)
         self.open: set[str] = set()  # trials not yet TERMINATED/ERROR at the end of the last controller step
         self.seen: set[str] = set()  # trials that reported to this driver
         self.spent_s = 0.0  # Σ time_this_iter_s this driver saw (the compute budget's measure)
@@ -261,7 +262,8 @@ class LeaderboardCallback(Callback):
 
     def _write(self, trial: Any, errored: bool) -> None:
         final = (trial.last_result or {}).get("final")
-        upsert_rows(self.path, [self._row(trial, errored, None if final else self.budget_hit())])
+        row = self.rows[trial.trial_id] = self._row(trial, errored, None if final else self.budget_hit())
+        upsert_rows(self.path, [row])
         self.written.add(trial.trial_id)
 
     def cut_short(self, trial_id: str, result: Mapping[str, Any]) -> bool:
