@@ -49,8 +49,14 @@ def test_store_is_first_writer_wins_and_lookup_needs_a_complete_entry(tmp_path: 
 def test_remove_scratch_reaches_every_node(ray_session) -> None:
     from ups.tune.scratch import remove_scratch, scratch_root
 
-    entry = scratch_root("scratch-test") / "_stage_cache" / "k"
-    entry.mkdir(parents=True, exist_ok=True)
-    (entry / "reports.json").write_text("[]")
-    remove_scratch("scratch-test", here=False)  # only the tasks pinned to the cluster's nodes (here: one)
-    assert not scratch_root("scratch-test").exists()
+    # two sweeps of one name (the same second) under two storage paths: two folders, and removing one leaves the other
+    mine, other = scratch_root("scratch-test", "/data/a"), scratch_root("scratch-test", "s3-bucket/b")
+    assert mine != other and mine.parent == other.parent and mine.name.startswith("scratch-test-")
+    for root in (mine, other):
+        entry = root / "_stage_cache" / "k"
+        entry.mkdir(parents=True, exist_ok=True)
+        (entry / "reports.json").write_text("[]")
+    remove_scratch("scratch-test", "/data/a", here=False)  # only the tasks pinned to the cluster's nodes (here: one)
+    assert not mine.exists() and (other / "_stage_cache" / "k" / "reports.json").exists()
+    remove_scratch("scratch-test", "s3-bucket/b")
+    assert not other.exists()

@@ -90,7 +90,7 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     (wb,) = [r for rid, r in runs(work / "runs" / "wandb").items() if rid == exp]  # one offline run per sweep
     assert wb["group"] == "sota-sweep-round-a" and wb["folder"].parent == work / "runs" / "wandb"  # no wandb/wandb/
     assert {r["trial_id"]: r["status"] for r in table(wb)} == dict(zip(rows["trial_id"].astype(str), rows["status"]))
-    scratch = scratch_root(exp)  # trainer scratch is removed as each trial ends
+    scratch = scratch_root(exp, str(work / "runs"))  # trainer scratch is removed as each trial ends
     assert not scratch.exists() or not any(scratch.iterdir()), sorted(p.name for p in scratch.iterdir())
 
 
@@ -406,7 +406,7 @@ def test_stage_cache_reuses_the_autoencoder_bit_for_bit(ray_session, tiny_data, 
                                       "stages.autoencoder.epochs=2", f"stage_cache={flag}", f"name={name}",
                                       f"leaderboard={tmp_path / 'lb.csv'}")) == 0
         runs[flag] = load_experiment(work / "runs" / name)
-        assert not scratch_root(name).exists()  # the cache goes with the experiment's scratch
+        assert not scratch_root(name, str(work / "runs")).exists()  # the cache goes with the experiment's scratch
     keep = ["training_iteration", "stage", "epoch", "val_nrmse", "train_loss"]
 
     def curves(exp) -> dict[str, object]:  # sampled config → its curve
@@ -457,8 +457,9 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(ray_session, tiny_data,
     assert len(rows) == 2 and rows["run_id"].is_unique and rows["trial_id"].is_unique
     assert set(rows["status"]) <= TERMINAL
     assert set(before["run_id"]) <= set(rows["run_id"])
-    scratch = scratch_root(exp)  # the killed trial's scratch too
+    scratch = scratch_root(exp, str(tmp_path / "runs"))  # the killed trial's scratch too
     assert not scratch.exists(), sorted(p.name for p in scratch.iterdir())
+    assert not scratch_root(exp).exists()  # the trials wrote where the driver removes (the sweep's storage path)
 
 
 @pytest.mark.parametrize("name", ["round_a", "round_b", "round_c", "round_d", "aggressive", "dims"])

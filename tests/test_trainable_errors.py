@@ -54,7 +54,7 @@ def test_a_train_fn_without_val_ttc_runs_in_a_sweep_searching_ttc_keys(tmp_path:
                                 get_trial_resources=lambda: types.SimpleNamespace(required_resources={}))
     monkeypatch.setattr(trainable, "tune", types.SimpleNamespace(get_context=lambda: ctx, get_checkpoint=lambda: None,
                                                                 report=lambda *a, **k: None))
-    monkeypatch.setattr(trainable, "scratch_root", lambda name: tmp_path / "scratch" / name)
+    monkeypatch.setattr(trainable, "scratch_root", lambda name, storage="": tmp_path / "scratch" / name)
     calls = []
 
     def old_train(cfg, *, report, run_dir, resume_from=None, data=None):

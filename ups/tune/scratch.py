@@ -7,22 +7,28 @@ of imports, paid at the end of every sweep (and of every promotion retrain).
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from pathlib import Path
 
 
-def scratch_root(experiment: str) -> Path:
-    """This node's scratch folder for an experiment's trials (trainer checkpoints, latent caches)."""
-    return Path(tempfile.gettempdir()) / "ups-trials" / experiment
+def scratch_root(experiment: str, storage: str = "") -> Path:
+    """This node's scratch folder for an experiment's trials (trainer checkpoints, latent caches).  ``storage``:
+    the sweep's ``storage_path``, hashed into the name: experiment names are ``<round>-<timestamp>`` to the
+    second, so two sweeps of a round started in the same second under two storage paths (two users of one node,
+    two pytest workers) had one folder, and the first to end removed the other's scratch under its running
+    trials."""
+    tag = f"-{hashlib.sha1(storage.encode()).hexdigest()[:8]}" if storage else ""
+    return Path(tempfile.gettempdir()) / "ups-trials" / f"{experiment}{tag}"
 
 
-def remove_scratch(experiment: str, timeout_s: float = 60.0, here: bool = True) -> None:
-    """Remove an experiment's scratch on this node (``here``) and, through a zero-CPU task pinned to each, on
-    every live node of the Ray cluster (the autoencoder stage cache and whatever a killed trial left there),
-    once all its trials have ended."""
+def remove_scratch(experiment: str, storage: str = "", timeout_s: float = 60.0, here: bool = True) -> None:
+    """Remove an experiment's scratch (``scratch_root(experiment, storage)``) on this node (``here``) and,
+    through a zero-CPU task pinned to each, on every live node of the Ray cluster (the autoencoder stage cache
+    and whatever a killed trial left there), once all its trials have ended."""
     if here:
-        shutil.rmtree(scratch_root(experiment), ignore_errors=True)
+        shutil.rmtree(scratch_root(experiment, storage), ignore_errors=True)
     import ray
 
     if not ray.is_initialized():
@@ -30,7 +36,7 @@ def remove_scratch(experiment: str, timeout_s: float = 60.0, here: bool = True) 
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     rm = ray.remote(num_cpus=0, max_retries=0)(_remove_local_scratch)
-    refs = [rm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(experiment)
+    refs = [rm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(experiment, storage)
             for n in ray.nodes() if n.get("Alive")]
     try:
         ray.get(refs, timeout=timeout_s)
@@ -38,7 +44,7 @@ def remove_scratch(experiment: str, timeout_s: float = 60.0, here: bool = True) 
         pass  # a node that went away took its scratch with it; a hung one keeps a few MB of /tmp
 
 
-def _remove_local_scratch(experiment: str) -> bool:
-    path = scratch_root(experiment)
+def _remove_local_scratch(experiment: str, storage: str = "") -> bool:
+    path = scratch_root(experiment, storage)
     shutil.rmtree(path, ignore_errors=True)
     return not path.exists()

@@ -11,7 +11,7 @@ The key is everything the autoencoder stage can depend on: the whole trial confi
 stages' optimisation settings (``stages.operator|diff_residual|consistency_distill``), ``ttc``,
 ``eval`` and ``run``, plus the data's content hash.  Anything else that differs (model shape, data,
 seed, autoencoder settings, training.*) is a different key.  Stages with a wall-clock budget are never
-cached (where they stop depends on the clock).  Entries live in ``$TMPDIR/ups-trials/<experiment>/
+cached (where they stop depends on the clock).  Entries live in ``$TMPDIR/ups-trials/<experiment>-<storage hash>/
 _stage_cache`` and go with the experiment's scratch when the sweep ends.
 """
 from __future__ import annotations

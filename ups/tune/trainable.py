@@ -120,11 +120,13 @@ def _takes(fn: Callable[..., Any], name: str) -> bool:
 
 
 def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpace, label: str = "",
-              data: Any = None, train_fn: Callable[..., Any] | None = None, stage_cache: bool = False) -> None:
+              data: Any = None, train_fn: Callable[..., Any] | None = None, stage_cache: bool = False,
+              storage: str = "") -> None:
     """Function trainable (Ray 2.60 API: ``tune.report`` / ``tune.get_checkpoint``).
 
     ``stage_cache``: reuse the autoencoder stage of an earlier trial of this sweep on this node when its
-    key matches (``ups.tune.stage_cache``)."""
+    key matches (``ups.tune.stage_cache``).  ``storage``: the sweep's ``storage_path``, which names its
+    scratch folder with the experiment (``ups.tune.scratch.scratch_root``)."""
     from ups.train.trainer import TrainingDiverged
 
     if train_fn is None:
@@ -137,7 +139,7 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
     # Scratch for the trainer's own checkpoints / latent cache, outside the trial dir: the trial dir is
     # uploaded to storage_path (S3), which would duplicate them and race their rotation. Tune's
     # checkpoints (tune.report) carry everything a retried or resumed trial needs.
-    scratch = scratch_root(ctx.get_experiment_name())
+    scratch = scratch_root(ctx.get_experiment_name(), storage)
     run_dir = scratch / ctx.get_trial_id()
     run_dir.mkdir(parents=True, exist_ok=True)
 
