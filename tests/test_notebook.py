@@ -20,7 +20,7 @@ def _outputs(nb, tag: str) -> list:
     return cells[0].outputs
 
 
-def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, capsys) -> None:
+def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, capfd) -> None:
     """Run the way the README says: ``ups report notebook experiment=… leaderboard=…``."""
     from ups.cli import main as ups_main
 
@@ -59,19 +59,21 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, c
     assert "not a dims round" in "".join(o.get("text", "") for o in _outputs(nb, "dims"))
     # the notebook only reads results
     assert sorted(p.name for p in report_sweep.reports.iterdir()) == before
+    # the kernel talked over unix sockets (the kernel process's own stderr, caught at the file descriptor)
+    assert "running over TCP" not in capfd.readouterr().err
     # champion=: the sweep's own record (the full profile's champion_full.json); a corrupt one is refused naming it
     bad = tmp_path / "champion_full.json"
     bad.write_text("{not json")
     assert ups_main(["report", "notebook", f"experiment={report_sweep.experiment}", f"champion={bad}",
                      f"leaderboard={report_sweep.leaderboard}", f"out={tmp_path / 'x.ipynb'}", "timeout=300"]) == 2
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert f"champion file '{bad}' is not valid JSON" in err and "Fix: re-run the promotion" in err, err
     assert "\x1b[" not in err  # the cell's error without the kernel's terminal colours
     # a champion= that does not exist: refused before a kernel starts, not by the last cell
     missing = tmp_path / "nope.json"
     assert ups_main(["report", "notebook", f"experiment={report_sweep.experiment}", f"champion={missing}",
                      f"leaderboard={report_sweep.leaderboard}", f"out={tmp_path / 'y.ipynb'}"]) == 2
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert f"champion file '{missing}' does not exist. Fix: drop champion=" in err and "stopped" not in err, err
 
 

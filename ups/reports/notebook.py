@@ -31,6 +31,14 @@ def repo_path(value: str, root: Path = REPO_ROOT) -> str:
     return str(root / value)
 
 
+def _kernel_manager() -> object:
+    """The headless kernel on unix sockets in Jupyter's runtime folder (the user's only), where it can: over TCP,
+    even on localhost, other users of a shared node can read its traffic (ipykernel warns so)."""
+    from jupyter_client.manager import KernelManager
+
+    return KernelManager(kernel_name="python3", transport="ipc" if os.name == "posix" else "tcp")
+
+
 def run_notebook(argv: list[str]) -> int:
     args = parse_kv(argv, NOTEBOOK_ARGS, "ups report notebook")
     try:
@@ -58,7 +66,7 @@ def run_notebook(argv: list[str]) -> int:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the parameters (the notebook's first cell reads them)
     try:
-        NotebookClient(nb, timeout=int(args.get("timeout", 600)), kernel_name="python3",
+        NotebookClient(nb, timeout=int(args.get("timeout", 600)), kernel_name="python3", km=_kernel_manager(),
                        resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
     except CellExecutionError as e:
         last = [ln for ln in ANSI.sub("", str(e)).splitlines() if ln.strip()][-1:]  # IPython colours the name
