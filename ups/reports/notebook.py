@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 from ups.reports.sources import DEFAULT_LEADERBOARD, ReportError, champion_argument, parse_kv
 
@@ -31,12 +35,23 @@ def repo_path(value: str, root: Path = REPO_ROOT) -> str:
     return str(root / value)
 
 
-def _kernel_manager() -> object:
-    """The headless kernel on unix sockets in Jupyter's runtime folder (the user's only), where it can: over TCP,
-    even on localhost, other users of a shared node can read its traffic (ipykernel warns so)."""
+@contextmanager
+def _kernel_manager() -> Iterator[Any]:
+    """The headless kernel on unix sockets in a private temp folder (mode 0700, removed after), where it can: over
+    TCP, even on localhost, other users of a shared node can read its traffic (ipykernel warns so).  TCP where
+    there are no unix sockets, or where the folder's path is too long for a socket address (108 bytes)."""
     from jupyter_client.manager import KernelManager
 
-    return KernelManager(kernel_name="python3", transport="ipc" if os.name == "posix" else "tcp")
+    if os.name != "posix":
+        yield KernelManager(kernel_name="python3")
+        return
+    folder = tempfile.mkdtemp(prefix="ups-kernel-")
+    try:
+        ip = os.path.join(folder, "k")  # the sockets: k-1 … k-5
+        yield KernelManager(kernel_name="python3", transport="ipc", ip=ip) if len(ip) < 100 else \
+            KernelManager(kernel_name="python3")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_notebook(argv: list[str]) -> int:
@@ -66,8 +81,9 @@ def run_notebook(argv: list[str]) -> int:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the parameters (the notebook's first cell reads them)
     try:
-        NotebookClient(nb, timeout=int(args.get("timeout", 600)), kernel_name="python3", km=_kernel_manager(),
-                       resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
+        with _kernel_manager() as km:
+            NotebookClient(nb, timeout=int(args.get("timeout", 600)), kernel_name="python3", km=km,
+                           resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
     except CellExecutionError as e:
         last = [ln for ln in ANSI.sub("", str(e)).splitlines() if ln.strip()][-1:]  # IPython colours the name
         said = last[0] if last else str(e)
