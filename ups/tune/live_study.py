@@ -27,9 +27,8 @@ resumed sweep first rebuilds the study from its experiment folder (the export, p
 with the reports they made before the stop), then goes on live.
 
 The study is a view, not the record: when the sweep ends the report's export replaces it (for a TPE sweep with
-TPE's own study).  A failed write (a
-locked or broken file) is printed once and turns the view off, never the sweep.  PBT sweeps get none (the export
-writes none: a trial's score comes from a schedule of values).
+TPE's own study).  A failed write (a locked or broken file) is printed once and turns the view off, never the
+sweep.  PBT sweeps get none (the export writes none: a trial's score comes from a schedule of values).
 """
 from __future__ import annotations
 

@@ -36,8 +36,8 @@ def remove_scratch(experiment: str, storage: str = "", timeout_s: float = 60.0, 
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     rm = ray.remote(num_cpus=0, max_retries=0)(_remove_local_scratch)
-    refs = [rm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(experiment, storage)
-            for n in ray.nodes() if n.get("Alive")]
+    refs = [rm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote(experiment, storage) for n in ray.nodes() if n.get("Alive")]
     try:
         ray.get(refs, timeout=timeout_s)
     except (ray.exceptions.RayError, TimeoutError):

@@ -466,7 +466,8 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
      "(aws s3 cp) and pass its path"),
     ("report_dir", is_local_path, f"is a URI: the HTML report is written {_PUBLISHED}", "report_dir=reports (the default)"),
     ("wandb.dir", is_local_path, "is a URI: W&B writes a local folder (an S3 sweep publishes an offline run's folder "
-     "next to its Tune state)", "leave wandb.dir empty (run folders in <storage_path>/wandb/, or ./wandb/ with S3 storage)"),
+     "next to its Tune state)",
+     "leave wandb.dir empty (run folders in <storage_path>/wandb/, or ./wandb/ with S3 storage)"),
     ("space", is_local_path, "is a URI: a search space is read from a local YAML file",
      "space=search_spaces/<name>.yaml, or a local copy of the file"),
     # one folder under storage_path, and the prefix of every run_id: name=../x wrote the sweep outside it
