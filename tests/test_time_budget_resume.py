@@ -81,9 +81,8 @@ def test_a_resume_that_finds_the_budget_spent_records_the_interrupted_trials_as_
 
     base = load_config(["preset=dim8"])
     space = load_space(Path(__file__).resolve().parents[1] / "search_spaces" / "round_a.yaml", base)
-    ctx = RowContext(round="round_a", experiment="round_a-x", space=space, base=to_dict(base),
-                     reference_point=space.reference_point(base))
     ref = space.reference_point(base)
+    ctx = RowContext(round="round_a", experiment="round_a-x", space=space, base=to_dict(base), reference_point=ref)
     cut_at_24 = {"training_iteration": 24, "val_nrmse": 0.5}
     done = {"training_iteration": 30, "val_nrmse": 0.4, "nrmse": 0.4, "final": True, "done": True}
     lb = tmp_path / "lb.csv"

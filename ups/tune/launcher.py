@@ -852,7 +852,7 @@ def make_trainable(p: Prepared, data: Any, trainable: Callable[..., Any] | None)
     s = p.scfg
     if trainable is None:
         trainable = tune.with_parameters(ups_trial, base=to_dict(p.base), space=p.space, label=s.round, data=data,
-                                         stage_cache=s.stage_cache, storage=str(p.storage_path))
+                                         stage_cache=s.stage_cache, storage=p.storage_path)
     res = {"cpu": s.resources.cpu, "gpu": s.resources.gpu}
     return tune.with_resources(trainable, res)
 
@@ -1017,7 +1017,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 grid = tuner.fit()
         finally:  # every trial has ended (or Tune raised): the stage cache and scratch a killed worker or
             # driver could not remove go too, on every node
-            remove_scratch(name, str(p.storage_path))
+            remove_scratch(name, p.storage_path)
         cut = loop_cut(lb_cb)
         reconcile(p.leaderboard, ctx, grid, lb_cb, cut)
         champion, promotion_cut = None, False
@@ -1228,7 +1228,7 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
         with stop_signals_as_ctrl_c(on_ray_gone=lambda: lb_cb.record_unfinished(INTERRUPTED)):
             grid = tuner.fit()
     finally:
-        remove_scratch(seed_name, str(p.storage_path))
+        remove_scratch(seed_name, p.storage_path)
     cut = loop_cut(lb_cb)  # retrains have no sweep budget: only an interrupt cuts them
     reconcile(p.leaderboard, ctx, grid, lb_cb, cut)
     if cut == INTERRUPTED:

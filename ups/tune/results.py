@@ -169,8 +169,7 @@ class LeaderboardCallback(Callback):
         self.ctx = ctx
         self.tracker = GateTracker(limits)
         self.gates_enabled = gates_enabled  # off: no trial is stopped by a gate, so none is labelled so
-        self.written: set[str] = set()
-        self.rows: dict[str, dict[str, Any]] = {}  # trial id → the row this driver wrote (the live study's attrs)
+        self.rows: dict[str, dict[str, Any]] = {}  # trial id → the row this driver wrote when Tune ended it
         self.open: set[str] = set()  # trials not yet TERMINATED/ERROR at the end of the last controller step
         self.seen: set[str] = set()  # trials that reported to this driver
         self.spent_s = 0.0  # Σ time_this_iter_s this driver saw (the compute budget's measure)
@@ -234,7 +233,7 @@ class LeaderboardCallback(Callback):
         ended), from Tune's in-memory trials: for a driver that ends without ``fit()`` returning (its local Ray
         stopped with it), where ``reconcile`` would write them from the ResultGrid.  Returns the rows written."""
         rows = [self._row(t, errored=False, cut=cut) for t in self._trials
-                if t.trial_id in self.open and t.trial_id in self.seen and t.trial_id not in self.written]
+                if t.trial_id in self.open and t.trial_id in self.seen and t.trial_id not in self.rows]
         if rows:
             upsert_rows(self.path, rows)
         return len(rows)
@@ -264,12 +263,11 @@ class LeaderboardCallback(Callback):
         final = (trial.last_result or {}).get("final")
         row = self.rows[trial.trial_id] = self._row(trial, errored, None if final else self.budget_hit())
         upsert_rows(self.path, [row])
-        self.written.add(trial.trial_id)
 
     def cut_short(self, trial_id: str, result: Mapping[str, Any]) -> bool:
         """Did this trial report here, and end without its final result and without Tune telling this
         callback (Tune's loop ended under it: an interrupt, or a sweep budget's stop-all)?"""
-        return trial_id in self.seen and trial_id not in self.written and not result.get("final")
+        return trial_id in self.seen and trial_id not in self.rows and not result.get("final")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._write(trial, errored=False)
