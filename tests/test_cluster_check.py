@@ -279,6 +279,17 @@ MUTATIONS = [
     ("gcs_v6_wide", [(_SSH_RULE, _SSH_RULE + "      - IpProtocol: tcp\n        FromPort: 6379\n        ToPort: 6379\n"
                       "        Ipv6Ranges:\n          - CidrIpv6: 2000::/3\n")],
      ["Ipv6Ranges[0].CidrIpv6 | opens 6379 (Ray GCS) to a public range"]),
+    # an SSH key Ray would fail to read at `ray up`, and node types without the KeyName Ray then asserts
+    ("ssh_key_missing", [("  ssh_user: ubuntu\n", "  ssh_user: ubuntu\n  ssh_private_key: ~/.ssh/no_such_key.pem\n")],
+     ["auth.ssh_private_key | '~/.ssh/no_such_key.pem' is not a file here", "delete ssh_private_key",
+      "['ray.head.cpu'].node_config | has no KeyName while auth.ssh_private_key is set", "add KeyName:"]),
+    # a narrow public CIDR (the office's) is fine for SSH, never for Ray's ports: the job API runs anyone's code
+    ("dash_office", [(_SSH_RULE, _SSH_RULE + _EXTRA_RULE.format(p=8265, r="          - CidrIp: 198.51.100.0/24\n"))],
+     ["IpPermissions[1].IpRanges[0].CidrIp | opens 8265 (Ray dashboard/job API) to 198.51.100.0/24, outside the VPC",
+      "CVE-2023-48022", "open only port 22 to 198.51.100.0/24", "ray dashboard cluster.yaml"]),
+    ("ssh_range_spans_ray", [("        ToPort: 22\n", "        ToPort: 8265\n")],
+     ["IpPermissions[0].IpRanges[0].CidrIp | opens 6379 (Ray GCS), 8076 (object manager), 8265 (Ray dashboard/job API) "
+      "to 203.0.113.0/24", "(FromPort: 22, ToPort: 22)"]),
     ("dash_quoted", [("--dashboard-host=127.0.0.1", '--dashboard-host="0.0.0.0"')],
      ["head_start_ray_commands[1] | starts the dashboard on all interfaces", "127.0.0.1"]),
     ("dash_single_quoted_space", [("--dashboard-host=127.0.0.1", "--dashboard-host '0.0.0.0'")],
@@ -397,6 +408,17 @@ def test_private_wide_ranges_and_public_narrow_ssh_are_allowed(tmp_path, base):
         {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]})
     report = check_cluster_file(_write(tmp_path, cfg))
     assert report.ok, report.format()
+
+
+def test_an_ssh_key_that_exists_with_key_names_is_allowed(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    key = tmp_path / "ups.pem"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")  # read by `ray up`, not by the check
+    cfg["auth"]["ssh_private_key"] = str(key)
+    for nt in cfg["available_node_types"].values():
+        nt["node_config"]["KeyName"] = "ups-sweeps"
+    report = check_cluster_file(_write(tmp_path, cfg))
+    assert report.ok and "SSH key" in report.checks, report.format()
 
 
 def test_docs_do_not_claim_token_auth_on_by_default():

@@ -20,10 +20,12 @@ def test_tiny_data_shapes(tiny_data, tiny_cfg):
 
 
 def _indexed_file(path, n=20, t_frames=21, x_points=16):
-    """tensor[i] = i, so the split is visible in the values."""
+    """tensor[i] = i, so the split is visible in the values (at x index 0; the other points are i + 0.5, so that
+    sample 0 has a target)."""
     from ups.data.hdf5 import write_pdebench
 
     u = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, t_frames, x_points)).copy()
+    u[:, :, 1:] += 0.5
     return write_pdebench(path, u, (np.arange(x_points) + 0.5) / x_points, np.linspace(0, 0.2, t_frames), {})
 
 
@@ -162,6 +164,25 @@ def test_nan_samples_are_listed(tmp_path):
     p = _grid_file(tmp_path / "nan.hdf5", tensor=u)
     with pytest.raises(DataFileError, match=r"nan\.hdf5: 'tensor' holds NaN/inf in 2 samples \(indices 3, 7;.*Fix"):
         load_protocol(_cfg(p))
+
+
+def test_samples_with_no_target_signal_are_refused(tmp_path):
+    """A sample that is zero in every predicted frame has no nRMSE (it divides by the target's norm): refused
+    at load, naming the samples, where it used to reach the baselines (a traceback from the linear fit) or, in
+    a sweep, train trials scored 1e5."""
+    from ups.data.hdf5 import DataFileError
+    from ups.data.protocol import load_protocol
+
+    u = np.random.default_rng(0).standard_normal((20, 21, 16)).astype(np.float32)
+    u[4] = 0.0
+    u[9, 2:] = 0.0  # its context frames (initial_step=2 below) are not zero: still no target
+    p = _grid_file(tmp_path / "blank.hdf5", tensor=u)
+    with pytest.raises(DataFileError, match=r"blank\.hdf5: 'tensor' is zero in every frame from initial_step=2 on "
+                                            r"in 2 of 20 samples \(indices 4, 9;.*Fix"):
+        load_protocol(_cfg(p, "data.initial_step=2"))
+    u[9, 10, 4] = 1e-3  # one nonzero target value at the protocol's points (every 5th frame, 4th point) is a target
+    u[4, 15, 8] = -2.0
+    load_protocol(_cfg(_grid_file(tmp_path / "ok.hdf5", tensor=u), "data.initial_step=2"))
 
 
 def test_file_nu_is_used_and_checked(tmp_path):

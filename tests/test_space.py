@@ -1013,7 +1013,7 @@ def test_resume_of_a_folder_without_state_is_refused_before_data(tmp_path: Path)
     assert not lb.exists() and not list(cache.rglob("*.h5*")), "data or baselines were computed first"
 
 
-def test_unwritable_outputs_are_refused_before_data(tmp_path: Path) -> None:
+def test_unwritable_outputs_are_refused_before_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """leaderboard=/proc/lb.csv failed with a FileNotFoundError traceback after the data and the baselines;
     the leaderboard, champion.json and report folder are now checked before anything is spent."""
     from ups.tune.launcher import prepare
@@ -1023,11 +1023,21 @@ def test_unwritable_outputs_are_refused_before_data(tmp_path: Path) -> None:
     ok = [f"storage_path={tmp_path / 'runs'}", f"leaderboard={tmp_path / 'r' / 'lb.csv'}",
           f"champion={tmp_path / 'r' / 'champion.json'}", f"report_dir={tmp_path / 'r'}"]
     for key, bad, kind in [("leaderboard", blocker / "lb.csv", "file path"), ("leaderboard", tmp_path, "file path"),
-                           ("champion", blocker / "c.json", "file path"), ("report_dir", blocker / "rep", "folder")]:
+                           ("champion", blocker / "c.json", "file path"), ("report_dir", blocker / "rep", "folder"),
+                           ("wandb.dir", blocker / "wb", "folder")]:
         with pytest.raises(ConfigError, match=rf"{key}={re.escape(str(bad))}: the sweep could not write there .* "
                                               rf"Fix: {key}=<a writable {kind}>"):
             prepare("round_a", [*ok, f"{key}={bad}"])
     prepare("round_a", [*ok, f"report_dir={blocker / 'rep'}", "write_report=false"])  # not written: not checked
+    # W&B's dir: a bad one used to disable logging after ray.init, and the sweep ran without it
+    prepare("round_a", [*ok, f"wandb.dir={blocker / 'wb'}", "wandb.enabled=false"])
+    prepare("round_a", [*ok, f"wandb.dir={blocker / 'wb'}", "wandb.mode=disabled"])
+    monkeypatch.setenv("WANDB_DIR", str(blocker / "env"))
+    with pytest.raises(ConfigError, match=rf"\$WANDB_DIR={re.escape(str(blocker / 'env'))}: the sweep could not "
+                                          r"write there .* \(or unset it\) or wandb.enabled=false"):
+        prepare("round_a", ok)
+    prepare("round_a", [*ok, f"wandb.dir={tmp_path / 'r'}"])  # wandb.dir wins over $WANDB_DIR
+    monkeypatch.delenv("WANDB_DIR")
     prepare("round_a", [*ok, f"champion={blocker / 'c.json'}", "promotion.top_k=0"])
     assert not list((tmp_path / "r").glob(".ups-probe-*")) and (tmp_path / "r").is_dir()
 

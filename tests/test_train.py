@@ -249,6 +249,14 @@ def test_checkpoint_refused_on_mismatch_and_corruption(tiny, tmp_path):
         with pytest.raises(CheckpointError, match=why) as e:
             load_checkpoint(tmp_path / f"{name}.pt")
         assert f"{name}.pt" in str(e.value) and "Fix:" in str(e.value) and "\x1b[" not in str(e.value)
+    # an edited tensor and a foreign key: the message names them (torch's own first line does not)
+    first = next(k for k, v in state["model"].items() if v.dim() >= 1)
+    edited = {**state["model"], first: torch.zeros(3, 5), "extra.weight": torch.zeros(1)}
+    torch.save({**state, "model": edited}, tmp_path / "shape.pt")
+    with pytest.raises(CheckpointError, match="do not fit the model") as e:
+        load_checkpoint(tmp_path / "shape.pt")
+    assert f"1 shape differs: {first}: checkpoint [3, 5], model {list(state['model'][first].shape)}" in str(e.value)
+    assert "1 unexpected: extra.weight" in str(e.value) and "Fix:" in str(e.value)
 
 
 @pytest.mark.gpu

@@ -50,6 +50,12 @@ def test_ups_train_cli(tiny_cfg, tiny_data, tmp_path, capsys):
     assert ups_main(["train", *args, f"training.device={bad}", "--run-dir", str(tmp_path / "dev")]) == 2
     err = capsys.readouterr().err
     assert f"ups train: error: training.device={bad} but" in err and "Fix: training.device=" in err, err
+    # a stage that diverges: its message (stage, epoch, the lr to lower, the last good state), exit 1, no traceback
+    rc = ups_main(["train", *args, "stages.autoencoder.optimizer.lr=1e30", "stages.autoencoder.grad_clip=0",
+                   "--run-dir", str(tmp_path / "div")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "ups train: error: stage 'autoencoder' diverged" in err, err
+    assert "Fix: lower stages.autoencoder.optimizer.lr" in err and str(tmp_path / "div") in err, err
 
 
 def test_latent_cache_matches_reencoding(tiny_cfg, tiny_data, tmp_path):

@@ -331,7 +331,8 @@ def value_fix(cfg: Any, key: str | None, label: str = "now") -> str:
     if isinstance(cur, (DictConfig, ListConfig)):
         cur = OmegaConf.to_container(cur)
     kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            list: "a list, e.g. [0.9, 0.95]"}.get(type(cur))
+            list: "a list in brackets, e.g. " + (f"[{', '.join(map(str, cur))}]" if isinstance(cur, list) and cur
+                                                 else "[a, b]")}.get(type(cur))
     if kind is None:
         return ""
     return f" Fix: give {kind} ({label} {key}={cur!r})."

@@ -11,8 +11,9 @@ Four layers, all offline (no AWS credentials, no network):
    type, the region (botocore's endpoint data) and that availability zones lie in the region; a spot
    ``MaxPrice`` is a positive decimal string (botocore's shape only says "string").
 3. Security rules: no rule opens a port to the internet, i.e. to a CIDR that is not private and wider
-   than /16 (IPv4) or /32 (IPv6) (dashboard 8265, GCS 6379, client 10001 or any other port); SSH is
-   allowed from a configured CIDR only; every node has an IAM instance profile; no credentials or
+   than /16 (IPv4) or /32 (IPv6) (dashboard 8265, GCS 6379, client 10001 or any other port); no Ray port
+   (those three and the object manager's 8076) is open to any range outside the VPC address space (RFC 1918,
+   100.64/10, fc00::/7), an office's /24 included; SSH is allowed from a configured CIDR only; every node has an IAM instance profile; no credentials or
    tokens anywhere in the file; the dashboard binds to localhost.
 4. Project rules: the head node has ``resources: {CPU: 0}`` (it runs no trials); some worker type
    can provide a GPU (NVIDIA GPU instance family, see ``NVIDIA_GPU_FAMILIES``, and max_workers > 0,
@@ -53,6 +54,7 @@ from ups.yamlio import DuplicateKeyError, UniqueKeyLoader
 DASHBOARD_PORT, GCS_PORT, CLIENT_PORT, SSH_PORT = 8265, 6379, 10001, 22
 NAMED_PORTS = {DASHBOARD_PORT: "Ray dashboard/job API", GCS_PORT: "Ray GCS", CLIENT_PORT: "Ray client",
                SSH_PORT: "SSH", 8076: "object manager"}
+RAY_PORTS = (GCS_PORT, 8076, DASHBOARD_PORT, CLIENT_PORT)  # what must never be reachable from outside the VPC
 PLACEHOLDERS = {
     "ami-0123456789abcdef0": "ImageId is the documentation example AMI",
     "203.0.113.0/24": "the SSH CIDR is the documentation range 203.0.113.0/24",
@@ -230,6 +232,17 @@ def _ray_semantic_issue(e: BaseException, cfg: dict[str, Any]) -> tuple[Path_, s
     return (), "fix the field named in Ray's message"
 
 
+_TYPE_EXAMPLES = {"integer": "4, no quotes", "number": "4, no quotes", "boolean": "true, no quotes",
+                  "string": "text", "array": "[a, b]", "object": "{key: value, …} (indented lines or braces)"}
+
+
+def _type_example(key: tuple[Any, ...], kind: Any) -> str:
+    """`` (e.g. <leaf>: <a value of that type>)``, for the schema's type errors."""
+    example = _TYPE_EXAMPLES.get(kind if isinstance(kind, str) else "")
+    leaf = next((k for k in reversed(key) if isinstance(k, str)), None)
+    return f" (e.g. {leaf}: {example})" if example and leaf else ""
+
+
 def _check_ray_schema(c: _Checker, cfg: dict[str, Any]) -> dict[str, Any] | None:
     import jsonschema
     from ray.autoscaler._private.util import prepare_config, validate_config
@@ -250,7 +263,7 @@ def _check_ray_schema(c: _Checker, cfg: dict[str, Any]) -> dict[str, Any] | None
                 c.error(key + (b,), f"unknown key '{b}' (Ray's cluster schema)", f"remove it or correct the spelling: {hint}")
         elif e.validator == "type":
             c.error(key, f"{e.instance!r} is not of type {e.validator_value}",
-                    f"write a value of type {e.validator_value} (e.g. max_workers: 4, no quotes)")
+                    f"write a value of type {e.validator_value}{_type_example(key, e.validator_value)}")
         elif e.validator == "required":
             c.error(key, e.message, "add the missing key (see Ray's example-full.yaml)")
         else:
@@ -450,6 +463,17 @@ def _public_wide(cidr: str) -> bool:
     return net is not None and not net.is_private and net.prefixlen < PUBLIC_MAX_PREFIX[net.version]
 
 
+VPC_RANGES = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+                                                     "fc00::/7"))  # what a VPC's own CIDR blocks are drawn from
+
+
+def _vpc_range(cidr: str) -> bool:
+    """The CIDR lies in the address space VPCs use (RFC 1918, 100.64/10, IPv6 unique local): the cluster's own
+    network.  Not ``is_private``, which also counts the documentation ranges (203.0.113.0/24) users edit."""
+    net = _network(cidr)
+    return net is not None and any(net.version == v.version and net.subnet_of(v) for v in VPC_RANGES)
+
+
 def _ports(rule: dict[str, Any]) -> tuple[int, int]:
     if str(rule.get("IpProtocol", "")) in ("-1", "all"):
         return 0, 65535
@@ -481,6 +505,7 @@ def _check_security(c: _Checker, cfg: dict[str, Any]) -> None:
             continue
         named = [f"{p} ({NAMED_PORTS[p]})" for p in sorted(NAMED_PORTS) if lo <= p <= hi]
         what = ", ".join(named) if named else f"ports {lo}-{hi}"
+        ray_ports = [f"{p} ({NAMED_PORTS[p]})" for p in RAY_PORTS if lo <= p <= hi]
         for field_, cidr_key in (("IpRanges", "CidrIp"), ("Ipv6Ranges", "CidrIpv6")):
             for j, rng in enumerate(_seq(rule.get(field_))):
                 if not isinstance(rng, dict) or not isinstance(rng.get(cidr_key, ""), str):
@@ -500,6 +525,12 @@ def _check_security(c: _Checker, cfg: dict[str, Any]) -> None:
                             f"/{PUBLIC_MAX_PREFIX[net.version]} count as the internet",
                             "allow SSH from your own office/VPN CIDR only and reach the dashboard with "
                             "`ray dashboard cluster.yaml`; never open Ray ports")
+                elif ray_ports and cidr and not _vpc_range(cidr):
+                    ssh_ok = ssh_ok or lo <= SSH_PORT <= hi  # one error for this rule, not a second for SSH
+                    c.error(key, f"opens {', '.join(ray_ports)} to {cidr}, outside the VPC: anyone there can run "
+                            "code on the cluster through Ray's unauthenticated job API and GCS (CVE-2023-48022)",
+                            f"open only port 22 to {cidr} (FromPort: 22, ToPort: 22) and reach the dashboard "
+                            "with `ray dashboard cluster.yaml`; the nodes reach each other through the group itself")
                 elif lo <= SSH_PORT <= hi and cidr:
                     ssh_ok = True
                     if cidr in PLACEHOLDERS:
@@ -964,6 +995,29 @@ def _check_workers_gpu(c: _Checker, cfg: dict[str, Any]) -> None:
     c.report.checks.append("GPU workers")
 
 
+def _check_ssh_key(c: _Checker, cfg: dict[str, Any]) -> None:
+    """``auth.ssh_private_key``: Ray reads the file at ``ray up`` (relative to the folder it runs in) and then
+    asserts that every node type without ``UserData`` names its ``KeyName`` (``_configure_key_pair``); without the
+    key, Ray creates and names a key pair itself."""
+    c.report.checks.append("SSH key")
+    auth = cfg.get("auth")
+    if not isinstance(auth, dict) or not isinstance(key := auth.get("ssh_private_key"), str):
+        return  # absent (Ray makes a key pair), or a wrong type (the schema check reports it)
+    path = Path(key).expanduser()
+    if not path.is_file():
+        c.error(("auth", "ssh_private_key"), f"'{key}' is not a file here ({path if path.is_absolute() else Path.cwd() / path}"
+                "; `ray up` reads it from the folder it runs in)",
+                "give the private key of the EC2 key pair the nodes name in KeyName, or delete ssh_private_key (and "
+                "the KeyNames) to let Ray create a key pair")
+    nts = cfg.get("available_node_types")
+    for name, nt in (nts.items() if isinstance(nts, dict) else ()):
+        nc = nt.get("node_config") if isinstance(nt, dict) else None
+        if isinstance(nc, dict) and "KeyName" not in nc and "UserData" not in nc:
+            c.error(("available_node_types", name, "node_config"), "has no KeyName while auth.ssh_private_key is set: "
+                    "Ray refuses the file at `ray up` (nodes it could not SSH into)",
+                    f"add KeyName: <the EC2 key pair of {key}> to its node_config")
+
+
 def _check_file_mounts(c: _Checker, cfg: dict[str, Any], yaml_dir: Path) -> None:
     fm = cfg.get("file_mounts")
     fix_all = ('add file_mounts: {/home/ubuntu/ups-sweeps: .} and `pip install -e "/home/ubuntu/ups-sweeps[tune,cloud]"` '
@@ -1053,7 +1107,10 @@ def _check_project(c: _Checker, cfg: dict[str, Any], pyproject: Path | None, ori
     nts = _map(cfg.get("available_node_types"))
     if isinstance(head, str) and head in nts and isinstance(nts[head], dict):
         res = nts[head].get("resources")
-        if not isinstance(res, dict) or res.get("CPU") != 0:
+        cpu = res.get("CPU") if isinstance(res, dict) else None
+        if cpu is not None and not isinstance(cpu, (int, float)):
+            pass  # a CPU count of the wrong type: the schema check says so
+        elif not isinstance(res, dict) or cpu != 0:
             c.error(("available_node_types", head, "resources"), f"head node resources are {res!r}; it would run trials",
                     "set resources: {CPU: 0} so trials only run on the GPU workers")
         elif res.get("GPU"):
@@ -1162,6 +1219,7 @@ def check_cluster_file(path: str | Path, pyproject: str | Path | None = None) ->
     _guarded(c, "region", _check_provider, cfg)
     _guarded(c, "security", _check_security, cfg)
     _guarded(c, "GPU worker", _check_workers_gpu, cfg)
+    _guarded(c, "SSH key", _check_ssh_key, cfg)
     _guarded(c, "file_mounts", _check_file_mounts, cfg, path.resolve().parent)
     _guarded(c, "torch build", _check_torch_build, cfg, path.resolve().parent, pyproject_path)
     _guarded(c, "idle timeout", _check_idle_timeout, cfg)

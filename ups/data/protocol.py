@@ -205,6 +205,15 @@ def load_protocol(data_cfg: Any, *, check_config: bool = True, need: Sequence[st
         raise DataFileError(f"{source}: 'tensor' holds NaN/inf in {bad.size} samples (indices {shown}; checked at the "
                             f"protocol's subsampled points). Fix: "
                             "regenerate the file (`ups data generate …`) or drop those samples")
+    # nRMSE divides by each sample's target norm: a sample that is zero in every predicted frame has none (an
+    # edited or placeholder file), and every score on it (baselines, trials, gates) would be inf or garbage
+    blank = np.flatnonzero(~(data[:, initial_step:] != 0).any(axis=(1, 2)))
+    if blank.size:
+        shown = ", ".join(map(str, blank[:8].tolist())) + (" …" if blank.size > 8 else "")
+        raise DataFileError(f"{source}: 'tensor' is zero in every frame from initial_step={initial_step} on in "
+                            f"{blank.size} of {data.shape[0]} samples (indices {shown}; read at the protocol's "
+                            "subsampled points): their nRMSE, which divides by the target's norm, is undefined. "
+                            "Fix: drop those samples from the file, or regenerate it (`ups data generate …`)")
     nu = bf.nu if bf.nu is not None else float(cfg_value(data_cfg, "nu"))  # the file's ν wins (PDEBench name/attr)
     protocol = {"rx": rx, "rt": rt, "nmax": nmax, "test_ratio": test_ratio, "val_ratio": val_ratio,
                 "initial_step": initial_step}

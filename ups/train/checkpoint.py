@@ -12,6 +12,7 @@ import random
 import re
 import tempfile
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -151,6 +152,22 @@ def check_compatible(state: dict[str, Any], cfg: Any, grid_size: int | None = No
               "without resume_from.")
 
 
+def _weight_mismatch(want: Mapping[str, Any], got: Any) -> str:
+    """What differs between the weights a model has (``want``) and a checkpoint's (``got``): the first keys of
+    each kind, e.g. ``1 shape differs: operator.w: checkpoint [64, 32], model [64, 16]`` (empty when it cannot
+    tell)."""
+    if not isinstance(got, Mapping):
+        return ""
+    parts = []
+    shapes = [f"{k}: checkpoint {list(got[k].shape)}, model {list(v.shape)}" for k, v in want.items()
+              if k in got and torch.is_tensor(got[k]) and tuple(got[k].shape) != tuple(v.shape)]
+    for what, keys in (("shape differs", shapes), ("missing", [k for k in want if k not in got]),
+                       ("unexpected", [k for k in got if k not in want])):
+        if keys:
+            parts.append(f"{len(keys)} {what}: " + "; ".join(map(str, keys[:3])) + (" …" if len(keys) > 3 else ""))
+    return " | ".join(parts)
+
+
 def load_checkpoint(path: Path | str, cfg: Any = None, device: str | torch.device = "cpu"):
     """Rebuild the model stored in a checkpoint → (model, cfg, state).
 
@@ -163,12 +180,14 @@ def load_checkpoint(path: Path | str, cfg: Any = None, device: str | torch.devic
     if cfg is not None:
         check_compatible(state, cfg)
     stored_cfg = config_from_dict(state["config"], source=f"checkpoint '{state['path']}' config")
+    model = None
     try:
         model = build_model(stored_cfg, grid_size=int(state["grid_size"]))
         model.load_state_dict(state["model"])
     except (RuntimeError, ValueError, TypeError) as e:
+        which = _weight_mismatch(model.state_dict(), state["model"]) if model is not None else ""
         raise CheckpointError(f"checkpoint '{state['path']}' weights do not fit the model its config builds "
-                              f"({_first_line(e)}). Fix: retrain; the file was edited or "
+                              f"({which or _first_line(e)}). Fix: retrain; the file was edited or "
                               "written by an incompatible version.") from None
     bad = [k for k, v in state["model"].items() if torch.is_tensor(v) and v.is_floating_point()
            and not bool(torch.isfinite(v).all())]

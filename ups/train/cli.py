@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ups.config import ConfigError, config_hash, load_config
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> int:
     cfg = load_config(args.overrides)
     from ups.models.ups_model import build_model, count_parameters, parameter_breakdown
     from ups.train.checkpoint import CheckpointError
-    from ups.train.trainer import train
+    from ups.train.trainer import TrainingDiverged, train
 
     probe = build_model(cfg)
     parts = ", ".join(f"{k} {v:,}" for k, v in parameter_breakdown(probe).items())
@@ -47,6 +48,9 @@ def main(argv: list[str]) -> int:
         res = train(cfg, report=report, run_dir=run_dir, resume_from=args.resume)
     except CheckpointError as e:  # --resume names a missing or unreadable checkpoint: refused before training
         raise ConfigError(f"--resume: {e}") from None
+    except TrainingDiverged as e:  # its message names the stage, the epoch and the knob to lower: no traceback
+        print(f"ups train: error: {e}", file=sys.stderr)
+        return 1
     keys = ("val_nrmse", "nrmse", "nrmse_ttc", "nrmse_pdebench", "recon_nrmse", "conservation_gap", "params",
             "wall_clock")
     print(json.dumps({k: res.metrics[k] for k in keys if k in res.metrics}, default=float))

@@ -224,6 +224,10 @@ def check_resume_data(leaderboard: Path, name: str, data_hash: str) -> None:
                           f"(without resume=true)")
 
 
+_OUTPUT_OR = {"report_dir": " or write_report=false", "wandb.dir": " or wandb.enabled=false",
+              "$WANDB_DIR": " (or unset it) or wandb.enabled=false"}
+
+
 def check_outputs_writable(scfg: SweepConfig) -> None:
     """The leaderboard, champion.json and the report folder are written after the trials (the leaderboard
     first with the baselines, after the data): each must take a file before any data or compute is spent
@@ -233,6 +237,12 @@ def check_outputs_writable(scfg: SweepConfig) -> None:
         outputs.append(("champion", resolve_path(scfg.champion), False))
     if scfg.write_report:
         outputs.append(("report_dir", resolve_path(scfg.report_dir), True))
+    if scfg.wandb.enabled and resolve_mode(scfg.wandb.mode) != "disabled":  # W&B's own dir, when one is named (the
+        # default, storage_path, is checked with the storage): a bad one disabled logging, found after ray.init
+        if scfg.wandb.dir:
+            outputs.append(("wandb.dir", resolve_path(scfg.wandb.dir), True))
+        elif os.environ.get("WANDB_DIR"):
+            outputs.append(("$WANDB_DIR", Path(os.environ["WANDB_DIR"]).expanduser(), True))
     for key, path, is_dir in outputs:
         folder = path if is_dir else path.parent
         try:
@@ -244,8 +254,7 @@ def check_outputs_writable(scfg: SweepConfig) -> None:
         except OSError as e:
             why = e.strerror if e.strerror else str(e)
             raise ConfigError(f"{key}={path}: the sweep could not write there ({why}). Fix: {key}=<a writable "
-                              f"{'folder' if is_dir else 'file path'}>"
-                              + (" or write_report=false" if is_dir else "")) from None
+                              f"{'folder' if is_dir else 'file path'}>" + _OUTPUT_OR.get(key, "")) from None
     if scfg.promotion.top_k > 0:  # the promotion compares with the recorded champion, after every trial
         read_champion(resolve_path(scfg.champion))
     lb = resolve_path(scfg.leaderboard)
