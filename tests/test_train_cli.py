@@ -50,6 +50,14 @@ def test_ups_train_cli(tiny_cfg, tiny_data, tmp_path, capsys):
     assert ups_main(["train", *args, f"training.device={bad}", "--run-dir", str(tmp_path / "dev")]) == 2
     err = capsys.readouterr().err
     assert f"ups train: error: training.device={bad} but" in err and "Fix: training.device=" in err, err
+    # --resume with no overrides: the run's own settings (preset dim8 here, the default is dim32: it was refused as
+    # "a different model"), in the run's folder; an override given goes on top
+    epoch = sorted((tmp_path / "run" / "checkpoints").glob("epoch_*"))[0]
+    assert ups_main(["train", "--resume", str(epoch), "eval.max_samples=1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"checkpoint {tmp_path / 'run' / 'checkpoints' / 'final'}" in out, out
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
+    assert final["done"] and final["n_samples"] == 1 and final["params"] == closing["params"], final
     # a stage that diverges: its message (stage, epoch, the lr to lower, the last good state), exit 1, no traceback
     rc = ups_main(["train", *args, "stages.autoencoder.optimizer.lr=1e30", "stages.autoencoder.grad_clip=0",
                    "--run-dir", str(tmp_path / "div")])

@@ -149,7 +149,7 @@ def check_compatible(state: dict[str, Any], cfg: Any, grid_size: int | None = No
         raise CheckpointError(
             f"checkpoint '{state.get('path')}' was trained with a different model:\n  " + "\n  ".join(diff)
             + "\nFix: pass the same model overrides (e.g. the checkpoint's preset), or start a new run "
-              "without resume_from.")
+              "without resuming from it (ups train: no --resume).")
 
 
 def _weight_mismatch(want: Mapping[str, Any], got: Any) -> str:

@@ -5,8 +5,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from ups.config import ConfigError, config_hash, load_config
+from ups.config import ConfigError, apply_overrides, config_from_dict, config_hash, load_config, override_key
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,14 +15,49 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="example: ups train preset=dim32 stages.operator.epochs=20 data.n=2000")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. preset=dim64 stages.operator.optimizer.lr=3e-4")
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: run.out_dir/<run_id>)")
-    p.add_argument("--resume", type=Path, default=None, help="checkpoint.pt, its folder, or a run folder")
+    p.add_argument("--resume", type=Path, default=None,
+                   help="checkpoint.pt, its folder, or a run folder: its run goes on in its folder with the settings "
+                        "it was started with, the overrides given here on top")
     p.add_argument("--quiet", action="store_true", help="print only the final metrics")
     return p
 
 
+def resume_config(resume: Path, overrides: list[str]) -> tuple[Any, Path | None]:
+    """``--resume``: (the checkpoint's own config with this command's overrides on top, the run folder the
+    checkpoint lies in).  A run resumes with the settings it was started with: `ups train --resume runs/<id>`
+    without retyping them (it was refused, the defaults' model differing from the checkpoint's).  ``preset=``
+    names a whole model, so a command that gives one keeps its own config (checked against the checkpoint)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    from ups.train.checkpoint import CheckpointError, read_checkpoint
+    from ups.train.trainer import latest_checkpoint
+
+    rp = Path(resume).expanduser()
+    if rp.is_dir() and not (rp / "checkpoint.pt").exists() and latest_checkpoint(rp) is not None:
+        rp = latest_checkpoint(rp)
+    try:
+        state = read_checkpoint(rp)
+    except CheckpointError as e:
+        raise ConfigError(f"--resume: {e}") from None
+    ckpt = Path(state["path"])
+    run_dir = ckpt.parents[2] if len(ckpt.parents) > 2 and ckpt.parents[1].name == "checkpoints" else None
+    given = load_config(overrides)
+    keys = [override_key(o) for o in overrides]
+    if "preset" in keys:
+        return given, run_dir
+    stored = config_from_dict(state["config"], source=f"--resume: checkpoint '{ckpt}' config")
+    values = {k: OmegaConf.select(given, k) for k in keys}
+    values = {k: OmegaConf.to_container(v) if isinstance(v, (DictConfig, ListConfig)) else v for k, v in values.items()}
+    return apply_overrides(stored, values, source="overrides"), run_dir
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    cfg = load_config(args.overrides)
+    resumed_run = None
+    if args.resume is not None:
+        cfg, resumed_run = resume_config(args.resume, args.overrides)
+    else:
+        cfg = load_config(args.overrides)
     from ups.models.ups_model import build_model, count_parameters, parameter_breakdown
     from ups.train.checkpoint import CheckpointError
     from ups.train.trainer import TrainingDiverged, train
@@ -30,7 +66,7 @@ def main(argv: list[str]) -> int:
     parts = ", ".join(f"{k} {v:,}" for k, v in parameter_breakdown(probe).items())
     print(f"ups train: preset {cfg.preset}, {count_parameters(probe):,} parameters ({parts})", flush=True)
     run_id = cfg.run.run_id or f"{cfg.preset}-{config_hash(cfg)}"
-    run_dir = args.run_dir or Path(cfg.run.out_dir).expanduser() / run_id
+    run_dir = args.run_dir or resumed_run or Path(cfg.run.out_dir).expanduser() / run_id
     from ups.outputs import check_writable_folder
 
     # the folder above it (the run folder is made when training writes): before data and training
