@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ups.config import ConfigError, load_config, to_dict
+from ups.config import ConfigError, apply_overrides, load_config, to_dict
 from ups.eval import EVAL_KEYS, GridMap, evaluate, evaluate_detailed, main, spectral_resample
 
 torch.set_num_threads(1)
@@ -312,6 +312,14 @@ def test_ups_eval_on_a_trained_checkpoint(files, tmp_path, capsys):
     assert m["ttc_reward_penalty"] <= m["ttc_reward_penalty_det"] + 1e-12  # never worse on its own reward
     assert rec["info"]["checkpoint"] == str(res.checkpoint)
     assert "with TTC" in capsys.readouterr().out
+    # no run.run_id (ups train records none): the name of the run folder that holds the checkpoint, where it was
+    # a hash of the path; elsewhere the hash
+    from ups.eval import _run_id
+
+    blank = apply_overrides(cfg, {"run.run_id": None})
+    assert _run_id(blank, {"path": str(res.checkpoint)}) == "run"
+    assert _run_id(blank, {"path": str(tmp_path / "loose" / "checkpoint.pt")}).startswith("ckpt-")
+    assert _run_id(cfg, {"path": str(res.checkpoint)}) == "tiny-run"
 
 
 @pytest.mark.gpu

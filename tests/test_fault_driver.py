@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -281,6 +282,9 @@ def test_a_resumed_sweep_takes_the_new_concurrency_and_can_be_stopped_again(tmp_
     out = log2.read_text()
     assert driver.returncode == 130, out[-4000:]
     assert "interrupted: " in out and "promotion: not run" in out, out[-3000:]
+    # the command that resumes it, printed whole: this one's arguments, resume=true and the sweep's name
+    again = [a for a in args[2:] if not a.startswith("name=")] + ["max_concurrent=2", "resume=true", f"name={name}"]
+    assert f"To finish it: python {shlex.join([args[1], *again])}\n" in out, out[-3000:]
     assert not (tmp_path / "champ.json").exists() and not (exp / "ups_driver.json").exists()
     rows = read_leaderboard(lb)
     rows = rows[rows["experiment"] == name]

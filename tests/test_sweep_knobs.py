@@ -127,3 +127,14 @@ def test_smallest_mirrors_largest_through_derived_rules(tmp_path: Path) -> None:
     assert [space.largest(f"stages.{s}.batch_size", base) for s in ("operator", "diff_residual",
                                                                       "consistency_distill")] == [16, 16, 8]
     assert space.smallest("stages.autoencoder.batch_size", base) == base.stages.autoencoder.batch_size  # not searched
+
+
+def test_the_resume_command_is_this_command_with_resume_and_the_name() -> None:
+    from ups.tune.launcher import resume_command
+
+    assert resume_command("round_a-1", ["sweeps/round_a.py", "num_samples=8", "name=old", "resume=false",
+                                        "storage_path=/a b"]) == \
+        "python sweeps/round_a.py num_samples=8 'storage_path=/a b' resume=true name=round_a-1"
+    assert resume_command("round_b-2", ["/venv/bin/ups", "sweep", "round_b", "max_concurrent=2"]) == \
+        "ups sweep round_b max_concurrent=2 resume=true name=round_b-2"
+    assert resume_command("x", ["/usr/bin/pytest", "-q"]) == "the same command with resume=true name=x"

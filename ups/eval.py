@@ -422,6 +422,9 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
 
 def _run_id(cfg: Any, state: dict[str, Any]) -> str:
     rid = cfg.run.run_id or state.get("run_id")
+    ckpt = Path(str(state.get("path", "")))
+    if not rid and len(ckpt.parents) > 2 and ckpt.parents[1].name == "checkpoints":
+        rid = ckpt.parents[2].name  # ups train's run folder runs/<run_id>/checkpoints/<name>/checkpoint.pt
     if rid:
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(rid))
     return "ckpt-" + hashlib.sha1(_where(state["path"]).encode()).hexdigest()[:10]

@@ -229,7 +229,10 @@ def _test_batch(cfg: Any, grid_size: int, n: int) -> tuple[torch.Tensor, str, in
         if test.shape[-1] != grid_size:
             raise PlotSkipped(f"test grid {test.shape[-1]} != model grid {grid_size}")
         idx = torch.arange(n) % len(test)
-        return test[idx, :k].contiguous().float(), f"{n} trajectories of the test split ({data.source})", int(test.shape[1]) - k
+        what = (f"{n} trajectories of the test split ({data.source})" if n <= len(test) else
+                f"{n} contexts from the {len(test)} trajectories of the test split ({data.source}), each used "
+                f"{n // len(test)}–{-(-n // len(test))} times")
+        return test[idx, :k].contiguous().float(), what, int(test.shape[1]) - k
     except (PlotSkipped, ImportError, FileNotFoundError, ValueError) as e:
         from ups.data.initial import init_multi
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import socket
 import sys
 import tempfile
@@ -894,6 +895,21 @@ def check_sweep_folder(p: Prepared, name: str) -> None:
                           f"a new sweep (without name= each sweep gets a timestamped one)")
 
 
+def resume_command(name: str, argv: Sequence[str] | None = None) -> str:
+    """The command that resumes sweep ``name``: this process's command line with ``resume=true name=<name>`` in
+    place of any it had (a sweep script or ``ups sweep``); else the words for it."""
+    argv = list(sys.argv if argv is None else argv)
+    head = argv[0] if argv else ""
+    keep = [a for a in argv[1:] if override_key(a) not in ("resume", "name")]
+    if head.endswith(".py"):
+        cmd = ["python", head, *keep]
+    elif Path(head).name == "ups":
+        cmd = ["ups", *keep]
+    else:
+        return f"the same command with resume=true name={name}"
+    return shlex.join([*cmd, "resume=true", f"name={name}"])
+
+
 def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[str, Any] | None = None,
               trainable: Callable[..., Any] | None = None, around_champion: bool = False,
               promote: bool = True, check: Callable[[Prepared], None] | None = None) -> SweepOutcome:
@@ -1066,16 +1082,14 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     _log(f"leaderboard: {p.leaderboard}")
     if promotion_cut:
         msg = (f"interrupted during the promotion's full-eval: every trial of {name} is finished and on the "
-               f"leaderboard; the champion was not changed. Run the same command with resume=true to redo the "
-               f"promotion (name={name} if another sweep of this round started since)")
+               f"leaderboard; the champion was not changed. To redo the promotion: {resume_command(name)}")
         _log(msg)
         raise SweepInterrupted(msg, outcome)
     if outcome.interrupted:
         mine = rows[(rows["experiment"] == name) & (rows["kind"] == "trial")] if not rows.empty else rows
         done = int((mine["status"] != INTERRUPTED).sum()) if not mine.empty else 0
         msg = (f"interrupted: {len(lb_cb.open)} trial(s) unfinished, {done} finished (on the leaderboard), "
-               f"{planned_trials(p)} asked for. Its state is saved in {exp_path}: run the same command with "
-               f"resume=true to finish it (name={name} if another sweep of this round started since)")
+               f"{planned_trials(p)} asked for. Its state is saved in {exp_path}. To finish it: {resume_command(name)}")
         _log(msg)
         raise SweepInterrupted(msg, outcome)
     return outcome
@@ -1242,7 +1256,7 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
     reconcile(p.leaderboard, ctx, grid, lb_cb, cut)
     if cut == INTERRUPTED:
         msg = (f"interrupted while retraining the promoted configurations: {len(lb_cb.open)} trial(s) of {seed_name} "
-               "unfinished. Run the same command with resume=true to finish them and the promotion")
+               f"unfinished. To finish them and the promotion: {resume_command(round_ctx.experiment)}")
         _log(msg)
         raise SweepInterrupted(msg)
     return seed_groups(p.leaderboard, chosen, seed_name, p.space)
