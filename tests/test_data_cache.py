@@ -166,3 +166,32 @@ def test_unguarded_script_fails_instead_of_hanging(tmp_path):
     assert worker_error.startswith(f"{script}' at import time") and 'if __name__ == "__main__":' in worker_error
     assert "a solver worker process ended abruptly" in proc.stderr.splitlines()[-1]  # the parent's own error
     assert _data_files(tmp_path / "cache") == []  # no file, no temp file left
+
+
+def test_a_generated_file_edited_in_place_is_refused(tmp_path):
+    """The generated file's content_hash names its generation settings, not its data: edited in place (h5py), it
+    kept that identity, and with it the baselines and results cached for the data it had before. The file carries
+    a digest of its samples since; a mismatch is refused, naming the way to use the edit as one's own data."""
+    import h5py
+
+    from ups.data.hdf5 import DataFileError
+    from ups.data.protocol import load_protocol
+
+    cfg = _cfg(tmp_path, "data.n=20", "data.reduced_resolution=1", "data.reduced_resolution_t=1")
+    generated = cache.dataset_path(cfg, progress=False, workers=1)
+    assert str(inspect_pdebench(generated).attrs["samples_digest"]).startswith("8:")
+    mine = tmp_path / "mine.hdf5"  # a copy passed as data.path (the cache itself regenerates a file it doubts)
+    mine.write_bytes(generated.read_bytes())
+    own = load_config([*SMALL, f"data.path={mine}", "data.n=20", "data.reduced_resolution=1",
+                       "data.reduced_resolution_t=1"]).data
+    first = load_protocol(own)
+    assert first.data_hash == load_protocol(cfg).data_hash  # the copy is the generated data
+    with h5py.File(mine, "a") as f:
+        f["tensor"][19] = 2 * f["tensor"][19]  # the last sample, scaled
+    with pytest.raises(DataFileError, match=r"mine\.hdf5: 'tensor' was changed after `ups data generate` wrote it .* "
+                                            r"Fix: regenerate it .* del f\.attrs\['content_hash'\]"):
+        load_protocol(own)
+    with h5py.File(mine, "a") as f:
+        del f.attrs["content_hash"], f.attrs["samples_digest"]
+    edited = load_protocol(own)  # now identified by its contents: another data_hash
+    assert edited.data_hash != first.data_hash

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ups.config import ConfigError
-from ups.data.hdf5 import MIN_GRID_POINTS, DataFileError, PDEBenchWriter, inspect_pdebench
+from ups.data.hdf5 import DIGEST_ATTR, MIN_GRID_POINTS, DataFileError, PDEBenchWriter, inspect_pdebench
 from ups.filelock import exclusive_lock
 from ups.data.initial import cell_centres, evaluate_init, sample_init_params
 from ups.data.solver import (MAX_RESOLUTION, RES_FACTOR, SOLVER_NAME, SOLVER_VERSION, SolverError,
@@ -319,6 +319,7 @@ def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: 
             stats = {"solver_resolution_min": min(resolutions), "solver_resolution_max": max(resolutions),
                      "substeps_min": min(substeps), "substeps_max": max(substeps),
                      "spectral_tail_max": max(tails), "generation_seconds": time.perf_counter() - start}
+            stats[DIGEST_ATTR] = writer.samples_digest()  # the data written, for a later edit to be seen
             writer.set_attrs(stats)
             attrs.update(stats)
     except SolverError as e:

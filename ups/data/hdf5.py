@@ -8,6 +8,7 @@ nothing behind. Bad files raise ``DataFileError`` naming the file, the key and t
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import uuid
@@ -265,6 +266,39 @@ def pdebench_time_coordinate(t: np.ndarray) -> np.ndarray:
     return np.append(t, t[-1] + (t[-1] - t[-2]))
 
 
+DIGEST_ATTR = "samples_digest"
+DIGEST_SAMPLES = 8
+
+
+def samples_digest(ds: h5py.Dataset) -> str:
+    """SHA-1 of a few samples of a (N, T, X) dataset, evenly spread, the first and last included, at full
+    resolution: ``<count>:<hex>``.  ``ups data generate`` records it, because its ``content_hash`` names the
+    generation settings, not the data: a file edited in place kept that identity and the baselines cached for the
+    data it had before (an all-zero tensor scored persistence 0.597)."""
+    n = int(ds.shape[0])
+    idx = sorted({int(i) for i in np.linspace(0, n - 1, min(n, DIGEST_SAMPLES)).round()})
+    h = hashlib.sha1()
+    for i in idx:
+        h.update(np.ascontiguousarray(ds[i], dtype=np.float32).tobytes())
+    return f"{len(idx)}:{h.hexdigest()}"
+
+
+def check_samples_digest(path: Path, attrs: dict[str, Any]) -> None:
+    """Refuse a generated file whose data no longer match the ``samples_digest`` it was written with."""
+    want = attrs.get(DIGEST_ATTR)
+    if want is None:
+        return  # a PDEBench file, or one generated before the digest: identified by its contents
+    with h5py.File(path, "r") as f:
+        got = samples_digest(f[TENSOR_KEY])
+    if str(want) != got:
+        raise DataFileError(f"{path}: 'tensor' was changed after `ups data generate` wrote it (its {DIGEST_ATTR} "
+                            f"attribute does not match the data), but it still carries the generated file's "
+                            "content_hash, under which results and baselines of the original data are cached. Fix: "
+                            "regenerate it (delete it; `ups data generate …`), or to use the edited data as your own "
+                            f"file, delete its content_hash and {DIGEST_ATTR} attributes (h5py: "
+                            f"del f.attrs['content_hash']; del f.attrs['{DIGEST_ATTR}'])")
+
+
 class PDEBenchWriter:
     """Atomic, incremental writer: ``with PDEBenchWriter(path, n, x, t, attrs) as w: w.write(rows, data)``.
 
@@ -303,6 +337,11 @@ class PDEBenchWriter:
             for j, r in enumerate(rows.tolist()):  # one chunk per sample: ~20× faster than a fancy selection
                 self._ds[r] = data[j]
             self._written[rows] = True
+
+    def samples_digest(self) -> str:
+        """``samples_digest`` of what is written so far (call it after the last sample)."""
+        assert self._f is not None
+        return samples_digest(self._ds)
 
     def set_attrs(self, attrs: dict[str, Any]) -> None:
         """Add attributes known only after the data (e.g. solver statistics)."""

@@ -19,7 +19,8 @@ import torch
 
 from ups.config import ConfigError, cfg_value, check_protocol
 from ups.data.cache import dataset_path
-from ups.data.hdf5 import GRID_RTOL, DataFileError, FileInfo, check_grid, inspect_pdebench, read_pdebench
+from ups.data.hdf5 import (GRID_RTOL, DataFileError, FileInfo, check_grid, check_samples_digest, inspect_pdebench,
+                           read_pdebench)
 
 
 class ProtocolError(ConfigError):
@@ -217,6 +218,7 @@ def load_protocol(data_cfg: Any, *, check_config: bool = True, need: Sequence[st
     nu = bf.nu if bf.nu is not None else float(cfg_value(data_cfg, "nu"))  # the file's ν wins (PDEBench name/attr)
     protocol = {"rx": rx, "rt": rt, "nmax": nmax, "test_ratio": test_ratio, "val_ratio": val_ratio,
                 "initial_step": initial_step}
+    check_samples_digest(source, bf.attrs)  # a generated file edited in place keeps its content_hash
     fp = _fingerprint(source, bf.attrs, (n, *data.shape[1:]), data[0], last)
     data_hash = hashlib.sha1((fp + json.dumps(protocol, sort_keys=True)).encode()).hexdigest()[:16]
     tensor = torch.from_numpy(data)
