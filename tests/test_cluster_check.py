@@ -280,12 +280,11 @@ MUTATIONS = [
                       "        Ipv6Ranges:\n          - CidrIpv6: 2000::/3\n")],
      ["Ipv6Ranges[0].CidrIpv6 | opens 6379 (Ray GCS) to a public range"]),
     # an SSH key Ray would fail to read at `ray up`, and node types without the KeyName Ray then asserts
-    ("ssh_key_missing", [("  ssh_user: ubuntu\n", "  ssh_user: ubuntu\n  ssh_private_key: ~/.ssh/no_such_key.pem\n")],
-     ["auth.ssh_private_key | '~/.ssh/no_such_key.pem' is not a file here", "delete ssh_private_key",
-      "['ray.head.cpu'].node_config | has no KeyName while auth.ssh_private_key is set", "add KeyName:"]),
+    ("ssh_key_no_key_name", [("  ssh_user: ubuntu\n", "  ssh_user: ubuntu\n  ssh_private_key: ~/.ssh/no_such_key.pem\n")],
+     ["['ray.head.cpu'].node_config | has no KeyName while auth.ssh_private_key is set", "add KeyName:"]),
     # a narrow public CIDR (the office's) is fine for SSH, never for Ray's ports: the job API runs anyone's code
     ("dash_office", [(_SSH_RULE, _SSH_RULE + _EXTRA_RULE.format(p=8265, r="          - CidrIp: 198.51.100.0/24\n"))],
-     ["IpPermissions[1].IpRanges[0].CidrIp | opens 8265 (Ray dashboard/job API) to 198.51.100.0/24, outside the VPC",
+     ["IpPermissions[1].IpRanges[0].CidrIp | opens 8265 (Ray dashboard/job API) to 198.51.100.0/24, outside the address space VPCs use",
       "CVE-2023-48022", "open only port 22 to 198.51.100.0/24", "ray dashboard cluster.yaml"]),
     ("ssh_range_spans_ray", [("        ToPort: 22\n", "        ToPort: 8265\n")],
      ["IpPermissions[0].IpRanges[0].CidrIp | opens 6379 (Ray GCS), 8076 (object manager), 8265 (Ray dashboard/job API) "
@@ -418,7 +417,29 @@ def test_an_ssh_key_that_exists_with_key_names_is_allowed(tmp_path, base):
     for nt in cfg["available_node_types"].values():
         nt["node_config"]["KeyName"] = "ups-sweeps"
     report = check_cluster_file(_write(tmp_path, cfg))
-    assert report.ok and "SSH key" in report.checks, report.format()
+    assert report.ok and "SSH key" in report.checks and not _warnings_at(report, "auth.ssh_private_key"), \
+        report.format()
+    cfg["auth"]["ssh_private_key"] = "ups.pem"  # relative: found next to the cluster file
+    assert not _warnings_at(check_cluster_file(_write(tmp_path, cfg)), "auth.ssh_private_key")
+    cfg["auth"]["ssh_private_key"] = "~/.ssh/no_such_key.pem"  # nowhere: a warning (CI may check without the key)
+    report = check_cluster_file(_write(tmp_path, cfg))
+    (w,) = _warnings_at(report, "auth.ssh_private_key")
+    assert report.ok and "is not a file here" in w.message and "delete ssh_private_key" in w.fix, report.format()
+
+
+def test_ray_ports_to_ipv6_outside_ula_warn_and_icmp_is_not_ray(tmp_path, base):
+    """A VPC's own IPv6 block is Amazon's global unicast: Ray ports to such a range warn (an office's may be one
+    too); ICMP from an office range opens no Ray port (its FromPort -1 read as every port)."""
+    cfg = copy.deepcopy(base)
+    rules = cfg["provider"]["security_group"]["IpPermissions"]
+    rules.append({"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535, "Ipv6Ranges": [{"CidrIpv6": "2600:1f18:1:100::/56"}]})
+    rules.append({"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "IpRanges": [{"CidrIp": "198.51.100.0/24"}]})
+    rules.append({"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "IpRanges": [{"CidrIp": "198.19.0.0/16"}]})
+    report = check_cluster_file(_write(tmp_path, cfg))
+    assert report.ok, report.format()
+    (w,) = _warnings_at(report, "provider.security_group.IpPermissions[1].Ipv6Ranges[0].CidrIpv6")
+    assert "6379 (Ray GCS)" in w.message and "outside the address space VPCs use" in w.message
+    assert not _warnings_at(report, "provider.security_group.IpPermissions[2].IpRanges[0].CidrIp")
 
 
 def test_docs_do_not_claim_token_auth_on_by_default():

@@ -291,7 +291,7 @@ def test_cli_bad_input_is_refused_before_compute(tiny, files, tmp_path):
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
-def test_ups_eval_on_a_trained_checkpoint(files, tmp_path, capsys):
+def test_ups_eval_on_a_trained_checkpoint(files, tmp_path, capsys, monkeypatch):
     """End to end: the real staged trainer writes a checkpoint, `ups eval` evaluates it."""
     from ups.cli import main as ups_main
     from ups.train.trainer import train
@@ -320,6 +320,8 @@ def test_ups_eval_on_a_trained_checkpoint(files, tmp_path, capsys):
     assert _run_id(blank, {"path": str(res.checkpoint)}) == "run"
     assert _run_id(blank, {"path": str(tmp_path / "loose" / "checkpoint.pt")}).startswith("ckpt-")
     assert _run_id(cfg, {"path": str(res.checkpoint)}) == "tiny-run"
+    monkeypatch.chdir(res.checkpoint.parent)  # a relative path names the same folder
+    assert _run_id(blank, {"path": "checkpoint.pt"}) == "run"
 
 
 @pytest.mark.gpu

@@ -1030,6 +1030,7 @@ def test_unwritable_outputs_are_refused_before_data(tmp_path: Path, monkeypatch:
             prepare("round_a", [*ok, f"{key}={bad}"])
     prepare("round_a", [*ok, f"report_dir={blocker / 'rep'}", "write_report=false"])  # not written: not checked
     # W&B's dir: a bad one used to disable logging after ray.init, and the sweep ran without it
+    monkeypatch.setenv("WANDB_MODE", "offline")  # checked unless W&B is off (auto mode reads WANDB_MODE)
     prepare("round_a", [*ok, f"wandb.dir={blocker / 'wb'}", "wandb.enabled=false"])
     prepare("round_a", [*ok, f"wandb.dir={blocker / 'wb'}", "wandb.mode=disabled"])
     monkeypatch.setenv("WANDB_DIR", str(blocker / "env"))

@@ -130,11 +130,23 @@ def test_smallest_mirrors_largest_through_derived_rules(tmp_path: Path) -> None:
 
 
 def test_the_resume_command_is_this_command_with_resume_and_the_name() -> None:
-    from ups.tune.launcher import resume_command
+    from ups.tune.launcher import python_command, resume_command
 
     assert resume_command("round_a-1", ["sweeps/round_a.py", "num_samples=8", "name=old", "resume=false",
                                         "storage_path=/a b"]) == \
-        "python sweeps/round_a.py num_samples=8 'storage_path=/a b' resume=true name=round_a-1"
+        f"{python_command()} sweeps/round_a.py num_samples=8 'storage_path=/a b' resume=true name=round_a-1"
     assert resume_command("round_b-2", ["/venv/bin/ups", "sweep", "round_b", "max_concurrent=2"]) == \
         "ups sweep round_b max_concurrent=2 resume=true name=round_b-2"
     assert resume_command("x", ["/usr/bin/pytest", "-q"]) == "the same command with resume=true name=x"
+
+
+def test_the_resume_command_names_the_interpreter_unless_it_is_the_python_on_the_path(monkeypatch) -> None:
+    import shutil
+    import sys
+
+    from ups.tune.launcher import python_command
+
+    monkeypatch.setattr(shutil, "which", lambda name: sys.executable)
+    assert python_command() == "python"
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/python")
+    assert python_command() == sys.executable

@@ -17,7 +17,7 @@ FAST = {"stages.autoencoder.epochs": 2, "stages.operator.epochs": 2, "stages.dif
         "eval.max_samples": 2}
 
 
-def test_ups_train_cli(tiny_cfg, tiny_data, tmp_path, capsys):
+def test_ups_train_cli(tiny_cfg, tiny_data, tmp_path, capsys, monkeypatch):
     args = [*TINY_OVERRIDES, f"data.cache_dir={tiny_cfg.data.cache_dir}", "stages.autoencoder.epochs=2",
             "training.rollout_horizon=3", "ttc.enabled=false", "eval.max_samples=2"]
     assert ups_main(["train", *args, "--run-dir", str(tmp_path / "run")]) == 0
@@ -51,13 +51,29 @@ def test_ups_train_cli(tiny_cfg, tiny_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"ups train: error: training.device={bad} but" in err and "Fix: training.device=" in err, err
     # --resume with no overrides: the run's own settings (preset dim8 here, the default is dim32: it was refused as
-    # "a different model"), in the run's folder; an override given goes on top
+    # "a different model"), in the run's folder, from a relative path too
     epoch = sorted((tmp_path / "run" / "checkpoints").glob("epoch_*"))[0]
-    assert ups_main(["train", "--resume", str(epoch), "eval.max_samples=1", "--quiet"]) == 0
+    monkeypatch.chdir(epoch.parent)
+    assert ups_main(["train", "--resume", epoch.name, "--quiet"]) == 0
     out = capsys.readouterr().out
+    assert f"resuming {epoch / 'checkpoint.pt'} in {tmp_path / 'run'}\n" in out, out
     assert f"checkpoint {tmp_path / 'run' / 'checkpoints' / 'final'}" in out, out
-    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
-    assert final["done"] and final["n_samples"] == 1 and final["params"] == closing["params"], final
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]["params"] == closing["params"]
+    # an override goes on top of the run's settings (its 2 autoencoder epochs, not the default 10; the preset
+    # repeated changes nothing), and a changed run gets a folder of its own
+    args_off = ["stages.diff_residual.epochs=0", "stages.consistency_distill.epochs=0", "preset=dim8"]
+    assert ups_main(["train", "--resume", str(epoch), *args_off, "--run-dir", str(tmp_path / "more"), "--quiet"]) == 0
+    cfg = json.loads((tmp_path / "more" / "config.json").read_text())
+    assert cfg["stages"]["autoencoder"]["epochs"] == 2 and cfg["stages"]["diff_residual"]["epochs"] == 0, cfg
+    assert cfg["data"]["n"] == 64 and cfg["preset"] == "dim8"
+    # validated with the run's settings: that run has no distillation, so diff_residual=0 alone is fine (with the
+    # default's 6 distillation epochs it was refused)
+    again = tmp_path / "more" / "checkpoints" / "final"
+    assert ups_main(["train", "--resume", str(again), "stages.diff_residual.epochs=0", "eval.max_samples=1",
+                     "--run-dir", str(tmp_path / "again"), "--quiet"]) == 0, capsys.readouterr().err
+    # another preset: the trainer names what differs (exit 2)
+    assert ups_main(["train", "--resume", str(epoch), "preset=dim16", "--run-dir", str(tmp_path / "other")]) == 2
+    assert "was trained with a different model" in capsys.readouterr().err
     # a stage that diverges: its message (stage, epoch, the lr to lower, the last good state), exit 1, no traceback
     rc = ups_main(["train", *args, "stages.autoencoder.optimizer.lr=1e30", "stages.autoencoder.grad_clip=0",
                    "--run-dir", str(tmp_path / "div")])

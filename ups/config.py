@@ -454,11 +454,14 @@ def load_config(
     overrides: Sequence[str] = (),
     config_name: str = "train",
     config_dir: Path = CONF_DIR,
+    *,
+    validate: bool = True,
 ) -> DictConfig:
     """Compose the UPS config with Hydra overrides; validate; return a resolved DictConfig.
 
     Raises ConfigError naming the key and its nearest valid key for misspelt keys, bad types,
-    or values that break the model's scaling rules.
+    or values that break the model's scaling rules (``validate=False``: keys and types only, for overrides that
+    go on top of another config, which is validated then).
     """
     try:
         cfg = _compose(overrides, config_name, config_dir)
@@ -469,7 +472,8 @@ def load_config(
         key = getattr(e, "full_key", None)
         raise invalid_value_error("overrides", key, e, _compose((), config_name, config_dir),
                                   label="the default:") from None
-    validate_config(cfg)
+    if validate:
+        validate_config(cfg)
     return cfg
 
 

@@ -422,7 +422,8 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
 
 def _run_id(cfg: Any, state: dict[str, Any]) -> str:
     rid = cfg.run.run_id or state.get("run_id")
-    ckpt = Path(str(state.get("path", "")))
+    where = str(state.get("path", ""))
+    ckpt = Path(where) if "://" in where else Path(where).expanduser().resolve()
     if not rid and len(ckpt.parents) > 2 and ckpt.parents[1].name == "checkpoints":
         rid = ckpt.parents[2].name  # ups train's run folder runs/<run_id>/checkpoints/<name>/checkpoint.pt
     if rid:

@@ -12,8 +12,10 @@ Four layers, all offline (no AWS credentials, no network):
    ``MaxPrice`` is a positive decimal string (botocore's shape only says "string").
 3. Security rules: no rule opens a port to the internet, i.e. to a CIDR that is not private and wider
    than /16 (IPv4) or /32 (IPv6) (dashboard 8265, GCS 6379, client 10001 or any other port); no Ray port
-   (those three and the object manager's 8076) is open to any range outside the VPC address space (RFC 1918,
-   100.64/10, fc00::/7), an office's /24 included; SSH is allowed from a configured CIDR only; every node has an IAM instance profile; no credentials or
+   (those three and the object manager's 8076, over TCP) is open to an IPv4 range outside the private space VPCs
+   use (RFC 1918, 100.64/10, 198.18/15), an office's /24 included (IPv6 outside fc00::/7: a warning, as a VPC's
+   own IPv6 block is global); SSH is allowed from a configured CIDR only; with ``auth.ssh_private_key``, every
+   node type names a ``KeyName`` (Ray asserts it at ``ray up``) and the key file exists (a warning); every node has an IAM instance profile; no credentials or
    tokens anywhere in the file; the dashboard binds to localhost.
 4. Project rules: the head node has ``resources: {CPU: 0}`` (it runs no trials); some worker type
    can provide a GPU (NVIDIA GPU instance family, see ``NVIDIA_GPU_FAMILIES``, and max_workers > 0,
@@ -464,12 +466,13 @@ def _public_wide(cidr: str) -> bool:
 
 
 VPC_RANGES = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
-                                                     "fc00::/7"))  # what a VPC's own CIDR blocks are drawn from
+                                                     "198.18.0.0/15", "fc00::/7"))  # what VPC blocks are drawn from
 
 
 def _vpc_range(cidr: str) -> bool:
-    """The CIDR lies in the address space VPCs use (RFC 1918, 100.64/10, IPv6 unique local): the cluster's own
-    network.  Not ``is_private``, which also counts the documentation ranges (203.0.113.0/24) users edit."""
+    """The CIDR lies in the private address space VPCs use (RFC 1918, 100.64/10, 198.18/15, IPv6 unique local):
+    the cluster's own network.  Not ``is_private``, which also counts the documentation ranges (203.0.113.0/24)
+    users edit."""
     net = _network(cidr)
     return net is not None and any(net.version == v.version and net.subnet_of(v) for v in VPC_RANGES)
 
@@ -505,7 +508,8 @@ def _check_security(c: _Checker, cfg: dict[str, Any]) -> None:
             continue
         named = [f"{p} ({NAMED_PORTS[p]})" for p in sorted(NAMED_PORTS) if lo <= p <= hi]
         what = ", ".join(named) if named else f"ports {lo}-{hi}"
-        ray_ports = [f"{p} ({NAMED_PORTS[p]})" for p in RAY_PORTS if lo <= p <= hi]
+        tcp = str(rule.get("IpProtocol", "")).lower() in ("tcp", "6", "-1", "all")  # Ray's ports are TCP
+        ray_ports = [f"{p} ({NAMED_PORTS[p]})" for p in RAY_PORTS if lo <= p <= hi] if tcp else []
         for field_, cidr_key in (("IpRanges", "CidrIp"), ("Ipv6Ranges", "CidrIpv6")):
             for j, rng in enumerate(_seq(rule.get(field_))):
                 if not isinstance(rng, dict) or not isinstance(rng.get(cidr_key, ""), str):
@@ -527,10 +531,15 @@ def _check_security(c: _Checker, cfg: dict[str, Any]) -> None:
                             "`ray dashboard cluster.yaml`; never open Ray ports")
                 elif ray_ports and cidr and not _vpc_range(cidr):
                     ssh_ok = ssh_ok or lo <= SSH_PORT <= hi  # one error for this rule, not a second for SSH
-                    c.error(key, f"opens {', '.join(ray_ports)} to {cidr}, outside the VPC: anyone there can run "
-                            "code on the cluster through Ray's unauthenticated job API and GCS (CVE-2023-48022)",
-                            f"open only port 22 to {cidr} (FromPort: 22, ToPort: 22) and reach the dashboard "
-                            "with `ray dashboard cluster.yaml`; the nodes reach each other through the group itself")
+                    # IPv6: a VPC's own block is Amazon's global unicast, which no offline check tells from an
+                    # office's, so a warning; IPv4 outside the ranges VPCs are drawn from: an error
+                    (c.warn if _network(cidr).version == 6 else c.error)(
+                        key, f"opens {', '.join(ray_ports)} to {cidr}, outside the address space VPCs use: anyone "
+                        "there can run code on the cluster through Ray's unauthenticated job API and GCS "
+                        "(CVE-2023-48022)",
+                        f"open only port 22 to {cidr} (FromPort: 22, ToPort: 22) and reach the dashboard with "
+                        "`ray dashboard cluster.yaml`; the nodes reach each other through the security group itself "
+                        "(Ray adds that rule; for your own, a UserIdGroupPairs entry naming the group)")
                 elif lo <= SSH_PORT <= hi and cidr:
                     ssh_ok = True
                     if cidr in PLACEHOLDERS:
@@ -995,20 +1004,22 @@ def _check_workers_gpu(c: _Checker, cfg: dict[str, Any]) -> None:
     c.report.checks.append("GPU workers")
 
 
-def _check_ssh_key(c: _Checker, cfg: dict[str, Any]) -> None:
-    """``auth.ssh_private_key``: Ray reads the file at ``ray up`` (relative to the folder it runs in) and then
-    asserts that every node type without ``UserData`` names its ``KeyName`` (``_configure_key_pair``); without the
-    key, Ray creates and names a key pair itself."""
+def _check_ssh_key(c: _Checker, cfg: dict[str, Any], yaml_dir: Path) -> None:
+    """``auth.ssh_private_key``: every node type without ``UserData`` must name its ``KeyName``, which Ray asserts
+    at ``ray up`` (``_configure_key_pair``; without the key, Ray creates and names a key pair itself).  The key
+    file, which ``ray up`` reads from the folder it runs in, is looked for there and next to the cluster file: a
+    warning where it is in neither (the check may run where the key is not, in CI)."""
     c.report.checks.append("SSH key")
     auth = cfg.get("auth")
     if not isinstance(auth, dict) or not isinstance(key := auth.get("ssh_private_key"), str):
         return  # absent (Ray makes a key pair), or a wrong type (the schema check reports it)
     path = Path(key).expanduser()
-    if not path.is_file():
-        c.error(("auth", "ssh_private_key"), f"'{key}' is not a file here ({path if path.is_absolute() else Path.cwd() / path}"
-                "; `ray up` reads it from the folder it runs in)",
-                "give the private key of the EC2 key pair the nodes name in KeyName, or delete ssh_private_key (and "
-                "the KeyNames) to let Ray create a key pair")
+    if not any(p.is_file() for p in ([path] if path.is_absolute() else [Path.cwd() / path, yaml_dir / path])):
+        where = str(path) if path.is_absolute() else f"{Path.cwd()} or {yaml_dir}"
+        c.warn(("auth", "ssh_private_key"), f"'{key}' is not a file here ({where}); `ray up` reads it from the folder "
+               "it runs in and fails without it",
+               "give the private key of the EC2 key pair the nodes name in KeyName, or delete ssh_private_key (and "
+               "the KeyNames) to let Ray create a key pair")
     nts = cfg.get("available_node_types")
     for name, nt in (nts.items() if isinstance(nts, dict) else ()):
         nc = nt.get("node_config") if isinstance(nt, dict) else None
@@ -1219,7 +1230,7 @@ def check_cluster_file(path: str | Path, pyproject: str | Path | None = None) ->
     _guarded(c, "region", _check_provider, cfg)
     _guarded(c, "security", _check_security, cfg)
     _guarded(c, "GPU worker", _check_workers_gpu, cfg)
-    _guarded(c, "SSH key", _check_ssh_key, cfg)
+    _guarded(c, "SSH key", _check_ssh_key, cfg, path.resolve().parent)
     _guarded(c, "file_mounts", _check_file_mounts, cfg, path.resolve().parent)
     _guarded(c, "torch build", _check_torch_build, cfg, path.resolve().parent, pyproject_path)
     _guarded(c, "idle timeout", _check_idle_timeout, cfg)

@@ -148,8 +148,8 @@ def check_compatible(state: dict[str, Any], cfg: Any, grid_size: int | None = No
     if diff:
         raise CheckpointError(
             f"checkpoint '{state.get('path')}' was trained with a different model:\n  " + "\n  ".join(diff)
-            + "\nFix: pass the same model overrides (e.g. the checkpoint's preset), or start a new run "
-              "without resuming from it (ups train: no --resume).")
+            + "\nFix: give the checkpoint's model settings (`ups train --resume` takes them from the checkpoint: "
+              "drop the model overrides that differ), or start a new run without resuming from it.")
 
 
 def _weight_mismatch(want: Mapping[str, Any], got: Any) -> str:

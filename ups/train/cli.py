@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ups.config import ConfigError, apply_overrides, config_from_dict, config_hash, load_config, override_key
+from ups.config import (ConfigError, apply_overrides, config_from_dict, config_hash, load_config, override_key,
+                        to_dict)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,46 +17,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. preset=dim64 stages.operator.optimizer.lr=3e-4")
     p.add_argument("--run-dir", type=Path, default=None, help="output folder (default: run.out_dir/<run_id>)")
     p.add_argument("--resume", type=Path, default=None,
-                   help="checkpoint.pt, its folder, or a run folder: its run goes on in its folder with the settings "
-                        "it was started with, the overrides given here on top")
+                   help="checkpoint.pt, its folder, or a run folder: the run goes on with the settings it was started "
+                        "with, the overrides given here on top (in its own folder when they change nothing)")
     p.add_argument("--quiet", action="store_true", help="print only the final metrics")
     return p
 
 
-def resume_config(resume: Path, overrides: list[str]) -> tuple[Any, Path | None]:
-    """``--resume``: (the checkpoint's own config with this command's overrides on top, the run folder the
-    checkpoint lies in).  A run resumes with the settings it was started with: `ups train --resume runs/<id>`
-    without retyping them (it was refused, the defaults' model differing from the checkpoint's).  ``preset=``
-    names a whole model, so a command that gives one keeps its own config (checked against the checkpoint)."""
+def resume_config(resume: Path, overrides: list[str]) -> tuple[Any, Path, Path | None]:
+    """``--resume``: (the checkpoint's own config with this command's overrides on top, the checkpoint, the run
+    folder to go on in).  A run resumes with the settings it was started with: `ups train --resume runs/<id>`
+    without retyping them (it was refused, the defaults' model differing from the checkpoint's).  The run
+    folder is the checkpoint's (``<run>/checkpoints/<name>/checkpoint.pt``) when the overrides change nothing;
+    else None, and the run gets the folder its new config names.  A ``preset=`` other than the checkpoint's
+    gives the command's own config, which the trainer then refuses, naming what differs."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
     from ups.train.checkpoint import CheckpointError, read_checkpoint
     from ups.train.trainer import latest_checkpoint
 
-    rp = Path(resume).expanduser()
+    rp = Path(resume).expanduser().resolve()
     if rp.is_dir() and not (rp / "checkpoint.pt").exists() and latest_checkpoint(rp) is not None:
         rp = latest_checkpoint(rp)
     try:
         state = read_checkpoint(rp)
     except CheckpointError as e:
         raise ConfigError(f"--resume: {e}") from None
-    ckpt = Path(state["path"])
-    run_dir = ckpt.parents[2] if len(ckpt.parents) > 2 and ckpt.parents[1].name == "checkpoints" else None
-    given = load_config(overrides)
-    keys = [override_key(o) for o in overrides]
-    if "preset" in keys:
-        return given, run_dir
+    ckpt = Path(state["path"]).resolve()
     stored = config_from_dict(state["config"], source=f"--resume: checkpoint '{ckpt}' config")
-    values = {k: OmegaConf.select(given, k) for k in keys}
+    given = load_config(overrides, validate=False)  # validated on top of the stored config below
+    keys = [override_key(o) for o in overrides]
+    if "preset" in keys and given.preset != stored.preset:
+        return load_config(overrides), ckpt, None
+    values = {k: OmegaConf.select(given, k) for k in keys if k != "preset"}
     values = {k: OmegaConf.to_container(v) if isinstance(v, (DictConfig, ListConfig)) else v for k, v in values.items()}
-    return apply_overrides(stored, values, source="overrides"), run_dir
+    cfg = apply_overrides(stored, values, source="overrides")
+    in_place = len(ckpt.parents) > 2 and ckpt.parents[1].name == "checkpoints" and to_dict(cfg) == to_dict(stored)
+    return cfg, ckpt, ckpt.parents[2] if in_place else None
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    resumed_run = None
+    resume_from, resumed_run = None, None
     if args.resume is not None:
-        cfg, resumed_run = resume_config(args.resume, args.overrides)
+        cfg, resume_from, resumed_run = resume_config(args.resume, args.overrides)
     else:
         cfg = load_config(args.overrides)
     from ups.models.ups_model import build_model, count_parameters, parameter_breakdown
@@ -81,7 +85,9 @@ def main(argv: list[str]) -> int:
               + (f" (round trip {trip:.4f})" if trip is not None else "") + f"  {m['wall_clock']:.0f}s", flush=True)
 
     try:
-        res = train(cfg, report=report, run_dir=run_dir, resume_from=args.resume)
+        if resume_from is not None:
+            print(f"ups train: resuming {resume_from} in {run_dir}", flush=True)
+        res = train(cfg, report=report, run_dir=run_dir, resume_from=resume_from)
     except CheckpointError as e:  # --resume names a missing or unreadable checkpoint: refused before training
         raise ConfigError(f"--resume: {e}") from None
     except TrainingDiverged as e:  # its message names the stage, the epoch and the knob to lower: no traceback

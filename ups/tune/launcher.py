@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import socket
 import sys
 import tempfile
@@ -895,14 +896,23 @@ def check_sweep_folder(p: Prepared, name: str) -> None:
                           f"a new sweep (without name= each sweep gets a timestamped one)")
 
 
+def python_command() -> str:
+    """``python`` where that is this interpreter on the PATH, else this interpreter's path (a venv's python run by
+    its path, the venv not activated)."""
+    found = shutil.which("python")
+    return "python" if found and os.path.abspath(found) == os.path.abspath(sys.executable) else sys.executable
+
+
 def resume_command(name: str, argv: Sequence[str] | None = None) -> str:
     """The command that resumes sweep ``name``: this process's command line with ``resume=true name=<name>`` in
     place of any it had (a sweep script or ``ups sweep``); else the words for it."""
     argv = list(sys.argv if argv is None else argv)
     head = argv[0] if argv else ""
     keep = [a for a in argv[1:] if override_key(a) not in ("resume", "name")]
+    if "ipykernel" in sys.modules:  # a notebook: argv is the kernel's
+        head = ""
     if head.endswith(".py"):
-        cmd = ["python", head, *keep]
+        cmd = [python_command(), head, *keep]
     elif Path(head).name == "ups":
         cmd = ["ups", *keep]
     else:

@@ -128,7 +128,7 @@ class WandbRoundLogger(Callback):
     def run_dir(self) -> Path | None:
         if self.directory is not None:
             return self.directory
-        return Path(os.environ["WANDB_DIR"]) if os.environ.get("WANDB_DIR") else self.default_directory
+        return Path(os.environ["WANDB_DIR"]).expanduser() if os.environ.get("WANDB_DIR") else self.default_directory
 
     def run_identity(self, mode: str) -> tuple[str, str, str | None]:
         """(run id, run name, ``resumed_from``) this driver logs to in ``mode`` (``resume_run_id``)."""
