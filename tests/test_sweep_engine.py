@@ -122,6 +122,50 @@ def test_a_restored_asha_gets_its_rung_records_back(ray_session, tmp_path: Path)
         assert rec == pytest.approx(live[m]), m
 
 
+def _sees_the_first_trial_ended(config: dict) -> None:
+    """Trial x=0 ends at once; trial x=1 (run after it) waits up to 8 s for the experiment state on storage to
+    hold an ended trial, and reports how long that took (-1: never)."""
+    import time
+
+    from ray import tune as t
+
+    if config["x"] == 0:
+        t.report({"waited": 0.0})
+        return
+    start = time.monotonic()
+    while time.monotonic() - start < 8:
+        if any("TERMINATED" in f.read_text() for f in Path(config["exp"]).glob("experiment_state-*.json")):
+            t.report({"waited": time.monotonic() - start})
+            return
+        time.sleep(0.1)
+    t.report({"waited": -1.0})
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["resumable_fifo", "ray_fifo"])
+def test_the_experiment_state_is_saved_when_a_trial_ends(ray_session, tmp_path: Path, monkeypatch, ours) -> None:
+    """Tune saved its experiment state every 10 s or more: a driver killed between a trial's end (its leaderboard
+    row written) and the next save left a state without it, and the resume trained it again (with TPE, the same
+    point under a new id: a duplicate row).  The sweep's schedulers save it at the next step.  Tune's own period
+    is set to 60 s here, so that only that save can be seen (the control: Ray's FIFO scheduler, never)."""
+    from ray import tune
+    from ray.tune.schedulers import FIFOScheduler
+
+    from ups.tune.restore import ResumableFIFO
+
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "60")
+    exp = tmp_path / "state"
+    tuner = tune.Tuner(_sees_the_first_trial_ended,
+                       param_space={"x": tune.grid_search([0, 1]), "exp": str(exp)},
+                       tune_config=tune.TuneConfig(metric="waited", mode="max", max_concurrent_trials=1,
+                                                   scheduler=ResumableFIFO() if ours else FIFOScheduler()),
+                       run_config=tune.RunConfig(name="state", storage_path=str(tmp_path), verbose=0))
+    waited = sorted(r.metrics["waited"] for r in tuner.fit())
+    if ours:
+        assert 0 <= waited[-1] < 8, waited
+    else:
+        assert waited[0] == -1.0, waited
+
+
 def test_compute_budget_cut_is_recorded_as_such(ray_session, tmp_path: Path) -> None:
     """compute_budget_s ends the sweep with trials running: they are stopped by the budget (not by ASHA, not
     'interrupted'), and the sweep returns normally."""

@@ -389,6 +389,21 @@ def test_promotion_seeds_crowns_on_the_seed_mean(ray_session, tiny_data, tiny_ca
     assert set(again[(again["experiment"] == f"seeds-{exp}") & (again["kind"] == "trial")]["run_id"]) == \
         set(retrains["run_id"])
     assert json.loads(champ_path.read_text())["run_id"] == champ["run_id"]
+    # a driver killed as the retrain started, between Tune's tuner.pkl and its first state (no row yet): every
+    # resume failed to restore that folder (Tune: no experiment state); it now retrains there from the start
+    seeds_dir = work / "runs" / f"seeds-{exp}"
+    assert (seeds_dir / "tuner.pkl").exists()
+    for f in seeds_dir.glob("experiment_state-*.json"):
+        f.unlink()
+    again[again["experiment"] != f"seeds-{exp}"].to_csv(lb_path, index=False)
+    assert script("round_a")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false",
+                                  "scheduler.name=fifo", "gates.enabled=false", "promotion.top_k=2",
+                                  "promotion.force=true", "promotion.beat_baselines=false",  # tiny models
+                                  "promotion.seeds=1", f"leaderboard={lb_path}",
+                                  f"champion={champ_path}", "resume=true", f"name={exp}")) == 0
+    third = read_leaderboard(lb_path)
+    assert third["run_id"].is_unique
+    assert len(third[(third["experiment"] == f"seeds-{exp}") & (third["kind"] == "trial")]) == 2
 
 
 def test_stage_cache_reuses_the_autoencoder_bit_for_bit(ray_session, tiny_data, tiny_cache_dir, work, tmp_path) -> None:

@@ -743,9 +743,8 @@ def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int, space: 
 
 
 def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
-    from ray.tune.schedulers import FIFOScheduler
-
     from ups.tune.pbt import StagedPBT
+    from ups.tune.restore import ResumableFIFO
 
     sc = s.scheduler
     if sc.name == "asha":
@@ -763,7 +762,7 @@ def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
                          perturbation_interval=sc.perturbation_interval, hyperparam_mutations=mutations,
                          custom_explore_fn=space.clamp,
                          reference=space.reference_point(base) if s.searcher.start_at_reference else None)
-    return FIFOScheduler()
+    return ResumableFIFO()
 
 
 def pbt_bounds(s: SweepConfig, base: Any, space: SearchSpace) -> tuple[int, int]:
@@ -1226,6 +1225,8 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
     from ray import tune
     from ray.tune import TuneConfig
 
+    from ups.tune.tune_state import newest_state
+
     s = p.scfg
     seed_name = f"seeds-{round_ctx.experiment}"
     base_seed = int(p.base.training.seed)
@@ -1241,9 +1242,16 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
     _log(f"promotion: retraining {', '.join(chosen)} with training seed(s) {', '.join(map(str, seeds))} "
          f"({len(points)} trials, {p.display_storage}/{seed_name})")
     stop = PhysicsGateStopper(limits) if s.gates.enabled else None
-    if s.resume and tune.Tuner.can_restore(path, storage_filesystem=p.filesystem):
-        if repaired := restorable_state(p, seed_name):
-            _log(repaired)
+    started = s.resume and tune.Tuner.can_restore(path, storage_filesystem=p.filesystem)
+    if started and (repaired := restorable_state(p, seed_name)):
+        _log(repaired)
+    # Tune writes tuner.pkl when the Tuner is built, its first state a moment later: a driver killed in between
+    # left a folder every resume failed to restore (as check_sweep_folder says of a round's own folder)
+    held = started and newest_state(path, p.filesystem)[0] is not None
+    if started and not held:
+        _log(f"promotion: {p.display_storage}/{seed_name} was stopped before Tune saved its first state: "
+             "retraining from the start there")
+    if held:
         tuner = tune.Tuner.restore(path, tr, resume_errored=True, storage_filesystem=p.filesystem)
         gates = [*gate_trackers(stop), lb_cb.tracker] if s.gates.enabled else []
         results, histories = restored_runs(tuner, lb_cb)

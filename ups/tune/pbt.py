@@ -29,6 +29,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 
+from ups.tune.restore import SavesStateOnTrialEnd
+
 
 def _stage_spans(cfg: Any, keys: Iterable[str]) -> tuple[list[tuple[int, int]] | None, int]:
     """(start, end) training iterations of each stage a key of ``keys`` belongs to (``stages.<stage>.…``), in
@@ -60,7 +62,7 @@ def pbt_start(cfg: Any, keys: Iterable[str]) -> int:
     return 0 if spans is None else min(start for start, _ in spans)
 
 
-class StagedPBT(PopulationBasedTraining):
+class StagedPBT(SavesStateOnTrialEnd, PopulationBasedTraining):
     """Ray's ``PopulationBasedTraining`` that takes a trial that reported at or past ``window``
     (``pbt_window``; counted in ``training_iteration``, whatever the ``time_attr``) out of the population:
     neither exploited nor cloned; it continues to its end.  The trial of the round's ``reference`` point is

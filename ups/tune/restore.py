@@ -46,7 +46,7 @@ import random
 from typing import Any, Mapping, Sequence
 
 from ray.tune import Stopper
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from ups.tune.concurrency import set_limit
 from ups.tune.gates import GateTracker
@@ -75,7 +75,39 @@ class ResumableStopper(Stopper):
         self.inner = _RESUMING.get(self.experiment, self.inner)
 
 
-class ResumableASHA(ASHAScheduler):
+class SavesStateOnTrialEnd:
+    """A Tune scheduler mixin: the experiment state is saved at the first step after a trial ends, not up to
+    Tune's checkpoint period (10 s or more) later.  Killed in that window, a driver left a state without the
+    ended trial, whose leaderboard row was already written: the resume trained it again from its last checkpoint
+    (random search: the same trial id, its row rewritten), or, with TPE, whose restored sampler suggested the same
+    point again under a new id, trained it a second time under another row (9 rows for num_samples=8).  The save
+    waits for the next step, when Tune has marked the trial terminated and told the searcher; Tune's controller
+    reaches a scheduler only through the wrapper it passes (``_tune_controller``, Ray 2.60)."""
+
+    _state_due = False
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        super().on_trial_complete(tune_controller, trial, result)  # type: ignore[misc]
+        self._state_due = True
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_error(tune_controller, trial)  # type: ignore[misc]
+        self._state_due = True
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        if self._state_due:
+            self._state_due = False
+            controller = getattr(tune_controller, "_tune_controller", tune_controller)
+            if callable(save := getattr(controller, "checkpoint", None)):
+                save(force=True)
+        return super().choose_trial_to_run(tune_controller)  # type: ignore[misc]
+
+
+class ResumableFIFO(SavesStateOnTrialEnd, FIFOScheduler):
+    """Ray's FIFO scheduler, saving the experiment state when a trial ends (``SavesStateOnTrialEnd``)."""
+
+
+class ResumableASHA(SavesStateOnTrialEnd, ASHAScheduler):
     """Ray's ASHA, with each trial's bracket drawn from its trial id rather than NumPy's global generator:
     the same odds as Ray's (a softmax of the brackets' rung counts), but the same bracket again when a
     resume adds the trial anew.  ``ladders``: each bracket's rung milestones, ascending, in place of Ray's
