@@ -195,3 +195,43 @@ def test_a_generated_file_edited_in_place_is_refused(tmp_path):
         del f.attrs["content_hash"]  # the digest left: the file is identified by its contents, nothing to check
     edited = load_protocol(own)
     assert edited.data_hash != first.data_hash
+
+
+def test_solver_workers_end_when_the_generating_process_is_killed(tmp_path):
+    """kill -9 of a driver mid-generation left its spawned solver workers idle under init for good."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "gen.py"
+    script.write_text(
+        "import multiprocessing, os, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from ups.data.cache import _worker_init\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'),\n"
+        "                               initializer=_worker_init, initargs=(os.getpid(),))\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        os.kill(worker, 0)  # alive
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                return
+            with open(f"/proc/{worker}/stat") as f:  # reaped by init, or a zombie on its way
+                if f.read().split(") ")[1].startswith("Z"):
+                    return
+            time.sleep(0.2)
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail(f"solver worker {worker} outlived its killed parent by 15 s")
+    finally:
+        if parent.poll() is None:
+            parent.kill()

@@ -1007,7 +1007,8 @@ def test_resume_of_a_folder_without_state_is_refused_before_data(tmp_path: Path)
     from ups.tune.launcher import run_round
 
     cache, lb = tmp_path / "cache", tmp_path / "lb.csv"
-    with pytest.raises(ConfigError, match=r"resume=true: '.*/runs/nope' holds no restorable sweep state\. Fix"):
+    with pytest.raises(ConfigError, match=r"resume=true: '.*/runs/nope' holds no restorable sweep state: .* Fix: run "
+                                          r"the same command without resume=true to start it \(name=nope is free\)"):
         run_round("round_a", [f"storage_path={tmp_path / 'runs'}", "name=nope", "resume=true", f"leaderboard={lb}",
                               f"data.cache_dir={cache}", "wandb.enabled=false"])
     assert not lb.exists() and not list(cache.rglob("*.h5*")), "data or baselines were computed first"

@@ -235,9 +235,26 @@ def solve_batch(u0_rows: np.ndarray, nu: float, t: np.ndarray, device: Any = Non
     return out.cpu().numpy(), (info.solver_resolution, info.substeps, info.spectral_tail)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     # one core per process: torch's 2 intra-op threads barely parallelise the batched FFT solver
     torch.set_num_threads(1)
+    _end_with_parent(parent)
+
+
+def _end_with_parent(parent: int) -> None:
+    """Linux: this process gets SIGTERM when the process that started it dies.  A driver killed with kill -9
+    mid-generation left its solver workers idle, adopted by init, for good (the pool's own shutdown never ran)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: Any = None,
@@ -302,7 +319,7 @@ def generate(data_cfg: Any, path: str | Path, *, progress: bool = True, device: 
                 # passive OpenMP waits in the children (inherited environment; spinning is 10×+ slower when busy)
                 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                 pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_worker_init)
+                                           initializer=_worker_init, initargs=(os.getpid(),))
                 # hardest batches first (plan_batches order); keep at most 2 per worker in flight so
                 # finished (c, T, X) results are written while the next ones compute
                 pending: dict[Future, np.ndarray] = {}

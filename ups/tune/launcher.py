@@ -885,9 +885,11 @@ def check_sweep_folder(p: Prepared, name: str) -> None:
         raise ConfigError(f"resume=true: the sweep in '{folder}' was stopped before Tune saved its first state, so "
                           f"there is nothing to resume. Fix: run the same command without resume=true and with "
                           f"name={name}: it starts that sweep again in the same folder")
-    if p.scfg.resume and not held:
-        raise ConfigError(f"resume=true: '{folder}' holds no restorable sweep state. Fix: run without resume=true, "
-                          f"or name= the interrupted sweep")
+    if p.scfg.resume and not held:  # a misspelt name=, or a sweep killed before Tune started (data, baselines)
+        raise ConfigError(f"resume=true: '{folder}' holds no restorable sweep state: no sweep of that name got as far "
+                          f"as its trials there (a driver stopped while it made the data or baselines leaves none). "
+                          f"Fix: run the same command without resume=true to start it (name={name} is free), or "
+                          f"name= the sweep you meant (its folder under {p.display_storage})")
     if started and not held:
         _log(f"'{folder}' holds a sweep stopped before Tune saved its first state: starting it again there")
     if not p.scfg.resume and held:
