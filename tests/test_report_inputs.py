@@ -726,3 +726,29 @@ def test_export_reads_a_champion_record_published_on_s3(tmp_path, s3_client, s3_
         parse_kv([f"champion={uri}"], {"champion": "file"}, "x")
     with pytest.raises(ConfigError, match=r"no champion: 's3://.*/sweeps/e/nope.json' does not exist on S3.*Fix"):
         export_main(["champion", f"champion=s3://{s3_bucket}/sweeps/e/nope.json", f"out={tmp_path / 'x'}"])
+
+
+def test_a_report_clears_the_temp_folders_of_writers_that_are_gone(tmp_path: Path) -> None:
+    """A report killed while drawing its plots left reports/.round_a.tmp-<pid> for good: the next writer removed
+    only its own pid's.  Folders of live processes, and fresh ones, are kept."""
+    import os
+    import subprocess
+    import sys
+
+    from ups.outputs import fresh_temp_folder
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead, live, young = (tmp_path / f".round_a.tmp-{gone.stdout.strip()}", tmp_path / ".round_a.tmp-1",
+                         tmp_path / ".round_a.tmp-999999999")
+    for d in (dead, live, young):
+        (d / "best_vs_cost.png").parent.mkdir()
+        (d / "best_vs_cost.png").write_bytes(b"")
+    os.utime(dead, (0, 0))
+    os.utime(live, (0, 0))  # pid 1 lives
+    other = tmp_path / ".round_b.tmp-999999999"
+    other.mkdir()
+    os.utime(other, (0, 0))
+    tmp = fresh_temp_folder(tmp_path, "round_a")
+    assert tmp == tmp_path / f".round_a.tmp-{os.getpid()}" and tmp.is_dir() and not any(tmp.iterdir())
+    assert not dead.exists() and live.exists() and young.exists() and other.exists()

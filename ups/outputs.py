@@ -24,3 +24,33 @@ def check_writable_folder(folder: Path, setting: str, example: str) -> None:
     except OSError as e:
         raise ConfigError(f"{setting}: cannot write in '{folder}' ({e.strerror or e}). Fix: a folder you can "
                           f"write, e.g. {example}") from None
+
+
+def fresh_temp_folder(parent: Path, stem: str, grace_s: float = 60.0) -> Path:
+    """``parent/.<stem>.tmp-<pid>``, empty, for a write published by renames; first removes the ones of
+    processes that are gone (this machine's pids; only folders untouched for ``grace_s``), which a writer killed
+    mid-write left behind for good (a report killed while drawing its plots)."""
+    import os
+    import shutil
+    import time
+
+    for old in parent.glob(f".{stem}.tmp-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # its writer runs
+        except ProcessLookupError:
+            pass
+        except OSError:  # another user's process: alive
+            continue
+        try:
+            if time.time() - old.stat().st_mtime > grace_s:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    tmp = parent / f".{stem}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp

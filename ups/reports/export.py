@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ups.leaderboard import EVAL_COLUMNS
+from ups.outputs import fresh_temp_folder
 from ups.reports.model_card import render_model_card
 from ups.reports.sources import (DEFAULT_CHAMPION, DEFAULT_LEADERBOARD, ReportError, baselines_on, cell_text,
                                  champion_checkpoint, checkpoint_file, checkpoint_name, load_leaderboard,
@@ -313,9 +314,7 @@ def export_champion(ckpt: Path, out_root: Path, *, champion: dict[str, Any] | No
 
     out_root.mkdir(parents=True, exist_ok=True)
     final = out_root / _safe(name)
-    tmp = out_root / f".{_safe(name)}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = fresh_temp_folder(out_root, _safe(name))
     try:
         example = ctx[:2]
         artifacts, exporters, parity_rows, ts_mods, ort_sess = [], {}, [], {}, {}

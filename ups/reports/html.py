@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ups.leaderboard import PDEBENCH_COLUMNS, PDEBENCH_NAMES
+from ups.outputs import fresh_temp_folder
 from ups.reports import plots
 from ups.reports.experiment import ExperimentResults, load_experiment
 from ups.reports.importance import param_importance, varying_params
@@ -128,9 +129,7 @@ def write_report(experiment_path: str | Path | None, leaderboard_path: Path, rou
     study = _export_study(exp, full, out_dir, notes) if round_name != "all" else None
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = fresh_temp_folder(out_dir.parent, out_dir.name)
     try:
         figs = _render_figures(full, lb, exp, champion, tmp, metric, data_hash)
         page = _page(round_name, leaderboard_path, exp_path, lb, exp, champion, figs, notes, study)
