@@ -43,6 +43,24 @@ def test_a_sweep_whose_driver_runs_is_refused_before_any_compute(tmp_path: Path)
     check_no_live_driver(str(runs), None, "busy", str(runs))  # its driver is gone: a resume may go on
 
 
+def test_a_dead_drivers_pid_taken_by_another_process_does_not_hold_the_lease(tmp_path: Path) -> None:
+    """pids wrap (32,768 here): a killed driver's pid reused by an unrelated process blocked every resume as
+    "still running".  The lease records when its process started; another start is another process."""
+    from ups.tune.driver_lease import _process_start
+
+    other = subprocess.Popen(["sleep", "120"])
+    try:
+        started = _process_start(other.pid)
+        assert started is not None
+        lease = {"host": socket.gethostname(), "pid": other.pid, "heartbeat": time.time()}
+        assert live_driver({**lease, "pid_start": started}) is not None  # that process holds it
+        assert live_driver({**lease, "pid_start": started - 1}) is None  # an earlier process with that pid
+        assert live_driver(lease) is not None  # a lease written before pid_start: the pid decides, as before
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_a_lease_from_another_host_holds_until_its_heartbeat_is_stale(tmp_path: Path) -> None:
     _lease(tmp_path / "s", "head-node-7", 4242, age_s=10)
     with pytest.raises(ConfigError, match=r"driver pid 4242 on host head-node-7 .*last heartbeat 1\d s ago"):

@@ -3,10 +3,11 @@
 ``resume=true`` of a sweep whose driver is still running (in another terminal, under ``nohup``, on the
 head node of a cluster) used to start a second driver on the same experiment folder: both trained the same
 trials, appended to the same ``result.json`` files and wrote rival leaderboard rows.  The driver that runs
-a sweep now keeps ``ups_driver.json`` (host, pid, start, heartbeat) next to the Tune state, renewed every
-``RENEW_S`` by a background thread and removed when the driver ends, however it ends short of SIGKILL.
+a sweep now keeps ``ups_driver.json`` (host, pid and when that process started, start, heartbeat) next to the
+Tune state, renewed every ``RENEW_S`` by a background thread and removed when the driver ends, however it ends short of SIGKILL.
 Another driver refuses to run that sweep while the lease is live: on the same host while its process is
-alive, from another host while its heartbeat is younger than ``STALE_S``.  A lease left by a killed driver
+alive (the same pid and process start: pids are reused), from another host while its heartbeat is younger
+than ``STALE_S``.  A lease left by a killed driver
 does not block: its process is gone (same host) or its heartbeat goes stale (another host).
 """
 from __future__ import annotations
@@ -54,6 +55,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22): with the pid, the
+    identity of a process, as pids are reused (32,768 of them here); None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def live_driver(lease: dict[str, Any] | None, now: float | None = None) -> str | None:
     """Who still runs the sweep (a phrase for the message), or None when the lease is this process's own, a
     dead driver's, or stale."""
@@ -64,6 +75,8 @@ def live_driver(lease: dict[str, Any] | None, now: float | None = None) -> str |
     if host == socket.gethostname():
         if pid == os.getpid() or not _pid_alive(pid):
             return None
+        if lease.get("pid_start") is not None and _process_start(pid) not in (None, lease["pid_start"]):
+            return None  # the dead driver's pid, reused by another process (it blocked the resume)
         return f"driver pid {pid} on this machine (started {lease.get('started', '?')}, last heartbeat {age:.0f} s ago)"
     if age >= STALE_S:
         return None
@@ -105,7 +118,8 @@ class DriverLease:
     def _write(self) -> None:
         fs, path = _lease_file(self.storage, self.fs, self.name)
         fs.create_dir(posixpath.dirname(path), recursive=True)
-        body = {"host": socket.gethostname(), "pid": os.getpid(), "started": self._started, "heartbeat": time.time()}
+        body = {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid()),
+                "started": self._started, "heartbeat": time.time()}
         with fs.open_output_stream(path) as out:
             out.write(json.dumps(body).encode())
 
