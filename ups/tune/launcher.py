@@ -940,6 +940,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     if s.resume:  # before any compute: the same trials, the same budgets and data, or a clear refusal
         check_resume(p.storage_path, p.filesystem, name, p.display_storage, record)
     check_sweep_folder(p, name)
+    if not s.resume:  # named before data and baselines: a driver stopped there had said nothing of which sweep
+        _log(f"sweep {name}: {p.display_storage}/{name}")
     warm: list[tuple[dict[str, Any], float]] = []
     if not s.resume:  # a resumed sweep's searcher comes back with what it was told
         from ups.tune.warm_start import warm_points
