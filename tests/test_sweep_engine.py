@@ -40,6 +40,8 @@ def make_trainable(key: str, behaviour: dict, iterations: int = 6, sleep: float 
                 m["val_conservation_gap"] = 50.0
             if kind == "diverge" and it >= 3:
                 m["train_loss"] = 1.0e4
+            if kind == "raise" and it >= 2:
+                raise RuntimeError("a trial that fails")
             tune.report(clean_metrics(m))
         tune.report(clean_metrics({"stage": "done", "done": True, "val_nrmse": 0.5 + float(v) / iterations,
                                    "nrmse": 0.4 + float(v), "nrmse_ttc": 0.39 + float(v),
@@ -164,6 +166,22 @@ def test_the_experiment_state_is_saved_when_a_trial_ends(ray_session, tmp_path: 
         assert 0 <= waited[-1] < 8, waited
     else:
         assert waited[0] == -1.0, waited
+
+
+def test_trials_failed_past_max_failures_are_named_with_the_resume(ray_session, tmp_path: Path, capsys) -> None:
+    """A sweep whose trials failed past max_failures exits normally and printed the failed trial as its best,
+    nothing saying that resume=true retries it."""
+    space = tmp_path / "fails.yaml"
+    space.write_text("params:\n  training.lambda_spectral: {dist: grid, values: [0.0, 1.0]}\n")
+    trainable = make_trainable("training.lambda_spectral", {1.0: "raise"}, iterations=3, sleep=0.01)
+    out = run_round("fails", [*common(tmp_path), f"space={space}", "searcher.name=grid", "scheduler.name=fifo",
+                              "num_samples=1", "max_failures=0", "gates.enabled=false"], trainable=trainable)
+    rows = out.rows[(out.rows["experiment"] == out.experiment) & (out.rows["kind"] == "trial")]
+    assert sorted(rows["status"]) == ["completed", "error"], rows[["run_id", "status"]]
+    failed = rows[rows["status"] == "error"]["run_id"].iloc[0]
+    said = capsys.readouterr()
+    assert f"warning: 1 trial(s) of {out.experiment} failed past max_failures=0 ({failed};" in said.out + said.err
+    assert "To retry them from their last checkpoints: " in said.out + said.err
 
 
 def test_compute_budget_cut_is_recorded_as_such(ray_session, tmp_path: Path) -> None:
