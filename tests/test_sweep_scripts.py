@@ -348,11 +348,11 @@ def test_promotion_seeds_crowns_on_the_seed_mean(ray_session, tiny_data, tiny_ca
     """promotion.seeds=1: each promoted configuration is retrained with training seed 1 (a second Tune
     experiment with leaderboard rows), every run gets a full-eval, the champion is the best two-seed mean."""
     lb_path, champ_path = tmp_path / "lb.csv", tmp_path / "champion.json"
-    assert script("round_a")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false",
-                                  "scheduler.name=fifo", "gates.enabled=false", "promotion.top_k=2",
-                                  "promotion.force=true", "promotion.beat_baselines=false",  # tiny models
-                                  "promotion.seeds=1", f"leaderboard={lb_path}",
-                                  f"champion={champ_path}")) == 0
+    args = tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "scheduler.name=fifo",
+                "gates.enabled=false", "promotion.top_k=2", "promotion.force=true",
+                "promotion.beat_baselines=false",  # tiny models
+                "promotion.seeds=1", f"leaderboard={lb_path}", f"champion={champ_path}")
+    assert script("round_a")(args) == 0
     lb = read_leaderboard(lb_path)
     exp = latest_experiment(work, "round_a")
     trials = lb[(lb["experiment"] == exp) & (lb["kind"] == "trial")]
@@ -379,11 +379,7 @@ def test_promotion_seeds_crowns_on_the_seed_mean(ray_session, tiny_data, tiny_ca
     assert champ["run_id"] == min(means, key=means.get)
     assert champ["seed_mean"] == pytest.approx(min(means.values())) and len(champ["seed_scores"]) == 2
     # resume=true of the finished round restores the seeds experiment too: nothing retrained, nothing doubled
-    assert script("round_a")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false",
-                                  "scheduler.name=fifo", "gates.enabled=false", "promotion.top_k=2",
-                                  "promotion.force=true", "promotion.beat_baselines=false",  # tiny models
-                                  "promotion.seeds=1", f"leaderboard={lb_path}",
-                                  f"champion={champ_path}", "resume=true", f"name={exp}")) == 0
+    assert script("round_a")([*args, "resume=true", f"name={exp}"]) == 0
     again = read_leaderboard(lb_path)
     assert len(again) == len(lb) and again["run_id"].is_unique
     assert set(again[(again["experiment"] == f"seeds-{exp}") & (again["kind"] == "trial")]["run_id"]) == \
@@ -396,11 +392,7 @@ def test_promotion_seeds_crowns_on_the_seed_mean(ray_session, tiny_data, tiny_ca
     for f in seeds_dir.glob("experiment_state-*.json"):
         f.unlink()
     again[again["experiment"] != f"seeds-{exp}"].to_csv(lb_path, index=False)
-    assert script("round_a")(tiny(work, tiny_cache_dir, "wandb.enabled=false", "write_report=false",
-                                  "scheduler.name=fifo", "gates.enabled=false", "promotion.top_k=2",
-                                  "promotion.force=true", "promotion.beat_baselines=false",  # tiny models
-                                  "promotion.seeds=1", f"leaderboard={lb_path}",
-                                  f"champion={champ_path}", "resume=true", f"name={exp}")) == 0
+    assert script("round_a")([*args, "resume=true", f"name={exp}"]) == 0
     third = read_leaderboard(lb_path)
     assert third["run_id"].is_unique
     assert len(third[(third["experiment"] == f"seeds-{exp}") & (third["kind"] == "trial")]) == 2
