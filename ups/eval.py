@@ -421,11 +421,13 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
 
 
 def _run_id(cfg: Any, state: dict[str, Any]) -> str:
+    from ups.train.checkpoint import run_folder
+
     rid = cfg.run.run_id or state.get("run_id")
     where = str(state.get("path", ""))
     ckpt = Path(where) if "://" in where else Path(where).expanduser().resolve()
-    if not rid and len(ckpt.parents) > 2 and ckpt.parents[1].name == "checkpoints":
-        rid = ckpt.parents[2].name  # ups train's run folder runs/<run_id>/checkpoints/<name>/checkpoint.pt
+    if not rid and (run := run_folder(ckpt)) is not None:
+        rid = run.name  # ups train's run folder runs/<run_id>/checkpoints/<name>/checkpoint.pt
     if rid:
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(rid))
     return "ckpt-" + hashlib.sha1(_where(state["path"]).encode()).hexdigest()[:10]

@@ -1,8 +1,12 @@
 """Output folders checked before any compute: a folder a command cannot write in is refused with the setting
-that named it, instead of a FileNotFoundError traceback after the model or data were loaded."""
+that named it, instead of a FileNotFoundError traceback after the model or data were loaded.  Also the temp
+folders whose files are published by renames (reports, exports), cleared of those a killed writer left."""
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from ups.config import ConfigError
@@ -26,25 +30,25 @@ def check_writable_folder(folder: Path, setting: str, example: str) -> None:
                           f"write, e.g. {example}") from None
 
 
+def process_alive(pid: int) -> bool:
+    """Is process ``pid`` alive on this machine (another user's counts: it cannot be signalled, but it runs)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def fresh_temp_folder(parent: Path, stem: str, grace_s: float = 60.0) -> Path:
     """``parent/.<stem>.tmp-<pid>``, empty, for a write published by renames; first removes the ones of
     processes that are gone (this machine's pids; only folders untouched for ``grace_s``), which a writer killed
     mid-write left behind for good (a report killed while drawing its plots)."""
-    import os
-    import shutil
-    import time
-
     for old in parent.glob(f".{stem}.tmp-*"):
         pid = old.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # its writer runs
-        except ProcessLookupError:
-            pass
-        except OSError:  # another user's process: alive
-            continue
+        if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
+            continue  # not one of ours, or its writer runs
         try:
             if time.time() - old.stat().st_mtime > grace_s:
                 shutil.rmtree(old, ignore_errors=True)

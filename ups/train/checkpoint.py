@@ -152,6 +152,11 @@ def check_compatible(state: dict[str, Any], cfg: Any, grid_size: int | None = No
               "drop the model overrides that differ), or start a new run without resuming from it.")
 
 
+def run_folder(ckpt: Path) -> Path | None:
+    """The ``ups train`` run folder a checkpoint lies in (``<run>/checkpoints/<name>/checkpoint.pt``), else None."""
+    return ckpt.parents[2] if len(ckpt.parents) > 2 and ckpt.parents[1].name == "checkpoints" else None
+
+
 def _weight_mismatch(want: Mapping[str, Any], got: Any) -> str:
     """What differs between the weights a model has (``want``) and a checkpoint's (``got``): the first keys of
     each kind, e.g. ``1 shape differs: operator.w: checkpoint [64, 32], model [64, 16]`` (empty when it cannot

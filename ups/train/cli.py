@@ -32,14 +32,11 @@ def resume_config(resume: Path, overrides: list[str]) -> tuple[Any, Path, Path |
     gives the command's own config, which the trainer then refuses, naming what differs."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
-    from ups.train.checkpoint import CheckpointError, read_checkpoint
-    from ups.train.trainer import latest_checkpoint
+    from ups.train.checkpoint import CheckpointError, read_checkpoint, run_folder
+    from ups.train.trainer import resume_path
 
-    rp = Path(resume).expanduser().resolve()
-    if rp.is_dir() and not (rp / "checkpoint.pt").exists() and latest_checkpoint(rp) is not None:
-        rp = latest_checkpoint(rp)
     try:
-        state = read_checkpoint(rp)
+        state = read_checkpoint(resume_path(Path(resume).expanduser().resolve()))
     except CheckpointError as e:
         raise ConfigError(f"--resume: {e}") from None
     ckpt = Path(state["path"]).resolve()
@@ -51,8 +48,7 @@ def resume_config(resume: Path, overrides: list[str]) -> tuple[Any, Path, Path |
     values = {k: OmegaConf.select(given, k) for k in keys if k != "preset"}
     values = {k: OmegaConf.to_container(v) if isinstance(v, (DictConfig, ListConfig)) else v for k, v in values.items()}
     cfg = apply_overrides(stored, values, source="overrides")
-    in_place = len(ckpt.parents) > 2 and ckpt.parents[1].name == "checkpoints" and to_dict(cfg) == to_dict(stored)
-    return cfg, ckpt, ckpt.parents[2] if in_place else None
+    return cfg, ckpt, run_folder(ckpt) if to_dict(cfg) == to_dict(stored) else None
 
 
 def main(argv: list[str]) -> int:

@@ -219,6 +219,15 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+def resume_path(path: Path | str) -> Path:
+    """What a resume names: a checkpoint file or the folder that holds it, or a run folder (its newest
+    checkpoint, ``latest_checkpoint``)."""
+    rp = Path(path).expanduser()
+    if rp.is_dir() and not (rp / "checkpoint.pt").exists() and (latest := latest_checkpoint(rp)) is not None:
+        return latest
+    return rp
+
+
 # ------------------------------------------------------------------ one stage
 def adopt_config_hparams(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, ema: EMA,
                          scfg: Any) -> list[str]:
@@ -479,10 +488,7 @@ def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from:
     run_dir = Path(run_dir).expanduser().resolve()
     resume = None
     if resume_from is not None:
-        rp = Path(resume_from)
-        if rp.is_dir() and not (rp / "checkpoint.pt").exists() and latest_checkpoint(rp) is not None:
-            rp = latest_checkpoint(rp)
-        resume = read_checkpoint(rp)
+        resume = read_checkpoint(resume_path(resume_from))
         if resume.get("diverged"):
             pass  # a last-good checkpoint is a valid place to restart (with a changed lr)
     if data is None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ups.config import ConfigError
+from ups.outputs import process_alive
 from ups.tune.sweep_record import experiment_file
 
 LEASE = "ups_driver.json"
@@ -45,16 +46,6 @@ def read_lease(storage: str, fs: Any, name: str) -> dict[str, Any] | None:
     return lease if isinstance(lease, dict) else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 def _process_start(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22): with the pid, the
     identity of a process, as pids are reused (32,768 of them here); None where there is no /proc."""
@@ -73,7 +64,7 @@ def live_driver(lease: dict[str, Any] | None, now: float | None = None) -> str |
     host, pid = str(lease.get("host", "")), int(lease.get("pid", 0) or 0)
     age = (now if now is not None else time.time()) - float(lease.get("heartbeat", 0) or 0)
     if host == socket.gethostname():
-        if pid == os.getpid() or not _pid_alive(pid):
+        if pid == os.getpid() or not process_alive(pid):
             return None
         if lease.get("pid_start") is not None and _process_start(pid) not in (None, lease["pid_start"]):
             return None  # the dead driver's pid, reused by another process (it blocked the resume)
@@ -107,10 +98,12 @@ class DriverLease:
     renew_s: float = RENEW_S
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _started: str = ""
+    _pid_start: int | None = None
 
     def acquire(self) -> "DriverLease":
         check_no_live_driver(self.storage, self.fs, self.name, self.display)
         self._started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        self._pid_start = _process_start(os.getpid())
         self._write()
         threading.Thread(target=self._renew, name="ups-driver-lease", daemon=True).start()
         return self
@@ -118,7 +111,7 @@ class DriverLease:
     def _write(self) -> None:
         fs, path = _lease_file(self.storage, self.fs, self.name)
         fs.create_dir(posixpath.dirname(path), recursive=True)
-        body = {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid()),
+        body = {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": self._pid_start,
                 "started": self._started, "heartbeat": time.time()}
         with fs.open_output_stream(path) as out:
             out.write(json.dumps(body).encode())

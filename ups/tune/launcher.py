@@ -1098,14 +1098,13 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                f"leaderboard; the champion was not changed. To redo the promotion: {resume_command(name)}")
         _log(msg)
         raise SweepInterrupted(msg, outcome)
+    mine = rows[(rows["experiment"] == name) & (rows["kind"] == "trial")] if not rows.empty else rows
     if outcome.interrupted:
-        mine = rows[(rows["experiment"] == name) & (rows["kind"] == "trial")] if not rows.empty else rows
         done = int((mine["status"] != INTERRUPTED).sum()) if not mine.empty else 0
         msg = (f"interrupted: {len(lb_cb.open)} trial(s) unfinished, {done} finished (on the leaderboard), "
                f"{planned_trials(p)} asked for. Its state is saved in {exp_path}. To finish it: {resume_command(name)}")
         _log(msg)
         raise SweepInterrupted(msg, outcome)
-    mine = rows[(rows["experiment"] == name) & (rows["kind"] == "trial")] if not rows.empty else rows
     if not mine.empty and (failed := mine[mine["status"] == "error"]).shape[0]:  # past max_failures: it exits 0
         _log(f"warning: {len(failed)} trial(s) of {name} failed past max_failures={s.max_failures} "
              f"({', '.join(failed['run_id'].astype(str).head(3))}{' …' if len(failed) > 3 else ''}; their rows "
