@@ -40,6 +40,10 @@ def summarize(o: SweepOutcome) -> None:
         return
     import json
 
+    import pandas as pd
+
+    from ups.leaderboard import trial_standing
+
     def trained_lr(row: Any) -> Any:  # searched (sampled_json), else the base config's (a space=… without lr)
         lr = json.loads(row["sampled_json"] or "{}").get("stages.operator.optimizer.lr")
         if lr is None:
@@ -51,10 +55,13 @@ def summarize(o: SweepOutcome) -> None:
     if scored.empty:
         print(f"round A: no trial reported a val_nrmse ({len(df)} trial(s); the leaderboard's stop_reason says why)")
         return
-    best = scored.sort_values("val_nrmse").iloc[0]
+    # a trial that errored or a physics gate stopped is the best only when no sound one reported
+    standing = pd.Series([trial_standing(r) for r in scored.to_dict("records")], index=scored.index)
+    best = scored.assign(_standing=standing).sort_values(["_standing", "val_nrmse"], kind="stable").iloc[0]
     lr = trained_lr(best.fillna(""))
     at = f" at lr={lr:.3g}" if isinstance(lr, (int, float)) else ""
-    print(f"round A: best val_nrmse {best['val_nrmse']:.4g}{at} ({best['run_id']})")
+    broken = f", {best['status']}: {best['stop_reason']}" if best["_standing"] else ""
+    print(f"round A: best val_nrmse {best['val_nrmse']:.4g}{at} ({best['run_id']}{broken})")
 
 
 def main(overrides: list[str]) -> int:

@@ -368,6 +368,28 @@ def test_a_numeric_sweep_name_still_matches_its_rows(tmp_path: Path) -> None:
     assert [r[0] for r in leaderboard_table(o, 15)[1]] == ["t1", "baseline"]
 
 
+def test_the_printed_leaderboard_ranks_errored_and_gate_stopped_trials_last() -> None:
+    """A trial that errored, or that a physics gate stopped, ranked on its last val nRMSE among the trials ASHA
+    stopped: with no trial evaluated, a failed one was printed first (seen after max_failures)."""
+    import pandas as pd
+
+    from ups.tune.launcher import SweepOutcome, leaderboard_table
+
+    def row(tid: str, val: float, status: str, reason: str) -> dict:
+        return {"run_id": f"e-{tid}", "trial_id": tid, "experiment": "e", "kind": "trial", "val_nrmse": val,
+                "status": status, "stop_reason": reason}
+
+    rows = pd.DataFrame([row("err", 0.05, "error", "error (see the trial's error.txt)"),
+                         row("nan", 0.06, "stopped", "gate:nonfinite (val_nrmse=nan at iteration 3)"),
+                         row("asha", 0.4, "stopped", "asha: early stop at iteration 2"),
+                         row("cut", 0.3, "interrupted", "sweep interrupted at iteration 4; resume=true continues it"),
+                         {**row("done", 0.5, "completed", "completed"), "nrmse": 0.45},
+                         {"run_id": "baseline-fno", "kind": "baseline", "label": "fno", "nrmse": 0.25,
+                          "status": "completed", "stop_reason": "baseline"}])
+    o = SweepOutcome("e", "x", None, rows, None, None, [{"run_id": "baseline-fno"}])
+    assert [r[0] for r in leaderboard_table(o, 15)[1]] == ["baseline", "done", "cut", "asha", "nan", "err"]
+
+
 def test_a_full_eval_whose_checkpoint_is_gone_is_skipped_with_the_fix(tmp_path: Path, capsys) -> None:
     """A missing checkpoint raised FileNotFoundError out of the promotion, after every trial had run, and the
     round's report was never written."""

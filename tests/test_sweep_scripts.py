@@ -180,6 +180,14 @@ def test_round_a_summary_skips_trials_without_a_score(capsys) -> None:
     assert "best val_nrmse 0.1 at lr=0.003 (e-3)" in capsys.readouterr().out
     mod.summarize(SweepOutcome("e", "/x/e", Path("lb.csv"), rows.assign(val_nrmse=float("nan"))))
     assert "round A: no trial reported a val_nrmse (3 trial(s)" in capsys.readouterr().out
+    # an errored trial's last report, or a gate-stopped one's, is never the best while a sound trial reported
+    broken = rows.assign(status=["stopped", "stopped", "error"],
+                         stop_reason=["asha: early stop at iteration 2", "gate:conservation (gap 3 > limit 1)",
+                                      "error (see the trial's error.txt)"])
+    mod.summarize(SweepOutcome("e", "/x/e", Path("lb.csv"), broken.assign(val_nrmse=[0.3, 0.2, 0.1])))
+    assert "best val_nrmse 0.3 at lr=0.001 (e-1)\n" in capsys.readouterr().out
+    mod.summarize(SweepOutcome("e", "/x/e", Path("lb.csv"), broken.assign(val_nrmse=[float("nan"), 0.2, 0.1])))
+    assert "best val_nrmse 0.2 at lr=0.002 (e-2, stopped: gate:conservation (gap 3 > limit 1))" in capsys.readouterr().out
 
 
 def test_pbt_over_model_keys_is_refused_before_ray(tmp_path) -> None:

@@ -53,6 +53,16 @@ def finite_or_none(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def trial_standing(row: Any) -> int:
+    """How far a trial row got, for ranking it among others: 0 it ran as asked (completed, or stopped by ASHA, a
+    sweep budget or an interrupt), 1 a physics gate stopped it (``stop_reason`` ``gate:…``: NaN, conservation, BC,
+    diverging), 2 it errored.  A lower val nRMSE never ranks a broken trial above a sound one: an errored trial's
+    last report, or a conserving-nothing one's, is not a result."""
+    if str(row.get("status") or "") == "error":
+        return 2
+    return 1 if str(row.get("stop_reason") or "").startswith("gate:") else 0
+
+
 SELECTION_KEYS = ("val_nrmse_ttc", "val_nrmse")  # the validation figures a best trial is chosen on, in order
 
 

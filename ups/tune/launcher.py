@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, flatten, load_config, override_key, to_dict
-from ups.leaderboard import leaderboard_problem, read_leaderboard, set_values, upsert_rows
+from ups.leaderboard import leaderboard_problem, read_leaderboard, set_values, trial_standing, upsert_rows
 from ups.outputs import make_writable_folder
 from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots, node_slots
 from ups.tune.driver_lease import DriverLease, check_no_live_driver
@@ -1325,8 +1325,10 @@ def leaderboard_table(o: SweepOutcome, top: int) -> tuple[list[str], list[list[s
     "vs reference trial …:" preamble."""
     df = o.rows
     df = df[(df["experiment"] == o.experiment) | (df["run_id"].isin([b["run_id"] for b in o.baseline_rows]))].copy()
+    # evaluated trials on their test nRMSE, then the rest on their val nRMSE: sound ones, gate-stopped, errored
     df["_sort"] = pd.to_numeric(df["nrmse"], errors="coerce").fillna(
         pd.to_numeric(df.get("val_nrmse"), errors="coerce") + 10.0).fillna(1e9)
+    df["_sort"] += [1e10 * trial_standing(r) for r in df.to_dict("records")]
     cols = ["trial", "label", "val_nrmse", "nrmse", "nrmse_ttc", "cons_gap", "bc_viol", "wall_s", "status", "gates",
             "promotion"]
     is_base = df["kind"].astype(str) == "baseline" if "kind" in df else pd.Series(False, index=df.index)
