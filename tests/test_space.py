@@ -1014,6 +1014,35 @@ def test_resume_of_a_folder_without_state_is_refused_before_data(tmp_path: Path)
     assert not lb.exists() and not list(cache.rglob("*.h5*")), "data or baselines were computed first"
 
 
+def test_resume_without_name_after_a_sweep_stopped_in_its_data_names_that_sweep(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new sweep stopped while it made its data or baselines left no folder, so resume=true without name= took the
+    newest earlier sweep with Tune state, a finished one, redid its promotion and exited 0. Its folder (with the
+    record) now exists before the data: the resume finds it and says it has nothing to resume."""
+    from ups.tune import launcher
+
+    runs = tmp_path / "runs"
+    done = runs / "round_a-20261201-000000"  # an earlier sweep that reached its trials
+    done.mkdir(parents=True)
+    (done / "tuner.pkl").write_bytes(b"\x80\x04N.")
+    (done / "experiment_state-2026-12-01_00-00-00.json").write_text('{"trial_data": []}')
+    args = [f"storage_path={runs}", f"leaderboard={tmp_path / 'lb.csv'}", f"report_dir={tmp_path / 'r'}",
+            f"champion={tmp_path / 'c.json'}", "wandb.enabled=false"]
+
+    def stopped(base: object) -> None:  # the driver stopped while it made the data
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launcher, "load_data", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        launcher.run_round("round_a", args)
+    new = [d.name for d in runs.iterdir() if d.name != done.name]
+    assert len(new) == 1 and (runs / new[0] / "ups_sweep.json").is_file()
+    with pytest.raises(ConfigError, match=rf"resume=true: '.*/runs/{new[0]}' holds no restorable sweep state: .* "
+                                          rf"name= the sweep you meant"):
+        launcher.run_round("round_a", [*args, "resume=true"])
+    assert not (tmp_path / "lb.csv").exists()
+
+
 def test_unwritable_outputs_are_refused_before_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """leaderboard=/proc/lb.csv failed with a FileNotFoundError traceback after the data and the baselines;
     the leaderboard, champion.json and report folder are now checked before anything is spent."""
@@ -1122,6 +1151,10 @@ def test_a_warm_start_from_a_pbt_sweep_is_refused(tmp_path: Path) -> None:
     old = tmp_path / "runs" / "round_a-20261201-000001"
     old.mkdir(parents=True)
     (old / "ups_sweep.json").write_text(json.dumps({"round": "round_a", "sweep": {"scheduler.name": "pbt"}, "trial": {}}))
+    (old / "tuner.pkl").write_bytes(b"\x80\x04N.")  # it reached its trials
+    stopped = tmp_path / "runs" / "round_a-20261202-000001"  # newer, stopped in its data: no trials to be told
+    stopped.mkdir()
+    (stopped / "ups_sweep.json").write_text(json.dumps({"round": "round_a", "sweep": {}, "trial": {}}))
     with pytest.raises(ConfigError, match=r"warm_start=round_a-20261201-000001: that sweep ran PBT.*Fix: warm-start "
                                           r"from an ASHA"):
         run_round("round_a", [f"storage_path={tmp_path / 'runs'}", f"leaderboard={tmp_path / 'lb.csv'}",

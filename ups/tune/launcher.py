@@ -937,9 +937,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     record = {**sweep_record(p, overrides), "name": name}  # the name: a copied or renamed folder is refused
     # first: a sweep whose driver still runs (between building its Tuner and its first state, too) is its own
     check_no_live_driver(p.storage_path, p.filesystem, name, p.display_storage)
+    check_sweep_folder(p, name)  # first: a folder with no Tune state has no trials whose settings could differ
     if s.resume:  # before any compute: the same trials, the same budgets and data, or a clear refusal
         check_resume(p.storage_path, p.filesystem, name, p.display_storage, record)
-    check_sweep_folder(p, name)
     if not s.resume:  # named before data and baselines: a driver stopped there had said nothing of which sweep
         _log(f"sweep {name}: {p.display_storage}/{name}")
     warm: list[tuple[dict[str, Any], float]] = []
@@ -971,6 +971,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                       f"a GPU cluster with RAY_ADDRESS=<head>:6379")
                 gpus = float(torch.cuda.device_count())
             check_local_fit(s, float(s.ray_num_cpus or os.cpu_count() or 1), gpus)
+    if not s.resume:  # the folder exists from here: resume=true without name= after a driver stopped in the data or
+        # baselines finds this sweep, not the newest earlier one with Tune state (whose promotion it redid)
+        write_record(p.storage_path, p.filesystem, name, record)
     data = load_data(p.base) if trainable is None else None
     if s.resume and data is not None:
         check_resume_data(p.leaderboard, name, str(getattr(data, "data_hash", "") or ""))

@@ -77,6 +77,15 @@ def experiment_file(storage: str, fs: Any, name: str, filename: str) -> tuple[An
     return get_fs_and_path(f"{storage.rstrip('/')}/{name}/{filename}", storage_filesystem=fs)
 
 
+def reached_tune(storage: str, fs: Any, name: str) -> bool:
+    """Whether sweep ``name`` got as far as building its Tuner (Tune's ``tuner.pkl``): a new sweep's folder and
+    record exist from before its data and baselines, so a driver stopped there leaves a sweep with no trials."""
+    import pyarrow.fs as pafs
+
+    fs, path = experiment_file(storage, fs, name, "tuner.pkl")
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
 def _record_file(storage: str, fs: Any, name: str) -> tuple[Any, str]:
     return experiment_file(storage, fs, name, RECORD)
 
