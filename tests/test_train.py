@@ -398,3 +398,27 @@ def test_an_ema_state_of_other_shapes_is_refused() -> None:
         ema.load_state_dict({"decay": 0.9, "num_updates": 5, "shadow": [torch.ones(1, 3)]})
     ema.load_state_dict({"decay": 0.9, "num_updates": 5, "shadow": [torch.ones(4, 3)]})
     assert ema.num_updates == 5 and float(ema.shadow[0].sum()) == 12.0
+
+
+def test_a_resume_from_a_finished_run_trains_only_stages_it_never_trained(tiny, tmp_path):
+    """--resume runs/<id> of a finished run takes its final checkpoint, past the end of every stage: more operator
+    epochs trained nothing and rewrote the run's metrics as done. A stage the run never trained now trains on the
+    finished model; more epochs of a stage it trained are refused, naming the checkpoints that can go on."""
+    cfg = load_config([*TINY, "stages.diff_residual.epochs=0", "stages.consistency_distill.epochs=0"])
+    first = train(cfg, run_dir=tmp_path / "run", data=tiny)
+    again: list[dict] = []
+    train(cfg, run_dir=tmp_path / "run", data=tiny, resume_from=tmp_path / "run", report=lambda m, c: again.append(m))
+    assert [m["stage"] for m in again] == ["done"]  # a plain resume: only the final evaluation
+    with pytest.raises(CheckpointError, match=r"final one of a finished run.*stages.operator.epochs=5 \(trained 3\) "
+                                              r"asks that stage for more training\. Fix: start a new run.*"
+                                              r"\(kept: .*epoch_0005"):
+        train(load_config([*TINY, "stages.operator.epochs=5", "stages.diff_residual.epochs=0",
+                           "stages.consistency_distill.epochs=0"]), run_dir=tmp_path / "run", data=tiny,
+              resume_from=first.checkpoint)
+    more: list[dict] = []
+    res = train(load_config([*TINY, "stages.consistency_distill.epochs=0"]), run_dir=tmp_path / "run", data=tiny,
+                resume_from=first.checkpoint, report=lambda m, c: more.append(m))
+    assert [m["stage"] for m in more] == ["diff_residual", "done"] and more[0]["global_epoch"] == 6
+    before, after = _final_state(first.model), _final_state(res.model)
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"diffusion", "residual_std"}, changed  # the finished encoder and operator are unchanged

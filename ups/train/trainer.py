@@ -479,6 +479,41 @@ def _diverged(run: _Run, stage: str, epoch: int, batch: int, good: dict | None, 
         path)
 
 
+def trained_epochs(history: list[dict[str, Any]]) -> dict[str, int]:
+    """{stage: epochs it trained} from a run's history (each epoch's metrics: ``stage``, ``epoch`` counted from 1)."""
+    out: dict[str, int] = {}
+    for m in history:
+        if m.get("stage") in STAGES:
+            out[m["stage"]] = max(out.get(m["stage"], 0), int(m.get("epoch") or 0))
+    return out
+
+
+def finished_run_start(resume: dict[str, Any], cfg: Any) -> int:
+    """Where a resume from a finished run's final checkpoint (stage ``done``) goes on: the index in ``STAGES`` of the
+    first stage it never trained that the config now gives epochs (an operator-only run, resumed with
+    ``stages.diff_residual.epochs=8``, trains the residual on the finished operator), else ``len(STAGES)``: a plain
+    resume only redoes the final evaluation.  Raising a stage it trained (or one before a stage it trained) is
+    refused, before the data: the final checkpoint is past that stage's end, and ``--resume runs/<id>`` with more
+    operator epochs trained nothing and rewrote the run's metrics as done.  After a time-budget stop the budget,
+    not the epochs, ended the run: nothing more is trained."""
+    if resume.get("stage") != "done" or resume.get("budget_hit"):
+        return len(STAGES)
+    done = trained_epochs(json.loads(resume.get("history", "[]")))
+    last = max((STAGES.index(st) for st in done), default=-1)
+    more = [st for st in STAGES if int(cfg.stages[st].epochs) > done.get(st, 0)]
+    if all(STAGES.index(st) > last for st in more):
+        return min((STAGES.index(st) for st in more), default=len(STAGES))
+    said = "; ".join(f"stages.{st}.epochs={int(cfg.stages[st].epochs)} (trained {done.get(st, 0)})" for st in more
+                     if STAGES.index(st) <= last)
+    folder = Path(resume["path"]).parent.parent
+    kept = sorted(p.name for p in folder.glob("epoch_*") if (p / "checkpoint.pt").is_file())
+    raise CheckpointError(
+        f"checkpoint '{resume['path']}' is the final one of a finished run, past the end of every stage it trained, "
+        f"and {said} asks that stage for more training. Fix: start a new run with these settings (the same command "
+        f"without --resume), or resume from an epoch checkpoint of its last stage to train that stage on"
+        + (f" (kept: {', '.join(str(folder / k) for k in kept)})" if kept else " (none is kept in its folder)"))
+
+
 # ------------------------------------------------------------------ entry point
 def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from: Path | None = None,
           data: Any = None, val_ttc: bool = False) -> TrainResult:
@@ -491,6 +526,8 @@ def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from:
         resume = read_checkpoint(resume_path(resume_from))
         if resume.get("diverged"):
             pass  # a last-good checkpoint is a valid place to restart (with a changed lr)
+        check_compatible(resume, cfg)  # the model config before the data (the grid once the data is loaded)
+        after_done = finished_run_start(resume, cfg)
     if data is None:
         from ups.data.protocol import load_protocol
 
@@ -539,11 +576,12 @@ def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from:
     if resume is None:
         start = 0
     else:
-        start = STAGES.index(resume["stage"]) if resume["stage"] in STAGES else len(STAGES)
+        start = STAGES.index(resume["stage"]) if resume["stage"] in STAGES else after_done
     for si, stage in enumerate(STAGES):
         if si < start or int(cfg.stages[stage].epochs) == 0:
             continue
-        res = resume if (resume is not None and si == start) else None
+        # a finished run's final checkpoint holds no stage in progress: the stages after it start afresh
+        res = resume if (resume is not None and si == start and resume["stage"] in STAGES) else None
         if res is not None and int(res["epoch"]) >= int(cfg.stages[stage].epochs):
             _resume_finished_stage(run, stage, res)  # also after a budget stop: the stop folded the EMA too
             continue
