@@ -422,3 +422,11 @@ def test_a_resume_from_a_finished_run_trains_only_stages_it_never_trained(tiny, 
     before, after = _final_state(first.model), _final_state(res.model)
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"diffusion", "residual_std"}, changed  # the finished encoder and operator are unchanged
+    # a stage its own time budget ended short of its epochs: a plain resume is not refused as "more training"
+    cut_cfg = load_config([*TINY, "stages.operator.time_budget_s=0.001", "stages.diff_residual.epochs=0",
+                           "stages.consistency_distill.epochs=0"])
+    cut = train(cut_cfg, run_dir=tmp_path / "cut", data=tiny)
+    assert [m["epoch"] for m in cut.history if m["stage"] == "operator"] == [1]
+    again.clear()
+    train(cut_cfg, run_dir=tmp_path / "cut", data=tiny, resume_from=cut.checkpoint, report=lambda m, c: again.append(m))
+    assert [m["stage"] for m in again] == ["done"]

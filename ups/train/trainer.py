@@ -495,12 +495,14 @@ def finished_run_start(resume: dict[str, Any], cfg: Any) -> int:
     resume only redoes the final evaluation.  Raising a stage it trained (or one before a stage it trained) is
     refused, before the data: the final checkpoint is past that stage's end, and ``--resume runs/<id>`` with more
     operator epochs trained nothing and rewrote the run's metrics as done.  After a time-budget stop the budget,
-    not the epochs, ended the run: nothing more is trained."""
+    not the epochs, ended the run: nothing more is trained; a stage its own time budget ended is not asked for more."""
     if resume.get("stage") != "done" or resume.get("budget_hit"):
         return len(STAGES)
-    done = trained_epochs(json.loads(resume.get("history", "[]")))
+    history = json.loads(resume.get("history", "[]"))
+    done = trained_epochs(history)
+    cut = {m.get("stage") for m in history if m.get("budget_exhausted")}  # its stages.<s>.time_budget_s ended it
     last = max((STAGES.index(st) for st in done), default=-1)
-    more = [st for st in STAGES if int(cfg.stages[st].epochs) > done.get(st, 0)]
+    more = [st for st in STAGES if int(cfg.stages[st].epochs) > done.get(st, 0) and st not in cut]
     if all(STAGES.index(st) > last for st in more):
         return min((STAGES.index(st) for st in more), default=len(STAGES))
     said = "; ".join(f"stages.{st}.epochs={int(cfg.stages[st].epochs)} (trained {done.get(st, 0)})" for st in more
