@@ -91,6 +91,26 @@ def make_trainable(units: int, epochs: int, threads: int):
     return trial
 
 
+def time_state_saves() -> dict[str, float]:
+    """Count and time the experiment-state saves the sweep's schedulers force when a trial ends
+    (``ups.tune.restore.SavesStateOnTrialEnd``): the step that saves, timed whole, in this process."""
+    from ups.tune import restore
+
+    spent = {"saves": 0, "s": 0.0}
+    choose = restore.SavesStateOnTrialEnd.choose_trial_to_run
+
+    def timed(self, controller):
+        due, t = self._state_due, time.perf_counter()
+        out = choose(self, controller)
+        if due:
+            spent["saves"] += 1
+            spent["s"] += time.perf_counter() - t
+        return out
+
+    restore.SavesStateOnTrialEnd.choose_trial_to_run = timed
+    return spent
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=16)
@@ -110,6 +130,7 @@ def main() -> None:
     space = root / "space.yaml"
     space.write_text("params:\n  training.lambda_spectral: {dist: uniform, low: 0.0, high: 0.1}\n")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    saves = time_state_saves()
     t0 = time.perf_counter()
     run_round("overhead", [f"space={space}", f"num_samples={args.trials}", "max_concurrent=1", "searcher.name=random",
                            "scheduler.name=fifo", "baselines=false", "promotion.top_k=0", "verbose=0",
@@ -127,10 +148,12 @@ def main() -> None:
            "plain_after_s": round(plain_after, 2), "plain_s_per_trial": round(plain / args.trials, 2),
            "engine_s": round(engine, 2), "ratio": round(engine / plain, 4),
            "overhead_pct": round(100 * (engine / plain - 1), 2), "per_trial_overhead_s": round((engine - plain) / args.trials, 3),
+           "state_saves_on_trial_end": saves["saves"], "state_saves_s": round(saves["s"], 3),
            "wandb": os.environ.get("WANDB_MODE"), "concurrency": 1, "note": "same process, same work; 2 CPUs"}
     print(json.dumps(out))
     print(f"tune_overhead: engine {engine:.1f}s vs plain loop {plain:.1f}s for {args.trials}×{args.seconds:g}s trials "
-          f"→ overhead {out['overhead_pct']:+.1f}% ({out['per_trial_overhead_s']:.2f}s/trial, W&B {out['wandb']})")
+          f"→ overhead {out['overhead_pct']:+.1f}% ({out['per_trial_overhead_s']:.2f}s/trial, W&B {out['wandb']}; "
+          f"{saves['saves']} state saves at trial ends, {saves['s']:.2f}s)")
 
 
 if __name__ == "__main__":
