@@ -409,8 +409,9 @@ def test_a_resume_from_a_finished_run_trains_only_stages_it_never_trained(tiny, 
     again: list[dict] = []
     train(cfg, run_dir=tmp_path / "run", data=tiny, resume_from=tmp_path / "run", report=lambda m, c: again.append(m))
     assert [m["stage"] for m in again] == ["done"]  # a plain resume: only the final evaluation
-    with pytest.raises(CheckpointError, match=r"final one of a finished run.*stages.operator.epochs=5 \(trained 3\) "
-                                              r"asks that stage for more training\. Fix: start a new run.*"
+    with pytest.raises(CheckpointError, match=r"final one of a finished run, past the end of its last stage "
+                                              r"\(operator\), and stages.operator.epochs=5 \(the run: 3, trained 3\) "
+                                              r"asks for training at or before it\. Fix: start a new run.*"
                                               r"\(kept: .*epoch_0005"):
         train(load_config([*TINY, "stages.operator.epochs=5", "stages.diff_residual.epochs=0",
                            "stages.consistency_distill.epochs=0"]), run_dir=tmp_path / "run", data=tiny,
@@ -430,3 +431,7 @@ def test_a_resume_from_a_finished_run_trains_only_stages_it_never_trained(tiny, 
     again.clear()
     train(cut_cfg, run_dir=tmp_path / "cut", data=tiny, resume_from=cut.checkpoint, report=lambda m, c: again.append(m))
     assert [m["stage"] for m in again] == ["done"]
+    with pytest.raises(CheckpointError, match=r"stages.operator.epochs=4 \(the run: 3, trained 1\)"):  # more: refused
+        train(load_config([*TINY, "stages.operator.time_budget_s=0.001", "stages.operator.epochs=4",
+                           "stages.diff_residual.epochs=0", "stages.consistency_distill.epochs=0"]),
+              run_dir=tmp_path / "cut", data=tiny, resume_from=cut.checkpoint)

@@ -490,30 +490,34 @@ def trained_epochs(history: list[dict[str, Any]]) -> dict[str, int]:
 
 def finished_run_start(resume: dict[str, Any], cfg: Any) -> int:
     """Where a resume from a finished run's final checkpoint (stage ``done``) goes on: the index in ``STAGES`` of the
-    first stage it never trained that the config now gives epochs (an operator-only run, resumed with
-    ``stages.diff_residual.epochs=8``, trains the residual on the finished operator), else ``len(STAGES)``: a plain
-    resume only redoes the final evaluation.  Raising a stage it trained (or one before a stage it trained) is
-    refused, before the data: the final checkpoint is past that stage's end, and ``--resume runs/<id>`` with more
-    operator epochs trained nothing and rewrote the run's metrics as done.  After a time-budget stop the budget,
-    not the epochs, ended the run: nothing more is trained; a stage its own time budget ended is not asked for more."""
+    first stage after every stage the run trained that the config now gives more epochs than the run's own config
+    did (an operator-only run, resumed with ``stages.diff_residual.epochs=8``, trains the residual on the finished
+    operator), else ``len(STAGES)``: a plain resume only redoes the final evaluation.  More epochs for a stage at or
+    before the last one it trained are refused, before the data: the final checkpoint is past that stage's end, and
+    ``--resume runs/<id>`` with more operator epochs trained nothing and rewrote the run's metrics as done.  The
+    run's own config, not its history, says what it was set to train (a stage its time budget cut short is not
+    asked for more; a history written before 2026-12-05 can lack an epoch).  After a ``training.time_budget_s``
+    stop the budget, not the epochs, ended the run: nothing more is trained."""
     if resume.get("stage") != "done" or resume.get("budget_hit"):
         return len(STAGES)
-    history = json.loads(resume.get("history", "[]"))
-    done = trained_epochs(history)
-    cut = {m.get("stage") for m in history if m.get("budget_exhausted")}  # its stages.<s>.time_budget_s ended it
-    last = max((STAGES.index(st) for st in done), default=-1)
-    more = [st for st in STAGES if int(cfg.stages[st].epochs) > done.get(st, 0) and st not in cut]
-    if all(STAGES.index(st) > last for st in more):
-        return min((STAGES.index(st) for st in more), default=len(STAGES))
-    said = "; ".join(f"stages.{st}.epochs={int(cfg.stages[st].epochs)} (trained {done.get(st, 0)})" for st in more
-                     if STAGES.index(st) <= last)
+    stages = (resume.get("config") or {}).get("stages") or {}
+    was = {st: int((stages.get(st) or {}).get("epochs") or 0) for st in STAGES}
+    last = max((i for i, st in enumerate(STAGES) if was[st] > 0), default=-1)
+    more = [i for i, st in enumerate(STAGES) if int(cfg.stages[st].epochs) > was[st]]
+    if all(i > last for i in more):
+        return min(more, default=len(STAGES))
+    done = trained_epochs(json.loads(resume.get("history", "[]")))
+    said = "; ".join(f"stages.{STAGES[i]}.epochs={int(cfg.stages[STAGES[i]].epochs)} (the run: {was[STAGES[i]]}"
+                     + (f", trained {done.get(STAGES[i], 0)}" if was[STAGES[i]] else "") + ")"
+                     for i in more if i <= last)
     folder = Path(resume["path"]).parent.parent
     kept = sorted(p.name for p in folder.glob("epoch_*") if (p / "checkpoint.pt").is_file())
     raise CheckpointError(
-        f"checkpoint '{resume['path']}' is the final one of a finished run, past the end of every stage it trained, "
-        f"and {said} asks that stage for more training. Fix: start a new run with these settings (the same command "
-        f"without --resume), or resume from an epoch checkpoint of its last stage to train that stage on"
-        + (f" (kept: {', '.join(str(folder / k) for k in kept)})" if kept else " (none is kept in its folder)"))
+        f"checkpoint '{resume['path']}' is the final one of a finished run, past the end of its last stage "
+        f"({STAGES[last]}), and {said} asks for training at or before it. Fix: start a new run with these settings "
+        f"(the same command without --resume); or, to train {STAGES[last]} on, resume from one of its epoch "
+        f"checkpoints" + (f" (kept: {', '.join(str(folder / k) for k in kept)})" if kept else
+                          " (none is kept in its folder)"))
 
 
 # ------------------------------------------------------------------ entry point
