@@ -138,6 +138,20 @@ def test_run_baselines_rows_cache_and_determinism(tiny_data, tmp_path):
 
     # no FNO budget → only the two closed-form baselines
     assert [r["name"] for r in run_baselines(tiny_data, 0, seed=1, cache_dir=None)] == ["persistence", "linear"]
+
+    # max_samples: the first N test trajectories, as eval.max_samples scores a model (ups eval scored the baselines
+    # on the whole split next to UPS on its first N), cached apart from the whole split's rows
+    n = 2
+    first = run_baselines(tiny_data, 0, seed=1, cache_dir=tmp_path, fno_steps=1, max_samples=n)
+    assert [r["n_test"] for r in first] == [n] * 3 and cache_path(tmp_path, tiny_data.data_hash, 0, 1, 1, n).is_file()
+    ti = tiny_data.initial_step
+    true = tiny_data.test[:n].float()
+    held = true.clone()
+    held[:, ti:] = true[:, ti - 1:ti]  # persistence: the last context frame, held
+    assert first[0]["nrmse"] == pytest.approx(nrmse(held, true, ti), rel=1e-6) and first[0]["nrmse"] != rows[0]["nrmse"]
+    assert run_baselines(tiny_data, 0, seed=1, cache_dir=tmp_path, fno_steps=1)[0]["nrmse"] == rows[0]["nrmse"]
+    assert run_baselines(tiny_data, 0, seed=1, cache_dir=None, max_samples=10**6)[0]["n_test"] == \
+        tiny_data.test.shape[0]  # more than the split holds: the whole split
     lb = leaderboard_rows(rows)
     assert {r["kind"] for r in lb} == {"baseline"} and len({r["run_id"] for r in lb}) == 3
 

@@ -354,6 +354,13 @@ def test_eval_of_a_few_samples_needs_only_the_splits_it_uses(tiny, files):
                                           r"data.val_ratio=0.1 \(with these 3 samples\)"):
         main(_ckpt_args(tiny, f"data={files['base']}", "data.num_samples_max=3", "run.run_id=three"))
     assert not list(out_dir.glob("eval_three*"))
+    # eval.max_samples=N: the baselines score the same first N trajectories (they scored the whole split beside UPS
+    # on its first N)
+    assert main(_ckpt_args(tiny, f"data={files['base']}", "eval.max_samples=2", "run.run_id=two",
+                           "eval.baselines=true", "eval.fno_budget_s=1")) == 0
+    two = json.loads((out_dir / "eval_two.json").read_text())
+    assert two["metrics"]["n_samples"] == 2 and [b["n_test"] for b in two["baselines"]] == [2, 2, 2]
+    assert any("same 2 test trajectories of the same file (the first 2 of 3" in n for n in two["notes"]), two["notes"]
 
 
 def test_eval_on_the_checkpoints_own_data_never_scores_its_training_samples(tiny, files, tmp_path):

@@ -1029,6 +1029,14 @@ def test_resume_without_name_after_a_sweep_stopped_in_its_data_names_that_sweep(
     args = [f"storage_path={runs}", f"leaderboard={tmp_path / 'lb.csv'}", f"report_dir={tmp_path / 'r'}",
             f"champion={tmp_path / 'c.json'}", "wandb.enabled=false"]
 
+    def refused(base: object) -> None:  # a data file the protocol refuses: a refused command, no sweep
+        raise ConfigError("data.path: not a PDEBench file")
+
+    monkeypatch.setattr(launcher, "load_data", refused)
+    with pytest.raises(ConfigError, match="not a PDEBench file"):
+        launcher.run_round("round_a", args)
+    assert [d.name for d in runs.iterdir()] == [done.name], "a refused sweep left its folder"
+
     def stopped(base: object) -> None:  # the driver stopped while it made the data
         raise KeyboardInterrupt
 
@@ -1152,6 +1160,7 @@ def test_a_warm_start_from_a_pbt_sweep_is_refused(tmp_path: Path) -> None:
     old.mkdir(parents=True)
     (old / "ups_sweep.json").write_text(json.dumps({"round": "round_a", "sweep": {"scheduler.name": "pbt"}, "trial": {}}))
     (old / "tuner.pkl").write_bytes(b"\x80\x04N.")  # it reached its trials
+    (old / "experiment_state-2026-12-01_00-00-01.json").write_text('{"trial_data": []}')
     stopped = tmp_path / "runs" / "round_a-20261202-000001"  # newer, stopped in its data: no trials to be told
     stopped.mkdir()
     (stopped / "ups_sweep.json").write_text(json.dumps({"round": "round_a", "sweep": {}, "trial": {}}))

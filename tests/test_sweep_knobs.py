@@ -138,6 +138,12 @@ def test_the_resume_command_is_this_command_with_resume_and_the_name() -> None:
     assert resume_command("round_b-2", ["/venv/bin/ups", "sweep", "round_b", "max_concurrent=2"]) == \
         "ups sweep round_b max_concurrent=2 resume=true name=round_b-2"
     assert resume_command("x", ["/usr/bin/pytest", "-q"]) == "the same command with resume=true name=x"
+    # a notebook's kernel: its argv is no command to repeat (ipykernel imported in this process is no notebook)
+    import ipykernel  # noqa: F401
+
+    kernel = ["/venv/lib/python3.11/site-packages/ipykernel_launcher.py", "-f", "/tmp/kernel-1.json"]
+    assert resume_command("x", kernel) == "the same command with resume=true name=x"
+    assert resume_command("y", ["sweeps/round_a.py"]) == f"{python_command()} sweeps/round_a.py resume=true name=y"
 
 
 def test_the_resume_command_names_the_interpreter_unless_it_is_the_python_on_the_path(monkeypatch) -> None:

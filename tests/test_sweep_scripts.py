@@ -83,6 +83,8 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     assert "<th" in page and ">recon_nrmse<" in page
     out = capsys.readouterr().out
     assert "Leaderboard" in out and "report:" in out and "round A: best val_nrmse" in out
+    # the trials' own eval scores 4 test trajectories, the baselines all: the sweep says their nrmse do not compare
+    assert "note: eval.max_samples=4: each trial's own eval scores the first 4 of the " in out
     db = (work / "reports" / "round_a" / "optuna.db").resolve()
     assert f"Optuna study: study '{exp}' in sqlite:///{db} (optuna-dashboard sqlite:///{db})" in out, out[-2000:]
     from tests.test_wandb_logging import runs, table

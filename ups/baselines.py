@@ -105,9 +105,10 @@ def select_linear(train: torch.Tensor, val: torch.Tensor | None, initial_step: i
 
 # ---------------------------------------------------------------------------------- the cache
 def cache_path(cache_dir: str | Path, data_hash: str, fno_budget_s: float, seed: int,
-               fno_steps: int | None = None) -> Path:
+               fno_steps: int | None = None, max_samples: int | None = None) -> Path:
     steps = f"-steps{int(fno_steps)}" if fno_steps else ""
-    name = f"baselines-v{CACHE_VERSION}-{data_hash}-b{float(fno_budget_s):g}{steps}-s{int(seed)}.json"
+    first = f"-n{int(max_samples)}" if max_samples else ""
+    name = f"baselines-v{CACHE_VERSION}-{data_hash}-b{float(fno_budget_s):g}{steps}-s{int(seed)}{first}.json"
     return Path(cache_dir).expanduser() / name
 
 
@@ -143,12 +144,14 @@ def _write_json_atomic(path: Path, blob: Any) -> None:
 # ------------------------------------------------------------------------------------ running
 def run_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | Path | None,
                   *, fno_steps: int | None = None, names: Sequence[str] = BASELINE_NAMES,
-                  refresh: bool = False) -> list[dict[str, Any]]:
+                  refresh: bool = False, max_samples: int = -1) -> list[dict[str, Any]]:
     """Score the baselines on ``data.test``; rows have ``ROW_KEYS`` (+ ``eval_s`` and details).
 
     ``fno_budget_s`` seconds of FNO training (``fno_steps`` caps/fixes the optimiser steps for
-    exact reproducibility); with neither the FNO is skipped.  Rows are cached in
-    ``cache_dir`` (None: no cache) under (data hash, budget, steps, seed); ``refresh`` recomputes.
+    exact reproducibility); with neither the FNO is skipped.  ``max_samples`` > 0: scored on the first
+    that many test trajectories, as ``eval.max_samples`` scores a model (``ups eval``), not on the whole
+    split.  Rows are cached in ``cache_dir`` (None: no cache) under (data hash, budget, steps, seed,
+    samples); ``refresh`` recomputes.
     """
     unknown = [n for n in names if n not in BASELINE_NAMES]
     if unknown:
@@ -159,14 +162,17 @@ def run_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | Pa
     names = [n for n in names if n != "fno" or fno_budget_s > 0 or fno_steps]
     key = {"version": CACHE_VERSION, "data_hash": str(data.data_hash), "fno_budget_s": float(fno_budget_s),
            "fno_steps": int(fno_steps) if fno_steps else None, "seed": int(seed), "names": list(names)}
-    path = cache_path(cache_dir, data.data_hash, fno_budget_s, seed, fno_steps) if cache_dir else None
+    first = int(max_samples) if int(max_samples) > 0 and int(max_samples) < int(data.test.shape[0]) else None
+    if first is not None:
+        key["max_samples"] = first
+    path = cache_path(cache_dir, data.data_hash, fno_budget_s, seed, fno_steps, first) if cache_dir else None
     if path is not None and not refresh:
         cached = _read_cache(path, key)
         if cached is not None:
             return cached
 
     ti = int(data.initial_step)
-    test = data.test.to(torch.float32)
+    test = data.test[:first].to(torch.float32)  # (N, T, X): the first ``max_samples`` when set
     ctx, n_roll = test[:, :ti], test.shape[1] - ti
     rows: list[dict[str, Any]] = []
     if "persistence" in names:

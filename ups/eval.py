@@ -662,9 +662,12 @@ def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[st
 
         cache = Path(str(cfg.data.cache_dir)).expanduser().parent / "baselines"
         baselines = [dict(r) for r in run_baselines(data, float(cfg.eval.fno_budget_s), int(cfg.training.seed),
-                                                      cache)]
-        ev.notes.append("baselines are evaluated on the full test split of the same file"
-                        + (f" (UPS on the first {ev.metrics['n_samples']})" if int(cfg.eval.max_samples) > 0 else ""))
+                                                      cache, max_samples=int(cfg.eval.max_samples))]
+        # the same trajectories as UPS: with eval.max_samples=N they scored the whole split, UPS its first N
+        n = int(ev.metrics["n_samples"])
+        ev.notes.append(f"baselines are evaluated on the same {n} test trajectories of the same file"
+                        + (f" (the first {n} of {int(data.test.shape[0])}: eval.max_samples)"
+                           if n < int(data.test.shape[0]) else ""))
 
     run_id = _run_id(cfg, state)
     m = ev.metrics

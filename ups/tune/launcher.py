@@ -40,8 +40,8 @@ from ups.tune.scratch import remove_scratch
 from ups.tune.space import (Param, SearchSpace, SearchSpaceError, check_against, check_around_windows, load_space,
                             resolve_around)
 from ups.tune.sweep_config import SweepConfig, load_sweep_config, resolve_path, space_path, unread_overrides
-from ups.tune.sweep_record import (RECORD, check_resume, experiment_dirs, latest_sweep, new_sweep_name, read_record,
-                                   sweep_record, write_record)
+from ups.tune.sweep_record import (RECORD, check_resume, experiment_dirs, latest_sweep, new_sweep_name,
+                                   provisional_folder, read_record, sweep_record, write_record)
 from ups.tune.trainable import METRIC, ups_trial
 from ups.tune.trial_logs import trial_loggers
 from ups.tune.tune_state import repair_cut_off_state
@@ -910,8 +910,8 @@ def resume_command(name: str, argv: Sequence[str] | None = None) -> str:
     argv = list(sys.argv if argv is None else argv)
     head = argv[0] if argv else ""
     keep = [a for a in argv[1:] if override_key(a) not in ("resume", "name")]
-    if "ipykernel" in sys.modules:  # a notebook: argv is the kernel's
-        head = ""
+    if Path(head).name in ("ipykernel_launcher.py", "__main__.py"):  # a notebook's kernel (python -m …): not a command
+        head = ""  # (ipykernel in sys.modules said so in any process that had imported it: a test run's too)
     if head.endswith(".py"):
         cmd = [python_command(), head, *keep]
     elif Path(head).name == "ups":
@@ -971,117 +971,123 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                       f"a GPU cluster with RAY_ADDRESS=<head>:6379")
                 gpus = float(torch.cuda.device_count())
             check_local_fit(s, float(s.ray_num_cpus or os.cpu_count() or 1), gpus)
-    if not s.resume:  # the folder exists from here: resume=true without name= after a driver stopped in the data or
-        # baselines finds this sweep, not the newest earlier one with Tune state (whose promotion it redid)
-        write_record(p.storage_path, p.filesystem, name, record)
-    data = load_data(p.base) if trainable is None else None
-    if s.resume and data is not None:
-        check_resume_data(p.leaderboard, name, str(getattr(data, "data_hash", "") or ""))
-    baselines = baseline_rows(s, p.base, data) if data is not None else []
-    if baselines:
-        upsert_rows(p.leaderboard, baselines)
-    ref = {r["label"]: r for r in baselines}.get(s.gates.reference)
-    limits = GateLimits.from_baseline(s.gates, ref)
-    started = connect_ray(s) or started
-    lease = DriverLease(p.storage_path, p.filesystem, name, p.display_storage)
-    try:
-        lease.acquire()  # checked again: another driver may have started it while the data loaded
-        max_conc = concurrency(s, remote=not local)
-        round_conc = round_concurrency(s, max_conc)
-        point = p.space.reference_point(p.base)
-        ctx = RowContext(round=s.round, experiment=name, space=p.space, base=to_dict(p.base), reference_point=point,
-                         scheduler=s.scheduler.name, gpu_per_trial=s.resources.gpu,
-                         cost_per_gpu_hour=s.cost_per_gpu_hour, tags=[f"profile:{s.profile}"],
-                         data_hash=str(getattr(data, "data_hash", "") or ""))
-        lb_cb = LeaderboardCallback(p.leaderboard, ctx, limits, gates_enabled=s.gates.enabled,
-                                    budgets={"compute_budget_s": s.compute_budget_s, "time_budget_s": s.time_budget_s})
-        callbacks: list[Any] = [lb_cb]
-        mode = resolve_mode(s.wandb.mode)
-        if s.wandb.enabled and mode != "disabled":
-            callbacks.append(WandbRoundLogger(project=s.wandb.project, group=s.wandb.group or default_group(s.round),
-                                              name=name, mode=mode,
-                                              directory=resolve_path(s.wandb.dir) if s.wandb.dir else None,
-                                              # W&B writes its run folders in <dir>/wandb/
-                                              default_directory=Path(p.storage_path)
-                                              if p.filesystem is None else Path.cwd(),
-                                              config={"round": s.round, "profile": s.profile,
-                                                      "num_samples": s.num_samples},
-                                              resume=s.resume, init_timeout_s=s.wandb.init_timeout_s,
-                                              leaderboard=lb_cb))
-        if live := live_study(p, name, exp_path, warm, lb_cb):
-            callbacks.append(live)
-        tr = make_trainable(p, data, trainable)
-        rungs = (f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base, p.space)[2]}"
-                 + (f", {s.scheduler.brackets} brackets" if s.scheduler.brackets > 1 else "") + ")"
-                 if s.scheduler.name == "asha" else "")
-        slots = cluster_slots(per_trial_resources(s))
-        at_a_time = (f"≤{round_conc}" if round_conc != ADAPTIVE else
-                     f"as many as the resources hold (now {slots}; PBT's population takes turns)"
-                     if s.scheduler.name == "pbt" else
-                     f"as many as the cluster holds (now {slots}, "
-                     f"{'one more' if s.pending_trials == 1 else f'{s.pending_trials} more'} pending)")
-        _log(f"{s.round}: {planned_trials(p)} trials, {at_a_time} at a time, searcher={s.searcher.name}, "
-             f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
-        for note in unread_overrides(s, overrides):
-            _log(f"note: {note}")
-        from ray import tune
-
-        if s.resume:
-            _log(f"resuming {exp_path}")
-            if repaired := restorable_state(p, name):
-                _log(repaired)
-            tuner = tune.Tuner.restore(f"{p.storage_path}/{name}", tr, resume_errored=True,
-                                       storage_filesystem=p.filesystem)
-            results, histories = restored_runs(tuner, lb_cb)
-            stop = build_stopper(s, limits, lb_cb.spent_s)
-            gates = [*gate_trackers(stop), lb_cb.tracker] if s.gates.enabled else []
-            for line in carry_over(tuner, run_config(p, name, stop, callbacks),
-                                   per_trial_resources(s), s.pending_trials, round_conc, results, gates, histories):
-                _log(line)
-        else:
-            tuner = build_tuner(p, name, tr, limits, round_conc, callbacks, warm)
-            write_record(p.storage_path, p.filesystem, name, record)
-
-        if live:  # after a resume's state repair (the study is rebuilt from the folder); the file exists when named
-            live.setup()
-            if not live.off:
-                _log(f"Optuna study, live: study '{name}' in {live.mirror.storage_url} "
-                     f"(optuna-dashboard {live.mirror.storage_url})")
-
-        def ray_gone() -> None:  # the driver's last act when its local Ray was stopped with it: no ResultGrid
-            lb_cb.record_unfinished(INTERRUPTED)
-            print_leaderboard(SweepOutcome(name, exp_path, p.leaderboard, read_leaderboard(p.leaderboard), None, None,
-                                           baselines, interrupted=True), s.print_top)
-
+    # a new sweep's folder and record exist from here: resume=true without name= after a driver stopped in the data or
+    # baselines finds this sweep, not the newest earlier one with Tune state (whose promotion it redid); a refusal or
+    # failure before Tune built the sweep removes them again (an interrupt keeps them: that is what they are for)
+    with provisional_folder(p.storage_path, p.filesystem, name, record, new=not s.resume):
+        data = load_data(p.base) if trainable is None else None
+        if s.resume and data is not None:
+            check_resume_data(p.leaderboard, name, str(getattr(data, "data_hash", "") or ""))
+        baselines = baseline_rows(s, p.base, data) if data is not None else []
+        if baselines:
+            upsert_rows(p.leaderboard, baselines)
+            first, held = int(p.base.eval.max_samples), int(data.test.shape[0])
+            if 0 < first < held:  # the gates measure trials against the reference trial, scored on the same ones
+                _log(f"note: eval.max_samples={first}: each trial's own eval scores the first {first} of the {held} test "
+                     f"trajectories, the baselines and the promotion's full-eval all {held}; on the leaderboard their "
+                     f"nrmse do not compare (drop eval.max_samples to score trials on the whole split)")
+        ref = {r["label"]: r for r in baselines}.get(s.gates.reference)
+        limits = GateLimits.from_baseline(s.gates, ref)
+        started = connect_ray(s) or started
+        lease = DriverLease(p.storage_path, p.filesystem, name, p.display_storage)
         try:
-            with stop_signals_as_ctrl_c(on_ray_gone=ray_gone):
-                grid = tuner.fit()
-        finally:  # every trial has ended (or Tune raised): the stage cache and scratch a killed worker or
-            # driver could not remove go too, on every node
-            remove_scratch(name, p.storage_path)
-        cut = loop_cut(lb_cb)
-        reconcile(p.leaderboard, ctx, grid, lb_cb, cut)
-        champion, promotion_cut = None, False
-        if cut == INTERRUPTED:
-            _log("promotion: not run, the round is unfinished (it runs when the resumed sweep ends)")
-        elif promote and s.promotion.top_k > 0:
+            lease.acquire()  # checked again: another driver may have started it while the data loaded
+            max_conc = concurrency(s, remote=not local)
+            round_conc = round_concurrency(s, max_conc)
+            point = p.space.reference_point(p.base)
+            ctx = RowContext(round=s.round, experiment=name, space=p.space, base=to_dict(p.base), reference_point=point,
+                             scheduler=s.scheduler.name, gpu_per_trial=s.resources.gpu,
+                             cost_per_gpu_hour=s.cost_per_gpu_hour, tags=[f"profile:{s.profile}"],
+                             data_hash=str(getattr(data, "data_hash", "") or ""))
+            lb_cb = LeaderboardCallback(p.leaderboard, ctx, limits, gates_enabled=s.gates.enabled,
+                                        budgets={"compute_budget_s": s.compute_budget_s, "time_budget_s": s.time_budget_s})
+            callbacks: list[Any] = [lb_cb]
+            mode = resolve_mode(s.wandb.mode)
+            if s.wandb.enabled and mode != "disabled":
+                callbacks.append(WandbRoundLogger(project=s.wandb.project, group=s.wandb.group or default_group(s.round),
+                                                  name=name, mode=mode,
+                                                  directory=resolve_path(s.wandb.dir) if s.wandb.dir else None,
+                                                  # W&B writes its run folders in <dir>/wandb/
+                                                  default_directory=Path(p.storage_path)
+                                                  if p.filesystem is None else Path.cwd(),
+                                                  config={"round": s.round, "profile": s.profile,
+                                                          "num_samples": s.num_samples},
+                                                  resume=s.resume, init_timeout_s=s.wandb.init_timeout_s,
+                                                  leaderboard=lb_cb))
+            if live := live_study(p, name, exp_path, warm, lb_cb):
+                callbacks.append(live)
+            tr = make_trainable(p, data, trainable)
+            rungs = (f" (rungs at {s.scheduler.time_attr} {asha_rungs(s, p.base, p.space)[2]}"
+                     + (f", {s.scheduler.brackets} brackets" if s.scheduler.brackets > 1 else "") + ")"
+                     if s.scheduler.name == "asha" else "")
+            slots = cluster_slots(per_trial_resources(s))
+            at_a_time = (f"≤{round_conc}" if round_conc != ADAPTIVE else
+                         f"as many as the resources hold (now {slots}; PBT's population takes turns)"
+                         if s.scheduler.name == "pbt" else
+                         f"as many as the cluster holds (now {slots}, "
+                         f"{'one more' if s.pending_trials == 1 else f'{s.pending_trials} more'} pending)")
+            _log(f"{s.round}: {planned_trials(p)} trials, {at_a_time} at a time, searcher={s.searcher.name}, "
+                 f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
+            for note in unread_overrides(s, overrides):
+                _log(f"note: {note}")
+            from ray import tune
+
+            if s.resume:
+                _log(f"resuming {exp_path}")
+                if repaired := restorable_state(p, name):
+                    _log(repaired)
+                tuner = tune.Tuner.restore(f"{p.storage_path}/{name}", tr, resume_errored=True,
+                                           storage_filesystem=p.filesystem)
+                results, histories = restored_runs(tuner, lb_cb)
+                stop = build_stopper(s, limits, lb_cb.spent_s)
+                gates = [*gate_trackers(stop), lb_cb.tracker] if s.gates.enabled else []
+                for line in carry_over(tuner, run_config(p, name, stop, callbacks),
+                                       per_trial_resources(s), s.pending_trials, round_conc, results, gates, histories):
+                    _log(line)
+            else:
+                tuner = build_tuner(p, name, tr, limits, round_conc, callbacks, warm)
+                write_record(p.storage_path, p.filesystem, name, record)
+
+            if live:  # after a resume's state repair (the study is rebuilt from the folder); the file exists when named
+                live.setup()
+                if not live.off:
+                    _log(f"Optuna study, live: study '{name}' in {live.mirror.storage_url} "
+                         f"(optuna-dashboard {live.mirror.storage_url})")
+
+            def ray_gone() -> None:  # the driver's last act when its local Ray was stopped with it: no ResultGrid
+                lb_cb.record_unfinished(INTERRUPTED)
+                print_leaderboard(SweepOutcome(name, exp_path, p.leaderboard, read_leaderboard(p.leaderboard), None, None,
+                                               baselines, interrupted=True), s.print_top)
+
             try:
-                with stop_signals_as_ctrl_c(into_tune=False):
-                    champion = promote_round(p, ctx, baselines, data, limits, max_conc)
-            except SweepInterrupted:  # in the seed retrains' Tune loop: their own message and resume
-                raise
-            except KeyboardInterrupt:  # in a full-eval: the trials are all recorded, the champion untouched
-                promotion_cut = True
-        report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir) / s.round,
-                              champion=resolve_path(s.champion)) if s.write_report else None
-        if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
-            wandb_runs = [c.offline_folder for c in callbacks if isinstance(c, WandbRoundLogger) and c.offline_folder]
-            champ = resolve_path(s.champion)
-            publish(exp_path, p.leaderboard, report, [champ, history_path(champ)], wandb_runs[0] if wandb_runs else None)
-    finally:
-        lease.release()
-        if started:
-            ray.shutdown()
+                with stop_signals_as_ctrl_c(on_ray_gone=ray_gone):
+                    grid = tuner.fit()
+            finally:  # every trial has ended (or Tune raised): the stage cache and scratch a killed worker or
+                # driver could not remove go too, on every node
+                remove_scratch(name, p.storage_path)
+            cut = loop_cut(lb_cb)
+            reconcile(p.leaderboard, ctx, grid, lb_cb, cut)
+            champion, promotion_cut = None, False
+            if cut == INTERRUPTED:
+                _log("promotion: not run, the round is unfinished (it runs when the resumed sweep ends)")
+            elif promote and s.promotion.top_k > 0:
+                try:
+                    with stop_signals_as_ctrl_c(into_tune=False):
+                        champion = promote_round(p, ctx, baselines, data, limits, max_conc)
+                except SweepInterrupted:  # in the seed retrains' Tune loop: their own message and resume
+                    raise
+                except KeyboardInterrupt:  # in a full-eval: the trials are all recorded, the champion untouched
+                    promotion_cut = True
+            report = write_report(exp_path, p.leaderboard, s.round, resolve_path(s.report_dir) / s.round,
+                                  champion=resolve_path(s.champion)) if s.write_report else None
+            if exp_path.startswith("s3://"):  # leaderboard + report next to the Tune state (ups.cloud)
+                wandb_runs = [c.offline_folder for c in callbacks if isinstance(c, WandbRoundLogger) and c.offline_folder]
+                champ = resolve_path(s.champion)
+                publish(exp_path, p.leaderboard, report, [champ, history_path(champ)], wandb_runs[0] if wandb_runs else None)
+        finally:
+            lease.release()
+            if started:
+                ray.shutdown()
     rows = read_leaderboard(p.leaderboard)
     outcome = SweepOutcome(name, exp_path, p.leaderboard, rows, champion, report, baselines,
                            interrupted=cut == INTERRUPTED or promotion_cut)

@@ -73,8 +73,9 @@ def stopped_unfit(row: Mapping[str, Any]) -> str | None:
 def selection_order(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The run_ids of ``rows`` best first on validation: ``val_nrmse_ttc`` (the final val rollout with TTC, as the
     full-eval that crowns the champion scores the test split) when every row has it, else ``val_nrmse``: the test
-    nRMSE does not pick what is promoted.  When a row has no validation figure (written by other tools) all are
-    ordered on the test ``nrmse``, as ``ups.reports.sources.best_trial`` does."""
+    nRMSE does not rank the trials that passed.  (The small-eval gates before it, and the champion's crowning after
+    it, do read test figures: docs/SWEEPS.md, "What reads the test split".)  When a row has no validation figure
+    (written by other tools) all are ordered on the test ``nrmse``, as ``ups.reports.sources.best_trial`` does."""
     key = selection_key(rows)
     return [str(r["run_id"]) for r in sorted(rows, key=lambda r: _or_inf(r.get(key)))]
 

@@ -13,6 +13,7 @@ started in).  Operational settings may change on a resume
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -25,7 +26,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ups.config import MACHINE_KEYS, ConfigError, flatten, override_key, to_dict
 
@@ -84,6 +85,30 @@ def reached_tune(storage: str, fs: Any, name: str) -> bool:
 
     fs, path = experiment_file(storage, fs, name, "tuner.pkl")
     return fs.get_file_info(path).type == pafs.FileType.File
+
+
+@contextlib.contextmanager
+def provisional_folder(storage: str, fs: Any, name: str, record: dict[str, Any], new: bool) -> Iterator[None]:
+    """A new sweep's (``new``) folder and record, written before its data and baselines, so ``resume=true`` without
+    ``name=`` after a driver stopped there finds this sweep.  An exception before Tune built the sweep (a refused
+    data file, a failed baseline, another driver holding the name) removes the folder again if this call made it:
+    a refused command is no sweep to resume.  An interrupt (Ctrl-C, a signal: not an ``Exception``) keeps it."""
+    if not new:
+        yield
+        return
+    fs_, path = _record_file(storage, fs, name)
+    folder = posixpath.dirname(path)
+    import pyarrow.fs as pafs
+
+    made = fs_.get_file_info(folder).type == pafs.FileType.NotFound
+    write_record(storage, fs, name, record)
+    try:
+        yield
+    except Exception:
+        if made and not reached_tune(storage, fs, name):
+            with contextlib.suppress(OSError):
+                fs_.delete_dir(folder)
+        raise
 
 
 def _record_file(storage: str, fs: Any, name: str) -> tuple[Any, str]:
