@@ -105,3 +105,26 @@ def test_resolve_s3_returns_schemeless_path_and_working_fs(s3_client, s3_bucket)
 def test_parse_s3_uri():
     loc = parse_s3_uri("s3://bucket-1/a/b/")
     assert (loc.bucket, loc.prefix, loc.fs_path, loc.key("c")) == ("bucket-1", "a/b", "bucket-1/a/b", "a/b/c")
+
+
+def test_a_refused_new_sweep_leaves_nothing_on_s3_and_an_interrupted_one_its_record(s3_client, s3_bucket):
+    """A new sweep writes its folder and record before its data (ups.tune.sweep_record.provisional_folder), so
+    resume=true finds a sweep stopped there; on S3 too, a refusal before Tune built it removes them again."""
+    from ups.config import ConfigError
+    from ups.tune.sweep_record import provisional_folder, read_record
+
+    storage, fs = resolve_storage(f"s3://{s3_bucket}/sweeps")
+
+    def keys() -> list[str]:  # the objects under the sweep folders (pyarrow's create_dir adds "…/" markers)
+        found = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="sweeps/round_a-").get("Contents", [])
+        return sorted(o["Key"] for o in found if not o["Key"].endswith("/"))
+
+    with pytest.raises(ConfigError):
+        with provisional_folder(storage, fs, "round_a-1", {"round": "round_a"}, new=True):
+            assert keys() == ["sweeps/round_a-1/ups_sweep.json"]
+            raise ConfigError("data.path: not a PDEBench file")
+    assert s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="sweeps/round_a-1").get("KeyCount") == 0
+    with pytest.raises(KeyboardInterrupt):
+        with provisional_folder(storage, fs, "round_a-2", {"round": "round_a"}, new=True):
+            raise KeyboardInterrupt
+    assert keys() == ["sweeps/round_a-2/ups_sweep.json"] and read_record(storage, fs, "round_a-2") == {"round": "round_a"}
