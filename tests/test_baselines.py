@@ -152,6 +152,16 @@ def test_run_baselines_rows_cache_and_determinism(tiny_data, tmp_path):
     assert run_baselines(tiny_data, 0, seed=1, cache_dir=tmp_path, fno_steps=1)[0]["nrmse"] == rows[0]["nrmse"]
     assert run_baselines(tiny_data, 0, seed=1, cache_dir=None, max_samples=10**6)[0]["n_test"] == \
         tiny_data.test.shape[0]  # more than the split holds: the whole split
+
+    # a split of more than 50 samples that is no multiple of 50: nrmse_pdebench per batch of 50 (PDEBench's metrics()
+    # loop), so rows cached for it before, with the plain mean, are not taken for the new ones
+    import dataclasses
+
+    reps = -(-60 // tiny_data.test.shape[0])
+    sixty = dataclasses.replace(tiny_data, test=tiny_data.test.repeat(reps, 1, 1)[:60])
+    odd = run_baselines(sixty, 0, seed=1, cache_dir=tmp_path / "odd")
+    (path,) = (tmp_path / "odd").glob("baselines-*.json")
+    assert json.loads(path.read_text())["key"]["nrmse_pdebench"] == "batches of 50" and odd[0]["n_test"] == 60
     lb = leaderboard_rows(rows)
     assert {r["kind"] for r in lb} == {"baseline"} and len({r["run_id"] for r in lb}) == 3
 

@@ -65,6 +65,26 @@ def test_scaled_error_gives_known_nrmse_and_pdebench_variant():
     assert M.nrmse_pdebench(pred, true, TI) == pytest.approx(_pdebench_metric_func_nmse(pred, true), rel=1e-12)
 
 
+def test_nrmse_pdebench_averages_the_test_loaders_batches_as_pdebenchs_metrics_loop():
+    """PDEBench's metrics() sums metric_func's nRMSE over the loader's batches of 50 and divides by their count: a
+    split of 120 weights its last 20 samples as a whole batch. nrmse_pdebench took the mean over all samples
+    (the rest of the PDEBench set was batched already)."""
+    true = _travelling(b=120, t=12, n=32, seed=4)
+    g = torch.Generator().manual_seed(5)
+    pred = true * (1 + torch.linspace(0.0, 0.6, 120, dtype=torch.float64)[:, None, None])  # error grows per sample
+    pred = pred + 0.01 * torch.randn(pred.shape, generator=g, dtype=torch.float64)
+    ti = 3
+    copied = pred.clone()
+    copied[:, :ti] = true[:, :ti]
+    batches = [_pdebench_metric_func_nmse(copied[i:i + 50], true[i:i + 50]) for i in (0, 50, 100)]
+    assert M.nrmse_pdebench(pred, true, ti) == pytest.approx(sum(batches) / 3, rel=1e-12)
+    assert M.nrmse_pdebench(pred, true, ti) != pytest.approx(_pdebench_metric_func_nmse(copied, true), rel=1e-3)
+    # a split of ≤ 50 samples, or of a multiple of 50: the plain mean over samples, nrmse × (T - ti) / T
+    for n in (40, 100):
+        assert M.nrmse_pdebench(pred[:n], true[:n], ti) == pytest.approx(
+            M.nrmse(pred[:n], true[:n], ti) * (12 - ti) / 12, rel=1e-12)
+
+
 def test_nrmse_matches_pdebench_metric_func_on_predicted_frames():
     true = _travelling(seed=1)
     g = torch.Generator().manual_seed(3)
