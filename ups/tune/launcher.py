@@ -873,14 +873,14 @@ def check_sweep_folder(p: Prepared, name: str) -> None:
     must not start in the folder of an earlier one (name= given twice: Tune would mix the two sweeps)."""
     from ray import tune
 
-    from ups.tune.tune_state import newest_state
+    from ups.tune.tune_state import has_state
 
     folder = f"{p.display_storage}/{name}"
     started = tune.Tuner.can_restore(f"{p.storage_path}/{name}", storage_filesystem=p.filesystem)
     # Tune writes tuner.pkl when the Tuner is built, its first experiment state seconds later: a driver killed in
     # between left a folder Tuner.restore cannot continue ("no search space has been defined") and, counted as a
     # sweep, one no new run could use either
-    held = started and newest_state(f"{p.storage_path}/{name}", p.filesystem)[0] is not None
+    held = started and has_state(f"{p.storage_path}/{name}", p.filesystem)
     if p.scfg.resume and started and not held:
         raise ConfigError(f"resume=true: the sweep in '{folder}' was stopped before Tune saved its first state, so "
                           f"there is nothing to resume. Fix: run the same command without resume=true and with "
@@ -981,10 +981,10 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
         baselines = baseline_rows(s, p.base, data) if data is not None else []
         if baselines:
             upsert_rows(p.leaderboard, baselines)
-            first, held = int(p.base.eval.max_samples), int(data.test.shape[0])
-            if 0 < first < held:  # the gates measure trials against the reference trial, scored on the same ones
-                _log(f"note: eval.max_samples={first}: each trial's own eval scores the first {first} of the {held} test "
-                     f"trajectories, the baselines and the promotion's full-eval all {held}; on the leaderboard their "
+            first, n_test = int(p.base.eval.max_samples), int(data.test.shape[0])
+            if 0 < first < n_test:  # the gates measure trials against the reference trial, scored on the same ones
+                _log(f"note: eval.max_samples={first}: each trial's own eval scores the first {first} of the {n_test} test "
+                     f"trajectories, the baselines and the promotion's full-eval all {n_test}; on the leaderboard their "
                      f"nrmse do not compare (drop eval.max_samples to score trials on the whole split)")
         ref = {r["label"]: r for r in baselines}.get(s.gates.reference)
         limits = GateLimits.from_baseline(s.gates, ref)
@@ -1243,7 +1243,7 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
     from ray import tune
     from ray.tune import TuneConfig
 
-    from ups.tune.tune_state import newest_state
+    from ups.tune.tune_state import has_state
 
     s = p.scfg
     seed_name = f"seeds-{round_ctx.experiment}"
@@ -1265,7 +1265,7 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
         _log(repaired)
     # Tune writes tuner.pkl when the Tuner is built, its first state a moment later: a driver killed in between
     # left a folder every resume failed to restore (as check_sweep_folder says of a round's own folder)
-    held = started and newest_state(path, p.filesystem)[0] is not None
+    held = started and has_state(path, p.filesystem)
     if started and not held:
         _log(f"promotion: {p.display_storage}/{seed_name} was stopped before Tune saved its first state: "
              "retraining from the start there")

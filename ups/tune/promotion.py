@@ -37,7 +37,7 @@ import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, config_from_dict
 from ups.leaderboard import (EVAL_COLUMNS, REFERENCE_REASON, finite_or_none, read_leaderboard, selection_key,
-                             upsert_rows)
+                             trial_standing, upsert_rows)
 from ups.tune.gates import small_eval_gates
 from ups.tune.results import eval_samples_json
 from ups.tune.space import SearchSpace
@@ -62,10 +62,10 @@ def stopped_unfit(row: Mapping[str, Any]) -> str | None:
     """Why a trial cannot be promoted whatever its eval: it errored, or a physics gate stopped it (its eval,
     if any, is of a run the gates rejected).  Trials ASHA/PBT or a sweep budget stopped early are not
     unfit: they simply have no final eval (``small_eval_gates`` says so)."""
-    reason = str(row.get("stop_reason") or "")
-    if str(row.get("status") or "") == "error":
+    reason, standing = str(row.get("stop_reason") or ""), trial_standing(row)
+    if standing == 2:
         return f"trial errored ({reason or 'status=error'}): not promotable"
-    if reason.startswith("gate:"):
+    if standing == 1:
         return f"stopped by a physics gate ({reason}): not promotable"
     return None
 

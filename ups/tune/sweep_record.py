@@ -78,15 +78,6 @@ def experiment_file(storage: str, fs: Any, name: str, filename: str) -> tuple[An
     return get_fs_and_path(f"{storage.rstrip('/')}/{name}/{filename}", storage_filesystem=fs)
 
 
-def reached_tune(storage: str, fs: Any, name: str) -> bool:
-    """Whether sweep ``name`` got as far as building its Tuner (Tune's ``tuner.pkl``): a new sweep's folder and
-    record exist from before its data and baselines, so a driver stopped there leaves a sweep with no trials."""
-    import pyarrow.fs as pafs
-
-    fs, path = experiment_file(storage, fs, name, "tuner.pkl")
-    return fs.get_file_info(path).type == pafs.FileType.File
-
-
 @contextlib.contextmanager
 def provisional_folder(storage: str, fs: Any, name: str, record: dict[str, Any], new: bool) -> Iterator[None]:
     """A new sweep's (``new``) folder and record, written before its data and baselines, so ``resume=true`` without
@@ -105,7 +96,9 @@ def provisional_folder(storage: str, fs: Any, name: str, record: dict[str, Any],
     try:
         yield
     except Exception:
-        if made and not reached_tune(storage, fs, name):
+        from ray import tune
+
+        if made and not tune.Tuner.can_restore(f"{storage.rstrip('/')}/{name}", storage_filesystem=fs):
             with contextlib.suppress(OSError):
                 fs_.delete_dir(folder)
         raise

@@ -16,16 +16,27 @@ import posixpath
 from pathlib import Path
 from typing import Any, Callable
 
-def newest_state(experiment_path: str, fs: Any = None) -> tuple[str | None, dict[str, Any] | None]:
-    """(fs path of the newest experiment state on storage or None, its JSON or None when unreadable)."""
+def _newest_state_path(experiment_path: str, fs: Any = None) -> tuple[Any, str | None]:
+    """(the pyarrow filesystem, fs path of the newest experiment state on storage or None)."""
     from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
     from ray.train._internal.storage import get_fs_and_path
 
     try:
         fs, fs_path = get_fs_and_path(experiment_path, storage_filesystem=fs)
-        path = _find_newest_experiment_checkpoint(fs_path, fs)
+        return fs, _find_newest_experiment_checkpoint(fs_path, fs)
     except (OSError, ValueError):
-        return None, None
+        return fs, None
+
+
+def has_state(experiment_path: str, fs: Any = None) -> bool:
+    """Whether Tune saved an experiment state there: the sweep reached its trials and can be restored (a folder
+    with only ``tuner.pkl`` was stopped before Tune's first save; one with only the sweep's record, before Tune)."""
+    return _newest_state_path(experiment_path, fs)[1] is not None
+
+
+def newest_state(experiment_path: str, fs: Any = None) -> tuple[str | None, dict[str, Any] | None]:
+    """(fs path of the newest experiment state on storage or None, its JSON or None when unreadable)."""
+    fs, path = _newest_state_path(experiment_path, fs)
     if path is None:
         return None, None
     try:

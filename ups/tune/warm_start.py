@@ -63,7 +63,7 @@ def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tupl
     ``p.scfg.searcher.warm_start``; ``([], "")`` when it is off.  ``current``: this sweep's experiment name (never
     its own warm start); ``record``: this sweep's ``sweep_record`` (its trial base config)."""
     from ups.tune.sweep_record import experiment_dirs, latest_sweep, read_record
-    from ups.tune.tune_state import newest_state
+    from ups.tune.tune_state import has_state
 
     s = p.scfg
     want = str(s.searcher.warm_start or "").strip()
@@ -73,7 +73,7 @@ def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tupl
         raise ConfigError(f"searcher.warm_start={want}: only Optuna's TPE can be told earlier trials "
                           f"(searcher.name={s.searcher.name}). Fix: searcher.name=optuna, or drop searcher.warm_start")
     found = [n for n in experiment_dirs(p.storage_path, p.filesystem, s.round)  # not one stopped before its trials
-             if n != current and newest_state(f"{p.storage_path}/{n}", p.filesystem)[0] is not None]
+             if n != current and has_state(f"{p.storage_path}/{n}", p.filesystem)]
     if want == "latest":
         if not found:
             raise ConfigError(f"searcher.warm_start=latest: no earlier '{s.round}-*' sweep under {p.display_storage}. "
