@@ -69,7 +69,7 @@ def main(overrides: list[str]) -> int:
     out = (o.report.parent if o.report else o.leaderboard.parent) / f"ttc_by_dim_{o.experiment}.json"
     out.write_text(json.dumps(verdict.as_dict(), indent=1, default=str))
     print(f"dims: verdict written to {out}")
-    return 0
+    return o.exit_status
 
 
 if __name__ == "__main__":

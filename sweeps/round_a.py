@@ -67,8 +67,9 @@ def summarize(o: SweepOutcome) -> None:
 def main(overrides: list[str]) -> int:
     from ups.tune.launcher import run_round  # Ray and torch: imported once the overrides passed the quick check
 
-    summarize(run_round(ROUND, overrides, defaults=DEFAULTS))
-    return 0
+    o = run_round(ROUND, overrides, defaults=DEFAULTS)
+    summarize(o)
+    return o.exit_status
 
 
 if __name__ == "__main__":

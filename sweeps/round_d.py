@@ -38,7 +38,7 @@ def main(overrides: list[str]) -> int:
         new = o.champion.get("experiment") == o.experiment
         print(f"round D: champion now {o.champion['run_id']} (score {o.champion['score']:.4g}"
               f"{', crowned by this round' if new else ', not from this round'})")
-    return 0
+    return o.exit_status
 
 
 if __name__ == "__main__":

@@ -166,6 +166,36 @@ def test_run_baselines_rows_cache_and_determinism(tiny_data, tmp_path):
     assert {r["kind"] for r in lb} == {"baseline"} and len({r["run_id"] for r in lb}) == 3
 
 
+def test_scoring_the_whole_split_and_its_first_samples_trains_each_baseline_once(tiny_data, tmp_path, monkeypatch):
+    """A sweep under ``eval.max_samples=N`` needs the baselines on the whole split (its leaderboard, the champion's
+    bar) and on the first N (the small-eval gate's fallback, next to trials scored on N): one FNO training and one
+    linear fit score both, each entry is cached on its own, and the rows are those of two separate requests."""
+    import ups.baselines as baselines
+
+    fits: list[str] = []
+    for name in ("train_fno", "select_linear"):
+        real = getattr(baselines, name)
+        monkeypatch.setattr(baselines, name, lambda *a, _real=real, _name=name, **k: fits.append(_name) or _real(*a, **k))
+    n = 2
+    whole, first = baselines.score_baselines(tiny_data, 0, seed=1, cache_dir=tmp_path, fno_steps=2, samples=(-1, n))
+    assert sorted(fits) == ["select_linear", "train_fno"]
+    assert [r["n_test"] for r in whole] == [tiny_data.test.shape[0]] * 3 and [r["n_test"] for r in first] == [n] * 3
+    assert [r["name"] for r in first] == ["persistence", "linear", "fno"]
+    assert first[2]["details"] == whole[2]["details"] and first[2]["train_s"] == whole[2]["train_s"]  # one FNO
+    fits.clear()  # cached: each entry is the rows a request of its own gets, and nothing is trained again
+    assert run_baselines(tiny_data, 0, seed=1, cache_dir=tmp_path, fno_steps=2) == whole
+    assert run_baselines(tiny_data, 0, seed=1, cache_dir=tmp_path, fno_steps=2, max_samples=n) == first
+    assert fits == []
+    alone = run_baselines(tiny_data, 0, seed=1, cache_dir=None, fno_steps=2, max_samples=n)  # trained apart
+    assert [r["nrmse"] for r in alone] == pytest.approx([r["nrmse"] for r in first], rel=1e-5)
+    # one entry cached, the other not: the models are fitted again for the missing one only
+    cache_path(tmp_path, tiny_data.data_hash, 0, 1, 2, n).unlink()
+    fits.clear()
+    again = baselines.score_baselines(tiny_data, 0, seed=1, cache_dir=tmp_path, fno_steps=2, samples=(-1, n))
+    assert again[0] == whole and sorted(fits) == ["select_linear", "train_fno"]
+    assert [r["nrmse"] for r in again[1]] == pytest.approx([r["nrmse"] for r in first], rel=1e-5)
+
+
 def test_run_baselines_rejects_bad_arguments(tiny_data):
     with pytest.raises(ValueError, match="unknown baseline"):
         run_baselines(tiny_data, 0, seed=0, cache_dir=None, names=["persistance"])

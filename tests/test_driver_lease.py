@@ -87,6 +87,44 @@ def test_the_lease_is_renewed_while_held_and_removed_on_release(tmp_path: Path) 
     assert (tmp_path / "s" / LEASE).exists()
 
 
+SECOND_DRIVER = """
+import sys
+from ups.config import ConfigError
+from ups.tune.launcher import run_round
+try:
+    run_round("round_a", sys.argv[1:])
+except ConfigError as e:
+    print("refused: " + " ".join(str(e).split()))
+"""
+
+
+def test_a_second_driver_is_refused_while_the_first_makes_its_data(tmp_path: Path, monkeypatch) -> None:
+    """The lease is taken before the data and baselines: a second driver given the same name= meanwhile is refused
+    at once, and the first one's record is left as it wrote it (the second rewrote it with its own settings,
+    and the lease, taken after the data, refused it only then)."""
+    import ups.tune.launcher as launcher
+
+    runs = tmp_path / "runs"
+    args = [f"storage_path={runs}", "name=busy", f"leaderboard={tmp_path / 'lb.csv'}",
+            f"data.cache_dir={tmp_path / 'cache'}", "wandb.enabled=false"]
+    seen: dict[str, object] = {}
+
+    def data_phase(base: object) -> None:  # the first driver, making its data: a second one starts
+        record = (runs / "busy" / "ups_sweep.json").read_text()
+        second = subprocess.run([sys.executable, "-c", SECOND_DRIVER, *args, "num_samples=3"], capture_output=True,
+                                text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+        seen.update(said=second.stdout + second.stderr,
+                    same=(runs / "busy" / "ups_sweep.json").read_text() == record)
+        raise KeyboardInterrupt  # then the first one is stopped there
+
+    monkeypatch.setattr(launcher, "load_data", data_phase)
+    with pytest.raises(KeyboardInterrupt):
+        launcher.run_round("round_a", args)
+    assert f"refused: sweep {runs}/busy is still running: driver pid {os.getpid()}" in str(seen["said"]), seen["said"]
+    assert seen["same"], "the second driver rewrote the first one's record"
+    assert not (runs / "busy" / LEASE).exists() and (runs / "busy" / "ups_sweep.json").is_file()  # kept: interrupted
+
+
 def test_a_new_sweep_refuses_the_folder_of_an_earlier_one(tmp_path: Path) -> None:
     from ups.tune.launcher import run_round
 

@@ -93,6 +93,33 @@ def test_a_fallback_baseline_without_figures_passes_nothing(tmp_path: Path) -> N
     assert not row["gate_pass"] and "baseline has no finite nrmse" in row["gate_reasons"]
 
 
+def test_under_eval_max_samples_the_fallback_baseline_is_scored_on_the_trials_samples(tmp_path: Path, tiny_data) -> None:
+    """A sweep whose trials score the first N test trajectories (``eval.max_samples=N``) gates them, when its
+    reference trial has no eval, against the FNO scored on the same N; its leaderboard keeps the whole split's
+    rows (the champion's bar). The gate's text says which samples."""
+    from ups.tune.launcher import baseline_rows, prepare
+
+    n = 2
+    p = prepare("round_a", [f"storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'data'}",
+                            "fno_budget_s=0.5", f"eval.max_samples={n}"])
+    whole, gate = baseline_rows(p.scfg, p.base, tiny_data)
+    assert [r["n_test"] for r in whole] == [tiny_data.test.shape[0]] * 3 and [r["n_test"] for r in gate] == [n] * 3
+    assert [r["run_id"] for r in whole] == [r["run_id"] for r in gate] and whole[2]["nrmse"] != gate[2]["nrmse"]
+    lb = tmp_path / "lb.csv"
+    fno = gate[2]
+    upsert_rows(lb, [trial("ref", tags="reference", status="stopped", stop_reason="asha: early stop at iteration 3"),
+                     trial("t1", **dict(GOOD, nrmse=fno["nrmse"] - 0.011, conservation_gap=fno["conservation_gap"],
+                                        bc_violation=fno["bc_violation"]))])
+    assert apply_small_eval(lb, EXP, CFG, gate) == [f"{EXP}-t1"]
+    reasons = read_leaderboard(lb).set_index("run_id").loc[f"{EXP}-t1", "gate_reasons"]
+    assert reasons.startswith(f"vs fno baseline on {n} test trajectories (the reference trial has no eval)")
+    # the same sweep scoring its trials on the whole split: one set of rows, for both
+    p = prepare("round_a", [f"storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'data'}",
+                            "fno_budget_s=0.5"])
+    whole2, gate2 = baseline_rows(p.scfg, p.base, tiny_data)
+    assert whole2 == gate2 and [r["nrmse"] for r in whole2] == [r["nrmse"] for r in whole]  # cached
+
+
 def test_gate_stopped_and_errored_trials_fail_small_eval(tmp_path: Path) -> None:
     lb = tmp_path / "lb.csv"
     gate = "gate:nonfinite (ece NaN/Inf at iteration 10)"

@@ -169,8 +169,9 @@ def test_the_experiment_state_is_saved_when_a_trial_ends(ray_session, tmp_path: 
 
 
 def test_trials_failed_past_max_failures_are_named_with_the_resume(ray_session, tmp_path: Path, capsys) -> None:
-    """A sweep whose trials failed past max_failures exits normally and printed the failed trial as its best,
-    nothing saying that resume=true retries it."""
+    """A sweep whose trials failed past max_failures names them and the resume that retries them, and its script
+    exits with status 1 once everything else is done (it exited 0 and printed the failed trial as its best, nothing
+    saying that resume=true retries it); ``fail_on_trial_error=false`` exits 0."""
     space = tmp_path / "fails.yaml"
     space.write_text("params:\n  training.lambda_spectral: {dist: grid, values: [0.0, 1.0]}\n")
     trainable = make_trainable("training.lambda_spectral", {1.0: "raise"}, iterations=3, sleep=0.01)
@@ -182,6 +183,12 @@ def test_trials_failed_past_max_failures_are_named_with_the_resume(ray_session, 
     said = capsys.readouterr()
     assert f"warning: 1 trial(s) of {out.experiment} failed past max_failures=0 ({failed};" in said.out + said.err
     assert "To retry them from their last checkpoints: " in said.out + said.err
+    assert out.failed == [failed] and out.exit_status == 1 and "exit status 1 (fail_on_trial_error=false" in said.out + said.err
+    out = run_round("fails", [*common(tmp_path), f"space={space}", "searcher.name=grid", "scheduler.name=fifo",
+                              "num_samples=1", "max_failures=0", "gates.enabled=false", "fail_on_trial_error=false"],
+                    trainable=trainable)
+    said = capsys.readouterr()
+    assert len(out.failed) == 1 and out.exit_status == 0 and "exit status" not in said.out + said.err
 
 
 def test_compute_budget_cut_is_recorded_as_such(ray_session, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from ups.models.fno import FNO1d, fno_rollout
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BASELINE_NAMES", "CACHE_VERSION", "ROW_KEYS", "run_baselines", "cache_path",
+__all__ = ["BASELINE_NAMES", "CACHE_VERSION", "ROW_KEYS", "run_baselines", "score_baselines", "cache_path",
            "leaderboard_rows", "select_linear", "main"]
 
 BASELINE_NAMES: tuple[str, ...] = ("persistence", "linear", "fno")
@@ -153,6 +153,18 @@ def run_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | Pa
     split.  Rows are cached in ``cache_dir`` (None: no cache) under (data hash, budget, steps, seed,
     samples); ``refresh`` recomputes.
     """
+    return score_baselines(data, fno_budget_s, seed, cache_dir, fno_steps=fno_steps, names=names,
+                           refresh=refresh, samples=(max_samples,))[0]
+
+
+def score_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | Path | None,
+                    *, fno_steps: int | None = None, names: Sequence[str] = BASELINE_NAMES,
+                    refresh: bool = False, samples: Sequence[int] = (-1,)) -> list[list[dict[str, Any]]]:
+    """``run_baselines`` for each of ``samples`` (``max_samples`` values: ≤ 0 or ≥ the split is the whole
+    split) → one list of rows per entry, from one fit of the linear map and one FNO training: the rows a
+    sweep puts on its leaderboard (whole split) and the ones its small-eval gate compares with trials scored
+    under ``eval.max_samples`` are of the same trained models.  Each entry is cached on its own; when every
+    entry is cached nothing is trained."""
     unknown = [n for n in names if n not in BASELINE_NAMES]
     if unknown:
         raise ValueError(f"run_baselines: unknown baseline(s) {unknown}; choose from {list(BASELINE_NAMES)}")
@@ -160,58 +172,75 @@ def run_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | Pa
         raise ValueError(f"run_baselines: fno_budget_s={fno_budget_s} and fno_steps={fno_steps} must be ≥ 0")
     _check_data(data)
     names = [n for n in names if n != "fno" or fno_budget_s > 0 or fno_steps]
-    key = {"version": CACHE_VERSION, "data_hash": str(data.data_hash), "fno_budget_s": float(fno_budget_s),
-           "fno_steps": int(fno_steps) if fno_steps else None, "seed": int(seed), "names": list(names)}
-    first = int(max_samples) if int(max_samples) > 0 and int(max_samples) < int(data.test.shape[0]) else None
-    if first is not None:
-        key["max_samples"] = first
-    scored = first or int(data.test.shape[0])
-    if scored > PDEBENCH_BATCH and scored % PDEBENCH_BATCH:  # nrmse_pdebench per batch of 50 since 2026-12-06: rows
-        key["nrmse_pdebench"] = f"batches of {PDEBENCH_BATCH}"  # cached before for such a split had the plain mean
-    path = cache_path(cache_dir, data.data_hash, fno_budget_s, seed, fno_steps, first) if cache_dir else None
-    if path is not None and not refresh:
-        cached = _read_cache(path, key)
-        if cached is not None:
-            return cached
+    n_test = int(data.test.shape[0])
+    firsts = [int(m) if 0 < int(m) < n_test else None for m in samples]  # None: the whole split
+    keys, paths, found = [], [], []
+    for first in firsts:
+        key = {"version": CACHE_VERSION, "data_hash": str(data.data_hash), "fno_budget_s": float(fno_budget_s),
+               "fno_steps": int(fno_steps) if fno_steps else None, "seed": int(seed), "names": list(names)}
+        if first is not None:
+            key["max_samples"] = first
+        scored = first or n_test
+        if scored > PDEBENCH_BATCH and scored % PDEBENCH_BATCH:  # nrmse_pdebench per batch of 50 since 2026-12-06: rows
+            key["nrmse_pdebench"] = f"batches of {PDEBENCH_BATCH}"  # cached before for such a split had the plain mean
+        path = cache_path(cache_dir, data.data_hash, fno_budget_s, seed, fno_steps, first) if cache_dir else None
+        keys.append(key)
+        paths.append(path)
+        found.append(_read_cache(path, key) if path is not None and not refresh else None)
+    if all(rows is not None for rows in found):
+        return [list(rows) for rows in found if rows is not None]
 
     ti = int(data.initial_step)
-    test = data.test[:first].to(torch.float32)  # (N, T, X): the first ``max_samples`` when set
-    ctx, n_roll = test[:, :ti], test.shape[1] - ti
-    rows: list[dict[str, Any]] = []
-    if "persistence" in names:
-        t0 = time.perf_counter()
-        pred = _full(ctx, persistence_rollout(ctx, n_roll))
-        rows.append(_score("persistence", pred, test, ti, params=0, train_s=0.0,
-                           eval_s=time.perf_counter() - t0))
+    val = data.val if isinstance(data.val, torch.Tensor) and data.val.ndim == 3 and data.val.shape[0] else None
+    grid = torch.as_tensor(data.x, dtype=torch.float32)
+    fitted: dict[str, tuple[Any, dict[str, Any]]] = {}  # name → (model, its row's fields besides the metrics)
     if "linear" in names:
         t0 = time.perf_counter()
-        val = data.val if isinstance(data.val, torch.Tensor) and data.val.ndim == 3 and data.val.shape[0] else None
         lin, info = select_linear(data.train, val, ti)
-        train_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        pred = _full(ctx, _batched(lin.rollout, ctx, n_roll))
-        rows.append(_score("linear", pred, test, ti, params=lin.num_parameters, train_s=train_s,
-                           eval_s=time.perf_counter() - t1, details=info))
+        fitted["linear"] = (lin, {"params": lin.num_parameters, "train_s": time.perf_counter() - t0, "details": info})
     if "fno" in names:
-        grid = torch.as_tensor(data.x, dtype=torch.float32)
-        val = data.val if isinstance(data.val, torch.Tensor) and data.val.ndim == 3 and data.val.shape[0] else None
         res = train_fno(data.train, grid, ti, budget_s=float(fno_budget_s), seed=int(seed),
                         max_steps=int(fno_steps) if fno_steps else None, val=val)
         model: FNO1d = res.model
-        t1 = time.perf_counter()
+        fitted["fno"] = (model, {"params": sum(p.numel() for p in model.parameters()), "train_s": res.train_s,
+                                 "details": {"steps": res.steps, "epochs": round(res.epochs, 3),
+                                             "best_step": res.best_step, "val_nrmse": res.val_nrmse,
+                                             "final_loss": res.final_loss, "diverged": res.diverged,
+                                             "modes": model.modes, "width": model.width}})
+
+    def rollout(name: str, ctx: torch.Tensor, n_roll: int) -> torch.Tensor:  # (N, n_roll, X)
+        if name == "persistence":
+            return persistence_rollout(ctx, n_roll)
+        m = fitted[name][0]
+        if name == "linear":
+            return _batched(m.rollout, ctx, n_roll)
         with torch.no_grad():
-            pred = _full(ctx, _batched(lambda c, n: fno_rollout(model, c, n, grid), ctx, n_roll))
-        rows.append(_score("fno", pred, test, ti, params=sum(p.numel() for p in model.parameters()),
-                           train_s=res.train_s, eval_s=time.perf_counter() - t1,
-                           details={"steps": res.steps, "epochs": round(res.epochs, 3), "best_step": res.best_step,
-                                    "val_nrmse": res.val_nrmse, "final_loss": res.final_loss,
-                                    "diverged": res.diverged, "modes": model.modes, "width": model.width}))
-    for r in rows:
-        r.update({"data_hash": str(data.data_hash), "seed": int(seed), "fno_budget_s": float(fno_budget_s),
-                  "n_train": int(data.train.shape[0]), "n_test": int(test.shape[0])})
-    if path is not None:
-        _write_json_atomic(path, {"key": key, "rows": rows})
-    return rows
+            return _batched(lambda c, n: fno_rollout(m, c, n, grid), ctx, n_roll)
+
+    out: list[list[dict[str, Any]]] = []
+    for first, key, path, cached in zip(firsts, keys, paths, found):
+        if cached is not None:  # (a refit model scores this entry too only when it was not cached)
+            out.append(list(cached))
+            continue
+        test = data.test[:first].to(torch.float32)  # (N, T, X): the first ``max_samples`` when set
+        ctx, n_roll = test[:, :ti], test.shape[1] - ti
+        rows: list[dict[str, Any]] = []
+        for name in (n for n in BASELINE_NAMES if n in names):
+            t1 = time.perf_counter()
+            pred = _full(ctx, rollout(name, ctx, n_roll))
+            eval_s = time.perf_counter() - t1
+            extra = {k: dict(v) if isinstance(v, dict) else v for k, v in fitted[name][1].items()} \
+                if name in fitted else {"params": 0, "train_s": 0.0}
+            details = extra.pop("details", None)
+            rows.append(_score(name, pred, test, ti, **extra, eval_s=eval_s,
+                               **({"details": details} if details is not None else {})))
+        for r in rows:
+            r.update({"data_hash": str(data.data_hash), "seed": int(seed), "fno_budget_s": float(fno_budget_s),
+                      "n_train": int(data.train.shape[0]), "n_test": int(test.shape[0])})
+        if path is not None:
+            _write_json_atomic(path, {"key": key, "rows": rows})
+        out.append(rows)
+    return out
 
 
 def leaderboard_rows(rows: Sequence[dict[str, Any]], experiment: str = "baselines") -> list[dict[str, Any]]:

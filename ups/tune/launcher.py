@@ -77,6 +77,8 @@ class SweepOutcome:
     report: Path | None = None
     baseline_rows: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
+    failed: list[str] = field(default_factory=list)  # run_ids of this sweep's trials that errored past max_failures
+    exit_status: int = 0  # the round script's: 1 when ``failed`` and ``fail_on_trial_error`` (the default)
 
 
 # ------------------------------------------------------------------------------- preparation
@@ -669,28 +671,37 @@ def load_data(base: Any) -> Any:
     return load_protocol(base.data)
 
 
-def baseline_rows(s: SweepConfig, base: Any, data: Any) -> list[dict[str, Any]]:
-    """Persistence / linear / FNO on the same data → leaderboard rows (kind=baseline, cached)."""
+def baseline_rows(s: SweepConfig, base: Any, data: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Persistence / linear / FNO on the same data → (leaderboard rows, kind=baseline, scored on the whole test
+    split; the same models scored on the test trajectories each trial's own eval scores, ``eval.max_samples``:
+    the small-eval gate's fallback when the reference trial has no eval).  The two lists are the same rows
+    when the trials score the whole split.  Cached."""
     if not s.baselines:
-        return []
+        return [], []
     try:
-        from ups.baselines import run_baselines
+        from ups.baselines import score_baselines
     except ImportError:
         _log("baselines module (ups.baselines) not available; no baseline rows")
-        return []
+        return [], []
 
     cache = Path(str(base.data.cache_dir)).expanduser().parent / "baselines"
-    rows = run_baselines(data, fno_budget_s=s.fno_budget_s, seed=int(base.training.seed), cache_dir=cache)
+    first = int(base.eval.max_samples)
+    first = first if 0 < first < int(data.test.shape[0]) else -1
+    scored = score_baselines(data, fno_budget_s=s.fno_budget_s, seed=int(base.training.seed), cache_dir=cache,
+                             samples=(-1,) if first < 0 else (-1, first))
     dh = str(getattr(data, "data_hash", ""))[:12]
-    out = []
-    for r in rows:
-        row = {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
-        row.update({"run_id": f"baseline-{r['name']}-{dh}", "label": r["name"], "round": "baseline",
-                    "kind": "baseline", "status": "completed", "stop_reason": "baseline",
-                    "wall_clock": r.get("train_s"), "tags": f"data:{dh}", "data_hash": dh,
-                    "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        out.append(row)
-    return out
+    tables = []
+    for rows in scored:
+        out = []
+        for r in rows:
+            row = {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
+            row.update({"run_id": f"baseline-{r['name']}-{dh}", "label": r["name"], "round": "baseline",
+                        "kind": "baseline", "status": "completed", "stop_reason": "baseline",
+                        "wall_clock": r.get("train_s"), "tags": f"data:{dh}", "data_hash": dh,
+                        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            out.append(row)
+        tables.append(out)
+    return tables[0], tables[-1]
 
 
 # ------------------------------------------------------------------------------------- tuner
@@ -975,23 +986,26 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     # baselines finds this sweep, not the newest earlier one with Tune state (whose promotion it redid); a refusal or
     # failure before Tune built the sweep removes them again (an interrupt keeps them: that is what they are for)
     with provisional_folder(p.storage_path, p.filesystem, name, record, new=not s.resume):
-        data = load_data(p.base) if trainable is None else None
-        if s.resume and data is not None:
-            check_resume_data(p.leaderboard, name, str(getattr(data, "data_hash", "") or ""))
-        baselines = baseline_rows(s, p.base, data) if data is not None else []
-        if baselines:
-            upsert_rows(p.leaderboard, baselines)
-            first, n_test = int(p.base.eval.max_samples), int(data.test.shape[0])
-            if 0 < first < n_test:  # the gates measure trials against the reference trial, scored on the same ones
-                _log(f"note: eval.max_samples={first}: each trial's own eval scores the first {first} of the {n_test} test "
-                     f"trajectories, the baselines and the promotion's full-eval all {n_test}; on the leaderboard their "
-                     f"nrmse do not compare (drop eval.max_samples to score trials on the whole split)")
-        ref = {r["label"]: r for r in baselines}.get(s.gates.reference)
-        limits = GateLimits.from_baseline(s.gates, ref)
-        started = connect_ray(s) or started
+        # the lease before the data: a second driver given this name= while this one makes its data or baselines is
+        # refused at once (it had rewritten the record before the lease, taken after the data, refused it)
         lease = DriverLease(p.storage_path, p.filesystem, name, p.display_storage)
+        lease.acquire()
         try:
-            lease.acquire()  # checked again: another driver may have started it while the data loaded
+            data = load_data(p.base) if trainable is None else None
+            if s.resume and data is not None:
+                check_resume_data(p.leaderboard, name, str(getattr(data, "data_hash", "") or ""))
+            baselines, gate_baselines = baseline_rows(s, p.base, data) if data is not None else ([], [])
+            if baselines:
+                upsert_rows(p.leaderboard, baselines)
+                first, n_test = int(p.base.eval.max_samples), int(data.test.shape[0])
+                if 0 < first < n_test:  # the gates measure trials against the reference trial, scored on the same
+                    _log(f"note: eval.max_samples={first}: each trial's own eval scores the first {first} of the "
+                         f"{n_test} test trajectories (and so do the small-eval gate's baselines), the leaderboard's "
+                         f"baseline rows and the promotion's full-eval all {n_test}; on the leaderboard their nrmse do "
+                         f"not compare (drop eval.max_samples to score trials on the whole split)")
+            ref = {r["label"]: r for r in baselines}.get(s.gates.reference)
+            limits = GateLimits.from_baseline(s.gates, ref)
+            started = connect_ray(s) or started
             max_conc = concurrency(s, remote=not local)
             round_conc = round_concurrency(s, max_conc)
             point = p.space.reference_point(p.base)
@@ -1073,7 +1087,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             elif promote and s.promotion.top_k > 0:
                 try:
                     with stop_signals_as_ctrl_c(into_tune=False):
-                        champion = promote_round(p, ctx, baselines, data, limits, max_conc)
+                        champion = promote_round(p, ctx, baselines, data, limits, max_conc, gate_baselines)
                 except SweepInterrupted:  # in the seed retrains' Tune loop: their own message and resume
                     raise
                 except KeyboardInterrupt:  # in a full-eval: the trials are all recorded, the champion untouched
@@ -1114,11 +1128,14 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                f"{planned_trials(p)} asked for. Its state is saved in {exp_path}. To finish it: {resume_command(name)}")
         _log(msg)
         raise SweepInterrupted(msg, outcome)
-    if not mine.empty and (failed := mine[mine["status"] == "error"]).shape[0]:  # past max_failures: it exits 0
+    if not mine.empty and (failed := mine[mine["status"] == "error"]).shape[0]:  # past max_failures
+        outcome.failed = failed["run_id"].astype(str).tolist()
+        outcome.exit_status = 1 if s.fail_on_trial_error else 0
+        status = ("; exit status 1 (fail_on_trial_error=false exits 0)" if outcome.exit_status else "")
         _log(f"warning: {len(failed)} trial(s) of {name} failed past max_failures={s.max_failures} "
-             f"({', '.join(failed['run_id'].astype(str).head(3))}{' …' if len(failed) > 3 else ''}; their rows "
-             f"hold their last reports, and the error is in each trial's error.txt). To retry them from their last "
-             f"checkpoints: {resume_command(name)}")
+             f"({', '.join(outcome.failed[:3])}{' …' if len(failed) > 3 else ''}; their rows "
+             f"hold their last reports, and the error is in each trial's error.txt; the leaderboard, report and "
+             f"promotion are done{status}). To retry them from their last checkpoints: {resume_command(name)}")
     return outcome
 
 
@@ -1209,9 +1226,13 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
 
 
 def promote_round(p: Prepared, ctx: RowContext, baselines: list[dict[str, Any]], data: Any, limits: GateLimits,
-                  max_conc: int) -> dict[str, Any] | None:
+                  max_conc: int, gate_baselines: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """Small-eval gates → full-eval → champion.  ``baselines``: scored on the whole test split (the champion's bar);
+    ``gate_baselines``: the same models scored on the trials' own eval samples (the small-eval gate's fallback;
+    default ``baselines``)."""
     s, name = p.scfg, ctx.experiment
-    passing = apply_small_eval(p.leaderboard, name, s.small_eval, baselines)
+    passing = apply_small_eval(p.leaderboard, name, s.small_eval,
+                               baselines if gate_baselines is None else gate_baselines)
     chosen = passing[: s.promotion.top_k]
     if s.promotion.force and len(chosen) < s.promotion.top_k:
         chosen = force_fill(read_leaderboard(p.leaderboard), name, chosen, s.promotion.top_k)

@@ -54,7 +54,9 @@ def round_baseline(lb: pd.DataFrame, experiment: str, fallback_rows: list[dict[s
         return ref.iloc[0].to_dict(), f"reference trial {ref.iloc[0]['trial_id']}"
     for r in fallback_rows:
         if r.get("label") == fallback or r.get("name") == fallback:
-            return dict(r), f"{fallback} baseline (the reference trial has no eval)"
+            n = r.get("n_test")
+            on = f" on {int(n)} test trajectories" if isinstance(n, (int, float)) and n == n else ""
+            return dict(r), f"{fallback} baseline{on} (the reference trial has no eval)"
     return None, "none"
 
 

@@ -156,6 +156,7 @@ class SweepConfig:
     checkpoint_keep: int = 1
     stage_cache: bool = True  # trials with identical autoencoder-stage inputs reuse it (ups.tune.stage_cache)
     max_failures: int = 2  # retries of a trial whose worker died (spot loss), from its last checkpoint; -1: ∞
+    fail_on_trial_error: bool = True  # exit status 1 when a trial failed past max_failures (all else is done)
     verbose: int = 1  # Tune console verbosity 0..3
     print_top: int = 15  # trials printed at the end (the baselines are printed besides)
     scheduler: SchedulerCfg = field(default_factory=SchedulerCfg)
