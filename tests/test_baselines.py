@@ -188,11 +188,17 @@ def test_scoring_the_whole_split_and_its_first_samples_trains_each_baseline_once
     assert fits == []
     alone = run_baselines(tiny_data, 0, seed=1, cache_dir=None, fno_steps=2, max_samples=n)  # trained apart
     assert [r["nrmse"] for r in alone] == pytest.approx([r["nrmse"] for r in first], rel=1e-5)
-    # one entry cached, the other not: the models are fitted again for the missing one only
+    # one entry cached, the other not (a sweep's first eval.max_samples after whole-split runs): both are scored
+    # again, from one new FNO, and both caches rewritten (on a wall-clock budget a new FNO is another model)
     cache_path(tmp_path, tiny_data.data_hash, 0, 1, 2, n).unlink()
+    whole_file = cache_path(tmp_path, tiny_data.data_hash, 0, 1, 2, None)
+    blob = json.loads(whole_file.read_text())
+    blob["rows"][2]["train_s"] = -1.0  # marks the old whole-split entry
+    whole_file.write_text(json.dumps(blob))
     fits.clear()
     again = baselines.score_baselines(tiny_data, 0, seed=1, cache_dir=tmp_path, fno_steps=2, samples=(-1, n))
-    assert again[0] == whole and sorted(fits) == ["select_linear", "train_fno"]
+    assert sorted(fits) == ["select_linear", "train_fno"] and again[0][2]["train_s"] == again[1][2]["train_s"] >= 0
+    assert json.loads(whole_file.read_text())["rows"][2]["train_s"] == again[0][2]["train_s"]
     assert [r["nrmse"] for r in again[1]] == pytest.approx([r["nrmse"] for r in first], rel=1e-5)
 
 

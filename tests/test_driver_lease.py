@@ -125,6 +125,31 @@ def test_a_second_driver_is_refused_while_the_first_makes_its_data(tmp_path: Pat
     assert not (runs / "busy" / LEASE).exists() and (runs / "busy" / "ups_sweep.json").is_file()  # kept: interrupted
 
 
+def test_a_driver_that_loses_the_race_for_a_new_folder_writes_and_removes_nothing(tmp_path: Path) -> None:
+    """Two drivers of one name= start together and both find no folder: the one refused by the other's lease
+    neither rewrites the record nor removes the folder it had thought it would make (with the winner's lease)."""
+    from ups.tune.sweep_record import RECORD, provisional_folder
+
+    runs = tmp_path / "runs"
+    winner = subprocess.Popen(["sleep", "120"])
+
+    class Late(DriverLease):  # the winner's lease lands between this driver's look at the folder and its own lease
+        def acquire(self) -> "DriverLease":
+            _lease(runs / "race", socket.gethostname(), winner.pid)
+            return super().acquire()
+
+    try:
+        with pytest.raises(ConfigError, match=rf"is still running: driver pid {winner.pid}"):
+            with provisional_folder(str(runs), None, "race", {"name": "race"}, new=True,
+                                    lease=Late(str(runs), None, "race", str(runs))):
+                pytest.fail("the refused driver went on")
+        assert read_lease(str(runs), None, "race")["pid"] == winner.pid  # the winner's lease and folder are kept
+        assert not (runs / "race" / RECORD).exists()
+    finally:
+        winner.kill()
+        winner.wait()
+
+
 def test_a_new_sweep_refuses_the_folder_of_an_earlier_one(tmp_path: Path) -> None:
     from ups.tune.launcher import run_round
 

@@ -99,13 +99,15 @@ class DriverLease:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _started: str = ""
     _pid_start: int | None = None
+    _thread: threading.Thread | None = field(default=None, repr=False)
 
     def acquire(self) -> "DriverLease":
         check_no_live_driver(self.storage, self.fs, self.name, self.display)
         self._started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         self._pid_start = _process_start(os.getpid())
         self._write()
-        threading.Thread(target=self._renew, name="ups-driver-lease", daemon=True).start()
+        self._thread = threading.Thread(target=self._renew, name="ups-driver-lease", daemon=True)
+        self._thread.start()
         return self
 
     def _write(self) -> None:
@@ -126,6 +128,8 @@ class DriverLease:
     def release(self) -> None:
         """Stop renewing and remove the lease if it is still this driver's."""
         self._stop.set()
+        if self._thread is not None:  # a renewal under way would write the lease again after it was removed (and
+            self._thread.join(timeout=10)  # its folder, which a refused new sweep removes next)
         lease = read_lease(self.storage, self.fs, self.name)
         if lease and lease.get("host") == socket.gethostname() and int(lease.get("pid", 0) or 0) == os.getpid():
             fs, path = _lease_file(self.storage, self.fs, self.name)

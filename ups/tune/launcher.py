@@ -701,6 +701,9 @@ def baseline_rows(s: SweepConfig, base: Any, data: Any) -> tuple[list[dict[str, 
                         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             out.append(row)
         tables.append(out)
+    if first > 0:  # the gate says which samples its fallback row was scored on
+        for row in tables[-1]:
+            row["scored_on"] = f"the first {first} of {int(data.test.shape[0])} test trajectories"
     return tables[0], tables[-1]
 
 
@@ -984,13 +987,12 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             check_local_fit(s, float(s.ray_num_cpus or os.cpu_count() or 1), gpus)
     # a new sweep's folder and record exist from here: resume=true without name= after a driver stopped in the data or
     # baselines finds this sweep, not the newest earlier one with Tune state (whose promotion it redid); a refusal or
-    # failure before Tune built the sweep removes them again (an interrupt keeps them: that is what they are for)
-    with provisional_folder(p.storage_path, p.filesystem, name, record, new=not s.resume):
-        # the lease before the data: a second driver given this name= while this one makes its data or baselines is
-        # refused at once (it had rewritten the record before the lease, taken after the data, refused it)
-        lease = DriverLease(p.storage_path, p.filesystem, name, p.display_storage)
-        lease.acquire()
-        try:
+    # failure before Tune built the sweep removes them again (an interrupt keeps them: that is what they are for).
+    # The lease is taken first: a second driver given this name= while this one makes its data or baselines is
+    # refused at once (taken after the data, it let that second driver run the same sweep in the same folder)
+    lease = DriverLease(p.storage_path, p.filesystem, name, p.display_storage)
+    try:
+        with provisional_folder(p.storage_path, p.filesystem, name, record, new=not s.resume, lease=lease):
             data = load_data(p.base) if trainable is None else None
             if s.resume and data is not None:
                 check_resume_data(p.leaderboard, name, str(getattr(data, "data_hash", "") or ""))
@@ -1098,10 +1100,10 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 wandb_runs = [c.offline_folder for c in callbacks if isinstance(c, WandbRoundLogger) and c.offline_folder]
                 champ = resolve_path(s.champion)
                 publish(exp_path, p.leaderboard, report, [champ, history_path(champ)], wandb_runs[0] if wandb_runs else None)
-        finally:
-            lease.release()
-            if started:
-                ray.shutdown()
+    finally:
+        lease.release()
+        if started:
+            ray.shutdown()
     rows = read_leaderboard(p.leaderboard)
     outcome = SweepOutcome(name, exp_path, p.leaderboard, rows, champion, report, baselines,
                            interrupted=cut == INTERRUPTED or promotion_cut)

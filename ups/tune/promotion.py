@@ -54,8 +54,7 @@ def round_baseline(lb: pd.DataFrame, experiment: str, fallback_rows: list[dict[s
         return ref.iloc[0].to_dict(), f"reference trial {ref.iloc[0]['trial_id']}"
     for r in fallback_rows:
         if r.get("label") == fallback or r.get("name") == fallback:
-            n = r.get("n_test")
-            on = f" on {int(n)} test trajectories" if isinstance(n, (int, float)) and n == n else ""
+            on = f" on {r['scored_on']}" if r.get("scored_on") else ""  # eval.max_samples: the trials' samples
             return dict(r), f"{fallback} baseline{on} (the reference trial has no eval)"
     return None, "none"
 

@@ -79,25 +79,30 @@ def experiment_file(storage: str, fs: Any, name: str, filename: str) -> tuple[An
 
 
 @contextlib.contextmanager
-def provisional_folder(storage: str, fs: Any, name: str, record: dict[str, Any], new: bool) -> Iterator[None]:
+def provisional_folder(storage: str, fs: Any, name: str, record: dict[str, Any], new: bool,
+                       lease: Any = None) -> Iterator[None]:
     """A new sweep's (``new``) folder and record, written before its data and baselines, so ``resume=true`` without
     ``name=`` after a driver stopped there finds this sweep.  An exception before Tune built the sweep (a refused
-    data file, a failed baseline, another driver holding the name) removes the folder again if this call made it:
-    a refused command is no sweep to resume.  An interrupt (Ctrl-C, a signal: not an ``Exception``) keeps it."""
-    if not new:
-        yield
-        return
+    data file, a failed baseline) removes the folder again if this call made it: a refused command is no sweep to
+    resume.  An interrupt (Ctrl-C, a signal: not an ``Exception``) keeps it.  ``lease`` (a
+    ``ups.tune.driver_lease.DriverLease``, new sweep or resume) is taken before anything is written, so a driver
+    refused by another one's lease writes and removes nothing; it is released before the folder is removed."""
     fs_, path = _record_file(storage, fs, name)
     folder = posixpath.dirname(path)
     import pyarrow.fs as pafs
 
-    made = fs_.get_file_info(folder).type == pafs.FileType.NotFound
-    write_record(storage, fs, name, record)
+    made = new and fs_.get_file_info(folder).type == pafs.FileType.NotFound
+    if lease is not None:
+        lease.acquire()  # refused: nothing of this driver's is written, nothing of the other's removed
     try:
+        if new:
+            write_record(storage, fs, name, record)
         yield
     except Exception:
         from ray import tune
 
+        if lease is not None:
+            lease.release()
         if made and not tune.Tuner.can_restore(f"{storage.rstrip('/')}/{name}", storage_filesystem=fs):
             with contextlib.suppress(OSError):
                 fs_.delete_dir(folder)
