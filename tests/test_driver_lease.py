@@ -163,6 +163,25 @@ def test_a_new_sweep_refuses_the_folder_of_an_earlier_one(tmp_path: Path) -> Non
     assert not lb.exists()
 
 
+def test_a_new_sweep_refuses_a_name_the_leaderboard_holds_trials_of(tmp_path: Path) -> None:
+    """name=X under another storage_path (or after X's folder was deleted) with the same leaderboard: the new
+    sweep's rows would be ranked and promoted with the old X's trials, so it is refused before any compute."""
+    from ups.leaderboard import upsert_rows
+    from ups.tune.launcher import check_sweep_folder, prepare
+
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [{"run_id": "x-1", "experiment": "x", "kind": "trial", "trial_id": "1", "nrmse": 0.1,
+                      "timestamp": "2026-12-01T10:00:00+00:00"},
+                     {"run_id": "baseline-fno", "experiment": "y", "kind": "baseline", "nrmse": 0.2}])
+    args = [f"storage_path={tmp_path / 'elsewhere'}", f"leaderboard={lb}", "wandb.enabled=false"]
+    with pytest.raises(ConfigError, match=r"name=x: the leaderboard .*lb.csv already holds 1 trial row\(s\) of a sweep "
+                                          r"named x \(from 2026-12-01T10:00:00\+00:00\), which is not in .*elsewhere/x.*"
+                                          r"Fix: name= a new sweep"):
+        check_sweep_folder(prepare("round_a", [*args, "name=x"]), "x")
+    check_sweep_folder(prepare("round_a", [*args, "name=y"]), "y")  # baseline rows name no sweep
+    check_sweep_folder(prepare("round_a", [*args, "name=z"]), "z")
+
+
 NAMING = """
 import sys, time
 from datetime import datetime, timezone

@@ -884,7 +884,9 @@ def make_trainable(p: Prepared, data: Any, trainable: Callable[..., Any] | None)
 # -------------------------------------------------------------------------------------- run
 def check_sweep_folder(p: Prepared, name: str) -> None:
     """Before any compute: resume=true needs Tune state in the folder (a misspelt name= has none), and a new sweep
-    must not start in the folder of an earlier one (name= given twice: Tune would mix the two sweeps)."""
+    must not start in the folder of an earlier one (name= given twice: Tune would mix the two sweeps), nor take
+    the name of trials the leaderboard holds from a sweep elsewhere (its rows would be ranked and promoted with
+    the new sweep's)."""
     from ray import tune
 
     from ups.tune.tune_state import has_state
@@ -909,6 +911,17 @@ def check_sweep_folder(p: Prepared, name: str) -> None:
     if not p.scfg.resume and held:
         raise ConfigError(f"name={name}: '{folder}' already holds a sweep. Fix: resume=true to continue it, or name= "
                           f"a new sweep (without name= each sweep gets a timestamped one)")
+    if not p.scfg.resume and not started and p.leaderboard.exists():  # rows of a sweep of this name elsewhere
+        lb = read_leaderboard(p.leaderboard)
+        theirs = lb[(lb["experiment"] == name) & (lb["kind"] == "trial")] if not lb.empty else lb
+        if len(theirs):
+            when = str(theirs["timestamp"].dropna().min() or "") if "timestamp" in theirs else ""
+            raise ConfigError(
+                f"name={name}: the leaderboard {p.leaderboard} already holds {len(theirs)} trial row(s) of a sweep "
+                f"named {name}{f' (from {when})' if when else ''}, which is not in '{folder}' (another storage_path, "
+                f"or its folder was deleted). A new sweep of that name would be ranked and promoted with its trials "
+                f"(and share its Optuna study and W&B run). Fix: name= a new sweep (without name= each sweep gets a "
+                f"timestamped one), or leaderboard= another file, or resume=true with the storage_path that sweep is in")
 
 
 def python_command() -> str:
