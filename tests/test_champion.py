@@ -324,3 +324,20 @@ def test_the_promotion_says_which_champion_it_crowned_or_kept_and_why(tmp_path: 
     update_champion(champ, [full_eval("d", 0.080, [0.080, 0.090, 0.091])], lb, baseline)
     assert "crowned d in" in (out := capsys.readouterr().out) and \
         "0.087 against b's 0.105 (means over training seeds); its score 0.087 below the fno baseline's 0.095" in out
+    # a re-run promotion (resume=true of a finished sweep) evaluates the champion again: not "d 0.087, the best
+    # candidate d 0.087 (each at its own training seed)"
+    update_champion(champ, [full_eval("d", 0.080, [0.080, 0.090, 0.091])], lb, baseline)
+    assert f"kept the champion d in {champ}: the best candidate is the champion itself, evaluated again (0.087; " \
+           "recorded 0.087)" in capsys.readouterr().out
+
+
+def test_the_record_names_its_leaderboard_and_the_baselines_fno(tmp_path: Path) -> None:
+    """``ups export champion`` read the default leaderboard for a champion crowned with another one (its card said
+    "not recorded" for every figure), and ``ups eval`` of the champion trained another FNO (60 s against the sweep's
+    30) than the one the promotion compared with: the record names both."""
+    champ, lb = tmp_path / "champion.json", tmp_path / "lb.csv"
+    baselines = [{"label": "fno", "nrmse": 0.2, "data_hash": "d1", "fno_budget_s": 30.0, "seed": 3},
+                 {"label": "fno", "nrmse": 0.1, "data_hash": "other", "fno_budget_s": 60.0, "seed": 0}]
+    rec = update_champion(champ, [full_eval("a", 0.100)], lb, baselines)
+    assert rec["leaderboard"] == str(lb.resolve()) and rec["baselines_run"] == {"fno_budget_s": 30.0, "seed": 3}
+    assert json.loads(champ.read_text())["baselines_run"] == {"fno_budget_s": 30.0, "seed": 3}

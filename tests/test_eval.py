@@ -554,6 +554,19 @@ def test_eval_takes_a_champion_record_and_an_s3_checkpoint(tiny, files, tmp_path
     assert main(["checkpoint=champion", *quick, f"eval.out_dir={tmp_path / 'champ'}"]) == 0
     got = json.loads((tmp_path / "champ" / "eval_tiny-run.json").read_text())
     assert got["info"]["checkpoint"] == str(tiny["ckpt"])
+    # with its baselines, a champion's evaluation trains the FNO of the sweep that crowned it (budget and seed in
+    # its record): it scored another FNO (ups eval's 60 s against the smoke sweep's 30) than the promotion had
+    (tmp_path / "reports" / "champion.json").write_text(json.dumps(
+        {**record, "checkpoint": str(tiny["ckpt"]), "baselines_run": {"fno_budget_s": 0.2, "seed": 4}}))
+    capsys.readouterr()
+    assert main(["checkpoint=champion", *quick, "eval.baselines=true", f"eval.out_dir={tmp_path / 'champ_fno'}"]) == 0
+    fno = {b["name"]: b for b in json.loads((tmp_path / "champ_fno" / "eval_tiny-run.json").read_text())["baselines"]}
+    assert (fno["fno"]["fno_budget_s"], fno["fno"]["seed"]) == (0.2, 4)
+    assert "(trained 0.2 s, seed 4)" in capsys.readouterr().out
+    assert main(["checkpoint=champion", *quick, "eval.baselines=true", "eval.fno_budget_s=0.3",
+                 f"eval.out_dir={tmp_path / 'champ_fno2'}"]) == 0  # the command line wins
+    fno = {b["name"]: b for b in json.loads((tmp_path / "champ_fno2" / "eval_tiny-run.json").read_text())["baselines"]}
+    assert fno["fno"]["fno_budget_s"] == 0.3
     capsys.readouterr()
 
     # refusals name the record or the URI and the fix

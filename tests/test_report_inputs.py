@@ -610,6 +610,11 @@ def test_an_out_of_the_wrong_kind_is_refused_before_any_work(shared_reports, tmp
     assert not list(tmp_path.glob(".cmp.*.tmp"))
     with pytest.raises(ConfigError, match=f"out={folder} is a folder.*Fix: out={folder / 'analysis.executed.ipynb'}"):
         report_main(["notebook", f"leaderboard={lb}", f"out={folder}"])
+    # report_dir=, as the sweeps take it (it was refused as an unknown argument): <dir>/<round>; not with out= too
+    with pytest.raises(ConfigError, match=r"out=.* and report_dir=.* both name where the report goes"):
+        report_main([f"leaderboard={lb}", "round=round_a", f"out={tmp_path / 'o'}", f"report_dir={tmp_path}"])
+    assert report_main([f"leaderboard={lb}", "round=round_a", f"report_dir={tmp_path / 'rd'}"]) == 0
+    assert (tmp_path / "rd" / "round_a" / "index.html").is_file()
 
 
 def test_compare_picks_each_rounds_best_on_one_data_set() -> None:

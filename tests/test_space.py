@@ -159,7 +159,7 @@ def test_overrides_split_and_unknown_keys() -> None:
         load_sweep_config("round_a", ["scheduler.name=hyperband"])
     with pytest.raises(ConfigError, match="unknown profile"):
         load_sweep_config("round_a", ["profile=huge"])
-    with pytest.raises(ConfigError, match=r"'resume'.*Fix: give true or false \(now resume=False\)"):
+    with pytest.raises(ConfigError, match=r"'resume'.*Fix: give true or false \(now resume=false\)"):
         load_sweep_config("round_a", ["resume=maybe"])
     with pytest.raises(ConfigError, match=r"'num_samples'.*Fix: give an integer \(now num_samples=4\)"):
         load_sweep_config("round_a", ["num_samples=abc"])

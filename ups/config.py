@@ -335,7 +335,8 @@ def value_fix(cfg: Any, key: str | None, label: str = "now") -> str:
                                                  else "[a, b]")}.get(type(cur))
     if kind is None:
         return ""
-    return f" Fix: give {kind} ({label} {key}={cur!r})."
+    shown = str(cur).lower() if isinstance(cur, bool) else repr(cur)  # as an override writes it: resume=false
+    return f" Fix: give {kind} ({label} {key}={shown})."
 
 
 _NO_VALUE = object()

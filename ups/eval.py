@@ -591,33 +591,38 @@ def main(argv: list[str]) -> int:
         print(__doc__.split("\n\n")[0] + "\n\n" + USAGE)
         return 0
     ckpt_arg, updates = parse_args(argv)
-    stored = checkpoint_source(ckpt_arg)
+    stored, record = checkpoint_source(ckpt_arg)
+    fno = record.get("baselines_run") if isinstance(record.get("baselines_run"), dict) else None
     if not stored.startswith("s3://"):
-        return _evaluate_checkpoint(stored, None, updates)
+        return _evaluate_checkpoint(stored, None, updates, fno)
     from ups.reports.sources import checkpoint_file
 
     with checkpoint_file(stored) as local:  # the download is deleted when the evaluation ends, errors included
-        return _evaluate_checkpoint(str(local), stored, updates)
+        return _evaluate_checkpoint(str(local), stored, updates, fno)
 
 
-def checkpoint_source(arg: str) -> str:
-    """``checkpoint=…`` as given → the checkpoint to load (a local path or an ``s3://`` URI).  ``champion`` (for
-    ``reports/champion.json``) or a ``….json`` champion record stands for the checkpoint it records; a relative
-    one recorded there is looked for from here, then from the folder above the record's (the checkout)."""
+def checkpoint_source(arg: str) -> tuple[str, dict[str, Any]]:
+    """``checkpoint=…`` as given → (the checkpoint to load: a local path or an ``s3://`` URI, the champion record
+    it came from or {}).  ``champion`` (for ``reports/champion.json``) or a ``….json`` champion record stands for
+    the checkpoint it records; a relative one recorded there is looked for from here, then from the folder above
+    the record's (the checkout)."""
     if arg != "champion" and not arg.endswith(".json"):
-        return arg
+        return arg, {}
     from ups.reports.sources import DEFAULT_CHAMPION, champion_checkpoint
 
-    _, stored, base = champion_checkpoint(DEFAULT_CHAMPION if arg == "champion" else arg)  # local, or published on S3
+    rec, stored, base = champion_checkpoint(DEFAULT_CHAMPION if arg == "champion" else arg)  # local, or on S3
     if base is None or stored.startswith("s3://") or Path(stored).expanduser().is_absolute() or Path(stored).exists():
-        return stored
+        return stored, rec
     beside = base / stored
-    return str(beside) if beside.exists() else stored
+    return (str(beside) if beside.exists() else stored), rec
 
 
-def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[str, Any]) -> int:
+def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[str, Any],
+                         sweep_fno: dict[str, Any] | None = None) -> int:
     """``main`` on a local checkpoint file; ``stored_as``: the ``s3://`` URI it was downloaded from (recorded in
-    the outputs instead of the temporary copy)."""
+    the outputs instead of the temporary copy); ``sweep_fno``: the champion record's ``baselines_run`` (the FNO
+    budget and seed of the sweep that crowned it), used for the FNO baseline unless ``eval.fno_budget_s`` is
+    given, so the FNO is the one the promotion compared with (and cached)."""
     from ups.data.protocol import load_protocol
     from ups.train.checkpoint import CheckpointError, load_checkpoint
 
@@ -661,8 +666,13 @@ def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[st
         from ups.baselines import run_baselines
 
         cache = Path(str(cfg.data.cache_dir)).expanduser().parent / "baselines"
-        baselines = [dict(r) for r in run_baselines(data, float(cfg.eval.fno_budget_s), int(cfg.training.seed),
-                                                      cache, max_samples=int(cfg.eval.max_samples))]
+        budget, fno_seed = float(cfg.eval.fno_budget_s), int(cfg.training.seed)
+        if sweep_fno and "eval.fno_budget_s" not in updates:
+            budget, fno_seed = float(sweep_fno["fno_budget_s"]), int(sweep_fno["seed"])
+            ev.notes.append(f"the FNO baseline is the champion's sweep's: {budget:g} s of training, seed {fno_seed} "
+                            f"(eval.fno_budget_s=… trains another)")
+        baselines = [dict(r) for r in run_baselines(data, budget, fno_seed, cache,
+                                                      max_samples=int(cfg.eval.max_samples))]
         # the same trajectories as UPS: with eval.max_samples=N they scored the whole split, UPS its first N
         n = int(ev.metrics["n_samples"])
         ev.notes.append(f"baselines are evaluated on the same {n} test trajectories of the same file"
@@ -714,6 +724,8 @@ def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[st
         print("warning: a TTC gain this large is what target leakage looks like (README: \"TTC is honest\"); the "
               "rewards here see only context frames, so check the deterministic rollout instead (is it broken?)")
     for b in baselines:
-        print(f"baseline {b.get('name')}: nRMSE {b.get('nrmse')}")
+        trained = (f" (trained {float(b['fno_budget_s']):g} s, seed {b.get('seed')})"
+                   if b.get("name") == "fno" and b.get("fno_budget_s") is not None else "")
+        print(f"baseline {b.get('name')}: nRMSE {float(b.get('nrmse', math.nan)):.4f}{trained}")
     print(f"wrote {paths['json']}, {paths['csv'].name}, {paths['html'].name}")
     return 0

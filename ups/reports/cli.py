@@ -1,6 +1,7 @@
 """``ups report`` — render a round's HTML report, or compare two rounds.
 
     ups report [round=<name|all>] [leaderboard=reports/leaderboard.csv] [experiment=<tune dir|s3://…>] [out=<dir>]
+               [report_dir=<dir>: out=<dir>/<round>, as a sweep's report_dir= places it]
                [champion=<file>] [data_hash=<prefix>]   # one test data set per report (smoke and full differ)
     ups report compare <round_a> <round_b> [leaderboard=…] [out=<file.html>]   # rounds, or sweeps (experiment names)
     ups report notebook [experiment=…] [leaderboard=…] [champion=…] [out=<file.ipynb>]   # reports/analysis.ipynb, executed
@@ -16,7 +17,8 @@ from ups.reports.sources import (DEFAULT_LEADERBOARD, ReportError, champion_argu
                                  rounds_in)
 
 REPORT_ARGS = {"round": "name|all", "leaderboard": "path to leaderboard.csv", "experiment": "Tune experiment dir or s3://…",
-               "out": "output folder", "champion": "path to champion.json",
+               "out": "output folder", "report_dir": "folder of <round>/ folders, as the sweeps' report_dir=",
+               "champion": "path to champion.json",
                "data_hash": "the test data whose trials to show, when the round's span several"}
 COMPARE_ARGS = {"leaderboard": "path to leaderboard.csv", "out": "output .html"}
 
@@ -44,7 +46,10 @@ def main(argv: list[str]) -> int:
                               f"(python sweeps/round_a.py) or pass round=<name> experiment=<tune dir>")
         round_name = rounds[-1] if rounds else "all"
         print(f"ups report: round={round_name} (most recent in {lb_path}; rounds: {', '.join(rounds) or 'none'})")
-    out = Path(args.get("out", lb_path.parent / round_name))
+    if "out" in args and "report_dir" in args:
+        raise ReportError(f"ups report: out={args['out']} and report_dir={args['report_dir']} both name where the report "
+                          f"goes. Fix: one of them (report_dir=<dir> is out=<dir>/{round_name})")
+    out = Path(args["out"]) if "out" in args else Path(args.get("report_dir", lb_path.parent)) / round_name
     if out.exists() and not out.is_dir():  # found only when the rendered report moved in: a raw FileExistsError
         raise ReportError(f"ups report: out={out} is a file; a report is a folder (index.html, figures, table.csv). "
                           f"Fix: out=<a folder>, e.g. out={lb_path.parent / round_name}")

@@ -31,6 +31,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -438,6 +439,12 @@ def main(argv: list[str]) -> int:
                                   f"the file and <dir>/checkpoint.pt: the trial's folder was deleted, or the sweep "
                                   f"ran elsewhere). Fix: pass checkpoint=<path/to/checkpoint.pt>, or "
                                   f"champion=<a record whose checkpoint is on this machine>") from None
+    recorded = str(champion.get("leaderboard") or "")
+    if "leaderboard" not in args and recorded and Path(recorded).is_file():  # the one the champion was crowned in
+        lb_path = Path(recorded)
+    if not lb_path.is_file():
+        print(f"note: no leaderboard at {lb_path}: the model card's figures, gates and baselines are only what the "
+              f"champion record holds. Fix: leaderboard=<the sweep's leaderboard.csv>", file=sys.stderr)
     from ups.outputs import check_writable_folder
 
     check_writable_folder(Path(args.get("out", "reports/export")), f"ups export champion out={args.get('out', '')}",

@@ -52,7 +52,7 @@ def parse_kv(argv: Sequence[str], allowed: dict[str, str], command: str,
     return out
 
 
-LOCAL_ONLY = frozenset({"leaderboard", "out", "champion"})
+LOCAL_ONLY = frozenset({"leaderboard", "out", "report_dir", "champion"})
 
 
 # ---------------------------------------------------------------------------------- leaderboard

@@ -128,7 +128,8 @@ def quick_check(main_fn: Callable[..., Any], args: list[str]) -> None:
 
 def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
     """Entry point of ``sweeps/*.py``: bad input → one clear line and exit code 2; a sweep stopped by Ctrl-C
-    (its results saved, how to resume printed) → exit code 130."""
+    (its results saved, how to resume printed) → exit code 130; otherwise what the script's ``main`` returns
+    (``SweepOutcome.exit_status``: 1 when trials failed past ``max_failures``, ``fail_on_trial_error``)."""
     from ups.tune.stop_signals import SweepInterrupted
 
     args = sys.argv[1:] if argv is None else argv

@@ -393,6 +393,16 @@ def baseline_bar(baselines: Sequence[Mapping[str, Any]], data_hash: Any) -> tupl
     return min(scored, key=lambda t: t[1]) if scored else None
 
 
+def baseline_settings(baselines: Sequence[Mapping[str, Any]], data_hash: Any) -> dict[str, Any] | None:
+    """``{"fno_budget_s", "seed"}`` of the baseline rows scored on ``data_hash`` (the sweep's FNO: ``ups eval`` of the
+    champion trains it with these, and so finds it cached), None when there are none."""
+    want = str(data_hash or "")[:12]
+    for b in baselines:
+        if str(b.get("data_hash") or "")[:12] == want and b.get("fno_budget_s") is not None and b.get("seed") is not None:
+            return {"fno_budget_s": float(b["fno_budget_s"]), "seed": int(b["seed"])}
+    return None
+
+
 def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
            baselines: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
     current = _follow_checkpoint(path, read_champion(path), candidates)
@@ -420,8 +430,12 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
             return _keep(current, leaderboard)
         cur, new, basis = comparable_scores(current, best)
         if cur <= new:
-            _say(f"kept the champion {current.get('run_id')} in {path}: it scored {cur:.4g}, the best candidate "
-                 f"{best.get('source_run_id')} {new:.4g} ({_BASIS[basis]})")
+            if str(current.get("run_id")) == str(best.get("source_run_id")):  # a re-run promotion (resume=true)
+                _say(f"kept the champion {current.get('run_id')} in {path}: the best candidate is the champion "
+                     f"itself, evaluated again ({new:.4g}; recorded {cur:.4g})")
+            else:
+                _say(f"kept the champion {current.get('run_id')} in {path}: it scored {cur:.4g}, the best candidate "
+                     f"{best.get('source_run_id')} {new:.4g} ({_BASIS[basis]})")
             return _keep(current, leaderboard)
     record = {"run_id": best["source_run_id"], "full_eval_run_id": best["run_id"], "round": best.get("round"),
               "experiment": best.get("experiment"), "nrmse": finite_or_none(best.get("nrmse")),
@@ -429,7 +443,10 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
               "config": candidate_config(best),
               "data_hash": best.get("data_hash"), "replaced": current.get("run_id") if current else None,
               "compared_on": basis, "baseline_bar": {"name": bar[0], "nrmse": bar[1]} if bar else None,
+              "leaderboard": str(Path(leaderboard).expanduser().resolve()),
               "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if fno := baseline_settings(baselines, best.get("data_hash")):  # ups eval of the record scores the same FNO
+        record["baselines_run"] = fno
     schedule = best.get("pbt_schedule")
     if isinstance(schedule, str) and schedule:  # trained by PBT: its config is the last of a schedule
         record["pbt_schedule"] = json.loads(schedule)

@@ -314,8 +314,8 @@ def validate_sweep_config(s: SweepConfig) -> None:
         raise bad("pending_trials", f"= {s.pending_trials} must be ≥ 1",
                   "pending_trials=1 adds one worker at a time; max_workers × trials per worker adds them at once")
     if s.resources.cpu < 0 or s.resources.gpu < 0 or (s.resources.cpu == 0 and s.resources.gpu == 0):
-        raise bad("resources", f"cpu={s.resources.cpu} gpu={s.resources.gpu} is invalid",
-                  "resources.cpu=1 (and resources.gpu=0.25 on GPUs)")
+        raise bad("resources", f"cpu={s.resources.cpu} gpu={s.resources.gpu} is invalid (each must be ≥ 0, and "
+                  f"not both 0)", "resources.cpu=1 (and resources.gpu=0.25 on GPUs, 0 on a CPU machine)")
     if s.resources.gpu > 1 and s.resources.gpu != int(s.resources.gpu):
         raise bad("resources.gpu", f"= {s.resources.gpu}: fractions only below 1", "use 0.25, 0.5, 1, 2 …")
     if s.scheduler.name not in ("asha", "fifo", "pbt"):
