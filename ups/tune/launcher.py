@@ -1419,7 +1419,9 @@ def print_leaderboard(o: SweepOutcome, top: int) -> None:
     cols, rows = leaderboard_table(o, top)
     if not rows:  # print_top=0 and no baselines: no table (an empty frame said nothing)
         return
-    t = Table(title=f"Leaderboard — {o.experiment}", show_lines=False)
+    # ranked as the baselines can be: on test nRMSE (trials without an eval after, on val): not the promotion's order
+    t = Table(title=f"Leaderboard — {o.experiment}", show_lines=False,
+              caption="ranked on test nrmse, next to the baselines; the promotion picks on validation (val_nrmse)")
     for c in cols:
         t.add_column(c, overflow="fold", max_width=44 if c in ("label", "status", "gates") else None)
     for r in rows:
