@@ -118,3 +118,28 @@ def test_the_model_card_compares_with_the_baselines_of_the_champions_own_data(tm
     assert _metrics_for("t1", "/c/t1", {"run_id": "t1", "checkpoint": "/c/t1"}, lb)[3] == {"persistence": 0.70, "fno": 0.05}
     champ = {"run_id": "x", "checkpoint": "/c/x", "data_hash": smoke + "0000"}  # the record's own hash wins
     assert _metrics_for("x", "/c/x", champ, lb)[3] == {"persistence": 0.08, "fno": 0.30}
+
+
+def test_a_train_runs_checkpoint_exports_under_its_run_with_its_own_metrics(report_sweep, tmp_path) -> None:
+    """``ups export champion checkpoint=<run>/checkpoints/final`` of an ``ups train`` run: the export went to
+    ``<out>/final/`` (a second run's replaced it) and the card said "not recorded" for every figure; it is now
+    ``<out>/<run>-final/`` with the run's own metrics.json figures."""
+    import shutil
+
+    champ = json.loads(report_sweep.champion.read_text())
+    src = Path(champ["checkpoint"])
+    src = src if src.is_file() else src / "checkpoint.pt"
+    run = tmp_path / "myrun"
+    state = read_checkpoint(src)  # as `ups train` saves it: no run id (a sweep trial's names its trial)
+    state.pop("path")
+    state.pop("run_id", None)
+    state["config"] = {**state["config"], "run": {**state["config"]["run"], "run_id": ""}}
+    save_checkpoint(run / "checkpoints" / "final", {k: v for k, v in state.items() if k != "format"})
+    (run / "metrics.json").write_text(json.dumps({"final": {"nrmse": 0.4321, "nrmse_ttc": 0.4210, "done": True},
+                                                  "history": []}))
+    out = tmp_path / "export"
+    assert export_main(["champion", f"checkpoint={run / 'checkpoints' / 'final'}", f"out={out}",
+                        f"leaderboard={tmp_path / 'none.csv'}", "batch_sizes=1", "repeats=1", "threads=1",
+                        "n_steps=2"]) == 0
+    card = (out / "myrun-final" / "MODEL_CARD.md").read_text()
+    assert "0.4321" in card and f"run metrics {run / 'metrics.json'}" in card, card[:2000]

@@ -30,6 +30,15 @@ def test_ups_train_cli(tiny_cfg, tiny_data, tmp_path, capsys, monkeypatch):
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
     assert final["done"] and final["nrmse"] > 0 and final["params"] > 0
     assert (tmp_path / "run" / "checkpoints" / "final" / "checkpoint.pt").exists()
+    # a new run in that folder (--run-dir between the overrides, as typed: it was "unrecognized arguments") is
+    # refused before any compute: it replaced final/ and kept the old run's newer epoch checkpoints beside its own
+    assert ups_main(["train", args[0], "--run-dir", str(tmp_path / "run"), *args[1:], "stages.operator.epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert f"run folder {tmp_path / 'run'} already holds a run's checkpoints (epoch_" in err and \
+        f"Fix: --resume {tmp_path / 'run'} to continue that run" in err, err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final"] == final
+    assert ups_main(["train", "data=/nowhere/x.hdf5", "preset=dim8", "--run-dir", str(tmp_path / "x")]) == 2
+    assert "/nowhere/x.hdf5" in (err := capsys.readouterr().err) and "DataCfg" not in err, err  # data= is data.path=
     # a misspelt key is refused before any compute, with the nearest valid key
     assert ups_main(["train", "stages.operator.optimzer.lr=1e-3"]) == 2
     assert "stages.operator.optimizer.lr" in capsys.readouterr().err
@@ -106,3 +115,13 @@ def test_time_budget_stops_and_keeps_results(tiny_cfg, tiny_data, tmp_path):
     assert res.stopped_early and seen[-2].get("budget_exhausted")
     assert {m["stage"] for m in seen[:-1]} == {"autoencoder"}  # later stages skipped
     assert seen[-1]["done"] and res.checkpoint.exists()
+
+
+def test_the_cli_says_when_the_time_budget_ended_training(tiny_cfg, tiny_data, tmp_path, capsys):
+    """``ups train … training.time_budget_s=…`` said only "done" when the budget had cut a stage short and skipped
+    the stages after it."""
+    args = [*TINY_OVERRIDES, f"data.cache_dir={tiny_cfg.data.cache_dir}", "stages.autoencoder.epochs=1000",
+            "training.time_budget_s=2", "ttc.enabled=false", "eval.max_samples=2", "--run-dir", str(tmp_path / "r")]
+    assert ups_main(["train", *args, "--quiet"]) == 0
+    assert "ups train: training.time_budget_s=2 ran out in the autoencoder stage: that stage stopped before its " \
+           "epochs and the stages after it were not trained" in capsys.readouterr().out

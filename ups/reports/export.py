@@ -280,7 +280,28 @@ def _metrics_for(run_id: str | None, ckpt: str, champion: dict[str, Any], lb_pat
         if used:
             source = f"leaderboard {lb_path} rows {', '.join(used)}" + (" + champion.json" if source else "")
         baselines = baselines_on(lb, data_hash)  # the champion's own test data: another profile's baselines differ
+    if not metrics and (own := _run_metrics(ckpt)):  # an `ups train` run's final checkpoint: its own metrics.json
+        metrics, source = own
     return metrics, gates, source or "not recorded", baselines
+
+
+def _run_metrics(ckpt: str) -> tuple[dict[str, float], str] | None:
+    """(test metrics, source) from ``<run>/metrics.json`` when ``ckpt`` is the final checkpoint of an ``ups train``
+    run folder (``<run>/checkpoints/final/checkpoint.pt``, whose figures that file's ``final`` holds), else None."""
+    from ups.train.checkpoint import run_folder
+
+    if ckpt.startswith("s3://"):
+        return None
+    path = Path(ckpt)
+    run = run_folder(path)
+    if run is None or path.parent.name != "final" or not (run / "metrics.json").is_file():
+        return None
+    try:
+        final = json.loads((run / "metrics.json").read_text()).get("final") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    got = {k: float(v) for k in EVAL_COLUMNS if isinstance(v := final.get(k), (int, float)) and math.isfinite(v)}
+    return (got, f"run metrics {run / 'metrics.json'}") if got else None
 
 
 # --------------------------------------------------------------------------------------- main
@@ -303,7 +324,11 @@ def export_champion(ckpt: Path, out_root: Path, *, champion: dict[str, Any] | No
 
     run_id = champion.get("run_id") or state.get("run_id") or (cfg.run.run_id if cfg.run.run_id else None)
     where = stored_as.rstrip("/") if stored_as else str(ckpt)  # a string: Path() would fold s3:// to s3:/
-    name = str(run_id or checkpoint_name(where) or "champion")
+    from ups.train.checkpoint import run_folder
+
+    run = None if stored_as else run_folder(Path(ckpt).resolve())  # an `ups train` run: <run>/checkpoints/<name>/
+    # a CLI run has no run_id in its config: its folder names it (two runs' exports both went to export/final/)
+    name = str(run_id or (f"{run.name}-{checkpoint_name(where)}" if run else checkpoint_name(where)) or "champion")
     if onnx_exporter not in ("legacy", "dynamo"):
         raise ReportError(f"onnx_exporter='{onnx_exporter}' is unknown. Fix: onnx_exporter=legacy or dynamo")
     ctx, batch_desc, protocol_steps = _test_batch(cfg, int(model.grid_size), max(8, max(batch_sizes)))

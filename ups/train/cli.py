@@ -51,8 +51,23 @@ def resume_config(resume: Path, overrides: list[str]) -> tuple[Any, Path, Path |
     return cfg, ckpt, run_folder(ckpt) if to_dict(cfg) == to_dict(stored) else None
 
 
+def check_no_earlier_run(run_dir: Path, run_id: str) -> None:
+    """A new run (no ``--resume``) does not start in a folder that holds another run's checkpoints: it replaced
+    ``final/`` and ``metrics.json`` there, and checkpoint pruning then removed the new run's epoch checkpoints
+    while it kept the old run's newer ones, so the folder's newest epoch checkpoint was another run's."""
+    found = sorted(p.parent.name for p in (run_dir / "checkpoints").glob("*/checkpoint.pt"))
+    if found:
+        shown = ", ".join(found[:4]) + (" …" if len(found) > 4 else "")
+        raise ConfigError(f"ups train: run folder {run_dir} already holds a run's checkpoints ({shown}); a new run "
+                          f"there would mix its checkpoints with them. Fix: --resume {run_dir} to continue that run "
+                          f"(with overrides for more epochs), --run-dir <another folder> (the default is "
+                          f"run.out_dir/<preset>-<config hash>, here {run_id}), or delete {run_dir}")
+
+
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # --run-dir between overrides, as they are typed
+    # data=<file>, as ups eval takes it (a raw "str is not a subclass of DataCfg" error here)
+    args.overrides = [f"data.path={o.split('=', 1)[1]}" if o.split("=", 1)[0] == "data" else o for o in args.overrides]
     resume_from, resumed_run = None, None
     if args.resume is not None:
         cfg, resume_from, resumed_run = resume_config(args.resume, args.overrides)
@@ -71,6 +86,8 @@ def main(argv: list[str]) -> int:
 
     # the folder above it (the run folder is made when training writes): before data and training
     check_writable_folder(run_dir.parent, f"ups train run folder {run_dir}", f"--run-dir runs/{run_id}")
+    if resume_from is None:
+        check_no_earlier_run(run_dir, run_id)
 
     def report(m: dict, ckpt: Path | None) -> None:
         if args.quiet or m.get("done"):
@@ -93,4 +110,10 @@ def main(argv: list[str]) -> int:
             "wall_clock")
     print(json.dumps({k: res.metrics[k] for k in keys if k in res.metrics}, default=float))
     print(f"ups train: done in {res.metrics['wall_clock']:.0f}s; checkpoint {res.checkpoint}")
+    if res.metrics.get("budget_exhausted"):  # it said "done" as if every stage had run its epochs
+        last = next((m.get("stage") for m in reversed(res.history) if m.get("budget_exhausted")), None)
+        print(f"ups train: training.time_budget_s={float(cfg.training.time_budget_s):g} ran out"
+              + (f" in the {last} stage" if last else "") + ": that stage stopped before its epochs and the stages "
+              "after it were not trained (metrics.json: budget_exhausted). A resume of this run ends where it did; "
+              "for the rest, train again with a larger budget", flush=True)
     return 0
