@@ -125,3 +125,32 @@ def test_the_cli_says_when_the_time_budget_ended_training(tiny_cfg, tiny_data, t
     assert ups_main(["train", *args, "--quiet"]) == 0
     assert "ups train: training.time_budget_s=2 ran out in the autoencoder stage: that stage stopped before its " \
            "epochs and the stages after it were not trained" in capsys.readouterr().out
+
+
+def test_ctrl_c_in_ups_train_says_how_to_go_on_and_leaves_no_empty_checkpoint(tiny_cfg, tiny_data, tmp_path):
+    """Ctrl-C in ``ups train`` printed a 20–30 line KeyboardInterrupt traceback (at times from inside torch.save,
+    leaving an empty epoch_N/ folder) and no word of the resume; now one line, the resume command, exit 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    run = tmp_path / "r"
+    cmd = [sys.executable, "-m", "ups.cli", "train", *TINY_OVERRIDES, f"data.cache_dir={tiny_cfg.data.cache_dir}",
+           "stages.autoencoder.epochs=100000", "training.checkpoint_every=1", "ttc.enabled=false", "--run-dir", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.time() + 120
+        while not list((run / "checkpoints").glob("epoch_*/checkpoint.pt")) and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "ups train: interrupted (Ctrl-C). Its checkpoints" in err and f"ups train --resume {run}" in err, err
+    assert "Traceback" not in err, err[-2000:]
+    assert all((d / "checkpoint.pt").is_file() for d in (run / "checkpoints").glob("epoch_*")), "an empty epoch folder"

@@ -6,6 +6,7 @@ config; a checkpoint whose model config differs from the one requested is refuse
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import random
@@ -61,6 +62,7 @@ def restore_rng(state: dict[str, Any]) -> None:
 def save_checkpoint(directory: Path, payload: dict[str, Any]) -> Path:
     """Write ``directory/checkpoint.pt`` atomically; returns its path."""
     directory = Path(directory)
+    made = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, **payload}
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=directory)
@@ -71,6 +73,9 @@ def save_checkpoint(directory: Path, payload: dict[str, Any]) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+            if made:  # interrupted (Ctrl-C in torch.save): no empty epoch_N/ folder is left behind
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
     return directory / CHECKPOINT_NAME
 
 

@@ -106,6 +106,13 @@ def main(argv: list[str]) -> int:
     except TrainingDiverged as e:  # its message names the stage, the epoch and the knob to lower: no traceback
         print(f"ups train: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line and the resume (a traceback from inside torch.save said neither)
+        kept = sorted(p.parent.name for p in (run_dir / "checkpoints").glob("*/checkpoint.pt"))
+        print(f"\nups train: interrupted (Ctrl-C). "
+              + (f"Its checkpoints ({', '.join(kept[-2:])}) are in {run_dir / 'checkpoints'}; to go on: ups train "
+                 f"--resume {run_dir}" if kept else "No checkpoint was written yet: run the same command again"),
+              file=sys.stderr)
+        return 130
     keys = ("val_nrmse", "nrmse", "nrmse_ttc", "nrmse_pdebench", "recon_nrmse", "conservation_gap", "params",
             "wall_clock")
     print(json.dumps({k: res.metrics[k] for k in keys if k in res.metrics}, default=float))
