@@ -411,7 +411,7 @@ def test_a_resume_from_a_finished_run_trains_only_stages_it_never_trained(tiny, 
     assert [m["stage"] for m in again] == ["done"]  # a plain resume: only the final evaluation
     with pytest.raises(CheckpointError, match=r"final one of a finished run, past the end of its last stage "
                                               r"\(operator\), and stages.operator.epochs=5 \(the run: 3, trained 3\) "
-                                              r"asks for training at or before it\. Fix: start a new run.*"
+                                              r"asks for more epochs of a stage it has finished\. Fix: start a new run.*"
                                               r"\(kept: .*epoch_0005"):
         train(load_config([*TINY, "stages.operator.epochs=5", "stages.diff_residual.epochs=0",
                            "stages.consistency_distill.epochs=0"]), run_dir=tmp_path / "run", data=tiny,

@@ -707,8 +707,9 @@ def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[st
     lo, hi = m["ttc_gain_ci95"]
     interval = (f", 95% interval {lo * 100:+.1f}…{hi * 100:+.1f} over {m['n_samples']} test samples"
                 if m["n_samples"] >= MIN_SAMPLES else f", {m['n_samples']} test samples: too few for an interval")
-    print(f"nRMSE {m['nrmse']:.4f} (PDEBench-style {m['nrmse_pdebench']:.4f}) | with TTC {m['nrmse_ttc']:.4f} "
-          f"({gain:+.1f}% vs without{interval}; TTC searched {m['ttc_intervention_rate'] * 100:.0f}% of steps) | "
+    ttc = (f"with TTC {m['nrmse_ttc']:.4f} ({gain:+.1f}% vs without{interval}; TTC searched "
+           f"{m['ttc_intervention_rate'] * 100:.0f}% of steps)" if cfg.ttc.enabled else "TTC off (ttc.enabled=false)")
+    print(f"nRMSE {m['nrmse']:.4f} (PDEBench-style {m['nrmse_pdebench']:.4f}) | {ttc} | "
           f"conservation {m['conservation_gap']:.3g} energy {m['energy_violation']:.3g} bc {m['bc_violation']:.3g} "
           f"ECE {m['ece'] if m['ece'] is None else round(m['ece'], 4)} horizon {m['rollout_horizon']:.1f} | "
           f"eval {m['eval_s']:.1f}s (TTC {m['ttc_s']:.1f}s) | {m['params']} params")

@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, default=None,
                    help="checkpoint.pt, its folder, or a run folder: the run goes on with the settings it was started "
                         "with, the overrides given here on top (in its own folder when they change nothing)")
-    p.add_argument("--quiet", action="store_true", help="print only the final metrics")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines: the final metrics and the checkpoint")
     return p
 
 
@@ -79,7 +79,8 @@ def main(argv: list[str]) -> int:
 
     probe = build_model(cfg)
     parts = ", ".join(f"{k} {v:,}" for k, v in parameter_breakdown(probe).items())
-    print(f"ups train: preset {cfg.preset}, {count_parameters(probe):,} parameters ({parts})", flush=True)
+    if not args.quiet:  # --quiet: the final metrics (and what the run needs to say: a resume, a budget cut)
+        print(f"ups train: preset {cfg.preset}, {count_parameters(probe):,} parameters ({parts})", flush=True)
     run_id = cfg.run.run_id or f"{cfg.preset}-{config_hash(cfg)}"
     run_dir = args.run_dir or resumed_run or Path(cfg.run.out_dir).expanduser() / run_id
     from ups.outputs import check_writable_folder

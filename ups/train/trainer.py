@@ -514,9 +514,9 @@ def finished_run_start(resume: dict[str, Any], cfg: Any) -> int:
     kept = sorted(p.name for p in folder.glob("epoch_*") if (p / "checkpoint.pt").is_file())
     raise CheckpointError(
         f"checkpoint '{resume['path']}' is the final one of a finished run, past the end of its last stage "
-        f"({STAGES[last]}), and {said} asks for training at or before it. Fix: start a new run with these settings "
-        f"(the same command without --resume); or, to train {STAGES[last]} on, resume from one of its epoch "
-        f"checkpoints" + (f" (kept: {', '.join(str(folder / k) for k in kept)})" if kept else
+        f"({STAGES[last]}), and {said} asks for more epochs of a stage it has finished. Fix: start a new run with "
+        f"these settings (the same command without --resume); or, to train {STAGES[last]} on, resume from one of "
+        f"its epoch checkpoints" + (f" (kept: {', '.join(str(folder / k) for k in kept)})" if kept else
                           " (none is kept in its folder)"))
 
 
