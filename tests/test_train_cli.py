@@ -154,3 +154,23 @@ def test_ctrl_c_in_ups_train_says_how_to_go_on_and_leaves_no_empty_checkpoint(ti
     assert "ups train: interrupted (Ctrl-C). Its checkpoints" in err and f"ups train --resume {run}" in err, err
     assert "Traceback" not in err, err[-2000:]
     assert all((d / "checkpoint.pt").is_file() for d in (run / "checkpoints").glob("epoch_*")), "an empty epoch folder"
+
+
+def test_ups_train_says_which_nu_a_data_file_gives_the_run(tmp_path):
+    """The file's ν wins over data.nu (a run on a ν=0.1 file given data.nu=0.01 trains and records 0.1) and a file
+    that names no ν is recorded with data.nu: both happened without a word."""
+    import numpy as np
+
+    from ups.config import load_config
+    from ups.data.hdf5 import write_pdebench
+    from ups.train.cli import nu_notes
+
+    u = np.random.default_rng(0).standard_normal((4, 21, 16)).astype(np.float32)
+    x, t = (np.arange(16) + 0.5) / 16, np.linspace(0, 0.2, 21)
+    named = write_pdebench(tmp_path / "a_Nu0.1.hdf5", u, x, t, {"nu": 0.1})
+    bare = write_pdebench(tmp_path / "plain.hdf5", u, x, t, {})
+    said = nu_notes(load_config([f"data.path={named}", "data.nu=0.01"]), [f"data.path={named}", "data.nu=0.01"])
+    assert said == [f"{named} holds ν=0.1, which the run trains and records, not data.nu=0.01"]
+    assert nu_notes(load_config([f"data.path={named}"]), [f"data.path={named}"]) == []  # the file's, nothing given
+    said = nu_notes(load_config([f"data.path={bare}"]), [f"data.path={bare}"])
+    assert len(said) == 1 and "names no ν" in said[0] and "data.nu=0.01 (the default)" in said[0], said

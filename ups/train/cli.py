@@ -64,6 +64,28 @@ def check_no_earlier_run(run_dir: Path, run_id: str) -> None:
                           f"run.out_dir/<preset>-<config hash>, here {run_id}), or delete {run_dir}")
 
 
+def nu_notes(cfg: Any, overrides: list[str]) -> list[str]:
+    """What the run records as ν when ``data.path`` names a file: the file's own (its attributes or PDEBench name)
+    wins over ``data.nu``, silently until now, and a file that names none is recorded with ``data.nu``."""
+    path = str(cfg.data.path or "")
+    if not path or not Path(path).expanduser().is_file():
+        return []  # generated data (ν is data.nu) or a missing file (refused with its fix when loaded)
+    from ups.data.hdf5 import inspect_pdebench
+
+    try:
+        nu = inspect_pdebench(Path(path).expanduser()).nu
+    except (OSError, ValueError):
+        return []  # a malformed file is refused with its own message when loaded
+    given = any(override_key(o) in ("data.nu", "nu") for o in overrides)
+    if nu is None:
+        return [f"{path} names no ν (no nu/Nu attribute, no _Nu<ν> in its name): the run records data.nu="
+                f"{float(cfg.data.nu):g}" + ("" if given else " (the default); give data.nu=<the file's ν> if it "
+                                                              "is another")]
+    if given and float(nu) != float(cfg.data.nu):
+        return [f"{path} holds ν={float(nu):g}, which the run trains and records, not data.nu={float(cfg.data.nu):g}"]
+    return []
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_intermixed_args(argv)  # --run-dir between overrides, as they are typed
     # data=<file>, as ups eval takes it (a raw "str is not a subclass of DataCfg" error here)
@@ -89,6 +111,8 @@ def main(argv: list[str]) -> int:
     check_writable_folder(run_dir.parent, f"ups train run folder {run_dir}", f"--run-dir runs/{run_id}")
     if resume_from is None:
         check_no_earlier_run(run_dir, run_id)
+    for note in nu_notes(cfg, args.overrides):
+        print(f"ups train: note: {note}", flush=True)
 
     def report(m: dict, ckpt: Path | None) -> None:
         if args.quiet or m.get("done"):
