@@ -125,6 +125,14 @@ def test_the_cli_says_when_the_time_budget_ended_training(tiny_cfg, tiny_data, t
     assert ups_main(["train", *args, "--quiet"]) == 0
     assert "ups train: training.time_budget_s=2 ran out in the autoencoder stage: that stage stopped before its " \
            "epochs and the stages after it were not trained" in capsys.readouterr().out
+    # a resume with more time trained nothing and recorded the run as done with budget_exhausted false: refused
+    before = (tmp_path / "r" / "metrics.json").read_text()
+    assert ups_main(["train", "--resume", str(tmp_path / "r"), "training.time_budget_s=0", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is the final one of a run that training.time_budget_s ended after" in err and \
+        "in its autoencoder stage" in err and "Fix: train again with the larger budget" in err, err
+    assert (tmp_path / "r" / "metrics.json").read_text() == before
+    assert ups_main(["train", "--resume", str(tmp_path / "r"), "--quiet"]) == 0  # its own budget: the evaluation
 
 
 def test_ctrl_c_in_ups_train_says_how_to_go_on_and_leaves_no_empty_checkpoint(tiny_cfg, tiny_data, tmp_path):

@@ -498,6 +498,17 @@ def finished_run_start(resume: dict[str, Any], cfg: Any) -> int:
     run's own config, not its history, says what it was set to train (a stage its time budget cut short is not
     asked for more; a history written before 2026-12-05 can lack an epoch).  After a ``training.time_budget_s``
     stop the budget, not the epochs, ended the run: nothing more is trained."""
+    if resume.get("stage") == "done" and resume.get("budget_hit"):
+        total, spent = float(cfg.training.time_budget_s), float(resume.get("wall_clock", 0.0))
+        if total <= 0 or total > spent:  # more time now: it trained nothing and recorded budget_exhausted false
+            cut = next((m.get("stage") for m in reversed(json.loads(resume.get("history", "[]")))
+                        if m.get("budget_exhausted")), None)
+            raise CheckpointError(
+                f"checkpoint '{resume['path']}' is the final one of a run that training.time_budget_s ended after "
+                f"{spent:.0f} s" + (f", in its {cut} stage" if cut else "") + "; a budget stop ends that stage and the "
+                f"run, and a resume cannot train them on with more time (training.time_budget_s="
+                f"{total:g} here). Fix: train again with the larger budget (the same command without --resume), or "
+                f"resume with the run's own budget to redo only its final evaluation")
     if resume.get("stage") != "done" or resume.get("budget_hit"):
         return len(STAGES)
     stages = (resume.get("config") or {}).get("stages") or {}
