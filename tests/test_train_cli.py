@@ -34,9 +34,12 @@ def test_ups_train_cli(tiny_cfg, tiny_data, tmp_path, capsys, monkeypatch):
     # refused before any compute: it replaced final/ and kept the old run's newer epoch checkpoints beside its own
     assert ups_main(["train", args[0], "--run-dir", str(tmp_path / "run"), *args[1:], "stages.operator.epochs=1"]) == 2
     err = capsys.readouterr().err
-    assert f"run folder {tmp_path / 'run'} already holds a run's checkpoints (epoch_" in err and \
-        f"Fix: --resume {tmp_path / 'run'} to continue that run" in err, err
+    assert f"ups train: error: run folder {tmp_path / 'run'} holds a finished run (epoch_" in err and \
+        "Fix: --run-dir <another folder> or run.run_id=<a name> for a new run" in err and \
+        f"--resume {tmp_path / 'run'} redoes that run's final evaluation" in err, err
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final"] == final
+    assert ups_main(["train", "data=", "preset=dim8"]) == 2  # an unset $DATA: not generated data without a word
+    assert "'data=' names no file (an unset variable?)" in capsys.readouterr().err
     assert ups_main(["train", "data=/nowhere/x.hdf5", "preset=dim8", "--run-dir", str(tmp_path / "x")]) == 2
     assert "/nowhere/x.hdf5" in (err := capsys.readouterr().err) and "DataCfg" not in err, err  # data= is data.path=
     # a misspelt key is refused before any compute, with the nearest valid key
@@ -73,6 +76,9 @@ def test_ups_train_cli(tiny_cfg, tiny_data, tmp_path, capsys, monkeypatch):
     args_off = ["stages.diff_residual.epochs=0", "stages.consistency_distill.epochs=0", "preset=dim8"]
     assert ups_main(["train", "--resume", str(epoch), *args_off, "--run-dir", str(tmp_path / "more"), "--quiet"]) == 0
     cfg = json.loads((tmp_path / "more" / "config.json").read_text())
+    # the same changed resume again, into that folder (now a run of its own): refused, not mixed
+    assert ups_main(["train", "--resume", str(epoch), *args_off, "--run-dir", str(tmp_path / "more"), "--quiet"]) == 2
+    assert f"run folder {tmp_path / 'more'} holds a finished run" in capsys.readouterr().err
     assert cfg["stages"]["autoencoder"]["epochs"] == 2 and cfg["stages"]["diff_residual"]["epochs"] == 0, cfg
     assert cfg["data"]["n"] == 64 and cfg["preset"] == "dim8"
     # validated with the run's settings: that run has no distillation, so diff_residual=0 alone is fine (with the
@@ -182,3 +188,21 @@ def test_ups_train_says_which_nu_a_data_file_gives_the_run(tmp_path):
     assert nu_notes(load_config([f"data.path={named}"]), [f"data.path={named}"]) == []  # the file's, nothing given
     said = nu_notes(load_config([f"data.path={bare}"]), [f"data.path={bare}"])
     assert len(said) == 1 and "names no ν" in said[0] and "data.nu=0.01 (the default)" in said[0], said
+
+
+def test_an_interrupted_checkpoint_write_leaves_no_folder(tmp_path, monkeypatch):
+    """Ctrl-C inside torch.save left an empty epoch_N/ folder (and its temp file): the folder a save made goes too,
+    one that held a checkpoint before stays with it."""
+    from ups.train import checkpoint as ck
+
+    ck.save_checkpoint(tmp_path / "kept", {"x": 1})
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ck.torch, "save", interrupted)
+    for name in ("new", "kept"):
+        with pytest.raises(KeyboardInterrupt):
+            ck.save_checkpoint(tmp_path / name, {"x": 2})
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["checkpoint.pt"]

@@ -592,7 +592,12 @@ def main(argv: list[str]) -> int:
         return 0
     ckpt_arg, updates = parse_args(argv)
     stored, record = checkpoint_source(ckpt_arg)
-    fno = record.get("baselines_run") if isinstance(record.get("baselines_run"), dict) else None
+    fno = record.get("baselines_run")
+    try:  # a hand-edited or partial record: ignored (eval.fno_budget_s as given), not a traceback
+        fno = {"fno_budget_s": float(fno["fno_budget_s"]), "seed": int(fno["seed"])}
+        fno = fno if math.isfinite(fno["fno_budget_s"]) and fno["fno_budget_s"] >= 0 else None
+    except (TypeError, KeyError, ValueError):
+        fno = None
     if not stored.startswith("s3://"):
         return _evaluate_checkpoint(stored, None, updates, fno)
     from ups.reports.sources import checkpoint_file

@@ -468,8 +468,10 @@ def main(argv: list[str]) -> int:
     if "leaderboard" not in args and recorded and Path(recorded).is_file():  # the one the champion was crowned in
         lb_path = Path(recorded)
     if not lb_path.is_file():
-        print(f"note: no leaderboard at {lb_path}: the model card's figures, gates and baselines are only what the "
-              f"champion record holds. Fix: leaderboard=<the sweep's leaderboard.csv>", file=sys.stderr)
+        missing = f" (nor at {recorded}, where its champion record says it was crowned)" if recorded else ""
+        print(f"note: no leaderboard at {lb_path}{missing}: the model card's figures, gates and baselines are what "
+              f"the champion record (or an `ups train` run's metrics.json) holds. Fix: leaderboard=<the leaderboard.csv "
+              f"that holds its rows>", file=sys.stderr)
     from ups.outputs import check_writable_folder
 
     check_writable_folder(Path(args.get("out", "reports/export")), f"ups export champion out={args.get('out', '')}",

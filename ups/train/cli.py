@@ -52,16 +52,22 @@ def resume_config(resume: Path, overrides: list[str]) -> tuple[Any, Path, Path |
 
 
 def check_no_earlier_run(run_dir: Path, run_id: str) -> None:
-    """A new run (no ``--resume``) does not start in a folder that holds another run's checkpoints: it replaced
-    ``final/`` and ``metrics.json`` there, and checkpoint pruning then removed the new run's epoch checkpoints
-    while it kept the old run's newer ones, so the folder's newest epoch checkpoint was another run's."""
+    """A new run (no ``--resume``, or a resume whose overrides give it a folder of its own) does not start in a
+    folder that holds another run's checkpoints: it replaced ``final/`` and ``metrics.json`` there, and checkpoint
+    pruning then removed the new run's epoch checkpoints while it kept the old run's newer ones, so the folder's
+    newest epoch checkpoint was another run's."""
     found = sorted(p.parent.name for p in (run_dir / "checkpoints").glob("*/checkpoint.pt"))
-    if found:
-        shown = ", ".join(found[:4]) + (" …" if len(found) > 4 else "")
-        raise ConfigError(f"ups train: run folder {run_dir} already holds a run's checkpoints ({shown}); a new run "
-                          f"there would mix its checkpoints with them. Fix: --resume {run_dir} to continue that run "
-                          f"(with overrides for more epochs), --run-dir <another folder> (the default is "
-                          f"run.out_dir/<preset>-<config hash>, here {run_id}), or delete {run_dir}")
+    if not found:
+        return
+    shown = ", ".join(found[:4]) + (" …" if len(found) > 4 else "")
+    fresh = (f"--run-dir <another folder> or run.run_id=<a name> for a new run (the default folder is run.out_dir/"
+             f"<preset>-<config hash>, here {run_id}), or delete {run_dir}")
+    if "final" in found:
+        raise ConfigError(f"run folder {run_dir} holds a finished run ({shown}); a new run there would mix its "
+                          f"checkpoints with that one's. Fix: {fresh}; --resume {run_dir} redoes that run's final "
+                          f"evaluation, or trains the stages it never trained")
+    raise ConfigError(f"run folder {run_dir} already holds a run's checkpoints ({shown}); a new run there would mix "
+                      f"its checkpoints with them. Fix: --resume {run_dir} to continue that run, or {fresh}")
 
 
 def nu_notes(cfg: Any, overrides: list[str]) -> list[str]:
@@ -89,7 +95,11 @@ def nu_notes(cfg: Any, overrides: list[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_intermixed_args(argv)  # --run-dir between overrides, as they are typed
     # data=<file>, as ups eval takes it (a raw "str is not a subclass of DataCfg" error here)
-    args.overrides = [f"data.path={o.split('=', 1)[1]}" if o.split("=", 1)[0] == "data" else o for o in args.overrides]
+    for o in args.overrides:
+        if override_key(o) in ("data", "data.path") and "=" in o and not o.split("=", 1)[1].strip():
+            raise ConfigError(f"'{o}' names no file (an unset variable?). Fix: data=<PDEBench-layout HDF5 file>, or "
+                              f"leave it out to train on generated data")
+    args.overrides = [f"data.path={o.split('=', 1)[1]}" if override_key(o) == "data" else o for o in args.overrides]
     resume_from, resumed_run = None, None
     if args.resume is not None:
         cfg, resume_from, resumed_run = resume_config(args.resume, args.overrides)
@@ -109,7 +119,7 @@ def main(argv: list[str]) -> int:
 
     # the folder above it (the run folder is made when training writes): before data and training
     check_writable_folder(run_dir.parent, f"ups train run folder {run_dir}", f"--run-dir runs/{run_id}")
-    if resume_from is None:
+    if resume_from is None or resumed_run is None:  # a new run, or a changed one in a folder of its own
         check_no_earlier_run(run_dir, run_id)
     for note in nu_notes(cfg, args.overrides):
         print(f"ups train: note: {note}", flush=True)

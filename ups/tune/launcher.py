@@ -915,7 +915,8 @@ def check_sweep_folder(p: Prepared, name: str) -> None:
         lb = read_leaderboard(p.leaderboard)
         theirs = lb[(lb["experiment"] == name) & (lb["kind"] == "trial")] if not lb.empty else lb
         if len(theirs):
-            when = str(theirs["timestamp"].dropna().min() or "") if "timestamp" in theirs else ""
+            stamps = theirs["timestamp"].dropna().astype(str) if "timestamp" in theirs else []
+            when = min(stamps) if len(stamps) else ""
             raise ConfigError(
                 f"name={name}: the leaderboard {p.leaderboard} already holds {len(theirs)} trial row(s) of a sweep "
                 f"named {name}{f' (from {when})' if when else ''}, which is not in '{folder}' (another storage_path, "
