@@ -143,3 +143,10 @@ def test_a_train_runs_checkpoint_exports_under_its_run_with_its_own_metrics(repo
                         "n_steps=2"]) == 0
     card = (out / "myrun-final" / "MODEL_CARD.md").read_text()
     assert "0.4321" in card and f"run metrics {run / 'metrics.json'}" in card, card[:2000]
+    # its epoch checkpoint goes beside it, not over it; its figures are not the final's
+    save_checkpoint(run / "checkpoints" / "epoch_0002", {k: v for k, v in state.items() if k != "format"})
+    assert export_main(["champion", f"checkpoint={run / 'checkpoints' / 'epoch_0002'}", f"out={out}",
+                        f"leaderboard={tmp_path / 'none.csv'}", "batch_sizes=1", "repeats=1", "threads=1",
+                        "n_steps=2"]) == 0
+    assert "0.4321" not in (out / "myrun-epoch_0002" / "MODEL_CARD.md").read_text()
+    assert (out / "myrun-final" / "MODEL_CARD.md").read_text() == card

@@ -327,8 +327,10 @@ def export_champion(ckpt: Path, out_root: Path, *, champion: dict[str, Any] | No
     from ups.train.checkpoint import run_folder
 
     run = None if stored_as else run_folder(Path(ckpt).resolve())  # an `ups train` run: <run>/checkpoints/<name>/
-    # a CLI run has no run_id in its config: its folder names it (two runs' exports both went to export/final/)
-    name = str(run_id or (f"{run.name}-{checkpoint_name(where)}" if run else checkpoint_name(where)) or "champion")
+    # an `ups train` run's checkpoint: <run id, else its folder>-<checkpoint> (two runs' exports both went to
+    # export/final/, and one run's final and epoch exports to one folder)
+    name = str((f"{run_id or run.name}-{checkpoint_name(where)}" if run else run_id or checkpoint_name(where))
+               or "champion")
     if onnx_exporter not in ("legacy", "dynamo"):
         raise ReportError(f"onnx_exporter='{onnx_exporter}' is unknown. Fix: onnx_exporter=legacy or dynamo")
     ctx, batch_desc, protocol_steps = _test_batch(cfg, int(model.grid_size), max(8, max(batch_sizes)))
