@@ -194,7 +194,8 @@ def score_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | 
     ti = int(data.initial_step)
     val = data.val if isinstance(data.val, torch.Tensor) and data.val.ndim == 3 and data.val.shape[0] else None
     grid = torch.as_tensor(data.x, dtype=torch.float32)
-    fitted: dict[str, tuple[Any, dict[str, Any]]] = {}  # name → (model, its row's fields besides the metrics)
+    # name → (model, its row's fields besides the metrics)
+    fitted: dict[str, tuple[Any, dict[str, Any]]] = {"persistence": (None, {"params": 0, "train_s": 0.0})}
     if "linear" in names:
         t0 = time.perf_counter()
         lin, info = select_linear(data.train, val, ti)
@@ -226,12 +227,12 @@ def score_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | 
         for name in (n for n in BASELINE_NAMES if n in names):
             t1 = time.perf_counter()
             pred = _full(ctx, rollout(name, ctx, n_roll))
-            eval_s = time.perf_counter() - t1
-            extra = {k: dict(v) if isinstance(v, dict) else v for k, v in fitted[name][1].items()} \
-                if name in fitted else {"params": 0, "train_s": 0.0}
-            details = extra.pop("details", None)
-            rows.append(_score(name, pred, test, ti, **extra, eval_s=eval_s,
-                               **({"details": details} if details is not None else {})))
+            eval_s = time.perf_counter() - t1  # the rollout's time, not the metrics'
+            fields = fitted[name][1]
+            row = _score(name, pred, test, ti, params=fields["params"], train_s=fields["train_s"], eval_s=eval_s)
+            if "details" in fields:  # a copy per entry: the row lists are handed out apart
+                row["details"] = dict(fields["details"])
+            rows.append(row)
         for r in rows:
             r.update({"data_hash": str(data.data_hash), "seed": int(seed), "fno_budget_s": float(fno_budget_s),
                       "n_train": int(data.train.shape[0]), "n_test": int(test.shape[0])})

@@ -311,6 +311,18 @@ def override_key(item: str) -> str:
     return item.split("=", 1)[0].strip().lstrip("+")
 
 
+def data_file_key(item: str, command: str, without: str) -> str:
+    """The key of override ``item`` with ``data=<file>`` read as ``data.path=<file>`` (``ups eval``, ``ups train``);
+    an empty file name (an unset ``$DATA``: the command went on with generated data) is refused, ``without`` saying
+    what leaving it out does."""
+    key = override_key(item)
+    key = "data.path" if key == "data" else key
+    if key == "data.path" and not item.split("=", 1)[-1].strip():
+        raise ConfigError(f"{command}'{item}' names no file (an unset variable?). Fix: data=<PDEBench-layout HDF5 "
+                          f"file>, or {without}")
+    return key
+
+
 def unknown_key_error(key: str, source: str) -> ConfigError:
     near = suggest_key(key)
     hint = f" Did you mean '{near}'?" if near else ""

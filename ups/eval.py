@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ups import metrics
-from ups.config import ConfigError, apply_overrides, override_key, to_dict
+from ups.config import ConfigError, apply_overrides, data_file_key, override_key, to_dict
 from ups.leaderboard import PDEBENCH_NAMES
 from ups.models.interface import LatentForecaster
 from ups.reconstruction import RECON_KEYS, round_trip, round_trip_metrics
@@ -401,11 +401,7 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
         if key == "checkpoint":
             ckpt = raw
             continue
-        if key == "data":
-            key = "data.path"
-        if key == "data.path" and not raw.strip():  # an unset $DATA: it evaluated on generated data instead
-            raise ConfigError(f"eval: '{arg}' names no file (an unset variable?). Fix: data=<PDEBench-layout HDF5 "
-                              f"file>, or leave data= out to evaluate on the checkpoint's own generated data")
+        key = data_file_key(arg, "eval: ", "leave data= out to evaluate on the checkpoint's own generated data")
         if not key.startswith(EVAL_OVERRIDE_PREFIXES):
             raise ConfigError(f"eval: '{key}' cannot be overridden at evaluation time (the weights fix the "
                               f"model). Fix: override only {', '.join(p + '*' for p in EVAL_OVERRIDE_PREFIXES)}, "

@@ -157,6 +157,12 @@ def check_compatible(state: dict[str, Any], cfg: Any, grid_size: int | None = No
               "drop the model overrides that differ), or start a new run without resuming from it.")
 
 
+def saved_checkpoints(run: Path) -> list[str]:
+    """The checkpoints an ``ups train`` run folder holds: names of ``<run>/checkpoints/<name>/`` with a checkpoint
+    file in them (``epoch_NNNN``…, ``final``), sorted."""
+    return sorted(p.parent.name for p in (Path(run) / "checkpoints").glob(f"*/{CHECKPOINT_NAME}"))
+
+
 def run_folder(ckpt: Path) -> Path | None:
     """The ``ups train`` run folder a checkpoint lies in (``<run>/checkpoints/<name>/checkpoint.pt``), else None."""
     return ckpt.parents[2] if len(ckpt.parents) > 2 and ckpt.parents[1].name == "checkpoints" else None

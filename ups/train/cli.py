@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ups.config import (ConfigError, apply_overrides, config_from_dict, config_hash, load_config, override_key,
-                        to_dict)
+from ups.config import (ConfigError, apply_overrides, config_from_dict, config_hash, data_file_key, load_config,
+                        override_key, to_dict)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +56,9 @@ def check_no_earlier_run(run_dir: Path, run_id: str) -> None:
     folder that holds another run's checkpoints: it replaced ``final/`` and ``metrics.json`` there, and checkpoint
     pruning then removed the new run's epoch checkpoints while it kept the old run's newer ones, so the folder's
     newest epoch checkpoint was another run's."""
-    found = sorted(p.parent.name for p in (run_dir / "checkpoints").glob("*/checkpoint.pt"))
+    from ups.train.checkpoint import saved_checkpoints
+
+    found = saved_checkpoints(run_dir)
     if not found:
         return
     shown = ", ".join(found[:4]) + (" …" if len(found) > 4 else "")
@@ -95,19 +97,19 @@ def nu_notes(cfg: Any, overrides: list[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_intermixed_args(argv)  # --run-dir between overrides, as they are typed
     # data=<file>, as ups eval takes it (a raw "str is not a subclass of DataCfg" error here)
+    overrides = []
     for o in args.overrides:
-        if override_key(o) in ("data", "data.path") and "=" in o and not o.split("=", 1)[1].strip():
-            raise ConfigError(f"'{o}' names no file (an unset variable?). Fix: data=<PDEBench-layout HDF5 file>, or "
-                              f"leave it out to train on generated data")
-    args.overrides = [f"data.path={o.split('=', 1)[1]}" if override_key(o) == "data" else o for o in args.overrides]
+        key = data_file_key(o, "", "leave it out to train on generated data")  # an empty data= is refused
+        overrides.append(f"{key}={o.split('=', 1)[1]}" if "=" in o and override_key(o) == "data" else o)
+    args.overrides = overrides
     resume_from, resumed_run = None, None
     if args.resume is not None:
         cfg, resume_from, resumed_run = resume_config(args.resume, args.overrides)
     else:
         cfg = load_config(args.overrides)
     from ups.models.ups_model import build_model, count_parameters, parameter_breakdown
-    from ups.train.checkpoint import CheckpointError
-    from ups.train.trainer import TrainingDiverged, train
+    from ups.train.checkpoint import CheckpointError, saved_checkpoints
+    from ups.train.trainer import TrainingDiverged, budget_cut_stage, train
 
     probe = build_model(cfg)
     parts = ", ".join(f"{k} {v:,}" for k, v in parameter_breakdown(probe).items())
@@ -142,7 +144,7 @@ def main(argv: list[str]) -> int:
         print(f"ups train: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: one line and the resume (a traceback from inside torch.save said neither)
-        kept = sorted(p.parent.name for p in (run_dir / "checkpoints").glob("*/checkpoint.pt"))
+        kept = saved_checkpoints(run_dir)
         print(f"\nups train: interrupted (Ctrl-C). "
               + (f"Its checkpoints ({', '.join(kept[-2:])}) are in {run_dir / 'checkpoints'}; to go on: ups train "
                  f"--resume {run_dir}" if kept else "No checkpoint was written yet: run the same command again"),
@@ -153,7 +155,7 @@ def main(argv: list[str]) -> int:
     print(json.dumps({k: res.metrics[k] for k in keys if k in res.metrics}, default=float))
     print(f"ups train: done in {res.metrics['wall_clock']:.0f}s; checkpoint {res.checkpoint}")
     if res.metrics.get("budget_exhausted"):  # it said "done" as if every stage had run its epochs
-        last = next((m.get("stage") for m in reversed(res.history) if m.get("budget_exhausted")), None)
+        last = budget_cut_stage(res.history)
         print(f"ups train: training.time_budget_s={float(cfg.training.time_budget_s):g} ran out"
               + (f" in the {last} stage" if last else "") + ": that stage stopped before its epochs and the stages "
               "after it were not trained (metrics.json: budget_exhausted). A resume of this run ends where it did; "

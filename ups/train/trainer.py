@@ -25,7 +25,7 @@ import torch
 from ups.config import ConfigError, config_hash, to_dict
 from ups.models.ups_model import UPSModel, build_model, count_parameters
 from ups.train.checkpoint import (CheckpointError, capture_rng, check_compatible, read_checkpoint, restore_rng,
-                                  save_checkpoint)
+                                  save_checkpoint, saved_checkpoints)
 from ups.train.ema import EMA
 from ups.train.latent_cache import build_latent_cache
 from ups.train.schedules import build_scheduler
@@ -488,6 +488,11 @@ def trained_epochs(history: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
+def budget_cut_stage(history: list[dict[str, Any]]) -> str | None:
+    """The stage a time budget stopped (its last epoch's metrics say ``budget_exhausted``), None when none did."""
+    return next((m.get("stage") for m in reversed(history) if m.get("budget_exhausted")), None)
+
+
 def finished_run_start(resume: dict[str, Any], cfg: Any) -> int:
     """Where a resume from a finished run's final checkpoint (stage ``done``) goes on: the index in ``STAGES`` of the
     first stage after every stage the run trained that the config now gives more epochs than the run's own config
@@ -501,8 +506,7 @@ def finished_run_start(resume: dict[str, Any], cfg: Any) -> int:
     if resume.get("stage") == "done" and resume.get("budget_hit"):
         total, spent = float(cfg.training.time_budget_s), float(resume.get("wall_clock", 0.0))
         if total <= 0 or total > spent:  # more time now: it trained nothing and recorded budget_exhausted false
-            cut = next((m.get("stage") for m in reversed(json.loads(resume.get("history", "[]")))
-                        if m.get("budget_exhausted")), None)
+            cut = budget_cut_stage(json.loads(resume.get("history", "[]")))
             raise CheckpointError(
                 f"checkpoint '{resume['path']}' is the final one of a run that training.time_budget_s ended after "
                 f"{spent:.0f} s" + (f", in its {cut} stage" if cut else "") + "; a budget stop ends that stage and the "
@@ -522,7 +526,7 @@ def finished_run_start(resume: dict[str, Any], cfg: Any) -> int:
                      + (f", trained {done.get(STAGES[i], 0)}" if was[STAGES[i]] else "") + ")"
                      for i in more if i <= last)
     folder = Path(resume["path"]).parent.parent
-    kept = sorted(p.name for p in folder.glob("epoch_*") if (p / "checkpoint.pt").is_file())
+    kept = [k for k in saved_checkpoints(folder.parent) if k.startswith("epoch_")]
     raise CheckpointError(
         f"checkpoint '{resume['path']}' is the final one of a finished run, past the end of its last stage "
         f"({STAGES[last]}), and {said} asks for more epochs of a stage it has finished. Fix: start a new run with "

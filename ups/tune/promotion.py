@@ -384,21 +384,25 @@ def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: P
         return _crown(Path(path), candidates, leaderboard, baselines)
 
 
-def baseline_bar(baselines: Sequence[Mapping[str, Any]], data_hash: Any) -> tuple[str, float] | None:
-    """(name, nRMSE) of the best baseline scored on ``data_hash``'s test split; None when there is none.  Baseline
-    rows carry the hash's first 12 characters (``launcher.baseline_rows``, as the reports pair them)."""
+def _rows_on_data(baselines: Sequence[Mapping[str, Any]], data_hash: Any) -> list[Mapping[str, Any]]:
+    """The baseline rows scored on ``data_hash``'s test split (for a leaderboard frame: ``ups.reports.sources.
+    baselines_on``).  Baseline rows carry the hash's first 12 characters (``launcher.baseline_rows``)."""
     want = str(data_hash or "")[:12]
-    scored = [(str(b.get("label") or b.get("name")), v) for b in baselines
-              if str(b.get("data_hash") or "")[:12] == want and (v := finite_or_none(b.get("nrmse"))) is not None]
+    return [b for b in baselines if str(b.get("data_hash") or "")[:12] == want]
+
+
+def baseline_bar(baselines: Sequence[Mapping[str, Any]], data_hash: Any) -> tuple[str, float] | None:
+    """(name, nRMSE) of the best baseline scored on ``data_hash``'s test split; None when there is none."""
+    scored = [(str(b.get("label") or b.get("name")), v) for b in _rows_on_data(baselines, data_hash)
+              if (v := finite_or_none(b.get("nrmse"))) is not None]
     return min(scored, key=lambda t: t[1]) if scored else None
 
 
 def baseline_settings(baselines: Sequence[Mapping[str, Any]], data_hash: Any) -> dict[str, Any] | None:
     """``{"fno_budget_s", "seed"}`` of the baseline rows scored on ``data_hash`` (the sweep's FNO: ``ups eval`` of the
     champion trains it with these, and so finds it cached), None when there are none."""
-    want = str(data_hash or "")[:12]
-    for b in baselines:
-        if str(b.get("data_hash") or "")[:12] == want and b.get("fno_budget_s") is not None and b.get("seed") is not None:
+    for b in _rows_on_data(baselines, data_hash):
+        if b.get("fno_budget_s") is not None and b.get("seed") is not None:
             return {"fno_budget_s": float(b["fno_budget_s"]), "seed": int(b["seed"])}
     return None
 
