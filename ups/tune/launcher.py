@@ -671,6 +671,13 @@ def load_data(base: Any) -> Any:
     return load_protocol(base.data)
 
 
+def eval_subset(base: Any, data: Any) -> int:
+    """How many of the first test trajectories each trial's own eval scores (``eval.max_samples``), or -1 for
+    the whole test split (also when ``max_samples`` is 0 or not below the split's size)."""
+    first = int(base.eval.max_samples)
+    return first if 0 < first < int(data.test.shape[0]) else -1
+
+
 def baseline_rows(s: SweepConfig, base: Any, data: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Persistence / linear / FNO on the same data → (leaderboard rows, kind=baseline, scored on the whole test
     split; the same models scored on the test trajectories each trial's own eval scores, ``eval.max_samples``:
@@ -685,8 +692,7 @@ def baseline_rows(s: SweepConfig, base: Any, data: Any) -> tuple[list[dict[str, 
         return [], []
 
     cache = Path(str(base.data.cache_dir)).expanduser().parent / "baselines"
-    first = int(base.eval.max_samples)
-    first = first if 0 < first < int(data.test.shape[0]) else -1
+    first = eval_subset(base, data)
     scored = score_baselines(data, fno_budget_s=s.fno_budget_s, seed=int(base.training.seed), cache_dir=cache,
                              samples=(-1,) if first < 0 else (-1, first))
     dh = str(getattr(data, "data_hash", ""))[:12]
@@ -1013,8 +1019,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             baselines, gate_baselines = baseline_rows(s, p.base, data) if data is not None else ([], [])
             if baselines:
                 upsert_rows(p.leaderboard, baselines)
-                first, n_test = int(p.base.eval.max_samples), int(data.test.shape[0])
-                if 0 < first < n_test:  # the gates measure trials against the reference trial, scored on the same
+                first, n_test = eval_subset(p.base, data), int(data.test.shape[0])
+                if first > 0:  # the gates measure trials against the reference trial, scored on the same
                     _log(f"note: eval.max_samples={first}: each trial's own eval scores the first {first} of the "
                          f"{n_test} test trajectories (and so do the small-eval gate's baselines), the leaderboard's "
                          f"baseline rows and the promotion's full-eval all {n_test}; on the leaderboard their nrmse do "
