@@ -185,6 +185,9 @@ def test_scheduler_brackets_is_validated_and_passed_to_asha(tmp_path: Path) -> N
     p = prepare("round_a", [*base, "scheduler.brackets=3"])  # rungs 1, 2, 4, 8
     sched = build_scheduler(p.scfg, p.base, p.space)
     assert isinstance(sched, ResumableASHA) and [len(b._rungs) for b in sched._brackets] == [4, 3, 2]
+    assert sched.reference == p.space.reference_point(p.base)  # the trial the searcher starts at is never cut
+    off = prepare("round_a", [*base, "searcher.start_at_reference=false"])
+    assert build_scheduler(off.scfg, off.base, off.space).reference == {}
     with pytest.raises(ConfigError, match=r"scheduler.brackets=5: .* 4 rung\(s\) .* Fix: scheduler.brackets=4 or"):
         prepare("round_a", [*base, "scheduler.brackets=5"])
     prepare("round_a", [*base, "scheduler.brackets=5", "scheduler.name=fifo"])  # an ASHA key, unused there
@@ -228,6 +231,39 @@ def test_resumable_asha_draws_a_trial_bracket_from_its_id_with_rays_odds() -> No
     drawn = [two.bracket_index(t) for t in ids]
     assert drawn == [again.bracket_index(t) for t in ids]  # the same on a resume
     assert sum(drawn) / len(drawn) == pytest.approx(1 / (1 + math.e), abs=0.03)  # Ray's softmax of rung counts
+
+
+def test_asha_never_stops_the_reference_trial_early_but_ranks_the_others_against_its_scores() -> None:
+    """The reference trial's final eval is the small-eval gates' yardstick: ASHA stopped it (two searched trials
+    reached the rung first with better scores), the gates fell back to the FNO baseline and no trial passed."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    def trial(tid: str, x: float) -> SimpleNamespace:
+        return SimpleNamespace(trial_id=tid, config={"x": x, "derived": 1})
+
+    def run(reference):
+        sched = ResumableASHA(metric="val_nrmse", mode="min", time_attr="training_iteration", max_t=9,
+                              grace_period=1, reduction_factor=3, reference=reference)
+        good, also, ref, bad = trial("a_00001", 0.1), trial("a_00002", 0.2), trial("a_00000", 0.9), trial("a_00003", 0.8)
+        for t in (good, also, ref, bad):
+            sched.on_trial_add(None, t)
+        acts = {t.config["x"]: sched.on_trial_result(None, t, {"training_iteration": 1, "val_nrmse": t.config["x"]})
+                for t in (good, also, ref)}
+        rung = dict(sched._brackets[0]._rungs)[1]  # the first milestone's recorded scores
+        acts["bad"] = sched.on_trial_result(None, bad, {"training_iteration": 1, "val_nrmse": 0.8})
+        return acts, rung, sched
+
+    acts, _, _ = run(None)
+    assert acts[0.9] == TrialScheduler.STOP  # Ray's ASHA: the reference, worst at the rung, is cut
+    acts, rung, sched = run({"x": 0.9})
+    assert acts[0.9] == TrialScheduler.CONTINUE and sched.reference_ids == {"a_00000"}
+    assert "a_00000" in rung  # its score is in the rung: the others are still cut against it
+    assert acts["bad"] == TrialScheduler.STOP  # worse than the rung's records, the reference's among them
+    assert sched._num_stopped == sum(a == TrialScheduler.STOP for a in acts.values())  # Tune's count is right
+    done = sched.on_trial_result(None, trial("a_00000", 0.9), {"training_iteration": 9, "val_nrmse": 0.9})
+    assert done == TrialScheduler.STOP  # at max_t it ends like any trial
 
 
 class AlternatingASHA(ResumableASHA):

@@ -773,7 +773,8 @@ def build_scheduler(s: SweepConfig, base: Any, space: SearchSpace) -> Any:
         ladders = [rung_ladder(grace, sc.reduction_factor, max_t, offset, k) for k in range(sc.brackets)] \
             if offset else None
         return ResumableASHA(time_attr=sc.time_attr, max_t=max_t, grace_period=grace,
-                             reduction_factor=sc.reduction_factor, brackets=sc.brackets, ladders=ladders)
+                             reduction_factor=sc.reduction_factor, brackets=sc.brackets, ladders=ladders,
+                             reference=space.reference_point(base) if s.searcher.start_at_reference else None)
     if sc.name == "pbt":
         mutations = space.pbt_mutations()
         burn_in, window = pbt_bounds(s, base, space)

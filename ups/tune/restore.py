@@ -46,7 +46,7 @@ import random
 from typing import Any, Mapping, Sequence
 
 from ray.tune import Stopper
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from ups.tune.concurrency import set_limit
 from ups.tune.gates import GateTracker
@@ -112,19 +112,38 @@ class ResumableASHA(SavesStateOnTrialEnd, ASHAScheduler):
     the same odds as Ray's (a softmax of the brackets' rung counts), but the same bracket again when a
     resume adds the trial anew.  ``ladders``: each bracket's rung milestones, ascending, in place of Ray's
     ``grace_period × reduction_factor^k`` (``scheduler.rungs_from=operator``: the same ladder after the
-    autoencoder stage, ``ups.tune.launcher.rung_ladder``).  With one bracket and no ladders it is Ray's ASHA."""
+    autoencoder stage, ``ups.tune.launcher.rung_ladder``).  With one bracket and no ladders it is Ray's ASHA.
 
-    def __init__(self, *args: Any, ladders: Sequence[Sequence[float]] | None = None, **kwargs: Any) -> None:
+    ``reference``: the round's reference point (encoded, as the searcher hands it to Tune).  The trial that
+    trains it is never stopped early: its score still enters the rungs the other trials are cut against, but it
+    trains to the end, because its final eval is the yardstick of the small-eval gates (stopped, the gates fell
+    back to the FNO baseline, whose BC violation no smoke trial reaches, and no trial could be promoted)."""
+
+    def __init__(self, *args: Any, ladders: Sequence[Sequence[float]] | None = None,
+                 reference: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if ladders is not None:
             if len(ladders) != len(self._brackets):
                 raise ValueError(f"ResumableASHA: {len(ladders)} ladders for {len(self._brackets)} brackets")
             for bracket, ladder in zip(self._brackets, ladders):
                 bracket._rungs = [(m, {}) for m in sorted(ladder, reverse=True)]  # Ray keeps them descending
+        self.reference = dict(reference or {})
+        self.reference_ids: set[str] = set()  # the trial(s) training the reference point
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         super().on_trial_add(tune_controller, trial)  # Ray's metric/mode checks (and its own draw, replaced)
         self._trial_info[trial.trial_id] = self._brackets[self.bracket_index(trial.trial_id)]
+        reference = getattr(self, "reference", None)  # None: a scheduler pickled before it had one
+        if reference and all((trial.config or {}).get(k) == v for k, v in reference.items()):
+            self.reference_ids.add(trial.trial_id)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)  # records the score in its rung
+        if (action == TrialScheduler.STOP and trial.trial_id in getattr(self, "reference_ids", ())
+                and result.get(self._time_attr, 0) < self._max_t):
+            self._num_stopped -= 1
+            return TrialScheduler.CONTINUE
+        return action
 
     def bracket_index(self, trial_id: str) -> int:
         sizes = [len(b._rungs) for b in self._brackets]
