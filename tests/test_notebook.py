@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
@@ -37,7 +38,22 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, c
     lb = read_leaderboard(report_sweep.leaderboard)
     for tid in lb.loc[lb["kind"] == "trial", "trial_id"]:
         assert str(tid) in html
-    assert "val_nrmse" in html and "TERMINATED" in html
+    assert "val_nrmse" in html and "TERMINATED" in html and "best_val_nrmse" in html and "stop_reason" in html
+    # the table's figures are the final ones, as on the leaderboard (each trial's best report had no test nRMSE)
+    from ray.tune import ExperimentAnalysis
+
+    from ups.reports.notebook import trial_table
+
+    ea = ExperimentAnalysis(str(report_sweep.experiment), default_metric="val_nrmse", default_mode="min")
+    status = pd.DataFrame([{"trial_id": t.trial_id, "status": t.status, "error": ""} for t in ea.trials])
+    table = trial_table(status, ea.dataframe(), ea.trial_dataframes, "val_nrmse", "min", leaderboard=lb)
+    trials = lb[lb["kind"] == "trial"].assign(trial_id=lambda d: d["trial_id"].astype(str)).set_index("trial_id")
+    assert sorted(table["trial_id"]) == sorted(trials.index) and table["val_nrmse"].is_monotonic_increasing
+    for _, t in table.iterrows():
+        for col in ("nrmse", "nrmse_ttc", "val_nrmse", "stop_reason", "run_id"):
+            want, got = trials.loc[t["trial_id"], col], t[col]
+            assert got == pytest.approx(want, rel=1e-4) if isinstance(want, float) else got == want, (col, got, want)
+        assert t["best_val_nrmse"] <= t["val_nrmse"] + 1e-12 and t["best_val_nrmse_iteration"] >= 1
     # Optuna's view: every trial TPE was told of, with its leaderboard run_id
     study_out = _outputs(nb, "optuna")
     study_html = "".join(o.get("data", {}).get("text/html", "") for o in study_out)

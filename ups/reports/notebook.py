@@ -14,9 +14,12 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ups.reports.sources import DEFAULT_LEADERBOARD, ReportError, champion_argument, parse_kv
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO_ROOT / "reports" / "analysis.ipynb"
@@ -100,3 +103,40 @@ def run_notebook(argv: list[str]) -> int:
     nbformat.write(nb, out)
     print(f"notebook: {out}")
     return 0
+
+
+LEADERBOARD_TRIAL_COLUMNS = ("run_id", "stop_reason", "gate_pass")
+
+
+def trial_table(status: pd.DataFrame, last: pd.DataFrame, histories: dict[str, pd.DataFrame], metric: str,
+                mode: str = "min", leaderboard: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The notebook's trial table, one row per trial: ``status`` (trial_id, status, error), its **last** report
+    from ``last`` (``ExperimentAnalysis.dataframe()`` without a metric: a finished trial's final figures, its
+    test ``nrmse``/``nrmse_ttc`` and its final ``metric``, as the leaderboard has them), the best ``metric`` any of
+    its reports had in ``histories`` (trial id → its reports, ``ExperimentAnalysis.trial_dataframes``) as
+    ``best_<metric>`` with the iteration it came at, and the leaderboard's run id, stop reason and small-eval gate
+    for trial rows of the same trial id.  Sorted on the final ``metric``.  (``dataframe(metric, mode="min")``, the
+    table before, showed each trial's best report: a val figure the leaderboard does not hold, and no test
+    figures, which only the final report has.)"""
+    import pandas as pd
+
+    df = status.merge(last, on="trial_id", how="left") if len(last) else status.copy()
+    best, at = {}, {}
+    for tid, h in histories.items():
+        if metric in h and h[metric].notna().any():
+            i = h[metric].idxmin() if mode == "min" else h[metric].idxmax()
+            best[tid] = float(h.loc[i, metric])
+            at[tid] = h.loc[i, "training_iteration"] if "training_iteration" in h else None
+    df[f"best_{metric}"] = df["trial_id"].map(best)
+    df[f"best_{metric}_iteration"] = df["trial_id"].map(at)
+    if leaderboard is not None and "trial_id" in leaderboard and len(leaderboard):
+        lb = leaderboard[leaderboard["kind"].astype(str) == "trial"]
+        lb = lb[[c for c in ("trial_id", *LEADERBOARD_TRIAL_COLUMNS) if c in lb.columns]]
+        lb = lb.assign(trial_id=lb["trial_id"].astype(str)).drop_duplicates("trial_id", keep="last")
+        df = df.merge(lb, on="trial_id", how="left", suffixes=("", "_leaderboard"))
+    keep = ["trial_id", "status", *[c for c in LEADERBOARD_TRIAL_COLUMNS if c != "run_id"], metric,
+            f"best_{metric}", f"best_{metric}_iteration", "training_iteration", "stage", "params", "nrmse",
+            "nrmse_ttc", "time_total_s", "error", "run_id"]
+    cols = [c for c in keep if c in df.columns] + [c for c in df.columns if str(c).startswith("config/")]
+    df = df[cols]
+    return df.sort_values(metric, ascending=mode == "min") if metric in df.columns else df.reset_index(drop=True)
