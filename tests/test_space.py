@@ -840,6 +840,24 @@ def test_a_trial_label_shows_the_values_it_trained_with(base) -> None:
     assert "heads=4" in row["label"] and "heads=6" not in row["label"], row["label"]
     assert json.loads(row["sampled_json"])["operator.heads"] == 4
     assert row["data_hash"] == "feedbeef1234"  # the report pairs the row with the baselines of its data
+    assert row["epochs"] == 3 and "ttc:off" not in row["tags"]  # a trial stopped after 3 epoch reports
+
+
+def test_a_finished_trials_epochs_leave_out_its_final_report_and_ttc_off_is_tagged(base) -> None:
+    """``training_iteration`` counts the final evaluation's report too: 43 for 10+30+1+1 epochs.  With
+    ``ttc.enabled=false`` the eval's ``nrmse_ttc`` is the plain figure, and the row's tags say ``ttc:off``."""
+    from ups.config import to_dict
+    from ups.tune.results import RowContext, trial_row
+
+    space = load_space(REPO / "search_spaces" / "round_a.yaml", base)
+    final = {"val_nrmse": 0.1, "training_iteration": 43, "final": 1, "nrmse": 0.2, "nrmse_ttc": 0.2}
+    for enabled, tag in ((True, False), (False, True)):
+        b = to_dict(base)
+        b["ttc"]["enabled"] = enabled
+        ctx = RowContext(round="round_a", experiment="round_a-x", space=space, base=b,
+                         reference_point=space.reference_point(base), data_hash="feedbeef1234")
+        row = trial_row(ctx, "t1", space.reference_point(base), final, gate_reason=None)
+        assert row["epochs"] == 42 and ("ttc:off" in row["tags"].split(";")) is tag, row["tags"]
 
 
 # ----------------------------------------------------------------------- combinations of swept params (audit)

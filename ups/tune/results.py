@@ -91,7 +91,11 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
         cfg, values = ctx.space.materialize_dict(ctx.base, config)
         chash, cjson = config_hash(cfg), json.dumps(cfg, sort_keys=True, default=str)
     except Exception:  # a bad sample is recorded, not fatal for the leaderboard
-        values, chash, cjson = ctx.space.decode(config), "", ""
+        cfg, values, chash, cjson = {}, ctx.space.decode(config), "", ""
+    # with TTC off, the eval's nrmse_ttc is the plain rollout's figure: the tag says so on a shared leaderboard
+    ttc_off = [] if ((cfg.get("ttc") or {}).get("enabled", True) if isinstance(cfg, dict) else True) else ["ttc:off"]
+    iterations = result.get("training_iteration")  # one report per epoch, and the final evaluation's
+    epochs = iterations - 1 if isinstance(iterations, int) and result.get("final") and iterations > 0 else iterations
     wall = (finite_or_none(compute_s) if compute_s is not None else finite_or_none(result.get("time_total_s"))) or 0.0
     gpu_h = (finite_or_none(gpu_s) if gpu_s is not None else wall * ctx.gpu_per_trial) / 3600.0
     is_ref = all(config.get(k) == v for k, v in ctx.reference_point.items())
@@ -106,10 +110,10 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
         "est_cost": round(gpu_h * ctx.cost_per_gpu_hour, 4),
         "params": result.get("params"),
         "status": status, "stop_reason": reason,
-        "tags": ";".join(ctx.tags + (["reference"] if is_ref else [])),
+        "tags": ";".join(ctx.tags + (["reference"] if is_ref else []) + ttc_off),
         "config_hash": chash, "checkpoint": checkpoint or "", "trial_id": trial_id, "data_hash": ctx.data_hash,
         "experiment": ctx.experiment, "config_json": cjson,
-        "val_nrmse": finite_or_none(result.get("val_nrmse")), "epochs": result.get("training_iteration"),
+        "val_nrmse": finite_or_none(result.get("val_nrmse")), "epochs": epochs,
         "val_nrmse_ttc": finite_or_none(result.get("val_nrmse_ttc")),  # the final report's, with TTC on
         # on CUDA: PyTorch's peak in this trial's process and the GPU's size (ups.tune.gpu_share reads them)
         "gpu_mem_peak_mib": finite_or_none(result.get("gpu_mem_peak_mib")),
