@@ -243,6 +243,45 @@ def test_a_pbt_round_report_lists_the_schedules_behind_its_best_trials() -> None
     assert report_html._pbt_schedules_html(lb.assign(pbt_schedule="")) == ""  # PBT never exploited
 
 
+def test_a_pbt_report_shows_no_importance_and_names_its_survival_figure(tmp_path: Path, monkeypatch) -> None:
+    """Under PBT a trial's score comes from a schedule of values: an importance of the rows' last values misled
+    (PED-ANOVA on one lineage); and the survival figure of a FIFO or PBT round is not an ASHA rung survival.
+    The scheduler is read from the sweep's ``ups_sweep.json``."""
+    from matplotlib.figure import Figure
+
+    from ups.reports.experiment import load_experiment
+
+    folder = tmp_path / "round_a-pbt"
+    (folder / "t_00000").mkdir(parents=True)
+    (folder / "t_00000" / "result.json").write_text(
+        "".join(json.dumps({"training_iteration": i, "val_nrmse": 1.0 / i}) + "\n" for i in (1, 2, 3)))
+    (folder / "ups_sweep.json").write_text(json.dumps({"sweep": {"scheduler.name": "pbt"}}))
+    exp = load_experiment(folder)
+    assert exp.scheduler == "pbt"
+    seen: list = []
+    real_save = Figure.savefig
+
+    def keep(fig, *a, **k):  # read the figure the report draws, then save it as usual
+        seen.append(fig)
+        return real_save(fig, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    lb = pd.DataFrame(_rows("round_a", 6, seed=0))
+    titles = {}
+    for scheduler in ("pbt", "asha", "fifo"):
+        exp.sweep["scheduler.name"] = scheduler
+        seen.clear()
+        figs = {f.key: f for f in report_html._render_figures(lb, lb, exp, None, tmp_path, "val_nrmse")}
+        if scheduler == "pbt":
+            assert figs["importance"].png is None and "schedule of values" in figs["importance"].note
+        else:
+            assert figs["importance"].png == "importance.png", figs["importance"].note
+        titles[scheduler] = [f.axes[0].get_title() for f in seen if "survival" in f.axes[0].get_title()]
+    assert titles["asha"][0].startswith("ASHA rung survival: 1 trials"), titles
+    assert titles["fifo"][0].startswith("Trial survival (FIFO: no early stopping"), titles
+    assert titles["pbt"][0].startswith("Trial survival (PBT"), titles
+
+
 def test_the_best_trial_is_chosen_on_validation_not_on_the_test_split() -> None:
     """The report's and the comparison's best trial was the lowest *test* nRMSE, a figure then reported as its
     score: selected and scored on the same split. The sweep's own choice (ASHA, TPE) is on val_nrmse."""

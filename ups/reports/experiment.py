@@ -42,6 +42,12 @@ class ExperimentResults:
     path: str
     trials: list[TrialRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    sweep: dict[str, Any] = field(default_factory=dict)  # the sweep's recorded settings (``sweep_settings``)
+
+    @property
+    def scheduler(self) -> str:
+        """``scheduler.name`` the sweep ran with (asha, fifo, pbt); "" when the folder has no sweep record."""
+        return str(self.sweep.get("scheduler.name") or "")
 
     def histories(self) -> pd.DataFrame:
         """All reported results, one row per (trial, iteration), with ``trial_id`` and ``status``."""
@@ -135,13 +141,27 @@ class _Files:
 
 
 # ----------------------------------------------------------------------------------------- loading
+def sweep_settings(path: str | Path, files: _Files | None = None) -> dict[str, Any]:
+    """The defining settings a sweep of this project recorded in its experiment folder (``ups_sweep.json``'s
+    ``sweep``: ``scheduler.name``, ``searcher.name``, …); {} for a folder without a readable record."""
+    from ups.tune.sweep_record import RECORD  # Ray-free
+
+    files = files or _Files(path)
+    try:
+        record = json.loads(files.read_text(files.join(RECORD)))
+    except (OSError, ValueError):
+        return {}
+    sweep = record.get("sweep") if isinstance(record, dict) else None
+    return dict(sweep) if isinstance(sweep, dict) else {}
+
+
 def load_experiment(path: str | Path) -> ExperimentResults:
     """Read every trial's status, config and reported history from a Tune experiment folder."""
     files = _Files(path)
     if not files.is_dir(files.root):
         raise ReportError(f"experiment '{path}' is not a directory. Fix: pass experiment=<storage_path>/<name> "
                           f"of a Ray Tune run (the folder holding experiment_state-*.json)")
-    res = ExperimentResults(path=str(path))
+    res = ExperimentResults(path=str(path), sweep=sweep_settings(path, files))
     entries = files.listdir(files.root)
     states = sorted(n for n, d in entries if not d and n.startswith("experiment_state") and n.endswith(".json"))
     trial_dirs = {n for n, d in entries if d and not n.startswith(".")}

@@ -56,8 +56,9 @@ def table_columns(lb: pd.DataFrame) -> list[str]:
 FIGURES = [  # key, title, caption
     ("best_vs_cost", "Best nRMSE vs compute", "Running best test nRMSE against cumulative trial wall clock "
      "and GPU-hours, one line per round in the leaderboard (all rounds); failed trials add cost, no value."),
-    ("rung_survival", "ASHA rung survival", "Trials still reporting at each training_iteration, read from "
-     "the Tune experiment (result.json / progress.csv); red crosses: errored trials at their last iteration."),
+    ("rung_survival", "Trial survival", "Trials still reporting at each training_iteration, read from "
+     "the Tune experiment (result.json / progress.csv): ASHA cuts trials at its rungs (an ASHA round), a physics "
+     "gate at any iteration; red crosses: errored trials at their last iteration."),
     ("importance", "Parameter importance", "Importance of the sampled parameters for the final test nRMSE "
      "of this round's finished trials (in-memory Optuna study; method in the plot title)."),
     ("ttc_paradox", "nRMSE vs parameters, with and without TTC", "Best test nRMSE per parameter count, "
@@ -254,13 +255,17 @@ def _render_figures(full: pd.DataFrame, lb: pd.DataFrame, exp: ExperimentResults
     no_exp = "no Tune experiment folder given or recorded in the leaderboard (pass experiment=<path>)"
     own_trials = set(lb.loc[lb["kind"] == "trial", "run_id"].astype(str))
 
+    scheduler = exp.scheduler if exp is not None else ""
+
     def importance(path: Path) -> Path:
+        if scheduler == "pbt":
+            _skip(PBT_NO_IMPORTANCE)
         imp, method = round_importances(lb, exp)
         return plots.plot_importance(imp, method, path)
 
     makers: dict[str, Callable[[Path], Path]] = {
         "best_vs_cost": lambda p: plots.plot_best_vs_cost(all_rounds, p),
-        "rung_survival": lambda p: plots.plot_rung_survival(hist, statuses, p) if exp else _skip(no_exp),
+        "rung_survival": lambda p: plots.plot_rung_survival(hist, statuses, p, scheduler) if exp else _skip(no_exp),
         "importance": importance,
         "ttc_paradox": lambda p: plots.plot_ttc_paradox(all_rounds, p, focus=own_trials),
         "pareto": lambda p: plots.plot_pareto(lb, p),
@@ -280,6 +285,10 @@ def _render_figures(full: pd.DataFrame, lb: pd.DataFrame, exp: ExperimentResults
             print(f"ups report: figure '{key}' failed:\n{traceback.format_exc()}", file=sys.stderr)
         results.append(fr)
     return results
+
+
+PBT_NO_IMPORTANCE = ("a PBT round: each trial's score comes from a schedule of values (its row shows only its last; "
+                     "see PBT schedules), so an importance of the values on the rows would mislead; none is computed")
 
 
 def _skip(reason: str) -> Path:

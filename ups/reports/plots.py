@@ -111,8 +111,14 @@ def plot_best_vs_cost(lb: pd.DataFrame, path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ 2. ASHA rungs
-def plot_rung_survival(hist: pd.DataFrame, statuses: dict[str, str], path: Path) -> Path:
-    """Trials still reporting at each training_iteration (ASHA rung survival); errored trials marked."""
+SURVIVAL_TITLES = {"asha": "ASHA rung survival", "fifo": "Trial survival (FIFO: no early stopping; stops are "
+                   "physics gates or errors)", "pbt": "Trial survival (PBT: no early stopping; stops are physics gates "
+                   "or errors)"}
+
+
+def plot_rung_survival(hist: pd.DataFrame, statuses: dict[str, str], path: Path, scheduler: str = "asha") -> Path:
+    """Trials still reporting at each training_iteration (ASHA rung survival; under another ``scheduler``, the
+    trials a physics gate or an error ended); errored trials marked."""
     if hist.empty or "training_iteration" not in hist:
         raise PlotSkipped("no Tune experiment results (progress.csv / result.json) to read")
     last = hist.groupby("trial_id")["training_iteration"].max()
@@ -133,7 +139,7 @@ def plot_rung_survival(hist: pd.DataFrame, statuses: dict[str, str], path: Path)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0, max(alive.max(), len(statuses)) + 0.5)
-    title = f"ASHA rung survival: {len(statuses)} trials"
+    title = f"{SURVIVAL_TITLES.get(scheduler or 'asha', f'Trial survival ({scheduler})')}: {len(statuses)} trials"
     if never:
         title += f", {len(never)} never reported"
     ax.set_title(title)
