@@ -328,7 +328,17 @@ def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_faile
     print_leaderboard(o0, 0)
     assert capsys.readouterr().out == ""
     print_leaderboard(o, 0)
-    assert "fno" in (out := capsys.readouterr().out) and "the promotion picks on validation" in out  # not its order
+    assert "fno" in (out := capsys.readouterr().out) and "the promotion picks on test nrmse (its trials" in out
+    print_leaderboard(SweepOutcome(exp, "x", None, rows.assign(val_nrmse=0.1), None, None, []), 15)
+    assert "the promotion picks on validation (val_nrmse)" in capsys.readouterr().out
+    # a sweep that searches ttc.* keys promotes on val_nrmse_ttc: the caption says so and the table shows it
+    finished = rows["nrmse"].notna() & (rows["experiment"] == exp)
+    ttc = SweepOutcome(exp, "x", None, rows.assign(val_nrmse=0.1, val_nrmse_ttc=rows["nrmse"].where(finished)),
+                       None, None, [{"run_id": "baseline-fno-x"}])
+    cols, table = leaderboard_table(ttc, 15)
+    assert cols[2:4] == ["val_nrmse", "val_nrmse_ttc"] and dict(zip(cols, table[0]))["val_nrmse_ttc"] == "0.09"
+    print_leaderboard(ttc, 0)
+    assert "the promotion picks on validation (val_nrmse_ttc)" in capsys.readouterr().out
 
 
 def test_a_champion_has_to_beat_every_baseline_on_its_data(tmp_path: Path, capsys) -> None:

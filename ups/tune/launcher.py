@@ -1382,7 +1382,9 @@ def leaderboard_table(o: SweepOutcome, top: int) -> tuple[list[str], list[list[s
     df["_sort"] = pd.to_numeric(df["nrmse"], errors="coerce").fillna(
         pd.to_numeric(df.get("val_nrmse"), errors="coerce") + 10.0).fillna(1e9)
     df["_sort"] += [1e10 * trial_standing(r) for r in df.to_dict("records")]
-    cols = ["trial", "label", "val_nrmse", "nrmse", "nrmse_ttc", "cons_gap", "bc_viol", "wall_s", "status", "gates",
+    key = promotion_key(o)  # a sweep that searches ttc.* keys promotes on val_nrmse_ttc: shown beside val_nrmse
+    vals = ["val_nrmse", "val_nrmse_ttc"] if key == "val_nrmse_ttc" else ["val_nrmse"]
+    cols = ["trial", "label", *vals, "nrmse", "nrmse_ttc", "cons_gap", "bc_viol", "wall_s", "status", "gates",
             "promotion"]
     is_base = df["kind"].astype(str) == "baseline" if "kind" in df else pd.Series(False, index=df.index)
     # the best ``top`` trials, and the baselines always (20 trials better than persistence hid them all)
@@ -1395,10 +1397,21 @@ def leaderboard_table(o: SweepOutcome, top: int) -> tuple[list[str], list[list[s
         if reason and reason not in (status, "completed", "baseline"):
             status = f"{status}: {reason}"
         out.append(["baseline" if base else _fmt(r.get("trial_id")) or _fmt(r.get("run_id")), _fmt(r.get("label")),
-                    *[_fmt(r.get(c)) for c in ("val_nrmse", "nrmse", "nrmse_ttc", "conservation_gap", "bc_violation",
+                    *[_fmt(r.get(c)) for c in (*vals, "nrmse", "nrmse_ttc", "conservation_gap", "bc_violation",
                                                "wall_clock")],
                     status, "" if base else _gates_cell(r), _fmt(r.get("promotion"))])
     return cols, out
+
+
+def promotion_key(o: SweepOutcome) -> str:
+    """The validation figure this sweep's promotion ranks its candidates on (``ups.leaderboard.selection_key`` of
+    its finished trials): ``val_nrmse_ttc`` in a sweep that searches ``ttc.*`` keys, else ``val_nrmse``."""
+    from ups.leaderboard import selection_key
+
+    df = o.rows
+    done = df[(df["experiment"] == o.experiment) & (df["kind"].astype(str) == "trial")
+              & pd.to_numeric(df["nrmse"], errors="coerce").notna()] if len(df) else df
+    return selection_key(done.to_dict("records")) if len(done) else "val_nrmse"
 
 
 def _gates_cell(r: Any) -> str:
@@ -1429,7 +1442,9 @@ def print_leaderboard(o: SweepOutcome, top: int) -> None:
         return
     # ranked as the baselines can be: on test nRMSE (trials without an eval after, on val): not the promotion's order
     t = Table(title=f"Leaderboard — {o.experiment}", show_lines=False,
-              caption="ranked on test nrmse, next to the baselines; the promotion picks on validation (val_nrmse)")
+              caption="ranked on test nrmse, next to the baselines; the promotion picks on "
+                      + (f"validation ({key})" if (key := promotion_key(o)).startswith("val_")
+                         else "test nrmse (its trials recorded no val figure)"))
     for c in cols:
         t.add_column(c, overflow="fold", max_width=44 if c in ("label", "status", "gates") else None)
     for r in rows:
