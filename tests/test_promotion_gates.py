@@ -105,6 +105,9 @@ def test_under_eval_max_samples_the_fallback_baseline_is_scored_on_the_trials_sa
     whole, gate = baseline_rows(p.scfg, p.base, tiny_data)
     assert [r["n_test"] for r in whole] == [tiny_data.test.shape[0]] * 3 and [r["n_test"] for r in gate] == [n] * 3
     assert [r["run_id"] for r in whole] == [r["run_id"] for r in gate] and whole[2]["nrmse"] != gate[2]["nrmse"]
+    # priced like a CPU trial (the cost column's total has every row), the FNO's seconds as its wall clock
+    assert all(r["gpu_hours"] == 0.0 and r["est_cost"] == 0.0 for r in whole)
+    assert whole[2]["wall_clock"] == round(whole[2]["train_s"], 2) > 0
     lb = tmp_path / "lb.csv"
     fno = gate[2]
     upsert_rows(lb, [trial("ref", tags="reference", status="stopped", stop_reason="asha: early stop at iteration 3"),

@@ -703,7 +703,9 @@ def baseline_rows(s: SweepConfig, base: Any, data: Any) -> tuple[list[dict[str, 
             row = {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
             row.update({"run_id": f"baseline-{r['name']}-{dh}", "label": r["name"], "round": "baseline",
                         "kind": "baseline", "status": "completed", "stop_reason": "baseline",
-                        "wall_clock": r.get("train_s"), "tags": f"data:{dh}", "data_hash": dh,
+                        # trained on the driver's CPU (ups.baselines): no GPU-hours to price, as a CPU trial's
+                        "wall_clock": round(float(r.get("train_s") or 0.0), 2), "gpu_hours": 0.0, "est_cost": 0.0,
+                        "tags": f"data:{dh}", "data_hash": dh,
                         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             out.append(row)
         tables.append(out)
