@@ -156,3 +156,22 @@ def test_the_resume_command_names_the_interpreter_unless_it_is_the_python_on_the
     assert python_command() == "python"
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/python")
     assert python_command() == sys.executable
+
+
+def test_a_sweep_too_short_for_optunas_model_says_so() -> None:
+    """TPE (or GP) samples from its model only after searcher.n_startup_trials trials have finished; in the smoke
+    round (4 trials, 2 at a time, 3 start-up) every trial is suggested before that, and nothing said so."""
+    from ups.tune.launcher import startup_only_note
+    from ups.tune.sweep_config import load_sweep_config
+
+    smoke = load_sweep_config("round_a", [])
+    assert (smoke.num_samples, smoke.searcher.n_startup_trials) == (4, 3)
+    note = startup_only_note(smoke, 4, 2)
+    assert note and note.startswith("searcher: TPE models no trial of this sweep: each of its 4 trials") and \
+        "num_samples=7 or more" in note and "a Latin hypercube" in note
+    assert startup_only_note(smoke, 5, 2) is None  # the 5th is suggested when 3 have finished
+    assert startup_only_note(smoke, 5, 3) is not None and startup_only_note(smoke, 4, 1) is None
+    assert startup_only_note(smoke, 4, 2, warm=2) is None  # warm-start trials count towards the start-up
+    gp = load_sweep_config("round_a", ["searcher.sampler=gp", "searcher.initial_design=random"])
+    assert "GP models no trial" in startup_only_note(gp, 4, 2) and "random draws" in startup_only_note(gp, 4, 2)
+    assert startup_only_note(load_sweep_config("round_a", ["searcher.name=random"]), 4, 2) is None

@@ -729,6 +729,26 @@ def total_epochs(cfg: Any, space: SearchSpace | None = None) -> int:
     return sum(stage_epochs(cfg, space).values())
 
 
+def startup_only_note(s: SweepConfig, trials: int, at_a_time: int, warm: int = 0) -> str | None:
+    """A note when Optuna's model (TPE or GP) can suggest no trial of this sweep: it samples from its model only
+    once ``searcher.n_startup_trials`` trials have finished (``warm`` earlier ones count), and the k-th trial is
+    suggested when about k - ``at_a_time`` have; so trials ≥ start-up + at a time are the first it models.
+    None when some trial is modelled, or for another searcher."""
+    if s.searcher.name != "optuna" or trials <= 0:
+        return None
+    startup = max(0, int(s.searcher.n_startup_trials) - warm)
+    first_modelled = startup + max(1, at_a_time)  # 1-based: this trial is suggested after `startup` have finished
+    if trials >= first_modelled:
+        return None
+    sampler = "GP" if s.searcher.sampler == "gp" else "TPE"
+    return (f"searcher: {sampler} models no trial of this sweep: each of its {trials} trials is suggested before "
+            f"searcher.n_startup_trials={s.searcher.n_startup_trials} have finished"
+            + (f" ({warm} warm-start trials counted)" if warm else "")
+            + f" ({max(1, at_a_time)} at a time), so the sweep is its start-up design only (the reference and "
+            f"{'a Latin hypercube' if s.searcher.initial_design == 'lhs' else 'random draws'}). For a model-guided "
+            f"search: num_samples={first_modelled + 2} or more, or a lower searcher.n_startup_trials")
+
+
 def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int, space: SearchSpace | None = None,
                    warm: list[tuple[dict[str, Any], float]] | None = None) -> tuple[Any, int | None]:
     """Tune search algorithm for ``searcher.*``. With optuna (``sampler``: TPE or GP) and
@@ -1068,6 +1088,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             _log(f"{s.round}: {planned_trials(p)} trials, {at_a_time} at a time, searcher={s.searcher.name}, "
                  f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
             for note in unread_overrides(s, overrides):
+                _log(f"note: {note}")
+            if not s.resume and (note := startup_only_note(s, planned_trials(p), round_conc if round_conc != ADAPTIVE
+                                                           else slots, len(warm))):
                 _log(f"note: {note}")
             from ray import tune
 
