@@ -175,3 +175,16 @@ def test_a_sweep_too_short_for_optunas_model_says_so() -> None:
     gp = load_sweep_config("round_a", ["searcher.sampler=gp", "searcher.initial_design=random"])
     assert "GP models no trial" in startup_only_note(gp, 4, 2) and "random draws" in startup_only_note(gp, 4, 2)
     assert startup_only_note(load_sweep_config("round_a", ["searcher.name=random"]), 4, 2) is None
+
+
+def test_resources_cpu_on_the_command_line_sets_the_threads_a_trial_trains_on() -> None:
+    """resources.cpu=2 reserved two cores per trial while the smoke profile's training.num_threads=1 trained on
+    one; an explicit training.num_threads still wins."""
+    from ups.config import load_config
+    from ups.tune.sweep_config import load_sweep_config
+
+    def threads(overrides: list[str]) -> int:
+        return int(load_config(load_sweep_config("round_a", overrides).trial).training.num_threads)
+
+    assert threads([]) == 1 and threads(["resources.cpu=2"]) == 2 and threads(["resources.cpu=0.5"]) == 1
+    assert threads(["resources.cpu=2", "training.num_threads=1"]) == 1

@@ -291,7 +291,12 @@ def load_sweep_config(round_name: str, overrides: Sequence[str] = (),
         # PBT draws its population at random and explores by perturbing it; the round's default TPE cannot
         # drive it (the sweep's header line says searcher=random). An explicit searcher.name=optuna is refused.
         cfg.searcher.name = "random"
-    cfg.trial = dedupe_overrides(list(cfg.trial) + trial_over)
+    threads = []
+    if "resources.cpu" in sweep_over and not any(override_key(o) == "training.num_threads" for o in trial_over):
+        # the CPUs a trial reserves are the threads it trains on (the profiles pin 1 or 2: resources.cpu=2 reserved
+        # two cores and trained on one), unless the command sets training.num_threads itself
+        threads = [f"training.num_threads={max(1, int(float(cfg.resources.cpu)))}"]
+    cfg.trial = dedupe_overrides(list(cfg.trial) + threads + trial_over)
     cfg.profile = profile
     out: SweepConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     validate_sweep_config(out)
