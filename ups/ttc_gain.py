@@ -247,9 +247,10 @@ def ttc_verdict(rows: Iterable[Mapping[str, Any]], *, n_boot: int = 4000, seed: 
             f"{lo * 100:+.2f}…{hi * 100:+.2f} ({'paired ' if paired else ''}bootstrap over "
             f"{'/'.join(str(s) for s in sorted(sizes))} test samples, dims {', '.join(map(str, usable))}; "
             f"{seeds_text})")
-    more = ("More test samples (eval.max_samples), the full profile or more training seeds per dim "
-            "(num_samples = dims × seeds) narrow it" if counts == [1] else
-            "More test samples (eval.max_samples), the full profile or more training seeds narrow it")
+    samples = ("More test samples (the whole test split with eval.max_samples=-1, more with a larger data.n or "
+               "profile=full)")
+    more = (f"{samples} or more training seeds per dim (num_samples = dims × seeds) narrow it" if counts == [1] else
+            f"{samples} or more training seeds narrow it")
     if min(sizes) < MIN_SAMPLES:
         return Verdict("too few test samples", point, lo, hi,
                        f"too few test samples to tell: {span}. Below {MIN_SAMPLES} test samples the interval "
