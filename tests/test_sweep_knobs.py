@@ -188,3 +188,15 @@ def test_resources_cpu_on_the_command_line_sets_the_threads_a_trial_trains_on() 
 
     assert threads([]) == 1 and threads(["resources.cpu=2"]) == 2 and threads(["resources.cpu=0.5"]) == 1
     assert threads(["resources.cpu=2", "training.num_threads=1"]) == 1
+
+
+def test_the_pbt_concurrency_line_counts_the_reference_apart_from_the_population(capsys) -> None:
+    from ups.tune.launcher import round_concurrency
+    from ups.tune.sweep_config import load_sweep_config
+
+    s = load_sweep_config("round_a", ["scheduler.name=pbt", "num_samples=4"])
+    round_concurrency(s, 2)
+    assert "its 4 trials (a population of 3 and the reference trial" in capsys.readouterr().out
+    s = load_sweep_config("round_a", ["scheduler.name=pbt", "num_samples=4", "searcher.start_at_reference=false"])
+    round_concurrency(s, 2)
+    assert "its population of 4 takes turns" in capsys.readouterr().out

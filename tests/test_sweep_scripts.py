@@ -85,6 +85,7 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     assert "Leaderboard" in out and "report:" in out and "round A: best val_nrmse" in out
     # the trials' own eval scores 4 test trajectories, the baselines all: the sweep says their nrmse do not compare
     assert "note: eval.max_samples=4: each trial's own eval scores the first 4 of the " in out
+    assert "note: searcher: TPE models no trial of this sweep: each of its 2 trials" in out  # 3 start-up trials
     db = (work / "reports" / "round_a" / "optuna.db").resolve()
     assert f"Optuna study: study '{exp}' in sqlite:///{db} (optuna-dashboard sqlite:///{db})" in out, out[-2000:]
     from tests.test_wandb_logging import runs, table

@@ -403,6 +403,11 @@ def grid_seed_passes(scfg: SweepConfig, space: SearchSpace, base: Any) -> Search
     return replace(space, params={**space.params, SEED_KEY: seeds})
 
 
+def trial_count(p: Prepared) -> int:
+    """How many trials the sweep runs: ``num_samples``, or the grid's points (× seeds)."""
+    return int(p.space.grid_size()) if p.scfg.searcher.name == "grid" else int(p.scfg.num_samples)
+
+
 def planned_trials(p: Prepared) -> str:
     """How many trials the sweep runs, for the console: ``num_samples``, or the grid's points (× seeds)."""
     if p.scfg.searcher.name != "grid":
@@ -655,8 +660,11 @@ def round_concurrency(s: SweepConfig, max_conc: int) -> int:
     if s.scheduler.name != "pbt":
         return max_conc
     if s.max_concurrent:
-        _log(f"scheduler=pbt: max_concurrent={s.max_concurrent} is not applied to the round; its population of "
-             f"{s.num_samples} takes turns on what the resources hold (resources.cpu / resources.gpu)")
+        who = (f"its {s.num_samples} trials (a population of {s.num_samples - 1} and the reference trial, which "
+               f"PBT leaves out of it) take" if s.searcher.start_at_reference and s.num_samples > 1
+               else f"its population of {s.num_samples} takes")
+        _log(f"scheduler=pbt: max_concurrent={s.max_concurrent} is not applied to the round; {who} turns on what the "
+             f"resources hold (resources.cpu / resources.gpu)")
     return ADAPTIVE
 
 
@@ -1089,7 +1097,11 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                  f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
             for note in unread_overrides(s, overrides):
                 _log(f"note: {note}")
-            if not s.resume and (note := startup_only_note(s, planned_trials(p), round_conc if round_conc != ADAPTIVE
+            if not s.resume and s.searcher.start_at_reference and trial_count(p) == 1 and not s.promotion.force:
+                _log("note: num_samples=1 trains the reference trial only: it is the small-eval gates' yardstick, "
+                     "never promoted itself, so this sweep promotes nothing. Fix: num_samples=2 or more, or "
+                     "promotion.force=true to full-evaluate it")
+            if not s.resume and (note := startup_only_note(s, trial_count(p), round_conc if round_conc != ADAPTIVE
                                                            else slots, len(warm))):
                 _log(f"note: {note}")
             from ray import tune
