@@ -181,6 +181,9 @@ def test_gate_figure_counts_in_the_words_of_its_bars() -> None:
 
     t.loc[1, "gate_reasons"] = f"vs reference trial x: {REFERENCE_REASON}"
     assert gate_counts(t.iloc[:3]) == "1 pass, 1 FAIL, 1 reference"
+    # and the report's table says so in its gate column (it read FAIL)
+    rows = report_html._rows_html(t.iloc[:3].assign(run_id=["a", "b", "c"], label="x"), None).split("</tr>")
+    assert '<td class="txt" data-v="0">reference</td>' in rows[1] and ">FAIL</td>" in rows[2], rows
 
 
 def test_gates_figure_draws_the_reference_apart_and_keeps_cut_labels_distinct(tmp_path) -> None:
