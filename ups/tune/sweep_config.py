@@ -292,10 +292,12 @@ def load_sweep_config(round_name: str, overrides: Sequence[str] = (),
         # drive it (the sweep's header line says searcher=random). An explicit searcher.name=optuna is refused.
         cfg.searcher.name = "random"
     threads = []
-    if "resources.cpu" in sweep_over and not any(override_key(o) == "training.num_threads" for o in trial_over):
+    cpu = float(cfg.resources.cpu)
+    if "resources.cpu" in sweep_over and not any(override_key(o) == "training.num_threads" for o in trial_over) \
+            and math.isfinite(cpu) and cpu > 0:  # else refused below, naming the key
         # the CPUs a trial reserves are the threads it trains on (the profiles pin 1 or 2: resources.cpu=2 reserved
         # two cores and trained on one), unless the command sets training.num_threads itself
-        threads = [f"training.num_threads={max(1, int(float(cfg.resources.cpu)))}"]
+        threads = [f"training.num_threads={max(1, int(cpu))}"]
     cfg.trial = dedupe_overrides(list(cfg.trial) + threads + trial_over)
     cfg.profile = profile
     out: SweepConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
