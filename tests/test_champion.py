@@ -339,5 +339,10 @@ def test_the_record_names_its_leaderboard_and_the_baselines_fno(tmp_path: Path) 
     baselines = [{"label": "fno", "nrmse": 0.2, "data_hash": "d1", "fno_budget_s": 30.0, "seed": 3},
                  {"label": "fno", "nrmse": 0.1, "data_hash": "other", "fno_budget_s": 60.0, "seed": 0}]
     rec = update_champion(champ, [full_eval("a", 0.100)], lb, baselines)
-    assert rec["leaderboard"] == str(lb.resolve()) and rec["baselines_run"] == {"fno_budget_s": 30.0, "seed": 3}
-    assert json.loads(champ.read_text())["baselines_run"] == {"fno_budget_s": 30.0, "seed": 3}
+    run = {"fno_budget_s": 30.0, "fno_steps": 0, "seed": 3}  # rows from before fno_steps: trained for the budget
+    assert rec["leaderboard"] == str(lb.resolve()) and rec["baselines_run"] == run
+    assert json.loads(champ.read_text())["baselines_run"] == run
+    # a sweep with fno_steps=N trained exactly N steps (no wall-clock cut): ups eval trains the same FNO
+    steps = [dict(baselines[0], fno_budget_s=0.0, fno_steps=100, nrmse=0.09)]
+    rec = update_champion(tmp_path / "c2.json", [full_eval("a", 0.080)], lb, steps)
+    assert rec["baselines_run"] == {"fno_budget_s": 0.0, "fno_steps": 100, "seed": 3}

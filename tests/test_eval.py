@@ -568,6 +568,13 @@ def test_eval_takes_a_champion_record_and_an_s3_checkpoint(tiny, files, tmp_path
     fno = {b["name"]: b for b in json.loads((tmp_path / "champ_fno2" / "eval_tiny-run.json").read_text())["baselines"]}
     assert fno["fno"]["fno_budget_s"] == 0.3
     capsys.readouterr()
+    # a sweep with fno_steps trained that many steps, with no wall-clock budget: the same FNO here
+    (tmp_path / "reports" / "champion.json").write_text(json.dumps(
+        {**record, "checkpoint": str(tiny["ckpt"]), "baselines_run": {"fno_budget_s": 0.0, "fno_steps": 3, "seed": 4}}))
+    assert main(["checkpoint=champion", *quick, "eval.baselines=true", f"eval.out_dir={tmp_path / 'champ_fno3'}"]) == 0
+    fno = {b["name"]: b for b in json.loads((tmp_path / "champ_fno3" / "eval_tiny-run.json").read_text())["baselines"]}
+    assert (fno["fno"]["fno_steps"], fno["fno"]["details"]["steps"], fno["fno"]["seed"]) == (3, 3, 4)
+    assert "(trained 3 steps, seed 4)" in capsys.readouterr().out
 
     # refusals name the record or the URI and the fix
     with pytest.raises(ConfigError, match=r"does not exist on S3.*Fix"):

@@ -122,6 +122,12 @@ def test_under_eval_max_samples_the_fallback_baseline_is_scored_on_the_trials_sa
                             "fno_budget_s=0.5"])
     whole2, gate2 = baseline_rows(p.scfg, p.base, tiny_data)
     assert gate2 is whole2 and [r["nrmse"] for r in whole2] == [r["nrmse"] for r in whole]  # cached
+    # fno_steps: exactly that many steps, not cut by the wall-clock budget beside it (the smoke profile's 120)
+    p = prepare("round_a", [f"storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'data'}",
+                            "fno_budget_s=0.001", "fno_steps=3"])
+    assert p.scfg.fno_steps == 3 and prepare("round_a", [f"storage_path={tmp_path / 'runs'}"]).scfg.fno_steps == 120
+    fno = baseline_rows(p.scfg, p.base, tiny_data)[0][2]
+    assert (fno["label"], fno["fno_steps"], fno["fno_budget_s"]) == ("fno", 3, 0.0)  # trained with no budget to cut it
 
 
 def test_gate_stopped_and_errored_trials_fail_small_eval(tmp_path: Path) -> None:

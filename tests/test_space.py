@@ -217,7 +217,7 @@ def test_pbt_alone_takes_random_search_over_the_rounds_default_tpe() -> None:
 
 
 @pytest.mark.parametrize("override", ["time_budget_s=-1", "compute_budget_s=-5", "checkpoint_keep=0",
-                                      "cost_per_gpu_hour=-1", "fno_budget_s=0", "verbose=4", "scheduler.max_t=-1",
+                                      "cost_per_gpu_hour=-1", "fno_budget_s=0", "fno_steps=-1", "verbose=4", "scheduler.max_t=-1",
                                       "scheduler.perturbation_interval=0", "searcher.n_startup_trials=-1",
                                       "gates.divergence_factor=1", "gates.bc_multiple=0",
                                       "small_eval.ece_ratio=0", "small_eval.fallback=lin", "small_eval.nrmse_margin=-0.01",

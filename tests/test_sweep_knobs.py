@@ -200,3 +200,18 @@ def test_the_pbt_concurrency_line_counts_the_reference_apart_from_the_population
     s = load_sweep_config("round_a", ["scheduler.name=pbt", "num_samples=4", "searcher.start_at_reference=false"])
     round_concurrency(s, 2)
     assert "its population of 4 takes turns" in capsys.readouterr().out
+
+
+def test_a_resume_with_another_fno_steps_is_refused(tmp_path: Path) -> None:
+    """The FNO baseline's steps set the gates' limits (its row is the fallback baseline): a defining setting."""
+    from ups.config import ConfigError
+    from ups.tune.sweep_record import check_resume, sweep_record, write_record
+
+    ov = [f"storage_path={tmp_path / 'runs'}"]
+    saved = {**sweep_record(prepare("round_a", ov), ov), "name": "round_a-old"}
+    assert saved["sweep"]["fno_steps"] == 120  # the smoke profile's
+    write_record(str(tmp_path / "runs"), None, "round_a-old", saved)
+    now = {**sweep_record(prepare("round_a", [*ov, "fno_steps=0"]), ov), "name": "round_a-old"}
+    with pytest.raises(ConfigError, match=r"fno_steps: 120 → 0"):
+        check_resume(str(tmp_path / "runs"), None, "round_a-old", str(tmp_path / "runs"), now)
+    check_resume(str(tmp_path / "runs"), None, "round_a-old", str(tmp_path / "runs"), saved)  # the same: resumes

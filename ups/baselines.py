@@ -235,7 +235,8 @@ def score_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | 
             rows.append(row)
         for r in rows:
             r.update({"data_hash": str(data.data_hash), "seed": int(seed), "fno_budget_s": float(fno_budget_s),
-                      "n_train": int(data.train.shape[0]), "n_test": int(test.shape[0])})
+                      "fno_steps": int(fno_steps or 0), "n_train": int(data.train.shape[0]),
+                      "n_test": int(test.shape[0])})
         if path is not None:
             _write_json_atomic(path, {"key": key, "rows": rows})
         out.append(rows)

@@ -590,8 +590,10 @@ def main(argv: list[str]) -> int:
     stored, record = checkpoint_source(ckpt_arg)
     fno = record.get("baselines_run")
     try:  # a hand-edited or partial record: ignored (eval.fno_budget_s as given), not a traceback
-        fno = {"fno_budget_s": float(fno["fno_budget_s"]), "seed": int(fno["seed"])}
-        fno = fno if math.isfinite(fno["fno_budget_s"]) and fno["fno_budget_s"] >= 0 else None
+        fno = {"fno_budget_s": float(fno["fno_budget_s"]), "fno_steps": int(fno.get("fno_steps") or 0),
+               "seed": int(fno["seed"])}
+        fno = fno if math.isfinite(fno["fno_budget_s"]) and fno["fno_budget_s"] >= 0 and fno["fno_steps"] >= 0 \
+            else None
     except (TypeError, KeyError, ValueError):
         fno = None
     if not stored.startswith("s3://"):
@@ -667,12 +669,14 @@ def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[st
         from ups.baselines import run_baselines
 
         cache = Path(str(cfg.data.cache_dir)).expanduser().parent / "baselines"
-        budget, fno_seed = float(cfg.eval.fno_budget_s), int(cfg.training.seed)
+        budget, fno_seed, steps = float(cfg.eval.fno_budget_s), int(cfg.training.seed), 0
         if sweep_fno and "eval.fno_budget_s" not in updates:
             budget, fno_seed = float(sweep_fno["fno_budget_s"]), int(sweep_fno["seed"])
-            ev.notes.append(f"the FNO baseline is the champion's sweep's: {budget:g} s of training, seed {fno_seed} "
+            steps = int(sweep_fno.get("fno_steps") or 0)
+            ev.notes.append(f"the FNO baseline is the champion's sweep's: "
+                            f"{f'{steps} steps' if steps else f'{budget:g} s'} of training, seed {fno_seed} "
                             f"(eval.fno_budget_s=… trains another)")
-        baselines = [dict(r) for r in run_baselines(data, budget, fno_seed, cache,
+        baselines = [dict(r) for r in run_baselines(data, budget, fno_seed, cache, fno_steps=steps or None,
                                                       max_samples=int(cfg.eval.max_samples))]
         # the same trajectories as UPS: with eval.max_samples=N they scored the whole split, UPS its first N
         n = int(ev.metrics["n_samples"])
@@ -726,7 +730,9 @@ def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[st
         print("warning: a TTC gain this large is what target leakage looks like (README: \"TTC is honest\"); the "
               "rewards here see only context frames, so check the deterministic rollout instead (is it broken?)")
     for b in baselines:
-        trained = (f" (trained {float(b['fno_budget_s']):g} s, seed {b.get('seed')})"
+        steps = int(b.get("fno_steps") or 0)
+        length = f"{steps} steps" if steps else f"{float(b.get('fno_budget_s') or 0):g} s"
+        trained = (f" (trained {length}, seed {b.get('seed')})"
                    if b.get("name") == "fno" and b.get("fno_budget_s") is not None else "")
         print(f"baseline {b.get('name')}: nRMSE {float(b.get('nrmse', math.nan)):.4f}{trained}")
     print(f"wrote {paths['json']}, {paths['csv'].name}, {paths['html'].name}")

@@ -399,11 +399,13 @@ def baseline_bar(baselines: Sequence[Mapping[str, Any]], data_hash: Any) -> tupl
 
 
 def baseline_settings(baselines: Sequence[Mapping[str, Any]], data_hash: Any) -> dict[str, Any] | None:
-    """``{"fno_budget_s", "seed"}`` of the baseline rows scored on ``data_hash`` (the sweep's FNO: ``ups eval`` of the
-    champion trains it with these, and so finds it cached), None when there are none."""
+    """``{"fno_budget_s", "fno_steps", "seed"}`` of the baseline rows scored on ``data_hash`` (the sweep's FNO: ``ups
+    eval`` of the champion trains it with these, and so finds it cached; ``fno_steps`` 0: trained for the budget),
+    None when there are none."""
     for b in _rows_on_data(baselines, data_hash):
         if b.get("fno_budget_s") is not None and b.get("seed") is not None:
-            return {"fno_budget_s": float(b["fno_budget_s"]), "seed": int(b["seed"])}
+            steps = finite_or_none(b.get("fno_steps"))  # rows from before the sweeps took fno_steps have none
+            return {"fno_budget_s": float(b["fno_budget_s"]), "fno_steps": int(steps or 0), "seed": int(b["seed"])}
     return None
 
 

@@ -150,6 +150,9 @@ class SweepConfig:
     cost_per_gpu_hour: float = 2.0  # USD, for est_cost
     baselines: bool = True  # persistence / linear / FNO rows on the same data
     fno_budget_s: float = 20.0
+    # > 0: the FNO baseline trains exactly this many optimiser steps (bit-for-bit reproducible; fno_budget_s is then
+    # not used); 0: it trains fno_budget_s seconds, as many steps as the machine's load allows
+    fno_steps: int = 0
     ray_address: str = ""  # default: $RAY_ADDRESS; empty → start a local Ray instance
     ray_num_cpus: int = 0  # local instance only; 0 = all cores
     connect_timeout_s: float = 5.0
@@ -422,6 +425,8 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
     ("checkpoint_keep", _at_least(1), "must be ≥ 1 (a resume needs a checkpoint)", "checkpoint_keep=1"),
     ("cost_per_gpu_hour", _at_least(0), "must be ≥ 0 (USD per GPU-hour, for est_cost)", "cost_per_gpu_hour=2.0"),
     ("fno_budget_s", _above(0), "must be > 0 (seconds of FNO training for the baseline row)", "fno_budget_s=20"),
+    ("fno_steps", _at_least(0), "must be ≥ 0 (optimiser steps of the FNO baseline; 0: fno_budget_s seconds)",
+     "fno_steps=100, or fno_steps=0 for fno_budget_s"),
     ("ray_num_cpus", _at_least(0), "must be ≥ 0 (0: all cores)", "ray_num_cpus=0"),
     ("connect_timeout_s", _above(0), "must be > 0", "connect_timeout_s=5"),
     ("verbose", lambda v: 0 <= v <= 3, "must be 0, 1, 2 or 3 (Tune's console verbosity)", "verbose=1"),

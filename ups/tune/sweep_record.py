@@ -36,10 +36,10 @@ SPACE_COPY = "ups_space.yaml"  # the space file as the sweep started with it: a 
 OPERATIONAL_KEYS = MACHINE_KEYS  # ups.config: they do not change what a trial trains
 # sweep settings that decide which trials run and how they are cut
 DEFINING_SWEEP_KEYS = ("num_samples", "time_budget_s", "compute_budget_s", "scheduler", "searcher", "gates",
-                       "stage_cache", "baselines", "fno_budget_s")  # the baseline rows set the gates' limits
+                       "stage_cache", "baselines", "fno_budget_s", "fno_steps")  # the baseline rows set the gates' limits
 # settings that existed before the record kept them: absent from an older record means unknown (not the
 # default), so a sweep recorded then resumes whatever the resuming command says
-RECORDED_LATER = ("baselines", "fno_budget_s")
+RECORDED_LATER = ("baselines", "fno_budget_s", "fno_steps")
 
 
 def sweep_record(p: Any, overrides: Sequence[str]) -> dict[str, Any]:
@@ -62,6 +62,7 @@ def _sweep_section(s: Any) -> dict[str, Any]:
                      for k, v in ((k, getattr(s, k)) for k in DEFINING_SWEEP_KEYS)})
     if not sweep.get("baselines", True):
         sweep.pop("fno_budget_s", None)  # no baseline rows: their budget decides nothing
+        sweep.pop("fno_steps", None)
     return _jsonable(sweep)
 
 
