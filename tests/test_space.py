@@ -844,13 +844,14 @@ def test_a_trial_label_shows_the_values_it_trained_with(base) -> None:
 
 
 def test_a_finished_trials_epochs_leave_out_its_final_report_and_ttc_off_is_tagged(base) -> None:
-    """``training_iteration`` counts the final evaluation's report too: 43 for 10+30+1+1 epochs.  With
+    """``training_iteration`` counts the final evaluation's report too: 43 for 10+30+1+1 epochs (the trainer's
+    ``global_epoch`` is the count).  With
     ``ttc.enabled=false`` the eval's ``nrmse_ttc`` is the plain figure, and the row's tags say ``ttc:off``."""
     from ups.config import to_dict
     from ups.tune.results import RowContext, trial_row
 
     space = load_space(REPO / "search_spaces" / "round_a.yaml", base)
-    final = {"val_nrmse": 0.1, "training_iteration": 43, "final": 1, "nrmse": 0.2, "nrmse_ttc": 0.2}
+    final = {"val_nrmse": 0.1, "training_iteration": 43, "global_epoch": 42, "final": 1, "nrmse": 0.2, "nrmse_ttc": 0.2}
     for enabled, tag in ((True, False), (False, True)):
         b = to_dict(base)
         b["ttc"]["enabled"] = enabled

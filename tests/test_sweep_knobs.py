@@ -215,3 +215,17 @@ def test_a_resume_with_another_fno_steps_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"fno_steps: 120 → 0"):
         check_resume(str(tmp_path / "runs"), None, "round_a-old", str(tmp_path / "runs"), now)
     check_resume(str(tmp_path / "runs"), None, "round_a-old", str(tmp_path / "runs"), saved)  # the same: resumes
+    # a sweep started before fno_steps existed trained its FNO for fno_budget_s: resumed under today's profile
+    # (120 steps) it would score another FNO and overwrite its baseline row. Refused, with a fix that resumes
+    old = {**saved, "sweep": {k: v for k, v in saved["sweep"].items() if k != "fno_steps"}}
+    write_record(str(tmp_path / "runs"), None, "round_a-old", old)
+    with pytest.raises(ConfigError, match=r"fno_steps: '\(unset\)' → 120") as e:
+        check_resume(str(tmp_path / "runs"), None, "round_a-old", str(tmp_path / "runs"), saved)
+    command = str(e.value).split("): ", 1)[1]
+    assert "fno_steps=0" in command, command
+    again = [*ov, "fno_steps=0"]
+    check_resume(str(tmp_path / "runs"), None, "round_a-old", str(tmp_path / "runs"),
+                 {**sweep_record(prepare("round_a", again), again), "name": "round_a-old"})
+    # fno_budget_s on the command line trains for that budget (the profile's fno_steps gave way silently)
+    assert prepare("round_a", [*ov, "fno_budget_s=60"]).scfg.fno_steps == 0
+    assert prepare("round_a", [*ov, "fno_budget_s=60", "fno_steps=7"]).scfg.fno_steps == 7

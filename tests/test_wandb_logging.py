@@ -188,7 +188,7 @@ def test_trials_table_has_every_trial_of_a_resumed_sweep_with_status_and_gate(tm
     assert set(rows) == {"t1", "t2", "t3", "t4"}
     assert {k: r["status"] for k, r in rows.items()} == {"t1": "completed", "t2": "completed", "t3": "stopped",
                                                          "t4": "error"}
-    assert rows["t1"]["nrmse"] == pytest.approx(0.31) and rows["t2"]["iterations"] == 2
+    assert rows["t1"]["nrmse"] == pytest.approx(0.31) and rows["t2"]["epochs"] == 2
     assert rows["t3"]["gate"].startswith("gate:conservation") and rows["t3"]["stop_reason"] == rows["t3"]["gate"]
     assert rows["t1"]["gate"] == "" and rows["t4"]["stop_reason"].startswith("error")
     assert resumed["summary"]["trials_total"] == 4 and resumed["summary"]["trials_error"] == 1

@@ -94,8 +94,7 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
         cfg, values, chash, cjson = {}, ctx.space.decode(config), "", ""
     # with TTC off, the eval's nrmse_ttc is the plain rollout's figure: the tag says so on a shared leaderboard
     ttc_off = [] if ((cfg.get("ttc") or {}).get("enabled", True) if isinstance(cfg, dict) else True) else ["ttc:off"]
-    iterations = result.get("training_iteration")  # one report per epoch, and the final evaluation's
-    epochs = iterations - 1 if isinstance(iterations, int) and result.get("final") and iterations > 0 else iterations
+    epochs = epochs_run(result)
     wall = (finite_or_none(compute_s) if compute_s is not None else finite_or_none(result.get("time_total_s"))) or 0.0
     gpu_h = (finite_or_none(gpu_s) if gpu_s is not None else wall * ctx.gpu_per_trial) / 3600.0
     is_ref = all(config.get(k) == v for k, v in ctx.reference_point.items())
@@ -127,6 +126,16 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
             row[col] = finite_or_none(result.get(col))
         row["eval_samples_json"] = eval_samples_json(result)
     return row
+
+
+def epochs_run(result: Mapping[str, Any]) -> Any:
+    """The training epochs a trial ran by its last ``result``: the trainer's ``global_epoch`` (every report has
+    it), else ``training_iteration``, which counts one report per epoch and, for a trial that finished, its final
+    evaluation's report too (43 for 10+30+1+1 epochs)."""
+    epochs = result.get("global_epoch")
+    if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and math.isfinite(epochs):
+        return int(epochs)
+    return result.get("training_iteration")
 
 
 def eval_samples_json(result: Mapping[str, Any]) -> str:

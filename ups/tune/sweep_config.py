@@ -290,6 +290,8 @@ def load_sweep_config(round_name: str, overrides: Sequence[str] = (),
     _merge_layer(cfg, defaults, f"sweeps/{round_name}.py defaults")
     _merge_layer(cfg, per_profile.get(profile, {}), f"sweeps/{round_name}.py {profile} defaults")
     _merge_layer(cfg, sweep_over, "overrides")
+    if "fno_budget_s" in sweep_over and "fno_steps" not in sweep_over:
+        cfg.fno_steps = 0  # a budget on the command line is what trains the FNO (the profile's fno_steps ignored it)
     if sweep_over.get("scheduler.name") == "pbt" and "searcher.name" not in sweep_over and cfg.searcher.name == "optuna":
         # PBT draws its population at random and explores by perturbing it; the round's default TPE cannot
         # drive it (the sweep's header line says searcher=random). An explicit searcher.name=optuna is refused.

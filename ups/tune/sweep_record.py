@@ -39,7 +39,7 @@ DEFINING_SWEEP_KEYS = ("num_samples", "time_budget_s", "compute_budget_s", "sche
                        "stage_cache", "baselines", "fno_budget_s", "fno_steps")  # the baseline rows set the gates' limits
 # settings that existed before the record kept them: absent from an older record means unknown (not the
 # default), so a sweep recorded then resumes whatever the resuming command says
-RECORDED_LATER = ("baselines", "fno_budget_s", "fno_steps")
+RECORDED_LATER = ("baselines", "fno_budget_s")
 
 
 def sweep_record(p: Any, overrides: Sequence[str]) -> dict[str, Any]:
@@ -271,9 +271,14 @@ def resume_pins(saved: dict[str, Any], now: dict[str, Any], args: Sequence[str])
         return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
 
     pins = []
+    defaults = schema_defaults()
     for section in ("sweep", "trial"):
         a, b = saved.get(section, {}), now.get(section, {})
         pins += [f"{k}={text(a[k])}" for k in sorted(a) if k in b and a[k] != b[k] and k not in typed]
+        # a setting added after the sweep started ran at its schema default (fno_steps: 0), which a profile may
+        # no longer give (the smoke profile's 120): pinned there, or the fix was refused again
+        pins += [f"{k}={text(defaults[section][k])}" for k in sorted(b) if k not in a and k not in RECORDED_LATER
+                 and k in defaults[section] and b[k] != defaults[section][k] and k not in typed]
     return pins
 
 

@@ -34,7 +34,7 @@ from ray.tune import Callback
 LOGGED = ("train_loss", "val_nrmse", "val_conservation_gap", "val_bc_violation", "nrmse", "nrmse_ttc",
           "conservation_gap", "bc_violation", "ece", "wall_clock")
 STEP = "training_iteration"
-TABLE_COLUMNS = ["trial_id", "status", "stop_reason", "gate", "val_nrmse", "nrmse", "nrmse_ttc", "iterations",
+TABLE_COLUMNS = ["trial_id", "status", "stop_reason", "gate", "val_nrmse", "nrmse", "nrmse_ttc", "epochs",
                  "wall_clock_s", "config"]
 _ALIASES = {"dryrun": "offline", "run": "online"}  # W&B's legacy spellings
 
@@ -225,7 +225,7 @@ class WandbRoundLogger(Callback):
 
     # ------------------------------------------------------------------------------ the trials table
     def _row(self, trial: Any, errored: bool = False, cut: str | None = None) -> list[Any]:
-        from ups.tune.results import stop_reason
+        from ups.tune.results import epochs_run, stop_reason
 
         r = dict(trial.last_result or {})
         lb = self.leaderboard
@@ -236,7 +236,7 @@ class WandbRoundLogger(Callback):
         else:
             status, reason = stop_reason(r, None, "", errored, cut)
         return [trial.trial_id, status, reason, gate or "", _number(r.get("val_nrmse")), _number(r.get("nrmse")),
-                _number(r.get("nrmse_ttc")), r.get(STEP), _number(r.get("time_total_s")), str(trial.config)]
+                _number(r.get("nrmse_ttc")), epochs_run(r), _number(r.get("time_total_s")), str(trial.config)]
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._rows[trial.trial_id] = self._row(trial)
