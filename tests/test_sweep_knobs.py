@@ -168,12 +168,13 @@ def test_a_sweep_too_short_for_optunas_model_says_so() -> None:
     assert (smoke.num_samples, smoke.searcher.n_startup_trials) == (4, 3)
     note = startup_only_note(smoke, 4, 2)
     assert note and note.startswith("searcher: TPE models no trial of this sweep: each of its 4 trials") and \
-        "num_samples=7 or more" in note and "a Latin hypercube" in note
+        "num_samples=7 or more" in note and "(the reference, Latin-hypercube points, then Optuna's random draws)" in note
     assert startup_only_note(smoke, 5, 2) is None  # the 5th is suggested when 3 have finished
     assert startup_only_note(smoke, 5, 3) is not None and startup_only_note(smoke, 4, 1) is None
     assert startup_only_note(smoke, 4, 2, warm=2) is None  # warm-start trials count towards the start-up
     gp = load_sweep_config("round_a", ["searcher.sampler=gp", "searcher.initial_design=random"])
-    assert "GP models no trial" in startup_only_note(gp, 4, 2) and "random draws" in startup_only_note(gp, 4, 2)
+    assert "GP models no trial" in startup_only_note(gp, 4, 2) and "(the reference, Optuna's random draws)" in \
+        startup_only_note(gp, 4, 2)
     assert startup_only_note(load_sweep_config("round_a", ["searcher.name=random"]), 4, 2) is None
 
 

@@ -754,9 +754,12 @@ def startup_only_note(s: SweepConfig, trials: int, at_a_time: int, warm: int = 0
     return (f"searcher: {sampler} models no trial of this sweep: each of its {trials} trials is suggested before "
             f"searcher.n_startup_trials={s.searcher.n_startup_trials} have finished"
             + (f" ({warm} warm-start trials counted)" if warm else "")
-            + f" ({max(1, at_a_time)} at a time), so the sweep is its start-up design only (the reference and "
-            f"{'a Latin hypercube' if s.searcher.initial_design == 'lhs' else 'random draws'}). For a model-guided "
-            f"search: num_samples={first_modelled + 2} or more, or a lower searcher.n_startup_trials")
+            + f" ({max(1, at_a_time)} at a time), so every trial is a start-up point ("
+            + ("the reference, " if s.searcher.start_at_reference else "")
+            + ("Latin-hypercube points, then Optuna's random draws" if s.searcher.initial_design == "lhs"
+               else "Optuna's random draws")
+            + f"). For a model-guided search: num_samples={first_modelled + 2} or more, or a lower "
+              "searcher.n_startup_trials")
 
 
 def build_searcher(s: SweepConfig, point: dict[str, Any], max_conc: int, space: SearchSpace | None = None,
@@ -1099,7 +1102,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                  f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
             for note in unread_overrides(s, overrides):
                 _log(f"note: {note}")
-            if not s.resume and s.searcher.start_at_reference and trial_count(p) == 1 and not s.promotion.force:
+            if (not s.resume and s.searcher.start_at_reference and s.searcher.name != "grid" and trial_count(p) == 1
+                    and not s.promotion.force):  # a grid's one point is not the reference: it is judged by the FNO
                 _log("note: num_samples=1 trains the reference trial only: it is the small-eval gates' yardstick, "
                      "never promoted itself, so this sweep promotes nothing. Fix: num_samples=2 or more, or "
                      "promotion.force=true to full-evaluate it")
