@@ -231,6 +231,13 @@ def test_cli_prints_table_writes_csv_json_and_leaderboard(tiny_cfg, tmp_path, ca
     from ups.leaderboard import PDEBENCH_COLUMNS  # PDEBench's metric set, as a sweep's baseline rows carry it
 
     assert board[list(PDEBENCH_COLUMNS)].notna().all().all(), board[list(PDEBENCH_COLUMNS)]
+    # fno_steps alone trains exactly that many steps (no default budget to cut them), as a sweep's fno_steps does
+    steps = ["n=64", "resolution=256", f"cache_dir={tiny_cfg.data.cache_dir}", "fno_steps=2", "fno_seed=2",
+             f"out={tmp_path / 'out2'}", f"baseline_cache={cache}", f"leaderboard={lb}", "threads=1"]
+    assert main(steps) == 0
+    fno = [r for r in json.loads(next((tmp_path / "out2").glob("baselines-*.json")).read_text()) if r["name"] == "fno"]
+    assert (fno[0]["fno_budget_s"], fno[0]["fno_steps"], fno[0]["details"]["steps"]) == (0.0, 2, 2)
+    assert read_leaderboard(lb)["run_id"].str.contains("-b0-steps2-s2").sum() == 3  # its three rows beside the first
 
 
 def test_cli_bad_keys_fail_before_compute(capsys, tmp_path):

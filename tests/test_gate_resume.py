@@ -264,6 +264,14 @@ def test_asha_never_stops_the_reference_trial_early_but_ranks_the_others_against
     assert sched._num_stopped == sum(a == TrialScheduler.STOP for a in acts.values())  # Tune's count is right
     done = sched.on_trial_result(None, trial("a_00000", 0.9), {"training_iteration": 9, "val_nrmse": 0.9})
     assert done == TrialScheduler.STOP  # at max_t it ends like any trial
+    # a good reference first at the rung: the next trial, alone there but for it, is cut against its score
+    sched = ResumableASHA(metric="val_nrmse", mode="min", time_attr="training_iteration", max_t=9, grace_period=1,
+                          reduction_factor=3, reference={"x": 0.05})
+    ref, other = trial("b_00000", 0.05), trial("b_00001", 0.5)
+    for t in (ref, other):
+        sched.on_trial_add(None, t)
+    assert sched.on_trial_result(None, ref, {"training_iteration": 1, "val_nrmse": 0.05}) == TrialScheduler.CONTINUE
+    assert sched.on_trial_result(None, other, {"training_iteration": 1, "val_nrmse": 0.5}) == TrialScheduler.STOP
 
 
 class AlternatingASHA(ResumableASHA):

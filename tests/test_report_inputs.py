@@ -799,3 +799,29 @@ def test_a_report_clears_the_temp_folders_of_writers_that_are_gone(tmp_path: Pat
     tmp = fresh_temp_folder(tmp_path, "round_a")
     assert tmp == tmp_path / f".round_a.tmp-{os.getpid()}" and tmp.is_dir() and not any(tmp.iterdir())
     assert not dead.exists() and live.exists() and young.exists() and other.exists()
+
+
+def test_the_reference_is_not_drawn_or_carded_as_a_gate_failure(tmp_path: Path, monkeypatch) -> None:
+    """The round's reference trial is the gates' yardstick (gate_pass False by construction): the Pareto figure
+    drew it red and a model card of it (crowned by promotion.force=true) advised against any production use
+    "until the failed physics gates are understood"."""
+    from matplotlib.figure import Figure
+
+    from ups.leaderboard import REFERENCE_REASON
+    from ups.reports.model_card import render_model_card
+    from ups.reports.plots import FAIL, REF, plot_pareto
+
+    ref = {"gate_pass": False, "gate_reasons": f"vs reference trial x: {REFERENCE_REASON}"}
+    assert "failed physics gates" not in render_model_card({"name": "x", **ref})
+    assert "failed physics gates" in render_model_card({"name": "x", "gate_pass": False, "gate_reasons": "bc"})
+    seen: list = []
+    real_save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: seen.append(fig) or real_save(fig, *a, **k))
+    lb = pd.DataFrame([{"run_id": "r", "kind": "trial", "label": "reference", "nrmse": 0.2, "wall_clock": 10.0, "est_cost": 0.0, "gpu_hours": 0.0, **ref},
+                       {"run_id": "t", "kind": "trial", "label": "lr=1", "nrmse": 0.3, "wall_clock": 12.0, "est_cost": 0.0, "gpu_hours": 0.0,
+                        "gate_pass": False, "gate_reasons": "bc"}])
+    plot_pareto(lb, tmp_path / "p.png")
+    from matplotlib.colors import to_hex
+
+    colours = [to_hex(c) for c in seen[0].axes[0].collections[0].get_facecolors()]
+    assert colours == [REF, FAIL], colours

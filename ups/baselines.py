@@ -247,7 +247,9 @@ def leaderboard_rows(rows: Sequence[dict[str, Any]], experiment: str = "baseline
     """Baseline rows in the leaderboard's columns (``kind=baseline``, stable ``run_id``)."""
     out = []
     for r in rows:
-        run_id = f"baseline-{r['name']}-{str(r.get('data_hash', ''))[:12]}-b{float(r.get('fno_budget_s', 0)):g}-s{r.get('seed', 0)}"
+        steps = f"-steps{int(r['fno_steps'])}" if r.get("fno_steps") else ""
+        run_id = (f"baseline-{r['name']}-{str(r.get('data_hash', ''))[:12]}-b{float(r.get('fno_budget_s', 0)):g}"
+                  f"{steps}-s{r.get('seed', 0)}")
         out.append({
             "run_id": run_id, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "label": r["name"],
             "round": "baselines", "kind": "baseline", **{k: r[k] for k in (*METRIC_KEYS, *PDEBENCH_SET_KEYS)},
@@ -339,8 +341,10 @@ def main(argv: list[str]) -> int:
 
     own, data_overrides = _parse(argv)
     cfg = load_config(data_overrides)  # unknown data keys fail here, naming the nearest key
-    budget = _num(own, "fno_budget_s", float, float(cfg.eval.fno_budget_s))
     steps = _num(own, "fno_steps", int, 0) or None
+    # fno_steps alone: exactly that many steps, as a sweep's fno_steps trains them (a default budget beside it cut
+    # them under load, and its cache entry was not the sweep's)
+    budget = _num(own, "fno_budget_s", float, 0.0 if steps else float(cfg.eval.fno_budget_s))
     seed = _num(own, "fno_seed", int, int(cfg.training.seed))
     threads = _num(own, "threads", int, int(cfg.training.num_threads))
     if threads:

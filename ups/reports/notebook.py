@@ -109,13 +109,14 @@ LEADERBOARD_TRIAL_COLUMNS = ("run_id", "stop_reason", "gate_pass")
 
 
 def trial_table(status: pd.DataFrame, last: pd.DataFrame, histories: dict[str, pd.DataFrame], metric: str,
-                mode: str = "min", leaderboard: pd.DataFrame | None = None) -> pd.DataFrame:
+                mode: str = "min", leaderboard: pd.DataFrame | None = None, experiment: str = "") -> pd.DataFrame:
     """The notebook's trial table, one row per trial: ``status`` (trial_id, status, error), its **last** report
     from ``last`` (``ExperimentAnalysis.dataframe()`` without a metric: a finished trial's final figures, its
     test ``nrmse``/``nrmse_ttc`` and its final ``metric``, as the leaderboard has them), the best ``metric`` any of
     its reports had in ``histories`` (trial id → its reports, ``ExperimentAnalysis.trial_dataframes``) as
     ``best_<metric>`` with the iteration it came at, and the leaderboard's run id, stop reason and small-eval gate
-    for trial rows of the same trial id.  Sorted on the final ``metric``.  (``dataframe(metric, mode="min")``, the
+    for trial rows of the same trial id (in sweep ``experiment``, when given: another sweep's trial ids may repeat).
+    Sorted on the final ``metric``.  (``dataframe(metric, mode="min")``, the
     table before, showed each trial's best report: a val figure the leaderboard does not hold, and no test
     figures, which only the final report has.)"""
     import pandas as pd
@@ -131,6 +132,8 @@ def trial_table(status: pd.DataFrame, last: pd.DataFrame, histories: dict[str, p
     df[f"best_{metric}_iteration"] = df["trial_id"].map(at)
     if leaderboard is not None and "trial_id" in leaderboard and len(leaderboard):
         lb = leaderboard[leaderboard["kind"].astype(str) == "trial"]
+        if experiment and "experiment" in lb:
+            lb = lb[lb["experiment"].astype(str) == experiment]
         lb = lb[[c for c in ("trial_id", *LEADERBOARD_TRIAL_COLUMNS) if c in lb.columns]]
         lb = lb.assign(trial_id=lb["trial_id"].astype(str)).drop_duplicates("trial_id", keep="last")
         df = df.merge(lb, on="trial_id", how="left", suffixes=("", "_leaderboard"))

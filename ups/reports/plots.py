@@ -245,7 +245,8 @@ def plot_pareto(lb: pd.DataFrame, path: Path) -> Path:
     front = pareto_front(d, cost)
     fig = _figure()
     ax = fig.subplots()
-    colors = [PASS if g is True else FAIL if g is False else NEUTRAL for g in d["gate_pass"]]
+    colors = [REF if is_round_reference(r) else PASS if r.get("gate_pass") is True else FAIL
+              if r.get("gate_pass") is False else NEUTRAL for _, r in d.iterrows()]  # the reference: the yardstick
     ax.scatter(d[cost], d["nrmse"], c=colors, s=24, alpha=0.8)
     ax.step(front[cost], front["nrmse"], where="post", color="#000000", lw=1.4, label=f"Pareto front ({len(front)})")
     for _, row in front.iterrows():
