@@ -23,6 +23,21 @@ from ups.reports.plots import (PlotSkipped, curve_segments, gate_counts, pareto_
 from ups.reports.sources import load_leaderboard
 
 
+def drawn_figures(monkeypatch) -> list:
+    """The figures the report's plot functions save from now on, in order (each is saved as usual too)."""
+    from matplotlib.figure import Figure
+
+    seen: list = []
+    real_save = Figure.savefig
+
+    def keep(fig, *a, **k):
+        seen.append(fig)
+        return real_save(fig, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return seen
+
+
 def _rows(round_name: str, n: int, seed: int, failed: int | None = None) -> list[dict]:
     rng = np.random.default_rng(seed)
     rows = []
@@ -216,14 +231,7 @@ def test_learning_curves_cut_a_trial_that_went_on_from_a_checkpoint(tmp_path, mo
     assert len(curve_segments(plain, "training_iteration")) == 1
     assert len(curve_segments(pbt.iloc[[0, 1, 2, 2]], "training_iteration")) == 1  # the final report repeats x
 
-    from matplotlib.figure import Figure
-
-    seen: list = []
-    real_save = Figure.savefig
-    def keep(fig, *a, **k):  # read the figure the report draws, then save it as usual
-        seen.append(fig)
-        return real_save(fig, *a, **k)
-    monkeypatch.setattr(Figure, "savefig", keep)
+    seen = drawn_figures(monkeypatch)
     assert plot_learning_curves(pd.concat([pbt, plain], ignore_index=True), tmp_path / "lc.png").exists()
     ax = seen[0].axes[0]
     assert "(1 restart(s) from a checkpoint)" in ax.get_title()
@@ -250,8 +258,6 @@ def test_a_pbt_report_shows_no_importance_and_names_its_survival_figure(tmp_path
     """Under PBT a trial's score comes from a schedule of values: an importance of the rows' last values misled
     (PED-ANOVA on one lineage); and the survival figure of a FIFO or PBT round is not an ASHA rung survival.
     The scheduler is read from the sweep's ``ups_sweep.json``."""
-    from matplotlib.figure import Figure
-
     from ups.reports.experiment import load_experiment
 
     folder = tmp_path / "round_a-pbt"
@@ -261,14 +267,7 @@ def test_a_pbt_report_shows_no_importance_and_names_its_survival_figure(tmp_path
     (folder / "ups_sweep.json").write_text(json.dumps({"sweep": {"scheduler.name": "pbt"}}))
     exp = load_experiment(folder)
     assert exp.scheduler == "pbt"
-    seen: list = []
-    real_save = Figure.savefig
-
-    def keep(fig, *a, **k):  # read the figure the report draws, then save it as usual
-        seen.append(fig)
-        return real_save(fig, *a, **k)
-
-    monkeypatch.setattr(Figure, "savefig", keep)
+    seen = drawn_figures(monkeypatch)
     lb = pd.DataFrame(_rows("round_a", 6, seed=0))
     titles = {}
     for scheduler in ("pbt", "asha", "fifo"):
@@ -805,8 +804,6 @@ def test_the_reference_is_not_drawn_or_carded_as_a_gate_failure(tmp_path: Path, 
     """The round's reference trial is the gates' yardstick (gate_pass False by construction): the Pareto figure
     drew it red and a model card of it (crowned by promotion.force=true) advised against any production use
     "until the failed physics gates are understood"."""
-    from matplotlib.figure import Figure
-
     from ups.leaderboard import REFERENCE_REASON
     from ups.reports.model_card import render_model_card
     from ups.reports.plots import FAIL, REF, plot_pareto
@@ -814,9 +811,7 @@ def test_the_reference_is_not_drawn_or_carded_as_a_gate_failure(tmp_path: Path, 
     ref = {"gate_pass": False, "gate_reasons": f"vs reference trial x: {REFERENCE_REASON}"}
     assert "failed physics gates" not in render_model_card({"name": "x", **ref})
     assert "failed physics gates" in render_model_card({"name": "x", "gate_pass": False, "gate_reasons": "bc"})
-    seen: list = []
-    real_save = Figure.savefig
-    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: seen.append(fig) or real_save(fig, *a, **k))
+    seen = drawn_figures(monkeypatch)
     lb = pd.DataFrame([{"run_id": "r", "kind": "trial", "label": "reference", "nrmse": 0.2, "wall_clock": 10.0, "est_cost": 0.0, "gpu_hours": 0.0, **ref},
                        {"run_id": "t", "kind": "trial", "label": "lr=1", "nrmse": 0.3, "wall_clock": 12.0, "est_cost": 0.0, "gpu_hours": 0.0,
                         "gate_pass": False, "gate_reasons": "bc"}])
