@@ -317,3 +317,23 @@ def test_a_restored_two_bracket_asha_gets_each_trials_records_back_in_its_bracke
         assert got.keys() == want.keys()
         for m in got:
             assert got[m] == pytest.approx(want[m]), m
+
+
+def test_a_resumed_asha_saved_before_the_reference_was_protected_says_so() -> None:
+    """A sweep whose Tune state was saved before 2026-12-07 comes back with Ray's pickled scheduler, which has no
+    ``reference``: ASHA may still cut its reference trial, and the resume says so."""
+    from types import SimpleNamespace
+
+    from ups.tune.restore import carry_over
+
+    def resumed(sched):
+        tune_cfg = SimpleNamespace(scheduler=sched, search_alg=None, metric="val_nrmse", mode="min")
+        tuner = SimpleNamespace(_local_tuner=SimpleNamespace(_run_config=SimpleNamespace(), _tune_config=tune_cfg))
+        fresh = SimpleNamespace(callbacks=[], stop=None, failure_config=None, verbose=0)
+        return " ".join(carry_over(tuner, fresh, {"CPU": 1}, 1, 2, []))
+
+    new = ResumableASHA(max_t=9, grace_period=1, reduction_factor=3, reference={"x": 1})
+    old = ResumableASHA(max_t=9, grace_period=1, reduction_factor=3)
+    del old.__dict__["reference"]  # as unpickled from a state saved before the attribute existed
+    assert "predates the reference trial's protection" in resumed(old)
+    assert "predates" not in resumed(new)

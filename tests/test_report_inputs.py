@@ -282,6 +282,12 @@ def test_a_pbt_report_shows_no_importance_and_names_its_survival_figure(tmp_path
     assert titles["asha"][0].startswith("ASHA rung survival: 1 trials"), titles
     assert titles["fifo"][0].startswith("Trial survival (FIFO: no early stopping"), titles
     assert titles["pbt"][0].startswith("Trial survival (PBT"), titles
+    # a folder without its sweep record (or no experiment at all): an exploited trial's schedule says PBT
+    sched = json.dumps([{"from_iteration": 0, "trial": "t_00000", "values": {}}])
+    for e in (None, ExperimentResults(path=str(folder), trials=exp.trials)):
+        figs = {f.key: f for f in report_html._render_figures(lb.assign(pbt_schedule=sched), lb.assign(
+            pbt_schedule=sched), e, None, tmp_path, "val_nrmse")}
+        assert figs["importance"].png is None and "schedule of values" in figs["importance"].note
 
 
 def test_the_best_trial_is_chosen_on_validation_not_on_the_test_split() -> None:

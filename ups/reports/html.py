@@ -256,6 +256,8 @@ def _render_figures(full: pd.DataFrame, lb: pd.DataFrame, exp: ExperimentResults
     own_trials = set(lb.loc[lb["kind"] == "trial", "run_id"].astype(str))
 
     scheduler = exp.scheduler if exp is not None else ""
+    if not scheduler and "pbt_schedule" in lb and lb["pbt_schedule"].apply(lambda v: isinstance(v, str) and v).any():
+        scheduler = "pbt"  # no sweep record (an older folder, or no experiment): a PBT round's rows say so
 
     def importance(path: Path) -> Path:
         if scheduler == "pbt":

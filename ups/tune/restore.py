@@ -218,6 +218,9 @@ def carry_over(tuner: Any, fresh: Any, per_trial: Mapping[str, float], pending: 
     lines = [f"concurrency: {why_not}"] if why_not else []
     if (rungs := restore_rungs(tuner, results)) is not None:
         lines.append(f"asha: {rungs} rung record(s) of the restored trials put back")
+    if isinstance(tune_cfg.scheduler, ResumableASHA) and not hasattr(tune_cfg.scheduler, "reference"):
+        lines.append("asha: this sweep's saved scheduler predates the reference trial's protection (2026-12-07): "
+                     "ASHA may still stop its reference trial early; a new sweep protects it")
     from ups.tune.pbt import StagedPBT
 
     pbt = tune_cfg.scheduler if isinstance(tune_cfg.scheduler, StagedPBT) else None
