@@ -141,17 +141,29 @@ class _Files:
 
 
 # ----------------------------------------------------------------------------------------- loading
+def read_record(files: _Files) -> dict[str, Any] | None:
+    """The sweep's ``ups_sweep.json`` in the experiment folder ``files`` reads; None without one (a folder of
+    another tool, a sweep from before records); ValueError when it is not a JSON object."""
+    from ups.tune.sweep_record import RECORD  # Ray-free
+
+    try:
+        text = files.read_text(files.join(RECORD))
+    except OSError:
+        return None
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
 def sweep_settings(path: str | Path, files: _Files | None = None) -> dict[str, Any]:
     """The defining settings a sweep of this project recorded in its experiment folder (``ups_sweep.json``'s
     ``sweep``: ``scheduler.name``, ``searcher.name``, …); {} for a folder without a readable record."""
-    from ups.tune.sweep_record import RECORD  # Ray-free
-
-    files = files or _Files(path)
     try:
-        record = json.loads(files.read_text(files.join(RECORD)))
-    except (OSError, ValueError):
+        record = read_record(files or _Files(path))
+    except ValueError:
         return {}
-    sweep = record.get("sweep") if isinstance(record, dict) else None
+    sweep = (record or {}).get("sweep")
     return dict(sweep) if isinstance(sweep, dict) else {}
 
 

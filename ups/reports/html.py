@@ -256,7 +256,7 @@ def _render_figures(full: pd.DataFrame, lb: pd.DataFrame, exp: ExperimentResults
     own_trials = set(lb.loc[lb["kind"] == "trial", "run_id"].astype(str))
 
     scheduler = exp.scheduler if exp is not None else ""
-    if not scheduler and "pbt_schedule" in lb and lb["pbt_schedule"].apply(lambda v: isinstance(v, str) and v).any():
+    if not scheduler and exploited(lb).any():
         scheduler = "pbt"  # no sweep record (an older folder, or no experiment): a PBT round's rows say so
 
     def importance(path: Path) -> Path:
@@ -570,12 +570,18 @@ def _pdebench_html(lb: pd.DataFrame) -> str:
             f"<table><thead><tr><th>label</th><th>kind</th>{head}</tr></thead><tbody>{body}</tbody></table></section>")
 
 
+def exploited(lb: pd.DataFrame) -> pd.Series:
+    """Which rows hold a PBT schedule (``pbt_schedule``: trials PBT exploited; "" or missing for the others and
+    for rows of other schedulers)."""
+    if "pbt_schedule" not in lb.columns:
+        return pd.Series(False, index=lb.index)
+    return lb["pbt_schedule"].apply(lambda v: isinstance(v, str) and bool(v))
+
+
 def _pbt_schedules_html(lb: pd.DataFrame, top: int = 10) -> str:
     """A PBT round's best trials with the schedule behind each one's weights (``pbt_schedule``): under PBT a
     trial's config on the leaderboard is only its last; its weights trained in other trials, with other values."""
-    if "pbt_schedule" not in lb.columns:
-        return ""
-    trials = lb[(lb["kind"] == "trial") & lb["pbt_schedule"].apply(lambda v: isinstance(v, str) and bool(v))]
+    trials = lb[(lb["kind"] == "trial") & exploited(lb)]
     if trials.empty:
         return ""
     trials = trials.assign(_v=pd.to_numeric(trials["val_nrmse"], errors="coerce")).sort_values("_v").head(top)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import pickle
 import tempfile
@@ -49,7 +48,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from ups.reports.experiment import ExperimentResults, _Files, load_experiment
+from ups.reports.experiment import ExperimentResults, _Files, load_experiment, read_record
 from ups.reports.sources import ReportError
 from ups.tune.sweep_record import RECORD, SPACE_COPY  # Ray-free: ups_sweep.json and ups_space.yaml
 
@@ -225,17 +224,10 @@ def _record(experiment: str | Path, files: _Files) -> dict[str, Any] | None:
     """The sweep's ``ups_sweep.json``, None without one (a folder of another tool, a sweep from before records);
     one that is not a JSON object is refused, naming it (``resume=true`` refuses it too)."""
     try:
-        text = files.read_text(files.join(RECORD))
-    except OSError:
-        return None
-    try:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
+        return read_record(files)
     except ValueError as e:
         raise ReportError(f"experiment '{experiment}': its {RECORD} is unreadable ({e}), so its searcher and "
                           f"space are unknown. Fix: restore the file as the sweep wrote it") from None
-    return data
 
 
 def _distributions(experiment: str | Path, files: _Files, record: dict[str, Any]) -> dict[str, Any] | None:

@@ -1102,13 +1102,14 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                  f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
             for note in unread_overrides(s, overrides):
                 _log(f"note: {note}")
-            if (not s.resume and s.searcher.start_at_reference and s.searcher.name != "grid" and trial_count(p) == 1
+            n_trials = trial_count(p)
+            if (not s.resume and s.searcher.start_at_reference and s.searcher.name != "grid" and n_trials == 1
                     and not s.promotion.force):  # a grid's one point is not the reference: it is judged by the FNO
                 _log("note: num_samples=1 trains the reference trial only: it is the small-eval gates' yardstick, "
                      "never promoted itself, so this sweep promotes nothing. Fix: num_samples=2 or more, or "
                      "promotion.force=true to full-evaluate it")
-            if not s.resume and (note := startup_only_note(s, trial_count(p), round_conc if round_conc != ADAPTIVE
-                                                           else slots, len(warm))):
+            if not s.resume and (note := startup_only_note(s, n_trials, round_conc if round_conc != ADAPTIVE else slots,
+                                                           len(warm))):
                 _log(f"note: {note}")
             from ray import tune
 
@@ -1414,18 +1415,18 @@ def write_report(experiment_path: str, leaderboard: Path, round_name: str, out_d
         return None
 
 
-def leaderboard_table(o: SweepOutcome, top: int) -> tuple[list[str], list[list[str]]]:
+def leaderboard_table(o: SweepOutcome, top: int, key: str | None = None) -> tuple[list[str], list[list[str]]]:
     """The rows the sweep prints at its end, best first: this experiment's best ``top`` trials and every baseline. A trial is
     named by its trial id (the title names the experiment, run_id = experiment-trial id); ``gates`` says why a
     trial failed the small-eval gates, the sentence the leaderboard's ``gate_reasons`` holds without its
-    "vs reference trial …:" preamble."""
+    "vs reference trial …:" preamble.  ``key``: the promotion's ranking figure (``promotion_key``), when known."""
     df = o.rows
     df = df[(df["experiment"] == o.experiment) | (df["run_id"].isin([b["run_id"] for b in o.baseline_rows]))].copy()
     # evaluated trials on their test nRMSE, then the rest on their val nRMSE: sound ones, gate-stopped, errored
     df["_sort"] = pd.to_numeric(df["nrmse"], errors="coerce").fillna(
         pd.to_numeric(df.get("val_nrmse"), errors="coerce") + 10.0).fillna(1e9)
     df["_sort"] += [1e10 * trial_standing(r) for r in df.to_dict("records")]
-    key = promotion_key(o)  # a sweep that searches ttc.* keys promotes on val_nrmse_ttc: shown beside val_nrmse
+    key = key or promotion_key(o)  # a sweep that searches ttc.* keys promotes on val_nrmse_ttc: shown beside it
     vals = ["val_nrmse", "val_nrmse_ttc"] if key == "val_nrmse_ttc" else ["val_nrmse"]
     cols = ["trial", "label", *vals, "nrmse", "nrmse_ttc", "cons_gap", "bc_viol", "wall_s", "status", "gates",
             "promotion"]
@@ -1480,13 +1481,14 @@ def print_leaderboard(o: SweepOutcome, top: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    cols, rows = leaderboard_table(o, top)
+    key = promotion_key(o)
+    cols, rows = leaderboard_table(o, top, key)
     if not rows:  # print_top=0 and no baselines: no table (an empty frame said nothing)
         return
     # ranked as the baselines can be: on test nRMSE (trials without an eval after, on val): not the promotion's order
     t = Table(title=f"Leaderboard — {o.experiment}", show_lines=False,
               caption="ranked on test nrmse, next to the baselines; the promotion picks on "
-                      + (f"validation ({key})" if (key := promotion_key(o)).startswith("val_")
+                      + (f"validation ({key})" if key.startswith("val_")
                          else "test nrmse (its trials recorded no val figure)"))
     for c in cols:
         t.add_column(c, overflow="fold", max_width=44 if c in ("label", "status", "gates") else None)

@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 
 from ups.tune.restore import SavesStateOnTrialEnd
+from ups.tune.space import trains_point
 
 
 def _stage_spans(cfg: Any, keys: Iterable[str]) -> tuple[list[tuple[int, int]] | None, int]:
@@ -134,7 +135,7 @@ class StagedPBT(SavesStateOnTrialEnd, PopulationBasedTraining):
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         super().on_trial_add(tune_controller, trial)
         self._put_back_logs(trial)
-        if self.reference and all((trial.config or {}).get(k) == v for k, v in self.reference.items()):
+        if self.reference and trains_point(trial.config, self.reference):
             self.reference_ids.add(trial.trial_id)
         state = self._trial_state[trial]
         state.orig_tag = str(state.orig_tag).split("@perturbed[")[0]  # a perturbed trial's tag, restored

@@ -51,6 +51,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ups.tune.concurrency import set_limit
 from ups.tune.gates import GateTracker
 from ups.tune.results import gpu_seconds, result_trial_id
+from ups.tune.space import trains_point
 
 
 _RESUMING: dict[str, Stopper] = {}  # experiment path → the resuming command's stopper (``carry_over``)
@@ -134,7 +135,7 @@ class ResumableASHA(SavesStateOnTrialEnd, ASHAScheduler):
         super().on_trial_add(tune_controller, trial)  # Ray's metric/mode checks (and its own draw, replaced)
         self._trial_info[trial.trial_id] = self._brackets[self.bracket_index(trial.trial_id)]
         reference = getattr(self, "reference", None)  # None: a scheduler pickled before it had one
-        if reference and all((trial.config or {}).get(k) == v for k, v in reference.items()):
+        if reference and trains_point(trial.config, reference):
             self.reference_ids.add(trial.trial_id)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:

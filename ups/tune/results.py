@@ -20,7 +20,7 @@ from ups.config import config_hash
 from ups.leaderboard import EVAL_COLUMNS, finite_or_none, upsert_rows
 from ups.tune.gates import GateLimits, GateTracker
 from ups.tune.pbt_schedule import read_pbt_schedule
-from ups.tune.space import SearchSpace
+from ups.tune.space import SearchSpace, trains_point
 
 
 @dataclass
@@ -93,11 +93,11 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
     except Exception:  # a bad sample is recorded, not fatal for the leaderboard
         cfg, values, chash, cjson = {}, ctx.space.decode(config), "", ""
     # with TTC off, the eval's nrmse_ttc is the plain rollout's figure: the tag says so on a shared leaderboard
-    ttc_off = [] if ((cfg.get("ttc") or {}).get("enabled", True) if isinstance(cfg, dict) else True) else ["ttc:off"]
+    ttc_off = [] if (cfg.get("ttc") or {}).get("enabled", True) else ["ttc:off"]
     epochs = epochs_run(result)
     wall = (finite_or_none(compute_s) if compute_s is not None else finite_or_none(result.get("time_total_s"))) or 0.0
     gpu_h = (finite_or_none(gpu_s) if gpu_s is not None else wall * ctx.gpu_per_trial) / 3600.0
-    is_ref = all(config.get(k) == v for k, v in ctx.reference_point.items())
+    is_ref = trains_point(config, ctx.reference_point)
     row: dict[str, Any] = {
         "run_id": ctx.run_id(trial_id),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),

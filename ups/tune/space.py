@@ -60,6 +60,12 @@ LINKED = {"operator.input_dim": "latent.dim", "diffusion.latent_dim": "latent.di
           "encoder.hidden_dim": "operator.hidden_dim"}
 
 
+def trains_point(config: Mapping[str, Any] | None, point: Mapping[str, Any]) -> bool:
+    """Whether a trial's Tune ``config`` holds every value of searcher ``point`` (``SearchSpace.reference_point``:
+    the trial that trains the round's reference; other keys, derived ones, may be there too)."""
+    return all((config or {}).get(k) == v for k, v in point.items())
+
+
 class SearchSpaceError(ConfigError):
     """A search-space file is invalid; the message names the file, key and fix."""
 
