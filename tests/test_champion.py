@@ -324,10 +324,10 @@ def test_the_promotion_says_which_champion_it_crowned_or_kept_and_why(tmp_path: 
     update_champion(champ, [full_eval("d", 0.080, [0.080, 0.090, 0.091])], lb, baseline)
     assert "crowned d in" in (out := capsys.readouterr().out) and \
         "0.087 against b's 0.105 (means over training seeds); its score 0.087 below the fno baseline's 0.095" in out
-    # a re-run promotion (resume=true of a finished sweep) evaluates the champion again: not "d 0.087, the best
+    # a re-run promotion (resume=true of a finished sweep) offers the champion again: not "d 0.087, the best
     # candidate d 0.087 (each at its own training seed)"
     update_champion(champ, [full_eval("d", 0.080, [0.080, 0.090, 0.091])], lb, baseline)
-    assert f"kept the champion d in {champ}: the best candidate is the champion itself, evaluated again (0.087; " \
+    assert f"kept the champion d in {champ}: the best candidate is the champion itself (0.087; " \
            "recorded 0.087)" in capsys.readouterr().out
 
 

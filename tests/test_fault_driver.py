@@ -342,8 +342,19 @@ def test_stop_during_promotion_keeps_the_round_and_resume_redoes_it(tmp_path, ti
     rows = _resume_ok(args, tmp_path, env, lb, name)
     trials = rows[rows["kind"] == "trial"]
     assert len(trials) == 3 and trials["run_id"].is_unique and set(trials["status"]) == {"completed"}
-    assert (rows["kind"] == "full_eval").sum() == 2
+    fulls = rows[rows["kind"] == "full_eval"].set_index("run_id")
+    assert len(fulls) == 2
     assert (tmp_path / "champ.json").exists()
+    champion = json.loads((tmp_path / "champ.json").read_text())
+
+    # a resume of the finished sweep keeps the full-evals it has: the same rows, evaluated once
+    rows = _resume_ok(args, tmp_path, env, lb, name)
+    out = (tmp_path / "driver2.log").read_text()
+    assert "on the leaderboard already" in out and "promotion: full-eval of" in out, out[-3000:]
+    again = rows[rows["kind"] == "full_eval"].set_index("run_id")
+    assert sorted(again.index) == sorted(fulls.index)
+    assert (again.loc[fulls.index, "timestamp"] == fulls["timestamp"]).all()
+    assert json.loads((tmp_path / "champ.json").read_text())["run_id"] == champion["run_id"]
 
 
 @pytest.mark.slow

@@ -176,10 +176,13 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
     from ups.train.trainer import gpu_memory, reset_gpu_peak
 
     lb = read_leaderboard(leaderboard).set_index("run_id", drop=False)
-    out = []
+    out, kept = [], []
     for rid in run_ids:
         row = lb.loc[rid].to_dict()
         if not row.get("checkpoint") or (isinstance(row["checkpoint"], float)):
+            continue
+        if (done := recorded_full_eval(lb, rid, getattr(data, "data_hash", ""), filesystem)) is not None:
+            kept.append(done)  # a resume of a promoted sweep: this checkpoint was evaluated on this split already
             continue
         try:
             with local_checkpoint(str(row["checkpoint"]), filesystem) as ckpt:
@@ -214,7 +217,29 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
         upsert_rows(leaderboard, out)
         from ups.leaderboard import update_column
         update_column(leaderboard, [r["source_run_id"] for r in out], "promotion", "full_eval")
-    return out
+    if kept:
+        _say(f"full-eval of {', '.join(r['source_run_id'] for r in kept)}: on the leaderboard already, from this "
+             "checkpoint on this test split (kept, not evaluated again)")
+    done = {r["source_run_id"]: r for r in [*out, *kept]}
+    return [done[rid] for rid in run_ids if rid in done]
+
+
+def recorded_full_eval(lb: pd.DataFrame, run_id: str, data_hash: str, filesystem: Any = None) -> dict[str, Any] | None:
+    """``run_id``'s full-eval row when the leaderboard (indexed by run_id) holds one that evaluated the checkpoint
+    the trial's row names now on data ``data_hash`` with finite figures; else None.  A resumed sweep whose
+    promotion had finished (or was cut after its rows were written) keeps it rather than paying for it again;
+    one whose folder moved (``storage_path=`` of a resume) has its checkpoint elsewhere and is evaluated anew."""
+    fid = f"{run_id}-full"
+    if fid not in lb.index:
+        return None
+    full = {k: v for k, v in lb.loc[fid].to_dict().items() if not (isinstance(v, float) and math.isnan(v))}
+    src = str(lb.loc[run_id, "checkpoint"])
+    here = checkpoint_uri(src, Path(src), filesystem)
+    if (full.get("kind") != "full_eval" or str(full.get("data_hash", "")) != str(data_hash)
+            or not str(full.get("checkpoint", "")).startswith(here)
+            or finite_or_none(full.get("nrmse_ttc", full.get("nrmse"))) is None):
+        return None
+    return full
 
 
 def seed_points(leaderboard: Path, run_ids: list[str], space: SearchSpace, base_seed: int,
@@ -438,7 +463,7 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
         if cur <= new:
             if str(current.get("run_id")) == str(best.get("source_run_id")):  # a re-run promotion (resume=true)
                 _say(f"kept the champion {current.get('run_id')} in {path}: the best candidate is the champion "
-                     f"itself, evaluated again ({new:.4g}; recorded {cur:.4g})")
+                     f"itself ({new:.4g}; recorded {cur:.4g})")
             else:
                 _say(f"kept the champion {current.get('run_id')} in {path}: it scored {cur:.4g}, the best candidate "
                      f"{best.get('source_run_id')} {new:.4g} ({_BASIS[basis]})")
