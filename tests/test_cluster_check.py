@@ -47,7 +47,7 @@ def test_shipped_file_has_the_required_shape(base):
     worker = base["available_node_types"][WORKER]
     assert worker["min_workers"] == 0 and worker["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot"
     assert all("IamInstanceProfile" in nt["node_config"] for nt in base["available_node_types"].values())
-    assert any(f"ray[tune]=={ray.__version__}" in c for c in base["setup_commands"])
+    assert any(f"ray[default,tune]=={ray.__version__}" in c for c in base["setup_commands"])
 
 
 def test_rejects_unknown_top_level_key(tmp_path, base, capsys):
@@ -103,14 +103,19 @@ def test_rejects_ray_ports_open_to_world(tmp_path, base, port, cidr_field, cidr)
     assert str(port) in errs and "whole internet" in errs and "ray dashboard cluster.yaml" in errs
 
 
-def test_rejects_ssh_open_to_world_and_missing_ssh_rule(tmp_path, base):
+def test_rejects_ssh_open_to_world_and_warns_of_a_missing_ssh_rule(tmp_path, base):
+    """No IpPermissions is right for a group made beforehand (Ray keeps an existing group's rules), so a warning; it
+    says what Ray does to a group it creates: SSH from 0.0.0.0/0 whatever IpPermissions holds (aws/config.py)."""
     cfg = copy.deepcopy(base)
     cfg["provider"]["security_group"]["IpPermissions"][0]["IpRanges"][0]["CidrIp"] = "0.0.0.0/0"
     errs = _errors(_write(tmp_path, cfg))
     assert "22 (SSH)" in errs and "whole internet" in errs
     cfg["provider"]["security_group"]["IpPermissions"] = []
-    errs = _errors(_write(tmp_path, cfg))
-    assert "no SSH rule limited to a CIDR" in errs
+    report = check_cluster_file(_write(tmp_path, cfg))
+    assert report.ok, report.format()
+    (w,) = _warnings_at(report, "provider.security_group.IpPermissions")
+    assert "no SSH rule limited to a CIDR" in w.message and "0.0.0.0/0 whatever IpPermissions says" in w.message
+    assert "SecurityGroupIds" in w.fix and "--aws" in w.fix
 
 
 def test_rejects_aws_key_in_file(tmp_path):
@@ -136,7 +141,7 @@ def test_rejects_head_that_runs_trials(tmp_path, base):
 
 def test_rejects_ray_version_mismatch_and_pin_drift(tmp_path, base):
     cfg = copy.deepcopy(base)
-    cfg["setup_commands"] = [c.replace(f"ray[tune]=={ray.__version__}", "ray[tune]==2.9.0")
+    cfg["setup_commands"] = [c.replace(f"ray[default,tune]=={ray.__version__}", "ray[tune]==2.9.0")
                              .replace("torch==2.13.0", "torch==2.1.0") for c in cfg["setup_commands"]]
     errs = _errors(_write(tmp_path, cfg))
     assert f"client has ray {ray.__version__}" in errs and "pyproject.toml pins torch==2.13.0" in errs
@@ -158,7 +163,8 @@ def test_bad_yaml_and_missing_file(tmp_path, capsys):
 
 
 def test_live_aws_checks_against_moto(s3_env, capsys):
-    """--aws: the security group must exist without world-open rules, profiles must exist (moto EC2/IAM)."""
+    """--aws: the security group must exist, let its members reach each other and open nothing to the world;
+    profiles must exist (moto EC2/IAM)."""
     import boto3
 
     region = yaml.safe_load(CLUSTER.read_text())["provider"]["region"]
@@ -182,6 +188,13 @@ def test_live_aws_checks_against_moto(s3_env, capsys):
         {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]}])
     for name in ("ups-sweeps-head", "ups-sweeps-worker"):
         iam.create_instance_profile(InstanceProfileName=name)
+    # SSH alone: Ray keeps the group's rules as they are, and no worker could reach the head
+    assert ups_main(["cluster-check", str(CLUSTER), "--aws"]) == 1
+    err = capsys.readouterr().err
+    assert f"the live group {sg} has no rule letting its own members reach each other" in err, err
+    assert f"'IpProtocol=-1,UserIdGroupPairs=[{{GroupId={sg}}}]'" in err
+    ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
+        {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": sg}]}])
     assert ups_main(["cluster-check", str(CLUSTER), "--aws"]) == 0, capsys.readouterr().err
     assert "live AWS resources" in capsys.readouterr().out
 
@@ -295,6 +308,25 @@ MUTATIONS = [
      ["head_start_ray_commands[1] | starts the dashboard on all interfaces"]),
     ("iam_empty_name", [("        Name: ups-sweeps-head ", '        Name: "" ')],
      ["IamInstanceProfile | IamInstanceProfile has no Name or Arn"]),
+    # 8. GPUs the pinned torch cannot use; start commands `ray up` runs as written
+    ("volta_worker", [("InstanceType: g5.2xlarge", "InstanceType: p3.2xlarge")],
+     [f"{WORKER}'].node_config.InstanceType | p3.2xlarge has V100 GPUs (Volta, sm_70)", "no kernel image",
+      "g5.2xlarge", "no worker node type can provide a GPU", "p3.2xlarge is Volta"]),
+    ("head_no_autoscaler", [("\n    --autoscaling-config=~/ray_bootstrap_config.yaml", "")],
+     ["head_start_ray_commands[1] | ray start --head without --autoscaling-config", "no GPU worker is ever launched",
+      "--autoscaling-config=~/ray_bootstrap_config.yaml"]),
+    ("worker_no_address", [("ray start --address=$RAY_HEAD_IP:6379 ", "ray start ")],
+     ["worker_start_ray_commands[1] | ray start without --address=$RAY_HEAD_IP:6379", "never joins"]),
+    ("head_start_empty", [("head_start_ray_commands:\n  - ray stop\n  - >-\n    ulimit -n 65536; ray start --head --port=6379 "
+                           "--object-manager-port=8076\n    --autoscaling-config=~/ray_bootstrap_config.yaml "
+                           "--dashboard-host=127.0.0.1\n", "head_start_ray_commands: []\n")],
+     ["head_start_ray_commands | has no `ray start --head`", "ray start --head --port=6379"]),
+    ("venv_not_activated", [("  - grep -q ups-venv ~/.bashrc || echo 'source ~/ups-venv/bin/activate' >> ~/.bashrc\n", "")],
+     ["setup_commands | ray is installed into ~/ups-venv but no setup command activates it in ~/.bashrc",
+      "source ~/ups-venv/bin/activate", "~/ups-venv/bin/ray"]),
+    ("ray_image_other_version", [("cluster_name: ups-sweeps", "cluster_name: ups-sweeps\ndocker:\n"
+                                  "  image: rayproject/ray:2.9.0-py310-gpu\n  container_name: ray")],
+     ["docker.image | the image rayproject/ray:2.9.0-py310-gpu has ray 2.9.0 but this client has ray"]),
     # 9. region, zones, Ray's semantic errors with real keys, duplicate keys
     ("region_bad", [("  region: us-west-2 ", "  region: us-west-9 ")],
      ["provider.region | 'us-west-9' is not an AWS region", "did you mean 'us-west-2'"]),
@@ -490,7 +522,7 @@ def test_cpu_torch_on_the_head_only_is_allowed(tmp_path):
     assert report.ok, report.format()
 
 
-_INLINE_PINS = ('  - >-\n    ~/ups-venv/bin/pip install -q\n    torch==2.13.0 "ray[tune]==2.60.0" optuna==5.0.0 '
+_INLINE_PINS = ('  - >-\n    ~/ups-venv/bin/pip install -q\n    torch==2.13.0 "ray[default,tune]==2.60.0" optuna==5.0.0 '
                 'wandb==0.31.0 hydra-core==1.3.8\n    "boto3>=1.34" "pyarrow>=15"\n')
 
 
@@ -574,3 +606,32 @@ def test_head_only_cluster_is_refused(tmp_path, base, capsys):
     assert ups_main(["cluster-check", str(path)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"{path}:" in err and "Fix:" in err
+
+
+def test_a_gpu_type_on_arm64_and_ray_without_its_dashboard_warn(tmp_path):
+    """An arm64 GPU host cannot boot the head's x86 AMI; ray[tune] without the `default` extra starts a minimal
+    dashboard with no web server (`ray dashboard`, `ray job submit` then fail; ray/_private/services.py)."""
+    text = CLUSTER.read_text().replace("InstanceType: g5.2xlarge", "InstanceType: g5g.2xlarge", 1)
+    text = text.replace(f'"ray[default,tune]=={ray.__version__}"', f'"ray[tune]=={ray.__version__}"')
+    report = check_cluster_file(_write(tmp_path, text))
+    assert report.ok, report.format()
+    (arm,) = _warnings_at(report, f"available_node_types['{WORKER}'].node_config.InstanceType")
+    assert "arm64" in arm.message and "x86" in arm.message and "g5.2xlarge" in arm.fix
+    (minimal,) = _warnings_at(report, "setup_commands[4]")
+    assert "without Ray's `default` extra" in minimal.message and "ray job submit" in minimal.message
+    assert f"ray[default,tune]=={ray.__version__}" in minimal.fix
+
+
+def test_rays_own_image_installs_ray_and_leaving_out_the_start_commands_warns(tmp_path):
+    """A file on Ray's image (ray and the dashboard come with it) needs no ray pin; without head_start_ray_commands
+    Ray's defaults run, with the dashboard on every interface."""
+    text = CLUSTER.read_text().replace(f'"ray[default,tune]=={ray.__version__}" ', "")
+    text = text.replace("cluster_name: ups-sweeps", f"cluster_name: ups-sweeps\ndocker:\n  image: "
+                        f"rayproject/ray:{ray.__version__}-py310-gpu\n  container_name: ray_container", 1)
+    start = text.index("head_start_ray_commands:")
+    text = text[:start] + text[text.index("worker_start_ray_commands:"):]
+    report = check_cluster_file(_write(tmp_path, text))
+    assert report.ok, report.format()
+    assert not any("ray" in w.message and "pinned" in w.message for w in report.warnings)
+    (w,) = _warnings_at(report, "head_start_ray_commands")
+    assert "--dashboard-host=0.0.0.0" in w.message and "127.0.0.1" in w.fix

@@ -11,7 +11,8 @@ import pytest
 
 from ups.leaderboard import read_leaderboard, update_column, upsert_rows
 from ups.tune.gates import NOT_APPLIED, small_eval_gates
-from ups.tune.promotion import apply_small_eval, checkpoint_uri, force_fill, full_eval, score, update_champion
+from ups.tune.promotion import (apply_small_eval, checkpoint_uri, force_fill, full_eval, history_path, score,
+                                update_champion)
 from ups.tune.sweep_config import SmallEvalGateCfg
 
 CFG = SmallEvalGateCfg()
@@ -201,6 +202,19 @@ def test_a_candidate_on_other_data_never_replaces_the_champion(tmp_path: Path, c
     assert "other data" in out and "champion=<another path>" in out
     history = (tmp_path / "champion_history.jsonl").read_text().splitlines()
     assert [json.loads(h)["run_id"] for h in history] == ["gpu"]
+
+
+def test_each_champion_record_keeps_its_own_history(tmp_path: Path) -> None:
+    """The smoke and the full profile's records beside each other (reports/champion.json, champion_full.json) wrote one
+    history, whose last line a restore could copy into the wrong record (`tail -n 1 … > champion_full.json`)."""
+    smoke, full_rec, lb = tmp_path / "champion.json", tmp_path / "champion_full.json", tmp_path / "lb.csv"
+    update_champion(smoke, [full("smoke", 0.8, "SMOKEDATA")], lb)
+    update_champion(full_rec, [full("gpu", 0.035, "FULLDATA")], lb)
+    assert history_path(full_rec) == tmp_path / "champion_full_history.jsonl"
+    for record, rid in ((smoke, "smoke"), (full_rec, "gpu")):
+        lines = history_path(record).read_text().splitlines()
+        assert [json.loads(h)["run_id"] for h in lines] == [rid]
+        assert json.loads(lines[-1]) == json.loads(record.read_text())
 
 
 def test_a_rerun_promotion_keeps_the_champion_label(tmp_path: Path) -> None:

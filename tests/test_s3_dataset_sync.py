@@ -128,7 +128,7 @@ def test_publish_results_puts_leaderboard_and_report_next_to_the_experiment(tmp_
     (tmp_path / "reports" / "figs" / "a.png").write_bytes(b"\x89PNG")
     lb = tmp_path / "lb.csv"
     lb.write_text("run_id\nx\n")
-    champion = [tmp_path / "champion_full.json", tmp_path / "champion_history.jsonl"]  # as the launcher passes them
+    champion = [tmp_path / "champion_full.json", tmp_path / "champion_full_history.jsonl"]  # as the launcher passes them
     uris = publish_results(f"s3://{s3_bucket}/sweeps/round_a-1", lb, tmp_path / "reports" / "index.html",
                            champion)  # no champion crowned yet: nothing to upload for it
     keys = sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"])
@@ -137,14 +137,14 @@ def test_publish_results_puts_leaderboard_and_report_next_to_the_experiment(tmp_
     assert len(uris) == 3
     # the champion record and its history outlive the head node (ray down) beside the leaderboard, by their names
     (tmp_path / "champion_full.json").write_text('{"run_id": "t1"}')
-    (tmp_path / "champion_history.jsonl").write_text('{"run_id": "t1"}\n')
+    (tmp_path / "champion_full_history.jsonl").write_text('{"run_id": "t1"}\n')
     run = tmp_path / "wandb" / "offline-run-20261206_000000-round_a-2"  # an offline W&B run's folder
     (run / "files").mkdir(parents=True)
     (run / "run-round_a-2.wandb").write_bytes(b"\x00log")
     (run / "files" / "config.yaml").write_text("a: 1\n")
     uris = publish_results(f"s3://{s3_bucket}/sweeps/round_a-2", lb, None, champion, run)
     assert sorted(uris) == [f"s3://{s3_bucket}/sweeps/round_a-2/{n}" for n in
-                            ("champion_full.json", "champion_history.jsonl", "leaderboard.csv",
+                            ("champion_full.json", "champion_full_history.jsonl", "leaderboard.csv",
                              f"wandb/{run.name}/files/config.yaml", f"wandb/{run.name}/run-round_a-2.wandb")]
     body = s3_client.get_object(Bucket=s3_bucket, Key="sweeps/round_a-2/champion_full.json")["Body"].read()
     assert body == b'{"run_id": "t1"}'

@@ -36,7 +36,7 @@ def test_smoke_sweep_stores_state_results_checkpoints_on_s3(ray_session, tmp_pat
     assert "tuner.pkl" in rel
     assert "leaderboard.csv" in rel  # published next to the Tune state at the end
     # so is the champion record (with its history), which lived only on the head node's disk and went with ray down
-    assert {"champ.json", "champion_history.jsonl"} <= set(rel), rel
+    assert {"champ.json", "champ_history.jsonl"} <= set(rel), rel
     published = s3_client.get_object(Bucket=s3_bucket, Key=prefix + "champ.json")["Body"].read()
     assert published == (tmp_path / "champ.json").read_bytes()
     # and the offline W&B run (on the head's disk, like the champion), ready for `wandb sync` after a download

@@ -1,6 +1,6 @@
 """``ups cluster-check cluster.yaml``: validate a Ray autoscaler file offline, before spending money.
 
-Four layers, all offline (no AWS credentials, no network):
+Five layers, all offline (no AWS credentials, no network):
 
 0. The file itself: UTF-8, valid YAML, one document, no duplicate keys (YAML would keep the last).
 1. Ray's own schema and semantics (``ray.autoscaler._private.util.prepare_config`` +
@@ -25,7 +25,11 @@ Four layers, all offline (no AWS credentials, no network):
    every install of ray/torch/optuna/wandb/hydra-core in any setup command, inline or in a
    ``pip install -r`` file that a file_mount brings, is pinned with ``==`` to ``pyproject.toml`` (ray
    also to the client's ``ray.__version__``); ``file_mounts`` sources exist and the setup installs
-   the mounted repository (``pip install -e <mount target>``).
+   the mounted repository (``pip install -e <mount target>``); ray with its ``default`` extra (a warning: the
+   dashboard and the Jobs API), or Ray's own docker image of the client's version; no V100 type (the pinned torch
+   has no Volta kernels), a warning for an arm64 GPU host.
+5. Start commands: the head's ``ray start --head`` with the autoscaler's config, the workers' with
+   ``--address=$RAY_HEAD_IP``, and a ``ray`` a venv holds activated in ``~/.bashrc`` (Ray sources it).
 
 Every problem names the file, the line, the YAML key path and the fix; errors make the exit code 1.
 The checker never raises for a problem in the file.
@@ -77,14 +81,20 @@ SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 ]
 # Packages whose every install on the nodes must be pinned with == to pyproject.toml.
 PINNED = ("torch", "ray", "optuna", "wandb", "hydra-core")
-# EC2 instance families with NVIDIA GPUs that torch 2.x (CUDA 12) supports. botocore's offline model
-# lists instance type names only (GPU counts need the online DescribeInstanceTypes call), hence this
-# table. Not here on purpose: p2/g2/g3/g3s (Kepler/Maxwell, too old for torch 2.x), g4ad (AMD),
-# inf*/trn*/dl* (not CUDA). Ray autodetects the GPU count of these types when resources has no GPU.
+# EC2 instance families with NVIDIA GPUs that the pinned torch's PyPI CUDA wheels run on (torch ≥ 2.11: CUDA 13,
+# Turing sm_75 and newer; pytorch/pytorch#172352, #175253). botocore's offline model lists instance type names only
+# (GPU counts need the online DescribeInstanceTypes call), hence this table. Not here on purpose: p2/g2/g3/g3s
+# (Kepler/Maxwell), p3/p3dn (VOLTA_FAMILIES), g4ad (AMD), inf*/trn*/dl* (not CUDA). Ray autodetects the GPU count
+# of these types when resources has no GPU.
 NVIDIA_GPU_FAMILIES = frozenset({
     "g4dn", "g5", "g5g", "g6", "g6e", "g6f", "gr6", "gr6f", "g7", "g7e",
-    "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300", "p6e-gb200",
+    "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300", "p6e-gb200",
 })
+# V100 (sm_70): dropped from PyTorch's CUDA 12.8+ wheels in 2.11; the PyPI torch==2.13.0 fails there with "no kernel
+# image is available for execution on the device"
+VOLTA_FAMILIES = frozenset({"p3", "p3dn"})
+# arm64 hosts (Graviton g5g, Grace p6e-gb200): they boot only an arm64 AMI, not the x86 Deep Learning AMI of the head
+ARM64_GPU_FAMILIES = frozenset({"g5g", "p6e-gb200"})
 # PyTorch's indexes of builds without CUDA: CPU-only (whl/cpu, whl/nightly/cpu, whl/cpu-cxx11-abi, …) and
 # AMD's ROCm (whl/rocm6.2, …)
 CPU_TORCH_INDEX = re.compile(r"[^\s'\"=]*download\.pytorch\.org/whl/(?:nightly/|test/)?(?:cpu|rocm[\d.]*)\b[^\s'\"]*")
@@ -555,9 +565,15 @@ def _check_security(c: _Checker, cfg: dict[str, Any]) -> None:
         c.warn(("available_node_types",), "every node type names its own SecurityGroupIds; their rules cannot be "
                "checked offline", "make sure they allow SSH from your CIDR only and no Ray port from the internet")
     elif not ssh_ok and not malformed:
-        c.error(base, "no SSH rule limited to a CIDR; when Ray creates the group it opens SSH to 0.0.0.0/0",
-                "add an IpPermissions rule for tcp 22 from your CIDR and create the group beforehand "
-                "(docs/CLUSTER.md, One-time AWS set-up)")
+        # Ray uses a group that exists with rules as it is, and gives a group it creates (or finds empty) its own rules:
+        # SSH from 0.0.0.0/0, the group itself, then IpPermissions (aws/config.py, _update_inbound_rules). So no
+        # IpPermissions here is right for a group made beforehand, and no rule here keeps Ray's 0.0.0.0/0 out.
+        c.warn(base, "no SSH rule limited to a CIDR. Ray keeps the rules of a group that exists and has rules, but a "
+               "group it creates itself (none by this name in the VPC it picks) gets SSH from 0.0.0.0/0 whatever "
+               "IpPermissions says",
+               "create the group beforehand with SSH from your CIDR and the group's own rule (docs/CLUSTER.md, One-time "
+               "AWS set-up) or name it in every node_config (SecurityGroupIds: [sg-…]); `ups cluster-check --aws` "
+               "checks the live group")
     # dashboard must not listen on all interfaces
     for cmd_key in ("head_start_ray_commands",):
         for i, cmd in enumerate(_seq(cfg.get(cmd_key))):
@@ -947,7 +963,8 @@ def _check_workers_gpu(c: _Checker, cfg: dict[str, Any]) -> None:
     global_max = cfg.get("max_workers")
     if isinstance(global_max, int) and not isinstance(global_max, bool) and global_max <= 0:
         c.error(("max_workers",), f"max_workers is {global_max}: the autoscaler never starts a GPU worker and "
-                "every trial stays pending", "set max_workers: 4 (or pass `ray up --max-workers N`)")
+                "every trial stays pending", "set max_workers: 4 (`ray up --max-workers N` overrides this value, not a "
+                "node type's own max_workers)")
         return
     gpu_types, why_not = [], []
     for name, nt in nts.items():
@@ -963,11 +980,24 @@ def _check_workers_gpu(c: _Checker, cfg: dict[str, Any]) -> None:
             c.warn(key + ("max_workers",), f"max_workers ({mx}) is above the top-level max_workers ({global_max}): "
                    f"Ray silently caps {name} at {global_max} worker(s)",
                    f"set max_workers: {global_max} here, or raise the top-level max_workers: {mx} "
-                   "(`ray up --max-workers N` overrides the top-level value)")
+                   "(`ray up --max-workers N` overrides the top-level value only, never a node type's)")
         itype = _map(nt.get("node_config")).get("InstanceType")
         if not isinstance(itype, str):
             continue
-        has_gpu = itype.split(".")[0] in NVIDIA_GPU_FAMILIES
+        family = itype.split(".")[0]
+        if family in VOLTA_FAMILIES:
+            c.error(key + ("node_config", "InstanceType"), f"{itype} has V100 GPUs (Volta, sm_70), which the pinned "
+                    "torch's CUDA wheels no longer support (PyTorch 2.11 dropped Volta from its CUDA 12.8+ builds): "
+                    "every trial would fail with 'no kernel image is available for execution on the device'",
+                    "use an Ampere or newer type (g5.2xlarge: A10G; g6.2xlarge: L4; p4d: A100)")
+            why_not.append(f"{name}: {itype} is Volta")
+            continue
+        if family in ARM64_GPU_FAMILIES:
+            c.warn(key + ("node_config", "InstanceType"), f"{itype} is an arm64 (Graviton/Grace) host: it boots an "
+                   "arm64 AMI only, and its setup needs aarch64 wheels; an x86 AMI id (the Deep Learning AMI of the "
+                   "head) fails at launch", "give this node type the arm64 Deep Learning AMI of the region, or use an "
+                   "x86 GPU type such as g5.2xlarge")
+        has_gpu = family in NVIDIA_GPU_FAMILIES
         res = nt.get("resources")
         declared = _map(res).get("GPU") if isinstance(res, dict) else None
         if declared is not None and not isinstance(declared, bool) and isinstance(declared, (int, float)) \
@@ -1138,6 +1168,7 @@ def _check_project(c: _Checker, cfg: dict[str, Any], pyproject: Path | None, ori
     if pyproject is not None and pyproject.is_file():
         wanted = _pyproject_pins(pyproject)
     ray_installs, unread = 0, []
+    minimal: list[tuple[Path_, str]] = []  # ray installs without the dashboard's packages (the `default` extra)
     for key, cmd in _all_commands(cfg):
         for inst in _installs(key, cmd):
             found: list[tuple[Any, str, str, bool]] = []  # (requirement, as written, where, installs it)
@@ -1155,12 +1186,25 @@ def _check_project(c: _Checker, cfg: dict[str, Any], pyproject: Path | None, ori
                 found.append((inst.requirement, inst.token, "", True))
             for req, token, where, installs in found:
                 if req is not None and _canon(req.name) in PINNED:
-                    ray_installs += installs and _canon(req.name) == "ray"  # a constraint alone installs nothing
+                    is_ray = installs and _canon(req.name) == "ray"  # a constraint alone installs nothing
+                    ray_installs += is_ray
+                    if is_ray and not ({"default", "all"} & {e.lower() for e in req.extras}):
+                        minimal.append((key, token))
                     _check_pin(c, key, req, token, where, wanted, constraint=not installs)
-    if not ray_installs:
+    images = _ray_images(cfg)
+    for key, image, version in images:
+        if version != ray.__version__:
+            c.error(key, f"the image {image} has ray {version} but this client has ray {ray.__version__}",
+                    f"use rayproject/ray:{ray.__version__}-… (client and cluster must match)")
+    if not ray_installs and not images:
         unchecked = f" (nor in a requirements file that could be read: {', '.join(unread)})" if unread else ""
         c.error(("setup_commands",), f"ray is not pinned in the setup commands{unchecked}",
-                f'install "ray[tune]=={ray.__version__}" (the client\'s version) on every node')
+                f'install "ray[default,tune]=={ray.__version__}" (the client\'s version) on every node, or use the '
+                f"image rayproject/ray:{ray.__version__}-gpu (docker: image)")
+    for key, token in minimal:
+        c.warn(key, f"installs {token!r} without Ray's `default` extra: the head then starts a minimal dashboard, with "
+               "no web server, so `ray dashboard cluster.yaml` tunnels to nothing and `ray job submit` fails (sweeps "
+               "run as usual)", f'install "ray[default,tune]=={ray.__version__}"')
     if pyproject is not None and pyproject.is_file():
         c.report.checks.append(f"project rules (pins compared with {pyproject}, {origin})")
     else:
@@ -1168,6 +1212,71 @@ def _check_project(c: _Checker, cfg: dict[str, Any], pyproject: Path | None, ori
                                f"{pyproject or 'no pyproject.toml found'})")
         c.warn(("setup_commands",), "the pins were not compared with pyproject.toml (none found)",
                "pass --pyproject path/to/pyproject.toml")
+
+
+RAY_IMAGE = re.compile(r"^(?:[\w.-]+/)?rayproject/ray(?:-ml)?:(\d+\.\d+\.\d+)")
+
+
+def _ray_images(cfg: dict[str, Any]) -> list[tuple[Path_, str, str]]:
+    """(key, image, ray version) of the ``docker`` images that are Ray's own (``rayproject/ray:2.60.0-py310-gpu``):
+    ray comes installed with them, the dashboard's packages too."""
+    docker = _map(cfg.get("docker"))
+    out = []
+    for k in ("image", "head_image", "worker_image"):
+        image = docker.get(k)
+        if isinstance(image, str) and (m := RAY_IMAGE.match(image.strip())):
+            out.append((("docker", k), image, m.group(1)))
+    return out
+
+
+HEAD_AUTOSCALER = re.compile(r"--autoscaling-config(?:=|\s+)['\"]?~?/?\S*ray_bootstrap_config\.yaml")
+WORKER_ADDRESS = re.compile(r"--address(?:=|\s+)['\"]?\$\{?RAY_HEAD_IP\}?:\d+")
+VENV_PIP = re.compile(r"(?:^|[\s;&|])(~?[\w./-]*)/bin/pip3?\b")
+
+
+def _check_start_commands(c: _Checker, cfg: dict[str, Any]) -> None:
+    """``ray up`` runs the start commands as given: without ``--autoscaling-config`` on the head no worker is ever
+    launched, without ``--address=$RAY_HEAD_IP`` a worker never joins, and a ``ray`` installed in a venv is found only
+    through the ``~/.bashrc`` Ray sources (``bash --login -c -i 'source ~/.bashrc; …'``).  Left out, Ray's defaults
+    apply: those bind the dashboard to every interface."""
+    checks = (("head_start_ray_commands", "--head", HEAD_AUTOSCALER,
+               "ray start --head without --autoscaling-config=~/ray_bootstrap_config.yaml: the autoscaler never runs, "
+               "no GPU worker is ever launched and every trial stays pending",
+               "ulimit -n 65536; ray start --head --port=6379 --object-manager-port=8076 "
+               "--autoscaling-config=~/ray_bootstrap_config.yaml --dashboard-host=127.0.0.1"),
+              ("worker_start_ray_commands", "", WORKER_ADDRESS,
+               "ray start without --address=$RAY_HEAD_IP:6379: a worker never joins the head's cluster",
+               "ulimit -n 65536; ray start --address=$RAY_HEAD_IP:6379 --object-manager-port=8076"))
+    starts: list[str] = []
+    for key, flag, needed, what, line in checks:
+        if key not in cfg:
+            if key == "head_start_ray_commands":
+                c.warn((key,), "is not given: Ray's default starts the dashboard on all interfaces "
+                       "(--dashboard-host=0.0.0.0)", f"copy the repository's {key} (dashboard on 127.0.0.1)")
+            continue
+        cmds = [str(x) for x in _seq(cfg.get(key))]
+        starts += cmds
+        text = "\n".join(cmds)
+        if not re.search(r"\bray\s+start\b" + (r"[^\n]*" + flag if flag else ""), text):
+            c.error((key,), f"has no `ray start{' ' + flag if flag else ''}`: Ray is never started on these nodes",
+                    f"end it with: {line}")
+        elif not needed.search(text):
+            at = next(i for i, x in enumerate(cmds) if re.search(r"\bray\s+start\b", x))
+            c.error((key, at), what, f"write: {line}")
+    venvs = {m.group(1) for _, cmd in _all_commands(cfg) for m in VENV_PIP.finditer(cmd)
+             if m.group(1) not in ("", "/usr", "/usr/local", "~/.local")}
+    bare = [x for x in starts if re.search(r"(?:^|[\s;&|])ray\s+(?:start|stop)\b", x)]
+    if venvs and bare:
+        setup = [cmd for key, cmd in _all_commands(cfg) if "start_ray" not in str(key[-2])]  # key: (…, list, i)
+        activated = any(".bashrc" in cmd and any(v.rstrip("/") in cmd for v in venvs) for cmd in setup)
+        if not activated:
+            v = sorted(venvs)[0]
+            c.error(("setup_commands",), f"ray is installed into {v} but no setup command activates it in ~/.bashrc, "
+                    "and the start commands call a bare `ray`: Ray runs them through `bash --login -c -i 'source "
+                    "~/.bashrc; …'`, where that ray is not on PATH",
+                    f"add `grep -q {v.strip('~/') or v} ~/.bashrc || echo 'source {v}/bin/activate' >> ~/.bashrc` "
+                    f"to setup_commands, or call {v}/bin/ray in the start commands")
+    c.report.checks.append("start commands")
 
 
 # ----------------------------------------------------------------------------------- entry
@@ -1235,6 +1344,7 @@ def check_cluster_file(path: str | Path, pyproject: str | Path | None = None) ->
     _guarded(c, "torch build", _check_torch_build, cfg, path.resolve().parent, pyproject_path)
     _guarded(c, "idle timeout", _check_idle_timeout, cfg)
     _guarded(c, "project", _check_project, cfg, pyproject_path, origin, path.resolve().parent)
+    _guarded(c, "start commands", _check_start_commands, cfg)
     return c.report
 
 
@@ -1262,8 +1372,24 @@ def check_aws(report: CheckReport, cfg: dict[str, Any]) -> None:
             if not groups:
                 c.error(key, f"security group '{sg_name}' does not exist in {region}: `ray up` would create it with "
                         "SSH open to 0.0.0.0/0", "create it first (docs/CLUSTER.md, One-time AWS set-up)")
+            if len({g.get("VpcId") for g in groups}) > 1:
+                c.warn(key, f"{len(groups)} groups named '{sg_name}' in {region}, in VPCs "
+                       f"{', '.join(sorted(str(g.get('VpcId')) for g in groups))}: Ray uses the one in the VPC of the "
+                       "first usable subnet it finds, which this check cannot tell", "name the group in every "
+                       "node_config (SecurityGroupIds: [sg-…]), which also fixes the VPC")
             for g in groups:
-                for rule in g.get("IpPermissions", []):
+                rules = g.get("IpPermissions", [])
+                # Ray leaves an existing group's rules alone: without one letting the group reach itself, workers never
+                # reach the head's GCS (6379) or object manager (8076), nor the head their SSH, and none ever joins
+                if rules and not any(g["GroupId"] in {pair.get("GroupId") for pair in r.get("UserIdGroupPairs", [])}
+                                     and (str(r.get("IpProtocol")) == "-1" or _ports(r) == (0, 65535))
+                                     for r in rules):
+                    c.error(key, f"the live group {g['GroupId']} has no rule letting its own members reach each "
+                            "other: Ray keeps an existing group's rules, so no worker ever joins the head (GCS 6379, "
+                            "object manager 8076) and the head cannot SSH into one",
+                            f"aws ec2 authorize-security-group-ingress --group-id {g['GroupId']} --ip-permissions "
+                            f"'IpProtocol=-1,UserIdGroupPairs=[{{GroupId={g['GroupId']}}}]'")
+                for rule in rules:
                     lo, hi = _ports(rule)
                     for rng in rule.get("IpRanges", []) + rule.get("Ipv6Ranges", []):
                         cidr = rng.get("CidrIp") or rng.get("CidrIpv6") or ""

@@ -15,7 +15,7 @@
 * champion: the best full-eval (``nrmse_ttc``, else ``nrmse``; the seed mean when seeds are on) replaces
   ``reports/champion.json`` if it beats the recorded champion on the same data (``data_hash``; a
   candidate on other data never replaces it: pass ``champion=<another path>``); every
-  change is appended to ``champion_history.jsonl``.  A seed mean is compared with a seed mean; against a
+  change is appended to its history (``champion_history.jsonl``; ``history_path``).  A seed mean is compared with a seed mean; against a
   single-seed record, each side's own-seed score is compared (``comparable_scores``).  Round C reads the
   champion's config.  A champion also has to beat every baseline (persistence, linear, FNO) scored on the same
   data's full test split (``promotion.beat_baselines``, on by default): a forced promotion of a weak round
@@ -498,12 +498,15 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
 
 
 def history_path(record: Path) -> Path:
-    """Where promotion appends every champion record it writes: ``champion_history.jsonl`` beside ``record``."""
-    return Path(record).with_name("champion_history.jsonl")
+    """Where promotion appends every champion record it writes: ``<record's stem>_history.jsonl`` beside ``record``
+    (``champion_history.jsonl`` for ``champion.json``, ``champion_full_history.jsonl`` for the full profile's
+    ``champion_full.json``: one history per record, so ``tail -n 1`` of it restores that record and no other)."""
+    record = Path(record)
+    return record.with_name(f"{record.stem}_history.jsonl")
 
 
 def _write_record(path: Path, record: Mapping[str, Any]) -> None:
-    """champion.json (atomically) and a line of champion_history.jsonl."""
+    """champion.json (atomically) and a line of its history (``history_path``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))
