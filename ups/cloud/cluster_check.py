@@ -1,6 +1,6 @@
 """``ups cluster-check cluster.yaml``: validate a Ray autoscaler file offline, before spending money.
 
-Five layers, all offline (no AWS credentials, no network):
+Six layers, all offline (no AWS credentials, no network):
 
 0. The file itself: UTF-8, valid YAML, one document, no duplicate keys (YAML would keep the last).
 1. Ray's own schema and semantics (``ray.autoscaler._private.util.prepare_config`` +
