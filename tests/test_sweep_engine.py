@@ -123,6 +123,19 @@ def test_a_restored_asha_gets_its_rung_records_back(ray_session, tmp_path: Path)
     for m, rec in rungs:
         assert rec == pytest.approx(live[m]), m
 
+    # a driver killed right after the searcher suggested a trial: that trial has no folder in Tune's state, and
+    # Ray's ResultGrid raised for the whole experiment, so the resume put back no rung record at all (seen in a run)
+    restored = tune.Tuner.restore(str(tmp_path / "rungs"), curve)
+    trials = restored._local_tuner._experiment_analysis.trials
+    gone = trials[-1]
+    gone.storage.trial_dir_name = None
+    with pytest.raises(RuntimeError, match="trial_dir_name"):
+        restored.get_results()
+    results = restored_results(restored)
+    assert len(results) == len(trials) - 1
+    expected = sum(1 for _, rec in live.items() for tid in rec if tid != gone.trial_id)
+    assert restore_rungs(restored, results) == expected > 0
+
 
 def _sees_the_first_trial_ended(config: dict) -> None:
     """Trial x=0 ends at once; trial x=1 (run after it) waits up to 8 s for the experiment state on storage to

@@ -168,11 +168,31 @@ def restored_configs(tuner: Any) -> tuple[Any, Any]:
 
 def restored_results(tuner: Any) -> list[Any]:
     """The restored trials' ``Result`` objects (last metrics and per-report history), read once for
-    ``trial_compute_s`` and ``restore_rungs``; none when Tune has no readable results yet."""
+    ``trial_compute_s`` and ``restore_rungs``; none when Tune has no readable results yet.
+
+    A driver killed right after the searcher suggested a trial leaves that trial in Tune's state without a folder
+    (``trial_dir_name`` unset): Ray's ``ResultGrid`` then raises for the whole experiment ("Should not access
+    `trial_fs_path` without setting `trial_dir_name`"), and every other trial's results were lost to the resume (its
+    ASHA rungs empty, its gates and compute not replayed).  Those trials are read one by one instead, that one left
+    out: it has reported nothing."""
     try:
         return list(tuner.get_results())
     except (RuntimeError, ValueError):
+        pass
+    from ray.tune import ResultGrid
+
+    analysis = getattr(getattr(tuner, "_local_tuner", None), "_experiment_analysis", None)
+    if analysis is None:
         return []
+    grid = ResultGrid.__new__(ResultGrid)  # its per-trial conversion, without building the whole grid
+    grid._experiment_analysis = analysis
+    out = []
+    for trial in analysis.trials:
+        try:
+            out.append(grid._trial_to_result(trial))
+        except (RuntimeError, ValueError):
+            continue  # no folder: suggested, never started
+    return out
 
 
 def trial_compute_s(results: list[Any], histories: Mapping[str, list[dict[str, Any]]],
