@@ -76,6 +76,15 @@ def test_state_on_storage_never_names_a_deleted_checkpoint(ray_session, tmp_path
         assert Path(r.checkpoint.path).name == "checkpoint_000039" and Path(r.checkpoint.path).exists()
         # Tune's own list holds only what still exists (it would grow by one entry per report)
         assert {Path(c.path).name for c, _ in r.best_checkpoints} == {"checkpoint_000038", "checkpoint_000039"}
+    # and so does the state on storage, which Ray's ExperimentAnalysis reads after the run (the end's pruning came
+    # after Tune's last sync: get_best_checkpoint named deleted folders)
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(exp))
+    for trial in analysis.trials:
+        listed = [r.checkpoint.path for r in trial.run_metadata.checkpoint_manager.best_checkpoint_results]
+        assert sorted(Path(p).name for p in listed) == ["checkpoint_000038", "checkpoint_000039"], listed
+        assert Path(analysis.get_best_checkpoint(trial, "loss", "min").path).exists()
 
 
 def test_rays_own_num_to_keep_is_why(ray_session, tmp_path: Path, monkeypatch) -> None:

@@ -69,8 +69,8 @@ class CheckpointRetention(Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         named = _named(trials)  # the final state (Tune synced it before this call): read once for both passes
-        self.prune(trials, named)
-        self.prune_leftovers(trials, named)
+        if self.prune(trials, named) + self.prune_leftovers(trials, named):
+            restate(trials)  # Tune saves no state after this call: the one on storage still lists what went
 
     def prune(self, trials: Iterable[Any], named: dict[str, str | None] | None = None) -> int:
         """Delete what the rule allows among this run's registered checkpoints; returns how many.
@@ -120,6 +120,43 @@ class CheckpointRetention(Callback):
             _forget(t, gone)
             n += len(gone)
         return n
+
+
+def restate(trials: Iterable[Any]) -> bool:
+    """Rewrite the newest experiment state on storage with the trials' checkpoint lists as they are now.
+
+    The end's pruning comes after Tune's last state sync, so that state still listed the checkpoints it deleted
+    (and a resumed run's, those its killed run left): ``ExperimentAnalysis(path).get_best_checkpoint`` and
+    ``Result.best_checkpoints`` of the folder then named folders that do not exist.  Only each trial's run
+    metadata changes (Ray's own serialisation of it); the file is written beside and moved over the old one, so
+    a reader sees the old state or the new, never a part.  False when there is no readable state to rewrite."""
+    from ray.tune.utils.serialization import TuneFunctionEncoder
+
+    from ups.tune.tune_state import newest_state
+
+    trials = list(trials)
+    if not trials:
+        return False
+    fs = trials[0].storage.storage_filesystem
+    path, state = newest_state(trials[0].storage.experiment_fs_path, fs)
+    if path is None or state is None:
+        return False
+    import json
+
+    by_id = {t.trial_id: t for t in trials}
+    data = []
+    for trial_json, runtime_json in state["trial_data"]:
+        t = by_id.get(json.loads(trial_json).get("trial_id"))
+        data.append([trial_json, t.run_metadata.get_json_state() if t is not None else runtime_json])
+    tmp = f"{path.rsplit('/', 1)[0]}/.ups-restate.tmp"
+    try:
+        with fs.open_output_stream(tmp) as f:
+            f.write(json.dumps({**state, "trial_data": data}, cls=TuneFunctionEncoder).encode())
+        fs.move(tmp, path)
+    except OSError:
+        _delete(fs, tmp)
+        return False
+    return True
 
 
 def _named(trials: Iterable[Any]) -> dict[str, str | None] | None:
