@@ -256,3 +256,39 @@ def test_a_value_a_rounding_step_past_a_bound_is_put_on_it_and_one_beyond_is_ref
     assert optuna_study._fit(CategoricalDistribution(["[0.9, 0.95]", "[0.9, 0.99]"]), "[0.9, 0.99]") == "[0.9, 0.99]"
     assert optuna_study._fit(CategoricalDistribution([0.0, 1.0]), 2.0) is None
     assert optuna_study._fit(IntDistribution(1, 3), 3) == 3 and optuna_study._fit(IntDistribution(1, 3), 4) is None
+
+
+def test_a_suggestion_that_repeats_a_finished_trial_is_told_its_score_and_drawn_again() -> None:
+    """Training is deterministic: a categorical space (round B's) had TPE suggest a finished trial's values again
+    (the reference's, 1 trial in 5), which trained the same model twice.  The repeat is told that trial's score and
+    the trial gets a fresh draw; a space with nothing left trains the repeat (after MAX_REDRAWS); values a running
+    trial holds, or a trial ASHA stopped, are not known scores and are drawn as Optuna likes."""
+    import optuna
+    from ray import tune
+
+    from ups.tune.trainable import SEARCH_METRIC
+    from ups.tune.warm_start import MAX_REDRAWS, WarmOptunaSearch
+
+    search = WarmOptunaSearch(sampler=optuna.samplers.RandomSampler(seed=0))
+    assert search.set_search_properties("val_nrmse", "min", {"a": tune.choice([1, 2, 3])})
+    values = []
+    for i, score in enumerate((0.5, 0.4)):
+        values.append(search.suggest(f"t{i}")["a"])
+        search.on_trial_complete(f"t{i}", {SEARCH_METRIC: score, "final": 1})
+    values.append(search.suggest("t2")["a"])
+    assert sorted(values) == [1, 2, 3]  # each finished value drawn again was told its score, not trained
+    repeats = [t for t in search._ot_study.trials if t.user_attrs.get("repeat_of")]
+    assert repeats and all(t.value == {"t0": 0.5, "t1": 0.4}[t.user_attrs["repeat_of"]]
+                           and t.state == optuna.trial.TrialState.COMPLETE for t in repeats)
+    assert all(t.params["a"] == values[int(t.user_attrs["repeat_of"][1:])] for t in repeats)
+    # stopped early (no final report): its score is not the value's final one, so those values may train again
+    search.on_trial_complete("t2", {SEARCH_METRIC: 0.3})
+    assert search.suggest("t3")["a"] == values[2]
+    # nothing new left: after MAX_REDRAWS repeats in a row the trial trains one
+    search._finished_scores[search._trial_keys["t3"]] = ("t3", 0.3)  # as if t3 had finished
+    told = len(search._ot_study.trials)
+    assert search.suggest("t4")["a"] in values and len(search._ot_study.trials) - told == MAX_REDRAWS + 1
+    # what a resume restores: the scores travel with the searcher's pickled state (OptunaSearch.save: its __dict__)
+    clone = WarmOptunaSearch()
+    clone.__dict__.update(pickle.loads(pickle.dumps(search.__dict__)))
+    assert clone._finished_scores == search._finished_scores and len(clone._finished_scores) == 3

@@ -153,7 +153,9 @@ def _tpe_trials(state: dict[str, Any], study: Any, result: StudyExport, rows: di
             continue
         t = copy.deepcopy(t)
         tid = by_number.get(t.number)
-        attrs = {"tune_trial_id": tid} if tid else {"warm_start": True}
+        # no Tune trial: told an earlier sweep's trial (warm start), or a repeat of a finished trial's values,
+        # told its score (``WarmOptunaSearch.suggest``: user attr ``repeat_of``)
+        attrs = {"tune_trial_id": tid} if tid else {} if "repeat_of" in t.user_attrs else {"warm_start": True}
         attrs.update(_row_attrs(rows.get(str(tid))) if tid else {})
         t.user_attrs = {**t.user_attrs, **attrs}
         trials.append(t)

@@ -46,11 +46,42 @@ class WarmOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         super().on_trial_result(trial_id, _with_objective(result))
 
+    def suggest(self, trial_id: str) -> dict | None:
+        """Optuna's suggestion, drawn again when it repeats the values of a trial that finished (training is
+        deterministic: the same values and seed train the same model; a categorical space such as round B's
+        suggested the reference's values again, 1 trial in 5).  The repeat is told the score that trial got, with
+        user attribute ``repeat_of``, so the model learns from it, and the trial gets a fresh draw; after
+        ``MAX_REDRAWS`` repeats in a row (a space nearly exhausted) it trains the repeat.  Values a running trial
+        holds are not redrawn: their score is not known yet (``searcher.constant_liar=true`` spreads those)."""
+        config = super().suggest(trial_id)
+        if callable(self._space) or trial_id not in self._ot_trials:
+            return config
+        scores = self.__dict__.setdefault("_finished_scores", {})  # a searcher pickled before this has none
+        for _ in range(MAX_REDRAWS):
+            key = params_key(self._ot_trials[trial_id].params)
+            if key not in scores:
+                break
+            first, value = scores[key]
+            repeat = self._ot_trials.pop(trial_id)
+            repeat.set_user_attr("repeat_of", first)
+            self._ot_study.tell(repeat, value)
+            self._repeats = getattr(self, "_repeats", 0) + 1
+            print(f"[ups sweep] searcher: TPE suggested the values trial {first} finished with (score {value:.4g}); "
+                  f"told it that score and drew again for {trial_id}", flush=True)
+            config = super().suggest(trial_id)
+        self.__dict__.setdefault("_trial_keys", {})[trial_id] = params_key(self._ot_trials[trial_id].params)
+        return config
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         # a searcher pickled before ``stopped`` existed (a resumed sweep) tells Ray's way, as it did
         if result and not error and not result.get("final") and getattr(self, "_stopped", "complete") == "pruned":
             result = None  # OptunaSearch tells a trial without a figure (and no error) as PRUNED
         super().on_trial_complete(trial_id, _with_objective(result) if result else result, error)
+        value = _with_objective(result).get(SEARCH_METRIC) if result and not error and result.get("final") else None
+        key = getattr(self, "_trial_keys", {}).get(trial_id)
+        if key is not None and isinstance(value, (int, float)) and math.isfinite(value):
+            # its final score only: one ASHA or a gate stopped may do otherwise against other rungs
+            self.__dict__.setdefault("_finished_scores", {}).setdefault(key, (trial_id, float(value)))
 
     def _setup_study(self, mode: Any) -> None:
         super()._setup_study(mode)
@@ -140,6 +171,14 @@ def _base_differences(a: dict[str, Any], b: dict[str, Any], searched: set[str]) 
     """Base-config keys the two sweeps set differently, leaving out what either searches (and derives)."""
     return [f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b))
             if k not in searched and a.get(k) != b.get(k) and not k.startswith(("run.", "training.seed"))]
+
+
+MAX_REDRAWS = 25
+
+
+def params_key(params: dict[str, Any]) -> str:
+    """One Optuna trial's values as a comparable key (floats by their repr: a repeat is the very same draw)."""
+    return repr(sorted((k, repr(v)) for k, v in params.items()))
 
 
 def _with_objective(result: dict) -> dict:
