@@ -224,7 +224,19 @@ def test_round_c_from_a_champion_of_other_data_says_it_cannot_replace_it(tmp_pat
     assert "trained on other data (data.n 2000 → 256; data.resolution 1024 → 256)" in note, note
     assert "cannot replace it" in note and "Fix: champion=" in note, note
     _round_c_champion(tmp_path, "same-data", 1.0e-3)
-    assert "other data" not in prepare("round_c", args, defaults, around_champion=True).centre_note
+    p = prepare("round_c", args, defaults, around_champion=True)
+    assert "other data" not in p.centre_note
+    # a file given as data.path= changes no data.* setting: the data's own hash tells (centre_data_note, after the
+    # data loads); the champion's record has the hash it was scored on
+    from types import SimpleNamespace
+
+    from ups.tune.launcher import centre_data_note
+
+    p.centre["data_hash"] = "aaaaaaaaaaaa"
+    note = centre_data_note(p, SimpleNamespace(data_hash="bbbbbbbbbbbbbbbb", source="/data/1D_Burgers_Nu0.02.hdf5"))
+    assert "champion same-data was scored on other data (data_hash aaaaaaaaaaaa" in note, note
+    assert "1D_Burgers_Nu0.02.hdf5: bbbbbbbbbbbb" in note and "Fix: champion=" in note
+    assert centre_data_note(p, SimpleNamespace(data_hash="aaaaaaaaaaaabbbb", source="x")) == ""
 
 
 def test_round_c_with_a_warning_still_says_its_champion(tmp_path: Path) -> None:

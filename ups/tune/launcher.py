@@ -168,6 +168,20 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
                     note if around_champion else "")
 
 
+def centre_data_note(p: Prepared, data: Any) -> str:
+    """Rounds C/D: a note when the champion they start from was scored on other data than the round's, read from
+    the data itself (its ``data_hash``).  ``prepare`` compares the ``data.*`` settings, which a file given as
+    ``data.path=`` does not change (the file states its own grid, ν and samples)."""
+    ours = str(getattr(data, "data_hash", "") or "")
+    theirs = str((p.centre or {}).get("data_hash") or "")
+    n = min(len(ours), len(theirs))
+    if not n or ours[:n] == theirs[:n]:
+        return ""
+    return (f"note: the champion {p.centre.get('run_id')} was scored on other data (data_hash {theirs[:12]}; this "
+            f"round's, {data.source}: {ours[:12]}): its promotion cannot replace that champion. Fix: champion=<a "
+            f"record of this data>, or the champion's data")
+
+
 def resumed_centre(scfg: SweepConfig, storage_path: str, fs: Any,
                    display_storage: str) -> tuple[dict[str, Any], str] | None:
     """(the champion record a resumed round C/D sweep started from, the ``ups_sweep.json`` that holds it), saying
@@ -1052,6 +1066,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             data = load_data(p.base) if trainable is None else None
             if s.resume and data is not None:
                 check_resume_data(p.leaderboard, name, str(getattr(data, "data_hash", "") or ""))
+            if (note := centre_data_note(p, data)) and "other data" not in p.centre_note:
+                _log(note)
             baselines, gate_baselines = baseline_rows(s, p.base, data) if data is not None else ([], [])
             if baselines:
                 upsert_rows(p.leaderboard, baselines)
