@@ -8,6 +8,8 @@ import pytest
 
 from ups.cli import main as ups_main
 
+ROOT = Path(__file__).resolve().parents[1]
+
 UNWRITABLE = "/proc/ups-cannot-write-here"  # /proc takes no new folder, even as root
 
 
@@ -38,6 +40,11 @@ def test_a_sweep_script_takes_help_after_overrides(capsys) -> None:
 
     assert run_script(load_round("round_a"), ["num_samples=2", "--help"]) == 0
     assert "Round A" in capsys.readouterr().out
+    # with space=, the help describes that file's distributions, not the round's own
+    space = ROOT / "search_spaces" / "round_b.yaml"
+    assert run_script(load_round("round_a"), [f"space={space}", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"Search space (space={space}): search_spaces/round_b.yaml" in out and "latent.tokens" in out, out
 
 
 def test_a_round_name_is_a_name_not_a_path(capsys) -> None:

@@ -5,10 +5,10 @@ import importlib.util
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ups.config import ConfigError
-from ups.tune.sweep_config import REPO_ROOT, default_space_path
+from ups.tune.sweep_config import REPO_ROOT, default_space_path, resolve_path
 
 SWEEPS_DIR = REPO_ROOT / "sweeps"
 
@@ -48,22 +48,26 @@ def describe_rule(rule: dict[str, Any]) -> str:
     return f"{kind.get(rule['rule'], rule['rule'])} {rule['of']}" + (f" ({extra})" if extra else "")
 
 
-def round_help(main_fn: Callable[..., Any]) -> str:
+def round_help(main_fn: Callable[..., Any], args: Sequence[str] = ()) -> str:
     """What ``python sweeps/<round>.py --help`` prints: the script's docstring, the search space it sweeps
-    (its file, description and distributions) and the script's profile defaults; nothing is started."""
+    (its file, or the ``space=`` among ``args``; description and distributions) and the script's profile defaults;
+    nothing is started."""
     from ups.tune.space import SearchSpaceError, load_space
 
     g = getattr(main_fn, "__globals__", {})
     # a script without a ROUND constant is the round its file names (sweeps/my_round.py: my_round)
     name, defaults = g.get("ROUND") or Path(str(g.get("__file__", ""))).stem, g.get("DEFAULTS") or {}
     lines = [(g.get("__doc__") or f"Sweep round {name}.").strip(), ""]
-    path = default_space_path(name)
+    given = [a.split("=", 1)[1] for a in args if a.startswith("space=")]
+    path = resolve_path(given[-1]) if given else default_space_path(name)
     try:
         space = load_space(path)
     except (SearchSpaceError, OSError) as e:
         lines.append(f"Search space {path}: cannot be read ({' '.join(str(e).split())})")
     else:
-        lines.append(f"Search space (space=… to use another file): {path.relative_to(REPO_ROOT)}")
+        shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+        lines.append(f"Search space (space=… to use another file): {shown}" if not given
+                     else f"Search space (space={given[-1]}): {shown}")
         width = max((len(k) for k in space.params), default=0)
         lines += [f"  {k:<{width}}  {describe_param(p)}" for k, p in space.params.items()]
         if space.derived:
@@ -134,7 +138,7 @@ def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = Non
 
     args = sys.argv[1:] if argv is None else argv
     if any(a in HELP_FLAGS for a in args):  # anywhere, as `ups train … --help` (it was refused after an override)
-        print(round_help(main_fn))
+        print(round_help(main_fn, args))
         return 0
     try:
         quick_check(main_fn, args)
