@@ -204,9 +204,9 @@ def test_trials_failed_past_max_failures_are_named_with_the_resume(ray_session, 
     assert len(out.failed) == 1 and out.exit_status == 0 and "exit status" not in said.out + said.err
 
 
-def test_compute_budget_cut_is_recorded_as_such(ray_session, tmp_path: Path) -> None:
+def test_compute_budget_cut_is_recorded_as_such(ray_session, tmp_path: Path, capsys) -> None:
     """compute_budget_s ends the sweep with trials running: they are stopped by the budget (not by ASHA, not
-    'interrupted'), and the sweep returns normally."""
+    'interrupted'), the sweep returns normally and says the budget ended it (only its rows did)."""
     space = tmp_path / "budget.yaml"
     space.write_text("params:\n  training.lambda_spectral: {dist: grid, values: [0.0, 1.0, 2.0, 3.0]}\n")
     trainable = make_trainable("training.lambda_spectral", {}, iterations=40, sleep=0.05)
@@ -218,6 +218,9 @@ def test_compute_budget_cut_is_recorded_as_such(ray_session, tmp_path: Path) -> 
     cut = rows[rows["stop_reason"].str.startswith("sweep budget compute_budget_s reached at iteration")]
     assert len(cut) >= 1 and (cut["status"] == "stopped").all(), rows[["label", "status", "stop_reason"]]
     assert not rows["status"].eq("interrupted").any()
+    out_text = capsys.readouterr().out
+    assert "sweep budget compute_budget_s used up: Tune's loop ended with" in out_text and " of 4 trial(s) started" \
+        in out_text and "searcher.warm_start=latest" in out_text, out_text[-2000:]
 
 
 def test_resume_refuses_other_settings_and_accepts_operational_ones(ray_session, tmp_path: Path) -> None:

@@ -1164,6 +1164,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 remove_scratch(name, p.storage_path)
             cut = loop_cut(lb_cb)
             reconcile(p.leaderboard, ctx, grid, lb_cb, cut)
+            if cut != INTERRUPTED and (budget := lb_cb.cut_at_step):
+                _log(budget_note(budget, len(grid), n_trials))
             champion, promotion_cut = None, False
             if cut == INTERRUPTED:
                 _log("promotion: not run, the round is unfinished (it runs when the resumed sweep ends)")
@@ -1240,6 +1242,17 @@ def live_study(p: Prepared, name: str, exp_path: str, warm: list[tuple[dict[str,
                                    attrs={"experiment": exp_path, "searcher": s.searcher.name}, warm=warm or ())
     return LiveStudy(mirror, experiment=exp_path if s.resume else None,
                      rows=leaderboard.rows.get if leaderboard is not None else None)
+
+
+def budget_note(budget: str, started: int, planned: int) -> str:
+    """What the driver says when a sweep budget (``time_budget_s`` / ``compute_budget_s``) ended Tune's loop: until
+    then only the rows said so, and the promotion's line came next as if the round had run in full."""
+    never = max(0, planned - started)
+    return (f"sweep budget {budget} used up: Tune's loop ended with {started} of {planned} trial(s) started"
+            + (f" ({never} never started)" if never else "")
+            + "; the unfinished ones are on the leaderboard as stopped by it. A resume keeps the budget's clock: for "
+              "more trials, start a new sweep with searcher.warm_start=latest (TPE is told these), or a larger "
+              f"{budget}")
 
 
 def loop_cut(cb: LeaderboardCallback) -> str | None:
