@@ -382,8 +382,14 @@ def test_a_champion_has_to_beat_every_baseline_on_its_data(tmp_path: Path, capsy
     # a later weak candidate is refused by the bar and the champion kept, with the champion named
     assert update_champion(champ, [full("weak2", 0.26, smoke)], lb, bases)["run_id"] == "good"
     assert "kept the champion good" in capsys.readouterr().out
-    # no baselines given (baselines=false, or promotion.beat_baselines=false): no bar
+    # no baselines given (baselines=false): no bar
     assert update_champion(tmp_path / "c2.json", [full("weak", 0.28, smoke)], lb)["run_id"] == "weak"
+    # promotion.beat_baselines=false: no bar, but the record still names the sweep's FNO, which `ups eval` of the
+    # champion trains (it trained another one, for 60 s, and reported another FNO figure than the sweep's)
+    fno = [{**b, "fno_budget_s": 0.0, "fno_steps": 120, "seed": 0} for b in bases]
+    rec = update_champion(tmp_path / "c3.json", [full("weak", 0.28, smoke)], lb, fno, beat_baselines=False)
+    assert rec["run_id"] == "weak" and rec["baseline_bar"] is None
+    assert rec["baselines_run"] == {"fno_budget_s": 0.0, "fno_steps": 120, "seed": 0}
 
 
 def test_a_pbt_champion_keeps_its_schedule_and_round_c_says_it_starts_from_its_last_values(tmp_path: Path,

@@ -1348,8 +1348,8 @@ def promote_round(p: Prepared, ctx: RowContext, baselines: list[dict[str, Any]],
         for r in fulls:
             _log(f"promotion: {r['source_run_id']}: score over {s.promotion.seeds + 1} training seeds "
                  f"{json.loads(r['seed_scores'])} → mean {r['seed_mean']:.4g}")
-    return update_champion(resolve_path(s.champion), fulls, p.leaderboard,
-                           baselines if s.promotion.beat_baselines else ())
+    return update_champion(resolve_path(s.champion), fulls, p.leaderboard, baselines,
+                           beat_baselines=s.promotion.beat_baselines)
 
 
 def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: Any, limits: GateLimits,

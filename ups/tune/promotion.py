@@ -397,16 +397,18 @@ def _keep(current: dict[str, Any] | None, leaderboard: Path) -> dict[str, Any] |
 
 
 def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
-                    baselines: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
+                    baselines: Sequence[Mapping[str, Any]] = (), *, beat_baselines: bool = True) -> dict[str, Any] | None:
     """Crown the best full-eval if it beats the recorded champion on the same data and every ``baselines`` row
-    (persistence, linear, FNO: scored on the same full test split) of that data.  A candidate evaluated on
-    other data (``data_hash``) never replaces the champion: scores on different data do not compare.
+    (persistence, linear, FNO: scored on the same full test split) of that data; with ``beat_baselines=False``
+    the baselines are no bar, and only name the FNO ``ups eval`` of the record trains (``baselines_run``).  A
+    candidate evaluated on other data (``data_hash``) never replaces the champion: scores on different data do not
+    compare.
     Under ``champion.json.lock``: two rounds promoting at once (two terminals, one reports/) take turns, so
     neither crowns its best over a better champion the other has just written."""
     from ups.filelock import exclusive_lock
 
     with exclusive_lock(Path(str(path) + ".lock")):
-        return _crown(Path(path), candidates, leaderboard, baselines)
+        return _crown(Path(path), candidates, leaderboard, baselines, beat_baselines)
 
 
 def _rows_on_data(baselines: Sequence[Mapping[str, Any]], data_hash: Any) -> list[Mapping[str, Any]]:
@@ -435,7 +437,7 @@ def baseline_settings(baselines: Sequence[Mapping[str, Any]], data_hash: Any) ->
 
 
 def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
-           baselines: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
+           baselines: Sequence[Mapping[str, Any]] = (), beat_baselines: bool = True) -> dict[str, Any] | None:
     current = _follow_checkpoint(path, read_champion(path), candidates)
     candidates = _with_config(candidates)
     if not candidates:
@@ -443,7 +445,7 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
     best = min(candidates, key=score)
     if not math.isfinite(score(best)):
         return _keep(current, leaderboard)
-    bar = baseline_bar(baselines, best.get("data_hash"))
+    bar = baseline_bar(baselines, best.get("data_hash")) if beat_baselines else None
     if bar is not None and score(best) >= bar[1]:
         kept = f"kept the champion {current.get('run_id')}" if current else "no champion crowned"
         _say(f"{kept}: the best candidate {best.get('source_run_id')} scored {score(best):.4g} on the full test "
