@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ups.config import load_config
-from ups.train.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from ups.train.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, resolve_path
 from ups.train.trainer import TrainingDiverged, train
 
 TINY = ["preset=dim8", "data.initial_step=4", "training.num_threads=1", "training.val_max_samples=4",
@@ -235,6 +235,14 @@ def test_checkpoint_refused_on_mismatch_and_corruption(tiny, tmp_path):
         load_checkpoint(bad)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nowhere.pt")
+    # a Tune trial's folder stands for its newest checkpoint_N (ups eval checkpoint=<trial folder> was refused)
+    trial = tmp_path / "trial_x"
+    for n, data in ((2, res.checkpoint.read_bytes()), (10, res.checkpoint.read_bytes()), (11, None)):
+        (trial / f"checkpoint_{n:06d}").mkdir(parents=True)
+        if data is not None:
+            (trial / f"checkpoint_{n:06d}" / "checkpoint.pt").write_bytes(data)
+    assert resolve_path(trial) == trial / "checkpoint_000010" / "checkpoint.pt"  # 11: a write cut short
+    load_checkpoint(trial)
     # what a killed write, a foreign file or a diverged save leaves: each refused with its own reason
     state = torch.load(res.checkpoint, map_location="cpu", weights_only=True)
     (tmp_path / "empty.pt").write_bytes(b"")

@@ -80,9 +80,15 @@ def save_checkpoint(directory: Path, payload: dict[str, Any]) -> Path:
 
 
 def resolve_path(path: Path | str) -> Path:
+    """``path`` as the checkpoint.pt it names: the file, a folder holding it, or a Tune trial's folder (its newest
+    ``checkpoint_N`` that holds one: the checkpoint its leaderboard row records)."""
     p = Path(path).expanduser()
     if p.is_dir():
+        tune_ckpts = sorted((int(d.name.split("_", 1)[1]), d) for d in p.glob("checkpoint_*")
+                            if d.name.split("_", 1)[1].isdigit() and (d / CHECKPOINT_NAME).is_file())
         p = p / CHECKPOINT_NAME
+        if not p.exists() and tune_ckpts:
+            p = tune_ckpts[-1][1] / CHECKPOINT_NAME
     if not p.exists():
         marker = p.parent / "checkpoints" / "LATEST"  # a run folder (ups train writes checkpoints/<name>/ and LATEST)
         latest = marker.read_text().strip() if marker.is_file() else ""
