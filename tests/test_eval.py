@@ -586,3 +586,17 @@ def test_eval_takes_a_champion_record_and_an_s3_checkpoint(tiny, files, tmp_path
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(ConfigError, match=r"champion file '.*bad.json' must hold a JSON object"):
         main([f"checkpoint={tmp_path / 'bad.json'}"])
+
+
+def test_a_checkpoint_from_the_middle_of_training_is_noted() -> None:
+    """`ups eval` of a trial ASHA stopped in the operator stage printed TTC and ECE figures from an untrained diffusion
+    residual, with nothing saying the checkpoint was not a finished model."""
+    from ups.config import load_config
+    from ups.eval import unfinished_note
+
+    cfg = load_config([])
+    note = unfinished_note({"stage": "operator", "epoch": 9, "global_epoch": 14}, cfg)
+    assert "stage operator, epoch 9 (14 epochs in all)" in note and "TTC and ECE" in note and "untrained" in note
+    later = unfinished_note({"stage": "diff_residual", "epoch": 2, "global_epoch": 40}, cfg)
+    assert "untrained still: consistency_distill" in later and "TTC and ECE" not in later
+    assert unfinished_note({"stage": "done", "epoch": 1, "global_epoch": 42}, cfg) == ""

@@ -604,6 +604,26 @@ def main(argv: list[str]) -> int:
         return _evaluate_checkpoint(str(local), stored, updates, fno)
 
 
+def unfinished_note(state: dict[str, Any], cfg: Any) -> str:
+    """A note for a checkpoint saved before training finished (a trial ASHA stopped, a run cut short): which stage
+    and epoch it holds, and, before the diffusion stages, that its TTC and ECE figures sample an untrained
+    residual.  Empty for a final checkpoint."""
+    from ups.train.stages import STAGES
+
+    stage = str(state.get("stage", ""))
+    if stage == "done" or stage not in STAGES:
+        return ""
+    later = [st for st in STAGES[STAGES.index(stage) + 1:] if int(cfg.stages[st].epochs) > 0]
+    text = (f"the checkpoint is from the middle of training: stage {stage}, epoch {state.get('epoch')} "
+            f"({state.get('global_epoch')} epochs in all)")
+    if stage in ("autoencoder", "operator") and any(st in later for st in ("diff_residual", "consistency_distill")):
+        text += ("; its diffusion residual is untrained, so the TTC and ECE figures (which sample it) do not "
+                 "describe a trained model")
+    elif later:
+        text += f"; untrained still: {', '.join(later)}"
+    return text
+
+
 def checkpoint_source(arg: str) -> tuple[str, dict[str, Any]]:
     """``checkpoint=…`` as given → (the checkpoint to load: a local path or an ``s3://`` URI, the champion record
     it came from or {}).  ``champion`` (for ``reports/champion.json``) or a ``….json`` champion record stands for
@@ -653,6 +673,8 @@ def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[st
         raise ConfigError(str(e)) from None
     source = str(getattr(data, "source", cfg.data.path))
     grid, notes = check_eval_data(ckpt_cfg, int(state["grid_size"]), data, source)
+    if (stage_note := unfinished_note(state, ckpt_cfg)):
+        notes.insert(0, stage_note)
     check_test_unseen(ckpt_cfg, cfg, data, source)
     from ups.outputs import check_writable_folder
 
