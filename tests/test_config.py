@@ -139,3 +139,15 @@ def test_the_config_hash_ignores_where_a_run_executes() -> None:
         assert config_hash(apply_overrides(base, {key: value}, source="t")) == h, key
     assert config_hash(apply_overrides(base, {"training.seed": 3}, source="t")) != h
     assert config_hash(apply_overrides(base, {"data.n": 64}, source="t")) != h
+
+
+def test_an_unknown_key_whose_leaf_several_keys_share_lists_them() -> None:
+    """`training.epochs=3` was offered `training.amp`, `lr=1e-3` the autoencoder's lr (round A searches the
+    operator's): a leaf every stage has now lists those keys."""
+    from ups.config import did_you_mean
+
+    assert "'stages.operator.epochs'" in did_you_mean("training.epochs") and "training.amp" not in \
+        did_you_mean("training.epochs")
+    assert "one of" in did_you_mean("lr") and "'stages.operator.optimizer.lr'" in did_you_mean("lr")
+    assert did_you_mean("stages.operator.lr") == " Did you mean 'stages.operator.optimizer.lr'?"
+    assert did_you_mean("num_sample", ["num_samples", "name"]) == " Did you mean 'num_samples'?"

@@ -305,6 +305,21 @@ def suggest_key(key: str, candidates: Iterable[str] | None = None) -> str | None
     return by_leaf[0] if by_leaf else None
 
 
+def did_you_mean(key: str, candidates: Iterable[str] | None = None) -> str:
+    """`` Did you mean …?`` for an unknown ``key`` (empty when nothing is near).  A leaf several keys share
+    (``lr``, ``training.epochs``: each stage has its own) lists them, rather than the one spelling nearest to the
+    whole key (``training.amp``) or the first of them (``stages.autoencoder.optimizer.lr``, when the round searches
+    the operator's)."""
+    cands = list(candidates) if candidates is not None else all_keys()
+    leaf = key.rsplit(".", 1)[-1]
+    same = [c for c in cands if c != key and c.rsplit(".", 1)[-1] == leaf]
+    near = suggest_key(key, cands)
+    section = near in (f"{key}.name", f"{key}.enabled")  # a section given a value (scheduler=pbt)
+    if len(same) > 1 and not section and (near is None or near.rsplit(".", 1)[-1] != leaf or "." not in key):
+        return f" Did you mean one of {', '.join(repr(c) for c in same[:8])}{', …' if len(same) > 8 else ''}?"
+    return f" Did you mean '{near}'?" if near else ""
+
+
 def override_key(item: str) -> str:
     """The key of a ``key=value`` override as the config names it: spaces and Hydra's ``+`` prefix dropped
     (``" +stages.operator.epochs=3"`` → ``stages.operator.epochs``)."""
@@ -324,8 +339,7 @@ def data_file_key(item: str, command: str, without: str) -> str:
 
 
 def unknown_key_error(key: str, source: str) -> ConfigError:
-    near = suggest_key(key)
-    hint = f" Did you mean '{near}'?" if near else ""
+    hint = did_you_mean(key)
     parent = key.rsplit(".", 1)[0] if "." in key else ""
     siblings = [k for k in all_keys() if parent and k.startswith(parent + ".")]
     valid = f" Valid keys under '{parent}': {', '.join(siblings[:20])}." if siblings else ""

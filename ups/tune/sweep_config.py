@@ -24,8 +24,8 @@ from typing import Any, Sequence
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from ups.config import (ConfigError, StagesCfg, _above, _at_least, all_keys, invalid_value_error, is_local_path,
-                        override_key, suggest_key)
+from ups.config import (ConfigError, StagesCfg, _above, _at_least, all_keys, did_you_mean, invalid_value_error,
+                        is_local_path, override_key)
 from ups.yamlio import read_yaml
 
 SWEEP_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "sweep"
@@ -218,8 +218,7 @@ def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]
             trial.append(f"{key}={value}")
         else:
             cands = sorted(skeys - {"trial"}) + sorted(ups_keys)
-            near = suggest_key(key, cands)
-            hint = f" Did you mean '{near}'?" if near else ""
+            hint = did_you_mean(key, cands)
             raise ConfigError(
                 f"overrides: unknown key '{key}'.{hint} Sweep keys: {', '.join(sorted(skeys - {'trial'}))}. "
                 f"Model/training keys are the UPS config keys (e.g. stages.operator.epochs), optionally "
@@ -253,9 +252,7 @@ def _merge_layer(cfg: DictConfig, layer: dict[str, Any], source: str) -> DictCon
             cfg.trial = list(cfg.trial) + [str(x) for x in extra]
             continue
         if key not in skeys:
-            near = suggest_key(key, sorted(skeys))
-            hint = f" Did you mean '{near}'?" if near else ""
-            raise ConfigError(f"{source}: unknown sweep key '{key}'.{hint}")
+            raise ConfigError(f"{source}: unknown sweep key '{key}'.{did_you_mean(key, sorted(skeys))}")
         try:
             OmegaConf.update(cfg, key, value, merge=False)
         except Exception as e:
