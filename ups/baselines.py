@@ -363,7 +363,7 @@ def main(argv: list[str]) -> int:
 
     from ups.data.protocol import load_protocol
 
-    data = load_protocol(cfg.data)
+    data = load_protocol(cfg.data, check_config=False)  # no model is trained here: the file states its own grid
     print(f"data: {data.source} (hash {data.data_hash}); train {tuple(data.train.shape)}, "
           f"test {tuple(data.test.shape)}; FNO budget {budget:g} s" + (f", {steps} steps" if steps else ""))
     rows = run_baselines(data, budget, seed, cache_dir, fno_steps=steps,
@@ -374,7 +374,7 @@ def main(argv: list[str]) -> int:
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"baselines-{data.data_hash}-b{budget:g}-s{seed}"
+    stem = out_dir / (f"baselines-{data.data_hash}-b{budget:g}-s{seed}" + (f"-steps{steps}" if steps else ""))
     df = pd.DataFrame(rows)
     if "details" in df:
         df["details"] = df["details"].map(lambda d: json.dumps(d, sort_keys=True) if isinstance(d, dict) else "")
