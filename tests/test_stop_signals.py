@@ -36,3 +36,43 @@ def test_an_error_without_a_stop_signal_is_raised_as_it_is():
         with stop_signals_as_ctrl_c(into_tune=False):
             with _cleanup_that_fails():
                 pass
+
+
+def test_a_sweep_script_stopped_outside_tunes_loop_says_so_and_cleans_up(capsys):
+    """SIGTERM while the driver made its data, trained the baselines or wrote the report killed it without a word
+    and left its lease (ups_driver.json) behind; now it is a Ctrl-C there too: the script's clean-up runs, one line
+    says what happened, exit 130."""
+    from ups.tune.cli import run_script
+
+    cleaned = []
+
+    def main(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # e.g. while the baselines train
+            return 0
+        finally:
+            cleaned.append(True)  # the launcher releases its lease in a finally
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_script(main, []) == 130
+    assert cleaned == [True] and signal.getsignal(signal.SIGTERM) == before
+    err = capsys.readouterr()
+    assert "SIGTERM: stopping the sweep as for Ctrl-C" in err.out
+    assert "interrupted (Ctrl-C or a stop signal)" in err.err
+
+
+def test_ray_init_keeps_the_scripts_sigterm_handler():
+    """ray.init installs its own SIGTERM handler (sys.exit): after it a stop while the report was written ended the
+    driver without a word. connect_ray puts the script's handler back (kept_sigterm)."""
+    from ups.tune.launcher import kept_sigterm
+
+    def mine(signum, frame):  # pragma: no cover - never called
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        with kept_sigterm():
+            signal.signal(signal.SIGTERM, lambda signum, frame: None)  # what ray.init does
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)

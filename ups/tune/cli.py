@@ -140,15 +140,20 @@ def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = Non
     if any(a in HELP_FLAGS for a in args):  # anywhere, as `ups train … --help` (it was refused after an override)
         print(round_help(main_fn, args))
         return 0
+    from ups.tune.stop_signals import stop_signals_as_ctrl_c
+
     try:
-        quick_check(main_fn, args)
-        return int(main_fn(args) or 0)
+        # SIGTERM / SIGHUP outside Tune's loop (making the data, training the baselines, writing the report) killed
+        # the driver without a word and left its lease behind: taken as Ctrl-C there too (the loop takes its own)
+        with stop_signals_as_ctrl_c(into_tune=False):
+            quick_check(main_fn, args)
+            return int(main_fn(args) or 0)
     except ConfigError as e:  # bad input (overrides, search space, config): one line, nothing started
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     except SweepInterrupted:  # its message (what was kept, how to resume) is printed
         return 130
     except KeyboardInterrupt:  # before Tune started, or after its state was saved: nothing half-written
-        print("\n[ups sweep] interrupted (Ctrl-C); finished trials are on the leaderboard, and a sweep whose "
+        print("\n[ups sweep] interrupted (Ctrl-C or a stop signal); finished trials are on the leaderboard, and a sweep whose "
               "Tune state was saved continues with resume=true", file=sys.stderr)
         return 130

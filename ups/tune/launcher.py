@@ -14,10 +14,11 @@ import shutil
 import socket
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
@@ -615,6 +616,31 @@ def connect_ray(s: SweepConfig) -> bool:
         return False
     address = s.ray_address or os.environ.get("RAY_ADDRESS", "")
     check_ray_address(address, s.connect_timeout_s)
+    with kept_sigterm():
+        init_ray(s, address)
+    return True
+
+
+@contextmanager
+def kept_sigterm() -> Iterator[None]:
+    """``ray.init`` replaces the driver's SIGTERM handler with its own ``sys.exit``: a stop signal while the report
+    was written then ended the driver without a word.  The handler the sweep script installed (``run_script``: taken
+    as Ctrl-C) is put back."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if callable(before):
+            signal.signal(signal.SIGTERM, before)
+
+
+def init_ray(s: SweepConfig, address: str) -> None:
+    import ray
+
     if address:
         try:
             ray.init(address=address, log_to_driver=s.verbose >= 2)
@@ -627,7 +653,6 @@ def connect_ray(s: SweepConfig) -> bool:
     else:
         ray.init(num_cpus=s.ray_num_cpus or None, include_dashboard=False, log_to_driver=s.verbose >= 2,
                  configure_logging=False)
-    return True
 
 
 def concurrency(s: SweepConfig, remote: bool) -> int:
