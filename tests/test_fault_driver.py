@@ -351,6 +351,7 @@ def test_stop_during_promotion_keeps_the_round_and_resume_redoes_it(tmp_path, ti
     rows = _resume_ok(args, tmp_path, env, lb, name)
     out = (tmp_path / "driver2.log").read_text()
     assert "on the leaderboard already" in out and "promotion: full-eval of" in out, out[-3000:]
+    assert f"resume: every trial of {name} had finished (3 of 3): none trains again" in out, out[-3000:]
     again = rows[rows["kind"] == "full_eval"].set_index("run_id")
     assert sorted(again.index) == sorted(fulls.index)
     assert (again.loc[fulls.index, "timestamp"] == fulls["timestamp"]).all()

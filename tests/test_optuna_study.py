@@ -292,3 +292,23 @@ def test_a_suggestion_that_repeats_a_finished_trial_is_told_its_score_and_drawn_
     clone = WarmOptunaSearch()
     clone.__dict__.update(pickle.loads(pickle.dumps(search.__dict__)))
     assert clone._finished_scores == search._finished_scores and len(clone._finished_scores) == 3
+
+
+def test_a_restarted_trials_repeated_iterations_are_not_reported_twice() -> None:
+    """A trial restarted from its checkpoint reports the iterations after it again; Optuna warned of each repeat
+    (`step=37 is already reported`) and kept the first value anyway."""
+    import warnings
+
+    from ray import tune
+
+    from ups.tune.warm_start import WarmOptunaSearch
+
+    search = WarmOptunaSearch(sampler=optuna.samplers.RandomSampler(seed=0))
+    search.set_search_properties("val_nrmse", "min", {"a": tune.uniform(0.0, 1.0)})
+    search.suggest("t0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna's warning would fail here
+        for step in (1, 2, 2, 3):
+            search.on_trial_result("t0", {SEARCH_METRIC: 0.1 * step, "training_iteration": step})
+    trial = search._ot_trials["t0"]
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values == pytest.approx({1: 0.1, 2: 0.2, 3: 0.3})

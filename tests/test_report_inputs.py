@@ -229,7 +229,11 @@ def test_learning_curves_cut_a_trial_that_went_on_from_a_checkpoint(tmp_path, mo
     assert [list(s["training_iteration"]) for s in segs] == [[1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 8]]
     assert [list(s["val_nrmse"]) for s in segs][1][0] == 0.2  # the values stay with their own run
     assert len(curve_segments(plain, "training_iteration")) == 1
-    assert len(curve_segments(pbt.iloc[[0, 1, 2, 2]], "training_iteration")) == 1  # the final report repeats x
+    final = pbt.iloc[[0, 1, 2, 2]].assign(final=[0, 0, 0, 1])
+    assert len(curve_segments(final, "training_iteration")) == 1  # the final report repeats x
+    # a trial killed between its report of epoch 3 and that epoch's checkpoint reports 3 again when it resumes
+    # from the checkpoint before: a restart too (the title counted 1 of 2)
+    assert len(curve_segments(final.assign(final=0), "training_iteration")) == 2
 
     seen = drawn_figures(monkeypatch)
     assert plot_learning_curves(pd.concat([pbt, plain], ignore_index=True), tmp_path / "lc.png").exists()

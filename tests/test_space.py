@@ -70,6 +70,10 @@ def test_shipped_spaces_are_valid(path: Path, base) -> None:
      ["params.stages.operator.batch_size", "int bounds must be integers (got 8.5, 32). Fix: whole numbers"]),
     ("reference:\n  ttc.threshold: 0.9\nparams:\n  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n",
      ["reference.ttc.threshold", "outside [0.1, 0.2]"]),
+    # no reference section: the value came from the base config, which the message now says
+    ("params:\n  stages.operator.optimizer.lr: {dist: choice, values: [0.5, 0.7]}\n",
+     ["reference.stages.operator.optimizer.lr", "(the base config's value: the file has no "
+      "reference.stages.operator.optimizer.lr) is not one of the choices [0.5, 0.7]", "set reference."]),
     ("params:\n  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n"
      "derived:\n  ttc.beam_width: {rule: magic, of: ttc.candidates}\n", ["derived.ttc.beam_width", "copy, scale"]),
 ])

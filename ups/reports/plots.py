@@ -268,9 +268,12 @@ def curve_segments(g: pd.DataFrame, xcol: str) -> list[pd.DataFrame]:
     """One trial's reports in the order it made them, cut wherever ``xcol`` goes back. A PBT trial that exploits
     goes on from another trial's checkpoint at an earlier iteration (a resumed trial from its own last
     checkpoint), so it reports those iterations again: one line through all its reports would zig-zag. A report
-    at the same x (the final evaluation after the last epoch) continues the line."""
+    at the same x continues the line when it is the final evaluation after the last epoch (``final``); any other
+    is a restart from the checkpoint of the report before (a trial killed between its report and the next
+    checkpoint reports that epoch again)."""
     x = pd.to_numeric(g[xcol], errors="coerce").to_numpy()
-    cuts = [0, *[i for i in range(1, len(x)) if x[i] < x[i - 1]], len(x)]
+    final = pd.to_numeric(g["final"], errors="coerce").fillna(0).to_numpy() if "final" in g else [0] * len(x)
+    cuts = [0, *[i for i in range(1, len(x)) if x[i] < x[i - 1] or (x[i] == x[i - 1] and not final[i])], len(x)]
     return [g.iloc[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
 
 

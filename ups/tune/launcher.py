@@ -1161,6 +1161,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 tuner = tune.Tuner.restore(f"{p.storage_path}/{name}", tr, resume_errored=True,
                                            storage_filesystem=p.filesystem)
                 results, histories = restored_runs(tuner, lb_cb)
+                if note := finished_note(tuner, name, n_trials):
+                    _log(note)
                 stop = build_stopper(s, limits, lb_cb.spent_s)
                 gates = [*gate_trackers(stop), lb_cb.tracker] if s.gates.enabled else []
                 for line in carry_over(tuner, run_config(p, name, stop, callbacks),
@@ -1312,6 +1314,16 @@ def restored_runs(tuner: Any, cb: LeaderboardCallback) -> tuple[list[Any], dict[
     cb.trial_s, cb.trial_gpu_s = trial_compute_s(results, histories, cb.ctx.gpu_per_trial)
     cb.spent_s = float(sum(cb.trial_s.values()))
     return results, histories
+
+
+def finished_note(tuner: Any, name: str, planned: int) -> str:
+    """What a resume of a sweep whose trials had all finished says: nothing trains; the rows, the promotion and the
+    report are brought up to date.  Empty when a trial is left to run (or Tune's state cannot tell)."""
+    trials = getattr(getattr(getattr(tuner, "_local_tuner", None), "_experiment_analysis", None), "trials", None)
+    if not trials or len(trials) < planned or any(t.status != "TERMINATED" for t in trials):
+        return ""
+    return (f"resume: every trial of {name} had finished ({len(trials)} of {planned}): none trains again; its rows, "
+            "promotion (the full-evals on the leaderboard kept) and report are brought up to date")
 
 
 def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, cut: str | None = None) -> None:

@@ -794,13 +794,18 @@ def check_against(space: SearchSpace, base: DictConfig) -> None:
     ref = space.reference_point(base)
     for key, p in space.params.items():
         v = ref[key]
+        # with no reference.<key> in the file the reference is the base config's value: say so, it is not in the file
+        origin = "" if key in space.reference else " (the base config's value: the file has no reference." \
+            f"{key})"
         if p.dist in ("choice", "grid") and v not in [p.encode(x) for x in p.values]:
-            raise _err(space.path, f"reference.{key}", f"reference value {p.decode(v)!r} is not one of the "
+            raise _err(space.path, f"reference.{key}", f"reference value {p.decode(v)!r}{origin} is not one of the "
                                                         f"choices {p.values}. Fix: add it to 'values' or set "
-                                                        f"reference.{key}")
+                                                        f"reference.{key}: <one of them> (the round's first trial and "
+                                                        "the small-eval gates' yardstick)")
         if p.dist in ("uniform", "loguniform", "int") and not (p.low <= float(v) <= p.high):
-            raise _err(space.path, f"reference.{key}", f"reference value {v!r} is outside [{p.low}, {p.high}]. "
-                                                        f"Fix: widen the range or set reference.{key}")
+            raise _err(space.path, f"reference.{key}", f"reference value {v!r}{origin} is outside "
+                                                        f"[{p.low}, {p.high}]. Fix: widen the range or set "
+                                                        f"reference.{key}: <a value inside it>")
     check_combinations(space, base)
 
 

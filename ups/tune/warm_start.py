@@ -44,6 +44,14 @@ class WarmOptunaSearch(OptunaSearch):
         return super().set_search_properties(SEARCH_METRIC, mode, config, **spec)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # a trial restarted from a checkpoint reports the iterations after it again: Optuna keeps the first value
+        # of a step and warns of every repeat ("step=37 is already reported"), three times a resume
+        ot_trial = self._ot_trials.get(trial_id)
+        step = result.get("training_iteration")
+        if ot_trial is not None and step is not None and trial_id not in self._completed_trials:
+            done = ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values
+            if step in done:
+                return
         super().on_trial_result(trial_id, _with_objective(result))
 
     def suggest(self, trial_id: str) -> dict | None:
