@@ -239,7 +239,7 @@ def test_cli_prints_table_writes_csv_json_and_leaderboard(tiny_cfg, tmp_path, ca
     fno = [r for r in json.loads(next((tmp_path / "out2").glob("baselines-*.json")).read_text()) if r["name"] == "fno"]
     assert (fno[0]["fno_budget_s"], fno[0]["fno_steps"], fno[0]["details"]["steps"]) == (0.0, 2, 2)
     assert read_leaderboard(lb)["run_id"].str.contains("-b0-steps2-s2").sum() == 3  # its three rows beside the first
-    assert next((tmp_path / "out2").glob("baselines-*.json")).name.endswith("-b0-s2-steps2.json")
+    assert next((tmp_path / "out2").glob("baselines-*.json")).name.endswith("-b0-steps2-s2.json")
     # a file states its own grid: no data.* settings to match (no model is trained here); it was refused for not
     # matching data.resolution's default 1024, as a checkpoint's data would be
     (generated,) = Path(str(tiny_cfg.data.cache_dir)).expanduser().glob("*.hdf5")

@@ -635,3 +635,12 @@ def test_rays_own_image_installs_ray_and_leaving_out_the_start_commands_warns(tm
     assert not any("ray" in w.message and "pinned" in w.message for w in report.warnings)
     (w,) = _warnings_at(report, "head_start_ray_commands")
     assert "--dashboard-host=0.0.0.0" in w.message and "127.0.0.1" in w.fix
+
+
+def test_a_conda_prefix_on_path_needs_no_activation(tmp_path):
+    """/opt/conda/bin/pip (the Deep Learning AMI's conda, Ray's docker image's anaconda3) is on PATH already: only a
+    venv a setup command makes has to be activated in ~/.bashrc."""
+    text = CLUSTER.read_text().replace("~/ups-venv/bin/pip", "/opt/conda/bin/pip")
+    text = "\n".join(line for line in text.splitlines() if "ups-venv" not in line) + "\n"
+    report = check_cluster_file(_write(tmp_path, text))
+    assert report.ok, report.format()

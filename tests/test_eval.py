@@ -600,3 +600,15 @@ def test_a_checkpoint_from_the_middle_of_training_is_noted() -> None:
     later = unfinished_note({"stage": "diff_residual", "epoch": 2, "global_epoch": 40}, cfg)
     assert "untrained still: consistency_distill" in later and "TTC and ECE" not in later
     assert unfinished_note({"stage": "done", "epoch": 1, "global_epoch": 42}, cfg) == ""
+
+
+def test_a_final_checkpoint_a_time_budget_cut_short_is_noted() -> None:
+    """A run whose training.time_budget_s ran out saves a final checkpoint (stage done) with stages untrained."""
+    import json
+
+    from ups.config import load_config
+    from ups.eval import unfinished_note
+
+    history = [{"stage": "operator", "epoch": 3, "budget_exhausted": 1}]
+    note = unfinished_note({"stage": "done", "budget_hit": True, "history": json.dumps(history)}, load_config([]))
+    assert "a time budget cut training short in stage operator" in note and "TTC and ECE" in note

@@ -267,7 +267,7 @@ def test_a_suggestion_that_repeats_a_finished_trial_is_told_its_score_and_drawn_
     from ray import tune
 
     from ups.tune.trainable import SEARCH_METRIC
-    from ups.tune.warm_start import MAX_REDRAWS, WarmOptunaSearch
+    from ups.tune.warm_start import MAX_REDRAWS, WarmOptunaSearch, params_key
 
     search = WarmOptunaSearch(sampler=optuna.samplers.RandomSampler(seed=0))
     assert search.set_search_properties("val_nrmse", "min", {"a": tune.choice([1, 2, 3])})
@@ -277,21 +277,43 @@ def test_a_suggestion_that_repeats_a_finished_trial_is_told_its_score_and_drawn_
         search.on_trial_complete(f"t{i}", {SEARCH_METRIC: score, "final": 1})
     values.append(search.suggest("t2")["a"])
     assert sorted(values) == [1, 2, 3]  # each finished value drawn again was told its score, not trained
-    repeats = [t for t in search._ot_study.trials if t.user_attrs.get("repeat_of")]
+    repeats = [t for t in search._ot_study.trials
+               if t.user_attrs.get("repeat_of") and t.state == optuna.trial.TrialState.COMPLETE]
     assert repeats and all(t.value == {"t0": 0.5, "t1": 0.4}[t.user_attrs["repeat_of"]]
                            and t.state == optuna.trial.TrialState.COMPLETE for t in repeats)
     assert all(t.params["a"] == values[int(t.user_attrs["repeat_of"][1:])] for t in repeats)
     # stopped early (no final report): its score is not the value's final one, so those values may train again
     search.on_trial_complete("t2", {SEARCH_METRIC: 0.3})
     assert search.suggest("t3")["a"] == values[2]
-    # nothing new left: after MAX_REDRAWS repeats in a row the trial trains one
+    # a point already told is told again as FAIL (TPE leaves those out), not as one more copy of its score
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in search._ot_study.trials
+               if t.user_attrs.get("repeat_of") and t.number not in {r.number for r in repeats})
+    assert len({t.params["a"] for t in repeats}) == len(repeats)  # each point told with its score once
+    # every point of the space has finished: the trial trains a repeat at once (no redraws that cannot succeed)
     search._finished_scores[search._trial_keys["t3"]] = ("t3", 0.3)  # as if t3 had finished
     told = len(search._ot_study.trials)
-    assert search.suggest("t4")["a"] in values and len(search._ot_study.trials) - told == MAX_REDRAWS + 1
+    assert search.suggest("t4")["a"] in values and len(search._ot_study.trials) - told == 1
+    # a space with points left but drawn badly: at most MAX_REDRAWS draws, then it trains the repeat
+    wide = WarmOptunaSearch(sampler=optuna.samplers.RandomSampler(seed=0))
+    assert wide.set_search_properties("val_nrmse", "min", {"a": tune.choice(list(range(1000)))})
+    wide.suggest("w0")
+    wide.on_trial_complete("w0", {SEARCH_METRIC: 0.5, "final": 1})
+    wide._finished_scores = {params_key({"a": v}): ("w0", 0.5) for v in range(999)}  # only one point left
+    before = len(wide._ot_study.trials)
+    wide.suggest("w1")
+    assert len(wide._ot_study.trials) - before <= MAX_REDRAWS + 1
     # what a resume restores: the scores travel with the searcher's pickled state (OptunaSearch.save: its __dict__)
     clone = WarmOptunaSearch()
     clone.__dict__.update(pickle.loads(pickle.dumps(search.__dict__)))
     assert clone._finished_scores == search._finished_scores and len(clone._finished_scores) == 3
+    # the study export: a repeat is no Tune trial and no warm-start trial
+    from ups.reports.optuna_study import _tpe_trials, StudyExport
+
+    from pathlib import Path
+
+    state = {"_ot_trials": search._ot_trials}
+    exported = _tpe_trials(state, search._ot_study, StudyExport(Path("x"), "s"), {})
+    assert all(not t.user_attrs.get("warm_start") for t in exported if t.user_attrs.get("repeat_of"))
 
 
 def test_a_restarted_trials_repeated_iterations_are_not_reported_twice() -> None:

@@ -483,3 +483,24 @@ def test_a_full_eval_whose_checkpoint_is_corrupt_is_skipped_and_the_others_run(t
     assert [r["source_run_id"] for r in rows] == [f"{EXP}-t1"]
     out = capsys.readouterr().out
     assert f"{EXP}-t0: no full-eval, its checkpoint {empty} cannot be loaded" in out and "is empty (0 bytes" in out
+
+
+def test_a_resumes_kept_full_eval_carries_no_old_seed_mean_and_keeps_its_label(tmp_path: Path) -> None:
+    """A resume keeps the full-eval rows of a checkpoint already evaluated on the same data; the kept row must not
+    bring the seed mean the first promotion wrote into it (seed_mean_candidates scores the trial's own seed from it:
+    the mean drifted on every resume), and its trial is labelled full_eval again (the resume's small-eval had set it
+    back to small_eval)."""
+    from types import SimpleNamespace
+
+    lb = tmp_path / "lb.csv"
+    trial = {"run_id": "t1", "experiment": EXP, "kind": "trial", "checkpoint": str(tmp_path / "trial_t1" / "checkpoint_9"),
+             "promotion": "small_eval", "data_hash": "d1"}
+    kept = {**full("t1", 0.08), "checkpoint": str(tmp_path / "trial_t1" / "checkpoint_9" / "checkpoint.pt"),
+            "seed_mean": 0.087, "seed_scores": "[0.08, 0.09, 0.091]", "seed_run_ids": "t1;s1;s2"}
+    upsert_rows(lb, [trial, kept])
+    (row,) = full_eval(lb, ["t1"], SimpleNamespace(data_hash="d1"))
+    assert row["run_id"] == "t1-full" and row["nrmse_ttc"] == 0.08
+    assert not {"seed_mean", "seed_scores", "seed_run_ids"} & set(row) and score(row) == 0.08
+    assert read_leaderboard(lb).set_index("run_id").loc["t1", "promotion"] == "full_eval"
+    # other data, or a checkpoint elsewhere now (the sweep's folder moved): not kept (evaluated anew; none here)
+    assert full_eval(lb, ["t1"], SimpleNamespace(data_hash="d2")) == []

@@ -374,7 +374,7 @@ def main(argv: list[str]) -> int:
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / (f"baselines-{data.data_hash}-b{budget:g}-s{seed}" + (f"-steps{steps}" if steps else ""))
+    stem = out_dir / f"baselines-{data.data_hash}-b{budget:g}{f'-steps{steps}' if steps else ''}-s{seed}"  # as run ids
     df = pd.DataFrame(rows)
     if "details" in df:
         df["details"] = df["details"].map(lambda d: json.dumps(d, sort_keys=True) if isinstance(d, dict) else "")

@@ -609,13 +609,22 @@ def unfinished_note(state: dict[str, Any], cfg: Any) -> str:
     and epoch it holds, and, before the diffusion stages, that its TTC and ECE figures sample an untrained
     residual.  Empty for a final checkpoint."""
     from ups.train.stages import STAGES
+    from ups.train.trainer import budget_cut_stage
 
     stage = str(state.get("stage", ""))
+    if stage == "done" and state.get("budget_hit"):  # final, but a time budget cut a stage short
+        try:
+            history = state.get("history") or []
+            history = json.loads(history) if isinstance(history, str) else history
+            stage = budget_cut_stage(history) or stage
+        except (TypeError, ValueError):
+            pass
     if stage == "done" or stage not in STAGES:
         return ""
     later = [st for st in STAGES[STAGES.index(stage) + 1:] if int(cfg.stages[st].epochs) > 0]
     text = (f"the checkpoint is from the middle of training: stage {stage}, epoch {state.get('epoch')} "
-            f"({state.get('global_epoch')} epochs in all)")
+            f"({state.get('global_epoch')} epochs in all)" if state.get("stage") != "done" else
+            f"the checkpoint is final, but a time budget cut training short in stage {stage}")
     if stage in ("autoencoder", "operator") and any(st in later for st in ("diff_residual", "consistency_distill")):
         text += ("; its diffusion residual is untrained, so the TTC and ECE figures (which sample it) do not "
                  "describe a trained model")

@@ -1232,6 +1232,7 @@ def _ray_images(cfg: dict[str, Any]) -> list[tuple[Path_, str, str]]:
 HEAD_AUTOSCALER = re.compile(r"--autoscaling-config(?:=|\s+)['\"]?~?/?\S*ray_bootstrap_config\.yaml")
 WORKER_ADDRESS = re.compile(r"--address(?:=|\s+)['\"]?\$\{?RAY_HEAD_IP\}?:\d+")
 VENV_PIP = re.compile(r"(?:^|[\s;&|])(~?[\w./-]*)/bin/pip3?\b")
+VENV_MADE = re.compile(r"(?:-m\s+venv|\bvirtualenv|\buv\s+venv)(?:\s+-\S+)*\s+['\"]?(~?[\w./-]+)")
 
 
 def _check_start_commands(c: _Checker, cfg: dict[str, Any]) -> None:
@@ -1263,8 +1264,10 @@ def _check_start_commands(c: _Checker, cfg: dict[str, Any]) -> None:
         elif not needed.search(text):
             at = next(i for i, x in enumerate(cmds) if re.search(r"\bray\s+start\b", x))
             c.error((key, at), what, f"write: {line}")
+    # only the venvs a setup command makes (a conda prefix, /opt/conda or ~/anaconda3, is on PATH already)
+    made = {m.group(1).rstrip("/") for _, cmd in _all_commands(cfg) for m in VENV_MADE.finditer(cmd)}
     venvs = {m.group(1) for _, cmd in _all_commands(cfg) for m in VENV_PIP.finditer(cmd)
-             if m.group(1) not in ("", "/usr", "/usr/local", "~/.local")}
+             if m.group(1).rstrip("/") in made}
     bare = [x for x in starts if re.search(r"(?:^|[\s;&|])ray\s+(?:start|stop)\b", x)]
     if venvs and bare:
         setup = [cmd for key, cmd in _all_commands(cfg) if "start_ray" not in str(key[-2])]  # key: (…, list, i)

@@ -12,7 +12,8 @@ show what TPE was told: each trial's searched values (the Tune config's keys), t
 (``val_objective``: the val nRMSE, with TTC where the space searches ``ttc.*``), every reported iteration as an
 intermediate value, and the state (a trial ASHA or a gate stopped is COMPLETE with its last figure, Ray's way,
 or PRUNED under ``searcher.stopped=pruned``).  Trials an earlier sweep lent through ``searcher.warm_start`` are in
-it too (user attr ``warm_start``).  Each trial also carries the leaderboard's view as user attrs: run_id, label,
+it too (user attr ``warm_start``), and so are suggestions that repeated a finished trial's values, told that
+trial's score instead of training (user attr ``repeat_of``; a point told again as FAIL).  Each trial also carries the leaderboard's view as user attrs: run_id, label,
 status, stop reason, test nRMSE with and without TTC, gates.  Trials still running (an interrupted sweep) and
 start-up points queued but never run (a sweep with fewer trials than its start-up design) are left out and
 counted; a later export, after ``resume=true``, replaces the study.  One file holds every sweep of a round,

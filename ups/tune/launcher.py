@@ -32,8 +32,8 @@ from ups.tune.gpu_share import gpu_share_warning
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_record, force_fill, full_eval, history_path,
                                 seed_groups, read_champion, seed_mean_candidates, seed_points, update_champion)
 from ups.tune.ray_address import gcs_problem
-from ups.tune.restore import (ResumableASHA, ResumableStopper, carry_over, reported_histories, restored_results,
-                              trial_compute_s)
+from ups.tune.restore import (ResumableASHA, ResumableStopper, carry_over, reported_histories, restored_analysis,
+                              restored_results, trial_compute_s)
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
 from ups.tune.stop_signals import SweepInterrupted, log as _log, stop_signals_as_ctrl_c
@@ -1192,7 +1192,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             cut = loop_cut(lb_cb)
             reconcile(p.leaderboard, ctx, grid, lb_cb, cut)
             if cut != INTERRUPTED and (budget := lb_cb.cut_at_step):
-                _log(budget_note(budget, len(grid), n_trials))
+                _log(budget_note(budget, sum(1 for r in grid if r.metrics), n_trials))  # reported: it ran
             champion, promotion_cut = None, False
             if cut == INTERRUPTED:
                 _log("promotion: not run, the round is unfinished (it runs when the resumed sweep ends)")
@@ -1319,7 +1319,7 @@ def restored_runs(tuner: Any, cb: LeaderboardCallback) -> tuple[list[Any], dict[
 def finished_note(tuner: Any, name: str, planned: int) -> str:
     """What a resume of a sweep whose trials had all finished says: nothing trains; the rows, the promotion and the
     report are brought up to date.  Empty when a trial is left to run (or Tune's state cannot tell)."""
-    trials = getattr(getattr(getattr(tuner, "_local_tuner", None), "_experiment_analysis", None), "trials", None)
+    trials = getattr(restored_analysis(tuner), "trials", None)
     if not trials or len(trials) < planned or any(t.status != "TERMINATED" for t in trials):
         return ""
     return (f"resume: every trial of {name} had finished ({len(trials)} of {planned}): none trains again; its rows, "

@@ -215,8 +215,9 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
         out.append(full)
     if out:
         upsert_rows(leaderboard, out)
+    if out or kept:  # the kept ones too: a resume's small-eval had set their trials back to small_eval
         from ups.leaderboard import update_column
-        update_column(leaderboard, [r["source_run_id"] for r in out], "promotion", "full_eval")
+        update_column(leaderboard, [r["source_run_id"] for r in [*out, *kept]], "promotion", "full_eval")
     if kept:
         _say(f"full-eval of {', '.join(r['source_run_id'] for r in kept)}: on the leaderboard already, from this "
              "checkpoint on this test split (kept, not evaluated again)")
@@ -232,7 +233,9 @@ def recorded_full_eval(lb: pd.DataFrame, run_id: str, data_hash: str, filesystem
     fid = f"{run_id}-full"
     if fid not in lb.index:
         return None
-    full = {k: v for k, v in lb.loc[fid].to_dict().items() if not (isinstance(v, float) and math.isnan(v))}
+    # not a seed mean an earlier promotion wrote into it: seed_mean_candidates adds this run's again, from its score
+    full = {k: v for k, v in lb.loc[fid].to_dict().items() if not (isinstance(v, float) and math.isnan(v))
+            and k not in ("seed_mean", "seed_scores", "seed_run_ids")}
     src = str(lb.loc[run_id, "checkpoint"])
     here = checkpoint_uri(src, Path(src), filesystem)
     if (full.get("kind") != "full_eval" or str(full.get("data_hash", "")) != str(data_hash)

@@ -181,18 +181,26 @@ def restored_results(tuner: Any) -> list[Any]:
         pass
     from ray.tune import ResultGrid
 
-    analysis = getattr(getattr(tuner, "_local_tuner", None), "_experiment_analysis", None)
+    analysis = restored_analysis(tuner)
     if analysis is None:
         return []
-    grid = ResultGrid.__new__(ResultGrid)  # its per-trial conversion, without building the whole grid
-    grid._experiment_analysis = analysis
-    out = []
-    for trial in analysis.trials:
-        try:
-            out.append(grid._trial_to_result(trial))
-        except (RuntimeError, ValueError):
-            continue  # no folder: suggested, never started
-    return out
+    try:
+        grid = ResultGrid.__new__(ResultGrid)  # its per-trial conversion, without building the whole grid
+        grid._experiment_analysis = analysis
+        out = []
+        for trial in analysis.trials:
+            try:
+                out.append(grid._trial_to_result(trial))
+            except (RuntimeError, ValueError):
+                continue  # no folder: suggested, never started
+        return out
+    except AttributeError:  # Ray's private layout (pinned 2.60) moved: the resume goes on without them, as before
+        return []
+
+
+def restored_analysis(tuner: Any) -> Any:
+    """The ``ExperimentAnalysis`` a restored ``Tuner`` holds (Ray 2.60's private ``_local_tuner``), None if none."""
+    return getattr(getattr(tuner, "_local_tuner", None), "_experiment_analysis", None)
 
 
 def trial_compute_s(results: list[Any], histories: Mapping[str, list[dict[str, Any]]],

@@ -49,6 +49,7 @@ class CheckpointRetention(Callback):
         self.period_s = float(period_s)
         self._registered: dict[str, list[Checkpoint]] = defaultdict(list)
         self._last_prune = 0.0
+        self._pruned = False  # this run deleted a checkpoint
 
     def __getstate__(self) -> dict[str, Any]:  # pickled with the Tuner: the registry is per run
         return {"keep": self.keep, "period_s": self.period_s}
@@ -69,8 +70,10 @@ class CheckpointRetention(Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         named = _named(trials)  # the final state (Tune synced it before this call): read once for both passes
-        if self.prune(trials, named) + self.prune_leftovers(trials, named):
-            restate(trials)  # Tune saves no state after this call: the one on storage still lists what went
+        # Tune saves no state after this call, and stopped saving a finished trial's entry when it ended: the state
+        # on storage may list what went, now or in a prune after that trial's last save
+        if self.prune(trials, named) + self.prune_leftovers(trials, named) or self._pruned:
+            restate(trials)
 
     def prune(self, trials: Iterable[Any], named: dict[str, str | None] | None = None) -> int:
         """Delete what the rule allows among this run's registered checkpoints; returns how many.
@@ -90,6 +93,7 @@ class CheckpointRetention(Callback):
                 if c.path in gone:
                     _delete(c.filesystem, c.path)
                     n += 1
+                    self._pruned = True
             self._registered[trial_id] = [c for c in ckpts if c.path not in gone]
             if trial_id in by_id:
                 _forget(by_id[trial_id], gone)

@@ -41,8 +41,8 @@ from typing import Any, Collection, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from ups.config import (ConfigError, all_keys, apply_overrides, flatten, key_type, preset_values, suggest_key,
-                        to_dict, validate_config)
+from ups.config import (ConfigError, all_keys, apply_overrides, did_you_mean, flatten, key_type, preset_values,
+                        suggest_key, to_dict, validate_config)
 from ups.yamlio import read_yaml
 
 DISTS = ("choice", "uniform", "loguniform", "int", "grid", "around")
@@ -349,8 +349,7 @@ def _check_key(path: Path, where: str, key: str, sweepable: set[str]) -> None:
         raise _err(path, where, f"'{key}' is a config field but not sweepable (data, run, eval and device "
                                 f"settings stay fixed within a round; set them as overrides instead). "
                                 f"Sweepable keys include: {', '.join(sorted(sweepable)[:12])} …")
-    near = suggest_key(key, sweepable)
-    hint = f" Did you mean '{near}'?" if near else ""
+    hint = did_you_mean(key, sorted(sweepable))
     parent = key.rsplit(".", 1)[0] if "." in key else ""
     sib = sorted(k for k in sweepable if parent and k.startswith(parent + "."))
     valid = f" Valid keys under '{parent}': {', '.join(sib)}." if sib else \

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from ups.config import ConfigError
@@ -58,24 +59,30 @@ class WarmOptunaSearch(OptunaSearch):
         """Optuna's suggestion, drawn again when it repeats the values of a trial that finished (training is
         deterministic: the same values and seed train the same model; a categorical space such as round B's
         suggested the reference's values again, 1 trial in 5).  The repeat is told the score that trial got, with
-        user attribute ``repeat_of``, so the model learns from it, and the trial gets a fresh draw; after
-        ``MAX_REDRAWS`` repeats in a row (a space nearly exhausted) it trains the repeat.  Values a running trial
+        user attribute ``repeat_of``, so the model learns from it, and the trial gets a fresh draw; a point told once is
+        told as FAIL after (TPE leaves those out: no extra weight on it).  After ``MAX_REDRAWS`` repeats in a row (a
+        space nearly exhausted), or when every point of a categorical space has finished, it trains the repeat.  Values a running trial
         holds are not redrawn: their score is not known yet (``searcher.constant_liar=true`` spreads those)."""
         config = super().suggest(trial_id)
         if callable(self._space) or trial_id not in self._ot_trials:
             return config
         scores = self.__dict__.setdefault("_finished_scores", {})  # a searcher pickled before this has none
+        told = self.__dict__.setdefault("_told_repeats", set())
+        size = space_size(self._space)
         for _ in range(MAX_REDRAWS):
             key = params_key(self._ot_trials[trial_id].params)
-            if key not in scores:
+            if key not in scores or (size is not None and len(scores) >= size):  # new, or nothing new is left
                 break
             first, value = scores[key]
             repeat = self._ot_trials.pop(trial_id)
             repeat.set_user_attr("repeat_of", first)
-            self._ot_study.tell(repeat, value)
-            self._repeats = getattr(self, "_repeats", 0) + 1
-            print(f"[ups sweep] searcher: TPE suggested the values trial {first} finished with (score {value:.4g}); "
-                  f"told it that score and drew again for {trial_id}", flush=True)
+            if key in told:  # once is enough for the model: more copies would weigh this point again and again
+                self._ot_study.tell(repeat, state=optuna.trial.TrialState.FAIL)
+            else:
+                told.add(key)
+                self._ot_study.tell(repeat, value)
+                print(f"[ups sweep] searcher: TPE suggested the values trial {first} finished with (score "
+                      f"{value:.4g}); told it that score and drew again for {trial_id}", flush=True)
             config = super().suggest(trial_id)
         self.__dict__.setdefault("_trial_keys", {})[trial_id] = params_key(self._ot_trials[trial_id].params)
         return config
@@ -181,7 +188,22 @@ def _base_differences(a: dict[str, Any], b: dict[str, Any], searched: set[str]) 
             if k not in searched and a.get(k) != b.get(k) and not k.startswith(("run.", "training.seed"))]
 
 
-MAX_REDRAWS = 25
+MAX_REDRAWS = 10
+
+
+def space_size(space: Any) -> int | None:
+    """How many distinct points an Optuna search space (name → distribution) holds: a product of categorical
+    choices; None when a distribution is continuous or not Optuna's."""
+    import optuna
+
+    if not isinstance(space, dict) or not space:
+        return None
+    n = 1
+    for dist in space.values():
+        if not isinstance(dist, optuna.distributions.CategoricalDistribution):
+            return None
+        n *= len(dist.choices)
+    return n
 
 
 def params_key(params: dict[str, Any]) -> str:
