@@ -42,6 +42,8 @@ def records(path: Path) -> list[Any]:
             pos += left
             continue
         chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if len(chunk) < length:  # the tail W&B's service is still writing (finished() reads again until "exit")
+            break
         buf = chunk if kind in (1, 2) else buf + chunk
         if kind in (1, 4):
             rec = pb.Record()
