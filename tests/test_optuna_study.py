@@ -334,3 +334,20 @@ def test_a_restarted_trials_repeated_iterations_are_not_reported_twice() -> None
             search.on_trial_result("t0", {SEARCH_METRIC: 0.1 * step, "training_iteration": step})
     trial = search._ot_trials["t0"]
     assert trial.storage.get_trial(trial._trial_id).intermediate_values == pytest.approx({1: 0.1, 2: 0.2, 3: 0.3})
+
+
+def test_an_earlier_sweeps_points_count_as_finished_but_the_queued_reference_still_trains() -> None:
+    """searcher.warm_start tells TPE an earlier sweep's finished trials: a suggestion repeating one of them is told
+    its score and drawn again, as a repeat of this sweep's own; the queued reference trains even when the earlier
+    sweep trained the same values (it is this round's yardstick)."""
+    from ray import tune
+
+    from ups.tune.warm_start import WarmOptunaSearch
+
+    warm = [({"a": 1}, 0.5), ({"a": 2}, 0.4)]
+    search = WarmOptunaSearch(points_to_evaluate=[{"a": 1}], warm=warm,
+                              sampler=optuna.samplers.RandomSampler(seed=0))
+    assert search.set_search_properties("val_nrmse", "min", {"a": tune.choice([1, 2, 3])})
+    assert search.suggest("ref")["a"] == 1  # queued: trained, though the earlier sweep had it
+    assert search.suggest("t1")["a"] == 3  # 1 and 2 were trained before: told, drawn again
+    assert {t.user_attrs.get("repeat_of") for t in search._ot_study.trials} >= {"warm start"}

@@ -59,10 +59,13 @@ class WarmOptunaSearch(OptunaSearch):
         """Optuna's suggestion, drawn again when it repeats the values of a trial that finished (training is
         deterministic: the same values and seed train the same model; a categorical space such as round B's
         suggested the reference's values again, 1 trial in 5).  The repeat is told the score that trial got, with
-        user attribute ``repeat_of``, so the model learns from it, and the trial gets a fresh draw; a point told once is
-        told as FAIL after (TPE leaves those out: no extra weight on it).  After ``MAX_REDRAWS`` repeats in a row (a
-        space nearly exhausted), or when every point of a categorical space has finished, it trains the repeat.  Values a running trial
-        holds are not redrawn: their score is not known yet (``searcher.constant_liar=true`` spreads those)."""
+        user attribute ``repeat_of``, so the model learns from it, and the trial gets a fresh draw; a point told
+        once is told as FAIL after (TPE leaves those out: no extra weight on it).  After ``MAX_REDRAWS`` repeats in a
+        row (a space nearly exhausted), or when every point of a categorical space has finished, it trains the
+        repeat.  Values a running trial holds are not redrawn: their score is not known yet
+        (``searcher.constant_liar=true`` spreads those).  An earlier sweep's finished trials
+        (``searcher.warm_start``) count as finished; queued points (the reference, the start-up design) are trained
+        as queued."""
         config = super().suggest(trial_id)
         if callable(self._space) or trial_id not in self._ot_trials:
             return config
@@ -70,9 +73,12 @@ class WarmOptunaSearch(OptunaSearch):
         told = self.__dict__.setdefault("_told_repeats", set())
         size = space_size(self._space)
         for _ in range(MAX_REDRAWS):
-            key = params_key(self._ot_trials[trial_id].params)
+            ot_trial = self._ot_trials[trial_id]
+            key = params_key(ot_trial.params)
             if key not in scores or (size is not None and len(scores) >= size):  # new, or nothing new is left
                 break
+            if "fixed_params" in self._ot_study._storage.get_trial(ot_trial._trial_id).system_attrs:
+                break  # a queued point (the reference, the start-up design) is trained as queued
             first, value = scores[key]
             repeat = self._ot_trials.pop(trial_id)
             repeat.set_user_attr("repeat_of", first)
@@ -102,6 +108,10 @@ class WarmOptunaSearch(OptunaSearch):
         super()._setup_study(mode)
         for params, value in self._warm:
             self.add_evaluated_point(params, value)
+        scores = self.__dict__.setdefault("_finished_scores", {})
+        for t in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if t.value is not None and math.isfinite(t.value):  # the earlier sweep's: trained, on the same base
+                scores.setdefault(params_key(t.params), ("warm start", float(t.value)))
 
 
 def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tuple[dict[str, Any], float]], str]:
