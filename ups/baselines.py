@@ -104,11 +104,17 @@ def select_linear(train: torch.Tensor, val: torch.Tensor | None, initial_step: i
 
 
 # ---------------------------------------------------------------------------------- the cache
+def fno_tag(fno_budget_s: float, seed: int, fno_steps: int | None = None) -> str:
+    """The FNO settings as the cache files, output files and leaderboard run ids name them: ``-b60-s0``,
+    ``-b0-steps120-s0``."""
+    steps = f"-steps{int(fno_steps)}" if fno_steps else ""
+    return f"-b{float(fno_budget_s):g}{steps}-s{int(seed)}"
+
+
 def cache_path(cache_dir: str | Path, data_hash: str, fno_budget_s: float, seed: int,
                fno_steps: int | None = None, max_samples: int | None = None) -> Path:
-    steps = f"-steps{int(fno_steps)}" if fno_steps else ""
     first = f"-n{int(max_samples)}" if max_samples else ""
-    name = f"baselines-v{CACHE_VERSION}-{data_hash}-b{float(fno_budget_s):g}{steps}-s{int(seed)}{first}.json"
+    name = f"baselines-v{CACHE_VERSION}-{data_hash}{fno_tag(fno_budget_s, seed, fno_steps)}{first}.json"
     return Path(cache_dir).expanduser() / name
 
 
@@ -247,9 +253,8 @@ def leaderboard_rows(rows: Sequence[dict[str, Any]], experiment: str = "baseline
     """Baseline rows in the leaderboard's columns (``kind=baseline``, stable ``run_id``)."""
     out = []
     for r in rows:
-        steps = f"-steps{int(r['fno_steps'])}" if r.get("fno_steps") else ""
-        run_id = (f"baseline-{r['name']}-{str(r.get('data_hash', ''))[:12]}-b{float(r.get('fno_budget_s', 0)):g}"
-                  f"{steps}-s{r.get('seed', 0)}")
+        run_id = (f"baseline-{r['name']}-{str(r.get('data_hash', ''))[:12]}"
+                  f"{fno_tag(r.get('fno_budget_s', 0), r.get('seed', 0), r.get('fno_steps'))}")
         out.append({
             "run_id": run_id, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "label": r["name"],
             "round": "baselines", "kind": "baseline", **{k: r[k] for k in (*METRIC_KEYS, *PDEBENCH_SET_KEYS)},
@@ -374,7 +379,7 @@ def main(argv: list[str]) -> int:
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"baselines-{data.data_hash}-b{budget:g}{f'-steps{steps}' if steps else ''}-s{seed}"  # as run ids
+    stem = out_dir / f"baselines-{data.data_hash}{fno_tag(budget, seed, steps)}"
     df = pd.DataFrame(rows)
     if "details" in df:
         df["details"] = df["details"].map(lambda d: json.dumps(d, sort_keys=True) if isinstance(d, dict) else "")
