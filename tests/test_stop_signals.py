@@ -64,7 +64,7 @@ def test_a_sweep_script_stopped_outside_tunes_loop_says_so_and_cleans_up(capsys)
 def test_ray_init_keeps_the_scripts_sigterm_handler():
     """ray.init installs its own SIGTERM handler (sys.exit): after it a stop while the report was written ended the
     driver without a word. connect_ray puts the script's handler back (kept_sigterm)."""
-    from ups.tune.launcher import kept_sigterm
+    from ups.tune.stop_signals import kept_sigterm
 
     def mine(signum, frame):  # pragma: no cover - never called
         raise KeyboardInterrupt

@@ -14,11 +14,10 @@ import shutil
 import socket
 import sys
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -616,26 +615,11 @@ def connect_ray(s: SweepConfig) -> bool:
         return False
     address = s.ray_address or os.environ.get("RAY_ADDRESS", "")
     check_ray_address(address, s.connect_timeout_s)
+    from ups.tune.stop_signals import kept_sigterm
+
     with kept_sigterm():
         init_ray(s, address)
     return True
-
-
-@contextmanager
-def kept_sigterm() -> Iterator[None]:
-    """``ray.init`` replaces the driver's SIGTERM handler with its own ``sys.exit``: a stop signal while the report
-    was written then ended the driver without a word.  The handler the sweep script installed (``run_script``: taken
-    as Ctrl-C) is put back."""
-    import signal
-    import threading
-
-    main = threading.current_thread() is threading.main_thread()
-    before = signal.getsignal(signal.SIGTERM) if main else None
-    try:
-        yield
-    finally:
-        if callable(before):
-            signal.signal(signal.SIGTERM, before)
 
 
 def init_ray(s: SweepConfig, address: str) -> None:

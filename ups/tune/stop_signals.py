@@ -165,3 +165,17 @@ def watch_local_ray(signame: str, wait_s: float = RAY_GONE_WAIT_S, grace_s: floa
         os._exit(RAY_GONE_EXIT)
 
     threading.Thread(target=watch, name="ups-ray-gone", daemon=True).start()
+
+
+@contextmanager
+def kept_sigterm() -> Iterator[None]:
+    """``ray.init`` replaces the driver's SIGTERM handler with its own ``sys.exit``: a stop signal while the report
+    was written then ended the driver without a word.  The handler the sweep script installed (``run_script``: taken
+    as Ctrl-C) is put back."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if callable(before):
+            signal.signal(signal.SIGTERM, before)
