@@ -220,12 +220,14 @@ def test_round_c_from_a_champion_of_other_data_says_it_cannot_replace_it(tmp_pat
     rec = json.loads((tmp_path / "champion.json").read_text())
     rec["config"]["data"].update({"n": 2000, "resolution": 1024})
     (tmp_path / "champion.json").write_text(json.dumps(rec))
-    note = prepare("round_c", args, defaults, around_champion=True).centre_note
+    q = prepare("round_c", args, defaults, around_champion=True)
+    note = q.centre_note
+    assert q.centre_data_differs  # the launcher then does not say it again from the data_hash
     assert "trained on other data (data.n 2000 → 256; data.resolution 1024 → 256)" in note, note
     assert "cannot replace it" in note and "Fix: champion=" in note, note
     _round_c_champion(tmp_path, "same-data", 1.0e-3)
     p = prepare("round_c", args, defaults, around_champion=True)
-    assert "other data" not in p.centre_note
+    assert "other data" not in p.centre_note and not p.centre_data_differs
     # a file given as data.path= changes no data.* setting: the data's own hash tells (centre_data_note, after the
     # data loads); the champion's record has the hash it was scored on
     from types import SimpleNamespace

@@ -65,6 +65,7 @@ class Prepared:
     leaderboard: Path
     centre: dict[str, Any] | None = None  # rounds C/D: the champion record the round starts from
     centre_note: str = ""  # rounds C/D: that champion and the around windows, as run_round prints it
+    centre_data_differs: bool = False  # rounds C/D: its data.* settings differ (the centre note already says so)
 
 
 @dataclass
@@ -119,6 +120,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     storage: tuple[str, Any, str] | None = None
     centre: dict[str, Any] | None = None  # rounds C/D: the champion record the round starts from
     where = scfg.champion  # where the centre's record was read (rounds C/D)
+    other: list[str] = []  # rounds C/D: the champion's data.* settings that differ from the round's
     if around_champion:
         if scfg.resume:  # the sweep's own champion: a newer one, or none, must not move it
             storage = resolve_storage_path(scfg.storage_path)
@@ -165,7 +167,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     check_outputs_writable(scfg)
     storage_path, fs, shown = storage or resolve_storage_path(scfg.storage_path)
     return Prepared(scfg, base, space, storage_path, fs, shown, resolve_path(scfg.leaderboard), centre,
-                    note if around_champion else "")
+                    note if around_champion else "", bool(other))
 
 
 def centre_data_note(p: Prepared, data: Any) -> str:
@@ -1075,7 +1077,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             data = load_data(p.base) if trainable is None else None
             if s.resume and data is not None:
                 check_resume_data(p.leaderboard, name, str(getattr(data, "data_hash", "") or ""))
-            if (note := centre_data_note(p, data)) and "other data" not in p.centre_note:
+            if not p.centre_data_differs and (note := centre_data_note(p, data)):
                 _log(note)
             baselines, gate_baselines = baseline_rows(s, p.base, data) if data is not None else ([], [])
             if baselines:
