@@ -568,6 +568,12 @@ def test_eval_takes_a_champion_record_and_an_s3_checkpoint(tiny, files, tmp_path
     fno = {b["name"]: b for b in json.loads((tmp_path / "champ_fno2" / "eval_tiny-run.json").read_text())["baselines"]}
     assert fno["fno"]["fno_budget_s"] == 0.3
     capsys.readouterr()
+    # eval.fno_budget_s=0 trains no FNO: the output says so instead of leaving the row out without a word
+    assert main(["checkpoint=champion", *quick, "eval.baselines=true", "eval.fno_budget_s=0",
+                 f"eval.out_dir={tmp_path / 'champ_nofno'}"]) == 0
+    names = {b["name"] for b in json.loads((tmp_path / "champ_nofno" / "eval_tiny-run.json").read_text())["baselines"]}
+    assert "fno" not in names and "persistence" in names
+    assert "no FNO baseline: eval.fno_budget_s=0 trains none" in capsys.readouterr().out
     # a sweep with fno_steps trained that many steps, with no wall-clock budget: the same FNO here
     (tmp_path / "reports" / "champion.json").write_text(json.dumps(
         {**record, "checkpoint": str(tiny["ckpt"]), "baselines_run": {"fno_budget_s": 0.0, "fno_steps": 3, "seed": 4}}))

@@ -169,7 +169,8 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
     det_pen, ttc_pen = [], []
     with torch.no_grad():
         for i in range(0, n_traj, bs):
-            ctx = grid.to_model(traj[i:i + bs, :init].to(dev))  # (b, Tc, Xm) context only
+            # (b, Tc, Xm) context only; a copy, not a view into storage that also holds the target frames
+            ctx = grid.to_model(traj[i:i + bs, :init].clone().to(dev))
             plain = model.rollout(ctx, n_steps) if hasattr(model, "rollout") else \
                 deterministic_rollout(model, ctx, n_steps)  # (b, T', Xm)
             preds.append(grid.to_eval(plain).cpu())
@@ -361,7 +362,8 @@ def check_test_unseen(ckpt_cfg: Any, cfg: Any, data: Any, source: str) -> None:
             same = trained.exists() and src.exists() and os.path.samefile(trained, src)
         except OSError:
             same = False
-    else:  # generated: the same request, or the same trajectories (n, seed, ν, time grid) saved on another grid
+    else:  # generated: the same request, or the same draws (n, seed, ν, time grid) on another grid (their
+        # wavenumbers differ by the grid's period, x[-1]-x[0], a fraction of a percent: the same trajectories here)
         attrs = getattr(data, "attrs", None) or {}
         try:
             made = {k: v for k, v in json.loads(str(attrs.get("generation_key", "{}"))).items() if k != "resolution"}
@@ -709,6 +711,10 @@ def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[st
                             f"(eval.fno_budget_s=… trains another)")
         baselines = [dict(r) for r in run_baselines(data, budget, fno_seed, cache, fno_steps=steps or None,
                                                       max_samples=int(cfg.eval.max_samples))]
+        if budget <= 0 and not steps:
+            ev.notes.append("no FNO baseline: eval.fno_budget_s=0 trains none (persistence and linear only); "
+                            "eval.fno_budget_s=60 trains one")
+            print(f"note: {ev.notes[-1]}")
         # the same trajectories as UPS: with eval.max_samples=N they scored the whole split, UPS its first N
         n = int(ev.metrics["n_samples"])
         ev.notes.append(f"baselines are evaluated on the same {n} test trajectories of the same file"

@@ -165,8 +165,10 @@ def train_fno(
     Stops after ``budget_s`` seconds of wall clock or ``max_steps`` optimiser steps, whichever
     comes first (``budget_s <= 0`` with ``max_steps`` set: steps only).  With ``val`` (N, T, X)
     the rollout nRMSE on it is checked after every epoch and at the end, and the best weights are
-    returned — PDEBench likewise keeps its best-validation checkpoint; rollout-loss training
-    has loss spikes.  Given ``seed`` and a step count the result is bit-for-bit reproducible on
+    returned (rollout-loss training has loss spikes). PDEBench keeps its best checkpoint too, but
+    picks it on the test split (``fno/train.py`` loads its validation loader with ``if_test=True``),
+    so its published FNO figures are selected on the data they report; here ``val`` is a split of
+    its own and the test split is scored once.  Given ``seed`` and a step count the result is bit-for-bit reproducible on
     CPU; a wall-clock budget fixes the step count only as fast as the machine allows, so
     ``steps`` is returned for the record.
     """

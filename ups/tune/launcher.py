@@ -718,11 +718,7 @@ def baseline_rows(s: SweepConfig, base: Any, data: Any) -> tuple[list[dict[str, 
     when the trials score the whole split.  Cached."""
     if not s.baselines:
         return [], []
-    try:
-        from ups.baselines import score_baselines
-    except ImportError:
-        _log("baselines module (ups.baselines) not available; no baseline rows")
-        return [], []
+    from ups.baselines import score_baselines  # part of ups: a failing import is a broken install, not "no rows"
 
     cache = Path(str(base.data.cache_dir)).expanduser().parent / "baselines"
     first = eval_subset(base, data)
