@@ -41,6 +41,19 @@ def test_shipped_cluster_yaml_passes(capsys):
     assert "OK" in out and "Ray schema" in out and "EC2 RunInstances parameters" in out
 
 
+def test_strict_says_that_its_warnings_failed_the_file(capsys):
+    """`--strict` exited 1 on the shipped file's placeholder warnings but printed them as warnings and the verdict
+    as "OK", so nothing on screen said why it failed."""
+    assert ups_main(["cluster-check", str(CLUSTER)]) == 0
+    n = capsys.readouterr().out.count(": warning: ")
+    assert n > 0  # the shipped file's placeholders (bucket, key, ...) are warnings
+    assert ups_main(["cluster-check", str(CLUSTER), "--strict"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and ": warning: " not in captured.err
+    assert captured.err.count(": error (a warning; --strict): ") == n
+    assert f"FAILED under --strict ({n} warning(s))" in captured.err and ": OK;" not in captured.err
+
+
 def test_shipped_file_has_the_required_shape(base):
     head = base["available_node_types"][base["head_node_type"]]
     assert head["resources"] == {"CPU": 0}

@@ -495,6 +495,8 @@ def test_help_describes_the_round_and_starts_nothing(name: str, capsys) -> None:
         assert f"search_spaces/{name}.yaml" in out and all(f"  {k} " in out for k in space.params), out
         assert all(f"  {k} = " in out for k in space.derived), out
         assert "profile=full defaults: " in out and "docs/SWEEPS.md" in out
+        if name == "round_c":  # the round's own searcher settings, not just its name (they hid n_startup_trials: 2)
+            assert "Engine: searcher.name=optuna, searcher.n_startup_trials=2, scheduler.name=asha" in out, out
     if name == "round_d":  # the script itself, as users run it (one round: a subprocess costs ~2 s)
         run = subprocess.run([sys.executable, str(REPO / "sweeps" / f"{name}.py"), "--help"], capture_output=True,
                              text=True, timeout=120, cwd=REPO)

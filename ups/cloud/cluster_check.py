@@ -127,13 +127,18 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.errors
 
-    def format(self) -> str:
+    def format(self, strict: bool = False) -> str:
+        """One line per problem, then the verdict; ``strict``: warnings are errors (``--strict``) and say so."""
         out = []
-        for level, issues in (("error", self.errors), ("warning", self.warnings)):
+        for level, issues in (("error", self.errors), ("error (a warning; --strict)" if strict else "warning",
+                                                      self.warnings)):
             for i in issues:
                 loc = f"{self.path}:{i.line}" if i.line else str(self.path)
                 out.append(f"{loc}: {level}: {i.key}: {i.message}. Fix: {i.fix}")
-        verdict = "OK" if self.ok else f"FAILED ({len(self.errors)} error(s))"
+        if strict and self.ok and self.warnings:
+            verdict = f"FAILED under --strict ({len(self.warnings)} warning(s))"
+        else:
+            verdict = "OK" if self.ok else f"FAILED ({len(self.errors)} error(s))"
         out.append(f"{self.path}: {verdict}; checked {', '.join(self.checks)}; {len(self.warnings)} warning(s)")
         return "\n".join(out)
 
@@ -1456,8 +1461,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.aws and report.ok and report.config is not None:
         check_aws(report, report.config)
-    print(report.format(), file=sys.stdout if report.ok else sys.stderr)
-    if not report.ok or (args.strict and report.warnings):
+    failed = not report.ok or bool(args.strict and report.warnings)
+    print(report.format(strict=args.strict), file=sys.stderr if failed else sys.stdout)
+    if failed:
         return 1
     return 0
 

@@ -73,7 +73,8 @@ def round_help(main_fn: Callable[..., Any], args: Sequence[str] = ()) -> str:
         if space.derived:
             lines.append("Derived in each trial (scaling rules):")
             lines += [f"  {k} = {describe_rule(v)}" for k, v in space.derived.items()]
-    engine = [f"{part}.name={defaults[part]['name']}" for part in ("searcher", "scheduler") if part in defaults]
+    engine = [f"{part}.{k}={str(v).lower() if isinstance(v, bool) else v}" for part in ("searcher", "scheduler")
+              for k, v in (defaults.get(part) or {}).items()]  # the name first, then the round's own settings
     if engine:
         lines += ["", "Engine: " + ", ".join(engine)]
 
