@@ -94,7 +94,8 @@ def test_a_fallback_baseline_without_figures_passes_nothing(tmp_path: Path) -> N
     assert not row["gate_pass"] and "baseline has no finite nrmse" in row["gate_reasons"]
 
 
-def test_under_eval_max_samples_the_fallback_baseline_is_scored_on_the_trials_samples(tmp_path: Path, tiny_data) -> None:
+def test_under_eval_max_samples_the_fallback_baseline_is_scored_on_the_trials_samples(tmp_path: Path, tiny_data,
+                                                                                      capsys) -> None:
     """A sweep whose trials score the first N test trajectories (``eval.max_samples=N``) gates them, when its
     reference trial has no eval, against the FNO scored on the same N; its leaderboard keeps the whole split's
     rows (the champion's bar). The gate's text says which samples."""
@@ -104,6 +105,10 @@ def test_under_eval_max_samples_the_fallback_baseline_is_scored_on_the_trials_sa
     p = prepare("round_a", [f"storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'data'}",
                             "fno_budget_s=0.5", f"eval.max_samples={n}"])
     whole, gate = baseline_rows(p.scfg, p.base, tiny_data)
+    # the driver said what the minutes before the first trial went to (a sweep was silent there for 3.5 min)
+    said = capsys.readouterr().out
+    assert f"baselines: none cached for data {str(tiny_data.data_hash)[:12]}: fitting the linear map and training " \
+           f"the FNO (0.5 s, seed 0) in this process; cached afterwards in" in said, said
     assert [r["n_test"] for r in whole] == [tiny_data.test.shape[0]] * 3 and [r["n_test"] for r in gate] == [n] * 3
     assert [r["run_id"] for r in whole] == [r["run_id"] for r in gate] and whole[2]["nrmse"] != gate[2]["nrmse"]
     # priced like a CPU trial (the cost column's total has every row), the FNO's seconds as its wall clock
@@ -122,6 +127,7 @@ def test_under_eval_max_samples_the_fallback_baseline_is_scored_on_the_trials_sa
     p = prepare("round_a", [f"storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'data'}",
                             "fno_budget_s=0.5"])
     whole2, gate2 = baseline_rows(p.scfg, p.base, tiny_data)
+    assert "baselines: none cached" not in capsys.readouterr().out
     assert gate2 is whole2 and [r["nrmse"] for r in whole2] == [r["nrmse"] for r in whole]  # cached
     # fno_steps: exactly that many steps, not cut by the wall-clock budget beside it (the smoke profile's 120)
     p = prepare("round_a", [f"storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'data'}",

@@ -24,7 +24,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -165,7 +165,8 @@ def run_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | Pa
 
 def score_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | Path | None,
                     *, fno_steps: int | None = None, names: Sequence[str] = BASELINE_NAMES,
-                    refresh: bool = False, samples: Sequence[int] = (-1,)) -> list[list[dict[str, Any]]]:
+                    refresh: bool = False, samples: Sequence[int] = (-1,),
+                    announce: Callable[[str], None] | None = None) -> list[list[dict[str, Any]]]:
     """``run_baselines`` for each of ``samples`` (``max_samples`` values: ≤ 0 or ≥ the split is the whole
     split) → one list of rows per entry, from one fit of the linear map and one FNO training: the rows a
     sweep puts on its leaderboard (whole split) and the ones its small-eval gate compares with trials scored
@@ -196,6 +197,11 @@ def score_baselines(data: Any, fno_budget_s: float, seed: int, cache_dir: str | 
         found.append(_read_cache(path, key) if path is not None and not refresh else None)
     if all(rows is not None for rows in found):
         return [list(rows) for rows in found if rows is not None]
+    if announce is not None:  # what the minutes before the first trial are spent on (a sweep's driver)
+        length = f"{int(fno_steps)} steps" if fno_steps else f"{fno_budget_s:g} s"
+        fno = f" and training the FNO ({length}, seed {int(seed)})" if "fno" in names else ""
+        announce(f"baselines: none cached for data {str(data.data_hash)[:12]}: fitting the linear map{fno} in this "
+                 f"process" + (f"; cached afterwards in {cache_dir}" if cache_dir else ""))
 
     ti = int(data.initial_step)
     val = data.val if isinstance(data.val, torch.Tensor) and data.val.ndim == 3 and data.val.shape[0] else None

@@ -725,7 +725,7 @@ def baseline_rows(s: SweepConfig, base: Any, data: Any) -> tuple[list[dict[str, 
     # fno_steps: exactly that many steps, with no wall-clock cut (a budget beside it would stop it first under load)
     scored = score_baselines(data, fno_budget_s=0.0 if s.fno_steps else s.fno_budget_s, seed=int(base.training.seed),
                              cache_dir=cache, fno_steps=s.fno_steps or None,
-                             samples=(-1,) if first < 0 else (-1, first))
+                             samples=(-1,) if first < 0 else (-1, first), announce=_log)
     dh = str(getattr(data, "data_hash", ""))[:12]
     tables = []
     for rows in scored:
