@@ -149,3 +149,20 @@ def test_the_report_table_shows_gpu_memory_only_when_recorded() -> None:
     cols = table_columns(lb)
     assert cols[cols.index("est_cost") + 1] == "gpu_mem_peak_mib" and "gpu_mem_peak_mib" in _table_csv(lb)
     assert 'data-v="3570.0">3570</td>' in _rows_html(lb, None)
+
+
+def test_a_gpu_share_that_torch_cannot_use_is_refused_not_trained_on_the_cpu() -> None:
+    """A trial given resources.gpu=0.25 on a node whose torch sees no CUDA (a CPU-only torch on a GPU worker, a
+    node started with a logical --num-gpus) trained on the CPU without a word, and its row priced the seconds as
+    GPU-hours. ``ups.tune.trainable.ups_trial`` now raises this text before any work."""
+    from ups.tune.gpu_share import no_cuda_for_share
+
+    why = no_cuda_for_share(0.25, "auto", cuda_available=False, where="node 10.0.1.7 (torch 2.13.0+cpu)")
+    assert why is not None and "resources.gpu=0.25" in why and "node 10.0.1.7 (torch 2.13.0+cpu)" in why
+    assert "sees no CUDA device" in why and "Fix: a CUDA build of torch" in why and "training.device=cpu" in why
+    assert no_cuda_for_share(0.25, "cuda", cuda_available=False) is not None
+    assert no_cuda_for_share(0.25, "cpu", cuda_available=False) is None  # asked for: held share, CPU training
+    assert no_cuda_for_share(0.0, "auto", cuda_available=False) is None  # a CPU trial
+    assert no_cuda_for_share(0.25, "auto", cuda_available=True) is None
+    # on this machine, the check the trainable makes
+    assert (no_cuda_for_share(1.0, "auto", cuda_available=torch.cuda.is_available()) is None) == torch.cuda.is_available()

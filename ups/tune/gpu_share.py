@@ -19,6 +19,20 @@ import pandas as pd
 CUDA_CONTEXT_MIB = 800.0
 
 
+def no_cuda_for_share(share: float, device: str, *, cuda_available: bool, where: str = "this node") -> str | None:
+    """Why a trial Ray gave a GPU share cannot use it, or None: the share is > 0, ``training.device`` is not
+    ``cpu`` and the trial's torch sees no CUDA device (a CPU-only torch on a GPU worker, a node started with a
+    logical ``--num-gpus`` and no GPU, a missing driver). Such a trial would train on the CPU while its GPU share
+    is held and priced."""
+    if share <= 0 or device == "cpu" or cuda_available:
+        return None
+    return (f"the trial holds resources.gpu={share:g} of a GPU but torch on {where} sees no CUDA device "
+            f"(training.device={device}): it would train on the CPU while the GPU share is held and priced. Fix: a "
+            f"CUDA build of torch and the NVIDIA driver on the GPU workers (`ups cluster-check cluster.yaml` refuses a "
+            f"CPU-only torch there), or resources.gpu=0 to run trials on CPUs, or training.device=cpu to hold the "
+            f"share and train on the CPU anyway")
+
+
 def trials_per_gpu(need_mib: float, total_mib: float) -> int:
     """How many trials needing ``need_mib`` each one GPU of ``total_mib`` holds (at least 1)."""
     return max(1, math.floor(total_mib / max(need_mib, 1e-9)))

@@ -19,6 +19,7 @@ from ray.tune import Checkpoint
 
 from ups.config import config_from_dict, to_dict
 from ups.train.checkpoint import CheckpointError
+from ups.tune.gpu_share import no_cuda_for_share
 from ups.tune.results import GPU_SHARE
 from ups.tune.scratch import scratch_root
 from ups.tune.space import SearchSpace
@@ -151,6 +152,17 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
     stage_reports: list[dict[str, Any]] = []
     # the GPU share this trial runs on (a resume may change resources.gpu): what each report's seconds are priced on
     share = {GPU_SHARE: float(ctx.get_trial_resources().required_resources.get("GPU", 0.0))}
+    if share[GPU_SHARE] > 0:  # before any work: a GPU share this process cannot use is refused, not trained on CPU
+        import os
+
+        import ray
+        import torch
+
+        why = no_cuda_for_share(share[GPU_SHARE], str(cfg.training.device), cuda_available=torch.cuda.is_available(),
+                                where=f"node {ray.util.get_node_ip_address()} (torch {torch.__version__}, "
+                                      f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r})")
+        if why:
+            raise RuntimeError(why)
 
     ttc_objective = searches_ttc(space)
 
