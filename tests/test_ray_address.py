@@ -73,3 +73,17 @@ def test_a_bracketed_ipv6_address_is_probed_not_called_unreachable() -> None:
         assert "unreachable" not in str(e.value) and "no Ray GCS answered" in str(e.value), str(e.value)
     finally:
         server.close()
+
+
+def test_the_jobs_api_address_is_refused_with_how_to_submit(silent_port: int) -> None:
+    """RAY_ADDRESS=http://head:8265 (what a shell sets for `ray job submit`, as docs/CLUSTER.md does) given to a
+    sweep run here ended, after 6 s, in a raw traceback of Ray's ValueError 'Invalid Ray address'. It is refused
+    at once, even where the port answers (a dashboard), with both ways to run the sweep."""
+    for address in (f"http://127.0.0.1:{silent_port}", "https://head.example:8265"):
+        t0 = time.perf_counter()
+        with pytest.raises(RayConnectError) as e:
+            check_ray_address(address, 5.0)
+        assert time.perf_counter() - t0 < 1.0  # no connection tried
+        msg = str(e.value)
+        assert f"RAY_ADDRESS '{address}' is the dashboard's Jobs API address" in msg, msg
+        assert f"ray job submit --address {address} --working-dir ." in msg and "RAY_ADDRESS=<head>:6379" in msg

@@ -585,6 +585,13 @@ def check_ray_address(address: str, timeout: float) -> None:
     """Fail in seconds, with the fix, when a remote Ray address does not answer."""
     if address in ("", "auto", "local"):
         return
+    scheme = address.split("://", 1)[0].lower() if "://" in address else ""
+    if scheme in ("http", "https"):  # the shell's RAY_ADDRESS for `ray job submit`, not one a driver can connect to
+        raise RayConnectError(
+            f"RAY_ADDRESS '{address}' is the dashboard's Jobs API address (what `ray job submit` takes), not one a "
+            f"driver connects to. Fix: submit the sweep as a job (`ray job submit --address {address} --working-dir . "
+            f"-- python sweeps/<round>.py …`: Ray gives the job its own RAY_ADDRESS), or run it here against the "
+            f"head's GCS (RAY_ADDRESS=<head>:6379, or ray://<head>:10001), or unset RAY_ADDRESS for a local instance")
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]:6379, as Ray writes IPv6
@@ -630,7 +637,7 @@ def init_ray(s: SweepConfig, address: str) -> None:
     if address:
         try:
             ray.init(address=address, log_to_driver=s.verbose >= 2)
-        except (ConnectionError, RuntimeError) as e:
+        except (ConnectionError, RuntimeError, ValueError) as e:  # ValueError: an address Ray cannot parse
             first = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
             raise RayConnectError(
                 f"could not connect to the Ray cluster at '{address}' (RAY_ADDRESS / ray_address): {first[:300]}. "
