@@ -87,3 +87,28 @@ def test_the_jobs_api_address_is_refused_with_how_to_submit(silent_port: int) ->
         msg = str(e.value)
         assert f"RAY_ADDRESS '{address}' is the dashboard's Jobs API address" in msg, msg
         assert f"ray job submit --address {address} --working-dir ." in msg and "RAY_ADDRESS=<head>:6379" in msg
+
+
+def test_a_ray_job_writing_into_its_temporary_copy_is_refused_before_any_compute(tmp_path, monkeypatch) -> None:
+    """`ray job submit --working-dir . -- python sweeps/round_a.py` ran in Ray's unpacked copy of the repository
+    (<session>/runtime_resources/working_dir_files/_ray_pkg_<hash>/) and wrote the leaderboard, report, champion
+    and local Tune state there without a word; `ray stop` deletes that folder."""
+    from ups.config import ConfigError
+    from ups.tune.launcher import prepare, ray_job_copy
+
+    copy = tmp_path / "session_2026" / "runtime_resources" / "working_dir_files" / "_ray_pkg_39c1980af4650438"
+    (copy / "sweeps").mkdir(parents=True)
+    assert ray_job_copy(copy / "sweeps") == copy and ray_job_copy(tmp_path) is None
+    monkeypatch.chdir(copy)
+    with pytest.raises(ConfigError) as e:
+        prepare("round_a", [])
+    msg = str(e.value)
+    assert msg.startswith("leaderboard=reports/leaderboard.csv report_dir=") and "storage_path=runs/sweeps" in msg, msg
+    assert f"runs as a Ray job in its temporary copy of the repository ({copy})" in msg
+    assert "Fix: absolute paths outside it, e.g. leaderboard=~/ups/reports/leaderboard.csv" in msg
+    assert "storage_path=s3://YOUR-BUCKET/ups/sweeps (or ~/ups/sweeps)" in msg
+    # what docs/CLUSTER.md tells a job to pass: nothing inside the copy, nothing refused
+    out = tmp_path / "head"
+    p = prepare("round_a", [f"leaderboard={out / 'lb.csv'}", f"report_dir={out / 'reports'}",
+                            f"champion={out / 'champion.json'}", f"storage_path={out / 'sweeps'}"])
+    assert p.leaderboard == out / "lb.csv"

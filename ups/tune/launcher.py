@@ -164,6 +164,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     check_asha_rungs(scfg, base, space)
     check_pbt_space(scfg, space, base)
     check_trial_device(scfg, base)
+    check_outputs_outside_job_copy(scfg)
     check_outputs_writable(scfg)
     storage_path, fs, shown = storage or resolve_storage_path(scfg.storage_path)
     return Prepared(scfg, base, space, storage_path, fs, shown, resolve_path(scfg.leaderboard), centre,
@@ -246,6 +247,38 @@ def check_resume_data(leaderboard: Path, name: str, data_hash: str) -> None:
 
 _OUTPUT_OR = {"report_dir": " or write_report=false", "wandb.dir": " or wandb.enabled=false",
               "$WANDB_DIR": " (or unset it) or wandb.enabled=false"}
+
+
+def ray_job_copy(cwd: Path) -> Path | None:
+    """The temporary copy of a ``ray job submit --working-dir`` that ``cwd`` lies in, or None.  Ray unpacks the
+    working dir into ``<session>/runtime_resources/working_dir_files/_ray_pkg_<hash>/`` and runs the job there;
+    ``ray stop`` and the next session remove it, and a job with other sources gets another copy."""
+    parts = cwd.parts
+    for i in range(len(parts) - 2):
+        if parts[i:i + 2] == ("runtime_resources", "working_dir_files"):
+            return Path(*parts[:i + 3])
+    return None
+
+
+def check_outputs_outside_job_copy(scfg: SweepConfig, cwd: Path | None = None) -> None:
+    """Under ``ray job submit --working-dir .`` relative outputs landed in the job's temporary copy of the
+    repository, with no word: the leaderboard, the report, the champion and (a local ``storage_path``) the Tune
+    state and checkpoints, which ``ray stop`` deletes.  Refused before any compute, with the absolute paths."""
+    copy = ray_job_copy(cwd or Path.cwd())
+    if copy is None:
+        return
+    outputs = [("leaderboard", scfg.leaderboard), ("report_dir", scfg.report_dir), ("champion", scfg.champion)]
+    if "://" not in scfg.storage_path:
+        outputs.append(("storage_path", scfg.storage_path))
+    inside = [(k, v) for k, v in outputs if resolve_path(v).is_relative_to(copy)]
+    if inside:
+        given = " ".join(f"{k}={v}" for k, v in inside)
+        home = {"storage_path": "s3://YOUR-BUCKET/ups/sweeps (or ~/ups/sweeps)", "report_dir": "~/ups/reports"}
+        fix = " ".join(f"{k}={home.get(k, f'~/ups/reports/{Path(v).name}')}" for k, v in inside)
+        raise ConfigError(f"{given}: this sweep runs as a Ray job in its temporary copy of the repository ({copy}), "
+                          f"where these would be written and then deleted with the Ray session (`ray stop`), and a "
+                          f"job with changed sources gets another copy, so a resume would not find them. Fix: "
+                          f"absolute paths outside it, e.g. {fix} (docs/CLUSTER.md)")
 
 
 def check_outputs_writable(scfg: SweepConfig) -> None:
