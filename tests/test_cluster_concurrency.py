@@ -155,6 +155,9 @@ def test_concurrency_follows_gpu_workers_as_they_join(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     assert "as many as the cluster holds (now 0, 3 more pending)" in proc.stdout, proc.stdout[-3000:]
+    # the empty cluster is said in words, not only by Ray's "No trial is running" every minute
+    assert ("note: no node of the cluster holds a trial now (0.5 CPU and 0.25 GPU per trial; its nodes have at most "
+            "0 CPUs and 0 GPUs): the trials wait, pending, for workers to join") in proc.stdout, proc.stdout[-3000:]
     rec = json.loads((tmp_path / "spans.json").read_text())
     assert rec["demand"] == [3], rec  # exactly pending_trials: the limit holds the rest back
     spans = list(rec["spans"].values())
@@ -165,6 +168,16 @@ def test_concurrency_follows_gpu_workers_as_they_join(tmp_path):
     # one worker holds 4 (1 GPU / 0.25); with the second one joined, more ran at once than one worker holds
     most = most_at_once(spans)
     assert 4 < most <= 8, (most, rec)
+
+
+def test_the_empty_cluster_note_names_what_a_trial_asks_for_and_what_the_nodes_have():
+    from ups.tune.launcher import empty_cluster_text
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 0.0}},
+             {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 1.0}}]  # a dead node holds nothing
+    assert (empty_cluster_text({"CPU": 1.0, "GPU": 0.25}, nodes)
+            == "1 CPU and 0.25 GPU per trial; its nodes have at most 8 CPUs and 0 GPUs")
+    assert empty_cluster_text({"CPU": 4.0, "GPU": 0.0}, nodes[:1]) == "4 CPU per trial; its nodes have at most 2 CPUs and 0 GPUs"
 
 
 def test_limiter_reads_the_cluster_and_survives_a_restore(ray_session):

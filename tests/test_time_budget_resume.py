@@ -102,3 +102,34 @@ def test_a_resume_that_finds_the_budget_spent_records_the_interrupted_trials_as_
     after = reasons()
     assert after[ctx.run_id("t1")] == ("stopped", "sweep budget time_budget_s reached at iteration 24"), after
     assert after[ctx.run_id("t2")] == before[ctx.run_id("t2")] == ("completed", "completed")
+
+
+def test_a_trial_that_never_started_gets_no_row_and_one_that_failed_before_reporting_does(tmp_path: Path) -> None:
+    """A sweep stopped while trials were still pending (a cluster without the GPUs they asked for) wrote rows for
+    them as "stopped, asha: early stop at iteration ?", and its last line counted them as finished. A trial that
+    never reported and did not fail has not run: no row (a resume runs it). One that failed before its first
+    report (a refused GPU share) keeps its error row."""
+    from types import SimpleNamespace
+
+    from ups.config import load_config, to_dict
+    from ups.leaderboard import read_leaderboard
+    from ups.tune.gates import GateLimits
+    from ups.tune.launcher import reconcile
+    from ups.tune.results import INTERRUPTED, RowContext
+    from ups.tune.space import load_space
+
+    base = load_config(["preset=dim8"])
+    space = load_space(Path(__file__).resolve().parents[1] / "search_spaces" / "round_a.yaml", base)
+    ref = space.reference_point(base)
+    ctx = RowContext(round="round_a", experiment="round_a-x", space=space, base=to_dict(base), reference_point=ref)
+    done = {"training_iteration": 30, "val_nrmse": 0.4, "nrmse": 0.4, "final": True, "done": True}
+    grid = [SimpleNamespace(path="/x/trial_t1", metrics=done, config=ref, checkpoint=None, error=None),
+            SimpleNamespace(path="/x/trial_t2", metrics={}, config=ref, checkpoint=None, error=None),
+            SimpleNamespace(path="/x/trial_t3", metrics={}, config=ref, checkpoint=None,
+                            error=RuntimeError("the trial holds resources.gpu=0.25 of a GPU but torch …"))]
+    lb = tmp_path / "lb.csv"
+    for cut in (INTERRUPTED, None):
+        reconcile(lb, ctx, grid, LeaderboardCallback(lb, ctx, GateLimits()), cut)
+        rows = read_leaderboard(lb).set_index("run_id")
+        assert ctx.run_id("t2") not in rows.index, rows["stop_reason"].to_dict()
+        assert rows.loc[ctx.run_id("t1"), "status"] == "completed" and rows.loc[ctx.run_id("t3"), "status"] == "error"

@@ -737,6 +737,19 @@ def per_trial_resources(s: SweepConfig) -> dict[str, float]:
     return {"CPU": s.resources.cpu, "GPU": s.resources.gpu}
 
 
+def empty_cluster_text(per_trial: dict[str, float], nodes: list[dict[str, Any]] | None = None) -> str:
+    """What a trial asks for against what the cluster's largest alive nodes have: ``1 CPU and 0.25 GPU per trial;
+    the nodes have at most 2 CPUs and 0 GPUs``."""
+    if nodes is None:
+        import ray
+
+        nodes = ray.nodes()
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    have = {k: max((float(r.get(k, 0)) for r in alive), default=0.0) for k in per_trial}
+    ask = " and ".join(f"{v:g} {k}" for k, v in per_trial.items() if v > 0)
+    return f"{ask} per trial; its nodes have at most " + " and ".join(f"{v:g} {k}s" for k, v in have.items())
+
+
 # ----------------------------------------------------------------------------- data, baselines
 def load_data(base: Any) -> Any:
     from ups.data.protocol import load_protocol
@@ -1163,6 +1176,12 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                          f"{'one more' if s.pending_trials == 1 else f'{s.pending_trials} more'} pending)")
             _log(f"{s.round}: {planned_trials(p)} trials, {at_a_time} at a time, searcher={s.searcher.name}, "
                  f"scheduler={s.scheduler.name}{rungs}, storage={exp_path}")
+            if slots == 0:  # a cluster (the local instance was checked to fit): Ray only repeats it every minute
+                _log(f"note: no node of the cluster holds a trial now ({empty_cluster_text(per_trial_resources(s))}): "
+                     f"the trials wait, pending, for workers to join, as cluster.yaml's autoscaler adds them for pending "
+                     f"trials (`ray status` on the head shows the demand). On a cluster without an autoscaler they never "
+                     f"start: stop with Ctrl-C (nothing is lost; resume=true with other resources.* continues) and "
+                     f"ask for what its nodes have")
             for note in unread_overrides(s, overrides):
                 _log(f"note: {note}")
             n_trials = trial_count(p)
@@ -1370,6 +1389,8 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
             moved[ctx.run_id(tid)] = ckpt  # the sweep's folder moved (storage_path= of a resume): where it is now
         if not tid or (ctx.run_id(tid) in have and not short):
             continue
+        if not metrics and r.error is None:  # never started (pending when the loop ended): not a finished trial;
+            continue  # a resume runs it (it was written as "asha: early stop at iteration ?")
         rows.append(trial_row(ctx, tid, r.config or {}, metrics, gate_reason=cb.tracker.reasons.get(tid),
                               errored=r.error is not None, checkpoint=ckpt,
                               cut=why if short else None, pbt_schedule=cb.pbt_schedule(tid),
