@@ -100,3 +100,5 @@ def test_killed_trial_worker_restarts_from_checkpoint(ray_session, tmp_path, tin
     rows = out.rows[out.rows["experiment"] == "fault-worker"]
     assert len(rows) == 1 and rows.iloc[0]["status"] == "completed", rows[["run_id", "status", "stop_reason"]].to_dict()
     assert rows["nrmse"].notna().all(), "the restarted trial did not reach its final evaluation"
+    # the row says the trial was restarted (a lost node left no trace on the leaderboard before)
+    assert "retried:1" in str(rows.iloc[0]["tags"]).split(";"), rows.iloc[0]["tags"]

@@ -78,8 +78,9 @@ def stop_reason(result: Mapping[str, Any], gate_reason: str | None, scheduler: s
 def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result: Mapping[str, Any],
               *, gate_reason: str | None, errored: bool = False, checkpoint: str | None = None,
               cut: str | None = None, pbt_schedule: Sequence[Mapping[str, Any]] = (),
-              compute_s: float | None = None, gpu_s: float | None = None) -> dict[str, Any]:
-    """``pbt_schedule`` (PBT rounds): the stretches the trial's weights trained in (``ups.tune.pbt_schedule``),
+              compute_s: float | None = None, gpu_s: float | None = None, retries: int = 0) -> dict[str, Any]:
+    """``retries``: how often Tune restarted the trial after a failure (a lost node, a killed worker; tag
+    ``retried:N``).  ``pbt_schedule`` (PBT rounds): the stretches the trial's weights trained in (``ups.tune.pbt_schedule``),
     stored as JSON in the row's ``pbt_schedule`` ("" for a trial never exploited); the row's config is its last.
     ``compute_s``: the trial-seconds the trial itself ran (Σ its ``time_this_iter_s``: ``LeaderboardCallback``),
     its ``wall_clock`` and what its GPU-hours and cost are priced on; without it, its last ``time_total_s``,
@@ -109,7 +110,8 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
         "est_cost": round(gpu_h * ctx.cost_per_gpu_hour, 4),
         "params": result.get("params"),
         "status": status, "stop_reason": reason,
-        "tags": ";".join(ctx.tags + (["reference"] if is_ref else []) + ttc_off),
+        "tags": ";".join(ctx.tags + (["reference"] if is_ref else []) + ttc_off
+                         + ([f"retried:{int(retries)}"] if retries else [])),
         "config_hash": chash, "checkpoint": checkpoint or "", "trial_id": trial_id, "data_hash": ctx.data_hash,
         "experiment": ctx.experiment, "config_json": cjson,
         "val_nrmse": finite_or_none(result.get("val_nrmse")), "epochs": epochs,
@@ -270,7 +272,8 @@ class LeaderboardCallback(Callback):
         return trial_row(self.ctx, trial.trial_id, trial.config, dict(trial.last_result or {}),
                          gate_reason=self.tracker.reasons.get(trial.trial_id), errored=errored, checkpoint=ckpt,
                          cut=cut, pbt_schedule=self.pbt_schedule(trial.trial_id),
-                         compute_s=self.trial_s.get(trial.trial_id), gpu_s=self.trial_gpu_s.get(trial.trial_id))
+                         compute_s=self.trial_s.get(trial.trial_id), gpu_s=self.trial_gpu_s.get(trial.trial_id),
+                         retries=int(getattr(trial, "num_failures", 0) or 0))
 
     def _write(self, trial: Any, errored: bool) -> None:
         final = (trial.last_result or {}).get("final")
