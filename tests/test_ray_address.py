@@ -112,3 +112,22 @@ def test_a_ray_job_writing_into_its_temporary_copy_is_refused_before_any_compute
     p = prepare("round_a", [f"leaderboard={out / 'lb.csv'}", f"report_dir={out / 'reports'}",
                             f"champion={out / 'champion.json'}", f"storage_path={out / 'sweeps'}"])
     assert p.leaderboard == out / "lb.csv"
+
+
+@pytest.mark.slow
+def test_ray_address_local_starts_a_local_instance_with_ray_num_cpus_even_where_ray_address_is_set(tmp_path) -> None:
+    """`ray_address=local ray_num_cpus=1` with RAY_ADDRESS set in the shell was passed to ray.init as an address:
+    a local instance with every core and a dashboard. It now starts as an unset address does."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from ups.tune.sweep_config import load_sweep_config\nfrom ups.tune.launcher import init_ray\nimport ray\n"
+            "s = load_sweep_config('round_a', ['ray_address=local', 'ray_num_cpus=1'])\ninit_ray(s, 'local')\n"
+            "print('CPUS', ray.cluster_resources().get('CPU'))\nray.shutdown()\n")
+    env = dict(os.environ, RAY_ADDRESS="127.0.0.1:9", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=180)
+    assert run.returncode == 0 and "CPUS 1.0" in run.stdout, (run.stdout[-2000:], run.stderr[-2000:])
+    assert "View the dashboard" not in run.stdout + run.stderr

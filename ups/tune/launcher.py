@@ -35,7 +35,7 @@ from ups.tune.restore import (ResumableASHA, ResumableStopper, carry_over, repor
                               restored_results, trial_compute_s)
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
 from ups.tune.retention import CheckpointRetention
-from ups.tune.stop_signals import SweepInterrupted, log as _log, stop_signals_as_ctrl_c
+from ups.tune.stop_signals import SweepInterrupted, log as _log, stop_signals_as_ctrl_c, watch_cluster
 from ups.tune.scratch import remove_scratch
 from ups.tune.space import (Param, SearchSpace, SearchSpaceError, check_against, check_around_windows, load_space,
                             resolve_around)
@@ -667,7 +667,7 @@ def connect_ray(s: SweepConfig) -> bool:
 def init_ray(s: SweepConfig, address: str) -> None:
     import ray
 
-    if address:
+    if address and address != "local":
         try:
             ray.init(address=address, log_to_driver=s.verbose >= 2)
         except (ConnectionError, RuntimeError, ValueError) as e:  # ValueError: an address Ray cannot parse
@@ -676,9 +676,9 @@ def init_ray(s: SweepConfig, address: str) -> None:
                 f"could not connect to the Ray cluster at '{address}' (RAY_ADDRESS / ray_address): {first[:300]}. "
                 f"Fix: check that the cluster is up (`ray status` on the head) and that the address is the head's "
                 f"GCS host:port (or `auto` on the head itself), or unset RAY_ADDRESS to run locally") from None
-    else:
-        ray.init(num_cpus=s.ray_num_cpus or None, include_dashboard=False, log_to_driver=s.verbose >= 2,
-                 configure_logging=False)
+    else:  # "local": a new local instance even where RAY_ADDRESS names a cluster, with ray_num_cpus as without it
+        ray.init(address="local" if address else None, num_cpus=s.ray_num_cpus or None, include_dashboard=False,
+                 log_to_driver=s.verbose >= 2, configure_logging=False)
 
 
 def concurrency(s: SweepConfig, remote: bool) -> int:
@@ -1224,8 +1224,16 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 print_leaderboard(SweepOutcome(name, exp_path, p.leaderboard, read_leaderboard(p.leaderboard), None, None,
                                                baselines, interrupted=True), s.print_top)
 
+            def cluster_lost(what: str) -> None:  # the joined cluster's head is gone: Ray would abort the driver
+                lb_cb.record_unfinished(INTERRUPTED)
+                print_leaderboard(SweepOutcome(name, exp_path, p.leaderboard, read_leaderboard(p.leaderboard), None,
+                                               None, baselines, interrupted=True), s.print_top)
+                lease.release()
+                _log(f"cluster lost: when it is back (`ray up cluster.yaml`, `ray status`), finish the sweep with "
+                     f"{resume_command(name)}")
+
             try:
-                with stop_signals_as_ctrl_c(on_ray_gone=ray_gone):
+                with stop_signals_as_ctrl_c(on_ray_gone=ray_gone), watch_cluster(s.cluster_lost_s, cluster_lost):
                     grid = tuner.fit()
             finally:  # every trial has ended (or Tune raised): the stage cache and scratch a killed worker or
                 # driver could not remove go too, on every node

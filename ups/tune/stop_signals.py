@@ -14,6 +14,8 @@ from typing import Any, Callable, Iterator
 RAY_GONE_WAIT_S = 3.0  # how long after the signal the local GCS is watched for having stopped too
 SAVE_GRACE_S = 20.0  # the most Tune gets, once the GCS is gone, to reach its clean-up (its state is saved by then)
 RAY_GONE_EXIT = 130  # as for Ctrl-C
+CLUSTER_LOST_EXIT = 1  # the cluster, not the user, ended the sweep
+PROBE_S = 2.0  # how often a joined cluster's GCS port is tried
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -179,3 +181,75 @@ def kept_sigterm() -> Iterator[None]:
     finally:
         if callable(before):
             signal.signal(signal.SIGTERM, before)
+
+
+def _joined_gcs() -> str | None:
+    """host:port of the GCS of the cluster this driver joined; None for a local instance it started (its stop is
+    ``watch_local_ray``'s), a Ray Client driver (``ray://``, no GCS of its own to watch) or no Ray."""
+    try:
+        import ray
+
+        node = ray._private.worker._global_node  # Ray 2.60: the node this driver started or joined
+        if node is None or node.all_processes.get("gcs_server"):
+            return None
+        return str(node.gcs_address)
+    except (ImportError, AttributeError):
+        return None
+
+
+def gcs_answers(address: str, timeout: float) -> bool:
+    """Whether the GCS port at ``host:port`` takes a connection within ``timeout`` s."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+@contextmanager
+def watch_cluster(lost_after_s: float, on_lost: Callable[[str], None] | None = None,
+                  address: str | None = None, probe_s: float = PROBE_S) -> Iterator[None]:
+    """While the block runs (Tune's loop), end the driver when the GCS of the cluster it joined has not taken a
+    connection for ``lost_after_s`` s (the head node stopped, ``ray stop`` on it, a network cut): ``on_lost`` runs
+    first with what happened (the sweep records its unfinished trials and prints its leaderboard and resume
+    command), then the process exits with ``CLUSTER_LOST_EXIT``.  Without it the driver hung a minute in Ray's
+    reconnect loop and Ray aborted it with a GCS error, the running trials unrecorded and no resume command.
+    ``address``: the GCS to watch (default: the joined cluster's; nothing is watched on a local instance)."""
+    address = address or _joined_gcs()
+    if address is None or lost_after_s <= 0:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        since: float | None = None
+        while not done.wait(probe_s):
+            if gcs_answers(address, timeout=min(probe_s, 5.0)):
+                since = None
+                continue
+            since = since if since is not None else time.monotonic()
+            if time.monotonic() - since >= lost_after_s:
+                break
+        else:
+            return
+        what = (f"the Ray cluster's GCS at {address} has not answered for {lost_after_s:g} s (its head node stopped "
+                f"or cannot be reached), so the driver ends here with its unfinished trials recorded as interrupted; "
+                f"its finished trials are on the leaderboard, and Tune's state and checkpoints in storage_path")
+        try:
+            log(what)
+            if on_lost is not None:
+                on_lost(what)
+        except Exception as e:  # noqa: BLE001 - the exit must happen; resume=true rewrites what is missing
+            try:
+                log(f"could not record the unfinished trials ({type(e).__name__}: {e}); resume=true does")
+            except OSError:
+                pass
+        os._exit(CLUSTER_LOST_EXIT)
+
+    thread = threading.Thread(target=watch, name="ups-cluster-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()

@@ -156,6 +156,9 @@ class SweepConfig:
     ray_address: str = ""  # default: $RAY_ADDRESS; empty → start a local Ray instance
     ray_num_cpus: int = 0  # local instance only; 0 = all cores
     connect_timeout_s: float = 5.0
+    # a joined cluster whose GCS takes no connection this long ends the driver with its unfinished trials recorded
+    # (ups.tune.stop_signals.watch_cluster; Ray aborts the driver after 60 s); 0: not watched
+    cluster_lost_s: float = 30.0
     checkpoint_keep: int = 1
     stage_cache: bool = True  # trials with identical autoencoder-stage inputs reuse it (ups.tune.stage_cache)
     max_failures: int = 2  # retries of a trial whose worker died (spot loss), from its last checkpoint; -1: ∞
@@ -428,6 +431,8 @@ RANGES: tuple[tuple[str, Any, str, str], ...] = (
      "fno_steps=100, or fno_steps=0 for fno_budget_s"),
     ("ray_num_cpus", _at_least(0), "must be ≥ 0 (0: all cores)", "ray_num_cpus=0"),
     ("connect_timeout_s", _above(0), "must be > 0", "connect_timeout_s=5"),
+    ("cluster_lost_s", _at_least(0), "must be ≥ 0 (seconds without the cluster's GCS before the driver ends; 0: not "
+     "watched)", "cluster_lost_s=30"),
     ("verbose", lambda v: 0 <= v <= 3, "must be 0, 1, 2 or 3 (Tune's console verbosity)", "verbose=1"),
     ("print_top", _at_least(0), "must be ≥ 0 (trial rows printed with the baselines)", "print_top=15"),
     ("scheduler.max_t", _at_least(0), "must be ≥ 0 (0: the longest trial's epochs + 2)", "scheduler.max_t=0"),
