@@ -739,7 +739,7 @@ def per_trial_resources(s: SweepConfig) -> dict[str, float]:
 
 def empty_cluster_text(per_trial: dict[str, float], nodes: list[dict[str, Any]] | None = None) -> str:
     """What a trial asks for against what the cluster's largest alive nodes have: ``1 CPU and 0.25 GPU per trial;
-    the nodes have at most 2 CPUs and 0 GPUs``."""
+    its nodes have at most 2 CPUs and 0 GPUs``."""
     if nodes is None:
         import ray
 
