@@ -89,6 +89,18 @@ def test_the_jobs_api_address_is_refused_with_how_to_submit(silent_port: int) ->
         assert f"ray job submit --address {address} --working-dir ." in msg and "RAY_ADDRESS=<head>:6379" in msg
 
 
+def test_a_ray_client_address_is_refused_with_where_to_run_the_driver() -> None:
+    """Under Ray Client (ray://head:10001) Tune runs its loop in an actor on the head: the leaderboard rows, the
+    W&B run and the Optuna study were written on the head's disk, the promotion and report on the laptop, and the
+    restore reads Tune's local tuner, which a client does not have. Refused before any connection."""
+    t0 = time.perf_counter()
+    with pytest.raises(RayConnectError) as e:
+        check_ray_address("ray://127.0.0.1:9", 5.0)
+    assert time.perf_counter() - t0 < 1.0
+    msg = str(e.value)
+    assert "is a Ray Client address" in msg and "ray submit cluster.yaml" in msg and "ray job submit" in msg, msg
+
+
 def test_a_ray_job_writing_into_its_temporary_copy_is_refused_before_any_compute(tmp_path, monkeypatch) -> None:
     """`ray job submit --working-dir . -- python sweeps/round_a.py` ran in Ray's unpacked copy of the repository
     (<session>/runtime_resources/working_dir_files/_ray_pkg_<hash>/) and wrote the leaderboard, report, champion

@@ -624,29 +624,37 @@ def check_ray_address(address: str, timeout: float) -> None:
             f"RAY_ADDRESS '{address}' is the dashboard's Jobs API address (what `ray job submit` takes), not one a "
             f"driver connects to. Fix: submit the sweep as a job (`ray job submit --address {address} --working-dir . "
             f"-- python sweeps/<round>.py …`: Ray gives the job its own RAY_ADDRESS), or run it here against the "
-            f"head's GCS (RAY_ADDRESS=<head>:6379, or ray://<head>:10001), or unset RAY_ADDRESS for a local instance")
+            f"head's GCS (RAY_ADDRESS=<head>:6379), or unset RAY_ADDRESS for a local instance")
+    if scheme == "ray":  # Ray Client: Tune's loop would run in an actor on the head, this driver's rest here
+        raise RayConnectError(
+            f"RAY_ADDRESS '{address}' is a Ray Client address: under Ray Client, Tune runs the sweep's loop in an "
+            f"actor on the head, so its leaderboard rows, W&B run and Optuna study would be written on the head's "
+            f"disk while this process writes the promotion and report here, and a resume=true cannot restore it. "
+            f"Fix: run the driver on the cluster: `ray submit cluster.yaml sweeps/<round>.py … ray_address=auto`, or "
+            f"`ray job submit --address http://<head>:8265 --working-dir . -- python sweeps/<round>.py …`, or join "
+            f"the head's GCS from inside its network (RAY_ADDRESS=<head>:6379)")
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]:6379, as Ray writes IPv6
     if not host or not port.isdigit():
-        raise RayConnectError(f"RAY_ADDRESS '{address}' is not host:port. Fix: e.g. RAY_ADDRESS=10.0.0.5:6379 "
-                              f"(or ray://host:10001), or unset RAY_ADDRESS to run on a local Ray instance")
+        raise RayConnectError(f"RAY_ADDRESS '{address}' is not host:port. Fix: e.g. RAY_ADDRESS=10.0.0.5:6379, "
+                              f"or unset RAY_ADDRESS to run on a local Ray instance")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
     except OSError as e:
         raise RayConnectError(
             f"Ray cluster at '{address}' (RAY_ADDRESS / ray_address) is unreachable within {timeout:g}s: {e}. "
-            f"Fix: start it (`ray up cluster.yaml` or `ray start --head`), check host and port (GCS 6379, client "
-            f"10001) and the security group, or unset RAY_ADDRESS to run on a local Ray instance") from None
-    if "://" in address:  # Ray Client (ray://host:10001) speaks its own protocol; ray.init decides
+            f"Fix: start it (`ray up cluster.yaml` or `ray start --head`), check host and port (the GCS's, 6379 by "
+            f"default) and the security group, or unset RAY_ADDRESS to run on a local Ray instance") from None
+    if "://" in address:  # another scheme Ray knows (a plug-in's): ray.init decides
         return
     problem = gcs_problem(hostport, timeout)
     if problem:
         raise RayConnectError(
             f"RAY_ADDRESS '{address}': {problem}. Fix: point RAY_ADDRESS / ray_address at the head's GCS port "
-            f"(`ray start --head` prints it; 6379 by default, not the dashboard's 8265 or the client's 10001, "
-            f"which needs ray://host:10001), or unset RAY_ADDRESS to run on a local Ray instance")
+            f"(`ray start --head` prints it; 6379 by default, not the dashboard's 8265 or Ray Client's 10001), or "
+            f"unset RAY_ADDRESS to run on a local Ray instance")
 
 
 def connect_ray(s: SweepConfig) -> bool:
