@@ -351,3 +351,26 @@ def test_an_earlier_sweeps_points_count_as_finished_but_the_queued_reference_sti
     assert search.suggest("ref")["a"] == 1  # queued: trained, though the earlier sweep had it
     assert search.suggest("t1")["a"] == 3  # 1 and 2 were trained before: told, drawn again
     assert {t.user_attrs.get("repeat_of") for t in search._ot_study.trials} >= {"warm start"}
+
+
+@pytest.mark.parametrize("stopped", ["complete", "pruned"])
+def test_the_report_a_trial_was_stopped_at_is_in_the_study(stopped: str) -> None:
+    """Tune skips ``on_trial_result`` for the report ASHA or a physics gate stops a trial at, and calls
+    ``on_trial_complete`` with it: the study lacked that step (19 of 20 intermediate values), and under
+    ``searcher.stopped=pruned`` the trial's value was its step before, 0.586 for a trial whose stopping report was
+    the divergence penalty."""
+    from ray import tune
+
+    from ups.tune.warm_start import WarmOptunaSearch
+
+    search = WarmOptunaSearch(sampler=optuna.samplers.RandomSampler(seed=0), stopped=stopped)
+    search.set_search_properties(SEARCH_METRIC, "min", {"a": tune.uniform(0.0, 1.0)})
+    search.suggest("t0")
+    for step in (1, 2):
+        search.on_trial_result("t0", {SEARCH_METRIC: 0.6 - 0.01 * step, "training_iteration": step})
+    stop = {SEARCH_METRIC: 1000.0, "training_iteration": 3}  # the gate's penalty: no on_trial_result for it
+    search.on_trial_complete("t0", stop)
+    (t,) = search._ot_study.get_trials()
+    assert t.intermediate_values == pytest.approx({1: 0.59, 2: 0.58, 3: 1000.0})
+    want = optuna.trial.TrialState.PRUNED if stopped == "pruned" else optuna.trial.TrialState.COMPLETE
+    assert t.state == want and t.value == pytest.approx(1000.0)

@@ -94,6 +94,11 @@ class WarmOptunaSearch(OptunaSearch):
         return config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        # the report ASHA or a gate stopped the trial at: Tune skips on_trial_result for a STOP decision, so the study
+        # lacked that step, and a pruned trial's value (its last step's) was the one before, 0.586 for a trial whose
+        # stopping report was the divergence penalty (1000)
+        if result and not error and result.get("training_iteration") is not None:
+            self.on_trial_result(trial_id, result)
         # a searcher pickled before ``stopped`` existed (a resumed sweep) tells Ray's way, as it did
         if result and not error and not result.get("final") and getattr(self, "_stopped", "complete") == "pruned":
             result = None  # OptunaSearch tells a trial without a figure (and no error) as PRUNED
