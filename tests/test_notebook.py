@@ -117,7 +117,8 @@ def test_notebook_paths_resolve_from_the_repo_root(tmp_path, monkeypatch) -> Non
     root = tmp_path / "repo"
     assert repo_path("reports/leaderboard.csv", root) == str(root / "reports" / "leaderboard.csv")
     (tmp_path / "here.csv").write_text("x")
-    assert repo_path("here.csv", root) == "here.csv"  # found from the kernel's folder: kept
+    # found from the kernel's folder: made absolute there (Ray's ExperimentAnalysis refused 'runs/sweeps/<name>')
+    assert repo_path("here.csv", root) == str(tmp_path / "here.csv")
     assert repo_path("s3://b/p", root) == "s3://b/p" and repo_path("/abs/x", root) == "/abs/x" and repo_path("") == ""
 
 
@@ -176,3 +177,16 @@ def test_notebook_figures_show_only_the_baselines_of_the_experiments_data(report
                                  "from IPython.display import Image, Markdown"), ns)
     shown = ns["rows"][ns["rows"]["kind"] == "baseline"]
     assert len(shown) == 3 and set(shown["data_hash"].str[:12]) == {lb.loc[lb["kind"] == "trial", "data_hash"].iloc[0][:12]}
+
+
+def test_a_stopped_notebook_says_the_whole_error_not_its_last_line() -> None:
+    """`ups report notebook experiment=/nope` said only Ray's second line ("Please check if you specified the
+    correct experiment path …"), without the first, which names the path."""
+    from ups.reports.notebook import error_text
+
+    tb = ("-----\nValueError                                Traceback (most recent call last)\nCell In[2], line 19\n"
+          "ValueError: No experiment snapshot file of form 'experiment_state-*.json' was found at: (local, /nope)\n"
+          "Please check if you specified the correct experiment path.\n")
+    assert error_text(tb) == ("ValueError: No experiment snapshot file of form 'experiment_state-*.json' was found at: "
+                              "(local, /nope) Please check if you specified the correct experiment path.")
+    assert error_text("x\nKeyError: 'a'") == "KeyError: 'a'" and error_text("one line") == "one line"

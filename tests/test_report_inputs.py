@@ -510,6 +510,10 @@ def test_report_finds_the_experiment_of_a_sweep_stored_elsewhere(tmp_path, monke
     s3 = pd.DataFrame({"experiment": [name], "checkpoint": [f"s3://bkt/sweeps/{name}/trial_0/checkpoint_000001"]})
     assert experiment_folder(s3, name) == f"s3://bkt/sweeps/{name}"
     assert experiment_folder(s3.assign(checkpoint=None), name, "/data") == f"/data/{name}"
+    # the fallback under a relative storage_path (a leaderboard whose checkpoints moved) is absolute: Ray's
+    # ExperimentAnalysis read 'runs/sweeps/<name>' as a URI and the notebook stopped with "URI has empty scheme"
+    assert experiment_folder(s3.assign(checkpoint=None), name, "runs/sweeps") == str(elsewhere / "runs" / "sweeps" / name)
+    assert experiment_folder(s3.assign(checkpoint=None), name, "s3://b/p/") == f"s3://b/p/{name}"
     # a folder that no longer exists costs those figures, not the report
     import shutil
 

@@ -30,12 +30,22 @@ NOTEBOOK_ARGS = {"experiment": "Tune experiment dir or s3://…", "leaderboard":
                  "timeout": "seconds per cell"}
 
 
+def error_text(traceback: str) -> str:
+    """The error a cell raised, from its traceback: every line from the last ``SomeError: …`` on, joined (Ray's
+    "No experiment snapshot … was found at: (local, /path)" comes a line before its "Please check …"), else the
+    last line."""
+    lines = [ln.strip() for ln in traceback.splitlines() if ln.strip()]
+    starts = [i for i, ln in enumerate(lines) if re.match(r"[A-Za-z_][\w.]*(Error|Exception)\b:? ", ln)]
+    return " ".join(lines[starts[-1]:]) if starts else (lines[-1] if lines else traceback)
+
+
 def repo_path(value: str, root: Path = REPO_ROOT) -> str:
-    """A notebook parameter as a path: URIs and absolute paths as given; a relative path as given when it
-    exists from the kernel's folder, else from the repository root (where the commands in the docs run)."""
-    if not value or "://" in value or Path(value).is_absolute() or Path(value).exists():
+    """A notebook parameter as a path: URIs and absolute paths as given; a relative path made absolute, from the
+    kernel's folder when it exists there, else from the repository root (where the commands in the docs run).
+    Absolute, because Ray's ``ExperimentAnalysis`` reads a relative path as a URI and refuses it."""
+    if not value or "://" in value or Path(value).is_absolute():
         return value
-    return str(root / value)
+    return str(Path(value).resolve()) if Path(value).exists() else str(root / value)
 
 
 @contextmanager
@@ -88,8 +98,7 @@ def run_notebook(argv: list[str]) -> int:
             NotebookClient(nb, timeout=int(args.get("timeout", 600)), kernel_name="python3", km=km,
                            resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
     except CellExecutionError as e:
-        last = [ln for ln in ANSI.sub("", str(e)).splitlines() if ln.strip()][-1:]  # IPython colours the name
-        said = last[0] if last else str(e)
+        said = error_text(ANSI.sub("", str(e)))  # IPython colours the name
         raise ReportError(f"{NOTEBOOK.name} stopped: {said}" + ("" if "Fix:" in said else
                           ". Fix: see the message; the parameters are experiment=, leaderboard=, storage=, "
                           "champion=")) from None

@@ -244,7 +244,9 @@ def experiment_folder(lb: pd.DataFrame, name: str, storage: str | Path = "runs/s
     for folder in recorded_experiment_folders(lb, name):
         if "://" in folder or Path(folder).is_dir():
             return folder
-    return str(Path(storage) / name)
+    if "://" in str(storage):
+        return f"{str(storage).rstrip('/')}/{name}"
+    return str((Path(storage) / name).resolve())  # absolute: Ray's ExperimentAnalysis refuses a relative path
 
 
 def best_trial(df: pd.DataFrame) -> pd.Series | None:
