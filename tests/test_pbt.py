@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -261,6 +262,10 @@ def test_a_pbt_population_taking_turns_keeps_every_report_in_result_json(ray_ses
         assert wall[trial.name.split("_", 1)[1]] == pytest.approx(own, abs=0.02), (trial.name, wall, own)
         exploited += abs(results[-1]["time_total_s"] - own) > 0.1
         assert set(reported) == set(range(1, 18)), (trial.name, reported)  # 16 epochs and the final report
+        # progress.csv: a row per report, in its header's columns, across the trial's turns (Ray's logger appended
+        # each turn with the columns of its first report, and pandas stopped on the misaligned rows)
+        progress = pd.read_csv(trial / "progress.csv")
+        assert progress["training_iteration"].tolist() == reported, (trial.name, progress["training_iteration"])
         # one TensorBoard events file per trial, not one per start (ups.tune.trial_logs.KeepingTBXLogger)
         events = list(trial.glob("events.out.tfevents.*"))
         assert len(events) == 1, (trial.name, [e.name for e in events])

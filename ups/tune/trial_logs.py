@@ -21,11 +21,12 @@ steps the trial trains again and draws its line as it now is.
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
-from ray.tune.result import TIMESTEPS_TOTAL, TRAINING_ITERATION
+from ray.tune.result import EXPR_PROGRESS_FILE, TIMESTEPS_TOTAL, TRAINING_ITERATION
 
 
 class _KeepDriverCopy:
@@ -43,7 +44,27 @@ class KeepingJsonLogger(_KeepDriverCopy, JsonLoggerCallback):
 
 
 class KeepingCSVLogger(_KeepDriverCopy, CSVLoggerCallback):
-    """``progress.csv`` that keeps every report of a trial that is paused and started again."""
+    """``progress.csv`` that keeps every report of a trial that is paused and started again, in the columns of
+    its header.  Ray's logger appends to an existing file with the columns of the first report after the start
+    (a resume, a PBT turn), whose keys differ (a restored trial reports ``gpu_share``, the final report the eval's
+    keys): its rows no longer lined up with the header, and ``pd.read_csv`` stopped ("Expected 31 fields in line
+    44, saw 81").  Keys the header lacks are left out of the CSV; ``result.json`` has every key."""
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        if trial not in self._trial_files:
+            self._setup_trial(trial)
+        if self._trial_csv.get(trial) is None and self._trial_continue.get(trial):
+            path = Path(trial.local_path, EXPR_PROGRESS_FILE)
+            with path.open(newline="") as f:
+                header = next(csv.reader(f), None)
+            with path.open("rb") as f:  # a line a stopped driver left without its end: the next row starts anew
+                f.seek(-1, 2)
+                torn = f.read(1) not in (b"\n", b"\r")
+            if torn:
+                self._trial_files[trial].write("\r\n")
+            if header:
+                self._trial_csv[trial] = csv.DictWriter(self._trial_files[trial], header)
+        super().log_trial_result(iteration, trial, result)
 
 
 class KeepingTBXLogger(TBXLoggerCallback):
