@@ -150,3 +150,19 @@ def test_a_train_runs_checkpoint_exports_under_its_run_with_its_own_metrics(repo
                         "n_steps=2"]) == 0
     assert "0.4321" not in (out / "myrun-epoch_0002" / "MODEL_CARD.md").read_text()
     assert (out / "myrun-final" / "MODEL_CARD.md").read_text() == card
+
+
+def test_the_model_card_names_the_preset_whose_sizes_the_model_has() -> None:
+    """A dims-round champion (latent dim 64, sized by the presets' rules) was carded as "preset `dim32`": the
+    config's ``preset`` key keeps the base config's name when a sweep sets the sizes."""
+    from ups.config import load_config, to_dict
+    from ups.reports.model_card import preset_text, render_model_card
+
+    assert preset_text(to_dict(load_config([]))) == "preset `dim32`"
+    dims64 = to_dict(load_config(["preset=dim64"]))
+    dims64["preset"] = "dim32"  # as the dims round's trials record it
+    assert preset_text(dims64) == "the sizes of preset `dim64`"
+    assert "| architecture | the sizes of preset `dim64`: latent 32 tokens × 64 dims" in render_model_card(
+        {"name": "x", "config": dims64})
+    dims64["operator"]["hidden_dim"] = 100  # round B's own sizes
+    assert preset_text(dims64) == "sizes set by the sweep (base preset `dim32`)"

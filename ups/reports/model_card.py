@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from ups.leaderboard import PDEBENCH_NAMES, is_round_reference
@@ -23,6 +24,35 @@ def _f(v: Any, digits: int = 4) -> str:
 
 def _mb(n: int | None) -> str:
     return "—" if n is None else f"{n / 1e6:.2f} MB"
+
+
+def _preset_sizes(name: str) -> dict[str, Any] | None:
+    """The sizes preset ``name`` sets (``ups/conf/preset/<name>.yaml``: section → key → value), None if none."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "conf" / "preset" / f"{name}.yaml"
+    if not name or not path.is_file():
+        return None
+    return {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if isinstance(v, dict)}
+
+
+def _has_sizes(cfg: dict[str, Any], sizes: dict[str, Any]) -> bool:
+    return all((cfg.get(section) or {}).get(k) == v for section, keys in sizes.items() for k, v in keys.items())
+
+
+def preset_text(cfg: dict[str, Any]) -> str:
+    """``preset `dim32``` when the model has that preset's sizes, else which preset's sizes it has, if any.  The
+    ``preset`` key keeps the base config's name when a sweep sets the sizes itself: every model of the dims round
+    (latent dims 8-64, sized by the presets' rules) said ``preset `dim32```."""
+    name = str(cfg.get("preset") or "")
+    sizes = _preset_sizes(name)
+    if sizes is None or _has_sizes(cfg, sizes):
+        return f"preset `{name or '—'}`"
+    dim = (cfg.get("latent") or {}).get("dim")
+    other = _preset_sizes(f"dim{dim}")
+    if other is not None and _has_sizes(cfg, other):
+        return f"the sizes of preset `dim{dim}`"
+    return f"sizes set by the sweep (base preset `{name}`)"
 
 
 def render_model_card(info: dict[str, Any]) -> str:
@@ -60,7 +90,7 @@ def render_model_card(info: dict[str, Any]) -> str:
         f"| checkpoint | `{info.get('checkpoint')}` ({_mb(info.get('checkpoint_bytes'))}) |",
         f"| parameters (inference model incl. diffusion heads) | {_f(info.get('params'))} |",
         f"| parameters in the exported forecaster | {_f(info.get('export_params'))} |",
-        f"| architecture | preset `{cfg.get('preset', '—')}`: latent {lat.get('tokens', '—')} tokens × {lat.get('dim', '—')} dims, "
+        f"| architecture | {preset_text(cfg)}: latent {lat.get('tokens', '—')} tokens × {lat.get('dim', '—')} dims, "
         f"operator hidden {op.get('hidden_dim', '—')} depths {op.get('depths', '—')} heads {op.get('heads', '—')}, "
         f"decoder hidden {dec.get('hidden_dim', '—')} × {dec.get('num_layers', '—')} layers, encoder sees "
         f"{enc.get('context_frames', '—')} frame(s) |",
