@@ -360,6 +360,12 @@ def test_compare_takes_two_sweeps_of_one_round() -> None:
     assert c["best"]["round_a-asha"]["trial_id"] == "a1" and c["best"]["pbt-ref"]["trial_id"] == "p1"
     assert {m["metric"]: m["delta"] for m in c["metrics"]}["nrmse"] == pytest.approx(0.0887 - 0.0997)
     assert compare_rounds(lb, "round_a", "pbt-ref")["stats"]["round_a"]["trials"] == 3  # a round: all its sweeps
+    # two sweeps' names are longer than a column: the header printed them as one word
+    from ups.reports.compare import format_text
+
+    long = lb.replace({"round_a-asha": "round_a-20261207-054530", "pbt-ref": "round_a-20261207-055213"})
+    head = format_text(compare_rounds(long, "round_a-20261207-054530", "round_a-20261207-055213")).splitlines()[1]
+    assert head.split()[:3] == ["metric", "round_a-20261207-054530", "round_a-20261207-055213"], head
 
 
 def _paired_rows(a_samples: list[float], b_samples: list[float], *, hash_b: str = "h1") -> pd.DataFrame:

@@ -201,10 +201,11 @@ def _f(v: Any, pct: bool = False) -> str:
 
 def format_text(c: dict[str, Any]) -> str:
     ra, rb = c["rounds"]
+    w = max(14, len(ra) + 2, len(rb) + 2)  # two sweeps' names (round_a-20261207-054530) ran into one header
     lines = [f"best trial (by val nRMSE): {ra} = {c['best'][ra]['run_id']}   {rb} = {c['best'][rb]['run_id']}",
-             f"{'metric':<18}{ra:>14}{rb:>14}{'Δ (B−A)':>12}{'Δ%':>9}  verdict"]
+             f"{'metric':<18}{ra:>{w}}{rb:>{w}}{'Δ (B−A)':>12}{'Δ%':>9}  verdict"]
     for m in c["metrics"]:
-        lines.append(f"{m['metric']:<18}{_f(m[ra]):>14}{_f(m[rb]):>14}{_f(m['delta']):>12}"
+        lines.append(f"{m['metric']:<18}{_f(m[ra]):>{w}}{_f(m[rb]):>{w}}{_f(m['delta']):>12}"
                      f"{_f(m['relative'], True):>9}  {m['verdict']}")
     lines += [_interval_line(m) for m in c["metrics"] if "interval" in m]
     lines.append(POINT_NOTE)
@@ -213,7 +214,7 @@ def format_text(c: dict[str, Any]) -> str:
     if c["data_note"]:
         lines.append(f"NOTE: {c['data_note']}")
     lines += [f"baselines (test nRMSE, {r}'s data): {_baseline_line(c, r)}" for r in (ra, rb)]
-    lines.append(f"{'gate_pass':<18}{_f(c['best'][ra]['gate_pass']):>14}{_f(c['best'][rb]['gate_pass']):>14}")
+    lines.append(f"{'gate_pass':<18}{_f(c['best'][ra]['gate_pass']):>{w}}{_f(c['best'][rb]['gate_pass']):>{w}}")
     lines.append("gate_reasons:")  # sentences: one line per round, never squeezed into a column
     lines += [f"  {r}: {_f(c['best'][r]['gate_reasons'])}" for r in (ra, rb)]
     for r in (ra, rb):
