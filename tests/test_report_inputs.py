@@ -242,6 +242,14 @@ def test_learning_curves_cut_a_trial_that_went_on_from_a_checkpoint(tmp_path, mo
     xs = [list(line.get_xdata()) for line in ax.get_lines()]
     assert all(all(b >= a for a, b in zip(x, x[1:])) for x in xs), xs  # no line goes back in x
     assert [3, 4, 5, 6, 7, 8] in xs and [3] in xs  # the second stretch and its restart marker
+    # a trial that diverged reports the searcher's 1e3 penalty with nonfinite=1: not drawn as an nRMSE (the axis ran
+    # to 1e3), and its legend says it diverged
+    blown = pd.DataFrame({"trial_id": "c", "training_iteration": [1, 2, 3], "val_nrmse": [0.6, 0.41, 1000.0],
+                          "nonfinite": [np.nan, np.nan, 1]})
+    assert plot_learning_curves(pd.concat([plain, blown], ignore_index=True), tmp_path / "lc2.png").exists()
+    ax = seen[-1].axes[0]
+    assert max(max(line.get_ydata()) for line in ax.get_lines()) < 1.0
+    assert "c (best 0.41, then diverged)" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
 def test_a_pbt_round_report_lists_the_schedules_behind_its_best_trials() -> None:

@@ -281,6 +281,10 @@ def plot_learning_curves(hist: pd.DataFrame, path: Path, metric: str = "val_nrms
     if hist.empty or metric not in hist:
         raise PlotSkipped(f"no '{metric}' in the Tune experiment results")
     h = hist.assign(_m=pd.to_numeric(hist[metric], errors="coerce")).dropna(subset=["_m"])
+    # a NaN/Inf report carries the searcher's penalty (1e3) in the metric: not a figure to draw on the nRMSE axis
+    penalty = pd.to_numeric(h["nonfinite"], errors="coerce").fillna(0) > 0 if "nonfinite" in h else None
+    diverged = set(h.loc[penalty, "trial_id"]) if penalty is not None else set()
+    h = h[~penalty] if penalty is not None else h
     if h.empty:
         raise PlotSkipped(f"'{metric}' was never reported as a number")
     best = h.groupby("trial_id")["_m"].min().sort_values().head(top)
@@ -291,7 +295,7 @@ def plot_learning_curves(hist: pd.DataFrame, path: Path, metric: str = "val_nrms
     for tid in best.index:
         segments = curve_segments(h[h["trial_id"] == tid], xcol)
         line = ax.plot(segments[0][xcol], segments[0]["_m"], marker="o", ms=3,
-                       label=f"{tid} (best {best[tid]:.3g})")[0]
+                       label=f"{tid} (best {best[tid]:.3g}" + (", then diverged)" if tid in diverged else ")"))[0]
         for seg in segments[1:]:  # same colour; the restart point marked
             ax.plot(seg[xcol], seg["_m"], marker="o", ms=3, color=line.get_color())
             ax.plot(seg[xcol].iloc[:1], seg["_m"].iloc[:1], marker="D", ms=6, ls="none", mfc="none",
