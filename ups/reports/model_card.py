@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
+from ups.config import PRESET_DIMS, preset_values
 from ups.leaderboard import PDEBENCH_NAMES, is_round_reference
 
 GATE_HELP = "gates compare conservation gap, BC violation and ECE against the baseline (see the sweep's gate config)"
@@ -26,31 +26,20 @@ def _mb(n: int | None) -> str:
     return "—" if n is None else f"{n / 1e6:.2f} MB"
 
 
-def _preset_sizes(name: str) -> dict[str, Any] | None:
-    """The sizes preset ``name`` sets (``ups/conf/preset/<name>.yaml``: section → key → value), None if none."""
-    import yaml
-
-    path = Path(__file__).resolve().parents[1] / "conf" / "preset" / f"{name}.yaml"
-    if not name or not path.is_file():
-        return None
-    return {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if isinstance(v, dict)}
-
-
 def _has_sizes(cfg: dict[str, Any], sizes: dict[str, Any]) -> bool:
     return all((cfg.get(section) or {}).get(k) == v for section, keys in sizes.items() for k, v in keys.items())
 
 
 def preset_text(cfg: dict[str, Any]) -> str:
-    """``preset `dim32``` when the model has that preset's sizes, else which preset's sizes it has, if any.  The
-    ``preset`` key keeps the base config's name when a sweep sets the sizes itself: every model of the dims round
-    (latent dims 8-64, sized by the presets' rules) said ``preset `dim32```."""
+    """``preset `dim32``` when the model has that preset's sizes (``ups.config.preset_values``), else which preset's
+    sizes it has, if any.  The ``preset`` key keeps the base config's name when a sweep sets the sizes itself: every
+    model of the dims round (latent dims 8-64, sized by the presets' rules) said ``preset `dim32```."""
     name = str(cfg.get("preset") or "")
-    sizes = _preset_sizes(name)
-    if sizes is None or _has_sizes(cfg, sizes):
+    named = next((d for d in PRESET_DIMS if name == f"dim{d}"), None)
+    if named is None or _has_sizes(cfg, preset_values(named)):
         return f"preset `{name or '—'}`"
     dim = (cfg.get("latent") or {}).get("dim")
-    other = _preset_sizes(f"dim{dim}")
-    if other is not None and _has_sizes(cfg, other):
+    if dim in PRESET_DIMS and _has_sizes(cfg, preset_values(dim)):
         return f"the sizes of preset `dim{dim}`"
     return f"sizes set by the sweep (base preset `{name}`)"
 

@@ -282,9 +282,9 @@ def plot_learning_curves(hist: pd.DataFrame, path: Path, metric: str = "val_nrms
         raise PlotSkipped(f"no '{metric}' in the Tune experiment results")
     h = hist.assign(_m=pd.to_numeric(hist[metric], errors="coerce")).dropna(subset=["_m"])
     # a NaN/Inf report carries the searcher's penalty (1e3) in the metric: not a figure to draw on the nRMSE axis
-    penalty = pd.to_numeric(h["nonfinite"], errors="coerce").fillna(0) > 0 if "nonfinite" in h else None
-    diverged = set(h.loc[penalty, "trial_id"]) if penalty is not None else set()
-    h = h[~penalty] if penalty is not None else h
+    penalty = pd.to_numeric(h.get("nonfinite", pd.Series(0, index=h.index)), errors="coerce").fillna(0) > 0
+    diverged = set(h.loc[penalty, "trial_id"])
+    h = h[~penalty]
     if h.empty:
         raise PlotSkipped(f"'{metric}' was never reported as a number")
     best = h.groupby("trial_id")["_m"].min().sort_values().head(top)

@@ -1227,15 +1227,14 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                     _log(f"Optuna study, live: study '{name}' in {live.mirror.storage_url} "
                          f"(optuna-dashboard {live.mirror.storage_url})")
 
-            def ray_gone() -> None:  # the driver's last act when its local Ray was stopped with it: no ResultGrid
+            def ray_gone() -> None:  # the driver's last act when its Ray went (its local instance stopped, or the head
+                # of the joined cluster): no ResultGrid
                 lb_cb.record_unfinished(INTERRUPTED)
                 print_leaderboard(SweepOutcome(name, exp_path, p.leaderboard, read_leaderboard(p.leaderboard), None, None,
                                                baselines, interrupted=True), s.print_top)
 
             def cluster_lost(what: str) -> None:  # the joined cluster's head is gone: Ray would abort the driver
-                lb_cb.record_unfinished(INTERRUPTED)
-                print_leaderboard(SweepOutcome(name, exp_path, p.leaderboard, read_leaderboard(p.leaderboard), None,
-                                               None, baselines, interrupted=True), s.print_top)
+                ray_gone()  # the same record of the unfinished trials and leaderboard
                 lease.release()
                 _log(f"cluster lost: when it is back (`ray up cluster.yaml`, `ray status`), finish the sweep with "
                      f"{resume_command(name)}")

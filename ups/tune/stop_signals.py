@@ -209,14 +209,14 @@ def gcs_answers(address: str, timeout: float) -> bool:
 
 @contextmanager
 def watch_cluster(lost_after_s: float, on_lost: Callable[[str], None] | None = None,
-                  address: str | None = None, probe_s: float = PROBE_S) -> Iterator[None]:
+                  probe_s: float = PROBE_S) -> Iterator[None]:
     """While the block runs (Tune's loop), end the driver when the GCS of the cluster it joined has not taken a
     connection for ``lost_after_s`` s (the head node stopped, ``ray stop`` on it, a network cut): ``on_lost`` runs
     first with what happened (the sweep records its unfinished trials and prints its leaderboard and resume
     command), then the process exits with ``CLUSTER_LOST_EXIT``.  Without it the driver hung a minute in Ray's
     reconnect loop and Ray aborted it with a GCS error, the running trials unrecorded and no resume command.
-    ``address``: the GCS to watch (default: the joined cluster's; nothing is watched on a local instance)."""
-    address = address or _joined_gcs()
+    Nothing is watched on a local instance the driver started (``watch_local_ray`` handles its stop)."""
+    address = _joined_gcs()
     if address is None or lost_after_s <= 0:
         yield
         return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -153,8 +154,6 @@ def ups_trial(config: dict[str, Any], *, base: dict[str, Any], space: SearchSpac
     # the GPU share this trial runs on (a resume may change resources.gpu): what each report's seconds are priced on
     share = {GPU_SHARE: float(ctx.get_trial_resources().required_resources.get("GPU", 0.0))}
     if share[GPU_SHARE] > 0:  # before any work: a GPU share this process cannot use is refused, not trained on CPU
-        import os
-
         import ray
         import torch
 

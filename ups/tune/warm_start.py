@@ -209,8 +209,6 @@ MAX_REDRAWS = 10
 def space_size(space: Any) -> int | None:
     """How many distinct points an Optuna search space (name → distribution) holds: a product of categorical
     choices; None when a distribution is continuous or not Optuna's."""
-    import optuna
-
     if not isinstance(space, dict) or not space:
         return None
     n = 1
