@@ -133,3 +133,31 @@ def test_a_trial_that_never_started_gets_no_row_and_one_that_failed_before_repor
         rows = read_leaderboard(lb).set_index("run_id")
         assert ctx.run_id("t2") not in rows.index, rows["stop_reason"].to_dict()
         assert rows.loc[ctx.run_id("t1"), "status"] == "completed" and rows.loc[ctx.run_id("t3"), "status"] == "error"
+
+
+def test_a_row_reconcile_writes_for_a_retried_trial_is_tagged_like_the_callbacks(tmp_path: Path) -> None:
+    """The callback tags a trial Tune restarted after a failure ``retried:N``; a row ``reconcile`` writes (the
+    trial finished right before a driver kill, or the loop cut it) carried no such tag."""
+    from types import SimpleNamespace
+
+    from ups.config import load_config, to_dict
+    from ups.leaderboard import read_leaderboard
+    from ups.tune.gates import GateLimits
+    from ups.tune.launcher import reconcile
+    from ups.tune.results import INTERRUPTED, RowContext
+    from ups.tune.space import load_space
+
+    base = load_config(["preset=dim8"])
+    space = load_space(Path(__file__).resolve().parents[1] / "search_spaces" / "round_a.yaml", base)
+    ref = space.reference_point(base)
+    ctx = RowContext(round="round_a", experiment="round_a-x", space=space, base=to_dict(base), reference_point=ref)
+    done = {"training_iteration": 30, "val_nrmse": 0.4, "nrmse": 0.4, "final": True, "done": True}
+    grid = [SimpleNamespace(path=f"/x/trial_{t}", metrics=done, config=ref, checkpoint=None, error=None)
+            for t in ("t1", "t2")]
+    lb = tmp_path / "lb.csv"
+    cb = LeaderboardCallback(lb, ctx, GateLimits())
+    cb._trials = [SimpleNamespace(trial_id="t1", num_failures=2), SimpleNamespace(trial_id="t2", num_failures=0)]
+    reconcile(lb, ctx, grid, cb, INTERRUPTED)
+    tags = {r: str(t).split(";") for r, t in zip(*(read_leaderboard(lb)[c] for c in ("run_id", "tags")))}
+    assert "retried:2" in tags[ctx.run_id("t1")], tags
+    assert not any(t.startswith("retried") for t in tags[ctx.run_id("t2")]), tags

@@ -1409,7 +1409,8 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
         rows.append(trial_row(ctx, tid, r.config or {}, metrics, gate_reason=cb.tracker.reasons.get(tid),
                               errored=r.error is not None, checkpoint=ckpt,
                               cut=why if short else None, pbt_schedule=cb.pbt_schedule(tid),
-                              compute_s=cb.trial_s.get(tid), gpu_s=cb.trial_gpu_s.get(tid)))
+                              compute_s=cb.trial_s.get(tid), gpu_s=cb.trial_gpu_s.get(tid),
+                              retries=cb.retries(tid)))
     if moved:
         set_values(path, "checkpoint", moved)
     if rows:

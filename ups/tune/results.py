@@ -261,6 +261,11 @@ class LeaderboardCallback(Callback):
         tags = {str(getattr(t, "experiment_tag", "")).split("@perturbed[")[0]: t.trial_id for t in self._trials}
         return read_pbt_schedule(self.experiment_dir, trial_id, tags, self.ctx.space.decode)
 
+    def retries(self, trial_id: str) -> int:
+        """How often Tune restarted this trial after a failure (its ``num_failures``), from Tune's live trials at
+        the last step; 0 for one this driver never saw."""
+        return next((int(getattr(t, "num_failures", 0) or 0) for t in self._trials if t.trial_id == trial_id), 0)
+
     def _row(self, trial: Any, errored: bool, cut: str | None) -> dict[str, Any]:
         """A Tune trial's leaderboard row from its last result (``cut``: why the loop ended it, if it did)."""
         ckpt = trial.checkpoint.path if getattr(trial, "checkpoint", None) is not None else None
