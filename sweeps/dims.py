@@ -17,7 +17,6 @@ verdict then averages each dim's seeds and its interval holds the seed-to-seed s
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,7 @@ from ups.tune.cli import run_script  # noqa: E402
 from ups.config import ConfigError  # noqa: E402
 if TYPE_CHECKING:  # the launcher imports Ray and torch: main() imports it, after run_script's quick check
     from ups.tune.launcher import Prepared
-from ups.ttc_gain import dims_rows, ttc_verdict  # noqa: E402
+from ups.ttc_gain import dims_rows, ttc_verdict, verdict_file, write_verdict  # noqa: E402
 
 ROUND = "dims"
 DEFAULTS = {
@@ -66,8 +65,7 @@ def main(overrides: list[str]) -> int:
         print(f"dims: dim={d.dim:>3}  params={d.params!s:>8}  nrmse={d.nrmse:.4g}  nrmse_ttc={d.nrmse_ttc:.4g}  "
               f"round trip={d.recon_nrmse:.4g}  TTC gain={d.gain:+.1%}{ci}{seeds}")
     print(f"dims: does TTC help small models more? {verdict.text}")
-    out = (o.report.parent if o.report else o.leaderboard.parent) / f"ttc_by_dim_{o.experiment}.json"
-    out.write_text(json.dumps(verdict.as_dict(), indent=1, default=str))
+    out = write_verdict(verdict_file(o.report.parent if o.report else o.leaderboard.parent, o.experiment), verdict)
     print(f"dims: verdict written to {out}")
     return o.exit_status
 

@@ -103,6 +103,14 @@ def test_the_dims_report_shows_the_verdict_of_its_newest_sweep(tmp_path) -> None
     # each dim's autoencoder round trip (ups.reconstruction) beside its nRMSE: is a small model its autoencoder?
     assert all(f"<td>{v:.4g}</td>" in section for v in (0.0101, 0.0202, 0.0404, 0.0808)), section
     assert "ttc-by-dim" not in report_html.write_report(None, lb, "all", tmp_path / "all").read_text()
+    # the sweep's ttc_by_dim_<experiment>.json is written again from the leaderboard as it is now (a sweep run before
+    # a fix of the verdict kept its old file while the report showed the new answer); the older sweep's file stays
+    stale = tmp_path / "out" / "ttc_by_dim_dims-old.json"
+    stale.write_text("{}")
+    report_html.write_report(None, lb, "dims", tmp_path / "out")
+    written = json.loads((tmp_path / "out" / "ttc_by_dim_dims-new.json").read_text())
+    assert written["answer"] == "yes" and [d["dim"] for d in written["dims"]] == [8, 16, 32, 64]
+    assert stale.read_text() == "{}" and not (tmp_path / "all" / "ttc_by_dim_dims-new.json").exists()
 
 
 def test_one_models_interval_matches_the_verdicts_and_fits_a_large_test_split() -> None:

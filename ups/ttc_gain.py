@@ -25,6 +25,7 @@ import json
 import math
 import numbers
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -75,14 +76,31 @@ class Verdict:
                 "dims": [asdict(d) for d in self.dims]}
 
 
+def newest_experiment(leaderboard: Any) -> str | None:
+    """The sweep (``experiment``) of a leaderboard DataFrame's newest trial row; None without trial rows."""
+    df = leaderboard[leaderboard["kind"] == "trial"]
+    return None if df.empty else str(df.sort_values("timestamp").iloc[-1]["experiment"])
+
+
+def verdict_file(folder: Path, experiment: str) -> Path:
+    """Where a dims sweep's verdict is written: ``ttc_by_dim_<experiment>.json`` next to its report (the sweep
+    writes it, and ``ups report round=dims`` writes it again from the leaderboard)."""
+    return Path(folder) / f"ttc_by_dim_{experiment}.json"
+
+
+def write_verdict(path: Path, verdict: Verdict) -> Path:
+    """``verdict`` as JSON at ``path`` (``Verdict.as_dict``); returns the path."""
+    Path(path).write_text(json.dumps(verdict.as_dict(), indent=1, default=str))
+    return Path(path)
+
+
 def dims_rows(leaderboard: Any, experiment: str | None = None) -> list[dict[str, Any]]:
     """The inputs of ``ttc_verdict`` from a leaderboard DataFrame: the trial rows of one dims sweep
     (``experiment``; default the one with the newest trial row), ``dim`` read from ``sampled_json``."""
     df = leaderboard[leaderboard["kind"] == "trial"]
-    if df.empty:
+    experiment = experiment if experiment is not None else newest_experiment(leaderboard)
+    if df.empty or experiment is None:
         return []
-    if experiment is None:
-        experiment = str(df.sort_values("timestamp").iloc[-1]["experiment"])
     out = []
     for _, r in df[df["experiment"] == experiment].iterrows():
         try:

@@ -37,6 +37,7 @@ from ups.reports.sources import (ReportError, best_trial, cell_text, checkpoint_
                                  experiment_folder, is_failed, load_champion, load_leaderboard, newest_sweep,
                                  one_data_set, recorded_experiment_folders, row_config, select_round, trial_state)
 from ups.tune.pbt_schedule import schedule_text
+from ups.ttc_gain import Verdict, dims_rows, newest_experiment, ttc_verdict, verdict_file, write_verdict
 
 TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench", "recon_nrmse",
                  "conservation_gap", "energy_violation", "bc_violation", "ece", "rollout_horizon",
@@ -133,7 +134,11 @@ def write_report(experiment_path: str | Path | None, leaderboard_path: Path, rou
     tmp = fresh_temp_folder(out_dir.parent, out_dir.name)
     try:
         figs = _render_figures(full, lb, exp, champion, tmp, metric, data_hash)
-        page = _page(round_name, leaderboard_path, exp_path, lb, exp, champion, figs, notes, study)
+        dims = _dims_verdict(lb) if round_name == "dims" else None
+        page = _page(round_name, leaderboard_path, exp_path, lb, exp, champion, figs, notes, study,
+                     dims[1] if dims else None)
+        if dims:  # the sweep's ttc_by_dim_<experiment>.json, from the leaderboard as it is now
+            write_verdict(verdict_file(tmp, dims[0]), dims[1])
         (tmp / "index.html").write_text(page, encoding="utf-8")
         _table_csv(lb).to_csv(tmp / "table.csv", index=False)
         publish(tmp, out_dir, OWNED_FILES, last="index.html")
@@ -519,14 +524,19 @@ def _rows_html(lb: pd.DataFrame, champion: dict[str, Any] | None) -> str:
     return "\n".join(out)
 
 
-def _ttc_by_dim_html(lb: pd.DataFrame) -> str:
-    """The dims round's answer to "does TTC help small models more?" (``ups.ttc_gain``)."""
-    from ups.ttc_gain import dims_rows, ttc_verdict
+def _dims_verdict(lb: pd.DataFrame) -> tuple[str, Verdict] | None:
+    """(sweep, its answer to "does TTC help small models more?") for the round's newest sweep (``ups.ttc_gain``);
+    None when no trial row has the dims' figures."""
+    name = newest_experiment(lb) if "sampled_json" in lb.columns else None
+    if name is None:
+        return None
+    v = ttc_verdict(dims_rows(lb, name))
+    return (name, v) if v.dims else None
 
-    if "sampled_json" not in lb.columns:
-        return ""
-    v = ttc_verdict(dims_rows(lb))
-    if not v.dims:
+
+def _ttc_by_dim_html(v: Verdict | None) -> str:
+    """The dims round's answer (``_dims_verdict``) as a section of the report; "" without one."""
+    if v is None:
         return ""
     e = html.escape
     rows = "".join(
@@ -620,7 +630,7 @@ def _study_html(study: StudyExport | None) -> str:
 
 def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFrame,
           exp: ExperimentResults | None, champion: dict[str, Any] | None, figs: list[FigureResult],
-          notes: list[str], study: StudyExport | None = None) -> str:
+          notes: list[str], study: StudyExport | None = None, dims: Verdict | None = None) -> str:
     e = html.escape
     trials = lb[lb["kind"] == "trial"]
     failed = trials[trials.apply(is_failed, axis=1)] if len(trials) else trials
@@ -654,7 +664,7 @@ def _page(round_name: str, leaderboard_path: Path, exp_path: Any, lb: pd.DataFra
         champ_html = (f'<section id="champion"><h2>Champion: {e(champion.get("_source", ""))}</h2>'
                       f'<pre>{e(json.dumps(shown, indent=2, default=str))}</pre>'
                       f'<h3>Config</h3><pre>{e(json.dumps(cfg, indent=2, default=str)) if cfg else "(not recorded)"}</pre></section>')
-    ttc_html = _ttc_by_dim_html(lb) if round_name == "dims" else ""
+    ttc_html = _ttc_by_dim_html(dims)
     pbt_html = _pbt_schedules_html(lb)
     pdebench_html = _pdebench_html(lb)
     study_html = _study_html(study)
