@@ -191,6 +191,15 @@ def test_gate_figure_counts_in_the_words_of_its_bars() -> None:
                       "gate_pass": [True, False, False, None, None, None, None]})
     assert gate_counts(t) == "1 pass, 2 FAIL, 1 no gate, 1 stopped early, 1 unfinished, 1 errored"
     assert gate_counts(t.iloc[1:3]) == "0 pass, 2 FAIL"
+    # an interrupted trial's bar says it is unfinished, not "stopped early: sweep interrupted at itera"
+    from ups.reports import plots
+
+    notes = dict((label, note) for label, _, _, note in plots.gate_bars(t.assign(
+        trial_id=[f"t{i}" for i in range(7)], run_id=[f"r{i}" for i in range(7)], label=[f"t{i}" for i in range(7)],
+        stop_reason=[None] * 4 + ["asha: early stop at iteration 12", "sweep interrupted at iteration 7; resume=true "
+                                  "continues it", "error (see the trial's error.txt)"])))
+    assert notes["t5 [interrupted]"] == " unfinished: resume=true continues it", notes
+    assert notes["t4 [stopped]"] == " stopped early: asha: early stop at iteration 12", notes
     # the round's reference trial is the gates' yardstick, refused by construction: not counted as a FAIL
     from ups.leaderboard import REFERENCE_REASON
 

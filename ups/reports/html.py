@@ -73,8 +73,8 @@ FIGURES = [  # key, title, caption
      "prediction without TTC (context frames above the dashed line are given), and the error."),
     ("gates", "Physics gates per trial", "Test nRMSE per trial coloured by the small-eval gates: green pass, red "
      "FAIL, blue the round's reference trial (the baseline the gates measure the others against), grey no gate "
-     "(the round's promotion has not run on it). Trials stopped early (grey) or errored "
-     "(purple) are listed without a metric."),
+     "(the round's promotion has not run on it). Trials stopped early or unfinished (grey: interrupted, resume=true "
+     "continues them) or errored (purple) are listed without a metric."),
 ]
 
 

@@ -7,6 +7,7 @@ histories from ``experiment.ExperimentResults.histories()``.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -348,8 +349,8 @@ def gate_bars(trials: pd.DataFrame, limit: int = 40) -> list[tuple[str, float, s
     for _, row in t.sort_values(["_failed", "_stopped", "nrmse"], kind="stable").head(limit).iterrows():
         name = _short_label(row)
         if row["_failed"] or row["_stopped"]:
-            note = (" errored: no metric" if row["_failed"] else
-                    f" stopped early: {str(row.get('stop_reason') or '')[:40]}")
+            note = (" errored: no metric" if row["_failed"] else " unfinished: resume=true continues it"
+                    if row["_state"] == "running" else f" stopped early: {str(row.get('stop_reason') or '')[:40]}")
             bars.append((f"{name} [{row['status'] or row['_state']}]", 0.0, ERR if row["_failed"] else NEUTRAL, note))
         elif is_round_reference(row):  # the gates' yardstick: refused by construction, not a FAIL
             bars.append((f"{name} [reference]", float(row["nrmse"]), REF, ""))
@@ -380,7 +381,8 @@ def plot_gates(lb: pd.DataFrame, path: Path, limit: int = 40) -> Path:
         color, ls = BASELINE_STYLE.get(name, ("#000000", ":"))
         ax.axvline(float(row["nrmse"]), color=color, ls=ls, lw=1.1, label=f"{name} {row['nrmse']:.3f}")
     ax.set_xlabel("test nRMSE")
-    ax.set_title("Physics gates per trial: " + gate_counts(_trials(lb)), fontsize=9)  # all, not the first `limit`
+    # all trials, not the first `limit`; wrapped: six counts run past a 7-inch figure's edge
+    ax.set_title(textwrap.fill("Physics gates per trial: " + gate_counts(_trials(lb)), 64), fontsize=9)
     if len(_baselines(lb)):
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="x")
