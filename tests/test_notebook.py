@@ -190,3 +190,23 @@ def test_a_stopped_notebook_says_the_whole_error_not_its_last_line() -> None:
     assert error_text(tb) == ("ValueError: No experiment snapshot file of form 'experiment_state-*.json' was found at: "
                               "(local, /nope) Please check if you specified the correct experiment path.")
     assert error_text("x\nKeyError: 'a'") == "KeyError: 'a'" and error_text("one line") == "one line"
+
+
+def test_trial_table_says_interrupted_and_reference_in_the_reports_words() -> None:
+    """Tune restores a trial a Ctrl-C left running as PENDING, and the leaderboard records the round's reference
+    trial with gate_pass False: the table showed "PENDING" and False where the report says interrupted and
+    reference."""
+    from ups.leaderboard import REFERENCE_REASON
+    from ups.reports.notebook import trial_table
+
+    status = pd.DataFrame({"trial_id": ["a", "b", "c", "d"], "status": ["TERMINATED", "TERMINATED", "PENDING", "PENDING"],
+                           "error": ""})
+    last = pd.DataFrame({"trial_id": ["a", "b", "c"], "val_nrmse": [0.1, 0.2, 0.3]})
+    lb = pd.DataFrame({"kind": "trial", "trial_id": ["a", "b", "c"], "run_id": ["ra", "rb", "rc"],
+                       "status": ["completed", "completed", "interrupted"], "stop_reason": "",
+                       "gate_pass": [False, True, None],
+                       "gate_reasons": [f"vs reference trial a: {REFERENCE_REASON}", "", ""]})
+    table = trial_table(status, last, {}, "val_nrmse", leaderboard=lb).set_index("trial_id")
+    assert table["status"].to_dict() == {"a": "TERMINATED", "b": "TERMINATED", "c": "INTERRUPTED", "d": "PENDING"}
+    assert table["gate"].fillna("").to_dict() == {"a": "reference", "b": "pass", "c": "", "d": ""}
+    assert "gate_pass" not in table.columns and "_lb_status" not in table.columns
