@@ -106,6 +106,9 @@ def test_wrong_type_names_key_and_fix(ov, fix):
       "stages.consistency_distill.epochs=0"], "stages.*.epochs", "stages.operator.epochs=15"),
     (["stages.diff_residual.epochs=0"], "stages.consistency_distill.epochs",  # it diverged at batch 1
      "stages.consistency_distill.epochs=0 as well"),
+    # more tokens than grid points: every trial failed inside Ray (the encoder's ValueError), ups train a traceback
+    (["latent.tokens=512"], "latent.tokens", "latent.tokens ≤ 256, or a finer grid"),
+    (["data.resolution=256", "data.reduced_resolution=32"], "latent.tokens", "latent.tokens ≤ 8"),
 ])
 def test_unusable_values_refused_naming_key_and_fix(ov, key, fix):
     with pytest.raises(ConfigError) as e:

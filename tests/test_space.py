@@ -66,6 +66,8 @@ def test_shipped_spaces_are_valid(path: Path, base) -> None:
      ["description: expected text", "Fix: quote it"]),
     ("params:\n  ttc.candidates: {dist: choice, values: [lots]}\n", ["params.ttc.candidates", "invalid"]),
     ("params:\n  operator.heads: {dist: choice, values: [3]}\n", ["params.operator.heads", "does not divide"]),
+    ("params:\n  latent.tokens: {dist: choice, values: [16, 4096]}\n", ["params.latent.tokens", "4096 exceeds the",
+                                                                       "grid the encoder reads"]),
     ("params:\n  stages.operator.batch_size: {dist: int, low: 8.5, high: 32}\n",
      ["params.stages.operator.batch_size", "int bounds must be integers (got 8.5, 32). Fix: whole numbers"]),
     ("reference:\n  ttc.threshold: 0.9\nparams:\n  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n",

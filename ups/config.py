@@ -710,6 +710,11 @@ def validate_config(cfg: DictConfig, source: str = "config") -> None:
         if not ok:
             raise bad(key, f"= {OmegaConf.select(cfg, key)} {need}", fix)
     check_protocol(d, ConfigError, source)
+    grid = -(-int(d.resolution) // int(d.reduced_resolution))  # ups.models.ups_model.grid_size_from_config
+    if cfg.latent.tokens > grid:  # the encoder pools the grid into tokens: found in every trial, inside Ray
+        raise bad("latent.tokens", f"= {cfg.latent.tokens} exceeds the {grid}-point grid the encoder reads "
+                  f"(data.resolution={d.resolution} / data.reduced_resolution={d.reduced_resolution})",
+                  f"latent.tokens ≤ {grid}, or a finer grid (a smaller data.reduced_resolution)")
 
 
 def cfg_value(cfg: Any, key: str) -> Any:

@@ -111,7 +111,10 @@ def main(argv: list[str]) -> int:
     from ups.train.checkpoint import CheckpointError, saved_checkpoints
     from ups.train.trainer import TrainingDiverged, budget_cut_stage, train
 
-    probe = build_model(cfg)
+    try:
+        probe = build_model(cfg)
+    except ValueError as e:  # a shape the config checks let through: a refusal (exit 2), not a traceback
+        raise ConfigError(f"config: the model cannot be built: {e}") from None
     parts = ", ".join(f"{k} {v:,}" for k, v in parameter_breakdown(probe).items())
     if not args.quiet:  # --quiet: the final metrics (and what the run needs to say: a resume, a budget cut)
         print(f"ups train: preset {cfg.preset}, {count_parameters(probe):,} parameters ({parts})", flush=True)
