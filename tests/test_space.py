@@ -1112,6 +1112,9 @@ def test_unwritable_outputs_are_refused_before_data(tmp_path: Path, monkeypatch:
     # cat a.csv b.csv: a report counted 8 trials for 4 and drew the second header as a row
     ("run_id,nrmse\nr1,0.1\nrun_id,nrmse\nr1,0.1\n", r"has its header line again as a row \(line 3\)"),
     ("run_id,nrmse\nr1,0.1\nr2,0.2\nr1,0.1\n", r"has 1 run_id\(s\) on more than one row \(e\.g\. r1\).*drop_duplicates"),
+    # a hand edit: the sweep ran in full, then its summary failed formatting the cell
+    ("run_id,nrmse,val_nrmse\nr1,0.1,0.1\nr2,0.2,abc\nr3,,nan\n",
+     r"has 1 non-numeric 'val_nrmse' cell\(s\) \(e\.g\. 'abc' on line 3, run r2\); the column holds numbers"),
 ])
 def test_a_leaderboard_the_sweep_cannot_read_is_refused_before_data(tmp_path: Path, text: str, why: str) -> None:
     """The sweep adds its rows to the leaderboard after the data and baselines: a file it cannot parse failed

@@ -35,6 +35,10 @@ LEADERBOARD_COLUMNS: list[str] = [
     "recon_nrmse",
 ]
 
+# the columns the sweeps, promotion and reports read as numbers (leaderboard_problem checks them)
+NUMERIC_COLUMNS: tuple[str, ...] = (*EVAL_COLUMNS, "val_nrmse", "val_nrmse_ttc", "wall_clock", "gpu_hours", "est_cost",
+                                    "params", "epochs")
+
 # gate_reasons of the trial a round's gates measure the others against (promotion writes it)
 REFERENCE_REASON = "this trial is the round baseline (reference)"
 
@@ -117,6 +121,15 @@ def leaderboard_problem(path: str | Path) -> str | None:
     if (ids == "run_id").any():  # two leaderboards concatenated (cat a.csv b.csv): the second header is a row
         return (f"has its header line again as a row (line {int((ids == 'run_id').to_numpy().argmax()) + 2}): two "
                 f"leaderboards joined with cat? Keep one header line")
+    for col in NUMERIC_COLUMNS:  # a hand edit: found only when the sweep printed its summary, after its compute
+        if col not in df.columns or df[col].dtype.kind in "fiub":
+            continue
+        cells = df[col].dropna()
+        bad = cells[pd.to_numeric(cells, errors="coerce").isna()]
+        if len(bad):
+            i = bad.index[0]
+            return (f"has {len(bad)} non-numeric '{col}' cell(s) (e.g. {str(bad.iloc[0])[:40]!r} on line {i + 2}, run "
+                    f"{ids.loc[i]}); the column holds numbers: put the number back or leave the cell empty")
     dup = ids[ids.duplicated()]
     if len(dup):  # every writer replaces a run's row: two rows of one run double its trial in counts and plots
         return (f"has {len(dup)} run_id(s) on more than one row (e.g. {dup.iloc[0]}); each run has one row. Keep "
