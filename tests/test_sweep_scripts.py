@@ -169,6 +169,17 @@ def test_a_cuda_device_the_trials_cannot_see_is_refused_before_ray(tmp_path) -> 
     prepare("round_a", ["training.device=cpu", f"storage_path={tmp_path}"])
 
 
+def test_a_sweep_without_test_evaluation_is_refused_when_it_promotes(tmp_path) -> None:
+    """eval.max_samples=0 (no test evaluation) trained the whole round, then no trial could pass the small-eval
+    gates ("no finite small-eval nRMSE"); without a promotion it is a sweep on validation figures, and runs."""
+    from ups.tune.launcher import prepare
+
+    with pytest.raises(ConfigError, match=r"eval.max_samples=0 turns each trial's test evaluation off.*promotion.top_k=1"
+                                          r".* Fix: eval.max_samples=-1"):
+        prepare("round_a", ["eval.max_samples=0", f"storage_path={tmp_path}"])
+    prepare("round_a", ["eval.max_samples=0", "promotion.top_k=0", f"storage_path={tmp_path}"])
+
+
 def test_round_a_summary_skips_trials_without_a_score(capsys) -> None:
     import pandas as pd
 

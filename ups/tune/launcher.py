@@ -164,6 +164,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     check_asha_rungs(scfg, base, space)
     check_pbt_space(scfg, space, base)
     check_trial_device(scfg, base)
+    check_trial_eval(scfg, base)
     check_outputs_outside_job_copy(scfg)
     check_outputs_writable(scfg)
     storage_path, fs, shown = storage or resolve_storage_path(scfg.storage_path)
@@ -485,6 +486,16 @@ def check_trial_device(scfg: SweepConfig, base: Any) -> None:
     if device.startswith("cuda:") and device != "cuda:0":
         raise ConfigError(f"training.device={device}: Ray shows each trial only the GPU it assigns, as cuda:0. Fix: "
                           f"training.device=auto (or cuda), and resources.gpu to share GPUs between trials")
+
+
+def check_trial_eval(scfg: SweepConfig, base: Any) -> None:
+    """``eval.max_samples=0`` (no test evaluation) leaves every trial without the test figures the small-eval
+    gates and the promotion compare: the whole round trained, then "0 trial(s) passed the small-eval gates"."""
+    if int(base.eval.max_samples) == 0 and scfg.promotion.top_k > 0:
+        raise ConfigError(f"eval.max_samples=0 turns each trial's test evaluation off, but the round's small-eval "
+                          f"gates and promotion (promotion.top_k={scfg.promotion.top_k}) compare the trials' test "
+                          f"figures, so no trial could pass them. Fix: eval.max_samples=-1 (the whole test split) or a "
+                          f"count, or promotion.top_k=0 to sweep on validation figures alone, without a promotion")
 
 
 def check_pbt_space(scfg: SweepConfig, space: SearchSpace, base: Any) -> None:
