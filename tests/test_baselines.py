@@ -275,6 +275,13 @@ def test_cli_bad_keys_fail_before_compute(capsys, tmp_path):
     bad.write_text("run_id;nrmse\nr1;0.1\n")  # a spreadsheet's save: refused before the data and the FNO
     assert ups_main(["baselines", "fno_budget_s=600", f"leaderboard={bad}", f"data.cache_dir={tmp_path / 'none'}"]) == 2
     assert "has no 'run_id'/'nrmse' columns" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    # outputs written after the FNO's training: a folder as the leaderboard, an out= that takes no files (a
+    # traceback once the baselines were fitted), refused first
+    for arg, said in ((f"leaderboard={tmp_path}", f"ups baselines leaderboard={tmp_path}: cannot write '{tmp_path}' ("),
+                      ("out=/proc/ups-out", "ups baselines out=/proc/ups-out: cannot write in '/proc/ups-out'")):
+        assert ups_main(["baselines", "fno_budget_s=600", arg, f"data.cache_dir={tmp_path / 'none'}"]) == 2, arg
+        err = capsys.readouterr().err
+        assert said in err and "Fix:" in err and not (tmp_path / "none").exists(), err
     assert ups_main(["baselines", "--help"]) == 0
     assert "fno_steps" in capsys.readouterr().out
 

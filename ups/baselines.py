@@ -369,6 +369,13 @@ def main(argv: list[str]) -> int:
         if problem:
             raise ConfigError(f"baselines: leaderboard={own['leaderboard']}: the file {problem}. Fix: repair it, move "
                               f"it aside to start a new one, or pass leaderboard=<another file>")
+    from ups.outputs import check_writable_file, check_writable_folder
+
+    # written after the baselines are fitted (the FNO trained): a place they cannot go is refused now
+    check_writable_folder(out_dir, f"ups baselines out={out_dir}", "out=reports")
+    if own.get("leaderboard"):
+        check_writable_file(Path(own["leaderboard"]), f"ups baselines leaderboard={own['leaderboard']}",
+                            "leaderboard=reports/leaderboard.csv")
     cache = own.get("baseline_cache", DEFAULT_CACHE_DIR)
     cache_dir = None if cache.lower() in ("", "none", "off") else Path(cache).expanduser()
 

@@ -30,6 +30,21 @@ def check_writable_folder(folder: Path, setting: str, example: str) -> None:
                           f"write, e.g. {example}") from None
 
 
+def check_writable_file(path: Path, setting: str, example: str) -> None:
+    """A file a command will write (or rewrite) later: not a folder, in a folder that takes files, not read-only;
+    a ConfigError naming ``setting`` otherwise."""
+    path = Path(path).expanduser()
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(f"'{path}' is a folder")
+        make_writable_folder(path.parent)
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"'{path}' is read-only")
+    except OSError as e:
+        raise ConfigError(f"{setting}: cannot write '{path}' ({e.strerror or e}). Fix: a file path you can write, "
+                          f"e.g. {example}") from None
+
+
 def process_alive(pid: int) -> bool:
     """Is process ``pid`` alive on this machine (another user's counts: it cannot be signalled, but it runs)?"""
     try:
