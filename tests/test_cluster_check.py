@@ -384,6 +384,12 @@ MUTATIONS = [
     ("max_price_text", _max_price("abc"), ["SpotOptions.MaxPrice | MaxPrice 'abc' is not a price EC2 accepts"]),
     ("max_price_number", _max_price("0.5"),
      ["SpotOptions.MaxPrice | MaxPrice is the YAML number 0.5", 'write MaxPrice: "0.5"']),
+    # 13. values botocore's shapes let through and EC2 refuses: an ImageId that is no AMI id, a volume below 1 GiB
+    ("image_not_ami", [("ImageId: ami-0123456789abcdef0     # FILL-IN: same AMI", "ImageId: ubuntu     # FILL-IN: same AMI")],
+     ["node_config.ImageId | 'ubuntu' is not an AMI id", "InvalidAMIID.Malformed", "latest_dlami"]),
+    ("volume_negative", [("VolumeSize: 150", "VolumeSize: -150")],
+     ["Ebs.VolumeSize | -150 GiB is below the 1 GiB a gp3 volume needs", "a size ≥ 1 GiB"]),
+    ("volume_zero", [("VolumeSize: 150", "VolumeSize: 0")], ["Ebs.VolumeSize | 0 GiB is below the 1 GiB"]),
 ]
 
 

@@ -61,6 +61,7 @@ DASHBOARD_PORT, GCS_PORT, CLIENT_PORT, SSH_PORT = 8265, 6379, 10001, 22
 NAMED_PORTS = {DASHBOARD_PORT: "Ray dashboard/job API", GCS_PORT: "Ray GCS", CLIENT_PORT: "Ray client",
                SSH_PORT: "SSH", 8076: "object manager"}
 RAY_PORTS = (GCS_PORT, 8076, DASHBOARD_PORT, CLIENT_PORT)  # what must never be reachable from outside the VPC
+AMI_ID = re.compile(r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})")  # what EC2 takes as an ImageId
 PLACEHOLDERS = {
     "ami-0123456789abcdef0": "ImageId is the documentation example AMI",
     "203.0.113.0/24": "the SSH CIDR is the documentation range 203.0.113.0/24",
@@ -385,7 +386,27 @@ def _check_node_configs(c: _Checker, cfg: dict[str, Any]) -> None:
             v = params.get(value_key)
             if isinstance(v, str) and v in PLACEHOLDERS:
                 c.warn(base + (value_key,), PLACEHOLDERS[v], "replace it with the AMI id for your region (docs/CLUSTER.md)")
+            elif isinstance(v, str) and v.lower() not in ("", "latest_dlami") and not AMI_ID.fullmatch(v):
+                c.error(base + (value_key,), f"'{v}' is not an AMI id (ami- and 8 or 17 hex digits): RunInstances fails "
+                        f"with InvalidAMIID.Malformed and no node of this type starts",
+                        "the AMI id for your region (docs/CLUSTER.md), or latest_dlami for Ray's default deep "
+                        "learning AMI")
+        _check_volume_sizes(c, params.get("BlockDeviceMappings"), base + ("BlockDeviceMappings",))
     c.report.checks.append("EC2 RunInstances parameters")
+
+
+def _check_volume_sizes(c: _Checker, mappings: Any, key: Path_) -> None:
+    """EBS volume sizes EC2 refuses (botocore's shape has no minimum): at least 1 GiB (125 for st1/sc1, 4 for io1/io2)."""
+    if not isinstance(mappings, list):
+        return
+    for i, m in enumerate(mappings):
+        ebs = _map(_map(m).get("Ebs"))
+        size, vtype = ebs.get("VolumeSize"), str(ebs.get("VolumeType") or "gp3")
+        least = {"st1": 125, "sc1": 125, "io1": 4, "io2": 4}.get(vtype, 1)
+        if isinstance(size, int) and not isinstance(size, bool) and size < least:
+            c.error(key + (i, "Ebs", "VolumeSize"), f"{size} GiB is below the {least} GiB a {vtype} volume needs: "
+                    f"RunInstances fails and no node of this type starts",
+                    f"a size ≥ {least} GiB, and at least the AMI's own snapshot (the example uses 150)")
 
 
 def _max_price_problem(value: Any) -> str | None:
