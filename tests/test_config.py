@@ -107,6 +107,7 @@ def test_wrong_type_names_key_and_fix(ov, fix):
     (["stages.diff_residual.epochs=0"], "stages.consistency_distill.epochs",  # it diverged at batch 1
      "stages.consistency_distill.epochs=0 as well"),
     # more tokens than grid points: every trial failed inside Ray (the encoder's ValueError), ups train a traceback
+    (["training.num_threads=-1"], "training.num_threads", "training.num_threads=2"),  # was read as 1, silently
     (["latent.tokens=512"], "latent.tokens", "latent.tokens ≤ 256, or a finer grid"),
     (["data.resolution=256", "data.reduced_resolution=32"], "latent.tokens", "latent.tokens ≤ 8"),
 ])

@@ -588,6 +588,8 @@ VALUE_RULES: tuple[tuple[str, Any, str, str], ...] = (
      "storage_path=s3://… keeps its trials' checkpoints on S3)", "run.out_dir=runs (the default)"),
     ("eval.out_dir", is_local_path, "is a URI: the evaluation's JSON, CSV and HTML are written to a local folder",
      "eval.out_dir=reports (the default)"),
+    ("training.num_threads", _at_least(1), "must be ≥ 1 (torch's CPU threads per run; it was read as 1)",
+     "use e.g. training.num_threads=2 (the default), or the cores a trial has (resources.cpu)"),
     ("operator.hidden_dim", _at_least(1), "must be ≥ 1", "use e.g. operator.hidden_dim=64 (2 × latent.dim)"),
     ("operator.heads", _at_least(1), "must be ≥ 1 (and divide operator.hidden_dim)", "use e.g. operator.heads=4"),
     ("operator.group_size", _at_least(1), "must be ≥ 1 (and divide operator.hidden_dim)",
