@@ -78,6 +78,10 @@ def test_missing_champion_is_refused(tmp_path, capsys) -> None:
         with pytest.raises(ConfigError, match=rf"champion file '{re.escape(str(tmp_path / 'champion.json'))}': its "
                                               rf"'checkpoint' '{re.escape(str(ckpt))}' does not exist.*Fix: pass checkpoint="):
             export_main(["champion", f"champion={tmp_path / 'champion.json'}", f"out={tmp_path / 'x'}"])
+    # a hand-edited figure went into MODEL_CARD.md as text
+    (tmp_path / "champion.json").write_text(json.dumps({"run_id": "r1", "checkpoint": "x", "nrmse": "abc"}))
+    with pytest.raises(ConfigError, match=r"champion.json': 'nrmse' is 'abc', not a number\. Fix: put back the figure"):
+        export_main(["champion", f"champion={tmp_path / 'champion.json'}", f"out={tmp_path / 'x'}"])
     with pytest.raises(ConfigError, match="unknown target 'chmpion'"):
         export_main(["chmpion"])
     # out-of-range numbers: each named with its fix, before any champion or model is read

@@ -304,6 +304,13 @@ def load_champion(path: str | Path) -> dict[str, Any]:
     if not data.get("checkpoint"):
         raise ReportError(f"champion file '{path}' has no 'checkpoint' key. Fix: re-run the promotion "
                           f"(keys present: {', '.join(sorted(data)) or 'none'}) or pass checkpoint=<path>")
+    from ups.leaderboard import EVAL_COLUMNS
+
+    for key in ("score", *EVAL_COLUMNS):  # a hand edit went into the model card and report as text
+        v = data.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ReportError(f"champion file '{path}': '{key}' is {v!r}, not a number. Fix: put back the figure "
+                              f"the promotion wrote (its history: champion_history.jsonl beside it), or null")
     return data
 
 
