@@ -106,10 +106,7 @@ def test_wrong_type_names_key_and_fix(ov, fix):
       "stages.consistency_distill.epochs=0"], "stages.*.epochs", "stages.operator.epochs=15"),
     (["stages.diff_residual.epochs=0"], "stages.consistency_distill.epochs",  # it diverged at batch 1
      "stages.consistency_distill.epochs=0 as well"),
-    # more tokens than grid points: every trial failed inside Ray (the encoder's ValueError), ups train a traceback
     (["training.num_threads=-1"], "training.num_threads", "training.num_threads=2"),  # was read as 1, silently
-    (["latent.tokens=512"], "latent.tokens", "latent.tokens ≤ 256, or a finer grid"),
-    (["data.resolution=256", "data.reduced_resolution=32"], "latent.tokens", "latent.tokens ≤ 8"),
 ])
 def test_unusable_values_refused_naming_key_and_fix(ov, key, fix):
     with pytest.raises(ConfigError) as e:
@@ -155,3 +152,17 @@ def test_an_unknown_key_whose_leaf_several_keys_share_lists_them() -> None:
     assert "one of" in did_you_mean("lr") and "'stages.operator.optimizer.lr'" in did_you_mean("lr")
     assert did_you_mean("stages.operator.lr") == " Did you mean 'stages.operator.optimizer.lr'?"
     assert did_you_mean("num_sample", ["num_samples", "name"]) == " Did you mean 'num_samples'?"
+
+
+@pytest.mark.parametrize("ov,fix", [(["latent.tokens=512"], "latent.tokens ≤ 256, or a finer grid"),
+                                    (["data.resolution=256", "data.reduced_resolution=32"], "latent.tokens ≤ 8")])
+def test_more_latent_tokens_than_grid_points_is_refused_where_a_model_is_built(ov, fix):
+    """Every trial failed inside Ray (the encoder's ValueError) and ups train ended in a traceback. Commands that
+    build no model (data, baselines) still load such a config: tests read 16-point grids with the default model."""
+    from ups.config import check_model_grid
+
+    cfg = load_config(ov)
+    with pytest.raises(ConfigError, match="'latent.tokens' = (512|16) exceeds") as e:
+        check_model_grid(cfg)
+    assert "Fix: " + fix in str(e.value), str(e.value)
+    check_model_grid(load_config(["latent.tokens=256"]))

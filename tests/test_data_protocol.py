@@ -166,6 +166,19 @@ def test_nan_samples_are_listed(tmp_path):
         load_protocol(_cfg(p))
 
 
+def test_values_whose_squares_overflow_float32_are_refused(tmp_path):
+    """Finite float32 values of 1e30 passed the NaN/inf check and every nRMSE on the file came out NaN (ups eval
+    exited 0 with nan everywhere)."""
+    from ups.data.hdf5 import DataFileError
+    from ups.data.protocol import load_protocol
+
+    u = np.random.default_rng(0).standard_normal((20, 21, 16)).astype(np.float32)
+    u[5] *= 1e30
+    p = _grid_file(tmp_path / "big.hdf5", tensor=u)
+    with pytest.raises(DataFileError, match=r"big\.hdf5: 'tensor' holds values up to .*e\+30 in magnitude.*Fix"):
+        load_protocol(_cfg(p))
+
+
 def test_samples_with_no_target_signal_are_refused(tmp_path):
     """A sample that is zero in every predicted frame has no nRMSE (it divides by the target's norm): refused
     at load, naming the samples, where it used to reach the baselines (a traceback from the linear fit) or, in

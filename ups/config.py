@@ -712,11 +712,20 @@ def validate_config(cfg: DictConfig, source: str = "config") -> None:
         if not ok:
             raise bad(key, f"= {OmegaConf.select(cfg, key)} {need}", fix)
     check_protocol(d, ConfigError, source)
+
+
+def check_model_grid(cfg: Any, source: str = "config") -> None:
+    """A model ``cfg`` can build on its data's grid: no more latent tokens than the grid points the encoder pools
+    (``data.resolution / data.reduced_resolution``).  Not in ``validate_config``: commands that build no model
+    (data, baselines) read small grids with any model settings.  Called where a model will be trained: ``ups
+    train``, a sweep's base config and every sampled point (``ups.tune.space``), so a sweep stops before Ray
+    instead of failing every trial inside it."""
+    d = cfg.data
     grid = -(-int(d.resolution) // int(d.reduced_resolution))  # ups.models.ups_model.grid_size_from_config
-    if cfg.latent.tokens > grid:  # the encoder pools the grid into tokens: found in every trial, inside Ray
-        raise bad("latent.tokens", f"= {cfg.latent.tokens} exceeds the {grid}-point grid the encoder reads "
-                  f"(data.resolution={d.resolution} / data.reduced_resolution={d.reduced_resolution})",
-                  f"latent.tokens ≤ {grid}, or a finer grid (a smaller data.reduced_resolution)")
+    if int(cfg.latent.tokens) > grid:
+        raise ConfigError(f"{source}: 'latent.tokens' = {cfg.latent.tokens} exceeds the {grid}-point grid the encoder "
+                          f"reads (data.resolution={d.resolution} / data.reduced_resolution={d.reduced_resolution}). "
+                          f"Fix: latent.tokens ≤ {grid}, or a finer grid (a smaller data.reduced_resolution)")
 
 
 def cfg_value(cfg: Any, key: str) -> Any:

@@ -22,6 +22,9 @@ from ups.data.cache import dataset_path
 from ups.data.hdf5 import (GRID_RTOL, DataFileError, FileInfo, check_grid, check_samples_digest, inspect_pdebench,
                            read_pdebench)
 
+# |u| above this: squares summed over a sample overflow float32 (3.4e38), and every nRMSE on the file is NaN
+MAX_ABS_VALUE = 1e15
+
 
 class ProtocolError(ConfigError):
     """Protocol settings that do not fit the data; names the key and the fix."""
@@ -206,6 +209,12 @@ def load_protocol(data_cfg: Any, *, check_config: bool = True, need: Sequence[st
         raise DataFileError(f"{source}: 'tensor' holds NaN/inf in {bad.size} samples (indices {shown}; checked at the "
                             f"protocol's subsampled points). Fix: "
                             "regenerate the file (`ups data generate …`) or drop those samples")
+    big = float(np.abs(data).max()) if data.size else 0.0
+    if big > MAX_ABS_VALUE:  # finite, but its squares overflow float32: every nRMSE on the file came out NaN
+        raise DataFileError(f"{source}: 'tensor' holds values up to {big:.3g} in magnitude, whose squares overflow "
+                            f"the float32 the models and metrics compute in (a 1D Burgers field is of order 1; the "
+                            f"limit here is {MAX_ABS_VALUE:.0e}). Fix: check the file's units or scaling, or "
+                            "regenerate it (`ups data generate …`)")
     # nRMSE divides by each sample's target norm: a sample that is zero in every predicted frame has none (an
     # edited or placeholder file), and every score on it (baselines, trials, gates) would be inf or garbage
     blank = np.flatnonzero(~(data[:, initial_step:] != 0).any(axis=(1, 2)))

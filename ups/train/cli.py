@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ups.config import (ConfigError, apply_overrides, config_from_dict, config_hash, data_file_key, load_config,
-                        override_key, to_dict)
+from ups.config import (ConfigError, apply_overrides, check_model_grid, config_from_dict, config_hash, data_file_key,
+                        load_config, override_key, to_dict)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +111,7 @@ def main(argv: list[str]) -> int:
     from ups.train.checkpoint import CheckpointError, saved_checkpoints
     from ups.train.trainer import TrainingDiverged, budget_cut_stage, train
 
+    check_model_grid(cfg)  # before data and training: more latent tokens than the data's grid points
     try:
         probe = build_model(cfg)
     except ValueError as e:  # a shape the config checks let through: a refusal (exit 2), not a traceback

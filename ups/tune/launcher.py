@@ -21,7 +21,8 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from ups.config import ConfigError, apply_overrides, flatten, load_config, override_key, to_dict
+from ups.config import (ConfigError, apply_overrides, check_model_grid, flatten, load_config, override_key,
+                        to_dict)
 from ups.leaderboard import leaderboard_problem, read_leaderboard, set_values, trial_standing, upsert_rows
 from ups.outputs import make_writable_folder
 from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots, node_slots
@@ -148,6 +149,7 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
 
             _log(f"the champion was trained by PBT ({len(schedule) - 1} exploit(s): {schedule_text(schedule)}); "
                  f"{round_name} starts from its last values, trained from scratch")
+    check_model_grid(base)  # the base config's model on the data's grid (each sampled point: check_against)
     try:
         check_against(space, base)
     except SearchSpaceError as e:

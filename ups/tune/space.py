@@ -41,8 +41,8 @@ from typing import Any, Collection, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from ups.config import (ConfigError, all_keys, apply_overrides, did_you_mean, flatten, key_type, preset_values,
-                        suggest_key, to_dict, validate_config)
+from ups.config import (ConfigError, all_keys, apply_overrides, check_model_grid, did_you_mean, flatten, key_type,
+                        preset_values, suggest_key, to_dict, validate_config)
 from ups.yamlio import read_yaml
 
 DISTS = ("choice", "uniform", "loguniform", "int", "grid", "around")
@@ -163,6 +163,7 @@ class SearchSpace:
             if src in values and target not in values:
                 values[target] = values[src]
         cfg = apply_overrides(base, values, source=str(self.path)) if values else base
+        check_model_grid(cfg, str(self.path))  # a trial builds this model on the data's grid
         return cfg, values
 
     def materialize_dict(self, base: dict[str, Any], sampled: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -887,6 +888,7 @@ def check_combinations(space: SearchSpace, base: DictConfig) -> None:
             parents[parent][leaf] = _select(cfg, key)
         try:
             validate_config(view)
+            check_model_grid(view)
         except ConfigError as e:
             msg = str(e)
             return msg[len("config: "):] if msg.startswith("config: ") else msg
