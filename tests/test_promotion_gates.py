@@ -185,6 +185,35 @@ def test_promotion_ranks_passing_trials_on_validation_not_on_the_test_split(tmp_
     assert best_trial(table)["run_id"] == f"{EXP}-val_best"  # the report's best is the trial promoted
 
 
+def test_grid_seed_passes_rank_and_group_each_configuration_over_its_seeds(tmp_path: Path) -> None:
+    """A grid repeated with the next training seeds (num_samples beyond one pass) crowned the configuration of the
+    luckiest single seed (lr 1e-3: val 0.082 on seed 0, 0.142 on seed 1), its other seed left aside. The passes are
+    now each configuration's seeds: ranked on the mean val figure, its other seeds full-evaluated beside it."""
+    from ups.config import load_config
+    from ups.tune.promotion import pass_groups, seed_mean_candidates
+    from ups.tune.space import load_space
+
+    space = load_space(Path(__file__).resolve().parents[1] / "search_spaces" / "dims.yaml", load_config())
+    dims = space.params["latent.dim"].values[:2]
+
+    def seeded(tid: str, dim: int, seed: int, val: float, **kw) -> dict:
+        return trial(tid, **dict(GOOD, val_nrmse=val, **kw),
+                     sampled_json=json.dumps({"latent.dim": dim, "training.seed": seed}))
+
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [seeded("a0", dims[0], 0, 0.082), seeded("a1", dims[0], 1, 0.142),
+                     seeded("b0", dims[1], 0, 0.100), seeded("b1", dims[1], 1, 0.101),
+                     seeded("c0", 999, 0, 0.05, status="error"), seeded("c1", 999, 1, 0.05)])
+    passing = [f"{EXP}-{t}" for t in ("c1", "a0", "b0", "b1")]  # a1 failed a small-eval gate; c0 errored
+    assert pass_groups(lb, passing, EXP, space, 1) == {f"{EXP}-b0": [f"{EXP}-b1"]}
+    groups = pass_groups(lb, passing, EXP, space, 3)
+    assert groups == {f"{EXP}-b0": [f"{EXP}-b1"], f"{EXP}-a0": [f"{EXP}-a1"], f"{EXP}-c1": [f"{EXP}-c0"]}
+    fulls = seed_mean_candidates([full(f"{EXP}-b0", 0.11), full(f"{EXP}-b1", 0.13), full(f"{EXP}-c1", 0.04)], groups, 0)
+    by = {r["source_run_id"]: r for r in fulls}
+    assert json.loads(by[f"{EXP}-b0"]["seed_scores"]) == [0.11, 0.13] and by[f"{EXP}-b0"]["seed_mean"] == 0.12
+    assert by[f"{EXP}-c1"]["seed_mean"] == math.inf  # its errored seed has no full-eval
+
+
 def test_the_reports_best_trial_is_the_one_promoted_when_rows_carry_val_nrmse_ttc(tmp_path: Path) -> None:
     """Promotion ranks on val_nrmse_ttc when every candidate has it; the report's best trial (and ups report
     compare's) still ranked on the plain val_nrmse, so the two named different trials."""

@@ -243,8 +243,12 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
     grid.write_text((REPO / "search_spaces" / "dims.yaml").read_text().replace("[8, 16, 24, 32, 64]", "[8, 16]")
                     .replace("latent.dim: 32", "latent.dim: 8"))
     assert script("dims")(tiny(work, tiny_cache_dir, f"space={grid}", "wandb.enabled=false", "write_report=false",
-                               "promotion.top_k=0", "num_samples=4")) == 0
+                               "promotion.force=true", "num_samples=4")) == 0
     rows = trial_rows(work, latest_experiment(work, "dims"))
+    # the promotion reads the passes as each dim's seeds: the promoted dim's full-eval scores both of its seeds
+    lb = read_leaderboard(work / "leaderboard.csv")
+    promoted = lb[lb["kind"] == "full_eval"].dropna(subset=["seed_mean"])
+    assert len(promoted) == 1 and len(json.loads(promoted["seed_scores"].iloc[0])) == 2, lb[["run_id", "kind"]]
     sampled = [json.loads(s) for s in rows["sampled_json"]]
     assert sorted((s["latent.dim"], s["training.seed"]) for s in sampled) == [(8, 0), (8, 1), (16, 0), (16, 1)]
     assert sorted(json.loads(c)["training"]["seed"] for c in rows["config_json"]) == [0, 0, 1, 1]

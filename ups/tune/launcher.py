@@ -30,7 +30,8 @@ from ups.tune.driver_lease import DriverLease, check_no_live_driver
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper, gate_trackers
 from ups.tune.gpu_share import gpu_share_warning
 from ups.tune.promotion import (SEED_KEY, apply_small_eval, champion_record, force_fill, full_eval, history_path,
-                                seed_groups, read_champion, seed_mean_candidates, seed_points, update_champion)
+                                pass_groups, read_champion, seed_groups, seed_mean_candidates, seed_points,
+                                update_champion)
 from ups.tune.ray_address import gcs_problem
 from ups.tune.restore import (ResumableASHA, ResumableStopper, carry_over, reported_histories, restored_analysis,
                               restored_results, trial_compute_s)
@@ -448,7 +449,8 @@ def grid_seed_passes(scfg: SweepConfig, space: SearchSpace, base: Any) -> Search
                           f"values under params.{SEED_KEY}")
     if scfg.promotion.seeds > 0:
         raise ConfigError(f"num_samples={scfg.num_samples} repeats the grid with {passes} training seeds and "
-                          f"promotion.seeds={scfg.promotion.seeds} would retrain the winners with more seeds again. "
+                          f"promotion.seeds={scfg.promotion.seeds} would retrain the winners with more seeds again "
+                          f"(the promotion already ranks and crowns each configuration on its mean over the passes). "
                           f"Fix: one of them: num_samples={size} or promotion.seeds=0")
     seed0 = int(base.training.seed)
     seeds = Param(SEED_KEY, "grid", values=list(range(seed0, seed0 + passes)))
@@ -1447,6 +1449,12 @@ def promote_round(p: Prepared, ctx: RowContext, baselines: list[dict[str, Any]],
     groups: dict[str, list[str]] = {}
     if s.promotion.seeds > 0:
         groups = retrain_seeds(p, ctx, chosen, data, limits, max_conc)
+    elif s.searcher.name == "grid" and SEED_KEY in p.space.params:  # the passes are each configuration's seeds
+        pool = passing if not s.promotion.force else force_fill(read_leaderboard(p.leaderboard), name, passing, 10**9)
+        groups = pass_groups(p.leaderboard, pool, name, p.space, s.promotion.top_k)
+        chosen = list(groups)
+        _log(f"promotion: the grid's training-seed passes ranked on each configuration's mean over its seeds: "
+             f"{', '.join(f'{rid} (+{len(rids)} seed(s))' for rid, rids in groups.items())}")
     evaluate_ids = chosen + [r for rids in groups.values() for r in rids]
     _log(f"promotion: full-eval of {', '.join(evaluate_ids)}")
     fulls = full_eval(p.leaderboard, evaluate_ids, data, filesystem=p.filesystem, round_name=s.round,
@@ -1455,8 +1463,9 @@ def promote_round(p: Prepared, ctx: RowContext, baselines: list[dict[str, Any]],
         fulls = seed_mean_candidates(fulls, groups, s.promotion.seeds)
         upsert_rows(p.leaderboard, fulls)  # the promoted trials' full-eval rows carry seed_mean / seed_scores
         for r in fulls:
-            _log(f"promotion: {r['source_run_id']}: score over {s.promotion.seeds + 1} training seeds "
-                 f"{json.loads(r['seed_scores'])} → mean {r['seed_mean']:.4g}")
+            scores = json.loads(r["seed_scores"])
+            _log(f"promotion: {r['source_run_id']}: score over {len(scores)} training seeds {scores} → mean "
+                 f"{r['seed_mean']:.4g}")
     return update_champion(resolve_path(s.champion), fulls, p.leaderboard, baselines,
                            beat_baselines=s.promotion.beat_baselines)
 

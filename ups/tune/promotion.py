@@ -274,6 +274,36 @@ def seed_groups(leaderboard: Path, run_ids: list[str], seed_experiment: str, spa
     return {rid: sorted(by_key.get(key(src.loc[rid, "sampled_json"]), [])) for rid in run_ids}
 
 
+def pass_groups(leaderboard: Path, passing: list[str], experiment: str, space: SearchSpace,
+                top_k: int) -> dict[str, list[str]]:
+    """A grid sweep whose passes train every point again with the next training seeds (``grid_seed_passes``):
+    the passes are each configuration's seeds, as ``promotion.seeds`` retrains are.  Returns the ``top_k`` best
+    configurations among the ``passing`` trials, ranked on the mean over their passes' trials of the validation
+    figure ``selection_order`` reads (a seed that failed counts as +inf), each as its best passing trial →
+    the run_ids of the configuration's other passes.  Ranking on one seed crowned a configuration for its
+    luckiest seed."""
+    lb = read_leaderboard(leaderboard)
+    rows = lb[(lb["experiment"] == experiment) & (lb["kind"] == "trial")].to_dict("records")
+    searched = [k for k in space.params if k != SEED_KEY]
+
+    def config_of(row: Mapping[str, Any]) -> str:
+        values = json.loads(row.get("sampled_json") or "{}")
+        return json.dumps({k: values.get(k) for k in searched}, sort_keys=True, default=str)
+
+    members: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        members.setdefault(config_of(r), []).append(r)
+    key = selection_key(rows)
+    by_id = {str(r["run_id"]): r for r in rows}
+    best: dict[str, str] = {}  # configuration → its best passing trial (passing is best first)
+    for rid in passing:
+        best.setdefault(config_of(by_id[rid]), rid)
+    mean = {c: statistics.fmean(_or_inf(r.get(key)) if stopped_unfit(r) is None else math.inf for r in members[c])
+            for c in best}
+    ranked = sorted(best, key=lambda c: mean[c])[:top_k]
+    return {best[c]: sorted(str(r["run_id"]) for r in members[c] if str(r["run_id"]) != best[c]) for c in ranked}
+
+
 def seed_mean_candidates(fulls: list[dict[str, Any]], groups: dict[str, list[str]], n: int) -> list[dict[str, Any]]:
     """Each promoted trial's full-eval row with ``seed_scores`` (its own seed first) and ``seed_mean``.
     A seed without a full-eval (diverged, gate-stopped, crashed, missing) scores +inf."""
