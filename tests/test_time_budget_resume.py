@@ -125,13 +125,15 @@ def test_a_trial_that_never_started_gets_no_row_and_one_that_failed_before_repor
     done = {"training_iteration": 30, "val_nrmse": 0.4, "nrmse": 0.4, "final": True, "done": True}
     grid = [SimpleNamespace(path="/x/trial_t1", metrics=done, config=ref, checkpoint=None, error=None),
             SimpleNamespace(path="/x/trial_t2", metrics={}, config=ref, checkpoint=None, error=None),
+            # what Tune's ResultGrid holds for a trial a Ctrl-C caught still PENDING: its id, no report
+            SimpleNamespace(path="/x/trial_t4", metrics={"trial_id": "t4"}, config=ref, checkpoint=None, error=None),
             SimpleNamespace(path="/x/trial_t3", metrics={}, config=ref, checkpoint=None,
                             error=RuntimeError("the trial holds resources.gpu=0.25 of a GPU but torch …"))]
     lb = tmp_path / "lb.csv"
     for cut in (INTERRUPTED, None):
         reconcile(lb, ctx, grid, LeaderboardCallback(lb, ctx, GateLimits()), cut)
         rows = read_leaderboard(lb).set_index("run_id")
-        assert ctx.run_id("t2") not in rows.index, rows["stop_reason"].to_dict()
+        assert ctx.run_id("t2") not in rows.index and ctx.run_id("t4") not in rows.index, rows["stop_reason"].to_dict()
         assert rows.loc[ctx.run_id("t1"), "status"] == "completed" and rows.loc[ctx.run_id("t3"), "status"] == "error"
 
 

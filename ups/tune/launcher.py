@@ -1419,8 +1419,10 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
             moved[ctx.run_id(tid)] = ckpt  # the sweep's folder moved (storage_path= of a resume): where it is now
         if not tid or (ctx.run_id(tid) in have and not short):
             continue
-        if not metrics and r.error is None:  # never started (pending when the loop ended): not a finished trial;
-            continue  # a resume runs it (it was written as "asha: early stop at iteration ?")
+        # never started (pending when the loop ended): not a finished trial; a resume runs it (it was written as "asha:
+        # early stop at iteration ?").  Tune's Result for it holds {'trial_id': …} alone: no report, no iteration
+        if r.error is None and metrics.get("training_iteration") is None:
+            continue
         rows.append(trial_row(ctx, tid, r.config or {}, metrics, gate_reason=cb.tracker.reasons.get(tid),
                               errored=r.error is not None, checkpoint=ckpt,
                               cut=why if short else None, pbt_schedule=cb.pbt_schedule(tid),
