@@ -3,6 +3,7 @@ experiment state and a resumed sweep goes on with what was left; the leaderboard
 the budget cut from one stopped otherwise, is saved with Tune's callback state and goes on the same way."""
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -137,9 +138,10 @@ def test_a_trial_that_never_started_gets_no_row_and_one_that_failed_before_repor
         assert rows.loc[ctx.run_id("t1"), "status"] == "completed" and rows.loc[ctx.run_id("t3"), "status"] == "error"
 
 
-def test_a_row_reconcile_writes_for_a_retried_trial_is_tagged_like_the_callbacks(tmp_path: Path) -> None:
+def test_a_row_reconcile_writes_takes_the_live_trials_retries_and_config(tmp_path: Path) -> None:
     """The callback tags a trial Tune restarted after a failure ``retried:N``; a row ``reconcile`` writes (the
-    trial finished right before a driver kill, or the loop cut it) carried no such tag."""
+    trial finished right before a driver kill, or the loop cut it) carried no such tag, and under PBT it took the
+    config of the Result, a donor's for a trial paused right after an exploit."""
     from types import SimpleNamespace
 
     from ups.config import load_config, to_dict
@@ -158,8 +160,16 @@ def test_a_row_reconcile_writes_for_a_retried_trial_is_tagged_like_the_callbacks
             for t in ("t1", "t2")]
     lb = tmp_path / "lb.csv"
     cb = LeaderboardCallback(lb, ctx, GateLimits())
-    cb._trials = [SimpleNamespace(trial_id="t1", num_failures=2), SimpleNamespace(trial_id="t2", num_failures=0)]
+    # t2 as PBT leaves a trial paused right after an exploit: Tune's Result carries its donor's last config, the
+    # live trial its new values (the row showed the donor's)
+    lr = "stages.operator.optimizer.lr"
+    moved = {**ref, lr: space.params[lr].encode(space.params[lr].high)}
+    cb._trials = [SimpleNamespace(trial_id="t1", num_failures=2, config=ref),
+                  SimpleNamespace(trial_id="t2", num_failures=0, config=moved)]
     reconcile(lb, ctx, grid, cb, INTERRUPTED)
-    tags = {r: str(t).split(";") for r, t in zip(*(read_leaderboard(lb)[c] for c in ("run_id", "tags")))}
+    rows = read_leaderboard(lb).set_index("run_id")
+    tags = {r: str(t).split(";") for r, t in rows["tags"].items()}
     assert "retried:2" in tags[ctx.run_id("t1")], tags
     assert not any(t.startswith("retried") for t in tags[ctx.run_id("t2")]), tags
+    assert json.loads(rows.loc[ctx.run_id("t2"), "sampled_json"])[lr] == pytest.approx(space.params[lr].high)
+    assert rows.loc[ctx.run_id("t1"), "label"] == "reference" and rows.loc[ctx.run_id("t2"), "label"] != "reference"

@@ -1423,7 +1423,8 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
         # early stop at iteration ?").  Tune's Result for it holds {'trial_id': …} alone: no report, no iteration
         if r.error is None and metrics.get("training_iteration") is None:
             continue
-        rows.append(trial_row(ctx, tid, r.config or {}, metrics, gate_reason=cb.tracker.reasons.get(tid),
+        rows.append(trial_row(ctx, tid, cb.live_config(tid) or r.config or {}, metrics,
+                              gate_reason=cb.tracker.reasons.get(tid),
                               errored=r.error is not None, checkpoint=ckpt,
                               cut=why if short else None, pbt_schedule=cb.pbt_schedule(tid),
                               compute_s=cb.trial_s.get(tid), gpu_s=cb.trial_gpu_s.get(tid),

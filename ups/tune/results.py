@@ -242,6 +242,11 @@ class LeaderboardCallback(Callback):
         self.open = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
         self.wall_at_step, self.cut_at_step = self.wall_s(), self.budget_hit()
         self._trials = trials  # Tune's live list: what record_unfinished reads when no ResultGrid comes
+        if self.ctx.scheduler == "pbt" and not self.experiment_dir and trials:  # PBT's policy files: before any
+            try:  # trial ends (_row sets it then), so that an interrupt's rows carry their schedules too
+                self.experiment_dir = str(trials[0].local_experiment_path)
+            except Exception:  # a trial without storage yet
+                pass
 
     def record_unfinished(self, cut: str) -> int:
         """Rows for the trials still open at the last step that reported here, labelled by ``cut`` (why the loop
@@ -260,6 +265,11 @@ class LeaderboardCallback(Callback):
             return []
         tags = {str(getattr(t, "experiment_tag", "")).split("@perturbed[")[0]: t.trial_id for t in self._trials}
         return read_pbt_schedule(self.experiment_dir, trial_id, tags, self.ctx.space.decode)
+
+    def live_config(self, trial_id: str) -> dict[str, Any] | None:
+        """The trial's config as Tune holds it at the last step (after a PBT exploit, its new values; a Tune
+        ``Result`` of a trial paused right after one carries its donor's last config), None for one not seen."""
+        return next((dict(t.config) for t in self._trials if t.trial_id == trial_id), None)
 
     def retries(self, trial_id: str) -> int:
         """How often Tune restarted this trial after a failure (its ``num_failures``), from Tune's live trials at
