@@ -184,6 +184,7 @@ def test_a_resumed_pbt_sweep_gets_its_population_state_back(ray_session, tmp_pat
     space = tmp_path / "s.yaml"
     space.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
     args = [*common(tmp_path), f"space={space}", "searcher.name=random", "scheduler.name=pbt", "num_samples=2",
+            "searcher.start_at_reference=false",  # a population of 2 (the reference trial is left out of it)
             "scheduler.perturbation_interval=2", "stages.autoencoder.epochs=0", "stages.operator.epochs=8",
             "gates.enabled=false", "name=pbt-resume"]  # window: iteration 8
     with pytest.raises(SweepInterrupted):

@@ -226,6 +226,12 @@ def test_pbt_over_model_keys_is_refused_before_ray(tmp_path) -> None:
                                           r"iteration 10 .* stops at iteration 40 .* Fix: scheduler.perturbation_interval=7"):
         prepare("round_a", ["scheduler.name=pbt", "scheduler.perturbation_interval=30", f"storage_path={tmp_path}"])
     prepare("round_a", ["scheduler.name=pbt", "scheduler.perturbation_interval=29", f"storage_path={tmp_path}"])
+    # a population of one (two trials, one the reference PBT leaves out): nothing to exploit, random search
+    with pytest.raises(ConfigError, match=r"scheduler.name=pbt with num_samples=2: a population of 1 \(the reference "
+                                          r"trial, which PBT leaves out of it, is the other\).*Fix: num_samples=3"):
+        prepare("round_a", ["scheduler.name=pbt", "num_samples=2", f"storage_path={tmp_path}"])
+    prepare("round_a", ["scheduler.name=pbt", "num_samples=2", "searcher.start_at_reference=false",
+                        f"storage_path={tmp_path}"])
 
 
 def test_round_b_smoke(ray_session, tiny_data, tiny_cache_dir, work) -> None:

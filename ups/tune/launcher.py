@@ -524,6 +524,14 @@ def check_pbt_space(scfg: SweepConfig, space: SearchSpace, base: Any) -> None:
                           f"hands trials each other's checkpoints, and a checkpoint only loads into the model shape "
                           f"it was trained with. Fix: scheduler.name=asha for capacity sweeps (round B, dims, "
                           f"aggressive), or keep only training knobs (stages.*, training.*, ttc.*) in the space")
+    ref = scfg.searcher.start_at_reference and scfg.num_samples > 1  # the reference trial is left out of PBT's
+    population = scfg.num_samples - int(ref)  # population (it measures the round, unperturbed)
+    if population < 2:
+        raise ConfigError(f"scheduler.name=pbt with num_samples={scfg.num_samples}: a population of {population}"
+                          + (" (the reference trial, which PBT leaves out of it, is the other)" if ref else "")
+                          + " has no other trial to exploit, so PBT would never perturb and the sweep would be random "
+                          f"search. Fix: num_samples={2 + int(scfg.searcher.start_at_reference)} or more (the smoke "
+                          f"profile's 4), or scheduler.name=asha")
     sc = scfg.scheduler
     burn_in, window = pbt_bounds(scfg, base, space)
     start = burn_in - sc.perturbation_interval
