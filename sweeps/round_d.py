@@ -2,7 +2,7 @@
 """Round D — architecture refinement (playbook 04, phase 4): from the champion, stochastic depth, TTC reward
 weights searched harder, a larger latent (dim 64, tokens 64), and longer training on GPUs (40+15+15 epochs).
 
-    python sweeps/round_d.py                           # needs reports/champion.json (run round_a or aggressive first)
+    python sweeps/round_d.py                           # needs reports/champion.json (any round that crowns one first: round_a, round_b, aggressive)
     python sweeps/round_d.py profile=full              # 40+15+15 epochs on GPUs (resources.gpu=0.5)
     python sweeps/round_d.py champion=path/to/champion.json num_samples=8
 
