@@ -183,8 +183,9 @@ def test_a_resumed_pbt_sweep_gets_its_population_state_back(ray_session, tmp_pat
 
     space = tmp_path / "s.yaml"
     space.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
-    args = [*common(tmp_path), f"space={space}", "searcher.name=random", "scheduler.name=pbt", "num_samples=2",
-            "searcher.start_at_reference=false",  # a population of 2 (the reference trial is left out of it)
+    # 3 trials: the reference, which PBT leaves out of its population (never exploited: it stops the driver), and a
+    # population of 2 (a population of 1 is refused)
+    args = [*common(tmp_path), f"space={space}", "searcher.name=random", "scheduler.name=pbt", "num_samples=3",
             "scheduler.perturbation_interval=2", "stages.autoencoder.epochs=0", "stages.operator.epochs=8",
             "gates.enabled=false", "name=pbt-resume"]  # window: iteration 8
     with pytest.raises(SweepInterrupted):
@@ -205,7 +206,7 @@ def test_a_resumed_pbt_sweep_gets_its_population_state_back(ray_session, tmp_pat
     printed = capsys.readouterr().out
     saved = {p.name.split("_", 1)[1]: [json.loads(line) for line in p.joinpath("result.json").read_text().splitlines()]
              for p in (tmp_path / "runs" / "pbt-resume").glob("trial_*")}
-    assert len(added) == 2, added
+    assert len(added) == 3, added
     checked = 0
     for trial_id, (score, last_time, _, result, tag, _) in added.items():
         assert "@perturbed" not in tag, tag
@@ -218,7 +219,7 @@ def test_a_resumed_pbt_sweep_gets_its_population_state_back(ray_session, tmp_pat
     assert checked >= 1, added  # the trial that stopped the driver at iteration 5 had been checked at 4
     assert f"pbt: the reports of {len(reported)} restored trial(s) replayed into its population state" in printed
     rows = out.rows[out.rows["experiment"] == "pbt-resume"]
-    assert len(rows) == 2 and rows["run_id"].is_unique, rows[["run_id", "status"]]
+    assert len(rows) == 3 and rows["run_id"].is_unique, rows[["run_id", "status"]]
     # each row's wall clock is what its trial ran, before the stop (read back from result.json) and after
     wall = dict(zip(rows["trial_id"].astype(str), rows["wall_clock"]))
     for trial_id, results in saved.items():

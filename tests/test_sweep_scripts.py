@@ -564,7 +564,6 @@ def test_a_warm_started_sweep_tells_tpe_the_earlier_sweeps_finished_trials(ray_s
 
     from ups.config import ConfigError
     from ups.tune.launcher import run_round
-    from ups.tune.warm_start import WarmOptunaSearch
 
     first = tiny(tmp_path, tiny_cache_dir, "wandb.enabled=false", "write_report=false", "scheduler.name=fifo",
                  "name=round_a-20261201-000000")
@@ -587,7 +586,6 @@ def test_a_warm_started_sweep_tells_tpe_the_earlier_sweeps_finished_trials(ray_s
     assert sorted(round(t.value, 6) for t in told) == sorted(done["val_nrmse"].round(6)), \
         [(t.number, t.state, t.value) for t in study.trials]
     assert len([t for t in study.trials if t.value is not None]) == 3  # the two told, and this sweep's one trial
-    assert isinstance(WarmOptunaSearch(warm=[]), WarmOptunaSearch)
     # refused before Ray work: another searcher; a sweep of another base config; no such sweep
     with pytest.raises(ConfigError, match="only Optuna's TPE can be told earlier trials"):
         run_round("round_a", [*second, "searcher.name=random"])

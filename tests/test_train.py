@@ -213,7 +213,13 @@ def test_eval_max_samples_0_trains_without_a_test_evaluation(tiny, tmp_path):
     """The config check reads eval.max_samples=0 as "no test evaluation"; the trainer evaluated every sample."""
     stages = ["stages.autoencoder.epochs=1", "stages.operator.epochs=0", "stages.diff_residual.epochs=0",
               "stages.consistency_distill.epochs=0"]
-    res = train(load_config(TINY + stages + ["eval.max_samples=0"]), run_dir=tmp_path / "none", data=tiny)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:  # training.num_threads=1 while it trains, the caller's 2 after (it was left at 1 for the whole process)
+        res = train(load_config(TINY + stages + ["eval.max_samples=0"]), run_dir=tmp_path / "none", data=tiny)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
     assert "nrmse" not in res.metrics and res.metrics["params"] > 0
     res = train(load_config(TINY + stages + ["eval.max_samples=1"]), run_dir=tmp_path / "one", data=tiny)
     assert res.metrics["nrmse"] is not None and res.metrics["n_samples"] == 1

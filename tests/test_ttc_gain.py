@@ -66,7 +66,7 @@ def test_few_samples_widen_the_interval() -> None:
 def test_point_gain_matches_the_leaderboard_definition() -> None:
     rows = _rows({8: 0.1, 16: 0.05})
     v = ttc_verdict(rows)
-    for r, d in zip(rows, v.dims):
+    for r, d in zip(rows, v.dims, strict=True):
         assert d.gain == pytest.approx(1 - r["nrmse_ttc"] / r["nrmse"])
         assert d.n_samples == 64
 

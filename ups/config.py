@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Sequence
 
-from omegaconf import II, MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import II, DictConfig, ListConfig, OmegaConf
 
 CONF_DIR = Path(__file__).parent / "conf"
 PRESET_DIMS: tuple[int, ...] = (8, 16, 24, 32, 48, 64, 128, 256, 512)

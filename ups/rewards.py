@@ -211,9 +211,3 @@ def trajectory_penalty(frames: torch.Tensor, ref: ContextPhysics, weights: Rewar
         total = total + gamma**t * frame_penalty(frames[:, t], prev, ref, weights)
         prev = frames[:, t].to(torch.float64)
     return total
-
-
-def trajectory_reward(frames: torch.Tensor, ref: ContextPhysics, weights: RewardWeights,
-                      gamma: float = 1.0) -> torch.Tensor:
-    """``-trajectory_penalty``: higher is more physical. (B, T, X) → (B,)."""
-    return -trajectory_penalty(frames, ref, weights, gamma)

@@ -309,15 +309,25 @@ def export_champion(ckpt: Path, out_root: Path, *, champion: dict[str, Any] | No
                     leaderboard: Path = DEFAULT_LEADERBOARD, batch_sizes: list[int] | None = None,
                     threads: int = 2, repeats: int = 20, tolerance: float = 1e-5, n_steps: int | None = None,
                     onnx_exporter: str = "legacy", stored_as: str | None = None) -> dict[str, Any]:
-    """Export, check parity, benchmark, write the model card; returns the export summary.
+    """Export, check parity, benchmark, write the model card; returns the export summary.  Torch's CPU threads are
+    ``threads`` while it runs (the benchmark's), and the caller's again after.
 
     ``stored_as``: where the checkpoint lives when ``ckpt`` is a temporary download of it (an ``s3://`` URI):
     what the card and summary name, and what the leaderboard's checkpoint column is matched against."""
-    champion = dict(champion or {})
+    from ups.data.cache import torch_threads
+
     batch_sizes = sorted(set(batch_sizes or DEFAULT_BATCHES))
     if any(b < 1 for b in batch_sizes):
         raise ReportError(f"batch_sizes={batch_sizes}: every batch size must be ≥ 1. Fix: batch_sizes=1,8,64")
-    torch.set_num_threads(threads)
+    with torch_threads(threads):
+        return _export(ckpt, out_root, champion=dict(champion or {}), leaderboard=leaderboard, batch_sizes=batch_sizes,
+                       repeats=repeats, tolerance=tolerance, n_steps=n_steps, onnx_exporter=onnx_exporter,
+                       stored_as=stored_as, threads=threads)
+
+
+def _export(ckpt: Path, out_root: Path, *, champion: dict[str, Any], leaderboard: Path, batch_sizes: list[int],
+            threads: int, repeats: int, tolerance: float, n_steps: int | None, onnx_exporter: str,
+            stored_as: str | None) -> dict[str, Any]:
     model, cfg, state = _load_model(ckpt)
     from ups.config import to_dict
     from ups.models.ups_model import count_parameters

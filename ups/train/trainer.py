@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -540,13 +539,21 @@ def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from:
           data: Any = None, val_ttc: bool = False) -> TrainResult:
     """Run every stage with epochs > 0 (resuming mid-stage from ``resume_from``); see module doc.  ``val_ttc``: the
     final report also carries ``val_nrmse_ttc``, the val rollout with TTC (a sweep that searches ``ttc.*`` keys
-    ranks its trials on it; TTC is off for it when ``ttc.enabled`` is false)."""
+    ranks its trials on it; TTC is off for it when ``ttc.enabled`` is false).  Torch's CPU threads are
+    ``training.num_threads`` while it runs, and the caller's again after."""
+    from ups.data.cache import torch_threads
+
+    with torch_threads(int(cfg.training.num_threads)):
+        return _train(cfg, report=report, run_dir=run_dir, resume_from=resume_from, data=data, val_ttc=val_ttc)
+
+
+def _train(cfg: Any, *, report: Report | None, run_dir: Path, resume_from: Path | None, data: Any,
+           val_ttc: bool) -> TrainResult:
     run_dir = Path(run_dir).expanduser().resolve()
     resume = None
     if resume_from is not None:
         resume = read_checkpoint(resume_path(resume_from))
-        if resume.get("diverged"):
-            pass  # a last-good checkpoint is a valid place to restart (with a changed lr)
+        # a diverged run's last-good checkpoint is a valid place to restart (with a changed lr)
         check_compatible(resume, cfg)  # the model config before the data (the grid once the data is loaded)
         after_done = finished_run_start(resume, cfg)
     if data is None:
@@ -566,7 +573,6 @@ def train(cfg: Any, *, report: Report | None = None, run_dir: Path, resume_from:
                                   f"the requested data is {dh}. Fix: pass the same data.* settings/file.")
 
     device = resolve_device(str(cfg.training.device))
-    torch.set_num_threads(max(1, int(cfg.training.num_threads)))
     reset_gpu_peak(device)
     seed_everything(int(cfg.training.seed))
     model = build_model(cfg, grid_size=grid).to(device)

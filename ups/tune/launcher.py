@@ -49,9 +49,6 @@ from ups.tune.trial_logs import trial_loggers
 from ups.tune.tune_state import repair_cut_off_state
 from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
 
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
-
-
 class RayConnectError(ConfigError):
     """RAY_ADDRESS / ray_address points at no reachable cluster."""
 

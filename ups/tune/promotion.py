@@ -568,11 +568,6 @@ def _follow_checkpoint(path: Path, current: dict[str, Any] | None,
     return record
 
 
-def champion_config(path: str | Path, round_name: str) -> dict[str, Any]:
-    """The champion's config dict, or a clear error telling the user how to get one."""
-    return champion_record(path, round_name)["config"]
-
-
 def champion_record(path: str | Path, round_name: str) -> dict[str, Any]:
     """The champion record with a valid config (rounds C and D start from it), or a clear error with the fix."""
     rec = read_champion(path)
