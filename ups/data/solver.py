@@ -142,7 +142,7 @@ class SolveInfo:
 def solve_burgers(u0: torch.Tensor, nu: float, t_save: torch.Tensor, *,
                   solver_resolution: int | None = None, device: Any = None, progress: Any = False,
                   substeps: int | None = None, return_info: bool = False,
-                  precision: str = "float64"):
+                  precision: str = "float64") -> torch.Tensor | tuple[torch.Tensor, SolveInfo]:
     """Solve a batch of Burgers problems; returns (B, T, X) on the saved grid of ``u0``.
 
     u0: (B, X) values on cell centres x_i = (i+½)/X, X a power of two. ``solver_resolution``

@@ -384,7 +384,8 @@ def _rollout_figure(champion: dict[str, Any] | None, path: Path) -> Path:
                               f"{champion.get('_source', 'champion')}: {name} — {label}", path)
 
 
-def champion_rollout(checkpoint: Path, sample: int = 0):
+def champion_rollout(checkpoint: Path,
+                     sample: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, str]:
     """Roll the checkpoint's model out (no TTC) on one test trajectory of its own data protocol.
 
     Returns truth (T, X), prediction (T, X) with the context frames copied, x, t, initial_step, label.

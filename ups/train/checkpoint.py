@@ -14,18 +14,22 @@ import re
 import tempfile
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ups.config import config_from_dict, flatten, to_dict
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from ups.models.ups_model import UPSModel
+
 FORMAT = "ups-checkpoint-v1"
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_SECTIONS = ("latent", "encoder", "operator", "decoder", "diffusion")
 REQUIRED = ("format", "config", "grid_size", "model", "stage", "epoch", "global_epoch")
-
 
 CORRUPT_FIX = ("pass another checkpoint.pt written by `ups train` or a sweep; for a run of your own, resume "
                "from an earlier checkpoint of it (checkpoints/), or delete this file and retrain")
@@ -190,7 +194,8 @@ def _weight_mismatch(want: Mapping[str, Any], got: Any) -> str:
     return " | ".join(parts)
 
 
-def load_checkpoint(path: Path | str, cfg: Any = None, device: str | torch.device = "cpu"):
+def load_checkpoint(path: Path | str, cfg: Any = None,
+                    device: str | torch.device = "cpu") -> tuple[UPSModel, DictConfig, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint → (model, cfg, state).
 
     ``cfg``: if given, the checkpoint must have been trained with the same model config.
