@@ -244,15 +244,16 @@ def test_round_b_smoke(ray_session, tiny_data, tiny_cache_dir, work) -> None:
 
 
 def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_cache_dir, work, tmp_path, capsys) -> None:
-    """Two dims × two training seeds (num_samples=4: the grid's second pass trains with the next seed)."""
+    """Two dims × two training seeds (num_samples=4: the grid's second pass trains with the next seed). Its own
+    leaderboard and champion: it promotes, and the module's other sweeps count full-evals and champions."""
     grid = tmp_path / "dims.yaml"
     grid.write_text((REPO / "search_spaces" / "dims.yaml").read_text().replace("[8, 16, 24, 32, 64]", "[8, 16]")
                     .replace("latent.dim: 32", "latent.dim: 8"))
-    assert script("dims")(tiny(work, tiny_cache_dir, f"space={grid}", "wandb.enabled=false", "write_report=false",
+    assert script("dims")(tiny(tmp_path, tiny_cache_dir, f"space={grid}", "wandb.enabled=false", "write_report=false",
                                "promotion.force=true", "num_samples=4")) == 0
-    rows = trial_rows(work, latest_experiment(work, "dims"))
+    rows = trial_rows(tmp_path, latest_experiment(tmp_path, "dims"))
     # the promotion reads the passes as each dim's seeds: the promoted dim's full-eval scores both of its seeds
-    lb = read_leaderboard(work / "leaderboard.csv")
+    lb = read_leaderboard(tmp_path / "leaderboard.csv")
     promoted = lb[lb["kind"] == "full_eval"].dropna(subset=["seed_mean"])
     assert len(promoted) == 1 and len(json.loads(promoted["seed_scores"].iloc[0])) == 2, lb[["run_id", "kind"]]
     sampled = [json.loads(s) for s in rows["sampled_json"]]
@@ -270,7 +271,7 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
     out = capsys.readouterr().out
     assert "TTC gain" in out and "dims: does TTC help small models more? " in out and "(2 seeds)" in out
     assert "4 (grid: 2 points × 2 training seeds) trials" in out
-    verdict = json.loads(next(work.rglob("ttc_by_dim_*.json")).read_text())
+    verdict = json.loads(next(tmp_path.rglob("ttc_by_dim_*.json")).read_text())
     assert verdict["answer"] == "too few test samples"  # eval.max_samples=4 here
     assert [(d["dim"], d["seeds"]) for d in verdict["dims"]] == [(8, 2), (16, 2)]
     assert all(d["n_samples"] > 1 for d in verdict["dims"])
@@ -281,8 +282,8 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
     # with TTC off there is no "with TTC" to compare: refused before any compute, naming the round to use
     with pytest.raises(ConfigError, match=r"dims: ttc.enabled=false, .* Fix: .*sweeps/round_b.py "
                                           r"space=search_spaces/dims.yaml searcher.name=grid"):
-        script("dims")(tiny(work, tiny_cache_dir, f"space={grid}", "ttc.enabled=false", "name=dims-no-ttc"))
-    assert not (work / "runs" / "dims-no-ttc").exists()
+        script("dims")(tiny(tmp_path, tiny_cache_dir, f"space={grid}", "ttc.enabled=false", "name=dims-no-ttc"))
+    assert not (tmp_path / "runs" / "dims-no-ttc").exists()
 
 
 def aggressive_args(work: Path, cache: Path, folder: Path, name: str) -> list[str]:
