@@ -243,7 +243,7 @@ def test_round_b_smoke(ray_session, tiny_data, tiny_cache_dir, work) -> None:
         assert op["hidden_dim"] % op["heads"] == 0 and op["hidden_dim"] % op["group_size"] == 0
 
 
-def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_cache_dir, work, tmp_path, capsys) -> None:
+def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_cache_dir, tmp_path, capsys) -> None:
     """Two dims × two training seeds (num_samples=4: the grid's second pass trains with the next seed). Its own
     leaderboard and champion: it promotes, and the module's other sweeps count full-evals and champions."""
     grid = tmp_path / "dims.yaml"
