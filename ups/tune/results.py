@@ -242,7 +242,7 @@ class LeaderboardCallback(Callback):
         self.open = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
         self.wall_at_step, self.cut_at_step = self.wall_s(), self.budget_hit()
         self._trials = trials  # Tune's live list: what record_unfinished reads when no ResultGrid comes
-        if self.ctx.scheduler == "pbt" and not self.experiment_dir and trials:  # PBT's policy files: before any
+        if trials and not self.experiment_dir and self.ctx.scheduler == "pbt":  # PBT's policy files: before any
             try:  # trial ends (_row sets it then), so that an interrupt's rows carry their schedules too
                 self.experiment_dir = str(trials[0].local_experiment_path)
             except Exception:  # a trial without storage yet
