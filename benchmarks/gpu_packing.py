@@ -110,7 +110,10 @@ def overrides_for(args: argparse.Namespace, root: Path, fraction: float) -> list
             f"stages.diff_residual.epochs={args.diff_epochs}",
             f"stages.consistency_distill.epochs={args.distill_epochs}",
             f"eval.max_samples={args.eval_samples}", f"training.amp={args.amp}",
-            f"training.num_threads={args.threads}"]
+            f"training.num_threads={args.threads}"] + (
+        # a dry run's logical GPU: the trials hold a share and train on the CPU, deliberately (a share torch cannot
+        # use is refused otherwise: ups.tune.gpu_share)
+        ["training.device=cpu"] if args.fake_gpus and not torch.cuda.is_available() else [])
 
 
 def main() -> None:
@@ -208,6 +211,8 @@ def main() -> None:
              + (f" ({s['throughput_vs_1gpu']:.2f}×)" if "throughput_vs_1gpu" in s else "")
              for s in settings if "sweep_s" in s]
     print(f"gpu_packing on {dev}: " + "; ".join(parts) + f" — {args.trials} identical trials per setting")
+    if not any(s.get("completed") for s in settings):  # a figure of 0 trials/h measured nothing: not a success
+        sys.exit(f"gpu_packing: no trial completed in any setting; their errors are in {root / 'runs'}/pack_*/*/error.txt")
 
 
 if __name__ == "__main__":
