@@ -311,3 +311,17 @@ def test_calibration_on_the_pdebench_protocol(calib_data):
     assert 0.6 * 0.7 <= p <= 0.6 * 1.3, p
     assert 0.3 * 0.7 <= lin <= 0.3 * 1.3, lin
     assert p > lin > fno, (p, lin, fno)
+
+
+def test_an_fno_no_better_than_persistence_is_called_under_trained():
+    """`ups baselines fno_budget_s=30` on a loaded machine trained 2 steps and printed an FNO row of 1.004 against
+    persistence's 0.59 without a word."""
+    from ups.baselines import undertrained_fno_note
+
+    rows = [{"name": "persistence", "nrmse": 0.5896}, {"name": "linear", "nrmse": 0.3},
+            {"name": "fno", "nrmse": 1.004, "details": {"steps": 2}}]
+    note = undertrained_fno_note(rows)
+    assert note and "no better than persistence (0.5896), after 2 optimiser steps" in note and "fno_steps=" in note
+    rows[2]["nrmse"] = 0.21
+    assert undertrained_fno_note(rows) is None
+    assert undertrained_fno_note(rows[:2]) is None  # fno_budget_s=0: no FNO row

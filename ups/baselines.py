@@ -320,6 +320,22 @@ def _num(own: dict[str, str], key: str, kind: type, default: Any) -> Any:
     return val
 
 
+def undertrained_fno_note(rows: Sequence[dict[str, Any]]) -> str | None:
+    """A note when the FNO row scores no better than persistence: a wall-clock budget that bought a few optimiser
+    steps on a loaded machine (2 steps in 30 s) gives a row that says nothing about the FNO."""
+    by = {r.get("name"): r for r in rows}
+    fno, keep = by.get("fno"), by.get("persistence")
+    if not fno or not keep or fno.get("nrmse") is None or keep.get("nrmse") is None:
+        return None
+    if float(fno["nrmse"]) < float(keep["nrmse"]):
+        return None
+    steps = (fno.get("details") or {}).get("steps")
+    return (f"note: the FNO scores {float(fno['nrmse']):.4g}, no better than persistence ({float(keep['nrmse']):.4g})"
+            + (f", after {steps} optimiser steps" if steps is not None else "") + ": it is under-trained, not a "
+            "baseline to compare with. Fix: fno_steps=500 (PDEBench's batch; reproducible under any load) or a larger "
+            "fno_budget_s")
+
+
 def _print_table(rows: Sequence[dict[str, Any]], title: str) -> None:
     try:
         from rich.console import Console
@@ -388,6 +404,8 @@ def main(argv: list[str]) -> int:
                          refresh=_BOOL[own.get("refresh", "false").lower()])
     _print_table(rows, f"Baselines on {Path(str(data.source)).name} (nRMSE over {data.test.shape[1] - data.initial_step} "
                        f"predicted frames; nrmse_pdebench incl. {data.initial_step} context frames)")
+    if note := undertrained_fno_note(rows):
+        print(note)
 
     import pandas as pd
 
