@@ -225,4 +225,5 @@ def test_info_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(6, 21, 32)" in out and "22 entries for 21 frames" in out and "nu            0.01" in out
     assert ups_main(["data", "info", str(tmp_path / "missing.hdf5")]) == 2
-    assert "missing.hdf5: file not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "missing.hdf5: file not found. Fix: the path of an HDF5 file" in err and "data.path" not in err, err

@@ -125,6 +125,9 @@ def cmd_info(argv: list[str]) -> int:
     p.add_argument("file", type=Path)
     p.add_argument("--json", action="store_true", help="print JSON")
     a = p.parse_args(argv)
+    if not a.file.expanduser().exists():  # the loader's own message offers data.path, which info does not take
+        raise ConfigError(f"{a.file}: file not found. Fix: the path of an HDF5 file (a PDEBench "
+                          "1D_Burgers_Sols_Nu*.hdf5, or one `ups data generate … --out <file>` wrote)")
     s = file_summary(a.file)
     if a.json:
         print(json.dumps(s, indent=2, default=str))
