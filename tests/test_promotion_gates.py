@@ -539,3 +539,17 @@ def test_a_resumes_kept_full_eval_carries_no_old_seed_mean_and_keeps_its_label(t
     assert read_leaderboard(lb).set_index("run_id").loc["t1", "promotion"] == "full_eval"
     # other data, or a checkpoint elsewhere now (the sweep's folder moved): not kept (evaluated anew; none here)
     assert full_eval(lb, ["t1"], SimpleNamespace(data_hash="d2")) == []
+
+
+def test_a_champion_config_that_is_not_a_mapping_is_refused_naming_the_record(tmp_path: Path) -> None:
+    """Rounds C and D start from the champion's config: a hand-edited "config": "dim32" was refused as "unknown config
+    key 'dim32'", naming neither the record nor the fix."""
+    from ups.config import ConfigError
+    from ups.tune.promotion import champion_record
+
+    champ = tmp_path / "champion.json"
+    champ.write_text(json.dumps({"run_id": "r1", "score": 0.1, "checkpoint": "/ckpt", "config": "dim32",
+                                 "data_hash": "d1"}))
+    with pytest.raises(ConfigError, match=r"champion.json: the champion record's 'config' is 'dim32', not the config "
+                                          r"mapping a promotion writes\. Fix: .*champion_history\.jsonl"):
+        champion_record(champ, "round_c")

@@ -579,5 +579,9 @@ def champion_record(path: str | Path, round_name: str) -> dict[str, Any]:
                           f"champion=<path/to/champion.json>")
     if not rec.get("config"):
         raise ConfigError(f"{path}: champion record has no 'config'. Fix: re-run a round to promote a champion")
+    if not isinstance(rec["config"], dict):  # a hand edit ("config": "dim32") read as "unknown config key 'dim32'"
+        raise ConfigError(f"{path}: the champion record's 'config' is {rec['config']!r}, not the config mapping a "
+                          f"promotion writes. Fix: put back the record's config (its history: "
+                          f"{history_path(Path(path))}), or re-run a round to promote a champion")
     config_from_dict(rec["config"], source=f"{path} config")  # validates
     return rec
