@@ -714,14 +714,19 @@ def validate_config(cfg: DictConfig, source: str = "config") -> None:
     check_protocol(d, ConfigError, source)
 
 
+def grid_size_from_config(cfg: Any) -> int:
+    """Points per frame after the protocol's spatial subsampling (1024 / 4 = 256 by default)."""
+    d = cfg.data
+    return -(-int(d.resolution) // int(d.reduced_resolution))
+
+
 def check_model_grid(cfg: Any, source: str = "config") -> None:
     """A model ``cfg`` can build on its data's grid: no more latent tokens than the grid points the encoder pools
     (``data.resolution / data.reduced_resolution``).  Not in ``validate_config``: commands that build no model
     (data, baselines) read small grids with any model settings.  Called where a model will be trained: ``ups
     train``, a sweep's base config and every sampled point (``ups.tune.space``), so a sweep stops before Ray
     instead of failing every trial inside it."""
-    d = cfg.data
-    grid = -(-int(d.resolution) // int(d.reduced_resolution))  # ups.models.ups_model.grid_size_from_config
+    d, grid = cfg.data, grid_size_from_config(cfg)
     if int(cfg.latent.tokens) > grid:
         raise ConfigError(f"{source}: 'latent.tokens' = {cfg.latent.tokens} exceeds the {grid}-point grid the encoder "
                           f"reads (data.resolution={d.resolution} / data.reduced_resolution={d.reduced_resolution}). "

@@ -11,17 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ups.config import grid_size_from_config
 from ups.models.decoder import FourierDecoder
 from ups.models.diffusion import (ConsistencyModel, EDMDenoiser, ResidualDenoiser, consistency_sample,
                                   edm_sample)
 from ups.models.encoder import FieldEncoder
 from ups.models.operator import LatentOperator
-
-
-def grid_size_from_config(cfg: Any) -> int:
-    """Points per frame after the protocol's spatial subsampling (1024 / 4 = 256 by default)."""
-    d = cfg.data
-    return -(-int(d.resolution) // int(d.reduced_resolution))
 
 
 class UPSModel(nn.Module):
