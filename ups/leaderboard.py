@@ -48,6 +48,17 @@ def is_round_reference(row: Any) -> bool:
     return REFERENCE_REASON in str(row.get("gate_reasons") or "")
 
 
+def gate_word(row: Any) -> str:
+    """A row's small-eval gate (``gate_pass``) in the report's words: pass, FAIL, reference (the round's yardstick,
+    which ``gate_pass`` records as False), or "" where the round's promotion has not judged it."""
+    g = row.get("gate_pass")
+    if g is None or (isinstance(g, float) and math.isnan(g)) or (isinstance(g, str) and g == ""):
+        return ""
+    if is_round_reference(row):
+        return "reference"
+    return "pass" if g is True else "FAIL" if g is False else str(g)
+
+
 def finite_or_none(v: Any) -> float | None:
     """A leaderboard cell as a finite float; None for blanks, text, NaN and ±inf."""
     try:

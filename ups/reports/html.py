@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ups.leaderboard import PDEBENCH_COLUMNS, PDEBENCH_NAMES, is_round_reference
+from ups.leaderboard import PDEBENCH_COLUMNS, PDEBENCH_NAMES, gate_word
 from ups.outputs import fresh_temp_folder
 from ups.reports import plots
 from ups.reports.experiment import ExperimentResults, load_experiment
@@ -516,10 +516,9 @@ def _rows_html(lb: pd.DataFrame, champion: dict[str, Any] | None) -> str:
                 v = "FAILED (no metric)"
             text, key = _fmt(v, c)
             klass = "txt" if c in ("label", "run_id", "kind", "round", "status", "gate_reasons", "promotion", "trial_id") else ""
-            if c == "gate_pass" and text and is_round_reference(row):  # the yardstick, not a trial that failed
-                text, klass = "reference", "txt"
-            elif c == "gate_pass" and text:
-                klass = "pass" if text == "pass" else "fail"
+            if c == "gate_pass" and text:  # the reference is the yardstick, not a trial that failed
+                text = gate_word(row)
+                klass = "txt" if text == "reference" else "pass" if text == "pass" else "fail"
             cells.append(f'<td class="{klass}" data-v="{html.escape(key, quote=True)}">{html.escape(text)}</td>')
         out.append(f'<tr class="{cls}" title="{title}">' + "".join(cells) + "</tr>")
     return "\n".join(out)

@@ -117,19 +117,6 @@ def run_notebook(argv: list[str]) -> int:
 LEADERBOARD_TRIAL_COLUMNS = ("run_id", "stop_reason", "gate")
 
 
-def gate_text(row: Any) -> str:
-    """A leaderboard row's small-eval gate in the report's words: pass, FAIL, reference (the round's yardstick,
-    which ``gate_pass`` records as False), or "" where the round's promotion has not judged it."""
-    from ups.leaderboard import is_round_reference
-
-    g = row.get("gate_pass")
-    if g is None or (isinstance(g, float) and g != g) or str(g) == "":
-        return ""
-    if is_round_reference(row):
-        return "reference"
-    return "pass" if g is True or str(g).lower() == "true" else "FAIL"
-
-
 def trial_table(status: pd.DataFrame, last: pd.DataFrame, histories: dict[str, pd.DataFrame], metric: str,
                 mode: str = "min", leaderboard: pd.DataFrame | None = None, experiment: str = "") -> pd.DataFrame:
     """The notebook's trial table, one row per trial: ``status`` (trial_id, status, error), its **last** report
@@ -138,8 +125,9 @@ def trial_table(status: pd.DataFrame, last: pd.DataFrame, histories: dict[str, p
     its reports had in ``histories`` (trial id → its reports, ``ExperimentAnalysis.trial_dataframes``) as
     ``best_<metric>`` with the iteration it came at, and the leaderboard's run id, stop reason and small-eval gate
     for trial rows of the same trial id (in sweep ``experiment``, when given: another sweep's trial ids may repeat),
-    the gate as ``gate_text`` words.  A trial Tune restores unfinished (PENDING after a Ctrl-C) that the leaderboard
-    records as ``interrupted`` has the status INTERRUPTED: ``resume=true`` continues it.
+    the gate in the report's words (``ups.leaderboard.gate_word``).  A trial Tune restores unfinished (PENDING
+    after a Ctrl-C) that the leaderboard records as ``interrupted`` has the status INTERRUPTED: ``resume=true``
+    continues it.
     Sorted on the final ``metric``.  (``dataframe(metric, mode="min")``, the
     table before, showed each trial's best report: a val figure the leaderboard does not hold, and no test
     figures, which only the final report has.)"""
@@ -158,7 +146,9 @@ def trial_table(status: pd.DataFrame, last: pd.DataFrame, histories: dict[str, p
         lb = leaderboard[leaderboard["kind"].astype(str) == "trial"]
         if experiment and "experiment" in lb:
             lb = lb[lb["experiment"].astype(str) == experiment]
-        lb = lb.assign(gate=[gate_text(r) for _, r in lb.iterrows()],
+        from ups.leaderboard import gate_word
+
+        lb = lb.assign(gate=[gate_word(r) for _, r in lb.iterrows()],
                        _lb_status=lb["status"].astype(str) if "status" in lb else "")
         lb = lb[[c for c in ("trial_id", "_lb_status", *LEADERBOARD_TRIAL_COLUMNS) if c in lb.columns]]
         lb = lb.assign(trial_id=lb["trial_id"].astype(str)).drop_duplicates("trial_id", keep="last")
