@@ -30,16 +30,21 @@ def check_writable_folder(folder: Path, setting: str, example: str) -> None:
                           f"write, e.g. {example}") from None
 
 
+def probe_writable_file(path: Path) -> None:
+    """OSError unless ``path`` can take a file a command writes (or rewrites) later: not a folder, in a folder that
+    takes files (``make_writable_folder``), not read-only."""
+    if path.is_dir():
+        raise IsADirectoryError(f"'{path}' is a folder")
+    make_writable_folder(path.parent)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"'{path}' is read-only")
+
+
 def check_writable_file(path: Path, setting: str, example: str) -> None:
-    """A file a command will write (or rewrite) later: not a folder, in a folder that takes files, not read-only;
-    a ConfigError naming ``setting`` otherwise."""
+    """``probe_writable_file``, with a ConfigError naming ``setting`` if it cannot."""
     path = Path(path).expanduser()
     try:
-        if path.is_dir():
-            raise IsADirectoryError(f"'{path}' is a folder")
-        make_writable_folder(path.parent)
-        if path.exists() and not os.access(path, os.W_OK):
-            raise PermissionError(f"'{path}' is read-only")
+        probe_writable_file(path)
     except OSError as e:
         raise ConfigError(f"{setting}: cannot write '{path}' ({e.strerror or e}). Fix: a file path you can write, "
                           f"e.g. {example}") from None

@@ -24,7 +24,7 @@ import pandas as pd
 from ups.config import (ConfigError, apply_overrides, check_model_grid, flatten, load_config, override_key,
                         to_dict)
 from ups.leaderboard import leaderboard_problem, read_leaderboard, set_values, trial_standing, upsert_rows
-from ups.outputs import make_writable_folder
+from ups.outputs import make_writable_folder, probe_writable_file
 from ups.tune.concurrency import ADAPTIVE, ClusterLimiter, VariantLimiter, cluster_slots, node_slots
 from ups.tune.driver_lease import DriverLease, check_no_live_driver
 from ups.tune.gates import ComputeBudgetStopper, GateLimits, PhysicsGateStopper, gate_trackers
@@ -298,13 +298,11 @@ def check_outputs_writable(scfg: SweepConfig) -> None:
         elif os.environ.get("WANDB_DIR"):
             outputs.append(("$WANDB_DIR", Path(os.environ["WANDB_DIR"]).expanduser(), True))
     for key, path, is_dir in outputs:
-        folder = path if is_dir else path.parent
-        try:
-            if path.is_dir() and not is_dir:
-                raise IsADirectoryError(f"'{path}' is a folder")
-            make_writable_folder(folder)  # the writes after the sweep would create it too
-            if not is_dir and path.exists() and not os.access(path, os.W_OK):
-                raise PermissionError(f"'{path}' is read-only")
+        try:  # the writes after the sweep would create the folders too
+            if is_dir:
+                make_writable_folder(path)
+            else:
+                probe_writable_file(path)
         except OSError as e:
             why = e.strerror if e.strerror else str(e)
             raise ConfigError(f"{key}={path}: the sweep could not write there ({why}). Fix: {key}=<a writable "
