@@ -266,15 +266,20 @@ class LeaderboardCallback(Callback):
         tags = {str(getattr(t, "experiment_tag", "")).split("@perturbed[")[0]: t.trial_id for t in self._trials}
         return read_pbt_schedule(self.experiment_dir, trial_id, tags, self.ctx.space.decode)
 
+    def _live(self, trial_id: str) -> Any:
+        """Tune's live trial of that id at the last step; None for one this driver never saw."""
+        return next((t for t in self._trials if t.trial_id == trial_id), None)
+
     def live_config(self, trial_id: str) -> dict[str, Any] | None:
         """The trial's config as Tune holds it at the last step (after a PBT exploit, its new values; a Tune
         ``Result`` of a trial paused right after one carries its donor's last config), None for one not seen."""
-        return next((dict(t.config) for t in self._trials if t.trial_id == trial_id), None)
+        t = self._live(trial_id)
+        return None if t is None else dict(t.config)
 
     def retries(self, trial_id: str) -> int:
         """How often Tune restarted this trial after a failure (its ``num_failures``), from Tune's live trials at
         the last step; 0 for one this driver never saw."""
-        return next((int(getattr(t, "num_failures", 0) or 0) for t in self._trials if t.trial_id == trial_id), 0)
+        return int(getattr(self._live(trial_id), "num_failures", 0) or 0)
 
     def _row(self, trial: Any, errored: bool, cut: str | None) -> dict[str, Any]:
         """A Tune trial's leaderboard row from its last result (``cut``: why the loop ended it, if it did)."""
