@@ -128,8 +128,6 @@ def test_a_train_runs_checkpoint_exports_under_its_run_with_its_own_metrics(repo
     """``ups export champion checkpoint=<run>/checkpoints/final`` of an ``ups train`` run: the export went to
     ``<out>/final/`` (a second run's replaced it) and the card said "not recorded" for every figure; it is now
     ``<out>/<run>-final/`` with the run's own metrics.json figures."""
-    import shutil
-
     champ = json.loads(report_sweep.champion.read_text())
     src = Path(champ["checkpoint"])
     src = src if src.is_file() else src / "checkpoint.pt"

@@ -20,8 +20,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -32,6 +30,7 @@ from ups.config import DataCfg
 from ups.metrics import METRIC_KEYS, PDEBENCH_BATCH, PDEBENCH_SET_KEYS, pdebench_metric_set, rollout_metrics
 from ups.models.baselines import LinearFourierMap, fit_linear_fourier, persistence_rollout, train_fno
 from ups.models.fno import FNO1d, fno_rollout
+from ups.outputs import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -136,15 +135,7 @@ def _read_cache(path: Path, key: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 def _write_json_atomic(path: Path, blob: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(blob, f, indent=1, allow_nan=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(blob, indent=1, allow_nan=True))
 
 
 # ------------------------------------------------------------------------------------ running
@@ -414,9 +405,8 @@ def main(argv: list[str]) -> int:
     df = pd.DataFrame(rows)
     if "details" in df:
         df["details"] = df["details"].map(lambda d: json.dumps(d, sort_keys=True) if isinstance(d, dict) else "")
-    tmp_csv = stem.with_suffix(".csv.tmp")
-    df.to_csv(tmp_csv, index=False)
-    os.replace(tmp_csv, stem.with_suffix(".csv"))
+    with atomic_path(stem.with_suffix(".csv")) as tmp_csv:  # a fixed temp name was shared by concurrent writers
+        df.to_csv(tmp_csv, index=False)
     _write_json_atomic(stem.with_suffix(".json"), rows)
     print(f"wrote {stem.with_suffix('.csv')} and {stem.with_suffix('.json')}")
     if own.get("leaderboard"):

@@ -14,6 +14,7 @@ used afterwards, for the metrics (tests/test_eval.py perturbs it and checks noth
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import html
@@ -21,7 +22,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ from ups import metrics
 from ups.config import ConfigError, apply_overrides, data_file_key, override_key, to_dict
 from ups.leaderboard import PDEBENCH_NAMES
 from ups.models.interface import LatentForecaster
+from ups.outputs import atomic_path
 from ups.reconstruction import RECON_KEYS, round_trip, round_trip_metrics
 from ups.ttc import TTCSettings, deterministic_rollout, ttc_search
 from ups.ttc_gain import MIN_SAMPLES, gain_interval
@@ -531,29 +532,11 @@ def _html(title: str, rows: list[dict[str, Any]], ev: EvalOutput, info: dict[str
             f"<h2>Notes</h2><ul>{notes}</ul>{imgs}</body></html>")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_write_all(files: dict[Path, str]) -> None:
     """Write every file to a temp sibling first, then rename them all (no half-written set)."""
-    tmps: list[tuple[str, Path]] = []
-    try:
+    with contextlib.ExitStack() as stack:  # each atomic_path renames on the stack's clean exit, none on an error
         for path, text in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            tmps.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
-        for tmp, path in tmps:
-            os.replace(tmp, path)
-    finally:
-        for tmp, _ in tmps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            stack.enter_context(atomic_path(path)).write_text(text, encoding="utf-8")
 
 
 def _jsonable(v: Any) -> Any:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
 from ups.filelock import exclusive_lock
+from ups.outputs import atomic_path
 
 # PDEBench's metric set besides nRMSE, as its metric_func computes it (ups.metrics.pdebench_metric_set, whose
 # PDEBENCH_SET_KEYS these are; spelt out here so that the leaderboard needs no torch): trials, full evals, baselines
@@ -151,9 +151,8 @@ def leaderboard_problem(path: str | Path) -> str | None:
 
 def _write(df: pd.DataFrame, path: Path) -> None:
     cols = LEADERBOARD_COLUMNS + [c for c in df.columns if c not in LEADERBOARD_COLUMNS]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.reindex(columns=cols).to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.reindex(columns=cols).to_csv(tmp, index=False)
 
 
 def upsert_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:

@@ -1,12 +1,15 @@
 """Output folders checked before any compute: a folder a command cannot write in is refused with the setting
 that named it, instead of a FileNotFoundError traceback after the model or data were loaded.  Also the temp
-folders whose files are published by renames (reports, exports), cleared of those a killed writer left."""
+folders whose files are published by renames (reports, exports), cleared of those a killed writer left, and the one
+way a file is written atomically (``atomic_path``)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ups.config import ConfigError
@@ -78,3 +81,36 @@ def fresh_temp_folder(parent: Path, stem: str, grace_s: float = 60.0) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     return tmp
+
+
+def umask() -> int:
+    """This process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a fresh temp file beside ``path`` (``.<name>.<random><suffix>``, its folder made) for the caller to
+    write; on a clean exit rename it onto ``path``, with the permissions a plain ``open(path, "w")`` would give
+    (mkstemp makes 0600: results, checkpoints and records are meant to be shared), else remove it. A reader sees the
+    old file or the new one, never half of one; a killed writer leaves at most the temp file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~umask())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """``text`` into ``path`` (UTF-8) through ``atomic_path``; returns ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)

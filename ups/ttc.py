@@ -204,7 +204,6 @@ def _search(model: LatentForecaster, context: torch.Tensor, n_steps: int, s: TTC
     evaluations = 0
 
     det_z = z0
-    det_prev = ref.last
     det_frames = []
 
     for t in range(n_steps):

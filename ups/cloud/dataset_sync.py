@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ups.cloud.storage import StorageError, endpoint_url, parse_s3_uri, s3_client
 from ups.filelock import exclusive_lock
+from ups.outputs import atomic_path
 
 SHA_META = "sha256"  # stored as x-amz-meta-sha256
 _CHUNK = 8 * 1024 * 1024
@@ -100,11 +100,7 @@ def download_verified(s3_uri: str, local_path: str | os.PathLike[str], expected_
     """Download to a temp file next to ``local_path``, verify, then rename; refuse a mismatch."""
     local = Path(local_path)
     loc = parse_s3_uri(s3_uri)
-    local.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(local, suffix=".part") as tmp:
         s3_client().download_file(loc.bucket, loc.prefix, str(tmp))
         got = sha256_file(tmp)
         if got != expected_sha256:
@@ -113,9 +109,6 @@ def download_verified(s3_uri: str, local_path: str | os.PathLike[str], expected_
                 f"{expected_sha256[:16]}…; the copy is corrupted and was discarded. Fix: re-upload the "
                 f"file from a good copy (or delete {s3_uri} so it is regenerated)."
             )
-        os.replace(tmp, local)
-    finally:
-        tmp.unlink(missing_ok=True)
     return local
 
 

@@ -15,14 +15,13 @@ import json
 import os
 import shutil
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ups.config import ConfigError, DataCfg, is_local_path, load_config
-from ups.outputs import make_writable_folder
+from ups.outputs import atomic_path, make_writable_folder
 
 DATA_KEYS = [f.name for f in dataclasses.fields(DataCfg)]
 
@@ -47,13 +46,8 @@ def parse_overrides(items: list[str]) -> list[str]:
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def check_out_path(out: Path) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ups.config import flatten
+from ups.outputs import write_text_atomic
 from ups.reports.html import CSS
 from ups.reports.sources import (ReportError, baselines_on, best_trial, cell_text, is_failed, load_leaderboard,
                                  rounds_in, row_config)
@@ -301,11 +301,7 @@ def write_compare_html(c: dict[str, Any], out: Path) -> Path:
 <h2>Rounds</h2><table><thead><tr><th></th><th>{e(ra)}</th><th>{e(rb)}</th></tr></thead><tbody>{stats}</tbody></table>
 <h2>Config differences of the best trials</h2><table><thead><tr><th>key</th><th>{e(ra)}</th><th>{e(rb)}</th></tr>
 </thead><tbody>{diff}</tbody></table></body></html>"""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text_atomic(out, page)
 
 
 def compare_main(round_a: str, round_b: str, leaderboard: Path, out: Path | None) -> Path:

@@ -131,8 +131,6 @@ def trial_table(status: pd.DataFrame, last: pd.DataFrame, histories: dict[str, p
     Sorted on the final ``metric``.  (``dataframe(metric, mode="min")``, the
     table before, showed each trial's best report: a val figure the leaderboard does not hold, and no test
     figures, which only the final report has.)"""
-    import pandas as pd
-
     df = status.merge(last, on="trial_id", how="left") if len(last) else status.copy()
     best, at = {}, {}
     for tid, h in histories.items():

@@ -7,11 +7,9 @@ config; a checkpoint whose model config differs from the one requested is refuse
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import random
 import re
-import tempfile
 from pathlib import Path
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 
 from ups.config import config_from_dict, flatten, to_dict
+from ups.outputs import atomic_path
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -69,17 +68,14 @@ def save_checkpoint(directory: Path, payload: dict[str, Any]) -> Path:
     made = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=directory)
-    os.close(fd)
     try:
-        torch.save(payload, tmp)
-        os.replace(tmp, directory / CHECKPOINT_NAME)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-            if made:  # interrupted (Ctrl-C in torch.save): no empty epoch_N/ folder is left behind
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
+        with atomic_path(directory / CHECKPOINT_NAME) as tmp:
+            torch.save(payload, tmp)
+    except BaseException:
+        if made:  # interrupted (Ctrl-C in torch.save): no empty epoch_N/ folder is left behind
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
     return directory / CHECKPOINT_NAME
 
 

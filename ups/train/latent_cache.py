@@ -7,13 +7,12 @@ encoder weights, the data and the dtype, so a resumed run reuses it.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ups.models.encoder import FieldEncoder
+from ups.outputs import atomic_path
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -65,14 +64,6 @@ def build_latent_cache(encoder: FieldEncoder, traj: torch.Tensor, data_hash: str
             pass  # stale or damaged cache: rebuild it
     lat = encode_trajectories(encoder, traj, device=device).to(DTYPES[dtype])
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".latent_cache.", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save({"key": key, "latents": lat}, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     return lat

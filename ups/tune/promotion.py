@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import statistics
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ import pandas as pd
 from ups.config import ConfigError, apply_overrides, config_from_dict
 from ups.leaderboard import (EVAL_COLUMNS, REFERENCE_REASON, finite_or_none, read_leaderboard, selection_key,
                              trial_standing, upsert_rows)
+from ups.outputs import write_text_atomic
 from ups.tune.gates import small_eval_gates
 from ups.tune.results import eval_samples_json
 from ups.tune.space import SearchSpace
@@ -542,10 +542,7 @@ def history_path(record: Path) -> Path:
 
 def _write_record(path: Path, record: Mapping[str, Any]) -> None:
     """champion.json (atomically) and a line of its history (``history_path``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(record, indent=2, default=str))
     with open(history_path(path), "a") as fh:
         fh.write(json.dumps(record, default=str) + "\n")
 
