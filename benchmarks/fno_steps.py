@@ -29,7 +29,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     from ups.baselines import run_baselines
-    from ups.tune.launcher import load_data, prepare
+    from ups.tune.launcher import load_data
+    from ups.tune.prepare import prepare
 
     p = prepare("round_a", [f"storage_path={tempfile.mkdtemp(prefix='fno_steps_')}"])  # the smoke profile's data
     data = load_data(p.base)

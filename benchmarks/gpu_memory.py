@@ -69,7 +69,7 @@ def largest_point(space: Any, base: Any) -> dict[str, Any]:
 
 def round_config(name: str, common: list[str], base_override: Any = None) -> tuple[Any, dict[str, Any]]:
     """(trial config, the searched values set) of round ``name``'s largest point at the full profile."""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
     from ups.tune.space import load_space
     from ups.tune.sweep_config import default_space_path
 

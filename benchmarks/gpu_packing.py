@@ -146,7 +146,9 @@ def main() -> None:
 
     from round_a import DEFAULTS  # the round's own defaults (sweeps/round_a.py)
     from ups.tune.concurrency import most_at_once
-    from ups.tune.launcher import load_data, local_concurrency, prepare, run_round
+    from ups.tune.launcher import load_data, run_round
+    from ups.tune.ray_session import local_concurrency
+    from ups.tune.prepare import prepare
 
     root = Path(tempfile.mkdtemp(prefix="gpu_packing_"))
     # the data once, before any timing (on CUDA when present; the sweeps then find it in the cache)

@@ -531,11 +531,12 @@ def main() -> None:
 
 
 def asha_rungs(settings: dict, space: Path) -> list[int]:
-    """The rungs the ASHA + TPE search ran with: the product's own (``ups.tune.launcher.asha_rungs``)."""
-    from ups.tune import launcher
+    """The rungs the ASHA + TPE search ran with: the product's own (``ups.tune.tuner_build.asha_rungs``)."""
+    from ups.tune.prepare import prepare
+    from ups.tune.tuner_build import asha_rungs as product_rungs
 
-    p = launcher.prepare("round_a", asha_tpe_overrides(settings, space))
-    return launcher.asha_rungs(p.scfg, p.base, p.space)[2]
+    p = prepare("round_a", asha_tpe_overrides(settings, space))
+    return product_rungs(p.scfg, p.base, p.space)[2]
 
 
 QUANTILES = (0.01, 0.05, 0.10)

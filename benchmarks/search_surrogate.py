@@ -8,7 +8,7 @@ the live benchmark's comparison:
 
 * random search: ``n_random`` of random search's recorded trials in a random order, each to its full
   budget; its best is the target, its compute the budget;
-* ASHA + TPE: the product's searcher itself (``ups.tune.launcher.build_searcher``: Ray's OptunaSearch
+* ASHA + TPE: the product's searcher itself (``ups.tune.tuner_build.build_searcher``: Ray's OptunaSearch
   with the TPE sampler and its Latin hypercube start-up, from the sweep config the setting gives),
   each suggestion answered by the nearest recorded trial not used yet in this repetition (the same
   choice values where any is left; nearest in the space's unit cube, log-scaled for loguniform
@@ -165,7 +165,7 @@ class PromotionASHA:
 
 def replay_searcher(p: Any, seed: int) -> Any:
     """The product's searcher (``build_searcher``) for the prepared sweep ``p``, seeded, one trial in flight."""
-    from ups.tune.launcher import build_searcher
+    from ups.tune.tuner_build import build_searcher
 
     p.scfg.searcher.seed = seed
     searcher, _ = build_searcher(p.scfg, p.space.reference_point(p.base), 1, p.space)
@@ -232,7 +232,7 @@ class Brackets:
 
     @classmethod
     def of(cls, p: Any) -> "Brackets":
-        from ups.tune.launcher import build_scheduler
+        from ups.tune.tuner_build import build_scheduler
 
         if p.scfg.scheduler.name != "asha":
             return cls([[]], lambda _: 0)
@@ -289,7 +289,7 @@ def replay_setting(live: list[str], setting: list[str], table: Table, reps: int,
     oracle after the searcher's start-up trials when ``after_startup`` too)."""
     import numpy as np
 
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     overrides = [o for o in setting if not o.startswith(("n_random=", "asha="))]
     n_random = next((int(o.split("=")[1]) for o in setting if o.startswith("n_random=")), n_random)

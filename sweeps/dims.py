@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 from ups.tune.cli import run_script  # noqa: E402
 from ups.config import ConfigError  # noqa: E402
 if TYPE_CHECKING:  # the launcher imports Ray and torch: main() imports it, after run_script's quick check
-    from ups.tune.launcher import Prepared
+    from ups.tune.prepare import Prepared
 from ups.ttc_gain import dims_rows, ttc_verdict, verdict_file, write_verdict  # noqa: E402
 
 ROUND = "dims"

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 
 from ups.tune.cli import run_script  # noqa: E402
 if TYPE_CHECKING:  # the launcher imports Ray and torch: main() imports it, after run_script's quick check
-    from ups.tune.launcher import SweepOutcome
+    from ups.tune.summary import SweepOutcome
 
 ROUND = "round_a"
 DEFAULTS = {

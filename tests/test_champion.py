@@ -90,7 +90,7 @@ def test_round_c_with_a_champion_folder_says_which_file(tmp_path: Path) -> None:
     import pytest
 
     from ups.config import ConfigError
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     folder = tmp_path / "reports"
     folder.mkdir()
@@ -148,7 +148,7 @@ def _round_c_champion(tmp_path: Path, run_id: str, lr: float) -> tuple[list[str]
 def test_round_c_says_which_champion_it_searches_around(tmp_path: Path) -> None:
     """Round C printed only the champion after its promotion (or nothing): which champion the ±20 % window
     was centred on, and the window itself, was said nowhere before the trials."""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     args, defaults = _round_c_champion(tmp_path, "round_a-20260101-000000-abcd1234", 1.0e-3)
     p = prepare("round_c", args, defaults, around_champion=True)
@@ -168,11 +168,12 @@ def _resume_round_c(tmp_path: Path, monkeypatch, capsys, space: Path | None = No
     import pytest
 
     from ups.tune import launcher
+    from ups.tune.prepare import prepare
     from ups.tune.sweep_record import sweep_record, write_record
 
     args, defaults = _round_c_champion(tmp_path, "old-champ", 1.0e-3)
     args += [f"space={space}"] if space else []
-    p = launcher.prepare("round_c", args, defaults, around_champion=True)
+    p = prepare("round_c", args, defaults, around_champion=True)
     name = "round_c-20260101-000000"
     write_record(p.storage_path, p.filesystem, name, {**sweep_record(p, args), "name": name})
     if then == "deleted":
@@ -214,7 +215,7 @@ def test_round_c_from_a_champion_of_other_data_says_it_cannot_replace_it(tmp_pat
     """A champion trained on other data (champion=reports/champion_full.json under the smoke profile) was searched
     around silently; only after every trial and the full-eval did the promotion say it kept the champion (other
     data_hash). The round says so before anything runs."""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     args, defaults = _round_c_champion(tmp_path, "full-champ", 1.0e-3)
     rec = json.loads((tmp_path / "champion.json").read_text())
@@ -232,7 +233,7 @@ def test_round_c_from_a_champion_of_other_data_says_it_cannot_replace_it(tmp_pat
     # data loads); the champion's record has the hash it was scored on
     from types import SimpleNamespace
 
-    from ups.tune.launcher import centre_data_note
+    from ups.tune.prepare import centre_data_note
 
     p.centre["data_hash"] = "aaaaaaaaaaaa"
     note = centre_data_note(p, SimpleNamespace(data_hash="bbbbbbbbbbbbbbbb", source="/data/1D_Burgers_Nu0.02.hdf5"))
@@ -244,7 +245,7 @@ def test_round_c_from_a_champion_of_other_data_says_it_cannot_replace_it(tmp_pat
 def test_round_c_with_a_warning_still_says_its_champion(tmp_path: Path) -> None:
     """prepare's warning loop reused the name of the centre note: with an EMA-decay warning, the line round C prints
     before its trials was that warning again, and which champion it searched around was said nowhere."""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     args, defaults = _round_c_champion(tmp_path, "the-champ", 1.0e-3)
     space = tmp_path / "space.yaml"
@@ -294,7 +295,7 @@ def test_round_c_around_an_ema_decay_near_1_names_a_fix_that_works(tmp_path: Pat
 
     import pytest
 
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
     from ups.tune.space import SearchSpaceError
 
     args, defaults = _round_c_champion(tmp_path, "champ", 1.0e-3)

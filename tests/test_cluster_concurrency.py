@@ -132,7 +132,7 @@ def test_slots_are_counted_per_node():
 def test_the_local_instance_runs_what_its_cpus_and_gpus_both_hold():
     """Before, a local GPU instance ran GPUs / resources.gpu trials whatever its CPUs: 4 CPUs and 1 GPU at
     profile=full ({cpu: 2, gpu: 0.25}) got a limit of 4, two of them suggested and left waiting for CPUs."""
-    from ups.tune.launcher import local_concurrency
+    from ups.tune.ray_session import local_concurrency
     from ups.tune.sweep_config import load_sweep_config
 
     full = load_sweep_config("round_a", ["profile=full"])
@@ -171,7 +171,7 @@ def test_concurrency_follows_gpu_workers_as_they_join(tmp_path):
 
 
 def test_the_empty_cluster_note_names_what_a_trial_asks_for_and_what_the_nodes_have():
-    from ups.tune.launcher import empty_cluster_text
+    from ups.tune.ray_session import empty_cluster_text
 
     nodes = [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 0.0}},
              {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 1.0}}]  # a dead node holds nothing

@@ -167,7 +167,8 @@ def test_a_new_sweep_refuses_a_name_the_leaderboard_holds_trials_of(tmp_path: Pa
     """name=X under another storage_path (or after X's folder was deleted) with the same leaderboard: the new
     sweep's rows would be ranked and promoted with the old X's trials, so it is refused before any compute."""
     from ups.leaderboard import upsert_rows
-    from ups.tune.launcher import check_sweep_folder, prepare
+    from ups.tune.launcher import check_sweep_folder
+    from ups.tune.prepare import prepare
 
     lb = tmp_path / "lb.csv"
     upsert_rows(lb, [{"run_id": "x-1", "experiment": "x", "kind": "trial", "trial_id": "1", "nrmse": 0.1,

@@ -47,7 +47,8 @@ def test_killed_trial_worker_restarts_from_checkpoint(ray_session, tmp_path, tin
     from ray import tune
 
     from ups.config import to_dict
-    from ups.tune.launcher import prepare, run_round
+    from ups.tune.prepare import prepare
+    from ups.tune.launcher import run_round
     from ups.tune.trainable import ups_trial
 
     overrides = [

@@ -18,7 +18,10 @@ from ray.tune import Result
 
 from ups.config import ConfigError
 from ups.tune.gates import GateLimits, GateTracker, PhysicsGateStopper, gate_trackers
-from ups.tune.launcher import SweepInterrupted, build_scheduler, prepare, rung_ladder, run_round
+from ups.tune.stop_signals import SweepInterrupted
+from ups.tune.tuner_build import build_scheduler, rung_ladder
+from ups.tune.prepare import prepare
+from ups.tune.launcher import run_round
 from ups.tune.restore import (ResumableASHA, ResumableStopper, reported_histories, reported_history, restore_gates,
                                restore_rungs, restored_results)
 from ups.tune.sweep_config import load_sweep_config
@@ -199,7 +202,7 @@ def test_scheduler_brackets_is_validated_and_passed_to_asha(tmp_path: Path) -> N
 def test_the_asha_the_sweep_runs_has_the_rungs_its_config_gives(tmp_path: Path, overrides: list[str]) -> None:
     """The scheduler Tune gets stops trials at ``asha_rungs``' milestones: the resolved grace period (0:
     automatic, past the autoencoder stage) and the configured reduction factor, not Ray's defaults."""
-    from ups.tune.launcher import asha_rungs
+    from ups.tune.tuner_build import asha_rungs
 
     p = prepare("round_a", [f"storage_path={tmp_path / 'runs'}", *overrides])
     sched = build_scheduler(p.scfg, p.base, p.space)

@@ -268,7 +268,8 @@ def test_a_running_sweep_is_in_its_study_file_while_it_runs(ray_session, tmp_pat
 def test_which_sweeps_get_a_live_study(tmp_path, overrides, on) -> None:
     """On by default, in the round's report file, in the space's distributions; off with live_study=false, without
     a report (no report file) and for PBT (the export writes no study for it either)."""
-    from ups.tune.launcher import live_study, prepare
+    from ups.tune.launcher import live_study
+    from ups.tune.prepare import prepare
 
     p = prepare("round_a", [f"storage_path={tmp_path / 'runs'}", f"report_dir={tmp_path / 'reports'}", *overrides])
     live = live_study(p, "round_a-x", str(tmp_path / "runs" / "round_a-x"))

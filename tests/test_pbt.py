@@ -172,7 +172,8 @@ def test_a_resumed_pbt_sweep_gets_its_population_state_back(ray_session, tmp_pat
 
     from tests.fake_trials import checkpointed
     from tests.test_sweep_engine import common
-    from ups.tune.launcher import SweepInterrupted, run_round
+    from ups.tune.stop_signals import SweepInterrupted
+    from ups.tune.launcher import run_round
 
     def fake(driver_pid: int | None):
         return checkpointed(lambda it: {"stage": "operator", "epoch": it, "train_loss": 1.0 / it,

@@ -99,7 +99,8 @@ def test_under_eval_max_samples_the_fallback_baseline_is_scored_on_the_trials_sa
     """A sweep whose trials score the first N test trajectories (``eval.max_samples=N``) gates them, when its
     reference trial has no eval, against the FNO scored on the same N; its leaderboard keeps the whole split's
     rows (the champion's bar). The gate's text says which samples."""
-    from ups.tune.launcher import baseline_rows, prepare
+    from ups.tune.launcher import baseline_rows
+    from ups.tune.prepare import prepare
 
     n = 2
     p = prepare("round_a", [f"storage_path={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'data'}",
@@ -346,7 +347,7 @@ def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_faile
     from ups.leaderboard import REFERENCE_REASON
     import pandas as pd
 
-    from ups.tune.launcher import SweepOutcome, leaderboard_table
+    from ups.tune.summary import SweepOutcome, leaderboard_table
 
     exp = "round_a-20261203-174411"
     rows = pd.DataFrame([
@@ -379,7 +380,7 @@ def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_faile
     # the baselines are printed however many trials beat them (print_top=15 hid all three behind 20 trials)
     assert [r[0] if r[0] != "baseline" else r[1] for r in leaderboard_table(o, 2)[1]] == ["pppp0002", "aaaa0001", "fno"]
     # print_top=0 with baselines off (benchmarks/tune_overhead.py): nothing to show, so no table is printed
-    from ups.tune.launcher import print_leaderboard
+    from ups.tune.summary import print_leaderboard
 
     o0 = SweepOutcome(exp, "x", None, rows, None, None, [])
     assert leaderboard_table(o0, 0)[1] == []
@@ -432,7 +433,7 @@ def test_a_pbt_champion_keeps_its_schedule_and_round_c_says_it_starts_from_its_l
     """A PBT trial's config is the last of a schedule, its weights partly trained in other trials: the champion
     record keeps the schedule, and a round around the champion says that it retrains only the last values."""
     from ups.config import load_config, to_dict
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     schedule = [{"from_iteration": 0, "trial": "x_00001", "values": {"stages.operator.optimizer.lr": 0.001}},
                 {"from_iteration": 4, "trial": "x_00000", "values": {"stages.operator.optimizer.lr": 0.0012}}]
@@ -457,7 +458,7 @@ def test_a_numeric_sweep_name_still_matches_its_rows(tmp_path: Path) -> None:
     """name=2024: pandas read the experiment column as the number 2024, so ``lb.experiment == "2024"`` matched
     no row and the sweep ended with no gates, no promotion and an empty table (seen in a run)."""
     from ups.leaderboard import read_leaderboard, upsert_rows
-    from ups.tune.launcher import SweepOutcome, leaderboard_table
+    from ups.tune.summary import SweepOutcome, leaderboard_table
 
     lb = tmp_path / "lb.csv"
     upsert_rows(lb, [{"run_id": "2024-t1", "trial_id": "t1", "experiment": "2024", "round": "round_a", "kind": "trial",
@@ -475,7 +476,7 @@ def test_the_printed_leaderboard_ranks_errored_and_gate_stopped_trials_last() ->
     stopped: with no trial evaluated, a failed one was printed first (seen after max_failures)."""
     import pandas as pd
 
-    from ups.tune.launcher import SweepOutcome, leaderboard_table
+    from ups.tune.summary import SweepOutcome, leaderboard_table
 
     def row(tid: str, val: float, status: str, reason: str) -> dict:
         return {"run_id": f"e-{tid}", "trial_id": tid, "experiment": "e", "kind": "trial", "val_nrmse": val,

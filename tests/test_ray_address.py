@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from ups.tune.launcher import RayConnectError, check_ray_address
+from ups.tune.ray_session import RayConnectError, check_ray_address
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_a_ray_job_writing_into_its_temporary_copy_is_refused_before_any_compute
     (<session>/runtime_resources/working_dir_files/_ray_pkg_<hash>/) and wrote the leaderboard, report, champion
     and local Tune state there without a word; `ray stop` deletes that folder."""
     from ups.config import ConfigError
-    from ups.tune.launcher import prepare, ray_job_copy
+    from ups.tune.prepare import prepare, ray_job_copy
 
     copy = tmp_path / "session_2026" / "runtime_resources" / "working_dir_files" / "_ray_pkg_39c1980af4650438"
     (copy / "sweeps").mkdir(parents=True)
@@ -135,7 +135,7 @@ def test_ray_address_local_starts_a_local_instance_with_ray_num_cpus_even_where_
     import sys
     from pathlib import Path
 
-    code = ("from ups.tune.sweep_config import load_sweep_config\nfrom ups.tune.launcher import init_ray\nimport ray\n"
+    code = ("from ups.tune.sweep_config import load_sweep_config\nfrom ups.tune.ray_session import init_ray\nimport ray\n"
             "s = load_sweep_config('round_a', ['ray_address=local', 'ray_num_cpus=1'])\ninit_ray(s, 'local')\n"
             "print('CPUS', ray.cluster_resources().get('CPU'))\nray.shutdown()\n")
     env = dict(os.environ, RAY_ADDRESS="127.0.0.1:9", PYTHONPATH=str(Path(__file__).resolve().parents[1]))

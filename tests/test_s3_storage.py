@@ -67,7 +67,7 @@ def test_bad_uris_fail_before_network(uri, fragment):
                                       ("gs://bucket/x", "use a local folder or s3://<bucket>/<prefix>")])
 def test_a_mistyped_scheme_is_not_taken_for_a_local_folder(uri, fix, tmp_path, monkeypatch):
     """The sweep made a local folder './S3:/bucket/x' and stored the sweep there."""
-    from ups.tune.launcher import resolve_storage_path
+    from ups.tune.prepare import resolve_storage_path
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StorageError, match=rf"is not supported\. Fix: {re.escape(fix)}"):

@@ -202,7 +202,7 @@ def test_the_replay_cuts_each_trial_in_the_bracket_its_id_draws(surrogate: Modul
     and each trial in the bracket ``ResumableASHA`` draws for its id; a bad trial in bracket 1 is not judged
     at bracket 0's first rung, nor against bracket 0's records.  (Before 2026-12-04 the replay used bracket
     0's ladder for every trial, so a brackets setting read the same as one bracket.)"""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     path, _ = two_knob_space
     live = surrogate.asha_tpe_overrides({"grace": 1, "rf": 3, "startup": 10, "init": "lhs", "reference": False}, path)
@@ -308,7 +308,8 @@ def test_promotion_asha_replay_pays_only_rungs_for_its_first_trials(surrogate: M
     path, space = two_knob_space
     live = surrogate.asha_tpe_overrides({"grace": 20, "rf": 3, "startup": 10, "init": "lhs", "reference": False}, path)
     table = surrogate.Table(space, recorded(surrogate, True))
-    from ups.tune.launcher import asha_rungs, prepare
+    from ups.tune.tuner_build import asha_rungs
+    from ups.tune.prepare import prepare
 
     p = prepare("round_a", live)
     rungs = asha_rungs(p.scfg, p.base, p.space)[2]

@@ -197,7 +197,7 @@ def test_the_trial_list_on_the_command_line_is_read_like_its_items(tmp_path: Pat
     """``trial=[k=v]`` was appended ahead of every plain trial override (an earlier ``stages.operator.epochs=5``
     beat a later ``trial=[stages.operator.epochs=3]``) and skipped the swept-key check (round A's lr was
     accepted and silently replaced by the space in every trial)."""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     assert split_overrides(["trial=[stages.operator.epochs=3, ttc.threshold=0.3]"]) == (
         {}, ["stages.operator.epochs=3", "ttc.threshold=0.3"])
@@ -378,7 +378,7 @@ def test_full_profile_without_gpu_fails_before_data(tmp_path, address: list[str]
 def test_start_at_reference_switch(searcher: str) -> None:
     """searcher.start_at_reference (default true) queues the space's reference point as the first trial;
     false leaves the searcher's first suggestion to the searcher itself."""
-    from ups.tune.launcher import build_searcher
+    from ups.tune.tuner_build import build_searcher
 
     point = {"stages.operator.optimizer.lr": 3.0e-4}
     for flag, expected in (("true", [point]), ("false", [])):
@@ -425,7 +425,7 @@ def test_latin_hypercube_start_up_covers_every_range_and_choice(tmp_path: Path) 
 def test_tpe_start_up_design_is_queued(tmp_path: Path, design: str, reference: str) -> None:
     """With lhs, TPE's n_startup_trials start-up trials are queued: the reference point (if on) and then
     Latin-hypercube points; with random only the reference is queued and Optuna draws the rest."""
-    from ups.tune.launcher import build_searcher
+    from ups.tune.tuner_build import build_searcher
 
     path = tmp_path / "lhs.yaml"
     path.write_text(LHS_SPACE)
@@ -451,7 +451,7 @@ def test_optuna_sampler_is_tpe_or_a_gaussian_process(tmp_path: Path, sampler: st
 
     import optuna
 
-    from ups.tune.launcher import build_searcher
+    from ups.tune.tuner_build import build_searcher
 
     path = tmp_path / "lr.yaml"
     path.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-5, high: 1.0e-1}\n")
@@ -476,7 +476,7 @@ def test_optuna_sampler_is_tpe_or_a_gaussian_process(tmp_path: Path, sampler: st
 def test_tpe_multivariate_and_constant_liar_reach_the_sampler() -> None:
     """searcher.multivariate / constant_liar are handed to Optuna's TPESampler (off by default); with the
     GP sampler, which has neither, they are refused before Ray starts."""
-    from ups.tune.launcher import build_searcher
+    from ups.tune.tuner_build import build_searcher
 
     space = load_space(REPO / "search_spaces" / "round_a.yaml")
     for flags in ([], ["searcher.multivariate=true", "searcher.constant_liar=true"]):
@@ -495,7 +495,7 @@ def test_a_trial_stopped_before_its_final_report_is_told_to_optuna_as_searcher_s
     setting existed tells Ray's way."""
     import optuna
 
-    from ups.tune.launcher import build_searcher
+    from ups.tune.tuner_build import build_searcher
 
     space = load_space(REPO / "search_spaces" / "round_a.yaml")
     s = load_sweep_config("round_a", [f"searcher.stopped={stopped}", "searcher.start_at_reference=false"])
@@ -526,7 +526,7 @@ def test_a_trial_stopped_before_its_final_report_is_told_to_optuna_as_searcher_s
 
 
 def test_promotion_seeds_refuses_a_searched_seed(tmp_path: Path) -> None:
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     space = tmp_path / "seeded.yaml"
     space.write_text("params:\n  training.seed: {dist: choice, values: [0, 1]}\n")
@@ -544,7 +544,8 @@ def test_promotion_seeds_refuses_a_searched_seed(tmp_path: Path) -> None:
 
 
 def test_asha_rungs_are_automatic_and_never_inside_the_autoencoder_stage() -> None:
-    from ups.tune.launcher import asha_rungs, prepare
+    from ups.tune.tuner_build import asha_rungs
+    from ups.tune.prepare import prepare
 
     p = prepare("round_a", [])  # smoke profile: 10 autoencoder + 30 operator + 1 + 1 epochs
     assert p.scfg.scheduler.grace_period == 0
@@ -573,7 +574,8 @@ def test_asha_rungs_from_the_operator_stage_form_a_ladder_after_the_autoencoder(
 
     from ray.tune.schedulers import TrialScheduler
 
-    from ups.tune.launcher import asha_rungs, build_scheduler, prepare
+    from ups.tune.tuner_build import asha_rungs, build_scheduler
+    from ups.tune.prepare import prepare
 
     p = prepare("round_a", ["scheduler.rungs_from=operator"])  # smoke: 10 autoencoder + 30 operator + 1 + 1
     assert asha_rungs(p.scfg, p.base, p.space) == (44, 1, [11, 13, 19, 37])
@@ -608,7 +610,8 @@ def test_asha_max_t_covers_the_longest_trial_the_space_samples(tmp_path: Path) -
     """Ray's ASHA stops every trial at max_t: the automatic max_t is the longest trial the space can sample
     (it was the base config's length, so trials drawn with 60 operator epochs were cut at iteration 44,
     before their final evaluation), and an explicit max_t that cuts any trial is refused before Ray."""
-    from ups.tune.launcher import asha_rungs, build_scheduler, prepare
+    from ups.tune.tuner_build import asha_rungs, build_scheduler
+    from ups.tune.prepare import prepare
 
     lr = "  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 3.0e-3}\n"
     longer = write(tmp_path, f"params:\n{lr}  stages.operator.epochs: {{dist: choice, values: [30, 60]}}\n")
@@ -803,7 +806,7 @@ def test_duplicate_key_message_names_the_enclosing_mapping(text: str, needle: st
      ["'scheduler.time_attr' = 'trainig_iteration'", "Fix: scheduler.time_attr=training_iteration"]),
 ])
 def test_prepare_refuses_before_any_compute(tmp_path: Path, overrides: list[str], needles: list[str]) -> None:
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     runs = tmp_path / "runs"
     with pytest.raises(ConfigError) as e:
@@ -816,7 +819,7 @@ def test_prepare_refuses_before_any_compute(tmp_path: Path, overrides: list[str]
 def test_profile_values_of_swept_keys_stay_allowed(tmp_path: Path) -> None:
     """The smoke profile sets ttc.candidates/beam_width for every round; aggressive sweeps them: allowed (the
     profile is a shared base), while the same keys from the round's DEFAULTS are refused."""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     prepare("aggressive", [f"storage_path={tmp_path}"])
     with pytest.raises(ConfigError, match=r"ttc.candidates=… \(sweeps/aggressive.py DEFAULTS\)"):
@@ -921,7 +924,7 @@ def test_choices_in_scientific_notation_are_numbers(tmp_path: Path, base) -> Non
 
 
 def test_a_combination_is_refused_by_prepare_before_any_compute(tmp_path: Path) -> None:
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     space = write(tmp_path, f"reference:\n  ttc.candidates: 8\nparams:\n  {BEAM}  {CANDS}")  # smoke base: 4 / 2
     runs = tmp_path / "runs"
@@ -975,7 +978,7 @@ def test_a_large_space_is_checked_on_a_sample_covering_every_pair(tmp_path: Path
 def _shipped(name: str, profile: str, tmp_path: Path):
     """The space and base config of sweeps/<name>.py under a profile, as prepare() builds them."""
     from ups.config import to_dict
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
     from tests.fixtures.modules import sweep_script
 
     mod = sweep_script(name)
@@ -1007,7 +1010,7 @@ def test_every_combination_of_the_shipped_spaces_is_valid(path: Path, profile: s
 def test_a_searched_stage_that_trains_no_epochs_is_refused(tmp_path: Path) -> None:
     """round_a with stages.operator.epochs=0 ran a whole sweep of one model (its searched operator lr, warmup,
     EMA and betas are never used); refused before Ray, unless the space searches that stage's epochs too."""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     with pytest.raises(ConfigError, match=r"round_a.yaml: params stages.operator.optimizer.lr, .* belong to stage "
                                           r"'operator', which trains 0 epochs .* Fix: stages.operator.epochs=<n ≥ 1>"):
@@ -1022,7 +1025,7 @@ def test_a_searched_stage_that_trains_no_epochs_is_refused(tmp_path: Path) -> No
     space = write(tmp_path, "params:\n  stages.operator.epochs: {dist: choice, values: [0, 2]}\n"
                             "  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-3}\n", "e.yaml")
     from ups.config import load_config
-    from ups.tune.launcher import check_searched_stages_train
+    from ups.tune.prepare import check_searched_stages_train
 
     check_searched_stages_train(load_space(space), load_config(["stages.operator.epochs=0"]))  # epochs searched too
 
@@ -1079,7 +1082,7 @@ def test_resume_without_name_after_a_sweep_stopped_in_its_data_names_that_sweep(
 def test_unwritable_outputs_are_refused_before_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """leaderboard=/proc/lb.csv failed with a FileNotFoundError traceback after the data and the baselines;
     the leaderboard, champion.json and report folder are now checked before anything is spent."""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -1120,7 +1123,7 @@ def test_a_leaderboard_the_sweep_cannot_read_is_refused_before_data(tmp_path: Pa
     """The sweep adds its rows to the leaderboard after the data and baselines: a file it cannot parse failed
     there with a pandas traceback, and a ';'-separated one (a spreadsheet's save) was rewritten into UPS's
     columns. Both are refused by prepare(), before Ray and data, with the file left as it was."""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     lb = tmp_path / "lb.csv"
     lb.write_text(text)
@@ -1137,7 +1140,7 @@ def test_a_leaderboard_the_sweep_cannot_read_is_refused_before_data(tmp_path: Pa
 def test_a_champion_record_the_promotion_cannot_read_is_refused_before_data(tmp_path: Path) -> None:
     """The promotion reads champion.json after every trial has run: a torn or hand-edited file failed the round
     there. It is refused by prepare() instead, with the history's last record offered as the fix."""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     champ = tmp_path / "champion.json"
     args = [f"storage_path={tmp_path / 'runs'}", f"leaderboard={tmp_path / 'lb.csv'}", f"report_dir={tmp_path / 'r'}",
@@ -1162,7 +1165,8 @@ def test_a_sweep_killed_before_tunes_first_state_can_be_started_again(tmp_path: 
     """Tune writes tuner.pkl when the Tuner is built and its first experiment state seconds later. A driver killed
     in between (seen with kill -9) left a folder that resume=true crashed on inside Ray ("no search space has been
     defined") and that a new run refused as "already holds a sweep": neither command could finish the sweep."""
-    from ups.tune.launcher import check_sweep_folder, prepare
+    from ups.tune.launcher import check_sweep_folder
+    from ups.tune.prepare import prepare
 
     args = [f"storage_path={tmp_path / 'runs'}", f"leaderboard={tmp_path / 'lb.csv'}", f"report_dir={tmp_path / 'r'}",
             f"champion={tmp_path / 'c.json'}"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ups.config import load_config
-from ups.tune.launcher import ema_decay_notes, prepare
+from ups.tune.prepare import ema_decay_notes, prepare
 from ups.tune.space import load_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def test_the_resume_command_names_the_interpreter_unless_it_is_the_python_on_the
 def test_a_sweep_too_short_for_optunas_model_says_so() -> None:
     """TPE (or GP) samples from its model only after searcher.n_startup_trials trials have finished; in the smoke
     round (4 trials, 2 at a time, 3 start-up) every trial is suggested before that, and nothing said so."""
-    from ups.tune.launcher import startup_only_note
+    from ups.tune.tuner_build import startup_only_note
     from ups.tune.sweep_config import load_sweep_config
 
     smoke = load_sweep_config("round_a", [])
@@ -192,7 +192,7 @@ def test_resources_cpu_on_the_command_line_sets_the_threads_a_trial_trains_on() 
 
 
 def test_the_pbt_concurrency_line_counts_the_reference_apart_from_the_population(capsys) -> None:
-    from ups.tune.launcher import round_concurrency
+    from ups.tune.ray_session import round_concurrency
     from ups.tune.sweep_config import load_sweep_config
 
     s = load_sweep_config("round_a", ["scheduler.name=pbt", "num_samples=4"])

@@ -159,7 +159,7 @@ def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cac
 def test_a_cuda_device_the_trials_cannot_see_is_refused_before_ray(tmp_path) -> None:
     """training.device=cuda with resources.gpu=0 ran a whole sweep of failing trials and printed 'best val_nrmse
     nan'; Ray shows a trial only its own GPU, as cuda:0."""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     with pytest.raises(ConfigError, match=r"training.device=cuda but resources.gpu=0: .* Fix: resources.gpu=0.25"):
         prepare("round_a", ["training.device=cuda", f"storage_path={tmp_path}"])
@@ -172,7 +172,7 @@ def test_a_cuda_device_the_trials_cannot_see_is_refused_before_ray(tmp_path) -> 
 def test_a_sweep_without_test_evaluation_is_refused_when_it_promotes(tmp_path) -> None:
     """eval.max_samples=0 (no test evaluation) trained the whole round, then no trial could pass the small-eval
     gates ("no finite small-eval nRMSE"); without a promotion it is a sweep on validation figures, and runs."""
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     with pytest.raises(ConfigError, match=r"eval.max_samples=0 turns each trial's test evaluation off.*promotion.top_k=1"
                                           r".* Fix: eval.max_samples=-1"):
@@ -183,7 +183,7 @@ def test_a_sweep_without_test_evaluation_is_refused_when_it_promotes(tmp_path) -
 def test_round_a_summary_skips_trials_without_a_score(capsys) -> None:
     import pandas as pd
 
-    from ups.tune.launcher import SweepOutcome
+    from ups.tune.summary import SweepOutcome
 
     mod = sweep_script("round_a", "sweep_round_a_summary")
     rows = pd.DataFrame({"experiment": ["e", "e", "e"], "kind": ["trial"] * 3, "run_id": ["e-1", "e-2", "e-3"],
@@ -205,7 +205,7 @@ def test_round_a_summary_skips_trials_without_a_score(capsys) -> None:
 
 
 def test_pbt_over_model_keys_is_refused_before_ray(tmp_path) -> None:
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     with pytest.raises(ConfigError, match=r"round_b.yaml: scheduler.name=pbt cannot search model keys \(.*operator\.hidden_dim") as e:
         prepare("round_b", ["scheduler.name=pbt", "searcher.name=random", f"storage_path={tmp_path}"])
@@ -661,7 +661,7 @@ def test_a_resume_on_data_the_generator_now_makes_otherwise_is_refused(ray_sessi
 def test_resume_data_check_with_no_data_hash_column_on_the_leaderboard(tmp_path) -> None:
     """A resume whose leaderboard does not exist (leaderboard= changed since the sweep started, or the file was
     removed) or predates the data_hash column has nothing to compare: it goes on, not a KeyError on data_hash."""
-    from ups.tune.launcher import check_resume_data
+    from ups.tune.prepare import check_resume_data
 
     check_resume_data(tmp_path / "new-lb.csv", "round_a-x", "abcdef1234567890")
     old = tmp_path / "old-lb.csv"

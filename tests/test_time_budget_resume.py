@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ups.tune.launcher import SweepInterrupted, run_round
+from ups.tune.stop_signals import SweepInterrupted
+from ups.tune.launcher import run_round
 from ups.tune.results import LeaderboardCallback
 
 from tests.fake_trials import checkpointed

@@ -46,7 +46,7 @@ def test_a_train_fn_without_val_ttc_runs_in_a_sweep_searching_ttc_keys(tmp_path:
 
     import ups.tune.trainable as trainable
     from ups.config import to_dict
-    from ups.tune.launcher import prepare
+    from ups.tune.prepare import prepare
 
     p = prepare("aggressive", ["wandb.enabled=false", f"storage_path={tmp_path / 'ray'}"])
     assert trainable.searches_ttc(p.space)

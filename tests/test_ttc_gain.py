@@ -179,7 +179,7 @@ def test_num_samples_beyond_one_grid_pass_adds_training_seeds_before_ray(tmp_pat
     """The grid searcher repeats its grid with the next training seeds (not the same models again); a space
     that already sweeps training.seed, or promotion.seeds on top, is refused in prepare()."""
     from ups.config import ConfigError
-    from ups.tune.launcher import planned_trials, prepare
+    from ups.tune.prepare import planned_trials, prepare
     from tests.fixtures.modules import REPO, sweep_script
 
     d = sweep_script("dims").DEFAULTS

@@ -80,7 +80,7 @@ def test_resume_repairs_a_cut_off_searcher_state_instead_of_restarting_the_sweep
     import os
 
     from tests.fake_trials import checkpointed
-    from ups.tune.launcher import SweepInterrupted
+    from ups.tune.stop_signals import SweepInterrupted
 
     space = tmp_path / "s.yaml"
     space.write_text("params:\n  training.lambda_spectral: {dist: uniform, low: 0.0, high: 1.0}\n")

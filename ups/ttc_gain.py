@@ -10,7 +10,7 @@ every dim (all trials are evaluated on the same test split), so the comparison b
 as well.  Training noise: with one training seed per dim (the dims round's default) the interval does not
 hold it, and a verdict says what these trained models do on this test set.  ``num_samples`` beyond one
 pass of the grid trains every dim again with the next training seeds (``python sweeps/dims.py
-num_samples=15``: 5 dims × 3 seeds, ``ups.tune.launcher.grid_seed_passes``); a dim's gain is then the mean
+num_samples=15``: 5 dims × 3 seeds, ``ups.tune.prepare.grid_seed_passes``); a dim's gain is then the mean
 over its seeds, and each bootstrap draw resamples the seeds of every dim as well, so the interval holds
 the seed-to-seed spread of the gain too.
 

@@ -13,7 +13,7 @@ def warmup_decay(update: int) -> float:
 
     A configured decay d is reached only from update (10d − 1)/(1 − d) on (0.999: 8,990; 0.9999: 89,990);
     over a stage with fewer optimizer steps every decay at or above ``warmup_decay(steps)`` trains the same
-    weights (``ups.tune.launcher.ema_decay_notes`` says so before a sweep that searches such values)."""
+    weights (``ups.tune.prepare.ema_decay_notes`` says so before a sweep that searches such values)."""
     return (1 + update) / (10 + update)
 
 

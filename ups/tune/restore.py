@@ -113,7 +113,7 @@ class ResumableASHA(SavesStateOnTrialEnd, ASHAScheduler):
     the same odds as Ray's (a softmax of the brackets' rung counts), but the same bracket again when a
     resume adds the trial anew.  ``ladders``: each bracket's rung milestones, ascending, in place of Ray's
     ``grace_period × reduction_factor^k`` (``scheduler.rungs_from=operator``: the same ladder after the
-    autoencoder stage, ``ups.tune.launcher.rung_ladder``).  With one bracket and no ladders it is Ray's ASHA.
+    autoencoder stage, ``ups.tune.tuner_build.rung_ladder``).  With one bracket and no ladders it is Ray's ASHA.
 
     ``reference``: the round's reference point (encoded, as the searcher hands it to Tune).  The trial that
     trains it is never stopped early: its score still enters the rungs the other trials are cut against, but it

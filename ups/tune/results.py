@@ -158,7 +158,7 @@ def eval_samples_json(result: Mapping[str, Any]) -> str:
 
 
 def result_trial_id(result: Any) -> str | None:
-    """The trial a Tune ``Result`` belongs to, from its folder (``trial_<id>``: ``launcher._trial_dirname``).
+    """The trial a Tune ``Result`` belongs to, from its folder (``trial_<id>``: ``tuner_build.trial_dirname``).
     Not its metrics' ``trial_id``: a trial PBT paused right after an exploit carries its donor's last
     result, id included; the metrics' id only for a folder named otherwise."""
     folder = str(result.path or "").rstrip("/").rsplit("/", 1)[-1]

@@ -20,7 +20,7 @@ PROBE_S = 2.0  # how often a joined cluster's GCS port is tried
 
 class SweepInterrupted(KeyboardInterrupt):
     """The sweep was stopped (Ctrl-C / SIGINT) with trials unfinished, after its finished results were
-    written and its state saved; ``outcome`` (a ``ups.tune.launcher.SweepOutcome``) holds what was done.
+    written and its state saved; ``outcome`` (a ``ups.tune.summary.SweepOutcome``) holds what was done.
     Exit code 130, as for Ctrl-C. Defined here, without Ray, so that ``run_script`` can catch it before a
     sweep script imports the launcher."""
 

@@ -44,7 +44,7 @@ class SchedulerCfg:
     name: str = "asha"  # asha | fifo | pbt
     time_attr: str = "training_iteration"  # one iteration = one epoch of one stage
     max_t: int = 0  # 0: epochs of the longest trial the space can sample + 2 (room for the final eval report)
-    grace_period: int = 0  # first rung; 0: autoencoder epochs + a third of the operator's (launcher.auto_grace_period)
+    grace_period: int = 0  # first rung; 0: autoencoder epochs + a third of the operator's (tuner_build.auto_grace_period)
     reduction_factor: float = 2.0
     brackets: int = 1  # asha only (ASHAScheduler(brackets=)): bracket k starts at rung k; ≤ the rung count
     rungs_from: str = "start"  # asha only: where the rung ladder counts from: start (Ray's rule, rungs at

@@ -43,7 +43,7 @@ RECORDED_LATER = ("baselines", "fno_budget_s")
 
 
 def sweep_record(p: Any, overrides: Sequence[str]) -> dict[str, Any]:
-    """The record of a prepared sweep (``ups.tune.launcher.Prepared``) and the command's ``overrides``."""
+    """The record of a prepared sweep (``ups.tune.prepare.Prepared``) and the command's ``overrides``."""
     s = p.scfg
     base = {k: v for k, v in flatten(to_dict(p.base)).items() if not k.startswith(OPERATIONAL_KEYS)}
     record = {"round": s.round, "overrides": [o for o in overrides if not o.startswith("resume=")],
