@@ -98,3 +98,23 @@ def test_ups_data_refuses_bad_input_before_importing_torch(args, needle, tmp_pat
                           text=True, timeout=60)
     assert proc.stdout.strip().splitlines()[-1] == "exit 2 False", proc.stdout + proc.stderr
     assert needle in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["-m", "ups.cli", "--help"], ["sweeps/round_a.py", "--help"]])
+def test_a_reader_that_closed_the_pipe_gets_no_traceback(argv) -> None:
+    """``ups data info f | head`` ended in a BrokenPipeError traceback (and "Exception ignored … stdout" at exit)
+    once head had its lines. A pipe whose read end is closed before the command writes makes that certain."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first write
+    try:
+        run = subprocess.run([sys.executable, *argv], stdout=w, stderr=subprocess.PIPE, text=True, cwd=root,
+                             timeout=120)
+    finally:
+        os.close(w)
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr[-1500:]
+    assert run.returncode == 141, (run.returncode, run.stderr[-500:])

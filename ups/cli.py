@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -16,6 +17,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def closed_stdout() -> int:
+    """The exit status after the reader of stdout went away (``ups data info f | head``): no traceback, and no
+    "Exception ignored" at exit (stdout now points at /dev/null); 141 = 128 + SIGPIPE, what a shell reports for a
+    command a closed pipe stopped."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
+
+
 def _usage() -> str:
     lines = ["usage: ups <command> [args…]", "", "commands:"]
     lines += [f"  {name:<14} {desc}" for name, (_, desc) in COMMANDS.items()]
@@ -24,10 +35,17 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(_usage())
-        return 0
-    name, rest = argv[0], argv[1:]
+    try:
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print(_usage())
+            sys.stdout.flush()
+            return 0
+        return _run(argv[0], argv[1:])
+    except BrokenPipeError:
+        return closed_stdout()
+
+
+def _run(name: str, rest: list[str]) -> int:
     if name not in COMMANDS:
         print(f"ups: unknown command '{name}'.\n\n{_usage()}", file=sys.stderr)
         return 2
@@ -35,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     from ups.config import ConfigError
 
     try:
-        return int(module.main(rest) or 0)
+        status = int(module.main(rest) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe is reported here, not as "Exception ignored" at exit
+        return status
     except ConfigError as e:
         print(f"ups {name}: error: {e}", file=sys.stderr)
         return 2

@@ -310,7 +310,7 @@ def load_champion(path: str | Path) -> dict[str, Any]:
         v = data.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise ReportError(f"champion file '{path}': '{key}' is {v!r}, not a number. Fix: put back the figure "
-                              f"the promotion wrote (its history: champion_history.jsonl beside it), or null")
+                              f"the promotion wrote (its history: {Path(path).stem}_history.jsonl beside it), or null")
     return data
 
 

@@ -139,7 +139,13 @@ def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = Non
 
     args = sys.argv[1:] if argv is None else argv
     if any(a in HELP_FLAGS for a in args):  # anywhere, as `ups train … --help` (it was refused after an override)
-        print(round_help(main_fn, args))
+        from ups.cli import closed_stdout
+
+        try:
+            print(round_help(main_fn, args))
+            sys.stdout.flush()
+        except BrokenPipeError:  # python sweeps/round_a.py --help | head
+            return closed_stdout()
         return 0
     from ups.tune.stop_signals import stop_signals_as_ctrl_c
 
