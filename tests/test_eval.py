@@ -212,6 +212,7 @@ def test_cli_resamples_a_finer_grid_and_refuses_a_different_time_step(tiny, file
     assert main(_ckpt_args(tiny, f"data={files['fine']}", "run.run_id=fine")) == 0
     out = capsys.readouterr().out
     assert "resampled spectrally to 64 points" in out
+    assert "names no ν" not in out  # the file has a nu attribute (and _Nu0.01 in its name)
     assert (out_dir / "eval_fine.json").read_text() == first  # an eval of other data is never overwritten
     (second,) = [p for p in out_dir.glob("eval_fine_*.json")]
     rec = json.loads(second.read_text())
@@ -228,6 +229,15 @@ def test_cli_resamples_a_finer_grid_and_refuses_a_different_time_step(tiny, file
     assert "Fix: data.reduced_resolution_t=5 " in str(e.value)
     from ups.data.hdf5 import write_pdebench
 
+    import h5py
+
+    plain = Path(tiny["tmp"]) / "plain.hdf5"  # the base file without its ν attribute or _Nu in its name
+    plain.write_bytes(files["base"].read_bytes())
+    with h5py.File(plain, "a") as f:
+        del f.attrs["nu"]
+    assert main(_ckpt_args(tiny, f"data={plain}", "run.run_id=plain")) == 0
+    assert f"note: {plain} names no ν (no nu/Nu attribute, no _Nu<ν> in its name): it is taken to be ν = 0.01" \
+        in capsys.readouterr().out
     u, x, t = _solve(N_TRAJ, RES, 61, seed=8)  # step 2/60: no whole stride gives the checkpoint's 2/40
     odd = write_pdebench(Path(tiny["tmp"]) / "odd_Nu0.01.hdf5", u, x, t, {"nu": 0.01})
     with pytest.raises(ConfigError, match=r"Fix: none on this file: no whole data.reduced_resolution_t turns its "

@@ -347,6 +347,24 @@ def check_eval_data(ckpt_cfg: Any, grid_size: int, data: Any, source: str) -> tu
     return gm, notes
 
 
+def unnamed_nu_note(cfg: Any) -> str | None:
+    """A note when ``data.path`` is a file that names no ν (no ``nu``/``Nu`` attribute, no ``_Nu<ν>`` in its name):
+    it is scored as if it were ``data.nu`` (the checkpoint's, unless given), which the file cannot confirm."""
+    path = str(cfg.data.path or "")
+    if not path or not Path(path).expanduser().is_file():
+        return None
+    from ups.data.hdf5 import inspect_pdebench
+
+    try:
+        if inspect_pdebench(Path(path).expanduser()).nu is not None:
+            return None
+    except (OSError, ValueError):
+        return None  # a malformed file was refused with its own message when loaded
+    return (f"{path} names no ν (no nu/Nu attribute, no _Nu<ν> in its name): it is taken to be ν = "
+            f"{float(cfg.data.nu):g}, as the checkpoint was trained; if its ν is another, this is an out-of-distribution "
+            f"test the evaluation cannot flag")
+
+
 def check_test_unseen(ckpt_cfg: Any, cfg: Any, data: Any, source: str) -> None:
     """Refuse scoring samples the checkpoint trained or validated on. On the checkpoint's own data (its
     ``data.path``, or the file generated for it, on any grid) the test split is the file's first samples, and a
@@ -669,6 +687,8 @@ def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[st
     grid, notes = check_eval_data(ckpt_cfg, int(state["grid_size"]), data, source)
     if (stage_note := unfinished_note(state, ckpt_cfg)):
         notes.insert(0, stage_note)
+    if (nu_note := unnamed_nu_note(cfg)):
+        notes.append(nu_note)
     check_test_unseen(ckpt_cfg, cfg, data, source)
     from ups.outputs import check_writable_folder
 
