@@ -149,10 +149,28 @@ def leaderboard_problem(path: str | Path) -> str | None:
     return None
 
 
+# counts, written as integers: a column with a blank cell comes back from the CSV as floats, and was written "42.0"
+INTEGER_COLUMNS = ("params", "epochs", "seed", "fno_steps", "n_train", "n_test", "gpu_mem_peak_mib", "gpu_mem_total_mib")
+
+
+def _integers(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with each ``INTEGER_COLUMNS`` column whose filled cells are all whole numbers as pandas' nullable
+    ``Int64`` (blanks stay blank); a column holding anything else (a hand-written note) is left as it is."""
+    out = df.copy()
+    for c in INTEGER_COLUMNS:
+        if c not in out.columns:
+            continue
+        filled = out[c].notna() & (out[c].astype(str).str.strip() != "")
+        v = pd.to_numeric(out[c].where(filled), errors="coerce")
+        if filled.any() and v[filled].notna().all() and (v[filled] % 1 == 0).all():
+            out[c] = v.astype("Int64")
+    return out
+
+
 def _write(df: pd.DataFrame, path: Path) -> None:
     cols = LEADERBOARD_COLUMNS + [c for c in df.columns if c not in LEADERBOARD_COLUMNS]
     with atomic_path(path) as tmp:
-        df.reindex(columns=cols).to_csv(tmp, index=False)
+        _integers(df.reindex(columns=cols)).to_csv(tmp, index=False)
 
 
 def upsert_rows(path: str | Path, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
