@@ -33,6 +33,7 @@ import torch
 from ups import metrics
 from ups.config import ConfigError, apply_overrides, data_file_key, override_key, to_dict
 from ups.leaderboard import PDEBENCH_NAMES
+from ups.models.diffusion import SampleNoise
 from ups.models.interface import LatentForecaster
 from ups.outputs import atomic_path
 from ups.reconstruction import RECON_KEYS, round_trip, round_trip_metrics
@@ -101,12 +102,14 @@ def _model_grid(model: Any, x_size: int) -> int:
 
 @torch.no_grad()
 def ensemble_rollout(model: LatentForecaster, context: torch.Tensor, n_steps: int, size: int, *,
-                     generator: torch.Generator | None, steps: int = 1,
+                     generator: torch.Generator | SampleNoise | None, steps: int = 1,
                      noise_scale: float = 1.0) -> torch.Tensor:
     """``size`` stochastic rollouts (one sampled residual per step): (B, Tc, X) → (S, B, n_steps, X)."""
     b = context.shape[0]
     ctx = context.repeat(size, 1, 1)  # (S·B, Tc, X), member-major
     z = model.encode(ctx)  # (S·B, N, D)
+    if isinstance(generator, SampleNoise):
+        generator = generator.rows(torch.arange(b).repeat(size))  # row m·B + j is sample j's member m
     frames = []
     for _ in range(n_steps):
         z = model.sample_next(z, 1, generator=generator, steps=steps, noise_scale=noise_scale)[:, 0]
@@ -158,8 +161,6 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
     if isinstance(model, torch.nn.Module):
         model = model.to(dev).eval()
     seed = int(cfg.training.seed)
-    gen_ttc = torch.Generator(device=dev).manual_seed(seed)
-    gen_ens = torch.Generator(device=dev).manual_seed(seed + 1)
     n_steps = n_frames - init
     ens_size = int(cfg.eval.ensemble_size)
     bs = max(1, int(cfg.eval.batch_size))
@@ -172,13 +173,16 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
         for i in range(0, n_traj, bs):
             # (b, Tc, Xm) context only; a copy, not a view into storage that also holds the target frames
             ctx = grid.to_model(traj[i:i + bs, :init].clone().to(dev))
+            # each sample draws from its own generators (TTC's candidates: stream 0, the ensemble: stream 1), so
+            # its figures do not depend on eval.batch_size or on which samples share its batch
+            here = range(i, i + ctx.shape[0])
             plain = model.rollout(ctx, n_steps) if hasattr(model, "rollout") else \
                 deterministic_rollout(model, ctx, n_steps)  # (b, T', Xm)
             preds.append(grid.to_eval(plain).cpu())
             whole = grid.to_model(traj[i:i + bs].to(dev))  # (b, T, Xm): the true frames, for the round trip only
             recons.append(grid.to_eval(round_trip(model, whole, init, bs)).cpu())  # (b, T', X)
             if settings.enabled:
-                res = ttc_search(model, ctx, n_steps, cfg.ttc, generator=gen_ttc)
+                res = ttc_search(model, ctx, n_steps, cfg.ttc, generator=SampleNoise.seeded(seed, 0, here, dev))
                 ttc_s += res.seconds
                 searched += res.interventions
                 used += int(res.used_search.sum())
@@ -191,7 +195,7 @@ def evaluate_detailed(model: LatentForecaster, cfg: Any, data: Any, split: str =
                 preds_ttc.append(preds[-1])
                 chosen.append(torch.zeros(ctx.shape[0], n_steps, dtype=torch.long))
             if ens_size >= 2:
-                ens = ensemble_rollout(model, ctx, n_steps, ens_size, generator=gen_ens,
+                ens = ensemble_rollout(model, ctx, n_steps, ens_size, generator=SampleNoise.seeded(seed, 1, here, dev),
                                        steps=settings.steps, noise_scale=settings.noise_scale)
                 members.append(grid.to_eval(ens).cpu())
 

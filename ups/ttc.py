@@ -29,13 +29,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ups.config import ConfigError
 from ups.models.interface import LatentForecaster
 from ups.rewards import ContextPhysics, RewardWeights, frame_penalty, trajectory_penalty
+
+if TYPE_CHECKING:  # TTC works on any LatentForecaster: no import of the model code at run time
+    from ups.models.diffusion import SampleNoise
 
 
 @dataclass(frozen=True)
@@ -150,14 +153,14 @@ def _score(model: LatentForecaster, z: torch.Tensor, prev: torch.Tensor, ref: Co
 
 
 def ttc_rollout(model: LatentForecaster, context: torch.Tensor, n_steps: int, ttc_cfg: Any, *,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | SampleNoise | None = None) -> torch.Tensor:
     """TTC forecast only: (B, Tc, X) → (B, n_steps, X) (see :func:`ttc_search`)."""
     return ttc_search(model, context, n_steps, ttc_cfg, generator=generator).frames
 
 
 @torch.no_grad()
 def ttc_search(model: LatentForecaster, context: torch.Tensor, n_steps: int, ttc_cfg: Any, *,
-               generator: torch.Generator | None = None) -> TTCResult:
+               generator: torch.Generator | SampleNoise | None = None) -> TTCResult:
     """Forecast ``n_steps`` frames from ``context`` (B, Tc, X) with reward-guided beam search.
 
     ``ttc_cfg`` is ``cfg.ttc``. There is deliberately no argument for a target trajectory.
@@ -178,7 +181,7 @@ def ttc_search(model: LatentForecaster, context: torch.Tensor, n_steps: int, ttc
 
 
 def _search(model: LatentForecaster, context: torch.Tensor, n_steps: int, s: TTCSettings,
-            generator: torch.Generator | None) -> TTCResult:
+            generator: torch.Generator | SampleNoise | None) -> TTCResult:
     t0 = time.perf_counter()
     ref = ContextPhysics.from_context(context)
     bsz = context.shape[0]
@@ -231,7 +234,8 @@ def _search(model: LatentForecaster, context: torch.Tensor, n_steps: int, s: TTC
             idx = gate.nonzero().squeeze(1)  # (G,)
             if idx.numel():
                 g = idx.numel()
-                zs = model.sample_next(beams[idx].reshape(g * w, *lat), k - 1, generator=generator,
+                noise = generator.rows(idx.repeat_interleave(w)) if hasattr(generator, "rows") else generator
+                zs = model.sample_next(beams[idx].reshape(g * w, *lat), k - 1, generator=noise,
                                        steps=s.steps, noise_scale=s.noise_scale)  # (G·W, K-1, N, D)
                 rows = idx.repeat_interleave(w * (k - 1))  # (G·W·(K-1),)
                 prev_s = prev[idx].unsqueeze(2).expand(g, w, k - 1, x_size).reshape(-1, x_size)

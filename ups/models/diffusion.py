@@ -7,7 +7,9 @@ consistency models, Song et al. 2023); the network is ``ResidualDenoiser``; samp
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -42,8 +44,50 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
     return s.float()
 
 
-def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normal noise shaped like x, drawn from ``generator`` on its own device."""
+class SampleNoise:
+    """Noise drawn from one generator per forecast sample, so what a sample draws does not depend on the samples
+    that share its batch (``eval.batch_size``) or on which of them TTC's gate searched: one ``torch.Generator``
+    drawing for a whole batch gave a sample other noise in a batch of 4 than in one of 8.
+
+    ``rows(sample_of_row)`` is the view a sampler reads: which sample each row of the latent batch it is given
+    belongs to (its rows may repeat a row ``k`` times, row-major, as ``sample_next`` does); without it, row ``i`` is
+    sample ``i``."""
+
+    def __init__(self, generators: Sequence[torch.Generator], sample_of_row: torch.Tensor | None = None) -> None:
+        self.generators = list(generators)
+        self.sample_of_row = sample_of_row
+
+    @classmethod
+    def seeded(cls, seed: int, stream: int, samples: Sequence[int], device: torch.device | str) -> "SampleNoise":
+        """One generator per sample index in ``samples`` (their place in the evaluated split), seeded from
+        (``seed``, ``stream``, index): the same sample draws the same noise in any batch."""
+        seeds = [int(np.random.SeedSequence([int(seed), int(stream), int(i)]).generate_state(1)[0]) for i in samples]
+        return cls([torch.Generator(device=device).manual_seed(s) for s in seeds])
+
+    def rows(self, sample_of_row: torch.Tensor) -> "SampleNoise":
+        """This noise for a latent batch whose row ``r`` belongs to sample ``sample_of_row[r]`` (positions in
+        ``generators``)."""
+        return SampleNoise(self.generators, sample_of_row.detach().to("cpu", torch.long))
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise shaped like ``x`` (R, …): each sample's rows from its own generator, in row order."""
+        owner = self.sample_of_row if self.sample_of_row is not None else torch.arange(len(self.generators))
+        if owner.numel() == 0 or x.shape[0] % owner.numel():
+            raise ValueError(f"SampleNoise: {x.shape[0]} rows for {owner.numel()} described rows")
+        owner = owner.repeat_interleave(x.shape[0] // owner.numel())  # sample_next's K copies of each row
+        dev = self.generators[0].device
+        out = torch.empty(x.shape, device=dev, dtype=x.dtype)
+        for s in torch.unique(owner).tolist():
+            at = (owner == s).nonzero().squeeze(1).to(dev)
+            out[at] = torch.randn((at.numel(), *x.shape[1:]), generator=self.generators[s], device=dev, dtype=x.dtype)
+        return out.to(x.device)
+
+
+def randn_like(x: torch.Tensor, generator: torch.Generator | SampleNoise | None) -> torch.Tensor:
+    """Standard normal noise shaped like x, drawn from ``generator`` on its own device (a ``SampleNoise``: from each
+    sample's own generator)."""
+    if isinstance(generator, SampleNoise):
+        return generator.randn_like(x)
     dev = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype).to(x.device)
 
@@ -120,7 +164,7 @@ def edm_loss(teacher: EDMDenoiser, r: torch.Tensor, cond: torch.Tensor, sigma_mi
 
 @torch.no_grad()
 def edm_sample(teacher: EDMDenoiser, cond: torch.Tensor, steps: int, sigma_min: float, sigma_max: float,
-               generator: torch.Generator | None = None, noise_scale: float = 1.0) -> torch.Tensor:
+               generator: torch.Generator | SampleNoise | None = None, noise_scale: float = 1.0) -> torch.Tensor:
     """Teacher Euler sampler from σ_max to σ_min in ``steps`` steps: cond (B, N, D) → r (B, N, D)."""
     sig = karras_sigmas(steps + 1, sigma_min, sigma_max).to(cond.device)
     x = noise_scale * sig[0] * randn_like(cond, generator)
@@ -154,7 +198,7 @@ def consistency_distill_loss(student: ConsistencyModel, student_ema: Consistency
 
 @torch.no_grad()
 def consistency_sample(student: ConsistencyModel, cond: torch.Tensor, steps: int, sigma_min: float,
-                       sigma_max: float, generator: torch.Generator | None = None,
+                       sigma_max: float, generator: torch.Generator | SampleNoise | None = None,
                        noise_scale: float = 1.0) -> torch.Tensor:
     """Multistep consistency sampling: cond (B, N, D) → r (B, N, D) in ``steps`` network calls."""
     sig = karras_sigmas(max(1, steps) + 1, sigma_min, sigma_max)[:-1].to(cond.device)  # steps levels > σ_min

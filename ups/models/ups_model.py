@@ -13,7 +13,7 @@ from torch import nn
 
 from ups.config import grid_size_from_config
 from ups.models.decoder import FourierDecoder
-from ups.models.diffusion import (ConsistencyModel, EDMDenoiser, ResidualDenoiser, consistency_sample,
+from ups.models.diffusion import (ConsistencyModel, EDMDenoiser, ResidualDenoiser, SampleNoise, consistency_sample,
                                   edm_sample)
 from ups.models.encoder import FieldEncoder
 from ups.models.operator import LatentOperator
@@ -57,7 +57,7 @@ class UPSModel(nn.Module):
         """(B, N, D) → (B, X)."""
         return self.decoder(z, grid_size)
 
-    def sample_residual(self, base: torch.Tensor, generator: torch.Generator | None = None, steps: int = 1,
+    def sample_residual(self, base: torch.Tensor, generator: torch.Generator | SampleNoise | None = None, steps: int = 1,
                         noise_scale: float = 1.0, teacher: bool = False) -> torch.Tensor:
         """Residual samples (B, N, D) in latent units for operator predictions ``base`` (B, N, D)."""
         if float(self.residual_std) <= 0:
@@ -71,7 +71,7 @@ class UPSModel(nn.Module):
                                    noise_scale)
         return r * self.residual_std
 
-    def sample_next(self, z: torch.Tensor, k: int, generator: torch.Generator | None = None,
+    def sample_next(self, z: torch.Tensor, k: int, generator: torch.Generator | SampleNoise | None = None,
                     steps: int = 1, noise_scale: float = 1.0) -> torch.Tensor:
         """K stochastic next states: (B, N, D) → (B, K, N, D) = step(z) + distilled residual samples."""
         B, N, D = z.shape
@@ -81,7 +81,7 @@ class UPSModel(nn.Module):
         return (rep + r).reshape(B, k, N, D)
 
     def rollout(self, context: torch.Tensor, n_steps: int, ttc_cfg: Any = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | SampleNoise | None = None) -> torch.Tensor:
         """Autoregressive forecast from context (B, Tc, X) → (B, n_steps, X).
 
         Deterministic operator rollout; with an enabled ``ttc_cfg`` the search in ``ups.ttc`` is used.
