@@ -15,6 +15,11 @@ from pathlib import Path
 from ups.config import ConfigError
 
 
+class OutputWriteError(OSError):
+    """A result file (the leaderboard) could not be written after compute was spent; the message says where the
+    results are kept and the command that writes them once the file can take them. ``sweeps/*.py`` exit 1 on it."""
+
+
 def make_writable_folder(folder: Path) -> None:
     """Create ``folder`` (and its parents) and write and remove a probe file in it: OSError when it cannot
     take a file (a read-only mount passes ``os.access``)."""

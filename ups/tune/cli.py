@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ups.config import ConfigError
+from ups.outputs import OutputWriteError
 from ups.tune.sweep_config import REPO_ROOT, default_space_path, resolve_path
 
 SWEEPS_DIR = REPO_ROOT / "sweeps"
@@ -160,6 +161,9 @@ def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = Non
         return 2
     except SweepInterrupted:  # its message (what was kept, how to resume) is printed
         return 130
+    except OutputWriteError as e:  # results kept (Tune's state), a file could not take them: the fix and the resume
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # before Tune started, or after its state was saved: nothing half-written
         print("\n[ups sweep] interrupted (Ctrl-C or a stop signal); finished trials are on the leaderboard, and a sweep whose "
               "Tune state was saved continues with resume=true", file=sys.stderr)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 from ups.config import ConfigError, override_key, to_dict
 from ups.leaderboard import read_leaderboard, set_values, upsert_rows
+from ups.outputs import OutputWriteError
 from ups.tune.concurrency import ADAPTIVE, VariantLimiter, cluster_slots
 from ups.tune.driver_lease import DriverLease, check_no_live_driver
 from ups.tune.gates import GateLimits, PhysicsGateStopper, gate_trackers
@@ -331,7 +332,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 # driver could not remove go too, on every node
                 remove_scratch(name, p.storage_path)
             cut = loop_cut(lb_cb)
-            reconcile(p.leaderboard, ctx, grid, lb_cb, cut)
+            reconcile_or_stop(p.leaderboard, ctx, grid, lb_cb, cut, name)
             if cut != INTERRUPTED and (budget := lb_cb.cut_at_step):
                 _log(budget_note(budget, sum(1 for r in grid if r.metrics), n_trials))  # reported: it ran
             champion, promotion_cut = None, False
@@ -471,6 +472,7 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
     """Rows for terminated trials the callback did not write (e.g. finished right before a driver kill), and
     for the trials the end of Tune's loop cut short (``cut``: why it ended, see ``loop_cut``; a budget's
     stop-all ends them within the loop), rewritten each time."""
+    cb.flush()  # the rows a failed write left (a full disk freed since)
     lb = read_leaderboard(path)
     have = dict(zip(lb["run_id"].astype(str), lb["checkpoint"]))
     status = dict(zip(lb["run_id"].astype(str), lb["status"].astype(str)))
@@ -503,6 +505,19 @@ def reconcile(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, c
         set_values(path, "checkpoint", moved)
     if rows:
         upsert_rows(path, rows)
+
+
+def reconcile_or_stop(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCallback, cut: str | None,
+                      sweep: str) -> None:
+    """``reconcile``, or an ``OutputWriteError`` naming the leaderboard and the resume that writes the rows (every
+    trial's result is in Tune's state) when it cannot take them: a full disk ended the driver in a traceback."""
+    try:
+        reconcile(path, ctx, grid, cb, cut)
+    except OSError as e:
+        raise OutputWriteError(f"cannot write the leaderboard {path} ({e.strerror or e}); every trial's result is kept in "
+                               f"Tune's state. Fix: free space on that disk or make the file writable, then "
+                               f"{resume_command(sweep)} writes their rows and goes on with the promotion and "
+                               f"report") from None
 
 
 def promote_round(p: Prepared, ctx: RowContext, baselines: list[dict[str, Any]], data: Any, limits: GateLimits,
@@ -597,7 +612,7 @@ def retrain_seeds(p: Prepared, round_ctx: RowContext, chosen: list[str], data: A
     finally:
         remove_scratch(seed_name, p.storage_path)
     cut = loop_cut(lb_cb)  # retrains have no sweep budget: only an interrupt cuts them
-    reconcile(p.leaderboard, ctx, grid, lb_cb, cut)
+    reconcile_or_stop(p.leaderboard, ctx, grid, lb_cb, cut, round_ctx.experiment)
     if cut == INTERRUPTED:
         msg = (f"interrupted while retraining the promoted configurations: {len(lb_cb.open)} trial(s) of {seed_name} "
                f"unfinished. To finish them and the promotion: {resume_command(round_ctx.experiment)}")

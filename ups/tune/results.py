@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -195,6 +196,9 @@ class LeaderboardCallback(Callback):
         self.cut_at_step: str | None = None  # the sweep budget used up at the end of that step, if any
         self._trials: list[Any] = []  # Tune's live trials at the last step (record_unfinished)
         self.experiment_dir = ""  # the driver's experiment folder, where Ray's PBT writes its policy files
+        self.unwritten: dict[str, dict[str, Any]] = {}  # run_id → a row a failed write left (disk full, read-only)
+        self.write_error = ""  # that failure, said once; "" while the leaderboard takes rows
+        self.last_try = 0.0  # monotonic time of the last write attempt while rows wait
 
     def setup(self, **info: Any) -> None:
         self.t0 = time.monotonic()  # the experiment starts (Tune's own time budget counts from here)
@@ -206,6 +210,9 @@ class LeaderboardCallback(Callback):
 
     def __getstate__(self) -> dict[str, Any]:  # pickled with the Tuner: never Tune's live trials
         return {**self.__dict__, "_trials": []}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # a Tuner pickled before these fields existed
+        self.__dict__.update({"unwritten": {}, "write_error": "", "last_try": 0.0, **state})
 
     def get_state(self) -> dict[str, Any]:
         """Saved by Tune with its experiment state (callback index 0: the leaderboard callback is always first),
@@ -241,6 +248,8 @@ class LeaderboardCallback(Callback):
         # memory (the saved state, which resume=true restores, keeps them unfinished)
         self.open = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
         self.wall_at_step, self.cut_at_step = self.wall_s(), self.budget_hit()
+        if self.unwritten and time.monotonic() - self.last_try > 30:  # space freed while the sweep runs
+            self.upsert([])
         self._trials = trials  # Tune's live list: what record_unfinished reads when no ResultGrid comes
         if trials and not self.experiment_dir and self.ctx.scheduler == "pbt":  # PBT's policy files: before any
             try:  # trial ends (_row sets it then), so that an interrupt's rows carry their schedules too
@@ -255,8 +264,37 @@ class LeaderboardCallback(Callback):
         rows = [self._row(t, errored=False, cut=cut) for t in self._trials
                 if t.trial_id in self.open and t.trial_id in self.seen and t.trial_id not in self.rows]
         if rows:
-            upsert_rows(self.path, rows)
+            self.upsert(rows)
         return len(rows)
+
+    def upsert(self, rows: list[dict[str, Any]]) -> bool:
+        """Write ``rows`` and any a failed write left, or keep them all for the next try. A leaderboard that cannot
+        take them (disk full, read-only) is said once and never fails the trial: Tune turns an exception here into
+        a trial error, and retrained a finished trial from its checkpoint.  ``reconcile`` writes what is left
+        at the end of the loop (``flush``).  Returns whether everything is written."""
+        pending = {**self.unwritten, **{str(r["run_id"]): r for r in rows}}
+        self.last_try = time.monotonic()
+        try:
+            upsert_rows(self.path, list(pending.values()))
+        except OSError as e:
+            self.unwritten = pending
+            if not self.write_error:
+                print(f"[ups sweep] cannot write the leaderboard {self.path} ({e.strerror or e}); {len(pending)} row(s) "
+                      f"wait in memory and are written once it can take them (every trial's result is in Tune's "
+                      f"state as well). Fix: free space on that disk, or make the file writable", file=sys.stderr)
+            self.write_error = str(e)
+            return False
+        if self.write_error:
+            print(f"[ups sweep] the leaderboard {self.path} takes rows again: {len(pending)} written", file=sys.stderr)
+        self.unwritten, self.write_error = {}, ""
+        return True
+
+    def flush(self) -> None:
+        """Write the rows a failed write left; OSError if the leaderboard still cannot take them."""
+        if self.unwritten:
+            pending = list(self.unwritten.values())
+            upsert_rows(self.path, pending)
+            self.unwritten, self.write_error = {}, ""
 
     def pbt_schedule(self, trial_id: str) -> list[dict[str, Any]]:
         """A PBT trial's schedule (``ups.tune.pbt_schedule.pbt_schedule``) from Ray's policy file in the driver's
@@ -298,7 +336,7 @@ class LeaderboardCallback(Callback):
     def _write(self, trial: Any, errored: bool) -> None:
         final = (trial.last_result or {}).get("final")
         row = self.rows[trial.trial_id] = self._row(trial, errored, None if final else self.budget_hit())
-        upsert_rows(self.path, [row])
+        self.upsert([row])
 
     def cut_short(self, trial_id: str, result: Mapping[str, Any]) -> bool:
         """Did this trial report here, and end without its final result and without Tune telling this
@@ -310,3 +348,30 @@ class LeaderboardCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._write(trial, errored=True)
+        if note := error_file_note(trial):
+            print(f"[ups sweep] {note}", file=sys.stderr)
+
+
+def error_file_note(trial: Any) -> str | None:
+    """After Tune recorded a trial's final error: remove its ``error.pkl`` if it does not unpickle (a failure on a
+    full disk leaves 0 bytes, and Ray's ResultGrid, which unpickles every trial's, ended the driver and every resume
+    in ``EOFError``), and say why, with the free space of the disk it is on; None when it was readable."""
+    from ups.tune.tune_state import drop_unreadable_error_pickle, drop_unreadable_error_pickles
+
+    dropped = False
+    try:
+        dropped = drop_unreadable_error_pickle(str(trial.local_path))
+        storage = trial.storage
+        dropped = bool(drop_unreadable_error_pickles(storage.trial_fs_path, storage.storage_filesystem)) or dropped
+    except Exception:  # a trial without storage: nothing was written
+        return None
+    if not dropped:
+        return None
+    import shutil
+
+    try:
+        free = f"{shutil.disk_usage(str(trial.local_path)).free / 2**20:.0f} MiB free there"
+    except OSError:
+        free = "its free space unknown"
+    return (f"trial {trial.trial_id} failed and its error could not be saved in full ({trial.local_path}: "
+            f"{free}; a full disk?). Fix: free space, then resume=true retries it from its last checkpoint")

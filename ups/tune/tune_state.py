@@ -139,6 +139,9 @@ def repair_cut_off_state(experiment_path: str, fs: Any, experiment_name: str, ra
     ``ValueError`` (with the fix) when it is unreadable and no intact copy is here."""
     done = [_repair_pickle(experiment_path, fs, experiment_name, ray_temp_dir, p)
             for p in cut_off_pickles(experiment_path, fs)]
+    if dropped := drop_unreadable_error_pickles(experiment_path, fs):
+        done.append(f"removed {len(dropped)} unreadable trial error file(s) (e.g. {dropped[0]}; a trial that failed on a "
+                    f"full disk left it empty): their errors are read from error.txt")
     path, state = newest_state(experiment_path, fs)
     if path is None or state is not None:
         return "; ".join(done) or None
@@ -153,8 +156,8 @@ def repair_cut_off_state(experiment_path: str, fs: Any, experiment_name: str, ra
             f"earlier state file of the experiment if there is one (finished trials stay on the leaderboard; "
             f"trials started since are run again)")
     _write_over(experiment_path, fs, path, copies[0])
-    return "; ".join([*done, f"Tune's experiment state '{path}' was cut off (driver killed mid-copy); restored it "
-                              f"from {copies[0]}"])
+    return "; ".join([*done, f"Tune's experiment state '{path}' was cut off (a driver killed mid-copy, or a full "
+                              f"disk); restored it from {copies[0]}"])
 
 
 def _repair_pickle(experiment_path: str, fs: Any, experiment_name: str, ray_temp_dir: str, path: str) -> str:
@@ -169,7 +172,65 @@ def _repair_pickle(experiment_path: str, fs: Any, experiment_name: str, ray_temp
             f"again from nothing. Fix: copy that file from the machine the killed driver ran on over '{path}' "
             f"(finished trials stay on the leaderboard)")
     _write_over(experiment_path, fs, path, copies[0])
-    return f"Tune's state file '{path}' was cut off (driver killed mid-copy); restored it from {copies[0]}"
+    return f"Tune's state file '{path}' was cut off (a driver killed mid-copy, or a full disk); restored it from {copies[0]}"
+
+
+ERROR_PICKLE = "error.pkl"  # Ray 2.60's EXPR_ERROR_PICKLE_FILE: the pickled exception of a trial's last failure
+
+
+def unreadable_error_pickles(experiment_path: str, fs: Any = None) -> list[str]:
+    """``trial_*/error.pkl`` files on storage that do not unpickle: a trial that failed on a full disk left one of 0
+    bytes, and Ray's ``ResultGrid`` unpickles every trial's (``Trial.get_pickled_error``), so the driver ended in
+    ``EOFError: Ran out of input`` and every ``resume=true`` after it did too."""
+    from pyarrow import fs as pafs
+    from ray.train._internal.storage import get_fs_and_path
+
+    try:
+        fs, fs_path = get_fs_and_path(experiment_path, storage_filesystem=fs)
+        found = [i.path for i in fs.get_file_info(pafs.FileSelector(fs_path, recursive=True))
+                 if i.type == pafs.FileType.File and posixpath.basename(i.path) == ERROR_PICKLE
+                 and posixpath.basename(posixpath.dirname(i.path)).startswith("trial_")]
+    except (OSError, ValueError):
+        return []
+    out = []
+    for path in found:
+        try:
+            with fs.open_input_stream(path) as f:
+                data = f.read()
+        except OSError:
+            continue
+        if not _unpickles(data):
+            out.append(path)
+    return out
+
+
+def drop_unreadable_error_pickles(experiment_path: str, fs: Any = None) -> list[str]:
+    """Delete ``unreadable_error_pickles`` (deleting works on a full disk too); Ray then reads the trial's error from
+    its ``error.txt``. Returns the files deleted."""
+    from ray.train._internal.storage import get_fs_and_path
+
+    bad = unreadable_error_pickles(experiment_path, fs)
+    if bad:
+        fs, _ = get_fs_and_path(experiment_path, storage_filesystem=fs)
+        for path in bad:
+            try:
+                fs.delete_file(path)
+            except OSError:
+                pass
+    return bad
+
+
+def drop_unreadable_error_pickle(trial_dir: str) -> bool:
+    """The same for one trial's local folder (the driver's copy, which Ray's ``ResultGrid`` reads for local storage),
+    right after Tune recorded its error; True when one was deleted."""
+    path = Path(trial_dir) / ERROR_PICKLE
+    try:
+        if path.is_file() and not _unpickles(path.read_bytes()):
+            path.unlink()
+            return True
+    except OSError:
+        pass
+    return False
 
 
 def _write_over(experiment_path: str, fs: Any, path: str, copy: Path) -> None:

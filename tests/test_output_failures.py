@@ -1,0 +1,94 @@
+"""A disk that cannot take a sweep's files (full, or a path that is not a folder) loses no finished result and
+leaves a sweep that resumes: the leaderboard's rows wait in memory, an unreadable trial error file is removed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from ups.leaderboard import read_leaderboard
+from ups.outputs import OutputWriteError
+from ups.tune.gates import GateLimits
+from ups.tune.results import LeaderboardCallback, RowContext, error_file_note
+
+
+def _ctx() -> tuple[RowContext, dict]:
+    from ups.config import load_config, to_dict
+    from ups.tune.space import load_space
+
+    base = load_config(["preset=dim8"])
+    space = load_space(Path(__file__).resolve().parents[1] / "search_spaces" / "round_a.yaml", base)
+    ref = space.reference_point(base)
+    return RowContext(round="round_a", experiment="round_a-x", space=space, base=to_dict(base), reference_point=ref), ref
+
+
+def _trial(tid: str, config: dict) -> SimpleNamespace:
+    done = {"training_iteration": 30, "val_nrmse": 0.4, "nrmse": 0.4, "final": True, "done": True}
+    return SimpleNamespace(trial_id=tid, config=config, last_result=done, checkpoint=None, num_failures=0)
+
+
+def test_a_leaderboard_that_cannot_take_a_row_keeps_it_and_writes_it_later(tmp_path: Path, capsys) -> None:
+    """A full disk under the leaderboard raised in the callback's ``on_trial_complete``; Tune took that for a
+    trial error and retrained the finished trial from its checkpoint, then ended the driver in a traceback."""
+    from ups.tune.launcher import reconcile_or_stop
+
+    ctx, ref = _ctx()
+    folder = tmp_path / "reports"
+    folder.write_text("a file where the leaderboard's folder should be")  # every write raises OSError
+    lb = folder / "leaderboard.csv"
+    cb = LeaderboardCallback(lb, ctx, GateLimits())
+    cb.on_trial_complete(1, [], _trial("t1", ref))  # no exception: Tune would turn one into a trial error
+    cb.on_trial_complete(2, [], _trial("t2", ref))
+    err = capsys.readouterr().err
+    assert err.count("cannot write the leaderboard") == 1 and "Fix: free space" in err  # said once
+    assert set(cb.unwritten) == {ctx.run_id("t1"), ctx.run_id("t2")}
+    with pytest.raises(OutputWriteError, match=r"cannot write the leaderboard .*resume=true name=round_a-x"):
+        reconcile_or_stop(lb, ctx, [], cb, None, "round_a-x")  # the loop's end: the fix and the resume
+    folder.unlink()
+    folder.mkdir()  # the disk has room again: the next row takes the waiting ones with it
+    cb.on_trial_complete(3, [], _trial("t3", ref))
+    assert "takes rows again: 3 written" in capsys.readouterr().err
+    assert set(read_leaderboard(lb)["run_id"]) == {ctx.run_id(t) for t in ("t1", "t2", "t3")}
+    assert not cb.unwritten
+
+
+def test_an_error_file_a_full_disk_cut_to_nothing_is_removed_and_said(tmp_path: Path) -> None:
+    """Ray writes a failed trial's exception to ``error.pkl``; on a full disk it was 0 bytes, and Ray's ResultGrid,
+    which unpickles every trial's, ended the driver in ``EOFError: Ran out of input``, and every resume after it."""
+    from ray import cloudpickle
+
+    exp = tmp_path / "round_a-x"
+    bad, good = exp / "trial_aa", exp / "trial_bb"
+    bad.mkdir(parents=True)
+    good.mkdir()
+    (bad / "error.pkl").write_bytes(b"")
+    (good / "error.pkl").write_bytes(cloudpickle.dumps(RuntimeError("a readable error")))
+    storage = SimpleNamespace(trial_fs_path=str(bad), storage_filesystem=None)
+    note = error_file_note(SimpleNamespace(trial_id="aa", local_path=str(bad), storage=storage))
+    assert note and "trial aa failed and its error could not be saved in full" in note and "MiB free" in note
+    assert not (bad / "error.pkl").exists() and (good / "error.pkl").exists()
+    storage = SimpleNamespace(trial_fs_path=str(good), storage_filesystem=None)
+    assert error_file_note(SimpleNamespace(trial_id="bb", local_path=str(good), storage=storage)) is None
+
+
+def test_a_sweep_whose_trial_error_file_is_empty_resumes(ray_session, tmp_path: Path) -> None:
+    """The resume: an experiment whose errored trial's ``error.pkl`` is empty (the disk was full when it failed)
+    restored into ``EOFError`` every time; the file is removed before Tune reads it, and the sweep finishes."""
+    from tests.test_sweep_engine import common, make_trainable
+    from ups.tune.launcher import run_round
+
+    space = tmp_path / "s.yaml"
+    space.write_text("params:\n  training.lambda_spectral: {dist: grid, values: [0.0, 1.0]}\n")
+    args = [*common(tmp_path), f"space={space}", "searcher.name=grid", "scheduler.name=fifo", "num_samples=1",
+            "max_concurrent=1", "max_failures=0", "gates.enabled=false", "name=full-disk", "fail_on_trial_error=false"]
+    first = run_round("full-disk", args, trainable=make_trainable("training.lambda_spectral", {1.0: "raise"}))
+    assert len(first.failed) == 1
+    (pkl,) = list((tmp_path / "runs" / "full-disk").glob("trial_*/error.pkl"))
+    pkl.write_bytes(b"")  # as a full disk leaves it
+    again = run_round("full-disk", [*args, "resume=true"], trainable=make_trainable("training.lambda_spectral", {}))
+    rows = again.rows[again.rows["experiment"] == "full-disk"]
+    assert len(rows) == 2 and rows["run_id"].is_unique
+    assert set(rows["status"]) == {"completed"}, rows[["run_id", "status"]].to_dict("records")  # retried, finished
+    assert json.loads(rows.iloc[0]["config_json"])  # real rows, not placeholders
