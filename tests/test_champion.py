@@ -116,6 +116,44 @@ def test_the_record_follows_its_checkpoint_when_the_sweep_moved(tmp_path: Path) 
     assert json.loads(champ.read_text())["checkpoint"] == "/moved/a"
 
 
+def test_a_history_a_killed_driver_left_short_is_completed_and_the_old_champion_relabelled(tmp_path: Path,
+                                                                                          capsys) -> None:
+    """A driver killed between champion.json and its history line (the order before 2026-12-07) left the history
+    naming the champion before, and the leaderboard both champions' rows labelled champion; ``tail -n 1`` of the
+    history then restored the dethroned one. The next promotion completes the history and the labels."""
+    from ups.leaderboard import read_leaderboard, set_values, upsert_rows
+
+    champ, lb = tmp_path / "champion.json", tmp_path / "leaderboard.csv"
+    history = tmp_path / "champion_history.jsonl"
+    upsert_rows(lb, [{"run_id": r, "kind": "trial" if len(r) == 1 else "full_eval"}
+                     for r in ("a", "full-a", "b", "full-b", "z", "full-z")])
+    update_champion(champ, [full_eval("a", 0.2)], lb)
+    update_champion(champ, [full_eval("b", 0.1)], lb)
+    history.write_text("\n".join(history.read_text().splitlines()[:-1]) + "\n")  # b's line never written
+    set_values(lb, "promotion", {"a": "champion", "full-a": "champion", "z": "champion"})  # z: another file's
+    kept = update_champion(champ, [full_eval("b", 0.1)], lb)  # the resumed sweep's promotion
+    assert kept["run_id"] == "b" and "the best candidate is the champion itself" in capsys.readouterr().out
+    assert [json.loads(x)["run_id"] for x in history.read_text().splitlines()] == ["a", "b"]
+    labels = read_leaderboard(lb).set_index("run_id")["promotion"].to_dict()
+    assert labels["a"] == labels["full-a"] == "full_eval" and labels["b"] == labels["full-b"] == "champion"
+    assert labels["z"] == "champion"  # not in this record's history: another champion file's (the full profile's)
+    # the order now: the history line first, so a kill in between leaves the history one record ahead, whose tail
+    # is what the re-run promotion crowns again without a second line
+    update_champion(champ, [full_eval("c", 0.05)], lb)
+    assert [json.loads(x)["run_id"] for x in history.read_text().splitlines()] == ["a", "b", "c"]
+    assert json.loads(history.read_text().splitlines()[-1]) == json.loads(champ.read_text())
+
+
+def test_no_finite_candidate_is_said(tmp_path: Path, capsys) -> None:
+    """A promotion whose every candidate scored inf (a training seed of each failed) printed nothing, where the
+    docs promise one line whatever the outcome."""
+    champ, lb = tmp_path / "champion.json", tmp_path / "leaderboard.csv"
+    assert update_champion(champ, [full_eval("a", 0.2, seed_scores=[0.19, float("inf")])], lb) is None
+    out = capsys.readouterr().out
+    assert "no champion crowned: no candidate has a finite score; the best, a, scored inf" in out
+    assert "scores over training seeds" in out
+
+
 def test_a_score_written_as_text_is_read_as_the_number(tmp_path: Path) -> None:
     """A hand-written "score": "0.01" passed read_champion as text: round C kept that champion, then died after its
     whole sweep printing it (ValueError: Unknown format code 'g' for object of type 'str')."""

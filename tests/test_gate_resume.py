@@ -225,6 +225,21 @@ def test_a_sweep_recorded_before_a_scheduler_key_existed_resumes_at_its_default(
     assert differences(old, now) == [f"{key}: '(unset)' → {other!r}"]
 
 
+def test_a_resume_with_other_promotion_seeds_is_refused() -> None:
+    """``promotion.seeds`` retrains each promoted configuration in an experiment of its own, which a resume
+    restores as started: a resume with ``promotion.seeds=2`` after 1 trained no second seed, scored the missing one
+    inf and crowned nothing without a word. It is now a change a resume refuses, as ``num_samples`` is; a sweep
+    recorded before the record kept it resumes whatever the command says."""
+    from ups.tune.sweep_record import _sweep_section
+
+    one = {"sweep": _sweep_section(load_sweep_config("round_a", ["promotion.seeds=1"]))}
+    two = {"sweep": _sweep_section(load_sweep_config("round_a", ["promotion.seeds=2"]))}
+    assert differences(one, two) == ["promotion.seeds: 1 → 2"]
+    assert differences(one, {"sweep": _sweep_section(load_sweep_config("round_a", ["promotion.seeds=1"]))}) == []
+    old = {"sweep": {k: v for k, v in one["sweep"].items() if k != "promotion.seeds"}}
+    assert differences(old, two) == []
+
+
 def test_resumable_asha_draws_a_trial_bracket_from_its_id_with_rays_odds() -> None:
     one = ResumableASHA(max_t=9, grace_period=1, reduction_factor=3)
     assert {one.bracket_index(f"t{i}") for i in range(50)} == {0}

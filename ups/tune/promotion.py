@@ -413,20 +413,59 @@ def _with_config(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _label_champion(leaderboard: Path, record: Mapping[str, Any] | None) -> None:
-    """Mark the champion's trial and full-eval rows ``promotion=champion`` (a re-run promotion relabels them)."""
+def _label_champion(leaderboard: Path, record: Mapping[str, Any] | None, path: Path | None = None) -> None:
+    """Mark the champion's trial and full-eval rows ``promotion=champion`` (a re-run promotion relabels them); with
+    the record's ``path``, the rows of the champions its history names before it that still say champion are
+    full-evals again (another record's champion, e.g. the full profile's in the same leaderboard, keeps its label)."""
     if record is None or not Path(leaderboard).exists():
         return
-    from ups.leaderboard import update_column
+    from ups.leaderboard import read_leaderboard, set_values, update_column
 
     ids = [str(record[k]) for k in ("run_id", "full_eval_run_id") if record.get(k)]
+    if path is not None:
+        earlier = {str(r[k]) for r in _history(path) for k in ("run_id", "full_eval_run_id") if r.get(k)} - set(ids)
+        lb = read_leaderboard(leaderboard)
+        stale = lb[lb["run_id"].astype(str).isin(earlier) & (lb["promotion"].astype(str) == "champion")]
+        if len(stale):
+            set_values(leaderboard, "promotion", {str(r): "full_eval" for r in stale["run_id"]})
     if ids:
         update_column(leaderboard, ids, "promotion", "champion")
 
 
-def _keep(current: dict[str, Any] | None, leaderboard: Path) -> dict[str, Any] | None:
-    _label_champion(leaderboard, current)
+def _keep(current: dict[str, Any] | None, leaderboard: Path, path: Path | None = None) -> dict[str, Any] | None:
+    """Keep ``current`` (the record in ``path``): label its rows, and make its history end with it (a driver killed
+    between the record and its history line left the history naming the champion before, and both labelled)."""
+    if current is not None and path is not None:
+        _complete_history(path, current)
+    _label_champion(leaderboard, current, path)
     return current
+
+
+def _history(path: Path) -> list[dict[str, Any]]:
+    """The records of ``history_path(path)``, skipping lines that are not JSON objects (a hand edit)."""
+    out = []
+    try:
+        lines = history_path(path).read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def _complete_history(path: Path, record: Mapping[str, Any],
+                      keys: Sequence[str] = ("run_id", "full_eval_run_id", "checkpoint")) -> None:
+    """Append ``record`` to its history unless the history already ends with it (the same ``keys``; a record that
+    follows its checkpoint to a moved sweep folder is a new line)."""
+    hist = _history(path)
+    if not hist or [str(hist[-1].get(k)) for k in keys] != [str(record.get(k)) for k in keys]:
+        with open(history_path(path), "a") as fh:
+            fh.write(json.dumps(dict(record), default=str) + "\n")
 
 
 def update_champion(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
@@ -474,10 +513,15 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
     current = _follow_checkpoint(path, read_champion(path), candidates)
     candidates = _with_config(candidates)
     if not candidates:
-        return _keep(current, leaderboard)
+        return _keep(current, leaderboard, path)
     best = min(candidates, key=score)
-    if not math.isfinite(score(best)):
-        return _keep(current, leaderboard)
+    if not math.isfinite(score(best)):  # every candidate's score: NaN/inf, or a training seed that failed
+        kept = f"kept the champion {current.get('run_id')} in {path}" if current else "no champion crowned"
+        seeds = f" (scores over training seeds {best.get('seed_scores')})" if has_seed_mean(best) else ""
+        _say(f"{kept}: no candidate has a finite score; the best, {best.get('source_run_id')}, scored "
+             f"{score(best)}{seeds}. Fix: see its rows' stop_reason and each seed's error.txt; a seed that failed "
+             f"counts as inf")
+        return _keep(current, leaderboard, path)
     bar = baseline_bar(baselines, best.get("data_hash")) if beat_baselines else None
     if bar is not None and score(best) >= bar[1]:
         kept = f"kept the champion {current.get('run_id')}" if current else "no champion crowned"
@@ -485,7 +529,7 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
              f"split, no better than the {bar[0]} baseline's {bar[1]:.4g} on the same data; a champion has to "
              f"beat every baseline. Fix: train longer or search further (its row and checkpoint stay on the "
              f"leaderboard), or promotion.beat_baselines=false to crown it anyway")
-        return _keep(current, leaderboard)
+        return _keep(current, leaderboard, path)
     basis, cur, new = None, math.inf, math.inf  # compared_on stays None for the first champion
     if current is not None:
         if current.get("data_hash") != best.get("data_hash"):
@@ -493,7 +537,7 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
                  f"evaluated on other data (data_hash {best.get('data_hash')!r}, champion's "
                  f"{current.get('data_hash')!r}), so their scores do not compare. Fix: pass "
                  f"champion=<another path> for this data (e.g. one per profile)")
-            return _keep(current, leaderboard)
+            return _keep(current, leaderboard, path)
         cur, new, basis = comparable_scores(current, best)
         if cur <= new:
             if str(current.get("run_id")) == str(best.get("source_run_id")):  # a re-run promotion (resume=true)
@@ -502,7 +546,7 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
             else:
                 _say(f"kept the champion {current.get('run_id')} in {path}: it scored {cur:.4g}, the best candidate "
                      f"{best.get('source_run_id')} {new:.4g} ({_BASIS[basis]})")
-            return _keep(current, leaderboard)
+            return _keep(current, leaderboard, path)
     record = {"run_id": best["source_run_id"], "full_eval_run_id": best["run_id"], "round": best.get("round"),
               "experiment": best.get("experiment"), "nrmse": finite_or_none(best.get("nrmse")),
               "nrmse_ttc": finite_or_none(best.get("nrmse_ttc")), "score": score(best), "checkpoint": best["checkpoint"],
@@ -524,11 +568,12 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
            else "the first champion in this file")
     beats = f" below the {bar[0]} baseline's {bar[1]:.4g}" if bar else ""
     _say(f"crowned {record['run_id']} in {path}: {won}; its score {record['score']:.4g}{beats}")
-    from ups.leaderboard import update_column
     if current is not None and Path(leaderboard).exists():  # dethroned: its rows are full-evals again
+        from ups.leaderboard import update_column
+
         update_column(leaderboard, [str(current[k]) for k in ("run_id", "full_eval_run_id") if current.get(k)],
                       "promotion", "full_eval")
-    update_column(leaderboard, [record["run_id"], record["full_eval_run_id"]], "promotion", "champion")
+    _label_champion(leaderboard, record, path)  # and any earlier champion of this file a kill left labelled
     return record
 
 
@@ -541,10 +586,12 @@ def history_path(record: Path) -> Path:
 
 
 def _write_record(path: Path, record: Mapping[str, Any]) -> None:
-    """champion.json (atomically) and a line of its history (``history_path``)."""
+    """A line of the history (``history_path``), then champion.json (atomically): a driver killed in between leaves
+    a history one record ahead, which the next promotion's ``_keep`` reads as it is, never a champion the history
+    lacks (``tail -n 1`` of the history restores the record)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _complete_history(path, record)  # a re-run after such a kill does not write the line twice
     write_text_atomic(path, json.dumps(record, indent=2, default=str))
-    with open(history_path(path), "a") as fh:
-        fh.write(json.dumps(record, default=str) + "\n")
 
 
 def _follow_checkpoint(path: Path, current: dict[str, Any] | None,

@@ -37,9 +37,12 @@ OPERATIONAL_KEYS = MACHINE_KEYS  # ups.config: they do not change what a trial t
 # sweep settings that decide which trials run and how they are cut
 DEFINING_SWEEP_KEYS = ("num_samples", "time_budget_s", "compute_budget_s", "scheduler", "searcher", "gates",
                        "stage_cache", "baselines", "fno_budget_s", "fno_steps")  # the baseline rows set the gates' limits
+# promotion settings that decide which trials run: promotion.seeds retrains each promoted configuration in an
+# experiment of its own (seeds-<sweep>), which a resume restores as it was started; more seeds there never ran
+DEFINING_PROMOTION_KEYS = ("seeds",)
 # settings that existed before the record kept them: absent from an older record means unknown (not the
 # default), so a sweep recorded then resumes whatever the resuming command says
-RECORDED_LATER = ("baselines", "fno_budget_s")
+RECORDED_LATER = ("baselines", "fno_budget_s", "promotion.seeds")
 
 
 def sweep_record(p: Any, overrides: Sequence[str]) -> dict[str, Any]:
@@ -60,6 +63,7 @@ def _sweep_section(s: Any) -> dict[str, Any]:
     """A sweep config's defining settings, flattened to dotted keys and JSON values."""
     sweep = flatten({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
                      for k, v in ((k, getattr(s, k)) for k in DEFINING_SWEEP_KEYS)})
+    sweep.update({f"promotion.{k}": getattr(s.promotion, k) for k in DEFINING_PROMOTION_KEYS})
     if not sweep.get("baselines", True):
         sweep.pop("fno_budget_s", None)  # no baseline rows: their budget decides nothing
         sweep.pop("fno_steps", None)
