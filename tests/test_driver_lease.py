@@ -218,3 +218,44 @@ def test_sweeps_of_a_round_started_in_the_same_second_get_their_own_names(tmp_pa
     assert driver(tmp_path / "other").communicate(timeout=60)[0].strip() == base
     assert latest_sweep([*names, f"{base}-10", "round_a-20261205-192121-11", "round_a-final"], "round_a") \
         == f"{base}-10"
+
+
+def _racer(storage: str, barrier, wins, delay_s: float) -> None:
+    """A driver process taking the lease of sweep "race" at the barrier; a delay after its look makes the race
+    certain (both look before either writes). It holds a won lease a moment, so the other looks while it is live."""
+    import ups.tune.driver_lease as dl
+
+    looked = dl.check_no_live_driver
+
+    def slow_look(*a, **k):
+        looked(*a, **k)
+        time.sleep(delay_s)
+
+    dl.check_no_live_driver = slow_look
+    barrier.wait()
+    try:
+        lease = DriverLease(storage, None, "race", storage).acquire()
+    except ConfigError:
+        return
+    wins.put(os.getpid())
+    time.sleep(2 * delay_s)
+    lease.release()
+
+
+def test_two_drivers_started_at_once_get_one_lease(tmp_path: Path) -> None:
+    """Both looked, found no live lease, and both wrote theirs (2 of 10 tries in the resilience trial): the look
+    and the write are one step now (a lock of this machine around them)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    for _ in range(2):
+        barrier, wins = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=_racer, args=(str(tmp_path / "runs"), barrier, wins, 0.5)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        got = []
+        while not wins.empty():
+            got.append(wins.get())
+        assert len(got) == 1, got

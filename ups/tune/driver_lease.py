@@ -9,25 +9,36 @@ Another driver refuses to run that sweep while the lease is live: on the same ho
 alive (the same pid and process start: pids are reused), from another host while its heartbeat is younger
 than ``STALE_S``.  A lease left by a killed driver
 does not block: its process is gone (same host) or its heartbeat goes stale (another host).
+
+Two drivers started at the same moment both looked, found no live lease and both wrote theirs. Taking a lease is now
+one step: on a local folder the look and the write happen under a lock of this machine (``flock``); on S3, which has
+no such lock, the driver reads its lease back ``SETTLE_S`` after writing it and gives way if another driver's is
+there. A renewal that finds another driver's live lease stops renewing and says so.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import posixpath
 import socket
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ups.config import ConfigError
+from ups.filelock import exclusive_lock
 from ups.outputs import process_alive
 from ups.tune.sweep_record import experiment_file
 
 LEASE = "ups_driver.json"
 RENEW_S = 30.0  # heartbeat period
 STALE_S = 180.0  # a heartbeat this old is a dead driver's (6 missed renewals, and room for clock skew)
+SETTLE_S = 1.0  # S3: how long after writing its lease a driver reads it back (a rival that looked before wrote by then)
 
 
 def _lease_file(storage: str, fs: Any, name: str) -> tuple[Any, str]:
@@ -74,6 +85,21 @@ def live_driver(lease: dict[str, Any] | None, now: float | None = None) -> str |
     return f"driver pid {pid} on host {host} (started {lease.get('started', '?')}, last heartbeat {age:.0f} s ago)"
 
 
+def _local_lock(fs: Any, path: str) -> Path | None:
+    """This machine's lock for taking the lease at ``path`` on a local filesystem (in the temp folder, named by the
+    path: nothing is added to the sweep's folder); None for remote storage."""
+    from pyarrow import fs as pafs
+
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return None
+    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"ups-driver-lease-{digest}.lock"
+
+
+def _mine(lease: dict[str, Any] | None) -> bool:
+    return bool(lease) and lease.get("host") == socket.gethostname() and int(lease.get("pid", 0) or 0) == os.getpid()
+
+
 def check_no_live_driver(storage: str, fs: Any, name: str, display: str) -> None:
     """Refuse to run sweep ``name`` while another driver runs it."""
     who = live_driver(read_lease(storage, fs, name))
@@ -102,10 +128,22 @@ class DriverLease:
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     def acquire(self) -> "DriverLease":
-        check_no_live_driver(self.storage, self.fs, self.name, self.display)
         self._started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         self._pid_start = _process_start(os.getpid())
-        self._write()
+        fs, path = _lease_file(self.storage, self.fs, self.name)
+        lock = _local_lock(fs, path)
+        if lock is not None:  # the look and the write as one step among this machine's drivers
+            with exclusive_lock(lock):
+                check_no_live_driver(self.storage, self.fs, self.name, self.display)
+                self._write()
+        else:
+            check_no_live_driver(self.storage, self.fs, self.name, self.display)
+            self._write()
+            time.sleep(SETTLE_S)  # a driver that looked before this write wrote its own by now: the last one wins
+            if not _mine(read_lease(self.storage, self.fs, self.name)):
+                check_no_live_driver(self.storage, self.fs, self.name, self.display)  # names the winner
+                raise ConfigError(f"sweep {self.display}/{self.name}: another driver took its lease at the same "
+                                  f"moment. Fix: wait for it to finish, or resume=true once it has stopped")
         self._thread = threading.Thread(target=self._renew, name="ups-driver-lease", daemon=True)
         self._thread.start()
         return self
@@ -121,6 +159,12 @@ class DriverLease:
     def _renew(self) -> None:
         while not self._stop.wait(self.renew_s):
             try:
+                lease = read_lease(self.storage, self.fs, self.name)
+                if not _mine(lease) and (who := live_driver(lease)) is not None:
+                    print(f"[ups sweep] warning: the lease of sweep {self.display}/{self.name} now names {who}: two "
+                          f"drivers run this sweep. Stop one of them (Ctrl-C); this one no longer renews its lease",
+                          file=sys.stderr, flush=True)
+                    return
                 self._write()
             except OSError:  # a storage hiccup: the next renewal tries again, well before the lease goes stale
                 pass
@@ -131,7 +175,7 @@ class DriverLease:
         if self._thread is not None:  # a renewal under way would write the lease again after it was removed (and
             self._thread.join(timeout=10)  # its folder, which a refused new sweep removes next)
         lease = read_lease(self.storage, self.fs, self.name)
-        if lease and lease.get("host") == socket.gethostname() and int(lease.get("pid", 0) or 0) == os.getpid():
+        if _mine(lease):
             fs, path = _lease_file(self.storage, self.fs, self.name)
             try:
                 fs.delete_file(path)
