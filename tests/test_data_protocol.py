@@ -264,3 +264,27 @@ def test_settings_the_data_cannot_fit_are_refused_before_it_is_generated(tmp_pat
                        if not extra[0].startswith("data.n=") else said):
         load_protocol(cfg)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # nothing generated
+
+
+def test_a_corrupted_cached_file_is_told_to_be_deleted_and_then_made_again(tmp_path):
+    """A cached generated file with NaN in it (a disk error, an edit) said "regenerate the file (`ups data generate
+    …`)", which found the file "cached" (its attributes are complete) and kept it. The fix names the file to delete,
+    and the next load generates it again."""
+    import h5py
+
+    from ups.config import load_config
+    from ups.data.hdf5 import DataFileError
+    from ups.data.protocol import load_protocol
+
+    cfg = load_config(["data.n=12", "data.resolution=64", "data.frames=61", "data.t_final=0.6",
+                       "data.reduced_resolution_t=3", f"data.cache_dir={tmp_path / 'cache'}"]).data
+    good = load_protocol(cfg)
+    with h5py.File(good.source, "a") as f:
+        f["tensor"][4, 3, :] = np.nan
+    with pytest.raises(DataFileError, match=r"NaN/inf in 1 samples.*Fix: delete this cached file \(rm '.*'\): the next "
+                                            r"command generates it again") as e:
+        load_protocol(cfg)
+    assert "drop those samples" not in str(e.value)
+    good.source.unlink()
+    again = load_protocol(cfg)
+    assert torch.equal(again.test, good.test) and again.data_hash == good.data_hash

@@ -1107,6 +1107,11 @@ def test_unwritable_outputs_are_refused_before_data(tmp_path: Path, monkeypatch:
     monkeypatch.delenv("WANDB_DIR")
     prepare("round_a", [*ok, f"champion={blocker / 'c.json'}", "promotion.top_k=0"])
     assert not list((tmp_path / "r").glob(".ups-probe-*")) and (tmp_path / "r").is_dir()
+    # the leaderboard's lock file made a folder (by hand, a bad copy): a traceback after the data and baselines
+    (tmp_path / "r" / "lb.csv.lock").mkdir()
+    with pytest.raises(ConfigError, match=r"leaderboard=.*lb\.csv: its lock file .*lb\.csv\.lock cannot be opened .* "
+                                          r"Fix: remove .*lb\.csv\.lock"):
+        prepare("round_a", ok)
 
 
 @pytest.mark.parametrize("text, why", [

@@ -188,6 +188,10 @@ def load_protocol(data_cfg: Any, *, check_config: bool = True, need: Sequence[st
         check_fits("the data the data.* settings describe", (int(cfg_value(data_cfg, "n")),
                    int(cfg_value(data_cfg, "frames")), int(cfg_value(data_cfg, "resolution"))), data_cfg, need, True)
     source = Path(str(path_value)).expanduser() if path_value else dataset_path(data_cfg)
+    # a generated file in the cache is found "cached" by `ups data generate` (its attributes are complete): deleting
+    # it is what makes the next command generate it again
+    regenerate = ("regenerate it (`ups data generate …`)" if path_value else
+                  f"delete this cached file (rm '{source}'): the next command generates it again")
     info = inspect_pdebench(source)  # layout, grid and ν checked before the tensor is read
     if check_config:
         check_file_matches_config(info, data_cfg)
@@ -207,14 +211,14 @@ def load_protocol(data_cfg: Any, *, check_config: bool = True, need: Sequence[st
         bad = np.flatnonzero((~np.isfinite(data)).any(axis=(1, 2)))
         shown = ", ".join(map(str, bad[:8].tolist())) + (" …" if bad.size > 8 else "")
         raise DataFileError(f"{source}: 'tensor' holds NaN/inf in {bad.size} samples (indices {shown}; checked at the "
-                            f"protocol's subsampled points). Fix: "
-                            "regenerate the file (`ups data generate …`) or drop those samples")
+                            f"protocol's subsampled points). Fix: {regenerate}" + (", or drop those samples" if path_value
+                                                                                   else ""))
     big = float(np.abs(data).max()) if data.size else 0.0
     if big > MAX_ABS_VALUE:  # finite, but its squares overflow float32: every nRMSE on the file came out NaN
         raise DataFileError(f"{source}: 'tensor' holds values up to {big:.3g} in magnitude, whose squares overflow "
                             f"the float32 the models and metrics compute in (a 1D Burgers field is of order 1; the "
                             f"limit here is {MAX_ABS_VALUE:.0e}). Fix: check the file's units or scaling, or "
-                            "regenerate it (`ups data generate …`)")
+                            f"{regenerate}")
     # nRMSE divides by each sample's target norm: a sample that is zero in every predicted frame has none (an
     # edited or placeholder file), and every score on it (baselines, trials, gates) would be inf or garbage
     blank = np.flatnonzero(~(data[:, initial_step:] != 0).any(axis=(1, 2)))
@@ -223,7 +227,7 @@ def load_protocol(data_cfg: Any, *, check_config: bool = True, need: Sequence[st
         raise DataFileError(f"{source}: 'tensor' is zero in every frame from initial_step={initial_step} on in "
                             f"{blank.size} of {data.shape[0]} samples (indices {shown}; read at the protocol's "
                             "subsampled points): their nRMSE, which divides by the target's norm, is undefined. "
-                            "Fix: drop those samples from the file, or regenerate it (`ups data generate …`)")
+                            f"Fix: drop those samples from the file, or {regenerate}")
     nu = bf.nu if bf.nu is not None else float(cfg_value(data_cfg, "nu"))  # the file's ν wins (PDEBench name/attr)
     protocol = {"rx": rx, "rt": rt, "nmax": nmax, "test_ratio": test_ratio, "val_ratio": val_ratio,
                 "initial_step": initial_step}

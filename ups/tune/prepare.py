@@ -262,6 +262,14 @@ def check_outputs_writable(scfg: SweepConfig) -> None:
             why = e.strerror if e.strerror else str(e)
             raise ConfigError(f"{key}={path}: the sweep could not write there ({why}). Fix: {key}=<a writable "
                               f"{'folder' if is_dir else 'file path'}>" + _OUTPUT_OR.get(key, "")) from None
+        lock = Path(f"{path}.lock")  # leaderboard and champion writes take turns under <file>.lock (ups.filelock)
+        if not is_dir and key in ("leaderboard", "champion"):
+            try:
+                probe_writable_file(lock)
+            except OSError as e:
+                raise ConfigError(f"{key}={path}: its lock file {lock} cannot be opened ({e.strerror or e}), and every "
+                                  f"write of the file takes it. Fix: remove {lock} (it holds nothing: the sweep makes "
+                                  f"it again)") from None
     if scfg.promotion.top_k > 0:  # the promotion compares with the recorded champion, after every trial
         read_champion(resolve_path(scfg.champion))
     lb = resolve_path(scfg.leaderboard)
