@@ -33,7 +33,7 @@ def test_resume_repairs_a_cut_off_state_from_the_staging_copy(ray_session, tmp_p
     state = cut_off(tmp_path / "runs" / "cutoff")
     again = run_round("cutoff", [*args, "resume=true"],
                       trainable=make_trainable("training.lambda_spectral", {}, iterations=3))
-    assert "was cut off (driver killed mid-copy); restored it from" in capsys.readouterr().out
+    assert "was cut off (a driver killed mid-copy, or a full disk); restored it from" in capsys.readouterr().out
     assert newest_state(str(state.parent))[1] is not None
     rows = again.rows[again.rows["experiment"] == "cutoff"]
     assert len(rows) == 2 and rows["run_id"].is_unique and set(rows["status"]) == {"completed"}
