@@ -71,6 +71,22 @@ def test_a_tracker_seeded_from_the_saved_reports_stops_where_an_uninterrupted_on
     assert first_stop(GateTracker(LIMITS), "t1", HISTORY[6:]) is None
 
 
+def test_a_trial_tune_restarts_from_the_start_is_not_taken_for_diverging() -> None:
+    """A trial that failed with its checkpoint lost (a full disk cut it to 0 bytes) is retried from iteration 1: its
+    first autoencoder losses again were compared with the best of the run before, and the retry was stopped as
+    diverging (train_loss 0.576 > 20x best 0.00416). A report at an iteration the trial had already passed starts
+    its best losses afresh; a real divergence after the restart still trips the gate."""
+    tracker = GateTracker(LIMITS)
+    first = [{"training_iteration": i, "stage": "autoencoder", "epoch": i, "train_loss": 1.0 / 4 ** i}
+             for i in range(1, 6)]  # down to 0.00098
+    assert tracker.replay("t1", first) is None
+    retry = [{"training_iteration": i, "stage": "autoencoder", "epoch": i, "train_loss": 0.6 / i} for i in (1, 2, 3)]
+    assert tracker.replay("t1", retry) is None
+    assert tracker.update("t1", {"training_iteration": 4, "stage": "autoencoder", "epoch": 4, "train_loss": 50.0})
+    # another trial's history is its own
+    assert tracker.replay("t2", first) is None
+
+
 def test_a_trial_past_a_gate_before_the_stop_is_stopped_at_its_first_report_after_it(tmp_path: Path) -> None:
     """The stopper had said stop, the driver died before Tune saved the trial as terminated: the resumed
     trial is stopped again, with the reason it had."""

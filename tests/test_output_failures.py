@@ -92,3 +92,26 @@ def test_a_sweep_whose_trial_error_file_is_empty_resumes(ray_session, tmp_path: 
     assert len(rows) == 2 and rows["run_id"].is_unique
     assert set(rows["status"]) == {"completed"}, rows[["run_id", "status"]].to_dict("records")  # retried, finished
     assert json.loads(rows.iloc[0]["config_json"])  # real rows, not placeholders
+
+
+def test_a_full_disk_before_any_trial_ends_the_sweep_with_the_fix(tmp_path: Path, monkeypatch) -> None:
+    """The leaderboard's disk full when the baseline rows are written ended the driver in a traceback; now the
+    fix, and the new sweep's folder is removed (nothing trained: the same command starts it again)."""
+    import errno
+
+    from ups.tune import launcher
+
+    runs = tmp_path / "runs"
+    args = [f"storage_path={runs}", f"leaderboard={tmp_path / 'lb.csv'}", f"report_dir={tmp_path / 'r'}",
+            f"champion={tmp_path / 'c.json'}", "wandb.enabled=false", "name=early"]
+    monkeypatch.setattr(launcher, "load_data", lambda base: SimpleNamespace(data_hash="d1"))
+    monkeypatch.setattr(launcher, "baseline_rows", lambda s, base, data: ([{"run_id": "baseline-x", "label": "x"}], []))
+
+    def full(path, rows):  # what a full disk raises (ENOSPC) when the leaderboard is written
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(launcher, "upsert_rows", full)
+    with pytest.raises(OutputWriteError, match=r"cannot write the leaderboard .*lb\.csv \(No space left on device\); "
+                                               r"nothing has trained yet.*Fix: free space .* run the same command"):
+        launcher.run_round("round_a", args)
+    assert not (runs / "early").exists()  # a new sweep's folder goes with it

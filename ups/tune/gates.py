@@ -51,6 +51,7 @@ class GateTracker:
     limits: GateLimits
     best_loss: dict[tuple[str, str], float] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
+    last_iteration: dict[str, int] = field(default_factory=dict)  # trial id → its latest training_iteration
 
     def update(self, trial_id: str, result: Mapping[str, Any]) -> str | None:
         if trial_id in self.reasons:
@@ -70,6 +71,12 @@ class GateTracker:
 
     def _check(self, trial_id: str, r: Mapping[str, Any]) -> str | None:
         it = int(r.get("training_iteration", 0) or 0)
+        last = self.__dict__.setdefault("last_iteration", {})  # a tracker pickled before the field existed
+        if it and it < last.get(trial_id, 0):  # Tune restarted it (a retry): from an earlier
+            # checkpoint, or from the start when its checkpoint was lost; a stage's first losses again are no divergence
+            self.best_loss = {k: v for k, v in self.best_loss.items() if k[0] != trial_id}
+        if it:
+            last[trial_id] = it
         if r.get("nonfinite"):
             return f"gate:nonfinite ({r.get('nonfinite_keys', 'metrics')} NaN/Inf at iteration {it})"
         for k in NONFINITE_KEYS:

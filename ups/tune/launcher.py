@@ -224,7 +224,12 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 _log(note)
             baselines, gate_baselines = baseline_rows(s, p.base, data) if data is not None else ([], [])
             if baselines:
-                upsert_rows(p.leaderboard, baselines)
+                try:
+                    upsert_rows(p.leaderboard, baselines)
+                except OSError as e:  # a full disk under the leaderboard: a traceback before any trial
+                    raise OutputWriteError(f"cannot write the leaderboard {p.leaderboard} ({e.strerror or e}); nothing "
+                                           f"has trained yet and the baselines are cached. Fix: free space on that disk "
+                                           f"or make the file writable, then run the same command again") from None
                 first, n_test = eval_subset(p.base, data), int(data.test.shape[0])
                 if first > 0:  # the gates measure trials against the reference trial, scored on the same
                     _log(f"note: eval.max_samples={first}: each trial's own eval scores the first {first} of the "
@@ -304,8 +309,13 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                                        per_trial_resources(s), s.pending_trials, round_conc, results, gates, histories):
                     _log(line)
             else:
-                tuner = build_tuner(p, name, tr, limits, round_conc, callbacks, warm)
-                write_record(p.storage_path, p.filesystem, name, record)
+                try:
+                    tuner = build_tuner(p, name, tr, limits, round_conc, callbacks, warm)  # writes tuner.pkl
+                    write_record(p.storage_path, p.filesystem, name, record)
+                except OSError as e:  # a full storage disk: Ray's traceback, and a 0-byte tuner.pkl left behind
+                    raise OutputWriteError(f"cannot write the sweep's state in {p.display_storage}/{name} "
+                                           f"({e.strerror or e}); nothing has trained yet. Fix: free space there, then "
+                                           f"run the same command again") from None
 
             if live:  # after a resume's state repair (the study is rebuilt from the folder); the file exists when named
                 live.setup()

@@ -369,9 +369,17 @@ def error_file_note(trial: Any) -> str | None:
         return None
     import shutil
 
-    try:
-        free = f"{shutil.disk_usage(str(trial.local_path)).free / 2**20:.0f} MiB free there"
-    except OSError:
-        free = "its free space unknown"
-    return (f"trial {trial.trial_id} failed and its error could not be saved in full ({trial.local_path}: "
-            f"{free}; a full disk?). Fix: free space, then resume=true retries it from its last checkpoint")
+    from pyarrow import fs as pafs
+
+    folders = [str(trial.local_path)]  # Ray's staging copy, and the storage_path the trial's files go to
+    if isinstance(getattr(trial.storage, "storage_filesystem", None), pafs.LocalFileSystem):
+        folders.append(str(trial.storage.trial_fs_path))
+    free = []
+    for folder in dict.fromkeys(folders):
+        try:
+            free.append((shutil.disk_usage(folder).free, folder))
+        except OSError:
+            continue
+    where = (f"{min(free)[1]}: {min(free)[0] / 2**20:.0f} MiB free there" if free else "free space unknown")
+    return (f"trial {trial.trial_id} failed and its error could not be saved in full ({where}; a full disk?). Fix: "
+            f"free space, then resume=true retries it from its last checkpoint")
