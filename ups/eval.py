@@ -355,15 +355,11 @@ def unnamed_nu_note(cfg: Any) -> str | None:
     """A note when ``data.path`` is a file that names no ν (no ``nu``/``Nu`` attribute, no ``_Nu<ν>`` in its name):
     it is scored as if it were ``data.nu`` (the checkpoint's, unless given), which the file cannot confirm."""
     path = str(cfg.data.path or "")
-    if not path or not Path(path).expanduser().is_file():
-        return None
-    from ups.data.hdf5 import inspect_pdebench
+    from ups.data.hdf5 import declared_nu
 
-    try:
-        if inspect_pdebench(Path(path).expanduser()).nu is not None:
-            return None
-    except (OSError, ValueError):
-        return None  # a malformed file was refused with its own message when loaded
+    readable, nu = declared_nu(path) if path else (False, None)
+    if not readable or nu is not None:
+        return None  # generated data, a file that names its ν, or one refused with its own message when loaded
     return (f"{path} names no ν (no nu/Nu attribute, no _Nu<ν> in its name): it is taken to be ν = "
             f"{float(cfg.data.nu):g}, as the checkpoint was trained; if its ν is another, this is an out-of-distribution "
             f"test the evaluation cannot flag")

@@ -89,7 +89,15 @@ def fresh_temp_folder(parent: Path, stem: str, grace_s: float = 60.0) -> Path:
 
 
 def umask() -> int:
-    """This process's umask (read by setting it and putting it back)."""
+    """This process's umask: from /proc (Linux), which leaves it as it is for the process's other threads; elsewhere
+    by setting it and putting it back."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

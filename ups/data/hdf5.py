@@ -229,6 +229,18 @@ def inspect_pdebench(path: str | Path) -> FileInfo:
         return _validate(path, f)
 
 
+def declared_nu(path: str | Path) -> tuple[bool, float | None]:
+    """(readable, ν) of a data file's header: (False, None) for a path that is no file or not a valid PDEBench file
+    (its loader refuses it with its own fix), else (True, the ν its attributes or PDEBench name give, None if none)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return False, None
+    try:
+        return True, inspect_pdebench(path).nu
+    except (OSError, ValueError):
+        return False, None
+
+
 def read_pdebench(path: str | Path, *, max_samples: int = -1, reduced_resolution: int = 1,
                   reduced_resolution_t: int = 1, chunk: int = 256, start: int = 0) -> BurgersFile:
     """Load a PDEBench-layout file → ``BurgersFile`` (tensor float32 (N,T,X)).

@@ -76,14 +76,11 @@ def nu_notes(cfg: Any, overrides: list[str]) -> list[str]:
     """What the run records as ν when ``data.path`` names a file: the file's own (its attributes or PDEBench name)
     wins over ``data.nu``, silently until now, and a file that names none is recorded with ``data.nu``."""
     path = str(cfg.data.path or "")
-    if not path or not Path(path).expanduser().is_file():
-        return []  # generated data (ν is data.nu) or a missing file (refused with its fix when loaded)
-    from ups.data.hdf5 import inspect_pdebench
+    from ups.data.hdf5 import declared_nu
 
-    try:
-        nu = inspect_pdebench(Path(path).expanduser()).nu
-    except (OSError, ValueError):
-        return []  # a malformed file is refused with its own message when loaded
+    readable, nu = declared_nu(path) if path else (False, None)
+    if not readable:
+        return []  # generated data (ν is data.nu), or a missing or malformed file (refused with its fix when loaded)
     given = any(override_key(o) in ("data.nu", "nu") for o in overrides)
     if nu is None:
         return [f"{path} names no ν (no nu/Nu attribute, no _Nu<ν> in its name): the run records data.nu="

@@ -36,7 +36,7 @@ import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, config_from_dict
 from ups.leaderboard import (EVAL_COLUMNS, REFERENCE_REASON, finite_or_none, read_leaderboard, selection_key,
-                             trial_standing, upsert_rows)
+                             set_values, trial_standing, update_column, upsert_rows)
 from ups.outputs import write_text_atomic
 from ups.tune.gates import small_eval_gates
 from ups.tune.results import eval_samples_json
@@ -216,7 +216,6 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
     if out:
         upsert_rows(leaderboard, out)
     if out or kept:  # the kept ones too: a resume's small-eval had set their trials back to small_eval
-        from ups.leaderboard import update_column
         update_column(leaderboard, [r["source_run_id"] for r in [*out, *kept]], "promotion", "full_eval")
     if kept:
         _say(f"full-eval of {', '.join(r['source_run_id'] for r in kept)}: on the leaderboard already, from this "
@@ -419,8 +418,6 @@ def _label_champion(leaderboard: Path, record: Mapping[str, Any] | None, path: P
     full-evals again (another record's champion, e.g. the full profile's in the same leaderboard, keeps its label)."""
     if record is None or not Path(leaderboard).exists():
         return
-    from ups.leaderboard import read_leaderboard, set_values, update_column
-
     ids = [str(record[k]) for k in ("run_id", "full_eval_run_id") if record.get(k)]
     if path is not None:
         earlier = {str(r[k]) for r in _history(path) for k in ("run_id", "full_eval_run_id") if r.get(k)} - set(ids)
@@ -569,8 +566,6 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
     beats = f" below the {bar[0]} baseline's {bar[1]:.4g}" if bar else ""
     _say(f"crowned {record['run_id']} in {path}: {won}; its score {record['score']:.4g}{beats}")
     if current is not None and Path(leaderboard).exists():  # dethroned: its rows are full-evals again
-        from ups.leaderboard import update_column
-
         update_column(leaderboard, [str(current[k]) for k in ("run_id", "full_eval_run_id") if current.get(k)],
                       "promotion", "full_eval")
     _label_champion(leaderboard, record, path)  # and any earlier champion of this file a kill left labelled

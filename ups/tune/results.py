@@ -356,13 +356,12 @@ def error_file_note(trial: Any) -> str | None:
     """After Tune recorded a trial's final error: remove its ``error.pkl`` if it does not unpickle (a failure on a
     full disk leaves 0 bytes, and Ray's ResultGrid, which unpickles every trial's, ended the driver and every resume
     in ``EOFError``), and say why, with the free space of the disk it is on; None when it was readable."""
-    from ups.tune.tune_state import drop_unreadable_error_pickle, drop_unreadable_error_pickles
+    from ups.tune.tune_state import drop_unreadable_error_pickles
 
-    dropped = False
     try:
-        dropped = drop_unreadable_error_pickle(str(trial.local_path))
         storage = trial.storage
-        dropped = bool(drop_unreadable_error_pickles(storage.trial_fs_path, storage.storage_filesystem)) or dropped
+        dropped = bool(drop_unreadable_error_pickles(str(trial.local_path))  # Ray's staging copy, then storage
+                       + drop_unreadable_error_pickles(storage.trial_fs_path, storage.storage_filesystem))
     except Exception:  # a trial without storage: nothing was written
         return None
     if not dropped:

@@ -220,18 +220,6 @@ def drop_unreadable_error_pickles(experiment_path: str, fs: Any = None) -> list[
     return bad
 
 
-def drop_unreadable_error_pickle(trial_dir: str) -> bool:
-    """The same for one trial's local folder (the driver's copy, which Ray's ``ResultGrid`` reads for local storage),
-    right after Tune recorded its error; True when one was deleted."""
-    path = Path(trial_dir) / ERROR_PICKLE
-    try:
-        if path.is_file() and not _unpickles(path.read_bytes()):
-            path.unlink()
-            return True
-    except OSError:
-        pass
-    return False
-
 
 def _write_over(experiment_path: str, fs: Any, path: str, copy: Path) -> None:
     """Write the staging ``copy`` over the state file ``path`` on the experiment's storage."""
