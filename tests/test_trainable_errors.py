@@ -67,3 +67,26 @@ def test_a_train_fn_without_val_ttc_runs_in_a_sweep_searching_ttc_keys(tmp_path:
     trainable.ups_trial(config, base=to_dict(p.base), space=p.space, train_fn=old_train)
     trainable.ups_trial(config, base=to_dict(p.base), space=p.space, train_fn=new_train)
     assert calls == ["t1", True]
+
+
+def test_a_checkpoint_that_cannot_be_copied_leaves_no_folder_behind(tmp_path: Path, monkeypatch) -> None:
+    """A restored or promoted checkpoint gone from storage: the copy fails and its temp folder goes with it
+    (Ray's to_directory() left an empty checkpoint_tmp_* folder in /tmp, two per test-suite run)."""
+    import tempfile
+
+    from ray.tune import Checkpoint
+
+    from ups.tune.scratch import checkpoint_copy
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    with pytest.raises(FileNotFoundError):
+        checkpoint_copy(Checkpoint(str(tmp_path / "trial_x" / "checkpoint_000004")))
+    assert not list(temp.glob("checkpoint_tmp_*"))
+    stored = tmp_path / "checkpoint_000001"
+    stored.mkdir()
+    (stored / "checkpoint.pt").write_bytes(b"weights")
+    copy = checkpoint_copy(Checkpoint(str(stored)))
+    assert copy.parent == temp and copy.name.startswith("checkpoint_tmp_")
+    assert (copy / "checkpoint.pt").read_bytes() == b"weights"

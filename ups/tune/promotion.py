@@ -40,6 +40,7 @@ from ups.leaderboard import (EVAL_COLUMNS, REFERENCE_REASON, finite_or_none, rea
 from ups.outputs import write_text_atomic
 from ups.tune.gates import small_eval_gates
 from ups.tune.results import eval_samples_json
+from ups.tune.scratch import checkpoint_copy
 from ups.tune.space import SearchSpace
 
 SEED_KEY = "training.seed"
@@ -141,7 +142,7 @@ def local_checkpoint(path: str, filesystem: Any = None) -> Iterator[Path]:
         return
     from ray.tune import Checkpoint
 
-    local = Path(Checkpoint(path, filesystem=filesystem).to_directory())
+    local = checkpoint_copy(Checkpoint(path, filesystem=filesystem))
     try:
         yield local / "checkpoint.pt"
     finally:

@@ -11,6 +11,7 @@ import hashlib
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def scratch_root(experiment: str, storage: str = "") -> Path:
@@ -48,3 +49,16 @@ def _remove_local_scratch(experiment: str, storage: str = "") -> bool:
     path = scratch_root(experiment, storage)
     shutil.rmtree(path, ignore_errors=True)
     return not path.exists()
+
+
+def checkpoint_copy(checkpoint: Any) -> Path:
+    """A fresh local copy of a Tune checkpoint in a new ``$TMPDIR/checkpoint_tmp_*`` folder, the caller's to delete.
+    A download that fails (the checkpoint gone from storage, a storage error) removes the folder: Ray's own
+    ``to_directory()`` leaves it behind, empty."""
+    local = Path(tempfile.mkdtemp(prefix="checkpoint_tmp_"))
+    try:
+        checkpoint.to_directory(str(local))
+    except BaseException:
+        shutil.rmtree(local, ignore_errors=True)
+        raise
+    return local

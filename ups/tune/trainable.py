@@ -22,7 +22,7 @@ from ups.config import config_from_dict, to_dict
 from ups.train.checkpoint import CheckpointError
 from ups.tune.gpu_share import no_cuda_for_share
 from ups.tune.results import GPU_SHARE
-from ups.tune.scratch import scratch_root
+from ups.tune.scratch import checkpoint_copy, scratch_root
 from ups.tune.space import SearchSpace
 from ups.tune.stage_cache import CACHED_STAGE, StageCache, stage_cache_key
 
@@ -88,7 +88,7 @@ def _resume_path(ckpt: Checkpoint | None) -> tuple[Path | None, Path | None]:
     """(file or folder to resume from, the temporary copy to delete afterwards)."""
     if ckpt is None:
         return None, None
-    local = Path(ckpt.to_directory())  # always a fresh temporary copy: ours to delete
+    local = checkpoint_copy(ckpt)  # always a fresh temporary copy: ours to delete
     f = local / "checkpoint.pt"
     return (f if f.exists() else local), local
 
