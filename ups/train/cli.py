@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
         return 1
     except KeyboardInterrupt:  # Ctrl-C: one line and the resume (a traceback from inside torch.save said neither)
         kept = saved_checkpoints(run_dir)
-        print(f"\nups train: interrupted (Ctrl-C). "
+        print("\nups train: interrupted (Ctrl-C). "
               + (f"Its checkpoints ({', '.join(kept[-2:])}) are in {run_dir / 'checkpoints'}; to go on: ups train "
                  f"--resume {run_dir}" if kept else "No checkpoint was written yet: run the same command again"),
               file=sys.stderr)

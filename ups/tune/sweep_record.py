@@ -179,24 +179,29 @@ def latest_sweep(names: Sequence[str], round_name: str) -> str:
 # names claimed by drivers on this machine: two sweeps of a round started in the same second (two terminals, a
 # shell loop with &, two `ray submit` to one head) both named themselves <round>-<that second>, and the second
 # was refused as "still running" once its data had loaded (on a shared trial scratch folder, too)
-CLAIMS = Path(tempfile.gettempdir()) / "ups-sweep-names"
+def claims_dir() -> Path:
+    """Where this machine's drivers claim sweep names: ``$TMPDIR/ups-sweep-names`` (read when a name is claimed)."""
+    return Path(tempfile.gettempdir()) / "ups-sweep-names"
+
+
 CLAIM_TTL_S = 3600.0  # a name holds a second of the clock: an hour-old claim can only block a clock set back
 
 
 def _claim_here(storage: str, name: str) -> bool:
     """Claim ``name`` under ``storage`` for this driver, once per machine (an exclusive create); False when a
     driver here claimed it first. Where the claims folder cannot be written, every name is free here."""
+    claims = claims_dir()
     try:
-        CLAIMS.mkdir(mode=0o1777, exist_ok=True)
+        claims.mkdir(mode=0o1777, exist_ok=True)
         now = time.time()
-        for old in CLAIMS.iterdir():
+        for old in claims.iterdir():
             try:
                 if now - old.stat().st_mtime > CLAIM_TTL_S:
                     old.unlink()
             except OSError:  # another driver removed it first
                 continue
         key = hashlib.sha1(f"{storage.rstrip('/')}/{name}".encode()).hexdigest()[:20]
-        os.close(os.open(CLAIMS / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        os.close(os.open(claims / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     except FileExistsError:
         return False
     except OSError:
