@@ -663,7 +663,12 @@ def test_resume_data_check_with_no_data_hash_column_on_the_leaderboard(tmp_path)
     removed) or predates the data_hash column has nothing to compare: it goes on, not a KeyError on data_hash."""
     from ups.tune.prepare import check_resume_data
 
-    check_resume_data(tmp_path / "new-lb.csv", "round_a-x", "abcdef1234567890")
+    assert check_resume_data(tmp_path / "new-lb.csv", "round_a-x", "abcdef1234567890") is None
+    assert not (tmp_path / "new-lb.csv").exists()  # nothing written to compare later
     old = tmp_path / "old-lb.csv"
     old.write_text("run_id,experiment,kind,nrmse\nround_a-x-1,round_a-x,trial,0.1\n")
-    check_resume_data(old, "round_a-x", "abcdef1234567890")
+    assert check_resume_data(old, "round_a-x", "abcdef1234567890") is None
+    # with the column, the same call on other data is refused: the two calls above went on for want of it
+    old.write_text("run_id,experiment,kind,nrmse,data_hash\nround_a-x-1,round_a-x,trial,0.1,0123456789abcdef\n")
+    with pytest.raises(ConfigError, match="resume=true"):
+        check_resume_data(old, "round_a-x", "abcdef1234567890")
