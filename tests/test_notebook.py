@@ -26,6 +26,9 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, c
     from ups.cli import main as ups_main
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    kernel_tmp = tmp_path / "kernel_tmp"  # the kernel's $TMPDIR: its Optuna study's temporary file must go
+    kernel_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(kernel_tmp))
     assert all(not c.get("outputs") for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"), \
         "commit the notebook without outputs"
     before = sorted(p.name for p in report_sweep.reports.iterdir())
@@ -78,8 +81,10 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, c
     assert '"latent"' in config_text and '"dim": 8' in config_text
     # a round A sweep has no dims verdict, and says so
     assert "not a dims round" in "".join(o.get("text", "") for o in _outputs(nb, "dims"))
-    # the notebook only reads results
+    # the notebook only reads results, and leaves no temporary file (an optuna.db in /tmp at each run, before)
     assert sorted(p.name for p in report_sweep.reports.iterdir()) == before
+    assert "in memory (the sweep's report keeps it" in "".join(o.get("text", "") for o in study_out)
+    assert not list(kernel_tmp.iterdir()), list(kernel_tmp.iterdir())
     # the kernel talked over unix sockets (the kernel process's own stderr, caught at the file descriptor)
     assert "running over TCP" not in capfd.readouterr().err
     # champion=: the sweep's own record (the full profile's champion_full.json); a corrupt one is refused naming it

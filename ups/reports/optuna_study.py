@@ -77,7 +77,9 @@ class StudyExport:
     def storage(self) -> str:
         return sqlite_url(self.path)
 
-    def describe(self) -> str:
+    def describe(self, where: str | None = None) -> str:
+        """One line: the study's name, its trials by state, what was left out, and where it is (``where``, else
+        its storage URL)."""
         counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.states.items())) or "no trials"
         said = ({"RUNNING": "running when Tune saved its searcher", "WAITING": "queued start-up point(s) never run"}
                 if self.searcher == "optuna" else
@@ -85,7 +87,7 @@ class StudyExport:
         said["OUTSIDE"] = "with values outside the space the sweep started with"
         left = "".join(f"; {n} {said.get(s, s.lower())}, left out" for s, n in sorted(self.left_out.items()))
         built = "" if self.searcher == "optuna" else f", built from the {self.searcher} search's Tune results"
-        return f"Optuna study '{self.study_name}' ({counts}{left}{built}) in {self.storage}"
+        return f"Optuna study '{self.study_name}' ({counts}{left}{built}) in {where or self.storage}"
 
 
 def sqlite_url(path: str | Path) -> str:
