@@ -242,10 +242,16 @@ def _racer(storage: str, barrier, wins, delay_s: float) -> None:
     lease.release()
 
 
-def test_two_drivers_started_at_once_get_one_lease(tmp_path: Path) -> None:
+def test_two_drivers_started_at_once_get_one_lease(tmp_path: Path, monkeypatch) -> None:
     """Both looked, found no live lease, and both wrote theirs (2 of 10 tries in the resilience trial): the look
-    and the write are one step now (a lock of this machine around them)."""
+    and the write are one step now (a lock of this machine around them), whose lock file goes afterwards (one
+    per sweep gathered in /tmp)."""
     import multiprocessing as mp
+    import tempfile
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the lock is; the forked racers inherit it
 
     ctx = mp.get_context("fork")
     for _ in range(2):
@@ -259,3 +265,4 @@ def test_two_drivers_started_at_once_get_one_lease(tmp_path: Path) -> None:
         while not wins.empty():
             got.append(wins.get())
         assert len(got) == 1, got
+        assert not list(temp.glob("ups-driver-lease-*")), list(temp.iterdir())

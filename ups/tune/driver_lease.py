@@ -87,7 +87,7 @@ def live_driver(lease: dict[str, Any] | None, now: float | None = None) -> str |
 
 def _local_lock(fs: Any, path: str) -> Path | None:
     """This machine's lock for taking the lease at ``path`` on a local filesystem (in the temp folder, named by the
-    path: nothing is added to the sweep's folder); None for remote storage."""
+    path: nothing is added to the sweep's folder; removed once the lease is taken); None for remote storage."""
     from pyarrow import fs as pafs
 
     if not isinstance(fs, pafs.LocalFileSystem):
@@ -133,7 +133,7 @@ class DriverLease:
         fs, path = _lease_file(self.storage, self.fs, self.name)
         lock = _local_lock(fs, path)
         if lock is not None:  # the look and the write as one step among this machine's drivers
-            with exclusive_lock(lock):
+            with exclusive_lock(lock, remove=True):
                 check_no_live_driver(self.storage, self.fs, self.name, self.display)
                 self._write()
         else:
