@@ -13,6 +13,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -414,3 +415,7 @@ def test_a_stop_signal_that_also_reaches_rays_gcs_ends_the_driver_in_seconds(tmp
     assert len(mine) == 2 and set(mine["status"]) == {"interrupted"}, mine[["run_id", "status", "stop_reason"]]
     assert mine["stop_reason"].str.contains("resume=true").all() and mine["val_nrmse"].notna().all()
     assert f"Leaderboard — {name}" in out, out[-3000:]
+    # the trials' scratch (trainer checkpoints, stage cache) goes too: it stayed in /tmp/ups-trials at each such stop.
+    # Its folder may come back empty: the trial workers outlive the driver here (they get no signal) and write on
+    scratch = [f for f in (Path(tempfile.gettempdir()) / "ups-trials").glob(f"{name}*/**/*") if f.is_file()]
+    assert not scratch, scratch

@@ -32,7 +32,7 @@ from ups.tune.ray_session import (check_local_fit, concurrency, connect_ray, emp
                                   per_trial_resources, round_concurrency)
 from ups.tune.restore import carry_over, reported_histories, restored_analysis, restored_results, trial_compute_s
 from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
-from ups.tune.scratch import remove_scratch
+from ups.tune.scratch import remove_local_scratch, remove_scratch
 from ups.tune.stop_signals import SweepInterrupted, log as _log, stop_signals_as_ctrl_c, watch_cluster
 from ups.tune.summary import SweepOutcome, print_leaderboard
 from ups.tune.sweep_config import SweepConfig, resolve_path, unread_overrides
@@ -326,6 +326,7 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             def ray_gone() -> None:  # the driver's last act when its Ray went (its local instance stopped, or the head
                 # of the joined cluster): no ResultGrid
                 lb_cb.record_unfinished(INTERRUPTED)
+                remove_local_scratch(name, p.storage_path)  # the finally below is not reached: the driver ends here
                 print_leaderboard(SweepOutcome(name, exp_path, p.leaderboard, read_leaderboard(p.leaderboard), None, None,
                                                baselines, interrupted=True), s.print_top)
 

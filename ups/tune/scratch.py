@@ -1,7 +1,7 @@
 """Trial scratch folders on each node: where they are and their removal once a sweep's trials have ended.
 
 Standard library only (Ray is imported when ``remove_scratch`` runs): the removal task that
-``remove_scratch`` sends to every node unpickles ``_remove_local_scratch`` by importing this module in a
+``remove_scratch`` sends to every node unpickles ``remove_local_scratch`` by importing this module in a
 Ray worker, and a module that imported torch and Ray Tune (``ups.tune.trainable``) cost that worker ~2 s
 of imports, paid at the end of every sweep (and of every promotion retrain).
 """
@@ -36,7 +36,7 @@ def remove_scratch(experiment: str, storage: str = "", timeout_s: float = 60.0, 
         return
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    rm = ray.remote(num_cpus=0, max_retries=0)(_remove_local_scratch)
+    rm = ray.remote(num_cpus=0, max_retries=0)(remove_local_scratch)
     refs = [rm.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
             .remote(experiment, storage) for n in ray.nodes() if n.get("Alive")]
     try:
@@ -45,7 +45,9 @@ def remove_scratch(experiment: str, storage: str = "", timeout_s: float = 60.0, 
         pass  # a node that went away took its scratch with it; a hung one keeps a few MB of /tmp
 
 
-def _remove_local_scratch(experiment: str, storage: str = "") -> bool:
+def remove_local_scratch(experiment: str, storage: str = "") -> bool:
+    """Remove an experiment's scratch on this node only (where Ray is gone, or run as the task above); True once
+    it is gone."""
     path = scratch_root(experiment, storage)
     shutil.rmtree(path, ignore_errors=True)
     return not path.exists()
