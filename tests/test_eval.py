@@ -618,9 +618,18 @@ def test_eval_takes_a_champion_record_and_an_s3_checkpoint(tiny, files, tmp_path
     assert (fno["fno"]["fno_steps"], fno["fno"]["details"]["steps"], fno["fno"]["seed"]) == (3, 3, 4)
     assert "(trained 3 steps, seed 4)" in capsys.readouterr().out
 
-    # refusals name the record or the URI and the fix
+    # refusals name the record or the URI and the fix, and leave no download folder behind (an empty one stayed)
+    import tempfile
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     with pytest.raises(ConfigError, match=r"does not exist on S3.*Fix"):
         main([f"checkpoint=s3://{s3_bucket}/sweeps/exp/trial_00000/checkpoint_000009", f"data={files['base']}"])
+    s3_client.put_object(Bucket=s3_bucket, Key="sweeps/exp/trial_00000/checkpoint_000007/params.json", Body=b"{}")
+    with pytest.raises(ConfigError, match=r"holds no checkpoint.pt.*Fix"):
+        main([f"checkpoint=s3://{s3_bucket}/sweeps/exp/trial_00000/checkpoint_000007", f"data={files['base']}"])
+    assert not list(temp.iterdir()), list(temp.iterdir())
     with pytest.raises(ConfigError, match=r"no champion: 'missing.json' does not exist.*Fix"):
         main(["checkpoint=missing.json"])
     with pytest.raises(ConfigError, match=r"no champion: 's3://.*/sweeps/exp/champion.json' does not exist on S3.*Fix"):

@@ -401,14 +401,18 @@ def fetch_s3_checkpoint(uri: str) -> Path:
 
     path, filesystem = resolve_storage(uri)
     info = filesystem.get_file_info(path)
-    local = Path(tempfile.mkdtemp(prefix="ups_ckpt_"))
-    if info.type == pafs.FileType.File:
-        pafs.copy_files(path, str(local / "checkpoint.pt"), source_filesystem=filesystem)
-    elif info.type == pafs.FileType.Directory:
-        pafs.copy_files(path, str(local), source_filesystem=filesystem)
-    else:
+    if info.type not in (pafs.FileType.File, pafs.FileType.Directory):
         raise StorageError(f"checkpoint '{uri}' does not exist on S3. Fix: pass checkpoint=<s3 URI or local path> "
                            f"of a finished trial (the leaderboard's checkpoint column)")
-    if not (local / "checkpoint.pt").is_file():
-        raise ReportError(f"checkpoint '{uri}' holds no checkpoint.pt. Fix: pass a trial's checkpoint_N folder")
+    local = Path(tempfile.mkdtemp(prefix="ups_ckpt_"))
+    try:  # a failed or empty download leaves no temp folder behind (the caller deletes a good one)
+        if info.type == pafs.FileType.File:
+            pafs.copy_files(path, str(local / "checkpoint.pt"), source_filesystem=filesystem)
+        else:
+            pafs.copy_files(path, str(local), source_filesystem=filesystem)
+        if not (local / "checkpoint.pt").is_file():
+            raise ReportError(f"checkpoint '{uri}' holds no checkpoint.pt. Fix: pass a trial's checkpoint_N folder")
+    except BaseException:
+        shutil.rmtree(local, ignore_errors=True)
+        raise
     return local / "checkpoint.pt"
