@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +41,7 @@ def module_at(commit: str, path: str, name: str) -> object:
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod  # dataclasses look their module up while the class is made
     spec.loader.exec_module(mod)
+    shutil.rmtree(folder, ignore_errors=True)  # imported: the copy is no longer read
     return mod
 
 

@@ -32,7 +32,8 @@ def main() -> int:
     from ups.tune.launcher import load_data
     from ups.tune.prepare import prepare
 
-    p = prepare("round_a", [f"storage_path={tempfile.mkdtemp(prefix='fno_steps_')}"])  # the smoke profile's data
+    with tempfile.TemporaryDirectory(prefix="fno_steps_") as storage:  # nothing is written there: prepare checks it
+        p = prepare("round_a", [f"storage_path={storage}"])  # the smoke profile's data
     data = load_data(p.base)
     out = []
     for steps in args.steps:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -215,6 +216,7 @@ def main() -> None:
     print(f"gpu_packing on {dev}: " + "; ".join(parts) + f" — {args.trials} identical trials per setting")
     if not any(s.get("completed") for s in settings):  # a figure of 0 trials/h measured nothing: not a success
         sys.exit(f"gpu_packing: no trial completed in any setting; their errors are in {root / 'runs'}/pack_*/*/error.txt")
+    shutil.rmtree(root, ignore_errors=True)  # the sweeps' folders and data (kept above, for their errors)
 
 
 if __name__ == "__main__":
