@@ -104,7 +104,7 @@ def test_share_dataset_generates_once_and_workers_download(tmp_path, s3_bucket):
     from ups.config import load_config
 
     def data_cfg(cache):
-        return load_config([f"data.n=3", "data.resolution=32", "data.frames=6", "data.t_final=0.05",
+        return load_config(["data.n=3", "data.resolution=32", "data.frames=6", "data.t_final=0.05",
                             f"data.cache_dir={cache}"]).data
 
     prefix = f"s3://{s3_bucket}/ups"

@@ -598,8 +598,8 @@ def test_a_warm_started_sweep_tells_tpe_the_earlier_sweeps_finished_trials(ray_s
     # fixed, so their scores mix those values (they were told to TPE as if they did not)
     lr_only = tmp_path / "lr_only.yaml"
     lr_only.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 3.0e-3}\n")
-    with pytest.raises(ConfigError, match=rf"that sweep also searched stages.operator.ema_decay, "
-                                          rf"stages.operator.optimizer.betas, stages.operator.warmup_steps_ratio"):
+    with pytest.raises(ConfigError, match=r"that sweep also searched stages.operator.ema_decay, "
+                                          r"stages.operator.optimizer.betas, stages.operator.warmup_steps_ratio"):
         run_round("round_a", [*second, f"space={lr_only}"])
     narrow = tmp_path / "narrow.yaml"  # neither sweep has a finished trial with lr in it
     narrow.write_text((REPO / "search_spaces" / "round_a.yaml").read_text().replace(

@@ -158,7 +158,7 @@ def parity(eager: nn.Module, ts: Any, ort_sess: Any, batches: dict[int, torch.Te
             elif artifact == "rollout" and max_abs <= 10 * floor:
                 ok, crit = finite, f"≤ 10 × float32 floor ({10 * floor:.1e})"
             else:
-                ok, crit = False, f"> {tolerance:g}" + (f" and > 10 × floor" if artifact == "rollout" else "")
+                ok, crit = False, f"> {tolerance:g}" + (" and > 10 × floor" if artifact == "rollout" else "")
             rows.append({"artifact": artifact, "runtime": runtime, "batch": b, "max_abs": max_abs,
                          "max_rel": max_rel, "f32_floor": floor, "ok": ok, "criterion": crit})
     return rows

@@ -84,7 +84,7 @@ def render_model_card(info: dict[str, Any]) -> str:
         f"decoder hidden {dec.get('hidden_dim', '—')} × {dec.get('num_layers', '—')} layers, encoder sees "
         f"{enc.get('context_frames', '—')} frame(s) |",
         f"| grid | {X} points (periodic, cell centres on [0, 1)) |",
-        f"| training stage reached | " + ("training finished (final checkpoint)" if info.get("stage") == "done" else
+        "| training stage reached | " + ("training finished (final checkpoint)" if info.get("stage") == "done" else
                                            f"{info.get('stage', '—')} (epoch {info.get('epoch', '—')})") + " |",
         "",
         "## Accuracy (test split, PDEBench protocol)", "",

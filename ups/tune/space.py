@@ -555,8 +555,8 @@ def _check_derived(path: Path, params: Mapping[str, Param], derived: Mapping[str
                 cycle = target in _rule_reads(read, derived[read])
                 raise _err(path, where, f"reads '{read}', which derived.{read} sets only later (rules run in file "
                                         f"order), so it would see the base value"
-                                        + (f"; the two rules read each other (a cycle). Fix: let one of them read "
-                                           f"a param instead" if cycle else
+                                        + ("; the two rules read each other (a cycle). Fix: let one of them read "
+                                           "a param instead" if cycle else
                                            f". Fix: move derived.{read} above derived.{target}"))
 
 
