@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-from ups.tune.promotion import update_champion
+from ups.tune.promotion import seed_mean_candidates, update_champion
 
 
 def full_eval(rid: str, nrmse_ttc: float, seed_scores: list[float] | None = None) -> dict:
@@ -399,3 +400,34 @@ def test_the_record_names_its_leaderboard_and_the_baselines_fno(tmp_path: Path) 
     steps = [dict(baselines[0], fno_budget_s=0.0, fno_steps=100, nrmse=0.09)]
     rec = update_champion(tmp_path / "c2.json", [full_eval("a", 0.080)], lb, steps)
     assert rec["baselines_run"] == {"fno_budget_s": 0.0, "fno_steps": 100, "seed": 3}
+
+
+def test_the_best_candidate_is_crowned_whatever_its_place_in_the_list(tmp_path: Path) -> None:
+    """The lowest score wins (a max crowned the worst full-eval of the round)."""
+    lb = tmp_path / "leaderboard.csv"
+    assert update_champion(tmp_path / "c1.json", [full_eval("a", 0.3), full_eval("b", 0.1)], lb)["run_id"] == "b"
+    assert update_champion(tmp_path / "c2.json", [full_eval("b", 0.1), full_eval("a", 0.3)], lb)["run_id"] == "b"
+
+
+def test_candidates_are_scored_on_their_nrmse_with_ttc(tmp_path: Path) -> None:
+    """The champion's score is nRMSE with TTC where the full-eval has it, not the plain rollout's nRMSE."""
+    lb = tmp_path / "leaderboard.csv"
+    a = {**full_eval("a", 0.1), "nrmse": 0.3}
+    b = {**full_eval("b", 0.2), "nrmse": 0.15}
+    rec = update_champion(tmp_path / "champion.json", [b, a], lb)
+    assert rec["run_id"] == "a" and rec["score"] == 0.1
+
+
+def test_no_champion_without_a_finite_score_or_on_a_tie_with_a_baseline(tmp_path: Path) -> None:
+    """A NaN full-eval is no score of 0; a candidate only as good as the FNO on the same data does not beat it."""
+    lb = tmp_path / "leaderboard.csv"
+    assert update_champion(tmp_path / "c1.json", [full_eval("a", math.nan)], lb) is None
+    fno = [{"label": "fno", "nrmse": 0.2, "data_hash": "d1"}]
+    assert update_champion(tmp_path / "c2.json", [full_eval("a", 0.2)], lb, fno) is None
+    assert update_champion(tmp_path / "c2.json", [full_eval("a", 0.19)], lb, fno)["run_id"] == "a"
+
+
+def test_a_seed_without_a_full_eval_makes_the_seed_mean_infinite() -> None:
+    """promotion.seeds=2 with no retrain scored: the two missing seeds count as failed, not as absent."""
+    got = seed_mean_candidates([full_eval("a", 0.1)], {"a": []}, 2)
+    assert got[0]["seed_mean"] == math.inf and json.loads(got[0]["seed_scores"])[0] == 0.1

@@ -67,6 +67,14 @@ def test_a_key_one_section_off_names_the_key_with_the_same_leaf(typed, meant):
     (["training.val_max_samples=0"], r"'training.val_max_samples' = 0 must be -1 \(all\) or ≥ 1"),
     (["eval.max_samples=-2"], r"'eval.max_samples' = -2 must be -1 \(all\), 0"),
     (["stages.operator.optimizer.weight_decay=-0.1"], "'stages.operator.optimizer.weight_decay' must be ≥ 0"),
+    # exactly at the limit: each was accepted by a check one step too loose
+    (["diffusion.sigma_min=1.0", "diffusion.sigma_max=1.0"], "'diffusion.sigma_min' = 1.0 must be below"),
+    (["ttc.beam_width=5", "ttc.candidates=4"], "'ttc.beam_width' = 5 exceeds ttc.candidates = 4"),
+    (["ttc.gamma=0"], r"'ttc.gamma' = 0.0 must be in \(0, 1\]"),
+    (["stages.operator.warmup_steps_ratio=1.0"], r"'stages.operator.warmup_steps_ratio' must be in \[0,1\)"),
+    (["data.nu=0"], "'data.nu' = 0.0 must be > 0"),
+    (["stages.operator.optimizer.betas=[0.9,1.0]"], r"'stages.operator.optimizer.betas' = \[0.9, 1.0\] is invalid"),
+    (["latent.dim=0"], "'latent.dim' must be ≥ 1"),
 ])
 def test_bad_values_refused(ov, key):
     with pytest.raises(ConfigError, match=key.split(".")[-1] if " " not in key else key):
@@ -118,7 +126,8 @@ def test_unusable_values_refused_naming_key_and_fix(ov, key, fix):
 
 
 @pytest.mark.parametrize("ov", [["training.device=cuda:1"], ["training.amp=bf16"], ["stages.operator.grad_clip=0"],
-                                ["stages.operator.epochs=0"], ["operator.drop_path=0.5"]])
+                                ["stages.operator.epochs=0"], ["operator.drop_path=0.5"],
+                                ["ttc.beam_width=4", "ttc.candidates=4"]])
 def test_usable_edge_values_still_accepted(ov):
     from ups.config import to_dict
 

@@ -1,9 +1,10 @@
 """``ups.leaderboard``'s file: what it writes back."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from ups.leaderboard import read_leaderboard, set_values, upsert_rows
+from ups.leaderboard import REFERENCE_REASON, gate_word, read_leaderboard, set_values, upsert_rows
 
 
 def test_counts_are_written_as_integers_beside_blank_cells(tmp_path: Path) -> None:
@@ -30,3 +31,28 @@ def test_a_count_column_holding_text_is_left_as_it_is(tmp_path: Path) -> None:
     upsert_rows(lb, [{"run_id": "c", "epochs": 3}])
     df = read_leaderboard(lb).set_index("run_id")
     assert df.loc["a", "epochs"] == "about 40" and str(df.loc["b", "epochs"]) == "12.5"
+
+
+def test_a_count_column_holding_a_fraction_is_written_as_it_is(tmp_path: Path) -> None:
+    """Only a column of whole numbers becomes integers: casting 12.5 raised, and the write was lost."""
+    lb = tmp_path / "leaderboard.csv"
+    upsert_rows(lb, [{"run_id": "a", "epochs": 3}, {"run_id": "b", "epochs": 12.5}])
+    df = read_leaderboard(lb).set_index("run_id")
+    assert float(df.loc["a", "epochs"]) == 3 and float(df.loc["b", "epochs"]) == 12.5
+
+
+def test_a_run_listed_twice_in_one_write_keeps_its_last_row(tmp_path: Path) -> None:
+    """One row per run: the batch's later row (a re-evaluation) replaces the earlier one, never the other way."""
+    lb = tmp_path / "leaderboard.csv"
+    upsert_rows(lb, [{"run_id": "a", "nrmse": 1.0}, {"run_id": "b", "nrmse": 5.0}, {"run_id": "a", "nrmse": 2.0}])
+    df = read_leaderboard(lb)
+    assert sorted(df["run_id"]) == ["a", "b"] and df.set_index("run_id").loc["a", "nrmse"] == 2.0
+
+
+def test_gate_word_says_pass_fail_reference_or_nothing() -> None:
+    """The round's yardstick records gate_pass=False: the report must say "reference", not FAIL."""
+    assert gate_word({"gate_pass": False, "gate_reasons": "vs x: " + REFERENCE_REASON}) == "reference"
+    assert gate_word({"gate_pass": True, "gate_reasons": "vs x: all gates passed"}) == "pass"
+    assert gate_word({"gate_pass": False, "gate_reasons": "vs x: nrmse 0.1 not ≤ baseline"}) == "FAIL"
+    assert gate_word({"gate_pass": math.nan, "gate_reasons": ""}) == ""
+    assert gate_word({}) == ""

@@ -284,3 +284,63 @@ def test_bad_inputs_raise_clear_errors():
         M.ece(u[None], u, TI)
     with pytest.raises(TypeError, match="torch.Tensor"):
         M.nrmse(u.numpy(), u, TI)
+
+
+# ----------------------------------------------------------------------------- edge cases (mutation review)
+def test_brmse_sees_an_error_at_the_last_grid_point():
+    """bRMSE is the RMS of the two boundary points' errors: an error c at x_{X-1} alone is c/√2 per predicted
+    frame (reading the point before it instead saw nothing)."""
+    true = _travelling()
+    c = 0.3
+    pred = true.clone()
+    pred[:, TI:, -1] += c
+    got = M.pdebench_metric_set(pred, true, TI)
+    assert got["brmse_pdebench"] == pytest.approx(c / math.sqrt(2) * (T - TI) / T, rel=1e-9)
+
+
+def test_conservation_gap_is_measured_from_the_last_context_frame_and_either_sign_of_drift():
+    """The gap compares the forecast's mass with the last context frame's (an edited first context frame changes
+    nothing), and a mass loss counts as much as a gain (a signed mean let losses cancel gains or go negative)."""
+    u = _travelling(seed=2)
+    pred = u.clone()
+    pred[:, 0] += 1.0  # the oldest context frame: no reference for the forecast
+    assert M.conservation_gap(pred, TI) < 1e-12
+    steps = torch.arange(T, dtype=torch.float64).clamp_min(TI - 1) - (TI - 1)
+    gain = M.conservation_gap(u + 0.05 * steps[None, :, None], TI)
+    loss = M.conservation_gap(u - 0.05 * steps[None, :, None], TI)
+    assert gain > 0.01 and loss == pytest.approx(gain, rel=1e-10)
+
+
+def test_ece_refuses_levels_at_zero_or_one_and_is_nan_for_an_ensemble_with_a_nan_member():
+    """Levels 0 and 1 are no central intervals; a NaN member ranks below nothing, so a finite ECE would be made up."""
+    ens, true = _gaussian_case(1.0, s=4)
+    for levels in ((0.0, 0.5), (1.0,)):
+        with pytest.raises(ValueError, match="levels must lie in"):
+            M.ece(ens, true, 4, levels=levels)
+    ens = ens.clone()
+    ens[1] = float("nan")
+    assert math.isnan(M.ece(ens, true, 4))
+
+
+def test_rollout_metrics_bc_violation_scores_the_predicted_frames_only():
+    """The context frames are the truth, not the model's: a seam jump there must not count, one in the
+    forecast must."""
+    x = _grid()
+    true = _travelling()
+    saw = (x - 0.5)[None, None, :].expand(B, T, X)
+    forecast_jump = true.clone()
+    forecast_jump[:, TI:] += saw[:, TI:]
+    got = M.rollout_metrics(forecast_jump, true, TI)["bc_violation"]
+    assert got == pytest.approx(M.bc_violation(forecast_jump[:, TI:]), rel=1e-12) and got > 0.5
+    context_jump = true.clone()
+    context_jump[:, :TI] += saw[:, :TI]
+    assert M.rollout_metrics(context_jump, true, TI)["bc_violation"] == \
+        pytest.approx(M.bc_violation(true[:, TI:]), rel=1e-12)
+
+
+def test_a_flat_forecast_of_a_flat_truth_keeps_the_full_horizon():
+    """Two constant fields have no correlation to compute: agreeing, they count as correlated (a decayed
+    solution would otherwise score a horizon of 0)."""
+    ones = torch.ones(2, 12, 64)
+    assert M.rollout_horizon(ones, ones, 4) == 8
+    assert M.rollout_horizon(ones + 1, ones, 4) == 0

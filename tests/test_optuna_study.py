@@ -136,7 +136,9 @@ def test_a_grid_sweep_gets_a_study_built_from_tunes_results(failing_sweep, tmp_p
     reports = _reports(exp / f"trial_{done.user_attrs['tune_trial_id']}")
     assert done.state == COMPLETE and done.value == pytest.approx(reports[-1][METRIC])  # no val_objective reported
     assert done.intermediate_values == {r["training_iteration"]: pytest.approx(r[METRIC]) for r in reports}
-    assert done.duration is not None and done.duration.total_seconds() >= 0
+    # its span: from its first report less that report's own duration, to its last report
+    span = reports[-1]["timestamp"] - reports[0]["timestamp"] + reports[0]["time_this_iter_s"]
+    assert span > 0 and done.duration.total_seconds() == pytest.approx(span, abs=1e-3)
     row = lb[(lb["kind"] == "trial") & (lb["trial_id"] == done.user_attrs["tune_trial_id"])]
     assert done.user_attrs["run_id"] == row["run_id"].iloc[0]
     assert before.state == FAIL and before.value is None and before.intermediate_values == {}

@@ -82,6 +82,13 @@ def test_an_exact_nrmse_margin_passes() -> None:
     assert not small_eval_gates(dict(GOOD, nrmse=0.021), dict(BASE, nrmse=0.03), CFG)[0]
 
 
+def test_a_trial_without_a_physics_figure_or_a_round_without_a_baseline_fails() -> None:
+    """A missing trial figure is no pass of its gate, and with no baseline to compare with no trial passes."""
+    no_gap = {k: v for k, v in GOOD.items() if k != "conservation_gap"}
+    assert small_eval_gates(no_gap, BASE, CFG) == (False, ["conservation_gap missing"])
+    assert small_eval_gates(GOOD, None, CFG) == (False, ["no baseline figures to compare with"])
+
+
 # ------------------------------------------------------------------------------ apply_small_eval
 def test_a_fallback_baseline_without_figures_passes_nothing(tmp_path: Path) -> None:
     lb = tmp_path / "lb.csv"
@@ -151,6 +158,18 @@ def test_gate_stopped_and_errored_trials_fail_small_eval(tmp_path: Path) -> None
     assert gate in rows[f"{EXP}-gated"] and "physics gate" in rows[f"{EXP}-gated"]
     assert "errored" in rows[f"{EXP}-err"]
     assert "no small-eval (trial stopped before its final evaluation)" in rows[f"{EXP}-asha"]  # unchanged
+
+
+def test_the_reference_trial_is_marked_as_the_round_baseline_not_judged(tmp_path: Path) -> None:
+    """The reference trial is the yardstick: its row says so (reports print "reference"), not a failed gate."""
+    from ups.leaderboard import REFERENCE_REASON, gate_word
+
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [reference(), trial("ok", **GOOD)])
+    assert apply_small_eval(lb, EXP, CFG, []) == [f"{EXP}-ok"]
+    ref = read_leaderboard(lb).set_index("run_id").loc[f"{EXP}-ref"]
+    assert ref["gate_reasons"] == f"vs reference trial ref: {REFERENCE_REASON}" and not ref["gate_pass"]
+    assert gate_word(ref) == "reference"
 
 
 def test_force_promotes_past_the_gates_but_never_a_broken_trial(tmp_path: Path) -> None:

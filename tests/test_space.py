@@ -72,6 +72,10 @@ def test_shipped_spaces_are_valid(path: Path, base) -> None:
      ["params.stages.operator.batch_size", "int bounds must be integers (got 8.5, 32). Fix: whole numbers"]),
     ("reference:\n  ttc.threshold: 0.9\nparams:\n  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n",
      ["reference.ttc.threshold", "outside [0.1, 0.2]"]),
+    ("reference:\n  ttc.threshold: 0.05\nparams:\n  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n",
+     ["reference.ttc.threshold", "outside [0.1, 0.2]"]),  # below the range as well as above it
+    ("params:\n  ttc.threshold: {dist: around, rel: 1}\n",  # a fraction of the value, below 1
+     ["params.ttc.threshold", "'rel' = 1 must be in (0, 1)"]),
     # no reference section: the value came from the base config, which the message now says
     ("params:\n  stages.operator.optimizer.lr: {dist: choice, values: [0.5, 0.7]}\n",
      ["reference.stages.operator.optimizer.lr", "(the base config's value: the file has no "
@@ -116,6 +120,9 @@ def test_derived_rules_keep_scaling_consistent(base) -> None:
     assert cfg.operator.hidden_dim == 48 and 48 % cfg.operator.heads == 0
     assert derive({"operator.heads": {"rule": "divisor", "of": "operator.hidden_dim", "near": 7}}, cfg, "x") == \
         {"operator.heads": 6}
+    # a scaled integer is rounded to the nearest, not cut: 16 × 0.16 = 2.56 → 3
+    assert derive({"operator.heads": {"rule": "scale", "of": "operator.hidden_dim", "factor": 0.16}}, base, "x") == \
+        {"operator.heads": 3}
 
 
 def test_around_zero_is_held_unless_a_width_is_given(tmp_path: Path, base) -> None:

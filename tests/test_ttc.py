@@ -280,3 +280,82 @@ def test_search_runs_a_training_mode_model_deterministically_and_restores_its_mo
     assert torch.equal(a, b) and model.training
     with pytest.raises(ValueError, match="n_steps"):
         ttc_search(model, ctx, 0, cfg.ttc)
+
+
+# ------------------------------------------------------------------------ edge cases (mutation review)
+def test_the_context_summary_is_of_the_last_observed_frame():
+    """The frame before the first forecast is the newest context frame, not the oldest."""
+    ctx = heat_frames(smooth_fields(3), 4)  # the frames differ: heat decays them
+    ref = ContextPhysics.from_context(ctx)
+    assert torch.equal(ref.last, ctx[:, -1].double())
+    assert torch.allclose(ref.energy, 0.5 * ctx[:, -1].pow(2).mean(-1))
+
+
+def test_trajectory_penalty_discounts_each_frame_against_the_one_before_it():
+    """Σ_t γ^t · penalty(frame_t | frame_{t-1}): frame 0 undiscounted, and each frame is judged against its own
+    predecessor (frame 1 here grows energy against frame 0 but not against the context)."""
+    ctx = heat_frames(smooth_fields(3), 3)
+    ref = ContextPhysics.from_context(ctx)
+    last = ctx[:, -1]
+    frames = torch.stack([0.5 * last + 0.01, 0.8 * last, 0.7 * last], dim=1)  # (B, 3, X)
+    w = RewardWeights()
+    p0 = frame_penalty(frames[:, 0], last, ref, w)
+    p1 = frame_penalty(frames[:, 1], frames[:, 0], ref, w)
+    p2 = frame_penalty(frames[:, 2], frames[:, 1], ref, w)
+    assert bool((frame_penalties(frames[:, 1], frames[:, 0], ref).energy > 0.5).all())
+    assert float(frame_penalties(frames[:, 1], last, ref).energy.max()) == 0.0
+    got = trajectory_penalty(frames, ref, w, gamma=0.5)
+    assert torch.allclose(got, p0 + 0.5 * p1 + 0.25 * p2, rtol=1e-12)
+    assert torch.allclose(trajectory_penalty(frames, ref, w), p0 + p1 + p2, rtol=1e-12)
+
+
+def test_a_jump_appearing_beside_the_wrap_pair_is_a_seam_violation():
+    """The seam is the three pairs (x_{X-2}, x_{X-1}), (x_{X-1}, x_0), (x_0, x_1): a jump put on either pair
+    beside the wrap pair scores like one on it."""
+    ctx = heat_frames(smooth_fields(4), 3)
+    ref = ContextPhysics.from_context(ctx)
+    prev, nxt = ctx[:, -1], heat_frames(ctx[:, -1], 1)[:, 0]
+    x = torch.arange(X, dtype=torch.float64) / X
+    saw = ref.scale[:, None] * (x - 0.5)  # (B, X): a jump of one RMS between x_{X-1} and x_0
+    on_wrap = frame_penalties(nxt + saw, prev, ref).bc
+    assert float(on_wrap.min()) > 0.05
+    for shift in (-1, 1):  # the jump between x_{X-2} and x_{X-1}, then between x_0 and x_1
+        beside = frame_penalties(nxt + saw.roll(shift, -1), prev, ref).bc
+        assert bool((beside > 0.5 * on_wrap).all()), shift
+
+
+class StillModel(SpectralDouble):
+    """A model whose deterministic step keeps the last frame exactly: every penalty is exactly 0."""
+
+    def step(self, z: torch.Tensor) -> torch.Tensor:
+        return z.clone()
+
+
+class FixedCandidates(SpectralDouble):
+    """Stochastic candidates at fixed mass offsets from the deterministic step (no randomness)."""
+
+    OFFSETS = (-0.01, -0.05, 0.03, -0.03, 0.06)  # the step drifts by +0.05 (bias): the 2nd cancels it
+
+    def sample_next(self, z: torch.Tensor, k: int, generator=None, steps: int = 1,
+                    noise_scale: float = 1.0) -> torch.Tensor:
+        off = torch.tensor(self.OFFSETS[:k], dtype=z.dtype)[None, :, None, None]
+        return self.step(z)[:, None] + off  # (B, K, 1, X)
+
+
+def test_ttc_searches_only_past_the_threshold_and_returns_the_best_candidate():
+    """threshold=0 searches "whenever the deterministic step is imperfect": a perfect step is not searched. With
+    one step and a horizon of 1 the result is the candidate of least penalty (argmax returned the worst beam)."""
+    ctx = heat_frames(smooth_fields(3), 2)
+    res = ttc_search(StillModel(), ctx, 3, ttc_cfg(candidates=4, beam_width=2, **{"weights.smoothness": 0.0}))
+    assert float(res.det_penalty.abs().max()) == 0.0
+    assert res.interventions == 0 and not bool(res.searched.any())
+
+    model = FixedCandidates()
+    res = ttc_search(model, ctx, 1, ttc_cfg(candidates=6, beam_width=3, horizon=1))
+    ref, w = ContextPhysics.from_context(ctx), RewardWeights()
+    z = model.encode(ctx)
+    cands = torch.cat([model.step(z)[:, None], model.sample_next(z, 5)], dim=1)  # (B, 6, 1, X)
+    pens = torch.stack([frame_penalty(model.decode(cands[:, j]), ctx[:, -1], ref, w) for j in range(6)], dim=1)
+    assert bool(res.searched.all())
+    assert torch.allclose(res.penalty, pens.min(dim=1).values, rtol=1e-12)
+    assert bool((res.chosen[:, 0] == pens.argmin(dim=1)).all())
