@@ -63,6 +63,23 @@ def test_the_leaderboard_row_keeps_the_trials_gpu_memory() -> None:
     assert cpu["gpu_mem_peak_mib"] is None and cpu["gpu_mem_total_mib"] is None
 
 
+def test_the_users_run_label_and_tags_reach_every_row() -> None:
+    """run.label=… run.tags=[…] on a sweep's command line were accepted and kept only in config_json."""
+    from ups.tune.results import RowContext, row_tags, trial_row
+    from ups.tune.space import load_space
+
+    base = load_config(["preset=dim8", "run.label=wd-study", "run.tags=[wd,'a;b']"])
+    space = load_space(REPO / "search_spaces" / "round_a.yaml", base)
+    ctx = RowContext(round="round_a", experiment="round_a-x", space=space, base=to_dict(base),
+                     reference_point=space.reference_point(base), tags=["profile:smoke", *row_tags(base)],
+                     label=base.run.label)
+    ref = trial_row(ctx, "t1", space.reference_point(base), {"val_nrmse": 0.1}, gate_reason=None)
+    assert ref["label"] == "wd-study: reference" and ref["tags"] == "profile:smoke;wd;a,b;reference"
+    other = dict(space.reference_point(base), **{"stages.operator.optimizer.lr": 1e-3})
+    row = trial_row(ctx, "t2", other, {"val_nrmse": 0.1}, gate_reason=None)
+    assert row["label"].startswith("wd-study: ") and "lr=" in row["label"] and row["tags"] == "profile:smoke;wd;a,b"
+
+
 def test_gpu_hours_price_each_report_at_the_share_the_trial_ran_it_on() -> None:
     """resources.gpu may change on a resume: a trial that ran 200 s on a whole GPU, then 200 s on a quarter after
     resources.gpu=0.25 resume=true, used 250 GPU-seconds; its row priced all 400 s at the resuming command's 0.25."""

@@ -573,3 +573,14 @@ def test_a_champion_config_that_is_not_a_mapping_is_refused_naming_the_record(tm
     with pytest.raises(ConfigError, match=r"champion.json: the champion record's 'config' is 'dim32', not the config "
                                           r"mapping a promotion writes\. Fix: .*champion_history\.jsonl"):
         champion_record(champ, "round_c")
+
+
+def test_a_users_tag_that_contains_the_word_reference_makes_no_trial_the_reference(tmp_path: Path) -> None:
+    """run.tags go onto every row; the round's reference trial is the row tagged "reference" itself (a substring
+    match took the first trial of a sweep tagged e.g. "no-reference-run" for the yardstick)."""
+    lb = tmp_path / "lb.csv"
+    upsert_rows(lb, [trial("ok", **dict(GOOD, nrmse=0.01), tags="profile:smoke;no-reference-run"),
+                     reference(tags="profile:smoke;no-reference-run;reference")])
+    assert apply_small_eval(lb, EXP, CFG, []) == [f"{EXP}-ok"]
+    rows = read_leaderboard(lb).set_index("run_id")["gate_reasons"]
+    assert rows[f"{EXP}-ok"].startswith("vs reference trial ref")

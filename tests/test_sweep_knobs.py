@@ -230,3 +230,17 @@ def test_a_resume_with_another_fno_steps_is_refused(tmp_path: Path) -> None:
     # fno_budget_s on the command line trains for that budget (the profile's fno_steps gave way silently)
     assert prepare("round_a", [*ov, "fno_budget_s=60"]).scfg.fno_steps == 0
     assert prepare("round_a", [*ov, "fno_budget_s=60", "fno_steps=7"]).scfg.fno_steps == 7
+
+
+def test_round_is_the_scripts_own() -> None:
+    """`python sweeps/round_e.py round=round_a` ran round E's space as a sweep named round_a-…, with round A's rows,
+    report folder and W&B group: refused now, from the command line and from a script's defaults."""
+    from ups.config import ConfigError
+    from ups.tune.sweep_config import load_sweep_config
+
+    assert load_sweep_config("round_e", ["round=round_e"]).round == "round_e"  # naming its own round is harmless
+    with pytest.raises(ConfigError, match=r"overrides: round=round_a, but this sweep is round round_e .*Fix: leave "
+                                          r"round= out; to run round_a, run its script \(ups sweep round_a\)"):
+        load_sweep_config("round_e", ["round=round_a"])
+    with pytest.raises(ConfigError, match=r"sweeps/round_e.py defaults: round=round_b"):
+        load_sweep_config("round_e", [], defaults={"round": "round_b"})

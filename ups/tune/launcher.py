@@ -31,7 +31,7 @@ from ups.tune.promotion import (SEED_KEY, apply_small_eval, force_fill, full_eva
 from ups.tune.ray_session import (check_local_fit, concurrency, connect_ray, empty_cluster_text,
                                   per_trial_resources, round_concurrency)
 from ups.tune.restore import carry_over, reported_histories, restored_analysis, restored_results, trial_compute_s
-from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, trial_row
+from ups.tune.results import INTERRUPTED, LeaderboardCallback, RowContext, result_trial_id, row_tags, trial_row
 from ups.tune.scratch import remove_local_scratch, remove_scratch
 from ups.tune.stop_signals import SweepInterrupted, log as _log, stop_signals_as_ctrl_c, watch_cluster
 from ups.tune.summary import SweepOutcome, print_leaderboard
@@ -244,8 +244,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             point = p.space.reference_point(p.base)
             ctx = RowContext(round=s.round, experiment=name, space=p.space, base=to_dict(p.base), reference_point=point,
                              scheduler=s.scheduler.name, gpu_per_trial=s.resources.gpu,
-                             cost_per_gpu_hour=s.cost_per_gpu_hour, tags=[f"profile:{s.profile}"],
-                             data_hash=str(getattr(data, "data_hash", "") or ""))
+                             cost_per_gpu_hour=s.cost_per_gpu_hour, tags=[f"profile:{s.profile}", *row_tags(p.base)],
+                             data_hash=str(getattr(data, "data_hash", "") or ""), label=str(p.base.run.label or ""))
             lb_cb = LeaderboardCallback(p.leaderboard, ctx, limits, gates_enabled=s.gates.enabled,
                                         budgets={"compute_budget_s": s.compute_budget_s, "time_budget_s": s.time_budget_s})
             callbacks: list[Any] = [lb_cb]

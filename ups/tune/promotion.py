@@ -39,7 +39,7 @@ from ups.leaderboard import (EVAL_COLUMNS, REFERENCE_REASON, finite_or_none, rea
                              set_values, trial_standing, update_column, upsert_rows)
 from ups.outputs import write_text_atomic
 from ups.tune.gates import small_eval_gates
-from ups.tune.results import eval_samples_json
+from ups.tune.results import eval_samples_json, has_tag
 from ups.tune.scratch import checkpoint_copy
 from ups.tune.space import SearchSpace
 
@@ -50,7 +50,7 @@ def round_baseline(lb: pd.DataFrame, experiment: str, fallback_rows: list[dict[s
                    fallback: str) -> tuple[dict[str, Any] | None, str]:
     """The reference trial's eval row, else the named baseline row → (row, description)."""
     rows = lb[(lb["experiment"] == experiment) & (lb["kind"] == "trial")]
-    ref = rows[rows["tags"].fillna("").str.contains("reference") & rows["nrmse"].notna()]
+    ref = rows[rows["tags"].map(lambda t: has_tag(t, "reference")) & rows["nrmse"].notna()]
     if len(ref):
         return ref.iloc[0].to_dict(), f"reference trial {ref.iloc[0]['trial_id']}"
     for r in fallback_rows:

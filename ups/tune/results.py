@@ -38,9 +38,20 @@ class RowContext:
     cost_per_gpu_hour: float = 0.0
     tags: list[str] = field(default_factory=list)
     data_hash: str = ""  # the sweep's data: reports pair trials with the baselines of the same data
+    label: str = ""  # run.label: the user's name for the sweep's trials, before each row's own label
 
     def run_id(self, trial_id: str) -> str:
         return f"{self.experiment}-{trial_id}"
+
+
+def row_tags(base: Any) -> list[str]:
+    """The user's ``run.tags`` of a sweep's base config, as leaderboard tags (``;`` separates tags there)."""
+    return [str(t).replace(";", ",") for t in (base.run.tags or []) if str(t).strip()]
+
+
+def has_tag(tags: Any, tag: str) -> bool:
+    """Whether a leaderboard ``tags`` cell (``a;b;c``) holds ``tag`` itself (a user's tag may contain its letters)."""
+    return tag in str(tags if isinstance(tags, str) else "").split(";")
 
 
 GPU_SHARE = "gpu_share"  # in every report of ups_trial: the GPUs Ray gave the trial then (a resume may change them)
@@ -104,8 +115,9 @@ def trial_row(ctx: RowContext, trial_id: str, config: Mapping[str, Any], result:
         "run_id": ctx.run_id(trial_id),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         # the values the trial trained with: a derived rule may move a sample (round B: heads 6 of hidden 64 → 4)
-        "label": "reference" if is_ref else ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(values.get(k, v))}"
-                                                      for k, v in ctx.space.decode(config).items()),
+        "label": (f"{ctx.label}: " if ctx.label else "")
+        + ("reference" if is_ref else ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(values.get(k, v))}"
+                                                for k, v in ctx.space.decode(config).items())),
         "round": ctx.round, "kind": "trial",
         "wall_clock": round(wall, 2), "gpu_hours": round(gpu_h, 5),
         "est_cost": round(gpu_h * ctx.cost_per_gpu_hour, 4),

@@ -282,6 +282,14 @@ def load_sweep_config(round_name: str, overrides: Sequence[str] = (),
     """
     sweep_over, trial_over = split_overrides(overrides)
     defaults = dict(defaults or {})
+    for source, given in (("overrides", sweep_over.get("round")), (f"sweeps/{round_name}.py defaults",
+                                                                  defaults.get("round"))):
+        if given is not None and str(given) != round_name:  # it named the sweep, its rows, report and W&B group
+            # after another round while it ran this round's space
+            raise ConfigError(f"{source}: round={given}, but this sweep is round {round_name} (its script's): "
+                              f"round= would file this sweep's folder, leaderboard "
+                              f"rows, report and W&B group under {given}. Fix: leave round= out; to run {given}, run "
+                              f"its script (ups sweep {given})")
     per_profile = {p: defaults.pop(p, {}) or {} for p in PROFILES}
     profile = str(sweep_over.get("profile", defaults.get("profile", "smoke")))
     cfg = OmegaConf.structured(SweepConfig)
