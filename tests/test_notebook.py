@@ -29,6 +29,11 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, c
     kernel_tmp = tmp_path / "kernel_tmp"  # the kernel's $TMPDIR: its Optuna study's temporary file must go
     kernel_tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(kernel_tmp))
+    import tempfile
+
+    here_tmp = tmp_path / "here_tmp"  # this process's: the kernel's sockets and connection file must go
+    here_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(here_tmp))
     assert all(not c.get("outputs") for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"), \
         "commit the notebook without outputs"
     before = sorted(p.name for p in report_sweep.reports.iterdir())
@@ -85,6 +90,7 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, c
     assert sorted(p.name for p in report_sweep.reports.iterdir()) == before
     assert "in memory (the sweep's report keeps it" in "".join(o.get("text", "") for o in study_out)
     assert not list(kernel_tmp.iterdir()), list(kernel_tmp.iterdir())
+    assert not list(here_tmp.iterdir()), list(here_tmp.iterdir())
     # the kernel talked over unix sockets (the kernel process's own stderr, caught at the file descriptor)
     assert "running over TCP" not in capfd.readouterr().err
     # champion=: the sweep's own record (the full profile's champion_full.json); a corrupt one is refused naming it

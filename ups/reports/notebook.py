@@ -61,8 +61,9 @@ def _kernel_manager() -> Iterator[Any]:
     folder = tempfile.mkdtemp(prefix="ups-kernel-")
     try:
         ip = os.path.join(folder, "k")  # the sockets: k-1 … k-5
-        yield KernelManager(kernel_name="python3", transport="ipc", ip=ip) if len(ip) < 100 else \
-            KernelManager(kernel_name="python3")
+        conn = os.path.join(folder, "kernel.json")  # the connection file too (jupyter_client put it in $TMPDIR, kept)
+        yield KernelManager(kernel_name="python3", transport="ipc", ip=ip, connection_file=conn) if len(ip) < 100 \
+            else KernelManager(kernel_name="python3", connection_file=conn)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
