@@ -244,3 +244,18 @@ def test_round_is_the_scripts_own() -> None:
         load_sweep_config("round_e", ["round=round_a"])
     with pytest.raises(ConfigError, match=r"sweeps/round_e.py defaults: round=round_b"):
         load_sweep_config("round_e", [], defaults={"round": "round_b"})
+
+
+def test_a_rung_after_the_last_training_epoch_is_warned_of(tmp_path: Path) -> None:
+    """grace_period=21 reduction_factor=2 max_t=60 on round A's smoke (42 epochs) put a rung at 42: a trial cut there
+    has trained fully and only loses its final eval. The playbook's rounds keep their rungs before that."""
+    from ups.tune.prepare import late_rung_notes
+
+    store = f"storage_path={tmp_path / 'runs'}"
+    p = prepare("round_a", [store, "scheduler.grace_period=21", "scheduler.reduction_factor=2", "scheduler.max_t=60"])
+    notes = late_rung_notes(p.scfg, p.base, p.space)
+    assert len(notes) == 1 and notes[0].startswith("ASHA rung(s) at training_iteration 42: every trial here has "
+                                                   "trained all its 42 epochs") and "before 42" in notes[0], notes
+    for profile in ("smoke", "full"):
+        p = prepare("round_a", [store, f"profile={profile}"])
+        assert late_rung_notes(p.scfg, p.base, p.space) == [], profile

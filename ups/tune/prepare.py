@@ -117,6 +117,8 @@ def prepare(round_name: str, overrides: Sequence[str], defaults: dict[str, Any] 
     check_promotion_seeds(scfg, space)
     space = grid_seed_passes(scfg, space, base)
     check_asha_rungs(scfg, base, space)
+    for warning in late_rung_notes(scfg, base, space):
+        _log(f"warning: {warning}")
     check_pbt_space(scfg, space, base)
     check_trial_device(scfg, base)
     check_trial_eval(scfg, base)
@@ -546,6 +548,23 @@ def check_asha_rungs(scfg: SweepConfig, base: Any, space: SearchSpace) -> None:
                           f"beyond {len(rungs)} would have no rung and never stop a trial. Fix: "
                           f"scheduler.brackets={len(rungs)} or fewer (1: one bracket), or more rungs (a smaller "
                           f"scheduler.grace_period or reduction_factor)")
+
+
+def late_rung_notes(scfg: SweepConfig, base: Any, space: SearchSpace) -> list[str]:
+    """ASHA rungs (counted in epochs) at or after the last training epoch of the longest trial: a trial cut there
+    has paid for all its training and loses only its final evaluation, so it has no test score to rank or promote."""
+    sc = scfg.scheduler
+    if sc.name != "asha" or sc.time_attr not in EPOCH_TIME_ATTRS:
+        return []
+    longest = sum(stage_epochs(base, space).values())
+    late = [r for r in asha_rungs(scfg, base, space)[2] if r >= longest]
+    if not late:
+        return []
+    return [f"ASHA rung(s) at {sc.time_attr} {', '.join(map(str, late))}: every trial here has trained all its "
+            f"{longest} epochs by then, so a trial cut there saves no training and loses only its final evaluation "
+            f"(no test score to rank or promote). Fix: put the last rung before {longest}: a smaller "
+            f"scheduler.grace_period ({sc.grace_period or 'automatic'} now) or a larger scheduler.reduction_factor "
+            f"({sc.reduction_factor:g} now)"]
 
 
 def resolve_storage_path(storage_path: str) -> tuple[str, Any, str]:
