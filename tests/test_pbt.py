@@ -24,6 +24,10 @@ def test_pbt_window_ends_with_the_last_perturbed_stage() -> None:
     assert pbt_window(cfg, ["stages.autoencoder.optimizer.lr", "stages.diff_residual.optimizer.lr"]) == 10
     assert pbt_window(cfg, ["stages.operator.optimizer.lr", "ttc.beam_width"]) == 12  # not a stage's: all of it
     assert pbt_window(cfg, []) == 12
+    # the operator's stochastic depth trains with the operator stage: a clone after it learns nothing from it (an
+    # exploit at iteration 40 of round A's 42, past the operator stage, gave the clone its donor's scores)
+    assert pbt_window(cfg, ["stages.operator.optimizer.lr", "operator.drop_path"]) == 9
+    assert pbt_start(cfg, ["operator.drop_path"]) == 1
 
 
 def test_pbt_starts_with_the_first_perturbed_stage() -> None:

@@ -220,6 +220,12 @@ def test_pbt_over_model_keys_is_refused_before_ray(tmp_path) -> None:
                                           r"stages.operator.epochs: .*Fix: fix them"):
         prepare("round_a", [f"space={longer}", "scheduler.name=pbt", f"storage_path={tmp_path}"])
     prepare("round_a", [f"space={longer}", f"storage_path={tmp_path}"])  # ASHA compares training lengths
+    # stochastic depth is a model key that shapes no weight: PBT may perturb it (it was refused as a "model shape")
+    depth = tmp_path / "depth.yaml"
+    depth.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 3.0e-3}\n"
+                     "  operator.drop_path: {dist: uniform, low: 0.0, high: 0.2}\n")
+    p = prepare("round_a", [f"space={depth}", "scheduler.name=pbt", f"storage_path={tmp_path}"])
+    assert set(p.space.pbt_mutations()) == {"stages.operator.optimizer.lr", "operator.drop_path"}
     # round A's knobs train in the operator stage, iterations 10-40 of the smoke profile: an interval of 30
     # left PBT nothing to perturb, and the sweep ran as random search
     with pytest.raises(ConfigError, match=r"perturbation_interval=30: PBT perturbs round_a.yaml's knobs from "

@@ -234,6 +234,9 @@ def test_checkpoint_refused_on_mismatch_and_corruption(tiny, tmp_path):
         load_checkpoint(res.checkpoint, cfg=other)
     with pytest.raises(CheckpointError, match="different model"):
         train(other, run_dir=tmp_path / "run2", data=tiny, resume_from=res.checkpoint)
+    # a stochastic-depth rate shapes no weight: the checkpoint loads under another (a resume, a PBT exploit)
+    model, _, _ = load_checkpoint(res.checkpoint, cfg=load_config(TINY + ["operator.drop_path=0.2"]))
+    assert model is not None
     bad = tmp_path / "bad" / "checkpoint.pt"
     bad.parent.mkdir()
     bad.write_bytes(res.checkpoint.read_bytes()[:2000])

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 FORMAT = "ups-checkpoint-v1"
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_SECTIONS = ("latent", "encoder", "operator", "decoder", "diffusion")
+# model keys that shape no weight (a regularisation rate): a checkpoint loads under another value of them, as under
+# another learning rate (a resume with another stochastic depth; PBT perturbing it between trials)
+WEIGHT_FREE_KEYS = ("operator.drop_path",)
 REQUIRED = ("format", "config", "grid_size", "model", "stage", "epoch", "global_epoch")
 
 CORRUPT_FIX = ("pass another checkpoint.pt written by `ups train` or a sweep; for a run of your own, resume "
@@ -143,9 +146,9 @@ def _first_line(e: BaseException) -> str:
 
 def model_config_diff(stored: dict[str, Any], requested: dict[str, Any],
                       sections: tuple[str, ...] = MODEL_SECTIONS) -> list[str]:
-    """Lines 'key: checkpoint=… requested=…' for every model key that differs."""
-    a = {k: v for k, v in flatten(stored).items() if k.split(".")[0] in sections}
-    b = {k: v for k, v in flatten(requested).items() if k.split(".")[0] in sections}
+    """Lines 'key: checkpoint=… requested=…' for every model key that differs (``WEIGHT_FREE_KEYS`` aside)."""
+    a = {k: v for k, v in flatten(stored).items() if k.split(".")[0] in sections and k not in WEIGHT_FREE_KEYS}
+    b = {k: v for k, v in flatten(requested).items() if k.split(".")[0] in sections and k not in WEIGHT_FREE_KEYS}
     return [f"{k}: checkpoint={a.get(k, '<absent>')!r} requested={b.get(k, '<absent>')!r}"
             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 

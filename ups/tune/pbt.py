@@ -33,23 +33,33 @@ from ups.tune.restore import SavesStateOnTrialEnd
 from ups.tune.space import trains_point
 
 
+# model keys PBT may perturb (ups.train.checkpoint.WEIGHT_FREE_KEYS), by the stage that trains with them: the
+# operator's stochastic depth acts while the operator stage trains (a clone after it would train nothing with it)
+MODEL_KEY_STAGE = {"operator.drop_path": "operator"}
+
+
+def _key_stage(key: str) -> str | None:
+    return key.split(".")[1] if key.startswith("stages.") else MODEL_KEY_STAGE.get(key)
+
+
 def _stage_spans(cfg: Any, keys: Iterable[str]) -> tuple[list[tuple[int, int]] | None, int]:
-    """(start, end) training iterations of each stage a key of ``keys`` belongs to (``stages.<stage>.…``), in
-    the order the trainer runs the stages (``ups.config.StagesCfg``), and the total; None when a key belongs to
-    no stage (it acts over the whole training) or there are no keys."""
+    """(start, end) training iterations of each stage a key of ``keys`` belongs to (``stages.<stage>.…``, or a
+    model key of ``MODEL_KEY_STAGE``), in the order the trainer runs the stages (``ups.config.StagesCfg``), and the
+    total; None when a key belongs to no stage (it acts over the whole training) or there are no keys."""
     spans, total = {}, 0
     for name, stage in cfg.stages.items():
         spans[name] = (total, total + int(stage.epochs))
         total += int(stage.epochs)
     keys = list(keys)
-    if not keys or any(not key.startswith("stages.") or key.split(".")[1] not in spans for key in keys):
+    if not keys or any(_key_stage(key) not in spans for key in keys):
         return None, total
-    return [spans[key.split(".")[1]] for key in keys], total
+    return [spans[_key_stage(key)] for key in keys], total
 
 
 def pbt_window(cfg: Any, keys: Iterable[str]) -> int:
     """The training iteration from which perturbing ``keys`` changes nothing: the epochs of every stage up
-    to the last one a key belongs to (``stages.<stage>.…``); all training epochs for any other key."""
+    to the last one a key belongs to (``stages.<stage>.…``, ``MODEL_KEY_STAGE``); all training epochs for any other
+    key."""
     spans, total = _stage_spans(cfg, keys)
     return total if spans is None else max(end for _, end in spans)
 

@@ -461,7 +461,7 @@ def check_pbt_space(scfg: SweepConfig, space: SearchSpace, base: Any) -> None:
     """PBT restarts a trial from another trial's checkpoint with perturbed values: only training knobs can
     change there. A model key (shape) would make every exploit fail on a checkpoint of another shape.  And
     its stage must leave room for one perturbation, or the sweep is random search under another name."""
-    from ups.train.checkpoint import MODEL_SECTIONS
+    from ups.train.checkpoint import MODEL_SECTIONS, WEIGHT_FREE_KEYS
 
     if scfg.scheduler.name != "pbt":
         return
@@ -473,12 +473,14 @@ def check_pbt_space(scfg: SweepConfig, space: SearchSpace, base: Any) -> None:
                           f"trains fixes its schedule and where the population stops perturbing (the stages' ends). "
                           f"Fix: fix them in the profile or on the command line (e.g. stages.operator.epochs=40) and "
                           f"drop them from params, or scheduler.name=asha to compare training lengths")
-    shaped = sorted({k for k in [*space.params, *space.derived] if k.split(".")[0] in MODEL_SECTIONS})
+    shaped = sorted({k for k in [*space.params, *space.derived]
+                     if k.split(".")[0] in MODEL_SECTIONS and k not in WEIGHT_FREE_KEYS})
     if shaped:
         raise ConfigError(f"{space.path}: scheduler.name=pbt cannot search model keys ({', '.join(shaped)}): PBT "
                           f"hands trials each other's checkpoints, and a checkpoint only loads into the model shape "
                           f"it was trained with. Fix: scheduler.name=asha for capacity sweeps (round B, dims, "
-                          f"aggressive), or keep only training knobs (stages.*, training.*, ttc.*) in the space")
+                          f"aggressive), or keep only training knobs (stages.*, training.*, ttc.*, operator.drop_path) in the "
+                          f"space")
     ref = scfg.searcher.start_at_reference and scfg.num_samples > 1  # the reference trial is left out of PBT's
     population = scfg.num_samples - int(ref)  # population (it measures the round, unperturbed)
     if population < 2:
