@@ -21,7 +21,7 @@ def _outputs(nb, tag: str) -> list:
     return cells[0].outputs
 
 
-def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, capfd) -> None:
+def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, capfd, request) -> None:
     """Run the way the README says: ``ups report notebook experiment=… leaderboard=…``."""
     from ups.cli import main as ups_main
 
@@ -29,10 +29,13 @@ def test_notebook_executes_on_smoke_sweep(report_sweep, monkeypatch, tmp_path, c
     kernel_tmp = tmp_path / "kernel_tmp"  # the kernel's $TMPDIR: its Optuna study's temporary file must go
     kernel_tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(kernel_tmp))
+    import shutil
     import tempfile
 
-    here_tmp = tmp_path / "here_tmp"  # this process's: the kernel's sockets and connection file must go
-    here_tmp.mkdir()
+    # this process's: the kernel's sockets and connection file must go. A short path, as the sockets' own (under
+    # pytest-xdist tmp_path's is long enough to put them past a socket address's 108 bytes, and over TCP)
+    here_tmp = Path(tempfile.mkdtemp(prefix="ups-nbtest-"))
+    request.addfinalizer(lambda: shutil.rmtree(here_tmp, ignore_errors=True))
     monkeypatch.setattr(tempfile, "tempdir", str(here_tmp))
     assert all(not c.get("outputs") for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"), \
         "commit the notebook without outputs"

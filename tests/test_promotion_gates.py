@@ -580,7 +580,7 @@ def test_a_users_tag_that_contains_the_word_reference_makes_no_trial_the_referen
     match took the first trial of a sweep tagged e.g. "no-reference-run" for the yardstick)."""
     lb = tmp_path / "lb.csv"
     upsert_rows(lb, [trial("ok", **dict(GOOD, nrmse=0.01), tags="profile:smoke;no-reference-run"),
-                     reference(tags="profile:smoke;no-reference-run;reference")])
+                     trial("ref", **{**BASE, "tags": "profile:smoke;no-reference-run;reference"})])
     assert apply_small_eval(lb, EXP, CFG, []) == [f"{EXP}-ok"]
     rows = read_leaderboard(lb).set_index("run_id")["gate_reasons"]
     assert rows[f"{EXP}-ok"].startswith("vs reference trial ref")
