@@ -43,6 +43,11 @@ NUMERIC_COLUMNS: tuple[str, ...] = (*EVAL_COLUMNS, "val_nrmse", "val_nrmse_ttc",
 REFERENCE_REASON = "this trial is the round baseline (reference)"
 
 
+def has_tag(tags: Any, tag: str) -> bool:
+    """Whether a ``tags`` cell (``a;b;c``) holds ``tag`` itself (a user's tag may contain its letters)."""
+    return tag in (tags if isinstance(tags, str) else "").split(";")
+
+
 def is_round_reference(row: Any) -> bool:
     """Whether a leaderboard row (dict / Series) is its round's gate baseline, not a trial the gates judged."""
     return REFERENCE_REASON in str(row.get("gate_reasons") or "")

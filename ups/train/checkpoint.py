@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 FORMAT = "ups-checkpoint-v1"
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_SECTIONS = ("latent", "encoder", "operator", "decoder", "diffusion")
-# model keys that shape no weight (a regularisation rate): a checkpoint loads under another value of them, as under
-# another learning rate (a resume with another stochastic depth; PBT perturbing it between trials)
-WEIGHT_FREE_KEYS = ("operator.drop_path",)
+# model keys that shape no weight (a regularisation rate), each with the training stage it acts in: a checkpoint loads
+# under another value of them, as under another learning rate (a resume with another stochastic depth; PBT perturbing
+# it between trials, which stops once that stage is trained: ups.tune.pbt)
+WEIGHT_FREE_KEYS = {"operator.drop_path": "operator"}
 REQUIRED = ("format", "config", "grid_size", "model", "stage", "epoch", "global_epoch")
 
 CORRUPT_FIX = ("pass another checkpoint.pt written by `ups train` or a sweep; for a run of your own, resume "

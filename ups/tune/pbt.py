@@ -29,22 +29,20 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 
+from ups.train.checkpoint import WEIGHT_FREE_KEYS
 from ups.tune.restore import SavesStateOnTrialEnd
 from ups.tune.space import trains_point
 
 
-# model keys PBT may perturb (ups.train.checkpoint.WEIGHT_FREE_KEYS), by the stage that trains with them: the
-# operator's stochastic depth acts while the operator stage trains (a clone after it would train nothing with it)
-MODEL_KEY_STAGE = {"operator.drop_path": "operator"}
-
-
 def _key_stage(key: str) -> str | None:
-    return key.split(".")[1] if key.startswith("stages.") else MODEL_KEY_STAGE.get(key)
+    """The stage a searched key acts in: ``stages.<stage>.…``, or the stage of a model key PBT may perturb (the
+    operator's stochastic depth acts while the operator stage trains: a clone after it trains nothing with it)."""
+    return key.split(".")[1] if key.startswith("stages.") else WEIGHT_FREE_KEYS.get(key)
 
 
 def _stage_spans(cfg: Any, keys: Iterable[str]) -> tuple[list[tuple[int, int]] | None, int]:
     """(start, end) training iterations of each stage a key of ``keys`` belongs to (``stages.<stage>.…``, or a
-    model key of ``MODEL_KEY_STAGE``), in the order the trainer runs the stages (``ups.config.StagesCfg``), and the
+    model key of ``WEIGHT_FREE_KEYS``), in the order the trainer runs the stages (``ups.config.StagesCfg``), and the
     total; None when a key belongs to no stage (it acts over the whole training) or there are no keys."""
     spans, total = {}, 0
     for name, stage in cfg.stages.items():
@@ -58,7 +56,7 @@ def _stage_spans(cfg: Any, keys: Iterable[str]) -> tuple[list[tuple[int, int]] |
 
 def pbt_window(cfg: Any, keys: Iterable[str]) -> int:
     """The training iteration from which perturbing ``keys`` changes nothing: the epochs of every stage up
-    to the last one a key belongs to (``stages.<stage>.…``, ``MODEL_KEY_STAGE``); all training epochs for any other
+    to the last one a key belongs to (``stages.<stage>.…``, ``WEIGHT_FREE_KEYS``); all training epochs for any other
     key."""
     spans, total = _stage_spans(cfg, keys)
     return total if spans is None else max(end for _, end in spans)

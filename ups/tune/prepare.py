@@ -479,8 +479,8 @@ def check_pbt_space(scfg: SweepConfig, space: SearchSpace, base: Any) -> None:
         raise ConfigError(f"{space.path}: scheduler.name=pbt cannot search model keys ({', '.join(shaped)}): PBT "
                           f"hands trials each other's checkpoints, and a checkpoint only loads into the model shape "
                           f"it was trained with. Fix: scheduler.name=asha for capacity sweeps (round B, dims, "
-                          f"aggressive), or keep only training knobs (stages.*, training.*, ttc.*, operator.drop_path) in the "
-                          f"space")
+                          f"aggressive), or keep only training knobs (stages.*, training.*, ttc.*, "
+                          f"{', '.join(WEIGHT_FREE_KEYS)}) in the space")
     ref = scfg.searcher.start_at_reference and scfg.num_samples > 1  # the reference trial is left out of PBT's
     population = scfg.num_samples - int(ref)  # population (it measures the round, unperturbed)
     if population < 2:

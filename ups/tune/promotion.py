@@ -35,11 +35,11 @@ from typing import Any, Iterator, Mapping, Sequence
 import pandas as pd
 
 from ups.config import ConfigError, apply_overrides, config_from_dict
-from ups.leaderboard import (EVAL_COLUMNS, REFERENCE_REASON, finite_or_none, read_leaderboard, selection_key,
-                             set_values, trial_standing, update_column, upsert_rows)
+from ups.leaderboard import (EVAL_COLUMNS, REFERENCE_REASON, finite_or_none, has_tag, read_leaderboard,
+                             selection_key, set_values, trial_standing, update_column, upsert_rows)
 from ups.outputs import write_text_atomic
 from ups.tune.gates import small_eval_gates
-from ups.tune.results import eval_samples_json, has_tag
+from ups.tune.results import eval_samples_json
 from ups.tune.scratch import checkpoint_copy
 from ups.tune.space import SearchSpace
 

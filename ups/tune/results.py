@@ -49,11 +49,6 @@ def row_tags(base: Any) -> list[str]:
     return [str(t).replace(";", ",") for t in (base.run.tags or []) if str(t).strip()]
 
 
-def has_tag(tags: Any, tag: str) -> bool:
-    """Whether a leaderboard ``tags`` cell (``a;b;c``) holds ``tag`` itself (a user's tag may contain its letters)."""
-    return tag in str(tags if isinstance(tags, str) else "").split(";")
-
-
 GPU_SHARE = "gpu_share"  # in every report of ups_trial: the GPUs Ray gave the trial then (a resume may change them)
 
 
