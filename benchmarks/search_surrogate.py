@@ -116,7 +116,7 @@ class Table:
         out = []
         for k in self.cont:
             p, v = self.space.params[k], float(config[k])
-            if p.dist == "loguniform":
+            if p.dist == "loguniform" or (p.dist == "int" and p.log):
                 out.append((math.log(v) - math.log(p.low)) / (math.log(p.high) - math.log(p.low)))
             else:
                 out.append((v - p.low) / (p.high - p.low))

@@ -428,6 +428,36 @@ def test_latin_hypercube_start_up_covers_every_range_and_choice(tmp_path: Path) 
     assert space.latin_hypercube(0, seed=0) == []
 
 
+def test_an_int_range_on_a_log_scale_reaches_optuna_as_a_log_int(tmp_path: Path) -> None:
+    """``{dist: int, log: true}``: Ray's lograndint, which OptunaSearch hands to Optuna as
+    IntDistribution(low, high, log=True) (both ends inclusive); the Latin-hypercube start-up cuts the log range
+    into strata; the report's study uses the same distribution; ``log`` on a linear range stays refused."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from ups.reports.optuna_study import _distribution
+
+    path = write(tmp_path, "params:\n  operator.hidden_dim: {dist: int, low: 16, high: 512, log: true}\n"
+                           "  latent.tokens: {dist: int, low: 4, high: 64}\n")
+    space = load_space(path)
+    hidden, tokens = space.params["operator.hidden_dim"], space.params["latent.tokens"]
+    assert (hidden.log, tokens.log) == (True, False)
+    converted = OptunaSearch.convert_search_space(space.tune_space("optuna"))
+    assert converted["operator.hidden_dim"] == optuna.distributions.IntDistribution(16, 512, log=True)
+    assert converted["latent.tokens"] == optuna.distributions.IntDistribution(4, 64)
+    assert _distribution(hidden) == converted["operator.hidden_dim"]
+    n = 10  # one point per log stratum of [16, 513): a linear cut would put 7 of the 10 above 160
+    widths = [p["operator.hidden_dim"] for p in space.latin_hypercube(n, seed=0)]
+    assert sorted(int(n * math.log(w / 16) / math.log(513 / 16)) for w in widths) == list(range(n))
+    assert all(isinstance(w, int) and 16 <= w <= 512 for w in widths)
+    for text, needle in [("{dist: int, low: 0, high: 8, log: true}", "int with log: true needs low ≥ 1 (got 0)"),
+                         ("{dist: int, low: 1, high: 8, log: 'yes'}", "'log' = 'yes' must be true or false"),
+                         ("{dist: uniform, low: 0.1, high: 0.5, log: true}", "belong to dist: around / int")]:
+        with pytest.raises(SearchSpaceError, match=re.escape(needle)):
+            load_space(write(tmp_path, f"params:\n  ttc.threshold: {text}\n" if "uniform" in text else
+                             f"params:\n  latent.tokens: {text}\n", name="bad.yaml"))
+
+
 @pytest.mark.parametrize("design, reference", [("lhs", "true"), ("lhs", "false"), ("random", "true")])
 def test_tpe_start_up_design_is_queued(tmp_path: Path, design: str, reference: str) -> None:
     """With lhs, TPE's n_startup_trials start-up trials are queued: the reference point (if on) and then

@@ -273,7 +273,7 @@ def _distribution(p: Any) -> Any:
     if p.dist in ("choice", "grid"):
         return CategoricalDistribution([p.encode(v) for v in p.values])
     if p.dist == "int":
-        return IntDistribution(int(p.low), int(p.high))
+        return IntDistribution(int(p.low), int(p.high), log=p.log)
     return FloatDistribution(float(p.low), float(p.high), log=p.dist == "loguniform")
 
 

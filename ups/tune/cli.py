@@ -39,7 +39,7 @@ def describe_param(p: Any) -> str:
     if p.dist == "around":
         zero = f", a zero champion value within ±{p.zero_width:g}" if p.zero_width else ""
         return f"around: the champion's value ±{100 * p.rel:g} %{' (log scale)' if p.log else ''}{zero}"
-    return f"{p.dist} {p.low:g} … {p.high:g}"
+    return f"{p.dist} {p.low:g} … {p.high:g}" + (" (log scale)" if p.dist == "int" and p.log else "")
 
 
 def describe_rule(rule: dict[str, Any]) -> str:

@@ -180,7 +180,7 @@ def centre_text(round_name: str, record: dict[str, Any], declared: dict[str, Par
         elif p.low == 0 and around[key].zero_width > 0 and p.high == around[key].zero_width:
             parts.append(f"{key} 0…{p.high:g} (from 0: zero_width)")
         else:
-            parts.append(f"{key} {p.low:g}…{p.high:g}" + (" (log)" if p.dist == "loguniform" else ""))
+            parts.append(f"{key} {p.low:g}…{p.high:g}" + (" (log)" if p.dist == "loguniform" or p.log else ""))
     return head + (", searching " + "; ".join(parts) if parts else "")
 
 

@@ -10,6 +10,7 @@ File layout (``search_spaces/<round>.yaml``)::
       stages.operator.warmup_steps_ratio: {dist: uniform, low: 0.0, high: 0.08}
       stages.operator.ema_decay: {dist: choice, values: [0.999, 0.9995, 0.9999]}
       stages.operator.epochs: {dist: int, low: 2, high: 6}          # inclusive
+      operator.hidden_dim: {dist: int, low: 16, high: 512, log: true}  # inclusive, on a log scale (low ≥ 1)
       latent.dim: {dist: grid, values: [8, 16, 32]}                  # every value (grid searcher)
       ttc.threshold: {dist: around, rel: 0.2}   # ±20 % around the champion's value (round C)
     derived:                        # values computed from sampled ones, after sampling
@@ -136,6 +137,8 @@ class SearchSpace:
                     value = float(p.low + u * (p.high - p.low))
                 elif p.dist == "loguniform":
                     value = float(min(p.high, max(p.low, math.exp(math.log(p.low) + u * math.log(p.high / p.low)))))
+                elif p.dist == "int" and p.log:  # log strata over [low, high + 1), floored as lograndint draws
+                    value = int(min(int(p.high), math.floor(int(p.low) * ((int(p.high) + 1) / int(p.low)) ** u)))
                 elif p.dist == "int":
                     value = int(min(int(p.high), int(p.low) + int(u * (int(p.high) - int(p.low) + 1))))
                 else:
@@ -197,8 +200,9 @@ class SearchSpace:
                 space[key] = tune.uniform(p.low, p.high)
             elif p.dist == "loguniform":
                 space[key] = tune.loguniform(p.low, p.high)
-            elif p.dist == "int":
-                space[key] = tune.randint(int(p.low), int(p.high) + 1)  # inclusive high
+            elif p.dist == "int":  # inclusive high; Optuna's IntDistribution(log=p.log) behind OptunaSearch
+                draw = tune.lograndint if p.log else tune.randint
+                space[key] = draw(int(p.low), int(p.high) + 1)
             else:  # "around" must be resolved first
                 raise self._unresolved(key)
         return space
@@ -332,7 +336,7 @@ def derive(rules: Mapping[str, Mapping[str, Any]], cfg: DictConfig, source: str)
 # ----------------------------------------------------------------------------------- loading
 # The fields each distribution and each derived rule takes (besides ``dist`` / ``rule`` and ``of``).
 FIELDS = {"choice": ("values",), "grid": ("values",), "uniform": ("low", "high"), "loguniform": ("low", "high"),
-          "int": ("low", "high"), "around": ("rel", "log", "zero_width")}
+          "int": ("low", "high", "log"), "around": ("rel", "log", "zero_width")}
 RULE_FIELDS = {"copy": (), "scale": ("factor",), "divisor": ("near",), "preset": ()}
 PRESET_OF = "latent.dim"  # ups.config.preset_values(dim) takes a latent dim
 _SCI_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")  # scientific notation YAML 1.1 reads as text
@@ -439,14 +443,14 @@ def _parse_param(path: Path, key: str, spec: Any) -> Param:
         values = [_yaml_float(key, v) for v in values]
         _check_values(path, where, key, dist, values)
         return Param(key, dist, values=list(values))
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise _err(path, where, f"'log' = {log!r} must be true or false. Fix: write log: true or log: false "
+                                f"(no quotes)")
     if dist == "around":
         rel = _num(path, where, {"rel": 0.2, **spec}, "rel")
         if not 0 < rel < 1:
             raise _err(path, where, f"'rel' = {rel} must be in (0, 1), e.g. 0.2 for ±20 %")
-        log = spec.get("log", False)
-        if not isinstance(log, bool):
-            raise _err(path, where, f"'log' = {log!r} must be true or false. Fix: write log: true or log: false "
-                                    f"(no quotes)")
         zero_width = _num(path, where, {"zero_width": 0.0, **spec}, "zero_width")
         if zero_width < 0:
             raise _err(path, where, f"'zero_width' = {zero_width} must be ≥ 0 (the range [0, w] searched when the "
@@ -461,7 +465,10 @@ def _parse_param(path: Path, key: str, spec: Any) -> Param:
     if dist == "int" and not (float(low).is_integer() and float(high).is_integer()):
         raise _err(path, where, f"int bounds must be integers (got {low}, {high}). Fix: whole numbers for low and "
                                 f"high (both inclusive), or dist: uniform for a fractional key")
-    return Param(key, dist, low=low, high=high)
+    if log and low < 1:  # Optuna's IntDistribution(log=True) and Ray's lograndint both need low ≥ 1
+        raise _err(path, where, f"int with log: true needs low ≥ 1 (got {low:g}): a log scale has no 0. Fix: low: 1 "
+                                f"or more, or log: false")
+    return Param(key, dist, low=low, high=high, log=log)
 
 
 def _parse_rule(path: Path, target: str, spec: Any, sweepable: set[str]) -> dict[str, Any]:
@@ -660,7 +667,7 @@ def resolve_around(space: SearchSpace, center: DictConfig, source: str = "champi
         if isinstance(c, int):  # at least one step beside the champion's value, but never from ≥ 1 down to 0 or
             # below (a champion's ttc.beam_width=1 became [0, 2]: round C refused it; epochs=1 drew 0, no stage)
             low = max(math.floor(lo), 1) if c >= 1 else math.floor(lo)
-            params[key] = Param(key, "int", low=low, high=max(math.ceil(hi), low + 1))
+            params[key] = Param(key, "int", low=low, high=max(math.ceil(hi), low + 1), log=p.log and low >= 1)
         else:
             params[key] = Param(key, "loguniform" if p.log and lo > 0 else "uniform", low=lo, high=hi)
     return SearchSpace(space.path, space.description, params, space.reference, space.derived)
