@@ -159,3 +159,23 @@ def test_pbt_exploits_checkpoints_under_retention(ray_session, tmp_path: Path, m
     assert any((r.metrics_dataframe["resumed_at"] > 0).any() for r in grid)  # a trial took over another's checkpoint
     assert [r.metrics["i"] for r in grid] == [15] * 4  # and every trial ran to its end
     assert all(len(list(d.glob("checkpoint_*"))) <= 1 for d in (tmp_path / "exp").glob("fn_*"))
+
+
+def test_a_checkpoint_a_live_trial_restores_from_is_kept(tmp_path: Path) -> None:
+    """PBT hands a donor's checkpoint to another trial: an old checkpoint of the donor that the clone's latest is
+    stays, though the state on storage names a newer one of the donor and it is outside the ``keep`` newest."""
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
+    from ray.tune.experiment import Trial
+
+    donor, clone = (Trial("fn", config={}, trial_id=i, stub=True) for i in ("donor", "clone"))
+    retention = CheckpointRetention(keep=1)
+    ckpts = []
+    for i in range(4):
+        (tmp_path / f"checkpoint_{i:06d}").mkdir()
+        ckpts.append(Checkpoint(str(tmp_path / f"checkpoint_{i:06d}")))
+        donor.run_metadata.checkpoint_manager.register_checkpoint(_TrainingResult(checkpoint=ckpts[-1], metrics={}))
+        retention.on_checkpoint(i, [donor, clone], donor, ckpts[-1])
+    clone.run_metadata.checkpoint_manager.register_checkpoint(_TrainingResult(checkpoint=ckpts[1], metrics={}))
+    assert retention.prune([donor, clone], {"donor": ckpts[3].path, "clone": None}) == 2
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_000001", "checkpoint_000003"]

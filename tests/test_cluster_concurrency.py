@@ -242,3 +242,25 @@ def test_pending_trials_below_one_is_refused():
     assert load_sweep_config("round_a", []).pending_trials == 1
     with pytest.raises(ConfigError, match=r"'pending_trials' = 0 must be ≥ 1\. Fix: pending_trials=1"):
         load_sweep_config("round_a", ["pending_trials=0"])
+
+
+def test_a_node_with_a_fraction_of_a_gpu_holds_the_shares_that_fit_in_it():
+    """A node whose GPU total is not whole (a fractional GPU resource): its leftover below one GPU still holds
+    trials, e.g. 0.5 GPU → two 0.25 trials; 1.5 GPUs → three."""
+    assert node_slots({"CPU": 8.0, "GPU": 0.5}, {"CPU": 1, "GPU": 0.25}) == 2
+    assert node_slots({"CPU": 8.0, "GPU": 1.5}, {"CPU": 1, "GPU": 0.5}) == 3
+
+
+def test_a_resumed_random_search_with_max_concurrent_0_is_unlimited():
+    """``max_concurrent=0`` (ADAPTIVE) on a resume of a random/grid sweep: Ray's unlimited (0), not one at a time."""
+    from ups.tune.concurrency import ADAPTIVE, VariantLimiter, set_limit
+
+    gen = VariantLimiter(max_concurrent=2)
+    assert set_limit(gen, {"CPU": 1}, 1, ADAPTIVE) is None and gen.max_concurrent == 0
+    assert set_limit(gen, {"CPU": 1}, 1, 3) is None and gen.max_concurrent == 3
+
+
+def test_spans_that_touch_do_not_run_together():
+    """Start inclusive, end exclusive: a trial that starts as another ends did not run beside it."""
+    assert most_at_once([(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]) == 1
+    assert most_at_once([(0.0, 2.0), (1.0, 3.0), (2.0, 4.0)]) == 2

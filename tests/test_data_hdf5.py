@@ -227,3 +227,21 @@ def test_info_command(tmp_path, capsys):
     assert ups_main(["data", "info", str(tmp_path / "missing.hdf5")]) == 2
     err = capsys.readouterr().err
     assert "missing.hdf5: file not found. Fix: the path of an HDF5 file" in err and "data.path" not in err, err
+
+
+def test_the_extra_pdebench_time_entry_is_the_last_one(tmp_path):
+    """PDEBench stores T+1 time entries from 0: the frames' times are the first T (the appended interval is last),
+    both when reading such a file and when writing one from T+1 entries."""
+    p = _pdebench_like(tmp_path / "f.hdf5", t_frames=21)  # t = 0, 0.01, …, 0.21
+    assert read_pdebench(p).t[0] == 0.0 and inspect_pdebench(p).t[-1] == pytest.approx(0.2)
+    w = write_pdebench(tmp_path / "w.hdf5", np.ones((1, 5, 8), np.float32), (np.arange(8) + 0.5) / 8,
+                       np.arange(6) * 0.1)
+    np.testing.assert_allclose(read_pdebench(w).t, np.arange(5) * 0.1, atol=1e-6)
+
+
+def test_a_file_name_with_nu_in_scientific_notation(tmp_path):
+    """Python names ν = 1e-05 'Nu1e-05' (str(1e-05)): the name gives 1e-05, not 1."""
+    from ups.data.hdf5 import nu_from_name
+
+    assert nu_from_name(Path("1D_Burgers_Sols_Nu1e-05.hdf5")) == 1e-05
+    assert inspect_pdebench(_pdebench_like(tmp_path / "1D_Burgers_Sols_Nu2.5E-4.hdf5")).nu == 2.5e-4

@@ -288,3 +288,31 @@ def test_a_corrupted_cached_file_is_told_to_be_deleted_and_then_made_again(tmp_p
     good.source.unlink()
     again = load_protocol(cfg)
     assert torch.equal(again.test, good.test) and again.data_hash == good.data_hash
+
+
+def test_no_frame_left_after_initial_step_is_refused(tmp_path):
+    """21 frames at reduced_resolution_t=5 are 5: initial_step=5 leaves nothing to forecast, and the refusal says
+    so (not that the file's samples are blank from initial_step on)."""
+    from ups.data.protocol import load_protocol
+
+    p = _grid_file(tmp_path / "g.hdf5")
+    with pytest.raises(ConfigError) as e:
+        load_protocol(_cfg(p, "data.initial_step=5"))
+    assert "has 5 frames after reduced_resolution_t=5, not more than initial_step=5" in str(e.value), str(e.value)
+    assert load_protocol(_cfg(p, "data.initial_step=4")).initial_step == 4
+
+
+def test_the_data_hash_names_the_split_and_the_whole_file(tmp_path):
+    """Baselines and results are cached under data_hash: another split of the same file, or a file whose last
+    sample was edited (same shape, attributes and size), must not share it."""
+    import h5py
+
+    from ups.data.protocol import load_protocol
+
+    p = _grid_file(tmp_path / "g.hdf5")
+    first = load_protocol(_cfg(p)).data_hash
+    assert load_protocol(_cfg(p)).data_hash == first
+    assert load_protocol(_cfg(p, "data.test_ratio=0.2")).data_hash != first
+    with h5py.File(p, "a") as f:
+        f["tensor"][19] = 2 * f["tensor"][19]
+    assert load_protocol(_cfg(p)).data_hash != first

@@ -371,3 +371,11 @@ def test_a_resumed_asha_saved_before_the_reference_was_protected_says_so() -> No
     del old.__dict__["reference"]  # as unpickled from a state saved before the attribute existed
     assert "predates the reference trial's protection" in resumed(old)
     assert "predates" not in resumed(new)
+
+
+def test_every_gate_tracker_is_seeded_not_only_the_first_that_trips(tmp_path: Path) -> None:
+    """The stopper's tracker and the leaderboard callback's both get the saved reports: the callback's labels the
+    trial's row with the gate that stopped it."""
+    stopper, callback = GateTracker(LIMITS), GateTracker(LIMITS)
+    assert restore_gates([stopper, callback], reported_histories([saved_trial(tmp_path, "t2", HISTORY)])) == (1, 1)
+    assert "t2" in stopper.reasons and callback.reasons.get("t2") == stopper.reasons["t2"]

@@ -183,3 +183,14 @@ def test_a_gpu_share_that_torch_cannot_use_is_refused_not_trained_on_the_cpu() -
     assert no_cuda_for_share(0.25, "auto", cuda_available=True) is None
     # on this machine, the check the trainable makes
     assert (no_cuda_for_share(1.0, "auto", cuda_available=torch.cuda.is_available()) is None) == torch.cuda.is_available()
+
+
+def test_restored_reports_without_a_gpu_share_are_priced_at_the_resuming_commands_share() -> None:
+    """A sweep started before trials reported their GPU share: each saved report's seconds at ``resources.gpu``."""
+    from types import SimpleNamespace
+
+    from ups.tune.restore import trial_compute_s
+
+    restored = [SimpleNamespace(path="/x/trial_t1", metrics={})]
+    secs, gpu = trial_compute_s(restored, {"t1": [{"time_this_iter_s": 100.0}] * 3}, 0.5)
+    assert secs == {"t1": 300.0} and gpu == {"t1": 150.0}

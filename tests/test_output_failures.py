@@ -115,3 +115,47 @@ def test_a_full_disk_before_any_trial_ends_the_sweep_with_the_fix(tmp_path: Path
                                                r"nothing has trained yet.*Fix: free space .* run the same command"):
         launcher.run_round("round_a", args)
     assert not (runs / "early").exists()  # a new sweep's folder goes with it
+
+
+def test_a_row_that_waited_never_replaces_the_newer_row_of_its_trial(tmp_path: Path) -> None:
+    """A trial's row that a full disk left waiting ('interrupted') and then its newer row (it completed): the
+    leaderboard gets the newer one, not the stale row that waited."""
+    from ups.leaderboard import read_leaderboard
+    from ups.tune.results import INTERRUPTED, trial_row
+
+    ctx, ref = _ctx()
+    folder = tmp_path / "reports"
+    folder.write_text("not a folder")
+    cb = LeaderboardCallback(folder / "leaderboard.csv", ctx, GateLimits())
+    assert not cb.upsert([trial_row(ctx, "t1", ref, {"training_iteration": 5}, gate_reason=None, cut=INTERRUPTED)])
+    folder.unlink()
+    folder.mkdir()
+    cb.on_trial_complete(9, [], _trial("t1", ref))
+    rows = read_leaderboard(folder / "leaderboard.csv").set_index("run_id")
+    assert rows.loc[ctx.run_id("t1"), "status"] == "completed", rows["stop_reason"].to_dict()
+
+
+def test_rows_for_an_interrupted_loop_cover_only_the_open_trials_that_reported_here(tmp_path: Path) -> None:
+    """At an interrupt, a trial still pending (never reported: a resume runs it) gets no row, and a trial whose row
+    the callback already wrote is not taken for one the loop cut short; a gated trial's row says 'stopped' and why."""
+    from ups.leaderboard import read_leaderboard
+    from ups.tune.results import INTERRUPTED, stop_reason
+
+    ctx, ref = _ctx()
+    lb = tmp_path / "leaderboard.csv"
+    cb = LeaderboardCallback(lb, ctx, GateLimits())
+    running = {"training_iteration": 3, "val_nrmse": 0.5, "time_this_iter_s": 1.0}
+    t1, t2, t3 = (SimpleNamespace(trial_id=t, config=ref, last_result=running, checkpoint=None, num_failures=0,
+                                  status="RUNNING") for t in ("t1", "t2", "t3"))
+    for t in (t1, t3):
+        cb.on_trial_result(3, [t1, t2, t3], t, dict(running))
+    t3.last_result, t3.status = _trial("t3", ref).last_result, "TERMINATED"
+    cb.on_trial_complete(4, [t1, t2, t3], t3)
+    cb.on_step_end(4, [t1, t2, t3])
+    assert cb.cut_short("t1", running) and not cb.cut_short("t2", running) and not cb.cut_short("t3", running)
+    assert cb.record_unfinished(INTERRUPTED) == 1
+    rows = read_leaderboard(lb).set_index("run_id")
+    assert sorted(rows.index) == [ctx.run_id("t1"), ctx.run_id("t3")]
+    assert rows.loc[ctx.run_id("t1"), "status"] == INTERRUPTED and rows.loc[ctx.run_id("t3"), "status"] == "completed"
+    gate = "gate:diverging (train_loss 16 > 20× best 0.5 in stage operator at iteration 8)"
+    assert stop_reason({"training_iteration": 8}, gate, "asha", errored=False) == ("stopped", gate)

@@ -399,3 +399,49 @@ def test_tensorboard_gets_one_file_per_trial_and_the_restarts_marked(ray_session
     assert seq[:6] == [("value", 1), ("value", 2), ("value", 3), ("value", 4), ("value", 5), ("restart", 3)], seq
     assert seq[6:] == [("value", 3), ("value", 4), ("value", 5), ("value", 6)], seq
     assert [k for k, _ in seq].count("restart") == 1 and sorted(set(values)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_replayed_time_that_goes_back_counts_as_a_perturbation_one_step_before_it() -> None:
+    """An exploit restarts a trial from its donor's checkpoint: its time goes back (or repeats the iteration it
+    was at).  The replay takes that as a perturbation one step before the new time, so the next check comes a
+    full interval after it, as live PBT (which copies the donor's last perturbation time) would have it."""
+    pbt = _pbt(perturbation_interval=2, burn_in_period=0)
+    back = [{"training_iteration": t, "val_nrmse": 1.0 / (k + 1)} for k, t in enumerate([1, 2, 3, 4, 5, 3, 4])]
+    snap = pbt.replay_history(back)
+    assert snap["last_perturbation_time"] == 4 and snap["check"]["result"] == back[-1], snap
+    repeat = [{"training_iteration": t, "val_nrmse": 1.0 / (k + 1)} for k, t in enumerate([1, 2, 3, 4, 4, 5])]
+    snap = pbt.replay_history(repeat)
+    assert snap["last_perturbation_time"] == 5 and snap["check"]["result"] == repeat[-1], snap
+
+
+def test_trials_past_the_window_are_neither_exploited_nor_donors() -> None:
+    from ray.tune.experiment import Trial
+
+    pbt = _pbt(perturbation_interval=1)
+    trials = [Trial("fn", config={"lr": lr}, trial_id=f"t_0000{i}", stub=True, experiment_tag=f"{i}_lr={lr}")
+              for i, lr in enumerate([0.5, 0.9, 0.2, 0.7])]
+    ctrl = _OneTrialController(trials[0])
+    for t in trials:
+        pbt.on_trial_add(ctrl, t)
+    for t, v in zip(trials, [0.1, 0.3, 0.9, 0.2]):
+        pbt._trial_state[t].last_score = -v
+    assert pbt.on_trial_result(ctrl, trials[0], {"training_iteration": WINDOW, "val_nrmse": 0.1}) == "CONTINUE"
+    assert pbt.past == {"t_00000"}  # the best trial, but its perturbed stages are trained
+    lower, upper = pbt._quantiles()
+    assert trials[0] not in lower + upper and len(pbt._trial_state) == 4, (lower, upper)
+
+
+def test_a_restored_donor_hands_over_the_checkpoint_tune_restored_it_with(tmp_path: Path) -> None:
+    from ray.train import Checkpoint
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune.experiment import Trial
+
+    trial = Trial("fn", config={"lr": 0.5}, trial_id="t_00001", stub=True, experiment_tag="1_lr=0.5")
+    (tmp_path / "checkpoint_000003").mkdir()
+    trial.run_metadata.checkpoint_manager.register_checkpoint(
+        _TrainingResult(checkpoint=Checkpoint(str(tmp_path / "checkpoint_000003")), metrics={}))
+    pbt = _pbt(perturbation_interval=1)
+    pbt.restore({"t_00001": [{"training_iteration": i, "val_nrmse": 1.0 / i} for i in (1, 2, 3)]})
+    pbt.on_trial_add(_OneTrialController(trial), trial)
+    state = pbt._trial_state[trial]
+    assert state.last_checkpoint is not None and state.last_checkpoint.path == str(tmp_path / "checkpoint_000003")
