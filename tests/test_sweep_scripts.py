@@ -95,6 +95,9 @@ def test_round_a_smoke(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> 
     assert {r["trial_id"]: r["status"] for r in table(wb)} == dict(zip(rows["trial_id"].astype(str), rows["status"]))
     scratch = scratch_root(exp, str(work / "runs"))  # trainer scratch is removed as each trial ends
     assert not scratch.exists() or not any(scratch.iterdir()), sorted(p.name for p in scratch.iterdir())
+    from tests.test_pickled_names import assert_released
+
+    assert_released(work / "runs" / exp)  # a later version can resume it: every name its state pickles is kept
 
 
 def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cache_dir, work, capsys) -> None:
@@ -154,6 +157,9 @@ def test_round_a_under_pbt_exploits_checkpoints(ray_session, tiny_data, tiny_cac
                 assert p.low <= value <= p.high, (key, value)
             else:
                 assert value in [p.encode(v) for v in p.values], (key, value)
+    from tests.test_pickled_names import assert_released
+
+    assert_released(work / "runs" / exp)  # PBT's scheduler and random search's state, as ASHA's and TPE's
 
 
 def test_a_cuda_device_the_trials_cannot_see_is_refused_before_ray(tmp_path) -> None:
@@ -285,6 +291,9 @@ def test_dims_smoke_reports_with_and_without_ttc(ray_session, tiny_data, tiny_ca
         own = rows[[s["latent.dim"] == d["dim"] for s in sampled]]
         assert d["recon_nrmse"] == pytest.approx(own["recon_nrmse"].astype(float).mean()) and d["recon_nrmse"] > 0
     assert "round trip=" in out
+    from tests.test_pickled_names import assert_released
+
+    assert_released(tmp_path / "runs" / latest_experiment(tmp_path, "dims"))  # the grid searcher's state
     # with TTC off there is no "with TTC" to compare: refused before any compute, naming the round to use
     with pytest.raises(ConfigError, match=r"dims: ttc.enabled=false, .* Fix: .*sweeps/round_b.py "
                                           r"space=search_spaces/dims.yaml searcher.name=grid"):
@@ -564,7 +573,7 @@ def test_the_docs_recipe_for_a_round_of_your_own_runs(ray_session, tiny_data, ti
 
 
 def test_a_warm_started_sweep_tells_tpe_the_earlier_sweeps_finished_trials(ray_session, tiny_data, tiny_cache_dir,
-                                                                          tmp_path, capsys) -> None:
+                                                                          tmp_path, capsys, monkeypatch) -> None:
     """"8 more trials of round A": resume=true refuses another num_samples, so a new sweep's TPE learned the
     space from scratch. searcher.warm_start=latest tells it the previous sweep's finished trials first."""
     import pickle
@@ -614,6 +623,13 @@ def test_a_warm_started_sweep_tells_tpe_the_earlier_sweeps_finished_trials(ray_s
     with pytest.raises(ConfigError, match=rf"warm_start=latest: no trial of {exp} reached its final evaluation .*"
                                           rf"resume=true name={exp}.*one of round_a-20261201-000000"):
         run_round("round_a", [*second, f"space={narrow}"])
+    # a sweep on data the generator now makes otherwise (its record names the data version): refused before data
+    import ups.data.cache as cache
+
+    monkeypatch.setattr(cache, "DATA_VERSION", "test-other")
+    with pytest.raises(ConfigError, match=rf"searcher.warm_start={exp}: that sweep ran on UPS Sweeps commit .*"
+                                          r"\(data version 2\).*this code's \(data version test-other"):
+        run_round("round_a", second)
 
 
 def test_a_sweep_searching_ttc_keys_tells_tpe_the_val_nrmse_with_ttc(ray_session, tiny_data, tiny_cache_dir,
@@ -658,10 +674,43 @@ def test_a_resume_on_data_the_generator_now_makes_otherwise_is_refused(ray_sessi
     assert script("round_a")(args) == 0
     before = set(trial_rows(tmp_path, "round_a-20261201-000000")["data_hash"])
     monkeypatch.setattr(cache, "DATA_VERSION", "test-other")
+    from ups.code_version import code_version
+
+    commit = code_version()["commit"].removesuffix("-dirty")
+    lb_before = (tmp_path / "leaderboard.csv").read_bytes()
+    # the sweep's record names the code and its data version: refused before any data is made, with the checkout
+    with pytest.raises(ConfigError, match=r"resume=true: .*round_a-20261201-000000 was started by UPS Sweeps commit "
+                                          rf".*\(data version 2\).*this code generates data version test-other.*"
+                                          rf"Fix: resume with the code it started with \(git checkout {commit}, then"):
+        script("round_a")([*args, "resume=true"])
+    assert (tmp_path / "leaderboard.csv").read_bytes() == lb_before  # no baseline row rewritten
+    # a record from before the code was kept: found once the data is made (the data's hash on the leaderboard)
+    record = tmp_path / "runs" / "round_a-20261201-000000" / "ups_sweep.json"
+    saved = json.loads(record.read_text())
+    record.write_text(json.dumps({k: v for k, v in saved.items() if k != "code"}))
     with pytest.raises(ConfigError, match=r"resume=true: the trials of round_a-20261201-000000 were trained and "
                                           r"scored on data .*Fix: resume with the code and data it started with"):
         script("round_a")([*args, "resume=true"])
     assert set(trial_rows(tmp_path, "round_a-20261201-000000")["data_hash"]) == before
+
+
+def test_a_warm_start_from_trials_on_other_data_is_refused(tmp_path) -> None:
+    """A sweep recorded before its record kept the data version, whose trials the leaderboard says were scored on
+    other data: TPE was told their scores without a word (the upgrade trial). eval.max_samples, which changes no
+    val_nrmse, no longer refuses a warm start as 'another base config'."""
+    from ups.tune.warm_start import _base_differences, check_warm_data
+
+    lb = tmp_path / "lb.csv"
+    lb.write_text("run_id,experiment,kind,nrmse,data_hash\n"
+                  "round_a-x-1,round_a-x,trial,0.1,0123456789abcdef\nbaseline-fno,,baseline,0.2,abcdef1234567890\n")
+    assert check_warm_data(lb, "round_a-x", "0123456789abcdef") is None
+    with pytest.raises(ConfigError, match=r"searcher.warm_start=round_a-x: that sweep's trials were scored on data "
+                                          r"0123456789ab .*this sweep's data is abcdef123456.*Fix: warm-start from"):
+        check_warm_data(lb, "round_a-x", "abcdef1234567890")
+    assert check_warm_data(lb, "round_a-y", "abcdef1234567890") is None  # no rows of that sweep: nothing to compare
+    a = {"eval.max_samples": 8, "stages.operator.epochs": 2, "run.label": "x"}
+    assert _base_differences(a, {**a, "eval.max_samples": -1, "run.label": "y"}, set()) == []
+    assert _base_differences(a, {**a, "stages.operator.epochs": 3}, set()) == ["stages.operator.epochs: 2 → 3"]
 
 
 def test_resume_data_check_with_no_data_hash_column_on_the_leaderboard(tmp_path) -> None:

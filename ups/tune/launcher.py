@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ups.code_version import checkout_fix, describe
 from ups.config import ConfigError, override_key, to_dict
 from ups.leaderboard import read_leaderboard, set_values, upsert_rows
 from ups.outputs import OutputWriteError
@@ -36,11 +37,15 @@ from ups.tune.scratch import remove_local_scratch, remove_scratch
 from ups.tune.stop_signals import SweepInterrupted, log as _log, stop_signals_as_ctrl_c, watch_cluster
 from ups.tune.summary import SweepOutcome, print_leaderboard
 from ups.tune.sweep_config import SweepConfig, resolve_path, unread_overrides
-from ups.tune.sweep_record import check_resume, provisional_folder, sweep_record, write_record
+from ups.tune.sweep_record import check_resume, provisional_folder, read_record, sweep_record, write_record
 from ups.tune.trainable import METRIC
-from ups.tune.tune_state import repair_cut_off_state
+from ups.tune.tune_state import foreign_state, repair_cut_off_state
 from ups.tune.tuner_build import (trial_dirname, asha_rungs, build_stopper, build_tuner, make_trainable,
                                   run_config, startup_only_note)
+
+# Tune pickles the trial folder namer by its module path: sweeps started before 9d7ba65 (2026-12-07) name it here
+# (tests/test_pickled_names.py keeps every name a released version's Tune state holds)
+_trial_dirname = trial_dirname
 from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
 
 
@@ -178,13 +183,15 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
     check_sweep_folder(p, name)  # first: a folder with no Tune state has no trials whose settings could differ
     if s.resume:  # before any compute: the same trials, the same budgets and data, or a clear refusal
         check_resume(p.storage_path, p.filesystem, name, p.display_storage, record)
+        check_state_code(p, name)
     if not s.resume:  # named before data and baselines: a driver stopped there had said nothing of which sweep
         _log(f"sweep {name}: {p.display_storage}/{name}")
     warm: list[tuple[dict[str, Any], float]] = []
+    warm_from = ""
     if not s.resume:  # a resumed sweep's searcher comes back with what it was told
         from ups.tune.warm_start import warm_points
 
-        warm, note = warm_points(p, name, record)
+        warm, note, warm_from = warm_points(p, name, record)
         if note:
             _log(note)
     import ray
@@ -220,6 +227,10 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
             data = load_data(p.base) if trainable is None else None
             if s.resume and data is not None:
                 check_resume_data(p.leaderboard, name, str(getattr(data, "data_hash", "") or ""))
+            if warm and data is not None:
+                from ups.tune.warm_start import check_warm_data
+
+                check_warm_data(p.leaderboard, warm_from, str(getattr(data, "data_hash", "") or ""))
             if not p.centre_data_differs and (note := centre_data_note(p, data)):
                 _log(note)
             baselines, gate_baselines = baseline_rows(s, p.base, data) if data is not None else ([], [])
@@ -442,6 +453,19 @@ def loop_cut(cb: LeaderboardCallback) -> str | None:
         return None
     # as of the loop's last step: a Ctrl-C's own clean-up (seconds of stopping trials) spends no budget
     return cb.cut_at_step or INTERRUPTED
+
+
+def check_state_code(p: Prepared, name: str) -> None:
+    """Refuse, before data and baselines, a resume whose Tune state names code this version does not have."""
+    found = foreign_state(f"{p.storage_path}/{name}", p.filesystem)
+    if found is None:
+        return
+    path, error = found
+    code = (read_record(p.storage_path, p.filesystem, name) or {}).get("code")
+    raise ConfigError(f"resume=true: Tune's state file '{path}' was written by another version "
+                      f"({describe(code)}): it names code this version does not have ({error}). Fix: resume with "
+                      f"that version ({checkout_fix(code, name)}, then the same command), or start a new sweep of the "
+                      f"round (without resume=true); finished trials stay on the leaderboard either way")
 
 
 def restorable_state(p: Prepared, name: str) -> str | None:

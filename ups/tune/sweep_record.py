@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ups.code_version import checkout_fix, code_version, describe
 from ups.config import MACHINE_KEYS, ConfigError, flatten, override_key, to_dict
 
 RECORD = "ups_sweep.json"
@@ -51,7 +52,8 @@ def sweep_record(p: Any, overrides: Sequence[str]) -> dict[str, Any]:
     base = {k: v for k, v in flatten(to_dict(p.base)).items() if not k.startswith(OPERATIONAL_KEYS)}
     record = {"round": s.round, "overrides": [o for o in overrides if not o.startswith("resume=")],
               "space_file": str(p.space.path), "space_sha1": hashlib.sha1(Path(p.space.path).read_bytes()).hexdigest(),
-              "sweep": _sweep_section(s), "trial": _jsonable(base)}
+              "sweep": _sweep_section(s), "trial": _jsonable(base),
+              "code": code_version()}  # which code: a resume refused for a change of code names it
     centre = getattr(p, "centre", None)
     if centre:  # rounds C/D: the champion record they started from (a resume starts from it again, not a newer one)
         record["champion"] = _jsonable({k: centre.get(k) for k in ("run_id", "round", "score", "data_hash", "config",
@@ -250,6 +252,22 @@ def schema_defaults() -> dict[str, dict[str, Any]]:
             "trial": _jsonable(flatten(to_dict(OmegaConf.structured(UPSConfig))))}
 
 
+def check_data_version(saved: dict[str, Any], display: str, name: str) -> None:
+    """Refuse, before any data is made, a resume of a sweep whose record names another data generator version
+    (``ups.data.cache.DATA_VERSION``): the same ``data.*`` settings now give other data (a data file given as
+    ``data.path`` is read as it is). Records from before 2026-12-07 keep no version: ``check_resume_data`` finds
+    the change once the data is made."""
+    code = saved.get("code") or {}
+    was, now = str(code.get("data_version") or ""), code_version()["data_version"]
+    if not was or was == now or (saved.get("trial") or {}).get("data.path"):
+        return
+    raise ConfigError(f"resume=true: {display}/{name} was started by {describe(code)} ({display}/{name}/"
+                      f"{RECORD}); this code generates data version {now} (ups.data.cache.DATA_VERSION), so the same "
+                      f"data.* settings give other data and its trials would mix data sets. Fix: resume with the "
+                      f"code it started with ({checkout_fix(code, name)}, then the same command), or start a new sweep of "
+                      f"the round (without resume=true)")
+
+
 def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """'key: saved → now' for every defining setting that differs.  A key the saved record lacks is a
     setting added to the code after the sweep started: at its default it is what that sweep ran with
@@ -304,6 +322,7 @@ def check_resume(storage: str, fs: Any, name: str, display: str, now: dict[str, 
                           f"Fix: resume it under its own name: move it back to {display}/{started_as} and run with "
                           f"name={started_as} resume=true, or keep the copy in another folder as {started_as} and add "
                           f"storage_path=<that folder> name={started_as} resume=true")
+    check_data_version(saved, display, name)
     diff = differences(saved, now)
     if not diff:
         return
@@ -317,6 +336,9 @@ def check_resume(storage: str, fs: Any, name: str, display: str, now: dict[str, 
     command = shlex.join(["python", f"sweeps/{saved.get('round', '?')}.py", *args, *named, *space, "resume=true"])
     note = (f" ({'space=… is' if local else f'download {copy} and add space=<that file>: it is'} the space file as the "
             "sweep started with it, kept next to the record)") if copy else ""
+    code = saved.get("code")
+    other = "" if code and code.get("commit") == code_version()["commit"] else \
+        f". It was started by {describe(code)}: where that command is refused too, {checkout_fix(code, name)}"
     raise ConfigError(f"resume=true: this command would continue {display}/{name} under other settings than it was "
                       f"started with ({shown}); its trials would mix budgets or data. Fix: resume with the command "
-                      f"that started it (saved in {display}/{name}/{RECORD}): {command}{note}")
+                      f"that started it (saved in {display}/{name}/{RECORD}): {command}{note}{other}")

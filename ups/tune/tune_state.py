@@ -14,7 +14,7 @@ import json
 import os
 import posixpath
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 def _newest_state_path(experiment_path: str, fs: Any = None) -> tuple[Any, str | None]:
     """(the pyarrow filesystem, fs path of the newest experiment state on storage or None)."""
@@ -70,6 +70,7 @@ def storage_state_checkpoints(experiment_path: str, fs: Any = None) -> dict[str,
 
 # the other state files Tune copies to storage with it (the searcher's and the callbacks'): pickles; one cut off made
 # Tune log "Failed to restore the run state" and start the experiment again from nothing, which hung the resume
+TUNER_FILE = "tuner.pkl"  # the Tuner as it was built (Tuner.restore unpickles it first)
 PICKLED_STATE_FILES = ("basic-variant-state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl",
                        "callback-states-*.pkl")
 
@@ -81,14 +82,26 @@ def _is_experiment_state(data: bytes) -> bool:
         return False
 
 
-def _unpickles(data: bytes) -> bool:
+def _unpickle_error(data: bytes) -> Exception | None:
     from ray import cloudpickle
 
     try:
         cloudpickle.loads(data)
-    except Exception:
-        return False
-    return True
+    except Exception as e:
+        return e
+    return None
+
+
+def _names_missing_code(e: Exception | None) -> bool:
+    """A whole pickle that names a module or function this code does not have: written by another version of UPS
+    Sweeps (``Can't get attribute '_trial_dirname' on <module 'ups.tune.launcher'>``), not cut off."""
+    return isinstance(e, (AttributeError, ImportError)) and "ups" in str(e)
+
+
+def _unpickles(data: bytes) -> bool:
+    """Whether ``data`` is a whole pickle: one naming code this version lacks is whole (``foreign_state`` says so)."""
+    e = _unpickle_error(data)
+    return e is None or _names_missing_code(e)
 
 
 def staging_copies(experiment_name: str, state_file: str, ray_temp_dir: str,
@@ -105,8 +118,8 @@ def staging_copies(experiment_name: str, state_file: str, ray_temp_dir: str,
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
-def cut_off_pickles(experiment_path: str, fs: Any = None) -> list[str]:
-    """The newest file of each of ``PICKLED_STATE_FILES`` on storage (the one Tune restores) that cannot be read."""
+def _newest_pickles(experiment_path: str, fs: Any, patterns: tuple[str, ...]) -> Iterator[tuple[str, bytes]]:
+    """(path, bytes) of the newest file on storage of each of ``patterns`` (the one Tune restores)."""
     from pyarrow import fs as pafs
     from ray.train._internal.storage import get_fs_and_path
 
@@ -115,9 +128,8 @@ def cut_off_pickles(experiment_path: str, fs: Any = None) -> list[str]:
         names = [posixpath.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(fs_path))
                  if i.type == pafs.FileType.File]
     except (OSError, ValueError):
-        return []
-    out = []
-    for pattern in PICKLED_STATE_FILES:
+        return
+    for pattern in patterns:
         found = [n for n in names if fnmatch.fnmatch(n, pattern)]
         if not found:
             continue
@@ -127,9 +139,24 @@ def cut_off_pickles(experiment_path: str, fs: Any = None) -> list[str]:
                 data = f.read()
         except OSError:
             data = b""
-        if not _unpickles(data):
-            out.append(path)
-    return out
+        yield path, data
+
+
+def cut_off_pickles(experiment_path: str, fs: Any = None) -> list[str]:
+    """The newest file of each of ``PICKLED_STATE_FILES`` on storage (the one Tune restores) that cannot be read."""
+    return [path for path, data in _newest_pickles(experiment_path, fs, PICKLED_STATE_FILES) if not _unpickles(data)]
+
+
+def foreign_state(experiment_path: str, fs: Any = None) -> tuple[str, str] | None:
+    """(path, the error) of the first of Tune's pickled state files (``tuner.pkl`` and the newest of each of
+    ``PICKLED_STATE_FILES``) that names code this version of UPS Sweeps does not have, or None.  Tune pickles the
+    sweep's objects (trial folder namer, stopper, searcher, callbacks) by their module path: a sweep started by
+    a version whose code lived elsewhere cannot be restored by this one (tests/test_pickled_names.py keeps the
+    names released versions wrote)."""
+    for path, data in _newest_pickles(experiment_path, fs, (TUNER_FILE, *PICKLED_STATE_FILES)):
+        if _names_missing_code(e := _unpickle_error(data)):
+            return path, str(e)
+    return None
 
 
 def repair_cut_off_state(experiment_path: str, fs: Any, experiment_name: str, ray_temp_dir: str) -> str | None:

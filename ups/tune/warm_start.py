@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
+from ups.code_version import code_version, describe
 from ups.config import ConfigError
 from ups.tune.sweep_record import SPACE_COPY
 from ups.tune.trainable import SEARCH_METRIC, TTC_METRIC, final_objective, with_objective
@@ -119,17 +120,18 @@ class WarmOptunaSearch(OptunaSearch):
                 scores.setdefault(params_key(t.params), ("warm start", float(t.value)))
 
 
-def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tuple[dict[str, Any], float]], str]:
-    """([(Tune config of an earlier finished trial, its final val_nrmse)], what the sweep says about them) for
-    ``p.scfg.searcher.warm_start``; ``([], "")`` when it is off.  ``current``: this sweep's experiment name (never
-    its own warm start); ``record``: this sweep's ``sweep_record`` (its trial base config)."""
+def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tuple[dict[str, Any], float]], str, str]:
+    """([(Tune config of an earlier finished trial, its final val_nrmse)], what the sweep says about them, the
+    earlier sweep's name) for ``p.scfg.searcher.warm_start``; ``([], "", "")`` when it is off.  ``current``: this
+    sweep's experiment name (never its own warm start); ``record``: this sweep's ``sweep_record`` (its trial base
+    config). Its data is checked once made (``check_warm_data``)."""
     from ups.tune.sweep_record import experiment_dirs, latest_sweep, read_record
     from ups.tune.tune_state import has_state
 
     s = p.scfg
     want = str(s.searcher.warm_start or "").strip()
     if not want:
-        return [], ""
+        return [], "", ""
     if s.searcher.name != "optuna":
         raise ConfigError(f"searcher.warm_start={want}: only Optuna's TPE can be told earlier trials "
                           f"(searcher.name={s.searcher.name}). Fix: searcher.name=optuna, or drop searcher.warm_start")
@@ -152,6 +154,12 @@ def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tupl
         raise ConfigError(f"searcher.warm_start={name}: that sweep ran PBT, so each trial's score comes from a "
                           f"schedule of values, not from the one config TPE would be told. Fix: warm-start from an "
                           f"ASHA or FIFO sweep of this round")
+    was, now = str((earlier.get("code") or {}).get("data_version") or ""), code_version()["data_version"]
+    if was and was != now and not record.get("trial", {}).get("data.path"):
+        raise ConfigError(f"searcher.warm_start={name}: that sweep ran on {describe(earlier.get('code'))}, "
+                          f"whose data generator made other data from the same data.* settings than this code's "
+                          f"(data version {now}, ups.data.cache.DATA_VERSION): TPE would be told scores on other "
+                          f"data. Fix: warm-start from a sweep of this data version, or drop searcher.warm_start")
     differ = _base_differences(earlier.get("trial", {}), record.get("trial", {}), set(p.space.params) |
                                set(p.space.derived))
     if differ:
@@ -179,7 +187,27 @@ def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tupl
             f"{min(v for _, v in points):.4g})" + (f"; {skipped} left out (stopped early, errored"
                                                    f"{f', without {TTC_METRIC}' if ttc else ''} or outside this "
                                                    f"space)" if skipped else ""))
-    return points, note
+    return points, note, name
+
+
+def check_warm_data(leaderboard: Any, name: str, data_hash: str) -> None:
+    """Refuse to tell TPE the trials of sweep ``name`` when the leaderboard says they were scored on other data than
+    this sweep's (``data_hash``): a sweep recorded before its record kept the data version, on data the generator
+    now makes otherwise, or a data file that changed."""
+    from ups.leaderboard import read_leaderboard
+
+    if not data_hash or not name:
+        return
+    lb = read_leaderboard(leaderboard)
+    if "data_hash" not in lb or "experiment" not in lb:
+        return
+    rows = lb[(lb["experiment"] == name) & (lb["kind"] == "trial")]
+    before = sorted({str(h)[:12] for h in rows["data_hash"].dropna() if str(h)})
+    if before and data_hash[:12] not in before:
+        raise ConfigError(f"searcher.warm_start={name}: that sweep's trials were scored on data {', '.join(before)} "
+                          f"({leaderboard}), this sweep's data is {data_hash[:12]}: the data generator changed since "
+                          f"(ups.data.cache.DATA_VERSION) or a data file did, so TPE would be told scores on other "
+                          f"data. Fix: warm-start from a sweep on this data, or drop searcher.warm_start")
 
 
 def _searched_there(p: Any, name: str) -> set[str]:
@@ -200,7 +228,12 @@ def _searched_there(p: Any, name: str) -> set[str]:
 def _base_differences(a: dict[str, Any], b: dict[str, Any], searched: set[str]) -> list[str]:
     """Base-config keys the two sweeps set differently, leaving out what either searches (and derives)."""
     return [f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if k not in searched and a.get(k) != b.get(k) and not k.startswith(("run.", "training.seed"))]
+            if k not in searched and a.get(k) != b.get(k) and not k.startswith(("run.", "training.seed"))
+            and k not in SCORE_FREE_KEYS]
+
+
+# base-config keys that change no val_nrmse TPE is told: the test split's own eval (val_nrmse_ttc sets its own count)
+SCORE_FREE_KEYS = ("eval.max_samples",)
 
 
 MAX_REDRAWS = 10
