@@ -663,3 +663,18 @@ def test_a_final_checkpoint_a_time_budget_cut_short_is_noted() -> None:
     history = [{"stage": "operator", "epoch": 3, "budget_exhausted": 1}]
     note = unfinished_note({"stage": "done", "budget_hit": True, "history": json.dumps(history)}, load_config([]))
     assert "a time budget cut training short in stage operator" in note and "TTC and ECE" in note
+
+
+def test_a_checkpoint_evaluated_on_other_data_than_it_trained_on_is_noted() -> None:
+    """`ups eval` of an old champion after the data generator changed scored it on the new data without a word
+    (the upgrade trial); a checkpoint on its own data, or one that records no data, says nothing."""
+    from types import SimpleNamespace
+
+    from ups.eval import other_data_note
+
+    data = SimpleNamespace(data_hash="0f5be426d2c8f77c")
+    note = other_data_note({"data_hash": "be3e10259faa8cb3"}, data)
+    assert "trained and scored on data be3e10259faa, this evaluation's is 0f5be426d2c8" in note, note
+    assert "ups.data.cache.DATA_VERSION" in note and "do not compare with its leaderboard row" in note
+    assert other_data_note({"data_hash": "0f5be426d2c8"}, data) == ""  # a record's hash cut to 12 characters
+    assert other_data_note({}, data) == ""

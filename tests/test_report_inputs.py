@@ -425,9 +425,11 @@ def test_compare_reads_the_nrmse_verdict_from_a_paired_interval() -> None:
     assert m(mixed)["nrmse"]["interval"] == [pytest.approx(0.02), pytest.approx(0.02)]
     assert m(mixed)["nrmse"]["verdict"] == "round_a better? (8 samples, not resolved)"
     assert "the first 8 test samples, scored by both (8 vs 25)" in format_text(mixed)
-    # other data: no pairing, the point verdict stays and the text says why
+    # other data: no pairing and no verdict (the upgrade trial: "round_a better" on every row under the warning that
+    # the two do not compare), and the text says why
     other = compare_rounds(_paired_rows(base, [v - 0.01 for v in base], hash_b="h2"), "round_a", "round_b")
-    assert m(other)["nrmse"]["interval"] is None and m(other)["nrmse"]["verdict"] == "round_b better"
+    assert m(other)["nrmse"]["interval"] is None and m(other)["nrmse"]["verdict"] == "no verdict (other data)"
+    assert all(r["verdict"] in ("", "no verdict (other data)") for r in other["metrics"]), other["metrics"]
     assert "Δ nrmse: no interval, scored on other data (data_hash h1 vs h2)" in format_text(other).splitlines()
 
 

@@ -652,6 +652,19 @@ def checkpoint_source(arg: str) -> tuple[str, dict[str, Any]]:
     return (str(beside) if beside.exists() else stored), rec
 
 
+def other_data_note(state: dict[str, Any], data: Any) -> str:
+    """A note when the checkpoint was trained on other data than it is evaluated on (its ``data_hash``): another
+    file or ``data.*`` setting, or the same settings after the data generator changed (``DATA_VERSION``), whose
+    figures do not compare with the checkpoint's leaderboard row."""
+    trained, here = str(state.get("data_hash") or ""), str(getattr(data, "data_hash", "") or "")
+    n = min(len(trained), len(here))
+    if not n or trained[:n] == here[:n]:
+        return ""
+    return (f"the checkpoint was trained and scored on data {trained[:12]}, this evaluation's is {here[:12]} (another "
+            f"file or data.* setting, or the same settings after the data generator changed: "
+            f"ups.data.cache.DATA_VERSION): these figures do not compare with its leaderboard row")
+
+
 def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[str, Any],
                          sweep_fno: dict[str, Any] | None = None) -> int:
     """``main`` on a local checkpoint file; ``stored_as``: the ``s3://`` URI it was downloaded from (recorded in
@@ -689,6 +702,8 @@ def _evaluate_checkpoint(ckpt_path: str, stored_as: str | None, updates: dict[st
         notes.insert(0, stage_note)
     if (nu_note := unnamed_nu_note(cfg)):
         notes.append(nu_note)
+    if (data_note := other_data_note(state, data)):
+        notes.append(data_note)
     check_test_unseen(ckpt_cfg, cfg, data, source)
     from ups.outputs import check_writable_folder
 

@@ -64,13 +64,17 @@ def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "
                     "total wall clock (s)": float(t["wall_clock"].fillna(0).sum())}
     a, b = rows[round_a], rows[round_b]
     pairs = paired_samples(a, b)
+    hashes = {r: cell_text(rows[r].get("data_hash"))[:12] for r in rows}
+    other_data = bool(hashes[round_a] and hashes[round_b] and hashes[round_a] != hashes[round_b])
     metrics = []
     for m in METRICS:
         va, vb = _num(a.get(m)), _num(b.get(m))
         delta = vb - va if va is not None and vb is not None else None
         rel = delta / abs(va) if delta is not None and va not in (None, 0) else None
         verdict = ""
-        if delta is not None and m not in NEUTRAL and delta != 0:
+        if delta is not None and m not in NEUTRAL and other_data:  # OTHER_DATA: scores on other data do not compare
+            verdict = "no verdict (other data)"
+        elif delta is not None and m not in NEUTRAL and delta != 0:
             better = delta > 0 if m in HIGHER_IS_BETTER else delta < 0
             verdict = f"{round_b} better" if better else f"{round_a} better"
         row = {"metric": m, round_a: va, round_b: vb, "delta": delta, "relative": rel, "verdict": verdict}
@@ -80,11 +84,10 @@ def compare_rounds(lb: pd.DataFrame, round_a: str, round_b: str, source: str = "
     ca, cb = flatten(row_config(a)), flatten(row_config(b))
     config_diff = [{"key": k, round_a: ca.get(k), round_b: cb.get(k)} for k in sorted(set(ca) | set(cb))
                    if not k.startswith("run.") and str(ca.get(k)) != str(cb.get(k))]
-    hashes = {r: cell_text(rows[r].get("data_hash"))[:12] for r in rows}
     return {"rounds": [round_a, round_b], "best": {r: {k: _clean(rows[r].get(k)) for k in TEXT} for r in rows},
             "metrics": metrics, "stats": stats, "config_diff": config_diff,
             "baselines": {r: baselines_on(lb, hashes[r]) for r in rows},
-            "other_data": bool(hashes[round_a] and hashes[round_b] and hashes[round_a] != hashes[round_b]),
+            "other_data": other_data,
             "data_note": data_note}
 
 
@@ -134,7 +137,8 @@ def same_data(chosen: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame],
 
 
 OTHER_DATA = ("the two best trials were scored on different test data (data_hash differs: another profile or data.* "
-              "setting), so their nRMSE do not compare; each is set against its own data's baselines below")
+              "setting, or a data generator changed in between: ups.data.cache.DATA_VERSION), so their nRMSE do not "
+              "compare and no metric gets a verdict; each is set against its own data's baselines below")
 
 
 def _baseline_line(c: dict[str, Any], r: str) -> str:

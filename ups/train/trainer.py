@@ -570,7 +570,10 @@ def _train(cfg: Any, *, report: Report | None, run_dir: Path, resume_from: Path 
         dh = str(getattr(data, "data_hash", ""))
         if resume.get("data_hash") and dh and resume["data_hash"] != dh:
             raise CheckpointError(f"checkpoint '{resume['path']}' was trained on data {resume['data_hash']}, "
-                                  f"the requested data is {dh}. Fix: pass the same data.* settings/file.")
+                                  f"the requested data is {dh}. Fix: pass the same data.* settings/file; where they "
+                                  f"are the same, the data generator changed since it was trained "
+                                  f"(ups.data.cache.DATA_VERSION): resume with the code it was trained with, or train "
+                                  f"anew (without --resume)")
 
     device = resolve_device(str(cfg.training.device))
     reset_gpu_peak(device)

@@ -139,8 +139,10 @@ def centre_data_note(p: Prepared, data: Any) -> str:
     if not n or ours[:n] == theirs[:n]:
         return ""
     return (f"note: the champion {p.centre.get('run_id')} was scored on other data (data_hash {theirs[:12]}; this "
-            f"round's, {data.source}: {ours[:12]}): its promotion cannot replace that champion. Fix: champion=<a "
-            f"record of this data>, or the champion's data")
+            f"round's, {data.source}: {ours[:12]}): the round searches around it, but its promotion cannot replace "
+            f"it, as scores on other data do not compare. Fix: champion=<a record scored on this data> (or a new "
+            f"path, which this round's best becomes), or the champion's data.* settings; where they are this round's, "
+            f"the data generator changed since it was crowned (ups.data.cache.DATA_VERSION)")
 
 
 def resumed_centre(scfg: SweepConfig, storage_path: str, fs: Any,

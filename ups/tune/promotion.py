@@ -533,8 +533,9 @@ def _crown(path: Path, candidates: list[dict[str, Any]], leaderboard: Path,
         if current.get("data_hash") != best.get("data_hash"):
             _say(f"kept the champion {current.get('run_id')} in {path}: candidate {best.get('source_run_id')} was "
                  f"evaluated on other data (data_hash {best.get('data_hash')!r}, champion's "
-                 f"{current.get('data_hash')!r}), so their scores do not compare. Fix: pass "
-                 f"champion=<another path> for this data (e.g. one per profile)")
+                 f"{current.get('data_hash')!r}: another profile, data.* setting or data file, or the data "
+                 f"generator changed since it was crowned: ups.data.cache.DATA_VERSION), so their scores do not "
+                 f"compare. Fix: pass champion=<another path> for this data (e.g. one per profile)")
             return _keep(current, leaderboard, path)
         cur, new, basis = comparable_scores(current, best)
         if cur <= new:
