@@ -143,6 +143,17 @@ def test_under_eval_max_samples_the_fallback_baseline_is_scored_on_the_trials_sa
     assert p.scfg.fno_steps == 3 and prepare("round_a", [f"storage_path={tmp_path / 'runs'}"]).scfg.fno_steps == 120
     fno = baseline_rows(p.scfg, p.base, tiny_data)[0][2]
     assert (fno["label"], fno["fno_steps"], fno["fno_budget_s"]) == ("fno", 3, 0.0)  # trained with no budget to cut it
+    # a sweep whose FNO is trained otherwise replaces the data's one FNO row: the sweep says so (it did silently)
+    from ups.tune.launcher import fno_row_change_note
+
+    lb = tmp_path / "leaderboard.csv"
+    upsert_rows(lb, whole)
+    assert fno_row_change_note(lb, whole) == ""  # the same setting again (a resume, another round)
+    note = fno_row_change_note(lb, baseline_rows(p.scfg, p.base, tiny_data)[0])
+    assert note.startswith(f"note: the leaderboard's FNO baseline of data {str(tiny_data.data_hash)[:12]} (0.5 s of "
+                           f"training, nRMSE {whole[2]['nrmse']:.4g}) is replaced by this sweep's (3 steps, nRMSE "
+                           f"{fno['nrmse']:.4g})"), note
+    assert note.endswith("Fix: to keep the earlier row, run with its setting (fno_steps=0 fno_budget_s=0.5)"), note
 
 
 def test_gate_stopped_and_errored_trials_fail_small_eval(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ every ``sweeps/*.py`` script and ``ups sweep`` call; it returns a ``SweepOutcome
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import shutil
@@ -16,6 +17,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import pandas as pd
 
 from ups.code_version import checkout_fix, describe
 from ups.config import ConfigError, override_key, to_dict
@@ -95,6 +98,37 @@ def baseline_rows(s: SweepConfig, base: Any, data: Any) -> tuple[list[dict[str, 
         for row in tables[-1]:
             row["scored_on"] = f"the first {first} of {int(data.test.shape[0])} test trajectories"
     return tables[0], tables[-1]
+
+
+def _fno_setting(row: Any) -> tuple[str, str]:
+    """How a baseline row's FNO was trained, and the overrides that train it so: (``120 steps``, ``fno_steps=120``)
+    or (``30 s of training``, ``fno_steps=0 fno_budget_s=30``)."""
+    def num(key: str) -> float:
+        v = pd.to_numeric(pd.Series([row.get(key)]), errors="coerce").iloc[0]
+        return 0.0 if pd.isna(v) else float(v)
+
+    if (steps := num("fno_steps")) > 0:
+        return f"{steps:g} steps", f"fno_steps={steps:g}"
+    return f"{num('fno_budget_s'):g} s of training", f"fno_steps=0 fno_budget_s={num('fno_budget_s'):g}"
+
+
+def fno_row_change_note(leaderboard: Path, rows: Sequence[dict[str, Any]]) -> str:
+    """A note when this sweep's FNO baseline row replaces the leaderboard's row of the same data trained otherwise
+    (``fno_steps`` / ``fno_budget_s``): the leaderboard keeps one FNO row per data set, so the reports of rounds
+    gated against the earlier one show this one from now on (the upgrade trial: the smoke profile's 30 s FNO, nRMSE
+    1.04, became 120 steps, 0.21, under a round A crowned against the first)."""
+    fno = next((r for r in rows if r.get("label") == "fno"), None)
+    lb = read_leaderboard(leaderboard)
+    if fno is None or "run_id" not in lb:
+        return ""
+    old = lb[lb["run_id"].astype(str) == str(fno["run_id"])]
+    if old.empty or (was := _fno_setting(old.iloc[-1]))[0] == (now := _fno_setting(fno))[0]:
+        return ""
+    score = pd.to_numeric(old["nrmse"], errors="coerce").iloc[-1]
+    return (f"note: the leaderboard's FNO baseline of data {fno.get('data_hash')} ({was[0]}, nRMSE {score:.4g}) is "
+            f"replaced by this sweep's ({now[0]}, nRMSE {float(fno.get('nrmse') or math.nan):.4g}): it keeps one FNO "
+            f"row per data set, so the reports of rounds gated against the earlier one show this one. Fix: to keep "
+            f"the earlier row, run with its setting ({was[1]})")
 
 
 def check_sweep_folder(p: Prepared, name: str) -> None:
@@ -235,6 +269,8 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 _log(note)
             baselines, gate_baselines = baseline_rows(s, p.base, data) if data is not None else ([], [])
             if baselines:
+                if note := fno_row_change_note(p.leaderboard, baselines):
+                    _log(note)
                 try:
                     upsert_rows(p.leaderboard, baselines)
                 except OSError as e:  # a full disk under the leaderboard: a traceback before any trial
