@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from ups.code_version import checkout_fix
 from ups.config import ConfigError, apply_overrides, check_model_grid, flatten, load_config, override_key, to_dict
 from ups.leaderboard import leaderboard_problem, read_leaderboard
 from ups.outputs import make_writable_folder, probe_writable_file
@@ -201,8 +202,8 @@ def check_resume_data(leaderboard: Path, name: str, data_hash: str) -> None:
         raise ConfigError(f"resume=true: the trials of {name} were trained and scored on data {', '.join(before)} "
                           f"({leaderboard}), this command's data is {data_hash[:12]}: the data generator changed "
                           f"since (ups.data.cache.DATA_VERSION) or a data file did. Its trials would mix data sets. "
-                          f"Fix: resume with the code and data it started with, or start a new sweep of the round "
-                          f"(without resume=true)")
+                          f"Fix: resume with the code and data it started with ({checkout_fix(None, name)}, then the "
+                          f"same command), or start a new sweep of the round (without resume=true)")
 
 
 _OUTPUT_OR = {"report_dir": " or write_report=false", "wandb.dir": " or wandb.enabled=false",
