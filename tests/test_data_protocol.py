@@ -233,6 +233,33 @@ def test_eval_grid_check_refuses_constant_time(tmp_path):
     assert check_eval_data(cfg, 4, data, "f.hdf5")[0].identity
 
 
+def test_eval_check_refuses_another_horizon_or_time_step_and_notes_another_nu():
+    """A file of another frame count (another horizon), 2 % off the checkpoint's time step, or with coordinates that
+    do not match its test split is refused; another ν is scored, with a note that the test is out of distribution."""
+    from types import SimpleNamespace
+
+    from ups.config import ConfigError, load_config
+    from ups.eval import check_eval_data
+
+    cfg = load_config(["data.frames=21", "data.t_final=0.2", "data.resolution=16", "data.reduced_resolution_t=5",
+                       "data.reduced_resolution=4"])
+    x = torch.tensor((np.arange(0, 16, 4) + 0.5) / 16)
+    nu = float(cfg.data.nu)
+    data = SimpleNamespace(test=torch.zeros(2, 5, 4), x=x, t=torch.arange(5) * 0.05, nu=nu)
+    assert check_eval_data(cfg, 4, data, "f.hdf5")[1] == []
+    data.nu = 2 * nu
+    assert any("out-of-distribution" in n for n in check_eval_data(cfg, 4, data, "f.hdf5")[1])
+    short = SimpleNamespace(test=torch.zeros(2, 4, 4), x=x, t=torch.arange(4) * 0.05, nu=nu)
+    with pytest.raises(ConfigError, match=r"4 frames after subsampling, the checkpoint's protocol has 5"):
+        check_eval_data(cfg, 4, short, "f.hdf5")
+    with pytest.raises(ConfigError, match=r"time step after subsampling .* is 0.051, the checkpoint was trained with 0.05"):
+        check_eval_data(cfg, 4, SimpleNamespace(test=torch.zeros(2, 5, 4), x=x, t=torch.arange(5) * 0.051, nu=nu),
+                        "f.hdf5")
+    with pytest.raises(ConfigError, match=r"coordinates \(4 x, 4 t\) do not match"):
+        check_eval_data(cfg, 4, SimpleNamespace(test=torch.zeros(2, 5, 4), x=x, t=torch.arange(4) * 0.05, nu=nu),
+                        "f.hdf5")
+
+
 @pytest.mark.parametrize("kwargs, key", [({"dt": 0.02}, "'t-coordinate'"), ({"t": np.zeros(22)}, "'t-coordinate'"),
                                          ({"x": (np.arange(16) + 0.5) / 16 * 2 * np.pi}, "'x-coordinate'")],
                          ids=["dt002", "t_const", "x_2pi"])

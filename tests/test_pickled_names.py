@@ -128,3 +128,41 @@ def test_a_state_naming_code_this_version_lacks_is_refused_as_another_versions_n
     assert not _unpickles(whole[: len(whole) // 2]) and _unpickles(whole)
     (folder / "tuner.pkl").write_bytes(whole)
     assert foreign_state(str(folder)) is None and check_state_code(p, "round_a-x") is None
+
+
+def test_the_newest_state_file_is_the_one_checked_and_a_cut_off_one_is_not_another_versions(tmp_path: Path) -> None:
+    """Tune restores the newest searcher state (the greatest name): a cut-off newest one behind a whole older one is
+    cut off (the staging-copy repair), not passed over; a cut-off tuner.pkl is not 'written by another version' (a
+    checkout would not help); a whole state naming UPS code this version lacks is another version's, not cut off;
+    a missing module that is not UPS Sweeps' is no version's."""
+    from ray import cloudpickle
+
+    from ups.tune.tune_state import cut_off_pickles, foreign_state
+
+    folder = tmp_path / "round_a-x"
+    folder.mkdir()
+    whole = cloudpickle.dumps({"ok": 1})
+    (folder / "searcher-state-2026-12-01_00-00-00.pkl").write_bytes(whole)
+    (folder / "searcher-state-2026-12-02_00-00-00.pkl").write_bytes(whole[: len(whole) // 2])
+    assert [Path(p).name for p in cut_off_pickles(str(folder))] == ["searcher-state-2026-12-02_00-00-00.pkl"]
+    (folder / "tuner.pkl").write_bytes(whole[: len(whole) // 2])
+    assert foreign_state(str(folder)) is None
+    (folder / "searcher-state-2026-12-02_00-00-00.pkl").write_bytes(b"cups.tune.launcher\n_gone_since\n.")
+    (folder / "tuner.pkl").write_bytes(whole)
+    assert cut_off_pickles(str(folder)) == []
+    assert foreign_state(str(folder))[0].endswith("searcher-state-2026-12-02_00-00-00.pkl")
+    (folder / "searcher-state-2026-12-02_00-00-00.pkl").write_bytes(b"cno_such_module_here\nf\n.")
+    assert foreign_state(str(folder)) is None
+
+
+def test_only_a_missing_ups_name_is_another_versions() -> None:
+    """A missing third-party module whose name holds "ups" (``groups_extra``) is not UPS Sweeps code of another
+    version (the round-3 mutation review: a substring match said it was, with a checkout as the fix)."""
+    from ups.tune.tune_state import _names_missing_code
+
+    assert _names_missing_code(AttributeError("Can't get attribute '_trial_dirname' on <module 'ups.tune.launcher' "
+                                              "from '/x/ups/tune/launcher.py'>"))
+    assert _names_missing_code(ModuleNotFoundError("No module named 'ups.tune.old_module'"))
+    assert _names_missing_code(ModuleNotFoundError("No module named 'ups'"))
+    assert not _names_missing_code(ModuleNotFoundError("No module named 'groups_extra'"))
+    assert not _names_missing_code(ValueError("'ups.x'")) and not _names_missing_code(None)

@@ -1273,3 +1273,81 @@ def test_a_warm_start_of_a_ttc_space_leaves_out_trials_without_val_nrmse_ttc(tmp
     new = [trial(0.3, 0.25), trial(0.4, 0.35)]
     monkeypatch.setattr(experiment, "load_experiment", lambda path: types.SimpleNamespace(trials=new))
     assert _finished_trials("x", space) == ([({"ttc.threshold": 0.2}, 0.25), ({"ttc.threshold": 0.2}, 0.35)], 0)
+
+
+def test_a_warm_start_tells_only_finished_trials_inside_the_space(tmp_path: Path, monkeypatch) -> None:
+    """TPE is told a trial's final score only: not the last epoch of one ASHA or a gate stopped, not one that
+    errored or scored NaN, not one whose values lie outside this space (a narrowed range); and the base configs
+    compare without the keys either sweep searches and without the training seed."""
+    import types
+
+    import pandas as pd
+
+    import ups.reports.experiment as experiment
+    from ups.config import load_config
+    from ups.tune.warm_start import _base_differences, _finished_trials
+
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text("reference:\n  stages.operator.optimizer.lr: 3.0e-4\n"
+                          "params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-3}\n")
+    space = load_space(space_file, load_config([]))
+
+    def trial(lr: float, rows: list[dict], error: str | None = None) -> types.SimpleNamespace:
+        return types.SimpleNamespace(history=pd.DataFrame(rows), config={"stages.operator.optimizer.lr": lr},
+                                     error=error)
+
+    done = [{"final": 0, "val_nrmse": 0.9}, {"final": 1, "val_nrmse": 0.3}]
+    trials = [trial(3e-4, done),
+              trial(3e-4, [{"final": 0, "val_nrmse": 0.5}]),  # stopped early: no final report
+              trial(3e-4, done, error="RuntimeError"),  # errored after its final report
+              trial(3e-4, [{"final": 0, "val_nrmse": 0.9}, {"final": 1, "val_nrmse": float("nan")}]),
+              trial(5e-3, done)]  # outside this space's lr range
+    monkeypatch.setattr(experiment, "load_experiment", lambda path: types.SimpleNamespace(trials=trials))
+    assert _finished_trials("x", space) == ([({"stages.operator.optimizer.lr": 3e-4}, 0.3)], 4)
+    a = {"stages.operator.optimizer.lr": 1e-3, "training.seed": 0, "latent.dim": 16}
+    b = {"stages.operator.optimizer.lr": 3e-4, "training.seed": 7, "latent.dim": 16}
+    assert _base_differences(a, b, {"stages.operator.optimizer.lr"}) == []
+    assert _base_differences(a, {**b, "latent.dim": 32}, set()) == [
+        "latent.dim: 16 → 32", "stages.operator.optimizer.lr: 0.001 → 0.0003"]
+
+
+def test_a_warm_start_refuses_another_data_version_unless_it_read_a_data_file(tmp_path: Path, monkeypatch) -> None:
+    """An earlier sweep whose record names another data generator version scored its trials on other data from the
+    same data.* settings: refused, naming the version. One that read a data file (data.path) read the same data;
+    and ``latest`` is never the sweep itself (``current``)."""
+    import types
+
+    import pandas as pd
+
+    import ups.reports.experiment as experiment
+    from ups.code_version import code_version
+    from ups.config import load_config
+    from ups.tune.warm_start import warm_points
+
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text("reference:\n  stages.operator.optimizer.lr: 3.0e-4\n"
+                          "params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-3}\n")
+    space = load_space(space_file, load_config([]))
+    runs = tmp_path / "runs"
+    now = code_version()["data_version"]
+    for name, version in (("round_a-20261201-000000", f"{now}-old"), ("round_a-20261202-000000", now)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "experiment_state-2026-12-01_00-00-00.json").write_text('{"trial_data": []}')
+        (runs / name / "ups_sweep.json").write_text(json.dumps({"round": "round_a", "sweep": {}, "trial": {}, "code": {
+            "commit": "1c830aa0b1c2", "data_version": version}}))
+    history = pd.DataFrame([{"final": 1, "val_nrmse": 0.3}])
+    monkeypatch.setattr(experiment, "load_experiment", lambda path: types.SimpleNamespace(trials=[types.SimpleNamespace(
+        history=history, config={"stages.operator.optimizer.lr": 3e-4}, error=None)]))
+    searcher = types.SimpleNamespace(warm_start="round_a-20261201-000000", name="optuna")
+    p = types.SimpleNamespace(scfg=types.SimpleNamespace(searcher=searcher, round="round_a"), storage_path=str(runs),
+                              filesystem=None, display_storage=str(runs), space=space)
+    with pytest.raises(ConfigError, match=r"warm_start=round_a-20261201-000000: that sweep ran on UPS Sweeps commit "
+                                          r"1c830aa0b1c2 \(data version .*-old\).*TPE would be told scores on other"):
+        warm_points(p, "round_a-new", {"trial": {}})
+    on_file = {"data.path": "/data/b.hdf5"}
+    (runs / "round_a-20261201-000000" / "ups_sweep.json").write_text(json.dumps({
+        "round": "round_a", "sweep": {}, "trial": on_file, "code": {"data_version": f"{now}-old"}}))
+    points, _, name = warm_points(p, "round_a-new", {"trial": on_file})
+    assert points == [({"stages.operator.optimizer.lr": 3e-4}, 0.3)] and name == "round_a-20261201-000000"
+    searcher.warm_start = "latest"  # the newest folder of the round is this sweep's own: the one before it is told
+    assert warm_points(p, "round_a-20261202-000000", {"trial": on_file})[2] == "round_a-20261201-000000"

@@ -76,3 +76,33 @@ def test_ray_init_keeps_the_scripts_sigterm_handler():
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_signal_the_driver_ignores_stays_ignored():
+    """Under ``nohup`` SIGHUP is ignored: closing the terminal must not stop the sweep as a Ctrl-C would."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_signals_as_ctrl_c(into_tune=False):
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, signal.SIG_DFL)  # taken as Ctrl-C
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+def test_a_refused_connection_means_the_local_gcs_is_gone():
+    """On SIGTERM the GCS closes its port at once and its process lingers: a refused connection says it stopped;
+    a port that takes the connection says it did not."""
+    import socket
+    from types import SimpleNamespace
+
+    from ups.tune.stop_signals import gcs_gone
+
+    running = SimpleNamespace(poll=lambda: None)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        port = listening.getsockname()[1]
+        assert not gcs_gone(running, f"127.0.0.1:{port}")
+        assert gcs_gone(SimpleNamespace(poll=lambda: 0), f"127.0.0.1:{port}")  # the process has exited
+    assert gcs_gone(running, f"127.0.0.1:{port}")  # closed now: refused

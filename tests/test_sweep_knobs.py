@@ -259,3 +259,32 @@ def test_a_rung_after_the_last_training_epoch_is_warned_of(tmp_path: Path) -> No
     for profile in ("smoke", "full"):
         p = prepare("round_a", [store, f"profile={profile}"])
         assert late_rung_notes(p.scfg, p.base, p.space) == [], profile
+
+
+def test_resume_checks_on_plain_records_pins_data_version_and_sweep_names() -> None:
+    """The record's own rules, without a sweep: an edited space file is a difference; the pins leave out what the
+    saved command typed and a setting added since that now runs at its default; a sweep of another data version
+    is refused (a dirty tree's commit checked out without its suffix), unless it read a data file (data.path) or
+    its record predates the version; a hand-named folder that starts like a timestamped one is not the newest."""
+    from ups.code_version import checkout_fix, code_version
+    from ups.config import ConfigError
+    from ups.tune.sweep_record import check_data_version, differences, latest_sweep, resume_pins, schema_defaults
+
+    d = schema_defaults()
+    saved = {"space_sha1": "a", "space_file": "s.yaml", "sweep": {"num_samples": 4}, "trial": {"eval.max_samples": 8}}
+    assert differences(saved, {**saved, "space_sha1": "b"}) == ["search space s.yaml → s.yaml (its content differs)"]
+    now = {"sweep": {"num_samples": 4, "fno_steps": d["sweep"]["fno_steps"]}, "trial": {"eval.max_samples": -1}}
+    assert resume_pins(saved, now, []) == ["eval.max_samples=8"]
+    assert resume_pins(saved, now, ["eval.max_samples=8"]) == []
+    assert resume_pins(saved, {**now, "sweep": {"num_samples": 4, "fno_steps": 120}}, []) == [
+        f"fno_steps={d['sweep']['fno_steps']}", "eval.max_samples=8"]
+    other = {"code": {"commit": "1c830aa0b1c2-dirty", "data_version": f"{code_version()['data_version']}-old"},
+             "trial": {}}
+    with pytest.raises(ConfigError, match=r"this code generates data version .*git checkout 1c830aa0b1c2, then"):
+        check_data_version(other, "runs", "round_a-x")
+    assert check_data_version({**other, "trial": {"data.path": "/data/burgers.hdf5"}}, "runs", "round_a-x") is None
+    assert check_data_version({"trial": {}}, "runs", "round_a-x") is None
+    assert checkout_fix(None, "round_a-20261201-093000").startswith(
+        "git checkout $(git rev-list -1 --before='2026-12-01T09:30:00Z' HEAD)")
+    assert latest_sweep(["round_a-20261201-000000", "round_a-20261203-000000-copy"], "round_a") == \
+        "round_a-20261201-000000"

@@ -727,3 +727,5 @@ def test_resume_data_check_with_no_data_hash_column_on_the_leaderboard(tmp_path)
     old.write_text("run_id,experiment,kind,nrmse,data_hash\nround_a-x-1,round_a-x,trial,0.1,0123456789abcdef\n")
     with pytest.raises(ConfigError, match="resume=true"):
         check_resume_data(old, "round_a-x", "abcdef1234567890")
+    # the same data goes on: the leaderboard keeps a hash's first 12 characters, the command's data its whole hash
+    assert check_resume_data(old, "round_a-x", "0123456789abcdef") is None

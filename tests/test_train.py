@@ -260,9 +260,12 @@ def test_checkpoint_refused_on_mismatch_and_corruption(tiny, tmp_path):
     torch.save({**state, "model": {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
                                    for k, v in state["model"].items()}}, tmp_path / "nan.pt")
     torch.save({**state, "grid_size": "abc"}, tmp_path / "grid.pt")
+    one = next(k for k, v in state["model"].items() if v.is_floating_point() and v.numel() > 1)
+    torch.save({**state, "model": {**state["model"], one: state["model"][one].flatten().index_fill(
+        0, torch.tensor([0]), float("inf")).view_as(state["model"][one])}}, tmp_path / "inf.pt")  # one value is enough
     for name, why in (("empty", "is empty \\(0 bytes"), ("text", "truncated or corrupt"),
                       ("objects", r"holds Python objects \(types.SimpleNamespace\)"),
-                      ("nan", "NaN/Inf weights"), ("grid", "do not fit the model")):
+                      ("nan", "NaN/Inf weights"), ("inf", "NaN/Inf weights"), ("grid", "do not fit the model")):
         with pytest.raises(CheckpointError, match=why) as e:
             load_checkpoint(tmp_path / f"{name}.pt")
         assert f"{name}.pt" in str(e.value) and "Fix:" in str(e.value) and "\x1b[" not in str(e.value)
@@ -274,6 +277,32 @@ def test_checkpoint_refused_on_mismatch_and_corruption(tiny, tmp_path):
         load_checkpoint(tmp_path / "shape.pt")
     assert f"1 shape differs: {first}: checkpoint [3, 5], model {list(state['model'][first].shape)}" in str(e.value)
     assert "1 unexpected: extra.weight" in str(e.value) and "Fix:" in str(e.value)
+
+
+def test_the_model_diff_ignores_only_weight_free_keys_and_names_one_sided_ones(tmp_path):
+    """The drop_path case above ran at TINY's own 0.2 (no difference to ignore). A stochastic-depth rate of its own
+    loads; a model key only one side has (a setting added since) and another grid are refused; a file of another
+    format, or one without the required keys, is refused before any model is built."""
+    from ups.train.checkpoint import FORMAT, REQUIRED, check_compatible, model_config_diff
+
+    stored = {"latent": {"dim": 8}, "operator": {"drop_path": 0.0, "hidden_dim": 16}, "training": {"seed": 1}}
+    assert model_config_diff(stored, {**stored, "operator": {"drop_path": 0.3, "hidden_dim": 16},
+                                      "training": {"seed": 2}}) == []
+    one_sided = {**stored, "operator": {**stored["operator"], "depth": 2}}
+    assert model_config_diff(stored, one_sided) == ["operator.depth: checkpoint='<absent>' requested=2"]
+    assert model_config_diff({**stored, "diffusion": {"steps": 4}}, {**stored, "diffusion": {"steps": 8}}) == [
+        "diffusion.steps: checkpoint=4 requested=8"]
+    state = {"config": stored, "grid_size": 32, "path": "x.pt"}
+    check_compatible(state, stored, grid_size=32)
+    with pytest.raises(CheckpointError, match=r"grid_size: checkpoint=32 requested=64"):
+        check_compatible(state, stored, grid_size=64)
+    torch.save({"format": "other-v0", "config": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=r"is not a UPS checkpoint \(format 'other-v0', expected"):
+        read_checkpoint(tmp_path / "other.pt")
+    torch.save({"format": FORMAT, **{k: 0 for k in REQUIRED if k not in ("format", "global_epoch")}},
+               tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match=r"lacks keys \['global_epoch'\]"):
+        read_checkpoint(tmp_path / "old.pt")
 
 
 @pytest.mark.gpu

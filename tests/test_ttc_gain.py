@@ -217,3 +217,21 @@ def test_the_seed_part_of_the_interval_is_not_understated() -> None:
     assert d8.gain == pytest.approx(0.05, abs=0.002)
     assert d8.lo < 0.05 - 0.033 and d8.hi > 0.05 + 0.033  # ±3 points × √1.5 ≈ ±3.7
     assert d8.lo > 0.05 - 0.045 and d8.hi < 0.05 + 0.045
+
+
+def test_unusable_figures_are_left_out_and_the_smallest_split_decides_too_few() -> None:
+    """A cell with NaN or unpaired per-sample figures is no sample set; a dim with a 0 nRMSE gets no gain (not a
+    division by zero); one dim with per-sample figures answers nothing; and a verdict over splits of different
+    sizes is read only when the smallest reaches MIN_SAMPLES."""
+    from ups.ttc_gain import MIN_SAMPLES, read_eval_samples
+
+    assert read_eval_samples(json.dumps({"nrmse": [0.1, float("nan")], "nrmse_ttc": [0.1, 0.1]})) is None
+    assert read_eval_samples(json.dumps({"nrmse": [0.1, 0.2], "nrmse_ttc": [0.1]})) is None
+    assert read_eval_samples(json.dumps({"nrmse": [0.1, 0.2], "nrmse_ttc": [0.1, 0.1]}))[1].tolist() == [0.1, 0.1]
+    (one,) = _rows({8: 0.2})
+    v = ttc_verdict([one, {"dim": 16, "nrmse": 0.0, "nrmse_ttc": 0.0}])
+    assert v.answer == "not answerable" and math.isnan(v.dims[1].gain), v
+    rows = _rows({8: 0.20, 16: 0.14, 32: 0.08, 64: 0.02})
+    small = _rows({64: 0.02}, n=MIN_SAMPLES - 1, seed=1)[0]
+    v = ttc_verdict([*rows[:3], small])
+    assert v.answer == "too few test samples" and f"{MIN_SAMPLES - 1}/64 test samples" in v.text, v.text

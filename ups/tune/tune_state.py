@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import posixpath
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -95,7 +96,7 @@ def _unpickle_error(data: bytes) -> Exception | None:
 def _names_missing_code(e: Exception | None) -> bool:
     """A whole pickle that names a module or function this code does not have: written by another version of UPS
     Sweeps (``Can't get attribute '_trial_dirname' on <module 'ups.tune.launcher'>``), not cut off."""
-    return isinstance(e, (AttributeError, ImportError)) and "ups" in str(e)
+    return isinstance(e, (AttributeError, ImportError)) and re.search(r"'ups[.']", str(e)) is not None
 
 
 def _unpickles(data: bytes) -> bool:
