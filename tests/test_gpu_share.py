@@ -166,6 +166,12 @@ def test_the_report_table_shows_gpu_memory_only_when_recorded() -> None:
     cols = table_columns(lb)
     assert cols[cols.index("est_cost") + 1] == "gpu_mem_peak_mib" and "gpu_mem_peak_mib" in _table_csv(lb)
     assert 'data-v="3570.0">3570</td>' in _rows_html(lb, None)
+    # val_nrmse, what the promotion ranks on (the report's header says "by val nRMSE"), is a column; val_nrmse_ttc
+    # beside it when a trial has one (a sweep searching ttc.* keys ranks on that)
+    assert cols[cols.index("status") + 1] == "val_nrmse" and "val_nrmse_ttc" not in cols
+    lb["val_nrmse"], lb["val_nrmse_ttc"] = [0.0833], [0.0811]
+    cols = table_columns(lb)
+    assert cols[cols.index("val_nrmse") + 1] == "val_nrmse_ttc" and 'data-v="0.0833">0.0833</td>' in _rows_html(lb, None)
 
 
 def test_a_gpu_share_that_torch_cannot_use_is_refused_not_trained_on_the_cpu() -> None:

@@ -428,6 +428,14 @@ def test_the_printed_leaderboard_names_trials_by_id_and_says_why_the_gates_faile
     assert cols[2:4] == ["val_nrmse", "val_nrmse_ttc"] and dict(zip(cols, table[0]))["val_nrmse_ttc"] == "0.09"
     print_leaderboard(ttc, 0)
     assert "the promotion picks on validation (val_nrmse_ttc)" in capsys.readouterr().out
+    # under the table, a line of counts: a 32-trial sweep printed its best 15 and said nothing of the other 17
+    lb_path = Path("/tmp/lb.csv")
+    print_leaderboard(SweepOutcome(exp, "x", lb_path, rows, None, None, [{"run_id": "baseline-fno-x"}]), 2)
+    out = capsys.readouterr().out
+    assert (f"{exp}: 4 trials: 3 completed, 1 stopped early (ASHA or a gate); small-eval gates: 1 pass, 1 fail, "
+            f"1 reference, 1 no eval; 2 more not in the table above (every one: {lb_path})") in out, out
+    print_leaderboard(SweepOutcome(exp, "x", lb_path, rows, None, None, []), 15)
+    assert "4 trials: 3 completed" in (out := capsys.readouterr().out) and "more not in the table" not in out
 
 
 def test_a_champion_has_to_beat_every_baseline_on_its_data(tmp_path: Path, capsys) -> None:

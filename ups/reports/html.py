@@ -39,19 +39,23 @@ from ups.reports.sources import (ReportError, best_trial, cell_text, checkpoint_
 from ups.tune.pbt_schedule import schedule_text
 from ups.ttc_gain import Verdict, dims_rows, newest_experiment, ttc_verdict, verdict_file, write_verdict
 
-TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "nrmse", "nrmse_ttc", "nrmse_pdebench", "recon_nrmse",
+TABLE_COLUMNS = ["label", "run_id", "kind", "round", "status", "val_nrmse", "nrmse", "nrmse_ttc", "nrmse_pdebench", "recon_nrmse",
                  "conservation_gap", "energy_violation", "bc_violation", "ece", "rollout_horizon",
                  "wall_clock", "gpu_hours", "est_cost", "params", "gate_pass", "gate_reasons", "promotion",
                  "trial_id"]
 GPU_COLUMNS = ["gpu_mem_peak_mib"]  # shown only when some trial ran on CUDA (empty on CPU sweeps)
+TTC_VAL_COLUMNS = ["val_nrmse_ttc"]  # shown only when some trial has one (a sweep searching ttc.* keys ranks on it)
 
 
 def table_columns(lb: pd.DataFrame) -> list[str]:
-    """The trial table's columns: ``TABLE_COLUMNS``, with each trial's GPU memory peak after ``est_cost`` when
+    """The trial table's columns: ``TABLE_COLUMNS`` (``val_nrmse``: what the promotion ranks on, and a stopped
+    trial's last figure), with ``val_nrmse_ttc`` after it and each trial's GPU memory peak after ``est_cost`` when
     any row has one (``ups.tune.gpu_share``: what sizes ``resources.gpu``)."""
-    extra = [c for c in GPU_COLUMNS if c in lb.columns and pd.to_numeric(lb[c], errors="coerce").notna().any()]
-    i = TABLE_COLUMNS.index("est_cost") + 1
-    return TABLE_COLUMNS[:i] + extra + TABLE_COLUMNS[i:]
+    def present(cols: list[str]) -> list[str]:
+        return [c for c in cols if c in lb.columns and pd.to_numeric(lb[c], errors="coerce").notna().any()]
+
+    v, i = TABLE_COLUMNS.index("val_nrmse") + 1, TABLE_COLUMNS.index("est_cost") + 1
+    return TABLE_COLUMNS[:v] + present(TTC_VAL_COLUMNS) + TABLE_COLUMNS[v:i] + present(GPU_COLUMNS) + TABLE_COLUMNS[i:]
 
 
 FIGURES = [  # key, title, caption

@@ -104,7 +104,34 @@ def print_leaderboard(o: SweepOutcome, top: int) -> None:
     for r in rows:
         t.add_row(*r)
     # a terminal's own width (a fixed 200 wrapped every line of a narrower one); a log file gets 200
-    Console(width=None if sys.stdout.isatty() else 200).print(t)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(t)
+    if counts := trial_counts(o, top):
+        console.print(counts, highlight=False)
+
+
+STATUS_WORDS = {"stopped": "stopped early (ASHA or a gate)"}
+
+
+def trial_counts(o: SweepOutcome, top: int) -> str:
+    """What the table above leaves out, in a line: this sweep's trials by status and by small-eval gate, and how many
+    are not in the table (a 32-trial sweep printed its best 15 and said nothing of the other 17)."""
+    df = o.rows
+    if not len(df) or "kind" not in df:
+        return ""
+    trials = df[(df["experiment"] == o.experiment) & (df["kind"].astype(str) == "trial")]
+    if trials.empty:
+        return ""
+    status = trials["status"].fillna("").astype(str).value_counts()
+    by_status = ", ".join(f"{n} {STATUS_WORDS.get(s, s) or 'no status'}" for s, n in status.items())
+    gates = pd.Series([_gates_cell(r) for r in trials.to_dict("records")]).map(
+        lambda g: "fail" if g.startswith("FAIL") else g).value_counts()
+    by_gate = ", ".join(f"{gates[g]} {g}" for g in ("pass", "fail", "reference", "no eval") if g in gates)
+    hidden = len(trials) - min(top, len(trials))
+    more = (f"; {hidden} more not in the table above (every one: {o.leaderboard}"
+            + (f", {o.report}" if o.report else "") + ")") if hidden > 0 else ""
+    return (f"{o.experiment}: {len(trials)} trials: {by_status}"
+            + (f"; small-eval gates: {by_gate}" if by_gate else "") + more)
 
 
 def _fmt(v: Any) -> str:
