@@ -258,7 +258,13 @@ def test_learning_curves_cut_a_trial_that_went_on_from_a_checkpoint(tmp_path, mo
     assert plot_learning_curves(pd.concat([plain, blown], ignore_index=True), tmp_path / "lc2.png").exists()
     ax = seen[-1].axes[0]
     assert max(max(line.get_ydata()) for line in ax.get_lines()) < 1.0
-    assert "c (best 0.41, then diverged)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "c (last 0.41, then diverged)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    # ranked and labelled on the last report (the leaderboard's figure), with a lower minimum beside it: the legend
+    # said "best 0.0805" for a trial the leaderboard, TPE and the promotion knew at 0.0833 (the scale trial)
+    dip = pd.DataFrame({"trial_id": "d", "training_iteration": [1, 2, 3], "val_nrmse": [0.5, 0.2, 0.35]})
+    assert plot_learning_curves(pd.concat([plain, dip, blown], ignore_index=True), tmp_path / "lc3.png", top=2).exists()
+    texts = [t.get_text() for t in seen[-1].axes[0].get_legend().get_texts()]
+    assert texts == ["b (last 0.3)", "d (last 0.35, min 0.2)"], texts  # c diverged: ranked after them
 
 
 def test_a_pbt_round_report_lists_the_schedules_behind_its_best_trials() -> None:
