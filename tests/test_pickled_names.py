@@ -151,8 +151,19 @@ def test_the_newest_state_file_is_the_one_checked_and_a_cut_off_one_is_not_anoth
     (folder / "tuner.pkl").write_bytes(whole)
     assert cut_off_pickles(str(folder)) == []
     assert foreign_state(str(folder))[0].endswith("searcher-state-2026-12-02_00-00-00.pkl")
+    # a missing module that is not UPS Sweeps' is no version's: the environment's (it was called cut off)
     (folder / "searcher-state-2026-12-02_00-00-00.pkl").write_bytes(b"cno_such_module_here\nf\n.")
-    assert foreign_state(str(folder)) is None
+    found = foreign_state(str(folder))
+    assert found[0].endswith("searcher-state-2026-12-02_00-00-00.pkl") and found[2] is False, found
+    assert cut_off_pickles(str(folder)) == []
+    from types import SimpleNamespace
+
+    from ups.config import ConfigError
+    from ups.tune.launcher import check_state_code
+
+    with pytest.raises(ConfigError, match=r"names a module this environment does not have \(No module named "
+                                          r"'no_such_module_here'\).*Fix: resume in that environment"):
+        check_state_code(SimpleNamespace(storage_path=str(tmp_path), filesystem=None), "round_a-x")
 
 
 def test_only_a_missing_ups_name_is_another_versions() -> None:

@@ -492,11 +492,18 @@ def loop_cut(cb: LeaderboardCallback) -> str | None:
 
 
 def check_state_code(p: Prepared, name: str) -> None:
-    """Refuse, before data and baselines, a resume whose Tune state names code this version does not have."""
+    """Refuse, before data and baselines, a resume whose Tune state names code this version (or environment) does not
+    have."""
     found = foreign_state(f"{p.storage_path}/{name}", p.filesystem)
     if found is None:
         return
-    path, error = found
+    path, error, ours = found
+    if not ours:
+        raise ConfigError(f"resume=true: Tune's state file '{path}' names a module this environment does not have "
+                          f"({error}): the sweep was started where it was installed (another Ray, Optuna or W&B "
+                          f"version, or a package missing here). Fix: resume in that environment, or install what is "
+                          f"missing here (`bash scripts/setup.sh` installs the versions pyproject.toml pins), then "
+                          f"the same command")
     code = (read_record(p.storage_path, p.filesystem, name) or {}).get("code")
     raise ConfigError(f"resume=true: Tune's state file '{path}' was written by another version "
                       f"({describe(code)}): it names code this version does not have ({error}). Fix: resume with "

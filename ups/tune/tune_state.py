@@ -99,10 +99,16 @@ def _names_missing_code(e: Exception | None) -> bool:
     return isinstance(e, (AttributeError, ImportError)) and re.search(r"'ups[.']", str(e)) is not None
 
 
+def _names_missing_module(e: Exception | None) -> bool:
+    """A whole pickle that names a module or attribute this environment does not have (``_names_missing_code``: one
+    of UPS Sweeps'; else another package's, e.g. a resume in a venv without that package or with another version)."""
+    return isinstance(e, (AttributeError, ImportError))
+
+
 def _unpickles(data: bytes) -> bool:
-    """Whether ``data`` is a whole pickle: one naming code this version lacks is whole (``foreign_state`` says so)."""
+    """Whether ``data`` is a whole pickle: one naming code this environment lacks is whole (``foreign_state``)."""
     e = _unpickle_error(data)
-    return e is None or _names_missing_code(e)
+    return e is None or _names_missing_module(e)
 
 
 def staging_copies(experiment_name: str, state_file: str, ray_temp_dir: str,
@@ -148,15 +154,16 @@ def cut_off_pickles(experiment_path: str, fs: Any = None) -> list[str]:
     return [path for path, data in _newest_pickles(experiment_path, fs, PICKLED_STATE_FILES) if not _unpickles(data)]
 
 
-def foreign_state(experiment_path: str, fs: Any = None) -> tuple[str, str] | None:
-    """(path, the error) of the first of Tune's pickled state files (``tuner.pkl`` and the newest of each of
-    ``PICKLED_STATE_FILES``) that names code this version of UPS Sweeps does not have, or None.  Tune pickles the
-    sweep's objects (trial folder namer, stopper, searcher, callbacks) by their module path: a sweep started by
-    a version whose code lived elsewhere cannot be restored by this one (tests/test_pickled_names.py keeps the
-    names released versions wrote)."""
+def foreign_state(experiment_path: str, fs: Any = None) -> tuple[str, str, bool] | None:
+    """(path, the error, whether the missing name is UPS Sweeps') of the first of Tune's pickled state files
+    (``tuner.pkl`` and the newest of each of ``PICKLED_STATE_FILES``) that names code this environment does not
+    have, or None.  Tune pickles the sweep's objects (trial folder namer, stopper, searcher, callbacks) by their
+    module path: a sweep started by a version whose code lived elsewhere cannot be restored by this one
+    (tests/test_pickled_names.py keeps the names released versions wrote), nor one started where another package
+    was installed by an environment without it."""
     for path, data in _newest_pickles(experiment_path, fs, (TUNER_FILE, *PICKLED_STATE_FILES)):
-        if _names_missing_code(e := _unpickle_error(data)):
-            return path, str(e)
+        if _names_missing_module(e := _unpickle_error(data)):
+            return path, str(e), _names_missing_code(e)
     return None
 
 
