@@ -7,6 +7,7 @@ import subprocess
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from ups.data import cache
 
@@ -35,6 +36,14 @@ def _installed() -> tuple[str, str]:
     except metadata.PackageNotFoundError:
         version = ""
     return commit, version
+
+
+def other_data_version(code: dict[str, str] | None, trial: dict[str, Any]) -> str:
+    """The data generator version a record's ``code`` names where it is not this code's and the trials' data is
+    generated (``trial``: a flat trial config; a file given as ``data.path`` is read as it is), else "". Records
+    from before 2026-12-07 name none."""
+    was = str((code or {}).get("data_version") or "")
+    return was if was and was != cache.DATA_VERSION and not trial.get("data.path") else ""
 
 
 def describe(code: dict[str, str] | None) -> str:

@@ -115,6 +115,17 @@ def read_leaderboard(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def scored_data(path: str | Path, experiment: str) -> list[str]:
+    """The data sets (``data_hash``, first 12 characters) the trials of ``experiment`` on the leaderboard at ``path``
+    were scored on, sorted; [] when none says (no such trials, no leaderboard there, or one from before the
+    ``data_hash`` column)."""
+    lb = read_leaderboard(path)
+    if "data_hash" not in lb:
+        return []
+    rows = lb[(lb["experiment"] == experiment) & (lb["kind"] == "trial")]
+    return sorted({str(h)[:12] for h in rows["data_hash"].dropna() if str(h)})
+
+
 def leaderboard_problem(path: str | Path) -> str | None:
     """Why an existing leaderboard file cannot be read and appended to, in words for an error message; None
     when it can (or there is none yet: the first rows start it).  A file that is not CSV, or a CSV without a

@@ -45,11 +45,11 @@ from ups.tune.trainable import METRIC
 from ups.tune.tune_state import foreign_state, repair_cut_off_state
 from ups.tune.tuner_build import (trial_dirname, asha_rungs, build_stopper, build_tuner, make_trainable,
                                   run_config, startup_only_note)
+from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
 
 # Tune pickles the trial folder namer by its module path: sweeps started before 9d7ba65 (2026-12-07) name it here
 # (tests/test_pickled_names.py keeps every name a released version's Tune state holds)
 _trial_dirname = trial_dirname
-from ups.tune.wandb_logging import WandbRoundLogger, default_group, resolve_mode
 
 
 def load_data(base: Any) -> Any:
@@ -104,7 +104,7 @@ def _fno_setting(row: Any) -> tuple[str, str]:
     """How a baseline row's FNO was trained, and the overrides that train it so: (``120 steps``, ``fno_steps=120``)
     or (``30 s of training``, ``fno_steps=0 fno_budget_s=30``)."""
     def num(key: str) -> float:
-        v = pd.to_numeric(pd.Series([row.get(key)]), errors="coerce").iloc[0]
+        v = pd.to_numeric(row.get(key), errors="coerce")
         return 0.0 if pd.isna(v) else float(v)
 
     if (steps := num("fno_steps")) > 0:

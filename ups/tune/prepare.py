@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from ups.code_version import checkout_fix
 from ups.config import ConfigError, apply_overrides, check_model_grid, flatten, load_config, override_key, to_dict
-from ups.leaderboard import leaderboard_problem, read_leaderboard
+from ups.leaderboard import leaderboard_problem, scored_data
 from ups.outputs import make_writable_folder, probe_writable_file
 from ups.tune.promotion import SEED_KEY, champion_record, read_champion
 from ups.tune.space import (Param, SearchSpace, SearchSpaceError, check_against, check_around_windows, load_space,
@@ -193,11 +193,7 @@ def check_resume_data(leaderboard: Path, name: str, data_hash: str) -> None:
     its unfinished and new trials would be trained and scored on other data than its finished ones."""
     if not data_hash:
         return
-    lb = read_leaderboard(leaderboard)
-    rows = lb[(lb["experiment"] == name) & (lb["kind"] == "trial")]
-    if "data_hash" not in rows:  # no leaderboard there (leaderboard= changed since), or one from before data_hash
-        return
-    before = sorted({str(h)[:12] for h in rows["data_hash"].dropna() if str(h)})
+    before = scored_data(leaderboard, name)  # none where leaderboard= changed since, or one from before data_hash
     if before and data_hash[:12] not in before:
         raise ConfigError(f"resume=true: the trials of {name} were trained and scored on data {', '.join(before)} "
                           f"({leaderboard}), this command's data is {data_hash[:12]}: the data generator changed "

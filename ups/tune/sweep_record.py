@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ups.code_version import checkout_fix, code_version, describe
+from ups.code_version import checkout_fix, code_version, describe, other_data_version
 from ups.config import MACHINE_KEYS, ConfigError, flatten, override_key, to_dict
 
 RECORD = "ups_sweep.json"
@@ -258,9 +258,9 @@ def check_data_version(saved: dict[str, Any], display: str, name: str) -> None:
     ``data.path`` is read as it is). Records from before 2026-12-07 keep no version: ``check_resume_data`` finds
     the change once the data is made."""
     code = saved.get("code") or {}
-    was, now = str(code.get("data_version") or ""), code_version()["data_version"]
-    if not was or was == now or (saved.get("trial") or {}).get("data.path"):
+    if not other_data_version(code, saved.get("trial") or {}):
         return
+    now = code_version()["data_version"]
     raise ConfigError(f"resume=true: {display}/{name} was started by {describe(code)} ({display}/{name}/"
                       f"{RECORD}); this code generates data version {now} (ups.data.cache.DATA_VERSION), so the same "
                       f"data.* settings give other data and its trials would mix data sets. Fix: resume with the "

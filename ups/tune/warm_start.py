@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
-from ups.code_version import code_version, describe
+from ups.code_version import code_version, describe, other_data_version
 from ups.config import ConfigError
 from ups.tune.sweep_record import SPACE_COPY
 from ups.tune.trainable import SEARCH_METRIC, TTC_METRIC, final_objective, with_objective
@@ -154,12 +154,12 @@ def warm_points(p: Any, current: str, record: dict[str, Any]) -> tuple[list[tupl
         raise ConfigError(f"searcher.warm_start={name}: that sweep ran PBT, so each trial's score comes from a "
                           f"schedule of values, not from the one config TPE would be told. Fix: warm-start from an "
                           f"ASHA or FIFO sweep of this round")
-    was, now = str((earlier.get("code") or {}).get("data_version") or ""), code_version()["data_version"]
-    if was and was != now and not record.get("trial", {}).get("data.path"):
+    if other_data_version(earlier.get("code"), record.get("trial", {})):
         raise ConfigError(f"searcher.warm_start={name}: that sweep ran on {describe(earlier.get('code'))}, "
                           f"whose data generator made other data from the same data.* settings than this code's "
-                          f"(data version {now}, ups.data.cache.DATA_VERSION): TPE would be told scores on other "
-                          f"data. Fix: warm-start from a sweep of this data version, or drop searcher.warm_start")
+                          f"(data version {code_version()['data_version']}, ups.data.cache.DATA_VERSION): TPE would "
+                          f"be told scores on other data. Fix: warm-start from a sweep of this data version, or drop "
+                          f"searcher.warm_start")
     differ = _base_differences(earlier.get("trial", {}), record.get("trial", {}), set(p.space.params) |
                                set(p.space.derived))
     if differ:
@@ -194,15 +194,11 @@ def check_warm_data(leaderboard: Any, name: str, data_hash: str) -> None:
     """Refuse to tell TPE the trials of sweep ``name`` when the leaderboard says they were scored on other data than
     this sweep's (``data_hash``): a sweep recorded before its record kept the data version, on data the generator
     now makes otherwise, or a data file that changed."""
-    from ups.leaderboard import read_leaderboard
+    from ups.leaderboard import scored_data
 
     if not data_hash or not name:
         return
-    lb = read_leaderboard(leaderboard)
-    if "data_hash" not in lb or "experiment" not in lb:
-        return
-    rows = lb[(lb["experiment"] == name) & (lb["kind"] == "trial")]
-    before = sorted({str(h)[:12] for h in rows["data_hash"].dropna() if str(h)})
+    before = scored_data(leaderboard, name)
     if before and data_hash[:12] not in before:
         raise ConfigError(f"searcher.warm_start={name}: that sweep's trials were scored on data {', '.join(before)} "
                           f"({leaderboard}), this sweep's data is {data_hash[:12]}: the data generator changed since "
