@@ -28,10 +28,15 @@ pytest_plugins = [
 RAY_GROUP = "session-ray"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups: after it they were ignored
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests on the session's Ray cluster share one xdist group (one worker, one cluster); see the module doc.
     The others are grouped by module, so a module-scoped fixture (a trained model to export, the calibration
-    data) is built once, not once per worker."""
+    data) is built once, not once per worker.  xdist turns the groups into ``@<group>`` suffixes of the node ids
+    in its own ``pytest_collection_modifyitems`` (xdist 3.8 ``remote.py``, by setting ``item._nodeid``, which pytest
+    9.2 no longer reads: pyproject pins ``pytest<9.2``).  Until 2026-12-07 this hook ran after xdist's and pytest
+    was 9.2, so the groups were never in force: the Ray tests ran on both workers, each with its own ``ray.init``
+    and its own copies of the session's sweeps (``tests/test_xdist_groups.py`` checks the suffixes)."""
     for item in items:
         on_ray = "ray_session" in getattr(item, "fixturenames", ())
         item.add_marker(pytest.mark.xdist_group(RAY_GROUP if on_ray else item.nodeid.split("::", 1)[0]))
