@@ -87,10 +87,11 @@ def _keys(client, bucket: str, prefix: str) -> list[str]:
 
 
 def _signal_when(driver: subprocess.Popen, log: Path, ready: Callable[[], bool], sig: int, waiting_for: str,
-                 wait_s: float = 30.0) -> None:
+                 wait_s: float = 30.0) -> int:
     """Once ``ready()``, send ``sig`` to the driver alone and wait for it to exit; then end whatever it
-    spawned (its Ray processes) by id."""
+    spawned (its Ray processes) by id.  Returns the log's length when the signal was sent (for ``_said``)."""
     spawned: list[int] = []
+    signalled_at = -1
     try:
         deadline = time.monotonic() + 240
         while not ready():
@@ -100,12 +101,24 @@ def _signal_when(driver: subprocess.Popen, log: Path, ready: Callable[[], bool],
             time.sleep(0.3)
         spawned = _children(driver.pid)
         os.kill(driver.pid, sig)
+        signalled_at = len(log.read_text(errors="replace"))
         driver.wait(timeout=wait_s)
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait()
         _end(spawned)
+    return signalled_at
+
+
+def _said(out: str, signalled_at: int = -1) -> str:
+    """For a failure message: the driver's own messages (and any traceback or swallowed exception), where the
+    signal was sent, and the log's end; the rich table at the end otherwise hides what happened before it."""
+    mark = f"--- the signal was sent here (the log then {signalled_at} characters long) ---"
+    head = out if signalled_at < 0 else f"{out[:signalled_at]}{mark}\n{out[signalled_at:]}"
+    keep = [line for line in head.splitlines()
+            if line.startswith(("[ups sweep]", "---", "Traceback", "Exception ignored", "KeyboardInterrupt"))]
+    return "\n".join(keep)[-3000:] + "\n--- log end ---\n" + out[-1500:]
 
 
 def _driver_env() -> dict[str, str]:
@@ -250,8 +263,8 @@ def test_a_resumed_sweep_takes_the_new_concurrency_and_can_be_stopped_again(tmp_
         return refuser[0].poll() is not None and bool(list(exp.glob("trial_*/checkpoint_000002")))
 
     try:
-        _signal_when(driver, log1, refused_then_checkpointed, signal.SIGTERM, "the refusal and a trial's third "
-                     "checkpoint", wait_s=120)
+        at = _signal_when(driver, log1, refused_then_checkpointed, signal.SIGTERM, "the refusal and a trial's "
+                          "third checkpoint", wait_s=120)
     finally:
         for r in refuser:
             if r.poll() is None:
@@ -260,7 +273,7 @@ def test_a_resumed_sweep_takes_the_new_concurrency_and_can_be_stopped_again(tmp_
     out, refused = log1.read_text(), (tmp_path / "refused.log").read_text()
     assert refuser[0].returncode != 0 and f"is still running: driver pid {driver.pid} on this machine" in refused, \
         refused[-3000:]
-    assert driver.returncode == 130, out[-4000:]
+    assert driver.returncode == 130, _said(out, at)
     assert not (exp / "ups_driver.json").exists()  # a stopped driver gives its lease up
     assert "interrupted: " in out and "resume=true" in out and "promotion: not run" in out, out[-3000:]  # SIGTERM
     first = {p.parent.name for p in exp.glob("trial_*/checkpoint_000002")}
@@ -277,11 +290,11 @@ def test_a_resumed_sweep_takes_the_new_concurrency_and_can_be_stopped_again(tmp_
         seen.update(p.parent.name for p in exp.glob("trial_*/checkpoint_000001"))
         return len(seen - first) >= 2
 
-    _signal_when(driver, log2, two_more_trials_checkpointed, signal.SIGINT, "two more trials' second checkpoints",
-                 wait_s=120)
+    at = _signal_when(driver, log2, two_more_trials_checkpointed, signal.SIGINT, "two more trials' second "
+                      "checkpoints", wait_s=120)
     stopped_at = time.time()
     out = log2.read_text()
-    assert driver.returncode == 130, out[-4000:]
+    assert driver.returncode == 130, _said(out, at)
     assert "interrupted: " in out and "promotion: not run" in out, out[-3000:]
     # the command that resumes it, printed whole: this one's arguments, resume=true and the sweep's name
     again = [a for a in args[2:] if not a.startswith("name=")] + ["max_concurrent=2", "resume=true", f"name={name}"]
@@ -328,9 +341,9 @@ def test_stop_during_promotion_keeps_the_round_and_resume_redoes_it(tmp_path, ti
 
     with open(log1, "wb") as log:
         driver = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    _signal_when(driver, log1, lambda: "promotion: full-eval of" in log1.read_text(), sig, "the full-eval")
+    at = _signal_when(driver, log1, lambda: "promotion: full-eval of" in log1.read_text(), sig, "the full-eval")
     out = log1.read_text()
-    assert driver.returncode == 130, out[-4000:]
+    assert driver.returncode == 130, _said(out, at)
     assert "interrupted during the promotion's full-eval" in out and "resume=true" in out, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
     rows = read_leaderboard(lb)
@@ -403,7 +416,7 @@ def test_a_stop_signal_that_also_reaches_rays_gcs_ends_the_driver_in_seconds(tmp
             driver.wait()
         _end(spawned, timeout=1.0)  # the raylet outlives a driver whose GCS is gone: nothing to wait for
     out = log_path.read_text()
-    assert driver.returncode == 130, out[-4000:]
+    assert driver.returncode == 130, _said(out)
     assert "SIGTERM also stopped the local Ray instance" in out and "resume=true" in out, out[-3000:]
     assert "Failed to connect to GCS" not in out, out[-3000:]
     state = max(exp.glob("experiment_state-*.json"), key=lambda f: f.stat().st_mtime)
