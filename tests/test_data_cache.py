@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -235,3 +236,68 @@ def test_solver_workers_end_when_the_generating_process_is_killed(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_every_generation_setting_and_version_changes_the_content_hash(tmp_path, monkeypatch):
+    """The hash names all that determines the data: a request differing only in the time grid, or made after a bump
+    of DATA_VERSION / SOLVER_VERSION, gets a file of its own (it was served the old file's frames)."""
+    base = _cfg(tmp_path)
+    h, f = cache.content_hash(base), cache.cache_file(base)
+    for extra in ("data.t_final=0.2", "data.frames=21", "data.seed=1", "data.n=4", "data.resolution=64", "data.nu=0.02"):
+        assert cache.content_hash(_cfg(tmp_path, extra)) != h, extra
+        assert cache.cache_file(_cfg(tmp_path, extra)) != f, extra
+    for const in ("DATA_VERSION", "SOLVER_VERSION"):
+        with monkeypatch.context() as m:
+            m.setattr(cache, const, getattr(cache, const) + "-next")
+            assert cache.content_hash(base) != h and cache.cache_file(base) != f, const
+    assert cache.content_hash(base) == h
+
+
+def test_a_generated_file_records_its_grid_and_is_not_taken_for_another_request(tmp_path):
+    """The attributes state the time step and the solver grids used; is_complete checks the stored content_hash,
+    not just that a readable file sits at the path."""
+    from ups.data.solver import is_power_of_two
+
+    cfg = _cfg(tmp_path)
+    path = cache.dataset_path(cfg, progress=False, workers=1)
+    attrs = inspect_pdebench(path).attrs
+    assert attrs["dt_save"] == pytest.approx(0.1 / 10) and (attrs["t_final"], attrs["frames"]) == (0.1, 11)
+    lo, hi = attrs["solver_resolution_min"], attrs["solver_resolution_max"]
+    assert is_power_of_two(lo) and is_power_of_two(hi) and 32 <= lo <= hi and attrs["substeps_min"] >= 1
+    assert cache.is_complete(path, cache.content_hash(cfg))
+    assert not cache.is_complete(path, cache.content_hash(_cfg(tmp_path, "data.seed=5")))
+    assert not cache.is_complete(tmp_path / "missing.hdf5", cache.content_hash(cfg))
+
+
+def test_solve_batch_refines_the_grid_until_the_spectral_tail_is_small(monkeypatch):
+    """A batch whose automatic grid leaves a spectral tail above TAIL_TOL is solved again on 2× the points; where
+    even MAX_RESOLUTION does not get it there, generation is refused, naming nu."""
+    from ups.data.initial import cell_centres
+    from ups.data.solver import choose_resolution
+
+    u0 = np.sin(2 * np.pi * cell_centres(32))[None]  # (1, 32): a shock forms by t ≈ 1/(2π)
+    t = np.linspace(0.0, 0.2, 3)
+    auto = choose_resolution(1.0, 0.01, 32)
+    out, (res, _, tail) = cache.solve_batch(u0, 0.01, t)
+    assert res == auto and tail <= cache.TAIL_TOL and out.shape == (1, 3, 32)
+    monkeypatch.setattr(cache, "TAIL_TOL", tail / 2)  # the automatic grid is now not enough
+    out2, (res2, _, tail2) = cache.solve_batch(u0, 0.01, t)
+    assert res2 == 2 * auto and tail2 <= tail / 2
+    np.testing.assert_allclose(out2, out, atol=1e-5)  # the same solution, better resolved
+    monkeypatch.setattr(cache, "TAIL_TOL", 0.0)
+    monkeypatch.setattr(cache, "MAX_RESOLUTION", 2 * auto)
+    with pytest.raises(cache.DataConfigError, match=r"nu=0\.01 is under-resolved even on .* Fix: use a larger nu"):
+        cache.solve_batch(u0, 0.01, t)
+
+
+@pytest.mark.parametrize("key, value, said", [
+    ("frames", 1, "'frames' = 1 must be ≥ 2"),  # one frame: no save interval (t_final / 0)
+    ("resolution", 2 * cache.MAX_RESOLUTION, f"'resolution' = {2 * cache.MAX_RESOLUTION} exceeds {cache.MAX_RESOLUTION}"),
+    ("resolution", 8, "'resolution' = 8 is not a power of two ≥ 16"),
+    ("t_final", 0.0, "'t_final' = 0.0 must be > 0"),
+])
+def test_validate_request_refuses_what_the_solver_cannot_generate(key, value, said):
+    request = {"nu": 0.01, "n": 3, "resolution": 32, "frames": 11, "t_final": 0.1, key: value}
+    with pytest.raises(cache.DataConfigError, match=re.escape(said) + r".*Fix: "):
+        cache.validate_request(request)
+    cache.validate_request({**request, key: {"frames": 2, "resolution": 64, "t_final": 2.0}[key]})  # a neighbour is fine

@@ -141,3 +141,79 @@ def test_gpu_matches_cpu():
     gpu = solve_burgers(u0, NU, t, device="cuda")
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=0)
+
+
+def test_gentle_flows_meet_the_documented_accuracy_of_the_automatic_step():
+    """choose_substeps documents a relative L2 error ≲ 1e-5 for its step; for gentle flows (|u| < 0.5) the advected
+    distance per step sets it. Checked against 4× the substeps on the same grid (the time error alone)."""
+    x = cell_centres(128)
+    u0 = torch.tensor(init_multi(16, x, seed=11))
+    u0 = u0[u0.abs().amax(dim=-1) < 0.5]  # (3, 128): the gentle members of the family
+    assert u0.shape[0] >= 2
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    auto, info = solve_burgers(u0, NU, t, return_info=True)
+    ref = solve_burgers(u0, NU, t, solver_resolution=info.solver_resolution, substeps=4 * info.substeps)
+    rel = ((auto - ref).norm(dim=-1) / ref.norm(dim=-1)).max()
+    assert float(rel) < 1e-5, f"substeps={info.substeps}: rel diff {float(rel):.2e}"
+
+
+@pytest.mark.parametrize("amplitude", [0.05, 0.3, 0.77, 1.0, 1.7, 3.9])
+def test_automatic_step_never_exceeds_its_bounds_and_divides_the_save_interval(amplitude):
+    """choose_substeps: dt = dt_save/substeps ≤ min(CFL/(U·k_eff), DISPLACEMENT/U), with as few substeps as that."""
+    from ups.data.solver import CFL, DISPLACEMENT, choose_substeps, diffusion
+
+    for resolution, dt_save in ((256, 0.01), (1024, 0.05), (4096, 0.01)):
+        n = choose_substeps(amplitude, NU, resolution, dt_save)
+        k_eff = min(2 * math.pi * (resolution // 3), max(amplitude / diffusion(NU), 2 * math.pi))
+        bound = min(CFL / (amplitude * k_eff), DISPLACEMENT / amplitude)
+        assert dt_save / n <= bound * (1 + 1e-9)
+        assert n == 1 or dt_save / (n - 1) > bound  # one substep fewer would exceed it
+
+
+@pytest.mark.parametrize("refine", [1, 2, 4])
+def test_refined_internal_grid_contains_the_saved_points(refine):
+    """u0 is interpolated spectrally onto solver_resolution = refine·X (the coarse Nyquist mode split in two) and
+    the output read back every refine-th point: after a vanishing step the saved frame is u0, Nyquist content
+    included (a random field has plenty)."""
+    u0 = torch.randn(3, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t = torch.tensor([0.0, 1e-9], dtype=torch.float64)
+    out = solve_burgers(u0, NU, t, solver_resolution=32 * refine, substeps=1)  # (3, 2, 32)
+    torch.testing.assert_close(out[:, 1].double(), u0, atol=1e-6, rtol=0)
+
+
+def test_spectral_tail_reports_the_worst_frame_of_an_under_resolved_grid():
+    """sin(2πx) at ν=0.01 forms a shock by t ≈ 0.16 that needs ~512 points, then decays (by t = 10 the ramp is smooth):
+    forced onto the 64 saved points the tail, the largest over all frames of the top sixth of the 2/3 band, flags it;
+    the automatic grid (chosen from the half-jump of a zero-mean field) resolves it."""
+    u0 = torch.tensor(np.sin(2 * np.pi * cell_centres(64)))[None]  # (1, 64)
+    t = torch.linspace(0, 10, 21, dtype=torch.float64)
+    _, coarse = solve_burgers(u0, NU, t, solver_resolution=64, return_info=True)
+    assert coarse.spectral_tail > 1e-2
+    _, auto = solve_burgers(u0, NU, t, return_info=True)
+    assert auto.solver_resolution == choose_resolution(1.0, NU, 64) >= 512
+    assert auto.spectral_tail < 1e-5
+
+
+def test_solver_rejects_save_times_not_starting_at_zero_or_decreasing():
+    """Frame 0 of the output is u0 itself, so t_save must start at 0; a uniform but decreasing or constant grid is no
+    time grid."""
+    u0 = torch.zeros(1, 64)
+    with pytest.raises(SolverError, match=r"t_save\[0\] = 0.5 must be 0"):
+        solve_burgers(u0, NU, torch.tensor([0.5, 0.6, 0.7], dtype=torch.float64))
+    with pytest.raises(SolverError, match="uniformly spaced and increasing"):
+        solve_burgers(u0, NU, torch.tensor([0.0, -0.1, -0.2], dtype=torch.float64))
+    with pytest.raises(SolverError, match="uniformly spaced and increasing"):
+        solve_burgers(u0, NU, torch.zeros(3, dtype=torch.float64))  # every frame at t = 0
+    with pytest.raises(SolverError, match="uniformly spaced and increasing"):
+        solve_single_numpy(np.zeros(64), NU, np.array([0.0, -0.1, -0.2]), 64, 1)
+
+
+def test_dealiased_nonlinear_term_keeps_an_under_resolved_run_bounded():
+    """The 2/3 rule removes the aliased part of u²: on a grid far too coarse for the shock (ν=0.003 wants ~2048
+    points, it gets 64) the run stays bounded and dissipative instead of blowing up from aliasing."""
+    u0 = torch.tensor(np.sin(2 * np.pi * cell_centres(32)))[None]  # (1, 32)
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    u = solve_burgers(u0, 0.003, t, solver_resolution=64, substeps=200).double()  # raises if it blew up
+    assert float(u.abs().max()) < 1.3  # Gibbs overshoot of the unresolved shock, no growth
+    energy = 0.5 * (u**2).mean(dim=-1)[0]
+    assert float(torch.diff(energy).max()) < 0
