@@ -344,3 +344,22 @@ def test_a_flat_forecast_of_a_flat_truth_keeps_the_full_horizon():
     ones = torch.ones(2, 12, 64)
     assert M.rollout_horizon(ones, ones, 4) == 8
     assert M.rollout_horizon(ones + 1, ones, 4) == 0
+
+
+def test_pdebench_frmse_bands_split_at_modes_4_and_12_and_scale_with_the_domain_length():
+    """metric_func's bands are modes [0, 4), [4, 12) and [12, X/2]: an error a·cos(2π·m·x) is |rfft|/X = a/2 in
+    mode m alone, so modes 3, 4, 11 and 12 land in low (÷4), mid (÷8), mid and high (÷117 modes of X=256); the
+    figures are × Lx (``length``) while the RMSE is not."""
+    true = _travelling(b=2)
+    share = (T - TI) / T
+    a = 0.2
+    for mode, band, n_modes in ((3, "low", 4), (4, "mid", 8), (11, "mid", 8), (12, "high", X // 2 + 1 - 12)):
+        pred = true.clone()
+        pred[:, TI:] += a * torch.cos(2 * math.pi * mode * _grid())
+        got = M.pdebench_metric_set(pred, true, TI)
+        for other in ("low", "mid", "high"):
+            want = a / 2 / n_modes * share if other == band else 0.0
+            assert got[f"frmse_{other}_pdebench"] == pytest.approx(want, rel=1e-9, abs=1e-12), (mode, other)
+    long = M.pdebench_metric_set(pred, true, TI, length=2.0)
+    assert long["frmse_high_pdebench"] == pytest.approx(2 * got["frmse_high_pdebench"], rel=1e-12)
+    assert long["rmse_pdebench"] == pytest.approx(got["rmse_pdebench"], rel=1e-12)

@@ -865,3 +865,43 @@ def test_the_reference_is_not_drawn_or_carded_as_a_gate_failure(tmp_path: Path, 
 
     colours = [to_hex(c) for c in seen[0].axes[0].collections[0].get_facecolors()]
     assert colours == [REF, FAIL], colours
+
+
+def test_compare_verdicts_follow_each_metrics_direction_and_leave_cost_and_run_keys_alone() -> None:
+    """rollout_horizon is higher-is-better, cost columns get no verdict, ``relative`` is Δ over A's value, the TTC
+    row is paired on the TTC figures (B better without TTC, worse with it) and run.* keys are no config difference."""
+    rng = np.random.default_rng(1)
+    base = list(rng.uniform(0.05, 0.15, 40))
+    lb = _paired_rows(base, [v - 0.01 for v in base])
+    lb["eval_samples_json"] = [lb["eval_samples_json"][0],
+                               json.dumps({"nrmse": [v - 0.01 for v in base], "nrmse_ttc": [v + 0.01 for v in base]})]
+    lb["rollout_horizon"] = [5.0, 7.0]
+    lb["conservation_gap"] = [0.2, 0.1]
+    lb["wall_clock"] = [1.0, 2.0]
+    lb["config_json"] = [json.dumps({"run": {"seed": 1}, "model": {"dim": 32}}),
+                         json.dumps({"run": {"seed": 2}, "model": {"dim": 64}})]
+    c = compare_rounds(lb, "round_a", "round_b")
+    m = {r["metric"]: r for r in c["metrics"]}
+    assert m["rollout_horizon"]["verdict"] == "round_b better"
+    assert m["conservation_gap"]["verdict"] == "round_b better"
+    assert m["conservation_gap"]["relative"] == pytest.approx(-0.5)
+    assert m["wall_clock"]["delta"] == pytest.approx(1.0) and m["wall_clock"]["verdict"] == ""
+    assert m["nrmse"]["verdict"] == "round_b better" and m["nrmse_ttc"]["verdict"] == "round_a better"
+    assert [d["key"] for d in c["config_diff"]] == ["model.dim"]
+
+
+def test_importance_shares_sum_to_one_and_skip_constant_ignored_and_unfinished_entries() -> None:
+    """Spearman fallback on 3 trials: |ρ| = 1 and 0.5 become shares 2/3 and 1/3; an infinite nRMSE is no finished
+    trial; 4 finished trials go to Optuna; keys that do not vary, or are run bookkeeping, are no parameters."""
+    from ups.reports.importance import varying_params
+
+    df = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [1.0, 3.0, 2.0, 0.5], "nrmse": [0.1, 0.2, 0.3, np.inf]})
+    imp, method = param_importance(df, ["a", "b"])
+    assert "only 3 finished" in method
+    assert imp == {"a": pytest.approx(2 / 3), "b": pytest.approx(1 / 3)}
+    rng = np.random.default_rng(5)
+    four = pd.DataFrame({"a": rng.uniform(0, 1, 4), "b": rng.uniform(0, 1, 4), "nrmse": rng.uniform(0, 1, 4)})
+    assert param_importance(four, ["a", "b"])[1].startswith("Optuna")
+    configs = [{"model": {"dim": 32, "depth": 2}, "run": {"seed": 1}, "training": {"device": "cpu"}},
+               {"model": {"dim": 64, "depth": 2}, "run": {"seed": 2}, "training": {"device": "cuda"}}]
+    assert varying_params(configs) == ["model.dim"]

@@ -359,3 +359,230 @@ def test_ttc_searches_only_past_the_threshold_and_returns_the_best_candidate():
     assert bool(res.searched.all())
     assert torch.allclose(res.penalty, pens.min(dim=1).values, rtol=1e-12)
     assert bool((res.chosen[:, 0] == pens.argmin(dim=1)).all())
+
+
+def test_tail_energy_is_half_the_mean_square_of_the_modes_at_or_past_the_cutoff():
+    """Parseval on the unit cell: a·cos(2π·m·x) carries ½·a²/2 in mode m, a constant c carries ½c² in mode 0 and the
+    Nyquist mode a·(−1)^i carries ½a²; the tail counts mode m exactly when m ≥ cutoff."""
+    n, a = 16, 0.3
+    x = torch.arange(n, dtype=torch.float64) / n
+    wave = a * torch.cos(2 * math.pi * 3 * x)
+    assert float(tail_energy(wave, 3)) == pytest.approx(a * a / 4, rel=1e-12)
+    assert float(tail_energy(wave, 4)) == pytest.approx(0.0, abs=1e-15)
+    assert float(tail_energy(torch.full((n,), a, dtype=torch.float64), 0)) == pytest.approx(a * a / 2, rel=1e-12)
+    nyquist = a * (-1.0) ** torch.arange(n, dtype=torch.float64)
+    assert float(tail_energy(nyquist, n // 2)) == pytest.approx(a * a / 2, rel=1e-12)
+
+
+def test_the_context_summary_keeps_the_roughest_context_frames_tail_and_the_rms_of_a_small_field():
+    """``tail`` is the largest tail energy over the context frames (an older, rougher frame counts); the normaliser
+    is the last frame's RMS even when it is far below 1; the default tail starts at X/4."""
+    x = torch.arange(X, dtype=torch.float64) / X
+    smooth = 0.01 * torch.sin(2 * math.pi * x)  # RMS 0.01/√2
+    rough = smooth + 0.001 * torch.cos(2 * math.pi * (X // 4) * x)
+    ctx = torch.stack([rough, smooth], dim=0)[None]  # (1, 2, X): the rough frame is the older one
+    ref = ContextPhysics.from_context(ctx)
+    assert ref.cutoff == X // 4
+    assert float(ref.tail[0]) == pytest.approx(0.001**2 / 4, rel=1e-9)
+    assert float(ref.scale[0]) == pytest.approx(0.01 / math.sqrt(2), rel=1e-12)
+    assert float(frame_penalties(smooth[None] + 0.001, smooth[None], ref).mass[0]) == pytest.approx(
+        0.001 * math.sqrt(2) / 0.01, rel=1e-9)
+    # smoothness: only tail energy beyond the context's largest counts, as an RMS relative to the context's energy
+    assert float(frame_penalties(rough[None], smooth[None], ref).smoothness[0]) == 0.0
+    rougher = smooth + 0.002 * torch.cos(2 * math.pi * (X // 4) * x)  # tail 4× the context's: excess 3·0.001²/4
+    got = float(frame_penalties(rougher[None], smooth[None], ref).smoothness[0])
+    assert got == pytest.approx(math.sqrt(3 * 0.001**2 / 4 / float(ref.energy[0])), rel=1e-9)
+
+
+def test_mass_drift_is_measured_from_the_context_not_from_the_previous_frame():
+    """Mass is conserved over the whole forecast: a frame that keeps an earlier frame's drift still pays for it."""
+    ctx = heat_frames(smooth_fields(2), 2)
+    ref = ContextPhysics.from_context(ctx)
+    drifted = ctx[:, -1] + 0.1
+    assert torch.allclose(frame_penalties(drifted, drifted, ref).mass, 0.1 / ref.scale, rtol=1e-9)
+
+
+def test_interior_variation_growth_is_not_a_seam_violation():
+    """The seam term is capped by the seam's own variation: a spike inside a field flat at the seam adds variation
+    (the smoothness term's business) but scores 0 at the seam."""
+    prev = torch.zeros(1, X, dtype=torch.float64)
+    spiked = prev.clone()
+    spiked[0, X // 2] = 1.0  # total variation 0 → 2, none of it at the seam
+    assert float(boundary_excess(spiked, prev)[0]) == 0.0
+
+
+def test_each_penalty_term_is_weighted_by_its_own_weight():
+    from ups.rewards import PenaltyTerms
+    one = torch.ones(1, dtype=torch.float64)
+    terms = PenaltyTerms(mass=one, energy=10 * one, bc=100 * one, smoothness=1000 * one)
+    got = terms.total(RewardWeights(mass=1.0, energy=2.0, bc=3.0, smoothness=4.0))
+    assert float(got[0]) == 1 + 20 + 300 + 4000
+
+
+def test_the_planned_search_never_exceeds_max_evaluations():
+    """w·k·h search decodes + 1 for the deterministic reference must fit ``max_evaluations`` whatever is asked."""
+    for m in range(2, 30):
+        for k, w, h in ((4, 1, 1), (2, 2, 3), (3, 3, 3), (8, 4, 2), (1, 5, 4)):
+            b = plan_budget(k, w, h, m)
+            assert b.evaluations_per_step <= m, (k, w, h, m, b)
+            assert b.candidates == min(k, m - 1), (k, w, h, m, b)  # candidates come first
+
+
+def test_the_gate_reads_the_discounted_look_ahead_of_the_deterministic_step():
+    """The gate opens when Σ_j γ^j · penalty(frame_j | frame_{j-1}) of the deterministic candidate's h-frame
+    look-ahead (frame_{-1} = the last context frame) exceeds the threshold: just above it shuts, just below opens."""
+    model = SpectralDouble()
+    ctx = heat_frames(smooth_fields(1), 2)
+    look = float(trajectory_penalty(deterministic_rollout(model, ctx, 3), ContextPhysics.from_context(ctx),
+                                    RewardWeights(), gamma=0.5)[0])
+    assert look > 0.1
+    for factor, opens in ((1.001, False), (0.999, True)):
+        res = ttc_search(model, ctx, 1, ttc_cfg(candidates=3, beam_width=1, horizon=3, gamma=0.5,
+                                                threshold=look * factor))
+        assert bool(res.searched[0, 0]) is opens, factor
+
+
+class TrapCandidates(SpectralDouble):
+    """Latent (B, 2, X): the frame and a trap flag. Candidate 1 cancels the step's +0.05 drift (the best next
+    frame) but springs the trap: every later step of a trapped state drifts by +1."""
+
+    def encode(self, context: torch.Tensor) -> torch.Tensor:
+        last = context[:, -1:, :].clone()
+        return torch.cat([last, torch.zeros_like(last)], dim=1)
+
+    def step(self, z: torch.Tensor) -> torch.Tensor:
+        frame = heat_frames(z[:, 0], 1)[:, 0].to(z.dtype) + self.bias + z[:, 1]
+        return torch.stack([frame, z[:, 1]], dim=1)
+
+    def sample_next(self, z: torch.Tensor, k: int, generator=None, steps: int = 1,
+                    noise_scale: float = 1.0) -> torch.Tensor:
+        nxt = self.step(z)
+        trapped = torch.stack([nxt[:, 0] - self.bias, torch.ones_like(nxt[:, 1])], dim=1)
+        return trapped[:, None].expand(z.shape[0], k, 2, z.shape[-1]).clone()  # (B, K, 2, X)
+
+
+def test_a_greedy_search_path_worse_than_the_plain_rollout_falls_back_to_it():
+    """Greedy search (w=1, h=1) takes the trap on step 1; over 3 steps that path is far worse than the deterministic
+    rollout, so TTC returns the rollout, its penalty, and candidate 0 at every step."""
+    ctx = heat_frames(smooth_fields(2), 2)
+    res = ttc_search(TrapCandidates(), ctx, 3, ttc_cfg(candidates=2, beam_width=1, horizon=1))
+    assert bool(res.searched[:, 0].all())
+    assert not bool(res.used_search.any())
+    assert torch.equal(res.frames, res.det_frames.to(res.frames.dtype))
+    assert torch.equal(res.penalty, res.det_penalty)
+    assert int(res.chosen.abs().sum()) == 0
+
+
+def test_a_search_wide_enough_to_keep_every_path_returns_the_least_penalised_path():
+    """k=3 candidates, w=3 beams, h=1 and 2 steps: step 1 keeps all 3 candidates and step 2 ranks all 9 paths by
+    their committed penalty, so the result is the least penalised of the 9 paths (the all-0 path is the rollout)."""
+    model = FixedCandidates()
+    ctx = heat_frames(smooth_fields(3), 2)
+    ref, w = ContextPhysics.from_context(ctx), RewardWeights()
+
+    def candidates(z):  # (B, N, D) → (B, 3, N, D)
+        return torch.cat([model.step(z)[:, None], model.sample_next(z, 2)], dim=1)
+
+    z0 = model.encode(ctx)
+    totals, paths = [], []
+    for c1 in range(3):
+        z1 = candidates(z0)[:, c1]
+        for c2 in range(3):
+            z2 = candidates(z1)[:, c2]
+            frames = torch.stack([model.decode(z1), model.decode(z2)], dim=1)
+            totals.append(trajectory_penalty(frames, ref, w))
+            paths.append((c1, c2))
+    totals = torch.stack(totals, dim=1)  # (B, 9)
+    res = ttc_search(model, ctx, 2, ttc_cfg(candidates=3, beam_width=3, horizon=1))
+    assert torch.allclose(res.penalty, totals.min(dim=1).values, rtol=1e-9)
+    assert torch.allclose(res.penalty, trajectory_penalty(res.frames.double(), ref, w), rtol=1e-9)
+    for b in range(3):
+        assert tuple(res.chosen[b].tolist()) == paths[int(totals[b].argmin())], b
+
+
+def test_the_last_step_returns_the_least_committed_penalty_not_the_best_look_ahead():
+    """One step, h=2: the trap candidate has the lower own penalty (0 vs the step's drift) but the far worse
+    look-ahead. Look-ahead only ranks beams during the search; the result is the beam of least committed penalty."""
+    ctx = heat_frames(smooth_fields(2), 2)
+    res = ttc_search(TrapCandidates(), ctx, 1, ttc_cfg(candidates=2, beam_width=2, horizon=2))
+    assert bool(res.used_search.all())
+    assert res.chosen[:, 0].tolist() == [1, 1]
+    assert bool((res.penalty < res.det_penalty).all())
+
+
+def test_the_returned_path_is_the_kept_beams_own_history():
+    """Trap model, k=w=2, h=1, 2 steps: the best path is (deterministic, trap), kept in beam 0 while its step-1
+    parent sat in beam 1; the frames and picks returned are that path's own, and every step was searched."""
+    model = TrapCandidates()
+    ctx = heat_frames(smooth_fields(2), 2)
+    res = ttc_search(model, ctx, 2, ttc_cfg(candidates=2, beam_width=2, horizon=1))
+    assert res.chosen.tolist() == [[0, 1], [0, 1]]
+    assert torch.allclose(res.frames[:, 0].double(), res.det_frames[:, 0].double(), rtol=0, atol=1e-12)
+    ref = ContextPhysics.from_context(ctx)
+    assert torch.allclose(res.penalty, trajectory_penalty(res.frames.double(), ref, RewardWeights()), rtol=1e-9)
+    assert bool((res.penalty < res.det_penalty).all())
+    assert bool(res.searched.all())
+    assert res.evaluations == 2 * 2 * res.budget.evaluations_per_step  # B · T · (w·k·h + 1)
+
+
+def test_disabled_ttc_spends_one_search_decode_per_step():
+    ctx = heat_frames(smooth_fields(2), 2)
+    res = ttc_search(SpectralDouble(), ctx, 3, ttc_cfg(enabled=False, candidates=4, beam_width=2, horizon=3))
+    assert (res.budget.candidates, res.budget.beam_width, res.budget.horizon) == (1, 1, 1)
+    assert res.evaluations == 2 * 3 * 2  # B · T · (1 + the deterministic reference)
+
+
+class SmallSteps(FixedCandidates):
+    """Per-step mass drifts +0.05 (the step), +0.02 and −0.01: a good path mixes the last two."""
+
+    OFFSETS = (-0.03, -0.06)
+
+
+def test_beams_are_ranked_by_the_whole_paths_committed_penalty():
+    """k=3, w=2, h=1 over 3 steps: ranking beams by the committed penalty of the whole path so far (not of its last
+    frame alone) finds here the least penalised of all 27 paths, (2, 1, 2): drifts −0.01, +0.01, 0."""
+    import itertools
+
+    model = SmallSteps()
+    ctx = heat_frames(smooth_fields(1), 2)
+    ref, w = ContextPhysics.from_context(ctx), RewardWeights()
+    totals = {}
+    for path in itertools.product(range(3), repeat=3):
+        z, frames = model.encode(ctx), []
+        for c in path:
+            z = torch.cat([model.step(z)[:, None], model.sample_next(z, 2)], dim=1)[:, c]
+            frames.append(model.decode(z))
+        totals[path] = float(trajectory_penalty(torch.stack(frames, dim=1), ref, w)[0])
+    best = min(totals, key=totals.get)
+    assert best == (2, 1, 2)
+    res = ttc_search(model, ctx, 3, ttc_cfg(candidates=3, beam_width=2, horizon=1))
+    assert tuple(res.chosen[0].tolist()) == best
+    assert float(res.penalty[0]) == pytest.approx(totals[best], rel=1e-9)
+
+
+class DampThenRebound(TrapCandidates):
+    """Latent (B, 2, X): frame and a flag. The stochastic candidate of an unflagged state halves the step's
+    fluctuation about its mean (penalty 0) and sets the flag; of a flagged state it doubles it back: energy grows
+    ×4 over the damped frame before it, though not over the context's last frame."""
+
+    def sample_next(self, z: torch.Tensor, k: int, generator=None, steps: int = 1,
+                    noise_scale: float = 1.0) -> torch.Tensor:
+        f = heat_frames(z[:, 0], 1)[:, 0].to(z.dtype)
+        mean = f.mean(-1, keepdim=True)
+        gain = torch.where(z[:, 1, :1] > 0.5, 2.0, 0.5)
+        cand = torch.stack([mean + gain * (f - mean), torch.ones_like(f)], dim=1)
+        return cand[:, None].expand(z.shape[0], k, 2, z.shape[-1]).clone()
+
+    def step(self, z: torch.Tensor) -> torch.Tensor:
+        frame = heat_frames(z[:, 0], 1)[:, 0].to(z.dtype) + self.bias
+        return torch.stack([frame, z[:, 1]], dim=1)
+
+
+def test_a_stochastic_candidate_is_judged_against_its_own_beams_last_frame():
+    """Step 1 takes the damped candidate; on step 2 the rebound candidate grows energy ×4 over that damped frame
+    (its real predecessor), so the deterministic step is taken: (1, 0), not the rebound. (The step drifts the mass
+    down, so it never grows the energy.)"""
+    ctx = heat_frames(smooth_fields(2), 2)
+    res = ttc_search(DampThenRebound(bias=-0.05), ctx, 2, ttc_cfg(candidates=2, beam_width=1, horizon=1))
+    assert res.chosen.tolist() == [[1, 0], [1, 0]]
+    assert bool(res.used_search.all())
