@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -29,6 +30,45 @@ def test_a_stop_signal_comes_out_as_ctrl_c_when_the_interrupted_code_raises_some
                 os.kill(os.getpid(), sig)
     assert isinstance(stopped.value.__cause__, AttributeError)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+class _Finaliser:
+    """Sends the stop signal from its ``__del__``: the handler runs there, and Python only prints the
+    KeyboardInterrupt it raises ("Exception ignored in …"), as for a stop that lands in any finaliser."""
+
+    def __init__(self, sig: int) -> None:
+        self.sig = sig
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), self.sig)
+        for _ in range(10_000):  # the handler runs at one of these bytecodes, inside the finaliser
+            pass
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_whose_interrupt_a_finaliser_swallowed_still_stops(sig, monkeypatch):
+    """A Ctrl-C during the promotion's full-eval that landed in a finaliser was lost: the promotion went on and
+    crowned a champion, and the driver exited 0.  ``check()`` raises it where the owner can act (the promotion
+    checks after each evaluation and before crowning), and the block raises it when it ends."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    swallowed: list[type] = []  # what Python reports as "Exception ignored in …"
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: swallowed.append(u.exc_type))
+    went_on = []
+    with pytest.raises(KeyboardInterrupt):
+        with stop_signals_as_ctrl_c(into_tune=False) as stops:
+            _Finaliser(sig)  # deleted at once; its interrupt is printed, not raised
+            went_on.append(stops.taken == [sig])
+            stops.check()
+            went_on.append("after check")
+    assert went_on == [True] and swallowed == [KeyboardInterrupt]
+    with pytest.raises(KeyboardInterrupt):
+        with stop_signals_as_ctrl_c(into_tune=False):
+            _Finaliser(sig)
+            went_on.append("the block's end")
+    assert went_on == [True, "the block's end"] and swallowed == [KeyboardInterrupt] * 2
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    with stop_signals_as_ctrl_c(into_tune=False) as stops:  # no signal: nothing to raise
+        stops.check()
 
 
 def test_an_error_without_a_stop_signal_is_raised_as_it_is():

@@ -398,8 +398,9 @@ def run_round(round_name: str, overrides: Sequence[str] = (), *, defaults: dict[
                 _log("promotion: not run, the round is unfinished (it runs when the resumed sweep ends)")
             elif promote and s.promotion.top_k > 0:
                 try:
-                    with stop_signals_as_ctrl_c(into_tune=False):
-                        champion = promote_round(p, ctx, baselines, data, limits, max_conc, gate_baselines)
+                    with stop_signals_as_ctrl_c(into_tune=False) as stops:
+                        champion = promote_round(p, ctx, baselines, data, limits, max_conc, gate_baselines,
+                                                 check_stop=stops.check)
                 except SweepInterrupted:  # in the seed retrains' Tune loop: their own message and resume
                     raise
                 except KeyboardInterrupt:  # in a full-eval: the trials are all recorded, the champion untouched
@@ -599,10 +600,12 @@ def reconcile_or_stop(path: Path, ctx: RowContext, grid: Any, cb: LeaderboardCal
 
 
 def promote_round(p: Prepared, ctx: RowContext, baselines: list[dict[str, Any]], data: Any, limits: GateLimits,
-                  max_conc: int, gate_baselines: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+                  max_conc: int, gate_baselines: list[dict[str, Any]] | None = None,
+                  check_stop: Callable[[], None] | None = None) -> dict[str, Any] | None:
     """Small-eval gates → full-eval → champion.  ``baselines``: scored on the whole test split (the champion's bar);
     ``gate_baselines``: the same models scored on the trials' own eval samples (the small-eval gate's fallback;
-    default ``baselines``)."""
+    default ``baselines``); ``check_stop``: raises ``KeyboardInterrupt`` after a stop signal whose interrupt was
+    lost (``StopSignals.check``), after each full-eval and before the champion is crowned."""
     s, name = p.scfg, ctx.experiment
     passing = apply_small_eval(p.leaderboard, name, s.small_eval,
                                baselines if gate_baselines is None else gate_baselines)
@@ -624,7 +627,7 @@ def promote_round(p: Prepared, ctx: RowContext, baselines: list[dict[str, Any]],
     evaluate_ids = chosen + [r for rids in groups.values() for r in rids]
     _log(f"promotion: full-eval of {', '.join(evaluate_ids)}")
     fulls = full_eval(p.leaderboard, evaluate_ids, data, filesystem=p.filesystem, round_name=s.round,
-                      cost_per_gpu_hour=s.cost_per_gpu_hour)
+                      cost_per_gpu_hour=s.cost_per_gpu_hour, check_stop=check_stop)
     if groups:
         fulls = seed_mean_candidates(fulls, groups, s.promotion.seeds)
         upsert_rows(p.leaderboard, fulls)  # the promoted trials' full-eval rows carry seed_mean / seed_scores
@@ -632,6 +635,8 @@ def promote_round(p: Prepared, ctx: RowContext, baselines: list[dict[str, Any]],
             scores = json.loads(r["seed_scores"])
             _log(f"promotion: {r['source_run_id']}: score over {len(scores)} training seeds {scores} → mean "
                  f"{r['seed_mean']:.4g}")
+    if check_stop is not None:
+        check_stop()
     return update_champion(resolve_path(s.champion), fulls, p.leaderboard, baselines,
                            beat_baselines=s.promotion.beat_baselines)
 

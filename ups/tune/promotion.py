@@ -30,7 +30,7 @@ import statistics
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
@@ -165,11 +165,13 @@ def checkpoint_uri(path: str, local: Path, filesystem: Any = None) -> str:
 
 
 def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: Any = None,
-              round_name: str = "", cost_per_gpu_hour: float = 0.0) -> list[dict[str, Any]]:
+              round_name: str = "", cost_per_gpu_hour: float = 0.0,
+              check_stop: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """Re-evaluate checkpoints on the full test split with TTC; one ``kind=full_eval`` row each.  Its
     ``wall_clock``/``gpu_hours``/``est_cost`` are the evaluation's own (one whole GPU when it ran on CUDA):
     the training it evaluates is costed on the trial's row (``source_run_id``), so summing the column
-    counts each once."""
+    counts each once.  ``check_stop`` runs after each evaluation (``StopSignals.check``: a stop whose interrupt
+    was lost ends the promotion there, before any row is written)."""
     import time
 
     from ups.eval import eval_device, evaluate
@@ -202,6 +204,8 @@ def full_eval(leaderboard: Path, run_ids: list[str], data: Any, *, filesystem: A
         t0 = time.perf_counter()
         metrics = evaluate(model, cfg, data, split="test")
         wall = time.perf_counter() - t0
+        if check_stop is not None:
+            check_stop()
         gpu_h = wall / 3600.0 if device.type == "cuda" else 0.0
         full = {k: row.get(k) for k in ("round", "experiment", "trial_id", "config_hash", "config_json",
                                         "params", "tags", "pbt_schedule") if k in row}

@@ -29,13 +29,29 @@ class SweepInterrupted(KeyboardInterrupt):
         self.outcome = outcome
 
 
+class StopSignals:
+    """What ``stop_signals_as_ctrl_c`` yields: the stop signals taken in its block.  A signal's handler runs wherever
+    the main thread is; in a finaliser (``__del__``, a weakref callback) its ``KeyboardInterrupt`` is only printed
+    ("Exception ignored in …") and the interrupted work goes on.  ``check()`` raises it again where the block's owner
+    can still act on it (the promotion, before it crowns a champion)."""
+
+    def __init__(self) -> None:
+        self.taken: list[int] = []
+
+    def check(self) -> None:
+        """Raise ``KeyboardInterrupt`` if a stop signal was taken (and its interrupt lost on the way)."""
+        if self.taken:
+            raise KeyboardInterrupt
+
+
 def log(msg: str) -> None:
     """A driver message, ``[ups sweep] …`` on stdout (the launcher's too)."""
     print(f"[ups sweep] {msg}", flush=True)
 
 
 @contextmanager
-def stop_signals_as_ctrl_c(into_tune: bool = True, on_ray_gone: Callable[[], None] | None = None) -> Iterator[None]:
+def stop_signals_as_ctrl_c(into_tune: bool = True,
+                           on_ray_gone: Callable[[], None] | None = None) -> Iterator[StopSignals]:
     """SIGTERM (``kill``, ``timeout``, a job scheduler, ``ray job stop``) and SIGHUP (the terminal or SSH
     session of ``ray submit`` closed) are taken as a Ctrl-C instead of killing the driver mid-step.
 
@@ -52,16 +68,18 @@ def stop_signals_as_ctrl_c(into_tune: bool = True, on_ray_gone: Callable[[], Non
     Outside Tune's loop SIGINT is taken here too, and an error that comes out after a stop signal is
     raised as the ``KeyboardInterrupt`` it was: the interrupt, raised inside library code, can come out
     as another error (omegaconf's ``flag_override`` cleanup on a half-built config raises
-    ``AttributeError`` over it).
+    ``AttributeError`` over it), and a block that ends normally after a stop signal (its interrupt raised in a
+    finaliser, where Python only prints it) raises it then; ``StopSignals.check`` raises it sooner.
 
     A signal sent to the driver's whole process group (``timeout``, ``scancel``, ``systemctl stop``) also
     stops the local Ray instance the driver started: ``watch_local_ray`` then ends the driver once Tune has
     saved its state, where Ray's clean-up would wait a minute for the dead GCS and abort; ``on_ray_gone``
     runs first (the sweep records its unfinished trials and prints its leaderboard there)."""
+    stops = StopSignals()
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
-        yield
+        yield stops
         return
-    taken: list[int] = []
+    taken = stops.taken
 
     def forward(signum: int, frame: Any) -> None:
         taken.append(signum)
@@ -80,11 +98,14 @@ def stop_signals_as_ctrl_c(into_tune: bool = True, on_ray_gone: Callable[[], Non
         if signal.getsignal(sig) is not signal.SIG_IGN:
             old[sig] = signal.signal(sig, forward)
     try:
-        yield
+        yield stops
     except Exception as e:
         if into_tune or not taken:
             raise
         raise KeyboardInterrupt from e  # the stop, surfaced as another error from the code it interrupted
+    else:
+        if not into_tune:
+            stops.check()  # a stop whose interrupt a finaliser swallowed: the block ended, the stop still stands
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
