@@ -51,3 +51,43 @@ def test_two_writers_get_their_own_temp_files(tmp_path: Path) -> None:
         b.write_text("b")
     assert target.read_text() == "a"  # b was renamed first (inner block), then a
     assert [p.name for p in tmp_path.iterdir()] == ["baselines.csv"]
+
+
+def test_a_refusal_removes_the_empty_folders_its_checks_made_and_keeps_the_rest(tmp_path: Path) -> None:
+    """The checks probe each output folder by making it (``make_writable_folder``); a command refused after that
+    (a round's own requirement, a champion file it cannot read) left those folders behind, empty. A refusal now
+    removes what its checks made and left empty; a folder that was there before, or took a file, stays."""
+    from ups.config import ConfigError
+    from ups.outputs import make_writable_folder, refusal_leaves_no_folders
+
+    (tmp_path / "old").mkdir()
+    with pytest.raises(ConfigError, match="refused"):
+        with refusal_leaves_no_folders():
+            make_writable_folder(tmp_path / "runs" / "deep" / "er")
+            make_writable_folder(tmp_path / "old" / "reports")
+            make_writable_folder(tmp_path / "kept" / "sub")
+            (tmp_path / "kept" / "sub" / "result.csv").write_text("x")  # a file was written: it and its folders stay
+            raise ConfigError("refused")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "kept", "kept/sub", "kept/sub/result.csv", "old"]
+    with refusal_leaves_no_folders():  # no refusal: every folder stays, as the command goes on to write there
+        make_writable_folder(tmp_path / "runs" / "a")
+    with pytest.raises(KeyboardInterrupt):  # a stop is not a refusal: the run may have written its state there
+        with refusal_leaves_no_folders():
+            make_writable_folder(tmp_path / "stopped")
+            raise KeyboardInterrupt
+    assert (tmp_path / "runs" / "a").is_dir() and (tmp_path / "stopped").is_dir()
+
+
+def test_a_round_refused_by_its_own_check_leaves_no_output_folders(tmp_path: Path, capsys) -> None:
+    """``python sweeps/dims.py ttc.enabled=false`` is refused after ``prepare`` probed the storage, leaderboard and
+    report folders: it left ``runs/`` and ``reports/`` behind, empty. Now the tree is as it was (no Ray is started:
+    the refusal comes first)."""
+    from ups.tune.cli import load_round, run_script
+
+    args = [f"storage_path={tmp_path / 'out' / 'runs'}", f"leaderboard={tmp_path / 'out' / 'lb' / 'leaderboard.csv'}",
+            f"report_dir={tmp_path / 'out' / 'reports'}", f"champion={tmp_path / 'out' / 'lb' / 'champion.json'}",
+            "ttc.enabled=false"]
+    assert run_script(load_round("dims"), args) == 2
+    assert "dims: ttc.enabled=false" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -51,9 +51,11 @@ def _run(name: str, rest: list[str]) -> int:
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     from ups.config import ConfigError
+    from ups.outputs import refusal_leaves_no_folders
 
     try:
-        status = int(module.main(rest) or 0)
+        with refusal_leaves_no_folders():  # the output folders its checks made are not left behind by a refusal
+            status = int(module.main(rest) or 0)
         sys.stdout.flush()  # inside the try: a closed pipe is reported here, not as "Exception ignored" at exit
         return status
     except ConfigError as e:

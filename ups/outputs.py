@@ -5,6 +5,7 @@ way a file is written atomically (``atomic_path``)."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import shutil
 import tempfile
@@ -20,12 +21,38 @@ class OutputWriteError(OSError):
     results are kept and the command that writes them once the file can take them. ``sweeps/*.py`` exit 1 on it."""
 
 
+# the folders ``make_writable_folder`` created inside a ``refusal_leaves_no_folders`` block, outermost first
+_MADE: contextvars.ContextVar[list[Path] | None] = contextvars.ContextVar("ups_folders_made", default=None)
+
+
 def make_writable_folder(folder: Path) -> None:
     """Create ``folder`` (and its parents) and write and remove a probe file in it: OSError when it cannot
     take a file (a read-only mount passes ``os.access``)."""
+    folder = Path(folder)
+    missing = [f for f in (folder, *folder.parents) if not f.exists()][::-1]  # outermost first
     folder.mkdir(parents=True, exist_ok=True)
+    made = _MADE.get()
+    if made is not None:
+        made.extend(f for f in missing if f.is_dir())
     with tempfile.NamedTemporaryFile(dir=folder, prefix=".ups-probe-"):
         pass
+
+
+@contextlib.contextmanager
+def refusal_leaves_no_folders() -> Iterator[None]:
+    """A command's checks create the output folders they probe (``make_writable_folder``); when the block ends in a
+    ConfigError (bad input refused, nothing computed) the folders it created and left empty are removed, innermost
+    first, so a refused command leaves the tree as it found it. A folder that took a file stays."""
+    token = _MADE.set([])
+    try:
+        yield
+    except ConfigError:
+        for folder in reversed(_MADE.get() or []):
+            with contextlib.suppress(OSError):  # not empty (a file was written there), or gone: kept as it is
+                folder.rmdir()
+        raise
+    finally:
+        _MADE.reset(token)
 
 
 def check_writable_folder(folder: Path, setting: str, example: str) -> None:

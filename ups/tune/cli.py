@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ups.config import ConfigError
-from ups.outputs import OutputWriteError
+from ups.outputs import OutputWriteError, refusal_leaves_no_folders
 from ups.tune.sweep_config import REPO_ROOT, default_space_path, resolve_path
 
 SWEEPS_DIR = REPO_ROOT / "sweeps"
@@ -153,7 +153,7 @@ def run_script(main_fn: Callable[[list[str]], int], argv: list[str] | None = Non
     try:
         # SIGTERM / SIGHUP outside Tune's loop (making the data, training the baselines, writing the report) killed
         # the driver without a word and left its lease behind: taken as Ctrl-C there too (the loop takes its own)
-        with stop_signals_as_ctrl_c(into_tune=False):
+        with stop_signals_as_ctrl_c(into_tune=False), refusal_leaves_no_folders():  # a refusal: no empty folders left
             quick_check(main_fn, args)
             return int(main_fn(args) or 0)
     except ConfigError as e:  # bad input (overrides, search space, config): one line, nothing started
