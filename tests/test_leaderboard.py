@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ups.leaderboard import REFERENCE_REASON, gate_word, read_leaderboard, set_values, upsert_rows
+from ups.leaderboard import NO_EVAL_REASON, REFERENCE_REASON, gate_word, read_leaderboard, set_values, upsert_rows
 
 
 def test_counts_are_written_as_integers_beside_blank_cells(tmp_path: Path) -> None:
@@ -54,5 +54,7 @@ def test_gate_word_says_pass_fail_reference_or_nothing() -> None:
     assert gate_word({"gate_pass": False, "gate_reasons": "vs x: " + REFERENCE_REASON}) == "reference"
     assert gate_word({"gate_pass": True, "gate_reasons": "vs x: all gates passed"}) == "pass"
     assert gate_word({"gate_pass": False, "gate_reasons": "vs x: nrmse 0.1 not ≤ baseline"}) == "FAIL"
+    # an ASHA-stopped trial has no final eval: not promotable (gate_pass False), but it failed no gate
+    assert gate_word({"gate_pass": False, "gate_reasons": "vs x: " + NO_EVAL_REASON}) == "no eval"
     assert gate_word({"gate_pass": math.nan, "gate_reasons": ""}) == ""
     assert gate_word({}) == ""

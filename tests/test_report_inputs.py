@@ -208,6 +208,11 @@ def test_gate_figure_counts_in_the_words_of_its_bars() -> None:
     # and the report's table says so in its gate column (it read FAIL)
     rows = report_html._rows_html(t.iloc[:3].assign(run_id=["a", "b", "c"], label="x"), None).split("</tr>")
     assert '<td class="txt" data-v="0">reference</td>' in rows[1] and ">FAIL</td>" in rows[2], rows
+    # an ASHA-stopped trial failed no gate: it has no final eval to judge (its cell read FAIL, in red)
+    from ups.leaderboard import NO_EVAL_REASON
+
+    stopped = t.iloc[[4]].assign(run_id="s", label="x", gate_pass=False, gate_reasons=f"vs x: {NO_EVAL_REASON}")
+    assert '<td class="txt" data-v="0">no eval</td>' in report_html._rows_html(stopped, None)
 
 
 def test_gates_figure_draws_the_reference_apart_and_keeps_cut_labels_distinct(tmp_path) -> None:

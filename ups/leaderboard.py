@@ -41,6 +41,8 @@ NUMERIC_COLUMNS: tuple[str, ...] = (*EVAL_COLUMNS, "val_nrmse", "val_nrmse_ttc",
 
 # gate_reasons of the trial a round's gates measure the others against (promotion writes it)
 REFERENCE_REASON = "this trial is the round baseline (reference)"
+# gate_reasons of a trial stopped before its final evaluation (ASHA, PBT, a budget): not judged, so not promotable
+NO_EVAL_REASON = "no small-eval (trial stopped before its final evaluation)"
 
 
 def has_tag(tags: Any, tag: str) -> bool:
@@ -55,12 +57,16 @@ def is_round_reference(row: Any) -> bool:
 
 def gate_word(row: Any) -> str:
     """A row's small-eval gate (``gate_pass``) in the report's words: pass, FAIL, reference (the round's yardstick,
-    which ``gate_pass`` records as False), or "" where the round's promotion has not judged it."""
+    which ``gate_pass`` records as False), no eval (a trial stopped before its final evaluation: nothing to judge,
+    so not promotable, and ``gate_pass`` is False; it failed no gate), or "" where the round's promotion has not
+    judged it."""
     g = row.get("gate_pass")
     if g is None or (isinstance(g, float) and math.isnan(g)) or (isinstance(g, str) and g == ""):
         return ""
     if is_round_reference(row):
         return "reference"
+    if g is False and NO_EVAL_REASON in str(row.get("gate_reasons") or ""):
+        return "no eval"
     return "pass" if g is True else "FAIL" if g is False else str(g)
 
 

@@ -522,7 +522,7 @@ def _rows_html(lb: pd.DataFrame, champion: dict[str, Any] | None) -> str:
             klass = "txt" if c in ("label", "run_id", "kind", "round", "status", "gate_reasons", "promotion", "trial_id") else ""
             if c == "gate_pass" and text:  # the reference is the yardstick, not a trial that failed
                 text = gate_word(row)
-                klass = "txt" if text == "reference" else "pass" if text == "pass" else "fail"
+                klass = "txt" if text in ("reference", "no eval") else "pass" if text == "pass" else "fail"
             cells.append(f'<td class="{klass}" data-v="{html.escape(key, quote=True)}">{html.escape(text)}</td>')
         out.append(f'<tr class="{cls}" title="{title}">' + "".join(cells) + "</tr>")
     return "\n".join(out)

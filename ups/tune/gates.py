@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from ray.tune import Stopper
 
-from ups.leaderboard import finite_or_none
+from ups.leaderboard import NO_EVAL_REASON, finite_or_none
 
 NONFINITE_KEYS = ("train_loss", "val_nrmse", "val_conservation_gap", "val_bc_violation")
 
@@ -153,7 +153,7 @@ def small_eval_gates(row: Mapping[str, Any], base: Mapping[str, Any] | None, cfg
     if nrmse is None and str(row.get("status")) == "completed":  # it ran its final evaluation: NaN/Inf came back
         return False, ["no finite small-eval nRMSE (the final evaluation returned NaN/Inf or nothing)"]
     if nrmse is None:
-        return False, ["no small-eval (trial stopped before its final evaluation)"]
+        return False, [NO_EVAL_REASON]
     if base is None:
         return False, ["no baseline figures to compare with"]
     tol = float(cfg.abs_tol)

@@ -68,7 +68,7 @@ def promotion_key(o: SweepOutcome) -> str:
 
 
 def _gates_cell(r: Any) -> str:
-    from ups.leaderboard import is_round_reference
+    from ups.leaderboard import NO_EVAL_REASON, is_round_reference
 
     if is_round_reference(r):
         return "reference"
@@ -79,7 +79,7 @@ def _gates_cell(r: Any) -> str:
     text = text.split(": ", 1)[1] if text.startswith("vs ") and ": " in text else text
     if str(passed).lower() in ("true", "1", "1.0"):
         return "pass"
-    if text.startswith("no small-eval"):  # stopped early: the status column says so already
+    if text.startswith(NO_EVAL_REASON):  # stopped early: the status column says so already
         return "no eval"
     return f"FAIL: {text}" if text else "FAIL"
 
