@@ -59,6 +59,43 @@ def test_spectral_conv_equals_truncated_fft_product():
     assert torch.allclose(conv(x), ref, atol=1e-12)
 
 
+def _pdebench_fno(model: FNO1d, context: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """PDEBench's FNO1d forward, channels first with torch.fft, from ``model``'s weights: (B, Ti, X) → (B, X)."""
+    import torch.nn.functional as F
+
+    b, _, n = context.shape
+    x = torch.cat([context.permute(0, 2, 1), grid.to(context.dtype).expand(b, n)[..., None]], dim=-1)
+    x = F.pad(model.fc0(x).permute(0, 2, 1), [0, model.padding])  # (B, W, X+P): zeros at the right end
+    m = model.modes
+    for i, (conv, w) in enumerate(zip(model.convs, model.ws)):
+        x_ft = torch.fft.rfft(x)  # (B, W, K)
+        out_ft = torch.zeros(b, conv.out_channels, x.shape[-1] // 2 + 1, dtype=x_ft.dtype)
+        out_ft[:, :, :m] = torch.einsum("bim,iom->bom", x_ft[:, :, :m],
+                                        torch.view_as_complex(conv.weight.detach().contiguous()))
+        x = torch.fft.irfft(out_ft, n=x.shape[-1]) + w(x.permute(0, 2, 1)).permute(0, 2, 1)
+        if i < 3:  # no activation after the last Fourier layer
+            x = F.gelu(x)
+    x = x[..., : -model.padding].permute(0, 2, 1)  # (B, X, W): the padding cut off again
+    return model.fc2(F.gelu(model.fc1(x))).squeeze(-1)
+
+
+def test_fno_matches_pdebench_forward_and_rolls_its_window_forward():
+    """The grid-first FNO1d equals PDEBench's channels-first FFT forward (right-end padding, GELU after layers
+    1-3); a rollout feeds each prediction back as the newest frame of the window."""
+    torch.manual_seed(0)
+    model = FNO1d(modes=4, width=6, initial_step=3).double()
+    grid = (torch.arange(16, dtype=torch.float64) + 0.5) / 16
+    ctx = torch.randn(2, 3, 16, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(model(ctx, grid), _pdebench_fno(model, ctx, grid), atol=1e-10)
+        roll = fno_rollout(model, ctx, 3, grid)
+        window = ctx
+        for k in range(3):
+            nxt = model(window, grid)
+            assert torch.allclose(roll[:, k], nxt, atol=1e-10), k
+            window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)
+
+
 # ---------------------------------------------------------------------------------- linear
 def _advection_diffusion(n: int, t: int, x: int, seed: int) -> torch.Tensor:
     """Exact solutions of u_t + c u_x = D u_xx: each Fourier mode is multiplied by a fixed factor."""

@@ -18,8 +18,18 @@ def warmup_decay(update: int) -> float:
 
 
 def warmup_steps(decay: float) -> int:
-    """The first EMA update at which the warm-up lets ``decay`` act (``warmup_decay``'s inverse): (10d − 1)/(1 − d)."""
-    return math.ceil((10 * decay - 1) / (1 - decay)) if decay < 1 else 0
+    """The first EMA update at which the warm-up lets ``decay`` act (``warmup_decay``'s inverse): (10d − 1)/(1 − d).
+
+    The closed form in floats can land a hair above the integer it equals (0.9: 80.00000000000001), and its
+    ceiling was then one update late; the result is settled against ``warmup_decay`` itself."""
+    if decay >= 1:
+        return 0
+    t = max(0, math.ceil((10 * decay - 1) / (1 - decay)))
+    while t > 0 and warmup_decay(t - 1) >= decay:
+        t -= 1
+    while warmup_decay(t) < decay:
+        t += 1
+    return t
 
 
 class EMA:
