@@ -379,3 +379,34 @@ def test_every_gate_tracker_is_seeded_not_only_the_first_that_trips(tmp_path: Pa
     stopper, callback = GateTracker(LIMITS), GateTracker(LIMITS)
     assert restore_gates([stopper, callback], reported_histories([saved_trial(tmp_path, "t2", HISTORY)])) == (1, 1)
     assert "t2" in stopper.reasons and callback.reasons.get("t2") == stopper.reasons["t2"]
+
+
+def test_a_cut_off_line_inside_the_saved_reports_skips_only_itself(tmp_path: Path) -> None:
+    """A driver killed mid-write leaves a cut-off line, and the resumed trial appends its reports after it: the
+    reports after the cut are read too; a line that is valid JSON but no report (a number) is skipped."""
+    reports = [{"training_iteration": 1, "train_loss": 1.0}, '{"training_iteration": 2, "train_lo', "42",
+               {"training_iteration": 2, "train_loss": 0.9}, {"training_iteration": 3, "train_loss": 0.8}]
+    history = reported_history(saved_trial(tmp_path, "t4", reports))
+    assert all(isinstance(r, dict) for r in history) and [r["training_iteration"] for r in history] == [1, 2, 3]
+
+
+def test_restored_pbt_logs_are_only_pbts(tmp_path: Path) -> None:
+    """Only Ray PBT's ``pbt_*.txt`` logs are put back into the resumed driver's folder, no other text file."""
+    from ups.tune.restore import pbt_logs
+
+    stored = tmp_path / "exp"
+    (stored / "trial_t1").mkdir(parents=True)
+    (stored / "pbt_global.txt").write_text("g\n")
+    (stored / "notes.txt").write_text("mine\n")
+    (stored / "pbt_policy_t1.json").write_text("{}")
+    result = Result(metrics={}, checkpoint=None, error=None, path=str(stored / "trial_t1"))
+    assert pbt_logs([result]) == {"pbt_global.txt": "g\n"}
+
+
+def test_a_restored_trial_without_its_reports_is_priced_at_the_share_it_last_reported() -> None:
+    """A trial whose result.json is unreadable: its last time_total_s, at the GPU share its last result names
+    (0.5), not the resuming command's resources.gpu (0.25)."""
+    from ups.tune.restore import trial_compute_s
+
+    r = Result(metrics={"time_total_s": 100.0, "gpu_share": 0.5}, checkpoint=None, error=None, path="/x/trial_t1")
+    assert trial_compute_s([r], {}, 0.25) == ({"t1": 100.0}, {"t1": 50.0})

@@ -159,3 +159,92 @@ def test_rows_for_an_interrupted_loop_cover_only_the_open_trials_that_reported_h
     assert rows.loc[ctx.run_id("t1"), "status"] == INTERRUPTED and rows.loc[ctx.run_id("t3"), "status"] == "completed"
     gate = "gate:diverging (train_loss 16 > 20× best 0.5 in stage operator at iteration 8)"
     assert stop_reason({"training_iteration": 8}, gate, "asha", errored=False) == ("stopped", gate)
+
+
+# ------------------------------------------------------------------ trial rows: stop reasons, budgets, columns
+def test_stop_reason_precedence() -> None:
+    """Which label wins when several apply: an error over an interrupt, an interrupt over a gate (the trial is
+    unfinished: resume=true continues it), a gate over a sweep budget; early stops name ASHA or PBT."""
+    from ups.tune.results import INTERRUPTED, stop_reason
+
+    it = {"training_iteration": 4}
+    assert stop_reason(it, "gate:x", "asha", errored=True, cut=INTERRUPTED)[0] == "error"
+    assert stop_reason(it, "gate:x", "asha", errored=False, cut=INTERRUPTED)[0] == INTERRUPTED
+    assert stop_reason(it, "gate:x", "asha", errored=False, cut="time_budget_s") == ("stopped", "gate:x")
+    assert stop_reason(it, None, "asha", errored=False, cut="time_budget_s") == (
+        "stopped", "sweep budget time_budget_s reached at iteration 4")
+    assert stop_reason(it, None, "pbt", errored=False) == ("stopped", "pbt: early stop at iteration 4")
+    assert stop_reason(it, None, "fifo", errored=False) == ("stopped", "stopped at iteration 4")
+    assert stop_reason({**it, "final": True}, None, "asha", errored=False) == ("completed", "completed")
+
+
+def test_a_row_without_the_final_eval_has_no_test_scores() -> None:
+    """Only the final report's eval fills the test columns: a stopped trial's row with an nrmse would read as a
+    finished trial in the reports (``trial_state``) and could be picked best."""
+    ctx, ref = _ctx()
+    from ups.tune.results import trial_row
+
+    row = trial_row(ctx, "t1", ref, {"training_iteration": 3, "nrmse": 0.3, "nrmse_ttc": 0.2}, gate_reason=None)
+    assert "nrmse" not in row and "nrmse_ttc" not in row and "eval_samples_json" not in row
+    done = trial_row(ctx, "t2", ref, {"training_iteration": 3, "nrmse": 0.3, "final": True}, gate_reason=None)
+    assert done["nrmse"] == 0.3 and done["status"] == "completed"
+
+
+def test_epochs_run_prefers_a_numeric_global_epoch() -> None:
+    """``global_epoch`` when it is a finite number, else ``training_iteration`` (a bool or NaN is no epoch count)."""
+    from ups.tune.results import epochs_run
+
+    assert epochs_run({"global_epoch": 12.0, "training_iteration": 14}) == 12
+    assert epochs_run({"global_epoch": True, "training_iteration": 7}) == 7
+    assert epochs_run({"global_epoch": float("nan"), "training_iteration": 7}) == 7
+
+
+def test_eval_samples_json_needs_both_lists() -> None:
+    """The paired TTC-gain interval needs both per-sample lists; one alone, or one unreadable, records none."""
+    from ups.tune.results import eval_samples_json
+
+    assert eval_samples_json({"nrmse_samples": [0.1, 0.2], "nrmse_ttc_samples": "[0.05, 0.1]"}) == (
+        '{"nrmse":[0.1,0.2],"nrmse_ttc":[0.05,0.1]}')
+    assert eval_samples_json({"nrmse_samples": [0.1]}) == ""
+    assert eval_samples_json({"nrmse_samples": [0.1], "nrmse_ttc_samples": "[0.1"}) == ""
+
+
+def test_a_nonfinite_gpu_share_is_priced_at_the_fallback() -> None:
+    """A NaN share (a report that lost it) prices at ``resources.gpu``, not NaN GPU-hours."""
+    from ups.tune.results import gpu_seconds
+
+    assert gpu_seconds(10.0, {"gpu_share": float("nan")}, 0.5) == 5.0
+    assert gpu_seconds(10.0, {"gpu_share": 0.25}, 0.5) == 2.5
+
+
+def test_the_budget_labels_only_trials_it_cut(tmp_path: Path) -> None:
+    """A compute budget is used up at Σ time_this_iter_s ≥ it; a budget of 0 means none.  A trial that ends after
+    that with its final result is 'completed'; one ended without it is labelled with the budget."""
+    ctx, ref = _ctx()
+    none = LeaderboardCallback(tmp_path / "a.csv", ctx, GateLimits(), budgets={"compute_budget_s": 0,
+                                                                                 "time_budget_s": 0})
+    assert none.budgets == {} and none.budget_hit() is None
+    cb = LeaderboardCallback(tmp_path / "lb.csv", ctx, GateLimits(), budgets={"compute_budget_s": 5.0})
+    t1, t2 = _trial("t1", ref), _trial("t2", ref)
+    t2.last_result = {"training_iteration": 2, "val_nrmse": 0.5}
+    for t in (t1, t2):
+        cb.on_trial_result(1, [t1, t2], t, {"time_this_iter_s": 2.5})
+    assert cb.spent_s == 5.0 and cb.budget_hit() == "compute_budget_s"
+    cb.on_trial_complete(2, [t1, t2], t1)
+    cb.on_trial_complete(2, [t1, t2], t2)
+    rows = read_leaderboard(tmp_path / "lb.csv").set_index("run_id")
+    assert rows.loc[ctx.run_id("t1"), "status"] == "completed"
+    assert rows.loc[ctx.run_id("t2"), "stop_reason"] == "sweep budget compute_budget_s reached at iteration 2"
+
+
+def test_open_trials_and_gates_off(tmp_path: Path) -> None:
+    """An errored trial is not open at the step's end (its row is written by on_trial_error, never as cut short);
+    with gates off, a NaN loss labels no trial as gated."""
+    ctx, ref = _ctx()
+    cb = LeaderboardCallback(tmp_path / "lb.csv", ctx, GateLimits(), gates_enabled=False)
+    trials = [SimpleNamespace(trial_id=t, status=s) for t, s in (("a", "ERROR"), ("b", "RUNNING"),
+                                                                  ("c", "TERMINATED"), ("d", "PENDING"))]
+    cb.on_step_end(1, trials)
+    assert cb.open == {"b", "d"}
+    cb.on_trial_result(1, [], SimpleNamespace(trial_id="b"), {"training_iteration": 1, "train_loss": float("nan")})
+    assert cb.tracker.reasons == {}

@@ -91,3 +91,61 @@ def test_a_round_refused_by_its_own_check_leaves_no_output_folders(tmp_path: Pat
     assert run_script(load_round("dims"), args) == 2
     assert "dims: ttc.enabled=false" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_text_atomic_writes_utf8_and_returns_the_path(tmp_path: Path) -> None:
+    """Records carry non-ASCII text (labels, units): written as UTF-8 whatever the locale, and the path returned
+    is the published file, not the temp one."""
+    target = tmp_path / "card.md"
+    assert write_text_atomic(target, "ν = 0.01 — é") == target
+    assert target.read_bytes() == "ν = 0.01 — é".encode("utf-8")
+
+
+def test_a_reader_of_the_old_file_keeps_reading_the_old_file(tmp_path: Path) -> None:
+    """Published by a rename: a reader that opened the old leaderboard reads it whole, never the new bytes or a
+    truncated file (a copy over the same file would change what it reads)."""
+    target = tmp_path / "leaderboard.csv"
+    target.write_text("old,rows\n")
+    with open(target) as reader:
+        write_text_atomic(target, "new,rows,longer\n")
+        assert reader.read() == "old,rows\n"
+    assert target.read_text() == "new,rows,longer\n"
+
+
+def test_probe_writable_file_refuses_a_folder_and_an_unusable_parent(tmp_path: Path) -> None:
+    """A folder given as the leaderboard, or a leaderboard under a plain file, is refused before compute; a new
+    file in a new folder passes (the folder is made)."""
+    from ups.outputs import probe_writable_file
+
+    with pytest.raises(IsADirectoryError):
+        probe_writable_file(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        probe_writable_file(blocker / "leaderboard.csv")
+    probe_writable_file(tmp_path / "new" / "leaderboard.csv")
+    assert (tmp_path / "new").is_dir() and not (tmp_path / "new" / "leaderboard.csv").exists()
+
+
+def test_output_settings_expand_the_home_folder(tmp_path: Path, monkeypatch) -> None:
+    """``out=~/reports`` means the user's home, not a folder named '~' in the current one."""
+    from ups.outputs import check_writable_file, check_writable_folder
+
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    check_writable_folder(Path("~/reports"), "out", "out=reports")
+    check_writable_file(Path("~/lb/leaderboard.csv"), "leaderboard", "leaderboard=lb.csv")
+    assert (home / "reports").is_dir() and (home / "lb").is_dir() and not (cwd / "~").exists()
+
+
+def test_a_fresh_temp_folder_is_empty_even_if_this_pid_left_one(tmp_path: Path) -> None:
+    """A pid is reused: a folder a killed writer of this pid left is emptied, so its stale plots are not published."""
+    from ups.outputs import fresh_temp_folder
+
+    mine = tmp_path / f".round_a.tmp-{os.getpid()}"
+    mine.mkdir()
+    (mine / "stale.png").write_bytes(b"old")
+    assert fresh_temp_folder(tmp_path, "round_a") == mine and list(mine.iterdir()) == []

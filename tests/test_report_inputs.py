@@ -910,3 +910,43 @@ def test_importance_shares_sum_to_one_and_skip_constant_ignored_and_unfinished_e
     configs = [{"model": {"dim": 32, "depth": 2}, "run": {"seed": 1}, "training": {"device": "cpu"}},
                {"model": {"dim": 64, "depth": 2}, "run": {"seed": 2}, "training": {"device": "cuda"}}]
     assert varying_params(configs) == ["model.dim"]
+
+
+def test_trial_state_reads_every_status_a_leaderboard_holds() -> None:
+    """Errored trials are failed, interrupted ones running (resume=true continues them), early-stopped ones without
+    a test score stopped (not failed), and a completed row without a score failed."""
+    from ups.reports.sources import trial_state
+
+    assert trial_state({"kind": "baseline", "status": "ERROR"}) == "baseline"
+    assert trial_state({"status": "error", "nrmse": 0.1}) == "failed"
+    assert trial_state({"status": "interrupted"}) == "running"
+    assert trial_state({"status": "stopped", "nrmse": float("nan")}) == "stopped"
+    assert trial_state({"status": "completed", "nrmse": None}) == "failed"
+    assert trial_state({"status": "completed", "nrmse": 0.2}) == "ok"
+
+
+def test_gate_pass_read_back_from_any_cell_form() -> None:
+    """A gate_pass column comes back from CSV as bools, 0.0/1.0 or text; a blank cell is unknown, not False."""
+    from ups.reports.sources import to_bool
+
+    assert [to_bool(v) for v in (True, 1.0, np.float64(0.0), np.bool_(True), "PASS", "no", float("nan"), None, "?")] == [
+        True, True, False, True, True, False, None, None, None]
+
+
+def test_checkpoint_names_and_cli_keys() -> None:
+    """A checkpoint is named by its checkpoint_N folder (local file or S3 URI); ``--report-dir`` is report_dir."""
+    from ups.reports.sources import checkpoint_name, parse_kv
+
+    assert checkpoint_name("/r/exp/trial_1/checkpoint_000003/checkpoint.pt") == "checkpoint_000003"
+    assert checkpoint_name("s3://b/exp/trial_1/checkpoint_000003/") == "checkpoint_000003"
+    assert parse_kv(["--report-dir=out"], {"report_dir": "folder"}, "ups report") == {"report_dir": "out"}
+
+
+def test_a_champion_score_of_true_is_refused(tmp_path: Path) -> None:
+    """``true`` is a JSON bool, not a figure (Python's bool is an int): a hand edit caught before the model card."""
+    from ups.reports.sources import ReportError, load_champion
+
+    rec = tmp_path / "champion.json"
+    rec.write_text('{"checkpoint": "c.pt", "score": true}')
+    with pytest.raises(ReportError, match="'score' is True, not a number"):
+        load_champion(rec)

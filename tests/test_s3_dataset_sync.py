@@ -12,6 +12,7 @@ from ups.cloud.dataset_sync import (
     sha256_file,
     sync_dataset,
     upload_dir,
+    upload_file,
 )
 
 
@@ -166,3 +167,55 @@ def test_a_missing_bucket_is_named_with_the_fix(tmp_path, s3_env):
     (tmp_path / "reports" / "leaderboard.csv").write_text("run_id,nrmse\na,0.1\n")
     with pytest.raises(DatasetSyncError, match="bucket 'ups-no-such-bucket-zz' does not exist"):
         upload_dir(tmp_path / "reports", "s3://ups-no-such-bucket-zz/exp/reports")  # publish_results' way
+
+
+def test_upload_dir_leaves_lock_files_out(tmp_path, s3_client, s3_bucket) -> None:
+    """The leaderboard's ``.leaderboard.csv.lock`` (ups.filelock) is local machinery, not a result to publish."""
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "leaderboard.csv").write_text("run_id\na\n")
+    (tmp_path / "reports" / ".leaderboard.csv.lock").write_text("")
+    written = upload_dir(tmp_path / "reports", f"s3://{s3_bucket}/exp")
+    keys = sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"])
+    assert keys == ["exp/leaderboard.csv"] and written == [f"s3://{s3_bucket}/exp/leaderboard.csv"]
+
+
+def test_upload_needs_an_object_key(tmp_path, s3_bucket) -> None:
+    """``s3://bucket`` alone names no object: refused with the fix before any upload."""
+    f = tmp_path / "a.h5"
+    f.write_bytes(b"x")
+    with pytest.raises(DatasetSyncError, match="needs an object key after the bucket"):
+        upload_file(f, f"s3://{s3_bucket}")
+
+
+def test_a_generate_that_writes_nothing_is_named(tmp_path, s3_bucket) -> None:
+    """A ``generate`` that returns without writing the file is named as such, not as a missing upload source."""
+    with pytest.raises(DatasetSyncError, match=r"generate\(\) did not create"):
+        sync_dataset(tmp_path / "d.h5", f"s3://{s3_bucket}/datasets/d.h5", generate=lambda: None)
+
+
+def test_sync_waits_for_the_nodes_other_syncer(tmp_path, s3_client, s3_bucket) -> None:
+    """Trials on one node start together: while one holds the file's lock (generating it), another neither
+    generates nor uploads; it waits, then finds the first one's upload and keeps the local copy."""
+    import threading
+    import time
+
+    from ups.filelock import exclusive_lock
+
+    local = tmp_path / "d.h5"
+    uri = f"s3://{s3_bucket}/datasets/d.h5"
+    generated: list[str] = []
+
+    def generate() -> None:
+        generated.append("second")
+        _write_h5(local, seed=1)
+
+    with exclusive_lock(tmp_path / ".d.h5.lock"):  # the first syncer, mid-generation
+        t = threading.Thread(target=lambda: sync_dataset(local, uri, generate=generate))
+        t.start()
+        time.sleep(0.5)
+        assert generated == [] and "Contents" not in s3_client.list_objects_v2(Bucket=s3_bucket)
+        _write_h5(local, seed=0)  # the first one generates and uploads, still holding the lock
+        sha = upload_file(local, uri)
+    t.join(timeout=30)
+    assert not t.is_alive() and generated == []
+    assert sha256_file(local) == sha == remote_sha256(uri)

@@ -128,3 +128,91 @@ def test_a_refused_new_sweep_leaves_nothing_on_s3_and_an_interrupted_one_its_rec
         with provisional_folder(storage, fs, "round_a-2", {"round": "round_a"}, new=True):
             raise KeyboardInterrupt
     assert keys() == ["sweeps/round_a-2/ups_sweep.json"] and read_record(storage, fs, "round_a-2") == {"round": "round_a"}
+
+
+@pytest.mark.parametrize("uri", ["s3://ab/x", "s3://my..bucket/x"])
+def test_bucket_names_s3_refuses_fail_before_network(uri: str) -> None:
+    """S3 bucket names have 3-63 characters and no '..': a 2-letter or '..' name fails at once, not at Tune's write."""
+    with pytest.raises(StorageError, match="not a valid S3 bucket name"):
+        parse_s3_uri(uri)
+
+
+def test_s3_location_forms() -> None:
+    """The URI (in every preflight message), the pyarrow path and object keys of one location, with and without a
+    prefix: a wrong '/' here sends the sweep's files and the messages naming them to different places."""
+    loc = parse_s3_uri("s3://abc/sweeps/a/")
+    assert (loc.uri, loc.fs_path, loc.key("reports", "x.html")) == ("s3://abc/sweeps/a", "abc/sweeps/a",
+                                                                      "sweeps/a/reports/x.html")
+    bare = parse_s3_uri("s3://abc")
+    assert (bare.prefix, bare.uri, bare.fs_path, bare.key("leaderboard.csv")) == ("", "s3://abc", "abc",
+                                                                                 "leaderboard.csv")
+
+
+def test_an_empty_storage_path_is_refused(tmp_path, monkeypatch) -> None:
+    """'' would resolve to the current folder and the sweep would write its state there."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageError, match="storage_path is empty"):
+        resolve_storage("")
+
+
+def test_the_s3_specific_endpoint_wins_over_the_generic_one(s3_bucket, monkeypatch) -> None:
+    """botocore's order: AWS_ENDPOINT_URL_S3 before AWS_ENDPOINT_URL; here the generic one is a dead port, so
+    preflight passes only if the S3 one (the moto server) is used."""
+    import os
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", os.environ["AWS_ENDPOINT_URL"])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{dead}")
+    preflight(f"s3://{s3_bucket}/exp")
+
+
+def _pickled_state(fs: object) -> dict:
+    """What a pyarrow S3FileSystem carries when pickled to every trial (its reconstruct arguments)."""
+    return fs.__reduce__()[1][0]  # type: ignore[attr-defined]
+
+
+def test_the_filesystem_pickled_to_workers_carries_endpoint_region_and_keys(monkeypatch) -> None:
+    """With an endpoint override, workers (no instance profile, no env) get the driver's endpoint, scheme, region
+    (AWS_REGION before AWS_DEFAULT_REGION) and keys; an endpoint without a scheme is https."""
+    from ups.cloud.storage import s3_filesystem
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio.local:9000/")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "KEYID")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "TOKEN")
+    state = _pickled_state(s3_filesystem())
+    assert (state["scheme"], state["endpoint_override"], state["region"]) == ("http", "minio.local:9000", "eu-west-1")
+    assert (state["access_key"], state["secret_key"], state["session_token"]) == ("KEYID", "SECRET", "TOKEN")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "minio.local:9000")
+    assert _pickled_state(s3_filesystem())["scheme"] == "https"
+
+
+def test_preflight_writes_its_probe_under_the_prefix(s3_env, s3_bucket, s3_auth_enforced, monkeypatch) -> None:
+    """An identity allowed to write only under the sweep's prefix (the usual IAM policy) passes preflight: the write
+    probe goes to <prefix>/.ups-preflight-…, not the bucket root, which it may not write."""
+    import json
+
+    import boto3
+
+    admin_id, admin_secret = s3_auth_enforced
+    iam = boto3.session.Session(aws_access_key_id=admin_id, aws_secret_access_key=admin_secret).client(
+        "iam", endpoint_url=s3_env.endpoint, region_name="us-east-1")
+    user = f"ups-scoped-{s3_bucket[-8:]}"
+    iam.create_user(UserName=user)
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:HeadBucket"],  # moto names HEAD of a bucket so
+         "Resource": f"arn:aws:s3:::{s3_bucket}"},
+        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+         "Resource": f"arn:aws:s3:::{s3_bucket}/sweeps/*"}]}
+    iam.put_user_policy(UserName=user, PolicyName="sweeps-only", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    preflight(f"s3://{s3_bucket}/sweeps")
+    with pytest.raises(StorageError, match="access denied"):  # the policy bites: outside the prefix is refused
+        preflight(f"s3://{s3_bucket}/elsewhere")
