@@ -5,13 +5,20 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
+import ups.eval as ups_eval
 from ups.config import ConfigError, apply_overrides, load_config, to_dict
-from ups.eval import EVAL_KEYS, GridMap, evaluate, evaluate_detailed, main, spectral_resample
+from ups.data.initial import cell_centres
+from ups.eval import (EVAL_KEYS, EvalOutput, GridMap, _jsonable, _table_rows, check_eval_data, evaluate,
+                      evaluate_detailed, main, model_time_step, output_paths, spectral_resample, val_nrmse_ttc)
+from ups.metrics import METRIC_KEYS, PDEBENCH_SET_KEYS, nrmse_pdebench, nrmse_per_time, pdebench_metric_set
 
 torch.set_num_threads(1)
 N_TRAJ = 12
@@ -678,3 +685,122 @@ def test_a_checkpoint_evaluated_on_other_data_than_it_trained_on_is_noted() -> N
     assert "ups.data.cache.DATA_VERSION" in note and "do not compare with its leaderboard row" in note
     assert other_data_note({"data_hash": "0f5be426d2c8"}, data) == ""  # a record's hash cut to 12 characters
     assert other_data_note({}, data) == ""
+
+
+# ------------------------------------------------------------------------------------ mutation review (round 8a)
+def _fake_eval(metric_values: dict[str, Any]) -> EvalOutput:
+    """An EvalOutput holding only ``metric_values`` (empty trajectories): for the table, which reads metrics only."""
+    empty = torch.zeros(0, 1, 1)
+    return EvalOutput(metric_values, empty, empty, empty, torch.zeros(0, 1, dtype=torch.long), {})
+
+
+def test_the_ttc_figures_are_the_ttc_rollouts_and_a_two_member_ensemble_counts(tiny):
+    """Every "with TTC" figure is computed from pred_ttc (not the plain rollout): PDEBench's nRMSE and set, and the
+    nRMSE curve; with ttc.threshold=0 every step is searched (rate 1), the share of samples whose path came from the
+    search is a whole number of samples; eval.ensemble_size=2 is an ensemble (ECE reported)."""
+    cfg = apply_overrides(tiny["cfg"], {"eval.ensemble_size": 2}, source="test")
+    ev = evaluate_detailed(tiny["model"], cfg, tiny["data"])
+    m, init = ev.metrics, tiny["data"].initial_step
+    assert not torch.equal(ev.pred, ev.pred_ttc)  # the two rollouts differ, so a swap shows
+    assert m["nrmse_ttc_pdebench"] == pytest.approx(nrmse_pdebench(ev.pred_ttc, ev.true, init), rel=1e-12)
+    assert m["nrmse_ttc_pdebench"] != pytest.approx(m["nrmse_pdebench"], rel=1e-9)
+    ttc_set = pdebench_metric_set(ev.pred_ttc, ev.true, init)
+    for key in PDEBENCH_SET_KEYS:
+        assert m[f"{key}_ttc"] == pytest.approx(ttc_set[key], rel=1e-12), key
+    assert ev.curves["ups_ttc"] == pytest.approx(nrmse_per_time(ev.pred_ttc, ev.true, init).tolist(), rel=1e-12)
+    assert ev.curves["ups"] == pytest.approx(nrmse_per_time(ev.pred, ev.true, init).tolist(), rel=1e-12)
+    assert m["ttc_intervention_rate"] == 1.0
+    used = m["ttc_search_used_rate"] * m["n_samples"]
+    assert 1 <= round(used) <= m["n_samples"] and used == pytest.approx(round(used), abs=1e-9), m
+    assert m["ensemble_size"] == 2 and m["ece"] is not None and 0 <= m["ece"] <= 0.5
+
+
+def test_the_eval_table_puts_each_rollouts_figures_in_its_own_row():
+    """ups / ups+ttc rows of the CSV and HTML table: the plain figures (value 1) in one, the *_ttc ones (value 2) in
+    the other; the plain row's seconds are the evaluation's less TTC's (10 - 3), the TTC row's TTC's (3)."""
+    m: dict[str, Any] = {"params": 7, "eval_s": 10.0, "ttc_s": 3.0, "ece": 0.1, "nrmse_ttc": 2.0,
+                         "nrmse_ttc_pdebench": 2.0}
+    for key in (*METRIC_KEYS, *PDEBENCH_SET_KEYS):
+        m[key] = 1.0
+        m.setdefault(f"{key}_ttc", 2.0)
+    ups, ttc = _table_rows(_fake_eval(m), [], "r")
+    assert ups["model"] == "ups" and ttc["model"] == "ups+ttc"
+    for key in (*METRIC_KEYS, *PDEBENCH_SET_KEYS):
+        assert (ups[key], ttc[key]) == (1.0, 2.0), key
+    assert (ups["seconds"], ttc["seconds"]) == (7.0, 3.0) and (ups["ece"], ttc["ece"]) == (0.1, None)
+
+
+def test_an_eval_of_other_settings_gets_its_own_file_name_and_a_rerun_keeps_it(tmp_path):
+    """eval_<run_id>.json of the same fingerprint is replaced; of another one is kept (the new one adds the
+    fingerprint's first 8 characters); no file yet: the plain name."""
+    stem, paths = output_paths(tmp_path, "r", "f" * 40)
+    assert stem == "eval_r" and paths["csv"] == tmp_path / "eval_r.csv"
+    paths["json"].write_text(json.dumps({"fingerprint": "f" * 40}))
+    assert output_paths(tmp_path, "r", "f" * 40)[0] == "eval_r"
+    assert output_paths(tmp_path, "r", "0123456789" * 4)[0] == "eval_r_01234567"
+
+
+def test_an_offset_is_ignored_only_below_a_millionth_of_a_cell():
+    """GridMap.identity: the shift is measured in cells of the eval grid (float32 rounding of x0 is ~1e-8 of a
+    cell on a 1024-point grid; 5e-7 of the domain is 5e-4 of a cell, a real offset)."""
+    assert GridMap(1024, 1024, 1e-11).identity
+    assert not GridMap(1024, 1024, 5e-7).identity
+    assert not GridMap(1024, 512, 0.0).identity
+
+
+def test_json_output_writes_non_finite_figures_as_null():
+    """A blown-up rollout's inf / nan figures become null in eval_<run_id>.json (json.dumps would write Infinity)."""
+    got = _jsonable({"a": math.inf, "b": [-math.inf, math.nan, 1.5], "c": np.float32(2.0), 3: (np.int64(4),)})
+    assert got == {"a": None, "b": [None, None, 1.5], "c": 2.0, "3": [4]}
+
+
+def test_a_file_read_with_too_coarse_a_time_stride_is_told_stride_one(tiny):
+    """A file saved at the checkpoint's own step, read with data.reduced_resolution_t=2 (its step doubled): the
+    fix names data.reduced_resolution_t=1, the stride that gives the checkpoint's step back."""
+    cfg = tiny["cfg"]
+    dt = model_time_step(cfg)
+    data = SimpleNamespace(test=torch.zeros(1, 41, 64), t=np.arange(41) * 2 * dt, x=cell_centres(64),
+                           attrs={"protocol": {"rt": 2}})
+    with pytest.raises(ConfigError, match=r"Fix: data\.reduced_resolution_t=1 \(the file's step is"):
+        check_eval_data(cfg, 64, data, "f.h5")
+
+
+def test_val_nrmse_ttc_is_the_validation_rollouts_nrmse_with_ttc(tiny):
+    """What a sweep over ttc.* keys ranks on: nRMSE with TTC on the validation split (not the plain rollout's, and
+    not the test split's), as evaluate_detailed scores it there."""
+    got = val_nrmse_ttc(tiny["model"], tiny["cfg"], tiny["data"], -1)
+    cfg = apply_overrides(tiny["cfg"], {"eval.ensemble_size": 0, "eval.max_samples": -1}, source="test")
+    want = evaluate_detailed(tiny["model"], cfg, tiny["data"], "val").metrics
+    assert got == want["nrmse_ttc"] and got != want["nrmse"]
+
+
+def test_the_figures_show_each_rollout_under_its_own_name(monkeypatch):
+    """eval_<run_id>.html's figures: truth, UPS and UPS + TTC of sample 0 under their own titles (values 0, 1, 2),
+    the error panel |UPS − truth|, profiles at frames initial_step, the middle one and the last, and the nRMSE
+    curves from frame initial_step on, each labelled with its own mean."""
+    figs: list[Any] = []
+    monkeypatch.setattr(ups_eval, "_png", lambda fig: figs.append(fig) or "png")
+    true = torch.zeros(2, 6, 4)
+    pred, pttc = true + 1.0, true + 2.0
+    pred[0, 3, 0] = 5.0  # frame 3 (the middle of 2 … 5) differs at x = 0
+    curves = {"ups": [0.1, 0.2, 0.3, 0.4], "ups_ttc": [0.05, 0.1, 0.15, 0.2]}
+    ev = EvalOutput({"initial_step": 2, "nrmse": 0.25, "nrmse_ttc": 0.125}, true, pred, pttc,
+                    torch.zeros(2, 4, dtype=torch.long), curves)
+    captions = [c for c, _ in ups_eval._figures(ev, [{"name": "fno", "nrmse": 0.5}])]
+    assert len(captions) == len(figs) == 3
+    heat, profiles, over_time = (f.axes for f in figs)
+    shown = {ax.get_title(): np.asarray(ax.images[0].get_array()) for ax in heat if ax.images}
+    assert {k: float(v.mean()) for k, v in shown.items() if k != "|UPS − truth|"} == {
+        "truth": 0.0, "UPS": pytest.approx(1.0 + 4 / 24), "UPS + TTC": 2.0}
+    assert np.array_equal(shown["|UPS − truth|"], (pred[0] - true[0]).abs().numpy())
+    assert heat[0].lines[0].get_ydata()[0] == 1.5  # the dashed line: between the context and the first forecast
+    assert [ax.get_title() for ax in profiles] == ["frame 2", "frame 3", "frame 5"]
+    lines = {ln.get_label(): ln.get_ydata() for ln in profiles[1].lines}
+    assert list(lines["UPS"]) == [5.0, 1.0, 1.0, 1.0] and list(lines["UPS + TTC"]) == [2.0] * 4
+    labelled = {ln.get_label(): ln for ln in over_time[0].lines}
+    assert list(labelled["UPS (0.2500)"].get_xdata()) == [2, 3, 4, 5]
+    assert list(labelled["UPS (0.2500)"].get_ydata()) == curves["ups"]
+    assert list(labelled["UPS + TTC (0.1250)"].get_ydata()) == curves["ups_ttc"]
+    assert list(labelled["fno (mean 0.5000)"].get_ydata()) == [0.5, 0.5]
+    for fig in figs:
+        plt.close(fig)

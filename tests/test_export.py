@@ -3,14 +3,21 @@ model card; refusal of a missing champion and of an unknown architecture."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import onnx
 import pytest
 import torch
 
-from ups.config import ConfigError
+from ups.config import ConfigError, load_config
+from ups.data.hdf5 import write_pdebench
+from ups.data.initial import cell_centres
+from ups.data.protocol import load_protocol
+from ups.reports.export import _test_batch, benchmark, parity
 from ups.reports.export import main as export_main
 from ups.train.checkpoint import read_checkpoint, save_checkpoint
 
@@ -168,3 +175,102 @@ def test_the_model_card_names_the_preset_whose_sizes_the_model_has() -> None:
         {"name": "x", "config": dims64})
     dims64["operator"]["hidden_dim"] = 100  # round B's own sizes
     assert preset_text(dims64) == "sizes set by the sweep (base preset `dim32`)"
+
+
+# ------------------------------------------------------------------------------------ mutation review (round 8a)
+class _Shifted:
+    """A runtime whose output is its input plus ``delta`` (``reshape``: an output of another shape), callable as
+    a TorchScript module and as an onnxruntime session (``run``): what parity() compares with eager PyTorch."""
+
+    def __init__(self, delta: float, reshape: bool = False) -> None:
+        self.delta, self.reshape = delta, reshape
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        y = x + self.delta
+        return y[:, :1] if self.reshape else y
+
+    def run(self, _names: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [self(torch.from_numpy(feed["context"])).numpy()]
+
+
+def _parity_rows(delta: float, artifact: str = "step", tolerance: float = 1e-3, floor: float | None = None,
+                 reshape: bool = False, x: torch.Tensor | None = None) -> dict[str, dict[str, Any]]:
+    """parity() of the identity (eager) against two runtimes off by ``delta``, one batch of ones (B=2, 3, 4) or
+    ``x``; ``floor``: a float64 reference ``floor`` away from eager. Rows by runtime."""
+    x = torch.ones(2, 3, 4, dtype=torch.float64) if x is None else x
+    ref64 = None if floor is None else (lambda v: v + floor)
+    rows = parity(lambda v: v, _Shifted(delta, reshape), _Shifted(delta, reshape), {2: x}, artifact, tolerance,
+                  reference64=ref64)
+    return {r["runtime"]: r for r in rows}
+
+
+def test_parity_passes_at_the_tolerance_and_fails_beyond_it() -> None:
+    """Max |Δ| is the largest absolute difference, and ≤ tolerance passes (0.25 ≤ 0.25, exact in binary)."""
+    at = _parity_rows(0.25, tolerance=0.25)
+    assert set(at) == {"torchscript", "onnxruntime"}
+    assert all(r["ok"] and r["max_abs"] == 0.25 and r["batch"] == 2 for r in at.values()), at
+    assert at["onnxruntime"]["max_rel"] == pytest.approx(0.25 / (1 + 1e-6))
+    beyond = _parity_rows(0.5, tolerance=0.25)
+    assert not any(r["ok"] for r in beyond.values()) and beyond["torchscript"]["criterion"] == "> 0.25"
+
+
+def test_only_a_rollout_may_pass_within_ten_times_the_float32_floor() -> None:
+    """Δ = 0.5 with a float32 floor of 0.0625 (10 × = 0.625): a rollout passes, a one-step graph does not; Δ = 1
+    exceeds 10 × floor and fails the rollout too."""
+    roll = _parity_rows(0.5, "rollout", tolerance=0.25, floor=0.0625)["torchscript"]
+    assert roll["ok"] and roll["f32_floor"] == 0.0625 and "10 × float32 floor" in roll["criterion"]
+    assert not _parity_rows(0.5, "step", tolerance=0.25, floor=0.0625)["torchscript"]["ok"]
+    far = _parity_rows(1.0, "rollout", tolerance=0.25, floor=0.0625)["torchscript"]
+    assert not far["ok"] and far["criterion"] == "> 0.25 and > 10 × floor"
+
+
+def test_parity_fails_a_non_finite_output_and_one_of_another_shape() -> None:
+    """NaN outputs that agree (Δ = 0 where finite) are no pass; an output of another shape is a failed row."""
+    x = torch.ones(2, 3, 4, dtype=torch.float64)
+    x[0, 0, 0] = math.nan
+    nan = _parity_rows(0.0, x=x)["onnxruntime"]
+    assert not nan["ok"]
+    odd = _parity_rows(0.0, reshape=True)["torchscript"]
+    assert not odd["ok"] and odd["max_abs"] == math.inf and odd["criterion"].startswith("shape")
+
+
+def _one_element_off(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with its first element 0.5 larger: a runtime wrong at one grid point of one sample."""
+    y = x.clone()
+    y[0, 0, 0] += 0.5
+    return y
+
+
+def test_max_abs_is_the_largest_difference_not_the_mean() -> None:
+    """One element of 24 off by 0.5: max |Δ| is 0.5 (not 0.5 / 24) and fails a 0.25 tolerance."""
+    x = torch.zeros(2, 3, 4, dtype=torch.float64)
+    rows = parity(lambda v: v, _one_element_off, _Shifted(0.0), {2: x}, "step", 0.25)
+    ts, ort = rows
+    assert ts["max_abs"] == 0.5 and not ts["ok"]
+    assert ort["max_abs"] == 0.0 and ort["ok"] and ort["criterion"] == "≤ 0.25"
+
+
+def test_the_export_test_batch_is_the_test_splits_contexts_reused_in_turn(tmp_path) -> None:
+    """5 contexts from a 3-trajectory test split: trajectories 0, 1, 2, 0, 1, their first initial_step frames only
+    (the frames after are what is forecast: n_steps = frames - initial_step)."""
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal((12, 41, 256)).astype(np.float32)
+    path = write_pdebench(tmp_path / "f_Nu0.01.hdf5", u, cell_centres(256), np.linspace(0.0, 2.0, 41), {"nu": 0.01})
+    cfg = load_config(["preset=dim8", f"data.path={path}", "data.resolution=256", "data.reduced_resolution=4",
+                       "data.frames=41", "data.reduced_resolution_t=1", "data.test_ratio=0.25", "data.n=12",
+                       f"data.cache_dir={tmp_path / 'cache'}"])
+    test = load_protocol(cfg.data).test
+    k = int(cfg.data.initial_step)
+    assert len(test) == 3
+    ctx, what, n_steps = _test_batch(cfg, test.shape[-1], 5)
+    assert torch.equal(ctx, test[[0, 1, 2, 0, 1], :k].float())
+    assert n_steps == 41 - k and "5 contexts from the 3 trajectories" in what and "used 1–2 times" in what
+
+
+def test_throughput_is_samples_per_second_of_the_median_call() -> None:
+    """benchmark(): a batch of b samples in the median call time gives b / median samples per second."""
+    rows = benchmark({("step", "eager", "cpu"): lambda x: x.sum()}, lambda b, _dev: torch.ones(b, 4), [1, 8], 3)
+    assert [(r["batch"], r["calls"]) for r in rows] == [(1, 3), (8, 3)]
+    for r in rows:
+        assert r["throughput"] == pytest.approx(r["batch"] / (r["latency_ms"] / 1e3), rel=1e-9)
+        assert r["p90_ms"] >= r["latency_ms"] > 0

@@ -6,9 +6,10 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from ups.ttc_gain import gain_interval, ttc_verdict
+from ups.ttc_gain import MIN_SAMPLES, gain_interval, mean_difference_interval, newest_experiment, ttc_verdict
 
 DIMS = (8, 16, 32, 64)
 
@@ -235,3 +236,68 @@ def test_unusable_figures_are_left_out_and_the_smallest_split_decides_too_few() 
     small = _rows({64: 0.02}, n=MIN_SAMPLES - 1, seed=1)[0]
     v = ttc_verdict([*rows[:3], small])
     assert v.answer == "too few test samples" and f"{MIN_SAMPLES - 1}/64 test samples" in v.text, v.text
+
+
+# ----------------------------------------------------------------------------- mutation review (round 8a)
+def test_a_model_with_zero_error_has_no_ttc_gain() -> None:
+    """A zero mean nRMSE without TTC gives a gain of 0 (not 1 - 0/1 = 1): nothing to improve on."""
+    assert gain_interval([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], n_boot=50) == (0.0, 0.0)
+
+
+def test_the_bootstrap_draws_every_test_sample() -> None:
+    """TTC helps only the last of five samples (its nRMSE 1 → 0): a draw that includes it gains k/5 for k copies,
+    so the upper end reaches at least 1/5; a bootstrap that never drew the last index would give (0, 0)."""
+    lo, hi = gain_interval([1.0] * 5, [1.0, 1.0, 1.0, 1.0, 0.0], n_boot=400)
+    assert lo == pytest.approx(0.0) and hi >= 0.2 - 1e-12
+
+
+def test_mean_difference_interval_is_of_b_minus_a_with_lo_below_hi() -> None:
+    """Per-sample differences b - a of 0.3 or 0.5 (mean 0.4): the interval lies in [0.3, 0.5], ordered, around
+    0.4; a constant difference gives a point; unpaired figures give (nan, nan)."""
+    a = np.zeros(40)
+    b = np.tile([0.3, 0.5], 20)
+    lo, hi = mean_difference_interval(a, b, n_boot=500)
+    assert 0.3 <= lo < 0.4 < hi <= 0.5
+    assert mean_difference_interval([1.0, 2.0], [1.25, 2.25], n_boot=20) == pytest.approx((0.25, 0.25))
+    assert all(np.isnan(mean_difference_interval([1.0, 2.0], [1.0])))
+
+
+def test_exactly_min_samples_test_samples_are_enough_to_read_the_verdict() -> None:
+    """"too few" is below MIN_SAMPLES: a clear trend on exactly MIN_SAMPLES samples is read as "yes"."""
+    v = ttc_verdict(_rows({8: 0.20, 16: 0.14, 32: 0.08, 64: 0.02}, n=MIN_SAMPLES))
+    assert v.answer == "yes" and v.hi < 0 and f"{MIN_SAMPLES} test samples" in v.text
+
+
+def test_each_dims_nrmse_with_ttc_is_the_mean_of_its_ttc_samples() -> None:
+    """DimGain.nrmse_ttc is the mean per-sample nRMSE with TTC (hand values), not the one without."""
+    plain = np.array([0.2, 0.4])
+    v = ttc_verdict([_row(8, plain, np.array([0.1, 0.2])), _row(16, plain, np.array([0.2, 0.2]))])
+    assert [(d.nrmse, d.nrmse_ttc) for d in v.dims] == [pytest.approx((0.3, 0.15)), pytest.approx((0.3, 0.2))]
+    assert [d.gain for d in v.dims] == [pytest.approx(0.5), pytest.approx(1 / 3)]
+
+
+def test_uneven_seed_counts_are_named_as_a_range() -> None:
+    """Two seeds of dim 8 and three of dim 16: the text says "2–3 training seeds per dim"."""
+    rows = _seed_rows({8: [0.0, 0.01], 16: [0.0, 0.01, 0.02]}, n=32)
+    v = ttc_verdict(rows)
+    assert [d.seeds for d in v.dims] == [2, 3]
+    assert "2–3 training seeds per dim" in v.text, v.text
+
+
+def test_without_per_sample_figures_a_dims_gain_is_the_mean_of_its_seeds_gains() -> None:
+    """Seeds of one dim with nRMSE 0.1 → 0.05 (gain 0.5) and 0.3 → 0.3 (gain 0): the dim's gain is 0.25, the
+    mean of the seeds' gains (as with per-sample figures), not 1 - 0.175 / 0.2 = 0.125 from the mean nRMSEs."""
+    v = ttc_verdict([{"dim": 8, "nrmse": 0.1, "nrmse_ttc": 0.05}, {"dim": 8, "nrmse": 0.3, "nrmse_ttc": 0.3}])
+    (d,) = v.dims
+    assert d.gain == pytest.approx(0.25) and d.seeds == 2 and d.n_samples == 0
+    assert (d.nrmse, d.nrmse_ttc) == (pytest.approx(0.2), pytest.approx(0.175))
+
+
+def test_the_newest_experiment_is_the_one_with_the_latest_trial_row() -> None:
+    """Rows out of time order; only trial rows count (a later champion row of another sweep does not)."""
+    lb = pd.DataFrame([{"kind": "trial", "experiment": "b", "timestamp": "2026-12-03T05:00:00"},
+                       {"kind": "trial", "experiment": "c", "timestamp": "2026-12-03T09:00:00"},
+                       {"kind": "trial", "experiment": "a", "timestamp": "2026-12-03T01:00:00"},
+                       {"kind": "champion", "experiment": "z", "timestamp": "2026-12-04T00:00:00"}])
+    assert newest_experiment(lb) == "c"
+    assert newest_experiment(lb[lb["kind"] == "champion"]) is None
