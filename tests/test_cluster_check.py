@@ -10,6 +10,9 @@ import yaml
 
 from ups.cli import main as ups_main
 from ups.cloud.cluster_check import check_cluster_file
+from ups.cloud.cluster_network import rule_ports
+from ups.cloud.cluster_report import Checker, CheckReport, fmt_key
+from ups.cloud.cluster_setup import path_under
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster.yaml"
@@ -663,3 +666,335 @@ def test_a_conda_prefix_on_path_needs_no_activation(tmp_path):
     text = "\n".join(line for line in text.splitlines() if "ups-venv" not in line) + "\n"
     report = check_cluster_file(_write(tmp_path, text))
     assert report.ok, report.format()
+
+
+# ------------------------------------------------------------------ boundaries and exemptions of single rules
+_SG = "provider.security_group.IpPermissions"
+
+
+def _report(tmp_path: Path, cfg: dict | str) -> CheckReport:
+    return check_cluster_file(_write(tmp_path, cfg))
+
+
+def _issues_at(issues: list, key: str) -> list[str]:
+    return [i.message for i in issues if i.key == key]
+
+
+def _one(messages: list[str]) -> str:
+    """The single message at a key (assert: exactly one)."""
+    assert len(messages) == 1, messages
+    return messages[0]
+
+
+def _with_rule(base: dict, rule: dict) -> dict:
+    """The shipped file plus one more security group rule (IpPermissions[1])."""
+    cfg = copy.deepcopy(base)
+    cfg["provider"]["security_group"]["IpPermissions"].append(rule)
+    return cfg
+
+
+def _ssh_from(base: dict, field_: str, cidr: str) -> dict:
+    """The shipped file with its one SSH rule open to ``cidr`` (``field_``: IpRanges or Ipv6Ranges)."""
+    cfg = copy.deepcopy(base)
+    rule = cfg["provider"]["security_group"]["IpPermissions"][0]
+    rule.pop("IpRanges")
+    rule[field_] = [{"CidrIp" if field_ == "IpRanges" else "CidrIpv6": cidr}]
+    return cfg
+
+
+@pytest.mark.parametrize("field_, narrow, wide, addresses", [
+    ("IpRanges", "8.8.0.0/16", "8.8.0.0/15", "2^17"),
+    ("Ipv6Ranges", "2600::/32", "2600::/31", "2^97"),
+])
+def test_a_public_range_is_the_internet_wider_than_a_16_or_a_32(tmp_path, base, field_, narrow, wide, addresses):
+    """SSH from a public /16 (IPv6: /32) is an office's; one bit wider it counts as the internet."""
+    key = f"{_SG}[0].{field_}[0].{'CidrIp' if field_ == 'IpRanges' else 'CidrIpv6'}"
+    ok = _report(tmp_path, _ssh_from(base, field_, narrow))
+    assert ok.ok and not _issues_at(ok.warnings, key), ok.format()
+    msg = _one(_issues_at(_report(tmp_path, _ssh_from(base, field_, wide)).errors, key))
+    assert f"opens 22 (SSH) to a public range of {addresses} addresses ({wide})" in msg
+
+
+@pytest.mark.parametrize("cidr", ["100.64.0.0/16", "198.18.0.0/16"])
+def test_ray_ports_to_the_shared_and_benchmark_vpc_ranges_are_allowed(tmp_path, base, cidr):
+    """100.64/10 and 198.18/15 are address space VPCs use (not ``is_private`` to Python): the cluster's own."""
+    cfg = _with_rule(base, {"IpProtocol": "tcp", "FromPort": 6379, "ToPort": 6379, "IpRanges": [{"CidrIp": cidr}]})
+    report = _report(tmp_path, cfg)
+    assert report.ok and not _issues_at(report.warnings, f"{_SG}[1].IpRanges[0].CidrIp"), report.format()
+
+
+def test_rule_ports_reads_all_protocols_and_unset_ports_as_every_port():
+    """-1 / all: every port whatever FromPort says; FromPort/ToPort -1 or absent: the whole range."""
+    assert rule_ports({"IpProtocol": "all", "FromPort": 22, "ToPort": 22}) == (0, 65535)
+    assert rule_ports({"IpProtocol": "-1", "FromPort": 22, "ToPort": 22}) == (0, 65535)
+    assert rule_ports({"IpProtocol": "tcp", "FromPort": -1, "ToPort": -1}) == (0, 65535)
+    assert rule_ports({"IpProtocol": "udp"}) == (0, 65535)
+    assert rule_ports({"IpProtocol": "tcp", "FromPort": "20", "ToPort": 23}) == (20, 23)
+
+
+def test_protocol_number_6_is_tcp_and_opens_ray_ports(tmp_path, base):
+    cfg = _with_rule(base, {"IpProtocol": "6", "FromPort": 8265, "ToPort": 8265,
+                            "IpRanges": [{"CidrIp": "198.51.100.0/24"}]})
+    msg = _one(_issues_at(_report(tmp_path, cfg).errors, f"{_SG}[1].IpRanges[0].CidrIp"))
+    assert "opens 8265 (Ray dashboard/job API) to 198.51.100.0/24, outside the address space VPCs use" in msg
+
+
+def test_an_ssh_rule_spanning_ray_ports_is_one_error_not_also_a_missing_ssh_rule(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    cfg["provider"]["security_group"]["IpPermissions"][0]["ToPort"] = 8265
+    report = _report(tmp_path, cfg)
+    assert len(_issues_at(report.errors, f"{_SG}[0].IpRanges[0].CidrIp")) == 1, report.format()
+    assert not _issues_at(report.warnings, _SG), report.format()
+
+
+def test_an_ssh_rule_wider_than_port_22_warns(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    cfg["provider"]["security_group"]["IpPermissions"][0]["FromPort"] = 20
+    cfg["provider"]["security_group"]["IpPermissions"][0]["ToPort"] = 23
+    report = _report(tmp_path, cfg)
+    assert report.ok, report.format()
+    assert _issues_at(report.warnings, f"{_SG}[0]") == ["opens 22 (SSH), more than SSH, to 203.0.113.0/24"]
+
+
+def test_ip_permissions_of_the_wrong_type_do_not_also_warn_of_a_missing_ssh_rule(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    cfg["provider"]["security_group"]["IpPermissions"] = "22 from my office"
+    report = _report(tmp_path, cfg)
+    assert not report.ok and not _issues_at(report.warnings, _SG), report.format()
+
+
+def test_an_instance_profile_named_by_arn_is_enough(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    cfg["available_node_types"][WORKER]["node_config"]["IamInstanceProfile"] = {
+        "Arn": "arn:aws:iam::123456789012:instance-profile/ups-sweeps-worker"}
+    report = _report(tmp_path, cfg)
+    assert report.ok, report.format()
+
+
+def test_mounting_aws_credentials_is_refused(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    cfg["file_mounts"]["/home/ubuntu/creds"] = "~/.aws"
+    assert "copies AWS credentials to every node" in _issues_at(_report(tmp_path, cfg).errors,
+                                                                "file_mounts./home/ubuntu/creds")
+
+
+def test_security_groups_named_by_some_node_types_only_are_not_unchecked(tmp_path, base):
+    """Only when every node type names its SecurityGroupIds is the provider's group unused (a warning)."""
+    cfg = copy.deepcopy(base)
+    cfg["available_node_types"][WORKER]["node_config"]["SecurityGroupIds"] = ["sg-0123456789abcdef0"]
+    report = _report(tmp_path, cfg)
+    assert report.ok and not _issues_at(report.warnings, "available_node_types"), report.format()
+    cfg["available_node_types"][HEAD]["node_config"]["SecurityGroupIds"] = ["sg-0123456789abcdef0"]
+    assert any("their rules cannot be checked offline" in m
+               for m in _issues_at(_report(tmp_path, cfg).warnings, "available_node_types"))
+
+
+def test_a_dashboard_on_the_wildcard_host_is_refused(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    cfg["head_start_ray_commands"][1] = cfg["head_start_ray_commands"][1].replace("127.0.0.1", "*")
+    assert _issues_at(_report(tmp_path, cfg).errors, "head_start_ray_commands[1]")
+
+
+@pytest.mark.parametrize("price, ok", [('"0.001"', True), ('"0.0009"', False)])
+def test_the_least_spot_price_ec2_takes_is_accepted(tmp_path, price, ok):
+    text = CLUSTER.read_text()
+    for old, new in _max_price(price):
+        text = text.replace(old, new, 1)
+    report = _report(tmp_path, text)
+    assert report.ok is ok, report.format()
+
+
+@pytest.mark.parametrize("vtype, size, ok", [("gp3", 1, True), ("gp3", 0, False), ("st1", 125, True),
+                                             ("sc1", 124, False), ("io2", 4, True), ("io1", 3, False)])
+def test_volume_sizes_at_and_below_their_minimum(tmp_path, base, vtype, size, ok):
+    cfg = copy.deepcopy(base)
+    ebs = cfg["available_node_types"][WORKER]["node_config"]["BlockDeviceMappings"][0]["Ebs"]
+    ebs.update(VolumeType=vtype, VolumeSize=size)
+    if vtype.startswith("io"):
+        ebs["Iops"] = 100
+    msgs = _issues_at(_report(tmp_path, cfg).errors,
+                      f"available_node_types['{WORKER}'].node_config.BlockDeviceMappings[0].Ebs.VolumeSize")
+    assert (not msgs) is ok, msgs
+
+
+@pytest.mark.parametrize("image, ok", [("ami-0123abcd", True), ("latest_dlami", True), ("ami-0123456789", False)])
+def test_image_ids_ec2_takes(tmp_path, base, image, ok):
+    """ami- and 8 or 17 hex digits, or Ray's latest_dlami; 10 digits is malformed."""
+    cfg = copy.deepcopy(base)
+    cfg["available_node_types"][WORKER]["node_config"]["ImageId"] = image
+    msgs = _issues_at(_report(tmp_path, cfg).errors, f"available_node_types['{WORKER}'].node_config.ImageId")
+    assert (not msgs) is ok, msgs
+
+
+def test_a_zone_is_its_region_and_a_letter(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    cfg["provider"]["availability_zone"] = "us-west-2a,us-west-2"
+    msg = _one(_issues_at(_report(tmp_path, cfg).errors, "provider.availability_zone"))
+    assert msg.startswith("zone(s) us-west-2 not in region")
+
+
+def test_equal_min_and_max_workers_are_fine(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    cfg["available_node_types"][WORKER].update(min_workers=1, max_workers=1)
+    report = _report(tmp_path, cfg)
+    assert report.ok, report.format()
+    assert _issues_at(report.warnings, f"available_node_types['{WORKER}'].min_workers") == [
+        "keeps 1 worker(s) up while idle"]
+
+
+def _cpu_worker(base: dict, resources: dict) -> dict:
+    """The shipped file plus a CPU worker type (m5.large) with ``resources``."""
+    cfg = copy.deepcopy(base)
+    cpu = copy.deepcopy(cfg["available_node_types"][WORKER])
+    cpu["resources"] = resources
+    cpu["node_config"]["InstanceType"] = "m5.large"
+    cfg["available_node_types"]["ray.worker.cpu"] = cpu
+    return cfg
+
+
+def test_a_cpu_worker_beside_the_gpu_one_is_a_warning_and_gpu_0_nothing(tmp_path, base):
+    key = "available_node_types['ray.worker.cpu'].node_config.InstanceType"
+    report = _report(tmp_path, _cpu_worker(base, {}))
+    assert report.ok and any("m5.large has no NVIDIA GPU" in m for m in _issues_at(report.warnings, key)), \
+        report.format()
+    report = _report(tmp_path, _cpu_worker(base, {"GPU": 0}))
+    assert report.ok and not _issues_at(report.warnings, key), report.format()
+
+
+def test_a_node_with_user_data_needs_no_key_name(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    cfg["auth"]["ssh_private_key"] = "~/.ssh/no_such_key.pem"
+    cfg["available_node_types"][HEAD]["node_config"]["KeyName"] = "ups-sweeps"
+    cfg["available_node_types"][WORKER]["node_config"]["UserData"] = "#!/bin/bash\necho hi\n"
+    report = _report(tmp_path, cfg)
+    assert report.ok, report.format()
+
+
+def test_secrets_temporary_keys_and_one_error_a_line(tmp_path):
+    text = CLUSTER.read_text() + "\n# ASIAIOSFODNN7EXAMPLE aws_secret_access_key\n"
+    report = _report(tmp_path, text)
+    assert [i.message.split(" (")[0] for i in report.errors] == ["looks like an AWS access key id"], report.format()
+
+
+def test_the_min_workers_ray_refuses_are_summed_over_node_types(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    second = copy.deepcopy(cfg["available_node_types"][WORKER])
+    cfg["available_node_types"][WORKER]["min_workers"] = second["min_workers"] = 3
+    cfg["available_node_types"]["ray.worker.gpu_spot2"] = second
+    assert "raise max_workers to at least 6 (the sum of min_workers)" in _errors(_write(tmp_path, cfg))
+
+
+def test_a_byte_that_is_not_utf8_is_reported_on_its_line(tmp_path):
+    p = tmp_path / "cluster.yaml"
+    p.write_bytes(b"cluster_name: x\nmax_workers: 4\n# caf\xe9\n")
+    errors = check_cluster_file(p).errors
+    assert len(errors) == 1 and errors[0].line == 3 and "is not UTF-8 text" in errors[0].message
+
+
+# ------------------------------------------------------------------ what the setup commands install
+def test_a_node_types_own_setup_commands_replace_the_global_ones(tmp_path, base):
+    """Ray runs a node type's worker_setup_commands instead of the global ones: a CPU torch there reaches the GPU
+    workers."""
+    cfg = copy.deepcopy(base)
+    cfg["available_node_types"][WORKER]["worker_setup_commands"] = [
+        "~/ups-venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"]
+    msg = _one(_issues_at(_report(tmp_path, cfg).errors, f"available_node_types['{WORKER}'].worker_setup_commands[0]"))
+    assert msg.startswith(f"installs a CPU-only PyTorch build on the GPU worker(s) {WORKER}")
+
+
+def test_a_cpu_torch_on_a_gpu_type_told_gpu_0_is_allowed(tmp_path, base):
+    """A worker type with resources {GPU: 0} runs no GPU trial, whatever its instance type: a CPU torch is fine."""
+    cfg = copy.deepcopy(base)
+    cpu = copy.deepcopy(cfg["available_node_types"][WORKER])
+    cpu["resources"] = {"GPU": 0}
+    cpu["worker_setup_commands"] = cfg["setup_commands"][-1:] + [
+        "~/ups-venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"]
+    cfg["available_node_types"]["ray.worker.no_gpu"] = cpu
+    report = _report(tmp_path, cfg)
+    assert report.ok, report.format()
+
+
+@pytest.mark.parametrize("install, says", [
+    ("hydra-core", "installs 'hydra-core' without an exact == pin"),
+    ("Hydra_Core==1.0.0", "pins hydra-core==1.0.0 but pyproject.toml pins hydra-core==1.3.8"),
+    ("--no-binary torch optuna", "installs 'optuna' without an exact == pin"),
+])
+def test_every_spelling_of_a_pinned_package_is_compared(tmp_path, base, install, says):
+    """hydra-core is pinned like the others, under any spelling of its name; an option's value is no package."""
+    cfg = copy.deepcopy(base)
+    cfg["worker_setup_commands"] = [f"~/ups-venv/bin/pip install {install}"]
+    assert _issues_at(_report(tmp_path, cfg).errors, "worker_setup_commands[0]") == [says]
+
+
+def test_a_local_build_label_is_not_another_version(tmp_path, base):
+    """torch==2.13.0+cu126 is pyproject's torch==2.13.0, built for CUDA 12.6."""
+    cfg = copy.deepcopy(base)
+    cfg["worker_setup_commands"] = ["~/ups-venv/bin/pip install torch==2.13.0+cu126"]
+    report = _report(tmp_path, cfg)
+    assert report.ok, report.format()
+
+
+@pytest.mark.parametrize("setup, ssh_user, mount", [
+    ('cd ~/ups-sweeps && ~/ups-venv/bin/pip install -q ".[tune,cloud]"', "ubuntu", "/home/ubuntu/ups-sweeps"),
+    ('cd ups-sweeps && ~/ups-venv/bin/pip install -q -e ".[tune,cloud]"', "ubuntu", "/home/ubuntu/ups-sweeps"),
+    ('~/ups-venv/bin/pip install -q -e "~/ups-sweeps[tune,cloud]"', "root", "/root/ups-sweeps"),
+])
+def test_the_mounted_repository_installed_by_other_spellings(tmp_path, base, setup, ssh_user, mount):
+    """A non-editable install of ``.``, a cd relative to the home directory, and root's home /root."""
+    cfg = copy.deepcopy(base)
+    cfg["setup_commands"][-1] = setup
+    cfg["auth"]["ssh_user"] = ssh_user
+    cfg["file_mounts"] = {mount: "."}
+    report = _report(tmp_path, cfg)
+    assert report.ok, report.format()
+
+
+def test_a_path_is_under_a_mount_only_at_a_path_separator():
+    assert path_under("/home/ubuntu/ups-sweeps/reqs.txt", "/home/ubuntu/ups-sweeps")
+    assert path_under("/home/ubuntu/ups-sweeps", "/home/ubuntu/ups-sweeps")
+    assert not path_under("/home/ubuntu/ups-sweeps2/reqs.txt", "/home/ubuntu/ups-sweeps")
+
+
+def test_a_continued_requirements_line_is_one_requirement(tmp_path, monkeypatch):
+    reqs = GOOD_REQS.replace("wandb==0.31.0 \\\n", "wandb==0.1.0 \\\n")
+    install = "~/ups-venv/bin/pip install -q -r /home/ubuntu/ups-sweeps/requirements-cloud.txt"
+    errs = _errors(_with_requirements(tmp_path, monkeypatch, reqs, install))
+    assert "pins wandb==0.1.0 (/home/ubuntu/ups-sweeps/requirements-cloud.txt line 5)" in errs, errs
+
+
+def test_ray_all_brings_the_dashboard(tmp_path):
+    text = CLUSTER.read_text().replace(f'"ray[default,tune]=={ray.__version__}"', f'"ray[all]=={ray.__version__}"')
+    report = _report(tmp_path, text)
+    assert report.ok and not _issues_at(report.warnings, "setup_commands[4]"), report.format()
+
+
+def test_a_head_that_advertises_gpus_is_refused(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    cfg["available_node_types"][HEAD]["resources"] = {"CPU": 0, "GPU": 1}
+    assert _issues_at(_report(tmp_path, cfg).errors, f"available_node_types['{HEAD}'].resources.GPU") == [
+        "the head node advertises GPUs"]
+
+
+@pytest.mark.parametrize("image", ["docker.io/rayproject/ray:2.9.0-py310-gpu", "rayproject/ray-ml:2.9.0-gpu"])
+def test_rays_image_from_a_registry_or_ml_is_compared_with_the_client(tmp_path, base, image):
+    cfg = copy.deepcopy(base)
+    cfg["docker"] = {"image": image, "container_name": "ray"}
+    msg = _one(_issues_at(_report(tmp_path, cfg).errors, "docker.image"))
+    assert msg == f"the image {image} has ray 2.9.0 but this client has ray {ray.__version__}"
+
+
+def test_a_worker_address_after_a_space_joins_the_head(tmp_path, base):
+    cfg = copy.deepcopy(base)
+    cfg["worker_start_ray_commands"][1] = cfg["worker_start_ray_commands"][1].replace(
+        "--address=$RAY_HEAD_IP:6379", '--address "${RAY_HEAD_IP}:6379"')
+    report = _report(tmp_path, cfg)
+    assert report.ok, report.format()
+
+
+def test_key_paths_quote_names_with_dots_or_spaces_and_a_missing_key_takes_its_parents_line():
+    """What every issue is located by: a node type 'my worker' is quoted like 'ray.head.cpu'; the top level is
+    named; a key the file lacks (a missing field) is placed at the line of the nearest key it has."""
+    assert fmt_key(("available_node_types", "my worker", "resources", 0)) == "available_node_types['my worker'].resources[0]"
+    assert fmt_key(()) == "<top level>"
+    c = Checker(Path("cluster.yaml"), "a: 1\nb:\n  c: 2\n")
+    assert (c.line(("b", "c", "missing", 0)), c.line(("b",)), c.line(("nowhere",))) == (3, 2, 1)

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import shutil
+from datetime import datetime
+from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+from ups.reports.experiment import ExperimentResults, TrialRecord
 from ups.reports.html import write_report
 from ups.reports import optuna_study
-from ups.reports.optuna_study import STUDY_FILE, export_study, searcher_state, study_hint
+from ups.reports.optuna_study import (STUDY_FILE, StudyExport, _distribution, _reports as report_steps,
+                                      _row_attrs, _rows_by_trial, _times, _truthy, _write_study, end_state,
+                                      export_study, fit_params, searcher_state, sqlite_url, study_hint)
 from ups.reports.sources import ReportError, load_leaderboard
 from ups.tune.space import load_space
 from ups.tune.trainable import METRIC, SEARCH_METRIC
@@ -376,3 +384,119 @@ def test_the_report_a_trial_was_stopped_at_is_in_the_study(stopped: str) -> None
     assert t.intermediate_values == pytest.approx({1: 0.59, 2: 0.58, 3: 1000.0})
     want = optuna.trial.TrialState.PRUNED if stopped == "pruned" else optuna.trial.TrialState.COMPLETE
     assert t.state == want and t.value == pytest.approx(1000.0)
+
+
+def test_end_state_maps_error_nan_stop_and_final_to_optunas_states() -> None:
+    """FAIL for an error or a non-finite last figure; a stop without the final report is PRUNED (value: the last
+    intermediate value, i.e. the highest step) only under searcher.stopped=pruned, else COMPLETE with its last."""
+    steps = {1: 0.5, 2: 0.4, 3: 0.3}
+    assert end_state(False, 0.3, False, "pruned", steps) == ("PRUNED", 0.3)
+    assert end_state(False, 0.3, True, "pruned", steps) == ("COMPLETE", 0.3)
+    assert end_state(False, 0.3, False, "complete", steps) == ("COMPLETE", 0.3)
+    assert end_state(True, 0.3, True, "complete", steps) == ("FAIL", None)
+    assert end_state(False, math.nan, True, "complete", steps) == ("FAIL", None)
+    assert end_state(False, math.inf, True, "complete", steps) == ("FAIL", None)
+    assert end_state(False, None, False, "pruned", {}) == ("FAIL", None)
+
+
+def test_reports_read_the_objective_on_its_step_and_leave_out_non_finite_ones() -> None:
+    """val_objective is what TPE minimised (val_nrmse only without it); each finite report is the intermediate
+    value of its training_iteration, and the last report's figure is the trial's (NaN when not finite)."""
+    history = pd.DataFrame({"training_iteration": [1, 2, 3], "val_objective": [0.5, math.inf, 0.3],
+                            "val_nrmse": [9.0, 9.0, 9.0]})
+    assert report_steps(history) == ({1: 0.5, 3: 0.3}, 0.3)
+    steps, last = report_steps(history.assign(val_objective=[0.5, 0.4, math.nan]))
+    assert steps == {1: 0.5, 2: 0.4} and math.isnan(last)
+    assert report_steps(history.drop(columns="val_objective")) == ({1: 9.0, 2: 9.0, 3: 9.0}, 9.0)
+
+
+def test_a_trials_times_start_one_report_duration_before_its_first_report() -> None:
+    history = pd.DataFrame({"timestamp": [1_000_100, 1_000_110], "time_this_iter_s": [4.0, 10.0]})
+    assert _times(history) == (datetime.fromtimestamp(1_000_096), datetime.fromtimestamp(1_000_110))
+    assert _times(history.drop(columns="time_this_iter_s"))[0] == datetime.fromtimestamp(1_000_100)
+
+
+def test_distributions_of_the_space_keep_log_and_grid(tmp_path: Path) -> None:
+    """loguniform is a log float, uniform a linear one, a grid Optuna's categorical of its values."""
+    path = tmp_path / "space.yaml"
+    path.write_text("params:\n  stages.operator.optimizer.lr: {dist: loguniform, low: 1.0e-4, high: 1.0e-2}\n"
+                    "  ttc.threshold: {dist: uniform, low: 0.1, high: 0.2}\n"
+                    "  training.lambda_spectral: {dist: grid, values: [0.0, 1.0]}\n")
+    params = load_space(path).params
+    assert _distribution(params["stages.operator.optimizer.lr"]) == FloatDistribution(1e-4, 1e-2, log=True)
+    assert _distribution(params["ttc.threshold"]) == FloatDistribution(0.1, 0.2)
+    assert _distribution(params["training.lambda_spectral"]) == CategoricalDistribution([0.0, 1.0])
+
+
+def test_a_trial_missing_a_searched_key_is_left_out() -> None:
+    dists = {"a": FloatDistribution(0.0, 1.0), "b": CategoricalDistribution(["x", "y"])}
+    assert fit_params(dists, {"a": 0.5, "b": "y", "other": 3}) == {"a": 0.5, "b": "y"}
+    assert fit_params(dists, {"a": 0.5}) is None
+    assert fit_params(dists, {"a": 1.5, "b": "y"}) is None
+
+
+def test_final_flags_nan_and_zero_are_not_final() -> None:
+    assert [_truthy(v) for v in (None, math.nan, 0, False, 1, True, 1.0)] == [False] * 4 + [True] * 3
+
+
+def test_leaderboard_rows_are_the_trials_of_this_experiment_or_of_none() -> None:
+    """Only ``kind == trial`` rows, of this experiment (by folder name) or of no named one, give user attrs; of a
+    row, the ROW_ATTRS with a value, as plain Python scalars."""
+    lb = pd.DataFrame({"kind": ["trial", "trial", "trial", "baseline"], "trial_id": ["t1", "t2", "t3", "t4"],
+                       "experiment": ["s3://b/sweeps/exp_a/", "", "exp_b", "exp_a"],
+                       "run_id": ["r1", "r2", "r3", "r4"], "nrmse": [np.float64(0.25), math.nan, 0.1, 0.1],
+                       "label": ["", "L", "L", "L"]})
+    rows = _rows_by_trial(lb, "exp_a")
+    assert sorted(rows) == ["t1", "t2"]
+    attrs = _row_attrs(rows["t1"])
+    assert attrs == {"run_id": "r1", "nrmse": 0.25} and type(attrs["nrmse"]) is float
+    assert _row_attrs(rows["t2"]) == {"run_id": "r2", "label": "L"}
+
+
+def test_an_empty_export_says_no_trials() -> None:
+    assert StudyExport(Path("x.db"), "s").describe("here") == "Optuna study 's' (no trials) in here"
+
+
+def test_the_newest_searcher_state_is_read(tmp_path: Path) -> None:
+    """Tune's searcher-state-<session>.pkl: the greatest name is the newest save."""
+    for stamp in ("2026-01-02_00-00-00", "2026-01-01_00-00-00"):
+        (tmp_path / f"searcher-state-{stamp}.pkl").write_bytes(pickle.dumps({"saved": stamp}))
+    assert searcher_state(tmp_path) == {"saved": "2026-01-02_00-00-00"}
+
+
+def test_a_written_study_carries_its_metric_name_and_attrs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The study names its objective (optuna-dashboard shows it) and keeps its user attrs; its URL is absolute, so
+    that it opens from any directory."""
+    monkeypatch.chdir(tmp_path)
+    assert sqlite_url("r/optuna.db") == f"sqlite:///{tmp_path.resolve() / 'r' / 'optuna.db'}"
+    _write_study(Path("r/optuna.db"), "s", [optuna.study.StudyDirection.MINIMIZE], "val_objective",
+                 {"searcher": "grid"}, [])
+    study = optuna.load_study(study_name="s", storage=sqlite_url("r/optuna.db"))
+    assert study.metric_names == ["val_objective"] and study.user_attrs == {"searcher": "grid"}
+
+
+def _trial(trial_id: str, status: str, lam: float, objectives: list[float], final: bool) -> TrialRecord:
+    """A Tune trial as ``load_experiment`` reads it: one history row per report, the last one ``final`` or not."""
+    history = pd.DataFrame({"training_iteration": list(range(1, len(objectives) + 1)), SEARCH_METRIC: objectives,
+                            "final": [False] * (len(objectives) - 1) + [final]} if objectives else {})
+    return TrialRecord(trial_id, status, {"training.lambda_spectral": lam}, history, dirname=f"trial_{trial_id}")
+
+
+def test_a_random_sweeps_trials_get_their_states_from_tunes_status(tmp_path: Path) -> None:
+    """Built from Tune's results under searcher.stopped=pruned: a final report is COMPLETE, a stop before it PRUNED
+    at its last report, an error FAIL; a PAUSED trial (unfinished) and a PENDING one are left out and counted."""
+    (tmp_path / "ups_sweep.json").write_text(json.dumps(
+        {"sweep": {"searcher.name": "random", "searcher.stopped": "pruned", "scheduler.name": "asha"}, "trial": {}}))
+    (tmp_path / "ups_space.yaml").write_text("params:\n  training.lambda_spectral: {dist: grid, values: [0.0, 1.0, 2.0]}\n")
+    results = ExperimentResults(str(tmp_path), [
+        _trial("a", "TERMINATED", 0.0, [0.5, 0.3], final=True), _trial("b", "TERMINATED", 1.0, [0.6, 0.4], final=False),
+        _trial("c", "ERROR", 2.0, [0.7], final=False), _trial("d", "PAUSED", 0.0, [0.9], final=False),
+        _trial("e", "PENDING", 1.0, [], final=False)])
+    out = export_study(tmp_path, tmp_path / STUDY_FILE, results=results)
+    assert out.searcher == "random" and out.states == {"COMPLETE": 1, "PRUNED": 1, "FAIL": 1}, out
+    assert out.left_out == {"RUNNING": 1, "WAITING": 1}, out
+    trials = {t.user_attrs["tune_trial_id"]: t for t in optuna.load_study(study_name=tmp_path.name,
+                                                                           storage=out.storage).trials}
+    assert (trials["a"].state, trials["a"].value, trials["a"].intermediate_values) == (COMPLETE, 0.3, {1: 0.5, 2: 0.3})
+    assert (trials["b"].state, trials["b"].value) == (PRUNED, 0.4)
+    assert (trials["c"].state, trials["c"].value, trials["c"].intermediate_values) == (FAIL, None, {1: 0.7})

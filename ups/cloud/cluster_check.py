@@ -102,7 +102,7 @@ def _check_secrets(c: Checker) -> None:
             if pat.search(raw):
                 key = key_at_line.get(n, ("<comment>",))
                 c.report.errors.append(Issue(
-                    fmt_key(key), f"looks like a {name} (line {n}); credentials must never be in the cluster file",
+                    fmt_key(key), f"looks like {'an' if name[0] in 'AEIOU' else 'a'} {name} (line {n}); credentials must never be in the cluster file",
                     "delete it (and rotate it if it was real); nodes get S3 access from IamInstanceProfile, "
                     "W&B/other tokens come from the environment or a secrets manager", n))
                 break
