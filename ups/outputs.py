@@ -28,10 +28,10 @@ _MADE: contextvars.ContextVar[list[Path] | None] = contextvars.ContextVar("ups_f
 def make_writable_folder(folder: Path) -> None:
     """Create ``folder`` (and its parents) and write and remove a probe file in it: OSError when it cannot
     take a file (a read-only mount passes ``os.access``)."""
-    folder = Path(folder)
-    missing = [f for f in (folder, *folder.parents) if not f.exists()][::-1]  # outermost first
+    folder, made = Path(folder), _MADE.get()
+    # inside ``refusal_leaves_no_folders`` only: the folders this call makes, outermost first
+    missing = [f for f in (folder, *folder.parents) if not f.exists()][::-1] if made is not None else []
     folder.mkdir(parents=True, exist_ok=True)
-    made = _MADE.get()
     if made is not None:
         made.extend(f for f in missing if f.is_dir())
     with tempfile.NamedTemporaryFile(dir=folder, prefix=".ups-probe-"):
