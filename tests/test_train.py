@@ -12,6 +12,8 @@ from ups.config import load_config
 from ups.train.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, resolve_path
 from ups.train.trainer import TrainingDiverged, train
 
+from tests.fixtures.data import travelling_sines
+
 TINY = ["preset=dim8", "data.initial_step=4", "training.num_threads=1", "training.val_max_samples=4",
         "stages.autoencoder.epochs=2", "stages.operator.epochs=3", "stages.diff_residual.epochs=1",
         "stages.consistency_distill.epochs=2", "training.rollout_horizon=3", "training.lambda_rollout=1",
@@ -22,14 +24,7 @@ TINY = ["preset=dim8", "data.initial_step=4", "training.num_threads=1", "trainin
 
 @pytest.fixture(scope="module")
 def tiny():
-    g = torch.Generator().manual_seed(0)
-    x = torch.linspace(0, 1, 33)[:-1]
-    k = torch.randint(1, 4, (30, 1), generator=g)
-    a = torch.rand(30, 1, generator=g)
-    t = torch.linspace(0, 1, 10)[None, :, None]
-    u = (a[:, :, None] * torch.sin(2 * torch.pi * (k[:, :, None] * x - 0.2 * t))) * torch.exp(-t)  # (30, 10, 32)
-    return types.SimpleNamespace(train=u[:18], val=u[18:24], test=u[24:], data_hash="tiny", source="tiny",
-                                 initial_step=4)
+    return travelling_sines(30, 18, 24)
 
 
 class Stop(Exception):

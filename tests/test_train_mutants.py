@@ -27,6 +27,8 @@ from ups.train.latent_cache import build_latent_cache, encode_trajectories, enco
 from ups.train.schedules import build_scheduler, lr_factor
 from ups.train.stages import StageContext
 
+from tests.fixtures.data import travelling_sines
+
 
 # ------------------------------------------------------------------ EMA
 def _ema_on(value: float, decay: float) -> tuple[nn.Parameter, EMA]:
@@ -296,14 +298,7 @@ _STAGES = ("autoencoder", "operator", "diff_residual", "consistency_distill")
 
 def _tiny_data() -> types.SimpleNamespace:
     """18 training trajectories of 10 frames on 32 points (decaying travelling sines), as in test_train.py."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.linspace(0, 1, 33)[:-1]
-    k = torch.randint(1, 4, (24, 1), generator=g)
-    a = torch.rand(24, 1, generator=g)
-    t = torch.linspace(0, 1, 10)[None, :, None]
-    u = (a[:, :, None] * torch.sin(2 * torch.pi * (k[:, :, None] * x - 0.2 * t))) * torch.exp(-t)
-    return types.SimpleNamespace(train=u[:18], val=u[18:22], test=u[22:], data_hash="tiny-mut", source="tiny",
-                                 initial_step=4)
+    return travelling_sines(24, 18, 22, data_hash="tiny-mut")
 
 
 def test_a_staged_run_clips_schedules_averages_and_hands_each_stage_on(tmp_path: Path, monkeypatch) -> None:
